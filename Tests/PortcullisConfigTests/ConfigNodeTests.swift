@@ -1,0 +1,74 @@
+@testable import PortcullisConfig
+import Testing
+
+@Suite("YAML configuration reader")
+struct ConfigNodeTests {
+    let yaml = """
+    listen: 127.0.0.1:8080
+    limits:
+      max_header_bytes: 16KiB
+      idle_timeout: 250ms
+    routes:
+      - path: /api
+        methods: [GET, POST]
+      - path: /admin
+        audience: wrong
+    """
+
+    @Test("values decode with units")
+    func decodes() throws {
+        var root = try ConfigNode.parse(yaml: yaml, file: "gw.yaml").mapping()
+        #expect(try root.required("listen").string() == "127.0.0.1:8080")
+        var limits = try root.required("limits").mapping()
+        #expect(try limits.required("max_header_bytes").byteCount() == 16384)
+        #expect(try limits.required("idle_timeout").duration() == .milliseconds(250))
+        try limits.finish()
+        let routes = try root.required("routes").sequence()
+        var first = try routes[0].mapping()
+        #expect(try first.required("methods").stringList() == ["GET", "POST"])
+    }
+
+    @Test("an unknown key names the file, line and key path")
+    func unknownKey() throws {
+        var root = try ConfigNode.parse(yaml: yaml, file: "gw.yaml").mapping()
+        let routes = try root.required("routes").sequence()
+        var second = try routes[1].mapping()
+        _ = second.optional("path")
+        let error = #expect(throws: ConfigError.self) { try second.finish() }
+        #expect(error?.line == 9)
+        #expect(error?.keyPath == "routes[1].audience")
+        #expect(error?.description.hasPrefix("gw.yaml:9:") == true)
+    }
+
+    @Test("a missing required key and a wrong type are located")
+    func wrongTypes() throws {
+        var root = try ConfigNode.parse(yaml: yaml, file: "gw.yaml").mapping()
+        var limits = try root.required("limits").mapping()
+        let missing = #expect(throws: ConfigError.self) { try limits.required("max_body_bytes") }
+        #expect(missing?.keyPath == "limits.max_body_bytes")
+        #expect(missing?.message == "missing required key")
+        let notInt = #expect(throws: ConfigError.self) { try root.required("listen").int() }
+        #expect(notInt?.line == 1)
+        #expect(throws: ConfigError.self) { try ConfigNode.parse(yaml: "a: [1, 2", file: "bad.yaml") }
+    }
+
+    @Test("duplicate keys are rejected")
+    func duplicates() {
+        let error = #expect(throws: ConfigError.self) { try ConfigNode.parse(yaml: "a: 1\na: 2\n", file: "d.yaml") }
+        #expect(error?.line != nil)
+        #expect(error?.keyPath == "a")
+        #expect(error?.message == "duplicate key")
+    }
+
+    @Test("durations and sizes parse their units", arguments: [("5s", 5.0), ("250ms", 0.25), ("2m", 120.0), ("1h", 3600.0), ("1.5", 1.5)])
+    func durations(_ text: String, _ seconds: Double) {
+        #expect(ConfigNode.parseDuration(text) == seconds)
+    }
+
+    @Test("bad sizes are rejected")
+    func badSizes() {
+        #expect(ConfigNode.parseByteCount("12 parsecs") == nil)
+        #expect(ConfigNode.parseByteCount("-1") == nil)
+        #expect(ConfigNode.parseByteCount("1GiB") == 1 << 30)
+    }
+}

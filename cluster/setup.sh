@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what Portcullis needs to build, test and run on Debian 12 (as root), then builds.
+#   cluster/setup.sh [debug|release]     (default: debug)
+# Idempotent: packages already present are not reinstalled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+config="${1:-debug}"
+
+need=()
+for pkg in redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages: ${need[*]} (run as root, or install them)" >&2
+        exit 1
+    fi
+    echo "setup: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Python is used only by tests and tools, never by the gateway: an independent JOSE implementation
+# (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client.
+py_need=()
+for mod in joserfc authlib requests; do
+    python3 -c "import $mod" 2>/dev/null || py_need+=("$mod")
+done
+if [ ${#py_need[@]} -gt 0 ]; then
+    echo "setup: installing Python modules ${py_need[*]}"
+    python3 -m pip install -q "${py_need[@]}" 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages "${py_need[@]}"
+fi
+
+command -v swift >/dev/null || { echo "setup: the Swift toolchain is not on PATH" >&2; exit 1; }
+echo "setup: building ($config)"
+swift build -c "$config"
