@@ -134,6 +134,26 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `portcullis-bench`: the benchmarks behind docs/benchmarks.md. Run in release mode only.
+        .executableTarget(
+            name: "PortcullisBench",
+            dependencies: [
+                "PortcullisRedis",
+                "PortcullisJOSE",
+                "PortcullisCluster",
+                "PortcullisGateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // libFuzzer entry point for the JOSE parser and verifier (see docs/fuzzing.md).
+        .executableTarget(
+            name: "PortcullisFuzz",
+            dependencies: ["PortcullisJOSE"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "PortcullisConfigTests",
             dependencies: ["PortcullisConfig"],
@@ -142,6 +162,31 @@ let package = Package(
         .testTarget(
             name: "PortcullisRedisTests",
             dependencies: ["PortcullisRedis", "PortcullisTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PortcullisJOSETests",
+            dependencies: ["PortcullisJOSE", "PortcullisTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PortcullisGatewayTests",
+            dependencies: ["PortcullisGateway", "PortcullisJOSE", "PortcullisTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PortcullisClusterTests",
+            dependencies: ["PortcullisCluster", "PortcullisTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PortcullisControlTests",
+            dependencies: ["PortcullisControl", "PortcullisTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["PortcullisTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `portcullis-bench`: measurements behind docs/benchmarks.md. Build and run in release mode:
+/// `swift run -c release PortcullisBench <area>`.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "portcullis-bench",
+        abstract: "Benchmarks for docs/benchmarks.md (release builds only).",
+        subcommands: []
+    )
+}
