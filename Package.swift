@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
@@ -62,6 +63,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Metrics registry and facade factory (with help text for every metric), log formats.
+        .target(
+            name: "PortcullisObservability",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "PortcullisCluster",
             dependencies: [
@@ -79,12 +90,14 @@ let package = Package(
             name: "PortcullisGateway",
             dependencies: [
                 "PortcullisJOSE",
+                "PortcullisObservability",
                 "PortcullisCluster",
                 "PortcullisConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -96,6 +109,7 @@ let package = Package(
             name: "PortcullisControl",
             dependencies: [
                 "PortcullisJOSE",
+                "PortcullisObservability",
                 "PortcullisCluster",
                 "PortcullisConfig",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -113,6 +127,7 @@ let package = Package(
             name: "PortcullisCLI",
             dependencies: [
                 "PortcullisGateway",
+                "PortcullisObservability",
                 "PortcullisControl",
                 "PortcullisJOSE",
                 "PortcullisConfig",
@@ -130,6 +145,7 @@ let package = Package(
                 "PortcullisRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

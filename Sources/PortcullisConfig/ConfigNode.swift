@@ -125,6 +125,18 @@ public struct ConfigNode: Sendable {
         return false
     }
 
+    /// True for a scalar (a string, number or boolean).
+    public var isScalar: Bool {
+        if case .scalar = value { return true }
+        return false
+    }
+
+    /// True for a list.
+    public var isSequence: Bool {
+        if case .sequence = value { return true }
+        return false
+    }
+
     /// The node as a mapping whose keys are checked against `allowed` when it is finished.
     public func mapping() throws -> ConfigMapping {
         switch value {

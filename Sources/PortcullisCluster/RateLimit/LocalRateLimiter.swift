@@ -1,0 +1,78 @@
+import NIOCore
+import Synchronization
+
+/// A rate limiter that only knows this node's traffic. Used by standalone gateways, and scaled
+/// to `limit / live nodes` by the cluster limiter while Redis is unreachable.
+///
+/// Keys are spread over shards, each with its own lock, so concurrent event loops rarely meet.
+public final class LocalRateLimiter: RateLimiting, Sendable {
+    struct State {
+        var window: SlidingWindow
+        var bucket: TokenBucket?
+        var lastSeen: UInt64
+    }
+
+    private let shards: [Mutex<[String: State]>]
+    /// Divides every policy's limit (live node count in fallback mode); 1 when standalone.
+    private let divisor = Atomic<Int>(1)
+    private let now: @Sendable () -> UInt64
+
+    public init(shardCount: Int = 16, now: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds }) {
+        shards = (0..<max(1, shardCount)).map { _ in Mutex([:]) }
+        self.now = now
+    }
+
+    public var mode: String { "local" }
+
+    /// Enforce `limit / n` per node (the cluster's fallback while Redis is down).
+    public func setDivisor(_ n: Int) {
+        divisor.store(max(1, n), ordering: .relaxed)
+    }
+
+    public func acquire(policy: RateLimitPolicy, key: String) -> RateLimitDecision {
+        let now = self.now()
+        let share = divisor.load(ordering: .relaxed)
+        let limit = max(1, policy.limit / share)
+        let fullKey = policy.name + "\u{0}" + key
+        let shard = shards[Int(UInt(bitPattern: fullKey.hashValue) % UInt(shards.count))]
+        return shard.withLock { entries in
+            var state = entries[fullKey] ?? State(
+                window: SlidingWindow(window: policy.window),
+                bucket: policy.burst.map { TokenBucket(capacity: max(1, $0 / share), limit: limit, window: policy.window, now: now) },
+                lastSeen: now)
+            let decision = Self.decide(&state, limit: limit, now: now)
+            state.lastSeen = now
+            entries[fullKey] = state
+            if entries.count > 10_000 { Self.sweep(&entries, now: now, olderThan: 2 * state.window.windowNanos) }
+            return decision
+        }
+    }
+
+    /// Admits one request if both the window and the burst bucket have room; a rejected request
+    /// consumes neither (Tyk #1876: rejected traffic must not keep a client locked out).
+    static func decide(_ state: inout State, limit: Int, now: UInt64) -> RateLimitDecision {
+        state.window.advance(to: now)
+        state.bucket?.refill(to: now)
+        let estimate = state.window.estimate(at: now)
+        let windowRoom = estimate + 1 <= Double(limit)
+        let bucketRoom = (state.bucket?.tokens ?? 1) >= 1
+        if windowRoom && bucketRoom {
+            state.window.add(1)
+            state.bucket?.take()
+            let remaining = max(0, Int((Double(limit) - state.window.estimate(at: now)).rounded(.down)))
+            let reset = state.window.nanosUntilBelow(Double(limit), at: now)
+            return RateLimitDecision(allowed: true, limit: limit, remaining: remaining, resetSeconds: seconds(reset))
+        }
+        let wait = max(windowRoom ? 0 : state.window.nanosUntilBelow(Double(limit), at: now),
+                       bucketRoom ? 0 : state.bucket?.nanosUntilToken() ?? 0)
+        return RateLimitDecision(allowed: false, limit: limit, remaining: 0, resetSeconds: max(1, seconds(wait)))
+    }
+
+    static func seconds(_ nanos: UInt64) -> Int {
+        Int((nanos + 999_999_999) / 1_000_000_000)
+    }
+
+    private static func sweep(_ entries: inout [String: State], now: UInt64, olderThan age: UInt64) {
+        entries = entries.filter { now &- $0.value.lastSeen < age }
+    }
+}

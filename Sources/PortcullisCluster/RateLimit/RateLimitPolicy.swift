@@ -1,0 +1,74 @@
+import PortcullisConfig
+
+/// One entry of `rate_limits:`: at most `limit` requests per sliding `window` for each distinct key,
+/// and, when `burst` is set, no more than `burst` at once (a token bucket refilled at limit/window).
+public struct RateLimitPolicy: Sendable, Hashable {
+    /// What requests are counted together.
+    public enum Key: Sendable, Hashable, CustomStringConvertible {
+        /// The token's `sub`.
+        case subject
+        /// The token's `client_id` (else `azp`).
+        case clientID
+        /// The client's IP address (the TCP peer; `X-Forwarded-For` is not trusted).
+        case ip
+        /// The value of a request header.
+        case header(String)
+        /// The route as a whole.
+        case route
+
+        public var description: String {
+            switch self {
+            case .subject: "subject"
+            case .clientID: "client_id"
+            case .ip: "ip"
+            case .header(let name): "header:\(name)"
+            case .route: "route"
+            }
+        }
+    }
+
+    public var name: String
+    public var key: Key
+    public var limit: Int
+    public var window: Duration
+    public var burst: Int?
+
+    public init(name: String, key: Key, limit: Int, window: Duration, burst: Int? = nil) {
+        self.name = name
+        self.key = key
+        self.limit = limit
+        self.window = window
+        self.burst = burst
+    }
+
+    /// Parses one entry of `rate_limits:`.
+    public init(node: ConfigNode) throws {
+        var map = try node.mapping()
+        name = try map.required("name").nonEmptyString()
+        let keyNode = try map.required("key")
+        let keyText = try keyNode.string()
+        switch keyText {
+        case "subject", "sub": key = .subject
+        case "client_id", "client": key = .clientID
+        case "ip": key = .ip
+        case "route": key = .route
+        default:
+            let headerName = keyText.dropFirst(7)
+            let validName = !headerName.isEmpty && headerName.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }
+            guard keyText.hasPrefix("header:"), validName else {
+                throw keyNode.error("key must be subject, client_id, ip, route or header:<Name>, got '\(keyText)'")
+            }
+            key = .header(String(keyText.dropFirst(7)).lowercased())
+        }
+        limit = try map.required("limit").int(in: 1...1_000_000_000)
+        let windowNode = try map.required("window")
+        window = try windowNode.duration()
+        guard window >= .milliseconds(100) else { throw windowNode.error("window must be at least 100ms") }
+        if let burstNode = map.optional("burst") {
+            let value = try burstNode.int(in: 1...1_000_000_000)
+            guard value <= limit else { throw burstNode.error("burst (\(value)) cannot exceed limit (\(limit))") }
+            burst = value
+        }
+        try map.finish()
+    }
+}

@@ -1,0 +1,78 @@
+import NIOHTTP1
+import PortcullisJOSE
+
+/// Why a request was refused before reaching the upstream, in the shape RFC 6750 asks for.
+struct AuthFailure: Error {
+    let status: HTTPResponseStatus
+    /// RFC 6750 error code (`invalid_request`, `invalid_token`, `insufficient_scope`), or nil
+    /// when no token was offered (the challenge then carries only the realm, RFC 6750 §3.1).
+    let errorCode: String?
+    let description: String
+    /// Stable reason label for metrics and the access log.
+    let reason: String
+    /// Scopes the route needs, for `insufficient_scope`.
+    let scope: String?
+}
+
+/// A route's JWT requirements, resolved once per route table.
+struct CompiledJWTAuth: Sendable {
+    let allowedIssuers: Set<String>?
+    let scopes: ScopeRequirement?
+    let claims: [ClaimRule]
+}
+
+/// Extract → verify (signature, claims; cached) → revocation (never cached) → scopes and claim rules.
+/// Synchronous, lock-free apart from the token cache's shard: runs on the event loop.
+struct Authenticator: Sendable {
+    let verifier: JWTVerifier
+    let revocation: (any RevocationCheck)?
+
+    func authenticate(_ headers: HTTPHeaders, policy: CompiledJWTAuth) -> Result<VerifiedToken, AuthFailure> {
+        let token: Substring
+        switch BearerExtractor.extract(from: headers) {
+        case .absent:
+            return .failure(AuthFailure(status: .unauthorized, errorCode: nil, description: "a bearer token is required",
+                                        reason: "missing_token", scope: nil))
+        case .ambiguous:
+            return .failure(AuthFailure(status: .badRequest, errorCode: "invalid_request", description: "more than one Authorization header",
+                                        reason: "ambiguous_authorization", scope: nil))
+        case .malformed:
+            return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: "the bearer token is not a valid b64token",
+                                        reason: RejectionReason.malformed.rawValue, scope: nil))
+        case .token(let value):
+            token = value
+        }
+
+        let verified: VerifiedToken
+        switch verifier.verify(token, allowedIssuers: policy.allowedIssuers) {
+        case .success(let value):
+            verified = value
+        case .failure(let rejection):
+            return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: rejection.detail,
+                                        reason: rejection.reason.rawValue, scope: nil))
+        }
+
+        switch revocation?.check(verified) ?? .allowed {
+        case .allowed:
+            break
+        case .revoked(let detail):
+            return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: detail,
+                                        reason: "revoked", scope: nil))
+        case .stale(let detail):
+            return .failure(AuthFailure(status: .serviceUnavailable, errorCode: "temporarily_unavailable", description: detail,
+                                        reason: "revocation_state_stale", scope: nil))
+        }
+
+        if let scopes = policy.scopes, !scopes.isSatisfied(by: verified) {
+            return .failure(AuthFailure(status: .forbidden, errorCode: "insufficient_scope",
+                                        description: "the token lacks the scope this route requires",
+                                        reason: "insufficient_scope", scope: scopes.scopes.joined(separator: " ")))
+        }
+        for rule in policy.claims where !rule.matches(verified) {
+            return .failure(AuthFailure(status: .forbidden, errorCode: "insufficient_scope",
+                                        description: "the token does not satisfy the route's claim rule: \(rule.description)",
+                                        reason: "claim_rule", scope: nil))
+        }
+        return .success(verified)
+    }
+}

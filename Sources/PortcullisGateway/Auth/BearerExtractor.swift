@@ -1,0 +1,59 @@
+import NIOHTTP1
+
+/// What the `Authorization` header carried.
+enum BearerCredential: Equatable {
+    /// No `Authorization` header, or one with another scheme (Basic, …): no bearer token was offered.
+    case absent
+    /// More than one `Authorization` header: ambiguous, rejected as `invalid_request`.
+    case ambiguous
+    /// `Bearer` followed by something that is not an RFC 6750 b64token.
+    case malformed
+    case token(Substring)
+}
+
+/// Pulls the bearer token out of a request (RFC 6750 §2.1). Only the header form is accepted: the
+/// query and form-body forms leak tokens into logs and are not supported.
+enum BearerExtractor {
+    static func extract(from headers: HTTPHeaders) -> BearerCredential {
+        var found: String?
+        for (name, value) in headers where name.utf8.count == 13 && name.lowercased() == "authorization" {
+            if found != nil { return .ambiguous }
+            found = value
+        }
+        guard let value = found else { return .absent }
+        return parse(value)
+    }
+
+    static func parse(_ value: String) -> BearerCredential {
+        let utf8 = value.utf8
+        guard utf8.count >= 6 else { return .absent }
+        let scheme = value.prefix(6)
+        guard scheme.lowercased() == "bearer" else { return .absent }
+        var rest = value.dropFirst(6)
+        guard rest.first == " " else {
+            // "Bearer" alone or "Bearerxyz": a bearer attempt without a usable token.
+            return .malformed
+        }
+        while rest.first == " " { rest = rest.dropFirst() }
+        while rest.last == " " { rest = rest.dropLast() }
+        guard !rest.isEmpty, isB64Token(rest) else { return .malformed }
+        return .token(rest)
+    }
+
+    /// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    static func isB64Token(_ text: Substring) -> Bool {
+        var seenPadding = false
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "="):
+                seenPadding = true
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                if seenPadding { return false }
+            default:
+                return false
+            }
+        }
+        return true
+    }
+}

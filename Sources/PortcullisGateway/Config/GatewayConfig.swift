@@ -1,0 +1,250 @@
+import Foundation
+import NIOCore
+import PortcullisCluster
+import PortcullisConfig
+import PortcullisJOSE
+
+/// Everything `portcullis gateway --config FILE` reads. Parsed once at start and again on SIGHUP;
+/// every error names the file, line and key (see `ConfigError`).
+public struct GatewayConfig: Sendable {
+    /// Identifies this node in the cluster (membership, metrics). Default: `<hostname>-<pid>`.
+    public var nodeID: String
+    /// The public listener.
+    public var listen: HostPort
+    /// TLS on the public listener, when configured.
+    public var tls: ListenerTLSConfig?
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`). Loopback by default.
+    public var adminListen: HostPort
+    /// Event-loop threads; default: one per core.
+    public var eventLoops: Int
+    public var limits: ServerLimits
+    public var accessLog: AccessLogConfig
+    /// Claim → request header forwarded to upstreams for verified tokens.
+    public var identityHeaders: [IdentityHeader]
+    /// `realm` in `WWW-Authenticate` challenges.
+    public var realm: String
+    /// Verified-token cache capacity (entries); 0 disables the cache.
+    public var tokenCacheCapacity: Int
+    public var issuers: [IssuerConfig]
+    public var rateLimitPolicies: [String: RateLimitPolicy]
+    public var routes: [RouteConfig]
+    /// The `cluster:` section, handed as-is to the cluster-state module (nil: a standalone node).
+    public var cluster: ConfigNode?
+    /// The file this was read from; relative paths in it resolve against its folder.
+    public var file: String
+
+    /// Reads and validates a gateway configuration file.
+    public static func load(file: String) throws -> GatewayConfig {
+        try GatewayConfig(root: ConfigNode.load(file: file), file: file)
+    }
+
+    /// Parses a gateway configuration from YAML text (tests, `--check`).
+    public static func parse(yaml: String, file: String) throws -> GatewayConfig {
+        try GatewayConfig(root: ConfigNode.parse(yaml: yaml, file: file), file: file)
+    }
+
+    init(root: ConfigNode, file: String) throws {
+        let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
+        var map = try root.mapping()
+        self.file = file
+        self.nodeID = try map.optional("node_id")?.nonEmptyString() ?? Self.defaultNodeID()
+        self.listen = try HostPort(node: map.required("listen"))
+        self.tls = try map.optional("tls").map { try ListenerTLSConfig(node: $0, baseDirectory: baseDirectory) }
+        self.adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9901)
+        self.eventLoops = try map.optional("event_loops")?.int(in: 1...256) ?? System.coreCount
+        self.limits = try map.optional("limits").map(ServerLimits.init(node:)) ?? ServerLimits()
+        self.accessLog = try map.optional("access_log").map(AccessLogConfig.init(node:)) ?? AccessLogConfig()
+        self.identityHeaders = try map.optional("identity_headers").map(IdentityHeader.list(node:)) ?? IdentityHeader.defaults
+        self.realm = try map.optional("realm")?.nonEmptyString() ?? "portcullis"
+        self.tokenCacheCapacity = try map.optional("token_cache")?.mapping().capacity() ?? 100_000
+        if let issuersNode = map.optional("issuers") {
+            self.issuers = try IssuerConfig.list(from: issuersNode, baseDirectory: baseDirectory)
+        } else {
+            self.issuers = []
+        }
+        var policies: [String: RateLimitPolicy] = [:]
+        for node in try map.optional("rate_limits")?.sequence() ?? [] {
+            let policy = try RateLimitPolicy(node: node)
+            guard policies[policy.name] == nil else { throw node.error("duplicate rate-limit policy name '\(policy.name)'") }
+            policies[policy.name] = policy
+        }
+        self.rateLimitPolicies = policies
+        self.cluster = map.optional("cluster")
+
+        let routesNode = try map.required("routes")
+        var routes: [RouteConfig] = []
+        let issuerNames = Set(issuers.map(\.name))
+        for node in try routesNode.sequence() {
+            let route = try RouteConfig(node: node, baseDirectory: baseDirectory)
+            if routes.contains(where: { $0.name == route.name }) {
+                throw node.error("duplicate route name '\(route.name)'")
+            }
+            if case .jwt(let auth) = route.auth {
+                for name in auth.issuers ?? [] where !issuerNames.contains(name) {
+                    throw node.error("route '\(route.name)' names issuer '\(name)', which is not under issuers:")
+                }
+                if issuerNames.isEmpty {
+                    throw node.error("route '\(route.name)' requires jwt auth but no issuers are configured")
+                }
+            }
+            if let policy = route.rateLimit, policies[policy] == nil {
+                throw node.error("route '\(route.name)' names rate-limit policy '\(policy)', which is not under rate_limits:")
+            }
+            routes.append(route)
+        }
+        guard !routes.isEmpty else { throw routesNode.error("at least one route is required") }
+        self.routes = routes
+        try map.finish()
+    }
+
+    static func defaultNodeID() -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+}
+
+private extension ConfigMapping {
+    mutating func capacity() throws -> Int {
+        let value = try optional("capacity")?.int(in: 0...10_000_000) ?? 100_000
+        try finish()
+        return value
+    }
+}
+
+/// A `host:port` pair. IPv6 hosts are written in brackets: `[::1]:8080`.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    init(node: ConfigNode) throws {
+        guard let parsed = HostPort(parsing: try node.string()) else {
+            throw node.error("expected host:port, e.g. 127.0.0.1:8080")
+        }
+        self = parsed
+    }
+
+    /// Parses `host:port` or `[v6]:port`.
+    public init?(parsing text: String) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+        self.host = String(host)
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Certificate and key for the public listener; re-read on SIGHUP.
+public struct ListenerTLSConfig: Sendable {
+    public var certificateChain: String
+    public var privateKey: String
+
+    init(node: ConfigNode, baseDirectory: String) throws {
+        var map = try node.mapping()
+        certificateChain = resolve(try map.required("certificate_chain").nonEmptyString(), against: baseDirectory)
+        privateKey = resolve(try map.required("private_key").nonEmptyString(), against: baseDirectory)
+        try map.finish()
+    }
+}
+
+/// Limits that keep one client from exhausting the node.
+public struct ServerLimits: Sendable {
+    /// Request line plus all header fields. Default 32 KiB.
+    public var maxHeaderBytes = 32 * 1024
+    /// Open client connections; more are accepted and closed at once. Default 10 000.
+    public var maxConnections = 10_000
+    /// Time to receive a complete request head (slowloris). Default 10 s.
+    public var headerReadTimeout: Duration = .seconds(10)
+    /// Keep-alive connections with no request in flight are closed after this long. Default 60 s.
+    public var idleTimeout: Duration = .seconds(60)
+    /// On SIGTERM, in-flight requests get this long to finish. Default 30 s.
+    public var drainTimeout: Duration = .seconds(30)
+
+    init() {}
+
+    init(node: ConfigNode) throws {
+        var map = try node.mapping()
+        if let v = map.optional("max_header_bytes") { maxHeaderBytes = try v.byteCount() }
+        if let v = map.optional("max_connections") { maxConnections = try v.int(in: 1...1_000_000) }
+        if let v = map.optional("header_read_timeout") { headerReadTimeout = try v.duration() }
+        if let v = map.optional("idle_timeout") { idleTimeout = try v.duration() }
+        if let v = map.optional("drain_timeout") { drainTimeout = try v.duration() }
+        try map.finish()
+        guard maxHeaderBytes >= 1024 else { throw node.error("limits.max_header_bytes must be at least 1KiB") }
+    }
+}
+
+/// The access log: one line per request through swift-log (label `portcullis.access`).
+public struct AccessLogConfig: Sendable {
+    public var enabled = true
+
+    init() {}
+
+    init(node: ConfigNode) throws {
+        if node.isScalar {
+            enabled = try node.bool()
+            return
+        }
+        var map = try node.mapping()
+        if let v = map.optional("enabled") { enabled = try v.bool() }
+        try map.finish()
+    }
+}
+
+/// One claim forwarded as a request header. Array claims are joined with a space.
+public struct IdentityHeader: Sendable, Hashable {
+    public var claim: String
+    public var header: String
+
+    public static let defaults: [IdentityHeader] = [
+        IdentityHeader(claim: "sub", header: "X-Auth-Subject"),
+        IdentityHeader(claim: "scope", header: "X-Auth-Scopes"),
+        IdentityHeader(claim: "iss", header: "X-Auth-Issuer"),
+        IdentityHeader(claim: "client_id", header: "X-Auth-Client-Id"),
+    ]
+
+    static func list(node: ConfigNode) throws -> [IdentityHeader] {
+        var map = try node.mapping()
+        var result: [IdentityHeader] = []
+        for (claim, value) in map.all() {
+            let header = try value.nonEmptyString()
+            guard HeaderName.isValid(header) else { throw value.error("'\(header)' is not a valid header name") }
+            result.append(IdentityHeader(claim: claim, header: header))
+        }
+        return result
+    }
+}
+
+func resolve(_ path: String, against baseDirectory: String) -> String {
+    path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).path
+}
+
+/// RFC 9110 token characters for header names.
+enum HeaderName {
+    static func isValid(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            default:
+                return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PortcullisCluster
+import PortcullisJOSE
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+
+/// One gateway node: the public listener, the admin listener, key sets, and (when configured) its
+/// link to the cluster. Run it as a swift-service-lifecycle `Service`: SIGTERM stops accepting,
+/// drains in-flight requests up to `limits.drain_timeout` and returns; SIGHUP reloads routes,
+/// the listener certificate and `jwks_file` key sets without dropping connections.
+public final class GatewayNode: Service, Sendable {
+    private let configFile: String
+    private let initialConfig: GatewayConfig
+    private let logger: Logger
+    private let registry: PrometheusCollectorRegistry
+    private let ready = Atomic<Bool>(false)
+    private let boundAddresses = Mutex<(public: SocketAddress?, admin: SocketAddress?)>((nil, nil))
+
+    /// - Parameters:
+    ///   - config: the parsed configuration; `configFile` is re-read on SIGHUP.
+    ///   - registry: where metrics go; `/metrics` serves it.
+    public init(config: GatewayConfig, registry: PrometheusCollectorRegistry, logger: Logger) {
+        self.configFile = config.file
+        self.initialConfig = config
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// The addresses actually bound (useful with port 0), once listening.
+    public var addresses: (public: SocketAddress?, admin: SocketAddress?) { boundAddresses.withLock { $0 } }
+
+    public func run() async throws {
+        let config = initialConfig
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoops)
+        let httpClient = HTTPClient(eventLoopGroupProvider: .shared(group))
+        defer {
+            try? httpClient.syncShutdown()
+        }
+
+        // Keys and the verifier.
+        let keys = KeySetStore()
+        let loader = KeySetLoader(issuers: config.issuers, store: keys, httpClient: httpClient, logger: logger)
+        var authenticator: Authenticator?
+        if !config.issuers.isEmpty {
+            let cache = config.tokenCacheCapacity > 0 ? VerifiedTokenCache(capacity: config.tokenCacheCapacity) : nil
+            let verifier = JWTVerifier(issuers: config.issuers, keys: keys, cache: cache,
+                                       onUnknownKeyID: { issuer, kid in loader.requestRefetch(issuerName: issuer, kid: kid) })
+            authenticator = Authenticator(verifier: verifier, revocation: nil)
+        }
+        do {
+            try await loader.loadInitial()
+        } catch {
+            throw GatewayError.keys("\(error)")
+        }
+
+        let metrics = GatewayMetrics(registry: registry)
+        let routes = try RouteTable(config: config, metrics: metrics)
+        let context = GatewayContext(
+            routes: routes, metrics: metrics, authenticator: authenticator, rateLimiter: LocalRateLimiter(),
+            identityHeaders: config.identityHeaders, realm: config.realm,
+            accessLog: config.accessLog.enabled ? AccessLog() : nil)
+
+        let server = try await GatewayServer(group: group, context: context, limits: config.limits,
+                                             tls: try Self.makeTLSContext(config.tls), logger: logger)
+        let admin = AdminServer(group: group) { [registry, ready, keys] path in
+            switch path {
+            case "/metrics":
+                return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: registry.emitToBuffer())
+            case "/healthz":
+                return .text(.ok, "ok\n")
+            case "/readyz":
+                if !ready.load(ordering: .relaxed) { return .text(.serviceUnavailable, "starting\n") }
+                if !keys.isReady { return .text(.serviceUnavailable, "key sets not loaded\n") }
+                return .text(.ok, "ready\n")
+            default:
+                return nil
+            }
+        }
+        let adminAddress = try await admin.start(host: config.adminListen.host, port: config.adminListen.port)
+        let publicAddress = try await server.start(host: config.listen.host, port: config.listen.port)
+        boundAddresses.withLock { $0 = (publicAddress, adminAddress) }
+        ready.store(true, ordering: .relaxed)
+        logger.info("gateway listening", metadata: [
+            "node": "\(config.nodeID)", "public": "\(publicAddress)", "admin": "\(adminAddress)",
+            "routes": "\(config.routes.count)", "issuers": "\(config.issuers.count)", "event_loops": "\(config.eventLoops)",
+        ])
+
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await loader.run() }
+            tasks.addTask { [self] in
+                for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    await reload(context: context, server: server, loader: loader, metrics: metrics)
+                }
+            }
+            // Runs until SIGTERM/SIGINT (the service group's graceful shutdown) or cancellation.
+            try? await gracefulShutdown()
+            ready.store(false, ordering: .relaxed)
+            logger.info("draining", metadata: ["open_connections": "\(server.connectionCount)"])
+            let drained = await server.drain(deadline: config.limits.drainTimeout)
+            logger.info("drained", metadata: ["complete": "\(drained)"])
+            tasks.cancelAll()
+        }
+        await server.closeIdlePools()
+        await admin.stop()
+        try? await httpClient.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    /// SIGHUP: new routes, certificate and key files; a broken file keeps the old state and is logged.
+    private func reload(context: GatewayContext, server: GatewayServer, loader: KeySetLoader, metrics: GatewayMetrics) async {
+        do {
+            let config = try GatewayConfig.load(file: configFile)
+            let routes = try RouteTable(config: config, metrics: metrics)
+            let tls = try Self.makeTLSContext(config.tls)
+            context.replaceRoutes(routes)
+            server.replaceTLS(tls)
+            try await loader.reload()
+            logger.info("configuration reloaded", metadata: ["routes": "\(config.routes.count)"])
+        } catch {
+            logger.error("reload failed; keeping the previous configuration", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func makeTLSContext(_ tls: ListenerTLSConfig?) throws -> NIOSSLContext? {
+        guard let tls else { return nil }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateChain).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
+            let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw GatewayError.tls("cannot load \(tls.certificateChain) / \(tls.privateKey): \(error)")
+        }
+    }
+}

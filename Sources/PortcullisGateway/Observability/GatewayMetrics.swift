@@ -1,0 +1,100 @@
+import PortcullisObservability
+import Prometheus
+import Synchronization
+
+/// The data plane's metrics, registered straight on the Prometheus registry (with help text, which
+/// `promtool check metrics` requires) and resolved to handles once per route, so the request path
+/// only does atomic adds.
+public final class GatewayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    private let authDecisions = Mutex<[String: Counter]>([:])
+    private let rateLimitDecisions = Mutex<[String: Counter]>([:])
+    private let upstreamFailures = Mutex<[String: Counter]>([:])
+    private let routes = Mutex<[String: RouteMetrics]>([:])
+    /// Time the gateway itself adds: request duration minus time spent waiting on the upstream.
+    let addedLatency: DurationHistogram
+    let openConnections: Gauge
+    let rejectedConnections: Counter
+
+    static let latencyBuckets: [Duration] = [
+        .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
+        .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+    ]
+
+    public init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+        addedLatency = registry.durationHistogram("portcullis_gateway_added_latency_seconds", labels: [], buckets: Self.latencyBuckets,
+            help: "Time the gateway adds to a proxied request: total duration minus time waiting on the upstream.")
+        openConnections = registry.gauge("portcullis_open_connections", labels: [], help: "Client connections currently open.")
+        rejectedConnections = registry.counter("portcullis_rejected_connections_total", labels: [],
+            help: "Client connections closed at once because limits.max_connections was reached.")
+    }
+
+    func route(_ name: String) -> RouteMetrics {
+        routes.withLock { cache in
+            if let existing = cache[name] { return existing }
+            let created = RouteMetrics(route: name, registry: registry)
+            cache[name] = created
+            return created
+        }
+    }
+
+    /// Counts one authentication outcome (`ok` or a rejection reason code).
+    func authDecision(_ reason: String) {
+        counter(in: authDecisions, key: reason) {
+            registry.counter("portcullis_auth_decisions_total", labels: [("reason", reason)],
+                                 help: "Authentication decisions by outcome: ok, or the reason code of the rejection.")
+        }.increment()
+    }
+
+    func rateLimitDecision(policy: String, allowed: Bool) {
+        let decision = allowed ? "allowed" : "rejected"
+        counter(in: rateLimitDecisions, key: policy + "\u{0}" + decision) {
+            registry.counter("portcullis_ratelimit_decisions_total", labels: [("policy", policy), ("decision", decision)],
+                                 help: "Rate-limit decisions by policy and outcome.")
+        }.increment()
+    }
+
+    func upstreamFailure(route: String, kind: String) {
+        counter(in: upstreamFailures, key: route + "\u{0}" + kind) {
+            registry.counter("portcullis_upstream_failures_total", labels: [("route", route), ("kind", kind)],
+                                 help: "Failed upstream exchanges by route and kind (connect_failed, connect_timeout, response_header_timeout, ...).")
+        }.increment()
+    }
+
+    private func counter(in cache: Mutex<[String: Counter]>, key: String, make: () -> Counter) -> Counter {
+        cache.withLock { entries in
+            if let existing = entries[key] { return existing }
+            let created = make()
+            entries[key] = created
+            return created
+        }
+    }
+}
+
+/// Per-route handles, created once when a route table is built.
+final class RouteMetrics: Sendable {
+    /// Indexed by status class 1...5.
+    private let requests: [Counter]
+    let requestDuration: DurationHistogram
+    let upstreamDuration: DurationHistogram
+
+    init(route: String, registry: PrometheusCollectorRegistry) {
+        requests = (1...5).map { klass in
+            registry.counter("portcullis_http_requests_total", labels: [("route", route), ("code", "\(klass)xx")],
+                                 help: "Requests answered, by route and status class.")
+        }
+        requestDuration = registry.durationHistogram("portcullis_http_request_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
+            help: "Time from the request head to the last response byte, by route.")
+        upstreamDuration = registry.durationHistogram("portcullis_upstream_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
+            help: "Time from sending the request upstream to its last response byte, by route.")
+    }
+
+    func countResponse(status: Int) {
+        let klass = min(max(status / 100, 1), 5)
+        requests[klass - 1].increment()
+    }
+}

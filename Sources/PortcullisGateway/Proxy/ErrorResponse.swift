@@ -1,0 +1,55 @@
+import NIOCore
+import NIOHTTP1
+import PortcullisJOSE
+
+/// A response the gateway writes itself: RFC 6750 challenges, 404/405/413/429/502/504.
+/// Always JSON `{"error", "error_description", "request_id"}`; never echoes a token.
+struct ErrorResponse {
+    var status: HTTPResponseStatus
+    var error: String
+    var description: String
+    var headers: HTTPHeaders = HTTPHeaders()
+
+    /// The RFC 6750 response for a failed authentication.
+    init(_ failure: AuthFailure, realm: String) {
+        status = failure.status
+        error = failure.errorCode ?? "unauthorized"
+        description = failure.description
+        if failure.status == .unauthorized || failure.status == .forbidden || failure.status == .badRequest {
+            var challenge = "Bearer realm=\"\(Self.quoted(realm))\""
+            if let code = failure.errorCode {
+                challenge += ", error=\"\(code)\", error_description=\"\(Self.quoted(failure.description))\""
+            }
+            if let scope = failure.scope {
+                challenge += ", scope=\"\(Self.quoted(scope))\""
+            }
+            headers.add(name: "WWW-Authenticate", value: challenge)
+        }
+    }
+
+    init(status: HTTPResponseStatus, error: String, description: String) {
+        self.status = status
+        self.error = error
+        self.description = description
+    }
+
+    func body(requestID: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let json = JSONWriter.serialize(.object([
+            "error": .string(error),
+            "error_description": .string(description),
+            "request_id": .string(requestID),
+        ]))
+        return allocator.buffer(string: json)
+    }
+
+    /// RFC 6750 quoted-string content: printable ASCII without `"` and `\` (replaced), so a
+    /// description can never break the header.
+    static func quoted(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { scalar -> Unicode.Scalar in
+            switch scalar.value {
+            case 0x20...0x7E where scalar != "\"" && scalar != "\\": scalar
+            default: "'"
+            }
+        }))
+    }
+}

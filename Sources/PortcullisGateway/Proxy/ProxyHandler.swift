@@ -1,0 +1,569 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import PortcullisJOSE
+
+/// The request path, top to bottom, for one client connection:
+///
+/// 1. `.head` arrives → request id, path check, route match, body-size check,
+///    authentication (token, revocation, scopes, claim rules), rate limit.
+/// 2. Refused → a JSON error with the RFC 6750 challenge; the request body is discarded.
+/// 3. Accepted → an upstream connection from this event loop's pool (or a fresh one, on a
+///    healthy target), the rewritten head, then the body streamed with backpressure.
+/// 4. The upstream's response streams back; the connection returns to the pool.
+/// 5. Metrics and one access-log line.
+///
+/// Pipelined requests reach this handler one at a time (NIO's `HTTPServerPipelineHandler`
+/// holds the next one until this response ends), so there is at most one exchange.
+final class ProxyHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        /// The gateway answered; request parts are dropped until `.end`.
+        case discarding
+        case proxying(Exchange)
+    }
+
+    private let gateway: GatewayContext
+    private let pool: UpstreamPool
+    private let timeouts: HeadTimeoutHandler?
+    private let client: HeaderRewriter.ClientInfo
+    private var state: State = .idle
+    private var context: ChannelHandlerContext!
+    private var pendingRead = false
+    /// Close the client connection once the current response is written.
+    private var closeAfterResponse = false
+
+    init(gateway: GatewayContext, pool: UpstreamPool, timeouts: HeadTimeoutHandler?, client: HeaderRewriter.ClientInfo) {
+        self.gateway = gateway
+        self.pool = pool
+        self.timeouts = timeouts
+        self.client = client
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    // MARK: 1. Request head
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            timeouts?.headReceived()
+            handleHead(head)
+        case .body(let body):
+            switch state {
+            case .proxying(let exchange): exchange.clientBody(body)
+            case .idle, .discarding: break
+            }
+        case .end:
+            switch state {
+            case .proxying(let exchange): exchange.clientEnd()
+            case .discarding: state = .idle
+            case .idle: break
+            }
+        }
+    }
+
+    private func handleHead(_ head: HTTPRequestHead) {
+        let start = NIODeadline.now()
+        let requestID = RequestID.accept(head.headers.first(name: "x-request-id")) ?? RequestID.generate()
+        let hasBody = head.headers.contains(name: "transfer-encoding")
+            || (head.headers.first(name: "content-length").flatMap(Int.init) ?? 0) > 0
+        // The query string is left out of the log: it may carry credentials.
+        var log = RequestLog(requestID: requestID, method: head.method.rawValue,
+                             path: String(head.uri.prefix { $0 != "?" }), start: start)
+
+        guard let path = RequestPath.validate(head.uri) else {
+            return reject(ErrorResponse(status: .badRequest, error: "invalid_request", description: "the request target is not a valid origin-form path"),
+                          head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
+        }
+        let table = gateway.routeTable
+        let route: CompiledRoute
+        switch table.router.match(host: RequestPath.host(head.headers), path: path, method: head.method.rawValue) {
+        case .matched(let matched):
+            route = matched
+        case .notFound:
+            return reject(ErrorResponse(status: .notFound, error: "not_found", description: "no route matches this request"),
+                          head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
+        case .methodNotAllowed(let allowed):
+            var response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: "this route does not accept \(head.method.rawValue)")
+            response.headers.add(name: "Allow", value: allowed.joined(separator: ", "))
+            return reject(response, head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
+        }
+        log.route = route.config.name
+
+        if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > route.config.maxBodyBytes {
+            return reject(ErrorResponse(status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes"),
+                          head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
+        }
+
+        var identity: VerifiedToken?
+        if let policy = route.jwtAuth {
+            guard let authenticator = gateway.authenticator else {
+                // Unreachable with a validated config (jwt routes require issuers); fail closed.
+                return reject(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured"),
+                              head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
+            }
+            switch authenticator.authenticate(head.headers, policy: policy) {
+            case .success(let token):
+                identity = token
+                log.subject = token.subject
+                gateway.metrics.authDecision("ok")
+            case .failure(let failure):
+                log.reason = failure.reason
+                gateway.metrics.authDecision(failure.reason)
+                return reject(ErrorResponse(failure, realm: gateway.realm), head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
+            }
+        }
+
+        var rateLimitHeaders: HTTPHeaders?
+        if let policy = route.rateLimit {
+            let key = RateLimitKey.value(for: policy.key, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
+            let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
+            gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed)
+            var headers = HTTPHeaders()
+            headers.add(name: "RateLimit-Policy", value: "\(policy.limit);w=\(Int(policy.window.components.seconds))")
+            headers.add(name: "RateLimit-Limit", value: String(decision.limit))
+            headers.add(name: "RateLimit-Remaining", value: String(decision.remaining))
+            headers.add(name: "RateLimit-Reset", value: String(decision.resetSeconds))
+            guard decision.allowed else {
+                log.reason = "rate_limited"
+                var response = ErrorResponse(status: .tooManyRequests, error: "rate_limited", description: "rate limit '\(policy.name)' exceeded")
+                response.headers = headers
+                response.headers.add(name: "Retry-After", value: String(max(1, decision.resetSeconds)))
+                return reject(response, head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
+            }
+            rateLimitHeaders = headers
+        }
+
+        // 3. Accepted: forward.
+        let upstreamHead = HeaderRewriter.upstreamRequest(head, route: route.config, identity: identity,
+                                                          identityHeaders: gateway.identityHeaders, requestID: requestID, client: client)
+        if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+            // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
+        let exchange = Exchange(handler: self, route: route, clientHead: head, upstreamHead: upstreamHead,
+                                log: log, extraResponseHeaders: rateLimitHeaders)
+        state = .proxying(exchange)
+        exchange.start()
+    }
+
+    // MARK: 2. Refusals
+
+    private func reject(_ response: ErrorResponse, head: HTTPRequestHead, log: inout RequestLog, hasBody: Bool, metrics: RouteMetrics) {
+        // An unread body would be parsed as the next request; rather than drain an arbitrary
+        // amount, close the connection after answering.
+        if hasBody { closeAfterResponse = true }
+        state = .discarding
+        log.status = Int(response.status.code)
+        log.reason = log.reason ?? response.error
+        writeGatewayResponse(response, requestHead: head, requestID: log.requestID)
+        finish(log: log, metrics: metrics, upstreamTime: nil)
+    }
+
+    /// Writes a response the gateway composed itself.
+    fileprivate func writeGatewayResponse(_ response: ErrorResponse, requestHead: HTTPRequestHead, requestID: String) {
+        let body = response.body(requestID: requestID, allocator: context.channel.allocator)
+        var headers = response.headers
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        headers.add(name: "X-Request-Id", value: requestID)
+        headers.add(name: "Cache-Control", value: "no-store")
+        let keepAlive = requestHead.isKeepAlive && !closeAfterResponse
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: requestHead.version, status: response.status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        writeEnd(keepAlive: keepAlive)
+    }
+
+    private func writeEnd(keepAlive: Bool) {
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            timeouts?.exchangeCompleted()
+        } else {
+            let context = self.context!
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    // MARK: 5. Completion
+
+    fileprivate func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: Duration?) {
+        let total = NIODeadline.now() - log.start
+        let duration = Duration.nanoseconds(total.nanoseconds)
+        metrics.countResponse(status: log.status)
+        metrics.requestDuration.record(duration)
+        if let upstreamTime {
+            metrics.upstreamDuration.record(upstreamTime)
+            gateway.metrics.addedLatency.record(max(.zero, duration - upstreamTime))
+        }
+        gateway.accessLog?.record(log, duration: duration)
+    }
+
+    fileprivate func exchangeFinished(_ exchange: Exchange, keepAlive: Bool) {
+        if case .proxying(let current) = state, current === exchange {
+            state = exchange.clientRequestEnded ? .idle : .discarding
+        }
+        writeEnd(keepAlive: keepAlive && !closeAfterResponse)
+        resumeClientReads()
+    }
+
+    // MARK: Backpressure and connection events
+
+    /// Client reads pause while the upstream connection is missing or cannot take more bytes.
+    func read(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state, !exchange.upstreamWritable {
+            pendingRead = true
+            return
+        }
+        context.read()
+    }
+
+    fileprivate func resumeClientReads() {
+        if pendingRead {
+            pendingRead = false
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, case .proxying(let exchange) = state {
+            exchange.clientDrained()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state {
+            exchange.clientGone()
+        }
+        state = .idle
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Protocol errors were already answered with 400 by NIO's error handler.
+        context.close(promise: nil)
+    }
+
+    fileprivate var clientChannel: any Channel { context.channel }
+    fileprivate var eventLoop: any EventLoop { context.eventLoop }
+    fileprivate var clientWritable: Bool { context.channel.isWritable }
+    fileprivate var gatewayContext: GatewayContext { gateway }
+    fileprivate var upstreamPool: UpstreamPool { pool }
+
+    fileprivate func writeToClient(_ part: HTTPServerResponsePart) {
+        context.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    fileprivate func flushClient() {
+        context.flush()
+    }
+
+    fileprivate func closeClient() {
+        context.close(promise: nil)
+    }
+
+    fileprivate func markCloseAfterResponse() {
+        closeAfterResponse = true
+    }
+}
+
+// MARK: 3-4. One proxied exchange
+
+/// A request accepted for forwarding: finds an upstream connection, streams the request body to
+/// it, relays the response. Lives on the client's event loop; the upstream connection is on the
+/// same loop.
+private final class Exchange: UpstreamExchangeDelegate {
+    private unowned let handler: ProxyHandler
+    let route: CompiledRoute
+    let clientHead: HTTPRequestHead
+    let upstreamHead: HTTPRequestHead
+    var log: RequestLog
+    let extraResponseHeaders: HTTPHeaders?
+
+    private var upstream: UpstreamConnection?
+    private var upstreamReused = false
+    private var attempts = 0
+    private var triedTarget: UpstreamTarget?
+    /// Body parts that arrived before an upstream connection was ready.
+    private var buffered: [ByteBuffer] = []
+    private var bodyBytes = 0
+    private(set) var clientRequestEnded = false
+    private var upstreamRequestEnded = false
+    private var responseHeadSent = false
+    private var upstreamKeepAlive = true
+    private var upstreamSentAt: NIODeadline?
+    private var headerTimer: Scheduled<Void>?
+    private var done = false
+
+    init(handler: ProxyHandler, route: CompiledRoute, clientHead: HTTPRequestHead, upstreamHead: HTTPRequestHead,
+         log: RequestLog, extraResponseHeaders: HTTPHeaders?) {
+        self.handler = handler
+        self.route = route
+        self.clientHead = clientHead
+        self.upstreamHead = upstreamHead
+        self.log = log
+        self.extraResponseHeaders = extraResponseHeaders
+    }
+
+    var upstreamWritable: Bool { upstream?.channel.isWritable ?? false }
+    var clientIsWritable: Bool { handler.clientWritable }
+
+    // MARK: Finding an upstream connection
+
+    func start() {
+        let now = NIODeadline.now()
+        guard let target = route.selector.pick(now: now, excluding: triedTarget) else {
+            return fail(.connectFailed("no upstream targets"))
+        }
+        attempts += 1
+        triedTarget = target
+        log.upstream = target.address.description
+        if let pooled = handler.upstreamPool.takeIdle(target: target, settings: route.upstream) {
+            attach(pooled, reused: true)
+            return
+        }
+        handler.upstreamPool.connect(target: target, settings: route.upstream) { [self] result in
+            guard !done else {
+                if case .success(let connection) = result { handler.upstreamPool.release(connection, settings: route.upstream) }
+                return
+            }
+            switch result {
+            case .success(let connection):
+                target.markHealthy()
+                attach(connection, reused: false)
+            case .failure(let error):
+                target.eject(for: route.upstream.ejectFor, now: .now())
+                handler.gatewayContext.metrics.upstreamFailure(route: route.config.name, kind: error.kind)
+                // Nothing was sent: another target may take it.
+                if attempts < 2, route.selector.targets.count > 1 {
+                    start()
+                } else {
+                    fail(error)
+                }
+            }
+        }
+    }
+
+    private func attach(_ connection: UpstreamConnection, reused: Bool) {
+        upstream = connection
+        upstreamReused = reused
+        connection.handler.beginExchange(delegate: self)
+        upstreamSentAt = .now()
+        let headWritten = handler.eventLoop.makePromise(of: Void.self)
+        connection.write(.head(upstreamHead), promise: headWritten)
+        headWritten.futureResult.assumeIsolated().whenFailure { [self] _ in
+            // The pooled connection was already closed: no byte of this request left the gateway.
+            guard upstream === connection, !done else { return }
+            retryOnFreshConnection(after: connection)
+        }
+        for part in buffered {
+            connection.write(.body(.byteBuffer(part)))
+        }
+        buffered.removeAll()
+        if clientRequestEnded { endUpstreamRequest() }
+        connection.flush()
+        handler.resumeClientReads()
+    }
+
+    /// A reused connection turned out dead before the request could be delivered: one retry on a
+    /// fresh connection (and never for a request whose body already started streaming).
+    private func retryOnFreshConnection(after dead: UpstreamConnection) -> Void {
+        dead.close()
+        upstream = nil
+        guard upstreamReused, attempts < 3, bodyBytes == 0 else {
+            return fail(.closedBeforeResponse)
+        }
+        headerTimer?.cancel()
+        upstreamRequestEnded = false
+        attempts += 1
+        let target = dead.target
+        handler.upstreamPool.connect(target: target, settings: route.upstream) { [self] result in
+            guard !done else {
+                if case .success(let connection) = result { handler.upstreamPool.release(connection, settings: route.upstream) }
+                return
+            }
+            switch result {
+            case .success(let connection): attach(connection, reused: false)
+            case .failure(let error):
+                target.eject(for: route.upstream.ejectFor, now: .now())
+                fail(error)
+            }
+        }
+    }
+
+    // MARK: Request body, client → upstream
+
+    func clientBody(_ body: ByteBuffer) {
+        guard !done else { return }
+        bodyBytes += body.readableBytes
+        if bodyBytes > route.config.maxBodyBytes {
+            handler.markCloseAfterResponse()
+            return fail(nil, status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes")
+        }
+        guard let upstream else {
+            buffered.append(body)
+            return
+        }
+        upstream.write(.body(.byteBuffer(body)))
+        upstream.flush()
+    }
+
+    func clientEnd() {
+        clientRequestEnded = true
+        guard !done, upstream != nil else { return }
+        endUpstreamRequest()
+        upstream?.flush()
+    }
+
+    private func endUpstreamRequest() {
+        guard !upstreamRequestEnded, let upstream else { return }
+        upstreamRequestEnded = true
+        upstream.write(.end(nil))
+        let timeout = route.upstream.responseHeaderTimeout
+        headerTimer = handler.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            guard !responseHeadSent, !done else { return }
+            upstream.close()
+            fail(.responseHeaderTimeout)
+        }
+    }
+
+    func clientDrained() {
+        upstream?.resumeReading()
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { handler.resumeClientReads() }
+    }
+
+    func clientGone() {
+        guard !done else { return }
+        done = true
+        headerTimer?.cancel()
+        upstream?.close()
+        upstream = nil
+        log.status = 499
+        log.reason = "client_closed"
+        handler.finish(log: log, metrics: route.metrics, upstreamTime: nil)
+    }
+
+    // MARK: Response, upstream → client
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        guard !done else { return }
+        headerTimer?.cancel()
+        responseHeadSent = true
+        upstreamKeepAlive = head.isKeepAlive
+        var response = HeaderRewriter.clientResponse(head, route: route.config, requestID: log.requestID)
+        response.version = clientHead.version
+        if let extra = extraResponseHeaders {
+            for (name, value) in extra { response.headers.replaceOrAdd(name: name, value: value) }
+        }
+        // An HTTP/1.0 client can only find the end of an unframed body by the connection closing.
+        if clientHead.version.minor == 0, !response.headers.contains(name: "content-length") {
+            handler.markCloseAfterResponse()
+        }
+        if !clientHead.isKeepAlive { handler.markCloseAfterResponse() }
+        log.status = Int(head.status.code)
+        handler.writeToClient(.head(response))
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        guard !done else { return }
+        handler.writeToClient(.body(.byteBuffer(body)))
+    }
+
+    func upstreamReadComplete() {
+        if !done { handler.flushClient() }
+    }
+
+    func upstreamResponseEnd(keepAlive: Bool) {
+        guard !done else { return }
+        done = true
+        headerTimer?.cancel()
+        let upstreamTime = upstreamSentAt.map { Duration.nanoseconds((NIODeadline.now() - $0).nanoseconds) }
+        if let upstream {
+            // Reuse only a connection that finished a complete request and response in step.
+            if keepAlive, upstreamKeepAlive, upstreamRequestEnded {
+                handler.upstreamPool.release(upstream, settings: route.upstream)
+            } else {
+                upstream.close()
+            }
+            self.upstream = nil
+        }
+        if !clientRequestEnded {
+            // The upstream answered before the body was fully sent; the rest will be discarded.
+            handler.markCloseAfterResponse()
+        }
+        handler.finish(log: log, metrics: route.metrics, upstreamTime: upstreamTime)
+        handler.exchangeFinished(self, keepAlive: true)
+    }
+
+    func upstreamFailed(_ error: UpstreamError, responseStarted: Bool) {
+        guard !done, let failed = upstream else { return }
+        if !responseStarted, upstreamReused, case .closedBeforeResponse = error,
+           bodyBytes == 0, Self.isIdempotent(clientHead.method) {
+            // A pooled connection the upstream closed while idle (a keep-alive race): nothing of
+            // this request reached the application, so one retry on a fresh connection is safe.
+            return retryOnFreshConnection(after: failed)
+        }
+        fail(error)
+    }
+
+    // MARK: Failure
+
+    private func fail(_ error: UpstreamError) {
+        handler.gatewayContext.metrics.upstreamFailure(route: route.config.name, kind: error.kind)
+        log.reason = error.kind
+        fail(error, status: error.isTimeout ? .gatewayTimeout : .badGateway,
+             error: error.isTimeout ? "upstream_timeout" : "bad_gateway",
+             description: error.isTimeout ? "the upstream did not answer in time" : "the upstream is unavailable")
+    }
+
+    private func fail(_ error: UpstreamError?, status: HTTPResponseStatus, error code: String, description: String) {
+        guard !done else { return }
+        done = true
+        headerTimer?.cancel()
+        upstream?.close()
+        upstream = nil
+        if responseHeadSent {
+            // Too late for an error response: the client sees a truncated body and a closed connection.
+            handler.closeClient()
+            handler.finish(log: log, metrics: route.metrics, upstreamTime: nil)
+            return
+        }
+        if !clientRequestEnded { handler.markCloseAfterResponse() }
+        log.status = Int(status.code)
+        log.reason = log.reason ?? code
+        handler.writeGatewayResponse(ErrorResponse(status: status, error: code, description: description),
+                                     requestHead: clientHead, requestID: log.requestID)
+        handler.finish(log: log, metrics: route.metrics, upstreamTime: nil)
+        handler.exchangeFinishedAfterGatewayResponse(self)
+    }
+
+    private static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .DELETE, .PUT, .TRACE: true
+        default: false
+        }
+    }
+}
+
+extension ProxyHandler {
+    /// After a gateway-written error mid-exchange the state machine must drop the rest of the body.
+    fileprivate func exchangeFinishedAfterGatewayResponse(_ exchange: Exchange) {
+        if case .proxying(let current) = state, current === exchange {
+            state = exchange.clientRequestEnded ? .idle : .discarding
+        }
+        resumeClientReads()
+    }
+}

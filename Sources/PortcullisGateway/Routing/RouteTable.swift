@@ -1,0 +1,71 @@
+import Foundation
+import NIOCore
+import NIOSSL
+import PortcullisJOSE
+
+/// A route ready for the request path: its config plus everything derived from it once.
+final class CompiledRoute: Sendable {
+    let config: RouteConfig
+    let selector: UpstreamTargetSelector
+    let upstream: UpstreamSettings
+    let jwtAuth: CompiledJWTAuth?
+    let rateLimit: RateLimitPolicy?
+    let metrics: RouteMetrics
+
+    init(config: RouteConfig, policies: [String: RateLimitPolicy], metrics: GatewayMetrics) throws {
+        self.config = config
+        self.selector = UpstreamTargetSelector(addresses: config.upstream.targets)
+        let upstream = config.upstream
+        var tlsContext: NIOSSLContext?
+        if let tls = upstream.tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            if let caFile = tls.caFile {
+                configuration.trustRoots = .file(caFile)
+            }
+            if !tls.verify {
+                configuration.certificateVerification = .none
+            }
+            do {
+                tlsContext = try NIOSSLContext(configuration: configuration)
+            } catch {
+                throw GatewayError.tls("route '\(config.name)': cannot set up upstream TLS: \(error)")
+            }
+        }
+        self.upstream = UpstreamSettings(
+            connectTimeout: TimeAmount(upstream.connectTimeout),
+            responseHeaderTimeout: TimeAmount(upstream.responseHeaderTimeout),
+            idleTimeout: TimeAmount(upstream.idleTimeout),
+            poolIdleTimeout: TimeAmount(upstream.poolIdleTimeout),
+            maxIdlePerTarget: upstream.maxIdlePerTarget,
+            ejectFor: upstream.ejectFor,
+            tls: tlsContext,
+            tlsServerName: upstream.tls?.serverName
+        )
+        switch config.auth {
+        case .none:
+            jwtAuth = nil
+        case .jwt(let auth):
+            jwtAuth = CompiledJWTAuth(allowedIssuers: auth.issuers.map(Set.init), scopes: auth.scopes, claims: auth.claims)
+        }
+        rateLimit = config.rateLimit.flatMap { policies[$0] }
+        self.metrics = metrics.route(config.name)
+    }
+}
+
+/// The routes in force. Replaced as a whole on SIGHUP; requests already routed keep their route.
+final class RouteTable: Sendable {
+    let routes: [CompiledRoute]
+    let router: Router
+
+    init(config: GatewayConfig, metrics: GatewayMetrics) throws {
+        routes = try config.routes.map { try CompiledRoute(config: $0, policies: config.rateLimitPolicies, metrics: metrics) }
+        router = Router(routes: routes)
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,60 @@
+/// The outcome of matching a request against the route table.
+enum RouteMatch {
+    case matched(CompiledRoute)
+    /// A route matches the host and path but not the method.
+    case methodNotAllowed(allowed: [String])
+    case notFound
+}
+
+/// Host, then longest path prefix on a segment boundary, then method. Routes naming a host win
+/// over host-less ones; among equal prefixes the first in the file wins.
+struct Router: Sendable {
+    private let byHost: [String: [CompiledRoute]]
+    private let anyHost: [CompiledRoute]
+
+    init(routes: [CompiledRoute]) {
+        var byHost: [String: [CompiledRoute]] = [:]
+        var anyHost: [CompiledRoute] = []
+        for route in routes {
+            if let host = route.config.host {
+                byHost[host, default: []].append(route)
+            } else {
+                anyHost.append(route)
+            }
+        }
+        // Longest prefix first; the sort is stable so file order breaks ties.
+        func order(_ list: [CompiledRoute]) -> [CompiledRoute] {
+            list.enumerated().sorted { lhs, rhs in
+                let l = lhs.element.config.pathPrefix.utf8.count, r = rhs.element.config.pathPrefix.utf8.count
+                return l != r ? l > r : lhs.offset < rhs.offset
+            }.map(\.element)
+        }
+        self.byHost = byHost.mapValues(order)
+        self.anyHost = order(anyHost)
+    }
+
+    /// `host` is the request's Host without port, lower-cased; `path` excludes the query.
+    func match(host: String?, path: Substring, method: String) -> RouteMatch {
+        var allowed: [String] = []
+        var pathMatched = false
+        let groups = [host.flatMap { byHost[$0] } ?? [], anyHost]
+        for group in groups {
+            for route in group where Self.prefixMatches(route.config.pathPrefix, path) {
+                guard let methods = route.config.methods else { return .matched(route) }
+                if methods.contains(method) { return .matched(route) }
+                pathMatched = true
+                allowed.append(contentsOf: methods)
+            }
+            // A more specific host's routes shadow the host-less ones only when one matched the path.
+            if pathMatched { break }
+        }
+        return pathMatched ? .methodNotAllowed(allowed: Array(Set(allowed)).sorted()) : .notFound
+    }
+
+    static func prefixMatches(_ prefix: String, _ path: Substring) -> Bool {
+        if prefix == "/" { return true }
+        guard path.utf8.starts(with: prefix.utf8) else { return false }
+        let rest = path.utf8.dropFirst(prefix.utf8.count)
+        return rest.isEmpty || rest.first == UInt8(ascii: "/")
+    }
+}

@@ -1,0 +1,128 @@
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// The public listener: accepts connections, builds each one's pipeline, counts them, and on
+/// shutdown stops accepting and lets in-flight requests finish (NIO's quiescing helper).
+final class GatewayServer: Sendable {
+    private let group: any EventLoopGroup
+    private let context: GatewayContext
+    private let limits: ServerLimits
+    private let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
+    private let tls: Mutex<NIOSSLContext?>
+    private let openConnections = Atomic<Int>(0)
+    private let quiesce: ServerQuiescingHelper
+    private let channel: Mutex<(any Channel)?> = Mutex(nil)
+    private let logger: Logger
+
+    init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, tls: NIOSSLContext?, logger: Logger) async throws {
+        self.group = group
+        self.context = context
+        self.limits = limits
+        self.tls = Mutex(tls)
+        self.logger = logger
+        self.quiesce = ServerQuiescingHelper(group: group)
+        var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
+        for loop in group.makeIterator() {
+            pools[ObjectIdentifier(loop)] = try await loop.submit { NIOLoopBound(UpstreamPool(eventLoop: loop), eventLoop: loop) }.get()
+        }
+        self.pools = pools
+    }
+
+    /// Starts listening; returns the bound address (port 0 picks a free port).
+    func start(host: String, port: Int) async throws -> SocketAddress {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { [quiesce] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try self.initialize(channel) }
+            }
+        do {
+            let server = try await bootstrap.bind(host: host, port: port).get()
+            channel.withLock { $0 = server }
+            guard let address = server.localAddress else { throw GatewayError.bind("\(host):\(port): no local address") }
+            return address
+        } catch let error as GatewayError {
+            throw error
+        } catch {
+            throw GatewayError.bind("\(host):\(port): \(error)")
+        }
+    }
+
+    private func initialize(_ channel: any Channel) throws {
+        let count = openConnections.wrappingAdd(1, ordering: .relaxed).newValue
+        context.metrics.openConnections.set(Int64(count))
+        channel.closeFuture.whenComplete { [self] _ in
+            let remaining = openConnections.wrappingSubtract(1, ordering: .relaxed).newValue
+            context.metrics.openConnections.set(Int64(remaining))
+        }
+        if count > limits.maxConnections {
+            context.metrics.rejectedConnections.increment()
+            channel.close(promise: nil)
+            return
+        }
+        let sync = channel.pipeline.syncOperations
+        let tlsContext = tls.withLock { $0 }
+        if let tlsContext {
+            try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
+        }
+        let timeouts = HeadTimeoutHandler(headReadTimeout: TimeAmount(limits.headerReadTimeout), idleTimeout: TimeAmount(limits.idleTimeout))
+        try sync.addHandler(timeouts)
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+        decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+        decoderLimits.maxHeaderFieldCount = 256
+        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true,
+                                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+        guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
+            throw GatewayError.bind("connection on an event loop without a pool")
+        }
+        let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress, isTLS: tlsContext != nil)
+        try sync.addHandler(ProxyHandler(gateway: context, pool: pool, timeouts: timeouts, client: client))
+    }
+
+    /// Swaps the certificate for new connections (SIGHUP); open connections keep theirs.
+    func replaceTLS(_ context: NIOSSLContext?) {
+        tls.withLock { $0 = context }
+    }
+
+    var connectionCount: Int { openConnections.load(ordering: .relaxed) }
+
+    /// Stops accepting, closes idle connections, and waits for in-flight requests up to `deadline`.
+    /// Returns true when every connection finished in time.
+    func drain(deadline: Duration) async -> Bool {
+        let loop = group.next()
+        let quiesced = loop.makePromise(of: Void.self)
+        let outcome = loop.makePromise(of: Bool.self)
+        let settled = Atomic<Bool>(false)
+        @Sendable func settle(_ value: Bool) {
+            if !settled.exchange(true, ordering: .relaxed) { outcome.succeed(value) }
+        }
+        quiesce.initiateShutdown(promise: quiesced)
+        quiesced.futureResult.whenComplete { settle((try? $0.get()) != nil) }
+        let timer = loop.scheduleTask(in: TimeAmount(deadline)) { settle(false) }
+        let finished = (try? await outcome.futureResult.get()) ?? false
+        timer.cancel()
+        if !finished {
+            logger.warning("drain deadline passed with connections still open", metadata: ["open": "\(connectionCount)"])
+        }
+        return finished
+    }
+
+    func closeIdlePools() async {
+        for (_, pool) in pools {
+            try? await pool.eventLoop.submit { pool.value.closeAll() }.get()
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import NIOCore
+
+/// Closes connections that are slow to deliver a request head (slowloris) or sit idle between
+/// requests. Sits before the HTTP decoder so it sees the first byte of each request; the request
+/// path tells it when a head was parsed and when an exchange ended.
+final class HeadTimeoutHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private enum Phase {
+        /// Between requests: the idle timeout runs until the first byte of the next head.
+        case idle
+        /// Some bytes of a head arrived: the head-read timeout runs.
+        case readingHead
+        /// A request is being handled: no timer (upstream timeouts apply).
+        case busy
+    }
+
+    private let headReadTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
+    private var phase = Phase.readingHead
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(headReadTimeout: TimeAmount, idleTimeout: TimeAmount) {
+        self.headReadTimeout = headReadTimeout
+        self.idleTimeout = idleTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { arm(headReadTimeout) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(headReadTimeout)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if phase == .idle {
+            phase = .readingHead
+            arm(headReadTimeout)
+        }
+        context.fireChannelRead(data)
+    }
+
+    /// A complete request head was parsed.
+    func headReceived() {
+        phase = .busy
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// The response to the last request was written and the connection stays open.
+    func exchangeCompleted() {
+        phase = .idle
+        arm(idleTimeout)
+    }
+
+    private func arm(_ timeout: TimeAmount) {
+        timer?.cancel()
+        guard let context else { return }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            guard let self, let context = self.context, self.phase != .busy else { return }
+            context.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// How to reach a route's upstream: timeouts, pool size, TLS. Built once per route table.
+struct UpstreamSettings: Sendable {
+    let connectTimeout: TimeAmount
+    let responseHeaderTimeout: TimeAmount
+    let idleTimeout: TimeAmount
+    let poolIdleTimeout: TimeAmount
+    let maxIdlePerTarget: Int
+    let ejectFor: Duration
+    let tls: NIOSSLContext?
+    let tlsServerName: String?
+}
+
+/// Keep-alive connections to upstream targets, one pool per event loop. All state is confined to
+/// that loop: the client connection, its upstream connection and this pool share one thread, so
+/// the request path never takes a lock or hops threads to reach an upstream.
+final class UpstreamPool {
+    private struct Key: Hashable {
+        let address: HostPort
+        let tls: Bool
+    }
+
+    let eventLoop: any EventLoop
+    private var idle: [Key: [UpstreamConnection]] = [:]
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// An idle connection to `target` that is still open and not too old, if any.
+    func takeIdle(target: UpstreamTarget, settings: UpstreamSettings) -> UpstreamConnection? {
+        eventLoop.preconditionInEventLoop()
+        let key = Key(address: target.address, tls: settings.tls != nil)
+        let now = NIODeadline.now()
+        while var list = idle[key], let connection = list.popLast() {
+            idle[key] = list
+            if connection.isUsable, now - connection.idleSince < settings.poolIdleTimeout {
+                return connection
+            }
+            connection.close()
+        }
+        return nil
+    }
+
+    /// Opens a fresh connection to `target`; `completion` runs on this pool's event loop.
+    func connect(target: UpstreamTarget, settings: UpstreamSettings,
+                 completion: @escaping (Result<UpstreamConnection, UpstreamError>) -> Void) {
+        eventLoop.preconditionInEventLoop()
+        let address = target.address
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(settings.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                do {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls = settings.tls {
+                        let handler = try NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? Self.sniName(address.host))
+                        try sync.addHandler(handler)
+                    }
+                    try sync.addHTTPClientHandlers()
+                    try sync.addHandler(IdleStateHandler(allTimeout: settings.idleTimeout))
+                    try sync.addHandler(UpstreamHandler())
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        bootstrap.connect(host: address.host, port: address.port).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                do {
+                    let sync = channel.pipeline.syncOperations
+                    let handler = try sync.handler(type: UpstreamHandler.self)
+                    let context = try sync.context(handlerType: UpstreamHandler.self)
+                    completion(.success(UpstreamConnection(channel: channel, handler: handler, context: context, target: target)))
+                } catch {
+                    channel.close(promise: nil)
+                    completion(.failure(.connectFailed("\(address): \(error)")))
+                }
+            case .failure(ChannelError.connectTimeout):
+                completion(.failure(.connectTimeout))
+            case .failure(let error):
+                completion(.failure(.connectFailed("\(address): \(error)")))
+            }
+        }
+    }
+
+    /// Returns a connection after a complete exchange; it is closed instead when the pool is full.
+    func release(_ connection: UpstreamConnection, settings: UpstreamSettings) {
+        eventLoop.preconditionInEventLoop()
+        connection.handler.endExchange()
+        guard connection.isUsable, settings.maxIdlePerTarget > 0 else {
+            connection.close()
+            return
+        }
+        let key = Key(address: connection.target.address, tls: settings.tls != nil)
+        var list = idle[key, default: []]
+        guard list.count < settings.maxIdlePerTarget else {
+            connection.close()
+            return
+        }
+        connection.exchanges += 1
+        connection.idleSince = .now()
+        list.append(connection)
+        idle[key] = list
+        connection.handler.onIdleClose = { [weak self, weak connection] in
+            guard let self, let connection else { return }
+            self.idle[key]?.removeAll { $0 === connection }
+        }
+    }
+
+    /// Closes every idle connection (shutdown).
+    func closeAll() {
+        for list in idle.values {
+            for connection in list { connection.close() }
+        }
+        idle.removeAll()
+    }
+
+    private static func sniName(_ host: String) -> String? {
+        // SNI must be a DNS name, never an IP literal (RFC 6066 §3).
+        let isIP = host.contains(":") || host.split(separator: ".").allSatisfy { UInt8($0) != nil }
+        return isIP ? nil : host
+    }
+}

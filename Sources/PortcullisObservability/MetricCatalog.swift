@@ -1,0 +1,31 @@
+/// Help text for metrics that library modules create through the swift-metrics facade (which
+/// carries no help text). `promtool check metrics` rejects metrics without help, and
+/// swift-prometheus insists that one name always has one help text, so it lives here, once.
+public enum MetricCatalog {
+    public static let help: [String: String] = [
+        "portcullis_jwks_fetch_total": "JWKS fetches by issuer and outcome.",
+        "portcullis_keyset_age_seconds": "Seconds since the issuer's key set was last loaded or confirmed.",
+        "portcullis_keyset_keys": "Usable keys in the issuer's current key set.",
+        "portcullis_token_cache_entries": "Entries in the verified-token cache.",
+        "portcullis_token_cache_lookups_total": "Verified-token cache lookups by result (hit, miss).",
+        "portcullis_revocation_propagation_seconds": "Time from a revocation's durable write in Redis to this node applying it.",
+        "portcullis_revocation_applied_sequence": "Highest revocation sequence number this node has applied.",
+        "portcullis_revocation_entries": "Revocation entries held in memory, by kind.",
+        "portcullis_revocation_staleness_seconds": "Seconds since this node last confirmed its revocation state with Redis.",
+        "portcullis_revocation_resyncs_total": "Full revocation resyncs, by cause.",
+        "portcullis_redis_connected": "1 when this node's Redis connections are up, else 0.",
+        "portcullis_ratelimit_mode": "1 for the node's current rate-limit mode (cluster, fallback, local).",
+        "portcullis_ratelimit_sync_total": "Rate-limit counter syncs with Redis by outcome.",
+        "portcullis_cluster_live_nodes": "Live gateway nodes seen in the membership registry.",
+        "portcullis_keyset_events_rejected_total": "Key-set or revocation records from Redis rejected because their MAC did not verify.",
+    ]
+
+    /// Buckets for duration histograms created through the facade, by metric name.
+    public static let durationBuckets: [String: [Duration]] = [
+        "portcullis_revocation_propagation_seconds": [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(3),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        ],
+    ]
+}

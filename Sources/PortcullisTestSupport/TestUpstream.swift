@@ -1,0 +1,152 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// A real HTTP/1.1 upstream on a free loopback port, for gateway tests. It echoes what it got as
+/// JSON and has a few special paths:
+/// - `/status/NNN` answers with that status;
+/// - `/bytes/N` sends N bytes (chunked);
+/// - `/delay/MS` answers after MS milliseconds;
+/// - `/close` closes the connection without answering;
+/// - any request body is counted, not stored, and reported as `body_bytes`.
+public final class TestUpstream: Sendable {
+    public let port: Int
+    private let group: MultiThreadedEventLoopGroup
+    private let channel: any Channel
+    private let stats: Stats
+
+    final class Stats: Sendable {
+        let connections = Atomic<Int>(0)
+        let requests = Atomic<Int>(0)
+    }
+
+    /// Connections accepted so far (keep-alive reuse shows as fewer connections than requests).
+    public var connectionCount: Int { stats.connections.load(ordering: .relaxed) }
+    public var requestCount: Int { stats.requests.load(ordering: .relaxed) }
+    public var address: String { "127.0.0.1:\(port)" }
+
+    public static func start(port: Int = 0) async throws -> TestUpstream {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let stats = Stats()
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                stats.connections.wrappingAdd(1, ordering: .relaxed)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(EchoHandler(stats: stats))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).get()
+        return TestUpstream(port: channel.localAddress!.port!, group: group, channel: channel, stats: stats)
+    }
+
+    private init(port: Int, group: MultiThreadedEventLoopGroup, channel: any Channel, stats: Stats) {
+        self.port = port
+        self.group = group
+        self.channel = channel
+        self.stats = stats
+    }
+
+    public func stop() async {
+        try? await channel.close()
+        try? await group.shutdownGracefully()
+    }
+}
+
+private final class EchoHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let stats: TestUpstream.Stats
+    private var head: HTTPRequestHead?
+    private var bodyBytes = 0
+    private var bodyPreview: [UInt8] = []
+
+    init(stats: TestUpstream.Stats) {
+        self.stats = stats
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            bodyBytes = 0
+            bodyPreview = []
+        case .body(let buffer):
+            bodyBytes += buffer.readableBytes
+            if bodyPreview.count < 4096 {
+                bodyPreview += buffer.getBytes(at: buffer.readerIndex, length: min(buffer.readableBytes, 4096 - bodyPreview.count)) ?? []
+            }
+        case .end:
+            guard let head else { return }
+            stats.requests.wrappingAdd(1, ordering: .relaxed)
+            respond(context: context, head: head)
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        let path = String(head.uri.prefix { $0 != "?" })
+        let parts = path.split(separator: "/")
+        if path == "/close" {
+            context.close(promise: nil)
+            return
+        }
+        if parts.count == 2, parts[0] == "delay", let ms = Int64(parts[1]) {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(ms)) {
+                let (handler, context) = loopBound.value
+                handler.sendEcho(context: context, head: head, status: .ok)
+            }
+            return
+        }
+        if parts.count == 2, parts[0] == "bytes", let count = Int(parts[1]) {
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/octet-stream")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            var remaining = count
+            let chunk = context.channel.allocator.buffer(repeating: UInt8(ascii: "x"), count: 64 * 1024)
+            while remaining > 0 {
+                let size = min(remaining, chunk.readableBytes)
+                context.write(wrapOutboundOut(.body(.byteBuffer(chunk.getSlice(at: 0, length: size)!))), promise: nil)
+                remaining -= size
+            }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        var status = HTTPResponseStatus.ok
+        if parts.count == 2, parts[0] == "status", let code = Int(parts[1]) {
+            status = HTTPResponseStatus(statusCode: code)
+        }
+        sendEcho(context: context, head: head, status: status)
+    }
+
+    private func sendEcho(context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus) {
+        var headerObject: [String: [String]] = [:]
+        for (name, value) in head.headers {
+            headerObject[name.lowercased(), default: []].append(value)
+        }
+        let object: [String: Any] = [
+            "method": head.method.rawValue,
+            "uri": head.uri,
+            "version": "\(head.version.major).\(head.version.minor)",
+            "headers": headerObject,
+            "body_bytes": bodyBytes,
+            "body_preview": String(decoding: bodyPreview, as: UTF8.self),
+        ]
+        let json = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(json.count))
+        headers.add(name: "X-Upstream", value: "test")
+        headers.add(name: "Connection", value: head.isKeepAlive ? "keep-alive" : "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: json)))), promise: nil)
+        let keepAlive = head.isKeepAlive
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            if !keepAlive { context.close(promise: nil) }
+        }
+    }
+}

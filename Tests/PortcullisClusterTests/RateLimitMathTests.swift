@@ -1,0 +1,71 @@
+@testable import PortcullisCluster
+import Synchronization
+import Testing
+
+@Suite("rate-limit math")
+struct RateLimitMathTests {
+    let second: UInt64 = 1_000_000_000
+
+    @Test("the sliding window weights the previous window by the time left in it")
+    func slidingEstimate() {
+        var window = SlidingWindow(window: .seconds(1))
+        window.advance(to: 10 * second)
+        window.add(100)
+        window.advance(to: 11 * second + second / 4)
+        #expect(window.previous == 100)
+        #expect(window.current == 0)
+        #expect(abs(window.estimate(at: 11 * second + second / 4) - 75) < 0.001)
+        window.advance(to: 13 * second)
+        #expect(window.previous == 0, "a gap of more than one window forgets everything")
+    }
+
+    @Test("a local limiter admits exactly the limit per window and rejected requests do not count")
+    func localLimiter() {
+        let clock = ManualClock(start: 5 * second)
+        let limiter = LocalRateLimiter(now: { clock.now })
+        let policy = RateLimitPolicy(name: "p", key: .subject, limit: 10, window: .seconds(1))
+        var admitted = 0
+        for _ in 0..<100 where limiter.acquire(policy: policy, key: "k").allowed { admitted += 1 }
+        #expect(admitted == 10)
+        let rejected = limiter.acquire(policy: policy, key: "k")
+        #expect(!rejected.allowed && rejected.remaining == 0 && rejected.resetSeconds >= 1)
+        // Two windows later the history is gone; hammering while rejected did not extend the lockout.
+        clock.now += 2 * second
+        #expect(limiter.acquire(policy: policy, key: "k").allowed)
+        #expect(limiter.acquire(policy: policy, key: "other").allowed)
+    }
+
+    @Test("burst caps how many pass at once, then requests pass at the refill rate")
+    func burst() {
+        let clock = ManualClock(start: 5 * second)
+        let limiter = LocalRateLimiter(now: { clock.now })
+        let policy = RateLimitPolicy(name: "b", key: .ip, limit: 100, window: .seconds(1), burst: 5)
+        var admitted = 0
+        for _ in 0..<50 where limiter.acquire(policy: policy, key: "k").allowed { admitted += 1 }
+        #expect(admitted == 5)
+        clock.now += second / 10   // 10 tokens refilled at 100/s
+        admitted = 0
+        for _ in 0..<50 where limiter.acquire(policy: policy, key: "k").allowed { admitted += 1 }
+        #expect(admitted == 5, "the bucket never holds more than burst")
+    }
+
+    @Test("the divisor scales limits for fallback mode")
+    func divisor() {
+        let clock = ManualClock(start: 5 * second)
+        let limiter = LocalRateLimiter(now: { clock.now })
+        limiter.setDivisor(3)
+        let policy = RateLimitPolicy(name: "d", key: .route, limit: 30, window: .seconds(1))
+        var admitted = 0
+        for _ in 0..<100 where limiter.acquire(policy: policy, key: "k").allowed { admitted += 1 }
+        #expect(admitted == 10)
+    }
+}
+
+final class ManualClock: Sendable {
+    private let value: Atomic<UInt64>
+    init(start: UInt64) { value = Atomic(start) }
+    var now: UInt64 {
+        get { value.load(ordering: .relaxed) }
+        set { value.store(newValue, ordering: .relaxed) }
+    }
+}

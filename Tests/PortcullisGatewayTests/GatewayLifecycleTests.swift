@@ -1,0 +1,257 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+@Suite("gateway: upstream failures, streaming, lifecycle, TLS, config errors", .serialized)
+struct GatewayLifecycleTests {
+    static func simpleConfig(port: Int, adminPort: Int, targets: [String], extraRoute: String = "", limits: String = "") -> String {
+        """
+        listen: 127.0.0.1:\(port)
+        admin_listen: 127.0.0.1:\(adminPort)
+        event_loops: 1
+        \(limits)
+        routes:
+          - name: app
+            path_prefix: /
+            max_body_bytes: 2GiB
+            upstream:
+              targets: [\(targets.joined(separator: ", "))]
+              connect_timeout: 500ms
+              response_header_timeout: 1s
+              eject_for: 2s
+        \(extraRoute)
+        """
+    }
+
+    @Test("a dead target gets 502 then is ejected: traffic goes to the live one; it recovers")
+    func ejectionAndRecovery() async throws {
+        let live = try await TestUpstream.start()
+        let deadPort = try FreePort.allocate()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [live.address, "127.0.0.1:\(deadPort)"])
+        }
+        defer { Task { await gateway.stop(); await live.stop() } }
+
+        // Connect failures are retried once on the other target, so no client sees an error.
+        var statuses: [Int] = []
+        for index in 0..<20 { statuses.append(try gateway.request("GET", "/e/\(index)").status) }
+        #expect(statuses.allSatisfy { $0 == 200 })
+        let metrics = try gateway.metrics()
+        #expect(metrics.contains("portcullis_upstream_failures_total{route=\"app\",kind=\"connect_failed\"}"))
+
+        // With only the dead target, the client gets a clear 502.
+        let onlyDead = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: ["127.0.0.1:\(deadPort)"])
+        }
+        defer { Task { await onlyDead.stop() } }
+        let failed = try onlyDead.request("GET", "/x")
+        #expect(failed.status == 502)
+        #expect(failed.json["error"] as? String == "bad_gateway")
+
+        // The target comes back on the same port: after the ejection period it is used again.
+        let revived = try await TestUpstream.start(port: deadPort)
+        defer { Task { await revived.stop() } }
+        try await Task.sleep(for: .milliseconds(2200))
+        #expect(try onlyDead.request("GET", "/x").status == 200)
+    }
+
+    @Test("an upstream that does not answer in time gives 504")
+    func responseTimeout() async throws {
+        let slow = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [slow.address])
+        }
+        defer { Task { await gateway.stop(); await slow.stop() } }
+        let response = try gateway.request("GET", "/delay/3000")
+        #expect(response.status == 504)
+        #expect(response.json["error"] as? String == "upstream_timeout")
+        #expect(try gateway.request("GET", "/delay/10").status == 200)
+    }
+
+    @Test("an upstream that closes without answering gives 502")
+    func upstreamCloses() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
+        }
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        #expect(try gateway.request("POST", "/close", body: Array("x".utf8)).status == 502)
+        #expect(try gateway.request("GET", "/fine").status == 200)
+    }
+
+    @Test("a 1 GiB upload streams through with bounded gateway memory; a 256 MiB download too")
+    func streaming() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
+        }
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+
+        let total = 1 << 30
+        let client = try gateway.client(timeout: 120)
+        try client.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\n\r\n")
+        let chunk = [UInt8](repeating: 7, count: 1 << 20)
+        for _ in 0..<(total / chunk.count) { try client.send(chunk) }
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(response.json["body_bytes"] as? Int == total)
+
+        let download = try client.request("GET", "/bytes/\(256 << 20)")
+        #expect(download.body.count == 256 << 20)
+
+        let peakKiB = Self.peakRSSKiB(pid: gateway.process.pid)
+        // Bounded: a buffering proxy would hold hundreds of MiB here.
+        #expect(peakKiB > 0 && peakKiB < 200 * 1024, "peak RSS \(peakKiB) KiB")
+    }
+
+    static func peakRSSKiB(pid: Int32) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
+        }
+        return -1
+    }
+
+    @Test("a body over the route's limit: 413 before it is read")
+    func bodyLimit() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(admin)
+            routes:
+              - name: small
+                path_prefix: /
+                max_body_bytes: 1KiB
+                upstream: {targets: [\(upstream.address)]}
+            """
+        }
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let declared = try gateway.request("POST", "/x", body: [UInt8](repeating: 1, count: 2048))
+        #expect(declared.status == 413)
+        let client = try gateway.client()
+        try client.send("POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + String(repeating: "a", count: 2048) + "\r\n0\r\n\r\n")
+        #expect(try client.readResponse().status == 413)
+        #expect(upstream.requestCount == 0)
+    }
+
+    @Test("SIGTERM: in-flight requests finish, new connections are refused, exit 0")
+    func drainOnSigterm() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
+        }
+        defer { Task { await upstream.stop() } }
+        let inFlight = Task.detached { try gateway.request("GET", "/delay/800") }
+        try await Task.sleep(for: .milliseconds(200))
+        gateway.process.signal(SIGTERM)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(throws: (any Error).self) { _ = try gateway.request("GET", "/after") }
+        let response = try await inFlight.value
+        #expect(response.status == 200)
+        #expect(await gateway.process.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
+    @Test("SIGHUP reloads routes without dropping an open connection; a broken file keeps the old routes")
+    func reloadOnSighup() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
+        }
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let client = try gateway.client()
+        #expect(try client.request("GET", "/old").status == 200)
+
+        let newConfig = """
+        listen: 127.0.0.1:\(gateway.port)
+        admin_listen: 127.0.0.1:\(gateway.adminPort)
+        routes:
+          - name: only-new
+            path_prefix: /new
+            upstream: {targets: [\(upstream.address)]}
+        """
+        try newConfig.write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await waitUntil { (try? gateway.request("GET", "/old").status) == 404 }
+        #expect(try client.request("GET", "/new/x").status == 200)
+        #expect(try client.request("GET", "/old").status == 404)
+
+        try "routes: [ {name: broken".write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try client.request("GET", "/new/y").status == 200)
+        #expect(gateway.process.output.contains("reload failed"))
+    }
+
+    @Test("TLS listener serves HTTPS with the configured certificate")
+    func tlsListener() async throws {
+        let upstream = try await TestUpstream.start()
+        let directory = try TemporaryDirectory.make(prefix: "tls")
+        let openssl = try runCommand("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                                                          "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem",
+                                                          "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "1"])
+        #expect(openssl.status == 0)
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(admin)
+            tls:
+              certificate_chain: \(directory)/cert.pem
+              private_key: \(directory)/key.pem
+            routes:
+              - name: app
+                path_prefix: /
+                upstream: {targets: [\(upstream.address)]}
+            """
+        }
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let curl = try runCommand("/usr/bin/curl", ["-sS", "--cacert", directory + "/cert.pem", "--resolve", "localhost:\(gateway.port):127.0.0.1",
+                                                    "https://localhost:\(gateway.port)/secure"])
+        #expect(curl.status == 0, "\(curl.stderr)")
+        #expect(curl.stdout.contains("\"x-forwarded-proto\":[\"https\"]"))
+        // Plain HTTP on the TLS port does not get through.
+        #expect(((try? gateway.request("GET", "/plain"))?.status ?? 0) != 200)
+    }
+
+    @Test("slow request heads are cut off after header_read_timeout")
+    func slowloris() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address],
+                              limits: "limits: {header_read_timeout: 500ms, idle_timeout: 1s}")
+        }
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let client = try gateway.client()
+        try client.send("GET /slow HTTP/1.1\r\nHost: t\r\n")
+        let start = ContinuousClock.now
+        #expect(client.waitForClose())
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
+    @Test("configuration errors name the file, line and key and exit non-zero",
+          arguments: [
+            ("listen: 127.0.0.1:1\nroutes:\n  - name: a\n    path_prefix: /\n    upstream: {targets: [127.0.0.1:1]}\n    bogus: 1\n", ":6:", "routes[0].bogus"),
+            ("listen: nope\nroutes: []\n", ":1:", "listen"),
+            ("listen: 127.0.0.1:1\nroutes:\n  - name: a\n    upstream: {targets: [127.0.0.1:1]}\n    auth: {type: jwt}\n", ":3:", "no issuers"),
+            ("listen: 127.0.0.1:1\nroutes:\n  - name: a\n    upstream: {targets: []}\n", ":4:", "routes[0].upstream.targets"),
+          ])
+    func configErrors(_ yaml: String, _ location: String, _ mention: String) throws {
+        let directory = try TemporaryDirectory.make(prefix: "badconf")
+        let file = directory + "/gateway.yaml"
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try runCommand(PortcullisBinary.path, ["gateway", "--config", file])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains(file + location), "\(result.stderr)")
+        #expect(result.stderr.contains(mention), "\(result.stderr)")
+    }
+}
+
+/// Polls `condition` every 50 ms for up to `timeout`.
+func waitUntil(timeout: Duration = .seconds(5), _ condition: () throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("condition not met within \(timeout)")
+}

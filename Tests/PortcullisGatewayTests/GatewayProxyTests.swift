@@ -1,0 +1,336 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+/// A real gateway process in front of a real upstream, over real sockets.
+@Suite("gateway: routing, auth errors, forwarding", .serialized)
+final class GatewayProxyTests {
+    let upstream: TestUpstream
+    let issuer: TestIssuer
+    let gateway: GatewayProcess
+
+    init() async throws {
+        upstream = try await TestUpstream.start()
+        let issuer = try TestIssuer()
+        self.issuer = issuer
+        let upstreamAddress = upstream.address
+        gateway = try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 2
+            realm: tests
+            \(issuers)
+            rate_limits:
+              - name: tiny
+                key: subject
+                limit: 3
+                window: 60s
+            routes:
+              - name: public
+                path_prefix: /public
+                upstream: {targets: [\(upstreamAddress)]}
+              - name: orders
+                path_prefix: /orders
+                methods: [GET, POST]
+                strip_prefix: true
+                upstream: {targets: [\(upstreamAddress)]}
+                auth:
+                  type: jwt
+                  scopes: {any_of: [orders:read, orders:admin]}
+                request_headers: {set: {X-Route: orders}}
+                response_headers: {remove: [X-Upstream]}
+              - name: orders-admin
+                path_prefix: /orders/admin
+                upstream: {targets: [\(upstreamAddress)]}
+                auth:
+                  type: jwt
+                  scopes: {all_of: [orders:admin, orders:write]}
+              - name: limited
+                path_prefix: /limited
+                upstream: {targets: [\(upstreamAddress)]}
+                auth: {type: jwt}
+                rate_limit: tiny
+              - name: vhost
+                host: special.test
+                path_prefix: /
+                upstream: {targets: [\(upstreamAddress)]}
+                strip_authorization: true
+                auth: {type: jwt}
+            """
+        }
+    }
+
+    deinit {
+        let gateway = self.gateway, upstream = self.upstream
+        Task {
+            await gateway.stop()
+            await upstream.stop()
+        }
+    }
+
+    @Test("an unauthenticated route proxies and the upstream sees forwarding headers")
+    func publicRoute() throws {
+        let response = try gateway.request("GET", "/public/hello?x=1", headers: [("X-Request-Id", "req-123")])
+        #expect(response.status == 200)
+        #expect(response.json["uri"] as? String == "/public/hello?x=1")
+        let headers = response.echoedHeaders
+        #expect(headers["x-forwarded-for"] == ["127.0.0.1"])
+        #expect(headers["x-forwarded-proto"] == ["http"])
+        #expect(headers["x-forwarded-host"] == ["test.local"])
+        #expect(headers["forwarded"]?.first?.contains("for=127.0.0.1") == true)
+        #expect(headers["x-request-id"] == ["req-123"])
+        #expect(response.header("x-request-id") == "req-123")
+        #expect(headers["x-auth-subject"] == nil)
+    }
+
+    @Test("a malformed X-Request-Id is replaced by a generated one")
+    func requestIDReplaced() throws {
+        let response = try gateway.request("GET", "/public/x", headers: [("X-Request-Id", "bad id with spaces")])
+        let forwarded = response.echoedHeaders["x-request-id"]?.first ?? ""
+        #expect(forwarded.count == 32)
+        #expect(response.header("x-request-id") == forwarded)
+    }
+
+    @Test("no route is 404, wrong method is 405 with Allow, both JSON")
+    func notFoundAndMethod() throws {
+        let missing = try gateway.request("GET", "/nothing-here")
+        #expect(missing.status == 404)
+        #expect(missing.json["error"] as? String == "not_found")
+        #expect((missing.json["request_id"] as? String)?.isEmpty == false)
+        let wrongMethod = try gateway.request("DELETE", "/orders/1")
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.header("allow") == "GET, POST")
+    }
+
+    @Test("dot segments and encoded slashes cannot escape a prefix")
+    func pathTraversal() throws {
+        #expect(try gateway.request("GET", "/public/../orders/1").status == 400)
+        #expect(try gateway.request("GET", "/public/%2e%2e/orders").status == 400)
+        #expect(try gateway.request("GET", "/public%2forders").status == 400)
+    }
+
+    @Test("no token: 401 with a realm-only challenge")
+    func missingToken() throws {
+        let response = try gateway.request("GET", "/orders/1")
+        #expect(response.status == 401)
+        #expect(response.header("www-authenticate") == "Bearer realm=\"tests\"")
+        #expect(response.json["error"] as? String == "unauthorized")
+    }
+
+    @Test("malformed, tampered and expired tokens: 401 invalid_token with a reason, never 500",
+          arguments: ["garbage", "a.b.c", "Zm9v.YmFy.YmF6", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."])
+    func invalidTokens(_ token: String) throws {
+        let response = try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)")])
+        #expect(response.status == 401)
+        let challenge = response.header("www-authenticate") ?? ""
+        #expect(challenge.hasPrefix("Bearer realm=\"tests\", error=\"invalid_token\", error_description=\""))
+        #expect(response.json["error"] as? String == "invalid_token")
+        #expect(!(response.json["error_description"] as? String ?? "").contains(token) || token.count < 8)
+    }
+
+    @Test("an expired token and a tampered signature are rejected")
+    func expiredAndTampered() throws {
+        let expired = try issuer.token(expiresIn: -3600)
+        let expiredResponse = try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(expired)")])
+        #expect(expiredResponse.status == 401)
+        #expect((expiredResponse.header("www-authenticate") ?? "").contains("invalid_token"))
+
+        var good = try issuer.token()
+        good.removeLast(2)
+        good += good.hasSuffix("A") ? "BB" : "AA"
+        let tampered = try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(good)")])
+        #expect(tampered.status == 401)
+    }
+
+    @Test("a valid token passes; identity headers come only from the token")
+    func identityForwarding() throws {
+        let token = try issuer.token(sub: "alice", scope: "orders:read extra", clientID: "web-app")
+        let response = try gateway.request("GET", "/orders/42", headers: [
+            ("Authorization", "Bearer \(token)"),
+            ("X-Auth-Subject", "mallory"),
+            ("x-auth-scopes", "orders:admin"),
+            ("X-Auth-Client-Id", "evil"),
+            ("X-Auth-Issuer", "https://evil"),
+        ])
+        #expect(response.status == 200)
+        let headers = response.echoedHeaders
+        #expect(headers["x-auth-subject"] == ["alice"])
+        #expect(headers["x-auth-scopes"] == ["orders:read extra"])
+        #expect(headers["x-auth-client-id"] == ["web-app"])
+        #expect(headers["x-auth-issuer"] == [TestIssuer.issuer])
+        #expect(headers["authorization"]?.first?.hasPrefix("Bearer ") == true)
+        #expect(headers["x-route"] == ["orders"])
+        // strip_prefix: /orders/42 → /42
+        #expect(response.json["uri"] as? String == "/42")
+        // response_headers.remove
+        #expect(response.header("x-upstream") == nil)
+    }
+
+    @Test("an RS256 token from the same issuer passes too")
+    func rs256() throws {
+        let token = try issuer.token(signer: issuer.rs256)
+        #expect(try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+    }
+
+    @Test("spoofed identity headers are removed even on unauthenticated routes")
+    func spoofingOnPublicRoute() throws {
+        let response = try gateway.request("GET", "/public/x", headers: [("X-Auth-Subject", "root"), ("X-Forwarded-Proto", "https")])
+        #expect(response.echoedHeaders["x-auth-subject"] == nil)
+        #expect(response.echoedHeaders["x-forwarded-proto"] == ["http"])
+    }
+
+    @Test("missing scope: 403 insufficient_scope naming the scope; the longest prefix wins")
+    func insufficientScope() throws {
+        let token = try issuer.token(scope: "orders:read")
+        let response = try gateway.request("GET", "/orders/admin/x", headers: [("Authorization", "Bearer \(token)")])
+        #expect(response.status == 403)
+        let challenge = response.header("www-authenticate") ?? ""
+        #expect(challenge.contains("error=\"insufficient_scope\""))
+        #expect(challenge.contains("scope=\"orders:admin orders:write\""))
+        #expect(response.json["error"] as? String == "insufficient_scope")
+
+        let noScope = try issuer.token(scope: nil)
+        #expect(try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(noScope)")]).status == 403)
+    }
+
+    @Test("host routing and strip_authorization")
+    func hostRouting() throws {
+        let token = try issuer.token()
+        let response = try gateway.request("GET", "/anything", headers: [("Host", "special.test:8080"), ("Authorization", "Bearer \(token)")])
+        #expect(response.status == 200)
+        #expect(response.echoedHeaders["authorization"] == nil)
+        #expect(response.echoedHeaders["x-auth-subject"] == ["alice"])
+        // Without the host, /anything matches nothing.
+        #expect(try gateway.request("GET", "/anything", headers: [("Authorization", "Bearer \(token)")]).status == 404)
+    }
+
+    @Test("two Authorization headers are ambiguous: 400 invalid_request")
+    func ambiguousAuthorization() throws {
+        let token = try issuer.token()
+        let response = try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)"), ("Authorization", "Bearer \(token)")])
+        #expect(response.status == 400)
+        #expect(response.json["error"] as? String == "invalid_request")
+    }
+
+    @Test("rate limit: 429 with Retry-After and RateLimit headers; other subjects unaffected")
+    func rateLimit() throws {
+        let token = try issuer.token(sub: "limited-user")
+        var statuses: [Int] = []
+        var last: HTTPTestResponse?
+        for _ in 0..<5 {
+            let response = try gateway.request("GET", "/limited/x", headers: [("Authorization", "Bearer \(token)")])
+            statuses.append(response.status)
+            last = response
+        }
+        #expect(statuses == [200, 200, 200, 429, 429])
+        #expect(last?.header("retry-after").flatMap(Int.init).map { $0 >= 1 } == true)
+        #expect(last?.header("ratelimit-limit") == "3")
+        #expect(last?.header("ratelimit-remaining") == "0")
+        #expect(last?.json["error"] as? String == "rate_limited")
+        let other = try issuer.token(sub: "someone-else")
+        #expect(try gateway.request("GET", "/limited/x", headers: [("Authorization", "Bearer \(other)")]).status == 200)
+    }
+
+    @Test("keep-alive: many requests on one client connection reuse few upstream connections")
+    func keepAlive() throws {
+        let before = upstream.connectionCount
+        let client = try gateway.client()
+        for index in 0..<50 {
+            let response = try client.request("GET", "/public/\(index)")
+            #expect(response.status == 200)
+        }
+        client.close()
+        #expect(upstream.connectionCount - before <= 2)
+    }
+
+    @Test("pipelined requests are answered in order")
+    func pipelining() throws {
+        let client = try gateway.client()
+        var bytes: [UInt8] = []
+        for index in 0..<10 {
+            bytes += HTTPTestClient.format("GET", index % 3 == 0 ? "/public/delay-free/\(index)" : "/public/\(index)")
+        }
+        try client.send(bytes)
+        for index in 0..<10 {
+            let response = try client.readResponse()
+            #expect(response.status == 200)
+            #expect((response.json["uri"] as? String)?.hasSuffix("/\(index)") == true)
+        }
+    }
+
+    @Test("a POST body arrives intact, and chunked bodies are re-framed")
+    func bodies() throws {
+        let token = try issuer.token()
+        let body = Array(repeating: UInt8(ascii: "z"), count: 100_000)
+        let response = try gateway.request("POST", "/orders/new", headers: [("Authorization", "Bearer \(token)")], body: body)
+        #expect(response.status == 200)
+        #expect(response.json["body_bytes"] as? Int == 100_000)
+
+        let client = try gateway.client()
+        try client.send("POST /public/chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        let chunked = try client.readResponse()
+        #expect(chunked.json["body_bytes"] as? Int == 11)
+        #expect(chunked.json["body_preview"] as? String == "hello world")
+    }
+
+    @Test("Expect: 100-continue is answered by the gateway after auth")
+    func expectContinue() throws {
+        let client = try gateway.client()
+        try client.send("POST /public/up HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        // The interim response arrives before we send the body.
+        try client.send("data")
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(response.json["body_bytes"] as? Int == 4)
+        #expect(response.echoedHeaders["expect"] == nil)
+
+        let unauthorized = try gateway.client()
+        try unauthorized.send("POST /orders/x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        #expect(try unauthorized.readResponse().status == 401)
+    }
+
+    @Test("request smuggling shapes are refused with 400 and the connection closed")
+    func smuggling() throws {
+        let both = try gateway.client()
+        try both.send("POST /public/x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        #expect(try both.readResponse().status == 400)
+
+        let twoLengths = try gateway.client()
+        try twoLengths.send("POST /public/x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde")
+        #expect(try twoLengths.readResponse().status == 400)
+
+        let badChunk = try gateway.client()
+        try badChunk.send("POST /public/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+        #expect(try badChunk.readResponse().status == 400)
+    }
+
+    @Test("oversized headers are refused")
+    func headerLimit() throws {
+        let response = try gateway.request("GET", "/public/x", headers: [("X-Big", String(repeating: "a", count: 40_000))])
+        #expect(response.status == 400 || response.status == 431)
+    }
+
+    @Test("metrics count requests by route and auth decisions by reason")
+    func metrics() throws {
+        _ = try gateway.request("GET", "/public/m")
+        _ = try gateway.request("GET", "/orders/1")
+        let text = try gateway.metrics()
+        #expect(text.contains("portcullis_http_requests_total{route=\"public\",code=\"2xx\"}"))
+        #expect(text.contains("portcullis_auth_decisions_total{reason=\"missing_token\"}"))
+        #expect(text.contains("# HELP portcullis_gateway_added_latency_seconds"))
+        #expect(text.contains("portcullis_open_connections"))
+    }
+
+    @Test("the access log has one line per request and never the token")
+    func accessLog() async throws {
+        let token = try issuer.token(sub: "log-user")
+        _ = try gateway.request("GET", "/orders/logged", headers: [("Authorization", "Bearer \(token)")])
+        try await Task.sleep(for: .milliseconds(200))
+        let output = gateway.process.output
+        #expect(output.contains("subject=log-user") || output.contains("\"subject\":\"log-user\""))
+        #expect(!output.contains(token))
+        #expect(!output.contains(String(token.split(separator: ".")[2])))
+    }
+}

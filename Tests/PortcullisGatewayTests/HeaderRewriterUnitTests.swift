@@ -1,0 +1,84 @@
+@testable import PortcullisGateway
+import NIOHTTP1
+import PortcullisJOSE
+import Testing
+
+@Suite("header rewriting")
+struct HeaderRewriterUnitTests {
+    func route(_ extra: String = "") throws -> RouteConfig {
+        try GatewayConfig.parse(yaml: """
+        listen: 127.0.0.1:1
+        routes:
+          - name: r
+            path_prefix: /api
+            strip_prefix: true
+            upstream: {targets: [127.0.0.1:1]}
+        \(extra)
+        """, file: "t.yaml").routes[0]
+    }
+
+    let token = VerifiedToken(issuerName: "main", issuer: "https://iss", subject: "alice\r\nX-Evil: 1", jwtID: "j", clientID: "cli",
+                              audiences: ["a"], scopes: ["read", "write"], expiresAt: 0, notBefore: nil, issuedAt: nil,
+                              keyID: "k", algorithm: .ES256, claims: ["tenant": "acme", "roles": ["a", "b"], "n": 5])
+
+    @Test("hop-by-hop headers and Connection-listed headers are dropped; X-Forwarded-For is appended")
+    func hopByHop() throws {
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api/x?q=1", headers: HTTPHeaders([
+            ("Host", "h.test"), ("Connection", "keep-alive, X-Secret"), ("X-Secret", "s"), ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"), ("Upgrade", "h2c"), ("X-Forwarded-For", "10.0.0.1"), ("Proxy-Authorization", "Basic x"),
+        ]))
+        let out = HeaderRewriter.upstreamRequest(head, route: try route(), identity: nil, identityHeaders: IdentityHeader.defaults,
+                                                 requestID: "rid", client: .init(address: "192.0.2.7", isTLS: false))
+        for name in ["connection", "x-secret", "keep-alive", "te", "upgrade", "proxy-authorization"] {
+            #expect(out.headers[name].isEmpty, "\(name) should be removed")
+        }
+        #expect(out.headers["x-forwarded-for"] == ["10.0.0.1, 192.0.2.7"])
+        #expect(out.headers["forwarded"] == ["for=192.0.2.7;proto=http;host=h.test"])
+        #expect(out.uri == "/x?q=1")
+        #expect(out.headers["x-request-id"] == ["rid"])
+    }
+
+    @Test("identity headers come only from the token, with control characters neutralised")
+    func identity() throws {
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: HTTPHeaders([
+            ("x-auth-subject", "mallory"), ("X-Tenant", "evil"),
+        ]))
+        let mapping = IdentityHeader.defaults + [IdentityHeader(claim: "tenant", header: "X-Tenant"), IdentityHeader(claim: "roles", header: "X-Roles"),
+                                                 IdentityHeader(claim: "n", header: "X-N")]
+        let out = HeaderRewriter.upstreamRequest(head, route: try route(), identity: token, identityHeaders: mapping,
+                                                 requestID: "rid", client: .init(address: nil, isTLS: true))
+        #expect(out.headers["x-auth-subject"] == ["alice  X-Evil: 1"])
+        #expect(out.headers["x-auth-scopes"] == ["read write"])
+        #expect(out.headers["x-auth-client-id"] == ["cli"])
+        #expect(out.headers["x-tenant"] == ["acme"])
+        #expect(out.headers["x-roles"] == ["a b"])
+        #expect(out.headers["x-n"] == ["5"])
+        #expect(out.headers["x-forwarded-proto"] == ["https"])
+        #expect(out.uri == "/")
+    }
+
+    @Test("body framing: chunked is re-declared, a bodiless POST gets Content-Length 0")
+    func framing() throws {
+        let chunked = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders([("Transfer-Encoding", "chunked")]))
+        let a = HeaderRewriter.upstreamRequest(chunked, route: try route(), identity: nil, identityHeaders: [], requestID: "r", client: .init(address: nil, isTLS: false))
+        #expect(a.headers["transfer-encoding"] == ["chunked"])
+        let empty = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders())
+        let b = HeaderRewriter.upstreamRequest(empty, route: try route(), identity: nil, identityHeaders: [], requestID: "r", client: .init(address: nil, isTLS: false))
+        #expect(b.headers["content-length"] == ["0"])
+    }
+
+    @Test("responses lose hop-by-hop headers and gain the request id; route rules apply")
+    func response() throws {
+        let r = try route("    response_headers: {set: {X-Frame-Options: DENY}, remove: [Server]}")
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([
+            ("Connection", "close"), ("Transfer-Encoding", "chunked"), ("Server", "secret/1.0"), ("Content-Type", "text/plain"),
+        ]))
+        let out = HeaderRewriter.clientResponse(head, route: r, requestID: "rid")
+        #expect(out.headers["connection"].isEmpty)
+        #expect(out.headers["transfer-encoding"].isEmpty)
+        #expect(out.headers["server"].isEmpty)
+        #expect(out.headers["x-frame-options"] == ["DENY"])
+        #expect(out.headers["x-request-id"] == ["rid"])
+        #expect(out.headers["content-type"] == ["text/plain"])
+    }
+}
