@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PortcullisCluster
+import PortcullisConfig
 import PortcullisJOSE
 import Prometheus
 import ServiceLifecycle
@@ -43,15 +44,31 @@ public final class GatewayNode: Service, Sendable {
             try? httpClient.syncShutdown()
         }
 
-        // Keys and the verifier.
+        // Keys, the cluster link, and the verifier.
         let keys = KeySetStore()
         let loader = KeySetLoader(issuers: config.issuers, store: keys, httpClient: httpClient, logger: logger)
+        let agent: ClusterAgent?
+        if let cluster = config.cluster {
+            agent = try ClusterAgent(
+                config: cluster,
+                identity: NodeIdentity(id: config.nodeID, address: config.listen.description,
+                                       adminAddress: config.adminListen.description, version: PortcullisVersion.current),
+                keyStore: keys, issuers: config.issuers, eventLoopGroup: group, logger: logger)
+        } else {
+            agent = nil
+        }
         var authenticator: Authenticator?
         if !config.issuers.isEmpty {
             let cache = config.tokenCacheCapacity > 0 ? VerifiedTokenCache(capacity: config.tokenCacheCapacity) : nil
-            let verifier = JWTVerifier(issuers: config.issuers, keys: keys, cache: cache,
-                                       onUnknownKeyID: { issuer, kid in loader.requestRefetch(issuerName: issuer, kid: kid) })
-            authenticator = Authenticator(verifier: verifier, revocation: nil)
+            let verifier = JWTVerifier(issuers: config.issuers, keys: keys, cache: cache, onUnknownKeyID: { issuer, kid in
+                // With a live control plane, it is the cluster's one fetcher; otherwise fetch ourselves.
+                if let agent, agent.hasControlPlane {
+                    agent.requestKeyRefetch(issuerName: issuer, kid: kid)
+                } else {
+                    loader.requestRefetch(issuerName: issuer, kid: kid)
+                }
+            })
+            authenticator = Authenticator(verifier: verifier, revocation: agent?.revocations)
         }
         do {
             try await loader.loadInitial()
@@ -62,12 +79,13 @@ public final class GatewayNode: Service, Sendable {
         let metrics = GatewayMetrics(registry: registry)
         let routes = try RouteTable(config: config, metrics: metrics)
         let context = GatewayContext(
-            routes: routes, metrics: metrics, authenticator: authenticator, rateLimiter: LocalRateLimiter(),
+            routes: routes, metrics: metrics, authenticator: authenticator, rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
             identityHeaders: config.identityHeaders, realm: config.realm,
             accessLog: config.accessLog.enabled ? AccessLog() : nil)
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits,
                                              tls: try Self.makeTLSContext(config.tls), logger: logger)
+        let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
         let admin = AdminServer(group: group) { [registry, ready, keys] path in
             switch path {
             case "/metrics":
@@ -77,6 +95,10 @@ public final class GatewayNode: Service, Sendable {
             case "/readyz":
                 if !ready.load(ordering: .relaxed) { return .text(.serviceUnavailable, "starting\n") }
                 if !keys.isReady { return .text(.serviceUnavailable, "key sets not loaded\n") }
+                if let agent {
+                    if !agent.isSynced { return .text(.serviceUnavailable, "cluster state not synced\n") }
+                    if readyRequiresRedis, !agent.isRedisConnected { return .text(.serviceUnavailable, "Redis unreachable\n") }
+                }
                 return .text(.ok, "ready\n")
             default:
                 return nil
@@ -93,6 +115,9 @@ public final class GatewayNode: Service, Sendable {
 
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await loader.run() }
+            if let agent {
+                tasks.addTask { await agent.run() }
+            }
             tasks.addTask { [self] in
                 for await _ in await UnixSignalsSequence(trapping: .sighup) {
                     await reload(context: context, server: server, loader: loader, metrics: metrics)

@@ -28,8 +28,8 @@ public struct GatewayConfig: Sendable {
     public var issuers: [IssuerConfig]
     public var rateLimitPolicies: [String: RateLimitPolicy]
     public var routes: [RouteConfig]
-    /// The `cluster:` section, handed as-is to the cluster-state module (nil: a standalone node).
-    public var cluster: ConfigNode?
+    /// The link to the cluster's Redis (nil: a standalone node with local state only).
+    public var cluster: ClusterConfig?
     /// The file this was read from; relative paths in it resolve against its folder.
     public var file: String
 
@@ -69,7 +69,7 @@ public struct GatewayConfig: Sendable {
             policies[policy.name] = policy
         }
         self.rateLimitPolicies = policies
-        self.cluster = map.optional("cluster")
+        self.cluster = try map.optional("cluster").map { try ClusterConfig(node: $0, baseDirectory: baseDirectory) }
 
         let routesNode = try map.required("routes")
         var routes: [RouteConfig] = []

@@ -1,0 +1,195 @@
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import PortcullisJOSE
+import PortcullisRedis
+import Synchronization
+
+/// Who a node is, for membership.
+public struct NodeIdentity: Sendable {
+    public var id: String
+    public var role: String
+    public var address: String
+    public var adminAddress: String
+    public var version: String
+    public var startedAtMillis: Int64
+
+    public init(id: String, role: String = "gateway", address: String, adminAddress: String, version: String,
+                startedAtMillis: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) {
+        self.id = id
+        self.role = role
+        self.address = address
+        self.adminAddress = adminAddress
+        self.version = version
+        self.startedAtMillis = startedAtMillis
+    }
+}
+
+/// A gateway node's link to the cluster: keeps revocations and key sets in step with Redis,
+/// syncs rate-limit counters, and heartbeats its membership record. The request path only reads
+/// `revocations` and `rateLimiter`, which never wait on Redis.
+public final class ClusterAgent: Sendable {
+    public let revocations: RevocationSet
+    public let rateLimiter: ClusterRateLimiter
+    public let staleness: StalenessClock
+    private let sync: RevocationSync
+    private let keySets: KeySetSubscriber
+    private let client: RedisClient
+    private let subscriber: RedisSubscriber
+    private let membership: Membership
+    private let config: ClusterConfig
+    private let keys: ClusterKeys
+    private let identity: NodeIdentity
+    private let keyStore: KeySetStore
+    private let logger: Logger
+    private let connected = Atomic<Bool>(false)
+    private let controlPlaneAlive = Atomic<Bool>(false)
+    private let liveNodeCount = Atomic<Int>(1)
+
+    public init(config: ClusterConfig, identity: NodeIdentity, keyStore: KeySetStore, issuers: [IssuerConfig],
+                eventLoopGroup: any EventLoopGroup, logger: Logger) throws {
+        self.config = config
+        self.identity = identity
+        self.keyStore = keyStore
+        self.logger = logger
+        keys = ClusterKeys(prefix: config.keyPrefix)
+        let redis = try RedisConfiguration(url: config.redisURL)
+        client = RedisClient(configuration: redis, eventLoopGroup: eventLoopGroup, logger: logger)
+        subscriber = RedisSubscriber(configuration: redis, eventLoopGroup: eventLoopGroup, logger: logger)
+        let mac = ClusterMAC(secret: config.secret)
+        staleness = StalenessClock(limit: config.maxStaleness)
+        revocations = RevocationSet(staleness: staleness) { revoked in
+            keyStore.setRevokedKeyIDs(Set(revoked.map { String($0.split(separator: "|", maxSplits: 1).last ?? "") }))
+        }
+        sync = RevocationSync(keys: keys, mac: mac, set: revocations, client: client, staleness: staleness, nodeID: identity.id, logger: logger)
+        keySets = KeySetSubscriber(client: client, keys: keys, mac: mac, store: keyStore, issuers: issuers, logger: logger)
+        rateLimiter = ClusterRateLimiter(client: client, keys: keys, logger: logger)
+        membership = Membership(client: client, keys: keys)
+    }
+
+    /// Revocations loaded at least once (a node is not ready before).
+    public var isSynced: Bool { sync.isSynced }
+    public var isRedisConnected: Bool { connected.load(ordering: .relaxed) }
+    public var appliedSequence: Int64 { sync.appliedSequence }
+    /// A control plane heartbeat was seen: it fetches remote JWKS for the cluster.
+    public var hasControlPlane: Bool { controlPlaneAlive.load(ordering: .relaxed) }
+    public var liveNodes: Int { liveNodeCount.load(ordering: .relaxed) }
+
+    /// Runs until the task is cancelled.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await self.runSubscription() }
+            tasks.addTask { await self.runPeriodicCheck() }
+            tasks.addTask { await self.runHeartbeat() }
+            tasks.addTask { await self.rateLimiter.run(interval: self.config.rateLimitSyncInterval) }
+            await tasks.waitForAll()
+        }
+        await membership.leave(id: identity.id)
+        await subscriber.close()
+        await client.close()
+    }
+
+    /// Tells the control plane a token named a kid we do not have (non-blocking).
+    public func requestKeyRefetch(issuerName: String, kid: String) {
+        Task { await keySets.requestRefetch(issuerName: issuerName, kid: kid, throttle: .seconds(30)) }
+    }
+
+    // MARK: Loops
+
+    private func runSubscription() async {
+        let stream = subscriber.events(channels: [keys.revocationChannel, keys.keySetChannel], patterns: [])
+        for await event in stream {
+            switch event {
+            case .connected(let reconnect):
+                connected.store(true, ordering: .relaxed)
+                // Subscribed first, then read: nothing published from here on can be missed.
+                do {
+                    if sync.isSynced {
+                        try await sync.catchUpFromLog()
+                    } else {
+                        try await sync.resync(cause: "startup")
+                    }
+                    try await keySets.loadAll()
+                    if reconnect { logger.info("reconnected to Redis; revocations and key sets resynced") }
+                } catch {
+                    logger.warning("sync after (re)connect failed; the periodic check retries", metadata: ["error": "\(error)"])
+                }
+            case .message(let channel, let payload):
+                if channel == keys.revocationChannel {
+                    await sync.receive(payload)
+                } else if channel == keys.keySetChannel {
+                    await keySets.receive(payload)
+                }
+            case .patternMessage:
+                break
+            case .disconnected(let reason):
+                if connected.exchange(false, ordering: .relaxed) {
+                    logger.warning("lost the Redis subscription; serving from the last synced state", metadata: ["reason": "\(reason)"])
+                }
+            }
+        }
+    }
+
+    private func runPeriodicCheck() async {
+        let stalenessGauge = Gauge(label: "portcullis_revocation_staleness_seconds")
+        var lastPrune = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: config.checkInterval)
+            do {
+                if sync.isSynced {
+                    try await sync.check()
+                } else {
+                    try await sync.resync(cause: "retry")
+                }
+            } catch {
+                logger.debug("revocation check failed", metadata: ["error": "\(error)"])
+            }
+            stalenessGauge.record(staleness.ageSeconds)
+            if ContinuousClock.now - lastPrune > .seconds(60) {
+                revocations.prune(now: Int64(Date().timeIntervalSince1970))
+                lastPrune = ContinuousClock.now
+            }
+        }
+    }
+
+    private func runHeartbeat() async {
+        let redisGauge = Gauge(label: "portcullis_redis_connected")
+        let liveGauge = Gauge(label: "portcullis_cluster_live_nodes")
+        let entries = (tokens: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "jti")]),
+                       subjects: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "subject")]),
+                       clients: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "client")]),
+                       keys: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "key")]))
+        while !Task.isCancelled {
+            let record = NodeRecord(
+                id: identity.id, role: identity.role, address: identity.address, adminAddress: identity.adminAddress,
+                version: identity.version, startedAtMillis: identity.startedAtMillis,
+                heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), appliedSequence: sync.appliedSequence,
+                appliedAtMillis: nil, keySetVersions: keySetVersions(), rateLimitMode: rateLimiter.mode,
+                redisConnected: isRedisConnected, revocationStalenessSeconds: staleness.ageSeconds)
+            do {
+                try await membership.heartbeat(record, interval: config.heartbeatInterval)
+                let live = try await membership.liveNodes(role: "gateway")
+                let count = max(1, live.count)
+                liveNodeCount.store(count, ordering: .relaxed)
+                rateLimiter.setLiveNodes(count)
+                let alive = try await client.send("EXISTS", RedisArgument(keys.controlPlaneAlive)).int == 1
+                controlPlaneAlive.store(alive, ordering: .relaxed)
+            } catch {
+                logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+            redisGauge.record(isRedisConnected ? 1 : 0)
+            liveGauge.record(liveNodeCount.load(ordering: .relaxed))
+            let counts = revocations.counts
+            entries.tokens.record(counts.tokens)
+            entries.subjects.record(counts.subjects)
+            entries.clients.record(counts.clients)
+            entries.keys.record(counts.keys)
+            try? await Task.sleep(for: config.heartbeatInterval)
+        }
+    }
+
+    private func keySetVersions() -> [String: String] {
+        keyStore.snapshot().entries.compactMapValues(\.version)
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import PortcullisConfig
+import PortcullisJOSE
+
+/// The `cluster:` section shared by gateway and control-plane configs.
+public struct ClusterConfig: Sendable {
+    /// `redis://…`, `unix://…` or `redis-sentinel://…` (see docs/redis-client.md).
+    public var redisURL: String
+    /// Prefix of every Redis key and channel, so several clusters can share one Redis.
+    public var keyPrefix: String
+    /// HMAC-SHA256 key authenticating key-set records and revocation events (≥ 32 bytes).
+    public var secret: [UInt8]
+    public var heartbeatInterval: Duration
+    /// Beyond this age of confirmed revocation state a node answers authenticated requests with
+    /// 503 instead of risking a revoked token (fail closed). nil: serve with stale state forever.
+    public var maxStaleness: Duration?
+    /// How often a node confirms its revocation sequence with Redis (catches lost messages).
+    public var checkInterval: Duration
+    /// Lifetime assumed for a revoked `jti` whose `exp` is unknown.
+    public var maxTokenLifetime: Duration
+    public var rateLimitSyncInterval: Duration
+    /// Whether `/readyz` fails while Redis is unreachable (default false: keep serving).
+    public var readyRequiresRedis: Bool
+
+    public init(node: ConfigNode, baseDirectory: String) throws {
+        var map = try node.mapping()
+        redisURL = try map.required("redis").nonEmptyString()
+        keyPrefix = try map.optional("key_prefix")?.string() ?? "portcullis:"
+        let secretNode = map.optional("secret")
+        let secretFileNode = map.optional("secret_file")
+        switch (secretNode, secretFileNode) {
+        case (let node?, nil):
+            secret = try Self.decodeSecret(try node.nonEmptyString(), node: node)
+        case (nil, let node?):
+            let path = try node.nonEmptyString()
+            let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).path
+            guard let text = try? String(contentsOfFile: resolved, encoding: .utf8) else {
+                throw node.error("cannot read the cluster secret from \(resolved)")
+            }
+            secret = try Self.decodeSecret(text.trimmingCharacters(in: .whitespacesAndNewlines), node: node)
+        case (nil, nil):
+            throw map.node.error("cluster needs `secret` or `secret_file` (base64url, at least 32 bytes)")
+        case (_?, _?):
+            throw map.node.error("give either `secret` or `secret_file`, not both")
+        }
+        heartbeatInterval = try map.optional("heartbeat_interval")?.duration() ?? .seconds(1)
+        if let node = map.optional("revocation") {
+            var revocation = try node.mapping()
+            maxStaleness = try revocation.optional("max_staleness")?.duration()
+            checkInterval = try revocation.optional("check_interval")?.duration() ?? .seconds(1)
+            maxTokenLifetime = try revocation.optional("max_token_lifetime")?.duration() ?? .seconds(24 * 3600)
+            try revocation.finish()
+        } else {
+            maxStaleness = nil
+            checkInterval = .seconds(1)
+            maxTokenLifetime = .seconds(24 * 3600)
+        }
+        rateLimitSyncInterval = try map.optional("rate_limit_sync_interval")?.duration() ?? .milliseconds(50)
+        readyRequiresRedis = try map.optional("ready_requires_redis")?.bool() ?? false
+        try map.finish()
+        if maxStaleness == .zero { maxStaleness = nil }
+    }
+
+    static func decodeSecret(_ text: String, node: ConfigNode) throws -> [UInt8] {
+        guard let bytes = Base64URL.decode(text.replacingOccurrences(of: "=", with: "")), bytes.count >= 32 else {
+            throw node.error("the cluster secret must be base64url of at least 32 random bytes (e.g. `openssl rand -base64 32 | tr '+/' '-_' | tr -d =`)")
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,167 @@
+import Crypto
+import Foundation
+import Logging
+import Metrics
+import PortcullisJOSE
+import PortcullisRedis
+
+/// An issuer's key set as the control plane stores it in Redis (HASH `keys:set:<issuer>`).
+/// The MAC under the cluster secret is what stops a Redis writer from injecting a signing key.
+public struct KeySetRecord: Sendable, Equatable {
+    /// The issuer's `iss`.
+    public var issuer: String
+    /// The JWKS document, as fetched.
+    public var jwks: String
+    /// Hex SHA-256 of `jwks` (first 16 digits): changes exactly when the set changes.
+    public var version: String
+    public var fetchedAtMillis: Int64
+    public var mac: String
+
+    public init(issuer: String, jwks: String, fetchedAtMillis: Int64, mac: ClusterMAC) {
+        self.issuer = issuer
+        self.jwks = jwks
+        self.version = Self.version(of: jwks)
+        self.fetchedAtMillis = fetchedAtMillis
+        self.mac = ""
+        self.mac = mac.sign(macFields)
+    }
+
+    static func version(of jwks: String) -> String {
+        SHA256.hash(data: Array(jwks.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+    }
+
+    var macFields: [String] { ["ks1", issuer, version, jwks, String(fetchedAtMillis)] }
+
+    init?(hash: [RedisValue]) {
+        var map: [String: String] = [:]
+        var index = 0
+        while index + 1 < hash.count {
+            if let key = hash[index].string, let value = hash[index + 1].string { map[key] = value }
+            index += 2
+        }
+        guard let issuer = map["issuer"], let jwks = map["jwks"], let version = map["version"],
+              let fetched = map["fetched_ms"].flatMap(Int64.init), let mac = map["mac"] else { return nil }
+        self.issuer = issuer
+        self.jwks = jwks
+        self.version = version
+        self.fetchedAtMillis = fetched
+        self.mac = mac
+    }
+
+    func verify(_ mac: ClusterMAC) -> Bool {
+        version == Self.version(of: jwks) && mac.verify(self.mac, macFields)
+    }
+}
+
+/// Writes key-set records and announces them (the control plane is the one fetcher per issuer).
+public struct KeySetPublisher: Sendable {
+    let client: RedisClient
+    let keys: ClusterKeys
+    let mac: ClusterMAC
+
+    public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC) {
+        self.client = client
+        self.keys = keys
+        self.mac = mac
+    }
+
+    /// Stores `jwks` for `issuer` and tells every node; returns the record (its version).
+    @discardableResult
+    public func publish(issuer: String, jwks: String, fetchedAtMillis: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) async throws -> KeySetRecord {
+        let record = KeySetRecord(issuer: issuer, jwks: jwks, fetchedAtMillis: fetchedAtMillis, mac: mac)
+        _ = try await client.pipeline([
+            ["HSET", RedisArgument(keys.keySet(issuer)), "issuer", RedisArgument(issuer), "jwks", RedisArgument(jwks),
+             "version", RedisArgument(record.version), "fetched_ms", RedisArgument(fetchedAtMillis), "mac", RedisArgument(record.mac)],
+            ["SADD", RedisArgument(keys.keySetIssuers), RedisArgument(issuer)],
+            ["PUBLISH", RedisArgument(keys.keySetChannel), RedisArgument("\(record.version) \(issuer)")],
+        ]).forEach { _ = try $0.get() }
+        return record
+    }
+
+    /// The stored record for `issuer`, verified.
+    public func record(issuer: String) async throws -> KeySetRecord? {
+        let hash = try await client.send("HGETALL", RedisArgument(keys.keySet(issuer))).array ?? []
+        guard let record = KeySetRecord(hash: hash), record.verify(mac) else { return nil }
+        return record
+    }
+}
+
+/// A node's side: applies key-set records from Redis to its `KeySetStore`, atomically per issuer,
+/// and only when the MAC verifies. Issuers are matched by `iss`; only issuers whose config says
+/// their keys come from the cluster (no `jwks_file`) take cluster records.
+actor KeySetSubscriber {
+    private let client: RedisClient
+    private let keys: ClusterKeys
+    private let mac: ClusterMAC
+    private let store: KeySetStore
+    private let issuersByIss: [String: [IssuerConfig]]
+    private let logger: Logger
+    private let rejected = Counter(label: "portcullis_keyset_events_rejected_total", dimensions: [("kind", "keyset")])
+    private var lastRefetch: [String: ContinuousClock.Instant] = [:]
+
+    init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, store: KeySetStore, issuers: [IssuerConfig], logger: Logger) {
+        self.client = client
+        self.keys = keys
+        self.mac = mac
+        self.store = store
+        self.issuersByIss = Dictionary(grouping: issuers.filter { issuer in
+            if case .jwksFile = issuer.keySource { return false }
+            return true
+        }, by: \.issuer)
+        self.logger = logger
+    }
+
+    /// Whether any configured issuer takes its keys from the cluster.
+    nonisolated var hasClusterIssuers: Bool { !issuersByIss.isEmpty }
+
+    /// Loads every record for the issuers we serve (start-up and after a reconnect).
+    func loadAll() async throws {
+        for iss in issuersByIss.keys {
+            try await load(iss: iss)
+        }
+    }
+
+    /// A `keys:events` message: `<version> <issuer>`.
+    func receive(_ message: [UInt8]) async {
+        let text = String(decoding: message, as: UTF8.self)
+        guard let space = text.firstIndex(of: " ") else { return }
+        let iss = String(text[text.index(after: space)...])
+        guard issuersByIss[iss] != nil else { return }
+        do {
+            try await load(iss: iss)
+        } catch {
+            logger.warning("could not load key set from Redis", metadata: ["issuer": "\(iss)", "error": "\(error)"])
+        }
+    }
+
+    private func load(iss: String) async throws {
+        let hash = try await client.send("HGETALL", RedisArgument(keys.keySet(iss))).array ?? []
+        guard !hash.isEmpty else { return }
+        guard let record = KeySetRecord(hash: hash), record.verify(mac) else {
+            rejected.increment()
+            logger.error("ignoring a key-set record whose MAC does not verify: not written by a holder of the cluster secret",
+                         metadata: ["issuer": "\(iss)"])
+            return
+        }
+        for issuer in issuersByIss[iss] ?? [] {
+            if store.version(issuerName: issuer.name) == record.version { continue }
+            do {
+                let set = try JWKSet.parse(Array(record.jwks.utf8), issuer: issuer, logger: logger)
+                store.replace(issuerName: issuer.name, keySet: set, version: record.version)
+                logger.info("key set updated from the cluster", metadata: ["issuer": "\(issuer.name)", "version": "\(record.version)"])
+            } catch {
+                logger.error("key-set record does not parse; keeping the previous set", metadata: ["issuer": "\(issuer.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Asks the control plane to refetch an issuer's JWKS after an unknown kid, at most once per
+    /// `throttle` per issuer from this node (the control plane throttles cluster-wide too).
+    func requestRefetch(issuerName: String, kid: String, throttle: Duration) async {
+        guard let issuer = issuersByIss.values.joined().first(where: { $0.name == issuerName }) else { return }
+        let now = ContinuousClock.now
+        if let last = lastRefetch[issuer.issuer], now - last < throttle { return }
+        lastRefetch[issuer.issuer] = now
+        _ = try? await client.send("PUBLISH", RedisArgument(keys.keySetRefetchChannel), RedisArgument("\(kid) \(issuer.issuer)"))
+    }
+}

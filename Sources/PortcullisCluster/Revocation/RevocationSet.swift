@@ -1,0 +1,210 @@
+import Foundation
+import PortcullisJOSE
+import Synchronization
+
+/// A node's copy of the cluster's revocations and the one place that decides whether a verified
+/// token is revoked. Lookups (every request, cached tokens included) take one uncontended lock to
+/// read the current state reference; the jti lookup itself is lock-free.
+public final class RevocationSet: RevocationCheck, Sendable {
+    /// Cut-offs and revoked keys: small, replaced as a whole on change.
+    struct Cutoffs: Sendable {
+        /// `issuer|subject` (issuer `*` for any) → cut-off.
+        var subjects: [String: Int64] = [:]
+        var clients: [String: Int64] = [:]
+        /// `issuer|kid` → revocation time.
+        var keys: [String: Int64] = [:]
+    }
+
+    final class State: Sendable {
+        let tokens: RevokedTokenTable
+        let cutoffs: Cutoffs
+        init(tokens: RevokedTokenTable, cutoffs: Cutoffs) {
+            self.tokens = tokens
+            self.cutoffs = cutoffs
+        }
+    }
+
+    private let state: Mutex<State>
+    private let staleness: StalenessClock
+    private let onKeysChanged: @Sendable (Set<String>) -> Void
+
+    /// - Parameters:
+    ///   - staleness: `check` answers `.stale` once the state is older than its limit (if it has one).
+    ///   - onKeysChanged: told the revoked kids (as `issuer|kid`) whenever they change, to drop
+    ///     those keys from the key sets.
+    public init(staleness: StalenessClock = StalenessClock(limit: nil), onKeysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }) {
+        state = Mutex(State(tokens: RevokedTokenTable(expected: 1024), cutoffs: Cutoffs()))
+        self.staleness = staleness
+        self.onKeysChanged = onKeysChanged
+    }
+
+    // MARK: The check
+
+    public func check(_ token: VerifiedToken) -> RevocationVerdict {
+        if let age = staleness.exceededAge() {
+            return .stale(detail: "revocation state is \(age) s old; refusing authenticated requests until it is confirmed")
+        }
+        let current = state.withLock { $0 }
+        if let jti = token.jwtID, current.tokens.expiry(of: RevokedTokenTable.fingerprint(jti)) != nil {
+            return .revoked(detail: "the token has been revoked")
+        }
+        let cutoffs = current.cutoffs
+        if !cutoffs.subjects.isEmpty, let subject = token.subject,
+           let cutoff = cutoffs.subjects[token.issuer + "|" + subject] ?? cutoffs.subjects["*|" + subject],
+           Self.issuedBefore(token, cutoff) {
+            return .revoked(detail: "tokens of this subject issued before \(cutoff) have been revoked")
+        }
+        if !cutoffs.clients.isEmpty, let client = token.clientID,
+           let cutoff = cutoffs.clients[token.issuer + "|" + client] ?? cutoffs.clients["*|" + client],
+           Self.issuedBefore(token, cutoff) {
+            return .revoked(detail: "tokens of this client issued before \(cutoff) have been revoked")
+        }
+        if !cutoffs.keys.isEmpty, let kid = token.keyID,
+           cutoffs.keys[token.issuer + "|" + kid] != nil || cutoffs.keys["*|" + kid] != nil {
+            return .revoked(detail: "the key that signed this token has been revoked")
+        }
+        return .allowed
+    }
+
+    /// A token without `iat` cannot show it was issued after the cut-off, so it counts as before.
+    static func issuedBefore(_ token: VerifiedToken, _ cutoff: Int64) -> Bool {
+        (token.issuedAt ?? Int64.min) < cutoff
+    }
+
+    // MARK: Changes (single writer: the node's sync task)
+
+    /// jti entries outlive the token's `exp` by this much, covering verification leeway.
+    static let expiryGrace: Int64 = 300
+
+    /// Applies one change. jti entries that are already expired are skipped.
+    func apply(_ revocation: Revocation, now: Int64) {
+        switch revocation.kind {
+        case .jti:
+            guard revocation.operation == .add, revocation.until + Self.expiryGrace > now else { return }
+            addTokens([(revocation.value, revocation.until)], now: now)
+        case .subject, .client, .key:
+            var keysChanged = false
+            let newKeys: Set<String> = state.withLock { current in
+                var cutoffs = current.cutoffs
+                let key = revocation.scopedValue
+                switch (revocation.kind, revocation.operation) {
+                case (.subject, .add): cutoffs.subjects[key] = max(cutoffs.subjects[key] ?? .min, revocation.until)
+                case (.subject, .delete): cutoffs.subjects[key] = nil
+                case (.client, .add): cutoffs.clients[key] = max(cutoffs.clients[key] ?? .min, revocation.until)
+                case (.client, .delete): cutoffs.clients[key] = nil
+                case (.key, .add):
+                    keysChanged = cutoffs.keys[key] == nil
+                    cutoffs.keys[key] = revocation.until
+                case (.key, .delete), (.jti, _): break
+                }
+                current = State(tokens: current.tokens, cutoffs: cutoffs)
+                return Set(cutoffs.keys.keys)
+            }
+            if keysChanged { onKeysChanged(newKeys) }
+        }
+    }
+
+    /// Bulk insert (snapshot loading); grows the table when needed.
+    func addTokens(_ entries: some Collection<(String, Int64)>, now: Int64) {
+        addFingerprints(entries.map { (RevokedTokenTable.fingerprint($0.0), $0.1) }, now: now)
+    }
+
+    func addFingerprints(_ entries: [(RevokedTokenTable.Fingerprint, Int64)], now: Int64) {
+        var table = state.withLock { $0.tokens }
+        var grown = false
+        for (fingerprint, expiry) in entries where expiry + Self.expiryGrace > now {
+            if !table.insert(fingerprint, expiresAt: expiry) {
+                table = table.compacted(now: now, extra: table.count + entries.count)
+                table.insert(fingerprint, expiresAt: expiry)
+                grown = true
+            }
+        }
+        if grown {
+            let newTable = table
+            state.withLock { $0 = State(tokens: newTable, cutoffs: $0.cutoffs) }
+        }
+    }
+
+    /// Replaces everything (a full resync).
+    func replaceAll(tokens: [(RevokedTokenTable.Fingerprint, Int64)], subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64], now: Int64) {
+        let table = RevokedTokenTable(expected: max(tokens.count, 1024))
+        for (fingerprint, expiry) in tokens where expiry + Self.expiryGrace > now {
+            table.insert(fingerprint, expiresAt: expiry)
+        }
+        let cutoffs = Cutoffs(subjects: subjects, clients: clients, keys: keys)
+        let oldKeys = state.withLock { current -> Set<String> in
+            let old = Set(current.cutoffs.keys.keys)
+            current = State(tokens: table, cutoffs: cutoffs)
+            return old
+        }
+        if oldKeys != Set(keys.keys) { onKeysChanged(Set(keys.keys)) }
+    }
+
+    /// Adds a snapshot to what is held (after Redis lost data): union of both.
+    func merge(tokens: [(RevokedTokenTable.Fingerprint, Int64)], subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64], now: Int64) {
+        addFingerprints(tokens, now: now)
+        let newKeys: Set<String>? = state.withLock { current in
+            var cutoffs = current.cutoffs
+            cutoffs.subjects.merge(subjects) { max($0, $1) }
+            cutoffs.clients.merge(clients) { max($0, $1) }
+            let before = cutoffs.keys.count
+            cutoffs.keys.merge(keys) { max($0, $1) }
+            current = State(tokens: current.tokens, cutoffs: cutoffs)
+            return cutoffs.keys.count != before ? Set(cutoffs.keys.keys) : nil
+        }
+        if let newKeys { onKeysChanged(newKeys) }
+    }
+
+    /// Drops expired jti entries (rebuilds the table when enough expired).
+    func prune(now: Int64) {
+        let table = state.withLock { $0.tokens }
+        let compacted = table.compacted(now: now - Self.expiryGrace)
+        if compacted.count < table.count {
+            state.withLock { $0 = State(tokens: compacted, cutoffs: $0.cutoffs) }
+        }
+    }
+
+    /// Entry counts by kind, for metrics and the admin API.
+    public var counts: (tokens: Int, subjects: Int, clients: Int, keys: Int) {
+        let current = state.withLock { $0 }
+        return (current.tokens.count, current.cutoffs.subjects.count, current.cutoffs.clients.count, current.cutoffs.keys.count)
+    }
+}
+
+/// How old a node's revocation state is, and whether that is too old (fail closed).
+public final class StalenessClock: Sendable {
+    private let limitNanos: UInt64?
+    private let confirmedAt = Atomic<UInt64>(0)
+    private let now: @Sendable () -> UInt64
+
+    /// - Parameter limit: beyond this age `RevocationSet.check` answers `.stale`; nil: never.
+    public init(limit: Duration?, now: @escaping @Sendable () -> UInt64 = { monotonicNanos() }) {
+        limitNanos = limit.map { UInt64($0.components.seconds) * 1_000_000_000 + UInt64($0.components.attoseconds / 1_000_000_000) }
+        self.now = now
+        confirmedAt.store(now(), ordering: .relaxed)
+    }
+
+    /// Redis confirmed the state is current.
+    public func confirm() {
+        confirmedAt.store(now(), ordering: .relaxed)
+    }
+
+    /// Seconds since the last confirmation.
+    public var ageSeconds: Double {
+        Double(now() &- confirmedAt.load(ordering: .relaxed)) / 1e9
+    }
+
+    /// The age in whole seconds when it exceeds the limit, else nil.
+    func exceededAge() -> Int? {
+        guard let limitNanos else { return nil }
+        let age = now() &- confirmedAt.load(ordering: .relaxed)
+        return age > limitNanos ? Int(age / 1_000_000_000) : nil
+    }
+}
+
+/// Monotonic nanoseconds (CLOCK_MONOTONIC), for ages and intervals.
+public func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import NIOPosix
+import PortcullisCluster
+import PortcullisJOSE
+import PortcullisRedis
+import PortcullisTestSupport
+import Testing
+
+/// A small cluster for tests: one real redis-server, a test upstream, N real gateway processes
+/// sharing a cluster secret, and a Redis client for writing revocations and key sets the way the
+/// control plane does.
+final class TestCluster {
+    static let secret = Array(repeating: UInt8(7), count: 32)
+    static let issuer = "https://issuer.cluster.test"
+    static let audience = "api://cluster"
+
+    let redis: RedisServerFixture
+    let upstream: TestUpstream
+    let group: MultiThreadedEventLoopGroup
+    let client: RedisClient
+    let keys = ClusterKeys(prefix: "portcullis:")
+    let mac = ClusterMAC(secret: TestCluster.secret)
+    let store: RevocationStore
+    let signer: JWTSigner
+    var gateways: [GatewayProcess] = []
+    let issuerKeySource: String
+    let extraGatewayConfig: String
+
+    /// - Parameters:
+    ///   - clusterKeys: the issuer's keys come from the cluster (KeySetPublisher) instead of a file.
+    init(redisPersistence: Bool = false, clusterKeys: Bool = false, extraGatewayConfig: String = "") async throws {
+        redis = try await RedisServerFixture.start(persistence: redisPersistence)
+        upstream = try await TestUpstream.start()
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "test"))
+        store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: .seconds(3600))
+        signer = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k1")
+        issuerKeySource = clusterKeys ? "" : "    jwks_file: jwks.json\n"
+        self.extraGatewayConfig = extraGatewayConfig
+    }
+
+    var jwks: String { JSONWriter.serialize(["keys": .array([signer.key.publicJWK(keyID: signer.keyID)])]) }
+
+    func gatewayConfig(port: Int, adminPort: Int, nodeID: String, checkInterval: String = "200ms", staleness: String? = nil) -> String {
+        """
+        node_id: \(nodeID)
+        listen: 127.0.0.1:\(port)
+        admin_listen: 127.0.0.1:\(adminPort)
+        event_loops: 1
+        access_log: false
+        issuers:
+          - name: main
+            issuer: \(Self.issuer)
+            audiences: [\(Self.audience)]
+            algorithms: [ES256]
+        \(issuerKeySource)
+        cluster:
+          redis: \(redis.url)
+          secret: \(Base64URL.encode(Self.secret))
+          heartbeat_interval: 300ms
+          rate_limit_sync_interval: 50ms
+          revocation:
+            check_interval: \(checkInterval)
+        \(staleness.map { "    max_staleness: \($0)" } ?? "")
+        \(extraGatewayConfig)
+        routes:
+          - name: api
+            path_prefix: /
+            upstream: {targets: [\(upstream.address)]}
+            auth: {type: jwt}
+        """
+    }
+
+    @discardableResult
+    func startGateway(id: String, waitForReady: Bool = true, staleness: String? = nil) async throws -> GatewayProcess {
+        let jwks = self.jwks
+        let gateway = try await GatewayProcess.start(waitForReady: waitForReady, extraFiles: ["jwks.json": jwks]) { port, admin, _ in
+            self.gatewayConfig(port: port, adminPort: admin, nodeID: id, staleness: staleness)
+        }
+        gateways.append(gateway)
+        return gateway
+    }
+
+    func token(sub: String = "user", jti: String = UUID().uuidString, clientID: String = "app", iat: Int64? = nil, signer: JWTSigner? = nil) throws -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        return try (signer ?? self.signer).sign(claims: [
+            "iss": .string(Self.issuer), "aud": .string(Self.audience), "sub": .string(sub), "jti": .string(jti),
+            "client_id": .string(clientID), "iat": .integer(iat ?? now - 5), "exp": .integer(now + 600),
+        ])
+    }
+
+    func revoke(_ kind: Revocation.Kind, _ value: String, until: Int64? = nil, operation: Revocation.Operation = .add) async throws -> RevocationEvent {
+        let now = Int64(Date().timeIntervalSince1970)
+        return try await store.write(Revocation(
+            id: "rev_" + UUID().uuidString.prefix(12).lowercased(), operation: operation, kind: kind, value: value, issuer: nil,
+            until: until ?? (kind == .jti ? now + 600 : now + 1), createdAtMillis: now * 1000, actor: "test", reason: nil))
+    }
+
+    /// The status every gateway gives `token` right now.
+    func statuses(_ token: String) throws -> [Int] {
+        try gateways.map { try $0.request("GET", "/x", headers: [("Authorization", "Bearer \(token)")]).status }
+    }
+
+    func appliedSequences() async throws -> [String: Int64] {
+        let live = try await Membership(client: client, keys: keys).liveNodes()
+        return Dictionary(uniqueKeysWithValues: live.map { ($0.id, $0.appliedSequence) })
+    }
+
+    func shutdown() async {
+        for gateway in gateways { await gateway.stop() }
+        await client.close()
+        await upstream.stop()
+        await redis.stop()
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// Polls `condition` every 20 ms for up to `timeout`; records an issue if it never holds.
+@discardableResult
+func eventually(timeout: Duration = .seconds(5), _ what: String, _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("not within \(timeout): \(what)")
+    return false
+}
