@@ -143,8 +143,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
 
         // 3. Accepted: forward.
-        let upstreamHead = HeaderRewriter.upstreamRequest(head, route: route.config, identity: identity,
-                                                          identityHeaders: gateway.identityHeaders, requestID: requestID, client: client)
+        let upstreamHead = HeaderRewriter.upstreamRequest(head, policy: route.headerPolicy, identity: identity,
+                                                          requestID: requestID, client: client)
         if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
             // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
@@ -464,7 +464,7 @@ private final class Exchange: UpstreamExchangeDelegate {
         headerTimer?.cancel()
         responseHeadSent = true
         upstreamKeepAlive = head.isKeepAlive
-        var response = HeaderRewriter.clientResponse(head, route: route.config, requestID: log.requestID)
+        var response = HeaderRewriter.clientResponse(head, policy: route.headerPolicy, requestID: log.requestID)
         response.version = clientHead.version
         if let extra = extraResponseHeaders {
             for (name, value) in extra { response.headers.replaceOrAdd(name: name, value: value) }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Synchronization
 import PortcullisCluster
 import PortcullisJOSE
 
@@ -14,12 +15,27 @@ enum RequestID {
         return ok ? value : nil
     }
 
-    /// 128 random bits as 32 hex digits.
+    /// 32 hex digits: a random per-process prefix and a counter started at a random value. Unique
+    /// and unguessable enough for correlation; not a secret, so no system call per request.
     static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64, low = generator.next() as UInt64
-        let hex = String(high, radix: 16), hex2 = String(low, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex + String(repeating: "0", count: 16 - hex2.count) + hex2
+        let sequence = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            writeHex(processPrefix, into: buffer, at: 0)
+            writeHex(sequence, into: buffer, at: 16)
+            return 32
+        }
+    }
+
+    private static let processPrefix = UInt64.random(in: .min ... .max)
+    private static let counter = Atomic<UInt64>(UInt64.random(in: .min ... .max))
+
+    private static func writeHex(_ value: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>, at offset: Int) {
+        let digits: StaticString = "0123456789abcdef"
+        digits.withUTF8Buffer { table in
+            for index in 0..<16 {
+                buffer[offset + index] = table[Int((value >> (60 - 4 * UInt64(index))) & 0xF)]
+            }
+        }
     }
 }
 
