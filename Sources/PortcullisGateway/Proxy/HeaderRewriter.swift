@@ -47,11 +47,12 @@ enum HeaderRewriter {
     private static func connectionListed(_ headers: HTTPHeaders) -> HeaderNameSet? {
         var listed: HeaderNameSet?
         for (name, value) in headers where HeaderNameSet.matches(name, "connection") {
-            for token in value.split(separator: ",") {
-                let trimmed = token.trimmingCharacters(in: .whitespaces)
-                if trimmed.isEmpty || HeaderNameSet.matches(trimmed, "close") || HeaderNameSet.matches(trimmed, "keep-alive") { continue }
+            for token in value.utf8.split(separator: UInt8(ascii: ",")) {
+                let trimmed = token.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+                let text = String(decoding: trimmed, as: UTF8.self)
+                if text.isEmpty || HeaderNameSet.matches(text, "close") || HeaderNameSet.matches(text, "keep-alive") { continue }
                 if listed == nil { listed = HeaderNameSet([]) }
-                listed?.insert(trimmed)
+                listed?.insert(text)
             }
         }
         return listed
@@ -82,7 +83,9 @@ enum HeaderRewriter {
             } else if HeaderNameSet.matches(name, "content-length") {
                 hasContentLength = true
             } else if HeaderNameSet.matches(name, "transfer-encoding") {
-                chunked = chunked || value.lowercased().contains("chunked")
+                chunked = chunked || value.utf8.split(separator: UInt8(ascii: ",")).contains { token in
+                    HeaderNameSet.equalsIgnoringASCIICase(String(decoding: token.filter { $0 != 0x20 && $0 != 0x09 }, as: UTF8.self).utf8, "chunked".utf8)
+                }
             }
             if policy.requestRemoved.contains(name) || listed?.contains(name) == true { continue }
             headers.add(name: name, value: value)
