@@ -1,0 +1,291 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOPosix
+import PortcullisCluster
+import PortcullisJOSE
+import PortcullisRedis
+import PortcullisTestSupport
+import Synchronization
+
+/// `portcullis-bench cluster`: a real N-node cluster on loopback (redis-server, gateway processes,
+/// an upstream), measuring what issue 5 and 7 promise:
+/// 1. revocation propagation — durable write to applied on every node — under request load;
+/// 2. rate-limit accuracy with load at 10× the limit spread over the nodes;
+/// 3. wrongly rejected requests with load at the limit spread unevenly;
+/// 4. throughput of the cluster.
+struct ClusterBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Multi-node revocation propagation, rate-limit accuracy and throughput.")
+
+    @Option(help: "Gateway nodes.") var nodes = 3
+    @Option(help: "Revocations to time.") var revocations = 300
+    @Option(help: "Milliseconds between revocations.") var revocationInterval = 20
+    @Option(help: "Rate limit (requests per second, cluster-wide).") var limit = 200
+    @Option(help: "Seconds of load for each rate-limit phase.") var seconds = 30
+    @Option(help: "Write raw propagation samples (ms, one per line per node) to this file.") var samples: String?
+
+    func run() async throws {
+        if ProcessInfo.processInfo.environment["PORTCULLIS_BIN"] == nil {
+            setenv("PORTCULLIS_BIN", PortcullisBinary.packageRoot + "/.build/release/portcullis", 1)
+        }
+        let cluster = try await BenchCluster.start(nodes: nodes, limit: limit)
+        do {
+            try await propagation(cluster)
+            try await accuracy(cluster)
+            try await uneven(cluster)
+            try await throughput(cluster)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    // MARK: 1. Propagation under load
+
+    func propagation(_ cluster: BenchCluster) async throws {
+        print("== revocation propagation: \(revocations) revocations every \(revocationInterval) ms, under load on every node ==")
+        let load = cluster.gateways.map { gateway in
+            Wrk.start(port: gateway.port, path: "/api/load", token: cluster.validToken, seconds: revocations * revocationInterval / 1000 + 8, connections: 16)
+        }
+        try await Task.sleep(for: .seconds(2))
+        var toAll: [Double] = []
+        var perNode: [String: [Double]] = [:]
+        for index in 0..<revocations {
+            let event = try await cluster.revoke("bench-\(index)-\(UUID().uuidString)")
+            let deadline = ContinuousClock.now + .seconds(5)
+            var acks: [String: Int64] = [:]
+            while ContinuousClock.now < deadline {
+                acks = try await cluster.store.propagation(sequence: event.sequence)
+                if acks.count >= cluster.gateways.count { break }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            guard acks.count >= cluster.gateways.count else {
+                print("  revocation \(event.sequence): only \(acks.count) nodes acknowledged within 5 s")
+                continue
+            }
+            for (node, micros) in acks { perNode[node, default: []].append(Double(micros) / 1000) }
+            toAll.append(Double(acks.values.max() ?? 0) / 1000)
+            try await Task.sleep(for: .milliseconds(revocationInterval))
+        }
+        let results = load.map { $0.wait() }
+        print(String(format: "  to all %d nodes: p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  (n=%d)",
+                     cluster.gateways.count, percentile(toAll, 50), percentile(toAll, 90), percentile(toAll, 99), toAll.max() ?? 0, toAll.count))
+        for (node, values) in perNode.sorted(by: { $0.key < $1.key }) {
+            print(String(format: "  %@: p50 %.3f ms  p99 %.3f ms", node, percentile(values, 50), percentile(values, 99)))
+        }
+        print(String(format: "  load meanwhile: %.0f req/s across the nodes, %d non-2xx", results.map(\.requestsPerSecond).reduce(0, +), results.map(\.non2xx).reduce(0, +)))
+        if let samples {
+            let lines = perNode.flatMap { node, values in values.map { "\(node) \($0)" } } + toAll.map { "all \($0)" }
+            try lines.joined(separator: "\n").write(toFile: samples, atomically: true, encoding: .utf8)
+            print("  samples written to \(samples)")
+        }
+    }
+
+    // MARK: 2. Accuracy at 10x
+
+    func accuracy(_ cluster: BenchCluster) async throws {
+        print("== rate-limit accuracy: limit \(limit)/s cluster-wide, wrk flat out on every node for \(seconds) s ==")
+        try await Task.sleep(for: .seconds(2))
+        let load = cluster.gateways.map { Wrk.start(port: $0.port, path: "/limited/x", token: cluster.validToken, seconds: seconds, connections: 8) }
+        let results = load.map { $0.wait() }
+        let attempted = results.map(\.requests).reduce(0, +)
+        let admitted = results.map { $0.requests - $0.non2xx }.reduce(0, +)
+        let expected = limit * seconds
+        print(String(format: "  attempted %d (%.1f× the limit), admitted %d, expected %d: error %+.2f %%",
+                     attempted, Double(attempted) / Double(expected), admitted, expected, (Double(admitted) / Double(expected) - 1) * 100))
+        for (gateway, result) in zip(cluster.gateways, results) {
+            print("  \(gateway.port): \(result.requests - result.non2xx) admitted of \(result.requests)")
+        }
+    }
+
+    // MARK: 3. Uneven load at the limit
+
+    func uneven(_ cluster: BenchCluster) async throws {
+        let shares = [0.7, 0.2, 0.1] + Array(repeating: 0.0, count: max(0, cluster.gateways.count - 3))
+        print("== rate-limit at the limit, uneven: \(limit)/s total split \(shares.prefix(cluster.gateways.count).map { "\(Int($0 * 100))%" }.joined(separator: "/")) for \(seconds) s ==")
+        try await Task.sleep(for: .seconds(3))
+        let senders = zip(cluster.gateways, shares).filter { $0.1 > 0 }.map { gateway, share in
+            PacedLoad.start(port: gateway.port, path: "/limited/u", token: cluster.validToken, rate: Double(limit) * share, seconds: seconds)
+        }
+        let results = senders.map { $0.wait() }
+        let sent = results.map(\.sent).reduce(0, +)
+        let rejected = results.map(\.rejected).reduce(0, +)
+        print(String(format: "  sent %d, rejected %d: %.2f %% wrongly rejected (errors: %d)", sent, rejected,
+                     Double(rejected) / Double(max(sent, 1)) * 100, results.map(\.errors).reduce(0, +)))
+    }
+
+    // MARK: 4. Throughput
+
+    func throughput(_ cluster: BenchCluster) async throws {
+        print("== throughput: wrk on every node at once, one cached ES256 token, 10 s ==")
+        try await Task.sleep(for: .seconds(2))
+        let results = cluster.gateways.map { Wrk.start(port: $0.port, path: "/api/t", token: cluster.validToken, seconds: 10, connections: 32) }.map { $0.wait() }
+        print(String(format: "  %.0f req/s total (%@), %d non-2xx", results.map(\.requestsPerSecond).reduce(0, +),
+                     results.map { String(format: "%.0f", $0.requestsPerSecond) }.joined(separator: " + "), results.map(\.non2xx).reduce(0, +)))
+    }
+}
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    guard !values.isEmpty else { return 0 }
+    let sorted = values.sorted()
+    let rank = min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))
+    return sorted[rank]
+}
+
+/// The processes of the benchmark cluster.
+struct BenchCluster {
+    let redis: RedisServerFixture
+    let upstream: TestUpstream
+    let gateways: [GatewayProcess]
+    let store: RevocationStore
+    let client: RedisClient
+    let group: MultiThreadedEventLoopGroup
+    let validToken: String
+
+    static func start(nodes: Int, limit: Int) async throws -> BenchCluster {
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        let redis = try await RedisServerFixture.start()
+        let upstream = try await TestUpstream.start()
+        let signer = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "bench")
+        let jwks = JSONWriter.serialize(["keys": .array([signer.key.publicJWK(keyID: "bench")])])
+        var gateways: [GatewayProcess] = []
+        for index in 0..<nodes {
+            gateways.append(try await GatewayProcess.start(extraFiles: ["jwks.json": jwks]) { port, admin, _ in
+                """
+                node_id: bench-\(index + 1)
+                listen: 127.0.0.1:\(port)
+                admin_listen: 127.0.0.1:\(admin)
+                event_loops: 1
+                access_log: false
+                issuers:
+                  - {name: bench, issuer: https://bench.issuer, audiences: [bench], algorithms: [ES256], jwks_file: jwks.json}
+                rate_limits:
+                  - {name: cluster-wide, key: route, limit: \(limit), window: 1s}
+                cluster:
+                  redis: \(redis.url)
+                  secret: \(Base64URL.encode(secret))
+                  heartbeat_interval: 500ms
+                routes:
+                  - {name: api, path_prefix: /api, upstream: {targets: [\(upstream.address)]}, auth: {type: jwt}}
+                  - {name: limited, path_prefix: /limited, upstream: {targets: [\(upstream.address)]}, auth: {type: jwt}, rate_limit: cluster-wide}
+                """
+            })
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "bench"))
+        let store = RevocationStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), mac: ClusterMAC(secret: secret), maxTokenLifetime: .seconds(3600))
+        let now = Int64(Date().timeIntervalSince1970)
+        let token = try signer.sign(claims: ["iss": "https://bench.issuer", "aud": "bench", "sub": "bench-user", "jti": "bench-token",
+                                             "iat": .integer(now), "exp": .integer(now + 3600)])
+        // Let membership settle so rate-limit shares know every node.
+        try await Task.sleep(for: .seconds(2))
+        return BenchCluster(redis: redis, upstream: upstream, gateways: gateways, store: store, client: client, group: group, validToken: token)
+    }
+
+    func revoke(_ jti: String) async throws -> RevocationEvent {
+        let now = Int64(Date().timeIntervalSince1970)
+        return try await store.write(Revocation(id: "rev_" + UUID().uuidString.prefix(12).lowercased(), operation: .add, kind: .jti, value: jti,
+                                                issuer: nil, until: now + 600, createdAtMillis: now * 1000, actor: "bench", reason: nil))
+    }
+
+    func stop() async {
+        for gateway in gateways { await gateway.stop() }
+        await client.close()
+        await upstream.stop()
+        await redis.stop()
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// wrk in the background.
+final class Wrk: Sendable {
+    struct Result {
+        var requests = 0
+        var non2xx = 0
+        var requestsPerSecond = 0.0
+    }
+
+    let process: ManagedProcess
+
+    private init(process: ManagedProcess) {
+        self.process = process
+    }
+
+    static func start(port: Int, path: String, token: String, seconds: Int, connections: Int) -> Wrk {
+        let process = try! ManagedProcess(executable: "wrk", arguments: [
+            "-t1", "-c\(connections)", "-d\(seconds)s", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)",
+        ])
+        return Wrk(process: process)
+    }
+
+    func wait() -> Result {
+        while process.isRunning { usleep(50_000) }
+        var result = Result()
+        for line in process.output.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if line.contains("requests in"), let count = Int(fields.first ?? "") { result.requests = count }
+            if line.contains("Non-2xx"), let count = Int(fields.last ?? "") { result.non2xx = count }
+            if line.hasPrefix("Requests/sec:"), let rate = Double(fields.last ?? "") { result.requestsPerSecond = rate }
+        }
+        return result
+    }
+}
+
+/// Requests at a fixed rate over keep-alive connections, counting 429s.
+final class PacedLoad: Sendable {
+    struct Result {
+        var sent = 0
+        var rejected = 0
+        var errors = 0
+    }
+
+    private let done = Mutex<Result?>(nil)
+    private let partial = Mutex<[Result]>([])
+
+    static func start(port: Int, path: String, token: String, rate: Double, seconds: Int) -> PacedLoad {
+        let load = PacedLoad()
+        let threads = 4
+        for thread in 0..<threads {
+            Thread.detachNewThread {
+                var result = Result()
+                let interval = Double(threads) / rate
+                let start = Date().timeIntervalSince1970 + Double(thread) * interval / Double(threads)
+                var client = try? HTTPTestClient(port: port, timeout: 5)
+                var next = start
+                while next < start + Double(seconds) {
+                    let wait = next - Date().timeIntervalSince1970
+                    if wait > 0 { usleep(UInt32(wait * 1_000_000)) }
+                    do {
+                        if client == nil { client = try HTTPTestClient(port: port, timeout: 5) }
+                        let status = try client!.request("GET", path, headers: [("Authorization", "Bearer \(token)")]).status
+                        result.sent += 1
+                        if status == 429 { result.rejected += 1 } else if status != 200 { result.errors += 1 }
+                    } catch {
+                        result.errors += 1
+                        client = nil
+                    }
+                    next += interval
+                }
+                let finished = load.partial.withLock { parts -> Int in
+                    parts.append(result)
+                    return parts.count
+                }
+                if finished == threads {
+                    let total = load.partial.withLock { parts in
+                        parts.reduce(into: Result()) { $0.sent += $1.sent; $0.rejected += $1.rejected; $0.errors += $1.errors }
+                    }
+                    load.done.withLock { $0 = total }
+                }
+            }
+        }
+        return load
+    }
+
+    func wait() -> Result {
+        while true {
+            if let result = done.withLock({ $0 }) { return result }
+            usleep(50_000)
+        }
+    }
+}
