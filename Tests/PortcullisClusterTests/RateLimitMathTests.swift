@@ -15,6 +15,9 @@ struct RateLimitMathTests {
         #expect(window.previous == 100)
         #expect(window.current == 0)
         #expect(abs(window.estimate(at: 11 * second + second / 4) - 75) < 0.001)
+        // Projected into the next window, the current count becomes the decaying one.
+        window.add(40)
+        #expect(abs(window.estimate(at: 12 * second + second / 2) - 20) < 0.001)
         window.advance(to: 13 * second)
         #expect(window.previous == 0, "a gap of more than one window forgets everything")
     }

@@ -9,7 +9,8 @@ import Synchronization
 /// Each node decides locally from its view of the cluster's sliding window and a *budget*: how
 /// many requests it may admit before the next sync. Every `sync_interval` (50 ms by default) the
 /// node adds what it admitted to the shared window counter (`INCRBY`, one pipeline for all active
-/// keys), reads back the cluster total, and sets its next budget to its share of what is left:
+/// keys), reads back the cluster total, and sets its next budget to its share of what will be
+/// left by the next sync (what is free now plus what slides out of the window meanwhile):
 /// share = its own recent rate / the cluster's recent rate (at least 1 / (2 × live nodes), so a
 /// node that just started receiving traffic is not starved). Shares add up to about 1, so the
 /// cluster cannot overshoot by N × the limit the way independent node limits do (Kong #6724),
@@ -134,7 +135,8 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
 
     /// One sync round: push local counts, pull cluster totals, recompute budgets.
     /// Throws when Redis is unreachable (the caller switches to fallback).
-    func sync() async throws {
+    func sync(interval: Duration = .milliseconds(50)) async throws {
+        let intervalNanos = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
         let now = self.now()
         var pending: [Pending] = []
         for shard in shards {
@@ -192,7 +194,9 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
                 }
                 let demand = entry.ownRate + entry.othersRate
                 let share = demand > 0 ? max(entry.ownRate / demand, 1 / (2 * nodes)) : 1 / nodes
-                let remaining = Double(entry.policy.limit) - entry.cluster.estimate(at: intervalNow)
+                // Capacity that frees up before the next sync counts too; without it a key whose
+                // demand sits at the limit would get a budget near zero and be throttled early.
+                let remaining = Double(entry.policy.limit) - entry.cluster.estimate(at: intervalNow + intervalNanos)
                 entry.budget = max(0, remaining * share)
                 entries[item.fullKey] = entry
             }
@@ -215,7 +219,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         let failed = Counter(label: "portcullis_ratelimit_sync_total", dimensions: [("outcome", "error")])
         while !Task.isCancelled {
             do {
-                try await sync()
+                try await sync(interval: interval)
                 ok.increment()
                 if fallback.exchange(false, ordering: .relaxed) {
                     logger.info("rate limits back in cluster mode; local counts reconciled")

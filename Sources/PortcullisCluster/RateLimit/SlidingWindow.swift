@@ -29,10 +29,14 @@ public struct SlidingWindow: Sendable, Equatable {
         index = nowIndex
     }
 
-    /// Requests counted over the sliding window ending at `now` (after `advance`).
-    public func estimate(at now: UInt64) -> Double {
-        let elapsed = Double(now % windowNanos) / Double(windowNanos)
-        return previous * (1 - elapsed) + current
+    /// Requests counted over the sliding window ending at `time`, assuming none arrive after the
+    /// current fixed window (so it also projects ahead: one window on, `current` becomes `previous`).
+    public func estimate(at time: UInt64) -> Double {
+        let timeIndex = time / windowNanos
+        let elapsed = Double(time % windowNanos) / Double(windowNanos)
+        if timeIndex <= index { return previous * (1 - elapsed) + current }
+        if timeIndex == index + 1 { return current * (1 - elapsed) }
+        return 0
     }
 
     /// Counts `n` requests in the current window.
