@@ -60,6 +60,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),
@@ -182,7 +183,18 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisJOSETests",
-            dependencies: ["PortcullisJOSE", "PortcullisTestSupport"],
+            dependencies: [
+                "PortcullisJOSE",
+                "PortcullisTestSupport",
+                // An in-test HTTP server plays the remote JWKS endpoint.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            // Test vectors and their Python generator, read from the source tree at run time.
+            exclude: ["Vectors"],
             swiftSettings: strict
         ),
         .testTarget(

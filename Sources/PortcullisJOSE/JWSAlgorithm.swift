@@ -1,0 +1,31 @@
+/// The JWS algorithms Portcullis verifies (RFC 7518 §3, RFC 8037). `none` is deliberately absent:
+/// it cannot be configured, and a token naming it in any spelling is rejected.
+public enum JWSAlgorithm: String, Sendable, CaseIterable, Hashable {
+    case RS256, RS384, RS512
+    case PS256, PS384, PS512
+    case ES256, ES384
+    case EdDSA
+    case HS256, HS384, HS512
+
+    /// The JWK `kty` a key for this algorithm has.
+    public var keyType: String {
+        switch self {
+        case .RS256, .RS384, .RS512, .PS256, .PS384, .PS512: return "RSA"
+        case .ES256, .ES384: return "EC"
+        case .EdDSA: return "OKP"
+        case .HS256, .HS384, .HS512: return "oct"
+        }
+    }
+
+    /// True for the HMAC family, whose keys only ever come from explicit configuration.
+    public var isSymmetric: Bool { keyType == "oct" }
+
+    /// Exact, case-sensitive lookup of a header or JWK `alg` (RFC 7515 §4.1.1: the value is case-sensitive).
+    init?(exactly bytes: some Collection<UInt8>) {
+        for candidate in Self.allCases where candidate.rawValue.utf8.elementsEqual(bytes) {
+            self = candidate
+            return
+        }
+        return nil
+    }
+}

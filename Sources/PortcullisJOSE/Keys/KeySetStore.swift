@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// The current key set of every issuer, plus the cluster-wide revoked key ids.
+///
+/// Readers take an immutable ``Snapshot`` and use it for a whole verification, so they never see
+/// a half-updated set, and a swap never fails a request in flight. To keep readers on different
+/// threads from contending on one lock, the current snapshot is published into several stripes
+/// (each behind its own mutex, picked by the reading thread's id); a writer updates every stripe
+/// and then bumps ``generation``. An unchanged generation tells the token cache, with one atomic
+/// load, that nothing it checked before has changed.
+public final class KeySetStore: Sendable {
+    /// One issuer's loaded key set.
+    public struct Entry: Sendable {
+        public let keySet: JWKSet
+        public let version: String?
+        public let loadedAt: ContinuousClock.Instant
+    }
+
+    /// An immutable view of all key sets and revocations at one moment.
+    public final class Snapshot: Sendable {
+        public let generation: UInt64
+        public let entries: [String: Entry]
+        public let revokedKeyIDs: Set<String>
+
+        init(generation: UInt64, entries: [String: Entry], revokedKeyIDs: Set<String>) {
+            self.generation = generation
+            self.entries = entries
+            self.revokedKeyIDs = revokedKeyIDs
+        }
+
+        /// The key set of `issuerName`, if loaded.
+        public func keySet(issuerName: String) -> JWKSet? { entries[issuerName]?.keySet }
+
+        /// True when `key` is still in `issuerName`'s set (same kid, algorithm and key material)
+        /// and its kid is not revoked.
+        func stillTrusts(_ key: VerificationKey, issuerName: String) -> Bool {
+            if let kid = key.keyID, revokedKeyIDs.contains(kid) { return false }
+            guard let set = entries[issuerName]?.keySet else { return false }
+            let candidates = key.keyID.map { set.keysByID[$0] ?? [] } ?? set.keysWithoutID
+            return candidates.contains { $0 === key || $0.fingerprint == key.fingerprint }
+        }
+    }
+
+    private final class Stripe: Sendable {
+        let current: Mutex<Snapshot>
+        init(_ snapshot: Snapshot) { current = Mutex(snapshot) }
+    }
+
+    private struct WriterState {
+        var latest: Snapshot
+        var expectedIssuers: Set<String> = []
+    }
+
+    private static let stripeCount = 16
+    private let stripes: [Stripe]
+    private let writer: Mutex<WriterState>
+    private let generationCounter = Atomic<UInt64>(0)
+
+    public init() {
+        let empty = Snapshot(generation: 0, entries: [:], revokedKeyIDs: [])
+        stripes = (0..<Self.stripeCount).map { _ in Stripe(empty) }
+        writer = Mutex(WriterState(latest: empty))
+    }
+
+    // MARK: Reading
+
+    /// The current snapshot; cheap (one uncontended lock and a retain).
+    public func snapshot() -> Snapshot {
+        stripes[Self.stripeIndex()].current.withLock { $0 }
+    }
+
+    /// Bumped after every change, once all stripes show it.
+    public var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
+
+    public func keySet(issuerName: String) -> JWKSet? { snapshot().entries[issuerName]?.keySet }
+    public func version(issuerName: String) -> String? { snapshot().entries[issuerName]?.version }
+    public func loadedAt(issuerName: String) -> ContinuousClock.Instant? { snapshot().entries[issuerName]?.loadedAt }
+    public var revokedKeyIDs: Set<String> { snapshot().revokedKeyIDs }
+
+    /// True when every issuer registered with ``expectIssuers(_:)`` has a key set loaded (for `/readyz`).
+    public var isReady: Bool {
+        let expected = writer.withLock { $0.expectedIssuers }
+        let loaded = snapshot().entries
+        return expected.allSatisfy { loaded[$0] != nil }
+    }
+
+    /// Adds issuers that must have keys before ``isReady`` is true. `JWTVerifier` and
+    /// `KeySetLoader` register their issuers themselves.
+    public func expectIssuers(_ names: some Sequence<String>) {
+        writer.withLock { $0.expectedIssuers.formUnion(names) }
+    }
+
+    // MARK: Writing
+
+    /// Atomically replaces `issuerName`'s key set.
+    public func replace(issuerName: String, keySet: JWKSet, version: String?) {
+        update { entries, _ in
+            entries[issuerName] = Entry(keySet: keySet, version: version, loadedAt: .now)
+        }
+    }
+
+    /// Drops `issuerName`'s key set (its tokens then fail with `keys_not_loaded`).
+    public func remove(issuerName: String) {
+        update { entries, _ in entries[issuerName] = nil }
+    }
+
+    /// Keys revoked cluster-wide by kid: never usable, even while a JWKS still lists them.
+    /// Replaces the whole set.
+    public func setRevokedKeyIDs(_ kids: Set<String>) {
+        update { _, revoked in revoked = kids }
+    }
+
+    private func update(_ change: (inout [String: Entry], inout Set<String>) -> Void) {
+        writer.withLock { state in
+            var entries = state.latest.entries
+            var revoked = state.latest.revokedKeyIDs
+            change(&entries, &revoked)
+            let next = Snapshot(generation: state.latest.generation + 1, entries: entries, revokedKeyIDs: revoked)
+            state.latest = next
+            for stripe in stripes { stripe.current.withLock { $0 = next } }
+            generationCounter.store(next.generation, ordering: .releasing)
+        }
+    }
+
+    @inline(__always)
+    private static func stripeIndex() -> Int {
+        // pthread_t is the address of the thread's control block: distinct per live thread.
+        #if canImport(Darwin)
+        let id = UInt64(UInt(bitPattern: pthread_self()))
+        #else
+        let id = UInt64(pthread_self())
+        #endif
+        return Int(truncatingIfNeeded: (id &* 0x9E37_79B9_7F4A_7C15) >> 60) & (stripeCount - 1)
+    }
+}

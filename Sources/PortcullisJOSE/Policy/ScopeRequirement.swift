@@ -1,0 +1,51 @@
+import PortcullisConfig
+
+/// A route's scope requirement: `{any_of: [a, b]}` or `{all_of: [a, b]}`.
+public struct ScopeRequirement: Sendable, Equatable {
+    public enum Mode: Sendable, Equatable {
+        /// At least one of the scopes.
+        case anyOf
+        /// Every one of the scopes.
+        case allOf
+    }
+
+    public var mode: Mode
+    public var scopes: [String]
+
+    public init(mode: Mode, scopes: [String]) {
+        self.mode = mode
+        self.scopes = scopes
+    }
+
+    /// Reads `{any_of: [...]}` or `{all_of: [...]}` (exactly one key, a non-empty list).
+    public init(node: ConfigNode) throws {
+        var map = try node.mapping()
+        let anyOf = map.optional("any_of")
+        let allOf = map.optional("all_of")
+        try map.finish()
+        switch (anyOf, allOf) {
+        case (let list?, nil):
+            mode = .anyOf
+            scopes = try list.stringList()
+            if scopes.isEmpty { throw list.error("list at least one scope") }
+        case (nil, let list?):
+            mode = .allOf
+            scopes = try list.stringList()
+            if scopes.isEmpty { throw list.error("list at least one scope") }
+        case (_?, _?):
+            throw node.error("give either any_of or all_of, not both")
+        case (nil, nil):
+            throw node.error("expected any_of or all_of")
+        }
+        if let empty = scopes.first(where: { $0.isEmpty || $0.contains(" ") }) {
+            throw node.error("scope '\(empty)' must be non-empty and contain no spaces")
+        }
+    }
+
+    public func isSatisfied(by token: VerifiedToken) -> Bool {
+        switch mode {
+        case .anyOf: return scopes.contains { token.scopes.contains($0) }
+        case .allOf: return scopes.allSatisfy { token.scopes.contains($0) }
+        }
+    }
+}

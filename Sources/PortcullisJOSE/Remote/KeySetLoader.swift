@@ -1,0 +1,343 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import Synchronization
+
+/// Keeps every issuer's key set in a ``KeySetStore`` up to date, away from the request path.
+///
+/// - `jwks_file` issuers: read by ``loadInitial()`` and ``reload()``.
+/// - `jwks_uri` / `discovery_url` issuers: fetched by ``loadInitial()`` (a failure is logged, not
+///   fatal) and then by ``run()``: every `Cache-Control: max-age` (else `interval`), clamped to
+///   `[min_interval, max_interval]`; after a failure, retried every `min_interval`.
+/// - An unknown `kid` (``requestRefetch(issuerName:kid:)``) triggers at most one fetch per issuer
+///   at a time (single flight), at most one per `unknown_kid_throttle`, and a kid still unknown
+///   afterwards is not fetched for again for `negative_cache`.
+/// - While an issuer cannot be reached its last good set keeps serving, up to `max_stale` after
+///   the last successful fetch; then the set is dropped and its tokens fail with `keys_not_loaded`.
+/// - A fetched document with no usable key counts as a failure: it never replaces a good set.
+///
+/// Metrics (swift-metrics): `portcullis_jwks_fetch_total{issuer,outcome}` (outcome: `ok`,
+/// `http_error`, `network_error`, `invalid`) and `portcullis_keyset_age_seconds{issuer}`; their
+/// help texts are in ``metricHelp`` for registries that take help text.
+public final class KeySetLoader: Sendable {
+    /// Help text for the loader's metrics, by metric name.
+    public static let metricHelp: [String: String] = [
+        "portcullis_jwks_fetch_total": "JWKS fetches by issuer and outcome (ok, http_error, network_error, invalid).",
+        "portcullis_keyset_age_seconds": "Seconds since the issuer's key set was last loaded successfully.",
+    ]
+
+    /// The largest JWKS or discovery document accepted.
+    public static let maxDocumentBytes = 1 << 20
+
+    private struct RemoteState {
+        var lastSuccess: ContinuousClock.Instant?
+        var nextRefresh: ContinuousClock.Instant
+        var inFlight = false
+        var lastUnknownKeyIDFetch: ContinuousClock.Instant?
+        var negativeKeyIDs: [String: ContinuousClock.Instant] = [:]
+        var fetches = 0
+    }
+
+    private let issuers: [IssuerConfig]
+    private let store: KeySetStore
+    private let httpClient: HTTPClient
+    private let logger: Logger
+    private let state: Mutex<[String: RemoteState]>
+    private let clock = ContinuousClock()
+
+    /// - Parameter httpClient: the client for remote key sets; nil uses `HTTPClient.shared`.
+    public init(issuers: [IssuerConfig], store: KeySetStore, httpClient: HTTPClient? = nil, logger: Logger) {
+        self.issuers = issuers
+        self.store = store
+        self.httpClient = httpClient ?? HTTPClient.shared
+        self.logger = logger
+        let start = ContinuousClock.now
+        var remote: [String: RemoteState] = [:]
+        for issuer in issuers where issuer.isRemote { remote[issuer.name] = RemoteState(nextRefresh: start) }
+        self.state = Mutex(remote)
+        store.expectIssuers(issuers.map(\.name))
+    }
+
+    /// Number of remote fetches started for `issuerName` (for tests and diagnostics).
+    public func fetchCount(issuerName: String) -> Int {
+        state.withLock { $0[issuerName]?.fetches ?? 0 }
+    }
+
+    /// Loads file-based and configured-secret issuers (a failure throws), then tries each remote
+    /// issuer once (a failure is logged; ``run()`` keeps retrying).
+    public func loadInitial() async throws {
+        try loadLocal()
+        await withTaskGroup(of: Void.self) { group in
+            for issuer in issuers where issuer.isRemote {
+                group.addTask { _ = await self.fetch(issuer, trigger: "initial") }
+            }
+        }
+    }
+
+    /// Re-reads `jwks_file` issuers (e.g. on SIGHUP). On error the previous sets stay.
+    public func reload() async throws {
+        try loadLocal()
+    }
+
+    private func loadLocal() throws {
+        for issuer in issuers {
+            switch issuer.keySource {
+            case .jwksFile(let path):
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw JWKError("issuer \(issuer.name): cannot read JWKS file \(path)")
+                }
+                let bytes = [UInt8](data)
+                let set: JWKSet
+                do {
+                    set = try JWKSet.parse(bytes, issuer: issuer, logger: logger)
+                } catch {
+                    throw JWKError("issuer \(issuer.name): \(path): \(error.description)")
+                }
+                guard set.count > 0 else { throw JWKError("issuer \(issuer.name): \(path) holds no usable key") }
+                store.replace(issuerName: issuer.name, keySet: set, version: Self.version(of: bytes, etag: nil))
+                logger.info("JWKS loaded", metadata: ["issuer": "\(issuer.name)", "keys": "\(set.count)", "file": "\(path)"])
+            case .none where !issuer.hmacKeys.isEmpty:
+                let set = JWKSet.configuredKeys(of: issuer)
+                store.replace(issuerName: issuer.name, keySet: set, version: "config")
+            default:
+                break
+            }
+        }
+    }
+
+    /// Refreshes remote key sets until the task is cancelled.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            for issuer in issuers where issuer.isRemote {
+                group.addTask { await self.refreshLoop(issuer) }
+            }
+            group.addTask { await self.watchAges() }
+        }
+    }
+
+    /// Asks for a refetch because a token named `kid`, which `issuerName`'s set lacks. Returns at
+    /// once; at most one fetch per issuer runs, subject to the throttle and negative cache.
+    public func requestRefetch(issuerName: String, kid: String) {
+        guard let issuer = issuers.first(where: { $0.name == issuerName }), issuer.isRemote else { return }
+        let now = clock.now
+        let start = state.withLock { states -> Bool in
+            guard var remote = states[issuerName] else { return false }
+            if let seen = remote.negativeKeyIDs[kid], now - seen < issuer.refresh.negativeCache { return false }
+            if remote.inFlight { return false }
+            if let last = remote.lastUnknownKeyIDFetch, now - last < issuer.refresh.unknownKeyIDThrottle { return false }
+            remote.inFlight = true
+            remote.lastUnknownKeyIDFetch = now
+            states[issuerName] = remote
+            return true
+        }
+        guard start else { return }
+        Task {
+            let found = await self.fetch(issuer, trigger: "unknown_kid", alreadyClaimed: true)
+            let stillUnknown = !found || self.store.keySet(issuerName: issuerName)?.keysByID[kid] == nil
+            if stillUnknown {
+                self.state.withLock { states in
+                    if states[issuerName]?.negativeKeyIDs.count ?? 0 >= 1024 { states[issuerName]?.negativeKeyIDs.removeAll() }
+                    states[issuerName]?.negativeKeyIDs[kid] = self.clock.now
+                }
+            }
+        }
+    }
+
+    // MARK: Background work
+
+    private func refreshLoop(_ issuer: IssuerConfig) async {
+        while !Task.isCancelled {
+            let now = clock.now
+            let due = state.withLock { states -> Bool in
+                guard var remote = states[issuer.name], !remote.inFlight, remote.nextRefresh <= now else { return false }
+                remote.inFlight = true
+                states[issuer.name] = remote
+                return true
+            }
+            if due {
+                _ = await fetch(issuer, trigger: "scheduled", alreadyClaimed: true)
+                continue
+            }
+            let wait = state.withLock { $0[issuer.name].map { $0.nextRefresh - now } } ?? .seconds(1)
+            try? await Task.sleep(for: min(max(wait, .milliseconds(10)), .milliseconds(250)))
+        }
+    }
+
+    /// Publishes key-set ages and drops sets older than `max_stale`.
+    private func watchAges() async {
+        while !Task.isCancelled {
+            let now = clock.now
+            for issuer in issuers {
+                if let loadedAt = store.loadedAt(issuerName: issuer.name) {
+                    let age = now - loadedAt
+                    Gauge(label: "portcullis_keyset_age_seconds", dimensions: [("issuer", issuer.name)])
+                        .record(Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18)
+                }
+                guard issuer.isRemote else { continue }
+                let stale = state.withLock { states -> Bool in
+                    guard let last = states[issuer.name]?.lastSuccess else { return false }
+                    return now - last > issuer.refresh.maxStale
+                }
+                if stale, store.keySet(issuerName: issuer.name) != nil {
+                    store.remove(issuerName: issuer.name)
+                    logger.error("JWKS unreachable for longer than max_stale: keys dropped, tokens now fail with keys_not_loaded",
+                                 metadata: ["issuer": "\(issuer.name)"])
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    /// Fetches and installs `issuer`'s key set. Returns true on success.
+    private func fetch(_ issuer: IssuerConfig, trigger: String, alreadyClaimed: Bool = false) async -> Bool {
+        if !alreadyClaimed {
+            let claimed = state.withLock { states -> Bool in
+                guard states[issuer.name]?.inFlight == false else { return false }
+                states[issuer.name]?.inFlight = true
+                return true
+            }
+            guard claimed else { return false }
+        }
+        state.withLock { $0[issuer.name]?.fetches += 1 }
+        let outcome: FetchOutcome
+        do {
+            outcome = .success(try await download(issuer))
+        } catch let failure as FetchFailure {
+            outcome = .failure(failure)
+        } catch {
+            outcome = .failure(FetchFailure(outcome: "network_error", message: "\(error)"))
+        }
+        let now = clock.now
+        switch outcome {
+        case .success(let fetched):
+            store.replace(issuerName: issuer.name, keySet: fetched.keySet, version: fetched.version)
+            let delay = issuer.refresh.refreshDelay(maxAge: fetched.maxAge)
+            state.withLock { states in
+                states[issuer.name]?.lastSuccess = now
+                states[issuer.name]?.nextRefresh = now + delay
+                states[issuer.name]?.inFlight = false
+            }
+            Counter(label: "portcullis_jwks_fetch_total", dimensions: [("issuer", issuer.name), ("outcome", "ok")]).increment()
+            logger.debug("JWKS fetched", metadata: ["issuer": "\(issuer.name)", "trigger": "\(trigger)",
+                                                    "keys": "\(fetched.keySet.count)", "next_in": "\(delay)"])
+            return true
+        case .failure(let failure):
+            state.withLock { states in
+                states[issuer.name]?.nextRefresh = now + issuer.refresh.minInterval
+                states[issuer.name]?.inFlight = false
+            }
+            Counter(label: "portcullis_jwks_fetch_total", dimensions: [("issuer", issuer.name), ("outcome", failure.outcome)]).increment()
+            logger.warning("JWKS fetch failed; keeping the last good key set", metadata: [
+                "issuer": "\(issuer.name)", "trigger": "\(trigger)", "outcome": "\(failure.outcome)", "error": "\(failure.message)",
+            ])
+            return false
+        }
+    }
+
+    private enum FetchOutcome {
+        case success(Fetched)
+        case failure(FetchFailure)
+    }
+
+    private struct Fetched {
+        let keySet: JWKSet
+        let version: String
+        let maxAge: Duration?
+    }
+
+    private struct FetchFailure: Error {
+        let outcome: String
+        let message: String
+    }
+
+    private func download(_ issuer: IssuerConfig) async throws -> Fetched {
+        let jwksURL: String
+        switch issuer.keySource {
+        case .jwksURI(let url):
+            jwksURL = url
+        case .discovery(let url):
+            let body = try await get(url).body
+            let document: JSONValue
+            do { document = try JOSEJSONReader.parse(body) } catch {
+                throw FetchFailure(outcome: "invalid", message: "discovery document: \(error)")
+            }
+            // OpenID Connect Discovery §4.3: the document's issuer must be exactly the configured one.
+            guard document["issuer"]?.stringValue?.utf8.elementsEqual(issuer.issuer.utf8) == true else {
+                throw FetchFailure(outcome: "invalid", message: "discovery document names a different issuer")
+            }
+            guard let uri = document["jwks_uri"]?.stringValue,
+                  uri.hasPrefix("https://") || (uri.hasPrefix("http://") && IssuerConfig.isLoopbackHost(String(uri.dropFirst(7)))) else {
+                throw FetchFailure(outcome: "invalid", message: "discovery document has no https jwks_uri")
+            }
+            jwksURL = uri
+        default:
+            throw FetchFailure(outcome: "invalid", message: "issuer has no remote key source")
+        }
+        let (body, etag, cacheControl) = try await get(jwksURL)
+        let keySet: JWKSet
+        do {
+            keySet = try JWKSet.parse(body, issuer: issuer, logger: logger)
+        } catch {
+            throw FetchFailure(outcome: "invalid", message: "\(error)")
+        }
+        guard keySet.count > 0 else { throw FetchFailure(outcome: "invalid", message: "no usable key in the JWK set") }
+        return Fetched(keySet: keySet, version: Self.version(of: body, etag: etag), maxAge: Self.maxAge(cacheControl))
+    }
+
+    private func get(_ url: String) async throws -> (body: [UInt8], etag: String?, cacheControl: [String]) {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "accept", value: "application/json")
+        let response: HTTPClientResponse
+        do {
+            response = try await httpClient.execute(request, timeout: .seconds(10))
+        } catch {
+            throw FetchFailure(outcome: "network_error", message: "\(error)")
+        }
+        guard response.status == .ok else {
+            throw FetchFailure(outcome: "http_error", message: "HTTP \(response.status.code) from \(url)")
+        }
+        do {
+            let body = try await response.body.collect(upTo: Self.maxDocumentBytes)
+            return (Array(body.readableBytesView), response.headers.first(name: "etag"), response.headers[canonicalForm: "cache-control"].map(String.init))
+        } catch {
+            throw FetchFailure(outcome: "network_error", message: "reading the body: \(error)")
+        }
+    }
+
+    /// `max-age` from Cache-Control directives; `no-cache`/`no-store` count as zero.
+    static func maxAge(_ directives: [String]) -> Duration? {
+        var result: Duration?
+        for directive in directives.flatMap({ $0.split(separator: ",") }) {
+            let trimmed = directive.trimmingCharacters(in: .whitespaces).lowercased()
+            if trimmed == "no-cache" || trimmed == "no-store" { return .zero }
+            if trimmed.hasPrefix("max-age="), let seconds = Int(trimmed.dropFirst("max-age=".count)), seconds >= 0 {
+                result = .seconds(seconds)
+            }
+        }
+        return result
+    }
+
+    static func version(of body: [UInt8], etag: String?) -> String {
+        if let etag, !etag.isEmpty { return etag }
+        return "sha256:" + SHA256.hash(data: body).prefix(8).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+    }
+}
+
+extension IssuerConfig {
+    /// True for issuers whose keys are fetched over HTTP.
+    var isRemote: Bool {
+        switch keySource {
+        case .jwksURI, .discovery: return true
+        default: return false
+        }
+    }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,41 @@
+/// A token whose signature, issuer, audience and times were checked. Revocation (by `jti`,
+/// `sub` or client) is not part of this: callers check it on every request.
+public struct VerifiedToken: Sendable {
+    /// The configured issuer's `name`.
+    public let issuerName: String
+    /// The `iss` claim (equal to the configured issuer).
+    public let issuer: String
+    public let subject: String?
+    public let jwtID: String?
+    /// `client_id`, else `azp`.
+    public let clientID: String?
+    /// Every `aud` value of the token.
+    public let audiences: [String]
+    /// From `scope` (space separated), else `scp` (array, or space-separated string).
+    public let scopes: [String]
+    public let expiresAt: Int64
+    public let notBefore: Int64?
+    public let issuedAt: Int64?
+    public let keyID: String?
+    public let algorithm: JWSAlgorithm
+    /// The whole claims object, for claim rules and claim-to-header mapping.
+    public let claims: JSONValue
+
+    public init(issuerName: String, issuer: String, subject: String?, jwtID: String?, clientID: String?,
+                audiences: [String], scopes: [String], expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?,
+                keyID: String?, algorithm: JWSAlgorithm, claims: JSONValue) {
+        self.issuerName = issuerName
+        self.issuer = issuer
+        self.subject = subject
+        self.jwtID = jwtID
+        self.clientID = clientID
+        self.audiences = audiences
+        self.scopes = scopes
+        self.expiresAt = expiresAt
+        self.notBefore = notBefore
+        self.issuedAt = issuedAt
+        self.keyID = keyID
+        self.algorithm = algorithm
+        self.claims = claims
+    }
+}
