@@ -6,6 +6,6 @@ struct TokenCommand: AsyncParsableCommand {
         commandName: "token",
         abstract: "Verify or inspect JWTs offline.",
         version: PortcullisVersion.current,
-        subcommands: []
+        subcommands: [TokenVerifyCommand.self, TokenInspectCommand.self]
     )
 }

@@ -1,0 +1,203 @@
+import Foundation
+import Logging
+import NIOHTTP1
+@testable import PortcullisJOSE
+import Testing
+
+/// KeySetLoader against a real HTTP server on loopback.
+@Suite("remote and file key sets")
+struct RemoteKeySetTests {
+    static let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+    static func policy(interval: Duration = .seconds(60), min: Duration = .milliseconds(200), max: Duration = .seconds(60),
+                       maxStale: Duration = .seconds(3600), throttle: Duration = .milliseconds(500),
+                       negative: Duration = .seconds(60)) -> JWKSRefreshPolicy {
+        var policy = JWKSRefreshPolicy()
+        policy.interval = interval
+        policy.minInterval = min
+        policy.maxInterval = max
+        policy.maxStale = maxStale
+        policy.unknownKeyIDThrottle = throttle
+        policy.negativeCache = negative
+        return policy
+    }
+
+    /// Polls `condition` until it holds or `timeout` passes.
+    static func eventually(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return condition()
+    }
+
+    struct Harness {
+        let server: JWKSServer
+        let store: KeySetStore
+        let loader: KeySetLoader
+        let verifier: JWTVerifier
+    }
+
+    static func harness(_ server: JWKSServer, policy: JWKSRefreshPolicy, discovery: Bool = false) -> Harness {
+        let issuer = Fixture.issuerConfig(algorithms: [.ES256], keySource: discovery ? .discovery(server.discoveryURL) : .jwksURI(server.jwksURL),
+                                          refresh: policy)
+        let store = KeySetStore()
+        let loader = KeySetLoader(issuers: [issuer], store: store, httpClient: nil, logger: quiet)
+        let verifier = JWTVerifier(issuers: [issuer], keys: store, cache: VerifiedTokenCache(capacity: 100), now: { Fixture.now },
+                                   onUnknownKeyID: { loader.requestRefetch(issuerName: $0, kid: $1) })
+        return Harness(server: server, store: store, loader: loader, verifier: verifier)
+    }
+
+    static func signer(_ kid: String) throws -> JWTSigner { JWTSigner(key: try SigningKey.generate(.ES256), keyID: kid) }
+
+    @Test("background refresh picks up a rotated key set")
+    func rotation() async throws {
+        let server = try await JWKSServer()
+        let k1 = try Self.signer("k1"), k2 = try Self.signer("k2")
+        server.update { $0.jwks = Fixture.jwks([k1]); $0.cacheControl = "max-age=0" }
+        let h = Self.harness(server, policy: Self.policy(interval: .milliseconds(200), throttle: .seconds(60)))
+        try await h.loader.loadInitial()
+        #expect(h.store.isReady)
+        let t1 = try k1.sign(claims: Fixture.claims()), t2 = try k2.sign(claims: Fixture.claims())
+        #expect(h.verifier.verify(t1).value != nil)
+        let task = Task { await h.loader.run() }
+        server.update { $0.jwks = Fixture.jwks([k2]) }
+        #expect(await Self.eventually { h.verifier.verify(t2).value != nil })
+        // k1 left the set: its cached verification no longer counts.
+        #expect(h.verifier.verify(t1).reason == .unknownKeyID)
+        task.cancel()
+        await task.value
+        try await server.stop()
+    }
+
+    @Test("Cache-Control max-age sets the refresh interval, clamped to min_interval and max_interval")
+    func maxAge() async throws {
+        let server = try await JWKSServer()
+        let k1 = try Self.signer("k1")
+        server.update { $0.jwks = Fixture.jwks([k1]); $0.cacheControl = "max-age=0" }
+        let h = Self.harness(server, policy: Self.policy(interval: .seconds(1), min: .milliseconds(200), max: .seconds(1), throttle: .seconds(60)))
+        try await h.loader.loadInitial()
+        let task = Task { await h.loader.run() }
+        // max-age=0 → every 200 ms (min_interval): about 6 fetches in 1.2 s.
+        let startA = server.requests
+        try await Task.sleep(for: .milliseconds(1200))
+        let fastFetches = server.requests - startA
+        #expect(fastFetches >= 4, "\(fastFetches) fetches with max-age=0")
+        #expect(fastFetches <= 8, "\(fastFetches) fetches with max-age=0")
+        // max-age=3600 → every 1 s (max_interval): about 2 fetches in 2.2 s.
+        server.update { $0.cacheControl = "public, max-age=3600" }
+        try await Task.sleep(for: .milliseconds(250))  // let the pending 200 ms cycle pick up the new header
+        let startB = server.requests
+        try await Task.sleep(for: .milliseconds(2200))
+        let slowFetches = server.requests - startB
+        #expect((1...3).contains(slowFetches), "\(slowFetches) fetches with max-age=3600 clamped to 1 s")
+        task.cancel()
+        await task.value
+        try await server.stop()
+    }
+
+    @Test("an unknown kid triggers exactly one refetch under concurrency, then throttle and negative cache apply")
+    func unknownKeyID() async throws {
+        let server = try await JWKSServer()
+        let k1 = try Self.signer("k1"), k2 = try Self.signer("k2")
+        server.update { $0.jwks = Fixture.jwks([k1]); $0.delay = .milliseconds(300) }
+        let h = Self.harness(server, policy: Self.policy(throttle: .milliseconds(600), negative: .seconds(60)))
+        try await h.loader.loadInitial()
+        #expect(server.requests == 1)
+
+        // 64 concurrent requests for the same unknown kid, from plain threads: one fetch.
+        let started = ContinuousClock.now
+        DispatchQueue.concurrentPerform(iterations: 64) { _ in h.loader.requestRefetch(issuerName: "main", kid: "nope") }
+        #expect(ContinuousClock.now - started < .milliseconds(250), "requestRefetch must not block")
+        #expect(await Self.eventually { server.requests == 2 })
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(server.requests == 2)
+        // Still unknown after the fetch: negatively cached even once the throttle has passed.
+        try await Task.sleep(for: .milliseconds(300))
+        h.loader.requestRefetch(issuerName: "main", kid: "nope")
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(server.requests == 2)
+
+        // A token with a new kid: rejected at first, triggers one fetch, then verifies.
+        server.update { $0.jwks = Fixture.jwks([k1, k2]); $0.delay = .zero }
+        let t2 = try k2.sign(claims: Fixture.claims())
+        #expect(h.verifier.verify(t2).reason == .unknownKeyID)
+        #expect(await Self.eventually { h.verifier.verify(t2).value != nil })
+        #expect(server.requests == 3)
+        // Within the throttle window another unknown kid does not fetch.
+        h.loader.requestRefetch(issuerName: "main", kid: "k3")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(server.requests == 3)
+        try await server.stop()
+    }
+
+    @Test("while the issuer is down the last good set serves until max_stale, then tokens fail with keys_not_loaded")
+    func issuerDown() async throws {
+        let server = try await JWKSServer()
+        let k1 = try Self.signer("k1")
+        server.update { $0.jwks = Fixture.jwks([k1]) }
+        let h = Self.harness(server, policy: Self.policy(interval: .milliseconds(200), maxStale: .milliseconds(1500), throttle: .seconds(60)))
+        try await h.loader.loadInitial()
+        let token = try k1.sign(claims: Fixture.claims())
+        let task = Task { await h.loader.run() }
+        server.update { $0.status = .serviceUnavailable }
+        let down = ContinuousClock.now
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(server.requests >= 3, "retries every min_interval")
+        #expect(h.verifier.verify(token).value != nil, "last good set still serves")
+        #expect(await Self.eventually { h.verifier.verify(token).reason == .keysNotLoaded })
+        #expect(ContinuousClock.now - down >= .milliseconds(1300))
+        #expect(!h.store.isReady)
+        // A bad document (no usable key) never replaces a set; a good one brings it back.
+        server.update { $0.status = .ok; $0.jwks = Array(#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#.utf8) }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(h.verifier.verify(token).reason == .keysNotLoaded)
+        server.update { $0.jwks = Fixture.jwks([k1]) }
+        #expect(await Self.eventually { h.verifier.verify(token).value != nil })
+        task.cancel()
+        await task.value
+        try await server.stop()
+    }
+
+    @Test("discovery: jwks_uri is followed only when the document names the configured issuer")
+    func discovery() async throws {
+        let server = try await JWKSServer()
+        let k1 = try Self.signer("k1")
+        server.update { $0.jwks = Fixture.jwks([k1]) }
+        let h = Self.harness(server, policy: Self.policy(), discovery: true)
+        try await h.loader.loadInitial()
+        #expect(h.verifier.verify(try k1.sign(claims: Fixture.claims())).value != nil)
+
+        server.update { $0.discoveryIssuer = "https://evil.example" }
+        let other = Self.harness(server, policy: Self.policy(), discovery: true)
+        try await other.loader.loadInitial()
+        #expect(other.store.keySet(issuerName: "main") == nil)
+        try await server.stop()
+    }
+
+    @Test("jwks_file: loaded at start, replaced on reload, kept when the new file is bad")
+    func file() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jose-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("jwks.json").path
+        let k1 = try Self.signer("k1"), k2 = try Self.signer("k2")
+        try Data(Fixture.jwks([k1])).write(to: URL(fileURLWithPath: path))
+        let issuer = Fixture.issuerConfig(algorithms: [.ES256], keySource: .jwksFile(path))
+        let store = KeySetStore()
+        let loader = KeySetLoader(issuers: [issuer], store: store, logger: Self.quiet)
+        #expect(!store.isReady)
+        try await loader.loadInitial()
+        #expect(store.isReady)
+        let verifier = JWTVerifier(issuers: [issuer], keys: store, cache: nil, now: { Fixture.now })
+        #expect(verifier.verify(try k1.sign(claims: Fixture.claims())).value != nil)
+        try Data(Fixture.jwks([k2])).write(to: URL(fileURLWithPath: path))
+        try await loader.reload()
+        #expect(verifier.verify(try k2.sign(claims: Fixture.claims())).value != nil)
+        #expect(verifier.verify(try k1.sign(claims: Fixture.claims())).reason == .unknownKeyID)
+        try Data("{".utf8).write(to: URL(fileURLWithPath: path))
+        await #expect(throws: JWKError.self) { try await loader.reload() }
+        #expect(verifier.verify(try k2.sign(claims: Fixture.claims())).value != nil)
+    }
+}
