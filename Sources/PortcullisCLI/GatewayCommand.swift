@@ -24,13 +24,31 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(name: .long, help: "Override `listen` (host:port), e.g. to run several nodes from one file.")
+    var listen: String?
+
+    @Option(name: .long, help: "Override `admin_listen` (host:port).")
+    var adminListen: String?
+
+    @Option(name: .long, help: "Override `node_id`.")
+    var nodeId: String?
+
     @Flag(name: .long, help: "Check the configuration and exit.")
     var check = false
 
     func run() async throws {
-        let parsed: GatewayConfig
+        var parsed: GatewayConfig
         do {
             parsed = try GatewayConfig.load(file: config)
+            if let listen {
+                guard let address = HostPort(parsing: listen) else { throw ValidationError("--listen: expected host:port, got '\(listen)'") }
+                parsed.listen = address
+            }
+            if let adminListen {
+                guard let address = HostPort(parsing: adminListen) else { throw ValidationError("--admin-listen: expected host:port, got '\(adminListen)'") }
+                parsed.adminListen = address
+            }
+            if let nodeId { parsed.nodeID = nodeId }
         } catch {
             printError("portcullis gateway: configuration error: \(error)")
             throw ExitCode(2)

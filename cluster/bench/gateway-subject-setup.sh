@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Writes the gateway config the peer benchmark runs Portcullis with (called by run-peers.sh as
+# SUBJECT_SETUP with its placeholders filled in).
+#   gateway-subject-setup.sh CONFIG PORT BACKEND JWKS ISS AUD
+set -euo pipefail
+config=$1 port=$2 backend=$3 jwks=$4 iss=$5 aud=$6
+cat > "$config" <<YAML
+listen: 127.0.0.1:$port
+admin_listen: 127.0.0.1:$((port + 1000))
+event_loops: 1
+access_log: false
+issuers:
+  - name: bench
+    issuer: $iss
+    audiences: [$aud]
+    algorithms: [RS256, ES256]
+    jwks_file: $jwks
+routes:
+  - name: public
+    path_prefix: /public
+    upstream: {targets: [$backend]}
+  - name: api
+    path_prefix: /
+    upstream: {targets: [$backend]}
+    auth: {type: jwt}
+YAML
