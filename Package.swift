@@ -211,7 +211,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisControlTests",
-            dependencies: ["PortcullisControl", "PortcullisTestSupport"],
+            dependencies: ["PortcullisControl", "PortcullisJOSE", "PortcullisTestSupport"],
             exclude: ["Scripts"],
             swiftSettings: strict
         ),
