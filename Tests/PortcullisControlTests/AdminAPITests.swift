@@ -47,14 +47,17 @@ extension ControlPlaneTests {
             #expect(try control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"eve"}"#).status == 201)
             #expect(try control.admin("POST", "/v1/revocations", json: #"{"kind":"client","value":"bad-app"}"#, token: "another-admin-token").status == 201)
             let audit = try control.admin("GET", "/v1/audit?count=10").json["entries"] as? [[String: Any]] ?? []
-            #expect(audit.count == 2)
-            #expect(audit.first?["actor"] as? String == "second")
-            #expect(audit.first?["target"] as? String == "client:bad-app")
-            #expect(audit.last?["actor"] as? String == "test-ops")
-            #expect(audit.last?["action"] as? String == "revocation.create")
-            #expect((audit.last?["from"] as? String)?.hasPrefix("127.0.0.1:") == true)
-            #expect(audit.last?["outcome"] as? String == "ok")
-            #expect(try cluster.redis.cli("XLEN", "portcullis:audit") == "2")
+            let creates = audit.filter { $0["action"] as? String == "revocation.create" }
+            #expect(creates.count == 2)
+            #expect(creates.first?["actor"] as? String == "second")
+            #expect(creates.first?["target"] as? String == "client:bad-app")
+            #expect(creates.last?["actor"] as? String == "test-ops")
+            #expect((creates.last?["from"] as? String)?.hasPrefix("127.0.0.1:") == true)
+            #expect(creates.last?["outcome"] as? String == "ok")
+            #expect(creates.last?["status"] as? Int == 201)
+            // The refused mutation is on record too.
+            #expect(audit.contains { $0["action"] as? String == "POST /v1/revocations" && $0["outcome"] as? String == "unauthorized" && $0["actor"] as? String == "-" })
+            #expect(try cluster.redis.cli("XLEN", "portcullis:audit") == "3")
             // The log line too.
             #expect(control.process.output.contains("admin revocation.create"))
 
@@ -146,6 +149,7 @@ extension ControlPlaneTests {
             // Every mutation is audited, refused ones included.
             let audit = try control.admin("GET", "/v1/audit?count=100").json["entries"] as? [[String: Any]] ?? []
             #expect(audit.filter { $0["action"] as? String == "revocation.create" && $0["outcome"] as? String == "ok" }.count == 4)
+            #expect(audit.filter { $0["action"] as? String == "revocation.create" && $0["outcome"] as? String == "invalid_request" }.count >= 10)
             #expect(audit.contains { $0["action"] as? String == "revocation.delete" && $0["outcome"] as? String == "not_deletable" && $0["status"] as? Int == 409 })
             #expect(audit.contains { $0["action"] as? String == "revocation.delete" && $0["outcome"] as? String == "ok" && $0["target"] as? String == id })
 

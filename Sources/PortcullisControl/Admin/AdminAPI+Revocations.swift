@@ -7,10 +7,12 @@ import PortcullisJOSE
 extension AdminAPI {
     func addRevocationRoutes(_ router: Router<ControlRequestContext>) {
         router.post("/v1/revocations") { request, context in
-            let wait = try QueryInput.wait(request, max: config.maxWait)
-            let input = try await RevocationInput.parse(RequestInput.jsonObject(request), now: Int64(Date().timeIntervalSince1970),
-                                                        maxTokenLifetime: revocations.maxTokenLifetime)
-            return try await audited("revocation.create", target: "\(input.kind.rawValue):\(input.value)", context: context) {
+            var target = "(invalid request)"
+            return try await audited("revocation.create", target: target, context: context) {
+                let wait = try QueryInput.wait(request, max: config.maxWait)
+                let input = try await RevocationInput.parse(RequestInput.jsonObject(request), now: Int64(Date().timeIntervalSince1970),
+                                                            maxTokenLifetime: revocations.maxTokenLifetime)
+                target = "\(input.kind.rawValue):\(input.value)"
                 let event = try await confirmed {
                     try await revocations.add(kind: input.kind, value: input.value, issuer: input.issuer, until: input.until,
                                               actor: context.actor, reason: input.reason)

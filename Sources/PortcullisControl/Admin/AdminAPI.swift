@@ -22,7 +22,7 @@ struct AdminAPI: Sendable {
 
     func router() -> Router<ControlRequestContext> {
         let router = Router(context: ControlRequestContext.self)
-        router.add(middleware: AdminMiddleware(authenticator: AdminAuthenticator(credentials: config.adminCredentials), metrics: metrics))
+        router.add(middleware: AdminMiddleware(authenticator: AdminAuthenticator(credentials: config.adminCredentials), metrics: metrics, audit: audit))
         router.get("/healthz") { _, _ in Response.text("ok\n") }
         router.get("/metrics") { [registry = metrics.registry] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -35,19 +35,19 @@ struct AdminAPI: Sendable {
     }
 
     /// Runs a mutating call and records it in the audit log, whatever its outcome.
-    func audited(_ action: String, target: String, context: ControlRequestContext,
+    func audited(_ action: String, target: @autoclosure () -> String, context: ControlRequestContext,
                  _ body: () async throws -> (Response, [String: String])) async throws -> Response {
         do {
             let (response, details) = try await body()
-            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target, from: context.peer,
+            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target(), from: context.peer,
                                               outcome: "ok", status: Int(response.status.code), details: details))
             return response
         } catch let error as APIError {
-            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target, from: context.peer,
+            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target(), from: context.peer,
                                               outcome: error.code, status: Int(error.status.code), details: ["error": error.message]))
             throw error
         } catch {
-            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target, from: context.peer,
+            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target(), from: context.peer,
                                               outcome: "internal_error", status: 500, details: ["error": "\(error)"]))
             throw error
         }
