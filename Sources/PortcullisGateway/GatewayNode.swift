@@ -9,6 +9,7 @@ import PortcullisConfig
 import PortcullisJOSE
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 import Synchronization
 
 /// One gateway node: the public listener, the admin listener, key sets, and (when configured) its
@@ -40,9 +41,18 @@ public final class GatewayNode: Service, Sendable {
         let config = initialConfig
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoops)
         let httpClient = HTTPClient(eventLoopGroupProvider: .shared(group))
-        defer {
-            try? httpClient.syncShutdown()
+        do {
+            try await serve(config: config, group: group, httpClient: httpClient)
+        } catch {
+            try? await httpClient.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
         }
+        try? await httpClient.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    private func serve(config: GatewayConfig, group: MultiThreadedEventLoopGroup, httpClient: HTTPClient) async throws {
 
         // Keys, the cluster link, and the verifier.
         let keys = KeySetStore()
@@ -86,14 +96,14 @@ public final class GatewayNode: Service, Sendable {
         let server = try await GatewayServer(group: group, context: context, limits: config.limits,
                                              tls: try Self.makeTLSContext(config.tls), logger: logger)
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
-        let admin = AdminServer(group: group) { [registry, ready, keys] path in
+        let admin = AdminServer(group: group) { [self, registry, keys] path in
             switch path {
             case "/metrics":
                 return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: registry.emitToBuffer())
             case "/healthz":
                 return .text(.ok, "ok\n")
             case "/readyz":
-                if !ready.load(ordering: .relaxed) { return .text(.serviceUnavailable, "starting\n") }
+                if !self.ready.load(ordering: .relaxed) { return .text(.serviceUnavailable, "starting\n") }
                 if !keys.isReady { return .text(.serviceUnavailable, "key sets not loaded\n") }
                 if let agent {
                     if !agent.isSynced { return .text(.serviceUnavailable, "cluster state not synced\n") }
@@ -133,8 +143,6 @@ public final class GatewayNode: Service, Sendable {
         }
         await server.closeIdlePools()
         await admin.stop()
-        try? await httpClient.shutdown()
-        try? await group.shutdownGracefully()
     }
 
     /// SIGHUP: new routes, certificate and key files; a broken file keeps the old state and is logged.

@@ -10,197 +10,198 @@ import Testing
 struct ClusterRevocationTests {
     @Test("every kind of revocation reaches every node; propagation is recorded")
     func kinds() async throws {
-        let cluster = try await TestCluster()
-        defer { Task { await cluster.shutdown() } }
-        try await cluster.startGateway(id: "gw-a")
-        try await cluster.startGateway(id: "gw-b")
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-a")
+            try await cluster.startGateway(id: "gw-b")
 
-        let byJTI = try cluster.token(jti: "jti-1")
-        let bySubject = try cluster.token(sub: "bob")
-        let byClient = try cluster.token(clientID: "leaky-app")
-        let fresh = try cluster.token(sub: "bob", iat: Int64(Date().timeIntervalSince1970) + 30)
-        #expect(try cluster.statuses(byJTI) == [200, 200])
+            let byJTI = try cluster.token(jti: "jti-1")
+            let bySubject = try cluster.token(sub: "bob")
+            let byClient = try cluster.token(clientID: "leaky-app")
+            let fresh = try cluster.token(sub: "bob", iat: Int64(Date().timeIntervalSince1970) + 30)
+            #expect(try cluster.statuses(byJTI) == [200, 200])
 
-        let event = try await cluster.revoke(.jti, "jti-1")
-        try await cluster.revoke(.subject, "bob", until: Int64(Date().timeIntervalSince1970) + 1)
-        try await cluster.revoke(.client, "leaky-app", until: Int64(Date().timeIntervalSince1970) + 1)
-        try await eventually("all revocations applied") { try cluster.statuses(byJTI) == [401, 401] && cluster.statuses(bySubject) == [401, 401] && cluster.statuses(byClient) == [401, 401] }
-        // A subject cut-off does not touch tokens issued after it.
-        #expect(try cluster.statuses(fresh) == [200, 200])
-        // Both nodes acknowledged the jti revocation with a propagation time.
-        try await eventually("acks recorded") { try await cluster.store.propagation(sequence: event.sequence).count == 2 }
-        let metrics = try cluster.gateways[0].metrics()
-        #expect(metrics.contains("portcullis_revocation_propagation_seconds_count"))
-        #expect(metrics.contains("reason=\"revoked\""))
+            let event = try await cluster.revoke(.jti, "jti-1")
+            _ = try await cluster.revoke(.subject, "bob", until: Int64(Date().timeIntervalSince1970) + 1)
+            _ = try await cluster.revoke(.client, "leaky-app", until: Int64(Date().timeIntervalSince1970) + 1)
+            try await eventually("all revocations applied") { try cluster.statuses(byJTI) == [401, 401] && cluster.statuses(bySubject) == [401, 401] && cluster.statuses(byClient) == [401, 401] }
+            // A subject cut-off does not touch tokens issued after it.
+            #expect(try cluster.statuses(fresh) == [200, 200])
+            // Both nodes acknowledged the jti revocation with a propagation time.
+            try await eventually("acks recorded") { try await cluster.store.propagation(sequence: event.sequence).count == 2 }
+            let metrics = try cluster.gateways[0].metrics()
+            #expect(metrics.contains("portcullis_revocation_propagation_seconds_count"))
+            #expect(metrics.contains("reason=\"revoked\""))
 
-        // Lifting the subject cut-off lets bob back in.
-        try await cluster.revoke(.subject, "bob", operation: .delete)
-        try await eventually("cut-off lifted") { try cluster.statuses(bySubject) == [200, 200] }
+            // Lifting the subject cut-off lets bob back in.
+            _ = try await cluster.revoke(.subject, "bob", operation: .delete)
+            try await eventually("cut-off lifted") { try cluster.statuses(bySubject) == [200, 200] }
+        }
     }
 
     @Test("revoking a key rejects every token it signed")
     func keyRevocation() async throws {
-        let cluster = try await TestCluster()
-        defer { Task { await cluster.shutdown() } }
-        try await cluster.startGateway(id: "gw-k")
-        let token = try cluster.token()
-        #expect(try cluster.statuses(token) == [200])
-        try await cluster.revoke(.key, "k1", until: Int64(Date().timeIntervalSince1970))
-        try await eventually("key revoked") { try cluster.statuses(token) == [401] }
-        let other = try cluster.token()
-        #expect(try cluster.statuses(other) == [401])
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-k")
+            let token = try cluster.token()
+            #expect(try cluster.statuses(token) == [200])
+            _ = try await cluster.revoke(.key, "k1", until: Int64(Date().timeIntervalSince1970))
+            try await eventually("key revoked") { try cluster.statuses(token) == [401] }
+            let other = try cluster.token()
+            #expect(try cluster.statuses(other) == [401])
+        }
     }
 
     @Test("gap-free: a node started while revocations are being written ends with all of them")
     func gapFreeConcurrentSync() async throws {
-        let cluster = try await TestCluster()
-        defer { Task { await cluster.shutdown() } }
-        try await cluster.startGateway(id: "gw-1")
-        let writer = Task {
-            for index in 0..<400 {
-                _ = try await cluster.revoke(.jti, "gap-\(index)")
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            let store = cluster.store
+            let writer = Task {
+                for index in 0..<400 {
+                    _ = try await TestCluster.revoke(store: store, .jti, "gap-\(index)")
+                }
             }
-        }
-        try await Task.sleep(for: .milliseconds(100))
-        try await cluster.startGateway(id: "gw-2")
-        try await writer.value
-        let final = try await cluster.store.currentSequence()
-        try await eventually("both nodes applied \(final)") {
-            let applied = try await cluster.appliedSequences()
-            return applied.count == 2 && applied.values.allSatisfy { $0 == final }
-        }
-        for index in stride(from: 0, to: 400, by: 37) {
-            #expect(try cluster.statuses(try cluster.token(jti: "gap-\(index)")) == [401, 401], "gap-\(index)")
+            try await Task.sleep(for: .milliseconds(100))
+            try await cluster.startGateway(id: "gw-2")
+            try await writer.value
+            let final = try await cluster.store.currentSequence()
+            try await eventually("both nodes applied \(final)") {
+                let applied = try await cluster.appliedSequences()
+                return applied.count == 2 && applied.values.allSatisfy { $0 == final }
+            }
+            for index in stride(from: 0, to: 400, by: 37) {
+                #expect(try cluster.statuses(try cluster.token(jti: "gap-\(index)")) == [401, 401], "gap-\(index)")
+            }
         }
     }
 
     @Test("a lost pub/sub message is caught by the periodic check")
     func droppedMessage() async throws {
-        let cluster = try await TestCluster()
-        defer { Task { await cluster.shutdown() } }
-        try await cluster.startGateway(id: "gw-drop")
-        // Write the way the control plane does, but without publishing: as if the message was lost.
-        let seq = try await cluster.client.send("INCR", RedisArgument(cluster.keys.revocationSequence)).int!
-        let now = Int64(Date().timeIntervalSince1970)
-        let revocation = Revocation(id: "rev_lost", operation: .add, kind: .jti, value: "lost-jti", issuer: nil, until: now + 600,
-                                    createdAtMillis: now * 1000, actor: "test", reason: nil)
-        let entry = "\(seq) \(now * 1_000_000) " + revocation.jsonForTests(mac: cluster.mac)
-        _ = try await cluster.client.send("ZADD", RedisArgument(cluster.keys.revocationLog), RedisArgument(seq), RedisArgument(entry))
-        let token = try cluster.token(jti: "lost-jti")
-        try await eventually(timeout: .seconds(3), "periodic check applied the unpublished revocation") { try cluster.statuses(token) == [401] }
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-drop")
+            // Write the way the control plane does, but without publishing: as if the message was lost.
+            let seq = try await cluster.client.send("INCR", RedisArgument(cluster.keys.revocationSequence)).int!
+            let now = Int64(Date().timeIntervalSince1970)
+            let revocation = Revocation(id: "rev_lost", operation: .add, kind: .jti, value: "lost-jti", issuer: nil, until: now + 600,
+                                        createdAtMillis: now * 1000, actor: "test", reason: nil)
+            let entry = "\(seq) \(now * 1_000_000) " + revocation.jsonForTests(mac: cluster.mac)
+            _ = try await cluster.client.send("ZADD", RedisArgument(cluster.keys.revocationLog), RedisArgument(seq), RedisArgument(entry))
+            let token = try cluster.token(jti: "lost-jti")
+            try await eventually(timeout: .seconds(3), "periodic check applied the unpublished revocation") { try cluster.statuses(token) == [401] }
+        }
     }
 
     @Test("a node started late is not ready until synced, then enforces everything")
     func lateNode() async throws {
-        let cluster = try await TestCluster()
-        defer { Task { await cluster.shutdown() } }
-        for index in 0..<2000 {
-            _ = try await cluster.revoke(.jti, "late-\(index)")
+        try await withCluster() { cluster in
+            for index in 0..<2000 {
+                _ = try await cluster.revoke(.jti, "late-\(index)")
+            }
+            let gateway = try await cluster.startGateway(id: "gw-late")
+            #expect(try cluster.statuses(try cluster.token(jti: "late-1999")) == [401])
+            #expect(try cluster.statuses(try cluster.token(jti: "late-0")) == [401])
+            #expect(try cluster.statuses(try cluster.token(jti: "not-revoked")) == [200])
+            #expect(gateway.process.output.contains("revocations synced"))
         }
-        let gateway = try await cluster.startGateway(id: "gw-late")
-        #expect(try cluster.statuses(try cluster.token(jti: "late-1999")) == [401])
-        #expect(try cluster.statuses(try cluster.token(jti: "late-0")) == [401])
-        #expect(try cluster.statuses(try cluster.token(jti: "not-revoked")) == [200])
-        #expect(gateway.process.output.contains("revocations synced"))
     }
 
     @Test("Redis restart: revocations before it stay enforced, new ones arrive after it")
     func redisRestart() async throws {
-        let cluster = try await TestCluster(redisPersistence: true)
-        defer { Task { await cluster.shutdown() } }
-        try await cluster.startGateway(id: "gw-r")
-        let before = try cluster.token(jti: "before-restart")
-        try await cluster.revoke(.jti, "before-restart")
-        try await eventually("applied") { try cluster.statuses(before) == [401] }
+        try await withCluster(redisPersistence: true) { cluster in
+            try await cluster.startGateway(id: "gw-r")
+            let before = try cluster.token(jti: "before-restart")
+            _ = try await cluster.revoke(.jti, "before-restart")
+            try await eventually("applied") { try cluster.statuses(before) == [401] }
 
-        await cluster.redis.kill()
-        let valid = try cluster.token()
-        // Redis down: valid tokens still pass, the revoked one stays rejected.
-        for _ in 0..<5 {
-            #expect(try cluster.statuses(valid) == [200])
+            await cluster.redis.kill()
+            let valid = try cluster.token()
+            // Redis down: valid tokens still pass, the revoked one stays rejected.
+            for _ in 0..<5 {
+                #expect(try cluster.statuses(valid) == [200])
+                #expect(try cluster.statuses(before) == [401])
+            }
+            try await cluster.redis.restart()
+            let after = try cluster.token(jti: "after-restart")
+            try await eventually(timeout: .seconds(10), "write accepted after restart") { (try? await cluster.revoke(.jti, "after-restart")) != nil }
+            try await eventually(timeout: .seconds(5), "resynced after Redis returned") { try cluster.statuses(after) == [401] }
             #expect(try cluster.statuses(before) == [401])
         }
-        try await cluster.redis.restart()
-        let after = try cluster.token(jti: "after-restart")
-        try await eventually(timeout: .seconds(10), "write accepted after restart") { (try? await cluster.revoke(.jti, "after-restart")) != nil }
-        try await eventually(timeout: .seconds(5), "resynced after Redis returned") { try cluster.statuses(after) == [401] }
-        #expect(try cluster.statuses(before) == [401])
     }
 
     @Test("Redis losing its data does not make a node forget revocations")
     func redisDataLoss() async throws {
-        let cluster = try await TestCluster()
-        defer { Task { await cluster.shutdown() } }
-        try await cluster.startGateway(id: "gw-loss")
-        let token = try cluster.token(jti: "keep-me")
-        try await cluster.revoke(.jti, "keep-me")
-        try await eventually("applied") { try cluster.statuses(token) == [401] }
-        _ = try await cluster.client.send("FLUSHALL")
-        try await cluster.revoke(.jti, "after-flush")
-        try await eventually("merged") { try cluster.statuses(try cluster.token(jti: "after-flush")) == [401] }
-        #expect(try cluster.statuses(token) == [401])
-        #expect(cluster.gateways[0].process.output.contains("history changed"))
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-loss")
+            let token = try cluster.token(jti: "keep-me")
+            _ = try await cluster.revoke(.jti, "keep-me")
+            try await eventually("applied") { try cluster.statuses(token) == [401] }
+            _ = try await cluster.client.send("FLUSHALL")
+            _ = try await cluster.revoke(.jti, "after-flush")
+            try await eventually("merged") { try cluster.statuses(try cluster.token(jti: "after-flush")) == [401] }
+            #expect(try cluster.statuses(token) == [401])
+            #expect(cluster.gateways[0].process.output.contains("history changed"))
+        }
     }
 
     @Test("fail closed: with max_staleness, a node cut off from Redis answers 503, and recovers")
     func failClosed() async throws {
-        let cluster = try await TestCluster(redisPersistence: true)
-        defer { Task { await cluster.shutdown() } }
-        try await cluster.startGateway(id: "gw-stale", staleness: "1s")
-        let token = try cluster.token()
-        #expect(try cluster.statuses(token) == [200])
-        await cluster.redis.kill()
-        try await eventually(timeout: .seconds(5), "fails closed") { try cluster.statuses(token) == [503] }
-        let metrics = try cluster.gateways[0].metrics()
-        #expect(metrics.contains("portcullis_redis_connected 0"))
-        try await cluster.redis.restart()
-        try await eventually(timeout: .seconds(5), "serves again") { try cluster.statuses(token) == [200] }
+        try await withCluster(redisPersistence: true) { cluster in
+            try await cluster.startGateway(id: "gw-stale", staleness: "1s")
+            let token = try cluster.token()
+            #expect(try cluster.statuses(token) == [200])
+            await cluster.redis.kill()
+            try await eventually(timeout: .seconds(5), "fails closed") { try cluster.statuses(token) == [503] }
+            let metrics = try cluster.gateways[0].metrics()
+            #expect(metrics.contains("portcullis_redis_connected 0"))
+            try await cluster.redis.restart()
+            try await eventually(timeout: .seconds(5), "serves again") { try cluster.statuses(token) == [200] }
+        }
     }
 
     @Test("key sets from the cluster: rotation under load fails no request; a forged record is ignored")
     func keyRotation() async throws {
-        let cluster = try await TestCluster(clusterKeys: true)
-        defer { Task { await cluster.shutdown() } }
-        let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
-        let keyA = cluster.signer
-        let keyB = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")
-        func jwks(_ signers: [JWTSigner]) -> String {
-            JSONWriter.serialize(["keys": .array(signers.map { $0.key.publicJWK(keyID: $0.keyID) })])
-        }
-        try await publisher.publish(issuer: TestCluster.issuer, jwks: jwks([keyA]))
-        let gateway = try await cluster.startGateway(id: "gw-rot")
-        let tokenA = try cluster.token(signer: keyA)
-        let tokenB = try cluster.token(signer: keyB)
-        #expect(try cluster.statuses(tokenA) == [200])
-
-        let failures = LockedCounter()
-        let load = Task.detached {
-            let client = try gateway.client()
-            var useB = false
-            for index in 0..<600 {
-                if index == 200 { useB = true }
-                let status = try client.request("GET", "/x", headers: [("Authorization", "Bearer \(useB ? tokenB : tokenA)")]).status
-                if status != 200 { failures.increment() }
-                try await Task.sleep(for: .milliseconds(2))
+        try await withCluster(clusterKeys: true) { cluster in
+            let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
+            let keyA = cluster.signer
+            let keyB = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")
+            func jwks(_ signers: [JWTSigner]) -> String {
+                JSONWriter.serialize(["keys": .array(signers.map { $0.key.publicJWK(keyID: $0.keyID) })])
             }
-        }
-        // Publish A+B before any B token is used, then retire A.
-        try await publisher.publish(issuer: TestCluster.issuer, jwks: jwks([keyA, keyB]))
-        try await load.value
-        #expect(failures.value == 0)
-        try await publisher.publish(issuer: TestCluster.issuer, jwks: jwks([keyB]))
-        try await eventually("A retired") { try cluster.statuses(tokenA) == [401] }
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: jwks([keyA]))
+            let gateway = try await cluster.startGateway(id: "gw-rot")
+            let tokenA = try cluster.token(signer: keyA)
+            let tokenB = try cluster.token(signer: keyB)
+            #expect(try cluster.statuses(tokenA) == [200])
 
-        // A Redis writer without the secret cannot inject a key.
-        let evil = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "evil")
-        let forgedJWKS = jwks([keyB, evil])
-        _ = try await cluster.client.send("HSET", RedisArgument(cluster.keys.keySet(TestCluster.issuer)), "jwks", RedisArgument(forgedJWKS),
-                                          "version", "ffffffffffffffff")
-        _ = try await cluster.client.send("PUBLISH", RedisArgument(cluster.keys.keySetChannel), RedisArgument("ffffffffffffffff \(TestCluster.issuer)"))
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(try cluster.statuses(try cluster.token(signer: evil)) == [401])
-        #expect(try cluster.statuses(tokenB) == [200])
-        #expect(gateway.process.output.contains("MAC does not verify"))
+            let failures = LockedCounter()
+            let load = Task.detached {
+                let client = try gateway.client()
+                var useB = false
+                for index in 0..<600 {
+                    if index == 200 { useB = true }
+                    let status = try client.request("GET", "/x", headers: [("Authorization", "Bearer \(useB ? tokenB : tokenA)")]).status
+                    if status != 200 { failures.increment() }
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+            }
+            // Publish A+B before any B token is used, then retire A.
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: jwks([keyA, keyB]))
+            try await load.value
+            #expect(failures.value == 0)
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: jwks([keyB]))
+            try await eventually("A retired") { try cluster.statuses(tokenA) == [401] }
+
+            // A Redis writer without the secret cannot inject a key.
+            let evil = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "evil")
+            let forgedJWKS = jwks([keyB, evil])
+            _ = try await cluster.client.send("HSET", RedisArgument(cluster.keys.keySet(TestCluster.issuer)), "jwks", RedisArgument(forgedJWKS),
+                                              "version", "ffffffffffffffff")
+            _ = try await cluster.client.send("PUBLISH", RedisArgument(cluster.keys.keySetChannel), RedisArgument("ffffffffffffffff \(TestCluster.issuer)"))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try cluster.statuses(try cluster.token(signer: evil)) == [401])
+            #expect(try cluster.statuses(tokenB) == [200])
+            #expect(gateway.process.output.contains("MAC does not verify"))
+        }
     }
 }
 

@@ -91,6 +91,11 @@ final class TestCluster {
     }
 
     func revoke(_ kind: Revocation.Kind, _ value: String, until: Int64? = nil, operation: Revocation.Operation = .add) async throws -> RevocationEvent {
+        try await Self.revoke(store: store, kind, value, until: until, operation: operation)
+    }
+
+    static func revoke(store: RevocationStore, _ kind: Revocation.Kind, _ value: String, until: Int64? = nil,
+                       operation: Revocation.Operation = .add) async throws -> RevocationEvent {
         let now = Int64(Date().timeIntervalSince1970)
         return try await store.write(Revocation(
             id: "rev_" + UUID().uuidString.prefix(12).lowercased(), operation: operation, kind: kind, value: value, issuer: nil,
@@ -114,6 +119,18 @@ final class TestCluster {
         await redis.stop()
         try? await group.shutdownGracefully()
     }
+}
+
+/// Runs `body` against a fresh cluster and always shuts it down.
+func withCluster(redisPersistence: Bool = false, clusterKeys: Bool = false, _ body: (TestCluster) async throws -> Void) async throws {
+    let cluster = try await TestCluster(redisPersistence: redisPersistence, clusterKeys: clusterKeys)
+    do {
+        try await body(cluster)
+    } catch {
+        await cluster.shutdown()
+        throw error
+    }
+    await cluster.shutdown()
 }
 
 /// Polls `condition` every 20 ms for up to `timeout`; records an issue if it never holds.

@@ -40,7 +40,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         var lastSeen: UInt64
     }
 
-    private let shards: [Mutex<[String: Entry]>]
+    private let shards: [LockedShard<Entry>]
     private let fallback = Atomic<Bool>(false)
     private let liveNodes = Atomic<Int>(1)
     private let client: RedisClient
@@ -51,7 +51,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
     /// - Parameter now: wall-clock nanoseconds (window boundaries must agree across machines).
     public init(client: RedisClient, keys: ClusterKeys, logger: Logger,
                 now: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1e9) }) {
-        shards = (0..<16).map { _ in Mutex([:]) }
+        shards = (0..<16).map { _ in LockedShard() }
         self.client = client
         self.keys = keys
         self.logger = logger
@@ -65,7 +65,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         liveNodes.store(max(1, count), ordering: .relaxed)
     }
 
-    private func shard(for key: String) -> Mutex<[String: Entry]> {
+    private func shard(for key: String) -> LockedShard<Entry> {
         shards[Int(UInt(bitPattern: key.hashValue) % UInt(shards.count))]
     }
 
@@ -76,7 +76,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         let nodes = liveNodes.load(ordering: .relaxed)
         let inFallback = fallback.load(ordering: .relaxed)
         let fullKey = policy.name + "\u{0}" + key
-        return shard(for: fullKey).withLock { entries in
+        return shard(for: fullKey).entries.withLock { entries in
             var entry = entries[fullKey] ?? Entry(
                 policy: policy, key: key, cluster: SlidingWindow(window: policy.window), own: SlidingWindow(window: policy.window),
                 bucket: policy.burst.map { TokenBucket(capacity: $0, limit: policy.limit, window: policy.window, now: now) },
@@ -138,7 +138,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         let now = self.now()
         var pending: [Pending] = []
         for shard in shards {
-            shard.withLock { entries in
+            shard.entries.withLock { entries in
                 for (fullKey, var entry) in entries {
                     let windowNanos = entry.cluster.windowNanos
                     // Forget keys idle for two windows.
@@ -178,7 +178,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         for (index, item) in pending.enumerated() {
             guard let total = try? replies[index * 3].get().int else { continue }
             let previous = (try? replies[index * 3 + 2].get().int) ?? 0
-            shard(for: item.fullKey).withLock { entries in
+            shard(for: item.fullKey).entries.withLock { entries in
                 guard var entry = entries[item.fullKey] else { return }
                 let sameWindow = entry.syncedWindow == item.window
                 let othersDelta = sameWindow ? max(0, Double(total) - entry.lastClusterTotal - Double(item.delta)) : 0
@@ -201,7 +201,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
 
     private func restore(_ pending: [Pending]) {
         for item in pending where item.delta > 0 {
-            shard(for: item.fullKey).withLock { entries in
+            shard(for: item.fullKey).entries.withLock { entries in
                 entries[item.fullKey]?.unsynced += item.delta
             }
         }

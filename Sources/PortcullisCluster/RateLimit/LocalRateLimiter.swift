@@ -12,13 +12,13 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
         var lastSeen: UInt64
     }
 
-    private let shards: [Mutex<[String: State]>]
+    private let shards: [LockedShard<State>]
     /// Divides every policy's limit (live node count in fallback mode); 1 when standalone.
     private let divisor = Atomic<Int>(1)
     private let now: @Sendable () -> UInt64
 
     public init(shardCount: Int = 16, now: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds }) {
-        shards = (0..<max(1, shardCount)).map { _ in Mutex([:]) }
+        shards = (0..<max(1, shardCount)).map { _ in LockedShard() }
         self.now = now
     }
 
@@ -35,7 +35,7 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
         let limit = max(1, policy.limit / share)
         let fullKey = policy.name + "\u{0}" + key
         let shard = shards[Int(UInt(bitPattern: fullKey.hashValue) % UInt(shards.count))]
-        return shard.withLock { entries in
+        return shard.entries.withLock { entries in
             var state = entries[fullKey] ?? State(
                 window: SlidingWindow(window: policy.window),
                 bucket: policy.burst.map { TokenBucket(capacity: max(1, $0 / share), limit: limit, window: policy.window, now: now) },
@@ -75,4 +75,9 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
     private static func sweep(_ entries: inout [String: State], now: UInt64, olderThan age: UInt64) {
         entries = entries.filter { now &- $0.value.lastSeen < age }
     }
+}
+
+/// One lock-protected part of a sharded map (`Mutex` is non-copyable, so it cannot sit in an array directly).
+final class LockedShard<Value: Sendable>: Sendable {
+    let entries = Mutex<[String: Value]>([:])
 }

@@ -1,4 +1,5 @@
 import NIOHTTP1
+import PortcullisCluster
 import PortcullisJOSE
 
 /// Why a request was refused before reaching the upstream, in the shape RFC 6750 asks for.

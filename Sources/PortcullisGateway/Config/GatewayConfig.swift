@@ -56,7 +56,13 @@ public struct GatewayConfig: Sendable {
         self.accessLog = try map.optional("access_log").map(AccessLogConfig.init(node:)) ?? AccessLogConfig()
         self.identityHeaders = try map.optional("identity_headers").map(IdentityHeader.list(node:)) ?? IdentityHeader.defaults
         self.realm = try map.optional("realm")?.nonEmptyString() ?? "portcullis"
-        self.tokenCacheCapacity = try map.optional("token_cache")?.mapping().capacity() ?? 100_000
+        if let cacheNode = map.optional("token_cache") {
+            var cache = try cacheNode.mapping()
+            self.tokenCacheCapacity = try cache.optional("capacity")?.int(in: 0...10_000_000) ?? 100_000
+            try cache.finish()
+        } else {
+            self.tokenCacheCapacity = 100_000
+        }
         if let issuersNode = map.optional("issuers") {
             self.issuers = try IssuerConfig.list(from: issuersNode, baseDirectory: baseDirectory)
         } else {
@@ -99,14 +105,6 @@ public struct GatewayConfig: Sendable {
 
     static func defaultNodeID() -> String {
         "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
-    }
-}
-
-private extension ConfigMapping {
-    mutating func capacity() throws -> Int {
-        let value = try optional("capacity")?.int(in: 0...10_000_000) ?? 100_000
-        try finish()
-        return value
     }
 }
 

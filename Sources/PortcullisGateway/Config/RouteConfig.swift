@@ -27,7 +27,7 @@ public struct RouteConfig: Sendable {
         var map = try node.mapping()
         name = try map.required("name").nonEmptyString()
         host = try map.optional("host")?.nonEmptyString().lowercased()
-        let prefixNode = try map.optional("path_prefix")
+        let prefixNode = map.optional("path_prefix")
         let prefix = try prefixNode?.string() ?? "/"
         guard prefix.hasPrefix("/") else { throw (prefixNode ?? node).error("path_prefix must start with '/'") }
         pathPrefix = prefix.count > 1 && prefix.hasSuffix("/") ? String(prefix.dropLast()) : prefix
@@ -152,11 +152,11 @@ public struct UpstreamTLSConfig: Sendable {
 /// Header edits applied to requests (before forwarding) or responses (before returning).
 public struct HeaderRules: Sendable {
     /// Replace or add these headers.
-    public var set: [(name: String, value: String)] = []
+    public var setFields: [(name: String, value: String)] = []
     /// Remove these headers (case-insensitive).
     public var remove: [String] = []
 
-    public var isEmpty: Bool { set.isEmpty && remove.isEmpty }
+    public var isEmpty: Bool { setFields.isEmpty && remove.isEmpty }
 
     init() {}
 
@@ -170,7 +170,7 @@ public struct HeaderRules: Sendable {
                 guard !text.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
                     throw value.error("header values may not contain CR, LF or NUL")
                 }
-                set.append((name, text))
+                setFields.append((name, text))
             }
         }
         if let removeNode = map.optional("remove") {

@@ -65,7 +65,7 @@ public final class GatewayMetrics: Sendable {
         }.increment()
     }
 
-    private func counter(in cache: Mutex<[String: Counter]>, key: String, make: () -> Counter) -> Counter {
+    private func counter(in cache: borrowing Mutex<[String: Counter]>, key: String, make: () -> Counter) -> Counter {
         cache.withLock { entries in
             if let existing = entries[key] { return existing }
             let created = make()

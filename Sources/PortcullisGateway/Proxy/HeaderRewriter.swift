@@ -98,7 +98,7 @@ enum HeaderRewriter {
                 }
             }
         }
-        for (name, value) in route.requestHeaders.set {
+        for (name, value) in route.requestHeaders.setFields {
             headers.replaceOrAdd(name: name, value: value)
         }
 
@@ -125,7 +125,7 @@ enum HeaderRewriter {
             headers.add(name: name, value: value)
         }
         headers.replaceOrAdd(name: "X-Request-Id", value: requestID)
-        for (name, value) in route.responseHeaders.set {
+        for (name, value) in route.responseHeaders.setFields {
             headers.replaceOrAdd(name: name, value: value)
         }
         return HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)

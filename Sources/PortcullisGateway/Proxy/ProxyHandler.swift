@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import PortcullisCluster
 import PortcullisJOSE
 
 /// The request path, top to bottom, for one client connection:

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import PortcullisCluster
 import PortcullisJOSE
 
 /// `X-Request-Id`: a well-formed incoming id is kept so traces join up; anything else is replaced.

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOSSL
+import PortcullisCluster
 import PortcullisJOSE
 
 /// A route ready for the request path: its config plus everything derived from it once.
