@@ -6,9 +6,10 @@ struct AdminCommand: AsyncParsableCommand {
         commandName: "admin",
         abstract: "Drive the control plane's admin API.",
         discussion: """
-        The endpoint and credential come from --endpoint/--token or PORTCULLIS_ADMIN_URL/PORTCULLIS_ADMIN_TOKEN.
-        Output is a table by default; --json prints the API's JSON. Exit status: 0 ok, 1 the API refused or failed,
-        3 a --wait ended before every live gateway applied the change.
+        The endpoint and credential come from --endpoint/--token or PORTCULLIS_ADMIN_URL/PORTCULLIS_ADMIN_TOKEN. \
+        Output is a table by default; --json prints the API's JSON.
+
+        Exit status: 0 ok; 1 the API refused or failed; 3 a --wait ended before every live gateway applied the change.
         """,
         version: PortcullisVersion.current,
         subcommands: [
