@@ -1,0 +1,57 @@
+import Logging
+import NIOCore
+
+/// Finds the current master through Sentinel: asks each Sentinel in turn
+/// (`SENTINEL get-master-addr-by-name`), connects to the address it names and accepts it only if
+/// `ROLE` says "master". Runs on every (re)connect, so a failover is followed as soon as the
+/// Sentinels know about it.
+struct SentinelResolver {
+    let masterName: String
+    let sentinels: [RedisConfiguration.SentinelAddress]
+    let connector: RedisConnector
+
+    func connectToMaster(on eventLoop: any EventLoop) async throws -> RedisConnection {
+        var failures: [String] = []
+        var triedAddresses: Set<String> = []
+        for sentinel in sentinels {
+            let master: (host: String, port: Int)
+            do {
+                guard let named = try await askForMaster(sentinel, on: eventLoop) else {
+                    failures.append("sentinel \(sentinel) does not know master '\(masterName)'")
+                    continue
+                }
+                master = named
+            } catch {
+                failures.append("sentinel \(describe(error))")
+                continue
+            }
+            let label = formatHostPort(master.host, master.port)
+            guard triedAddresses.insert(label).inserted else { continue }
+            do {
+                let connection = try await connector.open(.tcp(host: master.host, port: master.port), requireMaster: true, on: eventLoop)
+                connector.logger.debug("Sentinel resolved the Redis master",
+                                       metadata: ["redis.master": "\(masterName)", "redis.address": "\(label)", "redis.sentinel": "\(sentinel)"])
+                return connection
+            } catch {
+                failures.append("master '\(masterName)' at \(label) (named by sentinel \(sentinel)): \(describe(error))")
+            }
+        }
+        throw RedisError.sentinel("no reachable master '\(masterName)': " + failures.joined(separator: "; "))
+    }
+
+    private func describe(_ error: any Error) -> String {
+        (error as? RedisError)?.message ?? "\(error)"
+    }
+
+    /// The address a Sentinel names for the master, or nil if it does not know the name.
+    private func askForMaster(_ sentinel: RedisConfiguration.SentinelAddress, on eventLoop: any EventLoop) async throws -> (host: String, port: Int)? {
+        let connection = try await connector.openBare(.tcp(host: sentinel.host, port: sentinel.port), on: eventLoop)
+        defer { connection.close(reason: .connectionClosed("\(sentinel): done")) }
+        let reply = try await connection.send(["SENTINEL", "get-master-addr-by-name", RedisArgument(masterName)])
+        if reply.isNull { return nil }
+        guard let parts = reply.array, parts.count == 2, let host = parts[0].string, let port = parts[1].int else {
+            throw RedisError.protocolError("\(sentinel): unexpected reply to SENTINEL get-master-addr-by-name: \(reply)")
+        }
+        return (host, Int(port))
+    }
+}
