@@ -90,11 +90,14 @@ extension ControlPlaneTests {
             for _ in 0..<5 { #expect(try cluster.statuses(token) == [200]) }
             #expect(try control.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"client","value":"x-app"}"#).status == 201)
 
-            try await eventually("status shows one node in step") {
-                let nodes = try control.admin("GET", "/v1/status").json["nodes"] as? [String: Any]
-                return nodes?["live"] as? Int == 1 && nodes?["in_step"] as? Int == 1
+            try await eventually("status shows one node in step, holding the built-in key set") {
+                let status = try control.admin("GET", "/v1/status").json
+                let nodes = status["nodes"] as? [String: Any]
+                let issuers = status["issuers"] as? [[String: Any]] ?? []
+                return nodes?["live"] as? Int == 1 && nodes?["in_step"] as? Int == 1 && issuers.first?["nodes_current"] as? Int == 1
             }
             let status = try control.admin("GET", "/v1/status").json
+
             #expect((status["control_plane"] as? [String: Any])?["peers"] as? [String] == ["control-1"])
             #expect((status["revocations"] as? [String: Any])?["sequence"] as? Int == 1)
             #expect(((status["revocations"] as? [String: Any])?["in_force"] as? [String: Int])?["client"] == 1)
@@ -106,7 +109,7 @@ extension ControlPlaneTests {
 
             try await eventually(timeout: .seconds(5), "demo-client is the top consumer") {
                 let top = try control.admin("GET", "/v1/ratelimits?top=5").json["top_consumers"] as? [[String: Any]] ?? []
-                return top.contains { $0["policy"] as? String == "per-client" && $0["key"] as? String == "demo-client" && ($0["count"] as? Int ?? 0) >= 5 }
+                return top.contains { $0["policy"] as? String == "per-client" && $0["key"] as? String == "client:demo-client" && ($0["count"] as? Int ?? 0) >= 5 }
             }
             let policies = try control.admin("GET", "/v1/ratelimits").json["policies"] as? [[String: Any]] ?? []
             #expect(policies.first?["limit"] as? Int == 100000)

@@ -138,7 +138,9 @@ extension ControlPlaneTests {
             #expect(ext["kids"] as? [String] == ["k1"])
             #expect((ext["source"] as? [String: Any])?["type"] as? String == "jwks_uri")
             #expect((ext["last_fetch"] as? [String: Any])?["outcome"] as? String == "ok")
-            #expect(ext["nodes_current"] as? [String] == ["gw-1"])
+            try await eventually("the gateway reports the published version") {
+                try control.admin("GET", "/v1/keys/ext").json["nodes_current"] as? [String] == ["gw-1"]
+            }
             let firstVersion = try #require(ext["version"] as? String)
 
             // The issuer rotates: the gateway meets k2, asks the control plane, which refetches and publishes.
@@ -146,6 +148,7 @@ extension ControlPlaneTests {
             let k2Token = try token(k2)
             try await eventually(timeout: .seconds(10), "a k2 token is accepted after the refetch") { try cluster.statuses(k2Token) == [200] }
             let updated = try control.admin("GET", "/v1/keys/ext").json
+
             #expect(updated["kids"] as? [String] == ["k1", "k2"])
             #expect(updated["version"] as? String != firstVersion)
             #expect(try control.metrics().contains(#"portcullis_jwks_fetch_total{issuer="ext",outcome="ok"}"#))

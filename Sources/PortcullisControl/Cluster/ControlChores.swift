@@ -54,7 +54,9 @@ final class ControlChores: Service, Sendable {
                     if let ring = self.ring {
                         tasks.addTask { try await self.runSigningKeys(ring) }
                     }
-                    try await tasks.waitForAll()
+                    // next(), not waitForAll(): a failing chore (keys that cannot be opened) must
+                    // end the service at once, which cancels the other loops.
+                    while try await tasks.next() != nil {}
                 }
             }
         } catch is CancellationError {

@@ -9,8 +9,9 @@ import PortcullisRedis
 /// through `KeySetPublisher` (gateways apply records whose MAC verifies).
 ///
 /// With two control planes side by side, a `SET NX PX` lock per issuer (`keys:lock:<iss>`)
-/// keeps scheduled and unknown-kid fetches to one per interval cluster-wide; within a process,
-/// fetches of one issuer are single-flight. A kid still unknown after a refetch goes into a
+/// keeps scheduled and unknown-kid fetches to one per interval cluster-wide (an unknown-kid
+/// request inside the window is served when it ends); within a process, fetches of one issuer
+/// are single-flight. A kid still unknown after a refetch goes into a
 /// negative cache in Redis (`keys:missing:<iss>:<kid>`) for the issuer's `negative_cache` time.
 actor IssuerKeyFetcher {
     /// What this process knows about an issuer's fetches.
@@ -101,6 +102,12 @@ actor IssuerKeyFetcher {
         case .failed:
             found = false
         case .throttled:
+            // Another fetch ran moments ago, maybe before the issuer published this kid: fetch
+            // again as soon as the throttle window ends instead of dropping the request (the
+            // node that asked will not ask again for a while).
+            let remaining = (try? await client.send("PTTL", RedisArgument(keys.keySetFetchLock(issuer.issuer))).int) ?? 0
+            let due = ContinuousClock.now + .milliseconds(max(remaining, 0) + 10)
+            nextRefresh[issuer.name] = min(nextRefresh[issuer.name] ?? due, due)
             return
         }
         if !found {
