@@ -184,7 +184,7 @@ final class ControlCluster: Sendable {
           revocation:
             check_interval: 200ms
         rate_limits:
-          - {name: per-client, key: client_id, limit: 100000, window: 10s}
+          - {name: per-client, key: client_id, limit: 100000, window: 1h}
         \(gatewayExtra)
         routes:
           - name: api

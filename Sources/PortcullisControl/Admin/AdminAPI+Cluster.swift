@@ -108,26 +108,37 @@ extension AdminAPI {
             guard parts.count == 3, let window = UInt64(parts[1]) else { continue }
             parsed.append(Counter(policy: String(parts[0]), window: window, key: String(parts[2]), redisKey: redisKey))
         }
+        // The gateways' sliding window: the current fixed window plus the previous one weighted
+        // by how much of it still overlaps (the same estimate the gateways enforce). Policies not
+        // in this control plane's config have an unknown window length: their newest window counts.
         let nowNanos = UInt64(Date().timeIntervalSince1970 * 1e9)
         let configured = Dictionary(uniqueKeysWithValues: config.rateLimitPolicies.map { ($0.name, $0) })
         var currentWindow: [String: UInt64] = [:]
+        var previousWeight: [String: Double] = [:]
         for counter in parsed {
             if let policy = configured[counter.policy] {
-                let nanos = UInt64(policy.window.components.seconds) * 1_000_000_000 + UInt64(policy.window.components.attoseconds / 1_000_000_000)
-                currentWindow[counter.policy] = nowNanos / max(nanos, 1)
+                let nanos = max(1, UInt64(policy.window.components.seconds) * 1_000_000_000 + UInt64(policy.window.components.attoseconds / 1_000_000_000))
+                currentWindow[counter.policy] = nowNanos / nanos
+                previousWeight[counter.policy] = 1 - Double(nowNanos % nanos) / Double(nanos)
             } else {
                 currentWindow[counter.policy] = max(currentWindow[counter.policy] ?? 0, counter.window)
+                previousWeight[counter.policy] = 0
             }
         }
-        let current = parsed.filter { currentWindow[$0.policy] == $0.window }
+        let counted = parsed.filter { counter in
+            guard let current = currentWindow[counter.policy] else { return false }
+            return counter.window == current || (counter.window == current &- 1 && (previousWeight[counter.policy] ?? 0) > 0)
+        }
         var values: [RedisValue] = []
-        if !current.isEmpty {
-            values = try await view.client.send(["MGET"] + current.map { RedisArgument($0.redisKey) }).array ?? []
+        if !counted.isEmpty {
+            values = try await view.client.send(["MGET"] + counted.map { RedisArgument($0.redisKey) }).array ?? []
         }
-        var byPolicy: [String: [(key: String, count: Int64)]] = [:]
-        for (counter, value) in zip(current, values) {
-            byPolicy[counter.policy, default: []].append((counter.key, value.int ?? 0))
+        var estimates: [String: [String: Double]] = [:]
+        for (counter, value) in zip(counted, values) {
+            let weight = counter.window == currentWindow[counter.policy] ? 1 : (previousWeight[counter.policy] ?? 0)
+            estimates[counter.policy, default: [:]][counter.key, default: 0] += Double(value.int ?? 0) * weight
         }
+        let byPolicy = estimates.mapValues { keys in keys.map { (key: $0.key, count: Int64($0.value.rounded())) } }
         var policies: [JSONValue] = config.rateLimitPolicies.map { policy in
             [
                 "name": .string(policy.name), "key": .string(policy.key.description), "limit": .integer(Int64(policy.limit)),
