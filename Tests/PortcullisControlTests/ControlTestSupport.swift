@@ -113,21 +113,22 @@ final class ControlCluster: Sendable {
     ///   - controlExtra: YAML appended to the control plane's config (top level).
     ///   - asExtra: YAML appended inside `authorization_server:` (indented by 2).
     ///   - gatewayIssuers: extra entries of the gateways' `issuers:` list.
-    init(authorizationServer: Bool = true, controlExtra: String = "", asExtra: String = "", gatewayIssuers: String = "",
-         gatewayExtra: String = "", redisPersistence: Bool = false) async throws {
+    init(authorizationServer: Bool = true, controlExtra: String = "", asExtra: String = "", accessTokenTTL: String = "5m",
+         gatewayIssuers: String = "", gatewayExtra: String = "", redisPersistence: Bool = false) async throws {
         redis = try await RedisServerFixture.start(persistence: redisPersistence)
         upstream = try await TestUpstream.start()
         self.gatewayExtra = gatewayExtra
         let redisURL = redis.url
         control = try await ControlProcess.start(waitForSigningKey: authorizationServer) { port, adminPort, _ in
             Self.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-1",
-                               authorizationServer: authorizationServer, controlExtra: controlExtra, asExtra: asExtra)
+                               authorizationServer: authorizationServer, controlExtra: controlExtra, asExtra: asExtra,
+                               accessTokenTTL: accessTokenTTL)
         }
         self.gatewayIssuers = gatewayIssuers
     }
 
     static func controlConfig(port: Int, adminPort: Int, redisURL: String, nodeID: String, authorizationServer: Bool,
-                              controlExtra: String, asExtra: String) -> String {
+                              controlExtra: String, asExtra: String, accessTokenTTL: String = "5m") -> String {
         var text = """
         node_id: \(nodeID)
         listen: 127.0.0.1:\(port)
@@ -147,7 +148,7 @@ final class ControlCluster: Sendable {
             authorization_server:
               issuer: http://127.0.0.1:\(port)
               audience: \(audience)
-              access_token_ttl: 5m
+              access_token_ttl: \(accessTokenTTL)
               refresh_token_ttl: 1h
               key_encryption_key_file: kek.secret
               rotation_propagation_timeout: 5s

@@ -98,6 +98,22 @@ extension ControlPlaneTests {
             #expect(try control.metrics().contains(#"portcullis_signing_key_rotations_total{trigger="admin"} 1"#))
         }
 
+        @Test("the signing key rotates on its schedule, and the new key verifies at the gateway")
+        func scheduledRotation() async throws {
+            let cluster = try await ControlCluster(asExtra: "  rotation_interval: 6s", accessTokenTTL: "5s")
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            let first = try #require(try control.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String)
+            try await eventually(timeout: .seconds(15), "a scheduled rotation") {
+                try control.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String != first
+            }
+            #expect(try control.metrics().contains(#"portcullis_signing_key_rotations_total{trigger="schedule"}"#))
+            let token = try cluster.clientCredentials().access
+            #expect(header(of: token)["kid"] as? String != first)
+            #expect(try cluster.statuses(token) == [200])
+        }
+
         @Test("external issuers: fetched and published for the cluster, refetched on an unknown kid, negative cache, refresh errors")
         func externalIssuer() async throws {
             let jwksDirectory = try TemporaryDirectory.make(prefix: "ctl-jwks")

@@ -7,9 +7,11 @@ status codes, content types and headers, bodies matching the schemas, invalid in
 and no operation answering without the credential. Exit status 77: schemathesis missing.
 """
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 
 def main() -> int:
@@ -31,7 +33,7 @@ def main() -> int:
     else:
         command = [cli]
     command += [
-        "run", args.spec,
+        "run", os.path.abspath(args.spec),
         "--url", args.url,
         "--header", f"Authorization: Bearer {args.token}",
         "--checks", ",".join([
@@ -52,7 +54,9 @@ def main() -> int:
         "--no-color",
     ]
     print("running:", " ".join(c if "Bearer" not in c else "Authorization: Bearer ***" for c in command), flush=True)
-    return subprocess.run(command).returncode
+    # schemathesis keeps a cache in its working folder: give it a throwaway one.
+    with tempfile.TemporaryDirectory(prefix="schemathesis-") as scratch:
+        return subprocess.run(command, cwd=scratch).returncode
 
 
 if __name__ == "__main__":
