@@ -1,13 +1,9 @@
+import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
 import PortcullisJOSE
-
-/// The process environment (a seam for nothing but readability).
-enum ProcessEnvironment {
-    static var values: [String: String] { ProcessInfo.processInfo.environment }
-}
 
 /// A JSON call to the admin API.
 struct AdminClient {
@@ -59,5 +55,15 @@ struct AdminClient {
     /// Percent-encodes a path segment or query value.
     static func escape(_ text: String) -> String {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? text
+    }
+}
+
+/// Runs an API call, turning failures into a message on stderr and exit status 1.
+func adminCall<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let failure as AdminClient.Failure {
+        printError("portcullis admin: \(failure)")
+        throw ExitCode(1)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PortcullisConfig
 
 struct AdminCommand: AsyncParsableCommand {
@@ -31,7 +32,7 @@ struct AdminConnection: ParsableArguments {
     var json = false
 
     func client() throws -> AdminClient {
-        let environment = ProcessEnvironment.values
+        let environment = ProcessInfo.processInfo.environment
         let base = endpoint ?? environment["PORTCULLIS_ADMIN_URL"] ?? "http://127.0.0.1:9001"
         guard let token = token ?? environment["PORTCULLIS_ADMIN_TOKEN"], !token.isEmpty else {
             throw ValidationError("no admin token: pass --token or set PORTCULLIS_ADMIN_TOKEN")

@@ -126,13 +126,3 @@ struct AdminRevocations: AsyncParsableCommand {
         ["id", "sequence", "operation", "kind", "value", "issuer", "until", "actor", "reason"].map { AdminOutput.text(json[$0]) }
     }
 }
-
-/// Runs an API call, turning failures into a message on stderr and exit status 1.
-func adminCall<T>(_ body: () async throws -> T) async throws -> T {
-    do {
-        return try await body()
-    } catch let failure as AdminClient.Failure {
-        printError("portcullis admin: \(failure)")
-        throw ExitCode(1)
-    }
-}

@@ -43,7 +43,7 @@ struct RefreshTokenStore: Sendable {
 
     static func hash(_ token: String) -> String { Hex.sha256(token) }
 
-    private var ttlMillis: Int64 { ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000 }
+    private var ttlMillis: Int64 { ttl.wholeMilliseconds }
 
     /// Starts a family with its first refresh token and the access token issued with it.
     func startFamily(clientID: String, subject: String, scope: [String], audience: String,

@@ -212,7 +212,7 @@ actor SigningKeyRing {
         if var old = previous {
             old.state = .retiring
             old.deactivatedMillis = now
-            old.retireAfterMillis = now + Self.millis(config.accessTokenTTL + Self.retireMargin)
+            old.retireAfterMillis = now + (config.accessTokenTTL + Self.retireMargin).wholeMilliseconds
             changed.append(old)
         }
         try await store(changed)
@@ -223,7 +223,7 @@ actor SigningKeyRing {
             "kid": "\(pending.kid)", "previous": "\(previous?.kid ?? "-")", "trigger": "\(trigger)", "version": "\(record.version)",
         ])
         return RotationResult(newKeyID: pending.kid, previousKeyID: previous?.kid, version: record.version, laggards: laggards,
-                              waitedMillis: Self.millis(waited))
+                              waitedMillis: waited.wholeMilliseconds)
     }
 
     /// Removes a pending or retiring key from the ring and the published JWKS at once (tokens it
@@ -250,12 +250,12 @@ actor SigningKeyRing {
             try await reload()
             if let interval = config.rotationInterval, let active = ring.values.first(where: { $0.record.state == .active })?.record {
                 let age = Int64(Date().timeIntervalSince1970 * 1000) - (active.activatedMillis ?? active.createdMillis)
-                if age >= Self.millis(interval) {
+                if age >= interval.wholeMilliseconds {
                     _ = try await rotate(trigger: "schedule")
                 }
             }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            let staleCutoff = now - Self.millis(config.rotationPropagationTimeout + .seconds(60))
+            let staleCutoff = now - (config.rotationPropagationTimeout + .seconds(60)).wholeMilliseconds
             let due = ring.values.map(\.record).filter {
                 ($0.state == .retiring && ($0.retireAfterMillis ?? 0) <= now) || ($0.state == .pending && $0.createdMillis < staleCutoff)
             }
@@ -321,9 +321,5 @@ actor SigningKeyRing {
         for record in records { command += [RedisArgument(record.kid), RedisArgument(record.json)] }
         _ = try await client.send(command)
         loadedAt = nil
-    }
-
-    static func millis(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -17,7 +17,7 @@ struct ClusterLock: Sendable {
     /// The lease token, or nil when someone else holds the lock.
     func acquire(ttl: Duration) async throws -> String? {
         let token = UUID().uuidString
-        let millis = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
+        let millis = max(1, ttl.wholeMilliseconds)
         let reply = try await client.send("SET", RedisArgument(key), RedisArgument(token), "NX", "PX", RedisArgument(millis))
         return reply.isNull ? nil : token
     }

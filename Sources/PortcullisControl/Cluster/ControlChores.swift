@@ -115,7 +115,7 @@ final class ControlChores: Service, Sendable {
 
     private func runHeartbeat() async {
         let interval = config.cluster.heartbeatInterval
-        let ttlMillis = max(300, Int(ClusterTime.millis(interval)) * 3)
+        let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
         let membership = Membership(client: client, keys: keys)
         var wasConnected = true
         while !Task.isCancelled {
@@ -203,12 +203,5 @@ final class ControlChores: Service, Sendable {
             try await Task.sleep(for: .seconds(2))
             await ring.maintain()
         }
-    }
-}
-
-/// Duration arithmetic shared by the control plane.
-enum ClusterTime {
-    static func millis(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }

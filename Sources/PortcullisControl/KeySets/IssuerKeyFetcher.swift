@@ -111,7 +111,7 @@ actor IssuerKeyFetcher {
             return
         }
         if !found {
-            let millis = Int(issuer.refresh.negativeCache.components.seconds * 1000)
+            let millis = issuer.refresh.negativeCache.wholeMilliseconds
             _ = try? await client.send("SET", RedisArgument(keys.keySetMissingKid(iss, kid)), "1", "PX", RedisArgument(max(millis, 1)))
             logger.info("unknown kid not in the issuer's JWKS; not refetching for it again for a while",
                         metadata: ["issuer": "\(issuer.name)", "kid": "\(kid)"])
@@ -131,7 +131,7 @@ actor IssuerKeyFetcher {
 
     private func fetchAndPublish(_ issuer: IssuerConfig, trigger: String, lock: Duration?) async -> Result {
         if let lock {
-            let millis = max(1, Int(lock.components.seconds * 1000 + lock.components.attoseconds / 1_000_000_000_000_000))
+            let millis = max(1, lock.wholeMilliseconds)
             do {
                 let reply = try await client.send("SET", RedisArgument(keys.keySetFetchLock(issuer.issuer)), RedisArgument(nodeID),
                                                   "NX", "PX", RedisArgument(millis))

@@ -76,7 +76,7 @@ struct PropagationTracker: Sendable {
             settle += 1
         }
         let waited = clock.now - started
-        state.waitedMillis = waited.components.seconds * 1000 + waited.components.attoseconds / 1_000_000_000_000_000
+        state.waitedMillis = waited.wholeMilliseconds
         return state
     }
 }
