@@ -29,10 +29,24 @@ public final class ControlNode: Service, Sendable {
     }
 
     public func run() async throws {
-        let config = self.config
-        let logger = self.logger
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let httpClient = HTTPClient(eventLoopGroupProvider: .shared(group))
+        // Everything built on the event loops lives inside serve(), so it is released (the Redis
+        // clients close their connections on the loops in deinit) before the loops stop.
+        do {
+            try await serve(group: group, httpClient: httpClient)
+        } catch {
+            try? await httpClient.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try? await httpClient.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    private func serve(group: MultiThreadedEventLoopGroup, httpClient: HTTPClient) async throws {
+        let config = self.config
+        let logger = self.logger
         let redis = try RedisConfiguration(url: config.cluster.redisURL)
         let client = RedisClient(configuration: redis, eventLoopGroup: group, logger: logger)
         let subscriber = RedisSubscriber(configuration: redis, eventLoopGroup: group, logger: logger)
@@ -95,18 +109,15 @@ public final class ControlNode: Service, Sendable {
         do {
             try await services.run()
         } catch {
-            await shutdown(client: client, subscriber: subscriber, httpClient: httpClient, group: group, chores: chores)
+            await shutdown(client: client, subscriber: subscriber, chores: chores)
             throw error
         }
-        await shutdown(client: client, subscriber: subscriber, httpClient: httpClient, group: group, chores: chores)
+        await shutdown(client: client, subscriber: subscriber, chores: chores)
     }
 
-    private func shutdown(client: RedisClient, subscriber: RedisSubscriber, httpClient: HTTPClient,
-                          group: MultiThreadedEventLoopGroup, chores: ControlChores) async {
+    private func shutdown(client: RedisClient, subscriber: RedisSubscriber, chores: ControlChores) async {
         await chores.leave()
         await subscriber.close()
         await client.close()
-        try? await httpClient.shutdown()
-        try? await group.shutdownGracefully()
     }
 }

@@ -27,6 +27,7 @@ final class ControlProcess: Sendable {
         let control = ControlProcess(port: port, adminPort: adminPort, directory: directory, process: process)
         do {
             try await Readiness.waitForHTTP(port: adminPort, path: "/healthz", timeout: .seconds(20))
+            try await Readiness.waitForHTTP(port: port, path: "/healthz", timeout: .seconds(20))
             if waitForSigningKey {
                 let deadline = ContinuousClock.now + .seconds(20)
                 while try control.get(port: port, "/oauth2/jwks").json["keys"].map({ ($0 as? [Any])?.isEmpty == false }) != true {
