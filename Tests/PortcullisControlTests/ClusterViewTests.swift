@@ -7,7 +7,8 @@ extension ControlPlaneTests {
     struct ClusterViewTests {
         @Test("revoke with wait: every node applies it, each node's propagation is reported, laggards get 202")
         func propagation() async throws {
-            let cluster = try await ControlCluster()
+            // Heartbeats every second: a stopped node stays live for up to 3 s, well past the short wait below.
+            let cluster = try await ControlCluster(gatewayHeartbeat: "1s")
             defer { Task { await cluster.shutdown() } }
             let gwA = try await cluster.startGateway(id: "gw-a")
             let gwB = try await cluster.startGateway(id: "gw-b")
@@ -35,7 +36,7 @@ extension ControlPlaneTests {
             // A node that stops answering (SIGSTOP) is live until its record expires: a short wait
             // ends with 202 and names it.
             gwB.process.signal(SIGSTOP)
-            let lagged = try control.admin("POST", "/v1/revocations?wait=300ms", json: #"{"kind":"subject","value":"carol"}"#)
+            let lagged = try control.admin("POST", "/v1/revocations?wait=500ms", json: #"{"kind":"subject","value":"carol"}"#)
             gwB.process.signal(SIGCONT)
             #expect(lagged.status == 202)
             let lagging = lagged.json["propagation"] as? [String: Any] ?? [:]
@@ -47,8 +48,11 @@ extension ControlPlaneTests {
             #expect((later.json["propagation"] as? [String: Any])?["complete"] as? Bool == true)
 
             // Nodes: identity, applied sequence and lag, key sets, rate-limit mode, Redis link.
-            try await eventually("both nodes listed") {
-                (try control.admin("GET", "/v1/nodes").json["nodes"] as? [Any])?.count == 2
+            try await eventually("both nodes listed with their key sets and Redis link (first heartbeats precede them)") {
+                let nodes = try control.admin("GET", "/v1/nodes").json["nodes"] as? [[String: Any]] ?? []
+                return nodes.count == 2 && nodes.allSatisfy {
+                    $0["redis_connected"] as? Bool == true && ($0["keysets"] as? [String: String])?["builtin"] != nil
+                }
             }
             let listed = try control.admin("GET", "/v1/nodes").json
             #expect(listed["revocation_sequence"] as? Int == 2)

@@ -109,13 +109,15 @@ final class ControlCluster: Sendable {
     var gateways: [GatewayProcess] { started.withLock { $0 } }
     let gatewayExtra: String
     let gatewayIssuers: String
+    let gatewayHeartbeat: String
 
     /// - Parameters:
     ///   - controlExtra: YAML appended to the control plane's config (top level).
     ///   - asExtra: YAML appended inside `authorization_server:` (indented by 2).
     ///   - gatewayIssuers: extra entries of the gateways' `issuers:` list.
     init(authorizationServer: Bool = true, controlExtra: String = "", asExtra: String = "", accessTokenTTL: String = "5m",
-         gatewayIssuers: String = "", gatewayExtra: String = "", redisPersistence: Bool = false) async throws {
+         gatewayIssuers: String = "", gatewayExtra: String = "", gatewayHeartbeat: String = "300ms",
+         redisPersistence: Bool = false) async throws {
         redis = try await RedisServerFixture.start(persistence: redisPersistence)
         upstream = try await TestUpstream.start()
         self.gatewayExtra = gatewayExtra
@@ -126,6 +128,7 @@ final class ControlCluster: Sendable {
                                accessTokenTTL: accessTokenTTL)
         }
         self.gatewayIssuers = gatewayIssuers
+        self.gatewayHeartbeat = gatewayHeartbeat
     }
 
     static func controlConfig(port: Int, adminPort: Int, redisURL: String, nodeID: String, authorizationServer: Bool,
@@ -181,7 +184,7 @@ final class ControlCluster: Sendable {
         cluster:
           redis: \(redis.url)
           secret: \(Base64URL.encode(Self.secret))
-          heartbeat_interval: 300ms
+          heartbeat_interval: \(gatewayHeartbeat)
           rate_limit_sync_interval: 50ms
           revocation:
             check_interval: 200ms
