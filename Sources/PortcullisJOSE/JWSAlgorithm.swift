@@ -20,12 +20,10 @@ public enum JWSAlgorithm: String, Sendable, CaseIterable, Hashable {
     /// True for the HMAC family, whose keys only ever come from explicit configuration.
     public var isSymmetric: Bool { keyType == "oct" }
 
-    /// Exact, case-sensitive lookup of a header or JWK `alg` (RFC 7515 §4.1.1: the value is case-sensitive).
-    init?(exactly bytes: some Collection<UInt8>) {
-        for candidate in Self.allCases where candidate.rawValue.utf8.elementsEqual(bytes) {
-            self = candidate
-            return
-        }
-        return nil
+    /// Exact, case-sensitive lookup of a header or JWK `alg` (RFC 7515 §4.1.1: the value is case-sensitive;
+    /// the byte comparison also rules out look-alikes that `==`'s canonical equivalence would accept).
+    init?(exactly text: String) {
+        guard let candidate = JWSAlgorithm(rawValue: text), ExactString.equal(candidate.rawValue, text) else { return nil }
+        self = candidate
     }
 }

@@ -13,11 +13,18 @@ struct VerifierTests {
         let verifier: JWTVerifier
     }
 
+    /// One key per algorithm for the whole suite: RSA key generation is slow in debug builds.
+    static let keyPool: [JWSAlgorithm: SigningKey] = {
+        var pool: [JWSAlgorithm: SigningKey] = [:]
+        for algorithm in JWSAlgorithm.allCases { pool[algorithm] = try? SigningKey.generate(algorithm) }
+        return pool
+    }()
+
     static func setup(algorithms: [JWSAlgorithm] = JWSAlgorithm.allCases, cache: VerifiedTokenCache? = nil) throws -> Setup {
         var signers: [JWSAlgorithm: JWTSigner] = [:]
         var hmacKeys: [IssuerConfig.HMACKey] = []
         for algorithm in algorithms {
-            let key = try SigningKey.generate(algorithm)
+            let key = try #require(Self.keyPool[algorithm])
             signers[algorithm] = JWTSigner(key: key, keyID: "k-\(algorithm.rawValue)")
             if case .hmac(let secret, _) = key {
                 hmacKeys.append(.init(keyID: "k-\(algorithm.rawValue)", secret: secret.withUnsafeBytes { Array($0) }, algorithm: algorithm))
@@ -213,7 +220,7 @@ struct VerifierTests {
     @Test("signing keys survive export and import")
     func exportImport() throws {
         for algorithm in JWSAlgorithm.allCases {
-            let key = try SigningKey.generate(algorithm)
+            let key = try #require(Self.keyPool[algorithm])
             let restored = try SigningKey(exported: key.exportPrivate())
             #expect(restored.algorithm == algorithm)
             let token = try JWTSigner(key: restored, keyID: "k").sign(claims: Fixture.claims())

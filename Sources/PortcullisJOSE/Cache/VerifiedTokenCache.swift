@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Synchronization
 
 /// Remembers tokens that verified, so a client sending the same token again costs a hash, one
@@ -79,13 +86,19 @@ public final class VerifiedTokenCache: Sendable {
         return UInt64(bitPattern: Int64(hasher.finalize()))
     }
 
+    @inline(__always)
+    static func equal(_ stored: [UInt8], _ token: UnsafeRawBufferPointer) -> Bool {
+        stored.withUnsafeBytes { bytes in
+            bytes.count == token.count && (token.isEmpty || memcmp(bytes.baseAddress!, token.baseAddress!, token.count) == 0)
+        }
+    }
+
     /// Looks a token up. `stillTrusted` re-checks the entry's key when the key store moved on.
     func lookup(_ token: UnsafeRawBufferPointer, hash: UInt64, now: Int64, verifierID: UInt64,
                 generation: UInt64, stillTrusted: (VerificationKey, String) -> UInt64?) -> VerifiedToken? {
         let shard = shards[Int(hash % UInt64(shards.count))]
         return shard.state.withLock { state -> VerifiedToken? in
-            guard let entry = state.entries[hash], entry.verifierID == verifierID,
-                  entry.token.withUnsafeBytes({ $0.elementsEqual(token) }) else {
+            guard let entry = state.entries[hash], entry.verifierID == verifierID, Self.equal(entry.token, token) else {
                 state.misses += 1
                 return nil
             }

@@ -15,6 +15,8 @@ public enum Base64URL {
         let outputCount = (count >> 2) * 3 + (remainder == 0 ? 0 : remainder - 1)
         var valid = true
         let output = [UInt8](unsafeUninitializedCapacity: outputCount) { buffer, initialized in
+          decodingTable.withUnsafeBufferPointer { table in
+            @inline(__always) func value(_ c: UInt8) -> UInt8 { table[Int(c)] }
             var o = 0
             var i = 0
             let full = count - remainder
@@ -43,6 +45,7 @@ public enum Base64URL {
                 }
             }
             initialized = valid ? o : 0
+          }
         }
         return valid ? output : nil
     }
@@ -73,6 +76,9 @@ public enum Base64URL {
         }
         return String(decoding: out, as: UTF8.self)
     }
+
+    /// 6-bit values by character; 0x80 marks characters outside the alphabet.
+    private static let decodingTable: [UInt8] = (0...255).map { value(UInt8($0)) }
 
     /// The 6-bit value of one base64url character, or 0x80 for a character outside the alphabet.
     @inline(__always)

@@ -101,6 +101,7 @@ public struct JOSEJSONReader: ~Copyable {
         try enter()
         index += 1
         var members: [String: JSONValue] = [:]
+        members.reserveCapacity(8)  // headers have ~3 members, claims ~10: fewer rehashes while growing
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -179,6 +180,9 @@ public struct JOSEJSONReader: ~Copyable {
         index += 1 // closing quote
         if !hasEscape {
             let slice = UnsafeBufferPointer<UInt8>(rebasing: bytes.assumingMemoryBound(to: UInt8.self)[start..<end])
+            // Nearly every JOSE string is ASCII, which is valid UTF-8 as is; `String(validating:)`
+            // instantiates generic metadata on each call and showed up in profiles.
+            if Self.isASCII(slice) { return String(decoding: slice, as: UTF8.self) }
             guard let text = String(validating: slice, as: UTF8.self) else {
                 throw JSONParseError(offset: start, message: "invalid UTF-8 in string")
             }
@@ -319,6 +323,17 @@ public struct JOSEJSONReader: ~Copyable {
             throw JSONParseError(offset: start, message: "number out of range")
         }
         return .number(number)
+    }
+
+    @inline(__always)
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var index = 0
+        var combined: UInt8 = 0
+        while index < bytes.count {
+            combined |= bytes[index]
+            index += 1
+        }
+        return combined & 0x80 == 0
     }
 
     @inline(__always)

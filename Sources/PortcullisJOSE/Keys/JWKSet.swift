@@ -120,7 +120,7 @@ public struct JWKSet: Sendable {
             var mismatch: JWSAlgorithm?
             for key in candidates {
                 // Dictionary lookup compares Strings by canonical equivalence; kid matching is exact bytes.
-                guard key.keyID?.utf8.elementsEqual(keyIDString.utf8) == true else { continue }
+                guard let candidateID = key.keyID, ExactString.equal(candidateID, keyIDString) else { continue }
                 if key.algorithm == algorithm { return .found(key) }
                 mismatch = key.algorithm
             }

@@ -140,7 +140,7 @@ public final class JWTVerifier: Sendable {
         if algText.utf8.count == 4, algText.lowercased() == "none" {
             return .failure(TokenRejection(.algNotAllowed, "unsigned tokens (alg none) are never accepted"))
         }
-        guard let algorithm = JWSAlgorithm(exactly: algText.utf8) else {
+        guard let algorithm = JWSAlgorithm(exactly: algText) else {
             return .failure(TokenRejection(.algNotAllowed, "unsupported alg"))
         }
         if header["crit"] != nil {
@@ -153,7 +153,7 @@ public final class JWTVerifier: Sendable {
             return .failure(TokenRejection(.unsupportedHeader, "unencoded payloads (b64) are not accepted"))
         }
         if let typ = header["typ"] {
-            guard let text = typ.stringValue, Self.allowedTypes.contains(text.lowercased()) else {
+            guard let text = typ.stringValue, Self.allowedTypes.contains(where: { Self.asciiCaseInsensitiveEquals(text, $0) }) else {
                 return .failure(TokenRejection(.invalidType, "typ must be JWT or at+jwt"))
             }
         }
@@ -177,7 +177,7 @@ public final class JWTVerifier: Sendable {
         }
         guard let issValue = claims["iss"] else { return .failure(TokenRejection(.missingClaim, "the iss claim is required")) }
         guard let iss = issValue.stringValue else { return .failure(TokenRejection(.invalidClaim, "iss is not a string")) }
-        guard let issuer = issuers.first(where: { $0.config.issuer.utf8.elementsEqual(iss.utf8) }) else {
+        guard let issuer = issuers.first(where: { ExactString.equal($0.config.issuer, iss) }) else {
             return .failure(TokenRejection(.unknownIssuer, "the token's issuer is not configured"))
         }
         let config = issuer.config
@@ -259,7 +259,7 @@ public final class JWTVerifier: Sendable {
         default:
             return .failure(TokenRejection(.invalidClaim, "aud is neither a string nor an array of strings"))
         }
-        guard audiences.contains(where: { aud in config.audiences.contains { $0.utf8.elementsEqual(aud.utf8) } }) else {
+        guard audiences.contains(where: { aud in config.audiences.contains { ExactString.equal($0, aud) } }) else {
             return .failure(TokenRejection(.wrongAudience, "the token is not for this audience"))
         }
 
@@ -278,6 +278,17 @@ public final class JWTVerifier: Sendable {
             audiences: audiences, scopes: scopes, expiresAt: exp, notBefore: nbf, issuedAt: iat,
             keyID: keyID, algorithm: algorithm, claims: .object(claims))
         return .success(Verified(token: verified, key: key, generation: snapshot.generation))
+    }
+
+    /// Compares with a lowercase ASCII constant without allocating.
+    static func asciiCaseInsensitiveEquals(_ text: String, _ lowercase: String) -> Bool {
+        var other = lowercase.utf8.makeIterator()
+        for byte in text.utf8 {
+            guard let expected = other.next() else { return false }
+            let folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+            if folded != expected { return false }
+        }
+        return other.next() == nil
     }
 
     private func parseObject(_ bytes: [UInt8]) -> Result<[String: JSONValue], JSONParseError> {
@@ -304,10 +315,24 @@ public final class JWTVerifier: Sendable {
         }
     }
 
+    /// Splits on spaces over the UTF-8 bytes (the generic `split` showed up in profiles).
+    static func spaceSeparated(_ text: String) -> [String] {
+        var copy = text
+        return copy.withUTF8 { bytes in
+            var words: [String] = []
+            var start = 0
+            for index in 0...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: " ") {
+                if index > start { words.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)) }
+                start = index + 1
+            }
+            return words
+        }
+    }
+
     static func scopes(_ claims: [String: JSONValue]) -> [String]? {
         func split(_ value: JSONValue) -> [String]? {
             switch value {
-            case .string(let text): return text.split(separator: " ").map(String.init)
+            case .string(let text): return spaceSeparated(text)
             case .array(let items):
                 var result: [String] = []
                 for item in items {
