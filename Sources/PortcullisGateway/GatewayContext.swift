@@ -7,7 +7,6 @@ final class GatewayContext: Sendable {
     let metrics: GatewayMetrics
     let authenticator: Authenticator?
     let rateLimiter: any RateLimiting
-    let identityHeaders: [IdentityHeader]
     let realm: String
     let accessLog: AccessLog?
     /// Metrics for requests that matched no route (404, 405, 400).
@@ -15,12 +14,11 @@ final class GatewayContext: Sendable {
     private let table: Mutex<RouteTable>
 
     init(routes: RouteTable, metrics: GatewayMetrics, authenticator: Authenticator?, rateLimiter: any RateLimiting,
-         identityHeaders: [IdentityHeader], realm: String, accessLog: AccessLog?) {
+         realm: String, accessLog: AccessLog?) {
         self.table = Mutex(routes)
         self.metrics = metrics
         self.authenticator = authenticator
         self.rateLimiter = rateLimiter
-        self.identityHeaders = identityHeaders
         self.realm = realm
         self.accessLog = accessLog
         self.unmatchedRoute = metrics.route("_unmatched")

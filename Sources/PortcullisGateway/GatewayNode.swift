@@ -90,7 +90,7 @@ public final class GatewayNode: Service, Sendable {
         let routes = try RouteTable(config: config, metrics: metrics)
         let context = GatewayContext(
             routes: routes, metrics: metrics, authenticator: authenticator, rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
-            identityHeaders: config.identityHeaders, realm: config.realm,
+            realm: config.realm,
             accessLog: config.accessLog.enabled ? AccessLog() : nil)
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits,

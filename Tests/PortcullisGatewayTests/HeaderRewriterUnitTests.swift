@@ -27,7 +27,7 @@ struct HeaderRewriterUnitTests {
             ("Host", "h.test"), ("Connection", "keep-alive, X-Secret"), ("X-Secret", "s"), ("Keep-Alive", "timeout=5"),
             ("TE", "trailers"), ("Upgrade", "h2c"), ("X-Forwarded-For", "10.0.0.1"), ("Proxy-Authorization", "Basic x"),
         ]))
-        let out = HeaderRewriter.upstreamRequest(head, route: try route(), identity: nil, identityHeaders: IdentityHeader.defaults,
+        let out = HeaderRewriter.upstreamRequest(head, policy: .init(route: try route(), identityHeaders: IdentityHeader.defaults), identity: nil,
                                                  requestID: "rid", client: .init(address: "192.0.2.7", isTLS: false))
         for name in ["connection", "x-secret", "keep-alive", "te", "upgrade", "proxy-authorization"] {
             #expect(out.headers[name].isEmpty, "\(name) should be removed")
@@ -45,7 +45,7 @@ struct HeaderRewriterUnitTests {
         ]))
         let mapping = IdentityHeader.defaults + [IdentityHeader(claim: "tenant", header: "X-Tenant"), IdentityHeader(claim: "roles", header: "X-Roles"),
                                                  IdentityHeader(claim: "n", header: "X-N")]
-        let out = HeaderRewriter.upstreamRequest(head, route: try route(), identity: token, identityHeaders: mapping,
+        let out = HeaderRewriter.upstreamRequest(head, policy: .init(route: try route(), identityHeaders: mapping), identity: token,
                                                  requestID: "rid", client: .init(address: nil, isTLS: true))
         #expect(out.headers["x-auth-subject"] == ["alice  X-Evil: 1"])
         #expect(out.headers["x-auth-scopes"] == ["read write"])
@@ -60,10 +60,10 @@ struct HeaderRewriterUnitTests {
     @Test("body framing: chunked is re-declared, a bodiless POST gets Content-Length 0")
     func framing() throws {
         let chunked = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders([("Transfer-Encoding", "chunked")]))
-        let a = HeaderRewriter.upstreamRequest(chunked, route: try route(), identity: nil, identityHeaders: [], requestID: "r", client: .init(address: nil, isTLS: false))
+        let a = HeaderRewriter.upstreamRequest(chunked, policy: .init(route: try route(), identityHeaders: []), identity: nil, requestID: "r", client: .init(address: nil, isTLS: false))
         #expect(a.headers["transfer-encoding"] == ["chunked"])
         let empty = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders())
-        let b = HeaderRewriter.upstreamRequest(empty, route: try route(), identity: nil, identityHeaders: [], requestID: "r", client: .init(address: nil, isTLS: false))
+        let b = HeaderRewriter.upstreamRequest(empty, policy: .init(route: try route(), identityHeaders: []), identity: nil, requestID: "r", client: .init(address: nil, isTLS: false))
         #expect(b.headers["content-length"] == ["0"])
     }
 
@@ -73,7 +73,7 @@ struct HeaderRewriterUnitTests {
         let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([
             ("Connection", "close"), ("Transfer-Encoding", "chunked"), ("Server", "secret/1.0"), ("Content-Type", "text/plain"),
         ]))
-        let out = HeaderRewriter.clientResponse(head, route: r, requestID: "rid")
+        let out = HeaderRewriter.clientResponse(head, policy: .init(route: r, identityHeaders: []), requestID: "rid")
         #expect(out.headers["connection"].isEmpty)
         #expect(out.headers["transfer-encoding"].isEmpty)
         #expect(out.headers["server"].isEmpty)

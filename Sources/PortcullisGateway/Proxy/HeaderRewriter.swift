@@ -1,15 +1,41 @@
 import NIOHTTP1
 import PortcullisJOSE
 
-/// Builds the request the upstream sees and the response the client sees. Pure functions, so the
-/// security-relevant parts (identity spoofing, hop-by-hop stripping) are unit-tested in isolation.
+/// Builds the request the upstream sees and the response the client sees. Pure functions over a
+/// per-route `Policy` computed once, so the security-relevant parts (identity spoofing, hop-by-hop
+/// stripping) are unit-tested in isolation and the request path does no set building.
 enum HeaderRewriter {
     /// RFC 9110 §7.6.1 connection-specific fields, plus `Expect` (the gateway answers
     /// `100-continue` itself) and the obsolete `Proxy-Connection`.
-    static let hopByHop: Set<String> = [
+    static let hopByHop = [
         "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
         "te", "trailer", "transfer-encoding", "upgrade", "expect",
     ]
+
+    /// What one route removes and adds, resolved once per route table.
+    struct Policy: Sendable {
+        let route: RouteConfig
+        let identityHeaders: [IdentityHeader]
+        /// Removed from requests: hop-by-hop, every identity header (configured and default),
+        /// headers the gateway sets itself, `Authorization` when stripped, the route's removals.
+        let requestRemoved: HeaderNameSet
+        /// Removed from responses: hop-by-hop and the route's removals.
+        let responseRemoved: HeaderNameSet
+
+        init(route: RouteConfig, identityHeaders: [IdentityHeader]) {
+            self.route = route
+            self.identityHeaders = identityHeaders
+            var request = HeaderNameSet(HeaderRewriter.hopByHop)
+            for header in identityHeaders + IdentityHeader.defaults { request.insert(header.header) }
+            for name in ["x-request-id", "x-forwarded-proto", "x-forwarded-host"] { request.insert(name) }
+            if route.stripAuthorization { request.insert("authorization") }
+            for name in route.requestHeaders.remove { request.insert(name) }
+            requestRemoved = request
+            var response = HeaderNameSet(HeaderRewriter.hopByHop)
+            for name in route.responseHeaders.remove { response.insert(name) }
+            responseRemoved = response
+        }
+    }
 
     /// Facts about the client connection the forwarding headers need.
     struct ClientInfo {
@@ -17,58 +43,55 @@ enum HeaderRewriter {
         var isTLS: Bool
     }
 
-    /// The head forwarded upstream. `identity` is nil on unauthenticated routes; identity headers
-    /// supplied by the client are removed either way, so they can only come from a verified token.
-    static func upstreamRequest(
-        _ head: HTTPRequestHead,
-        route: RouteConfig,
-        identity: VerifiedToken?,
-        identityHeaders: [IdentityHeader],
-        requestID: String,
-        client: ClientInfo
-    ) -> HTTPRequestHead {
-        var removed = hopByHop
-        for value in head.headers["connection"] {
-            for token in value.split(separator: ",") {
-                removed.insert(token.trimmingCharacters(in: .whitespaces).lowercased())
+    /// Headers named in `Connection` (they are hop-by-hop too), when there are any.
+    private static func connectionListed(_ headers: HTTPHeaders) -> HeaderNameSet? {
+        var listed: HeaderNameSet?
+        for (name, value) in headers where HeaderNameSet.matches(name, "connection") {
+            for token in value.utf8.split(separator: UInt8(ascii: ",")) {
+                let trimmed = token.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+                let text = String(decoding: trimmed, as: UTF8.self)
+                if text.isEmpty || HeaderNameSet.matches(text, "close") || HeaderNameSet.matches(text, "keep-alive") { continue }
+                if listed == nil { listed = HeaderNameSet([]) }
+                listed?.insert(text)
             }
         }
-        for header in identityHeaders { removed.insert(header.header.lowercased()) }
-        for header in IdentityHeader.defaults { removed.insert(header.header.lowercased()) }
-        removed.insert("x-request-id")
-        removed.insert("x-forwarded-proto")
-        removed.insert("x-forwarded-host")
-        if route.stripAuthorization { removed.insert("authorization") }
-        for name in route.requestHeaders.remove { removed.insert(name.lowercased()) }
+        return listed
+    }
 
+    /// The head forwarded upstream. `identity` is nil on unauthenticated routes; identity headers
+    /// supplied by the client are removed either way, so they can only come from a verified token.
+    static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo) -> HTTPRequestHead {
+        let listed = connectionListed(head.headers)
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 8)
         var priorForwardedFor: String?
         var priorForwarded: String?
         var originalHost: String?
         var hasContentLength = false
+        var chunked = false
         for (name, value) in head.headers {
-            let lower = name.lowercased()
-            switch lower {
-            case "x-forwarded-for":
+            if HeaderNameSet.matches(name, "x-forwarded-for") {
                 priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
                 continue
-            case "forwarded":
+            }
+            if HeaderNameSet.matches(name, "forwarded") {
                 priorForwarded = priorForwarded.map { "\($0), \(value)" } ?? value
                 continue
-            case "host":
-                originalHost = value
-            case "content-length":
-                hasContentLength = true
-            default:
-                break
             }
-            if removed.contains(lower) { continue }
+            if HeaderNameSet.matches(name, "host") {
+                originalHost = value
+            } else if HeaderNameSet.matches(name, "content-length") {
+                hasContentLength = true
+            } else if HeaderNameSet.matches(name, "transfer-encoding") {
+                chunked = chunked || value.utf8.split(separator: UInt8(ascii: ",")).contains { token in
+                    HeaderNameSet.equalsIgnoringASCIICase(String(decoding: token.filter { $0 != 0x20 && $0 != 0x09 }, as: UTF8.self).utf8, "chunked".utf8)
+                }
+            }
+            if policy.requestRemoved.contains(name) || listed?.contains(name) == true { continue }
             headers.add(name: name, value: value)
         }
 
         // Body framing: the client's chunked encoding is hop-by-hop and stripped above; re-declare it.
-        let chunked = head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
         if chunked {
             headers.add(name: "transfer-encoding", value: "chunked")
         } else if !hasContentLength, methodMayHaveBody(head.method) {
@@ -87,22 +110,25 @@ enum HeaderRewriter {
         if let address = client.address {
             element = (address.contains(":") ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
         }
-        if let originalHost, isForwardedToken(originalHost) { element += ";host=\(originalHost)" }
+        if let originalHost {
+            element += isForwardedToken(originalHost) ? ";host=\(originalHost)" : ";host=\"\(originalHost.filter { $0 != "\"" && $0 != "\\" })\""
+        }
         headers.add(name: "Forwarded", value: priorForwarded.map { "\($0), \(element)" } ?? element)
         headers.add(name: "X-Request-Id", value: requestID)
 
         if let identity {
-            for mapping in identityHeaders {
+            for mapping in policy.identityHeaders {
                 if let value = claimValue(mapping.claim, of: identity) {
                     headers.add(name: mapping.header, value: value)
                 }
             }
         }
-        for (name, value) in route.requestHeaders.setFields {
+        for (name, value) in policy.route.requestHeaders.setFields {
             headers.replaceOrAdd(name: name, value: value)
         }
 
         var uri = head.uri
+        let route = policy.route
         if route.stripPrefix, route.pathPrefix != "/" {
             let rest = uri.dropFirst(route.pathPrefix.utf8.count)
             uri = rest.hasPrefix("/") ? String(rest) : "/" + rest
@@ -111,21 +137,15 @@ enum HeaderRewriter {
     }
 
     /// The head returned to the client.
-    static func clientResponse(_ head: HTTPResponseHead, route: RouteConfig, requestID: String) -> HTTPResponseHead {
-        var removed = hopByHop
-        for value in head.headers["connection"] {
-            for token in value.split(separator: ",") {
-                removed.insert(token.trimmingCharacters(in: .whitespaces).lowercased())
-            }
-        }
-        for name in route.responseHeaders.remove { removed.insert(name.lowercased()) }
+    static func clientResponse(_ head: HTTPResponseHead, policy: Policy, requestID: String) -> HTTPResponseHead {
+        let listed = connectionListed(head.headers)
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 2)
-        for (name, value) in head.headers where !removed.contains(name.lowercased()) {
+        for (name, value) in head.headers where !policy.responseRemoved.contains(name) && listed?.contains(name) != true {
             headers.add(name: name, value: value)
         }
         headers.replaceOrAdd(name: "X-Request-Id", value: requestID)
-        for (name, value) in route.responseHeaders.setFields {
+        for (name, value) in policy.route.responseHeaders.setFields {
             headers.replaceOrAdd(name: name, value: value)
         }
         return HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
@@ -149,6 +169,7 @@ enum HeaderRewriter {
             }
         }
         guard let raw else { return nil }
+        guard raw.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return raw }
         return String(String.UnicodeScalarView(raw.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : $0 }))
     }
 

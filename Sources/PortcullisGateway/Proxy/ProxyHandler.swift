@@ -47,7 +47,18 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        responseTimer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in
+            guard let self, case .proxying(let exchange) = self.state else { return }
+            exchange.responseHeaderTimedOut()
+        }
     }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        responseTimer?.stop()
+    }
+
+    /// The upstream response-header timeout of the current exchange (one timer per connection).
+    fileprivate var responseTimer: DeadlineTimer?
 
     // MARK: 1. Request head
 
@@ -143,8 +154,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
 
         // 3. Accepted: forward.
-        let upstreamHead = HeaderRewriter.upstreamRequest(head, route: route.config, identity: identity,
-                                                          identityHeaders: gateway.identityHeaders, requestID: requestID, client: client)
+        let upstreamHead = HeaderRewriter.upstreamRequest(head, policy: route.headerPolicy, identity: identity,
+                                                          requestID: requestID, client: client)
         if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
             // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
@@ -303,7 +314,6 @@ private final class Exchange: UpstreamExchangeDelegate {
     private var responseHeadSent = false
     private var upstreamKeepAlive = true
     private var upstreamSentAt: NIODeadline?
-    private var headerTimer: Scheduled<Void>?
     private var done = false
 
     init(handler: ProxyHandler, route: CompiledRoute, clientHead: HTTPRequestHead, upstreamHead: HTTPRequestHead,
@@ -384,7 +394,7 @@ private final class Exchange: UpstreamExchangeDelegate {
         guard upstreamReused, attempts < 3, bodyBytes == 0 else {
             return fail(.closedBeforeResponse)
         }
-        headerTimer?.cancel()
+        handler.responseTimer?.cancel()
         upstreamRequestEnded = false
         attempts += 1
         let target = dead.target
@@ -430,12 +440,13 @@ private final class Exchange: UpstreamExchangeDelegate {
         guard !upstreamRequestEnded, let upstream else { return }
         upstreamRequestEnded = true
         upstream.write(.end(nil))
-        let timeout = route.upstream.responseHeaderTimeout
-        headerTimer = handler.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            guard !responseHeadSent, !done else { return }
-            upstream.close()
-            fail(.responseHeaderTimeout)
-        }
+        handler.responseTimer?.set(after: route.upstream.responseHeaderTimeout)
+    }
+
+    func responseHeaderTimedOut() {
+        guard !responseHeadSent, !done else { return }
+        upstream?.close()
+        fail(.responseHeaderTimeout)
     }
 
     func clientDrained() {
@@ -449,7 +460,7 @@ private final class Exchange: UpstreamExchangeDelegate {
     func clientGone() {
         guard !done else { return }
         done = true
-        headerTimer?.cancel()
+        handler.responseTimer?.cancel()
         upstream?.close()
         upstream = nil
         log.status = 499
@@ -461,10 +472,10 @@ private final class Exchange: UpstreamExchangeDelegate {
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard !done else { return }
-        headerTimer?.cancel()
+        handler.responseTimer?.cancel()
         responseHeadSent = true
         upstreamKeepAlive = head.isKeepAlive
-        var response = HeaderRewriter.clientResponse(head, route: route.config, requestID: log.requestID)
+        var response = HeaderRewriter.clientResponse(head, policy: route.headerPolicy, requestID: log.requestID)
         response.version = clientHead.version
         if let extra = extraResponseHeaders {
             for (name, value) in extra { response.headers.replaceOrAdd(name: name, value: value) }
@@ -490,7 +501,7 @@ private final class Exchange: UpstreamExchangeDelegate {
     func upstreamResponseEnd(keepAlive: Bool) {
         guard !done else { return }
         done = true
-        headerTimer?.cancel()
+        handler.responseTimer?.cancel()
         let upstreamTime = upstreamSentAt.map { Duration.nanoseconds((NIODeadline.now() - $0).nanoseconds) }
         if let upstream {
             // Reuse only a connection that finished a complete request and response in step.
@@ -533,7 +544,7 @@ private final class Exchange: UpstreamExchangeDelegate {
     private func fail(_ error: UpstreamError?, status: HTTPResponseStatus, error code: String, description: String) {
         guard !done else { return }
         done = true
-        headerTimer?.cancel()
+        handler.responseTimer?.cancel()
         upstream?.close()
         upstream = nil
         if responseHeadSent {

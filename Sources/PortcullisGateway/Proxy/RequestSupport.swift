@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Synchronization
 import PortcullisCluster
 import PortcullisJOSE
 
@@ -14,12 +15,27 @@ enum RequestID {
         return ok ? value : nil
     }
 
-    /// 128 random bits as 32 hex digits.
+    /// 32 hex digits: a random per-process prefix and a counter started at a random value. Unique
+    /// and unguessable enough for correlation; not a secret, so no system call per request.
     static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64, low = generator.next() as UInt64
-        let hex = String(high, radix: 16), hex2 = String(low, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex + String(repeating: "0", count: 16 - hex2.count) + hex2
+        let sequence = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            writeHex(processPrefix, into: buffer, at: 0)
+            writeHex(sequence, into: buffer, at: 16)
+            return 32
+        }
+    }
+
+    private static let processPrefix = UInt64.random(in: .min ... .max)
+    private static let counter = Atomic<UInt64>(UInt64.random(in: .min ... .max))
+
+    private static func writeHex(_ value: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>, at offset: Int) {
+        let digits: StaticString = "0123456789abcdef"
+        digits.withUTF8Buffer { table in
+            for index in 0..<16 {
+                buffer[offset + index] = table[Int((value >> (60 - 4 * UInt64(index))) & 0xF)]
+            }
+        }
     }
 }
 
@@ -29,15 +45,47 @@ enum RequestPath {
     /// dot segments (`/api/../admin`), raw or percent-encoded, or an encoded slash: an upstream
     /// that normalizes them would otherwise serve a different route than the one the gateway checked.
     static func validate(_ uri: String) -> Substring? {
-        guard uri.utf8.first == UInt8(ascii: "/") else { return nil }
-        let path = uri[..<(uri.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? uri.endIndex)]
-        let lowered = path.lowercased()
-        if lowered.contains("%2f") || lowered.contains("%5c") || lowered.contains("\\") { return nil }
-        let decodedDots = lowered.replacingOccurrences(of: "%2e", with: ".")
-        for segment in decodedDots.split(separator: "/", omittingEmptySubsequences: false) where segment == "." || segment == ".." {
-            return nil
+        let utf8 = uri.utf8
+        guard utf8.first == UInt8(ascii: "/") else { return nil }
+        // One pass over the bytes: the path ends at `?` or `#`; within it, count the dots of the
+        // current segment (a `%2e` counts as a dot) and refuse `.`/`..` segments, `%2f`, `%5c`, `\`.
+        var index = utf8.startIndex
+        var dots = 0
+        var other = false
+        func segmentIsDotted() -> Bool { !other && (dots == 1 || dots == 2) }
+        while index != utf8.endIndex {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "?") || byte == UInt8(ascii: "#") { break }
+            switch byte {
+            case UInt8(ascii: "/"):
+                if segmentIsDotted() { return nil }
+                dots = 0
+                other = false
+            case UInt8(ascii: "."):
+                dots += 1
+            case UInt8(ascii: "\\"):
+                return nil
+            case UInt8(ascii: "%"):
+                let first = utf8.index(after: index)
+                guard first != utf8.endIndex else { return nil }
+                let second = utf8.index(after: first)
+                guard second != utf8.endIndex else { return nil }
+                let high = utf8[first], low = utf8[second] | 0x20
+                if high == UInt8(ascii: "2") && low == UInt8(ascii: "e") {
+                    dots += 1
+                } else if (high == UInt8(ascii: "2") && low == UInt8(ascii: "f")) || (high == UInt8(ascii: "5") && low == UInt8(ascii: "c")) {
+                    return nil
+                } else {
+                    other = true
+                }
+                index = second
+            default:
+                other = true
+            }
+            index = utf8.index(after: index)
         }
-        return path
+        if segmentIsDotted() { return nil }
+        return uri[..<index]
     }
 
     /// The Host header without its port, lower-cased.

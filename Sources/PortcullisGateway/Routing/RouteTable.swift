@@ -12,9 +12,11 @@ final class CompiledRoute: Sendable {
     let jwtAuth: CompiledJWTAuth?
     let rateLimit: RateLimitPolicy?
     let metrics: RouteMetrics
+    let headerPolicy: HeaderRewriter.Policy
 
-    init(config: RouteConfig, policies: [String: RateLimitPolicy], metrics: GatewayMetrics) throws {
+    init(config: RouteConfig, policies: [String: RateLimitPolicy], identityHeaders: [IdentityHeader], metrics: GatewayMetrics) throws {
         self.config = config
+        self.headerPolicy = HeaderRewriter.Policy(route: config, identityHeaders: identityHeaders)
         self.selector = UpstreamTargetSelector(addresses: config.upstream.targets)
         let upstream = config.upstream
         var tlsContext: NIOSSLContext?
@@ -59,7 +61,9 @@ final class RouteTable: Sendable {
     let router: Router
 
     init(config: GatewayConfig, metrics: GatewayMetrics) throws {
-        routes = try config.routes.map { try CompiledRoute(config: $0, policies: config.rateLimitPolicies, metrics: metrics) }
+        routes = try config.routes.map {
+            try CompiledRoute(config: $0, policies: config.rateLimitPolicies, identityHeaders: config.identityHeaders, metrics: metrics)
+        }
         router = Router(routes: routes)
     }
 }

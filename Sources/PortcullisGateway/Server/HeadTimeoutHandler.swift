@@ -19,7 +19,7 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
     private let headReadTimeout: TimeAmount
     private let idleTimeout: TimeAmount
     private var phase = Phase.readingHead
-    private var timer: Scheduled<Void>?
+    private var timer: DeadlineTimer?
     private var context: ChannelHandlerContext?
 
     init(headReadTimeout: TimeAmount, idleTimeout: TimeAmount) {
@@ -29,6 +29,10 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        timer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in
+            guard let self, self.phase != .busy else { return }
+            self.context?.close(promise: nil)
+        }
         if context.channel.isActive { arm(headReadTimeout) }
     }
 
@@ -38,12 +42,12 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        timer?.stop()
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        timer?.stop()
         context.fireChannelInactive()
     }
 
@@ -59,7 +63,6 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
     func headReceived() {
         phase = .busy
         timer?.cancel()
-        timer = nil
     }
 
     /// The response to the last request was written and the connection stays open.
@@ -69,11 +72,6 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
     }
 
     private func arm(_ timeout: TimeAmount) {
-        timer?.cancel()
-        guard let context else { return }
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-            guard let self, let context = self.context, self.phase != .busy else { return }
-            context.close(promise: nil)
-        }
+        timer?.set(after: timeout)
     }
 }

@@ -1,0 +1,39 @@
+/// A set of header names matched case-insensitively without allocating: the request path checks
+/// every header of every request against it, and `lowercased()` would allocate a string each time.
+struct HeaderNameSet: Sendable {
+    /// Lower-case names bucketed by UTF-8 length.
+    private var byLength: [Int: [[UInt8]]] = [:]
+
+    init(_ names: some Sequence<String>) {
+        for name in names { insert(name) }
+    }
+
+    mutating func insert(_ name: String) {
+        let lower = Array(name.lowercased().utf8)
+        if byLength[lower.count]?.contains(lower) == true { return }
+        byLength[lower.count, default: []].append(lower)
+    }
+
+    func contains(_ name: String) -> Bool {
+        let utf8 = name.utf8
+        guard let candidates = byLength[utf8.count] else { return false }
+        for candidate in candidates where Self.equalsIgnoringASCIICase(utf8, candidate) {
+            return true
+        }
+        return false
+    }
+
+    static func equalsIgnoringASCIICase(_ name: String.UTF8View, _ lower: some Collection<UInt8>) -> Bool {
+        guard name.count == lower.count else { return false }
+        for (byte, expected) in zip(name, lower) {
+            let folded = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+            if folded != expected { return false }
+        }
+        return true
+    }
+
+    /// True when `name` equals `lower` (already lower-case) ignoring ASCII case.
+    static func matches(_ name: String, _ lower: StaticString) -> Bool {
+        lower.withUTF8Buffer { equalsIgnoringASCIICase(name.utf8, $0) }
+    }
+}
