@@ -111,6 +111,7 @@ extension ControlPlaneTests {
             let badWait = try control.admin("POST", "/v1/revocations?wait=forever", json: #"{"kind":"subject","value":"x"}"#)
             #expect(badWait.status == 400)
             #expect(badWait.json["field"] as? String == "wait")
+            #expect(try control.admin("POST", "/v1/revocations?wait=60s", json: #"{"kind":"subject","value":"x"}"#).json["field"] as? String == "wait")
             #expect(try control.admin("GET", "/v1/revocations?limit=0").json["field"] as? String == "limit")
             #expect(try control.admin("GET", "/v1/revocations?kind=nope").status == 400)
 
@@ -161,14 +162,23 @@ extension ControlPlaneTests {
 
         @Test("a write Redis cannot confirm answers 503, never 2xx")
         func redisDown() async throws {
-            let cluster = try await ControlCluster(authorizationServer: false)
+            let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
             #expect(try cluster.control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"a"}"#).status == 201)
+            let token = try cluster.clientCredentials()
             await cluster.redis.stop()
             let refused = try cluster.control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"b"}"#)
             #expect(refused.status == 503)
             #expect(refused.json["error"] as? String == "unavailable")
             #expect(try cluster.control.admin("GET", "/v1/status").status == 503)
+            // The authorization server cannot record refresh tokens or revocations either: 503, retry.
+            let tokenRefused = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": try #require(token.refresh)],
+                                                         basic: ("demo-client", ControlCluster.clientSecret))
+            #expect(tokenRefused.status == 503)
+            #expect(tokenRefused.json["error"] as? String == "temporarily_unavailable")
+            #expect(tokenRefused.header("retry-after") == "1")
+            let revokeRefused = try cluster.control.oauth("/oauth2/revoke", form: ["token": token.access], basic: ("demo-client", ControlCluster.clientSecret))
+            #expect(revokeRefused.status == 503)
             try await cluster.redis.restart()
             try await eventually(timeout: .seconds(10), "writes succeed again after Redis returns") {
                 try cluster.control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"c"}"#).status == 201

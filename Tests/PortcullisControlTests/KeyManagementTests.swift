@@ -186,6 +186,8 @@ extension ControlPlaneTests {
             #expect(broken.json["error"] as? String == "fetch_failed")
             let afterError = try control.admin("GET", "/v1/keys/ext").json
             #expect(afterError["errors_total"] as? Int == 1)
+            #expect((afterError["last_fetch"] as? [String: Any])?["outcome"] as? String == "invalid")
+            #expect(try control.metrics().contains(#"portcullis_jwks_fetch_total{issuer="ext",outcome="invalid"} 1"#))
             #expect(afterError["kids"] as? [String] == ["k1", "k2"])
             #expect(try cluster.statuses(k2Token) == [200])
 
