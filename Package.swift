@@ -137,6 +137,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -212,7 +214,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisControlTests",
-            dependencies: ["PortcullisControl", "PortcullisTestSupport"],
+            dependencies: ["PortcullisControl", "PortcullisJOSE", "PortcullisTestSupport"],
+            exclude: ["Scripts"],
             swiftSettings: strict
         ),
         .testTarget(

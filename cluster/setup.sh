@@ -23,9 +23,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Python is used only by tests and tools, never by the gateway: an independent JOSE implementation
-# (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client.
+# (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client, schemathesis
+# checks the admin API against docs/openapi.yaml.
 py_need=()
-for mod in joserfc authlib requests; do
+for mod in joserfc authlib requests schemathesis; do
     python3 -c "import $mod" 2>/dev/null || py_need+=("$mod")
 done
 if [ ${#py_need[@]} -gt 0 ]; then

@@ -69,6 +69,27 @@ public struct ClusterKeys: Sendable {
         prefix + "rl:" + policy + ":" + window.description + ":" + key
     }
 
+    // MARK: Control plane
+
+    /// String with TTL: held by the control plane running a cluster-wide chore (`task`: prune,
+    /// as-rotate, …) so that two control planes side by side do it once.
+    public func controlLock(_ task: String) -> String { prefix + "control:lock:" + task }
+
+    // MARK: Built-in authorization server
+
+    /// HASH kid → `SigningKeyRecord` JSON: the built-in issuer's signing keys, private keys
+    /// sealed with AES-GCM under the key-encryption key from the control plane's config.
+    public var authorizationServerKeys: String { prefix + "as:keys" }
+    /// HASH (TTL: the refresh-token lifetime): one refresh token, by the hex SHA-256 of its value
+    /// (the token itself is never stored): family, client, scope, audience, status, expiry.
+    public func refreshToken(_ hash: String) -> String { prefix + "as:rt:" + hash }
+    /// HASH (TTL: the newest member's lifetime): a refresh-token family (one grant and its
+    /// rotations): client, subject, `revoked` once reuse or RFC 7009 revocation killed it.
+    public func refreshFamily(_ id: String) -> String { prefix + "as:rtf:" + id }
+    /// ZSET score=exp member=jti (same TTL as the family): access tokens issued from the family,
+    /// revoked cluster-wide when the family dies.
+    public func refreshFamilyTokens(_ id: String) -> String { prefix + "as:rtf:" + id + ":jti" }
+
     // MARK: Audit
 
     /// STREAM of admin mutations (who, what, when, from where).

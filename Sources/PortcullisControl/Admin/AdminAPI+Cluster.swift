@@ -1,0 +1,163 @@
+import Foundation
+import Hummingbird
+import PortcullisCluster
+import PortcullisConfig
+import PortcullisJOSE
+import PortcullisRedis
+
+/// `/v1/nodes`, `/v1/status`, `/v1/ratelimits`, `/v1/audit`.
+extension AdminAPI {
+    func addClusterRoutes(_ router: Router<ControlRequestContext>) {
+        router.get("/v1/nodes") { _, _ in
+            let (sequence, nodes) = try await confirmed { try await view.gateways() }
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            return Response.json(["revocation_sequence": .integer(sequence), "nodes": .array(nodes.map { $0.json(nowMillis: now) })])
+        }
+
+        router.get("/v1/nodes/:id") { _, context in
+            let id = try context.parameters.require("id")
+            let nodes = try await confirmed { try await view.gateways().nodes }
+            guard let node = nodes.first(where: { $0.record.id == id }) else { throw APIError.notFound("no live gateway node '\(id)'") }
+            return Response.json(node.json(nowMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+        }
+
+        router.get("/v1/status") { _, _ in
+            Response.json(try await confirmed { try await status() })
+        }
+
+        router.get("/v1/ratelimits") { request, _ in
+            let top = Int(try QueryInput.int(request, "top", in: 1...100, default: 10) ?? 10)
+            return Response.json(try await confirmed { try await rateLimits(top: top) })
+        }
+
+        router.get("/v1/audit") { request, _ in
+            let count = Int(try QueryInput.int(request, "count", in: 1...1000, default: 50) ?? 50)
+            return Response.json(["entries": .array(try await confirmed { try await audit.recent(count: count) })])
+        }
+    }
+
+    private func status() async throws -> JSONValue {
+        let (sequence, nodes) = try await view.gateways()
+        let controls = try await view.controlPlanes()
+        let counts = try await view.revocationCounts()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var issuers: [JSONValue] = []
+        var names = fetcher.issuers.map { ($0.name, $0.issuer) }
+        if let server = authorizationServer { names.append((server.config.name, server.config.issuer)) }
+        for (name, iss) in names {
+            let record = try await publisher.record(issuer: iss)
+            issuers.append([
+                "name": .string(name), "version": record.map { .string($0.version) } ?? .null,
+                "keys": .integer(Int64(record.map { IssuerKeyFetcher.keyIDs(inJWKS: $0.jwks).count } ?? 0)),
+                "age_seconds": record.map { .number(max(0, Double(now - $0.fetchedAtMillis) / 1000)) } ?? .null,
+                "nodes_current": .integer(Int64(nodes.filter { node in record.map { node.record.keySetVersions.values.contains($0.version) } ?? false }.count)),
+            ])
+        }
+        let lagging = nodes.filter { $0.lagSequences > 0 }
+        var server: JSONValue = .null
+        if let authorizationServer {
+            let records = try await authorizationServer.ring.records()
+            server = [
+                "issuer": .string(authorizationServer.config.issuer), "name": .string(authorizationServer.config.name),
+                "active_kid": records.first { $0.state == .active }.map { .string($0.kid) } ?? .null,
+                "signing_keys": .integer(Int64(records.count)),
+            ]
+        }
+        return [
+            "control_plane": [
+                "node_id": .string(config.nodeID), "version": .string(PortcullisVersion.current),
+                "peers": .array(controls.map { .string($0.id) }),
+            ],
+            "redis": ["connected": true],
+            "revocations": [
+                "sequence": .integer(sequence),
+                "in_force": .object(counts.mapValues(JSONValue.integer)),
+            ],
+            "nodes": [
+                "live": .integer(Int64(nodes.count)),
+                "in_step": .integer(Int64(nodes.count - lagging.count)),
+                "lagging": .array(lagging.map { .string($0.record.id) }),
+                "max_lag_sequences": .integer(nodes.map(\.lagSequences).max() ?? 0),
+                "max_lag_seconds": .number(nodes.compactMap(\.lagSeconds).max() ?? 0),
+                "ratelimit_fallback": .array(nodes.filter { $0.record.rateLimitMode == "fallback" }.map { .string($0.record.id) }),
+                "redis_disconnected": .array(nodes.filter { !$0.record.redisConnected }.map { .string($0.record.id) }),
+            ],
+            "issuers": .array(issuers),
+            "authorization_server": server,
+        ]
+    }
+
+    /// Configured policies and the biggest consumers in each policy's current window, read from
+    /// the gateways' shared counters (`rl:<policy>:<window>:<key>`).
+    private func rateLimits(top: Int) async throws -> JSONValue {
+        let prefix = view.keys.prefix + "rl:"
+        var counters: [String] = []
+        var cursor = "0"
+        repeat {
+            let reply = try await view.client.send("SCAN", RedisArgument(cursor), "MATCH", RedisArgument(prefix + "*"), "COUNT", "1000").array ?? []
+            guard reply.count == 2 else { break }
+            cursor = reply[0].string ?? "0"
+            counters += (reply[1].array ?? []).compactMap(\.string)
+        } while cursor != "0" && counters.count < 50_000
+
+        struct Counter { var policy: String; var window: UInt64; var key: String; var redisKey: String }
+        var parsed: [Counter] = []
+        for redisKey in counters {
+            let rest = redisKey.dropFirst(prefix.count)
+            let parts = rest.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3, let window = UInt64(parts[1]) else { continue }
+            parsed.append(Counter(policy: String(parts[0]), window: window, key: String(parts[2]), redisKey: redisKey))
+        }
+        // The gateways' sliding window: the current fixed window plus the previous one weighted
+        // by how much of it still overlaps (the same estimate the gateways enforce). Policies not
+        // in this control plane's config have an unknown window length: their newest window counts.
+        let nowNanos = UInt64(Date().timeIntervalSince1970 * 1e9)
+        let configured = Dictionary(uniqueKeysWithValues: config.rateLimitPolicies.map { ($0.name, $0) })
+        var currentWindow: [String: UInt64] = [:]
+        var previousWeight: [String: Double] = [:]
+        for counter in parsed {
+            if let policy = configured[counter.policy] {
+                let nanos = max(1, UInt64(policy.window.components.seconds) * 1_000_000_000 + UInt64(policy.window.components.attoseconds / 1_000_000_000))
+                currentWindow[counter.policy] = nowNanos / nanos
+                previousWeight[counter.policy] = 1 - Double(nowNanos % nanos) / Double(nanos)
+            } else {
+                currentWindow[counter.policy] = max(currentWindow[counter.policy] ?? 0, counter.window)
+                previousWeight[counter.policy] = 0
+            }
+        }
+        let counted = parsed.filter { counter in
+            guard let current = currentWindow[counter.policy] else { return false }
+            return counter.window == current || (counter.window == current &- 1 && (previousWeight[counter.policy] ?? 0) > 0)
+        }
+        var values: [RedisValue] = []
+        if !counted.isEmpty {
+            values = try await view.client.send(["MGET"] + counted.map { RedisArgument($0.redisKey) }).array ?? []
+        }
+        var estimates: [String: [String: Double]] = [:]
+        for (counter, value) in zip(counted, values) {
+            let weight = counter.window == currentWindow[counter.policy] ? 1 : (previousWeight[counter.policy] ?? 0)
+            estimates[counter.policy, default: [:]][counter.key, default: 0] += Double(value.int ?? 0) * weight
+        }
+        let byPolicy = estimates.mapValues { keys in keys.map { (key: $0.key, count: Int64($0.value.rounded())) } }
+        var policies: [JSONValue] = config.rateLimitPolicies.map { policy in
+            [
+                "name": .string(policy.name), "key": .string(policy.key.description), "limit": .integer(Int64(policy.limit)),
+                "window_seconds": .number(Double(policy.window.components.seconds) + Double(policy.window.components.attoseconds) / 1e18),
+                "burst": policy.burst.map { .integer(Int64($0)) } ?? .null, "configured": true,
+            ]
+        }
+        for name in byPolicy.keys.sorted() where configured[name] == nil {
+            policies.append(["name": .string(name), "key": .null, "limit": .null, "window_seconds": .null, "burst": .null, "configured": false])
+        }
+        var consumers: [JSONValue] = []
+        for name in byPolicy.keys.sorted() {
+            let sorted = (byPolicy[name] ?? []).sorted { $0.count != $1.count ? $0.count > $1.count : $0.key < $1.key }.prefix(top)
+            for entry in sorted {
+                var object: [String: JSONValue] = ["policy": .string(name), "key": .string(entry.key), "count": .integer(entry.count)]
+                if let policy = configured[name] { object["utilization"] = .number(Double(entry.count) / Double(policy.limit)) } else { object["utilization"] = .null }
+                consumers.append(.object(object))
+            }
+        }
+        return ["policies": .array(policies), "top_consumers": .array(consumers)]
+    }
+}

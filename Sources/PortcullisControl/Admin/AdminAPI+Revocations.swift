@@ -1,0 +1,83 @@
+import Foundation
+import Hummingbird
+import PortcullisCluster
+import PortcullisJOSE
+
+/// `/v1/revocations`: create, list, get with propagation status, lift cut-offs.
+extension AdminAPI {
+    func addRevocationRoutes(_ router: Router<ControlRequestContext>) {
+        router.post("/v1/revocations") { request, context in
+            var target = "(invalid request)"
+            return try await audited("revocation.create", target: target, context: context) {
+                let wait = try QueryInput.wait(request, max: config.maxWait)
+                let input = try await RevocationInput.parse(RequestInput.jsonObject(request), now: Int64(Date().timeIntervalSince1970),
+                                                            maxTokenLifetime: revocations.maxTokenLifetime)
+                target = "\(input.kind.rawValue):\(input.value)"
+                let event = try await confirmed {
+                    try await revocations.add(kind: input.kind, value: input.value, issuer: input.issuer, until: input.until,
+                                              actor: context.actor, reason: input.reason)
+                }
+                let response = try await revocationResponse(event, wait: wait, createdStatus: .created)
+                return (response, ["id": event.revocation.id, "sequence": String(event.sequence)])
+            }
+        }
+
+        router.get("/v1/revocations") { request, _ in
+            let kind = try QueryInput.string(request, "kind").map { text -> Revocation.Kind in
+                guard let kind = Revocation.Kind(rawValue: text) else {
+                    throw APIError.invalid("kind", "expected one of jti, subject, client, key, got '\(text)'")
+                }
+                return kind
+            }
+            let value = QueryInput.string(request, "value")
+            let after = try QueryInput.int(request, "after", in: 0...Int64.max, default: 0) ?? 0
+            let limit = Int(try QueryInput.int(request, "limit", in: 1...1000, default: 100) ?? 100)
+            let events = try await confirmed { try await store.list(kind: kind, value: value, afterSequence: after, limit: limit) }
+            var page: [String: JSONValue] = ["items": .array(events.map(RevocationService.json)), "next_after": .null]
+            if events.count == limit, let last = events.last { page["next_after"] = .integer(last.sequence) }
+            return Response.json(.object(page))
+        }
+
+        router.get("/v1/revocations/:id") { request, context in
+            let id = try context.parameters.require("id")
+            let wait = try QueryInput.wait(request, max: config.maxWait)
+            guard let event = try await confirmed({ try await store.get(id: id) }) else {
+                throw APIError.notFound("no revocation '\(id)' (unknown, or expired and pruned)")
+            }
+            return try await revocationResponse(event, wait: wait, createdStatus: .ok)
+        }
+
+        router.delete("/v1/revocations/:id") { request, context in
+            let id = try context.parameters.require("id")
+            let reason = QueryInput.string(request, "reason")
+            return try await audited("revocation.delete", target: id, context: context) {
+                guard let event = try await confirmed({ try await store.get(id: id) }) else {
+                    throw APIError.notFound("no revocation '\(id)'")
+                }
+                let original = event.revocation
+                guard original.operation == .add, original.kind == .subject || original.kind == .client else {
+                    throw APIError(.conflict, "not_deletable",
+                                   original.operation == .delete ? "'\(id)' is itself a lift" :
+                                   "\(original.kind.rawValue) revocations cannot be undone; only subject and client cut-offs can be lifted")
+                }
+                let lifted = try await confirmed { try await revocations.lift(event, actor: context.actor, reason: reason) }
+                return (Response.json(RevocationService.json(lifted)), ["lifted": id, "id": lifted.revocation.id])
+            }
+        }
+    }
+
+    /// The change and its propagation; with `wait`, after every live gateway applied it (201/200)
+    /// or the wait ran out (202, naming the laggards).
+    private func revocationResponse(_ event: RevocationEvent, wait: Duration?, createdStatus: HTTPResponse.Status) async throws -> Response {
+        let propagation: Propagation
+        if let wait {
+            propagation = try await confirmed { try await tracker.wait(sequence: event.sequence, timeout: wait) }
+        } else {
+            propagation = try await confirmed { try await tracker.current(sequence: event.sequence) }
+        }
+        guard case .object(var object) = RevocationService.json(event) else { return Response.json(RevocationService.json(event)) }
+        object["propagation"] = propagation.json
+        let status: HTTPResponse.Status = wait != nil && !propagation.complete ? .accepted : createdStatus
+        return Response.json(.object(object), status: status)
+    }
+}

@@ -1,0 +1,36 @@
+import Crypto
+import Foundation
+
+/// Checks admin bearer tokens against the configured SHA-256 hashes.
+///
+/// The presented token is hashed and compared with every configured hash in constant time, with
+/// no early exit, so neither the content of a hash nor which entry matched leaks through timing.
+struct AdminAuthenticator: Sendable {
+    let credentials: [AdminCredential]
+
+    /// The credential an `Authorization` header value proves, or nil.
+    func authenticate(authorization: String?) -> AdminCredential? {
+        guard let authorization, let token = Self.bearerToken(authorization) else { return nil }
+        let digest = Array(SHA256.hash(data: Array(token.utf8)))
+        var match: AdminCredential?
+        for credential in credentials where Self.constantTimeEquals(digest, credential.digest) {
+            match = credential
+        }
+        return match
+    }
+
+    /// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1).
+    static func bearerToken(_ header: String) -> String? {
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
+    }
+}

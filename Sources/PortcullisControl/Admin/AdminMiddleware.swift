@@ -1,0 +1,38 @@
+import Hummingbird
+
+/// In front of every admin route: counts the request, requires a valid bearer credential (except
+/// for `/metrics` and `/healthz`, which hold no secrets and are for scrapers and probes), and
+/// renders errors as JSON. A refused mutating call (anything but GET/HEAD) is audited as such.
+struct AdminMiddleware: RouterMiddleware {
+    typealias Context = ControlRequestContext
+
+    let authenticator: AdminAuthenticator
+    let metrics: ControlMetrics
+    let audit: AuditLog
+    static let openPaths: Set<String> = ["/metrics", "/healthz"]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let response: Response
+        if !Self.openPaths.contains(request.uri.path) {
+            let header = request.headers[.authorization]
+            guard let credential = authenticator.authenticate(authorization: header) else {
+                var error = APIError(.unauthorized, "unauthorized",
+                                     header == nil ? "an admin bearer token is required (Authorization: Bearer <token>)" : "the admin token is not valid")
+                error.headers[.wwwAuthenticate] = header == nil ? "Bearer realm=\"portcullis-admin\"" : "Bearer realm=\"portcullis-admin\", error=\"invalid_token\""
+                let denied = try error.response(from: request, context: context)
+                if request.method != .get && request.method != .head {
+                    await audit.record(AuditLog.Entry(actor: "-", action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
+                                                      from: context.peer, outcome: "unauthorized", status: 401,
+                                                      details: ["credential": header == nil ? "none" : "invalid"]))
+                }
+                metrics.adminRequest(method: request.method.rawValue, route: "unauthenticated", status: Int(denied.status.code))
+                return denied
+            }
+            context.credential = credential
+        }
+        response = try await ErrorMiddleware().handle(request, context: context, next: next)
+        metrics.adminRequest(method: request.method.rawValue, route: context.endpointPath ?? "unmatched", status: Int(response.status.code))
+        return response
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Logging
+import PortcullisCluster
+import PortcullisJOSE
+import PortcullisRedis
+
+/// Where every mutating admin call is recorded: a Redis stream (`ClusterKeys.auditLog`, capped at
+/// about 100 000 entries) and a log line, with who (the credential's name), what, the target,
+/// when, from where (the peer address) and the outcome.
+struct AuditLog: Sendable {
+    struct Entry: Sendable {
+        var actor: String
+        var action: String
+        var target: String
+        var from: String
+        /// `ok` or the error code the caller got.
+        var outcome: String
+        var status: Int
+        var details: [String: String] = [:]
+    }
+
+    let client: RedisClient
+    let keys: ClusterKeys
+    let logger: Logger
+    static let maxEntries = 100_000
+
+    /// Records `entry`. A Redis failure is logged (the log line is the second record) and does not
+    /// change the answer to the caller: the change itself was already made or refused.
+    func record(_ entry: Entry) async {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var fields: [RedisArgument] = [
+            "actor", RedisArgument(entry.actor), "action", RedisArgument(entry.action), "target", RedisArgument(entry.target),
+            "from", RedisArgument(entry.from), "at_ms", RedisArgument(now), "outcome", RedisArgument(entry.outcome),
+            "status", RedisArgument(entry.status),
+        ]
+        for (key, value) in entry.details.sorted(by: { $0.key < $1.key }) {
+            fields += [RedisArgument("detail." + key), RedisArgument(value)]
+        }
+        var metadata: Logger.Metadata = [
+            "audit": "true", "actor": "\(entry.actor)", "action": "\(entry.action)", "target": "\(entry.target)",
+            "from": "\(entry.from)", "outcome": "\(entry.outcome)", "status": "\(entry.status)",
+        ]
+        for (key, value) in entry.details { metadata["detail." + key] = "\(value)" }
+        logger.notice("admin \(entry.action)", metadata: metadata)
+        do {
+            _ = try await client.send(["XADD", RedisArgument(keys.auditLog), "MAXLEN", "~", RedisArgument(Self.maxEntries), "*"] + fields)
+        } catch {
+            logger.error("could not write the audit entry to Redis (it is in this log line)", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+        }
+    }
+
+    /// The newest `count` entries, newest first.
+    func recent(count: Int) async throws -> [JSONValue] {
+        let reply = try await client.send("XREVRANGE", RedisArgument(keys.auditLog), "+", "-", "COUNT", RedisArgument(count))
+        var result: [JSONValue] = []
+        for item in reply.array ?? [] {
+            guard let pair = item.array, pair.count == 2, let id = pair[0].string, let flat = pair[1].array else { continue }
+            var object: [String: JSONValue] = ["id": .string(id)]
+            var details: [String: JSONValue] = [:]
+            var index = 0
+            while index + 1 < flat.count {
+                if let key = flat[index].string, let value = flat[index + 1].string {
+                    switch key {
+                    case "at_ms", "status": object[key] = Int64(value).map(JSONValue.integer) ?? .string(value)
+                    case _ where key.hasPrefix("detail."): details[String(key.dropFirst(7))] = .string(value)
+                    default: object[key] = .string(value)
+                    }
+                }
+                index += 2
+            }
+            object["details"] = .object(details)
+            result.append(.object(object))
+        }
+        return result
+    }
+}

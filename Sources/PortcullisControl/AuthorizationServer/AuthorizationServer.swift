@@ -1,0 +1,299 @@
+import Foundation
+import Hummingbird
+import Logging
+import PortcullisCluster
+import PortcullisJOSE
+
+/// The built-in OAuth 2.0 authorization server: the token endpoint (`client_credentials`,
+/// `refresh_token` with rotation and reuse detection), RFC 7009 revocation, RFC 7662
+/// introspection, RFC 8414 metadata and the JWKS. Access tokens are RFC 9068 JWTs (`at+jwt`)
+/// signed with the active key of the `SigningKeyRing`.
+final class AuthorizationServer: Sendable {
+    let config: AuthorizationServerConfig
+    let ring: SigningKeyRing
+    private let clients: ClientAuthenticator
+    private let refreshTokens: RefreshTokenStore
+    private let revocations: RevocationService
+    private let lookup: RevocationLookup
+    private let verifier: JWTVerifier
+    private let audit: AuditLog
+    private let metrics: ControlMetrics
+    private let logger: Logger
+
+    init(config: AuthorizationServerConfig, ring: SigningKeyRing, refreshTokens: RefreshTokenStore, revocations: RevocationService,
+         lookup: RevocationLookup, verificationKeys: KeySetStore, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
+        self.config = config
+        self.ring = ring
+        self.clients = ClientAuthenticator(clients: config.clients)
+        self.refreshTokens = refreshTokens
+        self.revocations = revocations
+        self.lookup = lookup
+        self.verifier = JWTVerifier(issuers: [config.issuerConfig], keys: verificationKeys, cache: nil)
+        self.audit = audit
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    // MARK: Endpoint locations
+
+    /// The path part of the issuer URL ("" for `http://host:port`): endpoints live under it.
+    var basePath: String {
+        guard let url = URL(string: config.issuer) else { return "" }
+        let path = url.path
+        return path == "/" ? "" : path
+    }
+
+    var tokenEndpoint: String { config.issuer + "/oauth2/token" }
+    var revocationEndpoint: String { config.issuer + "/oauth2/revoke" }
+    var introspectionEndpoint: String { config.issuer + "/oauth2/introspect" }
+    var jwksURI: String { config.issuer + "/oauth2/jwks" }
+
+    /// RFC 8414 metadata (also served as OpenID Connect discovery).
+    func metadata(openID: Bool) -> JSONValue {
+        let scopes = Array(Set(config.clients.flatMap(\.scopes))).sorted()
+        var object: [String: JSONValue] = [
+            "issuer": .string(config.issuer),
+            "token_endpoint": .string(tokenEndpoint),
+            "jwks_uri": .string(jwksURI),
+            "revocation_endpoint": .string(revocationEndpoint),
+            "introspection_endpoint": .string(introspectionEndpoint),
+            "grant_types_supported": ["client_credentials", "refresh_token"],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": .array(scopes.map(JSONValue.string)),
+            "access_token_signing_alg_values_supported": [.string(config.algorithm.rawValue)],
+        ]
+        if openID {
+            object["subject_types_supported"] = ["public"]
+            object["id_token_signing_alg_values_supported"] = [.string(config.algorithm.rawValue)]
+        }
+        return .object(object)
+    }
+
+    // MARK: Token endpoint (RFC 6749 §4.4, §6)
+
+    func token(_ request: Request, peer: String) async throws -> Response {
+        var grantType = "-"
+        do {
+            let form = try await RequestInput.form(request)
+            let client = try clients.authenticate(authorization: request.headers[.authorization], form: form)
+            guard let type = form["grant_type"], !type.isEmpty else { throw APIError(.badRequest, "invalid_request", "grant_type is required") }
+            grantType = AuthorizationServerConfig.supportedGrantTypes.contains(type) ? type : "other"
+            guard AuthorizationServerConfig.supportedGrantTypes.contains(type) else {
+                throw APIError(.badRequest, "unsupported_grant_type", "grant_type '\(type)' is not supported (client_credentials, refresh_token)")
+            }
+            guard client.grantTypes.contains(type) else {
+                throw APIError(.badRequest, "unauthorized_client", "client '\(client.id)' may not use grant_type \(type)")
+            }
+            let signer = try await unavailableOnFailure { try await ring.activeSigner() }
+            let response: Response
+            if type == "client_credentials" {
+                response = try await clientCredentials(client: client, form: form, signer: signer)
+            } else {
+                response = try await refresh(client: client, form: form, signer: signer, peer: peer)
+            }
+            metrics.tokenRequest(grantType: grantType, outcome: "issued")
+            return response
+        } catch let error as APIError {
+            metrics.tokenRequest(grantType: grantType, outcome: error.code)
+            throw Self.noStore(error)
+        }
+    }
+
+    private func clientCredentials(client: AuthorizationServerConfig.Client, form: [String: String], signer: JWTSigner) async throws -> Response {
+        let scopes = try Self.scopes(requested: form["scope"], allowed: client.scopes)
+        let access = newAccessToken()
+        var refreshToken: String?
+        if client.grantTypes.contains("refresh_token") {
+            refreshToken = try await unavailableOnFailure {
+                try await refreshTokens.startFamily(clientID: client.id, subject: client.id, scope: scopes, audience: client.audience,
+                                                    accessToken: (access.jti, access.exp))
+            }
+        }
+        let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: client.id, clientID: client.id, audience: client.audience, scopes: scopes)
+        return tokenResponse(jwt, scopes: scopes, refreshToken: refreshToken)
+    }
+
+    private func refresh(client: AuthorizationServerConfig.Client, form: [String: String], signer: JWTSigner, peer: String) async throws -> Response {
+        guard let presented = form["refresh_token"], !presented.isEmpty else {
+            throw APIError(.badRequest, "invalid_request", "refresh_token is required")
+        }
+        guard let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(presented) }), grant.clientID == client.id else {
+            throw APIError(.badRequest, "invalid_grant", "unknown, expired or foreign refresh token")
+        }
+        // RFC 6749 §6: the new scope may narrow, never widen, the original grant.
+        let scopes = try Self.scopes(requested: form["scope"], allowed: grant.scope)
+        let access = newAccessToken()
+        let outcome = try await unavailableOnFailure {
+            try await refreshTokens.rotate(presented, clientID: client.id, grant: grant, accessToken: (access.jti, access.exp))
+        }
+        switch outcome {
+        case .rotated(let successor, let next):
+            let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: next.subject, clientID: client.id, audience: next.audience, scopes: scopes)
+            return tokenResponse(jwt, scopes: scopes, refreshToken: successor)
+        case .reused(let family, let accessTokens):
+            metrics.refreshTokenReuse.increment()
+            logger.warning("refresh token reused: revoking its family and every access token issued from it",
+                           metadata: ["client_id": "\(client.id)", "family": "\(family)", "access_tokens": "\(accessTokens.count)"])
+            let events = try await unavailableOnFailure {
+                try await revocations.revokeTokens(accessTokens, actor: "oauth:" + client.id, reason: "refresh token reuse in \(family)")
+            }
+            await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.refresh_reuse", target: family, from: peer,
+                                              outcome: "family_revoked", status: 400,
+                                              details: ["revoked_access_tokens": String(events.count)]))
+            throw APIError(.badRequest, "invalid_grant", "refresh token already used: the whole token family has been revoked")
+        case .invalid(let reason):
+            throw APIError(.badRequest, "invalid_grant", reason)
+        }
+    }
+
+    // MARK: Revocation endpoint (RFC 7009)
+
+    func revoke(_ request: Request, peer: String) async throws -> Response {
+        do {
+            let form = try await RequestInput.form(request)
+            let client = try clients.authenticate(authorization: request.headers[.authorization], form: form)
+            guard let token = form["token"], !token.isEmpty else { throw APIError(.badRequest, "invalid_request", "token is required") }
+            let refreshFirst = form["token_type_hint"] == "refresh_token"
+            for kind in refreshFirst ? ["refresh", "access"] : ["access", "refresh"] {
+                if kind == "access", case .success(let verified) = verifier.verify(token) {
+                    guard verified.clientID == client.id else {
+                        throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
+                    }
+                    guard let jti = verified.jwtID else { break }
+                    let event = try await unavailableOnFailure {
+                        try await revocations.add(kind: .jti, value: jti, issuer: nil, until: verified.expiresAt,
+                                                  actor: "oauth:" + client.id, reason: "RFC 7009 revocation")
+                    }
+                    await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "jti:" + jti, from: peer,
+                                                      outcome: "ok", status: 200, details: ["revocation": event.revocation.id]))
+                    return Self.emptyOK()
+                }
+                if kind == "refresh", let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }) {
+                    guard grant.clientID == client.id else {
+                        throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
+                    }
+                    let accessTokens = try await unavailableOnFailure { try await refreshTokens.revokeFamily(grant.family, reason: "revoked") }
+                    // RFC 7009 §2.1: access tokens of the same grant go too.
+                    let events = try await unavailableOnFailure {
+                        try await revocations.revokeTokens(accessTokens, actor: "oauth:" + client.id, reason: "RFC 7009 revocation of \(grant.family)")
+                    }
+                    await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "family:" + grant.family,
+                                                      from: peer, outcome: "ok", status: 200,
+                                                      details: ["revoked_access_tokens": String(events.count)]))
+                    return Self.emptyOK()
+                }
+            }
+            // RFC 7009 §2.2: an invalid or unknown token is not an error.
+            return Self.emptyOK()
+        } catch let error as APIError {
+            throw Self.noStore(error)
+        }
+    }
+
+    // MARK: Introspection endpoint (RFC 7662)
+
+    func introspect(_ request: Request) async throws -> Response {
+        do {
+            let form = try await RequestInput.form(request)
+            _ = try clients.authenticate(authorization: request.headers[.authorization], form: form)
+            guard let token = form["token"], !token.isEmpty else { throw APIError(.badRequest, "invalid_request", "token is required") }
+            if form["token_type_hint"] != "refresh_token", case .success(let verified) = verifier.verify(token) {
+                let revoked = try await unavailableOnFailure { try await lookup.isRevoked(verified) }
+                if !revoked {
+                    var object: [String: JSONValue] = [
+                        "active": true, "token_type": "Bearer", "iss": .string(verified.issuer), "exp": .integer(verified.expiresAt),
+                        "aud": .array(verified.audiences.map(JSONValue.string)), "scope": .string(verified.scopes.joined(separator: " ")),
+                    ]
+                    if let subject = verified.subject { object["sub"] = .string(subject) }
+                    if let client = verified.clientID { object["client_id"] = .string(client) }
+                    if let jti = verified.jwtID { object["jti"] = .string(jti) }
+                    if let iat = verified.issuedAt { object["iat"] = .integer(iat) }
+                    return Response.json(.object(object))
+                }
+                return Response.json(["active": false])
+            }
+            if let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }),
+               grant.active, !grant.familyRevoked, grant.expiresAtMillis > Int64(Date().timeIntervalSince1970 * 1000) {
+                return Response.json([
+                    "active": true, "token_type": "refresh_token", "iss": .string(config.issuer), "client_id": .string(grant.clientID),
+                    "sub": .string(grant.subject), "scope": .string(grant.scope.joined(separator: " ")), "aud": .string(grant.audience),
+                    "iat": .integer(grant.issuedAtMillis / 1000), "exp": .integer(grant.expiresAtMillis / 1000),
+                ])
+            }
+            return Response.json(["active": false])
+        } catch let error as APIError {
+            throw Self.noStore(error)
+        }
+    }
+
+    // MARK: Helpers
+
+    private func newAccessToken() -> (jti: String, exp: Int64) {
+        var generator = SystemRandomNumberGenerator()
+        let jti = Base64URL.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        return (jti, Int64(Date().timeIntervalSince1970) + config.accessTokenTTL.components.seconds)
+    }
+
+    private func sign(_ signer: JWTSigner, jti: String, exp: Int64, subject: String, clientID: String, audience: String, scopes: [String]) throws -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        var claims: [String: JSONValue] = [
+            "iss": .string(config.issuer), "sub": .string(subject), "aud": .string(audience), "client_id": .string(clientID),
+            "iat": .integer(now), "exp": .integer(exp), "jti": .string(jti),
+        ]
+        if !scopes.isEmpty { claims["scope"] = .string(scopes.joined(separator: " ")) }
+        return try signer.sign(claims: .object(claims))
+    }
+
+    private func tokenResponse(_ jwt: String, scopes: [String], refreshToken: String?) -> Response {
+        var object: [String: JSONValue] = [
+            "access_token": .string(jwt), "token_type": "Bearer", "expires_in": .integer(config.accessTokenTTL.components.seconds),
+        ]
+        if !scopes.isEmpty { object["scope"] = .string(scopes.joined(separator: " ")) }
+        if let refreshToken { object["refresh_token"] = .string(refreshToken) }
+        var response = Response.json(.object(object))
+        response.headers[Self.pragma] = "no-cache"
+        return response
+    }
+
+    /// `scope` (space-separated) checked against what is allowed; absent means all of it.
+    static func scopes(requested: String?, allowed: [String]) throws(APIError) -> [String] {
+        guard let requested else { return allowed }
+        let asked = requested.split(separator: " ").map(String.init)
+        if let extra = asked.first(where: { !allowed.contains($0) }) {
+            throw APIError(.badRequest, "invalid_scope", "scope '\(extra)' is not granted to this client")
+        }
+        var unique: [String] = []
+        for scope in asked where !unique.contains(scope) { unique.append(scope) }
+        return unique
+    }
+
+    /// Redis did not answer: RFC 6749 has no code for it; `temporarily_unavailable` with 503
+    /// tells clients to retry rather than give up.
+    private func unavailableOnFailure<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as APIError {
+            throw error
+        } catch {
+            logger.error("authorization server: cluster store failed", metadata: ["error": "\(error)"])
+            var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the authorization server's store is unreachable; retry")
+            failure.headers[.retryAfter] = "1"
+            throw failure
+        }
+    }
+
+    private static let pragma = HTTPFields.Element.Name("Pragma")!
+
+    private static func noStore(_ error: APIError) -> APIError {
+        var error = error
+        error.headers[Self.pragma] = "no-cache"
+        return error
+    }
+
+    private static func emptyOK() -> Response {
+        Response(status: .ok, headers: [.cacheControl: "no-store", .contentLength: "0"])
+    }
+}

@@ -1,0 +1,56 @@
+import Crypto
+import Foundation
+import Hummingbird
+import PortcullisJOSE
+
+/// Authenticates OAuth clients at the token, revocation and introspection endpoints:
+/// `client_secret_basic` (RFC 6749 §2.3.1, the id and secret form-encoded inside the Basic
+/// credentials) or `client_secret_post`, never both. Secrets are configured as SHA-256 hashes
+/// and compared in constant time; an unknown client costs the same comparison as a known one.
+struct ClientAuthenticator: Sendable {
+    let clients: [String: AuthorizationServerConfig.Client]
+    private static let dummyDigest = [UInt8](repeating: 0, count: 32)
+
+    init(clients: [AuthorizationServerConfig.Client]) {
+        self.clients = Dictionary(uniqueKeysWithValues: clients.map { ($0.id, $0) })
+    }
+
+    /// The authenticated client. - Throws: `invalid_client` (401) or `invalid_request` (400).
+    func authenticate(authorization: String?, form: [String: String]) throws(APIError) -> AuthorizationServerConfig.Client {
+        let id: String
+        let secret: String
+        if let authorization, authorization.lowercased().hasPrefix("basic ") {
+            if form["client_secret"] != nil {
+                throw APIError(.badRequest, "invalid_request", "use one client authentication method, not Basic and client_secret together")
+            }
+            guard let decoded = Data(base64Encoded: String(authorization.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+                  let text = String(data: decoded, encoding: .utf8), let colon = text.firstIndex(of: ":"),
+                  let user = FormEncoding.unescape(text[..<colon]), let password = FormEncoding.unescape(text[text.index(after: colon)...]) else {
+                throw Self.invalidClient("malformed Basic credentials")
+            }
+            if let formID = form["client_id"], formID != user {
+                throw APIError(.badRequest, "invalid_request", "client_id does not match the Basic credentials")
+            }
+            id = user
+            secret = password
+        } else {
+            guard let formID = form["client_id"], let formSecret = form["client_secret"] else {
+                throw Self.invalidClient("client authentication required (HTTP Basic or client_id and client_secret)")
+            }
+            id = formID
+            secret = formSecret
+        }
+        let presented = Array(SHA256.hash(data: Array(secret.utf8)))
+        let client = clients[id]
+        let matches = AdminAuthenticator.constantTimeEquals(presented, client?.secretDigest ?? Self.dummyDigest)
+        guard let client, matches else { throw Self.invalidClient("unknown client or wrong secret") }
+        return client
+    }
+
+    /// RFC 6749 §5.2: 401 with a `WWW-Authenticate` challenge (always, so clients learn the scheme).
+    static func invalidClient(_ message: String) -> APIError {
+        var error = APIError(.unauthorized, "invalid_client", message)
+        error.headers[.wwwAuthenticate] = "Basic realm=\"portcullis\""
+        return error
+    }
+}

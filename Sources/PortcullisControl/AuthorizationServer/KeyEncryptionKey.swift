@@ -1,0 +1,71 @@
+import Crypto
+import Foundation
+import Logging
+import PortcullisJOSE
+
+/// The AES-256-GCM key that seals the authorization server's private signing keys in Redis, so
+/// that read access to Redis does not give away a key that can mint tokens.
+struct KeyEncryptionKey: Sendable {
+    enum LoadError: Error, CustomStringConvertible {
+        case unreadable(String)
+        case malformed(String)
+        case cannotCreate(String)
+
+        var description: String {
+            switch self {
+            case .unreadable(let why), .malformed(let why), .cannotCreate(let why): why
+            }
+        }
+    }
+
+    private let key: SymmetricKey
+
+    init(bytes: [UInt8]) {
+        key = SymmetricKey(data: bytes)
+    }
+
+    /// Reads the key from `path` (32 bytes, base64url); when the file does not exist, generates
+    /// one, writes it with mode 0600 and says so in the log (every control plane sharing the
+    /// Redis needs a copy of the same file).
+    static func loadOrCreate(path: String, logger: Logger) throws(LoadError) -> KeyEncryptionKey {
+        if FileManager.default.fileExists(atPath: path) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw .unreadable("cannot read the key-encryption key \(path)")
+            }
+            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "=", with: "")
+            guard let bytes = Base64URL.decode(trimmed), bytes.count == 32 else {
+                throw .malformed("\(path): the key-encryption key must be 32 bytes, base64url")
+            }
+            return KeyEncryptionKey(bytes: bytes)
+        }
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let text = Base64URL.encode(bytes) + "\n"
+        // O_EXCL: if another process created it meanwhile, use theirs rather than overwrite it.
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        if fd < 0 {
+            if errno == EEXIST { return try loadOrCreate(path: path, logger: logger) }
+            throw .cannotCreate("cannot create the key-encryption key \(path): \(String(cString: strerror(errno)))")
+        }
+        let written = text.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        close(fd)
+        guard written == text.utf8.count else { throw .cannotCreate("cannot write the key-encryption key \(path)") }
+        logger.warning("generated a new key-encryption key for the authorization server's signing keys; every control plane sharing this Redis needs a copy of this file",
+                       metadata: ["file": "\(path)"])
+        return KeyEncryptionKey(bytes: bytes)
+    }
+
+    /// nonce ‖ ciphertext ‖ tag, base64url; `context` is authenticated (binds the key to its kid).
+    func seal(_ plaintext: [UInt8], context: String) throws -> String {
+        let box = try AES.GCM.seal(plaintext, using: key, authenticating: Array(context.utf8))
+        guard let combined = box.combined else { throw LoadError.malformed("AES-GCM produced no combined form") }
+        return Base64URL.encode(combined)
+    }
+
+    /// nil when the text was not sealed under this key for this context.
+    func unseal(_ sealed: String, context: String) -> [UInt8]? {
+        guard let bytes = Base64URL.decode(sealed), let box = try? AES.GCM.SealedBox(combined: bytes),
+              let plaintext = try? AES.GCM.open(box, using: key, authenticating: Array(context.utf8)) else { return nil }
+        return Array(plaintext)
+    }
+}

@@ -1,0 +1,26 @@
+import Hummingbird
+import PortcullisJOSE
+
+/// The public listener: the authorization server's endpoints (when configured) and `/healthz`.
+enum PublicRoutes {
+    static func router(server: AuthorizationServer?) -> Router<ControlRequestContext> {
+        let router = Router(context: ControlRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.get("/healthz") { _, _ in Response.text("ok\n") }
+        guard let server else { return router }
+        let base = server.basePath
+        // RFC 8414 §3: the well-known segment goes between host and issuer path; OpenID Connect
+        // Discovery appends it to the issuer.
+        router.get(RouterPath("/.well-known/oauth-authorization-server" + base)) { _, _ in Response.json(server.metadata(openID: false)) }
+        router.get(RouterPath(base + "/.well-known/openid-configuration")) { _, _ in Response.json(server.metadata(openID: true)) }
+        router.get(RouterPath(base + "/oauth2/jwks")) { _, _ in
+            let document = try await server.ring.document()
+            return Response(status: .ok, headers: [.contentType: "application/jwk-set+json", .cacheControl: "max-age=60"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: document)))
+        }
+        router.post(RouterPath(base + "/oauth2/token")) { request, context in try await server.token(request, peer: context.peer) }
+        router.post(RouterPath(base + "/oauth2/revoke")) { request, context in try await server.revoke(request, peer: context.peer) }
+        router.post(RouterPath(base + "/oauth2/introspect")) { request, _ in try await server.introspect(request) }
+        return router
+    }
+}

@@ -1,0 +1,161 @@
+import Crypto
+import Foundation
+import PortcullisCluster
+import PortcullisJOSE
+import PortcullisRedis
+
+/// Refresh tokens and their families in Redis, with rotation and reuse detection.
+///
+/// A family is one grant and all its rotations. Each refresh token is single-use: refreshing
+/// marks it `used` and creates its successor, atomically (one Lua script). Presenting a `used`
+/// token again means it leaked (or a client raced itself): the whole family is marked revoked, so
+/// every refresh token in it stops working, and the caller revokes the family's access tokens
+/// (their jtis are kept per family for that) cluster-wide. Only hashes of tokens are stored.
+struct RefreshTokenStore: Sendable {
+    /// A refresh token's stored facts.
+    struct Grant: Sendable {
+        var family: String
+        var clientID: String
+        var subject: String
+        var scope: [String]
+        var audience: String
+        var active: Bool
+        var familyRevoked: Bool
+        var issuedAtMillis: Int64
+        var expiresAtMillis: Int64
+    }
+
+    enum RotateOutcome: Sendable {
+        case rotated(newToken: String, grant: Grant)
+        /// A used token came back: the family is now revoked; these access tokens must be revoked.
+        case reused(family: String, accessTokens: [(jti: String, exp: Int64)])
+        case invalid(String)
+    }
+
+    let client: RedisClient
+    let keys: ClusterKeys
+    let ttl: Duration
+
+    static func newToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return Base64URL.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    static func hash(_ token: String) -> String { Hex.sha256(token) }
+
+    private var ttlMillis: Int64 { ttl.wholeMilliseconds }
+
+    /// Starts a family with its first refresh token and the access token issued with it.
+    func startFamily(clientID: String, subject: String, scope: [String], audience: String,
+                     accessToken: (jti: String, exp: Int64)) async throws -> String {
+        let token = Self.newToken()
+        let family = "fam_" + Hex.encode((0..<12).map { _ in UInt8.random(in: 0...255) })
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let ttl = RedisArgument(ttlMillis)
+        let replies = try await client.pipeline([
+            ["HSET", RedisArgument(keys.refreshFamily(family)), "client_id", RedisArgument(clientID), "sub", RedisArgument(subject),
+             "created_ms", RedisArgument(now), "revoked", "0"],
+            ["PEXPIRE", RedisArgument(keys.refreshFamily(family)), ttl],
+            ["ZADD", RedisArgument(keys.refreshFamilyTokens(family)), RedisArgument(accessToken.exp), RedisArgument(accessToken.jti)],
+            ["PEXPIRE", RedisArgument(keys.refreshFamilyTokens(family)), ttl],
+            ["HSET", RedisArgument(keys.refreshToken(Self.hash(token))), "family", RedisArgument(family), "client_id", RedisArgument(clientID),
+             "sub", RedisArgument(subject), "scope", RedisArgument(scope.joined(separator: " ")), "aud", RedisArgument(audience),
+             "status", "active", "iat_ms", RedisArgument(now), "exp_ms", RedisArgument(now + ttlMillis)],
+            ["PEXPIRE", RedisArgument(keys.refreshToken(Self.hash(token))), ttl],
+        ])
+        for reply in replies { _ = try reply.get() }
+        return token
+    }
+
+    /// What is stored about `token`, or nil when it is unknown (or expired out of Redis).
+    func lookup(_ token: String) async throws -> Grant? {
+        let fields = try await client.send("HMGET", RedisArgument(keys.refreshToken(Self.hash(token))),
+                                           "family", "client_id", "sub", "scope", "aud", "status", "iat_ms", "exp_ms").array ?? []
+        guard fields.count == 8, let family = fields[0].string, let clientID = fields[1].string, let subject = fields[2].string,
+              let status = fields[5].string else { return nil }
+        let revoked = try await client.send("HGET", RedisArgument(keys.refreshFamily(family)), "revoked").string
+        return Grant(family: family, clientID: clientID, subject: subject,
+                     scope: (fields[3].string ?? "").split(separator: " ").map(String.init), audience: fields[4].string ?? "",
+                     active: status == "active", familyRevoked: revoked != "0",
+                     issuedAtMillis: fields[6].int ?? 0, expiresAtMillis: fields[7].int ?? 0)
+    }
+
+    /// KEYS: token, family, family access tokens, new token. ARGV: now_ms, client_id, family,
+    /// new token expiry ms, ttl ms, access jti, access exp (s).
+    static let rotateScript = RedisScript("""
+    local rec = redis.call('HMGET', KEYS[1], 'status', 'family', 'client_id', 'exp_ms', 'sub', 'scope', 'aud')
+    if not rec[1] then return {'invalid', 'unknown refresh token'} end
+    if rec[2] ~= ARGV[3] then return {'invalid', 'unknown refresh token'} end
+    if rec[3] ~= ARGV[2] then return {'invalid', 'refresh token was issued to another client'} end
+    if tonumber(rec[4]) <= tonumber(ARGV[1]) then return {'invalid', 'refresh token expired'} end
+    local revoked = redis.call('HGET', KEYS[2], 'revoked')
+    if not revoked then return {'invalid', 'refresh token family expired'} end
+    if revoked ~= '0' then return {'invalid', 'refresh token revoked'} end
+    if rec[1] ~= 'active' then
+      redis.call('HSET', KEYS[2], 'revoked', '1', 'revoked_reason', 'reuse', 'revoked_ms', ARGV[1])
+      return {'reuse', redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')}
+    end
+    redis.call('HSET', KEYS[1], 'status', 'used', 'used_ms', ARGV[1])
+    redis.call('HSET', KEYS[4], 'family', rec[2], 'client_id', rec[3], 'sub', rec[5], 'scope', rec[6], 'aud', rec[7],
+      'status', 'active', 'iat_ms', ARGV[1], 'exp_ms', ARGV[4])
+    redis.call('PEXPIRE', KEYS[4], ARGV[5])
+    redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+    redis.call('PEXPIRE', KEYS[2], ARGV[5])
+    redis.call('PEXPIRE', KEYS[3], ARGV[5])
+    return {'ok'}
+    """)
+
+    /// Uses `token` once: on success returns its successor; `accessToken` (issued with the
+    /// successor) joins the family.
+    func rotate(_ token: String, clientID: String, grant: Grant, accessToken: (jti: String, exp: Int64)) async throws -> RotateOutcome {
+        let successor = Self.newToken()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let reply = try await client.evalScript(Self.rotateScript, keys: [
+            RedisArgument(keys.refreshToken(Self.hash(token))), RedisArgument(keys.refreshFamily(grant.family)),
+            RedisArgument(keys.refreshFamilyTokens(grant.family)), RedisArgument(keys.refreshToken(Self.hash(successor))),
+        ], arguments: [
+            RedisArgument(now), RedisArgument(clientID), RedisArgument(grant.family), RedisArgument(now + ttlMillis),
+            RedisArgument(ttlMillis), RedisArgument(accessToken.jti), RedisArgument(accessToken.exp),
+        ])
+        let parts = reply.array ?? []
+        switch parts.first?.string {
+        case "ok":
+            var next = grant
+            next.issuedAtMillis = now
+            next.expiresAtMillis = now + ttlMillis
+            return .rotated(newToken: successor, grant: next)
+        case "reuse":
+            return .reused(family: grant.family, accessTokens: Self.pairs(parts.count > 1 ? parts[1].array ?? [] : []))
+        default:
+            return .invalid(parts.count > 1 ? parts[1].string ?? "invalid refresh token" : "invalid refresh token")
+        }
+    }
+
+    /// KEYS: family, family access tokens. ARGV: now_ms, reason.
+    static let revokeFamilyScript = RedisScript("""
+    if not redis.call('HGET', KEYS[1], 'revoked') then return {} end
+    redis.call('HSET', KEYS[1], 'revoked', '1', 'revoked_reason', ARGV[2], 'revoked_ms', ARGV[1])
+    return redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    """)
+
+    /// Revokes a family (RFC 7009 revocation of one of its refresh tokens); returns the access
+    /// tokens issued from it.
+    func revokeFamily(_ family: String, reason: String) async throws -> [(jti: String, exp: Int64)] {
+        let reply = try await client.evalScript(Self.revokeFamilyScript, keys: [
+            RedisArgument(keys.refreshFamily(family)), RedisArgument(keys.refreshFamilyTokens(family)),
+        ], arguments: [RedisArgument(Int64(Date().timeIntervalSince1970 * 1000)), RedisArgument(reason)])
+        return Self.pairs(reply.array ?? [])
+    }
+
+    private static func pairs(_ flat: [RedisValue]) -> [(jti: String, exp: Int64)] {
+        var result: [(jti: String, exp: Int64)] = []
+        var index = 0
+        while index + 1 < flat.count {
+            if let jti = flat[index].string, let exp = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).map(Int64.init) {
+                result.append((jti, exp))
+            }
+            index += 2
+        }
+        return result
+    }
+}

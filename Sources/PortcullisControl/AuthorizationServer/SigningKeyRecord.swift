@@ -1,0 +1,68 @@
+import PortcullisJOSE
+
+/// One signing key of the built-in issuer as stored in Redis (HASH `as:keys`, field = kid).
+struct SigningKeyRecord: Sendable, Equatable {
+    enum State: String, Sendable {
+        /// Published in the JWKS, not signing yet (a rotation waits for gateways to hold it).
+        case pending
+        /// The key new tokens are signed with.
+        case active
+        /// Published until its last token has expired, then removed.
+        case retiring
+    }
+
+    var kid: String
+    var algorithm: JWSAlgorithm
+    var state: State
+    var createdMillis: Int64
+    var activatedMillis: Int64?
+    var deactivatedMillis: Int64?
+    /// When a retiring key leaves the JWKS.
+    var retireAfterMillis: Int64?
+    /// The private key (`SigningKey.exportPrivate`) sealed under the key-encryption key.
+    var sealed: String
+
+    /// The AES-GCM associated data: a sealed key cannot be moved to another kid or algorithm.
+    var sealContext: String { "portcullis-as-key1|\(kid)|\(algorithm.rawValue)" }
+
+    var json: String {
+        var object: [String: JSONValue] = [
+            "kid": .string(kid), "alg": .string(algorithm.rawValue), "state": .string(state.rawValue),
+            "created_ms": .integer(createdMillis), "sealed": .string(sealed),
+        ]
+        if let activatedMillis { object["activated_ms"] = .integer(activatedMillis) }
+        if let deactivatedMillis { object["deactivated_ms"] = .integer(deactivatedMillis) }
+        if let retireAfterMillis { object["retire_after_ms"] = .integer(retireAfterMillis) }
+        return JSONWriter.serialize(.object(object))
+    }
+
+    init(kid: String, algorithm: JWSAlgorithm, state: State, createdMillis: Int64, sealed: String) {
+        self.kid = kid
+        self.algorithm = algorithm
+        self.state = state
+        self.createdMillis = createdMillis
+        self.sealed = sealed
+    }
+
+    init?(json text: String) {
+        guard let value = try? JOSEJSONReader.parse(Array(text.utf8)),
+              let kid = value["kid"]?.stringValue, let alg = value["alg"]?.stringValue.flatMap(JWSAlgorithm.init(rawValue:)),
+              let state = value["state"]?.stringValue.flatMap(State.init(rawValue:)),
+              let created = value["created_ms"]?.int64Value, let sealed = value["sealed"]?.stringValue else { return nil }
+        self.init(kid: kid, algorithm: alg, state: state, createdMillis: created, sealed: sealed)
+        activatedMillis = value["activated_ms"]?.int64Value
+        deactivatedMillis = value["deactivated_ms"]?.int64Value
+        retireAfterMillis = value["retire_after_ms"]?.int64Value
+    }
+
+    /// For the admin API (never the key material).
+    var summary: JSONValue {
+        [
+            "kid": .string(kid), "alg": .string(algorithm.rawValue), "state": .string(state.rawValue),
+            "created_at_ms": .integer(createdMillis),
+            "activated_at_ms": activatedMillis.map(JSONValue.integer) ?? .null,
+            "deactivated_at_ms": deactivatedMillis.map(JSONValue.integer) ?? .null,
+            "retire_after_ms": retireAfterMillis.map(JSONValue.integer) ?? .null,
+        ]
+    }
+}

@@ -1,0 +1,325 @@
+import Foundation
+import Logging
+import PortcullisCluster
+import PortcullisJOSE
+import PortcullisRedis
+
+/// The built-in issuer's signing keys: kept in Redis (sealed under the key-encryption key) so
+/// every control plane signs with the same key, published to the cluster as the issuer's JWKS,
+/// and rotated without a failed request:
+///
+/// 1. a new key is added as `pending` and the JWKS (old and new keys) is published;
+/// 2. the rotation waits until no live gateway still reports the previous key-set version in its
+///    node record (or `rotation_propagation_timeout` passes, logged);
+/// 3. the new key becomes `active` and the old one `retiring`, in one write;
+/// 4. the retiring key stays in the JWKS until its last token has expired (access-token TTL plus
+///    a margin for clock skew), then leaves it.
+///
+/// Rotations, retirements and clean-up run under a cluster lock, so two control planes never
+/// rotate at once. Readers use a copy of the ring refreshed every second.
+actor SigningKeyRing {
+    struct Loaded: Sendable {
+        var record: SigningKeyRecord
+        var key: SigningKey
+    }
+
+    enum RingError: Error, CustomStringConvertible {
+        case busy
+        case unknownKey(String)
+        case activeKey(String)
+        case noActiveKey
+        case undecryptable([String])
+
+        var description: String {
+            switch self {
+            case .busy: "another rotation or retirement is running; try again shortly"
+            case .unknownKey(let kid): "no signing key '\(kid)'"
+            case .activeKey(let kid): "'\(kid)' is the active signing key; rotate first, then retire it"
+            case .noActiveKey: "the authorization server has no active signing key yet"
+            case .undecryptable(let kids):
+                "signing keys \(kids.joined(separator: ", ")) in Redis cannot be opened with this key_encryption_key_file (another control plane sealed them with a different key: copy its file here)"
+            }
+        }
+    }
+
+    /// What a rotation did.
+    struct RotationResult: Sendable {
+        var newKeyID: String
+        var previousKeyID: String?
+        var version: String
+        /// Gateways that still had the previous key set when signing switched (empty when all
+        /// caught up within the timeout).
+        var laggards: [String]
+        var waitedMillis: Int64
+    }
+
+    let config: AuthorizationServerConfig
+    private let client: RedisClient
+    private let keys: ClusterKeys
+    private let kek: KeyEncryptionKey
+    private let publisher: KeySetPublisher
+    private let membership: Membership
+    private let verificationKeys: KeySetStore
+    private let lock: ClusterLock
+    private let metrics: ControlMetrics
+    private let logger: Logger
+    private var ring: [String: Loaded] = [:]
+    private var loadedAt: ContinuousClock.Instant?
+    private var jwks: String = "{\"keys\":[]}"
+    /// Margin past the access-token lifetime before a retiring key leaves the JWKS (clock skew,
+    /// gateway leeway).
+    static let retireMargin: Duration = .seconds(120)
+
+    init(config: AuthorizationServerConfig, client: RedisClient, keys: ClusterKeys, kek: KeyEncryptionKey,
+         publisher: KeySetPublisher, verificationKeys: KeySetStore, metrics: ControlMetrics, logger: Logger) {
+        self.config = config
+        self.client = client
+        self.keys = keys
+        self.kek = kek
+        self.publisher = publisher
+        self.membership = Membership(client: client, keys: keys)
+        self.verificationKeys = verificationKeys
+        self.lock = ClusterLock(client: client, keys: keys, task: "as-keys")
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    // MARK: Reading
+
+    /// The signer for new tokens (the ring is re-read when older than a second).
+    func activeSigner() async throws -> JWTSigner {
+        try await refreshIfOld()
+        guard let active = ring.values.first(where: { $0.record.state == .active }) else { throw RingError.noActiveKey }
+        return JWTSigner(key: active.key, keyID: active.record.kid)
+    }
+
+    /// The JWKS document: every key in the ring, oldest first.
+    func document() async throws -> String {
+        try await refreshIfOld()
+        return jwks
+    }
+
+    func records() async throws -> [SigningKeyRecord] {
+        try await refreshIfOld()
+        return ring.values.map(\.record).sorted { $0.createdMillis < $1.createdMillis }
+    }
+
+    private func refreshIfOld() async throws {
+        if let loadedAt, ContinuousClock.now - loadedAt < .seconds(1) { return }
+        try await reload()
+    }
+
+    /// Re-reads the ring from Redis and updates the local verification keys.
+    func reload() async throws {
+        let flat = try await client.send("HGETALL", RedisArgument(keys.authorizationServerKeys)).array ?? []
+        var next: [String: Loaded] = [:]
+        var undecryptable: [String] = []
+        var index = 0
+        while index + 1 < flat.count {
+            defer { index += 2 }
+            guard let text = flat[index + 1].string, let record = SigningKeyRecord(json: text) else { continue }
+            if let existing = ring[record.kid], existing.record.sealed == record.sealed {
+                next[record.kid] = Loaded(record: record, key: existing.key)
+                continue
+            }
+            guard let plaintext = kek.unseal(record.sealed, context: record.sealContext),
+                  let key = try? SigningKey(exported: plaintext) else {
+                undecryptable.append(record.kid)
+                continue
+            }
+            next[record.kid] = Loaded(record: record, key: key)
+        }
+        if !undecryptable.isEmpty {
+            logger.error("cannot open signing keys from Redis", metadata: ["error": "\(RingError.undecryptable(undecryptable))"])
+            if next.values.contains(where: { $0.record.state == .active }) == false, !flat.isEmpty {
+                throw RingError.undecryptable(undecryptable)
+            }
+        }
+        ring = next
+        loadedAt = .now
+        let ordered = next.values.sorted { $0.record.createdMillis < $1.record.createdMillis }
+        jwks = JSONWriter.serialize(["keys": .array(ordered.map { $0.key.publicJWK(keyID: $0.record.kid) })])
+        if let set = try? JWKSet.parse(Array(jwks.utf8), issuer: config.issuerConfig, logger: nil) {
+            verificationKeys.replace(issuerName: config.name, keySet: set, version: nil)
+        }
+    }
+
+    // MARK: Changing
+
+    /// At start-up: makes sure there is an active key (creating the first one) and that the
+    /// published key set matches the ring.
+    func start() async throws {
+        try await reload()
+        if ring.values.contains(where: { $0.record.state == .active }) {
+            try await publish()
+            return
+        }
+        for _ in 0..<50 {
+            let done = try await locked(ttl: .seconds(30)) {
+                try await reload()
+                if !ring.values.contains(where: { $0.record.state == .active }) {
+                    let key = try makeKey(state: .active)
+                    try await store([key])
+                    logger.info("created the authorization server's first signing key", metadata: ["kid": "\(key.kid)"])
+                }
+                try await reload()
+                try await publish()
+                return true
+            }
+            if done == true { return }
+            // Another control plane is creating it.
+            try await Task.sleep(for: .milliseconds(100))
+            try await reload()
+            if ring.values.contains(where: { $0.record.state == .active }) { return }
+        }
+        throw RingError.busy
+    }
+
+    /// Rotates the signing key (see the type's description).
+    func rotate(trigger: String) async throws -> RotationResult {
+        guard let result = try await locked(ttl: config.rotationPropagationTimeout + .seconds(30), { try await rotateLocked(trigger: trigger) }) else {
+            throw RingError.busy
+        }
+        return result
+    }
+
+    private func rotateLocked(trigger: String) async throws -> RotationResult {
+        try await reload()
+        let previous = ring.values.first { $0.record.state == .active }?.record
+        let previousVersion = try await publisher.record(issuer: config.issuer)?.version
+
+        var pending = try makeKey(state: .pending)
+        try await store([pending])
+        try await reload()
+        let record = try await publish()
+
+        // Wait for gateways to hold the new set before it signs anything.
+        let clock = ContinuousClock()
+        let started = clock.now
+        var laggards = try await stillOn(previousVersion, newVersion: record.version)
+        while !laggards.isEmpty, clock.now - started < config.rotationPropagationTimeout {
+            try await Task.sleep(for: .milliseconds(50))
+            laggards = try await stillOn(previousVersion, newVersion: record.version)
+        }
+        if !laggards.isEmpty {
+            logger.warning("rotation: gateways did not report the new key set in time; signing with the new key anyway",
+                           metadata: ["laggards": "\(laggards.joined(separator: ","))", "kid": "\(pending.kid)"])
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        pending.state = .active
+        pending.activatedMillis = now
+        var changed = [pending]
+        if var old = previous {
+            old.state = .retiring
+            old.deactivatedMillis = now
+            old.retireAfterMillis = now + (config.accessTokenTTL + Self.retireMargin).wholeMilliseconds
+            changed.append(old)
+        }
+        try await store(changed)
+        try await reload()
+        metrics.signingKeyRotation(trigger: trigger)
+        let waited = clock.now - started
+        logger.notice("signing key rotated", metadata: [
+            "kid": "\(pending.kid)", "previous": "\(previous?.kid ?? "-")", "trigger": "\(trigger)", "version": "\(record.version)",
+        ])
+        return RotationResult(newKeyID: pending.kid, previousKeyID: previous?.kid, version: record.version, laggards: laggards,
+                              waitedMillis: waited.wholeMilliseconds)
+    }
+
+    /// Removes a pending or retiring key from the ring and the published JWKS at once (tokens it
+    /// signed stop verifying).
+    func retire(kid: String) async throws -> SigningKeyRecord {
+        let retired = try await locked(ttl: .seconds(30)) { () async throws -> SigningKeyRecord in
+            try await reload()
+            guard let entry = ring[kid] else { throw RingError.unknownKey(kid) }
+            if entry.record.state == .active { throw RingError.activeKey(kid) }
+            _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
+            try await reload()
+            try await publish()
+            return entry.record
+        }
+        guard let retired else { throw RingError.busy }
+        logger.notice("signing key retired", metadata: ["kid": "\(kid)"])
+        return retired
+    }
+
+    /// Periodic chores: the scheduled rotation, removing retiring keys whose tokens have expired,
+    /// and dropping pending keys a crashed rotation left behind.
+    func maintain() async {
+        do {
+            try await reload()
+            if let interval = config.rotationInterval, let active = ring.values.first(where: { $0.record.state == .active })?.record {
+                let age = Int64(Date().timeIntervalSince1970 * 1000) - (active.activatedMillis ?? active.createdMillis)
+                if age >= interval.wholeMilliseconds {
+                    _ = try await rotate(trigger: "schedule")
+                }
+            }
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let staleCutoff = now - (config.rotationPropagationTimeout + .seconds(60)).wholeMilliseconds
+            let due = ring.values.map(\.record).filter {
+                ($0.state == .retiring && ($0.retireAfterMillis ?? 0) <= now) || ($0.state == .pending && $0.createdMillis < staleCutoff)
+            }
+            guard !due.isEmpty else { return }
+            let removed = try await locked(ttl: .seconds(30)) {
+                _ = try await client.send(["HDEL", RedisArgument(keys.authorizationServerKeys)] + due.map { RedisArgument($0.kid) })
+                try await reload()
+                try await publish()
+                return true
+            }
+            guard removed == true else { return }
+            logger.info("signing keys left the JWKS", metadata: ["kids": "\(due.map(\.kid).joined(separator: ","))"])
+        } catch RingError.busy {
+            return
+        } catch {
+            logger.warning("signing-key maintenance failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Publishes the ring's JWKS to the cluster.
+    @discardableResult
+    func publish() async throws -> KeySetRecord {
+        try await publisher.publish(issuer: config.issuer, jwks: jwks)
+    }
+
+    // MARK: Helpers
+
+    /// Runs `body` holding the ring's cluster lock; nil when another control plane holds it.
+    private func locked<T: Sendable>(ttl: Duration, _ body: () async throws -> T) async throws -> T? {
+        guard let token = try await lock.acquire(ttl: ttl) else { return nil }
+        do {
+            let result = try await body()
+            await lock.release(token)
+            return result
+        } catch {
+            await lock.release(token)
+            throw error
+        }
+    }
+
+    /// Live gateways that still report `previousVersion` (and not `newVersion`) for some issuer.
+    private func stillOn(_ previousVersion: String?, newVersion: String) async throws -> [String] {
+        guard let previousVersion, previousVersion != newVersion else { return [] }
+        return try await membership.liveNodes(role: "gateway").filter { node in
+            let versions = Set(node.keySetVersions.values)
+            return versions.contains(previousVersion) && !versions.contains(newVersion)
+        }.map(\.id)
+    }
+
+    private func makeKey(state: SigningKeyRecord.State) throws -> SigningKeyRecord {
+        let key = try SigningKey.generate(config.algorithm)
+        var generator = SystemRandomNumberGenerator()
+        let kid = "as-" + String(Int64(Date().timeIntervalSince1970)) + "-" + Hex.encode((0..<3).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        var record = SigningKeyRecord(kid: kid, algorithm: config.algorithm, state: state,
+                                      createdMillis: Int64(Date().timeIntervalSince1970 * 1000), sealed: "")
+        record.sealed = try kek.seal(key.exportPrivate(), context: record.sealContext)
+        if state == .active { record.activatedMillis = record.createdMillis }
+        return record
+    }
+
+    private func store(_ records: [SigningKeyRecord]) async throws {
+        var command: [RedisArgument] = ["HSET", RedisArgument(keys.authorizationServerKeys)]
+        for record in records { command += [RedisArgument(record.kid), RedisArgument(record.json)] }
+        _ = try await client.send(command)
+        loadedAt = nil
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import Logging
+import PortcullisCluster
+import PortcullisConfig
+import PortcullisRedis
+import ServiceLifecycle
+
+/// The control plane's background work, as one service:
+/// - the heartbeat: `control:alive` (TTL 3 × heartbeat; gateways then leave remote JWKS fetching
+///   to the control plane) and a membership record with role `control`;
+/// - the subscription: gateways' refetch requests (`"<kid> <issuer>"`), their revocation acks
+///   (the propagation histogram), and key-set announcements (a peer rotated the signing key);
+/// - scheduled JWKS fetches, signing-key maintenance, revocation pruning (under a lock);
+/// - cluster metrics (live nodes, lags, key-set ages), refreshed every second.
+final class ControlChores: Service, Sendable {
+    private let config: ControlConfig
+    private let client: RedisClient
+    private let subscriber: RedisSubscriber
+    private let keys: ClusterKeys
+    private let store: RevocationStore
+    private let view: ClusterView
+    private let publisher: KeySetPublisher
+    private let fetcher: IssuerKeyFetcher
+    private let ring: SigningKeyRing?
+    private let metrics: ControlMetrics
+    private let logger: Logger
+    private let startedAtMillis = Int64(Date().timeIntervalSince1970 * 1000)
+
+    init(config: ControlConfig, client: RedisClient, subscriber: RedisSubscriber, keys: ClusterKeys, store: RevocationStore,
+         view: ClusterView, publisher: KeySetPublisher, fetcher: IssuerKeyFetcher, ring: SigningKeyRing?, metrics: ControlMetrics,
+         logger: Logger) {
+        self.config = config
+        self.client = client
+        self.subscriber = subscriber
+        self.keys = keys
+        self.store = store
+        self.view = view
+        self.publisher = publisher
+        self.fetcher = fetcher
+        self.ring = ring
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask { await self.runSubscription() }
+                    tasks.addTask { await self.runHeartbeat() }
+                    tasks.addTask { await self.runObserver() }
+                    tasks.addTask { await self.runPruner() }
+                    tasks.addTask { await self.fetcher.run() }
+                    if let ring = self.ring {
+                        tasks.addTask { try await self.runSigningKeys(ring) }
+                    }
+                    // next(), not waitForAll(): a failing chore (keys that cannot be opened) must
+                    // end the service at once, which cancels the other loops.
+                    while try await tasks.next() != nil {}
+                }
+            }
+        } catch is CancellationError {
+            return
+        }
+    }
+
+    /// Leaves the cluster at shutdown: the membership record goes, and `control:alive` too if
+    /// this node set it last (another control plane renews it on its next heartbeat).
+    func leave() async {
+        _ = try? await client.evalScript(ClusterLock.releaseScript, keys: [RedisArgument(keys.controlPlaneAlive)],
+                                         arguments: [RedisArgument(config.nodeID)])
+        await Membership(client: client, keys: keys).leave(id: config.nodeID)
+    }
+
+    // MARK: Loops
+
+    private func runSubscription() async {
+        let stream = subscriber.events(channels: [keys.keySetRefetchChannel, keys.ackChannel, keys.keySetChannel], patterns: [])
+        for await event in stream {
+            guard case .message(let channel, let payload) = event else { continue }
+            let text = String(decoding: payload, as: UTF8.self)
+            if channel == keys.ackChannel {
+                // `node seq latency_us`; -1 when the node applied it through a resync.
+                let parts = text.split(separator: " ")
+                if parts.count == 3, let micros = Int64(parts[2]), micros >= 0 {
+                    metrics.propagation.recordNanoseconds(micros * 1000)
+                }
+            } else if channel == keys.keySetRefetchChannel {
+                guard let space = text.firstIndex(of: " ") else { continue }
+                let kid = String(text[..<space])
+                let iss = String(text[text.index(after: space)...])
+                if let ring, iss == ring.config.issuer {
+                    Task { await self.republishBuiltin(ring) }
+                } else {
+                    Task { await self.fetcher.handleRefetchRequest(kid: kid, iss: iss) }
+                }
+            } else if channel == keys.keySetChannel, let ring, text.hasSuffix(" " + ring.config.issuer) {
+                try? await ring.reload()
+            }
+        }
+    }
+
+    /// A gateway lacks a kid of the built-in issuer: republish (throttled cluster-wide to once a second).
+    private func republishBuiltin(_ ring: SigningKeyRing) async {
+        do {
+            let reply = try await client.send("SET", RedisArgument(keys.keySetFetchLock(ring.config.issuer)), RedisArgument(config.nodeID),
+                                              "NX", "PX", "1000")
+            guard !reply.isNull else { return }
+            try await ring.reload()
+            try await ring.publish()
+        } catch {
+            logger.debug("republishing the built-in key set failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func runHeartbeat() async {
+        let interval = config.cluster.heartbeatInterval
+        let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
+        let membership = Membership(client: client, keys: keys)
+        var wasConnected = true
+        while !Task.isCancelled {
+            let record = NodeRecord(
+                id: config.nodeID, role: "control", address: config.listen.description, adminAddress: config.adminListen.description,
+                version: PortcullisVersion.current, startedAtMillis: startedAtMillis,
+                heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), appliedSequence: -1, appliedAtMillis: nil,
+                keySetVersions: [:], rateLimitMode: "n/a", redisConnected: true, revocationStalenessSeconds: 0)
+            do {
+                _ = try await client.send("SET", RedisArgument(keys.controlPlaneAlive), RedisArgument(config.nodeID), "PX", RedisArgument(ttlMillis))
+                try await membership.heartbeat(record, interval: interval)
+                metrics.redisConnected.set(1.0)
+                if !wasConnected { logger.info("Redis reachable again") }
+                wasConnected = true
+            } catch {
+                metrics.redisConnected.set(0.0)
+                if wasConnected { logger.warning("Redis unreachable; the admin API answers 503 for changes until it returns", metadata: ["error": "\(error)"]) }
+                wasConnected = false
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    private func runObserver() async {
+        while !Task.isCancelled {
+            do {
+                let (sequence, nodes) = try await view.gateways()
+                metrics.revocationSequence.set(Double(sequence))
+                metrics.liveNodes.set(Double(nodes.count))
+                metrics.nodesInFallback.set(Double(nodes.filter { $0.record.rateLimitMode == "fallback" }.count))
+                var lags: [String: (sequences: Int64, seconds: Double)] = [:]
+                for node in nodes { lags[node.record.id] = (node.lagSequences, node.lagSeconds ?? 0) }
+                metrics.setNodeLags(lags)
+                var ages: [String: Double] = [:]
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                var issuers = fetcher.issuers.map { ($0.name, $0.issuer) }
+                if let ring { issuers.append((ring.config.name, ring.config.issuer)) }
+                for (name, iss) in issuers {
+                    if let record = try await publisher.record(issuer: iss) {
+                        ages[name] = max(0, Double(now - record.fetchedAtMillis) / 1000)
+                    }
+                }
+                metrics.setKeySetAges(ages)
+            } catch {
+                logger.debug("cluster observation failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    private func runPruner() async {
+        let lock = ClusterLock(client: client, keys: keys, task: "prune")
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(60))
+            // The lease is left to expire rather than released, so a peer skips this round.
+            guard (try? await lock.acquire(ttl: .seconds(55))) != nil else { continue }
+            do {
+                let pruned = try await store.prune()
+                if pruned > 0 { logger.info("pruned expired revocations", metadata: ["entries": "\(pruned)"]) }
+            } catch {
+                logger.warning("revocation pruning failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Starts the signing-key ring (retrying while Redis is unreachable) and maintains it.
+    /// Keys that this node cannot open are fatal: signing would otherwise fail forever.
+    private func runSigningKeys(_ ring: SigningKeyRing) async throws {
+        while !Task.isCancelled {
+            do {
+                try await ring.start()
+                break
+            } catch let error as SigningKeyRing.RingError {
+                if case .undecryptable = error {
+                    logger.critical("authorization server cannot start", metadata: ["error": "\(error)"])
+                    throw error
+                }
+                logger.warning("signing keys not ready; retrying", metadata: ["error": "\(error)"])
+            } catch {
+                logger.warning("signing keys not ready (Redis?); retrying", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+        while !Task.isCancelled {
+            try await Task.sleep(for: .seconds(2))
+            await ring.maintain()
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import PortcullisConfig
+import PortcullisJOSE
+
+/// The optional built-in OAuth 2.0 authorization server (`authorization_server:`).
+public struct AuthorizationServerConfig: Sendable {
+    /// One OAuth client (`clients:`).
+    public struct Client: Sendable, Equatable {
+        public var id: String
+        /// SHA-256 of the client secret.
+        public var secretDigest: [UInt8]
+        /// Scopes the client may ask for; a request without `scope` gets all of them.
+        public var scopes: [String]
+        /// `aud` of its access tokens.
+        public var audience: String
+        /// `client_credentials` and/or `refresh_token`.
+        public var grantTypes: Set<String>
+    }
+
+    public static let supportedGrantTypes = ["client_credentials", "refresh_token"]
+
+    /// Name of the built-in issuer in the admin API, metrics and gateway node records.
+    public var name: String
+    /// `iss` of its tokens and base URL of its endpoints.
+    public var issuer: String
+    /// Default `aud` for clients that name none.
+    public var audience: String
+    public var accessTokenTTL: Duration
+    public var refreshTokenTTL: Duration
+    public var algorithm: JWSAlgorithm
+    /// Absolute path of the AES-256-GCM key (base64url) sealing signing keys in Redis.
+    public var keyEncryptionKeyFile: String
+    /// How often the signing key is rotated; nil: only through the admin API.
+    public var rotationInterval: Duration?
+    /// How long a rotation waits for every gateway to hold the new key before signing with it.
+    public var rotationPropagationTimeout: Duration
+    public var clients: [Client]
+
+    init(node: ConfigNode, baseDirectory: String) throws {
+        var map = try node.mapping()
+        name = try map.optional("name")?.nonEmptyString() ?? "builtin"
+        let issuerNode = try map.required("issuer")
+        issuer = try issuerNode.nonEmptyString()
+        guard let url = URL(string: issuer), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil,
+              url.query == nil, url.fragment == nil else {
+            throw issuerNode.error("expected an http(s) URL without query or fragment, e.g. http://127.0.0.1:9000")
+        }
+        if issuer.hasSuffix("/") { throw issuerNode.error("leave out the trailing slash (the issuer is compared byte for byte)") }
+        audience = try map.required("audience").nonEmptyString()
+        accessTokenTTL = try Self.positiveDuration(map.optional("access_token_ttl"), default: .seconds(300), minimum: .seconds(5))
+        refreshTokenTTL = try Self.positiveDuration(map.optional("refresh_token_ttl"), default: .seconds(86_400), minimum: .seconds(60))
+        if let algNode = map.optional("algorithm") {
+            let text = try algNode.string()
+            guard let alg = JWSAlgorithm(rawValue: text), !alg.isSymmetric else {
+                throw algNode.error("expected an asymmetric algorithm (ES256, ES384, EdDSA, RS256, PS256, …), got '\(text)'")
+            }
+            algorithm = alg
+        } else {
+            algorithm = .ES256
+        }
+        let kekPath = try map.optional("key_encryption_key_file")?.nonEmptyString() ?? "kek.secret"
+        keyEncryptionKeyFile = kekPath.hasPrefix("/") ? kekPath : URL(fileURLWithPath: baseDirectory).appendingPathComponent(kekPath).path
+        if let rotationNode = map.optional("rotation_interval") {
+            let interval = try rotationNode.duration()
+            if interval == .zero {
+                rotationInterval = nil
+            } else {
+                guard interval > accessTokenTTL else {
+                    throw rotationNode.error("must be longer than access_token_ttl (or 0 to rotate only through the admin API)")
+                }
+                rotationInterval = interval
+            }
+        } else {
+            rotationInterval = .seconds(86_400)
+        }
+        rotationPropagationTimeout = try Self.positiveDuration(map.optional("rotation_propagation_timeout"), default: .seconds(10), minimum: .zero)
+
+        var clients: [Client] = []
+        for item in try map.optional("clients")?.sequence() ?? [] {
+            var entry = try item.mapping()
+            let id = try entry.required("client_id").nonEmptyString()
+            guard !clients.contains(where: { $0.id == id }) else { throw item.error("duplicate client_id '\(id)'") }
+            let secretNode = try entry.required("secret_sha256")
+            guard let digest = Hex.decode(try secretNode.string()), digest.count == 32 else {
+                throw secretNode.error("expected the SHA-256 of the client secret as 64 hex digits")
+            }
+            let scopesNode = entry.optional("scopes")
+            let scopes = try scopesNode?.stringList() ?? []
+            for scope in scopes where scope.isEmpty || scope.contains(" ") || scope.contains("\"") || scope.contains("\\") {
+                throw scopesNode!.error("scope '\(scope)' is not a valid scope token (RFC 6749 §3.3)")
+            }
+            let clientAudience = try entry.optional("audience")?.nonEmptyString() ?? audience
+            let grantsNode = entry.optional("grant_types")
+            let grants = try grantsNode?.stringList() ?? ["client_credentials"]
+            for grant in grants where !Self.supportedGrantTypes.contains(grant) {
+                throw grantsNode!.error("unsupported grant type '\(grant)' (supported: \(Self.supportedGrantTypes.joined(separator: ", ")))")
+            }
+            try entry.finish()
+            clients.append(Client(id: id, secretDigest: digest, scopes: scopes, audience: clientAudience, grantTypes: Set(grants)))
+        }
+        self.clients = clients
+        try map.finish()
+    }
+
+    private static func positiveDuration(_ node: ConfigNode?, default value: Duration, minimum: Duration) throws -> Duration {
+        guard let node else { return value }
+        let duration = try node.duration()
+        guard duration >= minimum else { throw node.error("must be at least \(minimum)") }
+        return duration
+    }
+
+    /// Every audience a token of this server can carry (for its own verifier).
+    var allAudiences: [String] {
+        var result = [audience]
+        for client in clients where !result.contains(client.audience) { result.append(client.audience) }
+        return result
+    }
+
+    /// The issuer entry the control plane verifies its own tokens with (introspection, RFC 7009);
+    /// its keys are pushed from the signing-key ring.
+    var issuerConfig: IssuerConfig {
+        IssuerConfig(name: name, issuer: issuer, audiences: allAudiences, algorithms: [algorithm], keySource: .none)
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import PortcullisCluster
+import PortcullisConfig
+import PortcullisJOSE
+
+/// The control plane's configuration file (see docs/configuration.md, "Control plane").
+public struct ControlConfig: Sendable {
+    /// The file it was read from.
+    public var file: String
+    public var nodeID: String
+    /// Public listener: the authorization server's endpoints and `/healthz`.
+    public var listen: ListenAddress
+    /// Admin listener: `/v1/...` and `/metrics`. Loopback by default.
+    public var adminListen: ListenAddress
+    public var cluster: ClusterConfig
+    public var adminCredentials: [AdminCredential]
+    /// External issuers whose key sets this control plane fetches and publishes to the cluster.
+    public var issuers: [IssuerConfig]
+    /// Rate-limit policies the gateways enforce, described by `/v1/ratelimits`.
+    public var rateLimitPolicies: [RateLimitPolicy]
+    public var authorizationServer: AuthorizationServerConfig?
+    /// Upper bound of a revocation `wait`.
+    public var maxWait: Duration
+
+    /// Reads and validates `file`; every error names the file, line and key.
+    public static func load(file: String) throws -> ControlConfig {
+        let root = try ConfigNode.load(file: file)
+        let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
+        return try ControlConfig(node: root, file: file, baseDirectory: base)
+    }
+
+    init(node: ConfigNode, file: String, baseDirectory: String) throws {
+        self.file = file
+        var map = try node.mapping()
+        nodeID = try map.optional("node_id")?.nonEmptyString() ?? "control-" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "1")
+        listen = try map.optional("listen").map(ListenAddress.init(node:)) ?? ListenAddress(host: "127.0.0.1", port: 9000)
+        adminListen = try map.optional("admin_listen").map(ListenAddress.init(node:)) ?? ListenAddress(host: "127.0.0.1", port: 9001)
+        cluster = try ClusterConfig(node: map.required("cluster"), baseDirectory: baseDirectory)
+        adminCredentials = try AdminCredential.list(from: map.required("admin_tokens"))
+        authorizationServer = try map.optional("authorization_server").map { try AuthorizationServerConfig(node: $0, baseDirectory: baseDirectory) }
+
+        var issuers: [IssuerConfig] = []
+        if let issuersNode = map.optional("issuers") {
+            let parsed = try IssuerConfig.list(from: issuersNode, baseDirectory: baseDirectory)
+            let items = try issuersNode.sequence()
+            for (issuer, item) in zip(parsed, items) {
+                if let builtin = authorizationServer, issuer.issuer == builtin.issuer {
+                    throw item.error("issuer '\(issuer.issuer)' is the built-in authorization server, which publishes its own keys: leave it out of issuers:")
+                }
+                if issuer.keySource == .none {
+                    throw item.error("the control plane fetches and publishes issuers' key sets: give jwks_uri, discovery_url or jwks_file")
+                }
+                if issuer.name == authorizationServer?.name {
+                    throw item.error("issuer name '\(issuer.name)' is taken by the built-in authorization server")
+                }
+                issuers.append(issuer)
+            }
+        }
+        self.issuers = issuers
+
+        var policies: [RateLimitPolicy] = []
+        for item in try map.optional("rate_limits")?.sequence() ?? [] {
+            let policy = try RateLimitPolicy(node: item)
+            guard !policies.contains(where: { $0.name == policy.name }) else { throw item.error("duplicate rate-limit policy name '\(policy.name)'") }
+            policies.append(policy)
+        }
+        rateLimitPolicies = policies
+        if let waitNode = map.optional("max_wait") {
+            maxWait = try waitNode.duration()
+            guard maxWait <= .seconds(300) else { throw waitNode.error("must be at most 5m") }
+        } else {
+            maxWait = .seconds(30)
+        }
+        try map.finish()
+    }
+}

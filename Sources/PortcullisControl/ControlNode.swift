@@ -1,0 +1,123 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import PortcullisCluster
+import PortcullisConfig
+import PortcullisJOSE
+import PortcullisRedis
+import Prometheus
+import ServiceLifecycle
+
+/// One control-plane node: the admin API and `/metrics` on `admin_listen`, the optional
+/// authorization server and `/healthz` on `listen`, and the cluster chores (key-set fetching and
+/// publishing, refetch requests, the control-plane heartbeat, revocation pruning, signing-key
+/// rotation, cluster metrics). All state lives in Redis, so two nodes can run side by side;
+/// chores that must happen once take a lock in Redis. Run it as a swift-service-lifecycle
+/// `Service`: SIGTERM/SIGINT stop the listeners and the chores.
+public final class ControlNode: Service, Sendable {
+    private let config: ControlConfig
+    private let registry: PrometheusCollectorRegistry
+    private let logger: Logger
+
+    public init(config: ControlConfig, registry: PrometheusCollectorRegistry, logger: Logger) {
+        self.config = config
+        self.registry = registry
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let httpClient = HTTPClient(eventLoopGroupProvider: .shared(group))
+        // Everything built on the event loops lives inside serve(), so it is released (the Redis
+        // clients close their connections on the loops in deinit) before the loops stop.
+        do {
+            try await serve(group: group, httpClient: httpClient)
+        } catch {
+            try? await httpClient.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try? await httpClient.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    private func serve(group: MultiThreadedEventLoopGroup, httpClient: HTTPClient) async throws {
+        let config = self.config
+        let logger = self.logger
+        let redis = try RedisConfiguration(url: config.cluster.redisURL)
+        let client = RedisClient(configuration: redis, eventLoopGroup: group, logger: logger)
+        let subscriber = RedisSubscriber(configuration: redis, eventLoopGroup: group, logger: logger)
+        let keys = ClusterKeys(prefix: config.cluster.keyPrefix)
+        let mac = ClusterMAC(secret: config.cluster.secret)
+        let metrics = ControlMetrics(registry: registry)
+        let store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: config.cluster.maxTokenLifetime)
+        let revocations = RevocationService(store: store, metrics: metrics, maxTokenLifetime: config.cluster.maxTokenLifetime)
+        let view = ClusterView(client: client, keys: keys, store: store)
+        let publisher = KeySetPublisher(client: client, keys: keys, mac: mac)
+        let audit = AuditLog(client: client, keys: keys, logger: Logger(label: "portcullis.audit"))
+        let fetcher = IssuerKeyFetcher(issuers: config.issuers, downloader: JWKSDownloader(httpClient: httpClient, logger: logger),
+                                       publisher: publisher, client: client, keys: keys, nodeID: config.nodeID, metrics: metrics, logger: logger)
+
+        let authorizationServer: AuthorizationServer?
+        if let asConfig = config.authorizationServer {
+            let kek = try KeyEncryptionKey.loadOrCreate(path: asConfig.keyEncryptionKeyFile, logger: logger)
+            let verificationKeys = KeySetStore()
+            let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher,
+                                      verificationKeys: verificationKeys, metrics: metrics, logger: logger)
+            authorizationServer = AuthorizationServer(
+                config: asConfig, ring: ring, refreshTokens: RefreshTokenStore(client: client, keys: keys, ttl: asConfig.refreshTokenTTL),
+                revocations: revocations, lookup: RevocationLookup(client: client, keys: keys), verificationKeys: verificationKeys,
+                audit: audit, metrics: metrics, logger: logger)
+        } else {
+            authorizationServer = nil
+        }
+        let admin = AdminAPI(config: config, revocations: revocations, store: store,
+                             tracker: PropagationTracker(store: store, view: view), view: view, audit: audit, fetcher: fetcher,
+                             publisher: publisher, authorizationServer: authorizationServer, metrics: metrics, logger: logger)
+        if !config.adminListen.isLoopback {
+            logger.warning("the admin API listens beyond loopback; every call still needs a bearer token",
+                           metadata: ["admin_listen": "\(config.adminListen)"])
+        }
+        let adminApp = Application(
+            router: admin.router(),
+            configuration: .init(address: .hostname(config.adminListen.host, port: config.adminListen.port), serverName: "portcullis-control"),
+            onServerRunning: { channel in
+                logger.info("admin API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "-")"])
+            },
+            eventLoopGroupProvider: .shared(group), logger: logger)
+        let publicApp = Application(
+            router: PublicRoutes.router(server: authorizationServer),
+            configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "portcullis-control"),
+            onServerRunning: { channel in
+                logger.info("public listener up", metadata: [
+                    "address": "\(channel.localAddress.map { "\($0)" } ?? "-")",
+                    "authorization_server": "\(authorizationServer?.config.issuer ?? "off")",
+                ])
+            },
+            eventLoopGroupProvider: .shared(group), logger: logger)
+        let chores = ControlChores(config: config, client: client, subscriber: subscriber, keys: keys, store: store, view: view,
+                                   publisher: publisher, fetcher: fetcher, ring: authorizationServer?.ring, metrics: metrics, logger: logger)
+        logger.info("control plane starting", metadata: [
+            "node": "\(config.nodeID)", "issuers": "\(config.issuers.count)", "admin_tokens": "\(config.adminCredentials.count)",
+        ])
+        let services = ServiceGroup(configuration: .init(
+            services: [.init(service: chores), .init(service: publicApp), .init(service: adminApp)],
+            logger: logger))
+        do {
+            try await services.run()
+        } catch {
+            await shutdown(client: client, subscriber: subscriber, chores: chores)
+            throw error
+        }
+        await shutdown(client: client, subscriber: subscriber, chores: chores)
+    }
+
+    private func shutdown(client: RedisClient, subscriber: RedisSubscriber, chores: ControlChores) async {
+        await chores.leave()
+        await subscriber.close()
+        await client.close()
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import PortcullisCluster
+import PortcullisJOSE
+
+/// How far one revocation change has spread: which live gateway nodes applied it and how long
+/// each took (from the durable write in Redis to the node applying it, as the node measured it).
+struct Propagation: Sendable {
+    struct NodeState: Sendable {
+        var id: String
+        var appliedSequence: Int64
+        var applied: Bool
+        /// From the node's acknowledgement; nil when the node applied it through a catch-up or
+        /// resync rather than the live event (then it did not measure).
+        var latencyMicros: Int64?
+    }
+
+    var sequence: Int64
+    var nodes: [NodeState]
+    var waitedMillis: Int64?
+
+    var complete: Bool { nodes.allSatisfy(\.applied) }
+    var laggards: [String] { nodes.filter { !$0.applied }.map(\.id) }
+
+    var json: JSONValue {
+        var object: [String: JSONValue] = [
+            "sequence": .integer(sequence),
+            "complete": .bool(complete),
+            "live_nodes": .integer(Int64(nodes.count)),
+            "applied": .integer(Int64(nodes.filter(\.applied).count)),
+            "laggards": .array(laggards.map(JSONValue.string)),
+            "nodes": .array(nodes.map { node in
+                [
+                    "id": .string(node.id),
+                    "applied": .bool(node.applied),
+                    "applied_sequence": .integer(node.appliedSequence),
+                    "latency_ms": node.latencyMicros.map { .number(Double($0) / 1000) } ?? .null,
+                ]
+            }),
+        ]
+        if let waitedMillis { object["waited_ms"] = .integer(waitedMillis) }
+        return .object(object)
+    }
+}
+
+/// Reads and waits for propagation.
+struct PropagationTracker: Sendable {
+    let store: RevocationStore
+    let view: ClusterView
+
+    func current(sequence: Int64) async throws -> Propagation {
+        let nodes = try await view.gateways().nodes
+        let acks = try await store.propagation(sequence: sequence)
+        return Propagation(sequence: sequence, nodes: nodes.map { node in
+            Propagation.NodeState(id: node.record.id, appliedSequence: node.record.appliedSequence,
+                                  applied: node.record.appliedSequence >= sequence, latencyMicros: acks[node.record.id])
+        })
+    }
+
+    /// Polls until every live gateway applied `sequence` or `timeout` passed. Node records carry
+    /// `applied_seq`, written by each node right after it applies a change, so polling them every
+    /// 10 ms sees completion within a poll interval without a subscription per waiting request.
+    func wait(sequence: Int64, timeout: Duration) async throws -> Propagation {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let deadline = started + timeout
+        var state = try await current(sequence: sequence)
+        while !state.complete, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            state = try await current(sequence: sequence)
+        }
+        // A node writes applied_seq and then its latency in one pipeline: give the latency a moment.
+        var settle = 0
+        while state.complete, state.nodes.contains(where: { $0.latencyMicros == nil }), settle < 5 {
+            try await Task.sleep(for: .milliseconds(10))
+            state = try await current(sequence: sequence)
+            settle += 1
+        }
+        let waited = clock.now - started
+        state.waitedMillis = waited.wholeMilliseconds
+        return state
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+extension ControlPlaneTests {
+    @Suite("built-in authorization server")
+    struct AuthorizationServerTests {
+        @Test("metadata, JWKS, client_credentials tokens (RFC 9068) and the token endpoint's errors")
+        func tokenEndpoint() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+
+            let metadata = try control.get(port: control.port, "/.well-known/oauth-authorization-server").json
+            #expect(metadata["issuer"] as? String == cluster.issuer)
+            #expect(metadata["token_endpoint"] as? String == cluster.issuer + "/oauth2/token")
+            #expect(metadata["revocation_endpoint"] as? String == cluster.issuer + "/oauth2/revoke")
+            #expect(metadata["introspection_endpoint"] as? String == cluster.issuer + "/oauth2/introspect")
+            #expect(metadata["grant_types_supported"] as? [String] == ["client_credentials", "refresh_token"])
+            #expect(try control.get(port: control.port, "/.well-known/openid-configuration").json["jwks_uri"] as? String == cluster.issuer + "/oauth2/jwks")
+            let jwks = try control.get(port: control.port, "/oauth2/jwks").json["keys"] as? [[String: Any]] ?? []
+            #expect(jwks.count == 1)
+            #expect(jwks.first?["d"] == nil)  // public keys only
+
+            let response = try control.oauth("/oauth2/token", form: ["grant_type": "client_credentials", "scope": "orders:read"],
+                                             basic: ("demo-client", ControlCluster.clientSecret))
+            #expect(response.status == 200)
+            #expect(response.header("cache-control") == "no-store")
+            #expect(response.json["token_type"] as? String == "Bearer")
+            #expect(response.json["expires_in"] as? Int == 300)
+            #expect(response.json["scope"] as? String == "orders:read")
+            #expect(response.json["refresh_token"] is String)
+            let access = try #require(response.json["access_token"] as? String)
+            #expect(header(of: access)["typ"] as? String == "at+jwt")
+            #expect(header(of: access)["kid"] as? String == jwks.first?["kid"] as? String)
+            let payload = claims(of: access)
+            #expect(payload["iss"] as? String == cluster.issuer)
+            #expect(payload["sub"] as? String == "demo-client")
+            #expect(payload["client_id"] as? String == "demo-client")
+            #expect(payload["aud"] as? String == ControlCluster.audience)
+            #expect(payload["scope"] as? String == "orders:read")
+            #expect((payload["jti"] as? String)?.isEmpty == false)
+            #expect((payload["exp"] as? Int ?? 0) - (payload["iat"] as? Int ?? 0) == 300)
+            #expect(try cluster.statuses(access) == [200])
+
+            // client_secret_post; a client without the refresh grant gets no refresh token.
+            let post = try control.oauth("/oauth2/token", form: ["grant_type": "client_credentials", "client_id": "other-client",
+                                                                  "client_secret": ControlCluster.otherSecret])
+            #expect(post.status == 200)
+            #expect(post.json["refresh_token"] == nil)
+            #expect(post.json["scope"] as? String == "orders:read")
+
+            // Errors (RFC 6749 §5.2).
+            let wrongSecret = try control.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("demo-client", "nope"))
+            #expect(wrongSecret.status == 401)
+            #expect(wrongSecret.json["error"] as? String == "invalid_client")
+            #expect(wrongSecret.header("www-authenticate")?.hasPrefix("Basic") == true)
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("ghost", "x")).json["error"] as? String == "invalid_client")
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "client_credentials"]).status == 401)
+            let noGrant = try control.oauth("/oauth2/token", form: [:], basic: ("demo-client", ControlCluster.clientSecret))
+            #expect(noGrant.status == 400)
+            #expect(noGrant.json["error"] as? String == "invalid_request")
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "password"], basic: ("demo-client", ControlCluster.clientSecret)).json["error"] as? String == "unsupported_grant_type")
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": "x"], basic: ("other-client", ControlCluster.otherSecret)).json["error"] as? String == "unauthorized_client")
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "client_credentials", "scope": "admin"], basic: ("demo-client", ControlCluster.clientSecret)).json["error"] as? String == "invalid_scope")
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": "forged"], basic: ("demo-client", ControlCluster.clientSecret)).json["error"] as? String == "invalid_grant")
+            let metrics = try control.metrics()
+            #expect(metrics.contains(#"portcullis_oauth_token_requests_total{grant_type="client_credentials",outcome="issued"} 2"#))
+            #expect(metrics.contains(#"outcome="invalid_client""#))
+        }
+
+        @Test("refresh rotates the token; a reused refresh token revokes its whole family, cluster-wide")
+        func refreshReuse() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let control = cluster.control
+            let basic = ("demo-client", ControlCluster.clientSecret)
+            let first = try cluster.clientCredentials()
+            let refresh1 = try #require(first.refresh)
+
+            let second = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh1, "scope": "orders:read"], basic: basic)
+            #expect(second.status == 200)
+            let access2 = try #require(second.json["access_token"] as? String)
+            let refresh2 = try #require(second.json["refresh_token"] as? String)
+            #expect(refresh2 != refresh1)
+            #expect(second.json["scope"] as? String == "orders:read")
+            // Narrowing is fine; widening is not.
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh2, "scope": "orders:delete"], basic: basic).json["error"] as? String == "invalid_scope")
+            // Another client cannot use it.
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh2], basic: ("other-client", ControlCluster.otherSecret)).status == 400)
+            #expect(try cluster.statuses(first.access) == [200, 200])
+            #expect(try cluster.statuses(access2) == [200, 200])
+
+            // An unrelated grant of the same client must survive the family's revocation.
+            let bystander = try cluster.clientCredentials()
+
+            // The stolen first refresh token comes back.
+            let reuse = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh1], basic: basic)
+            #expect(reuse.status == 400)
+            #expect(reuse.json["error"] as? String == "invalid_grant")
+            #expect((reuse.json["error_description"] as? String)?.contains("family") == true)
+            // Every access token of the family is refused by every gateway, the newest refresh token is dead too.
+            try await eventually("the family's access tokens are revoked everywhere") {
+                try cluster.statuses(first.access) == [401, 401] && cluster.statuses(access2) == [401, 401]
+            }
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh2], basic: basic).json["error"] as? String == "invalid_grant")
+            #expect(try cluster.statuses(bystander.access) == [200, 200])
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": try #require(bystander.refresh)], basic: basic).status == 200)
+
+            #expect(try control.metrics().contains("portcullis_refresh_token_reuse_total 1"))
+            let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
+            #expect(audit.contains { $0["action"] as? String == "oauth.refresh_reuse" && ($0["details"] as? [String: String])?["revoked_access_tokens"] == "2" })
+            let revoked = try control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []
+            #expect(revoked.count == 2)
+            #expect(revoked.allSatisfy { $0["actor"] as? String == "oauth:demo-client" })
+        }
+
+        @Test("RFC 7009: a revoked access token is rejected by the gateway; a revoked refresh token dies; introspection agrees")
+        func revocationAndIntrospection() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            let basic = ("demo-client", ControlCluster.clientSecret)
+            let token = try cluster.clientCredentials()
+            #expect(try cluster.statuses(token.access) == [200])
+
+            let active = try control.oauth("/oauth2/introspect", form: ["token": token.access], basic: basic)
+            #expect(active.status == 200)
+            #expect(active.json["active"] as? Bool == true)
+            #expect(active.json["client_id"] as? String == "demo-client")
+            #expect(active.json["sub"] as? String == "demo-client")
+            #expect(active.json["scope"] as? String == "orders:read orders:write")
+            let refreshInfo = try control.oauth("/oauth2/introspect", form: ["token": try #require(token.refresh), "token_type_hint": "refresh_token"], basic: basic)
+            #expect(refreshInfo.json["active"] as? Bool == true)
+            #expect(refreshInfo.json["token_type"] as? String == "refresh_token")
+            #expect(try control.oauth("/oauth2/introspect", form: ["token": "garbage"], basic: basic).json["active"] as? Bool == false)
+            #expect(try control.oauth("/oauth2/introspect", form: ["token": token.access]).status == 401)
+
+            // Another client may not revoke it; unknown tokens are not an error.
+            #expect(try control.oauth("/oauth2/revoke", form: ["token": token.access], basic: ("other-client", ControlCluster.otherSecret)).status == 400)
+            #expect(try control.oauth("/oauth2/revoke", form: ["token": "unknown-token"], basic: basic).status == 200)
+            #expect(try cluster.statuses(token.access) == [200])
+
+            let revoked = try control.oauth("/oauth2/revoke", form: ["token": token.access, "token_type_hint": "access_token"], basic: basic)
+            #expect(revoked.status == 200)
+            try await eventually("the gateway rejects the revoked token") { try cluster.statuses(token.access) == [401] }
+            #expect(try control.oauth("/oauth2/introspect", form: ["token": token.access], basic: basic).json["active"] as? Bool == false)
+            let entries = try control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []
+            #expect(entries.first?["value"] as? String == claims(of: token.access)["jti"] as? String)
+            #expect(entries.first?["until"] as? Int == claims(of: token.access)["exp"] as? Int)
+
+            // A refresh token: it and the access tokens of its grant go.
+            let other = try cluster.clientCredentials()
+            let otherRefresh = try #require(other.refresh)
+            #expect(try control.oauth("/oauth2/revoke", form: ["token": otherRefresh, "token_type_hint": "refresh_token"], basic: basic).status == 200)
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": otherRefresh], basic: basic).json["error"] as? String == "invalid_grant")
+            #expect(try control.oauth("/oauth2/introspect", form: ["token": otherRefresh], basic: basic).json["active"] as? Bool == false)
+            try await eventually("the grant's access token is rejected") { try cluster.statuses(other.access) == [401] }
+            let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
+            #expect(audit.filter { $0["action"] as? String == "oauth.revoke" }.count == 2)
+        }
+
+        @Test("a real OAuth client library (authlib): client_credentials, refresh, calls through the gateway")
+        func authlibClient() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            let gateway = try await cluster.startGateway(id: "gw-1")
+            guard let result = try runPythonScript("oauth_client.py", [
+                "--issuer", cluster.issuer, "--client-id", "demo-client", "--client-secret", ControlCluster.clientSecret,
+                "--gateway", "http://127.0.0.1:\(gateway.port)/orders", "--scope", "orders:read orders:write",
+            ]) else {
+                print("skipped: authlib is not installed (cluster/setup.sh installs it)")
+                return
+            }
+            #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+            #expect(json["metadata_issuer"] as? String == cluster.issuer)
+            let basic = json["basic"] as? [String: Any] ?? [:]
+            #expect(basic["token_type"] as? String == "Bearer")
+            #expect(basic["has_refresh_token"] as? Bool == true)
+            #expect(basic["gateway_status"] as? Int == 200)
+            let refresh = json["refresh"] as? [String: Any] ?? [:]
+            #expect(refresh["rotated"] as? Bool == true)
+            #expect(refresh["new_access_token"] as? Bool == true)
+            #expect(refresh["gateway_status"] as? Int == 200)
+            #expect((json["post"] as? [String: Any])?["gateway_status"] as? Int == 200)
+            #expect(json["wrong_secret"] as? String == "invalid_client")
+        }
+    }
+}

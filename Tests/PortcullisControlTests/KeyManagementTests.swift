@@ -1,0 +1,255 @@
+import Foundation
+import PortcullisJOSE
+import PortcullisTestSupport
+import Synchronization
+import Testing
+
+extension ControlPlaneTests {
+    @Suite("key sets and signing-key rotation")
+    struct KeyManagementTests {
+        /// Requests through the gateways from a background thread: every request uses a token minted
+        /// moments before, plus one token minted before the rotation.
+        final class Load: Sendable {
+            let stop = Atomic<Bool>(false)
+            let requests = Atomic<Int>(0)
+            let failures = Mutex<[String]>([])
+            let kids = Mutex<Set<String>>([])
+            let done = Atomic<Bool>(false)
+
+            func run(cluster: ControlCluster, oldToken: String) {
+                let gateways = cluster.gateways
+                Thread.detachNewThread {
+                    while !self.stop.load(ordering: .relaxed) {
+                        do {
+                            let fresh = try cluster.clientCredentials().access
+                            if let kid = header(of: fresh)["kid"] as? String { self.kids.withLock { _ = $0.insert(kid) } }
+                            for gateway in gateways {
+                                for token in [fresh, oldToken] {
+                                    let status = try gateway.request("GET", "/orders", headers: [("Authorization", "Bearer \(token)")]).status
+                                    self.requests.wrappingAdd(1, ordering: .relaxed)
+                                    if status != 200 { self.failures.withLock { $0.append("status \(status) (kid \(header(of: token)["kid"] ?? "-"))") } }
+                                }
+                            }
+                        } catch {
+                            self.failures.withLock { $0.append("\(error)") }
+                        }
+                    }
+                    self.done.store(true, ordering: .relaxed)
+                }
+            }
+        }
+
+        @Test("rotation end to end: the new key is published before it signs, zero failed gateway requests, retirement")
+        func rotation() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let control = cluster.control
+            let before = try control.admin("GET", "/v1/keys/builtin").json
+            let oldKid = try #require(before["active_kid"] as? String)
+            let oldToken = try cluster.clientCredentials().access
+            #expect(header(of: oldToken)["kid"] as? String == oldKid)
+
+            let load = Load()
+            load.run(cluster: cluster, oldToken: oldToken)
+            try await Task.sleep(for: .milliseconds(500))
+            let rotated = try control.admin("POST", "/v1/keys/builtin/rotate")
+            try await Task.sleep(for: .milliseconds(800))
+            load.stop.store(true, ordering: .relaxed)
+            while !load.done.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(10)) }
+
+            #expect(rotated.status == 200, "\(rotated.text)")
+            let newKid = try #require(rotated.json["kid"] as? String)
+            #expect(newKid != oldKid)
+            #expect(rotated.json["previous_kid"] as? String == oldKid)
+            #expect(rotated.json["complete"] as? Bool == true)
+            #expect(rotated.json["laggards"] as? [String] == [])
+            // Both keys were used under load, and not one request failed.
+            #expect(load.kids.withLock { $0 } == [oldKid, newKid])
+            #expect(load.failures.withLock { $0 } == [])
+            #expect(load.requests.load(ordering: .relaxed) > 20)
+
+            let after = try control.admin("GET", "/v1/keys/builtin").json
+            #expect(after["active_kid"] as? String == newKid)
+            let states = Dictionary(uniqueKeysWithValues: (after["signing_keys"] as? [[String: Any]] ?? []).map { ($0["kid"] as? String ?? "", $0["state"] as? String ?? "") })
+            #expect(states == [oldKid: "retiring", newKid: "active"])
+            #expect((after["kids"] as? [String]).map(Set.init) == [oldKid, newKid])
+            #expect((after["nodes_current"] as? [String]).map(Set.init) == ["gw-1", "gw-2"])
+            #expect(try cluster.statuses(oldToken) == [200, 200])
+            // Signing keys are sealed in Redis: no private key in clear text.
+            let stored = try cluster.redis.cli("HGET", "portcullis:as:keys", newKid)
+            #expect(stored.contains("\"sealed\""))
+            #expect(!stored.contains("\"d\""))
+
+            // Retirement: not the active key; the retired key's tokens stop working.
+            let activeRetire = try control.admin("POST", "/v1/keys/builtin/kids/\(newKid)/retire")
+            #expect(activeRetire.status == 409)
+            #expect(activeRetire.json["error"] as? String == "active_key")
+            #expect(try control.admin("POST", "/v1/keys/builtin/kids/nope/retire").status == 404)
+            let retired = try control.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire")
+            #expect(retired.status == 200)
+            #expect(retired.json["state"] as? String == "retired")
+            try await eventually("the retired key's token is refused") { try cluster.statuses(oldToken) == [401, 401] }
+            #expect(try cluster.statuses(try cluster.clientCredentials().access) == [200, 200])
+            let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
+            #expect(audit.contains { $0["action"] as? String == "keys.rotate" && $0["outcome"] as? String == "ok" })
+            #expect(audit.contains { $0["action"] as? String == "keys.retire" && $0["outcome"] as? String == "active_key" })
+            #expect(try control.metrics().contains(#"portcullis_signing_key_rotations_total{trigger="admin"} 1"#))
+        }
+
+        @Test("the signing key rotates on its schedule, and the new key verifies at the gateway")
+        func scheduledRotation() async throws {
+            let cluster = try await ControlCluster(asExtra: "  rotation_interval: 6s", accessTokenTTL: "5s")
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            let first = try #require(try control.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String)
+            try await eventually(timeout: .seconds(15), "a scheduled rotation") {
+                try control.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String != first
+            }
+            #expect(try control.metrics().contains(#"portcullis_signing_key_rotations_total{trigger="schedule"}"#))
+            let token = try cluster.clientCredentials().access
+            #expect(header(of: token)["kid"] as? String != first)
+            #expect(try cluster.statuses(token) == [200])
+        }
+
+        @Test("external issuers: fetched and published for the cluster, refetched on an unknown kid, negative cache, refresh errors")
+        func externalIssuer() async throws {
+            let jwksDirectory = try TemporaryDirectory.make(prefix: "ctl-jwks")
+            let k1 = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k1")
+            let k2 = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")
+            func writeJWKS(_ signers: [JWTSigner]) throws {
+                let text = JSONWriter.serialize(["keys": .array(signers.map { $0.key.publicJWK(keyID: $0.keyID) })])
+                try text.write(toFile: jwksDirectory + "/jwks.json", atomically: true, encoding: .utf8)
+            }
+            try writeJWKS([k1])
+            let httpPort = try FreePort.allocate()
+            let server = try ManagedProcess(executable: "/usr/bin/env",
+                                            arguments: ["python3", "-m", "http.server", "\(httpPort)", "--bind", "127.0.0.1", "--directory", jwksDirectory])
+            defer { Task { await server.terminate() } }
+            try await Readiness.waitForPort(port: httpPort, timeout: .seconds(10))
+
+            let iss = "https://ext.test"
+            let cluster = try await ControlCluster(
+                controlExtra: """
+                issuers:
+                  - name: ext
+                    issuer: \(iss)
+                    audiences: [api://ext]
+                    algorithms: [ES256]
+                    jwks_uri: http://127.0.0.1:\(httpPort)/jwks.json
+                    jwks_refresh: {interval: 300s, min_interval: 1s, unknown_kid_throttle: 1s, negative_cache: 60s}
+                """,
+                gatewayIssuers: "  - {name: ext, issuer: \(iss), audiences: [api://ext], algorithms: [ES256]}")
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            func token(_ signer: JWTSigner) throws -> String {
+                let now = Int64(Date().timeIntervalSince1970)
+                return try signer.sign(claims: ["iss": .string(iss), "aud": "api://ext", "sub": "ext-user", "iat": .integer(now), "exp": .integer(now + 300)])
+            }
+            #expect(try cluster.statuses(token(k1)) == [200])
+            let ext = try control.admin("GET", "/v1/keys/ext").json
+            #expect(ext["kids"] as? [String] == ["k1"])
+            #expect((ext["source"] as? [String: Any])?["type"] as? String == "jwks_uri")
+            #expect((ext["last_fetch"] as? [String: Any])?["outcome"] as? String == "ok")
+            try await eventually("the gateway reports the published version") {
+                try control.admin("GET", "/v1/keys/ext").json["nodes_current"] as? [String] == ["gw-1"]
+            }
+            let firstVersion = try #require(ext["version"] as? String)
+
+            // The issuer rotates: the gateway meets k2, asks the control plane, which refetches and publishes.
+            try writeJWKS([k1, k2])
+            let k2Token = try token(k2)
+            try await eventually(timeout: .seconds(10), "a k2 token is accepted after the refetch") { try cluster.statuses(k2Token) == [200] }
+            let updated = try control.admin("GET", "/v1/keys/ext").json
+
+            #expect(updated["kids"] as? [String] == ["k1", "k2"])
+            #expect(updated["version"] as? String != firstVersion)
+            #expect(try control.metrics().contains(#"portcullis_jwks_fetch_total{issuer="ext",outcome="ok"}"#))
+
+            // A kid the issuer does not have goes into the negative cache after one refetch.
+            try await Task.sleep(for: .milliseconds(1100))
+            try cluster.redis.cli("PUBLISH", "portcullis:keys:refetch", "k9 \(iss)")
+            try await eventually(timeout: .seconds(5), "k9 negatively cached") {
+                try cluster.redis.cli("EXISTS", "portcullis:keys:missing:\(iss):k9") == "1"
+            }
+
+            // A forced refresh; then a broken document: 502, the cluster keeps the last good set.
+            let refreshed = try control.admin("POST", "/v1/keys/ext/refresh")
+            #expect(refreshed.status == 200)
+            #expect(refreshed.json["version"] as? String == updated["version"] as? String)
+            try "{\"keys\": []}".write(toFile: jwksDirectory + "/jwks.json", atomically: true, encoding: .utf8)
+            let broken = try control.admin("POST", "/v1/keys/ext/refresh")
+            #expect(broken.status == 502)
+            #expect(broken.json["error"] as? String == "fetch_failed")
+            let afterError = try control.admin("GET", "/v1/keys/ext").json
+            #expect(afterError["errors_total"] as? Int == 1)
+            #expect((afterError["last_fetch"] as? [String: Any])?["outcome"] as? String == "invalid")
+            #expect(try control.metrics().contains(#"portcullis_jwks_fetch_total{issuer="ext",outcome="invalid"} 1"#))
+            #expect(afterError["kids"] as? [String] == ["k1", "k2"])
+            #expect(try cluster.statuses(k2Token) == [200])
+
+            #expect(try control.admin("POST", "/v1/keys/ext/rotate").json["error"] as? String == "not_builtin")
+            #expect(try control.admin("POST", "/v1/keys/nobody/refresh").status == 404)
+            #expect(try control.admin("GET", "/v1/keys/nobody").status == 404)
+            let all = try control.admin("GET", "/v1/keys").json["issuers"] as? [[String: Any]] ?? []
+            #expect(all.compactMap { $0["name"] as? String } == ["ext", "builtin"])
+            try? FileManager.default.removeItem(atPath: jwksDirectory)
+        }
+
+        @Test("two control planes side by side share state; a control plane with another key-encryption key refuses to start")
+        func twoControlPlanes() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let first = cluster.control
+            let redisURL = cluster.redis.url
+            let issuer = cluster.issuer
+            // Same folder: the same kek.secret; the same issuer (it is an identity, not a location).
+            let second = try await ControlProcess.start(directory: first.directory, nodeID: "control-2", waitForSigningKey: true) { port, adminPort, _ in
+                ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-2",
+                                             authorizationServer: true, controlExtra: "", asExtra: "")
+                    .replacingOccurrences(of: "issuer: http://127.0.0.1:\(port)", with: "issuer: \(issuer)")
+            }
+            defer { Task { await second.stop() } }
+            let kid1 = try first.get(port: first.port, "/oauth2/jwks").json["keys"] as? [[String: Any]]
+            let kid2 = try second.get(port: second.port, "/oauth2/jwks").json["keys"] as? [[String: Any]]
+            #expect(kid1?.compactMap { $0["kid"] as? String } == kid2?.compactMap { $0["kid"] as? String })
+            let response = try second.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("demo-client", ControlCluster.clientSecret))
+            let token = try #require(response.json["access_token"] as? String)
+            #expect(try cluster.statuses(token) == [200])
+            try await eventually("both control planes are peers") {
+                let peers = ((try first.admin("GET", "/v1/status").json["control_plane"] as? [String: Any])?["peers"] as? [String]) ?? []
+                return Set(peers) == ["control-1", "control-2"]
+            }
+            // A revocation through one is visible through the other, and reaches the gateway.
+            let jti = try #require(claims(of: token)["jti"] as? String)
+            let created = try second.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"jti","value":"\#(jti)"}"#)
+            #expect(created.status == 201)
+            let id = try #require(created.json["id"] as? String)
+            #expect(try first.admin("GET", "/v1/revocations/\(id)").json["value"] as? String == jti)
+            #expect(try cluster.statuses(token) == [401])
+
+            // One goes away: the other keeps issuing tokens the gateway accepts.
+            await first.stop()
+            let later = try second.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("demo-client", ControlCluster.clientSecret))
+            #expect(try cluster.statuses(try #require(later.json["access_token"] as? String)) == [200])
+            #expect(try cluster.redis.cli("GET", "portcullis:control:alive") == "control-2")
+
+            // Another folder means another (generated) key-encryption key: the stored keys cannot be opened.
+            let stranger = try TemporaryDirectory.make(prefix: "ctl-kek")
+            let port = try FreePort.allocate(), adminPort = try FreePort.allocate()
+            let file = stranger + "/control.yaml"
+            try ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-3",
+                                             authorizationServer: true, controlExtra: "", asExtra: "")
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let third = try ManagedProcess(executable: PortcullisBinary.path, arguments: ["control", "--config", file])
+            let status = await third.waitForExit(timeout: .seconds(20))
+            #expect(status == 1)
+            #expect(third.output.contains("cannot be opened with this key_encryption_key_file"))
+            #expect(third.output.contains("generated a new key-encryption key"))
+        }
+    }
+}
