@@ -234,11 +234,11 @@ struct RedisBench: AsyncParsableCommand {
 }
 
 /// Writes a line to stdout unbuffered, so progress shows while the benchmark runs, also when piped.
-func say(_ line: String) {
+private func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-func monotonicNanoseconds() -> UInt64 {
+private func monotonicNanoseconds() -> UInt64 {
     var time = timespec()
     clock_gettime(CLOCK_MONOTONIC, &time)
     return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
@@ -251,7 +251,7 @@ func monotonicNanoseconds() -> UInt64 {
 /// a child spawned from a Swift concurrency thread inherits that thread's blocked signal mask and
 /// then ignores SIGTERM. The thread also owns the child's lifetime: `setpriv --pdeathsig KILL`
 /// kills the server if the benchmark dies, and the thread stops and reaps it on `stop()`.
-final class BenchRedisServer: Sendable {
+private final class BenchRedisServer: Sendable {
     let port: Int
     let version: String
     private let stopRequested: DispatchSemaphore
@@ -356,7 +356,7 @@ final class BenchRedisServer: Sendable {
 
 /// The peer for "what does plain C get": hiredis' blocking API on dedicated threads, no event
 /// loop, no Swift concurrency. Blocking calls are fine here: these are the benchmark's own threads.
-enum BlockingHiredis {
+private enum BlockingHiredis {
     struct Results: Sendable {
         var pingRate: Double
         var setRate: Double
@@ -469,7 +469,7 @@ enum BlockingHiredis {
 
 /// A blocking command; the reply is freed and returned as a `RedisValue` (strings, integers; else `.null`).
 @discardableResult
-func blockingCommand(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) -> RedisValue? {
+private func blockingCommand(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) -> RedisValue? {
     BlockingHiredis.withArgv(arguments) { argc, argv, lengths in
         guard let raw = redisCommandArgv(context, argc, argv, lengths) else { return nil }
         defer { freeReplyObject(raw) }
@@ -486,6 +486,6 @@ func blockingCommand(_ context: UnsafeMutablePointer<redisContext>, _ arguments:
 }
 
 @discardableResult
-func blockingCommand(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [String]) -> RedisValue? {
+private func blockingCommand(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [String]) -> RedisValue? {
     blockingCommand(context, arguments.map { Array($0.utf8) })
 }
