@@ -122,57 +122,59 @@ struct CommandTests {
     @Test("AUTH with password and SELECT put data in the right database")
     func authAndSelect() async throws {
         let server = try await RedisServerFixture.start(password: "pa ss:w@rd")
-        defer { Task { await server.shutdown() } }
-        var configuration = try RedisConfiguration(url: server.url + "/3")
-        #expect(configuration.password == "pa ss:w@rd")
-        let client = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        _ = try await client.send("SET", "where", "db3")
-        #expect(try server.cli("-n", "3", "GET", "where") == "db3")
-        #expect(try server.cli("-n", "0", "GET", "where") == "")
-        await client.close()
+        try await using(server) { server async throws in
+            var configuration = try RedisConfiguration(url: server.url + "/3")
+            #expect(configuration.password == "pa ss:w@rd")
+            let client = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            _ = try await client.send("SET", "where", "db3")
+            #expect(try server.cli("-n", "3", "GET", "where") == "db3")
+            #expect(try server.cli("-n", "0", "GET", "where") == "")
+            await client.close()
 
-        // ACL user with username + password.
-        _ = try server.cli("ACL", "SETUSER", "alice", "on", ">alicepw", "~*", "+@all")
-        configuration = try RedisConfiguration(url: "redis://alice:alicepw@127.0.0.1:\(server.port)/5")
-        let alice = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        #expect(try await alice.send("ACL", "WHOAMI") == .bulk("alice"))
-        _ = try await alice.send("SET", "who", "alice")
-        #expect(try server.cli("-n", "5", "GET", "who") == "alice")
-        await alice.close()
+            // ACL user with username + password.
+            _ = try server.cli("ACL", "SETUSER", "alice", "on", ">alicepw", "~*", "+@all")
+            configuration = try RedisConfiguration(url: "redis://alice:alicepw@127.0.0.1:\(server.port)/5")
+            let alice = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            #expect(try await alice.send("ACL", "WHOAMI") == .bulk("alice"))
+            _ = try await alice.send("SET", "who", "alice")
+            #expect(try server.cli("-n", "5", "GET", "who") == "alice")
+            await alice.close()
 
-        configuration.username = nil
-        configuration.password = "wrong"
-        let wrong = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        await #expect { _ = try await wrong.send("PING") } throws: { ($0 as? RedisError)?.errorCode == "WRONGPASS" }
-        await wrong.close()
+            configuration.username = nil
+            configuration.password = "wrong"
+            let wrong = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            await #expect { _ = try await wrong.send("PING") } throws: { ($0 as? RedisError)?.errorCode == "WRONGPASS" }
+            await wrong.close()
 
-        configuration.password = nil
-        let anonymous = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        await #expect { _ = try await anonymous.send("PING") } throws: { ($0 as? RedisError)?.errorCode == "NOAUTH" }
-        await anonymous.close()
+            configuration.password = nil
+            let anonymous = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            await #expect { _ = try await anonymous.send("PING") } throws: { ($0 as? RedisError)?.errorCode == "NOAUTH" }
+            await anonymous.close()
+        }
     }
 
     @Test("unix socket endpoint from a unix:// URL")
     func unixSocket() async throws {
         let server = try await RedisServerFixture.start()
-        defer { Task { await server.shutdown() } }
-        let configuration = try RedisConfiguration(url: "unix://\(server.unixSocketPath)?db=2")
-        let client = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        _ = try await client.send("SET", "via", "unix")
-        #expect(try server.cli("-n", "2", "GET", "via") == "unix")
-        let info = try await client.send("CLIENT", "INFO").string ?? ""
-        #expect(info.contains("addr=\(server.unixSocketPath)") || info.contains("laddr=\(server.unixSocketPath)"), "\(info)")
-        await client.close()
+        try await using(server) { server async throws in
+            let configuration = try RedisConfiguration(url: "unix://\(server.unixSocketPath)?db=2")
+            let client = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            _ = try await client.send("SET", "via", "unix")
+            #expect(try server.cli("-n", "2", "GET", "via") == "unix")
+            let info = try await client.send("CLIENT", "INFO").string ?? ""
+            #expect(info.contains("addr=\(server.unixSocketPath)") || info.contains("laddr=\(server.unixSocketPath)"), "\(info)")
+            await client.close()
 
-        let missing = RedisClient(configuration: .init(endpoint: .unixSocket(path: server.directory + "/nope.sock")),
-                                  eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        await #expect {
-            _ = try await missing.send("PING")
-        } throws: { error in
-            guard case .connectionRefused(let message) = error as? RedisError else { return false }
-            return message.contains("nope.sock")
+            let missing = RedisClient(configuration: .init(endpoint: .unixSocket(path: server.directory + "/nope.sock")),
+                                      eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            await #expect {
+                _ = try await missing.send("PING")
+            } throws: { error in
+                guard case .connectionRefused(let message) = error as? RedisError else { return false }
+                return message.contains("nope.sock")
+            }
+            await missing.close()
         }
-        await missing.close()
     }
 
     @Test("EVALSHA falls back to SCRIPT LOAD on NOSCRIPT, also after SCRIPT FLUSH")
@@ -266,37 +268,39 @@ struct CommandTests {
     @Test("close fails later commands with clientClosed")
     func closeClient() async throws {
         let server = try await RedisServerFixture.start()
-        defer { Task { await server.shutdown() } }
-        let client = RedisClient(configuration: server.configuration(), eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        #expect(try await client.send("PING") == .status("PONG"))
-        await client.close()
-        await #expect {
-            _ = try await client.send("PING")
-        } throws: { error in
-            if case .clientClosed = error as? RedisError { true } else { false }
+        try await using(server) { server async throws in
+            let client = RedisClient(configuration: server.configuration(), eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            #expect(try await client.send("PING") == .status("PONG"))
+            await client.close()
+            await #expect {
+                _ = try await client.send("PING")
+            } throws: { error in
+                if case .clientClosed = error as? RedisError { true } else { false }
+            }
+            #expect(try server.cli("CLIENT", "LIST").split(separator: "\n").count == 1, "only redis-cli itself is connected")
         }
-        #expect(try server.cli("CLIENT", "LIST").split(separator: "\n").count == 1, "only redis-cli itself is connected")
     }
 
     @Test("a READONLY reply drops a Sentinel-resolved connection but not a plain one")
     func readOnlyReconnects() async throws {
         let sentinel = try await SentinelFixture.start()
-        defer { Task { await sentinel.shutdown() } }
-        let readOnly = RedisScript("return redis.error_reply('READONLY You can\\'t write against a read only replica.')")
+        try await using(sentinel) { sentinel async throws in
+            let readOnly = RedisScript("return redis.error_reply('READONLY You can\\'t write against a read only replica.')")
 
-        let followed = RedisClient(configuration: sentinel.configuration(), eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        let firstID = try await followed.send("CLIENT", "ID").int
-        await #expect { _ = try await followed.evalScript(readOnly, keys: [], arguments: []) } throws: {
-            ($0 as? RedisError)?.errorCode == "READONLY"
+            let followed = RedisClient(configuration: sentinel.configuration(), eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            let firstID = try await followed.send("CLIENT", "ID").int
+            await #expect { _ = try await followed.evalScript(readOnly, keys: [], arguments: []) } throws: {
+                ($0 as? RedisError)?.errorCode == "READONLY"
+            }
+            let secondID = try await followed.send("CLIENT", "ID").int
+            #expect(firstID != secondID, "re-resolved through Sentinel on a new connection")
+            await followed.close()
+
+            let plain = RedisClient(configuration: sentinel.master.configuration(), eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
+            let plainID = try await plain.send("CLIENT", "ID").int
+            await #expect(throws: RedisError.self) { _ = try await plain.evalScript(readOnly, keys: [], arguments: []) }
+            #expect(try await plain.send("CLIENT", "ID").int == plainID)
+            await plain.close()
         }
-        let secondID = try await followed.send("CLIENT", "ID").int
-        #expect(firstID != secondID, "re-resolved through Sentinel on a new connection")
-        await followed.close()
-
-        let plain = RedisClient(configuration: sentinel.master.configuration(), eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-        let plainID = try await plain.send("CLIENT", "ID").int
-        await #expect(throws: RedisError.self) { _ = try await plain.evalScript(readOnly, keys: [], arguments: []) }
-        #expect(try await plain.send("CLIENT", "ID").int == plainID)
-        await plain.close()
     }
 }
