@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import PortcullisJOSE
 
@@ -132,8 +135,15 @@ struct JOSEBench: AsyncParsableCommand {
             let pipe = Pipe()
             process.standardOutput = pipe
             process.standardError = FileHandle.nullDevice
+            // `openssl speed` ends each test with SIGALRM. The child inherits this thread's signal
+            // mask, and Dispatch worker threads block signals, so unblock them around the spawn.
+            var all = sigset_t(), previous = sigset_t()
+            sigfillset(&all)
+            pthread_sigmask(SIG_UNBLOCK, &all, &previous)
+            defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
             do { try process.run() } catch { return [:] }
-            let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+            let pid = process.processIdentifier
+            let watchdog = DispatchWorkItem { if process.isRunning { kill(pid, SIGKILL) } }
             DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
             let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()

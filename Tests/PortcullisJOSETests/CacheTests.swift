@@ -87,6 +87,19 @@ struct CacheTests {
         #expect(s.cache.hits == hitsBefore)
     }
 
+    @Test("a cached token without kid stops being accepted once the set holds a second key")
+    func missingKeyID() throws {
+        let s = try Self.setup()
+        let token = try s.signer.sign(claims: Fixture.claims(), extraHeader: ["kid": .null])
+        #expect(s.verifier.verify(token).value != nil)
+        #expect(s.verifier.verify(token).value != nil)
+        #expect(s.cache.hits == 1)
+        let second = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")
+        s.store.replace(issuerName: "main", keySet: try JWKSet.parse(Fixture.jwks([s.signer, second]), issuer: s.issuer, logger: nil), version: "v2")
+        #expect(s.verifier.verify(token).reason == .unknownKeyID)
+        #expect(s.cache.hits == 1)
+    }
+
     @Test("route issuer restrictions apply to hits; a new verifier does not reuse old entries")
     func scope() throws {
         let s = try Self.setup()

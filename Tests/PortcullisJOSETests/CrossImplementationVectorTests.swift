@@ -1,5 +1,6 @@
 import Foundation
 @testable import PortcullisJOSE
+import PortcullisTestSupport
 import Testing
 
 /// Tokens minted by joserfc (an independent implementation) and hostile tokens built by hand,
@@ -13,8 +14,8 @@ struct CrossImplementationVectorTests {
         let tokens: [(name: String, token: String, expect: String)]
     }
 
-    static func load() throws -> Vectors {
-        let data = try Data(contentsOf: URL(fileURLWithPath: Fixture.vectorsDirectory + "/vectors.json"))
+    static func load(_ path: String = Fixture.vectorsDirectory + "/vectors.json") throws -> Vectors {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
         let document = try JOSEJSONReader.parse([UInt8](data))
         let now = try #require(document["now"]?.int64Value)
         let jwks = Array(JSONWriter.serialize(try #require(document["jwks"])).utf8)
@@ -33,9 +34,22 @@ struct CrossImplementationVectorTests {
         return Vectors(now: now, jwks: jwks, issuer: issuer, tokens: tokens)
     }
 
-    @Test("every vector verifies or is rejected with the expected reason")
-    func allVectors() throws {
-        let vectors = try Self.load()
+    @Test("every committed vector verifies or is rejected with the expected reason")
+    func committedVectors() throws {
+        try check(try Self.load())
+    }
+
+    /// Runs the generator (python3 with joserfc, installed by cluster/setup.sh) for fresh keys and tokens.
+    @Test("a freshly generated vector set behaves the same")
+    func freshVectors() throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("vectors-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let result = try runCommand("/usr/bin/env", ["python3", Fixture.vectorsDirectory + "/generate_vectors.py", output])
+        try #require(result.status == 0, "generator failed: \(result.stderr)")
+        try check(try Self.load(output))
+    }
+
+    func check(_ vectors: Vectors) throws {
         let keySet = try JWKSet.parse(vectors.jwks, issuer: vectors.issuer, logger: nil)
         let store = KeySetStore()
         store.replace(issuerName: "main", keySet: keySet, version: nil)

@@ -16,28 +16,30 @@ struct FixtureTests {
     @Test("redis-server fixture: starts, answers redis-cli, restarts on the same port, is killed")
     func redisServer() async throws {
         let server = try await RedisServerFixture.start(password: "s3cr:t@")
-        defer { Task { await server.shutdown() } }
-        #expect(server.url == "redis://:s3cr%3At%40@127.0.0.1:\(server.port)")
-        #expect(try server.cli("SET", "k", "v") == "OK")
-        #expect(try server.cli("GET", "k") == "v")
-        let firstPid = try #require(server.pid)
-        try await server.restart()
-        let secondPid = try #require(server.pid)
-        #expect(firstPid != secondPid)
-        #expect(try server.cli("PING") == "PONG")
-        #expect(try server.cli("GET", "k") == "", "no persistence by default")
-        await server.kill()
-        #expect(server.pid == nil)
-        #expect(kill(secondPid, 0) != 0, "the process is gone and reaped")
+        try await using(server) { server async throws in
+            #expect(server.url == "redis://:s3cr%3At%40@127.0.0.1:\(server.port)")
+            #expect(try server.cli("SET", "k", "v") == "OK")
+            #expect(try server.cli("GET", "k") == "v")
+            let firstPid = try #require(server.pid)
+            try await server.restart()
+            let secondPid = try #require(server.pid)
+            #expect(firstPid != secondPid)
+            #expect(try server.cli("PING") == "PONG")
+            #expect(try server.cli("GET", "k") == "", "no persistence by default")
+            await server.kill()
+            #expect(server.pid == nil)
+            #expect(kill(secondPid, 0) != 0, "the process is gone and reaped")
+        }
     }
 
     @Test("persistence keeps data across a restart")
     func persistence() async throws {
         let server = try await RedisServerFixture.start(persistence: true)
-        defer { Task { await server.shutdown() } }
-        try server.cli("SET", "kept", "yes")
-        try await server.restart()
-        #expect(try server.cli("GET", "kept") == "yes")
+        try await using(server) { server async throws in
+            try server.cli("SET", "kept", "yes")
+            try await server.restart()
+            #expect(try server.cli("GET", "kept") == "yes")
+        }
     }
 
     @Test("ManagedProcess captures output, reports the exit status and kills in deinit")
@@ -64,11 +66,12 @@ struct FixtureTests {
         let server = try ManagedProcess(executable: "python3",
                                         arguments: ["-m", "http.server", "\(port)", "--bind", "127.0.0.1",
                                                     "--directory", FileManager.default.temporaryDirectory.path])
-        defer { Task { await server.kill() } }
-        try await Readiness.waitForHTTP(port: port, path: "/", timeout: .seconds(20))
-        try await Readiness.waitForHTTP(port: port, path: "/definitely-missing", status: 404, timeout: .seconds(5))
-        await #expect(throws: (any Error).self) {
-            try await Readiness.waitForHTTP(port: port, path: "/definitely-missing", status: 200, timeout: .milliseconds(200))
+        try await using(server) { server async throws in
+            try await Readiness.waitForHTTP(port: port, path: "/", timeout: .seconds(20))
+            try await Readiness.waitForHTTP(port: port, path: "/definitely-missing", status: 404, timeout: .seconds(5))
+            await #expect(throws: (any Error).self) {
+                try await Readiness.waitForHTTP(port: port, path: "/definitely-missing", status: 200, timeout: .milliseconds(200))
+            }
         }
     }
 }

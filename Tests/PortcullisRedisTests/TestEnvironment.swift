@@ -105,3 +105,35 @@ func eventually<T>(timeout: Duration, every interval: Duration = .milliseconds(5
 extension RedisValue {
     static func bulk(_ text: String) -> RedisValue { .bulkString(Array(text.utf8)) }
 }
+
+/// Runs `body`, then awaits the fixture's shutdown — also when `body` throws — so neither its
+/// processes nor its folder outlive the test.
+func using(_ server: RedisServerFixture, _ body: (RedisServerFixture) async throws -> Void) async throws {
+    do {
+        try await body(server)
+    } catch {
+        await server.shutdown()
+        throw error
+    }
+    await server.shutdown()
+}
+
+func using(_ fixture: SentinelFixture, _ body: (SentinelFixture) async throws -> Void) async throws {
+    do {
+        try await body(fixture)
+    } catch {
+        await fixture.shutdown()
+        throw error
+    }
+    await fixture.shutdown()
+}
+
+func using(_ process: ManagedProcess, _ body: (ManagedProcess) async throws -> Void) async throws {
+    do {
+        try await body(process)
+    } catch {
+        await process.kill()
+        throw error
+    }
+    await process.kill()
+}

@@ -95,7 +95,7 @@ public final class VerifiedTokenCache: Sendable {
 
     /// Looks a token up. `stillTrusted` re-checks the entry's key when the key store moved on.
     func lookup(_ token: UnsafeRawBufferPointer, hash: UInt64, now: Int64, verifierID: UInt64,
-                generation: UInt64, stillTrusted: (VerificationKey, String) -> UInt64?) -> VerifiedToken? {
+                generation: UInt64, stillTrusted: (VerificationKey, VerifiedToken) -> UInt64?) -> VerifiedToken? {
         let shard = shards[Int(hash % UInt64(shards.count))]
         return shard.state.withLock { state -> VerifiedToken? in
             guard let entry = state.entries[hash], entry.verifierID == verifierID, Self.equal(entry.token, token) else {
@@ -108,7 +108,7 @@ public final class VerifiedTokenCache: Sendable {
                 return nil
             }
             if entry.checkedGeneration != generation {
-                guard let checked = stillTrusted(entry.key, entry.result.issuerName) else {
+                guard let checked = stillTrusted(entry.key, entry.result) else {
                     state.entries[hash] = nil
                     state.misses += 1
                     return nil

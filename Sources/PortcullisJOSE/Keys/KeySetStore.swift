@@ -39,10 +39,12 @@ public final class KeySetStore: Sendable {
         public func keySet(issuerName: String) -> JWKSet? { entries[issuerName]?.keySet }
 
         /// True when `key` is still in `issuerName`'s set (same kid, algorithm and key material)
-        /// and its kid is not revoked.
-        func stillTrusts(_ key: VerificationKey, issuerName: String) -> Bool {
+        /// and its kid is not revoked; for a token without `kid`, also that the set still holds
+        /// exactly one key (the rule that selected it).
+        func stillTrusts(_ key: VerificationKey, issuerName: String, tokenHasKeyID: Bool) -> Bool {
             if let kid = key.keyID, revokedKeyIDs.contains(kid) { return false }
             guard let set = entries[issuerName]?.keySet else { return false }
+            if !tokenHasKeyID, set.count != 1 { return false }
             let candidates = key.keyID.map { set.keysByID[$0] ?? [] } ?? set.keysWithoutID
             return candidates.contains { $0 === key || $0.fingerprint == key.fingerprint }
         }

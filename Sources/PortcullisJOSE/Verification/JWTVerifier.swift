@@ -79,9 +79,9 @@ public final class JWTVerifier: Sendable {
         if let cache {
             hash = VerifiedTokenCache.hash(token)
             let keys = self.keys
-            let hit = cache.lookup(token, hash: hash, now: now, verifierID: id, generation: keys.generation) { key, issuerName in
+            let hit = cache.lookup(token, hash: hash, now: now, verifierID: id, generation: keys.generation) { key, cached in
                 let snapshot = keys.snapshot()
-                return snapshot.stillTrusts(key, issuerName: issuerName) ? snapshot.generation : nil
+                return snapshot.stillTrusts(key, issuerName: cached.issuerName, tokenHasKeyID: cached.keyID != nil) ? snapshot.generation : nil
             }
             if let hit {
                 if let allowedIssuers, !allowedIssuers.contains(hit.issuerName) {

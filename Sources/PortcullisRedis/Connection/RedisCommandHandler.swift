@@ -8,7 +8,7 @@ import NIOCore
 /// keeps scheduling off the pipelined hot path.
 final class RedisCommandHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = RedisValue
-    typealias OutboundOut = [RedisArgument]
+    typealias OutboundOut = RedisOutbound
 
     enum Completion {
         case single(EventLoopPromise<RedisValue>)
@@ -51,11 +51,14 @@ final class RedisCommandHandler: ChannelInboundHandler, RemovableChannelHandler 
             completion.complete(.failure(closeReason ?? .connectionClosed("\(address): connection is closed")))
             return
         }
-        enqueue(arguments, completion, context)
+        guard !arguments.isEmpty else { return completion.complete(.failure(Self.emptyCommand)) }
+        pending.append(Pending(completion: completion, deadline: .now() + commandTimeout))
+        context.write(wrapOutboundOut(.command(arguments)), promise: nil)
+        if timer == nil { armTimer(context) }
         scheduleFlush(context)
     }
 
-    /// Writes all commands and flushes once.
+    /// Writes all commands as one message and flushes once.
     func send(batch commands: [[RedisArgument]], promise: EventLoopPromise<[Result<RedisValue, RedisError>]>) {
         let batch = RedisBatch(count: commands.count, promise: promise)
         guard let context, closeReason == nil, context.channel.isActive else {
@@ -63,11 +66,25 @@ final class RedisCommandHandler: ChannelInboundHandler, RemovableChannelHandler 
             for index in commands.indices { batch.complete(index, .failure(error)) }
             return
         }
-        for (index, command) in commands.enumerated() {
-            enqueue(command, .batch(batch, index: index), context)
+        var sendable = commands
+        if commands.contains(where: { $0.isEmpty }) {
+            sendable = commands.filter { !$0.isEmpty }
+            for (index, command) in commands.enumerated() where command.isEmpty { batch.complete(index, .failure(Self.emptyCommand)) }
         }
+        let deadline = NIODeadline.now() + commandTimeout
+        // Appending to a local queue avoids an exclusivity check per command on the stored property.
+        var queue = CircularBuffer<Pending>()
+        swap(&queue, &pending)
+        for (index, command) in commands.enumerated() where !command.isEmpty {
+            queue.append(Pending(completion: .batch(batch, index: index), deadline: deadline))
+        }
+        swap(&queue, &pending)
+        context.write(wrapOutboundOut(.batch(sendable)), promise: nil)
+        if timer == nil { armTimer(context) }
         context.flush()
     }
+
+    private static let emptyCommand = RedisError.protocolError("cannot send an empty command")
 
     /// Closes the connection; commands still waiting fail with `reason`. Returns false if this
     /// handler is no longer in a pipeline (and so cannot close anything).
@@ -77,12 +94,6 @@ final class RedisCommandHandler: ChannelInboundHandler, RemovableChannelHandler 
         if closeReason == nil { closeReason = reason }
         context.close(promise: nil)
         return true
-    }
-
-    private func enqueue(_ arguments: [RedisArgument], _ completion: Completion, _ context: ChannelHandlerContext) {
-        pending.append(Pending(completion: completion, deadline: .now() + commandTimeout))
-        context.write(wrapOutboundOut(arguments), promise: nil)
-        if timer == nil { armTimer(context) }
     }
 
     /// Commands sent in the same event-loop tick go out in one write: the flush runs after the

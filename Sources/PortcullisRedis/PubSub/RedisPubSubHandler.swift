@@ -7,7 +7,7 @@ import NIOCore
 /// message of that connection and every message precedes the following `.disconnected`.
 final class RedisPubSubHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = RedisValue
-    typealias OutboundOut = [RedisArgument]
+    typealias OutboundOut = RedisOutbound
 
     struct Setup: Sendable {
         var channels: [String]
@@ -46,10 +46,10 @@ final class RedisPubSubHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.context = context
         guard context.channel.isActive else { return close(context, "\(address): connection closed before subscribing") }
         if !setup.channels.isEmpty {
-            context.write(wrapOutboundOut(["SUBSCRIBE"] + setup.channels.map { RedisArgument($0) }), promise: nil)
+            context.write(wrapOutboundOut(.command(["SUBSCRIBE"] + setup.channels.map { RedisArgument($0) })), promise: nil)
         }
         if !setup.patterns.isEmpty {
-            context.write(wrapOutboundOut(["PSUBSCRIBE"] + setup.patterns.map { RedisArgument($0) }), promise: nil)
+            context.write(wrapOutboundOut(.command(["PSUBSCRIBE"] + setup.patterns.map { RedisArgument($0) })), promise: nil)
         }
         context.flush()
         if unconfirmed == 0 {
@@ -118,7 +118,7 @@ final class RedisPubSubHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return self.close(context, "\(self.address): no reply to PING within \(formatDuration(self.setup.healthCheckInterval))")
             }
             self.pingOutstanding = true
-            context.writeAndFlush(self.wrapOutboundOut(["PING"]), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.command(["PING"])), promise: nil)
             self.scheduleHealthCheck(context)
         }
     }

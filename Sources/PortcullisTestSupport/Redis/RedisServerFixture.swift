@@ -171,12 +171,37 @@ public final class RedisServerFixture: Sendable {
     }
 }
 
+/// Creates a fixture folder marked with our pid, after removing folders whose creating process
+/// is gone (a test run killed before its fixtures could clean up leaves them behind).
 func makeTemporaryDirectory() throws -> String {
-    var template = Array((FileManager.default.temporaryDirectory.path + "/portcullis-redis-XXXXXX").utf8CString)
+    removeStaleDirectories()
+    var template = Array((FileManager.default.temporaryDirectory.path + "/\(directoryPrefix)XXXXXX").utf8CString)
     guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
         throw FixtureError("mkdtemp: \(errnoDescription())")
     }
-    return String(cString: created)
+    let directory = String(cString: created)
+    try "\(getpid())".write(toFile: directory + "/" + ownerFile, atomically: true, encoding: .utf8)
+    return directory
+}
+
+private let directoryPrefix = "portcullis-redis-"
+private let ownerFile = "owner.pid"
+
+private func removeStaleDirectories() {
+    let manager = FileManager.default
+    let root = manager.temporaryDirectory.path
+    guard let names = try? manager.contentsOfDirectory(atPath: root) else { return }
+    for name in names where name.hasPrefix(directoryPrefix) {
+        let directory = root + "/" + name
+        if let owner = try? String(contentsOfFile: directory + "/" + ownerFile, encoding: .utf8),
+           let pid = Int32(owner.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            if kill(pid, 0) != 0 && errno == ESRCH { try? manager.removeItem(atPath: directory) }
+        } else if let modified = (try? manager.attributesOfItem(atPath: directory))?[.modificationDate] as? Date,
+                  modified < Date().addingTimeInterval(-3600) {
+            // Left by a fixture version that wrote no owner file; an hour is far beyond any test.
+            try? manager.removeItem(atPath: directory)
+        }
+    }
 }
 
 private func percentEncoded(_ text: String) -> String {

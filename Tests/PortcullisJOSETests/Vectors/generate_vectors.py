@@ -6,9 +6,11 @@ tokens are assembled by hand with `cryptography` where joserfc (rightly) refuses
 Writes `vectors.json` next to this script: the issuer's public JWKS, its HMAC secrets, a pinned
 clock, and tokens with the expected outcome (`valid` or a rejection reason code).
 
-    python3 Tests/PortcullisJOSETests/Vectors/generate_vectors.py
+    python3 Tests/PortcullisJOSETests/Vectors/generate_vectors.py [OUTPUT.json]
 
-Re-running makes new keys and tokens; the Swift tests read whatever is committed.
+Re-running makes new keys and tokens. The Swift tests read the committed `vectors.json`, and one
+test also runs this script into a temporary file and checks the fresh set (so a drift in either
+implementation shows up).
 """
 import base64
 import hashlib
@@ -184,7 +186,8 @@ def main():
         "hmac_secrets": [{"kid": alg.lower(), "alg": alg, "secret_base64url": b64(s)} for alg, s in secrets.items()],
         "tokens": tokens,
     }
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors.json")
+    import sys
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
