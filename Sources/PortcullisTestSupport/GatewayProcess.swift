@@ -66,12 +66,3 @@ public final class GatewayProcess: Sendable {
         _ = await process.terminate(timeout: .seconds(10))
     }
 }
-
-/// Temporary folders for fixtures.
-public enum TemporaryDirectory {
-    public static func make(prefix: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-}

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Where the `portcullis` executable under test lives: `$PORTCULLIS_BIN` when set (the test
 /// script sets it), else the debug build next to this package.
@@ -29,35 +28,23 @@ public struct CommandResult: Sendable {
 }
 
 /// Runs a command to completion with optional stdin and returns its exit status and output.
-/// For short commands (CLI invocations); long-running servers use `ManagedProcess`.
+/// For short commands (CLI invocations, scripts); long-running servers use `ManagedProcess`.
+///
+/// The streams go through files, not pipes, and the child gets no other descriptor of ours
+/// (`ProcessSpawner` closes them): with pipes, a grandchild that outlives the command (a server
+/// a script starts in the background) would hold the pipe open and hang the reader.
 public func runCommand(_ executable: String, _ arguments: [String], stdin: String? = nil,
                        environment: [String: String]? = nil) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment {
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    }
-    let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
-    process.standardOutput = outPipe
-    process.standardError = errPipe
-    process.standardInput = inPipe
-    try process.run()
-    if let stdin { inPipe.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try inPipe.fileHandleForWriting.close()
-    // Read both pipes before waiting so a chatty child cannot fill a pipe and deadlock.
-    let errData = Mutex<Data?>(nil)
-    let errHandle = errPipe.fileHandleForReading
-    Thread.detachNewThread { let data = errHandle.readDataToEndOfFile(); errData.withLock { $0 = data } }
-    let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    var err: Data?
-    while err == nil {
-        err = errData.withLock { $0 }
-        if err == nil { usleep(1000) }
-    }
-    return CommandResult(status: process.terminationStatus,
-                         stdout: String(decoding: out, as: UTF8.self),
-                         stderr: String(decoding: err ?? Data(), as: UTF8.self))
+    let folder = try TemporaryDirectory.make(prefix: "portcullis-cmd")
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let input = folder + "/stdin", output = folder + "/stdout", errors = folder + "/stderr"
+    try (stdin ?? "").write(toFile: input, atomically: true, encoding: .utf8)
+    let pid = try ProcessSpawner.shared.spawn(executable: executable, arguments: arguments, environment: environment ?? [:],
+                                              stdin: input, stdout: output, stderr: errors)
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let exit: Int32 = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    return CommandResult(status: exit,
+                         stdout: (try? String(contentsOfFile: output, encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")
 }
-

@@ -25,9 +25,11 @@ public final class TestUpstream: Sendable {
     /// Connections accepted so far (keep-alive reuse shows as fewer connections than requests).
     public var connectionCount: Int { stats.connections.load(ordering: .relaxed) }
     public var requestCount: Int { stats.requests.load(ordering: .relaxed) }
-    public var address: String { "127.0.0.1:\(port)" }
+    public let host: String
+    public var address: String { "\(host):\(port)" }
 
-    public static func start(port: Int = 0) async throws -> TestUpstream {
+    /// - Parameter host: the address to listen on (a network-namespace test needs a non-loopback one).
+    public static func start(host: String = "127.0.0.1", port: Int = 0) async throws -> TestUpstream {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let stats = Stats()
         let channel = try await ServerBootstrap(group: group)
@@ -39,11 +41,12 @@ public final class TestUpstream: Sendable {
                     try channel.pipeline.syncOperations.addHandler(EchoHandler(stats: stats))
                 }
             }
-            .bind(host: "127.0.0.1", port: port).get()
-        return TestUpstream(port: channel.localAddress!.port!, group: group, channel: channel, stats: stats)
+            .bind(host: host, port: port).get()
+        return TestUpstream(host: host, port: channel.localAddress!.port!, group: group, channel: channel, stats: stats)
     }
 
-    private init(port: Int, group: MultiThreadedEventLoopGroup, channel: any Channel, stats: Stats) {
+    private init(host: String, port: Int, group: MultiThreadedEventLoopGroup, channel: any Channel, stats: Stats) {
+        self.host = host
         self.port = port
         self.group = group
         self.channel = channel

@@ -7,7 +7,7 @@ extension ControlPlaneTests {
     struct AdminAPITests {
         @Test("a bad config exits 2 naming file:line:key; --check accepts a good one")
         func configExitCodes() throws {
-            let directory = try TemporaryDirectory.make(prefix: "ctl-cfg")
+            let directory = try TemporaryDirectory.make(prefix: "portcullis-ctl-cfg")
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let file = directory + "/control.yaml"
             try "cluster: {redis: redis://127.0.0.1:1, secret: \(String(repeating: "A", count: 43))}\nadmin_tokens: [{name: ops, sha256: zz}]\n"

@@ -82,7 +82,7 @@ struct ControlUnitTests {
 
     @Test("control config errors name file, line and key")
     func configErrors() throws {
-        let directory = try TemporaryDirectory.make(prefix: "ctl-config")
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-ctl-config")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         func error(_ yaml: String) -> String {
             let file = directory + "/c.yaml"

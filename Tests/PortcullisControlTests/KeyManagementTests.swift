@@ -116,7 +116,7 @@ extension ControlPlaneTests {
 
         @Test("external issuers: fetched and published for the cluster, refetched on an unknown kid, negative cache, refresh errors")
         func externalIssuer() async throws {
-            let jwksDirectory = try TemporaryDirectory.make(prefix: "ctl-jwks")
+            let jwksDirectory = try TemporaryDirectory.make(prefix: "portcullis-ctl-jwks")
             let k1 = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k1")
             let k2 = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")
             func writeJWKS(_ signers: [JWTSigner]) throws {
@@ -239,7 +239,7 @@ extension ControlPlaneTests {
             #expect(try cluster.redis.cli("GET", "portcullis:control:alive") == "control-2")
 
             // Another folder means another (generated) key-encryption key: the stored keys cannot be opened.
-            let stranger = try TemporaryDirectory.make(prefix: "ctl-kek")
+            let stranger = try TemporaryDirectory.make(prefix: "portcullis-ctl-kek")
             let port = try FreePort.allocate(), adminPort = try FreePort.allocate()
             let file = stranger + "/control.yaml"
             try ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-3",

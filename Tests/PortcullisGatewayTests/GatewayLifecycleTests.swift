@@ -186,7 +186,7 @@ struct GatewayLifecycleTests {
     @Test("TLS listener serves HTTPS with the configured certificate")
     func tlsListener() async throws {
         let upstream = try await TestUpstream.start()
-        let directory = try TemporaryDirectory.make(prefix: "tls")
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-tls")
         let openssl = try runCommand("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                                                           "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem",
                                                           "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "1"])
@@ -236,7 +236,7 @@ struct GatewayLifecycleTests {
             ("listen: 127.0.0.1:1\nroutes:\n  - name: a\n    upstream: {targets: []}\n", ":4:", "routes[0].upstream.targets"),
           ])
     func configErrors(_ yaml: String, _ location: String, _ mention: String) throws {
-        let directory = try TemporaryDirectory.make(prefix: "badconf")
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-badconf")
         let file = directory + "/gateway.yaml"
         try yaml.write(toFile: file, atomically: true, encoding: .utf8)
         let result = try runCommand(PortcullisBinary.path, ["gateway", "--config", file])

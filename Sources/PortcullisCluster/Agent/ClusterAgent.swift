@@ -43,7 +43,11 @@ public final class ClusterAgent: Sendable {
     private let identity: NodeIdentity
     private let keyStore: KeySetStore
     private let logger: Logger
-    private let connected = Atomic<Bool>(false)
+    /// The subscription is up.
+    private let subscribed = Atomic<Bool>(false)
+    /// The last periodic check reached Redis (a silent partition shows here before the
+    /// subscription's own health check notices).
+    private let lastCheckSucceeded = Atomic<Bool>(false)
     private let controlPlaneAlive = Atomic<Bool>(false)
     private let liveNodeCount = Atomic<Int>(1)
 
@@ -70,7 +74,7 @@ public final class ClusterAgent: Sendable {
 
     /// Revocations loaded at least once (a node is not ready before).
     public var isSynced: Bool { sync.isSynced }
-    public var isRedisConnected: Bool { connected.load(ordering: .relaxed) }
+    public var isRedisConnected: Bool { subscribed.load(ordering: .relaxed) && lastCheckSucceeded.load(ordering: .relaxed) }
     public var appliedSequence: Int64 { sync.appliedSequence }
     /// A control plane heartbeat was seen: it fetches remote JWKS for the cluster.
     public var hasControlPlane: Bool { controlPlaneAlive.load(ordering: .relaxed) }
@@ -102,7 +106,7 @@ public final class ClusterAgent: Sendable {
         for await event in stream {
             switch event {
             case .connected(let reconnect):
-                connected.store(true, ordering: .relaxed)
+                subscribed.store(true, ordering: .relaxed)
                 // Subscribed first, then read: nothing published from here on can be missed.
                 do {
                     if sync.isSynced {
@@ -124,7 +128,7 @@ public final class ClusterAgent: Sendable {
             case .patternMessage:
                 break
             case .disconnected(let reason):
-                if connected.exchange(false, ordering: .relaxed) {
+                if subscribed.exchange(false, ordering: .relaxed) {
                     logger.warning("lost the Redis subscription; serving from the last synced state", metadata: ["reason": "\(reason)"])
                 }
             }
@@ -142,8 +146,11 @@ public final class ClusterAgent: Sendable {
                 } else {
                     try await sync.resync(cause: "retry")
                 }
+                lastCheckSucceeded.store(true, ordering: .relaxed)
             } catch {
-                logger.debug("revocation check failed", metadata: ["error": "\(error)"])
+                if lastCheckSucceeded.exchange(false, ordering: .relaxed) {
+                    logger.warning("cannot reach Redis; serving from the last synced state", metadata: ["error": "\(error)"])
+                }
             }
             stalenessGauge.record(staleness.ageSeconds)
             if ContinuousClock.now - lastPrune > .seconds(60) {

@@ -39,7 +39,9 @@ public struct NodeRecord: Sendable, Equatable {
         self.revocationStalenessSeconds = revocationStalenessSeconds
     }
 
-    /// Field/value arguments for HSET (applied_seq is written by the revocation sync itself).
+    /// Field/value arguments for HSET. The revocation sync also writes `applied_seq` right after
+    /// applying a change; the heartbeat repeats it so an acknowledgement lost to a reconnect is
+    /// repaired within one heartbeat.
     var fields: [RedisArgument] {
         [
             "id", RedisArgument(id), "role", RedisArgument(role), "address", RedisArgument(address),
@@ -48,6 +50,7 @@ public struct NodeRecord: Sendable, Equatable {
             "keysets", RedisArgument(keySetVersions.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
             "ratelimit_mode", RedisArgument(rateLimitMode), "redis_connected", RedisArgument(redisConnected ? "1" : "0"),
             "staleness_s", RedisArgument(String(format: "%.3f", revocationStalenessSeconds)),
+            "applied_seq", RedisArgument(appliedSequence),
         ]
     }
 

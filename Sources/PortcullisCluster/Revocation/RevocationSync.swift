@@ -234,6 +234,10 @@ actor RevocationSync {
             commands.append(["EXPIRE", RedisArgument(ackKey), "3600"])
         }
         commands.append(["PUBLISH", RedisArgument(keys.ackChannel), RedisArgument("\(nodeID) \(sequence) \(latencyMicros ?? -1)")])
-        _ = try? await client.pipeline(commands)
+        // The first command after Redis came back may meet the dead connection; one retry
+        // reconnects. A still-failing acknowledgement is repaired by the next heartbeat.
+        if (try? await client.pipeline(commands)) == nil {
+            _ = try? await client.pipeline(commands)
+        }
     }
 }

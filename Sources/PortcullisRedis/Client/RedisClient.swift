@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import Synchronization
 
 /// One pipelined command connection to Redis.
 ///
@@ -15,6 +16,8 @@ public final class RedisClient: Sendable {
     private let connector: RedisConnector
     private let logger: Logger
     private let state: NIOLoopBoundBox<State>
+    /// Set by `close()`: nothing is left for `deinit` to do (and the loop may be gone by then).
+    private let closedByUser = Atomic<Bool>(false)
 
     private enum Request {
         case single([RedisArgument], EventLoopPromise<RedisValue>)
@@ -44,6 +47,7 @@ public final class RedisClient: Sendable {
     }
 
     deinit {
+        guard !closedByUser.load(ordering: .relaxed) else { return }
         let state = self.state
         state.eventLoop.execute {
             if case .connected(let connection) = state.value {
@@ -115,6 +119,7 @@ public final class RedisClient: Sendable {
 
     /// Closes the connection; waiting and later commands fail with `.clientClosed`.
     public func close() async {
+        closedByUser.store(true, ordering: .relaxed)
         let closed: EventLoopFuture<Void>? = try? await eventLoop.submit {
             let previous = self.state.value
             self.state.value = .closed

@@ -30,13 +30,19 @@ final class ProcessSpawner: Sendable {
 
     /// Spawns `executable` with stdout and stderr appended to `logFile` and stdin from /dev/null.
     func spawn(executable: String, arguments: [String], environment: [String: String], logFile: String) throws -> pid_t {
+        try spawn(executable: executable, arguments: arguments, environment: environment, stdin: "/dev/null", stdout: logFile, stderr: nil)
+    }
+
+    /// Spawns `executable` with its standard streams on files; `stderr` nil shares `stdout`'s file.
+    func spawn(executable: String, arguments: [String], environment: [String: String],
+               stdin: String, stdout: String, stderr: String?) throws -> pid_t {
         let resolved = try Self.resolve(executable)
         let useSetpriv = access(Self.setpriv, X_OK) == 0
         let argv = useSetpriv
             ? [Self.setpriv, "--pdeathsig", "KILL", "--", resolved] + arguments
             : [resolved] + arguments
         let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
-        return try run { try Self.posixSpawn(path: argv[0], argv: argv, env: env, logFile: logFile) }
+        return try run { try Self.posixSpawn(path: argv[0], argv: argv, env: env, stdin: stdin, stdout: stdout, stderr: stderr) }
     }
 
     private func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
@@ -66,13 +72,17 @@ final class ProcessSpawner: Sendable {
             .map { unsafeBitCast($0, to: AddCloseFrom.self) }
     }
 
-    private static func posixSpawn(path: String, argv: [String], env: [String], logFile: String) throws -> pid_t {
+    private static func posixSpawn(path: String, argv: [String], env: [String], stdin: String, stdout: String, stderr: String?) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        if let stderr {
+            posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         // Without this the child inherits every descriptor the test process has open without
         // CLOEXEC (e.g. the pipes of a concurrently running `runCommand`), which would keep those
         // pipes open and hang their readers until the server exits.

@@ -52,7 +52,7 @@ public final class RedisServerFixture: Sendable {
                        makeArguments: (_ port: Int, _ directory: String) throws -> [String]) async throws -> RedisServerFixture {
         var lastError: any Error = FixtureError("not started")
         for _ in 0..<3 {
-            let directory = try makeTemporaryDirectory()
+            let directory = try TemporaryDirectory.make(prefix: "portcullis-redis")
             let port = try FreePort.allocate()
             let fixture = try RedisServerFixture(executable: executable, port: port, directory: directory,
                                                  password: password, arguments: makeArguments(port, directory))
@@ -167,39 +167,6 @@ public final class RedisServerFixture: Sendable {
             let reply = String(decoding: try socket.receive { $0.contains(UInt8(ascii: "\n")) }, as: UTF8.self)
             // -NOAUTH means it is up and wants a password; -LOADING means it is still reading its data.
             return reply.hasPrefix("+PONG") || reply.hasPrefix("-NOAUTH")
-        }
-    }
-}
-
-/// Creates a fixture folder marked with our pid, after removing folders whose creating process
-/// is gone (a test run killed before its fixtures could clean up leaves them behind).
-func makeTemporaryDirectory() throws -> String {
-    removeStaleDirectories()
-    var template = Array((FileManager.default.temporaryDirectory.path + "/\(directoryPrefix)XXXXXX").utf8CString)
-    guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        throw FixtureError("mkdtemp: \(errnoDescription())")
-    }
-    let directory = String(cString: created)
-    try "\(getpid())".write(toFile: directory + "/" + ownerFile, atomically: true, encoding: .utf8)
-    return directory
-}
-
-private let directoryPrefix = "portcullis-redis-"
-private let ownerFile = "owner.pid"
-
-private func removeStaleDirectories() {
-    let manager = FileManager.default
-    let root = manager.temporaryDirectory.path
-    guard let names = try? manager.contentsOfDirectory(atPath: root) else { return }
-    for name in names where name.hasPrefix(directoryPrefix) {
-        let directory = root + "/" + name
-        if let owner = try? String(contentsOfFile: directory + "/" + ownerFile, encoding: .utf8),
-           let pid = Int32(owner.trimmingCharacters(in: .whitespacesAndNewlines)) {
-            if kill(pid, 0) != 0 && errno == ESRCH { try? manager.removeItem(atPath: directory) }
-        } else if let modified = (try? manager.attributesOfItem(atPath: directory))?[.modificationDate] as? Date,
-                  modified < Date().addingTimeInterval(-3600) {
-            // Left by a fixture version that wrote no owner file; an hour is far beyond any test.
-            try? manager.removeItem(atPath: directory)
         }
     }
 }
