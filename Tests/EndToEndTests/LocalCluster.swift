@@ -26,22 +26,9 @@ final class LocalCluster {
             environment[name] = String(try FreePort.allocate())
         }
         // Gateways take consecutive ports from a base: find a free run of them.
-        environment["GATEWAY_PORT"] = String(try Self.freeRun(count: gateways))
-        environment["GATEWAY_ADMIN_PORT"] = String(try Self.freeRun(count: gateways))
+        environment["GATEWAY_PORT"] = String(try FreePort.run(count: gateways))
+        environment["GATEWAY_ADMIN_PORT"] = String(try FreePort.run(count: gateways))
         self.environment = environment
-    }
-
-    static func freeRun(count: Int) throws -> Int {
-        for _ in 0..<50 {
-            let base = try FreePort.allocate()
-            guard base + count < 65000 else { continue }
-            if (1..<count).allSatisfy({ isFree(base + $0) }) { return base }
-        }
-        throw FixtureError("no run of \(count) free ports")
-    }
-
-    static func isFree(_ port: Int) -> Bool {
-        (try? HTTPTestClient(port: port, timeout: 0.2)) == nil
     }
 
     func start() throws {

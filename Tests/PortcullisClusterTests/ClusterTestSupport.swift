@@ -25,11 +25,12 @@ final class TestCluster {
     let signer: JWTSigner
     var gateways: [GatewayProcess] = []
     let issuerKeySource: String
-    let extraGatewayConfig: String
+    let rateLimit: Int?
 
     /// - Parameters:
     ///   - clusterKeys: the issuer's keys come from the cluster (KeySetPublisher) instead of a file.
-    init(redisPersistence: Bool = false, clusterKeys: Bool = false, extraGatewayConfig: String = "") async throws {
+    /// - Parameter rateLimit: adds a cluster-wide policy (this many per second, key `route`) on `/limited`.
+    init(redisPersistence: Bool = false, clusterKeys: Bool = false, rateLimit: Int? = nil) async throws {
         redis = try await RedisServerFixture.start(persistence: redisPersistence)
         upstream = try await TestUpstream.start()
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -37,7 +38,7 @@ final class TestCluster {
         store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: .seconds(3600))
         signer = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k1")
         issuerKeySource = clusterKeys ? "" : "    jwks_file: jwks.json\n"
-        self.extraGatewayConfig = extraGatewayConfig
+        self.rateLimit = rateLimit
     }
 
     var jwks: String { JSONWriter.serialize(["keys": .array([signer.key.publicJWK(keyID: signer.keyID)])]) }
@@ -63,12 +64,18 @@ final class TestCluster {
           revocation:
             check_interval: \(checkInterval)
         \(staleness.map { "    max_staleness: \($0)" } ?? "")
-        \(extraGatewayConfig)
+        rate_limits:
+          - {name: cluster-wide, key: route, limit: \(rateLimit ?? 1), window: 1s}
         routes:
           - name: api
             path_prefix: /
             upstream: {targets: [\(upstream.address)]}
             auth: {type: jwt}
+          - name: limited
+            path_prefix: /limited
+            upstream: {targets: [\(upstream.address)]}
+            auth: {type: jwt}
+            rate_limit: cluster-wide
         """
     }
 
@@ -122,8 +129,9 @@ final class TestCluster {
 }
 
 /// Runs `body` against a fresh cluster and always shuts it down.
-func withCluster(redisPersistence: Bool = false, clusterKeys: Bool = false, _ body: (TestCluster) async throws -> Void) async throws {
-    let cluster = try await TestCluster(redisPersistence: redisPersistence, clusterKeys: clusterKeys)
+func withCluster(redisPersistence: Bool = false, clusterKeys: Bool = false, rateLimit: Int? = nil,
+                 _ body: (TestCluster) async throws -> Void) async throws {
+    let cluster = try await TestCluster(redisPersistence: redisPersistence, clusterKeys: clusterKeys, rateLimit: rateLimit)
     do {
         try await body(cluster)
     } catch {

@@ -147,7 +147,9 @@ public final class ClusterAgent: Sendable {
                     try await sync.resync(cause: "retry")
                 }
                 lastCheckSucceeded.store(true, ordering: .relaxed)
+                rateLimiter.setRedisReachable(true)
             } catch {
+                rateLimiter.setRedisReachable(false)
                 if lastCheckSucceeded.exchange(false, ordering: .relaxed) {
                     logger.warning("cannot reach Redis; serving from the last synced state", metadata: ["error": "\(error)"])
                 }

@@ -6,44 +6,49 @@ import Synchronization
 
 /// Cluster-wide rate limits without a Redis round trip per request.
 ///
-/// Each node decides locally from its view of the cluster's sliding window and a *budget*: how
-/// many requests it may admit before the next sync. Every `sync_interval` (50 ms by default) the
-/// node adds what it admitted to the shared window counter (`INCRBY`, one pipeline for all active
-/// keys), reads back the cluster total, and sets its next budget to its share of what will be
-/// left by the next sync (what is free now plus what slides out of the window meanwhile):
-/// share = its own recent rate / the cluster's recent rate (at least 1 / (2 × live nodes), so a
-/// node that just started receiving traffic is not starved). Shares add up to about 1, so the
-/// cluster cannot overshoot by N × the limit the way independent node limits do (Kong #6724),
-/// and busy nodes get most of the budget, so uneven load is not throttled early (Tyk #1244).
-/// Rejected requests consume nothing (Tyk #1876).
+/// Each node admits requests against a *grant*: a number of admissions reserved for it in the
+/// shared window counter in Redis. Every `sync_interval` (50 ms by default) one Lua script per
+/// active key, all in one pipeline, settles the last grant (adds what was used beyond it, gives
+/// back what was not) and reserves the next one: as much as this node used recently (×1.25, +1),
+/// but never more than the sliding window has room for. Because every admission is reserved in
+/// Redis before it happens, the cluster as a whole cannot exceed the limit, however the load is
+/// spread (Kong #6724); because busy nodes ask for more, uneven load is not throttled early
+/// (Tyk #1244); rejected requests reserve nothing (Tyk #1876). A key new to a node gets a small
+/// local grant — its share of one sync interval's worth of the limit, at least 1 — so its first
+/// requests are not refused while the first sync is pending; that is the only admission not
+/// reserved in advance, and it is settled at the first sync.
 ///
 /// Redis unreachable → *fallback*: each node enforces limit / live nodes from its own counts,
-/// exports that mode, and the counts it admitted are pushed to Redis on the first sync after
-/// Redis returns (reconciliation).
+/// exports that mode, and what it admitted is added to Redis by the first sync after Redis
+/// returns (reconciliation).
 public final class ClusterRateLimiter: RateLimiting, Sendable {
     struct Entry {
         let policy: RateLimitPolicy
         let key: String
-        /// The cluster's window as last synced, plus what this node admitted since.
-        var cluster: SlidingWindow
-        /// This node's own admissions (fallback decisions, rate estimates).
+        /// Admissions left before the next sync.
+        var grant: Int
+        /// Part of the current grant that is reserved in Redis (the rest was a local start-up grant).
+        var reserved: Int
+        /// Admitted since the last sync.
+        var used = 0
+        /// Recent admissions per sync interval (EWMA): what the next request for a grant asks.
+        var rate: Double = 0
+        /// Window index of the counter `reserved` sits in.
+        var reservedWindow: UInt64
+        /// This node's own admissions, for fallback decisions.
         var own: SlidingWindow
         var bucket: TokenBucket?
-        /// Admitted since the last sync, not yet added to Redis.
-        var unsynced: Int = 0
-        /// How many more this node may admit before the next sync.
-        var budget: Double
-        var ownRate: Double = 0
-        var othersRate: Double = 0
-        /// Cluster total of `syncedWindow` at the last sync.
-        var lastClusterTotal: Double = 0
-        var syncedWindow: UInt64 = 0
+        /// The cluster's count at the last sync, for the RateLimit-Remaining header.
+        var clusterCount: Double = 0
         var lastSeen: UInt64
     }
 
     private let shards: [LockedShard<Entry>]
     private let fallback = Atomic<Bool>(false)
     private let liveNodes = Atomic<Int>(1)
+    private let syncIntervalNanos = Atomic<UInt64>(50_000_000)
+    /// What the node's other Redis traffic last found; decides the mode while no key is active.
+    private let redisReachable = Atomic<Bool>(true)
     private let client: RedisClient
     private let keys: ClusterKeys
     private let logger: Logger
@@ -61,7 +66,12 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
 
     public var mode: String { fallback.load(ordering: .relaxed) ? "fallback" : "cluster" }
 
-    /// Live gateway count from membership (shares and the fallback divisor).
+    /// Told by the node's periodic Redis check, so the mode is right before the next request.
+    public func setRedisReachable(_ reachable: Bool) {
+        redisReachable.store(reachable, ordering: .relaxed)
+    }
+
+    /// Live gateway count from membership (start-up grants and the fallback divisor).
     public func setLiveNodes(_ count: Int) {
         liveNodes.store(max(1, count), ordering: .relaxed)
     }
@@ -78,141 +88,168 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         let inFallback = fallback.load(ordering: .relaxed)
         let fullKey = policy.name + "\u{0}" + key
         return shard(for: fullKey).entries.withLock { entries in
-            var entry = entries[fullKey] ?? Entry(
-                policy: policy, key: key, cluster: SlidingWindow(window: policy.window), own: SlidingWindow(window: policy.window),
-                bucket: policy.burst.map { TokenBucket(capacity: $0, limit: policy.limit, window: policy.window, now: now) },
-                budget: Double(policy.limit) / Double(nodes), lastSeen: now)
+            var entry = entries[fullKey] ?? {
+                let own = SlidingWindow(window: policy.window)
+                let perInterval = Double(policy.limit) * Double(syncIntervalNanos.load(ordering: .relaxed)) / Double(own.windowNanos)
+                return Entry(policy: policy, key: key, grant: max(1, Int((perInterval / Double(nodes)).rounded(.up))), reserved: 0,
+                             reservedWindow: now / own.windowNanos, own: own,
+                             bucket: policy.burst.map { TokenBucket(capacity: $0, limit: policy.limit, window: policy.window, now: now) },
+                             lastSeen: now)
+            }()
             entry.lastSeen = now
-            entry.cluster.advance(to: now)
             entry.own.advance(to: now)
             entry.bucket?.refill(to: now)
-            let limit = Double(policy.limit)
             let bucketRoom = (entry.bucket?.tokens ?? 1) >= 1
-            let admitted: Bool
-            let estimate: Double
-            let effectiveLimit: Double
+            let decision: RateLimitDecision
             if inFallback {
-                effectiveLimit = max(1, (limit / Double(nodes)).rounded(.down))
-                estimate = entry.own.estimate(at: now)
-                admitted = bucketRoom && estimate + 1 <= effectiveLimit
+                let limit = max(1, Double(policy.limit / nodes))
+                if bucketRoom, entry.own.estimate(at: now) + 1 <= limit {
+                    admit(&entry)
+                    decision = RateLimitDecision(allowed: true, limit: Int(limit), remaining: max(0, Int(limit - entry.own.estimate(at: now))),
+                                                 resetSeconds: LocalRateLimiter.seconds(entry.own.nanosUntilBelow(limit, at: now)))
+                } else {
+                    let wait = max(entry.own.nanosUntilBelow(limit, at: now), bucketRoom ? 0 : entry.bucket?.nanosUntilToken() ?? 0)
+                    decision = RateLimitDecision(allowed: false, limit: Int(limit), remaining: 0, resetSeconds: max(1, LocalRateLimiter.seconds(wait)))
+                }
+            } else if bucketRoom, entry.grant >= 1 {
+                admit(&entry)
+                entry.grant -= 1
+                let remaining = Int(max(0, Double(policy.limit) - entry.clusterCount)) + entry.grant
+                decision = RateLimitDecision(allowed: true, limit: policy.limit, remaining: min(policy.limit, remaining), resetSeconds: 1)
             } else {
-                effectiveLimit = limit
-                estimate = entry.cluster.estimate(at: now)
-                admitted = bucketRoom && estimate + 1 <= limit && entry.budget >= 1
-            }
-            var decision: RateLimitDecision
-            if admitted {
-                entry.cluster.add(1)
-                entry.own.add(1)
-                entry.bucket?.take()
-                entry.unsynced += 1
-                entry.budget -= 1
-                decision = RateLimitDecision(allowed: true, limit: Int(effectiveLimit),
-                                             remaining: max(0, Int((effectiveLimit - estimate - 1).rounded(.down))),
-                                             resetSeconds: LocalRateLimiter.seconds((inFallback ? entry.own : entry.cluster).nanosUntilBelow(effectiveLimit, at: now)))
-            } else {
-                let window = inFallback ? entry.own : entry.cluster
-                var wait = window.nanosUntilBelow(effectiveLimit, at: now)
-                if !bucketRoom { wait = max(wait, entry.bucket?.nanosUntilToken() ?? 0) }
-                decision = RateLimitDecision(allowed: false, limit: Int(effectiveLimit), remaining: 0, resetSeconds: max(1, LocalRateLimiter.seconds(wait)))
+                let wait = bucketRoom ? entry.own.windowNanos / 10 : entry.bucket?.nanosUntilToken() ?? 0
+                decision = RateLimitDecision(allowed: false, limit: policy.limit, remaining: 0, resetSeconds: max(1, LocalRateLimiter.seconds(wait)))
             }
             entries[fullKey] = entry
             return decision
         }
     }
 
+    private func admit(_ entry: inout Entry) {
+        entry.own.add(1)
+        entry.bucket?.take()
+        entry.used += 1
+    }
+
     // MARK: Sync
+
+    /// Settles a node's grant and reserves the next one in one step.
+    /// KEYS: current window counter, previous window counter, counter the old reservation sits in.
+    /// ARGV: adjustment for KEYS[3] (used beyond the reservation minus unused reservation),
+    /// ask, limit, weight of the previous window at the next sync, counter TTL in ms.
+    static let grantScript = RedisScript("""
+    local adjust = tonumber(ARGV[1])
+    if adjust ~= 0 then redis.call('INCRBY', KEYS[3], adjust) end
+    local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+    local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+    local room = math.floor(tonumber(ARGV[3]) - prev * tonumber(ARGV[4]) - cur)
+    local grant = math.min(tonumber(ARGV[2]), math.max(0, room))
+    if grant > 0 then cur = redis.call('INCRBY', KEYS[1], grant) end
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+    if KEYS[3] ~= KEYS[1] then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
+    return {grant, cur, prev}
+    """)
 
     private struct Pending {
         let fullKey: String
-        let redisKey: String
-        let previousKey: String
         let window: UInt64
-        let windowNanos: UInt64
-        let delta: Int
-        let needPrevious: Bool
+        let used: Int
+        let reserved: Int
+        let reservedWindow: UInt64
+        let ask: Int
+        let arguments: [RedisArgument]
     }
 
-    /// One sync round: push local counts, pull cluster totals, recompute budgets.
-    /// Throws when Redis is unreachable (the caller switches to fallback).
+    /// One sync round. Throws when Redis is unreachable (the caller switches to fallback).
     func sync(interval: Duration = .milliseconds(50)) async throws {
-        let intervalNanos = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
         let now = self.now()
+        let intervalNanos = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
         var pending: [Pending] = []
         for shard in shards {
             shard.entries.withLock { entries in
                 for (fullKey, var entry) in entries {
-                    let windowNanos = entry.cluster.windowNanos
-                    // Forget keys idle for two windows.
-                    if now &- entry.lastSeen > 2 * windowNanos && entry.unsynced == 0 {
+                    let windowNanos = entry.own.windowNanos
+                    let idle = now &- entry.lastSeen > windowNanos
+                    if idle, entry.used == 0, entry.reserved == 0 {
                         entries[fullKey] = nil
                         continue
                     }
                     let window = now / windowNanos
+                    // Weight of the previous window at the time of the next sync (0 once past it).
+                    let elapsed = min(1, Double(now % windowNanos + intervalNanos) / Double(windowNanos))
+                    // An idle key only settles; it reserves nothing more.
+                    let ask = idle ? 0 : Int((entry.rate * 1.25).rounded(.up)) + 1
+                    let adjust = entry.used - entry.reserved
+                    let policy = entry.policy
+                    let current = keys.rateLimitWindow(policy: policy.name, key: entry.key, window: window)
                     pending.append(Pending(
-                        fullKey: fullKey,
-                        redisKey: keys.rateLimitWindow(policy: entry.policy.name, key: entry.key, window: window),
-                        previousKey: keys.rateLimitWindow(policy: entry.policy.name, key: entry.key, window: window &- 1),
-                        window: window, windowNanos: windowNanos, delta: entry.unsynced,
-                        needPrevious: entry.syncedWindow != window))
-                    entry.unsynced = 0
+                        fullKey: fullKey, window: window, used: entry.used, reserved: entry.reserved, reservedWindow: entry.reservedWindow, ask: ask,
+                        arguments: [
+                            "EVALSHA", RedisArgument(Self.grantScript.sha1), "3", RedisArgument(current),
+                            RedisArgument(keys.rateLimitWindow(policy: policy.name, key: entry.key, window: window &- 1)),
+                            RedisArgument(keys.rateLimitWindow(policy: policy.name, key: entry.key, window: entry.reservedWindow)),
+                            RedisArgument(adjust), RedisArgument(ask), RedisArgument(policy.limit),
+                            RedisArgument(String(format: "%.6f", 1 - elapsed)), RedisArgument(Int(windowNanos / 1_000_000) * 3),
+                        ]))
+                    // Until the reply, admissions continue against what is left of the grant.
+                    entry.used = 0
+                    entry.reserved = 0
                     entries[fullKey] = entry
                 }
             }
         }
-        guard !pending.isEmpty else { return }
-        var commands: [[RedisArgument]] = []
-        for item in pending {
-            commands.append(["INCRBY", RedisArgument(item.redisKey), RedisArgument(item.delta)])
-            commands.append(["PEXPIRE", RedisArgument(item.redisKey), RedisArgument(Int(item.windowNanos / 1_000_000) * 3)])
-            commands.append(["GET", RedisArgument(item.previousKey)])
+        guard !pending.isEmpty else {
+            if !redisReachable.load(ordering: .relaxed) { throw RedisError.connectionClosed("Redis unreachable (periodic check)") }
+            return
         }
-        let replies: [Result<RedisValue, RedisError>]
+        var replies: [Result<RedisValue, RedisError>]
         do {
-            replies = try await client.pipeline(commands)
+            replies = try await client.pipeline(pending.map(\.arguments))
+            if replies.contains(where: { if case .failure(let error) = $0 { error.errorCode == "NOSCRIPT" } else { false } }) {
+                _ = try await client.send("SCRIPT", "LOAD", RedisArgument(Self.grantScript.source))
+                replies = try await client.pipeline(pending.map(\.arguments))
+            }
         } catch {
-            // Nothing reached Redis: put the counts back so they are reconciled later.
             restore(pending)
             throw error
         }
-        let nodes = Double(liveNodes.load(ordering: .relaxed))
-        let intervalNow = self.now()
-        for (index, item) in pending.enumerated() {
-            guard let total = try? replies[index * 3].get().int else { continue }
-            let previous = (try? replies[index * 3 + 2].get().int) ?? 0
+        for (item, reply) in zip(pending, replies) {
+            guard case .success(let value) = reply, let parts = value.array, parts.count == 3,
+                  let grant = parts[0].int, let count = parts[1].int else {
+                restore([item])
+                continue
+            }
             shard(for: item.fullKey).entries.withLock { entries in
                 guard var entry = entries[item.fullKey] else { return }
-                let sameWindow = entry.syncedWindow == item.window
-                let othersDelta = sameWindow ? max(0, Double(total) - entry.lastClusterTotal - Double(item.delta)) : 0
-                entry.ownRate = 0.5 * entry.ownRate + 0.5 * Double(item.delta)
-                entry.othersRate = 0.5 * entry.othersRate + 0.5 * othersDelta
-                entry.lastClusterTotal = Double(total)
-                entry.syncedWindow = item.window
-                // Our admissions since the snapshot above are not in `total` yet.
-                if entry.cluster.index == item.window {
-                    entry.cluster.set(index: item.window, current: Double(total) + Double(entry.unsynced), previous: Double(previous))
-                }
-                let demand = entry.ownRate + entry.othersRate
-                let share = demand > 0 ? max(entry.ownRate / demand, 1 / (2 * nodes)) : 1 / nodes
-                // Capacity that frees up before the next sync counts too; without it a key whose
-                // demand sits at the limit would get a budget near zero and be throttled early.
-                let remaining = Double(entry.policy.limit) - entry.cluster.estimate(at: intervalNow + intervalNanos)
-                entry.budget = max(0, remaining * share)
+                entry.rate = 0.5 * entry.rate + 0.5 * Double(item.used)
+                // Admissions since the snapshot used capacity the settlement gave back: they are
+                // charged to the new reservation (and stay in `used`, which it is settled against).
+                entry.grant = max(0, Int(grant) - entry.used)
+                entry.reserved = Int(grant)
+                entry.reservedWindow = item.window
+                entry.clusterCount = Double(count)
                 entries[item.fullKey] = entry
             }
         }
     }
 
+    /// Nothing reached Redis: keep the counts so the next sync settles them.
     private func restore(_ pending: [Pending]) {
-        for item in pending where item.delta > 0 {
+        for item in pending {
             shard(for: item.fullKey).entries.withLock { entries in
-                entries[item.fullKey]?.unsynced += item.delta
+                guard var entry = entries[item.fullKey] else { return }
+                entry.used += item.used
+                entry.reserved += item.reserved
+                entry.reservedWindow = item.reservedWindow
+                entries[item.fullKey] = entry
             }
         }
     }
 
     /// Runs sync rounds until cancelled, switching between cluster and fallback mode.
     func run(interval: Duration) async {
+        syncIntervalNanos.store(UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000),
+                                ordering: .relaxed)
         let modeGauge = (cluster: Gauge(label: "portcullis_ratelimit_mode", dimensions: [("mode", "cluster")]),
                          fallback: Gauge(label: "portcullis_ratelimit_mode", dimensions: [("mode", "fallback")]))
         let ok = Counter(label: "portcullis_ratelimit_sync_total", dimensions: [("outcome", "ok")])

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 /// Errors from the test fixtures, with enough context to act on them.
 public struct FixtureError: Error, CustomStringConvertible, Sendable {
@@ -11,26 +12,45 @@ public struct FixtureError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Free TCP ports on loopback for servers started by tests.
+///
+/// Ports come from 20000–32767, below Linux's ephemeral range (32768–60999): a port the kernel
+/// handed out for `bind(0)` is an ephemeral port, and by the time a slow fixture binds it
+/// (a cluster script starting several processes) an outgoing connection — wrk, a Redis client —
+/// may have taken it as its local port. Ports are never handed out twice by one test process.
 public enum FreePort {
-    /// Binds 127.0.0.1:0, reads the port the kernel picked and closes the socket again.
-    /// Another process may take the port before the caller binds it; fixtures retry on a bind failure.
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// A port that can be bound on 127.0.0.1 right now and was not handed out before.
     public static func allocate() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FixtureError("socket(): \(errnoDescription())") }
-        defer { close(fd) }
-        var address = loopbackAddress(port: 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        try run(count: 1)
+    }
+
+    /// The first of `count` consecutive such ports.
+    public static func run(count: Int) throws -> Int {
+        for _ in 0..<2000 {
+            let base = Int.random(in: 20000...(32767 - count))
+            let ports = base..<(base + count)
+            let claimed = handedOut.withLock { used -> Bool in
+                guard ports.allSatisfy({ !used.contains($0) }), ports.allSatisfy(isBindable) else { return false }
+                used.formUnion(ports)
+                return true
             }
+            if claimed { return base }
         }
-        guard bound == 0 else { throw FixtureError("bind(127.0.0.1:0): \(errnoDescription())") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw FixtureError("getsockname(): \(errnoDescription())") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        throw FixtureError("no \(count) free consecutive loopback ports found in 20000-32767")
+    }
+
+    /// Whether a listener could bind 127.0.0.1:`port` (with SO_REUSEADDR, like our servers).
+    static func isBindable(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = loopbackAddress(port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
     }
 }
 
