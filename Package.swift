@@ -2,8 +2,11 @@
 import PackageDescription
 
 // Swift 6 language mode (from the tools version) gives complete strict concurrency checking.
+// Release builds drop the dynamic exclusivity checks (they showed in request-path profiles);
+// debug builds and the tests keep them.
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
 let package = Package(

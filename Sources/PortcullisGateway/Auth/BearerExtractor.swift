@@ -42,18 +42,26 @@ enum BearerExtractor {
 
     /// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     static func isB64Token(_ text: Substring) -> Bool {
-        var seenPadding = false
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "="):
-                seenPadding = true
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
-                if seenPadding { return false }
-            default:
-                return false
-            }
+        // One pass over contiguous bytes (tokens are ~1 KB and checked on every request).
+        text.utf8.withContiguousStorageIfAvailable(isB64Token(bytes:)) ?? isB64Token(bytes: Array(text.utf8))
+    }
+
+    private static let allowed: [Bool] = (0..<256).map { byte in
+        switch UInt8(byte) {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+            true
+        default:
+            false
         }
-        return true
+    }
+
+    private static func isB64Token(bytes: some RandomAccessCollection<UInt8>) -> Bool {
+        var end = bytes.endIndex
+        while end > bytes.startIndex, bytes[bytes.index(before: end)] == UInt8(ascii: "=") { end = bytes.index(before: end) }
+        guard end > bytes.startIndex else { return false }
+        return allowed.withUnsafeBufferPointer { table in
+            bytes[bytes.startIndex..<end].allSatisfy { table[Int($0)] }
+        }
     }
 }

@@ -83,7 +83,7 @@ final class GatewayServer: Sendable {
         decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldCount = 256
-        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true,
+        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true,
                                              withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")

@@ -77,6 +77,38 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private var sawInformational = false
     /// Called when the channel closes or misbehaves while idle, so the pool can forget it.
     var onIdleClose: (() -> Void)?
+    /// No bytes either way for this long ends the exchange (or closes an idle pooled connection).
+    /// A lazy deadline rather than NIO's IdleStateHandler, which timestamps every read and write.
+    private let idleTimeout: TimeAmount
+    private var idleTimer: DeadlineTimer?
+    private weak var context: ChannelHandlerContext?
+
+    init(idleTimeout: TimeAmount) {
+        self.idleTimeout = idleTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        idleTimer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.idleTimedOut() }
+        idleTimer?.set(after: idleTimeout)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.stop()
+    }
+
+    private func idleTimedOut() {
+        if let delegate {
+            self.delegate = nil
+            delegate.upstreamFailed(.idleTimeout, responseStarted: responseStarted)
+        }
+        context?.close(promise: nil)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        idleTimer?.set(after: idleTimeout)
+        context.write(data, promise: promise)
+    }
 
     func beginExchange(delegate: any UpstreamExchangeDelegate) {
         self.delegate = delegate
@@ -88,6 +120,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        idleTimer?.set(after: idleTimeout)
         let part = unwrapInboundIn(data)
         guard let delegate else {
             // Bytes on an idle pooled connection: the upstream is out of step. Do not reuse it.
@@ -140,6 +173,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
+        idleTimer?.stop()
         if let delegate {
             self.delegate = nil
             delegate.upstreamFailed(responseStarted ? .closedMidResponse : .closedBeforeResponse, responseStarted: responseStarted)
@@ -165,17 +199,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            if let delegate {
-                self.delegate = nil
-                delegate.upstreamFailed(.idleTimeout, responseStarted: responseStarted)
-            }
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
+
 }
 
 /// A connection to one upstream target, owned by one event loop's pool.

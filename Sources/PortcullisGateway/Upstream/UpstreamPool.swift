@@ -62,8 +62,7 @@ final class UpstreamPool {
                         try sync.addHandler(handler)
                     }
                     try sync.addHTTPClientHandlers()
-                    try sync.addHandler(IdleStateHandler(allTimeout: settings.idleTimeout))
-                    try sync.addHandler(UpstreamHandler())
+                    try sync.addHandler(UpstreamHandler(idleTimeout: settings.idleTimeout))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
