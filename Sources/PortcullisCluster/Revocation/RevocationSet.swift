@@ -18,9 +18,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
     final class State: Sendable {
         let tokens: RevokedTokenTable
         let cutoffs: Cutoffs
+        /// Most clusters have no cut-offs; checking one flag spares copying three dictionaries.
+        let hasCutoffs: Bool
         init(tokens: RevokedTokenTable, cutoffs: Cutoffs) {
             self.tokens = tokens
             self.cutoffs = cutoffs
+            hasCutoffs = !(cutoffs.subjects.isEmpty && cutoffs.clients.isEmpty && cutoffs.keys.isEmpty)
         }
     }
 
@@ -48,6 +51,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
         if let jti = token.jwtID, current.tokens.expiry(of: RevokedTokenTable.fingerprint(jti)) != nil {
             return .revoked(detail: "the token has been revoked")
         }
+        guard current.hasCutoffs else { return .allowed }
         let cutoffs = current.cutoffs
         if !cutoffs.subjects.isEmpty, let subject = token.subject,
            let cutoff = cutoffs.subjects[token.issuer + "|" + subject] ?? cutoffs.subjects["*|" + subject],
@@ -76,8 +80,9 @@ public final class RevocationSet: RevocationCheck, Sendable {
     /// jti entries outlive the token's `exp` by this much, covering verification leeway.
     static let expiryGrace: Int64 = 300
 
-    /// Applies one change. jti entries that are already expired are skipped.
-    func apply(_ revocation: Revocation, now: Int64) {
+    /// Applies one change (the sync task does this for every event; public for benchmarks and
+    /// tools that build a set without Redis). jti entries that are already expired are skipped.
+    public func apply(_ revocation: Revocation, now: Int64) {
         switch revocation.kind {
         case .jti:
             guard revocation.operation == .add, revocation.until + Self.expiryGrace > now else { return }
@@ -126,11 +131,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     /// Replaces everything (a full resync).
-    func replaceAll(tokens: [(RevokedTokenTable.Fingerprint, Int64)], subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64], now: Int64) {
-        let table = RevokedTokenTable(expected: max(tokens.count, 1024))
-        for (fingerprint, expiry) in tokens where expiry + Self.expiryGrace > now {
-            table.insert(fingerprint, expiresAt: expiry)
-        }
+    func replaceAll(tokens table: RevokedTokenTable, subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64]) {
         let cutoffs = Cutoffs(subjects: subjects, clients: clients, keys: keys)
         let oldKeys = state.withLock { current -> Set<String> in
             let old = Set(current.cutoffs.keys.keys)
@@ -141,8 +142,11 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     /// Adds a snapshot to what is held (after Redis lost data): union of both.
-    func merge(tokens: [(RevokedTokenTable.Fingerprint, Int64)], subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64], now: Int64) {
-        addFingerprints(tokens, now: now)
+    func merge(tokens: RevokedTokenTable, subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64], now: Int64) {
+        var entries: [(RevokedTokenTable.Fingerprint, Int64)] = []
+        entries.reserveCapacity(tokens.count)
+        tokens.forEach { entries.append(($0, $1)) }
+        addFingerprints(entries, now: now)
         let newKeys: Set<String>? = state.withLock { current in
             var cutoffs = current.cutoffs
             cutoffs.subjects.merge(subjects) { max($0, $1) }

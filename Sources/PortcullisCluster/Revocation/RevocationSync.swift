@@ -64,40 +64,34 @@ actor RevocationSync {
         epoch = try head[1].get().string
         let now = Int64(Date().timeIntervalSince1970)
 
-        var tokens: [(RevokedTokenTable.Fingerprint, Int64)] = []
+        // Stream the snapshot straight into a new table: holding 1M parsed entries (or many
+        // pipelined pages of replies) at once would double the node's peak memory.
         let total = Int(try await client.send("ZCARD", RedisArgument(keys.revokedJTIs)).int ?? 0)
-        tokens.reserveCapacity(total)
+        let table = RevokedTokenTable(expected: max(total, 1024))
+        var loaded = 0
         var start = 0
-        while start < max(total, 1) {
-            // Pipelined pages: ZRANGE by index with scores (the expiry).
-            var pages: [[RedisArgument]] = []
-            for page in 0..<4 {
-                let from = start + page * snapshotPageSize
-                pages.append(["ZRANGE", RedisArgument(keys.revokedJTIs), RedisArgument(from), RedisArgument(from + snapshotPageSize - 1), "WITHSCORES"])
-            }
-            let replies = try await client.pipeline(pages)
-            var sawEmpty = false
-            for reply in replies {
-                let items = try reply.get().array ?? []
-                if items.isEmpty { sawEmpty = true }
-                var index = 0
-                while index + 1 < items.count {
-                    if case .bulkString(let jti) = items[index], let expiry = items[index + 1].int ?? items[index + 1].string.flatMap(Double.init).map(Int64.init) {
-                        tokens.append((RevokedTokenTable.fingerprint(jti), expiry))
-                    }
-                    index += 2
+        while start < total {
+            let reply = try await client.send("ZRANGE", RedisArgument(keys.revokedJTIs), RedisArgument(start), RedisArgument(start + snapshotPageSize - 1), "WITHSCORES")
+            let items = reply.array ?? []
+            if items.isEmpty { break }
+            var index = 0
+            while index + 1 < items.count {
+                if case .bulkString(let jti) = items[index], let expiry = items[index + 1].int ?? items[index + 1].string.flatMap(Double.init).map(Int64.init),
+                   expiry + RevocationSet.expiryGrace > now {
+                    if !table.insert(RevokedTokenTable.fingerprint(jti), expiresAt: expiry) { break }
+                    loaded += 1
                 }
+                index += 2
             }
-            start += 4 * snapshotPageSize
-            if sawEmpty { break }
+            start += snapshotPageSize
         }
         let subjects = try await hashOfCutoffs(keys.subjectCutoffs)
         let clients = try await hashOfCutoffs(keys.clientCutoffs)
         let revokedKeys = try await hashOfCutoffs(keys.revokedKeys)
         if merge {
-            set.merge(tokens: tokens, subjects: subjects, clients: clients, keys: revokedKeys, now: now)
+            set.merge(tokens: table, subjects: subjects, clients: clients, keys: revokedKeys, now: now)
         } else {
-            set.replaceAll(tokens: tokens, subjects: subjects, clients: clients, keys: revokedKeys, now: now)
+            set.replaceAll(tokens: table, subjects: subjects, clients: clients, keys: revokedKeys)
         }
         setApplied(s0)
         try await catchUpFromLog(allowResync: false)
@@ -105,7 +99,7 @@ actor RevocationSync {
         staleness.confirm()
         Counter(label: "portcullis_revocation_resyncs_total", dimensions: [("cause", cause)]).increment()
         logger.info("revocations synced", metadata: [
-            "cause": "\(cause)", "sequence": "\(applied)", "tokens": "\(tokens.count)",
+            "cause": "\(cause)", "sequence": "\(applied)", "tokens": "\(loaded)",
             "subjects": "\(subjects.count)", "clients": "\(clients.count)", "keys": "\(revokedKeys.count)",
             "duration_ms": "\((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000 + (ContinuousClock.now - started).components.seconds * 1000)",
         ])

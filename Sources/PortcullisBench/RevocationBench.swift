@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOPosix
+import PortcullisCluster
+import PortcullisJOSE
+import PortcullisRedis
+import PortcullisTestSupport
+
+/// `portcullis-bench revocations`: memory and lookup cost of a large revocation list on one node,
+/// and how long a node joining a cluster with that list takes to sync it from Redis.
+struct RevocationBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "revocations", abstract: "Revocation list memory, lookup cost and join-time sync.")
+
+    @Option(help: "Revoked jtis.") var entries = 1_000_000
+    @Option(help: "Lookups to time.") var lookups = 4_000_000
+
+    func run() async throws {
+        if ProcessInfo.processInfo.environment["PORTCULLIS_BIN"] == nil {
+            setenv("PORTCULLIS_BIN", PortcullisBinary.packageRoot + "/.build/release/portcullis", 1)
+        }
+        try inProcess()
+        try await joinSync()
+    }
+
+    static func rssKiB(_ pid: Int32 = getpid()) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
+        }
+        return -1
+    }
+
+    static func token(jti: String) -> VerifiedToken {
+        VerifiedToken(issuerName: "bench", issuer: "https://bench", subject: "user", jwtID: jti, clientID: "app", audiences: ["a"],
+                      scopes: [], expiresAt: Int64(Date().timeIntervalSince1970) + 3600, notBefore: nil, issuedAt: nil,
+                      keyID: "k", algorithm: .ES256, claims: [:])
+    }
+
+    func inProcess() throws {
+        print("== in-process: \(entries) revoked jtis ==")
+        let now = Int64(Date().timeIntervalSince1970)
+        let set = RevocationSet()
+        let before = Self.rssKiB()
+        var present: [VerifiedToken] = []
+        let started = ContinuousClock.now
+        for index in 0..<entries {
+            let jti = "jti-\(index)-\(UInt64.random(in: 0...UInt64.max))"
+            set.apply(Revocation(id: "r", operation: .add, kind: .jti, value: jti, issuer: nil, until: now + 3600,
+                                 createdAtMillis: 0, actor: "bench", reason: nil), now: now)
+            if index % 100 == 0 { present.append(Self.token(jti: jti)) }
+        }
+        let loaded = ContinuousClock.now - started
+        let after = Self.rssKiB()
+        print(String(format: "  extra RSS: %.1f MB for %d entries (%.1f bytes each); inserted in %@", Double(after - before) / 1024, entries,
+                     Double(after - before) * 1024 / Double(entries), "\(loaded)"))
+        let absent = (0..<present.count).map { Self.token(jti: "absent-\($0)-\(UInt64.random(in: 0...UInt64.max))") }
+        // The harness's own cost (reading a token out of the array) is measured and subtracted.
+        var sink = 0
+        let baselineClock = ContinuousClock()
+        let baselineStart = baselineClock.now
+        present.withUnsafeBufferPointer { buffer in
+            for index in 0..<lookups { sink &+= buffer[index % buffer.count].expiresAt == 0 ? 1 : 0 }
+        }
+        let baseline = Self.nanos(baselineClock.now - baselineStart) / Double(lookups)
+        for (label, tokens, expectRevoked) in [("revoked jti", present, true), ("not revoked", absent, false)] {
+            var revoked = 0
+            let clock = ContinuousClock()
+            let start = clock.now
+            tokens.withUnsafeBufferPointer { buffer in
+                // Borrow each token in place (`pointee`), as the request path does, instead of
+                // copying it out of the array (a copy retains its ten reference-counted fields).
+                let base = buffer.baseAddress!
+                for index in 0..<lookups {
+                    if case .revoked = set.check((base + index % buffer.count).pointee) { revoked += 1 }
+                }
+            }
+            let perLookup = Self.nanos(clock.now - start) / Double(lookups)
+            print(String(format: "  check(), %@: %.1f ns per request (%.1f ns with the harness's %.1f ns; %d lookups, %d revoked)",
+                         label, perLookup - baseline, perLookup, baseline, lookups, revoked))
+            precondition((revoked == lookups) == expectRevoked, "lookups gave wrong answers")
+        }
+        if sink == -1 { print(sink) }
+    }
+
+    static func nanos(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1e9 + Double(duration.components.attoseconds) / 1e9
+    }
+
+    func joinSync() async throws {
+        print("== a node joining a cluster with \(entries) revocations ==")
+        let redis = try await RedisServerFixture.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "bench"))
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        let keys = ClusterKeys(prefix: "portcullis:")
+
+        func startGateway() async throws -> (GatewayProcess, Duration) {
+            let started = ContinuousClock.now
+            let gateway = try await GatewayProcess.start(readyTimeout: .seconds(60)) { port, admin, _ in
+                """
+                listen: 127.0.0.1:\(port)
+                admin_listen: 127.0.0.1:\(admin)
+                event_loops: 1
+                cluster: {redis: \(redis.url), secret: \(Base64URL.encode(secret))}
+                routes: [{name: a, path_prefix: /, upstream: {targets: [127.0.0.1:9]}}]
+                """
+            }
+            return (gateway, ContinuousClock.now - started)
+        }
+        let (empty, _) = try await startGateway()
+        try await Task.sleep(for: .seconds(1))
+        let emptyRSS = Self.rssKiB(empty.process.pid)
+
+        let exp = Int64(Date().timeIntervalSince1970) + 3600
+        var batch: [[RedisArgument]] = []
+        for index in 0..<entries {
+            if batch.isEmpty || batch[batch.count - 1].count >= 2 + 2 * 1000 {
+                batch.append(["ZADD", RedisArgument(keys.revokedJTIs)])
+            }
+            batch[batch.count - 1] += [RedisArgument(exp), RedisArgument("jti-\(index)-\(UInt64.random(in: 0...UInt64.max))")]
+            if batch.count == 50 {
+                _ = try await client.pipeline(batch)
+                batch = []
+            }
+        }
+        if !batch.isEmpty { _ = try await client.pipeline(batch) }
+        _ = try await client.send("SET", RedisArgument(keys.revocationSequence), RedisArgument(entries))
+
+        let (joined, readyAfter) = try await startGateway()
+        try await Task.sleep(for: .seconds(1))
+        let syncLine = joined.process.output.split(separator: "\n").first { $0.contains("revocations synced") } ?? ""
+        let syncMillis = syncLine.split(separator: " ").first { $0.hasPrefix("duration_ms=") }.map { $0.dropFirst(12) } ?? "?"
+        let fullRSS = Self.rssKiB(joined.process.pid)
+        print("  sync of \(entries) entries: \(syncMillis) ms (from the node's log); process start to ready: \(readyAfter)")
+        print(String(format: "  gateway RSS: %.1f MB with the list vs %.1f MB without: +%.1f MB", Double(fullRSS) / 1024, Double(emptyRSS) / 1024,
+                     Double(fullRSS - emptyRSS) / 1024))
+        await empty.stop()
+        await joined.stop()
+        await client.close()
+        await redis.stop()
+        try? await group.shutdownGracefully()
+    }
+}
