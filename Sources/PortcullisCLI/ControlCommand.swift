@@ -1,11 +1,6 @@
 import ArgumentParser
-import Logging
-import Metrics
 import PortcullisConfig
 import PortcullisControl
-import PortcullisObservability
-import Prometheus
-import ServiceLifecycle
 
 struct ControlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,41 +13,16 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Path to the control plane's YAML configuration.")
     var config: String
 
-    @Option(name: .long, help: "Log format: text or json.")
-    var logFormat: LogFormat = .text
-
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
-
-    @Flag(name: .long, help: "Check the configuration and exit.")
-    var check = false
+    @OptionGroup var options: NodeOptions
 
     func run() async throws {
-        let parsed: ControlConfig
-        do {
-            parsed = try ControlConfig.load(file: config)
-        } catch {
-            printError("portcullis control: configuration error: \(error)")
-            throw ExitCode(2)
-        }
-        if check {
+        let parsed = try NodeProcess.load("control") { try ControlConfig.load(file: config) }
+        if options.check {
             print("configuration OK: \(parsed.issuers.count) issuers, \(parsed.adminCredentials.count) admin tokens, authorization server \(parsed.authorizationServer == nil ? "off" : "on")")
             return
         }
-        logFormat.bootstrap(level: logLevel)
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PortcullisMetricsFactory(registry: registry))
-        let logger = Logger(label: "portcullis.control")
-        let node = ControlNode(config: parsed, registry: registry, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: node)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            logger.critical("control plane stopped: \(error)")
-            throw ExitCode(1)
+        try await NodeProcess.run("control", options: options) { registry, logger in
+            ControlNode(config: parsed, registry: registry, logger: logger)
         }
     }
 }

@@ -176,11 +176,10 @@ struct Load {
     }
 }
 
-func eventually(timeout: Duration = .seconds(5), _ what: String, _ condition: () throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if (try? condition()) == true { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("not within \(timeout): \(what)")
+/// Polls `condition` until it holds; records an issue naming `what` if it never does.
+@discardableResult
+func eventually(timeout: Duration = .seconds(5), _ what: String, _ condition: () async throws -> Bool) async throws -> Bool {
+    let held = try await Poll.until(timeout: timeout, condition)
+    if !held { Issue.record("not within \(timeout): \(what)") }
+    return held
 }

@@ -141,14 +141,10 @@ func withCluster(redisPersistence: Bool = false, clusterKeys: Bool = false, rate
     await cluster.shutdown()
 }
 
-/// Polls `condition` every 20 ms for up to `timeout`; records an issue if it never holds.
+/// Polls `condition` until it holds; records an issue naming `what` if it never does.
 @discardableResult
 func eventually(timeout: Duration = .seconds(5), _ what: String, _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("not within \(timeout): \(what)")
-    return false
+    let held = try await Poll.until(timeout: timeout, condition)
+    if !held { Issue.record("not within \(timeout): \(what)") }
+    return held
 }

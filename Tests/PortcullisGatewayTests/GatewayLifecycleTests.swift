@@ -246,12 +246,7 @@ struct GatewayLifecycleTests {
     }
 }
 
-/// Polls `condition` every 50 ms for up to `timeout`.
+/// Polls `condition` until it holds; records an issue if it never does.
 func waitUntil(timeout: Duration = .seconds(5), _ condition: () throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    Issue.record("condition not met within \(timeout)")
+    if try await !Poll.until(timeout: timeout, condition) { Issue.record("condition not met within \(timeout)") }
 }

@@ -100,9 +100,9 @@ struct ConfigTests {
         #expect(policy.refreshDelay(maxAge: .seconds(5)) == .seconds(30))
         #expect(policy.refreshDelay(maxAge: .seconds(600)) == .seconds(600))
         #expect(policy.refreshDelay(maxAge: .seconds(86_400)) == .seconds(3600))
-        #expect(KeySetLoader.maxAge(["public, max-age=120"]) == .seconds(120))
-        #expect(KeySetLoader.maxAge(["no-cache"]) == .zero)
-        #expect(KeySetLoader.maxAge(["private"]) == nil)
+        #expect(JWKSDownloader.maxAge(["public, max-age=120"]) == .seconds(120))
+        #expect(JWKSDownloader.maxAge(["no-cache"]) == .zero)
+        #expect(JWKSDownloader.maxAge(["private"]) == nil)
         #expect(throws: ConfigError.self) { try JWKSRefreshPolicy(node: try .parse(yaml: "{min_interval: 2h, max_interval: 1h}")) }
     }
 

@@ -33,12 +33,7 @@ public struct KeySetRecord: Sendable, Equatable {
     var macFields: [String] { ["ks1", issuer, version, jwks, String(fetchedAtMillis)] }
 
     init?(hash: [RedisValue]) {
-        var map: [String: String] = [:]
-        var index = 0
-        while index + 1 < hash.count {
-            if let key = hash[index].string, let value = hash[index + 1].string { map[key] = value }
-            index += 2
-        }
+        let map = hash.hashFields()
         guard let issuer = map["issuer"], let jwks = map["jwks"], let version = map["version"],
               let fetched = map["fetched_ms"].flatMap(Int64.init), let mac = map["mac"] else { return nil }
         self.issuer = issuer

@@ -55,12 +55,7 @@ public struct NodeRecord: Sendable, Equatable {
     }
 
     init?(hash: [RedisValue]) {
-        var map: [String: String] = [:]
-        var index = 0
-        while index + 1 < hash.count {
-            if let key = hash[index].string, let value = hash[index + 1].string { map[key] = value }
-            index += 2
-        }
+        let map = hash.hashFields()
         guard let id = map["id"] else { return nil }
         self.id = id
         role = map["role"] ?? "gateway"

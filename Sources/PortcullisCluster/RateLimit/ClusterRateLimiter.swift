@@ -13,10 +13,10 @@ import Synchronization
 /// but never more than the sliding window has room for. Because every admission is reserved in
 /// Redis before it happens, the cluster as a whole cannot exceed the limit, however the load is
 /// spread (Kong #6724); because busy nodes ask for more, uneven load is not throttled early
-/// (Tyk #1244); rejected requests reserve nothing (Tyk #1876). A key new to a node gets a small
-/// local grant — its share of one sync interval's worth of the limit, at least 1 — so its first
-/// requests are not refused while the first sync is pending; that is the only admission not
-/// reserved in advance, and it is settled at the first sync.
+/// (Tyk #1244); rejected requests reserve nothing (Tyk #1876). A key new to a node starts with a
+/// small local grant (`minimumGrant`) so its first requests are not refused while the first sync
+/// is pending; that is the only admission not reserved in advance, and it is settled at the
+/// first sync.
 ///
 /// Redis unreachable → *fallback*: each node enforces limit / live nodes from its own counts,
 /// exports that mode, and what it admitted is added to Redis by the first sync after Redis
@@ -31,7 +31,9 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         var reserved: Int
         /// Admitted since the last sync.
         var used = 0
-        /// Recent admissions per sync interval (EWMA): what the next request for a grant asks.
+        /// Refused since the last sync (demand the grant did not cover).
+        var refused = 0
+        /// Recent demand per sync interval (EWMA of admitted + refused): what the next grant asks for.
         var rate: Double = 0
         /// Window index of the counter `reserved` sits in.
         var reservedWindow: UInt64
@@ -90,8 +92,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         return shard(for: fullKey).entries.withLock { entries in
             var entry = entries[fullKey] ?? {
                 let own = SlidingWindow(window: policy.window)
-                let perInterval = Double(policy.limit) * Double(syncIntervalNanos.load(ordering: .relaxed)) / Double(own.windowNanos)
-                return Entry(policy: policy, key: key, grant: max(1, Int((perInterval / Double(nodes)).rounded(.up))), reserved: 0,
+                return Entry(policy: policy, key: key, grant: Self.minimumGrant(policy, nodes: nodes), reserved: 0,
                              reservedWindow: now / own.windowNanos, own: own,
                              bucket: policy.burst.map { TokenBucket(capacity: $0, limit: policy.limit, window: policy.window, now: now) },
                              lastSeen: now)
@@ -117,12 +118,21 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
                 let remaining = Int(max(0, Double(policy.limit) - entry.clusterCount)) + entry.grant
                 decision = RateLimitDecision(allowed: true, limit: policy.limit, remaining: min(policy.limit, remaining), resetSeconds: 1)
             } else {
+                if bucketRoom { entry.refused += 1 }
                 let wait = bucketRoom ? entry.own.windowNanos / 10 : entry.bucket?.nanosUntilToken() ?? 0
                 decision = RateLimitDecision(allowed: false, limit: policy.limit, remaining: 0, resetSeconds: max(1, LocalRateLimiter.seconds(wait)))
             }
             entries[fullKey] = entry
             return decision
         }
+    }
+
+    /// The least a node holds for a key: 5 % of the limit split over the nodes (at least 1), so
+    /// a burst on a quiet key — a client's first few calls — is not refused between syncs. It is
+    /// also the start-up grant of a key new to the node, the one admission not reserved in Redis
+    /// beforehand, which bounds what a node can admit over the limit to 5 % / N.
+    static func minimumGrant(_ policy: RateLimitPolicy, nodes: Int) -> Int {
+        max(1, Int((Double(policy.limit) / Double(20 * max(1, nodes))).rounded(.up)))
     }
 
     private func admit(_ entry: inout Entry) {
@@ -154,6 +164,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         let fullKey: String
         let window: UInt64
         let used: Int
+        let demand: Int
         let reserved: Int
         let reservedWindow: UInt64
         let ask: Int
@@ -164,6 +175,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
     func sync(interval: Duration = .milliseconds(50)) async throws {
         let now = self.now()
         let intervalNanos = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
+        let nodes = liveNodes.load(ordering: .relaxed)
         var pending: [Pending] = []
         for shard in shards {
             shard.entries.withLock { entries in
@@ -178,12 +190,15 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
                     // Weight of the previous window at the time of the next sync (0 once past it).
                     let elapsed = min(1, Double(now % windowNanos + intervalNanos) / Double(windowNanos))
                     // An idle key only settles; it reserves nothing more.
-                    let ask = idle ? 0 : Int((entry.rate * 1.25).rounded(.up)) + 1
+                    // Ask for what this node was asked for lately: refusals count as demand, so a
+                    // node whose traffic grows gets a matching grant at the next sync.
+                    let demand = entry.used + entry.refused
+                    let ask = idle ? 0 : max(Self.minimumGrant(entry.policy, nodes: nodes), Int((max(entry.rate, Double(demand)) * 1.25).rounded(.up)) + 1)
                     let adjust = entry.used - entry.reserved
                     let policy = entry.policy
                     let current = keys.rateLimitWindow(policy: policy.name, key: entry.key, window: window)
                     pending.append(Pending(
-                        fullKey: fullKey, window: window, used: entry.used, reserved: entry.reserved, reservedWindow: entry.reservedWindow, ask: ask,
+                        fullKey: fullKey, window: window, used: entry.used, demand: demand, reserved: entry.reserved, reservedWindow: entry.reservedWindow, ask: ask,
                         arguments: [
                             "EVALSHA", RedisArgument(Self.grantScript.sha1), "3", RedisArgument(current),
                             RedisArgument(keys.rateLimitWindow(policy: policy.name, key: entry.key, window: window &- 1)),
@@ -193,6 +208,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
                         ]))
                     // Until the reply, admissions continue against what is left of the grant.
                     entry.used = 0
+                    entry.refused = 0
                     entry.reserved = 0
                     entries[fullKey] = entry
                 }
@@ -221,7 +237,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
             }
             shard(for: item.fullKey).entries.withLock { entries in
                 guard var entry = entries[item.fullKey] else { return }
-                entry.rate = 0.5 * entry.rate + 0.5 * Double(item.used)
+                entry.rate = 0.5 * entry.rate + 0.5 * Double(item.demand)
                 // Admissions since the snapshot used capacity the settlement gave back: they are
                 // charged to the new reservation (and stay in `used`, which it is settled against).
                 entry.grant = max(0, Int(grant) - entry.used)

@@ -120,14 +120,7 @@ public final class RevocationStore: Sendable {
 
     /// Node id → microseconds from the durable write to applied, for nodes that acknowledged live.
     public func propagation(sequence: Int64) async throws -> [String: Int64] {
-        let items = try await client.send("HGETALL", RedisArgument(keys.revocationAcks(sequence))).array ?? []
-        var result: [String: Int64] = [:]
-        var index = 0
-        while index + 1 < items.count {
-            if let node = items[index].string, let micros = items[index + 1].int { result[node] = micros }
-            index += 2
-        }
-        return result
+        (try await client.send("HGETALL", RedisArgument(keys.revocationAcks(sequence))).array ?? []).hashFields().compactMapValues { Int64($0) }
     }
 
     /// Removes log entries and jti data whose time has passed. Removing anything but an expired

@@ -107,16 +107,7 @@ actor RevocationSync {
     }
 
     private func hashOfCutoffs(_ key: String) async throws -> [String: Int64] {
-        let items = try await client.send("HGETALL", RedisArgument(key)).array ?? []
-        var result: [String: Int64] = [:]
-        var index = 0
-        while index + 1 < items.count {
-            if let field = items[index].string, let value = items[index + 1].int {
-                result[field] = value
-            }
-            index += 2
-        }
-        return result
+        (try await client.send("HGETALL", RedisArgument(key)).array ?? []).hashFields().compactMapValues { Int64($0) }
     }
 
     // MARK: Incremental

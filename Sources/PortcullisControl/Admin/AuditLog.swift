@@ -57,16 +57,12 @@ struct AuditLog: Sendable {
             guard let pair = item.array, pair.count == 2, let id = pair[0].string, let flat = pair[1].array else { continue }
             var object: [String: JSONValue] = ["id": .string(id)]
             var details: [String: JSONValue] = [:]
-            var index = 0
-            while index + 1 < flat.count {
-                if let key = flat[index].string, let value = flat[index + 1].string {
-                    switch key {
-                    case "at_ms", "status": object[key] = Int64(value).map(JSONValue.integer) ?? .string(value)
-                    case _ where key.hasPrefix("detail."): details[String(key.dropFirst(7))] = .string(value)
-                    default: object[key] = .string(value)
-                    }
+            for (key, value) in flat.hashFields() {
+                switch key {
+                case "at_ms", "status": object[key] = Int64(value).map(JSONValue.integer) ?? .string(value)
+                case _ where key.hasPrefix("detail."): details[String(key.dropFirst(7))] = .string(value)
+                default: object[key] = .string(value)
                 }
-                index += 2
             }
             object["details"] = .object(details)
             result.append(.object(object))

@@ -114,10 +114,8 @@ actor SigningKeyRing {
         let flat = try await client.send("HGETALL", RedisArgument(keys.authorizationServerKeys)).array ?? []
         var next: [String: Loaded] = [:]
         var undecryptable: [String] = []
-        var index = 0
-        while index + 1 < flat.count {
-            defer { index += 2 }
-            guard let text = flat[index + 1].string, let record = SigningKeyRecord(json: text) else { continue }
+        for text in flat.hashFields().values {
+            guard let record = SigningKeyRecord(json: text) else { continue }
             if let existing = ring[record.kid], existing.record.sealed == record.sealed {
                 next[record.kid] = Loaded(record: record, key: existing.key)
                 continue

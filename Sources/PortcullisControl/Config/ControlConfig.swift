@@ -9,9 +9,9 @@ public struct ControlConfig: Sendable {
     public var file: String
     public var nodeID: String
     /// Public listener: the authorization server's endpoints and `/healthz`.
-    public var listen: ListenAddress
+    public var listen: HostPort
     /// Admin listener: `/v1/...` and `/metrics`. Loopback by default.
-    public var adminListen: ListenAddress
+    public var adminListen: HostPort
     public var cluster: ClusterConfig
     public var adminCredentials: [AdminCredential]
     /// External issuers whose key sets this control plane fetches and publishes to the cluster.
@@ -33,8 +33,8 @@ public struct ControlConfig: Sendable {
         self.file = file
         var map = try node.mapping()
         nodeID = try map.optional("node_id")?.nonEmptyString() ?? "control-" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "1")
-        listen = try map.optional("listen").map(ListenAddress.init(node:)) ?? ListenAddress(host: "127.0.0.1", port: 9000)
-        adminListen = try map.optional("admin_listen").map(ListenAddress.init(node:)) ?? ListenAddress(host: "127.0.0.1", port: 9001)
+        listen = try map.optional("listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9000)
+        adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9001)
         cluster = try ClusterConfig(node: map.required("cluster"), baseDirectory: baseDirectory)
         adminCredentials = try AdminCredential.list(from: map.required("admin_tokens"))
         authorizationServer = try map.optional("authorization_server").map { try AuthorizationServerConfig(node: $0, baseDirectory: baseDirectory) }

@@ -108,46 +108,6 @@ public struct GatewayConfig: Sendable {
     }
 }
 
-/// A `host:port` pair. IPv6 hosts are written in brackets: `[::1]:8080`.
-public struct HostPort: Sendable, Hashable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    init(node: ConfigNode) throws {
-        guard let parsed = HostPort(parsing: try node.string()) else {
-            throw node.error("expected host:port, e.g. 127.0.0.1:8080")
-        }
-        self = parsed
-    }
-
-    /// Parses `host:port` or `[v6]:port`.
-    public init?(parsing text: String) {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
-            portText = rest.dropFirst()
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
-        }
-        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
-        self.host = String(host)
-        self.port = port
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
 /// Certificate and key for the public listener; re-read on SIGHUP.
 public struct ListenerTLSConfig: Sendable {
     public var certificateChain: String

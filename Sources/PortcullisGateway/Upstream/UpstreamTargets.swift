@@ -1,3 +1,4 @@
+import PortcullisConfig
 import NIOCore
 import Synchronization
 

@@ -29,9 +29,6 @@ public final class KeySetLoader: Sendable {
         "portcullis_keyset_age_seconds": "Seconds since the issuer's key set was last loaded successfully.",
     ]
 
-    /// The largest JWKS or discovery document accepted.
-    public static let maxDocumentBytes = 1 << 20
-
     private struct RemoteState {
         var lastSuccess: ContinuousClock.Instant?
         var nextRefresh: ContinuousClock.Instant
@@ -43,7 +40,7 @@ public final class KeySetLoader: Sendable {
 
     private let issuers: [IssuerConfig]
     private let store: KeySetStore
-    private let httpClient: HTTPClient
+    private let downloader: JWKSDownloader
     private let logger: Logger
     private let state: Mutex<[String: RemoteState]>
     private let clock = ContinuousClock()
@@ -52,7 +49,7 @@ public final class KeySetLoader: Sendable {
     public init(issuers: [IssuerConfig], store: KeySetStore, httpClient: HTTPClient? = nil, logger: Logger) {
         self.issuers = issuers
         self.store = store
-        self.httpClient = httpClient ?? HTTPClient.shared
+        self.downloader = JWKSDownloader(httpClient: httpClient ?? HTTPClient.shared, logger: logger)
         self.logger = logger
         let start = ContinuousClock.now
         var remote: [String: RemoteState] = [:]
@@ -69,7 +66,7 @@ public final class KeySetLoader: Sendable {
     /// Loads file-based and configured-secret issuers (a failure throws), then tries each remote
     /// issuer once (a failure is logged; ``run()`` keeps retrying).
     public func loadInitial() async throws {
-        try loadLocal()
+        try await loadLocal()
         await withTaskGroup(of: Void.self) { group in
             for issuer in issuers where issuer.isRemote {
                 group.addTask { _ = await self.fetch(issuer, trigger: "initial") }
@@ -79,26 +76,21 @@ public final class KeySetLoader: Sendable {
 
     /// Re-reads `jwks_file` issuers (e.g. on SIGHUP). On error the previous sets stay.
     public func reload() async throws {
-        try loadLocal()
+        try await loadLocal()
     }
 
-    private func loadLocal() throws {
+    private func loadLocal() async throws {
         for issuer in issuers {
             switch issuer.keySource {
             case .jwksFile(let path):
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw JWKError("issuer \(issuer.name): cannot read JWKS file \(path)")
-                }
-                let bytes = [UInt8](data)
-                let set: JWKSet
+                let document: JWKSDownloader.Document
                 do {
-                    set = try JWKSet.parse(bytes, issuer: issuer, logger: logger)
+                    document = try await downloader.download(issuer)
                 } catch {
-                    throw JWKError("issuer \(issuer.name): \(path): \(error.description)")
+                    throw JWKError("issuer \(issuer.name): \(path): \(error.message)")
                 }
-                guard set.count > 0 else { throw JWKError("issuer \(issuer.name): \(path) holds no usable key") }
-                store.replace(issuerName: issuer.name, keySet: set, version: Self.version(of: bytes, etag: nil))
-                logger.info("JWKS loaded", metadata: ["issuer": "\(issuer.name)", "keys": "\(set.count)", "file": "\(path)"])
+                store.replace(issuerName: issuer.name, keySet: document.keySet, version: document.version)
+                logger.info("JWKS loaded", metadata: ["issuer": "\(issuer.name)", "keys": "\(document.keySet.count)", "file": "\(path)"])
             case .none where !issuer.hmacKeys.isEmpty:
                 let set = JWKSet.configuredKeys(of: issuer)
                 store.replace(issuerName: issuer.name, keySet: set, version: "config")
@@ -202,13 +194,11 @@ public final class KeySetLoader: Sendable {
             guard claimed else { return false }
         }
         state.withLock { $0[issuer.name]?.fetches += 1 }
-        let outcome: FetchOutcome
+        let outcome: Result<JWKSDownloader.Document, JWKSDownloader.Failure>
         do {
-            outcome = .success(try await download(issuer))
-        } catch let failure as FetchFailure {
-            outcome = .failure(failure)
+            outcome = .success(try await downloader.download(issuer))
         } catch {
-            outcome = .failure(FetchFailure(outcome: "network_error", message: "\(error)"))
+            outcome = .failure(error)
         }
         let now = clock.now
         switch outcome {
@@ -236,94 +226,6 @@ public final class KeySetLoader: Sendable {
             return false
         }
     }
-
-    private enum FetchOutcome {
-        case success(Fetched)
-        case failure(FetchFailure)
-    }
-
-    private struct Fetched {
-        let keySet: JWKSet
-        let version: String
-        let maxAge: Duration?
-    }
-
-    private struct FetchFailure: Error {
-        let outcome: String
-        let message: String
-    }
-
-    private func download(_ issuer: IssuerConfig) async throws -> Fetched {
-        let jwksURL: String
-        switch issuer.keySource {
-        case .jwksURI(let url):
-            jwksURL = url
-        case .discovery(let url):
-            let body = try await get(url).body
-            let document: JSONValue
-            do { document = try JOSEJSONReader.parse(body) } catch {
-                throw FetchFailure(outcome: "invalid", message: "discovery document: \(error)")
-            }
-            // OpenID Connect Discovery §4.3: the document's issuer must be exactly the configured one.
-            guard document["issuer"]?.stringValue?.utf8.elementsEqual(issuer.issuer.utf8) == true else {
-                throw FetchFailure(outcome: "invalid", message: "discovery document names a different issuer")
-            }
-            guard let uri = document["jwks_uri"]?.stringValue,
-                  uri.hasPrefix("https://") || (uri.hasPrefix("http://") && IssuerConfig.isLoopbackHost(String(uri.dropFirst(7)))) else {
-                throw FetchFailure(outcome: "invalid", message: "discovery document has no https jwks_uri")
-            }
-            jwksURL = uri
-        default:
-            throw FetchFailure(outcome: "invalid", message: "issuer has no remote key source")
-        }
-        let (body, etag, cacheControl) = try await get(jwksURL)
-        let keySet: JWKSet
-        do {
-            keySet = try JWKSet.parse(body, issuer: issuer, logger: logger)
-        } catch {
-            throw FetchFailure(outcome: "invalid", message: "\(error)")
-        }
-        guard keySet.count > 0 else { throw FetchFailure(outcome: "invalid", message: "no usable key in the JWK set") }
-        return Fetched(keySet: keySet, version: Self.version(of: body, etag: etag), maxAge: Self.maxAge(cacheControl))
-    }
-
-    private func get(_ url: String) async throws -> (body: [UInt8], etag: String?, cacheControl: [String]) {
-        var request = HTTPClientRequest(url: url)
-        request.headers.add(name: "accept", value: "application/json")
-        let response: HTTPClientResponse
-        do {
-            response = try await httpClient.execute(request, timeout: .seconds(10))
-        } catch {
-            throw FetchFailure(outcome: "network_error", message: "\(error)")
-        }
-        guard response.status == .ok else {
-            throw FetchFailure(outcome: "http_error", message: "HTTP \(response.status.code) from \(url)")
-        }
-        do {
-            let body = try await response.body.collect(upTo: Self.maxDocumentBytes)
-            return (Array(body.readableBytesView), response.headers.first(name: "etag"), response.headers[canonicalForm: "cache-control"].map(String.init))
-        } catch {
-            throw FetchFailure(outcome: "network_error", message: "reading the body: \(error)")
-        }
-    }
-
-    /// `max-age` from Cache-Control directives; `no-cache`/`no-store` count as zero.
-    static func maxAge(_ directives: [String]) -> Duration? {
-        var result: Duration?
-        for directive in directives.flatMap({ $0.split(separator: ",") }) {
-            let trimmed = directive.trimmingCharacters(in: .whitespaces).lowercased()
-            if trimmed == "no-cache" || trimmed == "no-store" { return .zero }
-            if trimmed.hasPrefix("max-age="), let seconds = Int(trimmed.dropFirst("max-age=".count)), seconds >= 0 {
-                result = .seconds(seconds)
-            }
-        }
-        return result
-    }
-
-    static func version(of body: [UInt8], etag: String?) -> String {
-        if let etag, !etag.isEmpty { return etag }
-        return "sha256:" + SHA256.hash(data: body).prefix(8).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
-    }
 }
 
 extension IssuerConfig {
@@ -336,8 +238,3 @@ extension IssuerConfig {
     }
 }
 
-private extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}

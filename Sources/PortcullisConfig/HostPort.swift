@@ -1,7 +1,5 @@
-import PortcullisConfig
-
-/// A `host:port` a listener binds to. IPv6 hosts are written in brackets: `[::1]:9001`.
-public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+/// A `host:port` pair (listeners, upstream targets). IPv6 hosts are written in brackets: `[::1]:9001`.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
 
@@ -10,8 +8,9 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    init(node: ConfigNode) throws {
-        guard let parsed = ListenAddress(parsing: try node.string()) else {
+    /// Reads a `host:port` value; the error names the file, line and key.
+    public init(node: ConfigNode) throws {
+        guard let parsed = HostPort(parsing: try node.string()) else {
             throw node.error("expected host:port, e.g. 127.0.0.1:9001")
         }
         self = parsed

@@ -1,0 +1,56 @@
+import ArgumentParser
+import Logging
+import Metrics
+import PortcullisObservability
+import Prometheus
+import ServiceLifecycle
+
+/// Options every long-running node command takes.
+struct NodeOptions: ParsableArguments {
+    @Option(name: .long, help: "Log format: text or json.")
+    var logFormat: LogFormat = .text
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    @Flag(name: .long, help: "Check the configuration and exit.")
+    var check = false
+}
+
+/// How a node process starts and stops, the same for gateways and control planes: a config that
+/// fails to load exits 2 with file:line:key; logging and metrics are bootstrapped once; the node
+/// runs as a swift-service-lifecycle service that SIGTERM and SIGINT stop gracefully.
+enum NodeProcess {
+    /// Loads the configuration or exits 2 with the error.
+    static func load<Config>(_ role: String, _ body: () throws -> Config) throws -> Config {
+        do {
+            return try body()
+        } catch {
+            printError("portcullis \(role): configuration error: \(error)")
+            throw ExitCode(2)
+        }
+    }
+
+    /// Bootstraps logging and metrics, then runs the service built by `makeService` until a
+    /// shutdown signal; a failure exits 1 after logging it.
+    static func run(_ role: String, options: NodeOptions,
+                    makeService: (_ registry: PrometheusCollectorRegistry, _ logger: Logger) -> any Service) async throws {
+        options.logFormat.bootstrap(level: options.logLevel)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PortcullisMetricsFactory(registry: registry))
+        let logger = Logger(label: "portcullis.\(role)")
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: makeService(registry, logger))],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("\(role) stopped: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension LogFormat: ExpressibleByArgument {}
+extension Logger.Level: @retroactive ExpressibleByArgument {}

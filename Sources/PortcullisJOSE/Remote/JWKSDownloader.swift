@@ -1,0 +1,128 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+
+/// Gets an issuer's JWK set — from its `jwks_file`, `jwks_uri` or OIDC discovery document — as
+/// the document itself and as parsed keys, with the server's `Cache-Control: max-age`.
+/// Shared by `KeySetLoader` (a node fetching for itself) and the control plane (which publishes
+/// the document to the cluster verbatim, so every node parses the same bytes the MAC covers).
+public struct JWKSDownloader: Sendable {
+    /// Why a download failed; `outcome` is the label of `portcullis_jwks_fetch_total`.
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        /// `http_error`, `network_error` or `invalid`.
+        public var outcome: String
+        public var message: String
+        public var description: String { "\(outcome): \(message)" }
+
+        public init(outcome: String, message: String) {
+            self.outcome = outcome
+            self.message = message
+        }
+    }
+
+    /// A downloaded key set.
+    public struct Document: Sendable {
+        public var body: [UInt8]
+        public var text: String
+        public var keySet: JWKSet
+        /// `Cache-Control: max-age` (`no-cache`/`no-store` count as zero), when the server gave one.
+        public var maxAge: Duration?
+        /// The server's ETag, else a hash of the body: changes exactly when the set does.
+        public var version: String
+    }
+
+    /// Larger documents are refused.
+    public static let maxDocumentBytes = 1 << 20
+    let httpClient: HTTPClient
+    let logger: Logger?
+
+    public init(httpClient: HTTPClient, logger: Logger?) {
+        self.httpClient = httpClient
+        self.logger = logger
+    }
+
+    public func download(_ issuer: IssuerConfig) async throws(Failure) -> Document {
+        let body: [UInt8]
+        var maxAge: Duration?
+        var etag: String?
+        switch issuer.keySource {
+        case .jwksFile(let path):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw Failure(outcome: "invalid", message: "cannot read \(path)")
+            }
+            body = Array(data)
+        case .jwksURI(let url):
+            (body, maxAge, etag) = try await get(url)
+        case .discovery(let url):
+            let discoveryBody = try await get(url).body
+            let document: JSONValue
+            do { document = try JOSEJSONReader.parse(discoveryBody) } catch {
+                throw Failure(outcome: "invalid", message: "discovery document: \(error)")
+            }
+            // OpenID Connect Discovery §4.3: the document must name exactly the configured issuer.
+            guard document["issuer"]?.stringValue?.utf8.elementsEqual(issuer.issuer.utf8) == true else {
+                throw Failure(outcome: "invalid", message: "discovery document names a different issuer")
+            }
+            guard let uri = document["jwks_uri"]?.stringValue,
+                  uri.hasPrefix("https://") || (uri.hasPrefix("http://") && IssuerConfig.isLoopbackHost(String(uri.dropFirst(7)))) else {
+                throw Failure(outcome: "invalid", message: "discovery document has no https (or loopback http) jwks_uri")
+            }
+            (body, maxAge, etag) = try await get(uri)
+        case .none:
+            throw Failure(outcome: "invalid", message: "issuer has no key source")
+        }
+        let keySet: JWKSet
+        do {
+            keySet = try JWKSet.parse(body, issuer: issuer, logger: logger)
+        } catch {
+            throw Failure(outcome: "invalid", message: "\(error)")
+        }
+        guard keySet.count > 0 else { throw Failure(outcome: "invalid", message: "no usable key in the JWK set") }
+        guard let text = String(validating: body, as: UTF8.self) else { throw Failure(outcome: "invalid", message: "JWKS is not UTF-8") }
+        return Document(body: body, text: text, keySet: keySet, maxAge: maxAge, version: Self.version(of: body, etag: etag))
+    }
+
+    private func get(_ url: String) async throws(Failure) -> (body: [UInt8], maxAge: Duration?, etag: String?) {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "accept", value: "application/json")
+        let response: HTTPClientResponse
+        do {
+            response = try await httpClient.execute(request, timeout: .seconds(10))
+        } catch {
+            throw Failure(outcome: "network_error", message: "\(url): \(error)")
+        }
+        guard response.status == .ok else {
+            throw Failure(outcome: "http_error", message: "HTTP \(response.status.code) from \(url)")
+        }
+        do {
+            let body = try await response.body.collect(upTo: Self.maxDocumentBytes)
+            return (Array(body.readableBytesView), Self.maxAge(response.headers[canonicalForm: "cache-control"].map(String.init)),
+                    response.headers.first(name: "etag"))
+        } catch {
+            throw Failure(outcome: "network_error", message: "reading the body from \(url): \(error)")
+        }
+    }
+
+    /// `max-age` from Cache-Control directives; `no-cache`/`no-store` count as zero.
+    static func maxAge(_ directives: [String]) -> Duration? {
+        var result: Duration?
+        for directive in directives.flatMap({ $0.split(separator: ",") }) {
+            let trimmed = directive.trimmingCharacters(in: .whitespaces).lowercased()
+            if trimmed == "no-cache" || trimmed == "no-store" { return .zero }
+            if trimmed.hasPrefix("max-age="), let seconds = Int(trimmed.dropFirst("max-age=".count)), seconds >= 0 {
+                result = .seconds(seconds)
+            }
+        }
+        return result
+    }
+
+    static func version(of body: [UInt8], etag: String?) -> String {
+        if let etag, !etag.isEmpty { return etag }
+        return "sha256:" + SHA256.hash(data: body).prefix(8).map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
+    }
+}
