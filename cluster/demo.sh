@@ -85,7 +85,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Auth-Subject: admin" "$(gate
 
 # ---------------------------------------------------------------------------------------------
 step "3. Revoke the token cluster-wide and wait until every gateway applied it"
-if "$PORTCULLIS_BIN" admin revoke --jti "$jti" --exp "$exp" --reason "demo" --wait; then
+if "$PORTCULLIS_BIN" admin revoke --jti="$jti" --exp "$exp" --reason "demo" --wait; then
     ok "the control plane confirmed that every live gateway applied the revocation (times above)"
 else
     fail "revocation was not applied everywhere in time"
@@ -109,7 +109,7 @@ old_token=$(get_token "orders:read")
 old_kid=$(jwt_field "$old_token" header kid)
 load_pids=()
 for i in $(seq 1 "$GATEWAYS"); do
-    wrk -t1 -c4 -d8s -H "Authorization: Bearer $old_token" "$(gateway "$i")/orders/rotation" >"$CLUSTER_DIR/rotation-$i.txt" 2>&1 &
+    wrk -t1 -c4 -d8s --timeout 10s -H "Authorization: Bearer $old_token" "$(gateway "$i")/orders/rotation" >"$CLUSTER_DIR/rotation-$i.txt" 2>&1 &
     load_pids+=($!)
 done
 sleep 1
@@ -141,7 +141,7 @@ limit_token=$(get_token "orders:read")
 sleep 1.5
 load_pids=()
 for i in $(seq 1 "$GATEWAYS"); do
-    wrk -t1 -c4 -d5s -H "Authorization: Bearer $limit_token" "$(gateway "$i")/limited/x" >"$CLUSTER_DIR/limit-$i.txt" 2>&1 &
+    wrk -t1 -c4 -d5s --timeout 10s -H "Authorization: Bearer $limit_token" "$(gateway "$i")/limited/x" >"$CLUSTER_DIR/limit-$i.txt" 2>&1 &
     load_pids+=($!)
 done
 wait "${load_pids[@]}"

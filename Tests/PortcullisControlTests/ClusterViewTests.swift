@@ -74,7 +74,7 @@ extension ControlPlaneTests {
             // The CLI prints per-node propagation.
             let other = try cluster.clientCredentials().access
             let otherJTI = try #require(claims(of: other)["jti"] as? String)
-            let cli = try runCommand(PortcullisBinary.path, ["admin", "revoke", "--jti", otherJTI, "--wait", "--endpoint", control.adminURL],
+            let cli = try runCommand(PortcullisBinary.path, ["admin", "revoke", "--jti=\(otherJTI)", "--wait", "--endpoint", control.adminURL],
                                      environment: ["PORTCULLIS_ADMIN_TOKEN": ControlCluster.adminToken])
             #expect(cli.status == 0, "\(cli.stderr)")
             #expect(cli.stdout.contains("2/2 live gateways applied it"))
