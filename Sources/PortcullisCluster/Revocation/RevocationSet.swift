@@ -3,8 +3,8 @@ import PortcullisJOSE
 import Synchronization
 
 /// A node's copy of the cluster's revocations and the one place that decides whether a verified
-/// token is revoked. Lookups (every request, cached tokens included) take one uncontended lock to
-/// read the current state reference; the jti lookup itself is lock-free.
+/// token is revoked. Lookups (every request, cached tokens included) take no lock: the current
+/// state comes from `PublishedValue` and the jti table is probed with atomic loads.
 public final class RevocationSet: RevocationCheck, Sendable {
     /// Cut-offs and revoked keys: small, replaced as a whole on change.
     struct Cutoffs: Sendable {
@@ -27,7 +27,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
         }
     }
 
-    private let state: Mutex<State>
+    private let state: PublishedValue<State>
     private let staleness: StalenessClock
     private let onKeysChanged: @Sendable (Set<String>) -> Void
 
@@ -36,7 +36,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     ///   - onKeysChanged: told the revoked kids (as `issuer|kid`) whenever they change, to drop
     ///     those keys from the key sets.
     public init(staleness: StalenessClock = StalenessClock(limit: nil), onKeysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }) {
-        state = Mutex(State(tokens: RevokedTokenTable(expected: 1024), cutoffs: Cutoffs()))
+        state = PublishedValue(State(tokens: RevokedTokenTable(expected: 1024), cutoffs: Cutoffs()))
         self.staleness = staleness
         self.onKeysChanged = onKeysChanged
     }
@@ -47,12 +47,18 @@ public final class RevocationSet: RevocationCheck, Sendable {
         if let age = staleness.exceededAge() {
             return .stale(detail: "revocation state is \(age) s old; refusing authenticated requests until it is confirmed")
         }
-        let current = state.withLock { $0 }
-        if let jti = token.jwtID, current.tokens.expiry(of: RevokedTokenTable.fingerprint(jti)) != nil {
-            return .revoked(detail: "the token has been revoked")
+        // The common path captures only the fingerprint: a closure capturing the whole token
+        // copied its ten reference-counted fields on every request (seen in profiles).
+        let fingerprint = token.jwtID.map(RevokedTokenTable.fingerprint)
+        let (jtiRevoked, hasCutoffs) = state.read { current in
+            (fingerprint.map { current.tokens.expiry(of: $0) != nil } ?? false, current.hasCutoffs)
         }
-        guard current.hasCutoffs else { return .allowed }
-        let cutoffs = current.cutoffs
+        if jtiRevoked { return .revoked(detail: "the token has been revoked") }
+        guard hasCutoffs else { return .allowed }
+        return Self.checkCutoffs(token, state.value.cutoffs)
+    }
+
+    private static func checkCutoffs(_ token: VerifiedToken, _ cutoffs: Cutoffs) -> RevocationVerdict {
         if !cutoffs.subjects.isEmpty, let subject = token.subject,
            let cutoff = cutoffs.subjects[token.issuer + "|" + subject] ?? cutoffs.subjects["*|" + subject],
            Self.issuedBefore(token, cutoff) {
@@ -89,7 +95,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             addTokens([(revocation.value, revocation.until)], now: now)
         case .subject, .client, .key:
             var keysChanged = false
-            let newKeys: Set<String> = state.withLock { current in
+            let newKeys: Set<String> = state.update { current in
                 var cutoffs = current.cutoffs
                 let key = revocation.scopedValue
                 switch (revocation.kind, revocation.operation) {
@@ -102,8 +108,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
                     cutoffs.keys[key] = revocation.until
                 case (.key, .delete), (.jti, _): break
                 }
-                current = State(tokens: current.tokens, cutoffs: cutoffs)
-                return Set(cutoffs.keys.keys)
+                return (State(tokens: current.tokens, cutoffs: cutoffs), Set(cutoffs.keys.keys))
             }
             if keysChanged { onKeysChanged(newKeys) }
         }
@@ -115,7 +120,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     func addFingerprints(_ entries: [(RevokedTokenTable.Fingerprint, Int64)], now: Int64) {
-        var table = state.withLock { $0.tokens }
+        var table = state.value.tokens
         var grown = false
         for (fingerprint, expiry) in entries where expiry + Self.expiryGrace > now {
             if !table.insert(fingerprint, expiresAt: expiry) {
@@ -126,18 +131,14 @@ public final class RevocationSet: RevocationCheck, Sendable {
         }
         if grown {
             let newTable = table
-            state.withLock { $0 = State(tokens: newTable, cutoffs: $0.cutoffs) }
+            state.update { (State(tokens: newTable, cutoffs: $0.cutoffs), ()) }
         }
     }
 
     /// Replaces everything (a full resync).
     func replaceAll(tokens table: RevokedTokenTable, subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64]) {
         let cutoffs = Cutoffs(subjects: subjects, clients: clients, keys: keys)
-        let oldKeys = state.withLock { current -> Set<String> in
-            let old = Set(current.cutoffs.keys.keys)
-            current = State(tokens: table, cutoffs: cutoffs)
-            return old
-        }
+        let oldKeys = state.update { current in (State(tokens: table, cutoffs: cutoffs), Set(current.cutoffs.keys.keys)) }
         if oldKeys != Set(keys.keys) { onKeysChanged(Set(keys.keys)) }
     }
 
@@ -147,30 +148,29 @@ public final class RevocationSet: RevocationCheck, Sendable {
         entries.reserveCapacity(tokens.count)
         tokens.forEach { entries.append(($0, $1)) }
         addFingerprints(entries, now: now)
-        let newKeys: Set<String>? = state.withLock { current in
+        let newKeys: Set<String>? = state.update { current in
             var cutoffs = current.cutoffs
             cutoffs.subjects.merge(subjects) { max($0, $1) }
             cutoffs.clients.merge(clients) { max($0, $1) }
             let before = cutoffs.keys.count
             cutoffs.keys.merge(keys) { max($0, $1) }
-            current = State(tokens: current.tokens, cutoffs: cutoffs)
-            return cutoffs.keys.count != before ? Set(cutoffs.keys.keys) : nil
+            return (State(tokens: current.tokens, cutoffs: cutoffs), cutoffs.keys.count != before ? Set(cutoffs.keys.keys) : nil)
         }
         if let newKeys { onKeysChanged(newKeys) }
     }
 
     /// Drops expired jti entries (rebuilds the table when enough expired).
     func prune(now: Int64) {
-        let table = state.withLock { $0.tokens }
+        let table = state.value.tokens
         let compacted = table.compacted(now: now - Self.expiryGrace)
         if compacted.count < table.count {
-            state.withLock { $0 = State(tokens: compacted, cutoffs: $0.cutoffs) }
+            state.update { (State(tokens: compacted, cutoffs: $0.cutoffs), ()) }
         }
     }
 
     /// Entry counts by kind, for metrics and the admin API.
     public var counts: (tokens: Int, subjects: Int, clients: Int, keys: Int) {
-        let current = state.withLock { $0 }
+        let current = state.value
         return (current.tokens.count, current.cutoffs.subjects.count, current.cutoffs.clients.count, current.cutoffs.keys.count)
     }
 }
