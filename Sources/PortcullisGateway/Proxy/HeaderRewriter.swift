@@ -4,6 +4,12 @@ import PortcullisJOSE
 /// Builds the request the upstream sees and the response the client sees. Pure functions over a
 /// per-route `Policy` computed once, so the security-relevant parts (identity spoofing, hop-by-hop
 /// stripping) are unit-tested in isolation and the request path does no set building.
+///
+/// Every header the gateway writes is valid by construction, which is why NIO's outbound header
+/// validation is switched off on both sides: forwarded fields were parsed (and validated) by NIO's
+/// decoder; configured `set` fields are checked when the config loads; claim values have control
+/// characters replaced (`claimValue`); error descriptions in challenges are reduced to printable
+/// ASCII (`ErrorResponse.quoted`); everything else is generated (ids, numbers, addresses).
 enum HeaderRewriter {
     /// RFC 9110 §7.6.1 connection-specific fields, plus `Expect` (the gateway answers
     /// `100-continue` itself) and the obsolete `Proxy-Connection`.
@@ -108,7 +114,7 @@ enum HeaderRewriter {
         if let originalHost { headers.add(name: "X-Forwarded-Host", value: originalHost) }
         var element = "proto=\(proto)"
         if let address = client.address {
-            element = (address.contains(":") ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
+            element = (address.utf8.contains(UInt8(ascii: ":")) ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
         }
         if let originalHost {
             element += isForwardedToken(originalHost) ? ";host=\(originalHost)" : ";host=\"\(originalHost.filter { $0 != "\"" && $0 != "\\" })\""

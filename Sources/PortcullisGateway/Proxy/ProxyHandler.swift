@@ -51,14 +51,16 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        responseTimer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in
-            guard let self, case .proxying(let exchange) = self.state else { return }
+        // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
+        responseTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
+            guard case .proxying(let exchange) = state else { return }
             exchange.responseHeaderTimedOut()
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         responseTimer?.stop()
+        responseTimer = nil
     }
 
     /// The upstream response-header timeout of the current exchange (one timer per connection).
@@ -399,14 +401,16 @@ private final class Exchange: UpstreamExchangeDelegate {
         }
         attempts += 1
         triedTarget = target
-        log.upstream = target.address.description
-        if let pooled = handler.upstreamPool.takeIdle(target: target, settings: route.upstream) {
+        log.upstream = target.label
+        let pool = handler.upstreamPool
+        if let pooled = pool.takeIdle(target: target, settings: route.upstream) {
             attach(pooled, reused: true)
             return
         }
-        handler.upstreamPool.connect(target: target, settings: route.upstream) { [self] result in
+        pool.connect(target: target, settings: route.upstream) { [self] result in
+            // Once `done`, the client handler may be gone (`handler` is unowned): only `pool` is used.
             guard !done else {
-                if case .success(let connection) = result { handler.upstreamPool.release(connection, settings: route.upstream) }
+                if case .success(let connection) = result { pool.release(connection, settings: route.upstream) }
                 return
             }
             switch result {
@@ -459,9 +463,10 @@ private final class Exchange: UpstreamExchangeDelegate {
         upstreamRequestEnded = false
         attempts += 1
         let target = dead.target
-        handler.upstreamPool.connect(target: target, settings: route.upstream) { [self] result in
+        let pool = handler.upstreamPool
+        pool.connect(target: target, settings: route.upstream) { [self] result in
             guard !done else {
-                if case .success(let connection) = result { handler.upstreamPool.release(connection, settings: route.upstream) }
+                if case .success(let connection) = result { pool.release(connection, settings: route.upstream) }
                 return
             }
             switch result {

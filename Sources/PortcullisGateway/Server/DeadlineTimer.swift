@@ -4,12 +4,17 @@ import NIOCore
 /// connection. Scheduling and cancelling an event-loop task per reset showed up in profiles
 /// (heap inserts and removals); this keeps the deadline in a field and a single scheduled check
 /// that re-arms itself only when the deadline moved. Event-loop confined.
+///
+/// No weak references, here or in the handlers that own a timer: a weakly referenced object gets
+/// a side table, and then every retain and release of it takes the slow path (seen in request-path
+/// profiles). Owners call `stop()` in `handlerRemoved`, which NIO calls on every channel close;
+/// that cancels the scheduled check and drops `onExpire`, breaking the owner → timer → owner cycle.
 final class DeadlineTimer {
     private let eventLoop: any EventLoop
     private var deadline: NIODeadline?
     private var scheduled: Scheduled<Void>?
     private var scheduledFor: NIODeadline?
-    private let onExpire: () -> Void
+    private var onExpire: (() -> Void)?
 
     init(eventLoop: any EventLoop, onExpire: @escaping () -> Void) {
         self.eventLoop = eventLoop
@@ -36,13 +41,14 @@ final class DeadlineTimer {
         deadline = nil
         scheduled?.cancel()
         scheduled = nil
+        onExpire = nil
     }
 
     private func schedule(at when: NIODeadline) {
         scheduled?.cancel()
         scheduledFor = when
-        scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
-            self?.check()
+        scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
+            check()
         }
     }
 
@@ -52,7 +58,7 @@ final class DeadlineTimer {
         guard let deadline else { return }
         if deadline <= .now() {
             self.deadline = nil
-            onExpire()
+            onExpire?()
         } else {
             schedule(at: deadline)
         }

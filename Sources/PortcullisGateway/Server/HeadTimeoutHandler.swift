@@ -29,8 +29,9 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        timer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in
-            guard let self, self.phase != .busy else { return }
+        // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
+        timer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
+            guard phase != .busy else { return }
             self.context?.close(promise: nil)
         }
         if context.channel.isActive { arm(headReadTimeout) }
@@ -43,6 +44,7 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.stop()
+        timer = nil
         self.context = nil
     }
 

@@ -69,19 +69,22 @@ final class UpstreamHandler: ChannelDuplexHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
-    /// The exchange in progress; nil while the connection sits idle in the pool.
-    weak var delegate: (any UpstreamExchangeDelegate)?
+    /// The exchange in progress; nil while the connection sits idle in the pool. Strong, not weak
+    /// (see DeadlineTimer on side tables): every way an exchange ends clears it — the response
+    /// end, `endExchange` (release or close), a failure, or the channel closing.
+    var delegate: (any UpstreamExchangeDelegate)?
     private(set) var responseStarted = false
     private(set) var isClosed = false
     private var pendingRead = false
     private var sawInformational = false
-    /// Called when the channel closes or misbehaves while idle, so the pool can forget it.
+    /// Called when the channel closes while idle, so the pool can forget it. Set once by the
+    /// pool; dropped when the channel closes.
     var onIdleClose: (() -> Void)?
     /// No bytes either way for this long ends the exchange (or closes an idle pooled connection).
     /// A lazy deadline rather than NIO's IdleStateHandler, which timestamps every read and write.
     private let idleTimeout: TimeAmount
     private var idleTimer: DeadlineTimer?
-    private weak var context: ChannelHandlerContext?
+    private var context: ChannelHandlerContext?
 
     init(idleTimeout: TimeAmount) {
         self.idleTimeout = idleTimeout
@@ -89,12 +92,17 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        idleTimer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.idleTimedOut() }
+        // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
+        idleTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in idleTimedOut() }
         idleTimer?.set(after: idleTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         idleTimer?.stop()
+        idleTimer = nil
+        self.context = nil
+        delegate = nil
+        onIdleClose = nil
     }
 
     private func idleTimedOut() {
@@ -180,6 +188,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         } else {
             onIdleClose?()
         }
+        onIdleClose = nil
         context.fireChannelInactive()
     }
 
@@ -198,8 +207,6 @@ final class UpstreamHandler: ChannelDuplexHandler {
         }
         context.close(promise: nil)
     }
-
-
 }
 
 /// A connection to one upstream target, owned by one event loop's pool.
@@ -208,16 +215,18 @@ final class UpstreamConnection {
     let handler: UpstreamHandler
     let context: ChannelHandlerContext
     let target: UpstreamTarget
+    let usesTLS: Bool
     /// When it was last returned to the pool.
     var idleSince: NIODeadline = .now()
     /// Exchanges completed on it; 0 means fresh.
     var exchanges = 0
 
-    init(channel: any Channel, handler: UpstreamHandler, context: ChannelHandlerContext, target: UpstreamTarget) {
+    init(channel: any Channel, handler: UpstreamHandler, context: ChannelHandlerContext, target: UpstreamTarget, usesTLS: Bool) {
         self.channel = channel
         self.handler = handler
         self.context = context
         self.target = target
+        self.usesTLS = usesTLS
     }
 
     var isUsable: Bool { channel.isActive && !handler.isClosed }

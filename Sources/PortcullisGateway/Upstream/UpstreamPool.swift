@@ -37,8 +37,8 @@ final class UpstreamPool {
         eventLoop.preconditionInEventLoop()
         let key = Key(address: target.address, tls: settings.tls != nil)
         let now = NIODeadline.now()
-        while var list = idle[key], let connection = list.popLast() {
-            idle[key] = list
+        // Mutated in place: copying the list out and back would copy it on every request.
+        while let connection = idle[key]?.popLast() {
             if connection.isUsable, now - connection.idleSince < settings.poolIdleTimeout {
                 return connection
             }
@@ -62,7 +62,8 @@ final class UpstreamPool {
                         let handler = try NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? Self.sniName(address.host))
                         try sync.addHandler(handler)
                     }
-                    try sync.addHTTPClientHandlers()
+                    // Outbound validation off, as on the client side: see `HeaderRewriter`.
+                    try sync.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try sync.addHandler(UpstreamHandler(idleTimeout: settings.idleTimeout))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
@@ -76,7 +77,11 @@ final class UpstreamPool {
                     let sync = channel.pipeline.syncOperations
                     let handler = try sync.handler(type: UpstreamHandler.self)
                     let context = try sync.context(handlerType: UpstreamHandler.self)
-                    completion(.success(UpstreamConnection(channel: channel, handler: handler, context: context, target: target)))
+                    let connection = UpstreamConnection(channel: channel, handler: handler, context: context, target: target,
+                                                        usesTLS: settings.tls != nil)
+                    // Set once per connection; the handler drops it when the channel closes.
+                    handler.onIdleClose = { [self] in forget(connection) }
+                    completion(.success(connection))
                 } catch {
                     channel.close(promise: nil)
                     completion(.failure(.connectFailed("\(address): \(error)")))
@@ -97,20 +102,19 @@ final class UpstreamPool {
             connection.close()
             return
         }
-        let key = Key(address: connection.target.address, tls: settings.tls != nil)
-        var list = idle[key, default: []]
-        guard list.count < settings.maxIdlePerTarget else {
+        let key = Key(address: connection.target.address, tls: connection.usesTLS)
+        guard idle[key, default: []].count < settings.maxIdlePerTarget else {
             connection.close()
             return
         }
         connection.exchanges += 1
         connection.idleSince = .now()
-        list.append(connection)
-        idle[key] = list
-        connection.handler.onIdleClose = { [weak self, weak connection] in
-            guard let self, let connection else { return }
-            self.idle[key]?.removeAll { $0 === connection }
-        }
+        idle[key, default: []].append(connection)
+    }
+
+    /// An idle connection closed: drop it from its list.
+    private func forget(_ connection: UpstreamConnection) {
+        idle[Key(address: connection.target.address, tls: connection.usesTLS)]?.removeAll { $0 === connection }
     }
 
     /// Closes every idle connection (shutdown).

@@ -5,11 +5,14 @@ import Synchronization
 /// One upstream address of a route, with its ejection state shared by every event loop.
 final class UpstreamTarget: Sendable {
     let address: HostPort
+    /// `address` as text, for the access log (formatted once, not per request).
+    let label: String
     /// Uptime nanoseconds until which the target is skipped; 0 when healthy.
     private let ejectedUntil = Atomic<UInt64>(0)
 
     init(address: HostPort) {
         self.address = address
+        label = address.description
     }
 
     func isEjected(now: NIODeadline) -> Bool {
