@@ -10,8 +10,17 @@ import Synchronization
 /// - `/bytes/N` sends N bytes (chunked);
 /// - `/delay/MS` answers after MS milliseconds;
 /// - `/close` closes the connection without answering;
+/// - `/raw/NAME` writes one of `rawResponses` byte for byte, then closes (NIO's server pipeline
+///   would hold the next request back, never having seen this response end);
 /// - any request body is counted, not stored, and reported as `body_bytes`.
 public final class TestUpstream: Sendable {
+    /// Responses written as raw bytes, bypassing NIO's encoder: framings and faults it would not produce.
+    public static let rawResponses: [String: String] = [
+        "bad-length": "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
+        "until-close": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close",
+        "trailers": "HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+    ]
+
     public let port: Int
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
@@ -95,6 +104,13 @@ private final class EchoHandler: ChannelInboundHandler {
         let parts = path.split(separator: "/")
         if path == "/close" {
             context.close(promise: nil)
+            return
+        }
+        if parts.count == 2, parts[0] == "raw", let raw = TestUpstream.rawResponses[String(parts[1])],
+           let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) {
+            // Written from the encoder's context, so the bytes go out as they are.
+            let done = encoder.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: raw)))
+            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
         if parts.count == 2, parts[0] == "delay", let ms = Int64(parts[1]) {

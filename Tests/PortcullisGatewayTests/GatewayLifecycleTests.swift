@@ -79,6 +79,33 @@ struct GatewayLifecycleTests {
         #expect(try gateway.request("GET", "/fine").status == 200)
     }
 
+    @Test("upstream framings: chunked with trailers, body until close, HEAD; a malformed response is a 502")
+    func upstreamFramings() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
+        }
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let client = try gateway.client()
+        let chunked = try client.request("GET", "/raw/trailers")
+        #expect(chunked.status == 200)
+        #expect(String(decoding: chunked.body, as: UTF8.self) == "hello world")
+        let untilClose = try client.request("GET", "/raw/until-close")
+        #expect(untilClose.status == 200)
+        #expect(String(decoding: untilClose.body, as: UTF8.self) == "body until close")
+        let head = try client.request("HEAD", "/status/200")
+        #expect(head.status == 200)
+        #expect(head.body.isEmpty)
+        // The same client connection still works after each of them.
+        #expect(try client.request("GET", "/after").status == 200)
+
+        let bad = try client.request("GET", "/raw/bad-length")
+        #expect(bad.status == 502)
+        #expect(bad.json["error"] as? String == "bad_gateway")
+        #expect(try gateway.metrics().contains("portcullis_upstream_failures_total{route=\"app\",kind=\"protocol_error\"}"))
+        #expect(try gateway.request("GET", "/fine").status == 200)
+    }
+
     @Test("a 1 GiB upload streams through with bounded gateway memory; a 256 MiB download too")
     func streaming() async throws {
         let upstream = try await TestUpstream.start()

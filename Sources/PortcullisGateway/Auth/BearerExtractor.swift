@@ -16,7 +16,7 @@ enum BearerCredential: Equatable {
 enum BearerExtractor {
     static func extract(from headers: HTTPHeaders) -> BearerCredential {
         var found: String?
-        for (name, value) in headers where name.utf8.count == 13 && name.lowercased() == "authorization" {
+        for (name, value) in headers where HeaderNameSet.matches(name, "authorization") {
             if found != nil { return .ambiguous }
             found = value
         }
@@ -25,19 +25,21 @@ enum BearerExtractor {
     }
 
     static func parse(_ value: String) -> BearerCredential {
+        // On bytes: Character iteration (grapheme breaking) showed in request-path profiles.
         let utf8 = value.utf8
         guard utf8.count >= 6 else { return .absent }
-        let scheme = value.prefix(6)
-        guard scheme.lowercased() == "bearer" else { return .absent }
-        var rest = value.dropFirst(6)
-        guard rest.first == " " else {
+        let schemeEnd = utf8.index(utf8.startIndex, offsetBy: 6)
+        guard HeaderNameSet.equalsIgnoringASCIICase(utf8[..<schemeEnd], "bearer".utf8) else { return .absent }
+        var rest = utf8[schemeEnd...]
+        guard rest.first == UInt8(ascii: " ") else {
             // "Bearer" alone or "Bearerxyz": a bearer attempt without a usable token.
             return .malformed
         }
-        while rest.first == " " { rest = rest.dropFirst() }
-        while rest.last == " " { rest = rest.dropLast() }
-        guard !rest.isEmpty, isB64Token(rest) else { return .malformed }
-        return .token(rest)
+        while rest.first == UInt8(ascii: " ") { rest = rest.dropFirst() }
+        while rest.last == UInt8(ascii: " ") { rest = rest.dropLast() }
+        let token = Substring(rest)
+        guard !rest.isEmpty, isB64Token(token) else { return .malformed }
+        return .token(token)
     }
 
     /// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="

@@ -23,8 +23,13 @@ struct HeaderNameSet: Sendable {
         return false
     }
 
-    static func equalsIgnoringASCIICase(_ name: String.UTF8View, _ lower: some Collection<UInt8>) -> Bool {
+    static func equalsIgnoringASCIICase(_ name: some Collection<UInt8>, _ lower: some Collection<UInt8>) -> Bool {
         guard name.count == lower.count else { return false }
+        // Header names from the parser are native strings: compare their bytes in place.
+        return name.withContiguousStorageIfAvailable { bytes in equal(bytes, lower) } ?? equal(name, lower)
+    }
+
+    private static func equal(_ name: some Collection<UInt8>, _ lower: some Collection<UInt8>) -> Bool {
         for (byte, expected) in zip(name, lower) {
             let folded = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
             if folded != expected { return false }

@@ -38,6 +38,7 @@ enum HeaderRewriter {
             for name in route.requestHeaders.remove { request.insert(name) }
             requestRemoved = request
             var response = HeaderNameSet(HeaderRewriter.hopByHop)
+            response.insert("x-request-id")
             for name in route.responseHeaders.remove { response.insert(name) }
             responseRemoved = response
         }
@@ -68,7 +69,8 @@ enum HeaderRewriter {
     /// supplied by the client are removed either way, so they can only come from a verified token.
     static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo) -> HTTPRequestHead {
         let listed = connectionListed(head.headers)
-        var headers = HTTPHeaders()
+        // Built as an array and wrapped once: `HTTPHeaders.add` re-checks every name.
+        var headers: [(String, String)] = []
         headers.reserveCapacity(head.headers.count + 8)
         var priorForwardedFor: String?
         var priorForwarded: String?
@@ -94,24 +96,24 @@ enum HeaderRewriter {
                 }
             }
             if policy.requestRemoved.contains(name) || listed?.contains(name) == true { continue }
-            headers.add(name: name, value: value)
+            headers.append((name, value))
         }
 
         // Body framing: the client's chunked encoding is hop-by-hop and stripped above; re-declare it.
         if chunked {
-            headers.add(name: "transfer-encoding", value: "chunked")
+            headers.append(("transfer-encoding", "chunked"))
         } else if !hasContentLength, methodMayHaveBody(head.method) {
-            headers.add(name: "content-length", value: "0")
+            headers.append(("content-length", "0"))
         }
 
         let proto = client.isTLS ? "https" : "http"
         if let address = client.address {
-            headers.add(name: "X-Forwarded-For", value: priorForwardedFor.map { "\($0), \(address)" } ?? address)
+            headers.append(("X-Forwarded-For", priorForwardedFor.map { "\($0), \(address)" } ?? address))
         } else if let priorForwardedFor {
-            headers.add(name: "X-Forwarded-For", value: priorForwardedFor)
+            headers.append(("X-Forwarded-For", priorForwardedFor))
         }
-        headers.add(name: "X-Forwarded-Proto", value: proto)
-        if let originalHost { headers.add(name: "X-Forwarded-Host", value: originalHost) }
+        headers.append(("X-Forwarded-Proto", proto))
+        if let originalHost { headers.append(("X-Forwarded-Host", originalHost)) }
         var element = "proto=\(proto)"
         if let address = client.address {
             element = (address.utf8.contains(UInt8(ascii: ":")) ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
@@ -119,19 +121,17 @@ enum HeaderRewriter {
         if let originalHost {
             element += isForwardedToken(originalHost) ? ";host=\(originalHost)" : ";host=\"\(originalHost.filter { $0 != "\"" && $0 != "\\" })\""
         }
-        headers.add(name: "Forwarded", value: priorForwarded.map { "\($0), \(element)" } ?? element)
-        headers.add(name: "X-Request-Id", value: requestID)
+        headers.append(("Forwarded", priorForwarded.map { "\($0), \(element)" } ?? element))
+        headers.append(("X-Request-Id", requestID))
 
         if let identity {
             for mapping in policy.identityHeaders {
                 if let value = claimValue(mapping.claim, of: identity) {
-                    headers.add(name: mapping.header, value: value)
+                    headers.append((mapping.header, value))
                 }
             }
         }
-        for (name, value) in policy.route.requestHeaders.setFields {
-            headers.replaceOrAdd(name: name, value: value)
-        }
+        replaceOrAdd(policy.route.requestHeaders.setFields, in: &headers)
 
         var uri = head.uri
         let route = policy.route
@@ -139,22 +139,30 @@ enum HeaderRewriter {
             let rest = uri.dropFirst(route.pathPrefix.utf8.count)
             uri = rest.hasPrefix("/") ? String(rest) : "/" + rest
         }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: headers)
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: HTTPHeaders(headers))
+    }
+
+    /// A route's `set` fields replace any field of the same name.
+    private static func replaceOrAdd(_ fields: [(String, String)], in headers: inout [(String, String)]) {
+        for (name, value) in fields {
+            let lower = Array(name.lowercased().utf8)
+            headers.removeAll { HeaderNameSet.equalsIgnoringASCIICase($0.0.utf8, lower) }
+            headers.append((name, value))
+        }
     }
 
     /// The head returned to the client.
     static func clientResponse(_ head: HTTPResponseHead, policy: Policy, requestID: String) -> HTTPResponseHead {
         let listed = connectionListed(head.headers)
-        var headers = HTTPHeaders()
+        var headers: [(String, String)] = []
         headers.reserveCapacity(head.headers.count + 2)
+        // `responseRemoved` includes X-Request-Id: the upstream's is replaced by the gateway's.
         for (name, value) in head.headers where !policy.responseRemoved.contains(name) && listed?.contains(name) != true {
-            headers.add(name: name, value: value)
+            headers.append((name, value))
         }
-        headers.replaceOrAdd(name: "X-Request-Id", value: requestID)
-        for (name, value) in policy.route.responseHeaders.setFields {
-            headers.replaceOrAdd(name: name, value: value)
-        }
-        return HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
+        headers.append(("X-Request-Id", requestID))
+        replaceOrAdd(policy.route.responseHeaders.setFields, in: &headers)
+        return HTTPResponseHead(version: .http1_1, status: head.status, headers: HTTPHeaders(headers))
     }
 
     /// A claim as a header value: strings as-is, arrays space-joined, numbers and booleans as

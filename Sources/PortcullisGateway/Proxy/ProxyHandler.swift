@@ -119,9 +119,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func handleHead(_ head: HTTPRequestHead) {
         let start = NIODeadline.now()
-        let requestID = RequestID.accept(head.headers.first(name: "x-request-id")) ?? RequestID.generate()
-        let hasBody = head.headers.contains(name: "transfer-encoding")
-            || (head.headers.first(name: "content-length").flatMap(Int.init) ?? 0) > 0
+        let facts = RequestHeadFacts(head.headers)
+        let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()
+        let hasBody = facts.hasBody
         // The query string is left out of the log: it may carry credentials.
         var log = RequestLog(requestID: requestID, method: head.method.rawValue,
                              path: String(head.uri.prefix { $0 != "?" }), start: start)
@@ -145,7 +145,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         log.route = route.config.name
 
-        if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > route.config.maxBodyBytes {
+        if let length = facts.contentLength, length > route.config.maxBodyBytes {
             return reject(ErrorResponse(status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes"),
                           head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
         }
@@ -192,7 +192,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         // 3. Accepted: forward.
         let upstreamHead = HeaderRewriter.upstreamRequest(head, policy: route.headerPolicy, identity: identity,
                                                           requestID: requestID, client: client)
-        if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+        if facts.expectsContinue {
             // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }

@@ -91,11 +91,51 @@ enum RequestPath {
     /// The Host header without its port, lower-cased.
     static func host(_ headers: HTTPHeaders) -> String? {
         guard let host = headers.first(name: "host"), !host.isEmpty else { return nil }
-        if host.hasPrefix("[") {
-            return host.split(separator: "]").first.map { String($0.dropFirst()).lowercased() }
+        // Bytes, not Characters: `[v6]:port` keeps what is inside the brackets, `name:port` what is
+        // before the colon. Lower-casing allocates only when there is an upper-case letter.
+        let utf8 = host.utf8
+        let name: Substring.UTF8View
+        if utf8.first == UInt8(ascii: "[") {
+            let inner = utf8.dropFirst()
+            name = inner[..<(inner.firstIndex(of: UInt8(ascii: "]")) ?? inner.endIndex)]
+        } else {
+            name = utf8[..<(utf8.firstIndex(of: UInt8(ascii: ":")) ?? utf8.endIndex)]
         }
-        return (host.split(separator: ":").first.map(String.init) ?? host).lowercased()
+        let text = Substring(name)
+        return name.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? text.lowercased() : String(text)
     }
+}
+
+/// What the request path needs from a request's headers, found in one pass over them rather than
+/// one `first(name:)` scan per question.
+struct RequestHeadFacts {
+    /// The first `X-Request-Id`.
+    var requestID: String?
+    /// The first `Content-Length`, when it parses (NIO's decoder already refused conflicting ones).
+    var contentLength: Int?
+    var hasTransferEncoding = false
+    /// `Expect: 100-continue`.
+    var expectsContinue = false
+
+    init(_ headers: HTTPHeaders) {
+        for (name, value) in headers {
+            switch name.utf8.count {
+            case 12 where requestID == nil && HeaderNameSet.matches(name, "x-request-id"):
+                requestID = value
+            case 14 where contentLength == nil && HeaderNameSet.matches(name, "content-length"):
+                contentLength = Int(value)
+            case 17 where HeaderNameSet.matches(name, "transfer-encoding"):
+                hasTransferEncoding = true
+            case 6 where HeaderNameSet.matches(name, "expect"):
+                expectsContinue = expectsContinue || HeaderNameSet.matches(value, "100-continue")
+            default:
+                break
+            }
+        }
+    }
+
+    /// Whether a body follows the head.
+    var hasBody: Bool { hasTransferEncoding || (contentLength ?? 0) > 0 }
 }
 
 /// The string a rate-limit policy counts by. When the token lacks the claim (or the route is

@@ -33,22 +33,28 @@ struct Router: Sendable {
         self.anyHost = order(anyHost)
     }
 
-    /// `host` is the request's Host without port, lower-cased; `path` excludes the query.
-    func match(host: String?, path: Substring, method: String) -> RouteMatch {
+    /// `host` is the request's Host without port, lower-cased (only evaluated when some route names
+    /// a host); `path` excludes the query.
+    func match(host: @autoclosure () -> String?, path: Substring, method: String) -> RouteMatch {
         var allowed: [String] = []
-        var pathMatched = false
-        let groups = [host.flatMap { byHost[$0] } ?? [], anyHost]
-        for group in groups {
-            for route in group where Self.prefixMatches(route.config.pathPrefix, path) {
-                guard let methods = route.config.methods else { return .matched(route) }
-                if methods.contains(method) { return .matched(route) }
-                pathMatched = true
-                allowed.append(contentsOf: methods)
-            }
+        if !byHost.isEmpty, let host = host(), let routes = byHost[host] {
+            if let route = Self.match(routes, path: path, method: method, allowed: &allowed) { return .matched(route) }
             // A more specific host's routes shadow the host-less ones only when one matched the path.
-            if pathMatched { break }
+            if !allowed.isEmpty { return .methodNotAllowed(allowed: Array(Set(allowed)).sorted()) }
         }
-        return pathMatched ? .methodNotAllowed(allowed: Array(Set(allowed)).sorted()) : .notFound
+        if let route = Self.match(anyHost, path: path, method: method, allowed: &allowed) { return .matched(route) }
+        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: Array(Set(allowed)).sorted())
+    }
+
+    /// The first route of `routes` matching path and method; routes matching only the path add
+    /// their methods to `allowed`.
+    private static func match(_ routes: [CompiledRoute], path: Substring, method: String, allowed: inout [String]) -> CompiledRoute? {
+        for route in routes where prefixMatches(route.config.pathPrefix, path) {
+            guard let methods = route.config.methods else { return route }
+            if methods.contains(method) { return route }
+            allowed.append(contentsOf: methods)
+        }
+        return nil
     }
 
     static func prefixMatches(_ prefix: String, _ path: Substring) -> Bool {

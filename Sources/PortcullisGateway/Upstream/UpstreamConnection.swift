@@ -62,12 +62,13 @@ enum UpstreamError: Error, CustomStringConvertible {
     }
 }
 
-/// The last handler of an upstream channel (after NIO's HTTP client codec). Forwards response parts
-/// to the current exchange's delegate and pauses reads while the client cannot take more bytes.
+/// The upstream channel's HTTP/1.1 endpoint (after TLS, if any): writes requests with
+/// `UpstreamRequestWriter`, parses responses with `UpstreamResponseParser`, hands the parts to the
+/// current exchange's delegate, and pauses reads while the client cannot take more bytes.
 final class UpstreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// The exchange in progress; nil while the connection sits idle in the pool. Strong, not weak
     /// (see DeadlineTimer on side tables): every way an exchange ends clears it — the response
@@ -76,7 +77,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private(set) var responseStarted = false
     private(set) var isClosed = false
     private var pendingRead = false
-    private var sawInformational = false
+    private var parser = UpstreamResponseParser()
+    private var writer = UpstreamRequestWriter()
     /// Called when the channel closes while idle, so the pool can forget it. Set once by the
     /// pool; dropped when the channel closes.
     var onIdleClose: (() -> Void)?
@@ -106,16 +108,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     private func idleTimedOut() {
-        if let delegate {
-            self.delegate = nil
-            delegate.upstreamFailed(.idleTimeout, responseStarted: responseStarted)
-        }
+        fail(.idleTimeout)
         context?.close(promise: nil)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        idleTimer?.set(after: idleTimeout)
-        context.write(data, promise: promise)
     }
 
     func beginExchange(delegate: any UpstreamExchangeDelegate) {
@@ -127,29 +121,65 @@ final class UpstreamHandler: ChannelDuplexHandler {
         delegate = nil
     }
 
+    // MARK: Request
+
+    /// Writes one part of the request; `promise` completes when its bytes were written.
+    func write(_ part: HTTPClientRequestPart, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
+        idleTimer?.set(after: idleTimeout)
+        let allocator = context.channel.allocator
+        switch part {
+        case .head(let head):
+            parser.expectResponse(to: head.method)
+            context.write(wrapOutboundOut(writer.head(head, allocator: allocator)), promise: promise)
+        case .body(.byteBuffer(let body)):
+            if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
+                context.write(wrapOutboundOut(prefix), promise: nil)
+            }
+            context.write(wrapOutboundOut(body), promise: promise)
+            if let suffix = writer.chunkSuffix(for: body, allocator: allocator) {
+                context.write(wrapOutboundOut(suffix), promise: nil)
+            }
+        case .body(.fileRegion):
+            promise?.fail(ChannelError.operationUnsupported)
+        case .end:
+            if let end = writer.end(allocator: allocator) {
+                context.write(wrapOutboundOut(end), promise: promise)
+            } else {
+                promise?.succeed()
+            }
+        }
+    }
+
+    // MARK: Response
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         idleTimer?.set(after: idleTimeout)
-        let part = unwrapInboundIn(data)
-        guard let delegate else {
+        guard delegate != nil, parser.isExpectingBytes else {
             // Bytes on an idle pooled connection: the upstream is out of step. Do not reuse it.
+            isClosed = true
             context.close(promise: nil)
             return
         }
-        switch part {
-        case .head(let head):
-            // 1xx (other than 101) are informational: the real head follows. Never forwarded
-            // because the gateway answered any `Expect: 100-continue` itself.
-            if head.status.code >= 100 && head.status.code < 200 && head.status != .switchingProtocols {
-                return
+        parser.append(unwrapInboundIn(data))
+        do {
+            while let event = try parser.next() {
+                // The delegate may end the exchange (and close the connection) on any event.
+                guard let delegate else { return }
+                switch event {
+                case .head(let head):
+                    responseStarted = true
+                    delegate.upstreamResponseHead(head)
+                case .body(let body):
+                    delegate.upstreamResponseBody(body)
+                case .end(let reusable):
+                    if !reusable { isClosed = true }
+                    self.delegate = nil
+                    delegate.upstreamResponseEnd(keepAlive: reusable && !isClosed)
+                }
             }
-            responseStarted = true
-            delegate.upstreamResponseHead(head)
-        case .body(let body):
-            delegate.upstreamResponseBody(body)
-        case .end:
-            let keepAlive = !isClosed
-            self.delegate = nil
-            delegate.upstreamResponseEnd(keepAlive: keepAlive)
+        } catch {
+            fail(.protocolError("\(error)"))
+            context.close(promise: nil)
         }
     }
 
@@ -183,8 +213,17 @@ final class UpstreamHandler: ChannelDuplexHandler {
         isClosed = true
         idleTimer?.stop()
         if let delegate {
-            self.delegate = nil
-            delegate.upstreamFailed(responseStarted ? .closedMidResponse : .closedBeforeResponse, responseStarted: responseStarted)
+            // A body delimited by the connection closing ends here; anything else was cut short.
+            do {
+                if case .end = try parser.inputClosed() {
+                    self.delegate = nil
+                    delegate.upstreamResponseEnd(keepAlive: false)
+                } else {
+                    fail(responseStarted ? .closedMidResponse : .closedBeforeResponse)
+                }
+            } catch {
+                fail(responseStarted ? .closedMidResponse : .closedBeforeResponse)
+            }
         } else {
             onIdleClose?()
         }
@@ -193,19 +232,15 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let delegate {
-            self.delegate = nil
-            let mapped: UpstreamError
-            if error is HTTPParserError {
-                mapped = .protocolError("\(error)")
-            } else if "\(type(of: error))".contains("SSL") {
-                mapped = .tls("\(error)")
-            } else {
-                mapped = responseStarted ? .closedMidResponse : .closedBeforeResponse
-            }
-            delegate.upstreamFailed(mapped, responseStarted: responseStarted)
-        }
+        fail("\(type(of: error))".contains("SSL") ? .tls("\(error)") : responseStarted ? .closedMidResponse : .closedBeforeResponse)
         context.close(promise: nil)
+    }
+
+    /// Ends the current exchange with `error`, if there is one.
+    private func fail(_ error: UpstreamError) {
+        guard let delegate else { return }
+        self.delegate = nil
+        delegate.upstreamFailed(error, responseStarted: responseStarted)
     }
 }
 
@@ -232,7 +267,7 @@ final class UpstreamConnection {
     var isUsable: Bool { channel.isActive && !handler.isClosed }
 
     func write(_ part: HTTPClientRequestPart, promise: EventLoopPromise<Void>? = nil) {
-        context.write(handler.wrapOutboundOut(part), promise: promise)
+        handler.write(part, promise: promise, context: context)
     }
 
     func flush() {

@@ -62,8 +62,6 @@ final class UpstreamPool {
                         let handler = try NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? Self.sniName(address.host))
                         try sync.addHandler(handler)
                     }
-                    // Outbound validation off, as on the client side: see `HeaderRewriter`.
-                    try sync.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try sync.addHandler(UpstreamHandler(idleTimeout: settings.idleTimeout))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

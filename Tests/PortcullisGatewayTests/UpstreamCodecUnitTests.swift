@@ -1,0 +1,153 @@
+@testable import PortcullisGateway
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@Suite("upstream HTTP/1.1: response parser and request writer")
+struct UpstreamCodecUnitTests {
+    /// What a parse produced, flattened for comparison.
+    struct Outcome: Equatable {
+        var status: Int?
+        var headers: [String] = []
+        var body = ""
+        var ends: [Bool] = []
+    }
+
+    /// Feeds `chunks` in order (as separate reads), then optionally the connection closing.
+    static func parse(_ chunks: [String], method: HTTPMethod = .GET, close: Bool = false) throws -> Outcome {
+        var parser = UpstreamResponseParser()
+        parser.expectResponse(to: method)
+        var outcome = Outcome()
+        func record(_ event: UpstreamResponseParser.Event) {
+            switch event {
+            case .head(let head):
+                outcome.status = Int(head.status.code)
+                outcome.headers = head.headers.map { "\($0.name): \($0.value)" }
+            case .body(let body):
+                outcome.body += String(buffer: body)
+            case .end(let reusable):
+                outcome.ends.append(reusable)
+            }
+        }
+        for chunk in chunks {
+            parser.append(ByteBuffer(string: chunk))
+            while let event = try parser.next() { record(event) }
+        }
+        if close, let event = try parser.inputClosed() { record(event) }
+        return outcome
+    }
+
+    /// The same response fed whole, then split in two at every byte: all must agree.
+    static func parseEverySplit(_ response: String, method: HTTPMethod = .GET, close: Bool = false) throws -> Outcome {
+        let whole = try parse([response], method: method, close: close)
+        let bytes = Array(response.utf8)
+        for cut in 1..<bytes.count {
+            let split = try parse([String(decoding: bytes[..<cut], as: UTF8.self), String(decoding: bytes[cut...], as: UTF8.self)],
+                                  method: method, close: close)
+            #expect(split == whole, "split at byte \(cut)")
+        }
+        return whole
+    }
+
+    @Test("Content-Length: head fields kept in order, exact body, connection reusable")
+    func contentLength() throws {
+        let outcome = try Self.parseEverySplit("HTTP/1.1 201 Created\r\nContent-Length: 5\r\nX-A:  spaced value \t\r\nSet-Cookie: a=b\r\n\r\nhello")
+        #expect(outcome == Outcome(status: 201, headers: ["Content-Length: 5", "X-A: spaced value", "Set-Cookie: a=b"], body: "hello", ends: [true]))
+    }
+
+    @Test("chunked with extensions and trailers decodes to the payload")
+    func chunked() throws {
+        let response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer-A: x\r\n\r\n"
+        let outcome = try Self.parseEverySplit(response)
+        #expect(outcome.body == "hello world")
+        #expect(outcome.ends == [true])
+    }
+
+    @Test("no body for HEAD, 204 and 304, whatever the framing headers say")
+    func bodiless() throws {
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"], method: .HEAD) == Outcome(status: 200, headers: ["Content-Length: 10"], ends: [true]))
+        #expect(try Self.parse(["HTTP/1.1 204 No Content\r\n\r\n"]).ends == [true])
+        #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"]).ends == [true])
+    }
+
+    @Test("1xx heads are skipped; the final head follows")
+    func informational() throws {
+        let outcome = try Self.parseEverySplit("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        #expect(outcome.status == 200)
+        #expect(outcome.body == "ok")
+    }
+
+    @Test("without framing the body runs to the close and the connection is not reused")
+    func untilClose() throws {
+        let outcome = try Self.parseEverySplit("HTTP/1.1 200 OK\r\n\r\nall of it", close: true)
+        #expect(outcome.body == "all of it")
+        #expect(outcome.ends == [false])
+    }
+
+    @Test("Connection: close, HTTP/1.0 without keep-alive, bytes after the response, TE with CL: not reusable")
+    func notReusable() throws {
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"]).ends == [false])
+        #expect(try Self.parse(["HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"]).ends == [false])
+        #expect(try Self.parse(["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"]).ends == [true])
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab"]).ends == [false])
+        let both = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"])
+        #expect(both.body == "ok")
+        #expect(both.ends == [false])
+    }
+
+    @Test("malformed responses are refused", arguments: [
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n",
+        "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A\r: 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX A: 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n: 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A: a\u{0}b\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        "HTTP/2 200 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+    ])
+    func malformed(_ response: String) {
+        #expect(throws: UpstreamResponseParser.Failure.self) { try Self.parse([response]) }
+    }
+
+    @Test("a head over the limit, and a connection closed mid-body, are errors")
+    func limitsAndTruncation() {
+        let huge = "HTTP/1.1 200 OK\r\nX-Big: " + String(repeating: "a", count: UpstreamResponseParser.maxHeadBytes) + "\r\n\r\n"
+        #expect(throws: UpstreamResponseParser.Failure.self) { try Self.parse([huge]) }
+        #expect(throws: UpstreamResponseParser.Failure.self) { try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"], close: true) }
+        #expect(throws: UpstreamResponseParser.Failure.self) { try Self.parse(["HTTP/1.1 200 OK\r\nContent-Le"], close: true) }
+    }
+
+    @Test("bytes before any request are refused")
+    func outOfStep() {
+        var parser = UpstreamResponseParser()
+        parser.append(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n"))
+        #expect(throws: UpstreamResponseParser.Failure.self) { try parser.next() }
+    }
+
+    @Test("the writer sends the head as HTTP/1.1 and frames chunked bodies; empty parts are not chunks")
+    func writer() {
+        let allocator = ByteBufferAllocator()
+        var writer = UpstreamRequestWriter()
+        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a?b=c",
+                                   headers: HTTPHeaders([("Host", "x"), ("transfer-encoding", "chunked")]))
+        #expect(String(buffer: writer.head(head, allocator: allocator)) == "POST /a?b=c HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        let part = ByteBuffer(string: String(repeating: "z", count: 26))
+        #expect(writer.chunkPrefix(for: part, allocator: allocator).map { String(buffer: $0) } == "1a\r\n")
+        #expect(writer.chunkSuffix(for: part, allocator: allocator).map { String(buffer: $0) } == "\r\n")
+        #expect(writer.chunkPrefix(for: ByteBuffer(), allocator: allocator) == nil)
+        #expect(writer.end(allocator: allocator).map { String(buffer: $0) } == "0\r\n\r\n")
+
+        let plain = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: HTTPHeaders([("Content-Length", "3")]))
+        _ = writer.head(plain, allocator: allocator)
+        #expect(writer.chunkPrefix(for: part, allocator: allocator) == nil)
+        #expect(writer.end(allocator: allocator) == nil)
+    }
+}
