@@ -11,6 +11,9 @@ final class PublishedValue<Value: AnyObject & Sendable>: @unchecked Sendable {
     // atomic; `key` is written once in init and read-only afterwards; each thread-local slot is
     // only ever read or replaced by the thread that owns it (pthread_getspecific/setspecific are
     // per thread), and the `Slot` it holds is immutable.
+    //
+    // Thread-local keys are a limited resource (PTHREAD_KEYS_MAX, 1024 on Linux); there is one
+    // value per node process, and should a key not be available every read takes the lock.
     private final class Slot {
         let version: UInt64
         let value: Value
@@ -22,24 +25,27 @@ final class PublishedValue<Value: AnyObject & Sendable>: @unchecked Sendable {
 
     private let published: Mutex<(version: UInt64, value: Value)>
     private let version = Atomic<UInt64>(0)
-    private var key = pthread_key_t()
+    private let key: pthread_key_t?
 
     init(_ value: Value) {
         published = Mutex((0, value))
+        var key = pthread_key_t()
         // The destructor releases a thread's slot when the thread exits.
-        pthread_key_create(&key) { raw in
+        let created = pthread_key_create(&key) { raw in
             if let raw { Unmanaged<AnyObject>.fromOpaque(raw).release() }
         }
+        self.key = created == 0 ? key : nil
     }
 
     deinit {
         // Slots of threads still alive are not reachable from here; a set lives as long as its
         // node, so they are at most one value per event-loop thread.
-        pthread_key_delete(key)
+        if let key { pthread_key_delete(key) }
     }
 
     /// Calls `body` with the current value.
     func read<Result>(_ body: (Value) -> Result) -> Result {
+        guard let key else { return body(value) }
         let current = version.load(ordering: .acquiring)
         if let raw = pthread_getspecific(key) {
             let slot = Unmanaged<Slot>.fromOpaque(raw)

@@ -1,0 +1,121 @@
+@testable import PortcullisCluster
+import Foundation
+import PortcullisJOSE
+import Synchronization
+import Testing
+
+@Suite("revocation set (in process)")
+struct RevocationSetUnitTests {
+    static let now: Int64 = 1_800_000_000
+
+    static func token(jti: String? = "j1", subject: String = "alice", client: String = "app", kid: String = "k1",
+                      issuer: String = "https://idp", issuedAt: Int64? = now - 60) -> VerifiedToken {
+        VerifiedToken(issuerName: "idp", issuer: issuer, subject: subject, jwtID: jti, clientID: client, audiences: ["api"],
+                      scopes: [], expiresAt: now + 3600, notBefore: nil, issuedAt: issuedAt,
+                      keyID: kid, algorithm: .ES256, claims: [:])
+    }
+
+    static func revocation(_ kind: Revocation.Kind, _ value: String, until: Int64, issuer: String? = nil,
+                           operation: Revocation.Operation = .add) -> Revocation {
+        Revocation(id: UUID().uuidString, operation: operation, kind: kind, value: value, issuer: issuer, until: until,
+                   createdAtMillis: now * 1000, actor: "test", reason: nil)
+    }
+
+    static func isRevoked(_ set: RevocationSet, _ token: VerifiedToken) -> Bool {
+        if case .revoked = set.check(token) { return true }
+        return false
+    }
+
+    @Test("a revoked jti is refused; other jtis and tokens without a jti pass")
+    func jti() {
+        let set = RevocationSet()
+        set.apply(Self.revocation(.jti, "j1", until: Self.now + 3600), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(jti: "j1")))
+        #expect(!Self.isRevoked(set, Self.token(jti: "j2")))
+        #expect(!Self.isRevoked(set, Self.token(jti: nil)))
+        #expect(set.counts.tokens == 1)
+    }
+
+    @Test("jti entries past their expiry (plus grace) are skipped and pruned")
+    func jtiExpiry() {
+        let set = RevocationSet()
+        set.apply(Self.revocation(.jti, "old", until: Self.now - RevocationSet.expiryGrace - 1), now: Self.now)
+        #expect(set.counts.tokens == 0)
+        set.apply(Self.revocation(.jti, "soon", until: Self.now + 10), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(jti: "soon")))
+        set.prune(now: Self.now + 10 + RevocationSet.expiryGrace + 1)
+        #expect(set.counts.tokens == 0)
+    }
+
+    @Test("thousands of jtis: every one is found after the table grows, none of the others")
+    func growth() {
+        let set = RevocationSet()
+        for index in 0..<5000 { set.apply(Self.revocation(.jti, "jti-\(index)", until: Self.now + 3600), now: Self.now) }
+        #expect(set.counts.tokens == 5000)
+        #expect((0..<5000).allSatisfy { Self.isRevoked(set, Self.token(jti: "jti-\($0)")) })
+        #expect(!(0..<5000).contains { Self.isRevoked(set, Self.token(jti: "other-\($0)")) })
+    }
+
+    @Test("a subject cut-off revokes tokens issued before it (and tokens without iat), not after; delete lifts it")
+    func subjectCutoff() {
+        let set = RevocationSet()
+        set.apply(Self.revocation(.subject, "alice", until: Self.now), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: nil)))
+        #expect(!Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now)))
+        #expect(!Self.isRevoked(set, Self.token(subject: "bob", issuedAt: Self.now - 1)))
+        set.apply(Self.revocation(.subject, "alice", until: Self.now, operation: .delete), now: Self.now)
+        #expect(!Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
+    }
+
+    @Test("an issuer-scoped client cut-off applies to that issuer only")
+    func clientCutoffScoped() {
+        let set = RevocationSet()
+        set.apply(Self.revocation(.client, "app", until: Self.now, issuer: "https://idp"), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(client: "app", issuer: "https://idp")))
+        #expect(!Self.isRevoked(set, Self.token(client: "app", issuer: "https://other")))
+    }
+
+    @Test("a revoked key refuses every token it signed and is reported to the key sets")
+    func key() {
+        let reported = Mutex<Set<String>>([])
+        let set = RevocationSet { keys in reported.withLock { $0 = keys } }
+        set.apply(Self.revocation(.key, "k1", until: Self.now), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(kid: "k1")))
+        #expect(!Self.isRevoked(set, Self.token(kid: "k2")))
+        #expect(reported.withLock { $0 } == ["*|k1"])
+    }
+
+    @Test("stale state fails closed once the limit passes, and confirming it re-opens")
+    func staleness() {
+        let clock = Atomic<UInt64>(0)
+        let staleness = StalenessClock(limit: .seconds(5)) { clock.load(ordering: .relaxed) }
+        let set = RevocationSet(staleness: staleness)
+        staleness.confirm()
+        #expect(set.check(Self.token()) == .allowed)
+        clock.store(6_000_000_000, ordering: .relaxed)
+        guard case .stale = set.check(Self.token()) else {
+            Issue.record("expected stale")
+            return
+        }
+        staleness.confirm()
+        #expect(set.check(Self.token()) == .allowed)
+    }
+
+    @Test("a change is seen by readers on every thread, including threads that read before it")
+    func publishedAcrossThreads() async {
+        let set = RevocationSet()
+        let token = Self.token(subject: "late")
+        // Every thread of the pool reads first, so each caches the state without the revocation.
+        await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<32 { group.addTask { Self.isRevoked(set, token) } }
+            for await revoked in group { #expect(!revoked) }
+        }
+        // A cut-off replaces the published state (a jti insert would not: the table is shared).
+        set.apply(Self.revocation(.subject, "late", until: Self.now), now: Self.now)
+        await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<32 { group.addTask { Self.isRevoked(set, token) } }
+            for await revoked in group { #expect(revoked) }
+        }
+    }
+}
