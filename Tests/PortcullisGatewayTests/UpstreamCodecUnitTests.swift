@@ -132,6 +132,57 @@ struct UpstreamCodecUnitTests {
         #expect(throws: UpstreamResponseParser.Failure.self) { try parser.next() }
     }
 
+    @Test("random corruptions and splits of valid responses: the parser never traps, never yields more body than it got")
+    func randomized() {
+        // Deterministic (SplitMix64) so a failure replays; bounds checks make any out-of-range
+        // access a trap, which fails the run.
+        var state: UInt64 = 0x5EED_1234
+        func random(_ bound: Int) -> Int {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int((z ^ (z >> 31)) % UInt64(bound))
+        }
+        let seeds = [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n\r\nuntil close",
+        ].map { Array($0.utf8) }
+        let alphabet = Array("\r\n:; ,0aF-HTTP/1.1chunkedContent-Length\t\u{0}\u{7F}\u{FF}".utf8)
+        for _ in 0..<20_000 {
+            var bytes = seeds[random(seeds.count)]
+            for _ in 0..<(1 + random(4)) {
+                let position = random(bytes.count + 1)
+                switch random(3) {
+                case 0 where position < bytes.count: bytes[position] = alphabet[random(alphabet.count)]
+                case 1 where position < bytes.count: bytes.remove(at: position)
+                default: bytes.insert(alphabet[random(alphabet.count)], at: position)
+                }
+            }
+            var parser = UpstreamResponseParser()
+            parser.expectResponse(to: random(5) == 0 ? .HEAD : .GET)
+            var bodyBytes = 0
+            var offset = 0
+            var failed = false
+            while offset < bytes.count, !failed {
+                let length = 1 + random(bytes.count - offset)
+                parser.append(ByteBuffer(bytes: bytes[offset..<(offset + length)]))
+                offset += length
+                do {
+                    while let event = try parser.next() {
+                        if case .body(let body) = event { bodyBytes += body.readableBytes }
+                    }
+                } catch {
+                    failed = true
+                }
+            }
+            if !failed { _ = try? parser.inputClosed() }
+            #expect(bodyBytes <= bytes.count)
+        }
+    }
+
     @Test("the writer sends the head as HTTP/1.1 and frames chunked bodies; empty parts are not chunks")
     func writer() {
         let allocator = ByteBufferAllocator()
