@@ -275,6 +275,21 @@ final class GatewayProxyTests {
         #expect(chunked.json["body_preview"] as? String == "hello world")
     }
 
+    @Test("Connection: content-length cannot make the upstream read a body as a second request")
+    func connectionListedFraming() throws {
+        let smuggled = "GET /public/admin HTTP/1.1\r\nHost: t\r\nX-Auth-Subject: admin\r\n\r\n"
+        let before = upstream.requestCount
+        let client = try gateway.client()
+        try client.send("POST /public/form HTTP/1.1\r\nHost: t\r\nConnection: content-length\r\nContent-Length: \(smuggled.utf8.count)\r\n\r\n" + smuggled)
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(response.json["uri"] as? String == "/public/form")
+        #expect(response.json["body_bytes"] as? Int == smuggled.utf8.count)
+        #expect(try client.request("GET", "/public/after").status == 200)
+        // Exactly the two requests the client made reached the upstream.
+        #expect(upstream.requestCount - before == 2)
+    }
+
     @Test("Expect: 100-continue is answered by the gateway after auth")
     func expectContinue() throws {
         let client = try gateway.client()

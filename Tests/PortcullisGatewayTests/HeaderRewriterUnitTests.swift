@@ -67,6 +67,26 @@ struct HeaderRewriterUnitTests {
         #expect(b.headers["content-length"] == ["0"])
     }
 
+    @Test("a client naming Content-Length or Host in Connection cannot strip them (smuggling)")
+    func framingNotConnectionListed() throws {
+        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders([
+            ("Host", "h.test"), ("Connection", "content-length, host, transfer-encoding"), ("Content-Length", "60"),
+        ]))
+        let out = HeaderRewriter.upstreamRequest(head, policy: .init(route: try route(), identityHeaders: []), identity: nil,
+                                                 requestID: "r", client: .init(address: nil, isTLS: false))
+        #expect(out.headers["content-length"] == ["60"])
+        #expect(out.headers["host"] == ["h.test"])
+        #expect(out.headers["transfer-encoding"].isEmpty)
+    }
+
+    @Test("route rules may not set or remove the framing fields", arguments: [
+        "    request_headers: {remove: [Content-Length]}", "    request_headers: {set: {Transfer-Encoding: chunked}}",
+        "    response_headers: {set: {content-length: '0'}}",
+    ])
+    func framingRulesRefused(_ rule: String) {
+        #expect(throws: (any Error).self) { try route(rule) }
+    }
+
     @Test("responses lose hop-by-hop headers and gain the request id; route rules apply")
     func response() throws {
         let r = try route("    response_headers: {set: {X-Frame-Options: DENY}, remove: [Server]}")

@@ -95,6 +95,31 @@ struct UpstreamCodecUnitTests {
         #expect(both.ends == [false])
     }
 
+    @Test("the forwarded head states the framing the body was read by: one plain Content-Length, none beside Transfer-Encoding")
+    func forwardedFraming() throws {
+        // A Content-Length left beside Transfer-Encoding would let the client frame the body
+        // differently (and read the upstream's chunk data as the next response).
+        let both = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n2\r\nok\r\n0\r\n\r\n"])
+        #expect(both.headers == ["Transfer-Encoding: chunked", "X-A: 1"])
+        let gzip = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\nabcdef"], close: true)
+        #expect(gzip.headers == ["Transfer-Encoding: gzip"])
+        #expect(gzip.body == "abcdef")
+        let list = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\ncontent-length: 2\r\n\r\nok"])
+        #expect(list.headers == ["Content-Length: 2"])
+        #expect(list.ends == [true])
+    }
+
+    @Test("a head trickling in a few bytes at a time is found once complete")
+    func trickledHead() throws {
+        let response = "HTTP/1.1 200 OK\r\nX-Long: " + String(repeating: "v", count: 3000) + "\r\nContent-Length: 2\r\n\r\nok"
+        let bytes = Array(response.utf8)
+        let pieces = stride(from: 0, to: bytes.count, by: 7).map { String(decoding: bytes[$0..<min($0 + 7, bytes.count)], as: UTF8.self) }
+        let outcome = try Self.parse(pieces)
+        #expect(outcome.status == 200)
+        #expect(outcome.body == "ok")
+        #expect(outcome.ends == [true])
+    }
+
     @Test("malformed responses are refused", arguments: [
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",

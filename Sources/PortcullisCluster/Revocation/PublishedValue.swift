@@ -43,7 +43,8 @@ final class PublishedValue<Value: AnyObject & Sendable>: @unchecked Sendable {
         if let key { pthread_key_delete(key) }
     }
 
-    /// Calls `body` with the current value.
+    /// Calls `body` with the current value. `body` must not call `read` on the same instance:
+    /// a refresh inside would release the slot the outer call is using.
     func read<Result>(_ body: (Value) -> Result) -> Result {
         guard let key else { return body(value) }
         let current = version.load(ordering: .acquiring)
@@ -57,7 +58,8 @@ final class PublishedValue<Value: AnyObject & Sendable>: @unchecked Sendable {
         }
         let (latest, value) = published.withLock { ($0.version, $0.value) }
         let slot = Slot(version: latest, value: value)
-        pthread_setspecific(key, Unmanaged.passRetained(slot).toOpaque())
+        let retained = Unmanaged.passRetained(slot)
+        if pthread_setspecific(key, retained.toOpaque()) != 0 { retained.release() }
         return body(value)
     }
 

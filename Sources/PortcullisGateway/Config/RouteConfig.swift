@@ -160,12 +160,19 @@ public struct HeaderRules: Sendable {
 
     init() {}
 
+    /// Fields that say where a message body ends: a rule changing them would let the two sides
+    /// of the gateway disagree about it (request smuggling, response splitting).
+    static func isFraming(_ name: String) -> Bool {
+        ["content-length", "transfer-encoding"].contains(name.lowercased())
+    }
+
     init(node: ConfigNode) throws {
         var map = try node.mapping()
         if let setNode = map.optional("set") {
             var entries = try setNode.mapping()
             for (name, value) in entries.all() {
                 guard HeaderName.isValid(name) else { throw value.error("'\(name)' is not a valid header name") }
+                guard !Self.isFraming(name) else { throw value.error("'\(name)' frames the body and is set by the gateway itself") }
                 let text = try value.string()
                 guard !text.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
                     throw value.error("header values may not contain CR, LF or NUL")
@@ -176,6 +183,7 @@ public struct HeaderRules: Sendable {
         if let removeNode = map.optional("remove") {
             remove = try removeNode.stringList()
             for name in remove where !HeaderName.isValid(name) { throw removeNode.error("'\(name)' is not a valid header name") }
+            for name in remove where Self.isFraming(name) { throw removeNode.error("'\(name)' frames the body and cannot be removed") }
         }
         try map.finish()
     }

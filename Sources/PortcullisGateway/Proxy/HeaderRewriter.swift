@@ -75,7 +75,7 @@ enum HeaderRewriter {
         var priorForwardedFor: String?
         var priorForwarded: String?
         var originalHost: String?
-        var hasContentLength = false
+        var contentLength: String?
         var chunked = false
         for (name, value) in head.headers {
             if HeaderNameSet.matches(name, "x-forwarded-for") {
@@ -86,23 +86,31 @@ enum HeaderRewriter {
                 priorForwarded = priorForwarded.map { "\($0), \(value)" } ?? value
                 continue
             }
-            if HeaderNameSet.matches(name, "host") {
-                originalHost = value
-            } else if HeaderNameSet.matches(name, "content-length") {
-                hasContentLength = true
-            } else if HeaderNameSet.matches(name, "transfer-encoding") {
+            // Body framing is the gateway's to state, from what NIO's decoder accepted: a client
+            // naming Content-Length in `Connection` must not make the upstream see a request
+            // without a length (its body would then be read as a second, unchecked request).
+            if HeaderNameSet.matches(name, "content-length") {
+                contentLength = contentLength ?? value
+                continue
+            }
+            if HeaderNameSet.matches(name, "transfer-encoding") {
                 chunked = chunked || value.utf8.split(separator: UInt8(ascii: ",")).contains { token in
                     HeaderNameSet.equalsIgnoringASCIICase(String(decoding: token.filter { $0 != 0x20 && $0 != 0x09 }, as: UTF8.self).utf8, "chunked".utf8)
                 }
+                continue
             }
-            if policy.requestRemoved.contains(name) || listed?.contains(name) == true { continue }
+            let isHost = HeaderNameSet.matches(name, "host")
+            if isHost { originalHost = value }
+            if policy.requestRemoved.contains(name) || (!isHost && listed?.contains(name) == true) { continue }
             headers.append((name, value))
         }
 
-        // Body framing: the client's chunked encoding is hop-by-hop and stripped above; re-declare it.
+        // The client's chunked coding is hop-by-hop (not forwarded as is); re-declare it.
         if chunked {
             headers.append(("transfer-encoding", "chunked"))
-        } else if !hasContentLength, methodMayHaveBody(head.method) {
+        } else if let contentLength {
+            headers.append(("content-length", contentLength))
+        } else if methodMayHaveBody(head.method) {
             headers.append(("content-length", "0"))
         }
 

@@ -35,7 +35,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     private let timeouts: HeadTimeoutHandler?
     private let client: HeaderRewriter.ClientInfo
     private var state: State = .idle
-    private var context: ChannelHandlerContext!
+    /// Set while the handler is in the pipeline. Dropped in `handlerRemoved`: the context holds the
+    /// handler, so keeping it would leak both with every closed connection.
+    private var context: ChannelHandlerContext?
     private var pendingRead = false
     /// Parts of pipelined requests that arrived before the response to the one before them.
     private var queued = CircularBuffer<HTTPServerRequestPart>()
@@ -61,6 +63,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         responseTimer?.stop()
         responseTimer = nil
+        self.context = nil
     }
 
     /// The upstream response-header timeout of the current exchange (one timer per connection).
@@ -194,7 +197,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                                                           requestID: requestID, client: client)
         if facts.expectsContinue {
             // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
         let exchange = Exchange(handler: self, route: route, clientHead: head, upstreamHead: upstreamHead,
                                 log: log, extraResponseHeaders: rateLimitHeaders)
@@ -217,6 +220,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// Writes a response the gateway composed itself.
     fileprivate func writeGatewayResponse(_ response: ErrorResponse, requestHead: HTTPRequestHead, requestID: String) {
+        guard let context else { return }
         let body = response.body(requestID: requestID, allocator: context.channel.allocator)
         var headers = response.headers
         headers.add(name: "Content-Type", value: "application/json")
@@ -231,11 +235,11 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func writeEnd(keepAlive: Bool) {
+        guard let context else { return }
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             timeouts?.exchangeCompleted()
         } else {
-            let context = self.context!
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
@@ -305,7 +309,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     fileprivate func resumeClientReads() {
         if pendingRead {
             pendingRead = false
-            context.read()
+            context?.read()
         }
     }
 
@@ -329,22 +333,20 @@ final class ProxyHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    fileprivate var clientChannel: any Channel { context.channel }
-    fileprivate var eventLoop: any EventLoop { context.eventLoop }
-    fileprivate var clientWritable: Bool { context.channel.isWritable }
+    fileprivate var clientWritable: Bool { context?.channel.isWritable ?? false }
     fileprivate var gatewayContext: GatewayContext { gateway }
     fileprivate var upstreamPool: UpstreamPool { pool }
 
     fileprivate func writeToClient(_ part: HTTPServerResponsePart) {
-        context.write(wrapOutboundOut(part), promise: nil)
+        context?.write(wrapOutboundOut(part), promise: nil)
     }
 
     fileprivate func flushClient() {
-        context.flush()
+        context?.flush()
     }
 
     fileprivate func closeClient() {
-        context.close(promise: nil)
+        context?.close(promise: nil)
     }
 
     fileprivate func markCloseAfterResponse() {
@@ -435,7 +437,7 @@ private final class Exchange: UpstreamExchangeDelegate {
         upstreamReused = reused
         connection.handler.beginExchange(delegate: self)
         upstreamSentAt = .now()
-        let headWritten = handler.eventLoop.makePromise(of: Void.self)
+        let headWritten = handler.upstreamPool.eventLoop.makePromise(of: Void.self)
         connection.write(.head(upstreamHead), promise: headWritten)
         headWritten.futureResult.assumeIsolated().whenFailure { [self] _ in
             // The pooled connection was already closed: no byte of this request left the gateway.

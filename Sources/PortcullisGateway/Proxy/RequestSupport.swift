@@ -102,6 +102,7 @@ enum RequestPath {
             name = utf8[..<(utf8.firstIndex(of: UInt8(ascii: ":")) ?? utf8.endIndex)]
         }
         let text = Substring(name)
+        if text.isEmpty { return nil }
         return name.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? text.lowercased() : String(text)
     }
 }

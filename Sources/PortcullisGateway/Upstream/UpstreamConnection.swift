@@ -140,7 +140,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 context.write(wrapOutboundOut(suffix), promise: nil)
             }
         case .body(.fileRegion):
+            // Never sent by the request path; dropping it silently would break the framing.
             promise?.fail(ChannelError.operationUnsupported)
+            context.close(promise: nil)
         case .end:
             if let end = writer.end(allocator: allocator) {
                 context.write(wrapOutboundOut(end), promise: promise)
@@ -250,18 +252,18 @@ final class UpstreamConnection {
     let handler: UpstreamHandler
     let context: ChannelHandlerContext
     let target: UpstreamTarget
-    let usesTLS: Bool
+    let poolKey: UpstreamPool.Key
     /// When it was last returned to the pool.
     var idleSince: NIODeadline = .now()
     /// Exchanges completed on it; 0 means fresh.
     var exchanges = 0
 
-    init(channel: any Channel, handler: UpstreamHandler, context: ChannelHandlerContext, target: UpstreamTarget, usesTLS: Bool) {
+    init(channel: any Channel, handler: UpstreamHandler, context: ChannelHandlerContext, target: UpstreamTarget, poolKey: UpstreamPool.Key) {
         self.channel = channel
         self.handler = handler
         self.context = context
         self.target = target
-        self.usesTLS = usesTLS
+        self.poolKey = poolKey
     }
 
     var isUsable: Bool { channel.isActive && !handler.isClosed }

@@ -20,9 +20,18 @@ struct UpstreamSettings: Sendable {
 /// that loop: the client connection, its upstream connection and this pool share one thread, so
 /// the request path never takes a lock or hops threads to reach an upstream.
 final class UpstreamPool {
-    private struct Key: Hashable {
+    /// Which idle connections a route may reuse: same address and the same TLS set-up (a
+    /// connection opened without verification must not serve a route that requires it).
+    struct Key: Hashable {
         let address: HostPort
-        let tls: Bool
+        let tls: ObjectIdentifier?
+        let serverName: String?
+
+        init(_ address: HostPort, _ settings: UpstreamSettings) {
+            self.address = address
+            tls = settings.tls.map(ObjectIdentifier.init)
+            serverName = settings.tls == nil ? nil : settings.tlsServerName
+        }
     }
 
     let eventLoop: any EventLoop
@@ -35,7 +44,7 @@ final class UpstreamPool {
     /// An idle connection to `target` that is still open and not too old, if any.
     func takeIdle(target: UpstreamTarget, settings: UpstreamSettings) -> UpstreamConnection? {
         eventLoop.preconditionInEventLoop()
-        let key = Key(address: target.address, tls: settings.tls != nil)
+        let key = Key(target.address, settings)
         let now = NIODeadline.now()
         // Mutated in place: copying the list out and back would copy it on every request.
         while let connection = idle[key]?.popLast() {
@@ -76,9 +85,10 @@ final class UpstreamPool {
                     let handler = try sync.handler(type: UpstreamHandler.self)
                     let context = try sync.context(handlerType: UpstreamHandler.self)
                     let connection = UpstreamConnection(channel: channel, handler: handler, context: context, target: target,
-                                                        usesTLS: settings.tls != nil)
-                    // Set once per connection; the handler drops it when the channel closes.
-                    handler.onIdleClose = { [self] in forget(connection) }
+                                                        poolKey: Key(address, settings))
+                    // Set once per connection; the handler drops it when the channel closes (so
+                    // only while it is open, or the connection → closure cycle would never break).
+                    if channel.isActive { handler.onIdleClose = { [self] in forget(connection) } }
                     completion(.success(connection))
                 } catch {
                     channel.close(promise: nil)
@@ -100,7 +110,7 @@ final class UpstreamPool {
             connection.close()
             return
         }
-        let key = Key(address: connection.target.address, tls: connection.usesTLS)
+        let key = connection.poolKey
         guard idle[key, default: []].count < settings.maxIdlePerTarget else {
             connection.close()
             return
@@ -112,7 +122,7 @@ final class UpstreamPool {
 
     /// An idle connection closed: drop it from its list.
     private func forget(_ connection: UpstreamConnection) {
-        idle[Key(address: connection.target.address, tls: connection.usesTLS)]?.removeAll { $0 === connection }
+        idle[connection.poolKey]?.removeAll { $0 === connection }
     }
 
     /// Closes every idle connection (shutdown).

@@ -44,6 +44,9 @@ struct UpstreamResponseParser {
     private var keepAlive = true
     /// The response is complete; `.end` is the next event.
     private var pendingEnd = false
+    /// Bytes of an incomplete head already searched for its end (a head trickling in is not
+    /// rescanned from its start on every read).
+    private var headScanned = 0
     /// Received bytes not yet consumed; nil when everything was.
     private var buffer: ByteBuffer?
 
@@ -53,6 +56,7 @@ struct UpstreamResponseParser {
         requestWasHEAD = method == .HEAD
         keepAlive = true
         pendingEnd = false
+        headScanned = 0
         buffer = nil
     }
 
@@ -105,10 +109,12 @@ struct UpstreamResponseParser {
         case .idle:
             throw Failure("bytes outside a response")
         case .head:
-            guard let headLength = Self.headLength(input) else {
+            guard let headLength = Self.headLength(input, from: headScanned) else {
                 guard input.readableBytes <= Self.maxHeadBytes else { throw Failure("response head larger than \(Self.maxHeadBytes) bytes") }
+                headScanned = input.readableBytes
                 return .needMore
             }
+            headScanned = 0
             guard headLength <= Self.maxHeadBytes else { throw Failure("response head larger than \(Self.maxHeadBytes) bytes") }
             guard let head = try parseHead(input.readSlice(length: headLength)!) else {
                 return .progress  // informational; the real head follows
@@ -187,6 +193,8 @@ struct UpstreamResponseParser {
         let (version, code) = try Self.statusLine(statusLine)
         var fields: [(String, String)] = []
         var contentLength: Int?
+        /// Where the (one, normalised) Content-Length field sits in `fields`.
+        var contentLengthField: Int?
         var transferEncoding: [UInt8] = []
         var hasTransferEncoding = false
         var connectionClose = false
@@ -198,6 +206,13 @@ struct UpstreamResponseParser {
                 let length = try Self.contentLength(value)
                 if let contentLength, contentLength != length { throw Failure("conflicting Content-Length values") }
                 contentLength = length
+                // Forwarded once, as a plain number ("5, 5" becomes "5"), so the client sees
+                // exactly the framing this parser applied.
+                if contentLengthField == nil {
+                    contentLengthField = fields.count
+                    fields.append((String(buffer: name), String(length)))
+                }
+                continue
             case 17 where Self.nameIs(name, "transfer-encoding"):
                 hasTransferEncoding = true
                 if !transferEncoding.isEmpty { transferEncoding.append(UInt8(ascii: ",")) }
@@ -214,6 +229,11 @@ struct UpstreamResponseParser {
             fields.append((String(buffer: name), String(buffer: value)))
         }
 
+        if hasTransferEncoding, let contentLengthField {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the Content-Length
+            // must not reach the client — it would frame the body differently from how it was read.
+            fields.remove(at: contentLengthField)
+        }
         if (100..<200).contains(code) {
             // Informational: the real head follows. The gateway answered any `Expect` itself and
             // does not forward upgrades, so a 101 is out of step.
@@ -251,11 +271,12 @@ struct UpstreamResponseParser {
         return response
     }
 
-    /// Length of the head including its terminating empty line, if complete.
-    private static func headLength(_ buffer: ByteBuffer) -> Int? {
+    /// Length of the head including its terminating empty line, if complete. The first `scanned`
+    /// bytes were searched before; the terminator can only end after them.
+    private static func headLength(_ buffer: ByteBuffer, from scanned: Int) -> Int? {
         buffer.withUnsafeReadableBytes { bytes -> Int? in
             guard bytes.count >= 4 else { return nil }
-            var index = 3
+            var index = max(3, scanned)
             while index < bytes.count {
                 // Step over the bytes that cannot end a CRLFCRLF here.
                 let byte = bytes[index]
