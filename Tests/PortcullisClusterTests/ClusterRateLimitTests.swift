@@ -32,8 +32,11 @@ struct ClusterRateLimitTests {
             try await Task.sleep(for: .seconds(1))  // membership settles
             let (attempted, admitted) = try await Self.flatOut(cluster, token: try cluster.token(), seconds: 4)
             #expect(attempted > 2000, "load too small to test the limit: \(attempted)")
-            // 4 s at 100/s; the benchmark holds this to ±5 % over 30 s, a short test gets ±15 %.
-            #expect((340...460).contains(admitted), "admitted \(admitted) of \(attempted)")
+            // 4 s at 100/s = 400. A run that starts mid-window spans five 1 s windows and a sliding
+            // window may fill the first one whole: up to 500 (measured up to 486). The benchmark
+            // holds the rate to ±5 % over 30 s, where that edge averages out. Three independent
+            // node limits would admit 1200 or more.
+            #expect((340...520).contains(admitted), "admitted \(admitted) of \(attempted)")
             let metrics = try cluster.gateways[0].metrics()
             #expect(metrics.contains("portcullis_ratelimit_mode{mode=\"cluster\"} 1"))
         }
@@ -52,8 +55,10 @@ struct ClusterRateLimitTests {
             #expect(try cluster.statuses(token) == [200, 200, 200])
             try await Task.sleep(for: .seconds(1.1))  // a fresh window for every node
             let (_, admitted) = try await Self.flatOut(cluster, token: token, seconds: 3)
-            // 3 nodes × 30/s × 3 s = 270, and never the 3 × 90 × 3 of independent full limits.
-            #expect((200...330).contains(admitted), "admitted \(admitted)")
+            // 3 nodes × 30/s × 3 s = 270; a 1 s sliding window may admit up to one more window's
+            // worth over a run (3 × 30 × 4 = 360, plus wrk's overrun). Independent full limits
+            // would admit 3 × 90 × 3 = 810 or more.
+            #expect((200...400).contains(admitted), "admitted \(admitted)")
         }
     }
 }
