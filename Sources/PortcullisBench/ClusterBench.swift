@@ -28,17 +28,12 @@ struct ClusterBench: AsyncParsableCommand {
         if ProcessInfo.processInfo.environment["PORTCULLIS_BIN"] == nil {
             setenv("PORTCULLIS_BIN", PortcullisBinary.packageRoot + "/.build/release/portcullis", 1)
         }
-        let cluster = try await BenchCluster.start(nodes: nodes, limit: limit)
-        do {
+        try await withCleanup(try await BenchCluster.start(nodes: nodes, limit: limit), { await $0.stop() }) { cluster in
             try await propagation(cluster)
             try await accuracy(cluster)
             try await uneven(cluster)
             try await throughput(cluster)
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     // MARK: 1. Propagation under load

@@ -132,13 +132,7 @@ final class TestCluster {
 func withCluster(redisPersistence: Bool = false, clusterKeys: Bool = false, rateLimit: Int? = nil,
                  _ body: (TestCluster) async throws -> Void) async throws {
     let cluster = try await TestCluster(redisPersistence: redisPersistence, clusterKeys: clusterKeys, rateLimit: rateLimit)
-    do {
-        try await body(cluster)
-    } catch {
-        await cluster.shutdown()
-        throw error
-    }
-    await cluster.shutdown()
+    try await withCleanup(cluster, { await $0.shutdown() }, body)
 }
 
 /// Polls `condition` until it holds; records an issue naming `what` if it never does.

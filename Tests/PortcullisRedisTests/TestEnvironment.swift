@@ -24,15 +24,7 @@ func withRedis(password: String? = nil, configure: (inout RedisConfiguration) ->
     var configuration = server.configuration()
     configure(&configuration)
     let client = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger)
-    do {
-        try await body(server, client)
-        await client.close()
-        await server.shutdown()
-    } catch {
-        await client.close()
-        await server.shutdown()
-        throw error
-    }
+    try await withCleanup(client, { await $0.close(); await server.shutdown() }) { try await body(server, $0) }
 }
 
 /// Consumes a subscriber's stream in the background so tests can wait for conditions on what arrived.
@@ -106,34 +98,15 @@ extension RedisValue {
     static func bulk(_ text: String) -> RedisValue { .bulkString(Array(text.utf8)) }
 }
 
-/// Runs `body`, then awaits the fixture's shutdown — also when `body` throws — so neither its
-/// processes nor its folder outlive the test.
+/// Runs `body`, then shuts the fixture down (also when `body` throws).
 func using(_ server: RedisServerFixture, _ body: (RedisServerFixture) async throws -> Void) async throws {
-    do {
-        try await body(server)
-    } catch {
-        await server.shutdown()
-        throw error
-    }
-    await server.shutdown()
+    try await withCleanup(server, { await $0.shutdown() }, body)
 }
 
 func using(_ fixture: SentinelFixture, _ body: (SentinelFixture) async throws -> Void) async throws {
-    do {
-        try await body(fixture)
-    } catch {
-        await fixture.shutdown()
-        throw error
-    }
-    await fixture.shutdown()
+    try await withCleanup(fixture, { await $0.shutdown() }, body)
 }
 
 func using(_ process: ManagedProcess, _ body: (ManagedProcess) async throws -> Void) async throws {
-    do {
-        try await body(process)
-    } catch {
-        await process.kill()
-        throw error
-    }
-    await process.kill()
+    try await withCleanup(process, { await $0.kill() }, body)
 }
