@@ -96,8 +96,22 @@ struct GatewayLifecycleTests {
         let head = try client.request("HEAD", "/status/200")
         #expect(head.status == 200)
         #expect(head.body.isEmpty)
+        // A HEAD answer is never framed as chunks, even when the upstream gave no length: a
+        // stray last-chunk would be read as the start of the next response.
+        let unframedHead = try client.request("HEAD", "/raw/until-close")
+        #expect(unframedHead.status == 200)
+        #expect(unframedHead.header("transfer-encoding") == nil)
         // The same client connection still works after each of them.
         #expect(try client.request("GET", "/after").status == 200)
+
+        // An HTTP/1.0 client cannot read chunks: an unframed body ends with the connection.
+        let old = try gateway.client()
+        try old.send("GET /raw/until-close HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n")
+        let oldResponse = try old.readResponse()
+        #expect(oldResponse.status == 200)
+        #expect(oldResponse.header("transfer-encoding") == nil)
+        #expect(oldResponse.header("connection") == "close")
+        #expect(String(decoding: oldResponse.body, as: UTF8.self) == "body until close")
 
         let bad = try client.request("GET", "/raw/bad-length")
         #expect(bad.status == 502)

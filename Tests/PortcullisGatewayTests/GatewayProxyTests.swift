@@ -319,6 +319,15 @@ final class GatewayProxyTests {
         let badChunk = try gateway.client()
         try badChunk.send("POST /public/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
         #expect(try badChunk.readResponse().status == 400)
+
+        // What the decoder refuses gets the gateway's JSON error, and nothing more is read.
+        let garbage = try gateway.client()
+        try garbage.send("GET /public/x HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
+        let refused = try garbage.readResponse()
+        #expect(refused.status == 400)
+        #expect(refused.json["error"] as? String == "invalid_request")
+        #expect(refused.header("connection") == "close")
+        #expect(garbage.waitForClose())
     }
 
     @Test("oversized headers are refused")

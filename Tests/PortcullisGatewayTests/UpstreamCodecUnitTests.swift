@@ -3,7 +3,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
-@Suite("upstream HTTP/1.1: response parser and request writer")
+@Suite("HTTP/1.1 bytes: upstream response parser, request and response writer")
 struct UpstreamCodecUnitTests {
     /// What a parse produced, flattened for comparison.
     struct Outcome: Equatable {
@@ -211,10 +211,10 @@ struct UpstreamCodecUnitTests {
     @Test("the writer sends the head as HTTP/1.1 and frames chunked bodies; empty parts are not chunks")
     func writer() {
         let allocator = ByteBufferAllocator()
-        var writer = UpstreamRequestWriter()
+        var writer = HTTP1Writer()
         let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a?b=c",
                                    headers: HTTPHeaders([("Host", "x"), ("transfer-encoding", "chunked")]))
-        #expect(String(buffer: writer.head(head, allocator: allocator)) == "POST /a?b=c HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        #expect(String(buffer: writer.request(head, allocator: allocator)) == "POST /a?b=c HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n")
         let part = ByteBuffer(string: String(repeating: "z", count: 26))
         #expect(writer.chunkPrefix(for: part, allocator: allocator).map { String(buffer: $0) } == "1a\r\n")
         #expect(writer.chunkSuffix(for: part, allocator: allocator).map { String(buffer: $0) } == "\r\n")
@@ -222,8 +222,54 @@ struct UpstreamCodecUnitTests {
         #expect(writer.end(allocator: allocator).map { String(buffer: $0) } == "0\r\n\r\n")
 
         let plain = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: HTTPHeaders([("Content-Length", "3")]))
-        _ = writer.head(plain, allocator: allocator)
+        _ = writer.request(plain, allocator: allocator)
         #expect(writer.chunkPrefix(for: part, allocator: allocator) == nil)
         #expect(writer.end(allocator: allocator) == nil)
+    }
+
+    @Test("client responses: the framing follows the status, the request method and the client's version")
+    func responseFraming() {
+        func framing(_ status: HTTPResponseStatus, _ headers: [(String, String)], version: HTTPVersion = .http1_1, head: Bool = false) -> HTTP1Writer.Framing {
+            HTTP1Writer.responseFraming(HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(headers)), bodyless: head)
+        }
+        #expect(framing(.ok, [("content-LENGTH", "3")]) == .length)
+        #expect(framing(.ok, []) == .chunked)
+        #expect(framing(.ok, [], version: .http1_0) == .close)
+        #expect(framing(.ok, [("Content-Length", "3")], version: .http1_0) == .length)
+        // No body can follow these, whatever the head says: nothing may be framed.
+        #expect(framing(.ok, [], head: true) == .none)
+        #expect(framing(.ok, [("Content-Length", "3")], head: true) == .none)
+        #expect(framing(.noContent, []) == .none)
+        #expect(framing(.notModified, []) == .none)
+        #expect(framing(.continue, []) == .none)
+    }
+
+    @Test("client responses are written byte for byte, chunked when unframed, in the client's version")
+    func responseBytes() {
+        let allocator = ByteBufferAllocator()
+        var writer = HTTP1Writer()
+        let fields = HTTPHeaders([("Content-Type", "text/plain"), ("X-Request-Id", "r1")])
+        let chunked = HTTPResponseHead(version: .http1_1, status: .ok, headers: fields)
+        #expect(String(buffer: writer.response(chunked, framing: .chunked, allocator: allocator))
+            == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Request-Id: r1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        #expect(writer.chunkPrefix(for: ByteBuffer(string: "abc"), allocator: allocator).map { String(buffer: $0) } == "3\r\n")
+        #expect(writer.end(allocator: allocator).map { String(buffer: $0) } == "0\r\n\r\n")
+
+        let old = HTTPResponseHead(version: .http1_0, status: .init(statusCode: 599), headers: ["Content-Length": "0"])
+        #expect(String(buffer: writer.response(old, framing: .length, allocator: allocator)) == "HTTP/1.0 599 \r\nContent-Length: 0\r\n\r\n")
+        #expect(writer.end(allocator: allocator) == nil)
+
+        let head = HTTPResponseHead(version: .http1_1, status: .notFound, headers: ["Content-Length": "12"])
+        #expect(String(buffer: writer.response(head, framing: .none, allocator: allocator)) == "HTTP/1.1 404 Not Found\r\nContent-Length: 12\r\n\r\n")
+        #expect(writer.chunkPrefix(for: ByteBuffer(string: "abc"), allocator: allocator) == nil)
+        #expect(writer.end(allocator: allocator) == nil)
+    }
+
+    @Test("multi-byte UTF-8 in a value is sized and copied exactly")
+    func responseUTF8() {
+        var writer = HTTP1Writer()
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("X-Name", "Zoë ✓"), ("Content-Length", "0")]))
+        #expect(String(buffer: writer.response(head, framing: .length, allocator: ByteBufferAllocator()))
+            == "HTTP/1.1 200 OK\r\nX-Name: Zoë ✓\r\nContent-Length: 0\r\n\r\n")
     }
 }

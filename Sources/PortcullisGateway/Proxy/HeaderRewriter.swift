@@ -44,10 +44,25 @@ enum HeaderRewriter {
         }
     }
 
-    /// Facts about the client connection the forwarding headers need.
+    /// Facts about the client connection the forwarding headers need, and the parts of those
+    /// headers that are the same for every request on it.
     struct ClientInfo {
-        var address: String?
-        var isTLS: Bool
+        let address: String?
+        let isTLS: Bool
+        let proto: String
+        /// The RFC 7239 element without its `host=` part: `for=…;proto=…`.
+        let forwardedElement: String
+
+        init(address: String?, isTLS: Bool) {
+            self.address = address
+            self.isTLS = isTLS
+            proto = isTLS ? "https" : "http"
+            var element = "proto=\(proto)"
+            if let address {
+                element = (address.utf8.contains(UInt8(ascii: ":")) ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
+            }
+            forwardedElement = element
+        }
     }
 
     /// Headers named in `Connection` (they are hop-by-hop too), when there are any.
@@ -114,18 +129,14 @@ enum HeaderRewriter {
             headers.append(("content-length", "0"))
         }
 
-        let proto = client.isTLS ? "https" : "http"
         if let address = client.address {
             headers.append(("X-Forwarded-For", priorForwardedFor.map { "\($0), \(address)" } ?? address))
         } else if let priorForwardedFor {
             headers.append(("X-Forwarded-For", priorForwardedFor))
         }
-        headers.append(("X-Forwarded-Proto", proto))
+        headers.append(("X-Forwarded-Proto", client.proto))
         if let originalHost { headers.append(("X-Forwarded-Host", originalHost)) }
-        var element = "proto=\(proto)"
-        if let address = client.address {
-            element = (address.utf8.contains(UInt8(ascii: ":")) ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
-        }
+        var element = client.forwardedElement
         if let originalHost {
             element += isForwardedToken(originalHost) ? ";host=\(originalHost)" : ";host=\"\(originalHost.filter { $0 != "\"" && $0 != "\\" })\""
         }

@@ -20,8 +20,8 @@ import PortcullisJOSE
 /// even for clients that never pipeline.)
 final class ProxyHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private enum State {
         case idle
@@ -43,6 +43,10 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     /// Close the client connection once the current response is written.
     private var closeAfterResponse = false
+    /// Writes responses as bytes: there is no NIO response encoder in this pipeline.
+    private var writer = HTTP1Writer()
+    /// A response head was written and its end was not: nothing else may be written meanwhile.
+    private var responseInProgress = false
 
     init(gateway: GatewayContext, pool: UpstreamPool, timeouts: HeadTimeoutHandler?, client: HeaderRewriter.ClientInfo) {
         self.gateway = gateway
@@ -125,9 +129,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         let facts = RequestHeadFacts(head.headers)
         let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()
         let hasBody = facts.hasBody
-        // The query string is left out of the log: it may carry credentials.
-        var log = RequestLog(requestID: requestID, method: head.method.rawValue,
-                             path: String(head.uri.prefix { $0 != "?" }), start: start)
+        var log = RequestLog(requestID: requestID, method: head.method.rawValue, target: head.uri, start: start)
 
         guard let path = RequestPath.validate(head.uri) else {
             return reject(ErrorResponse(status: .badRequest, error: "invalid_request", description: "the request target is not a valid origin-form path"),
@@ -197,7 +199,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                                                           requestID: requestID, client: client)
         if facts.expectsContinue {
             // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
-            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
         let exchange = Exchange(handler: self, route: route, clientHead: head, upstreamHead: upstreamHead,
                                 log: log, extraResponseHeaders: rateLimitHeaders)
@@ -214,12 +216,17 @@ final class ProxyHandler: ChannelDuplexHandler {
         state = .discarding
         log.status = Int(response.status.code)
         log.reason = log.reason ?? response.error
-        writeGatewayResponse(response, requestHead: head, requestID: log.requestID)
+        writeGatewayResponse(response, to: head, requestID: log.requestID)
         finish(log: log, metrics: metrics, upstreamTime: nil)
     }
 
-    /// Writes a response the gateway composed itself.
-    fileprivate func writeGatewayResponse(_ response: ErrorResponse, requestHead: HTTPRequestHead, requestID: String) {
+    /// Writes a response the gateway composed itself to the request `head`.
+    fileprivate func writeGatewayResponse(_ response: ErrorResponse, to head: HTTPRequestHead, requestID: String) {
+        writeGatewayResponse(response, version: head.version, isHEAD: head.method == .HEAD,
+                             keepAlive: head.isKeepAlive, requestID: requestID)
+    }
+
+    private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) {
         guard let context else { return }
         let body = response.body(requestID: requestID, allocator: context.channel.allocator)
         var headers = response.headers
@@ -227,20 +234,43 @@ final class ProxyHandler: ChannelDuplexHandler {
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         headers.add(name: "X-Request-Id", value: requestID)
         headers.add(name: "Cache-Control", value: "no-store")
-        let keepAlive = requestHead.isKeepAlive && !closeAfterResponse
+        let keepAlive = keepAlive && !closeAfterResponse
         if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: requestHead.version, status: response.status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        // A response to HEAD states the length of the body it would have had, and has none.
+        writeResponseHead(HTTPResponseHead(version: version, status: response.status, headers: headers), framing: isHEAD ? .none : .length)
+        writeResponseBody(body)
         writeEnd(keepAlive: keepAlive)
+    }
+
+    fileprivate func writeResponseHead(_ head: HTTPResponseHead, framing: HTTP1Writer.Framing) {
+        guard let context else { return }
+        responseInProgress = true
+        context.write(wrapOutboundOut(writer.response(head, framing: framing, allocator: context.channel.allocator)), promise: nil)
+    }
+
+    fileprivate func writeResponseBody(_ body: ByteBuffer) {
+        guard let context, writer.framing != .none else { return }
+        let allocator = context.channel.allocator
+        if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
+            context.write(wrapOutboundOut(prefix), promise: nil)
+        }
+        context.write(wrapOutboundOut(body), promise: nil)
+        if let suffix = writer.chunkSuffix(for: body, allocator: allocator) {
+            context.write(wrapOutboundOut(suffix), promise: nil)
+        }
     }
 
     private func writeEnd(keepAlive: Bool) {
         guard let context else { return }
+        responseInProgress = false
+        let last = writer.end(allocator: context.channel.allocator)
         if keepAlive {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            if let last { context.write(wrapOutboundOut(last), promise: nil) }
+            context.flush()
             timeouts?.exchangeCompleted()
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            let last = last ?? context.channel.allocator.buffer(capacity: 0)
+            context.writeAndFlush(wrapOutboundOut(last)).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         }
@@ -329,17 +359,20 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Protocol errors were already answered with 400 by NIO's error handler.
+        if error is HTTPParserError, !responseInProgress {
+            // NIO's decoder refused the bytes (malformed, smuggling shapes, over a limit). Nothing
+            // after them can be framed, so the connection closes after the answer.
+            closeAfterResponse = true
+            writeGatewayResponse(ErrorResponse(status: .badRequest, error: "invalid_request", description: "the request is not valid HTTP/1.1"),
+                                 version: .http1_1, isHEAD: false, keepAlive: false, requestID: RequestID.generate())
+            return
+        }
         context.close(promise: nil)
     }
 
     fileprivate var clientWritable: Bool { context?.channel.isWritable ?? false }
     fileprivate var gatewayContext: GatewayContext { gateway }
     fileprivate var upstreamPool: UpstreamPool { pool }
-
-    fileprivate func writeToClient(_ part: HTTPServerResponsePart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
-    }
 
     fileprivate func flushClient() {
         context?.flush()
@@ -377,7 +410,6 @@ private final class Exchange: UpstreamExchangeDelegate {
     private(set) var clientRequestEnded = false
     private var upstreamRequestEnded = false
     private var responseHeadSent = false
-    private var upstreamKeepAlive = true
     private var upstreamSentAt: NIODeadline?
     private var done = false
 
@@ -542,25 +574,22 @@ private final class Exchange: UpstreamExchangeDelegate {
         guard !done else { return }
         handler.responseTimer?.cancel()
         responseHeadSent = true
-        upstreamKeepAlive = head.isKeepAlive
         var response = HeaderRewriter.clientResponse(head, policy: route.headerPolicy, requestID: log.requestID)
         response.version = clientHead.version
         if let extra = extraResponseHeaders {
             for (name, value) in extra { response.headers.replaceOrAdd(name: name, value: value) }
         }
+        let framing = HTTP1Writer.responseFraming(response, bodyless: clientHead.method == .HEAD)
         // An HTTP/1.0 client can only find the end of an unframed body by the connection closing.
-        if clientHead.version.minor == 0, !response.headers.contains(name: "content-length") {
-            handler.markCloseAfterResponse()
-        }
-        if !clientHead.isKeepAlive { handler.markCloseAfterResponse() }
+        if framing == .close || !clientHead.isKeepAlive { handler.markCloseAfterResponse() }
         if handler.closesAfterResponse { response.headers.replaceOrAdd(name: "Connection", value: "close") }
         log.status = Int(head.status.code)
-        handler.writeToClient(.head(response))
+        handler.writeResponseHead(response, framing: framing)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard !done else { return }
-        handler.writeToClient(.body(.byteBuffer(body)))
+        handler.writeResponseBody(body)
     }
 
     func upstreamReadComplete() {
@@ -574,7 +603,7 @@ private final class Exchange: UpstreamExchangeDelegate {
         let upstreamTime = upstreamSentAt.map { Duration.nanoseconds((NIODeadline.now() - $0).nanoseconds) }
         if let upstream {
             // Reuse only a connection that finished a complete request and response in step.
-            if keepAlive, upstreamKeepAlive, upstreamRequestEnded {
+            if keepAlive, upstreamRequestEnded {
                 handler.upstreamPool.release(upstream, settings: route.upstream)
             } else {
                 upstream.close()
@@ -626,7 +655,7 @@ private final class Exchange: UpstreamExchangeDelegate {
         log.status = Int(status.code)
         log.reason = log.reason ?? code
         handler.writeGatewayResponse(ErrorResponse(status: status, error: code, description: description),
-                                     requestHead: clientHead, requestID: log.requestID)
+                                     to: clientHead, requestID: log.requestID)
         handler.finish(log: log, metrics: route.metrics, upstreamTime: nil)
         handler.exchangeFinishedAfterGatewayResponse(self)
     }

@@ -158,7 +158,8 @@ enum RateLimitKey {
 struct RequestLog {
     let requestID: String
     let method: String
-    let path: String
+    /// The request target as received; only its path is logged.
+    let target: String
     let start: NIODeadline
     var route: String?
     var status = 0
@@ -166,10 +167,14 @@ struct RequestLog {
     var reason: String?
     var upstream: String?
 
-    init(requestID: String, method: String, path: String, start: NIODeadline) {
+    init(requestID: String, method: String, target: String, start: NIODeadline) {
         self.requestID = requestID
         self.method = method
-        self.path = path
+        self.target = target
         self.start = start
     }
+
+    /// The query string is left out of the log: it may carry credentials. (Cut when a line is
+    /// written, not per request: the access log is often off.)
+    var path: String { String(target.prefix { $0 != "?" }) }
 }

@@ -83,11 +83,12 @@ final class GatewayServer: Sendable {
         decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldCount = 256
-        // NIO's outbound header validation is off (it re-scanned every header of every response,
-        // ~1% of request CPU): see `HeaderRewriter` for why every header we write is already valid.
-        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true,
-                                             withOutboundHeaderValidation: false,
-                                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+        // Requests are parsed by NIO's llhttp decoder, whose strictness is the defence against
+        // request smuggling. Responses are written by `ProxyHandler` itself (`HTTP1Writer`), so
+        // there is no response encoder; the decoder's errors are answered there too.
+        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
+                                                                    informationalResponseStrategy: .drop,
+                                                                    limitConfiguration: decoderLimits)))
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")
         }

@@ -63,7 +63,7 @@ enum UpstreamError: Error, CustomStringConvertible {
 }
 
 /// The upstream channel's HTTP/1.1 endpoint (after TLS, if any): writes requests with
-/// `UpstreamRequestWriter`, parses responses with `UpstreamResponseParser`, hands the parts to the
+/// `HTTP1Writer`, parses responses with `UpstreamResponseParser`, hands the parts to the
 /// current exchange's delegate, and pauses reads while the client cannot take more bytes.
 final class UpstreamHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
@@ -78,7 +78,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private(set) var isClosed = false
     private var pendingRead = false
     private var parser = UpstreamResponseParser()
-    private var writer = UpstreamRequestWriter()
+    private var writer = HTTP1Writer()
     /// Called when the channel closes while idle, so the pool can forget it. Set once by the
     /// pool; dropped when the channel closes.
     var onIdleClose: (() -> Void)?
@@ -130,7 +130,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         switch part {
         case .head(let head):
             parser.expectResponse(to: head.method)
-            context.write(wrapOutboundOut(writer.head(head, allocator: allocator)), promise: promise)
+            context.write(wrapOutboundOut(writer.request(head, allocator: allocator)), promise: promise)
         case .body(.byteBuffer(let body)):
             if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
                 context.write(wrapOutboundOut(prefix), promise: nil)
