@@ -34,41 +34,70 @@ struct HTTP1Writer {
             framing = .chunked
         }
         let method = head.method.rawValue
-        let startLength = method.utf8.count + 1 + head.uri.utf8.count + 11
-        return Self.head(startLength: startLength, headers: head.headers, chunked: false, allocator: allocator) { cursor in
+        let size = method.utf8.count + 1 + head.uri.utf8.count + 11 + Self.size(of: head.headers) + 2
+        return Self.write(size: size, allocator: allocator) { cursor in
             cursor.copy(method)
             cursor.copy(" ")
             cursor.copy(head.uri)
             cursor.copy(" HTTP/1.1\r\n")
+            cursor.copy(head.headers)
+            cursor.copy("\r\n")
         }
     }
 
     // MARK: Responses (to clients)
 
     /// How a response's body reaches a client: nothing for `bodyless` responses, its length when
-    /// the head has one, else chunks — or, for an HTTP/1.0 client, the connection closing.
-    static func responseFraming(_ head: HTTPResponseHead, bodyless: Bool) -> Framing {
-        if bodyless || head.status.code < 200 || head.status.code == 204 || head.status.code == 304 { return .none }
-        for (name, _) in head.headers where name.utf8.count == 14 && HeaderNameSet.matches(name, "content-length") {
-            return .length
-        }
+    /// it has one, else chunks — or, for an HTTP/1.0 client, the connection closing.
+    static func responseFraming(_ head: ClientResponseHead, bodyless: Bool) -> Framing {
+        let code = head.status.code
+        if bodyless || code < 200 || code == 204 || code == 304 { return .none }
+        if head.contentLength != nil { return .length }
         return head.version.minor == 0 ? .close : .chunked
     }
 
-    /// A response head in `head.version`, adding `Transfer-Encoding: chunked` when `framing` says so.
-    mutating func response(_ head: HTTPResponseHead, framing: Framing, allocator: ByteBufferAllocator) -> ByteBuffer {
+    /// A response head in `head.version`: the status line, the forwarded fields, the length, the
+    /// gateway's fields, and `Transfer-Encoding: chunked` when `framing` says so.
+    mutating func response(_ head: ClientResponseHead, framing: Framing, allocator: ByteBufferAllocator) -> ByteBuffer {
         self.framing = framing
         let code = Int(head.status.code)
         let reason = head.status.reasonPhrase
+        let length = head.contentLength.map { String($0) }
         // "HTTP/1.1 200 " + reason + CRLF; codes are three digits (the parser refuses others).
-        let startLength = 13 + reason.utf8.count + 2
-        return Self.head(startLength: startLength, headers: head.headers, chunked: framing == .chunked, allocator: allocator) { cursor in
+        var size = 13 + reason.utf8.count + 2 + Self.size(of: head.fields) + 2
+        if let length { size += Self.contentLengthName.utf8CodeUnitCount + length.utf8.count + 2 }
+        if framing == .chunked { size += Self.chunkedField.utf8CodeUnitCount }
+        let forwarded = head.forwarded
+        if let forwarded {
+            for index in head.forwardedFields {
+                let field = forwarded.fields[index]
+                size += field.name.count + field.value.count + 4
+            }
+        }
+        return Self.write(size: size, allocator: allocator) { cursor in
             cursor.copy(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
             cursor.byte(UInt8(ascii: "0") + UInt8(code / 100 % 10))
             cursor.byte(UInt8(ascii: "0") + UInt8(code / 10 % 10))
             cursor.byte(UInt8(ascii: "0") + UInt8(code % 10))
             cursor.byte(UInt8(ascii: " "))
             cursor.copy(reason)
+            cursor.copy("\r\n")
+            forwarded?.withBytes { bytes in
+                for index in head.forwardedFields {
+                    let field = forwarded!.fields[index]
+                    cursor.copy(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+                    cursor.copy(": ")
+                    cursor.copy(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+                    cursor.copy("\r\n")
+                }
+            }
+            if let length {
+                cursor.copy(Self.contentLengthName)
+                cursor.copy(length)
+                cursor.copy("\r\n")
+            }
+            cursor.copy(head.fields)
+            if framing == .chunked { cursor.copy(Self.chunkedField) }
             cursor.copy("\r\n")
         }
     }
@@ -98,54 +127,64 @@ struct HTTP1Writer {
 
     // MARK: Head bytes
 
-    /// A start line, the fields and the empty line, in one buffer sized up front.
-    private static func head(startLength: Int, headers: HTTPHeaders, chunked: Bool, allocator: ByteBufferAllocator,
-                             startLine: (inout Cursor) -> Void) -> ByteBuffer {
-        var size = startLength + 2
-        for (name, value) in headers { size += name.utf8.count + value.utf8.count + 4 }
-        if chunked { size += Self.chunkedField.utf8CodeUnitCount }
+    private static let chunkedField: StaticString = "Transfer-Encoding: chunked\r\n"
+    private static let contentLengthName: StaticString = "Content-Length: "
+
+    /// The bytes `fields` take as `name: value` lines.
+    private static func size(of fields: some Sequence<(name: String, value: String)>) -> Int {
+        fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+    }
+
+    /// A head of exactly `size` bytes, written by `body` into memory reserved up front.
+    private static func write(size: Int, allocator: ByteBufferAllocator, _ body: (inout Cursor) -> Void) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: size)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { bytes in
-            var cursor = Cursor(base: bytes.baseAddress!)
-            startLine(&cursor)
-            for (name, value) in headers {
-                cursor.copy(name)
-                cursor.copy(": ")
-                cursor.copy(value)
-                cursor.copy("\r\n")
-            }
-            if chunked { cursor.copy(Self.chunkedField) }
-            cursor.copy("\r\n")
-            precondition(cursor.offset == size, "head size miscounted")
+            var cursor = Cursor(base: bytes.baseAddress!, limit: size)
+            body(&cursor)
             return cursor.offset
         }
         return buffer
     }
 
-    private static let chunkedField: StaticString = "Transfer-Encoding: chunked\r\n"
-
-    /// Copies into memory reserved for exactly the bytes counted.
+    /// Copies into memory reserved for the bytes counted. The bound is checked on every copy: a
+    /// miscount must stop the process rather than write past the reservation.
     private struct Cursor {
         let base: UnsafeMutableRawPointer
+        let limit: Int
         var offset = 0
 
-        init(base: UnsafeMutableRawPointer) { self.base = base }
+        init(base: UnsafeMutableRawPointer, limit: Int) {
+            self.base = base
+            self.limit = limit
+        }
+
+        mutating func copy(_ bytes: UnsafeRawBufferPointer) {
+            guard let source = bytes.baseAddress else { return }
+            precondition(offset + bytes.count <= limit, "head size miscounted")
+            (base + offset).copyMemory(from: source, byteCount: bytes.count)
+            offset += bytes.count
+        }
 
         mutating func copy(_ string: String) {
             var string = string
-            string.withUTF8 { bytes in
-                guard let source = bytes.baseAddress else { return }
-                (base + offset).copyMemory(from: source, byteCount: bytes.count)
-                offset += bytes.count
-            }
+            string.withUTF8 { copy(UnsafeRawBufferPointer($0)) }
         }
 
         mutating func copy(_ string: StaticString) {
-            (base + offset).copyMemory(from: string.utf8Start, byteCount: string.utf8CodeUnitCount)
-            offset += string.utf8CodeUnitCount
+            copy(UnsafeRawBufferPointer(start: string.utf8Start, count: string.utf8CodeUnitCount))
+        }
+
+        mutating func copy(_ fields: some Sequence<(name: String, value: String)>) {
+            for (name, value) in fields {
+                copy(name)
+                copy(": ")
+                copy(value)
+                copy("\r\n")
+            }
         }
 
         mutating func byte(_ value: UInt8) {
+            precondition(offset < limit, "head size miscounted")
             base.storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
             offset += 1
         }

@@ -15,9 +15,13 @@ struct HeaderNameSet: Sendable {
     }
 
     func contains(_ name: String) -> Bool {
-        let utf8 = name.utf8
-        guard let candidates = byLength[utf8.count] else { return false }
-        for candidate in candidates where Self.equalsIgnoringASCIICase(utf8, candidate) {
+        contains(name.utf8)
+    }
+
+    /// Whether the name in `bytes` is in the set.
+    func contains(_ bytes: some Collection<UInt8>) -> Bool {
+        guard let candidates = byLength[bytes.count] else { return false }
+        for candidate in candidates where Self.equalsIgnoringASCIICase(bytes, candidate) {
             return true
         }
         return false

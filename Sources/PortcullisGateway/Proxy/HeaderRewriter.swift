@@ -25,7 +25,8 @@ enum HeaderRewriter {
         /// Removed from requests: hop-by-hop, every identity header (configured and default),
         /// headers the gateway sets itself, `Authorization` when stripped, the route's removals.
         let requestRemoved: HeaderNameSet
-        /// Removed from responses: hop-by-hop and the route's removals.
+        /// Removed from upstream responses: hop-by-hop, the route's removals, and the fields the
+        /// route or the gateway set.
         let responseRemoved: HeaderNameSet
 
         init(route: RouteConfig, identityHeaders: [IdentityHeader]) {
@@ -40,6 +41,11 @@ enum HeaderRewriter {
             var response = HeaderNameSet(HeaderRewriter.hopByHop)
             response.insert("x-request-id")
             for name in route.responseHeaders.remove { response.insert(name) }
+            for (name, _) in route.responseHeaders.setFields { response.insert(name) }
+            // The gateway states the rate-limit state itself (`RateLimit-*` on every answer).
+            if route.rateLimit != nil {
+                for name in ["ratelimit-policy", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] { response.insert(name) }
+            }
             responseRemoved = response
         }
     }
@@ -67,9 +73,14 @@ enum HeaderRewriter {
 
     /// Headers named in `Connection` (they are hop-by-hop too), when there are any.
     private static func connectionListed(_ headers: HTTPHeaders) -> HeaderNameSet? {
+        connectionListed(headers.lazy.filter { HeaderNameSet.matches($0.name, "connection") }.map(\.value.utf8))
+    }
+
+    /// The names listed in `Connection` field values, other than `close` and `keep-alive`.
+    private static func connectionListed<Value: Collection<UInt8>>(_ values: some Sequence<Value>) -> HeaderNameSet? {
         var listed: HeaderNameSet?
-        for (name, value) in headers where HeaderNameSet.matches(name, "connection") {
-            for token in value.utf8.split(separator: UInt8(ascii: ",")) {
+        for value in values {
+            for token in value.split(separator: UInt8(ascii: ",")) {
                 let trimmed = token.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
                 let text = String(decoding: trimmed, as: UTF8.self)
                 if text.isEmpty || HeaderNameSet.matches(text, "close") || HeaderNameSet.matches(text, "keep-alive") { continue }
@@ -85,7 +96,7 @@ enum HeaderRewriter {
     static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo) -> HTTPRequestHead {
         let listed = connectionListed(head.headers)
         // Built as an array and wrapped once: `HTTPHeaders.add` re-checks every name.
-        var headers: [(String, String)] = []
+        var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(head.headers.count + 8)
         var priorForwardedFor: String?
         var priorForwarded: String?
@@ -162,7 +173,7 @@ enum HeaderRewriter {
     }
 
     /// A route's `set` fields replace any field of the same name.
-    private static func replaceOrAdd(_ fields: [(String, String)], in headers: inout [(String, String)]) {
+    private static func replaceOrAdd(_ fields: [(String, String)], in headers: inout [(name: String, value: String)]) {
         for (name, value) in fields {
             let lower = Array(name.lowercased().utf8)
             headers.removeAll { HeaderNameSet.equalsIgnoringASCIICase($0.0.utf8, lower) }
@@ -170,18 +181,29 @@ enum HeaderRewriter {
         }
     }
 
-    /// The head returned to the client.
-    static func clientResponse(_ head: HTTPResponseHead, policy: Policy, requestID: String) -> HTTPResponseHead {
-        let listed = connectionListed(head.headers)
-        var headers: [(String, String)] = []
-        headers.reserveCapacity(head.headers.count + 2)
-        // `responseRemoved` includes X-Request-Id: the upstream's is replaced by the gateway's.
-        for (name, value) in head.headers where !policy.responseRemoved.contains(name) && listed?.contains(name) != true {
-            headers.append((name, value))
+    /// The head returned to the client, in the client's `version`: the upstream's fields minus
+    /// hop-by-hop ones, those its `Connection` names, the route's removals and any the gateway
+    /// sets itself; then `X-Request-Id`, the route's `set` fields and `extra` (rate-limit state).
+    /// The upstream's fields are referenced, not copied.
+    static func clientResponse(_ head: UpstreamResponseHead, policy: Policy, requestID: String,
+                               extra: HTTPHeaders?, version: HTTPVersion) -> ClientResponseHead {
+        var response = ClientResponseHead(version: version, status: head.status, contentLength: head.contentLength)
+        response.forwardedFields.reserveCapacity(head.fields.count)
+        head.withBytes { bytes in
+            let listed = connectionListed(head.fields.lazy.filter { field in
+                HeaderNameSet.equalsIgnoringASCIICase(bytes[field.name], "connection".utf8)
+            }.map { bytes[$0.value] })
+            for (index, field) in head.fields.enumerated() {
+                let name = bytes[field.name]
+                if policy.responseRemoved.contains(name) || listed?.contains(name) == true { continue }
+                response.forwardedFields.append(index)
+            }
         }
-        headers.append(("X-Request-Id", requestID))
-        replaceOrAdd(policy.route.responseHeaders.setFields, in: &headers)
-        return HTTPResponseHead(version: .http1_1, status: head.status, headers: HTTPHeaders(headers))
+        response.forwarded = head
+        response.fields.append(("X-Request-Id", requestID))
+        replaceOrAdd(policy.route.responseHeaders.setFields, in: &response.fields)
+        if let extra { replaceOrAdd(extra.map { ($0.name, $0.value) }, in: &response.fields) }
+        return response
     }
 
     /// A claim as a header value: strings as-is, arrays space-joined, numbers and booleans as

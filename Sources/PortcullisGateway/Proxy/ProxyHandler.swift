@@ -229,20 +229,20 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) {
         guard let context else { return }
         let body = response.body(requestID: requestID, allocator: context.channel.allocator)
-        var headers = response.headers
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
-        headers.add(name: "X-Request-Id", value: requestID)
-        headers.add(name: "Cache-Control", value: "no-store")
+        var head = ClientResponseHead(version: version, status: response.status, contentLength: body.readableBytes,
+                                      fields: response.headers.map { $0 })
+        head.fields.append(("Content-Type", "application/json"))
+        head.fields.append(("X-Request-Id", requestID))
+        head.fields.append(("Cache-Control", "no-store"))
         let keepAlive = keepAlive && !closeAfterResponse
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if !keepAlive { head.fields.append(("Connection", "close")) }
         // A response to HEAD states the length of the body it would have had, and has none.
-        writeResponseHead(HTTPResponseHead(version: version, status: response.status, headers: headers), framing: isHEAD ? .none : .length)
+        writeResponseHead(head, framing: isHEAD ? .none : .length)
         writeResponseBody(body)
         writeEnd(keepAlive: keepAlive)
     }
 
-    fileprivate func writeResponseHead(_ head: HTTPResponseHead, framing: HTTP1Writer.Framing) {
+    fileprivate func writeResponseHead(_ head: ClientResponseHead, framing: HTTP1Writer.Framing) {
         guard let context else { return }
         responseInProgress = true
         context.write(wrapOutboundOut(writer.response(head, framing: framing, allocator: context.channel.allocator)), promise: nil)
@@ -570,19 +570,19 @@ private final class Exchange: UpstreamExchangeDelegate {
 
     // MARK: Response, upstream → client
 
-    func upstreamResponseHead(_ head: HTTPResponseHead) {
+    func upstreamResponseHead(_ head: UpstreamResponseHead) {
         guard !done else { return }
         handler.responseTimer?.cancel()
         responseHeadSent = true
-        var response = HeaderRewriter.clientResponse(head, policy: route.headerPolicy, requestID: log.requestID)
-        response.version = clientHead.version
-        if let extra = extraResponseHeaders {
-            for (name, value) in extra { response.headers.replaceOrAdd(name: name, value: value) }
-        }
+        var response = HeaderRewriter.clientResponse(head, policy: route.headerPolicy, requestID: log.requestID,
+                                                     extra: extraResponseHeaders, version: clientHead.version)
         let framing = HTTP1Writer.responseFraming(response, bodyless: clientHead.method == .HEAD)
         // An HTTP/1.0 client can only find the end of an unframed body by the connection closing.
         if framing == .close || !clientHead.isKeepAlive { handler.markCloseAfterResponse() }
-        if handler.closesAfterResponse { response.headers.replaceOrAdd(name: "Connection", value: "close") }
+        if handler.closesAfterResponse {
+            response.fields.removeAll { HeaderNameSet.matches($0.name, "connection") }
+            response.fields.append(("Connection", "close"))
+        }
         log.status = Int(head.status.code)
         handler.writeResponseHead(response, framing: framing)
     }

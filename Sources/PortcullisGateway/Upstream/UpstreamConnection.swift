@@ -4,7 +4,7 @@ import NIOHTTP1
 /// Receives one exchange's response from an upstream connection. Implemented by the request path
 /// (`ProxyHandler`); every call arrives on the connection's event loop, which is also the client's.
 protocol UpstreamExchangeDelegate: AnyObject {
-    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseHead(_ head: UpstreamResponseHead)
     func upstreamResponseBody(_ body: ByteBuffer)
     func upstreamResponseEnd(keepAlive: Bool)
     /// The connection failed or closed mid-exchange. `responseStarted` tells whether any response byte arrived.

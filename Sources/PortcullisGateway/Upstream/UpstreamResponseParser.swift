@@ -12,7 +12,7 @@ import NIOHTTP1
 /// understand fails the exchange with a 502 and the connection is not reused.
 struct UpstreamResponseParser {
     enum Event {
-        case head(HTTPResponseHead)
+        case head(UpstreamResponseHead)
         case body(ByteBuffer)
         /// The response is complete; `reusable` tells whether the connection may carry another.
         case end(reusable: Bool)
@@ -187,78 +187,35 @@ struct UpstreamResponseParser {
     // MARK: Head
 
     /// Parses a complete head and sets up the body's framing; nil for an informational (1xx) head.
-    private mutating func parseHead(_ head: ByteBuffer) throws -> HTTPResponseHead? {
-        var head = head
-        guard let statusLine = try Self.readLine(&head, limit: Self.maxHeadBytes) else { throw Failure("no status line") }
-        let (version, code) = try Self.statusLine(statusLine)
-        var fields: [(String, String)] = []
-        var contentLength: Int?
-        /// Where the (one, normalised) Content-Length field sits in `fields`.
-        var contentLengthField: Int?
-        var transferEncoding: [UInt8] = []
-        var hasTransferEncoding = false
-        var connectionClose = false
-        var connectionKeepAlive = false
-        while let line = try Self.readLine(&head, limit: Self.maxHeadBytes), line.readableBytes > 0 {
-            let (name, value) = try Self.field(line)
-            switch name.readableBytes {
-            case 14 where Self.nameIs(name, "content-length"):
-                let length = try Self.contentLength(value)
-                if let contentLength, contentLength != length { throw Failure("conflicting Content-Length values") }
-                contentLength = length
-                // Forwarded once, as a plain number ("5, 5" becomes "5"), so the client sees
-                // exactly the framing this parser applied.
-                if contentLengthField == nil {
-                    contentLengthField = fields.count
-                    fields.append((String(buffer: name), String(length)))
-                }
-                continue
-            case 17 where Self.nameIs(name, "transfer-encoding"):
-                hasTransferEncoding = true
-                if !transferEncoding.isEmpty { transferEncoding.append(UInt8(ascii: ",")) }
-                transferEncoding.append(contentsOf: value.readableBytesView)
-            case 10 where Self.nameIs(name, "connection"):
-                for token in value.readableBytesView.split(separator: UInt8(ascii: ",")) {
-                    let trimmed = Self.trimmed(token)
-                    if HeaderNameSet.equalsIgnoringASCIICase(trimmed, "close".utf8) { connectionClose = true }
-                    if HeaderNameSet.equalsIgnoringASCIICase(trimmed, "keep-alive".utf8) { connectionKeepAlive = true }
-                }
-            default:
-                break
-            }
-            fields.append((String(buffer: name), String(buffer: value)))
-        }
-
-        if hasTransferEncoding, let contentLengthField {
-            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the Content-Length
-            // must not reach the client — it would frame the body differently from how it was read.
-            fields.remove(at: contentLengthField)
-        }
-        if (100..<200).contains(code) {
+    private mutating func parseHead(_ head: ByteBuffer) throws -> UpstreamResponseHead? {
+        let parsed = try head.withUnsafeReadableBytes { try Self.scanHead($0) }
+        if (100..<200).contains(parsed.code) {
             // Informational: the real head follows. The gateway answered any `Expect` itself and
             // does not forward upgrades, so a 101 is out of step.
-            guard code != 101 else { throw Failure("unexpected 101 Switching Protocols") }
+            guard parsed.code != 101 else { throw Failure("unexpected 101 Switching Protocols") }
             return nil
         }
-        keepAlive = version.minor == 1 ? !connectionClose : connectionKeepAlive
-        let response = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: code), headers: HTTPHeaders(fields))
+        let version = HTTPVersion(major: 1, minor: parsed.minor)
+        keepAlive = parsed.minor == 1 ? !parsed.connectionClose : parsed.connectionKeepAlive
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the Content-Length must
+        // not reach the client — it would frame the body differently from how it was read.
+        let response = UpstreamResponseHead(version: version, status: HTTPResponseStatus(statusCode: parsed.code), bytes: head,
+                                            fields: parsed.fields, contentLength: parsed.lastCodingIsChunked == nil ? parsed.contentLength : nil)
 
-        if requestWasHEAD || code == 204 || code == 304 {
+        if requestWasHEAD || parsed.code == 204 || parsed.code == 304 {
             pendingEnd = true
             return response
         }
-        if hasTransferEncoding {
-            // RFC 9112 §6.1: Transfer-Encoding overrides Content-Length, and a message with both
-            // must not leave the connection reusable.
-            if contentLength != nil || version.minor == 0 { keepAlive = false }
-            let codings = transferEncoding.split(separator: UInt8(ascii: ","))
-            if let last = codings.last, HeaderNameSet.equalsIgnoringASCIICase(Self.trimmed(last), "chunked".utf8) {
+        if let chunked = parsed.lastCodingIsChunked {
+            // RFC 9112 §6.1: a message with both must not leave the connection reusable.
+            if parsed.contentLength != nil || parsed.minor == 0 { keepAlive = false }
+            if chunked {
                 state = .chunkSize
             } else {
                 keepAlive = false
                 state = .untilClose
             }
-        } else if let contentLength {
+        } else if let contentLength = parsed.contentLength {
             if contentLength == 0 {
                 pendingEnd = true
             } else {
@@ -269,6 +226,65 @@ struct UpstreamResponseParser {
             state = .untilClose
         }
         return response
+    }
+
+    /// What one pass over a head found.
+    private struct ScannedHead {
+        var minor = 1
+        var code = 0
+        var fields: [UpstreamResponseHead.Field] = []
+        var contentLength: Int?
+        /// nil without `Transfer-Encoding`; else whether its last coding is `chunked`.
+        var lastCodingIsChunked: Bool?
+        var connectionClose = false
+        var connectionKeepAlive = false
+    }
+
+    /// One pass over a complete head (status line, fields, empty line), without copying it.
+    private static func scanHead(_ bytes: UnsafeRawBufferPointer) throws -> ScannedHead {
+        var scanned = ScannedHead()
+        var lineStart = 0
+        /// The next CRLF-terminated line without its CRLF; a bare CR or LF is refused.
+        func nextLine() throws -> Range<Int> {
+            guard let newline = bytes[lineStart...].firstIndex(of: 0x0A) else { throw Failure("no status line") }
+            guard newline > lineStart, bytes[newline - 1] == 0x0D else { throw Failure("line not terminated by CRLF") }
+            let line = lineStart..<(newline - 1)
+            guard !bytes[line].contains(0x0D) else { throw Failure("bare CR in a line") }
+            lineStart = newline + 1
+            return line
+        }
+        (scanned.minor, scanned.code) = try statusLine(bytes[try nextLine()])
+        scanned.fields.reserveCapacity(12)
+        var line = try nextLine()
+        while !line.isEmpty {
+            let (name, value) = try field(bytes[line])
+            switch name.count {
+            case 14 where nameIs(bytes[name], "content-length"):
+                let length = try contentLength(bytes[value])
+                if let known = scanned.contentLength, known != length { throw Failure("conflicting Content-Length values") }
+                scanned.contentLength = length
+                line = try nextLine()
+                continue
+            case 17 where nameIs(bytes[name], "transfer-encoding"):
+                // Codings may span several fields; the last one decides. Without any, the body
+                // runs to the close.
+                scanned.lastCodingIsChunked = scanned.lastCodingIsChunked ?? false
+                if let last = bytes[value].split(separator: UInt8(ascii: ",")).last {
+                    scanned.lastCodingIsChunked = HeaderNameSet.equalsIgnoringASCIICase(trimmed(last), "chunked".utf8)
+                }
+            case 10 where nameIs(bytes[name], "connection"):
+                for token in bytes[value].split(separator: UInt8(ascii: ",")) {
+                    let option = trimmed(token)
+                    if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) { scanned.connectionClose = true }
+                    if HeaderNameSet.equalsIgnoringASCIICase(option, "keep-alive".utf8) { scanned.connectionKeepAlive = true }
+                }
+            default:
+                break
+            }
+            scanned.fields.append(UpstreamResponseHead.Field(name: name, value: value))
+            line = try nextLine()
+        }
+        return scanned
     }
 
     /// Length of the head including its terminating empty line, if complete. The first `scanned`
@@ -312,8 +328,7 @@ struct UpstreamResponseParser {
         return line
     }
 
-    private static func statusLine(_ line: ByteBuffer) throws -> (HTTPVersion, Int) {
-        let bytes = line.readableBytesView
+    private static func statusLine(_ bytes: Slice<UnsafeRawBufferPointer>) throws -> (minor: Int, code: Int) {
         // "HTTP/1.1 200" and an optional " reason"
         guard bytes.count >= 12, bytes.starts(with: "HTTP/1.".utf8) else { throw Failure("not an HTTP/1.x status line") }
         let start = bytes.startIndex
@@ -331,7 +346,7 @@ struct UpstreamResponseParser {
             code = code * 10 + Int(digit - UInt8(ascii: "0"))
         }
         guard code >= 100, bytes.count == 12 || bytes[start + 12] == UInt8(ascii: " ") else { throw Failure("malformed status code") }
-        return (HTTPVersion(major: 1, minor: minor), code)
+        return (minor, code)
     }
 
     private static let tokenBytes: [Bool] = (0..<256).map { value in
@@ -344,15 +359,14 @@ struct UpstreamResponseParser {
         }
     }
 
-    /// `name: value` with the value's surrounding whitespace removed (RFC 9112 §5).
-    private static func field(_ line: ByteBuffer) throws -> (name: ByteBuffer, value: ByteBuffer) {
-        let bytes = line.readableBytesView
+    /// `name: value` as index ranges, the value without surrounding whitespace (RFC 9112 §5).
+    private static func field(_ bytes: Slice<UnsafeRawBufferPointer>) throws -> (name: Range<Int>, value: Range<Int>) {
         guard let first = bytes.first else { throw Failure("empty header line") }
         if first == 0x20 || first == 0x09 { throw Failure("obsolete line folding") }
         guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon > bytes.startIndex else { throw Failure("header line without a name") }
         let nameValid = tokenBytes.withUnsafeBufferPointer { table in bytes[..<colon].allSatisfy { table[Int($0)] } }
         guard nameValid else { throw Failure("invalid header name") }
-        var valueStart = bytes.index(after: colon)
+        var valueStart = colon + 1
         var valueEnd = bytes.endIndex
         while valueStart < valueEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
         while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
@@ -360,14 +374,11 @@ struct UpstreamResponseParser {
         guard !bytes[valueStart..<valueEnd].contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
             throw Failure("control character in a header value")
         }
-        let base = line.readerIndex - bytes.startIndex
-        let name = line.getSlice(at: base + bytes.startIndex, length: colon - bytes.startIndex)!
-        let value = line.getSlice(at: base + valueStart, length: valueEnd - valueStart)!
-        return (name, value)
+        return (bytes.startIndex..<colon, valueStart..<valueEnd)
     }
 
-    private static func nameIs(_ name: ByteBuffer, _ lower: StaticString) -> Bool {
-        lower.withUTF8Buffer { HeaderNameSet.equalsIgnoringASCIICase(name.readableBytesView, $0) }
+    private static func nameIs(_ name: Slice<UnsafeRawBufferPointer>, _ lower: StaticString) -> Bool {
+        lower.withUTF8Buffer { HeaderNameSet.equalsIgnoringASCIICase(name, $0) }
     }
 
     private static func trimmed<Bytes: BidirectionalCollection<UInt8>>(_ bytes: Bytes) -> Bytes.SubSequence {
@@ -378,19 +389,21 @@ struct UpstreamResponseParser {
     }
 
     /// A `Content-Length` value: digits, or a list of identical values (RFC 9112 §6.3).
-    private static func contentLength(_ value: ByteBuffer) throws -> Int {
+    private static func contentLength(_ value: Slice<UnsafeRawBufferPointer>) throws -> Int {
         var result: Int?
-        for item in value.readableBytesView.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-            let digits = trimmed(item)
+        var itemStart = value.startIndex
+        while true {
+            let itemEnd = value[itemStart...].firstIndex(of: UInt8(ascii: ",")) ?? value.endIndex
+            let digits = trimmed(value[itemStart..<itemEnd])
             guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
                 throw Failure("invalid Content-Length")
             }
             let length = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
             if let result, result != length { throw Failure("conflicting Content-Length values") }
             result = length
+            guard itemEnd < value.endIndex else { return length }
+            itemStart = itemEnd + 1
         }
-        guard let result else { throw Failure("invalid Content-Length") }
-        return result
     }
 
     /// The size on a chunk-size line; chunk extensions are ignored.
