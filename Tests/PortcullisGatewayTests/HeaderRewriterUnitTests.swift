@@ -63,9 +63,11 @@ struct HeaderRewriterUnitTests {
         let chunked = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders([("Transfer-Encoding", "chunked")]))
         let a = HeaderRewriter.upstreamRequest(chunked, policy: .init(route: try route(), identityHeaders: []), identity: nil, requestID: "r", client: .init(address: nil, isTLS: false))
         #expect(a.headers["transfer-encoding"] == ["chunked"])
+        #expect(a.isChunked)
         let empty = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders())
         let b = HeaderRewriter.upstreamRequest(empty, policy: .init(route: try route(), identityHeaders: []), identity: nil, requestID: "r", client: .init(address: nil, isTLS: false))
         #expect(b.headers["content-length"] == ["0"])
+        #expect(!b.isChunked)
     }
 
     @Test("a client naming Content-Length or Host in Connection cannot strip them (smuggling)")
@@ -128,4 +130,9 @@ struct HeaderRewriterUnitTests {
                             route: r, extra: ["RateLimit-Limit": "10"])
         #expect(out == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nX-Request-Id: rid\r\nX-Frame-Options: DENY\r\nRateLimit-Limit: 10\r\n\r\n")
     }
+}
+
+extension UpstreamRequestHead {
+    /// The fields, for lookups by name in expectations.
+    var headers: HTTPHeaders { HTTPHeaders(fields) }
 }

@@ -220,8 +220,7 @@ struct UpstreamCodecUnitTests {
     func writer() {
         let allocator = ByteBufferAllocator()
         var writer = HTTP1Writer()
-        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a?b=c",
-                                   headers: HTTPHeaders([("Host", "x"), ("transfer-encoding", "chunked")]))
+        let head = UpstreamRequestHead(method: .POST, uri: "/a?b=c", fields: [("Host", "x"), ("transfer-encoding", "chunked")], isChunked: true)
         #expect(String(buffer: writer.request(head, allocator: allocator)) == "POST /a?b=c HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n")
         let part = ByteBuffer(string: String(repeating: "z", count: 26))
         #expect(writer.chunkPrefix(for: part, allocator: allocator).map { String(buffer: $0) } == "1a\r\n")
@@ -229,7 +228,7 @@ struct UpstreamCodecUnitTests {
         #expect(writer.chunkPrefix(for: ByteBuffer(), allocator: allocator) == nil)
         #expect(writer.end(allocator: allocator).map { String(buffer: $0) } == "0\r\n\r\n")
 
-        let plain = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: HTTPHeaders([("Content-Length", "3")]))
+        let plain = UpstreamRequestHead(method: .GET, uri: "/", fields: [("Content-Length", "3")], isChunked: false)
         _ = writer.request(plain, allocator: allocator)
         #expect(writer.chunkPrefix(for: part, allocator: allocator) == nil)
         #expect(writer.end(allocator: allocator) == nil)

@@ -26,21 +26,17 @@ struct HTTP1Writer {
 
     // MARK: Requests (to upstreams)
 
-    /// A request head, always as HTTP/1.1. Its body is chunked when the head carries
-    /// `Transfer-Encoding` (which the rewriter sets only to `chunked`).
-    mutating func request(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> ByteBuffer {
-        framing = .length
-        for (name, _) in head.headers where name.utf8.count == 17 && HeaderNameSet.matches(name, "transfer-encoding") {
-            framing = .chunked
-        }
+    /// A request head, always as HTTP/1.1.
+    mutating func request(_ head: UpstreamRequestHead, allocator: ByteBufferAllocator) -> ByteBuffer {
+        framing = head.isChunked ? .chunked : .length
         let method = head.method.rawValue
-        let size = method.utf8.count + 1 + head.uri.utf8.count + 11 + Self.size(of: head.headers) + 2
+        let size = method.utf8.count + 1 + head.uri.utf8.count + 11 + Self.size(of: head.fields) + 2
         return Self.write(size: size, allocator: allocator) { cursor in
             cursor.copy(method)
             cursor.copy(" ")
             cursor.copy(head.uri)
             cursor.copy(" HTTP/1.1\r\n")
-            cursor.copy(head.headers)
+            cursor.copy(head.fields)
             cursor.copy("\r\n")
         }
     }

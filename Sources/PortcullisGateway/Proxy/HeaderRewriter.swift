@@ -93,9 +93,8 @@ enum HeaderRewriter {
 
     /// The head forwarded upstream. `identity` is nil on unauthenticated routes; identity headers
     /// supplied by the client are removed either way, so they can only come from a verified token.
-    static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo) -> HTTPRequestHead {
+    static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo) -> UpstreamRequestHead {
         let listed = connectionListed(head.headers)
-        // Built as an array and wrapped once: `HTTPHeaders.add` re-checks every name.
         var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(head.headers.count + 8)
         var priorForwardedFor: String?
@@ -166,10 +165,11 @@ enum HeaderRewriter {
         var uri = head.uri
         let route = policy.route
         if route.stripPrefix, route.pathPrefix != "/" {
-            let rest = uri.dropFirst(route.pathPrefix.utf8.count)
-            uri = rest.hasPrefix("/") ? String(rest) : "/" + rest
+            // The router matched the prefix byte for byte, so it is cut by bytes too.
+            let rest = Substring(uri.utf8.dropFirst(route.pathPrefix.utf8.count))
+            uri = rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest
         }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: HTTPHeaders(headers))
+        return UpstreamRequestHead(method: head.method, uri: uri, fields: headers, isChunked: chunked)
     }
 
     /// A route's `set` fields replace any field of the same name.
@@ -214,7 +214,7 @@ enum HeaderRewriter {
         case "sub": raw = token.subject
         case "iss": raw = token.issuer
         case "client_id": raw = token.clientID
-        case "scope", "scp": raw = token.scopes.isEmpty ? nil : token.scopes.joined(separator: " ")
+        case "scope", "scp": raw = token.scopes.isEmpty ? nil : token.scopeList
         default:
             switch token.claims.value(atPath: claim) {
             case .none, .some(.null): raw = nil

@@ -396,7 +396,7 @@ private final class Exchange: UpstreamExchangeDelegate {
     private unowned let handler: ProxyHandler
     let route: CompiledRoute
     let clientHead: HTTPRequestHead
-    let upstreamHead: HTTPRequestHead
+    let upstreamHead: UpstreamRequestHead
     var log: RequestLog
     let extraResponseHeaders: HTTPHeaders?
 
@@ -413,7 +413,7 @@ private final class Exchange: UpstreamExchangeDelegate {
     private var upstreamSentAt: NIODeadline?
     private var done = false
 
-    init(handler: ProxyHandler, route: CompiledRoute, clientHead: HTTPRequestHead, upstreamHead: HTTPRequestHead,
+    init(handler: ProxyHandler, route: CompiledRoute, clientHead: HTTPRequestHead, upstreamHead: UpstreamRequestHead,
          log: RequestLog, extraResponseHeaders: HTTPHeaders?) {
         self.handler = handler
         self.route = route
@@ -477,7 +477,7 @@ private final class Exchange: UpstreamExchangeDelegate {
             retryOnFreshConnection(after: connection)
         }
         for part in buffered {
-            connection.write(.body(.byteBuffer(part)))
+            connection.write(.body(part))
         }
         buffered.removeAll()
         if clientRequestEnded { endUpstreamRequest() }
@@ -525,7 +525,7 @@ private final class Exchange: UpstreamExchangeDelegate {
             buffered.append(body)
             return
         }
-        upstream.write(.body(.byteBuffer(body)))
+        upstream.write(.body(body))
         upstream.flush()
     }
 
@@ -539,7 +539,7 @@ private final class Exchange: UpstreamExchangeDelegate {
     private func endUpstreamRequest() {
         guard !upstreamRequestEnded, let upstream else { return }
         upstreamRequestEnded = true
-        upstream.write(.end(nil))
+        upstream.write(.end)
         handler.responseTimer?.set(after: route.upstream.responseHeaderTimeout)
     }
 

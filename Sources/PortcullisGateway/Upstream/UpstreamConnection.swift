@@ -15,6 +15,13 @@ protocol UpstreamExchangeDelegate: AnyObject {
     var clientIsWritable: Bool { get }
 }
 
+/// One part of a request to an upstream.
+enum UpstreamRequestPart {
+    case head(UpstreamRequestHead)
+    case body(ByteBuffer)
+    case end
+}
+
 /// Why an exchange with an upstream failed.
 enum UpstreamError: Error, CustomStringConvertible {
     case connectFailed(String)
@@ -124,14 +131,14 @@ final class UpstreamHandler: ChannelDuplexHandler {
     // MARK: Request
 
     /// Writes one part of the request; `promise` completes when its bytes were written.
-    func write(_ part: HTTPClientRequestPart, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
+    func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
         idleTimer?.set(after: idleTimeout)
         let allocator = context.channel.allocator
         switch part {
         case .head(let head):
             parser.expectResponse(to: head.method)
             context.write(wrapOutboundOut(writer.request(head, allocator: allocator)), promise: promise)
-        case .body(.byteBuffer(let body)):
+        case .body(let body):
             if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
                 context.write(wrapOutboundOut(prefix), promise: nil)
             }
@@ -139,10 +146,6 @@ final class UpstreamHandler: ChannelDuplexHandler {
             if let suffix = writer.chunkSuffix(for: body, allocator: allocator) {
                 context.write(wrapOutboundOut(suffix), promise: nil)
             }
-        case .body(.fileRegion):
-            // Never sent by the request path; dropping it silently would break the framing.
-            promise?.fail(ChannelError.operationUnsupported)
-            context.close(promise: nil)
         case .end:
             if let end = writer.end(allocator: allocator) {
                 context.write(wrapOutboundOut(end), promise: promise)
@@ -268,7 +271,7 @@ final class UpstreamConnection {
 
     var isUsable: Bool { channel.isActive && !handler.isClosed }
 
-    func write(_ part: HTTPClientRequestPart, promise: EventLoopPromise<Void>? = nil) {
+    func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>? = nil) {
         handler.write(part, promise: promise, context: context)
     }
 
