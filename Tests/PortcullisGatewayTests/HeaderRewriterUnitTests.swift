@@ -39,6 +39,15 @@ struct HeaderRewriterUnitTests {
         #expect(out.headers["x-request-id"] == ["rid"])
     }
 
+    @Test("Forwarded: an IPv6 client and a host that is not a token are quoted")
+    func forwardedQuoting() throws {
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: ["Host": "127.0.0.1:8080"])
+        let out = HeaderRewriter.upstreamRequest(head, policy: .init(route: try route(), identityHeaders: []), identity: nil,
+                                                 requestID: "rid", client: .init(address: "::1", isTLS: true))
+        #expect(out.headers["forwarded"] == ["for=\"[::1]\";proto=https;host=\"127.0.0.1:8080\""])
+        #expect(out.headers["x-forwarded-host"] == ["127.0.0.1:8080"])
+    }
+
     @Test("identity headers come only from the token, with control characters neutralised")
     func identity() throws {
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: HTTPHeaders([

@@ -162,8 +162,11 @@ struct HTTP1Writer {
         }
 
         mutating func copy(_ string: String) {
-            var string = string
-            string.withUTF8 { copy(UnsafeRawBufferPointer($0)) }
+            // Native strings (all of them on Linux) are contiguous; the loop is for any other.
+            let copied: Void? = string.utf8.withContiguousStorageIfAvailable { copy(UnsafeRawBufferPointer($0)) }
+            if copied == nil {
+                for value in string.utf8 { byte(value) }
+            }
         }
 
         mutating func copy(_ string: StaticString) {

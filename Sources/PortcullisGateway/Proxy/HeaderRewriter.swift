@@ -18,8 +18,9 @@ enum HeaderRewriter {
         "te", "trailer", "transfer-encoding", "upgrade", "expect",
     ]
 
-    /// What one route removes and adds, resolved once per route table.
-    struct Policy: Sendable {
+    /// What one route removes and adds, resolved once per route table. A class: the request path
+    /// takes it from its route twice per request, and a struct this size costs a retain per member.
+    final class Policy: Sendable {
         let route: RouteConfig
         let identityHeaders: [IdentityHeader]
         /// Removed from requests: hop-by-hop, every identity header (configured and default),
@@ -73,22 +74,22 @@ enum HeaderRewriter {
 
     /// Headers named in `Connection` (they are hop-by-hop too), when there are any.
     private static func connectionListed(_ headers: HTTPHeaders) -> HeaderNameSet? {
-        connectionListed(headers.lazy.filter { HeaderNameSet.matches($0.name, "connection") }.map(\.value.utf8))
-    }
-
-    /// The names listed in `Connection` field values, other than `close` and `keep-alive`.
-    private static func connectionListed<Value: Collection<UInt8>>(_ values: some Sequence<Value>) -> HeaderNameSet? {
         var listed: HeaderNameSet?
-        for value in values {
-            for token in value.split(separator: UInt8(ascii: ",")) {
-                let trimmed = token.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
-                let text = String(decoding: trimmed, as: UTF8.self)
-                if text.isEmpty || HeaderNameSet.matches(text, "close") || HeaderNameSet.matches(text, "keep-alive") { continue }
-                if listed == nil { listed = HeaderNameSet([]) }
-                listed?.insert(text)
-            }
+        for (name, value) in headers where name.utf8.count == 10 && HeaderNameSet.matches(name, "connection") {
+            addConnectionListed(value.utf8, to: &listed)
         }
         return listed
+    }
+
+    /// Adds the names a `Connection` value lists, other than `close` and `keep-alive`.
+    private static func addConnectionListed(_ value: some Collection<UInt8>, to listed: inout HeaderNameSet?) {
+        for token in value.split(separator: UInt8(ascii: ",")) {
+            let trimmed = token.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+            let text = String(decoding: trimmed, as: UTF8.self)
+            if text.isEmpty || HeaderNameSet.matches(text, "close") || HeaderNameSet.matches(text, "keep-alive") { continue }
+            if listed == nil { listed = HeaderNameSet([]) }
+            listed?.insert(text)
+        }
     }
 
     /// The head forwarded upstream. `identity` is nil on unauthenticated routes; identity headers
@@ -148,7 +149,14 @@ enum HeaderRewriter {
         if let originalHost { headers.append(("X-Forwarded-Host", originalHost)) }
         var element = client.forwardedElement
         if let originalHost {
-            element += isForwardedToken(originalHost) ? ";host=\(originalHost)" : ";host=\"\(originalHost.filter { $0 != "\"" && $0 != "\\" })\""
+            if isForwardedToken(originalHost) {
+                element += ";host=" + originalHost
+            } else {
+                // A quoted-string; `"` and `\` (never valid in a host) are dropped rather than escaped.
+                let quoted = originalHost.utf8.contains { $0 == 0x22 || $0 == 0x5C }
+                    ? String(decoding: originalHost.utf8.filter { $0 != 0x22 && $0 != 0x5C }, as: UTF8.self) : originalHost
+                element += ";host=\"" + quoted + "\""
+            }
         }
         headers.append(("Forwarded", priorForwarded.map { "\($0), \(element)" } ?? element))
         headers.append(("X-Request-Id", requestID))
@@ -190,9 +198,10 @@ enum HeaderRewriter {
         var response = ClientResponseHead(version: version, status: head.status, contentLength: head.contentLength)
         response.forwardedFields.reserveCapacity(head.fields.count)
         head.withBytes { bytes in
-            let listed = connectionListed(head.fields.lazy.filter { field in
-                HeaderNameSet.equalsIgnoringASCIICase(bytes[field.name], "connection".utf8)
-            }.map { bytes[$0.value] })
+            var listed: HeaderNameSet?
+            for field in head.fields where field.name.count == 10 && HeaderNameSet.equalsIgnoringASCIICase(bytes[field.name], "connection".utf8) {
+                addConnectionListed(bytes[field.value], to: &listed)
+            }
             for (index, field) in head.fields.enumerated() {
                 let name = bytes[field.name]
                 if policy.responseRemoved.contains(name) || listed?.contains(name) == true { continue }

@@ -45,6 +45,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var closeAfterResponse = false
     /// Writes responses as bytes: there is no NIO response encoder in this pipeline.
     private var writer = HTTP1Writer()
+    /// The channel's allocator, looked up once (each `channel.allocator` read costs a few retains).
+    private var allocator = ByteBufferAllocator()
     /// A response head was written and its end was not: nothing else may be written meanwhile.
     private var responseInProgress = false
 
@@ -57,6 +59,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
         // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
         responseTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
             guard case .proxying(let exchange) = state else { return }
@@ -228,7 +231,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) {
         guard let context else { return }
-        let body = response.body(requestID: requestID, allocator: context.channel.allocator)
+        let body = response.body(requestID: requestID, allocator: allocator)
         var head = ClientResponseHead(version: version, status: response.status, contentLength: body.readableBytes,
                                       fields: response.headers.map { $0 })
         head.fields.append(("Content-Type", "application/json"))
@@ -245,12 +248,11 @@ final class ProxyHandler: ChannelDuplexHandler {
     fileprivate func writeResponseHead(_ head: ClientResponseHead, framing: HTTP1Writer.Framing) {
         guard let context else { return }
         responseInProgress = true
-        context.write(wrapOutboundOut(writer.response(head, framing: framing, allocator: context.channel.allocator)), promise: nil)
+        context.write(wrapOutboundOut(writer.response(head, framing: framing, allocator: allocator)), promise: nil)
     }
 
     fileprivate func writeResponseBody(_ body: ByteBuffer) {
         guard let context, writer.framing != .none else { return }
-        let allocator = context.channel.allocator
         if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
             context.write(wrapOutboundOut(prefix), promise: nil)
         }
@@ -263,13 +265,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func writeEnd(keepAlive: Bool) {
         guard let context else { return }
         responseInProgress = false
-        let last = writer.end(allocator: context.channel.allocator)
+        let last = writer.end(allocator: allocator)
         if keepAlive {
             if let last { context.write(wrapOutboundOut(last), promise: nil) }
             context.flush()
             timeouts?.exchangeCompleted()
         } else {
-            let last = last ?? context.channel.allocator.buffer(capacity: 0)
+            let last = last ?? allocator.buffer(capacity: 0)
             context.writeAndFlush(wrapOutboundOut(last)).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }

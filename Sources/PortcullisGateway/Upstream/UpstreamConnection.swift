@@ -94,6 +94,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private let idleTimeout: TimeAmount
     private var idleTimer: DeadlineTimer?
     private var context: ChannelHandlerContext?
+    /// The channel's allocator, looked up once (each `channel.allocator` read costs a few retains).
+    private var allocator = ByteBufferAllocator()
 
     init(idleTimeout: TimeAmount) {
         self.idleTimeout = idleTimeout
@@ -101,6 +103,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
         // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
         idleTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in idleTimedOut() }
         idleTimer?.set(after: idleTimeout)
@@ -133,7 +136,6 @@ final class UpstreamHandler: ChannelDuplexHandler {
     /// Writes one part of the request; `promise` completes when its bytes were written.
     func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
         idleTimer?.set(after: idleTimeout)
-        let allocator = context.channel.allocator
         switch part {
         case .head(let head):
             parser.expectResponse(to: head.method)
