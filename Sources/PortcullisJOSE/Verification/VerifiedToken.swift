@@ -1,6 +1,9 @@
 /// A token whose signature, issuer, audience and times were checked. Revocation (by `jti`,
 /// `sub` or client) is not part of this: callers check it on every request.
-public struct VerifiedToken: Sendable {
+///
+/// A class, immutable: the token cache hands the same one out on every request, and copying a
+/// struct of this many fields cost a retain and a release per field each time.
+public final class VerifiedToken: Sendable {
     /// The configured issuer's `name`.
     public let issuerName: String
     /// The `iss` claim (equal to the configured issuer).
