@@ -9,10 +9,6 @@ root=$PWD
 peers=${PEERS_DIR:-$root/../shared/bench/peers}
 [ -x "$peers/run-peers.sh" ] || { echo "peer scripts not found at $peers (set PEERS_DIR)" >&2; exit 1; }
 swift build -c release --product portcullis >/dev/null
-bin=$root/.build/release/portcullis
-export SUBJECT_SETUP="$root/cluster/bench/gateway-subject-setup.sh @KEYS@/portcullis.yaml @PORT@ @BACKEND@ @JWKS@ @ISS@ @AUD@"
-export SUBJECT_CMD="exec $bin gateway --config @KEYS@/portcullis.yaml --log-level warning"
-export SUBJECT_READY=/public/
-export SUBJECT_PUBLIC_PATH=/public/
-export SUBJECT_PATH=/api/
+. "$root/cluster/bench/subject-env.sh"
+subject_env "$root/.build/release/portcullis"
 exec "$peers/run-peers.sh"

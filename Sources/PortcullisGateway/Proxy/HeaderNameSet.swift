@@ -1,8 +1,9 @@
 /// A set of header names matched case-insensitively without allocating: the request path checks
 /// every header of every request against it, and `lowercased()` would allocate a string each time.
 struct HeaderNameSet: Sendable {
-    /// Lower-case names bucketed by UTF-8 length.
-    private var byLength: [Int: [[UInt8]]] = [:]
+    /// Lower-case names bucketed by UTF-8 length, indexed by that length (an array, not a
+    /// dictionary: a lookup is then an index, not a hash).
+    private var byLength: [[[UInt8]]] = []
 
     init(_ names: some Sequence<String>) {
         for name in names { insert(name) }
@@ -10,8 +11,9 @@ struct HeaderNameSet: Sendable {
 
     mutating func insert(_ name: String) {
         let lower = Array(name.lowercased().utf8)
-        if byLength[lower.count]?.contains(lower) == true { return }
-        byLength[lower.count, default: []].append(lower)
+        if byLength.count <= lower.count { byLength += Array(repeating: [], count: lower.count + 1 - byLength.count) }
+        if byLength[lower.count].contains(lower) { return }
+        byLength[lower.count].append(lower)
     }
 
     func contains(_ name: String) -> Bool {
@@ -20,8 +22,9 @@ struct HeaderNameSet: Sendable {
 
     /// Whether the name in `bytes` is in the set.
     func contains(_ bytes: some Collection<UInt8>) -> Bool {
-        guard let candidates = byLength[bytes.count] else { return false }
-        for candidate in candidates where Self.equalsIgnoringASCIICase(bytes, candidate) {
+        let length = bytes.count
+        guard length < byLength.count else { return false }
+        for candidate in byLength[length] where Self.equalsIgnoringASCIICase(bytes, candidate) {
             return true
         }
         return false

@@ -233,7 +233,9 @@ enum HeaderRewriter {
             }
         }
         guard let raw else { return nil }
-        guard raw.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return raw }
+        let hasControl = raw.utf8.withContiguousStorageIfAvailable { $0.contains { $0 < 0x20 || $0 == 0x7F } }
+            ?? raw.utf8.contains { $0 < 0x20 || $0 == 0x7F }
+        guard hasControl else { return raw }
         return String(String.UnicodeScalarView(raw.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : $0 }))
     }
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# A/B of two gateway builds in the peer harness: alternates them (RS256, one token) so both see
+# the same machine load, and prints each run's line. Used for the per-change figures in
+# docs/benchmarks.md.
+#   cluster/bench/gateway-ab.sh OLD_BINARY NEW_BINARY        # 3 rounds of 12 s each
+#   ROUNDS=5 DURATION=15s cluster/bench/gateway-ab.sh old new
+# Build each side with `swift build -c release --product portcullis` and copy the binary aside.
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY" >&2; exit 2; }
+cd "$(dirname "$0")/../.."
+root=$PWD
+peers=${PEERS_DIR:-$root/../shared/bench/peers}
+[ -x "$peers/run-peers.sh" ] || { echo "peer scripts not found at $peers (set PEERS_DIR)" >&2; exit 1; }
+old=$(realpath "$1"); new=$(realpath "$2")
+. "$root/cluster/bench/subject-env.sh"
+for round in $(seq 1 "${ROUNDS:-3}"); do
+  for side in old new; do
+    bin=$old; [ "$side" = new ] && bin=$new
+    subject_env "$bin"
+    CONFIGS="subject-rs256" DURATION=${DURATION:-12s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 \
+      "$peers/run-peers.sh" 2>&1 | grep -E "^subject-rs256 +single" | sed "s/^/$side /"
+  done
+done
