@@ -318,7 +318,20 @@ final class GatewayProxyTests {
 
         let badChunk = try gateway.client()
         try badChunk.send("POST /public/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
-        #expect(try badChunk.readResponse().status == 400)
+        let badChunkResponse = try badChunk.readResponse()
+        #expect(badChunkResponse.status == 400)
+        #expect(badChunkResponse.json["error"] as? String == "invalid_request")
+        #expect(badChunk.waitForClose())
+
+        // Garbage after a complete request: that request is answered (by the upstream, not with
+        // a 400 meant for the garbage), then the connection closes.
+        let trailing = try gateway.client()
+        try trailing.send("POST /public/x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nokBAD\r\n\r\n")
+        let answered = try trailing.readResponse()
+        #expect(answered.status == 200)
+        #expect(answered.json["body_bytes"] as? Int == 2)
+        #expect(answered.header("connection") == "close")
+        #expect(trailing.waitForClose())
 
         // What the decoder refuses gets the gateway's JSON error, and nothing more is read.
         let garbage = try gateway.client()

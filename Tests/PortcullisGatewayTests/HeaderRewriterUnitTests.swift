@@ -91,9 +91,11 @@ struct HeaderRewriterUnitTests {
         #expect(out.headers["transfer-encoding"].isEmpty)
     }
 
-    @Test("route rules may not set or remove the framing fields", arguments: [
+    @Test("route rules may not touch the framing fields, set connection-level fields or control characters", arguments: [
         "    request_headers: {remove: [Content-Length]}", "    request_headers: {set: {Transfer-Encoding: chunked}}",
-        "    response_headers: {set: {content-length: '0'}}",
+        "    response_headers: {set: {content-length: '0'}}", "    response_headers: {set: {Connection: keep-alive}}",
+        "    request_headers: {set: {Upgrade: h2c}}", "    response_headers: {set: {X-A: \"a\\x01b\"}}",
+        "    request_headers: {set: {X-A: \"a\\x7Fb\"}}",
     ])
     func framingRulesRefused(_ rule: String) {
         #expect(throws: (any Error).self) { try route(rule) }
@@ -144,4 +146,21 @@ struct HeaderRewriterUnitTests {
 extension UpstreamRequestHead {
     /// The fields, for lookups by name in expectations.
     var headers: HTTPHeaders { HTTPHeaders(fields) }
+}
+
+@Suite("header name sets")
+struct HeaderNameSetUnitTests {
+    @Test("names match ignoring case; long names share a bucket without matching each other")
+    func longNames() {
+        let long = String(repeating: "x", count: 40_000)
+        var set = HeaderNameSet(["X-Secret", long])
+        set.insert(long + "y")
+        #expect(set.contains("x-secret"))
+        #expect(set.contains(long.uppercased()))
+        #expect(set.contains(long + "Y"))
+        #expect(!set.contains(long + "z"))
+        #expect(!set.contains(String(repeating: "x", count: 39_999)))
+        #expect(!set.contains("x-secre"))
+        #expect(!HeaderNameSet([]).contains("anything"))
+    }
 }

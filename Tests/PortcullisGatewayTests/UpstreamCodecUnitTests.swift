@@ -75,6 +75,9 @@ struct UpstreamCodecUnitTests {
     func bodiless() throws {
         #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"], method: .HEAD) == Outcome(status: 200, headers: ["Content-Length: 10"], ends: [true]))
         #expect(try Self.parse(["HTTP/1.1 204 No Content\r\n\r\n"]).ends == [true])
+        // A 204 has no content and so no length to pass on; a 304 states the representation's.
+        #expect(try Self.parse(["HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"]).headers == [])
+        #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"]).headers == ["Content-Length: 3"])
         #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"]).ends == [true])
     }
 

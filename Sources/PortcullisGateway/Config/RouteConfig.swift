@@ -166,6 +166,13 @@ public struct HeaderRules: Sendable {
         ["content-length", "transfer-encoding"].contains(name.lowercased())
     }
 
+    /// Fields about one connection, which the gateway states for each side itself (RFC 9110
+    /// §7.6.1): a rule setting one would contradict it (a `Connection: keep-alive` on a response
+    /// the gateway closes after).
+    static func isConnectionLevel(_ name: String) -> Bool {
+        ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"].contains(name.lowercased())
+    }
+
     init(node: ConfigNode) throws {
         var map = try node.mapping()
         if let setNode = map.optional("set") {
@@ -173,9 +180,11 @@ public struct HeaderRules: Sendable {
             for (name, value) in entries.all() {
                 guard HeaderName.isValid(name) else { throw value.error("'\(name)' is not a valid header name") }
                 guard !Self.isFraming(name) else { throw value.error("'\(name)' frames the body and is set by the gateway itself") }
+                guard !Self.isConnectionLevel(name) else { throw value.error("'\(name)' is about one connection and is set by the gateway itself") }
                 let text = try value.string()
-                guard !text.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
-                    throw value.error("header values may not contain CR, LF or NUL")
+                // Written out as is (see HeaderRewriter): only visible characters, spaces and tabs.
+                guard !text.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
+                    throw value.error("header values may not contain control characters")
                 }
                 setFields.append((name, text))
             }

@@ -33,6 +33,9 @@ struct ErrorResponse {
         self.description = description
     }
 
+    /// The answer to bytes the HTTP/1.1 decoder refused.
+    static let malformedRequest = ErrorResponse(status: .badRequest, error: "invalid_request", description: "the request is not valid HTTP/1.1")
+
     func body(requestID: String, allocator: ByteBufferAllocator) -> ByteBuffer {
         let json = JSONWriter.serialize(.object([
             "error": .string(error),

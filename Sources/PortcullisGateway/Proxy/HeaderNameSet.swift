@@ -2,8 +2,10 @@
 /// every header of every request against it, and `lowercased()` would allocate a string each time.
 struct HeaderNameSet: Sendable {
     /// Lower-case names bucketed by UTF-8 length, indexed by that length (an array, not a
-    /// dictionary: a lookup is then an index, not a hash).
+    /// dictionary: a lookup is then an index, not a hash). Names longer than `bucketed` bytes
+    /// share the last bucket, so a client-supplied name cannot make the array long.
     private var byLength: [[[UInt8]]] = []
+    private static let bucketed = 64
 
     init(_ names: some Sequence<String>) {
         for name in names { insert(name) }
@@ -11,9 +13,10 @@ struct HeaderNameSet: Sendable {
 
     mutating func insert(_ name: String) {
         let lower = Array(name.lowercased().utf8)
-        if byLength.count <= lower.count { byLength += Array(repeating: [], count: lower.count + 1 - byLength.count) }
-        if byLength[lower.count].contains(lower) { return }
-        byLength[lower.count].append(lower)
+        let bucket = min(lower.count, Self.bucketed)
+        if byLength.count <= bucket { byLength += Array(repeating: [], count: bucket + 1 - byLength.count) }
+        if byLength[bucket].contains(lower) { return }
+        byLength[bucket].append(lower)
     }
 
     func contains(_ name: String) -> Bool {
@@ -22,9 +25,9 @@ struct HeaderNameSet: Sendable {
 
     /// Whether the name in `bytes` is in the set.
     func contains(_ bytes: some Collection<UInt8>) -> Bool {
-        let length = bytes.count
-        guard length < byLength.count else { return false }
-        for candidate in byLength[length] where Self.equalsIgnoringASCIICase(bytes, candidate) {
+        let bucket = min(bytes.count, Self.bucketed)
+        guard bucket < byLength.count else { return false }
+        for candidate in byLength[bucket] where Self.equalsIgnoringASCIICase(bytes, candidate) {
             return true
         }
         return false

@@ -200,7 +200,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         // 3. Accepted: forward.
         let upstreamHead = HeaderRewriter.upstreamRequest(head, policy: route.headerPolicy, identity: identity,
                                                           requestID: requestID, client: client)
-        if facts.expectsContinue {
+        // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored (it may not know a 100).
+        if facts.expectsContinue, head.version.minor >= 1 {
             // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
             context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
@@ -361,15 +362,30 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is HTTPParserError, !responseInProgress {
-            // NIO's decoder refused the bytes (malformed, smuggling shapes, over a limit). Nothing
-            // after them can be framed, so the connection closes after the answer.
-            closeAfterResponse = true
-            writeGatewayResponse(ErrorResponse(status: .badRequest, error: "invalid_request", description: "the request is not valid HTTP/1.1"),
-                                 version: .http1_1, isHEAD: false, keepAlive: false, requestID: RequestID.generate())
+        guard error is HTTPParserError else {
+            context.close(promise: nil)
             return
         }
-        context.close(promise: nil)
+        // NIO's decoder refused the bytes (malformed, smuggling shapes, over a limit). Nothing
+        // after them can be framed: the connection closes once the request they belong to is
+        // answered, and pipelined requests behind them are dropped.
+        closeAfterResponse = true
+        queued.removeAll()
+        switch state {
+        case .idle:
+            writeGatewayResponse(ErrorResponse.malformedRequest, version: .http1_1, isHEAD: false, keepAlive: false,
+                                 requestID: RequestID.generate())
+        case .proxying(let exchange):
+            // In the body of a request being forwarded: that request fails with the 400 (the
+            // upstream connection is closed). In a request pipelined behind it: the current
+            // response is finished first, then the connection closes.
+            exchange.clientRequestMalformed()
+        case .discarding:
+            // The request was answered already; its body is what broke.
+            context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        }
     }
 
     fileprivate var clientWritable: Bool { context?.channel.isWritable ?? false }
@@ -543,6 +559,13 @@ private final class Exchange: UpstreamExchangeDelegate {
         upstreamRequestEnded = true
         upstream.write(.end)
         handler.responseTimer?.set(after: route.upstream.responseHeaderTimeout)
+    }
+
+    /// The client's bytes stopped parsing (see `ProxyHandler.errorCaught`).
+    func clientRequestMalformed() {
+        guard !clientRequestEnded else { return }
+        let malformed = ErrorResponse.malformedRequest
+        fail(nil, status: malformed.status, error: malformed.error, description: malformed.description)
     }
 
     func responseHeaderTimedOut() {

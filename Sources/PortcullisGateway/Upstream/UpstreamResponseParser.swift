@@ -199,8 +199,10 @@ struct UpstreamResponseParser {
         keepAlive = parsed.minor == 1 ? !parsed.connectionClose : parsed.connectionKeepAlive
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the Content-Length must
         // not reach the client — it would frame the body differently from how it was read.
+        // A 204 has no content, so no length either (RFC 9110 §8.6); a 304's is the representation's.
+        let forwardedLength = parsed.lastCodingIsChunked == nil && parsed.code != 204 ? parsed.contentLength : nil
         let response = UpstreamResponseHead(version: version, status: HTTPResponseStatus(statusCode: parsed.code), bytes: head,
-                                            fields: parsed.fields, contentLength: parsed.lastCodingIsChunked == nil ? parsed.contentLength : nil)
+                                            fields: parsed.fields, contentLength: forwardedLength)
 
         if requestWasHEAD || parsed.code == 204 || parsed.code == 304 {
             pendingEnd = true
