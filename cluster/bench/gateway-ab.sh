@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A/B of two gateway builds in the peer harness: alternates them (RS256, one token) so both see
+# A/B of two gateway builds in the peer harness: alternates them (default RS256, one token) so both see
 # the same machine load, and prints each run's line. Used for the per-change figures in
 # docs/benchmarks.md.
 #   cluster/bench/gateway-ab.sh OLD_BINARY NEW_BINARY        # 3 rounds of 12 s each
-#   ROUNDS=5 DURATION=15s cluster/bench/gateway-ab.sh old new
+#   ROUNDS=5 DURATION=15s CONFIG=subject-es256-rotate cluster/bench/gateway-ab.sh old new
 # Build each side with `swift build -c release --product portcullis` and copy the binary aside.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY" >&2; exit 2; }
@@ -17,7 +17,7 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
   for side in old new; do
     bin=$old; [ "$side" = new ] && bin=$new
     subject_env "$bin"
-    CONFIGS="subject-rs256" DURATION=${DURATION:-12s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 \
-      "$peers/run-peers.sh" 2>&1 | grep -E "^subject-rs256 +single" | sed "s/^/$side /"
+    CONFIGS=${CONFIG:-subject-rs256} DURATION=${DURATION:-12s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 \
+      "$peers/run-peers.sh" 2>&1 | grep -E "^${CONFIG:-subject-rs256} +(single|rotate)" | sed "s/^/$side /"
   done
 done
