@@ -78,13 +78,15 @@ struct HTTP1Writer {
             cursor.byte(UInt8(ascii: " "))
             cursor.copy(reason)
             cursor.copy("\r\n")
-            forwarded?.withBytes { bytes in
-                for index in head.forwardedFields {
-                    let field = forwarded!.fields[index]
-                    cursor.copy(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
-                    cursor.copy(": ")
-                    cursor.copy(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
-                    cursor.copy("\r\n")
+            if let forwarded {
+                forwarded.withBytes { bytes in
+                    for index in head.forwardedFields {
+                        let field = forwarded.fields[index]
+                        cursor.copy(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+                        cursor.copy(": ")
+                        cursor.copy(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+                        cursor.copy("\r\n")
+                    }
                 }
             }
             if let length {

@@ -5,9 +5,10 @@ import PortcullisJOSE
 /// per-route `Policy` computed once, so the security-relevant parts (identity spoofing, hop-by-hop
 /// stripping) are unit-tested in isolation and the request path does no set building.
 ///
-/// Every header the gateway writes is valid by construction, which is why NIO's outbound header
-/// validation is switched off on both sides: forwarded fields were parsed (and validated) by NIO's
-/// decoder; configured `set` fields are checked when the config loads; claim values have control
+/// Every header the gateway writes is valid by construction, which is why `HTTP1Writer` copies
+/// fields out without validating them again: a client's fields were validated by NIO's llhttp
+/// decoder and an upstream's by `UpstreamResponseParser` (token names, no control characters in
+/// values); configured `set` fields are checked when the config loads; claim values have control
 /// characters replaced (`claimValue`); error descriptions in challenges are reduced to printable
 /// ASCII (`ErrorResponse.quoted`); everything else is generated (ids, numbers, addresses).
 enum HeaderRewriter {
