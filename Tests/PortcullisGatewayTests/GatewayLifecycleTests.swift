@@ -4,6 +4,15 @@ import Testing
 
 @Suite("gateway: upstream failures, streaming, lifecycle, TLS, config errors", .serialized)
 struct GatewayLifecycleTests {
+    /// A test upstream with a gateway running `simpleConfig` in front of it (stop both).
+    static func startSimple() async throws -> (upstream: TestUpstream, gateway: GatewayProcess) {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, admin, _ in
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
+        }
+        return (upstream, gateway)
+    }
+
     static func simpleConfig(port: Int, adminPort: Int, targets: [String], extraRoute: String = "", limits: String = "") -> String {
         """
         listen: 127.0.0.1:\(port)
@@ -70,10 +79,7 @@ struct GatewayLifecycleTests {
 
     @Test("an upstream that closes without answering gives 502")
     func upstreamCloses() async throws {
-        let upstream = try await TestUpstream.start()
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
-        }
+        let (upstream, gateway) = try await Self.startSimple()
         defer { Task { await gateway.stop(); await upstream.stop() } }
         #expect(try gateway.request("POST", "/close", body: Array("x".utf8)).status == 502)
         #expect(try gateway.request("GET", "/fine").status == 200)
@@ -81,10 +87,7 @@ struct GatewayLifecycleTests {
 
     @Test("upstream framings: chunked with trailers, body until close, HEAD; a malformed response is a 502")
     func upstreamFramings() async throws {
-        let upstream = try await TestUpstream.start()
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
-        }
+        let (upstream, gateway) = try await Self.startSimple()
         defer { Task { await gateway.stop(); await upstream.stop() } }
         let client = try gateway.client()
         let chunked = try client.request("GET", "/raw/trailers")
@@ -122,10 +125,7 @@ struct GatewayLifecycleTests {
 
     @Test("a 1 GiB upload streams through with bounded gateway memory; a 256 MiB download too")
     func streaming() async throws {
-        let upstream = try await TestUpstream.start()
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
-        }
+        let (upstream, gateway) = try await Self.startSimple()
         defer { Task { await gateway.stop(); await upstream.stop() } }
 
         let total = 1 << 30
@@ -156,10 +156,7 @@ struct GatewayLifecycleTests {
 
     @Test("closed client connections give their memory back (no per-connection leak)")
     func connectionChurn() async throws {
-        let upstream = try await TestUpstream.start()
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
-        }
+        let (upstream, gateway) = try await Self.startSimple()
         defer { Task { await gateway.stop(); await upstream.stop() } }
         func churn(_ count: Int) throws {
             for index in 0..<count {
@@ -201,10 +198,7 @@ struct GatewayLifecycleTests {
 
     @Test("SIGTERM: in-flight requests finish, new connections are refused, exit 0")
     func drainOnSigterm() async throws {
-        let upstream = try await TestUpstream.start()
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
-        }
+        let (upstream, gateway) = try await Self.startSimple()
         defer { Task { await upstream.stop() } }
         let inFlight = Task.detached { try gateway.request("GET", "/delay/800") }
         try await Task.sleep(for: .milliseconds(200))
@@ -218,10 +212,7 @@ struct GatewayLifecycleTests {
 
     @Test("SIGHUP reloads routes without dropping an open connection; a broken file keeps the old routes")
     func reloadOnSighup() async throws {
-        let upstream = try await TestUpstream.start()
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
-        }
+        let (upstream, gateway) = try await Self.startSimple()
         defer { Task { await gateway.stop(); await upstream.stop() } }
         let client = try gateway.client()
         #expect(try client.request("GET", "/old").status == 200)
