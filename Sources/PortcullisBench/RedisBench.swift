@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import PortcullisCluster
 import PortcullisRedis
 import Synchronization
 
@@ -126,7 +127,7 @@ struct RedisBench: AsyncParsableCommand {
                 case .connected:
                     readyContinuation.yield()
                 case .message(_, let payload):
-                    let received = monotonicNanoseconds()
+                    let received = monotonicNanos()
                     let sent = payload.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
                     latencies.append(Double(received - sent) / 1000)
                     if latencies.count == messages { return latencies }
@@ -139,7 +140,7 @@ struct RedisBench: AsyncParsableCommand {
         for await _ in ready { break }
         for _ in 0..<200 { _ = try await publisher.send("PING") }  // connect and warm up
         for _ in 0..<messages {
-            let stamp = withUnsafeBytes(of: monotonicNanoseconds()) { Array($0) }
+            let stamp = withUnsafeBytes(of: monotonicNanos()) { Array($0) }
             _ = try await publisher.send("PUBLISH", "bench", RedisArgument(bytes: stamp))
         }
         let latencies = await consumer.value
@@ -155,9 +156,9 @@ struct RedisBench: AsyncParsableCommand {
         var latencies: [Double] = []
         latencies.reserveCapacity(count)
         for _ in 0..<count {
-            let start = monotonicNanoseconds()
+            let start = monotonicNanos()
             _ = try await client.send("PING")
-            latencies.append(Double(monotonicNanoseconds() - start) / 1000)
+            latencies.append(Double(monotonicNanos() - start) / 1000)
         }
         return percentiles(latencies)
     }
@@ -167,7 +168,7 @@ struct RedisBench: AsyncParsableCommand {
         let batch = Array(repeating: command, count: batchSize)
         for _ in 0..<10 { _ = try await client.pipeline(batch) }
         let perWorker = batches / inFlight
-        let start = monotonicNanoseconds()
+        let start = monotonicNanos()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<inFlight {
                 group.addTask {
@@ -181,7 +182,7 @@ struct RedisBench: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
-        let seconds = Double(monotonicNanoseconds() - start) / 1e9
+        let seconds = Double(monotonicNanos() - start) / 1e9
         return Double(perWorker * inFlight * batchSize) / seconds
     }
 
@@ -236,12 +237,6 @@ struct RedisBench: AsyncParsableCommand {
 /// Writes a line to stdout unbuffered, so progress shows while the benchmark runs, also when piped.
 private func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
-private func monotonicNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }
 
 /// The benchmark's own redis-server: a free loopback port, no persistence, stopped at the end.
@@ -372,9 +367,9 @@ private enum BlockingHiredis {
         var latencies: [Double] = []
         latencies.reserveCapacity(messages)
         for _ in 0..<messages {
-            let start = monotonicNanoseconds()
+            let start = monotonicNanos()
             _ = blockingCommand(context, ["PING"])
-            latencies.append(Double(monotonicNanoseconds() - start) / 1000)
+            latencies.append(Double(monotonicNanos() - start) / 1000)
         }
         return Results(pingRate: pingRate, setRate: setRate, roundTrip: RedisBench.percentiles(latencies),
                        pubsub: try pubsubLatency(port: port, messages: messages))
@@ -389,7 +384,7 @@ private enum BlockingHiredis {
 
     static func pipelined(_ context: UnsafeMutablePointer<redisContext>, _ command: [String], batchSize: Int, batches: Int) -> Double {
         withArgv(command) { argc, argv, lengths in
-            let start = monotonicNanoseconds()
+            let start = monotonicNanos()
             for _ in 0..<batches {
                 for _ in 0..<batchSize { redisAppendCommandArgv(context, argc, argv, lengths) }
                 for _ in 0..<batchSize {
@@ -398,7 +393,7 @@ private enum BlockingHiredis {
                     freeReplyObject(reply)
                 }
             }
-            return Double(batches * batchSize) / (Double(monotonicNanoseconds() - start) / 1e9)
+            return Double(batches * batchSize) / (Double(monotonicNanos() - start) / 1e9)
         }
     }
 
@@ -421,7 +416,7 @@ private enum BlockingHiredis {
                 guard redisGetReply(subscriber, &raw) == REDIS_OK, let raw else { break }
                 let reply = raw.assumingMemoryBound(to: redisReply.self).pointee
                 if reply.type == REDIS_REPLY_ARRAY, reply.elements == 3, let payload = reply.element[2], payload.pointee.len == 8 {
-                    let received = monotonicNanoseconds()
+                    let received = monotonicNanos()
                     let sent = UnsafeRawPointer(payload.pointee.str).loadUnaligned(as: UInt64.self)
                     collected.append(Double(received - sent) / 1000)
                 }
@@ -433,7 +428,7 @@ private enum BlockingHiredis {
         let publisher = try connect(port)
         defer { redisFree(publisher) }
         for _ in 0..<messages {
-            var stamp = monotonicNanoseconds()
+            var stamp = monotonicNanos()
             let payload = withUnsafeBytes(of: &stamp) { Array($0) }
             blockingCommand(publisher, [Array("PUBLISH".utf8), Array("bench-hiredis".utf8), payload])
         }

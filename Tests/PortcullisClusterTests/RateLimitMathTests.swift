@@ -22,6 +22,26 @@ struct RateLimitMathTests {
         #expect(window.previous == 0, "a gap of more than one window forgets everything")
     }
 
+    @Test("a clock reading taken before another thread moved the window on does not wipe its counts")
+    func lateReading() {
+        var window = SlidingWindow(window: .seconds(1))
+        window.advance(to: 11 * second + 1)
+        window.add(7)
+        window.advance(to: 11 * second - 1)
+        #expect(window.index == 11 && window.current == 7)
+
+        // The same race through a limiter: requests stamped just before the boundary arrive after
+        // one stamped just after it, and must still be counted against the full window.
+        let clock = ManualClock(start: 21 * second + 1)
+        let limiter = LocalRateLimiter(now: { clock.now })
+        let policy = RateLimitPolicy(name: "late", key: .subject, limit: 10, window: .seconds(1))
+        var admitted = 0
+        for _ in 0..<10 where limiter.acquire(policy: policy, key: "k").allowed { admitted += 1 }
+        clock.now = 21 * second - 1
+        for _ in 0..<10 where limiter.acquire(policy: policy, key: "k").allowed { admitted += 1 }
+        #expect(admitted == 10)
+    }
+
     @Test("a local limiter admits exactly the limit per window and rejected requests do not count")
     func localLimiter() {
         let clock = ManualClock(start: 5 * second)

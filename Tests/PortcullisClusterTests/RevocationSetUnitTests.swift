@@ -102,6 +102,18 @@ struct RevocationSetUnitTests {
         #expect(set.check(Self.token()) == .allowed)
     }
 
+    @Test("a confirmation stamped after the reader read its clock is age 0, not stale")
+    func confirmationAfterReading() {
+        let clock = Atomic<UInt64>(10_000_000_000)
+        let staleness = StalenessClock(limit: .seconds(5)) { clock.load(ordering: .relaxed) }
+        let set = RevocationSet(staleness: staleness)
+        staleness.confirm()
+        // The request's reading of the clock is older than the sync task's confirmation.
+        clock.store(9_999_999_000, ordering: .relaxed)
+        #expect(set.check(Self.token()) == .allowed)
+        #expect(staleness.ageSeconds == 0)
+    }
+
     @Test("a change is seen by readers on every thread, including threads that read before it")
     func publishedAcrossThreads() async {
         let set = RevocationSet()

@@ -181,7 +181,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
             shard.entries.withLock { entries in
                 for (fullKey, var entry) in entries {
                     let windowNanos = entry.own.windowNanos
-                    let idle = now &- entry.lastSeen > windowNanos
+                    let idle = elapsedNanos(since: entry.lastSeen, now: now) > windowNanos
                     if idle, entry.used == 0, entry.reserved == 0 {
                         entries[fullKey] = nil
                         continue

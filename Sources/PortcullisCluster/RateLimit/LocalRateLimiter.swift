@@ -73,7 +73,7 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
     }
 
     private static func sweep(_ entries: inout [String: State], now: UInt64, olderThan age: UInt64) {
-        entries = entries.filter { now &- $0.value.lastSeen < age }
+        entries = entries.filter { elapsedNanos(since: $0.value.lastSeen, now: now) < age }
     }
 }
 

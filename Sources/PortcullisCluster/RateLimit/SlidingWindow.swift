@@ -20,10 +20,12 @@ public struct SlidingWindow: Sendable, Equatable {
         windowNanos = max(1, UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
     }
 
-    /// Rolls the fixed windows forward to `now` (monotonic nanoseconds).
+    /// Rolls the fixed windows forward to `now` (monotonic nanoseconds). Never back: a caller
+    /// that read the clock just before another thread advanced the window (or a wall clock
+    /// stepped back) must not wipe the counts of the window it is late for.
     public mutating func advance(to now: UInt64) {
         let nowIndex = now / windowNanos
-        guard nowIndex != index else { return }
+        guard nowIndex > index else { return }
         previous = nowIndex == index + 1 ? current : 0
         current = 0
         index = nowIndex

@@ -195,20 +195,13 @@ public final class StalenessClock: Sendable {
 
     /// Seconds since the last confirmation.
     public var ageSeconds: Double {
-        Double(now() &- confirmedAt.load(ordering: .relaxed)) / 1e9
+        Double(elapsedNanos(since: confirmedAt.load(ordering: .relaxed), now: now())) / 1e9
     }
 
     /// The age in whole seconds when it exceeds the limit, else nil.
     func exceededAge() -> Int? {
         guard let limitNanos else { return nil }
-        let age = now() &- confirmedAt.load(ordering: .relaxed)
+        let age = elapsedNanos(since: confirmedAt.load(ordering: .relaxed), now: now())
         return age > limitNanos ? Int(age / 1_000_000_000) : nil
     }
-}
-
-/// Monotonic nanoseconds (CLOCK_MONOTONIC), for ages and intervals.
-public func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

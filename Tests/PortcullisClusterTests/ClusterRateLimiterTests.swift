@@ -1,0 +1,63 @@
+@testable import PortcullisCluster
+import Logging
+import NIOPosix
+import PortcullisRedis
+import PortcullisTestSupport
+import Testing
+
+@Suite("cluster rate limiter in process, against a real Redis")
+struct ClusterRateLimiterTests {
+    let second: UInt64 = 1_000_000_000
+
+    /// The limiter with a manual wall clock and its own redis-server, stopped at the end.
+    func withLimiter(_ body: (ClusterRateLimiter, ManualClock, RedisServerFixture) async throws -> Void) async throws {
+        let redis = try await RedisServerFixture.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = RedisClient(configuration: redis.configuration(), eventLoopGroup: group, logger: Logger(label: "test"))
+        let clock = ManualClock(start: 1_000 * second + second / 2)
+        let limiter = ClusterRateLimiter(client: client, keys: ClusterKeys(prefix: "t:"), logger: Logger(label: "test"), now: { clock.now })
+        do {
+            try await body(limiter, clock, redis)
+        } catch {
+            Issue.record(error)
+        }
+        await client.close()
+        try? await group.shutdownGracefully()
+        await redis.shutdown()
+    }
+
+    @Test("admissions are reserved in Redis and settled exactly at the next sync")
+    func settles() async throws {
+        try await withLimiter { limiter, clock, redis in
+            let policy = RateLimitPolicy(name: "p", key: .clientID, limit: 1000, window: .seconds(10))
+            for _ in 0..<30 { #expect(limiter.acquire(policy: policy, key: "c").allowed) }
+            try await limiter.sync(interval: .milliseconds(50))
+            clock.now += 10_000_000
+            let counter = ClusterKeys(prefix: "t:").rateLimitWindow(policy: "p", key: "c", window: clock.now / (10 * second))
+            // 30 used, plus the next grant reserved: 5 % of the limit at least, or recent demand × 1.25 + 1.
+            #expect(Int(try redis.cli("GET", counter)) == 30 + 50)
+            for _ in 0..<10 { #expect(limiter.acquire(policy: policy, key: "c").allowed) }
+            try await limiter.sync(interval: .milliseconds(50))
+            // The unused 40 of the grant were given back, and a new one reserved.
+            #expect(Int(try redis.cli("GET", counter)) == 30 + 10 + 50)
+        }
+    }
+
+    @Test("a request stamped after the sync read its clock does not make a busy key look idle")
+    func lateStamp() async throws {
+        try await withLimiter { limiter, clock, _ in
+            let policy = RateLimitPolicy(name: "p", key: .clientID, limit: 1000, window: .seconds(10))
+            #expect(limiter.acquire(policy: policy, key: "c").allowed)
+            try await limiter.sync(interval: .milliseconds(50))
+            clock.now += 20_000_000
+            #expect(limiter.acquire(policy: policy, key: "c").allowed)
+            // The sync task read the clock a moment before the event loop stamped that request.
+            clock.now -= 1_000
+            try await limiter.sync(interval: .milliseconds(50))
+            clock.now += 2_000
+            var admitted = 0
+            for _ in 0..<40 where limiter.acquire(policy: policy, key: "c").allowed { admitted += 1 }
+            #expect(admitted == 40, "a live key was given no grant")
+        }
+    }
+}
