@@ -231,7 +231,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) {
-        guard let context else { return }
+        guard context != nil else { return }
         let body = response.body(requestID: requestID, allocator: allocator)
         var head = ClientResponseHead(version: version, status: response.status, contentLength: body.readableBytes,
                                       fields: response.headers.map { $0 })

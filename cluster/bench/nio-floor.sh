@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The gateway next to the floor of any SwiftNIO proxy on this machine: `portcullis-bench
+# relay-floor` (one upstream connection per client connection, bytes copied unparsed) as the
+# peer harness's subject, alternated with the gateway, with nginx and HAProxy (RS256) measured in
+# each of the same harness runs. The relay does no auth, so the harness marks its rows
+# CHECKS-FAILED; only its cost is of interest.
+#   cluster/bench/nio-floor.sh                 # 3 rounds, 10 s per configuration
+#   ROUNDS=1 DURATION=5s cluster/bench/nio-floor.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+peers=${PEERS_DIR:-$root/../shared/bench/peers}
+[ -x "$peers/run-peers.sh" ] || { echo "peer scripts not found at $peers (set PEERS_DIR)" >&2; exit 1; }
+swift build -c release --product portcullis >/dev/null
+swift build -c release --product PortcullisBench >/dev/null
+. "$root/cluster/bench/subject-env.sh"
+configs="nginx haproxy-jwt-rs256 subject-hdr-none subject-rs256"
+rows='^(nginx|haproxy-jwt-rs256|subject-hdr-none|subject-rs256) +single'
+for round in $(seq 1 "${ROUNDS:-3}"); do
+  for side in floor gateway; do
+    if [ "$side" = floor ]; then
+      SUBJECT_SETUP=true SUBJECT_READY= SUBJECT_PUBLIC_PATH=/public/ SUBJECT_PATH=/api/ \
+        SUBJECT_CMD="exec $root/.build/release/PortcullisBench relay-floor --listen @PORT@ --backend @BACKEND@" \
+        CONFIGS=$configs DURATION=${DURATION:-10s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 \
+        "$peers/run-peers.sh" 2>/dev/null | grep -E "$rows" | sed "s/^/floor   /"
+    else
+      subject_env "$root/.build/release/portcullis"
+      CONFIGS=$configs DURATION=${DURATION:-10s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 \
+        "$peers/run-peers.sh" 2>/dev/null | grep -E "$rows" | sed "s/^/gateway /"
+      unset SUBJECT_SETUP SUBJECT_CMD SUBJECT_READY SUBJECT_PUBLIC_PATH SUBJECT_PATH
+    fi
+  done
+done
