@@ -15,7 +15,7 @@ swift build -c release --product portcullis >/dev/null
 swift build -c release --product PortcullisBench >/dev/null
 . "$root/cluster/bench/subject-env.sh"
 configs="nginx haproxy-jwt-rs256 subject-hdr-none subject-rs256"
-rows='^(nginx|haproxy-jwt-rs256|subject-hdr-none|subject-rs256) +single'
+rows='^(nginx|haproxy-jwt-rs256|subject-hdr-none|subject-rs256) +(single|none) '
 for round in $(seq 1 "${ROUNDS:-3}"); do
   for side in floor gateway; do
     if [ "$side" = floor ]; then
