@@ -7,12 +7,10 @@
 # Build each side with `swift build -c release --product portcullis` and copy the binary aside.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY" >&2; exit 2; }
-cd "$(dirname "$0")/../.."
-root=$PWD
-peers=${PEERS_DIR:-$root/../shared/bench/peers}
-[ -x "$peers/run-peers.sh" ] || { echo "peer scripts not found at $peers (set PEERS_DIR)" >&2; exit 1; }
+# Resolved before the cd below, so paths relative to the caller work.
 old=$(realpath "$1"); new=$(realpath "$2")
-. "$root/cluster/bench/subject-env.sh"
+. "$(dirname "$0")/subject-env.sh"
+cd "$root"
 for round in $(seq 1 "${ROUNDS:-3}"); do
   for side in old new; do
     bin=$old; [ "$side" = new ] && bin=$new

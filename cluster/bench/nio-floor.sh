@@ -7,13 +7,10 @@
 #   cluster/bench/nio-floor.sh                 # 3 rounds, 10 s per configuration
 #   ROUNDS=1 DURATION=5s cluster/bench/nio-floor.sh
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-root=$PWD
-peers=${PEERS_DIR:-$root/../shared/bench/peers}
-[ -x "$peers/run-peers.sh" ] || { echo "peer scripts not found at $peers (set PEERS_DIR)" >&2; exit 1; }
+. "$(dirname "$0")/subject-env.sh"
+cd "$root"
 swift build -c release --product portcullis >/dev/null
 swift build -c release --product PortcullisBench >/dev/null
-. "$root/cluster/bench/subject-env.sh"
 configs="nginx haproxy-jwt-rs256 subject-hdr-none subject-rs256"
 rows='^(nginx|haproxy-jwt-rs256|subject-hdr-none|subject-rs256) +(single|none) '
 for round in $(seq 1 "${ROUNDS:-3}"); do
