@@ -8,6 +8,7 @@ import Testing
 @Suite("cluster rate limiter in process, against a real Redis")
 struct ClusterRateLimiterTests {
     let second: UInt64 = 1_000_000_000
+    let keys = ClusterKeys(prefix: "t:")
 
     /// The limiter with a manual wall clock and its own redis-server, stopped at the end.
     func withLimiter(_ body: (ClusterRateLimiter, ManualClock, RedisServerFixture) async throws -> Void) async throws {
@@ -15,7 +16,7 @@ struct ClusterRateLimiterTests {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let client = RedisClient(configuration: redis.configuration(), eventLoopGroup: group, logger: Logger(label: "test"))
         let clock = ManualClock(start: 1_000 * second + second / 2)
-        let limiter = ClusterRateLimiter(client: client, keys: ClusterKeys(prefix: "t:"), logger: Logger(label: "test"), now: { clock.now })
+        let limiter = ClusterRateLimiter(client: client, keys: keys, logger: Logger(label: "test"), now: { clock.now })
         do {
             try await body(limiter, clock, redis)
         } catch {
@@ -33,7 +34,7 @@ struct ClusterRateLimiterTests {
             for _ in 0..<30 { #expect(limiter.acquire(policy: policy, key: "c").allowed) }
             try await limiter.sync(interval: .milliseconds(50))
             clock.now += 10_000_000
-            let counter = ClusterKeys(prefix: "t:").rateLimitWindow(policy: "p", key: "c", window: clock.now / (10 * second))
+            let counter = keys.rateLimitWindow(policy: "p", key: "c", window: clock.now / (10 * second))
             // 30 used, plus the next grant reserved: 5 % of the limit at least, or recent demand × 1.25 + 1.
             #expect(Int(try redis.cli("GET", counter)) == 30 + 50)
             for _ in 0..<10 { #expect(limiter.acquire(policy: policy, key: "c").allowed) }
