@@ -130,6 +130,14 @@ final class GatewayProxyTests {
         #expect(!(response.json["error_description"] as? String ?? "").contains(token) || token.count < 8)
     }
 
+    @Test("a credential outside RFC 6750's b64token syntax is named as such", arguments: ["a b", "x.y,z", "ab=c"])
+    func notB64Token(_ token: String) throws {
+        let response = try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)")])
+        #expect(response.status == 401)
+        #expect(response.json["error"] as? String == "invalid_token")
+        #expect(response.json["error_description"] as? String == "the bearer token is not a valid b64token")
+    }
+
     @Test("an expired token and a tampered signature are rejected")
     func expiredAndTampered() throws {
         let expired = try issuer.token(expiresIn: -3600)

@@ -38,8 +38,7 @@ struct Authenticator: Sendable {
             return .failure(AuthFailure(status: .badRequest, errorCode: "invalid_request", description: "more than one Authorization header",
                                         reason: "ambiguous_authorization", scope: nil))
         case .malformed:
-            return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: "the bearer token is not a valid b64token",
-                                        reason: RejectionReason.malformed.rawValue, scope: nil))
+            return .failure(Self.notB64Token)
         case .token(let value):
             token = value
         }
@@ -49,6 +48,9 @@ struct Authenticator: Sendable {
         case .success(let value):
             verified = value
         case .failure(let rejection):
+            // Checked only here: a verified token is a JWS, so it is a b64token (a scan of ~1 KB per
+            // request that showed in profiles).
+            guard BearerExtractor.isB64Token(token) else { return .failure(Self.notB64Token) }
             return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: rejection.detail,
                                         reason: rejection.reason.rawValue, scope: nil))
         }
@@ -76,4 +78,7 @@ struct Authenticator: Sendable {
         }
         return .success(verified)
     }
+
+    private static let notB64Token = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: "the bearer token is not a valid b64token",
+                                                 reason: RejectionReason.malformed.rawValue, scope: nil)
 }

@@ -42,10 +42,9 @@ final class UpstreamPool {
     }
 
     /// An idle connection to `target` that is still open and not too old, if any.
-    func takeIdle(target: UpstreamTarget, settings: UpstreamSettings) -> UpstreamConnection? {
+    func takeIdle(target: UpstreamTarget, settings: UpstreamSettings, now: NIODeadline) -> UpstreamConnection? {
         eventLoop.preconditionInEventLoop()
         let key = Key(target.address, settings)
-        let now = NIODeadline.now()
         // Mutated in place: copying the list out and back would copy it on every request.
         while let connection = idle[key]?.popLast() {
             if connection.isUsable, now - connection.idleSince < settings.poolIdleTimeout {
@@ -103,7 +102,7 @@ final class UpstreamPool {
     }
 
     /// Returns a connection after a complete exchange; it is closed instead when the pool is full.
-    func release(_ connection: UpstreamConnection, settings: UpstreamSettings) {
+    func release(_ connection: UpstreamConnection, settings: UpstreamSettings, now: NIODeadline = .now()) {
         eventLoop.preconditionInEventLoop()
         connection.handler.endExchange()
         guard connection.isUsable, settings.maxIdlePerTarget > 0 else {
@@ -116,7 +115,7 @@ final class UpstreamPool {
             return
         }
         connection.exchanges += 1
-        connection.idleSince = .now()
+        connection.idleSince = now
         idle[key, default: []].append(connection)
     }
 
