@@ -48,6 +48,21 @@ struct HeaderRewriterUnitTests {
         #expect(out.headers["x-forwarded-host"] == ["127.0.0.1:8080"])
     }
 
+    @Test("Forwarded on one connection follows each request's Host")
+    func forwardedPerRequest() throws {
+        let client = HeaderRewriter.ClientInfo(address: "192.0.2.7", isTLS: false)
+        let policy = HeaderRewriter.Policy(route: try route(), identityHeaders: [])
+        func forwarded(_ host: String?) -> [String] {
+            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: HTTPHeaders(host.map { [("Host", $0)] } ?? []))
+            return HeaderRewriter.upstreamRequest(head, policy: policy, identity: nil, requestID: "r", client: client).headers["forwarded"]
+        }
+        #expect(forwarded("a.test") == ["for=192.0.2.7;proto=http;host=a.test"])
+        #expect(forwarded("a.test") == ["for=192.0.2.7;proto=http;host=a.test"])
+        #expect(forwarded("b.test:8080") == ["for=192.0.2.7;proto=http;host=\"b.test:8080\""])
+        #expect(forwarded(nil) == ["for=192.0.2.7;proto=http"])
+        #expect(forwarded("a.test") == ["for=192.0.2.7;proto=http;host=a.test"])
+    }
+
     @Test("identity headers come only from the token, with control characters neutralised")
     func identity() throws {
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: HTTPHeaders([
@@ -131,6 +146,30 @@ struct HeaderRewriterUnitTests {
         #expect(old == "HTTP/1.0 200 OK\r\nX-Request-Id: rid\r\n\r\n")
         let head = try relay("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", route: r, method: .HEAD)
         #expect(head == "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nX-Request-Id: rid\r\n\r\n")
+    }
+
+    @Test("a response with more than 64 fields passes every one in order, minus those dropped")
+    func manyResponseFields() throws {
+        let names = (0..<70).map { "X-F\($0)" }
+        let head = names.map { "\($0): v\r\n" }.joined()
+        let out = try relay("HTTP/1.1 200 OK\r\nConnection: X-F3, x-f66\r\n" + head + "Content-Length: 0\r\n\r\n", route: try route())
+        let kept = names.filter { $0 != "X-F3" && $0 != "X-F66" }.map { "\($0): v\r\n" }.joined()
+        #expect(out == "HTTP/1.1 200 OK\r\n" + kept + "Content-Length: 0\r\nX-Request-Id: rid\r\n\r\n")
+    }
+
+    @Test("a route may set X-Request-Id on responses")
+    func routeSetsRequestID() throws {
+        let out = try relay("HTTP/1.1 204 No Content\r\n\r\n", route: try route("    response_headers: {set: {x-request-id: fixed}}"))
+        #expect(out == "HTTP/1.1 204 No Content\r\nx-request-id: fixed\r\n\r\n")
+    }
+
+    @Test("field selections keep ascending order across the first 64 and beyond")
+    func fieldSelection() {
+        var selection = FieldSelection()
+        for index in [0, 5, 63, 64, 100] { selection.insert(index) }
+        var seen: [Int] = []
+        selection.forEach { seen.append($0) }
+        #expect(seen == [0, 5, 63, 64, 100])
     }
 
     @Test("the gateway's response fields replace the upstream's: route rules, rate-limit state")

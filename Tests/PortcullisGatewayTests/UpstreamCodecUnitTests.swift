@@ -63,6 +63,37 @@ struct UpstreamCodecUnitTests {
         #expect(outcome == Outcome(status: 201, headers: ["Content-Length: 5", "X-A: spaced value", "Set-Cookie: a=b"], body: "hello", ends: [true]))
     }
 
+    @Test("a head kept while the next response on the connection is parsed keeps its own fields")
+    func headOutlivesNextResponse() throws {
+        var parser = UpstreamResponseParser()
+        parser.expectResponse(to: .GET)
+        parser.append(ByteBuffer(string: "HTTP/1.1 200 OK\r\nX-First: 1\r\nX-Also: a\r\nContent-Length: 0\r\n\r\n"))
+        guard case .head(let first) = try parser.next(), case .end(true) = try parser.next() else {
+            Issue.record("first response")
+            return
+        }
+        parser.expectResponse(to: .GET)
+        parser.append(ByteBuffer(string: "HTTP/1.1 404 Not Found\r\nX-Second-Field: 22\r\nContent-Length: 0\r\n\r\n"))
+        guard case .head(let second) = try parser.next() else {
+            Issue.record("second response")
+            return
+        }
+        #expect(Self.lines(first) == ["Content-Length: 0", "X-First: 1", "X-Also: a"])
+        #expect(Self.lines(second) == ["Content-Length: 0", "X-Second-Field: 22"])
+    }
+
+    @Test("list fields: elements trimmed, empty ones skipped, the last coding decides")
+    func listElements() throws {
+        var elements: [String] = []
+        HeaderList.forEachElement(" a ,, \tb\t, ,c,".utf8) { elements.append(String(decoding: $0, as: UTF8.self)) }
+        #expect(elements == ["a", "b", "c"])
+        #expect(HeaderList.lastElement(" , ".utf8) == nil)
+        let chunked = try Self.parse(["HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked ,\r\n\r\n3\r\nabc\r\n0\r\n\r\n"])
+        #expect(chunked.body == "abc" && chunked.ends == [true])
+        let closing = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: ,keep-alive , close\r\n\r\nx"])
+        #expect(closing.ends == [false])
+    }
+
     @Test("chunked with extensions and trailers decodes to the payload")
     func chunked() throws {
         let response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer-A: x\r\n\r\n"

@@ -10,8 +10,11 @@ struct ClientResponseHead {
     var contentLength: Int?
     /// The upstream head whose fields at `forwardedFields` are passed on.
     var forwarded: UpstreamResponseHead?
-    var forwardedFields: [Int] = []
-    /// The gateway's fields, written after the forwarded ones.
+    var forwardedFields = FieldSelection()
+    /// Written as `X-Request-Id` after the forwarded fields, when set: the common response then
+    /// needs no `fields` array (an allocation per response).
+    var requestID: String?
+    /// The gateway's fields, written after the forwarded ones and `requestID`.
     var fields: [(name: String, value: String)] = []
 
     init(version: HTTPVersion, status: HTTPResponseStatus, contentLength: Int?, fields: [(name: String, value: String)] = []) {
@@ -19,5 +22,27 @@ struct ClientResponseHead {
         self.status = status
         self.contentLength = contentLength
         self.fields = fields
+    }
+}
+
+/// Which fields of an upstream head are passed on, in ascending order. A bit per field for the
+/// first 64 fields, so a typical response selects its fields without allocating; any beyond go in
+/// a list.
+struct FieldSelection {
+    private var first64: UInt64 = 0
+    private var beyond: [Int] = []
+
+    /// Adds `index`; indices must be added in ascending order.
+    mutating func insert(_ index: Int) {
+        if index < 64 { first64 |= 1 << UInt64(index) } else { beyond.append(index) }
+    }
+
+    func forEach(_ body: (Int) -> Void) {
+        var bits = first64
+        while bits != 0 {
+            body(bits.trailingZeroBitCount)
+            bits &= bits - 1
+        }
+        for index in beyond { body(index) }
     }
 }

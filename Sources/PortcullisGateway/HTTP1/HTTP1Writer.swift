@@ -61,11 +61,12 @@ struct HTTP1Writer {
         let length = head.contentLength.map { String($0) }
         // "HTTP/1.1 200 " + reason + CRLF; codes are three digits (the parser refuses others).
         var size = 13 + reason.utf8.count + 2 + Self.size(of: head.fields) + 2
+        if let requestID = head.requestID { size += Self.requestIDName.utf8CodeUnitCount + requestID.utf8.count + 2 }
         if let length { size += Self.contentLengthName.utf8CodeUnitCount + length.utf8.count + 2 }
         if framing == .chunked { size += Self.chunkedField.utf8CodeUnitCount }
         let forwarded = head.forwarded
         if let forwarded {
-            for index in head.forwardedFields {
+            head.forwardedFields.forEach { index in
                 let field = forwarded.fields[index]
                 size += field.name.count + field.value.count + 4
             }
@@ -80,7 +81,7 @@ struct HTTP1Writer {
             cursor.copy("\r\n")
             if let forwarded {
                 forwarded.withBytes { bytes in
-                    for index in head.forwardedFields {
+                    head.forwardedFields.forEach { index in
                         let field = forwarded.fields[index]
                         cursor.copy(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
                         cursor.copy(": ")
@@ -92,6 +93,11 @@ struct HTTP1Writer {
             if let length {
                 cursor.copy(Self.contentLengthName)
                 cursor.copy(length)
+                cursor.copy("\r\n")
+            }
+            if let requestID = head.requestID {
+                cursor.copy(Self.requestIDName)
+                cursor.copy(requestID)
                 cursor.copy("\r\n")
             }
             cursor.copy(head.fields)
@@ -127,6 +133,7 @@ struct HTTP1Writer {
 
     private static let chunkedField: StaticString = "Transfer-Encoding: chunked\r\n"
     private static let contentLengthName: StaticString = "Content-Length: "
+    private static let requestIDName: StaticString = "X-Request-Id: "
 
     /// The bytes `fields` take as `name: value` lines.
     private static func size(of fields: some Sequence<(name: String, value: String)>) -> Int {

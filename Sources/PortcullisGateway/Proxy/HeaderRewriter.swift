@@ -53,13 +53,17 @@ enum HeaderRewriter {
     }
 
     /// Facts about the client connection the forwarding headers need, and the parts of those
-    /// headers that are the same for every request on it.
-    struct ClientInfo {
+    /// headers that are the same for every request on it. One per connection, on its event loop.
+    final class ClientInfo {
         let address: String?
         let isTLS: Bool
         let proto: String
         /// The RFC 7239 element without its `host=` part: `for=…;proto=…`.
         let forwardedElement: String
+        /// The last `Host` and the element built with it: a client sends the same `Host` on every
+        /// request of a connection, and building the element allocated a string per request.
+        private var lastHost: String?
+        private var lastElement: String?
 
         init(address: String?, isTLS: Bool) {
             self.address = address
@@ -70,6 +74,24 @@ enum HeaderRewriter {
                 element = (address.utf8.contains(UInt8(ascii: ":")) ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
             }
             forwardedElement = element
+        }
+
+        /// The element for a request whose `Host` was `host`.
+        func forwardedElement(host: String?) -> String {
+            guard let host else { return forwardedElement }
+            if let lastElement, lastHost == host { return lastElement }
+            let element: String
+            if HeaderRewriter.isForwardedToken(host) {
+                element = forwardedElement + ";host=" + host
+            } else {
+                // A quoted-string; `"` and `\` (never valid in a host) are dropped rather than escaped.
+                let quoted = host.utf8.contains { $0 == 0x22 || $0 == 0x5C }
+                    ? String(decoding: host.utf8.filter { $0 != 0x22 && $0 != 0x5C }, as: UTF8.self) : host
+                element = forwardedElement + ";host=\"" + quoted + "\""
+            }
+            lastHost = host
+            lastElement = element
+            return element
         }
     }
 
@@ -83,13 +105,11 @@ enum HeaderRewriter {
     }
 
     /// Adds the names a `Connection` value lists, other than `close` and `keep-alive`.
-    private static func addConnectionListed(_ value: some Collection<UInt8>, to listed: inout HeaderNameSet?) {
-        for token in value.split(separator: UInt8(ascii: ",")) {
-            let trimmed = token.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
-            let text = String(decoding: trimmed, as: UTF8.self)
-            if text.isEmpty || HeaderNameSet.matches(text, "close") || HeaderNameSet.matches(text, "keep-alive") { continue }
+    private static func addConnectionListed(_ value: some BidirectionalCollection<UInt8>, to listed: inout HeaderNameSet?) {
+        HeaderList.forEachElement(value) { option in
+            if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) || HeaderNameSet.equalsIgnoringASCIICase(option, "keep-alive".utf8) { return }
             if listed == nil { listed = HeaderNameSet([]) }
-            listed?.insert(text)
+            listed?.insert(String(decoding: option, as: UTF8.self))
         }
     }
 
@@ -98,7 +118,8 @@ enum HeaderRewriter {
     static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo) -> UpstreamRequestHead {
         let listed = connectionListed(head.headers)
         var headers: [(name: String, value: String)] = []
-        headers.reserveCapacity(head.headers.count + 8)
+        // Room for every field appended below, so the array is allocated once.
+        headers.reserveCapacity(head.headers.count + 8 + policy.identityHeaders.count + policy.route.requestHeaders.setFields.count)
         var priorForwardedFor: String?
         var priorForwarded: String?
         var originalHost: String?
@@ -121,8 +142,8 @@ enum HeaderRewriter {
                 continue
             }
             if HeaderNameSet.matches(name, "transfer-encoding") {
-                chunked = chunked || value.utf8.split(separator: UInt8(ascii: ",")).contains { token in
-                    HeaderNameSet.equalsIgnoringASCIICase(String(decoding: token.filter { $0 != 0x20 && $0 != 0x09 }, as: UTF8.self).utf8, "chunked".utf8)
+                HeaderList.forEachElement(value.utf8) { coding in
+                    if HeaderNameSet.equalsIgnoringASCIICase(coding, "chunked".utf8) { chunked = true }
                 }
                 continue
             }
@@ -148,17 +169,7 @@ enum HeaderRewriter {
         }
         headers.append(("X-Forwarded-Proto", client.proto))
         if let originalHost { headers.append(("X-Forwarded-Host", originalHost)) }
-        var element = client.forwardedElement
-        if let originalHost {
-            if isForwardedToken(originalHost) {
-                element += ";host=" + originalHost
-            } else {
-                // A quoted-string; `"` and `\` (never valid in a host) are dropped rather than escaped.
-                let quoted = originalHost.utf8.contains { $0 == 0x22 || $0 == 0x5C }
-                    ? String(decoding: originalHost.utf8.filter { $0 != 0x22 && $0 != 0x5C }, as: UTF8.self) : originalHost
-                element += ";host=\"" + quoted + "\""
-            }
-        }
+        let element = client.forwardedElement(host: originalHost)
         headers.append(("Forwarded", priorForwarded.map { "\($0), \(element)" } ?? element))
         headers.append(("X-Request-Id", requestID))
 
@@ -197,7 +208,6 @@ enum HeaderRewriter {
     static func clientResponse(_ head: UpstreamResponseHead, policy: Policy, requestID: String,
                                extra: HTTPHeaders?, version: HTTPVersion) -> ClientResponseHead {
         var response = ClientResponseHead(version: version, status: head.status, contentLength: head.contentLength)
-        response.forwardedFields.reserveCapacity(head.fields.count)
         head.withBytes { bytes in
             var listed: HeaderNameSet?
             for field in head.fields where field.name.count == 10 && HeaderNameSet.equalsIgnoringASCIICase(bytes[field.name], "connection".utf8) {
@@ -206,12 +216,18 @@ enum HeaderRewriter {
             for (index, field) in head.fields.enumerated() {
                 let name = bytes[field.name]
                 if policy.responseRemoved.contains(name) || listed?.contains(name) == true { continue }
-                response.forwardedFields.append(index)
+                response.forwardedFields.insert(index)
             }
         }
         response.forwarded = head
+        let setFields = policy.route.responseHeaders.setFields
+        guard !setFields.isEmpty || extra != nil else {
+            response.requestID = requestID
+            return response
+        }
+        // A route's `set` fields may replace X-Request-Id too: then it is an ordinary field.
         response.fields.append(("X-Request-Id", requestID))
-        replaceOrAdd(policy.route.responseHeaders.setFields, in: &response.fields)
+        replaceOrAdd(setFields, in: &response.fields)
         if let extra { replaceOrAdd(extra.map { ($0.name, $0.value) }, in: &response.fields) }
         return response
     }

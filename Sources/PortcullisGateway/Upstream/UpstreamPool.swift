@@ -35,7 +35,13 @@ final class UpstreamPool {
     }
 
     let eventLoop: any EventLoop
-    private var idle: [Key: [UpstreamConnection]] = [:]
+    /// Each list is an object so that taking and returning a connection mutates it in place: the
+    /// dictionary's in-place accessor on an array value allocated a coroutine frame on every call
+    /// (three allocations per request in allocation profiles).
+    private final class IdleList {
+        var connections: [UpstreamConnection] = []
+    }
+    private var idle: [Key: IdleList] = [:]
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
@@ -46,7 +52,8 @@ final class UpstreamPool {
         eventLoop.preconditionInEventLoop()
         let key = Key(target.address, settings)
         // Mutated in place: copying the list out and back would copy it on every request.
-        while let connection = idle[key]?.popLast() {
+        guard let list = idle[key] else { return nil }
+        while let connection = list.connections.popLast() {
             if connection.isUsable, now - connection.idleSince < settings.poolIdleTimeout {
                 return connection
             }
@@ -109,25 +116,31 @@ final class UpstreamPool {
             connection.close()
             return
         }
-        let key = connection.poolKey
-        guard idle[key, default: []].count < settings.maxIdlePerTarget else {
+        let list: IdleList
+        if let existing = idle[connection.poolKey] {
+            list = existing
+        } else {
+            list = IdleList()
+            idle[connection.poolKey] = list
+        }
+        guard list.connections.count < settings.maxIdlePerTarget else {
             connection.close()
             return
         }
         connection.exchanges += 1
         connection.idleSince = now
-        idle[key, default: []].append(connection)
+        list.connections.append(connection)
     }
 
     /// An idle connection closed: drop it from its list.
     private func forget(_ connection: UpstreamConnection) {
-        idle[connection.poolKey]?.removeAll { $0 === connection }
+        idle[connection.poolKey]?.connections.removeAll { $0 === connection }
     }
 
     /// Closes every idle connection (shutdown).
     func closeAll() {
         for list in idle.values {
-            for connection in list { connection.close() }
+            for connection in list.connections { connection.close() }
         }
         idle.removeAll()
     }

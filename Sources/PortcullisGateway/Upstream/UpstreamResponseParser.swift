@@ -49,6 +49,10 @@ struct UpstreamResponseParser {
     private var headScanned = 0
     /// Received bytes not yet consumed; nil when everything was.
     private var buffer: ByteBuffer?
+    /// The last head's field list, whose storage the next head reuses: the head is written to the
+    /// client and dropped before the next one arrives, so the array is unique again by then and
+    /// a response allocates no field list of its own.
+    private var fields: [UpstreamResponseHead.Field] = []
 
     /// Starts reading the response to a request with `method`.
     mutating func expectResponse(to method: HTTPMethod) {
@@ -188,7 +192,8 @@ struct UpstreamResponseParser {
 
     /// Parses a complete head and sets up the body's framing; nil for an informational (1xx) head.
     private mutating func parseHead(_ head: ByteBuffer) throws -> UpstreamResponseHead? {
-        let parsed = try head.withUnsafeReadableBytes { try Self.scanHead($0) }
+        fields.removeAll(keepingCapacity: true)
+        let parsed = try head.withUnsafeReadableBytes { try Self.scanHead($0, fields: &fields) }
         if (100..<200).contains(parsed.code) {
             // Informational: the real head follows. The gateway answered any `Expect` itself and
             // does not forward upgrades, so a 101 is out of step.
@@ -202,7 +207,7 @@ struct UpstreamResponseParser {
         // A 204 has no content, so no length either (RFC 9110 §8.6); a 304's is the representation's.
         let forwardedLength = parsed.lastCodingIsChunked == nil && parsed.code != 204 ? parsed.contentLength : nil
         let response = UpstreamResponseHead(version: version, status: HTTPResponseStatus(statusCode: parsed.code), bytes: head,
-                                            fields: parsed.fields, contentLength: forwardedLength)
+                                            fields: fields, contentLength: forwardedLength)
 
         if requestWasHEAD || parsed.code == 204 || parsed.code == 304 {
             pendingEnd = true
@@ -234,7 +239,6 @@ struct UpstreamResponseParser {
     private struct ScannedHead {
         var minor = 1
         var code = 0
-        var fields: [UpstreamResponseHead.Field] = []
         var contentLength: Int?
         /// nil without `Transfer-Encoding`; else whether its last coding is `chunked`.
         var lastCodingIsChunked: Bool?
@@ -243,7 +247,7 @@ struct UpstreamResponseParser {
     }
 
     /// One pass over a complete head (status line, fields, empty line), without copying it.
-    private static func scanHead(_ bytes: UnsafeRawBufferPointer) throws -> ScannedHead {
+    private static func scanHead(_ bytes: UnsafeRawBufferPointer, fields: inout [UpstreamResponseHead.Field]) throws -> ScannedHead {
         var scanned = ScannedHead()
         var lineStart = 0
         /// The next CRLF-terminated line without its CRLF; a bare CR or LF is refused.
@@ -256,7 +260,7 @@ struct UpstreamResponseParser {
             return line
         }
         (scanned.minor, scanned.code) = try statusLine(bytes[try nextLine()])
-        scanned.fields.reserveCapacity(12)
+        fields.reserveCapacity(12)
         var line = try nextLine()
         while !line.isEmpty {
             let (name, value) = try field(bytes[line])
@@ -271,19 +275,18 @@ struct UpstreamResponseParser {
                 // Codings may span several fields; the last one decides. Without any, the body
                 // runs to the close.
                 scanned.lastCodingIsChunked = scanned.lastCodingIsChunked ?? false
-                if let last = bytes[value].split(separator: UInt8(ascii: ",")).last {
-                    scanned.lastCodingIsChunked = HeaderNameSet.equalsIgnoringASCIICase(trimmed(last), "chunked".utf8)
+                if let last = HeaderList.lastElement(bytes[value]) {
+                    scanned.lastCodingIsChunked = HeaderNameSet.equalsIgnoringASCIICase(last, "chunked".utf8)
                 }
             case 10 where nameIs(bytes[name], "connection"):
-                for token in bytes[value].split(separator: UInt8(ascii: ",")) {
-                    let option = trimmed(token)
+                HeaderList.forEachElement(bytes[value]) { option in
                     if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) { scanned.connectionClose = true }
                     if HeaderNameSet.equalsIgnoringASCIICase(option, "keep-alive".utf8) { scanned.connectionKeepAlive = true }
                 }
             default:
                 break
             }
-            scanned.fields.append(UpstreamResponseHead.Field(name: name, value: value))
+            fields.append(UpstreamResponseHead.Field(name: name, value: value))
             line = try nextLine()
         }
         return scanned
@@ -383,20 +386,13 @@ struct UpstreamResponseParser {
         lower.withUTF8Buffer { HeaderNameSet.equalsIgnoringASCIICase(name, $0) }
     }
 
-    private static func trimmed<Bytes: BidirectionalCollection<UInt8>>(_ bytes: Bytes) -> Bytes.SubSequence {
-        var slice = bytes[...]
-        while let first = slice.first, first == 0x20 || first == 0x09 { slice = slice.dropFirst() }
-        while let last = slice.last, last == 0x20 || last == 0x09 { slice = slice.dropLast() }
-        return slice
-    }
-
     /// A `Content-Length` value: digits, or a list of identical values (RFC 9112 §6.3).
     private static func contentLength(_ value: Slice<UnsafeRawBufferPointer>) throws -> Int {
         var result: Int?
         var itemStart = value.startIndex
         while true {
             let itemEnd = value[itemStart...].firstIndex(of: UInt8(ascii: ",")) ?? value.endIndex
-            let digits = trimmed(value[itemStart..<itemEnd])
+            let digits = HeaderList.trimmed(value[itemStart..<itemEnd])
             guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
                 throw Failure("invalid Content-Length")
             }
