@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Heap allocations per request of a gateway binary under the peer harness's RS256 load: counts
+# calls to libc malloc and to the Swift runtime's swift_allocObject with perf uprobes while wrk
+# runs, and divides by the requests the gateway's /metrics counted in the same window. Needs root
+# (uprobes); adds the two probes if missing and removes those it added.
+#   cluster/bench/allocations.sh .build/release/portcullis
+#   CONFIG=subject-es256 WINDOW=5 cluster/bench/allocations.sh old-binary
+set -euo pipefail
+[ $# -eq 1 ] || { echo "usage: $0 GATEWAY_BINARY" >&2; exit 2; }
+bin=$(realpath "$1")
+. "$(dirname "$0")/subject-env.sh"
+command -v perf >/dev/null || { echo "perf is required" >&2; exit 1; }
+libc=$(ldd "$bin" | awk '$1 ~ /^libc\.so/ {print $3; exit}')
+swiftcore=$(ldd "$bin" | awk '$1 ~ /^libswiftCore\.so/ {print $3; exit}')
+added=()
+probe() { # probe EVENT LIBRARY SYMBOL
+  perf probe -l 2>/dev/null | grep -q "$1 " || { perf probe -q -x "$2" "$3" && added+=("$1"); }
+}
+probe probe_libc:malloc "$libc" malloc
+probe probe_libswiftCore:swift_allocObject "$swiftcore" swift_allocObject
+log=$(mktemp)
+harness=
+cleanup() {
+  # The harness stops what it started when its run ends (a few seconds after the window).
+  [ -n "$harness" ] && wait "$harness" 2>/dev/null
+  for event in "${added[@]}"; do perf probe -q -d "$event"; done
+  rm -f "$log"
+}
+trap cleanup EXIT
+subject_env "$bin"
+config=${CONFIG:-subject-rs256}
+CONFIGS=$config DURATION=20s WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 "$peers/run-peers.sh" >"$log" 2>&1 &
+harness=$!
+# The measured run starts once the harness announces the configuration; skip its first seconds.
+for _ in $(seq 1 150); do grep -q "config $config" "$log" && break; sleep 1; done
+sleep 7
+pid=$(pgrep -f "$bin gateway" | head -1)
+[ -n "$pid" ] || { echo "gateway not running; harness log:" >&2; tail -20 "$log" >&2; exit 1; }
+config_file=$(tr '\0' '\n' < "/proc/$pid/cmdline" | sed -n '/^--config$/{n;p}')
+admin=$(awk '/^admin_listen:/ {print $2}' "$config_file")
+requests() { curl -s "http://$admin/metrics" | awk '/^portcullis_http_requests_total/ {n += $2} END {printf "%d", n}'; }
+before=$(requests)
+counts=$(perf stat -x, -e probe_libc:malloc,probe_libswiftCore:swift_allocObject -p "$pid" -- sleep "${WINDOW:-5}" 2>&1 >/dev/null)
+after=$(requests)
+n=$((after - before))
+echo "$counts" | awk -F, -v n="$n" -v config="$config" '
+  /probe_libc:malloc/ {m = $1} /swift_allocObject/ {o = $1}
+  END {printf "%s: %d requests; per request: malloc %.1f, swift_allocObject %.1f\n", config, n, m / n, o / n}'
