@@ -85,6 +85,23 @@ struct GatewayLifecycleTests {
         #expect(try gateway.request("GET", "/fine").status == 200)
     }
 
+    @Test("a pooled connection closed before the answer: a GET is retried once on a fresh connection, a POST is not")
+    func retryAfterPooledClose() async throws {
+        let (upstream, gateway) = try await Self.startSimple()
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        // Each /warm leaves its upstream connection in the gateway's pool for the next request.
+        #expect(try gateway.request("GET", "/warm").status == 200)
+        let beforeGet = upstream.requestCount
+        #expect(try gateway.request("GET", "/close").status == 502)
+        // The pooled attempt, then one on a fresh connection (which the upstream closes too).
+        #expect(upstream.requestCount - beforeGet == 2)
+        #expect(try gateway.request("GET", "/warm").status == 200)
+        let beforePost = upstream.requestCount
+        #expect(try gateway.request("POST", "/close", body: Array("x".utf8)).status == 502)
+        // The upstream may have acted on a POST it received: never sent twice.
+        #expect(upstream.requestCount - beforePost == 1)
+    }
+
     @Test("upstream framings: chunked with trailers, body until close, HEAD; a malformed response is a 502")
     func upstreamFramings() async throws {
         let (upstream, gateway) = try await Self.startSimple()
