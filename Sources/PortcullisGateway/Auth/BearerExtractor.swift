@@ -6,7 +6,7 @@ enum BearerCredential: Equatable {
     case absent
     /// More than one `Authorization` header: ambiguous, rejected as `invalid_request`.
     case ambiguous
-    /// `Bearer` with no token after it.
+    /// `Bearer` with no token after it, or run into one (`Bearerxyz`).
     case malformed
     /// The credential after `Bearer `, not yet checked against RFC 6750's b64token syntax: a token
     /// the verifier accepts is a JWS, whose alphabet lies inside b64token's, so `Authenticator`
