@@ -11,8 +11,9 @@ struct ClientResponseHead {
     /// The upstream head whose fields at `forwardedFields` are passed on.
     var forwarded: UpstreamResponseHead?
     var forwardedFields = FieldSelection()
-    /// Written as `X-Request-Id` after the forwarded fields, when set: the common response then
-    /// needs no `fields` array (an allocation per response).
+    /// Written as `X-Request-Id` after the forwarded fields, when set. Held apart from `fields`
+    /// so that a response with no gateway fields but this one needs no array (an allocation per
+    /// response).
     var requestID: String?
     /// The gateway's fields, written after the forwarded ones and `requestID`.
     var fields: [(name: String, value: String)] = []

@@ -221,12 +221,9 @@ enum HeaderRewriter {
         }
         response.forwarded = head
         let setFields = policy.route.responseHeaders.setFields
-        guard !setFields.isEmpty || extra != nil else {
-            response.requestID = requestID
-            return response
-        }
-        // A route's `set` fields may replace X-Request-Id too: then it is an ordinary field.
-        response.fields.append(("X-Request-Id", requestID))
+        // A route's `set` fields replace any field of the same name, X-Request-Id included.
+        let routeSetsRequestID = setFields.contains { HeaderNameSet.matches($0.name, "x-request-id") }
+        response.requestID = routeSetsRequestID ? nil : requestID
         replaceOrAdd(setFields, in: &response.fields)
         if let extra { replaceOrAdd(extra.map { ($0.name, $0.value) }, in: &response.fields) }
         return response
