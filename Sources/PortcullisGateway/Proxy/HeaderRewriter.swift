@@ -59,7 +59,7 @@ enum HeaderRewriter {
         let isTLS: Bool
         let proto: String
         /// The RFC 7239 element without its `host=` part: `for=…;proto=…`.
-        let forwardedElement: String
+        private let elementWithoutHost: String
         /// The last `Host` and the element built with it: a client sends the same `Host` on every
         /// request of a connection, and building the element allocated a string per request.
         private var lastHost: String?
@@ -73,21 +73,21 @@ enum HeaderRewriter {
             if let address {
                 element = (address.utf8.contains(UInt8(ascii: ":")) ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
             }
-            forwardedElement = element
+            elementWithoutHost = element
         }
 
         /// The element for a request whose `Host` was `host`.
         func forwardedElement(host: String?) -> String {
-            guard let host else { return forwardedElement }
+            guard let host else { return elementWithoutHost }
             if let lastElement, lastHost == host { return lastElement }
             let element: String
             if HeaderRewriter.isForwardedToken(host) {
-                element = forwardedElement + ";host=" + host
+                element = elementWithoutHost + ";host=" + host
             } else {
                 // A quoted-string; `"` and `\` (never valid in a host) are dropped rather than escaped.
                 let quoted = host.utf8.contains { $0 == 0x22 || $0 == 0x5C }
                     ? String(decoding: host.utf8.filter { $0 != 0x22 && $0 != 0x5C }, as: UTF8.self) : host
-                element = forwardedElement + ";host=\"" + quoted + "\""
+                element = elementWithoutHost + ";host=\"" + quoted + "\""
             }
             lastHost = host
             lastElement = element

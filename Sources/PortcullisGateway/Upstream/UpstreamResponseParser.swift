@@ -388,6 +388,8 @@ struct UpstreamResponseParser {
 
     /// A `Content-Length` value: digits, or a list of identical values (RFC 9112 §6.3).
     private static func contentLength(_ value: Slice<UnsafeRawBufferPointer>) throws -> Int {
+        // Split here rather than with `HeaderList`, which skips empty elements: in a length, an
+        // empty element is malformed framing and must fail the response.
         var result: Int?
         var itemStart = value.startIndex
         while true {
