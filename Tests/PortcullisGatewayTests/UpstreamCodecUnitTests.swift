@@ -165,6 +165,7 @@ struct UpstreamCodecUnitTests {
     @Test("malformed responses are refused", arguments: [
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5, , 5\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n",
