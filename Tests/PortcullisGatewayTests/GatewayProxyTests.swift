@@ -366,6 +366,24 @@ final class GatewayProxyTests {
         #expect(text.contains("portcullis_auth_decisions_total{reason=\"missing_token\"}"))
         #expect(text.contains("# HELP portcullis_gateway_added_latency_seconds"))
         #expect(text.contains("portcullis_open_connections"))
+
+        // The latency histograms saw the proxied request: counted, cumulative buckets, a sum in
+        // seconds that is positive and below the test's own run time.
+        func sample(_ series: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+        }
+        for name in ["portcullis_http_request_duration_seconds", "portcullis_upstream_duration_seconds"] {
+            let count = try #require(sample(name + "_count{route=\"public\"}"))
+            #expect(count >= 1)
+            #expect(sample(name + "_bucket{route=\"public\",le=\"+Inf\"}") == count)
+            #expect(sample(name + "_bucket{route=\"public\",le=\"10.0\"}") == count)
+            let fastest = try #require(sample(name + "_bucket{route=\"public\",le=\"5e-05\"}"))
+            #expect(fastest <= count)
+            let sum = try #require(sample(name + "_sum{route=\"public\"}"))
+            #expect(sum > 0 && sum < 60 * count)
+        }
+        let added = try #require(sample("portcullis_gateway_added_latency_seconds_count"))
+        #expect(added >= 1)
     }
 
     @Test("the access log has one line per request and never the token")

@@ -202,4 +202,22 @@ struct HeaderNameSetUnitTests {
         #expect(!set.contains("x-secre"))
         #expect(!HeaderNameSet([]).contains("anything"))
     }
+
+    @Test("case folding covers A-Z only, for contiguous and non-contiguous bytes alike")
+    func folding() {
+        let received = Array("Chunked [X]".utf8)
+        received.withUnsafeBytes { raw in
+            #expect(HeaderNameSet.equalsIgnoringASCIICase(raw[0..<7], "chunked".utf8))
+            #expect(HeaderNameSet.equalsIgnoringASCIICase(raw[0..<7], Array("chunked".utf8)))
+            // '[' and ']' sit 0x20 below '{' and '}': only letters fold.
+            #expect(!HeaderNameSet.equalsIgnoringASCIICase(raw[8...], "{x}".utf8))
+            #expect(HeaderNameSet.equalsIgnoringASCIICase(raw[8...], "[x]".utf8))
+            #expect(!HeaderNameSet.equalsIgnoringASCIICase(raw[0..<7], "chunkes".utf8))
+            #expect(!HeaderNameSet.equalsIgnoringASCIICase(raw[0..<6], "chunked".utf8))
+        }
+        // A collection without contiguous storage takes the element-wise path.
+        #expect(HeaderNameSet.equalsIgnoringASCIICase("CHUNKED".utf8.lazy.map { $0 }, "chunked".utf8))
+        #expect(!HeaderNameSet.equalsIgnoringASCIICase("[X]".utf8.lazy.map { $0 }, "{x}".utf8))
+    }
 }
+

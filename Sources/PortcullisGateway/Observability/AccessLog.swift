@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 
 /// One line per request through swift-log (label `portcullis.access`); the process's log handler
 /// decides text or JSON. Tokens never appear: only the subject, the route and a reason code.
@@ -9,7 +10,7 @@ struct AccessLog: Sendable {
         logger = Logger(label: "portcullis.access")
     }
 
-    func record(_ entry: RequestLog, duration: Duration) {
+    func record(_ entry: RequestLog, duration: TimeAmount) {
         var metadata: Logger.Metadata = [
             "request_id": .string(entry.requestID),
             "method": .string(entry.method),
@@ -24,8 +25,8 @@ struct AccessLog: Sendable {
         logger.info("request", metadata: metadata)
     }
 
-    private func format3(_ duration: Duration) -> String {
-        let micros = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+    private func format3(_ duration: TimeAmount) -> String {
+        let micros = duration.nanoseconds / 1000
         return "\(micros / 1000).\(String(repeating: "0", count: 3 - String(micros % 1000).count))\(micros % 1000)"
     }
 }

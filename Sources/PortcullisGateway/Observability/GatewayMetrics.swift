@@ -1,3 +1,4 @@
+import NIOCore
 import PortcullisObservability
 import Prometheus
 import Synchronization
@@ -13,22 +14,28 @@ public final class GatewayMetrics: Sendable {
     private let upstreamFailures = Mutex<[String: Counter]>([:])
     private let routes = Mutex<[String: RouteMetrics]>([:])
     /// Time the gateway itself adds: request duration minus time spent waiting on the upstream.
-    let addedLatency: DurationHistogram
+    let addedLatency: ValueHistogram
     let openConnections: Gauge
     let rejectedConnections: Counter
     /// The outcome of nearly every authenticated request, held apart from the lookup by reason.
     private let authOK: Counter
 
-    static let latencyBuckets: [Duration] = [
-        .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
-        .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
-        .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+    /// In seconds. The request path's histograms hold `Double` seconds rather than `Duration`:
+    /// recording compares the value with every bucket, and `Duration`'s comparisons and sums are
+    /// calls into the standard library where `Double`'s are single instructions (three histograms
+    /// per request; the difference showed in profiles).
+    static let latencyBuckets: [Double] = [
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
     ]
+
+    /// `amount` in seconds, as the latency histograms record it.
+    static func seconds(_ amount: TimeAmount) -> Double {
+        Double(amount.nanoseconds) / 1_000_000_000
+    }
 
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
-        addedLatency = registry.durationHistogram("portcullis_gateway_added_latency_seconds", labels: [], buckets: Self.latencyBuckets,
+        addedLatency = registry.valueHistogram("portcullis_gateway_added_latency_seconds", labels: [], buckets: Self.latencyBuckets,
             help: "Time the gateway adds to a proxied request: total duration minus time waiting on the upstream.")
         openConnections = registry.gauge("portcullis_open_connections", labels: [], help: "Client connections currently open.")
         rejectedConnections = registry.counter("portcullis_rejected_connections_total", labels: [],
@@ -84,17 +91,17 @@ public final class GatewayMetrics: Sendable {
 final class RouteMetrics: Sendable {
     /// Indexed by status class 1...5.
     private let requests: [Counter]
-    let requestDuration: DurationHistogram
-    let upstreamDuration: DurationHistogram
+    let requestDuration: ValueHistogram
+    let upstreamDuration: ValueHistogram
 
     init(route: String, registry: PrometheusCollectorRegistry) {
         requests = (1...5).map { klass in
             registry.counter("portcullis_http_requests_total", labels: [("route", route), ("code", "\(klass)xx")],
                                  help: "Requests answered, by route and status class.")
         }
-        requestDuration = registry.durationHistogram("portcullis_http_request_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
+        requestDuration = registry.valueHistogram("portcullis_http_request_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
             help: "Time from the request head to the last response byte, by route.")
-        upstreamDuration = registry.durationHistogram("portcullis_upstream_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
+        upstreamDuration = registry.valueHistogram("portcullis_upstream_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
             help: "Time from sending the request upstream to its last response byte, by route.")
     }
 

@@ -35,16 +35,26 @@ struct HeaderNameSet: Sendable {
 
     static func equalsIgnoringASCIICase(_ name: some Collection<UInt8>, _ lower: some Collection<UInt8>) -> Bool {
         guard name.count == lower.count else { return false }
-        // Header names from the parser are native strings: compare their bytes in place.
-        return name.withContiguousStorageIfAvailable { bytes in equal(bytes, lower) } ?? equal(name, lower)
+        // Header names from the parser are native strings and the lower-case sides literals or
+        // arrays: compare their bytes in place (iterating a `String.UTF8View` in step with another
+        // collection showed in request-path profiles).
+        return name.withContiguousStorageIfAvailable { bytes in
+            lower.withContiguousStorageIfAvailable { expected in equal(bytes, expected) } ?? equal(bytes, lower)
+        } ?? equal(name, lower)
+    }
+
+    private static func equal(_ name: UnsafeBufferPointer<UInt8>, _ lower: UnsafeBufferPointer<UInt8>) -> Bool {
+        for index in 0..<name.count where folded(name[index]) != lower[index] { return false }
+        return true
     }
 
     private static func equal(_ name: some Collection<UInt8>, _ lower: some Collection<UInt8>) -> Bool {
-        for (byte, expected) in zip(name, lower) {
-            let folded = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
-            if folded != expected { return false }
-        }
+        for (byte, expected) in zip(name, lower) where folded(byte) != expected { return false }
         return true
+    }
+
+    private static func folded(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
     }
 
     /// True when `name` equals `lower` (already lower-case) ignoring ASCII case.

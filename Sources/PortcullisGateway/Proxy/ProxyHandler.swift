@@ -263,14 +263,15 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    private func writeEnd(keepAlive: Bool) {
+    /// `now` serves the idle timer (a caller that just read the clock passes its reading).
+    private func writeEnd(keepAlive: Bool, now: NIODeadline = .now()) {
         guard let context else { return }
         responseInProgress = false
         let last = writer.end(allocator: allocator)
         if keepAlive {
             if let last { context.write(wrapOutboundOut(last), promise: nil) }
             context.flush()
-            timeouts?.exchangeCompleted()
+            timeouts?.exchangeCompleted(now: now)
         } else {
             let last = last ?? allocator.buffer(capacity: 0)
             context.writeAndFlush(wrapOutboundOut(last)).assumeIsolated().whenComplete { _ in
@@ -281,20 +282,19 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     // MARK: 5. Completion
 
-    fileprivate func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: Duration?, now: NIODeadline = .now()) {
+    fileprivate func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: TimeAmount?, now: NIODeadline = .now()) {
         let total = now - log.start
-        let duration = Duration.nanoseconds(total.nanoseconds)
         metrics.countResponse(status: log.status)
-        metrics.requestDuration.record(duration)
+        metrics.requestDuration.record(GatewayMetrics.seconds(total))
         if let upstreamTime {
-            metrics.upstreamDuration.record(upstreamTime)
-            gateway.metrics.addedLatency.record(max(.zero, duration - upstreamTime))
+            metrics.upstreamDuration.record(GatewayMetrics.seconds(upstreamTime))
+            gateway.metrics.addedLatency.record(GatewayMetrics.seconds(max(.zero, total - upstreamTime)))
         }
-        gateway.accessLog?.record(log, duration: duration)
+        gateway.accessLog?.record(log, duration: total)
     }
 
-    fileprivate func exchangeFinished(_ exchange: Exchange, keepAlive: Bool) {
-        writeEnd(keepAlive: keepAlive && !closeAfterResponse)
+    fileprivate func exchangeFinished(_ exchange: Exchange, keepAlive: Bool, now: NIODeadline) {
+        writeEnd(keepAlive: keepAlive && !closeAfterResponse, now: now)
         settle(exchange)
     }
 
@@ -488,12 +488,19 @@ private final class Exchange: UpstreamExchangeDelegate {
         upstreamReused = reused
         connection.handler.beginExchange(delegate: self)
         upstreamSentAt = sentAt
-        let headWritten = handler.upstreamPool.eventLoop.makePromise(of: Void.self)
-        connection.write(.head(upstreamHead), promise: headWritten)
-        headWritten.futureResult.assumeIsolated().whenFailure { [self] _ in
-            // The pooled connection was already closed: no byte of this request left the gateway.
-            guard upstream === connection, !done else { return }
-            retryOnFreshConnection(after: connection)
+        if reused, !Self.isIdempotent(clientHead.method) {
+            // A head that could not be written to a pooled connection left no byte of this request
+            // at the gateway: even a non-idempotent request may then be retried. An idempotent one
+            // needs no promise (a future, a callback and runtime metadata lookups per request):
+            // the failed write closes the connection, and `upstreamFailed` retries it from there.
+            let headWritten = handler.upstreamPool.eventLoop.makePromise(of: Void.self)
+            connection.write(.head(upstreamHead), promise: headWritten)
+            headWritten.futureResult.assumeIsolated().whenFailure { [self] _ in
+                guard upstream === connection, !done else { return }
+                retryOnFreshConnection(after: connection)
+            }
+        } else {
+            connection.write(.head(upstreamHead))
         }
         for part in buffered {
             connection.write(.body(part))
@@ -627,7 +634,7 @@ private final class Exchange: UpstreamExchangeDelegate {
         done = true
         handler.responseTimer?.cancel()
         let now = NIODeadline.now()
-        let upstreamTime = upstreamSentAt.map { Duration.nanoseconds((now - $0).nanoseconds) }
+        let upstreamTime = upstreamSentAt.map { now - $0 }
         if let upstream {
             // Reuse only a connection that finished a complete request and response in step.
             if keepAlive, upstreamRequestEnded {
@@ -642,7 +649,7 @@ private final class Exchange: UpstreamExchangeDelegate {
             handler.markCloseAfterResponse()
         }
         handler.finish(log: log, metrics: route.metrics, upstreamTime: upstreamTime, now: now)
-        handler.exchangeFinished(self, keepAlive: true)
+        handler.exchangeFinished(self, keepAlive: true, now: now)
     }
 
     func upstreamFailed(_ error: UpstreamError, responseStarted: Bool) {

@@ -54,11 +54,12 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if phase == .idle {
-            phase = .readingHead
-            arm(headReadTimeout)
-        }
+        guard phase == .idle else { return context.fireChannelRead(data) }
+        phase = .readingHead
         context.fireChannelRead(data)
+        // Armed after the decoder ran: a head that arrived whole was handled by now (`headReceived`
+        // moved the phase on), and arming a timer only to cancel it reads the clock for nothing.
+        if phase == .readingHead { arm(headReadTimeout) }
     }
 
     /// A complete request head was parsed.
@@ -67,10 +68,10 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
         timer?.cancel()
     }
 
-    /// The response to the last request was written and the connection stays open.
-    func exchangeCompleted() {
+    /// The response to the last request was written at `now` and the connection stays open.
+    func exchangeCompleted(now: NIODeadline) {
         phase = .idle
-        arm(idleTimeout)
+        timer?.set(now + idleTimeout)
     }
 
     private func arm(_ timeout: TimeAmount) {

@@ -135,12 +135,13 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     /// Writes one part of the request; `promise` completes when its bytes were written.
     func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
-        idleTimer?.set(after: idleTimeout)
         switch part {
         case .head(let head):
+            idleTimer?.set(after: idleTimeout)
             parser.expectResponse(to: head.method)
             context.write(wrapOutboundOut(writer.request(head, allocator: allocator)), promise: promise)
         case .body(let body):
+            idleTimer?.set(after: idleTimeout)
             if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
                 context.write(wrapOutboundOut(prefix), promise: nil)
             }
@@ -149,7 +150,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 context.write(wrapOutboundOut(suffix), promise: nil)
             }
         case .end:
+            // The idle timer moves with bytes written: an end that writes none (a body framed by
+            // its length) leaves it, and saves the clock read.
             if let end = writer.end(allocator: allocator) {
+                idleTimer?.set(after: idleTimeout)
                 context.write(wrapOutboundOut(end), promise: promise)
             } else {
                 promise?.succeed()

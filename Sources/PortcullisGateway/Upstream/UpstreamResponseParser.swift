@@ -246,50 +246,61 @@ struct UpstreamResponseParser {
         var connectionKeepAlive = false
     }
 
-    /// One pass over a complete head (status line, fields, empty line), without copying it.
+    /// One pass over a complete head (status line, fields, empty line), without copying it: each
+    /// byte is looked at once, by the loop that also validates it (the head is parsed on every
+    /// proxied response, so separate passes for line ends, bare CRs, the colon and controls showed
+    /// in profiles).
     private static func scanHead(_ bytes: UnsafeRawBufferPointer, fields: inout [UpstreamResponseHead.Field]) throws -> ScannedHead {
         var scanned = ScannedHead()
-        var lineStart = 0
-        /// The next CRLF-terminated line without its CRLF; a bare CR or LF is refused.
-        func nextLine() throws -> Range<Int> {
-            guard let newline = bytes[lineStart...].firstIndex(of: 0x0A) else { throw Failure("no status line") }
-            guard newline > lineStart, bytes[newline - 1] == 0x0D else { throw Failure("line not terminated by CRLF") }
-            let line = lineStart..<(newline - 1)
-            guard !bytes[line].contains(0x0D) else { throw Failure("bare CR in a line") }
-            lineStart = newline + 1
-            return line
-        }
-        (scanned.minor, scanned.code) = try statusLine(bytes[try nextLine()])
+        let statusEnd = try lineEnd(bytes, from: 0)
+        (scanned.minor, scanned.code) = try statusLine(bytes[0..<statusEnd])
         fields.reserveCapacity(12)
-        var line = try nextLine()
-        while !line.isEmpty {
-            let (name, value) = try field(bytes[line])
-            switch name.count {
-            case 14 where nameIs(bytes[name], "content-length"):
-                let length = try contentLength(bytes[value])
-                if let known = scanned.contentLength, known != length { throw Failure("conflicting Content-Length values") }
-                scanned.contentLength = length
-                line = try nextLine()
-                continue
-            case 17 where nameIs(bytes[name], "transfer-encoding"):
-                // Codings may span several fields; the last one decides. Without any, the body
-                // runs to the close.
-                scanned.lastCodingIsChunked = scanned.lastCodingIsChunked ?? false
-                if let last = HeaderList.lastElement(bytes[value]) {
-                    scanned.lastCodingIsChunked = HeaderNameSet.equalsIgnoringASCIICase(last, "chunked".utf8)
+        var lineStart = statusEnd + 2
+        try tokenBytes.withUnsafeBufferPointer { isToken in
+            while true {
+                guard lineStart < bytes.count else { throw Failure("head without an empty line") }
+                let first = bytes[lineStart]
+                if first == 0x0D {
+                    // `headLength` cut the head after its first CRLF CRLF: this is that empty line.
+                    guard lineStart + 2 == bytes.count, bytes[lineStart + 1] == 0x0A else { throw Failure("bare CR in a line") }
+                    return
                 }
-            case 10 where nameIs(bytes[name], "connection"):
-                HeaderList.forEachElement(bytes[value]) { option in
-                    if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) { scanned.connectionClose = true }
-                    if HeaderNameSet.equalsIgnoringASCIICase(option, "keep-alive".utf8) { scanned.connectionKeepAlive = true }
+                if first == 0x20 || first == 0x09 { throw Failure("obsolete line folding") }
+                let (name, value, end) = try field(bytes, from: lineStart, isToken: isToken)
+                if try classify(bytes, name: name, value: value, into: &scanned) {
+                    fields.append(UpstreamResponseHead.Field(name: name, value: value))
                 }
-            default:
-                break
+                lineStart = end + 2
             }
-            fields.append(UpstreamResponseHead.Field(name: name, value: value))
-            line = try nextLine()
         }
         return scanned
+    }
+
+    /// Notes the framing and connection fields as they are read; false for a field not to keep
+    /// in the head (`Content-Length`, which the head carries as a number once checked).
+    private static func classify(_ bytes: UnsafeRawBufferPointer, name: Range<Int>, value: Range<Int>, into scanned: inout ScannedHead) throws -> Bool {
+        switch name.count {
+        case 14 where nameIs(bytes[name], "content-length"):
+            let length = try contentLength(bytes[value])
+            if let known = scanned.contentLength, known != length { throw Failure("conflicting Content-Length values") }
+            scanned.contentLength = length
+            return false
+        case 17 where nameIs(bytes[name], "transfer-encoding"):
+            // Codings may span several fields; the last one decides. Without any, the body runs
+            // to the close.
+            scanned.lastCodingIsChunked = scanned.lastCodingIsChunked ?? false
+            if let last = HeaderList.lastElement(bytes[value]) {
+                scanned.lastCodingIsChunked = HeaderNameSet.equalsIgnoringASCIICase(last, "chunked".utf8)
+            }
+        case 10 where nameIs(bytes[name], "connection"):
+            HeaderList.forEachElement(bytes[value]) { option in
+                if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) { scanned.connectionClose = true }
+                if HeaderNameSet.equalsIgnoringASCIICase(option, "keep-alive".utf8) { scanned.connectionKeepAlive = true }
+            }
+        default:
+            break
+        }
+        return true
     }
 
     /// Length of the head including its terminating empty line, if complete. The first `scanned`
@@ -364,22 +375,55 @@ struct UpstreamResponseParser {
         }
     }
 
-    /// `name: value` as index ranges, the value without surrounding whitespace (RFC 9112 §5).
-    private static func field(_ bytes: Slice<UnsafeRawBufferPointer>) throws -> (name: Range<Int>, value: Range<Int>) {
-        guard let first = bytes.first else { throw Failure("empty header line") }
-        if first == 0x20 || first == 0x09 { throw Failure("obsolete line folding") }
-        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon > bytes.startIndex else { throw Failure("header line without a name") }
-        let nameValid = tokenBytes.withUnsafeBufferPointer { table in bytes[..<colon].allSatisfy { table[Int($0)] } }
-        guard nameValid else { throw Failure("invalid header name") }
-        var valueStart = colon + 1
-        var valueEnd = bytes.endIndex
-        while valueStart < valueEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
-        while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-        // CR and LF cannot occur (the line was split on them); NUL and other controls but HTAB are refused.
-        guard !bytes[valueStart..<valueEnd].contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
+    /// The field line at `start`: `name: value` as index ranges, the value without surrounding
+    /// whitespace (RFC 9112 §5), and the index of the CR ending the line.
+    private static func field(_ bytes: UnsafeRawBufferPointer, from start: Int,
+                              isToken: UnsafeBufferPointer<Bool>) throws -> (name: Range<Int>, value: Range<Int>, end: Int) {
+        var cursor = start
+        while cursor < bytes.count, isToken[Int(bytes[cursor])] { cursor += 1 }
+        guard cursor > start else { throw Failure("header line without a name") }
+        guard cursor < bytes.count, bytes[cursor] == UInt8(ascii: ":") else { throw Failure("invalid header name") }
+        let name = start..<cursor
+        cursor += 1
+        while cursor < bytes.count, bytes[cursor] == 0x20 || bytes[cursor] == 0x09 { cursor += 1 }
+        let valueStart = cursor
+        var valueEnd = cursor
+        // Visible bytes and obs-text extend the value; SP and HTAB only if more follows; any
+        // other control (CR included) ends the scan.
+        while cursor < bytes.count {
+            let byte = bytes[cursor]
+            if byte > 0x20 && byte != 0x7F {
+                cursor += 1
+                valueEnd = cursor
+            } else if byte == 0x20 || byte == 0x09 {
+                cursor += 1
+            } else {
+                break
+            }
+        }
+        try expectCRLF(bytes, at: cursor)
+        return (name, valueStart..<valueEnd, cursor)
+    }
+
+    /// The index of the CR ending the line that starts at `start`.
+    private static func lineEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) throws -> Int {
+        var cursor = start
+        while cursor < bytes.count, bytes[cursor] != 0x0D, bytes[cursor] != 0x0A { cursor += 1 }
+        try expectCRLF(bytes, at: cursor)
+        return cursor
+    }
+
+    /// Fails unless a CRLF starts at `index`, naming what is there instead.
+    private static func expectCRLF(_ bytes: UnsafeRawBufferPointer, at index: Int) throws {
+        guard index < bytes.count else { throw Failure("line not terminated by CRLF") }
+        switch bytes[index] {
+        case 0x0D:
+            guard index + 1 < bytes.count, bytes[index + 1] == 0x0A else { throw Failure("bare CR in a line") }
+        case 0x0A:
+            throw Failure("line not terminated by CRLF")
+        default:
             throw Failure("control character in a header value")
         }
-        return (bytes.startIndex..<colon, valueStart..<valueEnd)
     }
 
     private static func nameIs(_ name: Slice<UnsafeRawBufferPointer>, _ lower: StaticString) -> Bool {
