@@ -48,6 +48,34 @@ struct HeaderRewriterUnitTests {
         #expect(out.headers["x-forwarded-host"] == ["127.0.0.1:8080"])
     }
 
+    @Test("a reused field list: its storage serves again once unique, and a head still held never changes")
+    func reusedFields() throws {
+        let client = HeaderRewriter.ClientInfo(address: "192.0.2.7", isTLS: false)
+        let policy = HeaderRewriter.Policy(route: try route(), identityHeaders: [])
+        func rewrite(_ value: String, extra: Int = 0, reusing storage: consuming [(name: String, value: String)] = []) -> UpstreamRequestHead {
+            let fields = [("Host", "h.test"), ("X-A", value)] + (0..<extra).map { ("X-Extra-\($0)", "e") }
+            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: HTTPHeaders(fields))
+            return HeaderRewriter.upstreamRequest(head, policy: policy, identity: nil, requestID: "r-" + value, client: client,
+                                                  reusing: consume storage)
+        }
+        // Shared: the held head keeps its fields.
+        let held = rewrite("1")
+        let next = rewrite("2", reusing: held.fields)
+        #expect(held.headers["x-a"] == ["1"] && held.headers["x-request-id"] == ["r-1"])
+        #expect(next.headers["x-a"] == ["2"] && next.headers["x-request-id"] == ["r-2"])
+        #expect(next.fields.count == held.fields.count)
+
+        // Unique: the same buffer, rewritten. (Its capacity tells: a large list's storage kept for
+        // a small request, where a new allocation would be sized for the small one.)
+        var storage = rewrite("3", extra: 40).fields
+        let capacity = storage.capacity
+        let reused = rewrite("4", reusing: consume storage)
+        #expect(reused.fields.capacity == capacity)
+        #expect(reused.fields.count < capacity / 2)
+        #expect(reused.headers["x-a"] == ["4"] && reused.headers["x-request-id"] == ["r-4"])
+        #expect(reused.headers["x-extra-0"].isEmpty)
+    }
+
     @Test("Forwarded on one connection follows each request's Host")
     func forwardedPerRequest() throws {
         let client = HeaderRewriter.ClientInfo(address: "192.0.2.7", isTLS: false)

@@ -115,9 +115,13 @@ enum HeaderRewriter {
 
     /// The head forwarded upstream. `identity` is nil on unauthenticated routes; identity headers
     /// supplied by the client are removed either way, so they can only come from a verified token.
-    static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo) -> UpstreamRequestHead {
+    static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo,
+                                reusing storage: consuming [(name: String, value: String)] = []) -> UpstreamRequestHead {
         let listed = connectionListed(head.headers)
-        var headers: [(name: String, value: String)] = []
+        // The caller may hand in the previous request's field list: once that request is done it
+        // is the only reference, and its storage serves again instead of a new allocation.
+        var headers = consume storage
+        headers.removeAll(keepingCapacity: true)
         // Room for every field appended below, so the array is allocated once.
         headers.reserveCapacity(head.headers.count + 8 + policy.identityHeaders.count + policy.route.requestHeaders.setFields.count)
         var priorForwardedFor: String?

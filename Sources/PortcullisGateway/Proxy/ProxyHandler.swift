@@ -49,6 +49,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var allocator = ByteBufferAllocator()
     /// A response head was written and its end was not: nothing else may be written meanwhile.
     private var responseInProgress = false
+    /// The field list of the last request sent upstream, whose storage the next one reuses (see
+    /// `HeaderRewriter.upstreamRequest`); unique again once that request's exchange is gone.
+    private var upstreamFields: [(name: String, value: String)] = []
 
     init(gateway: GatewayContext, pool: UpstreamPool, timeouts: HeadTimeoutHandler?, client: HeaderRewriter.ClientInfo) {
         self.gateway = gateway
@@ -199,7 +202,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
         // 3. Accepted: forward.
         let upstreamHead = HeaderRewriter.upstreamRequest(head, policy: route.headerPolicy, identity: identity,
-                                                          requestID: requestID, client: client)
+                                                          requestID: requestID, client: client, reusing: takeUpstreamFields())
+        upstreamFields = upstreamHead.fields
         // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored (it may not know a 100).
         if facts.expectsContinue, head.version.minor >= 1 {
             // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
@@ -209,6 +213,13 @@ final class ProxyHandler: ChannelDuplexHandler {
                                 log: log, extraResponseHeaders: rateLimitHeaders)
         state = .proxying(exchange)
         exchange.start()
+    }
+
+    /// The stored field list, handed over so that the caller holds the only reference.
+    private func takeUpstreamFields() -> [(name: String, value: String)] {
+        let fields = upstreamFields
+        upstreamFields = []
+        return fields
     }
 
     // MARK: 2. Refusals
@@ -494,13 +505,13 @@ private final class Exchange: UpstreamExchangeDelegate {
             // needs no promise (a future, a callback and runtime metadata lookups per request):
             // the failed write closes the connection, and `upstreamFailed` retries it from there.
             let headWritten = handler.upstreamPool.eventLoop.makePromise(of: Void.self)
-            connection.write(.head(upstreamHead), promise: headWritten)
+            connection.write(.head(upstreamHead), promise: headWritten, now: sentAt)
             headWritten.futureResult.assumeIsolated().whenFailure { [self] _ in
                 guard upstream === connection, !done else { return }
                 retryOnFreshConnection(after: connection)
             }
         } else {
-            connection.write(.head(upstreamHead))
+            connection.write(.head(upstreamHead), now: sentAt)
         }
         for part in buffered {
             connection.write(.body(part))
@@ -558,15 +569,18 @@ private final class Exchange: UpstreamExchangeDelegate {
     func clientEnd() {
         clientRequestEnded = true
         guard !done, upstream != nil else { return }
-        endUpstreamRequest()
-        upstream?.flush()
+        // A body framed by its length ends without bytes of its own: nothing to flush then.
+        if endUpstreamRequest() { upstream?.flush() }
     }
 
-    private func endUpstreamRequest() {
-        guard !upstreamRequestEnded, let upstream else { return }
+    /// Returns whether the end wrote bytes (a chunked body's last chunk).
+    @discardableResult
+    private func endUpstreamRequest() -> Bool {
+        guard !upstreamRequestEnded, let upstream else { return false }
         upstreamRequestEnded = true
-        upstream.write(.end)
+        let wrote = upstream.write(.end)
         handler.responseTimer?.set(after: route.upstream.responseHeaderTimeout)
+        return wrote
     }
 
     /// The client's bytes stopped parsing (see `ProxyHandler.errorCaught`).
@@ -629,11 +643,10 @@ private final class Exchange: UpstreamExchangeDelegate {
         if !done { handler.flushClient() }
     }
 
-    func upstreamResponseEnd(keepAlive: Bool) {
+    func upstreamResponseEnd(keepAlive: Bool, now: NIODeadline) {
         guard !done else { return }
         done = true
         handler.responseTimer?.cancel()
-        let now = NIODeadline.now()
         let upstreamTime = upstreamSentAt.map { now - $0 }
         if let upstream {
             // Reuse only a connection that finished a complete request and response in step.

@@ -6,7 +6,8 @@ import NIOHTTP1
 protocol UpstreamExchangeDelegate: AnyObject {
     func upstreamResponseHead(_ head: UpstreamResponseHead)
     func upstreamResponseBody(_ body: ByteBuffer)
-    func upstreamResponseEnd(keepAlive: Bool)
+    /// The response ended; `now` is when its last bytes were read.
+    func upstreamResponseEnd(keepAlive: Bool, now: NIODeadline)
     /// The connection failed or closed mid-exchange. `responseStarted` tells whether any response byte arrived.
     func upstreamFailed(_ error: UpstreamError, responseStarted: Bool)
     func upstreamReadComplete()
@@ -133,15 +134,19 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     // MARK: Request
 
-    /// Writes one part of the request; `promise` completes when its bytes were written.
-    func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
+    /// Writes one part of the request; `promise` completes when its bytes were written. Bytes
+    /// written move the idle timer, from `now` if the caller just read the clock. Returns whether
+    /// any bytes were written, i.e. whether a flush has something to send.
+    @discardableResult
+    func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext,
+               now: NIODeadline? = nil) -> Bool {
         switch part {
         case .head(let head):
-            idleTimer?.set(after: idleTimeout)
+            idleTimer?.set((now ?? .now()) + idleTimeout)
             parser.expectResponse(to: head.method)
             context.write(wrapOutboundOut(writer.request(head, allocator: allocator)), promise: promise)
         case .body(let body):
-            idleTimer?.set(after: idleTimeout)
+            idleTimer?.set((now ?? .now()) + idleTimeout)
             if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
                 context.write(wrapOutboundOut(prefix), promise: nil)
             }
@@ -150,21 +155,24 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 context.write(wrapOutboundOut(suffix), promise: nil)
             }
         case .end:
-            // The idle timer moves with bytes written: an end that writes none (a body framed by
-            // its length) leaves it, and saves the clock read.
-            if let end = writer.end(allocator: allocator) {
-                idleTimer?.set(after: idleTimeout)
-                context.write(wrapOutboundOut(end), promise: promise)
-            } else {
+            // An end that writes nothing (a body framed by its length) leaves the idle timer
+            // where it was, and saves a clock read.
+            guard let end = writer.end(allocator: allocator) else {
                 promise?.succeed()
+                return false
             }
+            idleTimer?.set((now ?? .now()) + idleTimeout)
+            context.write(wrapOutboundOut(end), promise: promise)
         }
+        return true
     }
 
     // MARK: Response
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        idleTimer?.set(after: idleTimeout)
+        // One clock reading per read serves the idle timer and, at a response's end, its latency.
+        let now = NIODeadline.now()
+        idleTimer?.set(now + idleTimeout)
         guard delegate != nil, parser.isExpectingBytes else {
             // Bytes on an idle pooled connection: the upstream is out of step. Do not reuse it.
             isClosed = true
@@ -185,7 +193,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 case .end(let reusable):
                     if !reusable { isClosed = true }
                     self.delegate = nil
-                    delegate.upstreamResponseEnd(keepAlive: reusable && !isClosed)
+                    delegate.upstreamResponseEnd(keepAlive: reusable && !isClosed, now: now)
                 }
             }
         } catch {
@@ -228,7 +236,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
             do {
                 if case .end = try parser.inputClosed() {
                     self.delegate = nil
-                    delegate.upstreamResponseEnd(keepAlive: false)
+                    delegate.upstreamResponseEnd(keepAlive: false, now: .now())
                 } else {
                     fail(responseStarted ? .closedMidResponse : .closedBeforeResponse)
                 }
@@ -277,8 +285,9 @@ final class UpstreamConnection {
 
     var isUsable: Bool { channel.isActive && !handler.isClosed }
 
-    func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>? = nil) {
-        handler.write(part, promise: promise, context: context)
+    @discardableResult
+    func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>? = nil, now: NIODeadline? = nil) -> Bool {
+        handler.write(part, promise: promise, context: context, now: now)
     }
 
     func flush() {
