@@ -142,11 +142,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
                now: NIODeadline? = nil) -> Bool {
         switch part {
         case .head(let head):
-            idleTimer?.set((now ?? .now()) + idleTimeout)
+            bytesWritten(at: now)
             parser.expectResponse(to: head.method)
             context.write(wrapOutboundOut(writer.request(head, allocator: allocator)), promise: promise)
         case .body(let body):
-            idleTimer?.set((now ?? .now()) + idleTimeout)
+            bytesWritten(at: now)
             if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
                 context.write(wrapOutboundOut(prefix), promise: nil)
             }
@@ -161,10 +161,15 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 promise?.succeed()
                 return false
             }
-            idleTimer?.set((now ?? .now()) + idleTimeout)
+            bytesWritten(at: now)
             context.write(wrapOutboundOut(end), promise: promise)
         }
         return true
+    }
+
+    /// Written bytes are activity: the idle timer starts over, from `now` when the caller has it.
+    private func bytesWritten(at now: NIODeadline?) {
+        idleTimer?.set((now ?? .now()) + idleTimeout)
     }
 
     // MARK: Response
