@@ -306,6 +306,60 @@ struct UpstreamCodecUnitTests {
         #expect(writer.end(allocator: allocator) == nil)
     }
 
+    @Test("a small response leaves in one buffer; a large body part follows the head uncopied")
+    func responseCoalescing() {
+        let allocator = ByteBufferAllocator()
+        var output = ResponseOutput()
+        var written: [String] = []
+        func write(_ buffer: ByteBuffer) { written.append(String(buffer: buffer)) }
+
+        let sized = ClientResponseHead(version: .http1_1, status: .ok, contentLength: 5)
+        output.head(sized, framing: .length, bodyLength: 5, allocator: allocator)
+        output.body(ByteBuffer(string: "hello"), allocator: allocator, write: write)
+        #expect(written.isEmpty)
+        #expect(output.end(allocator: allocator).map { String(buffer: $0) } == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        #expect(output.end(allocator: allocator) == nil)
+
+        // Chunked parts are framed as they are copied (an empty part is no chunk); the last chunk joins them.
+        let unsized = ClientResponseHead(version: .http1_1, status: .ok, contentLength: nil)
+        output.head(unsized, framing: .chunked, bodyLength: nil, allocator: allocator)
+        output.body(ByteBuffer(string: "abc"), allocator: allocator, write: write)
+        output.body(ByteBuffer(), allocator: allocator, write: write)
+        #expect(written.isEmpty)
+        #expect(output.end(allocator: allocator).map { String(buffer: $0) }
+            == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+
+        // A flush takes what is held back; what follows is written as it comes.
+        output.head(unsized, framing: .chunked, bodyLength: nil, allocator: allocator)
+        output.body(ByteBuffer(string: "abc"), allocator: allocator, write: write)
+        #expect(output.takeUnsent().map { String(buffer: $0) } == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        output.body(ByteBuffer(string: "de"), allocator: allocator, write: write)
+        #expect(written == ["2\r\n", "de", "\r\n"])
+        #expect(output.end(allocator: allocator).map { String(buffer: $0) } == "0\r\n\r\n")
+
+        // Over the limit: the head goes first and the part is written as it is, not copied.
+        written = []
+        let limit = ResponseOutput.coalescedBodyLimit
+        let large = ByteBuffer(repeating: UInt8(ascii: "x"), count: limit + 1)
+        output.head(ClientResponseHead(version: .http1_1, status: .ok, contentLength: limit + 1), framing: .length,
+                    bodyLength: limit + 1, allocator: allocator)
+        output.body(large, allocator: allocator, write: write)
+        #expect(written == ["HTTP/1.1 200 OK\r\nContent-Length: \(limit + 1)\r\n\r\n", String(buffer: large)])
+        #expect(output.end(allocator: allocator) == nil)
+
+        // No body may follow a response to HEAD: parts are dropped, the head goes alone.
+        written = []
+        output.head(sized, framing: .none, bodyLength: 5, allocator: allocator)
+        output.body(ByteBuffer(string: "hello"), allocator: allocator, write: write)
+        #expect(written.isEmpty)
+        #expect(output.end(allocator: allocator).map { String(buffer: $0) } == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+
+        // The head's buffer is sized for the body that is to join it.
+        var writer = HTTP1Writer()
+        let head = writer.response(sized, framing: .length, bodyRoom: limit, allocator: allocator)
+        #expect(head.capacity >= head.readableBytes + limit)
+    }
+
     @Test("multi-byte UTF-8 in a value is sized and copied exactly")
     func responseUTF8() {
         var writer = HTTP1Writer()

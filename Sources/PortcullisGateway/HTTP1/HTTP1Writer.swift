@@ -53,8 +53,10 @@ struct HTTP1Writer {
     }
 
     /// A response head in `head.version`: the status line, the forwarded fields, the length, the
-    /// gateway's fields, and `Transfer-Encoding: chunked` when `framing` says so.
-    mutating func response(_ head: ClientResponseHead, framing: Framing, allocator: ByteBufferAllocator) -> ByteBuffer {
+    /// gateway's fields, and `Transfer-Encoding: chunked` when `framing` says so. The buffer has
+    /// room for `bodyRoom` more bytes, for body bytes that are to go out with the head.
+    mutating func response(_ head: ClientResponseHead, framing: Framing, bodyRoom: Int = 0,
+                           allocator: ByteBufferAllocator) -> ByteBuffer {
         self.framing = framing
         let code = Int(head.status.code)
         let reason = head.status.reasonPhrase
@@ -71,7 +73,7 @@ struct HTTP1Writer {
                 size += field.name.count + field.value.count + 4
             }
         }
-        return Self.write(size: size, allocator: allocator) { cursor in
+        return Self.write(size: size, room: bodyRoom, allocator: allocator) { cursor in
             cursor.copy(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
             cursor.byte(UInt8(ascii: "0") + UInt8(code / 100 % 10))
             cursor.byte(UInt8(ascii: "0") + UInt8(code / 10 % 10))
@@ -126,11 +128,30 @@ struct HTTP1Writer {
 
     /// The bytes that end the body: the last chunk in chunked mode, nothing otherwise.
     func end(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        framing == .chunked ? allocator.buffer(staticString: "0\r\n\r\n") : nil
+        framing == .chunked ? allocator.buffer(staticString: Self.lastChunk) : nil
+    }
+
+    /// Appends a body part, framed as `chunkPrefix`, `chunkSuffix` would frame it, to `buffer`.
+    func append(_ part: ByteBuffer, to buffer: inout ByteBuffer) {
+        guard framing == .chunked else {
+            buffer.writeImmutableBuffer(part)
+            return
+        }
+        guard part.readableBytes > 0 else { return }
+        buffer.writeString(String(part.readableBytes, radix: 16))
+        buffer.writeStaticString("\r\n")
+        buffer.writeImmutableBuffer(part)
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// Appends the bytes `end` would return to `buffer`.
+    func appendEnd(to buffer: inout ByteBuffer) {
+        if framing == .chunked { buffer.writeStaticString(Self.lastChunk) }
     }
 
     // MARK: Head bytes
 
+    private static let lastChunk: StaticString = "0\r\n\r\n"
     private static let chunkedField: StaticString = "Transfer-Encoding: chunked\r\n"
     private static let contentLengthName: StaticString = "Content-Length: "
     private static let requestIDName: StaticString = "X-Request-Id: "
@@ -140,9 +161,10 @@ struct HTTP1Writer {
         fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
     }
 
-    /// A head of exactly `size` bytes, written by `body` into memory reserved up front.
-    private static func write(size: Int, allocator: ByteBufferAllocator, _ body: (inout Cursor) -> Void) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: size)
+    /// A head of exactly `size` bytes, written by `body` into memory reserved up front (with
+    /// `room` bytes to spare).
+    private static func write(size: Int, room: Int = 0, allocator: ByteBufferAllocator, _ body: (inout Cursor) -> Void) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: size + room)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { bytes in
             var cursor = Cursor(base: bytes.baseAddress!, limit: size)
             body(&cursor)

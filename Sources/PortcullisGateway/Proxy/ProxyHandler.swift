@@ -43,12 +43,11 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     /// Close the client connection once the current response is written.
     private var closeAfterResponse = false
-    /// Writes responses as bytes: there is no NIO response encoder in this pipeline.
-    private var writer = HTTP1Writer()
+    /// Writes responses as bytes (there is no NIO response encoder in this pipeline), a small
+    /// response in one write.
+    private var output = ResponseOutput()
     /// The channel's allocator, looked up once (each `channel.allocator` read costs a few retains).
     private var allocator = ByteBufferAllocator()
-    /// A response head was written and its end was not: nothing else may be written meanwhile.
-    private var responseInProgress = false
     /// The field list of the last request sent upstream, whose storage the next one reuses (see
     /// `HeaderRewriter.upstreamRequest`); unique again once that request's exchange is gone.
     private var upstreamFields: [(name: String, value: String)] = []
@@ -73,6 +72,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         responseTimer?.stop()
         responseTimer = nil
+        _ = output.takeUnsent()
         self.context = nil
     }
 
@@ -252,33 +252,25 @@ final class ProxyHandler: ChannelDuplexHandler {
         let keepAlive = keepAlive && !closeAfterResponse
         if !keepAlive { head.fields.append(("Connection", "close")) }
         // A response to HEAD states the length of the body it would have had, and has none.
-        writeResponseHead(head, framing: isHEAD ? .none : .length)
+        writeResponseHead(head, framing: isHEAD ? .none : .length, bodyLength: body.readableBytes)
         writeResponseBody(body)
         writeEnd(keepAlive: keepAlive)
     }
 
-    fileprivate func writeResponseHead(_ head: ClientResponseHead, framing: HTTP1Writer.Framing) {
-        guard let context else { return }
-        responseInProgress = true
-        context.write(wrapOutboundOut(writer.response(head, framing: framing, allocator: allocator)), promise: nil)
+    fileprivate func writeResponseHead(_ head: ClientResponseHead, framing: HTTP1Writer.Framing, bodyLength: Int?) {
+        guard context != nil else { return }
+        output.head(head, framing: framing, bodyLength: bodyLength, allocator: allocator)
     }
 
     fileprivate func writeResponseBody(_ body: ByteBuffer) {
-        guard let context, writer.framing != .none else { return }
-        if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
-            context.write(wrapOutboundOut(prefix), promise: nil)
-        }
-        context.write(wrapOutboundOut(body), promise: nil)
-        if let suffix = writer.chunkSuffix(for: body, allocator: allocator) {
-            context.write(wrapOutboundOut(suffix), promise: nil)
-        }
+        guard let context else { return }
+        output.body(body, allocator: allocator) { context.write(wrapOutboundOut($0), promise: nil) }
     }
 
     /// `now` serves the idle timer (a caller that just read the clock passes its reading).
     private func writeEnd(keepAlive: Bool, now: NIODeadline = .now()) {
         guard let context else { return }
-        responseInProgress = false
-        let last = writer.end(allocator: allocator)
+        let last = output.end(allocator: allocator)
         if keepAlive {
             if let last { context.write(wrapOutboundOut(last), promise: nil) }
             context.flush()
@@ -404,10 +396,14 @@ final class ProxyHandler: ChannelDuplexHandler {
     fileprivate var upstreamPool: UpstreamPool { pool }
 
     fileprivate func flushClient() {
-        context?.flush()
+        guard let context else { return }
+        if let held = output.takeUnsent() { context.write(wrapOutboundOut(held), promise: nil) }
+        context.flush()
     }
 
     fileprivate func closeClient() {
+        // A response cut short: its held-back bytes go nowhere, like any write not yet flushed.
+        _ = output.takeUnsent()
         context?.close(promise: nil)
     }
 
@@ -631,7 +627,7 @@ private final class Exchange: UpstreamExchangeDelegate {
             response.fields.append(("Connection", "close"))
         }
         log.status = Int(head.status.code)
-        handler.writeResponseHead(response, framing: framing)
+        handler.writeResponseHead(response, framing: framing, bodyLength: response.contentLength)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
