@@ -2,8 +2,9 @@
 import PackageDescription
 
 // Swift 6 language mode (from the tools version) gives complete strict concurrency checking.
-// Release builds drop the dynamic exclusivity checks (they showed in request-path profiles);
-// debug builds and the tests keep them.
+// Release builds drop the dynamic exclusivity checks in our targets (they showed in request-path
+// profiles); cluster/build-release.sh drops them in the dependencies too, which only the command
+// line can do. Debug builds and the tests keep them everywhere.
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),

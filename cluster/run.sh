@@ -61,7 +61,7 @@ render() {
 }
 
 start() {
-    [ -x "$PORTCULLIS_BIN" ] || die "no binary at $PORTCULLIS_BIN (build with: swift build -c release)"
+    [ -x "$PORTCULLIS_BIN" ] || die "no binary at $PORTCULLIS_BIN (build with: cluster/build-release.sh)"
     if [ -s "$pids" ]; then die "a cluster from $CLUSTER_DIR seems to be running (cluster/run.sh stop)"; fi
     mkdir -p "$CLUSTER_DIR/logs" "$CLUSTER_DIR/redis"
     : >"$pids"

@@ -37,4 +37,8 @@ fi
 
 command -v swift >/dev/null || { echo "setup: the Swift toolchain is not on PATH" >&2; exit 1; }
 echo "setup: building ($config)"
-swift build -c "$config"
+if [ "$config" = release ]; then
+    cluster/build-release.sh
+else
+    swift build -c "$config"
+fi

@@ -4,7 +4,7 @@
 # docs/benchmarks.md.
 #   cluster/bench/gateway-ab.sh OLD_BINARY NEW_BINARY        # 3 rounds of 12 s each
 #   ROUNDS=5 DURATION=15s CONFIG=subject-es256-rotate cluster/bench/gateway-ab.sh old new
-# Build each side with `swift build -c release --product portcullis` and copy the binary aside.
+# Build each side with `cluster/build-release.sh --product portcullis` and copy the binary aside.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY" >&2; exit 2; }
 # Resolved before the cd below, so paths relative to the caller work.

@@ -6,6 +6,6 @@
 set -euo pipefail
 . "$(dirname "$0")/subject-env.sh"
 cd "$root"
-swift build -c release --product portcullis >/dev/null
+cluster/build-release.sh --product portcullis >/dev/null
 subject_env "$root/.build/release/portcullis"
 exec "$peers/run-peers.sh"

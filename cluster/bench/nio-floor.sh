@@ -9,8 +9,8 @@
 set -euo pipefail
 . "$(dirname "$0")/subject-env.sh"
 cd "$root"
-swift build -c release --product portcullis >/dev/null
-swift build -c release --product PortcullisBench >/dev/null
+cluster/build-release.sh --product portcullis >/dev/null
+cluster/build-release.sh --product PortcullisBench >/dev/null
 configs="nginx haproxy-jwt-rs256 subject-hdr-none subject-rs256"
 rows='^(nginx|haproxy-jwt-rs256|subject-hdr-none|subject-rs256) +(single|none) '
 for round in $(seq 1 "${ROUNDS:-3}"); do
