@@ -11,7 +11,7 @@ struct ResponseOutput {
     private var writer = HTTP1Writer()
     private var unsent: ByteBuffer?
 
-    var framing: HTTP1Writer.Framing { writer.framing }
+    private var framing: HTTP1Writer.Framing { writer.framing }
 
     /// Starts a response; `bodyLength` (when known) sizes the head's buffer to take the body too.
     mutating func head(_ head: ClientResponseHead, framing: HTTP1Writer.Framing, bodyLength: Int?, allocator: ByteBufferAllocator) {
