@@ -115,8 +115,7 @@ struct HTTP1Writer {
     func chunkPrefix(for part: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer? {
         guard framing == .chunked, part.readableBytes > 0 else { return nil }
         var buffer = allocator.buffer(capacity: 18)
-        buffer.writeString(String(part.readableBytes, radix: 16))
-        buffer.writeStaticString("\r\n")
+        Self.writeChunkSize(part.readableBytes, to: &buffer)
         return buffer
     }
 
@@ -138,9 +137,14 @@ struct HTTP1Writer {
             return
         }
         guard part.readableBytes > 0 else { return }
-        buffer.writeString(String(part.readableBytes, radix: 16))
-        buffer.writeStaticString("\r\n")
+        Self.writeChunkSize(part.readableBytes, to: &buffer)
         buffer.writeImmutableBuffer(part)
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// A chunk's size line.
+    private static func writeChunkSize(_ size: Int, to buffer: inout ByteBuffer) {
+        buffer.writeString(String(size, radix: 16))
         buffer.writeStaticString("\r\n")
     }
 
