@@ -51,7 +51,7 @@ struct ClusterBench: AsyncParsableCommand {
             let deadline = ContinuousClock.now + .seconds(5)
             var acks: [String: Int64] = [:]
             while ContinuousClock.now < deadline {
-                acks = try await cluster.store.propagation(sequence: event.sequence)
+                acks = try await cluster.store.acknowledgements(sequence: event.sequence, epoch: event.epoch).compactMapValues(\.latencyMicros)
                 if acks.count >= cluster.gateways.count { break }
                 try await Task.sleep(for: .milliseconds(2))
             }
@@ -169,7 +169,7 @@ struct BenchCluster {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "bench"))
-        let store = RevocationStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), mac: ClusterMAC(secret: secret), maxTokenLifetime: .seconds(3600))
+        let store = RevocationStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), mac: ClusterMAC(secret: secret, cluster: "portcullis:"), maxTokenLifetime: .seconds(3600))
         let now = Int64(Date().timeIntervalSince1970)
         let token = try signer.sign(claims: ["iss": "https://bench.issuer", "aud": "bench", "sub": "bench-user", "jti": "bench-token",
                                              "iat": .integer(now), "exp": .integer(now + 3600)])

@@ -123,20 +123,25 @@ struct RevocationBench: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(1))
         let emptyRSS = Self.rssKiB(empty.process.pid)
 
+        // Written the way a mass revocation is: signed changes of 1 000 tokens, 100 changes per
+        // script call (the admin API's batch call writes the same shape).
+        let store = RevocationStore(client: client, keys: keys, mac: ClusterMAC(secret: secret, cluster: keys.prefix),
+                                    maxTokenLifetime: .seconds(3600))
         let exp = Int64(Date().timeIntervalSince1970) + 3600
-        var batch: [[RedisArgument]] = []
-        for index in 0..<entries {
-            if batch.isEmpty || batch[batch.count - 1].count >= 2 + 2 * 1000 {
-                batch.append(["ZADD", RedisArgument(keys.revokedJTIs)])
-            }
-            batch[batch.count - 1] += [RedisArgument(exp), RedisArgument("jti-\(index)-\(UInt64.random(in: 0...UInt64.max))")]
-            if batch.count == 50 {
-                _ = try await client.pipeline(batch)
-                batch = []
+        var changes: [Revocation] = []
+        var index = 0
+        while index < entries {
+            let count = min(1000, entries - index)
+            let tokens = (index..<(index + count)).map { Revocation.Token(jti: "jti-\($0)-\(UInt64.random(in: 0...UInt64.max))", expiresAt: exp) }
+            changes.append(Revocation(id: "rev_bench_\(index)", operation: .add, kind: .jti, value: tokens[0].jti, issuer: nil,
+                                      until: exp, createdAtMillis: exp * 1000, actor: "bench", reason: nil, batch: Array(tokens.dropFirst())))
+            index += count
+            if changes.count == 100 {
+                _ = try await store.writeBatch(changes)
+                changes = []
             }
         }
-        if !batch.isEmpty { _ = try await client.pipeline(batch) }
-        _ = try await client.send("SET", RedisArgument(keys.revocationSequence), RedisArgument(entries))
+        if !changes.isEmpty { _ = try await store.writeBatch(changes) }
 
         let (joined, readyAfter) = try await startGateway()
         try await Task.sleep(for: .seconds(1))

@@ -51,11 +51,17 @@ public final class ControlNode: Service, Sendable {
         let client = RedisClient(configuration: redis, eventLoopGroup: group, logger: logger)
         let subscriber = RedisSubscriber(configuration: redis, eventLoopGroup: group, logger: logger)
         let keys = ClusterKeys(prefix: config.cluster.keyPrefix)
-        let mac = ClusterMAC(secret: config.cluster.secret)
+        let mac = ClusterMAC(secret: config.cluster.secret, cluster: config.cluster.keyPrefix)
+        let alarm = TamperingAlarm(prefix: config.cluster.keyPrefix, logger: logger)
         let metrics = ControlMetrics(registry: registry)
-        let store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: config.cluster.maxTokenLifetime)
+        let store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: config.cluster.maxTokenLifetime, logger: logger)
         let revocations = RevocationService(store: store, metrics: metrics, maxTokenLifetime: config.cluster.maxTokenLifetime)
-        let view = ClusterView(client: client, keys: keys, store: store)
+        // The control plane follows the log like a gateway (but acknowledges nothing): introspection
+        // and the admin API's counts read this copy.
+        let revocationList = RevocationFollower(client: client, keys: keys, mac: mac, alarm: alarm, nodeID: nil,
+                                                maxStaleness: nil, logger: logger)
+        let membership = Membership(client: client, keys: keys, mac: mac, alarm: alarm)
+        let view = ClusterView(client: client, keys: keys, store: store, membership: membership, revocationList: revocationList)
         let publisher = KeySetPublisher(client: client, keys: keys, mac: mac)
         let audit = AuditLog(client: client, keys: keys, logger: Logger(label: "portcullis.audit"))
         let fetcher = IssuerKeyFetcher(issuers: config.issuers, downloader: JWKSDownloader(httpClient: httpClient, logger: logger),
@@ -65,11 +71,11 @@ public final class ControlNode: Service, Sendable {
         if let asConfig = config.authorizationServer {
             let kek = try KeyEncryptionKey.loadOrCreate(path: asConfig.keyEncryptionKeyFile, logger: logger)
             let verificationKeys = KeySetStore()
-            let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher,
+            let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership,
                                       verificationKeys: verificationKeys, metrics: metrics, logger: logger)
             authorizationServer = AuthorizationServer(
                 config: asConfig, ring: ring, refreshTokens: RefreshTokenStore(client: client, keys: keys, ttl: asConfig.refreshTokenTTL),
-                revocations: revocations, lookup: RevocationLookup(client: client, keys: keys), verificationKeys: verificationKeys,
+                revocations: revocations, revocationList: revocationList, verificationKeys: verificationKeys,
                 audit: audit, metrics: metrics, logger: logger)
         } else {
             authorizationServer = nil
@@ -98,7 +104,8 @@ public final class ControlNode: Service, Sendable {
                 ])
             },
             eventLoopGroupProvider: .shared(group), logger: logger)
-        let chores = ControlChores(config: config, client: client, subscriber: subscriber, keys: keys, store: store, view: view,
+        let chores = ControlChores(config: config, client: client, subscriber: subscriber, keys: keys, mac: mac, store: store, view: view,
+                                   revocationList: revocationList, revocationSubscriber: RedisSubscriber(configuration: redis, eventLoopGroup: group, logger: logger),
                                    publisher: publisher, fetcher: fetcher, ring: authorizationServer?.ring, metrics: metrics, logger: logger)
         logger.info("control plane starting", metadata: [
             "node": "\(config.nodeID)", "issuers": "\(config.issuers.count)", "admin_tokens": "\(config.adminCredentials.count)",

@@ -57,7 +57,7 @@ struct ClusterPartitionTests {
         let upstream = try await TestUpstream.start(host: hostIP)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "test"))
-        let mac = ClusterMAC(secret: TestCluster.secret)
+        let mac = ClusterMAC(secret: TestCluster.secret, cluster: "portcullis:")
         let store = RevocationStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), mac: mac, maxTokenLifetime: .seconds(3600))
         let signer = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k1")
         let directory = try TemporaryDirectory.make(prefix: "portcullis-netns")

@@ -27,7 +27,7 @@ struct ClusterRevocationTests {
             // A subject cut-off does not touch tokens issued after it.
             #expect(try cluster.statuses(fresh) == [200, 200])
             // Both nodes acknowledged the jti revocation with a propagation time.
-            try await eventually("acks recorded") { try await cluster.store.propagation(sequence: event.sequence).count == 2 }
+            try await eventually("acks recorded") { try await cluster.store.acknowledgements(sequence: event.sequence, epoch: event.epoch).count == 2 }
             let metrics = try cluster.gateways[0].metrics()
             #expect(metrics.contains("portcullis_revocation_propagation_seconds_count"))
             #expect(metrics.contains("reason=\"revoked\""))
@@ -79,13 +79,17 @@ struct ClusterRevocationTests {
     func droppedMessage() async throws {
         try await withCluster() { cluster in
             try await cluster.startGateway(id: "gw-drop")
-            // Write the way the control plane does, but without publishing: as if the message was lost.
-            let seq = try await cluster.client.send("INCR", RedisArgument(cluster.keys.revocationSequence)).int!
+            // Write the way the control plane does (signed entry and head), but without publishing:
+            // as if the message was lost.
+            let head = try await cluster.store.heartbeat()
             let now = Int64(Date().timeIntervalSince1970)
             let revocation = Revocation(id: "rev_lost", operation: .add, kind: .jti, value: "lost-jti", issuer: nil, until: now + 600,
                                         createdAtMillis: now * 1000, actor: "test", reason: nil)
-            let entry = "\(seq) \(now * 1_000_000) " + revocation.jsonForTests(mac: cluster.mac)
-            _ = try await cluster.client.send("ZADD", RedisArgument(cluster.keys.revocationLog), RedisArgument(seq), RedisArgument(entry))
+            let event = RevocationEvent.signed(revocation, epoch: head.epoch, sequence: head.sequence + 1, mac: cluster.mac)
+            _ = try await cluster.client.send("ZADD", RedisArgument(cluster.keys.revocationLog), RedisArgument(event.sequence),
+                                              RedisArgument(event.wireText))
+            let next = RevocationHead.signed(epoch: head.epoch, sequence: event.sequence, floor: head.floor, beat: head.beat + 1, mac: cluster.mac)
+            _ = try await cluster.client.send("SET", RedisArgument(cluster.keys.revocationHead), RedisArgument(next.wireText))
             let token = try cluster.token(jti: "lost-jti")
             try await eventually(timeout: .seconds(3), "periodic check applied the unpublished revocation") { try cluster.statuses(token) == [401] }
         }
@@ -211,9 +215,4 @@ final class LockedCounter: Sendable {
     var value: Int { count.load(ordering: .relaxed) }
 }
 
-extension Revocation {
-    /// The stored JSON form, for tests that write to Redis directly.
-    func jsonForTests(mac: ClusterMAC) -> String {
-        json(mac: mac.sign(macFields))
-    }
-}
+

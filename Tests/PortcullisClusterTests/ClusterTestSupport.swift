@@ -20,7 +20,8 @@ final class TestCluster {
     let group: MultiThreadedEventLoopGroup
     let client: RedisClient
     let keys = ClusterKeys(prefix: "portcullis:")
-    let mac = ClusterMAC(secret: TestCluster.secret)
+    let mac = ClusterMAC(secret: TestCluster.secret, cluster: "portcullis:")
+    lazy var alarm = TamperingAlarm(prefix: keys.prefix, logger: Logger(label: "test"))
     let store: RevocationStore
     let signer: JWTSigner
     var gateways: [GatewayProcess] = []
@@ -115,7 +116,7 @@ final class TestCluster {
     }
 
     func appliedSequences() async throws -> [String: Int64] {
-        let live = try await Membership(client: client, keys: keys).liveNodes()
+        let live = try await Membership(client: client, keys: keys, mac: mac, alarm: alarm).liveNodes()
         return Dictionary(uniqueKeysWithValues: live.map { ($0.id, $0.appliedSequence) })
     }
 

@@ -69,9 +69,9 @@ struct CacheTests {
         s.store.replace(issuerName: "main", keySet: try JWKSet.parse(Fixture.jwks([s.signer]), issuer: s.issuer, logger: nil), version: "v2")
         #expect(s.verifier.verify(token).value != nil)
         #expect(s.cache.hits == 1)
-        s.store.setRevokedKeyIDs(["k1"])
+        s.store.setRevokedKeys(["k1": ["*"]])
         #expect(s.verifier.verify(token).reason == .keyRevoked)
-        s.store.setRevokedKeyIDs([])
+        s.store.setRevokedKeys([:])
         _ = try s.verifier.verify(token).get()
         // Rotated out: a new set without k1.
         let other = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")

@@ -30,10 +30,8 @@ public struct NodeIdentity: Sendable {
 /// syncs rate-limit counters, and heartbeats its membership record. The request path only reads
 /// `revocations` and `rateLimiter`, which never wait on Redis.
 public final class ClusterAgent: Sendable {
-    public let revocations: RevocationSet
     public let rateLimiter: ClusterRateLimiter
-    public let staleness: StalenessClock
-    private let sync: RevocationSync
+    private let follower: RevocationFollower
     private let keySets: KeySetSubscriber
     private let client: RedisClient
     private let subscriber: RedisSubscriber
@@ -61,24 +59,37 @@ public final class ClusterAgent: Sendable {
         let redis = try RedisConfiguration(url: config.redisURL)
         client = RedisClient(configuration: redis, eventLoopGroup: eventLoopGroup, logger: logger)
         subscriber = RedisSubscriber(configuration: redis, eventLoopGroup: eventLoopGroup, logger: logger)
-        let mac = ClusterMAC(secret: config.secret)
-        staleness = StalenessClock(limit: config.maxStaleness)
-        revocations = RevocationSet(staleness: staleness) { revoked in
-            keyStore.setRevokedKeyIDs(Set(revoked.map { String($0.split(separator: "|", maxSplits: 1).last ?? "") }))
+        let mac = ClusterMAC(secret: config.secret, cluster: config.keyPrefix)
+        let alarm = TamperingAlarm(prefix: config.keyPrefix, logger: logger)
+        follower = RevocationFollower(client: client, keys: keys, mac: mac, alarm: alarm, nodeID: identity.id,
+                                      maxStaleness: config.maxStaleness, logger: logger) { revoked in
+            keyStore.setRevokedKeys(Self.revokedKeysByKid(revoked))
         }
-        sync = RevocationSync(keys: keys, mac: mac, set: revocations, client: client, staleness: staleness, nodeID: identity.id, logger: logger)
-        keySets = KeySetSubscriber(client: client, keys: keys, mac: mac, store: keyStore, issuers: issuers, logger: logger)
+        keySets = KeySetSubscriber(client: client, keys: keys, mac: mac, alarm: alarm, store: keyStore, issuers: issuers, logger: logger)
         rateLimiter = ClusterRateLimiter(client: client, keys: keys, logger: logger)
-        membership = Membership(client: client, keys: keys)
+        membership = Membership(client: client, keys: keys, mac: mac, alarm: alarm)
     }
 
+    /// `issuer|kid` entries (issuer `*` for every issuer) as kid → issuers, keeping each
+    /// revocation's issuer scope (an issuer never contains `|`).
+    static func revokedKeysByKid(_ scoped: Set<String>) -> [String: Set<String>] {
+        var byKid: [String: Set<String>] = [:]
+        for entry in scoped {
+            let parts = entry.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2 else { continue }
+            byKid[String(parts[1]), default: []].insert(String(parts[0]))
+        }
+        return byKid
+    }
+
+    /// The revocation set the request path checks.
+    public var revocations: RevocationSet { follower.set }
+    public var staleness: StalenessClock { follower.staleness }
     /// Revocations loaded at least once (a node is not ready before).
-    public var isSynced: Bool { sync.isSynced }
+    public var isSynced: Bool { follower.isSynced }
     public var isRedisConnected: Bool { subscribed.load(ordering: .relaxed) && lastCheckSucceeded.load(ordering: .relaxed) }
-    public var appliedSequence: Int64 { sync.appliedSequence }
     /// A control plane heartbeat was seen: it fetches remote JWKS for the cluster.
     public var hasControlPlane: Bool { controlPlaneAlive.load(ordering: .relaxed) }
-    public var liveNodes: Int { liveNodeCount.load(ordering: .relaxed) }
 
     /// Runs until the task is cancelled.
     public func run() async {
@@ -109,11 +120,7 @@ public final class ClusterAgent: Sendable {
                 subscribed.store(true, ordering: .relaxed)
                 // Subscribed first, then read: nothing published from here on can be missed.
                 do {
-                    if sync.isSynced {
-                        try await sync.catchUpFromLog()
-                    } else {
-                        try await sync.resync(cause: "startup")
-                    }
+                    try await follower.subscribed()
                     try await keySets.loadAll()
                     if reconnect { logger.info("reconnected to Redis; revocations and key sets resynced") }
                 } catch {
@@ -121,7 +128,7 @@ public final class ClusterAgent: Sendable {
                 }
             case .message(let channel, let payload):
                 if channel == keys.revocationChannel {
-                    await sync.receive(payload)
+                    await follower.receive(payload)
                 } else if channel == keys.keySetChannel {
                     await keySets.receive(payload)
                 }
@@ -141,11 +148,7 @@ public final class ClusterAgent: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: config.checkInterval)
             do {
-                if sync.isSynced {
-                    try await sync.check()
-                } else {
-                    try await sync.resync(cause: "retry")
-                }
+                try await follower.periodicCheck()
                 lastCheckSucceeded.store(true, ordering: .relaxed)
                 rateLimiter.setRedisReachable(true)
             } catch {
@@ -173,8 +176,8 @@ public final class ClusterAgent: Sendable {
             let record = NodeRecord(
                 id: identity.id, role: identity.role, address: identity.address, adminAddress: identity.adminAddress,
                 version: identity.version, startedAtMillis: identity.startedAtMillis,
-                heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), appliedSequence: sync.appliedSequence,
-                appliedAtMillis: nil, keySetVersions: keySetVersions(), rateLimitMode: rateLimiter.mode,
+                heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), heartbeatIntervalMillis: config.heartbeatInterval.wholeMilliseconds,
+                ack: follower.acknowledgement, keySetVersions: keySetVersions(), rateLimitMode: rateLimiter.mode,
                 redisConnected: isRedisConnected, revocationStalenessSeconds: staleness.ageSeconds)
             do {
                 try await membership.heartbeat(record, interval: config.heartbeatInterval)

@@ -6,7 +6,9 @@ import PortcullisJOSE
 import PortcullisRedis
 
 /// An issuer's key set as the control plane stores it in Redis (HASH `keys:set:<issuer>`).
-/// The MAC under the cluster secret is what stops a Redis writer from injecting a signing key.
+/// The MAC under the cluster secret is what stops a Redis writer from injecting a signing key;
+/// the signed issuer must equal the slot it is read from, and the signed `serial` only grows per
+/// issuer, so a valid record can neither be moved to another issuer nor rolled back.
 public struct KeySetRecord: Sendable, Equatable {
     /// The issuer's `iss`.
     public var issuer: String
@@ -14,13 +16,16 @@ public struct KeySetRecord: Sendable, Equatable {
     public var jwks: String
     /// Hex SHA-256 of `jwks` (first 16 digits): changes exactly when the set changes.
     public var version: String
+    /// Grows with every publication for the issuer (nodes refuse a lower one).
+    public var serial: Int64
     public var fetchedAtMillis: Int64
     public var mac: String
 
-    public init(issuer: String, jwks: String, fetchedAtMillis: Int64, mac: ClusterMAC) {
+    public init(issuer: String, jwks: String, serial: Int64, fetchedAtMillis: Int64, mac: ClusterMAC) {
         self.issuer = issuer
         self.jwks = jwks
         self.version = Self.version(of: jwks)
+        self.serial = serial
         self.fetchedAtMillis = fetchedAtMillis
         self.mac = ""
         self.mac = mac.sign(macFields)
@@ -30,21 +35,42 @@ public struct KeySetRecord: Sendable, Equatable {
         SHA256.hash(data: Array(jwks.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
     }
 
-    var macFields: [String] { ["ks1", issuer, version, jwks, String(fetchedAtMillis)] }
+    var macFields: [String] { ["ks2", issuer, version, jwks, String(serial), String(fetchedAtMillis)] }
 
     init?(hash: [RedisValue]) {
         let map = hash.hashFields()
         guard let issuer = map["issuer"], let jwks = map["jwks"], let version = map["version"],
-              let fetched = map["fetched_ms"].flatMap(Int64.init), let mac = map["mac"] else { return nil }
+              let serial = map["serial"].flatMap({ Int64($0) }), let fetched = map["fetched_ms"].flatMap({ Int64($0) }),
+              let mac = map["mac"] else { return nil }
         self.issuer = issuer
         self.jwks = jwks
         self.version = version
+        self.serial = serial
         self.fetchedAtMillis = fetched
         self.mac = mac
     }
 
-    func verify(_ mac: ClusterMAC) -> Bool {
-        version == Self.version(of: jwks) && mac.verify(self.mac, macFields)
+    /// Why a stored record was not accepted.
+    enum RecordError: Error, CustomStringConvertible {
+        case malformed
+        case badMAC
+        case wrongSlot(signedIssuer: String)
+
+        var description: String {
+            switch self {
+            case .malformed: "malformed key-set record"
+            case .badMAC: "key-set record MAC does not verify: not written by a holder of the cluster secret"
+            case .wrongSlot(let signed): "key-set record signed for issuer '\(signed)' found in another issuer's slot"
+            }
+        }
+    }
+
+    /// Reads and authenticates the record stored for `issuer`.
+    static func read(hash: [RedisValue], issuer: String, mac: ClusterMAC) throws(RecordError) -> KeySetRecord {
+        guard let record = KeySetRecord(hash: hash) else { throw .malformed }
+        guard record.version == Self.version(of: record.jwks), mac.verify(record.mac, record.macFields) else { throw .badMAC }
+        guard record.issuer == issuer else { throw .wrongSlot(signedIssuer: record.issuer) }
+        return record
     }
 }
 
@@ -61,23 +87,26 @@ public struct KeySetPublisher: Sendable {
     }
 
     /// Stores `jwks` for `issuer` and tells every node; returns the record (its version).
+    /// The serial is the later of now (ms) and the stored record's serial + 1, so it grows even
+    /// across control planes whose clocks differ.
     @discardableResult
     public func publish(issuer: String, jwks: String, fetchedAtMillis: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) async throws -> KeySetRecord {
-        let record = KeySetRecord(issuer: issuer, jwks: jwks, fetchedAtMillis: fetchedAtMillis, mac: mac)
+        let stored = try await client.send("HGET", RedisArgument(keys.keySet(issuer)), "serial").string.flatMap { Int64($0) } ?? 0
+        let record = KeySetRecord(issuer: issuer, jwks: jwks, serial: max(fetchedAtMillis, stored + 1), fetchedAtMillis: fetchedAtMillis, mac: mac)
         _ = try await client.pipeline([
             ["HSET", RedisArgument(keys.keySet(issuer)), "issuer", RedisArgument(issuer), "jwks", RedisArgument(jwks),
-             "version", RedisArgument(record.version), "fetched_ms", RedisArgument(fetchedAtMillis), "mac", RedisArgument(record.mac)],
+             "version", RedisArgument(record.version), "serial", RedisArgument(record.serial), "fetched_ms", RedisArgument(fetchedAtMillis),
+             "mac", RedisArgument(record.mac)],
             ["SADD", RedisArgument(keys.keySetIssuers), RedisArgument(issuer)],
-            ["PUBLISH", RedisArgument(keys.keySetChannel), RedisArgument("\(record.version) \(issuer)")],
+            ["PUBLISH", RedisArgument(keys.keySetChannel), RedisArgument(KeySetAnnouncement(version: record.version, issuer: issuer).wireText)],
         ]).forEach { _ = try $0.get() }
         return record
     }
 
-    /// The stored record for `issuer`, verified.
+    /// The stored record for `issuer`, verified (nil when absent or not valid).
     public func record(issuer: String) async throws -> KeySetRecord? {
         let hash = try await client.send("HGETALL", RedisArgument(keys.keySet(issuer))).array ?? []
-        guard let record = KeySetRecord(hash: hash), record.verify(mac) else { return nil }
-        return record
+        return try? KeySetRecord.read(hash: hash, issuer: issuer, mac: mac)
     }
 }
 
@@ -88,16 +117,20 @@ actor KeySetSubscriber {
     private let client: RedisClient
     private let keys: ClusterKeys
     private let mac: ClusterMAC
+    private let alarm: TamperingAlarm
     private let store: KeySetStore
     private let issuersByIss: [String: [IssuerConfig]]
     private let logger: Logger
     private let rejected = Counter(label: "portcullis_keyset_events_rejected_total", dimensions: [("kind", "keyset")])
     private var lastRefetch: [String: ContinuousClock.Instant] = [:]
+    /// The highest serial applied per `iss`: a lower one is a rollback.
+    private var serials: [String: Int64] = [:]
 
-    init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, store: KeySetStore, issuers: [IssuerConfig], logger: Logger) {
+    init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, alarm: TamperingAlarm, store: KeySetStore, issuers: [IssuerConfig], logger: Logger) {
         self.client = client
         self.keys = keys
         self.mac = mac
+        self.alarm = alarm
         self.store = store
         self.issuersByIss = Dictionary(grouping: issuers.filter { issuer in
             if case .jwksFile = issuer.keySource { return false }
@@ -106,9 +139,6 @@ actor KeySetSubscriber {
         self.logger = logger
     }
 
-    /// Whether any configured issuer takes its keys from the cluster.
-    nonisolated var hasClusterIssuers: Bool { !issuersByIss.isEmpty }
-
     /// Loads every record for the issuers we serve (start-up and after a reconnect).
     func loadAll() async throws {
         for iss in issuersByIss.keys {
@@ -116,12 +146,10 @@ actor KeySetSubscriber {
         }
     }
 
-    /// A `keys:events` message: `<version> <issuer>`.
+    /// A `keys:events` message.
     func receive(_ message: [UInt8]) async {
-        let text = String(decoding: message, as: UTF8.self)
-        guard let space = text.firstIndex(of: " ") else { return }
-        let iss = String(text[text.index(after: space)...])
-        guard issuersByIss[iss] != nil else { return }
+        guard let announcement = KeySetAnnouncement(message), issuersByIss[announcement.issuer] != nil else { return }
+        let iss = announcement.issuer
         do {
             try await load(iss: iss)
         } catch {
@@ -132,12 +160,23 @@ actor KeySetSubscriber {
     private func load(iss: String) async throws {
         let hash = try await client.send("HGETALL", RedisArgument(keys.keySet(iss))).array ?? []
         guard !hash.isEmpty else { return }
-        guard let record = KeySetRecord(hash: hash), record.verify(mac) else {
+        let record: KeySetRecord
+        do {
+            record = try KeySetRecord.read(hash: hash, issuer: iss, mac: mac)
+        } catch {
             rejected.increment()
-            logger.error("ignoring a key-set record whose MAC does not verify: not written by a holder of the cluster secret",
-                         metadata: ["issuer": "\(iss)"])
+            alarm.report(key: keys.keySet(iss), "ignoring a key-set record: \(error)")
             return
         }
+        if let held = serials[iss] {
+            if record.serial < held {
+                rejected.increment()
+                alarm.report(key: keys.keySet(iss), "ignoring a key-set record rolled back to serial \(record.serial) (this node holds \(held))")
+                return
+            }
+            if record.serial == held { return }
+        }
+        serials[iss] = record.serial
         for issuer in issuersByIss[iss] ?? [] {
             if store.version(issuerName: issuer.name) == record.version { continue }
             do {
@@ -157,6 +196,7 @@ actor KeySetSubscriber {
         let now = ContinuousClock.now
         if let last = lastRefetch[issuer.issuer], now - last < throttle { return }
         lastRefetch[issuer.issuer] = now
-        _ = try? await client.send("PUBLISH", RedisArgument(keys.keySetRefetchChannel), RedisArgument("\(kid) \(issuer.issuer)"))
+        _ = try? await client.send("PUBLISH", RedisArgument(keys.keySetRefetchChannel),
+                                   RedisArgument(KeyRefetchRequest(kid: kid, issuer: issuer.issuer).wireText))
     }
 }

@@ -3,6 +3,11 @@ import PortcullisRedis
 
 /// What a gateway node says about itself in Redis (HASH `node:<id>`), refreshed every heartbeat
 /// and expiring after three, so a dead node disappears on its own.
+///
+/// The record is signed by the node (field `mac`, over every other field but `ack`) and its
+/// applied revocation state is the signed `NodeAck` in field `ack`, so a Redis writer can neither
+/// invent a node, nor keep a dead node's record alive past three of its heartbeats (readers check
+/// the signed heartbeat time), nor make a node look further along than it is.
 public struct NodeRecord: Sendable, Equatable {
     public var id: String
     public var role: String
@@ -12,8 +17,12 @@ public struct NodeRecord: Sendable, Equatable {
     /// Unix milliseconds.
     public var startedAtMillis: Int64
     public var heartbeatAtMillis: Int64
-    public var appliedSequence: Int64
-    public var appliedAtMillis: Int64?
+    /// The node's heartbeat interval: a record older than three of them is dead.
+    public var heartbeatIntervalMillis: Int64
+    /// The node's signed acknowledgement of its revocation state; nil before its first sync.
+    public var ack: NodeAck?
+    /// From `ack` (-1 without one). Readers compare its epoch with the head's before counting it.
+    public var appliedSequence: Int64 { ack?.sequence ?? -1 }
     /// `issuer=version` pairs of the key sets in use.
     public var keySetVersions: [String: String]
     /// cluster, fallback or local.
@@ -22,7 +31,7 @@ public struct NodeRecord: Sendable, Equatable {
     public var revocationStalenessSeconds: Double
 
     public init(id: String, role: String, address: String, adminAddress: String, version: String, startedAtMillis: Int64,
-                heartbeatAtMillis: Int64, appliedSequence: Int64, appliedAtMillis: Int64?, keySetVersions: [String: String],
+                heartbeatAtMillis: Int64, heartbeatIntervalMillis: Int64, ack: NodeAck?, keySetVersions: [String: String],
                 rateLimitMode: String, redisConnected: Bool, revocationStalenessSeconds: Double) {
         self.id = id
         self.role = role
@@ -31,71 +40,116 @@ public struct NodeRecord: Sendable, Equatable {
         self.version = version
         self.startedAtMillis = startedAtMillis
         self.heartbeatAtMillis = heartbeatAtMillis
-        self.appliedSequence = appliedSequence
-        self.appliedAtMillis = appliedAtMillis
+        self.heartbeatIntervalMillis = heartbeatIntervalMillis
+        self.ack = ack
         self.keySetVersions = keySetVersions
         self.rateLimitMode = rateLimitMode
         self.redisConnected = redisConnected
         self.revocationStalenessSeconds = revocationStalenessSeconds
     }
 
-    /// Field/value arguments for HSET. The revocation sync also writes `applied_seq` right after
-    /// applying a change; the heartbeat repeats it so an acknowledgement lost to a reconnect is
-    /// repaired within one heartbeat.
-    var fields: [RedisArgument] {
+    /// The hash field holding the node's latest `NodeAck` (the revocation sync writes it right
+    /// after applying a change; the heartbeat repeats it).
+    static let ackField: RedisArgument = "ack"
+
+    /// The signed fields, in order (everything but `ack` and `mac`).
+    private var signedFields: [(String, String)] {
         [
-            "id", RedisArgument(id), "role", RedisArgument(role), "address", RedisArgument(address),
-            "admin_address", RedisArgument(adminAddress), "version", RedisArgument(version),
-            "started_ms", RedisArgument(startedAtMillis), "heartbeat_ms", RedisArgument(heartbeatAtMillis),
-            "keysets", RedisArgument(keySetVersions.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
-            "ratelimit_mode", RedisArgument(rateLimitMode), "redis_connected", RedisArgument(redisConnected ? "1" : "0"),
-            "staleness_s", RedisArgument(String(format: "%.3f", revocationStalenessSeconds)),
-            "applied_seq", RedisArgument(appliedSequence),
+            ("id", id), ("role", role), ("address", address), ("admin_address", adminAddress), ("version", version),
+            ("started_ms", String(startedAtMillis)), ("heartbeat_ms", String(heartbeatAtMillis)),
+            ("interval_ms", String(heartbeatIntervalMillis)),
+            ("keysets", keySetVersions.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
+            ("ratelimit_mode", rateLimitMode), ("redis_connected", redisConnected ? "1" : "0"),
+            ("staleness_s", String(format: "%.3f", revocationStalenessSeconds)),
         ]
     }
 
-    init?(hash: [RedisValue]) {
+    private static func macFields(_ fields: [(String, String)]) -> [String] {
+        ["node2"] + fields.flatMap { [$0.0, $0.1] }
+    }
+
+    /// Field/value arguments for HSET: the signed fields, their MAC and the latest ack.
+    func fields(mac: ClusterMAC) -> [RedisArgument] {
+        let signed = signedFields
+        var arguments = signed.flatMap { [RedisArgument($0.0), RedisArgument($0.1)] }
+        arguments += ["mac", RedisArgument(mac.sign(Self.macFields(signed)))]
+        if let ack { arguments += [Self.ackField, RedisArgument(ack.wireText)] }
+        return arguments
+    }
+
+    /// Why a stored record was not accepted.
+    enum RecordError: Error, CustomStringConvertible {
+        case malformed
+        case badMAC
+        case expired(ageMillis: Int64)
+        case badAck(String)
+
+        var description: String {
+            switch self {
+            case .malformed: "malformed node record"
+            case .badMAC: "node record MAC does not verify (not written by a node holding the cluster secret)"
+            case .expired(let age): "node record's signed heartbeat is \(age) ms old (a dead node's record kept alive)"
+            case .badAck(let why): "node record's acknowledgement: \(why)"
+            }
+        }
+    }
+
+    /// Reads and authenticates a stored record.
+    /// - Parameter slack: allowed clock difference between the node and the reader.
+    init(hash: [RedisValue], id expectedID: String, mac: ClusterMAC, nowMillis: Int64, slackMillis: Int64 = 2000) throws(RecordError) {
         let map = hash.hashFields()
-        guard let id = map["id"] else { return nil }
-        self.id = id
-        role = map["role"] ?? "gateway"
-        address = map["address"] ?? ""
-        adminAddress = map["admin_address"] ?? ""
-        version = map["version"] ?? ""
-        startedAtMillis = Int64(map["started_ms"] ?? "") ?? 0
-        heartbeatAtMillis = Int64(map["heartbeat_ms"] ?? "") ?? 0
-        appliedSequence = Int64(map["applied_seq"] ?? "") ?? -1
-        appliedAtMillis = Int64(map["applied_at_ms"] ?? "")
+        guard let id = map["id"], id == expectedID, let role = map["role"], let macText = map["mac"],
+              let started = map["started_ms"].flatMap({ Int64($0) }), let heartbeat = map["heartbeat_ms"].flatMap({ Int64($0) }),
+              let interval = map["interval_ms"].flatMap({ Int64($0) }), interval > 0 else { throw .malformed }
         var versions: [String: String] = [:]
         for pair in (map["keysets"] ?? "").split(separator: ",") {
             let parts = pair.split(separator: "=", maxSplits: 1)
             if parts.count == 2 { versions[String(parts[0])] = String(parts[1]) }
         }
-        keySetVersions = versions
-        rateLimitMode = map["ratelimit_mode"] ?? "unknown"
-        redisConnected = map["redis_connected"] == "1"
-        revocationStalenessSeconds = Double(map["staleness_s"] ?? "") ?? 0
+        self.init(id: id, role: role, address: map["address"] ?? "", adminAddress: map["admin_address"] ?? "",
+                  version: map["version"] ?? "", startedAtMillis: started, heartbeatAtMillis: heartbeat, heartbeatIntervalMillis: interval,
+                  ack: nil, keySetVersions: versions, rateLimitMode: map["ratelimit_mode"] ?? "unknown",
+                  redisConnected: map["redis_connected"] == "1", revocationStalenessSeconds: Double(map["staleness_s"] ?? "") ?? 0)
+        let signed = signedFields
+        guard signed.allSatisfy({ map[$0.0] == $0.1 }), mac.verify(macText, Self.macFields(signed)) else { throw .badMAC }
+        let age = nowMillis - heartbeat
+        guard age <= interval * 3 + slackMillis else { throw .expired(ageMillis: age) }
+        if let text = map["ack"] {
+            do {
+                let ack = try NodeAck.decode(text, mac: mac)
+                guard ack.node == id else { throw RecordError.badAck("signed for node '\(ack.node)'") }
+                self.ack = ack
+            } catch let error as RecordError {
+                throw error
+            } catch {
+                throw .badAck("\(error)")
+            }
+        }
     }
 }
 
-/// Reads and writes node records.
+/// Reads and writes node records, signing what it writes and checking what it reads.
 public struct Membership: Sendable {
     let client: RedisClient
     let keys: ClusterKeys
+    let mac: ClusterMAC
+    let alarm: TamperingAlarm
 
-    public init(client: RedisClient, keys: ClusterKeys) {
+    public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, alarm: TamperingAlarm) {
         self.client = client
         self.keys = keys
+        self.mac = mac
+        self.alarm = alarm
     }
 
-    /// Writes a heartbeat: the record, its TTL (3 × interval) and the id in the node set.
+    /// Writes a heartbeat: the signed record, its TTL (3 × interval) and the id in the node set.
     public func heartbeat(_ record: NodeRecord, interval: Duration) async throws {
-        let ttlMillis = max(300, Int(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000) * 3)
-        _ = try await client.pipeline([
-            ["HSET", RedisArgument(keys.node(record.id))] + record.fields,
+        let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
+        for reply in try await client.pipeline([
+            ["HSET", RedisArgument(keys.node(record.id))] + record.fields(mac: mac),
             ["PEXPIRE", RedisArgument(keys.node(record.id)), RedisArgument(ttlMillis)],
             ["SADD", RedisArgument(keys.nodes), RedisArgument(record.id)],
-        ])
+        ]) { _ = try reply.get() }
     }
 
     /// Removes the record at shutdown so the node leaves at once.
@@ -103,18 +157,26 @@ public struct Membership: Sendable {
         _ = try? await client.pipeline([["DEL", RedisArgument(keys.node(id))], ["SREM", RedisArgument(keys.nodes), RedisArgument(id)]])
     }
 
-    /// Live nodes (those whose record has not expired), sorted by id; expired ids are pruned.
+    /// Live nodes, sorted by id: records that verify and whose signed heartbeat is recent.
+    /// Ids without a record are pruned from the set; records that do not verify are reported as
+    /// tampering and left out.
     public func liveNodes(role: String? = "gateway") async throws -> [NodeRecord] {
         let ids = (try await client.send("SMEMBERS", RedisArgument(keys.nodes)).array ?? []).compactMap(\.string).sorted()
         guard !ids.isEmpty else { return [] }
         let replies = try await client.pipeline(ids.map { ["HGETALL", RedisArgument(keys.node($0))] })
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
         var live: [NodeRecord] = []
         var dead: [RedisArgument] = []
         for (id, reply) in zip(ids, replies) {
-            if let hash = try? reply.get().array, !hash.isEmpty, let record = NodeRecord(hash: hash) {
-                if role == nil || record.role == role { live.append(record) }
-            } else {
+            guard let hash = try? reply.get().array, !hash.isEmpty else {
                 dead.append(RedisArgument(id))
+                continue
+            }
+            do {
+                let record = try NodeRecord(hash: hash, id: id, mac: mac, nowMillis: now)
+                if role == nil || record.role == role { live.append(record) }
+            } catch {
+                alarm.report(key: keys.node(id), "\(error)")
             }
         }
         if !dead.isEmpty {

@@ -174,7 +174,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
     /// One sync round. Throws when Redis is unreachable (the caller switches to fallback).
     func sync(interval: Duration = .milliseconds(50)) async throws {
         let now = self.now()
-        let intervalNanos = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
+        let intervalNanos = interval.wholeNanoseconds
         let nodes = liveNodes.load(ordering: .relaxed)
         var pending: [Pending] = []
         for shard in shards {
@@ -264,7 +264,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
 
     /// Runs sync rounds until cancelled, switching between cluster and fallback mode.
     func run(interval: Duration) async {
-        syncIntervalNanos.store(UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000),
+        syncIntervalNanos.store(interval.wholeNanoseconds,
                                 ordering: .relaxed)
         let modeGauge = (cluster: Gauge(label: "portcullis_ratelimit_mode", dimensions: [("mode", "cluster")]),
                          fallback: Gauge(label: "portcullis_ratelimit_mode", dimensions: [("mode", "fallback")]))

@@ -16,8 +16,7 @@ public struct SlidingWindow: Sendable, Equatable {
     public private(set) var previous: Double = 0
 
     public init(window: Duration) {
-        let (seconds, attoseconds) = window.components
-        windowNanos = max(1, UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+        windowNanos = max(1, window.wholeNanoseconds)
     }
 
     /// Rolls the fixed windows forward to `now` (monotonic nanoseconds). Never back: a caller
@@ -82,8 +81,7 @@ public struct TokenBucket: Sendable, Equatable {
 
     public init(capacity: Int, limit: Int, window: Duration, now: UInt64) {
         self.capacity = Double(capacity)
-        let (seconds, attoseconds) = window.components
-        let windowNanos = Double(seconds) * 1e9 + Double(attoseconds) / 1e9
+        let windowNanos = window.seconds * 1e9
         refillPerNano = Double(limit) / windowNanos
         tokens = Double(capacity)
         updatedAt = now

@@ -5,14 +5,29 @@ import Synchronization
 /// A node's copy of the cluster's revocations and the one place that decides whether a verified
 /// token is revoked. Lookups (every request, cached tokens included) take no lock: the current
 /// state comes from `PublishedValue` and the jti table is probed with atomic loads.
+///
+/// The set only grows, whatever Redis says: a jti leaves it when its token expires, a cut-off
+/// only when a signed delete naming that exact cut-off (`Revocation.lifts`) is applied, a revoked
+/// key never. Applying a change twice, or a change already lifted, does nothing.
 public final class RevocationSet: RevocationCheck, Sendable {
+    /// One subject or client cut-off in force, by the id of the change that set it.
+    struct CutoffAdd: Sendable {
+        var kind: Revocation.Kind
+        var key: String
+        var until: Int64
+    }
+
     /// Cut-offs and revoked keys: small, replaced as a whole on change.
     struct Cutoffs: Sendable {
-        /// `issuer|subject` (issuer `*` for any) → cut-off.
+        /// `issuer|subject` (issuer `*` for any) → the latest cut-off in force.
         var subjects: [String: Int64] = [:]
         var clients: [String: Int64] = [:]
         /// `issuer|kid` → revocation time.
         var keys: [String: Int64] = [:]
+        /// The cut-offs behind `subjects` and `clients`, by change id.
+        var adds: [String: CutoffAdd] = [:]
+        /// Ids of cut-offs a signed delete lifted: never applied again.
+        var lifted: Set<String> = []
     }
 
     final class State: Sendable {
@@ -33,8 +48,8 @@ public final class RevocationSet: RevocationCheck, Sendable {
 
     /// - Parameters:
     ///   - staleness: `check` answers `.stale` once the state is older than its limit (if it has one).
-    ///   - onKeysChanged: told the revoked kids (as `issuer|kid`) whenever they change, to drop
-    ///     those keys from the key sets.
+    ///   - onKeysChanged: told the revoked kids (as `issuer|kid`, issuer `*` for any) whenever
+    ///     they change, to drop those keys from the key sets.
     public init(staleness: StalenessClock = StalenessClock(limit: nil), onKeysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }) {
         state = PublishedValue(State(tokens: RevokedTokenTable(expected: 1024), cutoffs: Cutoffs()))
         self.staleness = staleness
@@ -89,32 +104,64 @@ public final class RevocationSet: RevocationCheck, Sendable {
     /// Applies one change (the sync task does this for every event; public for benchmarks and
     /// tools that build a set without Redis). jti entries that are already expired are skipped.
     public func apply(_ revocation: Revocation, now: Int64) {
-        switch revocation.kind {
-        case .jti:
-            guard revocation.operation == .add, revocation.until + Self.expiryGrace > now else { return }
-            addTokens([(revocation.value, revocation.until)], now: now)
-        case .subject, .client, .key:
-            var keysChanged = false
-            let newKeys: Set<String> = state.update { current in
-                var cutoffs = current.cutoffs
-                let key = revocation.scopedValue
-                switch (revocation.kind, revocation.operation) {
-                case (.subject, .add): cutoffs.subjects[key] = max(cutoffs.subjects[key] ?? .min, revocation.until)
-                case (.subject, .delete): cutoffs.subjects[key] = nil
-                case (.client, .add): cutoffs.clients[key] = max(cutoffs.clients[key] ?? .min, revocation.until)
-                case (.client, .delete): cutoffs.clients[key] = nil
-                case (.key, .add):
-                    keysChanged = cutoffs.keys[key] == nil
-                    cutoffs.keys[key] = revocation.until
-                case (.key, .delete), (.jti, _): break
+        applyAll(CollectionOfOne(revocation), now: now)
+    }
+
+    /// Applies changes in order: the tokens of every jti change in one bulk insert, every cut-off
+    /// and key change in one replacement of the (small) cut-off state.
+    func applyAll(_ revocations: some Collection<Revocation>, now: Int64) {
+        var tokens: [(RevokedTokenTable.Fingerprint, Int64)] = []
+        var scoped: [Revocation] = []
+        for revocation in revocations {
+            if revocation.kind == .jti {
+                guard revocation.operation == .add else { continue }
+                for token in revocation.tokens where token.expiresAt + Self.expiryGrace > now {
+                    tokens.append((RevokedTokenTable.fingerprint(token.jti), token.expiresAt))
                 }
-                return (State(tokens: current.tokens, cutoffs: cutoffs), Set(cutoffs.keys.keys))
+            } else {
+                scoped.append(revocation)
             }
-            if keysChanged { onKeysChanged(newKeys) }
+        }
+        if !tokens.isEmpty { addFingerprints(tokens, now: now) }
+        guard !scoped.isEmpty else { return }
+        let newKeys: Set<String>? = state.update { current in
+            var cutoffs = current.cutoffs
+            let keysBefore = cutoffs.keys.count
+            for revocation in scoped { Self.apply(revocation, to: &cutoffs) }
+            let changed = cutoffs.keys.count != keysBefore
+            return (State(tokens: current.tokens, cutoffs: cutoffs), changed ? Set(cutoffs.keys.keys) : nil)
+        }
+        if let newKeys { onKeysChanged(newKeys) }
+    }
+
+    private static func apply(_ revocation: Revocation, to cutoffs: inout Cutoffs) {
+        let key = revocation.scopedValue
+        switch (revocation.kind, revocation.operation) {
+        case (.subject, .add), (.client, .add):
+            // A replay, or a cut-off already lifted: nothing to do.
+            guard cutoffs.adds[revocation.id] == nil, !cutoffs.lifted.contains(revocation.id) else { return }
+            cutoffs.adds[revocation.id] = CutoffAdd(kind: revocation.kind, key: key, until: revocation.until)
+            if revocation.kind == .subject {
+                cutoffs.subjects[key] = max(cutoffs.subjects[key] ?? .min, revocation.until)
+            } else {
+                cutoffs.clients[key] = max(cutoffs.clients[key] ?? .min, revocation.until)
+            }
+        case (.subject, .delete), (.client, .delete):
+            guard let lifted = revocation.lifts else { return }
+            cutoffs.lifted.insert(lifted)
+            // Only the cut-off this delete names, and only if it is the same subject or client.
+            guard let add = cutoffs.adds[lifted], add.kind == revocation.kind, add.key == key else { return }
+            cutoffs.adds[lifted] = nil
+            let remaining = cutoffs.adds.values.filter { $0.kind == add.kind && $0.key == key }.map(\.until).max()
+            if add.kind == .subject { cutoffs.subjects[key] = remaining } else { cutoffs.clients[key] = remaining }
+        case (.key, .add):
+            cutoffs.keys[key] = max(cutoffs.keys[key] ?? .min, revocation.until)
+        case (.key, .delete), (.jti, _):
+            break
         }
     }
 
-    /// Bulk insert (snapshot loading); grows the table when needed.
+    /// Bulk insert; grows the table when needed.
     func addTokens(_ entries: some Collection<(String, Int64)>, now: Int64) {
         addFingerprints(entries.map { (RevokedTokenTable.fingerprint($0.0), $0.1) }, now: now)
     }
@@ -122,9 +169,13 @@ public final class RevocationSet: RevocationCheck, Sendable {
     func addFingerprints(_ entries: [(RevokedTokenTable.Fingerprint, Int64)], now: Int64) {
         var table = state.value.tokens
         var grown = false
+        if (table.count + entries.count) * 2 >= table.capacity {
+            table = table.compacted(now: now - Self.expiryGrace, extra: entries.count)
+            grown = true
+        }
         for (fingerprint, expiry) in entries where expiry + Self.expiryGrace > now {
             if !table.insert(fingerprint, expiresAt: expiry) {
-                table = table.compacted(now: now, extra: table.count + entries.count)
+                table = table.compacted(now: now - Self.expiryGrace, extra: table.count + entries.count)
                 table.insert(fingerprint, expiresAt: expiry)
                 grown = true
             }
@@ -133,30 +184,6 @@ public final class RevocationSet: RevocationCheck, Sendable {
             let newTable = table
             state.update { (State(tokens: newTable, cutoffs: $0.cutoffs), ()) }
         }
-    }
-
-    /// Replaces everything (a full resync).
-    func replaceAll(tokens table: RevokedTokenTable, subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64]) {
-        let cutoffs = Cutoffs(subjects: subjects, clients: clients, keys: keys)
-        let oldKeys = state.update { current in (State(tokens: table, cutoffs: cutoffs), Set(current.cutoffs.keys.keys)) }
-        if oldKeys != Set(keys.keys) { onKeysChanged(Set(keys.keys)) }
-    }
-
-    /// Adds a snapshot to what is held (after Redis lost data): union of both.
-    func merge(tokens: RevokedTokenTable, subjects: [String: Int64], clients: [String: Int64], keys: [String: Int64], now: Int64) {
-        var entries: [(RevokedTokenTable.Fingerprint, Int64)] = []
-        entries.reserveCapacity(tokens.count)
-        tokens.forEach { entries.append(($0, $1)) }
-        addFingerprints(entries, now: now)
-        let newKeys: Set<String>? = state.update { current in
-            var cutoffs = current.cutoffs
-            cutoffs.subjects.merge(subjects) { max($0, $1) }
-            cutoffs.clients.merge(clients) { max($0, $1) }
-            let before = cutoffs.keys.count
-            cutoffs.keys.merge(keys) { max($0, $1) }
-            return (State(tokens: current.tokens, cutoffs: cutoffs), cutoffs.keys.count != before ? Set(cutoffs.keys.keys) : nil)
-        }
-        if let newKeys { onKeysChanged(newKeys) }
     }
 
     /// Drops expired jti entries (rebuilds the table when enough expired).
@@ -183,7 +210,7 @@ public final class StalenessClock: Sendable {
 
     /// - Parameter limit: beyond this age `RevocationSet.check` answers `.stale`; nil: never.
     public init(limit: Duration?, now: @escaping @Sendable () -> UInt64 = { monotonicNanos() }) {
-        limitNanos = limit.map { UInt64($0.components.seconds) * 1_000_000_000 + UInt64($0.components.attoseconds / 1_000_000_000) }
+        limitNanos = limit.map(\.wholeNanoseconds)
         self.now = now
         confirmedAt.store(now(), ordering: .relaxed)
     }

@@ -1,94 +1,87 @@
 import Foundation
+import Logging
 import PortcullisRedis
 
-/// The control plane's side of revocations: durable writes, listing, propagation status.
-/// A write either lands in Redis (sequence number, log entry, snapshot data and the pub/sub push,
-/// all in one Lua script) and is acknowledged, or throws: nothing is ever acknowledged that Redis
-/// did not confirm.
+/// The control plane's side of revocations: durable, signed writes, listing, acknowledgements,
+/// pruning. A write either lands in Redis (log entries, indexes, the new signed head and the
+/// pub/sub push, all in one Lua script) and is acknowledged, or throws: nothing is ever
+/// acknowledged that Redis did not confirm.
+///
+/// Every change is signed for its exact place — epoch and sequence — before it is written, so the
+/// script only accepts it if the head is still the one the writer read (compare-and-set); two
+/// control planes side by side retry on conflict. Concurrent calls in one process are committed
+/// together (group commit: one script call, consecutive sequence numbers, one pub/sub message).
 public final class RevocationStore: Sendable {
     private let client: RedisClient
     private let keys: ClusterKeys
     private let mac: ClusterMAC
+    private let reader: RevocationLogReader
+    private let writer: RevocationWriter
     private let maxTokenLifetime: Int64
     /// Replicas that must confirm a write (`WAIT`), 0 for none.
     private let requiredReplicas: Int
 
-    public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, maxTokenLifetime: Duration, requiredReplicas: Int = 0) {
+    public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, maxTokenLifetime: Duration, requiredReplicas: Int = 0,
+                logger: Logger = Logger(label: "portcullis.revocations")) {
         self.client = client
         self.keys = keys
         self.mac = mac
         self.maxTokenLifetime = maxTokenLifetime.components.seconds
         self.requiredReplicas = requiredReplicas
+        reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: TamperingAlarm(prefix: keys.prefix, logger: logger))
+        writer = RevocationWriter(client: client, keys: keys, mac: mac, reader: reader, logger: logger)
     }
-
-    /// Atomically: next sequence, Redis time, log entry, expiry index, snapshot data, publish.
-    static let writeScript = RedisScript("""
-    local seq = redis.call('INCR', KEYS[1])
-    redis.call('SET', KEYS[9], ARGV[8], 'NX')
-    local t = redis.call('TIME')
-    local us = t[1] .. string.format('%06d', tonumber(t[2]))
-    local entry = seq .. ' ' .. us .. ' ' .. ARGV[1]
-    redis.call('ZADD', KEYS[2], seq, entry)
-    redis.call('ZADD', KEYS[3], ARGV[6], seq)
-    redis.call('HSET', KEYS[8], ARGV[9], seq)
-    local kind, op, value, untilv = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-    if kind == 'jti' then
-      redis.call('ZADD', KEYS[4], untilv, value)
-    elseif kind == 'subject' or kind == 'client' then
-      local key = KEYS[5]
-      if kind == 'client' then key = KEYS[6] end
-      if op == 'add' then
-        local current = redis.call('HGET', key, value)
-        if not current or tonumber(current) < tonumber(untilv) then redis.call('HSET', key, value, untilv) end
-      else
-        redis.call('HDEL', key, value)
-      end
-    elseif kind == 'key' then
-      redis.call('HSET', KEYS[7], value, untilv)
-    end
-    redis.call('PUBLISH', ARGV[7], entry)
-    return {seq, us}
-    """)
 
     /// Makes a revocation durable and pushes it to every node.
     /// - Throws: `RedisError` when Redis did not confirm; `ClusterError.notDurable` when required replicas did not.
     public func write(_ revocation: Revocation) async throws -> RevocationEvent {
-        let signature = mac.sign(revocation.macFields)
-        let json = revocation.json(mac: signature)
+        try await writeBatch([revocation])[0]
+    }
+
+    /// Makes several changes durable atomically (one script: all or none), as consecutive
+    /// sequence numbers pushed in one pub/sub message.
+    public func writeBatch(_ revocations: [Revocation]) async throws -> [RevocationEvent] {
+        guard !revocations.isEmpty else { return [] }
         let now = Int64(Date().timeIntervalSince1970)
-        // How long the log keeps the entry: a jti until the token expires; a lifted cut-off long
-        // enough for any node to see it; cut-offs and keys while in force (they are removed on delete).
-        let logExpiry: Int64
-        switch (revocation.kind, revocation.operation) {
-        case (.jti, _): logExpiry = revocation.until + RevocationSet.expiryGrace
-        case (_, .delete): logExpiry = now + maxTokenLifetime
-        default: logExpiry = Int64.max / 2
-        }
-        let stored = revocation.kind == .jti ? revocation.value : revocation.scopedValue
-        let reply = try await client.evalScript(Self.writeScript, keys: [
-            RedisArgument(keys.revocationSequence), RedisArgument(keys.revocationLog), RedisArgument(keys.revocationExpiry),
-            RedisArgument(keys.revokedJTIs), RedisArgument(keys.subjectCutoffs), RedisArgument(keys.clientCutoffs),
-            RedisArgument(keys.revokedKeys), RedisArgument(keys.revocationIDs), RedisArgument(keys.revocationEpoch),
-        ], arguments: [
-            RedisArgument(json), RedisArgument(revocation.kind.rawValue), RedisArgument(revocation.operation.rawValue),
-            RedisArgument(stored), RedisArgument(revocation.until), RedisArgument(logExpiry), RedisArgument(keys.revocationChannel),
-            RedisArgument(UUID().uuidString), RedisArgument(revocation.id),
-        ])
-        guard let values = reply.array, values.count == 2, let sequence = values[0].int, let written = values[1].int ?? values[1].string.flatMap({ Int64($0) }) else {
-            throw ClusterError.unexpectedReply("revocation write returned \(reply)")
-        }
+        let changes = revocations.map { RevocationWriter.Change(revocation: $0, pruneAt: pruneTime($0, now: now)) }
+        let events = try await writer.submit(changes)
         if requiredReplicas > 0 {
             let acknowledged = try await client.send("WAIT", RedisArgument(requiredReplicas), "1000").int ?? 0
             guard acknowledged >= Int64(requiredReplicas) else {
                 throw ClusterError.notDurable("only \(acknowledged) of \(requiredReplicas) Redis replicas confirmed the write within 1 s")
             }
         }
-        return RevocationEvent(sequence: sequence, writtenAtMicros: written, revocation: revocation, mac: signature)
+        return events
     }
 
-    /// The sequence number of the latest change.
+    /// When a change's log entry may go: a jti change when its last token has expired; a lift
+    /// (and the cut-off it lifts) once any token it could matter for has expired; cut-offs and
+    /// keys in force never.
+    private func pruneTime(_ revocation: Revocation, now: Int64) -> String {
+        switch (revocation.kind, revocation.operation) {
+        case (.jti, _): String(revocation.latestExpiry + RevocationSet.expiryGrace)
+        case (_, .delete): String(now + maxTokenLifetime + RevocationSet.expiryGrace)
+        default: "+inf"
+        }
+    }
+
+    /// Re-signs the head with a new beat (the control plane's heartbeat), creating the first
+    /// epoch when Redis has no valid head. Nodes count their state as fresh only after seeing a
+    /// new beat, so without this a quiet cluster would look stale to them.
+    @discardableResult
+    public func heartbeat() async throws -> RevocationHead {
+        try await writer.beat()
+    }
+
+    /// The current signed head, if Redis has a valid one.
+    public func head() async throws -> RevocationHead? {
+        if case .valid(let head, _) = try await reader.head() { return head }
+        return nil
+    }
+
+    /// The sequence number of the latest change (0 without a valid head).
     public func currentSequence() async throws -> Int64 {
-        try await client.send("GET", RedisArgument(keys.revocationSequence)).int ?? 0
+        try await head()?.sequence ?? 0
     }
 
     /// Changes still in the log, oldest first, after `afterSequence`, optionally filtered.
@@ -96,68 +89,85 @@ public final class RevocationStore: Sendable {
         var result: [RevocationEvent] = []
         var cursor = afterSequence
         while result.count < limit {
-            let batch = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(cursor)"), "+inf",
-                                              "LIMIT", "0", RedisArgument(max(limit * 2, 100))).array ?? []
-            if batch.isEmpty { break }
-            for entry in batch {
-                guard let bytes = entry.bytes, let event = try? RevocationEvent.decode(bytes, mac: mac) else { continue }
-                cursor = max(cursor, event.sequence)
+            let page = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(cursor)"), "+inf",
+                                             "WITHSCORES", "LIMIT", "0", RedisArgument(max(limit * 2, 100))).array ?? []
+            if page.isEmpty { break }
+            // Advance by score, so an entry that does not verify cannot stall the listing.
+            if let last = page.last?.string.flatMap(Double.init) { cursor = max(cursor, Int64(last)) }
+            for event in reader.verified(page, epoch: nil) {
                 if let kind, event.revocation.kind != kind { continue }
-                if let value, event.revocation.value != value { continue }
+                if let value, event.revocation.value != value, !event.revocation.batch.contains(where: { $0.jti == value }) { continue }
                 result.append(event)
                 if result.count == limit { break }
             }
+            if page.count < max(limit * 2, 100) * 2 { break }
         }
         return result
     }
 
-    /// One change by its id.
+    /// The first valid change after `sequence` (its write time tells how long a node lags).
+    public func nextEntry(after sequence: Int64) async throws -> RevocationEvent? {
+        let page = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(sequence)"), "+inf",
+                                         "WITHSCORES", "LIMIT", "0", "1").array ?? []
+        return reader.verified(page, epoch: nil).first
+    }
+
+    /// One change by its id (the index is checked: the entry found must carry that id).
     public func get(id: String) async throws -> RevocationEvent? {
-        guard let sequence = try await client.send("HGET", RedisArgument(keys.revocationIDs), RedisArgument(id)).int else { return nil }
-        let entries = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument(sequence), RedisArgument(sequence)).array ?? []
-        return entries.compactMap { $0.bytes }.compactMap { try? RevocationEvent.decode($0, mac: mac) }.first
+        guard let sequence = try await client.send("HGET", RedisArgument(keys.revocationIDs), RedisArgument(id)).int,
+              let event = try await reader.entry(at: sequence) else { return nil }
+        guard event.revocation.id == id else {
+            reader.alarm.report(key: keys.revocationIDs, "index entry '\(id)' points at sequence \(sequence), which holds '\(event.revocation.id)'")
+            return nil
+        }
+        return event
     }
 
-    /// Node id → microseconds from the durable write to applied, for nodes that acknowledged live.
-    public func propagation(sequence: Int64) async throws -> [String: Int64] {
-        (try await client.send("HGETALL", RedisArgument(keys.revocationAcks(sequence))).array ?? []).hashFields().compactMapValues { Int64($0) }
+    /// The authenticated acknowledgements of `sequence`, by node id: only acks that verify, are
+    /// stored under their own node's name and belong to `epoch`. Forged ones are reported.
+    public func acknowledgements(sequence: Int64, epoch: RevocationEpoch) async throws -> [String: NodeAck] {
+        let key = keys.revocationAcks(sequence)
+        let fields = (try await client.send("HGETALL", RedisArgument(key)).array ?? []).hashFields()
+        var acks: [String: NodeAck] = [:]
+        for (node, text) in fields {
+            guard let ack = try? NodeAck.decode(text, mac: mac), ack.node == node, ack.sequence == sequence else {
+                reader.alarm.report(key: key, "acknowledgement for node '\(node)' does not verify")
+                continue
+            }
+            if ack.epoch == epoch { acks[node] = ack }
+        }
+        return acks
     }
 
-    /// Removes log entries and jti data whose time has passed. Removing anything but an expired
-    /// jti (a lifted cut-off's delete event) advances `rev:trimmed`, so a node that had not seen
-    /// it resyncs from the snapshot instead of replaying an incomplete history.
+    /// Removes log entries whose time has passed and raises the head's floor to the highest
+    /// sequence removed, so nodes know holes up to there are pruning, not tampering. Only entries
+    /// written at least `RevocationSet.expiryGrace` ago are ever due, so a node within that of
+    /// the head never has to accept a hole.
     public func prune(now: Int64 = Int64(Date().timeIntervalSince1970)) async throws -> Int {
-        let due = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationExpiry), "-inf", RedisArgument(now), "LIMIT", "0", "10000").array ?? []
-        let sequences = due.compactMap(\.int)
-        guard !sequences.isEmpty else { return 0 }
+        let due = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationExpiry), "-inf", RedisArgument(now),
+                                        "LIMIT", "0", "10000").array ?? []
+        let sequences = due.compactMap { $0.int ?? $0.string.flatMap { Int64($0) } }
+        guard let highest = sequences.max() else { return 0 }
         let entries = try await client.pipeline(sequences.map {
             ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument($0), RedisArgument($0)]
         })
-        var trimmed: Int64 = 0
-        for (sequence, reply) in zip(sequences, entries) {
-            let events = (try? reply.get().array ?? []) ?? []
-            let isJTI = events.compactMap(\.bytes).compactMap { try? RevocationEvent.decode($0, mac: mac) }.allSatisfy { $0.revocation.kind == .jti }
-            if !isJTI { trimmed = max(trimmed, sequence) }
+        var ids: [RedisArgument] = []
+        for reply in entries {
+            for bytes in ((try? reply.get().array) ?? []).compactMap(\.bytes) {
+                if let event = try? RevocationEvent.decode(bytes, mac: mac) { ids.append(RedisArgument(event.revocation.id)) }
+            }
         }
+        // Floor first, so no reader sees the hole without it.
+        try await writer.raiseFloor(to: highest)
         var commands: [[RedisArgument]] = []
-        if trimmed > 0 {
-            // Set before removing, so no reader sees the hole without the marker.
-            _ = try await client.evalScript(Self.raiseScript, keys: [RedisArgument(keys.revocationTrimmed)], arguments: [RedisArgument(trimmed)])
-        }
         for sequence in sequences {
             commands.append(["ZREMRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument(sequence), RedisArgument(sequence)])
             commands.append(["ZREM", RedisArgument(keys.revocationExpiry), RedisArgument(sequence)])
         }
-        commands.append(["ZREMRANGEBYSCORE", RedisArgument(keys.revokedJTIs), "-inf", RedisArgument(now - RevocationSet.expiryGrace)])
-        _ = try await client.pipeline(commands)
+        if !ids.isEmpty { commands.append(["HDEL", RedisArgument(keys.revocationIDs)] + ids) }
+        for reply in try await client.pipeline(commands) { _ = try reply.get() }
         return sequences.count
     }
-
-    static let raiseScript = RedisScript("""
-    local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-    if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
-    return 1
-    """)
 }
 
 /// Cluster-level failures with a readable message.

@@ -4,39 +4,46 @@ import Metrics
 import PortcullisRedis
 import Synchronization
 
-/// Keeps a node's `RevocationSet` in step with Redis, without gaps:
+/// Keeps a node's `RevocationSet` in step with the signed revocation log in Redis, trusting
+/// nothing in Redis that does not carry the cluster secret's MAC:
 ///
 /// 1. the pub/sub subscription is up before anything is read, so nothing published later is missed;
-/// 2. `GET rev:seq` gives S0, then the snapshot (jti ZSET, cut-off and key hashes) is read;
-/// 3. every logged change with sequence > S0 is re-applied in order (changes are per-key
-///    last-writer-wins, so re-applying what the snapshot already has is harmless);
-/// 4. live events then apply in sequence order; a gap fetches the missing range from the log,
-///    and if the log no longer has it (pruned), a full resync runs.
+/// 2. a sync reads the signed head, then every log entry, and merges each signed, well-placed
+///    entry into the set (the set only grows; see `RevocationSet`);
+/// 3. live events apply in sequence order; a gap fetches the missing range from the log;
+/// 4. the periodic check reads the head: a new beat that this node has caught up to confirms its
+///    state as fresh (`max_staleness`); a head that does not verify, went back, or is ahead of
+///    entries missing from the log confirms nothing and is reported as tampering.
 ///
-/// A reconnect of the subscriber (messages may have been lost) and the periodic sequence check
-/// catch up from the log the same way. Serialised by the actor; the set itself is read lock-free
-/// by the request path.
+/// `applied` only moves over entries that are present and verify, except below the head's floor,
+/// where the control plane pruned expired ones. A new epoch (Redis lost its data) is merged into.
+/// Serialised by the actor; the set itself is read lock-free by the request path.
 actor RevocationSync {
     private let keys: ClusterKeys
     private let mac: ClusterMAC
     let set: RevocationSet
+    private let reader: RevocationLogReader
     private let client: RedisClient
     private let staleness: StalenessClock
-    private let nodeID: String
+    /// nil on the control plane, which follows the log but acknowledges nothing.
+    private let nodeID: String?
     private let logger: Logger
     private let propagation: Timer
-    private let appliedGauge: Gauge
-    private let rejected: Counter
-    private let snapshotPageSize = 50_000
 
-    /// Highest sequence applied; -1 until the first sync.
+    /// Highest sequence applied in `epoch`; -1 until the first sync.
     private(set) var applied: Int64 = -1
-    /// The Redis history this node's state came from (see `ClusterKeys.revocationEpoch`).
-    private var epoch: String?
+    /// The history `applied` counts in; nil until Redis has one.
+    private(set) var epoch: RevocationEpoch?
+    /// The head's floor last seen.
+    private var floor: Int64 = 0
+    /// The newest head beat this node confirmed its state with.
+    private var confirmedBeat: Int64 = -1
     private let syncedFlag = Atomic<Bool>(false)
     private let appliedMirror = Atomic<Int64>(-1)
+    private let latestAck = Mutex<NodeAck?>(nil)
 
-    init(keys: ClusterKeys, mac: ClusterMAC, set: RevocationSet, client: RedisClient, staleness: StalenessClock, nodeID: String, logger: Logger) {
+    init(keys: ClusterKeys, mac: ClusterMAC, set: RevocationSet, client: RedisClient, staleness: StalenessClock, nodeID: String?,
+         alarm: TamperingAlarm, logger: Logger) {
         self.keys = keys
         self.mac = mac
         self.set = set
@@ -44,181 +51,197 @@ actor RevocationSync {
         self.staleness = staleness
         self.nodeID = nodeID
         self.logger = logger
+        reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: alarm)
         propagation = Timer(label: "portcullis_revocation_propagation_seconds", preferredDisplayUnit: .seconds)
-        appliedGauge = Gauge(label: "portcullis_revocation_applied_sequence")
-        rejected = Counter(label: "portcullis_keyset_events_rejected_total", dimensions: [("kind", "revocation")])
     }
 
     /// True once a full sync completed (readiness).
     nonisolated var isSynced: Bool { syncedFlag.load(ordering: .relaxed) }
     nonisolated var appliedSequence: Int64 { appliedMirror.load(ordering: .relaxed) }
+    /// This node's latest signed acknowledgement (the heartbeat repeats it in the node record).
+    nonisolated var acknowledgement: NodeAck? { latestAck.withLock { $0 } }
 
     // MARK: Full sync
 
-    /// Loads the snapshot and everything logged after it. With `merge`, entries already held
-    /// are kept (Redis lost data: never forget a revocation because Redis did).
-    func resync(cause: String, merge: Bool = false) async throws {
+    /// Reads the head and the whole log and merges every signed entry into the set.
+    func resync(cause: String) async throws {
         let started = ContinuousClock.now
-        let head = try await client.pipeline([["GET", RedisArgument(keys.revocationSequence)], ["GET", RedisArgument(keys.revocationEpoch)]])
-        let s0 = try head[0].get().int ?? 0
-        epoch = try head[1].get().string
-        let now = Int64(Date().timeIntervalSince1970)
-
-        // Stream the snapshot straight into a new table: holding 1M parsed entries (or many
-        // pipelined pages of replies) at once would double the node's peak memory.
-        let total = Int(try await client.send("ZCARD", RedisArgument(keys.revokedJTIs)).int ?? 0)
-        let table = RevokedTokenTable(expected: max(total, 1024))
-        var loaded = 0
-        var start = 0
-        while start < total {
-            let reply = try await client.send("ZRANGE", RedisArgument(keys.revokedJTIs), RedisArgument(start), RedisArgument(start + snapshotPageSize - 1), "WITHSCORES")
-            let items = reply.array ?? []
-            if items.isEmpty { break }
-            var index = 0
-            while index + 1 < items.count {
-                if case .bulkString(let jti) = items[index], let expiry = items[index + 1].int ?? items[index + 1].string.flatMap(Double.init).map(Int64.init),
-                   expiry + RevocationSet.expiryGrace > now {
-                    if !table.insert(RevokedTokenTable.fingerprint(jti), expiresAt: expiry) { break }
-                    loaded += 1
-                }
-                index += 2
+        let head: RevocationHead
+        switch try await reader.head() {
+        case .missing:
+            if applied < 0 {
+                // A cluster with no revocation history yet: nothing to hold, ready at once.
+                setApplied(0)
+                syncedFlag.store(true, ordering: .relaxed)
+                staleness.confirm()
+                logger.info("revocations synced", metadata: ["cause": "\(cause)", "sequence": "0", "note": "no revocation history in Redis yet"])
+            } else {
+                logger.warning("the revocation head is missing from Redis (data loss, or deleted); keeping every revocation held")
             }
-            start += snapshotPageSize
+            return
+        case .invalid:
+            if applied < 0 { throw ClusterError.invalid("the revocation head in Redis does not verify; not ready until a valid head appears") }
+            return
+        case .valid(let valid, _):
+            head = valid
         }
-        let subjects = try await hashOfCutoffs(keys.subjectCutoffs)
-        let clients = try await hashOfCutoffs(keys.clientCutoffs)
-        let revokedKeys = try await hashOfCutoffs(keys.revokedKeys)
-        if merge {
-            set.merge(tokens: table, subjects: subjects, clients: clients, keys: revokedKeys, now: now)
-        } else {
-            set.replaceAll(tokens: table, subjects: subjects, clients: clients, keys: revokedKeys)
+        if let epoch, epoch.isNewer(than: head.epoch) {
+            reader.alarm.report(key: keys.revocationHead, "the head went back to an older epoch (\(head.epoch), this node follows \(epoch))")
+            return
         }
-        setApplied(s0)
-        try await catchUpFromLog(allowResync: false)
+        let events = try await reader.allEntries(epoch: head.epoch)
+        if epoch != head.epoch {
+            if epoch != nil {
+                logger.error("Redis revocation history changed (data loss, or a different Redis); merging into it, keeping every revocation held",
+                             metadata: ["epoch": "\(head.epoch)"])
+            }
+            epoch = head.epoch
+            setApplied(0)
+        }
+        floor = head.floor
+        set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
+        let reached = contiguousEnd(events, from: applied)
+        setApplied(max(applied, reached))
         syncedFlag.store(true, ordering: .relaxed)
-        staleness.confirm()
+        confirm(head)
         Counter(label: "portcullis_revocation_resyncs_total", dimensions: [("cause", cause)]).increment()
+        let counts = set.counts
         logger.info("revocations synced", metadata: [
-            "cause": "\(cause)", "sequence": "\(applied)", "tokens": "\(loaded)",
-            "subjects": "\(subjects.count)", "clients": "\(clients.count)", "keys": "\(revokedKeys.count)",
-            "duration_ms": "\((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000 + (ContinuousClock.now - started).components.seconds * 1000)",
+            "cause": "\(cause)", "sequence": "\(applied)", "entries": "\(events.count)", "tokens": "\(counts.tokens)",
+            "subjects": "\(counts.subjects)", "clients": "\(counts.clients)", "keys": "\(counts.keys)",
+            "duration_ms": "\((ContinuousClock.now - started).wholeMilliseconds)",
         ])
-        await acknowledge(sequence: applied, latencyMicros: nil)
+        await acknowledge(latencyMicros: nil)
     }
 
-    private func hashOfCutoffs(_ key: String) async throws -> [String: Int64] {
-        (try await client.send("HGETALL", RedisArgument(key)).array ?? []).hashFields().compactMapValues { Int64($0) }
+    /// The last sequence reached from `start` through `events` (in order) without a hole above
+    /// the floor: entries up to the floor may have been pruned, every entry above it must be there.
+    private func contiguousEnd(_ events: [RevocationEvent], from start: Int64) -> Int64 {
+        var reached = start
+        for event in events where event.sequence > reached {
+            if reached < floor { reached = max(reached, min(floor, event.sequence - 1)) }
+            guard event.sequence == reached + 1 else { break }
+            reached = event.sequence
+        }
+        return max(reached, floor)
     }
 
     // MARK: Incremental
 
-    /// Applies logged changes after `applied`; falls back to a full resync when changes this
-    /// node has not seen were trimmed from the log (expired jti entries leave harmless holes).
-    func catchUpFromLog(allowResync: Bool = true) async throws {
-        let replies = try await client.pipeline([
-            ["GET", RedisArgument(keys.revocationTrimmed)],
-            ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(applied)"), "+inf"],
-        ])
-        let trimmed = try replies[0].get().int ?? 0
-        if allowResync, trimmed > applied {
-            try await resync(cause: "log_trimmed")
-            return
+    /// Applies logged changes after `applied` up to `through`, stopping at a hole above the floor.
+    private func catchUp(through: Int64) async throws {
+        guard let epoch else { return }
+        let events = try await reader.entries(after: applied, through: through, epoch: epoch)
+        let reached = min(contiguousEnd(events, from: applied), through)
+        // Everything signed is enforced, even past a hole; `applied` only moves up to the hole.
+        set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
+        setApplied(max(applied, reached))
+        if applied < through, floor < through {
+            reader.alarm.report(key: keys.revocationLog, "entries \(applied + 1)…\(through) of epoch \(epoch) are missing or do not verify")
         }
-        var events: [RevocationEvent] = []
-        for entry in try replies[1].get().array ?? [] {
-            guard let bytes = entry.bytes else { continue }
-            do {
-                events.append(try RevocationEvent.decode(bytes, mac: mac))
-            } catch {
-                rejected.increment()
-                logger.error("ignoring a revocation log entry", metadata: ["error": "\(error)"])
-            }
-        }
-        events.sort { $0.sequence < $1.sequence }
-        let now = Int64(Date().timeIntervalSince1970)
-        for event in events where event.sequence > applied {
-            set.apply(event.revocation, now: now)
-            setApplied(event.sequence)
-        }
-        staleness.confirm()
     }
 
-    /// A live pub/sub message.
-    func receive(_ bytes: [UInt8]) async {
-        let event: RevocationEvent
-        do {
-            event = try RevocationEvent.decode(bytes, mac: mac)
-        } catch {
-            rejected.increment()
-            logger.error("ignoring a revocation event", metadata: ["error": "\(error)"])
+    /// A live pub/sub message: one or more event lines.
+    func receive(_ message: [UInt8]) async {
+        var events: [RevocationEvent] = []
+        for line in RevocationEvent.lines(message) {
+            do {
+                events.append(try RevocationEvent.decode(Array(line), mac: mac))
+            } catch {
+                reader.alarm.report(key: keys.revocationChannel, "\(error)")
+            }
+        }
+        guard applied >= 0, let last = events.last else { return }  // the first sync picks them up from the log
+        guard let epoch, last.epoch == epoch else {
+            // A later history (Redis lost its data and the control plane started anew): merge into it.
+            if let epoch, last.epoch.isNewer(than: epoch) {
+                try? await resync(cause: "history_changed")
+            } else if epoch != nil {
+                reader.alarm.report(key: keys.revocationChannel, "an event of epoch \(last.epoch) was published in epoch \(epoch)")
+            } else {
+                try? await resync(cause: "history_started")
+            }
             return
         }
-        guard applied >= 0 else { return }  // the first sync will pick it up from the log
-        if event.sequence <= applied { return }
-        if event.sequence > applied + 1 {
+        let before = applied
+        if let first = events.first, first.sequence > applied + 1 {
             do {
-                try await catchUpFromLog()
+                try await catchUp(through: first.sequence - 1)
             } catch {
                 logger.warning("could not fetch missing revocations; will retry", metadata: ["error": "\(error)"])
                 return
             }
-            if event.sequence <= applied {
-                recordPropagation(event)
-                await acknowledge(sequence: event.sequence, latencyMicros: latencyMicros(event))
-                return
-            }
         }
-        set.apply(event.revocation, now: Int64(Date().timeIntervalSince1970))
-        setApplied(event.sequence)
-        staleness.confirm()
-        recordPropagation(event)
-        await acknowledge(sequence: event.sequence, latencyMicros: latencyMicros(event))
+        // Everything signed is enforced; `applied` only moves over consecutive sequence numbers.
+        set.applyAll(events.lazy.filter { $0.sequence > before }.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
+        for event in events where event.sequence == applied + 1 {
+            setApplied(event.sequence)
+        }
+        guard applied > before else { return }
+        let latency = latencyMicros(last)
+        if last.sequence <= applied { propagation.recordMicroseconds(latency) }
+        await acknowledge(latencyMicros: last.sequence == applied ? latency : nil)
     }
 
-    /// The periodic check: is Redis's sequence ahead of ours, and is it still the same history?
+    /// The periodic check: read the signed head; catch up to it, or merge into a newer history.
     func check() async throws {
-        let replies = try await client.pipeline([["GET", RedisArgument(keys.revocationSequence)], ["GET", RedisArgument(keys.revocationEpoch)]])
-        let current = try replies[0].get().int ?? 0
-        let currentEpoch = try replies[1].get().string
-        if currentEpoch != epoch || current < applied {
-            // Redis restarted without its data or was replaced. Keep every revocation we hold and
-            // add what the new Redis has; an operator must restore persistence (see docs/operations.md).
-            logger.error("Redis revocation history changed (data loss or a different Redis); merging, keeping local revocations",
-                         metadata: ["redis_sequence": "\(current)", "applied": "\(applied)"])
-            try await resync(cause: "history_changed", merge: true)
+        switch try await reader.head() {
+        case .missing:
+            if applied > 0 {
+                logger.warning("the revocation head is missing from Redis (data loss, or deleted); keeping every revocation held")
+            }
             return
+        case .invalid:
+            return  // reported by the reader; nothing confirmed
+        case .valid(let head, _):
+            guard let epoch, head.epoch == epoch else {
+                try await resync(cause: epoch == nil ? "history_started" : "history_changed")
+                return
+            }
+            floor = max(floor, head.floor)
+            if head.sequence < applied {
+                reader.alarm.report(key: keys.revocationHead, "the head went back to sequence \(head.sequence); this node applied \(applied)")
+                return
+            }
+            let before = applied
+            if head.sequence > applied {
+                try await catchUp(through: head.sequence)
+            }
+            confirm(head)
+            if applied > before { await acknowledge(latencyMicros: nil) }
         }
-        if current > applied {
-            try await catchUpFromLog()
-        }
+    }
+
+    /// Fresh only when this node holds everything up to a head it has not confirmed with before.
+    private func confirm(_ head: RevocationHead) {
+        guard head.epoch == epoch, applied >= head.sequence, head.beat > confirmedBeat || confirmedBeat < 0 else { return }
+        confirmedBeat = head.beat
         staleness.confirm()
     }
 
     private func setApplied(_ sequence: Int64) {
         applied = sequence
         appliedMirror.store(sequence, ordering: .relaxed)
-        appliedGauge.record(sequence)
     }
 
     private func latencyMicros(_ event: RevocationEvent) -> Int64 {
         max(0, Int64(Date().timeIntervalSince1970 * 1_000_000) - event.writtenAtMicros)
     }
 
-    private func recordPropagation(_ event: RevocationEvent) {
-        propagation.recordMicroseconds(latencyMicros(event))
-    }
-
-    /// Tells the control plane this node applied `sequence` (and how long it took, for live events).
-    private func acknowledge(sequence: Int64, latencyMicros: Int64?) async {
-        var commands: [[RedisArgument]] = [
-            ["HSET", RedisArgument(keys.node(nodeID)), "applied_seq", RedisArgument(sequence), "applied_at_ms", RedisArgument(Int64(Date().timeIntervalSince1970 * 1000))],
+    /// Tells the control plane, with a signed `NodeAck`, that this node applied everything through
+    /// `applied` (and how long the last change took, for live events).
+    private func acknowledge(latencyMicros: Int64?) async {
+        guard let nodeID, let epoch, applied > 0 else { return }
+        let ack = NodeAck.signed(node: nodeID, epoch: epoch, sequence: applied, latencyMicros: latencyMicros, mac: mac)
+        latestAck.withLock { $0 = ack }
+        let text = RedisArgument(ack.wireText)
+        let ackKey = keys.revocationAcks(applied)
+        let commands: [[RedisArgument]] = [
+            ["HSET", RedisArgument(keys.node(nodeID)), NodeRecord.ackField, text],
+            ["HSET", RedisArgument(ackKey), RedisArgument(nodeID), text],
+            ["EXPIRE", RedisArgument(ackKey), "3600"],
+            ["PUBLISH", RedisArgument(keys.ackChannel), text],
         ]
-        if let latencyMicros {
-            let ackKey = keys.revocationAcks(sequence)
-            commands.append(["HSET", RedisArgument(ackKey), RedisArgument(nodeID), RedisArgument(latencyMicros)])
-            commands.append(["EXPIRE", RedisArgument(ackKey), "3600"])
-        }
-        commands.append(["PUBLISH", RedisArgument(keys.ackChannel), RedisArgument("\(nodeID) \(sequence) \(latencyMicros ?? -1)")])
         // The first command after Redis came back may meet the dead connection; one retry
         // reconnects. A still-failing acknowledgement is repaired by the next heartbeat.
         if (try? await client.pipeline(commands)) == nil {

@@ -8,45 +8,37 @@ public struct ClusterKeys: Sendable {
     }
 
     // MARK: Revocations
+    //
+    // The signed log is the whole revocation state: a node rebuilds its set only from log
+    // entries whose MAC verifies. The other keys are indexes for the control plane.
 
-    /// INCR counter: the sequence number of the last revocation change.
-    public var revocationSequence: String { prefix + "rev:seq" }
+    /// String: the signed `RevocationHead` (epoch, last sequence, prune floor, beat). The write
+    /// script replaces it only if it is still the head the writer read (compare-and-set).
+    public var revocationHead: String { prefix + "rev:head" }
     /// ZSET score=seq member=`RevocationEvent` wire text: every change still in force, in order.
     public var revocationLog: String { prefix + "rev:log" }
-    /// ZSET score=expiry (unix seconds) member=seq: when each log entry may be pruned.
+    /// ZSET score=prune time (unix seconds) member=seq: when each log entry may be pruned.
     public var revocationExpiry: String { prefix + "rev:expiry" }
-    /// A random id set by the first revocation write: a different (or missing) epoch means Redis
-    /// lost its data, and nodes merge rather than trust the new, shorter history.
-    public var revocationEpoch: String { prefix + "rev:epoch" }
-    /// Highest sequence removed from the log while still in force (a lifted cut-off's delete
-    /// event after its retention); a node that applied less must resync from the snapshot.
-    public var revocationTrimmed: String { prefix + "rev:trimmed" }
-    /// HASH revocation id → sequence number.
+    /// HASH revocation id → sequence number (an index; the entry found is checked for its id).
     public var revocationIDs: String { prefix + "rev:ids" }
-    /// ZSET score=exp member=jti: revoked token ids, the bulk of a snapshot.
-    public var revokedJTIs: String { prefix + "rev:jti" }
-    /// HASH `issuer|sub` → cut-off (unix seconds): tokens of that subject issued earlier are revoked.
-    public var subjectCutoffs: String { prefix + "rev:sub" }
-    /// HASH `issuer|client` → cut-off: tokens of that client issued earlier are revoked.
-    public var clientCutoffs: String { prefix + "rev:client" }
-    /// HASH `issuer|kid` → revocation time: compromised keys.
-    public var revokedKeys: String { prefix + "rev:kid" }
-    /// HASH node id → microseconds from durable write to applied, per sequence number (expires after an hour).
+    /// HASH node id → `NodeAck` wire text, per sequence number (expires after an hour).
     public func revocationAcks(_ seq: Int64) -> String { prefix + "rev:acks:\(seq)" }
-    /// Pub/sub: `RevocationEvent` wire text, published by the same script that made it durable.
+    /// Pub/sub: `RevocationEvent` wire text, one line per change (a batch publishes its lines in
+    /// one message), published by the same script that made it durable.
     public var revocationChannel: String { prefix + "rev:events" }
-    /// Pub/sub: `node seq latency_us`, published by a node after applying a revocation.
+    /// Pub/sub: `NodeAck` wire text, published by a node after applying revocations.
     public var ackChannel: String { prefix + "rev:acks" }
 
     // MARK: Key sets
 
-    /// HASH: `KeySetRecord` of one issuer's key set (jwks, version, fetched_at, mac).
+    /// HASH: `KeySetRecord` of one issuer's key set (issuer, jwks, version, serial, fetched_at, mac).
     public func keySet(_ issuer: String) -> String { prefix + "keys:set:" + issuer }
     /// SET of issuer names with a key-set record.
     public var keySetIssuers: String { prefix + "keys:issuers" }
-    /// Pub/sub: `issuer version` after a key-set record changed.
+    /// Pub/sub: `KeySetAnnouncement` (`<version> <issuer>`) after a key-set record changed.
     public var keySetChannel: String { prefix + "keys:events" }
-    /// Pub/sub: `issuer kid`: a node met an unknown kid and asks the control plane to refetch.
+    /// Pub/sub: `KeyRefetchRequest` (`<kid> <issuer>`): a node met an unknown kid and asks the
+    /// control plane to refetch.
     public var keySetRefetchChannel: String { prefix + "keys:refetch" }
     /// String with TTL: held by whoever fetches an issuer's JWKS (one fetch per throttle window, cluster-wide).
     public func keySetFetchLock(_ issuer: String) -> String { prefix + "keys:lock:" + issuer }
@@ -57,7 +49,7 @@ public struct ClusterKeys: Sendable {
 
     /// SET of node ids that registered; entries whose node key expired are pruned by readers.
     public var nodes: String { prefix + "nodes" }
-    /// HASH with the node's description and status; expires after 3 heartbeats.
+    /// HASH: the node's signed `NodeRecord` and its latest `NodeAck`; expires after 3 heartbeats.
     public func node(_ id: String) -> String { prefix + "node:" + id }
     /// String with TTL: a control plane is alive (gateways then leave remote JWKS fetching to it).
     public var controlPlaneAlive: String { prefix + "control:alive" }

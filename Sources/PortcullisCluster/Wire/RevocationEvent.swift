@@ -1,77 +1,15 @@
 import PortcullisJOSE
 
-/// One revocation change as the admin API made it.
-public struct Revocation: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable {
-        /// One token, by `jti`; in force until the token's `exp`.
-        case jti
-        /// Every token of a subject (`sub`) issued before `until`.
-        case subject
-        /// Every token of a client (`client_id`, else `azp`) issued before `until`.
-        case client
-        /// Every token signed by a key (`kid`): the key leaves the key set.
-        case key
-    }
-
-    public enum Operation: String, Sendable {
-        case add
-        /// Lifts a subject or client cut-off (jti and key revocations cannot be undone).
-        case delete
-    }
-
-    public var id: String
-    public var operation: Operation
-    public var kind: Kind
-    /// The jti, subject, client id or kid.
-    public var value: String
-    /// Limits a subject, client or key revocation to one issuer (`iss`); nil means every issuer.
-    public var issuer: String?
-    /// jti: the token's `exp`. subject/client: the cut-off (tokens with `iat` before it are revoked).
-    /// key: when it was revoked. Unix seconds.
-    public var until: Int64
-    /// Unix milliseconds when the admin API accepted it.
-    public var createdAtMillis: Int64
-    /// Who asked (the admin credential's name).
-    public var actor: String
-    public var reason: String?
-
-    public init(id: String, operation: Operation, kind: Kind, value: String, issuer: String?, until: Int64,
-                createdAtMillis: Int64, actor: String, reason: String?) {
-        self.id = id
-        self.operation = operation
-        self.kind = kind
-        self.value = value
-        self.issuer = issuer
-        self.until = until
-        self.createdAtMillis = createdAtMillis
-        self.actor = actor
-        self.reason = reason
-    }
-
-    /// The fields the cluster MAC covers (sequence and write time are assigned by Redis, after signing).
-    var macFields: [String] {
-        ["rev1", id, operation.rawValue, kind.rawValue, value, issuer ?? "", String(until), String(createdAtMillis), actor]
-    }
-
-    /// Key of this revocation in the subject/client/key hashes.
-    var scopedValue: String { (issuer ?? "*") + "|" + value }
-
-    /// JSON object with the MAC, as stored and published.
-    func json(mac: String) -> String {
-        var object: [String: JSONValue] = [
-            "id": .string(id), "op": .string(operation.rawValue), "kind": .string(kind.rawValue),
-            "value": .string(value), "until": .integer(until), "created_ms": .integer(createdAtMillis),
-            "actor": .string(actor), "mac": .string(mac),
-        ]
-        if let issuer { object["issuer"] = .string(issuer) }
-        if let reason { object["reason"] = .string(reason) }
-        return JSONWriter.serialize(.object(object))
-    }
-}
-
-/// A revocation change with the sequence number and write time Redis gave it.
-/// Wire text (log entries and pub/sub messages): `<seq> <written_us> <json>`.
+/// A revocation change at its place in the cluster's history: the epoch (which Redis history) and
+/// sequence number it was signed for, and the Redis time of its durable write.
+///
+/// Wire text (log entries and pub/sub lines): `<seq> <written_us> <json>`, the JSON holding the
+/// change, its epoch and the MAC. The MAC binds the cluster id, epoch, sequence and every field of
+/// the change, so a signed event cannot be moved to another place in the log, another history or
+/// another cluster. `written_us` is Redis `TIME`, set by the write script after signing: it only
+/// feeds the propagation latency figures and is not authenticated.
 public struct RevocationEvent: Sendable, Equatable {
+    public var epoch: RevocationEpoch
     public var sequence: Int64
     /// Redis `TIME` at the durable write, in microseconds: the start of propagation.
     public var writtenAtMicros: Int64
@@ -86,10 +24,31 @@ public struct RevocationEvent: Sendable, Equatable {
         public var description: String {
             switch self {
             case .malformed(let why): "malformed revocation event: \(why)"
-            case .badMAC: "revocation event MAC does not verify (not written by a holder of the cluster secret)"
+            case .badMAC: "revocation event MAC does not verify (not written by a holder of the cluster secret, or moved from its place)"
             }
         }
     }
+
+    static func macFields(epoch: RevocationEpoch, sequence: Int64, _ revocation: Revocation) -> [String] {
+        ["rev2", epoch.text, String(sequence)] + revocation.macFields
+    }
+
+    /// Signs `revocation` for position `sequence` of `epoch`; `writtenAtMicros` is filled in by the write.
+    public static func signed(_ revocation: Revocation, epoch: RevocationEpoch, sequence: Int64, mac: ClusterMAC) -> RevocationEvent {
+        RevocationEvent(epoch: epoch, sequence: sequence, writtenAtMicros: 0, revocation: revocation,
+                        mac: mac.sign(macFields(epoch: epoch, sequence: sequence, revocation)))
+    }
+
+    /// The JSON part of the wire text (the write script puts `<seq> <written_us> ` in front).
+    public var json: String {
+        var object = revocation.jsonMembers
+        object["epoch"] = .string(epoch.text)
+        object["mac"] = .string(mac)
+        return JSONWriter.serialize(.object(object))
+    }
+
+    /// The whole wire text.
+    public var wireText: String { "\(sequence) \(writtenAtMicros) \(json)" }
 
     /// Parses and authenticates wire text.
     public static func decode(_ bytes: [UInt8], mac: ClusterMAC) throws(DecodeError) -> RevocationEvent {
@@ -105,15 +64,17 @@ public struct RevocationEvent: Sendable, Equatable {
         } catch {
             throw .malformed("\(error)")
         }
-        guard let id = json["id"]?.stringValue, let op = json["op"]?.stringValue.flatMap(Revocation.Operation.init(rawValue:)),
-              let kind = json["kind"]?.stringValue.flatMap(Revocation.Kind.init(rawValue:)), let value = json["value"]?.stringValue,
-              let until = json["until"]?.int64Value, let created = json["created_ms"]?.int64Value,
-              let actor = json["actor"]?.stringValue, let macText = json["mac"]?.stringValue else {
-            throw .malformed("missing or mistyped field")
+        guard let epochText = json["epoch"]?.stringValue, let epoch = RevocationEpoch(text: epochText),
+              let macText = json["mac"]?.stringValue else {
+            throw .malformed("missing epoch or mac")
         }
-        let revocation = Revocation(id: id, operation: op, kind: kind, value: value, issuer: json["issuer"]?.stringValue,
-                                    until: until, createdAtMillis: created, actor: actor, reason: json["reason"]?.stringValue)
-        guard mac.verify(macText, revocation.macFields) else { throw .badMAC }
-        return RevocationEvent(sequence: sequence, writtenAtMicros: written, revocation: revocation, mac: macText)
+        let revocation = try Revocation(json: json)
+        guard mac.verify(macText, macFields(epoch: epoch, sequence: sequence, revocation)) else { throw .badMAC }
+        return RevocationEvent(epoch: epoch, sequence: sequence, writtenAtMicros: written, revocation: revocation, mac: macText)
+    }
+
+    /// Splits a pub/sub message (one or more wire lines, a batch write publishes them together).
+    static func lines(_ message: [UInt8]) -> [ArraySlice<UInt8>] {
+        message.split(separator: 0x0A, omittingEmptySubsequences: true)
     }
 }

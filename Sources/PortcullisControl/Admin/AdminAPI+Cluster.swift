@@ -9,7 +9,7 @@ import PortcullisRedis
 extension AdminAPI {
     func addClusterRoutes(_ router: Router<ControlRequestContext>) {
         router.get("/v1/nodes") { _, _ in
-            let (sequence, nodes) = try await confirmed { try await view.gateways() }
+            let (sequence, _, nodes) = try await confirmed { try await view.gateways() }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             return Response.json(["revocation_sequence": .integer(sequence), "nodes": .array(nodes.map { $0.json(nowMillis: now) })])
         }
@@ -37,9 +37,9 @@ extension AdminAPI {
     }
 
     private func status() async throws -> JSONValue {
-        let (sequence, nodes) = try await view.gateways()
+        let (sequence, _, nodes) = try await view.gateways()
         let controls = try await view.controlPlanes()
-        let counts = try await view.revocationCounts()
+        let counts = view.revocationCounts()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var issuers: [JSONValue] = []
         var names = fetcher.issuers.map { ($0.name, $0.issuer) }
@@ -117,7 +117,7 @@ extension AdminAPI {
         var previousWeight: [String: Double] = [:]
         for counter in parsed {
             if let policy = configured[counter.policy] {
-                let nanos = max(1, UInt64(policy.window.components.seconds) * 1_000_000_000 + UInt64(policy.window.components.attoseconds / 1_000_000_000))
+                let nanos = max(1, policy.window.wholeNanoseconds)
                 currentWindow[counter.policy] = nowNanos / nanos
                 previousWeight[counter.policy] = 1 - Double(nowNanos % nanos) / Double(nanos)
             } else {
@@ -142,7 +142,7 @@ extension AdminAPI {
         var policies: [JSONValue] = config.rateLimitPolicies.map { policy in
             [
                 "name": .string(policy.name), "key": .string(policy.key.description), "limit": .integer(Int64(policy.limit)),
-                "window_seconds": .number(Double(policy.window.components.seconds) + Double(policy.window.components.attoseconds) / 1e18),
+                "window_seconds": .number(policy.window.seconds),
                 "burst": policy.burst.map { .integer(Int64($0)) } ?? .null, "configured": true,
             ]
         }

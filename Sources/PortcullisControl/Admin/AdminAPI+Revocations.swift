@@ -22,6 +22,59 @@ extension AdminAPI {
             }
         }
 
+        router.post("/v1/revocations/batch") { request, context in
+            var target = "(invalid request)"
+            return try await audited("revocation.batch", target: target, context: context) {
+                let wait = try QueryInput.wait(request, max: config.maxWait)
+                let now = Int64(Date().timeIntervalSince1970)
+                var body = JSONFields(try await RequestInput.jsonObject(request, maxBytes: Self.maxBatchBodyBytes))
+                guard let items = body.raw("revocations")?.arrayValue else {
+                    throw APIError.invalid("revocations", "required: an array of revocations, each as POST /v1/revocations takes it")
+                }
+                try body.finish()
+                guard !items.isEmpty, items.count <= Self.maxBatchItems else {
+                    throw APIError.invalid("revocations", "expected 1 to \(Self.maxBatchItems) revocations, got \(items.count)")
+                }
+                var inputs: [RevocationInput] = []
+                inputs.reserveCapacity(items.count)
+                for (index, item) in items.enumerated() {
+                    guard case .object(let members) = item else { throw APIError.invalid("revocations[\(index)]", "expected an object") }
+                    do {
+                        inputs.append(try RevocationInput.parse(members, now: now, maxTokenLifetime: revocations.maxTokenLifetime))
+                    } catch var error as APIError {
+                        error.field = "revocations[\(index)].\(error.field ?? "")"
+                        error.message = "revocations[\(index)]: " + error.message
+                        throw error
+                    }
+                }
+                target = "\(inputs.count) revocations"
+                let events = try await confirmed { try await revocations.addBatch(inputs, actor: context.actor) }
+                guard let last = events.last else { throw APIError.invalid("revocations", "nothing to write") }
+                let propagation: Propagation
+                if let wait {
+                    propagation = try await confirmed { try await tracker.wait(sequence: last.sequence, epoch: last.epoch, timeout: wait) }
+                } else {
+                    propagation = try await confirmed { try await tracker.current(sequence: last.sequence, epoch: last.epoch) }
+                }
+                let status: HTTPResponse.Status = wait != nil && !propagation.complete ? .accepted : .created
+                let response = Response.json([
+                    "count": .integer(Int64(inputs.count)),
+                    "first_sequence": .integer(events[0].sequence),
+                    "last_sequence": .integer(last.sequence),
+                    "changes": .array(events.map { event in
+                        [
+                            "id": .string(event.revocation.id), "sequence": .integer(event.sequence),
+                            "kind": .string(event.revocation.kind.rawValue),
+                            "revocations": .integer(Int64(event.revocation.kind == .jti ? event.revocation.batch.count + 1 : 1)),
+                        ]
+                    }),
+                    "propagation": propagation.json,
+                ], status: status)
+                return (response, ["count": String(inputs.count), "first_sequence": String(events[0].sequence),
+                                   "last_sequence": String(last.sequence)])
+            }
+        }
+
         router.get("/v1/revocations") { request, _ in
             let kind = try QueryInput.string(request, "kind").map { text -> Revocation.Kind in
                 guard let kind = Revocation.Kind(rawValue: text) else {
@@ -66,14 +119,18 @@ extension AdminAPI {
         }
     }
 
+    /// Most revocations in one batch call, and the largest body it takes (about 200 bytes each).
+    static let maxBatchItems = 10_000
+    static let maxBatchBodyBytes = 4 * 1024 * 1024
+
     /// The change and its propagation; with `wait`, after every live gateway applied it (201/200)
     /// or the wait ran out (202, naming the laggards).
     private func revocationResponse(_ event: RevocationEvent, wait: Duration?, createdStatus: HTTPResponse.Status) async throws -> Response {
         let propagation: Propagation
         if let wait {
-            propagation = try await confirmed { try await tracker.wait(sequence: event.sequence, timeout: wait) }
+            propagation = try await confirmed { try await tracker.wait(sequence: event.sequence, epoch: event.epoch, timeout: wait) }
         } else {
-            propagation = try await confirmed { try await tracker.current(sequence: event.sequence) }
+            propagation = try await confirmed { try await tracker.current(sequence: event.sequence, epoch: event.epoch) }
         }
         guard case .object(var object) = RevocationService.json(event) else { return Response.json(RevocationService.json(event)) }
         object["propagation"] = propagation.json

@@ -14,20 +14,22 @@ final class AuthorizationServer: Sendable {
     private let clients: ClientAuthenticator
     private let refreshTokens: RefreshTokenStore
     private let revocations: RevocationService
-    private let lookup: RevocationLookup
+    /// The control plane's copy of the revocation list (the same never-forgetting set gateways
+    /// hold, synced from the signed log), so introspection and gateways agree.
+    private let revocationList: RevocationFollower
     private let verifier: JWTVerifier
     private let audit: AuditLog
     private let metrics: ControlMetrics
     private let logger: Logger
 
     init(config: AuthorizationServerConfig, ring: SigningKeyRing, refreshTokens: RefreshTokenStore, revocations: RevocationService,
-         lookup: RevocationLookup, verificationKeys: KeySetStore, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
+         revocationList: RevocationFollower, verificationKeys: KeySetStore, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
         self.config = config
         self.ring = ring
         self.clients = ClientAuthenticator(clients: config.clients)
         self.refreshTokens = refreshTokens
         self.revocations = revocations
-        self.lookup = lookup
+        self.revocationList = revocationList
         self.verifier = JWTVerifier(issuers: [config.issuerConfig], keys: verificationKeys, cache: nil)
         self.audit = audit
         self.metrics = metrics
@@ -201,7 +203,12 @@ final class AuthorizationServer: Sendable {
             _ = try clients.authenticate(authorization: request.headers[.authorization], form: form)
             guard let token = form["token"], !token.isEmpty else { throw APIError(.badRequest, "invalid_request", "token is required") }
             if form["token_type_hint"] != "refresh_token", case .success(let verified) = verifier.verify(token) {
-                let revoked = try await unavailableOnFailure { try await lookup.isRevoked(verified) }
+                guard revocationList.isSynced else {
+                    var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation list is not synced yet; retry")
+                    failure.headers[.retryAfter] = "1"
+                    throw failure
+                }
+                let revoked = revocationList.set.check(verified) != .allowed
                 if !revoked {
                     var object: [String: JSONValue] = [
                         "active": true, "token_type": "Bearer", "iss": .string(verified.issuer), "exp": .integer(verified.expiresAt),

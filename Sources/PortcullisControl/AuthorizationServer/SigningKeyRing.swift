@@ -71,13 +71,13 @@ actor SigningKeyRing {
     static let retireMargin: Duration = .seconds(120)
 
     init(config: AuthorizationServerConfig, client: RedisClient, keys: ClusterKeys, kek: KeyEncryptionKey,
-         publisher: KeySetPublisher, verificationKeys: KeySetStore, metrics: ControlMetrics, logger: Logger) {
+         publisher: KeySetPublisher, membership: Membership, verificationKeys: KeySetStore, metrics: ControlMetrics, logger: Logger) {
         self.config = config
         self.client = client
         self.keys = keys
         self.kek = kek
         self.publisher = publisher
-        self.membership = Membership(client: client, keys: keys)
+        self.membership = membership
         self.verificationKeys = verificationKeys
         self.lock = ClusterLock(client: client, keys: keys, task: "as-keys")
         self.metrics = metrics

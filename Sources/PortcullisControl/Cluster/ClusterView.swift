@@ -3,10 +3,13 @@ import PortcullisCluster
 import PortcullisJOSE
 import PortcullisRedis
 
-/// A live gateway node as the admin API shows it: its record plus how far behind the cluster's
-/// revocation sequence it is.
+/// A live gateway node as the admin API shows it: its verified record plus how far behind the
+/// cluster's revocation head it is.
 struct NodeView: Sendable {
     var record: NodeRecord
+    /// The sequence the node's signed acknowledgement confirms in the current epoch; -1 when it
+    /// confirmed nothing in it (not synced yet, or following another history).
+    var appliedSequence: Int64
     /// Changes not applied yet.
     var lagSequences: Int64
     /// Age of the oldest change not applied yet; 0 when in step, nil when unknown (pruned).
@@ -24,7 +27,7 @@ struct NodeView: Sendable {
             "started_at_ms": .integer(record.startedAtMillis),
             "uptime_seconds": .number(max(0, Double(nowMillis - record.startedAtMillis) / 1000)),
             "heartbeat_age_seconds": .number(max(0, Double(nowMillis - record.heartbeatAtMillis) / 1000)),
-            "applied_sequence": .integer(record.appliedSequence),
+            "applied_sequence": .integer(appliedSequence),
             "revocation_lag": [
                 "sequences": .integer(lagSequences),
                 "seconds": lagSeconds.map { .number($0) } ?? .null,
@@ -37,44 +40,45 @@ struct NodeView: Sendable {
     }
 }
 
-/// Reads the cluster's state from Redis for the admin API and metrics.
+/// Reads the cluster's state for the admin API and metrics, through the cluster module's
+/// verified readers (node records, the signed head and log) and the control plane's own copy of
+/// the revocation list.
 struct ClusterView: Sendable {
     let client: RedisClient
     let keys: ClusterKeys
     let membership: Membership
     let store: RevocationStore
+    let revocationList: RevocationFollower
 
-    init(client: RedisClient, keys: ClusterKeys, store: RevocationStore) {
+    init(client: RedisClient, keys: ClusterKeys, store: RevocationStore, membership: Membership, revocationList: RevocationFollower) {
         self.client = client
         self.keys = keys
-        self.membership = Membership(client: client, keys: keys)
+        self.membership = membership
         self.store = store
+        self.revocationList = revocationList
     }
 
-    /// The current revocation sequence and every live gateway with its lag.
-    func gateways() async throws -> (sequence: Int64, nodes: [NodeView]) {
-        let sequence = try await store.currentSequence()
+    /// The signed head's sequence and epoch, and every live gateway with its lag.
+    func gateways() async throws -> (sequence: Int64, epoch: RevocationEpoch?, nodes: [NodeView]) {
+        let head = try await store.head()
+        let sequence = head?.sequence ?? 0
         let records = try await membership.liveNodes(role: "gateway")
-        let behind = Set(records.map(\.appliedSequence).filter { $0 < sequence })
+        func applied(_ record: NodeRecord) -> Int64 {
+            guard let ack = record.ack, let head, ack.epoch == head.epoch else { return -1 }
+            return ack.sequence
+        }
         var oldestUnapplied: [Int64: Int64] = [:]  // applied sequence → write time (µs) of the next change
-        if !behind.isEmpty {
-            let ordered = behind.sorted()
-            let replies = try await client.pipeline(ordered.map {
-                ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(max($0, 0))"), "+inf", "LIMIT", "0", "1"]
-            })
-            for (applied, reply) in zip(ordered, replies) {
-                guard let entry = (try? reply.get())?.array?.first?.string else { continue }
-                let parts = entry.split(separator: " ", maxSplits: 2)
-                if parts.count >= 2, let written = Int64(parts[1]) { oldestUnapplied[applied] = written }
-            }
+        for behind in Set(records.map(applied).filter { $0 < sequence }) {
+            if let next = try await store.nextEntry(after: max(behind, 0)) { oldestUnapplied[behind] = next.writtenAtMicros }
         }
         let nowMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
         let views = records.map { record -> NodeView in
-            let lag = max(0, sequence - max(record.appliedSequence, 0))
-            let seconds: Double? = lag == 0 ? 0 : oldestUnapplied[record.appliedSequence].map { max(0, Double(nowMicros - $0) / 1e6) }
-            return NodeView(record: record, lagSequences: record.appliedSequence < 0 ? sequence : lag, lagSeconds: seconds)
+            let appliedSequence = applied(record)
+            let lag = max(0, sequence - max(appliedSequence, 0))
+            let seconds: Double? = lag == 0 ? 0 : oldestUnapplied[appliedSequence].map { max(0, Double(nowMicros - $0) / 1e6) }
+            return NodeView(record: record, appliedSequence: appliedSequence, lagSequences: lag, lagSeconds: seconds)
         }
-        return (sequence, views)
+        return (sequence, head?.epoch, views)
     }
 
     /// Live control-plane nodes (this one included).
@@ -82,13 +86,9 @@ struct ClusterView: Sendable {
         try await membership.liveNodes(role: "control")
     }
 
-    /// Entries in force per kind, from the snapshot structures.
-    func revocationCounts() async throws -> [String: Int64] {
-        let replies = try await client.pipeline([
-            ["ZCARD", RedisArgument(keys.revokedJTIs)], ["HLEN", RedisArgument(keys.subjectCutoffs)],
-            ["HLEN", RedisArgument(keys.clientCutoffs)], ["HLEN", RedisArgument(keys.revokedKeys)],
-        ])
-        let values = try replies.map { try $0.get().int ?? 0 }
-        return ["jti": values[0], "subject": values[1], "client": values[2], "key": values[3]]
+    /// Entries in force per kind, from the control plane's copy of the list.
+    func revocationCounts() -> [String: Int64] {
+        let counts = revocationList.set.counts
+        return ["jti": Int64(counts.tokens), "subject": Int64(counts.subjects), "client": Int64(counts.clients), "key": Int64(counts.keys)]
     }
 }

@@ -8,8 +8,11 @@ import ServiceLifecycle
 /// The control plane's background work, as one service:
 /// - the heartbeat: `control:alive` (TTL 3 × heartbeat; gateways then leave remote JWKS fetching
 ///   to the control plane) and a membership record with role `control`;
-/// - the subscription: gateways' refetch requests (`"<kid> <issuer>"`), their revocation acks
-///   (the propagation histogram), and key-set announcements (a peer rotated the signing key);
+/// - the subscription: gateways' refetch requests (`KeyRefetchRequest`), their signed revocation
+///   acknowledgements (`NodeAck`: the propagation histogram), and key-set announcements (a peer
+///   rotated the signing key);
+/// - the revocation head's beat (`RevocationStore.heartbeat`), which is how gateways know their
+///   revocation state is fresh, and the control plane's own copy of the revocation list;
 /// - scheduled JWKS fetches, signing-key maintenance, revocation pruning (under a lock);
 /// - cluster metrics (live nodes, lags, key-set ages), refreshed every second.
 final class ControlChores: Service, Sendable {
@@ -17,7 +20,11 @@ final class ControlChores: Service, Sendable {
     private let client: RedisClient
     private let subscriber: RedisSubscriber
     private let keys: ClusterKeys
+    private let mac: ClusterMAC
     private let store: RevocationStore
+    private let revocationList: RevocationFollower
+    private let revocationSubscriber: RedisSubscriber
+    private let alarm: TamperingAlarm
     private let view: ClusterView
     private let publisher: KeySetPublisher
     private let fetcher: IssuerKeyFetcher
@@ -26,14 +33,18 @@ final class ControlChores: Service, Sendable {
     private let logger: Logger
     private let startedAtMillis = Int64(Date().timeIntervalSince1970 * 1000)
 
-    init(config: ControlConfig, client: RedisClient, subscriber: RedisSubscriber, keys: ClusterKeys, store: RevocationStore,
-         view: ClusterView, publisher: KeySetPublisher, fetcher: IssuerKeyFetcher, ring: SigningKeyRing?, metrics: ControlMetrics,
-         logger: Logger) {
+    init(config: ControlConfig, client: RedisClient, subscriber: RedisSubscriber, keys: ClusterKeys, mac: ClusterMAC, store: RevocationStore,
+         view: ClusterView, revocationList: RevocationFollower, revocationSubscriber: RedisSubscriber, publisher: KeySetPublisher,
+         fetcher: IssuerKeyFetcher, ring: SigningKeyRing?, metrics: ControlMetrics, logger: Logger) {
         self.config = config
         self.client = client
         self.subscriber = subscriber
         self.keys = keys
+        self.mac = mac
         self.store = store
+        self.revocationList = revocationList
+        self.revocationSubscriber = revocationSubscriber
+        alarm = TamperingAlarm(prefix: keys.prefix, logger: logger)
         self.view = view
         self.publisher = publisher
         self.fetcher = fetcher
@@ -47,6 +58,10 @@ final class ControlChores: Service, Sendable {
             try await cancelWhenGracefulShutdown {
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask { await self.runSubscription() }
+                    tasks.addTask {
+                        await self.revocationList.run(subscriber: self.revocationSubscriber, keys: self.keys,
+                                                      checkInterval: self.config.cluster.checkInterval, logger: self.logger)
+                    }
                     tasks.addTask { await self.runHeartbeat() }
                     tasks.addTask { await self.runObserver() }
                     tasks.addTask { await self.runPruner() }
@@ -69,7 +84,8 @@ final class ControlChores: Service, Sendable {
     func leave() async {
         _ = try? await client.evalScript(ClusterLock.releaseScript, keys: [RedisArgument(keys.controlPlaneAlive)],
                                          arguments: [RedisArgument(config.nodeID)])
-        await Membership(client: client, keys: keys).leave(id: config.nodeID)
+        await Membership(client: client, keys: keys, mac: mac, alarm: alarm).leave(id: config.nodeID)
+        await revocationSubscriber.close()
     }
 
     // MARK: Loops
@@ -78,23 +94,22 @@ final class ControlChores: Service, Sendable {
         let stream = subscriber.events(channels: [keys.keySetRefetchChannel, keys.ackChannel, keys.keySetChannel], patterns: [])
         for await event in stream {
             guard case .message(let channel, let payload) = event else { continue }
-            let text = String(decoding: payload, as: UTF8.self)
             if channel == keys.ackChannel {
-                // `node seq latency_us`; -1 when the node applied it through a resync.
-                let parts = text.split(separator: " ")
-                if parts.count == 3, let micros = Int64(parts[2]), micros >= 0 {
-                    metrics.propagation.recordNanoseconds(micros * 1000)
+                // Only a signed acknowledgement counts; latency is absent when applied by a catch-up.
+                do {
+                    let ack = try NodeAck.decode(String(decoding: payload, as: UTF8.self), mac: mac)
+                    if let micros = ack.latencyMicros { metrics.propagation.recordNanoseconds(micros * 1000) }
+                } catch {
+                    alarm.report(key: keys.ackChannel, "\(error)")
                 }
             } else if channel == keys.keySetRefetchChannel {
-                guard let space = text.firstIndex(of: " ") else { continue }
-                let kid = String(text[..<space])
-                let iss = String(text[text.index(after: space)...])
-                if let ring, iss == ring.config.issuer {
+                guard let request = KeyRefetchRequest(payload) else { continue }
+                if let ring, request.issuer == ring.config.issuer {
                     Task { await self.republishBuiltin(ring) }
                 } else {
-                    Task { await self.fetcher.handleRefetchRequest(kid: kid, iss: iss) }
+                    Task { await self.fetcher.handleRefetchRequest(kid: request.kid, iss: request.issuer) }
                 }
-            } else if channel == keys.keySetChannel, let ring, text.hasSuffix(" " + ring.config.issuer) {
+            } else if channel == keys.keySetChannel, let ring, KeySetAnnouncement(payload)?.issuer == ring.config.issuer {
                 try? await ring.reload()
             }
         }
@@ -116,17 +131,18 @@ final class ControlChores: Service, Sendable {
     private func runHeartbeat() async {
         let interval = config.cluster.heartbeatInterval
         let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
-        let membership = Membership(client: client, keys: keys)
+        let membership = Membership(client: client, keys: keys, mac: mac, alarm: alarm)
         var wasConnected = true
         while !Task.isCancelled {
             let record = NodeRecord(
                 id: config.nodeID, role: "control", address: config.listen.description, adminAddress: config.adminListen.description,
                 version: PortcullisVersion.current, startedAtMillis: startedAtMillis,
-                heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), appliedSequence: -1, appliedAtMillis: nil,
+                heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), heartbeatIntervalMillis: interval.wholeMilliseconds, ack: nil,
                 keySetVersions: [:], rateLimitMode: "n/a", redisConnected: true, revocationStalenessSeconds: 0)
             do {
                 _ = try await client.send("SET", RedisArgument(keys.controlPlaneAlive), RedisArgument(config.nodeID), "PX", RedisArgument(ttlMillis))
                 try await membership.heartbeat(record, interval: interval)
+                try await store.heartbeat()
                 metrics.redisConnected.set(1.0)
                 if !wasConnected { logger.info("Redis reachable again") }
                 wasConnected = true
@@ -142,7 +158,7 @@ final class ControlChores: Service, Sendable {
     private func runObserver() async {
         while !Task.isCancelled {
             do {
-                let (sequence, nodes) = try await view.gateways()
+                let (sequence, _, nodes) = try await view.gateways()
                 metrics.revocationSequence.set(Double(sequence))
                 metrics.liveNodes.set(Double(nodes.count))
                 metrics.nodesInFallback.set(Double(nodes.filter { $0.record.rateLimitMode == "fallback" }.count))

@@ -7,8 +7,8 @@ enum RequestInput {
     static let maxBodyBytes = 64 * 1024
 
     /// The body as a JSON object; an empty body is an empty object.
-    static func jsonObject(_ request: Request) async throws -> [String: JSONValue] {
-        let bytes = try await body(request)
+    static func jsonObject(_ request: Request, maxBytes: Int = maxBodyBytes) async throws -> [String: JSONValue] {
+        let bytes = try await body(request, maxBytes: maxBytes)
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return [:] }
         if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
             throw APIError(.unsupportedMediaType, "invalid_request", "send the body as application/json", field: "body")
@@ -23,12 +23,12 @@ enum RequestInput {
         return members
     }
 
-    static func body(_ request: Request) async throws -> [UInt8] {
+    static func body(_ request: Request, maxBytes: Int = maxBodyBytes) async throws -> [UInt8] {
         do {
-            let buffer = try await request.body.collect(upTo: maxBodyBytes)
+            let buffer = try await request.body.collect(upTo: maxBytes)
             return Array(buffer.readableBytesView)
         } catch {
-            throw APIError(.contentTooLarge, "invalid_request", "body larger than \(maxBodyBytes) bytes", field: "body")
+            throw APIError(.contentTooLarge, "invalid_request", "body larger than \(maxBytes) bytes", field: "body")
         }
     }
 

@@ -42,37 +42,42 @@ struct Propagation: Sendable {
     }
 }
 
-/// Reads and waits for propagation.
+/// Reads and waits for propagation. A node counts as having applied a change only by its own
+/// signed acknowledgement (`NodeAck`) of that change's epoch: the one in its verified node record,
+/// or the one it stored for the change's sequence. Acknowledgements that do not verify are
+/// reported as tampering by the cluster module and never counted.
 struct PropagationTracker: Sendable {
     let store: RevocationStore
     let view: ClusterView
 
-    func current(sequence: Int64) async throws -> Propagation {
-        let nodes = try await view.gateways().nodes
-        let acks = try await store.propagation(sequence: sequence)
+    func current(sequence: Int64, epoch: RevocationEpoch) async throws -> Propagation {
+        let (_, headEpoch, nodes) = try await view.gateways()
+        let acks = try await store.acknowledgements(sequence: sequence, epoch: epoch)
         return Propagation(sequence: sequence, nodes: nodes.map { node in
-            Propagation.NodeState(id: node.record.id, appliedSequence: node.record.appliedSequence,
-                                  applied: node.record.appliedSequence >= sequence, latencyMicros: acks[node.record.id])
+            let recorded = headEpoch == epoch ? node.appliedSequence : -1
+            let ack = acks[node.record.id]
+            return Propagation.NodeState(id: node.record.id, appliedSequence: max(recorded, ack?.sequence ?? -1),
+                                         applied: recorded >= sequence || ack != nil, latencyMicros: ack?.latencyMicros)
         })
     }
 
     /// Polls until every live gateway applied `sequence` or `timeout` passed. Node records carry
-    /// `applied_seq`, written by each node right after it applies a change, so polling them every
-    /// 10 ms sees completion within a poll interval without a subscription per waiting request.
-    func wait(sequence: Int64, timeout: Duration) async throws -> Propagation {
+    /// the node's latest acknowledgement, written right after it applies a change, so polling
+    /// every 10 ms sees completion within a poll interval without a subscription per waiting request.
+    func wait(sequence: Int64, epoch: RevocationEpoch, timeout: Duration) async throws -> Propagation {
         let clock = ContinuousClock()
         let started = clock.now
         let deadline = started + timeout
-        var state = try await current(sequence: sequence)
+        var state = try await current(sequence: sequence, epoch: epoch)
         while !state.complete, clock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
-            state = try await current(sequence: sequence)
+            state = try await current(sequence: sequence, epoch: epoch)
         }
-        // A node writes applied_seq and then its latency in one pipeline: give the latency a moment.
+        // A node's record can show the change before its per-sequence ack (with the latency) lands.
         var settle = 0
         while state.complete, state.nodes.contains(where: { $0.latencyMicros == nil }), settle < 5 {
             try await Task.sleep(for: .milliseconds(10))
-            state = try await current(sequence: sequence)
+            state = try await current(sequence: sequence, epoch: epoch)
             settle += 1
         }
         let waited = clock.now - started

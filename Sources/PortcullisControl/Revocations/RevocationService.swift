@@ -31,21 +31,48 @@ struct RevocationService: Sendable {
         let revocation = Revocation(id: Self.newID(), operation: .delete, kind: original.kind, value: original.value,
                                     issuer: original.issuer, until: Int64(Date().timeIntervalSince1970),
                                     createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000), actor: actor,
-                                    reason: reason ?? "lifts \(original.id)")
+                                    reason: reason ?? "lifts \(original.id)", lifts: original.id)
         let written = try await store.write(revocation)
         metrics.revocation(kind: original.kind.rawValue, operation: "delete")
         return written
     }
 
-    /// Revokes token ids (the access tokens of a refresh-token family), each until its `exp`.
+    /// Revokes token ids (the access tokens of a refresh-token family), each until its `exp`,
+    /// in one signed change.
     func revokeTokens(_ tokens: [(jti: String, exp: Int64)], actor: String, reason: String) async throws -> [RevocationEvent] {
         let now = Int64(Date().timeIntervalSince1970)
-        var events: [RevocationEvent] = []
-        for token in tokens where token.exp > now {
-            events.append(try await add(kind: .jti, value: token.jti, issuer: nil, until: token.exp, actor: actor, reason: reason))
+        let live = tokens.filter { $0.exp > now }.map { RevocationInput(kind: .jti, value: $0.jti, issuer: nil, until: $0.exp, reason: reason) }
+        return try await addBatch(live, actor: actor)
+    }
+
+    /// Writes many `add` changes atomically (all or none): jti revocations go into signed changes
+    /// of up to `tokensPerChange` tokens each, every other revocation is a change of its own, and
+    /// all of them are one script call with consecutive sequence numbers and one pub/sub message.
+    func addBatch(_ inputs: [RevocationInput], actor: String) async throws -> [RevocationEvent] {
+        guard !inputs.isEmpty else { return [] }
+        let created = Int64(Date().timeIntervalSince1970 * 1000)
+        var changes: [Revocation] = []
+        let tokens = inputs.filter { $0.kind == .jti }
+        var start = 0
+        while start < tokens.count {
+            let chunk = tokens[start..<min(start + Self.tokensPerChange, tokens.count)]
+            let first = chunk[chunk.startIndex]
+            changes.append(Revocation(id: Self.newID(), operation: .add, kind: .jti, value: first.value, issuer: nil, until: first.until,
+                                      createdAtMillis: created, actor: actor, reason: first.reason,
+                                      batch: chunk.dropFirst().map { Revocation.Token(jti: $0.value, expiresAt: $0.until) }))
+            start += Self.tokensPerChange
         }
+        for input in inputs where input.kind != .jti {
+            changes.append(Revocation(id: Self.newID(), operation: .add, kind: input.kind, value: input.value, issuer: input.issuer,
+                                      until: input.until, createdAtMillis: created, actor: actor, reason: input.reason))
+        }
+        let events = try await store.writeBatch(changes)
+        for input in inputs { metrics.revocation(kind: input.kind.rawValue, operation: "add") }
         return events
     }
+
+    /// jti revocations per signed change in a batch: one MAC and one log entry for this many tokens.
+    static let tokensPerChange = 1000
 
     static func json(_ event: RevocationEvent) -> JSONValue {
         let revocation = event.revocation

@@ -27,12 +27,19 @@ public final class KeySetStore: Sendable {
     public final class Snapshot: Sendable {
         public let generation: UInt64
         public let entries: [String: Entry]
-        public let revokedKeyIDs: Set<String>
+        /// kid → the issuers (`iss`, or `*` for every issuer) it is revoked for.
+        public let revokedKeys: [String: Set<String>]
 
-        init(generation: UInt64, entries: [String: Entry], revokedKeyIDs: Set<String>) {
+        init(generation: UInt64, entries: [String: Entry], revokedKeys: [String: Set<String>]) {
             self.generation = generation
             self.entries = entries
-            self.revokedKeyIDs = revokedKeyIDs
+            self.revokedKeys = revokedKeys
+        }
+
+        /// True when `kid` is revoked for tokens of `issuer` (its `iss`).
+        public func isRevoked(kid: String, issuer: String) -> Bool {
+            guard let scopes = revokedKeys[kid] else { return false }
+            return scopes.contains("*") || scopes.contains(issuer)
         }
 
         /// The key set of `issuerName`, if loaded.
@@ -41,8 +48,8 @@ public final class KeySetStore: Sendable {
         /// True when `key` is still in `issuerName`'s set (same kid, algorithm and key material)
         /// and its kid is not revoked; for a token without `kid`, also that the set still holds
         /// exactly one key (the rule that selected it).
-        func stillTrusts(_ key: VerificationKey, issuerName: String, tokenHasKeyID: Bool) -> Bool {
-            if let kid = key.keyID, revokedKeyIDs.contains(kid) { return false }
+        func stillTrusts(_ key: VerificationKey, issuerName: String, issuer: String, tokenHasKeyID: Bool) -> Bool {
+            if let kid = key.keyID, isRevoked(kid: kid, issuer: issuer) { return false }
             guard let set = entries[issuerName]?.keySet else { return false }
             if !tokenHasKeyID, set.count != 1 { return false }
             let candidates = key.keyID.map { set.keysByID[$0] ?? [] } ?? set.keysWithoutID
@@ -66,7 +73,7 @@ public final class KeySetStore: Sendable {
     private let generationCounter = Atomic<UInt64>(0)
 
     public init() {
-        let empty = Snapshot(generation: 0, entries: [:], revokedKeyIDs: [])
+        let empty = Snapshot(generation: 0, entries: [:], revokedKeys: [:])
         stripes = (0..<Self.stripeCount).map { _ in Stripe(empty) }
         writer = Mutex(WriterState(latest: empty))
     }
@@ -84,7 +91,7 @@ public final class KeySetStore: Sendable {
     public func keySet(issuerName: String) -> JWKSet? { snapshot().entries[issuerName]?.keySet }
     public func version(issuerName: String) -> String? { snapshot().entries[issuerName]?.version }
     public func loadedAt(issuerName: String) -> ContinuousClock.Instant? { snapshot().entries[issuerName]?.loadedAt }
-    public var revokedKeyIDs: Set<String> { snapshot().revokedKeyIDs }
+    public var revokedKeys: [String: Set<String>] { snapshot().revokedKeys }
 
     /// True when every issuer registered with ``expectIssuers(_:)`` has a key set loaded (for `/readyz`).
     public var isReady: Bool {
@@ -113,18 +120,18 @@ public final class KeySetStore: Sendable {
         update { entries, _ in entries[issuerName] = nil }
     }
 
-    /// Keys revoked cluster-wide by kid: never usable, even while a JWKS still lists them.
-    /// Replaces the whole set.
-    public func setRevokedKeyIDs(_ kids: Set<String>) {
-        update { _, revoked in revoked = kids }
+    /// Keys revoked cluster-wide: kid → the issuers (`iss`, `*` for all) whose tokens it may no
+    /// longer verify, even while a JWKS still lists it. Replaces the whole map.
+    public func setRevokedKeys(_ keys: [String: Set<String>]) {
+        update { _, revoked in revoked = keys }
     }
 
-    private func update(_ change: (inout [String: Entry], inout Set<String>) -> Void) {
+    private func update(_ change: (inout [String: Entry], inout [String: Set<String>]) -> Void) {
         writer.withLock { state in
             var entries = state.latest.entries
-            var revoked = state.latest.revokedKeyIDs
+            var revoked = state.latest.revokedKeys
             change(&entries, &revoked)
-            let next = Snapshot(generation: state.latest.generation + 1, entries: entries, revokedKeyIDs: revoked)
+            let next = Snapshot(generation: state.latest.generation + 1, entries: entries, revokedKeys: revoked)
             state.latest = next
             for stripe in stripes { stripe.current.withLock { $0 = next } }
             generationCounter.store(next.generation, ordering: .releasing)

@@ -81,7 +81,7 @@ public final class JWTVerifier: Sendable {
             let keys = self.keys
             let hit = cache.lookup(token, hash: hash, now: now, verifierID: id, generation: keys.generation) { key, cached in
                 let snapshot = keys.snapshot()
-                return snapshot.stillTrusts(key, issuerName: cached.issuerName, tokenHasKeyID: cached.keyID != nil) ? snapshot.generation : nil
+                return snapshot.stillTrusts(key, issuerName: cached.issuerName, issuer: cached.issuer, tokenHasKeyID: cached.keyID != nil) ? snapshot.generation : nil
             }
             if let hit {
                 if let allowedIssuers, !allowedIssuers.contains(hit.issuerName) {
@@ -196,7 +196,7 @@ public final class JWTVerifier: Sendable {
         guard let keySet = snapshot.keySet(issuerName: config.name) else {
             return .failure(TokenRejection(.keysNotLoaded, "the issuer's keys are not loaded"))
         }
-        if let keyID, snapshot.revokedKeyIDs.contains(keyID) {
+        if let keyID, snapshot.isRevoked(kid: keyID, issuer: config.issuer) {
             return .failure(TokenRejection(.keyRevoked, "the signing key has been revoked"))
         }
         let key: VerificationKey
@@ -211,7 +211,7 @@ public final class JWTVerifier: Sendable {
         case .algorithmMismatch(let expected):
             return .failure(TokenRejection(.algNotAllowed, "the key is for \(expected.rawValue), the token says \(algorithm.rawValue)"))
         }
-        if let kid = key.keyID, snapshot.revokedKeyIDs.contains(kid) {
+        if let kid = key.keyID, snapshot.isRevoked(kid: kid, issuer: config.issuer) {
             return .failure(TokenRejection(.keyRevoked, "the signing key has been revoked"))
         }
 

@@ -1,0 +1,86 @@
+import Foundation
+import Logging
+import Metrics
+import PortcullisRedis
+
+/// A process's copy of the cluster's revocations, kept in step with the signed log: the set the
+/// request path (or introspection) checks, the sync that feeds it, and the freshness clock.
+/// Gateways run one inside `ClusterAgent` (and acknowledge what they apply); the control plane
+/// runs one on its own so that introspection answers from the same never-forgetting set.
+public final class RevocationFollower: Sendable {
+    public let set: RevocationSet
+    public let staleness: StalenessClock
+    let sync: RevocationSync
+
+    /// - Parameters:
+    ///   - nodeID: signs acknowledgements as this node; nil to acknowledge nothing (control plane).
+    ///   - onKeysChanged: told the revoked keys (`issuer|kid`, issuer `*` for any) when they change.
+    public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, alarm: TamperingAlarm, nodeID: String?, maxStaleness: Duration?,
+                logger: Logger, onKeysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }) {
+        staleness = StalenessClock(limit: maxStaleness)
+        set = RevocationSet(staleness: staleness, onKeysChanged: onKeysChanged)
+        sync = RevocationSync(keys: keys, mac: mac, set: set, client: client, staleness: staleness, nodeID: nodeID, alarm: alarm, logger: logger)
+    }
+
+    /// Revocations loaded at least once.
+    public var isSynced: Bool { sync.isSynced }
+    public var appliedSequence: Int64 { sync.appliedSequence }
+    /// The latest signed acknowledgement (nil on a follower without a node id).
+    public var acknowledgement: NodeAck? { sync.acknowledgement }
+
+    /// After the subscription is up (first time or again): sync, or catch up.
+    func subscribed() async throws {
+        if sync.isSynced {
+            try await sync.check()
+        } else {
+            try await sync.resync(cause: "startup")
+        }
+    }
+
+    /// A message on the revocation channel.
+    func receive(_ payload: [UInt8]) async {
+        await sync.receive(payload)
+    }
+
+    /// The periodic check (or a first sync that has not succeeded yet).
+    func periodicCheck() async throws {
+        if sync.isSynced {
+            try await sync.check()
+        } else {
+            try await sync.resync(cause: "retry")
+        }
+    }
+
+    /// Follows the log on its own subscription until the task is cancelled (the control plane's
+    /// use; gateways share one subscription for revocations and key sets in `ClusterAgent`).
+    public func run(subscriber: RedisSubscriber, keys: ClusterKeys, checkInterval: Duration, logger: Logger) async {
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                for await event in subscriber.events(channels: [keys.revocationChannel], patterns: []) {
+                    switch event {
+                    case .connected:
+                        do { try await self.subscribed() } catch {
+                            logger.warning("revocation sync after (re)connect failed; the periodic check retries", metadata: ["error": "\(error)"])
+                        }
+                    case .message(_, let payload):
+                        await self.receive(payload)
+                    case .patternMessage, .disconnected:
+                        break
+                    }
+                }
+            }
+            tasks.addTask {
+                var lastPrune = ContinuousClock.now
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: checkInterval)
+                    try? await self.periodicCheck()
+                    if ContinuousClock.now - lastPrune > .seconds(60) {
+                        self.set.prune(now: Int64(Date().timeIntervalSince1970))
+                        lastPrune = ContinuousClock.now
+                    }
+                }
+            }
+            await tasks.waitForAll()
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import PortcullisRedis
+
+/// Reads the signed revocation log and its head, and checks every entry where it was found:
+/// its MAC, that its signed sequence equals its score, and (when asked) that it belongs to the
+/// expected epoch. What fails is reported to the `TamperingAlarm` and left out; nothing unsigned
+/// is ever returned. Shared by the nodes' sync and the control plane.
+struct RevocationLogReader: Sendable {
+    let client: RedisClient
+    let keys: ClusterKeys
+    let mac: ClusterMAC
+    let alarm: TamperingAlarm
+
+    enum Head: Sendable {
+        /// No head: a new cluster, or Redis lost its data (or a writer deleted it).
+        case missing
+        /// Present but not a valid signed head (the raw text is kept for compare-and-set).
+        case invalid(raw: String)
+        case valid(RevocationHead, raw: String)
+    }
+
+    func head() async throws -> Head {
+        guard let raw = try await client.send("GET", RedisArgument(keys.revocationHead)).string else { return .missing }
+        do {
+            return .valid(try RevocationHead.decode(raw, mac: mac), raw: raw)
+        } catch {
+            alarm.report(key: keys.revocationHead, "\(error)")
+            return .invalid(raw: raw)
+        }
+    }
+
+    /// Entries with `after < sequence ≤ through`, verified, in sequence order.
+    func entries(after: Int64, through: Int64 = .max, epoch: RevocationEpoch?) async throws -> [RevocationEvent] {
+        let reply = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(after)"),
+                                          through == .max ? "+inf" : RedisArgument(through), "WITHSCORES")
+        return verified(reply.array ?? [], epoch: epoch)
+    }
+
+    /// Every entry of the log, read in pages by rank, verified, in sequence order.
+    func allEntries(epoch: RevocationEpoch?, pageSize: Int = 20_000) async throws -> [RevocationEvent] {
+        var events: [RevocationEvent] = []
+        var start = 0
+        while true {
+            let reply = try await client.send("ZRANGE", RedisArgument(keys.revocationLog), RedisArgument(start),
+                                              RedisArgument(start + pageSize - 1), "WITHSCORES")
+            let items = reply.array ?? []
+            if items.isEmpty { break }
+            events += verified(items, epoch: epoch)
+            if items.count < pageSize * 2 { break }
+            start += pageSize
+        }
+        events.sort { $0.sequence < $1.sequence }
+        return events
+    }
+
+    /// The entry at `sequence`, if present and valid.
+    func entry(at sequence: Int64) async throws -> RevocationEvent? {
+        try await entries(after: sequence - 1, through: sequence, epoch: nil).first
+    }
+
+    /// `member score member score …` → the entries that verify, are where their signature says,
+    /// and (with `epoch`) belong to that history.
+    func verified(_ items: [RedisValue], epoch: RevocationEpoch?) -> [RevocationEvent] {
+        var events: [RevocationEvent] = []
+        events.reserveCapacity(items.count / 2)
+        var index = 0
+        while index + 1 < items.count {
+            defer { index += 2 }
+            guard let bytes = items[index].bytes else { continue }
+            let score = items[index + 1].string.flatMap(Double.init)
+            do {
+                let event = try RevocationEvent.decode(bytes, mac: mac)
+                guard score == Double(event.sequence) else {
+                    alarm.report(key: keys.revocationLog, "a signed entry for sequence \(event.sequence) was found at \(score.map { String(Int64($0)) } ?? "?")")
+                    continue
+                }
+                if let epoch, event.epoch != epoch {
+                    alarm.report(key: keys.revocationLog, "an entry of epoch \(event.epoch) was found in the log of epoch \(epoch)")
+                    continue
+                }
+                events.append(event)
+            } catch {
+                alarm.report(key: keys.revocationLog, "\(error)")
+            }
+        }
+        return events
+    }
+}

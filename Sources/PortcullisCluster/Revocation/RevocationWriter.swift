@@ -1,0 +1,190 @@
+import Foundation
+import Logging
+import PortcullisRedis
+
+/// Appends signed changes to the revocation log, one committer per process.
+///
+/// Changes submitted while a commit is in flight wait and go together in the next one (group
+/// commit). Each commit signs its changes for the sequence numbers after the head it read, and
+/// the script writes them only if that head is still current; otherwise the head is read again
+/// and the changes re-signed. A head that does not verify, or that went back (same epoch, lower
+/// sequence than this writer or the log has seen), is tampering: the writer starts a new epoch,
+/// which empties the log, and nodes merge into it keeping everything they hold.
+actor RevocationWriter {
+    struct Change: Sendable {
+        var revocation: Revocation
+        /// `rev:expiry` score: Unix seconds, or `+inf`.
+        var pruneAt: String
+    }
+
+    private struct Pending {
+        var changes: [Change]
+        var continuation: CheckedContinuation<[RevocationEvent], any Error>
+    }
+
+    private let client: RedisClient
+    private let keys: ClusterKeys
+    private let mac: ClusterMAC
+    private let reader: RevocationLogReader
+    private let logger: Logger
+    /// The head this writer last wrote or verified; nil: read it again.
+    private var current: (head: RevocationHead, raw: String)?
+    /// The furthest this process has seen, to refuse a head that was rolled back.
+    private var highest: RevocationHead?
+    private var pending: [Pending] = []
+    private var draining = false
+    private static let maxAttempts = 10
+
+    init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, reader: RevocationLogReader, logger: Logger) {
+        self.client = client
+        self.keys = keys
+        self.mac = mac
+        self.reader = reader
+        self.logger = logger
+    }
+
+    func submit(_ changes: [Change]) async throws -> [RevocationEvent] {
+        try await withCheckedThrowingContinuation { continuation in
+            pending.append(Pending(changes: changes, continuation: continuation))
+            if !draining {
+                draining = true
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    private func drain() async {
+        while !pending.isEmpty {
+            let group = pending
+            pending = []
+            do {
+                let events = try await commit(group.flatMap(\.changes), floor: nil)
+                var offset = 0
+                for item in group {
+                    item.continuation.resume(returning: Array(events[offset..<(offset + item.changes.count)]))
+                    offset += item.changes.count
+                }
+            } catch {
+                for item in group { item.continuation.resume(throwing: error) }
+            }
+        }
+        draining = false
+    }
+
+    /// A new beat on the head (no change).
+    func beat() async throws -> RevocationHead {
+        _ = try await commit([], floor: nil)
+        guard let head = current?.head else { throw ClusterError.unexpectedReply("no head after a heartbeat") }
+        return head
+    }
+
+    /// Raises the head's floor (pruning).
+    func raiseFloor(to floor: Int64) async throws {
+        _ = try await commit([], floor: floor)
+    }
+
+    static let script = RedisScript("""
+    local cur = redis.call('GET', KEYS[1])
+    if (cur or '') ~= ARGV[1] then return {0, cur or ''} end
+    if ARGV[3] == '1' then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
+    local t = redis.call('TIME')
+    local us = t[1] .. string.format('%06d', tonumber(t[2]))
+    local n = tonumber(ARGV[5])
+    local lines = {}
+    for i = 0, n - 1 do
+      local b = 6 + i * 5
+      local seq = ARGV[b]
+      local entry = seq .. ' ' .. us .. ' ' .. ARGV[b + 1]
+      redis.call('ZADD', KEYS[2], seq, entry)
+      redis.call('ZADD', KEYS[3], ARGV[b + 2], seq)
+      redis.call('HSET', KEYS[4], ARGV[b + 3], seq)
+      if ARGV[b + 4] ~= '' then
+        local lifted = redis.call('HGET', KEYS[4], ARGV[b + 4])
+        if lifted then redis.call('ZADD', KEYS[3], ARGV[b + 2], lifted) end
+      end
+      lines[#lines + 1] = entry
+    end
+    redis.call('SET', KEYS[1], ARGV[2])
+    if n > 0 then redis.call('PUBLISH', ARGV[4], table.concat(lines, '\\n')) end
+    return {1, us}
+    """)
+
+    private func commit(_ changes: [Change], floor: Int64?) async throws -> [RevocationEvent] {
+        for _ in 0..<Self.maxAttempts {
+            let (base, expected, reset) = try await baseForWriting()
+            var events: [RevocationEvent] = []
+            events.reserveCapacity(changes.count)
+            var arguments: [RedisArgument] = []
+            for (offset, change) in changes.enumerated() {
+                let event = RevocationEvent.signed(change.revocation, epoch: base.epoch, sequence: base.sequence + Int64(offset) + 1, mac: mac)
+                events.append(event)
+                arguments += [RedisArgument(event.sequence), RedisArgument(event.json), RedisArgument(change.pruneAt),
+                              RedisArgument(change.revocation.id), RedisArgument(change.revocation.lifts ?? "")]
+            }
+            let next = RevocationHead.signed(epoch: base.epoch, sequence: base.sequence + Int64(changes.count),
+                                             floor: min(max(base.floor, floor ?? 0), base.sequence), beat: base.beat + 1, mac: mac)
+            let reply = try await client.evalScript(Self.script, keys: [
+                RedisArgument(keys.revocationHead), RedisArgument(keys.revocationLog), RedisArgument(keys.revocationExpiry),
+                RedisArgument(keys.revocationIDs),
+            ], arguments: [RedisArgument(expected), RedisArgument(next.wireText), reset ? "1" : "0",
+                           RedisArgument(keys.revocationChannel), RedisArgument(changes.count)] + arguments)
+            guard let items = reply.array, items.count == 2, let ok = items[0].int else {
+                throw ClusterError.unexpectedReply("revocation write script answered \(reply)")
+            }
+            guard ok == 1 else {
+                current = nil  // someone else wrote (or a writer without the secret did): read again
+                continue
+            }
+            let written = items[1].string.flatMap { Int64($0) } ?? 0
+            current = (next, next.wireText)
+            highest = next
+            return events.map { var event = $0; event.writtenAtMicros = written; return event }
+        }
+        throw ClusterError.notDurable("the revocation head kept changing under this writer (another writer, or tampering); nothing was written")
+    }
+
+    /// The head to write after, the raw text the script must still find, and whether the log is
+    /// to be emptied (a new epoch).
+    private func baseForWriting() async throws -> (RevocationHead, String, Bool) {
+        if let current { return (current.head, current.raw, false) }
+        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        switch try await reader.head() {
+        case .missing:
+            let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: highest?.epoch)
+            if highest != nil {
+                logger.error("the revocation head is gone from Redis (data loss, or deleted); starting a new epoch — nodes keep what they hold",
+                             metadata: ["epoch": "\(epoch)"])
+            }
+            return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), "", true)
+        case .invalid(let raw):
+            let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: highest?.epoch)
+            logger.error("the revocation head in Redis does not verify; starting a new epoch", metadata: ["epoch": "\(epoch)"])
+            return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), raw, true)
+        case .valid(let head, let raw):
+            if let rolledBack = try await rollback(of: head) {
+                reader.alarm.report(key: keys.revocationHead, rolledBack)
+                let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: highest.map { $0.epoch.isNewer(than: head.epoch) ? $0.epoch : head.epoch } ?? head.epoch)
+                logger.error("starting a new revocation epoch after a rolled-back head", metadata: ["epoch": "\(epoch)"])
+                return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), raw, true)
+            }
+            highest = head
+            return (head, raw, false)
+        }
+    }
+
+    /// Why `head` cannot be continued: older than what this writer saw, or behind the log's own
+    /// last signed entry.
+    private func rollback(of head: RevocationHead) async throws -> String? {
+        if let highest {
+            if highest.epoch.isNewer(than: head.epoch) { return "the head went back to an older epoch (\(head.epoch), after \(highest.epoch))" }
+            if highest.epoch == head.epoch, head.sequence < highest.sequence || head.beat < highest.beat {
+                return "the head went back to sequence \(head.sequence) beat \(head.beat) (this writer wrote \(highest.sequence) beat \(highest.beat))"
+            }
+        }
+        let tail = try await client.send("ZRANGE", RedisArgument(keys.revocationLog), "-1", "-1", "WITHSCORES").array ?? []
+        if let last = reader.verified(tail, epoch: head.epoch).last, last.sequence > head.sequence {
+            return "the head says sequence \(head.sequence) but the log holds signed sequence \(last.sequence)"
+        }
+        return nil
+    }
+}

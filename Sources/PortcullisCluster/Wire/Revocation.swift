@@ -1,0 +1,142 @@
+import PortcullisJOSE
+
+/// One revocation change as the admin API made it.
+public struct Revocation: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        /// One token, by `jti`; in force until the token's `exp`.
+        case jti
+        /// Every token of a subject (`sub`) issued before `until`.
+        case subject
+        /// Every token of a client (`client_id`, else `azp`) issued before `until`.
+        case client
+        /// Every token signed by a key (`kid`): the key leaves the key set.
+        case key
+    }
+
+    public enum Operation: String, Sendable {
+        case add
+        /// Lifts one subject or client cut-off, named by `lifts` (jti and key revocations cannot
+        /// be undone).
+        case delete
+    }
+
+    /// A further token of a batch jti revocation.
+    public struct Token: Sendable, Equatable {
+        public var jti: String
+        /// The token's `exp`, Unix seconds.
+        public var expiresAt: Int64
+
+        public init(jti: String, expiresAt: Int64) {
+            self.jti = jti
+            self.expiresAt = expiresAt
+        }
+    }
+
+    public var id: String
+    public var operation: Operation
+    public var kind: Kind
+    /// The jti, subject, client id or kid.
+    public var value: String
+    /// Limits a subject, client or key revocation to one issuer (`iss`); nil means every issuer.
+    public var issuer: String?
+    /// jti: the token's `exp`. subject/client: the cut-off (tokens with `iat` before it are revoked).
+    /// key: when it was revoked. Unix seconds.
+    public var until: Int64
+    /// Unix milliseconds when the admin API accepted it.
+    public var createdAtMillis: Int64
+    /// Who asked (the admin credential's name).
+    public var actor: String
+    public var reason: String?
+    /// A delete: the id of the `add` it lifts. A node drops a cut-off only for a delete naming it.
+    public var lifts: String?
+    /// A jti add may carry more tokens, revoked in the same signed change (mass revocation).
+    public var batch: [Token]
+
+    public init(id: String, operation: Operation, kind: Kind, value: String, issuer: String?, until: Int64,
+                createdAtMillis: Int64, actor: String, reason: String?, lifts: String? = nil, batch: [Token] = []) {
+        self.id = id
+        self.operation = operation
+        self.kind = kind
+        self.value = value
+        self.issuer = issuer
+        self.until = until
+        self.createdAtMillis = createdAtMillis
+        self.actor = actor
+        self.reason = reason
+        self.lifts = lifts
+        self.batch = batch
+    }
+
+    /// Every token a jti change revokes (`value` first, then the batch).
+    public var tokens: [Token] {
+        [Token(jti: value, expiresAt: until)] + batch
+    }
+
+    /// The latest `exp` among the tokens of a jti change.
+    var latestExpiry: Int64 {
+        batch.reduce(until) { max($0, $1.expiresAt) }
+    }
+
+    /// Key of this revocation in a node's cut-off and key tables: `issuer|value`, `*` for any issuer.
+    var scopedValue: String { (issuer ?? "*") + "|" + value }
+
+    /// Everything the MAC covers besides the position (`RevocationEvent.macFields` adds epoch and
+    /// sequence): every field, nil distinct from empty.
+    var macFields: [String] {
+        var fields = [id, operation.rawValue, kind.rawValue, value, ClusterMAC.optional(issuer), String(until),
+                      String(createdAtMillis), actor, ClusterMAC.optional(reason), ClusterMAC.optional(lifts),
+                      String(batch.count)]
+        fields.reserveCapacity(fields.count + batch.count * 2)
+        for token in batch {
+            fields.append(token.jti)
+            fields.append(String(token.expiresAt))
+        }
+        return fields
+    }
+
+    /// The JSON members (without position and MAC).
+    var jsonMembers: [String: JSONValue] {
+        var object: [String: JSONValue] = [
+            "id": .string(id), "op": .string(operation.rawValue), "kind": .string(kind.rawValue),
+            "value": .string(value), "until": .integer(until), "created_ms": .integer(createdAtMillis),
+            "actor": .string(actor),
+        ]
+        if let issuer { object["issuer"] = .string(issuer) }
+        if let reason { object["reason"] = .string(reason) }
+        if let lifts { object["lifts"] = .string(lifts) }
+        if !batch.isEmpty {
+            object["batch"] = .array(batch.map { .array([.string($0.jti), .integer($0.expiresAt)]) })
+        }
+        return object
+    }
+
+    init(json: JSONValue) throws(RevocationEvent.DecodeError) {
+        guard let id = json["id"]?.stringValue, let op = json["op"]?.stringValue.flatMap(Operation.init(rawValue:)),
+              let kind = json["kind"]?.stringValue.flatMap(Kind.init(rawValue:)), let value = json["value"]?.stringValue,
+              let until = json["until"]?.int64Value, let created = json["created_ms"]?.int64Value,
+              let actor = json["actor"]?.stringValue else {
+            throw .malformed("missing or mistyped field")
+        }
+        var batch: [Token] = []
+        if let items = json["batch"] {
+            guard let array = items.arrayValue else { throw .malformed("batch is not an array") }
+            batch.reserveCapacity(array.count)
+            for item in array {
+                guard let pair = item.arrayValue, pair.count == 2, let jti = pair[0].stringValue, let exp = pair[1].int64Value else {
+                    throw .malformed("batch entries are [jti, exp]")
+                }
+                batch.append(Token(jti: jti, expiresAt: exp))
+            }
+        }
+        func optionalString(_ name: String) throws(RevocationEvent.DecodeError) -> String? {
+            guard let member = json[name] else { return nil }
+            guard let text = member.stringValue else { throw .malformed("\(name) is not a string") }
+            return text
+        }
+        self.init(id: id, operation: op, kind: kind, value: value, issuer: try optionalString("issuer"), until: until,
+                  createdAtMillis: created, actor: actor, reason: try optionalString("reason"), lifts: try optionalString("lifts"),
+                  batch: batch)
+        guard batch.isEmpty || kind == .jti else { throw .malformed("only jti changes carry a batch") }
+        guard (operation == .delete) == (lifts != nil) else { throw .malformed("a delete names the change it lifts, an add does not") }
+    }
+}
