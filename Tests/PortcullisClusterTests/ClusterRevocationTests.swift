@@ -21,7 +21,7 @@ struct ClusterRevocationTests {
             #expect(try cluster.statuses(byJTI) == [200, 200])
 
             let event = try await cluster.revoke(.jti, "jti-1")
-            _ = try await cluster.revoke(.subject, "bob", until: Int64(Date().timeIntervalSince1970) + 1)
+            let subjectCutoff = try await cluster.revoke(.subject, "bob", until: Int64(Date().timeIntervalSince1970) + 1)
             _ = try await cluster.revoke(.client, "leaky-app", until: Int64(Date().timeIntervalSince1970) + 1)
             try await eventually("all revocations applied") { try cluster.statuses(byJTI) == [401, 401] && cluster.statuses(bySubject) == [401, 401] && cluster.statuses(byClient) == [401, 401] }
             // A subject cut-off does not touch tokens issued after it.
@@ -33,7 +33,7 @@ struct ClusterRevocationTests {
             #expect(metrics.contains("reason=\"revoked\""))
 
             // Lifting the subject cut-off lets bob back in.
-            _ = try await cluster.revoke(.subject, "bob", operation: .delete)
+            _ = try await cluster.lift(subjectCutoff)
             try await eventually("cut-off lifted") { try cluster.statuses(bySubject) == [200, 200] }
         }
     }
@@ -150,6 +150,7 @@ struct ClusterRevocationTests {
     @Test("fail closed: with max_staleness, a node cut off from Redis answers 503, and recovers")
     func failClosed() async throws {
         try await withCluster(redisPersistence: true) { cluster in
+            cluster.startBeating()
             try await cluster.startGateway(id: "gw-stale", staleness: "1s")
             let token = try cluster.token()
             #expect(try cluster.statuses(token) == [200])

@@ -25,6 +25,8 @@ final class TestCluster {
     let store: RevocationStore
     let signer: JWTSigner
     var gateways: [GatewayProcess] = []
+    /// The control plane's heartbeat on the revocation head, when a test runs it.
+    var beater: Task<Void, Never>?
     let issuerKeySource: String
     let rateLimit: Int?
 
@@ -80,6 +82,23 @@ final class TestCluster {
         """
     }
 
+    /// Creates the revocation history's first epoch, as a control plane does on its first heartbeat.
+    func createHistory() async throws {
+        try await store.heartbeat()
+    }
+
+    /// Beats the revocation head every 200 ms, as a running control plane does (nodes count
+    /// their state as fresh only after a new beat).
+    func startBeating() {
+        let store = self.store
+        beater = Task {
+            while !Task.isCancelled {
+                _ = try? await store.heartbeat()
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
     @discardableResult
     func startGateway(id: String, waitForReady: Bool = true, staleness: String? = nil) async throws -> GatewayProcess {
         let jwks = self.jwks
@@ -98,15 +117,24 @@ final class TestCluster {
         ])
     }
 
-    func revoke(_ kind: Revocation.Kind, _ value: String, until: Int64? = nil, operation: Revocation.Operation = .add) async throws -> RevocationEvent {
-        try await Self.revoke(store: store, kind, value, until: until, operation: operation)
+    func revoke(_ kind: Revocation.Kind, _ value: String, until: Int64? = nil, issuer: String? = nil) async throws -> RevocationEvent {
+        try await Self.revoke(store: store, kind, value, until: until, issuer: issuer)
+    }
+
+    /// Lifts the cut-off `event` set.
+    func lift(_ event: RevocationEvent) async throws -> RevocationEvent {
+        let now = Int64(Date().timeIntervalSince1970)
+        let original = event.revocation
+        return try await store.write(Revocation(
+            id: "rev_" + UUID().uuidString.prefix(12).lowercased(), operation: .delete, kind: original.kind, value: original.value,
+            issuer: original.issuer, until: now, createdAtMillis: now * 1000, actor: "test", reason: nil, lifts: original.id))
     }
 
     static func revoke(store: RevocationStore, _ kind: Revocation.Kind, _ value: String, until: Int64? = nil,
-                       operation: Revocation.Operation = .add) async throws -> RevocationEvent {
+                       issuer: String? = nil) async throws -> RevocationEvent {
         let now = Int64(Date().timeIntervalSince1970)
         return try await store.write(Revocation(
-            id: "rev_" + UUID().uuidString.prefix(12).lowercased(), operation: operation, kind: kind, value: value, issuer: nil,
+            id: "rev_" + UUID().uuidString.prefix(12).lowercased(), operation: .add, kind: kind, value: value, issuer: issuer,
             until: until ?? (kind == .jti ? now + 600 : now + 1), createdAtMillis: now * 1000, actor: "test", reason: nil))
     }
 
@@ -121,6 +149,8 @@ final class TestCluster {
     }
 
     func shutdown() async {
+        beater?.cancel()
+        await beater?.value
         for gateway in gateways { await gateway.stop() }
         await client.close()
         await upstream.stop()
@@ -133,6 +163,7 @@ final class TestCluster {
 func withCluster(redisPersistence: Bool = false, clusterKeys: Bool = false, rateLimit: Int? = nil,
                  _ body: (TestCluster) async throws -> Void) async throws {
     let cluster = try await TestCluster(redisPersistence: redisPersistence, clusterKeys: clusterKeys, rateLimit: rateLimit)
+    try await cluster.createHistory()
     try await withCleanup(cluster, { await $0.shutdown() }, body)
 }
 

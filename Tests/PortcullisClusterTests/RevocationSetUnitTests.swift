@@ -16,9 +16,9 @@ struct RevocationSetUnitTests {
     }
 
     static func revocation(_ kind: Revocation.Kind, _ value: String, until: Int64, issuer: String? = nil,
-                           operation: Revocation.Operation = .add) -> Revocation {
-        Revocation(id: UUID().uuidString, operation: operation, kind: kind, value: value, issuer: issuer, until: until,
-                   createdAtMillis: now * 1000, actor: "test", reason: nil)
+                           operation: Revocation.Operation = .add, id: String = UUID().uuidString, lifts: String? = nil) -> Revocation {
+        Revocation(id: id, operation: operation, kind: kind, value: value, issuer: issuer, until: until,
+                   createdAtMillis: now * 1000, actor: "test", reason: nil, lifts: lifts)
     }
 
     static func isRevoked(_ set: RevocationSet, _ token: VerifiedToken) -> Bool {
@@ -56,16 +56,44 @@ struct RevocationSetUnitTests {
         #expect(!(0..<5000).contains { Self.isRevoked(set, Self.token(jti: "other-\($0)")) })
     }
 
-    @Test("a subject cut-off revokes tokens issued before it (and tokens without iat), not after; delete lifts it")
+    @Test("a subject cut-off revokes tokens issued before it (and tokens without iat), not after; a delete naming it lifts it")
     func subjectCutoff() {
         let set = RevocationSet()
-        set.apply(Self.revocation(.subject, "alice", until: Self.now), now: Self.now)
+        let add = Self.revocation(.subject, "alice", until: Self.now)
+        set.apply(add, now: Self.now)
         #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
         #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: nil)))
         #expect(!Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now)))
         #expect(!Self.isRevoked(set, Self.token(subject: "bob", issuedAt: Self.now - 1)))
-        set.apply(Self.revocation(.subject, "alice", until: Self.now, operation: .delete), now: Self.now)
+        // A delete naming another change lifts nothing.
+        set.apply(Self.revocation(.subject, "alice", until: Self.now, operation: .delete, lifts: "rev_other"), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
+        set.apply(Self.revocation(.subject, "alice", until: Self.now, operation: .delete, lifts: add.id), now: Self.now)
         #expect(!Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
+    }
+
+    @Test("replaying an old signed lift does not lift a later cut-off of the same subject, and a lifted cut-off cannot come back")
+    func liftReplay() {
+        let set = RevocationSet()
+        let first = Self.revocation(.subject, "alice", until: Self.now - 100)
+        let lift = Self.revocation(.subject, "alice", until: Self.now, operation: .delete, lifts: first.id)
+        let second = Self.revocation(.subject, "alice", until: Self.now)
+        set.apply(first, now: Self.now)
+        set.apply(lift, now: Self.now)
+        set.apply(second, now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
+        // The attack: the old lift again (and the old add and lift in any order).
+        set.apply(lift, now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
+        set.apply(first, now: Self.now)
+        #expect(set.counts.subjects == 1)
+        // Two cut-offs of one subject: lifting the later one leaves the earlier in force.
+        let later = Self.revocation(.subject, "alice", until: Self.now + 50)
+        set.apply(later, now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now + 10)))
+        set.apply(Self.revocation(.subject, "alice", until: Self.now, operation: .delete, lifts: later.id), now: Self.now)
+        #expect(!Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now + 10)))
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
     }
 
     @Test("an issuer-scoped client cut-off applies to that issuer only")

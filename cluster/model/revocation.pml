@@ -120,8 +120,8 @@ hidden byte tk;
 hidden byte tc;
 hidden byte tr;
 hidden byte th;
-hidden bool thole;
-hidden bool tgo;
+hidden byte thole;
+hidden byte tgo;
 
 /* ---------------- verification rules ---------------- */
 
@@ -149,8 +149,8 @@ hidden bool tgo;
 /* Never-forget: a node holds every id whose add it applied and whose delete it did not. */
 #define KEEPS(n) ((nSet[n] & nGhost[n]) == nGhost[n])
 
-hidden bool acked_revocation_is_enforced = 1;
-hidden bool node_never_forgets = 1;
+hidden byte acked_revocation_is_enforced = 1;
+hidden byte node_never_forgets = 1;
 
 active proctype check_acked_enforced() {
 end:
@@ -192,7 +192,10 @@ inline apply(n, r) {
   :: ev_op[r] == ADD -> nSet[n] = nSet[n] | ev_id[r]; nGhost[n] = nGhost[n] | ev_id[r]
   :: else -> nSet[n] = nSet[n] & (3 - ev_id[r]); nGhost[n] = nGhost[n] & (3 - ev_id[r])
   fi;
-  ackEv[n * 2 + nInc[n]] = ackEv[n * 2 + nInc[n]] | (1 << r)
+#ifdef ACKEVENT
+  ackEv[n * 2 + nInc[n]] = ackEv[n * 2 + nInc[n]] | (1 << r);
+#endif
+  skip
 }
 
 /* The node's signed ack (node id incl. incarnation, epoch, applied seq). */
@@ -219,8 +222,8 @@ end:
        printf("CP: head missing, new epoch %d\n", nep) }
 
   /* RevocationStore.write, client side: read the head, sign event (E, s+1) and head (E, s+1, F). */
-  :: atomic { wph == 0 && op < 3 && head != 0 && hd_s[head] < MAXSEQ && ne < NEV && nh < NHD
-              && MAY_SIGN(hd_e[head], hd_s[head] + 1, op) ->
+  :: atomic { wph == 0 && op < 3 && head != 0 && hd_s[head] < MAXSEQ && ne < NEV && nh < NHD &&
+              MAY_SIGN(hd_e[head], hd_s[head] + 1, op) ->
        wrh = head;
        sign_event(hd_e[wrh], hd_s[wrh] + 1, OPKIND(op), OPID(op), wpe);
        sign_head(hd_e[wrh], hd_s[wrh] + 1, hd_f[wrh], wnh);

@@ -82,14 +82,12 @@ public struct NodeRecord: Sendable, Equatable {
         case malformed
         case badMAC
         case expired(ageMillis: Int64)
-        case badAck(String)
 
         var description: String {
             switch self {
             case .malformed: "malformed node record"
             case .badMAC: "node record MAC does not verify (not written by a node holding the cluster secret)"
             case .expired(let age): "node record's signed heartbeat is \(age) ms old (a dead node's record kept alive)"
-            case .badAck(let why): "node record's acknowledgement: \(why)"
             }
         }
     }
@@ -114,18 +112,18 @@ public struct NodeRecord: Sendable, Equatable {
         guard signed.allSatisfy({ map[$0.0] == $0.1 }), mac.verify(macText, Self.macFields(signed)) else { throw .badMAC }
         let age = nowMillis - heartbeat
         guard age <= interval * 3 + slackMillis else { throw .expired(ageMillis: age) }
+        // A forged acknowledgement in a genuine record: the node stays live, confirming nothing.
         if let text = map["ack"] {
-            do {
-                let ack = try NodeAck.decode(text, mac: mac)
-                guard ack.node == id else { throw RecordError.badAck("signed for node '\(ack.node)'") }
-                self.ack = ack
-            } catch let error as RecordError {
-                throw error
-            } catch {
-                throw .badAck("\(error)")
+            switch Result(catching: { () throws(NodeAck.DecodeError) in try NodeAck.decode(text, mac: mac) }) {
+            case .success(let ack) where ack.node == id: self.ack = ack
+            case .success(let ack): ackRejection = "acknowledgement signed for node '\(ack.node)'"
+            case .failure(let error): ackRejection = "\(error)"
             }
         }
     }
+
+    /// Why the stored acknowledgement was not accepted (set only by the reading initialiser).
+    public private(set) var ackRejection: String?
 }
 
 /// Reads and writes node records, signing what it writes and checking what it reads.
@@ -174,6 +172,7 @@ public struct Membership: Sendable {
             }
             do {
                 let record = try NodeRecord(hash: hash, id: id, mac: mac, nowMillis: now)
+                if let rejection = record.ackRejection { alarm.report(key: keys.node(id), rejection) }
                 if role == nil || record.role == role { live.append(record) }
             } catch {
                 alarm.report(key: keys.node(id), "\(error)")

@@ -206,6 +206,11 @@ actor RevocationSync {
             let before = applied
             if head.sequence > applied {
                 try await catchUp(through: head.sequence)
+            } else if head.sequence > head.floor, try await reader.entry(at: head.sequence) == nil {
+                // Nothing to apply, but the head's own entry must still be there: a wiped or
+                // rewritten log would hide every revocation from nodes that start later.
+                reader.alarm.report(key: keys.revocationLog, "the entry for the head's sequence \(head.sequence) is missing or does not verify")
+                return
             }
             confirm(head)
             if applied > before { await acknowledge(latencyMicros: nil) }

@@ -1,0 +1,221 @@
+import Foundation
+@testable import PortcullisCluster
+import PortcullisJOSE
+import PortcullisRedis
+import PortcullisTestSupport
+import Testing
+
+/// The attacker here can write anything to Redis but does not hold the cluster secret. Each test
+/// performs one attack against real gateway processes and asserts that no revoked token passes
+/// on any node, and that the nodes report the tampering (counter and an error line naming the key).
+@Suite("Redis writer without the cluster secret", .serialized)
+struct RedisTamperingTests {
+    /// Revokes 5 jtis, a subject and a client, and waits until every gateway refuses them all.
+    static func revokeAndApply(_ cluster: TestCluster) async throws -> [String] {
+        var tokens: [String] = []
+        for index in 0..<5 {
+            let jti = "victim-\(index)-\(UUID().uuidString)"
+            tokens.append(try cluster.token(jti: jti))
+            _ = try await cluster.revoke(.jti, jti)
+        }
+        tokens.append(try cluster.token(sub: "mallory"))
+        _ = try await cluster.revoke(.subject, "mallory", until: Int64(Date().timeIntervalSince1970) + 1)
+        tokens.append(try cluster.token(clientID: "leaked-client"))
+        _ = try await cluster.revoke(.client, "leaked-client", until: Int64(Date().timeIntervalSince1970) + 1)
+        try await eventually("every node refuses every revoked token") {
+            try tokens.allSatisfy { try cluster.statuses($0).allSatisfy { $0 == 401 } }
+        }
+        return tokens
+    }
+
+    /// Holds for `seconds`: every node keeps refusing every token (several check intervals pass).
+    static func expectStillRevoked(_ cluster: TestCluster, _ tokens: [String], seconds: Int = 2) async throws {
+        for _ in 0..<(seconds * 4) {
+            for token in tokens {
+                let statuses = try cluster.statuses(token)
+                #expect(statuses.allSatisfy { $0 == 401 }, "a revoked token passed: \(statuses)")
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    /// Every gateway counted tampering on `key` and logged a line naming it.
+    static func expectReported(_ cluster: TestCluster, key: String) async throws {
+        try await eventually("every node reported tampering on \(key)") {
+            try cluster.gateways.allSatisfy { gateway in
+                let counted = try gateway.metrics().split(separator: "\n").contains {
+                    $0.hasPrefix("portcullis_cluster_tampering_total{key=\"\(TamperingAlarm.family(key))\"}")
+                }
+                return counted && gateway.process.output.contains("Redis tampering") && gateway.process.output.contains("portcullis:" + key)
+            }
+        }
+    }
+
+    @Test("the reported attack: wiping the log and forging rev:trimmed and rev:seq, twice, makes no node forget")
+    func wipeAndForgeCounters() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            try await cluster.startGateway(id: "gw-3")
+            let tokens = try await Self.revokeAndApply(cluster)
+            for _ in 0..<2 {
+                for command: [RedisArgument] in [
+                    ["DEL", "portcullis:rev:log"], ["DEL", "portcullis:rev:jti"], ["SET", "portcullis:rev:trimmed", "9000000000000000000"],
+                    ["INCR", "portcullis:rev:seq"], ["DEL", "portcullis:rev:sub"], ["DEL", "portcullis:rev:client"],
+                ] { _ = try await cluster.client.send(command) }
+                try await Self.expectStillRevoked(cluster, tokens, seconds: 1)
+            }
+            try await Self.expectReported(cluster, key: "rev:log")
+            // New revocations still reach every node after the wipe.
+            let later = try cluster.token(jti: "after-wipe")
+            _ = try await cluster.revoke(.jti, "after-wipe")
+            try await eventually("a revocation after the wipe applied everywhere") { try cluster.statuses(later) == [401, 401, 401] }
+            try await Self.expectStillRevoked(cluster, tokens, seconds: 1)
+        }
+    }
+
+    @Test("a forged, rolled-back or deleted head, and a forged epoch, make no node forget; the head is reported")
+    func forgedHead() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let oldHead = try #require(try await cluster.store.head())
+            let tokens = try await Self.revokeAndApply(cluster)
+            // Garbage, an old signed head (rollback), a head "from the future" without a MAC.
+            _ = try await cluster.client.send("SET", "portcullis:rev:head", "head2 9999999999999-0000000000000000 99999 0 99999 forged")
+            try await Self.expectStillRevoked(cluster, tokens, seconds: 1)
+            try await Self.expectReported(cluster, key: "rev:head")
+            _ = try await cluster.client.send("SET", "portcullis:rev:head", RedisArgument(oldHead.wireText))
+            _ = try await cluster.client.send("SET", "portcullis:rev:epoch", "forged-epoch")
+            try await Self.expectStillRevoked(cluster, tokens, seconds: 1)
+            #expect(cluster.gateways.allSatisfy { $0.process.output.contains("the head went back") })
+            _ = try await cluster.client.send("DEL", "portcullis:rev:head")
+            try await Self.expectStillRevoked(cluster, tokens, seconds: 1)
+            // The control plane answers a head it cannot continue with a new epoch; nodes merge into it.
+            _ = try await cluster.client.send("SET", "portcullis:rev:head", "garbage")
+            let later = try cluster.token(jti: "new-epoch")
+            _ = try await cluster.revoke(.jti, "new-epoch")
+            try await eventually("nodes followed the new epoch") { try cluster.statuses(later) == [401, 401] }
+            try await Self.expectStillRevoked(cluster, tokens, seconds: 1)
+        }
+    }
+
+    @Test("rewritten log entries (unsigned, or signed ones moved to another sequence) are refused and reported")
+    func rewrittenEntries() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let tokens = try await Self.revokeAndApply(cluster)
+            let head = try #require(try await cluster.store.head())
+            // A lift without a MAC, placed where the next change goes, and announced.
+            let forged = "\(head.sequence + 1) 0 {\"id\":\"rev_x\",\"op\":\"delete\",\"kind\":\"subject\",\"value\":\"mallory\",\"until\":0,\"created_ms\":0,\"actor\":\"x\",\"lifts\":\"rev_any\",\"epoch\":\"\(head.epoch)\",\"mac\":\"AAAA\"}"
+            _ = try await cluster.client.send("ZADD", "portcullis:rev:log", RedisArgument(head.sequence + 1), RedisArgument(forged))
+            _ = try await cluster.client.send("PUBLISH", "portcullis:rev:events", RedisArgument(forged))
+            // A real signed entry (the first jti) moved to another score.
+            let first = try #require(try await cluster.store.list(kind: .jti, limit: 1).first)
+            _ = try await cluster.client.send("ZADD", "portcullis:rev:log", RedisArgument(head.sequence + 2), RedisArgument(first.wireText))
+            try await Self.expectStillRevoked(cluster, tokens)
+            try await Self.expectReported(cluster, key: "rev:events")
+            #expect(cluster.gateways.allSatisfy { $0.process.output.contains("MAC does not verify") })
+        }
+    }
+
+    @Test("an old signed lift replayed under a new sequence does not lift a later cut-off of the same subject")
+    func replayedLift() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let first = try await cluster.revoke(.subject, "erin", until: Int64(Date().timeIntervalSince1970) - 60)
+            let lift = try await cluster.lift(first)
+            _ = try await cluster.revoke(.subject, "erin", until: Int64(Date().timeIntervalSince1970) + 1)
+            let token = try cluster.token(sub: "erin")
+            try await eventually("the later cut-off applied") { try cluster.statuses(token) == [401, 401] }
+            // The attack: the signed lift re-published and re-logged under the next sequence number,
+            // and also as it was (its own, old sequence).
+            let head = try #require(try await cluster.store.head())
+            var moved = lift
+            moved.sequence = head.sequence + 1
+            _ = try await cluster.client.send("ZADD", "portcullis:rev:log", RedisArgument(moved.sequence), RedisArgument(moved.wireText))
+            _ = try await cluster.client.send("PUBLISH", "portcullis:rev:events", RedisArgument(moved.wireText))
+            _ = try await cluster.client.send("PUBLISH", "portcullis:rev:events", RedisArgument(lift.wireText))
+            try await Self.expectStillRevoked(cluster, [token])
+            try await Self.expectReported(cluster, key: "rev:events")
+        }
+    }
+
+    @Test("a key revocation limited to one issuer leaves other issuers' tokens with that kid alone, on the gateway too")
+    func keyRevocationScope() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            let token = try cluster.token()
+            _ = try await cluster.revoke(.key, "k1", until: Int64(Date().timeIntervalSince1970), issuer: "https://another-issuer.test")
+            let marker = try cluster.token(jti: "marker")
+            _ = try await cluster.revoke(.jti, "marker")
+            try await eventually("applied") { try cluster.statuses(marker) == [401] }
+            #expect(try cluster.statuses(token) == [200])
+            _ = try await cluster.revoke(.key, "k1", until: Int64(Date().timeIntervalSince1970), issuer: TestCluster.issuer)
+            try await eventually("the issuer's own key revocation applies") { try cluster.statuses(token) == [401] }
+        }
+    }
+
+    @Test("a node started before the cluster's first revocation follows the new history without an error")
+    func firstHistory() async throws {
+        let cluster = try await TestCluster()
+        try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
+            let gateway = try await cluster.startGateway(id: "gw-early")
+            let token = try cluster.token(jti: "first")
+            _ = try await cluster.revoke(.jti, "first")
+            try await eventually("the first revocation applied") { try cluster.statuses(token) == [401] }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(!gateway.process.output.contains("history changed"))
+            #expect(!gateway.process.output.contains("error"))
+        }
+    }
+}
+
+@Suite("key sets from a Redis writer without the cluster secret", .serialized)
+struct KeySetTamperingTests {
+    static func jwks(_ signers: [JWTSigner]) -> String {
+        JSONWriter.serialize(["keys": .array(signers.map { $0.key.publicJWK(keyID: $0.keyID) })])
+    }
+
+    @Test("another issuer's valid record placed in this issuer's slot is refused and reported")
+    func swappedIssuers() async throws {
+        try await withCluster(clusterKeys: true) { cluster in
+            let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: Self.jwks([cluster.signer]))
+            let gateway = try await cluster.startGateway(id: "gw-keys")
+            let attackerKey = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "attacker")
+            // A genuine, signed record — of another issuer whose keys the attacker controls.
+            try await publisher.publish(issuer: "https://other-issuer.test", jwks: Self.jwks([attackerKey]))
+            let other = (try await cluster.client.send("HGETALL", RedisArgument(cluster.keys.keySet("https://other-issuer.test"))).array ?? [])
+            _ = try await cluster.client.send(["HSET", RedisArgument(cluster.keys.keySet(TestCluster.issuer))] + other.compactMap(\.string).map { RedisArgument($0) })
+            _ = try await cluster.client.send("PUBLISH", RedisArgument(cluster.keys.keySetChannel), RedisArgument("x \(TestCluster.issuer)"))
+            try await eventually("reported") { gateway.process.output.contains("found in another issuer's slot") }
+            #expect(try cluster.statuses(try cluster.token(signer: attackerKey)) == [401])
+            #expect(try cluster.statuses(try cluster.token()) == [200])
+            #expect(try gateway.metrics().contains("portcullis_cluster_tampering_total{key=\"keys:set:*\"}"))
+        }
+    }
+
+    @Test("a key set rolled back to an older signed record is refused and reported")
+    func rolledBack() async throws {
+        try await withCluster(clusterKeys: true) { cluster in
+            let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
+            let keyA = cluster.signer
+            let keyB = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: Self.jwks([keyA]))
+            let old = (try await cluster.client.send("HGETALL", RedisArgument(cluster.keys.keySet(TestCluster.issuer))).array ?? [])
+            let gateway = try await cluster.startGateway(id: "gw-keys")
+            // Key A is compromised: the control plane publishes B only.
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: Self.jwks([keyB]))
+            try await eventually("A retired") { try cluster.statuses(try cluster.token(signer: keyA)) == [401] }
+            // The attack: the old signed record, with A, back in place.
+            _ = try await cluster.client.send(["HSET", RedisArgument(cluster.keys.keySet(TestCluster.issuer))] + old.compactMap(\.string).map { RedisArgument($0) })
+            _ = try await cluster.client.send("PUBLISH", RedisArgument(cluster.keys.keySetChannel), RedisArgument("x \(TestCluster.issuer)"))
+            try await eventually("reported") { gateway.process.output.contains("rolled back to serial") }
+            #expect(try cluster.statuses(try cluster.token(signer: keyA)) == [401])
+            #expect(try cluster.statuses(try cluster.token(signer: keyB)) == [200])
+        }
+    }
+}
