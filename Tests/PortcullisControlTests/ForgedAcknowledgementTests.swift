@@ -13,7 +13,7 @@ import Testing
 struct ForgedAcknowledgementTests {
     @Test("a forged acknowledgement for a paused gateway is not counted by wait, and is reported as tampering")
     func forgedAckDuringWait() async throws {
-        let cluster = try await ControlCluster(authorizationServer: false)
+        let cluster = try await ControlCluster()
         try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
             try await cluster.startGateway(id: "gw-live")
             let paused = try await cluster.startGateway(id: "gw-paused")
