@@ -14,7 +14,7 @@ struct AdminCommand: AsyncParsableCommand {
         """,
         version: PortcullisVersion.current,
         subcommands: [
-            AdminRevoke.self, AdminUnrevoke.self, AdminRevocations.self, AdminNodes.self, AdminKeys.self,
+            AdminRevoke.self, AdminRevokeBatch.self, AdminUnrevoke.self, AdminRevocations.self, AdminNodes.self, AdminKeys.self,
             AdminRefreshKeys.self, AdminRotate.self, AdminRetireKey.self, AdminStatus.self, AdminRateLimits.self, AdminAudit.self,
         ]
     )

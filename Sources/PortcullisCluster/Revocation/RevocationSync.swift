@@ -29,6 +29,8 @@ actor RevocationSync {
     private let nodeID: String?
     private let logger: Logger
     private let propagation: Timer
+    /// Gateways only: the control plane's follower exports no node metrics.
+    private let appliedGauge: Gauge?
 
     /// Highest sequence applied in `epoch`; -1 until the first sync.
     private(set) var applied: Int64 = -1
@@ -53,6 +55,7 @@ actor RevocationSync {
         self.logger = logger
         reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: alarm)
         propagation = Timer(label: "portcullis_revocation_propagation_seconds", preferredDisplayUnit: .seconds)
+        appliedGauge = nodeID == nil ? nil : Gauge(label: "portcullis_revocation_applied_sequence")
     }
 
     /// True once a full sync completed (readiness).
@@ -179,7 +182,7 @@ actor RevocationSync {
         }
         guard applied > before else { return }
         let latency = latencyMicros(last)
-        if last.sequence <= applied { propagation.recordMicroseconds(latency) }
+        if last.sequence <= applied, nodeID != nil { propagation.recordMicroseconds(latency) }
         await acknowledge(latencyMicros: last.sequence == applied ? latency : nil)
     }
 
@@ -227,6 +230,7 @@ actor RevocationSync {
     private func setApplied(_ sequence: Int64) {
         applied = sequence
         appliedMirror.store(sequence, ordering: .relaxed)
+        appliedGauge?.record(sequence)
     }
 
     private func latencyMicros(_ event: RevocationEvent) -> Int64 {

@@ -72,6 +72,9 @@ public struct Revocation: Sendable, Equatable {
         [Token(jti: value, expiresAt: until)] + batch
     }
 
+    /// How many revocations this change holds (a jti batch holds several).
+    public var count: Int { 1 + batch.count }
+
     /// The latest `exp` among the tokens of a jti change.
     var latestExpiry: Int64 {
         batch.reduce(until) { max($0, $1.expiresAt) }

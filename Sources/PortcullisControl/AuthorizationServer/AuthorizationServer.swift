@@ -144,7 +144,7 @@ final class AuthorizationServer: Sendable {
             }
             await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.refresh_reuse", target: family, from: peer,
                                               outcome: "family_revoked", status: 400,
-                                              details: ["revoked_access_tokens": String(events.count)]))
+                                              details: ["revoked_access_tokens": String(events.reduce(0) { $0 + $1.revocation.count })]))
             throw APIError(.badRequest, "invalid_grant", "refresh token already used: the whole token family has been revoked")
         case .invalid(let reason):
             throw APIError(.badRequest, "invalid_grant", reason)
@@ -184,7 +184,7 @@ final class AuthorizationServer: Sendable {
                     }
                     await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "family:" + grant.family,
                                                       from: peer, outcome: "ok", status: 200,
-                                                      details: ["revoked_access_tokens": String(events.count)]))
+                                                      details: ["revoked_access_tokens": String(events.reduce(0) { $0 + $1.revocation.count })]))
                     return Self.emptyOK()
                 }
             }

@@ -88,6 +88,8 @@ struct RevocationService: Sendable {
             "written_at_us": .integer(event.writtenAtMicros),
             "actor": .string(revocation.actor),
             "reason": revocation.reason.map(JSONValue.string) ?? .null,
+            "lifts": revocation.lifts.map(JSONValue.string) ?? .null,
+            "count": .integer(Int64(revocation.count)),
         ]
     }
 }
