@@ -47,12 +47,12 @@ struct MassRevocationTests {
             try "# compromised in incident 42\njti cli-1\n{\"kind\":\"subject\",\"value\":\"cli-user\"}\n\njti cli-2\n"
                 .write(toFile: file, atomically: true, encoding: .utf8)
             let cli = try runCommand(PortcullisBinary.path, ["admin", "revoke-batch", "--file", file, "--wait",
-                                                             "--url", "http://127.0.0.1:\(cluster.control.adminPort)",
+                                                             "--endpoint", "http://127.0.0.1:\(cluster.control.adminPort)",
                                                              "--token", ControlCluster.adminToken])
             #expect(cli.status == 0, "\(cli.stdout) \(cli.stderr)")
             #expect(cli.stdout.contains("revoked 3 in 2 changes"))
             let broken = try runCommand(PortcullisBinary.path, ["admin", "revoke-batch", "--file", "-",
-                                                                "--url", "http://127.0.0.1:\(cluster.control.adminPort)",
+                                                                "--endpoint", "http://127.0.0.1:\(cluster.control.adminPort)",
                                                                 "--token", ControlCluster.adminToken], stdin: "jti ok\nnonsense\n")
             #expect(broken.status != 0)
             #expect(broken.stderr.contains("standard input:2"))
