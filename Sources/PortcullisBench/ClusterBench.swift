@@ -23,6 +23,8 @@ struct ClusterBench: AsyncParsableCommand {
     @Option(help: "Rate limit (requests per second, cluster-wide).") var limit = 200
     @Option(help: "Seconds of load for each rate-limit phase.") var seconds = 30
     @Option(help: "Write raw propagation samples (ms, one per line per node) to this file.") var samples: String?
+    @Option(help: "Other revocations per second written (16 concurrent writers) while propagation is timed.") var backgroundWrites = 0
+    @Flag(help: "Only the propagation phase.") var propagationOnly = false
 
     func run() async throws {
         if ProcessInfo.processInfo.environment["PORTCULLIS_BIN"] == nil {
@@ -30,6 +32,7 @@ struct ClusterBench: AsyncParsableCommand {
         }
         try await withCleanup(try await BenchCluster.start(nodes: nodes, limit: limit), { await $0.stop() }) { cluster in
             try await propagation(cluster)
+            if propagationOnly { return }
             try await accuracy(cluster)
             try await uneven(cluster)
             try await throughput(cluster)
@@ -39,35 +42,70 @@ struct ClusterBench: AsyncParsableCommand {
     // MARK: 1. Propagation under load
 
     func propagation(_ cluster: BenchCluster) async throws {
-        print("== revocation propagation: \(revocations) revocations every \(revocationInterval) ms, under load on every node ==")
+        print("== revocation propagation: \(revocations) revocations every \(revocationInterval) ms, under load on every node"
+              + (backgroundWrites > 0 ? ", while \(backgroundWrites) other revocations/s are written ==" : " =="))
+        // Every node's signed acknowledgements, as the control plane sees them: a node acknowledges
+        // the last change of each message it applies, with that message's write-to-applied time
+        // (all changes of one message were written by one script, at one Redis time).
+        let acks = AckCollector()
+        let subscriber = RedisSubscriber(configuration: try RedisConfiguration(url: cluster.redis.url), eventLoopGroup: cluster.group,
+                                         logger: Logger(label: "bench"))
+        let mac = cluster.mac
+        let listener = Task {
+            for await event in subscriber.events(channels: [ClusterKeys(prefix: "portcullis:").ackChannel], patterns: []) {
+                if case .message(_, let payload) = event, let ack = try? NodeAck.decode(String(decoding: payload, as: UTF8.self), mac: mac) {
+                    acks.add(ack)
+                }
+            }
+        }
         let load = cluster.gateways.map { gateway in
             Wrk.start(port: gateway.port, path: "/api/load", token: cluster.validToken, seconds: revocations * revocationInterval / 1000 + 8, connections: 16)
         }
         try await Task.sleep(for: .seconds(2))
+        let written = BackgroundCounter()
+        let writers = (0..<(backgroundWrites > 0 ? 16 : 0)).map { writer in
+            Task {
+                let pause = Duration.seconds(16.0 / Double(backgroundWrites))
+                while !Task.isCancelled {
+                    if (try? await cluster.revoke("background-\(writer)-\(UUID().uuidString)")) != nil { written.increment() }
+                    try? await Task.sleep(for: pause)
+                }
+            }
+        }
+        let started = ContinuousClock.now
         var toAll: [Double] = []
         var perNode: [String: [Double]] = [:]
         for index in 0..<revocations {
             let event = try await cluster.revoke("bench-\(index)-\(UUID().uuidString)")
             let deadline = ContinuousClock.now + .seconds(5)
-            var acks: [String: Int64] = [:]
+            var found: [String: Int64?] = [:]
             while ContinuousClock.now < deadline {
-                acks = try await cluster.store.acknowledgements(sequence: event.sequence, epoch: event.epoch).compactMapValues(\.latencyMicros)
-                if acks.count >= cluster.gateways.count { break }
-                try await Task.sleep(for: .milliseconds(2))
+                found = acks.first(atOrAfter: event.sequence, epoch: event.epoch)
+                if found.count >= cluster.gateways.count { break }
+                try await Task.sleep(for: .milliseconds(1))
             }
-            guard acks.count >= cluster.gateways.count else {
-                print("  revocation \(event.sequence): only \(acks.count) nodes acknowledged within 5 s")
+            let latencies = found.compactMapValues { $0 }
+            guard latencies.count >= cluster.gateways.count else {
+                print("  revocation \(event.sequence): only \(latencies.count) nodes acknowledged it live within 5 s")
                 continue
             }
-            for (node, micros) in acks { perNode[node, default: []].append(Double(micros) / 1000) }
-            toAll.append(Double(acks.values.max() ?? 0) / 1000)
+            for (node, micros) in latencies { perNode[node, default: []].append(Double(micros) / 1000) }
+            toAll.append(Double(latencies.values.max() ?? 0) / 1000)
             try await Task.sleep(for: .milliseconds(revocationInterval))
         }
+        let elapsed = (ContinuousClock.now - started).seconds
+        for writer in writers { writer.cancel() }
+        for writer in writers { await writer.value }
+        listener.cancel()
+        await subscriber.close()
         let results = load.map { $0.wait() }
         print(String(format: "  to all %d nodes: p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  (n=%d)",
                      cluster.gateways.count, percentile(toAll, 50), percentile(toAll, 90), percentile(toAll, 99), toAll.max() ?? 0, toAll.count))
         for (node, values) in perNode.sorted(by: { $0.key < $1.key }) {
             print(String(format: "  %@: p50 %.3f ms  p99 %.3f ms", node, percentile(values, 50), percentile(values, 99)))
+        }
+        if backgroundWrites > 0 {
+            print(String(format: "  other revocations written meanwhile: %d in %.1f s (%.0f/s)", written.value, elapsed, Double(written.value) / elapsed))
         }
         print(String(format: "  load meanwhile: %.0f req/s across the nodes, %d non-2xx", results.map(\.requestsPerSecond).reduce(0, +), results.map(\.non2xx).reduce(0, +)))
         if let samples {
@@ -137,6 +175,7 @@ struct BenchCluster {
     let client: RedisClient
     let group: MultiThreadedEventLoopGroup
     let validToken: String
+    let mac: ClusterMAC
 
     static func start(nodes: Int, limit: Int) async throws -> BenchCluster {
         let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
@@ -169,13 +208,17 @@ struct BenchCluster {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "bench"))
-        let store = RevocationStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), mac: ClusterMAC(secret: secret, cluster: "portcullis:"), maxTokenLifetime: .seconds(3600))
+        let mac = ClusterMAC(secret: secret, cluster: "portcullis:")
+        let store = RevocationStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), mac: mac, maxTokenLifetime: .seconds(3600))
         let now = Int64(Date().timeIntervalSince1970)
         let token = try signer.sign(claims: ["iss": "https://bench.issuer", "aud": "bench", "sub": "bench-user", "jti": "bench-token",
                                              "iat": .integer(now), "exp": .integer(now + 3600)])
         // Let membership settle so rate-limit shares know every node.
         try await Task.sleep(for: .seconds(2))
-        return BenchCluster(redis: redis, upstream: upstream, gateways: gateways, store: store, client: client, group: group, validToken: token)
+        // The control plane beats the revocation head; the bench plays it (nodes confirm freshness on beats).
+        _ = try await store.heartbeat()
+        return BenchCluster(redis: redis, upstream: upstream, gateways: gateways, store: store, client: client, group: group,
+                            validToken: token, mac: mac)
     }
 
     func revoke(_ jti: String) async throws -> RevocationEvent {
@@ -283,4 +326,28 @@ final class PacedLoad: Sendable {
             usleep(50_000)
         }
     }
+}
+
+/// Signed acknowledgements by node, in arrival order.
+final class AckCollector: Sendable {
+    private let acks = Mutex<[String: [NodeAck]]>([:])
+
+    func add(_ ack: NodeAck) {
+        acks.withLock { $0[ack.node, default: []].append(ack) }
+    }
+
+    /// Per node, the latency of its first acknowledgement covering `sequence` (nil: applied by a catch-up).
+    func first(atOrAfter sequence: Int64, epoch: RevocationEpoch) -> [String: Int64?] {
+        acks.withLock { all in
+            all.compactMapValues { list in
+                list.first { $0.epoch == epoch && $0.sequence >= sequence }.map { $0.latencyMicros }
+            }
+        }
+    }
+}
+
+final class BackgroundCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    func increment() { count.wrappingAdd(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
 }

@@ -131,12 +131,6 @@ public struct ConfigNode: Sendable {
         return false
     }
 
-    /// True for a list.
-    public var isSequence: Bool {
-        if case .sequence = value { return true }
-        return false
-    }
-
     /// The node as a mapping whose keys are checked against `allowed` when it is finished.
     public func mapping() throws -> ConfigMapping {
         switch value {

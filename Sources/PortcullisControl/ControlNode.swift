@@ -71,7 +71,7 @@ public final class ControlNode: Service, Sendable {
         if let asConfig = config.authorizationServer {
             let kek = try KeyEncryptionKey.loadOrCreate(path: asConfig.keyEncryptionKeyFile, logger: logger)
             let verificationKeys = KeySetStore()
-            let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership,
+            let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership, mac: mac, alarm: alarm,
                                       verificationKeys: verificationKeys, metrics: metrics, logger: logger)
             authorizationServer = AuthorizationServer(
                 config: asConfig, ring: ring, refreshTokens: RefreshTokenStore(client: client, keys: keys, ttl: asConfig.refreshTokenTTL),

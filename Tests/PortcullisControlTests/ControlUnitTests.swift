@@ -1,4 +1,5 @@
 import Foundation
+import PortcullisCluster
 import PortcullisJOSE
 @testable import PortcullisControl
 import PortcullisTestSupport
@@ -114,8 +115,16 @@ struct ControlUnitTests {
         var record = SigningKeyRecord(kid: "k1", algorithm: .ES256, state: .active, createdMillis: 5, sealed: "")
         record.sealed = try kek.seal(key.exportPrivate(), context: record.sealContext)
         record.activatedMillis = 6
-        let decoded = try #require(SigningKeyRecord(json: record.json))
+        record.revision = 7
+        let mac = ClusterMAC(secret: [UInt8](repeating: 1, count: 32), cluster: "portcullis:")
+        let json = record.json(issuer: "https://as.example", mac: mac)
+        let decoded = try #require(SigningKeyRecord(json: json, field: "k1", issuer: "https://as.example", mac: mac))
         #expect(decoded == record)
+        // The MAC covers the state, the kid's slot and the issuer.
+        #expect(SigningKeyRecord(json: json.replacingOccurrences(of: "\"active\"", with: "\"retiring\""), field: "k1",
+                                 issuer: "https://as.example", mac: mac) == nil)
+        #expect(SigningKeyRecord(json: json, field: "k2", issuer: "https://as.example", mac: mac) == nil)
+        #expect(SigningKeyRecord(json: json, field: "k1", issuer: "https://other.example", mac: mac) == nil)
         #expect(kek.unseal(decoded.sealed, context: decoded.sealContext) == key.exportPrivate())
         var moved = decoded
         moved.kid = "k2"

@@ -50,6 +50,8 @@ extension ControlPlaneTests {
             let oldKid = try #require(before["active_kid"] as? String)
             let oldToken = try cluster.clientCredentials().access
             #expect(header(of: oldToken)["kid"] as? String == oldKid)
+            // Kept for the rollback attack below: the old key's signed record while it was active.
+            let oldRecord = try cluster.redis.cli("HGET", "portcullis:as:keys", oldKid)
 
             let load = Load()
             load.run(cluster: cluster, oldToken: oldToken)
@@ -96,6 +98,21 @@ extension ControlPlaneTests {
             #expect(audit.contains { $0["action"] as? String == "keys.rotate" && $0["outcome"] as? String == "ok" })
             #expect(audit.contains { $0["action"] as? String == "keys.retire" && $0["outcome"] as? String == "active_key" })
             #expect(try control.metrics().contains(#"portcullis_signing_key_rotations_total{trigger="admin"} 1"#))
+
+            // A Redis writer without the secret: puts the old key back as active (its genuine, older
+            // signed record), and marks the new key retiring by editing its JSON. The control plane
+            // refuses both, reports them, and keeps signing with the new key.
+            let newRecord = try cluster.redis.cli("HGET", "portcullis:as:keys", newKid)
+            _ = try cluster.redis.cli("HSET", "portcullis:as:keys", oldKid, oldRecord)
+            _ = try cluster.redis.cli("HSET", "portcullis:as:keys", newKid, newRecord.replacingOccurrences(of: "\"active\"", with: "\"retiring\""))
+            try await eventually("both refusals reported") {
+                try control.metrics().contains(#"portcullis_cluster_tampering_total{key="as:keys"}"#)
+                    && control.process.output.contains("rolled back to revision") && control.process.output.contains("does not verify")
+            }
+            try await Task.sleep(for: .milliseconds(1200))  // past the ring's one-second refresh
+            let afterAttack = try cluster.clientCredentials().access
+            #expect(header(of: afterAttack)["kid"] as? String == newKid)
+            #expect(try control.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String == newKid)
         }
 
         @Test("the signing key rotates on its schedule, and the new key verifies at the gateway")

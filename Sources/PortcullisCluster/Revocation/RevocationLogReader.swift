@@ -35,21 +35,14 @@ struct RevocationLogReader: Sendable {
         return verified(reply.array ?? [], epoch: epoch)
     }
 
-    /// Every entry of the log, read in pages by rank, verified, in sequence order.
-    func allEntries(epoch: RevocationEpoch?, pageSize: Int = 20_000) async throws -> [RevocationEvent] {
-        var events: [RevocationEvent] = []
-        var start = 0
-        while true {
-            let reply = try await client.send("ZRANGE", RedisArgument(keys.revocationLog), RedisArgument(start),
-                                              RedisArgument(start + pageSize - 1), "WITHSCORES")
-            let items = reply.array ?? []
-            if items.isEmpty { break }
-            events += verified(items, epoch: epoch)
-            if items.count < pageSize * 2 { break }
-            start += pageSize
-        }
-        events.sort { $0.sequence < $1.sequence }
-        return events
+    /// One page of the log by rank (`start`, `count` entries), verified, in sequence order; also
+    /// whether the log may hold more. A full sync reads page by page, so a node never holds more
+    /// than one page of parsed entries (a batch entry carries up to 1 000 tokens).
+    func page(start: Int, count: Int, epoch: RevocationEpoch?) async throws -> (events: [RevocationEvent], more: Bool) {
+        let reply = try await client.send("ZRANGE", RedisArgument(keys.revocationLog), RedisArgument(start),
+                                          RedisArgument(start + count - 1), "WITHSCORES")
+        let items = reply.array ?? []
+        return (verified(items, epoch: epoch).sorted { $0.sequence < $1.sequence }, items.count == count * 2)
     }
 
     /// The entry at `sequence`, if present and valid.

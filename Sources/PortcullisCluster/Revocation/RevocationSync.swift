@@ -58,6 +58,9 @@ actor RevocationSync {
         appliedGauge = nodeID == nil ? nil : Gauge(label: "portcullis_revocation_applied_sequence")
     }
 
+    /// Log entries per page of a full sync (a jti batch entry holds up to 1 000 tokens).
+    static let pageEntries = 100
+
     /// True once a full sync completed (readiness).
     nonisolated var isSynced: Bool { syncedFlag.load(ordering: .relaxed) }
     nonisolated var appliedSequence: Int64 { appliedMirror.load(ordering: .relaxed) }
@@ -92,7 +95,6 @@ actor RevocationSync {
             reader.alarm.report(key: keys.revocationHead, "the head went back to an older epoch (\(head.epoch), this node follows \(epoch))")
             return
         }
-        let events = try await reader.allEntries(epoch: head.epoch)
         if epoch != head.epoch {
             if epoch != nil {
                 logger.error("Redis revocation history changed (data loss, or a different Redis); merging into it, keeping every revocation held",
@@ -102,15 +104,26 @@ actor RevocationSync {
             setApplied(0)
         }
         floor = head.floor
-        set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
-        let reached = contiguousEnd(events, from: applied)
+        // Page by page: everything signed is merged; `reached` follows the pages (which come in
+        // sequence order) up to the first hole above the floor.
+        var reached = applied
+        var loaded = 0
+        var start = 0
+        while true {
+            let (events, more) = try await reader.page(start: start, count: Self.pageEntries, epoch: head.epoch)
+            set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
+            reached = contiguousEnd(events, from: reached)
+            loaded += events.count
+            guard more else { break }
+            start += Self.pageEntries
+        }
         setApplied(max(applied, reached))
         syncedFlag.store(true, ordering: .relaxed)
         confirm(head)
         Counter(label: "portcullis_revocation_resyncs_total", dimensions: [("cause", cause)]).increment()
         let counts = set.counts
         logger.info("revocations synced", metadata: [
-            "cause": "\(cause)", "sequence": "\(applied)", "entries": "\(events.count)", "tokens": "\(counts.tokens)",
+            "cause": "\(cause)", "sequence": "\(applied)", "entries": "\(loaded)", "tokens": "\(counts.tokens)",
             "subjects": "\(counts.subjects)", "clients": "\(counts.clients)", "keys": "\(counts.keys)",
             "duration_ms": "\((ContinuousClock.now - started).wholeMilliseconds)",
         ])
@@ -160,7 +173,7 @@ actor RevocationSync {
             if let epoch, last.epoch.isNewer(than: epoch) {
                 try? await resync(cause: "history_changed")
             } else if epoch != nil {
-                reader.alarm.report(key: keys.revocationChannel, "an event of epoch \(last.epoch) was published in epoch \(epoch)")
+                reader.alarm.report(key: keys.revocationChannel, "an event of epoch \(last.epoch) was published in epoch \(epoch.map(\.text) ?? "-")")
             } else {
                 try? await resync(cause: "history_started")
             }

@@ -59,6 +59,10 @@ actor SigningKeyRing {
     private let kek: KeyEncryptionKey
     private let publisher: KeySetPublisher
     private let membership: Membership
+    private let mac: ClusterMAC
+    private let alarm: TamperingAlarm
+    /// The highest revision seen per kid (`Int64.max` once retired): an older one is a rollback.
+    private var revisions: [String: Int64] = [:]
     private let verificationKeys: KeySetStore
     private let lock: ClusterLock
     private let metrics: ControlMetrics
@@ -71,13 +75,16 @@ actor SigningKeyRing {
     static let retireMargin: Duration = .seconds(120)
 
     init(config: AuthorizationServerConfig, client: RedisClient, keys: ClusterKeys, kek: KeyEncryptionKey,
-         publisher: KeySetPublisher, membership: Membership, verificationKeys: KeySetStore, metrics: ControlMetrics, logger: Logger) {
+         publisher: KeySetPublisher, membership: Membership, mac: ClusterMAC, alarm: TamperingAlarm, verificationKeys: KeySetStore,
+         metrics: ControlMetrics, logger: Logger) {
         self.config = config
         self.client = client
         self.keys = keys
         self.kek = kek
         self.publisher = publisher
         self.membership = membership
+        self.mac = mac
+        self.alarm = alarm
         self.verificationKeys = verificationKeys
         self.lock = ClusterLock(client: client, keys: keys, task: "as-keys")
         self.metrics = metrics
@@ -114,8 +121,18 @@ actor SigningKeyRing {
         let flat = try await client.send("HGETALL", RedisArgument(keys.authorizationServerKeys)).array ?? []
         var next: [String: Loaded] = [:]
         var undecryptable: [String] = []
-        for text in flat.hashFields().values {
-            guard let record = SigningKeyRecord(json: text) else { continue }
+        for (field, text) in flat.hashFields() {
+            guard let record = SigningKeyRecord(json: text, field: field, issuer: config.issuer, mac: mac) else {
+                alarm.report(key: keys.authorizationServerKeys, "signing-key record '\(field)' does not verify (not written by a holder of the cluster secret, or moved from another kid)")
+                if let kept = ring[field], revisions[field] != .max { next[field] = kept }
+                continue
+            }
+            if let highest = revisions[record.kid], record.revision < highest {
+                alarm.report(key: keys.authorizationServerKeys, "signing-key record '\(record.kid)' rolled back to revision \(record.revision) (this control plane saw \(highest == .max ? "it retired" : String(highest)))")
+                if let kept = ring[record.kid], highest != .max { next[record.kid] = kept }
+                continue
+            }
+            revisions[record.kid] = record.revision
             if let existing = ring[record.kid], existing.record.sealed == record.sealed {
                 next[record.kid] = Loaded(record: record, key: existing.key)
                 continue
@@ -232,6 +249,7 @@ actor SigningKeyRing {
             guard let entry = ring[kid] else { throw RingError.unknownKey(kid) }
             if entry.record.state == .active { throw RingError.activeKey(kid) }
             _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
+            revisions[kid] = .max
             try await reload()
             try await publish()
             return entry.record
@@ -316,7 +334,12 @@ actor SigningKeyRing {
 
     private func store(_ records: [SigningKeyRecord]) async throws {
         var command: [RedisArgument] = ["HSET", RedisArgument(keys.authorizationServerKeys)]
-        for record in records { command += [RedisArgument(record.kid), RedisArgument(record.json)] }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for var record in records {
+            record.revision = max(now, (revisions[record.kid] ?? 0) + 1, record.revision + 1)
+            revisions[record.kid] = record.revision
+            command += [RedisArgument(record.kid), RedisArgument(record.json(issuer: config.issuer, mac: mac))]
+        }
         _ = try await client.send(command)
         loadedAt = nil
     }

@@ -20,22 +20,15 @@ import Synchronization
 /// - A fetched document with no usable key counts as a failure: it never replaces a good set.
 ///
 /// Metrics (swift-metrics): `portcullis_jwks_fetch_total{issuer,outcome}` (outcome: `ok`,
-/// `http_error`, `network_error`, `invalid`) and `portcullis_keyset_age_seconds{issuer}`; their
-/// help texts are in ``metricHelp`` for registries that take help text.
+/// `http_error`, `network_error`, `invalid`) and `portcullis_keyset_age_seconds{issuer}` (help
+/// texts: `MetricCatalog`).
 public final class KeySetLoader: Sendable {
-    /// Help text for the loader's metrics, by metric name.
-    public static let metricHelp: [String: String] = [
-        "portcullis_jwks_fetch_total": "JWKS fetches by issuer and outcome (ok, http_error, network_error, invalid).",
-        "portcullis_keyset_age_seconds": "Seconds since the issuer's key set was last loaded successfully.",
-    ]
-
     private struct RemoteState {
         var lastSuccess: ContinuousClock.Instant?
         var nextRefresh: ContinuousClock.Instant
         var inFlight = false
         var lastUnknownKeyIDFetch: ContinuousClock.Instant?
         var negativeKeyIDs: [String: ContinuousClock.Instant] = [:]
-        var fetches = 0
     }
 
     private let issuers: [IssuerConfig]
@@ -56,11 +49,6 @@ public final class KeySetLoader: Sendable {
         for issuer in issuers where issuer.isRemote { remote[issuer.name] = RemoteState(nextRefresh: start) }
         self.state = Mutex(remote)
         store.expectIssuers(issuers.map(\.name))
-    }
-
-    /// Number of remote fetches started for `issuerName` (for tests and diagnostics).
-    public func fetchCount(issuerName: String) -> Int {
-        state.withLock { $0[issuerName]?.fetches ?? 0 }
     }
 
     /// Loads file-based and configured-secret issuers (a failure throws), then tries each remote
@@ -193,7 +181,6 @@ public final class KeySetLoader: Sendable {
             }
             guard claimed else { return false }
         }
-        state.withLock { $0[issuer.name]?.fetches += 1 }
         let outcome: Result<JWKSDownloader.Document, JWKSDownloader.Failure>
         do {
             outcome = .success(try await downloader.download(issuer))
