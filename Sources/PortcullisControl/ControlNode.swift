@@ -54,12 +54,13 @@ public final class ControlNode: Service, Sendable {
         let mac = ClusterMAC(secret: config.cluster.secret, cluster: config.cluster.keyPrefix)
         let alarm = TamperingAlarm(prefix: config.cluster.keyPrefix, logger: logger)
         let metrics = ControlMetrics(registry: registry)
-        let store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: config.cluster.maxTokenLifetime, logger: logger)
-        let revocations = RevocationService(store: store, metrics: metrics, maxTokenLifetime: config.cluster.maxTokenLifetime)
         // The control plane follows the log like a gateway (but acknowledges nothing): introspection
-        // and the admin API's counts read this copy.
+        // and the admin API's counts read this copy, and the writer never continues a head behind it.
         let revocationList = RevocationFollower(client: client, keys: keys, mac: mac, alarm: alarm, nodeID: nil,
                                                 maxStaleness: nil, logger: logger)
+        let store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: config.cluster.maxTokenLifetime, logger: logger,
+                                    knownPosition: { revocationList.position })
+        let revocations = RevocationService(store: store, metrics: metrics, maxTokenLifetime: config.cluster.maxTokenLifetime)
         let membership = Membership(client: client, keys: keys, mac: mac, alarm: alarm)
         let view = ClusterView(client: client, keys: keys, store: store, membership: membership, revocationList: revocationList)
         let publisher = KeySetPublisher(client: client, keys: keys, mac: mac)

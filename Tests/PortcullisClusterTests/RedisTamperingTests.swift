@@ -120,6 +120,33 @@ struct RedisTamperingTests {
         }
     }
 
+    @Test("a message mixing an older history's signed entries with a current one moves no node past changes it has not applied")
+    func mixedEpochMessage() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            var old: [RevocationEvent] = []
+            for index in 0..<3 { old.append(try await cluster.revoke(.jti, "old-\(index)")) }
+            // A new history (the control plane answers a head it cannot continue with a new epoch).
+            _ = try await cluster.client.send("SET", "portcullis:rev:head", "garbage")
+            let first = try await cluster.revoke(.jti, "new-0")
+            #expect(first.epoch != old[0].epoch)
+            try await eventually("the node follows the new history") { try cluster.statuses(try cluster.token(jti: "new-0")) == [401] }
+            // The attack: the old history's sequences 2 and 3, then the new history's 1, in one message.
+            let message = [old[1].wireText, old[2].wireText, first.wireText].joined(separator: "\n")
+            _ = try await cluster.client.send("PUBLISH", "portcullis:rev:events", RedisArgument(message))
+            try await Task.sleep(for: .milliseconds(300))
+            // The new history's next changes must still apply.
+            let next = try await cluster.revoke(.jti, "new-1")
+            let third = try await cluster.revoke(.jti, "new-2")
+            try await eventually("the next changes applied") {
+                try cluster.statuses(try cluster.token(jti: "new-1")) == [401] && cluster.statuses(try cluster.token(jti: "new-2")) == [401]
+            }
+            try await eventually("acknowledged exactly as far as applied") { try await cluster.appliedSequences()["gw-1"] == third.sequence }
+            #expect(next.sequence == 2)
+            try await Self.expectReported(cluster, key: "rev:events")
+        }
+    }
+
     @Test("an old signed lift replayed under a new sequence does not lift a later cut-off of the same subject")
     func replayedLift() async throws {
         try await withCluster() { cluster in
@@ -140,6 +167,37 @@ struct RedisTamperingTests {
             _ = try await cluster.client.send("PUBLISH", "portcullis:rev:events", RedisArgument(lift.wireText))
             try await Self.expectStillRevoked(cluster, [token])
             try await Self.expectReported(cluster, key: "rev:events")
+        }
+    }
+
+    @Test("forged prune nominations remove nothing in force; a genuine prune raises the floor and a late node still syncs")
+    func forgedPruneNominations() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            let now = Int64(Date().timeIntervalSince1970)
+            let shortLived = try await cluster.revoke(.jti, "short", until: now + 600)
+            let longLived = try await cluster.revoke(.jti, "long", until: now + 3600)
+            let cutoff = try await cluster.revoke(.subject, "frank", until: now + 1)
+            let tokens = [try cluster.token(jti: "long"), try cluster.token(sub: "frank")]
+            try await eventually("applied") { try tokens.allSatisfy { try cluster.statuses($0) == [401] } }
+            // The attack: nominate entries still in force (and the head's own) for pruning.
+            for event in [longLived, cutoff] {
+                _ = try await cluster.client.send("ZADD", RedisArgument(cluster.keys.revocationExpiry), "0", RedisArgument(event.sequence))
+            }
+            // Twenty minutes on, only the short-lived token's entry is due by its signed content.
+            #expect(try await cluster.store.prune(now: now + 1200) == 1)
+            let head = try #require(try await cluster.store.head())
+            #expect(head.floor == shortLived.sequence)
+            #expect(try await cluster.store.get(id: longLived.revocation.id) != nil)
+            #expect(try await cluster.store.get(id: cutoff.revocation.id) != nil)
+            #expect(try await cluster.store.get(id: shortLived.revocation.id) == nil)
+            // The running node keeps what it applied; a node starting now syncs past the pruned hole.
+            #expect(try cluster.statuses(try cluster.token(jti: "short")) == [401])
+            try await cluster.startGateway(id: "gw-late")
+            #expect(try tokens.allSatisfy { try cluster.statuses($0) == [401, 401] })
+            try await eventually("the late node acknowledged the head") {
+                try await cluster.appliedSequences()["gw-late"] == head.sequence
+            }
         }
     }
 

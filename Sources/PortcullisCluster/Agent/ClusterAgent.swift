@@ -159,7 +159,7 @@ public final class ClusterAgent: Sendable {
             }
             stalenessGauge.record(staleness.ageSeconds)
             if ContinuousClock.now - lastPrune > .seconds(60) {
-                revocations.prune(now: Int64(Date().timeIntervalSince1970))
+                await follower.prune(now: Int64(Date().timeIntervalSince1970))
                 lastPrune = ContinuousClock.now
             }
         }

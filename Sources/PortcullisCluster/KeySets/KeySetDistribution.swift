@@ -87,12 +87,14 @@ public struct KeySetPublisher: Sendable {
     }
 
     /// Stores `jwks` for `issuer` and tells every node; returns the record (its version).
-    /// The serial is the later of now (ms) and the stored record's serial + 1, so it grows even
-    /// across control planes whose clocks differ.
+    /// The serial is the later of now (ms) and the stored (verified) record's serial + 1, so it
+    /// grows even across control planes whose clocks differ.
     @discardableResult
     public func publish(issuer: String, jwks: String, fetchedAtMillis: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) async throws -> KeySetRecord {
-        let stored = try await client.send("HGET", RedisArgument(keys.keySet(issuer)), "serial").string.flatMap { Int64($0) } ?? 0
-        let record = KeySetRecord(issuer: issuer, jwks: jwks, serial: max(fetchedAtMillis, stored + 1), fetchedAtMillis: fetchedAtMillis, mac: mac)
+        // Only a verified record's serial counts: an unsigned one could push every later serial out of range.
+        let stored = try await record(issuer: issuer)?.serial ?? 0
+        let record = KeySetRecord(issuer: issuer, jwks: jwks, serial: max(fetchedAtMillis, stored < .max ? stored + 1 : stored),
+                                  fetchedAtMillis: fetchedAtMillis, mac: mac)
         _ = try await client.pipeline([
             ["HSET", RedisArgument(keys.keySet(issuer)), "issuer", RedisArgument(issuer), "jwks", RedisArgument(jwks),
              "version", RedisArgument(record.version), "serial", RedisArgument(record.serial), "fetched_ms", RedisArgument(fetchedAtMillis),

@@ -25,6 +25,9 @@ public final class RevocationFollower: Sendable {
     /// Revocations loaded at least once.
     public var isSynced: Bool { sync.isSynced }
     public var appliedSequence: Int64 { sync.appliedSequence }
+    /// The history this copy follows and the last sequence it applied in it (a writer in the same
+    /// process refuses to continue a head behind this).
+    public var position: (epoch: RevocationEpoch?, sequence: Int64) { sync.position }
     /// The latest signed acknowledgement (nil on a follower without a node id).
     public var acknowledgement: NodeAck? { sync.acknowledgement }
 
@@ -51,6 +54,11 @@ public final class RevocationFollower: Sendable {
         }
     }
 
+    /// Drops expired jti entries (on the sync's actor, the set's only writer).
+    func prune(now: Int64) async {
+        await sync.prune(now: now)
+    }
+
     /// Follows the log on its own subscription until the task is cancelled (the control plane's
     /// use; gateways share one subscription for revocations and key sets in `ClusterAgent`).
     public func run(subscriber: RedisSubscriber, keys: ClusterKeys, checkInterval: Duration, logger: Logger) async {
@@ -75,7 +83,7 @@ public final class RevocationFollower: Sendable {
                     try? await Task.sleep(for: checkInterval)
                     try? await self.periodicCheck()
                     if ContinuousClock.now - lastPrune > .seconds(60) {
-                        self.set.prune(now: Int64(Date().timeIntervalSince1970))
+                        await self.prune(now: Int64(Date().timeIntervalSince1970))
                         lastPrune = ContinuousClock.now
                     }
                 }

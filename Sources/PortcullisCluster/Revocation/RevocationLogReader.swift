@@ -47,7 +47,8 @@ struct RevocationLogReader: Sendable {
 
     /// The entry at `sequence`, if present and valid.
     func entry(at sequence: Int64) async throws -> RevocationEvent? {
-        try await entries(after: sequence - 1, through: sequence, epoch: nil).first
+        guard sequence > 0 else { return nil }
+        return try await entries(after: sequence - 1, through: sequence, epoch: nil).first
     }
 
     /// `member score member score …` → the entries that verify, are where their signature says,
@@ -63,7 +64,7 @@ struct RevocationLogReader: Sendable {
             do {
                 let event = try RevocationEvent.decode(bytes, mac: mac)
                 guard score == Double(event.sequence) else {
-                    alarm.report(key: keys.revocationLog, "a signed entry for sequence \(event.sequence) was found at \(score.map { String(Int64($0)) } ?? "?")")
+                    alarm.report(key: keys.revocationLog, "a signed entry for sequence \(event.sequence) was found at score \(score.map { "\($0)" } ?? "?")")
                     continue
                 }
                 if let epoch, event.epoch != epoch {

@@ -74,13 +74,14 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     private static func checkCutoffs(_ token: VerifiedToken, _ cutoffs: Cutoffs) -> RevocationVerdict {
+        // An issuer's own cut-off and the any-issuer one both apply: the later wins.
         if !cutoffs.subjects.isEmpty, let subject = token.subject,
-           let cutoff = cutoffs.subjects[token.issuer + "|" + subject] ?? cutoffs.subjects["*|" + subject],
+           let cutoff = Self.later(cutoffs.subjects[token.issuer + "|" + subject], cutoffs.subjects["*|" + subject]),
            Self.issuedBefore(token, cutoff) {
             return .revoked(detail: "tokens of this subject issued before \(cutoff) have been revoked")
         }
         if !cutoffs.clients.isEmpty, let client = token.clientID,
-           let cutoff = cutoffs.clients[token.issuer + "|" + client] ?? cutoffs.clients["*|" + client],
+           let cutoff = Self.later(cutoffs.clients[token.issuer + "|" + client], cutoffs.clients["*|" + client]),
            Self.issuedBefore(token, cutoff) {
             return .revoked(detail: "tokens of this client issued before \(cutoff) have been revoked")
         }
@@ -89,6 +90,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
             return .revoked(detail: "the key that signed this token has been revoked")
         }
         return .allowed
+    }
+
+    private static func later(_ first: Int64?, _ second: Int64?) -> Int64? {
+        guard let first else { return second }
+        guard let second else { return first }
+        return max(first, second)
     }
 
     /// A token without `iat` cannot show it was issued after the cut-off, so it counts as before.

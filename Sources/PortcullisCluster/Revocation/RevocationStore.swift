@@ -21,15 +21,18 @@ public final class RevocationStore: Sendable {
     /// Replicas that must confirm a write (`WAIT`), 0 for none.
     private let requiredReplicas: Int
 
+    /// - Parameter knownPosition: how far this process has seen the log (the control plane's own
+    ///   follower): a head behind it is a rollback, never continued.
     public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, maxTokenLifetime: Duration, requiredReplicas: Int = 0,
-                logger: Logger = Logger(label: "portcullis.revocations")) {
+                logger: Logger = Logger(label: "portcullis.revocations"),
+                knownPosition: @escaping @Sendable () -> (epoch: RevocationEpoch?, sequence: Int64) = { (nil, -1) }) {
         self.client = client
         self.keys = keys
         self.mac = mac
         self.maxTokenLifetime = maxTokenLifetime.components.seconds
         self.requiredReplicas = requiredReplicas
         reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: TamperingAlarm(prefix: keys.prefix, logger: logger))
-        writer = RevocationWriter(client: client, keys: keys, mac: mac, reader: reader, logger: logger)
+        writer = RevocationWriter(client: client, keys: keys, mac: mac, reader: reader, logger: logger, knownPosition: knownPosition)
     }
 
     /// Makes a revocation durable and pushes it to every node.
@@ -98,7 +101,8 @@ public final class RevocationStore: Sendable {
                                              "WITHSCORES", "LIMIT", "0", RedisArgument(max(limit * 2, 100))).array ?? []
             if page.isEmpty { break }
             // Advance by score, so an entry that does not verify cannot stall the listing.
-            if let last = page.last?.string.flatMap(Double.init) { cursor = max(cursor, Int64(last)) }
+            guard let last = page.last?.string.flatMap(Double.init).flatMap({ Int64(exactly: $0) }), last > cursor else { break }
+            cursor = last
             for event in reader.verified(page, epoch: nil) {
                 if let kind, event.revocation.kind != kind { continue }
                 if let value, event.revocation.value != value, !event.revocation.batch.contains(where: { $0.jti == value }) { continue }
@@ -145,33 +149,49 @@ public final class RevocationStore: Sendable {
     }
 
     /// Removes log entries whose time has passed and raises the head's floor to the highest
-    /// sequence removed, so nodes know holes up to there are pruning, not tampering. Only entries
-    /// written at least `RevocationSet.expiryGrace` ago are ever due, so a node within that of
-    /// the head never has to accept a hole.
+    /// sequence removed, so nodes know holes up to there are pruning, not tampering.
+    ///
+    /// `rev:expiry` only nominates candidates: what is removed is decided from the signed entries
+    /// themselves — a jti change once its last token expired (plus the grace), a lift (and the
+    /// cut-off it names) once `max_token_lifetime` has passed since it was made. So a Redis writer
+    /// cannot make the control plane sign a floor over entries still in force, and every entry
+    /// removed was written at least `RevocationSet.expiryGrace` ago.
     public func prune(now: Int64 = Int64(Date().timeIntervalSince1970)) async throws -> Int {
-        let due = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationExpiry), "-inf", RedisArgument(now),
-                                        "LIMIT", "0", "10000").array ?? []
-        let sequences = due.compactMap { $0.int ?? $0.string.flatMap { Int64($0) } }
-        guard let highest = sequences.max() else { return 0 }
-        let entries = try await client.pipeline(sequences.map {
-            ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument($0), RedisArgument($0)]
+        let nominated = (try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationExpiry), "-inf", RedisArgument(now),
+                                               "LIMIT", "0", "10000").array ?? [])
+            .compactMap { $0.int ?? $0.string.flatMap { Int64($0) } }.filter { $0 > 0 }
+        guard !nominated.isEmpty else { return 0 }
+        let replies = try await client.pipeline(nominated.map {
+            ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument($0), RedisArgument($0), "WITHSCORES"]
         })
-        var ids: [RedisArgument] = []
-        for reply in entries {
-            for bytes in ((try? reply.get().array) ?? []).compactMap(\.bytes) {
-                if let event = try? RevocationEvent.decode(bytes, mac: mac) { ids.append(RedisArgument(event.revocation.id)) }
+        var due: [Int64: String] = [:]
+        for reply in replies {
+            for event in reader.verified((try? reply.get().array) ?? [], epoch: nil) {
+                let revocation = event.revocation
+                switch (revocation.kind, revocation.operation) {
+                case (.jti, _):
+                    if revocation.latestExpiry + RevocationSet.expiryGrace <= now { due[event.sequence] = revocation.id }
+                case (_, .delete):
+                    guard revocation.createdAtMillis / 1000 + maxTokenLifetime + RevocationSet.expiryGrace <= now else { continue }
+                    due[event.sequence] = revocation.id
+                    if let lifts = revocation.lifts, let lifted = try await get(id: lifts) { due[lifted.sequence] = lifts }
+                default:
+                    continue  // in force until a lift names it (pruned with that lift)
+                }
             }
         }
+        // Nominations the signed entries do not bear out are left alone (and not removed from the index).
+        guard let highest = due.keys.max() else { return 0 }
         // Floor first, so no reader sees the hole without it.
         try await writer.raiseFloor(to: highest)
         var commands: [[RedisArgument]] = []
-        for sequence in sequences {
+        for sequence in due.keys {
             commands.append(["ZREMRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument(sequence), RedisArgument(sequence)])
             commands.append(["ZREM", RedisArgument(keys.revocationExpiry), RedisArgument(sequence)])
         }
-        if !ids.isEmpty { commands.append(["HDEL", RedisArgument(keys.revocationIDs)] + ids) }
+        commands.append(["HDEL", RedisArgument(keys.revocationIDs)] + due.values.map { RedisArgument($0) })
         for reply in try await client.pipeline(commands) { _ = try reply.get() }
-        return sequences.count
+        return due.count
     }
 }
 

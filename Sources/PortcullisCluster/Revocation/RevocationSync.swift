@@ -43,6 +43,7 @@ actor RevocationSync {
     private let syncedFlag = Atomic<Bool>(false)
     private let appliedMirror = Atomic<Int64>(-1)
     private let latestAck = Mutex<NodeAck?>(nil)
+    private let positionMirror = Mutex<(epoch: RevocationEpoch?, sequence: Int64)>((nil, -1))
 
     init(keys: ClusterKeys, mac: ClusterMAC, set: RevocationSet, client: RedisClient, staleness: StalenessClock, nodeID: String?,
          alarm: TamperingAlarm, logger: Logger) {
@@ -66,6 +67,8 @@ actor RevocationSync {
     nonisolated var appliedSequence: Int64 { appliedMirror.load(ordering: .relaxed) }
     /// This node's latest signed acknowledgement (the heartbeat repeats it in the node record).
     nonisolated var acknowledgement: NodeAck? { latestAck.withLock { $0 } }
+    /// The history this copy follows and how far it applied it.
+    nonisolated var position: (epoch: RevocationEpoch?, sequence: Int64) { positionMirror.withLock { $0 } }
 
     // MARK: Full sync
 
@@ -102,6 +105,7 @@ actor RevocationSync {
             }
             epoch = head.epoch
             setApplied(0)
+            confirmedBeat = -1
         }
         floor = head.floor
         // Page by page: everything signed is merged; `reached` follows the pages (which come in
@@ -111,6 +115,7 @@ actor RevocationSync {
         var start = 0
         while true {
             let (events, more) = try await reader.page(start: start, count: Self.pageEntries, epoch: head.epoch)
+            guard epoch == head.epoch else { return }  // another sync moved on while this read
             set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
             reached = contiguousEnd(events, from: reached)
             loaded += events.count
@@ -142,12 +147,19 @@ actor RevocationSync {
         return max(reached, floor)
     }
 
+    /// Drops expired jti entries: on the actor, the set's only writer (a compaction running
+    /// beside an insert could publish a table without the new entry).
+    func prune(now: Int64) {
+        set.prune(now: now)
+    }
+
     // MARK: Incremental
 
     /// Applies logged changes after `applied` up to `through`, stopping at a hole above the floor.
     private func catchUp(through: Int64) async throws {
         guard let epoch else { return }
         let events = try await reader.entries(after: applied, through: through, epoch: epoch)
+        guard self.epoch == epoch else { return }  // a resync moved on while this read
         let reached = min(contiguousEnd(events, from: applied), through)
         // Everything signed is enforced, even past a hole; `applied` only moves up to the hole.
         set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
@@ -167,35 +179,43 @@ actor RevocationSync {
                 reader.alarm.report(key: keys.revocationChannel, "\(error)")
             }
         }
-        guard applied >= 0, let last = events.last else { return }  // the first sync picks them up from the log
-        guard let epoch, last.epoch == epoch else {
-            // A later history (Redis lost its data and the control plane started anew): merge into it.
-            if let epoch, last.epoch.isNewer(than: epoch) {
-                try? await resync(cause: "history_changed")
-            } else if epoch != nil {
-                reader.alarm.report(key: keys.revocationChannel, "an event of epoch \(last.epoch) was published in epoch \(epoch.map(\.text) ?? "-")")
-            } else {
-                try? await resync(cause: "history_started")
-            }
+        guard applied >= 0, !events.isEmpty else { return }  // the first sync picks them up from the log
+        guard let epoch else {
+            try? await resync(cause: "history_started")
             return
         }
+        // Only this history's events count; a later one is followed through its signed head.
+        let foreign = events.filter { $0.epoch != epoch }
+        if !foreign.isEmpty {
+            if foreign.contains(where: { $0.epoch.isNewer(than: epoch) }) {
+                try? await resync(cause: "history_changed")
+                return
+            }
+            reader.alarm.report(key: keys.revocationChannel, "an event of an older epoch was published in epoch \(epoch)")
+            events.removeAll { $0.epoch != epoch }
+        }
+        guard let first = events.first, let last = events.last else { return }
         let before = applied
-        if let first = events.first, first.sequence > applied + 1 {
+        if first.sequence > applied + 1 {
             do {
                 try await catchUp(through: first.sequence - 1)
             } catch {
                 logger.warning("could not fetch missing revocations; will retry", metadata: ["error": "\(error)"])
                 return
             }
+            // A resync while this waited may have moved to another history.
+            guard self.epoch == epoch else { return }
         }
-        // Everything signed is enforced; `applied` only moves over consecutive sequence numbers.
-        set.applyAll(events.lazy.filter { $0.sequence > before }.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
+        // Everything signed for this history is enforced, even what looks already applied (a
+        // second entry signed for a sequence must still take effect); `applied` only moves over
+        // consecutive sequence numbers.
+        set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
         for event in events where event.sequence == applied + 1 {
             setApplied(event.sequence)
         }
         guard applied > before else { return }
         let latency = latencyMicros(last)
-        if last.sequence <= applied, nodeID != nil { propagation.recordMicroseconds(latency) }
+        if last.sequence <= applied, nodeID != nil, let latency { propagation.recordMicroseconds(latency) }
         await acknowledge(latencyMicros: last.sequence == applied ? latency : nil)
     }
 
@@ -243,12 +263,20 @@ actor RevocationSync {
     private func setApplied(_ sequence: Int64) {
         applied = sequence
         appliedMirror.store(sequence, ordering: .relaxed)
+        let epoch = self.epoch
+        positionMirror.withLock { $0 = (epoch, sequence) }
         appliedGauge?.record(sequence)
     }
 
-    private func latencyMicros(_ event: RevocationEvent) -> Int64 {
-        max(0, Int64(Date().timeIntervalSince1970 * 1_000_000) - event.writtenAtMicros)
+    /// Durable write to now; nil when implausible (the write time is Redis `TIME`, not signed).
+    private func latencyMicros(_ event: RevocationEvent) -> Int64? {
+        let latency = Int64(Date().timeIntervalSince1970 * 1_000_000) - event.writtenAtMicros
+        return (0...NodeAck.maxLatencyMicros).contains(latency) ? latency : nil
     }
+
+    /// Sets a field of the node record only while the record exists (an expired record is
+    /// recreated, with its TTL, by the next heartbeat).
+    static let ackIfPresent: RedisArgument = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 1"
 
     /// Tells the control plane, with a signed `NodeAck`, that this node applied everything through
     /// `applied` (and how long the last change took, for live events).
@@ -259,7 +287,7 @@ actor RevocationSync {
         let text = RedisArgument(ack.wireText)
         let ackKey = keys.revocationAcks(applied)
         let commands: [[RedisArgument]] = [
-            ["HSET", RedisArgument(keys.node(nodeID)), NodeRecord.ackField, text],
+            ["EVAL", Self.ackIfPresent, "1", RedisArgument(keys.node(nodeID)), NodeRecord.ackField, text],
             ["HSET", RedisArgument(ackKey), RedisArgument(nodeID), text],
             ["EXPIRE", RedisArgument(ackKey), "3600"],
             ["PUBLISH", RedisArgument(keys.ackChannel), text],

@@ -27,6 +27,7 @@ actor RevocationWriter {
     private let mac: ClusterMAC
     private let reader: RevocationLogReader
     private let logger: Logger
+    private let knownPosition: @Sendable () -> (epoch: RevocationEpoch?, sequence: Int64)
     /// The head this writer last wrote or verified; nil: read it again.
     private var current: (head: RevocationHead, raw: String)?
     /// The furthest this process has seen, to refuse a head that was rolled back.
@@ -34,13 +35,18 @@ actor RevocationWriter {
     private var pending: [Pending] = []
     private var draining = false
     private static let maxAttempts = 10
+    /// Most changes in one commit: a batch call always fits alone, and the pub/sub message stays
+    /// far below Redis's default output-buffer limit for subscribers (8 MB soft, 32 MB hard).
+    static let maxChangesPerCommit = 12_000
 
-    init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, reader: RevocationLogReader, logger: Logger) {
+    init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, reader: RevocationLogReader, logger: Logger,
+         knownPosition: @escaping @Sendable () -> (epoch: RevocationEpoch?, sequence: Int64)) {
         self.client = client
         self.keys = keys
         self.mac = mac
         self.reader = reader
         self.logger = logger
+        self.knownPosition = knownPosition
     }
 
     func submit(_ changes: [Change]) async throws -> [RevocationEvent] {
@@ -55,8 +61,13 @@ actor RevocationWriter {
 
     private func drain() async {
         while !pending.isEmpty {
-            let group = pending
-            pending = []
+            var count = 0
+            let taken = pending.prefix { item in
+                defer { count += item.changes.count }
+                return count == 0 || count + item.changes.count <= Self.maxChangesPerCommit
+            }
+            let group = Array(taken)
+            pending.removeFirst(group.count)
             do {
                 let events = try await commit(group.flatMap(\.changes), floor: nil)
                 var offset = 0
@@ -84,6 +95,11 @@ actor RevocationWriter {
     }
 
     static let script = RedisScript("""
+    local types = {'string', 'zset', 'zset', 'hash'}
+    for i = 1, 4 do
+      local t = redis.call('TYPE', KEYS[i]).ok
+      if t ~= 'none' and t ~= types[i] then return {2, KEYS[i]} end
+    end
     local cur = redis.call('GET', KEYS[1])
     if (cur or '') ~= ARGV[1] then return {0, cur or ''} end
     if ARGV[3] == '1' then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
@@ -123,13 +139,28 @@ actor RevocationWriter {
             }
             let next = RevocationHead.signed(epoch: base.epoch, sequence: base.sequence + Int64(changes.count),
                                              floor: min(max(base.floor, floor ?? 0), base.sequence), beat: base.beat + 1, mac: mac)
-            let reply = try await client.evalScript(Self.script, keys: [
+            let reply: RedisValue
+            do {
+                reply = try await client.evalScript(Self.script, keys: [
                 RedisArgument(keys.revocationHead), RedisArgument(keys.revocationLog), RedisArgument(keys.revocationExpiry),
                 RedisArgument(keys.revocationIDs),
-            ], arguments: [RedisArgument(expected), RedisArgument(next.wireText), reset ? "1" : "0",
-                           RedisArgument(keys.revocationChannel), RedisArgument(changes.count)] + arguments)
+                ], arguments: [RedisArgument(expected), RedisArgument(next.wireText), reset ? "1" : "0",
+                               RedisArgument(keys.revocationChannel), RedisArgument(changes.count)] + arguments)
+            } catch {
+                // The script may have written part of the change before failing: never sign another
+                // change for the same place. The next write re-reads, finds the log ahead of the
+                // head, and starts a new epoch.
+                current = nil
+                throw error
+            }
             guard let items = reply.array, items.count == 2, let ok = items[0].int else {
+                current = nil
                 throw ClusterError.unexpectedReply("revocation write script answered \(reply)")
+            }
+            if ok == 2 {
+                current = nil
+                reader.alarm.report(key: items[1].string ?? keys.revocationLog, "a revocation key has the wrong type; nothing was written")
+                throw ClusterError.notDurable("Redis key \(items[1].string ?? "?") has the wrong type (tampering?); nothing was written")
             }
             guard ok == 1 else {
                 current = nil  // someone else wrote (or a writer without the secret did): read again
@@ -148,22 +179,23 @@ actor RevocationWriter {
     private func baseForWriting() async throws -> (RevocationHead, String, Bool) {
         if let current { return (current.head, current.raw, false) }
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        let newest = [highest?.epoch, knownPosition().epoch].compactMap { $0 }.max { $1.isNewer(than: $0) }
         switch try await reader.head() {
         case .missing:
-            let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: highest?.epoch)
+            let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest)
             if highest != nil {
                 logger.error("the revocation head is gone from Redis (data loss, or deleted); starting a new epoch — nodes keep what they hold",
                              metadata: ["epoch": "\(epoch)"])
             }
             return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), "", true)
         case .invalid(let raw):
-            let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: highest?.epoch)
+            let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest)
             logger.error("the revocation head in Redis does not verify; starting a new epoch", metadata: ["epoch": "\(epoch)"])
             return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), raw, true)
         case .valid(let head, let raw):
             if let rolledBack = try await rollback(of: head) {
                 reader.alarm.report(key: keys.revocationHead, rolledBack)
-                let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: highest.map { $0.epoch.isNewer(than: head.epoch) ? $0.epoch : head.epoch } ?? head.epoch)
+                let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest.map { $0.isNewer(than: head.epoch) ? $0 : head.epoch } ?? head.epoch)
                 logger.error("starting a new revocation epoch after a rolled-back head", metadata: ["epoch": "\(epoch)"])
                 return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), raw, true)
             }
@@ -175,6 +207,13 @@ actor RevocationWriter {
     /// Why `head` cannot be continued: older than what this writer saw, or behind the log's own
     /// last signed entry.
     private func rollback(of head: RevocationHead) async throws -> String? {
+        let known = knownPosition()
+        if let epoch = known.epoch {
+            if epoch.isNewer(than: head.epoch) { return "the head went back to an older epoch (\(head.epoch), after \(epoch))" }
+            if epoch == head.epoch, head.sequence < known.sequence {
+                return "the head went back to sequence \(head.sequence) (this control plane applied \(known.sequence))"
+            }
+        }
         if let highest {
             if highest.epoch.isNewer(than: head.epoch) { return "the head went back to an older epoch (\(head.epoch), after \(highest.epoch))" }
             if highest.epoch == head.epoch, head.sequence < highest.sequence || head.beat < highest.beat {
@@ -182,8 +221,11 @@ actor RevocationWriter {
             }
         }
         let tail = try await client.send("ZRANGE", RedisArgument(keys.revocationLog), "-1", "-1", "WITHSCORES").array ?? []
-        if let last = reader.verified(tail, epoch: head.epoch).last, last.sequence > head.sequence {
-            return "the head says sequence \(head.sequence) but the log holds signed sequence \(last.sequence)"
+        if let last = reader.verified(tail, epoch: nil).last {
+            if last.epoch.isNewer(than: head.epoch) { return "the log holds an entry of a newer epoch (\(last.epoch)) than the head's" }
+            if last.epoch == head.epoch, last.sequence > head.sequence {
+                return "the head says sequence \(head.sequence) but the log holds signed sequence \(last.sequence)"
+            }
         }
         return nil
     }

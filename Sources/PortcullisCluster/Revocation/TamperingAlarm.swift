@@ -27,6 +27,8 @@ public final class TamperingAlarm: Sendable {
         let shouldLog = lastLogged.withLock { logged in
             let tag = name + "|" + reason
             if let last = logged[tag], now - last < .seconds(60) { return false }
+            // Names and reasons carry what the writer chose: keep the memory bounded.
+            if logged.count >= 1024 { logged.removeAll() }
             logged[tag] = now
             return true
         }

@@ -11,6 +11,9 @@ public struct NodeAck: Sendable, Equatable {
     public var latencyMicros: Int64?
     public var mac: String
 
+    /// The longest latency an acknowledgement may carry (a day); longer is not a measurement.
+    public static let maxLatencyMicros: Int64 = 86_400_000_000
+
     public enum DecodeError: Error, Equatable, CustomStringConvertible {
         case malformed
         case badMAC
@@ -37,7 +40,8 @@ public struct NodeAck: Sendable, Equatable {
     public static func decode(_ text: String, mac: ClusterMAC) throws(DecodeError) -> NodeAck {
         let parts = text.split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 6, parts[0] == "ack2", !parts[1].isEmpty, let epoch = RevocationEpoch(text: String(parts[2])),
-              let sequence = Int64(parts[3]), let latency = Int64(parts[4]) else { throw .malformed }
+              let sequence = Int64(parts[3]), sequence > 0, let latency = Int64(parts[4]),
+              latency >= -1, latency <= maxLatencyMicros else { throw .malformed }
         let node = String(parts[1])
         guard mac.verify(String(parts[5]), macFields(node: node, epoch: epoch, sequence: sequence, latency: latency)) else { throw .badMAC }
         return NodeAck(node: node, epoch: epoch, sequence: sequence, latencyMicros: latency >= 0 ? latency : nil, mac: String(parts[5]))

@@ -29,6 +29,9 @@ public struct RevocationEvent: Sendable, Equatable {
         }
     }
 
+    /// Latest plausible write time (the year 2100), in microseconds.
+    static let maxWrittenAtMicros: Int64 = 4_102_444_800_000_000
+
     static func macFields(epoch: RevocationEpoch, sequence: Int64, _ revocation: Revocation) -> [String] {
         ["rev2", epoch.text, String(sequence)] + revocation.macFields
     }
@@ -58,6 +61,8 @@ public struct RevocationEvent: Sendable, Equatable {
               let written = Int64(String(decoding: bytes[(firstSpace + 1)..<secondSpace], as: UTF8.self)) else {
             throw .malformed("expected '<seq> <time> <json>'")
         }
+        // The write time is not signed: keep it where arithmetic on it cannot overflow.
+        guard sequence > 0, (0...Self.maxWrittenAtMicros).contains(written) else { throw .malformed("sequence or write time out of range") }
         let json: JSONValue
         do {
             json = try JOSEJSONReader.parse(Array(bytes[(secondSpace + 1)...]))

@@ -5,9 +5,9 @@ import PortcullisCluster
 /// One signing key of the built-in issuer as stored in Redis (HASH `as:keys`, field = kid).
 ///
 /// The private key is sealed under the key-encryption key; the rest (state, times) is covered by a
-/// MAC under the cluster secret together with the issuer, the kid and a `revision` that grows with
-/// every write, so a Redis writer can neither edit a key's state (re-activate a retired key), nor
-/// move a record to another kid, nor put back an older signed revision.
+/// MAC under the cluster secret together with the kid (the hash field it must sit in) and a
+/// `revision` that grows with every write, so a Redis writer can neither edit a key's state
+/// (re-activate a retired key), nor move a record to another kid, nor put back an older revision.
 struct SigningKeyRecord: Sendable, Equatable {
     enum State: String, Sendable {
         /// Published in the JWKS, not signing yet (a rotation waits for gateways to hold it).
@@ -34,18 +34,18 @@ struct SigningKeyRecord: Sendable, Equatable {
     /// The AES-GCM associated data: a sealed key cannot be moved to another kid or algorithm.
     var sealContext: String { "portcullis-as-key1|\(kid)|\(algorithm.rawValue)" }
 
-    func macFields(issuer: String) -> [String] {
-        ["ask1", issuer, kid, algorithm.rawValue, state.rawValue, String(createdMillis), ClusterMAC.optional(activatedMillis.map(String.init)),
+    var macFields: [String] {
+        ["ask1", kid, algorithm.rawValue, state.rawValue, String(createdMillis), ClusterMAC.optional(activatedMillis.map(String.init)),
          ClusterMAC.optional(deactivatedMillis.map(String.init)), ClusterMAC.optional(retireAfterMillis.map(String.init)), sealed,
          String(revision)]
     }
 
-    /// The stored JSON, signed for `issuer`.
-    func json(issuer: String, mac: ClusterMAC) -> String {
+    /// The stored JSON, signed.
+    func json(mac: ClusterMAC) -> String {
         var object: [String: JSONValue] = [
             "kid": .string(kid), "alg": .string(algorithm.rawValue), "state": .string(state.rawValue),
             "created_ms": .integer(createdMillis), "sealed": .string(sealed), "revision": .integer(revision),
-            "mac": .string(mac.sign(macFields(issuer: issuer))),
+            "mac": .string(mac.sign(macFields)),
         ]
         if let activatedMillis { object["activated_ms"] = .integer(activatedMillis) }
         if let deactivatedMillis { object["deactivated_ms"] = .integer(deactivatedMillis) }
@@ -62,8 +62,8 @@ struct SigningKeyRecord: Sendable, Equatable {
     }
 
     /// Parses and authenticates a stored record found under hash field `field`; nil when it is
-    /// malformed, its MAC does not verify for `issuer`, or it names another kid than its field.
-    init?(json text: String, field: String, issuer: String, mac: ClusterMAC) {
+    /// malformed, its MAC does not verify, or it names another kid than its field.
+    init?(json text: String, field: String, mac: ClusterMAC) {
         guard let value = try? JOSEJSONReader.parse(Array(text.utf8)),
               let kid = value["kid"]?.stringValue, kid == field, let alg = value["alg"]?.stringValue.flatMap(JWSAlgorithm.init(rawValue:)),
               let state = value["state"]?.stringValue.flatMap(State.init(rawValue:)),
@@ -74,7 +74,7 @@ struct SigningKeyRecord: Sendable, Equatable {
         deactivatedMillis = value["deactivated_ms"]?.int64Value
         retireAfterMillis = value["retire_after_ms"]?.int64Value
         self.revision = revision
-        guard mac.verify(macText, macFields(issuer: issuer)) else { return nil }
+        guard mac.verify(macText, macFields) else { return nil }
     }
 
     /// For the admin API (never the key material).

@@ -122,7 +122,7 @@ actor SigningKeyRing {
         var next: [String: Loaded] = [:]
         var undecryptable: [String] = []
         for (field, text) in flat.hashFields() {
-            guard let record = SigningKeyRecord(json: text, field: field, issuer: config.issuer, mac: mac) else {
+            guard let record = SigningKeyRecord(json: text, field: field, mac: mac) else {
                 alarm.report(key: keys.authorizationServerKeys, "signing-key record '\(field)' does not verify (not written by a holder of the cluster secret, or moved from another kid)")
                 if let kept = ring[field], revisions[field] != .max { next[field] = kept }
                 continue
@@ -338,7 +338,7 @@ actor SigningKeyRing {
         for var record in records {
             record.revision = max(now, (revisions[record.kid] ?? 0) + 1, record.revision + 1)
             revisions[record.kid] = record.revision
-            command += [RedisArgument(record.kid), RedisArgument(record.json(issuer: config.issuer, mac: mac))]
+            command += [RedisArgument(record.kid), RedisArgument(record.json(mac: mac))]
         }
         _ = try await client.send(command)
         loadedAt = nil
