@@ -115,6 +115,9 @@ let package = Package(
         .target(
             name: "PortcullisControl",
             dependencies: [
+                // Redis directly for its own state (audit stream, refresh tokens, signing keys,
+                // locks); cluster state only through PortcullisCluster.
+                "PortcullisRedis",
                 "PortcullisJOSE",
                 "PortcullisObservability",
                 "PortcullisCluster",

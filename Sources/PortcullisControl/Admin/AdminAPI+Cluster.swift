@@ -88,26 +88,10 @@ extension AdminAPI {
     }
 
     /// Configured policies and the biggest consumers in each policy's current window, read from
-    /// the gateways' shared counters (`rl:<policy>:<window>:<key>`).
+    /// the gateways' shared counters (through `RateLimitUsage`, beside their writer).
     private func rateLimits(top: Int) async throws -> JSONValue {
-        let prefix = view.keys.prefix + "rl:"
-        var counters: [String] = []
-        var cursor = "0"
-        repeat {
-            let reply = try await view.client.send("SCAN", RedisArgument(cursor), "MATCH", RedisArgument(prefix + "*"), "COUNT", "1000").array ?? []
-            guard reply.count == 2 else { break }
-            cursor = reply[0].string ?? "0"
-            counters += (reply[1].array ?? []).compactMap(\.string)
-        } while cursor != "0" && counters.count < 50_000
-
-        struct Counter { var policy: String; var window: UInt64; var key: String; var redisKey: String }
-        var parsed: [Counter] = []
-        for redisKey in counters {
-            let rest = redisKey.dropFirst(prefix.count)
-            let parts = rest.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count == 3, let window = UInt64(parts[1]) else { continue }
-            parsed.append(Counter(policy: String(parts[0]), window: window, key: String(parts[2]), redisKey: redisKey))
-        }
+        let usage = RateLimitUsage(client: view.client, keys: view.keys)
+        let parsed = try await usage.counters()
         // The gateways' sliding window: the current fixed window plus the previous one weighted
         // by how much of it still overlaps (the same estimate the gateways enforce). Policies not
         // in this control plane's config have an unknown window length: their newest window counts.
@@ -129,14 +113,11 @@ extension AdminAPI {
             guard let current = currentWindow[counter.policy] else { return false }
             return counter.window == current || (counter.window == current &- 1 && (previousWeight[counter.policy] ?? 0) > 0)
         }
-        var values: [RedisValue] = []
-        if !counted.isEmpty {
-            values = try await view.client.send(["MGET"] + counted.map { RedisArgument($0.redisKey) }).array ?? []
-        }
+        let values = try await usage.values(counted)
         var estimates: [String: [String: Double]] = [:]
         for (counter, value) in zip(counted, values) {
             let weight = counter.window == currentWindow[counter.policy] ? 1 : (previousWeight[counter.policy] ?? 0)
-            estimates[counter.policy, default: [:]][counter.key, default: 0] += Double(value.int ?? 0) * weight
+            estimates[counter.policy, default: [:]][counter.key, default: 0] += Double(value) * weight
         }
         let byPolicy = estimates.mapValues { keys in keys.map { (key: $0.key, count: Int64($0.value.rounded())) } }
         var policies: [JSONValue] = config.rateLimitPolicies.map { policy in
