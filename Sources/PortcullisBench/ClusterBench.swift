@@ -32,6 +32,7 @@ struct ClusterBench: AsyncParsableCommand {
         }
         try await withCleanup(try await BenchCluster.start(nodes: nodes, limit: limit), { await $0.stop() }) { cluster in
             try await propagation(cluster)
+            try await massRevocation(cluster)
             if propagationOnly { return }
             try await accuracy(cluster)
             try await uneven(cluster)
@@ -113,6 +114,40 @@ struct ClusterBench: AsyncParsableCommand {
             try lines.joined(separator: "\n").write(toFile: samples, atomically: true, encoding: .utf8)
             print("  samples written to \(samples)")
         }
+    }
+
+    /// A batch of 10 000 jti revocations (the admin API's shape: signed changes of 1 000 tokens,
+    /// one script): from the call to every node's signed acknowledgement of its last change.
+    func massRevocation(_ cluster: BenchCluster) async throws {
+        print("== mass revocation: batches of 10 000 jtis, durable and applied on all \(cluster.gateways.count) nodes ==")
+        var samples: [Double] = []
+        for round in 0..<5 {
+            let exp = Int64(Date().timeIntervalSince1970) + 600
+            let changes = (0..<10).map { part in
+                let tokens = (0..<1000).map { Revocation.Token(jti: "mass-\(round)-\(part)-\($0)-\(UUID().uuidString)", expiresAt: exp) }
+                return Revocation(id: "rev_mass_\(round)_\(part)_\(UInt32.random(in: 0...UInt32.max))", operation: .add, kind: .jti,
+                                  value: tokens[0].jti, issuer: nil, until: exp, createdAtMillis: exp * 1000, actor: "bench", reason: nil,
+                                  batch: Array(tokens.dropFirst()))
+            }
+            let started = ContinuousClock.now
+            let events = try await cluster.store.writeBatch(changes)
+            guard let last = events.last else { continue }
+            var applied = false
+            while ContinuousClock.now - started < .seconds(10) {
+                let live = try await Membership(client: cluster.client, keys: ClusterKeys(prefix: "portcullis:"), mac: cluster.mac,
+                                                alarm: TamperingAlarm(prefix: "portcullis:", logger: Logger(label: "bench"))).liveNodes()
+                if live.count >= cluster.gateways.count, live.allSatisfy({ ($0.ack?.epoch == last.epoch) && ($0.ack?.sequence ?? -1) >= last.sequence }) {
+                    applied = true
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            let millis = (ContinuousClock.now - started).seconds * 1000
+            print(String(format: "  round %d: %@ in %.0f ms", round + 1, applied ? "applied on every node" : "NOT applied everywhere", millis))
+            if applied { samples.append(millis) }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        print(String(format: "  median %.0f ms, max %.0f ms (n=%d)", percentile(samples, 50), samples.max() ?? 0, samples.count))
     }
 
     // MARK: 2. Accuracy at 10x

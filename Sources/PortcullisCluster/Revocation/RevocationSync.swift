@@ -59,8 +59,8 @@ actor RevocationSync {
         appliedGauge = nodeID == nil ? nil : Gauge(label: "portcullis_revocation_applied_sequence")
     }
 
-    /// Log entries per page of a full sync (a jti batch entry holds up to 1 000 tokens).
-    static let pageEntries = 100
+    /// Revocations per page of a full sync: a page's parsed entries are all a sync holds at once.
+    static let pageTokens = 10_000
 
     /// True once a full sync completed (readiness).
     nonisolated var isSynced: Bool { syncedFlag.load(ordering: .relaxed) }
@@ -113,14 +113,18 @@ actor RevocationSync {
         var reached = applied
         var loaded = 0
         var start = 0
+        var pageSize = 100
         while true {
-            let (events, more) = try await reader.page(start: start, count: Self.pageEntries, epoch: head.epoch)
+            let (events, more) = try await reader.page(start: start, count: pageSize, epoch: head.epoch)
             guard epoch == head.epoch else { return }  // another sync moved on while this read
             set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
             reached = contiguousEnd(events, from: reached)
             loaded += events.count
             guard more else { break }
-            start += Self.pageEntries
+            start += pageSize
+            // About `pageTokens` revocations per page, whether the entries are batches or single.
+            let tokens = max(1, events.reduce(0) { $0 + $1.revocation.count })
+            pageSize = min(2_000, max(2, pageSize * Self.pageTokens / tokens))
         }
         setApplied(max(applied, reached))
         syncedFlag.store(true, ordering: .relaxed)

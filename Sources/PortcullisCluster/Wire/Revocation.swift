@@ -86,15 +86,25 @@ public struct Revocation: Sendable, Equatable {
     /// Everything the MAC covers besides the position (`RevocationEvent.macFields` adds epoch and
     /// sequence): every field, nil distinct from empty.
     var macFields: [String] {
-        var fields = [id, operation.rawValue, kind.rawValue, value, ClusterMAC.optional(issuer), String(until),
-                      String(createdAtMillis), actor, ClusterMAC.optional(reason), ClusterMAC.optional(lifts),
-                      String(batch.count)]
-        fields.reserveCapacity(fields.count + batch.count * 2)
+        [id, operation.rawValue, kind.rawValue, value, ClusterMAC.optional(issuer), String(until),
+         String(createdAtMillis), actor, ClusterMAC.optional(reason), ClusterMAC.optional(lifts), String(batch.count), batchField]
+    }
+
+    /// The batch as one field, each token length-prefixed (`<bytes>:<jti><exp>;`): unambiguous,
+    /// and one string to build per change rather than two per token (a node verifies a thousand
+    /// tokens per change when it syncs).
+    private var batchField: String {
+        guard !batch.isEmpty else { return "" }
+        var field = ""
+        field.reserveCapacity(batch.reduce(0) { $0 + $1.jti.utf8.count + 24 })
         for token in batch {
-            fields.append(token.jti)
-            fields.append(String(token.expiresAt))
+            field += String(token.jti.utf8.count)
+            field += ":"
+            field += token.jti
+            field += String(token.expiresAt)
+            field += ";"
         }
-        return fields
+        return field
     }
 
     /// The JSON members (without position and MAC).

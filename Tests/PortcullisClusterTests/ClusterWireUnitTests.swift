@@ -1,0 +1,97 @@
+import Foundation
+@testable import PortcullisCluster
+import Testing
+
+@Suite("cluster wire formats: what the MAC binds")
+struct ClusterWireUnitTests {
+    static let mac = ClusterMAC(secret: [UInt8](repeating: 5, count: 32), cluster: "portcullis:")
+    static let epoch = RevocationEpoch.new(nowMillis: 1_764_000_000_000, after: nil)
+
+    static func revocation(issuer: String? = nil, reason: String? = nil) -> Revocation {
+        Revocation(id: "rev_1", operation: .add, kind: .subject, value: "alice", issuer: issuer, until: 100, createdAtMillis: 5,
+                   actor: "ops", reason: reason)
+    }
+
+    static func decodes(_ text: String, mac: ClusterMAC = mac) -> Bool {
+        (try? RevocationEvent.decode(Array(text.utf8), mac: mac)) != nil
+    }
+
+    @Test("an event decodes to what was signed, write time included")
+    func roundTrip() throws {
+        var event = RevocationEvent.signed(Self.revocation(issuer: "https://idp", reason: "leak"), epoch: Self.epoch, sequence: 7, mac: Self.mac)
+        event.writtenAtMicros = 1_764_000_000_000_000
+        #expect(try RevocationEvent.decode(Array(event.wireText.utf8), mac: Self.mac) == event)
+    }
+
+    @Test("the MAC binds the sequence, the epoch, the cluster and every field; nil and empty differ")
+    func bindings() {
+        let event = RevocationEvent.signed(Self.revocation(), epoch: Self.epoch, sequence: 7, mac: Self.mac)
+        #expect(Self.decodes(event.wireText))
+        // Moved to another sequence.
+        var moved = event
+        moved.sequence = 8
+        #expect(!Self.decodes(moved.wireText))
+        // Another history.
+        var other = event
+        other.epoch = RevocationEpoch.new(nowMillis: 1_764_000_000_001, after: Self.epoch)
+        #expect(!Self.decodes(other.wireText))
+        // Another cluster sharing the secret.
+        #expect(!Self.decodes(event.wireText, mac: ClusterMAC(secret: [UInt8](repeating: 5, count: 32), cluster: "other:")))
+        // The reason and the issuer are covered; nil is not "".
+        var reasoned = event
+        reasoned.revocation.reason = "changed"
+        #expect(!Self.decodes(reasoned.wireText))
+        let withEmptyIssuer = RevocationEvent.signed(Self.revocation(issuer: ""), epoch: Self.epoch, sequence: 7, mac: Self.mac)
+        var swapped = event
+        swapped.mac = withEmptyIssuer.mac
+        #expect(!Self.decodes(swapped.wireText))
+    }
+
+    @Test("write times outside the plausible range are refused before any arithmetic")
+    func writeTimeRange() {
+        var event = RevocationEvent.signed(Self.revocation(), epoch: Self.epoch, sequence: 7, mac: Self.mac)
+        event.writtenAtMicros = -9_223_372_036_854_775_808
+        #expect(!Self.decodes(event.wireText))
+        event.writtenAtMicros = 9_000_000_000_000_000_000
+        #expect(!Self.decodes(event.wireText))
+    }
+
+    @Test("an acknowledgement is bound to its node, epoch and sequence")
+    func acknowledgements() throws {
+        let ack = NodeAck.signed(node: "gw-1", epoch: Self.epoch, sequence: 9, latencyMicros: 800, mac: Self.mac)
+        #expect(try NodeAck.decode(ack.wireText, mac: Self.mac) == ack)
+        #expect((try? NodeAck.decode(ack.wireText.replacingOccurrences(of: "gw-1", with: "gw-2"), mac: Self.mac)) == nil)
+        #expect((try? NodeAck.decode(ack.wireText.replacingOccurrences(of: " 9 ", with: " 10 "), mac: Self.mac)) == nil)
+        let huge = NodeAck.signed(node: "gw-1", epoch: Self.epoch, sequence: 9, latencyMicros: .max, mac: Self.mac)
+        #expect((try? NodeAck.decode(huge.wireText, mac: Self.mac)) == nil)
+    }
+
+    @Test("a head is signed whole, and epochs order by creation time")
+    func heads() throws {
+        let head = RevocationHead.signed(epoch: Self.epoch, sequence: 12, floor: 3, beat: 40, mac: Self.mac)
+        #expect(try RevocationHead.decode(head.wireText, mac: Self.mac) == head)
+        #expect((try? RevocationHead.decode(head.wireText.replacingOccurrences(of: " 12 ", with: " 13 "), mac: Self.mac)) == nil)
+        #expect((try? RevocationHead.decode("head2 \(Self.epoch) 2 3 1 x", mac: Self.mac)) == nil)  // floor above the sequence
+        let later = RevocationEpoch.new(nowMillis: 0, after: Self.epoch)
+        #expect(later.isNewer(than: Self.epoch))
+        #expect(!Self.epoch.isNewer(than: later))
+        #expect(RevocationEpoch(text: "not-an-epoch") == nil)
+    }
+
+    @Test("a jti batch is one signed change; a lift must name what it lifts")
+    func batchesAndLifts() throws {
+        var batch = Self.revocation()
+        batch.kind = .jti
+        batch.batch = [Revocation.Token(jti: "t2", expiresAt: 200), Revocation.Token(jti: "t3", expiresAt: 300)]
+        let event = RevocationEvent.signed(batch, epoch: Self.epoch, sequence: 1, mac: Self.mac)
+        let decoded = try RevocationEvent.decode(Array(event.wireText.utf8), mac: Self.mac)
+        #expect(decoded.revocation.tokens.map(\.jti) == ["alice", "t2", "t3"])
+        #expect(decoded.revocation.count == 3)
+        var tampered = event
+        tampered.revocation.batch.removeLast()
+        #expect(!Self.decodes(tampered.wireText))
+        var lift = Self.revocation()
+        lift.operation = .delete
+        #expect(!Self.decodes(RevocationEvent.signed(lift, epoch: Self.epoch, sequence: 2, mac: Self.mac).wireText))
+    }
+}
