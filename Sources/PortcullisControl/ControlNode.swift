@@ -56,7 +56,7 @@ public final class ControlNode: Service, Sendable {
         let metrics = ControlMetrics(registry: registry)
         // The control plane follows the log like a gateway (but acknowledges nothing): introspection
         // and the admin API's counts read this copy, and the writer never continues a head behind it.
-        let revocationList = RevocationFollower(client: client, keys: keys, mac: mac, alarm: alarm, nodeID: nil,
+        let revocationList = RevocationFollower(client: client, keys: keys, mac: mac, alarm: alarm, node: nil,
                                                 maxStaleness: nil, logger: logger)
         let store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: config.cluster.maxTokenLifetime, logger: logger,
                                     knownPosition: { revocationList.position })

@@ -88,7 +88,8 @@ struct ClusterRevocationTests {
             let event = RevocationEvent.signed(revocation, epoch: head.epoch, sequence: head.sequence + 1, mac: cluster.mac)
             _ = try await cluster.client.send("ZADD", RedisArgument(cluster.keys.revocationLog), RedisArgument(event.sequence),
                                               RedisArgument(event.wireText))
-            let next = RevocationHead.signed(epoch: head.epoch, sequence: event.sequence, floor: head.floor, beat: head.beat + 1, mac: cluster.mac)
+            let next = RevocationHead.signed(epoch: head.epoch, sequence: event.sequence, last: event.mac, floor: head.floor,
+                                             beat: head.beat + 1, mac: cluster.mac)
             _ = try await cluster.client.send("SET", RedisArgument(cluster.keys.revocationHead), RedisArgument(next.wireText))
             let token = try cluster.token(jti: "lost-jti")
             try await eventually(timeout: .seconds(3), "periodic check applied the unpublished revocation") { try cluster.statuses(token) == [401] }

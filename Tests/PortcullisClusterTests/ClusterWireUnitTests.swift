@@ -58,20 +58,23 @@ struct ClusterWireUnitTests {
 
     @Test("an acknowledgement is bound to its node, epoch and sequence")
     func acknowledgements() throws {
-        let ack = NodeAck.signed(node: "gw-1", epoch: Self.epoch, sequence: 9, latencyMicros: 800, mac: Self.mac)
+        let ack = NodeAck.signed(node: "gw-1", instance: "a1", epoch: Self.epoch, sequence: 9, last: "lastmac", latencyMicros: 800, mac: Self.mac)
         #expect(try NodeAck.decode(ack.wireText, mac: Self.mac) == ack)
         #expect((try? NodeAck.decode(ack.wireText.replacingOccurrences(of: "gw-1", with: "gw-2"), mac: Self.mac)) == nil)
         #expect((try? NodeAck.decode(ack.wireText.replacingOccurrences(of: " 9 ", with: " 10 "), mac: Self.mac)) == nil)
-        let huge = NodeAck.signed(node: "gw-1", epoch: Self.epoch, sequence: 9, latencyMicros: .max, mac: Self.mac)
+        #expect((try? NodeAck.decode(ack.wireText.replacingOccurrences(of: " a1 ", with: " a2 "), mac: Self.mac)) == nil)
+        #expect((try? NodeAck.decode(ack.wireText.replacingOccurrences(of: "lastmac", with: "othermac"), mac: Self.mac)) == nil)
+        let huge = NodeAck.signed(node: "gw-1", instance: "a1", epoch: Self.epoch, sequence: 9, last: "", latencyMicros: .max, mac: Self.mac)
         #expect((try? NodeAck.decode(huge.wireText, mac: Self.mac)) == nil)
     }
 
     @Test("a head is signed whole, and epochs order by creation time")
     func heads() throws {
-        let head = RevocationHead.signed(epoch: Self.epoch, sequence: 12, floor: 3, beat: 40, mac: Self.mac)
+        let head = RevocationHead.signed(epoch: Self.epoch, sequence: 12, last: "m12", floor: 3, beat: 40, mac: Self.mac)
         #expect(try RevocationHead.decode(head.wireText, mac: Self.mac) == head)
         #expect((try? RevocationHead.decode(head.wireText.replacingOccurrences(of: " 12 ", with: " 13 "), mac: Self.mac)) == nil)
-        #expect((try? RevocationHead.decode("head2 \(Self.epoch) 2 3 1 x", mac: Self.mac)) == nil)  // floor above the sequence
+        #expect((try? RevocationHead.decode(head.wireText.replacingOccurrences(of: " m12 ", with: " m11 "), mac: Self.mac)) == nil)
+        #expect((try? RevocationHead.decode("head2 \(Self.epoch) 2 m 3 1 x", mac: Self.mac)) == nil)  // floor above the sequence
         let later = RevocationEpoch.new(nowMillis: 0, after: Self.epoch)
         #expect(later.isNewer(than: Self.epoch))
         #expect(!Self.epoch.isNewer(than: later))

@@ -147,6 +147,43 @@ struct RedisTamperingTests {
         }
     }
 
+    @Test("a signed change whose write failed, replayed to the nodes, never stands in for the change committed at its place")
+    func failedWriteReplayed() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let head = try #require(try await cluster.store.head())
+            // Make the next write fail after it was signed (a key of the wrong type), and keep what
+            // it signed: what an attacker watching Redis (MONITOR) sees of the refused write.
+            _ = try await cluster.client.send("SET", RedisArgument(cluster.keys.revocationExpiry), "wrong type")
+            let now = Int64(Date().timeIntervalSince1970)
+            let refused = Revocation(id: "rev_refused", operation: .add, kind: .jti, value: "decoy", issuer: nil, until: now + 600,
+                                     createdAtMillis: now * 1000, actor: "ops", reason: nil)
+            await #expect(throws: (any Error).self) { try await cluster.store.write(refused) }
+            _ = try await cluster.client.send("DEL", RedisArgument(cluster.keys.revocationExpiry))
+            let captured = RevocationEvent.signed(refused, epoch: head.epoch, sequence: head.sequence + 1, mac: cluster.mac)
+            // The attack: the refused change published as if committed; then the nodes' subscriptions
+            // are cut while the real change is written at the same place, so they miss it live.
+            _ = try await cluster.client.send("PUBLISH", "portcullis:rev:events", RedisArgument(captured.wireText))
+            try await eventually("the nodes took the decoy") { try await cluster.appliedSequences().values.allSatisfy { $0 == head.sequence + 1 } }
+            _ = try await cluster.client.send("CLIENT", "KILL", "TYPE", "pubsub")
+            let real = try await cluster.revoke(.jti, "the-real-one")
+            #expect(real.sequence == captured.sequence)
+            // Every node finds out from the signed head and applies the change committed there.
+            let token = try cluster.token(jti: "the-real-one")
+            try await eventually(timeout: .seconds(5), "the committed change applied everywhere") { try cluster.statuses(token) == [401, 401] }
+            try await Self.expectReported(cluster, key: "rev:log")
+            // And their acknowledgements of that place now name the committed change.
+            try await eventually("acknowledgements name the committed change") {
+                let head = try await cluster.store.head()
+                let live = try await Membership(client: cluster.client, keys: cluster.keys, mac: cluster.mac, alarm: cluster.alarm).liveNodes()
+                var confirmed = 0
+                for node in live { if let ack = node.ack, await cluster.store.confirms(ack, real, head: head) { confirmed += 1 } }
+                return confirmed == 2
+            }
+        }
+    }
+
     @Test("an old signed lift replayed under a new sequence does not lift a later cut-off of the same subject")
     func replayedLift() async throws {
         try await withCluster() { cluster in

@@ -9,6 +9,8 @@ import Synchronization
 /// Who a node is, for membership.
 public struct NodeIdentity: Sendable {
     public var id: String
+    /// Random per process start: an acknowledgement counts only for the process that signed it.
+    public var instance: String
     public var role: String
     public var address: String
     public var adminAddress: String
@@ -18,6 +20,8 @@ public struct NodeIdentity: Sendable {
     public init(id: String, role: String = "gateway", address: String, adminAddress: String, version: String,
                 startedAtMillis: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) {
         self.id = id
+        var generator = SystemRandomNumberGenerator()
+        self.instance = String(UInt64.random(in: .min ... .max, using: &generator), radix: 16)
         self.role = role
         self.address = address
         self.adminAddress = adminAddress
@@ -61,7 +65,7 @@ public final class ClusterAgent: Sendable {
         subscriber = RedisSubscriber(configuration: redis, eventLoopGroup: eventLoopGroup, logger: logger)
         let mac = ClusterMAC(secret: config.secret, cluster: config.keyPrefix)
         let alarm = TamperingAlarm(prefix: config.keyPrefix, logger: logger)
-        follower = RevocationFollower(client: client, keys: keys, mac: mac, alarm: alarm, nodeID: identity.id,
+        follower = RevocationFollower(client: client, keys: keys, mac: mac, alarm: alarm, node: (identity.id, identity.instance),
                                       maxStaleness: config.maxStaleness, logger: logger) { revoked in
             keyStore.setRevokedKeys(Self.revokedKeysByKid(revoked))
         }
@@ -174,7 +178,7 @@ public final class ClusterAgent: Sendable {
                        keys: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "key")]))
         while !Task.isCancelled {
             let record = NodeRecord(
-                id: identity.id, role: identity.role, address: identity.address, adminAddress: identity.adminAddress,
+                id: identity.id, instance: identity.instance, role: identity.role, address: identity.address, adminAddress: identity.adminAddress,
                 version: identity.version, startedAtMillis: identity.startedAtMillis,
                 heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), heartbeatIntervalMillis: config.heartbeatInterval.wholeMilliseconds,
                 ack: follower.acknowledgement, keySetVersions: keySetVersions(), rateLimitMode: rateLimiter.mode,

@@ -10,6 +10,8 @@ import PortcullisRedis
 /// the signed heartbeat time), nor make a node look further along than it is.
 public struct NodeRecord: Sendable, Equatable {
     public var id: String
+    /// The node process (random per start); only its own acknowledgements count.
+    public var instance: String
     public var role: String
     public var address: String
     public var adminAddress: String
@@ -30,10 +32,11 @@ public struct NodeRecord: Sendable, Equatable {
     public var redisConnected: Bool
     public var revocationStalenessSeconds: Double
 
-    public init(id: String, role: String, address: String, adminAddress: String, version: String, startedAtMillis: Int64,
+    public init(id: String, instance: String, role: String, address: String, adminAddress: String, version: String, startedAtMillis: Int64,
                 heartbeatAtMillis: Int64, heartbeatIntervalMillis: Int64, ack: NodeAck?, keySetVersions: [String: String],
                 rateLimitMode: String, redisConnected: Bool, revocationStalenessSeconds: Double) {
         self.id = id
+        self.instance = instance
         self.role = role
         self.address = address
         self.adminAddress = adminAddress
@@ -55,7 +58,7 @@ public struct NodeRecord: Sendable, Equatable {
     /// The signed fields, in order (everything but `ack` and `mac`).
     private var signedFields: [(String, String)] {
         [
-            ("id", id), ("role", role), ("address", address), ("admin_address", adminAddress), ("version", version),
+            ("id", id), ("instance", instance), ("role", role), ("address", address), ("admin_address", adminAddress), ("version", version),
             ("started_ms", String(startedAtMillis)), ("heartbeat_ms", String(heartbeatAtMillis)),
             ("interval_ms", String(heartbeatIntervalMillis)),
             ("keysets", keySetVersions.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
@@ -96,7 +99,7 @@ public struct NodeRecord: Sendable, Equatable {
     /// - Parameter slack: allowed clock difference between the node and the reader.
     init(hash: [RedisValue], id expectedID: String, mac: ClusterMAC, nowMillis: Int64, slackMillis: Int64 = 2000) throws(RecordError) {
         let map = hash.hashFields()
-        guard let id = map["id"], id == expectedID, let role = map["role"], let macText = map["mac"],
+        guard let id = map["id"], id == expectedID, let instance = map["instance"], let role = map["role"], let macText = map["mac"],
               let started = map["started_ms"].flatMap({ Int64($0) }), let heartbeat = map["heartbeat_ms"].flatMap({ Int64($0) }),
               let interval = map["interval_ms"].flatMap({ Int64($0) }), interval > 0 else { throw .malformed }
         var versions: [String: String] = [:]
@@ -104,7 +107,7 @@ public struct NodeRecord: Sendable, Equatable {
             let parts = pair.split(separator: "=", maxSplits: 1)
             if parts.count == 2 { versions[String(parts[0])] = String(parts[1]) }
         }
-        self.init(id: id, role: role, address: map["address"] ?? "", adminAddress: map["admin_address"] ?? "",
+        self.init(id: id, instance: instance, role: role, address: map["address"] ?? "", adminAddress: map["admin_address"] ?? "",
                   version: map["version"] ?? "", startedAtMillis: started, heartbeatAtMillis: heartbeat, heartbeatIntervalMillis: interval,
                   ack: nil, keySetVersions: versions, rateLimitMode: map["ratelimit_mode"] ?? "unknown",
                   redisConnected: map["redis_connected"] == "1", revocationStalenessSeconds: Double(map["staleness_s"] ?? "") ?? 0)
@@ -115,7 +118,8 @@ public struct NodeRecord: Sendable, Equatable {
         // A forged acknowledgement in a genuine record: the node stays live, confirming nothing.
         if let text = map["ack"] {
             switch Result(catching: { () throws(NodeAck.DecodeError) in try NodeAck.decode(text, mac: mac) }) {
-            case .success(let ack) where ack.node == id: self.ack = ack
+            case .success(let ack) where ack.node == id && ack.instance == instance: self.ack = ack
+            case .success(let ack) where ack.node == id: break  // the previous process's, until this one acknowledges
             case .success(let ack): ackRejection = "acknowledgement signed for node '\(ack.node)'"
             case .failure(let error): ackRejection = "\(error)"
             }

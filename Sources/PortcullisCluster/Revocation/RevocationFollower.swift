@@ -13,13 +13,14 @@ public final class RevocationFollower: Sendable {
     let sync: RevocationSync
 
     /// - Parameters:
-    ///   - nodeID: signs acknowledgements as this node; nil to acknowledge nothing (control plane).
+    ///   - node: signs acknowledgements as this node id and process instance; nil to acknowledge
+    ///     nothing (control plane).
     ///   - onKeysChanged: told the revoked keys (`issuer|kid`, issuer `*` for any) when they change.
-    public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, alarm: TamperingAlarm, nodeID: String?, maxStaleness: Duration?,
+    public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, alarm: TamperingAlarm, node: (id: String, instance: String)?, maxStaleness: Duration?,
                 logger: Logger, onKeysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }) {
         staleness = StalenessClock(limit: maxStaleness)
         set = RevocationSet(staleness: staleness, onKeysChanged: onKeysChanged)
-        sync = RevocationSync(keys: keys, mac: mac, set: set, client: client, staleness: staleness, nodeID: nodeID, alarm: alarm, logger: logger)
+        sync = RevocationSync(keys: keys, mac: mac, set: set, client: client, staleness: staleness, node: node, alarm: alarm, logger: logger)
     }
 
     /// Revocations loaded at least once.

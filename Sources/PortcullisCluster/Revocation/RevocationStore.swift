@@ -132,6 +132,18 @@ public final class RevocationStore: Sendable {
         return event
     }
 
+    /// Whether `ack` confirms the change `event`: the node applied everything through a sequence
+    /// at or past it, and the change it applied there is the one committed there (known from this
+    /// writer's memory of its commits, or from the signed head) — so a signed change whose write
+    /// failed, replayed to a node, never counts.
+    public func confirms(_ ack: NodeAck, _ event: RevocationEvent, head: RevocationHead?) async -> Bool {
+        guard ack.epoch == event.epoch, ack.sequence >= event.sequence else { return false }
+        if ack.sequence == event.sequence { return ack.last == event.mac }
+        if let committed = await writer.committedMAC(epoch: event.epoch, sequence: ack.sequence) { return ack.last == committed }
+        if let head, head.epoch == ack.epoch, head.sequence == ack.sequence { return ack.last == head.last }
+        return false
+    }
+
     /// The authenticated acknowledgements of `sequence`, by node id: only acks that verify, are
     /// stored under their own node's name and belong to `epoch`. Forged ones are reported.
     public func acknowledgements(sequence: Int64, epoch: RevocationEpoch) async throws -> [String: NodeAck] {

@@ -26,7 +26,7 @@ actor RevocationSync {
     private let client: RedisClient
     private let staleness: StalenessClock
     /// nil on the control plane, which follows the log but acknowledges nothing.
-    private let nodeID: String?
+    private let node: (id: String, instance: String)?
     private let logger: Logger
     private let propagation: Timer
     /// Gateways only: the control plane's follower exports no node metrics.
@@ -38,6 +38,9 @@ actor RevocationSync {
     private(set) var epoch: RevocationEpoch?
     /// The head's floor last seen.
     private var floor: Int64 = 0
+    /// The MAC of the change applied at `applied`: compared with the head's `last`, it tells
+    /// whether that is the change committed there, and acknowledgements carry it.
+    private var lastMAC = ""
     /// The newest head beat this node confirmed its state with.
     private var confirmedBeat: Int64 = -1
     private let syncedFlag = Atomic<Bool>(false)
@@ -45,18 +48,18 @@ actor RevocationSync {
     private let latestAck = Mutex<NodeAck?>(nil)
     private let positionMirror = Mutex<(epoch: RevocationEpoch?, sequence: Int64)>((nil, -1))
 
-    init(keys: ClusterKeys, mac: ClusterMAC, set: RevocationSet, client: RedisClient, staleness: StalenessClock, nodeID: String?,
+    init(keys: ClusterKeys, mac: ClusterMAC, set: RevocationSet, client: RedisClient, staleness: StalenessClock, node: (id: String, instance: String)?,
          alarm: TamperingAlarm, logger: Logger) {
         self.keys = keys
         self.mac = mac
         self.set = set
         self.client = client
         self.staleness = staleness
-        self.nodeID = nodeID
+        self.node = node
         self.logger = logger
         reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: alarm)
         propagation = Timer(label: "portcullis_revocation_propagation_seconds", preferredDisplayUnit: .seconds)
-        appliedGauge = nodeID == nil ? nil : Gauge(label: "portcullis_revocation_applied_sequence")
+        appliedGauge = node == nil ? nil : Gauge(label: "portcullis_revocation_applied_sequence")
     }
 
     /// Revocations per page of a full sync: a page's parsed entries are all a sync holds at once.
@@ -105,28 +108,11 @@ actor RevocationSync {
             }
             epoch = head.epoch
             setApplied(0)
+            lastMAC = ""
             confirmedBeat = -1
         }
         floor = head.floor
-        // Page by page: everything signed is merged; `reached` follows the pages (which come in
-        // sequence order) up to the first hole above the floor.
-        var reached = applied
-        var loaded = 0
-        var start = 0
-        var pageSize = 100
-        while true {
-            let (events, more) = try await reader.page(start: start, count: pageSize, epoch: head.epoch)
-            guard epoch == head.epoch else { return }  // another sync moved on while this read
-            set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
-            reached = contiguousEnd(events, from: reached)
-            loaded += events.count
-            guard more else { break }
-            start += pageSize
-            // About `pageTokens` revocations per page, whether the entries are batches or single.
-            let tokens = max(1, events.reduce(0) { $0 + $1.revocation.count })
-            pageSize = min(2_000, max(2, pageSize * Self.pageTokens / tokens))
-        }
-        setApplied(max(applied, reached))
+        guard let loaded = try await loadLog(head) else { return }
         syncedFlag.store(true, ordering: .relaxed)
         confirm(head)
         Counter(label: "portcullis_revocation_resyncs_total", dimensions: [("cause", cause)]).increment()
@@ -137,6 +123,44 @@ actor RevocationSync {
             "duration_ms": "\((ContinuousClock.now - started).wholeMilliseconds)",
         ])
         await acknowledge(latencyMicros: nil)
+    }
+
+    /// Reads the whole log page by page, merging every signed entry of `head`'s epoch into the set;
+    /// `applied` follows the pages (which come in sequence order) up to the first hole above the
+    /// floor. nil when another sync moved to another history meanwhile.
+    private func loadLog(_ head: RevocationHead) async throws -> Int? {
+        var reached = applied
+        var mac = lastMAC
+        var loaded = 0
+        var start = 0
+        var pageSize = 100
+        while true {
+            let (events, more) = try await reader.page(start: start, count: pageSize, epoch: head.epoch)
+            guard epoch == head.epoch else { return nil }
+            set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
+            let next = contiguousEnd(events, from: reached)
+            if next > reached || events.contains(where: { $0.sequence == next }) { mac = macAt(next, events, head: head) ?? mac }
+            reached = next
+            loaded += events.count
+            guard more else { break }
+            start += pageSize
+            // About `pageTokens` revocations per page, whether the entries are batches or single.
+            let tokens = max(1, events.reduce(0) { $0 + $1.revocation.count })
+            pageSize = min(2_000, max(2, pageSize * Self.pageTokens / tokens))
+        }
+        if reached >= applied {
+            lastMAC = mac
+            setApplied(reached)
+        }
+        return loaded
+    }
+
+    /// The MAC of the change applied at `sequence` among `events`: the head's `last` when that
+    /// change is among them (or was pruned below the floor), else the last one found there.
+    private func macAt(_ sequence: Int64, _ events: [RevocationEvent], head: RevocationHead?) -> String? {
+        let macs = events.filter { $0.sequence == sequence }.map(\.mac)
+        if let head, head.sequence == sequence, macs.contains(head.last) || (macs.isEmpty && sequence <= head.floor) { return head.last }
+        return macs.last
     }
 
     /// The last sequence reached from `start` through `events` (in order) without a hole above
@@ -160,14 +184,17 @@ actor RevocationSync {
     // MARK: Incremental
 
     /// Applies logged changes after `applied` up to `through`, stopping at a hole above the floor.
-    private func catchUp(through: Int64) async throws {
+    private func catchUp(through: Int64, head: RevocationHead? = nil) async throws {
         guard let epoch else { return }
         let events = try await reader.entries(after: applied, through: through, epoch: epoch)
         guard self.epoch == epoch else { return }  // a resync moved on while this read
         let reached = min(contiguousEnd(events, from: applied), through)
         // Everything signed is enforced, even past a hole; `applied` only moves up to the hole.
         set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
-        setApplied(max(applied, reached))
+        if reached > applied {
+            lastMAC = macAt(reached, events, head: head) ?? ""
+            setApplied(reached)
+        }
         if applied < through, floor < through {
             reader.alarm.report(key: keys.revocationLog, "entries \(applied + 1)…\(through) of epoch \(epoch) are missing or do not verify")
         }
@@ -215,11 +242,12 @@ actor RevocationSync {
         // consecutive sequence numbers.
         set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
         for event in events where event.sequence == applied + 1 {
+            lastMAC = event.mac
             setApplied(event.sequence)
         }
         guard applied > before else { return }
         let latency = latencyMicros(last)
-        if last.sequence <= applied, nodeID != nil, let latency { propagation.recordMicroseconds(latency) }
+        if last.sequence <= applied, node != nil, let latency { propagation.recordMicroseconds(latency) }
         await acknowledge(latencyMicros: last.sequence == applied ? latency : nil)
     }
 
@@ -243,23 +271,37 @@ actor RevocationSync {
                 reader.alarm.report(key: keys.revocationHead, "the head went back to sequence \(head.sequence); this node applied \(applied)")
                 return
             }
-            let before = applied
+            let before = applied, beforeMAC = lastMAC
             if head.sequence > applied {
-                try await catchUp(through: head.sequence)
+                try await catchUp(through: head.sequence, head: head)
             } else if head.sequence > head.floor, try await reader.entry(at: head.sequence) == nil {
                 // Nothing to apply, but the head's own entry must still be there: a wiped or
                 // rewritten log would hide every revocation from nodes that start later.
                 reader.alarm.report(key: keys.revocationLog, "the entry for the head's sequence \(head.sequence) is missing or does not verify")
                 return
             }
+            if applied == head.sequence, head.sequence > head.floor, lastMAC != head.last {
+                // This node applied, at the head's sequence, a signed change that is not the one
+                // committed there (a write that failed after signing, replayed). Re-read the log so
+                // the committed one is applied too; until it is found, claim only the one before.
+                reader.alarm.report(key: keys.revocationLog, "the change applied at sequence \(applied) is not the one committed there")
+                setApplied(0)
+                lastMAC = ""
+                guard try await loadLog(head) != nil else { return }
+                if lastMAC != head.last {
+                    setApplied(max(0, head.sequence - 1))
+                    return
+                }
+            }
             confirm(head)
-            if applied > before { await acknowledge(latencyMicros: nil) }
+            if applied != before || lastMAC != beforeMAC { await acknowledge(latencyMicros: nil) }
         }
     }
 
     /// Fresh only when this node holds everything up to a head it has not confirmed with before.
     private func confirm(_ head: RevocationHead) {
-        guard head.epoch == epoch, applied >= head.sequence, head.beat > confirmedBeat || confirmedBeat < 0 else { return }
+        guard head.epoch == epoch, applied >= head.sequence, head.sequence <= head.floor || lastMAC == head.last,
+              head.beat > confirmedBeat || confirmedBeat < 0 else { return }
         confirmedBeat = head.beat
         staleness.confirm()
     }
@@ -285,8 +327,10 @@ actor RevocationSync {
     /// Tells the control plane, with a signed `NodeAck`, that this node applied everything through
     /// `applied` (and how long the last change took, for live events).
     private func acknowledge(latencyMicros: Int64?) async {
-        guard let nodeID, let epoch, applied > 0 else { return }
-        let ack = NodeAck.signed(node: nodeID, epoch: epoch, sequence: applied, latencyMicros: latencyMicros, mac: mac)
+        guard let node, let epoch, applied > 0 else { return }
+        let nodeID = node.id
+        let ack = NodeAck.signed(node: nodeID, instance: node.instance, epoch: epoch, sequence: applied, last: lastMAC,
+                                 latencyMicros: latencyMicros, mac: mac)
         latestAck.withLock { $0 = ack }
         let text = RedisArgument(ack.wireText)
         let ackKey = keys.revocationAcks(applied)

@@ -33,6 +33,11 @@ actor RevocationWriter {
     /// The furthest this process has seen, to refuse a head that was rolled back.
     private var highest: RevocationHead?
     private var pending: [Pending] = []
+    /// MACs of the changes this writer committed lately, by sequence, in `committedEpoch`: an
+    /// acknowledgement counts for a sequence only if it names the change committed there.
+    private var committed: [Int64: String] = [:]
+    private var committedEpoch: RevocationEpoch?
+    private static let committedKept: Int64 = 200_000
     private var draining = false
     private static let maxAttempts = 10
     /// Most changes in one commit: a batch call always fits alone, and the pub/sub message stays
@@ -137,7 +142,7 @@ actor RevocationWriter {
                 arguments += [RedisArgument(event.sequence), RedisArgument(event.json), RedisArgument(change.pruneAt),
                               RedisArgument(change.revocation.id), RedisArgument(change.revocation.lifts ?? "")]
             }
-            let next = RevocationHead.signed(epoch: base.epoch, sequence: base.sequence + Int64(changes.count),
+            let next = RevocationHead.signed(epoch: base.epoch, sequence: base.sequence + Int64(changes.count), last: events.last?.mac ?? base.last,
                                              floor: min(max(base.floor, floor ?? 0), base.sequence), beat: base.beat + 1, mac: mac)
             let reply: RedisValue
             do {
@@ -169,6 +174,7 @@ actor RevocationWriter {
             let written = items[1].string.flatMap { Int64($0) } ?? 0
             current = (next, next.wireText)
             highest = next
+            remember(events, epoch: next.epoch)
             return events.map { var event = $0; event.writtenAtMicros = written; return event }
         }
         throw ClusterError.notDurable("the revocation head kept changing under this writer (another writer, or tampering); nothing was written")
@@ -187,21 +193,37 @@ actor RevocationWriter {
                 logger.error("the revocation head is gone from Redis (data loss, or deleted); starting a new epoch — nodes keep what they hold",
                              metadata: ["epoch": "\(epoch)"])
             }
-            return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), "", true)
+            return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), "", true)
         case .invalid(let raw):
             let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest)
             logger.error("the revocation head in Redis does not verify; starting a new epoch", metadata: ["epoch": "\(epoch)"])
-            return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), raw, true)
+            return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), raw, true)
         case .valid(let head, let raw):
             if let rolledBack = try await rollback(of: head) {
                 reader.alarm.report(key: keys.revocationHead, rolledBack)
                 let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest.map { $0.isNewer(than: head.epoch) ? $0 : head.epoch } ?? head.epoch)
                 logger.error("starting a new revocation epoch after a rolled-back head", metadata: ["epoch": "\(epoch)"])
-                return (RevocationHead(epoch: epoch, sequence: 0, floor: 0, beat: 0, mac: ""), raw, true)
+                return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), raw, true)
             }
             highest = head
             return (head, raw, false)
         }
+    }
+
+    private func remember(_ events: [RevocationEvent], epoch: RevocationEpoch) {
+        if committedEpoch != epoch {
+            committed = [:]
+            committedEpoch = epoch
+        }
+        for event in events { committed[event.sequence] = event.mac }
+        if let newest = events.last?.sequence, committed.count > Int(Self.committedKept) {
+            committed = committed.filter { $0.key > newest - Self.committedKept / 2 }
+        }
+    }
+
+    /// The MAC of the change this writer committed at `sequence` of `epoch`, if it remembers it.
+    func committedMAC(epoch: RevocationEpoch, sequence: Int64) -> String? {
+        committedEpoch == epoch ? committed[sequence] : nil
     }
 
     /// Why `head` cannot be continued: older than what this writer saw, or behind the log's own

@@ -52,9 +52,9 @@ extension AdminAPI {
                 guard let last = events.last else { throw APIError.invalid("revocations", "nothing to write") }
                 let propagation: Propagation
                 if let wait {
-                    propagation = try await confirmed { try await tracker.wait(sequence: last.sequence, epoch: last.epoch, timeout: wait) }
+                    propagation = try await confirmed { try await tracker.wait(last, timeout: wait) }
                 } else {
-                    propagation = try await confirmed { try await tracker.current(sequence: last.sequence, epoch: last.epoch) }
+                    propagation = try await confirmed { try await tracker.current(last) }
                 }
                 let status: HTTPResponse.Status = wait != nil && !propagation.complete ? .accepted : .created
                 let response = Response.json([
@@ -128,9 +128,9 @@ extension AdminAPI {
     private func revocationResponse(_ event: RevocationEvent, wait: Duration?, createdStatus: HTTPResponse.Status) async throws -> Response {
         let propagation: Propagation
         if let wait {
-            propagation = try await confirmed { try await tracker.wait(sequence: event.sequence, epoch: event.epoch, timeout: wait) }
+            propagation = try await confirmed { try await tracker.wait(event, timeout: wait) }
         } else {
-            propagation = try await confirmed { try await tracker.current(sequence: event.sequence, epoch: event.epoch) }
+            propagation = try await confirmed { try await tracker.current(event) }
         }
         guard case .object(var object) = RevocationService.json(event) else { return Response.json(RevocationService.json(event)) }
         object["propagation"] = propagation.json

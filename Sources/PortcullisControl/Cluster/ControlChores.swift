@@ -32,6 +32,7 @@ final class ControlChores: Service, Sendable {
     private let metrics: ControlMetrics
     private let logger: Logger
     private let startedAtMillis = Int64(Date().timeIntervalSince1970 * 1000)
+    private let instance = String(UInt64.random(in: .min ... .max), radix: 16)
 
     init(config: ControlConfig, client: RedisClient, subscriber: RedisSubscriber, keys: ClusterKeys, mac: ClusterMAC, store: RevocationStore,
          view: ClusterView, revocationList: RevocationFollower, revocationSubscriber: RedisSubscriber, publisher: KeySetPublisher,
@@ -135,7 +136,7 @@ final class ControlChores: Service, Sendable {
         var wasConnected = true
         while !Task.isCancelled {
             let record = NodeRecord(
-                id: config.nodeID, role: "control", address: config.listen.description, adminAddress: config.adminListen.description,
+                id: config.nodeID, instance: instance, role: "control", address: config.listen.description, adminAddress: config.adminListen.description,
                 version: PortcullisVersion.current, startedAtMillis: startedAtMillis,
                 heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), heartbeatIntervalMillis: interval.wholeMilliseconds, ack: nil,
                 keySetVersions: [:], rateLimitMode: "n/a", redisConnected: true, revocationStalenessSeconds: 0)

@@ -50,34 +50,41 @@ struct PropagationTracker: Sendable {
     let store: RevocationStore
     let view: ClusterView
 
-    func current(sequence: Int64, epoch: RevocationEpoch) async throws -> Propagation {
-        let (_, headEpoch, nodes) = try await view.gateways()
-        let acks = try await store.acknowledgements(sequence: sequence, epoch: epoch)
-        return Propagation(sequence: sequence, nodes: nodes.map { node in
-            let recorded = headEpoch == epoch ? node.appliedSequence : -1
-            let ack = acks[node.record.id]
-            return Propagation.NodeState(id: node.record.id, appliedSequence: max(recorded, ack?.sequence ?? -1),
-                                         applied: recorded >= sequence || ack != nil, latencyMicros: ack?.latencyMicros)
-        })
+    func current(_ event: RevocationEvent) async throws -> Propagation {
+        let head = try await store.head()
+        let nodes = try await view.gateways().nodes
+        let acks = try await store.acknowledgements(sequence: event.sequence, epoch: event.epoch)
+        var states: [Propagation.NodeState] = []
+        for node in nodes {
+            // Only this node process's own acknowledgements, and only for the change committed.
+            var confirmed: NodeAck?
+            for ack in [node.record.ack, acks[node.record.id]].compactMap({ $0 }) where ack.instance == node.record.instance {
+                if await store.confirms(ack, event, head: head) { confirmed = ack; break }
+            }
+            let live = acks[node.record.id].flatMap { $0.instance == node.record.instance && $0.last == event.mac ? $0 : nil }
+            states.append(Propagation.NodeState(id: node.record.id, appliedSequence: max(node.appliedSequence, confirmed?.sequence ?? -1),
+                                                applied: confirmed != nil, latencyMicros: live?.latencyMicros))
+        }
+        return Propagation(sequence: event.sequence, nodes: states)
     }
 
     /// Polls until every live gateway applied `sequence` or `timeout` passed. Node records carry
     /// the node's latest acknowledgement, written right after it applies a change, so polling
     /// every 10 ms sees completion within a poll interval without a subscription per waiting request.
-    func wait(sequence: Int64, epoch: RevocationEpoch, timeout: Duration) async throws -> Propagation {
+    func wait(_ event: RevocationEvent, timeout: Duration) async throws -> Propagation {
         let clock = ContinuousClock()
         let started = clock.now
         let deadline = started + timeout
-        var state = try await current(sequence: sequence, epoch: epoch)
+        var state = try await current(event)
         while !state.complete, clock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
-            state = try await current(sequence: sequence, epoch: epoch)
+            state = try await current(event)
         }
         // A node's record can show the change before its per-sequence ack (with the latency) lands.
         var settle = 0
         while state.complete, state.nodes.contains(where: { $0.latencyMicros == nil }), settle < 5 {
             try await Task.sleep(for: .milliseconds(10))
-            state = try await current(sequence: sequence, epoch: epoch)
+            state = try await current(event)
             settle += 1
         }
         let waited = clock.now - started
