@@ -70,4 +70,36 @@ struct ForgedAcknowledgementTests {
             try? await group.shutdownGracefully()
         }
     }
+
+    @Test("deleting a paused gateway's record does not let wait complete without it")
+    func deletedRecordDuringWait() async throws {
+        let cluster = try await ControlCluster()
+        try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
+            try await cluster.startGateway(id: "gw-live")
+            let paused = try await cluster.startGateway(id: "gw-paused")
+            try await eventually("both gateways live") {
+                (try cluster.control.admin("GET", "/v1/nodes").json["nodes"] as? [Any])?.count == 2
+            }
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.redis.url), eventLoopGroup: group, logger: Logger(label: "attacker"))
+            paused.process.signal(SIGSTOP)
+            let attacker = Task {
+                while !Task.isCancelled {
+                    _ = try? await client.send("DEL", "portcullis:node:gw-paused")
+                    _ = try? await client.send("SREM", "portcullis:nodes", "gw-paused")
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+            }
+            let response = try cluster.control.admin("POST", "/v1/revocations?wait=1500ms",
+                                                     json: #"{"kind":"jti","value":"vanished-test","exp":\#(Int64(Date().timeIntervalSince1970) + 600)}"#)
+            attacker.cancel()
+            _ = await attacker.value
+            #expect(response.status == 202, "wait must not complete: \(response.text)")
+            #expect((response.json["propagation"] as? [String: Any])?["laggards"] as? [String] == ["gw-paused"])
+            #expect(cluster.control.process.output.contains("vanished without the node leaving"))
+            paused.process.signal(SIGCONT)
+            await client.close()
+            try? await group.shutdownGracefully()
+        }
+    }
 }

@@ -104,7 +104,7 @@ public final class ClusterAgent: Sendable {
             tasks.addTask { await self.rateLimiter.run(interval: self.config.rateLimitSyncInterval) }
             await tasks.waitForAll()
         }
-        await membership.leave(id: identity.id)
+        await membership.leave(currentRecord(), interval: config.heartbeatInterval)
         await subscriber.close()
         await client.close()
     }
@@ -177,15 +177,10 @@ public final class ClusterAgent: Sendable {
                        clients: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "client")]),
                        keys: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "key")]))
         while !Task.isCancelled {
-            let record = NodeRecord(
-                id: identity.id, instance: identity.instance, role: identity.role, address: identity.address, adminAddress: identity.adminAddress,
-                version: identity.version, startedAtMillis: identity.startedAtMillis,
-                heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), heartbeatIntervalMillis: config.heartbeatInterval.wholeMilliseconds,
-                ack: follower.acknowledgement, keySetVersions: keySetVersions(), rateLimitMode: rateLimiter.mode,
-                redisConnected: isRedisConnected, revocationStalenessSeconds: staleness.ageSeconds)
+            let record = currentRecord()
             do {
                 try await membership.heartbeat(record, interval: config.heartbeatInterval)
-                let live = try await membership.liveNodes(role: "gateway")
+                let live = try await membership.liveNodes(role: "gateway").filter { !$0.leaving }
                 let count = max(1, live.count)
                 liveNodeCount.store(count, ordering: .relaxed)
                 rateLimiter.setLiveNodes(count)
@@ -203,6 +198,16 @@ public final class ClusterAgent: Sendable {
             entries.keys.record(counts.keys)
             try? await Task.sleep(for: config.heartbeatInterval)
         }
+    }
+
+    /// This node's record as of now (signed when written).
+    private func currentRecord() -> NodeRecord {
+        NodeRecord(
+            id: identity.id, instance: identity.instance, role: identity.role, address: identity.address, adminAddress: identity.adminAddress,
+            version: identity.version, startedAtMillis: identity.startedAtMillis,
+            heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), heartbeatIntervalMillis: config.heartbeatInterval.wholeMilliseconds,
+            ack: follower.acknowledgement, keySetVersions: keySetVersions(), rateLimitMode: rateLimiter.mode,
+            redisConnected: isRedisConnected, revocationStalenessSeconds: staleness.ageSeconds)
     }
 
     private func keySetVersions() -> [String: String] {

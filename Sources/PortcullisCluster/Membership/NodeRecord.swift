@@ -31,6 +31,9 @@ public struct NodeRecord: Sendable, Equatable {
     public var rateLimitMode: String
     public var redisConnected: Bool
     public var revocationStalenessSeconds: Double
+    /// Set in the record a node leaves behind at shutdown (signed, like the rest): readers drop it
+    /// at once, while a record that merely disappeared is still expected for three heartbeats.
+    public var leaving = false
 
     public init(id: String, instance: String, role: String, address: String, adminAddress: String, version: String, startedAtMillis: Int64,
                 heartbeatAtMillis: Int64, heartbeatIntervalMillis: Int64, ack: NodeAck?, keySetVersions: [String: String],
@@ -63,7 +66,7 @@ public struct NodeRecord: Sendable, Equatable {
             ("interval_ms", String(heartbeatIntervalMillis)),
             ("keysets", keySetVersions.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
             ("ratelimit_mode", rateLimitMode), ("redis_connected", redisConnected ? "1" : "0"),
-            ("staleness_s", String(format: "%.3f", revocationStalenessSeconds)),
+            ("staleness_s", String(format: "%.3f", revocationStalenessSeconds)), ("leaving", leaving ? "1" : "0"),
         ]
     }
 
@@ -111,6 +114,7 @@ public struct NodeRecord: Sendable, Equatable {
                   version: map["version"] ?? "", startedAtMillis: started, heartbeatAtMillis: heartbeat, heartbeatIntervalMillis: interval,
                   ack: nil, keySetVersions: versions, rateLimitMode: map["ratelimit_mode"] ?? "unknown",
                   redisConnected: map["redis_connected"] == "1", revocationStalenessSeconds: Double(map["staleness_s"] ?? "") ?? 0)
+        leaving = map["leaving"] == "1"
         let signed = signedFields
         guard signed.allSatisfy({ map[$0.0] == $0.1 }), mac.verify(macText, Self.macFields(signed)) else { throw .badMAC }
         let age = nowMillis - heartbeat
@@ -154,14 +158,23 @@ public struct Membership: Sendable {
         ]) { _ = try reply.get() }
     }
 
-    /// Removes the record at shutdown so the node leaves at once.
-    public func leave(id: String) async {
+    /// Removes a record outright (the control plane's own, which nothing counts on).
+    public func remove(id: String) async {
         _ = try? await client.pipeline([["DEL", RedisArgument(keys.node(id))], ["SREM", RedisArgument(keys.nodes), RedisArgument(id)]])
     }
 
-    /// Live nodes, sorted by id: records that verify and whose signed heartbeat is recent.
-    /// Ids without a record are pruned from the set; records that do not verify are reported as
-    /// tampering and left out.
+    /// At shutdown: replaces the record by a signed "leaving" one, so readers drop the node at
+    /// once (a record deleted by someone else is still expected for three heartbeats).
+    public func leave(_ record: NodeRecord, interval: Duration) async {
+        var leaving = record
+        leaving.leaving = true
+        leaving.heartbeatAtMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        _ = try? await heartbeat(leaving, interval: interval)
+    }
+
+    /// Live nodes, sorted by id: records that verify and whose signed heartbeat is recent (those
+    /// marked `leaving` included: callers tell them apart). Ids without a record are pruned from
+    /// the set; records that do not verify are reported as tampering and left out.
     public func liveNodes(role: String? = "gateway") async throws -> [NodeRecord] {
         let ids = (try await client.send("SMEMBERS", RedisArgument(keys.nodes)).array ?? []).compactMap(\.string).sorted()
         guard !ids.isEmpty else { return [] }

@@ -132,6 +132,11 @@ public final class RevocationStore: Sendable {
         return event
     }
 
+    /// Reports tampering the control plane noticed outside the log (counted and logged like the rest).
+    public func reportTampering(key: String, _ reason: String) {
+        reader.alarm.report(key: key, reason)
+    }
+
     /// Whether `ack` confirms the change `event`: the node applied everything through a sequence
     /// at or past it, and the change it applied there is the one committed there (known from this
     /// writer's memory of its commits, or from the signed head) — so a signed change whose write

@@ -316,6 +316,7 @@ actor SigningKeyRing {
     private func stillOn(_ previousVersion: String?, newVersion: String) async throws -> [String] {
         guard let previousVersion, previousVersion != newVersion else { return [] }
         return try await membership.liveNodes(role: "gateway").filter { node in
+            guard !node.leaving else { return false }
             let versions = Set(node.keySetVersions.values)
             return versions.contains(previousVersion) && !versions.contains(newVersion)
         }.map(\.id)

@@ -2,6 +2,7 @@ import Foundation
 import PortcullisCluster
 import PortcullisJOSE
 import PortcullisRedis
+import Synchronization
 
 /// A live gateway node as the admin API shows it: its verified record plus how far behind the
 /// cluster's revocation head it is.
@@ -49,6 +50,14 @@ struct ClusterView: Sendable {
     let membership: Membership
     let store: RevocationStore
     let revocationList: RevocationFollower
+    /// Gateways seen live lately: one whose record vanished without a signed "leaving" record is
+    /// still expected (as not having applied anything) until three of its heartbeats passed, so
+    /// deleting a node's record cannot make `wait` complete without it.
+    private let seen = Seen()
+
+    private final class Seen: Sendable {
+        let records = Mutex<[String: NodeRecord]>([:])
+    }
 
     init(client: RedisClient, keys: ClusterKeys, store: RevocationStore, membership: Membership, revocationList: RevocationFollower) {
         self.client = client
@@ -58,11 +67,37 @@ struct ClusterView: Sendable {
         self.revocationList = revocationList
     }
 
+    /// Live gateways: verified records, plus those seen lately whose record disappeared.
+    private func expectedGateways() async throws -> (records: [NodeRecord], vanished: Set<String>) {
+        let records = try await membership.liveNodes(role: "gateway")
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        return seen.records.withLock { seen in
+            var present = Set<String>()
+            for record in records {
+                present.insert(record.id)
+                seen[record.id] = record.leaving ? nil : record
+            }
+            seen = seen.filter { now - $0.value.heartbeatAtMillis <= $0.value.heartbeatIntervalMillis * 3 + 2000 }
+            var vanished = Set<String>()
+            var expected = records.filter { !$0.leaving }
+            for (id, record) in seen where !present.contains(id) {
+                var missing = record
+                missing.ack = nil
+                expected.append(missing)
+                vanished.insert(id)
+            }
+            return (expected.sorted { $0.id < $1.id }, vanished)
+        }
+    }
+
     /// The signed head's sequence and epoch, and every live gateway with its lag.
     func gateways() async throws -> (sequence: Int64, epoch: RevocationEpoch?, nodes: [NodeView]) {
         let head = try await store.head()
         let sequence = head?.sequence ?? 0
-        let records = try await membership.liveNodes(role: "gateway")
+        let (records, vanished) = try await expectedGateways()
+        if !vanished.isEmpty {
+            store.reportTampering(key: keys.nodes, "gateway records vanished without the node leaving: \(vanished.sorted().joined(separator: ", "))")
+        }
         func applied(_ record: NodeRecord) -> Int64 {
             guard let ack = record.ack, let head, ack.epoch == head.epoch else { return -1 }
             return ack.sequence

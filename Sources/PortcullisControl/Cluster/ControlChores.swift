@@ -85,7 +85,7 @@ final class ControlChores: Service, Sendable {
     func leave() async {
         _ = try? await client.evalScript(ClusterLock.releaseScript, keys: [RedisArgument(keys.controlPlaneAlive)],
                                          arguments: [RedisArgument(config.nodeID)])
-        await Membership(client: client, keys: keys, mac: mac, alarm: alarm).leave(id: config.nodeID)
+        await Membership(client: client, keys: keys, mac: mac, alarm: alarm).remove(id: config.nodeID)
         await revocationSubscriber.close()
     }
 
