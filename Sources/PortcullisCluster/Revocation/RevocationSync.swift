@@ -29,6 +29,7 @@ actor RevocationSync {
     private let node: (id: String, instance: String)?
     private let logger: Logger
     private let propagation: Timer
+    private let acknowledgements: AcknowledgementWriter?
     /// Gateways only: the control plane's follower exports no node metrics.
     private let appliedGauge: Gauge?
 
@@ -60,6 +61,7 @@ actor RevocationSync {
         reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: alarm)
         propagation = Timer(label: "portcullis_revocation_propagation_seconds", preferredDisplayUnit: .seconds)
         appliedGauge = node == nil ? nil : Gauge(label: "portcullis_revocation_applied_sequence")
+        acknowledgements = node == nil ? nil : AcknowledgementWriter(client: client)
     }
 
     /// Revocations per page of a full sync: a page's parsed entries are all a sync holds at once.
@@ -327,6 +329,7 @@ actor RevocationSync {
     /// Tells the control plane, with a signed `NodeAck`, that this node applied everything through
     /// `applied` (and how long the last change took, for live events).
     private func acknowledge(latencyMicros: Int64?) async {
+        guard let acknowledgements else { return }
         guard let node, let epoch, applied > 0 else { return }
         let nodeID = node.id
         let ack = NodeAck.signed(node: nodeID, instance: node.instance, epoch: epoch, sequence: applied, last: lastMAC,
@@ -340,10 +343,6 @@ actor RevocationSync {
             ["EXPIRE", RedisArgument(ackKey), "3600"],
             ["PUBLISH", RedisArgument(keys.ackChannel), text],
         ]
-        // The first command after Redis came back may meet the dead connection; one retry
-        // reconnects. A still-failing acknowledgement is repaired by the next heartbeat.
-        if (try? await client.pipeline(commands)) == nil {
-            _ = try? await client.pipeline(commands)
-        }
+        acknowledgements.send(commands)
     }
 }
