@@ -56,7 +56,12 @@ struct ClusterView: Sendable {
     private let seen = Seen()
 
     private final class Seen: Sendable {
-        let records = Mutex<[String: NodeRecord]>([:])
+        struct State {
+            var records: [String: NodeRecord] = [:]
+            /// Ids whose deletion was reported (until the record is back or forgotten).
+            var reported: Set<String> = []
+        }
+        let state = Mutex(State())
     }
 
     init(client: RedisClient, keys: ClusterKeys, store: RevocationStore, membership: Membership, revocationList: RevocationFollower) {
@@ -67,26 +72,33 @@ struct ClusterView: Sendable {
         self.revocationList = revocationList
     }
 
-    /// Live gateways: verified records, plus those seen lately whose record disappeared.
-    private func expectedGateways() async throws -> (records: [NodeRecord], vanished: Set<String>) {
+    /// Live gateways: verified records, plus those seen lately whose record disappeared. A record
+    /// gone while its TTL (three heartbeats from its signed heartbeat time) still ran was deleted,
+    /// not expired: that is reported, once per disappearance.
+    private func expectedGateways() async throws -> (records: [NodeRecord], deleted: [String]) {
         let records = try await membership.liveNodes(role: "gateway")
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        return seen.records.withLock { seen in
+        return seen.state.withLock { state in
             var present = Set<String>()
             for record in records {
                 present.insert(record.id)
-                seen[record.id] = record.leaving ? nil : record
+                state.records[record.id] = record.leaving ? nil : record
+                state.reported.remove(record.id)
             }
-            seen = seen.filter { now - $0.value.heartbeatAtMillis <= $0.value.heartbeatIntervalMillis * 3 + 2000 }
-            var vanished = Set<String>()
+            state.records = state.records.filter { now - $0.value.heartbeatAtMillis <= $0.value.heartbeatIntervalMillis * 3 + 2000 }
+            state.reported.formIntersection(state.records.keys)
+            var deleted: [String] = []
             var expected = records.filter { !$0.leaving }
-            for (id, record) in seen where !present.contains(id) {
+            for (id, record) in state.records where !present.contains(id) {
                 var missing = record
                 missing.ack = nil
                 expected.append(missing)
-                vanished.insert(id)
+                // Half a heartbeat short of the TTL: clocks of node and control plane may differ a little.
+                if now - record.heartbeatAtMillis < record.heartbeatIntervalMillis * 5 / 2, state.reported.insert(id).inserted {
+                    deleted.append(id)
+                }
             }
-            return (expected.sorted { $0.id < $1.id }, vanished)
+            return (expected.sorted { $0.id < $1.id }, deleted.sorted())
         }
     }
 
@@ -94,9 +106,9 @@ struct ClusterView: Sendable {
     func gateways() async throws -> (sequence: Int64, epoch: RevocationEpoch?, nodes: [NodeView]) {
         let head = try await store.head()
         let sequence = head?.sequence ?? 0
-        let (records, vanished) = try await expectedGateways()
-        if !vanished.isEmpty {
-            store.reportTampering(key: keys.nodes, "gateway records vanished without the node leaving: \(vanished.sorted().joined(separator: ", "))")
+        let (records, deleted) = try await expectedGateways()
+        for id in deleted {
+            store.reportTampering(key: keys.node(id), "the record of gateway '\(id)' vanished before its TTL ran out, without the node leaving")
         }
         func applied(_ record: NodeRecord) -> Int64 {
             guard let ack = record.ack, let head, ack.epoch == head.epoch else { return -1 }
