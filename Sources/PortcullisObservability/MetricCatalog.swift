@@ -17,7 +17,7 @@ public enum MetricCatalog {
         "portcullis_ratelimit_mode": "1 for the node's current rate-limit mode (cluster, fallback, local).",
         "portcullis_ratelimit_sync_total": "Rate-limit counter syncs with Redis by outcome.",
         "portcullis_cluster_live_nodes": "Live gateway nodes seen in the membership registry.",
-        "portcullis_keyset_events_rejected_total": "Key-set or revocation records from Redis rejected because their MAC did not verify.",
+        "portcullis_keyset_events_rejected_total": "Key-set records from Redis refused: MAC, another issuer's slot, or a rolled-back serial.",
         "portcullis_cluster_tampering_total": "Writes to Redis made without the cluster secret that this node detected and ignored, by key family.",
     ]
 
