@@ -74,7 +74,7 @@ struct ClusterWireUnitTests {
         #expect(try RevocationHead.decode(head.wireText, mac: Self.mac) == head)
         #expect((try? RevocationHead.decode(head.wireText.replacingOccurrences(of: " 12 ", with: " 13 "), mac: Self.mac)) == nil)
         #expect((try? RevocationHead.decode(head.wireText.replacingOccurrences(of: " m12 ", with: " m11 "), mac: Self.mac)) == nil)
-        #expect((try? RevocationHead.decode("head2 \(Self.epoch) 2 m 3 1 x", mac: Self.mac)) == nil)  // floor above the sequence
+        #expect((try? RevocationHead.decode("head3 \(Self.epoch) 2 m 3 1 x", mac: Self.mac)) == nil)  // floor above the sequence
         let later = RevocationEpoch.new(nowMillis: 0, after: Self.epoch)
         #expect(later.isNewer(than: Self.epoch))
         #expect(!Self.epoch.isNewer(than: later))

@@ -82,7 +82,7 @@ struct RedisTamperingTests {
             let oldHead = try #require(try await cluster.store.head())
             let tokens = try await Self.revokeAndApply(cluster)
             // Garbage, an old signed head (rollback), a head "from the future" without a MAC.
-            _ = try await cluster.client.send("SET", "portcullis:rev:head", "head2 9999999999999-0000000000000000 99999 0 99999 forged")
+            _ = try await cluster.client.send("SET", "portcullis:rev:head", "head3 9999999999999-0000000000000000 99999 forged 0 99999 forged")
             try await Self.expectStillRevoked(cluster, tokens, seconds: 1)
             try await Self.expectReported(cluster, key: "rev:head")
             _ = try await cluster.client.send("SET", "portcullis:rev:head", RedisArgument(oldHead.wireText))

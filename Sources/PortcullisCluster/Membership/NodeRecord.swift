@@ -71,7 +71,7 @@ public struct NodeRecord: Sendable, Equatable {
     }
 
     private static func macFields(_ fields: [(String, String)]) -> [String] {
-        ["node2"] + fields.flatMap { [$0.0, $0.1] }
+        ["node3"] + fields.flatMap { [$0.0, $0.1] }
     }
 
     /// Field/value arguments for HSET: the signed fields, their MAC and the latest ack.

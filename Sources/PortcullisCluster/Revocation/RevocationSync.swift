@@ -42,6 +42,9 @@ actor RevocationSync {
     /// The MAC of the change applied at `applied`: compared with the head's `last`, it tells
     /// whether that is the change committed there, and acknowledgements carry it.
     private var lastMAC = ""
+    /// The MAC applied at each recent sequence (the last 4 096), to compare with a head the node
+    /// has already moved past.
+    private var recentMACs: [Int64: String] = [:]
     /// The newest head beat this node confirmed its state with.
     private var confirmedBeat: Int64 = -1
     private let syncedFlag = Atomic<Bool>(false)
@@ -109,8 +112,9 @@ actor RevocationSync {
                              metadata: ["epoch": "\(head.epoch)"])
             }
             epoch = head.epoch
-            setApplied(0)
             lastMAC = ""
+            recentMACs = [:]
+            setApplied(0)
             confirmedBeat = -1
         }
         floor = head.floor
@@ -188,7 +192,9 @@ actor RevocationSync {
     /// Applies logged changes after `applied` up to `through`, stopping at a hole above the floor.
     private func catchUp(through: Int64, head: RevocationHead? = nil) async throws {
         guard let epoch else { return }
-        let events = try await reader.entries(after: applied, through: through, epoch: epoch)
+        // From the entry at `applied` on: a change committed there after this node applied another
+        // signed one for that place (a failed write's, replayed) is still applied.
+        let events = try await reader.entries(after: max(0, applied - 1), through: through, epoch: epoch)
         guard self.epoch == epoch else { return }  // a resync moved on while this read
         let reached = min(contiguousEnd(events, from: applied), through)
         // Everything signed is enforced, even past a hole; `applied` only moves up to the hole.
@@ -282,18 +288,19 @@ actor RevocationSync {
                 reader.alarm.report(key: keys.revocationLog, "the entry for the head's sequence \(head.sequence) is missing or does not verify")
                 return
             }
-            if applied == head.sequence, head.sequence > head.floor, lastMAC != head.last {
+            if applied >= head.sequence, head.sequence > head.floor, let mine = macApplied(at: head.sequence), mine != head.last {
                 // This node applied, at the head's sequence, a signed change that is not the one
                 // committed there (a write that failed after signing, replayed). Re-read the log so
                 // the committed one is applied too; until it is found, claim only the one before.
-                reader.alarm.report(key: keys.revocationLog, "the change applied at sequence \(applied) is not the one committed there")
-                setApplied(0)
-                lastMAC = ""
-                guard try await loadLog(head) != nil else { return }
-                if lastMAC != head.last {
-                    setApplied(max(0, head.sequence - 1))
-                    return
-                }
+                reader.alarm.report(key: keys.revocationLog, "the change applied at sequence \(head.sequence) is not the one committed there")
+                let found = try await reader.entries(after: head.sequence - 1, through: head.sequence, epoch: epoch)
+                guard self.epoch == epoch else { return }
+                set.applyAll(found.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
+                // Until the committed change is found and applied, nothing is confirmed (stale), and
+                // acknowledgements keep naming the other change, which `wait` does not count.
+                guard found.contains(where: { $0.mac == head.last }) else { return }
+                recentMACs[head.sequence] = head.last
+                if applied == head.sequence { lastMAC = head.last }
             }
             confirm(head)
             if applied != before || lastMAC != beforeMAC { await acknowledge(latencyMicros: nil) }
@@ -302,13 +309,22 @@ actor RevocationSync {
 
     /// Fresh only when this node holds everything up to a head it has not confirmed with before.
     private func confirm(_ head: RevocationHead) {
-        guard head.epoch == epoch, applied >= head.sequence, head.sequence <= head.floor || lastMAC == head.last,
+        guard head.epoch == epoch, applied >= head.sequence, head.sequence <= head.floor || macApplied(at: head.sequence) == head.last,
               head.beat > confirmedBeat || confirmedBeat < 0 else { return }
         confirmedBeat = head.beat
         staleness.confirm()
     }
 
+    /// The MAC of the change this node applied at `sequence`, if it still remembers it.
+    private func macApplied(at sequence: Int64) -> String? {
+        sequence == applied ? lastMAC : recentMACs[sequence]
+    }
+
     private func setApplied(_ sequence: Int64) {
+        if sequence > applied, !lastMAC.isEmpty {
+            recentMACs[sequence] = lastMAC
+            if recentMACs.count > 4_096 { recentMACs = recentMACs.filter { $0.key > sequence - 2_048 } }
+        }
         applied = sequence
         appliedMirror.store(sequence, ordering: .relaxed)
         let epoch = self.epoch
@@ -337,12 +353,12 @@ actor RevocationSync {
         latestAck.withLock { $0 = ack }
         let text = RedisArgument(ack.wireText)
         let ackKey = keys.revocationAcks(applied)
-        let commands: [[RedisArgument]] = [
-            ["EVAL", Self.ackIfPresent, "1", RedisArgument(keys.node(nodeID)), NodeRecord.ackField, text],
-            ["HSET", RedisArgument(ackKey), RedisArgument(nodeID), text],
-            ["EXPIRE", RedisArgument(ackKey), "3600"],
-            ["PUBLISH", RedisArgument(keys.ackChannel), text],
-        ]
-        acknowledgements.send(commands)
+        acknowledgements.send(AcknowledgementWriter.Acknowledgement(
+            record: ["EVAL", Self.ackIfPresent, "1", RedisArgument(keys.node(nodeID)), NodeRecord.ackField, text],
+            others: [
+                ["HSET", RedisArgument(ackKey), RedisArgument(nodeID), text],
+                ["EXPIRE", RedisArgument(ackKey), "3600"],
+                ["PUBLISH", RedisArgument(keys.ackChannel), text],
+            ]))
     }
 }

@@ -238,6 +238,9 @@ actor RevocationWriter {
         }
         if let highest {
             if highest.epoch.isNewer(than: head.epoch) { return "the head went back to an older epoch (\(head.epoch), after \(highest.epoch))" }
+            if highest.epoch == head.epoch, head.sequence == highest.sequence, head.last != highest.last {
+                return "the head names another change at sequence \(head.sequence) than the one this writer committed there"
+            }
             if highest.epoch == head.epoch, head.sequence < highest.sequence || head.beat < highest.beat {
                 return "the head went back to sequence \(head.sequence) beat \(head.beat) (this writer wrote \(highest.sequence) beat \(highest.beat))"
             }

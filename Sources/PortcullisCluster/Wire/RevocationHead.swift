@@ -8,7 +8,7 @@
 /// has applied a head whose beat it has not seen before. `last` tells a node whether the change it
 /// applied at that sequence is the one that was committed there (a signed change whose write
 /// failed could otherwise stand in for it). Wire text:
-/// `head2 <epoch> <seq> <last> <floor> <beat> <mac>` (`last` is `-` at sequence 0).
+/// `head3 <epoch> <seq> <last> <floor> <beat> <mac>` (`last` is `-` at sequence 0).
 public struct RevocationHead: Sendable, Equatable {
     public var epoch: RevocationEpoch
     public var sequence: Int64
@@ -36,14 +36,14 @@ public struct RevocationHead: Sendable, Equatable {
     }
 
     static func macFields(epoch: RevocationEpoch, sequence: Int64, last: String, floor: Int64, beat: Int64) -> [String] {
-        ["head2", epoch.text, String(sequence), last, String(floor), String(beat)]
+        ["head3", epoch.text, String(sequence), last, String(floor), String(beat)]
     }
 
-    public var wireText: String { "head2 \(epoch.text) \(sequence) \(last.isEmpty ? "-" : last) \(floor) \(beat) \(mac)" }
+    public var wireText: String { "head3 \(epoch.text) \(sequence) \(last.isEmpty ? "-" : last) \(floor) \(beat) \(mac)" }
 
     public static func decode(_ text: String, mac: ClusterMAC) throws(DecodeError) -> RevocationHead {
         let parts = text.split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 7, parts[0] == "head2", let epoch = RevocationEpoch(text: String(parts[1])),
+        guard parts.count == 7, parts[0] == "head3", let epoch = RevocationEpoch(text: String(parts[1])),
               let sequence = Int64(parts[2]), let floor = Int64(parts[4]), let beat = Int64(parts[5]),
               sequence >= 0, floor >= 0, floor <= sequence, beat >= 0 else { throw .malformed }
         let last = parts[3] == "-" ? "" : String(parts[3])

@@ -80,15 +80,20 @@ struct ClusterView: Sendable {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         return seen.state.withLock { state in
             var present = Set<String>()
+            var current: [NodeRecord] = []
             for record in records {
+                // A record older than one already seen is a replay: keep expecting the newer one.
+                if let known = state.records[record.id], record.heartbeatAtMillis < known.heartbeatAtMillis { continue }
+                if record.leaving, let known = state.records[record.id], known.instance != record.instance { continue }
                 present.insert(record.id)
+                current.append(record)
                 state.records[record.id] = record.leaving ? nil : record
                 state.reported.remove(record.id)
             }
             state.records = state.records.filter { now - $0.value.heartbeatAtMillis <= $0.value.heartbeatIntervalMillis * 3 + 2000 }
             state.reported.formIntersection(state.records.keys)
             var deleted: [String] = []
-            var expected = records.filter { !$0.leaving }
+            var expected = current.filter { !$0.leaving }
             for (id, record) in state.records where !present.contains(id) {
                 var missing = record
                 missing.ack = nil
