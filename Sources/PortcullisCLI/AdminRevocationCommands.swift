@@ -38,17 +38,24 @@ struct AdminRevoke: AsyncParsableCommand {
         if let before { body["before"] = Int64(before).map(JSONValue.integer) ?? .string(before) }
         if let issuer { body["issuer"] = .string(issuer) }
         if let reason { body["reason"] = .string(reason) }
-        let path = "/v1/revocations" + (wait ? "?wait=" + AdminClient.escape(waitTimeout) : "")
-        let reply = try await adminCall { try await connection.client().post(path, .object(body)) }
-        if connection.json {
-            print(reply.body, terminator: reply.body.hasSuffix("\n") ? "" : "\n")
-        } else {
-            let json = reply.json
-            print("revoked \(AdminOutput.text(json["kind"])) \(AdminOutput.text(json["value"])) as \(AdminOutput.text(json["id"])) (sequence \(AdminOutput.text(json["sequence"])))")
-            if wait { printPropagation(json["propagation"]) }
+        try await postRevocation(connection: connection, path: "/v1/revocations", body: .object(body), wait: wait, waitTimeout: waitTimeout) { json in
+            "revoked \(AdminOutput.text(json["kind"])) \(AdminOutput.text(json["value"])) as \(AdminOutput.text(json["id"])) (sequence \(AdminOutput.text(json["sequence"])))"
         }
-        if wait, reply.json["propagation"]?["complete"]?.boolValue == false { throw ExitCode(3) }
     }
+}
+
+/// Posts a revocation call (with `?wait` when asked), prints the API's JSON or `summary` and the
+/// propagation, and exits with 3 when the wait ended before every live gateway applied it.
+func postRevocation(connection: AdminConnection, path: String, body: JSONValue, wait: Bool, waitTimeout: String,
+                    summary: (JSONValue) -> String) async throws {
+    let reply = try await adminCall { try await connection.client().post(path + (wait ? "?wait=" + AdminClient.escape(waitTimeout) : ""), body) }
+    if connection.json {
+        print(reply.body, terminator: reply.body.hasSuffix("\n") ? "" : "\n")
+    } else {
+        print(summary(reply.json))
+        if wait { printPropagation(reply.json["propagation"]) }
+    }
+    if wait, reply.json["propagation"]?["complete"]?.boolValue == false { throw ExitCode(3) }
 }
 
 /// Prints a propagation object: the summary and one line per live gateway.

@@ -32,16 +32,10 @@ struct AdminRevokeBatch: AsyncParsableCommand {
         }
         let items = try Self.parse(text, file: file == "-" ? "standard input" : file, reason: reason)
         guard !items.isEmpty else { throw ValidationError("no revocations in \(file == "-" ? "standard input" : file)") }
-        let path = "/v1/revocations/batch" + (wait ? "?wait=" + AdminClient.escape(waitTimeout) : "")
-        let reply = try await adminCall { try await connection.client().post(path, ["revocations": .array(items)]) }
-        if connection.json {
-            print(reply.body, terminator: reply.body.hasSuffix("\n") ? "" : "\n")
-        } else {
-            let json = reply.json
-            print("revoked \(AdminOutput.text(json["count"])) in \(json["changes"]?.arrayValue?.count ?? 0) changes (sequences \(AdminOutput.text(json["first_sequence"]))–\(AdminOutput.text(json["last_sequence"])))")
-            if wait { printPropagation(json["propagation"]) }
+        try await postRevocation(connection: connection, path: "/v1/revocations/batch", body: ["revocations": .array(items)],
+                                 wait: wait, waitTimeout: waitTimeout) { json in
+            "revoked \(AdminOutput.text(json["count"])) in \(json["changes"]?.arrayValue?.count ?? 0) changes (sequences \(AdminOutput.text(json["first_sequence"]))–\(AdminOutput.text(json["last_sequence"])))"
         }
-        if wait, reply.json["propagation"]?["complete"]?.boolValue == false { throw ExitCode(3) }
     }
 
     /// One revocation per line; an error names the line.

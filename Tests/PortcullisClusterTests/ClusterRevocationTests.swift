@@ -170,9 +170,7 @@ struct ClusterRevocationTests {
             let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
             let keyA = cluster.signer
             let keyB = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")
-            func jwks(_ signers: [JWTSigner]) -> String {
-                JSONWriter.serialize(["keys": .array(signers.map { $0.key.publicJWK(keyID: $0.keyID) })])
-            }
+            let jwks = TestCluster.jwks
             try await publisher.publish(issuer: TestCluster.issuer, jwks: jwks([keyA]))
             let gateway = try await cluster.startGateway(id: "gw-rot")
             let tokenA = try cluster.token(signer: keyA)

@@ -44,7 +44,12 @@ final class TestCluster {
         self.rateLimit = rateLimit
     }
 
-    var jwks: String { JSONWriter.serialize(["keys": .array([signer.key.publicJWK(keyID: signer.keyID)])]) }
+    var jwks: String { Self.jwks([signer]) }
+
+    /// A JWKS document of the signers' public keys.
+    static func jwks(_ signers: [JWTSigner]) -> String {
+        JSONWriter.serialize(["keys": .array(signers.map { $0.key.publicJWK(keyID: $0.keyID) })])
+    }
 
     func gatewayConfig(port: Int, adminPort: Int, nodeID: String, checkInterval: String = "200ms", staleness: String? = nil) -> String {
         """

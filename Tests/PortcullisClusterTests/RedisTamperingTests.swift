@@ -270,19 +270,15 @@ struct RedisTamperingTests {
 
 @Suite("key sets from a Redis writer without the cluster secret", .serialized)
 struct KeySetTamperingTests {
-    static func jwks(_ signers: [JWTSigner]) -> String {
-        JSONWriter.serialize(["keys": .array(signers.map { $0.key.publicJWK(keyID: $0.keyID) })])
-    }
-
     @Test("another issuer's valid record placed in this issuer's slot is refused and reported")
     func swappedIssuers() async throws {
         try await withCluster(clusterKeys: true) { cluster in
             let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
-            try await publisher.publish(issuer: TestCluster.issuer, jwks: Self.jwks([cluster.signer]))
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: TestCluster.jwks([cluster.signer]))
             let gateway = try await cluster.startGateway(id: "gw-keys")
             let attackerKey = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "attacker")
             // A genuine, signed record — of another issuer whose keys the attacker controls.
-            try await publisher.publish(issuer: "https://other-issuer.test", jwks: Self.jwks([attackerKey]))
+            try await publisher.publish(issuer: "https://other-issuer.test", jwks: TestCluster.jwks([attackerKey]))
             let other = (try await cluster.client.send("HGETALL", RedisArgument(cluster.keys.keySet("https://other-issuer.test"))).array ?? [])
             _ = try await cluster.client.send(["HSET", RedisArgument(cluster.keys.keySet(TestCluster.issuer))] + other.compactMap(\.string).map { RedisArgument($0) })
             _ = try await cluster.client.send("PUBLISH", RedisArgument(cluster.keys.keySetChannel), RedisArgument("x \(TestCluster.issuer)"))
@@ -299,11 +295,11 @@ struct KeySetTamperingTests {
             let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
             let keyA = cluster.signer
             let keyB = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k2")
-            try await publisher.publish(issuer: TestCluster.issuer, jwks: Self.jwks([keyA]))
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: TestCluster.jwks([keyA]))
             let old = (try await cluster.client.send("HGETALL", RedisArgument(cluster.keys.keySet(TestCluster.issuer))).array ?? [])
             let gateway = try await cluster.startGateway(id: "gw-keys")
             // Key A is compromised: the control plane publishes B only.
-            try await publisher.publish(issuer: TestCluster.issuer, jwks: Self.jwks([keyB]))
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: TestCluster.jwks([keyB]))
             try await eventually("A retired") { try cluster.statuses(try cluster.token(signer: keyA)) == [401] }
             // The attack: the old signed record, with A, back in place.
             _ = try await cluster.client.send(["HSET", RedisArgument(cluster.keys.keySet(TestCluster.issuer))] + old.compactMap(\.string).map { RedisArgument($0) })

@@ -145,7 +145,7 @@ actor RevocationSync {
             guard epoch == head.epoch else { return nil }
             set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
             let next = contiguousEnd(events, from: reached)
-            if next > reached || events.contains(where: { $0.sequence == next }) { mac = macAt(next, events, head: head) ?? mac }
+            mac = macAt(next, events, head: head) ?? mac
             reached = next
             loaded += events.count
             guard more else { break }

@@ -13,9 +13,9 @@ public struct KeySetAnnouncement: Sendable, Equatable {
     public var wireText: String { "\(version) \(issuer)" }
 
     public init?(_ bytes: [UInt8]) {
-        guard let space = bytes.firstIndex(of: 0x20), space > 0, space + 1 < bytes.count else { return nil }
-        version = String(decoding: bytes[..<space], as: UTF8.self)
-        issuer = String(decoding: bytes[(space + 1)...], as: UTF8.self)
+        guard let (version, issuer) = splitAtFirstSpace(bytes) else { return nil }
+        self.version = version
+        self.issuer = issuer
     }
 }
 
@@ -34,8 +34,14 @@ public struct KeyRefetchRequest: Sendable, Equatable {
     public var wireText: String { "\(kid) \(issuer)" }
 
     public init?(_ bytes: [UInt8]) {
-        guard let space = bytes.firstIndex(of: 0x20), space > 0, space + 1 < bytes.count else { return nil }
-        kid = String(decoding: bytes[..<space], as: UTF8.self)
-        issuer = String(decoding: bytes[(space + 1)...], as: UTF8.self)
+        guard let (kid, issuer) = splitAtFirstSpace(bytes) else { return nil }
+        self.kid = kid
+        self.issuer = issuer
     }
+}
+
+/// `<word> <rest>`: both non-empty; the rest may hold spaces (an issuer URL may).
+private func splitAtFirstSpace(_ bytes: [UInt8]) -> (String, String)? {
+    guard let space = bytes.firstIndex(of: 0x20), space > 0, space + 1 < bytes.count else { return nil }
+    return (String(decoding: bytes[..<space], as: UTF8.self), String(decoding: bytes[(space + 1)...], as: UTF8.self))
 }

@@ -107,8 +107,8 @@ struct ClusterView: Sendable {
         }
     }
 
-    /// The signed head's sequence and epoch, and every live gateway with its lag.
-    func gateways() async throws -> (sequence: Int64, epoch: RevocationEpoch?, nodes: [NodeView]) {
+    /// The signed head's sequence, the head itself, and every live gateway with its lag.
+    func gateways() async throws -> (sequence: Int64, head: RevocationHead?, nodes: [NodeView]) {
         let head = try await store.head()
         let sequence = head?.sequence ?? 0
         let (records, deleted) = try await expectedGateways()
@@ -130,7 +130,7 @@ struct ClusterView: Sendable {
             let seconds: Double? = lag == 0 ? 0 : oldestUnapplied[appliedSequence].map { max(0, Double(nowMicros - $0) / 1e6) }
             return NodeView(record: record, appliedSequence: appliedSequence, lagSequences: lag, lagSeconds: seconds)
         }
-        return (sequence, head?.epoch, views)
+        return (sequence, head, views)
     }
 
     /// Live control-plane nodes (this one included).

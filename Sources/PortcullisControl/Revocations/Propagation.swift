@@ -51,8 +51,7 @@ struct PropagationTracker: Sendable {
     let view: ClusterView
 
     func current(_ event: RevocationEvent) async throws -> Propagation {
-        let head = try await store.head()
-        let nodes = try await view.gateways().nodes
+        let (_, head, nodes) = try await view.gateways()
         let acks = try await store.acknowledgements(sequence: event.sequence, epoch: event.epoch)
         var states: [Propagation.NodeState] = []
         for node in nodes {
