@@ -30,7 +30,7 @@ public final class ControlNode: Service, Sendable {
 
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let httpClient = HTTPClient(eventLoopGroupProvider: .shared(group))
+        let httpClient = JWKSDownloader.makeHTTPClient(eventLoopGroup: group)
         // Everything built on the event loops lives inside serve(), so it is released (the Redis
         // clients close their connections on the loops in deinit) before the loops stop.
         do {

@@ -40,7 +40,7 @@ public final class GatewayNode: Service, Sendable {
     public func run() async throws {
         let config = initialConfig
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoops)
-        let httpClient = HTTPClient(eventLoopGroupProvider: .shared(group))
+        let httpClient = JWKSDownloader.makeHTTPClient(eventLoopGroup: group)
         do {
             try await serve(config: config, group: group, httpClient: httpClient)
         } catch {

@@ -29,11 +29,14 @@ public final class TestUpstream: Sendable {
     final class Stats: Sendable {
         let connections = Atomic<Int>(0)
         let requests = Atomic<Int>(0)
+        let open = Atomic<Int>(0)
     }
 
     /// Connections accepted so far (keep-alive reuse shows as fewer connections than requests).
     public var connectionCount: Int { stats.connections.load(ordering: .relaxed) }
     public var requestCount: Int { stats.requests.load(ordering: .relaxed) }
+    /// Connections open now (a gateway that gave up on a request must close its connection).
+    public var openConnections: Int { stats.open.load(ordering: .relaxed) }
     public let host: String
     public var address: String { "\(host):\(port)" }
 
@@ -45,6 +48,8 @@ public final class TestUpstream: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 stats.connections.wrappingAdd(1, ordering: .relaxed)
+                stats.open.wrappingAdd(1, ordering: .relaxed)
+                channel.closeFuture.whenComplete { _ in stats.open.wrappingSubtract(1, ordering: .relaxed) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(EchoHandler(stats: stats))

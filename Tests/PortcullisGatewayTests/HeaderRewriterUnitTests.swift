@@ -28,7 +28,7 @@ struct HeaderRewriterUnitTests {
             ("Host", "h.test"), ("Connection", "keep-alive, X-Secret"), ("X-Secret", "s"), ("Keep-Alive", "timeout=5"),
             ("TE", "trailers"), ("Upgrade", "h2c"), ("X-Forwarded-For", "10.0.0.1"), ("Proxy-Authorization", "Basic x"),
         ]))
-        let out = HeaderRewriter.upstreamRequest(head, policy: .init(route: try route(), identityHeaders: IdentityHeader.defaults), identity: nil,
+        let out = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: .init(route: try route(), identityHeaders: IdentityHeader.defaults), identity: nil,
                                                  requestID: "rid", client: .init(address: "192.0.2.7", isTLS: false))
         for name in ["connection", "x-secret", "keep-alive", "te", "upgrade", "proxy-authorization"] {
             #expect(out.headers[name].isEmpty, "\(name) should be removed")
@@ -42,7 +42,7 @@ struct HeaderRewriterUnitTests {
     @Test("Forwarded: an IPv6 client and a host that is not a token are quoted")
     func forwardedQuoting() throws {
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: ["Host": "127.0.0.1:8080"])
-        let out = HeaderRewriter.upstreamRequest(head, policy: .init(route: try route(), identityHeaders: []), identity: nil,
+        let out = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: .init(route: try route(), identityHeaders: []), identity: nil,
                                                  requestID: "rid", client: .init(address: "::1", isTLS: true))
         #expect(out.headers["forwarded"] == ["for=\"[::1]\";proto=https;host=\"127.0.0.1:8080\""])
         #expect(out.headers["x-forwarded-host"] == ["127.0.0.1:8080"])
@@ -55,7 +55,7 @@ struct HeaderRewriterUnitTests {
         func rewrite(_ value: String, extra: Int = 0, reusing storage: consuming [(name: String, value: String)] = []) -> UpstreamRequestHead {
             let fields = [("Host", "h.test"), ("X-A", value)] + (0..<extra).map { ("X-Extra-\($0)", "e") }
             let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: HTTPHeaders(fields))
-            return HeaderRewriter.upstreamRequest(head, policy: policy, identity: nil, requestID: "r-" + value, client: client,
+            return HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: policy, identity: nil, requestID: "r-" + value, client: client,
                                                   reusing: consume storage)
         }
         // Shared: the held head keeps its fields.
@@ -82,7 +82,7 @@ struct HeaderRewriterUnitTests {
         let policy = HeaderRewriter.Policy(route: try route(), identityHeaders: [])
         func forwarded(_ host: String?) -> [String] {
             let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: HTTPHeaders(host.map { [("Host", $0)] } ?? []))
-            return HeaderRewriter.upstreamRequest(head, policy: policy, identity: nil, requestID: "r", client: client).headers["forwarded"]
+            return HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: policy, identity: nil, requestID: "r", client: client).headers["forwarded"]
         }
         #expect(forwarded("a.test") == ["for=192.0.2.7;proto=http;host=a.test"])
         #expect(forwarded("a.test") == ["for=192.0.2.7;proto=http;host=a.test"])
@@ -98,7 +98,7 @@ struct HeaderRewriterUnitTests {
         ]))
         let mapping = IdentityHeader.defaults + [IdentityHeader(claim: "tenant", header: "X-Tenant"), IdentityHeader(claim: "roles", header: "X-Roles"),
                                                  IdentityHeader(claim: "n", header: "X-N")]
-        let out = HeaderRewriter.upstreamRequest(head, policy: .init(route: try route(), identityHeaders: mapping), identity: token,
+        let out = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: .init(route: try route(), identityHeaders: mapping), identity: token,
                                                  requestID: "rid", client: .init(address: nil, isTLS: true))
         #expect(out.headers["x-auth-subject"] == ["alice  X-Evil: 1"])
         #expect(out.headers["x-auth-scopes"] == ["read write"])
@@ -113,11 +113,11 @@ struct HeaderRewriterUnitTests {
     @Test("body framing: chunked is re-declared, a bodiless POST gets Content-Length 0")
     func framing() throws {
         let chunked = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders([("Transfer-Encoding", "chunked")]))
-        let a = HeaderRewriter.upstreamRequest(chunked, policy: .init(route: try route(), identityHeaders: []), identity: nil, requestID: "r", client: .init(address: nil, isTLS: false))
+        let a = HeaderRewriter.upstreamRequest(chunked, uri: "/api", policy: .init(route: try route(), identityHeaders: []), identity: nil, requestID: "r", client: .init(address: nil, isTLS: false))
         #expect(a.headers["transfer-encoding"] == ["chunked"])
         #expect(a.isChunked)
         let empty = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders())
-        let b = HeaderRewriter.upstreamRequest(empty, policy: .init(route: try route(), identityHeaders: []), identity: nil, requestID: "r", client: .init(address: nil, isTLS: false))
+        let b = HeaderRewriter.upstreamRequest(empty, uri: "/api", policy: .init(route: try route(), identityHeaders: []), identity: nil, requestID: "r", client: .init(address: nil, isTLS: false))
         #expect(b.headers["content-length"] == ["0"])
         #expect(!b.isChunked)
     }
@@ -127,7 +127,7 @@ struct HeaderRewriterUnitTests {
         let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/api", headers: HTTPHeaders([
             ("Host", "h.test"), ("Connection", "content-length, host, transfer-encoding"), ("Content-Length", "60"),
         ]))
-        let out = HeaderRewriter.upstreamRequest(head, policy: .init(route: try route(), identityHeaders: []), identity: nil,
+        let out = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: .init(route: try route(), identityHeaders: []), identity: nil,
                                                  requestID: "r", client: .init(address: nil, isTLS: false))
         #expect(out.headers["content-length"] == ["60"])
         #expect(out.headers["host"] == ["h.test"])
@@ -249,3 +249,49 @@ struct HeaderNameSetUnitTests {
     }
 }
 
+
+@Suite("header names with underscores")
+struct UnderscoreHeaderUnitTests {
+    private func forwarded(_ action: RequestPolicy.UnderscoreHeaders) throws -> [String] {
+        let route = try GatewayConfig.parse(yaml: "listen: 127.0.0.1:1\nroutes: [{name: r, path_prefix: /, upstream: {targets: ['127.0.0.1:1']}}]",
+                                            file: "t.yaml").routes[0]
+        let policy = HeaderRewriter.Policy(route: route, identityHeaders: IdentityHeader.defaults, underscores: action)
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: HTTPHeaders([
+            ("Host", "h.test"), ("X_Auth_Subject", "admin"), ("x-auth_scopes", "all"), ("X_Forwarded_For", "1.2.3.4"),
+            ("Transfer_Encoding", "chunked"), ("X_Custom", "1"), ("X-Plain", "2"),
+        ]))
+        let facts = RequestHeadFacts(head.headers)
+        #expect(facts.hasUnderscoredNames)
+        let out = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: policy, identity: nil, requestID: "r",
+                                                 client: .init(address: "192.0.2.1", isTLS: false), hasUnderscoredNames: facts.hasUnderscoredNames)
+        return out.fields.map { $0.name.lowercased() }
+    }
+
+    @Test("drop (the default) forwards no name with an underscore")
+    func drop() throws {
+        let names = try forwarded(.drop)
+        #expect(!names.contains { $0.contains("_") })
+        #expect(names.contains("x-plain"))
+    }
+
+    @Test("allow forwards them, except those an upstream would read as an identity, forwarding or framing field")
+    func allow() throws {
+        let names = try forwarded(.allow)
+        #expect(names.contains("x_custom"))
+        for spoof in ["x_auth_subject", "x-auth_scopes", "x_forwarded_for", "transfer_encoding"] {
+            #expect(!names.contains(spoof), "\(spoof) was forwarded")
+        }
+    }
+
+    @Test("reject refuses the request before routing")
+    func reject() {
+        var policy = RequestPolicy()
+        policy.headersWithUnderscores = .reject
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: HTTPHeaders([("Host", "h"), ("A_B", "1")]))
+        guard case .failure(let refusal) = ProxyHandler.checkHead(head, facts: RequestHeadFacts(head.headers), policy: policy) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(refusal.description.contains("underscore"))
+    }
+}

@@ -18,6 +18,8 @@ public struct GatewayConfig: Sendable {
     /// Event-loop threads; default: one per core.
     public var eventLoops: Int
     public var limits: ServerLimits
+    /// How request targets and header names are checked before routing (`http:`).
+    public var http: RequestPolicy
     public var accessLog: AccessLogConfig
     /// Claim → request header forwarded to upstreams for verified tokens.
     public var identityHeaders: [IdentityHeader]
@@ -53,6 +55,7 @@ public struct GatewayConfig: Sendable {
         self.adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9901)
         self.eventLoops = try map.optional("event_loops")?.int(in: 1...256) ?? System.coreCount
         self.limits = try map.optional("limits").map(ServerLimits.init(node:)) ?? ServerLimits()
+        self.http = try map.optional("http").map(RequestPolicy.init(node:)) ?? RequestPolicy()
         self.accessLog = try map.optional("access_log").map(AccessLogConfig.init(node:)) ?? AccessLogConfig()
         self.identityHeaders = try map.optional("identity_headers").map(IdentityHeader.list(node:)) ?? IdentityHeader.defaults
         self.realm = try map.optional("realm")?.nonEmptyString() ?? "portcullis"
@@ -92,6 +95,11 @@ public struct GatewayConfig: Sendable {
                 if issuerNames.isEmpty {
                     throw node.error("route '\(route.name)' requires jwt auth but no issuers are configured")
                 }
+            }
+            // Requests are matched after normalisation, so a prefix outside the normal form
+            // (`/a//b`, `/%61`, `/a/../b`) could never match: say so rather than route nothing.
+            guard case .success(let normal) = RequestTarget.normalize(route.pathPrefix.utf8, policy: http.path), normal == route.pathPrefix else {
+                throw node.error("route '\(route.name)': path_prefix '\(route.pathPrefix)' is not in normal form (see http.path)")
             }
             if let policy = route.rateLimit, policies[policy] == nil {
                 throw node.error("route '\(route.name)' names rate-limit policy '\(policy)', which is not under rate_limits:")
@@ -133,6 +141,15 @@ public struct ServerLimits: Sendable {
     public var idleTimeout: Duration = .seconds(60)
     /// On SIGTERM, in-flight requests get this long to finish. Default 30 s.
     public var drainTimeout: Duration = .seconds(30)
+    /// The slowest a request body may arrive, in bytes per second of time spent waiting for it
+    /// (after `requestBodyGrace`); slower gets 408 and the connection closed. 0 turns the check
+    /// off. Default 256.
+    public var requestBodyMinRate = 256
+    /// Waiting time a request body is allowed before the minimum rate applies. Default 10 s.
+    public var requestBodyGrace: Duration = .seconds(10)
+    /// How long a client may leave response bytes untaken (the connection's buffer over its
+    /// high-water mark) before the connection is closed. Default 60 s.
+    public var responseWriteTimeout: Duration = .seconds(60)
 
     init() {}
 
@@ -143,6 +160,12 @@ public struct ServerLimits: Sendable {
         if let v = map.optional("header_read_timeout") { headerReadTimeout = try v.duration() }
         if let v = map.optional("idle_timeout") { idleTimeout = try v.duration() }
         if let v = map.optional("drain_timeout") { drainTimeout = try v.duration() }
+        if let v = map.optional("request_body_min_rate") { requestBodyMinRate = try v.byteCount() }
+        if let v = map.optional("request_body_grace") { requestBodyGrace = try v.duration() }
+        if let v = map.optional("response_write_timeout") {
+            responseWriteTimeout = try v.duration()
+            guard responseWriteTimeout > .zero else { throw v.error("limits.response_write_timeout must be more than 0s") }
+        }
         try map.finish()
         guard maxHeaderBytes >= 1024 else { throw node.error("limits.max_header_bytes must be at least 1KiB") }
     }
@@ -177,12 +200,21 @@ public struct IdentityHeader: Sendable, Hashable {
         IdentityHeader(claim: "client_id", header: "X-Auth-Client-Id"),
     ]
 
+    /// Fields the gateway writes on every forwarded request.
+    private static let gatewayStated: Set<String> = ["host", "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"]
+
     static func list(node: ConfigNode) throws -> [IdentityHeader] {
         var map = try node.mapping()
         var result: [IdentityHeader] = []
         for (claim, value) in map.all() {
             let header = try value.nonEmptyString()
             guard HeaderName.isValid(header) else { throw value.error("'\(header)' is not a valid header name") }
+            guard !HeaderRules.isFraming(header) else { throw value.error("'\(header)' frames the body and is set by the gateway itself") }
+            guard !HeaderRules.isConnectionLevel(header) else { throw value.error("'\(header)' is about one connection and is set by the gateway itself") }
+            guard !gatewayStated.contains(header.lowercased()) else { throw value.error("'\(header)' is set by the gateway itself") }
+            guard !header.contains("_") else {
+                throw value.error("'\(header)' has an underscore; upstreams that read _ as - would see another name (use -)")
+            }
             result.append(IdentityHeader(claim: claim, header: header))
         }
         return result

@@ -17,6 +17,12 @@ public final class GatewayMetrics: Sendable {
     let addedLatency: ValueHistogram
     let openConnections: Gauge
     let rejectedConnections: Counter
+    /// Requests whose header fields with `_` in the name were dropped.
+    let underscoredFieldsDropped: Counter
+    /// Connections cut because the client sent its request body too slowly.
+    let slowRequestBodies: Counter
+    /// Connections cut because the client did not take response bytes for `response_write_timeout`.
+    let stalledResponseWrites: Counter
     /// The outcome of nearly every authenticated request, held apart from the lookup by reason.
     private let authOK: Counter
 
@@ -40,6 +46,12 @@ public final class GatewayMetrics: Sendable {
         openConnections = registry.gauge("portcullis_open_connections", labels: [], help: "Client connections currently open.")
         rejectedConnections = registry.counter("portcullis_rejected_connections_total", labels: [],
             help: "Client connections closed at once because limits.max_connections was reached.")
+        underscoredFieldsDropped = registry.counter("portcullis_underscored_header_requests_total", labels: [],
+            help: "Requests whose header fields with an underscore in the name were dropped (http.headers_with_underscores: drop).")
+        slowRequestBodies = registry.counter("portcullis_slow_clients_total", labels: [("direction", "request_body")],
+            help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (no progress for limits.response_write_timeout).")
+        stalledResponseWrites = registry.counter("portcullis_slow_clients_total", labels: [("direction", "response")],
+            help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (no progress for limits.response_write_timeout).")
         authOK = registry.counter("portcullis_auth_decisions_total", labels: [("reason", "ok")], help: Self.authDecisionsHelp)
     }
 

@@ -30,10 +30,13 @@ enum HeaderRewriter {
         /// Removed from upstream responses: hop-by-hop, the route's removals, and the fields the
         /// route or the gateway set.
         let responseRemoved: HeaderNameSet
+        /// What happens to request header names with `_`.
+        let underscores: RequestPolicy.UnderscoreHeaders
 
-        init(route: RouteConfig, identityHeaders: [IdentityHeader]) {
+        init(route: RouteConfig, identityHeaders: [IdentityHeader], underscores: RequestPolicy.UnderscoreHeaders = .drop) {
             self.route = route
             self.identityHeaders = identityHeaders
+            self.underscores = underscores
             var request = HeaderNameSet(HeaderRewriter.hopByHop)
             for header in identityHeaders + IdentityHeader.defaults { request.insert(header.header) }
             for name in ["x-request-id", "x-forwarded-proto", "x-forwarded-host"] { request.insert(name) }
@@ -49,6 +52,18 @@ enum HeaderRewriter {
                 for name in ["ratelimit-policy", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] { response.insert(name) }
             }
             responseRemoved = response
+        }
+
+        /// Fields the gateway states itself, whatever the route removes.
+        private static let gatewayStated = HeaderNameSet(["host", "content-length", "transfer-encoding", "forwarded", "x-forwarded-for"])
+
+        /// Whether a request field whose name has `_` is forwarded: only under `allow`, and then
+        /// not when, read with `-` for `_` (as CGI-style upstreams read it), it names a field the
+        /// gateway removes or states itself.
+        func forwardsUnderscored(_ name: String) -> Bool {
+            guard underscores == .allow else { return false }
+            let dashed = name.utf8.map { $0 == UInt8(ascii: "_") ? UInt8(ascii: "-") : $0 }
+            return !requestRemoved.contains(dashed) && !Self.gatewayStated.contains(dashed)
         }
     }
 
@@ -113,9 +128,12 @@ enum HeaderRewriter {
         }
     }
 
-    /// The head forwarded upstream. `identity` is nil on unauthenticated routes; identity headers
-    /// supplied by the client are removed either way, so they can only come from a verified token.
-    static func upstreamRequest(_ head: HTTPRequestHead, policy: Policy, identity: VerifiedToken?, requestID: String, client: ClientInfo,
+    /// The head forwarded upstream, for the normalised target `uri` (`RequestTarget.uri`).
+    /// `identity` is nil on unauthenticated routes; identity headers supplied by the client are
+    /// removed either way, so they can only come from a verified token. `hasUnderscoredNames`
+    /// (from `RequestHeadFacts`) says whether any name needs the underscore policy applied.
+    static func upstreamRequest(_ head: HTTPRequestHead, uri: String, policy: Policy, identity: VerifiedToken?, requestID: String,
+                                client: ClientInfo, hasUnderscoredNames: Bool = false,
                                 reusing storage: consuming [(name: String, value: String)] = []) -> UpstreamRequestHead {
         let listed = connectionListed(head.headers)
         // The caller may hand in the previous request's field list: once that request is done it
@@ -154,6 +172,7 @@ enum HeaderRewriter {
             let isHost = HeaderNameSet.matches(name, "host")
             if isHost { originalHost = value }
             if policy.requestRemoved.contains(name) || (!isHost && listed?.contains(name) == true) { continue }
+            if hasUnderscoredNames, name.utf8.contains(UInt8(ascii: "_")), !policy.forwardsUnderscored(name) { continue }
             headers.append((name, value))
         }
 
@@ -186,10 +205,11 @@ enum HeaderRewriter {
         }
         replaceOrAdd(policy.route.requestHeaders.setFields, in: &headers)
 
-        var uri = head.uri
+        var uri = uri
         let route = policy.route
         if route.stripPrefix, route.pathPrefix != "/" {
-            // The router matched the prefix byte for byte, so it is cut by bytes too.
+            // The router matched the prefix in these bytes (or ignoring ASCII case, which keeps
+            // the length), so it is cut by bytes too.
             let rest = Substring(uri.utf8.dropFirst(route.pathPrefix.utf8.count))
             uri = rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest
         }

@@ -137,13 +137,17 @@ final class ProxyHandler: ChannelDuplexHandler {
         let hasBody = facts.hasBody
         var log = RequestLog(requestID: requestID, method: head.method.rawValue, target: head.uri, start: start)
 
-        guard let path = RequestPath.validate(head.uri) else {
-            return reject(ErrorResponse(status: .badRequest, error: "invalid_request", description: "the request target is not a valid origin-form path"),
+        let table = gateway.routeTable
+        let target: RequestTarget
+        switch Self.checkHead(head, facts: facts, policy: table.request) {
+        case .success(let checked):
+            target = checked
+        case .failure(let refusal):
+            return reject(ErrorResponse(status: .badRequest, error: "invalid_request", description: refusal.description),
                           head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
         }
-        let table = gateway.routeTable
         let route: CompiledRoute
-        switch table.router.match(host: RequestPath.host(head.headers), path: path, method: head.method.rawValue) {
+        switch table.router.match(host: HostHeader.name(facts.host), path: target.path, method: head.method.rawValue) {
         case .matched(let matched):
             route = matched
         case .notFound:
@@ -201,8 +205,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
 
         // 3. Accepted: forward.
-        let upstreamHead = HeaderRewriter.upstreamRequest(head, policy: route.headerPolicy, identity: identity,
-                                                          requestID: requestID, client: client, reusing: takeUpstreamFields())
+        if facts.hasUnderscoredNames, table.request.headersWithUnderscores == .drop { gateway.metrics.underscoredFieldsDropped.increment() }
+        let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: target.uri, policy: route.headerPolicy, identity: identity,
+                                                          requestID: requestID, client: client, hasUnderscoredNames: facts.hasUnderscoredNames,
+                                                          reusing: takeUpstreamFields())
         upstreamFields = upstreamHead.fields
         // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored (it may not know a 100).
         if facts.expectsContinue, head.version.minor >= 1 {
@@ -213,6 +219,31 @@ final class ProxyHandler: ChannelDuplexHandler {
                                 log: log, extraResponseHeaders: rateLimitHeaders)
         state = .proxying(exchange)
         exchange.start()
+    }
+
+    /// The checks on a request head before routing: one `Host` (required from HTTP/1.1 on) of
+    /// valid syntax, agreeing with an absolute-form target's authority; header names under the
+    /// underscore policy; the target under the path policy. Returns the target to route.
+    static func checkHead(_ head: HTTPRequestHead, facts: RequestHeadFacts, policy: RequestPolicy) -> Result<RequestTarget, RequestTarget.Refusal> {
+        if facts.hostCount > 1 { return .failure(.init(description: "the request has more than one Host header")) }
+        if let host = facts.host {
+            // An empty Host is allowed (RFC 9110 §7.2: a target without an authority).
+            if !host.isEmpty, !HostHeader.isValid(host) { return .failure(.init(description: "the Host header is not a valid host[:port]")) }
+        } else if head.version.major > 1 || head.version.minor >= 1 {
+            return .failure(.init(description: "an HTTP/1.1 request needs a Host header"))
+        }
+        if facts.hasUnderscoredNames, policy.headersWithUnderscores == .reject {
+            return .failure(.init(description: "header names with underscores are refused"))
+        }
+        let target: RequestTarget
+        switch RequestTarget.parse(head.uri, policy: policy.path) {
+        case .success(let parsed): target = parsed
+        case .failure(let refusal): return .failure(refusal)
+        }
+        if let authority = target.authority, !HeaderNameSet.equalsIgnoringASCIICase((facts.host ?? "").utf8, authority.lowercased().utf8) {
+            return .failure(.init(description: "the Host header disagrees with the request target's authority"))
+        }
+        return .success(target)
     }
 
     /// The stored field list, handed over so that the caller holds the only reference.
@@ -337,6 +368,16 @@ final class ProxyHandler: ChannelDuplexHandler {
         if event is ChannelShouldQuiesceEvent {
             closeAfterResponse = true
             if isIdle { context.close(promise: nil) }
+            return
+        }
+        if event is RequestBodyTooSlow {
+            gateway.metrics.slowRequestBodies.increment()
+            closeAfterResponse = true
+            queued.removeAll()
+            switch state {
+            case .proxying(let exchange): exchange.clientBodyTooSlow()
+            case .discarding, .idle: context.close(promise: nil)
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -577,6 +618,14 @@ private final class Exchange: UpstreamExchangeDelegate {
         let wrote = upstream.write(.end)
         handler.responseTimer?.set(after: route.upstream.responseHeaderTimeout)
         return wrote
+    }
+
+    /// The client sent the body below the minimum rate (`RequestBodyRateHandler`).
+    func clientBodyTooSlow() {
+        guard !clientRequestEnded else { return }
+        guard !done else { return handler.closeClient() }
+        log.reason = "request_body_too_slow"
+        fail(nil, status: .requestTimeout, error: "request_timeout", description: "the request body arrived too slowly")
     }
 
     /// The client's bytes stopped parsing (see `ProxyHandler.errorCaught`).

@@ -13,10 +13,14 @@ final class CompiledRoute: Sendable {
     let rateLimit: RateLimitPolicy?
     let metrics: RouteMetrics
     let headerPolicy: HeaderRewriter.Policy
+    /// The path prefix in lower case, for matching without regard to case.
+    let lowercasedPathPrefix: [UInt8]
 
-    init(config: RouteConfig, policies: [String: RateLimitPolicy], identityHeaders: [IdentityHeader], metrics: GatewayMetrics) throws {
+    init(config: RouteConfig, policies: [String: RateLimitPolicy], identityHeaders: [IdentityHeader],
+         underscores: RequestPolicy.UnderscoreHeaders, metrics: GatewayMetrics) throws {
         self.config = config
-        self.headerPolicy = HeaderRewriter.Policy(route: config, identityHeaders: identityHeaders)
+        self.lowercasedPathPrefix = Array(config.pathPrefix.lowercased().utf8)
+        self.headerPolicy = HeaderRewriter.Policy(route: config, identityHeaders: identityHeaders, underscores: underscores)
         self.selector = UpstreamTargetSelector(addresses: config.upstream.targets)
         let upstream = config.upstream
         var tlsContext: NIOSSLContext?
@@ -55,16 +59,20 @@ final class CompiledRoute: Sendable {
     }
 }
 
-/// The routes in force. Replaced as a whole on SIGHUP; requests already routed keep their route.
+/// The routes in force and the request policy they are matched under. Replaced as a whole on
+/// SIGHUP; requests already routed keep their route.
 final class RouteTable: Sendable {
     let routes: [CompiledRoute]
     let router: Router
+    let request: RequestPolicy
 
     init(config: GatewayConfig, metrics: GatewayMetrics) throws {
         routes = try config.routes.map {
-            try CompiledRoute(config: $0, policies: config.rateLimitPolicies, identityHeaders: config.identityHeaders, metrics: metrics)
+            try CompiledRoute(config: $0, policies: config.rateLimitPolicies, identityHeaders: config.identityHeaders,
+                              underscores: config.http.headersWithUnderscores, metrics: metrics)
         }
-        router = Router(routes: routes)
+        router = Router(routes: routes, caseSensitive: config.http.path.caseSensitive)
+        request = config.http
     }
 }
 

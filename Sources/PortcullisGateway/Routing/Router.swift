@@ -7,12 +7,15 @@ enum RouteMatch {
 }
 
 /// Host, then longest path prefix on a segment boundary, then method. Routes naming a host win
-/// over host-less ones; among equal prefixes the first in the file wins.
+/// over host-less ones; among equal prefixes the first in the file wins. Prefixes match in any
+/// ASCII letter case unless `caseSensitive` (see `PathPolicy.caseSensitive`).
 struct Router: Sendable {
     private let byHost: [String: [CompiledRoute]]
     private let anyHost: [CompiledRoute]
+    private let caseSensitive: Bool
 
-    init(routes: [CompiledRoute]) {
+    init(routes: [CompiledRoute], caseSensitive: Bool = false) {
+        self.caseSensitive = caseSensitive
         var byHost: [String: [CompiledRoute]] = [:]
         var anyHost: [CompiledRoute] = []
         for route in routes {
@@ -38,18 +41,18 @@ struct Router: Sendable {
     func match(host: @autoclosure () -> String?, path: Substring, method: String) -> RouteMatch {
         var allowed: [String] = []
         if !byHost.isEmpty, let host = host(), let routes = byHost[host] {
-            if let route = Self.match(routes, path: path, method: method, allowed: &allowed) { return .matched(route) }
+            if let route = match(routes, path: path, method: method, allowed: &allowed) { return .matched(route) }
             // A more specific host's routes shadow the host-less ones only when one matched the path.
             if !allowed.isEmpty { return .methodNotAllowed(allowed: Array(Set(allowed)).sorted()) }
         }
-        if let route = Self.match(anyHost, path: path, method: method, allowed: &allowed) { return .matched(route) }
+        if let route = match(anyHost, path: path, method: method, allowed: &allowed) { return .matched(route) }
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: Array(Set(allowed)).sorted())
     }
 
     /// The first route of `routes` matching path and method; routes matching only the path add
     /// their methods to `allowed`.
-    private static func match(_ routes: [CompiledRoute], path: Substring, method: String, allowed: inout [String]) -> CompiledRoute? {
-        for route in routes where prefixMatches(route.config.pathPrefix, path) {
+    private func match(_ routes: [CompiledRoute], path: Substring, method: String, allowed: inout [String]) -> CompiledRoute? {
+        for route in routes where Self.prefixMatches(route, path, caseSensitive: caseSensitive) {
             guard let methods = route.config.methods else { return route }
             if methods.contains(method) { return route }
             allowed.append(contentsOf: methods)
@@ -57,10 +60,17 @@ struct Router: Sendable {
         return nil
     }
 
-    static func prefixMatches(_ prefix: String, _ path: Substring) -> Bool {
+    static func prefixMatches(_ route: CompiledRoute, _ path: Substring, caseSensitive: Bool) -> Bool {
+        let prefix = route.config.pathPrefix
         if prefix == "/" { return true }
-        guard path.utf8.starts(with: prefix.utf8) else { return false }
-        let rest = path.utf8.dropFirst(prefix.utf8.count)
+        let count = prefix.utf8.count
+        if caseSensitive {
+            guard path.utf8.starts(with: prefix.utf8) else { return false }
+        } else {
+            guard path.utf8.count >= count,
+                  HeaderNameSet.equalsIgnoringASCIICase(path.utf8.prefix(count), route.lowercasedPathPrefix) else { return false }
+        }
+        let rest = path.utf8.dropFirst(count)
         return rest.isEmpty || rest.first == UInt8(ascii: "/")
     }
 }

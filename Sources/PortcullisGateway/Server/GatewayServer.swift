@@ -79,6 +79,8 @@ final class GatewayServer: Sendable {
         }
         let timeouts = HeadTimeoutHandler(headReadTimeout: TimeAmount(limits.headerReadTimeout), idleTimeout: TimeAmount(limits.idleTimeout))
         try sync.addHandler(timeouts)
+        let stalled = context.metrics.stalledResponseWrites
+        try sync.addHandler(WriteTimeoutHandler(timeout: TimeAmount(limits.responseWriteTimeout)) { stalled.increment() })
         var decoderLimits = NIOHTTPDecoderLimitConfiguration()
         decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
@@ -89,6 +91,9 @@ final class GatewayServer: Sendable {
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
                                                                     informationalResponseStrategy: .drop,
                                                                     limitConfiguration: decoderLimits)))
+        if limits.requestBodyMinRate > 0 {
+            try sync.addHandler(RequestBodyRateHandler(minimumRate: limits.requestBodyMinRate, grace: TimeAmount(limits.requestBodyGrace)))
+        }
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")
         }

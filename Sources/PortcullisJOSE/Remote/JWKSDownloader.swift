@@ -38,6 +38,14 @@ public struct JWKSDownloader: Sendable {
     let httpClient: HTTPClient
     let logger: Logger?
 
+    /// The HTTP client key-set downloads need: it follows no redirect, since one could move a
+    /// fetch from `https` to `http`, or to a host the issuer's configuration never named.
+    public static func makeHTTPClient(eventLoopGroup: any EventLoopGroup) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
+    }
+
     public init(httpClient: HTTPClient, logger: Logger?) {
         self.httpClient = httpClient
         self.logger = logger
@@ -92,6 +100,11 @@ public struct JWKSDownloader: Sendable {
             response = try await httpClient.execute(request, timeout: .seconds(10))
         } catch {
             throw Failure(outcome: "network_error", message: "\(url): \(error)")
+        }
+        if (300..<400).contains(response.status.code) {
+            let location = response.headers.first(name: "location").map { " to \($0)" } ?? ""
+            throw Failure(outcome: "http_error",
+                          message: "HTTP \(response.status.code) from \(url)\(location): redirects are not followed; configure the final https URL")
         }
         guard response.status == .ok else {
             throw Failure(outcome: "http_error", message: "HTTP \(response.status.code) from \(url)")

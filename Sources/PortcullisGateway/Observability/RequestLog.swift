@@ -1,0 +1,26 @@
+import NIOCore
+
+/// What the access log and the metrics learn about one request.
+struct RequestLog {
+    let requestID: String
+    let method: String
+    /// The request target as received; only its path is logged.
+    let target: String
+    let start: NIODeadline
+    var route: String?
+    var status = 0
+    var subject: String?
+    var reason: String?
+    var upstream: String?
+
+    init(requestID: String, method: String, target: String, start: NIODeadline) {
+        self.requestID = requestID
+        self.method = method
+        self.target = target
+        self.start = start
+    }
+
+    /// The query string is left out of the log: it may carry credentials. (Cut when a line is
+    /// written, not per request: the access log is often off.)
+    var path: String { String(target.prefix { $0 != "?" }) }
+}

@@ -1,0 +1,45 @@
+import NIOHTTP1
+
+/// What the request path needs from a request's headers, found in one pass over them rather than
+/// one `first(name:)` scan per question.
+struct RequestHeadFacts {
+    /// The first `X-Request-Id`.
+    var requestID: String?
+    /// The first `Content-Length`, when it parses (NIO's decoder already refused conflicting ones).
+    var contentLength: Int?
+    var hasTransferEncoding = false
+    /// `Expect: 100-continue`.
+    var expectsContinue = false
+    /// The first `Host`, and how many there were.
+    var host: String?
+    var hostCount = 0
+    /// Whether some field name has an `_` (see `RequestPolicy.UnderscoreHeaders`).
+    var hasUnderscoredNames = false
+
+    init(_ headers: HTTPHeaders) {
+        for (name, value) in headers {
+            if !hasUnderscoredNames {
+                hasUnderscoredNames = name.utf8.withContiguousStorageIfAvailable { $0.contains(UInt8(ascii: "_")) }
+                    ?? name.utf8.contains(UInt8(ascii: "_"))
+            }
+            switch name.utf8.count {
+            case 4 where HeaderNameSet.matches(name, "host"):
+                hostCount += 1
+                if host == nil { host = value }
+            case 12 where requestID == nil && HeaderNameSet.matches(name, "x-request-id"):
+                requestID = value
+            case 14 where contentLength == nil && HeaderNameSet.matches(name, "content-length"):
+                contentLength = Int(value)
+            case 17 where HeaderNameSet.matches(name, "transfer-encoding"):
+                hasTransferEncoding = true
+            case 6 where HeaderNameSet.matches(name, "expect"):
+                expectsContinue = expectsContinue || HeaderNameSet.matches(value, "100-continue")
+            default:
+                break
+            }
+        }
+    }
+
+    /// Whether a body follows the head.
+    var hasBody: Bool { hasTransferEncoding || (contentLength ?? 0) > 0 }
+}

@@ -1,0 +1,57 @@
+/// The `Host` header: its syntax (RFC 9110 §7.2: `uri-host [ ":" port ]`) and the name routes
+/// match against.
+enum HostHeader {
+    /// A reg-name of letters, digits, `-`, `.`, `_` and `~`, or a bracketed IP literal, then an
+    /// optional port of up to five digits. Commas, spaces, slashes, `@` and escapes are refused:
+    /// an upstream or a cache could read such a value as another host than the router did.
+    static func isValid(_ value: some StringProtocol) -> Bool {
+        var utf8 = Substring(value).utf8
+        if utf8.first == UInt8(ascii: "[") {
+            guard let close = utf8.firstIndex(of: UInt8(ascii: "]")) else { return false }
+            let literal = utf8[utf8.index(after: utf8.startIndex)..<close]
+            guard !literal.isEmpty, literal.allSatisfy({ isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else { return false }
+            utf8 = utf8[utf8.index(after: close)...]
+        } else {
+            let end = utf8.firstIndex(of: UInt8(ascii: ":")) ?? utf8.endIndex
+            let name = utf8[..<end]
+            guard !name.isEmpty, name.allSatisfy(isNameByte) else { return false }
+            utf8 = utf8[end...]
+        }
+        guard let colon = utf8.first else { return true }
+        guard colon == UInt8(ascii: ":") else { return false }
+        let port = utf8.dropFirst()
+        return (1...5).contains(port.count) && port.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
+    /// The host without its port, lower-cased; nil when empty.
+    static func name(_ host: String?) -> String? {
+        guard let host, !host.isEmpty else { return nil }
+        // Bytes, not Characters: `[v6]:port` keeps what is inside the brackets, `name:port` what is
+        // before the colon. Lower-casing allocates only when there is an upper-case letter.
+        let utf8 = host.utf8
+        let name: Substring.UTF8View
+        if utf8.first == UInt8(ascii: "[") {
+            let inner = utf8.dropFirst()
+            name = inner[..<(inner.firstIndex(of: UInt8(ascii: "]")) ?? inner.endIndex)]
+        } else {
+            name = utf8[..<(utf8.firstIndex(of: UInt8(ascii: ":")) ?? utf8.endIndex)]
+        }
+        let text = Substring(name)
+        if text.isEmpty { return nil }
+        return name.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? text.lowercased() : String(text)
+    }
+
+    private static func isNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "f"))
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+/// A hostile client against a real gateway process with its default request policy: request
+/// targets an upstream would resolve differently, duplicate or disagreeing `Host`, identity
+/// headers spelled with underscores, bodies trickled in. Behind the gateway, a `/` catch-all
+/// route and a public route stand for the backends an escape would reach; `/admin` needs a token.
+@Suite("gateway edge: hostile targets, Host, underscores, slow bodies", .serialized)
+final class EdgeAttackTests {
+    let upstream: TestUpstream
+    let issuer: TestIssuer
+    let gateway: GatewayProcess
+
+    init() async throws {
+        upstream = try await TestUpstream.start()
+        let issuer = try TestIssuer()
+        self.issuer = issuer
+        let upstreamAddress = upstream.address
+        gateway = try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            \(issuers)
+            routes:
+              - name: admin
+                path_prefix: /admin
+                upstream: {targets: [\(upstreamAddress)]}
+                auth: {type: jwt}
+              - name: public
+                path_prefix: /public
+                upstream: {targets: [\(upstreamAddress)]}
+              - name: tenant-a
+                host: a.test
+                path_prefix: /
+                upstream: {targets: [\(upstreamAddress)]}
+                request_headers: {set: {X-Tenant: a}}
+              - name: catch-all
+                path_prefix: /
+                upstream: {targets: [\(upstreamAddress)]}
+            """
+        }
+    }
+
+    deinit {
+        let gateway = self.gateway, upstream = self.upstream
+        Task {
+            await gateway.stop()
+            await upstream.stop()
+        }
+    }
+
+    private func send(_ raw: String) throws -> HTTPTestResponse {
+        let client = try gateway.client()
+        defer { client.close() }
+        try client.send(raw)
+        return try client.readResponse()
+    }
+
+    private func get(_ target: String) throws -> HTTPTestResponse {
+        try send("GET \(target) HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+    }
+
+    // MARK: Request targets
+
+    /// Each target is one that Tomcat, Spring, IIS or a percent-decoding framework resolves to
+    /// `/admin/...` (or that smuggles bytes past the matcher). The old code matched them against
+    /// `/public` or the catch-all and forwarded them as they were.
+    @Test("a target an upstream would resolve into /admin is refused or matched as /admin", arguments: [
+        ("/public/..;/admin/users", 400),
+        ("/public/.;/x", 400),
+        ("/public/%2e%2e;x/admin/users", 400),
+        ("/%61dmin/users", 401),
+        ("/%41dmin/users", 401),
+        ("//admin/users", 401),
+        ("/ADMIN/users", 401),
+        ("/Admin/users", 401),
+        ("/admin;jsessionid=1/users", 400),
+        ("/public/x#/../../admin", 400),
+        ("/public/x%00.json", 400),
+        ("/public/%zz", 400),
+    ])
+    func protectedPrefixEscape(_ target: String, _ status: Int) throws {
+        let before = upstream.requestCount
+        let response = try get(target)
+        #expect(response.status == status, "\(target): \(response.status) \(response.text)")
+        #expect(upstream.requestCount == before, "\(target) reached the upstream")
+    }
+
+    @Test("the upstream receives exactly the normalised path the router matched; the query is untouched")
+    func upstreamSeesNormalisedPath() throws {
+        let response = try get("/public/%7Euser//a%2a/%41?q=%61&r=..")
+        #expect(response.status == 200)
+        #expect(response.json["uri"] as? String == "/public/~user/a%2A/A?q=%61&r=..")
+    }
+
+    // MARK: Host
+
+    @Test("two Host headers are refused before routing")
+    func duplicateHost() throws {
+        let before = upstream.requestCount
+        let response = try send("GET /x HTTP/1.1\r\nHost: gw.test\r\nHost: a.test\r\n\r\n")
+        #expect(response.status == 400)
+        #expect(response.json["error"] as? String == "invalid_request")
+        #expect(upstream.requestCount == before)
+    }
+
+    @Test("an HTTP/1.1 request without Host, or with a malformed one, is refused")
+    func missingOrMalformedHost() throws {
+        #expect(try send("GET /x HTTP/1.1\r\n\r\n").status == 400)
+        #expect(try send("GET /x HTTP/1.1\r\nHost: a.test, b.test\r\n\r\n").status == 400)
+        #expect(try send("GET /x HTTP/1.1\r\nHost: a.test/evil\r\n\r\n").status == 400)
+    }
+
+    @Test("an absolute-form target is routed by its authority, forwarded in origin form, and must agree with Host")
+    func absoluteForm() throws {
+        let agreeing = try send("GET http://a.test/x?y=1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        #expect(agreeing.status == 200)
+        #expect(agreeing.json["uri"] as? String == "/x?y=1")
+        #expect(agreeing.echoedHeaders["x-tenant"] == ["a"])
+
+        let before = upstream.requestCount
+        let disagreeing = try send("GET http://a.test/x HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        #expect(disagreeing.status == 400)
+        #expect(try send("GET http://user@a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n").status == 400)
+        #expect(upstream.requestCount == before)
+    }
+
+    // MARK: Underscores
+
+    @Test("header names with underscores are dropped, so X_Auth_Subject cannot reach a CGI-style upstream")
+    func underscoreHeadersDropped() throws {
+        let response = try send("GET /public/x HTTP/1.1\r\nHost: gw.test\r\nX_Auth_Subject: admin\r\nx-auth_scopes: all\r\nX_Custom: 1\r\nX-Kept: 2\r\n\r\n")
+        #expect(response.status == 200)
+        let headers = response.echoedHeaders
+        #expect(headers["x_auth_subject"] == nil)
+        #expect(headers["x-auth_scopes"] == nil)
+        #expect(headers["x_custom"] == nil)
+        #expect(headers["x-kept"] == ["2"])
+    }
+
+    // MARK: Slow bodies
+
+    /// The default minimum data rate (256 bytes/s after a 10 s grace) cuts a client that sends one
+    /// byte and then nothing; the old code waited as long as the client liked, holding an
+    /// upstream connection.
+    @Test("a body trickled below the minimum data rate is answered 408 and its upstream connection closed")
+    func slowBody() async throws {
+        let client = try gateway.client(timeout: 30)
+        defer { client.close() }
+        let started = ContinuousClock.now
+        try client.send("POST /public/upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100000\r\n\r\nx")
+        let response = try client.readResponse()
+        let waited = ContinuousClock.now - started
+        #expect(response.status == 408)
+        #expect(response.json["error"] as? String == "request_timeout")
+        #expect(response.header("connection") == "close")
+        #expect(client.waitForClose())
+        #expect(waited >= .seconds(9) && waited < .seconds(25), "cut after \(waited)")
+        let upstream = self.upstream
+        #expect(try await Poll.until { upstream.openConnections == 0 }, "the upstream connection stayed open")
+    }
+}
