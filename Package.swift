@@ -211,7 +211,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisGatewayTests",
-            dependencies: ["PortcullisGateway", "PortcullisJOSE", "PortcullisTestSupport"],
+            dependencies: ["PortcullisGateway", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

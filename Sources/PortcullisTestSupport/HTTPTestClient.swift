@@ -149,7 +149,21 @@ public final class HTTPTestClient {
         }
     }
 
-    /// Bytes received until the peer closed (or `timeout`); true if it closed.
+    /// Reads until the peer closes (or `timeout`): how many bytes came, buffered ones included,
+    /// and whether it closed.
+    public func drain() -> (bytes: Int, closed: Bool) {
+        var total = buffer.count
+        buffer = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return (total, true) }
+            if n < 0 { return (total, errno == ECONNRESET) }
+            total += n
+        }
+    }
+
+    /// Reads until the peer closed (or `timeout`); true if it closed.
     public func waitForClose() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {

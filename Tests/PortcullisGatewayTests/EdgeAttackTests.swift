@@ -163,3 +163,54 @@ final class EdgeAttackTests {
         #expect(try await Poll.until { upstream.openConnections == 0 }, "the upstream connection stayed open")
     }
 }
+
+/// A client that asks for a large response and never reads it, against a gateway with a short
+/// `response_write_timeout`: the gateway must let go of the client and of the upstream connection.
+@Suite("gateway edge: clients that stop reading", .serialized)
+final class StalledReaderTests {
+    let upstream: TestUpstream
+    let gateway: GatewayProcess
+
+    init() async throws {
+        upstream = try await TestUpstream.start()
+        let upstreamAddress = upstream.address
+        gateway = try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            limits: {response_write_timeout: 1s}
+            routes:
+              - name: public
+                path_prefix: /
+                upstream: {targets: [\(upstreamAddress)]}
+            """
+        }
+    }
+
+    deinit {
+        let gateway = self.gateway, upstream = self.upstream
+        Task {
+            await gateway.stop()
+            await upstream.stop()
+        }
+    }
+
+    @Test("a client that stops taking a response is disconnected after the write timeout, and the upstream connection with it")
+    func stalledReader() async throws {
+        let size = 512 * 1024 * 1024
+        let client = try gateway.client(timeout: 20)
+        defer { client.close() }
+        try client.send("GET /bytes/\(size) HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        let upstream = self.upstream
+        #expect(try await Poll.until { upstream.connectionCount == 1 }, "the gateway never connected upstream")
+        // Buffers on both sides fill within a moment; then the timeout runs.
+        #expect(try await Poll.until(timeout: .seconds(15)) { upstream.openConnections == 0 }, "the upstream connection stayed open")
+        let metrics = try gateway.metrics()
+        #expect(metrics.contains(#"portcullis_slow_clients_total{direction="response"} 1"#))
+        // What the client can still read is what was buffered before the cut: far from all of it.
+        let received = client.drain()
+        #expect(received.closed)
+        #expect(received.bytes < size / 4, "received \(received.bytes) bytes")
+    }
+}

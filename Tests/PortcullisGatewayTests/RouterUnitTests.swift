@@ -1,4 +1,5 @@
 @testable import PortcullisGateway
+import PortcullisConfig
 import Prometheus
 import Testing
 
@@ -50,6 +51,77 @@ struct RouterUnitTests {
         let routes = try table("  - {name: api, path_prefix: /api, upstream: {targets: [127.0.0.1:1]}}\n")
         guard case .notFound = routes.router.match(host: nil, path: "/other", method: "GET") else {
             Issue.record("expected notFound")
+            return
+        }
+    }
+}
+
+@Suite("request policy configuration")
+struct RequestPolicyConfigTests {
+    func parse(_ yaml: String) throws -> GatewayConfig {
+        try GatewayConfig.parse(yaml: "listen: 127.0.0.1:1\n" + yaml, file: "gw.yaml")
+    }
+
+    static let route = "routes: [{name: r, path_prefix: /api, upstream: {targets: [127.0.0.1:1]}}]"
+
+    @Test("identity_headers may not name framing, connection, Host, forwarding or underscored fields", arguments: [
+        "Content-Length", "transfer-encoding", "Host", "Connection", "Upgrade", "X-Forwarded-For", "Forwarded", "X-Request-Id", "X_Auth_User",
+    ])
+    func identityHeaderNames(_ name: String) {
+        do {
+            _ = try parse("identity_headers: {sub: \(name)}\n" + Self.route)
+            Issue.record("\(name) was accepted")
+        } catch let error as ConfigError {
+            #expect(error.description.contains("gw.yaml:2"), "\(error)")
+            #expect(error.description.contains(name), "\(error)")
+        } catch {
+            Issue.record("\(error)")
+        }
+    }
+
+    @Test("the http section reads its options and refuses unknown values naming the choices")
+    func httpSection() throws {
+        let config = try parse("""
+        http:
+          path: {dot_segments: resolve, duplicate_slashes: reject, escaped_slashes: keep, semicolons: keep, case_sensitive: true}
+          headers_with_underscores: reject
+        \(Self.route)
+        """)
+        #expect(config.http.path.dotSegments == .resolve)
+        #expect(config.http.path.duplicateSlashes == .reject)
+        #expect(config.http.path.escapedSlashes == .keep)
+        #expect(config.http.path.semicolons == .keep)
+        #expect(config.http.path.caseSensitive)
+        #expect(config.http.headersWithUnderscores == .reject)
+        #expect(try parse(Self.route).http == RequestPolicy())
+        do {
+            _ = try parse("http: {headers_with_underscores: maybe}\n" + Self.route)
+            Issue.record("accepted")
+        } catch {
+            #expect("\(error)".contains("drop, reject, allow"), "\(error)")
+        }
+    }
+
+    @Test("a path_prefix outside the normal form is refused, since no normalised path could match it", arguments: [
+        "/a//b", "/%61pi", "/a/../b", "/a;b",
+    ])
+    func prefixNormalForm(_ prefix: String) {
+        #expect(throws: ConfigError.self) {
+            try parse("routes: [{name: r, path_prefix: '\(prefix)', upstream: {targets: [127.0.0.1:1]}}]")
+        }
+    }
+
+    @Test("prefixes match without regard to case unless case_sensitive")
+    func caseSensitivity() throws {
+        let insensitive = try RouteTable(config: try parse(Self.route), metrics: GatewayMetrics(registry: PrometheusCollectorRegistry()))
+        guard case .matched = insensitive.router.match(host: nil, path: "/API/x", method: "GET") else {
+            Issue.record("/API/x did not match /api")
+            return
+        }
+        let sensitive = try RouteTable(config: try parse("http: {path: {case_sensitive: true}}\n" + Self.route),
+                                       metrics: GatewayMetrics(registry: PrometheusCollectorRegistry()))
+        guard case .notFound = sensitive.router.match(host: nil, path: "/API/x", method: "GET") else {
+            Issue.record("/API/x matched /api with case_sensitive")
             return
         }
     }

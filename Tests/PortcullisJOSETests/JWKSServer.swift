@@ -13,6 +13,8 @@ final class JWKSServer: Sendable {
         var cacheControl: String?
         var delay: TimeAmount = .zero
         var discoveryIssuer = Fixture.issuer
+        /// When set, the JWKS path answers 302 to this URL instead.
+        var redirect: String?
     }
 
     final class State: Sendable {
@@ -72,6 +74,9 @@ final class JWKSServer: Sendable {
                 body = Array(JSONWriter.serialize([
                     "issuer": .string(behaviour.discoveryIssuer), "jwks_uri": .string("http://127.0.0.1:\(port)/jwks.json"),
                 ]).utf8)
+            } else if head.uri == "/jwks.json", behaviour.redirect != nil {
+                body = []
+                status = .found
             } else if head.uri == "/jwks.json" {
                 state.jwksRequests.add(1, ordering: .relaxed)
                 body = behaviour.jwks
@@ -81,6 +86,7 @@ final class JWKSServer: Sendable {
             }
             var headers = HTTPHeaders([("content-type", "application/json"), ("content-length", "\(body.count)")])
             if let cacheControl = behaviour.cacheControl { headers.add(name: "cache-control", value: cacheControl) }
+            if status == .found, let location = behaviour.redirect { headers.add(name: "location", value: location) }
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             let responseHead = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
             let respond: @Sendable () -> Void = {

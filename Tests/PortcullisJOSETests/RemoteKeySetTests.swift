@@ -176,6 +176,34 @@ struct RemoteKeySetTests {
         try await server.stop()
     }
 
+    /// The issuer's URL answers with a redirect to another server that serves a valid key set
+    /// (standing for an `http://` or foreign host an attacker on the path points the fetch at).
+    /// AsyncHTTPClient's default client followed it, https to http included.
+    @Test("a redirect from the JWKS URL is not followed; the failure names it")
+    func redirectNotFollowed() async throws {
+        let server = try await JWKSServer()
+        let elsewhere = try await JWKSServer()
+        let k1 = try Self.signer("k1")
+        elsewhere.update { $0.jwks = Fixture.jwks([k1]) }
+        server.update { $0.redirect = elsewhere.jwksURL }
+        let h = Self.harness(server, policy: Self.policy())
+        try await h.loader.loadInitial()
+        #expect(h.store.keySet(issuerName: "main") == nil)
+        #expect(elsewhere.requests == 0, "the redirect was followed")
+
+        let downloader = JWKSDownloader(httpClient: JWKSDownloader.sharedHTTPClient, logger: nil)
+        let issuer = Fixture.issuerConfig(algorithms: [.ES256], keySource: .jwksURI(server.jwksURL), refresh: Self.policy())
+        do {
+            _ = try await downloader.download(issuer)
+            Issue.record("the download succeeded")
+        } catch {
+            #expect(error.outcome == "http_error")
+            #expect(error.message.contains("redirects are not followed"))
+        }
+        try await server.stop()
+        try await elsewhere.stop()
+    }
+
     @Test("jwks_file: loaded at start, replaced on reload, kept when the new file is bad")
     func file() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jose-\(UUID().uuidString)")

@@ -46,6 +46,10 @@ public struct JWKSDownloader: Sendable {
         return HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
     }
 
+    /// A process-wide client made by `makeHTTPClient`, on AsyncHTTPClient's default event loops
+    /// (for callers without a client of their own; like `HTTPClient.shared`, never shut down).
+    public static let sharedHTTPClient = makeHTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+
     public init(httpClient: HTTPClient, logger: Logger?) {
         self.httpClient = httpClient
         self.logger = logger

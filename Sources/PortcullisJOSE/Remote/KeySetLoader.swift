@@ -38,11 +38,12 @@ public final class KeySetLoader: Sendable {
     private let state: Mutex<[String: RemoteState]>
     private let clock = ContinuousClock()
 
-    /// - Parameter httpClient: the client for remote key sets; nil uses `HTTPClient.shared`.
+    /// - Parameter httpClient: the client for remote key sets (it should follow no redirect, as
+    ///   `JWKSDownloader.makeHTTPClient` makes it); nil uses `JWKSDownloader.sharedHTTPClient`.
     public init(issuers: [IssuerConfig], store: KeySetStore, httpClient: HTTPClient? = nil, logger: Logger) {
         self.issuers = issuers
         self.store = store
-        self.downloader = JWKSDownloader(httpClient: httpClient ?? HTTPClient.shared, logger: logger)
+        self.downloader = JWKSDownloader(httpClient: httpClient ?? JWKSDownloader.sharedHTTPClient, logger: logger)
         self.logger = logger
         let start = ContinuousClock.now
         var remote: [String: RemoteState] = [:]
