@@ -109,6 +109,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
         ),
@@ -211,7 +212,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisGatewayTests",
-            dependencies: ["PortcullisGateway", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport"],
+            dependencies: ["PortcullisGateway", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -44,6 +44,29 @@ struct ClusterRateLimiterTests {
         }
     }
 
+    /// A client flooding distinct keys (a header it chooses) would give every sync one script per
+    /// key; with `max_keys` the keys beyond the bound share one, and Redis sees at most that many.
+    @Test("a flood of distinct keys is bounded by max_keys: new keys share the overflow bucket and Redis holds at most max_keys counters")
+    func keyFlood() async throws {
+        try await withLimiter { limiter, clock, redis in
+            let policy = RateLimitPolicy(name: "p", key: .header("x-key"), limit: 3, window: .seconds(10), maxKeys: 32)
+            var overflowed = 0, allowed = 0
+            for index in 0..<2_000 {
+                let decision = limiter.acquire(policy: policy, key: "hdr:\(index)")
+                if decision.overflowed { overflowed += 1 }
+                if decision.allowed { allowed += 1 }
+            }
+            #expect(overflowed >= 2_000 - 32)
+            // Each held key admits at most its start-up grant here; the overflow bucket the same.
+            #expect(allowed <= 33 * 3)
+            try await limiter.sync(interval: .milliseconds(50))
+            clock.now += 10_000_000
+            let counters = try redis.cli("KEYS", "t:*").split(separator: "\n").filter { !$0.isEmpty }
+            #expect(counters.count <= 33, "\(counters.count) counters in Redis")
+            #expect(counters.contains { $0.contains("_overflow") })
+        }
+    }
+
     @Test("a request stamped after the sync read its clock does not make a busy key look idle")
     func lateStamp() async throws {
         try await withLimiter { limiter, clock, _ in

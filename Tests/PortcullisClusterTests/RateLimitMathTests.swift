@@ -42,6 +42,27 @@ struct RateLimitMathTests {
         #expect(admitted == 10)
     }
 
+    @Test("a local limiter holds at most max_keys keys per policy; a held key keeps its own bucket")
+    func localKeyBound() {
+        let clock = ManualClock(start: 5 * second)
+        let limiter = LocalRateLimiter(now: { clock.now })
+        let policy = RateLimitPolicy(name: "p", key: .ip, limit: 2, window: .seconds(10), maxKeys: 16)
+        let other = RateLimitPolicy(name: "q", key: .ip, limit: 2, window: .seconds(10), maxKeys: 16)
+        var held: [String] = []
+        var overflowAllowed = 0
+        for index in 0..<1_000 {
+            let decision = limiter.acquire(policy: policy, key: "ip:\(index)")
+            if decision.overflowed { overflowAllowed += decision.allowed ? 1 : 0 } else { held.append("ip:\(index)") }
+        }
+        #expect(held.count <= 16 && !held.isEmpty)
+        #expect(overflowAllowed == 2, "the overflow key has the policy's limit")
+        // A key held before the flood still has its own bucket (one of two used).
+        #expect(limiter.acquire(policy: policy, key: held[0]).allowed)
+        #expect(!limiter.acquire(policy: policy, key: held[0]).allowed)
+        // Another policy's keys are bounded separately.
+        #expect(!limiter.acquire(policy: other, key: "ip:1").overflowed)
+    }
+
     @Test("a local limiter admits exactly the limit per window and rejected requests do not count")
     func localLimiter() {
         let clock = ManualClock(start: 5 * second)

@@ -1,5 +1,6 @@
 @testable import PortcullisGateway
 import NIOHTTP1
+import PortcullisCluster
 import Testing
 
 @Suite("bearer extraction, paths, request ids")
@@ -103,6 +104,21 @@ struct RequestPathUnitTests {
         #expect(HostHeader.name("[::1]:80") == "::1")
         #expect(HostHeader.name(nil) == nil)
         #expect(HostHeader.name("") == nil)
+    }
+
+    @Test("IPv6 clients count by their /64 (or the policy's prefix); long header values by their hash")
+    func keyShapes() {
+        #expect(RateLimitKey.network(of: "2001:db8:1:2:aaaa:bbbb:cccc:dddd", prefix: 64) == "2001:db8:1:2::/64")
+        #expect(RateLimitKey.network(of: "2001:db8:1:2:ffff::1", prefix: 64) == "2001:db8:1:2::/64")
+        #expect(RateLimitKey.network(of: "2001:db8:1:2:ffff::1", prefix: 56) == "2001:db8:1::/56")
+        #expect(RateLimitKey.network(of: "10.0.0.1", prefix: 64) == nil)
+        let policy = RateLimitPolicy(name: "p", key: .header("x-key"), limit: 1, window: .seconds(1))
+        let long = RateLimitKey.value(for: policy, route: "r", identity: nil,
+                                      headers: HTTPHeaders([("X-Key", String(repeating: "k", count: 10_000))]), clientAddress: "10.0.0.1")
+        #expect(long.hasPrefix("hdr:sha256:") && long.utf8.count == 11 + 64)
+        #expect(RateLimitKey.value(for: policy, route: "r", identity: nil, headers: HTTPHeaders([("X-Key", "short")]), clientAddress: nil) == "hdr:short")
+        let ip = RateLimitPolicy(name: "p", key: .ip, limit: 1, window: .seconds(1))
+        #expect(RateLimitKey.value(for: ip, route: "r", identity: nil, headers: HTTPHeaders(), clientAddress: "2001:db8::7") == "ip:2001:db8::/64")
     }
 
     @Test("request ids: well-formed kept, others replaced; generated ones are 32 hex digits")

@@ -45,7 +45,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         var lastSeen: UInt64
     }
 
-    private let shards: [LockedShard<Entry>]
+    private let keyed: ShardedKeys<Entry>
     private let fallback = Atomic<Bool>(false)
     private let liveNodes = Atomic<Int>(1)
     private let syncIntervalNanos = Atomic<UInt64>(50_000_000)
@@ -59,7 +59,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
     /// - Parameter now: wall-clock nanoseconds (window boundaries must agree across machines).
     public init(client: RedisClient, keys: ClusterKeys, logger: Logger,
                 now: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1e9) }) {
-        shards = (0..<16).map { _ in LockedShard() }
+        keyed = ShardedKeys(count: 16)
         self.client = client
         self.keys = keys
         self.logger = logger
@@ -78,8 +78,8 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         liveNodes.store(max(1, count), ordering: .relaxed)
     }
 
-    private func shard(for key: String) -> LockedShard<Entry> {
-        shards[Int(UInt(bitPattern: key.hashValue) % UInt(shards.count))]
+    private func shard(for fullKey: String) -> LockedShard<Entry> {
+        keyed.shard(for: fullKey)
     }
 
     // MARK: Hot path
@@ -88,15 +88,14 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         let now = self.now()
         let nodes = liveNodes.load(ordering: .relaxed)
         let inFallback = fallback.load(ordering: .relaxed)
-        let fullKey = policy.name + "\u{0}" + key
-        return shard(for: fullKey).entries.withLock { entries in
-            var entry = entries[fullKey] ?? {
-                let own = SlidingWindow(window: policy.window)
-                return Entry(policy: policy, key: key, grant: Self.minimumGrant(policy, nodes: nodes), reserved: 0,
-                             reservedWindow: now / own.windowNanos, own: own,
-                             bucket: policy.burst.map { TokenBucket(capacity: $0, limit: policy.limit, window: policy.window, now: now) },
-                             lastSeen: now)
-            }()
+        var (decision, overflowed) = keyed.withEntry(policy: policy, key: key, make: { key in
+            let own = SlidingWindow(window: policy.window)
+            return Entry(policy: policy, key: key, grant: Self.minimumGrant(policy, nodes: nodes), reserved: 0,
+                         reservedWindow: now / own.windowNanos, own: own,
+                         bucket: policy.burst.map { TokenBucket(capacity: $0, limit: policy.limit, window: policy.window, now: now) },
+                         lastSeen: now)
+        }) { entries, fullKey -> RateLimitDecision in
+            guard var entry = entries[fullKey] else { return RateLimitDecision(allowed: false, limit: policy.limit, remaining: 0, resetSeconds: 1) }
             entry.lastSeen = now
             entry.own.advance(to: now)
             entry.bucket?.refill(to: now)
@@ -125,6 +124,8 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
             entries[fullKey] = entry
             return decision
         }
+        decision.overflowed = overflowed
+        return decision
     }
 
     /// The least a node holds for a key: 5 % of the limit split over the nodes (at least 1), so
@@ -177,9 +178,9 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         let intervalNanos = interval.wholeNanoseconds
         let nodes = liveNodes.load(ordering: .relaxed)
         var pending: [Pending] = []
-        for shard in shards {
+        for shard in keyed.shards {
             shard.entries.withLock { entries in
-                for (fullKey, var entry) in entries {
+                for (fullKey, var entry) in entries.all {
                     let windowNanos = entry.own.windowNanos
                     let idle = elapsedNanos(since: entry.lastSeen, now: now) > windowNanos
                     if idle, entry.used == 0, entry.reserved == 0 {

@@ -12,13 +12,13 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
         var lastSeen: UInt64
     }
 
-    private let shards: [LockedShard<State>]
+    private let keys: ShardedKeys<State>
     /// Divides every policy's limit (live node count in fallback mode); 1 when standalone.
     private let divisor = Atomic<Int>(1)
     private let now: @Sendable () -> UInt64
 
     public init(shardCount: Int = 16, now: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds }) {
-        shards = (0..<max(1, shardCount)).map { _ in LockedShard() }
+        keys = ShardedKeys(count: shardCount)
         self.now = now
     }
 
@@ -33,19 +33,25 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
         let now = self.now()
         let share = divisor.load(ordering: .relaxed)
         let limit = max(1, policy.limit / share)
-        let fullKey = policy.name + "\u{0}" + key
-        let shard = shards[Int(UInt(bitPattern: fullKey.hashValue) % UInt(shards.count))]
-        return shard.entries.withLock { entries in
-            var state = entries[fullKey] ?? State(
-                window: SlidingWindow(window: policy.window),
-                bucket: policy.burst.map { TokenBucket(capacity: max(1, $0 / share), limit: limit, window: policy.window, now: now) },
-                lastSeen: now)
+        var (decision, overflowed) = keys.withEntry(policy: policy, key: key, make: { _ in
+            State(window: SlidingWindow(window: policy.window),
+                  bucket: policy.burst.map { TokenBucket(capacity: max(1, $0 / share), limit: limit, window: policy.window, now: now) },
+                  lastSeen: now)
+        }) { entries, fullKey in
+            guard var state = entries[fullKey] else { return RateLimitDecision(allowed: false, limit: limit, remaining: 0, resetSeconds: 1) }
             let decision = Self.decide(&state, limit: limit, now: now)
             state.lastSeen = now
             entries[fullKey] = state
-            if entries.count > 10_000 { Self.sweep(&entries, now: now, olderThan: 2 * state.window.windowNanos) }
+            if entries.count > entries.sweepAt {
+                // Amortised: the next sweep waits until the map doubled again.
+                let age = 2 * state.window.windowNanos
+                entries.removeAll { elapsedNanos(since: $0.lastSeen, now: now) >= age }
+                entries.sweepAt = max(10_000, 2 * entries.count)
+            }
             return decision
         }
+        decision.overflowed = overflowed
+        return decision
     }
 
     /// Admits one request if both the window and the burst bucket have room; a rejected request
@@ -71,13 +77,4 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
     static func seconds(_ nanos: UInt64) -> Int {
         Int((nanos + 999_999_999) / 1_000_000_000)
     }
-
-    private static func sweep(_ entries: inout [String: State], now: UInt64, olderThan age: UInt64) {
-        entries = entries.filter { elapsedNanos(since: $0.value.lastSeen, now: now) < age }
-    }
-}
-
-/// One lock-protected part of a sharded map (`Mutex` is non-copyable, so it cannot sit in an array directly).
-final class LockedShard<Value: Sendable>: Sendable {
-    let entries = Mutex<[String: Value]>([:])
 }

@@ -32,13 +32,20 @@ public struct RateLimitPolicy: Sendable, Hashable {
     public var limit: Int
     public var window: Duration
     public var burst: Int?
+    /// Distinct keys one node tracks for this policy; a request with a new key beyond it counts
+    /// under the policy's shared overflow key (see `ShardedKeys`). Default 10 000.
+    public var maxKeys: Int
+    /// IPv6 clients are counted by network: the address's first `ipv6Prefix` bits. Default 64.
+    public var ipv6Prefix: Int
 
-    public init(name: String, key: Key, limit: Int, window: Duration, burst: Int? = nil) {
+    public init(name: String, key: Key, limit: Int, window: Duration, burst: Int? = nil, maxKeys: Int = 10_000, ipv6Prefix: Int = 64) {
         self.name = name
         self.key = key
         self.limit = limit
         self.window = window
         self.burst = burst
+        self.maxKeys = maxKeys
+        self.ipv6Prefix = ipv6Prefix
     }
 
     /// Parses one entry of `rate_limits:`.
@@ -69,6 +76,8 @@ public struct RateLimitPolicy: Sendable, Hashable {
             guard value <= limit else { throw burstNode.error("burst (\(value)) cannot exceed limit (\(limit))") }
             burst = value
         }
+        maxKeys = try map.optional("max_keys")?.int(in: 1...10_000_000) ?? 10_000
+        ipv6Prefix = try map.optional("ipv6_prefix")?.int(in: 1...128) ?? 64
         try map.finish()
     }
 }

@@ -7,6 +7,9 @@ public struct RateLimitDecision: Sendable, Equatable {
     public var remaining: Int
     /// Seconds until the window has room again (`RateLimit-Reset`, and `Retry-After` when rejected).
     public var resetSeconds: Int
+    /// The request's key was new and its policy already held `maxKeys` keys on this node: it was
+    /// counted under the policy's shared overflow key.
+    public var overflowed = false
 
     public init(allowed: Bool, limit: Int, remaining: Int, resetSeconds: Int) {
         self.allowed = allowed

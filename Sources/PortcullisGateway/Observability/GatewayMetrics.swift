@@ -74,7 +74,13 @@ public final class GatewayMetrics: Sendable {
         }.increment()
     }
 
-    func rateLimitDecision(policy: String, allowed: Bool) {
+    func rateLimitDecision(policy: String, allowed: Bool, overflowed: Bool = false) {
+        if overflowed {
+            counter(in: rateLimitDecisions, key: policy + "\u{0}overflow") {
+                registry.counter("portcullis_ratelimit_key_overflow_total", labels: [("policy", policy)],
+                                 help: "Requests counted under a policy's shared overflow key because the policy already held max_keys keys on this node.")
+            }.increment()
+        }
         let decision = allowed ? "allowed" : "rejected"
         counter(in: rateLimitDecisions, key: policy + "\u{0}" + decision) {
             registry.counter("portcullis_ratelimit_decisions_total", labels: [("policy", policy), ("decision", decision)],

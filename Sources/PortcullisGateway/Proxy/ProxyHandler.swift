@@ -186,9 +186,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
         var rateLimitHeaders: HTTPHeaders?
         if let policy = route.rateLimit {
-            let key = RateLimitKey.value(for: policy.key, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
+            let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
             let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
-            gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed)
+            gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
             var headers = HTTPHeaders()
             headers.add(name: "RateLimit-Policy", value: "\(policy.limit);w=\(Int(policy.window.components.seconds))")
             headers.add(name: "RateLimit-Limit", value: String(decision.limit))

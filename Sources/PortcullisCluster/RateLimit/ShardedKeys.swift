@@ -1,0 +1,92 @@
+import Synchronization
+
+/// A rate limiter's state per key, spread over shards that each have their own lock (so
+/// concurrent event loops rarely meet), with each policy's keys bounded by
+/// `RateLimitPolicy.maxKeys`: keys come from clients (a header value, an IPv6 address), and
+/// without a bound a client could grow the map — and a cluster limiter's Redis work per sync —
+/// without limit. A request whose key would go over the bound is counted under the policy's one
+/// overflow key instead, which has the policy's limit: new keys then share a bucket, keys already
+/// held keep theirs.
+final class ShardedKeys<Value: Sendable>: Sendable {
+    let shards: [LockedShard<Value>]
+
+    init(count: Int) {
+        shards = (0..<max(1, count)).map { _ in LockedShard() }
+    }
+
+    func shard(for fullKey: String) -> LockedShard<Value> {
+        shards[Int(UInt(bitPattern: fullKey.hashValue) % UInt(shards.count))]
+    }
+
+    /// Runs `body` on the entry of `key` under `policy`, made by `make` (given the key it is for)
+    /// if new. `overflowed` is true when the key was new and the policy full, and the overflow
+    /// key's entry was used.
+    func withEntry<Result>(policy: RateLimitPolicy, key: String, make: (String) -> Value,
+                           _ body: (inout ShardEntries<Value>, String) -> Result) -> (result: Result, overflowed: Bool) {
+        let fullKey = ShardEntries<Value>.fullKey(policy: policy.name, key: key)
+        // Each shard holds its share of the bound; keys hash evenly over shards.
+        let perShard = (policy.maxKeys + shards.count - 1) / shards.count
+        let held: Result? = shard(for: fullKey).entries.withLock { entries in
+            if entries[fullKey] == nil {
+                guard entries.keyCount(policy: policy.name) < perShard else { return nil }
+                entries[fullKey] = make(key)
+            }
+            return body(&entries, fullKey)
+        }
+        if let held { return (held, false) }
+        let overflowKey = ShardEntries<Value>.overflowKey(policy: policy.name)
+        let result = shard(for: overflowKey).entries.withLock { entries in
+            if entries[overflowKey] == nil { entries[overflowKey] = make(ShardEntries<Value>.overflowKeyName) }
+            return body(&entries, overflowKey)
+        }
+        return (result, true)
+    }
+}
+
+/// One lock-protected part of a sharded map (`Mutex` is non-copyable, so it cannot sit in an
+/// array directly).
+final class LockedShard<Value: Sendable>: Sendable {
+    let entries = Mutex(ShardEntries<Value>())
+}
+
+/// A shard's entries by full key (`<policy>\0<key>`), with the number of keys each policy holds
+/// here.
+struct ShardEntries<Value: Sendable>: Sendable {
+    private(set) var all: [String: Value] = [:]
+    private var keysPerPolicy: [Substring: Int] = [:]
+    /// When the local limiter next sweeps idle keys (see `LocalRateLimiter`).
+    var sweepAt = 10_000
+
+    var count: Int { all.count }
+
+    subscript(fullKey: String) -> Value? {
+        get { all[fullKey] }
+        set {
+            let policy = Self.policy(of: fullKey)
+            if let newValue {
+                if all.updateValue(newValue, forKey: fullKey) == nil { keysPerPolicy[policy, default: 0] += 1 }
+            } else if all.removeValue(forKey: fullKey) != nil {
+                let left = (keysPerPolicy[policy] ?? 1) - 1
+                keysPerPolicy[policy] = left > 0 ? left : nil
+            }
+        }
+    }
+
+    /// Keys `policy` holds in this shard (its overflow key included).
+    func keyCount(policy: String) -> Int { keysPerPolicy[Substring(policy)] ?? 0 }
+
+    mutating func removeAll(where shouldRemove: (Value) -> Bool) {
+        for (fullKey, value) in all where shouldRemove(value) { self[fullKey] = nil }
+    }
+
+    static func fullKey(policy: String, key: String) -> String { policy + "\u{0}" + key }
+
+    /// The key a policy's requests count under once it holds `maxKeys` keys. The keys requests
+    /// produce all have a `kind:` prefix (`RateLimitKey`), so none can be this one.
+    static var overflowKeyName: String { "_overflow" }
+    static func overflowKey(policy: String) -> String { fullKey(policy: policy, key: overflowKeyName) }
+
+    private static func policy(of fullKey: String) -> Substring {
+        fullKey[..<(fullKey.firstIndex(of: "\u{0}") ?? fullKey.endIndex)]
+    }
+}
