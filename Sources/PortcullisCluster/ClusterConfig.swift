@@ -1,11 +1,15 @@
 import Foundation
 import PortcullisConfig
 import PortcullisJOSE
+import PortcullisRedis
 
 /// The `cluster:` section shared by gateway and control-plane configs.
 public struct ClusterConfig: Sendable {
-    /// `redis://…`, `unix://…` or `redis-sentinel://…` (see docs/redis-client.md).
+    /// `redis://…`, `rediss://…`, `unix://…`, `redis-sentinel://…` or `rediss-sentinel://…` (see
+    /// docs/redis-client.md), as written.
     public var redisURL: String
+    /// The parsed URL with `redis_tls` and `sentinel_auth` applied.
+    public var redis: RedisConfiguration
     /// Prefix of every Redis key and channel, so several clusters can share one Redis.
     public var keyPrefix: String
     /// HMAC-SHA256 key authenticating key-set records and revocation events (≥ 32 bytes).
@@ -24,7 +28,36 @@ public struct ClusterConfig: Sendable {
 
     public init(node: ConfigNode, baseDirectory: String) throws {
         var map = try node.mapping()
-        redisURL = try map.required("redis").nonEmptyString()
+        let urlNode = try map.required("redis")
+        redisURL = try urlNode.nonEmptyString()
+        do {
+            redis = try RedisConfiguration(url: redisURL)
+        } catch {
+            throw urlNode.error("\(error)")
+        }
+        if let tlsNode = map.optional("redis_tls") {
+            guard redis.tls != nil else { throw tlsNode.error("redis_tls needs a rediss:// or rediss-sentinel:// URL") }
+            var tls = try tlsNode.mapping()
+            func path(_ key: String) throws -> String? {
+                try tls.optional(key).map { resolve(try $0.nonEmptyString(), against: baseDirectory) }
+            }
+            let settings = RedisTLS(caFile: try path("ca_file"), certificateFile: try path("certificate"),
+                                    privateKeyFile: try path("private_key"), serverName: try tls.optional("server_name")?.nonEmptyString())
+            try tls.finish()
+            do {
+                _ = try settings.makeContext()
+            } catch {
+                throw tlsNode.error("\(error)")
+            }
+            redis.tls = settings
+        }
+        if let authNode = map.optional("sentinel_auth") {
+            guard case .sentinel = redis.endpoint else { throw authNode.error("sentinel_auth needs a redis-sentinel:// URL") }
+            var auth = try authNode.mapping()
+            redis.sentinelUsername = try auth.optional("username")?.nonEmptyString()
+            redis.sentinelPassword = try auth.required("password").string()
+            try auth.finish()
+        }
         keyPrefix = try map.optional("key_prefix")?.string() ?? "portcullis:"
         let secretNode = map.optional("secret")
         let secretFileNode = map.optional("secret_file")
@@ -67,4 +100,8 @@ public struct ClusterConfig: Sendable {
         }
         return bytes
     }
+}
+
+private func resolve(_ path: String, against baseDirectory: String) -> String {
+    path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).path
 }

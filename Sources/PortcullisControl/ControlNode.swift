@@ -47,7 +47,7 @@ public final class ControlNode: Service, Sendable {
     private func serve(group: MultiThreadedEventLoopGroup, httpClient: HTTPClient) async throws {
         let config = self.config
         let logger = self.logger
-        let redis = try RedisConfiguration(url: config.cluster.redisURL)
+        let redis = config.cluster.redis
         let client = RedisClient(configuration: redis, eventLoopGroup: group, logger: logger)
         let subscriber = RedisSubscriber(configuration: redis, eventLoopGroup: group, logger: logger)
         let keys = ClusterKeys(prefix: config.cluster.keyPrefix)

@@ -14,6 +14,7 @@ public enum MetricCatalog {
         "portcullis_revocation_staleness_seconds": "Seconds since this node last confirmed its revocation state with Redis.",
         "portcullis_revocation_resyncs_total": "Full revocation resyncs, by cause.",
         "portcullis_redis_connected": "1 when this node's Redis connections are up, else 0.",
+        "portcullis_redis_connect_failures_total": "Failed attempts to open a Redis connection, by kind (tls, auth, refused, timeout, sentinel, ...).",
         "portcullis_ratelimit_mode": "1 for the node's current rate-limit mode (cluster, fallback, local).",
         "portcullis_ratelimit_sync_total": "Rate-limit counter syncs with Redis by outcome.",
         "portcullis_cluster_live_nodes": "Live gateway nodes seen in the membership registry.",

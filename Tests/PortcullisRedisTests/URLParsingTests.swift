@@ -58,7 +58,6 @@ struct URLParsingTests {
     }
 
     @Test("bad URLs are rejected with a message saying what is wrong", arguments: [
-        ("rediss://host:6380", "TLS"),
         ("host:6379", "no scheme"),
         ("http://host", "unknown scheme 'http://'"),
         ("redis://:6379", "missing host"),

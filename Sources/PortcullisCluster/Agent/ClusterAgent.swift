@@ -60,7 +60,7 @@ public final class ClusterAgent: Sendable {
         self.keyStore = keyStore
         self.logger = logger
         keys = ClusterKeys(prefix: config.keyPrefix)
-        let redis = try RedisConfiguration(url: config.redisURL)
+        let redis = config.redis
         client = RedisClient(configuration: redis, eventLoopGroup: eventLoopGroup, logger: logger)
         subscriber = RedisSubscriber(configuration: redis, eventLoopGroup: eventLoopGroup, logger: logger)
         let mac = ClusterMAC(secret: config.secret, cluster: config.keyPrefix)

@@ -24,8 +24,14 @@ public struct RedisConfiguration: Sendable {
     public var endpoint: Endpoint
     /// ACL user for `AUTH user password`; without it, `AUTH password`.
     public var username: String?
-    /// Sent with `AUTH` on every (re)connect to the data node (not to Sentinels).
+    /// Sent with `AUTH` on every (re)connect to the data node.
     public var password: String?
+    /// `AUTH` for Sentinel connections (Sentinel's own `requirepass` or ACL user), when set.
+    public var sentinelUsername: String?
+    public var sentinelPassword: String?
+    /// TLS on every connection — data node and Sentinels — when set (`rediss://`,
+    /// `rediss-sentinel://`).
+    public var tls: RedisTLS?
     /// Selected with `SELECT` on every (re)connect when not 0.
     public var database: Int
     /// Per connection attempt (each Sentinel and the master count separately).
@@ -50,7 +56,10 @@ public struct RedisConfiguration: Sendable {
     /// - `redis-sentinel://[[user]:password@]host1[:port1],host2[:port2]/masterName[/db]` (port 26379 by default;
     ///   the credentials are for the master, Sentinels are contacted without them)
     ///
-    /// `rediss://` (TLS) is rejected. User and password may be percent-encoded.
+    /// - `rediss://…` and `rediss-sentinel://…`: the same over TLS (see `RedisTLS`; files and a
+    ///   server name are set on `tls` after parsing)
+    ///
+    /// User and password may be percent-encoded.
     /// - Throws: `RedisError.invalidURL` saying what is wrong; the password is never part of the message.
     public init(url: String) throws {
         self = try RedisURLParser(url).parse()

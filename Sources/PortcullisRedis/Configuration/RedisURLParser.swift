@@ -10,18 +10,24 @@ struct RedisURLParser {
 
     func parse() throws -> RedisConfiguration {
         guard let separator = url.firstRange(of: "://") else {
-            throw invalid("'\(redacted)' has no scheme; expected redis://, unix:// or redis-sentinel://")
+            throw invalid("'\(redacted)' has no scheme; expected redis://, rediss://, unix://, redis-sentinel:// or rediss-sentinel://")
         }
         let scheme = url[..<separator.lowerBound].lowercased()
         let rest = url[separator.upperBound...]
         switch scheme {
         case "redis": return try parseRedis(rest)
+        case "rediss":
+            var configuration = try parseRedis(rest)
+            configuration.tls = RedisTLS()
+            return configuration
         case "unix": return try parseUnix(rest)
         case "redis-sentinel": return try parseSentinel(rest)
-        case "rediss":
-            throw invalid("rediss:// (TLS) is not supported by this client; use redis:// on a trusted network or a local TLS proxy")
+        case "rediss-sentinel":
+            var configuration = try parseSentinel(rest)
+            configuration.tls = RedisTLS()
+            return configuration
         default:
-            throw invalid("unknown scheme '\(scheme)://'; expected redis://, unix:// or redis-sentinel://")
+            throw invalid("unknown scheme '\(scheme)://'; expected redis://, rediss://, unix://, redis-sentinel:// or rediss-sentinel://")
         }
     }
 

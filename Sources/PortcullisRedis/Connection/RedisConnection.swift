@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One open channel with the RESP pipeline installed:
 /// `RedisReplyDecoder` (hiredis reader) → `RedisCommandHandler` (FIFO of completions), and
@@ -16,6 +17,13 @@ final class RedisConnection: Sendable {
             case .unixSocket(let path): path
             }
         }
+    }
+
+    /// TLS for one connection: the client's shared context and the name to send and verify (nil
+    /// for an IP address, which is checked against the certificate's IP entries).
+    struct TLS: Sendable {
+        var context: NIOSSLContext
+        var serverName: String?
     }
 
     /// What to send right after connecting, before anyone else may use the connection.
@@ -43,13 +51,16 @@ final class RedisConnection: Sendable {
 
     /// Connects, installs the pipeline and runs the handshake. Every error is a `RedisError`
     /// naming `target`.
-    static func open(_ target: Target, handshake: Handshake, connectTimeout: Duration, commandTimeout: Duration,
+    static func open(_ target: Target, tls: TLS? = nil, handshake: Handshake, connectTimeout: Duration, commandTimeout: Duration,
                      closeOnReadOnly: Bool, eventLoop: any EventLoop, logger: Logger) async throws -> RedisConnection {
         let address = target.label
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(connectTimeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         RedisReplyDecoder(),
                         RedisCommandEncoder(),
@@ -77,7 +88,7 @@ final class RedisConnection: Sendable {
             throw RedisError.afterConnect(error, address: address)
         }
         do {
-            try await connection.perform(handshake)
+            try await connection.perform(handshake, verifyTLS: tls != nil)
         } catch {
             await connection.shutdown(reason: .connectionClosed("\(address): handshake failed"))
             throw error
@@ -86,18 +97,27 @@ final class RedisConnection: Sendable {
         return connection
     }
 
-    private func perform(_ handshake: Handshake) async throws {
+    /// `verifyTLS`: send at least one command, so that a TLS handshake failure shows here and not
+    /// at the first command of whoever uses the connection.
+    private func perform(_ handshake: Handshake, verifyTLS: Bool) async throws {
         var commands: [[RedisArgument]] = []
+        let authenticates = handshake.password != nil
         if let password = handshake.password {
             commands.append(handshake.username.map { ["AUTH", RedisArgument($0), RedisArgument(password)] }
                 ?? ["AUTH", RedisArgument(password)])
         }
         if handshake.database != 0 { commands.append(["SELECT", RedisArgument(handshake.database)]) }
         if handshake.requireMaster { commands.append(["ROLE"]) }
+        if commands.isEmpty, verifyTLS { commands.append(["PING"]) }
         guard !commands.isEmpty else { return }
         let results = try await pipeline(commands)
-        for result in results {
-            if case .failure(let error) = result { throw error }
+        for (index, result) in results.enumerated() {
+            guard case .failure(let error) = result else { continue }
+            if case .errorReply(let message) = error, (authenticates && index == 0) || error.errorCode == "NOAUTH" || error.errorCode == "NOPERM" {
+                let user = handshake.username.map { "user '\($0)'" } ?? "the default user"
+                throw RedisError.authentication("\(address): AUTH as \(user) refused: \(message)")
+            }
+            throw error
         }
         if handshake.requireMaster, case .success(let role) = results.last, role.array?.first?.string != "master" {
             let name = role.array?.first?.string ?? "\(role)"

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,8 @@ extension RedisError {
     var message: String {
         switch self {
         case .connectionRefused(let message), .connectionClosed(let message), .timeout(let message),
-             .errorReply(let message), .protocolError(let message), .invalidURL(let message), .sentinel(let message):
+             .errorReply(let message), .protocolError(let message), .invalidURL(let message), .sentinel(let message),
+             .tls(let message), .authentication(let message):
             message
         case .clientClosed: "the client was closed"
         }
@@ -48,6 +50,10 @@ extension RedisError {
         switch error {
         case let error as RedisError:
             return error
+        case let error as NIOSSLError:
+            return .tls("\(address): TLS handshake failed: \(error)")
+        case let error as NIOSSLExtraError:
+            return .tls("\(address): TLS handshake failed: \(error)")
         case let error as IOError where error.errnoCode == ECONNRESET:
             return .connectionClosed("\(address): connection reset by peer")
         case ChannelError.ioOnClosedChannel, ChannelError.alreadyClosed, ChannelError.eof:

@@ -14,10 +14,32 @@ public enum RedisError: Error, Sendable, CustomStringConvertible {
     case invalidURL(String)
     /// No Sentinel could name a reachable master, or the named server is not a master.
     case sentinel(String)
+    /// TLS could not be set up or the handshake failed (certificate not trusted, wrong name,
+    /// protocol version), e.g. "redis-1:6380: TLS handshake failed: …".
+    case tls(String)
+    /// The server refused `AUTH` (wrong user or password), or a command needs authentication.
+    case authentication(String)
     /// The client or subscriber was closed.
     case clientClosed
 
     /// The first word of an error reply ("NOSCRIPT", "WRONGTYPE", "READONLY", …); nil for other cases.
+    /// A short label for metrics: refused, closed, timeout, error_reply, protocol, url, sentinel,
+    /// tls, auth, client_closed.
+    public var kind: String {
+        switch self {
+        case .connectionRefused: "refused"
+        case .connectionClosed: "closed"
+        case .timeout: "timeout"
+        case .errorReply: "error_reply"
+        case .protocolError: "protocol"
+        case .invalidURL: "url"
+        case .sentinel: "sentinel"
+        case .tls: "tls"
+        case .authentication: "auth"
+        case .clientClosed: "client_closed"
+        }
+    }
+
     public var errorCode: String? {
         guard case .errorReply(let message) = self else { return nil }
         return message.split(separator: " ", maxSplits: 1).first.map(String.init)
@@ -32,6 +54,8 @@ public enum RedisError: Error, Sendable, CustomStringConvertible {
         case .protocolError(let message): "Redis protocol error: \(message)"
         case .invalidURL(let message): "invalid Redis URL: \(message)"
         case .sentinel(let message): "Redis Sentinel: \(message)"
+        case .tls(let message): "Redis TLS: \(message)"
+        case .authentication(let message): "Redis authentication: \(message)"
         case .clientClosed: "the Redis client was closed"
         }
     }

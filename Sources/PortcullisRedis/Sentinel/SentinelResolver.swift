@@ -45,7 +45,7 @@ struct SentinelResolver {
 
     /// The address a Sentinel names for the master, or nil if it does not know the name.
     private func askForMaster(_ sentinel: RedisConfiguration.SentinelAddress, on eventLoop: any EventLoop) async throws -> (host: String, port: Int)? {
-        let connection = try await connector.openBare(.tcp(host: sentinel.host, port: sentinel.port), on: eventLoop)
+        let connection = try await connector.openSentinel(.tcp(host: sentinel.host, port: sentinel.port), on: eventLoop)
         defer { connection.close(reason: .connectionClosed("\(sentinel): done")) }
         let reply = try await connection.send(["SENTINEL", "get-master-addr-by-name", RedisArgument(masterName)])
         if reply.isNull { return nil }

@@ -1,0 +1,58 @@
+import NIOSSL
+
+/// TLS to Redis (`rediss://`, `rediss-sentinel://`): the server's certificate is verified against
+/// `caFile` (else the system's roots) and the host name — `serverName` when set, else the host
+/// from the URL (an IP address is checked against the certificate's IP entries). TLS 1.2 or later.
+/// With `certificateFile` and `privateKeyFile` the client presents a certificate (mutual TLS,
+/// `tls-auth-clients yes`).
+public struct RedisTLS: Sendable {
+    public var caFile: String?
+    public var certificateFile: String?
+    public var privateKeyFile: String?
+    /// The name to send (SNI) and to verify, when it differs from the host connected to.
+    public var serverName: String?
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, privateKeyFile: String? = nil, serverName: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.privateKeyFile = privateKeyFile
+        self.serverName = serverName
+    }
+
+    /// Reads the files once; every connection of a client shares the context.
+    /// - Throws: `RedisError.tls` naming the file that could not be used.
+    public func makeContext() throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.certificateVerification = .fullVerification
+        if let caFile {
+            do {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } catch {
+                throw RedisError.tls("cannot read the Redis CA file \(caFile): \(error)")
+            }
+        }
+        switch (certificateFile, privateKeyFile) {
+        case (let certificate?, let key?):
+            do {
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+            } catch {
+                throw RedisError.tls("cannot read the Redis client certificate \(certificate): \(error)")
+            }
+            do {
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            } catch {
+                throw RedisError.tls("cannot read the Redis client key \(key): \(error)")
+            }
+        case (nil, nil):
+            break
+        default:
+            throw RedisError.tls("a Redis client certificate needs both the certificate and the private key")
+        }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw RedisError.tls("cannot set up TLS to Redis: \(error)")
+        }
+    }
+}
