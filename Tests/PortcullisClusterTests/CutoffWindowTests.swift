@@ -29,4 +29,20 @@ struct CutoffWindowTests {
             #expect(metrics.contains(#"reason="issued_in_future""#), "\(metrics)")
         }
     }
+
+    @Test("a cut-off signed at millisecond precision refuses a token issued earlier in its second and passes one from the next second")
+    func millisecondCutoffOnTheWire() async throws {
+        try await withCluster { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            let now = Int64(Date().timeIntervalSince1970)
+            let sameSecond = try cluster.token(sub: "frank", iat: now)
+            let nextSecond = try cluster.token(sub: "frank", iat: now + 1)
+            let beforeMillis = now * 1000 + 400
+            _ = try await cluster.store.write(Revocation(
+                id: "rev_ms_frank", operation: .add, kind: .subject, value: "frank", issuer: nil, until: now + 1,
+                createdAtMillis: beforeMillis, actor: "test", reason: nil, beforeMillis: beforeMillis))
+            try await eventually("the cut-off arrived") { try cluster.statuses(sameSecond) == [401] }
+            #expect(try cluster.statuses(nextSecond) == [200])
+        }
+    }
 }
