@@ -14,7 +14,7 @@ struct AdminRevoke: AsyncParsableCommand {
     @Option(help: "The token's exp (Unix seconds); default: now + the cluster's max_token_lifetime.") var exp: Int64?
     @Option(help: "Revoke a subject's tokens issued before --before.") var sub: String?
     @Option(help: "Revoke a client's tokens issued before --before.") var client: String?
-    @Option(help: "Cut-off for --sub/--client: Unix seconds, an RFC 3339 time, or now (default).") var before: String?
+    @Option(help: "Cut-off for --sub/--client: Unix seconds (with a fraction for milliseconds, e.g. 1764370000.250), an RFC 3339 time (fractions kept to the millisecond), or now (default, to the millisecond).") var before: String?
     @Option(help: "Revoke a signing key by kid.") var kid: String?
     @Option(help: "Limit a --sub/--client/--kid revocation to one issuer (iss).") var issuer: String?
     @Option(help: "Why (kept with the revocation and in the audit log).") var reason: String?
@@ -35,12 +35,29 @@ struct AdminRevoke: AsyncParsableCommand {
         if let client { body["kind"] = "client"; body["value"] = .string(client) }
         if let kid { body["kind"] = "key"; body["value"] = .string(kid) }
         if let exp { body["exp"] = .integer(exp) }
-        if let before { body["before"] = Int64(before).map(JSONValue.integer) ?? .string(before) }
+        if let before { body["before"] = Self.beforeValue(before) }
         if let issuer { body["issuer"] = .string(issuer) }
         if let reason { body["reason"] = .string(reason) }
         try await postRevocation(connection: connection, path: "/v1/revocations", body: .object(body), wait: wait, waitTimeout: waitTimeout) { json in
-            "revoked \(AdminOutput.text(json["kind"])) \(AdminOutput.text(json["value"])) as \(AdminOutput.text(json["id"])) (sequence \(AdminOutput.text(json["sequence"])))"
+            var line = "revoked \(AdminOutput.text(json["kind"])) \(AdminOutput.text(json["value"])) as \(AdminOutput.text(json["id"])) (sequence \(AdminOutput.text(json["sequence"])))"
+            if let millis = json["before_ms"]?.int64Value { line += "; tokens issued before \(Self.describe(millis)) are refused" }
+            return line
         }
+    }
+
+    /// `--before` as the API takes it: whole seconds as an integer, seconds with a fraction as a
+    /// number (milliseconds kept), anything else (`now`, RFC 3339) as text.
+    static func beforeValue(_ text: String) -> JSONValue {
+        if let seconds = Int64(text) { return .integer(seconds) }
+        if text.first?.isNumber == true, let seconds = Double(text), seconds.isFinite { return .number(seconds) }
+        return .string(text)
+    }
+
+    /// Unix milliseconds as RFC 3339 UTC with milliseconds.
+    static func describe(_ millis: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
     }
 }
 
@@ -125,11 +142,11 @@ struct AdminRevocations: AsyncParsableCommand {
         let reply = try await adminCall { try await client.get("/v1/revocations?" + query.joined(separator: "&")) }
         if connection.json { print(reply.body, terminator: ""); return }
         let rows = (reply.json["items"]?.arrayValue ?? []).map(revocationRow)
-        print(AdminOutput.table(["ID", "SEQ", "OP", "KIND", "VALUE", "ISSUER", "UNTIL", "ACTOR", "REASON"], rows))
+        print(AdminOutput.table(["ID", "SEQ", "OP", "KIND", "VALUE", "ISSUER", "UNTIL", "BEFORE_MS", "ACTOR", "REASON"], rows))
         if let next = reply.json["next_after"]?.int64Value { print("more: --after \(next)") }
     }
 
     private func revocationRow(_ json: JSONValue) -> [String] {
-        ["id", "sequence", "operation", "kind", "value", "issuer", "until", "actor", "reason"].map { AdminOutput.text(json[$0]) }
+        ["id", "sequence", "operation", "kind", "value", "issuer", "until", "before_ms", "actor", "reason"].map { AdminOutput.text(json[$0]) }
     }
 }

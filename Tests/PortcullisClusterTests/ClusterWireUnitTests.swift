@@ -47,6 +47,30 @@ struct ClusterWireUnitTests {
         #expect(!Self.decodes(swapped.wireText))
     }
 
+    @Test("a millisecond cut-off round-trips and its before_ms is under the MAC; an entry in the older format still verifies")
+    func millisecondCutoffs() throws {
+        var revocation = Self.revocation()
+        revocation.beforeMillis = 100_000 - 750
+        let event = RevocationEvent.signed(revocation, epoch: Self.epoch, sequence: 7, mac: Self.mac)
+        #expect(event.json.contains(#""before_ms":99250"#))
+        let decoded = try RevocationEvent.decode(Array(event.wireText.utf8), mac: Self.mac)
+        #expect(decoded == event)
+        #expect(decoded.revocation.cutoffMillis == 99_250)
+        // Changed, or removed (which would make it a whole-second cut-off): the MAC no longer verifies.
+        #expect(!Self.decodes(event.wireText.replacingOccurrences(of: #""before_ms":99250"#, with: #""before_ms":99000"#)))
+        #expect(!Self.decodes(event.wireText.replacingOccurrences(of: #","before_ms":99250"#, with: "")
+            .replacingOccurrences(of: #""before_ms":99250,"#, with: "")))
+        // The older format — no before_ms, signed over the fields it had — still verifies; its cut-off is until's second.
+        let older = RevocationEvent.signed(Self.revocation(), epoch: Self.epoch, sequence: 8, mac: Self.mac)
+        #expect(!older.json.contains("before_ms"))
+        let olderDecoded = try RevocationEvent.decode(Array(older.wireText.utf8), mac: Self.mac)
+        #expect(olderDecoded.revocation.cutoffMillis == 100_000)
+        // Only subject and client adds carry one.
+        var jti = Revocation(id: "rev_2", operation: .add, kind: .jti, value: "j", issuer: nil, until: 100, createdAtMillis: 5, actor: "ops", reason: nil)
+        jti.beforeMillis = 5
+        #expect(!Self.decodes(RevocationEvent.signed(jti, epoch: Self.epoch, sequence: 9, mac: Self.mac).wireText))
+    }
+
     @Test("write times outside the plausible range are refused before any arithmetic")
     func writeTimeRange() {
         var event = RevocationEvent.signed(Self.revocation(), epoch: Self.epoch, sequence: 7, mac: Self.mac)

@@ -72,6 +72,31 @@ struct RevocationSetUnitTests {
         #expect(!Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
     }
 
+    @Test("cut-offs compare in milliseconds: a whole-second iat in the cut-off's second is refused, a fractional iat keeps its fraction, the next second passes")
+    func millisecondCutoff() {
+        let set = RevocationSet()
+        let cutoffMillis = Self.now * 1000 + 400
+        set.apply(Revocation(id: "c1", operation: .add, kind: .client, value: "app", issuer: nil, until: Self.now + 1,
+                             createdAtMillis: cutoffMillis, actor: "test", reason: nil, beforeMillis: cutoffMillis), now: Self.now)
+        func token(iatMillis: Int64?) -> VerifiedToken {
+            VerifiedToken(issuerName: "idp", issuer: "https://idp", subject: "alice", jwtID: nil, clientID: "app", audiences: ["api"],
+                          scopes: [], expiresAt: Self.now + 3600, notBefore: nil, issuedAt: iatMillis.map { ($0 + 999) / 1000 },
+                          issuedAtMillis: iatMillis, keyID: "k1", algorithm: .ES256, claims: [:])
+        }
+        #expect(Self.isRevoked(set, token(iatMillis: Self.now * 1000)))         // iat = the cut-off's second (whole)
+        #expect(Self.isRevoked(set, token(iatMillis: cutoffMillis - 1)))        // a fractional iat just before it
+        #expect(!Self.isRevoked(set, token(iatMillis: cutoffMillis)))           // at the cut-off
+        #expect(!Self.isRevoked(set, token(iatMillis: (Self.now + 1) * 1000)))  // the next second
+        #expect(Self.isRevoked(set, token(iatMillis: nil)))
+        if case .revoked(let detail) = set.check(token(iatMillis: Self.now * 1000)) {
+            #expect(detail.contains("\(Self.now).400"), "\(detail)")
+        }
+        // A cut-off in the older format (whole seconds) still applies at its second.
+        set.apply(Self.revocation(.subject, "alice", until: Self.now + 10), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(jti: nil, client: "other", issuedAt: Self.now + 9)))
+        #expect(!Self.isRevoked(set, Self.token(jti: nil, client: "other", issuedAt: Self.now + 10)))
+    }
+
     @Test("replaying an old signed lift does not lift a later cut-off of the same subject, and a lifted cut-off cannot come back")
     func liftReplay() {
         let set = RevocationSet()

@@ -3,6 +3,7 @@ import PortcullisCluster
 import PortcullisJOSE
 @testable import PortcullisControl
 import PortcullisTestSupport
+import Synchronization
 import Testing
 
 @Suite("control plane: pure logic")
@@ -29,7 +30,9 @@ struct ControlUnitTests {
         #expect(try parse(#"{"kind":"jti","value":"a","exp":1800000100}"#).until == 1_800_000_100)
         #expect(try parse(#"{"kind":"jti","value":"a"}"#).until == now + 3600)
         #expect(try parse(#"{"kind":"subject","value":"bob"}"#).until == now)
+        #expect(try parse(#"{"kind":"subject","value":"bob"}"#).beforeMillis == now * 1000)
         #expect(try parse(#"{"kind":"client","value":"c","before":"2027-01-15T08:00:00Z"}"#).until == 1_800_000_000)
+        #expect(try parse(#"{"kind":"jti","value":"a"}"#).beforeMillis == nil)
         #expect(try parse(#"{"kind":"key","value":"k1","issuer":"https://i"}"#).issuer == "https://i")
         #expect(field(#"{"value":"a"}"#) == "kind")
         #expect(field(#"{"kind":"token","value":"a"}"#) == "kind")
@@ -47,9 +50,88 @@ struct ControlUnitTests {
 
     @Test("RFC 3339 cut-offs are read as UTC instants")
     func rfc3339() throws {
-        #expect(try RevocationInput.timestamp(.string("2026-01-01T00:00:00Z"), field: "before", now: 0) == 1_767_225_600)
-        #expect(try RevocationInput.timestamp(.string("2026-01-01T01:00:00.5+01:00"), field: "before", now: 0) == 1_767_225_600)
-        #expect(try RevocationInput.timestamp(.string("now"), field: "before", now: 42) == 42)
+        #expect(try RevocationInput.timestampMillis(.string("2026-01-01T00:00:00Z"), field: "before", nowMillis: 0) == 1_767_225_600_000)
+        #expect(try RevocationInput.timestampMillis(.string("now"), field: "before", nowMillis: 42_123) == 42_123)
+    }
+
+    @Test("cut-offs keep their milliseconds from every input form, and until is their second rounded up")
+    func millisecondCutoffInput() throws {
+        #expect(try RevocationInput.timestampMillis(.string("2026-01-01T01:00:00.5+01:00"), field: "before", nowMillis: 0) == 1_767_225_600_500)
+        #expect(try RevocationInput.timestampMillis(.string("2026-01-01T00:00:00.123Z"), field: "before", nowMillis: 0) == 1_767_225_600_123)
+        #expect(try RevocationInput.timestampMillis(.number(1_767_225_600.007), field: "before", nowMillis: 0) == 1_767_225_600_007)
+        #expect(try RevocationInput.timestampMillis(.integer(1_767_225_600), field: "before", nowMillis: 0) == 1_767_225_600_000)
+        #expect(throws: APIError.self) { try RevocationInput.timestampMillis(.integer(.max / 100), field: "before", nowMillis: 0) }
+        let now: Int64 = 1_800_000_000
+        func parse(_ json: String, nowMillis: Int64 = now * 1000 + 250) throws -> RevocationInput {
+            guard case .object(let members) = try JOSEJSONReader.parse(Array(json.utf8)) else { throw FixtureError("not an object") }
+            return try RevocationInput.parse(members, now: now, nowMillis: nowMillis, maxTokenLifetime: .seconds(3600))
+        }
+        // The default is now to the millisecond; until is the next whole second.
+        let defaulted = try parse(#"{"kind":"subject","value":"bob"}"#)
+        #expect(defaulted.beforeMillis == now * 1000 + 250)
+        #expect(defaulted.until == now + 1)
+        // A cut-off on a whole second keeps that second.
+        let whole = try parse(#"{"kind":"client","value":"c","before":1800000000}"#)
+        #expect(whole.beforeMillis == 1_800_000_000_000)
+        #expect(whole.until == 1_800_000_000)
+        #expect(try parse(#"{"kind":"client","value":"c","before":1800000000.999}"#).until == 1_800_000_001)
+    }
+
+    @Test("refused admin calls get audit entries at the bucket's rate: a burst, then one a second; the next entry says how many were left out")
+    func auditFailureBucket() {
+        let clock = ManualNanos()
+        let limiter = AuditFailureLimiter(burst: 3, perSecond: 1, now: { clock.value })
+        #expect(limiter.admit() == .record(suppressedBefore: 0))
+        #expect(limiter.admit() == .record(suppressedBefore: 0))
+        #expect(limiter.admit() == .record(suppressedBefore: 0))
+        #expect(limiter.admit() == .suppress)
+        #expect(limiter.admit() == .suppress)
+        clock.advance(seconds: 0.5)
+        #expect(limiter.admit() == .suppress)
+        clock.advance(seconds: 0.5)
+        #expect(limiter.admit() == .record(suppressedBefore: 3))
+        #expect(limiter.admit() == .suppress)
+        // A long quiet spell refills no more than the burst.
+        clock.advance(seconds: 3600)
+        for _ in 0..<3 { if case .suppress = limiter.admit() { Issue.record("refused within the burst") } }
+        #expect(limiter.admit() == .suppress)
+    }
+
+    @Test("introspection verifies with no leeway: inactive from exp on and while nbf lies ahead; revocation keeps the leeway")
+    func introspectionHasNoLeeway() throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-introspect")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/c.yaml"
+        try """
+        cluster: {redis: redis://127.0.0.1:1, secret: \(Base64URL.encode([UInt8](repeating: 1, count: 32)))}
+        admin_tokens: [{name: ops, sha256: \(Hex.sha256("x"))}]
+        authorization_server: {issuer: "http://127.0.0.1:9000", audience: api}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let config = try #require(try ControlConfig.load(file: file).authorizationServer)
+        let signer = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k1")
+        let keys = KeySetStore()
+        let document = Array(JSONWriter.serialize(["keys": .array([signer.key.publicJWK(keyID: "k1")])]).utf8)
+        keys.replace(issuerName: config.name, keySet: try JWKSet.parse(document, issuer: config.issuerConfig, logger: nil), version: nil)
+        let now: Int64 = 1_800_000_000
+        let introspection = JWTVerifier(issuers: [config.introspectionIssuerConfig], keys: keys, cache: nil, now: { now })
+        let revocation = JWTVerifier(issuers: [config.issuerConfig], keys: keys, cache: nil, now: { now })
+        func token(_ extra: [String: JSONValue]) throws -> String {
+            var claims: [String: JSONValue] = ["iss": .string(config.issuer), "aud": "api", "sub": "c", "client_id": "c",
+                                               "iat": .integer(now - 60), "exp": .integer(now + 60)]
+            for (key, value) in extra { claims[key] = value }
+            return try signer.sign(claims: .object(claims))
+        }
+        func accepted(_ verifier: JWTVerifier, _ jwt: String) -> Bool {
+            if case .success = verifier.verify(jwt) { return true }
+            return false
+        }
+        #expect(accepted(introspection, try token([:])))
+        #expect(accepted(introspection, try token(["exp": .integer(now + 1)])))
+        #expect(!accepted(introspection, try token(["exp": .integer(now)])))      // expired at exp
+        #expect(!accepted(introspection, try token(["nbf": .integer(now + 1)])))  // not yet valid
+        #expect(accepted(introspection, try token(["nbf": .integer(now)])))
+        #expect(accepted(revocation, try token(["exp": .integer(now)])))          // RFC 7009 keeps the leeway
+        #expect(accepted(revocation, try token(["nbf": .integer(now + 1)])))
     }
 
     @Test("admin tokens: only the configured hashes match, the Bearer scheme is case-insensitive")
@@ -106,6 +188,15 @@ struct ControlUnitTests {
         #expect(error(cluster + tokens + noSource).contains("issuers[0]"))
         let hmac = "authorization_server:\n  issuer: http://127.0.0.1:9000\n  audience: a\n  algorithm: HS256\n"
         #expect(error(cluster + tokens + hmac).contains("authorization_server.algorithm"))
+        let client = "authorization_server:\n  issuer: http://127.0.0.1:9000\n  audience: a\n  clients:\n    - {client_id: rs, secret_sha256: \(Hex.sha256("s")), introspect_any: "
+        #expect(error(cluster + tokens + client + "true}\n").isEmpty)
+        #expect(error(cluster + tokens + client + "yes please}\n").contains("c.yaml:7:"))
+        #expect(error(cluster + tokens + client + "yes please}\n").contains("authorization_server.clients[0].introspect_any"))
+        try (cluster + tokens + client + "true}\n").write(toFile: directory + "/c.yaml", atomically: true, encoding: .utf8)
+        #expect(try ControlConfig.load(file: directory + "/c.yaml").authorizationServer?.clients.first?.introspectAny == true)
+        try (cluster + tokens + authServer.replacingOccurrences(of: "9000/", with: "9000") + "  clients: [{client_id: c, secret_sha256: \(Hex.sha256("s"))}]\n")
+            .write(toFile: directory + "/c.yaml", atomically: true, encoding: .utf8)
+        #expect(try ControlConfig.load(file: directory + "/c.yaml").authorizationServer?.clients.first?.introspectAny == false)
     }
 
     @Test("signing-key records round-trip, and a sealed key opens only under its kid")
@@ -130,4 +221,11 @@ struct ControlUnitTests {
         #expect(kek.unseal(moved.sealed, context: moved.sealContext) == nil)
         #expect(KeyEncryptionKey(bytes: [UInt8](repeating: 4, count: 32)).unseal(decoded.sealed, context: decoded.sealContext) == nil)
     }
+}
+
+/// A monotonic clock tests move by hand.
+final class ManualNanos: Sendable {
+    private let nanos = Atomic<UInt64>(1_000_000_000)
+    var value: UInt64 { nanos.load(ordering: .relaxed) }
+    func advance(seconds: Double) { nanos.add(UInt64(seconds * 1e9), ordering: .relaxed) }
 }

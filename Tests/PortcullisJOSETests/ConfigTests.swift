@@ -17,6 +17,7 @@ struct ConfigTests {
         algorithms: [ES256, HS256]
         discovery_url: https://login.example/.well-known/openid-configuration
         leeway_seconds: 5
+        iat_leeway_seconds: 0
         max_token_bytes: 4KiB
         jwks_refresh: {interval: 10m, min_interval: 1m, max_interval: 1h, max_stale: 2h, unknown_kid_throttle: 10s, negative_cache: 1m}
         hmac_secrets: [{kid: h1, secret_base64url: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8, alg: HS256}]
@@ -33,6 +34,7 @@ struct ConfigTests {
         #expect(list.count == 2)
         #expect(list[0].keySource == .jwksFile("/etc/portcullis/keys/jwks.json"))
         #expect(list[0].leewaySeconds == 30 && list[0].maxTokenBytes == 8192)
+        #expect(list[0].iatLeewaySeconds == 2 && list[1].iatLeewaySeconds == 0)
         #expect(list[0].refresh == JWKSRefreshPolicy())
         #expect(list[0].algorithms == [.RS256, .ES256, .EdDSA])
         #expect(list[1].keySource == .discovery("https://login.example/.well-known/openid-configuration"))
@@ -46,6 +48,7 @@ struct ConfigTests {
         ("  audience: [x]\n", "issuers[0].audience", "unknown key"),
         ("  jwks_uri: https://x.example/jwks\n", "issuers[0]", "exactly one of"),
         ("  leeway_seconds: lots\n", "issuers[0].leeway_seconds", "integer"),
+        ("  iat_leeway_seconds: 61\n", "issuers[0].iat_leeway_seconds", "60"),
         ("  jwks_refresh: {intervall: 5m}\n", "issuers[0].jwks_refresh.intervall", "unknown key"),
         ("  hmac_secrets: [{kid: a, secret_base64url: AAAA, alg: HS256}]\n", "issuers[0].hmac_secrets[0].secret_base64url", "32 bytes"),
         ("  hmac_secrets: [{kid: a, secret_base64url: AAAA, alg: RS256}]\n", "issuers[0].hmac_secrets[0].alg", "HS256"),

@@ -155,8 +155,10 @@ struct VerifierTests {
         #expect(try check(["exp": .integer(now - 30)]) == .expired)
         #expect(try check(["nbf": .integer(now + 30)]) == nil)
         #expect(try check(["nbf": .integer(now + 31)]) == .notYetValid)
-        #expect(try check(["iat": .integer(now + 30)]) == nil)
-        #expect(try check(["iat": .integer(now + 31)]) == .issuedInFuture)
+        // iat has its own, small tolerance (iat_leeway_seconds, default 2), not the 30 s above.
+        #expect(try check(["iat": .integer(now + 2)]) == nil)
+        #expect(try check(["iat": .integer(now + 3)]) == .issuedInFuture)
+        #expect(try check(["iat": .integer(now + 30)]) == .issuedInFuture)
         #expect(try check(["exp": .number(Double(now) + 600.5)]) == nil)
         #expect(try check(["exp": .number(1e300)]) == .invalidClaim)
         #expect(try check(["exp": .integer(Int64.max)]) == nil)
@@ -167,6 +169,20 @@ struct VerifierTests {
         #expect(try check(["aud": []]) == .wrongAudience)
         #expect(try check(["sub": 42]) == .invalidClaim)
         #expect(try check(["scope": 1]) == .invalidClaim)
+    }
+
+    @Test("iat reaches cut-offs in milliseconds, rounded down; a fractional iat keeps its fraction")
+    func issuedAtMillis() throws {
+        let setup = try Self.setup(algorithms: [.HS256])
+        let signer = try #require(setup.signers[.HS256])
+        let now = Fixture.now
+        let fractional = try #require(setup.verifier.verify(try signer.sign(claims: Fixture.claims(["iat": .number(Double(now) - 0.25)]))).value)
+        #expect(fractional.issuedAtMillis == now * 1000 - 250)
+        #expect(fractional.issuedAt == now)
+        let whole = try #require(setup.verifier.verify(try signer.sign(claims: Fixture.claims(["iat": .integer(now - 7)]))).value)
+        #expect(whole.issuedAtMillis == (now - 7) * 1000)
+        let none = try #require(setup.verifier.verify(try signer.sign(claims: Fixture.claims(["iat": nil]))).value)
+        #expect(none.issuedAtMillis == nil)
     }
 
     @Test("scp arrays, typ spellings and the per-issuer size limit")

@@ -14,12 +14,13 @@ public final class RevocationSet: RevocationCheck, Sendable {
     struct CutoffAdd: Sendable {
         var kind: Revocation.Kind
         var key: String
-        var until: Int64
+        /// Unix milliseconds.
+        var cutoffMillis: Int64
     }
 
     /// Cut-offs and revoked keys: small, replaced as a whole on change.
     struct Cutoffs: Sendable {
-        /// `issuer|subject` (issuer `*` for any) → the latest cut-off in force.
+        /// `issuer|subject` (issuer `*` for any) → the latest cut-off in force, Unix milliseconds.
         var subjects: [String: Int64] = [:]
         var clients: [String: Int64] = [:]
         /// `issuer|kid` → revocation time.
@@ -78,12 +79,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
         if !cutoffs.subjects.isEmpty, let subject = token.subject,
            let cutoff = Self.later(cutoffs.subjects[token.issuer + "|" + subject], cutoffs.subjects["*|" + subject]),
            Self.issuedBefore(token, cutoff) {
-            return .revoked(detail: "tokens of this subject issued before \(cutoff) have been revoked")
+            return .revoked(detail: "tokens of this subject issued before \(Self.describe(cutoff)) have been revoked")
         }
         if !cutoffs.clients.isEmpty, let client = token.clientID,
            let cutoff = Self.later(cutoffs.clients[token.issuer + "|" + client], cutoffs.clients["*|" + client]),
            Self.issuedBefore(token, cutoff) {
-            return .revoked(detail: "tokens of this client issued before \(cutoff) have been revoked")
+            return .revoked(detail: "tokens of this client issued before \(Self.describe(cutoff)) have been revoked")
         }
         if !cutoffs.keys.isEmpty, let kid = token.keyID,
            cutoffs.keys[token.issuer + "|" + kid] != nil || cutoffs.keys["*|" + kid] != nil {
@@ -98,9 +99,18 @@ public final class RevocationSet: RevocationCheck, Sendable {
         return max(first, second)
     }
 
-    /// A token without `iat` cannot show it was issued after the cut-off, so it counts as before.
-    static func issuedBefore(_ token: VerifiedToken, _ cutoff: Int64) -> Bool {
-        (token.issuedAt ?? Int64.min) < cutoff
+    /// Compared in milliseconds, `iat` rounded down: a whole-second `iat` counts from the start of
+    /// its second, so a token issued earlier in the cut-off's second is refused (and so is one
+    /// issued later in that second — docs/admin-api.md). A token without `iat` cannot show it was
+    /// issued after the cut-off, so it counts as before.
+    static func issuedBefore(_ token: VerifiedToken, _ cutoffMillis: Int64) -> Bool {
+        (token.issuedAtMillis ?? Int64.min) < cutoffMillis
+    }
+
+    /// A cut-off for a refusal's detail: Unix seconds with milliseconds (`1764370000.250`).
+    static func describe(_ cutoffMillis: Int64) -> String {
+        let fraction = String(abs(cutoffMillis % 1000))
+        return "\(cutoffMillis / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
     }
 
     // MARK: Changes (single writer: the node's sync task)
@@ -147,11 +157,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
         case (.subject, .add), (.client, .add):
             // A replay, or a cut-off already lifted: nothing to do.
             guard cutoffs.adds[revocation.id] == nil, !cutoffs.lifted.contains(revocation.id) else { return }
-            cutoffs.adds[revocation.id] = CutoffAdd(kind: revocation.kind, key: key, until: revocation.until)
+            let cutoff = revocation.cutoffMillis
+            cutoffs.adds[revocation.id] = CutoffAdd(kind: revocation.kind, key: key, cutoffMillis: cutoff)
             if revocation.kind == .subject {
-                cutoffs.subjects[key] = max(cutoffs.subjects[key] ?? .min, revocation.until)
+                cutoffs.subjects[key] = max(cutoffs.subjects[key] ?? .min, cutoff)
             } else {
-                cutoffs.clients[key] = max(cutoffs.clients[key] ?? .min, revocation.until)
+                cutoffs.clients[key] = max(cutoffs.clients[key] ?? .min, cutoff)
             }
         case (.subject, .delete), (.client, .delete):
             guard let lifted = revocation.lifts else { return }
@@ -159,7 +170,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             // Only the cut-off this delete names, and only if it is the same subject or client.
             guard let add = cutoffs.adds[lifted], add.kind == revocation.kind, add.key == key else { return }
             cutoffs.adds[lifted] = nil
-            let remaining = cutoffs.adds.values.filter { $0.kind == add.kind && $0.key == key }.map(\.until).max()
+            let remaining = cutoffs.adds.values.filter { $0.kind == add.kind && $0.key == key }.map(\.cutoffMillis).max()
             if add.kind == .subject { cutoffs.subjects[key] = remaining } else { cutoffs.clients[key] = remaining }
         case (.key, .add):
             cutoffs.keys[key] = max(cutoffs.keys[key] ?? .min, revocation.until)

@@ -39,9 +39,13 @@ public struct Revocation: Sendable, Equatable {
     public var value: String
     /// Limits a subject, client or key revocation to one issuer (`iss`); nil means every issuer.
     public var issuer: String?
-    /// jti: the token's `exp`. subject/client: the cut-off (tokens with `iat` before it are revoked).
-    /// key: when it was revoked. Unix seconds.
+    /// jti: the token's `exp`. key: when it was revoked. subject/client: the cut-off in whole
+    /// seconds — rounded up when `beforeMillis` is set, so that `iat < until` and
+    /// `iat × 1000 < beforeMillis` agree for every whole-second `iat`. Unix seconds.
     public var until: Int64
+    /// subject/client adds: the cut-off in Unix milliseconds (tokens with `iat` before it are
+    /// revoked). nil in changes written before cut-offs had milliseconds: their cut-off is `until`.
+    public var beforeMillis: Int64?
     /// Unix milliseconds when the admin API accepted it.
     public var createdAtMillis: Int64
     /// Who asked (the admin credential's name).
@@ -53,7 +57,8 @@ public struct Revocation: Sendable, Equatable {
     public var batch: [Token]
 
     public init(id: String, operation: Operation, kind: Kind, value: String, issuer: String?, until: Int64,
-                createdAtMillis: Int64, actor: String, reason: String?, lifts: String? = nil, batch: [Token] = []) {
+                createdAtMillis: Int64, actor: String, reason: String?, lifts: String? = nil, batch: [Token] = [],
+                beforeMillis: Int64? = nil) {
         self.id = id
         self.operation = operation
         self.kind = kind
@@ -65,6 +70,15 @@ public struct Revocation: Sendable, Equatable {
         self.reason = reason
         self.lifts = lifts
         self.batch = batch
+        self.beforeMillis = beforeMillis
+    }
+
+    /// A subject or client cut-off in Unix milliseconds: `beforeMillis`, or for a change in the
+    /// older format its whole-second `until`.
+    public var cutoffMillis: Int64 {
+        if let beforeMillis { return beforeMillis }
+        let (millis, overflow) = until.multipliedReportingOverflow(by: 1000)
+        return overflow ? (until < 0 ? .min : .max) : millis
     }
 
     /// Every token a jti change revokes (`value` first, then the batch).
@@ -84,10 +98,14 @@ public struct Revocation: Sendable, Equatable {
     var scopedValue: String { (issuer ?? "*") + "|" + value }
 
     /// Everything the MAC covers besides the position (`RevocationEvent.macFields` adds epoch and
-    /// sequence): every field, nil distinct from empty.
+    /// sequence): every field, nil distinct from empty. `beforeMillis` is appended only when set,
+    /// so changes written before it existed still verify; the fields are length-prefixed, so a
+    /// list with it can never be read as one without it.
     var macFields: [String] {
-        [id, operation.rawValue, kind.rawValue, value, ClusterMAC.optional(issuer), String(until),
-         String(createdAtMillis), actor, ClusterMAC.optional(reason), ClusterMAC.optional(lifts), String(batch.count), batchField]
+        var fields = [id, operation.rawValue, kind.rawValue, value, ClusterMAC.optional(issuer), String(until),
+                      String(createdAtMillis), actor, ClusterMAC.optional(reason), ClusterMAC.optional(lifts), String(batch.count), batchField]
+        if let beforeMillis { fields.append("before_ms:" + String(beforeMillis)) }
+        return fields
     }
 
     /// The batch as one field, each token length-prefixed (`<bytes>:<jti><exp>;`): unambiguous,
@@ -117,6 +135,7 @@ public struct Revocation: Sendable, Equatable {
         if let issuer { object["issuer"] = .string(issuer) }
         if let reason { object["reason"] = .string(reason) }
         if let lifts { object["lifts"] = .string(lifts) }
+        if let beforeMillis { object["before_ms"] = .integer(beforeMillis) }
         if !batch.isEmpty {
             object["batch"] = .array(batch.map { .array([.string($0.jti), .integer($0.expiresAt)]) })
         }
@@ -146,9 +165,17 @@ public struct Revocation: Sendable, Equatable {
             guard let text = member.stringValue else { throw .malformed("\(name) is not a string") }
             return text
         }
+        var beforeMillis: Int64?
+        if let member = json["before_ms"] {
+            guard let millis = member.int64Value else { throw .malformed("before_ms is not an integer") }
+            beforeMillis = millis
+        }
         self.init(id: id, operation: op, kind: kind, value: value, issuer: try optionalString("issuer"), until: until,
                   createdAtMillis: created, actor: actor, reason: try optionalString("reason"), lifts: try optionalString("lifts"),
-                  batch: batch)
+                  batch: batch, beforeMillis: beforeMillis)
+        guard beforeMillis == nil || (operation == .add && (kind == .subject || kind == .client)) else {
+            throw .malformed("only subject and client cut-offs carry before_ms")
+        }
         guard batch.isEmpty || kind == .jti else { throw .malformed("only jti changes carry a batch") }
         guard (operation == .delete) == (lifts != nil) else { throw .malformed("a delete names the change it lifts, an add does not") }
     }

@@ -10,12 +10,13 @@ extension AdminAPI {
             var target = "(invalid request)"
             return try await audited("revocation.create", target: target, context: context) {
                 let wait = try QueryInput.wait(request, max: config.maxWait)
-                let input = try await RevocationInput.parse(RequestInput.jsonObject(request), now: Int64(Date().timeIntervalSince1970),
+                let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+                let input = try await RevocationInput.parse(RequestInput.jsonObject(request), now: nowMillis / 1000, nowMillis: nowMillis,
                                                             maxTokenLifetime: revocations.maxTokenLifetime)
                 target = "\(input.kind.rawValue):\(input.value)"
                 let event = try await confirmed {
                     try await revocations.add(kind: input.kind, value: input.value, issuer: input.issuer, until: input.until,
-                                              actor: context.actor, reason: input.reason)
+                                              beforeMillis: input.beforeMillis, actor: context.actor, reason: input.reason)
                 }
                 let response = try await revocationResponse(event, wait: wait, createdStatus: .created)
                 return (response, ["id": event.revocation.id, "sequence": String(event.sequence)])
@@ -26,7 +27,7 @@ extension AdminAPI {
             var target = "(invalid request)"
             return try await audited("revocation.batch", target: target, context: context) {
                 let wait = try QueryInput.wait(request, max: config.maxWait)
-                let now = Int64(Date().timeIntervalSince1970)
+                let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
                 var body = JSONFields(try await RequestInput.jsonObject(request, maxBytes: Self.maxBatchBodyBytes))
                 guard let items = body.raw("revocations")?.arrayValue else {
                     throw APIError.invalid("revocations", "required: an array of revocations, each as POST /v1/revocations takes it")
@@ -40,7 +41,8 @@ extension AdminAPI {
                 for (index, item) in items.enumerated() {
                     guard case .object(let members) = item else { throw APIError.invalid("revocations[\(index)]", "expected an object") }
                     do {
-                        inputs.append(try RevocationInput.parse(members, now: now, maxTokenLifetime: revocations.maxTokenLifetime))
+                        inputs.append(try RevocationInput.parse(members, now: nowMillis / 1000, nowMillis: nowMillis,
+                                                                maxTokenLifetime: revocations.maxTokenLifetime))
                     } catch var error as APIError {
                         error.field = "revocations[\(index)].\(error.field ?? "")"
                         error.message = "revocations[\(index)]: " + error.message

@@ -2,13 +2,15 @@ import Hummingbird
 
 /// In front of every admin route: counts the request, requires a valid bearer credential (except
 /// for `/metrics` and `/healthz`, which hold no secrets and are for scrapers and probes), and
-/// renders errors as JSON. A refused mutating call (anything but GET/HEAD) is audited as such.
+/// renders errors as JSON. Every refusal is counted; a refused mutating call (anything but
+/// GET/HEAD) is audited as such, at the rate `failureAudit` allows.
 struct AdminMiddleware: RouterMiddleware {
     typealias Context = ControlRequestContext
 
     let authenticator: AdminAuthenticator
     let metrics: ControlMetrics
     let audit: AuditLog
+    let failureAudit: AuditFailureLimiter
     static let openPaths: Set<String> = ["/metrics", "/healthz"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -21,10 +23,18 @@ struct AdminMiddleware: RouterMiddleware {
                                      header == nil ? "an admin bearer token is required (Authorization: Bearer <token>)" : "the admin token is not valid")
                 error.headers[.wwwAuthenticate] = header == nil ? "Bearer realm=\"portcullis-admin\"" : "Bearer realm=\"portcullis-admin\", error=\"invalid_token\""
                 let denied = try error.response(from: request, context: context)
+                let presented = header == nil ? "none" : "invalid"
+                metrics.adminAuthFailure(credential: presented)
                 if request.method != .get && request.method != .head {
-                    await audit.record(AuditLog.Entry(actor: "-", action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
-                                                      from: context.peer, outcome: "unauthorized", status: 401,
-                                                      details: ["credential": header == nil ? "none" : "invalid"]))
+                    switch failureAudit.admit() {
+                    case .record(let suppressedBefore):
+                        var details = ["credential": presented]
+                        if suppressedBefore > 0 { details["suppressed_before"] = String(suppressedBefore) }
+                        await audit.record(AuditLog.Entry(actor: "-", action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
+                                                          from: context.peer, outcome: "unauthorized", status: 401, details: details))
+                    case .suppress:
+                        metrics.auditSuppressed.increment()
+                    }
                 }
                 metrics.adminRequest(method: request.method.rawValue, route: "unauthenticated", status: Int(denied.status.code))
                 return denied

@@ -17,7 +17,10 @@ final class AuthorizationServer: Sendable {
     /// The control plane's copy of the revocation list (the same never-forgetting set gateways
     /// hold, synced from the signed log), so introspection and gateways agree.
     private let revocationList: RevocationFollower
+    /// Verifies tokens presented for revocation (RFC 7009), with the issuer's leeway.
     private let verifier: JWTVerifier
+    /// Verifies tokens presented for introspection: no leeway for `exp` and `nbf`.
+    private let introspectionVerifier: JWTVerifier
     private let audit: AuditLog
     private let metrics: ControlMetrics
     private let logger: Logger
@@ -31,6 +34,7 @@ final class AuthorizationServer: Sendable {
         self.revocations = revocations
         self.revocationList = revocationList
         self.verifier = JWTVerifier(issuers: [config.issuerConfig], keys: verificationKeys, cache: nil)
+        self.introspectionVerifier = JWTVerifier(issuers: [config.introspectionIssuerConfig], keys: verificationKeys, cache: nil)
         self.audit = audit
         self.metrics = metrics
         self.logger = logger
@@ -197,12 +201,18 @@ final class AuthorizationServer: Sendable {
 
     // MARK: Introspection endpoint (RFC 7662)
 
+    /// A client learns about tokens issued to itself only, unless it is a resource server
+    /// configured with `introspect_any` (RFC 7662 §2.1: the server decides what a caller may
+    /// introspect). Any other token gets exactly the answer an unknown token gets, before anything
+    /// else is looked at, so the answer reveals nothing about it.
     func introspect(_ request: Request) async throws -> Response {
         do {
             let form = try await RequestInput.form(request)
-            _ = try clients.authenticate(authorization: request.headers[.authorization], form: form)
+            let client = try clients.authenticate(authorization: request.headers[.authorization], form: form)
             guard let token = form["token"], !token.isEmpty else { throw APIError(.badRequest, "invalid_request", "token is required") }
-            if form["token_type_hint"] != "refresh_token", case .success(let verified) = verifier.verify(token) {
+            func mayIntrospect(_ owner: String?) -> Bool { client.introspectAny || owner == client.id }
+            if form["token_type_hint"] != "refresh_token", case .success(let verified) = introspectionVerifier.verify(token) {
+                guard mayIntrospect(verified.clientID) else { return Self.inactive() }
                 guard revocationList.isSynced else {
                     var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation list is not synced yet; retry")
                     failure.headers[.retryAfter] = "1"
@@ -220,9 +230,9 @@ final class AuthorizationServer: Sendable {
                     if let iat = verified.issuedAt { object["iat"] = .integer(iat) }
                     return Response.json(.object(object))
                 }
-                return Response.json(["active": false])
+                return Self.inactive()
             }
-            if let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }),
+            if let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }), mayIntrospect(grant.clientID),
                grant.active, !grant.familyRevoked, grant.expiresAtMillis > Int64(Date().timeIntervalSince1970 * 1000) {
                 return Response.json([
                     "active": true, "token_type": "refresh_token", "iss": .string(config.issuer), "client_id": .string(grant.clientID),
@@ -230,10 +240,15 @@ final class AuthorizationServer: Sendable {
                     "iat": .integer(grant.issuedAtMillis / 1000), "exp": .integer(grant.expiresAtMillis / 1000),
                 ])
             }
-            return Response.json(["active": false])
+            return Self.inactive()
         } catch let error as APIError {
             throw Self.noStore(error)
         }
+    }
+
+    /// RFC 7662 §2.2: the whole answer for a token that is not active, unknown or not the caller's.
+    private static func inactive() -> Response {
+        Response.json(["active": false])
     }
 
     // MARK: Helpers

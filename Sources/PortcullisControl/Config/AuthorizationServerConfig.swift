@@ -15,6 +15,9 @@ public struct AuthorizationServerConfig: Sendable {
         public var audience: String
         /// `client_credentials` and/or `refresh_token`.
         public var grantTypes: Set<String>
+        /// A resource server allowed to introspect every client's tokens (`introspect_any`);
+        /// otherwise a client introspects only tokens issued to itself (RFC 7662 §2.1).
+        public var introspectAny: Bool = false
     }
 
     public static let supportedGrantTypes = ["client_credentials", "refresh_token"]
@@ -95,8 +98,10 @@ public struct AuthorizationServerConfig: Sendable {
             for grant in grants where !Self.supportedGrantTypes.contains(grant) {
                 throw grantsNode!.error("unsupported grant type '\(grant)' (supported: \(Self.supportedGrantTypes.joined(separator: ", ")))")
             }
+            let introspectAny = try entry.optional("introspect_any")?.bool() ?? false
             try entry.finish()
-            clients.append(Client(id: id, secretDigest: digest, scopes: scopes, audience: clientAudience, grantTypes: Set(grants)))
+            clients.append(Client(id: id, secretDigest: digest, scopes: scopes, audience: clientAudience, grantTypes: Set(grants),
+                                  introspectAny: introspectAny))
         }
         self.clients = clients
         try map.finish()
@@ -120,5 +125,14 @@ public struct AuthorizationServerConfig: Sendable {
     /// its keys are pushed from the signing-key ring.
     var issuerConfig: IssuerConfig {
         IssuerConfig(name: name, issuer: issuer, audiences: allAudiences, algorithms: [algorithm], keySource: .none)
+    }
+
+    /// The issuer entry introspection verifies with: no leeway for `exp` and `nbf`, so `active`
+    /// is false from the second `exp` names and while `nbf` lies ahead (RFC 7662 §2.2). `iat`
+    /// keeps the issuer's small future tolerance (two control planes' clocks differ a little).
+    var introspectionIssuerConfig: IssuerConfig {
+        var config = issuerConfig
+        config.leewaySeconds = 0
+        return config
     }
 }

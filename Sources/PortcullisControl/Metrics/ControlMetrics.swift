@@ -13,6 +13,8 @@ final class ControlMetrics: Sendable {
     let revocationSequence: Gauge
     let propagation: DurationHistogram
     let refreshTokenReuse: Prometheus.Counter
+    /// Audit entries of refused admin calls left out by `AuditFailureLimiter`.
+    let auditSuppressed: Prometheus.Counter
     private let perNode = Mutex<[String: (sequences: Gauge, seconds: Gauge)]>([:])
     private let perIssuer = Mutex<[String: Gauge]>([:])
 
@@ -30,6 +32,8 @@ final class ControlMetrics: Sendable {
             help: Self.help("portcullis_revocation_propagation_seconds"))
         refreshTokenReuse = registry.counter("portcullis_refresh_token_reuse_total",
                                              help: "Refresh tokens presented again after rotation; each revoked its whole family.")
+        auditSuppressed = registry.counter("portcullis_admin_audit_suppressed_total",
+                                           help: "Audit entries of admin calls refused for want of a valid credential that were left out by the rate limit.")
     }
 
     private static func help(_ name: String) -> String {
@@ -40,6 +44,12 @@ final class ControlMetrics: Sendable {
     func adminRequest(method: String, route: String, status: Int) {
         registry.counter("portcullis_admin_requests_total", labels: [("method", method), ("route", route), ("status", String(status))],
                          help: "Admin API requests by method, route and status code.").increment()
+    }
+
+    /// One admin API call refused for want of a valid credential, by what it presented (`none`, `invalid`).
+    func adminAuthFailure(credential: String) {
+        registry.counter("portcullis_admin_auth_failures_total", labels: [("credential", credential)],
+                         help: "Admin API calls refused for want of a valid credential, by what was presented (none, invalid).").increment()
     }
 
     /// One revocation change made durable, by kind (jti, subject, client, key) and operation (add, delete).

@@ -7,14 +7,19 @@ struct RevocationInput: Sendable {
     var kind: Revocation.Kind
     var value: String
     var issuer: String?
+    /// jti: `exp`; key: now; subject/client: the cut-off rounded up to a whole second. Unix seconds.
     var until: Int64
+    /// subject/client: the cut-off, Unix milliseconds.
+    var beforeMillis: Int64?
     var reason: String?
 
     static let maxValueBytes = 1024
     /// Farthest a cut-off or a jti's `exp` may lie in the future.
     static let maxFuture: Int64 = 10 * 366 * 86_400
 
-    static func parse(_ members: [String: JSONValue], now: Int64, maxTokenLifetime: Duration) throws -> RevocationInput {
+    /// - Parameter nowMillis: the same instant as `now`, in milliseconds (default: `now`'s second).
+    static func parse(_ members: [String: JSONValue], now: Int64, nowMillis: Int64? = nil, maxTokenLifetime: Duration) throws -> RevocationInput {
+        let nowMillis = nowMillis ?? now * 1000
         var fields = JSONFields(members)
         let kindText = try fields.requiredString("kind")
         guard let kind = Revocation.Kind(rawValue: kindText) else {
@@ -34,10 +39,11 @@ struct RevocationInput: Sendable {
         let reason = try fields.string("reason")
         if let reason, reason.utf8.count > maxValueBytes { throw APIError.invalid("reason", "longer than \(maxValueBytes) bytes") }
         let exp = try fields.int("exp")
-        let before = try timestamp(fields.raw("before"), field: "before", now: now)
+        let before = try timestampMillis(fields.raw("before"), field: "before", nowMillis: nowMillis)
         try fields.finish()
 
         let until: Int64
+        var beforeMillis: Int64?
         switch kind {
         case .jti:
             if before != nil { throw APIError.invalid("before", "applies to subject and client revocations; a jti takes exp") }
@@ -47,29 +53,45 @@ struct RevocationInput: Sendable {
             guard until <= now + maxFuture else { throw APIError.invalid("exp", "more than 10 years in the future") }
         case .subject, .client:
             if exp != nil { throw APIError.invalid("exp", "applies to jti revocations; subject and client take before") }
-            until = before ?? now
-            guard until <= now + maxFuture else { throw APIError.invalid("before", "more than 10 years in the future") }
-            guard until > 0 else { throw APIError.invalid("before", "must be a positive Unix time") }
+            let cutoff = before ?? nowMillis
+            guard cutoff <= nowMillis + maxFuture * 1000 else { throw APIError.invalid("before", "more than 10 years in the future") }
+            guard cutoff > 0 else { throw APIError.invalid("before", "must be a positive Unix time") }
+            beforeMillis = cutoff
+            // Rounded up: `iat < until` then says exactly what `iat × 1000 < cutoff` says.
+            until = cutoff / 1000 + (cutoff % 1000 == 0 ? 0 : 1)
         case .key:
             if exp != nil || before != nil {
                 throw APIError.invalid(exp != nil ? "exp" : "before", "a key revocation takes effect now and has no time")
             }
             until = now
         }
-        return RevocationInput(kind: kind, value: value, issuer: issuer, until: until, reason: reason)
+        return RevocationInput(kind: kind, value: value, issuer: issuer, until: until, beforeMillis: beforeMillis, reason: reason)
     }
 
-    /// Unix seconds, an RFC 3339 time, or `now`.
-    static func timestamp(_ value: JSONValue?, field: String, now: Int64) throws -> Int64? {
+    /// Unix seconds (a fraction keeps its milliseconds), an RFC 3339 time (likewise), or `now`;
+    /// answered in Unix milliseconds.
+    static func timestampMillis(_ value: JSONValue?, field: String, nowMillis: Int64) throws -> Int64? {
         guard let value else { return nil }
-        if let seconds = value.int64Value { return seconds }
+        if case .integer(let seconds) = value {
+            let (millis, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            guard !overflow else { throw APIError.invalid(field, "out of range") }
+            return millis
+        }
+        if case .number(let seconds) = value { return try millis(seconds, field: field) }
         guard let text = value.stringValue else { throw APIError.invalid(field, "expected Unix seconds or an RFC 3339 time") }
-        if text == "now" { return now }
+        if text == "now" { return nowMillis }
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return Int64(date.timeIntervalSince1970) }
+        if let date = formatter.date(from: text) { return try millis(date.timeIntervalSince1970, field: field) }
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return Int64(date.timeIntervalSince1970) }
+        if let date = formatter.date(from: text) { return try millis(date.timeIntervalSince1970, field: field) }
         throw APIError.invalid(field, "expected Unix seconds, an RFC 3339 time or \"now\", got '\(text)'")
+    }
+
+    /// Seconds to the nearest millisecond (a decimal fraction is rarely exact in binary).
+    private static func millis(_ seconds: Double, field: String) throws -> Int64 {
+        let millis = (seconds * 1000).rounded()
+        guard millis.isFinite, abs(millis) < 9.0e15 else { throw APIError.invalid(field, "out of range") }
+        return Int64(millis)
     }
 }

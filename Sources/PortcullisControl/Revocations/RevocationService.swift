@@ -17,9 +17,13 @@ struct RevocationService: Sendable {
     }
 
     /// Writes an `add` change. - Throws: whatever the store throws (the caller answers 503).
-    func add(kind: Revocation.Kind, value: String, issuer: String?, until: Int64, actor: String, reason: String?) async throws -> RevocationEvent {
+    /// - Parameter beforeMillis: a subject or client cut-off in Unix milliseconds (`until` is its
+    ///   whole second, rounded up).
+    func add(kind: Revocation.Kind, value: String, issuer: String?, until: Int64, beforeMillis: Int64? = nil, actor: String,
+             reason: String?) async throws -> RevocationEvent {
         let revocation = Revocation(id: Self.newID(), operation: .add, kind: kind, value: value, issuer: issuer, until: until,
-                                    createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000), actor: actor, reason: reason)
+                                    createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000), actor: actor, reason: reason,
+                                    beforeMillis: beforeMillis)
         let event = try await store.write(revocation)
         metrics.revocation(kind: kind.rawValue, operation: "add")
         return event
@@ -64,7 +68,8 @@ struct RevocationService: Sendable {
         }
         for input in inputs where input.kind != .jti {
             changes.append(Revocation(id: Self.newID(), operation: .add, kind: input.kind, value: input.value, issuer: input.issuer,
-                                      until: input.until, createdAtMillis: created, actor: actor, reason: input.reason))
+                                      until: input.until, createdAtMillis: created, actor: actor, reason: input.reason,
+                                      beforeMillis: input.beforeMillis))
         }
         let events = try await store.writeBatch(changes)
         for input in inputs { metrics.revocation(kind: input.kind.rawValue, operation: "add") }
@@ -84,6 +89,8 @@ struct RevocationService: Sendable {
             "value": .string(revocation.value),
             "issuer": revocation.issuer.map(JSONValue.string) ?? .null,
             "until": .integer(revocation.until),
+            "before_ms": revocation.operation == .add && (revocation.kind == .subject || revocation.kind == .client)
+                ? .integer(revocation.cutoffMillis) : .null,
             "created_at_ms": .integer(revocation.createdAtMillis),
             "written_at_us": .integer(event.writtenAtMicros),
             "actor": .string(revocation.actor),

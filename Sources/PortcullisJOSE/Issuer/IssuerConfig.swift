@@ -38,18 +38,23 @@ public struct IssuerConfig: Sendable {
     /// Allowed `alg` values.
     public var algorithms: [JWSAlgorithm]
     public var keySource: KeySource
-    /// Clock skew tolerated for `exp`, `nbf` and `iat`.
+    /// Clock skew tolerated for `exp` and `nbf`.
     public var leewaySeconds: Int
+    /// How far `iat` may lie in the future (`iat_leeway_seconds`). Kept small and apart from
+    /// `leewaySeconds`: a token stamped later than it was minted could otherwise outlive a
+    /// subject or client cut-off made in between (docs/admin-api.md, "Cut-offs").
+    public var iatLeewaySeconds: Int
     /// Larger tokens are rejected before any parsing.
     public var maxTokenBytes: Int
     public var refresh: JWKSRefreshPolicy
     public var hmacKeys: [HMACKey]
 
     public static let defaultLeewaySeconds = 30
+    public static let defaultIatLeewaySeconds = 2
     public static let defaultMaxTokenBytes = 8 * 1024
 
     public init(name: String, issuer: String, audiences: [String], algorithms: [JWSAlgorithm],
-                keySource: KeySource, leewaySeconds: Int = defaultLeewaySeconds,
+                keySource: KeySource, leewaySeconds: Int = defaultLeewaySeconds, iatLeewaySeconds: Int = defaultIatLeewaySeconds,
                 maxTokenBytes: Int = defaultMaxTokenBytes, refresh: JWKSRefreshPolicy = JWKSRefreshPolicy(),
                 hmacKeys: [HMACKey] = []) {
         self.name = name
@@ -58,6 +63,7 @@ public struct IssuerConfig: Sendable {
         self.algorithms = algorithms
         self.keySource = keySource
         self.leewaySeconds = leewaySeconds
+        self.iatLeewaySeconds = iatLeewaySeconds
         self.maxTokenBytes = maxTokenBytes
         self.refresh = refresh
         self.hmacKeys = hmacKeys
@@ -111,6 +117,7 @@ public struct IssuerConfig: Sendable {
         }
 
         leewaySeconds = try map.optional("leeway_seconds")?.int(in: 0...3600) ?? Self.defaultLeewaySeconds
+        iatLeewaySeconds = try map.optional("iat_leeway_seconds")?.int(in: 0...60) ?? Self.defaultIatLeewaySeconds
         if let sizeNode = map.optional("max_token_bytes") {
             maxTokenBytes = try sizeNode.byteCount()
             guard (64...(1 << 20)).contains(maxTokenBytes) else { throw sizeNode.error("must be between 64 bytes and 1MiB") }

@@ -239,12 +239,17 @@ public final class JWTVerifier: Sendable {
             nbf = date
         }
         var iat: Int64?
+        var iatMillis: Int64?
         if let value = claims["iat"] {
-            guard let date = Self.numericDate(value, roundUp: true) else {
+            guard let date = Self.numericDate(value, roundUp: true), let millis = Self.numericDateMillis(value) else {
                 return .failure(TokenRejection(.invalidClaim, "iat is not a NumericDate"))
             }
-            guard date <= now + leeway else { return .failure(TokenRejection(.issuedInFuture, "token issued in the future (iat)")) }
+            // Its own, small tolerance: how long a token stamped ahead of time can outlive a cut-off.
+            guard date <= now + Int64(config.iatLeewaySeconds) else {
+                return .failure(TokenRejection(.issuedInFuture, "token issued in the future (iat)"))
+            }
             iat = date
+            iatMillis = millis
         }
         guard let audValue = claims["aud"] else { return .failure(TokenRejection(.missingClaim, "the aud claim is required")) }
         var audiences: [String] = []
@@ -275,7 +280,7 @@ public final class JWTVerifier: Sendable {
 
         let verified = VerifiedToken(
             issuerName: config.name, issuer: iss, subject: strings[0], jwtID: strings[1], clientID: strings[2] ?? strings[3],
-            audiences: audiences, scopes: scopes, expiresAt: exp, notBefore: nbf, issuedAt: iat,
+            audiences: audiences, scopes: scopes, expiresAt: exp, notBefore: nbf, issuedAt: iat, issuedAtMillis: iatMillis,
             keyID: keyID, algorithm: algorithm, claims: .object(claims))
         return .success(Verified(token: verified, key: key, generation: snapshot.generation))
     }
@@ -311,6 +316,21 @@ public final class JWTVerifier: Sendable {
             let rounded = roundUp ? seconds.rounded(.up) : seconds.rounded(.down)
             guard rounded.isFinite, rounded >= -9.223372036854775808e18, rounded < 9.223372036854775808e18 else { return nil }
             return Int64(rounded)
+        default: return nil
+        }
+    }
+
+    /// A NumericDate in Unix milliseconds, rounded down: the earliest instant it can name, which is
+    /// what a cut-off must compare (rounding up would let a fractional `iat` pass as later).
+    static func numericDateMillis(_ value: JSONValue) -> Int64? {
+        switch value {
+        case .integer(let seconds):
+            let (millis, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            return overflow ? nil : millis
+        case .number(let seconds):
+            let millis = (seconds * 1000).rounded(.down)
+            guard millis.isFinite, millis >= -9.223372036854775808e18, millis < 9.223372036854775808e18 else { return nil }
+            return Int64(millis)
         default: return nil
         }
     }

@@ -22,6 +22,9 @@ public final class VerifiedToken: Sendable {
     public let expiresAt: Int64
     public let notBefore: Int64?
     public let issuedAt: Int64?
+    /// `iat` in Unix milliseconds, rounded down (a fractional `iat` keeps its fraction): what
+    /// subject and client cut-offs compare.
+    public let issuedAtMillis: Int64?
     public let keyID: String?
     public let algorithm: JWSAlgorithm
     /// The whole claims object, for claim rules and claim-to-header mapping.
@@ -29,7 +32,7 @@ public final class VerifiedToken: Sendable {
 
     public init(issuerName: String, issuer: String, subject: String?, jwtID: String?, clientID: String?,
                 audiences: [String], scopes: [String], expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?,
-                keyID: String?, algorithm: JWSAlgorithm, claims: JSONValue) {
+                issuedAtMillis: Int64? = nil, keyID: String?, algorithm: JWSAlgorithm, claims: JSONValue) {
         self.issuerName = issuerName
         self.issuer = issuer
         self.subject = subject
@@ -41,6 +44,11 @@ public final class VerifiedToken: Sendable {
         self.expiresAt = expiresAt
         self.notBefore = notBefore
         self.issuedAt = issuedAt
+        // Callers without the claim's exact value (tests, benchmarks) get the whole second.
+        self.issuedAtMillis = issuedAtMillis ?? issuedAt.flatMap { seconds in
+            let (millis, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            return overflow ? nil : millis
+        }
         self.keyID = keyID
         self.algorithm = algorithm
         self.claims = claims
