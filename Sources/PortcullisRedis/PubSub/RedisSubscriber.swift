@@ -127,7 +127,10 @@ public final class RedisSubscriber: Sendable {
                     continuation.yield(.disconnected(reason))
                     outageReported = true
                 }
-                logger.debug("Redis subscriber could not connect", metadata: ["redis.reason": "\(reason)", "redis.attempt": "\(attempt)"])
+                // A TLS or AUTH failure will not heal by itself: say so at every backoff step.
+                let kind = (error as? RedisError)?.kind
+                logger.log(level: kind == "tls" || kind == "auth" ? .warning : .debug, "Redis subscriber could not connect",
+                           metadata: ["redis.reason": "\(reason)", "redis.attempt": "\(attempt)"])
             }
             try? await Task.sleep(for: backoff.delay(forAttempt: attempt))
             attempt += 1
