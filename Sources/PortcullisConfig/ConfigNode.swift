@@ -154,10 +154,56 @@ public struct ConfigNode: Sendable {
 
     // MARK: Scalars
 
-    /// The scalar's text.
+    /// The scalar's text, with secrets kept outside the file resolved:
+    /// - every `${NAME}` in it is replaced by the environment variable `NAME` (an unset variable
+    ///   is an error naming it; `$${` stands for a literal `${`);
+    /// - a mapping `{file: path}` is replaced by that file's contents without trailing line
+    ///   breaks (a relative path is resolved against the config file's folder).
+    /// Errors name the variable or file, never the value.
     public func string() throws -> String {
-        guard case .scalar(let text, _) = value else { throw error("expected a string") }
-        return text
+        switch value {
+        case .scalar(let text, _):
+            return text.contains("$") ? try interpolated(text) : text
+        case .mapping(let entries) where entries.count == 1 && entries[0].key == "file":
+            let pathNode = entries[0].value
+            guard case .scalar(let path, _) = pathNode.value, !path.isEmpty else { throw pathNode.error("expected a file path") }
+            let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
+            guard let contents = FileManager.default.contents(atPath: resolved), let text = String(data: contents, encoding: .utf8) else {
+                throw error("cannot read \(resolved)")
+            }
+            var end = text.endIndex
+            while end > text.startIndex, text[text.index(before: end)].isNewline { end = text.index(before: end) }
+            return String(text[..<end])
+        default:
+            throw error("expected a string")
+        }
+    }
+
+    private func interpolated(_ text: String) throws -> String {
+        var result = ""
+        var rest = Substring(text)
+        while let dollar = rest.firstIndex(of: "$") {
+            result += rest[..<dollar]
+            let after = rest[rest.index(after: dollar)...]
+            if after.hasPrefix("${") {
+                result += "${"
+                rest = after.dropFirst(2)
+            } else if after.hasPrefix("{"), let close = after.firstIndex(of: "}") {
+                let name = after[after.index(after: after.startIndex)..<close]
+                guard let first = name.first, first == "_" || first.isLetter, name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }) else {
+                    throw error("'${\(name)}' is not an environment variable reference (letters, digits and _)")
+                }
+                guard let resolved = ProcessInfo.processInfo.environment[String(name)] else {
+                    throw error("environment variable \(name) is not set")
+                }
+                result += resolved
+                rest = after[after.index(after: close)...]
+            } else {
+                result += "$"
+                rest = after
+            }
+        }
+        return result + rest
     }
 
     /// A string that must not be empty.

@@ -1,3 +1,4 @@
+import Foundation
 @testable import PortcullisConfig
 import Testing
 
@@ -70,5 +71,45 @@ struct ConfigNodeTests {
         #expect(ConfigNode.parseByteCount("12 parsecs") == nil)
         #expect(ConfigNode.parseByteCount("-1") == nil)
         #expect(ConfigNode.parseByteCount("1GiB") == 1 << 30)
+    }
+}
+
+@Suite("secrets outside the YAML")
+struct ConfigSecretTests {
+    @Test("${NAME} anywhere in a string comes from the environment; $${ is a literal ${")
+    func environment() throws {
+        setenv("PORTCULLIS_TEST_PASSWORD", "s3cret", 1)
+        defer { unsetenv("PORTCULLIS_TEST_PASSWORD") }
+        var root = try ConfigNode.parse(yaml: """
+        url: rediss://gw:${PORTCULLIS_TEST_PASSWORD}@redis:6380/0
+        whole: ${PORTCULLIS_TEST_PASSWORD}
+        literal: cost $5 and $${HOME}
+        """, file: "gw.yaml").mapping()
+        #expect(try root.required("url").string() == "rediss://gw:s3cret@redis:6380/0")
+        #expect(try root.required("whole").string() == "s3cret")
+        #expect(try root.required("literal").string() == "cost $5 and ${HOME}")
+    }
+
+    @Test("an unset variable is an error naming it, the file and the line, never a value")
+    func unsetVariable() throws {
+        unsetenv("PORTCULLIS_TEST_UNSET")
+        var root = try ConfigNode.parse(yaml: "a: 1\nsecret: x${PORTCULLIS_TEST_UNSET}y\n", file: "gw.yaml").mapping()
+        _ = root.optional("a")
+        let node = try root.required("secret")
+        #expect { try node.string() } throws: { error in
+            "\(error)".contains("gw.yaml:2") && "\(error)".contains("PORTCULLIS_TEST_UNSET") && "\(error)".contains("secret")
+        }
+    }
+
+    @Test("{file: path} reads the file, relative to the config's folder, without trailing line breaks")
+    func file() throws {
+        let directory = NSTemporaryDirectory() + "portcullis-config-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "line one\nkey-material\n\n".write(toFile: directory + "/secret.txt", atomically: true, encoding: .utf8)
+        var root = try ConfigNode.parse(yaml: "secret: {file: secret.txt}\nmissing: {file: nope.txt}\n", file: directory + "/gw.yaml").mapping()
+        #expect(try root.required("secret").string() == "line one\nkey-material")
+        let missing = try root.required("missing")
+        #expect { try missing.string() } throws: { "\($0)".contains("nope.txt") && "\($0)".contains(":2") }
     }
 }
