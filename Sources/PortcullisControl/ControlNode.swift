@@ -88,8 +88,11 @@ public final class ControlNode: Service, Sendable {
             logger.warning("the admin API listens beyond loopback; every call still needs a bearer token",
                            metadata: ["admin_listen": "\(config.adminListen)"])
         }
+        let publicTLS = try config.tls.map { TLSContextBox(try $0.makeContext()) }
+        let adminTLS = try config.adminTLS.map { TLSContextBox(try $0.makeContext()) }
         let adminApp = Application(
             router: admin.router(),
+            server: .http1(tls: adminTLS),
             configuration: .init(address: .hostname(config.adminListen.host, port: config.adminListen.port), serverName: "portcullis-control"),
             onServerRunning: { channel in
                 logger.info("admin API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "-")"])
@@ -97,6 +100,7 @@ public final class ControlNode: Service, Sendable {
             eventLoopGroupProvider: .shared(group), logger: logger)
         let publicApp = Application(
             router: PublicRoutes.router(server: authorizationServer),
+            server: .http1(tls: publicTLS),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "portcullis-control"),
             onServerRunning: { channel in
                 logger.info("public listener up", metadata: [
@@ -111,8 +115,9 @@ public final class ControlNode: Service, Sendable {
         logger.info("control plane starting", metadata: [
             "node": "\(config.nodeID)", "issuers": "\(config.issuers.count)", "admin_tokens": "\(config.adminCredentials.count)",
         ])
+        let reloader = CertificateReloader(listeners: [(config.tls, publicTLS), (config.adminTLS, adminTLS)], logger: logger)
         let services = ServiceGroup(configuration: .init(
-            services: [.init(service: chores), .init(service: publicApp), .init(service: adminApp)],
+            services: [.init(service: chores), .init(service: publicApp), .init(service: adminApp), .init(service: reloader)],
             logger: logger))
         do {
             try await services.run()

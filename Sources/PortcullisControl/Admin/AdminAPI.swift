@@ -22,7 +22,7 @@ struct AdminAPI: Sendable {
 
     func router() -> Router<ControlRequestContext> {
         let router = Router(context: ControlRequestContext.self)
-        router.add(middleware: AdminMiddleware(authenticator: AdminAuthenticator(credentials: config.adminCredentials), metrics: metrics, audit: audit,
+        router.add(middleware: AdminMiddleware(authenticator: AdminAuthenticator(credentials: config.adminCredentials), mode: config.adminAuth, metrics: metrics, audit: audit,
                                                failureAudit: AuditFailureLimiter()))
         router.get("/healthz") { _, _ in Response.text("ok\n") }
         router.get("/metrics") { [registry = metrics.registry] _, _ in

@@ -1,6 +1,7 @@
 import Hummingbird
 
-/// In front of every admin route: counts the request, requires a valid bearer credential (except
+/// In front of every admin route: counts the request, requires what `admin_auth` asks for — a
+/// bearer token, a verified client certificate, or both or either (except
 /// for `/metrics` and `/healthz`, which hold no secrets and are for scrapers and probes), and
 /// renders errors as JSON. Every refusal is counted; a refused mutating call (anything but
 /// GET/HEAD) is audited as such, at the rate `failureAudit` allows.
@@ -8,6 +9,7 @@ struct AdminMiddleware: RouterMiddleware {
     typealias Context = ControlRequestContext
 
     let authenticator: AdminAuthenticator
+    let mode: AdminAuthMode
     let metrics: ControlMetrics
     let audit: AuditLog
     let failureAudit: AuditFailureLimiter
@@ -18,10 +20,24 @@ struct AdminMiddleware: RouterMiddleware {
         let response: Response
         if !Self.openPaths.contains(request.uri.path) {
             let header = request.headers[.authorization]
-            guard let credential = authenticator.authenticate(authorization: header) else {
-                var error = APIError(.unauthorized, "unauthorized",
+            let subject = mode.acceptsCertificates ? await context.verifiedClientCertificateSubject() : nil
+            let token = mode == .certificate ? nil : authenticator.authenticate(authorization: header)
+            let admitted: Bool
+            switch mode {
+            case .token: admitted = token != nil
+            case .certificate: admitted = subject != nil
+            case .tokenAndCertificate: admitted = token != nil && subject != nil
+            case .tokenOrCertificate: admitted = token != nil || subject != nil
+            }
+            guard admitted else {
+                var error: APIError
+                if mode == .certificate || (mode == .tokenAndCertificate && subject == nil) {
+                    error = APIError(.unauthorized, "unauthorized", "a client certificate signed by the admin client CA is required")
+                } else {
+                    error = APIError(.unauthorized, "unauthorized",
                                      header == nil ? "an admin bearer token is required (Authorization: Bearer <token>)" : "the admin token is not valid")
-                error.headers[.wwwAuthenticate] = header == nil ? "Bearer realm=\"portcullis-admin\"" : "Bearer realm=\"portcullis-admin\", error=\"invalid_token\""
+                    error.headers[.wwwAuthenticate] = header == nil ? "Bearer realm=\"portcullis-admin\"" : "Bearer realm=\"portcullis-admin\", error=\"invalid_token\""
+                }
                 let denied = try error.response(from: request, context: context)
                 let presented = header == nil ? "none" : "invalid"
                 metrics.adminAuthFailure(credential: presented)
@@ -30,7 +46,7 @@ struct AdminMiddleware: RouterMiddleware {
                     case .record(let suppressedBefore):
                         var details = ["credential": presented]
                         if suppressedBefore > 0 { details["suppressed_before"] = String(suppressedBefore) }
-                        await audit.record(AuditLog.Entry(actor: "-", action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
+                        await audit.record(AuditLog.Entry(actor: subject ?? "-", action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
                                                           from: context.peer, outcome: "unauthorized", status: 401, details: details))
                     case .suppress:
                         metrics.auditSuppressed.increment()
@@ -39,7 +55,8 @@ struct AdminMiddleware: RouterMiddleware {
                 metrics.adminRequest(method: request.method.rawValue, route: "unauthenticated", status: Int(denied.status.code))
                 return denied
             }
-            context.credential = credential
+            context.certificateSubject = subject
+            context.credential = token
         }
         response = try await ErrorMiddleware().handle(request, context: context, next: next)
         metrics.adminRequest(method: request.method.rawValue, route: context.endpointPath ?? "unmatched", status: Int(response.status.code))

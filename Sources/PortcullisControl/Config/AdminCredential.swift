@@ -25,7 +25,7 @@ public struct AdminCredential: Sendable, Equatable {
     }
 
     /// Reads `admin_tokens:`: at least one, with unique names and hashes.
-    static func list(from node: ConfigNode) throws -> [AdminCredential] {
+    static func list(from node: ConfigNode, allowEmpty: Bool = false) throws -> [AdminCredential] {
         var result: [AdminCredential] = []
         for item in try node.sequence() {
             let credential = try AdminCredential(node: item)
@@ -33,7 +33,23 @@ public struct AdminCredential: Sendable, Equatable {
             if result.contains(where: { $0.digest == credential.digest }) { throw item.error("two admin tokens with the same hash") }
             result.append(credential)
         }
-        guard !result.isEmpty else { throw node.error("list at least one admin token: the admin API refuses every call without one") }
+        guard !result.isEmpty || allowEmpty else { throw node.error("list at least one admin token: the admin API refuses every call without one") }
         return result
     }
+}
+
+/// What an admin call must present (`admin_auth:`). Certificates are those `admin_tls.client_ca`
+/// signed; use a CA that signs admin certificates only, since every certificate it signed is
+/// admitted.
+public enum AdminAuthMode: String, Sendable, CaseIterable {
+    /// A bearer token from `admin_tokens` (the default).
+    case token
+    /// A client certificate; bearer tokens are not accepted.
+    case certificate
+    /// Both: the token names the credential, the certificate must come with it.
+    case tokenAndCertificate = "token_and_certificate"
+    /// Either.
+    case tokenOrCertificate = "token_or_certificate"
+
+    var acceptsCertificates: Bool { self != .token }
 }

@@ -21,6 +21,12 @@ public struct ControlConfig: Sendable {
     public var authorizationServer: AuthorizationServerConfig?
     /// Upper bound of a revocation `wait`.
     public var maxWait: Duration
+    /// HTTPS on the public listener (`tls:`).
+    public var tls: ControlTLSConfig?
+    /// HTTPS on the admin listener, optionally with client certificates (`admin_tls:`).
+    public var adminTLS: ControlTLSConfig?
+    /// What an admin call must present (`admin_auth:`).
+    public var adminAuth: AdminAuthMode
 
     /// Reads and validates `file`; every error names the file, line and key.
     public static func load(file: String) throws -> ControlConfig {
@@ -36,7 +42,26 @@ public struct ControlConfig: Sendable {
         listen = try map.optional("listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9000)
         adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9001)
         cluster = try ClusterConfig(node: map.required("cluster"), baseDirectory: baseDirectory)
-        adminCredentials = try AdminCredential.list(from: map.required("admin_tokens"))
+        tls = try map.optional("tls").map { try ControlTLSConfig(node: $0, baseDirectory: baseDirectory, allowClientCertificates: false) }
+        adminTLS = try map.optional("admin_tls").map { try ControlTLSConfig(node: $0, baseDirectory: baseDirectory, allowClientCertificates: true) }
+        let authNode = map.optional("admin_auth")
+        if let authNode {
+            let text = try authNode.string()
+            guard let mode = AdminAuthMode(rawValue: text) else {
+                throw authNode.error("expected one of \(AdminAuthMode.allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
+            }
+            adminAuth = mode
+        } else {
+            adminAuth = .token
+        }
+        if adminAuth.acceptsCertificates, (adminTLS?.clientCertificates ?? .off) == .off {
+            throw (authNode ?? node).error("admin_auth: \(adminAuth.rawValue) needs admin_tls with client_ca")
+        }
+        if adminAuth == .certificate {
+            adminCredentials = try map.optional("admin_tokens").map { try AdminCredential.list(from: $0, allowEmpty: true) } ?? []
+        } else {
+            adminCredentials = try AdminCredential.list(from: map.required("admin_tokens"))
+        }
         authorizationServer = try map.optional("authorization_server").map { try AuthorizationServerConfig(node: $0, baseDirectory: baseDirectory) }
 
         var issuers: [IssuerConfig] = []

@@ -1,0 +1,137 @@
+import Foundation
+import PortcullisJOSE
+import PortcullisTestSupport
+import Testing
+
+/// A real control plane serving HTTPS on both listeners, its admin API taking client certificates,
+/// spoken to with curl (a real TLS client independent of the code under test).
+@Suite("control plane over TLS and mutual TLS", .serialized)
+struct ControlTLSTests {
+    struct Setup {
+        let redis: RedisServerFixture
+        let directory: String
+        let authority: TestCertificateAuthority
+        let adminClients: TestCertificateAuthority
+        let port: Int
+        let adminPort: Int
+        let process: ManagedProcess
+    }
+
+    /// `curl` over HTTPS; returns the HTTP status (0 when no response came) and the body.
+    static func curl(_ url: String, ca: String, certificate: TestCertificateAuthority.Leaf? = nil, token: String? = nil,
+                     method: String = "GET", json: String? = nil) throws -> (status: Int, body: String) {
+        var arguments = ["-sS", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}", "--cacert", ca, "-X", method]
+        if let certificate { arguments += ["--cert", certificate.certificate, "--key", certificate.privateKey] }
+        if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+        if let json { arguments += ["-H", "Content-Type: application/json", "--data", json] }
+        let result = try runCommand("/usr/bin/curl", arguments + [url])
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    func withControl(adminAuth: String, clientCertificates: String, _ body: (Setup) async throws -> Void) async throws {
+        let redis = try await RedisServerFixture.start()
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-ctl-tls")
+        let authority = try TestCertificateAuthority.make(name: "Control CA")
+        let adminClients = try TestCertificateAuthority.make(name: "Admin Clients CA")
+        let server = try authority.issue("control")
+        try FileManager.default.copyItem(atPath: server.certificate, toPath: directory + "/control.pem")
+        try FileManager.default.copyItem(atPath: server.privateKey, toPath: directory + "/control.key")
+        let port = try FreePort.allocate(), adminPort = try FreePort.allocate()
+        let file = directory + "/control.yaml"
+        try """
+        node_id: control-tls
+        listen: 127.0.0.1:\(port)
+        admin_listen: 127.0.0.1:\(adminPort)
+        cluster:
+          redis: \(redis.url)
+          secret: \(Base64URL.encode([UInt8](repeating: 7, count: 32)))
+        tls: {certificate_chain: control.pem, private_key: control.key}
+        admin_tls:
+          certificate_chain: control.pem
+          private_key: control.key
+          client_ca: \(adminClients.certificate)
+          client_certificates: \(clientCertificates)
+        admin_auth: \(adminAuth)
+        admin_tokens:
+          - {name: ops-token, sha256: \(sha256Hex(ControlCluster.adminToken))}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let process = try ManagedProcess(executable: PortcullisBinary.path, arguments: ["control", "--config", file, "--log-level", "info"],
+                                         logFile: directory + "/control.log")
+        let setup = Setup(redis: redis, directory: directory, authority: authority, adminClients: adminClients,
+                          port: port, adminPort: adminPort, process: process)
+        try await withCleanup(setup, { setup in
+            await setup.process.terminate(timeout: .seconds(10))
+            await setup.redis.shutdown()
+        }) { setup in
+            let ready = try await Poll.until(timeout: .seconds(20)) {
+                try Self.curl("https://127.0.0.1:\(port)/healthz", ca: authority.certificate).status == 200
+            }
+            guard ready else { throw FixtureError("control plane did not serve HTTPS:\n\(process.output)") }
+            try await body(setup)
+        }
+    }
+
+    @Test("both listeners serve HTTPS only; a client certificate from the admin CA is an admin credential and the audit actor")
+    func httpsAndClientCertificates() async throws {
+        try await withControl(adminAuth: "token_or_certificate", clientCertificates: "optional") { setup in
+            let admin = "https://127.0.0.1:\(setup.adminPort)"
+            // Plain HTTP gets no HTTP answer from a TLS port.
+            let plain = try runCommand("/usr/bin/curl", ["-s", "--max-time", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                                                         "http://127.0.0.1:\(setup.adminPort)/healthz"])
+            #expect(plain.stdout == "000")
+
+            let alice = try setup.adminClients.issue("ops-alice")
+            let revoked = try Self.curl(admin + "/v1/revocations", ca: setup.authority.certificate, certificate: alice,
+                                        method: "POST", json: #"{"kind":"subject","value":"mallory"}"#)
+            #expect((200...202).contains(revoked.status), "\(revoked)")
+            let audit = try Self.curl(admin + "/v1/audit", ca: setup.authority.certificate, token: ControlCluster.adminToken)
+            #expect(audit.status == 200)
+            #expect(audit.body.contains("CN=ops-alice"), "\(audit.body)")
+
+            // Neither a token nor a certificate: refused. A token alone: admitted.
+            #expect(try Self.curl(admin + "/v1/nodes", ca: setup.authority.certificate).status == 401)
+            #expect(try Self.curl(admin + "/v1/nodes", ca: setup.authority.certificate, token: ControlCluster.adminToken).status == 200)
+
+            // A certificate some other CA signed does not get through the handshake.
+            let stranger = try TestCertificateAuthority.make(name: "Stranger CA").issue("mallory")
+            #expect(try Self.curl(admin + "/v1/nodes", ca: setup.authority.certificate, certificate: stranger, token: ControlCluster.adminToken).status == 0)
+        }
+    }
+
+    @Test("admin_auth: certificate refuses a bearer token alone; client_certificates: required refuses the handshake without one")
+    func certificateOnly() async throws {
+        try await withControl(adminAuth: "certificate", clientCertificates: "required") { setup in
+            let admin = "https://127.0.0.1:\(setup.adminPort)"
+            #expect(try Self.curl(admin + "/v1/nodes", ca: setup.authority.certificate, token: ControlCluster.adminToken).status == 0)
+            let bob = try setup.adminClients.issue("ops-bob")
+            #expect(try Self.curl(admin + "/v1/nodes", ca: setup.authority.certificate, certificate: bob).status == 200)
+        }
+    }
+
+    @Test("SIGHUP reloads the certificate for new connections; a broken file keeps the old one")
+    func reload() async throws {
+        try await withControl(adminAuth: "token", clientCertificates: "none") { setup in
+            let health = "https://127.0.0.1:\(setup.port)/healthz"
+            let renewed = try TestCertificateAuthority.make(name: "Renewed CA")
+            let next = try renewed.issue("control")
+            try FileManager.default.removeItem(atPath: setup.directory + "/control.pem")
+            try FileManager.default.removeItem(atPath: setup.directory + "/control.key")
+            try FileManager.default.copyItem(atPath: next.certificate, toPath: setup.directory + "/control.pem")
+            try FileManager.default.copyItem(atPath: next.privateKey, toPath: setup.directory + "/control.key")
+            setup.process.signal(SIGHUP)
+            #expect(try await Poll.until(timeout: .seconds(10)) { try Self.curl(health, ca: renewed.certificate).status == 200 },
+                    "the renewed certificate was not served:\n\(setup.process.output)")
+            #expect(try Self.curl(health, ca: setup.authority.certificate).status == 0)
+
+            try "not a certificate".write(toFile: setup.directory + "/control.pem", atomically: true, encoding: .utf8)
+            setup.process.signal(SIGHUP)
+            #expect(try await Poll.until { setup.process.output.contains("TLS certificate not reloaded") })
+            #expect(try Self.curl(health, ca: renewed.certificate).status == 200)
+            // The SIGHUP listener ends with the rest on SIGTERM.
+            let started = ContinuousClock.now
+            #expect(await setup.process.terminate(timeout: .seconds(8)) == 0)
+            #expect(ContinuousClock.now - started < .seconds(5))
+        }
+    }
+}
