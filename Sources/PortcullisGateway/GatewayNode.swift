@@ -165,10 +165,15 @@ public final class GatewayNode: Service, Sendable {
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateChain).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
-            let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            configuration.minimumTLSVersion = .tlsv12
+            if let clientCA = tls.clientCA, tls.clientCertificates != .off {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
+                configuration.certificateVerification = tls.clientCertificates == .required ? .noHostnameVerification : .optionalVerification
+            }
             return try NIOSSLContext(configuration: configuration)
         } catch {
-            throw GatewayError.tls("cannot load \(tls.certificateChain) / \(tls.privateKey): \(error)")
+            throw GatewayError.tls("cannot load \(tls.certificateChain) / \(tls.privateKey)\(tls.clientCA.map { " / \($0)" } ?? ""): \(error)")
         }
     }
 }

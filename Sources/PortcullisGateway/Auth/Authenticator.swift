@@ -28,7 +28,10 @@ struct Authenticator: Sendable {
     let verifier: JWTVerifier
     let revocation: (any RevocationCheck)?
 
-    func authenticate(_ headers: HTTPHeaders, policy: CompiledJWTAuth) -> Result<VerifiedToken, AuthFailure> {
+    /// `clientCertificate` gives the SHA-256 of the connection's verified client certificate; it is
+    /// asked only for a token bound to one (RFC 8705).
+    func authenticate(_ headers: HTTPHeaders, policy: CompiledJWTAuth,
+                      clientCertificate: () -> [UInt8]? = { nil }) -> Result<VerifiedToken, AuthFailure> {
         let token: Substring
         switch BearerExtractor.extract(from: headers) {
         case .absent:
@@ -66,6 +69,20 @@ struct Authenticator: Sendable {
                                         reason: "revocation_state_stale", scope: nil))
         }
 
+        switch verified.confirmation {
+        case .none:
+            break
+        case .certificate(let bound):
+            guard let presented = clientCertificate(), Self.constantTimeEquals(presented, bound) else {
+                return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token",
+                                            description: "the token is bound to a client certificate (cnf x5t#S256) this connection did not present",
+                                            reason: "certificate_binding", scope: nil))
+            }
+        case .unsupported(let detail):
+            return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: detail,
+                                        reason: "unsupported_confirmation", scope: nil))
+        }
+
         if let scopes = policy.scopes, !scopes.isSatisfied(by: verified) {
             return .failure(AuthFailure(status: .forbidden, errorCode: "insufficient_scope",
                                         description: "the token lacks the scope this route requires",
@@ -77,6 +94,13 @@ struct Authenticator: Sendable {
                                         reason: "claim_rule", scope: nil))
         }
         return .success(verified)
+    }
+
+    private static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
     }
 
     private static let notB64Token = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: "the bearer token is not a valid b64token",

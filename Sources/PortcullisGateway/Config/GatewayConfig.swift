@@ -96,6 +96,9 @@ public struct GatewayConfig: Sendable {
                     throw node.error("route '\(route.name)' requires jwt auth but no issuers are configured")
                 }
             }
+            if route.requireClientCertificate, (tls?.clientCertificates ?? .off) == .off {
+                throw node.error("route '\(route.name)' requires a client certificate, but tls.client_ca is not set")
+            }
             // Requests are matched after normalisation, so a prefix outside the normal form
             // (`/a//b`, `/%61`, `/a/../b`) could never match: say so rather than route nothing.
             guard case .success(let normal) = RequestTarget.normalize(route.pathPrefix.utf8, policy: http.path), normal == route.pathPrefix else {
@@ -116,15 +119,34 @@ public struct GatewayConfig: Sendable {
     }
 }
 
-/// Certificate and key for the public listener; re-read on SIGHUP.
+/// Certificate and key for the public listener, and optionally the CA its clients' certificates
+/// are verified against; re-read on SIGHUP.
 public struct ListenerTLSConfig: Sendable {
+    /// Whether clients are asked for certificates (verified against `clientCA`).
+    public enum ClientCertificates: String, Sendable, CaseIterable {
+        /// Not asked for.
+        case off = "none"
+        /// Verified when presented; connections without one are accepted (routes and bound tokens decide).
+        case optional
+        /// No connection without a certificate `clientCA` signed.
+        case required
+    }
+
     public var certificateChain: String
     public var privateKey: String
+    public var clientCA: String?
+    public var clientCertificates: ClientCertificates
 
     init(node: ConfigNode, baseDirectory: String) throws {
         var map = try node.mapping()
         certificateChain = resolve(try map.required("certificate_chain").nonEmptyString(), against: baseDirectory)
         privateKey = resolve(try map.required("private_key").nonEmptyString(), against: baseDirectory)
+        clientCA = try map.optional("client_ca").map { resolve(try $0.nonEmptyString(), against: baseDirectory) }
+        let modeNode = map.optional("client_certificates")
+        clientCertificates = try modeNode?.choice(ClientCertificates.self) ?? (clientCA == nil ? .off : .optional)
+        if clientCertificates != .off, clientCA == nil {
+            throw (modeNode ?? node).error("client_certificates: \(clientCertificates.rawValue) needs client_ca")
+        }
         try map.finish()
     }
 }

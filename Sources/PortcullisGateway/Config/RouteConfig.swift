@@ -16,6 +16,8 @@ public struct RouteConfig: Sendable {
     public var auth: RouteAuth
     /// Remove `Authorization` before forwarding (the upstream gets identity headers only).
     public var stripAuthorization: Bool
+    /// Only requests over a connection with a verified client certificate (`tls.client_ca`).
+    public var requireClientCertificate: Bool
     /// Name of a rate-limit policy under `rate_limits:`.
     public var rateLimit: String?
     /// Largest request body accepted; larger ones get 413. Default 16 MiB.
@@ -41,6 +43,7 @@ public struct RouteConfig: Sendable {
         stripPrefix = try map.optional("strip_prefix")?.bool() ?? false
         upstream = try UpstreamConfig(node: map.required("upstream"), baseDirectory: baseDirectory)
         auth = try map.optional("auth").map(RouteAuth.init(node:)) ?? .none
+        requireClientCertificate = try map.optional("require_client_certificate")?.bool() ?? false
         if let v = map.optional("strip_authorization") {
             stripAuthorization = try v.bool()
         } else {

@@ -1,4 +1,7 @@
+import Crypto
+import NIOCore
 import NIOHTTP1
+import NIOSSL
 import PortcullisJOSE
 
 /// Builds the request the upstream sees and the response the client sees. Pure functions over a
@@ -73,6 +76,9 @@ enum HeaderRewriter {
         let address: String?
         let isTLS: Bool
         let proto: String
+        /// SHA-256 of the DER client certificate the TLS handshake verified, looked up the first
+        /// time a request needs it (a route requiring a certificate, a certificate-bound token).
+        private var certificateThumbprint: [UInt8]??
         /// The RFC 7239 element without its `host=` part: `for=…;proto=…`.
         private let elementWithoutHost: String
         /// The last `Host` and the element built with it: a client sends the same `Host` on every
@@ -89,6 +95,19 @@ enum HeaderRewriter {
                 element = (address.utf8.contains(UInt8(ascii: ":")) ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
             }
             elementWithoutHost = element
+        }
+
+        /// The verified client certificate's SHA-256 (RFC 8705 `x5t#S256`), nil without one.
+        /// On the connection's event loop, after the handshake (a request has arrived).
+        func clientCertificateThumbprint(channel: any Channel) -> [UInt8]? {
+            if let certificateThumbprint { return certificateThumbprint }
+            var thumbprint: [UInt8]?
+            if isTLS, let certificate = try? channel.pipeline.syncOperations.nioSSL_peerCertificate(),
+               let der = try? certificate.toDERBytes() {
+                thumbprint = Array(SHA256.hash(data: der))
+            }
+            certificateThumbprint = .some(thumbprint)
+            return thumbprint
         }
 
         /// The element for a request whose `Host` was `host`.

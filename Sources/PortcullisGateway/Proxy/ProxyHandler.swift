@@ -165,6 +165,12 @@ final class ProxyHandler: ChannelDuplexHandler {
                           head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
         }
 
+        if route.config.requireClientCertificate, clientCertificateThumbprint() == nil {
+            return reject(ErrorResponse(status: .forbidden, error: "client_certificate_required",
+                                        description: "this route needs a client certificate the gateway verified"),
+                          head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
+        }
+
         var identity: VerifiedToken?
         if let policy = route.jwtAuth {
             guard let authenticator = gateway.authenticator else {
@@ -172,7 +178,8 @@ final class ProxyHandler: ChannelDuplexHandler {
                 return reject(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured"),
                               head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
             }
-            switch authenticator.authenticate(head.headers, policy: policy) {
+            switch authenticator.authenticate(head.headers, policy: policy,
+                                              clientCertificate: clientCertificateThumbprint) {
             case .success(let token):
                 identity = token
                 log.subject = token.subject
@@ -244,6 +251,12 @@ final class ProxyHandler: ChannelDuplexHandler {
             return .failure(.init(description: "the Host header disagrees with the request target's authority"))
         }
         return .success(target)
+    }
+
+    /// The SHA-256 of this connection's verified client certificate, nil without one.
+    private func clientCertificateThumbprint() -> [UInt8]? {
+        guard let channel = context?.channel else { return nil }
+        return client.clientCertificateThumbprint(channel: channel)
     }
 
     /// The stored field list, handed over so that the caller holds the only reference.

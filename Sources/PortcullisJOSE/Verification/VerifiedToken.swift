@@ -29,6 +29,8 @@ public final class VerifiedToken: Sendable {
     public let algorithm: JWSAlgorithm
     /// The whole claims object, for claim rules and claim-to-header mapping.
     public let claims: JSONValue
+    /// What `cnf` binds the token to (RFC 7800, RFC 8705).
+    public let confirmation: TokenConfirmation
 
     public init(issuerName: String, issuer: String, subject: String?, jwtID: String?, clientID: String?,
                 audiences: [String], scopes: [String], expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?,
@@ -52,5 +54,6 @@ public final class VerifiedToken: Sendable {
         self.keyID = keyID
         self.algorithm = algorithm
         self.claims = claims
+        self.confirmation = TokenConfirmation(claims: claims)
     }
 }
