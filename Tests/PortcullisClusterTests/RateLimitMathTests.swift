@@ -63,6 +63,21 @@ struct RateLimitMathTests {
         #expect(!limiter.acquire(policy: other, key: "ip:1").overflowed)
     }
 
+    /// Without eviction, one burst of distinct keys would leave a standalone gateway's policy full
+    /// for good, and every later client in the shared overflow bucket.
+    @Test("a full policy evicts keys idle for two windows before sending a new key to the overflow bucket")
+    func fullPolicyEvictsIdleKeys() {
+        let clock = ManualClock(start: 5 * second)
+        let limiter = LocalRateLimiter(now: { clock.now })
+        let policy = RateLimitPolicy(name: "p", key: .header("x-key"), limit: 2, window: .seconds(10), maxKeys: 32)
+        for index in 0..<300 { _ = limiter.acquire(policy: policy, key: "hdr:flood-\(index)") }
+        #expect(limiter.acquire(policy: policy, key: "hdr:late").overflowed, "the policy is full right after the flood")
+        clock.now += 25 * second
+        var overflowed = 0
+        for index in 0..<16 where limiter.acquire(policy: policy, key: "hdr:new-\(index)").overflowed { overflowed += 1 }
+        #expect(overflowed == 0)
+    }
+
     @Test("a local limiter admits exactly the limit per window and rejected requests do not count")
     func localLimiter() {
         let clock = ManualClock(start: 5 * second)

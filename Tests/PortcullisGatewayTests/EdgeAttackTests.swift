@@ -128,6 +128,33 @@ final class EdgeAttackTests {
         #expect(upstream.requestCount == before)
     }
 
+    @Test("a Host with a trailing dot is the same host: it gets that host's routes")
+    func trailingDotHost() throws {
+        let response = try send("GET /x HTTP/1.1\r\nHost: A.test.:80\r\n\r\n")
+        #expect(response.status == 200)
+        #expect(response.echoedHeaders["x-tenant"] == ["a"])
+    }
+
+    /// The client pipelines small requests whose answers are larger and never reads: the gateway
+    /// must stop reading while its answers are not taken, not buffer them all.
+    @Test("a client that pipelines requests and never reads cannot make the gateway buffer without bound")
+    func pipelinedNonReader() throws {
+        let client = try gateway.client(timeout: 3)
+        defer { client.close() }
+        let request = Array("GET /nope-\(String(repeating: "x", count: 8)) HTTP/1.1\r\nHost: gw.test\r\n\r\n".utf8)
+        let batch = Array((0..<1_000).map { _ in request }.joined())
+        var sent = 0
+        let target = 64 * 1024 * 1024
+        do {
+            // Sends block once the gateway stops reading: the send timeout ends the loop.
+            while sent < target {
+                try client.send(batch)
+                sent += batch.count
+            }
+        } catch {}
+        #expect(sent < target, "the gateway read \(sent) bytes of requests whose answers nobody took")
+    }
+
     // MARK: Underscores
 
     @Test("header names with underscores are dropped, so X_Auth_Subject cannot reach a CGI-style upstream")

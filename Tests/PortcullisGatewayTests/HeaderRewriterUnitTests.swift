@@ -253,12 +253,12 @@ struct HeaderNameSetUnitTests {
 @Suite("header names with underscores")
 struct UnderscoreHeaderUnitTests {
     private func forwarded(_ action: RequestPolicy.UnderscoreHeaders) throws -> [String] {
-        let route = try GatewayConfig.parse(yaml: "listen: 127.0.0.1:1\nroutes: [{name: r, path_prefix: /, upstream: {targets: ['127.0.0.1:1']}}]",
+        let route = try GatewayConfig.parse(yaml: "listen: 127.0.0.1:1\nroutes: [{name: r, path_prefix: /, upstream: {targets: ['127.0.0.1:1']}, request_headers: {set: {X-Env: prod}}}]",
                                             file: "t.yaml").routes[0]
         let policy = HeaderRewriter.Policy(route: route, identityHeaders: IdentityHeader.defaults, underscores: action)
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: HTTPHeaders([
             ("Host", "h.test"), ("X_Auth_Subject", "admin"), ("x-auth_scopes", "all"), ("X_Forwarded_For", "1.2.3.4"),
-            ("Transfer_Encoding", "chunked"), ("X_Custom", "1"), ("X-Plain", "2"),
+            ("Transfer_Encoding", "chunked"), ("X_Custom", "1"), ("X-Plain", "2"), ("X_Env", "dev"), ("X_Forwarded_Prefix", "/evil"),
         ]))
         let facts = RequestHeadFacts(head.headers)
         #expect(facts.hasUnderscoredNames)
@@ -274,11 +274,11 @@ struct UnderscoreHeaderUnitTests {
         #expect(names.contains("x-plain"))
     }
 
-    @Test("allow forwards them, except those an upstream would read as an identity, forwarding or framing field")
+    @Test("allow forwards them, except those an upstream would read as an identity, forwarding, framing or route-set field")
     func allow() throws {
         let names = try forwarded(.allow)
         #expect(names.contains("x_custom"))
-        for spoof in ["x_auth_subject", "x-auth_scopes", "x_forwarded_for", "transfer_encoding"] {
+        for spoof in ["x_auth_subject", "x-auth_scopes", "x_forwarded_for", "transfer_encoding", "x_env", "x_forwarded_prefix"] {
             #expect(!names.contains(spoof), "\(spoof) was forwarded")
         }
     }

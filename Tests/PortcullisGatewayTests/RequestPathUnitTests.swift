@@ -104,6 +104,8 @@ struct RequestPathUnitTests {
         #expect(HostHeader.name("[::1]:80") == "::1")
         #expect(HostHeader.name(nil) == nil)
         #expect(HostHeader.name("") == nil)
+        #expect(HostHeader.name("Admin.Test.:80") == "admin.test", "a trailing dot names the same host")
+        #expect(HostHeader.isValid("admin.test.:80"))
     }
 
     @Test("IPv6 clients count by their /64 (or the policy's prefix); long header values by their hash")
@@ -117,6 +119,11 @@ struct RequestPathUnitTests {
                                       headers: HTTPHeaders([("X-Key", String(repeating: "k", count: 10_000))]), clientAddress: "10.0.0.1")
         #expect(long.hasPrefix("hdr:sha256:") && long.utf8.count == 11 + 64)
         #expect(RateLimitKey.value(for: policy, route: "r", identity: nil, headers: HTTPHeaders([("X-Key", "short")]), clientAddress: nil) == "hdr:short")
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: they stay IPv4 addresses.
+        #expect(GatewayServer.unmapped("::ffff:127.0.0.9") == "127.0.0.9")
+        #expect(GatewayServer.unmapped("::FFFF:10.1.2.3") == "10.1.2.3")
+        #expect(GatewayServer.unmapped("::ffff:1") == "::ffff:1")
+        #expect(GatewayServer.unmapped("2001:db8::1") == "2001:db8::1")
         let ip = RateLimitPolicy(name: "p", key: .ip, limit: 1, window: .seconds(1))
         #expect(RateLimitKey.value(for: ip, route: "r", identity: nil, headers: HTTPHeaders(), clientAddress: "2001:db8::7") == "ip:2001:db8::/64")
     }

@@ -88,12 +88,15 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         let now = self.now()
         let nodes = liveNodes.load(ordering: .relaxed)
         let inFallback = fallback.load(ordering: .relaxed)
-        var (decision, overflowed) = keyed.withEntry(policy: policy, key: key, make: { key in
+        var (decision, overflowed) = keyed.withEntry(policy: policy, key: key, now: now, make: { key in
             let own = SlidingWindow(window: policy.window)
             return Entry(policy: policy, key: key, grant: Self.minimumGrant(policy, nodes: nodes), reserved: 0,
                          reservedWindow: now / own.windowNanos, own: own,
                          bucket: policy.burst.map { TokenBucket(capacity: $0, limit: policy.limit, window: policy.window, now: now) },
                          lastSeen: now)
+        }, isIdle: { entry in
+            // What `sync` would drop: nothing to settle, and unused for a window.
+            entry.used == 0 && entry.reserved == 0 && elapsedNanos(since: entry.lastSeen, now: now) > entry.own.windowNanos
         }) { entries, fullKey -> RateLimitDecision in
             guard var entry = entries[fullKey] else { return RateLimitDecision(allowed: false, limit: policy.limit, remaining: 0, resetSeconds: 1) }
             entry.lastSeen = now

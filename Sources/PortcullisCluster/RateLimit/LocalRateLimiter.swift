@@ -33,19 +33,20 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
         let now = self.now()
         let share = divisor.load(ordering: .relaxed)
         let limit = max(1, policy.limit / share)
-        var (decision, overflowed) = keys.withEntry(policy: policy, key: key, make: { _ in
+        // An entry idle for two of its own windows holds nothing the next decision needs.
+        let isIdle = { (state: State) in elapsedNanos(since: state.lastSeen, now: now) >= 2 * state.window.windowNanos }
+        var (decision, overflowed) = keys.withEntry(policy: policy, key: key, now: now, make: { _ in
             State(window: SlidingWindow(window: policy.window),
                   bucket: policy.burst.map { TokenBucket(capacity: max(1, $0 / share), limit: limit, window: policy.window, now: now) },
                   lastSeen: now)
-        }) { entries, fullKey in
+        }, isIdle: isIdle) { entries, fullKey in
             guard var state = entries[fullKey] else { return RateLimitDecision(allowed: false, limit: limit, remaining: 0, resetSeconds: 1) }
             let decision = Self.decide(&state, limit: limit, now: now)
             state.lastSeen = now
             entries[fullKey] = state
             if entries.count > entries.sweepAt {
                 // Amortised: the next sweep waits until the map doubled again.
-                let age = 2 * state.window.windowNanos
-                entries.removeAll { elapsedNanos(since: $0.lastSeen, now: now) >= age }
+                entries.removeAll(where: isIdle)
                 entries.sweepAt = max(10_000, 2 * entries.count)
             }
             return decision

@@ -9,6 +9,8 @@ import Synchronization
 /// held keep theirs.
 final class ShardedKeys<Value: Sendable>: Sendable {
     let shards: [LockedShard<Value>]
+    /// 100 ms, in nanoseconds.
+    static var evictionScanInterval: UInt64 { 100_000_000 }
 
     init(count: Int) {
         shards = (0..<max(1, count)).map { _ in LockedShard() }
@@ -19,15 +21,22 @@ final class ShardedKeys<Value: Sendable>: Sendable {
     }
 
     /// Runs `body` on the entry of `key` under `policy`, made by `make` (given the key it is for)
-    /// if new. `overflowed` is true when the key was new and the policy full, and the overflow
-    /// key's entry was used.
-    func withEntry<Result>(policy: RateLimitPolicy, key: String, make: (String) -> Value,
+    /// if new. When the policy is full in the key's shard, entries `isIdle` says may go are
+    /// evicted first (one scan of the shard per `evictionScanInterval` at most, so a flood of new
+    /// keys does not scan on every request). `overflowed` is true when the key was new and the
+    /// policy still full, and the overflow key's entry was used.
+    func withEntry<Result>(policy: RateLimitPolicy, key: String, now: UInt64, make: (String) -> Value,
+                           isIdle: (Value) -> Bool,
                            _ body: (inout ShardEntries<Value>, String) -> Result) -> (result: Result, overflowed: Bool) {
         let fullKey = ShardEntries<Value>.fullKey(policy: policy.name, key: key)
         // Each shard holds its share of the bound; keys hash evenly over shards.
         let perShard = (policy.maxKeys + shards.count - 1) / shards.count
         let held: Result? = shard(for: fullKey).entries.withLock { entries in
             if entries[fullKey] == nil {
+                if entries.keyCount(policy: policy.name) >= perShard, now &- entries.lastEvictionScan >= Self.evictionScanInterval {
+                    entries.lastEvictionScan = now
+                    entries.removeAll(where: isIdle)
+                }
                 guard entries.keyCount(policy: policy.name) < perShard else { return nil }
                 entries[fullKey] = make(key)
             }
@@ -56,6 +65,8 @@ struct ShardEntries<Value: Sendable>: Sendable {
     private var keysPerPolicy: [Substring: Int] = [:]
     /// When the local limiter next sweeps idle keys (see `LocalRateLimiter`).
     var sweepAt = 10_000
+    /// When a full policy last had this shard scanned for idle keys (the limiter's clock).
+    var lastEvictionScan: UInt64 = 0
 
     var count: Int { all.count }
 

@@ -35,11 +35,14 @@ enum HeaderRewriter {
         let responseRemoved: HeaderNameSet
         /// What happens to request header names with `_`.
         let underscores: RequestPolicy.UnderscoreHeaders
+        /// The names the route's `request_headers.set` writes.
+        let routeSet: HeaderNameSet
 
         init(route: RouteConfig, identityHeaders: [IdentityHeader], underscores: RequestPolicy.UnderscoreHeaders = .drop) {
             self.route = route
             self.identityHeaders = identityHeaders
             self.underscores = underscores
+            routeSet = HeaderNameSet(route.requestHeaders.setFields.map(\.name))
             var request = HeaderNameSet(HeaderRewriter.hopByHop)
             for header in identityHeaders + IdentityHeader.defaults { request.insert(header.header) }
             for name in ["x-request-id", "x-forwarded-proto", "x-forwarded-host"] { request.insert(name) }
@@ -66,7 +69,9 @@ enum HeaderRewriter {
         func forwardsUnderscored(_ name: String) -> Bool {
             guard underscores == .allow else { return false }
             let dashed = name.utf8.map { $0 == UInt8(ascii: "_") ? UInt8(ascii: "-") : $0 }
-            return !requestRemoved.contains(dashed) && !Self.gatewayStated.contains(dashed)
+            let forwarding = Array("x-forwarded-".utf8)
+            return !requestRemoved.contains(dashed) && !Self.gatewayStated.contains(dashed) && !routeSet.contains(dashed)
+                && !(dashed.count > forwarding.count && HeaderNameSet.equalsIgnoringASCIICase(dashed.prefix(forwarding.count), forwarding))
         }
     }
 

@@ -363,17 +363,21 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: Backpressure and connection events
 
     /// Client reads pause while the upstream connection is missing or cannot take more bytes,
-    /// and while pipelined requests wait in the queue.
+    /// while pipelined requests wait in the queue, and while the client is not taking the bytes
+    /// already written to it (its channel is not writable): a client that pipelines requests and
+    /// never reads would otherwise make the gateway buffer answers without bound.
     func read(context: ChannelHandlerContext) {
-        if !queued.isEmpty {
-            pendingRead = true
-            return
-        }
-        if case .proxying(let exchange) = state, !exchange.upstreamWritable {
+        guard mayRead(context) else {
             pendingRead = true
             return
         }
         context.read()
+    }
+
+    private func mayRead(_ context: ChannelHandlerContext) -> Bool {
+        if !queued.isEmpty || !context.channel.isWritable { return false }
+        if case .proxying(let exchange) = state, !exchange.upstreamWritable { return false }
+        return true
     }
 
     /// SIGTERM drain (NIO's quiescing helper): finish the current exchange, then close.
@@ -396,16 +400,17 @@ final class ProxyHandler: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    /// Issues the read held back, if one is and nothing holds it back any more.
     fileprivate func resumeClientReads() {
-        if pendingRead {
-            pendingRead = false
-            context?.read()
-        }
+        guard pendingRead, let context, mayRead(context) else { return }
+        pendingRead = false
+        context.read()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .proxying(let exchange) = state {
-            exchange.clientDrained()
+        if context.channel.isWritable {
+            if case .proxying(let exchange) = state { exchange.clientDrained() }
+            resumeClientReads()
         }
         context.fireChannelWritabilityChanged()
     }

@@ -23,7 +23,8 @@ enum HostHeader {
         return (1...5).contains(port.count) && port.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 
-    /// The host without its port, lower-cased; nil when empty.
+    /// The host without its port and without a trailing dot (`a.test.` is `a.test`, as DNS and
+    /// nginx read it), lower-cased; nil when empty.
     static func name(_ host: String?) -> String? {
         guard let host, !host.isEmpty else { return nil }
         // Bytes, not Characters: `[v6]:port` keeps what is inside the brackets, `name:port` what is
@@ -36,9 +37,10 @@ enum HostHeader {
         } else {
             name = utf8[..<(utf8.firstIndex(of: UInt8(ascii: ":")) ?? utf8.endIndex)]
         }
-        let text = Substring(name)
+        var text = Substring(name)
+        if text.hasSuffix("."), utf8.first != UInt8(ascii: "[") { text = text.dropLast() }
         if text.isEmpty { return nil }
-        return name.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? text.lowercased() : String(text)
+        return text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? text.lowercased() : String(text)
     }
 
     private static func isNameByte(_ byte: UInt8) -> Bool {

@@ -97,8 +97,17 @@ final class GatewayServer: Sendable {
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")
         }
-        let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress, isTLS: tlsContext != nil)
+        let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress.map(Self.unmapped), isTLS: tlsContext != nil)
         try sync.addHandler(ProxyHandler(gateway: context, pool: pool, timeouts: timeouts, client: client))
+    }
+
+    /// An IPv4 client of a dual-stack listener appears as `::ffff:a.b.c.d`: it is that IPv4
+    /// address (rate-limit keys, `X-Forwarded-For`, the access log), not an IPv6 one.
+    static func unmapped(_ address: String) -> String {
+        let prefix = "::ffff:"
+        guard address.count > prefix.count, address.lowercased().hasPrefix(prefix) else { return address }
+        let rest = address.dropFirst(prefix.count)
+        return rest.contains(".") ? String(rest) : address
     }
 
     /// Swaps the certificate for new connections (SIGHUP); open connections keep theirs.
