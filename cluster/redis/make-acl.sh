@@ -33,7 +33,7 @@ while [[ $# -gt 0 ]]; do
         --template) [[ $# -ge 2 ]] || die "--template needs a file"; template="$2"; shift 2 ;;
         --gateway-password-file) [[ $# -ge 2 ]] || die "$1 needs a file"; gateway_password=$(read_password "$2"); shift 2 ;;
         --control-password-file) [[ $# -ge 2 ]] || die "$1 needs a file"; control_password=$(read_password "$2"); shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
