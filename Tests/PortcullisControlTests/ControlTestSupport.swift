@@ -110,18 +110,25 @@ final class ControlCluster: Sendable {
     let gatewayExtra: String
     let gatewayIssuers: String
     let gatewayHeartbeat: String
+    /// The Redis URL the gateways' configs name (the server's own URL unless given).
+    let gatewayRedisURL: String
 
     /// - Parameters:
     ///   - controlExtra: YAML appended to the control plane's config (top level).
     ///   - asExtra: YAML appended inside `authorization_server:` (indented by 2).
     ///   - gatewayIssuers: extra entries of the gateways' `issuers:` list.
+    ///   - redisArguments: extra `redis-server` arguments (e.g. `--aclfile`).
+    ///   - controlRedisURL, gatewayRedisURL: the `cluster.redis` URL of the control plane and of the
+    ///     gateways, given the server's port (default: the server's own URL).
     init(authorizationServer: Bool = true, controlExtra: String = "", asExtra: String = "", accessTokenTTL: String = "5m",
          gatewayIssuers: String = "", gatewayExtra: String = "", gatewayHeartbeat: String = "300ms",
-         redisPersistence: Bool = false) async throws {
-        redis = try await RedisServerFixture.start(persistence: redisPersistence)
+         redisPersistence: Bool = false, redisArguments: [String] = [],
+         controlRedisURL: ((_ port: Int) -> String)? = nil, gatewayRedisURL: ((_ port: Int) -> String)? = nil) async throws {
+        redis = try await RedisServerFixture.start(persistence: redisPersistence, extraArguments: redisArguments)
         upstream = try await TestUpstream.start()
         self.gatewayExtra = gatewayExtra
-        let redisURL = redis.url
+        self.gatewayRedisURL = gatewayRedisURL?(redis.port) ?? redis.url
+        let redisURL = controlRedisURL?(redis.port) ?? redis.url
         control = try await ControlProcess.start(waitForSigningKey: authorizationServer) { port, adminPort, _ in
             Self.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-1",
                                authorizationServer: authorizationServer, controlExtra: controlExtra, asExtra: asExtra,
@@ -182,7 +189,7 @@ final class ControlCluster: Sendable {
             algorithms: [ES256]
         \(gatewayIssuers)
         cluster:
-          redis: \(redis.url)
+          redis: \(gatewayRedisURL)
           secret: \(Base64URL.encode(Self.secret))
           heartbeat_interval: \(gatewayHeartbeat)
           rate_limit_sync_interval: 50ms

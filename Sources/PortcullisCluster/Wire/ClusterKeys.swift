@@ -1,5 +1,8 @@
 /// Every Redis key and channel the cluster uses — the whole Redis schema in one place.
 /// `prefix` (default `portcullis:`) lets several clusters share one Redis.
+/// `cluster/redis/users.acl` grants each role exactly the keys, channels and commands it uses:
+/// a new key, channel or command must be added there too (the end-to-end case of
+/// `RedisACLTests` fails on any command Redis refuses while it runs).
 public struct ClusterKeys: Sendable {
     public let prefix: String
 
