@@ -155,6 +155,22 @@ final class EdgeAttackTests {
         #expect(sent < target, "the gateway read \(sent) bytes of requests whose answers nobody took")
     }
 
+    /// Found by the h11 differential test: llhttp hands over the head of such a request before it
+    /// refuses the body, and the gateway forwarded it as a POST with Content-Length: 0.
+    @Test("a request whose Transfer-Encoding does not end in chunked is refused before anything reaches the upstream", arguments: [
+        "gzip", "chunked, gzip", "identity",
+    ])
+    func unframeableTransferEncoding(_ coding: String) throws {
+        let before = upstream.requestCount
+        let client = try gateway.client()
+        defer { client.close() }
+        try client.send("POST /public/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: \(coding)\r\n\r\nabc")
+        let response = try client.readResponse()
+        #expect(response.status == 400)
+        #expect(client.waitForClose())
+        #expect(upstream.requestCount == before, "the upstream got a request")
+    }
+
     // MARK: Underscores
 
     @Test("header names with underscores are dropped, so X_Auth_Subject cannot reach a CGI-style upstream")

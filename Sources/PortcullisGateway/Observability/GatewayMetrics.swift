@@ -49,9 +49,9 @@ public final class GatewayMetrics: Sendable {
         underscoredFieldsDropped = registry.counter("portcullis_underscored_header_requests_total", labels: [],
             help: "Requests whose header fields with an underscore in the name were dropped (http.headers_with_underscores: drop).")
         slowRequestBodies = registry.counter("portcullis_slow_clients_total", labels: [("direction", "request_body")],
-            help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (no progress for limits.response_write_timeout).")
+            help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
         stalledResponseWrites = registry.counter("portcullis_slow_clients_total", labels: [("direction", "response")],
-            help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (no progress for limits.response_write_timeout).")
+            help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
         authOK = registry.counter("portcullis_auth_decisions_total", labels: [("reason", "ok")], help: Self.authDecisionsHelp)
     }
 

@@ -233,6 +233,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// underscore policy; the target under the path policy. Returns the target to route.
     static func checkHead(_ head: HTTPRequestHead, facts: RequestHeadFacts, policy: RequestPolicy) -> Result<RequestTarget, RequestTarget.Refusal> {
         if facts.hostCount > 1 { return .failure(.init(description: "the request has more than one Host header")) }
+        if facts.hasTransferEncoding, !facts.transferEncodingEndsChunked {
+            return .failure(.init(description: "the request's Transfer-Encoding does not end in chunked, so its body cannot be framed"))
+        }
         if let host = facts.host {
             // An empty Host is allowed (RFC 9110 §7.2: a target without an authority).
             if !host.isEmpty, !HostHeader.isValid(host) { return .failure(.init(description: "the Host header is not a valid host[:port]")) }

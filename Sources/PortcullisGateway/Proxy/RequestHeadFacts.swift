@@ -8,6 +8,9 @@ struct RequestHeadFacts {
     /// The first `Content-Length`, when it parses (NIO's decoder already refused conflicting ones).
     var contentLength: Int?
     var hasTransferEncoding = false
+    /// Whether the last transfer coding of the last `Transfer-Encoding` field is `chunked` (RFC
+    /// 9112 §6.3: otherwise a request's body cannot be framed, and it is a 400).
+    var transferEncodingEndsChunked = false
     /// `Expect: 100-continue`.
     var expectsContinue = false
     /// The first `Host`, and how many there were.
@@ -32,6 +35,8 @@ struct RequestHeadFacts {
                 contentLength = Int(value)
             case 17 where HeaderNameSet.matches(name, "transfer-encoding"):
                 hasTransferEncoding = true
+                transferEncodingEndsChunked = HeaderList.lastElement(value.utf8)
+                    .map { HeaderNameSet.equalsIgnoringASCIICase($0, "chunked".utf8) } ?? false
             case 6 where HeaderNameSet.matches(name, "expect"):
                 expectsContinue = expectsContinue || HeaderNameSet.matches(value, "100-continue")
             default:
