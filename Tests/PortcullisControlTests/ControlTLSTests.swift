@@ -135,3 +135,108 @@ struct ControlTLSTests {
         }
     }
 }
+
+/// The whole RFC 8705 story with real processes: the built-in authorization server authenticates
+/// a client by its certificate (`tls_client_auth`) and binds the token to it; a gateway accepts
+/// the token only over a connection with that certificate.
+@Suite("certificate-bound tokens from the built-in authorization server", .serialized)
+struct BoundTokenTests {
+    @Test("a tls_client_auth client gets a token bound to its certificate, which a gateway accepts only with that certificate")
+    func boundTokenEndToEnd() async throws {
+        let redis = try await RedisServerFixture.start()
+        let upstream = try await TestUpstream.start()
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-mtls")
+        let serverCA = try TestCertificateAuthority.make(name: "Server CA")
+        let clientCA = try TestCertificateAuthority.make(name: "Client CA")
+        let serverLeaf = try serverCA.issue("localhost")
+        let partner = try clientCA.issue("partner-1")
+        let impostor = try clientCA.issue("partner-2")
+        let port = try FreePort.allocate(), adminPort = try FreePort.allocate()
+        let secret = Base64URL.encode([UInt8](repeating: 5, count: 32))
+        let issuer = "https://localhost:\(port)"
+        try """
+        node_id: control-mtls
+        listen: 127.0.0.1:\(port)
+        admin_listen: 127.0.0.1:\(adminPort)
+        cluster: {redis: \(redis.url), secret: \(secret), heartbeat_interval: 300ms}
+        tls:
+          certificate_chain: \(serverLeaf.certificate)
+          private_key: \(serverLeaf.privateKey)
+          client_ca: \(clientCA.certificate)
+          client_certificates: optional
+        admin_tokens:
+          - {name: ops, sha256: \(sha256Hex(ControlCluster.adminToken))}
+        authorization_server:
+          issuer: \(issuer)
+          audience: api://demo
+          key_encryption_key_file: kek.secret
+          clients:
+            - {client_id: partner, tls_client_auth_subject_dn: "CN=partner-1", scopes: [orders:read]}
+        """.write(toFile: directory + "/control.yaml", atomically: true, encoding: .utf8)
+        let control = try ManagedProcess(executable: PortcullisBinary.path, arguments: ["control", "--config", directory + "/control.yaml"],
+                                         logFile: directory + "/control.log")
+        try await withCleanup(control, { control in
+            await control.terminate(timeout: .seconds(10))
+            await redis.shutdown()
+            await upstream.stop()
+        }) { control in
+            let jwks = "https://localhost:\(port)/oauth2/jwks"
+            let ready = try await Poll.until(timeout: .seconds(20)) {
+                try ControlTLSTests.curl(jwks, ca: serverCA.certificate).body.contains("\"kid\"")
+            }
+            guard ready else { throw FixtureError("the authorization server did not come up:\n\(control.output)") }
+            func requestToken(_ certificate: TestCertificateAuthority.Leaf?) throws -> (status: Int, body: String) {
+                var arguments = ["-sS", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}", "--cacert", serverCA.certificate,
+                                 "--data", "grant_type=client_credentials&client_id=partner"]
+                if let certificate { arguments += ["--cert", certificate.certificate, "--key", certificate.privateKey] }
+                let result = try runCommand("/usr/bin/curl", arguments + ["https://localhost:\(port)/oauth2/token"])
+                let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+                return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+            }
+            // The client's identity is its certificate: none, or another one, gets no token.
+            #expect(try requestToken(nil).status == 401)
+            #expect(try requestToken(impostor).status == 401)
+            let issued = try requestToken(partner)
+            #expect(issued.status == 200, "\(issued)")
+            let token = try #require((try JSONSerialization.jsonObject(with: Data(issued.body.utf8)) as? [String: Any])?["access_token"] as? String)
+            let cnf = claims(of: token)["cnf"] as? [String: Any]
+            #expect(cnf?["x5t#S256"] as? String == (try ClientCertificateThumbprint.of(partner.certificate)))
+
+            let gatewayLeaf = try serverCA.issue("localhost")
+            let gateway = try await GatewayProcess.start { gatewayPort, gatewayAdmin, _ in
+                """
+                listen: 127.0.0.1:\(gatewayPort)
+                admin_listen: 127.0.0.1:\(gatewayAdmin)
+                event_loops: 1
+                tls:
+                  certificate_chain: \(gatewayLeaf.certificate)
+                  private_key: \(gatewayLeaf.privateKey)
+                  client_ca: \(clientCA.certificate)
+                issuers:
+                  - {name: builtin, issuer: \(issuer), audiences: [api://demo], algorithms: [ES256]}
+                cluster: {redis: \(redis.url), secret: \(secret), heartbeat_interval: 300ms}
+                routes:
+                  - {name: api, path_prefix: /, upstream: {targets: [\(upstream.address)]}, auth: {type: jwt}}
+                """
+            }
+            let api = "https://localhost:\(gateway.port)/orders"
+            var withPartner = ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", serverCA.certificate,
+                               "-H", "Authorization: Bearer \(token)"]
+            let withImpostor = withPartner + ["--cert", impostor.certificate, "--key", impostor.privateKey, api]
+            let withoutCertificate = withPartner + [api]
+            withPartner += ["--cert", partner.certificate, "--key", partner.privateKey, api]
+            #expect(try await Poll.until(timeout: .seconds(10)) { try runCommand("/usr/bin/curl", withPartner).stdout == "200" })
+            #expect(try runCommand("/usr/bin/curl", withImpostor).stdout == "401")
+            #expect(try runCommand("/usr/bin/curl", withoutCertificate).stdout == "401")
+            await gateway.stop()
+        }
+    }
+}
+
+/// RFC 8705 `x5t#S256` of a PEM certificate file, computed with the openssl command.
+enum ClientCertificateThumbprint {
+    static func of(_ pemFile: String) throws -> String {
+        let der = try runCommand("/bin/sh", ["-c", "openssl x509 -in '\(pemFile)' -outform DER | openssl dgst -sha256 -binary | base64 -w0 | tr '+/' '-_' | tr -d '='"])
+        return der.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

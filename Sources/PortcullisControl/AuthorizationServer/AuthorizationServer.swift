@@ -65,7 +65,8 @@ final class AuthorizationServer: Sendable {
             "introspection_endpoint": .string(introspectionEndpoint),
             "grant_types_supported": ["client_credentials", "refresh_token"],
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "tls_client_auth"],
+            "tls_client_certificate_bound_access_tokens": true,
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": .array(scopes.map(JSONValue.string)),
@@ -80,11 +81,11 @@ final class AuthorizationServer: Sendable {
 
     // MARK: Token endpoint (RFC 6749 §4.4, §6)
 
-    func token(_ request: Request, peer: String) async throws -> Response {
+    func token(_ request: Request, peer: String, certificate: ClientAuthenticator.PresentedCertificate? = nil) async throws -> Response {
         var grantType = "-"
         do {
             let form = try await RequestInput.form(request)
-            let client = try clients.authenticate(authorization: request.headers[.authorization], form: form)
+            let (client, boundTo) = try clients.authenticate(authorization: request.headers[.authorization], form: form, certificate: certificate)
             guard let type = form["grant_type"], !type.isEmpty else { throw APIError(.badRequest, "invalid_request", "grant_type is required") }
             grantType = AuthorizationServerConfig.supportedGrantTypes.contains(type) ? type : "other"
             guard AuthorizationServerConfig.supportedGrantTypes.contains(type) else {
@@ -96,9 +97,9 @@ final class AuthorizationServer: Sendable {
             let signer = try await unavailableOnFailure { try await ring.activeSigner() }
             let response: Response
             if type == "client_credentials" {
-                response = try await clientCredentials(client: client, form: form, signer: signer)
+                response = try await clientCredentials(client: client, form: form, signer: signer, boundTo: boundTo)
             } else {
-                response = try await refresh(client: client, form: form, signer: signer, peer: peer)
+                response = try await refresh(client: client, form: form, signer: signer, peer: peer, boundTo: boundTo)
             }
             metrics.tokenRequest(grantType: grantType, outcome: "issued")
             return response
@@ -108,7 +109,8 @@ final class AuthorizationServer: Sendable {
         }
     }
 
-    private func clientCredentials(client: AuthorizationServerConfig.Client, form: [String: String], signer: JWTSigner) async throws -> Response {
+    private func clientCredentials(client: AuthorizationServerConfig.Client, form: [String: String], signer: JWTSigner,
+                                   boundTo: ClientAuthenticator.PresentedCertificate?) async throws -> Response {
         let scopes = try Self.scopes(requested: form["scope"], allowed: client.scopes)
         let access = newAccessToken()
         var refreshToken: String?
@@ -118,11 +120,13 @@ final class AuthorizationServer: Sendable {
                                                     accessToken: (access.jti, access.exp))
             }
         }
-        let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: client.id, clientID: client.id, audience: client.audience, scopes: scopes)
+        let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: client.id, clientID: client.id, audience: client.audience, scopes: scopes,
+                           boundTo: boundTo)
         return tokenResponse(jwt, scopes: scopes, refreshToken: refreshToken)
     }
 
-    private func refresh(client: AuthorizationServerConfig.Client, form: [String: String], signer: JWTSigner, peer: String) async throws -> Response {
+    private func refresh(client: AuthorizationServerConfig.Client, form: [String: String], signer: JWTSigner, peer: String,
+                         boundTo: ClientAuthenticator.PresentedCertificate?) async throws -> Response {
         guard let presented = form["refresh_token"], !presented.isEmpty else {
             throw APIError(.badRequest, "invalid_request", "refresh_token is required")
         }
@@ -137,7 +141,8 @@ final class AuthorizationServer: Sendable {
         }
         switch outcome {
         case .rotated(let successor, let next):
-            let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: next.subject, clientID: client.id, audience: next.audience, scopes: scopes)
+            let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: next.subject, clientID: client.id, audience: next.audience, scopes: scopes,
+                               boundTo: boundTo)
             return tokenResponse(jwt, scopes: scopes, refreshToken: successor)
         case .reused(let family, let accessTokens):
             metrics.refreshTokenReuse.increment()
@@ -157,10 +162,10 @@ final class AuthorizationServer: Sendable {
 
     // MARK: Revocation endpoint (RFC 7009)
 
-    func revoke(_ request: Request, peer: String) async throws -> Response {
+    func revoke(_ request: Request, peer: String, certificate: ClientAuthenticator.PresentedCertificate? = nil) async throws -> Response {
         do {
             let form = try await RequestInput.form(request)
-            let client = try clients.authenticate(authorization: request.headers[.authorization], form: form)
+            let client = try clients.authenticate(authorization: request.headers[.authorization], form: form, certificate: certificate).client
             guard let token = form["token"], !token.isEmpty else { throw APIError(.badRequest, "invalid_request", "token is required") }
             let refreshFirst = form["token_type_hint"] == "refresh_token"
             for kind in refreshFirst ? ["refresh", "access"] : ["access", "refresh"] {
@@ -205,10 +210,10 @@ final class AuthorizationServer: Sendable {
     /// configured with `introspect_any` (RFC 7662 §2.1: the server decides what a caller may
     /// introspect). Any other token gets exactly the answer an unknown token gets, before anything
     /// else is looked at, so the answer reveals nothing about it.
-    func introspect(_ request: Request) async throws -> Response {
+    func introspect(_ request: Request, certificate: ClientAuthenticator.PresentedCertificate? = nil) async throws -> Response {
         do {
             let form = try await RequestInput.form(request)
-            let client = try clients.authenticate(authorization: request.headers[.authorization], form: form)
+            let client = try clients.authenticate(authorization: request.headers[.authorization], form: form, certificate: certificate).client
             guard let token = form["token"], !token.isEmpty else { throw APIError(.badRequest, "invalid_request", "token is required") }
             func mayIntrospect(_ owner: String?) -> Bool { client.introspectAny || owner == client.id }
             if form["token_type_hint"] != "refresh_token", case .success(let verified) = introspectionVerifier.verify(token) {
@@ -259,13 +264,17 @@ final class AuthorizationServer: Sendable {
         return (jti, Int64(Date().timeIntervalSince1970) + config.accessTokenTTL.components.seconds)
     }
 
-    private func sign(_ signer: JWTSigner, jti: String, exp: Int64, subject: String, clientID: String, audience: String, scopes: [String]) throws -> String {
+    /// `boundTo`: the certificate a `tls_client_auth` client authenticated with; the token then
+    /// carries its `cnf.x5t#S256` (RFC 8705 §3) and gateways accept it only over that certificate.
+    private func sign(_ signer: JWTSigner, jti: String, exp: Int64, subject: String, clientID: String, audience: String, scopes: [String],
+                      boundTo: ClientAuthenticator.PresentedCertificate? = nil) throws -> String {
         let now = Int64(Date().timeIntervalSince1970)
         var claims: [String: JSONValue] = [
             "iss": .string(config.issuer), "sub": .string(subject), "aud": .string(audience), "client_id": .string(clientID),
             "iat": .integer(now), "exp": .integer(exp), "jti": .string(jti),
         ]
         if !scopes.isEmpty { claims["scope"] = .string(scopes.joined(separator: " ")) }
+        if let boundTo { claims["cnf"] = .object(["x5t#S256": .string(Base64URL.encode(boundTo.sha256))]) }
         return try signer.sign(claims: .object(claims))
     }
 

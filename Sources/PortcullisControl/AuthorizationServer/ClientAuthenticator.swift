@@ -5,7 +5,9 @@ import PortcullisJOSE
 
 /// Authenticates OAuth clients at the token, revocation and introspection endpoints:
 /// `client_secret_basic` (RFC 6749 §2.3.1, the id and secret form-encoded inside the Basic
-/// credentials) or `client_secret_post`, never both. Secrets are configured as SHA-256 hashes
+/// credentials) or `client_secret_post`, never both; or, for clients configured with a subject
+/// DN, RFC 8705 `tls_client_auth`: `client_id` in the form and the client certificate the
+/// listener verified, whose subject must be that DN. Secrets are configured as SHA-256 hashes
 /// and compared in constant time; an unknown client costs the same comparison as a known one.
 struct ClientAuthenticator: Sendable {
     let clients: [String: AuthorizationServerConfig.Client]
@@ -15,8 +17,28 @@ struct ClientAuthenticator: Sendable {
         self.clients = Dictionary(uniqueKeysWithValues: clients.map { ($0.id, $0) })
     }
 
-    /// The authenticated client. - Throws: `invalid_client` (401) or `invalid_request` (400).
-    func authenticate(authorization: String?, form: [String: String]) throws(APIError) -> AuthorizationServerConfig.Client {
+    /// A client certificate the listener verified.
+    struct PresentedCertificate: Sendable {
+        var subject: String
+        /// SHA-256 of the DER certificate (RFC 8705 `x5t#S256`).
+        var sha256: [UInt8]
+    }
+
+    /// The authenticated client, and the certificate it authenticated with under
+    /// `tls_client_auth` (its tokens are bound to it).
+    /// - Throws: `invalid_client` (401) or `invalid_request` (400).
+    func authenticate(authorization: String?, form: [String: String],
+                      certificate: PresentedCertificate? = nil) throws(APIError) -> (client: AuthorizationServerConfig.Client, boundTo: PresentedCertificate?) {
+        if authorization == nil, form["client_secret"] == nil, let id = form["client_id"], let client = clients[id],
+           let subjectDN = client.tlsClientAuthSubjectDN {
+            guard let certificate else { throw Self.invalidClient("client '\(id)' authenticates with a client certificate (tls_client_auth); none was presented") }
+            guard certificate.subject == subjectDN else { throw Self.invalidClient("the client certificate's subject is not the one registered for '\(id)'") }
+            return (client, certificate)
+        }
+        return (try authenticateWithSecret(authorization: authorization, form: form), nil)
+    }
+
+    private func authenticateWithSecret(authorization: String?, form: [String: String]) throws(APIError) -> AuthorizationServerConfig.Client {
         let id: String
         let secret: String
         if let authorization, authorization.lowercased().hasPrefix("basic ") {
@@ -42,6 +64,7 @@ struct ClientAuthenticator: Sendable {
         }
         let presented = Array(SHA256.hash(data: Array(secret.utf8)))
         let client = clients[id]
+        // A tls_client_auth client has no secret (an empty digest never matches).
         let matches = AdminAuthenticator.constantTimeEquals(presented, client?.secretDigest ?? Self.dummyDigest)
         guard let client, matches else { throw Self.invalidClient("unknown client or wrong secret") }
         return client

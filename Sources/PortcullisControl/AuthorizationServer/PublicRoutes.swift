@@ -18,9 +18,15 @@ enum PublicRoutes {
             return Response(status: .ok, headers: [.contentType: "application/jwk-set+json", .cacheControl: "max-age=60"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: document)))
         }
-        router.post(RouterPath(base + "/oauth2/token")) { request, context in try await server.token(request, peer: context.peer) }
-        router.post(RouterPath(base + "/oauth2/revoke")) { request, context in try await server.revoke(request, peer: context.peer) }
-        router.post(RouterPath(base + "/oauth2/introspect")) { request, _ in try await server.introspect(request) }
+        router.post(RouterPath(base + "/oauth2/token")) { request, context in
+            try await server.token(request, peer: context.peer, certificate: await context.verifiedClientCertificate())
+        }
+        router.post(RouterPath(base + "/oauth2/revoke")) { request, context in
+            try await server.revoke(request, peer: context.peer, certificate: await context.verifiedClientCertificate())
+        }
+        router.post(RouterPath(base + "/oauth2/introspect")) { request, context in
+            try await server.introspect(request, certificate: await context.verifiedClientCertificate())
+        }
         return router
     }
 }

@@ -18,6 +18,10 @@ public struct AuthorizationServerConfig: Sendable {
         /// A resource server allowed to introspect every client's tokens (`introspect_any`);
         /// otherwise a client introspects only tokens issued to itself (RFC 7662 §2.1).
         public var introspectAny: Bool = false
+        /// RFC 8705 §2.1 `tls_client_auth`: the client authenticates with a client certificate
+        /// the public listener verified (`tls.client_ca`) whose subject is exactly this DN, and
+        /// its access tokens are bound to that certificate (`cnf.x5t#S256`). nil: a client secret.
+        public var tlsClientAuthSubjectDN: String?
     }
 
     public static let supportedGrantTypes = ["client_credentials", "refresh_token"]
@@ -83,9 +87,17 @@ public struct AuthorizationServerConfig: Sendable {
             var entry = try item.mapping()
             let id = try entry.required("client_id").nonEmptyString()
             guard !clients.contains(where: { $0.id == id }) else { throw item.error("duplicate client_id '\(id)'") }
-            let secretNode = try entry.required("secret_sha256")
-            guard let digest = Hex.decode(try secretNode.string()), digest.count == 32 else {
-                throw secretNode.error("expected the SHA-256 of the client secret as 64 hex digits")
+            let subjectDN = try entry.optional("tls_client_auth_subject_dn")?.nonEmptyString()
+            let digest: [UInt8]
+            if let secretNode = entry.optional("secret_sha256") {
+                guard subjectDN == nil else { throw secretNode.error("a client authenticates with a secret or with tls_client_auth_subject_dn, not both") }
+                guard let decoded = Hex.decode(try secretNode.string()), decoded.count == 32 else {
+                    throw secretNode.error("expected the SHA-256 of the client secret as 64 hex digits")
+                }
+                digest = decoded
+            } else {
+                guard subjectDN != nil else { throw item.error("client '\(id)' needs secret_sha256 or tls_client_auth_subject_dn") }
+                digest = []
             }
             let scopesNode = entry.optional("scopes")
             let scopes = try scopesNode?.stringList() ?? []
@@ -101,7 +113,7 @@ public struct AuthorizationServerConfig: Sendable {
             let introspectAny = try entry.optional("introspect_any")?.bool() ?? false
             try entry.finish()
             clients.append(Client(id: id, secretDigest: digest, scopes: scopes, audience: clientAudience, grantTypes: Set(grants),
-                                  introspectAny: introspectAny))
+                                  introspectAny: introspectAny, tlsClientAuthSubjectDN: subjectDN))
         }
         self.clients = clients
         try map.finish()

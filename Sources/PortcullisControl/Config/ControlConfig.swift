@@ -42,7 +42,7 @@ public struct ControlConfig: Sendable {
         listen = try map.optional("listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9000)
         adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9001)
         cluster = try ClusterConfig(node: map.required("cluster"), baseDirectory: baseDirectory)
-        tls = try map.optional("tls").map { try ControlTLSConfig(node: $0, baseDirectory: baseDirectory, allowClientCertificates: false) }
+        tls = try map.optional("tls").map { try ControlTLSConfig(node: $0, baseDirectory: baseDirectory, allowClientCertificates: true) }
         adminTLS = try map.optional("admin_tls").map { try ControlTLSConfig(node: $0, baseDirectory: baseDirectory, allowClientCertificates: true) }
         let authNode = map.optional("admin_auth")
         if let authNode {

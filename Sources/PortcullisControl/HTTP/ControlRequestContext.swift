@@ -2,6 +2,7 @@ import Hummingbird
 import NIOCore
 import NIOSSL
 import X509
+import Crypto
 
 /// The request context of both listeners: the peer address (audit "from where") and, on the
 /// admin listener, the credential that authenticated the call.
@@ -33,10 +34,15 @@ struct ControlRequestContext: RequestContext, RemoteAddressRequestContext {
     /// The subject (`CN=ops-alice,O=…`) of the client certificate the TLS handshake verified
     /// against `admin_tls.client_ca`; nil without TLS or without a certificate.
     func verifiedClientCertificateSubject() async -> String? {
+        await verifiedClientCertificate()?.subject
+    }
+
+    /// The client certificate the TLS handshake verified: its subject and SHA-256.
+    func verifiedClientCertificate() async -> ClientAuthenticator.PresentedCertificate? {
         guard let certificate = try? await channel.nioSSL_peerCertificate().get(),
               let der = try? certificate.toDERBytes(),
               let parsed = try? Certificate(derEncoded: der) else { return nil }
-        return parsed.subject.description
+        return ClientAuthenticator.PresentedCertificate(subject: parsed.subject.description, sha256: Array(SHA256.hash(data: der)))
     }
 
     /// The audit "from where": `ip:port` of the peer.
