@@ -184,10 +184,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // libFuzzer entry point for the JOSE parser and verifier (see docs/fuzzing.md).
+        // libFuzzer targets: the JOSE parser and verifier, and the gateway's HTTP/1.1 path (the
+        // upstream response parser, chunked decoding, the request head path). See docs/fuzzing.md.
         .executableTarget(
             name: "PortcullisFuzz",
-            dependencies: ["PortcullisJOSE"],
+            dependencies: [
+                "PortcullisJOSE",
+                "PortcullisGateway",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -219,6 +226,8 @@ let package = Package(
         .testTarget(
             name: "PortcullisGatewayTests",
             dependencies: ["PortcullisGateway", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport"],
+            // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md).
+            exclude: ["Fuzz"],
             swiftSettings: strict
         ),
         .testTarget(

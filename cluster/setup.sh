@@ -24,9 +24,10 @@ fi
 
 # Python is used only by tests and tools, never by the gateway: an independent JOSE implementation
 # (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client, schemathesis
-# checks the admin API against docs/openapi.yaml.
+# checks the admin API against docs/openapi.yaml, h11 is the reference parser of the request-framing
+# differential test (Tests/PortcullisGatewayTests/RequestFramingDifferentialTests.swift).
 py_need=()
-for mod in joserfc authlib requests schemathesis; do
+for mod in joserfc authlib requests schemathesis h11; do
     python3 -c "import $mod" 2>/dev/null || py_need+=("$mod")
 done
 if [ ${#py_need[@]} -gt 0 ]; then

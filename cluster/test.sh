@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs every test against real
 # redis-server, control-plane and gateway processes on loopback, model-checks the revocation
-# protocol with spin, then a 30 s fuzz smoke of the JOSE parsers (docs/fuzzing.md).
+# protocol with spin, then a 20 s fuzz smoke of each fuzz target (docs/fuzzing.md).
 #
 # Suites run one after another (--no-parallel): many of them start clusters of processes and
 # check timeouts, and on a 2-core machine running them all at once starves their event loops.
@@ -28,4 +28,4 @@ for broken in "--broken MERGE" "--broken SEQMAC" "--broken ACKMAC" "--broken HOL
     fi
     echo "model: with $broken the checker finds the attack, as it should"
 done
-./cluster/fuzz-smoke.sh 30
+./cluster/fuzz-smoke.sh 20

@@ -1,11 +1,13 @@
-// libFuzzer entry point for the JOSE parsers and verifier (docs/fuzzing.md).
+// libFuzzer entry point for the JOSE parsers and verifier and the gateway's HTTP path
+// (docs/fuzzing.md). The target is chosen by `PORTCULLIS_FUZZ_TARGET` or a leading
+// `--target=NAME` argument (`FuzzTarget`); without either it is `jose`.
 //
 // Built with `-DFUZZING -sanitize=fuzzer,address -parse-as-library`, libFuzzer supplies `main` and
 // calls `LLVMFuzzerTestOneInput`. In a normal build this is a plain program that replays inputs
 // through the same harness (so `swift build` of every target keeps working, and an input the
 // fuzzer found can be replayed without sanitizers):
-//   PortcullisFuzz FILE|DIR...          replay inputs
-//   PortcullisFuzz --write-seeds DIR    write the harness's seed inputs
+//   PortcullisFuzz [--target=NAME] FILE|DIR...          replay inputs
+//   PortcullisFuzz [--target=NAME] --write-seeds DIR    write the harness's seed inputs
 // (No `main.swift`: libFuzzer builds need `-parse-as-library`, which forbids top-level code even
 // in an inactive `#if` branch.)
 
@@ -14,9 +16,12 @@
 import Glibc
 #endif
 
+/// Chosen once, before libFuzzer starts calling in (`fuzzMain` sets the environment first).
+private let target = FuzzTarget.selected()
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    FuzzHarness.run(UnsafeRawBufferPointer(start: data, count: size))
+    target.run(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
 
@@ -34,6 +39,16 @@ public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePoi
     let driver = unsafeBitCast(symbol, to: Driver.self)
     var argc = argc
     var argv = argv
+    // `--target=NAME` right after the program name goes into the environment (where forked
+    // workers find it too) and is hidden from libFuzzer, which would take it for a corpus folder.
+    if argc > 1, let base = argv, let first = base[1], String(cString: first).hasPrefix("--target=") {
+        var arguments = [String(cString: first)]
+        FuzzTarget.takeTargetArgument(&arguments)
+        base[1] = base[0]
+        argv = base + 1
+        argc -= 1
+    }
+    _ = target
     return driver(&argc, &argv, fuzzOneInput)
 }
 #else
@@ -42,13 +57,15 @@ import Foundation
 @main
 struct FuzzReplay {
     static func main() throws {
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        FuzzTarget.takeTargetArgument(&arguments)
+        let target = FuzzTarget.selected()
         if arguments.first == "--write-seeds", arguments.count == 2 {
             try FileManager.default.createDirectory(atPath: arguments[1], withIntermediateDirectories: true)
-            for (index, seed) in FuzzHarness.fixture.seeds.enumerated() {
+            for (index, seed) in target.seeds.enumerated() {
                 try Data(seed).write(to: URL(fileURLWithPath: arguments[1]).appendingPathComponent("seed-\(index)"))
             }
-            print("wrote \(FuzzHarness.fixture.seeds.count) seeds to \(arguments[1])")
+            print("wrote \(target.seeds.count) \(target.rawValue) seeds to \(arguments[1])")
             return
         }
         var files: [String] = []
@@ -66,9 +83,9 @@ struct FuzzReplay {
         }
         for file in files {
             let data = try Data(contentsOf: URL(fileURLWithPath: file))
-            data.withUnsafeBytes { FuzzHarness.run($0) }
+            data.withUnsafeBytes { target.run($0) }
         }
-        print("replayed \(files.count) inputs without a failure")
+        print("replayed \(files.count) \(target.rawValue) inputs without a failure")
     }
 }
 #endif

@@ -5,8 +5,9 @@ import Testing
 
 @Suite("router")
 struct RouterUnitTests {
-    func table(_ yaml: String) throws -> RouteTable {
-        let config = try GatewayConfig.parse(yaml: "listen: 127.0.0.1:1\nroutes:\n" + yaml, file: "t.yaml")
+    func table(_ yaml: String, issuers: Bool = false) throws -> RouteTable {
+        let issuerYAML = issuers ? "issuers: [{name: i, issuer: https://i.test, audiences: [a], algorithms: [ES256], jwks_file: /dev/null}]\n" : ""
+        let config = try GatewayConfig.parse(yaml: "listen: 127.0.0.1:1\n" + issuerYAML + "routes:\n" + yaml, file: "t.yaml")
         return try RouteTable(config: config, metrics: GatewayMetrics(registry: PrometheusCollectorRegistry()))
     }
 
@@ -44,6 +45,24 @@ struct RouterUnitTests {
             return
         }
         #expect(allowed == ["GET", "POST"])
+    }
+
+    /// Found while writing the request-head fuzz target's route oracle: the router used to try
+    /// shorter prefixes, so DELETE /admin/users reached the public catch-all.
+    @Test("a method the longest matching prefix does not list is 405, never a shorter prefix's route")
+    func methodDoesNotFallThrough() throws {
+        let routes = try table("""
+          - {name: public, path_prefix: /, upstream: {targets: [127.0.0.1:1]}}
+          - {name: admin, path_prefix: /admin, methods: [GET, POST], upstream: {targets: [127.0.0.1:1]}, auth: {type: jwt}}
+          - {name: admin-put, path_prefix: /admin, methods: [PUT], upstream: {targets: [127.0.0.1:1]}}
+        """, issuers: true)
+        guard case .methodNotAllowed(let allowed) = routes.router.match(host: nil, path: "/admin/users", method: "DELETE") else {
+            Issue.record("DELETE /admin/users was routed")
+            return
+        }
+        #expect(allowed == ["GET", "POST", "PUT"])
+        #expect(name(routes.router.match(host: nil, path: "/admin/users", method: "PUT")) == "admin-put")
+        #expect(name(routes.router.match(host: nil, path: "/other", method: "DELETE")) == "public")
     }
 
     @Test("no match is notFound")

@@ -49,10 +49,16 @@ struct Router: Sendable {
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: Array(Set(allowed)).sorted())
     }
 
-    /// The first route of `routes` matching path and method; routes matching only the path add
-    /// their methods to `allowed`.
+    /// The first route of `routes` matching path and method. Only the longest matching prefix
+    /// counts: when routes with that prefix match the path but not the method, their methods go
+    /// to `allowed` and the answer is 405 — never a shorter prefix's route, which would let a
+    /// method the longer route does not list past its authentication (`DELETE /admin/x` served
+    /// by a public `/` route).
     private func match(_ routes: [CompiledRoute], path: Substring, method: String, allowed: inout [String]) -> CompiledRoute? {
+        var matchedPrefix: String?
         for route in routes where Self.prefixMatches(route, path, caseSensitive: caseSensitive) {
+            if let matchedPrefix, route.config.pathPrefix.utf8.count < matchedPrefix.utf8.count { break }
+            matchedPrefix = route.config.pathPrefix
             guard let methods = route.config.methods else { return route }
             if methods.contains(method) { return route }
             allowed.append(contentsOf: methods)
