@@ -169,8 +169,11 @@ Loaded at run time from the host (not in this archive), see ../RUNTIME-DEPENDENC
 EOF
 
 # --- README, checksums, archive ---------------------------------------------------------------------
-commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-if ! git diff --quiet HEAD -- 2>/dev/null; then commit="$commit (with uncommitted changes)"; fi
+if commit=$(git rev-parse --short=12 HEAD 2>/dev/null); then
+    git diff --quiet HEAD -- || commit="$commit (with uncommitted changes)"
+else
+    commit="unknown (not a git checkout)"
+fi
 cat >"$dest/README.md" <<EOF
 # Portcullis $version (linux-x86_64)
 
