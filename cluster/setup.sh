@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 config="${1:-debug}"
 
 need=()
-for pkg in redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip spin gcc; do
+for pkg in redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip spin gcc podman debootstrap; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -24,12 +24,18 @@ fi
 
 # Python is used only by tests and tools, never by the gateway: an independent JOSE implementation
 # (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client, schemathesis
+<<<<<<< HEAD
 # checks the admin API against docs/openapi.yaml, h11 is the reference parser of the request-framing
 # differential test (Tests/PortcullisGatewayTests/RequestFramingDifferentialTests.swift).
+=======
+# checks the admin API against docs/openapi.yaml, kubernetes-validate checks the Kubernetes
+# manifests (cluster/package-test.sh; pinned: its schemas decide what passes).
+>>>>>>> packaging
 py_need=()
 for mod in joserfc authlib requests schemathesis h11; do
     python3 -c "import $mod" 2>/dev/null || py_need+=("$mod")
 done
+[ "$(kubernetes-validate --version 2>/dev/null)" = 1.37.0 ] || py_need+=("kubernetes-validate==1.37.0")
 if [ ${#py_need[@]} -gt 0 ]; then
     echo "setup: installing Python modules ${py_need[*]}"
     python3 -m pip install -q "${py_need[@]}" 2>/dev/null \

@@ -28,4 +28,6 @@ for broken in "--broken MERGE" "--broken SEQMAC" "--broken ACKMAC" "--broken HOL
     fi
     echo "model: with $broken the checker finds the attack, as it should"
 done
+# The release archive, units, manifests and container image (docs/deployment.md), from the debug binary.
+./cluster/package-test.sh .build/debug/portcullis
 ./cluster/fuzz-smoke.sh 20
