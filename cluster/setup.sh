@@ -24,13 +24,10 @@ fi
 
 # Python is used only by tests and tools, never by the gateway: an independent JOSE implementation
 # (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client, schemathesis
-<<<<<<< HEAD
 # checks the admin API against docs/openapi.yaml, h11 is the reference parser of the request-framing
-# differential test (Tests/PortcullisGatewayTests/RequestFramingDifferentialTests.swift).
-=======
-# checks the admin API against docs/openapi.yaml, kubernetes-validate checks the Kubernetes
-# manifests (cluster/package-test.sh; pinned: its schemas decide what passes).
->>>>>>> packaging
+# differential test (Tests/PortcullisGatewayTests/RequestFramingDifferentialTests.swift),
+# kubernetes-validate checks the Kubernetes manifests (cluster/package-test.sh; pinned: its schemas
+# decide what passes).
 py_need=()
 for mod in joserfc authlib requests schemathesis h11; do
     python3 -c "import $mod" 2>/dev/null || py_need+=("$mod")
