@@ -134,6 +134,17 @@ struct HeaderRewriterUnitTests {
         #expect(out.headers["transfer-encoding"].isEmpty)
     }
 
+    /// Found by the request-head fuzz target: llhttp leaves `Content-Length:3 ` with its space.
+    @Test("the forwarded Content-Length is the bare number, whatever whitespace the client put around it")
+    func contentLengthTrimmed() throws {
+        let head = HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/api", headers: HTTPHeaders([("Content-Length", "3 ")]))
+        let out = HeaderRewriter.upstreamRequest(head, uri: "/api", policy: .init(route: try route(), identityHeaders: []), identity: nil,
+                                                 requestID: "r", client: .init(address: nil, isTLS: false))
+        #expect(out.headers["content-length"] == ["3"])
+        #expect(HeaderRewriter.trimmedWhitespace("\t 42 ") == "42")
+        #expect(HeaderRewriter.trimmedWhitespace("42") == "42")
+    }
+
     @Test("route rules may not touch the framing fields, set connection-level fields or control characters", arguments: [
         "    request_headers: {remove: [Content-Length]}", "    request_headers: {set: {Transfer-Encoding: chunked}}",
         "    response_headers: {set: {content-length: '0'}}", "    response_headers: {set: {Connection: keep-alive}}",

@@ -184,7 +184,9 @@ enum HeaderRewriter {
             // naming Content-Length in `Connection` must not make the upstream see a request
             // without a length (its body would then be read as a second, unchecked request).
             if HeaderNameSet.matches(name, "content-length") {
-                contentLength = contentLength ?? value
+                // The number as the gateway read it: llhttp leaves trailing whitespace in the value
+                // (`Content-Length:3 `), which a stricter upstream might refuse.
+                contentLength = contentLength ?? trimmedWhitespace(value)
                 continue
             }
             if HeaderNameSet.matches(name, "transfer-encoding") {
@@ -238,6 +240,18 @@ enum HeaderRewriter {
             uri = rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest
         }
         return UpstreamRequestHead(method: head.method, uri: uri, fields: headers, isChunked: chunked)
+    }
+
+    /// `value` without leading and trailing spaces and tabs (the same string when it has none).
+    static func trimmedWhitespace(_ value: String) -> String {
+        let utf8 = value.utf8
+        func isWhitespace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+        guard let first = utf8.first, let last = utf8.last, isWhitespace(first) || isWhitespace(last) else { return value }
+        let bytes = Array(utf8)
+        var start = 0, end = bytes.count
+        while start < end, isWhitespace(bytes[start]) { start += 1 }
+        while end > start, isWhitespace(bytes[end - 1]) { end -= 1 }
+        return String(decoding: bytes[start..<end], as: UTF8.self)
     }
 
     /// A route's `set` fields replace any field of the same name.
