@@ -244,14 +244,8 @@ enum HeaderRewriter {
 
     /// `value` without leading and trailing spaces and tabs (the same string when it has none).
     static func trimmedWhitespace(_ value: String) -> String {
-        let utf8 = value.utf8
-        func isWhitespace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
-        guard let first = utf8.first, let last = utf8.last, isWhitespace(first) || isWhitespace(last) else { return value }
-        let bytes = Array(utf8)
-        var start = 0, end = bytes.count
-        while start < end, isWhitespace(bytes[start]) { start += 1 }
-        while end > start, isWhitespace(bytes[end - 1]) { end -= 1 }
-        return String(decoding: bytes[start..<end], as: UTF8.self)
+        let trimmed = HeaderList.trimmed(value.utf8)
+        return trimmed.count == value.utf8.count ? value : String(Substring(trimmed))
     }
 
     /// A route's `set` fields replace any field of the same name.

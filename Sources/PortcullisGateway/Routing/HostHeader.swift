@@ -14,7 +14,7 @@ enum HostHeader {
         } else {
             let end = utf8.firstIndex(of: UInt8(ascii: ":")) ?? utf8.endIndex
             let name = utf8[..<end]
-            guard !name.isEmpty, name.allSatisfy(isNameByte) else { return false }
+            guard !name.isEmpty, name.allSatisfy(RequestTarget.isUnreserved) else { return false }
             utf8 = utf8[end...]
         }
         guard let colon = utf8.first else { return true }
@@ -41,16 +41,6 @@ enum HostHeader {
         if text.hasSuffix("."), utf8.first != UInt8(ascii: "[") { text = text.dropLast() }
         if text.isEmpty { return nil }
         return text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? text.lowercased() : String(text)
-    }
-
-    private static func isNameByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
     }
 
     private static func isHexDigit(_ byte: UInt8) -> Bool {
