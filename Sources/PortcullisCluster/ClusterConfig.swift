@@ -22,6 +22,12 @@ public struct ClusterConfig: Sendable {
     public var checkInterval: Duration
     /// Lifetime assumed for a revoked `jti` whose `exp` is unknown.
     public var maxTokenLifetime: Duration
+    /// Control plane: Redis replicas that must confirm a revocation (`WAIT`) before the admin API
+    /// acknowledges it, so a failover to a replica cannot lose it. 0: the primary's word is enough.
+    public var requiredReplicas: Int
+    /// Control plane: how long a write waits for `requiredReplicas` before failing (the write is
+    /// in the primary's log either way; the call reports it as not durable).
+    public var replicaTimeout: Duration
     public var rateLimitSyncInterval: Duration
     /// Whether `/readyz` fails while Redis is unreachable (default false: keep serving).
     public var readyRequiresRedis: Bool
@@ -82,11 +88,19 @@ public struct ClusterConfig: Sendable {
             maxStaleness = try revocation.optional("max_staleness")?.duration()
             checkInterval = try revocation.optional("check_interval")?.duration() ?? .seconds(1)
             maxTokenLifetime = try revocation.optional("max_token_lifetime")?.duration() ?? .seconds(24 * 3600)
+            requiredReplicas = try revocation.optional("required_replicas")?.int(in: 0...16) ?? 0
+            let timeoutNode = revocation.optional("replica_timeout")
+            replicaTimeout = try timeoutNode?.duration() ?? .seconds(1)
+            if let timeoutNode, replicaTimeout < .milliseconds(1) || replicaTimeout > .seconds(60) {
+                throw timeoutNode.error("replica_timeout must be between 1ms and 60s")
+            }
             try revocation.finish()
         } else {
             maxStaleness = nil
             checkInterval = .seconds(1)
             maxTokenLifetime = .seconds(24 * 3600)
+            requiredReplicas = 0
+            replicaTimeout = .seconds(1)
         }
         rateLimitSyncInterval = try map.optional("rate_limit_sync_interval")?.duration() ?? .milliseconds(50)
         readyRequiresRedis = try map.optional("ready_requires_redis")?.bool() ?? false

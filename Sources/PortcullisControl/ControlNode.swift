@@ -58,7 +58,8 @@ public final class ControlNode: Service, Sendable {
         // and the admin API's counts read this copy, and the writer never continues a head behind it.
         let revocationList = RevocationFollower(client: client, keys: keys, mac: mac, alarm: alarm, node: nil,
                                                 maxStaleness: nil, logger: logger)
-        let store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: config.cluster.maxTokenLifetime, logger: logger,
+        let store = RevocationStore(client: client, keys: keys, mac: mac, maxTokenLifetime: config.cluster.maxTokenLifetime,
+                                    requiredReplicas: config.cluster.requiredReplicas, replicaTimeout: config.cluster.replicaTimeout, logger: logger,
                                     knownPosition: { revocationList.position })
         let revocations = RevocationService(store: store, metrics: metrics, maxTokenLifetime: config.cluster.maxTokenLifetime)
         let membership = Membership(client: client, keys: keys, mac: mac, alarm: alarm)

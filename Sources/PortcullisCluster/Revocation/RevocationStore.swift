@@ -18,21 +18,21 @@ public final class RevocationStore: Sendable {
     private let reader: RevocationLogReader
     private let writer: RevocationWriter
     private let maxTokenLifetime: Int64
-    /// Replicas that must confirm a write (`WAIT`), 0 for none.
-    private let requiredReplicas: Int
 
     /// - Parameter knownPosition: how far this process has seen the log (the control plane's own
     ///   follower): a head behind it is a rollback, never continued.
+    /// - Parameter requiredReplicas: replicas that must confirm every write (`WAIT`, for at most
+    ///   `replicaTimeout`) before it counts as durable; 0 for none.
     public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, maxTokenLifetime: Duration, requiredReplicas: Int = 0,
-                logger: Logger = Logger(label: "portcullis.revocations"),
+                replicaTimeout: Duration = .seconds(1), logger: Logger = Logger(label: "portcullis.revocations"),
                 knownPosition: @escaping @Sendable () -> (epoch: RevocationEpoch?, sequence: Int64) = { (nil, -1) }) {
         self.client = client
         self.keys = keys
         self.mac = mac
         self.maxTokenLifetime = maxTokenLifetime.components.seconds
-        self.requiredReplicas = requiredReplicas
         reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: TamperingAlarm(prefix: keys.prefix, logger: logger))
-        writer = RevocationWriter(client: client, keys: keys, mac: mac, reader: reader, logger: logger, knownPosition: knownPosition)
+        writer = RevocationWriter(client: client, keys: keys, mac: mac, reader: reader, logger: logger,
+                                  requiredReplicas: requiredReplicas, replicaTimeout: replicaTimeout, knownPosition: knownPosition)
     }
 
     /// Makes a revocation durable and pushes it to every node.
@@ -52,14 +52,7 @@ public final class RevocationStore: Sendable {
         }
         let now = Int64(Date().timeIntervalSince1970)
         let changes = revocations.map { RevocationWriter.Change(revocation: $0, pruneAt: pruneTime($0, now: now)) }
-        let events = try await writer.submit(changes)
-        if requiredReplicas > 0 {
-            let acknowledged = try await client.send("WAIT", RedisArgument(requiredReplicas), "1000").int ?? 0
-            guard acknowledged >= Int64(requiredReplicas) else {
-                throw ClusterError.notDurable("only \(acknowledged) of \(requiredReplicas) Redis replicas confirmed the write within 1 s")
-            }
-        }
-        return events
+        return try await writer.submit(changes)
     }
 
     /// When a change's log entry may go: a jti change when its last token has expired; a lift

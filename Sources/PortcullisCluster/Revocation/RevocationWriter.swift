@@ -28,6 +28,9 @@ actor RevocationWriter {
     private let reader: RevocationLogReader
     private let logger: Logger
     private let knownPosition: @Sendable () -> (epoch: RevocationEpoch?, sequence: Int64)
+    /// Replicas that must confirm each commit (`WAIT`), 0 for none, and the longest wait.
+    private let requiredReplicas: Int
+    private let replicaTimeout: Duration
     /// The head this writer last wrote or verified; nil: read it again.
     private var current: (head: RevocationHead, raw: String)?
     /// The furthest this process has seen, to refuse a head that was rolled back.
@@ -45,7 +48,10 @@ actor RevocationWriter {
     static let maxChangesPerCommit = 12_000
 
     init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, reader: RevocationLogReader, logger: Logger,
+         requiredReplicas: Int = 0, replicaTimeout: Duration = .seconds(1),
          knownPosition: @escaping @Sendable () -> (epoch: RevocationEpoch?, sequence: Int64)) {
+        self.requiredReplicas = requiredReplicas
+        self.replicaTimeout = replicaTimeout
         self.client = client
         self.keys = keys
         self.mac = mac
@@ -145,8 +151,9 @@ actor RevocationWriter {
             let next = RevocationHead.signed(epoch: base.epoch, sequence: base.sequence + Int64(changes.count), last: events.last?.mac ?? base.last,
                                              floor: min(max(base.floor, floor ?? 0), base.sequence), beat: base.beat + 1, mac: mac)
             let reply: RedisValue
+            let replicated: Int64?
             do {
-                reply = try await client.evalScript(Self.script, keys: [
+                (reply, replicated) = try await runScript(keys: [
                 RedisArgument(keys.revocationHead), RedisArgument(keys.revocationLog), RedisArgument(keys.revocationExpiry),
                 RedisArgument(keys.revocationIDs),
                 ], arguments: [RedisArgument(expected), RedisArgument(next.wireText), reset ? "1" : "0",
@@ -175,9 +182,39 @@ actor RevocationWriter {
             current = (next, next.wireText)
             highest = next
             remember(events, epoch: next.epoch)
+            if let replicated, replicated < Int64(requiredReplicas) {
+                // Written on the primary (and pushed to the nodes), but a failover now could lose it.
+                throw ClusterError.notDurable("only \(replicated) of \(requiredReplicas) Redis replicas confirmed the write within \(replicaTimeout)"
+                                              + " (it is on the primary and was pushed to the nodes; a failover before it replicates would lose it)")
+            }
             return events.map { var event = $0; event.writtenAtMicros = written; return event }
         }
         throw ClusterError.notDurable("the revocation head kept changing under this writer (another writer, or tampering); nothing was written")
+    }
+
+    /// Runs the write script; with `requiredReplicas`, `WAIT` goes in the same pipeline, so it
+    /// runs on the connection that wrote (on another connection — after a reconnect — `WAIT`
+    /// would have no write to wait for and answer at once). Returns the script's reply and how
+    /// many replicas confirmed (nil without `requiredReplicas`).
+    private func runScript(keys: [RedisArgument], arguments: [RedisArgument]) async throws -> (RedisValue, Int64?) {
+        guard requiredReplicas > 0 else {
+            return (try await client.evalScript(Self.script, keys: keys, arguments: arguments), nil)
+        }
+        let call: [RedisArgument] = ["EVALSHA", RedisArgument(Self.script.sha1), RedisArgument(keys.count)] + keys + arguments
+        let wait: [RedisArgument] = ["WAIT", RedisArgument(requiredReplicas), RedisArgument(max(1, replicaTimeout.wholeMilliseconds))]
+        for attempt in 0..<2 {
+            let results = try await client.pipeline([call, wait])
+            switch results[0] {
+            case .failure(let error) where error.errorCode == "NOSCRIPT" && attempt == 0:
+                _ = try await client.send("SCRIPT", "LOAD", RedisArgument(Self.script.source))
+                continue
+            case .failure(let error):
+                throw error
+            case .success(let reply):
+                return (reply, try results[1].get().int ?? 0)
+            }
+        }
+        throw ClusterError.unexpectedReply("the revocation write script is not loaded after SCRIPT LOAD")
     }
 
     /// The head to write after, the raw text the script must still find, and whether the log is

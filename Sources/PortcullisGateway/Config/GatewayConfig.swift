@@ -78,7 +78,15 @@ public struct GatewayConfig: Sendable {
             policies[policy.name] = policy
         }
         self.rateLimitPolicies = policies
-        self.cluster = try map.optional("cluster").map { try ClusterConfig(node: $0, baseDirectory: baseDirectory) }
+        self.cluster = try map.optional("cluster").map { node in
+            let cluster = try ClusterConfig(node: node, baseDirectory: baseDirectory)
+            // Gateways never write revocations: a durability setting here would be a silent no-op.
+            var section = try node.mapping()
+            if var revocation = try section.optional("revocation")?.mapping(), let replicas = revocation.optional("required_replicas") {
+                throw replicas.error("required_replicas is a control-plane setting (gateways write no revocations)")
+            }
+            return cluster
+        }
 
         let routesNode = try map.required("routes")
         var routes: [RouteConfig] = []
