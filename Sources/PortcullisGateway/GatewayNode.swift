@@ -107,6 +107,11 @@ public final class GatewayNode: Service, Sendable {
                 if !keys.isReady { return .text(.serviceUnavailable, "key sets not loaded\n") }
                 if let agent {
                     if !agent.isSynced { return .text(.serviceUnavailable, "cluster state not synced\n") }
+                    // Past max_staleness the node refuses authenticated requests (fail closed): a
+                    // load balancer should send them elsewhere until it has confirmed its state.
+                    if let age = agent.staleness.exceededAge() {
+                        return .text(.serviceUnavailable, "revocation state not confirmed for \(age) s (max_staleness); failing closed\n")
+                    }
                     if readyRequiresRedis, !agent.isRedisConnected { return .text(.serviceUnavailable, "Redis unreachable\n") }
                 }
                 return .text(.ok, "ready\n")

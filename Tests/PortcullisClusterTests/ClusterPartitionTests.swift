@@ -95,6 +95,11 @@ struct ClusterPartitionTests {
             defer { http.close() }
             return try http.request("GET", "/metrics").text
         }
+        func readiness() throws -> HTTPTestResponse {
+            let http = try HTTPTestClient(host: nsIP, port: adminPort, timeout: 5)
+            defer { http.close() }
+            return try http.request("GET", "/readyz")
+        }
         func token(jti: String) throws -> String {
             let now = Int64(Date().timeIntervalSince1970)
             return try signer.sign(claims: ["iss": .string(TestCluster.issuer), "aud": .string(TestCluster.audience), "sub": "u",
@@ -119,12 +124,17 @@ struct ClusterPartitionTests {
         }
         // Fail closed once the state is older than max_staleness.
         try await eventually(timeout: .seconds(10), "fails closed after max_staleness") { try status(valid) == 503 }
+        // …and says so to a load balancer: not ready while failing closed.
+        let notReady = try readiness()
+        #expect(notReady.status == 503 && notReady.text.contains("failing closed"), "\(notReady.status) \(notReady.text)")
 
         // Heal: reconnects, resyncs, enforces what was revoked meanwhile.
         let healed = ContinuousClock.now
         try NetworkNamespace.ip("netns", "exec", namespace, "ip", "route", "replace", "\(redisIP)/32", "via", hostIP)
-        try await eventually(timeout: .seconds(10), "serves again after healing") { try status(valid) == 200 }
+        // Ready again only with the state confirmed, so the revocation made meanwhile holds at once.
+        try await eventually(timeout: .seconds(10), "ready again after healing") { try readiness().status == 200 }
         #expect(try status(revokedDuring) == 401)
+        #expect(try status(valid) == 200)
         let recovery = ContinuousClock.now - healed
         print("partition healed → serving and resynced in \(recovery)")
         try await eventually(timeout: .seconds(5), "metrics show the reconnection") { try metrics().contains("portcullis_redis_connected 1") }

@@ -243,8 +243,8 @@ public final class StalenessClock: Sendable {
         Double(elapsedNanos(since: confirmedAt.load(ordering: .relaxed), now: now())) / 1e9
     }
 
-    /// The age in whole seconds when it exceeds the limit, else nil.
-    func exceededAge() -> Int? {
+    /// The age in whole seconds when it exceeds the limit (the node fails closed), else nil.
+    public func exceededAge() -> Int? {
         guard let limitNanos else { return nil }
         let age = elapsedNanos(since: confirmedAt.load(ordering: .relaxed), now: now())
         return age > limitNanos ? Int(age / 1_000_000_000) : nil

@@ -153,7 +153,7 @@ actor RevocationWriter {
             let reply: RedisValue
             let replicated: Int64?
             do {
-                (reply, replicated) = try await runScript(keys: [
+                (reply, replicated) = try await runScript(waitForReplicas: !changes.isEmpty, keys: [
                 RedisArgument(keys.revocationHead), RedisArgument(keys.revocationLog), RedisArgument(keys.revocationExpiry),
                 RedisArgument(keys.revocationIDs),
                 ], arguments: [RedisArgument(expected), RedisArgument(next.wireText), reset ? "1" : "0",
@@ -192,12 +192,16 @@ actor RevocationWriter {
         throw ClusterError.notDurable("the revocation head kept changing under this writer (another writer, or tampering); nothing was written")
     }
 
-    /// Runs the write script; with `requiredReplicas`, `WAIT` goes in the same pipeline, so it
-    /// runs on the connection that wrote (on another connection — after a reconnect — `WAIT`
-    /// would have no write to wait for and answer at once). Returns the script's reply and how
-    /// many replicas confirmed (nil without `requiredReplicas`).
-    private func runScript(keys: [RedisArgument], arguments: [RedisArgument]) async throws -> (RedisValue, Int64?) {
-        guard requiredReplicas > 0 else {
+    /// Runs the write script; with `requiredReplicas` and `waitForReplicas`, `WAIT` goes in the
+    /// same pipeline, so it runs on the connection that wrote (on another connection — after a
+    /// reconnect — `WAIT` would have no write to wait for and answer at once). Returns the
+    /// script's reply and how many replicas confirmed (nil when not waited for).
+    ///
+    /// Beats and floor raises do not wait: they carry no revocation, and waiting would stop the
+    /// heartbeat — and so make every gateway stale and fail closed — whenever no replica answers
+    /// (e.g. right after a failover, before the old primary rejoins as a replica).
+    private func runScript(waitForReplicas: Bool, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> (RedisValue, Int64?) {
+        guard requiredReplicas > 0, waitForReplicas else {
             return (try await client.evalScript(Self.script, keys: keys, arguments: arguments), nil)
         }
         let call: [RedisArgument] = ["EVALSHA", RedisArgument(Self.script.sha1), RedisArgument(keys.count)] + keys + arguments
