@@ -5,9 +5,12 @@ import Synchronization
 /// One pipelined command connection to Redis.
 ///
 /// Connects lazily on first use. Concurrent commands share the connection and pipeline
-/// automatically; replies come back in order. After any connection failure the next command
+/// automatically; replies come back in order. After a connection closes the next command
 /// reconnects (re-resolving the master through Sentinel when configured); AUTH and SELECT are sent
-/// on every (re)connect. Commands issued while connecting wait for the connection.
+/// on every (re)connect. Commands issued while connecting wait for the connection. After a failed
+/// connection attempt the client backs off (`RedisBackoff`: 50 ms doubling to 2 s, with jitter):
+/// commands issued before the next attempt is due fail at once with the last attempt's error, so a
+/// down or misconfigured Redis is tried — and logged — once per backoff step, not once per command.
 ///
 /// Call `close()` when done; dropping the last reference also closes the connection.
 public final class RedisClient: Sendable {
@@ -35,12 +38,20 @@ public final class RedisClient: Sendable {
         case idle
         case connecting([Request])
         case connected(RedisConnection)
+        /// The last attempt failed with `error`; no new attempt before `until`.
+        case backingOff(until: NIODeadline, error: RedisError)
         case closed
     }
 
-    public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+    private let backoff: RedisBackoff
+    /// Failed connection attempts in a row (on the event loop).
+    private let failedAttempts: NIOLoopBoundBox<Int>
+
+    public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger, backoff: RedisBackoff = .default) {
         let eventLoop = eventLoopGroup.next()
         self.eventLoop = eventLoop
+        self.backoff = backoff
+        self.failedAttempts = .makeBoxSendingValue(0, eventLoop: eventLoop)
         self.connector = RedisConnector(configuration: configuration, logger: logger)
         self.logger = logger
         self.state = .makeBoxSendingValue(.idle, eventLoop: eventLoop)
@@ -129,7 +140,7 @@ public final class RedisClient: Sendable {
             case .connecting(let requests):
                 requests.forEach { $0.fail(.clientClosed) }
                 return nil
-            case .idle, .closed:
+            case .idle, .closed, .backingOff:
                 return nil
             }
         }.get()
@@ -145,6 +156,13 @@ public final class RedisClient: Sendable {
         case .connected, .idle:
             state.value = .connecting([request])
             startConnecting()
+        case .backingOff(let until, let error):
+            if NIODeadline.now() < until {
+                request.fail(error)
+            } else {
+                state.value = .connecting([request])
+                startConnecting()
+            }
         case .connecting(var requests):
             state.value = .idle  // drops the enum's reference so the append does not copy the array
             requests.append(request)
@@ -183,15 +201,19 @@ public final class RedisClient: Sendable {
         }
         switch result {
         case .success(let connection):
+            failedAttempts.value = 0
             state.value = .connected(connection)
             connection.channel.closeFuture.whenComplete { [weak self] _ in
                 self?.connectionClosed(connection)
             }
             requests.forEach { dispatch($0, on: connection) }
         case .failure(let error):
-            state.value = .idle
             let redisError = RedisError.connecting(error, address: connector.configuration.endpoint.label)
-            logger.warning("Redis connection failed", metadata: ["redis.error": "\(redisError)"])
+            let delay = backoff.delay(forAttempt: failedAttempts.value)
+            let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+            failedAttempts.value += 1
+            state.value = .backingOff(until: .now() + .nanoseconds(nanos), error: redisError)
+            logger.warning("Redis connection failed", metadata: ["redis.error": "\(redisError)", "redis.retry_in_ms": "\(nanos / 1_000_000)"])
             requests.forEach { $0.fail(redisError) }
         }
     }

@@ -12,6 +12,7 @@ struct SentinelResolver {
 
     func connectToMaster(on eventLoop: any EventLoop) async throws -> RedisConnection {
         var failures: [String] = []
+        var kinds: Set<String> = []
         var triedAddresses: Set<String> = []
         for sentinel in sentinels {
             let master: (host: String, port: Int)
@@ -23,6 +24,7 @@ struct SentinelResolver {
                 master = named
             } catch {
                 failures.append("sentinel \(describe(error))")
+                kinds.insert((error as? RedisError)?.kind ?? "other")
                 continue
             }
             let label = formatHostPort(master.host, master.port)
@@ -34,9 +36,17 @@ struct SentinelResolver {
                 return connection
             } catch {
                 failures.append("master '\(masterName)' at \(label) (named by sentinel \(sentinel)): \(describe(error))")
+                kinds.insert((error as? RedisError)?.kind ?? "other")
             }
         }
-        throw RedisError.sentinel("no reachable master '\(masterName)': " + failures.joined(separator: "; "))
+        let message = "no reachable master '\(masterName)' through Sentinel: " + failures.joined(separator: "; ")
+        // When every attempt failed the same way on TLS or AUTH, that is the fault to report (and
+        // count): a wrong CA or password does not heal by trying other Sentinels.
+        switch kinds {
+        case ["tls"]: throw RedisError.tls(message)
+        case ["auth"]: throw RedisError.authentication(message)
+        default: throw RedisError.sentinel(message)
+        }
     }
 
     private func describe(_ error: any Error) -> String {
