@@ -20,7 +20,7 @@
 # The hosts (10.231.0.0/24 on bridge pcxbr0; the root namespace is 10.231.0.1, the operator's
 # jump host, from which the tests reach the public ports):
 #   redis-1 .11  primary (TLS, ACL users)          sent-1..3 .21-.23  Sentinels (TLS, password)
-#   redis-2 .12  replica                            control   .30      control plane (HTTPS :9000,
+#   redis-2 .12  replica, redis-3 .13 replica       control   .30      control plane (HTTPS :9000,
 #   gw-1..3 .41-.43  gateways (HTTPS :8443;                            admin HTTPS :9001)
 #                    metrics on 127.0.0.1:9901 of their host)
 #   client  .50  load generators
@@ -42,9 +42,9 @@ mkdir -p "$work"; work=$(cd "$work" && pwd)
 
 net=10.231.0
 bridge=pcxbr0
-declare -A address=([redis-1]=$net.11 [redis-2]=$net.12 [sent-1]=$net.21 [sent-2]=$net.22 [sent-3]=$net.23
+declare -A address=([redis-1]=$net.11 [redis-2]=$net.12 [redis-3]=$net.13 [sent-1]=$net.21 [sent-2]=$net.22 [sent-3]=$net.23
     [control]=$net.30 [gw-1]=$net.41 [gw-2]=$net.42 [gw-3]=$net.43 [client]=$net.50)
-hosts=(redis-1 redis-2 sent-1 sent-2 sent-3 control gw-1 gw-2 gw-3 client)
+hosts=(redis-1 redis-2 redis-3 sent-1 sent-2 sent-3 control gw-1 gw-2 gw-3 client)
 gateways=(gw-1 gw-2 gw-3)
 sentinels=(sent-1 sent-2 sent-3)
 master=portcullis
@@ -152,16 +152,18 @@ materials() {
     make_ca "$m" pcx-ca            # the bed's CA for Redis, Sentinels, the control plane and gateways
     make_ca "$m" pcx-wrong-ca      # a CA nobody uses: the "wrong CA" host trusts only this one
     make_ca "$m" pcx-admin-ca      # admin client certificates
-    for h in redis-1 redis-2 sent-1 sent-2 sent-3 control gw-1 gw-2 gw-3; do
+    for h in redis-1 redis-2 redis-3 sent-1 sent-2 sent-3 control gw-1 gw-2 gw-3 client; do
         make_cert "$m" pcx-ca "$m/$h" "$h" "DNS:$h,IP:${address[$h]}"
     done
     make_cert "$m" pcx-admin-ca "$m/ops" "ops" "DNS:ops" clientAuth
-    for s in cluster_secret kek admin_token client_secret gateway_pw control_pw replica_pw sentinel_pw sentinel_client_pw; do
+    for s in cluster_secret kek admin_token client_secret gateway_pw control_pw replica_pw sentinel_pw sentinel_client_pw operator_pw; do
         secret >"$m/$s"
     done
     PORTCULLIS_REDIS_GATEWAY_PASSWORD=$(cat "$m/gateway_pw") PORTCULLIS_REDIS_CONTROL_PASSWORD=$(cat "$m/control_pw") \
     PORTCULLIS_REDIS_REPLICA_PASSWORD=$(cat "$m/replica_pw") PORTCULLIS_REDIS_SENTINEL_PASSWORD=$(cat "$m/sentinel_pw") \
         "$root/cluster/redis/make-acl.sh" >"$m/users.acl"
+    # The operator's own account (ACL LOG, INFO): a person's superuser, not a Portcullis role.
+    echo "user pcx-operator on #$(tr -d '\n' <"$m/operator_pw" | sha256sum | cut -c1-64) ~* &* +@all" >>"$m/users.acl"
 }
 
 # --- the archive ------------------------------------------------------------------------------------
@@ -217,6 +219,7 @@ redis_conf() {  # redis_conf HOST
         echo "masterauth $(cat "$m/replica_pw")"
         echo "replica-announce-ip ${address[$h]}"
         echo "replica-announce-port 6379"
+        echo "repl-diskless-sync-delay 0"
         if [ "$tls" = 1 ]; then
             echo "port 0"
             echo "tls-port 6379"
@@ -228,7 +231,7 @@ redis_conf() {  # redis_conf HOST
         else
             echo "port 6379"
         fi
-        if [ "$h" = redis-2 ]; then echo "replicaof ${address[redis-1]} 6379"; fi
+        if [ "$h" != redis-1 ]; then echo "replicaof ${address[redis-1]} 6379"; fi
     } >"$d/redis.conf"
 }
 sentinel_conf() {  # sentinel_conf HOST
@@ -393,7 +396,7 @@ up() {
     complete=0
     trap '[ "$complete" = 1 ] || { log "up failed; tearing down (logs in $work/log)"; down; }' EXIT
 
-    for h in redis-1 redis-2; do
+    for h in redis-1 redis-2 redis-3; do
         redis_conf "$h"
         spawn "$h" "$h" redis-server "$work/hosts/$h/redis/redis.conf"
         relay "$h" 6379
@@ -405,16 +408,18 @@ up() {
         relay "$h" 26379
         wait_port "$h" 127.0.0.1 26379
     done
-    log "waiting for the replica and the Sentinels"
+    log "waiting for the replicas and the Sentinels"
     local i
     for i in $(seq 1 100); do
-        redis_cli sent-1 26379 --no-auth-warning -a "$(cat "$work/materials/sentinel_client_pw")" SENTINEL replicas "$master" 2>/dev/null \
-            | grep -q "${address[redis-2]}" \
+        [ "$(redis_cli redis-1 6379 --no-auth-warning --user pcx-operator --pass "$(cat "$work/materials/operator_pw")" INFO replication 2>/dev/null \
+            | grep -c 'state=online')" = 2 ] \
+        && redis_cli sent-1 26379 --no-auth-warning -a "$(cat "$work/materials/sentinel_client_pw")" SENTINEL replicas "$master" 2>/dev/null \
+            | grep -q "${address[redis-3]}" \
         && redis_cli sent-1 26379 --no-auth-warning -a "$(cat "$work/materials/sentinel_client_pw")" SENTINEL sentinels "$master" 2>/dev/null \
             | grep -c '^name$' | grep -q '^2$' && break
         sleep 0.2
     done
-    [ "$i" -lt 100 ] || die "the Sentinels did not see the replica and each other within 20 s"
+    [ "$i" -lt 100 ] || die "the replicas were not in sync or the Sentinels did not see them and each other within 20 s"
 
     control_config
     spawn_unit control control portcullis-control.service control-1
@@ -426,6 +431,14 @@ up() {
         spawn_unit "$h" "$h" portcullis-gateway@.service "$h"
     done
     for h in "${gateways[@]}"; do wait_port "$h" "${address[$h]}" 8443 60; done
+    # Ready: key sets loaded and the revocation state synced (what a load balancer waits for).
+    for h in "${gateways[@]}"; do
+        for i in $(seq 1 300); do
+            [ "$(on "$h" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9901/readyz)" = 200 ] && break
+            sleep 0.1
+        done
+        [ "$i" -lt 300 ] || die "$h not ready after 30 s (see $work/log/$h.log)"
+    done
     complete=1
     write_env
     log "up: $(ls "$work/pid" | wc -l) processes on ${#hosts[@]} hosts; environment in $work/bed.env"
@@ -446,6 +459,7 @@ write_env() {
         echo "PCX_GATEWAYS='$(for h in "${gateways[@]}"; do printf 'https://%s:8443 ' "${address[$h]}"; done)'"
         echo "PCX_GATEWAY_PASSWORD=$(cat "$m/gateway_pw")"
         echo "PCX_CONTROL_PASSWORD=$(cat "$m/control_pw")"
+        echo "PCX_OPERATOR_PASSWORD=$(cat "$m/operator_pw")"
         echo "PCX_SENTINEL_PASSWORD=$(cat "$m/sentinel_client_pw")"
         echo "PCX_BINARY=$(cat "$work/archive-dir")/bin/portcullis"
     } >"$work/bed.env"
