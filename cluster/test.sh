@@ -30,4 +30,7 @@ for broken in "--broken MERGE" "--broken SEQMAC" "--broken ACKMAC" "--broken HOL
 done
 # The release archive, units, manifests and container image (docs/deployment.md), from the debug binary.
 ./cluster/package-test.sh .build/debug/portcullis
+# The multi-host bed (docs/deployment.md): network namespaces as hosts, the archive as installed,
+# TLS and ACL users to Redis, Sentinel failover, a cut cable, a wrong CA, an ACL attack.
+./cluster/hosts-ci.sh .build/debug/portcullis
 ./cluster/fuzz-smoke.sh 20
