@@ -89,8 +89,8 @@ public final class ControlNode: Service, Sendable {
             logger.warning("the admin API listens beyond loopback; every call still needs a bearer token",
                            metadata: ["admin_listen": "\(config.adminListen)"])
         }
-        let publicTLS = try config.tls.map { TLSContextBox(try $0.makeContext()) }
-        let adminTLS = try config.adminTLS.map { TLSContextBox(try $0.makeContext()) }
+        let publicTLS = try config.tls.map { TLSContextBox(try $0.makeListenerTLS()) }
+        let adminTLS = try config.adminTLS.map { TLSContextBox(try $0.makeListenerTLS()) }
         let adminApp = Application(
             router: admin.router(),
             server: .http1(tls: adminTLS),
@@ -100,7 +100,8 @@ public final class ControlNode: Service, Sendable {
             },
             eventLoopGroupProvider: .shared(group), logger: logger)
         let publicApp = Application(
-            router: PublicRoutes.router(server: authorizationServer),
+            router: PublicRoutes.router(server: authorizationServer,
+                                        certificates: config.tls?.verifiesClientCertificatesItself == true ? .byVerifier : .byHandshake),
             server: .http1(tls: publicTLS),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "portcullis-control"),
             onServerRunning: { channel in

@@ -65,10 +65,10 @@ final class AuthorizationServer: Sendable {
             "introspection_endpoint": .string(introspectionEndpoint),
             "grant_types_supported": ["client_credentials", "refresh_token"],
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "tls_client_auth"],
+            "token_endpoint_auth_methods_supported": Self.authMethods,
             "tls_client_certificate_bound_access_tokens": true,
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": Self.authMethods,
+            "introspection_endpoint_auth_methods_supported": Self.authMethods,
             "scopes_supported": .array(scopes.map(JSONValue.string)),
             "access_token_signing_alg_values_supported": [.string(config.algorithm.rawValue)],
         ]
@@ -78,6 +78,10 @@ final class AuthorizationServer: Sendable {
         }
         return .object(object)
     }
+
+    /// How clients authenticate, at the token, revocation and introspection endpoints alike
+    /// (`ClientAuthenticator`).
+    static let authMethods: JSONValue = ["client_secret_basic", "client_secret_post", "tls_client_auth", "self_signed_tls_client_auth"]
 
     // MARK: Token endpoint (RFC 6749 §4.4, §6)
 
@@ -264,8 +268,9 @@ final class AuthorizationServer: Sendable {
         return (jti, Int64(Date().timeIntervalSince1970) + config.accessTokenTTL.components.seconds)
     }
 
-    /// `boundTo`: the certificate a `tls_client_auth` client authenticated with; the token then
-    /// carries its `cnf.x5t#S256` (RFC 8705 §3) and gateways accept it only over that certificate.
+    /// `boundTo`: the certificate a `tls_client_auth` or `self_signed_tls_client_auth` client
+    /// authenticated with; the token then carries its `cnf.x5t#S256` (RFC 8705 §3) and gateways
+    /// accept it only over that certificate.
     private func sign(_ signer: JWTSigner, jti: String, exp: Int64, subject: String, clientID: String, audience: String, scopes: [String],
                       boundTo: ClientAuthenticator.PresentedCertificate? = nil) throws -> String {
         let now = Int64(Date().timeIntervalSince1970)

@@ -5,10 +5,13 @@ import PortcullisJOSE
 
 /// Authenticates OAuth clients at the token, revocation and introspection endpoints:
 /// `client_secret_basic` (RFC 6749 §2.3.1, the id and secret form-encoded inside the Basic
-/// credentials) or `client_secret_post`, never both; or, for clients configured with a subject
-/// DN, RFC 8705 `tls_client_auth`: `client_id` in the form and the client certificate the
-/// listener verified, whose subject must be that DN. Secrets are configured as SHA-256 hashes
-/// and compared in constant time; an unknown client costs the same comparison as a known one.
+/// credentials) or `client_secret_post`, never both; or, for clients registered with a
+/// certificate, `client_id` in the form and the client certificate of the TLS connection
+/// (RFC 8705): under `tls_client_auth` (§2.1) it must chain to the public listener's `client_ca`
+/// and carry the registered subject DN; under `self_signed_tls_client_auth` (§2.2) it must be one
+/// of the certificates registered for the client, compared by SHA-256, whoever issued it. Secrets
+/// are configured as SHA-256 hashes and compared in constant time; an unknown client costs the
+/// same comparison as a known one.
 struct ClientAuthenticator: Sendable {
     let clients: [String: AuthorizationServerConfig.Client]
     private static let dummyDigest = [UInt8](repeating: 0, count: 32)
@@ -17,22 +20,36 @@ struct ClientAuthenticator: Sendable {
         self.clients = Dictionary(uniqueKeysWithValues: clients.map { ($0.id, $0) })
     }
 
-    /// A client certificate the listener verified.
+    /// The client certificate of the TLS connection. The handshake has proved the client holds
+    /// its key; `chainVerified` says whether it also chains to the listener's `client_ca`.
     struct PresentedCertificate: Sendable {
         var subject: String
         /// SHA-256 of the DER certificate (RFC 8705 `x5t#S256`).
         var sha256: [UInt8]
+        /// True when the certificate chains to `client_ca`; false for one accepted only as a
+        /// candidate for `self_signed_tls_client_auth`, whose subject vouches for nothing.
+        var chainVerified: Bool
     }
 
     /// The authenticated client, and the certificate it authenticated with under
-    /// `tls_client_auth` (its tokens are bound to it).
+    /// `tls_client_auth` or `self_signed_tls_client_auth` (its tokens are bound to it).
     /// - Throws: `invalid_client` (401) or `invalid_request` (400).
     func authenticate(authorization: String?, form: [String: String],
                       certificate: PresentedCertificate? = nil) throws(APIError) -> (client: AuthorizationServerConfig.Client, boundTo: PresentedCertificate?) {
         if authorization == nil, form["client_secret"] == nil, let id = form["client_id"], let client = clients[id],
-           let subjectDN = client.tlsClientAuthSubjectDN {
-            guard let certificate else { throw Self.invalidClient("client '\(id)' authenticates with a client certificate (tls_client_auth); none was presented") }
-            guard certificate.subject == subjectDN else { throw Self.invalidClient("the client certificate's subject is not the one registered for '\(id)'") }
+           let method = client.certificateMethod {
+            guard let certificate else { throw Self.invalidClient("client '\(id)' authenticates with a client certificate (\(method)); none was presented") }
+            if let subjectDN = client.tlsClientAuthSubjectDN {
+                // A self-signed certificate can name any subject: only one client_ca signed counts.
+                guard certificate.chainVerified else {
+                    throw Self.invalidClient("client '\(id)' needs a client certificate issued by the listener's client_ca (tls_client_auth)")
+                }
+                guard certificate.subject == subjectDN else { throw Self.invalidClient("the client certificate's subject is not the one registered for '\(id)'") }
+            } else {
+                guard client.selfSignedCertificates.contains(certificate.sha256) else {
+                    throw Self.invalidClient("the client certificate is not one registered for '\(id)' (self_signed_tls_client_auth)")
+                }
+            }
             return (client, certificate)
         }
         return (try authenticateWithSecret(authorization: authorization, form: form), nil)
@@ -64,7 +81,7 @@ struct ClientAuthenticator: Sendable {
         }
         let presented = Array(SHA256.hash(data: Array(secret.utf8)))
         let client = clients[id]
-        // A tls_client_auth client has no secret (an empty digest never matches).
+        // A certificate-authenticated client has no secret (an empty digest never matches).
         let matches = AdminAuthenticator.constantTimeEquals(presented, client?.secretDigest ?? Self.dummyDigest)
         guard let client, matches else { throw Self.invalidClient("unknown client or wrong secret") }
         return client
@@ -77,3 +94,4 @@ struct ClientAuthenticator: Sendable {
         return error
     }
 }
+

@@ -3,7 +3,10 @@ import PortcullisJOSE
 
 /// The public listener: the authorization server's endpoints (when configured) and `/healthz`.
 enum PublicRoutes {
-    static func router(server: AuthorizationServer?) -> Router<ControlRequestContext> {
+    /// `certificates`: how the listener verifies client certificates, which decides which of them
+    /// count as chaining to `client_ca`.
+    static func router(server: AuthorizationServer?,
+                       certificates: ControlRequestContext.CertificateVerification) -> Router<ControlRequestContext> {
         let router = Router(context: ControlRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.get("/healthz") { _, _ in Response.text("ok\n") }
@@ -19,13 +22,13 @@ enum PublicRoutes {
                             body: ResponseBody(byteBuffer: ByteBuffer(string: document)))
         }
         router.post(RouterPath(base + "/oauth2/token")) { request, context in
-            try await server.token(request, peer: context.peer, certificate: await context.verifiedClientCertificate())
+            try await server.token(request, peer: context.peer, certificate: await context.clientCertificate(verifiedBy: certificates))
         }
         router.post(RouterPath(base + "/oauth2/revoke")) { request, context in
-            try await server.revoke(request, peer: context.peer, certificate: await context.verifiedClientCertificate())
+            try await server.revoke(request, peer: context.peer, certificate: await context.clientCertificate(verifiedBy: certificates))
         }
         router.post(RouterPath(base + "/oauth2/introspect")) { request, context in
-            try await server.introspect(request, certificate: await context.verifiedClientCertificate())
+            try await server.introspect(request, certificate: await context.clientCertificate(verifiedBy: certificates))
         }
         return router
     }

@@ -22,6 +22,18 @@ public struct AuthorizationServerConfig: Sendable {
         /// the public listener verified (`tls.client_ca`) whose subject is exactly this DN, and
         /// its access tokens are bound to that certificate (`cnf.x5t#S256`). nil: a client secret.
         public var tlsClientAuthSubjectDN: String?
+        /// RFC 8705 §2.2 `self_signed_tls_client_auth`: SHA-256 digests of the DER certificates
+        /// the client is registered with (`self_signed_certificate_sha256`, the `x5c` of
+        /// `self_signed_jwks_file`); it authenticates by presenting one of them over TLS on the
+        /// public listener, whoever issued it, and its access tokens are bound to it. Empty: not
+        /// this method.
+        public var selfSignedCertificates: Set<[UInt8]> = []
+
+        /// The RFC 8705 method the client authenticates with, or nil for a client secret.
+        public var certificateMethod: String? {
+            if tlsClientAuthSubjectDN != nil { return "tls_client_auth" }
+            return selfSignedCertificates.isEmpty ? nil : "self_signed_tls_client_auth"
+        }
     }
 
     public static let supportedGrantTypes = ["client_credentials", "refresh_token"]
@@ -43,7 +55,9 @@ public struct AuthorizationServerConfig: Sendable {
     public var rotationPropagationTimeout: Duration
     public var clients: [Client]
 
-    init(node: ConfigNode, baseDirectory: String) throws {
+    /// `publicTLS`: whether the public listener serves HTTPS (`tls:`), where self-signed clients
+    /// present their certificates.
+    init(node: ConfigNode, baseDirectory: String, publicTLS: Bool) throws {
         var map = try node.mapping()
         name = try map.optional("name")?.nonEmptyString() ?? "builtin"
         let issuerNode = try map.required("issuer")
@@ -88,15 +102,40 @@ public struct AuthorizationServerConfig: Sendable {
             let id = try entry.required("client_id").nonEmptyString()
             guard !clients.contains(where: { $0.id == id }) else { throw item.error("duplicate client_id '\(id)'") }
             let subjectDN = try entry.optional("tls_client_auth_subject_dn")?.nonEmptyString()
+            let thumbprintsNode = entry.optional("self_signed_certificate_sha256")
+            let jwksNode = entry.optional("self_signed_jwks_file")
+            var selfSigned: [([UInt8], ConfigNode)] = []
+            if let thumbprintsNode {
+                selfSigned += try SelfSignedCertificateRegistration.thumbprints(thumbprintsNode).map { ($0, thumbprintsNode) }
+            }
+            if let jwksNode {
+                selfSigned += try SelfSignedCertificateRegistration.jwksFile(jwksNode, baseDirectory: baseDirectory).map { ($0, jwksNode) }
+            }
+            if let selfSignedNode = thumbprintsNode ?? jwksNode {
+                guard subjectDN == nil else {
+                    throw selfSignedNode.error("a client authenticates with tls_client_auth_subject_dn or a self-signed certificate, not both")
+                }
+                guard publicTLS else {
+                    throw selfSignedNode.error("self_signed_tls_client_auth needs tls: on the public listener (the certificate comes in its TLS handshake)")
+                }
+            }
+            for (certificate, certificateNode) in selfSigned {
+                if let owner = clients.first(where: { $0.selfSignedCertificates.contains(certificate) }) {
+                    throw certificateNode.error("certificate \(Base64URL.encode(certificate)) is already registered for client '\(owner.id)'")
+                }
+            }
             let digest: [UInt8]
             if let secretNode = entry.optional("secret_sha256") {
                 guard subjectDN == nil else { throw secretNode.error("a client authenticates with a secret or with tls_client_auth_subject_dn, not both") }
+                guard selfSigned.isEmpty else { throw secretNode.error("a client authenticates with a secret or with a self-signed certificate, not both") }
                 guard let decoded = Hex.decode(try secretNode.string()), decoded.count == 32 else {
                     throw secretNode.error("expected the SHA-256 of the client secret as 64 hex digits")
                 }
                 digest = decoded
             } else {
-                guard subjectDN != nil else { throw item.error("client '\(id)' needs secret_sha256 or tls_client_auth_subject_dn") }
+                guard subjectDN != nil || !selfSigned.isEmpty else {
+                    throw item.error("client '\(id)' needs secret_sha256, tls_client_auth_subject_dn, self_signed_certificate_sha256 or self_signed_jwks_file")
+                }
                 digest = []
             }
             let scopesNode = entry.optional("scopes")
@@ -113,7 +152,8 @@ public struct AuthorizationServerConfig: Sendable {
             let introspectAny = try entry.optional("introspect_any")?.bool() ?? false
             try entry.finish()
             clients.append(Client(id: id, secretDigest: digest, scopes: scopes, audience: clientAudience, grantTypes: Set(grants),
-                                  introspectAny: introspectAny, tlsClientAuthSubjectDN: subjectDN))
+                                  introspectAny: introspectAny, tlsClientAuthSubjectDN: subjectDN,
+                                  selfSignedCertificates: Set(selfSigned.map(\.0))))
         }
         self.clients = clients
         try map.finish()
@@ -124,6 +164,11 @@ public struct AuthorizationServerConfig: Sendable {
         let duration = try node.duration()
         guard duration >= minimum else { throw node.error("must be at least \(minimum)") }
         return duration
+    }
+
+    /// Every certificate registered for `self_signed_tls_client_auth`, all clients together.
+    var selfSignedCertificates: Set<[UInt8]> {
+        clients.reduce(into: []) { $0.formUnion($1.selfSignedCertificates) }
     }
 
     /// Every audience a token of this server can carry (for its own verifier).

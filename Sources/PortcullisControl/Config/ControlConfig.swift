@@ -42,7 +42,15 @@ public struct ControlConfig: Sendable {
         listen = try map.optional("listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9000)
         adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9001)
         cluster = try ClusterConfig(node: map.required("cluster"), baseDirectory: baseDirectory)
-        tls = try map.optional("tls").map { try ControlTLSConfig(node: $0, baseDirectory: baseDirectory, allowClientCertificates: true) }
+        // The authorization server first: its self-signed clients change what the public listener asks for.
+        let tlsNode = map.optional("tls")
+        authorizationServer = try map.optional("authorization_server").map {
+            try AuthorizationServerConfig(node: $0, baseDirectory: baseDirectory, publicTLS: tlsNode != nil)
+        }
+        let selfSigned = authorizationServer?.selfSignedCertificates ?? []
+        tls = try tlsNode.map {
+            try ControlTLSConfig(node: $0, baseDirectory: baseDirectory, allowClientCertificates: true, selfSignedClientCertificates: selfSigned)
+        }
         adminTLS = try map.optional("admin_tls").map { try ControlTLSConfig(node: $0, baseDirectory: baseDirectory, allowClientCertificates: true) }
         let authNode = map.optional("admin_auth")
         if let authNode {
@@ -62,7 +70,6 @@ public struct ControlConfig: Sendable {
         } else {
             adminCredentials = try AdminCredential.list(from: map.required("admin_tokens"))
         }
-        authorizationServer = try map.optional("authorization_server").map { try AuthorizationServerConfig(node: $0, baseDirectory: baseDirectory) }
 
         var issuers: [IssuerConfig] = []
         if let issuersNode = map.optional("issuers") {

@@ -19,8 +19,20 @@ public struct ControlTLSConfig: Sendable {
     public var privateKey: String
     public var clientCA: String?
     public var clientCertificates: ClientCertificates
+    /// SHA-256 digests of the certificates registered for `self_signed_tls_client_auth` (the
+    /// public listener of a control plane whose authorization server has such clients; empty
+    /// elsewhere). With any, the listener asks for client certificates even without `client_ca`
+    /// and verifies them itself (`ClientCertificateVerifier`) instead of in the handshake.
+    public var selfSignedClientCertificates: Set<[UInt8]>
 
-    init(node: ConfigNode, baseDirectory: String, allowClientCertificates: Bool) throws {
+    /// Whether the listener's certificates are verified by `ClientCertificateVerifier` rather than
+    /// by the TLS library; then only a certificate reported with a validated chain chains to
+    /// `client_ca`.
+    var verifiesClientCertificatesItself: Bool {
+        !selfSignedClientCertificates.isEmpty && clientCertificates != .off
+    }
+
+    init(node: ConfigNode, baseDirectory: String, allowClientCertificates: Bool, selfSignedClientCertificates: Set<[UInt8]> = []) throws {
         var map = try node.mapping()
         func path(_ node: ConfigNode) throws -> String {
             let text = try node.nonEmptyString()
@@ -29,6 +41,7 @@ public struct ControlTLSConfig: Sendable {
         certificateChain = try path(map.required("certificate_chain"))
         privateKey = try path(map.required("private_key"))
         if allowClientCertificates {
+            self.selfSignedClientCertificates = selfSignedClientCertificates
             clientCA = try map.optional("client_ca").map(path)
             let modeNode = map.optional("client_certificates")
             if let modeNode {
@@ -36,22 +49,50 @@ public struct ControlTLSConfig: Sendable {
                 guard let mode = ClientCertificates(rawValue: text) else {
                     throw modeNode.error("expected none, optional or required, not '\(text)'")
                 }
+                if mode == .off, !selfSignedClientCertificates.isEmpty {
+                    throw modeNode.error("self_signed_tls_client_auth clients present their certificates here: use optional or required")
+                }
                 clientCertificates = mode
+            } else if clientCA != nil {
+                clientCertificates = .required
             } else {
-                clientCertificates = clientCA == nil ? .off : .required
+                clientCertificates = selfSignedClientCertificates.isEmpty ? .off : .optional
             }
-            if clientCertificates != .off, clientCA == nil {
+            if clientCertificates != .off, clientCA == nil, selfSignedClientCertificates.isEmpty {
                 throw (modeNode ?? node).error("client_certificates: \(clientCertificates.rawValue) needs client_ca")
             }
         } else {
+            self.selfSignedClientCertificates = []
             clientCA = nil
             clientCertificates = .off
         }
         try map.finish()
         do {
-            _ = try makeContext()
+            _ = try makeListenerTLS()
         } catch {
             throw node.error("\(error)")
+        }
+    }
+
+    /// What new connections get (at start and on every SIGHUP): the context and, when the
+    /// listener verifies client certificates itself, the verifier with `client_ca` read anew.
+    func makeListenerTLS() throws -> ListenerTLS {
+        let context = try makeContext()
+        guard verifiesClientCertificatesItself else { return ListenerTLS(context: context, clientVerifier: nil) }
+        var roots: [NIOSSLCertificate] = []
+        if let clientCA {
+            do {
+                roots = try NIOSSLCertificate.fromPEMFile(clientCA)
+            } catch {
+                throw ControlTLSError("cannot read the client CA \(clientCA): \(error)")
+            }
+        }
+        do {
+            let verifier = try ClientCertificateVerifier(roots: roots, registered: selfSignedClientCertificates,
+                                                         required: clientCertificates == .required)
+            return ListenerTLS(context: context, clientVerifier: verifier)
+        } catch {
+            throw ControlTLSError("cannot parse the client CA \(clientCA ?? "-"): \(error)")
         }
     }
 
@@ -71,11 +112,14 @@ public struct ControlTLSConfig: Sendable {
         }
         var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
-        if let clientCA, clientCertificates != .off {
-            do {
-                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
-            } catch {
-                throw ControlTLSError("cannot read the client CA \(clientCA): \(error)")
+        if clientCertificates != .off {
+            // Without client_ca (self-signed clients only) the verifier decides alone.
+            if let clientCA {
+                do {
+                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
+                } catch {
+                    throw ControlTLSError("cannot read the client CA \(clientCA): \(error)")
+                }
             }
             configuration.certificateVerification = clientCertificates == .required ? .noHostnameVerification : .optionalVerification
         }

@@ -19,7 +19,7 @@ struct CertificateReloader: Service {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
                 for (config, box) in reloadable {
                     do {
-                        box.replace(try config.makeContext())
+                        box.replace(try config.makeListenerTLS())
                         logger.info("TLS certificate reloaded", metadata: ["certificate_chain": "\(config.certificateChain)"])
                     } catch {
                         logger.error("TLS certificate not reloaded; keeping the old one", metadata: ["error": "\(error)"])

@@ -31,18 +31,38 @@ struct ControlRequestContext: RequestContext, RemoteAddressRequestContext {
         }
     }
 
+    /// How a listener verifies client certificates.
+    enum CertificateVerification: Sendable {
+        /// In the TLS handshake, against `client_ca`: every certificate that got through chains to it.
+        case byHandshake
+        /// By `ClientCertificateVerifier` (a public listener with self-signed clients): only a
+        /// certificate it reported with a validated chain chains to `client_ca`; any other was let
+        /// through only as a candidate for `self_signed_tls_client_auth`.
+        case byVerifier
+    }
+
     /// The subject (`CN=ops-alice,O=…`) of the client certificate the TLS handshake verified
     /// against `admin_tls.client_ca`; nil without TLS or without a certificate.
     func verifiedClientCertificateSubject() async -> String? {
-        await verifiedClientCertificate()?.subject
+        await clientCertificate(verifiedBy: .byHandshake)?.subject
     }
 
-    /// The client certificate the TLS handshake verified: its subject and SHA-256.
-    func verifiedClientCertificate() async -> ClientAuthenticator.PresentedCertificate? {
+    /// The client certificate of the connection: its subject, SHA-256, and whether it chains to
+    /// the listener's `client_ca`. The handshake has proved the client holds its key.
+    func clientCertificate(verifiedBy verification: CertificateVerification) async -> ClientAuthenticator.PresentedCertificate? {
         guard let certificate = try? await channel.nioSSL_peerCertificate().get(),
               let der = try? certificate.toDERBytes(),
               let parsed = try? Certificate(derEncoded: der) else { return nil }
-        return ClientAuthenticator.PresentedCertificate(subject: parsed.subject.description, sha256: Array(SHA256.hash(data: der)))
+        let chainVerified: Bool
+        switch verification {
+        case .byHandshake:
+            chainVerified = true
+        case .byVerifier:
+            let chain = (try? await channel.nioSSL_peerValidatedCertificateChain().get()) ?? nil
+            chainVerified = chain?.first == certificate
+        }
+        return ClientAuthenticator.PresentedCertificate(subject: parsed.subject.description, sha256: Array(SHA256.hash(data: der)),
+                                                        chainVerified: chainVerified)
     }
 
     /// The audit "from where": `ip:port` of the peer.

@@ -5,19 +5,35 @@ import NIOCore
 import NIOSSL
 import Synchronization
 
-/// The TLS context a listener hands to new connections, replaced on SIGHUP; connections already
+/// What a listener's new connections get: its TLS context and, on a public listener with
+/// `self_signed_tls_client_auth` clients, the verifier that replaces the handshake's own
+/// verification of client certificates.
+struct ListenerTLS: Sendable {
+    var context: NIOSSLContext
+    var clientVerifier: ClientCertificateVerifier?
+
+    /// The TLS handler of one new connection.
+    func makeHandler() -> NIOSSLServerHandler {
+        guard let verifier = clientVerifier else { return NIOSSLServerHandler(context: context) }
+        return NIOSSLServerHandler(context: context, customVerificationCallbackWithMetadata: { presented, promise in
+            promise.completeWithTask { await verifier.verify(presented) }
+        })
+    }
+}
+
+/// The TLS setup a listener hands to new connections, replaced on SIGHUP; connections already
 /// open keep the one they started with.
 final class TLSContextBox: Sendable {
-    private let context: Mutex<NIOSSLContext>
+    private let tls: Mutex<ListenerTLS>
 
-    init(_ context: NIOSSLContext) {
-        self.context = Mutex(context)
+    init(_ tls: ListenerTLS) {
+        self.tls = Mutex(tls)
     }
 
-    var current: NIOSSLContext { context.withLock { $0 } }
+    var current: ListenerTLS { tls.withLock { $0 } }
 
-    func replace(_ new: NIOSSLContext) {
-        context.withLock { $0 = new }
+    func replace(_ new: ListenerTLS) {
+        tls.withLock { $0 = new }
     }
 }
 
@@ -33,7 +49,7 @@ struct ReloadableTLSChannel<Base: HTTPChannelHandler>: HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: box.current))
+            try channel.pipeline.syncOperations.addHandler(box.current.makeHandler())
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }

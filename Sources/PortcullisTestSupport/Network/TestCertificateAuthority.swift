@@ -42,7 +42,25 @@ public struct TestCertificateAuthority: Sendable {
         return leaf
     }
 
+    /// A self-signed client certificate no CA vouches for (RFC 8705 §2.2
+    /// `self_signed_tls_client_auth`): P-256, one day, `CA:FALSE`, `clientAuth`, with a new key on
+    /// every call and the subject given (`/CN=robot-1`), in a fresh temporary folder. No `keyUsage`
+    /// extension: without `keyCertSign` in it, BoringSSL would not take the certificate as its own
+    /// issuer, and a gateway could not trust it by listing it in `client_ca`.
+    public static func selfSigned(subject: String) throws -> Leaf {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-self-signed")
+        let leaf = Leaf(certificate: directory + "/certificate.pem", privateKey: directory + "/certificate.key")
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-keyout", leaf.privateKey, "-out", leaf.certificate, "-subj", subject, "-days", "1",
+                     "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=clientAuth"])
+        return leaf
+    }
+
     private func openssl(_ arguments: [String]) throws {
+        try Self.openssl(arguments)
+    }
+
+    private static func openssl(_ arguments: [String]) throws {
         let result = try runCommand("/usr/bin/openssl", arguments)
         guard result.status == 0 else { throw FixtureError("openssl \(arguments.first ?? ""): \(result.stderr)") }
     }
