@@ -48,17 +48,7 @@ struct ClusterBench: AsyncParsableCommand {
         // Every node's signed acknowledgements, as the control plane sees them: a node acknowledges
         // the last change of each message it applies, with that message's write-to-applied time
         // (all changes of one message were written by one script, at one Redis time).
-        let acks = AckCollector()
-        let subscriber = RedisSubscriber(configuration: try RedisConfiguration(url: cluster.redis.url), eventLoopGroup: cluster.group,
-                                         logger: Logger(label: "bench"))
-        let mac = cluster.mac
-        let listener = Task {
-            for await event in subscriber.events(channels: [ClusterKeys(prefix: "portcullis:").ackChannel], patterns: []) {
-                if case .message(_, let payload) = event, let ack = try? NodeAck.decode(String(decoding: payload, as: UTF8.self), mac: mac) {
-                    acks.add(ack)
-                }
-            }
-        }
+        let probe = try PropagationProbe(cluster: cluster)
         let load = cluster.gateways.map { gateway in
             Wrk.start(port: gateway.port, path: "/api/load", token: cluster.validToken, seconds: revocations * revocationInterval / 1000 + 8, connections: 16)
         }
@@ -77,31 +67,12 @@ struct ClusterBench: AsyncParsableCommand {
             }
         }
         let started = ContinuousClock.now
-        var toAll: [Double] = []
-        var perNode: [String: [Double]] = [:]
-        for index in 0..<revocations {
-            let event = try await cluster.revoke("bench-\(index)-\(UUID().uuidString)")
-            let deadline = ContinuousClock.now + .seconds(5)
-            var found: [String: Int64?] = [:]
-            while ContinuousClock.now < deadline {
-                found = acks.first(atOrAfter: event.sequence, epoch: event.epoch)
-                if found.count >= cluster.gateways.count { break }
-                try await Task.sleep(for: .milliseconds(1))
-            }
-            let latencies = found.compactMapValues { $0 }
-            guard latencies.count >= cluster.gateways.count else {
-                print("  revocation \(event.sequence): only \(latencies.count) nodes acknowledged it live within 5 s")
-                continue
-            }
-            for (node, micros) in latencies { perNode[node, default: []].append(Double(micros) / 1000) }
-            toAll.append(Double(latencies.values.max() ?? 0) / 1000)
-            try await Task.sleep(for: .milliseconds(revocationInterval))
-        }
+        let samples = try await probe.time(cluster, count: revocations, intervalMillis: revocationInterval, nodes: cluster.gateways.count)
+        let (toAll, perNode) = (samples.toAll, samples.perNode)
         let elapsed = (ContinuousClock.now - started).seconds
         for writer in writers { writer.cancel() }
         for writer in writers { await writer.value }
-        listener.cancel()
-        await subscriber.close()
+        await probe.close()
         let results = load.map { $0.wait() }
         print(String(format: "  to all %d nodes: p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  (n=%d)",
                      cluster.gateways.count, percentile(toAll, 50), percentile(toAll, 90), percentile(toAll, 99), toAll.max() ?? 0, toAll.count))
@@ -112,10 +83,10 @@ struct ClusterBench: AsyncParsableCommand {
             print(String(format: "  other revocations written meanwhile: %d in %.1f s (%.0f/s)", written.value, elapsed, Double(written.value) / elapsed))
         }
         print(String(format: "  load meanwhile: %.0f req/s across the nodes, %d non-2xx", results.map(\.requestsPerSecond).reduce(0, +), results.map(\.non2xx).reduce(0, +)))
-        if let samples {
+        if let samplesFile = self.samples {
             let lines = perNode.flatMap { node, values in values.map { "\(node) \($0)" } } + toAll.map { "all \($0)" }
-            try lines.joined(separator: "\n").write(toFile: samples, atomically: true, encoding: .utf8)
-            print("  samples written to \(samples)")
+            try lines.joined(separator: "\n").write(toFile: samplesFile, atomically: true, encoding: .utf8)
+            print("  samples written to \(samplesFile)")
         }
     }
 
@@ -195,197 +166,4 @@ struct ClusterBench: AsyncParsableCommand {
         print(String(format: "  %.0f req/s total (%@), %d non-2xx", results.map(\.requestsPerSecond).reduce(0, +),
                      results.map { String(format: "%.0f", $0.requestsPerSecond) }.joined(separator: " + "), results.map(\.non2xx).reduce(0, +)))
     }
-}
-
-func percentile(_ values: [Double], _ p: Double) -> Double {
-    guard !values.isEmpty else { return 0 }
-    let sorted = values.sorted()
-    let rank = min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))
-    return sorted[rank]
-}
-
-/// The processes of the benchmark cluster.
-struct BenchCluster {
-    let redis: RedisServerFixture
-    let upstream: TestUpstream
-    let gateways: [GatewayProcess]
-    let store: RevocationStore
-    let client: RedisClient
-    let group: MultiThreadedEventLoopGroup
-    let validToken: String
-    let mac: ClusterMAC
-
-    static func start(nodes: Int, limit: Int) async throws -> BenchCluster {
-        let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
-        let redis = try await RedisServerFixture.start()
-        let upstream = try await TestUpstream.start()
-        let signer = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "bench")
-        let jwks = JSONWriter.serialize(["keys": .array([signer.key.publicJWK(keyID: "bench")])])
-        var gateways: [GatewayProcess] = []
-        for index in 0..<nodes {
-            gateways.append(try await GatewayProcess.start(extraFiles: ["jwks.json": jwks]) { port, admin, _ in
-                """
-                node_id: bench-\(index + 1)
-                listen: 127.0.0.1:\(port)
-                admin_listen: 127.0.0.1:\(admin)
-                event_loops: 1
-                access_log: false
-                issuers:
-                  - {name: bench, issuer: https://bench.issuer, audiences: [bench], algorithms: [ES256], jwks_file: jwks.json}
-                rate_limits:
-                  - {name: cluster-wide, key: route, limit: \(limit), window: 1s}
-                cluster:
-                  redis: \(redis.url)
-                  secret: \(Base64URL.encode(secret))
-                  heartbeat_interval: 500ms
-                routes:
-                  - {name: api, path_prefix: /api, upstream: {targets: [\(upstream.address)]}, auth: {type: jwt}}
-                  - {name: limited, path_prefix: /limited, upstream: {targets: [\(upstream.address)]}, auth: {type: jwt}, rate_limit: cluster-wide}
-                """
-            })
-        }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "bench"))
-        let mac = ClusterMAC(secret: secret, cluster: "portcullis:")
-        let store = RevocationStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), mac: mac, maxTokenLifetime: .seconds(3600))
-        let now = Int64(Date().timeIntervalSince1970)
-        let token = try signer.sign(claims: ["iss": "https://bench.issuer", "aud": "bench", "sub": "bench-user", "jti": "bench-token",
-                                             "iat": .integer(now), "exp": .integer(now + 3600)])
-        // Let membership settle so rate-limit shares know every node.
-        try await Task.sleep(for: .seconds(2))
-        // The control plane beats the revocation head; the bench plays it (nodes confirm freshness on beats).
-        _ = try await store.heartbeat()
-        return BenchCluster(redis: redis, upstream: upstream, gateways: gateways, store: store, client: client, group: group,
-                            validToken: token, mac: mac)
-    }
-
-    func revoke(_ jti: String) async throws -> RevocationEvent {
-        let now = Int64(Date().timeIntervalSince1970)
-        return try await store.write(Revocation(id: "rev_" + UUID().uuidString.prefix(12).lowercased(), operation: .add, kind: .jti, value: jti,
-                                                issuer: nil, until: now + 600, createdAtMillis: now * 1000, actor: "bench", reason: nil))
-    }
-
-    func stop() async {
-        for gateway in gateways { await gateway.stop() }
-        await client.close()
-        await upstream.stop()
-        await redis.stop()
-        try? await group.shutdownGracefully()
-    }
-}
-
-/// wrk in the background.
-final class Wrk: Sendable {
-    struct Result {
-        var requests = 0
-        var non2xx = 0
-        var requestsPerSecond = 0.0
-    }
-
-    let process: ManagedProcess
-
-    private init(process: ManagedProcess) {
-        self.process = process
-    }
-
-    static func start(port: Int, path: String, token: String, seconds: Int, connections: Int) -> Wrk {
-        let process = try! ManagedProcess(executable: "wrk", arguments: [
-            "-t1", "-c\(connections)", "-d\(seconds)s", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)",
-        ])
-        return Wrk(process: process)
-    }
-
-    func wait() -> Result {
-        while process.isRunning { usleep(50_000) }
-        var result = Result()
-        for line in process.output.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            if line.contains("requests in"), let count = Int(fields.first ?? "") { result.requests = count }
-            if line.contains("Non-2xx"), let count = Int(fields.last ?? "") { result.non2xx = count }
-            if line.hasPrefix("Requests/sec:"), let rate = Double(fields.last ?? "") { result.requestsPerSecond = rate }
-        }
-        return result
-    }
-}
-
-/// Requests at a fixed rate over keep-alive connections, counting 429s.
-final class PacedLoad: Sendable {
-    struct Result {
-        var sent = 0
-        var rejected = 0
-        var errors = 0
-    }
-
-    private let done = Mutex<Result?>(nil)
-    private let partial = Mutex<[Result]>([])
-
-    static func start(port: Int, path: String, token: String, rate: Double, seconds: Int) -> PacedLoad {
-        let load = PacedLoad()
-        let threads = 4
-        for thread in 0..<threads {
-            Thread.detachNewThread {
-                var result = Result()
-                let interval = Double(threads) / rate
-                let start = Date().timeIntervalSince1970 + Double(thread) * interval / Double(threads)
-                var client = try? HTTPTestClient(port: port, timeout: 5)
-                var next = start
-                while next < start + Double(seconds) {
-                    let wait = next - Date().timeIntervalSince1970
-                    if wait > 0 { usleep(UInt32(wait * 1_000_000)) }
-                    do {
-                        if client == nil { client = try HTTPTestClient(port: port, timeout: 5) }
-                        let status = try client!.request("GET", path, headers: [("Authorization", "Bearer \(token)")]).status
-                        result.sent += 1
-                        if status == 429 { result.rejected += 1 } else if status != 200 { result.errors += 1 }
-                    } catch {
-                        result.errors += 1
-                        client = nil
-                    }
-                    next += interval
-                }
-                let finished = load.partial.withLock { parts -> Int in
-                    parts.append(result)
-                    return parts.count
-                }
-                if finished == threads {
-                    let total = load.partial.withLock { parts in
-                        parts.reduce(into: Result()) { $0.sent += $1.sent; $0.rejected += $1.rejected; $0.errors += $1.errors }
-                    }
-                    load.done.withLock { $0 = total }
-                }
-            }
-        }
-        return load
-    }
-
-    func wait() -> Result {
-        while true {
-            if let result = done.withLock({ $0 }) { return result }
-            usleep(50_000)
-        }
-    }
-}
-
-/// Signed acknowledgements by node, in arrival order.
-final class AckCollector: Sendable {
-    private let acks = Mutex<[String: [NodeAck]]>([:])
-
-    func add(_ ack: NodeAck) {
-        acks.withLock { $0[ack.node, default: []].append(ack) }
-    }
-
-    /// Per node, the latency of its first acknowledgement covering `sequence` (nil: applied by a catch-up).
-    func first(atOrAfter sequence: Int64, epoch: RevocationEpoch) -> [String: Int64?] {
-        acks.withLock { all in
-            all.compactMapValues { list in
-                list.first { $0.epoch == epoch && $0.sequence >= sequence }.map { $0.latencyMicros }
-            }
-        }
-    }
-}
-
-final class BackgroundCounter: Sendable {
-    private let count = Atomic<Int>(0)
-    func increment() { count.wrappingAdd(1, ordering: .relaxed) }
-    var value: Int { count.load(ordering: .relaxed) }
 }

@@ -127,26 +127,11 @@ struct RevocationBench: AsyncParsableCommand {
         // script call (the admin API's batch call writes the same shape).
         let store = RevocationStore(client: client, keys: keys, mac: ClusterMAC(secret: secret, cluster: keys.prefix),
                                     maxTokenLifetime: .seconds(3600))
-        let exp = Int64(Date().timeIntervalSince1970) + 3600
-        var changes: [Revocation] = []
-        var index = 0
-        while index < entries {
-            let count = min(1000, entries - index)
-            let tokens = (index..<(index + count)).map { Revocation.Token(jti: "jti-\($0)-\(UInt64.random(in: 0...UInt64.max))", expiresAt: exp) }
-            changes.append(Revocation(id: "rev_bench_\(index)", operation: .add, kind: .jti, value: tokens[0].jti, issuer: nil,
-                                      until: exp, createdAtMillis: exp * 1000, actor: "bench", reason: nil, batch: Array(tokens.dropFirst())))
-            index += count
-            if changes.count == 100 {
-                _ = try await store.writeBatch(changes)
-                changes = []
-            }
-        }
-        if !changes.isEmpty { _ = try await store.writeBatch(changes) }
+        try await MassRevocationWriter.write(entries: entries, store: store)
 
         let (joined, readyAfter) = try await startGateway()
         try await Task.sleep(for: .seconds(1))
-        let syncLine = joined.process.output.split(separator: "\n").first { $0.contains("revocations synced") } ?? ""
-        let syncMillis = syncLine.split(separator: " ").first { $0.hasPrefix("duration_ms=") }.map { $0.dropFirst(12) } ?? "?"
+        let syncMillis = MassRevocationWriter.loggedSyncMillis(joined.process.output)
         let fullRSS = Self.rssKiB(joined.process.pid)
         print("  sync of \(entries) entries: \(syncMillis) ms (from the node's log); process start to ready: \(readyAfter)")
         print(String(format: "  gateway RSS: %.1f MB with the list vs %.1f MB without: +%.1f MB", Double(fullRSS) / 1024, Double(emptyRSS) / 1024,
