@@ -204,7 +204,7 @@ extension ControlPlaneTests {
             try await withCleanup(redis, { await $0.shutdown() }) { redis in
                 let anonymous = try runCommand("/usr/bin/timeout", ["5", "/usr/bin/redis-cli", "-h", "127.0.0.1", "-p", "\(redis.port)", "GET", "portcullis:rev:head"])
                 #expect((anonymous.stdout + anonymous.stderr).contains("NOAUTH"))
-                for user in ["default", "portcullis-gateway", "portcullis-control"] {
+                for user in ["default", "portcullis-gateway", "portcullis-control", "portcullis-replica", "portcullis-sentinel"] {
                     let reply = try RedisCLI(port: redis.port, user: user, password: ACLFile.gatewayPassword).run(["PING"])
                     #expect(reply.contains("WRONGPASS"), "\(user): \(reply)")
                 }
@@ -215,6 +215,8 @@ extension ControlPlaneTests {
             #expect(generated.contains("user portcullis-gateway reset on #\(sha256Hex(ACLFile.gatewayPassword)) "))
             #expect(generated.contains("user portcullis-control reset on #\(sha256Hex(ACLFile.controlPassword)) "))
             #expect(generated.contains("user default reset\n"))
+            // Replica and Sentinel users stay off (no `on`, no password) unless their passwords are given.
+            #expect(generated.contains("user portcullis-replica reset +") && generated.contains("user portcullis-sentinel reset +"))
         }
 
         @Test("make-acl.sh --prefix moves every key and channel pattern to another cluster's prefix and refuses glob characters")
