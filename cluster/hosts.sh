@@ -171,7 +171,7 @@ install_archive() {
     local binary=$1 archive=$2
     if [ -z "$archive" ]; then
         local extra=()
-        ldd "$binary" | grep -q libswiftCore && extra=(--allow-toolchain-libs)
+        if ldd "$binary" | grep libswiftCore >/dev/null; then extra=(--allow-toolchain-libs); fi
         "$root/cluster/package.sh" --binary "$binary" --out "$work/dist" "${extra[@]}" >"$work/package.log" 2>&1 \
             || { cat "$work/package.log" >&2; die "package.sh failed"; }
         archive=$(tail -n 1 "$work/package.log")

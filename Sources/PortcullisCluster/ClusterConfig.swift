@@ -91,8 +91,10 @@ public struct ClusterConfig: Sendable {
             requiredReplicas = try revocation.optional("required_replicas")?.int(in: 0...16) ?? 0
             let timeoutNode = revocation.optional("replica_timeout")
             replicaTimeout = try timeoutNode?.duration() ?? .seconds(1)
-            if let timeoutNode, replicaTimeout < .milliseconds(1) || replicaTimeout > .seconds(60) {
-                throw timeoutNode.error("replica_timeout must be between 1ms and 60s")
+            // The writer is serial: while a write waits, beats wait behind it, so a long timeout
+            // with no replica answering would make gateways stale (and fail closed).
+            if let timeoutNode, replicaTimeout < .milliseconds(1) || replicaTimeout > .seconds(5) {
+                throw timeoutNode.error("replica_timeout must be between 1ms and 5s")
             }
             try revocation.finish()
         } else {

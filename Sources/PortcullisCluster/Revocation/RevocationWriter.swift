@@ -215,7 +215,8 @@ actor RevocationWriter {
             case .failure(let error):
                 throw error
             case .success(let reply):
-                return (reply, try results[1].get().int ?? 0)
+                // The script committed; a WAIT that errs (NOPERM, a demoted server) confirmed nothing.
+                return (reply, (try? results[1].get())?.int ?? 0)
             }
         }
         throw ClusterError.unexpectedReply("the revocation write script is not loaded after SCRIPT LOAD")

@@ -82,8 +82,10 @@ public struct GatewayConfig: Sendable {
             let cluster = try ClusterConfig(node: node, baseDirectory: baseDirectory)
             // Gateways never write revocations: a durability setting here would be a silent no-op.
             var section = try node.mapping()
-            if var revocation = try section.optional("revocation")?.mapping(), let replicas = revocation.optional("required_replicas") {
-                throw replicas.error("required_replicas is a control-plane setting (gateways write no revocations)")
+            if var revocation = try section.optional("revocation")?.mapping() {
+                for key in ["required_replicas", "replica_timeout"] {
+                    if let node = revocation.optional(key) { throw node.error("\(key) is a control-plane setting (gateways write no revocations)") }
+                }
             }
             return cluster
         }
