@@ -4,39 +4,6 @@ import Testing
 
 @Suite("command connection recovery")
 struct RecoveryTests {
-    @Test("after a failed connection attempt the client backs off: a burst of commands makes one attempt, the rest fail at once with its error")
-    func backsOffAfterAFailedAttempt() async throws {
-        let server = try await RedisServerFixture.start(password: "the-right-one")
-        try await withCleanup(server, { await $0.shutdown() }) { server in
-            var configuration = server.configuration()
-            configuration.password = "a-wrong-one"
-            let client = RedisClient(configuration: configuration, eventLoopGroup: TestEnvironment.group, logger: TestEnvironment.logger,
-                                     backoff: RedisBackoff(initial: .seconds(3), maximum: .seconds(3), jitter: 0))
-            try await withCleanup(client, { await $0.close() }) { client in
-                func connectionsReceived() throws -> Int {
-                    let info = try server.cli("INFO", "stats")
-                    return Int(info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("total_connections_received:") }?
-                        .split(separator: ":")[1].trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
-                }
-                let before = try connectionsReceived()
-                let started = ContinuousClock.now
-                for _ in 0..<100 {
-                    do {
-                        _ = try await client.send("PING")
-                        Issue.record("PING succeeded with a wrong password")
-                    } catch let error as RedisError {
-                        #expect(error.kind == "auth", "\(error)")
-                    }
-                }
-                let elapsed = ContinuousClock.now - started
-                // The second INFO is a connection of its own.
-                let attempts = try connectionsReceived() - before - 1
-                #expect(elapsed < .seconds(3), "the burst took \(elapsed); the count below needs it inside one backoff step")
-                #expect(attempts == 1, "\(attempts) connection attempts for 100 commands within one backoff step")
-            }
-        }
-    }
-
     @Test("the client reconnects after the server restarts on the same port")
     func restart() async throws {
         try await withRedis { server, client async throws in

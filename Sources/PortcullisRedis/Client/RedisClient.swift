@@ -7,10 +7,10 @@ import Synchronization
 /// Connects lazily on first use. Concurrent commands share the connection and pipeline
 /// automatically; replies come back in order. After a connection closes the next command
 /// reconnects (re-resolving the master through Sentinel when configured); AUTH and SELECT are sent
-/// on every (re)connect. Commands issued while connecting wait for the connection. After a failed
-/// connection attempt the client backs off (`RedisBackoff`: 50 ms doubling to 2 s, with jitter):
-/// commands issued before the next attempt is due fail at once with the last attempt's error, so a
-/// down or misconfigured Redis is tried — and logged — once per backoff step, not once per command.
+/// on every (re)connect. Commands issued while connecting wait for the connection. Every command
+/// that finds no connection tries to connect (so a Redis that is back serves the next command),
+/// but failed attempts are logged at warning level once per step of `RedisBackoff` (50 ms
+/// doubling to 2 s): a down or misconfigured Redis does not flood the log at the command rate.
 ///
 /// Call `close()` when done; dropping the last reference also closes the connection.
 public final class RedisClient: Sendable {
@@ -38,20 +38,23 @@ public final class RedisClient: Sendable {
         case idle
         case connecting([Request])
         case connected(RedisConnection)
-        /// The last attempt failed with `error`; no new attempt before `until`.
-        case backingOff(until: NIODeadline, error: RedisError)
+        /// The last attempt failed; failures before `until` are not logged at warning level again.
+        case backingOff(until: NIODeadline)
         case closed
     }
 
     private let backoff: RedisBackoff
     /// Failed connection attempts in a row (on the event loop).
     private let failedAttempts: NIOLoopBoundBox<Int>
+    /// Until when a failed attempt is logged at debug level only (the current backoff step).
+    private let quietUntil: NIOLoopBoundBox<NIODeadline>
 
     public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger, backoff: RedisBackoff = .default) {
         let eventLoop = eventLoopGroup.next()
         self.eventLoop = eventLoop
         self.backoff = backoff
         self.failedAttempts = .makeBoxSendingValue(0, eventLoop: eventLoop)
+        self.quietUntil = .makeBoxSendingValue(.uptimeNanoseconds(0), eventLoop: eventLoop)
         self.connector = RedisConnector(configuration: configuration, logger: logger)
         self.logger = logger
         self.state = .makeBoxSendingValue(.idle, eventLoop: eventLoop)
@@ -156,13 +159,10 @@ public final class RedisClient: Sendable {
         case .connected, .idle:
             state.value = .connecting([request])
             startConnecting()
-        case .backingOff(let until, let error):
-            if NIODeadline.now() < until {
-                request.fail(error)
-            } else {
-                state.value = .connecting([request])
-                startConnecting()
-            }
+        case .backingOff(let until):
+            quietUntil.value = until
+            state.value = .connecting([request])
+            startConnecting()
         case .connecting(var requests):
             state.value = .idle  // drops the enum's reference so the append does not copy the array
             requests.append(request)
@@ -202,6 +202,7 @@ public final class RedisClient: Sendable {
         switch result {
         case .success(let connection):
             failedAttempts.value = 0
+            quietUntil.value = .uptimeNanoseconds(0)
             state.value = .connected(connection)
             connection.channel.closeFuture.whenComplete { [weak self] _ in
                 self?.connectionClosed(connection)
@@ -209,11 +210,16 @@ public final class RedisClient: Sendable {
             requests.forEach { dispatch($0, on: connection) }
         case .failure(let error):
             let redisError = RedisError.connecting(error, address: connector.configuration.endpoint.label)
-            let delay = backoff.delay(forAttempt: failedAttempts.value)
-            let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
-            failedAttempts.value += 1
-            state.value = .backingOff(until: .now() + .nanoseconds(nanos), error: redisError)
-            logger.warning("Redis connection failed", metadata: ["redis.error": "\(redisError)", "redis.retry_in_ms": "\(nanos / 1_000_000)"])
+            if NIODeadline.now() >= quietUntil.value {
+                let delay = backoff.delay(forAttempt: failedAttempts.value)
+                let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+                failedAttempts.value += 1
+                state.value = .backingOff(until: .now() + .nanoseconds(nanos))
+                logger.warning("Redis connection failed", metadata: ["redis.error": "\(redisError)", "redis.quiet_for_ms": "\(nanos / 1_000_000)"])
+            } else {
+                state.value = .backingOff(until: quietUntil.value)
+                logger.debug("Redis connection failed", metadata: ["redis.error": "\(redisError)"])
+            }
             requests.forEach { $0.fail(redisError) }
         }
     }
