@@ -280,12 +280,25 @@ redis_tls_section() {
     [ "$tls" = 1 ] || return 0
     printf '  redis_tls:\n    ca_file: /etc/portcullis/certs/redis-ca.pem\n'
 }
+cluster_section() {  # cluster_section REDIS_USER REVOCATION_SETTING: the `cluster:` block of a config
+    echo "cluster:"
+    echo "  redis: $(redis_url "$1" '${REDIS_PASSWORD}')"
+    redis_tls_section
+    echo '  sentinel_auth: {password: "${SENTINEL_PASSWORD}"}'
+    echo "  secret: {file: /etc/portcullis/secrets/cluster.secret}"
+    echo "  heartbeat_interval: 500ms"
+    echo "  revocation:"
+    echo "    $2"
+}
 host_etc() {  # host_etc HOST: /etc/portcullis of a host, with certs/ and secrets/
     local e=$work/hosts/$1/etc/portcullis
     mkdir -p "$e/certs" "$e/secrets"
     cp "$work/materials/pcx-ca.pem" "$e/certs/redis-ca.pem"
     cp "$work/materials/cluster_secret" "$e/secrets/cluster.secret"
     echo "$e"
+}
+env_file() {  # env_file FILE REDIS_PASSWORD_FILE: the unit's EnvironmentFile (root-only secrets)
+    printf 'REDIS_PASSWORD=%s\nSENTINEL_PASSWORD=%s\n' "$(cat "$2")" "$(cat "$work/materials/sentinel_client_pw")" >"$1"
 }
 # Paths inside configs are written as the deployment guide has them (/etc/portcullis/…) and moved
 # under the host's root here.
@@ -297,8 +310,7 @@ control_config() {
     cp "$m/control.pem" "$e/certs/control.pem"; cp "$m/control.key" "$e/secrets/control.key"
     cp "$m/pcx-admin-ca.pem" "$e/certs/admin-clients-ca.pem"
     cp "$m/kek" "$e/secrets/kek.secret"
-    echo "REDIS_PASSWORD=$(cat "$m/control_pw")" >"$e/secrets/control.env"
-    echo "SENTINEL_PASSWORD=$(cat "$m/sentinel_client_pw")" >>"$e/secrets/control.env"
+    env_file "$e/secrets/control.env" "$m/control_pw"
     place "$e/control.yaml" "$e" <<EOF
 node_id: control-1
 listen: 127.0.0.1:9000
@@ -314,14 +326,7 @@ admin_tls:
 admin_auth: token_or_certificate
 admin_tokens:
   - {name: ops, sha256: $(tr -d '\n' <"$m/admin_token" | sha256sum | cut -c1-64)}
-cluster:
-  redis: $(redis_url portcullis-control '${REDIS_PASSWORD}')
-$(redis_tls_section)
-  sentinel_auth: {password: "\${SENTINEL_PASSWORD}"}
-  secret: {file: /etc/portcullis/secrets/cluster.secret}
-  heartbeat_interval: 500ms
-  revocation:
-    required_replicas: 1
+$(cluster_section portcullis-control "required_replicas: 1")
 rate_limits:
   - {name: per-client, key: client_id, limit: 100000, window: 1s}
 authorization_server:
@@ -340,8 +345,7 @@ gateway_config() {  # gateway_config HOST
     local h=$1 m=$work/materials e
     e=$(host_etc "$h")
     cp "$m/$h.pem" "$e/certs/gateway.pem"; cp "$m/$h.key" "$e/secrets/gateway.key"
-    echo "REDIS_PASSWORD=$(cat "$m/gateway_pw")" >"$e/secrets/gateway.env"
-    echo "SENTINEL_PASSWORD=$(cat "$m/sentinel_client_pw")" >>"$e/secrets/gateway.env"
+    env_file "$e/secrets/gateway.env" "$m/gateway_pw"
     place "$e/gateway.yaml" "$e" <<EOF
 listen: ${address[$h]}:8443
 admin_listen: 127.0.0.1:9901
@@ -356,14 +360,7 @@ issuers:
     algorithms: [ES256]
 rate_limits:
   - {name: per-client, key: client_id, limit: 100000, window: 1s}
-cluster:
-  redis: $(redis_url portcullis-gateway '${REDIS_PASSWORD}')
-$(redis_tls_section)
-  sentinel_auth: {password: "\${SENTINEL_PASSWORD}"}
-  secret: {file: /etc/portcullis/secrets/cluster.secret}
-  heartbeat_interval: 500ms
-  revocation:
-    max_staleness: ${PCX_MAX_STALENESS:-5s}
+$(cluster_section portcullis-gateway "max_staleness: ${PCX_MAX_STALENESS:-5s}")
 routes:
   - name: orders
     path_prefix: /orders

@@ -202,23 +202,8 @@ struct BoundTokenTests {
             let cnf = claims(of: token)["cnf"] as? [String: Any]
             #expect(cnf?["x5t#S256"] as? String == (try ClientCertificateThumbprint.of(partner.certificate)))
 
-            let gatewayLeaf = try serverCA.issue("localhost")
-            let gateway = try await GatewayProcess.start { gatewayPort, gatewayAdmin, _ in
-                """
-                listen: 127.0.0.1:\(gatewayPort)
-                admin_listen: 127.0.0.1:\(gatewayAdmin)
-                event_loops: 1
-                tls:
-                  certificate_chain: \(gatewayLeaf.certificate)
-                  private_key: \(gatewayLeaf.privateKey)
-                  client_ca: \(clientCA.certificate)
-                issuers:
-                  - {name: builtin, issuer: \(issuer), audiences: [api://demo], algorithms: [ES256]}
-                cluster: {redis: \(redis.url), secret: \(secret), heartbeat_interval: 300ms}
-                routes:
-                  - {name: api, path_prefix: /, upstream: {targets: [\(upstream.address)]}, auth: {type: jwt}}
-                """
-            }
+            let gateway = try await BoundTokenGateway.start(serverCA: serverCA, clientCA: clientCA.certificate, issuer: issuer, redisURL: redis.url,
+                                                           secret: secret, upstream: upstream)
             let api = "https://localhost:\(gateway.port)/orders"
             var withPartner = ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", serverCA.certificate,
                                "-H", "Authorization: Bearer \(token)"]

@@ -139,24 +139,8 @@ struct SelfSignedClientAuthTests {
             let pems = try [setup.clientCA.certificate, setup.robot.certificate, twin.certificate].map { try String(contentsOfFile: $0, encoding: .utf8) }
             try pems.joined(separator: "\n").write(toFile: bundle, atomically: true, encoding: .utf8)
             let upstream = try await TestUpstream.start()
-            let gatewayLeaf = try setup.serverCA.issue("localhost")
-            let issuer = setup.issuer, redisURL = setup.redis.url, secret = setup.secret
-            let gateway = try await GatewayProcess.start { gatewayPort, gatewayAdmin, _ in
-                """
-                listen: 127.0.0.1:\(gatewayPort)
-                admin_listen: 127.0.0.1:\(gatewayAdmin)
-                event_loops: 1
-                tls:
-                  certificate_chain: \(gatewayLeaf.certificate)
-                  private_key: \(gatewayLeaf.privateKey)
-                  client_ca: \(bundle)
-                issuers:
-                  - {name: builtin, issuer: \(issuer), audiences: [api://demo], algorithms: [ES256]}
-                cluster: {redis: \(redisURL), secret: \(secret), heartbeat_interval: 300ms}
-                routes:
-                  - {name: api, path_prefix: /, upstream: {targets: [\(upstream.address)]}, auth: {type: jwt}}
-                """
-            }
+            let gateway = try await BoundTokenGateway.start(serverCA: setup.serverCA, clientCA: bundle, issuer: setup.issuer, redisURL: setup.redis.url,
+                                                           secret: setup.secret, upstream: upstream)
             func call(_ certificate: TestCertificateAuthority.Leaf?) throws -> String {
                 var arguments = ["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", setup.serverCA.certificate,
                                  "-H", "Authorization: Bearer \(token)"]

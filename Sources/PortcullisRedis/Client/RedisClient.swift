@@ -38,8 +38,6 @@ public final class RedisClient: Sendable {
         case idle
         case connecting([Request])
         case connected(RedisConnection)
-        /// The last attempt failed; failures before `until` are not logged at warning level again.
-        case backingOff(until: NIODeadline)
         case closed
     }
 
@@ -143,7 +141,7 @@ public final class RedisClient: Sendable {
             case .connecting(let requests):
                 requests.forEach { $0.fail(.clientClosed) }
                 return nil
-            case .idle, .closed, .backingOff:
+            case .idle, .closed:
                 return nil
             }
         }.get()
@@ -157,10 +155,6 @@ public final class RedisClient: Sendable {
         case .connected(let connection) where connection.isActive:
             dispatch(request, on: connection)
         case .connected, .idle:
-            state.value = .connecting([request])
-            startConnecting()
-        case .backingOff(let until):
-            quietUntil.value = until
             state.value = .connecting([request])
             startConnecting()
         case .connecting(var requests):
@@ -209,15 +203,15 @@ public final class RedisClient: Sendable {
             }
             requests.forEach { dispatch($0, on: connection) }
         case .failure(let error):
+            state.value = .idle
             let redisError = RedisError.connecting(error, address: connector.configuration.endpoint.label)
             if NIODeadline.now() >= quietUntil.value {
                 let delay = backoff.delay(forAttempt: failedAttempts.value)
                 let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
                 failedAttempts.value += 1
-                state.value = .backingOff(until: .now() + .nanoseconds(nanos))
+                quietUntil.value = .now() + .nanoseconds(nanos)
                 logger.warning("Redis connection failed", metadata: ["redis.error": "\(redisError)", "redis.quiet_for_ms": "\(nanos / 1_000_000)"])
             } else {
-                state.value = .backingOff(until: quietUntil.value)
                 logger.debug("Redis connection failed", metadata: ["redis.error": "\(redisError)"])
             }
             requests.forEach { $0.fail(redisError) }
