@@ -4,7 +4,6 @@ import NIOCore
 import NIOHTTP1
 import PortcullisCluster
 import PortcullisJOSE
-import Prometheus
 import Testing
 
 /// The admission step on its own, in process: real config parsing, route table, JWT verifier,
@@ -13,20 +12,14 @@ import Testing
 @Suite("admission")
 struct AdmissionTests {
     let issuer: TestIssuer
-    let revocations = RevocationSet()
+    let revocations: RevocationSet
     let admission: Admission
     let table: RouteTable
 
     init() throws {
-        issuer = try TestIssuer()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("admission-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let config = try GatewayConfig.parse(yaml: """
-            listen: 127.0.0.1:1
-            realm: tests
-            tls: {certificate_chain: chain.pem, private_key: key.pem, client_ca: ca.pem}
-            \(try issuer.issuersYAML(directory: directory))
+        let revocations = RevocationSet()
+        self.revocations = revocations
+        let fixture = try InProcessGateway(revocations: revocations, yaml: """
             rate_limits:
               - {name: one, key: subject, limit: 1, window: 60s}
             routes:
@@ -39,15 +32,10 @@ struct AdmissionTests {
                 auth: {type: jwt, scopes: {any_of: [orders:read]}}
               - {name: limited, path_prefix: /limited, upstream: {targets: [127.0.0.1:1]}, auth: {type: jwt}, rate_limit: one}
               - {name: mtls, path_prefix: /mtls, upstream: {targets: [127.0.0.1:1]}, require_client_certificate: true, auth: {type: jwt}}
-            """, file: directory + "/gateway.yaml")
-        let keys = KeySetStore()
-        keys.replace(issuerName: "test", keySet: try JWKSet.parse(Array(issuer.jwks.utf8), issuer: config.issuers[0], logger: nil), version: nil)
-        let metrics = GatewayMetrics(registry: PrometheusCollectorRegistry())
-        table = try RouteTable(config: config, metrics: metrics)
-        let authenticator = Authenticator(verifier: JWTVerifier(issuers: config.issuers, keys: keys, cache: nil), revocation: revocations)
-        let context = GatewayContext(routes: table, metrics: metrics, authenticator: authenticator, rateLimiter: LocalRateLimiter(),
-                                     realm: config.realm, accessLog: nil)
-        admission = Admission(gateway: context, client: HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: false))
+            """)
+        issuer = fixture.issuer
+        table = fixture.table
+        admission = Admission(gateway: fixture.context, client: HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: false))
     }
 
     /// The outcome for a request; `certificate` counts how often the client certificate was asked for.

@@ -33,7 +33,10 @@ struct Admission {
     }
 
     /// Decides on `head`. `clientCertificate` gives the SHA-256 of the connection's verified
-    /// client certificate; it is asked only when a route or a token needs it.
+    /// client certificate; it is asked only when a route or a token needs it. Always inlined: its
+    /// caller is the request path, and returning the decision through a call copied (retained and
+    /// released) each of its references once more per request.
+    @inline(__always)
     func admit(_ head: HTTPRequestHead, facts: RequestHeadFacts, table: RouteTable, log: inout RequestLog,
                clientCertificate: () -> [UInt8]?) -> Decision {
         let target: RequestTarget
