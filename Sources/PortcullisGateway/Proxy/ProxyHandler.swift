@@ -183,10 +183,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             case .success(let token):
                 identity = token
                 log.subject = token.subject
-                gateway.metrics.authDecision("ok")
+                route.metrics.authAccepted()
             case .failure(let failure):
                 log.reason = failure.reason
-                gateway.metrics.authDecision(failure.reason)
+                route.metrics.authRejected(failure.reason, client: failure.client)
                 return reject(ErrorResponse(failure, realm: gateway.realm), head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
             }
         }
@@ -334,7 +334,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     fileprivate func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: TimeAmount?, now: NIODeadline = .now()) {
         let total = now - log.start
-        metrics.countResponse(status: log.status)
+        metrics.countResponse(method: log.method, status: log.status)
         metrics.requestDuration.record(GatewayMetrics.seconds(total))
         if let upstreamTime {
             metrics.upstreamDuration.record(GatewayMetrics.seconds(upstreamTime))
