@@ -15,14 +15,15 @@ public enum Exposition {
         canonicalizingBuckets(registry.emitToBuffer())
     }
 
-    /// `text` with the value of every `le="…"` label in canonical form (others untouched).
+    /// `text` with the value of every `le` label in canonical form, the rest copied as it is.
     public static func canonicalizingBuckets(_ text: [UInt8]) -> [UInt8] {
         let marker = Array(#"le=""#.utf8)
         var out: [UInt8] = []
         out.reserveCapacity(text.count)
         var index = 0
         while index < text.count {
-            // A label starts after `{` or `,`; `le="` elsewhere (inside another label's value) is left alone.
+            // A label starts after `{` or `,`. Inside a label value a quote is escaped (`\"`), so
+            // `le="` never appears there: only real `le` labels are rewritten.
             let atLabel = index + marker.count <= text.count && (index > 0 && (text[index - 1] == UInt8(ascii: "{") || text[index - 1] == UInt8(ascii: ",")))
                 && text[index..<index + marker.count].elementsEqual(marker)
             guard atLabel, let close = text[(index + marker.count)...].firstIndex(of: UInt8(ascii: "\"")) else {

@@ -16,7 +16,8 @@ struct MetricsUnitTests {
             # HELP x_seconds A histogram; an le=\"1.0\" in help text stays.
             x_seconds_bucket{route="a",le="1.0"} 3
             x_seconds_bucket{le="0.00025"} 1
-            x_seconds_bucket{route="le=\\"2.0\\"",le="+Inf"} 4
+            x_seconds_bucket{route="a,le=\\"2.0\\"",le="+Inf"} 4
+            x_seconds_bucket{route="b\\\\",le="5.0"} 4
             y_total{code="200"} 7
 
             """
@@ -24,7 +25,8 @@ struct MetricsUnitTests {
             # HELP x_seconds A histogram; an le=\"1.0\" in help text stays.
             x_seconds_bucket{route="a",le="1"} 3
             x_seconds_bucket{le="0.00025"} 1
-            x_seconds_bucket{route="le=\\"2.0\\"",le="+Inf"} 4
+            x_seconds_bucket{route="a,le=\\"2.0\\"",le="+Inf"} 4
+            x_seconds_bucket{route="b\\\\",le="5"} 4
             y_total{code="200"} 7
 
             """
