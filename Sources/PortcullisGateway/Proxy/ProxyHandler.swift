@@ -6,7 +6,7 @@ import PortcullisJOSE
 
 /// The request path, top to bottom, for one client connection:
 ///
-/// 1. `.head` arrives → request id, path check, route match, body-size check,
+/// 1. `.head` arrives → request id, then `Admission`: head checks, route match, body-size check,
 ///    authentication (token, revocation, scopes, claim rules), rate limit.
 /// 2. Refused → a JSON error with the RFC 6750 challenge; the request body is discarded.
 /// 3. Accepted → an upstream connection from this event loop's pool (or a fresh one, on a
@@ -32,8 +32,16 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private let gateway: GatewayContext
     private let pool: UpstreamPool
-    private let timeouts: HeadTimeoutHandler?
+    private let timeouts: ConnectionTimeoutHandler?
+    /// The minimum request-body rate (`limits.request_body_min_rate`), nil when off.
+    struct BodyRateLimit {
+        let minimumRate: Int
+        let grace: TimeAmount
+    }
+    private let bodyRateLimit: BodyRateLimit?
+    private var bodyRate: RequestBodyRate?
     private let client: HeaderRewriter.ClientInfo
+    private let admission: Admission
     private var state: State = .idle
     /// Set while the handler is in the pipeline. Dropped in `handlerRemoved`: the context holds the
     /// handler, so keeping it would leak both with every closed connection.
@@ -51,11 +59,16 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// The field list of the last request sent upstream, whose storage the next one reuses (see
     /// `HeaderRewriter.upstreamRequest`); unique again once that request's exchange is gone.
     private var upstreamFields: [(name: String, value: String)] = []
+    /// The route table this connection read last.
+    private var routeTableCache: CachedRouteTable?
 
-    init(gateway: GatewayContext, pool: UpstreamPool, timeouts: HeadTimeoutHandler?, client: HeaderRewriter.ClientInfo) {
+    init(gateway: GatewayContext, pool: UpstreamPool, timeouts: ConnectionTimeoutHandler?, bodyRate: BodyRateLimit?,
+         client: HeaderRewriter.ClientInfo) {
         self.gateway = gateway
         self.pool = pool
         self.timeouts = timeouts
+        self.bodyRateLimit = bodyRate
+        self.admission = Admission(gateway: gateway, client: client)
         self.client = client
     }
 
@@ -67,11 +80,19 @@ final class ProxyHandler: ChannelDuplexHandler {
             guard case .proxying(let exchange) = state else { return }
             exchange.responseHeaderTimedOut()
         }
+        if let limit = bodyRateLimit {
+            // Strong capture: `handlerRemoved` stops it, which breaks the cycle.
+            bodyRate = RequestBodyRate(minimumRate: limit.minimumRate, grace: limit.grace, eventLoop: context.eventLoop) { [self] in
+                requestBodyTooSlow()
+            }
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         responseTimer?.stop()
         responseTimer = nil
+        bodyRate?.stop()
+        bodyRate = nil
         _ = output.takeUnsent()
         self.context = nil
     }
@@ -83,6 +104,13 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if let bodyRate {
+            switch part {
+            case .head: bodyRate.headReceived()
+            case .body(let bytes): bodyRate.bodyReceived(bytes: bytes.readableBytes)
+            case .end: bodyRate.endReceived()
+            }
+        }
         if !queued.isEmpty {
             queued.append(part)
             return
@@ -134,86 +162,20 @@ final class ProxyHandler: ChannelDuplexHandler {
         let start = NIODeadline.now()
         let facts = RequestHeadFacts(head.headers)
         let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()
-        let hasBody = facts.hasBody
         var log = RequestLog(requestID: requestID, method: head.method.rawValue, target: head.uri, start: start)
 
-        let table = gateway.routeTable
-        let target: RequestTarget
-        switch Self.checkHead(head, facts: facts, policy: table.request) {
-        case .success(let checked):
-            target = checked
-        case .failure(let refusal):
-            return reject(ErrorResponse(status: .badRequest, error: "invalid_request", description: refusal.description),
-                          head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
+        let table = gateway.routeTable(cached: &routeTableCache)
+        let admitted: Admission.Admitted
+        switch admission.admit(head, facts: facts, table: table, log: &log, clientCertificate: clientCertificateThumbprint) {
+        case .admitted(let request):
+            admitted = request
+        case .refused(let response, let metrics):
+            return reject(response, head: head, log: &log, hasBody: facts.hasBody, metrics: metrics)
         }
-        let route: CompiledRoute
-        switch table.router.match(host: HostHeader.name(facts.host), path: target.path, method: head.method.rawValue) {
-        case .matched(let matched):
-            route = matched
-        case .notFound:
-            return reject(ErrorResponse(status: .notFound, error: "not_found", description: "no route matches this request"),
-                          head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
-        case .methodNotAllowed(let allowed):
-            var response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: "this route does not accept \(head.method.rawValue)")
-            response.headers.add(name: "Allow", value: allowed.joined(separator: ", "))
-            return reject(response, head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
-        }
-        log.route = route.config.name
-
-        if let length = facts.contentLength, length > route.config.maxBodyBytes {
-            return reject(ErrorResponse(status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes"),
-                          head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-        }
-
-        if route.config.requireClientCertificate, clientCertificateThumbprint() == nil {
-            return reject(ErrorResponse(status: .forbidden, error: "client_certificate_required",
-                                        description: "this route needs a client certificate the gateway verified"),
-                          head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-        }
-
-        var identity: VerifiedToken?
-        if let policy = route.jwtAuth {
-            guard let authenticator = gateway.authenticator else {
-                // Unreachable with a validated config (jwt routes require issuers); fail closed.
-                return reject(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured"),
-                              head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-            }
-            switch authenticator.authenticate(head.headers, policy: policy,
-                                              clientCertificate: clientCertificateThumbprint) {
-            case .success(let token):
-                identity = token
-                log.subject = token.subject
-                route.metrics.authAccepted()
-            case .failure(let failure):
-                log.reason = failure.reason
-                route.metrics.authRejected(failure.reason, client: failure.client)
-                return reject(ErrorResponse(failure, realm: gateway.realm), head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-            }
-        }
-
-        var rateLimitHeaders: HTTPHeaders?
-        if let policy = route.rateLimit {
-            let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
-            let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
-            gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
-            var headers = HTTPHeaders()
-            headers.add(name: "RateLimit-Policy", value: "\(policy.limit);w=\(Int(policy.window.components.seconds))")
-            headers.add(name: "RateLimit-Limit", value: String(decision.limit))
-            headers.add(name: "RateLimit-Remaining", value: String(decision.remaining))
-            headers.add(name: "RateLimit-Reset", value: String(decision.resetSeconds))
-            guard decision.allowed else {
-                log.reason = "rate_limited"
-                var response = ErrorResponse(status: .tooManyRequests, error: "rate_limited", description: "rate limit '\(policy.name)' exceeded")
-                response.headers = headers
-                response.headers.add(name: "Retry-After", value: String(max(1, decision.resetSeconds)))
-                return reject(response, head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-            }
-            rateLimitHeaders = headers
-        }
+        let route = admitted.route
 
         // 3. Accepted: forward.
-        if facts.hasUnderscoredNames, table.request.headersWithUnderscores == .drop { gateway.metrics.underscoredFieldsDropped.increment() }
-        let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: target.uri, policy: route.headerPolicy, identity: identity,
+        let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: route.headerPolicy, identity: admitted.identity,
                                                           requestID: requestID, client: client, hasUnderscoredNames: facts.hasUnderscoredNames,
                                                           reusing: takeUpstreamFields())
         upstreamFields = upstreamHead.fields
@@ -223,37 +185,9 @@ final class ProxyHandler: ChannelDuplexHandler {
             context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
         let exchange = Exchange(handler: self, route: route, clientHead: head, upstreamHead: upstreamHead,
-                                log: log, extraResponseHeaders: rateLimitHeaders)
+                                log: log, extraResponseHeaders: admitted.rateLimitHeaders)
         state = .proxying(exchange)
         exchange.start()
-    }
-
-    /// The checks on a request head before routing: one `Host` (required from HTTP/1.1 on) of
-    /// valid syntax, agreeing with an absolute-form target's authority; header names under the
-    /// underscore policy; the target under the path policy. Returns the target to route.
-    static func checkHead(_ head: HTTPRequestHead, facts: RequestHeadFacts, policy: RequestPolicy) -> Result<RequestTarget, RequestTarget.Refusal> {
-        if facts.hostCount > 1 { return .failure(.init(description: "the request has more than one Host header")) }
-        if facts.hasTransferEncoding, !facts.transferEncodingEndsChunked {
-            return .failure(.init(description: "the request's Transfer-Encoding does not end in chunked, so its body cannot be framed"))
-        }
-        if let host = facts.host {
-            // An empty Host is allowed (RFC 9110 §7.2: a target without an authority).
-            if !host.isEmpty, !HostHeader.isValid(host) { return .failure(.init(description: "the Host header is not a valid host[:port]")) }
-        } else if head.version.major > 1 || head.version.minor >= 1 {
-            return .failure(.init(description: "an HTTP/1.1 request needs a Host header"))
-        }
-        if facts.hasUnderscoredNames, policy.headersWithUnderscores == .reject {
-            return .failure(.init(description: "header names with underscores are refused"))
-        }
-        let target: RequestTarget
-        switch RequestTarget.parse(head.uri, policy: policy.path) {
-        case .success(let parsed): target = parsed
-        case .failure(let refusal): return .failure(refusal)
-        }
-        if let authority = target.authority, !HeaderNameSet.equalsIgnoringASCIICase((facts.host ?? "").utf8, authority.lowercased().utf8) {
-            return .failure(.init(description: "the Host header disagrees with the request target's authority"))
-        }
-        return .success(target)
     }
 
     /// The SHA-256 of this connection's verified client certificate, nil without one.
@@ -374,6 +308,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             pendingRead = true
             return
         }
+        bodyRate?.readIssued()
         context.read()
     }
 
@@ -390,23 +325,25 @@ final class ProxyHandler: ChannelDuplexHandler {
             if isIdle { context.close(promise: nil) }
             return
         }
-        if event is RequestBodyTooSlow {
-            gateway.metrics.slowRequestBodies.increment()
-            closeAfterResponse = true
-            queued.removeAll()
-            switch state {
-            case .proxying(let exchange): exchange.clientBodyTooSlow()
-            case .discarding, .idle: context.close(promise: nil)
-            }
-            return
-        }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The client sent the body of the current request below the minimum rate (`RequestBodyRate`).
+    private func requestBodyTooSlow() {
+        gateway.metrics.slowRequestBodies.increment()
+        closeAfterResponse = true
+        queued.removeAll()
+        switch state {
+        case .proxying(let exchange): exchange.clientBodyTooSlow()
+        case .discarding, .idle: context?.close(promise: nil)
+        }
     }
 
     /// Issues the read held back, if one is and nothing holds it back any more.
     fileprivate func resumeClientReads() {
         guard pendingRead, let context, mayRead(context) else { return }
         pendingRead = false
+        bodyRate?.readIssued()
         context.read()
     }
 
@@ -641,7 +578,7 @@ private final class Exchange: UpstreamExchangeDelegate {
         return wrote
     }
 
-    /// The client sent the body below the minimum rate (`RequestBodyRateHandler`).
+    /// The client sent the body below the minimum rate (`RequestBodyRate`).
     func clientBodyTooSlow() {
         guard !clientRequestEnded else { return }
         guard !done else { return handler.closeClient() }
