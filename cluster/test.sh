@@ -15,7 +15,7 @@ swift build --build-tests
 swift test --skip-build --no-parallel
 # The operator's kit (docs/operations.md, "Dashboard and alerts"): the scrape config and alerting
 # rules, a unit test per alert, then the dashboard, the rules, the PromQL of the docs and the
-# metric tables against a live cluster scraped by Prometheus (about a minute).
+# metric tables against a live cluster scraped by Prometheus (about 10 s).
 promtool check config cluster/prometheus.yml
 promtool test rules cluster/observability/alerts-test.yml
 ./cluster/observability/test.py "$PORTCULLIS_BIN"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The operator's kit against a live local cluster, in about a minute.
+"""The operator's kit against a live local cluster, in about 10 seconds.
 
 Starts cluster/run.sh's cluster (redis-server, the control plane, three gateways, the demo
 upstream) and Debian's `prometheus` with cluster/prometheus.yml and cluster/observability/alerts.yml,
