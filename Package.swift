@@ -227,7 +227,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisGatewayTests",
-            dependencies: ["PortcullisGateway", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport"],
+            dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport"],
             // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md).
             exclude: ["Fuzz"],
             swiftSettings: strict

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 config="${1:-debug}"
 
 need=()
-for pkg in redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip spin gcc podman debootstrap iproute2 openssl util-linux; do
+for pkg in redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip python3-yaml spin gcc podman debootstrap iproute2 openssl util-linux; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs every test against real
-# redis-server, control-plane and gateway processes on loopback, model-checks the revocation
-# protocol with spin, then a 20 s fuzz smoke of each fuzz target (docs/fuzzing.md).
+# redis-server, control-plane and gateway processes on loopback, checks the dashboard and alerts
+# against Prometheus, model-checks the revocation protocol with spin, then a 20 s fuzz smoke of
+# each fuzz target (docs/fuzzing.md).
 #
 # Suites run one after another (--no-parallel): many of them start clusters of processes and
 # check timeouts, and on a 2-core machine running them all at once starves their event loops.
@@ -12,6 +13,12 @@ cd "$(dirname "$0")/.."
 export PORTCULLIS_BIN="$PWD/.build/debug/portcullis"
 swift build --build-tests
 swift test --skip-build --no-parallel
+# The operator's kit (docs/operations.md, "Dashboard and alerts"): the scrape config and alerting
+# rules, a unit test per alert, then the dashboard, the rules, the PromQL of the docs and the
+# metric tables against a live cluster scraped by Prometheus (about 10 s).
+promtool check config cluster/prometheus.yml
+promtool test rules cluster/observability/alerts-test.yml
+./cluster/observability/test.py "$PORTCULLIS_BIN"
 # The revocation protocol as a model (docs/model.md): the design and the Swift writer with
 # acknowledgements that name the change applied (what the code does) must pass; each defence,
 # removed, must let the checker find the attack, and so must the writer without named acks.

@@ -31,6 +31,8 @@ struct ClusterRevocationTests {
             let metrics = try cluster.gateways[0].metrics()
             #expect(metrics.contains("portcullis_revocation_propagation_seconds_count"))
             #expect(metrics.contains("reason=\"revoked\""))
+            // The revoked client's token verified, so its refusals are counted under its client id.
+            #expect(metrics.contains("client=\"leaky-app\",reason=\"revoked\""))
 
             // Lifting the subject cut-off lets bob back in.
             _ = try await cluster.lift(subjectCutoff)

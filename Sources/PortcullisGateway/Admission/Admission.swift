@@ -83,10 +83,10 @@ struct Admission {
             case .success(let token):
                 identity = token
                 log.subject = token.subject
-                gateway.metrics.authDecision("ok")
+                route.metrics.authAccepted()
             case .failure(let failure):
                 log.reason = failure.reason
-                gateway.metrics.authDecision(failure.reason)
+                route.metrics.authRejected(failure.reason, client: failure.client)
                 return .refused(ErrorResponse(failure, realm: gateway.realm), metrics: route.metrics)
             }
         }

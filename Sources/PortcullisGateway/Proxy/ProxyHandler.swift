@@ -270,7 +270,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: TimeAmount?, now: NIODeadline = .now()) {
         let total = now - log.start
-        metrics.countResponse(status: log.status)
+        metrics.countResponse(method: log.method, status: log.status)
         metrics.requestDuration.record(GatewayMetrics.seconds(total))
         if let upstreamTime {
             metrics.upstreamDuration.record(GatewayMetrics.seconds(upstreamTime))
