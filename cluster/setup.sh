@@ -39,6 +39,9 @@ if [ ${#py_need[@]} -gt 0 ]; then
         || python3 -m pip install -q --break-system-packages "${py_need[@]}"
 fi
 
+# The benchmarks' peers (HAProxy, nginx, wrk, …); the test suite runs the peer harness's checks.
+cluster/bench/setup.sh
+
 command -v swift >/dev/null || { echo "setup: the Swift toolchain is not on PATH" >&2; exit 1; }
 echo "setup: building ($config)"
 if [ "$config" = release ]; then

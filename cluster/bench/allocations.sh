@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Heap allocations per request of a gateway binary under the peer harness's RS256 load: counts
-# calls to libc malloc and to the Swift runtime's swift_allocObject with perf uprobes while wrk
-# runs, and divides by the requests the gateway's /metrics counted in the same window. Needs root
-# (uprobes); adds the two probes if missing and removes those it added.
+# Heap allocations per request of a gateway binary under the RS256 load of the peer harness
+# (cluster/bench/peers): counts calls to libc malloc and to the Swift runtime's swift_allocObject
+# with perf uprobes while wrk runs, and divides by the requests the gateway's /metrics counted in
+# the same window. Needs root (uprobes); adds the two probes if missing and removes those it added.
 #   cluster/bench/allocations.sh .build/release/portcullis
 #   CONFIG=subject-es256 WINDOW=5 cluster/bench/allocations.sh old-binary
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 GATEWAY_BINARY" >&2; exit 2; }
 bin=$(realpath "$1")
 . "$(dirname "$0")/subject-env.sh"
-command -v perf >/dev/null || { echo "perf is required" >&2; exit 1; }
+command -v perf >/dev/null || "$root/cluster/bench/setup.sh" linux-perf >&2
 libc=$(ldd "$bin" | awk '$1 ~ /^libc\.so/ {print $3; exit}')
 swiftcore=$(ldd "$bin" | awk '$1 ~ /^libswiftCore\.so/ {print $3; exit}')
 added=()
@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 subject_env "$bin"
 config=${CONFIG:-subject-rs256}
-CONFIGS=$config DURATION=20s WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 "$peers/run-peers.sh" >"$log" 2>&1 &
+CONFIGS=$config DURATION=${DURATION:-20s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 "$peers/run-peers.sh" >"$log" 2>&1 &
 harness=$!
 # The measured run starts once the harness announces the configuration; skip its first seconds.
 for _ in $(seq 1 150); do grep -q "config $config" "$log" && break; sleep 1; done
