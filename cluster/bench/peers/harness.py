@@ -120,6 +120,22 @@ def wrk_figures(text):
     return out
 
 
+def render_template(text, mode, values):
+    """A config template for one mode: a line ending in `# when: <modes>` is kept (without that
+    tag) only when `mode` is one of them; `@NAME@` becomes values[NAME]."""
+    lines = []
+    for line in text.splitlines():
+        body, tagged, modes = line.partition("# when:")
+        if not tagged:
+            lines.append(line)
+        elif mode in modes.split():
+            lines.append(body.rstrip())
+    text = "\n".join(lines) + "\n"
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    return text
+
+
 class Harness:
     def __init__(self, configs):
         self.configs = configs
@@ -136,23 +152,14 @@ class Harness:
 
     # ---- servers
     def render(self, template, name, **values):
+        """conf/<template> filled in for this run, written to the runtime folder and copied to OUT."""
         with open(os.path.join(HERE, "conf", template)) as f:
             text = f.read()
-        jwt = values.pop("JWT", "")
+        mode = values.pop("JWT", "")
         values.update(RUN=self.run_dir, BACKEND=BACKEND, ISS=fixtures.ISSUER, AUD=fixtures.AUDIENCE)
-        lines = []
-        for line in text.splitlines():
-            body, tagged, modes = line.partition("# when:")
-            if not tagged:
-                lines.append(line)
-            elif jwt in modes.split():
-                lines.append(body.rstrip())
-        text = "\n".join(lines) + "\n"
-        for key, value in values.items():
-            text = text.replace(f"@{key}@", str(value))
         path = os.path.join(self.run_dir, name)
         with open(path, "w") as f:
-            f.write(text)
+            f.write(render_template(text, mode, values))
         shutil.copy(path, os.path.join(self.out, "conf", name))
         return path
 
@@ -310,10 +317,13 @@ class Harness:
                "proxy": f"{cpu['trees']['proxy']:.0f}" if "proxy" in cpu["trees"] else "-",
                "backend": f"{cpu['trees']['backend']:.0f}", "wrk": f"{cpu['load']:.0f}",
                "foreign": f"{cpu['foreign']:.0f}",
-               "us_per_req": f"{measured * 1e4 / figures['rps']:.1f}" if figures["rps"] > 0 else "0",
-               "note": note or "-"}
+               "us_per_req": f"{measured * 1e4 / figures['rps']:.1f}" if figures["rps"] > 0 else "0"}
+        notes = [note] if note else []
         if cpu["rc"] != 0:
-            row["note"] = ",".join(filter(None, [note, f"wrk-exit-{cpu['rc']}"]))
+            notes.append(f"wrk-exit-{cpu['rc']}")
+        if kind and not self.servers[kind].alive():
+            notes.append(f"{kind}-exited")
+        row["note"] = ",".join(notes) or "-"
         self.rows.append(row)
         log(f"    {config} {mode} run {repeat}: {row['rps']} req/s, p99 {row['p99_ms']} ms, "
             f"{row['us_per_req']} us/req, non-2xx {row['non2xx']}, errors {row['errors']}, foreign {row['foreign']} %")

@@ -74,6 +74,10 @@ def ratios(rows):
             line += " " * 74
         notes = sorted({r["note"] for r in group} - {"-"})
         lines.append((line + " " + ",".join(notes)).rstrip())
+    verify, claims_only = median("haproxy-jwt-rs256", "us_per_req"), median("haproxy-claims-rs256", "us_per_req")
+    if verify and claims_only:
+        lines += ["", f"HAProxy's jwt_verify alone, RS256: {verify - claims_only:.1f} us per request "
+                      "(haproxy-jwt-rs256 minus haproxy-claims-rs256)"]
     lines += ["",
               "vs nginx = req/s / req/s of nginx's plain proxy in this run" + ("" if nginx else " (nginx not run)"),
               "vs peer  = req/s / req/s of the HAProxy peer (same algorithm and tokens; no token: plain HAProxy)",
