@@ -83,16 +83,38 @@ class ProcessTreeTests(unittest.TestCase):
                 server.stop()
             self.assertFalse([pid for pid in members if procs._stat(pid)])
 
-    def test_cpu_burnt_by_a_child_of_the_subject_is_charged_to_the_subject(self):
+    def test_a_tree_that_ignores_sigterm_is_killed_after_the_grace_period(self):
         with tempfile.NamedTemporaryFile() as log:
-            busy = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\ntime.sleep(60)"
-            server = procs.Server("t", ["bash", "-c", f"{sys.executable} -c '{busy}' & wait"], 0, log.name)
+            # An ignored signal stays ignored across exec, so the sleep ignores SIGTERM too.
+            server = procs.Server("t", ["bash", "-c", "trap '' TERM; sleep 60 & wait"], 0, log.name)
+            time.sleep(0.3)
+            members = procs.tree(server.pid)
+            server.stop(grace=0.3)
+            self.assertFalse([pid for pid in members if procs._stat(pid)])
+
+    def busy(self, seconds):
+        return f"{sys.executable} -c 'import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass'"
+
+    def test_cpu_burnt_by_a_live_child_of_the_subject_is_charged_to_the_subject(self):
+        with tempfile.NamedTemporaryFile() as log:
+            server = procs.Server("t", ["bash", "-c", f"{self.busy(0.6)}; sleep 60 & wait"], 0, log.name)
             try:
                 usage = procs.run_accounted(["sleep", "1.5"], os.devnull, {"subject": server.pid})
             finally:
                 server.stop()
-            # 0.6 s of CPU in 1.5 s, by a grandchild: ~40 % of a core (start-up jitter aside).
+            # The child burns 0.6 s of CPU within 1.5 s and is then still there (the sleep after it).
             self.assertGreater(usage["trees"]["subject"], 25)
+
+    def test_cpu_of_a_child_that_exited_during_the_run_is_charged_to_the_subject(self):
+        with tempfile.NamedTemporaryFile() as log:
+            # bash waits for (reaps) the busy child, whose CPU then counts in bash's cutime.
+            server = procs.Server("t", ["bash", "-c", f"{self.busy(0.9)}; sleep 60; true"], 0, log.name)
+            try:
+                usage = procs.run_accounted(["sleep", "3"], os.devnull, {"subject": server.pid})
+                self.assertEqual(len(procs.tree(server.pid)), 2)  # bash and the sleep: the busy child is gone
+            finally:
+                server.stop()
+            self.assertGreater(usage["trees"]["subject"], 20)  # 0.9 s in 3 s
 
 
 class ReportTests(unittest.TestCase):
