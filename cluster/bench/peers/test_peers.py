@@ -89,7 +89,9 @@ class ProcessTreeTests(unittest.TestCase):
             server = procs.Server("t", ["bash", "-c", "trap '' TERM; sleep 60 & wait"], 0, log.name)
             time.sleep(0.3)
             members = procs.tree(server.pid)
+            started = time.monotonic()
             server.stop(grace=0.3)
+            self.assertLess(time.monotonic() - started, 3)
             self.assertFalse([pid for pid in members if procs._stat(pid)])
 
     def busy(self, seconds):
