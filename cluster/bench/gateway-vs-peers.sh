@@ -14,5 +14,8 @@ if [ -z "${PORTCULLIS_BIN:-}" ]; then
   cluster/build-release.sh --product portcullis >&2
   PORTCULLIS_BIN=$root/.build/release/portcullis
 fi
-subject_env "$(realpath "$PORTCULLIS_BIN")"
+bin=$(realpath "$PORTCULLIS_BIN")
+echo "gateway under test: $bin" >&2
+case $bin in */debug/*) echo "warning: that is a debug build (PORTCULLIS_BIN)" >&2 ;; esac
+subject_env "$bin"
 exec "$peers/run-peers.sh"

@@ -137,6 +137,9 @@ def render_template(text, mode, values):
 
 
 class Harness:
+    """One run: its output folder (OUT), its private runtime folder (keys, tokens, rendered
+    configs), the servers it started and the rows it measured."""
+
     def __init__(self, configs):
         self.configs = configs
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
