@@ -96,8 +96,9 @@ public final class GatewayMetrics: Sendable {
 final class RouteMetrics: Sendable {
     let route: String
     private let registry: PrometheusCollectorRegistry
-    /// By method and exact status (`methodIndex << 16 | status`), made on first use: a lock and a
-    /// dictionary lookup per response, like the histograms' own lock.
+    /// By method and exact status (`methodIndex << 16 | status`), made on first use. A lock and a
+    /// dictionary lookup — but only when a connection's response differs in route, method or code
+    /// from its last one (`ResponseCounterCache`); otherwise the counter is reused without either.
     private let requests = Mutex<[Int: Counter]>([:])
     private let authOK: Counter
     private let authRejections = Mutex<[String: Counter]>([:])
@@ -121,15 +122,24 @@ final class RouteMetrics: Sendable {
 
     private static let authDecisionsHelp = "Authentication decisions by route and outcome: ok, or the reason code of the rejection."
 
-    /// Counts one response by method and exact status code (clamped to 100...599).
-    func countResponse(method: String, status: Int) {
+    /// Counts one response by method and exact status code (clamped to 100...599). `cache` is the
+    /// caller's (one per connection): the counter of its last response, reused while route,
+    /// method and code stay the same.
+    func countResponse(method: String, status: Int, cache: inout ResponseCounterCache?) {
         let methodIndex = Self.methods.firstIndex(of: method) ?? Self.methods.count
         let code = min(max(status, 100), 599)
-        GatewayMetrics.counter(in: requests, key: methodIndex << 16 | code) {
+        let key = methodIndex << 16 | code
+        if let cached = cache, cached.route === self, cached.key == key {
+            cached.counter.increment()
+            return
+        }
+        let counter = GatewayMetrics.counter(in: requests, key: key) {
             registry.counter("portcullis_http_requests_total",
                              labels: [("route", route), ("method", methodIndex < Self.methods.count ? Self.methods[methodIndex] : "other"), ("code", String(code))],
                              help: "Requests answered, by route, method and status code.")
-        }.increment()
+        }
+        cache = ResponseCounterCache(route: self, key: key, counter: counter)
+        counter.increment()
     }
 
     /// A token accepted on this route.
@@ -149,4 +159,11 @@ final class RouteMetrics: Sendable {
                              help: "Requests refused although the token's signature verified (revoked, certificate_binding, insufficient_scope, ...), by route, the token's client id and reason.")
         }.increment()
     }
+}
+
+/// The response counter a connection used last (`RouteMetrics.countResponse`).
+struct ResponseCounterCache {
+    fileprivate let route: RouteMetrics
+    fileprivate let key: Int
+    fileprivate let counter: Counter
 }
