@@ -71,6 +71,20 @@ struct MetricsUnitTests {
         #expect(!text.contains("BREW"))
     }
 
+    @Test("refusals of verified tokens are counted per client for the first 100 clients of a route, the rest as other")
+    func clientRejectionsBounded() {
+        let registry = PrometheusCollectorRegistry()
+        let route = GatewayMetrics(registry: registry).route("r")
+        for index in 0..<(RouteMetrics.maxClients + 5) { route.authRejected("revoked", client: "client-\(index)") }
+        route.authRejected("revoked", client: "client-0")
+        route.authRejected("revoked", client: "late-1")
+        let text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+        #expect(text.contains(#"portcullis_auth_client_rejections_total{route="r",client="client-0",reason="revoked"} 2"#))
+        #expect(text.contains(#"portcullis_auth_client_rejections_total{route="r",client="client-99",reason="revoked"} 1"#))
+        #expect(!text.contains(#"client="client-100""#))
+        #expect(text.contains(#"portcullis_auth_client_rejections_total{route="r",client="other",reason="revoked"} 6"#))
+    }
+
     @Test("a gateway's default node id is its host name and listen port, the same across restarts")
     func defaultNodeID() throws {
         let config = try GatewayConfig.parse(yaml: "listen: 127.0.0.1:8443\nroutes: [{name: r, path_prefix: /, upstream: {targets: [127.0.0.1:1]}}]\n", file: "t.yaml")

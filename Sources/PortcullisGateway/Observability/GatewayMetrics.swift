@@ -102,7 +102,12 @@ final class RouteMetrics: Sendable {
     private let requests = Mutex<[Int: Counter]>([:])
     private let authOK: Counter
     private let authRejections = Mutex<[String: Counter]>([:])
-    private let clientRejections = Mutex<[String: Counter]>([:])
+    /// Counters of `portcullis_auth_client_rejections_total` by reason and client, and the
+    /// distinct clients seen on this route (at most `maxClients`; the rest share `other`).
+    private let clientRejections = Mutex<(counters: [String: Counter], clients: Set<String>)>(([:], []))
+    /// Client ids come from tokens an issuer signed, but an issuer with dynamic client
+    /// registration could mint any number: past this many per route they are counted as `other`.
+    static let maxClients = 100
     let requestDuration: ValueHistogram
     let upstreamDuration: ValueHistogram
 
@@ -154,9 +159,15 @@ final class RouteMetrics: Sendable {
             registry.counter("portcullis_auth_decisions_total", labels: [("route", route), ("reason", reason)], help: Self.authDecisionsHelp)
         }.increment()
         guard let client else { return }
-        GatewayMetrics.counter(in: clientRejections, key: reason + "\u{0}" + client) {
-            registry.counter("portcullis_auth_client_rejections_total", labels: [("route", route), ("client", client), ("reason", reason)],
-                             help: "Requests refused although the token's signature verified (revoked, certificate_binding, insufficient_scope, ...), by route, the token's client id and reason.")
+        clientRejections.withLock { state in
+            if !state.clients.contains(client), state.clients.count < Self.maxClients { state.clients.insert(client) }
+            let label = state.clients.contains(client) ? client : "other"
+            let key = reason + "\u{0}" + label
+            if let existing = state.counters[key] { return existing }
+            let created = registry.counter("portcullis_auth_client_rejections_total", labels: [("route", route), ("client", label), ("reason", reason)],
+                                           help: "Requests refused although the token's signature verified (revoked, certificate_binding, insufficient_scope, ...), by route, the token's client id (past 100 clients per route: other) and reason.")
+            state.counters[key] = created
+            return created
         }.increment()
     }
 }

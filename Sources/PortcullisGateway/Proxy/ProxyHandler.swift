@@ -189,7 +189,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
         let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
-                                log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+                                        log: log, extraResponseHeaders: admitted.rateLimitHeaders)
         state = .proxying(exchange)
         exchange.start()
     }
