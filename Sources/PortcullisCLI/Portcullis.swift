@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PortcullisConfig
 
 @main
@@ -9,4 +10,24 @@ struct Portcullis: AsyncParsableCommand {
         version: PortcullisVersion.current,
         subcommands: [GatewayCommand.self, ControlCommand.self, TokenCommand.self, AdminCommand.self]
     )
+
+    /// ArgumentParser's own entry point, except that its usage errors (an unknown subcommand or
+    /// option, a missing argument: its `EX_USAGE`, 64) exit with 2, the status every subcommand
+    /// uses for usage and configuration errors. The whole table — 0 done, 1 the answer is no or
+    /// the work failed, 2 usage or configuration, 3 a revocation not yet acknowledged everywhere
+    /// (`admin revoke --wait`) — is in docs/operations.md, "Exit status" (`CLITests`).
+    static func main() async {
+        do {
+            var command = try await asyncParseAsRoot(nil)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+    }
 }

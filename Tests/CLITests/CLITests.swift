@@ -23,8 +23,26 @@ struct CLITests {
     @Test("an unknown subcommand is a usage error")
     func unknown() throws {
         let result = try runCommand(PortcullisBinary.path, ["frobnicate"])
-        #expect(result.status != 0)
+        #expect(result.status == 2)
         #expect(result.stderr.contains("frobnicate"))
+    }
+
+    /// docs/operations.md, "Exit status": one table for every subcommand.
+    @Test("exit status: 2 for usage and configuration errors in every subcommand, 1 when the answer is no or the work failed", arguments: [
+        (["gateway", "--frobnicate"], 2),
+        (["gateway", "--config", "/nonexistent/gateway.yaml", "--check"], 2),
+        (["control", "--frobnicate"], 2),
+        (["token", "verify"], 2),
+        (["token", "inspect", "--frobnicate"], 2),
+        (["admin", "revoke"], 2),
+        (["admin", "nodes", "--frobnicate"], 2),
+        (["token", "inspect", "not-a-jwt"], 1),
+        (["admin", "nodes", "--endpoint", "http://127.0.0.1:1", "--token", "t"], 1),
+    ] as [([String], Int32)])
+    func exitStatus(_ arguments: [String], _ expected: Int32) throws {
+        let result = try runCommand(PortcullisBinary.path, arguments)
+        #expect(result.status == expected, "\(arguments): \(result.stderr)")
+        #expect(!result.stderr.isEmpty, "a failure says why")
     }
 }
 
