@@ -99,6 +99,7 @@ public final class GatewayNode: Service, Sendable {
         let admin = AdminServer(group: group) { [self, registry, keys] path in
             switch path {
             case "/metrics":
+                context.routeTable.recordEjectedTargets()
                 return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: registry.emitToBuffer())
             case "/healthz":
                 return .text(.ok, "ok\n")

@@ -111,6 +111,10 @@ final class RouteMetrics: Sendable {
     private let requests: [Counter]
     let requestDuration: ValueHistogram
     let upstreamDuration: ValueHistogram
+    /// A target of the route going from healthy to ejected (a connect failure).
+    let ejections: Counter
+    /// The route's targets ejected now; set when `/metrics` is read (an ejection ends by time).
+    let ejectedTargets: Gauge
 
     init(route: String, registry: PrometheusCollectorRegistry) {
         requests = (1...5).map { klass in
@@ -121,6 +125,10 @@ final class RouteMetrics: Sendable {
             help: "Time from the request head to the last response byte, by route.")
         upstreamDuration = registry.valueHistogram("portcullis_upstream_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
             help: "Time from sending the request upstream to its last response byte, by route.")
+        ejections = registry.counter("portcullis_upstream_ejections_total", labels: [("route", route)],
+            help: "Upstream targets ejected (skipped for the route's eject_for) after a failed connect, by route.")
+        ejectedTargets = registry.gauge("portcullis_upstream_ejected_targets", labels: [("route", route)],
+            help: "Upstream targets of the route ejected at the time of the scrape.")
     }
 
     func countResponse(status: Int) {

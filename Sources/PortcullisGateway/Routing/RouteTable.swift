@@ -21,7 +21,9 @@ final class CompiledRoute: Sendable {
         self.config = config
         self.lowercasedPathPrefix = Array(config.pathPrefix.lowercased().utf8)
         self.headerPolicy = HeaderRewriter.Policy(route: config, identityHeaders: identityHeaders, underscores: underscores)
-        self.selector = UpstreamTargetSelector(addresses: config.upstream.targets)
+        let routeMetrics = metrics.route(config.name)
+        self.metrics = routeMetrics
+        self.selector = UpstreamTargetSelector(addresses: config.upstream.targets, ejections: routeMetrics.ejections)
         let upstream = config.upstream
         var tlsContext: NIOSSLContext?
         if let tls = upstream.tls {
@@ -55,7 +57,6 @@ final class CompiledRoute: Sendable {
             jwtAuth = CompiledJWTAuth(allowedIssuers: auth.issuers.map(Set.init), scopes: auth.scopes, claims: auth.claims)
         }
         rateLimit = config.rateLimit.flatMap { policies[$0] }
-        self.metrics = metrics.route(config.name)
     }
 }
 
@@ -73,6 +74,11 @@ final class RouteTable: Sendable {
         }
         router = Router(routes: routes, caseSensitive: config.http.path.caseSensitive)
         request = config.http
+    }
+
+    /// Sets each route's ejected-targets gauge to the count at `now` (before a scrape).
+    func recordEjectedTargets(now: NIODeadline = .now()) {
+        for route in routes { route.metrics.ejectedTargets.set(Int64(route.selector.ejectedCount(now: now))) }
     }
 }
 
