@@ -228,7 +228,8 @@ let package = Package(
         .testTarget(
             name: "PortcullisGatewayTests",
             // PortcullisFuzz for its RFC 9112 response oracle, which the randomized parser test compares against.
-            dependencies: ["PortcullisGateway", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport", "PortcullisFuzz"],
+            dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport",
+                           "PortcullisFuzz"],
             // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md).
             exclude: ["Fuzz"],
             swiftSettings: strict

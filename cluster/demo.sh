@@ -164,7 +164,7 @@ say "response headers: $(grep -iE '^(retry-after|ratelimit-(limit|remaining|rese
 
 # ---------------------------------------------------------------------------------------------
 step "6. A few lines of /metrics"
-curl -s "http://127.0.0.1:$(admin_port 1)/metrics" | grep -E '^portcullis_(auth_decisions_total|ratelimit_decisions_total|revocation_applied_sequence|cluster_live_nodes|redis_connected)' | head -12 | sed 's/^/   /'
+curl -s "http://127.0.0.1:$(admin_port 1)/metrics" | grep -E '^portcullis_(auth_decisions_total|ratelimit_decisions_total|revocation_applied_sequence|ratelimit_live_nodes|redis_connected)' | head -12 | sed 's/^/   /'
 curl -s "$PORTCULLIS_ADMIN_URL/metrics" | grep -E '^portcullis_(cluster_live_nodes|node_revocation_lag)' | head -6 | sed 's/^/   /' || true
 
 echo

@@ -7,20 +7,8 @@ cd "$(dirname "$0")/.."
 
 config="${1:-debug}"
 
-need=()
-for pkg in redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip spin gcc podman debootstrap iproute2 openssl util-linux; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: missing Debian packages: ${need[*]} (run as root, or install them)" >&2
-        exit 1
-    fi
-    echo "setup: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+cluster/install-packages.sh setup redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip \
+    python3-yaml spin gcc podman debootstrap iproute2 openssl util-linux
 
 # Python is used only by tests and tools, never by the gateway: an independent JOSE implementation
 # (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client, schemathesis
@@ -38,6 +26,9 @@ if [ ${#py_need[@]} -gt 0 ]; then
     python3 -m pip install -q "${py_need[@]}" 2>/dev/null \
         || python3 -m pip install -q --break-system-packages "${py_need[@]}"
 fi
+
+# The benchmarks' peers (HAProxy, nginx, wrk, …); the test suite runs the peer harness's checks.
+cluster/bench/setup.sh
 
 command -v swift >/dev/null || { echo "setup: the Swift toolchain is not on PATH" >&2; exit 1; }
 echo "setup: building ($config)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs every test against real
-# redis-server, control-plane and gateway processes on loopback, model-checks the revocation
-# protocol with spin, then a 20 s fuzz smoke of each fuzz target (docs/fuzzing.md).
+# redis-server, control-plane and gateway processes on loopback, checks the dashboard and alerts
+# against Prometheus, model-checks the revocation protocol with spin, checks the packaging and the
+# multi-host bed, runs the peer benchmark's accept/reject checks, then a 20 s fuzz smoke of each
+# fuzz target (docs/fuzzing.md).
 #
 # Suites run one after another (--no-parallel): many of them start clusters of processes and
 # check timeouts, and on a 2-core machine running them all at once starves their event loops.
@@ -12,6 +14,12 @@ cd "$(dirname "$0")/.."
 export PORTCULLIS_BIN="$PWD/.build/debug/portcullis"
 swift build --build-tests
 swift test --skip-build --no-parallel
+# The operator's kit (docs/operations.md, "Dashboard and alerts"): the scrape config and alerting
+# rules, a unit test per alert, then the dashboard, the rules, the PromQL of the docs and the
+# metric tables against a live cluster scraped by Prometheus (about 10 s).
+promtool check config cluster/prometheus.yml
+promtool test rules cluster/observability/alerts-test.yml
+./cluster/observability/test.py "$PORTCULLIS_BIN"
 # The revocation protocol as a model (docs/model.md): the design and the Swift writer with
 # acknowledgements that name the change applied (what the code does) must pass; each defence,
 # removed, must let the checker find the attack, and so must the writer without named acks.
@@ -33,4 +41,7 @@ done
 # The multi-host bed (docs/deployment.md): network namespaces as hosts, the archive as installed,
 # TLS and ACL users to Redis, Sentinel failover, a cut cable, a wrong CA, an ACL attack.
 ./cluster/hosts-ci.sh .build/debug/portcullis
+# The peer benchmark's accept/reject checks (docs/benchmarks.md): both HAProxy JWT peers and the
+# gateway refuse every forged token, and the checks fail a proxy that validates nothing.
+./cluster/bench/peers/self-check.sh .build/debug/portcullis
 ./cluster/fuzz-smoke.sh 20

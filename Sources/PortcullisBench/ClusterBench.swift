@@ -27,9 +27,7 @@ struct ClusterBench: AsyncParsableCommand {
     @Flag(help: "Only the propagation phase.") var propagationOnly = false
 
     func run() async throws {
-        if ProcessInfo.processInfo.environment["PORTCULLIS_BIN"] == nil {
-            setenv("PORTCULLIS_BIN", PortcullisBinary.packageRoot + "/.build/release/portcullis", 1)
-        }
+        try ReleaseGateway.select()
         try await withCleanup(try await BenchCluster.start(nodes: nodes, limit: limit), { await $0.stop() }) { cluster in
             try await propagation(cluster)
             try await massRevocation(cluster)

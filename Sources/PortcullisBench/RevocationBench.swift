@@ -16,9 +16,7 @@ struct RevocationBench: AsyncParsableCommand {
     @Option(help: "Lookups to time.") var lookups = 4_000_000
 
     func run() async throws {
-        if ProcessInfo.processInfo.environment["PORTCULLIS_BIN"] == nil {
-            setenv("PORTCULLIS_BIN", PortcullisBinary.packageRoot + "/.build/release/portcullis", 1)
-        }
+        try ReleaseGateway.select()
         try inProcess()
         try await joinSync()
     }

@@ -25,9 +25,7 @@ struct ScaleBench: AsyncParsableCommand {
     @Option(help: "Revocations in Redis when the last node joins (0: no join phase).") var entries = 1_000_000
 
     func run() async throws {
-        if ProcessInfo.processInfo.environment["PORTCULLIS_BIN"] == nil {
-            setenv("PORTCULLIS_BIN", PortcullisBinary.packageRoot + "/.build/release/portcullis", 1)
-        }
+        try ReleaseGateway.select()
         print("== starting redis-server, an upstream and \(nodes) gateways (event_loops: 1, default intervals) ==")
         let settings = BenchCluster.Settings(nodes: nodes, limit: 1_000_000, heartbeatInterval: nil, tenantLimit: 1_000_000)
         let started = ContinuousClock.now

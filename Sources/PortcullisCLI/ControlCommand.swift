@@ -21,7 +21,7 @@ struct ControlCommand: AsyncParsableCommand {
             print("configuration OK: \(parsed.issuers.count) issuers, \(parsed.adminCredentials.count) admin tokens, authorization server \(parsed.authorizationServer == nil ? "off" : "on")")
             return
         }
-        try await NodeProcess.run("control", options: options) { registry, logger in
+        try await NodeProcess.run("control", node: parsed.nodeID, options: options) { registry, logger in
             ControlNode(config: parsed, registry: registry, logger: logger)
         }
     }

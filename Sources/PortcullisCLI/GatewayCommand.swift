@@ -42,7 +42,7 @@ struct GatewayCommand: AsyncParsableCommand {
             print("configuration OK: \(parsed.routes.count) routes, \(parsed.issuers.count) issuers")
             return
         }
-        try await NodeProcess.run("gateway", options: options) { registry, logger in
+        try await NodeProcess.run("gateway", node: parsed.nodeID, options: options) { registry, logger in
             GatewayNode(config: parsed, registry: registry, logger: logger)
         }
     }

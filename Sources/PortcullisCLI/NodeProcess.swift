@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import Metrics
+import PortcullisConfig
 import PortcullisObservability
 import Prometheus
 import ServiceLifecycle
@@ -31,13 +32,14 @@ enum NodeProcess {
         }
     }
 
-    /// Bootstraps logging and metrics, then runs the service built by `makeService` until a
-    /// shutdown signal; a failure exits 1 after logging it.
-    static func run(_ role: String, options: NodeOptions,
+    /// Bootstraps logging and metrics (`portcullis_build_info` names `node`), then runs the
+    /// service built by `makeService` until a shutdown signal; a failure exits 1 after logging it.
+    static func run(_ role: String, node: String, options: NodeOptions,
                     makeService: (_ registry: PrometheusCollectorRegistry, _ logger: Logger) -> any Service) async throws {
         options.logFormat.bootstrap(level: options.logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PortcullisMetricsFactory(registry: registry))
+        BuildInfo.register(in: registry, version: PortcullisVersion.current, revision: PortcullisVersion.revision, role: role, node: node)
         let logger = Logger(label: "portcullis.\(role)")
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: makeService(registry, logger))],

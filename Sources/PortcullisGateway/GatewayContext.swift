@@ -11,11 +11,14 @@ final class GatewayContext: Sendable {
     let accessLog: AccessLog?
     /// Metrics for requests that matched no route (404, 405, 400).
     let unmatchedRoute: RouteMetrics
-    private let table: Mutex<RouteTable>
+    /// The table and its version, bumped by every reload; `tableVersion` repeats the version so
+    /// that readers can see a table is current without the lock.
+    private let table: Mutex<(version: UInt64, routes: RouteTable)>
+    private let tableVersion = Atomic<UInt64>(0)
 
     init(routes: RouteTable, metrics: GatewayMetrics, authenticator: Authenticator?, rateLimiter: any RateLimiting,
          realm: String, accessLog: AccessLog?) {
-        self.table = Mutex(routes)
+        self.table = Mutex((0, routes))
         self.metrics = metrics
         self.authenticator = authenticator
         self.rateLimiter = rateLimiter
@@ -24,10 +27,29 @@ final class GatewayContext: Sendable {
         self.unmatchedRoute = metrics.route("_unmatched")
     }
 
-    /// The routes in force; a request keeps the table it started with.
-    var routeTable: RouteTable { table.withLock { $0 } }
+    /// The routes in force (a request keeps the table it started with), for a reader that keeps the last table it got in `cached` (one per
+    /// connection): an atomic load per call, and the lock only after a reload. Every request
+    /// reads the table, and an uncontended lock and unlock cost more than the whole check.
+    /// (`PublishedValue` does the same per thread, but inside PortcullisCluster: called from this
+    /// module its generic `read` would run unspecialised.)
+    func routeTable(cached: inout CachedRouteTable?) -> RouteTable {
+        let current = tableVersion.load(ordering: .acquiring)
+        if let cached, cached.version == current { return cached.routes }
+        let latest = table.withLock { $0 }
+        cached = CachedRouteTable(version: latest.version, routes: latest.routes)
+        return latest.routes
+    }
 
     func replaceRoutes(_ routes: RouteTable) {
-        table.withLock { $0 = routes }
+        table.withLock { current in
+            current = (current.version + 1, routes)
+            tableVersion.store(current.version, ordering: .releasing)
+        }
     }
+}
+
+/// A connection's copy of the route table it read last (`GatewayContext.routeTable(cached:)`).
+struct CachedRouteTable {
+    fileprivate let version: UInt64
+    fileprivate let routes: RouteTable
 }

@@ -7,6 +7,7 @@ import NIOSSL
 import PortcullisCluster
 import PortcullisConfig
 import PortcullisJOSE
+import PortcullisObservability
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -68,8 +69,8 @@ public final class GatewayNode: Service, Sendable {
             agent = nil
         }
         var authenticator: Authenticator?
+        let cache = !config.issuers.isEmpty && config.tokenCacheCapacity > 0 ? VerifiedTokenCache(capacity: config.tokenCacheCapacity) : nil
         if !config.issuers.isEmpty {
-            let cache = config.tokenCacheCapacity > 0 ? VerifiedTokenCache(capacity: config.tokenCacheCapacity) : nil
             let verifier = JWTVerifier(issuers: config.issuers, keys: keys, cache: cache, onUnknownKeyID: { issuer, kid in
                 // With a live control plane, it is the cluster's one fetcher; otherwise fetch ourselves.
                 if let agent, agent.hasControlPlane {
@@ -96,11 +97,14 @@ public final class GatewayNode: Service, Sendable {
         let server = try await GatewayServer(group: group, context: context, limits: config.limits,
                                              tls: try Self.makeTLSContext(config.tls), logger: logger)
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
+        let scrapeTime = ScrapeTimeMetrics(registry: registry, keys: keys, cache: cache)
         let admin = AdminServer(group: group) { [self, registry, keys] path in
             switch path {
             case "/metrics":
-                context.routeTable.recordEjectedTargets()
-                return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: registry.emitToBuffer())
+                scrapeTime.update()
+                var routes: CachedRouteTable?
+                context.routeTable(cached: &routes).recordEjectedTargets()
+                return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Exposition.render(registry))
             case "/healthz":
                 return .text(.ok, "ok\n")
             case "/readyz":

@@ -123,11 +123,11 @@ extension ControlPlaneTests {
             // Metrics: the cluster view, clean under promtool.
             try await eventually(timeout: .seconds(5), "metrics show the live node and the propagation histogram") {
                 let text = try control.metrics()
-                return text.contains("portcullis_cluster_live_nodes 1") && text.contains("portcullis_revocation_propagation_seconds_count 1")
+                return text.contains("portcullis_cluster_live_nodes 1") && text.contains("portcullis_cluster_revocation_propagation_seconds_count 1")
             }
             let metrics = try control.metrics()
             for name in ["portcullis_admin_requests_total", "portcullis_revocations_total", "portcullis_node_revocation_lag_sequences{node=\"gw-1\"} 0",
-                         "portcullis_node_revocation_lag_seconds{node=\"gw-1\"}", "portcullis_keyset_age_seconds{issuer=\"builtin\"}",
+                         "portcullis_node_revocation_lag_seconds{node=\"gw-1\"}", "portcullis_cluster_keyset_age_seconds{issuer=\"builtin\"}",
                          "portcullis_cluster_nodes_ratelimit_fallback 0", "portcullis_oauth_token_requests_total", "portcullis_redis_connected 1"] {
                 #expect(metrics.contains(name), "\(name)")
             }

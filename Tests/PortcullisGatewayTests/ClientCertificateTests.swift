@@ -105,6 +105,6 @@ final class ClientCertificateTests {
         let dpop = try issuer.token(extra: ["cnf": .object(["jkt": .string("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")])])
         #expect(try curl("/api/x", certificate: holder, token: dpop).status == 401)
         let metrics = try gateway.metrics()
-        #expect(metrics.contains(#"portcullis_auth_decisions_total{reason="certificate_binding"} 2"#))
+        #expect(metrics.contains(#"portcullis_auth_decisions_total{route="api",reason="certificate_binding"} 2"#))
     }
 }

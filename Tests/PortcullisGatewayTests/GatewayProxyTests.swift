@@ -404,13 +404,14 @@ final class GatewayProxyTests {
         #expect(response.status == 400 || response.status == 431)
     }
 
-    @Test("metrics count requests by route and auth decisions by reason")
+    @Test("metrics count requests by route, method and exact status, and auth decisions by route and reason")
     func metrics() throws {
         _ = try gateway.request("GET", "/public/m")
         _ = try gateway.request("GET", "/orders/1")
         let text = try gateway.metrics()
-        #expect(text.contains("portcullis_http_requests_total{route=\"public\",code=\"2xx\"}"))
-        #expect(text.contains("portcullis_auth_decisions_total{reason=\"missing_token\"}"))
+        #expect(text.contains("portcullis_http_requests_total{route=\"public\",method=\"GET\",code=\"200\"}"))
+        #expect(text.contains("portcullis_http_requests_total{route=\"orders\",method=\"GET\",code=\"401\"}"))
+        #expect(text.contains("portcullis_auth_decisions_total{route=\"orders\",reason=\"missing_token\"}"))
         #expect(text.contains("# HELP portcullis_gateway_added_latency_seconds"))
         #expect(text.contains("portcullis_open_connections"))
 
@@ -421,7 +422,9 @@ final class GatewayProxyTests {
             let count = try #require(sample(name + "_count{route=\"public\"}"))
             #expect(count >= 1)
             #expect(sample(name + "_bucket{route=\"public\",le=\"+Inf\"}") == count)
-            #expect(sample(name + "_bucket{route=\"public\",le=\"10.0\"}") == count)
+            // Bounds are spelled as Prometheus' Go client spells them (`10`, not `10.0`): 2.x matches `le` as text.
+            #expect(sample(name + "_bucket{route=\"public\",le=\"10\"}") == count)
+            #expect(sample(name + "_bucket{route=\"public\",le=\"1\"}") == count)
             let fastest = try #require(sample(name + "_bucket{route=\"public\",le=\"5e-05\"}"))
             #expect(fastest <= count)
             let sum = try #require(sample(name + "_sum{route=\"public\"}"))

@@ -299,7 +299,7 @@ struct UnderscoreHeaderUnitTests {
         var policy = RequestPolicy()
         policy.headersWithUnderscores = .reject
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: HTTPHeaders([("Host", "h"), ("A_B", "1")]))
-        guard case .failure(let refusal) = ProxyHandler.checkHead(head, facts: RequestHeadFacts(head.headers), policy: policy) else {
+        guard case .failure(let refusal) = Admission.checkHead(head, facts: RequestHeadFacts(head.headers), policy: policy) else {
             Issue.record("accepted")
             return
         }

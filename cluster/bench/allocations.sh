@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# Heap allocations per request of a gateway binary under the peer harness's RS256 load: counts
-# calls to libc malloc and to the Swift runtime's swift_allocObject with perf uprobes while wrk
-# runs, and divides by the requests the gateway's /metrics counted in the same window. Needs root
-# (uprobes); adds the two probes if missing and removes those it added.
+# Heap allocations per request of a gateway binary under the RS256 load of the peer harness
+# (cluster/bench/peers): counts calls to libc malloc and to the Swift runtime's swift_allocObject
+# with perf uprobes while wrk runs, and divides by the requests the gateway's /metrics counted in
+# the same window. Needs root (uprobes); adds the two probes and removes them again.
 #   cluster/bench/allocations.sh .build/release/portcullis
 #   CONFIG=subject-es256 WINDOW=5 cluster/bench/allocations.sh old-binary
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 GATEWAY_BINARY" >&2; exit 2; }
 bin=$(realpath "$1")
 . "$(dirname "$0")/subject-env.sh"
-command -v perf >/dev/null || { echo "perf is required" >&2; exit 1; }
+command -v perf >/dev/null || "$root/cluster/bench/setup.sh" linux-perf >&2
 libc=$(ldd "$bin" | awk '$1 ~ /^libc\.so/ {print $3; exit}')
-swiftcore=$(ldd "$bin" | awk '$1 ~ /^libswiftCore\.so/ {print $3; exit}')
+swiftcore=$(ldd "$bin" | awk '$1 ~ /^libswiftCore\.so/ {print $3; exit}') alloc=swift_allocObject
+if [ -z "$swiftcore" ]; then
+  # Linked statically (cluster/build-release.sh): the runtime is inside the binary, where
+  # swift_allocObject is a local symbol that perf probe finds by its address only.
+  swiftcore=$bin alloc=0x$(nm "$bin" | awk '$3 == "swift_allocObject" {address = $1} END {print address}')
+fi
 added=()
-probe() { # probe EVENT LIBRARY SYMBOL
-  perf probe -l 2>/dev/null | grep -q "$1 " || { perf probe -q -x "$2" "$3" && added+=("$1"); }
+probe() { # probe EVENT FILE LOCATION: a fresh uprobe (one left by an earlier run may be on another binary)
+  perf probe -q -d "$1" 2>/dev/null || true
+  perf probe -q -x "$2" "$1=$3" && added+=("$1")
 }
-probe probe_libc:malloc "$libc" malloc
-probe probe_libswiftCore:swift_allocObject "$swiftcore" swift_allocObject
+probe portcullis_bench:malloc "$libc" malloc
+probe portcullis_bench:swift_allocObject "$swiftcore" "$alloc"
 log=$(mktemp)
 harness=
 cleanup() {
@@ -29,20 +35,24 @@ cleanup() {
 trap cleanup EXIT
 subject_env "$bin"
 config=${CONFIG:-subject-rs256}
-CONFIGS=$config DURATION=20s WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 "$peers/run-peers.sh" >"$log" 2>&1 &
+CONFIGS=$config DURATION=${DURATION:-20s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 "$peers/run-peers.sh" >"$log" 2>&1 &
 harness=$!
-# The measured run starts once the harness announces the configuration; skip its first seconds.
+# Once the harness announces the configuration, find its gateway and wait until the load is on.
 for _ in $(seq 1 150); do grep -q "config $config" "$log" && break; sleep 1; done
-sleep 7
-pid=$(pgrep -f "$bin gateway" | head -1)
+pid=
+for _ in $(seq 1 100); do pid=$(pgrep -f "$bin gateway" | head -1) && break; sleep 0.1; done
 [ -n "$pid" ] || { echo "gateway not running; harness log:" >&2; tail -20 "$log" >&2; exit 1; }
 config_file=$(tr '\0' '\n' < "/proc/$pid/cmdline" | sed -n '/^--config$/{n;p}')
 admin=$(awk '/^admin_listen:/ {print $2}' "$config_file")
 requests() { curl -s "http://$admin/metrics" | awk '/^portcullis_http_requests_total/ {n += $2} END {printf "%d", n}'; }
+for _ in $(seq 1 60); do
+  first=$(requests); sleep 1
+  [ $(($(requests) - first)) -gt 1000 ] && break
+done
 before=$(requests)
-counts=$(perf stat -x, -e probe_libc:malloc,probe_libswiftCore:swift_allocObject -p "$pid" -- sleep "${WINDOW:-5}" 2>&1 >/dev/null)
+counts=$(perf stat -x, -e portcullis_bench:malloc,portcullis_bench:swift_allocObject -p "$pid" -- sleep "${WINDOW:-5}" 2>&1 >/dev/null)
 after=$(requests)
 n=$((after - before))
 echo "$counts" | awk -F, -v n="$n" -v config="$config" '
-  /probe_libc:malloc/ {m = $1} /swift_allocObject/ {o = $1}
+  /portcullis_bench:malloc/ {m = $1} /portcullis_bench:swift_allocObject/ {o = $1}
   END {printf "%s: %d requests; per request: malloc %.1f, swift_allocObject %.1f\n", config, n, m / n, o / n}'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A/B of two gateway builds in the peer harness: alternates them (default RS256, one token) so both see
-# the same machine load, and prints each run's line. Used for the per-change figures in
-# docs/benchmarks.md.
+# A/B of two gateway builds in the peer harness (cluster/bench/peers): alternates them (default
+# RS256, one token) so both see the same machine load, and prints each run's line. Used for the
+# per-change figures in docs/benchmarks.md.
 #   cluster/bench/gateway-ab.sh OLD_BINARY NEW_BINARY        # 3 rounds of 12 s each
 #   ROUNDS=5 DURATION=15s CONFIG=subject-es256-rotate cluster/bench/gateway-ab.sh old new
 # Build each side with `cluster/build-release.sh --product portcullis` and copy the binary aside.

@@ -4,7 +4,7 @@
 #   cluster/bench/plot-propagation.sh SAMPLES OUT.png
 set -euo pipefail
 samples=$1 out=$2
-command -v gnuplot >/dev/null || { echo "gnuplot is needed (apt-get install gnuplot-nox)" >&2; exit 1; }
+command -v gnuplot >/dev/null || "$(dirname "$0")/setup.sh" >&2   # installs gnuplot-nox
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 nodes=$(cut -d' ' -f1 "$samples" | sort -u)

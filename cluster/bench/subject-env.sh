@@ -1,9 +1,10 @@
-# Sourced by the benchmark scripts: finds the peer harness (../shared/bench/peers next to the
-# repository, or PEERS_DIR) and says how it runs a Portcullis binary as its subject.
+# Sourced by the benchmark scripts: finds the peer harness (the repository's own,
+# cluster/bench/peers, unless PEERS_DIR names another with the same interface) and says how it
+# runs a Portcullis binary as its subject.
 # Sets `root` (the repository) and `peers`; `subject_env BINARY` exports the subject's variables.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-peers=${PEERS_DIR:-$root/../shared/bench/peers}
-[ -x "$peers/run-peers.sh" ] || { echo "peer scripts not found at $peers (set PEERS_DIR)" >&2; exit 1; }
+peers=${PEERS_DIR:-$root/cluster/bench/peers}
+[ -x "$peers/run-peers.sh" ] || { echo "peer harness not found at $peers/run-peers.sh (PEERS_DIR)" >&2; exit 1; }
 subject_env() {
   export SUBJECT_SETUP="$root/cluster/bench/gateway-subject-setup.sh @KEYS@/portcullis.yaml @PORT@ @BACKEND@ @JWKS@ @ISS@ @AUD@"
   export SUBJECT_CMD="exec $1 gateway --config @KEYS@/portcullis.yaml --log-level warning"

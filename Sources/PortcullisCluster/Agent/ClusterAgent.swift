@@ -148,6 +148,7 @@ public final class ClusterAgent: Sendable {
 
     private func runPeriodicCheck() async {
         let stalenessGauge = Gauge(label: "portcullis_revocation_staleness_seconds")
+        let failingClosedGauge = Gauge(label: "portcullis_revocation_failing_closed")
         var lastPrune = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: config.checkInterval)
@@ -162,6 +163,7 @@ public final class ClusterAgent: Sendable {
                 }
             }
             stalenessGauge.record(staleness.ageSeconds)
+            failingClosedGauge.record(staleness.exceededAge() == nil ? 0 : 1)
             if ContinuousClock.now - lastPrune > .seconds(60) {
                 await follower.prune(now: Int64(Date().timeIntervalSince1970))
                 lastPrune = ContinuousClock.now
@@ -171,7 +173,7 @@ public final class ClusterAgent: Sendable {
 
     private func runHeartbeat() async {
         let redisGauge = Gauge(label: "portcullis_redis_connected")
-        let liveGauge = Gauge(label: "portcullis_cluster_live_nodes")
+        let liveGauge = Gauge(label: "portcullis_ratelimit_live_nodes")
         let entries = (tokens: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "jti")]),
                        subjects: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "subject")]),
                        clients: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "client")]),

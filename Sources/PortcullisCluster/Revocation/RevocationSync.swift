@@ -28,7 +28,7 @@ actor RevocationSync {
     /// nil on the control plane, which follows the log but acknowledges nothing.
     private let node: (id: String, instance: String)?
     private let logger: Logger
-    private let propagation: Timer
+    private let propagation: Timer?
     private let acknowledgements: AcknowledgementWriter?
     /// Gateways only: the control plane's follower exports no node metrics.
     private let appliedGauge: Gauge?
@@ -62,7 +62,8 @@ actor RevocationSync {
         self.node = node
         self.logger = logger
         reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: alarm)
-        propagation = Timer(label: "portcullis_revocation_propagation_seconds", preferredDisplayUnit: .seconds)
+        // Only a node measures it; the control plane's copy has its own cluster-wide histogram.
+        propagation = node == nil ? nil : Timer(label: "portcullis_revocation_propagation_seconds", preferredDisplayUnit: .seconds)
         appliedGauge = node == nil ? nil : Gauge(label: "portcullis_revocation_applied_sequence")
         acknowledgements = node == nil ? nil : AcknowledgementWriter(client: client)
     }
@@ -255,7 +256,7 @@ actor RevocationSync {
         }
         guard applied > before else { return }
         let latency = latencyMicros(last)
-        if last.sequence <= applied, node != nil, let latency { propagation.recordMicroseconds(latency) }
+        if last.sequence <= applied, let propagation, let latency { propagation.recordMicroseconds(latency) }
         await acknowledge(latencyMicros: last.sequence == applied ? latency : nil)
     }
 

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import PortcullisCluster
 import PortcullisJOSE
+import PortcullisObservability
 import Prometheus
 
 /// The admin listener: REST/JSON under `/v1` (see docs/admin-api.md and docs/openapi.yaml) and
@@ -27,7 +28,7 @@ struct AdminAPI: Sendable {
         router.get("/healthz") { _, _ in Response.text("ok\n") }
         router.get("/metrics") { [registry = metrics.registry] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: Exposition.render(registry))))
         }
         addRevocationRoutes(router)
         addKeyRoutes(router)

@@ -3,8 +3,9 @@ import Prometheus
 import Synchronization
 
 /// The control plane's metrics, on the registry `/metrics` serves. Names follow Prometheus
-/// conventions; names shared with gateways keep the help text of `MetricCatalog` (one name, one
-/// help text).
+/// conventions; a name gateways export too means the same on both (and keeps the help text of
+/// `MetricCatalog`), and the cluster-wide views get names of their own (`portcullis_cluster_*`),
+/// so sums across jobs never mix the two.
 final class ControlMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
     let liveNodes: Gauge
@@ -27,9 +28,9 @@ final class ControlMetrics: Sendable {
         revocationSequence = registry.gauge("portcullis_revocation_sequence",
                                             help: "Sequence number of the latest revocation change in Redis.")
         propagation = registry.durationHistogram(
-            "portcullis_revocation_propagation_seconds",
+            "portcullis_cluster_revocation_propagation_seconds",
             buckets: MetricCatalog.durationBuckets["portcullis_revocation_propagation_seconds"] ?? [.milliseconds(1), .seconds(1)],
-            help: Self.help("portcullis_revocation_propagation_seconds"))
+            help: "Time from a revocation's durable write in Redis to a gateway applying it, from every gateway's acknowledgement (the cluster-wide view of each node's portcullis_revocation_propagation_seconds).")
         refreshTokenReuse = registry.counter("portcullis_refresh_token_reuse_total",
                                              help: "Refresh tokens presented again after rotation; each revoked its whole family.")
         auditSuppressed = registry.counter("portcullis_admin_audit_suppressed_total",
@@ -101,8 +102,8 @@ final class ControlMetrics: Sendable {
     func setKeySetAges(_ ages: [String: Double]) {
         perIssuer.withLock { gauges in
             for (issuer, age) in ages {
-                let gauge = gauges[issuer] ?? registry.gauge("portcullis_keyset_age_seconds", labels: [("issuer", issuer)],
-                                                             help: Self.help("portcullis_keyset_age_seconds"))
+                let gauge = gauges[issuer] ?? registry.gauge("portcullis_cluster_keyset_age_seconds", labels: [("issuer", issuer)],
+                                                             help: "Seconds since the issuer's key set in Redis was fetched (or, for the built-in issuer, published).")
                 gauges[issuer] = gauge
                 gauge.set(age)
             }

@@ -13,6 +13,10 @@ struct AuthFailure: Error {
     let reason: String
     /// Scopes the route needs, for `insufficient_scope`.
     let scope: String?
+    /// The client id of a token whose signature verified (refused later: revoked, bound to a
+    /// certificate not presented, lacking a scope); nil when the token did not verify, since an
+    /// unverified claim names whatever its sender wants.
+    var client: String?
 }
 
 /// A route's JWT requirements, resolved once per route table.
@@ -58,15 +62,21 @@ struct Authenticator: Sendable {
                                         reason: rejection.reason.rawValue, scope: nil))
         }
 
+        func refuse(_ failure: AuthFailure) -> Result<VerifiedToken, AuthFailure> {
+            var failure = failure
+            failure.client = verified.clientID ?? "none"
+            return .failure(failure)
+        }
+
         switch revocation?.check(verified) ?? .allowed {
         case .allowed:
             break
         case .revoked(let detail):
-            return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: detail,
-                                        reason: "revoked", scope: nil))
+            return refuse(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: detail,
+                                      reason: "revoked", scope: nil))
         case .stale(let detail):
-            return .failure(AuthFailure(status: .serviceUnavailable, errorCode: "temporarily_unavailable", description: detail,
-                                        reason: "revocation_state_stale", scope: nil))
+            return refuse(AuthFailure(status: .serviceUnavailable, errorCode: "temporarily_unavailable", description: detail,
+                                      reason: "revocation_state_stale", scope: nil))
         }
 
         switch verified.confirmation {
@@ -74,24 +84,24 @@ struct Authenticator: Sendable {
             break
         case .certificate(let bound):
             guard let presented = clientCertificate(), Self.constantTimeEquals(presented, bound) else {
-                return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token",
-                                            description: "the token is bound to a client certificate (cnf x5t#S256) this connection did not present",
-                                            reason: "certificate_binding", scope: nil))
+                return refuse(AuthFailure(status: .unauthorized, errorCode: "invalid_token",
+                                          description: "the token is bound to a client certificate (cnf x5t#S256) this connection did not present",
+                                          reason: "certificate_binding", scope: nil))
             }
         case .unsupported(let detail):
-            return .failure(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: detail,
-                                        reason: "unsupported_confirmation", scope: nil))
+            return refuse(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: detail,
+                                      reason: "unsupported_confirmation", scope: nil))
         }
 
         if let scopes = policy.scopes, !scopes.isSatisfied(by: verified) {
-            return .failure(AuthFailure(status: .forbidden, errorCode: "insufficient_scope",
-                                        description: "the token lacks the scope this route requires",
-                                        reason: "insufficient_scope", scope: scopes.scopes.joined(separator: " ")))
+            return refuse(AuthFailure(status: .forbidden, errorCode: "insufficient_scope",
+                                      description: "the token lacks the scope this route requires",
+                                      reason: "insufficient_scope", scope: scopes.scopes.joined(separator: " ")))
         }
         for rule in policy.claims where !rule.matches(verified) {
-            return .failure(AuthFailure(status: .forbidden, errorCode: "insufficient_scope",
-                                        description: "the token does not satisfy the route's claim rule: \(rule.description)",
-                                        reason: "claim_rule", scope: nil))
+            return refuse(AuthFailure(status: .forbidden, errorCode: "insufficient_scope",
+                                      description: "the token does not satisfy the route's claim rule: \(rule.description)",
+                                      reason: "claim_rule", scope: nil))
         }
         return .success(verified)
     }

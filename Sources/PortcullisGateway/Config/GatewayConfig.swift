@@ -7,8 +7,16 @@ import PortcullisJOSE
 /// Everything `portcullis gateway --config FILE` reads. Parsed once at start and again on SIGHUP;
 /// every error names the file, line and key (see `ConfigError`).
 public struct GatewayConfig: Sendable {
-    /// Identifies this node in the cluster (membership, metrics). Default: `<hostname>-<pid>`.
-    public var nodeID: String
+    /// Identifies this node in the cluster (membership, the control plane's per-node series,
+    /// `portcullis_build_info{node}`). Default: `<hostname>-<listen port>`, the same across
+    /// restarts; each process still signs its record and acknowledgements with a random instance,
+    /// so a restarted node is never credited with what its predecessor applied (docs/model.md).
+    public var nodeID: String {
+        get { configuredNodeID ?? Self.defaultNodeID(listen: listen) }
+        set { configuredNodeID = newValue }
+    }
+    /// `node_id` as configured (or `--node-id`); nil means the default.
+    public var configuredNodeID: String?
     /// The public listener.
     public var listen: HostPort
     /// TLS on the public listener, when configured.
@@ -49,7 +57,7 @@ public struct GatewayConfig: Sendable {
         let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
         var map = try root.mapping()
         self.file = file
-        self.nodeID = try map.optional("node_id")?.nonEmptyString() ?? Self.defaultNodeID()
+        self.configuredNodeID = try map.optional("node_id")?.nonEmptyString()
         self.listen = try HostPort(node: map.required("listen"))
         self.tls = try map.optional("tls").map { try ListenerTLSConfig(node: $0, baseDirectory: baseDirectory) }
         self.adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9901)
@@ -124,8 +132,13 @@ public struct GatewayConfig: Sendable {
         try map.finish()
     }
 
-    static func defaultNodeID() -> String {
-        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    /// `<hostname>-<port>`: the id survives a restart, so the membership registry and dashboards
+    /// keep one entry and one series per node. Gateways on one host listening on one port at
+    /// different addresses must set `node_id`. An ephemeral port (0) says nothing stable, so the
+    /// process id stands in for it.
+    static func defaultNodeID(listen: HostPort) -> String {
+        let host = ProcessInfo.processInfo.hostName
+        return listen.port == 0 ? "\(host)-\(ProcessInfo.processInfo.processIdentifier)" : "\(host)-\(listen.port)"
     }
 }
 

@@ -8,7 +8,7 @@ import Prometheus
 /// bytes, in the order `ProxyHandler.handleHead` runs them, without the I/O, the authentication
 /// and the rate limits. `package` access keeps it out of the public API.
 ///
-/// The head checks are `ProxyHandler.checkHead` itself (Host, Transfer-Encoding, underscores,
+/// The head checks are `Admission.checkHead` itself (Host, Transfer-Encoding, underscores,
 /// the path policy), so the harness exercises exactly what the request path runs.
 package struct RequestHeadPath: Sendable {
     private let table: RouteTable
@@ -75,7 +75,7 @@ package struct RequestHeadPath: Sendable {
     /// authenticated it (nil: an unauthenticated route or none at all).
     package func forward(_ head: HTTPRequestHead, identity: VerifiedToken?, clientAddress: String?, requestID: String) -> Outcome {
         let facts = RequestHeadFacts(head.headers)
-        guard case .success(let target) = ProxyHandler.checkHead(head, facts: facts, policy: table.request) else { return .refused(status: 400) }
+        guard case .success(let target) = Admission.checkHead(head, facts: facts, policy: table.request) else { return .refused(status: 400) }
         let path = target.path
         switch table.router.match(host: HostHeader.name(facts.host), path: path, method: head.method.rawValue) {
         case .notFound:
@@ -93,7 +93,7 @@ package struct RequestHeadPath: Sendable {
     /// The path the router matches for `head` (the target after the path policy), nil when the
     /// head checks refuse it.
     package func routedPath(_ head: HTTPRequestHead) -> String? {
-        guard case .success(let target) = ProxyHandler.checkHead(head, facts: RequestHeadFacts(head.headers), policy: table.request) else { return nil }
+        guard case .success(let target) = Admission.checkHead(head, facts: RequestHeadFacts(head.headers), policy: table.request) else { return nil }
         return String(target.path)
     }
 

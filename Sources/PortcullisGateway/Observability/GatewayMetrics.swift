@@ -9,7 +9,6 @@ import Synchronization
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
-    private let authDecisions = Mutex<[String: Counter]>([:])
     private let rateLimitDecisions = Mutex<[String: Counter]>([:])
     private let upstreamFailures = Mutex<[String: Counter]>([:])
     private let routes = Mutex<[String: RouteMetrics]>([:])
@@ -23,8 +22,6 @@ public final class GatewayMetrics: Sendable {
     let slowRequestBodies: Counter
     /// Connections cut because the client did not take response bytes for `response_write_timeout`.
     let stalledResponseWrites: Counter
-    /// The outcome of nearly every authenticated request, held apart from the lookup by reason.
-    private let authOK: Counter
 
     /// In seconds. The request path's histograms hold `Double` seconds rather than `Duration`:
     /// recording compares the value with every bucket, and `Duration`'s comparisons and sums are
@@ -52,10 +49,7 @@ public final class GatewayMetrics: Sendable {
             help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
         stalledResponseWrites = registry.counter("portcullis_slow_clients_total", labels: [("direction", "response")],
             help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
-        authOK = registry.counter("portcullis_auth_decisions_total", labels: [("reason", "ok")], help: Self.authDecisionsHelp)
     }
-
-    private static let authDecisionsHelp = "Authentication decisions by outcome: ok, or the reason code of the rejection."
 
     func route(_ name: String) -> RouteMetrics {
         routes.withLock { cache in
@@ -66,36 +60,29 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
-    /// Counts one authentication outcome (`ok` or a rejection reason code).
-    func authDecision(_ reason: String) {
-        if reason == "ok" { return authOK.increment() }
-        counter(in: authDecisions, key: reason) {
-            registry.counter("portcullis_auth_decisions_total", labels: [("reason", reason)], help: Self.authDecisionsHelp)
-        }.increment()
-    }
-
     func rateLimitDecision(policy: String, allowed: Bool, overflowed: Bool = false) {
         if overflowed {
-            counter(in: rateLimitDecisions, key: policy + "\u{0}overflow") {
+            Self.counter(in: rateLimitDecisions, key: policy + "\u{0}overflow") {
                 registry.counter("portcullis_ratelimit_key_overflow_total", labels: [("policy", policy)],
                                  help: "Requests counted under a policy's shared overflow key because the policy already held max_keys keys on this node.")
             }.increment()
         }
         let decision = allowed ? "allowed" : "rejected"
-        counter(in: rateLimitDecisions, key: policy + "\u{0}" + decision) {
+        Self.counter(in: rateLimitDecisions, key: policy + "\u{0}" + decision) {
             registry.counter("portcullis_ratelimit_decisions_total", labels: [("policy", policy), ("decision", decision)],
                                  help: "Rate-limit decisions by policy and outcome.")
         }.increment()
     }
 
     func upstreamFailure(route: String, kind: String) {
-        counter(in: upstreamFailures, key: route + "\u{0}" + kind) {
+        Self.counter(in: upstreamFailures, key: route + "\u{0}" + kind) {
             registry.counter("portcullis_upstream_failures_total", labels: [("route", route), ("kind", kind)],
                                  help: "Failed upstream exchanges by route and kind (connect_failed, connect_timeout, response_header_timeout, ...).")
         }.increment()
     }
 
-    private func counter(in cache: borrowing Mutex<[String: Counter]>, key: String, make: () -> Counter) -> Counter {
+    /// The counter cached under `key`, made on first use.
+    static func counter<Key: Hashable & Sendable>(in cache: borrowing Mutex<[Key: Counter]>, key: Key, make: () -> Counter) -> Counter {
         cache.withLock { entries in
             if let existing = entries[key] { return existing }
             let created = make()
@@ -107,8 +94,14 @@ public final class GatewayMetrics: Sendable {
 
 /// Per-route handles, created once when a route table is built.
 final class RouteMetrics: Sendable {
-    /// Indexed by status class 1...5.
-    private let requests: [Counter]
+    let route: String
+    private let registry: PrometheusCollectorRegistry
+    /// By method and exact status (`methodIndex << 16 | status`), made on first use: a lock and a
+    /// dictionary lookup per response, like the histograms' own lock.
+    private let requests = Mutex<[Int: Counter]>([:])
+    private let authOK: Counter
+    private let authRejections = Mutex<[String: Counter]>([:])
+    private let clientRejections = Mutex<[String: Counter]>([:])
     let requestDuration: ValueHistogram
     let upstreamDuration: ValueHistogram
     /// A target of the route going from healthy to ejected (a connect failure).
@@ -116,11 +109,14 @@ final class RouteMetrics: Sendable {
     /// The route's targets ejected now; set when `/metrics` is read (an ejection ends by time).
     let ejectedTargets: Gauge
 
+    /// Methods counted under their own name; any other (a client may send any token) is `other`,
+    /// so clients cannot grow the label set.
+    static let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"]
+
     init(route: String, registry: PrometheusCollectorRegistry) {
-        requests = (1...5).map { klass in
-            registry.counter("portcullis_http_requests_total", labels: [("route", route), ("code", "\(klass)xx")],
-                                 help: "Requests answered, by route and status class.")
-        }
+        self.route = route
+        self.registry = registry
+        authOK = registry.counter("portcullis_auth_decisions_total", labels: [("route", route), ("reason", "ok")], help: Self.authDecisionsHelp)
         requestDuration = registry.valueHistogram("portcullis_http_request_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
             help: "Time from the request head to the last response byte, by route.")
         upstreamDuration = registry.valueHistogram("portcullis_upstream_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
@@ -131,8 +127,34 @@ final class RouteMetrics: Sendable {
             help: "Upstream targets of the route ejected at the time of the scrape.")
     }
 
-    func countResponse(status: Int) {
-        let klass = min(max(status / 100, 1), 5)
-        requests[klass - 1].increment()
+    private static let authDecisionsHelp = "Authentication decisions by route and outcome: ok, or the reason code of the rejection."
+
+    /// Counts one response by method and exact status code (clamped to 100...599).
+    func countResponse(method: String, status: Int) {
+        let methodIndex = Self.methods.firstIndex(of: method) ?? Self.methods.count
+        let code = min(max(status, 100), 599)
+        GatewayMetrics.counter(in: requests, key: methodIndex << 16 | code) {
+            registry.counter("portcullis_http_requests_total",
+                             labels: [("route", route), ("method", methodIndex < Self.methods.count ? Self.methods[methodIndex] : "other"), ("code", String(code))],
+                             help: "Requests answered, by route, method and status code.")
+        }.increment()
+    }
+
+    /// A token accepted on this route.
+    func authAccepted() {
+        authOK.increment()
+    }
+
+    /// A request refused by authentication, by reason code; `client` is the client id of a token
+    /// whose signature verified (see `AuthFailure.client`), counted apart to show token misuse.
+    func authRejected(_ reason: String, client: String?) {
+        GatewayMetrics.counter(in: authRejections, key: reason) {
+            registry.counter("portcullis_auth_decisions_total", labels: [("route", route), ("reason", reason)], help: Self.authDecisionsHelp)
+        }.increment()
+        guard let client else { return }
+        GatewayMetrics.counter(in: clientRejections, key: reason + "\u{0}" + client) {
+            registry.counter("portcullis_auth_client_rejections_total", labels: [("route", route), ("client", client), ("reason", reason)],
+                             help: "Requests refused although the token's signature verified (revoked, certificate_binding, insufficient_scope, ...), by route, the token's client id and reason.")
+        }.increment()
     }
 }

@@ -172,30 +172,31 @@ enum HeaderRewriter {
         var contentLength: String?
         var chunked = false
         for (name, value) in head.headers {
-            if HeaderNameSet.matches(name, "x-forwarded-for") {
+            // By length first: most names match none of these, and then only one length compare runs.
+            switch name.utf8.count {
+            case 15 where HeaderNameSet.matches(name, "x-forwarded-for"):
                 priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
                 continue
-            }
-            if HeaderNameSet.matches(name, "forwarded") {
+            case 9 where HeaderNameSet.matches(name, "forwarded"):
                 priorForwarded = priorForwarded.map { "\($0), \(value)" } ?? value
                 continue
-            }
-            // Body framing is the gateway's to state, from what NIO's decoder accepted: a client
-            // naming Content-Length in `Connection` must not make the upstream see a request
-            // without a length (its body would then be read as a second, unchecked request).
-            if HeaderNameSet.matches(name, "content-length") {
+            case 14 where HeaderNameSet.matches(name, "content-length"):
+                // Body framing is the gateway's to state, from what NIO's decoder accepted: a client
+                // naming Content-Length in `Connection` must not make the upstream see a request
+                // without a length (its body would then be read as a second, unchecked request).
                 // The number as the gateway read it: llhttp leaves trailing whitespace in the value
                 // (`Content-Length:3 `), which a stricter upstream might refuse.
                 contentLength = contentLength ?? trimmedWhitespace(value)
                 continue
-            }
-            if HeaderNameSet.matches(name, "transfer-encoding") {
+            case 17 where HeaderNameSet.matches(name, "transfer-encoding"):
                 HeaderList.forEachElement(value.utf8) { coding in
                     if HeaderNameSet.equalsIgnoringASCIICase(coding, "chunked".utf8) { chunked = true }
                 }
                 continue
+            default:
+                break
             }
-            let isHost = HeaderNameSet.matches(name, "host")
+            let isHost = name.utf8.count == 4 && HeaderNameSet.matches(name, "host")
             if isHost { originalHost = value }
             if policy.requestRemoved.contains(name) || (!isHost && listed?.contains(name) == true) { continue }
             if hasUnderscoredNames, name.utf8.contains(UInt8(ascii: "_")), !policy.forwardsUnderscored(name) { continue }

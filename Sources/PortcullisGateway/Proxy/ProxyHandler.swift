@@ -4,20 +4,22 @@ import NIOHTTP1
 import PortcullisCluster
 import PortcullisJOSE
 
-/// The request path, top to bottom, for one client connection:
+/// The request path, top to bottom, for one HTTP/1.1 client connection:
 ///
-/// 1. `.head` arrives → request id, path check, route match, body-size check,
+/// 1. `.head` arrives → request id, then `Admission`: head checks, route match, body-size check,
 ///    authentication (token, revocation, scopes, claim rules), rate limit.
 /// 2. Refused → a JSON error with the RFC 6750 challenge; the request body is discarded.
-/// 3. Accepted → an upstream connection from this event loop's pool (or a fresh one, on a
-///    healthy target), the rewritten head, then the body streamed with backpressure.
-/// 4. The upstream's response streams back; the connection returns to the pool.
+/// 3. Accepted → an `UpstreamExchange` takes it: an upstream connection from this event loop's
+///    pool (or a fresh one, on a healthy target), the rewritten head, then the body streamed
+///    with backpressure. It reaches this connection only through `ExchangeDownstream`.
+/// 4. The upstream's response streams back, framed here for HTTP/1.1 (`HTTP1Writer`).
 /// 5. Metrics and one access-log line.
 ///
 /// Pipelined requests are queued here until the response before them is written, so there is at
 /// most one exchange. (NIO's `HTTPServerPipelineHandler` would do the same, but it also stops
 /// reading between every request and response, which costs two `epoll_ctl` calls per request
-/// even for clients that never pipeline.)
+/// even for clients that never pipeline.) The connection state machine is tested in an
+/// `EmbeddedChannel` (`ProxyConnectionTests`).
 final class ProxyHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = ByteBuffer
@@ -27,13 +29,21 @@ final class ProxyHandler: ChannelDuplexHandler {
         case idle
         /// The gateway answered; request parts are dropped until `.end`.
         case discarding
-        case proxying(Exchange)
+        case proxying(UpstreamExchange)
     }
 
     private let gateway: GatewayContext
     private let pool: UpstreamPool
-    private let timeouts: HeadTimeoutHandler?
+    private let timeouts: ConnectionTimeoutHandler?
+    /// The minimum request-body rate (`limits.request_body_min_rate`), nil when off.
+    struct BodyRateLimit {
+        let minimumRate: Int
+        let grace: TimeAmount
+    }
+    private let bodyRateLimit: BodyRateLimit?
+    private var bodyRate: RequestBodyRate?
     private let client: HeaderRewriter.ClientInfo
+    private let admission: Admission
     private var state: State = .idle
     /// Set while the handler is in the pipeline. Dropped in `handlerRemoved`: the context holds the
     /// handler, so keeping it would leak both with every closed connection.
@@ -51,11 +61,16 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// The field list of the last request sent upstream, whose storage the next one reuses (see
     /// `HeaderRewriter.upstreamRequest`); unique again once that request's exchange is gone.
     private var upstreamFields: [(name: String, value: String)] = []
+    /// The route table this connection read last.
+    private var routeTableCache: CachedRouteTable?
 
-    init(gateway: GatewayContext, pool: UpstreamPool, timeouts: HeadTimeoutHandler?, client: HeaderRewriter.ClientInfo) {
+    init(gateway: GatewayContext, pool: UpstreamPool, timeouts: ConnectionTimeoutHandler?, bodyRate: BodyRateLimit?,
+         client: HeaderRewriter.ClientInfo) {
         self.gateway = gateway
         self.pool = pool
         self.timeouts = timeouts
+        self.bodyRateLimit = bodyRate
+        self.admission = Admission(gateway: gateway, client: client)
         self.client = client
     }
 
@@ -67,22 +82,37 @@ final class ProxyHandler: ChannelDuplexHandler {
             guard case .proxying(let exchange) = state else { return }
             exchange.responseHeaderTimedOut()
         }
+        if let limit = bodyRateLimit {
+            // Strong capture: `handlerRemoved` stops it, which breaks the cycle.
+            bodyRate = RequestBodyRate(minimumRate: limit.minimumRate, grace: limit.grace, eventLoop: context.eventLoop) { [self] in
+                requestBodyTooSlow()
+            }
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         responseTimer?.stop()
         responseTimer = nil
+        bodyRate?.stop()
+        bodyRate = nil
         _ = output.takeUnsent()
         self.context = nil
     }
 
     /// The upstream response-header timeout of the current exchange (one timer per connection).
-    fileprivate var responseTimer: DeadlineTimer?
+    private var responseTimer: DeadlineTimer?
 
     // MARK: 1. Request head
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if let bodyRate {
+            switch part {
+            case .head: bodyRate.headReceived()
+            case .body(let bytes): bodyRate.bodyReceived(bytes: bytes.readableBytes)
+            case .end: bodyRate.endReceived()
+            }
+        }
         if !queued.isEmpty {
             queued.append(part)
             return
@@ -134,86 +164,20 @@ final class ProxyHandler: ChannelDuplexHandler {
         let start = NIODeadline.now()
         let facts = RequestHeadFacts(head.headers)
         let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()
-        let hasBody = facts.hasBody
         var log = RequestLog(requestID: requestID, method: head.method.rawValue, target: head.uri, start: start)
 
-        let table = gateway.routeTable
-        let target: RequestTarget
-        switch Self.checkHead(head, facts: facts, policy: table.request) {
-        case .success(let checked):
-            target = checked
-        case .failure(let refusal):
-            return reject(ErrorResponse(status: .badRequest, error: "invalid_request", description: refusal.description),
-                          head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
+        let table = gateway.routeTable(cached: &routeTableCache)
+        let admitted: Admission.Admitted
+        switch admission.admit(head, facts: facts, table: table, log: &log, clientCertificate: clientCertificateThumbprint) {
+        case .admitted(let request):
+            admitted = request
+        case .refused(let response, let metrics):
+            return reject(response, head: head, log: &log, hasBody: facts.hasBody, metrics: metrics)
         }
-        let route: CompiledRoute
-        switch table.router.match(host: HostHeader.name(facts.host), path: target.path, method: head.method.rawValue) {
-        case .matched(let matched):
-            route = matched
-        case .notFound:
-            return reject(ErrorResponse(status: .notFound, error: "not_found", description: "no route matches this request"),
-                          head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
-        case .methodNotAllowed(let allowed):
-            var response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: "this route does not accept \(head.method.rawValue)")
-            response.headers.add(name: "Allow", value: allowed.joined(separator: ", "))
-            return reject(response, head: head, log: &log, hasBody: hasBody, metrics: gateway.unmatchedRoute)
-        }
-        log.route = route.config.name
-
-        if let length = facts.contentLength, length > route.config.maxBodyBytes {
-            return reject(ErrorResponse(status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes"),
-                          head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-        }
-
-        if route.config.requireClientCertificate, clientCertificateThumbprint() == nil {
-            return reject(ErrorResponse(status: .forbidden, error: "client_certificate_required",
-                                        description: "this route needs a client certificate the gateway verified"),
-                          head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-        }
-
-        var identity: VerifiedToken?
-        if let policy = route.jwtAuth {
-            guard let authenticator = gateway.authenticator else {
-                // Unreachable with a validated config (jwt routes require issuers); fail closed.
-                return reject(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured"),
-                              head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-            }
-            switch authenticator.authenticate(head.headers, policy: policy,
-                                              clientCertificate: clientCertificateThumbprint) {
-            case .success(let token):
-                identity = token
-                log.subject = token.subject
-                gateway.metrics.authDecision("ok")
-            case .failure(let failure):
-                log.reason = failure.reason
-                gateway.metrics.authDecision(failure.reason)
-                return reject(ErrorResponse(failure, realm: gateway.realm), head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-            }
-        }
-
-        var rateLimitHeaders: HTTPHeaders?
-        if let policy = route.rateLimit {
-            let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
-            let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
-            gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
-            var headers = HTTPHeaders()
-            headers.add(name: "RateLimit-Policy", value: "\(policy.limit);w=\(Int(policy.window.components.seconds))")
-            headers.add(name: "RateLimit-Limit", value: String(decision.limit))
-            headers.add(name: "RateLimit-Remaining", value: String(decision.remaining))
-            headers.add(name: "RateLimit-Reset", value: String(decision.resetSeconds))
-            guard decision.allowed else {
-                log.reason = "rate_limited"
-                var response = ErrorResponse(status: .tooManyRequests, error: "rate_limited", description: "rate limit '\(policy.name)' exceeded")
-                response.headers = headers
-                response.headers.add(name: "Retry-After", value: String(max(1, decision.resetSeconds)))
-                return reject(response, head: head, log: &log, hasBody: hasBody, metrics: route.metrics)
-            }
-            rateLimitHeaders = headers
-        }
+        let route = admitted.route
 
         // 3. Accepted: forward.
-        if facts.hasUnderscoredNames, table.request.headersWithUnderscores == .drop { gateway.metrics.underscoredFieldsDropped.increment() }
-        let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: target.uri, policy: route.headerPolicy, identity: identity,
+        let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: route.headerPolicy, identity: admitted.identity,
                                                           requestID: requestID, client: client, hasUnderscoredNames: facts.hasUnderscoredNames,
                                                           reusing: takeUpstreamFields())
         upstreamFields = upstreamHead.fields
@@ -222,38 +186,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             // The gateway vouches for the request now that it passed auth; the upstream never sees Expect.
             context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
-        let exchange = Exchange(handler: self, route: route, clientHead: head, upstreamHead: upstreamHead,
-                                log: log, extraResponseHeaders: rateLimitHeaders)
+        let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
+                                log: log, extraResponseHeaders: admitted.rateLimitHeaders)
         state = .proxying(exchange)
         exchange.start()
-    }
-
-    /// The checks on a request head before routing: one `Host` (required from HTTP/1.1 on) of
-    /// valid syntax, agreeing with an absolute-form target's authority; header names under the
-    /// underscore policy; the target under the path policy. Returns the target to route.
-    static func checkHead(_ head: HTTPRequestHead, facts: RequestHeadFacts, policy: RequestPolicy) -> Result<RequestTarget, RequestTarget.Refusal> {
-        if facts.hostCount > 1 { return .failure(.init(description: "the request has more than one Host header")) }
-        if facts.hasTransferEncoding, !facts.transferEncodingEndsChunked {
-            return .failure(.init(description: "the request's Transfer-Encoding does not end in chunked, so its body cannot be framed"))
-        }
-        if let host = facts.host {
-            // An empty Host is allowed (RFC 9110 §7.2: a target without an authority).
-            if !host.isEmpty, !HostHeader.isValid(host) { return .failure(.init(description: "the Host header is not a valid host[:port]")) }
-        } else if head.version.major > 1 || head.version.minor >= 1 {
-            return .failure(.init(description: "an HTTP/1.1 request needs a Host header"))
-        }
-        if facts.hasUnderscoredNames, policy.headersWithUnderscores == .reject {
-            return .failure(.init(description: "header names with underscores are refused"))
-        }
-        let target: RequestTarget
-        switch RequestTarget.parse(head.uri, policy: policy.path) {
-        case .success(let parsed): target = parsed
-        case .failure(let refusal): return .failure(refusal)
-        }
-        if let authority = target.authority, !HeaderNameSet.equalsIgnoringASCIICase((facts.host ?? "").utf8, authority.lowercased().utf8) {
-            return .failure(.init(description: "the Host header disagrees with the request target's authority"))
-        }
-        return .success(target)
     }
 
     /// The SHA-256 of this connection's verified client certificate, nil without one.
@@ -283,7 +219,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     /// Writes a response the gateway composed itself to the request `head`.
-    fileprivate func writeGatewayResponse(_ response: ErrorResponse, to head: HTTPRequestHead, requestID: String) {
+    private func writeGatewayResponse(_ response: ErrorResponse, to head: HTTPRequestHead, requestID: String) {
         writeGatewayResponse(response, version: head.version, isHEAD: head.method == .HEAD,
                              keepAlive: head.isKeepAlive, requestID: requestID)
     }
@@ -304,12 +240,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         writeEnd(keepAlive: keepAlive)
     }
 
-    fileprivate func writeResponseHead(_ head: ClientResponseHead, framing: HTTP1Writer.Framing, bodyLength: Int?) {
+    private func writeResponseHead(_ head: ClientResponseHead, framing: HTTP1Writer.Framing, bodyLength: Int?) {
         guard context != nil else { return }
         output.head(head, framing: framing, bodyLength: bodyLength, allocator: allocator)
     }
 
-    fileprivate func writeResponseBody(_ body: ByteBuffer) {
+    private func writeResponseBody(_ body: ByteBuffer) {
         guard let context else { return }
         output.body(body, allocator: allocator) { context.write(wrapOutboundOut($0), promise: nil) }
     }
@@ -332,9 +268,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     // MARK: 5. Completion
 
-    fileprivate func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: TimeAmount?, now: NIODeadline = .now()) {
+    private func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: TimeAmount?, now: NIODeadline = .now()) {
         let total = now - log.start
-        metrics.countResponse(status: log.status)
+        metrics.countResponse(method: log.method, status: log.status)
         metrics.requestDuration.record(GatewayMetrics.seconds(total))
         if let upstreamTime {
             metrics.upstreamDuration.record(GatewayMetrics.seconds(upstreamTime))
@@ -343,14 +279,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         gateway.accessLog?.record(log, duration: total)
     }
 
-    fileprivate func exchangeFinished(_ exchange: Exchange, keepAlive: Bool, now: NIODeadline) {
-        writeEnd(keepAlive: keepAlive && !closeAfterResponse, now: now)
-        settle(exchange)
-    }
-
     /// After the response to `exchange` was written: idle if its request was fully read, else
     /// the rest of the request body is discarded first.
-    private func settle(_ exchange: Exchange) {
+    private func settle(_ exchange: UpstreamExchange) {
         guard case .proxying(let current) = state, current === exchange else { return }
         if exchange.clientRequestEnded {
             becameIdle()
@@ -359,9 +290,6 @@ final class ProxyHandler: ChannelDuplexHandler {
             resumeClientReads()
         }
     }
-
-    /// Whether the connection closes after the response being written.
-    fileprivate var closesAfterResponse: Bool { closeAfterResponse }
 
     // MARK: Backpressure and connection events
 
@@ -374,6 +302,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             pendingRead = true
             return
         }
+        bodyRate?.readIssued()
         context.read()
     }
 
@@ -390,23 +319,25 @@ final class ProxyHandler: ChannelDuplexHandler {
             if isIdle { context.close(promise: nil) }
             return
         }
-        if event is RequestBodyTooSlow {
-            gateway.metrics.slowRequestBodies.increment()
-            closeAfterResponse = true
-            queued.removeAll()
-            switch state {
-            case .proxying(let exchange): exchange.clientBodyTooSlow()
-            case .discarding, .idle: context.close(promise: nil)
-            }
-            return
-        }
         context.fireUserInboundEventTriggered(event)
     }
 
+    /// The client sent the body of the current request below the minimum rate (`RequestBodyRate`).
+    private func requestBodyTooSlow() {
+        gateway.metrics.slowRequestBodies.increment()
+        closeAfterResponse = true
+        queued.removeAll()
+        switch state {
+        case .proxying(let exchange): exchange.clientBodyTooSlow()
+        case .discarding, .idle: context?.close(promise: nil)
+        }
+    }
+
     /// Issues the read held back, if one is and nothing holds it back any more.
-    fileprivate func resumeClientReads() {
+    private func resumeClientReads() {
         guard pendingRead, let context, mayRead(context) else { return }
         pendingRead = false
+        bodyRate?.readIssued()
         context.read()
     }
 
@@ -453,337 +384,82 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    fileprivate var clientWritable: Bool { context?.channel.isWritable ?? false }
-    fileprivate var gatewayContext: GatewayContext { gateway }
-    fileprivate var upstreamPool: UpstreamPool { pool }
-
-    fileprivate func flushClient() {
+    private func flushClient() {
         guard let context else { return }
         if let held = output.takeUnsent() { context.write(wrapOutboundOut(held), promise: nil) }
         context.flush()
     }
 
-    fileprivate func closeClient() {
+    private func closeClient() {
         // A response cut short: its held-back bytes go nowhere, like any write not yet flushed.
         _ = output.takeUnsent()
         context?.close(promise: nil)
     }
-
-    fileprivate func markCloseAfterResponse() {
-        closeAfterResponse = true
-    }
 }
 
-// MARK: 3-4. One proxied exchange
+// MARK: 3-4. The exchange's view of this connection
 
-/// A request accepted for forwarding: finds an upstream connection, streams the request body to
-/// it, relays the response. Lives on the client's event loop; the upstream connection is on the
-/// same loop.
-private final class Exchange: UpstreamExchangeDelegate {
-    private unowned let handler: ProxyHandler
-    let route: CompiledRoute
-    let clientHead: HTTPRequestHead
-    let upstreamHead: UpstreamRequestHead
-    var log: RequestLog
-    let extraResponseHeaders: HTTPHeaders?
+extension ProxyHandler: ExchangeDownstream {
+    var upstreamPool: UpstreamPool { pool }
+    var metrics: GatewayMetrics { gateway.metrics }
+    var isWritable: Bool { context?.channel.isWritable ?? false }
 
-    private var upstream: UpstreamConnection?
-    private var upstreamReused = false
-    private var attempts = 0
-    private var triedTarget: UpstreamTarget?
-    /// Body parts that arrived before an upstream connection was ready.
-    private var buffered: [ByteBuffer] = []
-    private var bodyBytes = 0
-    private(set) var clientRequestEnded = false
-    private var upstreamRequestEnded = false
-    private var responseHeadSent = false
-    private var upstreamSentAt: NIODeadline?
-    private var done = false
-
-    init(handler: ProxyHandler, route: CompiledRoute, clientHead: HTTPRequestHead, upstreamHead: UpstreamRequestHead,
-         log: RequestLog, extraResponseHeaders: HTTPHeaders?) {
-        self.handler = handler
-        self.route = route
-        self.clientHead = clientHead
-        self.upstreamHead = upstreamHead
-        self.log = log
-        self.extraResponseHeaders = extraResponseHeaders
+    func armResponseHeaderTimeout(after timeout: TimeAmount) {
+        responseTimer?.set(after: timeout)
     }
 
-    var upstreamWritable: Bool { upstream?.channel.isWritable ?? false }
-    var clientIsWritable: Bool { handler.clientWritable }
-
-    // MARK: Finding an upstream connection
-
-    func start() {
-        // One clock reading serves the pick, the pool and the upstream timer (the clock showed in profiles).
-        let now = NIODeadline.now()
-        guard let target = route.selector.pick(now: now, excluding: triedTarget) else {
-            return fail(.connectFailed("no upstream targets"))
-        }
-        attempts += 1
-        triedTarget = target
-        log.upstream = target.label
-        let pool = handler.upstreamPool
-        if let pooled = pool.takeIdle(target: target, settings: route.upstream, now: now) {
-            attach(pooled, reused: true, sentAt: now)
-            return
-        }
-        pool.connect(target: target, settings: route.upstream) { [self] result in
-            // Once `done`, the client handler may be gone (`handler` is unowned): only `pool` is used.
-            guard !done else {
-                if case .success(let connection) = result { pool.release(connection, settings: route.upstream) }
-                return
-            }
-            switch result {
-            case .success(let connection):
-                target.markHealthy()
-                attach(connection, reused: false, sentAt: .now())
-            case .failure(let error):
-                target.eject(for: route.upstream.ejectFor, now: .now())
-                handler.gatewayContext.metrics.upstreamFailure(route: route.config.name, kind: error.kind)
-                // Nothing was sent: another target may take it.
-                if attempts < 2, route.selector.targets.count > 1 {
-                    start()
-                } else {
-                    fail(error)
-                }
-            }
-        }
+    func cancelResponseHeaderTimeout() {
+        responseTimer?.cancel()
     }
 
-    private func attach(_ connection: UpstreamConnection, reused: Bool, sentAt: NIODeadline) {
-        upstream = connection
-        upstreamReused = reused
-        connection.handler.beginExchange(delegate: self)
-        upstreamSentAt = sentAt
-        if reused, !Self.isIdempotent(clientHead.method) {
-            // A head that could not be written to a pooled connection left no byte of this request
-            // at the gateway: even a non-idempotent request may then be retried. An idempotent one
-            // needs no promise (a future, a callback and runtime metadata lookups per request):
-            // the failed write closes the connection, and `upstreamFailed` retries it from there.
-            let headWritten = handler.upstreamPool.eventLoop.makePromise(of: Void.self)
-            connection.write(.head(upstreamHead), promise: headWritten, now: sentAt)
-            headWritten.futureResult.assumeIsolated().whenFailure { [self] _ in
-                guard upstream === connection, !done else { return }
-                retryOnFreshConnection(after: connection)
-            }
-        } else {
-            connection.write(.head(upstreamHead), now: sentAt)
-        }
-        for part in buffered {
-            connection.write(.body(part))
-        }
-        buffered.removeAll()
-        if clientRequestEnded { endUpstreamRequest() }
-        connection.flush()
-        handler.resumeClientReads()
+    func resumeRequestReads() {
+        resumeClientReads()
     }
 
-    /// A reused connection turned out dead before the request could be delivered: one retry on a
-    /// fresh connection (and never for a request whose body already started streaming).
-    private func retryOnFreshConnection(after dead: UpstreamConnection) -> Void {
-        dead.close()
-        upstream = nil
-        guard upstreamReused, attempts < 3, bodyBytes == 0 else {
-            return fail(.closedBeforeResponse)
-        }
-        handler.responseTimer?.cancel()
-        upstreamRequestEnded = false
-        attempts += 1
-        let target = dead.target
-        let pool = handler.upstreamPool
-        pool.connect(target: target, settings: route.upstream) { [self] result in
-            guard !done else {
-                if case .success(let connection) = result { pool.release(connection, settings: route.upstream) }
-                return
-            }
-            switch result {
-            case .success(let connection): attach(connection, reused: false, sentAt: .now())
-            case .failure(let error):
-                target.eject(for: route.upstream.ejectFor, now: .now())
-                fail(error)
-            }
-        }
-    }
-
-    // MARK: Request body, client → upstream
-
-    func clientBody(_ body: ByteBuffer) {
-        guard !done else { return }
-        bodyBytes += body.readableBytes
-        if bodyBytes > route.config.maxBodyBytes {
-            handler.markCloseAfterResponse()
-            return fail(nil, status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes")
-        }
-        guard let upstream else {
-            buffered.append(body)
-            return
-        }
-        upstream.write(.body(body))
-        upstream.flush()
-    }
-
-    func clientEnd() {
-        clientRequestEnded = true
-        guard !done, upstream != nil else { return }
-        // A body framed by its length ends without bytes of its own: nothing to flush then.
-        if endUpstreamRequest() { upstream?.flush() }
-    }
-
-    /// Returns whether the end wrote bytes (a chunked body's last chunk).
-    @discardableResult
-    private func endUpstreamRequest() -> Bool {
-        guard !upstreamRequestEnded, let upstream else { return false }
-        upstreamRequestEnded = true
-        let wrote = upstream.write(.end)
-        handler.responseTimer?.set(after: route.upstream.responseHeaderTimeout)
-        return wrote
-    }
-
-    /// The client sent the body below the minimum rate (`RequestBodyRateHandler`).
-    func clientBodyTooSlow() {
-        guard !clientRequestEnded else { return }
-        guard !done else { return handler.closeClient() }
-        log.reason = "request_body_too_slow"
-        fail(nil, status: .requestTimeout, error: "request_timeout", description: "the request body arrived too slowly")
-    }
-
-    /// The client's bytes stopped parsing (see `ProxyHandler.errorCaught`).
-    func clientRequestMalformed() {
-        guard !clientRequestEnded else { return }
-        let malformed = ErrorResponse.malformedRequest
-        fail(nil, status: malformed.status, error: malformed.error, description: malformed.description)
-    }
-
-    func responseHeaderTimedOut() {
-        guard !responseHeadSent, !done else { return }
-        upstream?.close()
-        fail(.responseHeaderTimeout)
-    }
-
-    func clientDrained() {
-        upstream?.resumeReading()
-    }
-
-    func upstreamWritabilityChanged(isWritable: Bool) {
-        if isWritable { handler.resumeClientReads() }
-    }
-
-    func clientGone() {
-        guard !done else { return }
-        done = true
-        handler.responseTimer?.cancel()
-        upstream?.close()
-        upstream = nil
-        log.status = 499
-        log.reason = "client_closed"
-        handler.finish(log: log, metrics: route.metrics, upstreamTime: nil)
-    }
-
-    // MARK: Response, upstream → client
-
-    func upstreamResponseHead(_ head: UpstreamResponseHead) {
-        guard !done else { return }
-        handler.responseTimer?.cancel()
-        responseHeadSent = true
-        var response = HeaderRewriter.clientResponse(head, policy: route.headerPolicy, requestID: log.requestID,
-                                                     extra: extraResponseHeaders, version: clientHead.version)
-        let framing = HTTP1Writer.responseFraming(response, bodyless: clientHead.method == .HEAD)
+    /// The upstream's fields the route lets through and the gateway's own, framed for this
+    /// client: the length, chunks for an unframed body, or the connection closing (HTTP/1.0).
+    func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange) {
+        var response = HeaderRewriter.clientResponse(head, policy: exchange.route.headerPolicy, requestID: exchange.log.requestID,
+                                                     extra: exchange.extraResponseHeaders, version: exchange.clientHead.version)
+        let framing = HTTP1Writer.responseFraming(response, bodyless: exchange.clientHead.method == .HEAD)
         // An HTTP/1.0 client can only find the end of an unframed body by the connection closing.
-        if framing == .close || !clientHead.isKeepAlive { handler.markCloseAfterResponse() }
-        if handler.closesAfterResponse {
+        if framing == .close || !exchange.clientHead.isKeepAlive { closeAfterResponse = true }
+        if closeAfterResponse {
             response.fields.removeAll { HeaderNameSet.matches($0.name, "connection") }
             response.fields.append(("Connection", "close"))
         }
-        log.status = Int(head.status.code)
-        handler.writeResponseHead(response, framing: framing, bodyLength: response.contentLength)
+        writeResponseHead(response, framing: framing, bodyLength: response.contentLength)
     }
 
-    func upstreamResponseBody(_ body: ByteBuffer) {
-        guard !done else { return }
-        handler.writeResponseBody(body)
+    func sendResponseBody(_ body: ByteBuffer) {
+        writeResponseBody(body)
     }
 
-    func upstreamReadComplete() {
-        if !done { handler.flushClient() }
+    func flushResponse() {
+        flushClient()
     }
 
-    func upstreamResponseEnd(keepAlive: Bool, now: NIODeadline) {
-        guard !done else { return }
-        done = true
-        handler.responseTimer?.cancel()
-        let upstreamTime = upstreamSentAt.map { now - $0 }
-        if let upstream {
-            // Reuse only a connection that finished a complete request and response in step.
-            if keepAlive, upstreamRequestEnded {
-                handler.upstreamPool.release(upstream, settings: route.upstream, now: now)
-            } else {
-                upstream.close()
-            }
-            self.upstream = nil
-        }
-        if !clientRequestEnded {
-            // The upstream answered before the body was fully sent; the rest will be discarded.
-            handler.markCloseAfterResponse()
-        }
-        handler.finish(log: log, metrics: route.metrics, upstreamTime: upstreamTime, now: now)
-        handler.exchangeFinished(self, keepAlive: true, now: now)
-    }
-
-    func upstreamFailed(_ error: UpstreamError, responseStarted: Bool) {
-        guard !done, let failed = upstream else { return }
-        if !responseStarted, upstreamReused, case .closedBeforeResponse = error,
-           bodyBytes == 0, Self.isIdempotent(clientHead.method) {
-            // A pooled connection the upstream closed while idle (a keep-alive race): nothing of
-            // this request reached the application, so one retry on a fresh connection is safe.
-            return retryOnFreshConnection(after: failed)
-        }
-        fail(error)
-    }
-
-    // MARK: Failure
-
-    private func fail(_ error: UpstreamError) {
-        handler.gatewayContext.metrics.upstreamFailure(route: route.config.name, kind: error.kind)
-        log.reason = error.kind
-        fail(error, status: error.isTimeout ? .gatewayTimeout : .badGateway,
-             error: error.isTimeout ? "upstream_timeout" : "bad_gateway",
-             description: error.isTimeout ? "the upstream did not answer in time" : "the upstream is unavailable")
-    }
-
-    private func fail(_ error: UpstreamError?, status: HTTPResponseStatus, error code: String, description: String) {
-        guard !done else { return }
-        done = true
-        handler.responseTimer?.cancel()
-        upstream?.close()
-        upstream = nil
-        if responseHeadSent {
-            // Too late for an error response: the client sees a truncated body and a closed connection.
-            handler.closeClient()
-            handler.finish(log: log, metrics: route.metrics, upstreamTime: nil)
-            return
-        }
-        if !clientRequestEnded { handler.markCloseAfterResponse() }
-        log.status = Int(status.code)
-        log.reason = log.reason ?? code
-        handler.writeGatewayResponse(ErrorResponse(status: status, error: code, description: description),
-                                     to: clientHead, requestID: log.requestID)
-        handler.finish(log: log, metrics: route.metrics, upstreamTime: nil)
-        handler.exchangeFinishedAfterGatewayResponse(self)
-    }
-
-    private static func isIdempotent(_ method: HTTPMethod) -> Bool {
-        switch method {
-        case .GET, .HEAD, .OPTIONS, .DELETE, .PUT, .TRACE: true
-        default: false
-        }
-    }
-}
-
-extension ProxyHandler {
-    /// After a gateway-written error mid-exchange the state machine must drop the rest of the body.
-    fileprivate func exchangeFinishedAfterGatewayResponse(_ exchange: Exchange) {
+    func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {
+        // The upstream answered before the body was fully sent: the rest is not read.
+        if !exchange.clientRequestEnded { closeAfterResponse = true }
+        finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: upstreamTime, now: now)
+        writeEnd(keepAlive: !closeAfterResponse, now: now)
         settle(exchange)
+    }
+
+    func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
+        if !exchange.clientRequestEnded { closeAfterResponse = true }
+        writeGatewayResponse(response, to: exchange.clientHead, requestID: exchange.log.requestID)
+        finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: nil)
+        settle(exchange)
+    }
+
+    func exchangeAborted(_ exchange: UpstreamExchange) {
+        closeClient()
+        finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: nil)
+    }
+
+    func closeDownstream() {
+        closeClient()
     }
 }

@@ -5,21 +5,27 @@ enum HostHeader {
     /// optional port of up to five digits. Commas, spaces, slashes, `@` and escapes are refused:
     /// an upstream or a cache could read such a value as another host than the router did.
     static func isValid(_ value: some StringProtocol) -> Bool {
-        var utf8 = Substring(value).utf8
-        if utf8.first == UInt8(ascii: "[") {
-            guard let close = utf8.firstIndex(of: UInt8(ascii: "]")) else { return false }
-            let literal = utf8[utf8.index(after: utf8.startIndex)..<close]
+        // Over contiguous bytes when the string has them (always, for a parsed header): walking a
+        // `String.UTF8View` by index showed in request-path profiles.
+        value.utf8.withContiguousStorageIfAvailable { isValid(bytes: $0) } ?? isValid(bytes: Array(value.utf8))
+    }
+
+    private static func isValid(bytes: some Collection<UInt8>) -> Bool {
+        var rest = bytes[...]
+        if rest.first == UInt8(ascii: "[") {
+            guard let close = rest.firstIndex(of: UInt8(ascii: "]")) else { return false }
+            let literal = rest[rest.index(after: rest.startIndex)..<close]
             guard !literal.isEmpty, literal.allSatisfy({ isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else { return false }
-            utf8 = utf8[utf8.index(after: close)...]
+            rest = rest[rest.index(after: close)...]
         } else {
-            let end = utf8.firstIndex(of: UInt8(ascii: ":")) ?? utf8.endIndex
-            let name = utf8[..<end]
+            let end = rest.firstIndex(of: UInt8(ascii: ":")) ?? rest.endIndex
+            let name = rest[..<end]
             guard !name.isEmpty, name.allSatisfy(RequestTarget.isUnreserved) else { return false }
-            utf8 = utf8[end...]
+            rest = rest[end...]
         }
-        guard let colon = utf8.first else { return true }
+        guard let colon = rest.first else { return true }
         guard colon == UInt8(ascii: ":") else { return false }
-        let port = utf8.dropFirst()
+        let port = rest.dropFirst()
         return (1...5).contains(port.count) && port.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 

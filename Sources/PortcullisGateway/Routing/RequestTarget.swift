@@ -20,6 +20,12 @@ struct RequestTarget: Equatable {
     /// Checks and normalises `target` (the request line's second word).
     static func parse(_ target: String, policy: PathPolicy) -> Result<RequestTarget, Refusal> {
         let bytes = target.utf8
+        // The common case, over contiguous bytes: an origin-form target whose path needs no change
+        // under any policy is forwarded as sent (no allocation).
+        if let found = bytes.withContiguousStorageIfAvailable(cleanPathLength), let length = found {
+            let end = bytes.index(bytes.startIndex, offsetBy: length)
+            return .success(RequestTarget(path: Substring(bytes[..<end]), uri: target, authority: nil))
+        }
         guard let first = bytes.first else { return .failure(Refusal(description: "empty request target")) }
         var authority: Substring?
         var pathStart = bytes.startIndex
@@ -71,9 +77,18 @@ struct RequestTarget: Equatable {
         return nil
     }
 
+    /// The length of the path when `target` is origin-form, its path is clean (`isClean`) and it
+    /// has no `#`; nil otherwise.
+    private static func cleanPathLength(_ target: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard target.first == UInt8(ascii: "/") else { return nil }
+        let pathEnd = target.firstIndex(of: UInt8(ascii: "?")) ?? target.endIndex
+        guard isClean(target[..<pathEnd]), !target[pathEnd...].contains(UInt8(ascii: "#")) else { return nil }
+        return pathEnd
+    }
+
     /// True when the path needs no change under any policy: it starts with `/` and has only
     /// plain path characters, no `%`, `;` or `\`, no empty segment and no `.`/`..` segment.
-    private static func isClean(_ path: Substring.UTF8View) -> Bool {
+    private static func isClean(_ path: some Collection<UInt8>) -> Bool {
         guard path.first == UInt8(ascii: "/") else { return false }
         var dots = 0
         var segmentLength = -1  // The leading `/` starts the first segment.

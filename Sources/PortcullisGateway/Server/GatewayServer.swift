@@ -77,10 +77,10 @@ final class GatewayServer: Sendable {
         if let tlsContext {
             try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
         }
-        let timeouts = HeadTimeoutHandler(headReadTimeout: TimeAmount(limits.headerReadTimeout), idleTimeout: TimeAmount(limits.idleTimeout))
-        try sync.addHandler(timeouts)
         let stalled = context.metrics.stalledResponseWrites
-        try sync.addHandler(WriteTimeoutHandler(timeout: TimeAmount(limits.responseWriteTimeout)) { stalled.increment() })
+        let timeouts = ConnectionTimeoutHandler(headReadTimeout: TimeAmount(limits.headerReadTimeout), idleTimeout: TimeAmount(limits.idleTimeout),
+                                                responseWriteTimeout: TimeAmount(limits.responseWriteTimeout)) { stalled.increment() }
+        try sync.addHandler(timeouts)
         var decoderLimits = NIOHTTPDecoderLimitConfiguration()
         decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
@@ -91,14 +91,13 @@ final class GatewayServer: Sendable {
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
                                                                     informationalResponseStrategy: .drop,
                                                                     limitConfiguration: decoderLimits)))
-        if limits.requestBodyMinRate > 0 {
-            try sync.addHandler(RequestBodyRateHandler(minimumRate: limits.requestBodyMinRate, grace: TimeAmount(limits.requestBodyGrace)))
-        }
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")
         }
         let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress.map(Self.unmapped), isTLS: tlsContext != nil)
-        try sync.addHandler(ProxyHandler(gateway: context, pool: pool, timeouts: timeouts, client: client))
+        let bodyRate = limits.requestBodyMinRate > 0
+            ? ProxyHandler.BodyRateLimit(minimumRate: limits.requestBodyMinRate, grace: TimeAmount(limits.requestBodyGrace)) : nil
+        try sync.addHandler(ProxyHandler(gateway: context, pool: pool, timeouts: timeouts, bodyRate: bodyRate, client: client))
     }
 
     /// An IPv4 client of a dual-stack listener appears as `::ffff:a.b.c.d`: it is that IPv4

@@ -1,9 +1,19 @@
 import NIOCore
 
-/// Closes connections that are slow to deliver a request head (slowloris) or sit idle between
-/// requests. Sits before the HTTP decoder so it sees the first byte of each request; the request
-/// path tells it when a head was parsed and when an exchange ended.
-final class HeadTimeoutHandler: ChannelInboundHandler {
+/// The client connection's own deadlines, which are not any one request's:
+/// - **head read** — a head must arrive whole within `limits.header_read_timeout` of its first
+///   byte (slowloris);
+/// - **idle** — between requests, the next must start within `limits.idle_timeout`;
+/// - **response write** — once the channel's outbound buffer is over its high-water mark, the
+///   client has `limits.response_write_timeout` to drain it below the low-water mark. Without this
+///   a client that never reads holds its connection, and the upstream connection behind it
+///   (whose reads stop with backpressure), indefinitely.
+///
+/// One handler rather than one per deadline: every read of every request passes each inbound
+/// handler, and a handler hop is measurable on the request path. Sits before the HTTP decoder so
+/// it sees the first byte of each request; the request path tells it when a head was parsed and
+/// when an exchange ended. Event-loop confined.
+final class ConnectionTimeoutHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
@@ -18,20 +28,30 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
 
     private let headReadTimeout: TimeAmount
     private let idleTimeout: TimeAmount
+    private let responseWriteTimeout: TimeAmount
+    private let onWriteTimeout: () -> Void
     private var phase = Phase.readingHead
     private var timer: DeadlineTimer?
+    private var writeTimer: DeadlineTimer?
     private var context: ChannelHandlerContext?
 
-    init(headReadTimeout: TimeAmount, idleTimeout: TimeAmount) {
+    /// `onWriteTimeout` runs (to count it) before a connection is closed for not taking its response.
+    init(headReadTimeout: TimeAmount, idleTimeout: TimeAmount, responseWriteTimeout: TimeAmount, onWriteTimeout: @escaping () -> Void) {
         self.headReadTimeout = headReadTimeout
         self.idleTimeout = idleTimeout
+        self.responseWriteTimeout = responseWriteTimeout
+        self.onWriteTimeout = onWriteTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
+        // Strong captures: `handlerRemoved` stops the timers, which breaks the cycles (see DeadlineTimer).
         timer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
             guard phase != .busy else { return }
+            self.context?.close(promise: nil)
+        }
+        writeTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
+            onWriteTimeout()
             self.context?.close(promise: nil)
         }
         if context.channel.isActive { arm(headReadTimeout) }
@@ -45,11 +65,14 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.stop()
         timer = nil
+        writeTimer?.stop()
+        writeTimer = nil
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.stop()
+        writeTimer?.stop()
         context.fireChannelInactive()
     }
 
@@ -60,6 +83,15 @@ final class HeadTimeoutHandler: ChannelInboundHandler {
         // Armed after the decoder ran: a head that arrived whole was handled by now (`headReceived`
         // moved the phase on), and arming a timer only to cancel it reads the clock for nothing.
         if phase == .readingHead { arm(headReadTimeout) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            writeTimer?.cancel()
+        } else {
+            writeTimer?.set(after: responseWriteTimeout)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     /// A complete request head was parsed.

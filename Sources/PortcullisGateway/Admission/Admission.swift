@@ -1,0 +1,146 @@
+import NIOHTTP1
+import PortcullisJOSE
+
+/// Whether a request may pass, decided from its head alone and the same for every protocol that
+/// carries one: the head's own checks (`checkHead`), the route, the declared body size, the
+/// client certificate, authentication (token, revocation, scopes, claim rules) and the rate
+/// limit — in that order, the first refusal wins. It does no I/O and writes nothing: the
+/// protocol's handler answers a refusal or forwards the admitted request its own way. It counts
+/// its decisions in the metrics and fills in the request's log.
+///
+/// One per connection (what it holds is the connection's); the route table is passed per request,
+/// because a reload may replace it between two requests of one connection.
+struct Admission {
+    let gateway: GatewayContext
+    let client: HeaderRewriter.ClientInfo
+
+    /// A request that may be forwarded.
+    struct Admitted {
+        let route: CompiledRoute
+        /// The checked, normalised target: the path the route matched and the upstream receives.
+        let target: RequestTarget
+        /// The verified token, nil on a route without authentication.
+        let identity: VerifiedToken?
+        /// `RateLimit-*` fields for the response, on a rate-limited route.
+        let rateLimitHeaders: HTTPHeaders?
+    }
+
+    enum Decision {
+        case admitted(Admitted)
+        /// The gateway answers `response` itself; `metrics` are those of the route it matched (or
+        /// of unmatched requests).
+        case refused(ErrorResponse, metrics: RouteMetrics)
+    }
+
+    /// Decides on `head`. `clientCertificate` gives the SHA-256 of the connection's verified
+    /// client certificate; it is asked only when a route or a token needs it. Always inlined: its
+    /// caller is the request path, and returning the decision through a call copied (retained and
+    /// released) each of its references once more per request.
+    @inline(__always)
+    func admit(_ head: HTTPRequestHead, facts: RequestHeadFacts, table: RouteTable, log: inout RequestLog,
+               clientCertificate: () -> [UInt8]?) -> Decision {
+        let target: RequestTarget
+        switch Self.checkHead(head, facts: facts, policy: table.request) {
+        case .success(let checked):
+            target = checked
+        case .failure(let refusal):
+            return .refused(ErrorResponse(status: .badRequest, error: "invalid_request", description: refusal.description),
+                            metrics: gateway.unmatchedRoute)
+        }
+        let route: CompiledRoute
+        switch table.router.match(host: HostHeader.name(facts.host), path: target.path, method: head.method.rawValue) {
+        case .matched(let matched):
+            route = matched
+        case .notFound:
+            return .refused(ErrorResponse(status: .notFound, error: "not_found", description: "no route matches this request"),
+                            metrics: gateway.unmatchedRoute)
+        case .methodNotAllowed(let allowed):
+            var response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: "this route does not accept \(head.method.rawValue)")
+            response.headers.add(name: "Allow", value: allowed.joined(separator: ", "))
+            return .refused(response, metrics: gateway.unmatchedRoute)
+        }
+        log.route = route.config.name
+
+        if let length = facts.contentLength, length > route.config.maxBodyBytes {
+            return .refused(ErrorResponse(status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes"),
+                            metrics: route.metrics)
+        }
+
+        if route.config.requireClientCertificate, clientCertificate() == nil {
+            return .refused(ErrorResponse(status: .forbidden, error: "client_certificate_required",
+                                          description: "this route needs a client certificate the gateway verified"),
+                            metrics: route.metrics)
+        }
+
+        var identity: VerifiedToken?
+        if let policy = route.jwtAuth {
+            guard let authenticator = gateway.authenticator else {
+                // Unreachable with a validated config (jwt routes require issuers); fail closed.
+                return .refused(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured"),
+                                metrics: route.metrics)
+            }
+            switch authenticator.authenticate(head.headers, policy: policy, clientCertificate: clientCertificate) {
+            case .success(let token):
+                identity = token
+                log.subject = token.subject
+                route.metrics.authAccepted()
+            case .failure(let failure):
+                log.reason = failure.reason
+                route.metrics.authRejected(failure.reason, client: failure.client)
+                return .refused(ErrorResponse(failure, realm: gateway.realm), metrics: route.metrics)
+            }
+        }
+
+        var rateLimitHeaders: HTTPHeaders?
+        if let policy = route.rateLimit {
+            let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
+            let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
+            gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
+            var headers = HTTPHeaders()
+            headers.add(name: "RateLimit-Policy", value: "\(policy.limit);w=\(Int(policy.window.components.seconds))")
+            headers.add(name: "RateLimit-Limit", value: String(decision.limit))
+            headers.add(name: "RateLimit-Remaining", value: String(decision.remaining))
+            headers.add(name: "RateLimit-Reset", value: String(decision.resetSeconds))
+            guard decision.allowed else {
+                log.reason = "rate_limited"
+                var response = ErrorResponse(status: .tooManyRequests, error: "rate_limited", description: "rate limit '\(policy.name)' exceeded")
+                response.headers = headers
+                response.headers.add(name: "Retry-After", value: String(max(1, decision.resetSeconds)))
+                return .refused(response, metrics: route.metrics)
+            }
+            rateLimitHeaders = headers
+        }
+
+        if facts.hasUnderscoredNames, table.request.headersWithUnderscores == .drop { gateway.metrics.underscoredFieldsDropped.increment() }
+        return .admitted(Admitted(route: route, target: target, identity: identity, rateLimitHeaders: rateLimitHeaders))
+    }
+
+    /// The checks on a request head before routing: one `Host` (required from HTTP/1.1 on) of
+    /// valid syntax, agreeing with an absolute-form target's authority; a body that can be framed;
+    /// header names under the underscore policy; the target under the path policy. Returns the
+    /// target to route.
+    static func checkHead(_ head: HTTPRequestHead, facts: RequestHeadFacts, policy: RequestPolicy) -> Result<RequestTarget, RequestTarget.Refusal> {
+        if facts.hostCount > 1 { return .failure(.init(description: "the request has more than one Host header")) }
+        if facts.hasTransferEncoding, !facts.transferEncodingEndsChunked {
+            return .failure(.init(description: "the request's Transfer-Encoding does not end in chunked, so its body cannot be framed"))
+        }
+        if let host = facts.host {
+            // An empty Host is allowed (RFC 9110 §7.2: a target without an authority).
+            if !host.isEmpty, !HostHeader.isValid(host) { return .failure(.init(description: "the Host header is not a valid host[:port]")) }
+        } else if head.version.major > 1 || head.version.minor >= 1 {
+            return .failure(.init(description: "an HTTP/1.1 request needs a Host header"))
+        }
+        if facts.hasUnderscoredNames, policy.headersWithUnderscores == .reject {
+            return .failure(.init(description: "header names with underscores are refused"))
+        }
+        let target: RequestTarget
+        switch RequestTarget.parse(head.uri, policy: policy.path) {
+        case .success(let parsed): target = parsed
+        case .failure(let refusal): return .failure(refusal)
+        }
+        if let authority = target.authority, !HeaderNameSet.equalsIgnoringASCIICase((facts.host ?? "").utf8, authority.lowercased().utf8) {
+            return .failure(.init(description: "the Host header disagrees with the request target's authority"))
+        }
+        return .success(target)
+    }
+}

@@ -1,0 +1,90 @@
+import NIOCore
+
+/// Enforces a minimum request-body data rate (`limits.request_body_min_rate` after
+/// `limits.request_body_grace`), so that a client trickling a body cannot hold a connection and
+/// an upstream connection for as long as it likes. Only time in which the gateway was waiting
+/// for the client counts — a read was issued and no byte came. While the request path holds
+/// reads back (the upstream is slow to take the body, or not connected yet) the clock stops, so
+/// backpressure is never blamed on the client.
+///
+/// Not a `ChannelHandler`: the request path tells it about the parts and reads it handles anyway,
+/// so the check costs no pipeline hop on every read of every request (a handler of its own was
+/// measurable in the request-path benchmark). Event-loop confined.
+final class RequestBodyRate {
+    /// Bytes per second.
+    private let minimumRate: Int
+    private let grace: TimeAmount
+    private var inBody = false
+    private var received = 0
+    /// Time spent waiting for this body's bytes, up to the last time some arrived.
+    private var waited = TimeAmount.zero
+    private var waitingSince: NIODeadline?
+    private var timer: DeadlineTimer?
+    private var onTooSlow: (() -> Void)?
+
+    /// `onTooSlow` runs on `eventLoop` when the body in progress fell below the rate; it is
+    /// dropped by `stop()`, which the owner must call when its connection goes away.
+    init(minimumRate: Int, grace: TimeAmount, eventLoop: any EventLoop, onTooSlow: @escaping () -> Void) {
+        self.minimumRate = minimumRate
+        self.grace = grace
+        self.onTooSlow = onTooSlow
+        // Strong capture: `stop()` stops the timer, which breaks the cycle (see DeadlineTimer).
+        timer = DeadlineTimer(eventLoop: eventLoop) { [self] in expired() }
+    }
+
+    /// A request head was read: a body, if any, follows.
+    func headReceived() {
+        inBody = true
+        received = 0
+        waited = .zero
+        stopWaiting(now: nil)
+    }
+
+    func bodyReceived(bytes: Int) {
+        received += bytes
+        stopWaiting(now: .now())
+    }
+
+    func endReceived() {
+        inBody = false
+        stopWaiting(now: nil)
+    }
+
+    /// The request path is about to issue a read on the client's channel: from now on, until
+    /// bytes come, the gateway waits for the client.
+    func readIssued() {
+        guard inBody, waitingSince == nil else { return }
+        let now = NIODeadline.now()
+        waitingSince = now
+        timer?.set(now + allowance - waited)
+    }
+
+    func stop() {
+        timer?.stop()
+        timer = nil
+        onTooSlow = nil
+    }
+
+    /// How long the body may have taken so far: the grace period plus the time its bytes take at
+    /// the minimum rate.
+    private var allowance: TimeAmount {
+        grace + .nanoseconds(Int64(received) * 1_000_000_000 / Int64(minimumRate))
+    }
+
+    private func stopWaiting(now: NIODeadline?) {
+        if let waitingSince, let now { waited = waited + (now - waitingSince) }
+        waitingSince = nil
+        timer?.cancel()
+    }
+
+    private func expired() {
+        guard inBody, let waitingSince else { return }
+        guard waited + (.now() - waitingSince) >= allowance else {
+            timer?.set(waitingSince + allowance - waited)
+            return
+        }
+        inBody = false
+        self.waitingSince = nil
+        onTooSlow?()
+    }
+}

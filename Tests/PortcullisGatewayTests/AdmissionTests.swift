@@ -1,0 +1,147 @@
+@testable import PortcullisGateway
+import Foundation
+import NIOCore
+import NIOHTTP1
+import PortcullisCluster
+import PortcullisJOSE
+import Testing
+
+/// The admission step on its own, in process: real config parsing, route table, JWT verifier,
+/// revocation set and local rate limiter, and no network. What each protocol then writes is
+/// tested against real gateway processes (`GatewayProxyTests`, `EdgeAttackTests`).
+@Suite("admission")
+struct AdmissionTests {
+    let issuer: TestIssuer
+    let revocations: RevocationSet
+    let admission: Admission
+    let table: RouteTable
+
+    init() throws {
+        let revocations = RevocationSet()
+        self.revocations = revocations
+        let fixture = try InProcessGateway(revocations: revocations, yaml: """
+            rate_limits:
+              - {name: one, key: subject, limit: 1, window: 60s}
+            routes:
+              - {name: public, path_prefix: /public, upstream: {targets: [127.0.0.1:1]}}
+              - name: orders
+                path_prefix: /orders
+                methods: [GET, POST]
+                max_body_bytes: 10
+                upstream: {targets: [127.0.0.1:1]}
+                auth: {type: jwt, scopes: {any_of: [orders:read]}}
+              - {name: limited, path_prefix: /limited, upstream: {targets: [127.0.0.1:1]}, auth: {type: jwt}, rate_limit: one}
+              - {name: mtls, path_prefix: /mtls, upstream: {targets: [127.0.0.1:1]}, require_client_certificate: true, auth: {type: jwt}}
+            """)
+        issuer = fixture.issuer
+        table = fixture.table
+        admission = Admission(gateway: fixture.context, client: HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: false))
+    }
+
+    /// The outcome for a request; `certificate` counts how often the client certificate was asked for.
+    func admit(_ method: HTTPMethod = .GET, _ uri: String, token: String? = nil, headers extra: [(String, String)] = [],
+               certificate: inout Int) -> (Admission.Decision, RequestLog) {
+        var headers = HTTPHeaders([("Host", "gw.test")] + extra)
+        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let head = HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: headers)
+        var log = RequestLog(requestID: "r", method: method.rawValue, target: uri, start: .now())
+        let decision = admission.admit(head, facts: RequestHeadFacts(head.headers), table: table, log: &log) {
+            certificate += 1
+            return nil
+        }
+        return (decision, log)
+    }
+
+    func admit(_ method: HTTPMethod = .GET, _ uri: String, token: String? = nil, headers: [(String, String)] = []) -> (Admission.Decision, RequestLog) {
+        var asked = 0
+        return admit(method, uri, token: token, headers: headers, certificate: &asked)
+    }
+
+    func refusal(_ decision: Admission.Decision) -> ErrorResponse? {
+        if case .refused(let response, _) = decision { return response }
+        return nil
+    }
+
+    @Test("a valid token on a JWT route is admitted with its identity, the route and the target the route matched")
+    func admitsValidToken() throws {
+        let (decision, log) = admit(.GET, "/orders/%7Ealice/x?q=1", token: try issuer.token(sub: "alice"))
+        guard case .admitted(let admitted) = decision else { Issue.record("refused: \(String(describing: refusal(decision)))"); return }
+        #expect(admitted.route.config.name == "orders")
+        #expect(admitted.identity?.subject == "alice")
+        #expect(admitted.target.path == "/orders/~alice/x")
+        #expect(admitted.target.uri == "/orders/~alice/x?q=1")
+        #expect(admitted.rateLimitHeaders == nil)
+        #expect(log.route == "orders" && log.subject == "alice")
+    }
+
+    @Test("a missing token is a 401 with an RFC 6750 challenge; a token without the scope is a 403")
+    func refusesWithoutTokenOrScope() throws {
+        let missing = refusal(admit(.GET, "/orders/1").0)
+        #expect(missing?.status == .unauthorized)
+        #expect(missing?.headers.first(name: "WWW-Authenticate")?.hasPrefix("Bearer realm=\"tests\"") == true)
+        let unscoped = refusal(admit(.GET, "/orders/1", token: try issuer.token(scope: "other")).0)
+        #expect(unscoped?.status == .forbidden)
+        #expect(unscoped?.error == "insufficient_scope")
+    }
+
+    @Test("a token revoked in the cluster's set is refused, and its twin with another jti is not")
+    func refusesRevokedToken() throws {
+        let token = try issuer.token(sub: "bob")
+        guard case .admitted(let first) = admit(.GET, "/orders/1", token: token).0, let jti = first.identity?.jwtID else {
+            Issue.record("the token should pass before its revocation"); return
+        }
+        let now = Int64(Date().timeIntervalSince1970)
+        revocations.apply(Revocation(id: UUID().uuidString, operation: .add, kind: .jti, value: jti, issuer: nil, until: now + 600,
+                                     createdAtMillis: now * 1000, actor: "test", reason: nil, lifts: nil), now: now)
+        let (decision, log) = admit(.GET, "/orders/1", token: token)
+        #expect(refusal(decision)?.status == .unauthorized)
+        #expect(log.reason == "revoked")
+        guard case .admitted = admit(.GET, "/orders/1", token: try issuer.token(sub: "bob")).0 else {
+            Issue.record("another token of the same subject is not revoked"); return
+        }
+    }
+
+    @Test("the checks run in order: a bad target is a 400 and an over-long declared body a 413, before any token is looked at")
+    func refusalsBeforeAuthentication() throws {
+        #expect(refusal(admit(.GET, "/orders/../admin").0)?.status == .badRequest)
+        #expect(refusal(admit(.GET, "/orders/1", headers: [("Host", "other.test")]).0)?.status == .badRequest, "two Host headers")
+        let (tooLarge, log) = admit(.POST, "/orders/1", headers: [("Content-Length", "11")])
+        #expect(refusal(tooLarge)?.status == .payloadTooLarge)
+        #expect(log.subject == nil)
+    }
+
+    @Test("a method the route does not list is a 405 naming the allowed ones; an unknown path a 404")
+    func methodAndPath() {
+        let notAllowed = refusal(admit(.DELETE, "/orders/1").0)
+        #expect(notAllowed?.status == .methodNotAllowed)
+        #expect(notAllowed?.headers.first(name: "Allow") == "GET, POST")
+        #expect(refusal(admit(.GET, "/nowhere").0)?.status == .notFound)
+    }
+
+    @Test("the rate limit counts only authenticated requests, and refuses the one over the limit with Retry-After")
+    func rateLimit() throws {
+        // A refused authentication must not spend the subject's budget.
+        #expect(refusal(admit(.GET, "/limited", token: "not-a-token").0)?.status == .unauthorized)
+        let token = try issuer.token(sub: "carol")
+        guard case .admitted(let first) = admit(.GET, "/limited", token: token).0 else { Issue.record("first request refused"); return }
+        #expect(first.rateLimitHeaders?.first(name: "RateLimit-Remaining") == "0")
+        let (second, log) = admit(.GET, "/limited", token: token)
+        let response = refusal(second)
+        #expect(response?.status == .tooManyRequests)
+        #expect(response?.headers.first(name: "Retry-After") != nil)
+        #expect(log.reason == "rate_limited")
+    }
+
+    @Test("a route requiring a client certificate refuses a connection without one before verifying its token")
+    func clientCertificateRequired() throws {
+        var asked = 0
+        let (decision, log) = admit(.GET, "/mtls", token: try issuer.token(), certificate: &asked)
+        #expect(refusal(decision)?.status == .forbidden)
+        #expect(refusal(decision)?.error == "client_certificate_required")
+        #expect(asked == 1)
+        #expect(log.subject == nil)
+        // Routes that need none never ask (a TLS lookup per request otherwise).
+        _ = admit(.GET, "/orders/1", token: try issuer.token(), certificate: &asked)
+        #expect(asked == 1)
+    }
+}
