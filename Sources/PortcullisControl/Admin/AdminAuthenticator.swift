@@ -18,6 +18,7 @@ struct AdminAuthenticator: Sendable {
         }
         return match
     }
+
     /// Whether `stored` holds `digest`, compared in constant time by swift-crypto: `Digest`'s `==`
     /// with bytes is its `safeCompare` (on Linux `constantTimeCompare`, an OR of XORs over every
     /// byte with no early exit; CryptoKit's on Apple platforms). Only a length mismatch returns
@@ -25,6 +26,7 @@ struct AdminAuthenticator: Sendable {
     static func digest(_ digest: SHA256.Digest, matches stored: [UInt8]) -> Bool {
         digest == stored
     }
+
     /// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1).
     static func bearerToken(_ header: String) -> String? {
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)

@@ -51,6 +51,16 @@ public final class GatewayMetrics: Sendable {
             help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
     }
 
+    /// A route's upstream ejections: `ejections` counts a target going from healthy to ejected (a
+    /// failed connect); `ejected` holds how many are ejected now, set when `/metrics` is read (an
+    /// ejection ends by time, not by an event). Only for routes with upstreams (not `_unmatched`).
+    func upstreamEjections(route: String) -> (ejections: Counter, ejected: Gauge) {
+        (registry.counter("portcullis_upstream_ejections_total", labels: [("route", route)],
+                          help: "Upstream targets ejected (skipped for the route's eject_for) after a failed connect, by route."),
+         registry.gauge("portcullis_upstream_ejected_targets", labels: [("route", route)],
+                        help: "Upstream targets of the route ejected at the time of the scrape."))
+    }
+
     func route(_ name: String) -> RouteMetrics {
         routes.withLock { cache in
             if let existing = cache[name] { return existing }
@@ -104,10 +114,6 @@ final class RouteMetrics: Sendable {
     private let clientRejections = Mutex<[String: Counter]>([:])
     let requestDuration: ValueHistogram
     let upstreamDuration: ValueHistogram
-    /// A target of the route going from healthy to ejected (a connect failure).
-    let ejections: Counter
-    /// The route's targets ejected now; set when `/metrics` is read (an ejection ends by time).
-    let ejectedTargets: Gauge
 
     /// Methods counted under their own name; any other (a client may send any token) is `other`,
     /// so clients cannot grow the label set.
@@ -121,10 +127,6 @@ final class RouteMetrics: Sendable {
             help: "Time from the request head to the last response byte, by route.")
         upstreamDuration = registry.valueHistogram("portcullis_upstream_duration_seconds", labels: [("route", route)], buckets: GatewayMetrics.latencyBuckets,
             help: "Time from sending the request upstream to its last response byte, by route.")
-        ejections = registry.counter("portcullis_upstream_ejections_total", labels: [("route", route)],
-            help: "Upstream targets ejected (skipped for the route's eject_for) after a failed connect, by route.")
-        ejectedTargets = registry.gauge("portcullis_upstream_ejected_targets", labels: [("route", route)],
-            help: "Upstream targets of the route ejected at the time of the scrape.")
     }
 
     private static let authDecisionsHelp = "Authentication decisions by route and outcome: ok, or the reason code of the rejection."
