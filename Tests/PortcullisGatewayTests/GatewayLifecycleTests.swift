@@ -5,10 +5,10 @@ import Testing
 @Suite("gateway: upstream failures, streaming, lifecycle, TLS, config errors", .serialized)
 struct GatewayLifecycleTests {
     /// A test upstream with a gateway running `simpleConfig` in front of it (stop both).
-    static func startSimple() async throws -> (upstream: TestUpstream, gateway: GatewayProcess) {
+    static func startSimple(limits: String = "") async throws -> (upstream: TestUpstream, gateway: GatewayProcess) {
         let upstream = try await TestUpstream.start()
         let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address], limits: limits)
         }
         return (upstream, gateway)
     }
@@ -314,12 +314,8 @@ struct GatewayLifecycleTests {
 
     @Test("slow request heads are cut off after header_read_timeout, on a new connection and after a response")
     func slowloris() async throws {
-        let upstream = try await TestUpstream.start()
         // The idle timeout is far longer, so only the head-read timeout can close within the bound.
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address],
-                              limits: "limits: {header_read_timeout: 500ms, idle_timeout: 20s}")
-        }
+        let (upstream, gateway) = try await Self.startSimple(limits: "limits: {header_read_timeout: 500ms, idle_timeout: 20s}")
         defer { Task { await gateway.stop(); await upstream.stop() } }
         let fresh = try gateway.client()
         try fresh.send("GET /slow HTTP/1.1\r\nHost: t\r\n")
@@ -337,10 +333,7 @@ struct GatewayLifecycleTests {
 
     @Test("max_connections: connections beyond it are closed at once and counted; a freed slot is usable again")
     func maxConnections() async throws {
-        let upstream = try await TestUpstream.start()
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address], limits: "limits: {max_connections: 2}")
-        }
+        let (upstream, gateway) = try await Self.startSimple(limits: "limits: {max_connections: 2}")
         defer { Task { await gateway.stop(); await upstream.stop() } }
         let first = try gateway.client(timeout: 3), second = try gateway.client(timeout: 3)
         #expect(try first.request("GET", "/one").status == 200)
@@ -363,12 +356,8 @@ struct GatewayLifecycleTests {
 
     @Test("idle_timeout: a keep-alive connection with no request for that long is closed, one in use is not")
     func idleTimeout() async throws {
-        let upstream = try await TestUpstream.start()
         // The head-read timeout is far longer, so only the idle timeout can close within the bounds.
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address],
-                              limits: "limits: {idle_timeout: 1s, header_read_timeout: 30s}")
-        }
+        let (upstream, gateway) = try await Self.startSimple(limits: "limits: {idle_timeout: 1s, header_read_timeout: 30s}")
         defer { Task { await gateway.stop(); await upstream.stop() } }
         // In use: a request every 400 ms for 2.4 s keeps the connection open past the timeout.
         let busy = try gateway.client()
