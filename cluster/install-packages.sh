@@ -17,4 +17,25 @@ fi
 echo "$who: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Packages such as nginx, haproxy and redis-server start a system service when installed (nginx's
+# default site listens on every address, port 80). Portcullis starts its own processes, so the
+# services of the packages installed here are neither started (policy-rc.d, the Debian way to say
+# so) nor enabled for the next boot. Packages that were already installed are left as they are.
+policy=/usr/sbin/policy-rc.d
+placed=false
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    placed=true
+fi
+status=0
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || status=$?
+if [ "$placed" = true ]; then rm -f "$policy"; fi
+[ "$status" -eq 0 ] || exit "$status"
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    for pkg in "${need[@]}"; do
+        for unit in $(dpkg -L "$pkg" 2>/dev/null | grep -E '^/(usr/)?lib/systemd/system/[^/]+\.service$' | xargs -r -n1 basename); do
+            systemctl disable --quiet "$unit" 2>/dev/null || true
+        done
+    done
+fi

@@ -43,7 +43,8 @@ public enum Exposition {
     /// One bound in Go's shortest `'g'` form; text that is not a number comes back unchanged.
     public static func canonicalBound(_ text: String) -> String {
         guard let value = Double(text), value.isFinite else { return text }
-        // Go writes integral values in full below 1e21; bounds here stay far below Int64's range.
+        // Integral bounds in full, as Go's shortest 'g' form writes them below 1e6 (from 1e6 on it
+        // writes `1e+06`); every bound here is below 1e6.
         if value == value.rounded(), let integer = Int64(exactly: value) {
             return String(integer)
         }

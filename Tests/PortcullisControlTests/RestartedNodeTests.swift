@@ -32,6 +32,8 @@ struct RestartedNodeTests {
             // The old process goes quiet (its record and acknowledgements stay), and a new process
             // under the same id registers before it has synced: a record of its own, no ack.
             old.process.signal(SIGSTOP)
+            // Resumed on every exit, a failed expectation included, so that the fixture can stop it.
+            defer { old.process.signal(SIGCONT) }
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let client = RedisClient(configuration: try RedisConfiguration(url: cluster.redis.url), eventLoopGroup: group,
                                      logger: Logger(label: "restarted"))
@@ -74,7 +76,6 @@ struct RestartedNodeTests {
 
             heartbeats.cancel()
             _ = await heartbeats.value
-            old.process.signal(SIGCONT)
             await client.close()
             try? await group.shutdownGracefully()
         }

@@ -124,12 +124,25 @@ struct AdmissionTests {
         #expect(refusal(admit(.GET, "/limited", token: "not-a-token").0)?.status == .unauthorized)
         let token = try issuer.token(sub: "carol")
         guard case .admitted(let first) = admit(.GET, "/limited", token: token).0 else { Issue.record("first request refused"); return }
-        #expect(first.rateLimitHeaders?.first(name: "RateLimit-Remaining") == "0")
+        #expect(first.rateLimitHeaders?.first(name: "RateLimit")?.hasPrefix(#""one";r=0;t="#) == true)
         let (second, log) = admit(.GET, "/limited", token: token)
         let response = refusal(second)
         #expect(response?.status == .tooManyRequests)
         #expect(response?.headers.first(name: "Retry-After") != nil)
         #expect(log.reason == "rate_limited")
+    }
+
+    @Test("rate-limit fields: the draft's structured fields by default, the earlier drafts' four fields under legacy")
+    func rateLimitFieldForms() throws {
+        let policy = try #require(table.routes.first { $0.config.name == "limited" }?.rateLimit)
+        let decision = RateLimitDecision(allowed: true, limit: 1, remaining: 0, resetSeconds: 17)
+        let draft = RateLimitFields.fields(policy: policy, decision: decision, form: .draft)
+        #expect(draft.map { "\($0.name): \($0.value)" } == [#"RateLimit-Policy: "one";q=1;w=60"#, #"RateLimit: "one";r=0;t=17"#])
+        let legacy = RateLimitFields.fields(policy: policy, decision: decision, form: .legacy)
+        #expect(legacy.map { "\($0.name): \($0.value)" } == ["RateLimit-Policy: 1;w=60", "RateLimit-Limit: 1", "RateLimit-Remaining: 0", "RateLimit-Reset: 17"])
+        // A policy name is written as an RFC 8941 sf-string whatever it holds.
+        #expect(RateLimitFields.sfString(#"a"b\c"#) == #""a\"b\\c""#)
+        #expect(RateLimitFields.sfString("é\n") == #""???""#)
     }
 
     @Test("a route requiring a client certificate refuses a connection without one before verifying its token")

@@ -19,6 +19,12 @@ struct ConnectionTimeoutHandlerTests {
         return channel
     }
 
+    /// The client stops taking bytes: the channel's buffer went over its high-water mark.
+    func stall(_ channel: EmbeddedChannel) {
+        channel.isWritable = false
+        channel.pipeline.fireChannelWritabilityChanged()
+    }
+
     func runTimers(_ channel: EmbeddedChannel, after wait: Duration) async throws {
         try await Task.sleep(for: wait)
         channel.embeddedEventLoop.advanceTime(to: .now())
@@ -28,8 +34,7 @@ struct ConnectionTimeoutHandlerTests {
     func stalledReaderClosed() async throws {
         let counter = Counter()
         let channel = try channel(counter: counter)
-        channel.isWritable = false
-        channel.pipeline.fireChannelWritabilityChanged()
+        stall(channel)
         try await runTimers(channel, after: .milliseconds(40))
         #expect(channel.isActive && counter.value == 0)
         try await runTimers(channel, after: .milliseconds(150))
@@ -41,8 +46,7 @@ struct ConnectionTimeoutHandlerTests {
     func drainedInTime() async throws {
         let counter = Counter()
         let channel = try channel(counter: counter)
-        channel.isWritable = false
-        channel.pipeline.fireChannelWritabilityChanged()
+        stall(channel)
         try await runTimers(channel, after: .milliseconds(40))
         channel.isWritable = true
         channel.pipeline.fireChannelWritabilityChanged()

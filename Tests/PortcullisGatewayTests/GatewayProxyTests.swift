@@ -247,8 +247,10 @@ final class GatewayProxyTests {
         }
         #expect(statuses == [200, 200, 200, 429, 429])
         #expect(last?.header("retry-after").flatMap(Int.init).map { $0 >= 1 } == true)
-        #expect(last?.header("ratelimit-limit") == "3")
-        #expect(last?.header("ratelimit-remaining") == "0")
+        // The IETF draft's structured fields (http.rate_limit_headers: draft, the default).
+        #expect(last?.header("ratelimit-policy") == #""tiny";q=3;w=60"#)
+        #expect(last?.header("ratelimit")?.hasPrefix(#""tiny";r=0;t="#) == true)
+        #expect(last?.header("ratelimit-remaining") == nil)
         #expect(last?.json["error"] as? String == "rate_limited")
         let other = try issuer.token(sub: "someone-else")
         #expect(try gateway.request("GET", "/limited/x", headers: [("Authorization", "Bearer \(other)")]).status == 200)

@@ -46,19 +46,43 @@ struct MetricsUnitTests {
         #expect(!text.contains(#".0""#))
     }
 
-    @Test("requests are counted by exact status and method; an unknown method is 'other'")
+    @Test("requests are counted by exact status and method; an unknown method is 'other'; a connection's cached counter follows route, method and code")
     func requestCounters() {
         let registry = PrometheusCollectorRegistry()
-        let route = GatewayMetrics(registry: registry).route("r")
-        route.countResponse(method: "GET", status: 200)
-        route.countResponse(method: "GET", status: 200)
-        route.countResponse(method: "BREW", status: 418)
-        route.countResponse(method: "POST", status: 503)
+        let metrics = GatewayMetrics(registry: registry)
+        let route = metrics.route("r"), other = metrics.route("s")
+        // One connection's cache through changes of code, method and route, as a keep-alive
+        // connection's responses go.
+        var cache: ResponseCounterCache?
+        route.countResponse(method: "GET", status: 200, cache: &cache)
+        route.countResponse(method: "GET", status: 200, cache: &cache)
+        route.countResponse(method: "GET", status: 404, cache: &cache)
+        route.countResponse(method: "BREW", status: 418, cache: &cache)
+        route.countResponse(method: "POST", status: 503, cache: &cache)
+        other.countResponse(method: "POST", status: 503, cache: &cache)
+        var second: ResponseCounterCache?
+        route.countResponse(method: "GET", status: 200, cache: &second)
         let text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
-        #expect(text.contains(#"portcullis_http_requests_total{route="r",method="GET",code="200"} 2"#))
+        #expect(text.contains(#"portcullis_http_requests_total{route="r",method="GET",code="200"} 3"#))
+        #expect(text.contains(#"portcullis_http_requests_total{route="r",method="GET",code="404"} 1"#))
         #expect(text.contains(#"portcullis_http_requests_total{route="r",method="other",code="418"} 1"#))
         #expect(text.contains(#"portcullis_http_requests_total{route="r",method="POST",code="503"} 1"#))
+        #expect(text.contains(#"portcullis_http_requests_total{route="s",method="POST",code="503"} 1"#))
         #expect(!text.contains("BREW"))
+    }
+
+    @Test("refusals of verified tokens are counted per client for the first 100 clients of a route, the rest as other")
+    func clientRejectionsBounded() {
+        let registry = PrometheusCollectorRegistry()
+        let route = GatewayMetrics(registry: registry).route("r")
+        for index in 0..<(RouteMetrics.maxClients + 5) { route.authRejected("revoked", client: "client-\(index)") }
+        route.authRejected("revoked", client: "client-0")
+        route.authRejected("revoked", client: "late-1")
+        let text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+        #expect(text.contains(#"portcullis_auth_client_rejections_total{route="r",client="client-0",reason="revoked"} 2"#))
+        #expect(text.contains(#"portcullis_auth_client_rejections_total{route="r",client="client-99",reason="revoked"} 1"#))
+        #expect(!text.contains(#"client="client-100""#))
+        #expect(text.contains(#"portcullis_auth_client_rejections_total{route="r",client="other",reason="revoked"} 6"#))
     }
 
     @Test("a gateway's default node id is its host name and listen port, the same across restarts")

@@ -104,6 +104,7 @@ struct RequestPolicyConfigTests {
         http:
           path: {dot_segments: resolve, duplicate_slashes: reject, escaped_slashes: keep, semicolons: keep, case_sensitive: true}
           headers_with_underscores: reject
+          rate_limit_headers: legacy
         \(Self.route)
         """)
         #expect(config.http.path.dotSegments == .resolve)
@@ -112,12 +113,20 @@ struct RequestPolicyConfigTests {
         #expect(config.http.path.semicolons == .keep)
         #expect(config.http.path.caseSensitive)
         #expect(config.http.headersWithUnderscores == .reject)
+        #expect(config.http.rateLimitHeaders == .legacy)
         #expect(try parse(Self.route).http == RequestPolicy())
+        #expect(RequestPolicy().rateLimitHeaders == .draft)
         do {
             _ = try parse("http: {headers_with_underscores: maybe}\n" + Self.route)
             Issue.record("accepted")
         } catch {
             #expect("\(error)".contains("drop, reject, allow"), "\(error)")
+        }
+        do {
+            _ = try parse("http: {rate_limit_headers: v1}\n" + Self.route)
+            Issue.record("accepted")
+        } catch {
+            #expect("\(error)".contains("draft, legacy"), "\(error)")
         }
     }
 

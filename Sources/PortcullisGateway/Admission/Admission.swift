@@ -96,11 +96,7 @@ struct Admission {
             let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
             let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
             gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
-            var headers = HTTPHeaders()
-            headers.add(name: "RateLimit-Policy", value: "\(policy.limit);w=\(Int(policy.window.components.seconds))")
-            headers.add(name: "RateLimit-Limit", value: String(decision.limit))
-            headers.add(name: "RateLimit-Remaining", value: String(decision.remaining))
-            headers.add(name: "RateLimit-Reset", value: String(decision.resetSeconds))
+            let headers = RateLimitFields.fields(policy: policy, decision: decision, form: table.request.rateLimitHeaders)
             guard decision.allowed else {
                 log.reason = "rate_limited"
                 var response = ErrorResponse(status: .tooManyRequests, error: "rate_limited", description: "rate limit '\(policy.name)' exceeded")

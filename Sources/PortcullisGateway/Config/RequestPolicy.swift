@@ -15,8 +15,19 @@ public struct RequestPolicy: Sendable, Equatable {
         case allow
     }
 
+    /// How a rate-limited route states its limit on responses.
+    public enum RateLimitHeaders: String, Sendable, CaseIterable {
+        /// The IETF httpapi draft's structured fields (draft-ietf-httpapi-ratelimit-headers-09):
+        /// `RateLimit-Policy: "name";q=100;w=60` and `RateLimit: "name";r=42;t=17`.
+        case draft
+        /// The earlier drafts' `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and
+        /// `RateLimit-Policy: 100;w=60`, for clients written against them.
+        case legacy
+    }
+
     public var path = PathPolicy()
     public var headersWithUnderscores = UnderscoreHeaders.drop
+    public var rateLimitHeaders = RateLimitHeaders.draft
 
     public init() {}
 
@@ -24,6 +35,7 @@ public struct RequestPolicy: Sendable, Equatable {
         var map = try node.mapping()
         if let v = map.optional("path") { path = try PathPolicy(node: v) }
         if let v = map.optional("headers_with_underscores") { headersWithUnderscores = try v.choice(UnderscoreHeaders.self) }
+        if let v = map.optional("rate_limit_headers") { rateLimitHeaders = try v.choice(RateLimitHeaders.self) }
         try map.finish()
     }
 }

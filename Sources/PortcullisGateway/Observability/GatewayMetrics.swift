@@ -106,12 +106,18 @@ public final class GatewayMetrics: Sendable {
 final class RouteMetrics: Sendable {
     let route: String
     private let registry: PrometheusCollectorRegistry
-    /// By method and exact status (`methodIndex << 16 | status`), made on first use: a lock and a
-    /// dictionary lookup per response, like the histograms' own lock.
+    /// By method and exact status (`methodIndex << 16 | status`), made on first use. A lock and a
+    /// dictionary lookup — but only when a connection's response differs in route, method or code
+    /// from its last one (`ResponseCounterCache`); otherwise the counter is reused without either.
     private let requests = Mutex<[Int: Counter]>([:])
     private let authOK: Counter
     private let authRejections = Mutex<[String: Counter]>([:])
-    private let clientRejections = Mutex<[String: Counter]>([:])
+    /// Counters of `portcullis_auth_client_rejections_total` by reason and client, and the
+    /// distinct clients seen on this route (at most `maxClients`; the rest share `other`).
+    private let clientRejections = Mutex<(counters: [String: Counter], clients: Set<String>)>(([:], []))
+    /// Client ids come from tokens an issuer signed, but an issuer with dynamic client
+    /// registration could mint any number: past this many per route they are counted as `other`.
+    static let maxClients = 100
     let requestDuration: ValueHistogram
     let upstreamDuration: ValueHistogram
 
@@ -131,15 +137,24 @@ final class RouteMetrics: Sendable {
 
     private static let authDecisionsHelp = "Authentication decisions by route and outcome: ok, or the reason code of the rejection."
 
-    /// Counts one response by method and exact status code (clamped to 100...599).
-    func countResponse(method: String, status: Int) {
+    /// Counts one response by method and exact status code (clamped to 100...599). `cache` is the
+    /// caller's (one per connection): the counter of its last response, reused while route,
+    /// method and code stay the same.
+    func countResponse(method: String, status: Int, cache: inout ResponseCounterCache?) {
         let methodIndex = Self.methods.firstIndex(of: method) ?? Self.methods.count
         let code = min(max(status, 100), 599)
-        GatewayMetrics.counter(in: requests, key: methodIndex << 16 | code) {
+        let key = methodIndex << 16 | code
+        if let cached = cache, cached.route === self, cached.key == key {
+            cached.counter.increment()
+            return
+        }
+        let counter = GatewayMetrics.counter(in: requests, key: key) {
             registry.counter("portcullis_http_requests_total",
                              labels: [("route", route), ("method", methodIndex < Self.methods.count ? Self.methods[methodIndex] : "other"), ("code", String(code))],
                              help: "Requests answered, by route, method and status code.")
-        }.increment()
+        }
+        cache = ResponseCounterCache(route: self, key: key, counter: counter)
+        counter.increment()
     }
 
     /// A token accepted on this route.
@@ -154,9 +169,22 @@ final class RouteMetrics: Sendable {
             registry.counter("portcullis_auth_decisions_total", labels: [("route", route), ("reason", reason)], help: Self.authDecisionsHelp)
         }.increment()
         guard let client else { return }
-        GatewayMetrics.counter(in: clientRejections, key: reason + "\u{0}" + client) {
-            registry.counter("portcullis_auth_client_rejections_total", labels: [("route", route), ("client", client), ("reason", reason)],
-                             help: "Requests refused although the token's signature verified (revoked, certificate_binding, insufficient_scope, ...), by route, the token's client id and reason.")
+        clientRejections.withLock { state in
+            if !state.clients.contains(client), state.clients.count < Self.maxClients { state.clients.insert(client) }
+            let label = state.clients.contains(client) ? client : "other"
+            let key = reason + "\u{0}" + label
+            if let existing = state.counters[key] { return existing }
+            let created = registry.counter("portcullis_auth_client_rejections_total", labels: [("route", route), ("client", label), ("reason", reason)],
+                                           help: "Requests refused although the token's signature verified (revoked, certificate_binding, insufficient_scope, ...), by route, the token's client id (past 100 clients per route: other) and reason.")
+            state.counters[key] = created
+            return created
         }.increment()
     }
+}
+
+/// The response counter a connection used last (`RouteMetrics.countResponse`).
+struct ResponseCounterCache {
+    fileprivate let route: RouteMetrics
+    fileprivate let key: Int
+    fileprivate let counter: Counter
 }

@@ -55,7 +55,7 @@ enum HeaderRewriter {
             for (name, _) in route.responseHeaders.setFields { response.insert(name) }
             // The gateway states the rate-limit state itself (`RateLimit-*` on every answer).
             if route.rateLimit != nil {
-                for name in ["ratelimit-policy", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] { response.insert(name) }
+                for name in RateLimitFields.names { response.insert(name) }
             }
             responseRemoved = response
         }

@@ -63,6 +63,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var upstreamFields: [(name: String, value: String)] = []
     /// The route table this connection read last.
     private var routeTableCache: CachedRouteTable?
+    /// The counter of this connection's last response.
+    private var responseCounter: ResponseCounterCache?
 
     init(gateway: GatewayContext, pool: UpstreamPool, timeouts: ConnectionTimeoutHandler?, bodyRate: BodyRateLimit?,
          client: HeaderRewriter.ClientInfo) {
@@ -187,7 +189,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
         let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
-                                log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+                                        log: log, extraResponseHeaders: admitted.rateLimitHeaders)
         state = .proxying(exchange)
         exchange.start()
     }
@@ -270,7 +272,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: TimeAmount?, now: NIODeadline = .now()) {
         let total = now - log.start
-        metrics.countResponse(method: log.method, status: log.status)
+        metrics.countResponse(method: log.method, status: log.status, cache: &responseCounter)
         metrics.requestDuration.record(GatewayMetrics.seconds(total))
         if let upstreamTime {
             metrics.upstreamDuration.record(GatewayMetrics.seconds(upstreamTime))

@@ -38,9 +38,13 @@ def _all_stats():
     return out
 
 
-def tree(leader, stats=None):
-    """PIDs of leader, its descendants and the other members of its session."""
+def tree(leader, stats=None, descendants=True):
+    """PIDs of leader, its descendants and the other members of its session. Without
+    `descendants` only the session's members: once the leader has been reaped its PID may belong
+    to another process, whose children are not ours."""
     stats = stats if stats is not None else _all_stats()
+    if not descendants:
+        return {pid for pid, (_, sid, _) in stats.items() if sid == leader}
     children = {}
     for pid, (ppid, _, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
@@ -78,7 +82,7 @@ class Server:
 
     def stop(self, grace=5.0):
         """SIGTERM to the whole tree; SIGKILL to what is left of it after `grace` seconds."""
-        pids = tree(self.pid)
+        pids = tree(self.pid, descendants=self.proc.poll() is None)
         _signal(pids, signal.SIGTERM)
         if not self._gone(pids, grace):
             _signal(pids, signal.SIGKILL)
@@ -150,7 +154,14 @@ def run_accounted(argv, out_path, trees, env=None):
     w0 = time.monotonic()
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # Interrupted (SIGTERM, SIGHUP turned into an exception): the load generator must not
+            # run on without us.
+            proc.kill()
+            proc.wait()
+            raise
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - w0
     cores = busy_percent(c0, cpu_times())
