@@ -227,7 +227,9 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisGatewayTests",
-            dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport"],
+            // PortcullisFuzz for its RFC 9112 response oracle, which the randomized parser test compares against.
+            dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport",
+                           "PortcullisFuzz"],
             // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md).
             exclude: ["Fuzz"],
             swiftSettings: strict
@@ -239,7 +241,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisControlTests",
-            dependencies: ["PortcullisControl", "PortcullisJOSE", "PortcullisTestSupport"],
+            dependencies: ["PortcullisControl", "PortcullisJOSE", "PortcullisTestSupport", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["Scripts"],
             swiftSettings: strict
         ),

@@ -56,10 +56,20 @@ public final class GatewayProcess: Sendable {
         return try client.request(method, path, headers: headers, body: body)
     }
 
-    public func metrics() throws -> String {
+    /// `GET path` on the admin port.
+    public func admin(_ path: String) throws -> HTTPTestResponse {
         let client = try HTTPTestClient(port: adminPort)
         defer { client.close() }
-        return try client.request("GET", "/metrics").text
+        return try client.request("GET", path)
+    }
+
+    public func metrics() throws -> String {
+        try admin("/metrics").text
+    }
+
+    /// `GET /readyz` on the admin port.
+    public func readiness() throws -> HTTPTestResponse {
+        try admin("/readyz")
     }
 
     public func stop() async {

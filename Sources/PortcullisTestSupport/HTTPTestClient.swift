@@ -118,8 +118,10 @@ public final class HTTPTestClient {
         return Array(text.utf8) + (body ?? [])
     }
 
-    /// Reads one response. `method` matters only for HEAD (no body).
-    public func readResponse(method: String = "GET") throws -> HTTPTestResponse {
+    /// Reads one response. `method` matters only for HEAD (no body). Interim (1xx) responses are
+    /// skipped, unless `informational`: then one is returned as it comes (head only), so a test
+    /// can wait for `100 Continue` before sending a body.
+    public func readResponse(method: String = "GET", informational: Bool = false) throws -> HTTPTestResponse {
         while true {
             let headEnd = try readUntilHeaderEnd()
             let headText = String(decoding: buffer[..<headEnd], as: UTF8.self)
@@ -135,8 +137,11 @@ public final class HTTPTestClient {
                 guard let colon = line.firstIndex(of: ":") else { throw HTTPTestClientError.malformed("header '\(line)'") }
                 headers.append((line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
             }
-            if (100..<200).contains(status) { continue }  // informational: the real response follows
             var response = HTTPTestResponse(status: status, headers: headers, body: [])
+            if (100..<200).contains(status) {
+                if informational { return response }
+                continue  // the real response follows
+            }
             if method == "HEAD" || status == 204 || status == 304 { return response }
             if let length = response.header("content-length").flatMap(Int.init) {
                 response.body = try readExactly(length)

@@ -8,7 +8,7 @@ import Synchronization
 /// JSON and has a few special paths:
 /// - `/status/NNN` answers with that status;
 /// - `/bytes/N` sends N bytes (chunked);
-/// - `/delay/MS` answers after MS milliseconds;
+/// - `/delay/MS` answers after MS milliseconds (also deeper in a path: `/prefix/delay/MS/…`);
 /// - `/close` closes the connection without answering;
 /// - `/raw/NAME` writes one of `rawResponses` byte for byte, then closes (NIO's server pipeline
 ///   would hold the next request back, never having seen this response end);
@@ -118,7 +118,7 @@ private final class EchoHandler: ChannelInboundHandler {
             done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
-        if parts.count == 2, parts[0] == "delay", let ms = Int64(parts[1]) {
+        if let at = parts.firstIndex(of: "delay"), at + 1 < parts.count, let ms = Int64(parts[at + 1]) {
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             context.eventLoop.scheduleTask(in: .milliseconds(ms)) {
                 let (handler, context) = loopBound.value

@@ -93,6 +93,8 @@ struct EndToEndTests {
             let result = await load.result()
             #expect(result.requests > 100)
             #expect(result.failures == 0, "valid tokens failed during the Redis restart")
+            // Nor did a request time out or lose its connection (wrk counts those apart from non-2xx).
+            #expect(result.socketErrors == nil, "\(result.socketErrors ?? "")")
         }
     }
 

@@ -8,7 +8,7 @@ import Testing
 
 @Suite("cluster state: revocation sync, key sets, failure modes", .serialized)
 struct ClusterRevocationTests {
-    @Test("every kind of revocation reaches every node; propagation is recorded")
+    @Test("every kind of revocation reaches every node by the live event, faster than the periodic check; propagation is recorded")
     func kinds() async throws {
         try await withCluster() { cluster in
             try await cluster.startGateway(id: "gw-a")
@@ -19,17 +19,31 @@ struct ClusterRevocationTests {
             let byClient = try cluster.token(clientID: "leaky-app")
             let fresh = try cluster.token(sub: "bob", iat: Int64(Date().timeIntervalSince1970) + 2)  // within the 2 s iat leeway
             #expect(try cluster.statuses(byJTI) == [200, 200])
+            let propagationCount = "portcullis_revocation_propagation_seconds_count"
+            let countsBefore = try cluster.gateways.map { PrometheusText.sample(try $0.metrics(), propagationCount) ?? 0 }
 
             let event = try await cluster.revoke(.jti, "jti-1")
+            // Every node acknowledged the jti revocation with a latency, which only a live pub/sub
+            // event carries (a change found by the periodic check is acknowledged without one),
+            // and the latency is below the 200 ms check interval.
+            try await eventually("acks recorded") { try await cluster.store.acknowledgements(sequence: event.sequence, epoch: event.epoch).count == 2 }
+            let acks = try await cluster.store.acknowledgements(sequence: event.sequence, epoch: event.epoch)
+            for (node, ack) in acks {
+                let latency = try #require(ack.latencyMicros, "\(node) applied the revocation without the live event")
+                #expect(latency < 200_000, "\(node): \(latency) µs")
+            }
+            // The histogram moved on every node (it exists, at zero, from start-up).
+            for (gateway, before) in zip(cluster.gateways, countsBefore) {
+                let after = PrometheusText.sample(try gateway.metrics(), propagationCount) ?? 0
+                #expect(after > before, "\(propagationCount) \(before) → \(after)")
+            }
+
             let subjectCutoff = try await cluster.revoke(.subject, "bob", until: Int64(Date().timeIntervalSince1970) + 1)
             _ = try await cluster.revoke(.client, "leaky-app", until: Int64(Date().timeIntervalSince1970) + 1)
             try await eventually("all revocations applied") { try cluster.statuses(byJTI) == [401, 401] && cluster.statuses(bySubject) == [401, 401] && cluster.statuses(byClient) == [401, 401] }
             // A subject cut-off does not touch tokens issued after it.
             #expect(try cluster.statuses(fresh) == [200, 200])
-            // Both nodes acknowledged the jti revocation with a propagation time.
-            try await eventually("acks recorded") { try await cluster.store.acknowledgements(sequence: event.sequence, epoch: event.epoch).count == 2 }
             let metrics = try cluster.gateways[0].metrics()
-            #expect(metrics.contains("portcullis_revocation_propagation_seconds_count"))
             #expect(metrics.contains("reason=\"revoked\""))
             // The revoked client's token verified, so its refusals are counted under its client id.
             #expect(metrics.contains("client=\"leaky-app\",reason=\"revoked\""))
@@ -150,19 +164,61 @@ struct ClusterRevocationTests {
         }
     }
 
-    @Test("fail closed: with max_staleness, a node cut off from Redis answers 503, and recovers")
+    @Test("fail closed: with max_staleness, a node cut off from Redis serves until its state is that old, then answers 503, and recovers")
     func failClosed() async throws {
         try await withCluster(redisPersistence: true) { cluster in
             cluster.startBeating()
-            try await cluster.startGateway(id: "gw-stale", staleness: "1s")
+            let gateway = try await cluster.startGateway(id: "gw-stale", staleness: "2s")
             let token = try cluster.token()
             #expect(try cluster.statuses(token) == [200])
+            // The node last confirmed its state at most a check interval and a beat (~400 ms)
+            // before Redis went: it serves at least until 1.6 s after, and refuses from 2 s after.
+            let cut = ContinuousClock.now
             await cluster.redis.kill()
-            try await eventually(timeout: .seconds(5), "fails closed") { try cluster.statuses(token) == [503] }
-            let metrics = try cluster.gateways[0].metrics()
+            var served = 0
+            while ContinuousClock.now - cut < .milliseconds(1200) {
+                let statuses = try cluster.statuses(token)
+                #expect(statuses == [200], "refused \(ContinuousClock.now - cut) after losing Redis, before max_staleness")
+                served += 1
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(served >= 5)
+            #expect(try gateway.readiness().status == 200)
+            var refusedAfter: Duration?
+            try await eventually(timeout: .seconds(5), "fails closed") {
+                guard try cluster.statuses(token) == [503] else { return false }
+                refusedAfter = ContinuousClock.now - cut
+                return true
+            }
+            #expect(refusedAfter.map { $0 >= .milliseconds(1500) } == true, "failed closed \(refusedAfter.map { "\($0)" } ?? "never") after losing Redis")
+            let metrics = try gateway.metrics()
             #expect(metrics.contains("portcullis_redis_connected 0"))
+            #expect(try gateway.readiness().status == 503)
             try await cluster.redis.restart()
             try await eventually(timeout: .seconds(5), "serves again") { try cluster.statuses(token) == [200] }
+        }
+    }
+
+    @Test("ready_requires_redis: /readyz answers 503 while Redis is unreachable, and 200 once it is back; without it the node stays ready; both keep serving")
+    func readyRequiresRedis() async throws {
+        try await withCluster(redisPersistence: true) { cluster in
+            let strict = try await cluster.startGateway(id: "gw-strict", readyRequiresRedis: true)
+            let lenient = try await cluster.startGateway(id: "gw-lenient")
+            let token = try cluster.token()
+            #expect(try strict.readiness().status == 200)
+            await cluster.redis.kill()
+            try await eventually(timeout: .seconds(5), "not ready without Redis") {
+                let readiness = try strict.readiness()
+                return readiness.status == 503 && readiness.text.contains("Redis unreachable")
+            }
+            for _ in 0..<5 {
+                #expect(try lenient.readiness().status == 200)
+                // Not ready is a signal to the load balancer; the node still serves from its last state.
+                #expect(try cluster.statuses(token) == [200, 200])
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await cluster.redis.restart()
+            try await eventually(timeout: .seconds(10), "ready again once Redis is back") { try strict.readiness().status == 200 }
         }
     }
 

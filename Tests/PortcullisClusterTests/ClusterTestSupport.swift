@@ -51,7 +51,8 @@ final class TestCluster {
         JSONWriter.serialize(["keys": .array(signers.map { $0.key.publicJWK(keyID: $0.keyID) })])
     }
 
-    func gatewayConfig(port: Int, adminPort: Int, nodeID: String, checkInterval: String = "200ms", staleness: String? = nil) -> String {
+    func gatewayConfig(port: Int, adminPort: Int, nodeID: String, checkInterval: String = "200ms", staleness: String? = nil,
+                       readyRequiresRedis: Bool = false) -> String {
         """
         node_id: \(nodeID)
         listen: 127.0.0.1:\(port)
@@ -69,6 +70,7 @@ final class TestCluster {
           secret: \(Base64URL.encode(Self.secret))
           heartbeat_interval: 300ms
           rate_limit_sync_interval: 50ms
+          ready_requires_redis: \(readyRequiresRedis)
           revocation:
             check_interval: \(checkInterval)
         \(staleness.map { "    max_staleness: \($0)" } ?? "")
@@ -105,10 +107,10 @@ final class TestCluster {
     }
 
     @discardableResult
-    func startGateway(id: String, waitForReady: Bool = true, staleness: String? = nil) async throws -> GatewayProcess {
+    func startGateway(id: String, waitForReady: Bool = true, staleness: String? = nil, readyRequiresRedis: Bool = false) async throws -> GatewayProcess {
         let jwks = self.jwks
         let gateway = try await GatewayProcess.start(waitForReady: waitForReady, extraFiles: ["jwks.json": jwks]) { port, admin, _ in
-            self.gatewayConfig(port: port, adminPort: admin, nodeID: id, staleness: staleness)
+            self.gatewayConfig(port: port, adminPort: admin, nodeID: id, staleness: staleness, readyRequiresRedis: readyRequiresRedis)
         }
         gateways.append(gateway)
         return gateway

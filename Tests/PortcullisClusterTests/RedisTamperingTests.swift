@@ -120,6 +120,54 @@ struct RedisTamperingTests {
         }
     }
 
+    @Test("revocation events published on the live channel without a valid MAC are ignored and counted; the real change at their place still applies")
+    func forgedLiveEvent() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let victim = try cluster.token(sub: "victim", jti: "victim-jti")
+            #expect(try cluster.statuses(victim) == [200, 200])
+            let head = try #require(try await cluster.store.head())
+            let tampering = "portcullis_cluster_tampering_total{key=\"rev:events\"}"
+            let applied = "portcullis_revocation_applied_sequence"
+            let before = try cluster.gateways.map { try $0.metrics() }
+
+            // Well-formed events for the next place in this history, signed with another secret
+            // (one a jti revocation, one a subject cut-off), and one whose MAC is not base64url.
+            let now = Int64(Date().timeIntervalSince1970)
+            let forger = ClusterMAC(secret: Array(repeating: UInt8(9), count: 32), cluster: "portcullis:")
+            let jti = Revocation(id: "rev_forged1", operation: .add, kind: .jti, value: "victim-jti", issuer: nil, until: now + 600,
+                                 createdAtMillis: now * 1000, actor: "mallory", reason: nil)
+            let subject = Revocation(id: "rev_forged2", operation: .add, kind: .subject, value: "victim", issuer: nil, until: now + 1,
+                                     createdAtMillis: now * 1000, actor: "mallory", reason: nil)
+            var messages = [jti, subject].map {
+                RevocationEvent.signed($0, epoch: head.epoch, sequence: head.sequence + 1, mac: forger).wireText
+            }
+            messages.append(messages[0].replacingOccurrences(of: "\"mac\":\"", with: "\"mac\":\"!!"))
+            for message in messages {
+                _ = try await cluster.client.send("PUBLISH", RedisArgument(cluster.keys.revocationChannel), RedisArgument(message))
+            }
+
+            // Ignored: the token keeps passing over several check intervals, no node moves its sequence…
+            for _ in 0..<6 {
+                #expect(try cluster.statuses(victim) == [200, 200])
+                try await Task.sleep(for: .milliseconds(150))
+            }
+            for (gateway, earlier) in zip(cluster.gateways, before) {
+                let text = try gateway.metrics()
+                #expect(PrometheusText.sample(text, applied) == PrometheusText.sample(earlier, applied))
+                // …and counted, once for each forged event.
+                let counted = (PrometheusText.sample(text, tampering) ?? 0) - (PrometheusText.sample(earlier, tampering) ?? 0)
+                #expect(counted == Double(messages.count), "\(tampering) moved by \(counted)")
+                #expect(gateway.process.output.contains("MAC does not verify"))
+            }
+            // The genuine change written at that place is applied as usual.
+            let genuine = try await cluster.revoke(.jti, "victim-jti")
+            #expect(genuine.sequence == head.sequence + 1)
+            try await eventually("the genuine revocation applied") { try cluster.statuses(victim) == [401, 401] }
+        }
+    }
+
     @Test("a message mixing an older history's signed entries with a current one moves no node past changes it has not applied")
     func mixedEpochMessage() async throws {
         try await withCluster() { cluster in

@@ -139,20 +139,35 @@ struct RevocationSetUnitTests {
         #expect(reported.withLock { $0 } == ["*|k1"])
     }
 
-    @Test("stale state fails closed once the limit passes, and confirming it re-opens")
+    @Test("stale state is served up to the limit, fails closed once it passes, and confirming it re-opens")
     func staleness() {
-        let clock = Atomic<UInt64>(0)
+        let clock = Atomic<UInt64>(1_000_000_000)
         let staleness = StalenessClock(limit: .seconds(5)) { clock.load(ordering: .relaxed) }
         let set = RevocationSet(staleness: staleness)
         staleness.confirm()
-        #expect(set.check(Self.token()) == .allowed)
-        clock.store(6_000_000_000, ordering: .relaxed)
-        guard case .stale = set.check(Self.token()) else {
-            Issue.record("expected stale")
-            return
+        func isStale() -> Bool {
+            if case .stale = set.check(Self.token()) { return true }
+            return false
         }
+        #expect(set.check(Self.token()) == .allowed)
+        // Unconfirmed for 1 s, 4 s, exactly the limit: still served.
+        for age: UInt64 in [1_000_000_000, 4_000_000_000, 5_000_000_000] {
+            clock.store(1_000_000_000 + age, ordering: .relaxed)
+            #expect(set.check(Self.token()) == .allowed, "refused at age \(age) ns, within the 5 s limit")
+            #expect(staleness.exceededAge() == nil)
+        }
+        // Past it: refused, whatever the token.
+        clock.store(6_000_000_001, ordering: .relaxed)
+        #expect(isStale())
+        #expect(staleness.exceededAge() == 5)
+        clock.store(9_000_000_000, ordering: .relaxed)
+        #expect(isStale())
         staleness.confirm()
         #expect(set.check(Self.token()) == .allowed)
+        // Without a limit, no age is stale.
+        let unlimited = StalenessClock(limit: nil) { clock.load(ordering: .relaxed) }
+        clock.store(UInt64.max / 2, ordering: .relaxed)
+        #expect(unlimited.exceededAge() == nil)
     }
 
     @Test("a confirmation stamped after the reader read its clock is age 0, not stale")

@@ -22,7 +22,7 @@ extension ControlPlaneTests {
             #expect(good.status == 0, "\(good.stderr)")
         }
 
-        @Test("calls without or with a wrong credential are refused; each credential is audited by name")
+        @Test("calls without or with a wrong credential (of the right length or not) are refused; each credential is audited by name")
         func authentication() async throws {
             let cluster = try await ControlCluster(authorizationServer: false)
             defer { Task { await cluster.shutdown() } }
@@ -32,9 +32,13 @@ extension ControlPlaneTests {
                 #expect(none.status == 401, "\(path)")
                 #expect(none.header("www-authenticate")?.hasPrefix("Bearer") == true)
                 #expect(none.json["error"] as? String == "unauthorized")
-                let wrong = try control.admin("GET", path, token: "test-admin-token-b2f1c8")
-                #expect(wrong.status == 401, "\(path)")
-                #expect(wrong.header("www-authenticate")?.contains("invalid_token") == true)
+                // Wrong by one character at the same length, and the real token cut short or extended.
+                let token = ControlCluster.adminToken
+                for wrongToken in ["test-admin-token-b2f1c8", String(token.dropLast()), token + "0"] {
+                    let wrong = try control.admin("GET", path, token: wrongToken)
+                    #expect(wrong.status == 401, "\(path) \(wrongToken)")
+                    #expect(wrong.header("www-authenticate")?.contains("invalid_token") == true)
+                }
                 #expect(try control.admin("GET", path).status == 200, "\(path)")
             }
             // A refused mutation changes nothing.

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import PortcullisCluster
 import PortcullisJOSE
@@ -134,7 +135,7 @@ struct ControlUnitTests {
         #expect(accepted(revocation, try token(["nbf": .integer(now + 1)])))
     }
 
-    @Test("admin tokens: only the configured hashes match, the Bearer scheme is case-insensitive")
+    @Test("admin tokens: only the configured hashes match, wrong tokens of the right length or not are refused, the Bearer scheme is case-insensitive")
     func adminAuthenticator() {
         let authenticator = AdminAuthenticator(credentials: [
             AdminCredential(name: "ops", digest: Hex.decode(Hex.sha256("s3cret"))!),
@@ -142,13 +143,26 @@ struct ControlUnitTests {
         ])
         #expect(authenticator.authenticate(authorization: "Bearer s3cret")?.name == "ops")
         #expect(authenticator.authenticate(authorization: "bearer other")?.name == "ci")
-        #expect(authenticator.authenticate(authorization: "Bearer s3cre") == nil)
+        // Same length, one character off; cut short; extended.
+        for wrong in ["s3creT", "s3cre", "s3cret0", "othes"] {
+            #expect(authenticator.authenticate(authorization: "Bearer \(wrong)") == nil, "\(wrong)")
+        }
         #expect(authenticator.authenticate(authorization: "Basic s3cret") == nil)
         #expect(authenticator.authenticate(authorization: "Bearer ") == nil)
         #expect(authenticator.authenticate(authorization: nil) == nil)
-        #expect(AdminAuthenticator.constantTimeEquals([1, 2, 3], [1, 2, 3]))
-        #expect(!AdminAuthenticator.constantTimeEquals([1, 2, 3], [1, 2, 4]))
-        #expect(!AdminAuthenticator.constantTimeEquals([1, 2], [1, 2, 3]))
+        // The comparison itself: equal digests match; one differing byte anywhere, or a stored
+        // value of another length, does not.
+        let digest = SHA256.hash(data: Array("s3cret".utf8))
+        let bytes = Array(digest)
+        #expect(AdminAuthenticator.digest(digest, matches: bytes))
+        for index in [0, 15, 31] {
+            var changed = bytes
+            changed[index] ^= 0x01
+            #expect(!AdminAuthenticator.digest(digest, matches: changed), "byte \(index)")
+        }
+        #expect(!AdminAuthenticator.digest(digest, matches: Array(bytes.dropLast())))
+        #expect(!AdminAuthenticator.digest(digest, matches: bytes + [0]))
+        #expect(!AdminAuthenticator.digest(digest, matches: []))
     }
 
     @Test("wait durations and scope requests")

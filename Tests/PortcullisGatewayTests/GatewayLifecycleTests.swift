@@ -5,10 +5,10 @@ import Testing
 @Suite("gateway: upstream failures, streaming, lifecycle, TLS, config errors", .serialized)
 struct GatewayLifecycleTests {
     /// A test upstream with a gateway running `simpleConfig` in front of it (stop both).
-    static func startSimple() async throws -> (upstream: TestUpstream, gateway: GatewayProcess) {
+    static func startSimple(limits: String = "") async throws -> (upstream: TestUpstream, gateway: GatewayProcess) {
         let upstream = try await TestUpstream.start()
         let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address])
+            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address], limits: limits)
         }
         return (upstream, gateway)
     }
@@ -32,7 +32,7 @@ struct GatewayLifecycleTests {
         """
     }
 
-    @Test("a dead target gets 502 then is ejected: traffic goes to the live one; it recovers")
+    @Test("a dead target is ejected for eject_for: traffic skips it even once it is back, then it is used again; alone it gives 502")
     func ejectionAndRecovery() async throws {
         let live = try await TestUpstream.start()
         let deadPort = try FreePort.allocate()
@@ -40,28 +40,55 @@ struct GatewayLifecycleTests {
             Self.simpleConfig(port: port, adminPort: admin, targets: [live.address, "127.0.0.1:\(deadPort)"])
         }
         defer { Task { await gateway.stop(); await live.stop() } }
+        func sample(_ series: String) throws -> Double? { PrometheusText.sample(try gateway.metrics(), series) }
+        #expect(try sample("portcullis_upstream_ejected_targets{route=\"app\"}") == 0)
 
         // Connect failures are retried once on the other target, so no client sees an error.
+        // The ejection starts between `before` and `after`, so it lasts at least until before + 2 s.
+        let before = ContinuousClock.now
         var statuses: [Int] = []
         for index in 0..<20 { statuses.append(try gateway.request("GET", "/e/\(index)").status) }
+        let after = ContinuousClock.now
         #expect(statuses.allSatisfy { $0 == 200 })
-        let metrics = try gateway.metrics()
-        #expect(metrics.contains("portcullis_upstream_failures_total{route=\"app\",kind=\"connect_failed\"}"))
+        #expect(try sample("portcullis_upstream_failures_total{route=\"app\",kind=\"connect_failed\"}") == 1)
+        // One failed connect, one ejection, in force now: no later request tried the dead target.
+        #expect(try sample("portcullis_upstream_ejections_total{route=\"app\"}") == 1)
+        #expect(try sample("portcullis_upstream_ejected_targets{route=\"app\"}") == 1)
 
-        // With only the dead target, the client gets a clear 502.
+        // The target comes back on the same port while still ejected: round robin would give it
+        // half the requests, the ejection gives it none.
+        let revived = try await TestUpstream.start(port: deadPort)
+        defer { Task { await revived.stop() } }
+        for index in 0..<10 { #expect(try gateway.request("GET", "/skip/\(index)").status == 200) }
+        #expect(ContinuousClock.now - before < .milliseconds(1900), "the check ran past the ejection")
+        #expect(revived.connectionCount == 0 && revived.requestCount == 0, "an ejected target was tried")
+
+        // After eject_for (2 s from the failure) the ejection ends and the target takes its share again.
+        try await Task.sleep(until: after + .milliseconds(2200))
+        #expect(try sample("portcullis_upstream_ejected_targets{route=\"app\"}") == 0)
+        for index in 0..<10 { #expect(try gateway.request("GET", "/back/\(index)").status == 200) }
+        #expect(revived.requestCount >= 4, "the target was not used again after its ejection ended: \(revived.requestCount) of 10")
+        #expect(try sample("portcullis_upstream_ejections_total{route=\"app\"}") == 1)
+        await revived.stop()
+
+        // With only the dead target, the client gets a clear 502, and the target is ejected.
+        let onlyDeadPort = try FreePort.allocate()
         let onlyDead = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: ["127.0.0.1:\(deadPort)"])
+            Self.simpleConfig(port: port, adminPort: admin, targets: ["127.0.0.1:\(onlyDeadPort)"])
         }
         defer { Task { await onlyDead.stop() } }
         let failed = try onlyDead.request("GET", "/x")
         #expect(failed.status == 502)
         #expect(failed.json["error"] as? String == "bad_gateway")
+        #expect(PrometheusText.sample(try onlyDead.metrics(), "portcullis_upstream_ejected_targets{route=\"app\"}") == 1)
 
         // The target comes back on the same port: after the ejection period it is used again.
-        let revived = try await TestUpstream.start(port: deadPort)
-        defer { Task { await revived.stop() } }
+        let back = try await TestUpstream.start(port: onlyDeadPort)
+        defer { Task { await back.stop() } }
         try await Task.sleep(for: .milliseconds(2200))
+        #expect(PrometheusText.sample(try onlyDead.metrics(), "portcullis_upstream_ejected_targets{route=\"app\"}") == 0)
         #expect(try onlyDead.request("GET", "/x").status == 200)
+        #expect(back.requestCount == 1)
     }
 
     @Test("an upstream that does not answer in time gives 504")
@@ -287,12 +314,8 @@ struct GatewayLifecycleTests {
 
     @Test("slow request heads are cut off after header_read_timeout, on a new connection and after a response")
     func slowloris() async throws {
-        let upstream = try await TestUpstream.start()
         // The idle timeout is far longer, so only the head-read timeout can close within the bound.
-        let gateway = try await GatewayProcess.start { port, admin, _ in
-            Self.simpleConfig(port: port, adminPort: admin, targets: [upstream.address],
-                              limits: "limits: {header_read_timeout: 500ms, idle_timeout: 20s}")
-        }
+        let (upstream, gateway) = try await Self.startSimple(limits: "limits: {header_read_timeout: 500ms, idle_timeout: 20s}")
         defer { Task { await gateway.stop(); await upstream.stop() } }
         let fresh = try gateway.client()
         try fresh.send("GET /slow HTTP/1.1\r\nHost: t\r\n")
@@ -306,6 +329,48 @@ struct GatewayLifecycleTests {
         start = ContinuousClock.now
         #expect(reused.waitForClose())
         #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
+    @Test("max_connections: connections beyond it are closed at once and counted; a freed slot is usable again")
+    func maxConnections() async throws {
+        let (upstream, gateway) = try await Self.startSimple(limits: "limits: {max_connections: 2}")
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let first = try gateway.client(timeout: 3), second = try gateway.client(timeout: 3)
+        #expect(try first.request("GET", "/one").status == 200)
+        #expect(try second.request("GET", "/two").status == 200)
+        // The third is accepted by the kernel and closed by the gateway without an answer.
+        let third = try gateway.client(timeout: 3)
+        try? third.send(HTTPTestClient.format("GET", "/three"))
+        let refused = third.drain()
+        #expect(refused.bytes == 0 && refused.closed, "\(refused)")
+        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_rejected_connections_total") == 1)
+        // The two admitted connections still work; the upstream saw only their requests.
+        #expect(try first.request("GET", "/one-again").status == 200)
+        #expect(upstream.requestCount == 3)
+        // Closing one frees its slot.
+        second.close()
+        try await waitUntil { PrometheusText.sample(try gateway.metrics(), "portcullis_open_connections") == 1 }
+        let fourth = try gateway.client(timeout: 3)
+        #expect(try fourth.request("GET", "/four").status == 200)
+    }
+
+    @Test("idle_timeout: a keep-alive connection with no request for that long is closed, one in use is not")
+    func idleTimeout() async throws {
+        // The head-read timeout is far longer, so only the idle timeout can close within the bounds.
+        let (upstream, gateway) = try await Self.startSimple(limits: "limits: {idle_timeout: 1s, header_read_timeout: 30s}")
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        // In use: a request every 400 ms for 2.4 s keeps the connection open past the timeout.
+        let busy = try gateway.client()
+        for index in 0..<6 {
+            #expect(try busy.request("GET", "/busy/\(index)").status == 200)
+            try await Task.sleep(for: .milliseconds(400))
+        }
+        #expect(try busy.request("GET", "/busy/last").status == 200)
+        // Idle after its response: closed after about the timeout, not before.
+        let start = ContinuousClock.now
+        #expect(busy.waitForClose())
+        let idle = ContinuousClock.now - start
+        #expect(idle >= .milliseconds(900) && idle < .seconds(3), "closed after \(idle)")
     }
 
     @Test("configuration errors name the file, line and key and exit non-zero",

@@ -79,10 +79,10 @@ struct ClientAuthenticator: Sendable {
             id = formID
             secret = formSecret
         }
-        let presented = Array(SHA256.hash(data: Array(secret.utf8)))
+        let presented = SHA256.hash(data: Array(secret.utf8))
         let client = clients[id]
         // A certificate-authenticated client has no secret (an empty digest never matches).
-        let matches = AdminAuthenticator.constantTimeEquals(presented, client?.secretDigest ?? Self.dummyDigest)
+        let matches = AdminAuthenticator.digest(presented, matches: client?.secretDigest ?? Self.dummyDigest)
         guard let client, matches else { throw Self.invalidClient("unknown client or wrong secret") }
         return client
     }

@@ -51,6 +51,16 @@ public final class GatewayMetrics: Sendable {
             help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
     }
 
+    /// A route's upstream ejections: `ejections` counts a target going from healthy to ejected (a
+    /// failed connect); `ejected` holds how many are ejected now, set when `/metrics` is read (an
+    /// ejection ends by time, not by an event). Only for routes with upstreams (not `_unmatched`).
+    func upstreamEjections(route: String) -> (ejections: Counter, ejected: Gauge) {
+        (registry.counter("portcullis_upstream_ejections_total", labels: [("route", route)],
+                          help: "Upstream targets ejected (skipped for the route's eject_for) after a failed connect, by route."),
+         registry.gauge("portcullis_upstream_ejected_targets", labels: [("route", route)],
+                        help: "Upstream targets of the route ejected at the time of the scrape."))
+    }
+
     func route(_ name: String) -> RouteMetrics {
         routes.withLock { cache in
             if let existing = cache[name] { return existing }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOSSL
 import PortcullisCluster
 import PortcullisJOSE
+import Prometheus
 
 /// A route ready for the request path: its config plus everything derived from it once.
 final class CompiledRoute: Sendable {
@@ -12,6 +13,8 @@ final class CompiledRoute: Sendable {
     let jwtAuth: CompiledJWTAuth?
     let rateLimit: RateLimitPolicy?
     let metrics: RouteMetrics
+    /// How many of the route's targets are ejected (`RouteTable.recordEjectedTargets`).
+    let ejectedTargets: Gauge
     let headerPolicy: HeaderRewriter.Policy
     /// The path prefix in lower case, for matching without regard to case.
     let lowercasedPathPrefix: [UInt8]
@@ -21,7 +24,9 @@ final class CompiledRoute: Sendable {
         self.config = config
         self.lowercasedPathPrefix = Array(config.pathPrefix.lowercased().utf8)
         self.headerPolicy = HeaderRewriter.Policy(route: config, identityHeaders: identityHeaders, underscores: underscores)
-        self.selector = UpstreamTargetSelector(addresses: config.upstream.targets)
+        let ejections = metrics.upstreamEjections(route: config.name)
+        self.selector = UpstreamTargetSelector(addresses: config.upstream.targets, ejections: ejections.ejections)
+        self.ejectedTargets = ejections.ejected
         let upstream = config.upstream
         var tlsContext: NIOSSLContext?
         if let tls = upstream.tls {
@@ -73,6 +78,11 @@ final class RouteTable: Sendable {
         }
         router = Router(routes: routes, caseSensitive: config.http.path.caseSensitive)
         request = config.http
+    }
+
+    /// Sets each route's ejected-targets gauge to the count at `now` (before a scrape).
+    func recordEjectedTargets(now: NIODeadline = .now()) {
+        for route in routes { route.ejectedTargets.set(Int64(route.selector.ejectedCount(now: now))) }
     }
 }
 

@@ -1,5 +1,6 @@
 import PortcullisConfig
 import NIOCore
+import Prometheus
 import Synchronization
 
 /// One upstream address of a route, with its ejection state shared by every event loop.
@@ -9,10 +10,13 @@ final class UpstreamTarget: Sendable {
     let label: String
     /// Uptime nanoseconds until which the target is skipped; 0 when healthy.
     private let ejectedUntil = Atomic<UInt64>(0)
+    /// Counts each time the target goes from healthy to ejected.
+    private let ejections: Counter?
 
-    init(address: HostPort) {
+    init(address: HostPort, ejections: Counter? = nil) {
         self.address = address
         label = address.description
+        self.ejections = ejections
     }
 
     func isEjected(now: NIODeadline) -> Bool {
@@ -21,7 +25,9 @@ final class UpstreamTarget: Sendable {
 
     func eject(for duration: Duration, now: NIODeadline) {
         let nanos = UInt64(max(0, duration.components.seconds)) * 1_000_000_000 + UInt64(max(0, duration.components.attoseconds / 1_000_000_000))
-        ejectedUntil.store(now.uptimeNanoseconds + nanos, ordering: .relaxed)
+        let previous = ejectedUntil.exchange(now.uptimeNanoseconds + nanos, ordering: .relaxed)
+        // A failure while already ejected (the retry tried it anyway) extends the ejection; it is no new one.
+        if previous <= now.uptimeNanoseconds { ejections?.increment() }
     }
 
     func markHealthy() {
@@ -36,8 +42,13 @@ final class UpstreamTargetSelector: Sendable {
     let targets: [UpstreamTarget]
     private let next = Atomic<Int>(0)
 
-    init(addresses: [HostPort]) {
-        targets = addresses.map(UpstreamTarget.init(address:))
+    init(addresses: [HostPort], ejections: Counter? = nil) {
+        targets = addresses.map { UpstreamTarget(address: $0, ejections: ejections) }
+    }
+
+    /// How many targets are ejected at `now`.
+    func ejectedCount(now: NIODeadline) -> Int {
+        targets.count(where: { $0.isEjected(now: now) })
     }
 
     /// The next healthy target after round-robin, excluding `excluding`; when every target is
