@@ -152,9 +152,12 @@ final class GatewayProxyTests {
         #expect(expiredResponse.status == 401)
         #expect((expiredResponse.header("www-authenticate") ?? "").contains("invalid_token"))
 
-        var good = try issuer.token()
-        good.removeLast(2)
-        good += good.hasSuffix("A") ? "BB" : "AA"
+        // One character in the middle of the signature changed: it carries six bits of the
+        // signature itself (the last character's low bits are padding, and changing only those
+        // could leave the signature as it was).
+        var parts = try issuer.token().split(separator: ".").map { Array($0) }
+        parts[2][10] = parts[2][10] == "A" ? "B" : "A"
+        let good = parts.map { String($0) }.joined(separator: ".")
         let tampered = try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(good)")])
         #expect(tampered.status == 401)
     }

@@ -71,6 +71,20 @@ struct MetricsUnitTests {
         #expect(!text.contains("BREW"))
     }
 
+    @Test("a status code nobody registered is counted by its class, so an upstream cannot grow the series; 499 stays exact")
+    func unregisteredCodesByClass() {
+        let registry = PrometheusCollectorRegistry()
+        let route = GatewayMetrics(registry: registry).route("r")
+        var cache: ResponseCounterCache?
+        for status in [432, 433, 477, 499, 418, 599, 1000] { route.countResponse(method: "GET", status: status, cache: &cache) }
+        let text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+        #expect(text.contains(#"portcullis_http_requests_total{route="r",method="GET",code="4xx"} 3"#))
+        #expect(text.contains(#"portcullis_http_requests_total{route="r",method="GET",code="499"} 1"#))
+        #expect(text.contains(#"portcullis_http_requests_total{route="r",method="GET",code="418"} 1"#))
+        #expect(text.contains(#"portcullis_http_requests_total{route="r",method="GET",code="5xx"} 2"#))
+        #expect(!text.contains(#"code="432""#))
+    }
+
     @Test("refusals of verified tokens are counted per client for the first 100 clients of a route, the rest as other")
     func clientRejectionsBounded() {
         let registry = PrometheusCollectorRegistry()

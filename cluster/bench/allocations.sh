@@ -39,8 +39,23 @@ CONFIGS=$config DURATION=${DURATION:-20s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_
 harness=$!
 # Once the harness announces the configuration, find its gateway and wait until the load is on.
 for _ in $(seq 1 150); do grep -q "config $config" "$log" && break; sleep 1; done
+# Only a gateway the harness started counts (another one running the same binary is not ours).
+descends_from() {  # descends_from PID ANCESTOR
+  local p=$1
+  while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+    [ "$p" = "$2" ] && return 0
+    p=$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null)
+  done
+  return 1
+}
 pid=
-for _ in $(seq 1 100); do pid=$(pgrep -f "$bin gateway" | head -1) && break; sleep 0.1; done
+for _ in $(seq 1 100); do
+  for candidate in $(pgrep -f "$bin gateway"); do
+    if descends_from "$candidate" "$harness"; then pid=$candidate; break; fi
+  done
+  [ -n "$pid" ] && break
+  sleep 0.1
+done
 [ -n "$pid" ] || { echo "gateway not running; harness log:" >&2; tail -20 "$log" >&2; exit 1; }
 config_file=$(tr '\0' '\n' < "/proc/$pid/cmdline" | sed -n '/^--config$/{n;p}')
 admin=$(awk '/^admin_listen:/ {print $2}' "$config_file")

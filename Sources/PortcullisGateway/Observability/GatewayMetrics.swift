@@ -1,3 +1,4 @@
+import NIOHTTP1
 import NIOCore
 import PortcullisObservability
 import Prometheus
@@ -137,24 +138,36 @@ final class RouteMetrics: Sendable {
 
     private static let authDecisionsHelp = "Authentication decisions by route and outcome: ok, or the reason code of the rejection."
 
-    /// Counts one response by method and exact status code (clamped to 100...599). `cache` is the
-    /// caller's (one per connection): the counter of its last response, reused while route,
-    /// method and code stay the same.
+    /// Counts one response by method and status code: the exact code when it is a registered one
+    /// (or 499, the gateway's "client closed"), else its class (`4xx`), so that an upstream
+    /// answering arbitrary codes cannot grow the series. `cache` is the caller's (one per
+    /// connection): the counter of its last response, reused while route, method and code stay
+    /// the same.
     func countResponse(method: String, status: Int, cache: inout ResponseCounterCache?) {
         let methodIndex = Self.methods.firstIndex(of: method) ?? Self.methods.count
-        let code = min(max(status, 100), 599)
-        let key = methodIndex << 16 | code
+        let key = methodIndex << 16 | min(max(status, 100), 599)
         if let cached = cache, cached.route === self, cached.key == key {
             cached.counter.increment()
             return
         }
-        let counter = GatewayMetrics.counter(in: requests, key: key) {
+        let code = Self.codeLabel(status)
+        let counter = GatewayMetrics.counter(in: requests, key: methodIndex << 16 | code) {
             registry.counter("portcullis_http_requests_total",
-                             labels: [("route", route), ("method", methodIndex < Self.methods.count ? Self.methods[methodIndex] : "other"), ("code", String(code))],
+                             labels: [("route", route), ("method", methodIndex < Self.methods.count ? Self.methods[methodIndex] : "other"),
+                                      ("code", code >= 1000 ? "\(code - 1000)xx" : String(code))],
                              help: "Requests answered, by route, method and status code.")
         }
         cache = ResponseCounterCache(route: self, key: key, counter: counter)
         counter.increment()
+    }
+
+    /// The code counted for `status`: itself when registered (NIO names it) or 499; otherwise
+    /// its class as 1000 + the class digit (written `Nxx`), the status clamped to 100...599 first.
+    static func codeLabel(_ status: Int) -> Int {
+        let code = min(max(status, 100), 599)
+        if code == 499 { return code }
+        if case .custom = HTTPResponseStatus(statusCode: code) { return 1000 + code / 100 }
+        return code
     }
 
     /// A token accepted on this route.
