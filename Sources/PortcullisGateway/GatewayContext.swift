@@ -27,6 +27,9 @@ final class GatewayContext: Sendable {
         self.unmatchedRoute = metrics.route("_unmatched")
     }
 
+    /// The routes in force, for rare readers (a scrape of `/metrics`).
+    var routeTable: RouteTable { table.withLock { $0.routes } }
+
     /// The routes in force (a request keeps the table it started with), for a reader that keeps the last table it got in `cached` (one per
     /// connection): an atomic load per call, and the lock only after a reload. Every request
     /// reads the table, and an uncontended lock and unlock cost more than the whole check.

@@ -102,8 +102,7 @@ public final class GatewayNode: Service, Sendable {
             switch path {
             case "/metrics":
                 scrapeTime.update()
-                var routes: CachedRouteTable?
-                context.routeTable(cached: &routes).recordEjectedTargets()
+                context.routeTable.recordEjectedTargets()
                 return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Exposition.render(registry))
             case "/healthz":
                 return .text(.ok, "ok\n")
