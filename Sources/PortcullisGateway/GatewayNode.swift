@@ -94,8 +94,8 @@ public final class GatewayNode: Service, Sendable {
             realm: config.realm,
             accessLog: config.accessLog.enabled ? AccessLog() : nil)
 
-        let server = try await GatewayServer(group: group, context: context, limits: config.limits,
-                                             tls: try Self.makeTLSContext(config.tls), logger: logger)
+        let server = try await GatewayServer(group: group, context: context, limits: config.limits, http2: config.http2,
+                                             tls: try Self.makeTLSContext(config.tls, offerHTTP2: config.http2.enabled), logger: logger)
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
         let scrapeTime = ScrapeTimeMetrics(registry: registry, keys: keys, cache: cache)
         let admin = AdminServer(group: group) { [self, registry, keys] path in
@@ -159,7 +159,8 @@ public final class GatewayNode: Service, Sendable {
         do {
             let config = try GatewayConfig.load(file: configFile)
             let routes = try RouteTable(config: config, metrics: metrics)
-            let tls = try Self.makeTLSContext(config.tls)
+            // `http2:` is read at start only: the listener's pipeline is built from it.
+            let tls = try Self.makeTLSContext(config.tls, offerHTTP2: server.offersHTTP2)
             context.replaceRoutes(routes)
             server.replaceTLS(tls)
             try await loader.reload()
@@ -169,13 +170,15 @@ public final class GatewayNode: Service, Sendable {
         }
     }
 
-    static func makeTLSContext(_ tls: ListenerTLSConfig?) throws -> NIOSSLContext? {
+    /// `offerHTTP2`: ALPN offers `h2` before `http/1.1`.
+    static func makeTLSContext(_ tls: ListenerTLSConfig?, offerHTTP2: Bool) throws -> NIOSSLContext? {
         guard let tls else { return nil }
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateChain).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
             var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
             configuration.minimumTLSVersion = .tlsv12
+            configuration.applicationProtocols = offerHTTP2 ? ["h2", "http/1.1"] : ["http/1.1"]
             if let clientCA = tls.clientCA, tls.clientCertificates != .off {
                 configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
                 configuration.certificateVerification = tls.clientCertificates == .required ? .noHostnameVerification : .optionalVerification

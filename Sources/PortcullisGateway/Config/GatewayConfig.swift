@@ -28,6 +28,8 @@ public struct GatewayConfig: Sendable {
     public var limits: ServerLimits
     /// How request targets and header names are checked before routing (`http:`).
     public var http: RequestPolicy
+    /// HTTP/2 from clients (`http2:`).
+    public var http2: HTTP2Config
     public var accessLog: AccessLogConfig
     /// Claim → request header forwarded to upstreams for verified tokens.
     public var identityHeaders: [IdentityHeader]
@@ -64,6 +66,7 @@ public struct GatewayConfig: Sendable {
         self.eventLoops = try map.optional("event_loops")?.int(in: 1...256) ?? System.coreCount
         self.limits = try map.optional("limits").map(ServerLimits.init(node:)) ?? ServerLimits()
         self.http = try map.optional("http").map(RequestPolicy.init(node:)) ?? RequestPolicy()
+        self.http2 = try map.optional("http2").map(HTTP2Config.init(node:)) ?? HTTP2Config()
         self.accessLog = try map.optional("access_log").map(AccessLogConfig.init(node:)) ?? AccessLogConfig()
         self.identityHeaders = try map.optional("identity_headers").map(IdentityHeader.list(node:)) ?? IdentityHeader.defaults
         self.realm = try map.optional("realm")?.nonEmptyString() ?? "portcullis"

@@ -23,6 +23,11 @@ public final class GatewayMetrics: Sendable {
     let slowRequestBodies: Counter
     /// Connections cut because the client did not take response bytes for `response_write_timeout`.
     let stalledResponseWrites: Counter
+    /// Client connections by the protocol they turned out to speak.
+    let http1Connections: Counter
+    let http2Connections: Counter
+    /// HTTP/2 streams reset because their request head broke an HTTP/2 rule the gateway checks.
+    let malformedHTTP2Streams: Counter
 
     /// In seconds. The request path's histograms hold `Double` seconds rather than `Duration`:
     /// recording compares the value with every bucket, and `Duration`'s comparisons and sums are
@@ -50,6 +55,11 @@ public final class GatewayMetrics: Sendable {
             help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
         stalledResponseWrites = registry.counter("portcullis_slow_clients_total", labels: [("direction", "response")],
             help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
+        let protocolHelp = "Client connections by the protocol they speak: http/1.1, or h2 (ALPN on TLS, the connection preface on plaintext)."
+        http1Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "http/1.1")], help: protocolHelp)
+        http2Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "h2")], help: protocolHelp)
+        malformedHTTP2Streams = registry.counter("portcullis_http2_malformed_streams_total", labels: [],
+            help: "HTTP/2 streams reset (PROTOCOL_ERROR) because :authority and Host disagreed.")
     }
 
     /// A route's upstream ejections: `ejections` counts a target going from healthy to ejected (a

@@ -271,14 +271,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: 5. Completion
 
     private func finish(log: RequestLog, metrics: RouteMetrics, upstreamTime: TimeAmount?, now: NIODeadline = .now()) {
-        let total = now - log.start
-        metrics.countResponse(method: log.method, status: log.status, cache: &responseCounter)
-        metrics.requestDuration.record(GatewayMetrics.seconds(total))
-        if let upstreamTime {
-            metrics.upstreamDuration.record(GatewayMetrics.seconds(upstreamTime))
-            gateway.metrics.addedLatency.record(GatewayMetrics.seconds(max(.zero, total - upstreamTime)))
-        }
-        gateway.accessLog?.record(log, duration: total)
+        gateway.record(log, metrics: metrics, upstreamTime: upstreamTime, now: now, counter: &responseCounter)
     }
 
     /// After the response to `exchange` was written: idle if its request was fully read, else

@@ -4,14 +4,18 @@ import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import Synchronization
 
-/// The public listener: accepts connections, builds each one's pipeline, counts them, and on
-/// shutdown stops accepting and lets in-flight requests finish (NIO's quiescing helper).
+/// The public listener: accepts connections, builds each one's pipeline — HTTP/1.1 or HTTP/2, told
+/// apart by ALPN on TLS and by the connection preface on plaintext — counts them, and on
+/// shutdown stops accepting and lets in-flight requests finish (NIO's quiescing helper; HTTP/2
+/// connections get GOAWAY).
 final class GatewayServer: Sendable {
     private let group: any EventLoopGroup
     private let context: GatewayContext
     private let limits: ServerLimits
+    private let http2: HTTP2Config
     private let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
     private let tls: Mutex<NIOSSLContext?>
     private let openConnections = Atomic<Int>(0)
@@ -19,10 +23,12 @@ final class GatewayServer: Sendable {
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
     private let logger: Logger
 
-    init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, tls: NIOSSLContext?, logger: Logger) async throws {
+    init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, http2: HTTP2Config, tls: NIOSSLContext?,
+         logger: Logger) async throws {
         self.group = group
         self.context = context
         self.limits = limits
+        self.http2 = http2
         self.tls = Mutex(tls)
         self.logger = logger
         self.quiesce = ServerQuiescingHelper(group: group)
@@ -81,6 +87,43 @@ final class GatewayServer: Sendable {
         let timeouts = ConnectionTimeoutHandler(headReadTimeout: TimeAmount(limits.headerReadTimeout), idleTimeout: TimeAmount(limits.idleTimeout),
                                                 responseWriteTimeout: TimeAmount(limits.responseWriteTimeout)) { stalled.increment() }
         try sync.addHandler(timeouts)
+        guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
+            throw GatewayError.bind("connection on an event loop without a pool")
+        }
+        let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress.map(Self.unmapped), isTLS: tlsContext != nil)
+        guard http2.enabled else {
+            return try addHTTP1(to: channel, timeouts: timeouts, pool: pool, client: client)
+        }
+        // Runs on the connection's event loop once the protocol is known.
+        let speak: (HTTP2PrefaceDetector.Spoken, any Channel) throws -> Void = { [self] spoken, channel in
+            switch spoken {
+            case .http1:
+                try addHTTP1(to: channel, timeouts: timeouts, pool: pool, client: client)
+            case .http2:
+                context.metrics.http2Connections.increment()
+                // The connection manager keeps HTTP/2's idle time; the head-read and idle timers
+                // are HTTP/1.1's. The response-write deadline stays.
+                timeouts.headReceived()
+                try HTTP2Pipeline.configure(channel, config: http2, limits: limits,
+                                            shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client))
+            }
+        }
+        if tlsContext != nil {
+            try sync.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if case .negotiated("h2") = result { try speak(.http2, channel) } else { try speak(.http1, channel) }
+                }
+            })
+        } else {
+            try sync.addHandler(HTTP2PrefaceDetector { spoken, detector in try speak(spoken, detector.channel) })
+        }
+    }
+
+    /// The HTTP/1.1 pipeline: NIO's request decoder and `ProxyHandler`.
+    private func addHTTP1(to channel: any Channel, timeouts: ConnectionTimeoutHandler, pool: UpstreamPool,
+                          client: HeaderRewriter.ClientInfo) throws {
+        context.metrics.http1Connections.increment()
+        let sync = channel.pipeline.syncOperations
         var decoderLimits = NIOHTTPDecoderLimitConfiguration()
         decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
@@ -91,10 +134,6 @@ final class GatewayServer: Sendable {
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
                                                                     informationalResponseStrategy: .drop,
                                                                     limitConfiguration: decoderLimits)))
-        guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
-            throw GatewayError.bind("connection on an event loop without a pool")
-        }
-        let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress.map(Self.unmapped), isTLS: tlsContext != nil)
         let bodyRate = limits.requestBodyMinRate > 0
             ? ProxyHandler.BodyRateLimit(minimumRate: limits.requestBodyMinRate, grace: TimeAmount(limits.requestBodyGrace)) : nil
         try sync.addHandler(ProxyHandler(gateway: context, pool: pool, timeouts: timeouts, bodyRate: bodyRate, client: client))
@@ -108,6 +147,9 @@ final class GatewayServer: Sendable {
         let rest = address.dropFirst(prefix.count)
         return rest.contains(".") ? String(rest) : address
     }
+
+    /// Whether the listener speaks HTTP/2 (`http2.enabled`, read at start).
+    var offersHTTP2: Bool { http2.enabled }
 
     /// Swaps the certificate for new connections (SIGHUP); open connections keep theirs.
     func replaceTLS(_ context: NIOSSLContext?) {

@@ -1,0 +1,26 @@
+import NIOCore
+
+/// What the streams of one HTTP/2 client connection share: the node's context, the upstream pool
+/// of the connection's event loop, the client, and the per-connection caches the HTTP/1.1 path
+/// keeps in its handler (the route table read last, the last response counter). Streams run on
+/// their connection's event loop, so this is confined to it.
+final class HTTP2ConnectionShared {
+    let gateway: GatewayContext
+    let pool: UpstreamPool
+    let client: HeaderRewriter.ClientInfo
+    let admission: Admission
+    private var routeTableCache: CachedRouteTable?
+    var responseCounter: ResponseCounterCache?
+
+    init(gateway: GatewayContext, pool: UpstreamPool, client: HeaderRewriter.ClientInfo) {
+        self.gateway = gateway
+        self.pool = pool
+        self.client = client
+        self.admission = Admission(gateway: gateway, client: client)
+    }
+
+    /// The routes in force, read without the lock while no reload happened.
+    func routeTable() -> RouteTable {
+        gateway.routeTable(cached: &routeTableCache)
+    }
+}

@@ -1,0 +1,50 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+
+/// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: the connection handler
+/// with the gateway's SETTINGS, a connection manager, and per stream the request-head rules,
+/// NIO's HTTP/2-to-HTTP/1 codec and `HTTP2StreamHandler`.
+///
+/// The attacks on HTTP/2 servers are swift-nio-http2's to stop, with its defaults: rapid reset
+/// (CVE-2023-44487: more than 200 RST_STREAMs in 30 s close the connection with
+/// ENHANCE_YOUR_CALM), CONTINUATION floods (a header block spread over more than a few
+/// CONTINUATION frames), SETTINGS/PING floods (more than 200 control frames in 30 s), and
+/// connections that accumulate stream errors ("glitches"). The tests perform each attack
+/// (`HTTP2AttackTests`).
+enum HTTP2Pipeline {
+    static func configure(_ channel: any Channel, config: HTTP2Config, limits: ServerLimits, shared: HTTP2ConnectionShared) throws {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: config.maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderBytes),
+            HTTP2Setting(parameter: .headerTableSize, value: config.headerTableSize),
+            HTTP2Setting(parameter: .initialWindowSize, value: config.initialWindowSize),
+        ]
+        // The connection's window lets 16 streams send a full window each at once.
+        connection.targetWindowSize = min(Int(Int32.max), config.initialWindowSize * 16)
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        stream.targetWindowSize = config.initialWindowSize
+
+        // Idle: no open stream for limits.idle_timeout. On drain (SIGTERM) it sends GOAWAY and
+        // lets open streams finish within limits.drain_timeout.
+        let manager = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: TimeAmount(limits.idleTimeout), maxAge: nil,
+                                 maxGraceTime: TimeAmount(limits.drainTimeout), keepalive: nil))
+        let bound = NIOLoopBound(shared, eventLoop: channel.eventLoop)
+        let malformed = shared.gateway.metrics.malformedHTTP2Streams
+        let sync = channel.pipeline.syncOperations
+        _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
+                                            streamDelegate: manager.http2StreamDelegate) { streamChannel in
+            streamChannel.eventLoop.makeCompletedFuture {
+                try streamChannel.pipeline.syncOperations.addHandlers([
+                    HTTP2RequestHeadNormalizer(onMalformed: { malformed.increment() }),
+                    HTTP2FramePayloadToHTTP1ServerCodec(),
+                    HTTP2StreamHandler(shared: bound.value),
+                ])
+            }
+        }
+        try sync.addHandler(manager)
+    }
+}

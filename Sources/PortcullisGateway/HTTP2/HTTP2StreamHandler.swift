@@ -1,0 +1,228 @@
+import NIOCore
+import NIOHTTP1
+
+/// One HTTP/2 stream of a client connection, which carries one request: `Admission` decides on
+/// its head, an `UpstreamExchange` forwards it (to an HTTP/1.1 upstream), and the response goes
+/// back on the stream as `HTTPServerResponsePart`s, which swift-nio-http2's
+/// `HTTP2FramePayloadToHTTP1ServerCodec` (before this handler) turns into HEADERS and DATA frames.
+///
+/// Flow control runs end to end: this stream's reads are held while the upstream connection
+/// cannot take more bytes — a stream channel that is not read sends no WINDOW_UPDATE, so the
+/// client stops — and the upstream's reads stop while the stream is not writable (the client's
+/// window is spent). A refusal or failure of a gRPC request is answered in gRPC's shape
+/// (`GRPCStatus`). Confined to the connection's event loop.
+final class HTTP2StreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case waitingForHead
+        /// The gateway answered; the rest of the request is dropped.
+        case answered
+        case proxying(UpstreamExchange)
+        case done
+    }
+
+    private let shared: HTTP2ConnectionShared
+    private var state = State.waitingForHead
+    private var context: ChannelHandlerContext?
+    private var responseTimer: DeadlineTimer?
+    private var pendingRead = false
+    private var requestEnded = false
+    private var isGRPC = false
+
+    init(shared: HTTP2ConnectionShared) {
+        self.shared = shared
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
+        responseTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
+            guard case .proxying(let exchange) = state else { return }
+            exchange.responseHeaderTimedOut()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        responseTimer?.stop()
+        responseTimer = nil
+        self.context = nil
+    }
+
+    // MARK: Request
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            guard case .waitingForHead = state else { return }
+            handleHead(head)
+        case .body(let body):
+            if case .proxying(let exchange) = state { exchange.clientBody(body) }
+        case .end:
+            requestEnded = true
+            if case .proxying(let exchange) = state { exchange.clientEnd() }
+        }
+    }
+
+    private func handleHead(_ head: HTTPRequestHead) {
+        let start = NIODeadline.now()
+        let facts = RequestHeadFacts(head.headers)
+        let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()
+        isGRPC = GRPCStatus.isGRPC(contentType: head.headers.first(name: "content-type"))
+        var log = RequestLog(requestID: requestID, method: head.method.rawValue, target: head.uri, start: start)
+        let table = shared.routeTable()
+        switch shared.admission.admit(head, facts: facts, table: table, log: &log, clientCertificate: clientCertificateThumbprint) {
+        case .refused(let response, let metrics):
+            state = .answered
+            log.status = Int(response.status.code)
+            log.reason = log.reason ?? response.error
+            answer(response, requestID: requestID, isHEAD: head.method == .HEAD)
+            shared.gateway.record(log, metrics: metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+        case .admitted(let admitted):
+            let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy,
+                                                              identity: admitted.identity, requestID: requestID, client: shared.client,
+                                                              hasUnderscoredNames: facts.hasUnderscoredNames)
+            if facts.expectsContinue {
+                context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .continue))), promise: nil)
+            }
+            let exchange = UpstreamExchange(downstream: self, route: admitted.route, clientHead: head, upstreamHead: upstreamHead,
+                                            log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+            state = .proxying(exchange)
+            exchange.start()
+        }
+    }
+
+    /// The SHA-256 of the connection's verified client certificate (the TLS handler is on the
+    /// connection, this stream's parent), nil without one.
+    private func clientCertificateThumbprint() -> [UInt8]? {
+        guard let connection = context?.channel.parent else { return nil }
+        return shared.client.clientCertificateThumbprint(channel: connection)
+    }
+
+    // MARK: Responses the gateway writes itself
+
+    private func answer(_ response: ErrorResponse, requestID: String, isHEAD: Bool) {
+        guard let context else { return }
+        var headers = response.headers
+        headers.add(name: "x-request-id", value: requestID)
+        headers.add(name: "cache-control", value: "no-store")
+        if isGRPC {
+            headers.add(name: "content-type", value: "application/grpc")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .ok, headers: headers))), promise: nil)
+            let trailers: HTTPHeaders = [
+                "grpc-status": String(GRPCStatus.code(for: response.status)),
+                "grpc-message": GRPCStatus.encodedMessage("\(response.error): \(response.description)"),
+            ]
+            endResponse(trailers: trailers)
+            return
+        }
+        let body = response.body(requestID: requestID, allocator: context.channel.allocator)
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(body.readableBytes))
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: response.status, headers: headers))), promise: nil)
+        if !isHEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        endResponse(trailers: nil)
+    }
+
+    /// Ends the response; a request still sending its body is cut (RST_STREAM) once the end is
+    /// written, so the client stops sending what nobody reads.
+    private func endResponse(trailers: HTTPHeaders?) {
+        guard let context else { return }
+        let written = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+        if !requestEnded {
+            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    // MARK: Backpressure and stream events
+
+    func read(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state, !exchange.upstreamWritable {
+            pendingRead = true
+            return
+        }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, case .proxying(let exchange) = state { exchange.clientDrained() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state { exchange.clientGone() }
+        state = .done
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A stream error (a body longer than its content-length, a reset): the request fails.
+        if case .proxying(let exchange) = state, !requestEnded {
+            exchange.clientRequestMalformed()
+        } else {
+            context.close(promise: nil)
+        }
+    }
+}
+
+// MARK: The exchange's view of this stream
+
+extension HTTP2StreamHandler: ExchangeDownstream {
+    var upstreamPool: UpstreamPool { shared.pool }
+    var metrics: GatewayMetrics { shared.gateway.metrics }
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func armResponseHeaderTimeout(after timeout: TimeAmount) {
+        responseTimer?.set(after: timeout)
+    }
+
+    func cancelResponseHeaderTimeout() {
+        responseTimer?.cancel()
+    }
+
+    func resumeRequestReads() {
+        guard pendingRead, let context else { return }
+        if case .proxying(let exchange) = state, !exchange.upstreamWritable { return }
+        pendingRead = false
+        context.read()
+    }
+
+    func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange) {
+        let response = HeaderRewriter.clientResponse(head, policy: exchange.route.headerPolicy, requestID: exchange.log.requestID,
+                                                     extra: exchange.extraResponseHeaders, version: .http2)
+        context?.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: response.status, headers: response.http2Fields()))),
+                       promise: nil)
+    }
+
+    func sendResponseBody(_ body: ByteBuffer) {
+        context?.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+    }
+
+    func flushResponse() {
+        context?.flush()
+    }
+
+    func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {
+        state = .done
+        shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: upstreamTime, now: now, counter: &shared.responseCounter)
+        endResponse(trailers: nil)
+    }
+
+    func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
+        state = .done
+        answer(response, requestID: exchange.log.requestID, isHEAD: exchange.clientHead.method == .HEAD)
+        shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+
+    func exchangeAborted(_ exchange: UpstreamExchange) {
+        state = .done
+        context?.close(promise: nil)
+        shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+
+    func closeDownstream() {
+        context?.close(promise: nil)
+    }
+}
