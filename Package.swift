@@ -234,8 +234,9 @@ let package = Package(
             // PortcullisFuzz for its RFC 9112 response oracle, which the randomized parser test compares against.
             dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport",
                            "PortcullisFuzz"],
-            // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md).
-            exclude: ["Fuzz"],
+            // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md); the raw
+            // HTTP/2 peer the HTTP/2 tests drive.
+            exclude: ["Fuzz", "Scripts"],
             swiftSettings: strict
         ),
         .testTarget(

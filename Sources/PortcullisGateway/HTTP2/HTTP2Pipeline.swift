@@ -10,8 +10,9 @@ import NIOHTTP2
 /// (CVE-2023-44487: more than 200 RST_STREAMs in 30 s close the connection with
 /// ENHANCE_YOUR_CALM), CONTINUATION floods (a header block spread over more than a few
 /// CONTINUATION frames), SETTINGS/PING floods (more than 200 control frames in 30 s), and
-/// connections that accumulate stream errors ("glitches"). The tests perform each attack
-/// (`HTTP2AttackTests`).
+/// connections that accumulate stream errors ("glitches"). Each connection error is answered with
+/// GOAWAY and the connection closed (`HTTP2ConnectionErrorHandler`). `HTTP2GatewayTests`
+/// performs each attack.
 enum HTTP2Pipeline {
     static func configure(_ channel: any Channel, config: HTTP2Config, limits: ServerLimits, shared: HTTP2ConnectionShared) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
@@ -46,5 +47,7 @@ enum HTTP2Pipeline {
             }
         }
         try sync.addHandler(manager)
+        let connectionErrors = shared.gateway.metrics.http2ConnectionErrors
+        try sync.addHandler(HTTP2ConnectionErrorHandler { connectionErrors.increment() })
     }
 }

@@ -28,6 +28,8 @@ public final class GatewayMetrics: Sendable {
     let http2Connections: Counter
     /// HTTP/2 streams reset because their request head broke an HTTP/2 rule the gateway checks.
     let malformedHTTP2Streams: Counter
+    /// HTTP/2 connections closed for a connection error (GOAWAY sent).
+    let http2ConnectionErrors: Counter
 
     /// In seconds. The request path's histograms hold `Double` seconds rather than `Duration`:
     /// recording compares the value with every bucket, and `Duration`'s comparisons and sums are
@@ -60,6 +62,8 @@ public final class GatewayMetrics: Sendable {
         http2Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "h2")], help: protocolHelp)
         malformedHTTP2Streams = registry.counter("portcullis_http2_malformed_streams_total", labels: [],
             help: "HTTP/2 streams reset (PROTOCOL_ERROR) because :authority and Host disagreed.")
+        http2ConnectionErrors = registry.counter("portcullis_http2_connection_errors_total", labels: [],
+            help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams.")
     }
 
     /// A route's upstream ejections: `ejections` counts a target going from healthy to ejected (a

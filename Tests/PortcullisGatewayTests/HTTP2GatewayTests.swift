@@ -1,0 +1,262 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+/// HTTP/2 from clients against a real gateway process: curl, nghttp2's h2load and a raw HTTP/2
+/// peer (Scripts/h2_peer.py, frames built with python-hyper's hyperframe and hpack) in front, a
+/// real HTTP/1.1 upstream behind. The attacks on HTTP/2 servers are each performed for real.
+@Suite("HTTP/2 from clients", .serialized)
+final class HTTP2GatewayTests {
+    static let maxStreams = 20
+    let upstream: TestUpstream
+    let issuer: TestIssuer
+    let gateway: GatewayProcess
+
+    init() async throws {
+        upstream = try await TestUpstream.start()
+        let issuer = try TestIssuer()
+        self.issuer = issuer
+        let upstreamAddress = upstream.address
+        gateway = try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            http2: {max_concurrent_streams: \(Self.maxStreams)}
+            \(issuers)
+            routes:
+              - name: api
+                path_prefix: /api
+                upstream: {targets: [\(upstreamAddress)]}
+                auth: {type: jwt}
+              - name: public
+                path_prefix: /
+                upstream: {targets: [\(upstreamAddress)]}
+            """
+        }
+    }
+
+    deinit {
+        let gateway = self.gateway, upstream = self.upstream
+        Task {
+            await gateway.stop()
+            await upstream.stop()
+        }
+    }
+
+    static let peerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/h2_peer.py").path
+
+    /// Runs the raw peer and returns what it saw.
+    func peer(_ mode: String, _ arguments: String...) throws -> [String: Any] {
+        let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, mode, String(gateway.port)] + arguments)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] else {
+            throw FixtureError("h2_peer.py \(mode) printed no result: \(result.stdout) \(result.stderr)")
+        }
+        return object
+    }
+
+    func curl(_ arguments: [String]) throws -> CommandResult {
+        try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10"] + arguments)
+    }
+
+    func metric(_ line: String) throws -> Double? {
+        try gateway.metrics().split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+    }
+
+    // MARK: Protocol selection
+
+    @Test("one plaintext port serves HTTP/2 with prior knowledge and HTTP/1.1 alike")
+    func onePortServesBoth() throws {
+        let h2 = try curl(["--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "http://127.0.0.1:\(gateway.port)/public/x"])
+        #expect(h2.stdout == "2 200")
+        let h1 = try gateway.request("GET", "/public/x", headers: [("Host", "gw.test")])
+        #expect(h1.status == 200)
+        #expect(try metric(#"portcullis_client_connections_total{protocol="h2"}"#) ?? 0 >= 1)
+        #expect(try metric(#"portcullis_client_connections_total{protocol="http/1.1"}"#) ?? 0 >= 1)
+    }
+
+    @Test("an HTTP/2 request to a JWT route is refused without a token and forwarded with the verified identity")
+    func jwtRouteOverHTTP2() throws {
+        let refused = try curl(["--http2-prior-knowledge", "-D", "-", "http://127.0.0.1:\(gateway.port)/api/orders"])
+        #expect(refused.stdout.hasPrefix("HTTP/2 401"))
+        #expect(refused.stdout.contains(#"www-authenticate: Bearer realm="portcullis""#))
+        #expect(refused.stdout.contains(#""error":"invalid_request""#) || refused.stdout.contains(#""error":"unauthorized""#))
+
+        let token = try issuer.token(sub: "carol")
+        let before = upstream.requestCount
+        let admitted = try curl(["--http2-prior-knowledge", "-H", "Authorization: Bearer \(token)", "-H", "X-Auth-Subject: mallory",
+                                 "http://127.0.0.1:\(gateway.port)/api/orders?id=1"])
+        #expect(admitted.stdout.contains(#""x-auth-subject":["carol"]"#))
+        #expect(!admitted.stdout.contains("mallory"))
+        #expect(admitted.stdout.contains(#""uri":"\/api\/orders?id=1""#) || admitted.stdout.contains(#""uri":"/api/orders?id=1""#))
+        #expect(upstream.requestCount == before + 1)
+    }
+
+    @Test("many streams on few connections all get their own answers (h2load)")
+    func multiplexedLoad() throws {
+        let token = try issuer.token(sub: "load")
+        let result = try runCommand("/usr/bin/env", ["h2load", "-n", "400", "-c", "4", "-m", "10", "-H", "authorization: Bearer \(token)",
+                                                     "http://127.0.0.1:\(gateway.port)/api/load"])
+        #expect(result.stdout.contains("requests: 400 total, 400 started, 400 done, 400 succeeded"), "\(result.stdout)")
+        #expect(result.stdout.contains("status codes: 400 2xx"), "\(result.stdout)")
+    }
+
+    @Test("a gRPC call the gateway refuses gets grpc-status 16 in trailers, not a JSON 401")
+    func grpcShapedRefusal() throws {
+        let seen = try peer("request", "/api/pkg.Service/Method", "content-type=application/grpc", "te=trailers")
+        let status = seen["status"] as? [String: String]
+        let trailers = seen["trailers"] as? [String: [String: String]]
+        #expect(status?["1"] == "200")
+        #expect(trailers?["1"]?["grpc-status"] == "16")
+        #expect(trailers?["1"]?["grpc-message"]?.contains("token") == true)
+        #expect((seen["bodies"] as? [String: String])?["1"] == nil)
+    }
+
+    // MARK: Request-head rules
+
+    @Test("a stream whose :authority and Host disagree is reset and reaches no upstream")
+    func authorityHostMismatch() throws {
+        let before = upstream.requestCount
+        let seen = try peer("authority", "b.test")
+        #expect((seen["resets"] as? [String: Int])?["1"] == 1) // PROTOCOL_ERROR
+        #expect((seen["status"] as? [String: String])?["1"] == nil)
+        #expect(upstream.requestCount == before)
+        #expect(try metric("portcullis_http2_malformed_streams_total") ?? 0 >= 1)
+        let agreeing = try peer("authority", "A.TEST")
+        #expect((agreeing["status"] as? [String: String])?["1"] == "200")
+    }
+
+    @Test("two cookie fields reach an HTTP/1.1 upstream as one Cookie field")
+    func cookiesAreJoined() throws {
+        let seen = try peer("cookies")
+        let body = (seen["bodies"] as? [String: String])?["1"] ?? ""
+        #expect(body.contains(#""cookie":["a=1; b=2"]"#), "\(body)")
+    }
+
+    // MARK: Attacks
+
+    @Test("rapid reset (CVE-2023-44487): a client resetting streams as fast as it opens them is cut with ENHANCE_YOUR_CALM")
+    func rapidReset() throws {
+        let seen = try peer("rapid-reset", "1000")
+        #expect(seen["goaway"] as? Int == 11)
+        // The node still serves others.
+        #expect(try gateway.request("GET", "/public/after", headers: [("Host", "gw.test")]).status == 200)
+    }
+
+    @Test("a CONTINUATION flood is cut before the header block completes")
+    func continuationFlood() throws {
+        let before = upstream.requestCount
+        let seen = try peer("continuation", "400")
+        #expect(seen["goaway"] as? Int != nil)
+        #expect((seen["sent"] as? Int ?? 0) <= (seen["frames"] as? Int ?? 0))
+        #expect((seen["status"] as? [String: String])?["1"] == nil)
+        #expect(upstream.requestCount == before)
+    }
+
+    @Test("PING and SETTINGS floods are cut with ENHANCE_YOUR_CALM", arguments: ["ping-flood", "settings-flood"])
+    func controlFrameFloods(mode: String) throws {
+        let seen = try peer(mode, "1000")
+        #expect(seen["goaway"] as? Int == 11)
+    }
+
+    @Test("a client opening more streams than max_concurrent_streams is cut with GOAWAY (PROTOCOL_ERROR); the excess never reaches an upstream")
+    func concurrentStreamLimit() throws {
+        let before = upstream.requestCount
+        let seen = try peer("streams", String(Self.maxStreams + 5))
+        #expect(seen["goaway"] as? Int == 1, "\(seen)")
+        #expect(seen["closed"] as? Bool == true)
+        #expect(upstream.requestCount - before <= Self.maxStreams)
+    }
+
+    @Test("a header list over limits.max_header_bytes never reaches the upstream")
+    func oversizedHeaderList() throws {
+        let before = upstream.requestCount
+        let big = String(repeating: "a", count: 40_000)
+        let errors = try metric("portcullis_http2_connection_errors_total") ?? 0
+        let result = try curl(["--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Big: \(big)",
+                               "http://127.0.0.1:\(gateway.port)/public/big"])
+        #expect(result.stdout != "200")
+        #expect(result.status != 28, "curl timed out: the connection was left open after GOAWAY")
+        #expect(upstream.requestCount == before)
+        #expect(try metric("portcullis_http2_connection_errors_total") ?? 0 > errors)
+    }
+}
+
+/// Settings that change the listener itself, each with its own gateway.
+@Suite("HTTP/2 listener settings", .serialized)
+struct HTTP2ListenerTests {
+    @Test("a TLS listener offers h2 by ALPN; with http2 off it offers only http/1.1")
+    func alpn() async throws {
+        let upstream = try await TestUpstream.start()
+        let authority = try TestCertificateAuthority.make(name: "Gateway CA")
+        let leaf = try authority.issue("gateway")
+        for enabled in [true, false] {
+            let gateway = try await GatewayProcess.start { port, adminPort, _ in
+                """
+                listen: 127.0.0.1:\(port)
+                admin_listen: 127.0.0.1:\(adminPort)
+                http2: \(enabled)
+                tls: {certificate_chain: \(leaf.certificate), private_key: \(leaf.privateKey)}
+                routes:
+                  - {name: public, path_prefix: /, upstream: {targets: [\(upstream.address)]}}
+                """
+            }
+            let result = try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2", "--cacert", authority.certificate,
+                                                         "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                                                         "https://127.0.0.1:\(gateway.port)/x"])
+            #expect(result.stdout == (enabled ? "2 200" : "1.1 200"), "http2: \(enabled)")
+            await gateway.stop()
+        }
+        await upstream.stop()
+    }
+
+    @Test("with http2 off a plaintext listener answers the HTTP/2 preface as a malformed HTTP/1.1 request")
+    func plaintextOff() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            http2: {enabled: false}
+            routes:
+              - {name: public, path_prefix: /, upstream: {targets: [\(upstream.address)]}}
+            """
+        }
+        let result = try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null",
+                                                     "-w", "%{http_version} %{http_code}", "http://127.0.0.1:\(gateway.port)/x"])
+        #expect(result.stdout != "2 200")
+        #expect(upstream.requestCount == 0)
+        #expect(try gateway.request("GET", "/x", headers: [("Host", "gw.test")]).status == 200)
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    @Test("on SIGTERM an HTTP/2 connection gets GOAWAY and its stream in flight still completes")
+    func goawayOnDrain() async throws {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            routes:
+              - {name: public, path_prefix: /, upstream: {targets: [\(upstream.address)]}}
+            """
+        }
+        let directory = try TemporaryDirectory.make(prefix: "h2-drain")
+        let peer = try ManagedProcess(executable: "/usr/bin/env",
+                                      arguments: ["python3", HTTP2GatewayTests.peerScript, "request", String(gateway.port), "/delay/1500"],
+                                      logFile: directory + "/peer.log")
+        try await Task.sleep(for: .milliseconds(600))
+        gateway.process.signal(SIGTERM)
+        let exit = await peer.waitForExit(timeout: .seconds(15))
+        #expect(exit == 0)
+        let line = peer.output.split(separator: "\n").last.map(String.init) ?? ""
+        let seen = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? [:]
+        #expect(seen["goaway"] as? Int == 0, "\(peer.output)")
+        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(peer.output)")
+        #expect((seen["bodies"] as? [String: String])?["1"]?.contains("delay") == true)
+        await gateway.stop()
+        await upstream.stop()
+    }
+}

@@ -1,0 +1,99 @@
+@testable import PortcullisGateway
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP1
+import Testing
+
+/// The pure parts of the HTTP/2 path: telling the protocol from the first bytes, the HTTP/2 rules
+/// on a request's header block, and the gRPC shape of the gateway's own answers.
+@Suite("HTTP/2 detection and request-head rules")
+struct HTTP2UnitTests {
+    /// Records what the detector decided and the bytes that reached the handler after it.
+    final class Sink: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        var received = ByteBuffer()
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var bytes = unwrapInboundIn(data)
+            received.writeBuffer(&bytes)
+        }
+    }
+
+    private func detect(_ chunks: [String]) throws -> (decision: HTTP2PrefaceDetector.Spoken?, received: String, detectorLeft: Bool) {
+        let channel = EmbeddedChannel()
+        var decision: HTTP2PrefaceDetector.Spoken?
+        let sink = Sink()
+        let detector = HTTP2PrefaceDetector { spoken, context in
+            decision = spoken
+            try context.pipeline.syncOperations.addHandler(sink)
+        }
+        try channel.pipeline.syncOperations.addHandler(detector)
+        for chunk in chunks { try channel.writeInbound(ByteBuffer(string: chunk)) }
+        let left = (try? channel.pipeline.syncOperations.context(handlerType: HTTP2PrefaceDetector.self)) != nil
+        _ = try? channel.finish()
+        return (decision, String(buffer: sink.received), left)
+    }
+
+    @Test("the HTTP/2 preface split over reads is detected, and every byte is passed on once")
+    func prefaceSplit() throws {
+        let result = try detect(["PRI * HTT", "P/2.0\r\n\r\nSM\r", "\n\r\n", "\u{0}\u{0}"])
+        #expect(result.decision == .http2)
+        #expect(result.received == "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\u{0}\u{0}")
+        #expect(!result.detectorLeft)
+    }
+
+    @Test("an HTTP/1.1 request is decided at its first byte that differs from the preface")
+    func http1AtFirstDifference() throws {
+        #expect(try detect(["G"]).decision == .http1)
+        #expect(try detect(["P"]).decision == nil)
+        let post = try detect(["P", "OST / HTTP/1.1\r\n"])
+        #expect(post.decision == .http1)
+        #expect(post.received == "POST / HTTP/1.1\r\n")
+        // A method that shares the preface's first letters is still HTTP/1.1.
+        #expect(try detect(["PRI / HTTP/1.1\r\n"]).decision == .http1)
+    }
+
+    @Test("an incomplete preface decides nothing and passes nothing on")
+    func incompletePreface() throws {
+        let result = try detect(["PRI * HTTP/2.0\r\n"])
+        #expect(result.decision == nil)
+        #expect(result.received.isEmpty)
+        #expect(result.detectorLeft)
+    }
+
+    @Test(":authority and Host must agree; case does not matter")
+    func authorityAgreement() {
+        let base: [(String, String)] = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a.test")]
+        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders(base)) == .unchanged)
+        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders(base + [("host", "A.Test")])) == .unchanged)
+        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders(base + [("host", "b.test")])) == .malformed)
+        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders(base + [("host", "a.test"), ("host", "b.test")])) == .malformed)
+    }
+
+    @Test("several cookie fields are joined into one, in order, after the other fields")
+    func cookiesJoined() {
+        let headers = HPACKHeaders([(":method", "GET"), (":path", "/"), ("cookie", "a=1"), ("x", "y"), ("cookie", "b=2")])
+        guard case .rewritten(let rewritten) = HTTP2RequestHeadNormalizer.normalize(headers) else {
+            Issue.record("cookies were not joined")
+            return
+        }
+        #expect(rewritten.map(\.name) == [":method", ":path", "x", "cookie"])
+        #expect(rewritten.first(name: "cookie") == "a=1; b=2")
+        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders([("cookie", "a=1")])) == .unchanged)
+    }
+
+    @Test("the gateway's refusals map to the gRPC statuses clients act on")
+    func grpcStatusMapping() {
+        #expect(GRPCStatus.code(for: .unauthorized) == 16)
+        #expect(GRPCStatus.code(for: .forbidden) == 7)
+        #expect(GRPCStatus.code(for: .tooManyRequests) == 8)
+        #expect(GRPCStatus.code(for: .badGateway) == 14)
+        #expect(GRPCStatus.code(for: .serviceUnavailable) == 14)
+        #expect(GRPCStatus.code(for: .gatewayTimeout) == 4)
+        #expect(GRPCStatus.isGRPC(contentType: "application/grpc"))
+        #expect(GRPCStatus.isGRPC(contentType: "application/grpc+proto"))
+        #expect(!GRPCStatus.isGRPC(contentType: "application/grpc-web"))
+        #expect(!GRPCStatus.isGRPC(contentType: "application/json"))
+        #expect(GRPCStatus.encodedMessage("100% ok\n é") == "100%25 ok%0A %C3%A9")
+    }
+}

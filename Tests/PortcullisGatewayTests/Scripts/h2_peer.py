@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""A raw HTTP/2 client for the gateway's HTTP/2 tests: frames built with hyperframe and header
+blocks with hpack (the libraries under python-hyper's h2), written to a plain socket so that a
+test can send what a well-behaved client library never would.
+
+    h2_peer.py MODE PORT [ARG]
+
+Prints one JSON object describing what the server did. Modes:
+  rapid-reset N        open and reset N streams as fast as possible (CVE-2023-44487)
+  continuation N       one request whose header block is spread over N CONTINUATION frames
+  ping-flood N         N PING frames
+  settings-flood N     N empty SETTINGS frames
+  streams N            open N streams at once, each a GET of /delay/1000
+  authority HOST       a request whose :authority is `a.test` and Host is HOST
+  cookies              a request with two cookie fields; prints the response body
+  request PATH [NAME=VALUE ...]
+                       one GET of PATH with the extra fields; prints status, body and trailers
+                       (after a GOAWAY, too)
+"""
+import json
+import socket
+import sys
+import time
+
+import hpack
+from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame,
+                              PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class Peer:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.encoder = hpack.Encoder()
+        self.decoder = hpack.Decoder()
+        self.buffer = b""
+        self.goaway = None
+        self.goaways = []
+        self.resets = {}
+        self.headers = {}
+        self.bodies = {}
+        self.ended = set()
+        self.closed = False
+        self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
+
+    def send(self, *frames):
+        try:
+            self.sock.sendall(b"".join(f.serialize() for f in frames))
+            return True
+        except OSError:
+            self.closed = True
+            return False
+
+    def request_block(self, path="/", extra=(), authority="gw.test", method="GET"):
+        fields = [(":method", method), (":scheme", "http"), (":path", path), (":authority", authority)]
+        return self.encoder.encode(fields + list(extra))
+
+    def pump(self, timeout):
+        """Reads frames until `timeout` passes or the connection closes."""
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return
+            except OSError:
+                self.closed = True
+                return
+            if not data:
+                self.closed = True
+                return
+            self.buffer += data
+            self._parse()
+
+    def _parse(self):
+        while len(self.buffer) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
+            if len(self.buffer) < 9 + length:
+                return
+            frame.parse_body(memoryview(self.buffer[9:9 + length]))
+            self.buffer = self.buffer[9 + length:]
+            self._handle(frame)
+
+    def _handle(self, frame):
+        if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+            self.send(SettingsFrame(0, flags=["ACK"]))
+        elif isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+            self.send(PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"]))
+        elif isinstance(frame, GoAwayFrame):
+            self.goaway = frame.error_code
+            self.goaways.append([frame.last_stream_id, frame.error_code, frame.additional_data.decode("utf-8", "replace")])
+        elif isinstance(frame, RstStreamFrame):
+            self.resets[frame.stream_id] = frame.error_code
+        elif isinstance(frame, HeadersFrame):
+            self.headers.setdefault(frame.stream_id, []).append(dict(
+                (k.decode() if isinstance(k, bytes) else k, v.decode() if isinstance(v, bytes) else v)
+                for k, v in self.decoder.decode(frame.data)))
+            if "END_STREAM" in frame.flags:
+                self.ended.add(frame.stream_id)
+        elif isinstance(frame, DataFrame):
+            self.bodies[frame.stream_id] = self.bodies.get(frame.stream_id, b"") + frame.data
+            if frame.flow_controlled_length:
+                updates = [WindowUpdateFrame(0, window_increment=frame.flow_controlled_length)]
+                if "END_STREAM" not in frame.flags:
+                    updates.append(WindowUpdateFrame(frame.stream_id, window_increment=frame.flow_controlled_length))
+                self.send(*updates)
+            if "END_STREAM" in frame.flags:
+                self.ended.add(frame.stream_id)
+
+    def result(self, **extra):
+        status = {str(s): h[0].get(":status") for s, h in self.headers.items()}
+        trailers = {str(s): h[-1] for s, h in self.headers.items() if len(h) > 1}
+        out = {"goaway": self.goaway, "goaways": self.goaways, "closed": self.closed, "resets": {str(k): v for k, v in self.resets.items()},
+               "status": status, "trailers": trailers,
+               "bodies": {str(k): v.decode("utf-8", "replace") for k, v in self.bodies.items()}}
+        out.update(extra)
+        return out
+
+
+def main():
+    mode, port = sys.argv[1], int(sys.argv[2])
+    arg = sys.argv[3] if len(sys.argv) > 3 else None
+    peer = Peer(port)
+    peer.pump(0.2)
+    if mode == "rapid-reset":
+        sent = 0
+        for i in range(int(arg)):
+            stream = 1 + 2 * i
+            if not peer.send(HeadersFrame(stream, peer.request_block(), flags=["END_HEADERS", "END_STREAM"]),
+                             RstStreamFrame(stream, error_code=8)):
+                break
+            sent += 1
+            if i % 50 == 0:
+                peer.pump(0.001)
+            if peer.goaway is not None:
+                break
+        peer.pump(2)
+        print(json.dumps(peer.result(sent=sent)))
+    elif mode == "continuation":
+        block = peer.request_block(extra=[("x-pad-%d" % i, "v") for i in range(int(arg))])
+        pieces = [block[i:i + 8] for i in range(0, len(block), 8)]
+        frames = [HeadersFrame(1, pieces[0], flags=["END_STREAM"])]
+        frames += [ContinuationFrame(1, p) for p in pieces[1:-1]]
+        frames.append(ContinuationFrame(1, pieces[-1], flags=["END_HEADERS"]))
+        sent = 0
+        for frame in frames:
+            if not peer.send(frame):
+                break
+            sent += 1
+        peer.pump(2)
+        print(json.dumps(peer.result(sent=sent, frames=len(frames))))
+    elif mode in ("ping-flood", "settings-flood"):
+        sent = 0
+        for i in range(int(arg)):
+            frame = PingFrame(0, opaque_data=i.to_bytes(8, "big")) if mode == "ping-flood" else SettingsFrame(0)
+            if not peer.send(frame):
+                break
+            sent += 1
+            if i % 50 == 0:
+                peer.pump(0.001)
+        peer.pump(2)
+        print(json.dumps(peer.result(sent=sent)))
+    elif mode == "streams":
+        for i in range(int(arg)):
+            peer.send(HeadersFrame(1 + 2 * i, peer.request_block(path="/delay/1000"), flags=["END_HEADERS", "END_STREAM"]))
+        peer.pump(2.5)
+        print(json.dumps(peer.result()))
+    elif mode == "authority":
+        peer.send(HeadersFrame(1, peer.request_block(authority="a.test", extra=[("host", arg)]), flags=["END_HEADERS", "END_STREAM"]))
+        peer.pump(2)
+        print(json.dumps(peer.result()))
+    elif mode == "cookies":
+        peer.send(HeadersFrame(1, peer.request_block(path="/public/echo", extra=[("cookie", "a=1"), ("cookie", "b=2")]),
+                               flags=["END_HEADERS", "END_STREAM"]))
+        while 1 not in peer.ended and not peer.closed:
+            peer.pump(0.5)
+        print(json.dumps(peer.result()))
+    elif mode == "request":
+        extra = [tuple(field.split("=", 1)) for field in sys.argv[4:]]
+        peer.send(HeadersFrame(1, peer.request_block(path=arg, extra=extra), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 10
+        while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
+        peer.pump(0.3)
+        print(json.dumps(peer.result()))
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+if __name__ == "__main__":
+    main()
