@@ -94,7 +94,18 @@ public struct JWTRouteAuth: Sendable {
 
 /// Where a route's requests go.
 public struct UpstreamConfig: Sendable {
+    /// The protocol the gateway speaks to the upstream.
+    public enum UpstreamProtocol: String, Sendable, CaseIterable {
+        /// HTTP/1.1, over TLS when `tls` is set.
+        case http1
+        /// HTTP/2 over TLS, agreed by ALPN (`tls` required).
+        case h2
+        /// HTTP/2 over plaintext with prior knowledge (`tls` not allowed).
+        case h2c
+    }
+
     public var targets: [HostPort]
+    public var `protocol` = UpstreamProtocol.http1
     /// TLS to the upstream.
     public var tls: UpstreamTLSConfig?
     public var connectTimeout: Duration = .seconds(2)
@@ -120,6 +131,11 @@ public struct UpstreamConfig: Sendable {
         }
         guard !targets.isEmpty else { throw targetsNode.error("at least one target is required") }
         tls = try map.optional("tls").map { try UpstreamTLSConfig(node: $0, baseDirectory: baseDirectory) }
+        if let v = map.optional("protocol") {
+            `protocol` = try v.choice(UpstreamProtocol.self)
+            if `protocol` == .h2, tls == nil { throw v.error("protocol: h2 is HTTP/2 over TLS and needs upstream.tls (h2c is the plaintext form)") }
+            if `protocol` == .h2c, tls != nil { throw v.error("protocol: h2c is HTTP/2 without TLS; with upstream.tls use h2") }
+        }
         if let v = map.optional("connect_timeout") { connectTimeout = try v.duration() }
         if let v = map.optional("response_header_timeout") { responseHeaderTimeout = try v.duration() }
         if let v = map.optional("idle_timeout") { idleTimeout = try v.duration() }

@@ -2,8 +2,9 @@ import NIOCore
 import NIOHTTP1
 
 /// One HTTP/2 stream of a client connection, which carries one request: `Admission` decides on
-/// its head, an `UpstreamExchange` forwards it (to an HTTP/1.1 upstream), and the response goes
-/// back on the stream as `HTTPServerResponsePart`s, which swift-nio-http2's
+/// its head, an `UpstreamExchange` forwards it to an HTTP/1.1 upstream or an
+/// `HTTP2UpstreamExchange` to an HTTP/2 one (trailers included: gRPC), and the response goes back
+/// on the stream as `HTTPServerResponsePart`s, which swift-nio-http2's
 /// `HTTP2FramePayloadToHTTP1ServerCodec` (before this handler) turns into HEADERS and DATA frames.
 ///
 /// Flow control runs end to end: this stream's reads are held while the upstream connection
@@ -21,6 +22,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
         /// The gateway answered; the rest of the request is dropped.
         case answered
         case proxying(UpstreamExchange)
+        case proxyingHTTP2(HTTP2UpstreamExchange)
         case done
     }
 
@@ -40,8 +42,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
         self.context = context
         // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
         responseTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
-            guard case .proxying(let exchange) = state else { return }
-            exchange.responseHeaderTimedOut()
+            switch state {
+            case .proxying(let exchange): exchange.responseHeaderTimedOut()
+            case .proxyingHTTP2(let exchange): exchange.responseHeaderTimedOut()
+            default: break
+            }
         }
     }
 
@@ -59,10 +64,18 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
             guard case .waitingForHead = state else { return }
             handleHead(head)
         case .body(let body):
-            if case .proxying(let exchange) = state { exchange.clientBody(body) }
+            switch state {
+            case .proxying(let exchange): exchange.clientBody(body)
+            case .proxyingHTTP2(let exchange): exchange.clientBody(body)
+            default: break
+            }
         case .end:
             requestEnded = true
-            if case .proxying(let exchange) = state { exchange.clientEnd() }
+            switch state {
+            case .proxying(let exchange): exchange.clientEnd()
+            case .proxyingHTTP2(let exchange): exchange.clientEnd()
+            default: break
+            }
         }
     }
 
@@ -87,10 +100,18 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
             if facts.expectsContinue {
                 context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .continue))), promise: nil)
             }
-            let exchange = UpstreamExchange(downstream: self, route: admitted.route, clientHead: head, upstreamHead: upstreamHead,
-                                            log: log, extraResponseHeaders: admitted.rateLimitHeaders)
-            state = .proxying(exchange)
-            exchange.start()
+            if admitted.route.upstream.http2 {
+                let exchange = HTTP2UpstreamExchange(downstream: self, pool: shared.pool, route: admitted.route, clientHead: head,
+                                                     upstreamHead: HeaderRewriter.http2UpstreamRequest(upstreamHead, clientHead: head),
+                                                     log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+                state = .proxyingHTTP2(exchange)
+                exchange.start()
+            } else {
+                let exchange = UpstreamExchange(downstream: self, route: admitted.route, clientHead: head, upstreamHead: upstreamHead,
+                                                log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+                state = .proxying(exchange)
+                exchange.start()
+            }
         }
     }
 
@@ -139,30 +160,49 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
     // MARK: Backpressure and stream events
 
     func read(context: ChannelHandlerContext) {
-        if case .proxying(let exchange) = state, !exchange.upstreamWritable {
+        guard upstreamTakesBytes else {
             pendingRead = true
             return
         }
         context.read()
     }
 
+    /// Whether the request's body may be read on: no exchange, or its upstream can take bytes.
+    private var upstreamTakesBytes: Bool {
+        switch state {
+        case .proxying(let exchange): exchange.upstreamWritable
+        case .proxyingHTTP2(let exchange): exchange.upstreamWritable
+        default: true
+        }
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .proxying(let exchange) = state { exchange.clientDrained() }
+        if context.channel.isWritable {
+            switch state {
+            case .proxying(let exchange): exchange.clientDrained()
+            case .proxyingHTTP2(let exchange): exchange.clientDrained()
+            default: break
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if case .proxying(let exchange) = state { exchange.clientGone() }
+        switch state {
+        case .proxying(let exchange): exchange.clientGone()
+        case .proxyingHTTP2(let exchange): exchange.clientGone()
+        default: break
+        }
         state = .done
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A stream error (a body longer than its content-length, a reset): the request fails.
-        if case .proxying(let exchange) = state, !requestEnded {
-            exchange.clientRequestMalformed()
-        } else {
-            context.close(promise: nil)
+        switch state {
+        case .proxying(let exchange) where !requestEnded: exchange.clientRequestMalformed()
+        case .proxyingHTTP2(let exchange): exchange.clientGone()
+        default: context.close(promise: nil)
         }
     }
 }
@@ -183,8 +223,7 @@ extension HTTP2StreamHandler: ExchangeDownstream {
     }
 
     func resumeRequestReads() {
-        guard pendingRead, let context else { return }
-        if case .proxying(let exchange) = state, !exchange.upstreamWritable { return }
+        guard pendingRead, let context, upstreamTakesBytes else { return }
         pendingRead = false
         context.read()
     }
@@ -224,5 +263,31 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func closeDownstream() {
         context?.close(promise: nil)
+    }
+}
+
+// MARK: The HTTP/2 upstream exchange's view of this stream
+
+extension HTTP2StreamHandler {
+    func sendResponseHead(_ head: HTTPResponseHead) {
+        context?.write(wrapOutboundOut(.head(head)), promise: nil)
+    }
+
+    func exchangeCompleted(log: RequestLog, route: CompiledRoute, trailers: HTTPHeaders?, upstreamTime: TimeAmount?, now: NIODeadline) {
+        state = .done
+        shared.gateway.record(log, metrics: route.metrics, upstreamTime: upstreamTime, now: now, counter: &shared.responseCounter)
+        endResponse(trailers: trailers)
+    }
+
+    func exchangeFailed(log: RequestLog, route: CompiledRoute, with response: ErrorResponse) {
+        state = .done
+        answer(response, requestID: log.requestID, isHEAD: false)
+        shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+
+    func exchangeAborted(log: RequestLog, route: CompiledRoute) {
+        state = .done
+        context?.close(promise: nil)
+        shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
     }
 }

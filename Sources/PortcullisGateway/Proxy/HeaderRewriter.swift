@@ -250,7 +250,7 @@ enum HeaderRewriter {
     }
 
     /// A route's `set` fields replace any field of the same name.
-    private static func replaceOrAdd(_ fields: [(String, String)], in headers: inout [(name: String, value: String)]) {
+    static func replaceOrAdd(_ fields: [(String, String)], in headers: inout [(name: String, value: String)]) {
         for (name, value) in fields {
             let lower = Array(name.lowercased().utf8)
             headers.removeAll { HeaderNameSet.equalsIgnoringASCIICase($0.0.utf8, lower) }

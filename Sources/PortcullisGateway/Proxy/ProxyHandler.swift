@@ -177,6 +177,13 @@ final class ProxyHandler: ChannelDuplexHandler {
             return reject(response, head: head, log: &log, hasBody: facts.hasBody, metrics: metrics)
         }
         let route = admitted.route
+        if route.upstream.http2 {
+            // An HTTP/2 upstream (gRPC) is reached from HTTP/2 clients only: its trailers and
+            // streams have no HTTP/1.1 form here.
+            let refusal = ErrorResponse(status: .httpVersionNotSupported, error: "http_version_not_supported",
+                                        description: "this route's upstream speaks HTTP/2; send the request over HTTP/2")
+            return reject(refusal, head: head, log: &log, hasBody: facts.hasBody, metrics: route.metrics)
+        }
 
         // 3. Accepted: forward.
         let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: route.headerPolicy, identity: admitted.identity,

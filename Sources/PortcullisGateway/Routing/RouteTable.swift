@@ -37,6 +37,7 @@ final class CompiledRoute: Sendable {
             if !tls.verify {
                 configuration.certificateVerification = .none
             }
+            if upstream.protocol == .h2 { configuration.applicationProtocols = ["h2"] }
             do {
                 tlsContext = try NIOSSLContext(configuration: configuration)
             } catch {
@@ -51,7 +52,8 @@ final class CompiledRoute: Sendable {
             maxIdlePerTarget: upstream.maxIdlePerTarget,
             ejectFor: upstream.ejectFor,
             tls: tlsContext,
-            tlsServerName: upstream.tls?.serverName
+            tlsServerName: upstream.tls?.serverName,
+            http2: upstream.protocol != .http1
         )
         switch config.auth {
         case .none:

@@ -14,6 +14,8 @@ struct UpstreamSettings: Sendable {
     let ejectFor: Duration
     let tls: NIOSSLContext?
     let tlsServerName: String?
+    /// HTTP/2 (`h2` with `tls`, `h2c` without) rather than HTTP/1.1.
+    let http2: Bool
 }
 
 /// Keep-alive connections to upstream targets, one pool per event loop. All state is confined to
@@ -42,9 +44,12 @@ final class UpstreamPool {
         var connections: [UpstreamConnection] = []
     }
     private var idle: [Key: IdleList] = [:]
+    /// The HTTP/2 upstream connections of this event loop, one multiplexed connection per target.
+    let http2: HTTP2UpstreamPool
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
+        self.http2 = HTTP2UpstreamPool(eventLoop: eventLoop)
     }
 
     /// An idle connection to `target` that is still open and not too old, if any.
@@ -139,13 +144,14 @@ final class UpstreamPool {
 
     /// Closes every idle connection (shutdown).
     func closeAll() {
+        http2.closeAll()
         for list in idle.values {
             for connection in list.connections { connection.close() }
         }
         idle.removeAll()
     }
 
-    private static func sniName(_ host: String) -> String? {
+    static func sniName(_ host: String) -> String? {
         // SNI must be a DNS name, never an IP literal (RFC 6066 §3).
         let isIP = host.contains(":") || host.split(separator: ".").allSatisfy { UInt8($0) != nil }
         return isIP ? nil : host

@@ -1,0 +1,209 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+
+/// A request on a client's HTTP/2 stream forwarded on a stream of an HTTP/2 upstream
+/// (`upstream.protocol: h2` or `h2c`) — the way gRPC passes: request and response stream both
+/// ways as they arrive, and the upstream's trailers (`grpc-status`) reach the client. The
+/// upstream stream's pipeline is swift-nio-http2's client codec and an `HTTP2UpstreamStreamHandler`
+/// that reports here. Flow control runs end to end as on the HTTP/1.1 path: the client stream's
+/// reads wait for the upstream stream to be writable, and the upstream stream's reads wait for the
+/// client stream to be. No retry: a stream that failed may have reached the application.
+/// Confined to the client connection's event loop; the upstream connection is on the same loop.
+final class HTTP2UpstreamExchange {
+    /// Unowned: the client's stream handler owns the exchange while it runs, and outlives it.
+    private unowned let downstream: HTTP2StreamHandler
+    let route: CompiledRoute
+    let clientHead: HTTPRequestHead
+    private let upstreamHead: HTTPRequestHead
+    var log: RequestLog
+    private let extraResponseHeaders: HTTPHeaders?
+    private let pool: UpstreamPool
+
+    private var stream: (any Channel)?
+    private var buffered: [ByteBuffer] = []
+    private var bodyBytes = 0
+    private(set) var clientRequestEnded = false
+    private var sentAt: NIODeadline?
+    private(set) var responseStarted = false
+    private var done = false
+    /// The status fields of a gRPC "Trailers-Only" response (one HEADERS frame that ends the
+    /// stream), sent to the client as trailers: the server codec cannot end a stream with its
+    /// head, and a gRPC client reads a status only at the end.
+    private var statusFromHead: HTTPHeaders?
+
+    init(downstream: HTTP2StreamHandler, pool: UpstreamPool, route: CompiledRoute, clientHead: HTTPRequestHead,
+         upstreamHead: HTTPRequestHead, log: RequestLog, extraResponseHeaders: HTTPHeaders?) {
+        self.downstream = downstream
+        self.pool = pool
+        self.route = route
+        self.clientHead = clientHead
+        self.upstreamHead = upstreamHead
+        self.log = log
+        self.extraResponseHeaders = extraResponseHeaders
+    }
+
+    var upstreamWritable: Bool { stream?.isWritable ?? false }
+
+    func start() {
+        let now = NIODeadline.now()
+        guard let target = route.selector.pick(now: now, excluding: nil) else {
+            return fail(.connectFailed("no upstream targets"))
+        }
+        log.upstream = target.label
+        let scheme: HTTP2FramePayloadToHTTP1ClientCodec.HTTPProtocol = route.upstream.tls == nil ? .http : .https
+        pool.http2.openStream(target: target, settings: route.upstream, initialize: { [self] channel in
+            try channel.pipeline.syncOperations.addHandlers([
+                HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: scheme),
+                HTTP2UpstreamStreamHandler(exchange: self),
+            ])
+        }, completion: { [self] result in
+            guard !done else {
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let channel):
+                target.markHealthy()
+                attach(channel)
+            case .failure(let error):
+                target.eject(for: route.upstream.ejectFor, now: .now())
+                fail(error)
+            }
+        })
+    }
+
+    private func attach(_ channel: any Channel) {
+        stream = channel
+        sentAt = .now()
+        channel.write(HTTPClientRequestPart.head(upstreamHead), promise: nil)
+        for part in buffered { channel.write(HTTPClientRequestPart.body(.byteBuffer(part)), promise: nil) }
+        buffered.removeAll()
+        if clientRequestEnded { endUpstreamRequest() }
+        channel.flush()
+        downstream.resumeRequestReads()
+    }
+
+    private func endUpstreamRequest() {
+        stream?.write(HTTPClientRequestPart.end(nil), promise: nil)
+        downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
+    }
+
+    // MARK: Client → upstream
+
+    func clientBody(_ body: ByteBuffer) {
+        guard !done else { return }
+        bodyBytes += body.readableBytes
+        if bodyBytes > route.config.maxBodyBytes {
+            return fail(nil, status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes")
+        }
+        guard let stream else { return buffered.append(body) }
+        stream.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+    }
+
+    func clientEnd() {
+        clientRequestEnded = true
+        guard !done, let stream else { return }
+        endUpstreamRequest()
+        stream.flush()
+    }
+
+    /// The client reset its stream or went away: the upstream stream is reset too.
+    func clientGone() {
+        guard !done else { return }
+        done = true
+        downstream.cancelResponseHeaderTimeout()
+        stream?.close(promise: nil)
+        stream = nil
+        log.status = 499
+        log.reason = "client_closed"
+        downstream.exchangeAborted(log: log, route: route)
+    }
+
+    func clientDrained() {
+        stream?.read()
+    }
+
+    func responseHeaderTimedOut() {
+        guard !responseStarted, !done else { return }
+        fail(.responseHeaderTimeout)
+    }
+
+    // MARK: Upstream → client (from `HTTP2UpstreamStreamHandler`)
+
+    var clientIsWritable: Bool { downstream.isWritable }
+
+    func upstreamHead(_ head: HTTPResponseHead) {
+        guard !done else { return }
+        // An informational head (100) is not the response.
+        if head.status.code < 200 { return }
+        downstream.cancelResponseHeaderTimeout()
+        responseStarted = true
+        log.status = Int(head.status.code)
+        var fields = HeaderRewriter.http2ClientFields(head.headers, policy: route.headerPolicy, requestID: log.requestID,
+                                                      extra: extraResponseHeaders)
+        if fields.contains(name: "grpc-status") {
+            var status = HTTPHeaders()
+            for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                for value in fields[name] { status.add(name: name, value: value) }
+                fields.remove(name: name)
+            }
+            statusFromHead = status
+        }
+        downstream.sendResponseHead(HTTPResponseHead(version: .http2, status: head.status, headers: fields))
+    }
+
+    func upstreamBody(_ body: ByteBuffer) {
+        guard !done else { return }
+        downstream.sendResponseBody(body)
+    }
+
+    func upstreamReadComplete() {
+        if !done { downstream.flushResponse() }
+    }
+
+    func upstreamEnd(trailers: HTTPHeaders?) {
+        guard !done else { return }
+        done = true
+        downstream.cancelResponseHeaderTimeout()
+        let now = NIODeadline.now()
+        let passed = trailers.map { HeaderRewriter.http2ClientFields($0, policy: route.headerPolicy, requestID: nil, extra: nil) } ?? statusFromHead
+        stream = nil
+        downstream.exchangeCompleted(log: log, route: route, trailers: passed, upstreamTime: sentAt.map { now - $0 }, now: now)
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { downstream.resumeRequestReads() }
+    }
+
+    /// The upstream stream ended without a complete response (reset, connection lost).
+    func upstreamClosed() {
+        guard !done else { return }
+        fail(responseStarted ? .closedMidResponse : .closedBeforeResponse)
+    }
+
+    // MARK: Failure
+
+    private func fail(_ error: UpstreamError) {
+        downstream.metrics.upstreamFailure(route: route.config.name, kind: error.kind)
+        log.reason = error.kind
+        fail(error, status: error.isTimeout ? .gatewayTimeout : .badGateway,
+             error: error.isTimeout ? "upstream_timeout" : "bad_gateway",
+             description: error.isTimeout ? "the upstream did not answer in time" : "the upstream is unavailable")
+    }
+
+    private func fail(_ error: UpstreamError?, status: HTTPResponseStatus, error code: String, description: String) {
+        guard !done else { return }
+        done = true
+        downstream.cancelResponseHeaderTimeout()
+        stream?.close(promise: nil)
+        stream = nil
+        if responseStarted {
+            downstream.exchangeAborted(log: log, route: route)
+            return
+        }
+        log.status = Int(status.code)
+        log.reason = log.reason ?? code
+        downstream.exchangeFailed(log: log, route: route, with: ErrorResponse(status: status, error: code, description: description))
+    }
+}

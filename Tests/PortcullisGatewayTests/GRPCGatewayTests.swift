@@ -1,0 +1,53 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+/// gRPC through the gateway with real peers on both sides: Python grpcio as the client (HTTP/2
+/// with prior knowledge) and as the upstream server (`protocol: h2c`), a real gateway process
+/// between them authenticating every call (Scripts/grpc_peer.py).
+@Suite("gRPC through the gateway", .serialized)
+struct GRPCGatewayTests {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/grpc_peer.py").path
+
+    @Test("unary, server and bidirectional streaming, deadlines, upstream statuses and a 1 MiB message pass; calls without a valid token get UNAUTHENTICATED")
+    func grpcEndToEnd() async throws {
+        let serverPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "grpc-upstream")
+        let server = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.script, "server", String(serverPort)],
+                                        logFile: directory + "/server.log")
+        defer { Task { _ = await server.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+
+        let issuer = try TestIssuer()
+        let gateway = try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            \(issuers)
+            routes:
+              - name: grpc
+                path_prefix: /pkg.Echo
+                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2c}
+                auth: {type: jwt}
+            """
+        }
+        let token = try issuer.token(sub: "carol")
+        let result = try runCommand("/usr/bin/env", ["python3", Self.script, "client", String(gateway.port), token])
+        let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]]) ?? [:]
+        #expect(seen["unary"]?["ok"] as? String == "carol:hello", "\(result.stdout) \(result.stderr)")
+        #expect(seen["unauthenticated"]?["code"] as? String == "UNAUTHENTICATED")
+        #expect(seen["bad_token"]?["code"] as? String == "UNAUTHENTICATED")
+        #expect(seen["server_stream"]?["ok"] as? [String] == (0..<5).map { "s-\($0)" })
+        #expect(seen["bidi"]?["ok"] as? [String] == ["echo:a", "echo:b", "echo:c"])
+        #expect(seen["deadline"]?["code"] as? String == "DEADLINE_EXCEEDED")
+        #expect(seen["status"]?["code"] as? String == "NOT_FOUND")
+        #expect(seen["status"]?["details"] as? String == "no such thing")
+        #expect(seen["big"]?["ok"] as? Bool == true)
+
+        // An HTTP/1.1 request cannot reach an HTTP/2 upstream.
+        let http1 = try gateway.request("POST", "/pkg.Echo/Unary", headers: [("Host", "gw.test"), ("Authorization", "Bearer \(token)")], body: [])
+        #expect(http1.status == 505)
+        await gateway.stop()
+    }
+}
