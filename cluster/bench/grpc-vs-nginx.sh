@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# gRPC unary through Portcullis (RS256 on every call, `upstream.protocol: h2c`) against nginx's
+# `grpc_pass` without authentication, in one run, same pinning: h2load on core LOAD_CORE with the
+# backend, the proxy under test on core PROXY_CORE. The backend is nginx answering every call with
+# one fixed gRPC message and `grpc-status: 0` in trailers, so the rows measure the proxies.
+# Builds the release gateway first unless PORTCULLIS_BIN is set. Works from a plain clone.
+#   cluster/bench/grpc-vs-nginx.sh                      # DURATION=10s REPEATS=3
+#   DURATION=5s REPEATS=1 cluster/bench/grpc-vs-nginx.sh
+# Knobs: DURATION, REPEATS, CONNS (64), STREAMS (10), LOAD_CORE (0), PROXY_CORE (1), BASE_PORT (19080).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+DURATION=${DURATION:-10s} REPEATS=${REPEATS:-3} CONNS=${CONNS:-64} STREAMS=${STREAMS:-10}
+LOAD_CORE=${LOAD_CORE:-0} PROXY_CORE=${PROXY_CORE:-1} BASE_PORT=${BASE_PORT:-19080}
+backend_port=$BASE_PORT nginx_port=$((BASE_PORT + 1)) gateway_port=$((BASE_PORT + 2))
+for tool in nginx h2load taskset python3; do
+  command -v $tool >/dev/null || { echo "$tool is missing (cluster/bench/setup.sh installs the peers)" >&2; exit 1; }
+done
+if [ -z "${PORTCULLIS_BIN:-}" ]; then
+  cluster/build-release.sh --product portcullis >&2
+  PORTCULLIS_BIN=$root/.build/release/portcullis
+fi
+run=$(mktemp -d -t portcullis-grpc.XXXXXX)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
+trap cleanup EXIT
+mkdir -p "$run/tmp" "$run/www"
+
+# Keys, JWKS and an RS256 token (the peer harness's fixtures).
+python3 cluster/bench/peers/fixtures.py "$run" --count 1 >/dev/null
+read -r iss aud < <(cd cluster/bench/peers && python3 -c 'import fixtures; print(fixtures.ISSUER, fixtures.AUDIENCE)')
+token=$(cat "$run/tokens/rs256.token")
+# One gRPC message (flag 0, 4-byte length, 16 bytes of payload) as the request and the reply.
+python3 -c 'import sys,struct; m=b"0123456789abcdef"; sys.stdout.buffer.write(b"\0"+struct.pack(">I",len(m))+m)' > "$run/request.bin"
+cp "$run/request.bin" "$run/www/Unary"
+
+common="daemon off; master_process off; worker_processes 1; error_log stderr warn; worker_rlimit_nofile 16384;
+events { worker_connections 4096; multi_accept on; }"
+temps="client_body_temp_path $run/tmp/b; proxy_temp_path $run/tmp/p; fastcgi_temp_path $run/tmp/f; uwsgi_temp_path $run/tmp/u; scgi_temp_path $run/tmp/s;"
+cat > "$run/backend.conf" <<CONF
+$common
+pid $run/backend.pid;
+http {
+  access_log off; $temps
+  http2_max_requests 100000000; keepalive_requests 100000000; keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$backend_port http2;
+    location /pkg.Echo/ {
+      alias $run/www/;
+      default_type application/grpc;
+      add_trailer grpc-status 0 always;
+      # The request body is read and dropped.
+      client_body_buffer_size 64k;
+      error_page 405 =200 \$uri;
+    }
+  }
+}
+CONF
+cat > "$run/nginx-grpc.conf" <<CONF
+$common
+pid $run/nginx-grpc.pid;
+http {
+  access_log off; $temps
+  http2_max_requests 100000000; keepalive_requests 100000000; keepalive_timeout 300s;
+  upstream backend { server 127.0.0.1:$backend_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port http2;
+    location / { grpc_pass grpc://backend; }
+  }
+}
+CONF
+cat > "$run/portcullis.yaml" <<YAML
+listen: 127.0.0.1:$gateway_port
+admin_listen: 127.0.0.1:$((gateway_port + 1000))
+event_loops: 1
+access_log: false
+issuers:
+  - {name: bench, issuer: $iss, audiences: [$aud], algorithms: [RS256], jwks_file: $run/keys/jwks.json}
+routes:
+  - name: grpc
+    path_prefix: /pkg.Echo
+    upstream: {targets: [127.0.0.1:$backend_port], protocol: h2c}
+    auth: {type: jwt}
+YAML
+
+start() { # name core argv...
+  local name=$1 core=$2; shift 2
+  taskset -c "$core" "$@" > "$run/$name.log" 2>&1 &
+  pids+=($!)
+}
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+start backend "$LOAD_CORE" nginx -p "$run" -e stderr -c "$run/backend.conf"
+start nginx-grpc "$PROXY_CORE" nginx -p "$run" -e stderr -c "$run/nginx-grpc.conf"
+start portcullis "$PROXY_CORE" "$PORTCULLIS_BIN" gateway --config "$run/portcullis.yaml" --log-level warning
+wait_port $backend_port; wait_port $nginx_port; wait_port $gateway_port
+
+load() { # port [header] -> "req/s succeeded"
+  local out
+  out=$(taskset -c "$LOAD_CORE" h2load -c "$CONNS" -m "$STREAMS" -D "$1" -d "$run/request.bin" \
+        -H 'content-type: application/grpc' -H 'te: trailers' ${3:+-H "$3"} "http://127.0.0.1:$2/pkg.Echo/Unary" 2>&1)
+  local rps ok
+  rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
+  ok=$(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' <<<"$out")
+  echo "${rps:-0} ${ok:-0}"
+}
+# Every row must be real gRPC successes: one call each, checked for grpc-status 0 in trailers.
+check() { # port [header]
+  local out; out=$(nghttp -v -d "$run/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' ${2:+-H "$2"} \
+                   "http://127.0.0.1:$1/pkg.Echo/Unary" 2>&1 | tr -d '\0')
+  grep -aq "grpc-status: 0" <<<"$out" || { echo "no grpc-status 0 through port $1:" >&2; echo "$out" | tail -20 >&2; exit 1; }
+}
+check $nginx_port
+check $gateway_port "authorization: Bearer $token"
+if nghttp -v -d "$run/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+     "http://127.0.0.1:$gateway_port/pkg.Echo/Unary" 2>&1 | grep -aq "grpc-status: 0"; then
+  echo "the gateway passed a call without a token" >&2; exit 1
+fi
+
+echo "== gRPC unary, h2load -c$CONNS -m$STREAMS -D $DURATION; load and backend on core $LOAD_CORE, proxy on core $PROXY_CORE =="
+printf '%-28s %-6s %12s %12s\n' config run req/s succeeded
+declare -A all
+for repeat in $(seq "$REPEATS"); do
+  load 2s $nginx_port >/dev/null; read -r rps ok < <(load "$DURATION" $nginx_port)
+  printf '%-28s %-6s %12s %12s\n' nginx-grpc_pass "$repeat" "$rps" "$ok"; all[nginx]+="$rps "
+  load 2s $gateway_port "authorization: Bearer $token" >/dev/null
+  read -r rps ok < <(load "$DURATION" $gateway_port "authorization: Bearer $token")
+  printf '%-28s %-6s %12s %12s\n' portcullis-rs256-h2c "$repeat" "$rps" "$ok"; all[portcullis]+="$rps "
+done
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+n=$(median "${all[nginx]}") p=$(median "${all[portcullis]}")
+echo "medians: nginx grpc_pass $n req/s, portcullis (RS256) $p req/s, ratio $(awk -v a="$p" -v b="$n" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')x"
