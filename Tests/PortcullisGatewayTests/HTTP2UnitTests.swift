@@ -97,3 +97,60 @@ struct HTTP2UnitTests {
         #expect(GRPCStatus.encodedMessage("100% ok\n é") == "100%25 ok%0A %C3%A9")
     }
 }
+
+/// The HTTP/2 upstream path's header rules (gRPC routes): what reaches an HTTP/2 upstream and
+/// what of its head and trailers reaches the client.
+@Suite("HTTP/2 upstream header rules")
+struct HTTP2UpstreamHeaderTests {
+    func policy(_ extra: String = "") throws -> HeaderRewriter.Policy {
+        let route = try GatewayConfig.parse(yaml: """
+        listen: 127.0.0.1:1
+        routes:
+          - name: g
+            path_prefix: /pkg
+            upstream: {targets: [127.0.0.1:1], protocol: h2c}
+        \(extra)
+        """, file: "t.yaml").routes[0]
+        return HeaderRewriter.Policy(route: route, identityHeaders: IdentityHeader.defaults)
+    }
+
+    @Test("te: trailers reaches an HTTP/2 upstream only when the client sent it; chunked framing never does")
+    func upstreamRequest() throws {
+        let policy = try policy()
+        let head = HTTPRequestHead(version: .http2, method: .POST, uri: "/pkg.S/M", headers: HTTPHeaders([
+            ("host", "g.test"), ("te", "trailers"), ("transfer-encoding", "chunked"), ("content-type", "application/grpc"),
+        ]))
+        let rewritten = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: policy, identity: nil, requestID: "rid",
+                                                       client: .init(address: "192.0.2.7", isTLS: false))
+        let h2 = HeaderRewriter.http2UpstreamRequest(rewritten, clientHead: head)
+        #expect(h2.headers["te"] == ["trailers"])
+        #expect(h2.headers["transfer-encoding"].isEmpty)
+        #expect(h2.headers["content-type"] == ["application/grpc"])
+        #expect(h2.headers["host"] == ["g.test"])
+        var withoutTE = head
+        withoutTE.headers.remove(name: "te")
+        let plain = HeaderRewriter.upstreamRequest(withoutTE, uri: head.uri, policy: policy, identity: nil, requestID: "rid",
+                                                   client: .init(address: "192.0.2.7", isTLS: false))
+        #expect(HeaderRewriter.http2UpstreamRequest(plain, clientHead: withoutTE).headers["te"].isEmpty)
+    }
+
+    @Test("an HTTP/2 upstream's head loses hop-by-hop, Connection-listed and removed fields and gains the gateway's; trailers pass")
+    func clientFields() throws {
+        let policy = try policy("    response_headers: {set: {X-Frame-Options: DENY}, remove: [Server]}")
+        let upstream = HTTPHeaders([("content-type", "application/grpc"), ("connection", "x-hop"), ("x-hop", "1"), ("keep-alive", "5"),
+                                    ("server", "s"), ("x-frame-options", "ALLOW"), ("x-request-id", "forged"), ("grpc-encoding", "gzip")])
+        let head = HeaderRewriter.http2ClientFields(upstream, policy: policy, requestID: "rid", extra: HTTPHeaders([("RateLimit", "r")]))
+        #expect(head["content-type"] == ["application/grpc"])
+        #expect(head["grpc-encoding"] == ["gzip"])
+        for name in ["connection", "x-hop", "keep-alive", "server"] { #expect(head[name].isEmpty, "\(name)") }
+        #expect(head["x-frame-options"] == ["DENY"])
+        #expect(head["x-request-id"] == ["rid"])
+        #expect(head["ratelimit"] == ["r"])
+        let trailers = HeaderRewriter.http2ClientFields(HTTPHeaders([("grpc-status", "0"), ("grpc-message", "ok"), ("connection", "close")]),
+                                                        policy: policy, requestID: nil, extra: nil)
+        #expect(trailers["grpc-status"] == ["0"])
+        #expect(trailers["grpc-message"] == ["ok"])
+        #expect(trailers["connection"].isEmpty)
+        #expect(trailers["x-request-id"].isEmpty)
+    }
+}
