@@ -105,6 +105,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
@@ -237,6 +238,7 @@ let package = Package(
         .testTarget(
             name: "PortcullisClusterTests",
             dependencies: ["PortcullisCluster", "PortcullisTestSupport"],
+            exclude: ["Scripts"],
             swiftSettings: strict
         ),
         .testTarget(

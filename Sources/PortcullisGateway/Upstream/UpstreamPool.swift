@@ -145,7 +145,7 @@ final class UpstreamPool {
         idle.removeAll()
     }
 
-    private static func sniName(_ host: String) -> String? {
+    static func sniName(_ host: String) -> String? {
         // SNI must be a DNS name, never an IP literal (RFC 6066 §3).
         let isIP = host.contains(":") || host.split(separator: ".").allSatisfy { UInt8($0) != nil }
         return isIP ? nil : host
