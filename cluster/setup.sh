@@ -13,11 +13,12 @@ cluster/install-packages.sh setup redis-server redis-sentinel libhiredis-dev pkg
 # Python is used only by tests and tools, never by the gateway: an independent JOSE implementation
 # (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client, schemathesis
 # checks the admin API against docs/openapi.yaml, h11 is the reference parser of the request-framing
-# differential test (Tests/PortcullisGatewayTests/RequestFramingDifferentialTests.swift),
+# differential test (Tests/PortcullisGatewayTests/RequestFramingDifferentialTests.swift), websockets
+# plays WebSocket client and echo server (Tests/PortcullisClusterTests/WebSocketSessionTests.swift),
 # kubernetes-validate checks the Kubernetes manifests (cluster/package-test.sh; pinned: its schemas
 # decide what passes).
 py_need=()
-for mod in joserfc authlib requests schemathesis h11; do
+for mod in joserfc authlib requests schemathesis h11 websockets; do
     python3 -c "import $mod" 2>/dev/null || py_need+=("$mod")
 done
 [ "$(kubernetes-validate --version 2>/dev/null)" = 1.37.0 ] || py_need+=("kubernetes-validate==1.37.0")

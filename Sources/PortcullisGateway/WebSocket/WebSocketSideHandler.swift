@@ -45,6 +45,15 @@ final class WebSocketSideHandler: ChannelDuplexHandler {
         relay?.failed(side, error: error)
     }
 
+    /// SIGTERM drain: the WebSocket ends with 1001 rather than holding the drain to its deadline.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            relay?.close(code: .goingAway, reason: "server shutting down", end: .draining)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         relay?.writabilityChanged(side)
         context.fireChannelWritabilityChanged()
