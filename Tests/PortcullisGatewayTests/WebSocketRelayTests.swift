@@ -134,4 +134,22 @@ struct WebSocketRelayTests {
         #expect(frame?.code == .goingAway && frame?.reason == "server shutting down")
         #expect(pair.session.endReason == .draining)
     }
+
+    @Test("no frame either way for the idle timeout closes the WebSocket with 1001; a frame restarts the wait")
+    func idleTimeout() async throws {
+        // The idle timer runs on the real clock (`DeadlineTimer`), so the loop's clock is brought up
+        // to it, far past its start: the lifetime must be longer than that.
+        let pair = try pair(idle: .milliseconds(150), lifetime: .hours(24 * 365 * 100))
+        try await Task.sleep(for: .milliseconds(100))
+        try pair.upstream.writeInbound(text("tick", masked: false))
+        _ = try pair.client.readOutbound(as: WebSocketFrame.self)
+        try await Task.sleep(for: .milliseconds(100))
+        pair.loop.advanceTime(to: .now())
+        #expect(try pair.client.readOutbound(as: WebSocketFrame.self) == nil)
+        try await Task.sleep(for: .milliseconds(100))
+        pair.loop.advanceTime(to: .now())
+        let frame = close(try pair.client.readOutbound(as: WebSocketFrame.self))
+        #expect(frame?.code == .goingAway && frame?.reason == "idle timeout")
+        #expect(pair.session.endReason == .idleTimeout)
+    }
 }
