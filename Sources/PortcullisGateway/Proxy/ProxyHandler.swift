@@ -493,6 +493,8 @@ extension ProxyHandler: WebSocketDownstream, RemovableChannelHandler {
         upgrade.start()
     }
 
+    var webSocketClientConnected: Bool { context?.channel.isActive ?? false }
+
     func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute) {
         var log = log
         log.status = Int(response.status.code)

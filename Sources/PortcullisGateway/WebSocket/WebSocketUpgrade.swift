@@ -8,6 +8,8 @@ import PortcullisJOSE
 /// The client connection's side of a WebSocket handshake: what `WebSocketUpgrade` needs from
 /// the HTTP/1.1 handler that admitted the upgrade request.
 protocol WebSocketDownstream: AnyObject {
+    /// Whether the client is still connected (it may leave during the handshake).
+    var webSocketClientConnected: Bool { get }
     /// The handshake failed before the upstream answered: answer `response` and close.
     func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute)
     /// The upstream answered other than 101: pass its response on and close.
@@ -138,6 +140,10 @@ final class WebSocketUpgrade {
         }
         head.fields.append(("Upgrade", "websocket"))
         head.fields.append(("Connection", "Upgrade"))
+        guard downstream.webSocketClientConnected else {
+            upstream.close(promise: nil)
+            return
+        }
 
         // The session's callback reaches the relay made after it; the cycle through it ends with
         // the session (`LiveSession.end` drops the callback).
@@ -147,9 +153,16 @@ final class WebSocketUpgrade {
         let relay = WebSocketRelay(session: session, idleTimeout: TimeAmount(settings.idleTimeout), maxLifetime: TimeAmount(settings.maxLifetime))
         relayReference = relay
         let maxFrame = settings.maxFrameBytes
+        // The client side first: frames the upstream sent along with its 101 are relayed as soon
+        // as the upstream side is in place.
+        downstream.webSocketAccepted(head, log: log, route: route) { client in
+            try client.addHandler(WebSocketFrameEncoder())
+            try client.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrame)))
+            try client.addHandler(WebSocketSideHandler(side: .client, relay: relay))
+        }
         do {
-            // The upstream side: frame handlers after the HTTP decoder, whose left-over bytes (the
-            // first frames, if they came with the 101) then reach the frame decoder.
+            // Frame handlers after NIO's HTTP ones, which are then removed: the decoder's
+            // left-over bytes (frames that came with the 101) reach the frame decoder.
             let sync = upstream.pipeline.syncOperations
             try sync.addHandler(WebSocketFrameEncoder())
             try sync.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrame)))
@@ -158,14 +171,8 @@ final class WebSocketUpgrade {
             sync.removeHandler(context: try sync.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
             sync.removeHandler(context: try sync.context(handlerType: HTTPRequestEncoder.self), promise: nil)
         } catch {
+            relay.close(code: .unexpectedServerError, reason: "upstream connection failed", end: .protocolError)
             upstream.close(promise: nil)
-            session.end(.protocolError)
-            return fail(.badGateway, "the upstream connection could not be switched to WebSocket")
-        }
-        downstream.webSocketAccepted(head, log: log, route: route) { client in
-            try client.addHandler(WebSocketFrameEncoder())
-            try client.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrame)))
-            try client.addHandler(WebSocketSideHandler(side: .client, relay: relay))
         }
     }
 }
