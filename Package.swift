@@ -109,6 +109,7 @@ let package = Package(
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
@@ -242,6 +243,7 @@ let package = Package(
         .testTarget(
             name: "PortcullisClusterTests",
             dependencies: ["PortcullisCluster", "PortcullisTestSupport"],
+            exclude: ["Scripts"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -15,11 +15,12 @@ cluster/install-packages.sh setup redis-server redis-sentinel libhiredis-dev pkg
 # checks the admin API against docs/openapi.yaml, h11 is the reference parser of the request-framing
 # differential test (Tests/PortcullisGatewayTests/RequestFramingDifferentialTests.swift), h2 (with
 # its hpack and hyperframe) builds the raw HTTP/2 frames of the HTTP/2 attack tests, grpcio is the
-# real gRPC client and server of the gRPC tests,
+# real gRPC client and server of the gRPC tests, websockets plays WebSocket client and echo server
+# (Tests/PortcullisClusterTests/WebSocketSessionTests.swift),
 # kubernetes-validate checks the Kubernetes manifests (cluster/package-test.sh; pinned: its schemas
 # decide what passes).
 py_need=()
-for mod in joserfc authlib requests schemathesis h11 h2 grpc; do
+for mod in joserfc authlib requests schemathesis h11 h2 grpc websockets; do
     python3 -c "import $mod" 2>/dev/null || py_need+=("$([ "$mod" = grpc ] && echo grpcio || echo "$mod")")
 done
 [ "$(kubernetes-validate --version 2>/dev/null)" = 1.37.0 ] || py_need+=("kubernetes-validate==1.37.0")

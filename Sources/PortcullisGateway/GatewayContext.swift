@@ -11,13 +11,15 @@ final class GatewayContext: Sendable {
     let accessLog: AccessLog?
     /// Metrics for requests that matched no route (404, 405, 400).
     let unmatchedRoute: RouteMetrics
+    /// Open WebSockets with the tokens they were admitted with (closed when those end).
+    let sessions: LiveSessions
     /// The table and its version, bumped by every reload; `tableVersion` repeats the version so
     /// that readers can see a table is current without the lock.
     private let table: Mutex<(version: UInt64, routes: RouteTable)>
     private let tableVersion = Atomic<UInt64>(0)
 
     init(routes: RouteTable, metrics: GatewayMetrics, authenticator: Authenticator?, rateLimiter: any RateLimiting,
-         realm: String, accessLog: AccessLog?) {
+         realm: String, accessLog: AccessLog?, leeway: [String: Int] = [:]) {
         self.table = Mutex((0, routes))
         self.metrics = metrics
         self.authenticator = authenticator
@@ -25,6 +27,7 @@ final class GatewayContext: Sendable {
         self.realm = realm
         self.accessLog = accessLog
         self.unmatchedRoute = metrics.route("_unmatched")
+        self.sessions = LiveSessions(revocation: authenticator?.revocation, leeway: leeway, registry: metrics.registry)
     }
 
     /// The routes in force, for rare readers (a scrape of `/metrics`).

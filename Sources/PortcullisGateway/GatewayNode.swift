@@ -92,7 +92,9 @@ public final class GatewayNode: Service, Sendable {
         let context = GatewayContext(
             routes: routes, metrics: metrics, authenticator: authenticator, rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
             realm: config.realm,
-            accessLog: config.accessLog.enabled ? AccessLog() : nil)
+            accessLog: config.accessLog.enabled ? AccessLog() : nil,
+            leeway: Dictionary(config.issuers.map { ($0.name, $0.leewaySeconds) }, uniquingKeysWith: { first, _ in first }))
+        agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits, http2: config.http2,
                                              tls: try Self.makeTLSContext(config.tls, offerHTTP2: config.http2.enabled), logger: logger)

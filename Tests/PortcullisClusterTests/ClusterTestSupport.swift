@@ -29,6 +29,10 @@ final class TestCluster {
     var beater: Task<Void, Never>?
     let issuerKeySource: String
     let rateLimit: Int?
+    /// More entries for `routes:`, appended to every gateway's config (YAML, indented as a list item).
+    var extraRoutes = ""
+    /// The issuer's `leeway_seconds`, when a test needs other than the default.
+    var issuerLeeway: Int?
 
     /// - Parameters:
     ///   - clusterKeys: the issuer's keys come from the cluster (KeySetPublisher) instead of a file.
@@ -64,7 +68,7 @@ final class TestCluster {
             issuer: \(Self.issuer)
             audiences: [\(Self.audience)]
             algorithms: [ES256]
-        \(issuerKeySource)
+        \(issuerLeeway.map { "    leeway_seconds: \($0)\n" } ?? "")\(issuerKeySource)
         cluster:
           redis: \(redis.url)
           secret: \(Base64URL.encode(Self.secret))
@@ -86,6 +90,7 @@ final class TestCluster {
             upstream: {targets: [\(upstream.address)]}
             auth: {type: jwt}
             rate_limit: cluster-wide
+        \(extraRoutes)
         """
     }
 

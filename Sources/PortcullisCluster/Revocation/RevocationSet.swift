@@ -46,6 +46,8 @@ public final class RevocationSet: RevocationCheck, Sendable {
     private let state: PublishedValue<State>
     private let staleness: StalenessClock
     private let onKeysChanged: @Sendable (Set<String>) -> Void
+    /// Told after every batch of changes is applied (`onChange`).
+    private let changeObservers = Mutex<[@Sendable () -> Void]>([])
 
     /// - Parameters:
     ///   - staleness: `check` answers `.stale` once the state is older than its limit (if it has one).
@@ -115,6 +117,17 @@ public final class RevocationSet: RevocationCheck, Sendable {
 
     // MARK: Changes (single writer: the node's sync task)
 
+    /// Adds `observer`, called after each batch of changes has been applied (on the sync task:
+    /// it must return quickly, and hop to where its work belongs). Holders of long-lived
+    /// connections use it to re-check the tokens those connections were admitted with.
+    public func onChange(_ observer: @escaping @Sendable () -> Void) {
+        changeObservers.withLock { $0.append(observer) }
+    }
+
+    private func notifyChange() {
+        for observer in changeObservers.withLock({ $0 }) { observer() }
+    }
+
     /// jti entries outlive the token's `exp` by this much, covering verification leeway.
     static let expiryGrace: Int64 = 300
 
@@ -140,7 +153,10 @@ public final class RevocationSet: RevocationCheck, Sendable {
             }
         }
         if !tokens.isEmpty { addFingerprints(tokens, now: now) }
-        guard !scoped.isEmpty else { return }
+        guard !scoped.isEmpty else {
+            if !tokens.isEmpty { notifyChange() }
+            return
+        }
         let newKeys: Set<String>? = state.update { current in
             var cutoffs = current.cutoffs
             let keysBefore = cutoffs.keys.count
@@ -149,6 +165,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             return (State(tokens: current.tokens, cutoffs: cutoffs), changed ? Set(cutoffs.keys.keys) : nil)
         }
         if let newKeys { onKeysChanged(newKeys) }
+        notifyChange()
     }
 
     private static func apply(_ revocation: Revocation, to cutoffs: inout Cutoffs) {

@@ -61,6 +61,17 @@ struct Admission {
         }
         log.route = route.config.name
 
+        if facts.upgradesToWebSocket {
+            guard route.config.websocket != nil else {
+                return .refused(ErrorResponse(status: .forbidden, error: "websocket_not_enabled", description: "this route does not accept WebSocket upgrades"),
+                                metrics: route.metrics)
+            }
+            guard head.method == .GET, head.version == .http1_1 else {
+                return .refused(ErrorResponse(status: .badRequest, error: "invalid_request", description: "a WebSocket upgrade is a GET over HTTP/1.1"),
+                                metrics: route.metrics)
+            }
+        }
+
         if let length = facts.contentLength, length > route.config.maxBodyBytes {
             return .refused(ErrorResponse(status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes"),
                             metrics: route.metrics)

@@ -24,6 +24,10 @@ public struct RouteConfig: Sendable {
     public var maxBodyBytes: Int
     public var requestHeaders: HeaderRules
     public var responseHeaders: HeaderRules
+    /// WebSocket upgrades and their limits; nil refuses upgrades (`websocket:`).
+    public var websocket: WebSocketRouteConfig?
+    /// What happens to a WebSocket when its token is revoked or expires (`on_token_end`).
+    public var onTokenEnd: TokenEndPolicy
 
     init(node: ConfigNode, baseDirectory: String) throws {
         var map = try node.mapping()
@@ -53,6 +57,8 @@ public struct RouteConfig: Sendable {
         maxBodyBytes = try map.optional("max_body_bytes")?.byteCount() ?? 16 * 1024 * 1024
         requestHeaders = try map.optional("request_headers").map(HeaderRules.init(node:)) ?? HeaderRules()
         responseHeaders = try map.optional("response_headers").map(HeaderRules.init(node:)) ?? HeaderRules()
+        websocket = try map.optional("websocket").flatMap(WebSocketRouteConfig.parse)
+        onTokenEnd = try map.optional("on_token_end").map(TokenEndPolicy.parse) ?? .close
         try map.finish()
     }
 }

@@ -30,6 +30,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         /// The gateway answered; request parts are dropped until `.end`.
         case discarding
         case proxying(UpstreamExchange)
+        /// A WebSocket upgrade waits for the upstream's answer (`WebSocketUpgrade`); nothing more
+        /// is read from the client until the connection is handed over or closed.
+        case upgrading
     }
 
     private let gateway: GatewayContext
@@ -139,13 +142,13 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .body(let body):
             switch state {
             case .proxying(let exchange): exchange.clientBody(body)
-            case .idle, .discarding: break
+            case .idle, .discarding, .upgrading: break
             }
         case .end:
             switch state {
             case .proxying(let exchange): exchange.clientEnd()
             case .discarding: becameIdle()
-            case .idle: break
+            case .idle, .upgrading: break
             }
         }
     }
@@ -174,9 +177,14 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .admitted(let request):
             admitted = request
         case .refused(let response, let metrics):
+            // NIO's decoder reads nothing after an upgrade request: the connection ends with the answer.
+            if facts.upgradesToWebSocket { closeAfterResponse = true }
             return reject(response, head: head, log: &log, hasBody: facts.hasBody, metrics: metrics)
         }
         let route = admitted.route
+        if facts.upgradesToWebSocket, let settings = route.config.websocket {
+            return startWebSocket(admitted, settings: settings, head: head, facts: facts, log: log)
+        }
         if route.upstream.http2 {
             // An HTTP/2 upstream (gRPC) is reached from HTTP/2 clients only: its trailers and
             // streams have no HTTP/1.1 form here.
@@ -311,6 +319,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func mayRead(_ context: ChannelHandlerContext) -> Bool {
         if !queued.isEmpty || !context.channel.isWritable { return false }
         if case .proxying(let exchange) = state, !exchange.upstreamWritable { return false }
+        if case .upgrading = state { return false }
         return true
     }
 
@@ -331,7 +340,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         queued.removeAll()
         switch state {
         case .proxying(let exchange): exchange.clientBodyTooSlow()
-        case .discarding, .idle: context?.close(promise: nil)
+        case .discarding, .idle, .upgrading: context?.close(promise: nil)
         }
     }
 
@@ -378,8 +387,8 @@ final class ProxyHandler: ChannelDuplexHandler {
             // upstream connection is closed). In a request pipelined behind it: the current
             // response is finished first, then the connection closes.
             exchange.clientRequestMalformed()
-        case .discarding:
-            // The request was answered already; its body is what broke.
+        case .discarding, .upgrading:
+            // The request was answered already (or is being upgraded); its body is what broke.
             context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
@@ -463,5 +472,64 @@ extension ProxyHandler: ExchangeDownstream {
 
     func closeDownstream() {
         closeClient()
+    }
+}
+
+// MARK: WebSocket upgrades
+
+extension ProxyHandler: WebSocketDownstream, RemovableChannelHandler {
+    /// An admitted upgrade: the upstream gets the rewritten head with the upgrade stated again,
+    /// on a connection of its own (`WebSocketUpgrade`).
+    private func startWebSocket(_ admitted: Admission.Admitted, settings: WebSocketRouteConfig, head: HTTPRequestHead,
+                                facts: RequestHeadFacts, log: RequestLog) {
+        guard let context else { return }
+        let rewritten = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy, identity: admitted.identity,
+                                                       requestID: log.requestID, client: client, hasUnderscoredNames: facts.hasUnderscoredNames)
+        state = .upgrading
+        closeAfterResponse = true
+        let upgrade = WebSocketUpgrade(downstream: self, route: admitted.route, settings: settings, head: WebSocketUpgrade.upstreamHead(rewritten),
+                                       requestID: log.requestID, clientVersion: head.version, log: log, sessions: gateway.sessions,
+                                       token: admitted.identity, eventLoop: context.eventLoop, metrics: gateway.metrics)
+        upgrade.start()
+    }
+
+    var webSocketClientConnected: Bool { context?.channel.isActive ?? false }
+
+    func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute) {
+        var log = log
+        log.status = Int(response.status.code)
+        writeGatewayResponse(response, version: .http1_1, isHEAD: false, keepAlive: false, requestID: log.requestID)
+        finish(log: log, metrics: route.metrics, upstreamTime: nil)
+    }
+
+    func webSocketRefused(_ head: ClientResponseHead, body: ByteBuffer, log: RequestLog, route: CompiledRoute) {
+        var log = log
+        log.status = Int(head.status.code)
+        writeResponseHead(head, framing: .length, bodyLength: body.readableBytes)
+        writeResponseBody(body)
+        finish(log: log, metrics: route.metrics, upstreamTime: nil)
+        writeEnd(keepAlive: false)
+    }
+
+    func webSocketAccepted(_ head: ClientResponseHead, log: RequestLog, route: CompiledRoute,
+                           install: (ChannelPipeline.SynchronousOperations) throws -> Void) {
+        guard let context else { return }
+        var log = log
+        log.status = 101
+        writeResponseHead(head, framing: .none, bodyLength: nil)
+        flushClient()
+        finish(log: log, metrics: route.metrics, upstreamTime: nil)
+        let sync = context.pipeline.syncOperations
+        do {
+            try install(sync)
+            let decoder = try sync.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            sync.removeHandler(context: decoder, promise: nil)
+            sync.removeHandler(context: context, promise: nil)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        // Reads were held during the handshake; the frame handlers take them from here.
+        context.channel.read()
     }
 }

@@ -18,6 +18,8 @@ struct RequestHeadFacts {
     var hostCount = 0
     /// Whether some field name has an `_` (see `RequestPolicy.UnderscoreHeaders`).
     var hasUnderscoredNames = false
+    /// An `Upgrade` field names `websocket` (RFC 6455 §4.1).
+    var upgradesToWebSocket = false
 
     init(_ headers: HTTPHeaders) {
         for (name, value) in headers {
@@ -37,6 +39,10 @@ struct RequestHeadFacts {
                 hasTransferEncoding = true
                 transferEncodingEndsChunked = HeaderList.lastElement(value.utf8)
                     .map { HeaderNameSet.equalsIgnoringASCIICase($0, "chunked".utf8) } ?? false
+            case 7 where HeaderNameSet.matches(name, "upgrade"):
+                HeaderList.forEachElement(value.utf8) { protocolName in
+                    if HeaderNameSet.equalsIgnoringASCIICase(protocolName, "websocket".utf8) { upgradesToWebSocket = true }
+                }
             case 6 where HeaderNameSet.matches(name, "expect"):
                 expectsContinue = expectsContinue || HeaderNameSet.matches(value, "100-continue")
             default:

@@ -1,0 +1,242 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+import PortcullisJOSE
+
+/// The client connection's side of a WebSocket handshake: what `WebSocketUpgrade` needs from
+/// the HTTP/1.1 handler that admitted the upgrade request.
+protocol WebSocketDownstream: AnyObject {
+    /// Whether the client is still connected (it may leave during the handshake).
+    var webSocketClientConnected: Bool { get }
+    /// The handshake failed before the upstream answered: answer `response` and close.
+    func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute)
+    /// The upstream answered other than 101: pass its response on and close.
+    func webSocketRefused(_ head: ClientResponseHead, body: ByteBuffer, log: RequestLog, route: CompiledRoute)
+    /// The upstream answered 101: write `head`, then let `install` take the connection over
+    /// (it adds the frame handlers after the HTTP/1.1 ones, which are then removed).
+    func webSocketAccepted(_ head: ClientResponseHead, log: RequestLog, route: CompiledRoute,
+                           install: (ChannelPipeline.SynchronousOperations) throws -> Void)
+}
+
+/// Opens the upstream side of an admitted WebSocket upgrade: a fresh connection to one of the
+/// route's targets (never a pooled one: it becomes the WebSocket's), the rewritten request head
+/// with `Upgrade`, `Connection` and the `Sec-WebSocket-*` fields, then the upstream's answer. On
+/// 101 both connections switch to frames and a `WebSocketRelay` joins them; any other answer is
+/// passed to the client as a normal response and the connection closes.
+final class WebSocketUpgrade {
+    private let downstream: any WebSocketDownstream
+    private let route: CompiledRoute
+    private let settings: WebSocketRouteConfig
+    private let head: UpstreamRequestHead
+    private let requestID: String
+    private let clientVersion: HTTPVersion
+    private var log: RequestLog
+    private let sessions: LiveSessions
+    private let token: VerifiedToken?
+    private let eventLoop: any EventLoop
+    private let metrics: GatewayMetrics
+    /// The largest non-101 response body passed on; a larger one is a 502.
+    static let maxRefusalBody = 64 * 1024
+
+    init(downstream: any WebSocketDownstream, route: CompiledRoute, settings: WebSocketRouteConfig, head: UpstreamRequestHead,
+         requestID: String, clientVersion: HTTPVersion, log: RequestLog, sessions: LiveSessions, token: VerifiedToken?,
+         eventLoop: any EventLoop, metrics: GatewayMetrics) {
+        self.downstream = downstream
+        self.route = route
+        self.settings = settings
+        self.head = head
+        self.requestID = requestID
+        self.clientVersion = clientVersion
+        self.log = log
+        self.sessions = sessions
+        self.token = token
+        self.eventLoop = eventLoop
+        self.metrics = metrics
+    }
+
+    /// The head the upstream gets: the rewritten one (hop-by-hop fields removed) with the upgrade
+    /// stated again.
+    static func upstreamHead(_ rewritten: UpstreamRequestHead) -> UpstreamRequestHead {
+        var head = rewritten
+        head.fields.removeAll { HeaderNameSet.matches($0.name, "content-length") }
+        head.fields.append(("Upgrade", "websocket"))
+        head.fields.append(("Connection", "Upgrade"))
+        return head
+    }
+
+    func start() {
+        let now = NIODeadline.now()
+        guard let target = route.selector.pick(now: now) else {
+            return fail(.badGateway, "no upstream target")
+        }
+        log.upstream = target.label
+        let upstream = route.upstream
+        let address = target.address
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(upstream.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls = upstream.tls {
+                        try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: upstream.tlsServerName ?? UpstreamPool.sniName(address.host)))
+                    }
+                }
+            }
+        bootstrap.connect(host: address.host, port: address.port).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                target.markHealthy()
+                handshake(on: channel)
+            case .failure:
+                target.eject(for: upstream.ejectFor, now: .now())
+                metrics.upstreamFailure(route: route.config.name, kind: "connect_failed")
+                fail(.badGateway, "the upstream could not be reached")
+            }
+        }
+    }
+
+    private func handshake(on channel: any Channel) {
+        let handler = HandshakeHandler(upgrade: self, timeout: route.upstream.responseHeaderTimeout)
+        do {
+            // NIO's encoder and decoder as a pair: the decoder matches the response to the
+            // request it saw written (a 101 ends the HTTP part of the connection).
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(HTTPRequestEncoder())
+            try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
+            try sync.addHandler(handler)
+        } catch {
+            channel.close(promise: nil)
+            return fail(.badGateway, "the upstream connection could not be set up")
+        }
+        let request = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: HTTPHeaders(head.fields))
+        channel.write(HTTPClientRequestPart.head(request), promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+    }
+
+    fileprivate func fail(_ status: HTTPResponseStatus, _ description: String) {
+        log.reason = "websocket_upstream"
+        downstream.webSocketFailed(ErrorResponse(status: status, error: status == .gatewayTimeout ? "upstream_timeout" : "bad_gateway",
+                                                 description: description),
+                                   log: log, route: route)
+    }
+
+    /// The upstream's answer, as NIO's decoder read it.
+    fileprivate func answered(_ response: HTTPResponseHead, body: ByteBuffer, upstream: ChannelHandlerContext) {
+        var head = ClientResponseHead(version: clientVersion, status: response.status, contentLength: nil)
+        for (name, value) in response.headers {
+            if route.headerPolicy.responseRemoved.contains(name) || HeaderNameSet.matches(name, "content-length") { continue }
+            head.fields.append((name, value))
+        }
+        head.fields.append(contentsOf: route.config.responseHeaders.setFields)
+        head.fields.append(("X-Request-Id", requestID))
+        guard response.status == .switchingProtocols else {
+            head.contentLength = body.readableBytes
+            head.fields.append(("Connection", "close"))
+            upstream.close(promise: nil)
+            return downstream.webSocketRefused(head, body: body, log: log, route: route)
+        }
+        head.fields.append(("Upgrade", "websocket"))
+        head.fields.append(("Connection", "Upgrade"))
+        guard downstream.webSocketClientConnected else {
+            upstream.close(promise: nil)
+            return
+        }
+
+        // The session's callback reaches the relay made after it; the cycle through it ends with
+        // the session (`LiveSession.end` drops the callback).
+        var relayReference: WebSocketRelay?
+        let session = sessions.open(protocol: "websocket", token: token, policy: route.config.onTokenEnd,
+                                    eventLoop: eventLoop) { end in relayReference?.tokenEnded(end) }
+        let relay = WebSocketRelay(session: session, idleTimeout: TimeAmount(settings.idleTimeout), maxLifetime: TimeAmount(settings.maxLifetime))
+        relayReference = relay
+        let maxFrame = settings.maxFrameBytes
+        // The client side first: frames the upstream sent along with its 101 are relayed as soon
+        // as the upstream side is in place.
+        downstream.webSocketAccepted(head, log: log, route: route) { client in
+            try client.addHandler(WebSocketFrameEncoder())
+            try client.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrame)))
+            try client.addHandler(WebSocketSideHandler(side: .client, relay: relay))
+        }
+        do {
+            // Frame handlers after NIO's HTTP ones, which are then removed: the decoder's
+            // left-over bytes (frames that came with the 101) reach the frame decoder.
+            let sync = upstream.pipeline.syncOperations
+            try sync.addHandler(WebSocketFrameEncoder())
+            try sync.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrame)))
+            try sync.addHandler(WebSocketSideHandler(side: .upstream, relay: relay))
+            sync.removeHandler(context: upstream, promise: nil)
+            sync.removeHandler(context: try sync.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
+            sync.removeHandler(context: try sync.context(handlerType: HTTPRequestEncoder.self), promise: nil)
+        } catch {
+            relay.close(code: .unexpectedServerError, reason: "upstream connection failed", end: .protocolError)
+            upstream.close(promise: nil)
+        }
+    }
+}
+
+/// Reads the upstream's answer to the upgrade request: a 101 head (the decoder stops after it),
+/// or another response whole (up to `WebSocketUpgrade.maxRefusalBody`).
+private final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private var upgrade: WebSocketUpgrade?
+    private let timeout: TimeAmount
+    private var timer: Scheduled<Void>?
+    private var head: HTTPResponseHead?
+    private var body = ByteBuffer()
+
+    init(upgrade: WebSocketUpgrade, timeout: TimeAmount) {
+        self.upgrade = upgrade
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            finish(context)?.fail(.gatewayTimeout, "the upstream did not answer the WebSocket handshake in time")
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let received):
+            head = received
+        case .body(var part):
+            guard body.readableBytes + part.readableBytes <= WebSocketUpgrade.maxRefusalBody else {
+                finish(context)?.fail(.badGateway, "the upstream's answer to the WebSocket handshake is too large")
+                context.close(promise: nil)
+                return
+            }
+            body.writeBuffer(&part)
+        case .end:
+            guard let head, let upgrade = finish(context) else { return }
+            upgrade.answered(head, body: body, upstream: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(context)?.fail(.badGateway, "the upstream closed the connection during the WebSocket handshake")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        finish(context)?.fail(.badGateway, "the upstream's answer to the WebSocket handshake is not valid HTTP")
+        context.close(promise: nil)
+    }
+
+    /// The upgrade, handed out once.
+    private func finish(_ context: ChannelHandlerContext) -> WebSocketUpgrade? {
+        timer?.cancel()
+        timer = nil
+        defer { upgrade = nil }
+        return upgrade
+    }
+}

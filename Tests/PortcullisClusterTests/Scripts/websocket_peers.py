@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Real WebSocket peers for the gateway's WebSocket tests (Python `websockets`).
+
+  websocket_peers.py server --port-file F --log F
+      An echo server on 127.0.0.1 (port written to F). Every handshake it receives is appended
+      to the log as a line "path authorization-present". A path containing "reject" is answered
+      403 (a failing upstream handshake).
+
+  websocket_peers.py clients --plan P --out O --ready R --done D [--hold S]
+      Opens the plan's connections ({"url", "token", "send_after_ready"}), echoes a text and a
+      1 KiB binary message on each, touches R, then records every close (code, reason, Unix time)
+      until file D exists or S seconds pass. Connections still open then echo again. Writes the
+      results to O as JSON. Exits 77 when `websockets` is missing (the test is then skipped).
+"""
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+try:
+    import websockets
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+except ImportError:
+    sys.exit(77)
+
+
+async def run_server(args):
+    log = open(args.log, "a", buffering=1)
+
+    def process_request(connection, request):
+        auth = "auth" if request.headers.get("Authorization") else "noauth"
+        log.write(f"{request.path} {auth}\n")
+        if "reject" in request.path:
+            return connection.respond(403, "upstream says")
+        return None
+
+    async def echo(ws):
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+
+    async with serve(echo, "127.0.0.1", 0, process_request=process_request, max_size=None, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(port))
+        os.rename(tmp, args.port_file)
+        await asyncio.Future()
+
+
+async def echo_ok(ws):
+    await ws.send("hello")
+    if await asyncio.wait_for(ws.recv(), 5) != "hello":
+        return False
+    payload = bytes(range(256)) * 4
+    await ws.send(payload)
+    return await asyncio.wait_for(ws.recv(), 5) == payload
+
+
+async def run_clients(args):
+    plan = json.load(open(args.plan))
+    results = [dict(index=i) for i in range(len(plan))]
+    sockets = [None] * len(plan)
+
+    async def open_one(i, entry):
+        headers = {"Authorization": "Bearer " + entry["token"]} if entry.get("token") else {}
+        try:
+            ws = await connect(entry["url"], additional_headers=headers, max_size=None, compression=None,
+                               open_timeout=10, ping_interval=None, close_timeout=2)
+        except InvalidStatus as error:
+            results[i]["open_status"] = error.response.status_code
+            return
+        results[i]["open_status"] = 101
+        results[i]["echo"] = await echo_ok(ws)
+        sockets[i] = ws
+
+    await asyncio.gather(*(open_one(i, e) for i, e in enumerate(plan)))
+
+    async def watch(i, ws):
+        await ws.wait_closed()
+        if results[i].get("open_at_end"):
+            return
+        results[i]["closed_at"] = time.time()
+        results[i]["close_code"] = ws.close_code
+        results[i]["close_reason"] = ws.close_reason
+
+    watchers = [asyncio.create_task(watch(i, ws)) for i, ws in enumerate(sockets) if ws is not None]
+    open(args.ready, "w").close()
+    for i, ws in enumerate(sockets):
+        size = plan[i].get("send_after_ready")
+        if ws is not None and size:
+            try:
+                await ws.send(b"x" * size)
+                results[i]["echo_big"] = len(await asyncio.wait_for(ws.recv(), 5)) == size
+            except (ConnectionClosed, asyncio.TimeoutError):
+                results[i]["echo_big"] = False
+    deadline = time.time() + args.hold
+    while time.time() < deadline and not os.path.exists(args.done):
+        if all(t.done() for t in watchers):
+            break
+        await asyncio.sleep(0.005)
+    for i, ws in enumerate(sockets):
+        if ws is not None and "closed_at" not in results[i]:
+            results[i]["open_at_end"] = True
+            try:
+                results[i]["echo_after"] = await echo_ok(ws)
+            except (ConnectionClosed, asyncio.TimeoutError):
+                results[i]["echo_after"] = False
+            await ws.close()
+    for t in watchers:
+        t.cancel()
+    with open(args.out + ".tmp", "w") as f:
+        json.dump(results, f)
+    os.rename(args.out + ".tmp", args.out)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    server = sub.add_parser("server")
+    server.add_argument("--port-file", required=True)
+    server.add_argument("--log", required=True)
+    clients = sub.add_parser("clients")
+    clients.add_argument("--plan", required=True)
+    clients.add_argument("--out", required=True)
+    clients.add_argument("--ready", required=True)
+    clients.add_argument("--done", required=True)
+    clients.add_argument("--hold", type=float, default=10)
+    args = parser.parse_args()
+    asyncio.run(run_server(args) if args.command == "server" else run_clients(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+@testable import PortcullisGateway
+import Foundation
+import NIOCore
+import NIOEmbedded
+import PortcullisCluster
+import PortcullisJOSE
+import Prometheus
+import Testing
+
+/// The session registry against a real `RevocationSet`, changed the way the sync task changes
+/// it, on an `EmbeddedEventLoop` whose clock the tests move.
+@Suite("live sessions: closing long-lived connections when their token ends")
+struct LiveSessionsTests {
+    static let now: Int64 = 1_800_000_000
+
+    final class Ends {
+        var seen: [LiveSessions.TokenEnd] = []
+    }
+
+    static func token(sub: String = "alice", jti: String? = "jti-1", client: String = "app", kid: String = "k1", exp: Int64 = now + 3600) -> VerifiedToken {
+        VerifiedToken(issuerName: "idp", issuer: "https://idp", subject: sub, jwtID: jti, clientID: client, audiences: ["api"],
+                      scopes: [], expiresAt: exp, notBefore: nil, issuedAt: now - 10, keyID: kid, algorithm: .ES256, claims: [:])
+    }
+
+    static func revocation(_ kind: Revocation.Kind, _ value: String) -> Revocation {
+        Revocation(id: UUID().uuidString, operation: .add, kind: kind, value: value, issuer: nil, until: now + 600,
+                   createdAtMillis: now * 1000, actor: "test", reason: nil)
+    }
+
+    /// A registry wired to `set` as the gateway wires it, with the wall clock at `now`.
+    static func registry(_ set: RevocationSet, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+                         leeway: [String: Int] = ["idp": 5]) -> LiveSessions {
+        let sessions = LiveSessions(revocation: set, leeway: leeway, registry: registry, wallClock: { now * 1_000_000_000 })
+        set.onChange { sessions.revocationChanged() }
+        return sessions
+    }
+
+    @Test("revoking a session's token by jti, subject cut-off, client cut-off or key ends it as revoked; other sessions stay")
+    func revocationKinds() throws {
+        for (kind, value) in [(Revocation.Kind.jti, "jti-1"), (.subject, "alice"), (.client, "app"), (.key, "k1")] {
+            let loop = EmbeddedEventLoop()
+            let set = RevocationSet()
+            let sessions = Self.registry(set)
+            let ends = Ends()
+            let bystanderEnds = Ends()
+            let session = sessions.open(protocol: "websocket", token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+            let bystander = sessions.open(protocol: "websocket", token: Self.token(sub: "bob", jti: "jti-2", client: "other", kid: "k2"),
+                                          policy: .close, eventLoop: loop) { bystanderEnds.seen.append($0) }
+            loop.run()
+            #expect(ends.seen.isEmpty)
+            set.apply(Self.revocation(kind, value), now: Self.now)
+            loop.run()
+            #expect(ends.seen == [.revoked], "\(kind)")
+            #expect(session.endReason == .tokenRevoked)
+            #expect(bystanderEnds.seen.isEmpty && bystander.endReason == nil, "\(kind)")
+            #expect(sessions.watchedCount(on: loop) == 1)
+            bystander.end(.client)
+            #expect(sessions.watchedCount(on: loop) == 0)
+        }
+    }
+
+    @Test("a session whose route allows it to outlive its token is never ended by the token")
+    func allowPolicy() throws {
+        let loop = EmbeddedEventLoop()
+        let set = RevocationSet()
+        let sessions = Self.registry(set)
+        let ends = Ends()
+        let session = sessions.open(protocol: "websocket", token: Self.token(exp: Self.now + 1), policy: .allow, eventLoop: loop) { ends.seen.append($0) }
+        set.apply(Self.revocation(.jti, "jti-1"), now: Self.now)
+        loop.advanceTime(by: .seconds(3600))
+        #expect(ends.seen.isEmpty && session.endReason == nil)
+        #expect(sessions.watchedCount(on: loop) == 0)
+    }
+
+    @Test("a session ends as expired at exp plus the issuer's leeway, not before")
+    func expiry() throws {
+        let loop = EmbeddedEventLoop()
+        let sessions = Self.registry(RevocationSet())
+        let ends = Ends()
+        // exp in 10 s, leeway 5 s: due in 15 s.
+        _ = sessions.open(protocol: "websocket", token: Self.token(exp: Self.now + 10), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        loop.advanceTime(by: .milliseconds(14_900))
+        #expect(ends.seen.isEmpty)
+        loop.advanceTime(by: .milliseconds(200))
+        #expect(ends.seen == [.expired])
+    }
+
+    @Test("a token revoked before its session opened ends the session at once")
+    func revokedBeforeOpening() throws {
+        let loop = EmbeddedEventLoop()
+        let set = RevocationSet()
+        let sessions = Self.registry(set)
+        set.apply(Self.revocation(.subject, "alice"), now: Self.now)
+        let ends = Ends()
+        _ = sessions.open(protocol: "websocket", token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        loop.run()
+        #expect(ends.seen == [.revoked])
+    }
+
+    @Test("sessions are counted open and closed by protocol and reason; the first reason wins")
+    func metrics() throws {
+        let loop = EmbeddedEventLoop()
+        let set = RevocationSet()
+        let registry = PrometheusCollectorRegistry()
+        let sessions = Self.registry(set, registry: registry)
+        let first = sessions.open(protocol: "websocket", token: Self.token(), policy: .close, eventLoop: loop) { _ in }
+        let second = sessions.open(protocol: "websocket", token: nil, policy: .close, eventLoop: loop) { _ in }
+        var text = Self.text(registry)
+        #expect(text.contains("portcullis_sessions_open{protocol=\"websocket\"} 2"))
+        set.apply(Self.revocation(.jti, "jti-1"), now: Self.now)
+        loop.run()
+        first.end(.client)  // after the token ended it: not counted again
+        second.end(.idleTimeout)
+        text = Self.text(registry)
+        #expect(text.contains("portcullis_sessions_open{protocol=\"websocket\"} 0"))
+        #expect(text.contains("portcullis_sessions_closed_total{protocol=\"websocket\",reason=\"token_revoked\"} 1"))
+        #expect(text.contains("portcullis_sessions_closed_total{protocol=\"websocket\",reason=\"idle_timeout\"} 1"))
+        #expect(!text.contains("reason=\"client\""))
+    }
+
+    static func text(_ registry: PrometheusCollectorRegistry) -> String {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}
