@@ -33,6 +33,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
     private var pendingRead = false
     private var requestEnded = false
     private var isGRPC = false
+    private var responseHeadSent = false
+    /// A gRPC call admitted with a token, watched so that it ends with its token (`LiveSessions`).
+    private var session: LiveSession?
 
     init(shared: HTTP2ConnectionShared) {
         self.shared = shared
@@ -101,6 +104,10 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
                 context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .continue))), promise: nil)
             }
             if admitted.route.upstream.http2 {
+                if isGRPC, let identity = admitted.identity, let loop = context?.eventLoop {
+                    session = shared.gateway.sessions.open(protocol: "grpc", token: identity, policy: admitted.route.config.onTokenEnd,
+                                                           eventLoop: loop) { [weak self] end in self?.tokenEnded(end) }
+                }
                 let exchange = HTTP2UpstreamExchange(downstream: self, pool: shared.pool, route: admitted.route, clientHead: head,
                                                      upstreamHead: HeaderRewriter.http2UpstreamRequest(upstreamHead, clientHead: head),
                                                      log: log, extraResponseHeaders: admitted.rateLimitHeaders)
@@ -188,6 +195,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        session?.end(.client)
         switch state {
         case .proxying(let exchange): exchange.clientGone()
         case .proxyingHTTP2(let exchange): exchange.clientGone()
@@ -229,6 +237,7 @@ extension HTTP2StreamHandler: ExchangeDownstream {
     }
 
     func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange) {
+        responseHeadSent = true
         let response = HeaderRewriter.clientResponse(head, policy: exchange.route.headerPolicy, requestID: exchange.log.requestID,
                                                      extra: exchange.extraResponseHeaders, version: .http2)
         context?.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: response.status, headers: response.http2Fields()))),
@@ -270,24 +279,46 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
 extension HTTP2StreamHandler {
     func sendResponseHead(_ head: HTTPResponseHead) {
+        responseHeadSent = true
         context?.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
     func exchangeCompleted(log: RequestLog, route: CompiledRoute, trailers: HTTPHeaders?, upstreamTime: TimeAmount?, now: NIODeadline) {
         state = .done
+        session?.end(.upstream)
         shared.gateway.record(log, metrics: route.metrics, upstreamTime: upstreamTime, now: now, counter: &shared.responseCounter)
         endResponse(trailers: trailers)
     }
 
     func exchangeFailed(log: RequestLog, route: CompiledRoute, with response: ErrorResponse) {
         state = .done
+        session?.end(.upstream)
         answer(response, requestID: log.requestID, isHEAD: false)
         shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
     }
 
     func exchangeAborted(log: RequestLog, route: CompiledRoute) {
         state = .done
+        session?.end(.upstream)
         context?.close(promise: nil)
         shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+}
+
+// MARK: Token end
+
+extension HTTP2StreamHandler {
+    /// The call's token was revoked or expired (`LiveSessions`, route `on_token_end: close`): the
+    /// upstream stream is reset and the client gets gRPC status 16 UNAUTHENTICATED — as trailers
+    /// when the response has begun, else as the whole answer.
+    private func tokenEnded(_ end: LiveSessions.TokenEnd) {
+        guard case .proxyingHTTP2(let exchange) = state, let log = exchange.abandon(reason: end.reason.rawValue) else { return }
+        state = .done
+        if responseHeadSent {
+            endResponse(trailers: ["grpc-status": "16", "grpc-message": GRPCStatus.encodedMessage(end.message)])
+        } else {
+            answer(ErrorResponse(status: .unauthorized, error: "invalid_token", description: end.message), requestID: log.requestID, isHEAD: false)
+        }
+        shared.gateway.record(log, metrics: exchange.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
     }
 }

@@ -120,6 +120,19 @@ final class HTTP2UpstreamExchange {
         downstream.exchangeAborted(log: log, route: route)
     }
 
+    /// Ends the exchange from the client's side for `reason` (its token ended): the upstream stream
+    /// is reset. Returns the request's log for the caller to record, nil when already over.
+    func abandon(reason: String) -> RequestLog? {
+        guard !done else { return nil }
+        done = true
+        downstream.cancelResponseHeaderTimeout()
+        stream?.close(promise: nil)
+        stream = nil
+        if !responseStarted { log.status = 401 }
+        log.reason = reason
+        return log
+    }
+
     func clientDrained() {
         stream?.read()
     }

@@ -4,6 +4,10 @@ bytes (no protobuf), so no generated code is needed.
 
     grpc_peer.py server PORT        serves pkg.Echo until killed; prints "ready"
     grpc_peer.py client PORT TOKEN  calls every method through PORT; prints one JSON object
+    grpc_peer.py hold PLAN OUT READY DONE
+                                    opens one Watch stream per PLAN entry ({"port", "token"}),
+                                    touches READY once each has a message, waits for DONE (at
+                                    most 60 s) and 1.5 s more, then writes to OUT how each ended
 
 The server answers Unary with "<subject>:<request>" (the subject from the X-Auth-Subject
 metadata the gateway adds), ServerStream with 5 messages, Bidi with an echo of each message,
@@ -50,8 +54,17 @@ def big(request, context):
     return request[::-1]
 
 
+def watch(request, context):
+    """A message every 100 ms until the call ends."""
+    i = 0
+    while context.is_active():
+        yield b"tick-%d" % i
+        i += 1
+        time.sleep(0.1)
+
+
 def serve(port):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=256),
                          options=[("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)])
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
@@ -60,6 +73,7 @@ def serve(port):
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Big": grpc.unary_unary_rpc_method_handler(big),
+        "Watch": grpc.unary_stream_rpc_method_handler(watch),
     }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -94,8 +108,61 @@ def client(port, token):
     print(json.dumps(result), flush=True)
 
 
+def hold(plan_file, out_file, ready_file, done_file):
+    import os
+    import threading
+    with open(plan_file) as f:
+        plan = json.load(f)
+    channels = {}
+    states = []
+    for index, entry in enumerate(plan):
+        port = entry["port"]
+        if port not in channels:
+            channels[port] = grpc.insecure_channel(f"127.0.0.1:{port}")
+        state = {"index": index, "messages": 0, "code": None, "details": None, "ended_at": None,
+                 "first": threading.Event()}
+        states.append(state)
+        call = channels[port].unary_stream(f"/{SERVICE}/Watch")(b"w", metadata=[("authorization", "Bearer " + entry["token"])])
+        state["call"] = call
+
+        def consume(call=call, state=state):
+            try:
+                for _ in call:
+                    state["messages"] += 1
+                    state["first"].set()
+                state["code"] = "OK"
+            except grpc.RpcError as error:
+                state["code"] = error.code().name
+                state["details"] = error.details()
+            state["ended_at"] = time.time()
+            state["first"].set()
+
+        threading.Thread(target=consume, daemon=True).start()
+    for state in states:
+        state["first"].wait(20)
+    open(ready_file, "w").close()
+    deadline = time.time() + 60
+    while not os.path.exists(done_file) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    result = []
+    for state in states:
+        open_at_end = state["code"] is None
+        before = state["messages"]
+        if open_at_end:
+            time.sleep(0.25)
+        result.append({"index": state["index"], "code": state["code"], "details": state["details"], "ended_at": state["ended_at"],
+                       "open_at_end": open_at_end, "still_streaming": open_at_end and state["messages"] > before})
+        if open_at_end:
+            state["call"].cancel()
+    with open(out_file, "w") as f:
+        json.dump(result, f)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve(int(sys.argv[2]))
+    elif sys.argv[1] == "hold":
+        hold(*sys.argv[2:6])
     else:
         client(int(sys.argv[2]), sys.argv[3])
