@@ -50,4 +50,43 @@ struct GRPCGatewayTests {
         #expect(http1.status == 505)
         await gateway.stop()
     }
+
+    @Test("a route with protocol: h2 reaches a gRPC server over TLS (ALPN h2), verifying its certificate")
+    func grpcOverTLSUpstream() async throws {
+        let authority = try TestCertificateAuthority.make(name: "Upstream CA")
+        let leaf = try authority.issue("upstream", dnsNames: ["grpc.internal"], ipAddresses: ["127.0.0.1"])
+        let serverPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "grpc-tls-upstream")
+        let server = try ManagedProcess(executable: "/usr/bin/env",
+                                        arguments: ["python3", Self.script, "server", String(serverPort), leaf.certificate, leaf.privateKey],
+                                        logFile: directory + "/server.log")
+        defer { Task { _ = await server.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+        let issuer = try TestIssuer()
+        for (caFile, works) in [(authority.certificate, true), (try TestCertificateAuthority.make(name: "Other CA").certificate, false)] {
+            let gateway = try await GatewayProcess.start { port, adminPort, directory in
+                let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+                return """
+                listen: 127.0.0.1:\(port)
+                admin_listen: 127.0.0.1:\(adminPort)
+                \(issuers)
+                routes:
+                  - name: grpc
+                    path_prefix: /pkg.Echo
+                    upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2, tls: {ca_file: \(caFile), server_name: grpc.internal}}
+                    auth: {type: jwt}
+                """
+            }
+            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "client", String(gateway.port), try issuer.token(sub: "dave")])
+            let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]]) ?? [:]
+            if works {
+                #expect(seen["unary"]?["ok"] as? String == "dave:hello", "\(result.stdout) \(result.stderr)")
+                #expect(seen["status"]?["code"] as? String == "NOT_FOUND")
+            } else {
+                // A certificate from another CA: the gateway refuses the upstream, the call is UNAVAILABLE.
+                #expect(seen["unary"]?["code"] as? String == "UNAVAILABLE", "\(result.stdout) \(result.stderr)")
+            }
+            await gateway.stop()
+        }
+    }
 }

@@ -2,7 +2,9 @@
 """A real gRPC server and client (Python grpcio) for the gateway's gRPC tests; messages are raw
 bytes (no protobuf), so no generated code is needed.
 
-    grpc_peer.py server PORT        serves pkg.Echo until killed; prints "ready"
+    grpc_peer.py server PORT [CERT KEY]
+                                    serves pkg.Echo until killed (over TLS with CERT and KEY);
+                                    prints "ready"
     grpc_peer.py client PORT TOKEN  calls every method through PORT; prints one JSON object
     grpc_peer.py hold PLAN OUT READY DONE
                                     opens one Watch stream per PLAN entry ({"port", "token"}),
@@ -63,7 +65,7 @@ def watch(request, context):
         time.sleep(0.1)
 
 
-def serve(port):
+def serve(port, cert=None, key=None):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=256),
                          options=[("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)])
     handlers = {
@@ -76,7 +78,11 @@ def serve(port):
         "Watch": grpc.unary_stream_rpc_method_handler(watch),
     }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    if cert:
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([(k.read(), c.read())]))
+    else:
+        server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print("ready", flush=True)
     server.wait_for_termination()
@@ -161,7 +167,7 @@ def hold(plan_file, out_file, ready_file, done_file):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        serve(int(sys.argv[2]))
+        serve(int(sys.argv[2]), *sys.argv[3:5])
     elif sys.argv[1] == "hold":
         hold(*sys.argv[2:6])
     else:
