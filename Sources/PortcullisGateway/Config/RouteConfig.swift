@@ -24,6 +24,8 @@ public struct RouteConfig: Sendable {
     public var maxBodyBytes: Int
     public var requestHeaders: HeaderRules
     public var responseHeaders: HeaderRules
+    /// Cross-origin access for browsers (`cors:`); nil answers preflights like any request.
+    public var cors: CORSConfig?
 
     init(node: ConfigNode, baseDirectory: String) throws {
         var map = try node.mapping()
@@ -53,6 +55,7 @@ public struct RouteConfig: Sendable {
         maxBodyBytes = try map.optional("max_body_bytes")?.byteCount() ?? 16 * 1024 * 1024
         requestHeaders = try map.optional("request_headers").map(HeaderRules.init(node:)) ?? HeaderRules()
         responseHeaders = try map.optional("response_headers").map(HeaderRules.init(node:)) ?? HeaderRules()
+        cors = try map.optional("cors").map(CORSConfig.init(node:))
         try map.finish()
     }
 }

@@ -57,6 +57,10 @@ enum HeaderRewriter {
             if route.rateLimit != nil {
                 for name in RateLimitFields.names { response.insert(name) }
             }
+            // The gateway states the CORS fields itself on a CORS route.
+            if route.cors != nil {
+                for name in CORSPolicy.gatewayStated { response.insert(name) }
+            }
             responseRemoved = response
         }
 

@@ -189,7 +189,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
         let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
-                                        log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+                                        log: log, extraResponseHeaders: admitted.responseHeaders)
         state = .proxying(exchange)
         exchange.start()
     }
@@ -228,16 +228,16 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) {
         guard context != nil else { return }
-        let body = response.body(requestID: requestID, allocator: allocator)
-        var head = ClientResponseHead(version: version, status: response.status, contentLength: body.readableBytes,
+        let body = response.hasBody ? response.body(requestID: requestID, allocator: allocator) : allocator.buffer(capacity: 0)
+        var head = ClientResponseHead(version: version, status: response.status, contentLength: response.hasBody ? body.readableBytes : nil,
                                       fields: response.headers.map { $0 })
-        head.fields.append(("Content-Type", "application/json"))
+        if response.hasBody { head.fields.append(("Content-Type", "application/json")) }
         head.fields.append(("X-Request-Id", requestID))
         head.fields.append(("Cache-Control", "no-store"))
         let keepAlive = keepAlive && !closeAfterResponse
         if !keepAlive { head.fields.append(("Connection", "close")) }
         // A response to HEAD states the length of the body it would have had, and has none.
-        writeResponseHead(head, framing: isHEAD ? .none : .length, bodyLength: body.readableBytes)
+        writeResponseHead(head, framing: isHEAD || !response.hasBody ? .none : .length, bodyLength: body.readableBytes)
         writeResponseBody(body)
         writeEnd(keepAlive: keepAlive)
     }
@@ -451,7 +451,9 @@ extension ProxyHandler: ExchangeDownstream {
 
     func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
         if !exchange.clientRequestEnded { closeAfterResponse = true }
-        writeGatewayResponse(response, to: exchange.clientHead, requestID: exchange.log.requestID)
+        // The route's fields (CORS, rate-limit state) go on a 502/504 too: a browser must be able
+        // to read why its request failed.
+        writeGatewayResponse(response.adding(exchange.extraResponseHeaders), to: exchange.clientHead, requestID: exchange.log.requestID)
         finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: nil)
         settle(exchange)
     }
