@@ -95,7 +95,7 @@ public final class GatewayNode: Service, Sendable {
             accessLog: config.accessLog.enabled ? AccessLog() : nil)
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits,
-                                             tls: try Self.makeTLSContext(config.tls), logger: logger)
+                                             tls: try Self.makeTLSContext(config.tls), logger: logger, clientAddress: config.clientAddress)
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
         let scrapeTime = ScrapeTimeMetrics(registry: registry, keys: keys, cache: cache)
         let admin = AdminServer(group: group) { [self, registry, keys] path in

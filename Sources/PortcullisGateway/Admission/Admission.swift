@@ -63,6 +63,8 @@ struct Admission {
             return .refused(response, metrics: gateway.unmatchedRoute)
         }
         log.route = route.config.name
+        let clientAddress = client.requestAddress(head.headers)
+        log.client = clientAddress
         let cors = route.cors?.responseFields(head.headers)
 
         if let length = facts.contentLength, length > route.config.maxBodyBytes {
@@ -97,7 +99,7 @@ struct Admission {
 
         var rateLimitHeaders: HTTPHeaders?
         if let policy = route.rateLimit {
-            let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
+            let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: clientAddress)
             let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
             gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
             let headers = RateLimitFields.fields(policy: policy, decision: decision, form: table.request.rateLimitHeaders)

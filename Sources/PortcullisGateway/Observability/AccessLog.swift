@@ -18,6 +18,7 @@ struct AccessLog: Sendable {
             "status": .stringConvertible(entry.status),
             "duration_ms": .string(String(format3(duration))),
         ]
+        if let client = entry.client { metadata["client"] = .string(client) }
         if let route = entry.route { metadata["route"] = .string(route) }
         if let subject = entry.subject { metadata["subject"] = .string(subject) }
         if let reason = entry.reason { metadata["reason"] = .string(reason) }

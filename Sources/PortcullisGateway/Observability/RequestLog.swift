@@ -8,6 +8,8 @@ struct RequestLog {
     let target: String
     let start: NIODeadline
     var route: String?
+    /// The client's address (behind trusted proxies, the one their forwarding header names).
+    var client: String?
     var status = 0
     var subject: String?
     var reason: String?

@@ -18,9 +18,12 @@ final class GatewayServer: Sendable {
     private let quiesce: ServerQuiescingHelper
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
     private let logger: Logger
+    private let trustedProxies: TrustedProxies?
 
-    init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, tls: NIOSSLContext?, logger: Logger) async throws {
+    init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, tls: NIOSSLContext?, logger: Logger,
+         clientAddress: ClientAddressConfig = ClientAddressConfig()) async throws {
         self.group = group
+        self.trustedProxies = TrustedProxies(clientAddress)
         self.context = context
         self.limits = limits
         self.tls = Mutex(tls)
@@ -94,7 +97,8 @@ final class GatewayServer: Sendable {
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")
         }
-        let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress.map(Self.unmapped), isTLS: tlsContext != nil)
+        let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress.map(Self.unmapped), isTLS: tlsContext != nil,
+                                              trustedProxies: trustedProxies)
         let bodyRate = limits.requestBodyMinRate > 0
             ? ProxyHandler.BodyRateLimit(minimumRate: limits.requestBodyMinRate, grace: TimeAmount(limits.requestBodyGrace)) : nil
         try sync.addHandler(ProxyHandler(gateway: context, pool: pool, timeouts: timeouts, bodyRate: bodyRate, client: client))
