@@ -1,7 +1,7 @@
 import PortcullisConfig
 
-/// How the public listener learns the client's address: top-level `trusted_proxies` and
-/// `client_address_header`.
+/// How the public listener learns the client's address: top-level `proxy_protocol`,
+/// `trusted_proxies` and `client_address_header`.
 public struct ClientAddressConfig: Sendable {
     /// Which forwarding header a trusted proxy states the client in.
     public enum Header: String, Sendable, CaseIterable {
@@ -13,6 +13,8 @@ public struct ClientAddressConfig: Sendable {
     /// the client).
     var trustedProxies: [CIDR] = []
     public var header: Header = .xForwardedFor
+    /// Every connection starts with a PROXY protocol (v1 or v2) header naming the client.
+    public var proxyProtocol = false
 
     public init() {}
 
@@ -26,6 +28,7 @@ public struct ClientAddressConfig: Sendable {
                 }
             }
         }
+        proxyProtocol = try map.optional("proxy_protocol")?.bool() ?? false
         if let node = map.optional("client_address_header") {
             let text = try node.string().lowercased()
             guard let header = Header(rawValue: text) else {

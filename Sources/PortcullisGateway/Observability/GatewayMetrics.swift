@@ -23,6 +23,8 @@ public final class GatewayMetrics: Sendable {
     let slowRequestBodies: Counter
     /// Connections cut because the client did not take response bytes for `response_write_timeout`.
     let stalledResponseWrites: Counter
+    private let proxyProtocolInvalid: Counter
+    private let proxyProtocolTimeout: Counter
 
     /// In seconds. The request path's histograms hold `Double` seconds rather than `Duration`:
     /// recording compares the value with every bucket, and `Duration`'s comparisons and sums are
@@ -50,6 +52,17 @@ public final class GatewayMetrics: Sendable {
             help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
         stalledResponseWrites = registry.counter("portcullis_slow_clients_total", labels: [("direction", "response")],
             help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
+        let proxyProtocolHelp = "Connections closed on a proxy_protocol listener: invalid (not a valid PROXY protocol header), timeout (no complete header within limits.header_read_timeout)."
+        proxyProtocolInvalid = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "invalid")], help: proxyProtocolHelp)
+        proxyProtocolTimeout = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "timeout")], help: proxyProtocolHelp)
+    }
+
+    /// Counts a connection closed for want of a valid PROXY protocol header.
+    func proxyProtocolRefused(_ reason: ProxyProtocolHandler.Refusal) {
+        switch reason {
+        case .invalid: proxyProtocolInvalid.increment()
+        case .timeout: proxyProtocolTimeout.increment()
+        }
     }
 
     /// A route's upstream ejections: `ejections` counts a target going from healthy to ejected (a
