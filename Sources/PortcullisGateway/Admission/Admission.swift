@@ -41,6 +41,7 @@ struct Admission {
     @inline(__always)
     func admit(_ head: HTTPRequestHead, facts: RequestHeadFacts, table: RouteTable, log: inout RequestLog,
                clientCertificate: () -> [UInt8]?) -> Decision {
+        log.host = facts.host
         let target: RequestTarget
         switch Self.checkHead(head, facts: facts, policy: table.request) {
         case .success(let checked):
@@ -89,6 +90,7 @@ struct Admission {
             case .success(let token):
                 identity = token
                 log.subject = token.subject
+                log.clientID = token.clientID
                 route.metrics.authAccepted()
             case .failure(let failure):
                 log.reason = failure.reason

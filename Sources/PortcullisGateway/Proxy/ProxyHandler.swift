@@ -216,18 +216,20 @@ final class ProxyHandler: ChannelDuplexHandler {
         state = .discarding
         log.status = Int(response.status.code)
         log.reason = log.reason ?? response.error
-        writeGatewayResponse(response, to: head, requestID: log.requestID)
+        log.bytesOut = writeGatewayResponse(response, to: head, requestID: log.requestID)
         finish(log: log, metrics: metrics, upstreamTime: nil)
     }
 
-    /// Writes a response the gateway composed itself to the request `head`.
-    private func writeGatewayResponse(_ response: ErrorResponse, to head: HTTPRequestHead, requestID: String) {
+    /// Writes a response the gateway composed itself to the request `head`; returns its body's length.
+    @discardableResult
+    private func writeGatewayResponse(_ response: ErrorResponse, to head: HTTPRequestHead, requestID: String) -> Int {
         writeGatewayResponse(response, version: head.version, isHEAD: head.method == .HEAD,
                              keepAlive: head.isKeepAlive, requestID: requestID)
     }
 
-    private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) {
-        guard context != nil else { return }
+    @discardableResult
+    private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) -> Int {
+        guard context != nil else { return 0 }
         let body = response.hasBody ? response.body(requestID: requestID, allocator: allocator) : allocator.buffer(capacity: 0)
         var head = ClientResponseHead(version: version, status: response.status, contentLength: response.hasBody ? body.readableBytes : nil,
                                       fields: response.headers.map { $0 })
@@ -240,6 +242,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         writeResponseHead(head, framing: isHEAD || !response.hasBody ? .none : .length, bodyLength: body.readableBytes)
         writeResponseBody(body)
         writeEnd(keepAlive: keepAlive)
+        return isHEAD ? 0 : body.readableBytes
     }
 
     private func writeResponseHead(_ head: ClientResponseHead, framing: HTTP1Writer.Framing, bodyLength: Int?) {
@@ -278,7 +281,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             metrics.upstreamDuration.record(GatewayMetrics.seconds(upstreamTime))
             gateway.metrics.addedLatency.record(GatewayMetrics.seconds(max(.zero, total - upstreamTime)))
         }
-        gateway.accessLog?.record(log, duration: total)
+        gateway.accessLog?.record(log, duration: total, upstreamTime: upstreamTime)
     }
 
     /// After the response to `exchange` was written: idle if its request was fully read, else
@@ -453,7 +456,7 @@ extension ProxyHandler: ExchangeDownstream {
         if !exchange.clientRequestEnded { closeAfterResponse = true }
         // The route's fields (CORS, rate-limit state) go on a 502/504 too: a browser must be able
         // to read why its request failed.
-        writeGatewayResponse(response.adding(exchange.extraResponseHeaders), to: exchange.clientHead, requestID: exchange.log.requestID)
+        exchange.log.bytesOut = writeGatewayResponse(response.adding(exchange.extraResponseHeaders), to: exchange.clientHead, requestID: exchange.log.requestID)
         finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: nil)
         settle(exchange)
     }
