@@ -230,8 +230,9 @@ let package = Package(
             // PortcullisFuzz for its RFC 9112 response oracle, which the randomized parser test compares against.
             dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport",
                            "PortcullisFuzz"],
-            // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md).
-            exclude: ["Fuzz"],
+            // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md); the
+            // Selenium script of the browser CORS test.
+            exclude: ["Fuzz", "Browser"],
             swiftSettings: strict
         ),
         .testTarget(
