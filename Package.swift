@@ -236,8 +236,8 @@ let package = Package(
             dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport",
                            "PortcullisFuzz"],
             // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md); the raw
-            // HTTP/2 peer the HTTP/2 tests drive.
-            exclude: ["Fuzz", "Scripts"],
+            // HTTP/2 and gRPC peers the HTTP/2 tests drive; the Selenium script of the browser CORS test.
+            exclude: ["Fuzz", "Scripts", "Browser"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer binary and fuzzes every target in it for a while: the JOSE parsers and
-# verifier, the upstream response parser, chunked decoding and the request head path
+# verifier, the upstream response parser, chunked decoding, the request head path and the PROXY
+# protocol header parser
 # (docs/fuzzing.md). Default 20 s per target.
 #   cluster/fuzz-smoke.sh [seconds per target] [target...]
 # Exit status: 0 when no target crashed, non-zero otherwise (the crashing input is left in
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(jose response chunked request-head)
+[ ${#targets[@]} -gt 0 ] || targets=(jose response chunked request-head proxy-protocol)
 scratch=.build-fuzz
 
 swift build -c debug --scratch-path "$scratch" --product PortcullisFuzz \
@@ -27,6 +28,7 @@ seeds_of() {
 dict_of() {
     case "$1" in
         jose) echo Tests/PortcullisJOSETests/Vectors/fuzz.dict ;;
+        proxy-protocol) echo Tests/PortcullisGatewayTests/Fuzz/proxy-protocol.dict ;;
         *) echo Tests/PortcullisGatewayTests/Fuzz/http.dict ;;
     esac
 }

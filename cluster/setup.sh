@@ -9,6 +9,9 @@ config="${1:-debug}"
 
 cluster/install-packages.sh setup redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip \
     python3-yaml spin gcc podman debootstrap iproute2 openssl util-linux nghttp2-client
+# Peers of gateway tests: HAProxy sends PROXY protocol headers (ProxyProtocolTests); headless
+# Chromium, driven by Selenium, enforces CORS as browsers do (CORSBrowserTests).
+cluster/install-packages.sh setup haproxy chromium chromium-driver python3-selenium
 
 # Python is used only by tests and tools, never by the gateway: an independent JOSE implementation
 # (joserfc) mints the cross-implementation test tokens, authlib plays a real OAuth client, schemathesis

@@ -16,6 +16,8 @@ enum FuzzTarget: String, CaseIterable {
     case chunked
     /// NIO's request decoder → target check → router → header rewrite → upstream head (`RequestHeadHarness`).
     case requestHead = "request-head"
+    /// The PROXY protocol header parser (`ProxyProtocolHarness`).
+    case proxyProtocol = "proxy-protocol"
 
     static let environmentVariable = "PORTCULLIS_FUZZ_TARGET"
 
@@ -42,6 +44,7 @@ enum FuzzTarget: String, CaseIterable {
         case .response: ResponseHarness.run(Array(input), chunkedBodyOnly: false)
         case .chunked: ResponseHarness.run(Array(input), chunkedBodyOnly: true)
         case .requestHead: RequestHeadHarness.run(Array(input))
+        case .proxyProtocol: ProxyProtocolHarness.run(Array(input))
         }
     }
 
@@ -52,6 +55,7 @@ enum FuzzTarget: String, CaseIterable {
         case .response: ResponseHarness.responseSeeds
         case .chunked: ResponseHarness.chunkedSeeds
         case .requestHead: RequestHeadHarness.seeds
+        case .proxyProtocol: ProxyProtocolHarness.seeds
         }
     }
 }

@@ -97,7 +97,8 @@ public final class GatewayNode: Service, Sendable {
         agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits, http2: config.http2,
-                                             tls: try Self.makeTLSContext(config.tls, offerHTTP2: config.http2.enabled), logger: logger)
+                                             tls: try Self.makeTLSContext(config.tls, offerHTTP2: config.http2.enabled), logger: logger,
+                                             clientAddress: config.clientAddress)
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
         let scrapeTime = ScrapeTimeMetrics(registry: registry, keys: keys, cache: cache)
         let admin = AdminServer(group: group) { [self, registry, keys] path in

@@ -7,26 +7,36 @@ public enum LogFormat: String, Sendable, CaseIterable {
     case text
     case json
 
+    /// The gateway's access log: written at `info` whatever the level, since the access log has
+    /// its own switch (`access_log`) and a quieter process log should not silence it.
+    public static let accessLogLabel = "portcullis.access"
+
     /// Bootstraps swift-log once for the process, writing to stderr.
     public func bootstrap(level: Logger.Level) {
         switch self {
         case .text:
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
+                handler.logLevel = Self.level(level, for: label)
                 return handler
             }
         case .json:
             LoggingSystem.bootstrap { label in
                 var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
+                handler.logLevel = Self.level(level, for: label)
                 return handler
             }
         }
     }
+
+    static func level(_ level: Logger.Level, for label: String) -> Logger.Level {
+        label == accessLogLabel ? min(level, .info) : level
+    }
 }
 
-/// One JSON object per line: `{"ts", "level", "logger", "msg", ...metadata}`.
+/// One JSON object per line: `{"ts", "level", "logger", "msg", ...metadata}`. Integers, finite
+/// floating-point numbers and booleans given as `.stringConvertible` are JSON numbers and
+/// booleans; everything else is a string.
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
@@ -44,24 +54,37 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var fields: [(String, String)] = [
-            ("ts", Self.timestamp()),
-            ("level", event.level.rawValue),
-            ("logger", label),
-            ("msg", event.message.description),
+            ("ts", Self.quote(Self.timestamp())),
+            ("level", Self.quote(event.level.rawValue)),
+            ("logger", Self.quote(label)),
+            ("msg", Self.quote(event.message.description)),
         ]
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         for key in merged.keys.sorted() {
-            fields.append((key, Self.flatten(merged[key]!)))
+            fields.append((key, Self.json(merged[key]!)))
         }
         var line = "{"
         for (index, (key, value)) in fields.enumerated() {
             if index > 0 { line += "," }
-            line += Self.quote(key) + ":" + Self.quote(value)
+            line += Self.quote(key) + ":" + value
         }
         line += "}\n"
         Self.output.withLock { _ in
             FileHandle.standardError.write(Data(line.utf8))
         }
+    }
+
+    /// `value` as JSON text: a number or boolean as such, anything else as a string.
+    static func json(_ value: Logger.Metadata.Value) -> String {
+        if case .stringConvertible(let convertible) = value {
+            switch convertible {
+            case let number as any BinaryInteger: return number.description
+            case let number as Double where number.isFinite: return number.description
+            case let flag as Bool: return flag ? "true" : "false"
+            default: break
+            }
+        }
+        return quote(flatten(value))
     }
 
     private static func flatten(_ value: Logger.Metadata.Value) -> String {

@@ -10,9 +10,11 @@ public final class GatewayProcess: Sendable {
 
     /// Writes the config returned by `config(port, adminPort, directory)` and starts the gateway;
     /// returns once `/readyz` answers 200 (or throws with the gateway's output).
+    /// `logArguments` are the `--log-level`/`--log-format` options it runs with.
     public static func start(readyTimeout: Duration = .seconds(20),
                              waitForReady: Bool = true,
                              extraFiles: [String: String] = [:],
+                             logArguments: [String] = ["--log-level", "info"],
                              config: (_ port: Int, _ adminPort: Int, _ directory: String) -> String) async throws -> GatewayProcess {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-gw")
         for (name, contents) in extraFiles {
@@ -23,7 +25,7 @@ public final class GatewayProcess: Sendable {
         let configFile = directory + "/gateway.yaml"
         try config(port, adminPort, directory).write(toFile: configFile, atomically: true, encoding: .utf8)
         let process = try ManagedProcess(executable: PortcullisBinary.path,
-                                         arguments: ["gateway", "--config", configFile, "--log-level", "info"],
+                                         arguments: ["gateway", "--config", configFile] + logArguments,
                                          logFile: directory + "/gateway.log")
         let gateway = GatewayProcess(port: port, adminPort: adminPort, directory: directory, configFile: configFile, process: process)
         if waitForReady {

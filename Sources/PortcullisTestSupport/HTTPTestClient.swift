@@ -55,7 +55,9 @@ public final class HTTPTestClient {
     private var buffer: [UInt8] = []
     public private(set) var isClosed = false
 
-    public init(host: String = "127.0.0.1", port: Int, timeout: Double = 10) throws {
+    /// Connects to `host:port`; from the local address `source` when given (any 127.x.y.z
+    /// works on Linux loopback, so a test can play several clients).
+    public init(host: String = "127.0.0.1", port: Int, timeout: Double = 10, source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HTTPTestClientError.connect("socket() failed") }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
@@ -63,6 +65,19 @@ public final class HTTPTestClient {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, source, &local.sin_addr)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                let message = String(cString: strerror(errno))
+                Foundation.close(fd)
+                throw HTTPTestClientError.connect("bind \(source): \(message)")
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

@@ -70,7 +70,7 @@ struct AdmissionTests {
         #expect(admitted.identity?.subject == "alice")
         #expect(admitted.target.path == "/orders/~alice/x")
         #expect(admitted.target.uri == "/orders/~alice/x?q=1")
-        #expect(admitted.rateLimitHeaders == nil)
+        #expect(admitted.responseHeaders == nil)
         #expect(log.route == "orders" && log.subject == "alice")
     }
 
@@ -124,7 +124,7 @@ struct AdmissionTests {
         #expect(refusal(admit(.GET, "/limited", token: "not-a-token").0)?.status == .unauthorized)
         let token = try issuer.token(sub: "carol")
         guard case .admitted(let first) = admit(.GET, "/limited", token: token).0 else { Issue.record("first request refused"); return }
-        #expect(first.rateLimitHeaders?.first(name: "RateLimit")?.hasPrefix(#""one";r=0;t="#) == true)
+        #expect(first.responseHeaders?.first(name: "RateLimit")?.hasPrefix(#""one";r=0;t="#) == true)
         let (second, log) = admit(.GET, "/limited", token: token)
         let response = refusal(second)
         #expect(response?.status == .tooManyRequests)

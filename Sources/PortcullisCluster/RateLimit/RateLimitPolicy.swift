@@ -9,7 +9,7 @@ public struct RateLimitPolicy: Sendable, Hashable {
         case subject
         /// The token's `client_id` (else `azp`).
         case clientID
-        /// The client's IP address (the TCP peer; `X-Forwarded-For` is not trusted).
+        /// The client's IP address: the TCP peer, or behind a trusted proxy the address its forwarding header names (the gateway's `trusted_proxies`).
         case ip
         /// The value of a request header.
         case header(String)

@@ -2,9 +2,10 @@ import NIOHTTP1
 import PortcullisJOSE
 
 /// Whether a request may pass, decided from its head alone and the same for every protocol that
-/// carries one: the head's own checks (`checkHead`), the route, the declared body size, the
-/// client certificate, authentication (token, revocation, scopes, claim rules) and the rate
-/// limit — in that order, the first refusal wins. It does no I/O and writes nothing: the
+/// carries one: the head's own checks (`checkHead`), a CORS preflight (answered by the gateway),
+/// the route, the declared body size, the client certificate, authentication (token, revocation,
+/// scopes, claim rules) and the rate limit — in that order, the first refusal wins. On a route
+/// with `cors`, refusals and admitted requests carry the route's CORS response fields. It does no I/O and writes nothing: the
 /// protocol's handler answers a refusal or forwards the admitted request its own way. It counts
 /// its decisions in the metrics and fills in the request's log.
 ///
@@ -21,8 +22,9 @@ struct Admission {
         let target: RequestTarget
         /// The verified token, nil on a route without authentication.
         let identity: VerifiedToken?
-        /// `RateLimit-*` fields for the response, on a rate-limited route.
-        let rateLimitHeaders: HTTPHeaders?
+        /// Fields the gateway adds to the response: `RateLimit-*` on a rate-limited route, the
+        /// CORS fields on a route with `cors`.
+        let responseHeaders: HTTPHeaders?
     }
 
     enum Decision {
@@ -39,6 +41,7 @@ struct Admission {
     @inline(__always)
     func admit(_ head: HTTPRequestHead, facts: RequestHeadFacts, table: RouteTable, log: inout RequestLog,
                clientCertificate: () -> [UInt8]?) -> Decision {
+        log.host = facts.host
         let target: RequestTarget
         switch Self.checkHead(head, facts: facts, policy: table.request) {
         case .success(let checked):
@@ -47,6 +50,7 @@ struct Admission {
             return .refused(ErrorResponse(status: .badRequest, error: "invalid_request", description: refusal.description),
                             metrics: gateway.unmatchedRoute)
         }
+        if let answer = Self.corsPreflight(head, target: target, facts: facts, table: table, log: &log) { return answer }
         let route: CompiledRoute
         switch table.router.match(host: HostHeader.name(facts.host), path: target.path, method: head.method.rawValue) {
         case .matched(let matched):
@@ -60,6 +64,9 @@ struct Admission {
             return .refused(response, metrics: gateway.unmatchedRoute)
         }
         log.route = route.config.name
+        let clientAddress = client.requestAddress(head.headers)
+        log.client = clientAddress
+        let cors = route.cors?.responseFields(head.headers)
 
         if facts.upgradesToWebSocket {
             guard route.config.websocket != nil else {
@@ -73,13 +80,13 @@ struct Admission {
         }
 
         if let length = facts.contentLength, length > route.config.maxBodyBytes {
-            return .refused(ErrorResponse(status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes"),
-                            metrics: route.metrics)
+            return .refused(ErrorResponse(status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes")
+                                .adding(cors), metrics: route.metrics)
         }
 
         if route.config.requireClientCertificate, clientCertificate() == nil {
             return .refused(ErrorResponse(status: .forbidden, error: "client_certificate_required",
-                                          description: "this route needs a client certificate the gateway verified"),
+                                          description: "this route needs a client certificate the gateway verified").adding(cors),
                             metrics: route.metrics)
         }
 
@@ -87,24 +94,25 @@ struct Admission {
         if let policy = route.jwtAuth {
             guard let authenticator = gateway.authenticator else {
                 // Unreachable with a validated config (jwt routes require issuers); fail closed.
-                return .refused(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured"),
+                return .refused(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured").adding(cors),
                                 metrics: route.metrics)
             }
             switch authenticator.authenticate(head.headers, policy: policy, clientCertificate: clientCertificate) {
             case .success(let token):
                 identity = token
                 log.subject = token.subject
+                log.clientID = token.clientID
                 route.metrics.authAccepted()
             case .failure(let failure):
                 log.reason = failure.reason
                 route.metrics.authRejected(failure.reason, client: failure.client)
-                return .refused(ErrorResponse(failure, realm: gateway.realm), metrics: route.metrics)
+                return .refused(ErrorResponse(failure, realm: gateway.realm).adding(cors), metrics: route.metrics)
             }
         }
 
         var rateLimitHeaders: HTTPHeaders?
         if let policy = route.rateLimit {
-            let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: client.address)
+            let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: clientAddress)
             let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
             gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
             let headers = RateLimitFields.fields(policy: policy, decision: decision, form: table.request.rateLimitHeaders)
@@ -113,13 +121,17 @@ struct Admission {
                 var response = ErrorResponse(status: .tooManyRequests, error: "rate_limited", description: "rate limit '\(policy.name)' exceeded")
                 response.headers = headers
                 response.headers.add(name: "Retry-After", value: String(max(1, decision.resetSeconds)))
-                return .refused(response, metrics: route.metrics)
+                return .refused(response.adding(cors), metrics: route.metrics)
             }
             rateLimitHeaders = headers
         }
 
         if facts.hasUnderscoredNames, table.request.headersWithUnderscores == .drop { gateway.metrics.underscoredFieldsDropped.increment() }
-        return .admitted(Admitted(route: route, target: target, identity: identity, rateLimitHeaders: rateLimitHeaders))
+        var responseHeaders = rateLimitHeaders
+        if let cors {
+            if responseHeaders == nil { responseHeaders = cors } else { responseHeaders?.add(contentsOf: cors) }
+        }
+        return .admitted(Admitted(route: route, target: target, identity: identity, responseHeaders: responseHeaders))
     }
 
     /// The checks on a request head before routing: one `Host` (required from HTTP/1.1 on) of

@@ -21,6 +21,8 @@ public struct GatewayConfig: Sendable {
     public var listen: HostPort
     /// TLS on the public listener, when configured.
     public var tls: ListenerTLSConfig?
+    /// Whom the public listener believes about the client's address (`trusted_proxies`).
+    public var clientAddress: ClientAddressConfig
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`). Loopback by default.
     public var adminListen: HostPort
     /// Event-loop threads; default: one per core.
@@ -62,6 +64,7 @@ public struct GatewayConfig: Sendable {
         self.configuredNodeID = try map.optional("node_id")?.nonEmptyString()
         self.listen = try HostPort(node: map.required("listen"))
         self.tls = try map.optional("tls").map { try ListenerTLSConfig(node: $0, baseDirectory: baseDirectory) }
+        self.clientAddress = try ClientAddressConfig(map: &map)
         self.adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9901)
         self.eventLoops = try map.optional("event_loops")?.int(in: 1...256) ?? System.coreCount
         self.limits = try map.optional("limits").map(ServerLimits.init(node:)) ?? ServerLimits()

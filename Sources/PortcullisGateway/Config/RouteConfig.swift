@@ -28,6 +28,8 @@ public struct RouteConfig: Sendable {
     public var websocket: WebSocketRouteConfig?
     /// What happens to a WebSocket when its token is revoked or expires (`on_token_end`).
     public var onTokenEnd: TokenEndPolicy
+    /// Cross-origin access for browsers (`cors:`); nil answers preflights like any request.
+    public var cors: CORSConfig?
 
     init(node: ConfigNode, baseDirectory: String) throws {
         var map = try node.mapping()
@@ -59,6 +61,7 @@ public struct RouteConfig: Sendable {
         responseHeaders = try map.optional("response_headers").map(HeaderRules.init(node:)) ?? HeaderRules()
         websocket = try map.optional("websocket").flatMap(WebSocketRouteConfig.parse)
         onTokenEnd = try map.optional("on_token_end").map(TokenEndPolicy.parse) ?? .close
+        cors = try map.optional("cors").map(CORSConfig.init(node:))
         try map.finish()
     }
 }

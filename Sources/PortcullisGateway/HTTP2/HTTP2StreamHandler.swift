@@ -110,12 +110,12 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
                 }
                 let exchange = HTTP2UpstreamExchange(downstream: self, pool: shared.pool, route: admitted.route, clientHead: head,
                                                      upstreamHead: HeaderRewriter.http2UpstreamRequest(upstreamHead, clientHead: head),
-                                                     log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+                                                     log: log, extraResponseHeaders: admitted.responseHeaders)
                 state = .proxyingHTTP2(exchange)
                 exchange.start()
             } else {
                 let exchange = UpstreamExchange(downstream: self, route: admitted.route, clientHead: head, upstreamHead: upstreamHead,
-                                                log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+                                                log: log, extraResponseHeaders: admitted.responseHeaders)
                 state = .proxying(exchange)
                 exchange.start()
             }
@@ -260,7 +260,8 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
         state = .done
-        answer(response, requestID: exchange.log.requestID, isHEAD: exchange.clientHead.method == .HEAD)
+        // The route's fields (CORS, rate-limit state) go on a 502/504 too.
+        answer(response.adding(exchange.extraResponseHeaders), requestID: exchange.log.requestID, isHEAD: exchange.clientHead.method == .HEAD)
         shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
     }
 

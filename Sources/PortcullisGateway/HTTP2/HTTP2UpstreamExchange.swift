@@ -217,6 +217,8 @@ final class HTTP2UpstreamExchange {
         }
         log.status = Int(status.code)
         log.reason = log.reason ?? code
-        downstream.exchangeFailed(log: log, route: route, with: ErrorResponse(status: status, error: code, description: description))
+        // The route's fields (CORS, rate-limit state) go on a 502/504 too.
+        downstream.exchangeFailed(log: log, route: route,
+                                  with: ErrorResponse(status: status, error: code, description: description).adding(extraResponseHeaders))
     }
 }

@@ -1,32 +1,41 @@
 import Logging
 import NIOCore
+import PortcullisObservability
 
-/// One line per request through swift-log (label `portcullis.access`); the process's log handler
-/// decides text or JSON. Tokens never appear: only the subject, the route and a reason code.
+/// One line per request through swift-log (label `LogFormat.accessLogLabel`, written whatever
+/// `--log-level` says; `access_log: false` turns it off); the process's log handler decides text
+/// or JSON, where numbers are JSON numbers. Tokens never appear: only the subject, client id,
+/// route and a reason code; the path never carries its query.
 struct AccessLog: Sendable {
     let logger: Logger
 
     init() {
-        logger = Logger(label: "portcullis.access")
+        logger = Logger(label: LogFormat.accessLogLabel)
     }
 
-    func record(_ entry: RequestLog, duration: TimeAmount) {
+    func record(_ entry: RequestLog, duration: TimeAmount, upstreamTime: TimeAmount?) {
         var metadata: Logger.Metadata = [
             "request_id": .string(entry.requestID),
             "method": .string(entry.method),
             "path": .string(entry.path),
             "status": .stringConvertible(entry.status),
-            "duration_ms": .string(String(format3(duration))),
+            "duration_ms": .stringConvertible(Self.milliseconds(duration)),
+            "bytes_in": .stringConvertible(entry.bytesIn),
+            "bytes_out": .stringConvertible(entry.bytesOut),
         ]
+        if let client = entry.client { metadata["client"] = .string(client) }
+        if let host = entry.host { metadata["host"] = .string(host) }
         if let route = entry.route { metadata["route"] = .string(route) }
         if let subject = entry.subject { metadata["subject"] = .string(subject) }
+        if let clientID = entry.clientID { metadata["client_id"] = .string(clientID) }
         if let reason = entry.reason { metadata["reason"] = .string(reason) }
         if let upstream = entry.upstream { metadata["upstream"] = .string(upstream) }
+        if let upstreamTime { metadata["upstream_ms"] = .stringConvertible(Self.milliseconds(upstreamTime)) }
         logger.info("request", metadata: metadata)
     }
 
-    private func format3(_ duration: TimeAmount) -> String {
-        let micros = duration.nanoseconds / 1000
-        return "\(micros / 1000).\(String(repeating: "0", count: 3 - String(micros % 1000).count))\(micros % 1000)"
+    /// Milliseconds with microsecond precision (`12.345`).
+    static func milliseconds(_ duration: TimeAmount) -> Double {
+        Double(duration.nanoseconds / 1000) / 1000
     }
 }

@@ -30,6 +30,8 @@ public final class GatewayMetrics: Sendable {
     let malformedHTTP2Streams: Counter
     /// HTTP/2 connections closed for a connection error (GOAWAY sent).
     let http2ConnectionErrors: Counter
+    private let proxyProtocolInvalid: Counter
+    private let proxyProtocolTimeout: Counter
 
     /// In seconds. The request path's histograms hold `Double` seconds rather than `Duration`:
     /// recording compares the value with every bucket, and `Duration`'s comparisons and sums are
@@ -64,6 +66,17 @@ public final class GatewayMetrics: Sendable {
             help: "HTTP/2 streams reset (PROTOCOL_ERROR) because :authority and Host disagreed.")
         http2ConnectionErrors = registry.counter("portcullis_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams.")
+        let proxyProtocolHelp = "Connections closed on a proxy_protocol listener: invalid (not a valid PROXY protocol header), timeout (no complete header within limits.header_read_timeout)."
+        proxyProtocolInvalid = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "invalid")], help: proxyProtocolHelp)
+        proxyProtocolTimeout = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "timeout")], help: proxyProtocolHelp)
+    }
+
+    /// Counts a connection closed for want of a valid PROXY protocol header.
+    func proxyProtocolRefused(_ reason: ProxyProtocolHandler.Refusal) {
+        switch reason {
+        case .invalid: proxyProtocolInvalid.increment()
+        case .timeout: proxyProtocolTimeout.increment()
+        }
     }
 
     /// A route's upstream ejections: `ejections` counts a target going from healthy to ejected (a

@@ -8,8 +8,17 @@ struct RequestLog {
     let target: String
     let start: NIODeadline
     var route: String?
+    /// The request's `Host`.
+    var host: String?
+    /// The client's address (behind trusted proxies, the one their forwarding header names).
+    var client: String?
     var status = 0
     var subject: String?
+    /// The verified token's `client_id` (or `azp`).
+    var clientID: String?
+    /// Body bytes read from the client and written to it (framing excluded).
+    var bytesIn = 0
+    var bytesOut = 0
     var reason: String?
     var upstream: String?
 

@@ -14,6 +14,6 @@ extension GatewayContext {
             metrics.upstreamDuration.record(GatewayMetrics.seconds(upstreamTime))
             self.metrics.addedLatency.record(GatewayMetrics.seconds(max(.zero, total - upstreamTime)))
         }
-        accessLog?.record(log, duration: total)
+        accessLog?.record(log, duration: total, upstreamTime: upstreamTime)
     }
 }

@@ -2,8 +2,9 @@ import NIOCore
 import NIOHTTP1
 import PortcullisJOSE
 
-/// A response the gateway writes itself: RFC 6750 challenges, 404/405/413/429/502/504.
-/// Always JSON `{"error", "error_description", "request_id"}`; never echoes a token.
+/// A response the gateway writes itself: RFC 6750 challenges, 404/405/413/429/502/504, and the
+/// 204 answering a CORS preflight. JSON `{"error", "error_description", "request_id"}` (none for
+/// a 204, which has no body); never echoes a token.
 struct ErrorResponse {
     var status: HTTPResponseStatus
     var error: String
@@ -31,6 +32,17 @@ struct ErrorResponse {
         self.status = status
         self.error = error
         self.description = description
+    }
+
+    /// Whether the response has a body: a 204 has none (nor `Content-Length`, nor `Content-Type`).
+    var hasBody: Bool { status != .noContent }
+
+    /// This response with `fields` added (a route's CORS fields), unchanged for nil.
+    func adding(_ fields: HTTPHeaders?) -> ErrorResponse {
+        guard let fields else { return self }
+        var response = self
+        response.headers.add(contentsOf: fields)
+        return response
     }
 
     /// The answer to bytes the HTTP/1.1 decoder refused.

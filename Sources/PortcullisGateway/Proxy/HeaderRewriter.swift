@@ -57,6 +57,10 @@ enum HeaderRewriter {
             if route.rateLimit != nil {
                 for name in RateLimitFields.names { response.insert(name) }
             }
+            // The gateway states the CORS fields itself on a CORS route.
+            if route.cors != nil {
+                for name in CORSPolicy.gatewayStated { response.insert(name) }
+            }
             responseRemoved = response
         }
 
@@ -78,7 +82,10 @@ enum HeaderRewriter {
     /// Facts about the client connection the forwarding headers need, and the parts of those
     /// headers that are the same for every request on it. One per connection, on its event loop.
     final class ClientInfo {
+        /// The TCP peer's address.
         let address: String?
+        /// Who may state the client's address in a forwarding header; nil: nobody.
+        let trustedProxies: TrustedProxies?
         let isTLS: Bool
         let proto: String
         /// SHA-256 of the DER client certificate the TLS handshake verified, looked up the first
@@ -91,8 +98,9 @@ enum HeaderRewriter {
         private var lastHost: String?
         private var lastElement: String?
 
-        init(address: String?, isTLS: Bool) {
+        init(address: String?, isTLS: Bool, trustedProxies: TrustedProxies? = nil) {
             self.address = address
+            self.trustedProxies = trustedProxies
             self.isTLS = isTLS
             proto = isTLS ? "https" : "http"
             var element = "proto=\(proto)"
@@ -100,6 +108,13 @@ enum HeaderRewriter {
                 element = (address.utf8.contains(UInt8(ascii: ":")) ? "for=\"[\(address)]\"" : "for=\(address)") + ";" + element
             }
             elementWithoutHost = element
+        }
+
+        /// The client's address for a request with `headers`: the TCP peer, or behind a trusted
+        /// proxy the address its forwarding header names (`TrustedProxies`).
+        func requestAddress(_ headers: HTTPHeaders) -> String? {
+            guard let trustedProxies, let address else { return address }
+            return trustedProxies.resolve(peer: address, headers: headers).client
         }
 
         /// The verified client certificate's SHA-256 (RFC 8705 `x5t#S256`), nil without one.
@@ -166,7 +181,6 @@ enum HeaderRewriter {
         headers.removeAll(keepingCapacity: true)
         // Room for every field appended below, so the array is allocated once.
         headers.reserveCapacity(head.headers.count + 8 + policy.identityHeaders.count + policy.route.requestHeaders.setFields.count)
-        var priorForwardedFor: String?
         var priorForwarded: String?
         var originalHost: String?
         var contentLength: String?
@@ -175,7 +189,7 @@ enum HeaderRewriter {
             // By length first: most names match none of these, and then only one length compare runs.
             switch name.utf8.count {
             case 15 where HeaderNameSet.matches(name, "x-forwarded-for"):
-                priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
+                // Stated by the gateway (`forwardingChain`).
                 continue
             case 9 where HeaderNameSet.matches(name, "forwarded"):
                 priorForwarded = priorForwarded.map { "\($0), \(value)" } ?? value
@@ -212,15 +226,13 @@ enum HeaderRewriter {
             headers.append(("content-length", "0"))
         }
 
-        if let address = client.address {
-            headers.append(("X-Forwarded-For", priorForwardedFor.map { "\($0), \(address)" } ?? address))
-        } else if let priorForwardedFor {
-            headers.append(("X-Forwarded-For", priorForwardedFor))
-        }
+        // Only the part of the chain the gateway believes goes on (`forwardingChain`).
+        let (forwardedFor, forwarded) = forwardingChain(client: client, headers: head.headers, priorForwarded: priorForwarded)
+        if let forwardedFor { headers.append(("X-Forwarded-For", forwardedFor)) }
         headers.append(("X-Forwarded-Proto", client.proto))
         if let originalHost { headers.append(("X-Forwarded-Host", originalHost)) }
         let element = client.forwardedElement(host: originalHost)
-        headers.append(("Forwarded", priorForwarded.map { "\($0), \(element)" } ?? element))
+        headers.append(("Forwarded", forwarded.map { "\($0), \(element)" } ?? element))
         headers.append(("X-Request-Id", requestID))
 
         if let identity {
@@ -241,6 +253,23 @@ enum HeaderRewriter {
             uri = rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest
         }
         return UpstreamRequestHead(method: head.method, uri: uri, fields: headers, isChunked: chunked)
+    }
+
+    /// The `X-Forwarded-For` value and the prior `Forwarded` elements sent upstream. The client's
+    /// own forwarding headers are never passed on as they came: from a peer that is not a trusted
+    /// proxy, `X-Forwarded-For` is the peer alone and its `Forwarded` is dropped; behind a trusted
+    /// proxy, `X-Forwarded-For` is the chain from the client the walk found to the peer, and
+    /// `Forwarded` (when it is the header the proxies write) keeps the same trailing elements.
+    /// So an upstream reading the leftmost entry reads the client the gateway rate-limits by.
+    static func forwardingChain(client: ClientInfo, headers: HTTPHeaders, priorForwarded: String?) -> (forwardedFor: String?, forwarded: String?) {
+        guard let address = client.address else { return (nil, nil) }
+        guard let trusted = client.trustedProxies else { return (address, nil) }
+        let resolution = trusted.resolve(peer: address, headers: headers)
+        guard resolution.peerTrusted else { return (address, nil) }
+        let forwardedFor = (resolution.chain + [address]).joined(separator: ", ")
+        guard trusted.header == .forwarded, let priorForwarded, !resolution.chain.isEmpty else { return (forwardedFor, nil) }
+        let elements = priorForwarded.split(separator: ",", omittingEmptySubsequences: false)
+        return (forwardedFor, elements.suffix(resolution.chain.count).map { String($0).trimmingASCIISpaces() }.joined(separator: ", "))
     }
 
     /// `value` without leading and trailing spaces and tabs (the same string when it has none).

@@ -204,7 +204,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
         let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
-                                        log: log, extraResponseHeaders: admitted.rateLimitHeaders)
+                                        log: log, extraResponseHeaders: admitted.responseHeaders)
         state = .proxying(exchange)
         exchange.start()
     }
@@ -231,30 +231,33 @@ final class ProxyHandler: ChannelDuplexHandler {
         state = .discarding
         log.status = Int(response.status.code)
         log.reason = log.reason ?? response.error
-        writeGatewayResponse(response, to: head, requestID: log.requestID)
+        log.bytesOut = writeGatewayResponse(response, to: head, requestID: log.requestID)
         finish(log: log, metrics: metrics, upstreamTime: nil)
     }
 
-    /// Writes a response the gateway composed itself to the request `head`.
-    private func writeGatewayResponse(_ response: ErrorResponse, to head: HTTPRequestHead, requestID: String) {
+    /// Writes a response the gateway composed itself to the request `head`; returns its body's length.
+    @discardableResult
+    private func writeGatewayResponse(_ response: ErrorResponse, to head: HTTPRequestHead, requestID: String) -> Int {
         writeGatewayResponse(response, version: head.version, isHEAD: head.method == .HEAD,
                              keepAlive: head.isKeepAlive, requestID: requestID)
     }
 
-    private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) {
-        guard context != nil else { return }
-        let body = response.body(requestID: requestID, allocator: allocator)
-        var head = ClientResponseHead(version: version, status: response.status, contentLength: body.readableBytes,
+    @discardableResult
+    private func writeGatewayResponse(_ response: ErrorResponse, version: HTTPVersion, isHEAD: Bool, keepAlive: Bool, requestID: String) -> Int {
+        guard context != nil else { return 0 }
+        let body = response.hasBody ? response.body(requestID: requestID, allocator: allocator) : allocator.buffer(capacity: 0)
+        var head = ClientResponseHead(version: version, status: response.status, contentLength: response.hasBody ? body.readableBytes : nil,
                                       fields: response.headers.map { $0 })
-        head.fields.append(("Content-Type", "application/json"))
+        if response.hasBody { head.fields.append(("Content-Type", "application/json")) }
         head.fields.append(("X-Request-Id", requestID))
         head.fields.append(("Cache-Control", "no-store"))
         let keepAlive = keepAlive && !closeAfterResponse
         if !keepAlive { head.fields.append(("Connection", "close")) }
         // A response to HEAD states the length of the body it would have had, and has none.
-        writeResponseHead(head, framing: isHEAD ? .none : .length, bodyLength: body.readableBytes)
+        writeResponseHead(head, framing: isHEAD || !response.hasBody ? .none : .length, bodyLength: body.readableBytes)
         writeResponseBody(body)
         writeEnd(keepAlive: keepAlive)
+        return isHEAD ? 0 : body.readableBytes
     }
 
     private func writeResponseHead(_ head: ClientResponseHead, framing: HTTP1Writer.Framing, bodyLength: Int?) {
@@ -460,7 +463,9 @@ extension ProxyHandler: ExchangeDownstream {
 
     func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
         if !exchange.clientRequestEnded { closeAfterResponse = true }
-        writeGatewayResponse(response, to: exchange.clientHead, requestID: exchange.log.requestID)
+        // The route's fields (CORS, rate-limit state) go on a 502/504 too: a browser must be able
+        // to read why its request failed.
+        exchange.log.bytesOut = writeGatewayResponse(response.adding(exchange.extraResponseHeaders), to: exchange.clientHead, requestID: exchange.log.requestID)
         finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: nil)
         settle(exchange)
     }

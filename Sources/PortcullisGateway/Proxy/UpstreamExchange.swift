@@ -140,6 +140,7 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
     func clientBody(_ body: ByteBuffer) {
         guard !done else { return }
         bodyBytes += body.readableBytes
+        log.bytesIn = bodyBytes
         if bodyBytes > route.config.maxBodyBytes {
             return fail(nil, status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes")
         }
@@ -221,6 +222,7 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard !done else { return }
+        log.bytesOut += body.readableBytes
         downstream.sendResponseBody(body)
     }
 

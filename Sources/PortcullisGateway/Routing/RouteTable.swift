@@ -18,11 +18,14 @@ final class CompiledRoute: Sendable {
     let headerPolicy: HeaderRewriter.Policy
     /// The path prefix in lower case, for matching without regard to case.
     let lowercasedPathPrefix: [UInt8]
+    /// The route's CORS rules, nil without a `cors` block.
+    let cors: CORSPolicy?
 
     init(config: RouteConfig, policies: [String: RateLimitPolicy], identityHeaders: [IdentityHeader],
          underscores: RequestPolicy.UnderscoreHeaders, metrics: GatewayMetrics) throws {
         self.config = config
         self.lowercasedPathPrefix = Array(config.pathPrefix.lowercased().utf8)
+        self.cors = config.cors.map(CORSPolicy.init)
         self.headerPolicy = HeaderRewriter.Policy(route: config, identityHeaders: identityHeaders, underscores: underscores)
         let ejections = metrics.upstreamEjections(route: config.name)
         self.selector = UpstreamTargetSelector(addresses: config.upstream.targets, ejections: ejections.ejections)

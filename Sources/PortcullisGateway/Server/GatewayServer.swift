@@ -22,10 +22,14 @@ final class GatewayServer: Sendable {
     private let quiesce: ServerQuiescingHelper
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
     private let logger: Logger
+    private let trustedProxies: TrustedProxies?
+    private let proxyProtocol: Bool
 
     init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, http2: HTTP2Config, tls: NIOSSLContext?,
-         logger: Logger) async throws {
+         logger: Logger, clientAddress: ClientAddressConfig = ClientAddressConfig()) async throws {
         self.group = group
+        self.trustedProxies = TrustedProxies(clientAddress)
+        self.proxyProtocol = clientAddress.proxyProtocol
         self.context = context
         self.limits = limits
         self.http2 = http2
@@ -78,6 +82,18 @@ final class GatewayServer: Sendable {
             channel.close(promise: nil)
             return
         }
+        let peer = channel.remoteAddress?.ipAddress.map(Self.unmapped)
+        guard proxyProtocol else { return try addHTTPHandlers(channel, clientAddress: peer) }
+        // The PROXY protocol header comes first, before TLS; the rest of the pipeline waits for it.
+        let refused = context.metrics.proxyProtocolRefused
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ProxyProtocolHandler(
+            timeout: TimeAmount(limits.headerReadTimeout),
+            onHeader: { [self] channel, source in try addHTTPHandlers(channel, clientAddress: source ?? peer) },
+            onRefused: { refused($0) })))
+    }
+
+    /// TLS, timeouts and the protocol's handlers (HTTP/1.1 or HTTP/2), for a client at `clientAddress`.
+    private func addHTTPHandlers(_ channel: any Channel, clientAddress: String?) throws {
         let sync = channel.pipeline.syncOperations
         let tlsContext = tls.withLock { $0 }
         if let tlsContext {
@@ -90,7 +106,7 @@ final class GatewayServer: Sendable {
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")
         }
-        let client = HeaderRewriter.ClientInfo(address: channel.remoteAddress?.ipAddress.map(Self.unmapped), isTLS: tlsContext != nil)
+        let client = HeaderRewriter.ClientInfo(address: clientAddress, isTLS: tlsContext != nil, trustedProxies: trustedProxies)
         guard http2.enabled else {
             return try addHTTP1(to: channel, timeouts: timeouts, pool: pool, client: client)
         }

@@ -1,0 +1,85 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+/// The access log of a real gateway process run with `--log-format json --log-level warning`:
+/// one typed JSON object per request, written although the process log is set above `info`.
+@Suite("gateway: access log fields", .serialized)
+final class AccessLogTests {
+    let upstream: TestUpstream
+    let issuer: TestIssuer
+    let gateway: GatewayProcess
+
+    init() async throws {
+        upstream = try await TestUpstream.start()
+        let issuer = try TestIssuer()
+        self.issuer = issuer
+        let upstreamAddress = upstream.address
+        gateway = try await GatewayProcess.start(logArguments: ["--log-level", "warning", "--log-format", "json"]) { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            \(issuers)
+            routes:
+              - {name: api, path_prefix: /api, upstream: {targets: [\(upstreamAddress)]}, auth: {type: jwt}}
+            """
+        }
+    }
+
+    deinit {
+        let gateway = self.gateway, upstream = self.upstream
+        Task {
+            await gateway.stop()
+            await upstream.stop()
+        }
+    }
+
+    /// The access-log objects whose path is `path`.
+    func entries(path: String) async throws -> [[String: Any]] {
+        var found: [[String: Any]] = []
+        _ = try await Poll.until(timeout: .seconds(5)) {
+            found = gateway.process.output.split(separator: "\n").compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            }.filter { $0["logger"] as? String == "portcullis.access" && $0["path"] as? String == path }
+            return !found.isEmpty
+        }
+        return found
+    }
+
+    @Test("a proxied request's line has typed client, host, path without query, status, bytes, durations, upstream, route and identity")
+    func proxiedRequest() async throws {
+        let token = try issuer.token(sub: "log-user", clientID: "web-app")
+        let response = try gateway.request("POST", "/api/orders?secret=q", headers: [("Host", "api.test"), ("Authorization", "Bearer \(token)")],
+                                           body: Array("hello".utf8))
+        #expect(response.status == 200)
+        let entry = try #require(try await entries(path: "/api/orders").first)
+        #expect(entry["status"] as? Int == 200)
+        #expect(entry["bytes_in"] as? Int == 5)
+        #expect(entry["bytes_out"] as? Int == response.body.count)
+        #expect(entry["client"] as? String == "127.0.0.1")
+        #expect(entry["host"] as? String == "api.test")
+        #expect(entry["method"] as? String == "POST")
+        #expect(entry["route"] as? String == "api")
+        #expect(entry["subject"] as? String == "log-user")
+        #expect(entry["client_id"] as? String == "web-app")
+        #expect(entry["request_id"] as? String == response.header("x-request-id"))
+        #expect(entry["upstream"] as? String == upstream.address)
+        let duration = try #require(entry["duration_ms"] as? Double), upstreamTime = try #require(entry["upstream_ms"] as? Double)
+        #expect(duration > 0 && upstreamTime > 0 && upstreamTime <= duration)
+        #expect(!gateway.process.output.contains("secret=q"))
+    }
+
+    @Test("a refused request's line counts the error body the gateway wrote")
+    func refusedRequest() async throws {
+        let response = try gateway.request("GET", "/api/refused")
+        #expect(response.status == 401)
+        let entry = try #require(try await entries(path: "/api/refused").first)
+        #expect(entry["status"] as? Int == 401)
+        #expect(entry["bytes_out"] as? Int == response.body.count && response.body.count > 0)
+        #expect(entry["bytes_in"] as? Int == 0)
+        #expect(entry["reason"] is String)
+        #expect(entry["upstream_ms"] == nil)
+    }
+}

@@ -1,0 +1,82 @@
+@testable import PortcullisGateway
+import Testing
+
+/// The PROXY protocol header parser on its own: valid headers of both versions, every prefix of
+/// one waiting for more, and the malformed shapes refused.
+@Suite("PROXY protocol header")
+struct ProxyProtocolUnitTests {
+    func source(_ outcome: ProxyProtocolHeader.Outcome) -> String? {
+        if case .header(let header) = outcome { return header.source.map { "\($0.address) \($0.port)" } ?? "none" }
+        return nil
+    }
+
+    func isInvalid(_ outcome: ProxyProtocolHeader.Outcome) -> Bool {
+        if case .invalid = outcome { return true }
+        return false
+    }
+
+    @Test("v1 headers: TCP4, TCP6 and UNKNOWN, with the bytes after the header left alone", arguments: [
+        ("PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n", "192.0.2.1 56324"),
+        ("PROXY TCP6 2001:DB8::1 ::1 1 65535\r\n", "2001:db8::1 1"),
+        ("PROXY TCP4 0.0.0.0 0.0.0.0 0 0\r\n", "0.0.0.0 0"),
+        ("PROXY UNKNOWN\r\n", "none"),
+        ("PROXY UNKNOWN ffff:: 1.2.3.4 1 2\r\n", "none"),
+    ])
+    func validV1(_ text: String, _ expected: String) {
+        let bytes = Array(text.utf8)
+        let outcome = ProxyProtocolHeader.parse(bytes + Array("GET / HTTP/1.1\r\n".utf8))
+        #expect(source(outcome) == expected)
+        if case .header(let header) = outcome { #expect(header.length == bytes.count) }
+        for end in 0..<bytes.count { #expect(ProxyProtocolHeader.parse(bytes[..<end]) == .incomplete, "prefix \(end)") }
+    }
+
+    @Test("malformed v1 headers are refused", arguments: [
+        "GET / HTTP/1.1\r\n", "PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n", "PROXY TCP4 ::1 ::1 1 2\r\n",
+        "PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n", "PROXY TCP6 ::ffff:1.2.3.4 ::1 1 2\r\n", "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX", "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\u{7F}\r\n",
+        "PROXY UNKNOWN " + String(repeating: "x", count: 100) + "\r\n",
+    ])
+    func invalidV1(_ text: String) {
+        #expect(isInvalid(ProxyProtocolHeader.parse(Array(text.utf8))), "\(text.debugDescription)")
+    }
+
+    @Test("v2 headers: IPv4, IPv6, IPv4-mapped, LOCAL and UNSPEC, TLVs skipped; every prefix waits for more")
+    func validV2() {
+        let cases: [([UInt8], String)] = [
+            (ProxyProtocolHeader.encodeV2(source: ("192.0.2.1", 443), destination: ("10.0.0.1", 80)), "192.0.2.1 443"),
+            (ProxyProtocolHeader.encodeV2(source: ("2001:db8::9", 1), destination: ("::1", 2), tlv: [0x01, 0x00, 0x02, 0x68, 0x32]), "2001:db8::9 1"),
+            (ProxyProtocolHeader.encodeV2(source: nil, destination: nil), "none"),
+            (ProxyProtocolHeader.v2Signature + [0x21, 0x00, 0x00, 0x00], "none"),
+        ]
+        for (bytes, expected) in cases {
+            let outcome = ProxyProtocolHeader.parse(bytes + [0x16, 0x03, 0x01])
+            #expect(source(outcome) == expected)
+            if case .header(let header) = outcome { #expect(header.length == bytes.count) }
+            for end in 0..<bytes.count { #expect(ProxyProtocolHeader.parse(bytes[..<end]) == .incomplete, "prefix \(end) of \(expected)") }
+        }
+        // An IPv6 header whose source is IPv4-mapped names the IPv4 client.
+        var mapped = ProxyProtocolHeader.encodeV2(source: ("2001:db8::9", 1), destination: ("::1", 2))
+        mapped.replaceSubrange(16..<32, with: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 192, 0, 2, 33])
+        #expect(source(ProxyProtocolHeader.parse(mapped)) == "192.0.2.33 1")
+    }
+
+    @Test("malformed v2 headers are refused: version, command, family, an address block too short for its family")
+    func invalidV2() {
+        let good = ProxyProtocolHeader.encodeV2(source: ("192.0.2.1", 443), destination: ("10.0.0.1", 80))
+        func with(_ index: Int, _ value: UInt8) -> [UInt8] {
+            var bytes = good
+            bytes[index] = value
+            return bytes
+        }
+        #expect(isInvalid(ProxyProtocolHeader.parse(with(12, 0x11))), "version 1 in the v2 format")
+        #expect(isInvalid(ProxyProtocolHeader.parse(with(12, 0x22))), "command 2")
+        #expect(isInvalid(ProxyProtocolHeader.parse(with(13, 0x41))), "family 4")
+        #expect(isInvalid(ProxyProtocolHeader.parse(with(13, 0x13))), "transport 3")
+        #expect(isInvalid(ProxyProtocolHeader.parse(with(15, 11))), "11 bytes for IPv4 addresses")
+        #expect(isInvalid(ProxyProtocolHeader.parse(with(13, 0x21))), "12 bytes for IPv6 addresses")
+        #expect(isInvalid(ProxyProtocolHeader.parse(with(5, 0x00))), "signature")
+        #expect(isInvalid(ProxyProtocolHeader.parse(Array(good[0..<13]).replacing([0x21], with: [0x31]))), "version 3, seen before the rest")
+    }
+}
