@@ -30,6 +30,11 @@ final class HTTP2GatewayTests {
                 path_prefix: /api
                 upstream: {targets: [\(upstreamAddress)]}
                 auth: {type: jwt}
+              - name: cors
+                path_prefix: /cors
+                upstream: {targets: [\(upstreamAddress)]}
+                auth: {type: jwt}
+                cors: {allowed_origins: [https://app.test]}
               - name: public
                 path_prefix: /
                 upstream: {targets: [\(upstreamAddress)]}
@@ -111,6 +116,21 @@ final class HTTP2GatewayTests {
         #expect(trailers?["1"]?["grpc-status"] == "16")
         #expect(trailers?["1"]?["grpc-message"]?.contains("token") == true)
         #expect((seen["bodies"] as? [String: String])?["1"] == nil)
+    }
+
+    @Test("over HTTP/2 a CORS preflight is answered 204 without a body before authentication, and a 401 carries the CORS fields")
+    func corsOverHTTP2() throws {
+        let before = upstream.requestCount
+        let preflight = try curl(["--http2-prior-knowledge", "-D", "-", "-X", "OPTIONS", "-H", "Origin: https://app.test",
+                                  "-H", "Access-Control-Request-Method: GET", "http://127.0.0.1:\(gateway.port)/cors/x"])
+        #expect(preflight.stdout.hasPrefix("HTTP/2 204"), "\(preflight.stdout)")
+        #expect(preflight.stdout.contains("access-control-allow-origin: https://app.test"))
+        #expect(!preflight.stdout.contains("content-type"))
+        #expect(!preflight.stdout.contains("{"))
+        let refused = try curl(["--http2-prior-knowledge", "-D", "-", "-H", "Origin: https://app.test", "http://127.0.0.1:\(gateway.port)/cors/x"])
+        #expect(refused.stdout.hasPrefix("HTTP/2 401"))
+        #expect(refused.stdout.contains("access-control-allow-origin: https://app.test"))
+        #expect(upstream.requestCount == before)
     }
 
     // MARK: Request-head rules

@@ -136,7 +136,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
         var headers = response.headers
         headers.add(name: "x-request-id", value: requestID)
         headers.add(name: "cache-control", value: "no-store")
-        if isGRPC {
+        if isGRPC, response.status.code >= 400 {
             headers.add(name: "content-type", value: "application/grpc")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .ok, headers: headers))), promise: nil)
             let trailers: HTTPHeaders = [
@@ -146,11 +146,14 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
             endResponse(trailers: trailers)
             return
         }
-        let body = response.body(requestID: requestID, allocator: context.channel.allocator)
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "content-length", value: String(body.readableBytes))
+        // A 204 (a CORS preflight's answer) has no body, length or type.
+        let body = response.hasBody ? response.body(requestID: requestID, allocator: context.channel.allocator) : nil
+        if let body {
+            headers.add(name: "content-type", value: "application/json")
+            headers.add(name: "content-length", value: String(body.readableBytes))
+        }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: response.status, headers: headers))), promise: nil)
-        if !isHEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        if let body, !isHEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         endResponse(trailers: nil)
     }
 

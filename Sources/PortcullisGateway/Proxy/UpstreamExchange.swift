@@ -263,9 +263,8 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
     private func fail(_ error: UpstreamError) {
         downstream.metrics.upstreamFailure(route: route.config.name, kind: error.kind)
         log.reason = error.kind
-        fail(error, status: error.isTimeout ? .gatewayTimeout : .badGateway,
-             error: error.isTimeout ? "upstream_timeout" : "bad_gateway",
-             description: error.isTimeout ? "the upstream did not answer in time" : "the upstream is unavailable")
+        let answer = error.clientAnswer
+        fail(error, status: answer.status, error: answer.error, description: answer.description)
     }
 
     private func fail(_ error: UpstreamError?, status: HTTPResponseStatus, error code: String, description: String) {

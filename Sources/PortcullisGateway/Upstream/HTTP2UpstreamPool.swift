@@ -103,10 +103,8 @@ final class HTTP2UpstreamPool {
                     channel.close(promise: nil)
                     completion(.failure(.connectFailed("\(address): \(error)")))
                 }
-            case .failure(ChannelError.connectTimeout):
-                completion(.failure(.connectTimeout))
             case .failure(let error):
-                completion(.failure(.connectFailed("\(address): \(error)")))
+                completion(.failure(.connecting(to: address, error)))
             }
         }
     }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import PortcullisConfig
 
 /// Receives one exchange's response from an upstream connection. Implemented by the request path
 /// (`ProxyHandler`); every call arrives on the connection's event loop, which is also the client's.
@@ -53,6 +54,18 @@ enum UpstreamError: Error, CustomStringConvertible {
         case .connectTimeout, .responseHeaderTimeout, .idleTimeout: true
         default: false
         }
+    }
+
+    /// What a client is answered when this failure ends its request before a response began.
+    var clientAnswer: (status: HTTPResponseStatus, error: String, description: String) {
+        isTimeout ? (.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+            : (.badGateway, "bad_gateway", "the upstream is unavailable")
+    }
+
+    /// A connect to `address` that failed with `error`.
+    static func connecting(to address: HostPort, _ error: any Error) -> UpstreamError {
+        if case ChannelError.connectTimeout = error { return .connectTimeout }
+        return .connectFailed("\(address): \(error)")
     }
 
     /// A metric label.

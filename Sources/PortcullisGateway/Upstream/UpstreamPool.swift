@@ -105,10 +105,8 @@ final class UpstreamPool {
                     channel.close(promise: nil)
                     completion(.failure(.connectFailed("\(address): \(error)")))
                 }
-            case .failure(ChannelError.connectTimeout):
-                completion(.failure(.connectTimeout))
             case .failure(let error):
-                completion(.failure(.connectFailed("\(address): \(error)")))
+                completion(.failure(.connecting(to: address, error)))
             }
         }
     }
