@@ -32,6 +32,20 @@ struct WebSocketSessionTests {
         }
     }
 
+    @Test("a client that leaves during the handshake leaves nothing behind: the upstream's WebSocket is closed and no session opens")
+    func clientLeavesDuringHandshake() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            // The upstream answers "slow" paths after 0.5 s; the client leaves after 0.1 s.
+            guard let results = try await peers.run([
+                .init(url: "", token: try cluster.token(), abortAfter: 0.1, host: "127.0.0.1", port: gateway.port, path: "/ws/slow"),
+            ], hold: 0) else { return }
+            #expect(results[0].openStatus == 0)
+            try await eventually("the upstream's WebSocket is closed") { peers.upstreamLog().contains("/ws/slow closed") }
+            #expect((PrometheusText.sample(try gateway.metrics(), "portcullis_sessions_open{protocol=\"websocket\"}") ?? 0) == 0)
+        }
+    }
+
     @Test("revoking the token's jti closes its WebSocket with 1008 within a second; the same token on an on_token_end: allow route and another token stay open")
     func revokedJTI() async throws {
         try await withWebSocketCluster { cluster, peers in
@@ -180,11 +194,18 @@ final class WebSocketPeers: Sendable {
     struct Connection: Encodable {
         let url: String
         let token: String?
+        /// Sends a binary message this large once every connection is open, and reads its echo.
         var sendAfterReady: Int? = nil
+        /// Instead of a WebSocket client: a raw upgrade request to `host`:`port` `path`, whose
+        /// connection closes after this many seconds without waiting for an answer.
+        var abortAfter: Double? = nil
+        var host: String? = nil
+        var port: Int? = nil
+        var path: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case url, token
-            case sendAfterReady = "send_after_ready"
+            case url, token, host, port, path
+            case sendAfterReady = "send_after_ready", abortAfter = "abort_after"
         }
     }
 
