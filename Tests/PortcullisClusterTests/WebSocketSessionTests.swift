@@ -9,7 +9,7 @@ import Testing
 /// way the control plane writes them.
 @Suite("WebSocket through the gateway, and closing it when its token ends", .serialized)
 struct WebSocketSessionTests {
-    @Test("an upgrade is admitted like any request: echoed when allowed, 401 without a token, refused on a route without websocket, a failing upstream handshake relayed; refused ones never reach the upstream")
+    @Test("an upgrade is admitted like any request: echoed when allowed, 401 without a token, refused on a route without websocket, a failing upstream handshake relayed, an unreachable upstream 502; refused ones never reach the upstream")
     func admission() async throws {
         try await withWebSocketCluster { cluster, peers in
             let gateway = try await cluster.startGateway(id: "gw-ws")
@@ -19,8 +19,9 @@ struct WebSocketSessionTests {
                 .init(url: gateway.ws("/ws/notoken"), token: nil),
                 .init(url: gateway.ws("/ws-off/x"), token: token),
                 .init(url: gateway.ws("/ws/reject"), token: token),
+                .init(url: gateway.ws("/ws-dead/x"), token: token),
             ], hold: 0) else { return }
-            #expect(results.map(\.openStatus) == [101, 401, 403, 403])
+            #expect(results.map(\.openStatus) == [101, 401, 403, 403, 502])
             #expect(results[0].echo == true && results[0].echoAfter == true)
             let log = peers.upstreamLog()
             #expect(log.contains("/ws/echo auth"))
@@ -175,6 +176,11 @@ func withWebSocketCluster(leeway: Int? = nil, _ body: (TestCluster, WebSocketPee
                 upstream: {targets: [\(echo)]}
                 auth: {type: jwt}
                 websocket: {idle_timeout: 1s}
+              - name: ws-dead
+                path_prefix: /ws-dead
+                upstream: {targets: [127.0.0.1:1]}
+                auth: {type: jwt}
+                websocket: true
               - name: ws-off
                 path_prefix: /ws-off
                 upstream: {targets: [\(echo)]}
