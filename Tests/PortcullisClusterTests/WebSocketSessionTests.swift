@@ -9,7 +9,7 @@ import Testing
 /// way the control plane writes them.
 @Suite("WebSocket through the gateway, and closing it when its token ends", .serialized)
 struct WebSocketSessionTests {
-    @Test("an upgrade is admitted like any request: echoed when allowed, 401 without a token, refused on a route without websocket, a failing upstream handshake relayed; refused ones never reach the upstream")
+    @Test("an upgrade is admitted like any request: echoed when allowed, 401 without a token, refused on a route without websocket, a failing upstream handshake relayed, an unreachable upstream 502; refused ones never reach the upstream")
     func admission() async throws {
         try await withWebSocketCluster { cluster, peers in
             let gateway = try await cluster.startGateway(id: "gw-ws")
@@ -19,8 +19,9 @@ struct WebSocketSessionTests {
                 .init(url: gateway.ws("/ws/notoken"), token: nil),
                 .init(url: gateway.ws("/ws-off/x"), token: token),
                 .init(url: gateway.ws("/ws/reject"), token: token),
+                .init(url: gateway.ws("/ws-dead/x"), token: token),
             ], hold: 0) else { return }
-            #expect(results.map(\.openStatus) == [101, 401, 403, 403])
+            #expect(results.map(\.openStatus) == [101, 401, 403, 403, 502])
             #expect(results[0].echo == true && results[0].echoAfter == true)
             let log = peers.upstreamLog()
             #expect(log.contains("/ws/echo auth"))
@@ -29,6 +30,20 @@ struct WebSocketSessionTests {
             let metrics = try gateway.metrics()
             #expect(PrometheusText.sample(metrics, "portcullis_sessions_closed_total{protocol=\"websocket\",reason=\"client\"}") == 1)
             #expect(PrometheusText.sample(metrics, "portcullis_sessions_open{protocol=\"websocket\"}") == 0)
+        }
+    }
+
+    @Test("a client that leaves during the handshake leaves nothing behind: the upstream's WebSocket is closed and no session opens")
+    func clientLeavesDuringHandshake() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            // The upstream answers "slow" paths after 0.5 s; the client leaves after 0.1 s.
+            guard let results = try await peers.run([
+                .init(url: "", token: try cluster.token(), abortAfter: 0.1, host: "127.0.0.1", port: gateway.port, path: "/ws/slow"),
+            ], hold: 0) else { return }
+            #expect(results[0].openStatus == 0)
+            try await eventually("the upstream's WebSocket is closed") { peers.upstreamLog().contains("/ws/slow closed") }
+            #expect((PrometheusText.sample(try gateway.metrics(), "portcullis_sessions_open{protocol=\"websocket\"}") ?? 0) == 0)
         }
     }
 
@@ -161,6 +176,11 @@ func withWebSocketCluster(leeway: Int? = nil, _ body: (TestCluster, WebSocketPee
                 upstream: {targets: [\(echo)]}
                 auth: {type: jwt}
                 websocket: {idle_timeout: 1s}
+              - name: ws-dead
+                path_prefix: /ws-dead
+                upstream: {targets: [127.0.0.1:1]}
+                auth: {type: jwt}
+                websocket: true
               - name: ws-off
                 path_prefix: /ws-off
                 upstream: {targets: [\(echo)]}
@@ -180,11 +200,18 @@ final class WebSocketPeers: Sendable {
     struct Connection: Encodable {
         let url: String
         let token: String?
+        /// Sends a binary message this large once every connection is open, and reads its echo.
         var sendAfterReady: Int? = nil
+        /// Instead of a WebSocket client: a raw upgrade request to `host`:`port` `path`, whose
+        /// connection closes after this many seconds without waiting for an answer.
+        var abortAfter: Double? = nil
+        var host: String? = nil
+        var port: Int? = nil
+        var path: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case url, token
-            case sendAfterReady = "send_after_ready"
+            case url, token, host, port, path
+            case sendAfterReady = "send_after_ready", abortAfter = "abort_after"
         }
     }
 

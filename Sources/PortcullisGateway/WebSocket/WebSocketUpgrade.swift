@@ -90,10 +90,15 @@ final class WebSocketUpgrade {
             case .success(let channel):
                 target.markHealthy()
                 handshake(on: channel)
-            case .failure:
+            case .failure(let error):
                 target.eject(for: upstream.ejectFor, now: .now())
-                metrics.upstreamFailure(route: route.config.name, kind: "connect_failed")
-                fail(.badGateway, "the upstream could not be reached")
+                if case ChannelError.connectTimeout = error {
+                    metrics.upstreamFailure(route: route.config.name, kind: "connect_timeout")
+                    fail(.gatewayTimeout, "the upstream did not accept the connection in time")
+                } else {
+                    metrics.upstreamFailure(route: route.config.name, kind: "connect_failed")
+                    fail(.badGateway, "the upstream could not be reached")
+                }
             }
         }
     }

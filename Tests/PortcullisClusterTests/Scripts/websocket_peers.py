@@ -3,8 +3,9 @@
 
   websocket_peers.py server --port-file F --log F
       An echo server on 127.0.0.1 (port written to F). Every handshake it receives is appended
-      to the log as a line "path authorization-present". A path containing "reject" is answered
-      403 (a failing upstream handshake).
+      to the log as a line "path authorization-present", and "path closed" when that WebSocket
+      ends. A path containing "reject" is answered 403 (a failing upstream handshake); one
+      containing "slow" is answered after half a second.
 
   websocket_peers.py clients --plan P --out O --ready R --done D [--hold S]
       Opens the plan's connections ({"url", "token", "send_after_ready"}), echoes a text and a
@@ -31,9 +32,11 @@ except ImportError:
 async def run_server(args):
     log = open(args.log, "a", buffering=1)
 
-    def process_request(connection, request):
+    async def process_request(connection, request):
         auth = "auth" if request.headers.get("Authorization") else "noauth"
         log.write(f"{request.path} {auth}\n")
+        if "slow" in request.path:
+            await asyncio.sleep(0.5)
         if "reject" in request.path:
             return connection.respond(403, "upstream says")
         return None
@@ -44,6 +47,7 @@ async def run_server(args):
                 await ws.send(message)
         except ConnectionClosed:
             pass
+        log.write(f"{ws.request.path} closed\n")
 
     async with serve(echo, "127.0.0.1", 0, process_request=process_request, max_size=None, compression=None) as server:
         port = server.sockets[0].getsockname()[1]
@@ -69,6 +73,17 @@ async def run_clients(args):
     sockets = [None] * len(plan)
 
     async def open_one(i, entry):
+        if entry.get("abort_after"):
+            # A raw upgrade request whose connection closes before any answer.
+            reader, writer = await asyncio.open_connection(entry["host"], entry["port"])
+            writer.write((f"GET {entry['path']} HTTP/1.1\r\nHost: {entry['host']}\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {entry['token']}\r\n\r\n").encode())
+            await writer.drain()
+            await asyncio.sleep(entry["abort_after"])
+            writer.close()
+            results[i]["open_status"] = 0
+            return
         headers = {"Authorization": "Bearer " + entry["token"]} if entry.get("token") else {}
         try:
             ws = await connect(entry["url"], additional_headers=headers, max_size=None, compression=None,
