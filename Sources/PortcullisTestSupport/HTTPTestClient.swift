@@ -66,29 +66,26 @@ public final class HTTPTestClient {
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         if let source {
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            inet_pton(AF_INET, source, &local.sin_addr)
-            let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0 else {
-                let message = String(cString: strerror(errno))
-                Foundation.close(fd)
-                throw HTTPTestClientError.connect("bind \(source): \(message)")
-            }
+            try Self.call(fd, bind, host: source, port: 0, failure: "bind \(source)")
         }
+        try Self.call(fd, connect, host: host, port: port, failure: "\(host):\(port)")
+    }
+
+    /// `operation` (bind or connect) on `fd` with the IPv4 address `host:port`; on failure the
+    /// socket is closed and the error names `failure`.
+    private static func call(_ fd: Int32, _ operation: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32,
+                             host: String, port: Int, failure: String) throws {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         inet_pton(AF_INET, host, &address.sin_addr)
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { operation(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else {
             let message = String(cString: strerror(errno))
             Foundation.close(fd)
-            throw HTTPTestClientError.connect("\(host):\(port): \(message)")
+            throw HTTPTestClientError.connect("\(failure): \(message)")
         }
     }
 

@@ -189,4 +189,25 @@ final class CORSTests {
         #expect(response.status == 401)
         #expect(corsFields(response).isEmpty)
     }
+
+    @Test("over HTTP/2 (h2c) a preflight gets the same 204 without a body, and a 401 the same CORS fields")
+    func http2() throws {
+        func curl(_ arguments: [String]) throws -> (status: String, headers: [String]) {
+            let run = try runCommand("/usr/bin/curl", ["-sS", "-i", "--http2-prior-knowledge"] + arguments)
+            #expect(run.status == 0, "\(run.stderr)")
+            let lines = run.stdout.components(separatedBy: "\r\n")
+            return ((lines.first ?? "").trimmingCharacters(in: .whitespaces), lines.map { $0.lowercased() })
+        }
+        let base = "http://127.0.0.1:\(gateway.port)"
+        let preflight = try curl(["-X", "OPTIONS", "-H", "Origin: \(Self.app)", "-H", "Access-Control-Request-Method: POST",
+                                  "-H", "Access-Control-Request-Headers: authorization", base + "/api/orders"])
+        #expect(preflight.status == "HTTP/2 204", "\(preflight)")
+        #expect(preflight.headers.contains("access-control-allow-origin: \(Self.app)"), "\(preflight)")
+        #expect(!preflight.headers.contains { $0.hasPrefix("content-length") || $0.hasPrefix("content-type") }, "\(preflight)")
+        let unauthorized = try curl(["-H", "Origin: \(Self.app)", base + "/api/orders"])
+        #expect(unauthorized.status == "HTTP/2 401", "\(unauthorized)")
+        #expect(unauthorized.headers.contains("access-control-allow-origin: \(Self.app)"), "\(unauthorized)")
+        let evil = try curl(["-H", "Origin: https://evil.example", base + "/api/orders"])
+        #expect(!evil.headers.contains { $0.hasPrefix("access-control-") }, "\(evil)")
+    }
 }

@@ -108,8 +108,8 @@ final class ProxyProtocolTests {
         #expect(try refused("timeout") == before + 1)
     }
 
-    @Test("behind HAProxy with send-proxy and send-proxy-v2 the gateway sees the address HAProxy accepted the client from")
-    func haproxy() async throws {
+    /// HAProxy in TCP mode on two ports, `send-proxy` and `send-proxy-v2`, in front of `gatewayPort`.
+    func startHAProxy(gatewayPort: Int) async throws -> (process: ManagedProcess, v1Port: Int, v2Port: Int) {
         let v1Port = try FreePort.allocate(), v2Port = try FreePort.allocate()
         let directory = try TemporaryDirectory.make(prefix: "portcullis-haproxy")
         let config = """
@@ -127,22 +127,61 @@ final class ProxyProtocolTests {
                 bind 127.0.0.1:\(v2Port)
                 default_backend gw_v2
             backend gw_v1
-                server gw 127.0.0.1:\(gateway.port) send-proxy
+                server gw 127.0.0.1:\(gatewayPort) send-proxy
             backend gw_v2
-                server gw 127.0.0.1:\(gateway.port) send-proxy-v2
+                server gw 127.0.0.1:\(gatewayPort) send-proxy-v2
 
             """
         try config.write(toFile: directory + "/haproxy.cfg", atomically: true, encoding: .utf8)
         let haproxy = try ManagedProcess(executable: "/usr/sbin/haproxy", arguments: ["-f", directory + "/haproxy.cfg", "-db"],
                                          logFile: directory + "/haproxy.log")
-        defer { Task { await haproxy.terminate() } }
         try await Readiness.waitForPort(port: v2Port, timeout: .seconds(10))
+        return (haproxy, v1Port, v2Port)
+    }
+
+    @Test("behind HAProxy with send-proxy and send-proxy-v2 the gateway sees the address HAProxy accepted the client from")
+    func haproxy() async throws {
+        let (haproxy, v1Port, v2Port) = try await startHAProxy(gatewayPort: gateway.port)
+        defer { Task { await haproxy.terminate() } }
         for (port, source) in [(v1Port, "127.0.0.5"), (v2Port, "127.0.0.6")] {
             let client = try HTTPTestClient(port: port, source: source)
             defer { client.close() }
             let response = try client.request("GET", "/x")
             #expect(response.status == 200, "\(haproxy.output)")
             #expect(response.echoedHeaders["x-forwarded-for"] == [source], "port \(port)")
+        }
+    }
+
+    @Test("on a TLS listener the header comes before the TLS handshake: curl through HAProxy's TCP passthrough reaches the gateway as itself")
+    func beforeTLS() async throws {
+        let authority = try TestCertificateAuthority.make(name: "Gateway CA")
+        let leaf = try authority.issue("gateway")
+        let upstreamAddress = upstream.address
+        let tlsGateway = try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            proxy_protocol: true
+            tls: {certificate_chain: \(leaf.certificate), private_key: \(leaf.privateKey)}
+            routes:
+              - {name: all, path_prefix: /, upstream: {targets: [\(upstreamAddress)]}}
+            """
+        }
+        let (haproxy, v1Port, v2Port) = try await startHAProxy(gatewayPort: tlsGateway.port)
+        defer {
+            Task {
+                await haproxy.terminate()
+                await tlsGateway.stop()
+            }
+        }
+        for (port, source) in [(v1Port, "127.0.0.8"), (v2Port, "127.0.0.9")] {
+            let run = try runCommand("/usr/bin/curl", ["-sS", "--cacert", authority.certificate, "--interface", source, "https://127.0.0.1:\(port)/x"])
+            #expect(run.status == 0, "\(run.stderr)")
+            let echoed = (try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8))) as? [String: Any]
+            let headers = echoed?["headers"] as? [String: [String]]
+            #expect(headers?["x-forwarded-for"] == [source], "\(run.stdout)")
+            #expect(headers?["x-forwarded-proto"] == ["https"])
         }
     }
 }
