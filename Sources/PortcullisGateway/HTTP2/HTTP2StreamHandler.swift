@@ -94,7 +94,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
             state = .answered
             log.status = Int(response.status.code)
             log.reason = log.reason ?? response.error
-            answer(response, requestID: requestID, isHEAD: head.method == .HEAD)
+            log.bytesOut = answer(response, requestID: requestID, isHEAD: head.method == .HEAD)
             shared.gateway.record(log, metrics: metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
         case .admitted(let admitted):
             let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy,
@@ -131,8 +131,10 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
 
     // MARK: Responses the gateway writes itself
 
-    private func answer(_ response: ErrorResponse, requestID: String, isHEAD: Bool) {
-        guard let context else { return }
+    /// Writes a response the gateway composed itself; returns the body bytes written.
+    @discardableResult
+    private func answer(_ response: ErrorResponse, requestID: String, isHEAD: Bool) -> Int {
+        guard let context else { return 0 }
         var headers = response.headers
         headers.add(name: "x-request-id", value: requestID)
         headers.add(name: "cache-control", value: "no-store")
@@ -144,7 +146,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
                 "grpc-message": GRPCStatus.encodedMessage("\(response.error): \(response.description)"),
             ]
             endResponse(trailers: trailers)
-            return
+            return 0
         }
         // A 204 (a CORS preflight's answer) has no body, length or type.
         let body = response.hasBody ? response.body(requestID: requestID, allocator: context.channel.allocator) : nil
@@ -155,6 +157,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: response.status, headers: headers))), promise: nil)
         if let body, !isHEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         endResponse(trailers: nil)
+        return isHEAD ? 0 : body?.readableBytes ?? 0
     }
 
     /// Ends the response; a request still sending its body is cut (RST_STREAM) once the end is
@@ -264,7 +267,8 @@ extension HTTP2StreamHandler: ExchangeDownstream {
     func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
         state = .done
         // The route's fields (CORS, rate-limit state) go on a 502/504 too.
-        answer(response.adding(exchange.extraResponseHeaders), requestID: exchange.log.requestID, isHEAD: exchange.clientHead.method == .HEAD)
+        exchange.log.bytesOut = answer(response.adding(exchange.extraResponseHeaders), requestID: exchange.log.requestID,
+                                       isHEAD: exchange.clientHead.method == .HEAD)
         shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
     }
 
@@ -297,7 +301,8 @@ extension HTTP2StreamHandler {
     func exchangeFailed(log: RequestLog, route: CompiledRoute, with response: ErrorResponse) {
         state = .done
         session?.end(.upstream)
-        answer(response, requestID: log.requestID, isHEAD: false)
+        var log = log
+        log.bytesOut = answer(response, requestID: log.requestID, isHEAD: false)
         shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
     }
 

@@ -94,6 +94,7 @@ final class HTTP2UpstreamExchange {
     func clientBody(_ body: ByteBuffer) {
         guard !done else { return }
         bodyBytes += body.readableBytes
+        log.bytesIn = bodyBytes
         if bodyBytes > route.config.maxBodyBytes {
             return fail(nil, status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes")
         }
@@ -168,6 +169,7 @@ final class HTTP2UpstreamExchange {
 
     func upstreamBody(_ body: ByteBuffer) {
         guard !done else { return }
+        log.bytesOut += body.readableBytes
         downstream.sendResponseBody(body)
     }
 

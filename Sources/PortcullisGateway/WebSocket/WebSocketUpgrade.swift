@@ -92,13 +92,9 @@ final class WebSocketUpgrade {
                 handshake(on: channel)
             case .failure(let error):
                 target.eject(for: upstream.ejectFor, now: .now())
-                if case ChannelError.connectTimeout = error {
-                    metrics.upstreamFailure(route: route.config.name, kind: "connect_timeout")
-                    fail(.gatewayTimeout, "the upstream did not accept the connection in time")
-                } else {
-                    metrics.upstreamFailure(route: route.config.name, kind: "connect_failed")
-                    fail(.badGateway, "the upstream could not be reached")
-                }
+                let failure = UpstreamError.connecting(to: address, error)
+                metrics.upstreamFailure(route: route.config.name, kind: failure.kind)
+                fail(failure.clientAnswer.status, failure.isTimeout ? "the upstream did not accept the connection in time" : "the upstream could not be reached")
             }
         }
     }
