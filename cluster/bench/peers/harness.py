@@ -480,9 +480,13 @@ class Harness:
         if mode == "single":
             with open(os.path.join(self.run_dir, "tokens", alg.lower() + ".token")) as f:
                 argv += ["-H", "Authorization: Bearer " + f.read().strip()]
-        result = subprocess.run(argv + [self.url(PORTS[kind], path)], capture_output=True, text=True)
+        try:
+            stdout = subprocess.run(argv + [self.url(PORTS[kind], path)], capture_output=True, text=True,
+                                    timeout=30).stdout
+        except subprocess.TimeoutExpired:  # the child is killed; what it logged is judged below
+            stdout = ""
         lines = self.read_log(log_file)
-        figures = h2load_figures(result.stdout, lines)
+        figures = h2load_figures(stdout, lines)
         self.stop(kind)
         ok = figures["h2"] and len(lines) == requests and figures["non2xx"] == 0
         log(f"smoke: {config}: {len(lines)} of {requests} requests answered, {figures['non2xx']} not 2xx, "
