@@ -148,12 +148,15 @@ def wrk_figures(text):
 def h2load_figures(text, log_lines):
     """req/s from h2load's output; p50 and p99 in ms and the non-2xx responses (failed streams,
     status -1, included) from its --log-file lines (start µs, status, duration µs); errors: its
-    errored and timed-out requests; `h2`: whether the connections negotiated HTTP/2."""
+    errored and timed-out requests; `h2`: whether the connections negotiated HTTP/2; `cipher`:
+    the TLS cipher suite they negotiated."""
     out = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "non2xx": 0, "errors": 0,
-           "h2": "Application protocol: h2" in text}
+           "h2": "Application protocol: h2" in text, "cipher": ""}
     for line in text.splitlines():
         words = line.replace(",", "").split()
-        if line.startswith("finished in") and len(words) > 3:
+        if line.startswith("Cipher:") and len(words) > 1:
+            out["cipher"] = words[1]
+        elif line.startswith("finished in") and len(words) > 3:
             out["rps"] = float(words[3])
         elif line.startswith("requests:"):
             counts = dict(zip(words[2::2], (int(w) for w in words[1::2])))
@@ -432,6 +435,8 @@ class Harness:
             notes.append(f"{'h2load' if shape else 'wrk'}-exit-{cpu['rc']}")
         if shape and not figures["h2"]:
             notes.append("not-h2")
+        if shape and figures["cipher"] != H2_CIPHER:
+            notes.append(f"cipher-{figures['cipher'] or 'none'}")
         if kind and not self.servers[kind].alive():
             notes.append(f"{kind}-exited")
         row["note"] = ",".join(notes) or "-"

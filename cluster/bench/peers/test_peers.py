@@ -76,6 +76,10 @@ class H2loadOutputTests(unittest.TestCase):
         self.assertTrue(harness.h2load_figures(H2LOAD_OUTPUT, [])["h2"])
         self.assertFalse(harness.h2load_figures(H2LOAD_OUTPUT.replace(": h2", ": http/1.1"), [])["h2"])
 
+    def test_the_negotiated_cipher_is_read_so_a_run_on_another_one_can_be_marked(self):
+        self.assertEqual(harness.h2load_figures(H2LOAD_OUTPUT, [])["cipher"], "TLS_AES_128_GCM_SHA256")
+        self.assertEqual(harness.h2load_figures(H2LOAD_OUTPUT.replace("Cipher: TLS_AES_128_GCM_SHA256\n", ""), [])["cipher"], "")
+
     def test_shapes_are_connections_x_streams_and_anything_else_is_refused(self):
         self.assertEqual(harness.h2_shape("64x10"), ("64", "10"))
         for bad in ("64", "x10", "64x", "64*10"):
