@@ -42,6 +42,7 @@ done
 # TLS and ACL users to Redis, Sentinel failover, a cut cable, a wrong CA, an ACL attack.
 ./cluster/hosts-ci.sh .build/debug/portcullis
 # The peer benchmark's accept/reject checks (docs/benchmarks.md): both HAProxy JWT peers and the
-# gateway refuse every forged token, and the checks fail a proxy that validates nothing.
+# gateway refuse every forged token, and the checks fail a proxy that validates nothing; then the
+# same over HTTP/2, with a short h2load run through each HTTP/2 configuration.
 ./cluster/bench/peers/self-check.sh .build/debug/portcullis
 ./cluster/fuzz-smoke.sh 20

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the benchmarks under cluster/bench need besides the Swift build (as root, with apt
 # and pip), when it is missing: the peers (HAProxy 2.5+ for its JWT converters, nginx), wrk,
-# taskset, curl, gnuplot for plot-propagation.sh, and Python's `cryptography` for the tokens.
+# h2load (nghttp2-client) and openssl for the HTTP/2 rows, taskset, curl, gnuplot for
+# plot-propagation.sh, and Python's `cryptography` for the tokens.
 # Further arguments are more Debian packages (allocations.sh asks for linux-perf). Idempotent and
 # quick when everything is there; cluster/setup.sh runs it too.
 #   cluster/bench/setup.sh [package...]
 set -euo pipefail
-packages=(haproxy wrk curl util-linux gnuplot-nox python3-pip "$@")
+packages=(haproxy wrk nghttp2-client openssl curl util-linux gnuplot-nox python3-pip "$@")
 # nginx-light is one of several builds of nginx; any of them will do.
 command -v nginx >/dev/null || packages+=(nginx-light)
 "$(dirname "$0")/../install-packages.sh" "bench setup" "${packages[@]}"

@@ -3,14 +3,17 @@
 status compared with what that case expects (fixtures.CASES). A benchmark row is only worth
 something if the proxy behind it refuses what it must; the harness runs these before any load.
 
-  checks.py CASES_TSV URL [--peer] [--alg RS256|ES256] [--public URL]
+  checks.py CASES_TSV URL [--peer] [--alg RS256|ES256] [--public URL] [--h2 CA_FILE]
 
 URL is the full URL the tokens go to; --peer scores with the HAProxy peer's column (one
 algorithm per peer: pass --alg), otherwise with a correct validator's; --public also expects
-2xx from an unauthenticated route. Prints the table; exits 1 when a scored case fails.
+2xx from an unauthenticated route; --h2 sends every request over HTTP/2 (https URLs, curl,
+trusting CA_FILE), and an answer in another protocol counts as none. Prints the table; exits 1
+when a scored case fails.
 """
 import argparse
 import http.client
+import subprocess
 import sys
 import urllib.parse
 
@@ -29,6 +32,18 @@ def status_of(url, token, timeout=5.0):
         return 0
     finally:
         connection.close()
+
+
+def h2_status_of(url, token, ca_file, timeout=5.0):
+    """Like status_of, over HTTP/2 with TLS (curl --http2, ALPN; ca_file trusted): 0 also when
+    the server answered in another HTTP version than 2."""
+    argv = ["curl", "-sS", "-o", "/dev/null", "--http2", "--cacert", ca_file, "--max-time", str(timeout),
+            "-w", "%{http_code} %{http_version}"]
+    if token:
+        argv += ["-H", "Authorization: Bearer " + token]
+    result = subprocess.run(argv + [url], capture_output=True, text=True)
+    code, _, version = result.stdout.partition(" ")
+    return int(code) if result.returncode == 0 and code.isdigit() and version.strip() == "2" else 0
 
 
 def matches(want, status):
@@ -51,14 +66,15 @@ def load_cases(path, alg=None):
     return rows
 
 
-def run(cases, url, peer=False, public_url=None, out=sys.stdout):
-    """Sends every case, prints one line each and a total; returns the number of failures."""
+def run(cases, url, peer=False, public_url=None, out=sys.stdout, fetch=status_of):
+    """Sends every case with fetch(url, token) (status_of, or h2_status_of bound to its CA file),
+    prints one line each and a total; returns the number of failures."""
     failed = passed = 0
     print(f"{'alg':6} {'case':22} {'want':4} {'got':4} result   ({url})", file=out)
     checks = [("-", "public-route-no-token", "", "2xx", "2xx")] if public_url else []
     for alg, case, token, want, peer_want in checks + cases:
         expected = peer_want if peer else want
-        status = status_of(public_url if case == "public-route-no-token" else url, token)
+        status = fetch(public_url if case == "public-route-no-token" else url, token)
         if expected == "-":
             result = "(not scored)"
         elif matches(expected, status):
@@ -77,8 +93,10 @@ def main():
     parser.add_argument("--peer", action="store_true", help="score with the HAProxy peer's expectations")
     parser.add_argument("--alg", choices=("RS256", "ES256"), help="only this algorithm's cases")
     parser.add_argument("--public", help="an unauthenticated URL that must answer 2xx")
+    parser.add_argument("--h2", metavar="CA_FILE", help="over HTTP/2 with TLS, trusting this certificate")
     args = parser.parse_args()
-    sys.exit(1 if run(load_cases(args.cases, args.alg), args.url, args.peer, args.public) else 0)
+    fetch = (lambda url, token: h2_status_of(url, token, args.h2)) if args.h2 else status_of
+    sys.exit(1 if run(load_cases(args.cases, args.alg), args.url, args.peer, args.public, fetch=fetch) else 0)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ The ratios: medians over the repeats of each configuration; `vs nginx` divides r
 plain nginx proxy's of the same run; a subject row is also divided by its HAProxy peer (same
 algorithm, same token mode; the unauthenticated row by plain HAProxy), in req/s and in CPU per
 request (`us ratio` below 1: the subject is cheaper per request).
+
+HTTP/2 rows (PROTO=h2, named <configuration>@<connections>x<streams>) get their own ratios
+(ratios_h2): per shape, against h2-nginx of that shape, the subject against its HAProxy peer in
+req/s, CPU per request and p99, and issue 18's goals for RS256 with one token.
 """
 import csv
 import statistics
@@ -26,6 +30,28 @@ PEER_OF = {
     "subject-es256": "haproxy-jwt-es256",
     "subject-es256-rotate": "haproxy-jwt-es256-rotate",
 }
+
+
+PEER_OF_H2 = {"h2-subject-rs256": "h2-haproxy-jwt-rs256", "h2-subject-hdr-none": "h2-haproxy"}
+
+# Issue 18's goals for HTTP/2 over TLS, RS256, one token: req/s at least these multiples.
+H2_GOAL_VS_PEER = 2.0
+H2_GOAL_VS_NGINX = 0.7
+
+
+def medians(rows):
+    """{config: {column: median over its runs of the positive values, or None}} for the figures."""
+    by_config = {}
+    for r in rows:
+        by_config.setdefault(r["config"], []).append(r)
+    out = {}
+    for config, group in by_config.items():
+        out[config] = {}
+        for column in ("rps", "p50_ms", "p99_ms", "us_per_req"):
+            values = [float(r[column]) for r in group if float(r[column]) > 0]
+            out[config][column] = statistics.median(values) if values else None
+        out[config]["note"] = ",".join(sorted({r["note"] for r in group} - {"-"}))
+    return out
 
 
 def read(path):
@@ -85,12 +111,61 @@ def ratios(rows):
     return "\n".join(lines)
 
 
+def ratios_h2(rows):
+    m = medians(rows)
+
+    def ratio(a, b):
+        return f"{a / b:.2f}" if a and b else "n/a"
+
+    lines = [f"{'config':26} {'req/s':>8} {'p50_ms':>7} {'p99_ms':>7} {'us/req':>7} {'vs nginx':>8}   "
+             f"{'HAProxy peer':26} {'peer req/s':>10} {'peer p99':>8} {'vs peer':>7} {'us ratio':>8} note"]
+    goals = []
+    for label, f in m.items():
+        config, _, shape = label.partition("@")
+        nginx = m.get(f"h2-nginx@{shape}", {}).get("rps")
+        line = (f"{label:26} {f['rps'] or 0:8.0f} {f['p50_ms'] or 0:7.3f} {f['p99_ms'] or 0:7.3f} "
+                f"{f['us_per_req'] or 0:7.1f} {ratio(f['rps'], nginx):>8}")
+        peer = PEER_OF_H2.get(config)
+        if peer:
+            p = m.get(f"{peer}@{shape}", dict.fromkeys(("rps", "p99_ms", "us_per_req")))
+            line += (f"   {peer + ('' if f'{peer}@{shape}' in m else ' (not run)'):26} {p['rps'] or 0:10.0f} "
+                     f"{p['p99_ms'] or 0:8.3f} {ratio(f['rps'], p['rps']):>7} {ratio(f['us_per_req'], p['us_per_req']):>8}")
+            if config == "h2-subject-rs256":
+                goals.append(goal_line(shape, f, p, nginx))
+        else:
+            line += " " * 66
+        lines.append((line + " " + f["note"]).rstrip())
+    lines += [""] + goals + [
+        "",
+        "vs nginx = req/s / req/s of h2-nginx (nginx's plain HTTP/2 proxy) in the same shape",
+        "vs peer  = req/s / req/s of the HAProxy peer over HTTP/2 (RS256 jwt_verify; no token: plain HAProxy)",
+        "us ratio = CPU µs per request / the peer's (below 1: cheaper per request)"]
+    return "\n".join(lines)
+
+
+def goal_line(shape, subject, peer, nginx_rps):
+    """Issue 18's three HTTP/2 goals for one shape, each with its figure and met / missed."""
+    def verdict(value, goal):
+        if not value:
+            return "n/a"
+        return f"{value:.2f} (goal >= {goal}: {'met' if value >= goal else f'missed by {100 * (1 - value / goal):.0f} %'})"
+    vs_peer = subject["rps"] / peer["rps"] if subject["rps"] and peer["rps"] else None
+    vs_nginx = subject["rps"] / nginx_rps if subject["rps"] and nginx_rps else None
+    if subject["p99_ms"] and peer["p99_ms"]:
+        p99 = (f"p99 {subject['p99_ms']:.3f} ms vs HAProxy's {peer['p99_ms']:.3f} ms "
+               f"(goal below: {'met' if subject['p99_ms'] < peer['p99_ms'] else 'missed'})")
+    else:
+        p99 = "p99 n/a"
+    return (f"goals {shape}: subject-rs256 / haproxy-jwt-rs256 = {verdict(vs_peer, H2_GOAL_VS_PEER)}; "
+            f"/ nginx h2 = {verdict(vs_nginx, H2_GOAL_VS_NGINX)}; {p99}")
+
+
 def main(path):
     rows = read(path)
     print(table(rows))
     print()
     print(f"== medians and ratios (over up to {max((int(r['run']) for r in rows), default=0)} repeats) ==")
-    print(ratios(rows))
+    print(ratios_h2(rows) if any("@" in r["config"] for r in rows) else ratios(rows))
 
 
 if __name__ == "__main__":

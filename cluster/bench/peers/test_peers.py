@@ -1,9 +1,11 @@
 """Unit tests of the peer harness's own logic, with real processes where it handles them:
 `python3 -m unittest discover -s cluster/bench/peers` (self-check.sh runs them first)."""
+import http.server
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -31,6 +33,15 @@ Requests/sec:  45112.33
 Transfer/sec:      3.40MB
 """
 
+H2LOAD_OUTPUT = """starting benchmark...
+TLS Protocol: TLSv1.3
+Cipher: TLS_AES_128_GCM_SHA256
+Application protocol: h2
+finished in 2.00s, 5610.00 req/s, 332.70KB/s
+requests: 11220 total, 11320 started, 11220 done, 11218 succeeded, 2 failed, 3 errored, 4 timeout
+status codes: 11218 2xx, 0 3xx, 1 4xx, 0 5xx
+"""
+
 TEMPLATE = """frontend fe
     plain line
     claims rule  # when: jwt claims
@@ -49,6 +60,33 @@ class WrkOutputTests(unittest.TestCase):
         self.assertEqual((figures["non2xx"], figures["errors"]), (0, 0))
 
 
+class H2loadOutputTests(unittest.TestCase):
+    # start µs, status, duration µs: 100 requests of 1..100 ms, one of them a 401, one a failed stream.
+    LOG = [f"1700000000{i:06d}\t{401 if i == 7 else -1 if i == 8 else 200}\t{i * 1000}\n" for i in range(1, 101)]
+
+    def test_rate_comes_from_the_output_and_percentiles_by_nearest_rank_from_the_per_request_log(self):
+        figures = harness.h2load_figures(H2LOAD_OUTPUT, self.LOG)
+        self.assertEqual((figures["rps"], figures["p50_ms"], figures["p99_ms"]), (5610.0, 50.0, 99.0))
+
+    def test_non2xx_counts_refusals_and_failed_streams_and_errors_count_errored_and_timed_out_requests(self):
+        figures = harness.h2load_figures(H2LOAD_OUTPUT, self.LOG)
+        self.assertEqual((figures["non2xx"], figures["errors"]), (2, 7))
+
+    def test_a_run_that_did_not_negotiate_h2_is_told_apart(self):
+        self.assertTrue(harness.h2load_figures(H2LOAD_OUTPUT, [])["h2"])
+        self.assertFalse(harness.h2load_figures(H2LOAD_OUTPUT.replace(": h2", ": http/1.1"), [])["h2"])
+
+    def test_the_negotiated_cipher_is_read_so_a_run_on_another_one_can_be_marked(self):
+        self.assertEqual(harness.h2load_figures(H2LOAD_OUTPUT, [])["cipher"], "TLS_AES_128_GCM_SHA256")
+        self.assertEqual(harness.h2load_figures(H2LOAD_OUTPUT.replace("Cipher: TLS_AES_128_GCM_SHA256\n", ""), [])["cipher"], "")
+
+    def test_shapes_are_connections_x_streams_and_anything_else_is_refused(self):
+        self.assertEqual(harness.h2_shape("64x10"), ("64", "10"))
+        for bad in ("64", "x10", "64x", "64*10"):
+            with self.assertRaises(ValueError):
+                harness.h2_shape(bad)
+
+
 class TemplateTests(unittest.TestCase):
     def test_the_signature_rule_is_kept_only_in_jwt_mode_and_the_claim_rules_in_jwt_and_claims_modes(self):
         jwt = harness.render_template(TEMPLATE, "jwt", {"ALG": "RS256"})
@@ -57,6 +95,13 @@ class TemplateTests(unittest.TestCase):
         self.assertEqual(jwt, "frontend fe\n    plain line\n    claims rule\n    signature rule RS256\n")
         self.assertEqual(claims, "frontend fe\n    plain line\n    claims rule\n")
         self.assertEqual(plain, "frontend fe\n    plain line\n")
+
+    def test_with_several_modes_a_line_is_kept_when_any_of_its_modes_is_given(self):
+        text = TEMPLATE + "    bind plain  # when: h1\n    bind tls @ALG@  # when: h2\n"
+        self.assertEqual(harness.render_template(text, "claims h2", {"ALG": "RS256"}),
+                         "frontend fe\n    plain line\n    claims rule\n    bind tls RS256\n")
+        self.assertEqual(harness.render_template(text, " h1", {"ALG": "RS256"}),
+                         "frontend fe\n    plain line\n    bind plain\n")
 
 
 class CheckTests(unittest.TestCase):
@@ -67,6 +112,18 @@ class CheckTests(unittest.TestCase):
 
     def test_a_closed_port_counts_as_no_answer(self):
         self.assertEqual(checks.status_of("http://127.0.0.1:9/", "token", timeout=1), 0)
+        self.assertEqual(checks.h2_status_of("https://127.0.0.1:9/", "token", os.devnull, timeout=1), 0)
+
+    def test_an_answer_in_http_1_counts_as_none_for_the_http2_checks(self):
+        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_port}/"
+            self.assertEqual(checks.status_of(url, ""), 200)  # it does answer, in HTTP/1
+            self.assertEqual(checks.h2_status_of(url, "", os.devnull), 0)
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 class ProcessTreeTests(unittest.TestCase):
@@ -129,6 +186,23 @@ class ReportTests(unittest.TestCase):
                               self.row("haproxy-jwt-rs256", 20000, 50), self.row("subject-es256", 40000, 25)])
         line = next(line for line in text.splitlines() if line.startswith("subject-es256"))
         self.assertEqual(line.split()[3:9], ["0.80", "haproxy-jwt-es256", "10000", "100.0", "4.00", "0.25"])
+
+    def test_an_http2_subject_is_divided_by_its_peer_and_nginx_of_the_same_shape_and_held_to_the_goals(self):
+        def row(config, rps, us, p99):
+            return dict(self.row(config, rps, us), p99_ms=str(p99))
+        text = report.ratios_h2([row("h2-nginx@1x100", 50000, 15, 2.0), row("h2-nginx@64x10", 10000, 30, 9.0),
+                                 row("h2-haproxy-jwt-rs256@1x100", 10000, 80, 5.0),
+                                 row("h2-haproxy-jwt-rs256@64x10", 9000, 80, 20.0),
+                                 row("h2-subject-rs256@1x100", 40000, 20, 3.0),
+                                 row("h2-subject-rs256@64x10", 9000, 25, 30.0)])
+        line = next(line for line in text.splitlines() if line.startswith("h2-subject-rs256@64x10"))
+        self.assertEqual(line.split()[5:11], ["0.90", "h2-haproxy-jwt-rs256", "9000", "20.000", "1.00", "0.31"])
+        goals = [line for line in text.splitlines() if line.startswith("goals")]
+        self.assertEqual(len(goals), 2)
+        self.assertIn("= 4.00 (goal >= 2.0: met); / nginx h2 = 0.80 (goal >= 0.7: met); p99 3.000 ms", goals[0])
+        self.assertIn("(goal below: met)", goals[0])
+        self.assertIn("= 1.00 (goal >= 2.0: missed by 50 %); / nginx h2 = 0.90 (goal >= 0.7: met)", goals[1])
+        self.assertIn("(goal below: missed)", goals[1])
 
 
 if __name__ == "__main__":
