@@ -45,6 +45,21 @@ struct GRPCGatewayTests {
         #expect(seen["status"]?["details"] as? String == "no such thing")
         #expect(seen["big"]?["ok"] as? Bool == true)
 
+        // Clients that vanish with calls in flight (h2load stopping at its deadline with Unary
+        // calls being answered and Slow ones waiting) must not bring the node down: the
+        // exchanges outlive their client streams.
+        let request = directory + "/request.bin"
+        try Data([0, 0, 0, 0, 1, 0x78]).write(to: URL(fileURLWithPath: request))
+        for method in ["Unary", "Slow", "Unary", "Unary"] {
+            _ = try runCommand("/usr/bin/env", ["h2load", "-D", "2", "-c", "16", "-m", "20", "-d", request,
+                                                "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                                "-H", "authorization: Bearer \(token)", "http://127.0.0.1:\(gateway.port)/pkg.Echo/\(method)"])
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        #expect(gateway.process.isRunning, "the gateway died when clients left with calls in flight:\n\(gateway.process.output.suffix(2000))")
+        let after = try runCommand("/usr/bin/env", ["python3", Self.script, "client", String(gateway.port), token])
+        #expect(after.stdout.contains(#""unary": {"ok": "carol:hello"}"#), "\(after.stdout)")
+
         // An HTTP/1.1 request cannot reach an HTTP/2 upstream.
         let http1 = try gateway.request("POST", "/pkg.Echo/Unary", headers: [("Host", "gw.test"), ("Authorization", "Bearer \(token)")], body: [])
         #expect(http1.status == 505)

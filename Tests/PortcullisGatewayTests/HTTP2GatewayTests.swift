@@ -133,6 +133,16 @@ final class HTTP2GatewayTests {
         #expect(upstream.requestCount == before)
     }
 
+    @Test("clients that vanish with streams in flight do not bring the node down")
+    func clientsVanishMidStream() async throws {
+        for _ in 0..<3 {
+            _ = try runCommand("/usr/bin/env", ["h2load", "-D", "1", "-c", "4", "-m", "20", "http://127.0.0.1:\(gateway.port)/public/delay/1500"])
+            try await Task.sleep(for: .milliseconds(1000))
+        }
+        #expect(gateway.process.isRunning, "the gateway died:\n\(gateway.process.output.suffix(2000))")
+        #expect(try gateway.request("GET", "/public/after", headers: [("Host", "gw.test")]).status == 200)
+    }
+
     // MARK: Request-head rules
 
     @Test("a stream whose :authority and Host disagree is reset and reaches no upstream")

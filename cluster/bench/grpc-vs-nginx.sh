@@ -6,7 +6,8 @@
 # Builds the release gateway first unless PORTCULLIS_BIN is set. Works from a plain clone.
 #   cluster/bench/grpc-vs-nginx.sh                      # DURATION=10s REPEATS=3
 #   DURATION=5s REPEATS=1 cluster/bench/grpc-vs-nginx.sh
-# Knobs: DURATION, REPEATS, CONNS (64), STREAMS (10), LOAD_CORE (0), PROXY_CORE (1), BASE_PORT (19080).
+# Knobs: DURATION, REPEATS, CONNS (64), STREAMS (10), LOAD_CORE (0), PROXY_CORE (1), BASE_PORT (19080),
+# LOGS (a folder that keeps the servers' logs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -22,7 +23,12 @@ if [ -z "${PORTCULLIS_BIN:-}" ]; then
 fi
 run=$(mktemp -d -t portcullis-grpc.XXXXXX)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${LOGS:-}" ]; then mkdir -p "$LOGS" && cp "$run"/*.log "$LOGS"/; fi
+  rm -rf "$run"
+}
 trap cleanup EXIT
 mkdir -p "$run/tmp" "$run/www"
 

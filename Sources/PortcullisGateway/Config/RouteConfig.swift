@@ -124,8 +124,10 @@ public struct UpstreamConfig: Sendable {
     public var idleTimeout: Duration = .seconds(60)
     /// Idle pooled connections older than this are closed rather than reused.
     public var poolIdleTimeout: Duration = .seconds(30)
-    /// Idle connections kept per target and event loop.
-    public var maxIdlePerTarget = 64
+    /// Idle connections kept per target and event loop. Default 1024: it must cover the requests
+    /// in flight at once (an HTTP/2 client's streams each take an HTTP/1.1 upstream connection),
+    /// or every request beyond it opens and closes a connection.
+    public var maxIdlePerTarget = 1024
     /// A target that fails to connect is skipped for this long.
     public var ejectFor: Duration = .seconds(10)
 

@@ -11,7 +11,9 @@ import NIOHTTP2
 /// client stream to be. No retry: a stream that failed may have reached the application.
 /// Confined to the client connection's event loop; the upstream connection is on the same loop.
 final class HTTP2UpstreamExchange {
-    /// Unowned: the client's stream handler owns the exchange while it runs, and outlives it.
+    /// Unowned: the downstream owns the exchange while it runs. It may go first (an HTTP/2 stream's
+    /// handler does when the stream closes), but only after its close set `done`, so every use
+    /// after the exchange could have ended checks `done` first.
     private unowned let downstream: HTTP2StreamHandler
     let route: CompiledRoute
     let clientHead: HTTPRequestHead
@@ -145,7 +147,8 @@ final class HTTP2UpstreamExchange {
 
     // MARK: Upstream → client (from `HTTP2UpstreamStreamHandler`)
 
-    var clientIsWritable: Bool { downstream.isWritable }
+    /// Once the exchange is done the downstream may be gone (it is unowned): nothing holds reads then.
+    var clientIsWritable: Bool { done || downstream.isWritable }
 
     func upstreamHead(_ head: HTTPResponseHead) {
         guard !done else { return }
@@ -188,7 +191,7 @@ final class HTTP2UpstreamExchange {
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {
-        if isWritable { downstream.resumeRequestReads() }
+        if isWritable, !done { downstream.resumeRequestReads() }
     }
 
     /// The upstream stream ended without a complete response (reset, connection lost).

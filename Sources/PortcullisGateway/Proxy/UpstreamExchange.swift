@@ -7,7 +7,9 @@ import NIOHTTP1
 /// client's protocol frames a response. Lives on the downstream's event loop; the upstream
 /// connection is on the same loop.
 final class UpstreamExchange: UpstreamExchangeDelegate {
-    /// Unowned: the downstream owns the exchange while it runs, and outlives it.
+    /// Unowned: the downstream owns the exchange while it runs. It may go first (an HTTP/2 stream's
+    /// handler does when the stream closes), but only after its close set `done`, so every use
+    /// after the exchange could have ended checks `done` first.
     private unowned let downstream: any ExchangeDownstream
     let route: CompiledRoute
     let clientHead: HTTPRequestHead
@@ -39,7 +41,8 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
     }
 
     var upstreamWritable: Bool { upstream?.channel.isWritable ?? false }
-    var clientIsWritable: Bool { downstream.isWritable }
+    /// Once the exchange is done the downstream may be gone (it is unowned): nothing holds reads then.
+    var clientIsWritable: Bool { done || downstream.isWritable }
 
     // MARK: Finding an upstream connection
 
@@ -195,7 +198,7 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {
-        if isWritable { downstream.resumeRequestReads() }
+        if isWritable, !done { downstream.resumeRequestReads() }
     }
 
     /// The client went away: nothing more is sent either way.
