@@ -11,7 +11,7 @@ final class GatewayContext: Sendable {
     let accessLog: AccessLog?
     /// Metrics for requests that matched no route (404, 405, 400).
     let unmatchedRoute: RouteMetrics
-    /// Open WebSockets with the tokens they were admitted with (closed when those end).
+    /// Open WebSockets and gRPC calls with the tokens they were admitted with (ended when those end).
     let sessions: LiveSessions
     /// The table and its version, bumped by every reload; `tableVersion` repeats the version so
     /// that readers can see a table is current without the lock.
