@@ -1,3 +1,5 @@
+import Foundation
+@testable import PortcullisFuzz
 @testable import PortcullisGateway
 import Testing
 
@@ -78,5 +80,29 @@ struct ProxyProtocolUnitTests {
         #expect(isInvalid(ProxyProtocolHeader.parse(with(13, 0x21))), "12 bytes for IPv6 addresses")
         #expect(isInvalid(ProxyProtocolHeader.parse(with(5, 0x00))), "signature")
         #expect(isInvalid(ProxyProtocolHeader.parse(Array(good[0..<13]).replacing([0x21], with: [0x31]))), "version 3, seen before the rest")
+    }
+
+    /// Found by the fuzz smoke in CI: an IPv6 source beside an IPv4-mapped destination parsed,
+    /// but did not survive re-encoding (the destination stayed `::ffff:…` text while the encoder
+    /// read it as IPv4 and wrote a LOCAL header).
+    @Test("a v2 header mixing an IPv6 address with an IPv4-mapped one names both as the listener would, and survives re-encoding")
+    func mixedFamilies() throws {
+        let crash = try #require(Data(base64Encoded: "DQoNCgANClFVSVQKISEAKSABDbgAAAAAAAAAAAAAAAkAAAAAAAAAAAAA/////////////////////////////////////////////////////////////////////wAAAAAAAQABAAIBAAJoMg=="))
+        let input = Array(crash)
+        guard case .header(let header) = ProxyProtocolHeader.parse(input) else {
+            Issue.record("the header did not parse")
+            return
+        }
+        #expect(header.source?.address == "2001:db8::9")
+        #expect(header.destination?.address == "255.255.255.255")
+        let again = ProxyProtocolHeader.parse(ProxyProtocolHeader.encodeV2(source: ("2001:db8::9", 1), destination: ("255.255.255.255", 2)))
+        guard case .header(let reencoded) = again else {
+            Issue.record("the re-encoded header did not parse")
+            return
+        }
+        #expect(reencoded.source?.address == "2001:db8::9")
+        #expect(reencoded.destination?.address == "255.255.255.255")
+        // The fuzz target's own oracle, on the input that tripped it.
+        ProxyProtocolHarness.run(input)
     }
 }

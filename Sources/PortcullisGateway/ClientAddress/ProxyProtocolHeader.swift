@@ -140,21 +140,27 @@ package enum ProxyProtocolHeader {
         let source = IPAddress(bytes: Array(body[0..<width])), destination = IPAddress(bytes: Array(body[width..<(2 * width)]))
         let sourcePort = UInt16(body[2 * width]) << 8 | UInt16(body[2 * width + 1])
         let destinationPort = UInt16(body[2 * width + 2]) << 8 | UInt16(body[2 * width + 3])
-        // IPv4-mapped IPv6 sources are the IPv4 address they map (as the listener reports them).
+        // IPv4-mapped IPv6 addresses are the IPv4 address they map (as the listener reports them).
         let sourceText = IPAddress(source.description).map(\.description) ?? source.description
-        return .header(Header(source: (sourceText, sourcePort), destination: (destination.description, destinationPort), length: length))
+        let destinationText = IPAddress(destination.description).map(\.description) ?? destination.description
+        return .header(Header(source: (sourceText, sourcePort), destination: (destinationText, destinationPort), length: length))
     }
 
     /// A v2 header for `source` → `destination` (nil: LOCAL), with `tlv` bytes after the
     /// addresses: for tests and the fuzz target's seeds.
     package static func encodeV2(source: (String, UInt16)?, destination: (String, UInt16)?, tlv: [UInt8] = []) -> [UInt8] {
         var bytes = v2Signature
-        guard let source, let destination, let from = IPAddress(source.0), let to = IPAddress(destination.0), from.isIPv4 == to.isIPv4 else {
+        guard let source, let destination, let from = IPAddress(source.0), let to = IPAddress(destination.0) else {
             bytes += [0x20, 0x00] + [UInt8(tlv.count >> 8), UInt8(tlv.count & 0xFF)] + tlv
             return bytes
         }
-        let body = from.bytes + to.bytes + [UInt8(source.1 >> 8), UInt8(source.1 & 0xFF), UInt8(destination.1 >> 8), UInt8(destination.1 & 0xFF)] + tlv
-        bytes += [0x21, from.isIPv4 ? 0x11 : 0x21, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body
+        // One family for both: an IPv4 address beside an IPv6 one goes as IPv4-mapped IPv6.
+        let v4 = from.isIPv4 && to.isIPv4
+        func wide(_ address: IPAddress) -> [UInt8] {
+            address.isIPv4 && !v4 ? [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + address.bytes : address.bytes
+        }
+        let body = wide(from) + wide(to) + [UInt8(source.1 >> 8), UInt8(source.1 & 0xFF), UInt8(destination.1 >> 8), UInt8(destination.1 & 0xFF)] + tlv
+        bytes += [0x21, v4 ? 0x11 : 0x21, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body
         return bytes
     }
 }
