@@ -2,8 +2,8 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 
-/// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: the connection handler
-/// with the gateway's SETTINGS, a connection manager, and per stream the request-head rules,
+/// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
+/// (`FlushCoalescingHandler`), the connection handler with the gateway's SETTINGS, a connection manager, and per stream the request-head rules,
 /// NIO's HTTP/2-to-HTTP/1 codec and `HTTP2StreamHandler`.
 ///
 /// The attacks on HTTP/2 servers are swift-nio-http2's to stop, with its defaults: rapid reset
@@ -36,6 +36,7 @@ enum HTTP2Pipeline {
         let bound = NIOLoopBound(shared, eventLoop: channel.eventLoop)
         let malformed = shared.gateway.metrics.malformedHTTP2Streams
         let sync = channel.pipeline.syncOperations
+        try sync.addHandler(FlushCoalescingHandler())
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
                                             streamDelegate: manager.http2StreamDelegate) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
