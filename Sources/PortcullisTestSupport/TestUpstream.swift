@@ -9,6 +9,8 @@ import Synchronization
 /// - `/status/NNN` answers with that status;
 /// - `/bytes/N` sends N bytes (chunked);
 /// - `/delay/MS` answers after MS milliseconds (also deeper in a path: `/prefix/delay/MS/…`);
+/// - `/drip/MS` sends a head at once and then a line (`tick N`) every MS milliseconds, chunked,
+///   until the connection closes: a response that never ends;
 /// - `/close` closes the connection without answering;
 /// - `/raw/NAME` writes one of `rawResponses` byte for byte, then closes (NIO's server pipeline
 ///   would hold the next request back, never having seen this response end);
@@ -126,6 +128,21 @@ private final class EchoHandler: ChannelInboundHandler {
                 let (handler, context) = loopBound.value
                 handler.sendEcho(context: context, head: head, status: .ok)
             }
+            return
+        }
+        if parts.count == 2, parts[0] == "drip", let ms = Int64(parts[1]) {
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "text/plain")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let ticks = NIOLoopBoundBox(0, eventLoop: context.eventLoop)
+            let task = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(ms), delay: .milliseconds(ms)) { _ in
+                let (handler, context) = loopBound.value
+                ticks.value += 1
+                let line = context.channel.allocator.buffer(string: "tick \(ticks.value)\n")
+                context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(line))), promise: nil)
+            }
+            context.channel.closeFuture.whenComplete { _ in task.cancel() }
             return
         }
         if parts.count == 2, parts[0] == "bytes", let count = Int(parts[1]) {

@@ -4,18 +4,40 @@ import NIOCore
 /// a header block over the limit, more streams than SETTINGS_MAX_CONCURRENT_STREAMS) with GOAWAY
 /// and then reports it here; the connection is then closed (RFC 9113 §5.4.1), so a client that
 /// broke the protocol holds no connection and no stream on the node.
+///
+/// The close lingers, as nginx's `lingering_close` does: the GOAWAY is flushed and the output shut
+/// down (FIN), what the client still sends is read and dropped, and the connection is closed when
+/// the client closes its side or after `linger`, whichever comes first. Closing at once while the
+/// client is still sending — a flood is — leaves unread bytes, and the kernel then answers with
+/// RST, which can make the client lose the GOAWAY and with it the reason.
 final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
     typealias InboundIn = Any
 
     private let onError: () -> Void
+    private let linger: TimeAmount
+    private var closing = false
 
-    /// `onError` runs (to count it) before the connection is closed.
-    init(onError: @escaping () -> Void) {
+    /// `onError` runs (to count it) once, before the connection is closed.
+    init(linger: TimeAmount = .seconds(1), onError: @escaping () -> Void) {
+        self.linger = linger
         self.onError = onError
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Later errors (frames after the GOAWAY, writes after the output is shut) change nothing.
+        guard !closing else { return }
+        closing = true
         onError()
-        context.close(promise: nil)
+        // swift-nio-http2 holds its flush of the GOAWAY back to the end of the read loop.
+        context.flush()
+        let halfClosed = context.eventLoop.makePromise(of: Void.self)
+        context.close(mode: .output, promise: halfClosed)
+        halfClosed.futureResult.assumeIsolated().whenComplete { result in
+            guard case .success = result else {
+                // No half-closure on this channel: close it now.
+                return context.close(promise: nil)
+            }
+            context.eventLoop.assumeIsolated().scheduleTask(in: self.linger) { context.close(promise: nil) }
+        }
     }
 }

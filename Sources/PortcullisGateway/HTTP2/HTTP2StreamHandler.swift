@@ -34,7 +34,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
     private var requestEnded = false
     private var isGRPC = false
     private var responseHeadSent = false
-    /// A gRPC call admitted with a token, watched so that it ends with its token (`LiveSessions`).
+    /// The stream's request was admitted with a token and its route closes on token end: watched
+    /// so that the stream ends with its token (`LiveSessions`).
     private var session: LiveSession?
 
     init(shared: HTTP2ConnectionShared) {
@@ -103,11 +104,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
             if facts.expectsContinue {
                 context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .continue))), promise: nil)
             }
+            watchToken(admitted)
             if admitted.route.upstream.http2 {
-                if isGRPC, let identity = admitted.identity, let loop = context?.eventLoop {
-                    session = shared.gateway.sessions.open(protocol: "grpc", token: identity, policy: admitted.route.config.onTokenEnd,
-                                                           eventLoop: loop) { [weak self] end in self?.tokenEnded(end) }
-                }
                 let exchange = HTTP2UpstreamExchange(downstream: self, pool: shared.pool, route: admitted.route, clientHead: head,
                                                      upstreamHead: HeaderRewriter.http2UpstreamRequest(upstreamHead, clientHead: head),
                                                      log: log, extraResponseHeaders: admitted.responseHeaders)
@@ -164,9 +162,10 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
     /// written, so the client stops sending what nobody reads.
     private func endResponse(trailers: HTTPHeaders?) {
         guard let context else { return }
-        let written = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
-        if !requestEnded {
-            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        if requestEnded {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
@@ -260,12 +259,14 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {
         state = .done
+        session?.end(.upstream)
         shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: upstreamTime, now: now, counter: &shared.responseCounter)
         endResponse(trailers: nil)
     }
 
     func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
         state = .done
+        session?.end(.upstream)
         // The route's fields (CORS, rate-limit state) go on a 502/504 too.
         exchange.log.bytesOut = answer(response.adding(exchange.extraResponseHeaders), requestID: exchange.log.requestID,
                                        isHEAD: exchange.clientHead.method == .HEAD)
@@ -274,6 +275,7 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func exchangeAborted(_ exchange: UpstreamExchange) {
         state = .done
+        session?.end(.upstream)
         context?.close(promise: nil)
         shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
     }
@@ -317,17 +319,42 @@ extension HTTP2StreamHandler {
 // MARK: Token end
 
 extension HTTP2StreamHandler {
-    /// The call's token was revoked or expired (`LiveSessions`, route `on_token_end: close`): the
-    /// upstream stream is reset and the client gets gRPC status 16 UNAUTHENTICATED — as trailers
-    /// when the response has begun, else as the whole answer.
+    /// Opens the stream's session when it was admitted with a token: a gRPC call always (the
+    /// sessions metrics count gRPC calls), any other stream when its route closes on token end.
+    private func watchToken(_ admitted: Admission.Admitted) {
+        guard let identity = admitted.identity, let loop = context?.eventLoop,
+              isGRPC || admitted.route.config.onTokenEnd == .close else { return }
+        session = shared.gateway.sessions.open(protocol: isGRPC ? "grpc" : "h2", token: identity, policy: admitted.route.config.onTokenEnd,
+                                               eventLoop: loop) { [weak self] end in self?.tokenEnded(end) }
+    }
+
+    /// The stream's token was revoked or expired (`LiveSessions`, route `on_token_end: close`):
+    /// the upstream request is cut (its HTTP/2 stream reset, or its HTTP/1.1 connection closed).
+    /// Before the response has begun the client gets 401 `invalid_token` (gRPC status 16 for a
+    /// gRPC call); after, a gRPC call ends with status 16 as trailers and any other stream is
+    /// reset (RST_STREAM CANCEL), so the client sees the response cut short, never completed.
     private func tokenEnded(_ end: LiveSessions.TokenEnd) {
-        guard case .proxyingHTTP2(let exchange) = state, let log = exchange.abandon(reason: end.reason.rawValue) else { return }
+        let reason = end.reason.rawValue
+        let ended: (log: RequestLog, route: CompiledRoute)
+        switch state {
+        case .proxyingHTTP2(let exchange):
+            guard let log = exchange.abandon(reason: reason) else { return }
+            ended = (log, exchange.route)
+        case .proxying(let exchange):
+            guard let log = exchange.abandon(reason: reason) else { return }
+            ended = (log, exchange.route)
+        default:
+            return
+        }
         state = .done
-        if responseHeadSent {
+        if !responseHeadSent {
+            answer(ErrorResponse(status: .unauthorized, error: "invalid_token", description: end.message), requestID: ended.log.requestID,
+                   isHEAD: false)
+        } else if isGRPC {
             endResponse(trailers: ["grpc-status": "16", "grpc-message": GRPCStatus.encodedMessage(end.message)])
         } else {
-            answer(ErrorResponse(status: .unauthorized, error: "invalid_token", description: end.message), requestID: log.requestID, isHEAD: false)
+            context?.close(promise: nil)
         }
-        shared.gateway.record(log, metrics: exchange.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+        shared.gateway.record(ended.log, metrics: ended.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
     }
 }

@@ -213,6 +213,20 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
         downstream.exchangeAborted(self)
     }
 
+    /// The request's token ended (`LiveSessions`): the upstream connection is closed and nothing
+    /// more is relayed. Returns the log to record (401 when no response had begun), nil when the
+    /// exchange was already over. The downstream answers the client itself.
+    func abandon(reason: String) -> RequestLog? {
+        guard !done else { return nil }
+        done = true
+        downstream.cancelResponseHeaderTimeout()
+        upstream?.close()
+        upstream = nil
+        if !responseHeadSent { log.status = 401 }
+        log.reason = reason
+        return log
+    }
+
     // MARK: Response, upstream → client
 
     func upstreamResponseHead(_ head: UpstreamResponseHead) {

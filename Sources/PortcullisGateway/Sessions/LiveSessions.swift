@@ -5,10 +5,10 @@ import PortcullisJOSE
 import Prometheus
 import Synchronization
 
-/// The node's long-lived connections and streams (a WebSocket today), each with the token it was
-/// admitted with, so that one ends when its token does: when the cluster revokes the token (by
-/// jti, subject or client cut-off, or its signing key) or it reaches `exp` plus the issuer's
-/// leeway, whichever comes first. Protocol-neutral: a protocol handler opens a `LiveSession` with
+/// The node's long-lived connections and streams (WebSockets, gRPC calls, HTTP/2 streams), each
+/// with the token it was admitted with, so that one ends when its token does: when the cluster
+/// revokes the token (by jti, subject or client cut-off, or its signing key) or it reaches `exp`
+/// plus the issuer's leeway, whichever comes first. Protocol-neutral: a protocol handler opens a `LiveSession` with
 /// a callback that closes its connection or stream the protocol's way (WebSocket close 1008,
 /// RST_STREAM, gRPC status 16), and reports how it ended.
 ///
@@ -193,14 +193,14 @@ private final class SessionMetrics: Sendable {
         adjust(name, by: -1)
         GatewayMetrics.counter(in: closedCounters, key: name + "\u{0}" + reason.rawValue) {
             registry.counter("portcullis_sessions_closed_total", labels: [("protocol", name), ("reason", reason.rawValue)],
-                             help: "Long-lived sessions (WebSockets) ended, by protocol and reason: token_revoked, token_expired, idle_timeout, max_lifetime, too_large, protocol_error, client, upstream, draining.")
+                             help: "Long-lived sessions (WebSockets, gRPC calls, HTTP/2 streams) ended, by protocol and reason: token_revoked, token_expired, idle_timeout, max_lifetime, too_large, protocol_error, client, upstream, draining.")
         }.increment()
     }
 
     private func adjust(_ name: String, by delta: Int64) {
         open.withLock { entries in
             var entry = entries[name] ?? (registry.gauge("portcullis_sessions_open", labels: [("protocol", name)],
-                                                         help: "Long-lived sessions (WebSockets) open now, by protocol."), 0)
+                                                         help: "Long-lived sessions (WebSockets, gRPC calls, HTTP/2 streams) open now, by protocol."), 0)
             entry.count += delta
             entry.gauge.set(entry.count)
             entries[name] = entry

@@ -1,0 +1,72 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+/// Plain HTTP/2 streams (not gRPC) through a real gateway process ending with their tokens: curl
+/// as the HTTP/2 client, the test upstream's never-ending `/drip` response, revocations written to
+/// a real Redis the way the control plane writes them.
+@Suite("HTTP/2 streams ending with their tokens", .serialized)
+struct HTTP2StreamSessionTests {
+    /// A curl that holds one HTTP/2 stream open, writing what it receives to `body` and, when the
+    /// stream ends, its exit code and HTTP status to its log.
+    private func hold(port: Int, path: String, token: String, directory: String, name: String) throws -> (ManagedProcess, body: String) {
+        let body = directory + "/\(name).body"
+        let curl = try ManagedProcess(executable: "/usr/bin/env", arguments: [
+            "curl", "-sS", "-N", "--http2-prior-knowledge", "--max-time", "15", "-o", body, "-w", "status %{http_code}\n",
+            "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)",
+        ], logFile: directory + "/\(name).log")
+        return (curl, body)
+    }
+
+    private func ticks(in file: String) -> Int {
+        ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").count
+    }
+
+    @Test("revoking a subject resets its streaming HTTP/2 response (RST_STREAM) within a second; another subject's stream keeps streaming")
+    func revocationResetsTheStream() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-h2-sessions")
+        try await withCluster { cluster in
+            let gateway = try await cluster.startGateway(id: "gw-h2")
+            let (revoked, revokedBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "mallory"),
+                                                  directory: directory, name: "revoked")
+            let (kept, keptBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "alice"),
+                                            directory: directory, name: "kept")
+            try await withCleanup([revoked, kept], { for process in $0 { await process.kill() } }) { _ in
+                #expect(try await Poll.until(timeout: .seconds(10)) { ticks(in: revokedBody) >= 3 && ticks(in: keptBody) >= 3 },
+                        "streams did not start: \(revoked.output) \(kept.output)")
+                let revokedAt = Date()
+                _ = try await cluster.revoke(.subject, "mallory", until: Int64(revokedAt.timeIntervalSince1970) + 1)
+                let exit = await revoked.waitForExit(timeout: .seconds(5))
+                let took = Date().timeIntervalSince(revokedAt)
+                // curl: 92 is "HTTP/2 stream was not closed cleanly" — the stream was reset.
+                #expect(exit == 92, "curl exit \(String(describing: exit)): \(revoked.output)")
+                #expect(took < 1.0, "the stream ended \(took) s after the revocation")
+                let before = ticks(in: keptBody)
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(kept.isRunning && ticks(in: keptBody) > before, "the other subject's stream stopped: \(kept.output)")
+                let closed = try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="h2",reason="token_revoked"}"#)
+                #expect(closed == 1)
+            }
+        }
+    }
+
+    @Test("a token revoked while its HTTP/2 request waits for the upstream's head is answered 401 invalid_token 'token revoked'")
+    func revocationBeforeTheHeadIsA401() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-h2-sessions-head")
+        try await withCluster { cluster in
+            let gateway = try await cluster.startGateway(id: "gw-h2-head")
+            let (waiting, body) = try hold(port: gateway.port, path: "/delay/4000", token: try cluster.token(sub: "mallory"),
+                                           directory: directory, name: "waiting")
+            try await withCleanup(waiting, { await $0.kill() }) { waiting in
+                try await Task.sleep(for: .milliseconds(500))
+                let revokedAt = Date()
+                _ = try await cluster.revoke(.subject, "mallory", until: Int64(revokedAt.timeIntervalSince1970) + 1)
+                #expect(await waiting.waitForExit(timeout: .seconds(5)) == 0, "\(waiting.output)")
+                #expect(Date().timeIntervalSince(revokedAt) < 1.0)
+                #expect(waiting.output.contains("status 401"), "\(waiting.output)")
+                let answer = (try? String(contentsOfFile: body, encoding: .utf8)) ?? ""
+                #expect(answer.contains("invalid_token") && answer.contains("token revoked"), "\(answer)")
+            }
+        }
+    }
+}
