@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# WebSocket: the round trip of a 1 KiB binary message, echoed by a Python `websockets` server,
-# directly and through the gateway (a `websocket: true` route without auth: the per-frame cost
-# is the same with a token, which is checked once at the upgrade), alternated in rounds; prints
-# the p50 and p99 of each and the gateway's added p50 (issue 18's goal: ≤ 30 µs). One client,
-# one message in flight, loopback, so the numbers include Python's own per-message cost on both
-# sides equally.
-#   cluster/bench/websocket.sh                       # release build, 3 rounds of 20 000 messages
-#   BINARY=.build/debug/portcullis ROUNDS=1 MESSAGES=2000 cluster/bench/websocket.sh   # a smoke run
+# WebSocket: the round trip of a 1 KiB binary message, one message in flight on one connection,
+# echoed by `portcullis-bench websocket-echo` (a NIO echo server), measured by
+# `portcullis-bench websocket-rtt` (a NIO client: each message is sent from the read of the last
+# echo). Paths, alternated in rounds: direct to the echo server; through the gateway (a
+# `websocket: true` route without auth: the per-frame cost is the same with a token, which is
+# checked once at the upgrade); and, when installed, through nginx (`proxy_pass` with the Upgrade
+# fields) and HAProxy (HTTP mode, which tunnels upgraded connections), each with one worker or
+# thread like the gateway's one event loop. Prints each round's p50/p99 and, per proxy, the p50
+# it adds over the direct path in the same round (issue 18's goal for the gateway: ≤ 30 µs).
+#   cluster/bench/websocket.sh                    # release builds, 5 rounds of 20 000 messages
+#   BINARY=/path/to/portcullis ROUNDS=1 MESSAGES=2000 cluster/bench/websocket.sh   # a smoke run
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -14,16 +17,21 @@ if [ -z "${BINARY:-}" ]; then
   cluster/build-release.sh --product portcullis >/dev/null
   BINARY=$root/.build/release/portcullis
 fi
+cluster/build-release.sh --product PortcullisBench >/dev/null
+bench=$root/.build/release/PortcullisBench
+rounds=${ROUNDS:-5}; messages=${MESSAGES:-20000}
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-
-python3 Tests/PortcullisClusterTests/Scripts/websocket_peers.py server --port-file "$work/port" --log /dev/null &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
-echo_port=$(cat "$work/port")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; exit 1; }
+
+echo_port=$(free_port)
+"$bench" websocket-echo --listen "$echo_port" >/dev/null &
+pids+=($!)
+wait_port "$echo_port"
+
 gw_port=$(free_port); admin_port=$(free_port)
 cat > "$work/gateway.yaml" <<YAML
 node_id: bench-ws
@@ -40,37 +48,85 @@ YAML
 "$BINARY" gateway --config "$work/gateway.yaml" --log-level warning &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break; sleep 0.05; done
+paths=("direct $echo_port" "gateway $gw_port")
 
-python3 - "$echo_port" "$gw_port" "${ROUNDS:-3}" "${MESSAGES:-20000}" <<'PY'
-import asyncio, statistics, sys, time
-from websockets.asyncio.client import connect
+if command -v nginx >/dev/null; then
+  nginx_port=$(free_port)
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log stderr warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location /ws {
+      proxy_pass http://127.0.0.1:$echo_port;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 1h;
+    }
+  }
+}
+CONF
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+  pids+=($!)
+  wait_port "$nginx_port"
+  paths+=("nginx $nginx_port")
+fi
+if command -v haproxy >/dev/null; then
+  haproxy_port=$(free_port)
+  cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout tunnel 1h
+frontend ws
+  bind 127.0.0.1:$haproxy_port
+  default_backend echo
+backend echo
+  server echo 127.0.0.1:$echo_port
+CONF
+  haproxy -f "$work/haproxy.cfg" -db &
+  pids+=($!)
+  wait_port "$haproxy_port"
+  paths+=("haproxy $haproxy_port")
+fi
 
-echo_port, gw_port, rounds, messages = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-payload = bytes(range(256)) * 4
-
-async def measure(url):
-    async with connect(url, compression=None, max_size=None, ping_interval=None) as ws:
-        for _ in range(min(1000, messages)):  # warm-up
-            await ws.send(payload); await ws.recv()
-        times = []
-        for _ in range(messages):
-            start = time.perf_counter_ns()
-            await ws.send(payload)
-            await ws.recv()
-            times.append(time.perf_counter_ns() - start)
-    times.sort()
-    return times[len(times) // 2] / 1000, times[int(len(times) * 0.99)] / 1000
-
-async def main():
-    direct_p50, gateway_p50 = [], []
-    print(f"{'round':>5} {'direct p50':>11} {'direct p99':>11} {'gateway p50':>12} {'gateway p99':>12} {'added p50':>10}  (µs)")
-    for round in range(1, rounds + 1):
-        d50, d99 = await measure(f"ws://127.0.0.1:{echo_port}/ws")
-        g50, g99 = await measure(f"ws://127.0.0.1:{gw_port}/ws")
-        direct_p50.append(d50); gateway_p50.append(g50)
-        print(f"{round:>5} {d50:>11.1f} {d99:>11.1f} {g50:>12.1f} {g99:>12.1f} {g50 - d50:>10.1f}")
-    print(f"median of rounds: direct p50 {statistics.median(direct_p50):.1f} µs, gateway p50 {statistics.median(gateway_p50):.1f} µs, "
-          f"added {statistics.median(gateway_p50) - statistics.median(direct_p50):.1f} µs")
-
-asyncio.run(main())
+results=$work/results
+: > "$results"
+printf '%5s %-8s %9s %9s %10s\n' round path p50_µs p99_µs added_p50
+for round in $(seq 1 "$rounds"); do
+  direct=
+  for entry in "${paths[@]}"; do
+    set -- $entry
+    line=$("$bench" websocket-rtt --port "$2" --messages "$messages")
+    p50=$(sed -E 's/.*p50_us=([0-9.]+).*/\1/' <<<"$line"); p99=$(sed -E 's/.*p99_us=([0-9.]+).*/\1/' <<<"$line")
+    [ "$1" = direct ] && direct=$p50
+    added=$(python3 -c "print(f'{$p50 - $direct:.1f}')")
+    printf '%5s %-8s %9s %9s %10s\n' "$round" "$1" "$p50" "$p99" "$( [ "$1" = direct ] && echo - || echo "$added")"
+    echo "$1 $p50 $p99 $added" >> "$results"
+  done
+done
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    path, p50, p99, added = line.split()
+    rows.setdefault(path, []).append((float(p50), float(p99), float(added)))
+print("medians of the rounds:")
+for path, values in rows.items():
+    p50 = statistics.median(v[0] for v in values); p99 = statistics.median(v[1] for v in values)
+    added = statistics.median(v[2] for v in values)
+    print(f"  {path:8} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs" + ("" if path == "direct" else f"  added p50 {added:6.1f} µs"))
 PY
