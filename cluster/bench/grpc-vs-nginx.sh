@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gRPC unary through Portcullis (RS256 on every call, `upstream.protocol: h2c`) against nginx's
-# `grpc_pass` without authentication, in one run, same pinning: h2load on core LOAD_CORE with the
-# backend, the proxy under test on core PROXY_CORE. The backend is nginx answering every call with
+# `grpc_pass` without authentication and, when installed, HAProxy (h2c both sides, one thread)
+# plain and with its `jwt_verify` RS256 rules, in one run, same pinning: h2load on core LOAD_CORE
+# with the backend, the proxy under test on core PROXY_CORE. The backend is nginx answering every call with
 # one fixed gRPC message and `grpc-status: 0` in trailers, so the rows measure the proxies.
 # Builds the release gateway first unless PORTCULLIS_BIN is set. Works from a plain clone.
 #   cluster/bench/grpc-vs-nginx.sh                      # DURATION=10s REPEATS=3
@@ -14,6 +15,7 @@ cd "$root"
 DURATION=${DURATION:-10s} REPEATS=${REPEATS:-3} CONNS=${CONNS:-64} STREAMS=${STREAMS:-10}
 LOAD_CORE=${LOAD_CORE:-0} PROXY_CORE=${PROXY_CORE:-1} BASE_PORT=${BASE_PORT:-19080}
 backend_port=$BASE_PORT nginx_port=$((BASE_PORT + 1)) gateway_port=$((BASE_PORT + 2))
+haproxy_port=$((BASE_PORT + 3)) haproxy_jwt_port=$((BASE_PORT + 4))
 for tool in nginx h2load taskset python3; do
   command -v $tool >/dev/null || { echo "$tool is missing (cluster/bench/setup.sh installs the peers)" >&2; exit 1; }
 done
@@ -89,6 +91,45 @@ routes:
     auth: {type: jwt}
 YAML
 
+haproxy_cfg() { # port [jwt]
+  cat <<CONF
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    maxconn 4000
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:$1 proto h2
+CONF
+  if [ -n "${2:-}" ]; then cat <<CONF
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.now) date()
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str RS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $iss }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str $aud }
+    http-request set-var(txn.ttl) var(txn.bearer),jwt_payload_query('\$.exp','int'),sub(txn.now)
+    http-request deny deny_status 401 unless { var(txn.ttl) -m int gt 0 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(RS256,"$run/keys/rs256.pub.pem") -m int 1 }
+CONF
+  fi
+  cat <<CONF
+    default_backend be
+backend be
+    server backend 127.0.0.1:$backend_port proto h2
+CONF
+}
+has_haproxy=
+if command -v haproxy >/dev/null; then
+  has_haproxy=1
+  haproxy_cfg $haproxy_port > "$run/haproxy.cfg"
+  haproxy_cfg $haproxy_jwt_port jwt > "$run/haproxy-jwt.cfg"
+fi
+
 start() { # name core argv...
   local name=$1 core=$2; shift 2
   taskset -c "$core" "$@" > "$run/$name.log" 2>&1 &
@@ -99,6 +140,11 @@ start backend "$LOAD_CORE" nginx -p "$run" -e stderr -c "$run/backend.conf"
 start nginx-grpc "$PROXY_CORE" nginx -p "$run" -e stderr -c "$run/nginx-grpc.conf"
 start portcullis "$PROXY_CORE" "$PORTCULLIS_BIN" gateway --config "$run/portcullis.yaml" --log-level warning
 wait_port $backend_port; wait_port $nginx_port; wait_port $gateway_port
+if [ -n "$has_haproxy" ]; then
+  start haproxy "$PROXY_CORE" haproxy -db -f "$run/haproxy.cfg"
+  start haproxy-jwt "$PROXY_CORE" haproxy -db -f "$run/haproxy-jwt.cfg"
+  wait_port $haproxy_port; wait_port $haproxy_jwt_port
+fi
 
 load() { # port [header] -> "req/s succeeded"
   local out
@@ -117,6 +163,10 @@ check() { # port [header]
 }
 check $nginx_port
 check $gateway_port "authorization: Bearer $token"
+if [ -n "$has_haproxy" ]; then
+  check $haproxy_port
+  check $haproxy_jwt_port "authorization: Bearer $token"
+fi
 if nghttp -v -d "$run/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
      "http://127.0.0.1:$gateway_port/pkg.Echo/Unary" 2>&1 | grep -aq "grpc-status: 0"; then
   echo "the gateway passed a call without a token" >&2; exit 1
@@ -131,7 +181,19 @@ for repeat in $(seq "$REPEATS"); do
   load 2s $gateway_port "authorization: Bearer $token" >/dev/null
   read -r rps ok < <(load "$DURATION" $gateway_port "authorization: Bearer $token")
   printf '%-28s %-6s %12s %12s\n' portcullis-rs256-h2c "$repeat" "$rps" "$ok"; all[portcullis]+="$rps "
+  if [ -n "$has_haproxy" ]; then
+    load 2s $haproxy_port >/dev/null; read -r rps ok < <(load "$DURATION" $haproxy_port)
+    printf '%-28s %-6s %12s %12s\n' haproxy-h2 "$repeat" "$rps" "$ok"; all[haproxy]+="$rps "
+    load 2s $haproxy_jwt_port "authorization: Bearer $token" >/dev/null
+    read -r rps ok < <(load "$DURATION" $haproxy_jwt_port "authorization: Bearer $token")
+    printf '%-28s %-6s %12s %12s\n' haproxy-jwt-rs256-h2 "$repeat" "$rps" "$ok"; all[haproxy_jwt]+="$rps "
+  fi
 done
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 n=$(median "${all[nginx]}") p=$(median "${all[portcullis]}")
-echo "medians: nginx grpc_pass $n req/s, portcullis (RS256) $p req/s, ratio $(awk -v a="$p" -v b="$n" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')x"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+echo "medians: nginx grpc_pass $n req/s, portcullis (RS256) $p req/s, ratio $(ratio "$p" "$n")x"
+if [ -n "$has_haproxy" ]; then
+  h=$(median "${all[haproxy]}") hj=$(median "${all[haproxy_jwt]}")
+  echo "medians: haproxy h2 $h req/s, haproxy jwt_verify (RS256) $hj req/s; portcullis vs haproxy jwt_verify $(ratio "$p" "$hj")x, vs plain haproxy $(ratio "$p" "$h")x"
+fi
