@@ -14,11 +14,12 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
     typealias InboundIn = Any
 
     private let onError: () -> Void
-    private let linger: TimeAmount
+    private let linger: TimeAmount?
     private var closing = false
 
-    /// `onError` runs (to count it) once, before the connection is closed.
-    init(linger: TimeAmount = .seconds(1), onError: @escaping () -> Void) {
+    /// `onError` runs (to count it) once, before the connection is closed. With `linger` nil the
+    /// connection is closed at once (an upstream connection: the pool must not hand it out again).
+    init(linger: TimeAmount? = .seconds(1), onError: @escaping () -> Void) {
         self.linger = linger
         self.onError = onError
     }
@@ -30,6 +31,7 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
         onError()
         // swift-nio-http2 holds its flush of the GOAWAY back to the end of the read loop.
         context.flush()
+        guard let linger else { return context.close(promise: nil) }
         let halfClosed = context.eventLoop.makePromise(of: Void.self)
         context.close(mode: .output, promise: halfClosed)
         halfClosed.futureResult.assumeIsolated().whenComplete { result in
@@ -37,7 +39,7 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
                 // No half-closure on this channel: close it now.
                 return context.close(promise: nil)
             }
-            context.eventLoop.assumeIsolated().scheduleTask(in: self.linger) { context.close(promise: nil) }
+            context.eventLoop.assumeIsolated().scheduleTask(in: linger) { context.close(promise: nil) }
         }
     }
 }

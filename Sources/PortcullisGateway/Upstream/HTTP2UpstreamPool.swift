@@ -90,7 +90,7 @@ final class HTTP2UpstreamPool {
                     }
                     _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: connection,
                                                         streamConfiguration: .init()) { pushed in pushed.close() }
-                    try sync.addHandler(HTTP2ConnectionErrorHandler {})
+                    try sync.addHandler(HTTP2ConnectionErrorHandler(linger: nil) {})
                 }
             }
         bootstrap.connect(host: address.host, port: address.port).assumeIsolated().whenComplete { result in
