@@ -54,6 +54,12 @@ public struct AuthorizationServerConfig: Sendable {
     /// How long a rotation waits for every gateway to hold the new key before signing with it.
     public var rotationPropagationTimeout: Duration
     public var clients: [Client]
+    /// The users who may sign in at the login page (`users_file`); nil: no users, no login.
+    var users: UserDirectory?
+    /// Absolute path of the users file, when there is one.
+    public var usersFile: String?
+    /// How many users the users file names.
+    public var userCount: Int { users?.users.count ?? 0 }
 
     /// `publicTLS`: whether the public listener serves HTTPS (`tls:`), where self-signed clients
     /// present their certificates.
@@ -156,6 +162,13 @@ public struct AuthorizationServerConfig: Sendable {
                                   selfSignedCertificates: Set(selfSigned.map(\.0))))
         }
         self.clients = clients
+        if let usersNode = map.optional("users_file") {
+            let path = try usersNode.nonEmptyString()
+            let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).path
+            guard FileManager.default.fileExists(atPath: resolved) else { throw usersNode.error("users file \(resolved) does not exist") }
+            usersFile = resolved
+            users = try UserDirectory.load(file: resolved)
+        }
         try map.finish()
     }
 
