@@ -21,6 +21,13 @@ enum PublicRoutes {
             return Response(status: .ok, headers: [.contentType: "application/jwk-set+json", .cacheControl: "max-age=60"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: document)))
         }
+        if let endpoint = server.endpoint {
+            router.get(RouterPath(base + "/oauth2/authorize")) { request, _ in try await endpoint.start(request) }
+            router.post(RouterPath(base + "/oauth2/authorize")) { request, context in
+                try await endpoint.login(request, address: context.remoteAddress?.ipAddress ?? context.peer, peer: context.peer)
+            }
+            router.post(RouterPath(base + "/oauth2/consent")) { request, context in try await endpoint.consent(request, peer: context.peer) }
+        }
         router.post(RouterPath(base + "/oauth2/token")) { request, context in
             try await server.token(request, peer: context.peer, certificate: await context.clientCertificate(verifiedBy: certificates))
         }
