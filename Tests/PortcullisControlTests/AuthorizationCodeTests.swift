@@ -19,10 +19,10 @@ final class SignInBrowser {
     static let client = "{client_id: web-app, public: true, redirect_uris: [\"\(redirectURI)\", \"https://app.example/cb\"], scopes: [orders:read, orders:write], grant_types: [authorization_code, refresh_token]}"
 
     /// A cluster with the public client `web-app` and the users alice and bob.
-    static func cluster(throttle: String = "{per_user: 5, per_address: 20, window: 1m}") async throws -> ControlCluster {
+    static func cluster(throttle: String = "{per_user: 5, per_address: 20, window: 1m}", extraClients: [String] = []) async throws -> ControlCluster {
         let folder = try TemporaryDirectory.make(prefix: "portcullis-users")
         try users.write(toFile: folder + "/users.yaml", atomically: true, encoding: .utf8)
-        return try await ControlCluster(asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: \(throttle)\n", asClients: [client])
+        return try await ControlCluster(asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: \(throttle)\n", asClients: [client] + extraClients)
     }
 
     let control: ControlProcess
@@ -206,6 +206,32 @@ extension ControlPlaneTests {
             for name in names.sorted() {
                 #expect(operations.contains("`" + name), "\(name) is not documented in docs/operations.md")
             }
+        }
+
+        @Test("a stock client library (authlib) completes code + PKCE configured from the OpenID Connect discovery document alone, and refreshes")
+        func authlibFromDiscovery() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let gateway = try await cluster.startGateway(id: "gw-1")
+            let discovery = try cluster.control.get(port: cluster.control.port, "/.well-known/openid-configuration").json
+            #expect(discovery["issuer"] as? String == cluster.issuer)
+            #expect(discovery["authorization_endpoint"] as? String == cluster.issuer + "/oauth2/authorize")
+            #expect(discovery["token_endpoint"] as? String == cluster.issuer + "/oauth2/token")
+            #expect(discovery["code_challenge_methods_supported"] as? [String] == ["S256"])
+            #expect(discovery["subject_types_supported"] as? [String] == ["public"])
+            guard let run = try runPythonScript("oauth_code_flow.py", [cluster.issuer, "web-app", SignInBrowser.redirectURI, "alice",
+                                                                       "alice-password-1", "http://127.0.0.1:\(gateway.port)/orders"]) else {
+                print("skipped: authlib is not installed (cluster/setup.sh installs it)")
+                return
+            }
+            #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stdout)")
+            #expect(json["issuer"] as? String == cluster.issuer)
+            #expect(json["redirected_to_client"] as? Bool == true)
+            #expect(json["token_type"] as? String == "Bearer")
+            #expect(json["has_refresh_token"] as? Bool == true)
+            #expect(json["gateway_status"] as? Int == 200)
+            #expect(json["refresh_rotated"] as? Bool == true)
         }
 
         @Test("RFC 9700 §4.2.4 (RFC 6749 §4.1.2): an authorization code works once; a reused code revokes every token issued from it")
