@@ -25,7 +25,8 @@ final class SignInBrowser {
         return try await ControlCluster(asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: \(throttle)\n", asClients: [client] + extraClients)
     }
 
-    let control: ControlProcess
+    /// The control plane it talks to (any of them: sessions, codes and throttling are in Redis).
+    var control: ControlProcess
     var cookie: String?
     let verifier: String
     var challenge: String { Base64URL.encode(Array(SHA256.hash(data: Array(verifier.utf8)))) }
@@ -232,6 +233,47 @@ extension ControlPlaneTests {
             #expect(json["has_refresh_token"] as? Bool == true)
             #expect(json["gateway_status"] as? Int == 200)
             #expect(json["refresh_rotated"] as? Bool == true)
+        }
+
+        @Test("two control planes share sign-in sessions, codes and login throttling through Redis: a code issued by one is redeemed at the other, once")
+        func twoControlPlanes() async throws {
+            let cluster = try await SignInBrowser.cluster(throttle: "{per_user: 1, per_address: 20, window: 1m}")
+            defer { Task { await cluster.shutdown() } }
+            let first = cluster.control
+            let issuer = cluster.issuer
+            let redisURL = cluster.redis.url
+            let folder = try TemporaryDirectory.make(prefix: "portcullis-users")
+            try SignInBrowser.users.write(toFile: folder + "/users.yaml", atomically: true, encoding: .utf8)
+            let second = try await ControlProcess.start(directory: first.directory, nodeID: "control-2", waitForSigningKey: true) { port, adminPort, _ in
+                ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-2", authorizationServer: true,
+                                             controlExtra: "", asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: {per_user: 1, per_address: 20, window: 1m}\n",
+                                             asClients: [SignInBrowser.client])
+                    .replacingOccurrences(of: "issuer: http://127.0.0.1:\(port)", with: "issuer: \(issuer)")
+            }
+            defer { Task { await second.stop() } }
+
+            // The login page from the first, the login form to the second, the code back to the first.
+            let browser = SignInBrowser(control: first)
+            var form = SignInBrowser.hiddenFields(try browser.authorize(browser.parameters()))
+            form["username"] = "alice"
+            form["password"] = "alice-password-1"
+            browser.control = second
+            let consentPage = try browser.post("/oauth2/authorize", form)
+            #expect(consentPage.status == 200, "\(consentPage.text)")
+            var consent = SignInBrowser.hiddenFields(consentPage)
+            consent["decision"] = "allow"
+            browser.control = first
+            let code = try #require(SignInBrowser.redirectParameters(try browser.post("/oauth2/consent", consent))["code"])
+            browser.control = second
+            #expect(try browser.redeem(code).status == 200)
+            browser.control = first
+            #expect(try browser.redeem(code).json["error"] as? String == "invalid_grant")
+
+            // One failure for bob at the first locks him at the second.
+            let guesser = SignInBrowser(control: first)
+            #expect(try guesser.signIn(username: "bob", password: "guess").status == 403)
+            guesser.control = second
+            #expect(try guesser.signIn(username: "bob", password: "bob-password-2").status == 429)
         }
 
         @Test("RFC 9700 §4.2.4 (RFC 6749 §4.1.2): an authorization code works once; a reused code revokes every token issued from it")
