@@ -45,6 +45,10 @@ final class SignInBrowser {
         return params
     }
 
+    func get(_ path: String) throws -> HTTPTestResponse {
+        try send("GET", path)
+    }
+
     func authorize(_ params: [String: String]) throws -> HTTPTestResponse {
         let query = params.sorted { $0.key < $1.key }.map { "\(formEscape($0.key))=\(formEscape($0.value))" }.joined(separator: "&")
         return try send("GET", "/oauth2/authorize?" + query)
@@ -274,6 +278,54 @@ extension ControlPlaneTests {
             #expect(try guesser.signIn(username: "bob", password: "guess").status == 403)
             guesser.control = second
             #expect(try guesser.signIn(username: "bob", password: "bob-password-2").status == 429)
+        }
+
+        @Test("consent is revocable on the account page: revoking it revokes every token issued under it, cluster-wide, and the next sign-in asks again; sign-out ends the session")
+        func consentRevocationAndSignOut() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let control = cluster.control
+            let browser = SignInBrowser(control: control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let tokens = try browser.redeem(code)
+            let access = try #require(tokens.json["access_token"] as? String)
+            let refreshed = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app",
+                                                                      "refresh_token": try #require(tokens.json["refresh_token"] as? String)])
+            let access2 = try #require(refreshed.json["access_token"] as? String)
+            let refresh2 = try #require(refreshed.json["refresh_token"] as? String)
+            let bystander = try cluster.clientCredentials()
+            #expect(try cluster.statuses(access2) == [200, 200])
+
+            let page = try browser.get("/oauth2/account")
+            #expect(page.status == 200)
+            #expect(page.text.contains("web-app (orders:read)"), "\(page.text)")
+            let csrf = try #require(SignInBrowser.hiddenFields(page)["csrf_token"])
+            // Without the CSRF token nothing happens.
+            #expect(try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app"]).status == 403)
+            let revoked = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
+            #expect(revoked.status == 200)
+            #expect(revoked.text.contains("Access for web-app revoked (2 tokens)."), "\(revoked.text)")
+            #expect(!revoked.text.contains("web-app (orders:read)"))
+            try await eventually("every token issued under the consent is revoked on every gateway") {
+                try cluster.statuses(access) == [401, 401] && cluster.statuses(access2) == [401, 401]
+            }
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh2])
+                .json["error"] as? String == "invalid_grant")
+            #expect(try cluster.statuses(bystander.access) == [200, 200])
+            // Still signed in, but consent must be given again.
+            let again = try browser.authorize(browser.parameters())
+            #expect(again.status == 200 && again.text.contains("Allow access?"))
+
+            let signedOut = try browser.post("/oauth2/account", ["action": "logout", "csrf_token": csrf])
+            #expect(signedOut.status == 200 && signedOut.text.contains("You are signed out."))
+            #expect(signedOut.header("set-cookie")?.contains("Max-Age=0") == true)
+            let afterwards = try browser.authorize(browser.parameters())
+            #expect(afterwards.status == 200 && afterwards.text.contains("<h1>Sign in</h1>"))
+            let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
+            #expect(audit.contains { $0["action"] as? String == "oauth.consent_revoke" && $0["actor"] as? String == "user:alice" })
+            #expect(audit.contains { $0["action"] as? String == "oauth.logout" })
         }
 
         @Test("RFC 9700 §4.2.4 (RFC 6749 §4.1.2): an authorization code works once; a reused code revokes every token issued from it")

@@ -93,6 +93,10 @@ public struct ClusterKeys: Sendable {
     public func loginSession(_ hash: String) -> String { prefix + "as:session:" + hash }
     /// HASH client_id → space-separated scopes: what a user has consented to, per client.
     public func consent(_ username: String) -> String { prefix + "as:consent:" + username }
+    /// ZSET (TTL: the refresh-token lifetime) of what was issued under one user's consent to one
+    /// client, by the hex SHA-256 of `username \n client_id`: members `fam:<family>` and
+    /// `jti:<jti>` (score: expiry), revoked when the user revokes that consent.
+    public func consentGrants(_ hash: String) -> String { prefix + "as:grants:" + hash }
     /// STRING counter (TTL: the throttle window): failed sign-ins for a username or a client
     /// address (`kind` = `user` or `addr`).
     public func loginFailures(_ kind: String, _ subject: String) -> String { prefix + "as:throttle:" + kind + ":" + subject }

@@ -15,7 +15,7 @@ final class AuthorizationEndpoint: Sendable {
     private let users: UserDirectory
     private let clients: [String: AuthorizationServerConfig.Client]
     private let codes: AuthorizationCodeStore
-    private let sessions: LoginSessionStore
+    let sessions: LoginSessionStore
     private let throttle: LoginThrottle
     private let pages = LoginPages()
     private let audit: AuditLog
@@ -41,6 +41,7 @@ final class AuthorizationEndpoint: Sendable {
 
     var authorizeAction: String { basePath + "/oauth2/authorize" }
     var consentAction: String { basePath + "/oauth2/consent" }
+    var accountAction: String { basePath + "/oauth2/account" }
 
     /// A validated authorization request.
     struct AuthorizationRequest: Sendable {
@@ -159,6 +160,47 @@ final class AuthorizationEndpoint: Sendable {
                                                          "state": authorization.state])
         default:
             return pages.error(title: "Invalid request", message: "Choose Allow or Deny.", status: .badRequest)
+        }
+    }
+
+    /// GET: the signed-in user's account page: the clients they allowed, each revocable, and
+    /// sign-out.
+    func account(_ request: Request) async throws -> Response {
+        guard let session = try await cookieSession(request), let username = session.username else {
+            return pages.error(title: "Not signed in", message: "You are not signed in here.", status: .forbidden)
+        }
+        return pages.account(username: username, consents: try await sessions.consents(username: username), action: accountAction,
+                             csrf: session.csrfToken)
+    }
+
+    /// POST from the account page: `action=logout`, or `action=revoke` with `client_id` (which
+    /// forgets the consent and revokes, through `revoke`, every token issued under it).
+    func accountAction(_ request: Request, peer: String, revoke: (_ username: String, _ clientID: String) async throws -> Int) async throws -> Response {
+        let form: [String: String]
+        let session: LoginSessionStore.Session
+        switch try await checkedForm(request) {
+        case .success(let pair): (form, session) = pair
+        case .failure(let answer): return answer.response
+        }
+        guard let username = session.username else {
+            return pages.error(title: "Not signed in", message: "You are not signed in here.", status: .forbidden)
+        }
+        switch form["action"] {
+        case "logout":
+            try await sessions.delete(session.id)
+            await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.logout", target: "session", from: peer, outcome: "ok", status: 200))
+            var page = pages.error(title: "Signed out", message: "You are signed out.", status: .ok)
+            page.headers[.setCookie] = "\(Self.cookieName)=; Path=\(basePath)/oauth2; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
+            return page
+        case "revoke":
+            guard let clientID = form["client_id"], !clientID.isEmpty else {
+                return pages.error(title: "Invalid request", message: "Say which application to revoke (client_id).", status: .badRequest)
+            }
+            let revoked = try await revoke(username, clientID)
+            return pages.account(username: username, consents: try await sessions.consents(username: username), action: accountAction,
+                                 csrf: session.csrfToken, notice: "Access for \(clientID) revoked (\(revoked) token\(revoked == 1 ? "" : "s")).")
+        default:
+            return pages.error(title: "Invalid request", message: "Choose Sign out or Revoke access.", status: .badRequest)
         }
     }
 

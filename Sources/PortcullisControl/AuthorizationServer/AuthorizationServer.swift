@@ -239,11 +239,36 @@ final class AuthorizationServer: Sendable {
         let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: user.username, clientID: client.id, audience: client.audience,
                            scopes: grant.scope, boundTo: boundTo, extra: user.claims.merging(["auth_time": .integer(grant.authTime)]) { $1 })
         let reusedMeanwhile = try await unavailableOnFailure { try await codes.attach(code, family: family, accessToken: access) }
+        try await unavailableOnFailure {
+            try await endpoint?.sessions.recordGrant(username: user.username, clientID: client.id, family: family, accessToken: access,
+                                                     ttl: config.refreshTokenTTL)
+        }
         if reusedMeanwhile {
             try await revokeIssuedFromCode(family: family, accessToken: access, client: client.id, peer: peer)
             throw APIError(.badRequest, "invalid_grant", "authorization code already used: the tokens issued from it have been revoked")
         }
         return tokenResponse(jwt, scopes: grant.scope, refreshToken: refreshToken)
+    }
+
+    /// The user revoked their consent to `clientID`: every token issued under it goes, cluster-wide.
+    /// Returns how many access tokens were revoked.
+    func revokeConsent(username: String, clientID: String, peer: String) async throws -> Int {
+        guard let endpoint else { return 0 }
+        let issued = try await unavailableOnFailure { try await endpoint.sessions.revokeConsent(username: username, clientID: clientID) }
+        var tokens = issued.accessTokens
+        for family in issued.families {
+            for token in try await unavailableOnFailure({ try await refreshTokens.revokeFamily(family, reason: "consent revoked") })
+            where !tokens.contains(where: { $0.jti == token.jti }) {
+                tokens.append(token)
+            }
+        }
+        let events = try await unavailableOnFailure {
+            try await revocations.revokeTokens(tokens, actor: "user:" + username, reason: "consent to \(clientID) revoked")
+        }
+        let count = events.reduce(0) { $0 + $1.revocation.count }
+        await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent_revoke", target: "client:" + clientID, from: peer,
+                                          outcome: "ok", status: 200, details: ["revoked_access_tokens": String(count)]))
+        return count
     }
 
     /// RFC 6749 §4.1.2: a code used twice revokes every token issued from it.

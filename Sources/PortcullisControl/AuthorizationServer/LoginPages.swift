@@ -43,6 +43,15 @@ struct LoginPages: Sendable {
         ], status: .ok)
     }
 
+    func account(username: String, consents: [(clientID: String, scopes: [String])], action: String, csrf: String, notice: String? = nil) -> Response {
+        var context: [String: Any] = [
+            "title": "Your account", "username": username, "action": action, "csrf": csrf, "has_consents": !consents.isEmpty,
+            "consents": consents.map { ["client_id": $0.clientID, "scopes": $0.scopes.joined(separator: " ")] },
+        ]
+        if let notice { context["notice"] = notice }
+        return page("account", context, status: .ok)
+    }
+
     func error(title: String, message: String, status: HTTPResponse.Status) -> Response {
         page("error", ["title": title, "message": message], status: status)
     }
@@ -97,6 +106,19 @@ struct LoginPages: Sendable {
         {{> hidden}}
         <p><button type="submit" name="decision" value="allow" id="allow">Allow</button> <button type="submit" name="decision" value="deny" id="deny">Deny</button></p>
         </form>
+        </main></body></html>
+        """,
+        "account": """
+        {{> head}}
+        <h1>Your account</h1>
+        <p>You are signed in as <strong id="user">{{username}}</strong>.</p>
+        {{#notice}}<p role="status" id="notice">{{notice}}</p>{{/notice}}
+        <h2>Applications you allowed</h2>
+        {{#has_consents}}<ul id="consents">{{#consents}}<li>{{client_id}} ({{scopes}})
+        <form method="post" action="{{action}}"><input type="hidden" name="csrf_token" value="{{csrf}}"><input type="hidden" name="action" value="revoke"><input type="hidden" name="client_id" value="{{client_id}}"><button type="submit">Revoke access</button></form></li>
+        {{/consents}}</ul>{{/has_consents}}
+        {{^has_consents}}<p>None.</p>{{/has_consents}}
+        <form method="post" action="{{action}}"><input type="hidden" name="csrf_token" value="{{csrf}}"><input type="hidden" name="action" value="logout"><p><button type="submit" id="sign-out">Sign out</button></p></form>
         </main></body></html>
         """,
         "error": """

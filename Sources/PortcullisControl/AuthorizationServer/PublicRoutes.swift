@@ -27,6 +27,12 @@ enum PublicRoutes {
                 try await endpoint.login(request, address: context.remoteAddress?.ipAddress ?? context.peer, peer: context.peer)
             }
             router.post(RouterPath(base + "/oauth2/consent")) { request, context in try await endpoint.consent(request, peer: context.peer) }
+            router.get(RouterPath(base + "/oauth2/account")) { request, _ in try await endpoint.account(request) }
+            router.post(RouterPath(base + "/oauth2/account")) { request, context in
+                try await endpoint.accountAction(request, peer: context.peer) { username, clientID in
+                    try await server.revokeConsent(username: username, clientID: clientID, peer: context.peer)
+                }
+            }
         }
         router.post(RouterPath(base + "/oauth2/token")) { request, context in
             try await server.token(request, peer: context.peer, certificate: await context.clientCertificate(verifiedBy: certificates))
