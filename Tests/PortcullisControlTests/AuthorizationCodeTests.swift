@@ -318,9 +318,12 @@ extension ControlPlaneTests {
             let again = try browser.authorize(browser.parameters())
             #expect(again.status == 200 && again.text.contains("Allow access?"))
 
+            let sessionCookie = browser.cookie
             let signedOut = try browser.post("/oauth2/account", ["action": "logout", "csrf_token": csrf])
             #expect(signedOut.status == 200 && signedOut.text.contains("You are signed out."))
             #expect(signedOut.header("set-cookie")?.contains("Max-Age=0") == true)
+            // The session is gone on the server: a copy of the old cookie signs in no one.
+            browser.cookie = sessionCookie
             let afterwards = try browser.authorize(browser.parameters())
             #expect(afterwards.status == 200 && afterwards.text.contains("<h1>Sign in</h1>"))
             let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
