@@ -1,4 +1,5 @@
 import Foundation
+import PortcullisJOSE
 @testable import PortcullisControl
 import PortcullisTestSupport
 import Testing
@@ -87,5 +88,61 @@ struct PasswordHashTests {
                 #expect("\(error)".contains(message), "\(error)")
             }
         }
+    }
+}
+
+@Suite("control config: public clients, redirect URIs and the users file")
+struct AuthorizationCodeConfigTests {
+    @Test("public clients, redirect URIs, users_file and login_throttle are checked; every mistake names file, line and key")
+    func configuration() throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-code-config")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "users:\n  - {username: alice, password_hash: \"\(try PasswordHash.make(password: "pw"))\"}\n"
+            .write(toFile: directory + "/users.yaml", atomically: true, encoding: .utf8)
+        let file = directory + "/c.yaml"
+        func load(issuer: String = "http://127.0.0.1:9000", _ body: String) throws -> ControlConfig {
+            try """
+            cluster: {redis: redis://127.0.0.1:1, secret: \(Base64URL.encode([UInt8](repeating: 1, count: 32)))}
+            admin_tokens: [{name: ops, sha256: \(Hex.sha256("x"))}]
+            authorization_server:
+              issuer: \(issuer)
+              audience: a
+            \(body)
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+            return try ControlConfig.load(file: file)
+        }
+        func error(issuer: String = "http://127.0.0.1:9000", _ body: String) -> String {
+            do { _ = try load(issuer: issuer, body); return "" } catch { return "\(error)" }
+        }
+        let good = try load("""
+          users_file: users.yaml
+          login_throttle: {per_user: 3, per_address: 9, window: 5m}
+          clients:
+            - {client_id: web, public: true, redirect_uris: ["https://app.example/cb", "http://127.0.0.1:8080/cb"], grant_types: [authorization_code, refresh_token]}
+        """)
+        let web = try #require(good.authorizationServer?.clients.first)
+        #expect(web.isPublic && web.redirectURIs == ["https://app.example/cb", "http://127.0.0.1:8080/cb"])
+        #expect(good.authorizationServer?.userCount == 1)
+        #expect(good.authorizationServer?.loginThrottle == LoginThrottle.Limits(perUser: 3, perAddress: 9, window: .seconds(300)))
+
+        let client = "  users_file: users.yaml\n  clients:\n    - "
+        for (body, message) in [
+            (client + "{client_id: web, public: true, secret_sha256: \(Hex.sha256("s")), redirect_uris: [\"https://a/cb\"]}", "a public client has no secret and no certificate"),
+            (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb\"], grant_types: [client_credentials]}", "cannot use client_credentials"),
+            (client + "{client_id: web, public: true}", "needs redirect_uris"),
+            (client + "{client_id: web, public: true, redirect_uris: [\"http://app.example/cb\"]}", "must use https"),
+            (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb#x\"]}", "without a fragment"),
+            (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb\"], grant_types: [implicit]}", "implicit and password are not offered"),
+            ("  clients:\n    - {client_id: web, public: true, redirect_uris: [\"https://a/cb\"]}", "needs users_file"),
+            ("  users_file: nowhere.yaml", "does not exist"),
+            ("  users_file: users.yaml\n  login_throttle: {per_user: 0}", "login_throttle.per_user"),
+        ] {
+            let text = error(body)
+            #expect(text.contains(message), "\(body)\n→ \(text)")
+            #expect(text.contains("c.yaml"), "\(text)")
+        }
+        // The session cookie is Secure: an http issuer only on loopback.
+        #expect(error(issuer: "http://control.example:9000", "  users_file: users.yaml").contains("needs an https issuer"))
+        #expect(error(issuer: "https://control.example", "  users_file: users.yaml").isEmpty)
     }
 }
