@@ -430,7 +430,7 @@ extension ControlPlaneTests {
             #expect(credentials.json["error"] as? String == "unauthorized_client")
         }
 
-        @Test("CSRF: login and consent forms without the session's CSRF token, or without the session cookie, are refused with a page")
+        @Test("CSRF: login and consent forms without the session's CSRF token, or without the session cookie, are refused with a page; with Redis away the pages answer 503 and ask to retry")
         func csrfRejection() async throws {
             let cluster = try await SignInBrowser.cluster()
             defer { Task { await cluster.shutdown() } }
@@ -460,6 +460,14 @@ extension ControlPlaneTests {
             }
             // No password was checked for any of them.
             #expect(!(try cluster.control.metrics().contains("portcullis_login_attempts_total")))
+
+            // Redis away: the person is told to retry, not shown an internal error.
+            cluster.redis.suspend()
+            defer { cluster.redis.resume() }
+            let unavailable = try browser.authorize(browser.parameters())
+            #expect(unavailable.status == 503)
+            #expect(unavailable.header("retry-after") == "1")
+            #expect(unavailable.text.contains("Try again in a moment"))
         }
 
         @Test("login throttling per user and per client address, kept in Redis: refused with 429 and Retry-After without running the KDF")

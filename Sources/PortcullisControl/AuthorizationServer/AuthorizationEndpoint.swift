@@ -204,6 +204,20 @@ final class AuthorizationEndpoint: Sendable {
         }
     }
 
+    /// Runs a page handler; when Redis (sessions, codes, throttling) fails, the person gets a
+    /// page saying so and to retry (503, `Retry-After`), not an internal error.
+    func guarded(_ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch {
+            logger.error("sign-in pages: the cluster store failed", metadata: ["error": "\(error)"])
+            var page = pages.error(title: "Temporarily unavailable",
+                                   message: "The sign-in service cannot reach its store right now. Try again in a moment.", status: .serviceUnavailable)
+            page.headers[.retryAfter] = "1"
+            return page
+        }
+    }
+
     // MARK: Steps
 
     private func consentOrCode(session: LoginSessionStore.Session, username: String, _ authorization: AuthorizationRequest) async throws -> Response {

@@ -22,15 +22,21 @@ enum PublicRoutes {
                             body: ResponseBody(byteBuffer: ByteBuffer(string: document)))
         }
         if let endpoint = server.endpoint {
-            router.get(RouterPath(base + "/oauth2/authorize")) { request, _ in try await endpoint.start(request) }
+            router.get(RouterPath(base + "/oauth2/authorize")) { request, _ in await endpoint.guarded { try await endpoint.start(request) } }
             router.post(RouterPath(base + "/oauth2/authorize")) { request, context in
-                try await endpoint.login(request, address: context.remoteAddress?.ipAddress ?? context.peer, peer: context.peer)
+                await endpoint.guarded {
+                    try await endpoint.login(request, address: context.remoteAddress?.ipAddress ?? context.peer, peer: context.peer)
+                }
             }
-            router.post(RouterPath(base + "/oauth2/consent")) { request, context in try await endpoint.consent(request, peer: context.peer) }
-            router.get(RouterPath(base + "/oauth2/account")) { request, _ in try await endpoint.account(request) }
+            router.post(RouterPath(base + "/oauth2/consent")) { request, context in
+                await endpoint.guarded { try await endpoint.consent(request, peer: context.peer) }
+            }
+            router.get(RouterPath(base + "/oauth2/account")) { request, _ in await endpoint.guarded { try await endpoint.account(request) } }
             router.post(RouterPath(base + "/oauth2/account")) { request, context in
-                try await endpoint.accountAction(request, peer: context.peer) { username, clientID in
-                    try await server.revokeConsent(username: username, clientID: clientID, peer: context.peer)
+                await endpoint.guarded {
+                    try await endpoint.accountAction(request, peer: context.peer) { username, clientID in
+                        try await server.revokeConsent(username: username, clientID: clientID, peer: context.peer)
+                    }
                 }
             }
         }
