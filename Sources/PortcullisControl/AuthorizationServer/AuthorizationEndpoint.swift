@@ -76,13 +76,13 @@ final class AuthorizationEndpoint: Sendable {
         case .failure(let answer): return answer.response
         }
         var setCookie: String?
-        var session = try await cookieSession(request)
-        if session == nil {
-            let created = try await sessions.create()
-            session = created
-            setCookie = cookie(created.id)
+        let session: LoginSessionStore.Session
+        if let existing = try await cookieSession(request) {
+            session = existing
+        } else {
+            session = try await sessions.create()
+            setCookie = cookie(session.id)
         }
-        guard let session else { throw APIError(.internalServerError, "server_error", "no session") }
         if let username = session.username, users.users[username] != nil {
             return withCookie(try await consentOrCode(session: session, username: username, authorization), setCookie)
         }
