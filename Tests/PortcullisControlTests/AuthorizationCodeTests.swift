@@ -333,7 +333,7 @@ extension ControlPlaneTests {
 
         @Test("RFC 9700 §4.2.4 (RFC 6749 §4.1.2): an authorization code works once; a reused code revokes every token issued from it")
         func rfc9700Section4_2_4ReusedCode() async throws {
-            let cluster = try await SignInBrowser.cluster()
+            let cluster = try await SignInBrowser.cluster(extraClients: ["{client_id: other-app, public: true, redirect_uris: [\"\(SignInBrowser.redirectURI)\"]}"])
             defer { Task { await cluster.shutdown() } }
             try await cluster.startGateway(id: "gw-1")
             let browser = SignInBrowser(control: cluster.control)
@@ -342,6 +342,13 @@ extension ControlPlaneTests {
             #expect(first.status == 200, "\(first.text)")
             let access = try #require(first.json["access_token"] as? String)
             let refresh = try #require(first.json["refresh_token"] as? String)
+            #expect(try cluster.statuses(access) == [200])
+
+            // Another client presenting the used code learns nothing and revokes nothing.
+            let foreign = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "authorization_code", "code": code, "client_id": "other-app",
+                                                                          "redirect_uri": SignInBrowser.redirectURI, "code_verifier": browser.verifier])
+            #expect(foreign.json["error"] as? String == "invalid_grant")
+            #expect((foreign.json["error_description"] as? String)?.contains("revoked") == false)
             #expect(try cluster.statuses(access) == [200])
 
             let second = try browser.redeem(code)

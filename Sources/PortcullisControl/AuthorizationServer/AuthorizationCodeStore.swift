@@ -22,8 +22,9 @@ struct AuthorizationCodeStore: Sendable {
 
     enum RedeemOutcome: Sendable {
         case redeemed(Grant)
-        /// The code was used before: revoke what was issued from it (family and/or first access token).
-        case reused(family: String?, accessToken: (jti: String, exp: Int64)?)
+        /// The code was used before: revoke what was issued from it (family and/or first access
+        /// token) — when `clientID`, the client it was issued to, is the one presenting it again.
+        case reused(clientID: String, family: String?, accessToken: (jti: String, exp: Int64)?)
         case unknown
     }
 
@@ -52,7 +53,7 @@ struct AuthorizationCodeStore: Sendable {
     if not rec[1] then return {'unknown'} end
     if rec[1] ~= 'active' then
       redis.call('HSET', KEYS[1], 'reused', '1')
-      return {'reuse', rec[8] or '', rec[9] or '', rec[10] or ''}
+      return {'reuse', rec[8] or '', rec[9] or '', rec[10] or '', rec[2] or ''}
     end
     redis.call('HSET', KEYS[1], 'status', 'used')
     redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -68,9 +69,9 @@ struct AuthorizationCodeStore: Sendable {
         case "ok" where parts.count == 7:
             return .redeemed(Grant(clientID: parts[1], redirectURI: parts[2], username: parts[3],
                                    scope: parts[4].split(separator: " ").map(String.init), challenge: parts[5], authTime: Int64(parts[6]) ?? 0))
-        case "reuse" where parts.count == 4:
+        case "reuse" where parts.count == 5:
             let access = Int64(parts[3]).map { (jti: parts[2], exp: $0) }
-            return .reused(family: parts[1].isEmpty ? nil : parts[1], accessToken: parts[2].isEmpty ? nil : access)
+            return .reused(clientID: parts[4], family: parts[1].isEmpty ? nil : parts[1], accessToken: parts[2].isEmpty ? nil : access)
         default:
             return .unknown
         }

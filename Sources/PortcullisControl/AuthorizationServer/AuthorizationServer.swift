@@ -207,7 +207,10 @@ final class AuthorizationServer: Sendable {
         switch outcome {
         case .unknown:
             throw APIError(.badRequest, "invalid_grant", "unknown or expired authorization code")
-        case .reused(let family, let accessToken):
+        case .reused(let owner, let family, let accessToken):
+            // Only the client the code was issued to sets off the revocation: another client
+            // holding a leaked code must not be able to revoke someone else's tokens with it.
+            guard owner == client.id else { throw APIError(.badRequest, "invalid_grant", "unknown or expired authorization code") }
             try await revokeIssuedFromCode(family: family, accessToken: accessToken, client: client.id, peer: peer)
             throw APIError(.badRequest, "invalid_grant", "authorization code already used: the tokens issued from it have been revoked")
         case .redeemed(let redeemed):
