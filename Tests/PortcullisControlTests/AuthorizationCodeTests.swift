@@ -19,10 +19,12 @@ final class SignInBrowser {
     static let client = "{client_id: web-app, public: true, redirect_uris: [\"\(redirectURI)\", \"https://app.example/cb\"], scopes: [orders:read, orders:write], grant_types: [authorization_code, refresh_token]}"
 
     /// A cluster with the public client `web-app` and the users alice and bob.
-    static func cluster(throttle: String = "{per_user: 5, per_address: 20, window: 1m}", extraClients: [String] = []) async throws -> ControlCluster {
+    static func cluster(throttle: String = "{per_user: 5, per_address: 20, window: 1m}", extraClients: [String] = [],
+                        gatewayExtra: String = "") async throws -> ControlCluster {
         let folder = try TemporaryDirectory.make(prefix: "portcullis-users")
         try users.write(toFile: folder + "/users.yaml", atomically: true, encoding: .utf8)
-        return try await ControlCluster(asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: \(throttle)\n", asClients: [client] + extraClients)
+        return try await ControlCluster(asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: \(throttle)\n", asClients: [client] + extraClients,
+                                        gatewayExtra: gatewayExtra)
     }
 
     /// The control plane it talks to (any of them: sessions, codes and throttling are in Redis).
@@ -118,9 +120,9 @@ final class SignInBrowser {
 extension ControlPlaneTests {
     @Suite("authorization code grant with PKCE, login and consent (RFC 6749 §4.1, RFC 7636, RFC 9700)")
     struct AuthorizationCodeTests {
-        @Test("the full code flow: login page, consent, code with state and iss (RFC 9207), PKCE redemption, the user's claims in the token, the gateway accepts it; consent is remembered; public refresh tokens rotate with reuse detection (RFC 9700 §4.14.2)")
+        @Test("the full code flow: login page, consent, code with state and iss (RFC 9207), PKCE redemption, the user's claims in the token and in the gateway's identity headers; consent is remembered; public refresh tokens rotate with reuse detection (RFC 9700 §4.14.2)")
         func fullCodeFlow() async throws {
-            let cluster = try await SignInBrowser.cluster()
+            let cluster = try await SignInBrowser.cluster(gatewayExtra: "identity_headers: {sub: X-Auth-Subject, tenant: X-Auth-Tenant, roles: X-Auth-Roles}")
             defer { Task { await cluster.shutdown() } }
             try await cluster.startGateway(id: "gw-1")
             let control = cluster.control
@@ -178,6 +180,11 @@ extension ControlPlaneTests {
             #expect(payload["tenant"] as? String == "acme")
             #expect(payload["auth_time"] is Int)
             #expect(try cluster.statuses(access) == [200])
+            // The user's identity reaches the upstream through the gateway's identity headers.
+            let echoed = try #require(cluster.gateways.first).request("GET", "/orders", headers: [("Authorization", "Bearer \(access)")]).echoedHeaders
+            #expect(echoed["x-auth-subject"] == ["alice"])
+            #expect(echoed["x-auth-tenant"] == ["acme"])
+            #expect(echoed["x-auth-roles"] == ["orders-reader orders-writer"])
 
             // Consent is remembered per user and client: the next request goes straight back with a code.
             let again = try browser.authorize(browser.parameters())
