@@ -158,6 +158,11 @@ extension ControlPlaneTests {
             #expect(consentPage.text.contains("Allow access?") && consentPage.text.contains("<li>orders:write</li>"), "\(consentPage.text)")
             // Signing in replaced the session (and its cookie): the anonymous one is worth nothing now.
             #expect(browser.cookie != anonymousCookie)
+            let signedInCookie = browser.cookie
+            browser.cookie = anonymousCookie
+            let planted = try browser.authorize(browser.parameters())
+            #expect(planted.status == 200 && planted.text.contains("<h1>Sign in</h1>"), "the pre-sign-in session must be gone")
+            browser.cookie = signedInCookie
             var consent = SignInBrowser.hiddenFields(consentPage)
             consent["decision"] = "allow"
             let redirect = try browser.post("/oauth2/consent", consent)
