@@ -134,6 +134,7 @@ struct AuthorizationCodeConfigTests {
             (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb#x\"]}", "without a fragment"),
             (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb\"], grant_types: [implicit]}", "implicit and password are not offered"),
             ("  clients:\n    - {client_id: web, public: true, redirect_uris: [\"https://a/cb\"]}", "needs users_file"),
+            (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb\"], introspect_any: true}", "cannot be a resource server"),
             ("  users_file: nowhere.yaml", "does not exist"),
             ("  users_file: users.yaml\n  login_throttle: {per_user: 0}", "login_throttle.per_user"),
         ] {

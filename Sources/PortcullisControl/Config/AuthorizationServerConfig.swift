@@ -187,7 +187,12 @@ public struct AuthorizationServerConfig: Sendable {
             if grants.contains("authorization_code"), redirectURIs.isEmpty {
                 throw (grantsNode ?? item).error("authorization_code needs redirect_uris (matched exactly, RFC 9700 §2.1)")
             }
-            let introspectAny = try entry.optional("introspect_any")?.bool() ?? false
+            let introspectAnyNode = entry.optional("introspect_any")
+            let introspectAny = try introspectAnyNode?.bool() ?? false
+            if isPublic, introspectAny {
+                // Anyone can name a public client: it would let anyone introspect every token.
+                throw introspectAnyNode!.error("a public client cannot be a resource server (introspect_any): it has no credentials")
+            }
             try entry.finish()
             clients.append(Client(id: id, secretDigest: digest, scopes: scopes, audience: clientAudience, grantTypes: Set(grants),
                                   introspectAny: introspectAny, tlsClientAuthSubjectDN: subjectDN,
