@@ -8,7 +8,7 @@ struct Portcullis: AsyncParsableCommand {
         commandName: "portcullis",
         abstract: "A distributed API gateway cluster: JWT validation, cluster-wide revocation and rate limits over Redis.",
         version: PortcullisVersion.current,
-        subcommands: [GatewayCommand.self, ControlCommand.self, TokenCommand.self, AdminCommand.self]
+        subcommands: [GatewayCommand.self, ControlCommand.self, TokenCommand.self, AdminCommand.self, HashPasswordCommand.self]
     )
 
     /// ArgumentParser's own entry point, except that its usage errors (an unknown subcommand or

@@ -75,9 +75,15 @@ public final class ControlNode: Service, Sendable {
             let verificationKeys = KeySetStore()
             let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership, mac: mac, alarm: alarm,
                                       verificationKeys: verificationKeys, metrics: metrics, logger: logger)
+            let codes = AuthorizationCodeStore(client: client, keys: keys, usedRetention: asConfig.refreshTokenTTL)
+            let endpoint = asConfig.users.map { users in
+                AuthorizationEndpoint(config: asConfig, users: users, codes: codes, sessions: LoginSessionStore(client: client, keys: keys),
+                                      throttle: LoginThrottle(client: client, keys: keys, limits: asConfig.loginThrottle),
+                                      basePath: AuthorizationServer.basePath(issuer: asConfig.issuer), audit: audit, metrics: metrics, logger: logger)
+            }
             authorizationServer = AuthorizationServer(
                 config: asConfig, ring: ring, refreshTokens: RefreshTokenStore(client: client, keys: keys, ttl: asConfig.refreshTokenTTL),
-                revocations: revocations, revocationList: revocationList, verificationKeys: verificationKeys,
+                codes: codes, endpoint: endpoint, revocations: revocations, revocationList: revocationList, verificationKeys: verificationKeys,
                 audit: audit, metrics: metrics, logger: logger)
         } else {
             authorizationServer = nil

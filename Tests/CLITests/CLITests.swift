@@ -73,3 +73,28 @@ struct ConfigSecretCLITests {
         #expect(unset.stderr.contains("gateway.yaml:3"), "\(unset.stderr)")
     }
 }
+
+@Suite("portcullis hash-password")
+struct HashPasswordTests {
+    @Test("prints a self-describing scrypt hash (N=2^17, r=8, p=1) that Python's hashlib.scrypt (OpenSSL) reproduces; no input is a usage error")
+    func hashPassword() throws {
+        let result = try runCommand(PortcullisBinary.path, ["hash-password"], stdin: "correct horse battery\n")
+        #expect(result.status == 0, "\(result.stderr)")
+        let hash = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(hash.hasPrefix("$scrypt$ln=17,r=8,p=1$"))
+        #expect(!result.stdout.contains("correct horse"))
+        let check = try runCommand("/usr/bin/env", ["python3", "-c", """
+        import base64, hashlib, sys
+        _, alg, params, salt, key = sys.argv[1].split('$')
+        pad = lambda s: base64.b64decode(s + '=' * (-len(s) % 4))
+        p = dict(x.split('=') for x in params.split(','))
+        derived = hashlib.scrypt(sys.argv[2].encode(), salt=pad(salt), n=2 ** int(p['ln']), r=int(p['r']), p=int(p['p']), maxmem=2 ** 28, dklen=len(pad(key)))
+        print('match' if derived == pad(key) else 'mismatch')
+        """, hash, "correct horse battery"])
+        #expect(check.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "match", "\(check.stdout)\(check.stderr)")
+
+        let empty = try runCommand(PortcullisBinary.path, ["hash-password"], stdin: "")
+        #expect(empty.status == 2)
+        #expect(empty.stderr.contains("no password"), "\(empty.stderr)")
+    }
+}

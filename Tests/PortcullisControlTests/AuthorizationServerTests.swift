@@ -17,7 +17,9 @@ extension ControlPlaneTests {
             #expect(metadata["token_endpoint"] as? String == cluster.issuer + "/oauth2/token")
             #expect(metadata["revocation_endpoint"] as? String == cluster.issuer + "/oauth2/revoke")
             #expect(metadata["introspection_endpoint"] as? String == cluster.issuer + "/oauth2/introspect")
+            // No users file: no authorization endpoint, so no authorization_code.
             #expect(metadata["grant_types_supported"] as? [String] == ["client_credentials", "refresh_token"])
+            #expect(metadata["authorization_endpoint"] == nil)
             #expect(try control.get(port: control.port, "/.well-known/openid-configuration").json["jwks_uri"] as? String == cluster.issuer + "/oauth2/jwks")
             let jwks = try control.get(port: control.port, "/oauth2/jwks").json["keys"] as? [[String: Any]] ?? []
             #expect(jwks.count == 1)

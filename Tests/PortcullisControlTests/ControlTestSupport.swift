@@ -120,7 +120,7 @@ final class ControlCluster: Sendable {
     ///   - redisArguments: extra `redis-server` arguments (e.g. `--aclfile`).
     ///   - controlRedisURL, gatewayRedisURL: the `cluster.redis` URL of the control plane and of the
     ///     gateways, given the server's port (default: the server's own URL).
-    init(authorizationServer: Bool = true, controlExtra: String = "", asExtra: String = "", accessTokenTTL: String = "5m",
+    init(authorizationServer: Bool = true, controlExtra: String = "", asExtra: String = "", asClients: [String] = [], accessTokenTTL: String = "5m",
          gatewayIssuers: String = "", gatewayExtra: String = "", gatewayHeartbeat: String = "300ms",
          redisPersistence: Bool = false, redisArguments: [String] = [],
          controlRedisURL: ((_ port: Int) -> String)? = nil, gatewayRedisURL: ((_ port: Int) -> String)? = nil) async throws {
@@ -132,14 +132,14 @@ final class ControlCluster: Sendable {
         control = try await ControlProcess.start(waitForSigningKey: authorizationServer) { port, adminPort, _ in
             Self.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-1",
                                authorizationServer: authorizationServer, controlExtra: controlExtra, asExtra: asExtra,
-                               accessTokenTTL: accessTokenTTL)
+                               asClients: asClients, accessTokenTTL: accessTokenTTL)
         }
         self.gatewayIssuers = gatewayIssuers
         self.gatewayHeartbeat = gatewayHeartbeat
     }
 
     static func controlConfig(port: Int, adminPort: Int, redisURL: String, nodeID: String, authorizationServer: Bool,
-                              controlExtra: String, asExtra: String, accessTokenTTL: String = "5m") -> String {
+                              controlExtra: String, asExtra: String, asClients: [String] = [], accessTokenTTL: String = "5m") -> String {
         var text = """
         node_id: \(nodeID)
         listen: 127.0.0.1:\(port)
@@ -166,7 +166,7 @@ final class ControlCluster: Sendable {
               clients:
                 - {client_id: demo-client, secret_sha256: \(sha256Hex(clientSecret)), scopes: [orders:read, orders:write], grant_types: [client_credentials, refresh_token]}
                 - {client_id: other-client, secret_sha256: \(sha256Hex(otherSecret)), scopes: [orders:read]}
-            \(asExtra)
+            \(asClients.map { "    - " + $0 + "\n" }.joined())\(asExtra)
 
             """
         }

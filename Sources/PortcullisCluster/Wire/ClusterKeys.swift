@@ -84,6 +84,22 @@ public struct ClusterKeys: Sendable {
     /// ZSET score=exp member=jti (same TTL as the family): access tokens issued from the family,
     /// revoked cluster-wide when the family dies.
     public func refreshFamilyTokens(_ id: String) -> String { prefix + "as:rtf:" + id + ":jti" }
+    /// HASH (TTL: 60 s while unused, then the refresh-token lifetime): one authorization code, by
+    /// the hex SHA-256 of its value: client, redirect URI, user, scope, PKCE challenge, `status`
+    /// (`active`, `used`) and, once redeemed, the tokens issued from it (revoked if it comes back).
+    public func authorizationCode(_ hash: String) -> String { prefix + "as:code:" + hash }
+    /// HASH (TTL: 10 min before sign-in, then the session lifetime): a login-page session, by the
+    /// hex SHA-256 of its cookie value: CSRF token, signed-in user, sign-in time.
+    public func loginSession(_ hash: String) -> String { prefix + "as:session:" + hash }
+    /// HASH client_id → space-separated scopes: what a user has consented to, per client.
+    public func consent(_ username: String) -> String { prefix + "as:consent:" + username }
+    /// ZSET (TTL: the refresh-token lifetime) of what was issued under one user's consent to one
+    /// client, by the hex SHA-256 of `username \n client_id`: members `fam:<family>` and
+    /// `jti:<jti>` (score: expiry), revoked when the user revokes that consent.
+    public func consentGrants(_ hash: String) -> String { prefix + "as:grants:" + hash }
+    /// STRING counter (TTL: the throttle window): failed sign-ins for a username or a client
+    /// address (`kind` = `user` or `addr`).
+    public func loginFailures(_ kind: String, _ subject: String) -> String { prefix + "as:throttle:" + kind + ":" + subject }
 
     // MARK: Audit
 

@@ -13,6 +13,9 @@ final class AuthorizationServer: Sendable {
     let ring: SigningKeyRing
     private let clients: ClientAuthenticator
     private let refreshTokens: RefreshTokenStore
+    /// Authorization codes, and the login and consent pages; nil without a users file.
+    private let codes: AuthorizationCodeStore
+    let endpoint: AuthorizationEndpoint?
     private let revocations: RevocationService
     /// The control plane's copy of the revocation list (the same never-forgetting set gateways
     /// hold, synced from the signed log), so introspection and gateways agree.
@@ -25,12 +28,15 @@ final class AuthorizationServer: Sendable {
     private let metrics: ControlMetrics
     private let logger: Logger
 
-    init(config: AuthorizationServerConfig, ring: SigningKeyRing, refreshTokens: RefreshTokenStore, revocations: RevocationService,
+    init(config: AuthorizationServerConfig, ring: SigningKeyRing, refreshTokens: RefreshTokenStore, codes: AuthorizationCodeStore,
+         endpoint: AuthorizationEndpoint?, revocations: RevocationService,
          revocationList: RevocationFollower, verificationKeys: KeySetStore, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
         self.config = config
         self.ring = ring
         self.clients = ClientAuthenticator(clients: config.clients)
         self.refreshTokens = refreshTokens
+        self.codes = codes
+        self.endpoint = endpoint
         self.revocations = revocations
         self.revocationList = revocationList
         self.verifier = JWTVerifier(issuers: [config.issuerConfig], keys: verificationKeys, cache: nil)
@@ -43,8 +49,10 @@ final class AuthorizationServer: Sendable {
     // MARK: Endpoint locations
 
     /// The path part of the issuer URL ("" for `http://host:port`): endpoints live under it.
-    var basePath: String {
-        guard let url = URL(string: config.issuer) else { return "" }
+    var basePath: String { Self.basePath(issuer: config.issuer) }
+
+    static func basePath(issuer: String) -> String {
+        guard let url = URL(string: issuer) else { return "" }
         let path = url.path
         return path == "/" ? "" : path
     }
@@ -53,6 +61,7 @@ final class AuthorizationServer: Sendable {
     var revocationEndpoint: String { config.issuer + "/oauth2/revoke" }
     var introspectionEndpoint: String { config.issuer + "/oauth2/introspect" }
     var jwksURI: String { config.issuer + "/oauth2/jwks" }
+    var authorizationEndpoint: String { config.issuer + "/oauth2/authorize" }
 
     /// RFC 8414 metadata (also served as OpenID Connect discovery).
     func metadata(openID: Bool) -> JSONValue {
@@ -63,8 +72,9 @@ final class AuthorizationServer: Sendable {
             "jwks_uri": .string(jwksURI),
             "revocation_endpoint": .string(revocationEndpoint),
             "introspection_endpoint": .string(introspectionEndpoint),
-            "grant_types_supported": ["client_credentials", "refresh_token"],
-            "response_types_supported": [],
+            "grant_types_supported": .array(AuthorizationServerConfig.supportedGrantTypes.filter { $0 != "authorization_code" || endpoint != nil }
+                .map(JSONValue.string)),
+            "response_types_supported": endpoint == nil ? [] : ["code"],
             "token_endpoint_auth_methods_supported": Self.authMethods,
             "tls_client_certificate_bound_access_tokens": true,
             "revocation_endpoint_auth_methods_supported": Self.authMethods,
@@ -72,6 +82,13 @@ final class AuthorizationServer: Sendable {
             "scopes_supported": .array(scopes.map(JSONValue.string)),
             "access_token_signing_alg_values_supported": [.string(config.algorithm.rawValue)],
         ]
+        if endpoint != nil {
+            object["authorization_endpoint"] = .string(authorizationEndpoint)
+            object["code_challenge_methods_supported"] = ["S256"]
+            object["response_modes_supported"] = ["query"]
+            object["authorization_response_iss_parameter_supported"] = true
+            object["token_endpoint_auth_methods_supported"] = .array((Self.authMethods.arrayValue ?? []) + ["none"])
+        }
         if openID {
             object["subject_types_supported"] = ["public"]
             object["id_token_signing_alg_values_supported"] = [.string(config.algorithm.rawValue)]
@@ -93,7 +110,7 @@ final class AuthorizationServer: Sendable {
             guard let type = form["grant_type"], !type.isEmpty else { throw APIError(.badRequest, "invalid_request", "grant_type is required") }
             grantType = AuthorizationServerConfig.supportedGrantTypes.contains(type) ? type : "other"
             guard AuthorizationServerConfig.supportedGrantTypes.contains(type) else {
-                throw APIError(.badRequest, "unsupported_grant_type", "grant_type '\(type)' is not supported (client_credentials, refresh_token)")
+                throw APIError(.badRequest, "unsupported_grant_type", "grant_type '\(type)' is not supported (\(AuthorizationServerConfig.supportedGrantTypes.joined(separator: ", ")))")
             }
             guard client.grantTypes.contains(type) else {
                 throw APIError(.badRequest, "unauthorized_client", "client '\(client.id)' may not use grant_type \(type)")
@@ -102,6 +119,8 @@ final class AuthorizationServer: Sendable {
             let response: Response
             if type == "client_credentials" {
                 response = try await clientCredentials(client: client, form: form, signer: signer, boundTo: boundTo)
+            } else if type == "authorization_code" {
+                response = try await authorizationCode(client: client, form: form, signer: signer, peer: peer, boundTo: boundTo)
             } else {
                 response = try await refresh(client: client, form: form, signer: signer, peer: peer, boundTo: boundTo)
             }
@@ -121,7 +140,7 @@ final class AuthorizationServer: Sendable {
         if client.grantTypes.contains("refresh_token") {
             refreshToken = try await unavailableOnFailure {
                 try await refreshTokens.startFamily(clientID: client.id, subject: client.id, scope: scopes, audience: client.audience,
-                                                    accessToken: (access.jti, access.exp))
+                                                    accessToken: (access.jti, access.exp)).token
             }
         }
         let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: client.id, clientID: client.id, audience: client.audience, scopes: scopes,
@@ -145,8 +164,16 @@ final class AuthorizationServer: Sendable {
         }
         switch outcome {
         case .rotated(let successor, let next):
+            var extra: [String: JSONValue] = [:]
+            if next.isUser {
+                // The user's claims as they are now; a user removed from the file refreshes no more.
+                guard let user = config.users?.users[next.subject] else {
+                    throw APIError(.badRequest, "invalid_grant", "the user of this grant no longer exists")
+                }
+                extra = user.claims
+            }
             let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: next.subject, clientID: client.id, audience: next.audience, scopes: scopes,
-                               boundTo: boundTo)
+                               boundTo: boundTo, extra: extra)
             return tokenResponse(jwt, scopes: scopes, refreshToken: successor)
         case .reused(let family, let accessTokens):
             metrics.refreshTokenReuse.increment()
@@ -162,6 +189,104 @@ final class AuthorizationServer: Sendable {
         case .invalid(let reason):
             throw APIError(.badRequest, "invalid_grant", reason)
         }
+    }
+
+    // MARK: Authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5)
+
+    private func authorizationCode(client: AuthorizationServerConfig.Client, form: [String: String], signer: JWTSigner, peer: String,
+                                   boundTo: ClientAuthenticator.PresentedCertificate?) async throws -> Response {
+        guard let code = form["code"], !code.isEmpty else { throw APIError(.badRequest, "invalid_request", "code is required") }
+        guard let redirectURI = form["redirect_uri"], !redirectURI.isEmpty else {
+            throw APIError(.badRequest, "invalid_request", "redirect_uri is required (the one of the authorization request)")
+        }
+        guard let verifier = form["code_verifier"], !verifier.isEmpty else {
+            throw APIError(.badRequest, "invalid_request", "code_verifier is required (PKCE, RFC 7636)")
+        }
+        let outcome = try await unavailableOnFailure { try await codes.redeem(code) }
+        let grant: AuthorizationCodeStore.Grant
+        switch outcome {
+        case .unknown:
+            throw APIError(.badRequest, "invalid_grant", "unknown or expired authorization code")
+        case .reused(let owner, let family, let accessToken):
+            // Only the client the code was issued to sets off the revocation: another client
+            // holding a leaked code must not be able to revoke someone else's tokens with it.
+            guard owner == client.id else { throw APIError(.badRequest, "invalid_grant", "unknown or expired authorization code") }
+            try await revokeIssuedFromCode(family: family, accessToken: accessToken, client: client.id, peer: peer)
+            throw APIError(.badRequest, "invalid_grant", "authorization code already used: the tokens issued from it have been revoked")
+        case .redeemed(let redeemed):
+            grant = redeemed
+        }
+        // The code is spent whatever follows: a wrong verifier or redirect URI does not leave it
+        // for another try.
+        guard grant.clientID == client.id else { throw APIError(.badRequest, "invalid_grant", "the authorization code was issued to another client") }
+        guard grant.redirectURI == redirectURI else {
+            throw APIError(.badRequest, "invalid_grant", "redirect_uri differs from the one of the authorization request")
+        }
+        guard PKCE.verifierIsWellFormed(verifier), PasswordHash.constantTimeEqual(Array(PKCE.challenge(verifier).utf8), Array(grant.challenge.utf8)) else {
+            throw APIError(.badRequest, "invalid_grant", "code_verifier does not match the code_challenge (PKCE S256)")
+        }
+        guard let user = config.users?.users[grant.username] else {
+            throw APIError(.badRequest, "invalid_grant", "the user of this authorization code no longer exists")
+        }
+        let access = newAccessToken()
+        var refreshToken: String?
+        var family: String?
+        if client.grantTypes.contains("refresh_token") {
+            let started = try await unavailableOnFailure {
+                try await refreshTokens.startFamily(clientID: client.id, subject: user.username, scope: grant.scope, audience: client.audience,
+                                                    accessToken: (access.jti, access.exp), user: true)
+            }
+            refreshToken = started.token
+            family = started.family
+        }
+        let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: user.username, clientID: client.id, audience: client.audience,
+                           scopes: grant.scope, boundTo: boundTo, extra: user.claims.merging(["auth_time": .integer(grant.authTime)]) { $1 })
+        let reusedMeanwhile = try await unavailableOnFailure { try await codes.attach(code, family: family, accessToken: access) }
+        try await unavailableOnFailure {
+            try await endpoint?.sessions.recordGrant(username: user.username, clientID: client.id, family: family, accessToken: access,
+                                                     ttl: config.refreshTokenTTL)
+        }
+        if reusedMeanwhile {
+            try await revokeIssuedFromCode(family: family, accessToken: access, client: client.id, peer: peer)
+            throw APIError(.badRequest, "invalid_grant", "authorization code already used: the tokens issued from it have been revoked")
+        }
+        return tokenResponse(jwt, scopes: grant.scope, refreshToken: refreshToken)
+    }
+
+    /// The user revoked their consent to `clientID`: every token issued under it goes, cluster-wide.
+    /// Returns how many access tokens were revoked.
+    func revokeConsent(username: String, clientID: String, peer: String) async throws -> Int {
+        guard let endpoint else { return 0 }
+        let issued = try await unavailableOnFailure { try await endpoint.sessions.revokeConsent(username: username, clientID: clientID) }
+        var tokens = issued.accessTokens
+        for family in issued.families {
+            for token in try await unavailableOnFailure({ try await refreshTokens.revokeFamily(family, reason: "consent revoked") })
+            where !tokens.contains(where: { $0.jti == token.jti }) {
+                tokens.append(token)
+            }
+        }
+        let events = try await unavailableOnFailure {
+            try await revocations.revokeTokens(tokens, actor: "user:" + username, reason: "consent to \(clientID) revoked")
+        }
+        let count = events.reduce(0) { $0 + $1.revocation.count }
+        await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent_revoke", target: "client:" + clientID, from: peer,
+                                          outcome: "ok", status: 200, details: ["revoked_access_tokens": String(count)]))
+        return count
+    }
+
+    /// RFC 6749 §4.1.2: a code used twice revokes every token issued from it.
+    private func revokeIssuedFromCode(family: String?, accessToken: (jti: String, exp: Int64)?, client: String, peer: String) async throws {
+        metrics.authorizationCodeReuse.increment()
+        var tokens: [(jti: String, exp: Int64)] = []
+        if let family { tokens += try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "authorization code reuse") } }
+        if let accessToken, !tokens.contains(where: { $0.jti == accessToken.jti }) { tokens.append(accessToken) }
+        logger.warning("authorization code reused: revoking the tokens issued from it", metadata: ["client_id": "\(client)", "access_tokens": "\(tokens.count)"])
+        let events = try await unavailableOnFailure {
+            try await revocations.revokeTokens(tokens, actor: "oauth:" + client, reason: "authorization code reuse")
+        }
+        await audit.record(AuditLog.Entry(actor: "oauth:" + client, action: "oauth.code_reuse", target: family.map { "family:" + $0 } ?? "code",
+                                          from: peer, outcome: "tokens_revoked", status: 400,
+                                          details: ["revoked_access_tokens": String(events.reduce(0) { $0 + $1.revocation.count })]))
     }
 
     // MARK: Revocation endpoint (RFC 7009)
@@ -272,12 +397,13 @@ final class AuthorizationServer: Sendable {
     /// authenticated with; the token then carries its `cnf.x5t#S256` (RFC 8705 §3) and gateways
     /// accept it only over that certificate.
     private func sign(_ signer: JWTSigner, jti: String, exp: Int64, subject: String, clientID: String, audience: String, scopes: [String],
-                      boundTo: ClientAuthenticator.PresentedCertificate? = nil) throws -> String {
+                      boundTo: ClientAuthenticator.PresentedCertificate? = nil, extra: [String: JSONValue] = [:]) throws -> String {
         let now = Int64(Date().timeIntervalSince1970)
-        var claims: [String: JSONValue] = [
+        // The server's own claims win over a user's (the users file may not name them anyway).
+        var claims: [String: JSONValue] = extra.merging([
             "iss": .string(config.issuer), "sub": .string(subject), "aud": .string(audience), "client_id": .string(clientID),
             "iat": .integer(now), "exp": .integer(exp), "jti": .string(jti),
-        ]
+        ]) { $1 }
         if !scopes.isEmpty { claims["scope"] = .string(scopes.joined(separator: " ")) }
         if let boundTo { claims["cnf"] = .object(["x5t#S256": .string(Base64URL.encode(boundTo.sha256))]) }
         return try signer.sign(claims: .object(claims))

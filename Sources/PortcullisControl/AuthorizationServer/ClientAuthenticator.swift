@@ -36,6 +36,10 @@ struct ClientAuthenticator: Sendable {
     /// - Throws: `invalid_client` (401) or `invalid_request` (400).
     func authenticate(authorization: String?, form: [String: String],
                       certificate: PresentedCertificate? = nil) throws(APIError) -> (client: AuthorizationServerConfig.Client, boundTo: PresentedCertificate?) {
+        // A public client (RFC 6749 §2.1) identifies itself and proves nothing; PKCE binds its codes.
+        if authorization == nil, form["client_secret"] == nil, let id = form["client_id"], let client = clients[id], client.isPublic {
+            return (client, nil)
+        }
         if authorization == nil, form["client_secret"] == nil, let id = form["client_id"], let client = clients[id],
            let method = client.certificateMethod {
             guard let certificate else { throw Self.invalidClient("client '\(id)' authenticates with a client certificate (\(method)); none was presented") }

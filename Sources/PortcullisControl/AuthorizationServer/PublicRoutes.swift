@@ -21,6 +21,25 @@ enum PublicRoutes {
             return Response(status: .ok, headers: [.contentType: "application/jwk-set+json", .cacheControl: "max-age=60"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: document)))
         }
+        if let endpoint = server.endpoint {
+            router.get(RouterPath(base + "/oauth2/authorize")) { request, _ in await endpoint.guarded { try await endpoint.start(request) } }
+            router.post(RouterPath(base + "/oauth2/authorize")) { request, context in
+                await endpoint.guarded {
+                    try await endpoint.login(request, address: context.remoteAddress?.ipAddress ?? context.peer, peer: context.peer)
+                }
+            }
+            router.post(RouterPath(base + "/oauth2/consent")) { request, context in
+                await endpoint.guarded { try await endpoint.consent(request, peer: context.peer) }
+            }
+            router.get(RouterPath(base + "/oauth2/account")) { request, _ in await endpoint.guarded { try await endpoint.account(request) } }
+            router.post(RouterPath(base + "/oauth2/account")) { request, context in
+                await endpoint.guarded {
+                    try await endpoint.accountAction(request, peer: context.peer) { username, clientID in
+                        try await server.revokeConsent(username: username, clientID: clientID, peer: context.peer)
+                    }
+                }
+            }
+        }
         router.post(RouterPath(base + "/oauth2/token")) { request, context in
             try await server.token(request, peer: context.peer, certificate: await context.clientCertificate(verifiedBy: certificates))
         }

@@ -21,6 +21,9 @@ struct RefreshTokenStore: Sendable {
         var audience: String
         var active: Bool
         var familyRevoked: Bool
+        /// The grant came from a user's sign-in (authorization code): `subject` is the username,
+        /// and each refresh reads the user's current claims.
+        var isUser: Bool = false
         var issuedAtMillis: Int64
         var expiresAtMillis: Int64
     }
@@ -47,14 +50,14 @@ struct RefreshTokenStore: Sendable {
 
     /// Starts a family with its first refresh token and the access token issued with it.
     func startFamily(clientID: String, subject: String, scope: [String], audience: String,
-                     accessToken: (jti: String, exp: Int64)) async throws -> String {
+                     accessToken: (jti: String, exp: Int64), user: Bool = false) async throws -> (token: String, family: String) {
         let token = Self.newToken()
         let family = "fam_" + Hex.encode((0..<12).map { _ in UInt8.random(in: 0...255) })
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let ttl = RedisArgument(ttlMillis)
         let replies = try await client.pipeline([
             ["HSET", RedisArgument(keys.refreshFamily(family)), "client_id", RedisArgument(clientID), "sub", RedisArgument(subject),
-             "created_ms", RedisArgument(now), "revoked", "0"],
+             "created_ms", RedisArgument(now), "revoked", "0", "user", user ? "1" : "0"],
             ["PEXPIRE", RedisArgument(keys.refreshFamily(family)), ttl],
             ["ZADD", RedisArgument(keys.refreshFamilyTokens(family)), RedisArgument(accessToken.exp), RedisArgument(accessToken.jti)],
             ["PEXPIRE", RedisArgument(keys.refreshFamilyTokens(family)), ttl],
@@ -64,7 +67,7 @@ struct RefreshTokenStore: Sendable {
             ["PEXPIRE", RedisArgument(keys.refreshToken(Self.hash(token))), ttl],
         ])
         for reply in replies { _ = try reply.get() }
-        return token
+        return (token, family)
     }
 
     /// What is stored about `token`, or nil when it is unknown (or expired out of Redis).
@@ -73,10 +76,11 @@ struct RefreshTokenStore: Sendable {
                                            "family", "client_id", "sub", "scope", "aud", "status", "iat_ms", "exp_ms").array ?? []
         guard fields.count == 8, let family = fields[0].string, let clientID = fields[1].string, let subject = fields[2].string,
               let status = fields[5].string else { return nil }
-        let revoked = try await client.send("HGET", RedisArgument(keys.refreshFamily(family)), "revoked").string
+        let familyFields = try await client.send("HMGET", RedisArgument(keys.refreshFamily(family)), "revoked", "user").array ?? []
+        let revoked = familyFields.first?.string
         return Grant(family: family, clientID: clientID, subject: subject,
                      scope: (fields[3].string ?? "").split(separator: " ").map(String.init), audience: fields[4].string ?? "",
-                     active: status == "active", familyRevoked: revoked != "0",
+                     active: status == "active", familyRevoked: revoked != "0", isUser: familyFields.count > 1 && familyFields[1].string == "1",
                      issuedAtMillis: fields[6].int ?? 0, expiresAtMillis: fields[7].int ?? 0)
     }
 

@@ -28,6 +28,11 @@ public struct AuthorizationServerConfig: Sendable {
         /// public listener, whoever issued it, and its access tokens are bound to it. Empty: not
         /// this method.
         public var selfSignedCertificates: Set<[UInt8]> = []
+        /// A public client (`public: true`, RFC 6749 §2.1): no secret; it identifies itself with
+        /// `client_id` alone and may use only `authorization_code` (with PKCE) and `refresh_token`.
+        public var isPublic: Bool = false
+        /// Redirect URIs for `authorization_code`, compared byte for byte (RFC 9700 §2.1).
+        public var redirectURIs: [String] = []
 
         /// The RFC 8705 method the client authenticates with, or nil for a client secret.
         public var certificateMethod: String? {
@@ -36,7 +41,9 @@ public struct AuthorizationServerConfig: Sendable {
         }
     }
 
-    public static let supportedGrantTypes = ["client_credentials", "refresh_token"]
+    public static let supportedGrantTypes = ["client_credentials", "refresh_token", "authorization_code"]
+    /// How long an authorization code may be redeemed (RFC 6749 §4.1.2 recommends at most 10 min).
+    public static let authorizationCodeTTL: Duration = .seconds(60)
 
     /// Name of the built-in issuer in the admin API, metrics and gateway node records.
     public var name: String
@@ -54,6 +61,14 @@ public struct AuthorizationServerConfig: Sendable {
     /// How long a rotation waits for every gateway to hold the new key before signing with it.
     public var rotationPropagationTimeout: Duration
     public var clients: [Client]
+    /// The users who may sign in at the login page (`users_file`); nil: no users, no login.
+    var users: UserDirectory?
+    /// Failed sign-ins allowed per username and per client address within a window (`login_throttle`).
+    var loginThrottle = LoginThrottle.Limits(perUser: 5, perAddress: 20, window: .seconds(900))
+    /// Absolute path of the users file, when there is one.
+    public var usersFile: String?
+    /// How many users the users file names.
+    public var userCount: Int { users?.users.count ?? 0 }
 
     /// `publicTLS`: whether the public listener serves HTTPS (`tls:`), where self-signed clients
     /// present their certificates.
@@ -124,8 +139,15 @@ public struct AuthorizationServerConfig: Sendable {
                     throw certificateNode.error("certificate \(Base64URL.encode(certificate)) is already registered for client '\(owner.id)'")
                 }
             }
+            let publicNode = entry.optional("public")
+            let isPublic = try publicNode?.bool() ?? false
             let digest: [UInt8]
-            if let secretNode = entry.optional("secret_sha256") {
+            if isPublic {
+                guard subjectDN == nil, selfSigned.isEmpty, entry.optional("secret_sha256") == nil else {
+                    throw publicNode!.error("a public client has no secret and no certificate")
+                }
+                digest = []
+            } else if let secretNode = entry.optional("secret_sha256") {
                 guard subjectDN == nil else { throw secretNode.error("a client authenticates with a secret or with tls_client_auth_subject_dn, not both") }
                 guard selfSigned.isEmpty else { throw secretNode.error("a client authenticates with a secret or with a self-signed certificate, not both") }
                 guard let decoded = Hex.decode(try secretNode.string()), decoded.count == 32 else {
@@ -145,18 +167,67 @@ public struct AuthorizationServerConfig: Sendable {
             }
             let clientAudience = try entry.optional("audience")?.nonEmptyString() ?? audience
             let grantsNode = entry.optional("grant_types")
-            let grants = try grantsNode?.stringList() ?? ["client_credentials"]
+            let grants = try grantsNode?.stringList() ?? (isPublic ? ["authorization_code"] : ["client_credentials"])
             for grant in grants where !Self.supportedGrantTypes.contains(grant) {
-                throw grantsNode!.error("unsupported grant type '\(grant)' (supported: \(Self.supportedGrantTypes.joined(separator: ", ")))")
+                throw grantsNode!.error("unsupported grant type '\(grant)' (supported: \(Self.supportedGrantTypes.joined(separator: ", ")); implicit and password are not offered, RFC 9700 §2.1.2, §2.4)")
             }
-            let introspectAny = try entry.optional("introspect_any")?.bool() ?? false
+            if isPublic, grants.contains("client_credentials") {
+                throw (grantsNode ?? item).error("a public client cannot use client_credentials (it has no credentials)")
+            }
+            let redirectNode = entry.optional("redirect_uris")
+            let redirectURIs = try redirectNode?.stringList() ?? []
+            for uri in redirectURIs {
+                guard let url = URL(string: uri), let scheme = url.scheme?.lowercased(), let host = url.host, url.fragment == nil else {
+                    throw redirectNode!.error("redirect URI '\(uri)' must be an absolute URL without a fragment (RFC 6749 §3.1.2)")
+                }
+                guard scheme == "https" || (scheme == "http" && Self.isLoopback(host)) else {
+                    throw redirectNode!.error("redirect URI '\(uri)' must use https (http only on loopback, RFC 9700 §2.6)")
+                }
+            }
+            if grants.contains("authorization_code"), redirectURIs.isEmpty {
+                throw (grantsNode ?? item).error("authorization_code needs redirect_uris (matched exactly, RFC 9700 §2.1)")
+            }
+            let introspectAnyNode = entry.optional("introspect_any")
+            let introspectAny = try introspectAnyNode?.bool() ?? false
+            if isPublic, introspectAny {
+                // Anyone can name a public client: it would let anyone introspect every token.
+                throw introspectAnyNode!.error("a public client cannot be a resource server (introspect_any): it has no credentials")
+            }
             try entry.finish()
             clients.append(Client(id: id, secretDigest: digest, scopes: scopes, audience: clientAudience, grantTypes: Set(grants),
                                   introspectAny: introspectAny, tlsClientAuthSubjectDN: subjectDN,
-                                  selfSignedCertificates: Set(selfSigned.map(\.0))))
+                                  selfSignedCertificates: Set(selfSigned.map(\.0)), isPublic: isPublic, redirectURIs: redirectURIs))
         }
         self.clients = clients
+        if let usersNode = map.optional("users_file") {
+            let path = try usersNode.nonEmptyString()
+            let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).path
+            guard FileManager.default.fileExists(atPath: resolved) else { throw usersNode.error("users file \(resolved) does not exist") }
+            usersFile = resolved
+            users = try UserDirectory.load(file: resolved)
+            // The session cookie is always `Secure`: browsers keep such cookies over plain http
+            // only on loopback, so a plaintext issuer is allowed there alone.
+            if let url = URL(string: issuer), url.scheme == "http", !Self.isLoopback(url.host ?? "") {
+                throw issuerNode.error("the login page needs an https issuer (http only on loopback), because its session cookie is Secure")
+            }
+        }
+        if let throttleNode = map.optional("login_throttle") {
+            var throttle = try throttleNode.mapping()
+            loginThrottle.perUser = try throttle.optional("per_user")?.int(in: 1...1_000) ?? loginThrottle.perUser
+            loginThrottle.perAddress = try throttle.optional("per_address")?.int(in: 1...100_000) ?? loginThrottle.perAddress
+            loginThrottle.window = try Self.positiveDuration(throttle.optional("window"), default: loginThrottle.window, minimum: .seconds(1))
+            try throttle.finish()
+        }
+        if users == nil, let client = clients.first(where: { $0.grantTypes.contains("authorization_code") }) {
+            throw node.error("client '\(client.id)' uses authorization_code, which needs users_file (someone has to sign in)")
+        }
         try map.finish()
+    }
+
+    /// 127.0.0.0/8, ::1 and localhost: where browsers treat plain http as a secure context.
+    static func isLoopback(_ host: String) -> Bool {
+        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
     }
 
     private static func positiveDuration(_ node: ConfigNode?, default value: Duration, minimum: Duration) throws -> Duration {

@@ -14,6 +14,7 @@ final class ControlMetrics: Sendable {
     let revocationSequence: Gauge
     let propagation: DurationHistogram
     let refreshTokenReuse: Prometheus.Counter
+    let authorizationCodeReuse: Prometheus.Counter
     /// Audit entries of refused admin calls left out by `AuditFailureLimiter`.
     let auditSuppressed: Prometheus.Counter
     private let perNode = Mutex<[String: (sequences: Gauge, seconds: Gauge)]>([:])
@@ -33,6 +34,8 @@ final class ControlMetrics: Sendable {
             help: "Time from a revocation's durable write in Redis to a gateway applying it, from every gateway's acknowledgement (the cluster-wide view of each node's portcullis_revocation_propagation_seconds).")
         refreshTokenReuse = registry.counter("portcullis_refresh_token_reuse_total",
                                              help: "Refresh tokens presented again after rotation; each revoked its whole family.")
+        authorizationCodeReuse = registry.counter("portcullis_authorization_code_reuse_total",
+                                                  help: "Authorization codes presented again after redemption; each revoked the tokens issued from it.")
         auditSuppressed = registry.counter("portcullis_admin_audit_suppressed_total",
                                            help: "Audit entries of admin calls refused for want of a valid credential that were left out by the rate limit.")
     }
@@ -69,6 +72,12 @@ final class ControlMetrics: Sendable {
     func tokenRequest(grantType: String, outcome: String) {
         registry.counter("portcullis_oauth_token_requests_total", labels: [("grant_type", grantType), ("outcome", outcome)],
                          help: "Token endpoint requests of the built-in authorization server, by grant type and outcome.").increment()
+    }
+
+    /// One sign-in attempt at the login page, by outcome (success, failure, throttled).
+    func login(outcome: String) {
+        registry.counter("portcullis_login_attempts_total", labels: [("outcome", outcome)],
+                         help: "Sign-in attempts at the authorization server's login page, by outcome (success, failure, throttled).").increment()
     }
 
     func signingKeyRotation(trigger: String) {

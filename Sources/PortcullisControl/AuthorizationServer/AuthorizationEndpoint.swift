@@ -1,0 +1,340 @@
+import Foundation
+import Hummingbird
+import Logging
+import PortcullisJOSE
+
+/// The authorization endpoint (RFC 6749 §4.1.1) and its login and consent pages: the
+/// authorization code grant with PKCE (RFC 7636, `S256` only) as the OAuth 2.0 Security BCP
+/// (RFC 9700) asks. Redirect URIs match a registered one byte for byte, and a request with a
+/// wrong one is answered with an error page, never a redirect (§2.1, §4.1); `state` is required;
+/// only `response_type=code` (no implicit grant, §2.1.2); the authorization response names the
+/// issuer (`iss`, RFC 9207, §4.4). Sessions, CSRF tokens, codes, consent and throttling live in
+/// Redis, so every step may land on a different control plane.
+final class AuthorizationEndpoint: Sendable {
+    let config: AuthorizationServerConfig
+    private let users: UserDirectory
+    private let clients: [String: AuthorizationServerConfig.Client]
+    private let codes: AuthorizationCodeStore
+    let sessions: LoginSessionStore
+    private let throttle: LoginThrottle
+    private let pages = LoginPages()
+    private let audit: AuditLog
+    private let metrics: ControlMetrics
+    private let logger: Logger
+    private let basePath: String
+
+    static let cookieName = "portcullis_session"
+
+    init(config: AuthorizationServerConfig, users: UserDirectory, codes: AuthorizationCodeStore, sessions: LoginSessionStore,
+         throttle: LoginThrottle, basePath: String, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
+        self.config = config
+        self.users = users
+        self.clients = Dictionary(uniqueKeysWithValues: config.clients.map { ($0.id, $0) })
+        self.codes = codes
+        self.sessions = sessions
+        self.throttle = throttle
+        self.basePath = basePath
+        self.audit = audit
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    var authorizeAction: String { basePath + "/oauth2/authorize" }
+    var consentAction: String { basePath + "/oauth2/consent" }
+    var accountAction: String { basePath + "/oauth2/account" }
+
+    /// A validated authorization request.
+    struct AuthorizationRequest: Sendable {
+        var client: AuthorizationServerConfig.Client
+        var redirectURI: String
+        var scopes: [String]
+        var state: String
+        var challenge: String
+
+        /// The request as hidden form fields, so the login and consent forms carry it (and it is
+        /// validated again when they come back).
+        var hidden: [LoginPages.Hidden] {
+            [.init(name: "response_type", value: "code"), .init(name: "client_id", value: client.id),
+             .init(name: "redirect_uri", value: redirectURI), .init(name: "scope", value: scopes.joined(separator: " ")),
+             .init(name: "state", value: state), .init(name: "code_challenge", value: challenge),
+             .init(name: "code_challenge_method", value: "S256")]
+        }
+    }
+
+    // MARK: Handlers
+
+    /// GET: the start of a sign-in. A signed-in session goes straight to consent (or, when
+    /// consent is remembered, back to the client with a code); otherwise the login page.
+    func start(_ request: Request) async throws -> Response {
+        guard let params = FormEncoding.decode(request.uri.query ?? "") else {
+            return pages.error(title: "Invalid request", message: "The sign-in link is malformed or repeats a parameter. Go back to the application and try again.",
+                               status: .badRequest)
+        }
+        let authorization: AuthorizationRequest
+        switch validate(params) {
+        case .success(let valid): authorization = valid
+        case .failure(let answer): return answer.response
+        }
+        var setCookie: String?
+        let session: LoginSessionStore.Session
+        if let existing = try await cookieSession(request) {
+            session = existing
+        } else {
+            session = try await sessions.create()
+            setCookie = cookie(session.id)
+        }
+        if let username = session.username, users.users[username] != nil {
+            return withCookie(try await consentOrCode(session: session, username: username, authorization), setCookie)
+        }
+        return withCookie(pages.login(issuer: config.issuer, clientID: authorization.client.id, action: authorizeAction, csrf: session.csrfToken,
+                                      hidden: authorization.hidden), setCookie)
+    }
+
+    /// POST from the login page.
+    func login(_ request: Request, address: String, peer: String) async throws -> Response {
+        let form: [String: String]
+        let session: LoginSessionStore.Session
+        switch try await checkedForm(request) {
+        case .success(let pair): (form, session) = pair
+        case .failure(let answer): return answer.response
+        }
+        let authorization: AuthorizationRequest
+        switch validate(form) {
+        case .success(let valid): authorization = valid
+        case .failure(let answer): return answer.response
+        }
+        let username = form["username"] ?? ""
+        let password = form["password"] ?? ""
+        func again(_ message: String, _ status: HTTPResponse.Status) -> Response {
+            pages.login(issuer: config.issuer, clientID: authorization.client.id, action: authorizeAction, csrf: session.csrfToken,
+                        hidden: authorization.hidden, username: username, error: message, status: status)
+        }
+        guard !username.isEmpty, !password.isEmpty else { return again("Enter your username and your password.", .badRequest) }
+        if let wait = try await throttle.blocked(username: username, address: address) {
+            metrics.login(outcome: "throttled")
+            let minutes = max(1, Int((wait.components.seconds + 59) / 60))
+            var response = again("Too many failed sign-ins. Try again in \(minutes) minute\(minutes == 1 ? "" : "s").", .tooManyRequests)
+            response.headers[.retryAfter] = String(max(1, wait.components.seconds))
+            return response
+        }
+        guard let user = await users.authenticate(username: username, password: password) else {
+            try await throttle.recordFailure(username: username, address: address)
+            metrics.login(outcome: "failure")
+            logger.info("sign-in failed", metadata: ["username": "\(username)", "from": "\(peer)"])
+            return again("Wrong username or password.", .forbidden)
+        }
+        try await throttle.recordSuccess(username: username)
+        metrics.login(outcome: "success")
+        // A new session id on sign-in: one planted in the browser before it is worth nothing after.
+        try await sessions.delete(session.id)
+        let signedIn = try await sessions.create(username: user.username, authTime: Int64(Date().timeIntervalSince1970))
+        await audit.record(AuditLog.Entry(actor: "user:" + user.username, action: "oauth.login", target: "client:" + authorization.client.id,
+                                          from: peer, outcome: "ok", status: 200))
+        return withCookie(try await consentOrCode(session: signedIn, username: user.username, authorization), cookie(signedIn.id))
+    }
+
+    /// POST from the consent page.
+    func consent(_ request: Request, peer: String) async throws -> Response {
+        let form: [String: String]
+        let session: LoginSessionStore.Session
+        switch try await checkedForm(request) {
+        case .success(let pair): (form, session) = pair
+        case .failure(let answer): return answer.response
+        }
+        guard let username = session.username, users.users[username] != nil else {
+            return pages.error(title: "Not signed in", message: "Your session has ended. Go back to the application and sign in again.", status: .forbidden)
+        }
+        let authorization: AuthorizationRequest
+        switch validate(form) {
+        case .success(let valid): authorization = valid
+        case .failure(let answer): return answer.response
+        }
+        switch form["decision"] {
+        case "allow":
+            try await sessions.recordConsent(username: username, clientID: authorization.client.id, scopes: authorization.scopes)
+            await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent", target: "client:" + authorization.client.id,
+                                              from: peer, outcome: "ok", status: 303, details: ["scope": authorization.scopes.joined(separator: " ")]))
+            return try await redirectWithCode(session: session, username: username, authorization)
+        case "deny":
+            return redirect(authorization.redirectURI, ["error": "access_denied", "error_description": "the user denied access",
+                                                         "state": authorization.state])
+        default:
+            return pages.error(title: "Invalid request", message: "Choose Allow or Deny.", status: .badRequest)
+        }
+    }
+
+    /// GET: the signed-in user's account page: the clients they allowed, each revocable, and
+    /// sign-out.
+    func account(_ request: Request) async throws -> Response {
+        guard let session = try await cookieSession(request), let username = session.username else {
+            return pages.error(title: "Not signed in", message: "You are not signed in here.", status: .forbidden)
+        }
+        return pages.account(username: username, consents: try await sessions.consents(username: username), action: accountAction,
+                             csrf: session.csrfToken)
+    }
+
+    /// POST from the account page: `action=logout`, or `action=revoke` with `client_id` (which
+    /// forgets the consent and revokes, through `revoke`, every token issued under it).
+    func accountAction(_ request: Request, peer: String, revoke: (_ username: String, _ clientID: String) async throws -> Int) async throws -> Response {
+        let form: [String: String]
+        let session: LoginSessionStore.Session
+        switch try await checkedForm(request) {
+        case .success(let pair): (form, session) = pair
+        case .failure(let answer): return answer.response
+        }
+        guard let username = session.username else {
+            return pages.error(title: "Not signed in", message: "You are not signed in here.", status: .forbidden)
+        }
+        switch form["action"] {
+        case "logout":
+            try await sessions.delete(session.id)
+            await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.logout", target: "session", from: peer, outcome: "ok", status: 200))
+            var page = pages.error(title: "Signed out", message: "You are signed out.", status: .ok)
+            page.headers[.setCookie] = "\(Self.cookieName)=; Path=\(basePath)/oauth2; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
+            return page
+        case "revoke":
+            guard let clientID = form["client_id"], !clientID.isEmpty else {
+                return pages.error(title: "Invalid request", message: "Say which application to revoke (client_id).", status: .badRequest)
+            }
+            let revoked = try await revoke(username, clientID)
+            return pages.account(username: username, consents: try await sessions.consents(username: username), action: accountAction,
+                                 csrf: session.csrfToken, notice: "Access for \(clientID) revoked (\(revoked) token\(revoked == 1 ? "" : "s")).")
+        default:
+            return pages.error(title: "Invalid request", message: "Choose Sign out or Revoke access.", status: .badRequest)
+        }
+    }
+
+    /// Runs a page handler; when Redis (sessions, codes, throttling) fails, the person gets a
+    /// page saying so and to retry (503, `Retry-After`), not an internal error.
+    func guarded(_ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch {
+            logger.error("sign-in pages: the cluster store failed", metadata: ["error": "\(error)"])
+            var page = pages.error(title: "Temporarily unavailable",
+                                   message: "The sign-in service cannot reach its store right now. Try again in a moment.", status: .serviceUnavailable)
+            page.headers[.retryAfter] = "1"
+            return page
+        }
+    }
+
+    // MARK: Steps
+
+    private func consentOrCode(session: LoginSessionStore.Session, username: String, _ authorization: AuthorizationRequest) async throws -> Response {
+        if let consented = try await sessions.consentedScopes(username: username, clientID: authorization.client.id),
+           Set(authorization.scopes).isSubset(of: consented) {
+            return try await redirectWithCode(session: session, username: username, authorization)
+        }
+        return pages.consent(issuer: config.issuer, clientID: authorization.client.id, username: username, scopes: authorization.scopes,
+                             action: consentAction, csrf: session.csrfToken, hidden: authorization.hidden)
+    }
+
+    private func redirectWithCode(session: LoginSessionStore.Session, username: String, _ authorization: AuthorizationRequest) async throws -> Response {
+        let code = try await codes.issue(AuthorizationCodeStore.Grant(
+            clientID: authorization.client.id, redirectURI: authorization.redirectURI, username: username, scope: authorization.scopes,
+            challenge: authorization.challenge, authTime: session.authTime ?? Int64(Date().timeIntervalSince1970)))
+        return redirect(authorization.redirectURI, ["code": code, "state": authorization.state])
+    }
+
+    /// A failure answered either with a page (the redirect URI cannot be trusted) or with a
+    /// redirect carrying the OAuth error (RFC 6749 §4.1.2.1).
+    struct Answer: Error {
+        var response: Response
+    }
+
+    /// RFC 6749 §4.1.1 and §4.1.2.1, RFC 7636 §4.3, RFC 9700 §2.1.
+    func validate(_ params: [String: String]) -> Result<AuthorizationRequest, Answer> {
+        guard let clientID = params["client_id"], !clientID.isEmpty, let client = clients[clientID] else {
+            return .failure(Answer(response: pages.error(title: "Unknown application",
+                                                         message: "The application that sent you here is not registered with this sign-in service (client_id).",
+                                                         status: .badRequest)))
+        }
+        guard client.grantTypes.contains("authorization_code") else {
+            return .failure(Answer(response: pages.error(title: "Sign-in not allowed",
+                                                         message: "The application \(clientID) may not ask users to sign in (unauthorized_client).",
+                                                         status: .badRequest)))
+        }
+        guard let redirectURI = params["redirect_uri"], client.redirectURIs.contains(redirectURI) else {
+            return .failure(Answer(response: pages.error(title: "Invalid redirect URI",
+                                                         message: "The application asked to send you back to an address that is not registered for it (redirect_uri), so you are not sent there.",
+                                                         status: .badRequest)))
+        }
+        let state = params["state"] ?? ""
+        func fail(_ code: String, _ description: String) -> Result<AuthorizationRequest, Answer> {
+            var fields = ["error": code, "error_description": description]
+            if !state.isEmpty { fields["state"] = state }
+            return .failure(Answer(response: redirect(redirectURI, fields)))
+        }
+        guard let responseType = params["response_type"], responseType == "code" else {
+            return fail(params["response_type"] == nil ? "invalid_request" : "unsupported_response_type",
+                        "response_type must be code (the implicit grant is not offered)")
+        }
+        guard !state.isEmpty else { return fail("invalid_request", "state is required") }
+        guard params["code_challenge_method"] == "S256" else {
+            return fail("invalid_request", "PKCE is required with code_challenge_method=S256 (plain is not accepted)")
+        }
+        guard let challenge = params["code_challenge"], challenge.count == 43, Base64URL.decode(challenge)?.count == 32 else {
+            return fail("invalid_request", "code_challenge must be the base64url SHA-256 of the code_verifier (43 characters)")
+        }
+        let scopes: [String]
+        do {
+            scopes = try AuthorizationServer.scopes(requested: params["scope"].flatMap { $0.isEmpty ? nil : $0 }, allowed: client.scopes)
+        } catch {
+            return fail(error.code, error.message)
+        }
+        return .success(AuthorizationRequest(client: client, redirectURI: redirectURI, scopes: scopes, state: state, challenge: challenge))
+    }
+
+    /// The form and the session it belongs to; anything without a session cookie or with a CSRF
+    /// token other than the session's is refused with a page.
+    private func checkedForm(_ request: Request) async throws -> Result<([String: String], LoginSessionStore.Session), Answer> {
+        let form: [String: String]
+        do {
+            form = try await RequestInput.form(request)
+        } catch let error as APIError {
+            return .failure(Answer(response: pages.error(title: "Invalid request", message: error.message, status: error.status)))
+        }
+        guard let session = try await cookieSession(request), let presented = form["csrf_token"],
+              PasswordHash.constantTimeEqual(Array(presented.utf8), Array(session.csrfToken.utf8)) else {
+            return .failure(Answer(response: pages.error(
+                title: "Form expired", message: "This form has expired or was not sent from this site, so it was not accepted. Go back to the application and start again.",
+                status: .forbidden)))
+        }
+        return .success((form, session))
+    }
+
+    private func cookieSession(_ request: Request) async throws -> LoginSessionStore.Session? {
+        for header in request.headers[values: .cookie] {
+            for item in header.split(separator: ";") {
+                let pair = item.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                if pair.count == 2, pair[0] == Self.cookieName, pair[1].count <= 64 {
+                    return try await sessions.lookup(String(pair[1]))
+                }
+            }
+        }
+        return nil
+    }
+
+    /// `Secure` always (the issuer is https, or http on loopback where browsers keep Secure
+    /// cookies); `HttpOnly` (no script reads it); `SameSite=Lax` (sent on the top-level GET from
+    /// the client's site, not on cross-site POSTs).
+    private func cookie(_ id: String) -> String {
+        "\(Self.cookieName)=\(id); Path=\(basePath)/oauth2; Secure; HttpOnly; SameSite=Lax"
+    }
+
+    private func withCookie(_ response: Response, _ cookie: String?) -> Response {
+        guard let cookie else { return response }
+        var response = response
+        response.headers[.setCookie] = cookie
+        return response
+    }
+
+    /// 303 to the client's redirect URI with `fields` and `iss` (RFC 9207) added to its query.
+    private func redirect(_ uri: String, _ fields: [String: String]) -> Response {
+        var all = fields
+        all["iss"] = config.issuer
+        let query = all.sorted { $0.key < $1.key }.map { FormEncoding.escape($0.key) + "=" + FormEncoding.escape($0.value) }.joined(separator: "&")
+        let location = uri + (uri.contains("?") ? "&" : "?") + query
+        return Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store", .contentLength: "0"])
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import PortcullisCluster
+import PortcullisJOSE
+import PortcullisRedis
+
+/// Login-page sessions and remembered consent in Redis, so any control plane serves any step of
+/// a sign-in. A session is created on the first visit to the authorization endpoint and carries
+/// the CSRF token every form must echo; signing in replaces it with a new session (a new cookie
+/// value: an id planted before sign-in is worthless after it). Only hashes of session ids are
+/// stored.
+struct LoginSessionStore: Sendable {
+    struct Session: Sendable {
+        var id: String
+        var csrfToken: String
+        /// The signed-in user, nil before sign-in.
+        var username: String?
+        var authTime: Int64?
+    }
+
+    let client: RedisClient
+    let keys: ClusterKeys
+    /// Lifetime of a signed-in session.
+    static let signedInTTL: Duration = .seconds(3600)
+    /// Lifetime of a session nobody has signed in to yet (it costs Redis memory per visitor).
+    static let anonymousTTL: Duration = .seconds(600)
+
+    /// A new session, signed in when `username` is given.
+    func create(username: String? = nil, authTime: Int64? = nil) async throws -> Session {
+        let session = Session(id: RefreshTokenStore.newToken(), csrfToken: RefreshTokenStore.newToken(), username: username, authTime: authTime)
+        let key = RedisArgument(keys.loginSession(Hex.sha256(session.id)))
+        var fields: [RedisArgument] = ["HSET", key, "csrf", RedisArgument(session.csrfToken)]
+        if let username, let authTime { fields += ["user", RedisArgument(username), "auth_time", RedisArgument(authTime)] }
+        let ttl = username == nil ? Self.anonymousTTL : Self.signedInTTL
+        let replies = try await client.pipeline([fields, ["PEXPIRE", key, RedisArgument(ttl.wholeMilliseconds)]])
+        for reply in replies { _ = try reply.get() }
+        return session
+    }
+
+    func lookup(_ id: String) async throws -> Session? {
+        let fields = try await client.send("HMGET", RedisArgument(keys.loginSession(Hex.sha256(id))), "csrf", "user", "auth_time").array ?? []
+        guard fields.count == 3, let csrf = fields[0].string else { return nil }
+        return Session(id: id, csrfToken: csrf, username: fields[1].string, authTime: fields[2].string.flatMap { Int64($0) })
+    }
+
+    func delete(_ id: String) async throws {
+        _ = try await client.send("DEL", RedisArgument(keys.loginSession(Hex.sha256(id))))
+    }
+
+    /// The scopes `username` has consented to for `clientID`; nil when never asked.
+    func consentedScopes(username: String, clientID: String) async throws -> Set<String>? {
+        guard let text = try await client.send("HGET", RedisArgument(keys.consent(username)), RedisArgument(clientID)).string else { return nil }
+        return Set(text.split(separator: " ").map(String.init))
+    }
+
+    /// Every client `username` has consented to, with the scopes.
+    func consents(username: String) async throws -> [(clientID: String, scopes: [String])] {
+        let flat = try await client.send("HGETALL", RedisArgument(keys.consent(username))).array ?? []
+        var result: [(clientID: String, scopes: [String])] = []
+        var index = 0
+        while index + 1 < flat.count {
+            if let id = flat[index].string { result.append((id, (flat[index + 1].string ?? "").split(separator: " ").map(String.init))) }
+            index += 2
+        }
+        return result.sorted { $0.clientID < $1.clientID }
+    }
+
+    private func grantsKey(username: String, clientID: String) -> RedisArgument {
+        RedisArgument(keys.consentGrants(Hex.sha256(username + "\n" + clientID)))
+    }
+
+    /// Records tokens issued under `username`'s consent to `clientID`: the refresh-token family
+    /// (which tracks the access tokens of its refreshes) and the first access token.
+    func recordGrant(username: String, clientID: String, family: String?, accessToken: (jti: String, exp: Int64), ttl: Duration) async throws {
+        let key = grantsKey(username: username, clientID: clientID)
+        var add: [RedisArgument] = ["ZADD", key, RedisArgument(accessToken.exp), RedisArgument("jti:" + accessToken.jti)]
+        if let family { add += [RedisArgument(Int64(Date().timeIntervalSince1970) + ttl.components.seconds), RedisArgument("fam:" + family)] }
+        let replies = try await client.pipeline([add, ["PEXPIRE", key, RedisArgument(ttl.wholeMilliseconds)]])
+        for reply in replies { _ = try reply.get() }
+    }
+
+    /// KEYS: consent hash, grants. ARGV: client_id. Forgets the consent and returns what was issued under it.
+    static let revokeScript = RedisScript("""
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    local grants = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    redis.call('DEL', KEYS[2])
+    return grants
+    """)
+
+    /// Forgets `username`'s consent to `clientID`; returns the families and access tokens issued under it.
+    func revokeConsent(username: String, clientID: String) async throws -> (families: [String], accessTokens: [(jti: String, exp: Int64)]) {
+        let flat = try await client.evalScript(Self.revokeScript, keys: [RedisArgument(keys.consent(username)), grantsKey(username: username, clientID: clientID)],
+                                               arguments: [RedisArgument(clientID)]).array ?? []
+        var families: [String] = []
+        var tokens: [(jti: String, exp: Int64)] = []
+        var index = 0
+        while index + 1 < flat.count {
+            let member = flat[index].string ?? ""
+            let score = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).map(Int64.init) ?? 0
+            if member.hasPrefix("fam:") { families.append(String(member.dropFirst(4))) }
+            if member.hasPrefix("jti:") { tokens.append((String(member.dropFirst(4)), score)) }
+            index += 2
+        }
+        return (families, tokens)
+    }
+
+    /// Remembers consent to `scopes` (added to what was consented before).
+    func recordConsent(username: String, clientID: String, scopes: [String]) async throws {
+        let all = (try await consentedScopes(username: username, clientID: clientID) ?? []).union(scopes).sorted()
+        _ = try await client.send("HSET", RedisArgument(keys.consent(username)), RedisArgument(clientID), RedisArgument(all.joined(separator: " ")))
+    }
+}

@@ -1,0 +1,521 @@
+import Crypto
+import Foundation
+import PortcullisJOSE
+import PortcullisTestSupport
+import Testing
+
+/// A browser's part in the authorization code flow, over plain HTTP: it keeps the session cookie
+/// and reads the forms' hidden fields out of the pages.
+final class SignInBrowser {
+    static let redirectURI = "http://127.0.0.1:8765/callback"
+    static let users = """
+    users:
+      - username: alice
+        password_hash: $scrypt$ln=17,r=8,p=1$YWxpY2Utc2FsdC0xNmJ5dA$SsR3LJsjCNZ6o8l9reWwkDV9NXQ+PLAra2ORzekfvY0
+        claims: {roles: [orders-reader, orders-writer], tenant: acme}
+      - username: bob
+        password_hash: $scrypt$ln=17,r=8,p=1$Ym9iLXNhbHQtMTZieXRlcw$Wt4elqKJKHb9A3mQzCNaXSE6/Fh4QvV6vWHEuPmTMuI
+    """
+    static let client = "{client_id: web-app, public: true, redirect_uris: [\"\(redirectURI)\", \"https://app.example/cb\"], scopes: [orders:read, orders:write], grant_types: [authorization_code, refresh_token]}"
+
+    /// A cluster with the public client `web-app` and the users alice and bob.
+    static func cluster(throttle: String = "{per_user: 5, per_address: 20, window: 1m}", extraClients: [String] = [],
+                        gatewayExtra: String = "") async throws -> ControlCluster {
+        let folder = try TemporaryDirectory.make(prefix: "portcullis-users")
+        try users.write(toFile: folder + "/users.yaml", atomically: true, encoding: .utf8)
+        return try await ControlCluster(asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: \(throttle)\n", asClients: [client] + extraClients,
+                                        gatewayExtra: gatewayExtra)
+    }
+
+    /// The control plane it talks to (any of them: sessions, codes and throttling are in Redis).
+    var control: ControlProcess
+    var cookie: String?
+    let verifier: String
+    var challenge: String { Base64URL.encode(Array(SHA256.hash(data: Array(verifier.utf8)))) }
+
+    init(control: ControlProcess) {
+        self.control = control
+        var generator = SystemRandomNumberGenerator()
+        verifier = Base64URL.encode((0..<48).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    /// The authorization request's parameters (override or remove with `changes`).
+    func parameters(_ changes: [String: String?] = [:]) -> [String: String] {
+        var params = ["response_type": "code", "client_id": "web-app", "redirect_uri": Self.redirectURI, "scope": "orders:read",
+                      "state": "state-\(UUID().uuidString)", "code_challenge": challenge, "code_challenge_method": "S256"]
+        for (name, value) in changes { params[name] = value }
+        return params
+    }
+
+    func get(_ path: String) throws -> HTTPTestResponse {
+        try send("GET", path)
+    }
+
+    func authorize(_ params: [String: String]) throws -> HTTPTestResponse {
+        let query = params.sorted { $0.key < $1.key }.map { "\(formEscape($0.key))=\(formEscape($0.value))" }.joined(separator: "&")
+        return try send("GET", "/oauth2/authorize?" + query)
+    }
+
+    /// Posts a form (`csrf_token` from `page` unless given) to `path`.
+    func post(_ path: String, _ form: [String: String], cookie: String?? = .none) throws -> HTTPTestResponse {
+        let body = form.sorted { $0.key < $1.key }.map { "\(formEscape($0.key))=\(formEscape($0.value))" }.joined(separator: "&")
+        return try send("POST", path, body: Array(body.utf8), contentType: "application/x-www-form-urlencoded", cookie: cookie)
+    }
+
+    private func send(_ method: String, _ path: String, body: [UInt8]? = nil, contentType: String? = nil, cookie: String?? = .none) throws -> HTTPTestResponse {
+        let client = try HTTPTestClient(port: control.port, timeout: 30)
+        defer { client.close() }
+        var headers = [("Connection", "close")]
+        if let contentType { headers.append(("Content-Type", contentType)) }
+        if let value = cookie ?? self.cookie { headers.append(("Cookie", "portcullis_session=\(value)")) }
+        let response = try client.request(method, path, headers: headers, body: body)
+        if let set = response.header("set-cookie"), let value = set.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last {
+            self.cookie = String(value)
+        }
+        return response
+    }
+
+    /// The hidden fields of the page's form.
+    static func hiddenFields(_ page: HTTPTestResponse) -> [String: String] {
+        let pattern = try! NSRegularExpression(pattern: #"<input type="hidden" name="([^"]+)" value="([^"]*)">"#)
+        let text = page.text
+        var fields: [String: String] = [:]
+        for match in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+            let name = String(text[Range(match.range(at: 1), in: text)!])
+            let value = String(text[Range(match.range(at: 2), in: text)!])
+            fields[name] = value.replacingOccurrences(of: "&amp;", with: "&").replacingOccurrences(of: "&quot;", with: "\"")
+                .replacingOccurrences(of: "&#39;", with: "'").replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+        }
+        return fields
+    }
+
+    /// The query parameters of a redirect's `Location`.
+    static func redirectParameters(_ response: HTTPTestResponse) -> [String: String] {
+        guard let location = response.header("location"), let components = URLComponents(string: location) else { return [:] }
+        return Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Signs in (login page, then consent when asked) and returns the redirect to the client.
+    func signIn(username: String = "alice", password: String = "alice-password-1", _ params: [String: String]? = nil) throws -> HTTPTestResponse {
+        let params = params ?? parameters()
+        let login = try authorize(params)
+        guard login.status == 200 else { throw FixtureError("authorize answered \(login.status): \(login.text)") }
+        var form = Self.hiddenFields(login)
+        form["username"] = username
+        form["password"] = password
+        let afterLogin = try post("/oauth2/authorize", form)
+        guard afterLogin.status == 200, afterLogin.text.contains("Allow access?") else { return afterLogin }
+        var consent = Self.hiddenFields(afterLogin)
+        consent["decision"] = "allow"
+        return try post("/oauth2/consent", consent)
+    }
+
+    /// Redeems `code` at the token endpoint as the public client.
+    func redeem(_ code: String, verifier: String? = nil, redirectURI: String = SignInBrowser.redirectURI) throws -> HTTPTestResponse {
+        try control.oauth("/oauth2/token", form: ["grant_type": "authorization_code", "code": code, "redirect_uri": redirectURI,
+                                                   "client_id": "web-app", "code_verifier": verifier ?? self.verifier])
+    }
+}
+
+extension ControlPlaneTests {
+    @Suite("authorization code grant with PKCE, login and consent (RFC 6749 §4.1, RFC 7636, RFC 9700)")
+    struct AuthorizationCodeTests {
+        @Test("the full code flow: login page, consent, code with state and iss (RFC 9207), PKCE redemption, the user's claims in the token and in the gateway's identity headers; consent is remembered; public refresh tokens rotate with reuse detection (RFC 9700 §4.14.2)")
+        func fullCodeFlow() async throws {
+            let cluster = try await SignInBrowser.cluster(gatewayExtra: "identity_headers: {sub: X-Auth-Subject, tenant: X-Auth-Tenant, roles: X-Auth-Roles}")
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            let browser = SignInBrowser(control: control)
+
+            let metadata = try control.get(port: control.port, "/.well-known/oauth-authorization-server").json
+            #expect(metadata["authorization_endpoint"] as? String == cluster.issuer + "/oauth2/authorize")
+            #expect(metadata["code_challenge_methods_supported"] as? [String] == ["S256"])
+            #expect(metadata["response_types_supported"] as? [String] == ["code"])
+            #expect(metadata["authorization_response_iss_parameter_supported"] as? Bool == true)
+            #expect((metadata["grant_types_supported"] as? [String])?.contains("authorization_code") == true)
+            #expect((metadata["token_endpoint_auth_methods_supported"] as? [String])?.contains("none") == true)
+
+            let params = browser.parameters(["scope": "orders:read orders:write"])
+            let login = try browser.authorize(params)
+            #expect(login.status == 200)
+            #expect(login.header("content-type")?.hasPrefix("text/html") == true)
+            let csp = login.header("content-security-policy") ?? ""
+            #expect(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "\(csp)")
+            #expect(login.header("x-frame-options") == "DENY")
+            #expect(login.header("cache-control") == "no-store")
+            let cookie = try #require(login.header("set-cookie"))
+            #expect(cookie.contains("; Secure") && cookie.contains("; HttpOnly") && cookie.contains("; SameSite=Lax"), "\(cookie)")
+            #expect(login.text.contains(#"<label for="username">Username</label>"#) && login.text.contains(#"<label for="password">Password</label>"#))
+            let anonymousCookie = browser.cookie
+
+            var form = SignInBrowser.hiddenFields(login)
+            #expect(form["csrf_token"]?.isEmpty == false)
+            form["username"] = "alice"
+            form["password"] = "alice-password-1"
+            let consentPage = try browser.post("/oauth2/authorize", form)
+            #expect(consentPage.status == 200)
+            #expect(consentPage.text.contains("Allow access?") && consentPage.text.contains("<li>orders:write</li>"), "\(consentPage.text)")
+            // Signing in replaced the session (and its cookie): the anonymous one is worth nothing now.
+            #expect(browser.cookie != anonymousCookie)
+            let signedInCookie = browser.cookie
+            browser.cookie = anonymousCookie
+            let planted = try browser.authorize(browser.parameters())
+            #expect(planted.status == 200 && planted.text.contains("<h1>Sign in</h1>"), "the pre-sign-in session must be gone")
+            browser.cookie = signedInCookie
+            var consent = SignInBrowser.hiddenFields(consentPage)
+            consent["decision"] = "allow"
+            let redirect = try browser.post("/oauth2/consent", consent)
+            #expect(redirect.status == 303)
+            #expect(redirect.header("location")?.hasPrefix(SignInBrowser.redirectURI + "?") == true)
+            let answer = SignInBrowser.redirectParameters(redirect)
+            #expect(answer["state"] == params["state"])
+            #expect(answer["iss"] == cluster.issuer)
+            let code = try #require(answer["code"])
+
+            let tokens = try browser.redeem(code)
+            #expect(tokens.status == 200, "\(tokens.text)")
+            #expect(tokens.header("cache-control") == "no-store")
+            let access = try #require(tokens.json["access_token"] as? String)
+            let payload = claims(of: access)
+            #expect(payload["sub"] as? String == "alice")
+            #expect(payload["client_id"] as? String == "web-app")
+            #expect(payload["scope"] as? String == "orders:read orders:write")
+            #expect(payload["roles"] as? [String] == ["orders-reader", "orders-writer"])
+            #expect(payload["tenant"] as? String == "acme")
+            #expect(payload["auth_time"] is Int)
+            #expect(try cluster.statuses(access) == [200])
+            // The user's identity reaches the upstream through the gateway's identity headers.
+            let echoed = try #require(cluster.gateways.first).request("GET", "/orders", headers: [("Authorization", "Bearer \(access)")]).echoedHeaders
+            #expect(echoed["x-auth-subject"] == ["alice"])
+            #expect(echoed["x-auth-tenant"] == ["acme"])
+            #expect(echoed["x-auth-roles"] == ["orders-reader orders-writer"])
+
+            // Consent is remembered per user and client: the next request goes straight back with a code.
+            let again = try browser.authorize(browser.parameters())
+            #expect(again.status == 303)
+            #expect(SignInBrowser.redirectParameters(again)["code"] != nil)
+            // A wider request asks again.
+            let wider = try browser.authorize(browser.parameters(["scope": "orders:read orders:write"]))
+            #expect(wider.status == 303)
+
+            // Refresh for the public client: rotated, claims kept; the old one coming back kills the family.
+            let refresh1 = try #require(tokens.json["refresh_token"] as? String)
+            let refreshed = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh1, "client_id": "web-app"])
+            #expect(refreshed.status == 200, "\(refreshed.text)")
+            let access2 = try #require(refreshed.json["access_token"] as? String)
+            #expect(claims(of: access2)["tenant"] as? String == "acme")
+            #expect(claims(of: access2)["sub"] as? String == "alice")
+            let reuse = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh1, "client_id": "web-app"])
+            #expect(reuse.json["error"] as? String == "invalid_grant")
+            try await eventually("the family's access tokens are revoked") { try cluster.statuses(access2) == [401] && cluster.statuses(access) == [401] }
+
+            let metrics = try control.metrics()
+            #expect(metrics.contains(#"portcullis_login_attempts_total{outcome="success"} 1"#))
+            #expect(metrics.contains(#"portcullis_oauth_token_requests_total{grant_type="authorization_code",outcome="issued"} 1"#))
+            // docs/operations.md documents every metric the control plane exports.
+            let operations = try String(contentsOfFile: PortcullisBinary.packageRoot + "/docs/operations.md", encoding: .utf8)
+            let names = Set(metrics.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
+                line.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
+            }.map { name in
+                ["_bucket", "_sum", "_count"].reduce(name) { $0.hasSuffix($1) ? String($0.dropLast($1.count)) : $0 }
+            })
+            for name in names.sorted() {
+                #expect(operations.contains("`" + name), "\(name) is not documented in docs/operations.md")
+            }
+        }
+
+        @Test("a stock client library (authlib) completes code + PKCE configured from the OpenID Connect discovery document alone, and refreshes")
+        func authlibFromDiscovery() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let gateway = try await cluster.startGateway(id: "gw-1")
+            let discovery = try cluster.control.get(port: cluster.control.port, "/.well-known/openid-configuration").json
+            #expect(discovery["issuer"] as? String == cluster.issuer)
+            #expect(discovery["authorization_endpoint"] as? String == cluster.issuer + "/oauth2/authorize")
+            #expect(discovery["token_endpoint"] as? String == cluster.issuer + "/oauth2/token")
+            #expect(discovery["code_challenge_methods_supported"] as? [String] == ["S256"])
+            #expect(discovery["subject_types_supported"] as? [String] == ["public"])
+            guard let run = try runPythonScript("oauth_code_flow.py", [cluster.issuer, "web-app", SignInBrowser.redirectURI, "alice",
+                                                                       "alice-password-1", "http://127.0.0.1:\(gateway.port)/orders"]) else {
+                print("skipped: authlib is not installed (cluster/setup.sh installs it)")
+                return
+            }
+            #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stdout)")
+            #expect(json["issuer"] as? String == cluster.issuer)
+            #expect(json["redirected_to_client"] as? Bool == true)
+            #expect(json["token_type"] as? String == "Bearer")
+            #expect(json["has_refresh_token"] as? Bool == true)
+            #expect(json["gateway_status"] as? Int == 200)
+            #expect(json["refresh_rotated"] as? Bool == true)
+        }
+
+        @Test("two control planes share sign-in sessions, codes and login throttling through Redis: a code issued by one is redeemed at the other, once")
+        func twoControlPlanes() async throws {
+            let cluster = try await SignInBrowser.cluster(throttle: "{per_user: 1, per_address: 20, window: 1m}")
+            defer { Task { await cluster.shutdown() } }
+            let first = cluster.control
+            let issuer = cluster.issuer
+            let redisURL = cluster.redis.url
+            let folder = try TemporaryDirectory.make(prefix: "portcullis-users")
+            try SignInBrowser.users.write(toFile: folder + "/users.yaml", atomically: true, encoding: .utf8)
+            let second = try await ControlProcess.start(directory: first.directory, nodeID: "control-2", waitForSigningKey: true) { port, adminPort, _ in
+                ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-2", authorizationServer: true,
+                                             controlExtra: "", asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: {per_user: 1, per_address: 20, window: 1m}\n",
+                                             asClients: [SignInBrowser.client])
+                    .replacingOccurrences(of: "issuer: http://127.0.0.1:\(port)", with: "issuer: \(issuer)")
+            }
+            defer { Task { await second.stop() } }
+
+            // The login page from the first, the login form to the second, the code back to the first.
+            let browser = SignInBrowser(control: first)
+            var form = SignInBrowser.hiddenFields(try browser.authorize(browser.parameters()))
+            form["username"] = "alice"
+            form["password"] = "alice-password-1"
+            browser.control = second
+            let consentPage = try browser.post("/oauth2/authorize", form)
+            #expect(consentPage.status == 200, "\(consentPage.text)")
+            var consent = SignInBrowser.hiddenFields(consentPage)
+            consent["decision"] = "allow"
+            browser.control = first
+            let code = try #require(SignInBrowser.redirectParameters(try browser.post("/oauth2/consent", consent))["code"])
+            browser.control = second
+            #expect(try browser.redeem(code).status == 200)
+            browser.control = first
+            #expect(try browser.redeem(code).json["error"] as? String == "invalid_grant")
+
+            // One failure for bob at the first locks him at the second.
+            let guesser = SignInBrowser(control: first)
+            #expect(try guesser.signIn(username: "bob", password: "guess").status == 403)
+            guesser.control = second
+            #expect(try guesser.signIn(username: "bob", password: "bob-password-2").status == 429)
+        }
+
+        @Test("consent is revocable on the account page: revoking it revokes every token issued under it, cluster-wide, and the next sign-in asks again; sign-out ends the session")
+        func consentRevocationAndSignOut() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let control = cluster.control
+            let browser = SignInBrowser(control: control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let tokens = try browser.redeem(code)
+            let access = try #require(tokens.json["access_token"] as? String)
+            let refreshed = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app",
+                                                                      "refresh_token": try #require(tokens.json["refresh_token"] as? String)])
+            let access2 = try #require(refreshed.json["access_token"] as? String)
+            let refresh2 = try #require(refreshed.json["refresh_token"] as? String)
+            let bystander = try cluster.clientCredentials()
+            #expect(try cluster.statuses(access2) == [200, 200])
+
+            let page = try browser.get("/oauth2/account")
+            #expect(page.status == 200)
+            #expect(page.text.contains("web-app (orders:read)"), "\(page.text)")
+            let csrf = try #require(SignInBrowser.hiddenFields(page)["csrf_token"])
+            // Without the CSRF token nothing happens.
+            #expect(try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app"]).status == 403)
+            let revoked = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
+            #expect(revoked.status == 200)
+            #expect(revoked.text.contains("Access for web-app revoked (2 tokens)."), "\(revoked.text)")
+            #expect(!revoked.text.contains("web-app (orders:read)"))
+            try await eventually("every token issued under the consent is revoked on every gateway") {
+                try cluster.statuses(access) == [401, 401] && cluster.statuses(access2) == [401, 401]
+            }
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh2])
+                .json["error"] as? String == "invalid_grant")
+            #expect(try cluster.statuses(bystander.access) == [200, 200])
+            // Still signed in, but consent must be given again.
+            let again = try browser.authorize(browser.parameters())
+            #expect(again.status == 200 && again.text.contains("Allow access?"))
+
+            let sessionCookie = browser.cookie
+            let signedOut = try browser.post("/oauth2/account", ["action": "logout", "csrf_token": csrf])
+            #expect(signedOut.status == 200 && signedOut.text.contains("You are signed out."))
+            #expect(signedOut.header("set-cookie")?.contains("Max-Age=0") == true)
+            // The session is gone on the server: a copy of the old cookie signs in no one.
+            browser.cookie = sessionCookie
+            let afterwards = try browser.authorize(browser.parameters())
+            #expect(afterwards.status == 200 && afterwards.text.contains("<h1>Sign in</h1>"))
+            let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
+            #expect(audit.contains { $0["action"] as? String == "oauth.consent_revoke" && $0["actor"] as? String == "user:alice" })
+            #expect(audit.contains { $0["action"] as? String == "oauth.logout" })
+        }
+
+        @Test("RFC 9700 §4.2.4 (RFC 6749 §4.1.2): an authorization code works once; a reused code revokes every token issued from it")
+        func rfc9700Section4_2_4ReusedCode() async throws {
+            let cluster = try await SignInBrowser.cluster(extraClients: ["{client_id: other-app, public: true, redirect_uris: [\"\(SignInBrowser.redirectURI)\"]}"])
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let browser = SignInBrowser(control: cluster.control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let first = try browser.redeem(code)
+            #expect(first.status == 200, "\(first.text)")
+            let access = try #require(first.json["access_token"] as? String)
+            let refresh = try #require(first.json["refresh_token"] as? String)
+            #expect(try cluster.statuses(access) == [200])
+
+            // Another client presenting the used code learns nothing and revokes nothing.
+            let foreign = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "authorization_code", "code": code, "client_id": "other-app",
+                                                                          "redirect_uri": SignInBrowser.redirectURI, "code_verifier": browser.verifier])
+            #expect(foreign.json["error"] as? String == "invalid_grant")
+            #expect((foreign.json["error_description"] as? String)?.contains("revoked") == false)
+            #expect(try cluster.statuses(access) == [200])
+
+            let second = try browser.redeem(code)
+            #expect(second.status == 400)
+            #expect(second.json["error"] as? String == "invalid_grant")
+            #expect((second.json["error_description"] as? String)?.contains("revoked") == true)
+            try await eventually("the access token issued from the reused code is revoked") { try cluster.statuses(access) == [401] }
+            let refreshed = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh, "client_id": "web-app"])
+            #expect(refreshed.json["error"] as? String == "invalid_grant")
+            #expect(try cluster.control.metrics().contains("portcullis_authorization_code_reuse_total 1"))
+            let audit = try cluster.control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
+            #expect(audit.contains { $0["action"] as? String == "oauth.code_reuse" })
+            #expect(audit.contains { $0["action"] as? String == "oauth.login" && $0["actor"] as? String == "user:alice" })
+
+            // An unknown code, a code for another redirect URI (RFC 9700 §4.1, RFC 6749 §4.1.3).
+            #expect(try browser.redeem("no-such-code").json["error"] as? String == "invalid_grant")
+            let again = try browser.authorize(browser.parameters())
+            let code2 = try #require(SignInBrowser.redirectParameters(again)["code"])
+            let mismatch = try browser.redeem(code2, redirectURI: "https://app.example/cb")
+            #expect(mismatch.json["error"] as? String == "invalid_grant")
+            #expect((mismatch.json["error_description"] as? String)?.contains("redirect_uri") == true)
+        }
+
+        @Test("RFC 9700 §2.1.1 (RFC 7636): PKCE S256 is required; a wrong code_verifier is refused and spends the code; plain is refused")
+        func rfc9700Section2_1_1PKCE() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let other = SignInBrowser(control: cluster.control).verifier
+            let wrong = try browser.redeem(code, verifier: other)
+            #expect(wrong.status == 400)
+            #expect(wrong.json["error"] as? String == "invalid_grant")
+            #expect((wrong.json["error_description"] as? String)?.contains("code_verifier") == true)
+            #expect(try browser.redeem(code).json["error"] as? String == "invalid_grant")
+            let missing = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "authorization_code", "code": "x", "client_id": "web-app",
+                                                                           "redirect_uri": SignInBrowser.redirectURI])
+            #expect(missing.json["error"] as? String == "invalid_request")
+
+            for changes: [String: String?] in [["code_challenge_method": "plain", "code_challenge": browser.verifier],
+                                               ["code_challenge_method": nil], ["code_challenge": nil]] {
+                let params = browser.parameters(changes)
+                let refused = try browser.authorize(params)
+                #expect(refused.status == 303, "\(changes)")
+                let answer = SignInBrowser.redirectParameters(refused)
+                #expect(answer["error"] == "invalid_request", "\(changes)")
+                #expect(answer["code"] == nil)
+                #expect(answer["state"] == params["state"])
+                #expect(answer["iss"] == cluster.issuer)
+            }
+        }
+
+        @Test("RFC 9700 §2.1 and §4.1: redirect URIs match exactly, and a mismatch gets an error page, never a redirect; state is required; no implicit (§2.1.2) or password (§2.4) grant")
+        func rfc9700Section2_1RedirectURIAndState() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            for uri in [SignInBrowser.redirectURI + "/x", SignInBrowser.redirectURI + "?a=1", "http://127.0.0.1:8766/callback",
+                        "HTTP://127.0.0.1:8765/callback", "https://evil.example/cb"] {
+                let refused = try browser.authorize(browser.parameters(["redirect_uri": uri]))
+                #expect(refused.status == 400, "\(uri)")
+                #expect(refused.header("location") == nil, "\(uri)")
+                #expect(refused.text.contains("not registered"), "\(uri)")
+            }
+            let noRedirect = try browser.authorize(browser.parameters(["redirect_uri": nil]))
+            #expect(noRedirect.status == 400 && noRedirect.header("location") == nil)
+            let unknownClient = try browser.authorize(browser.parameters(["client_id": "ghost"]))
+            #expect(unknownClient.status == 400 && unknownClient.header("location") == nil)
+            #expect(unknownClient.text.contains("not registered"))
+            // A confidential client without authorization_code cannot start a sign-in.
+            #expect(try browser.authorize(browser.parameters(["client_id": "demo-client"])).status == 400)
+
+            let noState = try browser.authorize(browser.parameters(["state": nil]))
+            #expect(noState.status == 303)
+            #expect(SignInBrowser.redirectParameters(noState)["error"] == "invalid_request")
+            #expect(SignInBrowser.redirectParameters(noState)["error_description"]?.contains("state") == true)
+
+            let implicit = try browser.authorize(browser.parameters(["response_type": "token"]))
+            #expect(SignInBrowser.redirectParameters(implicit)["error"] == "unsupported_response_type")
+            #expect(SignInBrowser.redirectParameters(implicit)["access_token"] == nil)
+            let password = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "password", "username": "alice",
+                                                                            "password": "alice-password-1", "client_id": "web-app"])
+            #expect(password.json["error"] as? String == "unsupported_grant_type")
+            // A public client has no credentials for client_credentials.
+            let credentials = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "client_credentials", "client_id": "web-app"])
+            #expect(credentials.json["error"] as? String == "unauthorized_client")
+        }
+
+        @Test("CSRF: login and consent forms without the session's CSRF token, or without the session cookie, are refused with a page; with Redis away the pages answer 503 and ask to retry")
+        func csrfRejection() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            let login = try browser.authorize(browser.parameters())
+            var form = SignInBrowser.hiddenFields(login)
+            form["username"] = "alice"
+            form["password"] = "alice-password-1"
+            let victimCookie = browser.cookie
+
+            var noToken = form
+            noToken["csrf_token"] = nil
+            var wrongToken = form
+            wrongToken["csrf_token"] = "forged"
+            // The attacker's own session and token, posted with the victim's cookie.
+            let attacker = SignInBrowser(control: cluster.control)
+            var foreign = form
+            foreign["csrf_token"] = SignInBrowser.hiddenFields(try attacker.authorize(attacker.parameters()))["csrf_token"]
+            for (name, attempt, cookie) in [("no token", noToken, victimCookie), ("wrong token", wrongToken, victimCookie),
+                                            ("another session's token", foreign, victimCookie), ("no cookie", form, nil)] {
+                for path in ["/oauth2/authorize", "/oauth2/consent"] {
+                    let refused = try browser.post(path, attempt, cookie: .some(cookie))
+                    #expect(refused.status == 403, "\(name) \(path)")
+                    #expect(refused.text.contains("Form expired"), "\(name) \(path)")
+                    #expect(refused.header("content-security-policy")?.contains("frame-ancestors 'none'") == true)
+                }
+            }
+            // No password was checked for any of them.
+            #expect(!(try cluster.control.metrics().contains("portcullis_login_attempts_total")))
+
+            // Redis away: the person is told to retry, not shown an internal error.
+            cluster.redis.suspend()
+            defer { cluster.redis.resume() }
+            let unavailable = try browser.authorize(browser.parameters())
+            #expect(unavailable.status == 503)
+            #expect(unavailable.header("retry-after") == "1")
+            #expect(unavailable.text.contains("Try again in a moment"))
+        }
+
+        @Test("login throttling per user and per client address, kept in Redis: refused with 429 and Retry-After without running the KDF")
+        func loginThrottling() async throws {
+            let cluster = try await SignInBrowser.cluster(throttle: "{per_user: 2, per_address: 3, window: 1m}")
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            let wrong1 = try browser.signIn(password: "guess-1")
+            #expect(wrong1.status == 403)
+            #expect(wrong1.text.contains("Wrong username or password."))
+            #expect(wrong1.text.contains(#"value="alice""#))
+            #expect(try browser.signIn(password: "guess-2").status == 403)
+            // alice is locked, even with her password, and the answer comes without a KDF run.
+            let clock = ContinuousClock()
+            var locked: HTTPTestResponse?
+            let elapsed = try clock.measure { locked = try browser.signIn() }
+            #expect(locked?.status == 429)
+            #expect(locked?.text.contains("Too many failed sign-ins") == true)
+            #expect(Int(locked?.header("retry-after") ?? "") ?? 0 > 0)
+            #expect(elapsed < .milliseconds(1500), "\(elapsed)")
+            // The address: one more failure (bob) reaches its limit, then bob is refused too.
+            #expect(try browser.signIn(username: "bob", password: "guess-3").status == 403)
+            #expect(try browser.signIn(username: "bob", password: "bob-password-2").status == 429)
+            // The counters live in Redis, where every control plane reads them.
+            let keys = try cluster.redis.cli("KEYS", "portcullis:as:throttle:*").split(separator: "\n").map(String.init).sorted()
+            #expect(keys == ["portcullis:as:throttle:addr:127.0.0.1", "portcullis:as:throttle:user:alice", "portcullis:as:throttle:user:bob"])
+            let metrics = try cluster.control.metrics()
+            #expect(metrics.contains(#"portcullis_login_attempts_total{outcome="failure"} 3"#))
+            #expect(metrics.contains(#"portcullis_login_attempts_total{outcome="throttled"} 2"#))
+        }
+    }
+}
