@@ -36,7 +36,12 @@ struct PreparedConfiguration: Sendable {
             if let changes = running.startOnly.changes(to: config.startOnly) { throw changes }
             if running.cluster != nil { try Self.checkClusterIssuers(config, running: running) }
         }
-        let tls = try GatewayNode.makeTLSContext(config.tls, offerHTTP2: offerHTTP2)
+        let tls: NIOSSLContext?
+        do {
+            tls = try GatewayNode.makeTLSContext(config.tls, offerHTTP2: offerHTTP2)
+        } catch {
+            throw ConfigError(file: config.file, line: nil, column: nil, keyPath: "tls", message: "\(error)")
+        }
         let routes = try RouteTable(config: config, metrics: metrics)
         let downloader = JWKSDownloader(httpClient: httpClient, logger: nil)
         var keySets: [KeySet] = []
