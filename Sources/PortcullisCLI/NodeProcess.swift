@@ -16,7 +16,7 @@ struct NodeOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
-    @Flag(name: .long, help: "Check the configuration and exit.")
+    @Flag(name: .long, help: "Load the configuration as start-up would (certificates, key files, secrets, URLs) without binding ports or connecting, then exit: 0 when it would start, 2 when not.")
     var check = false
 }
 
