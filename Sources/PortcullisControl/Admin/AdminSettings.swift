@@ -1,5 +1,4 @@
 import PortcullisCluster
-import Synchronization
 
 /// The admin API's settings a SIGHUP reload replaces: who may call it (`admin_tokens`,
 /// `admin_auth`), the longest revocation wait (`max_wait`) and the rate-limit policies it
@@ -19,16 +18,4 @@ struct AdminSettings: Sendable {
 }
 
 /// The admin settings in force; read once per admin call (the admin API is no hot path).
-final class ReloadableAdminSettings: Sendable {
-    private let settings: Mutex<AdminSettings>
-
-    init(_ settings: AdminSettings) {
-        self.settings = Mutex(settings)
-    }
-
-    var current: AdminSettings { settings.withLock { $0 } }
-
-    func replace(_ new: AdminSettings) {
-        settings.withLock { $0 = new }
-    }
-}
+typealias ReloadableAdminSettings = Reloadable<AdminSettings>
