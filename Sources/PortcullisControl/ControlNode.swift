@@ -30,12 +30,6 @@ public final class ControlNode: Service, Sendable {
         self.logger = logger
     }
 
-    /// `--check`: loads the listeners' certificates and keys, as start-up does, without binding
-    /// ports or connecting to Redis.
-    public static func check(_ config: ControlConfig) throws {
-        _ = try ControlReloader.listenerTLS(config)
-    }
-
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let httpClient = JWKSDownloader.makeHTTPClient(eventLoopGroup: group)
