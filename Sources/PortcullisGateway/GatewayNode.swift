@@ -18,7 +18,6 @@ import Synchronization
 /// drains in-flight requests up to `limits.drain_timeout` and returns; SIGHUP reloads the
 /// configuration file whole, or not at all (``GatewayReloader``), without dropping connections.
 public final class GatewayNode: Service, Sendable {
-    private let configFile: String
     private let initialConfig: GatewayConfig
     private let logger: Logger
     private let registry: PrometheusCollectorRegistry
@@ -26,10 +25,9 @@ public final class GatewayNode: Service, Sendable {
     private let boundAddresses = Mutex<(public: SocketAddress?, admin: SocketAddress?)>((nil, nil))
 
     /// - Parameters:
-    ///   - config: the parsed configuration; `configFile` is re-read on SIGHUP.
+    ///   - config: the parsed configuration; its `file` is re-read on SIGHUP.
     ///   - registry: where metrics go; `/metrics` serves it.
     public init(config: GatewayConfig, registry: PrometheusCollectorRegistry, logger: Logger) {
-        self.configFile = config.file
         self.initialConfig = config
         self.registry = registry
         self.logger = logger
@@ -138,7 +136,7 @@ public final class GatewayNode: Service, Sendable {
             if let agent {
                 tasks.addTask { await agent.run() }
             }
-            tasks.addTask { [self] in
+            tasks.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup) {
                     await reloader.reload()
                 }
