@@ -6,7 +6,13 @@ struct ControlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "control",
         abstract: "Run the control-plane node: admin API, cluster metrics, optional authorization server.",
-        discussion: "State lives in Redis, so two control planes can run side by side. SIGTERM or SIGINT stops it.",
+        discussion: """
+        State lives in Redis, so two control planes can run side by side. SIGTERM or SIGINT stops it. SIGHUP reloads \
+        the TLS certificates, admin_tokens, admin_auth, max_wait and rate_limits whole, or nothing when any of it fails \
+        or a setting read only at start changed. Loading the file (and --check) reads the certificates and keys.
+
+        Exit status: 0 ok; 1 the node failed after start (e.g. a port it cannot bind); 2 usage or configuration.
+        """,
         version: PortcullisVersion.current
     )
 

@@ -6,7 +6,14 @@ struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "Run one stateless gateway node.",
-        discussion: "SIGTERM or SIGINT drains in-flight requests and exits 0; SIGHUP reloads routes, the TLS certificate and key files.",
+        discussion: """
+        SIGTERM or SIGINT drains in-flight requests and exits 0. SIGHUP reloads the configuration file whole \
+        (issuers and their keys, routes and their policies, trusted proxies, TLS certificates) or, when any of it \
+        fails or a setting read only at start changed, not at all (logged, counted in portcullis_config_reloads_total). \
+        --check builds all of it (certificates, key files, secrets, URLs) without binding ports or connecting.
+
+        Exit status: 0 ok; 1 the node failed after start (e.g. a port it cannot bind); 2 usage or configuration.
+        """,
         version: PortcullisVersion.current
     )
 
@@ -39,6 +46,7 @@ struct GatewayCommand: AsyncParsableCommand {
             return parsed
         }
         if options.check {
+            try await NodeProcess.check("gateway") { try await GatewayNode.check(parsed) }
             print("configuration OK: \(parsed.routes.count) routes, \(parsed.issuers.count) issuers")
             return
         }

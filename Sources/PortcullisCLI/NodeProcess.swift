@@ -1,7 +1,9 @@
 import ArgumentParser
 import Logging
 import Metrics
+import PortcullisCluster
 import PortcullisConfig
+import PortcullisGateway
 import PortcullisObservability
 import Prometheus
 import ServiceLifecycle
@@ -14,7 +16,7 @@ struct NodeOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
-    @Flag(name: .long, help: "Check the configuration and exit.")
+    @Flag(name: .long, help: "Load the configuration as start-up would (certificates, key files, secrets, URLs) without binding ports or connecting, then exit: 0 when it would start, 2 when not.")
     var check = false
 }
 
@@ -32,8 +34,25 @@ enum NodeProcess {
         }
     }
 
+    /// `--check` beyond parsing (files the configuration names, secrets, URLs), or exits 2 with the error.
+    static func check(_ role: String, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch {
+            printError("portcullis \(role): configuration error: \(error)")
+            throw ExitCode(2)
+        }
+    }
+
+    /// Whether a node's failure is its configuration's (exit 2) rather than the machine's (exit 1).
+    static func isConfiguration(_ error: any Error) -> Bool {
+        if error is ConfigError || error is StartOnlyChanges { return true }
+        return (error as? GatewayError)?.isConfiguration ?? false
+    }
+
     /// Bootstraps logging and metrics (`portcullis_build_info` names `node`), then runs the
-    /// service built by `makeService` until a shutdown signal; a failure exits 1 after logging it.
+    /// service built by `makeService` until a shutdown signal; a failure exits 1 after logging it
+    /// (2 when a file the configuration names cannot be used, as `--check` would have said).
     static func run(_ role: String, node: String, options: NodeOptions,
                     makeService: (_ registry: PrometheusCollectorRegistry, _ logger: Logger) -> any Service) async throws {
         options.logFormat.bootstrap(level: options.logLevel)
@@ -49,7 +68,7 @@ enum NodeProcess {
             try await group.run()
         } catch {
             logger.critical("\(role) stopped: \(error)")
-            throw ExitCode(1)
+            throw ExitCode(isConfiguration(error) ? 2 : 1)
         }
     }
 }

@@ -7,6 +7,7 @@ import NIOPosix
 import PortcullisCluster
 import PortcullisConfig
 import PortcullisJOSE
+import PortcullisObservability
 import PortcullisRedis
 import Prometheus
 import ServiceLifecycle
@@ -16,7 +17,8 @@ import ServiceLifecycle
 /// publishing, refetch requests, the control-plane heartbeat, revocation pruning, signing-key
 /// rotation, cluster metrics). All state lives in Redis, so two nodes can run side by side;
 /// chores that must happen once take a lock in Redis. Run it as a swift-service-lifecycle
-/// `Service`: SIGTERM/SIGINT stop the listeners and the chores.
+/// `Service`: SIGTERM/SIGINT stop the listeners and the chores; SIGHUP reloads what can change
+/// while running (``ControlReloader``).
 public final class ControlNode: Service, Sendable {
     private let config: ControlConfig
     private let registry: PrometheusCollectorRegistry
@@ -88,15 +90,17 @@ public final class ControlNode: Service, Sendable {
         } else {
             authorizationServer = nil
         }
-        let admin = AdminAPI(config: config, revocations: revocations, store: store,
+        let settings = ReloadableAdminSettings(AdminSettings(config))
+        let admin = AdminAPI(config: config, settings: settings, revocations: revocations, store: store,
                              tracker: PropagationTracker(store: store, view: view), view: view, audit: audit, fetcher: fetcher,
                              publisher: publisher, authorizationServer: authorizationServer, metrics: metrics, logger: logger)
         if !config.adminListen.isLoopback {
             logger.warning("the admin API listens beyond loopback; every call still needs a bearer token",
                            metadata: ["admin_listen": "\(config.adminListen)"])
         }
-        let publicTLS = try config.tls.map { TLSContextBox(try $0.makeListenerTLS()) }
-        let adminTLS = try config.adminTLS.map { TLSContextBox(try $0.makeListenerTLS()) }
+        let listenerTLS = try ControlReloader.listenerTLS(config)
+        let publicTLS = listenerTLS.public.map(TLSContextBox.init)
+        let adminTLS = listenerTLS.admin.map(TLSContextBox.init)
         let adminApp = Application(
             router: admin.router(),
             server: .http1(tls: adminTLS),
@@ -123,7 +127,8 @@ public final class ControlNode: Service, Sendable {
         logger.info("control plane starting", metadata: [
             "node": "\(config.nodeID)", "issuers": "\(config.issuers.count)", "admin_tokens": "\(config.adminCredentials.count)",
         ])
-        let reloader = CertificateReloader(listeners: [(config.tls, publicTLS), (config.adminTLS, adminTLS)], logger: logger)
+        let reloader = ControlReloader(running: config, publicTLS: publicTLS, adminTLS: adminTLS, settings: settings,
+                                       reloads: ConfigReloads(registry: registry, logger: logger))
         let services = ServiceGroup(configuration: .init(
             services: [.init(service: chores), .init(service: publicApp), .init(service: adminApp), .init(service: reloader)],
             logger: logger))

@@ -1,13 +1,11 @@
 import PortcullisCluster
 import Synchronization
 
-/// What every connection of a node shares: the route table in force, the authenticator, the
-/// rate limiter, metrics and the access log. Only the route table changes (on SIGHUP).
+/// What every connection of a node shares: the route table in force (with the authenticator),
+/// the rate limiter, metrics and the access log. Only the route table changes (on SIGHUP).
 final class GatewayContext: Sendable {
     let metrics: GatewayMetrics
-    let authenticator: Authenticator?
     let rateLimiter: any RateLimiting
-    let realm: String
     let accessLog: AccessLog?
     /// Metrics for requests that matched no route (404, 405, 400).
     let unmatchedRoute: RouteMetrics
@@ -18,16 +16,14 @@ final class GatewayContext: Sendable {
     private let table: Mutex<(version: UInt64, routes: RouteTable)>
     private let tableVersion = Atomic<UInt64>(0)
 
-    init(routes: RouteTable, metrics: GatewayMetrics, authenticator: Authenticator?, rateLimiter: any RateLimiting,
-         realm: String, accessLog: AccessLog?, leeway: [String: Int] = [:]) {
+    init(routes: RouteTable, metrics: GatewayMetrics, revocation: (any RevocationCheck)?, rateLimiter: any RateLimiting,
+         accessLog: AccessLog?, leeway: [String: Int] = [:]) {
         self.table = Mutex((0, routes))
         self.metrics = metrics
-        self.authenticator = authenticator
         self.rateLimiter = rateLimiter
-        self.realm = realm
         self.accessLog = accessLog
         self.unmatchedRoute = metrics.route("_unmatched")
-        self.sessions = LiveSessions(revocation: authenticator?.revocation, leeway: leeway, registry: metrics.registry)
+        self.sessions = LiveSessions(revocation: revocation, leeway: leeway, registry: metrics.registry)
     }
 
     /// The routes in force, for rare readers (a scrape of `/metrics`).

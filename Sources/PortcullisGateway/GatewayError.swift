@@ -4,6 +4,15 @@ public enum GatewayError: Error, CustomStringConvertible {
     case bind(String)
     case keys(String)
 
+    /// True for a file the configuration names that cannot be used (a certificate, a key set):
+    /// the configuration's fault, like a parse error, rather than the machine's.
+    public var isConfiguration: Bool {
+        switch self {
+        case .tls, .keys: true
+        case .bind: false
+        }
+    }
+
     public var description: String {
         switch self {
         case .tls(let why): "TLS: \(why)"

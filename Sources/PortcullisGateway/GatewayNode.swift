@@ -15,10 +15,9 @@ import Synchronization
 
 /// One gateway node: the public listener, the admin listener, key sets, and (when configured) its
 /// link to the cluster. Run it as a swift-service-lifecycle `Service`: SIGTERM stops accepting,
-/// drains in-flight requests up to `limits.drain_timeout` and returns; SIGHUP reloads routes,
-/// the listener certificate and `jwks_file` key sets without dropping connections.
+/// drains in-flight requests up to `limits.drain_timeout` and returns; SIGHUP reloads the
+/// configuration file whole, or not at all (``GatewayReloader``), without dropping connections.
 public final class GatewayNode: Service, Sendable {
-    private let configFile: String
     private let initialConfig: GatewayConfig
     private let logger: Logger
     private let registry: PrometheusCollectorRegistry
@@ -26,10 +25,9 @@ public final class GatewayNode: Service, Sendable {
     private let boundAddresses = Mutex<(public: SocketAddress?, admin: SocketAddress?)>((nil, nil))
 
     /// - Parameters:
-    ///   - config: the parsed configuration; `configFile` is re-read on SIGHUP.
+    ///   - config: the parsed configuration; its `file` is re-read on SIGHUP.
     ///   - registry: where metrics go; `/metrics` serves it.
     public init(config: GatewayConfig, registry: PrometheusCollectorRegistry, logger: Logger) {
-        self.configFile = config.file
         self.initialConfig = config
         self.registry = registry
         self.logger = logger
@@ -55,9 +53,17 @@ public final class GatewayNode: Service, Sendable {
 
     private func serve(config: GatewayConfig, group: MultiThreadedEventLoopGroup, httpClient: HTTPClient) async throws {
 
+        // Everything from the file that can fail, before any port is bound.
+        let metrics = GatewayMetrics(registry: registry)
+        let prepared = try await PreparedConfiguration.build(config, running: nil, offerHTTP2: config.http2.enabled, metrics: metrics,
+                                                             httpClient: httpClient)
+        let reloads = ConfigReloads(registry: registry, logger: logger)
+
         // Keys, the cluster link, and the verifier.
         let keys = KeySetStore()
-        let loader = KeySetLoader(issuers: config.issuers, store: keys, httpClient: httpClient, logger: logger)
+        for set in prepared.localKeySets {
+            keys.replace(issuerName: set.issuerName, keySet: set.keySet, version: set.version)
+        }
         let agent: ClusterAgent?
         if let cluster = config.cluster {
             agent = try ClusterAgent(
@@ -68,36 +74,24 @@ public final class GatewayNode: Service, Sendable {
         } else {
             agent = nil
         }
-        var authenticator: Authenticator?
         let cache = !config.issuers.isEmpty && config.tokenCacheCapacity > 0 ? VerifiedTokenCache(capacity: config.tokenCacheCapacity) : nil
-        if !config.issuers.isEmpty {
-            let verifier = JWTVerifier(issuers: config.issuers, keys: keys, cache: cache, onUnknownKeyID: { issuer, kid in
-                // With a live control plane, it is the cluster's one fetcher; otherwise fetch ourselves.
-                if let agent, agent.hasControlPlane {
-                    agent.requestKeyRefetch(issuerName: issuer, kid: kid)
-                } else {
-                    loader.requestRefetch(issuerName: issuer, kid: kid)
-                }
-            })
-            authenticator = Authenticator(verifier: verifier, revocation: agent?.revocations)
-        }
+        let (authenticator, loader) = GatewayReloader.authentication(issuers: config.issuers, keys: keys, cache: cache, agent: agent,
+                                                                     httpClient: httpClient, logger: logger)
         do {
             try await loader.loadInitial()
         } catch {
             throw GatewayError.keys("\(error)")
         }
 
-        let metrics = GatewayMetrics(registry: registry)
-        let routes = try RouteTable(config: config, metrics: metrics)
         let context = GatewayContext(
-            routes: routes, metrics: metrics, authenticator: authenticator, rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
-            realm: config.realm,
+            routes: prepared.routes.checking(with: authenticator), metrics: metrics, revocation: agent?.revocations,
+            rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
             accessLog: config.accessLog.enabled ? AccessLog() : nil,
             leeway: Dictionary(config.issuers.map { ($0.name, $0.leewaySeconds) }, uniquingKeysWith: { first, _ in first }))
         agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits, http2: config.http2,
-                                             tls: try Self.makeTLSContext(config.tls, offerHTTP2: config.http2.enabled), logger: logger,
+                                             tls: prepared.tls, logger: logger,
                                              clientAddress: config.clientAddress)
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
         let scrapeTime = ScrapeTimeMetrics(registry: registry, keys: keys, cache: cache)
@@ -135,14 +129,16 @@ public final class GatewayNode: Service, Sendable {
             "routes": "\(config.routes.count)", "issuers": "\(config.issuers.count)", "event_loops": "\(config.eventLoops)",
         ])
 
+        let reloader = GatewayReloader(running: config, context: context, server: server, keys: keys, cache: cache, agent: agent,
+                                       httpClient: httpClient, metrics: metrics, reloads: reloads, logger: logger)
+        reloader.start(loader: loader)
         await withTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { await loader.run() }
             if let agent {
                 tasks.addTask { await agent.run() }
             }
-            tasks.addTask { [self] in
+            tasks.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                    await reload(context: context, server: server, loader: loader, metrics: metrics)
+                    await reloader.reload()
                 }
             }
             // Runs until SIGTERM/SIGINT (the service group's graceful shutdown) or cancellation.
@@ -153,24 +149,18 @@ public final class GatewayNode: Service, Sendable {
             logger.info("drained", metadata: ["complete": "\(drained)"])
             tasks.cancelAll()
         }
+        reloader.stop()
         await server.closeIdlePools()
         await admin.stop()
     }
 
-    /// SIGHUP: new routes, certificate and key files; a broken file keeps the old state and is logged.
-    private func reload(context: GatewayContext, server: GatewayServer, loader: KeySetLoader, metrics: GatewayMetrics) async {
-        do {
-            let config = try GatewayConfig.load(file: configFile)
-            let routes = try RouteTable(config: config, metrics: metrics)
-            // `http2:` is read at start only: the listener's pipeline is built from it.
-            let tls = try Self.makeTLSContext(config.tls, offerHTTP2: server.offersHTTP2)
-            context.replaceRoutes(routes)
-            server.replaceTLS(tls)
-            try await loader.reload()
-            logger.info("configuration reloaded", metadata: ["routes": "\(config.routes.count)"])
-        } catch {
-            logger.error("reload failed; keeping the previous configuration", metadata: ["error": "\(error)"])
-        }
+    /// `--check`: builds everything start-up builds from `config` — certificates, key files,
+    /// configured secrets, routes and their upstream TLS — short of binding ports, connecting to
+    /// Redis and fetching remote key sets. Throws what start-up would.
+    public static func check(_ config: GatewayConfig) async throws {
+        _ = try await PreparedConfiguration.build(config, running: nil, offerHTTP2: config.http2.enabled,
+                                                  metrics: GatewayMetrics(registry: PrometheusCollectorRegistry()),
+                                                  httpClient: JWKSDownloader.sharedHTTPClient)
     }
 
     /// `offerHTTP2`: ALPN offers `h2` before `http/1.1`.

@@ -98,3 +98,59 @@ struct HashPasswordTests {
         #expect(empty.stderr.contains("no password"), "\(empty.stderr)")
     }
 }
+
+/// `--check` does what start-up does short of binding ports and connecting (docs/operations.md,
+/// "Exit status"): files the configuration names are loaded, and a problem exits 2 naming the key.
+@Suite("--check loads what start-up loads")
+struct CheckCLITests {
+    static let route = "routes: [{name: r, path_prefix: /, upstream: {targets: [127.0.0.1:2]}}]"
+
+    @Test("gateway --check: a missing certificate, a missing jwks_file or a bad Redis URL exits 2 naming the key; start-up says the same", arguments: [
+        ("tls: {certificate_chain: missing.pem, private_key: missing.key}", "tls"),
+        ("issuers: [{name: i, issuer: https://i.test, audiences: [a], algorithms: [ES256], jwks_file: missing.json}]", "issuers[0].jwks_file"),
+        ("cluster: {redis: 'http://127.0.0.1:6379', secret: c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA}", "cluster.redis"),
+    ])
+    func gatewayCheck(_ section: String, _ key: String) throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-check")
+        let file = directory + "/gateway.yaml"
+        try "listen: 127.0.0.1:\(try FreePort.allocate())\nadmin_listen: 127.0.0.1:\(try FreePort.allocate())\n\(section)\n\(Self.route)\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let check = try runCommand(PortcullisBinary.path, ["gateway", "--config", file, "--check"])
+        #expect(check.status == 2, "\(check.stdout)\(check.stderr)")
+        #expect(check.stderr.contains("gateway.yaml"), "\(check.stderr)")
+        #expect(check.stderr.contains(" \(key):"), "\(check.stderr)")
+        #expect(!check.stdout.contains("configuration OK"))
+        let start = try runCommand(PortcullisBinary.path, ["gateway", "--config", file])
+        #expect(start.status == 2, "\(start.stdout)\(start.stderr)")
+        #expect((start.stdout + start.stderr).contains(key))
+    }
+
+    @Test("control --check: a certificate that cannot be read exits 2 naming admin_tls")
+    func controlCheck() throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-check")
+        let file = directory + "/control.yaml"
+        try """
+        cluster: {redis: 'redis://127.0.0.1:1', secret: c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA}
+        admin_tokens: [{name: ops, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}]
+        admin_tls: {certificate_chain: missing.pem, private_key: missing.key}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let check = try runCommand(PortcullisBinary.path, ["control", "--config", file, "--check"])
+        #expect(check.status == 2, "\(check.stdout)\(check.stderr)")
+        #expect(check.stderr.range(of: #"control\.yaml(:\d+:\d+)?: admin_tls:"#, options: .regularExpression) != nil, "\(check.stderr)")
+        #expect(check.stderr.contains("missing.pem"), "\(check.stderr)")
+    }
+
+    @Test("exit status 1: a gateway whose configuration loads but whose port is taken")
+    func portTaken() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-check")
+        let file = directory + "/gateway.yaml"
+        let taken = try await TestUpstream.start()
+        defer { Task { await taken.stop() } }
+        try "listen: \(taken.address)\nadmin_listen: 127.0.0.1:\(try FreePort.allocate())\n\(Self.route)\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try runCommand(PortcullisBinary.path, ["gateway", "--config", file, "--check"]).status == 0)
+        let start = try runCommand(PortcullisBinary.path, ["gateway", "--config", file])
+        #expect(start.status == 1, "\(start.stdout)\(start.stderr)")
+        #expect((start.stdout + start.stderr).contains("cannot listen"))
+    }
+}

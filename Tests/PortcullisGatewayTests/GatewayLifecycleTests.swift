@@ -261,9 +261,11 @@ struct GatewayLifecycleTests {
         let client = try gateway.client()
         #expect(try client.request("GET", "/old").status == 200)
 
+        // `event_loops` is read at start only: a file that changed it would not reload.
         let newConfig = """
         listen: 127.0.0.1:\(gateway.port)
         admin_listen: 127.0.0.1:\(gateway.adminPort)
+        event_loops: 1
         routes:
           - name: only-new
             path_prefix: /new

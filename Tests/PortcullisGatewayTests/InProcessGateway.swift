@@ -30,9 +30,8 @@ struct InProcessGateway {
         let keys = KeySetStore()
         keys.replace(issuerName: "test", keySet: try JWKSet.parse(Array(issuer.jwks.utf8), issuer: config.issuers[0], logger: nil), version: nil)
         let metrics = GatewayMetrics(registry: PrometheusCollectorRegistry())
-        table = try RouteTable(config: config, metrics: metrics)
         let authenticator = Authenticator(verifier: JWTVerifier(issuers: config.issuers, keys: keys, cache: nil), revocation: revocations)
-        context = GatewayContext(routes: table, metrics: metrics, authenticator: authenticator, rateLimiter: LocalRateLimiter(),
-                                 realm: config.realm, accessLog: nil)
+        table = try RouteTable(config: config, metrics: metrics, authenticator: authenticator)
+        context = GatewayContext(routes: table, metrics: metrics, revocation: revocations, rateLimiter: LocalRateLimiter(), accessLog: nil)
     }
 }

@@ -96,7 +96,8 @@ extension AdminAPI {
         // by how much of it still overlaps (the same estimate the gateways enforce). Policies not
         // in this control plane's config have an unknown window length: their newest window counts.
         let nowNanos = UInt64(Date().timeIntervalSince1970 * 1e9)
-        let configured = Dictionary(uniqueKeysWithValues: config.rateLimitPolicies.map { ($0.name, $0) })
+        let policiesInForce = settings.current.rateLimitPolicies
+        let configured = Dictionary(uniqueKeysWithValues: policiesInForce.map { ($0.name, $0) })
         var currentWindow: [String: UInt64] = [:]
         var previousWeight: [String: Double] = [:]
         for counter in parsed {
@@ -120,7 +121,7 @@ extension AdminAPI {
             estimates[counter.policy, default: [:]][counter.key, default: 0] += Double(value) * weight
         }
         let byPolicy = estimates.mapValues { keys in keys.map { (key: $0.key, count: Int64($0.value.rounded())) } }
-        var policies: [JSONValue] = config.rateLimitPolicies.map { policy in
+        var policies: [JSONValue] = policiesInForce.map { policy in
             [
                 "name": .string(policy.name), "key": .string(policy.key.description), "limit": .integer(Int64(policy.limit)),
                 "window_seconds": .number(policy.window.seconds),

@@ -9,7 +9,7 @@ extension AdminAPI {
         router.post("/v1/revocations") { request, context in
             var target = "(invalid request)"
             return try await audited("revocation.create", target: target, context: context) {
-                let wait = try QueryInput.wait(request, max: config.maxWait)
+                let wait = try QueryInput.wait(request, max: settings.current.maxWait)
                 let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
                 let input = try await RevocationInput.parse(RequestInput.jsonObject(request), now: nowMillis / 1000, nowMillis: nowMillis,
                                                             maxTokenLifetime: revocations.maxTokenLifetime)
@@ -26,7 +26,7 @@ extension AdminAPI {
         router.post("/v1/revocations/batch") { request, context in
             var target = "(invalid request)"
             return try await audited("revocation.batch", target: target, context: context) {
-                let wait = try QueryInput.wait(request, max: config.maxWait)
+                let wait = try QueryInput.wait(request, max: settings.current.maxWait)
                 let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
                 var body = JSONFields(try await RequestInput.jsonObject(request, maxBytes: Self.maxBatchBodyBytes))
                 guard let items = body.raw("revocations")?.arrayValue else {
@@ -95,7 +95,7 @@ extension AdminAPI {
 
         router.get("/v1/revocations/:id") { request, context in
             let id = try context.parameters.require("id")
-            let wait = try QueryInput.wait(request, max: config.maxWait)
+            let wait = try QueryInput.wait(request, max: settings.current.maxWait)
             guard let event = try await confirmed({ try await store.get(id: id) }) else {
                 throw APIError.notFound("no revocation '\(id)' (unknown, or expired and pruned)")
             }

@@ -10,6 +10,9 @@ import Prometheus
 /// `/metrics`.
 struct AdminAPI: Sendable {
     let config: ControlConfig
+    /// What a reload may change (credentials, `max_wait`, `rate_limits`); `config` is the file
+    /// as the node started with it.
+    let settings: ReloadableAdminSettings
     let revocations: RevocationService
     let store: RevocationStore
     let tracker: PropagationTracker
@@ -23,7 +26,7 @@ struct AdminAPI: Sendable {
 
     func router() -> Router<ControlRequestContext> {
         let router = Router(context: ControlRequestContext.self)
-        router.add(middleware: AdminMiddleware(authenticator: AdminAuthenticator(credentials: config.adminCredentials), mode: config.adminAuth, metrics: metrics, audit: audit,
+        router.add(middleware: AdminMiddleware(settings: settings, metrics: metrics, audit: audit,
                                                failureAudit: AuditFailureLimiter()))
         router.get("/healthz") { _, _ in Response.text("ok\n") }
         router.get("/metrics") { [registry = metrics.registry] _, _ in

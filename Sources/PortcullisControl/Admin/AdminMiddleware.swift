@@ -8,8 +8,8 @@ import Hummingbird
 struct AdminMiddleware: RouterMiddleware {
     typealias Context = ControlRequestContext
 
-    let authenticator: AdminAuthenticator
-    let mode: AdminAuthMode
+    /// Credentials and `admin_auth`, read once per call (a reload replaces them).
+    let settings: ReloadableAdminSettings
     let metrics: ControlMetrics
     let audit: AuditLog
     let failureAudit: AuditFailureLimiter
@@ -19,6 +19,8 @@ struct AdminMiddleware: RouterMiddleware {
         var context = context
         let response: Response
         if !Self.openPaths.contains(request.uri.path) {
+            let settings = settings.current
+            let mode = settings.mode, authenticator = settings.authenticator
             let header = request.headers[.authorization]
             let subject = mode.acceptsCertificates ? await context.verifiedClientCertificateSubject() : nil
             let token = mode == .certificate ? nil : authenticator.authenticate(authorization: header)

@@ -27,6 +27,15 @@ public struct ControlConfig: Sendable {
     public var adminTLS: ControlTLSConfig?
     /// What an admin call must present (`admin_auth:`).
     public var adminAuth: AdminAuthMode
+    /// The settings a reload cannot change, as written in `file` (docs/configuration.md).
+    public let startOnly: StartOnlySettings
+
+    /// Read only at start: the listeners (and whether they speak TLS), the cluster link, the
+    /// issuers the key-set chores fetch, and the authorization server.
+    static let startOnlyKeys: [StartOnlySettings.Key] = [
+        .value("node_id"), .value("listen"), .value("admin_listen"), .value("cluster"), .value("issuers"),
+        .value("authorization_server"), .presence("tls"), .presence("admin_tls"),
+    ]
 
     /// Reads and validates `file`; every error names the file, line and key.
     public static func load(file: String) throws -> ControlConfig {
@@ -37,6 +46,7 @@ public struct ControlConfig: Sendable {
 
     init(node: ConfigNode, file: String, baseDirectory: String) throws {
         self.file = file
+        startOnly = StartOnlySettings(root: node, keys: Self.startOnlyKeys)
         var map = try node.mapping()
         nodeID = try map.optional("node_id")?.nonEmptyString() ?? "control-" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "1")
         listen = try map.optional("listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9000)

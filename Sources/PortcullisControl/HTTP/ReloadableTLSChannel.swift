@@ -3,7 +3,6 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOSSL
-import Synchronization
 
 /// What a listener's new connections get: its TLS context and, on a public listener with
 /// `self_signed_tls_client_auth` clients, the verifier that replaces the handshake's own
@@ -23,19 +22,7 @@ struct ListenerTLS: Sendable {
 
 /// The TLS setup a listener hands to new connections, replaced on SIGHUP; connections already
 /// open keep the one they started with.
-final class TLSContextBox: Sendable {
-    private let tls: Mutex<ListenerTLS>
-
-    init(_ tls: ListenerTLS) {
-        self.tls = Mutex(tls)
-    }
-
-    var current: ListenerTLS { tls.withLock { $0 } }
-
-    func replace(_ new: ListenerTLS) {
-        tls.withLock { $0 = new }
-    }
-}
+typealias TLSContextBox = Reloadable<ListenerTLS>
 
 /// TLS in front of Hummingbird's HTTP/1.1 channel. Written here rather than taken from
 /// HummingbirdTLS because its `TLSChannel` fixes the context when the server starts, and

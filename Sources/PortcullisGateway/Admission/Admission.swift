@@ -92,7 +92,7 @@ struct Admission {
 
         var identity: VerifiedToken?
         if let policy = route.jwtAuth {
-            guard let authenticator = gateway.authenticator else {
+            guard let authenticator = table.authenticator else {
                 // Unreachable with a validated config (jwt routes require issuers); fail closed.
                 return .refused(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured").adding(cors),
                                 metrics: route.metrics)
@@ -106,7 +106,7 @@ struct Admission {
             case .failure(let failure):
                 log.reason = failure.reason
                 route.metrics.authRejected(failure.reason, client: failure.client)
-                return .refused(ErrorResponse(failure, realm: gateway.realm).adding(cors), metrics: route.metrics)
+                return .refused(ErrorResponse(failure, realm: table.realm).adding(cors), metrics: route.metrics)
             }
         }
 

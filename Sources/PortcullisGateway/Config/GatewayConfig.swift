@@ -46,6 +46,15 @@ public struct GatewayConfig: Sendable {
     public var cluster: ClusterConfig?
     /// The file this was read from; relative paths in it resolve against its folder.
     public var file: String
+    /// The settings a reload cannot change, as written in `file` (docs/configuration.md, "Signals").
+    public let startOnly: StartOnlySettings
+
+    /// The top-level keys read only at start: the listeners and their pipelines, threads, the
+    /// cluster link, the node's identity and the caches sized at start.
+    static let startOnlyKeys: [StartOnlySettings.Key] = [
+        .value("node_id"), .value("listen"), .value("admin_listen"), .value("event_loops"), .value("limits"), .value("http2"),
+        .value("proxy_protocol"), .value("access_log"), .value("token_cache"), .value("cluster"), .presence("tls"),
+    ]
 
     /// Reads and validates a gateway configuration file.
     public static func load(file: String) throws -> GatewayConfig {
@@ -61,6 +70,7 @@ public struct GatewayConfig: Sendable {
         let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
         var map = try root.mapping()
         self.file = file
+        self.startOnly = StartOnlySettings(root: root, keys: Self.startOnlyKeys)
         self.configuredNodeID = try map.optional("node_id")?.nonEmptyString()
         self.listen = try HostPort(node: map.required("listen"))
         self.tls = try map.optional("tls").map { try ListenerTLSConfig(node: $0, baseDirectory: baseDirectory) }

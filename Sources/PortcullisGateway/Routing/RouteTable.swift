@@ -44,7 +44,7 @@ final class CompiledRoute: Sendable {
             do {
                 tlsContext = try NIOSSLContext(configuration: configuration)
             } catch {
-                throw GatewayError.tls("route '\(config.name)': cannot set up upstream TLS: \(error)")
+                throw GatewayError.tls("route '\(config.name)': upstream.tls\(tls.caFile.map { " (ca_file \($0))" } ?? ""): cannot set up upstream TLS: \(error)")
             }
         }
         self.upstream = UpstreamSettings(
@@ -69,20 +69,42 @@ final class CompiledRoute: Sendable {
     }
 }
 
-/// The routes in force and the request policy they are matched under. Replaced as a whole on
-/// SIGHUP; requests already routed keep their route.
+/// Everything a request reads from the configuration: the routes, the request policy they are
+/// matched under, and the authenticator (issuers, audiences, algorithms) their tokens are checked
+/// by. Replaced as a whole on SIGHUP, so a request sees one configuration from start to end;
+/// requests already routed keep their route.
 final class RouteTable: Sendable {
     let routes: [CompiledRoute]
     let router: Router
     let request: RequestPolicy
+    /// Checks the tokens of `jwt` routes; nil without issuers (the config then has no such route).
+    let authenticator: Authenticator?
+    /// `realm` in `WWW-Authenticate` challenges.
+    let realm: String
 
-    init(config: GatewayConfig, metrics: GatewayMetrics) throws {
+    init(config: GatewayConfig, metrics: GatewayMetrics, authenticator: Authenticator? = nil) throws {
         routes = try config.routes.map {
             try CompiledRoute(config: $0, policies: config.rateLimitPolicies, identityHeaders: config.identityHeaders,
                               underscores: config.http.headersWithUnderscores, metrics: metrics)
         }
         router = Router(routes: routes, caseSensitive: config.http.path.caseSensitive)
         request = config.http
+        self.authenticator = authenticator
+        realm = config.realm
+    }
+
+    private init(routes: [CompiledRoute], router: Router, request: RequestPolicy, authenticator: Authenticator?, realm: String) {
+        self.routes = routes
+        self.router = router
+        self.request = request
+        self.authenticator = authenticator
+        self.realm = realm
+    }
+
+    /// The same routes checked by `authenticator` (built once the reload can no longer fail: a
+    /// verifier registers its issuers with the key store for readiness).
+    func checking(with authenticator: Authenticator?) -> RouteTable {
+        RouteTable(routes: routes, router: router, request: request, authenticator: authenticator, realm: realm)
     }
 
     /// Sets each route's ejected-targets gauge to the count at `now` (before a scrape).

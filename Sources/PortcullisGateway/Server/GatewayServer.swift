@@ -17,23 +17,22 @@ final class GatewayServer: Sendable {
     private let limits: ServerLimits
     private let http2: HTTP2Config
     private let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
-    private let tls: Mutex<NIOSSLContext?>
+    /// What a new connection is set up with; replaced on SIGHUP (open connections keep theirs).
+    private let listener: Mutex<(tls: NIOSSLContext?, trustedProxies: TrustedProxies?)>
     private let openConnections = Atomic<Int>(0)
     private let quiesce: ServerQuiescingHelper
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
     private let logger: Logger
-    private let trustedProxies: TrustedProxies?
     private let proxyProtocol: Bool
 
     init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, http2: HTTP2Config, tls: NIOSSLContext?,
          logger: Logger, clientAddress: ClientAddressConfig = ClientAddressConfig()) async throws {
         self.group = group
-        self.trustedProxies = TrustedProxies(clientAddress)
         self.proxyProtocol = clientAddress.proxyProtocol
         self.context = context
         self.limits = limits
         self.http2 = http2
-        self.tls = Mutex(tls)
+        self.listener = Mutex((tls, TrustedProxies(clientAddress)))
         self.logger = logger
         self.quiesce = ServerQuiescingHelper(group: group)
         var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
@@ -95,7 +94,7 @@ final class GatewayServer: Sendable {
     /// TLS, timeouts and the protocol's handlers (HTTP/1.1 or HTTP/2), for a client at `clientAddress`.
     private func addHTTPHandlers(_ channel: any Channel, clientAddress: String?) throws {
         let sync = channel.pipeline.syncOperations
-        let tlsContext = tls.withLock { $0 }
+        let (tlsContext, trustedProxies) = listener.withLock { $0 }
         if let tlsContext {
             try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
         }
@@ -167,9 +166,10 @@ final class GatewayServer: Sendable {
     /// Whether the listener speaks HTTP/2 (`http2.enabled`, read at start).
     var offersHTTP2: Bool { http2.enabled }
 
-    /// Swaps the certificate for new connections (SIGHUP); open connections keep theirs.
-    func replaceTLS(_ context: NIOSSLContext?) {
-        tls.withLock { $0 = context }
+    /// Swaps the certificate and the trusted proxies for new connections (SIGHUP); open
+    /// connections keep theirs. (Whether the listener speaks TLS at all is read at start.)
+    func replaceListener(tls: NIOSSLContext?, trustedProxies: TrustedProxies?) {
+        listener.withLock { $0 = (tls, trustedProxies) }
     }
 
     var connectionCount: Int { openConnections.load(ordering: .relaxed) }

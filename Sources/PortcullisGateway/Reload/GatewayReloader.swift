@@ -1,0 +1,109 @@
+import AsyncHTTPClient
+import Logging
+import PortcullisCluster
+import PortcullisJOSE
+import PortcullisObservability
+import Synchronization
+
+/// Puts configurations in force, at start and on SIGHUP, all or nothing: a new file is first
+/// built whole (``PreparedConfiguration``: parsed, start-only settings unchanged, certificates,
+/// key files and routes loaded); only then are its key sets installed and the route table (with
+/// its authenticator), the listener's certificate and trusted proxies, and the key-set loader
+/// swapped in — steps that cannot fail. A reload that fails anywhere before changes nothing and
+/// is logged with the file, line and key, and counted (``ConfigReloads``).
+final class GatewayReloader: Sendable {
+    private let running: Mutex<GatewayConfig>
+    private let context: GatewayContext
+    private let server: GatewayServer
+    private let keys: KeySetStore
+    private let cache: VerifiedTokenCache?
+    private let agent: ClusterAgent?
+    private let httpClient: HTTPClient
+    private let metrics: GatewayMetrics
+    private let loaders = KeySetLoaderRunner()
+    private let reloads: ConfigReloads
+    private let logger: Logger
+
+    init(running: GatewayConfig, context: GatewayContext, server: GatewayServer, keys: KeySetStore, cache: VerifiedTokenCache?,
+         agent: ClusterAgent?, httpClient: HTTPClient, metrics: GatewayMetrics, reloads: ConfigReloads, logger: Logger) {
+        self.running = Mutex(running)
+        self.context = context
+        self.server = server
+        self.keys = keys
+        self.cache = cache
+        self.agent = agent
+        self.httpClient = httpClient
+        self.metrics = metrics
+        self.reloads = reloads
+        self.logger = logger
+    }
+
+    /// The authenticator and key-set loader for `issuers`, over the node's key store. Building a
+    /// verifier registers its issuers for readiness, so this runs only for a configuration
+    /// that goes in force.
+    static func authentication(issuers: [IssuerConfig], keys: KeySetStore, cache: VerifiedTokenCache?, agent: ClusterAgent?,
+                               httpClient: HTTPClient, logger: Logger) -> (Authenticator?, KeySetLoader) {
+        let loader = KeySetLoader(issuers: issuers, store: keys, httpClient: httpClient, logger: logger)
+        guard !issuers.isEmpty else { return (nil, loader) }
+        let verifier = JWTVerifier(issuers: issuers, keys: keys, cache: cache, onUnknownKeyID: { issuer, kid in
+            // With a live control plane, it is the cluster's one fetcher; otherwise fetch ourselves.
+            if let agent, agent.hasControlPlane {
+                agent.requestKeyRefetch(issuerName: issuer, kid: kid)
+            } else {
+                loader.requestRefetch(issuerName: issuer, kid: kid)
+            }
+        })
+        return (Authenticator(verifier: verifier, revocation: agent?.revocations), loader)
+    }
+
+    /// Starts the refresh loop of the key-set loader built at start.
+    func start(loader: KeySetLoader) {
+        loaders.start(loader)
+    }
+
+    /// SIGHUP: reads the file the node was started with and puts it in force whole, or not at all.
+    func reload() async {
+        let current = running.withLock { $0 }
+        let prepared: PreparedConfiguration
+        do {
+            var config = try GatewayConfig.load(file: current.file)
+            // `--node-id` and the other overrides stay; the file may not change them (start-only).
+            config.configuredNodeID = current.configuredNodeID
+            config.listen = current.listen
+            config.adminListen = current.adminListen
+            prepared = try await PreparedConfiguration.build(config, running: current, offerHTTP2: server.offersHTTP2,
+                                                             metrics: metrics, httpClient: httpClient)
+        } catch {
+            reloads.failed(file: current.file, error: error)
+            return
+        }
+        await commit(prepared)
+        reloads.succeeded(file: current.file, summary: [
+            "routes": "\(prepared.config.routes.count)", "issuers": "\(prepared.config.issuers.count)",
+        ])
+    }
+
+    /// Puts a prepared configuration in force; nothing here can fail.
+    private func commit(_ prepared: PreparedConfiguration) async {
+        for set in prepared.localKeySets {
+            keys.replace(issuerName: set.issuerName, keySet: set.keySet, version: set.version)
+        }
+        let (authenticator, loader) = Self.authentication(issuers: prepared.config.issuers, keys: keys, cache: cache, agent: agent,
+                                                          httpClient: httpClient, logger: logger)
+        // Fetches remote key sets once before the new routes take requests; a failure is logged
+        // and retried by the loader, as at start.
+        do {
+            try await loader.loadInitial()
+        } catch {
+            logger.warning("key files changed while reloading; the sets read first stay", metadata: ["error": "\(error)"])
+        }
+        context.replaceRoutes(prepared.routes.checking(with: authenticator))
+        server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
+        loaders.start(loader)
+        running.withLock { $0 = prepared.config }
+    }
+
+    func stop() {
+        loaders.stop()
+    }
+}

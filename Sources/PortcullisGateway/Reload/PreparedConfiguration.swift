@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import NIOSSL
+import PortcullisCluster
+import PortcullisConfig
+import PortcullisJOSE
+
+/// A configuration file turned into everything the gateway runs from it — compiled routes and
+/// their policies, the listener's certificate and trusted proxies, the issuers and the key sets
+/// read from files or configured secrets — with every step that can fail already done, and
+/// nothing yet changed in the running node. Start-up, SIGHUP and `--check` all build one; a
+/// reload puts it in force only when it was built whole (``GatewayReloader``).
+struct PreparedConfiguration: Sendable {
+    /// One issuer's key set as read, to be installed when the configuration goes in force.
+    struct KeySet: Sendable {
+        let issuerName: String
+        let keySet: JWKSet
+        let version: String?
+    }
+
+    let config: GatewayConfig
+    /// The routes without their authenticator, which is built at commit time.
+    let routes: RouteTable
+    let tls: NIOSSLContext?
+    let trustedProxies: TrustedProxies?
+    /// `jwks_file` and configured-secret (HMAC) issuers' sets.
+    let localKeySets: [KeySet]
+
+    /// Builds everything from `config` that can fail, short of binding ports and connecting.
+    /// - Parameters:
+    ///   - running: the configuration in force, on a reload: settings read only at start must
+    ///     not differ from it.
+    ///   - offerHTTP2: whether the listener's ALPN offers `h2` (read at start).
+    static func build(_ config: GatewayConfig, running: GatewayConfig?, offerHTTP2: Bool, metrics: GatewayMetrics,
+                      httpClient: HTTPClient) async throws -> PreparedConfiguration {
+        if let running {
+            if let changes = running.startOnly.changes(to: config.startOnly) { throw changes }
+            if running.cluster != nil { try Self.checkClusterIssuers(config, running: running) }
+        }
+        let tls: NIOSSLContext?
+        do {
+            tls = try GatewayNode.makeTLSContext(config.tls, offerHTTP2: offerHTTP2)
+        } catch {
+            throw ConfigError(file: config.file, line: nil, column: nil, keyPath: "tls", message: "\(error)")
+        }
+        let routes = try RouteTable(config: config, metrics: metrics)
+        let downloader = JWKSDownloader(httpClient: httpClient, logger: nil)
+        var keySets: [KeySet] = []
+        for (index, issuer) in config.issuers.enumerated() {
+            switch issuer.keySource {
+            case .jwksFile(let path):
+                do {
+                    let document = try await downloader.download(issuer)
+                    keySets.append(KeySet(issuerName: issuer.name, keySet: document.keySet, version: document.version))
+                } catch {
+                    throw ConfigError(file: config.file, line: nil, column: nil, keyPath: "issuers[\(index)].jwks_file",
+                                      message: "issuer '\(issuer.name)': cannot load \(path): \(error.message)")
+                }
+            case .none where !issuer.hmacKeys.isEmpty:
+                keySets.append(KeySet(issuerName: issuer.name, keySet: JWKSet.configuredKeys(of: issuer), version: "config"))
+            default:
+                break
+            }
+        }
+        return PreparedConfiguration(config: config, routes: routes, tls: tls, trustedProxies: TrustedProxies(config.clientAddress),
+                                     localKeySets: keySets)
+    }
+
+    /// In a cluster, issuers whose keys come from Redis are subscribed to at start: a reload may
+    /// change their audiences, algorithms and leeway, not which they are.
+    private static func checkClusterIssuers(_ config: GatewayConfig, running: GatewayConfig) throws {
+        func fromCluster(_ issuers: [IssuerConfig]) -> [String] {
+            issuers.filter { if case .jwksFile = $0.keySource { false } else { true } }.map { "\($0.name) \($0.issuer)" }
+        }
+        let old = fromCluster(running.issuers), new = fromCluster(config.issuers)
+        guard Set(old) == Set(new) else {
+            let added = new.filter { !old.contains($0) }, removed = old.filter { !new.contains($0) }
+            throw ConfigError(file: config.file, line: nil, column: nil, keyPath: "issuers",
+                              message: "issuers whose keys come from the cluster changed (added: \(added.isEmpty ? "none" : added.joined(separator: ", ")); "
+                                  + "removed: \(removed.isEmpty ? "none" : removed.joined(separator: ", "))), but they are subscribed to at start: restart the node to apply it")
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import PortcullisJOSE
+import PortcullisTestSupport
+import Synchronization
+import Testing
+
+/// SIGHUP reloads the whole configuration file or nothing (docs/operations.md, "Reloading the
+/// configuration"), against real gateway processes.
+@Suite("gateway: configuration reload, all or nothing", .serialized)
+struct ConfigReloadTests {
+    static let secondIssuer = "https://second.test"
+
+    /// A gateway config: issuer `test` (TestIssuer's keys in jwks.json), route `/a` checking it and
+    /// stamping `X-Config: <stamp>` on responses, plus whatever `extra` adds (issuers entries go in
+    /// `extraIssuers`, routes in `extraRoutes`).
+    static func config(port: Int, adminPort: Int, upstream: String, stamp: String = "A", head: String = "",
+                       extraIssuers: String = "", extraRoutes: String = "") -> String {
+        """
+        listen: 127.0.0.1:\(port)
+        admin_listen: 127.0.0.1:\(adminPort)
+        event_loops: 1
+        \(head)
+        issuers:
+          - name: test
+            issuer: \(TestIssuer.issuer)
+            audiences: [\(TestIssuer.audience)]
+            algorithms: [ES256]
+            jwks_file: jwks.json
+        \(extraIssuers)
+        routes:
+          - name: a
+            path_prefix: /a
+            upstream: {targets: [\(upstream)]}
+            auth: {type: jwt}
+            response_headers: {set: {X-Config: \(stamp)}}
+        \(extraRoutes)
+        """
+    }
+
+    static func secondIssuerYAML(jwks: String = "jwks.json") -> String {
+        """
+          - name: second
+            issuer: \(secondIssuer)
+            audiences: [\(TestIssuer.audience)]
+            algorithms: [ES256]
+            jwks_file: \(jwks)
+        """
+    }
+
+    /// Route `/b`, for issuer `second` only.
+    static func routeB(_ upstream: String, tls: String = "") -> String {
+        """
+          - name: b
+            path_prefix: /b
+            upstream: {targets: [\(upstream)]\(tls)}
+            auth: {type: jwt, issuers: [second]}
+        """
+    }
+
+    static func start(_ issuer: TestIssuer, head: String = "") async throws -> (TestUpstream, GatewayProcess) {
+        let upstream = try await TestUpstream.start()
+        let gateway = try await GatewayProcess.start(extraFiles: ["jwks.json": issuer.jwks]) { port, admin, _ in
+            config(port: port, adminPort: admin, upstream: upstream.address, head: head)
+        }
+        return (upstream, gateway)
+    }
+
+    static func reloads(_ gateway: GatewayProcess, _ result: String) throws -> Double {
+        PrometheusText.sample(try gateway.metrics(), "portcullis_config_reloads_total{result=\"\(result)\"}") ?? -1
+    }
+
+    @Test("a reload that adds an issuer and a route makes the new issuer's tokens accepted on it")
+    func reloadAddsIssuer() async throws {
+        let issuer = try TestIssuer()
+        let (upstream, gateway) = try await Self.start(issuer)
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let second = try issuer.token(extra: ["iss": .string(Self.secondIssuer)])
+        let first = try issuer.token()
+        #expect(try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(first)")]).status == 200)
+        let before = try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(second)")])
+        #expect(before.status == 401)
+
+        try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address, extraIssuers: Self.secondIssuerYAML(),
+                        extraRoutes: Self.routeB(upstream.address))
+            .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await waitUntil { (try? Self.reloads(gateway, "success")) == 1 }
+        #expect(try gateway.request("GET", "/b/x", headers: [("Authorization", "Bearer \(second)")]).status == 200)
+        // The old route keeps its issuer; the new issuer is known now, but /a names no issuers, so it takes both.
+        #expect(try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(first)")]).status == 200)
+        #expect(try gateway.request("GET", "/b/x", headers: [("Authorization", "Bearer \(first)")]).status == 401)
+        #expect(gateway.process.output.contains("configuration reloaded"))
+    }
+
+    @Test("a bad reload changes nothing, names file, line and key, and is counted",
+          arguments: [
+            ("syntax", "gateway.yaml:"),
+            ("missing jwks_file", "issuers[1].jwks_file"),
+            ("start-only key", "http2"),
+            ("unreadable upstream CA", "missing-ca.pem"),
+          ])
+    func badReload(_ kind: String, _ named: String) async throws {
+        let issuer = try TestIssuer()
+        let (upstream, gateway) = try await Self.start(issuer)
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let token = try issuer.token()
+        let second = try issuer.token(extra: ["iss": .string(Self.secondIssuer)])
+        // Each bad file also adds issuer `second` and route /b and restamps /a: none of it may appear.
+        let secondIssuer = Self.secondIssuerYAML(jwks: kind == "missing jwks_file" ? "missing.json" : "jwks.json")
+        let routeB = Self.routeB(upstream.address, tls: kind == "unreadable upstream CA" ? ", tls: {ca_file: missing-ca.pem}" : "")
+        var text = Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address, stamp: "B",
+                               head: kind == "start-only key" ? "http2: {enabled: false}" : "", extraIssuers: secondIssuer, extraRoutes: routeB)
+        if kind == "syntax" { text += "\n  - {name: broken" }
+        try text.write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await waitUntil { (try? Self.reloads(gateway, "failure")) == 1 }
+        #expect(try Self.reloads(gateway, "success") == 0)
+        let old = try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(token)")])
+        #expect(old.status == 200)
+        #expect(old.header("X-Config") == "A")
+        #expect(try gateway.request("GET", "/b/x", headers: [("Authorization", "Bearer \(second)")]).status == 404)
+        #expect(try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(second)")]).status == 401)
+        let log = gateway.process.output
+        #expect(log.contains("reload failed"), "\(log)")
+        #expect(log.contains(named), "\(kind): \(log)")
+        if kind == "syntax" || kind == "start-only key" {
+            #expect(log.range(of: #"gateway\.yaml:\d+"#, options: .regularExpression) != nil, "file:line: \(log)")
+        }
+        #expect(!log.contains("configuration reloaded"))
+    }
+
+    @Test("reloads under load between two valid configurations fail no request on keep-alive connections")
+    func reloadUnderLoad() async throws {
+        let issuer = try TestIssuer()
+        let (upstream, gateway) = try await Self.start(issuer)
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let token = try issuer.token()
+        let configs = ["A", "B"].map {
+            Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address, stamp: $0)
+        }
+        // Blocking clients on threads of their own (the cooperative pool has as many threads as cores).
+        let load = KeepAliveLoad()
+        for _ in 0..<4 { load.run(gateway: gateway, headers: [("Authorization", "Bearer \(token)")]) }
+        let deadline = ContinuousClock.now + .seconds(3)
+        var sent = 0
+        while ContinuousClock.now < deadline {
+            sent += 1
+            try configs[sent % 2].write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+            gateway.process.signal(SIGHUP)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let (answers, failures) = await load.stop()
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
+        #expect((answers["A"] ?? 0) > 0 && (answers["B"] ?? 0) > 0, "both configurations answered: \(answers)")
+        #expect(try Self.reloads(gateway, "failure") == 0)
+        #expect(try Self.reloads(gateway, "success") >= 10, "\(sent) SIGHUPs: \(gateway.process.output.suffix(3000))")
+    }
+
+    @Test("a reload replaces the listener certificate; one that cannot be read changes nothing")
+    func reloadCertificate() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-reload-tls")
+        for name in ["one", "two"] {
+            let result = try runCommand("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                                                             "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).pem",
+                                                             "-subj", "/CN=\(name)", "-addext", "subjectAltName=DNS:localhost", "-days", "1"])
+            #expect(result.status == 0)
+        }
+        let issuer = try TestIssuer()
+        func tls(_ name: String) -> String { "tls: {certificate_chain: \(directory)/\(name).pem, private_key: \(directory)/\(name).key}" }
+        let (upstream, gateway) = try await Self.start(issuer, head: tls("one"))
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let token = try issuer.token()
+        func served(by name: String) throws -> Bool {
+            let curl = try runCommand("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "\(directory)/\(name).pem",
+                                                        "--resolve", "localhost:\(gateway.port):127.0.0.1", "-H", "Authorization: Bearer \(token)",
+                                                        "https://localhost:\(gateway.port)/a/x"])
+            return curl.status == 0 && curl.stdout == "200"
+        }
+        #expect(try served(by: "one"))
+        try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address, head: tls("two"))
+            .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await waitUntil { (try? Self.reloads(gateway, "success")) == 1 }
+        #expect(try served(by: "two"))
+        #expect(!(try served(by: "one")))
+
+        try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address, head: tls("missing"),
+                        extraIssuers: Self.secondIssuerYAML(), extraRoutes: Self.routeB(upstream.address))
+            .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await waitUntil { (try? Self.reloads(gateway, "failure")) == 1 }
+        #expect(try served(by: "two"))
+        #expect(gateway.process.output.contains("missing.pem"))
+    }
+}
+
+/// Keep-alive clients sending `GET /a/x` in a loop, each on a thread of its own, recording the
+/// `X-Config` stamp of every 200 and anything else as a failure.
+private final class KeepAliveLoad: Sendable {
+    private let stopping = Atomic<Bool>(false)
+    private let running = Atomic<Int>(0)
+    private let answers = Mutex<[String: Int]>([:])
+    private let failures = Mutex<[String]>([])
+
+    func run(gateway: GatewayProcess, headers: [(String, String)]) {
+        running.wrappingAdd(1, ordering: .relaxed)
+        Thread.detachNewThread {
+            defer { self.running.wrappingSubtract(1, ordering: .relaxed) }
+            do {
+                let client = try gateway.client()
+                defer { client.close() }
+                while !self.stopping.load(ordering: .relaxed) {
+                    let response = try client.request("GET", "/a/x", headers: headers)
+                    let stamp = response.header("X-Config") ?? "none"
+                    if response.status == 200, stamp == "A" || stamp == "B" {
+                        self.answers.withLock { $0[stamp, default: 0] += 1 }
+                    } else {
+                        self.failures.withLock { $0.append("\(response.status) \(stamp) \(response.text)") }
+                    }
+                }
+            } catch {
+                self.failures.withLock { $0.append("\(error)") }
+            }
+        }
+    }
+
+    /// Stops the clients and returns what they saw.
+    func stop() async -> (answers: [String: Int], failures: [String]) {
+        stopping.store(true, ordering: .relaxed)
+        while running.load(ordering: .relaxed) > 0 { try? await Task.sleep(for: .milliseconds(10)) }
+        return (answers.withLock { $0 }, failures.withLock { $0 })
+    }
+}
