@@ -25,6 +25,17 @@ struct AdminClient {
     func post(_ path: String, _ body: JSONValue? = nil) async throws -> Reply { try await call(.POST, path, body: body) }
     func delete(_ path: String) async throws -> Reply { try await call(.DELETE, path, body: nil) }
 
+    /// The CLI's HTTP client. AsyncHTTPClient's default retries a refused connection until the
+    /// request's deadline (330 s here, for revocations that wait for their propagation); an admin
+    /// API that cannot be reached is reported at once instead. Never shut down: it lives as long
+    /// as the process, like `HTTPClient.shared`.
+    private static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(10)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     private func call(_ method: HTTPMethod, _ path: String, body: JSONValue?) async throws -> Reply {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
@@ -37,7 +48,7 @@ struct AdminClient {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(330))
+            response = try await Self.client.execute(request, timeout: .seconds(330))
             bytes = try await response.body.collect(upTo: 16 << 20)
         } catch {
             throw Failure(description: "cannot reach the admin API at \(baseURL): \(error)")
