@@ -2,13 +2,15 @@ import PortcullisCluster
 import Synchronization
 
 /// What every connection of a node shares: the route table in force, the authenticator, the
-/// rate limiter, metrics and the access log. Only the route table changes (on SIGHUP).
+/// rate limiter, metrics, the access log and the tracer. Only the route table changes (on SIGHUP).
 final class GatewayContext: Sendable {
     let metrics: GatewayMetrics
     let authenticator: Authenticator?
     let rateLimiter: any RateLimiting
     let realm: String
     let accessLog: AccessLog?
+    /// Spans for requests; nil when `tracing` is off.
+    let tracing: RequestTracing?
     /// Metrics for requests that matched no route (404, 405, 400).
     let unmatchedRoute: RouteMetrics
     /// Open WebSockets and gRPC calls with the tokens they were admitted with (ended when those end).
@@ -19,13 +21,14 @@ final class GatewayContext: Sendable {
     private let tableVersion = Atomic<UInt64>(0)
 
     init(routes: RouteTable, metrics: GatewayMetrics, authenticator: Authenticator?, rateLimiter: any RateLimiting,
-         realm: String, accessLog: AccessLog?, leeway: [String: Int] = [:]) {
+         realm: String, accessLog: AccessLog?, tracing: RequestTracing? = nil, leeway: [String: Int] = [:]) {
         self.table = Mutex((0, routes))
         self.metrics = metrics
         self.authenticator = authenticator
         self.rateLimiter = rateLimiter
         self.realm = realm
         self.accessLog = accessLog
+        self.tracing = tracing
         self.unmatchedRoute = metrics.route("_unmatched")
         self.sessions = LiveSessions(revocation: authenticator?.revocation, leeway: leeway, registry: metrics.registry)
     }

@@ -40,20 +40,27 @@ public final class GatewayNode: Service, Sendable {
 
     public func run() async throws {
         let config = initialConfig
+        // `tracing:` is read at start only. Its exporter runs outside this service's graceful
+        // shutdown and stops after the drain, so the last requests' spans are exported too.
+        let tracing = config.tracing.enabled ? try TracingExporter(config: config.tracing, node: config.nodeID, logger: logger) : nil
+        let exporting = tracing.map { exporter in Task.detached { await exporter.run() } }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoops)
         let httpClient = JWKSDownloader.makeHTTPClient(eventLoopGroup: group)
         do {
-            try await serve(config: config, group: group, httpClient: httpClient)
+            try await serve(config: config, group: group, httpClient: httpClient, tracing: tracing?.requestTracing)
         } catch {
+            await tracing?.stop()
             try? await httpClient.shutdown()
             try? await group.shutdownGracefully()
             throw error
         }
+        await tracing?.stop()
+        await exporting?.value
         try? await httpClient.shutdown()
         try? await group.shutdownGracefully()
     }
 
-    private func serve(config: GatewayConfig, group: MultiThreadedEventLoopGroup, httpClient: HTTPClient) async throws {
+    private func serve(config: GatewayConfig, group: MultiThreadedEventLoopGroup, httpClient: HTTPClient, tracing: RequestTracing?) async throws {
 
         // Keys, the cluster link, and the verifier.
         let keys = KeySetStore()
@@ -92,7 +99,7 @@ public final class GatewayNode: Service, Sendable {
         let context = GatewayContext(
             routes: routes, metrics: metrics, authenticator: authenticator, rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
             realm: config.realm,
-            accessLog: config.accessLog.enabled ? AccessLog() : nil,
+            accessLog: config.accessLog.enabled ? AccessLog() : nil, tracing: tracing,
             leeway: Dictionary(config.issuers.map { ($0.name, $0.leewaySeconds) }, uniquingKeysWith: { first, _ in first }))
         agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }
 
