@@ -162,6 +162,30 @@ struct TracingTests {
         await bed.stop()
     }
 
+    @Test("an HTTP/2 request is traced like an HTTP/1.1 one: the client's trace continues and the upstream's traceparent names the exchange span")
+    func http2RequestIsTraced() async throws {
+        let bed = try await Bed.start(tracing: "enabled: true, sampling_ratio: 0")
+        do {
+            let token = try bed.issuer.token()
+            let result = try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge",
+                                                         "-H", "Authorization: Bearer \(token)", "-H", "traceparent: \(Self.sampledParent)",
+                                                         "http://127.0.0.1:\(bed.gateway.port)/orders/h2"])
+            let echo = try #require(try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout) \(result.stderr)")
+            let spans = try await bed.spans(trace: Self.clientTraceID, count: 4)
+            let request = try #require(Self.named("portcullis.request", in: spans))
+            #expect(request["parent_span_id"] as? String == Self.clientSpanID)
+            #expect(Self.attributes(request)["url.path"] as? String == "/orders/h2")
+            let exchange = try #require(Self.named("portcullis.upstream", in: spans))
+            #expect(exchange["parent_span_id"] as? String == request["span_id"] as? String)
+            let exchangeSpanID = try #require(exchange["span_id"] as? String)
+            #expect((echo["headers"] as? [String: [String]])?["traceparent"] == ["00-\(Self.clientTraceID)-\(exchangeSpanID)-01"])
+        } catch {
+            await bed.stop()
+            throw error
+        }
+        await bed.stop()
+    }
+
     @Test("at ratio 0 a request without a traceparent, or with an unsampled one, is not recorded and its traceparent passes unchanged")
     func unsampledRequestsAreNotRecorded() async throws {
         let bed = try await Bed.start(tracing: "enabled: true, sampling_ratio: 0")
