@@ -43,7 +43,7 @@ public final class GatewayNode: Service, Sendable {
         // `tracing:` is read at start only. Its exporter runs outside this service's graceful
         // shutdown and stops after the drain, so the last requests' spans are exported too.
         let tracing = config.tracing.enabled ? try TracingExporter(config: config.tracing, node: config.nodeID, logger: logger) : nil
-        let exporting = tracing.map { exporter in Task.detached { await exporter.run() } }
+        tracing?.start()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoops)
         let httpClient = JWKSDownloader.makeHTTPClient(eventLoopGroup: group)
         do {
@@ -55,7 +55,6 @@ public final class GatewayNode: Service, Sendable {
             throw error
         }
         await tracing?.stop()
-        await exporting?.value
         try? await httpClient.shutdown()
         try? await group.shutdownGracefully()
     }

@@ -25,7 +25,9 @@ struct TracingTests {
         let gateway: GatewayProcess
 
         /// `tracing` is the body of the gateway's `tracing:` section (the endpoint is added).
-        static func start(tracing: String) async throws -> Bed {
+        /// `endpoint` replaces the receiver's URL as the export target.
+        static func start(tracing: String, endpoint: String? = nil, exportInterval: String = "50ms",
+                          routes: ((_ upstream: String) -> String)? = nil) async throws -> Bed {
             let port = try FreePort.allocate()
             let directory = try TemporaryDirectory.make(prefix: "otlp-receiver")
             let output = directory + "/spans.jsonl"
@@ -47,12 +49,12 @@ struct TracingTests {
                     admin_listen: 127.0.0.1:\(adminPort)
                     node_id: traced-node
                     event_loops: 1
-                    tracing: {endpoint: "http://127.0.0.1:\(port)/v1/traces", export_interval: 50ms, \(tracing)}
+                    tracing: {endpoint: "\(endpoint ?? "http://127.0.0.1:\(port)/v1/traces")", export_interval: \(exportInterval), \(tracing)}
                     \(issuers)
                     rate_limits:
                       - {name: per-subject, key: subject, limit: 1000, window: 1s}
                     routes:
-                      - {name: orders, path_prefix: /orders, upstream: {targets: [\(upstreamAddress)]}, auth: {type: jwt}, rate_limit: per-subject}
+                    \(routes?(upstreamAddress) ?? "  - {name: orders, path_prefix: /orders, upstream: {targets: [\(upstreamAddress)]}, auth: {type: jwt}, rate_limit: per-subject}")
                     """
                 }
             } catch {
@@ -116,8 +118,7 @@ struct TracingTests {
     @Test("a sampled traceparent's trace gets request, authentication, rate-limit and upstream spans; the upstream's traceparent names the exchange span")
     func sampledRequestIsTracedAndPropagated() async throws {
         // Ratio 0: only the client's sampled flag can make this request recorded (parent-based).
-        let bed = try await Bed.start(tracing: "enabled: true, sampling_ratio: 0, service_name: gw-under-test")
-        do {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 0, service_name: gw-under-test"), { await $0.stop() }) { bed in
             let token = try bed.issuer.token(sub: "trace-user")
             let response = try bed.gateway.request("GET", "/orders/42?q=1", headers: [
                 ("Authorization", "Bearer \(token)"), ("traceparent", Self.sampledParent), ("tracestate", "vendor=abc"),
@@ -155,17 +156,12 @@ struct TracingTests {
 
             let requestID = try #require(response.header("x-request-id"))
             #expect(try await bed.accessLogEntry(requestID: requestID)?["trace_id"] as? String == Self.clientTraceID)
-        } catch {
-            await bed.stop()
-            throw error
         }
-        await bed.stop()
     }
 
     @Test("an HTTP/2 request is traced like an HTTP/1.1 one: the client's trace continues and the upstream's traceparent names the exchange span")
     func http2RequestIsTraced() async throws {
-        let bed = try await Bed.start(tracing: "enabled: true, sampling_ratio: 0")
-        do {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 0"), { await $0.stop() }) { bed in
             let token = try bed.issuer.token()
             let result = try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge",
                                                          "-H", "Authorization: Bearer \(token)", "-H", "traceparent: \(Self.sampledParent)",
@@ -179,17 +175,73 @@ struct TracingTests {
             #expect(exchange["parent_span_id"] as? String == request["span_id"] as? String)
             let exchangeSpanID = try #require(exchange["span_id"] as? String)
             #expect((echo["headers"] as? [String: [String]])?["traceparent"] == ["00-\(Self.clientTraceID)-\(exchangeSpanID)-01"])
-        } catch {
-            await bed.stop()
-            throw error
         }
-        await bed.stop()
+    }
+
+    @Test("a gRPC call to an h2c upstream gets an exchange span under its request span, naming the gRPC server")
+    func grpcCallIsTraced() async throws {
+        let serverPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "grpc-upstream")
+        let server = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", GRPCGatewayTests.script, "server", String(serverPort)],
+                                        logFile: directory + "/server.log")
+        defer { Task { _ = await server.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", routes: { _ in
+            "  - {name: grpc, path_prefix: /pkg.Echo, upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2c}, auth: {type: jwt}}"
+        }), { await $0.stop() }) { bed in
+            let result = try runCommand("/usr/bin/env", ["python3", GRPCGatewayTests.script, "client", String(bed.gateway.port), try bed.issuer.token(sub: "carol")])
+            #expect(result.stdout.contains("carol:hello"), "\(result.stdout) \(result.stderr)")
+            var exchange: [String: Any]?
+            var spans: [[String: Any]] = []
+            _ = try await Poll.until(timeout: .seconds(10)) {
+                spans = bed.spans
+                exchange = spans.first { $0["name"] as? String == "portcullis.upstream" && (Self.attributes($0)["http.response.status_code"] as? Int) == 200 }
+                return exchange != nil
+            }
+            let found = try #require(exchange)
+            #expect(found["kind"] as? String == "client")
+            #expect(Self.attributes(found)["server.address"] as? String == "127.0.0.1:\(serverPort)")
+            let parent = spans.first { $0["span_id"] as? String == found["parent_span_id"] as? String }
+            #expect(parent?["name"] as? String == "portcullis.request")
+            #expect(Self.attributes(parent)["portcullis.route"] as? String == "grpc")
+        }
+    }
+
+    @Test("on SIGTERM the spans of the requests served are exported before the gateway exits, though the export interval has not passed")
+    func spansAreExportedOnShutdown() async throws {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", exportInterval: "60s"), { await $0.stop() }) { bed in
+            #expect(try bed.gateway.request("GET", "/orders/last", headers: [("Authorization", "Bearer \(try bed.issuer.token())")]).status == 200)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(bed.spans.isEmpty, "exported before the interval: \(bed.spans)")
+            #expect(await bed.gateway.process.terminate(timeout: .seconds(10)) == 0)
+            #expect(Set(bed.spans.compactMap { $0["name"] as? String }).contains("portcullis.upstream"), "\(bed.lines)")
+        }
+    }
+
+    @Test("an unreachable OTLP endpoint delays no request, and stopping the gateway only briefly")
+    func unreachableEndpointDelaysNothing() async throws {
+        let closed = try FreePort.allocate()
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", endpoint: "http://127.0.0.1:\(closed)/v1/traces"), { await $0.stop() }) { bed in
+            let token = try bed.issuer.token()
+            let clock = ContinuousClock()
+            for index in 0..<20 {
+                let started = clock.now
+                #expect(try bed.gateway.request("GET", "/orders/\(index)", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+                #expect(clock.now - started < .seconds(1))
+                // Across several export attempts.
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(bed.gateway.process.isRunning)
+            // Stopping waits for the last export at most TracingExporter.stopTimeout (3 s).
+            let stopping = clock.now
+            #expect(await bed.gateway.process.terminate(timeout: .seconds(10)) == 0)
+            #expect(clock.now - stopping < .seconds(5))
+        }
     }
 
     @Test("at ratio 0 a request without a traceparent, or with an unsampled one, is not recorded and its traceparent passes unchanged")
     func unsampledRequestsAreNotRecorded() async throws {
-        let bed = try await Bed.start(tracing: "enabled: true, sampling_ratio: 0")
-        do {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 0"), { await $0.stop() }) { bed in
             let token = try bed.issuer.token()
             let unsampled = "00-\(String(repeating: "ab", count: 16))-\(Self.clientSpanID)-00"
             let response = try bed.gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)"), ("traceparent", unsampled)])
@@ -199,17 +251,12 @@ struct TracingTests {
             _ = try bed.gateway.request("GET", "/orders/3", headers: [("Authorization", "Bearer \(token)"), ("traceparent", Self.sampledParent)])
             _ = try await bed.spans(trace: Self.clientTraceID, count: 4)
             #expect(Set(bed.spans.compactMap { $0["trace_id"] as? String }) == [Self.clientTraceID])
-        } catch {
-            await bed.stop()
-            throw error
         }
-        await bed.stop()
     }
 
     @Test("a bad token's authentication span says rejected and why, and the token appears in no attribute")
     func rejectedTokenRecordsReasonNotToken() async throws {
-        let bed = try await Bed.start(tracing: "enabled: true, sampling_ratio: 1")
-        do {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1"), { await $0.stop() }) { bed in
             let forger = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "es-1")
             let forged = try bed.issuer.token(sub: "mallory", signer: forger)
             let response = try bed.gateway.request("GET", "/orders/9", headers: [("Authorization", "Bearer \(forged)")])
@@ -230,17 +277,12 @@ struct TracingTests {
             for secret in forged.split(separator: ".").map(String.init) + ["mallory"] {
                 #expect(!exported.contains(secret), "exported spans contain \(secret.prefix(12))…")
             }
-        } catch {
-            await bed.stop()
-            throw error
         }
-        await bed.stop()
     }
 
     @Test("with tracing disabled nothing is exported, the upstream gets the client's traceparent unchanged and the access log has no trace id")
     func disabledExportsNothing() async throws {
-        let bed = try await Bed.start(tracing: "enabled: false, sampling_ratio: 1")
-        do {
+        try await withCleanup(try await Bed.start(tracing: "enabled: false, sampling_ratio: 1"), { await $0.stop() }) { bed in
             let token = try bed.issuer.token()
             var requestIDs: [String] = []
             for headers in [[("traceparent", Self.sampledParent), ("tracestate", "vendor=abc")], []] {
@@ -257,10 +299,6 @@ struct TracingTests {
             // Ten export intervals.
             try await Task.sleep(for: .milliseconds(500))
             #expect(bed.lines.isEmpty, "the receiver got \(bed.lines)")
-        } catch {
-            await bed.stop()
-            throw error
         }
-        await bed.stop()
     }
 }

@@ -67,5 +67,8 @@ struct TracingUnitTests {
         var fields: [(name: String, value: String)] = [("Host", "h"), ("TraceParent", "client")]
         UpstreamFieldsInjector().inject("ours", forKey: "traceparent", into: &fields)
         #expect(fields.map(\.name) == ["Host", "traceparent"] && fields.last?.value == "ours")
+        var headers = HTTPHeaders([(":path", "/"), ("traceparent", "client")])
+        UpstreamHeadersInjector().inject("ours", forKey: "traceparent", into: &headers)
+        #expect(headers["traceparent"] == ["ours"])
     }
 }

@@ -1,6 +1,7 @@
 import Logging
 import OTel
 import ServiceLifecycle
+import Synchronization
 import Tracing
 
 /// swift-otel's tracing backend for one node: the tracer the request path uses
@@ -10,6 +11,10 @@ import Tracing
 final class TracingExporter: Sendable {
     let requestTracing: RequestTracing
     private let group: ServiceGroup
+    private let finished = Atomic<Bool>(false)
+    /// How long `stop` waits for the last export: an unreachable collector must not hold a
+    /// stopping node for the exporter's whole timeout.
+    static let stopTimeout: Duration = .seconds(3)
 
     /// `OTEL_*` environment variables override the configuration, as swift-otel documents.
     init(config: TracingConfig, node: String, logger: Logger) throws {
@@ -39,17 +44,25 @@ final class TracingExporter: Sendable {
         group = ServiceGroup(configuration: .init(services: [.init(service: backend.service)], logger: logger))
     }
 
-    /// Runs the exporter until `stop`.
-    func run() async {
-        do {
-            try await group.run()
-        } catch {
-            // Exporting is best effort: the gateway keeps serving without it.
+    /// Starts the exporter, in a task of its own: outside the node's graceful shutdown, which
+    /// would end it before the drain.
+    func start() {
+        Task.detached { [self] in
+            do {
+                try await group.run()
+            } catch {
+                // Exporting is best effort: the gateway serves on without it.
+            }
+            finished.store(true, ordering: .releasing)
         }
     }
 
-    /// Exports what is queued, then ends `run`.
+    /// Exports what is queued and stops, waiting at most `stopTimeout` for it.
     func stop() async {
         await group.triggerGracefulShutdown()
+        let deadline = ContinuousClock.now + Self.stopTimeout
+        while !finished.load(ordering: .acquiring), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
     }
 }
