@@ -45,7 +45,7 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
       off) subject_env "$bin"; export GATEWAY_TRACING="{enabled: false}" ;;
       on) subject_env "$bin"; export GATEWAY_TRACING="{enabled: true, sampling_ratio: ${RATIO:-0.01}, endpoint: 'http://127.0.0.1:$sink_port/v1/traces', export_interval: 1s}" ;;
     esac
-    CONFIGS=$config DURATION=${DURATION:-12s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 \
+    CONFIGS=$config DURATION=${DURATION:-12s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=${QUIET_MAX:-30} \
       "$peers/run-peers.sh" 2>&1 | grep -E "^$config +single" | sed "s/^/$side /" | tee -a "$work/lines"
   done
 done

@@ -42,7 +42,7 @@ struct Admission {
     func admit(_ head: HTTPRequestHead, facts: RequestHeadFacts, table: RouteTable, log: inout RequestLog,
                clientCertificate: () -> [UInt8]?) -> Decision {
         log.host = facts.host
-        // The one tracing branch of a request when tracing is off.
+        // Tracing off, a request's tracing work is this branch and nil checks of `log.trace`.
         if let tracing = gateway.tracing { log.trace = tracing.startRequest(head) }
         let target: RequestTarget
         switch Self.checkHead(head, facts: facts, policy: table.request) {
