@@ -2,6 +2,7 @@
 import NIOHTTP1
 import PortcullisConfig
 import Testing
+import Tracing
 
 /// The `tracing:` section and the trace-context fields the tracer is handed, on their own.
 @Suite("tracing: configuration and trace-context fields")
@@ -60,6 +61,18 @@ struct TracingUnitTests {
         ] {
             #expect(TraceHeaders(HTTPHeaders([("traceparent", bad)])) == nil, "\(bad)")
         }
+    }
+
+    @Test("traces started at the gateway are recorded at the configured ratio: none at 0, all at 1, about a quarter at 0.25")
+    func samplingRatio() {
+        func recorded(_ ratio: Double) -> Int {
+            let tracing = RequestTracing(tracer: NoOpTracer(), node: "n", samplingRatio: ratio)
+            return (0..<40_000).filter { _ in tracing.drawRecords() }.count
+        }
+        #expect(recorded(0) == 0)
+        #expect(recorded(1) == 40_000)
+        #expect((9_000...11_000).contains(recorded(0.25)))
+        #expect((200...600).contains(recorded(0.01)))
     }
 
     @Test("the exchange's trace context replaces the client's in the upstream head, whatever the fields' case")

@@ -26,10 +26,9 @@ final class TracingExporter: Sendable {
         otel.metrics.enabled = false
         otel.traces.enabled = true
         otel.propagators = [.traceContext]
-        guard let sampler = OTel.Configuration.TracesConfiguration.SamplerConfiguration.parentBasedTraceIDRatio(ratio: config.samplingRatio) else {
-            throw GatewayError.tracing("sampling_ratio \(config.samplingRatio) is not between 0 and 1")
-        }
-        otel.traces.sampler = sampler
+        // The client's sampled flag decides for its trace; `RequestTracing` draws `sampling_ratio`
+        // for traces started here and hands the tracer only those it records.
+        otel.traces.sampler = .parentBasedAlwaysOn
         otel.traces.batchSpanProcessor.scheduleDelay = config.exportInterval
         otel.traces.exporter = .otlp
         otel.traces.otlpExporter.protocol = .httpProtobuf
@@ -40,7 +39,7 @@ final class TracingExporter: Sendable {
         } catch {
             throw GatewayError.tracing("\(error)")
         }
-        requestTracing = RequestTracing(tracer: backend.factory, node: node)
+        requestTracing = RequestTracing(tracer: backend.factory, node: node, samplingRatio: config.samplingRatio)
         group = ServiceGroup(configuration: .init(services: [.init(service: backend.service)], logger: logger))
     }
 
