@@ -19,13 +19,15 @@ cluster/install-packages.sh setup haproxy chromium chromium-driver python3-selen
 # differential test (Tests/PortcullisGatewayTests/RequestFramingDifferentialTests.swift), h2 (with
 # its hpack and hyperframe) builds the raw HTTP/2 frames of the HTTP/2 attack tests, grpcio is the
 # real gRPC client and server of the gRPC tests, websockets plays WebSocket client and echo server
-# (Tests/PortcullisClusterTests/WebSocketSessionTests.swift),
+# (Tests/PortcullisClusterTests/WebSocketSessionTests.swift), opentelemetry-proto decodes the spans
+# the gateway exports in the OTLP receiver of the tracing tests (Tests/PortcullisGatewayTests/TracingTests.swift),
 # kubernetes-validate checks the Kubernetes manifests (cluster/package-test.sh; pinned: its schemas
 # decide what passes).
 py_need=()
 for mod in joserfc authlib requests schemathesis h11 h2 grpc websockets; do
     python3 -c "import $mod" 2>/dev/null || py_need+=("$([ "$mod" = grpc ] && echo grpcio || echo "$mod")")
 done
+python3 -c "import opentelemetry.proto" 2>/dev/null || py_need+=(opentelemetry-proto)
 [ "$(kubernetes-validate --version 2>/dev/null)" = 1.37.0 ] || py_need+=("kubernetes-validate==1.37.0")
 if [ ${#py_need[@]} -gt 0 ]; then
     echo "setup: installing Python modules ${py_need[*]}"

@@ -2,11 +2,13 @@ import PortcullisCluster
 import Synchronization
 
 /// What every connection of a node shares: the route table in force (with the authenticator),
-/// the rate limiter, metrics and the access log. Only the route table changes (on SIGHUP).
+/// the rate limiter, metrics, the access log and the tracer. Only the route table changes (on SIGHUP).
 final class GatewayContext: Sendable {
     let metrics: GatewayMetrics
     let rateLimiter: any RateLimiting
     let accessLog: AccessLog?
+    /// Spans for requests; nil when `tracing` is off.
+    let tracing: RequestTracing?
     /// Metrics for requests that matched no route (404, 405, 400).
     let unmatchedRoute: RouteMetrics
     /// Open WebSockets and gRPC calls with the tokens they were admitted with (ended when those end).
@@ -17,11 +19,12 @@ final class GatewayContext: Sendable {
     private let tableVersion = Atomic<UInt64>(0)
 
     init(routes: RouteTable, metrics: GatewayMetrics, revocation: (any RevocationCheck)?, rateLimiter: any RateLimiting,
-         accessLog: AccessLog?, leeway: [String: Int] = [:]) {
+         accessLog: AccessLog?, tracing: RequestTracing? = nil, leeway: [String: Int] = [:]) {
         self.table = Mutex((0, routes))
         self.metrics = metrics
         self.rateLimiter = rateLimiter
         self.accessLog = accessLog
+        self.tracing = tracing
         self.unmatchedRoute = metrics.route("_unmatched")
         self.sessions = LiveSessions(revocation: revocation, leeway: leeway, registry: metrics.registry)
     }

@@ -38,20 +38,26 @@ public final class GatewayNode: Service, Sendable {
 
     public func run() async throws {
         let config = initialConfig
+        // `tracing:` is read at start only. Its exporter runs outside this service's graceful
+        // shutdown and stops after the drain, so the last requests' spans are exported too.
+        let tracing = config.tracing.enabled ? try TracingExporter(config: config.tracing, node: config.nodeID, logger: logger) : nil
+        tracing?.start()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoops)
         let httpClient = JWKSDownloader.makeHTTPClient(eventLoopGroup: group)
         do {
-            try await serve(config: config, group: group, httpClient: httpClient)
+            try await serve(config: config, group: group, httpClient: httpClient, tracing: tracing?.requestTracing)
         } catch {
+            await tracing?.stop()
             try? await httpClient.shutdown()
             try? await group.shutdownGracefully()
             throw error
         }
+        await tracing?.stop()
         try? await httpClient.shutdown()
         try? await group.shutdownGracefully()
     }
 
-    private func serve(config: GatewayConfig, group: MultiThreadedEventLoopGroup, httpClient: HTTPClient) async throws {
+    private func serve(config: GatewayConfig, group: MultiThreadedEventLoopGroup, httpClient: HTTPClient, tracing: RequestTracing?) async throws {
 
         // Everything from the file that can fail, before any port is bound.
         let metrics = GatewayMetrics(registry: registry)
@@ -86,7 +92,7 @@ public final class GatewayNode: Service, Sendable {
         let context = GatewayContext(
             routes: prepared.routes.checking(with: authenticator), metrics: metrics, revocation: agent?.revocations,
             rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
-            accessLog: config.accessLog.enabled ? AccessLog() : nil,
+            accessLog: config.accessLog.enabled ? AccessLog() : nil, tracing: tracing,
             leeway: Dictionary(config.issuers.map { ($0.name, $0.leewaySeconds) }, uniquingKeysWith: { first, _ in first }))
         agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }
 

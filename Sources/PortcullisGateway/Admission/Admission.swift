@@ -42,6 +42,8 @@ struct Admission {
     func admit(_ head: HTTPRequestHead, facts: RequestHeadFacts, table: RouteTable, log: inout RequestLog,
                clientCertificate: () -> [UInt8]?) -> Decision {
         log.host = facts.host
+        // Tracing off, a request's tracing work is this branch and nil checks of `log.trace`.
+        if let tracing = gateway.tracing { log.trace = tracing.startRequest(head) }
         let target: RequestTarget
         switch Self.checkHead(head, facts: facts, policy: table.request) {
         case .success(let checked):
@@ -97,13 +99,16 @@ struct Admission {
                 return .refused(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured").adding(cors),
                                 metrics: route.metrics)
             }
+            let span = log.trace?.startChild(RequestTracing.SpanName.authentication)
             switch authenticator.authenticate(head.headers, policy: policy, clientCertificate: clientCertificate) {
             case .success(let token):
+                span?.endAuthentication(rejection: nil)
                 identity = token
                 log.subject = token.subject
                 log.clientID = token.clientID
                 route.metrics.authAccepted()
             case .failure(let failure):
+                span?.endAuthentication(rejection: failure.reason)
                 log.reason = failure.reason
                 route.metrics.authRejected(failure.reason, client: failure.client)
                 return .refused(ErrorResponse(failure, realm: table.realm).adding(cors), metrics: route.metrics)
@@ -113,7 +118,9 @@ struct Admission {
         var rateLimitHeaders: HTTPHeaders?
         if let policy = route.rateLimit {
             let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: clientAddress)
+            let span = log.trace?.startChild(RequestTracing.SpanName.rateLimit)
             let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
+            span?.endRateLimit(policy: policy.name, allowed: decision.allowed, remaining: decision.remaining)
             gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
             let headers = RateLimitFields.fields(policy: policy, decision: decision, form: table.request.rateLimitHeaders)
             guard decision.allowed else {

@@ -33,6 +33,8 @@ public struct GatewayConfig: Sendable {
     /// HTTP/2 from clients (`http2:`).
     public var http2: HTTP2Config
     public var accessLog: AccessLogConfig
+    /// OpenTelemetry spans (`tracing:`), off by default.
+    public var tracing: TracingConfig
     /// Claim → request header forwarded to upstreams for verified tokens.
     public var identityHeaders: [IdentityHeader]
     /// `realm` in `WWW-Authenticate` challenges.
@@ -53,7 +55,7 @@ public struct GatewayConfig: Sendable {
     /// cluster link, the node's identity and the caches sized at start.
     static let startOnlyKeys: [StartOnlySettings.Key] = [
         .value("node_id"), .value("listen"), .value("admin_listen"), .value("event_loops"), .value("limits"), .value("http2"),
-        .value("proxy_protocol"), .value("access_log"), .value("token_cache"), .value("cluster"), .presence("tls"),
+        .value("proxy_protocol"), .value("access_log"), .value("token_cache"), .value("cluster"), .value("tracing"), .presence("tls"),
     ]
 
     /// Reads and validates a gateway configuration file.
@@ -81,6 +83,7 @@ public struct GatewayConfig: Sendable {
         self.http = try map.optional("http").map(RequestPolicy.init(node:)) ?? RequestPolicy()
         self.http2 = try map.optional("http2").map(HTTP2Config.init(node:)) ?? HTTP2Config()
         self.accessLog = try map.optional("access_log").map(AccessLogConfig.init(node:)) ?? AccessLogConfig()
+        self.tracing = try map.optional("tracing").map(TracingConfig.init(node:)) ?? TracingConfig()
         self.identityHeaders = try map.optional("identity_headers").map(IdentityHeader.list(node:)) ?? IdentityHeader.defaults
         self.realm = try map.optional("realm")?.nonEmptyString() ?? "portcullis"
         if let cacheNode = map.optional("token_cache") {

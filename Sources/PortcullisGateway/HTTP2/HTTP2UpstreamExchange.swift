@@ -40,7 +40,13 @@ final class HTTP2UpstreamExchange {
         self.pool = pool
         self.route = route
         self.clientHead = clientHead
-        self.upstreamHead = upstreamHead
+        if let trace = log.trace {
+            var traced = upstreamHead
+            trace.startExchange(route: route.config.name, headers: &traced.headers)
+            self.upstreamHead = traced
+        } else {
+            self.upstreamHead = upstreamHead
+        }
         self.log = log
         self.extraResponseHeaders = extraResponseHeaders
     }
@@ -157,6 +163,7 @@ final class HTTP2UpstreamExchange {
         downstream.cancelResponseHeaderTimeout()
         responseStarted = true
         log.status = Int(head.status.code)
+        log.trace?.upstreamStatus = log.status
         var fields = HeaderRewriter.http2ClientFields(head.headers, policy: route.headerPolicy, requestID: log.requestID,
                                                       extra: extraResponseHeaders)
         if fields.contains(name: "grpc-status") {

@@ -21,6 +21,8 @@ struct RequestLog {
     var bytesOut = 0
     var reason: String?
     var upstream: String?
+    /// The request's spans, nil when tracing is off or the request is not traced.
+    var trace: RequestTrace?
 
     init(requestID: String, method: String, target: String, start: NIODeadline) {
         self.requestID = requestID

@@ -35,7 +35,13 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
         self.downstream = downstream
         self.route = route
         self.clientHead = clientHead
-        self.upstreamHead = upstreamHead
+        if let trace = log.trace {
+            var traced = upstreamHead
+            trace.startExchange(route: route.config.name, fields: &traced.fields)
+            self.upstreamHead = traced
+        } else {
+            self.upstreamHead = upstreamHead
+        }
         self.log = log
         self.extraResponseHeaders = extraResponseHeaders
     }
@@ -234,6 +240,7 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
         downstream.cancelResponseHeaderTimeout()
         responseHeadSent = true
         log.status = Int(head.status.code)
+        log.trace?.upstreamStatus = log.status
         downstream.sendResponseHead(head, of: self)
     }
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""An OTLP/HTTP trace receiver for the gateway's tracing tests: decodes each export with the
+OpenTelemetry project's own protobuf classes (PyPI `opentelemetry-proto`) and appends what it
+read to a JSON-lines file, which the Swift test asserts on.
+
+    otlp_receiver.py PORT OUTPUT
+
+Serves POST /v1/traces on 127.0.0.1:PORT (`application/x-protobuf`, optionally gzip), prints
+`ready` once listening. Per export it writes one line `{"export": PATH, "spans": N}`, then one line
+per span:
+  {"name", "kind", "trace_id", "span_id", "parent_span_id" (hex, "" for a root),
+   "attributes": {key: typed value}, "status": "unset"|"ok"|"error", "resource": {key: value}}
+Anything it cannot decode is answered 400 and written as {"error": ...}.
+"""
+import gzip
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
+                                                                     ExportTraceServiceResponse)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+LOCK = threading.Lock()
+
+
+def value(any_value):
+    kind = any_value.WhichOneof("value")
+    if kind == "array_value":
+        return [value(v) for v in any_value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: value(kv.value) for kv in any_value.kvlist_value.values}
+    if kind == "bytes_value":
+        return any_value.bytes_value.hex()
+    return getattr(any_value, kind) if kind else None
+
+
+def attributes(pairs):
+    return {kv.key: value(kv.value) for kv in pairs}
+
+
+STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    output = None
+
+    def log_message(self, *args):
+        pass
+
+    def write(self, lines):
+        with LOCK, open(self.output, "a") as out:
+            for line in lines:
+                out.write(json.dumps(line, sort_keys=True) + "\n")
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        try:
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+        except Exception as error:  # noqa: BLE001 - any decode failure is the sender's fault
+            self.write([{"error": repr(error)}])
+            self.send_response(400)
+            self.end_headers()
+            return
+        lines = []
+        for resource_spans in request.resource_spans:
+            resource = attributes(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    lines.append({
+                        "name": span.name,
+                        "kind": Span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_").lower(),
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "attributes": attributes(span.attributes),
+                        "status": STATUS.get(span.status.code, str(span.status.code)),
+                        "resource": resource,
+                    })
+        self.write([{"export": self.path, "spans": len(lines)}] + lines)
+        answer = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+def main():
+    port, Handler.output = int(sys.argv[1]), sys.argv[2]
+    open(Handler.output, "a").close()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

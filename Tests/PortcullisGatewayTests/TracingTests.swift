@@ -1,0 +1,304 @@
+import Foundation
+import PortcullisJOSE
+import PortcullisTestSupport
+import Testing
+
+/// Tracing end to end with real peers: a gateway process exporting over OTLP/HTTP to a Python
+/// receiver that decodes the export with the OpenTelemetry project's protobuf classes
+/// (Scripts/otlp_receiver.py, PyPI `opentelemetry-proto`), and the echo upstream, which shows the
+/// `traceparent` it received.
+@Suite("gateway: tracing (OTLP/HTTP export, W3C trace context)", .serialized)
+struct TracingTests {
+    static let receiverScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/otlp_receiver.py").path
+
+    /// The client's trace: sampled (flags 01), with a vendor's `tracestate`.
+    static let clientTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+    static let clientSpanID = "00f067aa0ba902b7"
+    static let sampledParent = "00-\(clientTraceID)-\(clientSpanID)-01"
+
+    /// A receiver, an echo upstream and a gateway exporting to the receiver.
+    struct Bed {
+        let receiver: ManagedProcess
+        let output: String
+        let upstream: TestUpstream
+        let issuer: TestIssuer
+        let gateway: GatewayProcess
+
+        /// `tracing` is the body of the gateway's `tracing:` section (the endpoint is added).
+        /// `endpoint` replaces the receiver's URL as the export target.
+        static func start(tracing: String, endpoint: String? = nil, exportInterval: String = "50ms",
+                          routes: ((_ upstream: String) -> String)? = nil) async throws -> Bed {
+            let port = try FreePort.allocate()
+            let directory = try TemporaryDirectory.make(prefix: "otlp-receiver")
+            let output = directory + "/spans.jsonl"
+            let receiver = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", TracingTests.receiverScript, String(port), output],
+                                              logFile: directory + "/receiver.log")
+            guard try await Poll.until(timeout: .seconds(10), { receiver.output.contains("ready") }) else {
+                _ = await receiver.terminate()
+                throw FixtureError("otlp_receiver.py did not start: \(receiver.output)")
+            }
+            let upstream = try await TestUpstream.start()
+            let issuer = try TestIssuer()
+            let upstreamAddress = upstream.address
+            let gateway: GatewayProcess
+            do {
+                gateway = try await GatewayProcess.start(logArguments: ["--log-format", "json"]) { gatewayPort, adminPort, directory in
+                    let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+                    return """
+                    listen: 127.0.0.1:\(gatewayPort)
+                    admin_listen: 127.0.0.1:\(adminPort)
+                    node_id: traced-node
+                    event_loops: 1
+                    tracing: {endpoint: "\(endpoint ?? "http://127.0.0.1:\(port)/v1/traces")", export_interval: \(exportInterval), \(tracing)}
+                    \(issuers)
+                    rate_limits:
+                      - {name: per-subject, key: subject, limit: 1000, window: 1s}
+                    routes:
+                    \(routes?(upstreamAddress) ?? "  - {name: orders, path_prefix: /orders, upstream: {targets: [\(upstreamAddress)]}, auth: {type: jwt}, rate_limit: per-subject}")
+                    """
+                }
+            } catch {
+                _ = await receiver.terminate()
+                await upstream.stop()
+                throw error
+            }
+            return Bed(receiver: receiver, output: output, upstream: upstream, issuer: issuer, gateway: gateway)
+        }
+
+        func stop() async {
+            await gateway.stop()
+            await upstream.stop()
+            _ = await receiver.terminate()
+        }
+
+        /// Every line the receiver wrote: exports and spans.
+        var lines: [[String: Any]] {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        }
+
+        var spans: [[String: Any]] { lines.filter { $0["name"] != nil } }
+
+        /// The spans of trace `traceID`, once `count` of them arrived (or what arrived in 10 s).
+        func spans(trace traceID: String, count: Int) async throws -> [[String: Any]] {
+            var found: [[String: Any]] = []
+            _ = try await Poll.until(timeout: .seconds(10)) {
+                found = spans.filter { $0["trace_id"] as? String == traceID }
+                return found.count >= count
+            }
+            return found
+        }
+
+        /// The access-log object of the request with `requestID`.
+        func accessLogEntry(requestID: String) async throws -> [String: Any]? {
+            var entry: [String: Any]?
+            _ = try await Poll.until(timeout: .seconds(5)) {
+                entry = gateway.process.output.split(separator: "\n").compactMap {
+                    (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+                }.first { $0["logger"] as? String == "portcullis.access" && $0["request_id"] as? String == requestID }
+                return entry != nil
+            }
+            return entry
+        }
+    }
+
+    static func named(_ name: String, in spans: [[String: Any]]) -> [String: Any]? {
+        spans.first { $0["name"] as? String == name }
+    }
+
+    static func attributes(_ span: [String: Any]?) -> [String: Any] {
+        span?["attributes"] as? [String: Any] ?? [:]
+    }
+
+    /// What the echo upstream says it received as `name`.
+    static func upstreamSaw(_ name: String, in response: HTTPTestResponse) -> [String]? {
+        (response.json["headers"] as? [String: [String]])?[name]
+    }
+
+    @Test("a sampled traceparent's trace gets request, authentication, rate-limit and upstream spans; the upstream's traceparent names the exchange span")
+    func sampledRequestIsTracedAndPropagated() async throws {
+        // Ratio 0: only the client's sampled flag can make this request recorded (parent-based).
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 0, service_name: gw-under-test"), { await $0.stop() }) { bed in
+            let token = try bed.issuer.token(sub: "trace-user")
+            let response = try bed.gateway.request("GET", "/orders/42?q=1", headers: [
+                ("Authorization", "Bearer \(token)"), ("traceparent", Self.sampledParent), ("tracestate", "vendor=abc"),
+            ])
+            #expect(response.status == 200)
+            let spans = try await bed.spans(trace: Self.clientTraceID, count: 4)
+            #expect(Set(spans.compactMap { $0["name"] as? String }) == ["portcullis.request", "portcullis.authentication",
+                                                                          "portcullis.rate_limit", "portcullis.upstream"])
+            let request = try #require(Self.named("portcullis.request", in: spans))
+            let requestSpanID = try #require(request["span_id"] as? String)
+            #expect(request["parent_span_id"] as? String == Self.clientSpanID)
+            #expect(request["kind"] as? String == "server")
+            for child in ["portcullis.authentication", "portcullis.rate_limit", "portcullis.upstream"] {
+                #expect(Self.named(child, in: spans)?["parent_span_id"] as? String == requestSpanID, "\(child)")
+            }
+            let attributes = Self.attributes(request)
+            #expect(attributes["portcullis.route"] as? String == "orders")
+            #expect(attributes["http.request.method"] as? String == "GET")
+            #expect(attributes["http.response.status_code"] as? Int == 200)
+            #expect(attributes["portcullis.node"] as? String == "traced-node")
+            #expect(attributes["url.path"] as? String == "/orders/42")
+            #expect((request["resource"] as? [String: Any])?["service.name"] as? String == "gw-under-test")
+            #expect(Self.attributes(Self.named("portcullis.authentication", in: spans))["portcullis.auth.result"] as? String == "accepted")
+            let rateLimit = Self.attributes(Self.named("portcullis.rate_limit", in: spans))
+            #expect(rateLimit["portcullis.rate_limit.policy"] as? String == "per-subject")
+            #expect(rateLimit["portcullis.rate_limit.allowed"] as? Bool == true)
+
+            let exchange = try #require(Self.named("portcullis.upstream", in: spans))
+            #expect(exchange["kind"] as? String == "client")
+            #expect(Self.attributes(exchange)["server.address"] as? String == bed.upstream.address)
+            #expect(Self.attributes(exchange)["http.response.status_code"] as? Int == 200)
+            let exchangeSpanID = try #require(exchange["span_id"] as? String)
+            #expect(Self.upstreamSaw("traceparent", in: response) == ["00-\(Self.clientTraceID)-\(exchangeSpanID)-01"])
+            #expect(Self.upstreamSaw("tracestate", in: response) == ["vendor=abc"])
+
+            let requestID = try #require(response.header("x-request-id"))
+            #expect(try await bed.accessLogEntry(requestID: requestID)?["trace_id"] as? String == Self.clientTraceID)
+        }
+    }
+
+    @Test("an HTTP/2 request is traced like an HTTP/1.1 one: the client's trace continues and the upstream's traceparent names the exchange span")
+    func http2RequestIsTraced() async throws {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 0"), { await $0.stop() }) { bed in
+            let token = try bed.issuer.token()
+            let result = try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge",
+                                                         "-H", "Authorization: Bearer \(token)", "-H", "traceparent: \(Self.sampledParent)",
+                                                         "http://127.0.0.1:\(bed.gateway.port)/orders/h2"])
+            let echo = try #require(try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout) \(result.stderr)")
+            let spans = try await bed.spans(trace: Self.clientTraceID, count: 4)
+            let request = try #require(Self.named("portcullis.request", in: spans))
+            #expect(request["parent_span_id"] as? String == Self.clientSpanID)
+            #expect(Self.attributes(request)["url.path"] as? String == "/orders/h2")
+            let exchange = try #require(Self.named("portcullis.upstream", in: spans))
+            #expect(exchange["parent_span_id"] as? String == request["span_id"] as? String)
+            let exchangeSpanID = try #require(exchange["span_id"] as? String)
+            #expect((echo["headers"] as? [String: [String]])?["traceparent"] == ["00-\(Self.clientTraceID)-\(exchangeSpanID)-01"])
+        }
+    }
+
+    @Test("a gRPC call to an h2c upstream gets an exchange span under its request span, naming the gRPC server")
+    func grpcCallIsTraced() async throws {
+        let serverPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "grpc-upstream")
+        let server = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", GRPCGatewayTests.script, "server", String(serverPort)],
+                                        logFile: directory + "/server.log")
+        defer { Task { _ = await server.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", routes: { _ in
+            "  - {name: grpc, path_prefix: /pkg.Echo, upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2c}, auth: {type: jwt}}"
+        }), { await $0.stop() }) { bed in
+            let result = try runCommand("/usr/bin/env", ["python3", GRPCGatewayTests.script, "client", String(bed.gateway.port), try bed.issuer.token(sub: "carol")])
+            #expect(result.stdout.contains("carol:hello"), "\(result.stdout) \(result.stderr)")
+            var exchange: [String: Any]?
+            var spans: [[String: Any]] = []
+            _ = try await Poll.until(timeout: .seconds(10)) {
+                spans = bed.spans
+                exchange = spans.first { $0["name"] as? String == "portcullis.upstream" && (Self.attributes($0)["http.response.status_code"] as? Int) == 200 }
+                return exchange != nil
+            }
+            let found = try #require(exchange)
+            #expect(found["kind"] as? String == "client")
+            #expect(Self.attributes(found)["server.address"] as? String == "127.0.0.1:\(serverPort)")
+            let parent = spans.first { $0["span_id"] as? String == found["parent_span_id"] as? String }
+            #expect(parent?["name"] as? String == "portcullis.request")
+            #expect(Self.attributes(parent)["portcullis.route"] as? String == "grpc")
+        }
+    }
+
+    @Test("on SIGTERM the spans of the requests served are exported before the gateway exits, though the export interval has not passed")
+    func spansAreExportedOnShutdown() async throws {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", exportInterval: "60s"), { await $0.stop() }) { bed in
+            #expect(try bed.gateway.request("GET", "/orders/last", headers: [("Authorization", "Bearer \(try bed.issuer.token())")]).status == 200)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(bed.spans.isEmpty, "exported before the interval: \(bed.spans)")
+            #expect(await bed.gateway.process.terminate(timeout: .seconds(10)) == 0)
+            #expect(Set(bed.spans.compactMap { $0["name"] as? String }).contains("portcullis.upstream"), "\(bed.lines)")
+        }
+    }
+
+    @Test("an unreachable OTLP endpoint delays no request, and stopping the gateway only briefly")
+    func unreachableEndpointDelaysNothing() async throws {
+        let closed = try FreePort.allocate()
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", endpoint: "http://127.0.0.1:\(closed)/v1/traces"), { await $0.stop() }) { bed in
+            let token = try bed.issuer.token()
+            let clock = ContinuousClock()
+            for index in 0..<20 {
+                let started = clock.now
+                #expect(try bed.gateway.request("GET", "/orders/\(index)", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+                #expect(clock.now - started < .seconds(1))
+                // Across several export attempts.
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(bed.gateway.process.isRunning)
+            // Stopping waits for the last export at most TracingExporter.stopTimeout (3 s).
+            let stopping = clock.now
+            #expect(await bed.gateway.process.terminate(timeout: .seconds(10)) == 0)
+            #expect(clock.now - stopping < .seconds(5))
+        }
+    }
+
+    @Test("at ratio 0 a request without a traceparent, or with an unsampled one, is not recorded and its traceparent passes unchanged")
+    func unsampledRequestsAreNotRecorded() async throws {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 0"), { await $0.stop() }) { bed in
+            let token = try bed.issuer.token()
+            let unsampled = "00-\(String(repeating: "ab", count: 16))-\(Self.clientSpanID)-00"
+            let response = try bed.gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)"), ("traceparent", unsampled)])
+            #expect(Self.upstreamSaw("traceparent", in: response) == [unsampled])
+            #expect(try bed.gateway.request("GET", "/orders/2", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+            // A sampled request after them: once its spans arrived, the earlier ones would have too.
+            _ = try bed.gateway.request("GET", "/orders/3", headers: [("Authorization", "Bearer \(token)"), ("traceparent", Self.sampledParent)])
+            _ = try await bed.spans(trace: Self.clientTraceID, count: 4)
+            #expect(Set(bed.spans.compactMap { $0["trace_id"] as? String }) == [Self.clientTraceID])
+        }
+    }
+
+    @Test("a bad token's authentication span says rejected and why, and the token appears in no attribute")
+    func rejectedTokenRecordsReasonNotToken() async throws {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1"), { await $0.stop() }) { bed in
+            let forger = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "es-1")
+            let forged = try bed.issuer.token(sub: "mallory", signer: forger)
+            let response = try bed.gateway.request("GET", "/orders/9", headers: [("Authorization", "Bearer \(forged)")])
+            #expect(response.status == 401)
+            var spans: [[String: Any]] = []
+            _ = try await Poll.until(timeout: .seconds(10)) {
+                spans = bed.spans
+                return Self.named("portcullis.request", in: spans) != nil
+            }
+            let authentication = Self.attributes(Self.named("portcullis.authentication", in: spans))
+            #expect(authentication["portcullis.auth.result"] as? String == "rejected")
+            let reason = try #require(authentication["portcullis.auth.reason"] as? String)
+            #expect(!reason.isEmpty)
+            #expect(Self.attributes(Self.named("portcullis.request", in: spans))["http.response.status_code"] as? Int == 401)
+            #expect(Self.named("portcullis.upstream", in: spans) == nil)
+            // Neither the token nor any of its parts (header, claims, signature) nor a claim value.
+            let exported = (try? String(contentsOfFile: bed.output, encoding: .utf8)) ?? ""
+            for secret in forged.split(separator: ".").map(String.init) + ["mallory"] {
+                #expect(!exported.contains(secret), "exported spans contain \(secret.prefix(12))…")
+            }
+        }
+    }
+
+    @Test("with tracing disabled nothing is exported, the upstream gets the client's traceparent unchanged and the access log has no trace id")
+    func disabledExportsNothing() async throws {
+        try await withCleanup(try await Bed.start(tracing: "enabled: false, sampling_ratio: 1"), { await $0.stop() }) { bed in
+            let token = try bed.issuer.token()
+            var requestIDs: [String] = []
+            for headers in [[("traceparent", Self.sampledParent), ("tracestate", "vendor=abc")], []] {
+                let response = try bed.gateway.request("GET", "/orders/5", headers: [("Authorization", "Bearer \(token)")] + headers)
+                #expect(response.status == 200)
+                #expect(Self.upstreamSaw("traceparent", in: response) == (headers.isEmpty ? nil : [Self.sampledParent]))
+                #expect(Self.upstreamSaw("tracestate", in: response) == (headers.isEmpty ? nil : ["vendor=abc"]))
+                requestIDs.append(try #require(response.header("x-request-id")))
+            }
+            for requestID in requestIDs {
+                let entry = try #require(try await bed.accessLogEntry(requestID: requestID))
+                #expect(entry["trace_id"] == nil)
+            }
+            // Ten export intervals.
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(bed.lines.isEmpty, "the receiver got \(bed.lines)")
+        }
+    }
+}
