@@ -83,3 +83,34 @@ final class AccessLogTests {
         #expect(entry["upstream_ms"] == nil)
     }
 }
+
+/// `access_log: {query: true}` keeps the query string in the logged path (it is left out by default).
+@Suite("gateway: access log with queries")
+struct AccessLogQueryTests {
+    @Test("with access_log.query the path is logged with its query string")
+    func queryIsKeptWhenConfigured() async throws {
+        let upstream = try await TestUpstream.start()
+        let address = upstream.address
+        let gateway = try await GatewayProcess.start(logArguments: ["--log-level", "warning", "--log-format", "json"]) { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            access_log: {enabled: true, query: true}
+            routes:
+              - {name: open, path_prefix: /open, upstream: {targets: [\(address)]}}
+            """
+        }
+        try await withCleanup(gateway, { await $0.stop(); await upstream.stop() }) { gateway in
+            let status = try gateway.request("GET", "/open/search?q=portcullis&page=2").status
+            #expect(status == 200)
+            let logged = try await Poll.until(timeout: .seconds(5)) {
+                gateway.process.output.split(separator: "\n").contains { line in
+                    let entry = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+                    return entry?["logger"] as? String == "portcullis.access" && entry?["path"] as? String == "/open/search?q=portcullis&page=2"
+                }
+            }
+            #expect(logged, "\(gateway.process.output)")
+        }
+    }
+}

@@ -5,19 +5,22 @@ import PortcullisObservability
 /// One line per request through swift-log (label `LogFormat.accessLogLabel`, written whatever
 /// `--log-level` says; `access_log: false` turns it off); the process's log handler decides text
 /// or JSON, where numbers are JSON numbers. Tokens never appear: only the subject, client id,
-/// route and a reason code; the path never carries its query.
+/// route and a reason code; the path carries its query only with `access_log.query: true`.
 struct AccessLog: Sendable {
     let logger: Logger
+    /// Whether `path` keeps the query string.
+    let query: Bool
 
-    init() {
+    init(query: Bool = false) {
         logger = Logger(label: LogFormat.accessLogLabel)
+        self.query = query
     }
 
     func record(_ entry: RequestLog, duration: TimeAmount, upstreamTime: TimeAmount?) {
         var metadata: Logger.Metadata = [
             "request_id": .string(entry.requestID),
             "method": .string(entry.method),
-            "path": .string(entry.path),
+            "path": .string(query ? entry.target : entry.path),
             "status": .stringConvertible(entry.status),
             "duration_ms": .stringConvertible(Self.milliseconds(duration)),
             "bytes_in": .stringConvertible(entry.bytesIn),
