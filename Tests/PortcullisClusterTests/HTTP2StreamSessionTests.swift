@@ -13,7 +13,7 @@ struct HTTP2StreamSessionTests {
         let body = directory + "/\(name).body"
         let curl = try ManagedProcess(executable: "/usr/bin/env", arguments: [
             "curl", "-sS", "-N", "--http2-prior-knowledge", "--max-time", "15", "-o", body, "-w", "status %{http_code}\n",
-            "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)",
+            "-D", directory + "/\(name).head", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)",
         ], logFile: directory + "/\(name).log")
         return (curl, body)
     }
@@ -66,6 +66,8 @@ struct HTTP2StreamSessionTests {
                 #expect(waiting.output.contains("status 401"), "\(waiting.output)")
                 let answer = (try? String(contentsOfFile: body, encoding: .utf8)) ?? ""
                 #expect(answer.contains("invalid_token") && answer.contains("token revoked"), "\(answer)")
+                let head = (try? String(contentsOfFile: directory + "/waiting.head", encoding: .utf8)) ?? ""
+                #expect(head.lowercased().contains("www-authenticate: bearer") && head.contains("error=\"invalid_token\""), "\(head)")
             }
         }
     }

@@ -348,8 +348,9 @@ extension HTTP2StreamHandler {
         }
         state = .done
         if !responseHeadSent {
-            answer(ErrorResponse(status: .unauthorized, error: "invalid_token", description: end.message), requestID: ended.log.requestID,
-                   isHEAD: false)
+            // RFC 6750's answer, challenge included, as to a token refused at admission.
+            let failure = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: end.message, reason: reason, scope: nil)
+            answer(ErrorResponse(failure, realm: shared.routeTable().realm), requestID: ended.log.requestID, isHEAD: false)
         } else if isGRPC {
             endResponse(trailers: ["grpc-status": "16", "grpc-message": GRPCStatus.encodedMessage(end.message)])
         } else {
