@@ -277,7 +277,10 @@ struct HTTP2ListenerTests {
         let peer = try ManagedProcess(executable: "/usr/bin/env",
                                       arguments: ["python3", HTTP2GatewayTests.peerScript, "request", String(gateway.port), "/delay/1500"],
                                       logFile: directory + "/peer.log")
-        try await Task.sleep(for: .milliseconds(600))
+        // SIGTERM once the stream is in flight: the upstream has the request and holds its answer
+        // 1.5 s (a fixed wait lost the race to a slow Python start on a loaded machine).
+        let inFlight = try await Poll.until(timeout: .seconds(10)) { upstream.requestCount >= 1 }
+        #expect(inFlight, "\(peer.output)")
         gateway.process.signal(SIGTERM)
         let exit = await peer.waitForExit(timeout: .seconds(15))
         #expect(exit == 0)
