@@ -12,8 +12,11 @@ import Synchronization
 /// a callback that closes its connection or stream the protocol's way (WebSocket close 1008,
 /// RST_STREAM, gRPC status 16), and reports how it ended.
 ///
-/// Sessions are kept per event loop and only touched there; the registry's lock is taken once per
-/// event loop ever, and per revocation change (to list the loops), never per frame or request.
+/// Sessions are kept per event loop and only touched there. Locks: opening and ending a session
+/// each take the shard registry's lock (to find the loop's shard) and the metrics' locks (the
+/// open gauge, the closed counter) — uncontended, but on the request path of every HTTP/2 stream
+/// admitted with a token; a revocation change takes the registry's lock once to list the loops.
+/// No lock is taken per frame.
 /// A revocation change (`revocationChanged`, from `RevocationSet.onChange`) re-checks every
 /// session whose route closes on token end, on its own loop, with the same check a new request
 /// gets.
