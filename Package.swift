@@ -244,7 +244,7 @@ let package = Package(
             name: "PortcullisGatewayTests",
             // PortcullisFuzz for its RFC 9112 response oracle, which the randomized parser test compares against.
             dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport",
-                           "PortcullisFuzz"],
+                           "PortcullisFuzz", .product(name: "InMemoryTracing", package: "swift-distributed-tracing")],
             // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md); the raw
             // HTTP/2 and gRPC peers the HTTP/2 tests drive; the Selenium script of the browser CORS test.
             exclude: ["Fuzz", "Scripts", "Browser"],

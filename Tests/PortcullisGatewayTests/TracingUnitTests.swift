@@ -1,6 +1,8 @@
 @testable import PortcullisGateway
 import NIOHTTP1
 import PortcullisConfig
+import Foundation
+import InMemoryTracing
 import Testing
 import Tracing
 
@@ -83,5 +85,43 @@ struct TracingUnitTests {
         var headers = HTTPHeaders([(":path", "/"), ("traceparent", "client")])
         UpstreamHeadersInjector().inject("ours", forKey: "traceparent", into: &headers)
         #expect(headers["traceparent"] == ["ours"])
+    }
+
+    @Test("a finished request's spans reach the tracer only when flushed, under the request span, each ended when it happened")
+    func deferredSpans() throws {
+        let tracer = InMemoryTracer()
+        let tracing = RequestTracing(tracer: tracer, node: "n1", samplingRatio: 1)
+        let trace = try #require(tracing.startRequest(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/a")))
+        let authStart = try #require(trace.childStart)
+        trace.recordAuthentication(startedAt: authStart, rejection: "bad_signature")
+        // Nothing asked of the tracer yet: the request span is started when its id is needed.
+        #expect(tracer.activeSpans.isEmpty)
+        var fields: [(name: String, value: String)] = [("traceparent", "client")]
+        trace.startExchange(route: "r", fields: &fields)
+        #expect(tracer.activeSpans.map(\.operationName).sorted() == ["portcullis.request", "portcullis.upstream"])
+        var log = RequestLog(requestID: "id", method: "GET", target: "/a", start: .now())
+        log.status = 502
+        trace.finish(log)
+        let finishedBy = DefaultTracerClock.now.nanosecondsSinceEpoch
+        #expect(tracer.finishedSpans.isEmpty)
+        Thread.sleep(forTimeInterval: 0.02)
+        tracing.flush()
+
+        let spans = Dictionary(uniqueKeysWithValues: tracer.finishedSpans.map { ($0.operationName, $0) })
+        #expect(spans.keys.sorted() == ["portcullis.authentication", "portcullis.request", "portcullis.upstream"])
+        let request = try #require(spans["portcullis.request"])
+        for name in ["portcullis.authentication", "portcullis.upstream"] {
+            let child = try #require(spans[name])
+            #expect(child.parentSpanID == request.spanID && child.traceID == request.traceID, "\(name)")
+            #expect(child.endInstant.nanosecondsSinceEpoch <= finishedBy, "\(name) ended at the flush, not when it happened")
+        }
+        #expect(request.endInstant.nanosecondsSinceEpoch <= finishedBy)
+        #expect(spans["portcullis.authentication"]?.attributes["portcullis.auth.reason"]?.toSpanAttribute() == "bad_signature")
+        #expect(request.attributes["http.response.status_code"]?.toSpanAttribute() == 502)
+        // The upstream head names the exchange span, not the client's span.
+        #expect(fields.contains { $0.value == spans["portcullis.upstream"]?.spanID } && !fields.contains { $0.value == "client" })
+        // Flushing again emits nothing twice.
+        tracing.flush()
+        #expect(tracer.finishedSpans.count == 3)
     }
 }

@@ -99,16 +99,16 @@ struct Admission {
                 return .refused(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured").adding(cors),
                                 metrics: route.metrics)
             }
-            let span = log.trace?.startChild(RequestTracing.SpanName.authentication)
+            let spanStart = log.trace?.childStart
             switch authenticator.authenticate(head.headers, policy: policy, clientCertificate: clientCertificate) {
             case .success(let token):
-                span?.endAuthentication(rejection: nil)
+                if let spanStart { log.trace?.recordAuthentication(startedAt: spanStart, rejection: nil) }
                 identity = token
                 log.subject = token.subject
                 log.clientID = token.clientID
                 route.metrics.authAccepted()
             case .failure(let failure):
-                span?.endAuthentication(rejection: failure.reason)
+                if let spanStart { log.trace?.recordAuthentication(startedAt: spanStart, rejection: failure.reason) }
                 log.reason = failure.reason
                 route.metrics.authRejected(failure.reason, client: failure.client)
                 return .refused(ErrorResponse(failure, realm: table.realm).adding(cors), metrics: route.metrics)
@@ -118,9 +118,11 @@ struct Admission {
         var rateLimitHeaders: HTTPHeaders?
         if let policy = route.rateLimit {
             let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: clientAddress)
-            let span = log.trace?.startChild(RequestTracing.SpanName.rateLimit)
+            let spanStart = log.trace?.childStart
             let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
-            span?.endRateLimit(policy: policy.name, allowed: decision.allowed, remaining: decision.remaining)
+            if let spanStart {
+                log.trace?.recordRateLimit(startedAt: spanStart, policy: policy.name, allowed: decision.allowed, remaining: decision.remaining)
+            }
             gateway.metrics.rateLimitDecision(policy: policy.name, allowed: decision.allowed, overflowed: decision.overflowed)
             let headers = RateLimitFields.fields(policy: policy, decision: decision, form: table.request.rateLimitHeaders)
             guard decision.allowed else {

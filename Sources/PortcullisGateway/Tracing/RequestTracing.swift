@@ -2,13 +2,16 @@ import NIOHTTP1
 import Synchronization
 import Tracing
 
-/// The node's tracer as the request path uses it: starts a request's server span from the
-/// client's trace context (`startRequest`); everything after goes through the `RequestTrace` that
+/// The node's tracer as the request path uses it: starts a request's trace from the client's
+/// trace context (`startRequest`); everything after goes through the `RequestTrace` that
 /// returns. Present only when `tracing.enabled`: the request path asks `GatewayContext.tracing`
 /// once per request and, without it, does nothing else for tracing.
 ///
 /// Spans are started and ended explicitly with the context they carry, never through task
-/// locals: the request path runs in NIO handlers, not in tasks.
+/// locals: the request path runs in NIO handlers, not in tasks. Finished requests' spans wait in
+/// `pending` (a lock taken once per recorded request, uncontended but for the flush) until
+/// `flush()`, which `TracingExporter` calls every `flushInterval` from a task of its own, ends them
+/// with the tracer.
 final class RequestTracing: Sendable {
     let tracer: any Tracer
     /// `portcullis.node` on every request span.
@@ -18,6 +21,12 @@ final class RequestTracing: Sendable {
     private let rootThreshold: UInt64
     private static let always = UInt64.max
     private let draws: Atomic<UInt64>
+    private let pending = Mutex<[FinishedTrace]>([])
+    /// Finished requests waiting for a flush beyond this are dropped, as the exporter's own
+    /// queue drops spans beyond its bound.
+    static let maxPending = 2048
+    /// How often `TracingExporter` flushes: spans reach the exporter's batch this much later.
+    static let flushInterval: Duration = .milliseconds(50)
 
     /// `tracer` must sample parent-based with its roots always on: the ratio for traces started
     /// here is drawn by `startRequest`, before the tracer is asked.
@@ -28,19 +37,19 @@ final class RequestTracing: Sendable {
         draws = Atomic(UInt64.random(in: .min ... .max))
     }
 
-    /// The request's trace: a server span whose parent is the client's `traceparent` (when it
-    /// sent a well-formed one). Nil for a request that starts a trace the draw does not record:
-    /// nothing is recorded, propagated or logged for it then, and the tracer is not asked:
-    /// asking it for every request cost 6.6 µs per request at 1 % (docs/benchmarks.md "Tracing").
+    /// The request's trace, whose server span's parent is the client's `traceparent` (when it
+    /// sent a well-formed one); recorded when that says sampled. Nil for a request that starts a
+    /// trace the draw does not record: nothing is recorded, propagated or logged for it then, and
+    /// the tracer is not asked.
     func startRequest(_ head: HTTPRequestHead) -> RequestTrace? {
         var parent = InstrumentationContext.topLevel
         if let incoming = TraceHeaders(head.headers) {
             tracer.extract(incoming, into: &parent, using: TraceHeaders.Extractor())
         }
-        // Without a parent the tracer (roots always on) would record: the ratio decides here.
-        if parent.otelTraceID == nil, !drawRecords() { return nil }
-        let span = tracer.startSpan(SpanName.request, context: parent, ofKind: .server)
-        return RequestTrace(tracing: self, span: span)
+        if parent.otelTraceID != nil {
+            return RequestTrace(tracing: self, parent: parent, isRecording: parent.otelIsSampled)
+        }
+        return drawRecords() ? RequestTrace(tracing: self, parent: parent, isRecording: true) : nil
     }
 
     /// Whether a trace started here is recorded: splitmix64 over a shared counter, one relaxed
@@ -51,6 +60,20 @@ final class RequestTracing: Sendable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return (z ^ (z >> 31)) < rootThreshold
+    }
+
+    /// Queues a finished request's spans for the next `flush()`.
+    func enqueue(_ trace: FinishedTrace) {
+        pending.withLock { pending in
+            if pending.count < Self.maxPending { pending.append(trace) }
+        }
+    }
+
+    /// Hands every queued request's spans to the tracer, ended at their recorded instants.
+    func flush() {
+        var batch: [FinishedTrace] = []
+        pending.withLock { swap(&batch, &$0) }
+        for trace in batch { trace.emit(with: tracer) }
     }
 
     /// Span names, stable for dashboards and tests.

@@ -5,13 +5,15 @@ import Synchronization
 import Tracing
 
 /// swift-otel's tracing backend for one node: the tracer the request path uses
-/// (`requestTracing`) and the services behind it (batching, the OTLP/HTTP exporter). The node
+/// (`requestTracing`), the task that flushes its finished spans to the tracer, and the services
+/// behind it (batching, the OTLP/HTTP exporter). The node
 /// runs them in a service group of their own and stops it after its connections drained, so the
 /// spans of the last requests are still exported.
 final class TracingExporter: Sendable {
     let requestTracing: RequestTracing
     private let group: ServiceGroup
     private let finished = Atomic<Bool>(false)
+    private let flusher = Mutex<Task<Void, Never>?>(nil)
     /// How long `stop` waits for the last export: an unreachable collector must not hold a
     /// stopping node for the exporter's whole timeout.
     static let stopTimeout: Duration = .seconds(3)
@@ -46,6 +48,12 @@ final class TracingExporter: Sendable {
     /// Starts the exporter, in a task of its own: outside the node's graceful shutdown, which
     /// would end it before the drain.
     func start() {
+        let tracing = requestTracing
+        flusher.withLock {
+            $0 = Task.detached {
+                while (try? await Task.sleep(for: RequestTracing.flushInterval)) != nil { tracing.flush() }
+            }
+        }
         Task.detached { [self] in
             do {
                 try await group.run()
@@ -58,6 +66,8 @@ final class TracingExporter: Sendable {
 
     /// Exports what is queued and stops, waiting at most `stopTimeout` for it.
     func stop() async {
+        flusher.withLock { $0?.cancel() }
+        requestTracing.flush()
         await group.triggerGracefulShutdown()
         let deadline = ContinuousClock.now + Self.stopTimeout
         while !finished.load(ordering: .acquiring), ContinuousClock.now < deadline {
