@@ -19,14 +19,14 @@ final class GatewayContext: Sendable {
     private let tableVersion = Atomic<UInt64>(0)
 
     init(routes: RouteTable, metrics: GatewayMetrics, revocation: (any RevocationCheck)?, rateLimiter: any RateLimiting,
-         accessLog: AccessLog?, tracing: RequestTracing? = nil, leeway: [String: Int] = [:]) {
+         accessLog: AccessLog?, tracing: RequestTracing? = nil) {
         self.table = Mutex((0, routes))
         self.metrics = metrics
         self.rateLimiter = rateLimiter
         self.accessLog = accessLog
         self.tracing = tracing
         self.unmatchedRoute = metrics.route("_unmatched")
-        self.sessions = LiveSessions(revocation: revocation, leeway: leeway, registry: metrics.registry)
+        self.sessions = LiveSessions(revocation: revocation, registry: metrics.registry)
     }
 
     /// The routes in force, for rare readers (a scrape of `/metrics`).

@@ -92,8 +92,7 @@ public final class GatewayNode: Service, Sendable {
         let context = GatewayContext(
             routes: prepared.routes.checking(with: authenticator), metrics: metrics, revocation: agent?.revocations,
             rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
-            accessLog: config.accessLog.enabled ? AccessLog(query: config.accessLog.query) : nil, tracing: tracing,
-            leeway: Dictionary(config.issuers.map { ($0.name, $0.leewaySeconds) }, uniquingKeysWith: { first, _ in first }))
+            accessLog: config.accessLog.enabled ? AccessLog(query: config.accessLog.query) : nil, tracing: tracing)
         agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits, http2: config.http2,

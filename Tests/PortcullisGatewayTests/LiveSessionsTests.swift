@@ -17,9 +17,11 @@ struct LiveSessionsTests {
         var seen: [LiveSessions.TokenEnd] = []
     }
 
-    static func token(sub: String = "alice", jti: String? = "jti-1", client: String = "app", kid: String = "k1", exp: Int64 = now + 3600) -> VerifiedToken {
+    static func token(sub: String = "alice", jti: String? = "jti-1", client: String = "app", kid: String = "k1", exp: Int64 = now + 3600,
+                      leeway: Int = 5) -> VerifiedToken {
         VerifiedToken(issuerName: "idp", issuer: "https://idp", subject: sub, jwtID: jti, clientID: client, audiences: ["api"],
-                      scopes: [], expiresAt: exp, notBefore: nil, issuedAt: now - 10, keyID: kid, algorithm: .ES256, claims: [:])
+                      scopes: [], expiresAt: exp, notBefore: nil, issuedAt: now - 10, keyID: kid, algorithm: .ES256, claims: [:],
+                      leewaySeconds: leeway)
     }
 
     static func revocation(_ kind: Revocation.Kind, _ value: String) -> Revocation {
@@ -28,9 +30,8 @@ struct LiveSessionsTests {
     }
 
     /// A registry wired to `set` as the gateway wires it, with the wall clock at `now`.
-    static func registry(_ set: RevocationSet, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-                         leeway: [String: Int] = ["idp": 5]) -> LiveSessions {
-        let sessions = LiveSessions(revocation: set, leeway: leeway, registry: registry, wallClock: { now * 1_000_000_000 })
+    static func registry(_ set: RevocationSet, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> LiveSessions {
+        let sessions = LiveSessions(revocation: set, registry: registry, wallClock: { now * 1_000_000_000 })
         set.onChange { sessions.revocationChanged() }
         return sessions
     }
@@ -72,17 +73,26 @@ struct LiveSessionsTests {
         #expect(sessions.watchedCount(on: loop) == 0)
     }
 
-    @Test("a session ends as expired at exp plus the issuer's leeway, not before")
+    @Test("a session ends as expired at exp plus the leeway its token was verified under, not before")
     func expiry() throws {
         let loop = EmbeddedEventLoop()
         let sessions = Self.registry(RevocationSet())
         let ends = Ends()
-        // exp in 10 s, leeway 5 s: due in 15 s.
+        let laterEnds = Ends()
+        // exp in 10 s, leeway 5 s: due in 15 s. The same issuer's token verified after a reload
+        // that set its leeway to 30 s: due in 40 s.
         _ = sessions.open(protocol: "websocket", token: Self.token(exp: Self.now + 10), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        _ = sessions.open(protocol: "websocket", token: Self.token(exp: Self.now + 10, leeway: 30), policy: .close, eventLoop: loop) {
+            laterEnds.seen.append($0)
+        }
         loop.advanceTime(by: .milliseconds(14_900))
         #expect(ends.seen.isEmpty)
         loop.advanceTime(by: .milliseconds(200))
         #expect(ends.seen == [.expired])
+        loop.advanceTime(by: .milliseconds(24_800))
+        #expect(laterEnds.seen.isEmpty)
+        loop.advanceTime(by: .milliseconds(200))
+        #expect(laterEnds.seen == [.expired])
     }
 
     @Test("a token revoked before its session opened ends the session at once")

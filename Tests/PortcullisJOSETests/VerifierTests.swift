@@ -169,6 +169,9 @@ struct VerifierTests {
         #expect(try check(["aud": []]) == .wrongAudience)
         #expect(try check(["sub": 42]) == .invalidClaim)
         #expect(try check(["scope": 1]) == .invalidClaim)
+        // The token carries the leeway it was accepted under: a session it opens ends by it.
+        let verified = try #require(try setup.verifier.verify(signer.sign(claims: Fixture.claims([:]))).value)
+        #expect(verified.leewaySeconds == setup.issuer.leewaySeconds && verified.leewaySeconds == 30)
     }
 
     @Test("iat reaches cut-offs in milliseconds, rounded down; a fractional iat keeps its fraction")

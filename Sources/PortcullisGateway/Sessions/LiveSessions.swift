@@ -8,7 +8,7 @@ import Synchronization
 /// The node's long-lived connections and streams (WebSockets, gRPC calls, HTTP/2 streams), each
 /// with the token it was admitted with, so that one ends when its token does: when the cluster
 /// revokes the token (by jti, subject or client cut-off, or its signing key) or it reaches `exp`
-/// plus the issuer's leeway, whichever comes first. Protocol-neutral: a protocol handler opens a `LiveSession` with
+/// plus the leeway it was verified under, whichever comes first. Protocol-neutral: a protocol handler opens a `LiveSession` with
 /// a callback that closes its connection or stream the protocol's way (WebSocket close 1008,
 /// RST_STREAM, gRPC status 16), and reports how it ended.
 ///
@@ -54,17 +54,14 @@ final class LiveSessions: Sendable {
     }
 
     private let revocation: (any RevocationCheck)?
-    /// Seconds of leeway past `exp`, by issuer name (`IssuerConfig.leewaySeconds`).
-    private let leeway: [String: Int]
     /// Unix time in nanoseconds (a parameter so that tests can move it).
     private let wallClock: @Sendable () -> Int64
     private let metrics: SessionMetrics
     private let shards = Mutex<[ObjectIdentifier: NIOLoopBound<Shard>]>([:])
 
-    init(revocation: (any RevocationCheck)?, leeway: [String: Int] = [:], registry: PrometheusCollectorRegistry,
+    init(revocation: (any RevocationCheck)?, registry: PrometheusCollectorRegistry,
          wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }) {
         self.revocation = revocation
-        self.leeway = leeway
         self.wallClock = wallClock
         self.metrics = SessionMetrics(registry: registry)
     }
@@ -83,7 +80,7 @@ final class LiveSessions: Sendable {
         shard(for: eventLoop).sessions[ObjectIdentifier(session)] = session
         // Revoked between admission and now (or already past exp): end at once, after the caller
         // has its handle.
-        let closesAt = (watched.expiresAt + Int64(leeway[watched.issuerName] ?? IssuerConfig.defaultLeewaySeconds)) * 1_000_000_000
+        let closesAt = (watched.expiresAt + Int64(watched.leewaySeconds)) * 1_000_000_000
         let delay = TimeAmount.nanoseconds(max(0, closesAt - wallClock()))
         session.expiry = eventLoop.assumeIsolated().scheduleTask(in: delay) { session.tokenEnded(.expired) }
         if isRevoked(watched) {

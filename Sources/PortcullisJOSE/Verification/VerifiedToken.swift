@@ -31,10 +31,14 @@ public final class VerifiedToken: Sendable {
     public let claims: JSONValue
     /// What `cnf` binds the token to (RFC 7800, RFC 8705).
     public let confirmation: TokenConfirmation
+    /// The seconds past `exp` it was accepted for: its issuer's `leeway_seconds` in the
+    /// configuration that verified it, so a connection it opened ends by the same rule.
+    public let leewaySeconds: Int
 
     public init(issuerName: String, issuer: String, subject: String?, jwtID: String?, clientID: String?,
                 audiences: [String], scopes: [String], expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?,
-                issuedAtMillis: Int64? = nil, keyID: String?, algorithm: JWSAlgorithm, claims: JSONValue) {
+                issuedAtMillis: Int64? = nil, keyID: String?, algorithm: JWSAlgorithm, claims: JSONValue,
+                leewaySeconds: Int = IssuerConfig.defaultLeewaySeconds) {
         self.issuerName = issuerName
         self.issuer = issuer
         self.subject = subject
@@ -55,5 +59,6 @@ public final class VerifiedToken: Sendable {
         self.algorithm = algorithm
         self.claims = claims
         self.confirmation = TokenConfirmation(claims: claims)
+        self.leewaySeconds = leewaySeconds
     }
 }
