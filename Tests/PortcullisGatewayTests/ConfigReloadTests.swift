@@ -92,6 +92,32 @@ struct ConfigReloadTests {
         #expect(gateway.process.output.contains("configuration reloaded"))
     }
 
+    @Test("a reload that removes an issuer whose keys never loaded makes the node ready again")
+    func reloadRemovesUnreadyIssuer() async throws {
+        let issuer = try TestIssuer()
+        let (upstream, gateway) = try await Self.start(issuer)
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        // Its key set URL answers 404: its keys never load, so the node is not ready.
+        let remote = """
+              - name: remote
+                issuer: https://remote.test
+                audiences: [\(TestIssuer.audience)]
+                algorithms: [ES256]
+                jwks_uri: http://127.0.0.1:\(gateway.adminPort)/no-such-jwks
+            """
+        try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address, extraIssuers: remote)
+            .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await waitUntil { (try? Self.reloads(gateway, "success")) == 1 }
+        #expect(try gateway.readiness().status == 503)
+
+        try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address)
+            .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await waitUntil { (try? Self.reloads(gateway, "success")) == 2 }
+        #expect(try gateway.readiness().status == 200)
+    }
+
     @Test("a bad reload changes nothing, names file, line and key, and is counted",
           arguments: [
             ("syntax", "gateway.yaml:"),

@@ -98,6 +98,7 @@ final class GatewayReloader: Sendable {
             logger.warning("key files changed while reloading; the sets read first stay", metadata: ["error": "\(error)"])
         }
         context.replaceRoutes(prepared.routes.checking(with: authenticator))
+        keys.expectOnlyIssuers(prepared.config.issuers.map(\.name))
         server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
         loaders.start(loader)
         running.withLock { $0 = prepared.config }

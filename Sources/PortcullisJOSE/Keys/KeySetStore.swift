@@ -106,6 +106,12 @@ public final class KeySetStore: Sendable {
         writer.withLock { $0.expectedIssuers.formUnion(names) }
     }
 
+    /// Makes exactly `names` the issuers ``isReady`` waits for: a reloaded configuration's, so
+    /// that an issuer it removed (whose keys may never load) no longer holds readiness back.
+    public func expectOnlyIssuers(_ names: some Sequence<String>) {
+        writer.withLock { $0.expectedIssuers = Set(names) }
+    }
+
     // MARK: Writing
 
     /// Atomically replaces `issuerName`'s key set.
