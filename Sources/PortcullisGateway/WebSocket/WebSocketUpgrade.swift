@@ -23,8 +23,8 @@ protocol WebSocketDownstream: AnyObject {
 /// Opens the upstream side of an admitted WebSocket upgrade: a fresh connection to one of the
 /// route's targets (never a pooled one: it becomes the WebSocket's), the rewritten request head
 /// with `Upgrade`, `Connection` and the `Sec-WebSocket-*` fields, then the upstream's answer. On
-/// 101 both connections pass their bytes to a `WebSocketRelay`, which joins them; any other answer is
-/// passed to the client as a normal response and the connection closes.
+/// 101 both connections hand their bytes to a `WebSocketRelay`, which joins them; any other
+/// answer is passed to the client as a normal response and the connection closes.
 final class WebSocketUpgrade {
     private let downstream: any WebSocketDownstream
     private let route: CompiledRoute
