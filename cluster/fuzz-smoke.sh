@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer binary and fuzzes every target in it for a while: the JOSE parsers and
-# verifier, the upstream response parser, chunked decoding, the request head path and the PROXY
-# protocol header parser
+# verifier, the upstream response parser, chunked decoding, the request head path, the PROXY
+# protocol header parser and the WebSocket relay's frame tracker
 # (docs/fuzzing.md). Default 20 s per target.
 #   cluster/fuzz-smoke.sh [seconds per target] [target...]
 # Exit status: 0 when no target crashed, non-zero otherwise (the crashing input is left in
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(jose response chunked request-head proxy-protocol)
+[ ${#targets[@]} -gt 0 ] || targets=(jose response chunked request-head proxy-protocol websocket-frames)
 scratch=.build-fuzz
 
 swift build -c debug --scratch-path "$scratch" --product PortcullisFuzz \
@@ -29,6 +29,7 @@ dict_of() {
     case "$1" in
         jose) echo Tests/PortcullisJOSETests/Vectors/fuzz.dict ;;
         proxy-protocol) echo Tests/PortcullisGatewayTests/Fuzz/proxy-protocol.dict ;;
+        websocket-frames) echo Tests/PortcullisGatewayTests/Fuzz/websocket-frames.dict ;;
         *) echo Tests/PortcullisGatewayTests/Fuzz/http.dict ;;
     esac
 }

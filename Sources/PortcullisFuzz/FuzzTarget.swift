@@ -18,6 +18,8 @@ enum FuzzTarget: String, CaseIterable {
     case requestHead = "request-head"
     /// The PROXY protocol header parser (`ProxyProtocolHarness`).
     case proxyProtocol = "proxy-protocol"
+    /// The WebSocket relay's frame-boundary tracker (`WebSocketFramesHarness`).
+    case webSocketFrames = "websocket-frames"
 
     static let environmentVariable = "PORTCULLIS_FUZZ_TARGET"
 
@@ -45,6 +47,7 @@ enum FuzzTarget: String, CaseIterable {
         case .chunked: ResponseHarness.run(Array(input), chunkedBodyOnly: true)
         case .requestHead: RequestHeadHarness.run(Array(input))
         case .proxyProtocol: ProxyProtocolHarness.run(Array(input))
+        case .webSocketFrames: WebSocketFramesHarness.run(Array(input))
         }
     }
 
@@ -56,6 +59,7 @@ enum FuzzTarget: String, CaseIterable {
         case .chunked: ResponseHarness.chunkedSeeds
         case .requestHead: RequestHeadHarness.seeds
         case .proxyProtocol: ProxyProtocolHarness.seeds
+        case .webSocketFrames: WebSocketFramesHarness.seeds
         }
     }
 }

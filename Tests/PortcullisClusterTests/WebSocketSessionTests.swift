@@ -117,6 +117,43 @@ struct WebSocketSessionTests {
         }
     }
 
+    @Test("frames from a real client reach a real echo server and come back byte for byte: fragmented text and binary messages, a ping's payload in its pong, a 70 000-byte message with a 64-bit length")
+    func bytesIntact() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            guard let results = try await peers.run([
+                .init(url: gateway.ws("/ws-allow/intact"), token: try cluster.token(), integrity: true),
+            ], hold: 0) else { return }
+            #expect(results[0].openStatus == 101 && results[0].echo == true, "\(results[0])")
+            #expect(results[0].integrity == "ok", "\(results[0])")
+        }
+    }
+
+    @Test("a close of the gateway's own (token revoked, idle timeout, maximum lifetime) while a 200 000-byte frame is half way to the client comes after that frame's last byte: the client gets the whole message intact, then the close frame; the upstream gets the same code, masked")
+    func gatewayCloseAtFrameBoundary() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let revoked = try cluster.token(jti: "ws-stream-1")
+            guard let results = try await peers.run([
+                .init(url: gateway.ws("/ws-raw/revoked"), token: revoked, stream: true),
+                .init(url: gateway.ws("/ws-raw-idle/idle"), token: try cluster.token(), stream: true),
+                .init(url: gateway.ws("/ws-raw-life/life"), token: try cluster.token(), stream: true),
+            ], hold: 10, whileOpen: {
+                _ = try await cluster.revoke(.jti, "ws-stream-1")
+                try await Task.sleep(for: .milliseconds(2500))
+            }) else { return }
+            let expected: [(code: Int, reason: String, path: String)] = [
+                (1008, "token revoked", "/ws-raw/revoked"), (1001, "idle timeout", "/ws-raw-idle/idle"), (1001, "maximum lifetime reached", "/ws-raw-life/life"),
+            ]
+            let log = peers.upstreamLog()
+            for (result, want) in zip(results, expected) {
+                #expect(result.openStatus == 101 && result.streamBytes == 200_000 && result.streamIntact == true, "\(result)")
+                #expect(result.closeCode == want.code && result.closeReason == want.reason, "\(result)")
+                #expect(log.contains("\(want.path) gateway-close \(want.code) masked"), "\(log)")
+            }
+        }
+    }
+
     @Test("100 WebSockets across 3 gateways under 10 subjects: revoking one subject closes exactly its 10 with 1008, each within a second of the revocation; the other 90 stay open and echo")
     func subjectRevocationAcrossNodes() async throws {
         try await withWebSocketCluster { cluster, peers in
@@ -156,7 +193,7 @@ struct WebSocketSessionTests {
 func withWebSocketCluster(leeway: Int? = nil, _ body: (TestCluster, WebSocketPeers) async throws -> Void) async throws {
     let peers = try await WebSocketPeers.start()
     try await withCleanup(peers, { await $0.stop() }) { peers in
-        guard let echo = peers.echoAddress else { return }
+        guard let echo = peers.echoAddress, let raw = peers.rawAddress else { return }
         try await withCluster { cluster in
             cluster.issuerLeeway = leeway
             cluster.extraRoutes = """
@@ -181,6 +218,21 @@ func withWebSocketCluster(leeway: Int? = nil, _ body: (TestCluster, WebSocketPee
                 upstream: {targets: [127.0.0.1:1]}
                 auth: {type: jwt}
                 websocket: true
+              - name: ws-raw
+                path_prefix: /ws-raw
+                upstream: {targets: [\(raw)]}
+                auth: {type: jwt}
+                websocket: true
+              - name: ws-raw-idle
+                path_prefix: /ws-raw-idle
+                upstream: {targets: [\(raw)]}
+                auth: {type: jwt}
+                websocket: {idle_timeout: 1s}
+              - name: ws-raw-life
+                path_prefix: /ws-raw-life
+                upstream: {targets: [\(raw)]}
+                auth: {type: jwt}
+                websocket: {max_lifetime: 1s}
               - name: ws-off
                 path_prefix: /ws-off
                 upstream: {targets: [\(echo)]}
@@ -202,6 +254,11 @@ final class WebSocketPeers: Sendable {
         let token: String?
         /// Sends a binary message this large once every connection is open, and reads its echo.
         var sendAfterReady: Int? = nil
+        /// Also echoes a fragmented text and binary message, a ping with a payload and a 70 000-byte
+        /// message (64-bit length); the result's `integrity` says which failed, or "ok".
+        var integrity: Bool? = nil
+        /// Instead of echoing: reads the one 200 000-byte message the raw server streams.
+        var stream: Bool? = nil
         /// Instead of a WebSocket client: a raw upgrade request to `host`:`port` `path`, whose
         /// connection closes after this many seconds without waiting for an answer.
         var abortAfter: Double? = nil
@@ -210,7 +267,7 @@ final class WebSocketPeers: Sendable {
         var path: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case url, token, host, port, path
+            case url, token, host, port, path, integrity, stream
             case sendAfterReady = "send_after_ready", abortAfter = "abort_after"
         }
     }
@@ -224,11 +281,15 @@ final class WebSocketPeers: Sendable {
         let closeReason: String?
         let closedAt: Double?
         let openAtEnd: Bool
+        let integrity: String?
+        /// The length of the raw server's message as received, and whether it is byte for byte the one sent.
+        let streamBytes: Int?
+        let streamIntact: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case index, echo
+            case index, echo, integrity
             case openStatus = "open_status", echoAfter = "echo_after", closeCode = "close_code", closeReason = "close_reason"
-            case closedAt = "closed_at", openAtEnd = "open_at_end"
+            case closedAt = "closed_at", openAtEnd = "open_at_end", streamBytes = "stream_bytes", streamIntact = "stream_intact"
         }
 
         init(from decoder: any Decoder) throws {
@@ -241,10 +302,13 @@ final class WebSocketPeers: Sendable {
             closeReason = try c.decodeIfPresent(String.self, forKey: .closeReason)
             closedAt = try c.decodeIfPresent(Double.self, forKey: .closedAt)
             openAtEnd = try c.decodeIfPresent(Bool.self, forKey: .openAtEnd) ?? false
+            integrity = try c.decodeIfPresent(String.self, forKey: .integrity)
+            streamBytes = try c.decodeIfPresent(Int.self, forKey: .streamBytes)
+            streamIntact = try c.decodeIfPresent(Bool.self, forKey: .streamIntact)
         }
 
         var description: String {
-            "#\(index) status \(openStatus.map(String.init) ?? "-") close \(closeCode.map(String.init) ?? "-") '\(closeReason ?? "")' open at end \(openAtEnd) echo after \(echoAfter.map(String.init) ?? "-")"
+            "#\(index) status \(openStatus.map(String.init) ?? "-") close \(closeCode.map(String.init) ?? "-") '\(closeReason ?? "")' open at end \(openAtEnd) echo after \(echoAfter.map(String.init) ?? "-") integrity \(integrity ?? "-") stream \(streamBytes.map(String.init) ?? "-") intact \(streamIntact.map(String.init) ?? "-")"
         }
     }
 
@@ -254,11 +318,15 @@ final class WebSocketPeers: Sendable {
     let server: ManagedProcess
     /// `127.0.0.1:port` of the echo server; nil when Python `websockets` is missing.
     let echoAddress: String?
+    /// `127.0.0.1:port` of the raw server that streams one frame in two halves around the
+    /// gateway's close frame.
+    let rawAddress: String?
 
-    private init(directory: String, server: ManagedProcess, echoAddress: String?) {
+    private init(directory: String, server: ManagedProcess, echoAddress: String?, rawAddress: String?) {
         self.directory = directory
         self.server = server
         self.echoAddress = echoAddress
+        self.rawAddress = rawAddress
     }
 
     static func start() async throws -> WebSocketPeers {
@@ -281,7 +349,8 @@ final class WebSocketPeers: Sendable {
                 Issue.record("the echo server did not start:\n\(server.output)")
             }
         }
-        return WebSocketPeers(directory: directory, server: server, echoAddress: address)
+        let raw = (try? String(contentsOfFile: directory + "/port.raw", encoding: .utf8)).map { "127.0.0.1:\($0)" }
+        return WebSocketPeers(directory: directory, server: server, echoAddress: address, rawAddress: raw)
     }
 
     func upstreamLog() -> String {

@@ -1,12 +1,19 @@
 import NIOCore
 import NIOWebSocket
 
-/// One WebSocket after the handshake: frames from the client go to the upstream and back, one
-/// frame for one frame (fragmentation, pings and extensions' reserved bits pass as they are),
-/// re-masked toward the upstream as RFC 6455 §5.3 requires of a client. Because the gateway sees
-/// frame boundaries (NIO's `WebSocketFrameDecoder` on both sides), it can end the WebSocket
-/// itself with a close frame: when the token ends (`LiveSessions`, code 1008), after the route's
-/// idle timeout or maximum lifetime (1001), or when a frame exceeds `max_frame_bytes` (1009).
+/// One WebSocket after the handshake: the bytes each peer sends are passed to the other as they
+/// arrive, unchanged — the client's masked frames keep their masking keys, which stay valid for
+/// the upstream (RFC 6455 lets an intermediary pass frames on as they are), and nothing is
+/// unmasked, copied into frames or re-encoded. A `WebSocketFrameTracker` per direction reads
+/// only each frame's header, so the gateway still:
+///
+/// - refuses a frame over `max_frame_bytes` (1009) or one breaking the rules the tracker checks
+///   (1002) before any of it is passed on: a header is passed on only once it is complete;
+/// - sees close frames either way (the session's end reason, and which peer has had one);
+/// - ends the WebSocket itself at a frame boundary: when the token ends (`LiveSessions`, 1008),
+///   after the route's idle timeout or maximum lifetime (1001), on drain (1001). While a frame is
+///   in flight toward a peer, the rest of that frame is passed on first and the gateway's close
+///   frame follows its last byte.
 ///
 /// Both channels run on one event loop (the upstream connection is opened on the client's), and
 /// so does this object. Backpressure: a side is read only while the other side is writable.
@@ -18,25 +25,50 @@ final class WebSocketRelay {
         var other: Side { self == .client ? .upstream : .client }
     }
 
+    /// The bytes one side sends, on their way to the other side.
+    private final class Inbound {
+        var tracker: WebSocketFrameTracker
+        /// The start of a header not complete yet, held back until it is (and checked).
+        var heldHeader: ByteBuffer?
+        /// The gateway's close frame for the other side, written after the frame in flight ends.
+        var closeAfterFrame: ByteBuffer?
+        /// Nothing more from this side is passed on (the gateway's close frame went the other way,
+        /// or this side broke the protocol).
+        var stopped = false
+
+        init(sender: WebSocketFrameTracker.Sender, maxPayload: Int) {
+            tracker = WebSocketFrameTracker(sender: sender, maxPayload: UInt64(maxPayload))
+        }
+
+        /// Whether the other side has part of a frame from this side (so a frame of the
+        /// gateway's cannot follow yet).
+        var midFrame: Bool { !stopped && tracker.currentFrame != nil }
+    }
+
     private var clientContext: ChannelHandlerContext?
     private var upstreamContext: ChannelHandlerContext?
+    private let fromClient: Inbound
+    private let fromUpstream: Inbound
     private let session: LiveSession
     private let idleTimeout: TimeAmount
     private var idleTimer: DeadlineTimer?
     private var lifetimeTimer: Scheduled<Void>?
     private var graceTimer: Scheduled<Void>?
-    /// A close frame was written to that side (forwarded or the gateway's own).
+    /// A close frame was written to that side (passed on or the gateway's own), or is due after
+    /// the frame in flight.
     private var closeSentToClient = false
     private var closeSentToUpstream = false
-    /// The gateway closed the WebSocket itself: frames still arriving are dropped.
+    /// The gateway closed the WebSocket itself.
     private var closedByGateway = false
     private var pendingRead: [Side] = []
     /// How long the peers get to answer the gateway's close frame before their connections close.
     static let closeGrace: TimeAmount = .seconds(1)
 
-    init(session: LiveSession, idleTimeout: TimeAmount, maxLifetime: TimeAmount) {
+    init(session: LiveSession, idleTimeout: TimeAmount, maxLifetime: TimeAmount, maxFrameBytes: Int) {
         self.session = session
         self.idleTimeout = idleTimeout
+        fromClient = Inbound(sender: .client, maxPayload: maxFrameBytes)
+        fromUpstream = Inbound(sender: .server, maxPayload: maxFrameBytes)
         let loop = session.eventLoop.assumeIsolated()
         // Strong captures: `stop()` (when both sides are gone) cancels them, breaking the cycles.
         idleTimer = DeadlineTimer(eventLoop: session.eventLoop) { [self] in
@@ -62,26 +94,65 @@ final class WebSocketRelay {
         }
     }
 
-    func received(_ frame: WebSocketFrame, from side: Side) {
-        guard !closedByGateway else {
-            // The peer's answer to the gateway's close frame: its connection may go now.
-            if frame.opcode == .connectionClose { context(side)?.close(promise: nil) }
-            return
+    /// Bytes `side` sent: passed on up to the last complete header (a header's start is held
+    /// back until the rest arrives), and cut where the gateway must stop them.
+    func received(_ buffer: ByteBuffer, from side: Side) {
+        let inbound = self.inbound(side)
+        if !closedByGateway { idleTimer?.set(after: idleTimeout) }
+        let total = buffer.readableBytes
+        var passed = 0  // bytes of `buffer` passed on or dropped
+        var offset = 0  // bytes of `buffer` the tracker has read
+        var frameStart: Int?  // where the frame being read starts in `buffer` (nil: before it)
+        while true {
+            if inbound.tracker.atBoundary { frameStart = offset }
+            let advanced = buffer.withUnsafeReadableBytes { bytes in
+                Result { () throws(WebSocketFrameViolation) in try inbound.tracker.advance(UnsafeRawBufferPointer(rebasing: bytes[offset...])) }
+            }
+            let step: (consumed: Int, event: WebSocketFrameTracker.Event?)
+            switch advanced {
+            case .success(let advance):
+                step = advance
+            case .failure(let violation):
+                // The bytes before the offending frame's header are whole frames.
+                if let frameStart { pass(buffer, passed..<frameStart, from: side) }
+                inbound.heldHeader = nil
+                inbound.stopped = true
+                return refused(violation)
+            }
+            offset += step.consumed
+            guard let event = step.event else { break }
+            switch event {
+            case .header(let header):
+                guard header.opcode == WebSocketFrameHeader.close else { continue }
+                guard !closedByGateway else {
+                    // The peer's answer to the gateway's close frame: its connection may go now.
+                    inbound.stopped = true
+                    context(side)?.close(promise: nil)
+                    return
+                }
+                session.end(side == .client ? .client : .upstream)
+                markCloseSent(to: side.other)
+            case .frameEnd:
+                guard let close = inbound.closeAfterFrame, !inbound.stopped else { continue }
+                pass(buffer, passed..<offset, from: side)
+                passed = offset
+                inbound.closeAfterFrame = nil
+                inbound.stopped = true
+                context(side.other)?.writeAndFlush(NIOAny(close), promise: nil)
+            }
         }
-        idleTimer?.set(after: idleTimeout)
-        if frame.opcode == .connectionClose { session.end(side == .client ? .client : .upstream) }
-        let forwarded: WebSocketFrame
-        switch side {
-        case .client:
-            forwarded = WebSocketFrame(fin: frame.fin, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3, opcode: frame.opcode,
-                                       maskKey: .random(), data: frame.unmaskedData, extensionData: frame.unmaskedExtensionData)
-        case .upstream:
-            // A server's frames are unmasked; one that masks anyway is unmasked for the client.
-            forwarded = WebSocketFrame(fin: frame.fin, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3, opcode: frame.opcode,
-                                       data: frame.unmaskedData, extensionData: frame.unmaskedExtensionData)
+        if inbound.tracker.inHeader {
+            if let frameStart {
+                pass(buffer, passed..<frameStart, from: side)
+                if !inbound.stopped { inbound.heldHeader = buffer.getSlice(at: buffer.readerIndex + frameStart, length: total - frameStart) }
+            } else if !inbound.stopped {
+                // The header began in an earlier read: its bytes so far (at most 14) are joined.
+                var rest = buffer.getSlice(at: buffer.readerIndex + passed, length: total - passed)!
+                inbound.heldHeader?.writeBuffer(&rest)
+            }
+        } else {
+            pass(buffer, passed..<total, from: side)
         }
-        if frame.opcode == .connectionClose { markCloseSent(to: side.other) }
-        context(side.other)?.write(NIOAny(forwarded), promise: nil)
     }
 
     func readComplete(from side: Side) {
@@ -89,7 +160,8 @@ final class WebSocketRelay {
     }
 
     /// `side`'s connection closed: the other side gets a close frame if it has had none, and
-    /// its connection closes once that is written.
+    /// its connection closes once that is written. If it has part of a frame, no close frame can
+    /// follow: its connection just closes.
     func inactive(_ side: Side) {
         session.end(side == .client ? .client : .upstream)
         switch side {
@@ -97,26 +169,21 @@ final class WebSocketRelay {
         case .upstream: upstreamContext = nil
         }
         guard let other = context(side.other) else { return stop() }
+        let inbound = self.inbound(side)
         let written = other.eventLoop.makePromise(of: Void.self)
-        if closeSent(to: side.other) {
+        if closeSent(to: side.other) || inbound.midFrame {
             written.succeed()
         } else {
             markCloseSent(to: side.other)
-            other.write(NIOAny(closeFrame(code: .goingAway, reason: side == .client ? "client gone" : "upstream gone", to: side.other,
-                                          allocator: other.channel.allocator)), promise: written)
+            other.write(NIOAny(WebSocketCloseFrame.encode(code: .goingAway, reason: side == .client ? "client gone" : "upstream gone",
+                                                          masked: side.other == .upstream, allocator: other.channel.allocator)),
+                        promise: written)
         }
+        inbound.stopped = true
+        inbound.heldHeader = nil
+        inbound.closeAfterFrame = nil
         other.flush()
         written.futureResult.assumeIsolated().whenComplete { _ in other.close(promise: nil) }
-    }
-
-    /// A side's decoder refused its bytes: a frame over `max_frame_bytes` (1009) or a protocol
-    /// error (1002).
-    func failed(_ side: Side, error: any Error) {
-        if let error = error as? NIOWebSocketError, error == .invalidFrameLength {
-            close(code: .messageTooLarge, reason: "frame too large", end: .tooLarge)
-        } else {
-            close(code: .protocolError, reason: "protocol error", end: .protocolError)
-        }
     }
 
     func mayRead(_ side: Side) -> Bool {
@@ -135,8 +202,9 @@ final class WebSocketRelay {
 
     // MARK: Closing
 
-    /// Ends the WebSocket from the gateway: a close frame with `code` and `reason` to both peers,
-    /// then each connection closes when its peer answers, or after `closeGrace`.
+    /// Ends the WebSocket from the gateway: a close frame with `code` and `reason` to both peers
+    /// (each after the frame in flight toward it, if any), then each connection closes when its
+    /// peer answers, or after `closeGrace`.
     func close(code: WebSocketErrorCode, reason: String, end: LiveSessions.EndReason) {
         guard !closedByGateway else { return }
         closedByGateway = true
@@ -144,16 +212,56 @@ final class WebSocketRelay {
         idleTimer?.cancel()
         for side in [Side.client, .upstream] {
             guard let context = context(side) else { continue }
+            // What flows toward `side` comes from the other side.
+            let toward = inbound(side.other)
             if closeSent(to: side) {
                 context.flush()
+                continue
+            }
+            markCloseSent(to: side)
+            let frame = WebSocketCloseFrame.encode(code: code, reason: reason, masked: side == .upstream, allocator: context.channel.allocator)
+            if toward.midFrame {
+                toward.closeAfterFrame = frame
+                context.flush()
             } else {
-                markCloseSent(to: side)
-                context.writeAndFlush(NIOAny(closeFrame(code: code, reason: reason, to: side, allocator: context.channel.allocator)), promise: nil)
+                toward.stopped = true
+                toward.heldHeader = nil
+                context.writeAndFlush(NIOAny(frame), promise: nil)
             }
         }
         graceTimer = session.eventLoop.assumeIsolated().scheduleTask(in: Self.closeGrace) { [self] in
             clientContext?.close(promise: nil)
             upstreamContext?.close(promise: nil)
+        }
+    }
+
+    /// A side sent a frame the tracker refuses: over `max_frame_bytes` (1009) or breaking the
+    /// protocol (1002).
+    private func refused(_ violation: WebSocketFrameViolation) {
+        if case .frameTooLarge = violation {
+            close(code: .messageTooLarge, reason: "frame too large", end: .tooLarge)
+        } else {
+            close(code: .protocolError, reason: "protocol error", end: .protocolError)
+        }
+    }
+
+    /// Passes `range` of `buffer` (after any held header bytes) from `side` to the other side,
+    /// unless that direction is stopped.
+    private func pass(_ buffer: ByteBuffer, _ range: Range<Int>, from side: Side) {
+        let inbound = self.inbound(side)
+        guard !inbound.stopped, let target = context(side.other) else {
+            inbound.heldHeader = nil
+            return
+        }
+        if let held = inbound.heldHeader {
+            inbound.heldHeader = nil
+            target.write(NIOAny(held), promise: nil)
+        }
+        guard !range.isEmpty else { return }
+        if range.count == buffer.readableBytes {
+            target.write(NIOAny(buffer), promise: nil)
+        } else {
+            target.write(NIOAny(buffer.getSlice(at: buffer.readerIndex + range.lowerBound, length: range.count)!), promise: nil)
         }
     }
 
@@ -166,6 +274,10 @@ final class WebSocketRelay {
         graceTimer = nil
     }
 
+    private func inbound(_ side: Side) -> Inbound {
+        side == .client ? fromClient : fromUpstream
+    }
+
     private func context(_ side: Side) -> ChannelHandlerContext? {
         side == .client ? clientContext : upstreamContext
     }
@@ -176,12 +288,5 @@ final class WebSocketRelay {
 
     private func markCloseSent(to side: Side) {
         if side == .client { closeSentToClient = true } else { closeSentToUpstream = true }
-    }
-
-    private func closeFrame(code: WebSocketErrorCode, reason: String, to side: Side, allocator: ByteBufferAllocator) -> WebSocketFrame {
-        var data = allocator.buffer(capacity: 2 + reason.utf8.count)
-        data.write(webSocketErrorCode: code)
-        data.writeString(reason)
-        return WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: side == .upstream ? .random() : nil, data: data)
     }
 }

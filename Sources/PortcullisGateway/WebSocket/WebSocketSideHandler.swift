@@ -1,13 +1,12 @@
 import NIOCore
-import NIOWebSocket
 
-/// The last handler of either connection of a WebSocket (after NIO's frame encoder and decoder):
-/// hands frames and connection events to the `WebSocketRelay`, and holds reads back while the
-/// other side cannot take more bytes.
+/// The last handler of either connection of a WebSocket (in place of the HTTP/1.1 handlers once
+/// the handshake is done): hands the bytes read and the connection's events to the
+/// `WebSocketRelay`, and holds reads back while the other side cannot take more bytes.
 final class WebSocketSideHandler: ChannelDuplexHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let side: WebSocketRelay.Side
     private var relay: WebSocketRelay?
@@ -41,8 +40,10 @@ final class WebSocketSideHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    /// A read or write failed (a reset, a TLS error): the connection closes, and the relay hears
+    /// of it as `channelInactive`.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        relay?.failed(side, error: error)
+        context.close(promise: nil)
     }
 
     /// SIGTERM drain: the WebSocket ends with 1001 rather than holding the drain to its deadline.

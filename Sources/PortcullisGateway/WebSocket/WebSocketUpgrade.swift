@@ -23,8 +23,8 @@ protocol WebSocketDownstream: AnyObject {
 /// Opens the upstream side of an admitted WebSocket upgrade: a fresh connection to one of the
 /// route's targets (never a pooled one: it becomes the WebSocket's), the rewritten request head
 /// with `Upgrade`, `Connection` and the `Sec-WebSocket-*` fields, then the upstream's answer. On
-/// 101 both connections switch to frames and a `WebSocketRelay` joins them; any other answer is
-/// passed to the client as a normal response and the connection closes.
+/// 101 both connections hand their bytes to a `WebSocketRelay`, which joins them; any other
+/// answer is passed to the client as a normal response and the connection closes.
 final class WebSocketUpgrade {
     private let downstream: any WebSocketDownstream
     private let route: CompiledRoute
@@ -151,22 +151,18 @@ final class WebSocketUpgrade {
         var relayReference: WebSocketRelay?
         let session = sessions.open(protocol: "websocket", token: token, policy: route.config.onTokenEnd,
                                     eventLoop: eventLoop) { end in relayReference?.tokenEnded(end) }
-        let relay = WebSocketRelay(session: session, idleTimeout: TimeAmount(settings.idleTimeout), maxLifetime: TimeAmount(settings.maxLifetime))
+        let relay = WebSocketRelay(session: session, idleTimeout: TimeAmount(settings.idleTimeout), maxLifetime: TimeAmount(settings.maxLifetime),
+                                   maxFrameBytes: settings.maxFrameBytes)
         relayReference = relay
-        let maxFrame = settings.maxFrameBytes
         // The client side first: frames the upstream sent along with its 101 are relayed as soon
         // as the upstream side is in place.
         downstream.webSocketAccepted(head, log: log, route: route) { client in
-            try client.addHandler(WebSocketFrameEncoder())
-            try client.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrame)))
             try client.addHandler(WebSocketSideHandler(side: .client, relay: relay))
         }
         do {
-            // Frame handlers after NIO's HTTP ones, which are then removed: the decoder's
-            // left-over bytes (frames that came with the 101) reach the frame decoder.
+            // The relay's handler after NIO's HTTP ones, which are then removed: the decoder's
+            // left-over bytes (frames that came with the 101) reach the relay.
             let sync = upstream.pipeline.syncOperations
-            try sync.addHandler(WebSocketFrameEncoder())
-            try sync.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrame)))
             try sync.addHandler(WebSocketSideHandler(side: .upstream, relay: relay))
             sync.removeHandler(context: upstream, promise: nil)
             sync.removeHandler(context: try sync.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)

@@ -6,15 +6,23 @@
       to the log as a line "path authorization-present", and "path closed" when that WebSocket
       ends. A path containing "reject" is answered 403 (a failing upstream handshake); one
       containing "slow" is answered after half a second.
+      Beside it, a raw WebSocket server (port written to F.raw) for closes at a frame boundary:
+      after its 101 it sends the first half of one 200 000-byte binary frame (STREAM_SIZE), waits
+      for the gateway's close frame, logs "path gateway-close CODE masked|unmasked", then sends
+      the frame's second half.
 
   websocket_peers.py clients --plan P --out O --ready R --done D [--hold S]
-      Opens the plan's connections ({"url", "token", "send_after_ready"}), echoes a text and a
-      1 KiB binary message on each, touches R, then records every close (code, reason, Unix time)
+      Opens the plan's connections ({"url", "token", "send_after_ready", "integrity", "stream"}),
+      echoes a text and a 1 KiB binary message on each ("integrity": also a fragmented message, a
+      ping with a payload and a 70 000-byte message; "stream": instead, reads the raw server's
+      200 000-byte message), touches R, then records every close (code, reason, Unix time)
       until file D exists or S seconds pass. Connections still open then echo again. Writes the
       results to O as JSON. Exits 77 when `websockets` is missing (the test is then skipped).
 """
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -29,8 +37,56 @@ except ImportError:
     sys.exit(77)
 
 
+STREAM_SIZE = 200_000
+
+
+def stream_payload():
+    return bytes(i % 251 for i in range(STREAM_SIZE))
+
+
+async def run_raw_server(log, port_file):
+    """One frame streamed in two halves around the gateway's close frame (no library: a
+    WebSocket library would answer the close frame itself, in the middle of the frame)."""
+
+    async def handle(reader, writer):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        path = head.split(" ")[1]
+        key = next(line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        writer.write(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+        payload = stream_payload()
+        frame = bytes([0x82, 127]) + STREAM_SIZE.to_bytes(8, "big") + payload
+        half = len(frame) // 2
+        writer.write(frame[:half])
+        await writer.drain()
+        try:
+            first = await asyncio.wait_for(reader.readexactly(2), 10)
+            length = first[1] & 0x7F
+            mask = await reader.readexactly(4) if first[1] & 0x80 else None
+            body = bytearray(await reader.readexactly(length))
+            if mask:
+                body = bytearray(b ^ mask[i % 4] for i, b in enumerate(body))
+            code = int.from_bytes(body[:2], "big") if first[0] == 0x88 and length >= 2 else -1
+            log.write(f"{path} gateway-close {code} {'masked' if mask else 'unmasked'}\n")
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError):
+            log.write(f"{path} gateway-close none\n")
+        writer.write(frame[half:])
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(port))
+    os.rename(port_file + ".tmp", port_file)
+    return server
+
+
 async def run_server(args):
     log = open(args.log, "a", buffering=1)
+    raw = await run_raw_server(log, args.port_file + ".raw")
 
     async def process_request(connection, request):
         auth = "auth" if request.headers.get("Authorization") else "noauth"
@@ -67,10 +123,28 @@ async def echo_ok(ws):
     return await asyncio.wait_for(ws.recv(), 5) == payload
 
 
+async def integrity_ok(ws):
+    """Messages whose bytes must arrive unchanged: fragments, a ping's payload, a 64-bit length."""
+    await ws.send(["frag", "mented ", "h\u00e9llo \u2603"])
+    if await asyncio.wait_for(ws.recv(), 5) != "fragmented h\u00e9llo \u2603":
+        return "fragmented text"
+    await ws.send([b"\x00\x01", bytes(range(256)), b"\xff"])
+    if await asyncio.wait_for(ws.recv(), 5) != b"\x00\x01" + bytes(range(256)) + b"\xff":
+        return "fragmented binary"
+    pong = await ws.ping(b"ping-payload")
+    await asyncio.wait_for(pong, 5)
+    big = bytes((i * 7) % 256 for i in range(70_000))
+    await ws.send(big)
+    if await asyncio.wait_for(ws.recv(), 5) != big:
+        return "70 000-byte message"
+    return "ok"
+
+
 async def run_clients(args):
     plan = json.load(open(args.plan))
     results = [dict(index=i) for i in range(len(plan))]
     sockets = [None] * len(plan)
+    streams = []
 
     async def open_one(i, entry):
         if entry.get("abort_after"):
@@ -92,8 +166,21 @@ async def run_clients(args):
             results[i]["open_status"] = error.response.status_code
             return
         results[i]["open_status"] = 101
-        results[i]["echo"] = await echo_ok(ws)
         sockets[i] = ws
+        if entry.get("stream"):
+            streams.append(asyncio.create_task(read_stream(i, ws)))
+            return
+        results[i]["echo"] = await echo_ok(ws)
+        if entry.get("integrity"):
+            results[i]["integrity"] = await integrity_ok(ws)
+
+    async def read_stream(i, ws):
+        try:
+            message = await ws.recv()
+            results[i]["stream_bytes"] = len(message)
+            results[i]["stream_intact"] = message == stream_payload()
+        except ConnectionClosed:
+            results[i]["stream_bytes"] = 0
 
     await asyncio.gather(*(open_one(i, e) for i, e in enumerate(plan)))
 
@@ -120,7 +207,17 @@ async def run_clients(args):
         if all(t.done() for t in watchers):
             break
         await asyncio.sleep(0.005)
+    for task in streams:
+        try:
+            await asyncio.wait_for(task, 5)
+        except asyncio.TimeoutError:
+            pass
     for i, ws in enumerate(sockets):
+        if plan[i].get("stream"):
+            if ws is not None and "closed_at" not in results[i]:
+                results[i]["open_at_end"] = True
+                await ws.close()
+            continue
         if ws is not None and "closed_at" not in results[i]:
             results[i]["open_at_end"] = True
             try:
