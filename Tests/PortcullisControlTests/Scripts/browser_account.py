@@ -54,6 +54,8 @@ def throttle(bad_tries):
         result["bad"].append({"status": status(driver), "error": error_text()})
     sign_in(driver, wait, username, password)
     result["locked"] = {"status": status(driver), "error": error_text(), "title": driver.title}
+    if not driver.find_elements(By.ID, "username"):
+        return  # signed in: not throttled
     sign_in(driver, wait, username, password)
     result["still_locked"] = {"status": status(driver), "error": error_text()}
     refused = 0
