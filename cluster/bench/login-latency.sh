@@ -6,7 +6,9 @@
 # posts the sign-in forms open-loop at RATE per second for DURATION seconds, each on its own
 # connection and thread, and times each POST from its scheduled start to the end of the answer,
 # which must be the redirect (303) to the client with a code. Prints p50/p90/p99/max and the
-# achieved rate; a login that is not a redirect with a code counts as an error.
+# achieved rate, and the control plane's CPU time per sign-in (which other load on the machine
+# changes little) with the rate all cores could sustain at that cost; a login that is not a
+# redirect with a code counts as an error.
 #   cluster/bench/login-latency.sh [BINARY]           # default .build/release/portcullis
 #   RATE=10 DURATION=30 cluster/bench/login-latency.sh
 # Build the binary with `cluster/build-release.sh --product portcullis`.
@@ -57,7 +59,8 @@ EOF
 redis-server --port "$redis_port" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 pids+=($!)
 "$bin" control --config "$work/control.yaml" >"$work/control.log" 2>&1 &
-pids+=($!)
+control_pid=$!
+pids+=($control_pid)
 deadline=$((SECONDS + 30))
 until curl -fsS -o /dev/null "http://127.0.0.1:$port/oauth2/jwks" 2>/dev/null; do
     [ $SECONDS -lt $deadline ] || { echo "the control plane did not start:"; tail -20 "$work/control.log"; exit 1; } >&2
@@ -65,9 +68,15 @@ until curl -fsS -o /dev/null "http://127.0.0.1:$port/oauth2/jwks" 2>/dev/null; d
 done
 
 echo "login-latency: $("$bin" --version 2>/dev/null || echo portcullis), scrypt $(cut -d'$' -f3 <<<"$hash"), $rate logins/s for ${duration}s, $(nproc) cores"
-python3 - "http://127.0.0.1:$port" "$password" "$rate" "$duration" <<'PY'
-import base64, hashlib, http.client, re, secrets, sys, threading, time, urllib.parse
-issuer, password, rate, duration = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+python3 - "http://127.0.0.1:$port" "$password" "$rate" "$duration" "$control_pid" <<'PY'
+import base64, hashlib, http.client, os, re, secrets, sys, threading, time, urllib.parse
+issuer, password, rate, duration, control_pid = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+
+def control_cpu_seconds():
+    """User + system CPU time of the control plane so far (/proc/PID/stat, fields 14 and 15)."""
+    with open(f"/proc/{control_pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 host, port = urllib.parse.urlparse(issuer).hostname, urllib.parse.urlparse(issuer).port
 
 def request(method, path, body=None, cookie=None):
@@ -131,6 +140,7 @@ def timed(scheduled, cookie, form):
     with lock:
         (latencies if ok else errors).append(elapsed if ok else status)
 
+cpu_before = control_cpu_seconds()
 start = time.monotonic() + 0.5
 threads = [threading.Thread(target=timed, args=(start + i / rate, *prepared[i])) for i in range(count)]
 for thread in threads:
@@ -138,10 +148,13 @@ for thread in threads:
 for thread in threads:
     thread.join()
 finished = time.monotonic() - start
+cpu_per_login = (control_cpu_seconds() - cpu_before) / max(1, len(latencies) + len(errors))
 latencies.sort()
 def q(p):
     return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
 print(f"{len(latencies)} sign-ins, {len(errors)} errors{' ' + str(errors[:3]) if errors else ''}; offered {rate:g}/s for {duration:g} s, "
       f"all answered after {finished:.1f} s ({len(latencies) / finished:.2f}/s)")
+print(f"control plane CPU per sign-in: {cpu_per_login * 1000:.0f} ms, so {os.cpu_count()} cores sign in at most "
+      f"{os.cpu_count() / cpu_per_login:.1f}/s")
 print(f"latency from scheduled start to the redirect: p50 {q(0.50):.0f} ms, p90 {q(0.90):.0f} ms, p99 {q(0.99):.0f} ms, max {q(1.0):.0f} ms")
 PY
