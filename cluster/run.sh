@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A local Portcullis cluster on loopback: one redis-server, one control plane, N gateways, a
-# demo upstream and a demo web application (cluster/demo-app, a public OAuth client). Everything it starts is recorded by PID and stopped by PID.
+# demo upstream and a demo web application (cluster/demo-app, a public OAuth client). Everything
+# it starts is recorded by PID and stopped by PID.
 #
 #   cluster/run.sh start     start in the background; returns once every part is ready
 #   cluster/run.sh stop      stop what `start` started
@@ -74,7 +75,8 @@ start() {
     # shellcheck disable=SC1091
     . "$CLUSTER_DIR/credentials"
     if [ -z "${DEMO_PASSWORD_HASH:-}" ]; then
-        # The demo user's password, hashed once per cluster folder (scrypt: a fraction of a second).
+        # The demo user's password, hashed once per cluster folder (one scrypt run, under a second
+        # in a release build).
         DEMO_PASSWORD=$(random_secret)
         DEMO_PASSWORD_HASH=$(printf '%s\n' "$DEMO_PASSWORD" | "$PORTCULLIS_BIN" hash-password) || die "portcullis hash-password failed"
         printf "DEMO_PASSWORD=%s\nDEMO_PASSWORD_HASH='%s'\n" "$DEMO_PASSWORD" "$DEMO_PASSWORD_HASH" >>"$CLUSTER_DIR/credentials"

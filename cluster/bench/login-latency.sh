@@ -77,6 +77,7 @@ def control_cpu_seconds():
     with open(f"/proc/{control_pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 host, port = urllib.parse.urlparse(issuer).hostname, urllib.parse.urlparse(issuer).port
 
 def request(method, path, body=None, cookie=None):
