@@ -20,6 +20,8 @@ class Echo(BaseHTTPRequestHandler):
             "client_id": self.headers.get("X-Auth-Client-Id"),
             "scopes": self.headers.get("X-Auth-Scopes"),
             "issuer": self.headers.get("X-Auth-Issuer"),
+            "tenant": self.headers.get("X-Auth-Tenant"),
+            "roles": self.headers.get("X-Auth-Roles"),
             "request_id": self.headers.get("X-Request-Id"),
         }).encode()
         self.send_response(200)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds (release), starts a local cluster on loopback —
-# Redis, a control plane with its authorization server, 3 gateways, a demo upstream — and runs a
-# narrated demo in which every step checks what it claims. Exits non-zero if any check fails.
+# Redis, a control plane with its authorization server, 3 gateways, a demo upstream, a demo web
+# application — and runs a narrated demo in which every step checks what it claims: machine clients
+# with curl and wrk, then a person in headless Chromium (cluster/demo-app/story.py) signing in to
+# the demo app, whose tokens an operator revokes. Screenshots go to $CLUSTER_DIR/screens/.
+# Exits non-zero if any check fails.
 #
 #   cluster/demo.sh            build, start, demo, stop
 #   cluster/demo.sh --keep     leave the cluster running afterwards (stop: cluster/run.sh stop)
@@ -163,7 +166,19 @@ headers=$(curl -s -D - -o /dev/null -H "Authorization: Bearer $limit_token" "$(g
 say "response headers: $(grep -iE '^(retry-after|ratelimit-(limit|remaining|reset))' <<<"$headers" | tr -d '\r' | tr '\n' ' ')"
 
 # ---------------------------------------------------------------------------------------------
-step "6. A few lines of /metrics"
+# 6 and 7: a person in a browser (the story's first half), then an operator revokes that person.
+# The demo user's consent from an earlier run in this cluster folder is forgotten, so the story
+# shows the consent page every time.
+redis-cli -p "$REDIS_PORT" DEL "portcullis:as:consent:$DEMO_USER" >/dev/null
+export DEMO_PASSWORD
+# Debian's python3 (where python3-selenium is installed), as the browser tests use it.
+if ! HOME="$CLUSTER_DIR/browser-home" /usr/bin/python3 "$here/demo-app/story.py" --app "$DEMO_APP_URL" --issuer "$CONTROL_URL" \
+    --user "$DEMO_USER" --password-env DEMO_PASSWORD --gateways "$GATEWAYS" --screens "$CLUSTER_DIR/screens" --first-step 6; then
+    failures=$((failures + 1))
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "8. A few lines of /metrics"
 curl -s "http://127.0.0.1:$(admin_port 1)/metrics" | grep -E '^portcullis_(auth_decisions_total|ratelimit_decisions_total|revocation_applied_sequence|ratelimit_live_nodes|redis_connected)' | head -12 | sed 's/^/   /'
 curl -s "$PORTCULLIS_ADMIN_URL/metrics" | grep -E '^portcullis_(cluster_live_nodes|node_revocation_lag)' | head -6 | sed 's/^/   /' || true
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A local Portcullis cluster on loopback: one redis-server, one control plane, N gateways and a
-# demo upstream. Everything it starts is recorded by PID and stopped by PID.
+# A local Portcullis cluster on loopback: one redis-server, one control plane, N gateways, a
+# demo upstream and a demo web application (cluster/demo-app, a public OAuth client). Everything
+# it starts is recorded by PID and stopped by PID.
 #
 #   cluster/run.sh start     start in the background; returns once every part is ready
 #   cluster/run.sh stop      stop what `start` started
@@ -11,10 +12,11 @@
 #   GATEWAYS=3               number of gateway nodes
 #   PORTCULLIS_BIN=…         the binary (default: .build/release/portcullis)
 #   CLUSTER_DIR=…            state: rendered configs, secrets, logs, PIDs (default: cluster/.run)
-#   REDIS_PORT=6390 CONTROL_PORT=9000 CONTROL_ADMIN_PORT=9001 UPSTREAM_PORT=8000
+#   REDIS_PORT=6390 CONTROL_PORT=9000 CONTROL_ADMIN_PORT=9001 UPSTREAM_PORT=8000 DEMO_APP_PORT=8090
 #   GATEWAY_PORT=8081 GATEWAY_ADMIN_PORT=9101   first node's ports; node i adds i-1
 #
-# After `start`, $CLUSTER_DIR/env holds the endpoints and the demo credentials (source it).
+# After `start`, $CLUSTER_DIR/env holds the endpoints and the demo credentials (source it): among
+# them the demo user's (DEMO_USER, DEMO_PASSWORD) for signing in to the demo app in a browser.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -26,6 +28,7 @@ REDIS_PORT=${REDIS_PORT:-6390}
 CONTROL_PORT=${CONTROL_PORT:-9000}
 CONTROL_ADMIN_PORT=${CONTROL_ADMIN_PORT:-9001}
 UPSTREAM_PORT=${UPSTREAM_PORT:-8000}
+DEMO_APP_PORT=${DEMO_APP_PORT:-8090}
 GATEWAY_PORT=${GATEWAY_PORT:-8081}
 GATEWAY_ADMIN_PORT=${GATEWAY_ADMIN_PORT:-9101}
 pids=$CLUSTER_DIR/pids
@@ -55,6 +58,7 @@ spawn() {
 render() {
     sed -e "s|@REDIS_PORT@|$REDIS_PORT|g" -e "s|@CONTROL_PORT@|$CONTROL_PORT|g" \
         -e "s|@CONTROL_ADMIN_PORT@|$CONTROL_ADMIN_PORT|g" -e "s|@UPSTREAM@|127.0.0.1:$UPSTREAM_PORT|g" \
+        -e "s|@DEMO_APP_PORT@|$DEMO_APP_PORT|g" -e "s|@DEMO_PASSWORD_HASH@|$DEMO_PASSWORD_HASH|g" \
         -e "s|@ISSUER@|http://127.0.0.1:$CONTROL_PORT|g" -e "s|@STATE@|$CLUSTER_DIR|g" \
         -e "s|@ADMIN_TOKEN_SHA256@|$(sha256_hex "$ADMIN_TOKEN")|g" \
         -e "s|@CLIENT_SECRET_SHA256@|$(sha256_hex "$CLIENT_SECRET")|g" "$1" >"$2"
@@ -68,11 +72,19 @@ start() {
     umask 077
     [ -s "$CLUSTER_DIR/cluster.secret" ] || random_secret >"$CLUSTER_DIR/cluster.secret"
     [ -s "$CLUSTER_DIR/credentials" ] || printf 'ADMIN_TOKEN=%s\nCLIENT_SECRET=%s\n' "$(random_secret)" "$(random_secret)" >"$CLUSTER_DIR/credentials"
-    umask 022
     # shellcheck disable=SC1091
     . "$CLUSTER_DIR/credentials"
+    if [ -z "${DEMO_PASSWORD_HASH:-}" ]; then
+        # The demo user's password, hashed once per cluster folder (one scrypt run, under a second
+        # in a release build).
+        DEMO_PASSWORD=$(random_secret)
+        DEMO_PASSWORD_HASH=$(printf '%s\n' "$DEMO_PASSWORD" | "$PORTCULLIS_BIN" hash-password) || die "portcullis hash-password failed"
+        printf "DEMO_PASSWORD=%s\nDEMO_PASSWORD_HASH='%s'\n" "$DEMO_PASSWORD" "$DEMO_PASSWORD_HASH" >>"$CLUSTER_DIR/credentials"
+    fi
+    umask 022
     render "$here/local/gateway.yaml" "$CLUSTER_DIR/gateway.yaml"
     render "$here/local/control.yaml" "$CLUSTER_DIR/control.yaml"
+    render "$here/local/users.yaml" "$CLUSTER_DIR/users.yaml"
 
     log "redis-server on 127.0.0.1:$REDIS_PORT (append-only file in $CLUSTER_DIR/redis)"
     spawn redis redis-server "$here/redis.conf" --port "$REDIS_PORT" --dir "$CLUSTER_DIR/redis"
@@ -102,6 +114,13 @@ start() {
     done
     wait_http "$UPSTREAM_PORT" /ready 10 "demo upstream"
 
+    log "demo web application (public client demo-app) on 127.0.0.1:$DEMO_APP_PORT"
+    local gateway_urls=""
+    for i in $(seq 1 "$GATEWAYS"); do gateway_urls="$gateway_urls,http://127.0.0.1:$((GATEWAY_PORT + i - 1))"; done
+    spawn demo-app python3 "$here/demo-app/app.py" --listen "127.0.0.1:$DEMO_APP_PORT" \
+        --issuer "http://127.0.0.1:$CONTROL_PORT" --client-id demo-app --gateways "${gateway_urls#,}"
+    wait_http "$DEMO_APP_PORT" /healthz 10 "demo web application"
+
     cat >"$CLUSTER_DIR/env" <<EOF
 GATEWAYS=$GATEWAYS
 GATEWAY_PORT=$GATEWAY_PORT
@@ -113,12 +132,16 @@ CLIENT_ID=demo-client
 CLIENT_SECRET=$CLIENT_SECRET
 REDIS_PORT=$REDIS_PORT
 UPSTREAM_PORT=$UPSTREAM_PORT
+DEMO_APP_URL=http://127.0.0.1:$DEMO_APP_PORT
+DEMO_USER=demo
+DEMO_PASSWORD=$DEMO_PASSWORD
 PORTCULLIS_BIN=$PORTCULLIS_BIN
 EOF
     chmod 600 "$CLUSTER_DIR/env"
     log "ready:"
     log "  gateways:            $gateways  (admin /metrics /readyz on :$GATEWAY_ADMIN_PORT and up)"
     log "  authorization server: http://127.0.0.1:$CONTROL_PORT/oauth2/token  (client demo-client; secret in $CLUSTER_DIR/env)"
+    log "  demo web app:        http://127.0.0.1:$DEMO_APP_PORT/  (sign in as demo; password in $CLUSTER_DIR/env)"
     log "  admin API:           http://127.0.0.1:$CONTROL_ADMIN_PORT/v1/status  (token in $CLUSTER_DIR/env)"
     log "  Redis:               127.0.0.1:$REDIS_PORT"
     log "  logs:                $CLUSTER_DIR/logs/"

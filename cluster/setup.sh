@@ -10,7 +10,9 @@ config="${1:-debug}"
 cluster/install-packages.sh setup redis-server redis-sentinel libhiredis-dev pkg-config prometheus curl wrk python3-pip \
     python3-yaml spin gcc podman debootstrap iproute2 openssl util-linux nghttp2-client
 # Peers of gateway tests: HAProxy sends PROXY protocol headers (ProxyProtocolTests); headless
-# Chromium, driven by Selenium, enforces CORS as browsers do (CORSBrowserTests).
+# Chromium, driven by Selenium, enforces CORS as browsers do (CORSBrowserTests), signs in at the
+# authorization server's pages (AuthorizationCodeBrowserTests), and plays the person of the demo
+# (cluster/demo-app/story.py, run by cluster/demo.sh, which calls this with `release`).
 cluster/install-packages.sh setup haproxy chromium chromium-driver python3-selenium
 
 # Python is used only by tests and tools, never by the gateway: an independent JOSE implementation

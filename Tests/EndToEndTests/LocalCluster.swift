@@ -22,7 +22,7 @@ final class LocalCluster {
             "CLUSTER_DIR": directory,
             "GATEWAYS": String(gateways),
         ]
-        for name in ["REDIS_PORT", "CONTROL_PORT", "CONTROL_ADMIN_PORT", "UPSTREAM_PORT"] {
+        for name in ["REDIS_PORT", "CONTROL_PORT", "CONTROL_ADMIN_PORT", "UPSTREAM_PORT", "DEMO_APP_PORT"] {
             environment[name] = String(try FreePort.allocate())
         }
         // Gateways take consecutive ports from a base: find a free run of them.
