@@ -13,6 +13,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -96,8 +97,20 @@ def click_and_wait(driver, wait, target):
     been replaced."""
     page = driver.find_element(By.TAG_NAME, "html")
     (driver.find_element(By.ID, target) if isinstance(target, str) else target).click()
-    wait.until(expected_conditions.staleness_of(page))
+    wait.until(lambda _: replaced(page))
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def replaced(element):
+    """Whether `element` is gone from the page the browser shows. Besides Selenium's stale
+    element error, chromedriver may answer "Node with given id does not belong to the document"
+    (a plain WebDriverException) for a node of a page just replaced; `staleness_of` lets that
+    one escape."""
+    try:
+        element.is_enabled()
+        return False
+    except WebDriverException:
+        return True
 
 
 def shown(wait, element_id):
