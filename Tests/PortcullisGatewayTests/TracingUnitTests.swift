@@ -49,7 +49,7 @@ struct TracingUnitTests {
     func traceHeaders() throws {
         let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         let headers = HTTPHeaders([("Authorization", "Bearer secret-token"), ("TraceParent", valid), ("tracestate", "a=b")])
-        let fields = try #require(TraceHeaders(headers))
+        let fields = try #require(TraceHeaders(headers: headers))
         #expect(fields.traceparent == valid && fields.tracestate == "a=b")
         // What a tracer may log of its carrier.
         #expect(!"\(fields)".contains("secret-token"))
@@ -61,7 +61,7 @@ struct TracingUnitTests {
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7x-01",
             "",
         ] {
-            #expect(TraceHeaders(HTTPHeaders([("traceparent", bad)])) == nil, "\(bad)")
+            #expect(TraceHeaders(headers: HTTPHeaders([("traceparent", bad)])) == nil, "\(bad)")
         }
     }
 
@@ -91,7 +91,7 @@ struct TracingUnitTests {
     func deferredSpans() throws {
         let tracer = InMemoryTracer()
         let tracing = RequestTracing(tracer: tracer, node: "n1", samplingRatio: 1)
-        let trace = try #require(tracing.startRequest(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/a")))
+        let trace = try #require(tracing.startRequest(traceparent: nil, headers: [:]))
         let authStart = try #require(trace.childStart)
         trace.recordAuthentication(startedAt: authStart, rejection: "bad_signature")
         // Nothing asked of the tracer yet: the request span is started when its id is needed.
@@ -123,5 +123,12 @@ struct TracingUnitTests {
         // Flushing again emits nothing twice.
         tracing.flush()
         #expect(tracer.finishedSpans.count == 3)
+    }
+}
+
+extension TraceHeaders {
+    /// As the request path builds it: from the first `traceparent` among `headers`.
+    init?(headers: HTTPHeaders) {
+        self.init(traceparent: RequestHeadFacts(headers).traceparent, headers: headers)
     }
 }

@@ -43,7 +43,7 @@ struct Admission {
                clientCertificate: () -> [UInt8]?) -> Decision {
         log.host = facts.host
         // Tracing off, a request's tracing work is this branch and nil checks of `log.trace`.
-        if let tracing = gateway.tracing { log.trace = tracing.startRequest(head) }
+        if let tracing = gateway.tracing { log.trace = tracing.startRequest(traceparent: facts.traceparent, headers: head.headers) }
         let target: RequestTarget
         switch Self.checkHead(head, facts: facts, policy: table.request) {
         case .success(let checked):

@@ -20,6 +20,8 @@ struct RequestHeadFacts {
     var hasUnderscoredNames = false
     /// An `Upgrade` field names `websocket` (RFC 6455 §4.1).
     var upgradesToWebSocket = false
+    /// The first `traceparent` (W3C Trace Context), read only when tracing is on.
+    var traceparent: String?
 
     init(_ headers: HTTPHeaders) {
         for (name, value) in headers {
@@ -43,6 +45,8 @@ struct RequestHeadFacts {
                 HeaderList.forEachElement(value.utf8) { protocolName in
                     if HeaderNameSet.equalsIgnoringASCIICase(protocolName, "websocket".utf8) { upgradesToWebSocket = true }
                 }
+            case 11 where traceparent == nil && HeaderNameSet.matches(name, "traceparent"):
+                traceparent = value
             case 6 where HeaderNameSet.matches(name, "expect"):
                 expectsContinue = expectsContinue || HeaderNameSet.matches(value, "100-continue")
             default:

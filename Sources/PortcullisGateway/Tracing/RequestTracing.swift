@@ -41,15 +41,17 @@ final class RequestTracing: Sendable {
     /// sent a well-formed one); recorded when that says sampled. Nil for a request that starts a
     /// trace the draw does not record: nothing is recorded, propagated or logged for it then, and
     /// the tracer is not asked.
-    func startRequest(_ head: HTTPRequestHead) -> RequestTrace? {
-        var parent = InstrumentationContext.topLevel
-        if let incoming = TraceHeaders(head.headers) {
+    /// `traceparent` is the request's first such field (`RequestHeadFacts`): without one, a
+    /// request costs a draw and nothing else.
+    func startRequest(traceparent: String?, headers: HTTPHeaders) -> RequestTrace? {
+        if let incoming = TraceHeaders(traceparent: traceparent, headers: headers) {
+            var parent = InstrumentationContext.topLevel
             tracer.extract(incoming, into: &parent, using: TraceHeaders.Extractor())
+            if parent.otelTraceID != nil {
+                return RequestTrace(tracing: self, parent: parent, isRecording: parent.otelIsSampled)
+            }
         }
-        if parent.otelTraceID != nil {
-            return RequestTrace(tracing: self, parent: parent, isRecording: parent.otelIsSampled)
-        }
-        return drawRecords() ? RequestTrace(tracing: self, parent: parent, isRecording: true) : nil
+        return drawRecords() ? RequestTrace(tracing: self, parent: .topLevel, isRecording: true) : nil
     }
 
     /// Whether a trace started here is recorded: splitmix64 over a shared counter, one relaxed

@@ -8,10 +8,11 @@ struct TraceHeaders: Sendable, CustomStringConvertible {
     let traceparent: String
     let tracestate: String?
 
-    /// The request's trace context fields; nil without a `traceparent` of the W3C shape
+    /// The request's trace context fields, given its first `traceparent` (found in the pass over
+    /// its fields the request path makes anyway); nil without a `traceparent` of the W3C shape
     /// (`00-<32 hex>-<16 hex>-<2 hex>`), which then starts a new trace as if absent.
-    init?(_ headers: HTTPHeaders) {
-        guard let traceparent = headers.first(name: "traceparent"), Self.isWellFormed(traceparent) else { return nil }
+    init?(traceparent: String?, headers: HTTPHeaders) {
+        guard let traceparent, Self.isWellFormed(traceparent) else { return nil }
         self.traceparent = traceparent
         self.tracestate = headers.first(name: "tracestate")
     }
