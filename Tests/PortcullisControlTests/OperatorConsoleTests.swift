@@ -186,6 +186,30 @@ extension ControlPlaneTests {
             #expect(audit.first?["action"] as? String == "console.sign_out" && audit.first?["actor"] as? String == "test-ops")
         }
 
+        @Test("a reload that replaces an admin token under the same name ends the console sessions signed in with the old one; other sessions stay")
+        func reloadEndsSessionsOfReplacedToken() async throws {
+            let cluster = try await ControlCluster(authorizationServer: false)
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let replaced = ConsoleVisitor(control: control)
+            try replaced.signIn(token: "another-admin-token")
+            let kept = ConsoleVisitor(control: control)
+            try kept.signIn()
+            #expect(try replaced.get("/console/cluster").status == 200)
+            let file = control.directory + "/control-1.yaml"
+            let original = try String(contentsOfFile: file, encoding: .utf8)
+            try original.replacingOccurrences(of: sha256Hex("another-admin-token"), with: sha256Hex("rotated-admin-token-5c1e"))
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            control.process.signal(SIGHUP)
+            try await eventually("the old token's session no longer opens the console") {
+                try replaced.get("/console/cluster").header("location") == "/console/sign-in"
+            }
+            #expect(try kept.get("/console/cluster").status == 200)
+            let again = ConsoleVisitor(control: control)
+            #expect(try again.signIn(token: "rotated-admin-token-5c1e").status == 303)
+            #expect(try again.get("/console/cluster").text.contains(#"<span id="actor">second</span>"#))
+        }
+
         @Test("revoking a subject through the console makes a real gateway refuse its token; the page shows the node's acknowledgement; lifting restores it; the audit log and page name the signed-in credential")
         func revokeReachesGateway() async throws {
             let cluster = try await ControlCluster()

@@ -105,19 +105,27 @@ struct OperatorConsole: Sendable {
         return Operator(session: session, actor: actor)
     }
 
-    /// What a session stores for the signed-in credential: `token:<name>`, `token:<name> (<subject>)`
-    /// or `cert:<subject>`.
+    /// What a session stores for the signed-in credential: `token:<fingerprint>:<actor>` (the
+    /// actor being the token's name, with the certificate's subject in parentheses when one came
+    /// too) or `cert:<subject>`. The fingerprint is of the configured hash, so a reload that
+    /// replaces a token under the same name ends the sessions of the old one.
     static func principal(credential: AdminCredential?, subject: String?) -> String {
-        if let credential { return "token:" + credential.name + (subject.map { " (\($0))" } ?? "") }
+        if let credential { return "token:" + fingerprint(credential) + ":" + credential.name + (subject.map { " (\($0))" } ?? "") }
         return "cert:" + (subject ?? "-")
+    }
+
+    static func fingerprint(_ credential: AdminCredential) -> String {
+        String(Hex.sha256(Hex.encode(credential.digest)).prefix(32))
     }
 
     /// The audit "who" of a principal, or nil when the settings in force no longer admit it.
     static func actor(principal: String, settings: AdminSettings) -> String? {
         if principal.hasPrefix("token:") {
-            let actor = String(principal.dropFirst(6))
+            let parts = principal.dropFirst(6).split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, settings.mode != .certificate else { return nil }
+            let actor = String(parts[1])
             let name = actor.components(separatedBy: " (").first ?? actor
-            guard settings.mode != .certificate, settings.authenticator.credentials.contains(where: { $0.name == name }) else { return nil }
+            guard settings.authenticator.credentials.contains(where: { $0.name == name && fingerprint($0) == parts[0] }) else { return nil }
             return actor
         }
         if principal.hasPrefix("cert:"), settings.mode.acceptsCertificates { return String(principal.dropFirst(5)) }
