@@ -254,7 +254,7 @@ extension ControlPlaneTests {
             #expect(change["actor"] as? String == "second")
         }
 
-        @Test("bad forms and queries get a page that says what is wrong (400, 404, 409, 415), never a 500")
+        @Test("bad forms and queries get a page that says what is wrong (400, 403, 404, 409), never a 500")
         func badInputPages() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
