@@ -77,7 +77,7 @@ extension AdminAPI {
         }
     }
 
-    private func builtin(_ name: String) throws -> AuthorizationServer {
+    func builtin(_ name: String) throws -> AuthorizationServer {
         if let server = authorizationServer, server.config.name == name { return server }
         if fetcher.issuers.contains(where: { $0.name == name }) {
             throw APIError(.conflict, "not_builtin", "'\(name)' is an external issuer: only the built-in authorization server's keys are rotated and retired here")
@@ -85,7 +85,7 @@ extension AdminAPI {
         throw Self.unknownIssuer(name)
     }
 
-    private func ringCall<T>(_ body: () async throws -> T) async throws -> T {
+    func ringCall<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as SigningKeyRing.RingError {
@@ -117,7 +117,7 @@ extension AdminAPI {
 
     /// An issuer as `/v1/keys` shows it: the published record, this process's fetch history,
     /// which gateways hold the published version and, for the built-in issuer, its signing keys.
-    private func issuerJSON(name: String, iss: String, source: JSONValue, gateways: [NodeView]) async throws -> JSONValue {
+    func issuerJSON(name: String, iss: String, source: JSONValue, gateways: [NodeView]) async throws -> JSONValue {
         let record = try await confirmed { try await publisher.record(issuer: iss) }
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         var object: [String: JSONValue] = [

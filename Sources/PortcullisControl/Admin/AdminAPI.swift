@@ -26,8 +26,10 @@ struct AdminAPI: Sendable {
 
     func router() -> Router<ControlRequestContext> {
         let router = Router(context: ControlRequestContext.self)
-        router.add(middleware: AdminMiddleware(settings: settings, metrics: metrics, audit: audit,
-                                               failureAudit: AuditFailureLimiter()))
+        // One limiter for refused API calls and failed console sign-ins: together they cannot
+        // flood the audit stream.
+        let failureAudit = AuditFailureLimiter()
+        router.add(middleware: AdminMiddleware(settings: settings, metrics: metrics, audit: audit, failureAudit: failureAudit))
         router.get("/healthz") { _, _ in Response.text("ok\n") }
         router.get("/metrics") { [registry = metrics.registry] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -36,24 +38,32 @@ struct AdminAPI: Sendable {
         addRevocationRoutes(router)
         addKeyRoutes(router)
         addClusterRoutes(router)
+        OperatorConsole(api: self, failureAudit: failureAudit).addRoutes(router)
         return router
     }
 
     /// Runs a mutating call and records it in the audit log, whatever its outcome.
     func audited(_ action: String, target: @autoclosure () -> String, context: ControlRequestContext,
                  _ body: () async throws -> (Response, [String: String])) async throws -> Response {
+        try await audited(action, target: target(), actor: context.actor, from: context.peer, body)
+    }
+
+    /// The same for a caller known by `actor` (the console's signed-in operator).
+    func audited<Result>(_ action: String, target: @autoclosure () -> String, actor: String, from peer: String, details extra: [String: String] = [:],
+                         _ body: () async throws -> (Result, [String: String])) async throws -> Result {
         do {
-            let (response, details) = try await body()
-            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target(), from: context.peer,
-                                              outcome: "ok", status: Int(response.status.code), details: details))
-            return response
+            let (result, details) = try await body()
+            let status = (result as? Response).map { Int($0.status.code) } ?? 200
+            await audit.record(AuditLog.Entry(actor: actor, action: action, target: target(), from: peer,
+                                              outcome: "ok", status: status, details: details.merging(extra) { $1 }))
+            return result
         } catch let error as APIError {
-            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target(), from: context.peer,
-                                              outcome: error.code, status: Int(error.status.code), details: ["error": error.message]))
+            await audit.record(AuditLog.Entry(actor: actor, action: action, target: target(), from: peer,
+                                              outcome: error.code, status: Int(error.status.code), details: extra.merging(["error": error.message]) { $1 }))
             throw error
         } catch {
-            await audit.record(AuditLog.Entry(actor: context.actor, action: action, target: target(), from: context.peer,
-                                              outcome: "internal_error", status: 500, details: ["error": "\(error)"]))
+            await audit.record(AuditLog.Entry(actor: actor, action: action, target: target(), from: peer,
+                                              outcome: "internal_error", status: 500, details: extra.merging(["error": "\(error)"]) { $1 }))
             throw error
         }
     }

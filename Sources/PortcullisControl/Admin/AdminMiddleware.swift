@@ -2,7 +2,8 @@ import Hummingbird
 
 /// In front of every admin route: counts the request, requires what `admin_auth` asks for — a
 /// bearer token, a verified client certificate, or both or either (except
-/// for `/metrics` and `/healthz`, which hold no secrets and are for scrapers and probes), and
+/// for `/metrics` and `/healthz`, which hold no secrets and are for scrapers and probes, and the
+/// operator console under `/console`, which signs people in itself), and
 /// renders errors as JSON. Every refusal is counted; a refused mutating call (anything but
 /// GET/HEAD) is audited as such, at the rate `failureAudit` allows.
 struct AdminMiddleware: RouterMiddleware {
@@ -18,20 +19,13 @@ struct AdminMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let response: Response
-        if !Self.openPaths.contains(request.uri.path) {
+        if !Self.openPaths.contains(request.uri.path) && !OperatorConsole.owns(request.uri.path) {
             let settings = settings.current
             let mode = settings.mode, authenticator = settings.authenticator
             let header = request.headers[.authorization]
             let subject = mode.acceptsCertificates ? await context.verifiedClientCertificateSubject() : nil
             let token = mode == .certificate ? nil : authenticator.authenticate(authorization: header)
-            let admitted: Bool
-            switch mode {
-            case .token: admitted = token != nil
-            case .certificate: admitted = subject != nil
-            case .tokenAndCertificate: admitted = token != nil && subject != nil
-            case .tokenOrCertificate: admitted = token != nil || subject != nil
-            }
-            guard admitted else {
+            guard settings.admits(token: token, subject: subject) else {
                 var error: APIError
                 if mode == .certificate || (mode == .tokenAndCertificate && subject == nil) {
                     error = APIError(.unauthorized, "unauthorized", "a client certificate signed by the admin client CA is required")

@@ -17,5 +17,18 @@ struct AdminSettings: Sendable {
     }
 }
 
+extension AdminSettings {
+    /// Whether `admin_auth` admits a caller with this token (nil: none or a wrong one) and this
+    /// verified client-certificate subject. The admin API and the console's sign-in both ask here.
+    func admits(token: AdminCredential?, subject: String?) -> Bool {
+        switch mode {
+        case .token: token != nil
+        case .certificate: subject != nil
+        case .tokenAndCertificate: token != nil && subject != nil
+        case .tokenOrCertificate: token != nil || subject != nil
+        }
+    }
+}
+
 /// The admin settings in force; read once per admin call (the admin API is no hot path).
 typealias ReloadableAdminSettings = Reloadable<AdminSettings>

@@ -304,15 +304,8 @@ final class AuthorizationEndpoint: Sendable {
     }
 
     private func cookieSession(_ request: Request) async throws -> LoginSessionStore.Session? {
-        for header in request.headers[values: .cookie] {
-            for item in header.split(separator: ";") {
-                let pair = item.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
-                if pair.count == 2, pair[0] == Self.cookieName, pair[1].count <= 64 {
-                    return try await sessions.lookup(String(pair[1]))
-                }
-            }
-        }
-        return nil
+        guard let id = LoginSessionStore.cookie(Self.cookieName, in: request.headers) else { return nil }
+        return try await sessions.lookup(id)
     }
 
     /// `Secure` always (the issuer is https, or http on loopback where browsers keep Secure

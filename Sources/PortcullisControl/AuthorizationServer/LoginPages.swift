@@ -63,7 +63,10 @@ struct LoginPages: Sendable {
         return Response(status: status, headers: Self.headers, body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
     }
 
-    static var headers: HTTPFields {
+    static var headers: HTTPFields { headers(contentSecurityPolicy: contentSecurityPolicy) }
+
+    /// The headers of every page (the operator console's pages too, with their own policy).
+    static func headers(contentSecurityPolicy: String) -> HTTPFields {
         [
             .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
             .contentSecurityPolicy: contentSecurityPolicy, HTTPFields.Element.Name("X-Frame-Options")!: "DENY",

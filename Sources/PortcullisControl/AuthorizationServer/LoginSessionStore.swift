@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import PortcullisCluster
 import PortcullisJOSE
 import PortcullisRedis
@@ -7,7 +8,8 @@ import PortcullisRedis
 /// a sign-in. A session is created on the first visit to the authorization endpoint and carries
 /// the CSRF token every form must echo; signing in replaces it with a new session (a new cookie
 /// value: an id planted before sign-in is worthless after it). Only hashes of session ids are
-/// stored.
+/// stored. The operator console keeps its sessions here too, under their own `namespace`, so a
+/// cookie of one can never name a session of the other.
 struct LoginSessionStore: Sendable {
     struct Session: Sendable {
         var id: String
@@ -19,6 +21,8 @@ struct LoginSessionStore: Sendable {
 
     let client: RedisClient
     let keys: ClusterKeys
+    /// Put before the hashed id in the key (`""` for end users, `console:` for the console).
+    var namespace = ""
     /// Lifetime of a signed-in session.
     static let signedInTTL: Duration = .seconds(3600)
     /// Lifetime of a session nobody has signed in to yet (it costs Redis memory per visitor).
@@ -27,7 +31,7 @@ struct LoginSessionStore: Sendable {
     /// A new session, signed in when `username` is given.
     func create(username: String? = nil, authTime: Int64? = nil) async throws -> Session {
         let session = Session(id: RefreshTokenStore.newToken(), csrfToken: RefreshTokenStore.newToken(), username: username, authTime: authTime)
-        let key = RedisArgument(keys.loginSession(Hex.sha256(session.id)))
+        let key = RedisArgument(sessionKey(session.id))
         var fields: [RedisArgument] = ["HSET", key, "csrf", RedisArgument(session.csrfToken)]
         if let username, let authTime { fields += ["user", RedisArgument(username), "auth_time", RedisArgument(authTime)] }
         let ttl = username == nil ? Self.anonymousTTL : Self.signedInTTL
@@ -36,14 +40,30 @@ struct LoginSessionStore: Sendable {
         return session
     }
 
+    private func sessionKey(_ id: String) -> String {
+        keys.loginSession(namespace + Hex.sha256(id))
+    }
+
+    /// The value of the cookie `name` in the request's `Cookie` headers (ids are at most 64
+    /// characters; anything longer is no session of ours).
+    static func cookie(_ name: String, in headers: HTTPFields) -> String? {
+        for header in headers[values: .cookie] {
+            for item in header.split(separator: ";") {
+                let pair = item.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                if pair.count == 2, pair[0] == name, pair[1].count <= 64 { return String(pair[1]) }
+            }
+        }
+        return nil
+    }
+
     func lookup(_ id: String) async throws -> Session? {
-        let fields = try await client.send("HMGET", RedisArgument(keys.loginSession(Hex.sha256(id))), "csrf", "user", "auth_time").array ?? []
+        let fields = try await client.send("HMGET", RedisArgument(sessionKey(id)), "csrf", "user", "auth_time").array ?? []
         guard fields.count == 3, let csrf = fields[0].string else { return nil }
         return Session(id: id, csrfToken: csrf, username: fields[1].string, authTime: fields[2].string.flatMap { Int64($0) })
     }
 
     func delete(_ id: String) async throws {
-        _ = try await client.send("DEL", RedisArgument(keys.loginSession(Hex.sha256(id))))
+        _ = try await client.send("DEL", RedisArgument(sessionKey(id)))
     }
 
     /// The scopes `username` has consented to for `clientID`; nil when never asked.

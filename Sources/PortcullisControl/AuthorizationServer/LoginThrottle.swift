@@ -20,13 +20,22 @@ struct LoginThrottle: Sendable {
 
     /// How long until a sign-in may be tried again, or nil when it may be tried now.
     func blocked(username: String, address: String) async throws -> Duration? {
-        let userKey = RedisArgument(keys.loginFailures("user", username))
-        let addressKey = RedisArgument(keys.loginFailures("addr", address))
-        let replies = try await client.pipeline([["GET", userKey], ["PTTL", userKey], ["GET", addressKey], ["PTTL", addressKey]])
+        try await blocked([(keys.loginFailures("user", username), limits.perUser), (keys.loginFailures("addr", address), limits.perAddress)])
+    }
+
+    /// The same for the operator console, which has no usernames: its own count per address
+    /// (`console-addr`), so failed console sign-ins and failed user sign-ins do not add up.
+    func blocked(consoleAddress address: String) async throws -> Duration? {
+        try await blocked([(keys.loginFailures("console-addr", address), limits.perAddress)])
+    }
+
+    private func blocked(_ counters: [(key: String, limit: Int)]) async throws -> Duration? {
+        let replies = try await client.pipeline(counters.flatMap { [["GET", RedisArgument($0.key)], ["PTTL", RedisArgument($0.key)]] })
         let values = try replies.map { try $0.get() }
         var wait: Int64 = 0
-        if (values[0].string.flatMap { Int($0) } ?? 0) >= limits.perUser { wait = max(wait, values[1].int ?? 1000) }
-        if (values[2].string.flatMap { Int($0) } ?? 0) >= limits.perAddress { wait = max(wait, values[3].int ?? 1000) }
+        for (index, counter) in counters.enumerated() where (values[2 * index].string.flatMap { Int($0) } ?? 0) >= counter.limit {
+            wait = max(wait, values[2 * index + 1].int ?? 1000)
+        }
         return wait > 0 ? .milliseconds(wait) : nil
     }
 
@@ -45,6 +54,11 @@ struct LoginThrottle: Sendable {
         for key in [keys.loginFailures("user", username), keys.loginFailures("addr", address)] {
             _ = try await client.evalScript(Self.failureScript, keys: [RedisArgument(key)], arguments: [RedisArgument(limits.window.wholeMilliseconds)])
         }
+    }
+
+    func recordFailure(consoleAddress address: String) async throws {
+        _ = try await client.evalScript(Self.failureScript, keys: [RedisArgument(keys.loginFailures("console-addr", address))],
+                                        arguments: [RedisArgument(limits.window.wholeMilliseconds)])
     }
 
     func recordSuccess(username: String) async throws {

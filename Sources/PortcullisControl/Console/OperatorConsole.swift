@@ -1,0 +1,499 @@
+import Foundation
+import Hummingbird
+import PortcullisCluster
+import PortcullisJOSE
+
+/// The operator console under `/console` on the admin listener: the cluster at a glance,
+/// revocations (search, revoke with live propagation, lift), keys (rotate) and the audit log, for
+/// a person signed in with an admin credential. It reads and changes the cluster only through the
+/// admin API's services (`ClusterView`, `RevocationService`, `PropagationTracker`, the signing-key
+/// ring, `AuditLog`), and every change is audited with the signed-in credential's name.
+///
+/// Sessions live in Redis (`LoginSessionStore` under the `console:` namespace), so any control
+/// plane serves any page and signing out ends the session everywhere; the cookie is `Secure;
+/// HttpOnly; SameSite=Strict` on `/console`. Every form carries the session's CSRF token. No
+/// handler answers 500 for bad input: errors are pages that say what was wrong.
+struct OperatorConsole: Sendable {
+    let api: AdminAPI
+    let failureAudit: AuditFailureLimiter
+    let sessions: LoginSessionStore
+    let throttle: LoginThrottle
+    let pages = ConsolePages()
+
+    static let root = "/console"
+    static let cookieName = "portcullis_console"
+    /// Failed sign-ins per client address before sign-in is refused (429) for the rest of the
+    /// window that began with the first failure.
+    static let signInLimits = LoginThrottle.Limits(perUser: 10, perAddress: 10, window: .seconds(300))
+    /// Rows per page of a revocation search.
+    static let pageSize = 50
+
+    init(api: AdminAPI, failureAudit: AuditFailureLimiter) {
+        self.api = api
+        self.failureAudit = failureAudit
+        sessions = LoginSessionStore(client: api.view.client, keys: api.view.keys, namespace: "console:")
+        throttle = LoginThrottle(client: api.view.client, keys: api.view.keys, limits: Self.signInLimits)
+    }
+
+    /// Whether `path` is the console's (the admin middleware leaves those to it).
+    static func owns(_ path: String) -> Bool {
+        path == root || path.hasPrefix(root + "/")
+    }
+
+    /// The signed-in person: their session and the audit "who".
+    struct Operator: Sendable {
+        var session: LoginSessionStore.Session
+        var actor: String
+    }
+
+    func addRoutes(_ router: Router<ControlRequestContext>) {
+        router.get("/console") { _, _ in Self.redirect("/console/cluster") }
+        router.get("/console/static/:file") { _, context in
+            guard let response = ConsoleAssets.response(try context.parameters.require("file")) else {
+                throw APIError.notFound("no such file")
+            }
+            return response
+        }
+        router.get("/console/sign-in") { request, _ in await guarded(nil) { try await signInPage(request) } }
+        router.post("/console/sign-in") { request, context in await guarded(nil) { try await signIn(request, context: context) } }
+        router.post("/console/sign-out") { request, context in
+            await signedIn(request) { user in
+                _ = try await checkedForm(request, user)
+                try await sessions.delete(user.session.id)
+                await api.audit.record(AuditLog.Entry(actor: user.actor, action: "console.sign_out", target: "session", from: context.peer,
+                                                      outcome: "ok", status: 303))
+                var response = Self.redirect("/console/sign-in?signed_out=1")
+                response.headers[.setCookie] = "\(Self.cookieName)=; Path=\(Self.root); Max-Age=0; Secure; HttpOnly; SameSite=Strict"
+                return response
+            }
+        }
+        router.get("/console/cluster") { request, _ in await signedIn(request) { try await clusterPage($0) } }
+        router.get("/console/revocations") { request, _ in await signedIn(request) { try await revocationsPage(request, $0) } }
+        router.post("/console/revocations") { request, context in await signedIn(request) { try await revoke(request, context: context, $0) } }
+        router.get("/console/revocations/:id") { request, context in
+            await signedIn(request) { try await revocationPage(try context.parameters.require("id"), $0) }
+        }
+        router.get("/console/revocations/:id/propagation") { request, context in
+            // JSON for the page's script; refused as JSON (401), not redirected, without a session.
+            guard try await api.confirmed({ try await currentOperator(request) }) != nil else {
+                throw APIError(.unauthorized, "unauthorized", "sign in to the console first")
+            }
+            let id = try context.parameters.require("id")
+            guard let event = try await api.confirmed({ try await api.store.get(id: id) }) else {
+                throw APIError.notFound("no revocation '\(id)'")
+            }
+            return Response.json(try await api.confirmed { try await api.tracker.current(event) }.json)
+        }
+        router.post("/console/revocations/:id/lift") { request, context in
+            await signedIn(request) { try await lift(try context.parameters.require("id"), request, context: context, $0) }
+        }
+        router.get("/console/keys") { request, _ in await signedIn(request) { try await keysPage(request, $0) } }
+        router.post("/console/keys/:issuer/rotate") { request, context in
+            await signedIn(request) { try await rotate(try context.parameters.require("issuer"), request, context: context, $0) }
+        }
+        router.get("/console/audit") { request, _ in await signedIn(request) { try await auditPage(request, $0) } }
+    }
+
+    // MARK: Sessions
+
+    /// The signed-in operator, if the request's cookie names a signed-in console session whose
+    /// credential the settings in force still admit (a reload that removes a token ends its sessions).
+    func currentOperator(_ request: Request) async throws -> Operator? {
+        guard let id = LoginSessionStore.cookie(Self.cookieName, in: request.headers),
+              let session = try await sessions.lookup(id), let principal = session.username,
+              let actor = Self.actor(principal: principal, settings: api.settings.current) else { return nil }
+        return Operator(session: session, actor: actor)
+    }
+
+    /// What a session stores for the signed-in credential: `token:<fingerprint>:<actor>` (the
+    /// actor being the token's name, with the certificate's subject in parentheses when one came
+    /// too) or `cert:<subject>`. The fingerprint is of the configured hash, so a reload that
+    /// replaces a token under the same name ends the sessions of the old one.
+    static func principal(credential: AdminCredential?, subject: String?) -> String {
+        if let credential { return "token:" + fingerprint(credential) + ":" + credential.name + (subject.map { " (\($0))" } ?? "") }
+        return "cert:" + (subject ?? "-")
+    }
+
+    static func fingerprint(_ credential: AdminCredential) -> String {
+        String(Hex.sha256(Hex.encode(credential.digest)).prefix(32))
+    }
+
+    /// The audit "who" of a principal, or nil when the settings in force no longer admit it.
+    static func actor(principal: String, settings: AdminSettings) -> String? {
+        if principal.hasPrefix("token:") {
+            let parts = principal.dropFirst(6).split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, settings.mode != .certificate else { return nil }
+            let actor = String(parts[1])
+            let name = actor.components(separatedBy: " (").first ?? actor
+            guard settings.authenticator.credentials.contains(where: { $0.name == name && fingerprint($0) == parts[0] }) else { return nil }
+            return actor
+        }
+        if principal.hasPrefix("cert:"), settings.mode.acceptsCertificates { return String(principal.dropFirst(5)) }
+        return nil
+    }
+
+    /// Runs a page for a signed-in operator; anyone else is sent to the sign-in page.
+    private func signedIn(_ request: Request, _ body: (Operator) async throws -> Response) async -> Response {
+        await guarded(nil) {
+            guard let user = try await currentOperator(request) else { return Self.redirect("/console/sign-in") }
+            return await guarded(user) { try await body(user) }
+        }
+    }
+
+    /// Turns every failure into a page: a client mistake into its 4xx with the message, a store
+    /// failure into 503 with `Retry-After`; never a 500.
+    private func guarded(_ user: Operator?, _ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch let error as APIError {
+            var page = pages.error(title: Self.title(error.status), message: error.message,
+                                   status: error.status, actor: user?.actor, csrf: user?.session.csrfToken)
+            if error.status == .serviceUnavailable { page.headers[.retryAfter] = "1" }
+            return page
+        } catch {
+            api.logger.error("console: the cluster store failed", metadata: ["error": "\(error)"])
+            var page = pages.error(title: "Temporarily unavailable", message: "The console cannot reach the cluster store (Redis) right now. Try again in a moment.",
+                                   status: .serviceUnavailable, actor: user?.actor, csrf: user?.session.csrfToken)
+            page.headers[.retryAfter] = "1"
+            return page
+        }
+    }
+
+    static func title(_ status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 403: "Form expired"
+        case 404: "Not found"
+        case 409: "Not possible now"
+        case 503: "Temporarily unavailable"
+        default: "Not done"
+        }
+    }
+
+    /// The form of a POST by `user`, refused (403) unless it carries the session's CSRF token.
+    private func checkedForm(_ request: Request, _ user: Operator) async throws -> [String: String] {
+        let form = try await RequestInput.form(request)
+        guard Self.csrfMatches(form, user.session) else { throw Self.formExpired }
+        return form
+    }
+
+    static func csrfMatches(_ form: [String: String], _ session: LoginSessionStore.Session) -> Bool {
+        guard let presented = form["csrf_token"] else { return false }
+        return PasswordHash.constantTimeEqual(Array(presented.utf8), Array(session.csrfToken.utf8))
+    }
+
+    static let formExpired = APIError(.forbidden, "invalid_request",
+                                      "This form has expired or was not sent from this console, so it was not accepted. Reload the page and try again.")
+
+    static func redirect(_ location: String) -> Response {
+        Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store", .contentLength: "0"])
+    }
+
+    /// `Secure` (browsers keep it over plain HTTP only on loopback: beyond it, give the admin
+    /// listener TLS), `HttpOnly`, `SameSite=Strict`: the console is never entered from another site.
+    static func cookie(_ id: String) -> String {
+        "\(cookieName)=\(id); Path=\(root); Secure; HttpOnly; SameSite=Strict"
+    }
+
+    // MARK: Sign-in
+
+    private func signInPage(_ request: Request) async throws -> Response {
+        if try await currentOperator(request) != nil { return Self.redirect("/console/cluster") }
+        let session = try await sessions.create()
+        let signedOut = (request.uri.query ?? "").split(separator: "&").contains("signed_out=1")
+        var context: [String: Any] = ["csrf": session.csrfToken]
+        if signedOut { context["notice"] = "You are signed out." }
+        var page = pages.render("sign-in", title: "Sign in", context)
+        page.headers[.setCookie] = Self.cookie(session.id)
+        return page
+    }
+
+    private func signIn(_ request: Request, context: ControlRequestContext) async throws -> Response {
+        let form: [String: String]
+        do {
+            form = try await RequestInput.form(request)
+        } catch let error as APIError {
+            return pages.error(title: "Not signed in", message: error.message, status: error.status)
+        }
+        guard let id = LoginSessionStore.cookie(Self.cookieName, in: request.headers), let session = try await sessions.lookup(id),
+              session.username == nil, Self.csrfMatches(form, session) else {
+            return pages.error(title: "Form expired", message: "This sign-in form has expired or was not sent from this console. Open the sign-in page again.",
+                               status: .forbidden)
+        }
+        func again(_ message: String, _ status: HTTPResponse.Status) -> Response {
+            pages.render("sign-in", title: "Sign in", ["csrf": session.csrfToken, "error": message], status: status)
+        }
+        let address = context.remoteAddress?.ipAddress ?? context.peer
+        if let wait = try await throttle.blocked(consoleAddress: address) {
+            let minutes = max(1, Int((wait.components.seconds + 59) / 60))
+            var page = again("Too many failed sign-ins from this address. Try again in \(minutes) minute\(minutes == 1 ? "" : "s").", .tooManyRequests)
+            page.headers[.retryAfter] = String(max(1, wait.components.seconds))
+            return page
+        }
+        let settings = api.settings.current
+        let token = form["token"] ?? ""
+        let credential = token.isEmpty || settings.mode == .certificate ? nil : settings.authenticator.authenticate(authorization: "Bearer " + token)
+        let subject = settings.mode.acceptsCertificates ? await context.verifiedClientCertificateSubject() : nil
+        guard settings.admits(token: credential, subject: subject) else {
+            try await throttle.recordFailure(consoleAddress: address)
+            let presented = token.isEmpty ? "none" : "invalid"
+            api.metrics.adminAuthFailure(credential: presented)
+            switch failureAudit.admit() {
+            case .record(let suppressedBefore):
+                var details = ["credential": presented]
+                if suppressedBefore > 0 { details["suppressed_before"] = String(suppressedBefore) }
+                await api.audit.record(AuditLog.Entry(actor: subject ?? "-", action: "console.sign_in", target: "session", from: context.peer,
+                                                      outcome: "unauthorized", status: 403, details: details))
+            case .suppress:
+                api.metrics.auditSuppressed.increment()
+            }
+            return again(token.isEmpty ? "Enter an admin token." : "That is not a valid admin token.", .forbidden)
+        }
+        let principal = Self.principal(credential: credential, subject: subject)
+        // A new session id on sign-in: one planted in the browser before it is worth nothing after.
+        try await sessions.delete(session.id)
+        let signedIn = try await sessions.create(username: principal, authTime: Int64(Date().timeIntervalSince1970))
+        await api.audit.record(AuditLog.Entry(actor: Self.actor(principal: principal, settings: settings) ?? principal, action: "console.sign_in",
+                                              target: "session", from: context.peer, outcome: "ok", status: 303))
+        var response = Self.redirect("/console/cluster")
+        response.headers[.setCookie] = Self.cookie(signedIn.id)
+        return response
+    }
+
+    // MARK: Cluster
+
+    private func clusterPage(_ user: Operator) async throws -> Response {
+        let (sequence, _, nodes) = try await api.confirmed { try await api.view.gateways() }
+        let controls = try await api.confirmed { try await api.view.controlPlanes() }
+        let counts = api.view.revocationCounts()
+        var published = Set<String>()
+        for iss in api.fetcher.issuers.map(\.issuer) + [api.authorizationServer?.config.issuer].compactMap({ $0 }) {
+            if let record = try await api.confirmed({ try await api.publisher.record(issuer: iss) }) { published.insert(record.version) }
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let rows: [[String: Any]] = nodes.map { node in
+            let record = node.record
+            let age = max(0, now - record.heartbeatAtMillis)
+            let keysets = record.keySetVersions.sorted { $0.key < $1.key }
+                .map { "\($0.key) \($0.value)" + (published.contains($0.value) ? " (current)" : " (behind)") }
+            return [
+                "id": record.id, "state": age > record.heartbeatIntervalMillis * 3 ? "gone" : "live", "address": record.address,
+                "version": record.version, "applied": node.appliedSequence < 0 ? "none" : String(node.appliedSequence),
+                "lag": String(node.lagSequences), "lag_seconds": node.lagSeconds.map { String(format: "%.1f", $0) } ?? "unknown",
+                "keysets": keysets.isEmpty ? "none" : keysets.joined(separator: ", "),
+                "redis": record.redisConnected ? "connected" : "disconnected", "ratelimit": record.rateLimitMode,
+                "heartbeat": String(format: "%.1f s", Double(age) / 1000),
+            ]
+        }
+        return pages.render("cluster", title: "Cluster", [
+            "sequence": sequence, "jti": counts["jti"] ?? 0, "subject": counts["subject"] ?? 0, "client": counts["client"] ?? 0,
+            "key": counts["key"] ?? 0, "controls": controls.map(\.id).joined(separator: ", "), "live": nodes.count,
+            "in_step": nodes.filter { $0.lagSequences == 0 }.count, "nodes": rows,
+        ], actor: user.actor, csrf: user.session.csrfToken)
+    }
+
+    // MARK: Revocations
+
+    private static let searchKinds: [(value: String, label: String)] = [
+        ("", "any"), ("subject", "subject"), ("client", "client"), ("jti", "jti"), ("key", "key"),
+    ]
+
+    private func revocationsPage(_ request: Request, _ user: Operator, error: String? = nil, status: HTTPResponse.Status = .ok,
+                                 revokeValue: String = "", revokeReason: String = "") async throws -> Response {
+        let query = FormEncoding.decode(request.uri.query ?? "") ?? [:]
+        let kindText = query["kind"] ?? ""
+        let value = query["value"] ?? ""
+        var problem = error
+        var kind: Revocation.Kind?
+        var after: Int64 = 0
+        if !kindText.isEmpty {
+            kind = Revocation.Kind(rawValue: kindText)
+            if kind == nil { problem = problem ?? "Kind: choose subject, client, jti, key or any." }
+        }
+        if let text = query["after"] {
+            guard let number = Int64(text), number >= 0 else {
+                return pages.error(title: "Not done", message: "after: expected a sequence number.", status: .badRequest, actor: user.actor,
+                                   csrf: user.session.csrfToken)
+            }
+            after = number
+        }
+        var items: [RevocationEvent] = []
+        if problem == nil || error != nil {
+            items = try await api.confirmed {
+                try await api.store.list(kind: kind, value: value.isEmpty ? nil : value, afterSequence: after, limit: Self.pageSize)
+            }
+        }
+        var context: [String: Any] = [
+            "csrf": user.session.csrfToken, "value": value, "revoke_value": revokeValue, "revoke_reason": revokeReason,
+            "kinds": Self.searchKinds.map { ["value": $0.value, "label": $0.label, "selected": $0.value == kindText] },
+            "items": items.map(Self.row),
+            "scope": value.isEmpty && kind == nil ? "Changes in the log, oldest first." : "Changes matching the search, oldest first.",
+        ]
+        if let problem { context["error"] = problem }
+        if items.count == Self.pageSize, let last = items.last {
+            context["next"] = "/console/revocations?" + [("kind", kindText), ("value", value), ("after", String(last.sequence))]
+                .map { FormEncoding.escape($0.0) + "=" + FormEncoding.escape($0.1) }.joined(separator: "&")
+        }
+        let failed = problem != nil && status == .ok ? HTTPResponse.Status.badRequest : status
+        return pages.render("revocations", title: "Revocations", context, actor: user.actor, csrf: user.session.csrfToken, status: failed)
+    }
+
+    private static func row(_ event: RevocationEvent) -> [String: Any] {
+        let revocation = event.revocation
+        let extra = revocation.batch.isEmpty ? "" : " (and \(revocation.batch.count) more)"
+        return [
+            "id": revocation.id, "sequence": event.sequence, "operation": revocation.operation.rawValue, "kind": revocation.kind.rawValue,
+            "value": revocation.value + extra, "issuer": revocation.issuer ?? "any", "created": time(revocation.createdAtMillis),
+            "actor": revocation.actor, "reason": revocation.reason ?? "",
+        ]
+    }
+
+    private func revoke(_ request: Request, context: ControlRequestContext, _ user: Operator) async throws -> Response {
+        let form = try await checkedForm(request, user)
+        var members: [String: JSONValue] = [:]
+        for name in ["kind", "value", "issuer", "reason"] {
+            if let text = form[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty { members[name] = .string(text) }
+        }
+        var target = "(invalid request)"
+        do {
+            let event = try await api.audited("revocation.create", target: target, actor: user.actor, from: context.peer, details: ["via": "console"]) {
+                if let kind = form["kind"], !["subject", "client", "jti"].contains(kind) {
+                    throw APIError.invalid("kind", "choose subject, client or jti")
+                }
+                let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+                let input = try RevocationInput.parse(members, now: nowMillis / 1000, nowMillis: nowMillis, maxTokenLifetime: api.revocations.maxTokenLifetime)
+                target = "\(input.kind.rawValue):\(input.value)"
+                let event = try await api.confirmed {
+                    try await api.revocations.add(kind: input.kind, value: input.value, issuer: input.issuer, until: input.until,
+                                                  beforeMillis: input.beforeMillis, actor: user.actor, reason: input.reason)
+                }
+                return (event, ["id": event.revocation.id, "sequence": String(event.sequence)])
+            }
+            return Self.redirect("/console/revocations/" + FormEncoding.escape(event.revocation.id))
+        } catch let error as APIError where error.status == .badRequest {
+            return try await revocationsPage(request, user, error: "Not revoked: " + error.message, status: .badRequest,
+                                             revokeValue: form["value"] ?? "", revokeReason: form["reason"] ?? "")
+        }
+    }
+
+    private func revocationPage(_ id: String, _ user: Operator) async throws -> Response {
+        guard let event = try await api.confirmed({ try await api.store.get(id: id) }) else {
+            throw APIError.notFound("No revocation '\(id)': unknown, or expired and pruned.")
+        }
+        let propagation = try await api.confirmed { try await api.tracker.current(event) }
+        let revocation = event.revocation
+        let applied = propagation.nodes.filter(\.applied).count
+        var context = Self.row(event)
+        context["csrf"] = user.session.csrfToken
+        context["state"] = propagation.complete ? "complete" : "waiting"
+        context["summary"] = "\(applied) of \(propagation.nodes.count) live gateways applied it" + (propagation.complete ? "." : " so far.")
+        context["nodes"] = propagation.nodes.map { node -> [String: Any] in
+            [
+                "id": node.id, "applied": node.applied ? "applied" : "waiting", "class": node.applied ? "applied" : "waiting",
+                "latency": node.latencyMicros.map { String(format: "%.2f ms", Double($0) / 1000) } ?? "-", "applied_sequence": node.appliedSequence,
+            ]
+        }
+        context["liftable"] = revocation.operation == .add && (revocation.kind == .subject || revocation.kind == .client)
+        if let lifts = revocation.lifts { context["lifts"] = lifts }
+        return pages.render("revocation", title: "Revocation \(revocation.id)", context, actor: user.actor, csrf: user.session.csrfToken)
+    }
+
+    private func lift(_ id: String, _ request: Request, context: ControlRequestContext, _ user: Operator) async throws -> Response {
+        let form = try await checkedForm(request, user)
+        let reason = form["reason"].flatMap { $0.isEmpty ? nil : $0 }
+        let lifted = try await api.audited("revocation.delete", target: id, actor: user.actor, from: context.peer, details: ["via": "console"]) {
+            guard let event = try await api.confirmed({ try await api.store.get(id: id) }) else { throw APIError.notFound("No revocation '\(id)'.") }
+            let original = event.revocation
+            guard original.operation == .add, original.kind == .subject || original.kind == .client else {
+                throw APIError(.conflict, "not_deletable", "Only subject and client cut-offs can be lifted; '\(id)' is a \(original.kind.rawValue) \(original.operation.rawValue).")
+            }
+            let lifted = try await api.confirmed { try await api.revocations.lift(event, actor: user.actor, reason: reason) }
+            return (lifted, ["lifted": id, "id": lifted.revocation.id])
+        }
+        return Self.redirect("/console/revocations/" + FormEncoding.escape(lifted.revocation.id))
+    }
+
+    // MARK: Keys
+
+    private func keysPage(_ request: Request, _ user: Operator) async throws -> Response {
+        let gateways = try await api.confirmed { try await api.view.gateways().nodes }
+        var issuers: [JSONValue] = []
+        for issuer in api.fetcher.issuers {
+            issuers.append(try await api.issuerJSON(name: issuer.name, iss: issuer.issuer, source: AdminAPI.source(issuer), gateways: gateways))
+        }
+        if let server = api.authorizationServer {
+            issuers.append(try await api.issuerJSON(name: server.config.name, iss: server.config.issuer, source: ["type": "builtin"], gateways: gateways))
+        }
+        let live = gateways.map(\.record.id)
+        let sections: [[String: Any]] = issuers.map { issuer in
+            let current = (issuer["nodes_current"]?.arrayValue ?? []).compactMap(\.stringValue)
+            var section: [String: Any] = [
+                "name": issuer["name"]?.stringValue ?? "", "issuer": issuer["issuer"]?.stringValue ?? "",
+                "version": issuer["version"]?.stringValue ?? "none published",
+                "age": issuer["age_seconds"].flatMap { value -> String? in
+                    if case .number(let seconds) = value { return String(format: "published %.0f s ago", seconds) }
+                    return nil
+                } ?? "never published",
+                "kids": (issuer["kids"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "),
+                "current_count": current.count, "live": live.count, "csrf": user.session.csrfToken,
+                "builtin": issuer["signing_keys"] != nil,
+                "signing_keys": (issuer["signing_keys"]?.arrayValue ?? []).map { key in
+                    ["kid": key["kid"]?.stringValue ?? "", "state": key["state"]?.stringValue ?? "", "alg": key["alg"]?.stringValue ?? ""]
+                },
+            ]
+            if !current.isEmpty { section["current"] = current.joined(separator: ", ") }
+            let behind = live.filter { !current.contains($0) }
+            if !behind.isEmpty { section["behind"] = behind.joined(separator: ", ") }
+            return section
+        }
+        var context: [String: Any] = ["issuers": sections]
+        let query = FormEncoding.decode(request.uri.query ?? "") ?? [:]
+        if let kid = query["rotated"] {
+            context["notice"] = "Rotated: the new signing key is \(kid)" + (query["complete"] == "0" ? "; some gateways had not caught up when it began signing." : ".")
+        }
+        return pages.render("keys", title: "Keys", context, actor: user.actor, csrf: user.session.csrfToken)
+    }
+
+    private func rotate(_ name: String, _ request: Request, context: ControlRequestContext, _ user: Operator) async throws -> Response {
+        _ = try await checkedForm(request, user)
+        let result = try await api.audited("keys.rotate", target: name, actor: user.actor, from: context.peer, details: ["via": "console"]) {
+            let server = try api.builtin(name)
+            let result = try await api.ringCall { try await server.ring.rotate(trigger: "console") }
+            return (result, ["kid": result.newKeyID, "previous_kid": result.previousKeyID ?? "-"])
+        }
+        return Self.redirect("/console/keys?rotated=\(FormEncoding.escape(result.newKeyID))&complete=\(result.laggards.isEmpty ? 1 : 0)")
+    }
+
+    // MARK: Audit
+
+    private func auditPage(_ request: Request, _ user: Operator) async throws -> Response {
+        let query = FormEncoding.decode(request.uri.query ?? "") ?? [:]
+        var count = 100
+        if let text = query["count"] {
+            guard let number = Int(text), (1...1000).contains(number) else { throw APIError.invalid("count", "expected a number from 1 to 1000") }
+            count = number
+        }
+        let entries = try await api.confirmed { try await api.audit.recent(count: count) }
+        let rows: [[String: Any]] = entries.map { entry in
+            let details = (entry["details"].flatMap { value -> [String: JSONValue]? in
+                if case .object(let members) = value { return members }
+                return nil
+            } ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.stringValue ?? "")" }
+            return [
+                "at": entry["at_ms"]?.int64Value.map(Self.time) ?? "", "actor": entry["actor"]?.stringValue ?? "",
+                "action": entry["action"]?.stringValue ?? "", "target": entry["target"]?.stringValue ?? "",
+                "from": entry["from"]?.stringValue ?? "", "outcome": entry["outcome"]?.stringValue ?? "",
+                "status": entry["status"]?.int64Value.map(String.init) ?? "", "details": details.joined(separator: ", "),
+            ]
+        }
+        return pages.render("audit", title: "Audit log", ["count": count, "entries": rows], actor: user.actor, csrf: user.session.csrfToken)
+    }
+
+    /// Unix milliseconds as `2026-12-03 15:04:05` (UTC).
+    static func time(_ millis: Int64) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+    }
+}
