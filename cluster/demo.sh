@@ -3,7 +3,7 @@
 # Redis, a control plane with its authorization server, 3 gateways, a demo upstream, a demo web
 # application — and runs a narrated demo in which every step checks what it claims: machine clients
 # with curl and wrk, then a person in headless Chromium (cluster/demo-app/story.py) signing in to
-# the demo app, whose tokens an operator revokes. Screenshots go to $CLUSTER_DIR/screens/.
+# the demo app, whose tokens an operator revokes in the operator console. Screenshots go to $CLUSTER_DIR/screens/.
 # Exits non-zero if any check fails.
 #
 #   cluster/demo.sh            build, start, demo, stop

@@ -12,7 +12,6 @@ screenshot; the exit status is 1 if any check failed.
 """
 import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -21,7 +20,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--app", required=True)
@@ -59,16 +58,39 @@ def say(text):
     print(f"   {text}", flush=True)
 
 
-def revoke_user(username):
-    """The operator's revocation of every token the user holds: a subject cut-off at "now",
-    waited for until every live gateway applied it. Today through `portcullis admin` (the admin
-    API); the one place to switch to the operator console. Returns whether it was confirmed."""
-    binary = os.environ.get("PORTCULLIS_BIN", "portcullis")
-    run = subprocess.run([binary, "admin", "revoke", "--sub", username, "--reason", "demo: user revoked by the operator", "--wait"],
-                         capture_output=True, text=True, timeout=60)
-    for line in (run.stdout + run.stderr).strip().splitlines():
-        say("  " + line)
-    return run.returncode == 0
+def revoke_user(driver, wait, username, shot):
+    """The operator's revocation of every token the user holds, made in the operator console on
+    the control plane's admin listener, in a second tab of the same browser: sign in with the
+    admin token, revoke the subject, and watch each gateway's acknowledgement arrive. Returns
+    whether every live gateway confirmed it."""
+    admin, token = os.environ["PORTCULLIS_ADMIN_URL"], os.environ["PORTCULLIS_ADMIN_TOKEN"]
+    app_tab = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    try:
+        driver.get(admin + "/console/revocations")
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "token")))
+        driver.find_element(By.ID, "token").send_keys(token)
+        driver.find_element(By.ID, "sign-in").click()
+        wait.until(lambda d: not d.find_elements(By.ID, "token"))
+        driver.get(admin + "/console/revocations")
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "revoke")))
+        Select(driver.find_element(By.ID, "revoke-kind")).select_by_value("subject")
+        driver.find_element(By.ID, "revoke-value").send_keys(username)
+        driver.find_element(By.ID, "revoke-reason").send_keys("demo: user revoked by the operator")
+        shot("5-console-revoke")
+        driver.find_element(By.ID, "revoke-button").click()
+        wait.until(lambda d: d.find_elements(By.ID, "propagation")
+                   and d.find_element(By.ID, "propagation").get_attribute("data-state") in ("complete", "timeout", "error"))
+        state = driver.find_element(By.ID, "propagation").get_attribute("data-state")
+        say("  console: " + driver.find_element(By.ID, "propagation-summary").text)
+        shot("6-console-propagation")
+        return state == "complete"
+    except WebDriverException:
+        shot("failure-console")
+        raise
+    finally:
+        driver.close()
+        driver.switch_to.window(app_tab)
 
 
 def start_browser():
@@ -131,11 +153,12 @@ def main():
             say("the upstream saw: " + " ".join(before[served[0]][1].split()))
 
         step("An operator revokes the user; the app's next call gets 401 on every gateway")
-        check(revoke_user(args.user), f"every live gateway applied the revocation of {args.user}'s tokens (times above)",
+        check(revoke_user(driver, wait, args.user, shot),
+              f"in the operator console, every live gateway acknowledged the revocation of {args.user}'s tokens",
               "the revocation was not confirmed by every gateway")
         driver.find_element(By.ID, "again").click()
         wait.until(expected_conditions.presence_of_element_located((By.ID, "calls")))
-        shot("5-revoked")
+        shot("7-revoked")
         after = calls()
         refused = [gw for gw, (status, text) in after.items() if status == "401" and "revoked" in text]
         check(len(after) == args.gateways and len(refused) == args.gateways,
