@@ -89,7 +89,9 @@ public struct ClusterKeys: Sendable {
     /// (`active`, `used`) and, once redeemed, the tokens issued from it (revoked if it comes back).
     public func authorizationCode(_ hash: String) -> String { prefix + "as:code:" + hash }
     /// HASH (TTL: 10 min before sign-in, then the session lifetime): a login-page session, by the
-    /// hex SHA-256 of its cookie value: CSRF token, signed-in user, sign-in time.
+    /// hex SHA-256 of its cookie value: CSRF token, signed-in user, sign-in time. The operator
+    /// console's sessions use the same shape under `console:<hash>`, so that neither kind of
+    /// cookie opens the other.
     public func loginSession(_ hash: String) -> String { prefix + "as:session:" + hash }
     /// HASH client_id → space-separated scopes: what a user has consented to, per client.
     public func consent(_ username: String) -> String { prefix + "as:consent:" + username }
@@ -98,7 +100,7 @@ public struct ClusterKeys: Sendable {
     /// `jti:<jti>` (score: expiry), revoked when the user revokes that consent.
     public func consentGrants(_ hash: String) -> String { prefix + "as:grants:" + hash }
     /// STRING counter (TTL: the throttle window): failed sign-ins for a username or a client
-    /// address (`kind` = `user` or `addr`).
+    /// address (`kind` = `user` or `addr`), or failed console sign-ins per address (`console-addr`).
     public func loginFailures(_ kind: String, _ subject: String) -> String { prefix + "as:throttle:" + kind + ":" + subject }
 
     // MARK: Audit
