@@ -4,7 +4,8 @@ chromium-driver by Selenium, uses the demo web application (app.py) as a person 
 
 The browser opens the app and is sent to the authorization server's login page, signs in as the
 demo user and consents; the app redeems the code with its PKCE verifier and shows what the
-upstream saw through every gateway. Then an operator revokes the user (revoke_user) and the app's
+upstream saw through every gateway. Then an operator revokes the user in the operator console, in
+a second tab (revoke_user), and the app's
 next call is refused with 401 on every gateway. Each step checks what it claims and saves a
 screenshot; the exit status is 1 if any check failed.
 
