@@ -9,12 +9,7 @@ struct ConsolePages: Sendable {
     private let library: MustacheLibrary
 
     init() {
-        // Templates are fixed strings checked by the tests; a parse error is a programming error.
-        var templates: [String: MustacheTemplate] = [:]
-        for (name, text) in Self.templates {
-            templates[name] = try! MustacheTemplate(string: text)
-        }
-        library = MustacheLibrary(templates: templates)
+        library = MustacheLibrary(fixed: Self.templates)
     }
 
     static let contentSecurityPolicy =
