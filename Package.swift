@@ -34,8 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
-        // OTLP/HTTP only: the default traits add the gRPC exporter and its dependencies.
-        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
+        .package(url: "https://github.com/swift-otel/swift-w3c-trace-context", from: "1.0.0"),
     ],
     targets: [
         // hiredis 0.14 (Debian's libhiredis-dev): RESP formatting and parsing only; NIO owns the socket.
@@ -124,7 +123,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
             ],
             swiftSettings: strict
         ),
@@ -244,7 +243,7 @@ let package = Package(
             name: "PortcullisGatewayTests",
             // PortcullisFuzz for its RFC 9112 response oracle, which the randomized parser test compares against.
             dependencies: ["PortcullisGateway", "PortcullisObservability", "PortcullisCluster", "PortcullisConfig", "PortcullisJOSE", "PortcullisTestSupport",
-                           "PortcullisFuzz", .product(name: "InMemoryTracing", package: "swift-distributed-tracing")],
+                           "PortcullisFuzz"],
             // Seed inputs and the dictionary of the HTTP fuzz targets (docs/fuzzing.md); the raw
             // HTTP/2 and gRPC peers the HTTP/2 tests drive; the Selenium script of the browser CORS test.
             exclude: ["Fuzz", "Scripts", "Browser"],

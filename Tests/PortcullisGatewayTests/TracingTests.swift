@@ -115,10 +115,11 @@ struct TracingTests {
         (response.json["headers"] as? [String: [String]])?[name]
     }
 
-    @Test("a sampled traceparent's trace gets request, authentication, rate-limit and upstream spans; the upstream's traceparent names the exchange span")
+    @Test("a sampled traceparent's trace gets request, authentication, rate-limit and upstream spans, each inside the request's time; the upstream's traceparent names the exchange span; the configured headers reach the collector")
     func sampledRequestIsTracedAndPropagated() async throws {
         // Ratio 0: only the client's sampled flag can make this request recorded (parent-based).
-        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 0, service_name: gw-under-test"), { await $0.stop() }) { bed in
+        let section = "enabled: true, sampling_ratio: 0, service_name: gw-under-test, headers: {Authorization: 'Bearer collector-secret'}"
+        try await withCleanup(try await Bed.start(tracing: section), { await $0.stop() }) { bed in
             let token = try bed.issuer.token(sub: "trace-user")
             let response = try bed.gateway.request("GET", "/orders/42?q=1", headers: [
                 ("Authorization", "Bearer \(token)"), ("traceparent", Self.sampledParent), ("tracestate", "vendor=abc"),
@@ -131,9 +132,18 @@ struct TracingTests {
             let requestSpanID = try #require(request["span_id"] as? String)
             #expect(request["parent_span_id"] as? String == Self.clientSpanID)
             #expect(request["kind"] as? String == "server")
+            let requestStart = try #require(request["start"] as? Int), requestEnd = try #require(request["end"] as? Int)
+            #expect(requestStart > 1_700_000_000 * 1_000_000_000 && requestEnd >= requestStart, "ns since the epoch: \(requestStart)")
             for child in ["portcullis.authentication", "portcullis.rate_limit", "portcullis.upstream"] {
-                #expect(Self.named(child, in: spans)?["parent_span_id"] as? String == requestSpanID, "\(child)")
+                let span = Self.named(child, in: spans)
+                #expect(span?["parent_span_id"] as? String == requestSpanID, "\(child)")
+                let start = try #require(span?["start"] as? Int), end = try #require(span?["end"] as? Int)
+                #expect(requestStart <= start && start <= end && end <= requestEnd, "\(child) lies within the request span")
+                #expect(span?["trace_state"] as? String == "vendor=abc" && span?["scope"] as? String == "portcullis", "\(child)")
             }
+            let export = try #require(bed.lines.first { $0["export"] != nil })
+            #expect(export["export"] as? String == "/v1/traces" && export["content_type"] as? String == "application/x-protobuf")
+            #expect(export["authorization"] as? String == "Bearer collector-secret")
             let attributes = Self.attributes(request)
             #expect(attributes["portcullis.route"] as? String == "orders")
             #expect(attributes["http.request.method"] as? String == "GET")

@@ -2,7 +2,6 @@
 import NIOHTTP1
 import PortcullisConfig
 import Foundation
-import InMemoryTracing
 import Testing
 import Tracing
 
@@ -45,20 +44,23 @@ struct TracingUnitTests {
         }
     }
 
-    @Test("only a version-00 traceparent of the W3C shape is handed to the tracer, and only the trace-context fields are")
+    @Test("only a version-00 traceparent in lower-case hex with non-zero ids continues the client's trace; a malformed tracestate is dropped, the traceparent kept")
     func traceHeaders() throws {
         let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         let headers = HTTPHeaders([("Authorization", "Bearer secret-token"), ("TraceParent", valid), ("tracestate", "a=b")])
         let fields = try #require(TraceHeaders(headers: headers))
-        #expect(fields.traceparent == valid && fields.tracestate == "a=b")
-        // What a tracer may log of its carrier.
-        #expect(!"\(fields)".contains("secret-token"))
-        #expect(TraceHeaders.Extractor().extract(key: "authorization", from: fields) == nil)
+        #expect(fields.traceID.description == "4bf92f3577b34da6a3ce929d0e0e4736" && fields.spanID.description == "00f067aa0ba902b7")
+        #expect(fields.sampled && fields.traceState == "a=b")
+        #expect(try #require(TraceHeaders(headers: ["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"])).sampled == false)
+        let badState = try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": "no equals sign"]))
+        #expect(badState.traceState == nil && badState.traceID == fields.traceID)
         for bad in [
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // unknown version
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", // upper-case hex
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7x-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01", // all-zero trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", // all-zero span id
             "",
         ] {
             #expect(TraceHeaders(headers: HTTPHeaders([("traceparent", bad)])) == nil, "\(bad)")
@@ -68,7 +70,7 @@ struct TracingUnitTests {
     @Test("traces started at the gateway are recorded at the configured ratio: none at 0, all at 1, about a quarter at 0.25")
     func samplingRatio() {
         func recorded(_ ratio: Double) -> Int {
-            let tracing = RequestTracing(tracer: NoOpTracer(), node: "n", samplingRatio: ratio)
+            let tracing = RequestTracing(node: "n", samplingRatio: ratio)
             return (0..<40_000).filter { _ in tracing.drawRecords() }.count
         }
         #expect(recorded(0) == 0)
@@ -77,52 +79,70 @@ struct TracingUnitTests {
         #expect((200...600).contains(recorded(0.01)))
     }
 
-    @Test("the exchange's trace context replaces the client's in the upstream head, whatever the fields' case")
-    func injection() {
-        var fields: [(name: String, value: String)] = [("Host", "h"), ("TraceParent", "client")]
-        UpstreamFieldsInjector().inject("ours", forKey: "traceparent", into: &fields)
-        #expect(fields.map(\.name) == ["Host", "traceparent"] && fields.last?.value == "ours")
-        var headers = HTTPHeaders([(":path", "/"), ("traceparent", "client")])
-        UpstreamHeadersInjector().inject("ours", forKey: "traceparent", into: &headers)
-        #expect(headers["traceparent"] == ["ours"])
-    }
-
-    @Test("a finished request's spans reach the tracer only when flushed, under the request span, each ended when it happened")
-    func deferredSpans() throws {
-        let tracer = InMemoryTracer()
-        let tracing = RequestTracing(tracer: tracer, node: "n1", samplingRatio: 1)
-        let trace = try #require(tracing.startRequest(traceparent: nil, headers: [:]))
+    @Test("a recorded request's spans are queued only when it ends, under the request span in the client's trace, each ended when it happened; the upstream head names the exchange span")
+    func recordedSpans() throws {
+        let tracing = RequestTracing(node: "n1", samplingRatio: 0)
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let headers = HTTPHeaders([("traceparent", client), ("tracestate", "v=1")])
+        let trace = try #require(tracing.startRequest(traceparent: client, headers: headers))
         let authStart = try #require(trace.childStart)
         trace.recordAuthentication(startedAt: authStart, rejection: "bad_signature")
-        // Nothing asked of the tracer yet: the request span is started when its id is needed.
-        #expect(tracer.activeSpans.isEmpty)
-        var fields: [(name: String, value: String)] = [("traceparent", "client")]
+        var fields: [(name: String, value: String)] = [("Host", "h"), ("TraceParent", client), ("TRACESTATE", "v=1")]
         trace.startExchange(route: "r", fields: &fields)
-        #expect(tracer.activeSpans.map(\.operationName).sorted() == ["portcullis.request", "portcullis.upstream"])
-        var log = RequestLog(requestID: "id", method: "GET", target: "/a", start: .now())
+        var log = RequestLog(requestID: "id", method: "GET", target: "/a?secret=1", start: .now())
         log.status = 502
-        trace.finish(log)
-        let finishedBy = DefaultTracerClock.now.nanosecondsSinceEpoch
-        #expect(tracer.finishedSpans.isEmpty)
+        #expect(tracing.pendingCount == 0, "queued before the request ended")
         Thread.sleep(forTimeInterval: 0.02)
-        tracing.flush()
-
-        let spans = Dictionary(uniqueKeysWithValues: tracer.finishedSpans.map { ($0.operationName, $0) })
-        #expect(spans.keys.sorted() == ["portcullis.authentication", "portcullis.request", "portcullis.upstream"])
+        let endedBy = RequestTrace.now()
+        trace.finish(log)
+        trace.finish(log)
+        let spans = Dictionary(uniqueKeysWithValues: tracing.take().spans.map { ($0.name, $0) })
+        #expect(spans.keys.sorted() == ["portcullis.authentication", "portcullis.request", "portcullis.upstream"], "finishing twice queues once")
         let request = try #require(spans["portcullis.request"])
-        for name in ["portcullis.authentication", "portcullis.upstream"] {
-            let child = try #require(spans[name])
-            #expect(child.parentSpanID == request.spanID && child.traceID == request.traceID, "\(name)")
-            #expect(child.endInstant.nanosecondsSinceEpoch <= finishedBy, "\(name) ended at the flush, not when it happened")
-        }
-        #expect(request.endInstant.nanosecondsSinceEpoch <= finishedBy)
-        #expect(spans["portcullis.authentication"]?.attributes["portcullis.auth.reason"]?.toSpanAttribute() == "bad_signature")
+        #expect(request.traceID.description == "4bf92f3577b34da6a3ce929d0e0e4736" && request.parentSpanID?.description == "00f067aa0ba902b7")
+        #expect(request.kind == .server && request.isError && request.traceState == "v=1")
         #expect(request.attributes["http.response.status_code"]?.toSpanAttribute() == 502)
-        // The upstream head names the exchange span, not the client's span.
-        #expect(fields.contains { $0.value == spans["portcullis.upstream"]?.spanID } && !fields.contains { $0.value == "client" })
-        // Flushing again emits nothing twice.
-        tracing.flush()
-        #expect(tracer.finishedSpans.count == 3)
+        #expect(request.attributes["url.path"]?.toSpanAttribute() == "/a", "the query string is not recorded")
+        let auth = try #require(spans["portcullis.authentication"])
+        #expect(auth.attributes["portcullis.auth.reason"]?.toSpanAttribute() == "bad_signature")
+        #expect(auth.end < endedBy, "the authentication span ended when authentication did, not at the request's end")
+        let exchange = try #require(spans["portcullis.upstream"])
+        #expect(exchange.kind == .client && exchange.isError && exchange.attributes["error.type"]?.toSpanAttribute() == "no_response")
+        for child in [auth, exchange] {
+            #expect(child.parentSpanID == request.spanID && child.traceID == request.traceID && child.spanID != request.spanID)
+            #expect(child.start >= request.start && child.end <= request.end)
+        }
+        // The client's fields are replaced, whatever their case, by the exchange span's.
+        #expect(fields.map(\.name) == ["Host", "traceparent", "tracestate"])
+        #expect(fields[1].value == "00-4bf92f3577b34da6a3ce929d0e0e4736-\(exchange.spanID)-01" && fields[2].value == "v=1")
+    }
+
+    @Test("an unsampled traceparent records nothing and leaves the upstream head as the client sent it; a trace started here that the draw skips costs no trace at all")
+    func unsampledRecordsNothing() throws {
+        let tracing = RequestTracing(node: "n1", samplingRatio: 0)
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        let trace = try #require(tracing.startRequest(traceparent: client, headers: ["traceparent": client]))
+        #expect(trace.childStart == nil && trace.traceID.description == "4bf92f3577b34da6a3ce929d0e0e4736")
+        var fields: [(name: String, value: String)] = [("traceparent", client)]
+        var headers = HTTPHeaders([("traceparent", client)])
+        trace.startExchange(route: "r", fields: &fields)
+        trace.startExchange(route: "r", headers: &headers)
+        #expect(fields.map(\.value) == [client] && headers["traceparent"] == [client])
+        trace.finish(RequestLog(requestID: "id", method: "GET", target: "/", start: .now()))
+        #expect(tracing.pendingCount == 0)
+        #expect(tracing.startRequest(traceparent: nil, headers: [:]) == nil)
+    }
+
+    @Test("spans beyond the queue's bound are dropped and counted, not kept")
+    func queueIsBounded() {
+        let tracing = RequestTracing(node: "n1", samplingRatio: 1)
+        for index in 0..<(RequestTracing.maxPendingSpans + 10) {
+            let trace = tracing.startRequest(traceparent: nil, headers: [:])
+            trace?.finish(RequestLog(requestID: "\(index)", method: "GET", target: "/", start: .now()))
+        }
+        let taken = tracing.take()
+        #expect(taken.spans.count == RequestTracing.maxPendingSpans && taken.dropped == 10)
+        #expect(tracing.take().spans.isEmpty)
     }
 }
 

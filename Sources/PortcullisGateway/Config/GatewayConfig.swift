@@ -83,7 +83,7 @@ public struct GatewayConfig: Sendable {
         self.http = try map.optional("http").map(RequestPolicy.init(node:)) ?? RequestPolicy()
         self.http2 = try map.optional("http2").map(HTTP2Config.init(node:)) ?? HTTP2Config()
         self.accessLog = try map.optional("access_log").map(AccessLogConfig.init(node:)) ?? AccessLogConfig()
-        self.tracing = try map.optional("tracing").map(TracingConfig.init(node:)) ?? TracingConfig()
+        self.tracing = try map.optional("tracing").map { try TracingConfig(node: $0, baseDirectory: baseDirectory) } ?? TracingConfig()
         self.identityHeaders = try map.optional("identity_headers").map(IdentityHeader.list(node:)) ?? IdentityHeader.defaults
         self.realm = try map.optional("realm")?.nonEmptyString() ?? "portcullis"
         if let cacheNode = map.optional("token_cache") {

@@ -17,10 +17,21 @@ public struct TracingConfig: Sendable, Equatable {
     public var serviceName = "portcullis-gateway"
     /// How long finished spans wait to be sent in one batch. Default 5 s.
     public var exportInterval: Duration = .seconds(5)
+    /// Fields added to every export request, e.g. a collector's `Authorization` (values take
+    /// `${ENV}` and `{file: path}` like other secrets). Default none.
+    public var headers: [(name: String, value: String)] = []
+    /// PEM bundle of the roots trusted for an `https` endpoint; nil uses the system's.
+    public var caFile: String?
 
     public init() {}
 
-    init(node: ConfigNode) throws {
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.enabled == rhs.enabled && lhs.endpoint == rhs.endpoint && lhs.samplingRatio == rhs.samplingRatio
+            && lhs.serviceName == rhs.serviceName && lhs.exportInterval == rhs.exportInterval && lhs.caFile == rhs.caFile
+            && lhs.headers.elementsEqual(rhs.headers) { $0.name == $1.name && $0.value == $1.value }
+    }
+
+    init(node: ConfigNode, baseDirectory: String) throws {
         if node.isScalar {
             enabled = try node.bool()
             return
@@ -44,6 +55,22 @@ public struct TracingConfig: Sendable, Equatable {
             guard exportInterval >= .milliseconds(10), exportInterval <= .seconds(60) else {
                 throw v.error("tracing.export_interval must be between 10ms and 60s")
             }
+        }
+        if let v = map.optional("headers") {
+            var entries = try v.mapping()
+            for (name, value) in entries.all() {
+                guard HeaderName.isValid(name) else { throw value.error("'\(name)' is not a valid header name") }
+                let text = try value.string()
+                guard !text.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
+                    throw value.error("header values may not contain control characters")
+                }
+                headers.append((name, text))
+            }
+        }
+        if let v = map.optional("ca_file") {
+            let path = resolve(try v.nonEmptyString(), against: baseDirectory)
+            guard FileManager.default.isReadableFile(atPath: path) else { throw v.error("cannot read \(path)") }
+            caFile = path
         }
         try map.finish()
     }

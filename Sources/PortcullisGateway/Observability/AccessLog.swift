@@ -33,7 +33,7 @@ struct AccessLog: Sendable {
         if let clientID = entry.clientID { metadata["client_id"] = .string(clientID) }
         if let reason = entry.reason { metadata["reason"] = .string(reason) }
         if let upstream = entry.upstream { metadata["upstream"] = .string(upstream) }
-        if let traceID = entry.trace?.traceID { metadata["trace_id"] = .string(traceID) }
+        if let traceID = entry.trace?.traceID { metadata["trace_id"] = .string(traceID.description) }
         if let upstreamTime { metadata["upstream_ms"] = .stringConvertible(Self.milliseconds(upstreamTime)) }
         logger.info("request", metadata: metadata)
     }

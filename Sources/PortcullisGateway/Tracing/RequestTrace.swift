@@ -1,61 +1,63 @@
 import NIOHTTP1
 import Tracing
+import W3CTraceContext
 
 /// One request's trace: its server span (`portcullis.request`) and, when it is recorded, its
 /// children — authentication, the rate-limit decision and the upstream exchange. Carried in the
 /// request's `RequestLog` from admission to `GatewayContext.record`, which finishes it. Confined
 /// to the event loop of the request's connection.
 ///
-/// The tracer (swift-otel) wakes a task of its own for every span started or ended, which on a
-/// busy event loop preempts it; so the request asks the tracer for as little as it can while it
-/// runs: the request span is started (with the instant the request arrived) only when its id is
-/// needed — for the exchange's `traceparent` going upstream, or for the access log's trace id at
-/// the end — the exchange span when it starts, and everything else (the authentication and
-/// rate-limit spans, every end) is recorded here and handed over in batches by
-/// `RequestTracing.flush()` (docs/benchmarks.md "Tracing").
+/// Spans are values recorded here (ids drawn when the span starts, so the exchange's
+/// `traceparent` can name its span at once) and handed to `RequestTracing` in one piece when the
+/// request ends; no tracer is called and no other thread is woken while the request runs.
 ///
 /// What is recorded is listed in docs/operations.md; tokens and claims never are (only the
 /// rejection reason code), which `TracingTests` checks.
 final class RequestTrace {
     private let tracing: RequestTracing
-    /// The client's trace context (or none); the request span's parent.
-    private let parent: InstrumentationContext
+    /// The trace: the client's when it sent a `traceparent`, otherwise drawn here.
+    let traceID: TraceID
+    /// The client's span, the request span's parent; nil for a trace started here.
+    private let clientSpanID: SpanID?
+    /// The client's `tracestate` (validated), carried on every span and upstream.
+    private let traceState: String?
     /// False when the client's `traceparent` said not to sample: nothing is recorded then, and
-    /// the trace id is the client's.
+    /// the trace id is the client's (for the access log).
     let isRecording: Bool
-    private let start: DefaultTracerClock.Timestamp
-    private var span: (any Span)?
-    private var children: [FinishedTrace.Child] = []
-    private var exchange: (any Span)?
+    private let requestSpanID: SpanID
+    private let start: UInt64
+    private var children: [FinishedSpan] = []
+    private var exchange: (id: SpanID, start: UInt64, route: String)?
     private var finished = false
     /// The upstream's status, once its response head arrived.
     var upstreamStatus: Int?
 
-    init(tracing: RequestTracing, parent: InstrumentationContext, isRecording: Bool) {
+    init(tracing: RequestTracing, traceID: TraceID, clientSpanID: SpanID?, traceState: String?, isRecording: Bool) {
         self.tracing = tracing
-        self.parent = parent
+        self.traceID = traceID
+        self.clientSpanID = clientSpanID
+        self.traceState = traceState
         self.isRecording = isRecording
-        start = DefaultTracerClock.now
+        requestSpanID = isRecording ? .random() : .null
+        start = Self.now()
     }
 
-    /// The trace id for the access log (hex), the client's when it sent one.
-    var traceID: String? { span?.context.otelTraceID ?? parent.otelTraceID }
-
-    /// The request span, started with the tracer now if it was not yet.
-    private func requestSpan() -> any Span {
-        if let span { return span }
-        let started = tracing.tracer.startSpan(RequestTracing.SpanName.request, context: parent, ofKind: .server, at: start)
-        span = started
-        return started
-    }
+    /// Nanoseconds since the Unix epoch (swift-distributed-tracing's wall clock).
+    static func now() -> UInt64 { DefaultTracerClock.now.nanosecondsSinceEpoch }
 
     /// Now, to pass to `recordAuthentication` or `recordRateLimit` as the span's start; nil when
     /// the request is not recorded.
-    var childStart: DefaultTracerClock.Timestamp? { isRecording ? DefaultTracerClock.now : nil }
+    var childStart: UInt64? { isRecording ? Self.now() : nil }
+
+    private func child(_ name: String, kind: SpanKind = .internal, id: SpanID = .random(), start: UInt64, attributes: SpanAttributes,
+                       isError: Bool = false) -> FinishedSpan {
+        FinishedSpan(name: name, kind: kind, traceID: traceID, spanID: id, parentSpanID: requestSpanID, traceState: traceState,
+                     start: start, end: Self.now(), attributes: attributes, isError: isError)
+    }
 
     /// Records the authentication span, started at `start` and ending now: `portcullis.auth.result`
     /// accepted or rejected, and the rejection's reason code. Never the token or a claim.
-    func recordAuthentication(startedAt start: DefaultTracerClock.Timestamp, rejection reason: String?) {
+    func recordAuthentication(startedAt start: UInt64, rejection reason: String?) {
         var attributes = SpanAttributes()
         if let reason {
             attributes["portcullis.auth.result"] = "rejected"
@@ -63,77 +65,80 @@ final class RequestTrace {
         } else {
             attributes["portcullis.auth.result"] = "accepted"
         }
-        children.append(.init(name: RequestTracing.SpanName.authentication, start: start, end: DefaultTracerClock.now, attributes: attributes))
+        children.append(child(RequestTracing.SpanName.authentication, start: start, attributes: attributes))
     }
 
     /// Records the rate-limit span, started at `start` and ending now, with the policy and its decision.
-    func recordRateLimit(startedAt start: DefaultTracerClock.Timestamp, policy: String, allowed: Bool, remaining: Int) {
+    func recordRateLimit(startedAt start: UInt64, policy: String, allowed: Bool, remaining: Int) {
         var attributes = SpanAttributes()
         attributes["portcullis.rate_limit.policy"] = policy
         attributes["portcullis.rate_limit.allowed"] = allowed
         attributes["portcullis.rate_limit.remaining"] = remaining
-        children.append(.init(name: RequestTracing.SpanName.rateLimit, start: start, end: DefaultTracerClock.now, attributes: attributes))
+        children.append(child(RequestTracing.SpanName.rateLimit, start: start, attributes: attributes))
     }
 
-    /// Starts the upstream exchange's client span (its context goes upstream, so it must exist
-    /// now); nil when the request is not recorded.
-    private func startExchange(route: String) -> (any Span)? {
+    /// Starts the upstream exchange's client span and returns the `traceparent` naming it, for
+    /// the head going upstream; nil when the request is not recorded.
+    private func startExchange(route: String) -> String? {
         guard isRecording else { return nil }
-        let exchange = tracing.tracer.startSpan(RequestTracing.SpanName.upstream, context: requestSpan().context, ofKind: .client)
-        exchange.attributes["portcullis.route"] = route
-        self.exchange = exchange
-        return exchange
+        let id = SpanID.random()
+        exchange = (id, Self.now(), route)
+        return TraceHeaders.traceparent(traceID: traceID, parent: id)
     }
 
     /// Starts the upstream exchange's span and names it as the parent in the trace context
     /// fields of `fields`, the head going upstream. The client's fields stay as they were when
     /// the request is not recorded.
     func startExchange(route: String, fields: inout [(name: String, value: String)]) {
-        guard let exchange = startExchange(route: route) else { return }
+        guard let traceparent = startExchange(route: route) else { return }
         fields.removeAll { HeaderNameSet.matches($0.name, "traceparent") || HeaderNameSet.matches($0.name, "tracestate") }
-        tracing.tracer.inject(exchange.context, into: &fields, using: UpstreamFieldsInjector())
+        fields.append(("traceparent", traceparent))
+        if let traceState { fields.append(("tracestate", traceState)) }
     }
 
     /// The same for an HTTP/2 upstream's head.
     func startExchange(route: String, headers: inout HTTPHeaders) {
-        guard let exchange = startExchange(route: route) else { return }
+        guard let traceparent = startExchange(route: route) else { return }
         headers.remove(name: "traceparent")
         headers.remove(name: "tracestate")
-        tracing.tracer.inject(exchange.context, into: &headers, using: UpstreamHeadersInjector())
+        headers.add(name: "traceparent", value: traceparent)
+        if let traceState { headers.add(name: "tracestate", value: traceState) }
     }
 
-    /// Sets what `log` says of the request's outcome on its spans and hands them to
-    /// `RequestTracing` to be ended in its next batch, each at the instant recorded here.
+    /// Ends the request's spans with what `log` says of its outcome and hands them to
+    /// `RequestTracing` for the export.
     func finish(_ log: RequestLog) {
         guard isRecording, !finished else { return }
         finished = true
-        let end = DefaultTracerClock.now
-        var finishedExchange: (span: any Span, end: DefaultTracerClock.Timestamp)?
         if let exchange {
-            if let upstream = log.upstream { exchange.attributes["server.address"] = upstream }
+            var attributes = SpanAttributes()
+            attributes["portcullis.route"] = exchange.route
+            if let upstream = log.upstream { attributes["server.address"] = upstream }
+            let isError: Bool
             if let upstreamStatus {
-                exchange.attributes["http.response.status_code"] = upstreamStatus
-                if upstreamStatus >= 500 { exchange.setStatus(.init(code: .error)) }
+                attributes["http.response.status_code"] = upstreamStatus
+                isError = upstreamStatus >= 500
             } else {
                 // No response from the upstream: the gateway's reason (connect_failed, timeout, …).
-                exchange.attributes["error.type"] = log.reason ?? "no_response"
-                exchange.setStatus(.init(code: .error))
+                attributes["error.type"] = log.reason ?? "no_response"
+                isError = true
             }
-            finishedExchange = (exchange, end)
+            children.append(child(RequestTracing.SpanName.upstream, kind: .client, id: exchange.id, start: exchange.start,
+                                  attributes: attributes, isError: isError))
             self.exchange = nil
         }
-        let span = requestSpan()
-        span.updateAttributes { attributes in
-            attributes["http.request.method"] = log.method
-            attributes["url.path"] = log.path
-            attributes["http.response.status_code"] = log.status
-            attributes["portcullis.node"] = tracing.node
-            attributes["portcullis.request_id"] = log.requestID
-            if let route = log.route { attributes["portcullis.route"] = route }
-            if let reason = log.reason { attributes["portcullis.reason"] = reason }
-        }
-        if log.status >= 500 { span.setStatus(.init(code: .error)) }
-        tracing.enqueue(FinishedTrace(request: span, requestEnd: end, children: children, exchange: finishedExchange))
+        var attributes = SpanAttributes()
+        attributes["http.request.method"] = log.method
+        attributes["url.path"] = log.path
+        attributes["http.response.status_code"] = log.status
+        attributes["portcullis.node"] = tracing.node
+        attributes["portcullis.request_id"] = log.requestID
+        if let route = log.route { attributes["portcullis.route"] = route }
+        if let reason = log.reason { attributes["portcullis.reason"] = reason }
+        children.append(FinishedSpan(name: RequestTracing.SpanName.request, kind: .server, traceID: traceID, spanID: requestSpanID,
+                                     parentSpanID: clientSpanID, traceState: traceState, start: start, end: Self.now(),
+                                     attributes: attributes, isError: log.status >= 500))
+        tracing.enqueue(children)
         children = []
     }
 }

@@ -1,19 +1,17 @@
 import NIOHTTP1
 import Synchronization
-import Tracing
+import W3CTraceContext
 
-/// The node's tracer as the request path uses it: starts a request's trace from the client's
-/// trace context (`startRequest`); everything after goes through the `RequestTrace` that
-/// returns. Present only when `tracing.enabled`: the request path asks `GatewayContext.tracing`
-/// once per request and, without it, does nothing else for tracing.
+/// The node's tracing as the request path uses it: starts a request's trace from the client's
+/// trace context (`startRequest`); everything after goes through the `RequestTrace` that returns.
+/// Present only when `tracing.enabled`: the request path asks `GatewayContext.tracing` once per
+/// request and, without it, does nothing else for tracing.
 ///
-/// Spans are started and ended explicitly with the context they carry, never through task
-/// locals: the request path runs in NIO handlers, not in tasks. Finished requests' spans wait in
-/// `pending` (a lock taken once per recorded request, uncontended but for the flush) until
-/// `flush()`, which `TracingExporter` calls every `flushInterval` from a task of its own, ends them
-/// with the tracer.
+/// A recorded request's spans are plain values built on its event loop: the request hands them
+/// over when it ends (`enqueue`: one lock, uncontended but for the export task's swap), and
+/// `TracingExporter` takes them from `pending` in batches, encodes and posts them from a task of
+/// its own. Nothing on the request path wakes another thread (docs/benchmarks.md "Tracing").
 final class RequestTracing: Sendable {
-    let tracer: any Tracer
     /// `portcullis.node` on every request span.
     let node: String
     /// A trace started here is recorded when a draw falls below this (`sampling_ratio` of the
@@ -21,37 +19,35 @@ final class RequestTracing: Sendable {
     private let rootThreshold: UInt64
     private static let always = UInt64.max
     private let draws: Atomic<UInt64>
-    private let pending = Mutex<[FinishedTrace]>([])
-    /// Finished requests waiting for a flush beyond this are dropped, as the exporter's own
-    /// queue drops spans beyond its bound.
-    static let maxPending = 2048
-    /// How often `TracingExporter` flushes: spans reach the exporter's batch this much later.
-    static let flushInterval: Duration = .milliseconds(50)
+    private let pending = Mutex(Pending())
+    /// Spans waiting for the export beyond this are dropped (and counted in the exporter's log):
+    /// a slow or unreachable collector costs spans, never memory or requests.
+    static let maxPendingSpans = 4096
 
-    /// `tracer` must sample parent-based with its roots always on: the ratio for traces started
-    /// here is drawn by `startRequest`, before the tracer is asked.
-    init(tracer: any Tracer, node: String, samplingRatio: Double) {
-        self.tracer = tracer
+    struct Pending {
+        var spans: [FinishedSpan] = []
+        var dropped = 0
+    }
+
+    init(node: String, samplingRatio: Double) {
         self.node = node
         rootThreshold = samplingRatio >= 1 ? Self.always : UInt64(Double(UInt64.max) * max(0, samplingRatio))
         draws = Atomic(UInt64.random(in: .min ... .max))
     }
 
-    /// The request's trace, whose server span's parent is the client's `traceparent` (when it
-    /// sent a well-formed one); recorded when that says sampled. Nil for a request that starts a
-    /// trace the draw does not record: nothing is recorded, propagated or logged for it then, and
-    /// the tracer is not asked.
+    /// The request's trace, continuing the client's (its `traceparent`, when well formed) or
+    /// starting one; recorded when the client's sampled flag says so, or, for a trace started
+    /// here, when the draw does. Nil for a trace started here that is not recorded: nothing is
+    /// recorded, propagated or logged for it then.
     /// `traceparent` is the request's first such field (`RequestHeadFacts`): without one, a
     /// request costs a draw and nothing else.
     func startRequest(traceparent: String?, headers: HTTPHeaders) -> RequestTrace? {
         if let incoming = TraceHeaders(traceparent: traceparent, headers: headers) {
-            var parent = InstrumentationContext.topLevel
-            tracer.extract(incoming, into: &parent, using: TraceHeaders.Extractor())
-            if parent.otelTraceID != nil {
-                return RequestTrace(tracing: self, parent: parent, isRecording: parent.otelIsSampled)
-            }
+            return RequestTrace(tracing: self, traceID: incoming.traceID, clientSpanID: incoming.spanID,
+                                traceState: incoming.traceState, isRecording: incoming.sampled)
         }
-        return drawRecords() ? RequestTrace(tracing: self, parent: .topLevel, isRecording: true) : nil
+        guard drawRecords() else { return nil }
+        return RequestTrace(tracing: self, traceID: .random(), clientSpanID: nil, traceState: nil, isRecording: true)
     }
 
     /// Whether a trace started here is recorded: splitmix64 over a shared counter, one relaxed
@@ -64,19 +60,27 @@ final class RequestTracing: Sendable {
         return (z ^ (z >> 31)) < rootThreshold
     }
 
-    /// Queues a finished request's spans for the next `flush()`.
-    func enqueue(_ trace: FinishedTrace) {
+    /// Queues a finished request's spans for the export.
+    func enqueue(_ spans: [FinishedSpan]) {
         pending.withLock { pending in
-            if pending.count < Self.maxPending { pending.append(trace) }
+            if pending.spans.count + spans.count <= Self.maxPendingSpans {
+                pending.spans.append(contentsOf: spans)
+            } else {
+                pending.dropped += spans.count
+            }
         }
     }
 
-    /// Hands every queued request's spans to the tracer, ended at their recorded instants.
-    func flush() {
-        var batch: [FinishedTrace] = []
-        pending.withLock { swap(&batch, &$0) }
-        for trace in batch { trace.emit(with: tracer) }
+    /// Everything queued, and how many spans were dropped since the last take.
+    func take() -> Pending {
+        var taken = Pending()
+        taken.spans.reserveCapacity(256)
+        pending.withLock { swap(&taken, &$0) }
+        return taken
     }
+
+    /// How many spans are queued.
+    var pendingCount: Int { pending.withLock { $0.spans.count } }
 
     /// Span names, stable for dashboards and tests.
     enum SpanName {

@@ -1,61 +1,37 @@
-import Instrumentation
 import NIOHTTP1
+import W3CTraceContext
 
-/// The W3C Trace Context fields of a request (`traceparent`, `tracestate`), and nothing else of
-/// it: the carrier the tracer reads. Keeping the rest of the request out matters — a tracer that
-/// cannot parse a carrier may log it, and the request's fields hold its bearer token.
-struct TraceHeaders: Sendable, CustomStringConvertible {
-    let traceparent: String
-    let tracestate: String?
+/// A request's W3C Trace Context (`traceparent`, `tracestate`), parsed by swift-w3c-trace-context:
+/// the client's trace and span ids, its sampled flag, and its validated `tracestate`.
+struct TraceHeaders: Sendable {
+    let traceID: TraceID
+    /// The client's span: the parent of the request span.
+    let spanID: SpanID
+    let sampled: Bool
+    /// The client's `tracestate` as validated and written back by swift-w3c-trace-context; nil when
+    /// absent, empty or malformed (a malformed `tracestate` is dropped and the `traceparent` kept,
+    /// as W3C Trace Context says).
+    let traceState: String?
 
-    /// The request's trace context fields, given its first `traceparent` (found in the pass over
-    /// its fields the request path makes anyway); nil without a `traceparent` of the W3C shape
-    /// (`00-<32 hex>-<16 hex>-<2 hex>`), which then starts a new trace as if absent.
+    /// The request's trace context, given its first `traceparent` (found in the pass over its
+    /// fields the request path makes anyway); nil without a version-00 `traceparent` in lower-case
+    /// hex with non-zero ids, which then starts a new trace as if absent.
     init?(traceparent: String?, headers: HTTPHeaders) {
-        guard let traceparent, Self.isWellFormed(traceparent) else { return nil }
-        self.traceparent = traceparent
-        self.tracestate = headers.first(name: "tracestate")
-    }
-
-    var description: String { "traceparent: \(traceparent)" }
-
-    /// Version 00's layout, hex digits in place; other versions are refused rather than guessed at.
-    static func isWellFormed(_ value: String) -> Bool {
-        let bytes = Array(value.utf8)
-        guard bytes.count == 55, bytes[0] == UInt8(ascii: "0"), bytes[1] == UInt8(ascii: "0"),
-              bytes[2] == UInt8(ascii: "-"), bytes[35] == UInt8(ascii: "-"), bytes[52] == UInt8(ascii: "-") else { return false }
-        for (index, byte) in bytes.enumerated() where index != 2 && index != 35 && index != 52 {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): continue
-            default: return false
-            }
-        }
-        return true
-    }
-
-    /// Reads a `TraceHeaders` for the tracer's propagator.
-    struct Extractor: Instrumentation.Extractor {
-        func extract(key: String, from carrier: TraceHeaders) -> String? {
-            switch key {
-            case "traceparent": carrier.traceparent
-            case "tracestate": carrier.tracestate
-            default: nil
-            }
+        guard let traceparent, let context = try? TraceContext(traceParentHeaderValue: traceparent) else { return nil }
+        traceID = context.traceID
+        spanID = context.spanID
+        sampled = context.flags.contains(.sampled)
+        if let field = headers.first(name: "tracestate"), !field.isEmpty,
+           let withState = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: field) {
+            traceState = withState.traceStateHeaderValue
+        } else {
+            traceState = nil
         }
     }
-}
 
-/// Writes trace context fields into a request head on its way upstream, replacing the client's.
-struct UpstreamFieldsInjector: Injector {
-    func inject(_ value: String, forKey key: String, into carrier: inout [(name: String, value: String)]) {
-        carrier.removeAll { HeaderNameSet.equalsIgnoringASCIICase($0.name.utf8, key.utf8) }
-        carrier.append((key, value))
-    }
-}
-
-/// The same for an HTTP/2 upstream's head.
-struct UpstreamHeadersInjector: Injector {
-    func inject(_ value: String, forKey key: String, into carrier: inout HTTPHeaders) {
-        carrier.replaceOrAdd(name: key, value: value)
+    /// The `traceparent` a recorded request sends upstream: its trace, the exchange span as the
+    /// parent, sampled.
+    static func traceparent(traceID: TraceID, parent: SpanID) -> String {
+        TraceContext(traceID: traceID, spanID: parent, flags: .sampled, state: TraceState()).traceParentHeaderValue
     }
 }

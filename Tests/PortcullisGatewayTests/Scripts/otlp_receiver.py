@@ -6,10 +6,12 @@ read to a JSON-lines file, which the Swift test asserts on.
     otlp_receiver.py PORT OUTPUT
 
 Serves POST /v1/traces on 127.0.0.1:PORT (`application/x-protobuf`, optionally gzip), prints
-`ready` once listening. Per export it writes one line `{"export": PATH, "spans": N}`, then one line
-per span:
-  {"name", "kind", "trace_id", "span_id", "parent_span_id" (hex, "" for a root),
-   "attributes": {key: typed value}, "status": "unset"|"ok"|"error", "resource": {key: value}}
+`ready` once listening. Per export it writes one line
+`{"export": PATH, "spans": N, "content_type", "authorization"}` (the request's fields), then one
+line per span:
+  {"name", "kind", "trace_id", "span_id", "parent_span_id" (hex, "" for a root), "trace_state",
+   "start", "end" (ns since the epoch), "attributes": {key: typed value},
+   "status": "unset"|"ok"|"error", "resource": {key: value}, "scope": name}
 Anything it cannot decode is answered 400 and written as {"error": ...}.
 """
 import gzip
@@ -77,11 +79,16 @@ class Handler(BaseHTTPRequestHandler):
                         "trace_id": span.trace_id.hex(),
                         "span_id": span.span_id.hex(),
                         "parent_span_id": span.parent_span_id.hex(),
+                        "trace_state": span.trace_state,
+                        "start": span.start_time_unix_nano,
+                        "end": span.end_time_unix_nano,
                         "attributes": attributes(span.attributes),
                         "status": STATUS.get(span.status.code, str(span.status.code)),
                         "resource": resource,
+                        "scope": scope_spans.scope.name,
                     })
-        self.write([{"export": self.path, "spans": len(lines)}] + lines)
+        self.write([{"export": self.path, "spans": len(lines), "content_type": self.headers.get("Content-Type"),
+                     "authorization": self.headers.get("Authorization")}] + lines)
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
