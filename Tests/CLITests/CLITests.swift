@@ -105,10 +105,12 @@ struct HashPasswordTests {
 struct CheckCLITests {
     static let route = "routes: [{name: r, path_prefix: /, upstream: {targets: [127.0.0.1:2]}}]"
 
-    @Test("gateway --check: a missing certificate, a missing jwks_file or a bad Redis URL exits 2 naming the key; start-up says the same", arguments: [
+    @Test("gateway --check: a missing certificate, a missing jwks_file, a bad Redis URL or a tracing CA file that is missing or not PEM exits 2 naming the key; start-up says the same", arguments: [
         ("tls: {certificate_chain: missing.pem, private_key: missing.key}", "tls"),
         ("issuers: [{name: i, issuer: https://i.test, audiences: [a], algorithms: [ES256], jwks_file: missing.json}]", "issuers[0].jwks_file"),
         ("cluster: {redis: 'http://127.0.0.1:6379', secret: c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA}", "cluster.redis"),
+        ("tracing: {enabled: true, ca_file: missing.pem}", "tracing.ca_file"),
+        ("tracing: {enabled: true, ca_file: gateway.yaml}", "tracing.ca_file"),
     ])
     func gatewayCheck(_ section: String, _ key: String) throws {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-check")

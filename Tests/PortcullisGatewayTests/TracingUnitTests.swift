@@ -23,6 +23,8 @@ struct TracingUnitTests {
         #expect(set.endpoint == "https://collector.internal:4318/v1/traces")
         #expect(try parse("tracing: {endpoint: 'http://c:4318/custom/path'}").tracing.endpoint == "http://c:4318/custom/path")
         #expect(try parse("tracing: true").tracing.enabled)
+        let headers = try parse("tracing: {headers: {Authorization: 'Bearer t', X-Scope-OrgID: tenant-1}}").tracing.headers
+        #expect(headers.map(\.name) == ["Authorization", "X-Scope-OrgID"] && headers.map(\.value) == ["Bearer t", "tenant-1"])
     }
 
     @Test("configuration errors name the file, line and key", arguments: [
@@ -31,6 +33,9 @@ struct TracingUnitTests {
         ("tracing: {endpoint: 'ftp://collector/v1/traces'}", "tracing.endpoint", "http:// or https://"),
         ("tracing: {export_interval: 0s}", "tracing.export_interval", "between 10ms and 60s"),
         ("tracing: {sample: 0.5}", "tracing.sample", "unknown key"),
+        ("tracing: {headers: {'bad name': x}}", "tracing.headers.bad name", "not a valid header name"),
+        ("tracing: {headers: {X-A: \"a\\nb\"}}", "tracing.headers.X-A", "control characters"),
+        ("tracing: {ca_file: /nonexistent/ca.pem}", "tracing.ca_file", "cannot read"),
     ])
     func configErrors(_ line: String, _ key: String, _ message: String) {
         do {

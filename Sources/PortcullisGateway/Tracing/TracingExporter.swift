@@ -12,11 +12,10 @@ import Synchronization
 /// post. The node starts it before serving and stops it after its connections drained, so the
 /// spans of the last requests are still exported.
 ///
-/// swift-otel, which this replaced, hands every span start and end to a task of its own through
-/// two `AsyncStream`s and an actor; on a busy event loop each of those wakes preempted the loop,
-/// which cost more than the 5 % the issue allows at 1 % sampling (docs/benchmarks.md "Tracing").
-/// Here a request's spans are values, queued under one lock when it ends, and the export task
-/// wakes on its own clock.
+/// Written here rather than through swift-otel: its tracer hands every span start and end to a
+/// task of its own through two `AsyncStream`s and an actor, and on a busy event loop each of those
+/// wakes preempts the loop (docs/benchmarks.md "Tracing"). Here a request's spans are values,
+/// queued under one lock when it ends, and the export task wakes on its own clock.
 final class TracingExporter: Sendable {
     let requestTracing: RequestTracing
     private let endpoint: String
