@@ -166,7 +166,6 @@ public final class GatewayNode: Service, Sendable {
         _ = try await PreparedConfiguration.build(config, running: nil, offerHTTP2: config.http2.enabled,
                                                   metrics: GatewayMetrics(registry: PrometheusCollectorRegistry()),
                                                   httpClient: JWKSDownloader.sharedHTTPClient)
-        if config.tracing.enabled { _ = try TracingExporter.tlsConfiguration(config.tracing) }
     }
 
     /// `offerHTTP2`: ALPN offers `h2` before `http/1.1`.

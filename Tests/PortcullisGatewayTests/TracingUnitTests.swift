@@ -36,6 +36,7 @@ struct TracingUnitTests {
         ("tracing: {headers: {'bad name': x}}", "tracing.headers.bad name", "not a valid header name"),
         ("tracing: {headers: {X-A: \"a\\nb\"}}", "tracing.headers.X-A", "control characters"),
         ("tracing: {ca_file: /nonexistent/ca.pem}", "tracing.ca_file", "cannot read"),
+        ("tracing: {ca_file: /etc/hostname}", "tracing.ca_file", "holds no PEM certificate"),
     ])
     func configErrors(_ line: String, _ key: String, _ message: String) {
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 import PortcullisConfig
 
 /// The `tracing:` section: OpenTelemetry spans for requests, exported over OTLP/HTTP (protobuf).
@@ -70,6 +71,9 @@ public struct TracingConfig: Sendable, Equatable {
         if let v = map.optional("ca_file") {
             let path = resolve(try v.nonEmptyString(), against: baseDirectory)
             guard FileManager.default.isReadableFile(atPath: path) else { throw v.error("cannot read \(path)") }
+            guard let roots = try? NIOSSLCertificate.fromPEMFile(path), !roots.isEmpty else {
+                throw v.error("\(path) holds no PEM certificate")
+            }
             caFile = path
         }
         try map.finish()

@@ -35,8 +35,9 @@ final class TracingExporter: Sendable {
     /// stopping node for a post's whole timeout.
     static let stopTimeout: TimeAmount = .seconds(3)
 
-    /// TLS to an `https` endpoint: `ca_file`'s roots, or the system's. `gateway --check` loads it too.
-    static func tlsConfiguration(_ config: TracingConfig) throws -> TLSConfiguration {
+    /// TLS to an `https` endpoint: `ca_file`'s roots (which parsing the configuration loaded
+    /// once already), or the system's.
+    private static func tlsConfiguration(_ config: TracingConfig) throws -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile = config.caFile {
             do {
