@@ -264,6 +264,25 @@ struct TracingTests {
         }
     }
 
+    @Test("a tracestate built to crash the trace-context parser (letters with combining marks) is dropped: the gateway answers, lives on, and passes no tracestate upstream")
+    func hostileTracestateIsDropped() async throws {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 0"), { await $0.stop() }) { bed in
+            let token = try bed.issuer.token()
+            let hostile = String(repeating: "q\u{301}", count: 89) + "=x"
+            for traceparent in [Self.sampledParent, "00-\(Self.clientTraceID)-\(Self.clientSpanID)-00"] {
+                let response = try bed.gateway.request("GET", "/orders/7", headers: [
+                    ("Authorization", "Bearer \(token)"), ("traceparent", traceparent), ("tracestate", hostile),
+                ])
+                #expect(response.status == 200)
+                #expect(Self.upstreamSaw("traceparent", in: response)?.first?.contains(Self.clientTraceID) == true)
+                #expect(Self.upstreamSaw("tracestate", in: response) == (traceparent == Self.sampledParent ? nil : [hostile]),
+                        "recorded: the gateway's (none); not recorded: the client's fields untouched")
+            }
+            #expect(bed.gateway.process.isRunning)
+            #expect(try bed.gateway.request("GET", "/orders/8", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+        }
+    }
+
     @Test("a bad token's authentication span says rejected and why, and the token appears in no attribute")
     func rejectedTokenRecordsReasonNotToken() async throws {
         try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1"), { await $0.stop() }) { bed in

@@ -34,6 +34,7 @@ struct TracingUnitTests {
         ("tracing: {export_interval: 0s}", "tracing.export_interval", "between 10ms and 60s"),
         ("tracing: {sample: 0.5}", "tracing.sample", "unknown key"),
         ("tracing: {headers: {'bad name': x}}", "tracing.headers.bad name", "not a valid header name"),
+        ("tracing: {headers: {Content-Length: '5'}}", "tracing.headers.Content-Length", "set by the HTTP client itself"),
         ("tracing: {headers: {X-A: \"a\\nb\"}}", "tracing.headers.X-A", "control characters"),
         ("tracing: {ca_file: /nonexistent/ca.pem}", "tracing.ca_file", "cannot read"),
         ("tracing: {ca_file: /etc/hostname}", "tracing.ca_file", "holds no PEM certificate"),
@@ -60,6 +61,16 @@ struct TracingUnitTests {
         #expect(try #require(TraceHeaders(headers: ["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"])).sampled == false)
         let badState = try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": "no equals sign"]))
         #expect(badState.traceState == nil && badState.traceID == fields.traceID)
+        // A tracestate that is not printable ASCII, or longer than 512 bytes, is dropped before
+        // swift-w3c-trace-context parses it: a letter with a combining mark made that parser step
+        // before the string's start, a trap that took the gateway down (before authentication).
+        let combining = String(repeating: "q\u{301}", count: 89) + "=x"
+        let hostile = try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": combining]))
+        #expect(hostile.traceState == nil && hostile.traceID == fields.traceID)
+        #expect(try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": "v=" + String(repeating: "a", count: 520)])).traceState == nil)
+        let longest = "v=" + String(repeating: "a", count: 250) + ",w=" + String(repeating: "b", count: 250)
+        #expect(try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": longest])).traceState
+                    == longest.replacingOccurrences(of: ",", with: ", "))
         for bad in [
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // unknown version
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", // upper-case hex
@@ -109,6 +120,9 @@ struct TracingUnitTests {
         #expect(request.kind == .server && request.isError && request.traceState == "v=1")
         #expect(request.attributes["http.response.status_code"]?.toSpanAttribute() == 502)
         #expect(request.attributes["url.path"]?.toSpanAttribute() == "/a", "the query string is not recorded")
+        let long = try #require(tracing.startRequest(traceparent: client, headers: headers))
+        long.finish(RequestLog(requestID: "id2", method: "GET", target: "/" + String(repeating: "p", count: 5000), start: .now()))
+        #expect(tracing.take().spans.first?.attributes["url.path"]?.toSpanAttribute() == .string("/" + String(repeating: "p", count: RequestTrace.maxPathBytes - 1)))
         let auth = try #require(spans["portcullis.authentication"])
         #expect(auth.attributes["portcullis.auth.reason"]?.toSpanAttribute() == "bad_signature")
         #expect(auth.end < endedBy, "the authentication span ended when authentication did, not at the request's end")

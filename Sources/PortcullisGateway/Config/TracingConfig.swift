@@ -61,6 +61,9 @@ public struct TracingConfig: Sendable, Equatable {
             var entries = try v.mapping()
             for (name, value) in entries.all() {
                 guard HeaderName.isValid(name) else { throw value.error("'\(name)' is not a valid header name") }
+                guard !HeaderRules.isFraming(name), !HeaderRules.isConnectionLevel(name), name.lowercased() != "host" else {
+                    throw value.error("'\(name)' is set by the HTTP client itself")
+                }
                 let text = try value.string()
                 guard !text.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
                     throw value.error("header values may not contain control characters")

@@ -31,6 +31,8 @@ final class RequestTrace {
     private var finished = false
     /// The upstream's status, once its response head arrived.
     var upstreamStatus: Int?
+    /// The longest `url.path` recorded; a longer one is cut (the access log has it whole).
+    static let maxPathBytes = 1024
 
     init(tracing: RequestTracing, traceID: TraceID, clientSpanID: SpanID?, traceState: String?, isRecording: Bool) {
         self.tracing = tracing
@@ -129,7 +131,9 @@ final class RequestTrace {
         }
         var attributes = SpanAttributes()
         attributes["http.request.method"] = log.method
-        attributes["url.path"] = log.path
+        // Bounded: a client chooses the path, and every recorded span is exported (a long one would
+        // make a batch the collector refuses).
+        attributes["url.path"] = log.path.utf8.count <= Self.maxPathBytes ? log.path : String(decoding: log.path.utf8.prefix(Self.maxPathBytes), as: UTF8.self)
         attributes["http.response.status_code"] = log.status
         attributes["portcullis.node"] = tracing.node
         attributes["portcullis.request_id"] = log.requestID

@@ -21,12 +21,22 @@ struct TraceHeaders: Sendable {
         traceID = context.traceID
         spanID = context.spanID
         sampled = context.flags.contains(.sampled)
-        if let field = headers.first(name: "tracestate"), !field.isEmpty,
+        if let field = headers.first(name: "tracestate"), !field.isEmpty, Self.mayParse(tracestate: field),
            let withState = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: field) {
             traceState = withState.traceStateHeaderValue
         } else {
             traceState = nil
         }
+    }
+
+    /// W3C Trace Context allows at most 32 members of at most 256 characters each in printable
+    /// ASCII; a `tracestate` longer than 512 bytes may be dropped, and this one is, before
+    /// swift-w3c-trace-context sees it: its parser walks a value character by character (a
+    /// long value costs an allocation per character on the event loop) and measures its error
+    /// ranges in UTF-8 bytes against character offsets, which a non-ASCII value (a letter and a
+    /// combining mark) drives past the string's start, a trap (`TracingUnitTests`).
+    static func mayParse(tracestate: String) -> Bool {
+        tracestate.utf8.count <= 512 && tracestate.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
     /// The `traceparent` a recorded request sends upstream: its trace, the exchange span as the

@@ -25,11 +25,12 @@ final class TracingExporter: Sendable {
     private let client: HTTPClient
     private let logger: Logger
     private let task = Mutex<Task<Void, Never>?>(nil)
+    private let stopping = Atomic<Bool>(false)
     /// How often the export task looks at the queue.
     static let tick: Duration = .milliseconds(50)
     /// The most spans in one post; a queue this long is posted without waiting for the interval.
     static let batchSpans = 1024
-    /// How long one post may take before it is given up (its spans are lost).
+    /// How long one export (its posts together) may take before it is given up (its spans are lost).
     static let postTimeout: TimeAmount = .seconds(10)
     /// How long `stop` waits for the last export: an unreachable collector must not hold a
     /// stopping node for a post's whole timeout.
@@ -68,11 +69,13 @@ final class TracingExporter: Sendable {
 
     /// Starts the export task, outside the node's graceful shutdown (which would end it before the drain).
     func start() {
+        let tick = min(Self.tick, exportInterval)
         task.withLock {
             $0 = Task.detached { [self] in
                 let clock = ContinuousClock()
                 var lastExport = clock.now
-                while (try? await Task.sleep(for: Self.tick)) != nil {
+                while !stopping.load(ordering: .relaxed) {
+                    try? await Task.sleep(for: tick)
                     let due = clock.now - lastExport >= exportInterval
                     guard due || requestTracing.pendingCount >= Self.batchSpans else { continue }
                     lastExport = clock.now
@@ -115,15 +118,22 @@ final class TracingExporter: Sendable {
         }
     }
 
-    /// Exports what is queued and stops, waiting at most `stopTimeout` for it.
+    /// Exports what is queued and stops, within `stopTimeout`: an export under way may finish in
+    /// that time (it is cancelled, and its spans lost, only past it), then what is still queued is
+    /// posted with the rest of it.
     func stop() async {
-        let running = task.withLock { task -> Task<Void, Never>? in
-            defer { task = nil }
-            return task
+        let deadline = NIODeadline.now() + Self.stopTimeout
+        stopping.store(true, ordering: .relaxed)
+        if let running = task.withLock({ task -> Task<Void, Never>? in defer { task = nil }; return task }) {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await running.value }
+                group.addTask { try? await Task.sleep(for: .nanoseconds((deadline - .now()).nanoseconds)) }
+                await group.next()
+                running.cancel()
+                group.cancelAll()
+            }
         }
-        running?.cancel()
-        await running?.value
-        await export(deadline: .now() + Self.stopTimeout)
+        await export(deadline: deadline)
         try? await client.shutdown()
     }
 }
