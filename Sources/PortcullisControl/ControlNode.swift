@@ -79,7 +79,8 @@ public final class ControlNode: Service, Sendable {
                                       verificationKeys: verificationKeys, metrics: metrics, logger: logger)
             let codes = AuthorizationCodeStore(client: client, keys: keys, usedRetention: asConfig.refreshTokenTTL)
             let endpoint = asConfig.users.map { users in
-                AuthorizationEndpoint(config: asConfig, users: users, codes: codes, sessions: LoginSessionStore(client: client, keys: keys),
+                AuthorizationEndpoint(config: asConfig, users: users, codes: codes, sessions: LoginSessionStore(client: client, keys: keys, formMAC: LoginSessionStore.formMAC(
+                                          secret: config.cluster.secret, cluster: config.cluster.keyPrefix)),
                                       throttle: LoginThrottle(client: client, keys: keys, limits: asConfig.loginThrottle),
                                       basePath: AuthorizationServer.basePath(issuer: asConfig.issuer), audit: audit, metrics: metrics, logger: logger)
             }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import PortcullisJOSE
+@testable import PortcullisControl
 import PortcullisTestSupport
 import Testing
 
@@ -480,13 +481,48 @@ extension ControlPlaneTests {
             // No password was checked for any of them.
             #expect(!(try cluster.control.metrics().contains("portcullis_login_attempts_total")))
 
-            // Redis away: the person is told to retry, not shown an internal error.
+            // Redis away: the login page needs none of it (the form's session is its cookie), and
+            // signing in is refused with a request to retry, not an internal error.
             cluster.redis.suspend()
             defer { cluster.redis.resume() }
-            let unavailable = try browser.authorize(browser.parameters())
+            let page = try browser.authorize(browser.parameters())
+            #expect(page.status == 200)
+            var retry = SignInBrowser.hiddenFields(page)
+            retry["username"] = "alice"
+            retry["password"] = "alice-password-1"
+            let unavailable = try browser.post("/oauth2/authorize", retry)
             #expect(unavailable.status == 503)
             #expect(unavailable.header("retry-after") == "1")
             #expect(unavailable.text.contains("Try again in a moment"))
+        }
+
+        @Test("visitors who sign nobody in write nothing to Redis (each visit used to store a 10-minute session); a sign-in form is accepted for 10 minutes and only with the MAC of its own cookie")
+        func anonymousVisitsWriteNothing() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            for _ in 0..<200 {
+                let visitor = SignInBrowser(control: cluster.control)
+                #expect(try visitor.authorize(visitor.parameters()).status == 200)
+            }
+            #expect(try cluster.redis.cli("KEYS", "portcullis:as:session:*").isEmpty, "the login page stored sessions")
+
+            // A form whose cookie was made 11 minutes ago, with the right MAC, is refused; one of a minute ago signs in.
+            let mac = LoginSessionStore.formMAC(secret: ControlCluster.secret, cluster: "portcullis:")
+            func cookie(age: TimeInterval) -> (id: String, csrf: String) {
+                let id = Base64URL.encode([UInt8](repeating: 7, count: 32)) + "." + String(Int64(Date().timeIntervalSince1970 - age))
+                return (id, mac.sign(["form1", "", id]))
+            }
+            let browser = SignInBrowser(control: cluster.control)
+            var form = SignInBrowser.hiddenFields(try browser.authorize(browser.parameters()))
+            form["username"] = "alice"
+            form["password"] = "alice-password-1"
+            for (age, accepted) in [(660.0, false), (60.0, true)] {
+                let made = cookie(age: age)
+                form["csrf_token"] = made.csrf
+                let response = try browser.post("/oauth2/authorize", form, cookie: .some(made.id))
+                #expect((response.status == 403 && response.text.contains("Form expired")) == !accepted, "\(age) s: \(response.status)")
+            }
+            #expect(try cluster.redis.cli("KEYS", "portcullis:as:session:*").split(separator: "\n").count == 1, "the sign-in made one session")
         }
 
         @Test("login throttling per user and per client address, kept in Redis: refused with 429 and Retry-After without running the KDF")

@@ -80,7 +80,7 @@ final class AuthorizationEndpoint: Sendable {
         if let existing = try await cookieSession(request) {
             session = existing
         } else {
-            session = try await sessions.create()
+            session = sessions.anonymous()
             setCookie = cookie(session.id)
         }
         if let username = session.username, users.users[username] != nil {

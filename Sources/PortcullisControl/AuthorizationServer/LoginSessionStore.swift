@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import PortcullisCluster
@@ -5,11 +6,13 @@ import PortcullisJOSE
 import PortcullisRedis
 
 /// Login-page sessions and remembered consent in Redis, so any control plane serves any step of
-/// a sign-in. A session is created on the first visit to the authorization endpoint and carries
-/// the CSRF token every form must echo; signing in replaces it with a new session (a new cookie
-/// value: an id planted before sign-in is worthless after it). Only hashes of session ids are
-/// stored. The operator console keeps its sessions here too, under their own `namespace`, so a
-/// cookie of one can never name a session of the other.
+/// a sign-in. A visitor who has not signed in gets an anonymous session that is nothing in Redis:
+/// its id is random with the time it was made, and its CSRF token (which every form must echo)
+/// is a MAC of the id under a key derived from the cluster secret, so any control plane checks
+/// it and a request that signs nobody in writes nothing to Redis. Signing in replaces it with a
+/// session in Redis (a new cookie value: an id planted before sign-in is worthless after it).
+/// Only hashes of session ids are stored. The operator console keeps its sessions here too,
+/// under their own `namespace`, so a cookie of one can never name a session of the other.
 struct LoginSessionStore: Sendable {
     struct Session: Sendable {
         var id: String
@@ -21,21 +24,47 @@ struct LoginSessionStore: Sendable {
 
     let client: RedisClient
     let keys: ClusterKeys
+    /// Signs anonymous sessions' CSRF tokens (`formMAC(secret:cluster:)`).
+    let formMAC: ClusterMAC
     /// Put before the hashed id in the key (`""` for end users, `console:` for the console).
     var namespace = ""
     /// Lifetime of a signed-in session.
     static let signedInTTL: Duration = .seconds(3600)
-    /// Lifetime of a session nobody has signed in to yet (it costs Redis memory per visitor).
+    /// How long the form of an anonymous session is accepted.
     static let anonymousTTL: Duration = .seconds(600)
 
-    /// A new session, signed in when `username` is given.
-    func create(username: String? = nil, authTime: Int64? = nil) async throws -> Session {
+    /// The MAC of anonymous sessions: under a key of its own, derived from the cluster secret, so
+    /// that the CSRF tokens any visitor is shown are MACs under no key the cluster signs its
+    /// records with.
+    static func formMAC(secret: [UInt8], cluster: String) -> ClusterMAC {
+        let derived = HMAC<SHA256>.authenticationCode(for: Array("portcullis login form key".utf8), using: SymmetricKey(data: secret))
+        return ClusterMAC(secret: Array(derived), cluster: cluster)
+    }
+
+    /// A new anonymous session: nothing is written anywhere.
+    func anonymous(now: Date = Date()) -> Session {
+        let id = RefreshTokenStore.newToken() + "." + String(Int64(now.timeIntervalSince1970))
+        return Session(id: id, csrfToken: formMAC.sign(["form1", namespace, id]), username: nil, authTime: nil)
+    }
+
+    /// The anonymous session `id` names, when it is of the shape `anonymous` makes (32 random
+    /// bytes in base64url, a dot, the second it was made) and younger than `anonymousTTL`.
+    func anonymousSession(_ id: String, now: Date = Date()) -> Session? {
+        let parts = id.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[1].utf8.count <= 12, Base64URL.decode(String(parts[0]))?.count == 32,
+              let made = Int64(parts[1]) else { return nil }
+        let age = Int64(now.timeIntervalSince1970) - made
+        guard age >= -60, age <= Self.anonymousTTL.components.seconds else { return nil }
+        return Session(id: id, csrfToken: formMAC.sign(["form1", namespace, id]), username: nil, authTime: nil)
+    }
+
+    /// A new signed-in session, in Redis for `signedInTTL`.
+    func create(username: String, authTime: Int64) async throws -> Session {
         let session = Session(id: RefreshTokenStore.newToken(), csrfToken: RefreshTokenStore.newToken(), username: username, authTime: authTime)
         let key = RedisArgument(sessionKey(session.id))
-        var fields: [RedisArgument] = ["HSET", key, "csrf", RedisArgument(session.csrfToken)]
-        if let username, let authTime { fields += ["user", RedisArgument(username), "auth_time", RedisArgument(authTime)] }
-        let ttl = username == nil ? Self.anonymousTTL : Self.signedInTTL
-        let replies = try await client.pipeline([fields, ["PEXPIRE", key, RedisArgument(ttl.wholeMilliseconds)]])
+        let fields: [RedisArgument] = ["HSET", key, "csrf", RedisArgument(session.csrfToken), "user", RedisArgument(username),
+                                       "auth_time", RedisArgument(authTime)]
+        let replies = try await client.pipeline([fields, ["PEXPIRE", key, RedisArgument(Self.signedInTTL.wholeMilliseconds)]])
         for reply in replies { _ = try reply.get() }
         return session
     }
@@ -56,13 +85,16 @@ struct LoginSessionStore: Sendable {
         return nil
     }
 
+    /// The session `id` names: anonymous (checked here, nothing read) or signed in (read from Redis).
     func lookup(_ id: String) async throws -> Session? {
+        if id.contains(".") { return anonymousSession(id) }
         let fields = try await client.send("HMGET", RedisArgument(sessionKey(id)), "csrf", "user", "auth_time").array ?? []
         guard fields.count == 3, let csrf = fields[0].string else { return nil }
         return Session(id: id, csrfToken: csrf, username: fields[1].string, authTime: fields[2].string.flatMap { Int64($0) })
     }
 
     func delete(_ id: String) async throws {
+        if id.contains(".") { return }
         _ = try await client.send("DEL", RedisArgument(sessionKey(id)))
     }
 

@@ -31,7 +31,9 @@ struct OperatorConsole: Sendable {
     init(api: AdminAPI, failureAudit: AuditFailureLimiter) {
         self.api = api
         self.failureAudit = failureAudit
-        sessions = LoginSessionStore(client: api.view.client, keys: api.view.keys, namespace: "console:")
+        sessions = LoginSessionStore(client: api.view.client, keys: api.view.keys,
+                                     formMAC: LoginSessionStore.formMAC(secret: api.config.cluster.secret, cluster: api.config.cluster.keyPrefix),
+                                     namespace: "console:")
         throttle = LoginThrottle(client: api.view.client, keys: api.view.keys, limits: Self.signInLimits)
     }
 
@@ -198,7 +200,7 @@ struct OperatorConsole: Sendable {
 
     private func signInPage(_ request: Request) async throws -> Response {
         if try await currentOperator(request) != nil { return Self.redirect("/console/cluster") }
-        let session = try await sessions.create()
+        let session = sessions.anonymous()
         let signedOut = (request.uri.query ?? "").split(separator: "&").contains("signed_out=1")
         var context: [String: Any] = ["csrf": session.csrfToken]
         if signedOut { context["notice"] = "You are signed out." }
