@@ -228,10 +228,27 @@ struct TracingTests {
         }
     }
 
-    @Test("an unreachable OTLP endpoint delays no request, and stopping the gateway only briefly")
-    func unreachableEndpointDelaysNothing() async throws {
-        let closed = try FreePort.allocate()
-        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", endpoint: "http://127.0.0.1:\(closed)/v1/traces"), { await $0.stop() }) { bed in
+    /// A TCP port that accepts connections (the kernel completes them) and never answers: an OTLP
+    /// endpoint that hangs every post.
+    static func silentListener() throws -> (port: Int, socket: Int32) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard fd >= 0, bound, listen(fd, 64) == 0 else { throw FixtureError("cannot listen") }
+        return (Int(UInt16(bigEndian: address.sin_port)), fd)
+    }
+
+    @Test("an OTLP endpoint that refuses connections, or accepts them and never answers, delays no request, and stopping the gateway only briefly", arguments: ["refuses", "hangs"])
+    func unreachableEndpointDelaysNothing(_ endpoint: String) async throws {
+        let silent = try Self.silentListener()
+        defer { close(silent.socket) }
+        let port = endpoint == "hangs" ? silent.port : try FreePort.allocate()
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", endpoint: "http://127.0.0.1:\(port)/v1/traces"), { await $0.stop() }) { bed in
             let token = try bed.issuer.token()
             let clock = ContinuousClock()
             for index in 0..<20 {
