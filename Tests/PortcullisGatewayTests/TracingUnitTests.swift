@@ -59,6 +59,8 @@ struct TracingUnitTests {
         #expect(fields.traceID.description == "4bf92f3577b34da6a3ce929d0e0e4736" && fields.spanID.description == "00f067aa0ba902b7")
         #expect(fields.sampled && fields.traceState == "a=b")
         #expect(try #require(TraceHeaders(headers: ["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"])).sampled == false)
+        let twoFields = try #require(TraceHeaders(headers: HTTPHeaders([("traceparent", valid), ("tracestate", "a=b"), ("tracestate", "c=d")])))
+        #expect(twoFields.traceState == "a=b, c=d", "several tracestate fields are one list")
         let badState = try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": "no equals sign"]))
         #expect(badState.traceState == nil && badState.traceID == fields.traceID)
         // A tracestate that is not printable ASCII, or longer than 512 bytes, is dropped before
@@ -82,6 +84,12 @@ struct TracingUnitTests {
         ] {
             #expect(TraceHeaders(headers: HTTPHeaders([("traceparent", bad)])) == nil, "\(bad)")
         }
+    }
+
+    @Test("the exporter's log names the endpoint without its user and password")
+    func endpointForLogs() {
+        #expect(TracingExporter.withoutCredentials("https://user:secret@collector:4318/v1/traces") == "https://collector:4318/v1/traces")
+        #expect(TracingExporter.withoutCredentials("http://collector:4318/v1/traces") == "http://collector:4318/v1/traces")
     }
 
     @Test("traces started at the gateway are recorded at the configured ratio: none at 0, all at 1, about a quarter at 0.25")

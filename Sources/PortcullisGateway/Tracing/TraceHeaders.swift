@@ -21,7 +21,9 @@ struct TraceHeaders: Sendable {
         traceID = context.traceID
         spanID = context.spanID
         sampled = context.flags.contains(.sampled)
-        if let field = headers.first(name: "tracestate"), !field.isEmpty, Self.mayParse(tracestate: field),
+        // Several `tracestate` fields are one list (W3C Trace Context §3.3.1.1).
+        let field = headers["tracestate"].joined(separator: ",")
+        if !field.isEmpty, Self.mayParse(tracestate: field),
            let withState = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: field) {
             traceState = withState.traceStateHeaderValue
         } else {

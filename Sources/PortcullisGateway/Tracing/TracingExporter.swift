@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -19,6 +20,8 @@ import Synchronization
 final class TracingExporter: Sendable {
     let requestTracing: RequestTracing
     private let endpoint: String
+    /// `endpoint` without a user or password, for the log.
+    private let endpointForLogs: String
     private let headers: HTTPHeaders
     private let resource: [(key: String, value: String)]
     private let exportInterval: Duration
@@ -56,6 +59,7 @@ final class TracingExporter: Sendable {
         configuration.timeout = .init(connect: .seconds(5), read: Self.postTimeout)
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         endpoint = config.endpoint
+        endpointForLogs = Self.withoutCredentials(config.endpoint)
         var headers = HTTPHeaders(config.headers.map { ($0.name, $0.value) })
         headers.replaceOrAdd(name: "Content-Type", value: "application/x-protobuf")
         headers.replaceOrAdd(name: "User-Agent", value: "portcullis/\(PortcullisVersion.current)")
@@ -110,12 +114,19 @@ final class TracingExporter: Sendable {
             _ = try? await response.body.collect(upTo: 64 * 1024)
             if response.status.code / 100 != 2 {
                 logger.warning("tracing: the OTLP endpoint refused an export", metadata: [
-                    "endpoint": "\(endpoint)", "status": "\(response.status.code)", "spans": "\(spans.count)"])
+                    "endpoint": "\(endpointForLogs)", "status": "\(response.status.code)", "spans": "\(spans.count)"])
             }
         } catch {
             logger.warning("tracing: an export failed; its spans are lost", metadata: [
-                "endpoint": "\(endpoint)", "error": "\(error)", "spans": "\(spans.count)"])
+                "endpoint": "\(endpointForLogs)", "error": "\(error)", "spans": "\(spans.count)"])
         }
+    }
+
+    static func withoutCredentials(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.user != nil || components.password != nil else { return url }
+        components.user = nil
+        components.password = nil
+        return components.string ?? url
     }
 
     /// Exports what is queued and stops, within `stopTimeout`: an export under way may finish in
