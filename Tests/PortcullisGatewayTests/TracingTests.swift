@@ -26,12 +26,15 @@ struct TracingTests {
 
         /// `tracing` is the body of the gateway's `tracing:` section (the endpoint is added).
         /// `endpoint` replaces the receiver's URL as the export target.
+        /// `receiverTLS`: the receiver serves HTTPS with this certificate (the endpoint is then https).
         static func start(tracing: String, endpoint: String? = nil, exportInterval: String = "50ms",
+                          receiverTLS: TestCertificateAuthority.Leaf? = nil,
                           routes: ((_ upstream: String) -> String)? = nil) async throws -> Bed {
             let port = try FreePort.allocate()
             let directory = try TemporaryDirectory.make(prefix: "otlp-receiver")
             let output = directory + "/spans.jsonl"
-            let receiver = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", TracingTests.receiverScript, String(port), output],
+            let tlsArguments = receiverTLS.map { [$0.certificate, $0.privateKey] } ?? []
+            let receiver = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", TracingTests.receiverScript, String(port), output] + tlsArguments,
                                               logFile: directory + "/receiver.log")
             guard try await Poll.until(timeout: .seconds(10), { receiver.output.contains("ready") }) else {
                 _ = await receiver.terminate()
@@ -49,7 +52,7 @@ struct TracingTests {
                     admin_listen: 127.0.0.1:\(adminPort)
                     node_id: traced-node
                     event_loops: 1
-                    tracing: {endpoint: "\(endpoint ?? "http://127.0.0.1:\(port)/v1/traces")", export_interval: \(exportInterval), \(tracing)}
+                    tracing: {endpoint: "\(endpoint ?? "\(receiverTLS == nil ? "http" : "https")://127.0.0.1:\(port)/v1/traces")", export_interval: \(exportInterval), \(tracing)}
                     \(issuers)
                     rate_limits:
                       - {name: per-subject, key: subject, limit: 1000, window: 1s}
@@ -225,6 +228,22 @@ struct TracingTests {
             #expect(bed.spans.isEmpty, "exported before the interval: \(bed.spans)")
             #expect(await bed.gateway.process.terminate(timeout: .seconds(10)) == 0)
             #expect(Set(bed.spans.compactMap { $0["name"] as? String }).contains("portcullis.upstream"), "\(bed.lines)")
+        }
+    }
+
+    @Test("an https endpoint is trusted through ca_file: with the collector's CA the spans arrive, with another CA none do and the gateway serves on")
+    func httpsEndpointVerifiedWithCAFile() async throws {
+        let authority = try TestCertificateAuthority.make(name: "Collector CA")
+        let other = try TestCertificateAuthority.make(name: "Another CA")
+        let leaf = try authority.issue("collector")
+        for (ca, delivered) in [(authority.certificate, true), (other.certificate, false)] {
+            try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1, ca_file: '\(ca)'", receiverTLS: leaf), { await $0.stop() }) { bed in
+                let token = try bed.issuer.token()
+                #expect(try bed.gateway.request("GET", "/orders/tls", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+                let arrived = try await Poll.until(timeout: .seconds(delivered ? 10 : 2)) { Self.named("portcullis.request", in: bed.spans) != nil }
+                #expect(arrived == delivered, "CA \(ca): \(bed.lines)")
+                #expect(bed.gateway.process.isRunning)
+            }
         }
     }
 

@@ -3,7 +3,9 @@
 OpenTelemetry project's own protobuf classes (PyPI `opentelemetry-proto`) and appends what it
 read to a JSON-lines file, which the Swift test asserts on.
 
-    otlp_receiver.py PORT OUTPUT
+    otlp_receiver.py PORT OUTPUT [CERT KEY]
+
+With CERT and KEY (PEM files) it serves HTTPS instead of HTTP.
 
 Serves POST /v1/traces on 127.0.0.1:PORT (`application/x-protobuf`, optionally gzip), prints
 `ready` once listening. Per export it writes one line
@@ -101,6 +103,11 @@ def main():
     port, Handler.output = int(sys.argv[1]), sys.argv[2]
     open(Handler.output, "a").close()
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if len(sys.argv) > 4:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[3], sys.argv[4])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()
 
