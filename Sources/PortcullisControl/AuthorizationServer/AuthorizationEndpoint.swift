@@ -8,8 +8,9 @@ import PortcullisJOSE
 /// (RFC 9700) asks. Redirect URIs match a registered one byte for byte, and a request with a
 /// wrong one is answered with an error page, never a redirect (§2.1, §4.1); `state` is required;
 /// only `response_type=code` (no implicit grant, §2.1.2); the authorization response names the
-/// issuer (`iss`, RFC 9207, §4.4). Sessions, CSRF tokens, codes, consent and throttling live in
-/// Redis, so every step may land on a different control plane.
+/// issuer (`iss`, RFC 9207, §4.4). Signed-in sessions, codes, consent and throttling live in
+/// Redis, and a form's session before sign-in is its cookie with a MAC under a key derived from
+/// the cluster secret (`LoginSessionStore`), so every step may land on a different control plane.
 final class AuthorizationEndpoint: Sendable {
     let config: AuthorizationServerConfig
     private let users: UserDirectory

@@ -9,7 +9,9 @@ import PortcullisRedis
 /// a sign-in. A visitor who has not signed in gets an anonymous session that is nothing in Redis:
 /// its id is random with the time it was made, and its CSRF token (which every form must echo)
 /// is a MAC of the id under a key derived from the cluster secret, so any control plane checks
-/// it and a request that signs nobody in writes nothing to Redis. Signing in replaces it with a
+/// it and showing a sign-in form writes nothing to Redis (a failed sign-in still counts in
+/// `LoginThrottle`). Control planes' clocks must agree within a minute: the form's age is read
+/// from its id. Signing in replaces it with a
 /// session in Redis (a new cookie value: an id planted before sign-in is worthless after it).
 /// Only hashes of session ids are stored. The operator console keeps its sessions here too,
 /// under their own `namespace`, so a cookie of one can never name a session of the other.

@@ -9,8 +9,9 @@ import PortcullisJOSE
 /// admin API's services (`ClusterView`, `RevocationService`, `PropagationTracker`, the signing-key
 /// ring, `AuditLog`), and every change is audited with the signed-in credential's name.
 ///
-/// Sessions live in Redis (`LoginSessionStore` under the `console:` namespace), so any control
-/// plane serves any page and signing out ends the session everywhere; the cookie is `Secure;
+/// Signed-in sessions live in Redis (`LoginSessionStore` under the `console:` namespace; the
+/// sign-in form's session is only its cookie), so any control plane serves any page and signing
+/// out ends the session everywhere; the cookie is `Secure;
 /// HttpOnly; SameSite=Strict` on `/console`. Every form carries the session's CSRF token. No
 /// handler answers 500 for bad input: errors are pages that say what was wrong.
 struct OperatorConsole: Sendable {
