@@ -1,4 +1,5 @@
 import Foundation
+import PortcullisJOSE
 import PortcullisTestSupport
 import Testing
 
@@ -79,6 +80,18 @@ final class HTTP2GatewayTests {
         #expect(h1.status == 200)
         #expect(try metric(#"portcullis_client_connections_total{protocol="h2"}"#) ?? 0 >= 1)
         #expect(try metric(#"portcullis_client_connections_total{protocol="http/1.1"}"#) ?? 0 >= 1)
+    }
+
+    @Test("a validly signed token whose exp lies past the year 2262 (9999999999) is served over HTTP/2, and the gateway lives on")
+    func farFutureExpiry() throws {
+        // The stream is watched until its token ends; exp × 10^9 nanoseconds used to overflow and trap.
+        let token = try issuer.token(sub: "dora", extra: ["exp": .integer(9_999_999_999)])
+        for _ in 0..<2 {
+            let admitted = try curl(["--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(token)",
+                                     "http://127.0.0.1:\(gateway.port)/api/far"])
+            #expect(admitted.stdout == "200", "\(admitted.stdout) \(admitted.stderr)")
+        }
+        #expect(gateway.process.isRunning)
     }
 
     @Test("an HTTP/2 request to a JWT route is refused without a token and forwarded with the verified identity")

@@ -95,6 +95,21 @@ struct LiveSessionsTests {
         #expect(laterEnds.seen == [.expired])
     }
 
+    @Test("a token whose exp lies beyond what nanoseconds can count (a signed exp of 9999999999 or Int64.max) opens a session without an expiry timer instead of trapping; one long past ends at once")
+    func farExpiry() throws {
+        let loop = EmbeddedEventLoop()
+        let sessions = Self.registry(RevocationSet())
+        let ends = Ends()
+        for exp in [Int64(9_999_999_999), 253_402_300_799, .max, .max - 3] {
+            _ = sessions.open(protocol: "h2", token: Self.token(exp: exp, leeway: 3600), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        }
+        loop.advanceTime(by: .hours(24 * 365))
+        #expect(ends.seen.isEmpty)
+        #expect(LiveSessions.expiryDelay(expiresAt: .min, leewaySeconds: 5, now: Self.now * 1_000_000_000) == .zero)
+        #expect(LiveSessions.expiryDelay(expiresAt: -9_000_000_000, leewaySeconds: 0, now: Self.now * 1_000_000_000) == .zero)
+        #expect(LiveSessions.expiryDelay(expiresAt: Self.now + 10, leewaySeconds: 5, now: Self.now * 1_000_000_000) == .seconds(15))
+    }
+
     @Test("a token revoked before its session opened ends the session at once")
     func revokedBeforeOpening() throws {
         let loop = EmbeddedEventLoop()

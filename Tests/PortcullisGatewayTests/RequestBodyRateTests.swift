@@ -39,6 +39,17 @@ struct RequestBodyRateTests {
         #expect(reports.tooSlow == 1)
     }
 
+    @Test("a body past 9.2 GB does not overflow its allowance (bytes times 10^9 nanoseconds): it is timed, not trapped on")
+    func hugeBodyAllowance() async throws {
+        let (rate, reports, loop) = rate()
+        defer { rate.stop() }
+        rate.headReceived()
+        rate.bodyReceived(bytes: 10_000_000_000)
+        rate.readIssued()
+        try await runTimers(loop, after: .milliseconds(20))
+        #expect(reports.tooSlow == 0)
+    }
+
     @Test("time in which reads are held back (backpressure) does not count against the client")
     func heldReadsDoNotCount() async throws {
         let (rate, reports, loop) = rate()

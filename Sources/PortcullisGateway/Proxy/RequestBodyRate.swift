@@ -21,6 +21,8 @@ final class RequestBodyRate {
     private var waitingSince: NIODeadline?
     private var timer: DeadlineTimer?
     private var onTooSlow: (() -> Void)?
+    /// The most whole seconds an allowance counts (about 285 years): TimeAmount counts nanoseconds in an Int64.
+    private static let longestAllowance: Int64 = 9_000_000_000
 
     /// `onTooSlow` runs on `eventLoop` when the body in progress fell below the rate; it is
     /// dropped by `stop()`, which the owner must call when its connection goes away.
@@ -68,7 +70,9 @@ final class RequestBodyRate {
     /// How long the body may have taken so far: the grace period plus the time its bytes take at
     /// the minimum rate.
     private var allowance: TimeAmount {
-        grace + .nanoseconds(Int64(received) * 1_000_000_000 / Int64(minimumRate))
+        // Whole seconds and the rest apart: `received * 10^9` overflows past 9.2 GB of body.
+        let rate = Int64(minimumRate), bytes = Int64(clamping: received)
+        return grace + .seconds(min(bytes / rate, Self.longestAllowance)) + .nanoseconds((bytes % rate) * 1_000_000_000 / rate)
     }
 
     private func stopWaiting(now: NIODeadline?) {

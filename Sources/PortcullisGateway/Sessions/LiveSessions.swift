@@ -80,13 +80,25 @@ final class LiveSessions: Sendable {
         shard(for: eventLoop).sessions[ObjectIdentifier(session)] = session
         // Revoked between admission and now (or already past exp): end at once, after the caller
         // has its handle.
-        let closesAt = (watched.expiresAt + Int64(watched.leewaySeconds)) * 1_000_000_000
-        let delay = TimeAmount.nanoseconds(max(0, closesAt - wallClock()))
-        session.expiry = eventLoop.assumeIsolated().scheduleTask(in: delay) { session.tokenEnded(.expired) }
+        if let delay = Self.expiryDelay(expiresAt: watched.expiresAt, leewaySeconds: watched.leewaySeconds, now: wallClock()) {
+            session.expiry = eventLoop.assumeIsolated().scheduleTask(in: delay) { session.tokenEnded(.expired) }
+        }
         if isRevoked(watched) {
             eventLoop.assumeIsolated().execute { session.tokenEnded(.revoked) }
         }
         return session
+    }
+
+    /// How long until `exp` plus the leeway, from `now` (nanoseconds since the epoch); zero when
+    /// past, nil when beyond what nanoseconds since the epoch can count (after the year 2262: a
+    /// signed `exp` of 9999999999 or more, which a verifier accepts, must not overflow and trap).
+    static func expiryDelay(expiresAt: Int64, leewaySeconds: Int, now: Int64) -> TimeAmount? {
+        let (seconds, overflowed) = expiresAt.addingReportingOverflow(Int64(leewaySeconds))
+        let (closesAt, tooLarge) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflowed { return expiresAt > 0 ? nil : .zero }
+        if tooLarge { return seconds > 0 ? nil : .zero }
+        let (remaining, underflowed) = closesAt.subtractingReportingOverflow(now)
+        return underflowed || remaining <= 0 ? .zero : .nanoseconds(remaining)
     }
 
     /// The cluster's revocations changed: every watched session's token is checked again, on its
