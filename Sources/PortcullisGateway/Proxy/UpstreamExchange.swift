@@ -285,6 +285,8 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
     // MARK: Failure
 
     private func fail(_ error: UpstreamError) {
+        // Done, the downstream (unowned) may be gone.
+        guard !done else { return }
         downstream.metrics.upstreamFailure(route: route.config.name, kind: error.kind)
         log.reason = error.kind
         let answer = error.clientAnswer
