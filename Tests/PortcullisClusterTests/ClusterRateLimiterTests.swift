@@ -44,6 +44,24 @@ struct ClusterRateLimiterTests {
         }
     }
 
+    @Test("a counter a Redis writer sets to Int64's extremes traps nothing: requests are still decided, and never beyond the limit")
+    func extremeCountersFromRedis() async throws {
+        try await withLimiter { limiter, clock, redis in
+            let policy = RateLimitPolicy(name: "p", key: .clientID, limit: 100, window: .seconds(10))
+            #expect(limiter.acquire(policy: policy, key: "c").allowed)
+            try await limiter.sync(interval: .milliseconds(50))
+            let counter = keys.rateLimitWindow(policy: "p", key: "c", window: clock.now / (10 * second))
+            for planted in ["-9223372036854775808", "-9223372036854775000", "9223372036854775000"] {
+                _ = try redis.cli("SET", counter, planted)
+                try? await limiter.sync(interval: .milliseconds(50))
+                let admitted = (0..<300).filter { _ in limiter.acquire(policy: policy, key: "c").allowed }.count
+                #expect(admitted <= policy.limit, "\(planted): \(admitted) admitted")
+                let decision = limiter.acquire(policy: policy, key: "c")
+                #expect((0...policy.limit).contains(decision.remaining), "\(planted): remaining \(decision.remaining)")
+            }
+        }
+    }
+
     /// A client flooding distinct keys (a header it chooses) would give every sync one script per
     /// key; with `max_keys` the keys beyond the bound share one, and Redis sees at most that many.
     @Test("a flood of distinct keys is bounded by max_keys: new keys share the overflow bucket and Redis holds at most max_keys counters")

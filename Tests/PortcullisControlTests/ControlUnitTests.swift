@@ -172,9 +172,20 @@ struct ControlUnitTests {
         #expect(QueryInput.parseDuration("1.5") == .milliseconds(1500))
         #expect(QueryInput.parseDuration("soon") == nil)
         #expect(QueryInput.parseDuration("-1s") == nil)
+        // Beyond Int64's milliseconds: refused, not trapped on.
+        #expect(QueryInput.parseDuration("1e300s") == nil && QueryInput.parseDuration("1e19") == nil && QueryInput.parseDuration("1e19ms") == nil)
         #expect(try AuthorizationServer.scopes(requested: nil, allowed: ["a", "b"]) == ["a", "b"])
         #expect(try AuthorizationServer.scopes(requested: "b b", allowed: ["a", "b"]) == ["b"])
         #expect(throws: APIError.self) { try AuthorizationServer.scopes(requested: "a c", allowed: ["a", "b"]) }
+    }
+
+    @Test("sorted-set scores a Redis writer plants out of Int64's range (inf, 1e19) are read as nothing, not trapped on")
+    func scoresOutOfRange() {
+        #expect(RefreshTokenStore.wholeSeconds(.infinity) == nil)
+        #expect(RefreshTokenStore.wholeSeconds(-.infinity) == nil)
+        #expect(RefreshTokenStore.wholeSeconds(1e19) == nil && RefreshTokenStore.wholeSeconds(-1e19) == nil)
+        #expect(RefreshTokenStore.wholeSeconds(.nan) == nil)
+        #expect(RefreshTokenStore.wholeSeconds(1_800_000_000.7) == 1_800_000_000)
     }
 
     @Test("control config errors name file, line and key")

@@ -244,10 +244,13 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
                 entry.rate = 0.5 * entry.rate + 0.5 * Double(item.demand)
                 // Admissions since the snapshot used capacity the settlement gave back: they are
                 // charged to the new reservation (and stay in `used`, which it is settled against).
-                entry.grant = max(0, Int(grant) - entry.used)
-                entry.reserved = Int(grant)
+                // Redis's numbers are clamped first: a writer without the cluster secret can put any
+                // integer in a counter, and arithmetic out of Int's range traps.
+                let grant = min(max(0, Int(grant)), entry.policy.limit)
+                entry.grant = max(0, grant - entry.used)
+                entry.reserved = grant
                 entry.reservedWindow = item.window
-                entry.clusterCount = Double(count)
+                entry.clusterCount = min(max(0, Double(count)), Double(Int32.max))
                 entries[item.fullKey] = entry
             }
         }

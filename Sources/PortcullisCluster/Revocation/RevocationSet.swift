@@ -145,7 +145,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
         for revocation in revocations {
             if revocation.kind == .jti {
                 guard revocation.operation == .add else { continue }
-                for token in revocation.tokens where token.expiresAt + Self.expiryGrace > now {
+                for token in revocation.tokens where token.expiresAt > now - Self.expiryGrace {
                     tokens.append((RevokedTokenTable.fingerprint(token.jti), token.expiresAt))
                 }
             } else {
@@ -208,7 +208,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             table = table.compacted(now: now - Self.expiryGrace, extra: entries.count)
             grown = true
         }
-        for (fingerprint, expiry) in entries where expiry + Self.expiryGrace > now {
+        for (fingerprint, expiry) in entries where expiry > now - Self.expiryGrace {
             if !table.insert(fingerprint, expiresAt: expiry) {
                 table = table.compacted(now: now - Self.expiryGrace, extra: table.count + entries.count)
                 table.insert(fingerprint, expiresAt: expiry)

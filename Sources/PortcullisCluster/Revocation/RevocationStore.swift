@@ -60,7 +60,9 @@ public final class RevocationStore: Sendable {
     /// keys in force never.
     private func pruneTime(_ revocation: Revocation, now: Int64) -> String {
         switch (revocation.kind, revocation.operation) {
-        case (.jti, _): String(revocation.latestExpiry + RevocationSet.expiryGrace)
+        case (.jti, _):
+            revocation.latestExpiry.addingReportingOverflow(RevocationSet.expiryGrace).overflow
+                ? "+inf" : String(revocation.latestExpiry + RevocationSet.expiryGrace)
         case (_, .delete): String(now + maxTokenLifetime + RevocationSet.expiryGrace)
         default: "+inf"
         }

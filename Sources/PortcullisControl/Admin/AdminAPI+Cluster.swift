@@ -120,7 +120,7 @@ extension AdminAPI {
             let weight = counter.window == currentWindow[counter.policy] ? 1 : (previousWeight[counter.policy] ?? 0)
             estimates[counter.policy, default: [:]][counter.key, default: 0] += Double(value) * weight
         }
-        let byPolicy = estimates.mapValues { keys in keys.map { (key: $0.key, count: Int64($0.value.rounded())) } }
+        let byPolicy = estimates.mapValues { keys in keys.map { (key: $0.key, count: Int64(exactly: min(max(0, $0.value), 9e18).rounded()) ?? 0) } }
         var policies: [JSONValue] = policiesInForce.map { policy in
             [
                 "name": .string(policy.name), "key": .string(policy.key.description), "limit": .integer(Int64(policy.limit)),

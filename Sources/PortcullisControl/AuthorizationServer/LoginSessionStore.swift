@@ -149,7 +149,7 @@ struct LoginSessionStore: Sendable {
         var index = 0
         while index + 1 < flat.count {
             let member = flat[index].string ?? ""
-            let score = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).map(Int64.init) ?? 0
+            let score = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).flatMap(RefreshTokenStore.wholeSeconds) ?? 0
             if member.hasPrefix("fam:") { families.append(String(member.dropFirst(4))) }
             if member.hasPrefix("jti:") { tokens.append((String(member.dropFirst(4)), score)) }
             index += 2

@@ -151,11 +151,17 @@ struct RefreshTokenStore: Sendable {
         return Self.pairs(reply.array ?? [])
     }
 
+    /// A sorted-set score as whole seconds; nil for one out of Int64's range (`inf`, `1e19`), which
+    /// a Redis writer can plant and `Int64(_:)` would trap on.
+    static func wholeSeconds(_ score: Double) -> Int64? {
+        Int64(exactly: score.rounded(.down))
+    }
+
     private static func pairs(_ flat: [RedisValue]) -> [(jti: String, exp: Int64)] {
         var result: [(jti: String, exp: Int64)] = []
         var index = 0
         while index + 1 < flat.count {
-            if let jti = flat[index].string, let exp = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).map(Int64.init) {
+            if let jti = flat[index].string, let exp = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).flatMap(Self.wholeSeconds) {
                 result.append((jti, exp))
             }
             index += 2

@@ -29,10 +29,11 @@ enum QueryInput {
     static func parseDuration(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let number = Double(text.dropLast(suffix.count)), number.isFinite, number >= 0 else { return nil }
+            // Bounded before the conversion, which traps beyond Int64 (the caller bounds it by max_wait).
+            guard let number = Double(text.dropLast(suffix.count)), number.isFinite, number >= 0, number * scale < 1e12 else { return nil }
             return .milliseconds(Int64((number * scale * 1000).rounded()))
         }
-        guard let number = Double(text), number.isFinite, number >= 0 else { return nil }
+        guard let number = Double(text), number.isFinite, number >= 0, number < 1e12 else { return nil }
         return .milliseconds(Int64((number * 1000).rounded()))
     }
 }

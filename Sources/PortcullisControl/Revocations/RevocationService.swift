@@ -45,7 +45,12 @@ struct RevocationService: Sendable {
     /// in one signed change.
     func revokeTokens(_ tokens: [(jti: String, exp: Int64)], actor: String, reason: String) async throws -> [RevocationEvent] {
         let now = Int64(Date().timeIntervalSince1970)
-        let live = tokens.filter { $0.exp > now }.map { RevocationInput(kind: .jti, value: $0.jti, issuer: nil, until: $0.exp, reason: reason) }
+        // `exp` comes from Redis (the code or family record): bounded by the longest lifetime a
+        // token may have, as the admin API bounds what an operator writes.
+        let latest = now + maxTokenLifetime.components.seconds
+        let live = tokens.filter { $0.exp > now }.map {
+            RevocationInput(kind: .jti, value: $0.jti, issuer: nil, until: min($0.exp, latest), reason: reason)
+        }
         return try await addBatch(live, actor: actor)
     }
 
