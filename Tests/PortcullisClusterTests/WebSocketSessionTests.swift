@@ -154,6 +154,63 @@ struct WebSocketSessionTests {
         }
     }
 
+    @Test("a WebSocket over HTTP/2 (RFC 8441) is admitted like an upgrade: the gateway offers extended CONNECT, an admitted one answers 200 without the HTTP/1.1 handshake's fields and carries fragments, pings and a 70 000-byte message byte for byte, two share one connection; 401 without a token, 403 on a route without websocket, a failing upstream handshake relayed, 502 for an unreachable upstream or one whose answer does not match the gateway's key")
+    func overHTTP2() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let token = try cluster.token()
+            guard let results = try await peers.run([
+                .http2(gateway, "/ws-allow/h2-intact", token: token).with(integrity: true),
+                .http2(gateway, "/ws/h2-notoken", token: nil),
+                .http2(gateway, "/ws-off/h2", token: token),
+                .http2(gateway, "/ws/h2-reject", token: token),
+                .http2(gateway, "/ws-dead/h2", token: token),
+                .http2(gateway, "/ws-raw/h2-badaccept", token: token),
+                .http2(gateway, "/ws/h2-shared-a", token: token, shared: "one"),
+                .http2(gateway, "/ws/h2-shared-b", token: token, shared: "one"),
+            ], hold: 0) else { return }
+            #expect(results.map(\.openStatus) == [200, 401, 403, 403, 502, 502, 200, 200], "\(results)")
+            #expect(results.allSatisfy { $0.enableConnectProtocol == 1 })
+            #expect(results[0].echo == true && results[0].integrity == "ok" && results[0].echoAfter == true, "\(results[0])")
+            #expect(results[6].echo == true && results[7].echo == true && results[6].echoAfter == true && results[7].echoAfter == true)
+            let fields = results[0].openFields ?? []
+            #expect(fields.contains("x-request-id"))
+            #expect(!fields.contains("sec-websocket-accept") && !fields.contains("upgrade") && !fields.contains("connection"), "\(fields)")
+            let log = peers.upstreamLog()
+            #expect(log.contains("/ws-allow/h2-intact auth") && log.contains("/ws/h2-reject auth"), "\(log)")
+            #expect(!log.contains("h2-notoken") && !log.contains("/ws-off/h2"), "refused upgrades reached the upstream:\n\(log)")
+            let metrics = try gateway.metrics()
+            #expect(PrometheusText.sample(metrics, "portcullis_sessions_closed_total{protocol=\"websocket\",reason=\"client\"}") == 3)
+            #expect(PrometheusText.sample(metrics, "portcullis_sessions_open{protocol=\"websocket\"}") == 0)
+        }
+    }
+
+    @Test("over HTTP/2, revoking a token closes its WebSocket with 1008 after the 200 000-byte frame in flight, while another token's WebSocket on the same connection stays open and echoes")
+    func revokedOverHTTP2() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let revoked = try cluster.token(jti: "ws-h2-1")
+            var revokedAt = 0.0
+            guard let results = try await peers.run([
+                .http2(gateway, "/ws/h2-revoked", token: revoked, shared: "one"),
+                .http2(gateway, "/ws/h2-other", token: try cluster.token(), shared: "one"),
+                .http2(gateway, "/ws-raw/h2-stream", token: revoked).with(stream: true),
+            ], hold: 10, whileOpen: {
+                revokedAt = Date().timeIntervalSince1970
+                _ = try await cluster.revoke(.jti, "ws-h2-1")
+                try await Task.sleep(for: .milliseconds(1500))
+            }) else { return }
+            #expect(results.map(\.openStatus) == [200, 200, 200], "\(results)")
+            #expect(results[0].closeCode == 1008 && results[0].closeReason == "token revoked", "\(results[0])")
+            if let closedAt = results[0].closedAt { #expect(closedAt - revokedAt < 1.0, "closed \(closedAt - revokedAt) s after the revocation") }
+            #expect(results[1].openAtEnd && results[1].echoAfter == true, "\(results[1])")
+            #expect(results[2].streamBytes == 200_000 && results[2].streamIntact == true, "\(results[2])")
+            #expect(results[2].closeCode == 1008, "\(results[2])")
+            #expect(peers.upstreamLog().contains("/ws-raw/h2-stream gateway-close 1008 masked"), "\(peers.upstreamLog())")
+            #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_sessions_closed_total{protocol=\"websocket\",reason=\"token_revoked\"}") == 2)
+        }
+    }
+
     @Test("100 WebSockets across 3 gateways under 10 subjects: revoking one subject closes exactly its 10 with 1008, each within a second of the revocation; the other 90 stay open and echo")
     func subjectRevocationAcrossNodes() async throws {
         try await withWebSocketCluster { cluster, peers in
@@ -247,6 +304,15 @@ extension GatewayProcess {
     func ws(_ path: String) -> String { "ws://127.0.0.1:\(port)\(path)" }
 }
 
+extension WebSocketPeers.Connection {
+    func with(integrity: Bool? = nil, stream: Bool? = nil) -> Self {
+        var copy = self
+        if let integrity { copy.integrity = integrity }
+        if let stream { copy.stream = stream }
+        return copy
+    }
+}
+
 /// The Python peers: an echo server that runs for the whole test, and client runs.
 final class WebSocketPeers: Sendable {
     struct Connection: Encodable {
@@ -265,9 +331,23 @@ final class WebSocketPeers: Sendable {
         var host: String? = nil
         var port: Int? = nil
         var path: String? = nil
+        /// Instead of `url`: a WebSocket over HTTP/2 (RFC 8441) by extended CONNECT.
+        var http2: HTTP2Target? = nil
+
+        struct HTTP2Target: Encodable {
+            let port: Int
+            let path: String
+            /// Connections with the same name share one HTTP/2 connection (a stream each).
+            var shared: String? = nil
+        }
+
+        /// A WebSocket over HTTP/2 to `gateway`'s `path`.
+        static func http2(_ gateway: GatewayProcess, _ path: String, token: String?, shared: String? = nil) -> Connection {
+            Connection(url: "", token: token, http2: HTTP2Target(port: gateway.port, path: path, shared: shared))
+        }
 
         enum CodingKeys: String, CodingKey {
-            case url, token, host, port, path, integrity, stream
+            case url, token, host, port, path, integrity, stream, http2
             case sendAfterReady = "send_after_ready", abortAfter = "abort_after"
         }
     }
@@ -285,9 +365,15 @@ final class WebSocketPeers: Sendable {
         /// The length of the raw server's message as received, and whether it is byte for byte the one sent.
         let streamBytes: Int?
         let streamIntact: Bool?
+        /// Over HTTP/2: the gateway's SETTINGS_ENABLE_CONNECT_PROTOCOL, the names of the fields of
+        /// its answer, and the client's error when the stream could not be opened.
+        let enableConnectProtocol: Int?
+        let openFields: [String]?
+        let openError: String?
 
         enum CodingKeys: String, CodingKey {
             case index, echo, integrity
+            case enableConnectProtocol = "enable_connect_protocol", openFields = "open_fields", openError = "open_error"
             case openStatus = "open_status", echoAfter = "echo_after", closeCode = "close_code", closeReason = "close_reason"
             case closedAt = "closed_at", openAtEnd = "open_at_end", streamBytes = "stream_bytes", streamIntact = "stream_intact"
         }
@@ -305,10 +391,13 @@ final class WebSocketPeers: Sendable {
             integrity = try c.decodeIfPresent(String.self, forKey: .integrity)
             streamBytes = try c.decodeIfPresent(Int.self, forKey: .streamBytes)
             streamIntact = try c.decodeIfPresent(Bool.self, forKey: .streamIntact)
+            enableConnectProtocol = try c.decodeIfPresent(Int.self, forKey: .enableConnectProtocol)
+            openFields = try c.decodeIfPresent([String].self, forKey: .openFields)
+            openError = try c.decodeIfPresent(String.self, forKey: .openError)
         }
 
         var description: String {
-            "#\(index) status \(openStatus.map(String.init) ?? "-") close \(closeCode.map(String.init) ?? "-") '\(closeReason ?? "")' open at end \(openAtEnd) echo after \(echoAfter.map(String.init) ?? "-") integrity \(integrity ?? "-") stream \(streamBytes.map(String.init) ?? "-") intact \(streamIntact.map(String.init) ?? "-")"
+            "#\(index) status \(openStatus.map(String.init) ?? "-") close \(closeCode.map(String.init) ?? "-") '\(closeReason ?? "")' open at end \(openAtEnd) echo after \(echoAfter.map(String.init) ?? "-") integrity \(integrity ?? "-") stream \(streamBytes.map(String.init) ?? "-") intact \(streamIntact.map(String.init) ?? "-")\(openError.map { " error \($0)" } ?? "")"
         }
     }
 

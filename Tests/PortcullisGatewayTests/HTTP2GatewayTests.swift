@@ -111,6 +111,43 @@ final class HTTP2GatewayTests {
         #expect(upstream.requestCount == before + 1)
     }
 
+    @Test("the gateway offers extended CONNECT (RFC 8441); one for a protocol other than websocket is refused with 400, one for websocket on a route without websocket with 403, and neither reaches the upstream")
+    func extendedConnectRefusals() throws {
+        let token = try issuer.token(sub: "tunnel")
+        let before = upstream.requestCount
+        let other = try peer("extended-connect", "/public/tunnel", "connect-udp")
+        #expect((other["settings"] as? [String: Any])?["8"] as? Int == 1, "\(other)")
+        #expect((other["status"] as? [String: Any])?["1"] as? String == "400", "\(other)")
+        #expect(((other["bodies"] as? [String: Any])?["1"] as? String ?? "").contains("may only open a WebSocket"), "\(other)")
+        let notEnabled = try peer("extended-connect", "/api/socket", "websocket", "authorization=Bearer \(token)")
+        #expect((notEnabled["status"] as? [String: Any])?["1"] as? String == "403", "\(notEnabled)")
+        #expect(((notEnabled["bodies"] as? [String: Any])?["1"] as? String ?? "").contains("websocket_not_enabled"), "\(notEnabled)")
+        #expect(upstream.requestCount == before)
+    }
+
+    @Test("with http2.extended_connect: false the gateway does not offer extended CONNECT and resets a stream that tries it (PROTOCOL_ERROR)")
+    func extendedConnectOff() async throws {
+        let upstreamAddress = upstream.address
+        let off = try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            http2: {extended_connect: false}
+            routes:
+              - name: ws
+                path_prefix: /
+                upstream: {targets: [\(upstreamAddress)]}
+                websocket: true
+            """
+        }
+        defer { Task { await off.stop() } }
+        let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "extended-connect", String(off.port), "/ws", "websocket"])
+        let seen = try #require(try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout) \(result.stderr)")
+        #expect((seen["settings"] as? [String: Any])?["8"] == nil, "\(seen)")
+        #expect((seen["resets"] as? [String: Any])?["1"] as? Int == 1, "\(seen)")
+        #expect((seen["status"] as? [String: Any])?["1"] == nil, "\(seen)")
+    }
+
     @Test("many streams on few connections all get their own answers (h2load)")
     func multiplexedLoad() throws {
         let token = try issuer.token(sub: "load")

@@ -75,8 +75,9 @@ struct Admission {
                 return .refused(ErrorResponse(status: .forbidden, error: "websocket_not_enabled", description: "this route does not accept WebSocket upgrades"),
                                 metrics: route.metrics)
             }
-            guard head.method == .GET, head.version == .http1_1 else {
-                return .refused(ErrorResponse(status: .badRequest, error: "invalid_request", description: "a WebSocket upgrade is a GET over HTTP/1.1"),
+            guard head.method == .GET, head.version == .http1_1 || facts.extendedConnect else {
+                return .refused(ErrorResponse(status: .badRequest, error: "invalid_request",
+                                              description: "a WebSocket upgrade is a GET over HTTP/1.1 or an extended CONNECT over HTTP/2"),
                                 metrics: route.metrics)
             }
         }

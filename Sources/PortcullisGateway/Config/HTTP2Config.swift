@@ -16,6 +16,10 @@ public struct HTTP2Config: Sendable {
     /// The flow-control window of each stream and of the connection: the request bytes a client
     /// may send ahead of the upstream taking them. Default 64 KiB.
     public var initialWindowSize = 65_535
+    /// WebSockets over HTTP/2 (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is sent, and an
+    /// extended CONNECT with `:protocol: websocket` on a `websocket` route is carried like an
+    /// HTTP/1.1 upgrade. Off, a client's extended CONNECT is a stream error. Default true.
+    public var extendedConnect = true
 
     init() {}
 
@@ -38,6 +42,7 @@ public struct HTTP2Config: Sendable {
                 throw v.error("http2.initial_window_size must be between 1KiB and 2147483647 bytes")
             }
         }
+        if let v = map.optional("extended_connect") { extendedConnect = try v.bool() }
         try map.finish()
     }
 }

@@ -22,6 +22,7 @@ enum HTTP2Pipeline {
             HTTP2Setting(parameter: .headerTableSize, value: config.headerTableSize),
             HTTP2Setting(parameter: .initialWindowSize, value: config.initialWindowSize),
         ]
+        if config.extendedConnect { connection.initialSettings.append(HTTP2Setting(parameter: .enableConnectProtocol, value: 1)) }
         // The connection's window lets 16 streams send a full window each at once.
         connection.targetWindowSize = min(Int(Int32.max), config.initialWindowSize * 16)
         var stream = NIOHTTP2Handler.StreamConfiguration()

@@ -8,6 +8,8 @@ import NIOHTTP2
 ///   §8.3.1). The codec keeps `Host` and drops `:authority`, and the gateway routes by `Host`: a
 ///   request whose two disagree is malformed and its stream is reset (PROTOCOL_ERROR), so no
 ///   upstream sees an authority the route was not chosen by.
+/// - An extended CONNECT's `:protocol` (RFC 8441), which the codec drops, is handed on as an
+///   `HTTP2ExtendedConnect` event before the head.
 /// - Several `cookie` fields are joined with `"; "` (RFC 9113 §8.2.3), because an HTTP/1.1
 ///   upstream must receive one `Cookie` field.
 ///
@@ -34,6 +36,9 @@ final class HTTP2RequestHeadNormalizer: ChannelDuplexHandler {
             return
         }
         sawHead = true
+        if let name = block.headers.first(name: ":protocol") {
+            context.fireUserInboundEventTriggered(HTTP2ExtendedConnect(protocolName: name))
+        }
         switch Self.normalize(block.headers) {
         case .unchanged:
             context.fireChannelRead(data)

@@ -11,8 +11,14 @@ import NIOHTTP1
 /// cannot take more bytes — a stream channel that is not read sends no WINDOW_UPDATE, so the
 /// client stops — and the upstream's reads stop while the stream is not writable (the client's
 /// window is spent). A refusal or failure of a gRPC request is answered in gRPC's shape
-/// (`GRPCStatus`). Confined to the connection's event loop.
-final class HTTP2StreamHandler: ChannelDuplexHandler {
+/// (`GRPCStatus`).
+///
+/// A WebSocket over HTTP/2 (RFC 8441: an extended CONNECT with `:protocol: websocket`) is
+/// admitted as a GET on a `websocket` route and opened upstream as an HTTP/1.1 upgrade with a key
+/// the gateway makes (`WebSocketUpgrade`); once the upstream accepts, the stream answers 200 and
+/// this handler gives way to a `WebSocketStreamBridge` and the relay's side handler. Confined to
+/// the connection's event loop.
+final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -23,6 +29,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
         case answered
         case proxying(UpstreamExchange)
         case proxyingHTTP2(HTTP2UpstreamExchange)
+        /// A WebSocket's upstream handshake is under way; the stream's reads are held.
+        case upgrading
         case done
     }
 
@@ -37,6 +45,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
     /// The stream's request was admitted with a token and its route closes on token end: watched
     /// so that the stream ends with its token (`LiveSessions`).
     private var session: LiveSession?
+    /// The `:protocol` of an extended CONNECT (`HTTP2ExtendedConnect`), seen before its head.
+    private var extendedConnect: String?
+    /// What the client sent on a WebSocket stream before its upstream accepted (at most the
+    /// stream's window: reads are held meanwhile), handed to the bridge.
+    private var earlyData: [ByteBuffer] = []
 
     init(shared: HTTP2ConnectionShared) {
         self.shared = shared
@@ -71,6 +84,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
             switch state {
             case .proxying(let exchange): exchange.clientBody(body)
             case .proxyingHTTP2(let exchange): exchange.clientBody(body)
+            case .upgrading: earlyData.append(body)
             default: break
             }
         case .end:
@@ -83,14 +97,38 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
         }
     }
 
-    private func handleHead(_ head: HTTPRequestHead) {
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let connect = event as? HTTP2ExtendedConnect {
+            extendedConnect = connect.protocolName
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func handleHead(_ clientHead: HTTPRequestHead) {
         let start = NIODeadline.now()
-        let facts = RequestHeadFacts(head.headers)
+        var head = clientHead
+        var facts = RequestHeadFacts(head.headers)
         let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()
+        var unsupportedProtocol = false
+        if let extendedConnect {
+            // RFC 8441: the tunnel's protocol is WebSocket or nothing the gateway carries. It is
+            // routed and admitted as the GET its HTTP/1.1 upgrade would be.
+            unsupportedProtocol = extendedConnect != "websocket"
+            head.method = .GET
+            facts.upgradesToWebSocket = true
+            facts.extendedConnect = true
+        }
         isGRPC = GRPCStatus.isGRPC(contentType: head.headers.first(name: "content-type"))
-        var log = RequestLog(requestID: requestID, method: head.method.rawValue, target: head.uri, start: start)
+        var log = RequestLog(requestID: requestID, method: clientHead.method.rawValue, target: head.uri, start: start)
         let table = shared.routeTable()
-        switch shared.admission.admit(head, facts: facts, table: table, log: &log, clientCertificate: clientCertificateThumbprint) {
+        let decision: Admission.Decision = if unsupportedProtocol {
+            .refused(ErrorResponse(status: .badRequest, error: "invalid_request", description: "an extended CONNECT may only open a WebSocket"),
+                     metrics: shared.gateway.unmatchedRoute)
+        } else {
+            shared.admission.admit(head, facts: facts, table: table, log: &log, clientCertificate: clientCertificateThumbprint)
+        }
+        switch decision {
         case .refused(let response, let metrics):
             state = .answered
             log.status = Int(response.status.code)
@@ -101,6 +139,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
             let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy,
                                                               identity: admitted.identity, requestID: requestID, client: shared.client,
                                                               hasUnderscoredNames: facts.hasUnderscoredNames)
+            if facts.extendedConnect, let settings = admitted.route.config.websocket {
+                return startWebSocket(admitted, settings: settings, head: head, facts: facts, log: log)
+            }
             if facts.expectsContinue {
                 context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .continue))), promise: nil)
             }
@@ -184,6 +225,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler {
         switch state {
         case .proxying(let exchange): exchange.upstreamWritable
         case .proxyingHTTP2(let exchange): exchange.upstreamWritable
+        case .upgrading: false
         default: true
         }
     }
@@ -357,5 +399,88 @@ extension HTTP2StreamHandler {
             context?.close(promise: nil)
         }
         shared.gateway.record(ended.log, metrics: ended.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+}
+
+// MARK: WebSocket over HTTP/2 (RFC 8441)
+
+extension HTTP2StreamHandler: WebSocketDownstream {
+    /// An admitted extended CONNECT: the upstream gets the HTTP/1.1 upgrade its GET would be,
+    /// with a `Sec-WebSocket-Key` of the gateway's (the client sends none over HTTP/2), whose
+    /// answer the gateway checks.
+    private func startWebSocket(_ admitted: Admission.Admitted, settings: WebSocketRouteConfig, head: HTTPRequestHead,
+                                facts: RequestHeadFacts, log: RequestLog) {
+        guard let context else { return }
+        let rewritten = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy, identity: admitted.identity,
+                                                       requestID: log.requestID, client: shared.client, hasUnderscoredNames: facts.hasUnderscoredNames)
+        var upstreamHead = WebSocketUpgrade.upstreamHead(rewritten)
+        let key = WebSocketUpgrade.makeKey()
+        upstreamHead.fields.removeAll { HeaderNameSet.matches($0.name, "sec-websocket-key") }
+        upstreamHead.fields.append(("Sec-WebSocket-Key", key))
+        state = .upgrading
+        let upgrade = WebSocketUpgrade(downstream: self, route: admitted.route, settings: settings, head: upstreamHead,
+                                       requestID: log.requestID, clientVersion: .http2, log: log, sessions: shared.gateway.sessions,
+                                       token: admitted.identity, eventLoop: context.eventLoop, metrics: shared.gateway.metrics,
+                                       expectedAccept: WebSocketUpgrade.accept(for: key))
+        upgrade.start()
+    }
+
+    var webSocketClientConnected: Bool { context?.channel.isActive ?? false }
+
+    func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute) {
+        state = .done
+        var log = log
+        log.status = Int(response.status.code)
+        log.bytesOut = answer(response, requestID: log.requestID, isHEAD: false)
+        shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+
+    func webSocketRefused(_ head: ClientResponseHead, body: ByteBuffer, log: RequestLog, route: CompiledRoute) {
+        state = .done
+        var log = log
+        log.status = Int(head.status.code)
+        log.bytesOut = body.readableBytes
+        context?.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: head.status, headers: Self.webSocketFields(head)))),
+                       promise: nil)
+        if body.readableBytes > 0 { context?.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        endResponse(trailers: nil)
+        shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+
+    /// The upstream accepted: the client gets 200 (RFC 8441 §5) with the upstream's fields but
+    /// the HTTP/1.1 handshake's own, and the stream is handed to the relay: a
+    /// `WebSocketStreamBridge` (DATA frames in and out as bytes) and the side handler `install`
+    /// adds after it. This handler leaves the stream's pipeline.
+    func webSocketAccepted(_ head: ClientResponseHead, log: RequestLog, route: CompiledRoute,
+                           install: (ChannelPipeline.SynchronousOperations) throws -> Void) {
+        guard let context else { return }
+        state = .done
+        var log = log
+        log.status = 200
+        responseHeadSent = true
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .ok, headers: Self.webSocketFields(head)))),
+                              promise: nil)
+        shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+        let sync = context.pipeline.syncOperations
+        do {
+            try sync.addHandler(WebSocketStreamBridge(early: earlyData, clientEnded: requestEnded))
+            try install(sync)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        earlyData = []
+        sync.removeHandler(context: context, promise: nil)
+    }
+
+    /// The fields of the upstream's handshake answer an HTTP/2 client gets: not those of the
+    /// HTTP/1.1 handshake (`Sec-WebSocket-Accept` answers the gateway's key; `Upgrade` and
+    /// `Connection` are connection-specific, which HTTP/2 forbids).
+    private static func webSocketFields(_ head: ClientResponseHead) -> HTTPHeaders {
+        var headers = head.http2Fields()
+        for name in ["sec-websocket-accept", "upgrade", "connection", "keep-alive", "proxy-connection", "transfer-encoding"] {
+            headers.remove(name: name)
+        }
+        return headers
     }
 }

@@ -18,8 +18,12 @@ struct RequestHeadFacts {
     var hostCount = 0
     /// Whether some field name has an `_` (see `RequestPolicy.UnderscoreHeaders`).
     var hasUnderscoredNames = false
-    /// An `Upgrade` field names `websocket` (RFC 6455 §4.1).
+    /// An `Upgrade` field names `websocket` (RFC 6455 §4.1), or the request is an HTTP/2
+    /// extended CONNECT for `websocket` (`extendedConnect`).
     var upgradesToWebSocket = false
+    /// The request is an HTTP/2 extended CONNECT (RFC 8441) for `websocket`, seen as a GET: set by
+    /// `HTTP2StreamHandler`, never from a field (an HTTP/2 request cannot carry `Upgrade`).
+    var extendedConnect = false
     /// The first `traceparent` (W3C Trace Context), read only when tracing is on.
     var traceparent: String?
 

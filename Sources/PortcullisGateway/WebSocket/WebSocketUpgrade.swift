@@ -1,3 +1,4 @@
+import Crypto
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -37,12 +38,18 @@ final class WebSocketUpgrade {
     private let token: VerifiedToken?
     private let eventLoop: any EventLoop
     private let metrics: GatewayMetrics
+    /// The `Sec-WebSocket-Accept` the upstream must answer with when the gateway made the key
+    /// (a WebSocket over HTTP/2 has none of its own): the gateway is then the upstream's
+    /// WebSocket client and checks it. Nil when the client's key is passed on (HTTP/1.1): the
+    /// client checks the answer itself.
+    private let expectedAccept: String?
     /// The largest non-101 response body passed on; a larger one is a 502.
     static let maxRefusalBody = 64 * 1024
 
     init(downstream: any WebSocketDownstream, route: CompiledRoute, settings: WebSocketRouteConfig, head: UpstreamRequestHead,
          requestID: String, clientVersion: HTTPVersion, log: RequestLog, sessions: LiveSessions, token: VerifiedToken?,
-         eventLoop: any EventLoop, metrics: GatewayMetrics) {
+         eventLoop: any EventLoop, metrics: GatewayMetrics, expectedAccept: String? = nil) {
+        self.expectedAccept = expectedAccept
         self.downstream = downstream
         self.route = route
         self.settings = settings
@@ -64,6 +71,23 @@ final class WebSocketUpgrade {
         head.fields.append(("Upgrade", "websocket"))
         head.fields.append(("Connection", "Upgrade"))
         return head
+    }
+
+    /// A fresh `Sec-WebSocket-Key` (16 random bytes, base64; RFC 6455 §4.1).
+    static func makeKey() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return base64((0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+    }
+
+    /// The `Sec-WebSocket-Accept` a server answers `key` with (RFC 6455 §4.2.2).
+    static func accept(for key: String) -> String {
+        base64(Array(Insecure.SHA1.hash(data: Array((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))))
+    }
+
+    /// Base64 with the standard alphabet and padding (RFC 4648 §4), which the handshake fields use.
+    private static func base64(_ bytes: [UInt8]) -> String {
+        let url = Base64URL.encode(bytes).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 }
+        return String(url) + String(repeating: "=", count: (4 - url.count % 4) % 4)
     }
 
     func start() {
@@ -138,6 +162,10 @@ final class WebSocketUpgrade {
             head.fields.append(("Connection", "close"))
             upstream.close(promise: nil)
             return downstream.webSocketRefused(head, body: body, log: log, route: route)
+        }
+        if let expectedAccept, response.headers[canonicalForm: "sec-websocket-accept"] != [Substring(expectedAccept)] {
+            upstream.close(promise: nil)
+            return fail(.badGateway, "the upstream's WebSocket handshake answer does not match the key it was sent")
         }
         head.fields.append(("Upgrade", "websocket"))
         head.fields.append(("Connection", "Upgrade"))

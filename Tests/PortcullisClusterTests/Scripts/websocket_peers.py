@@ -12,7 +12,9 @@
       the frame's second half.
 
   websocket_peers.py clients --plan P --out O --ready R --done D [--hold S]
-      Opens the plan's connections ({"url", "token", "send_after_ready", "integrity", "stream"}),
+      Opens the plan's connections ({"url", "token", "send_after_ready", "integrity", "stream"};
+      with "http2": {"port", "path"} instead of "url", a WebSocket over HTTP/2 (RFC 8441,
+      `H2WebSocket`; "shared": several on one HTTP/2 connection),
       echoes a text and a 1 KiB binary message on each ("integrity": also a fragmented message, a
       ping with a payload and a 70 000-byte message; "stream": instead, reads the raw server's
       200 000-byte message), touches R, then records every close (code, reason, Unix time)
@@ -29,12 +31,228 @@ import sys
 import time
 
 try:
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+    import h2.settings
     import websockets
     from websockets.asyncio.client import connect
     from websockets.asyncio.server import serve
     from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.frames import Opcode
+    from websockets.protocol import Protocol, Side, State
 except ImportError:
     sys.exit(77)
+
+
+class H2Connection:
+    """One HTTP/2 connection (python-hyper's h2, prior knowledge over TCP) carrying WebSockets
+    by extended CONNECT (RFC 8441); each stream's bytes go to and from websockets' own sans-I/O
+    protocol (`Protocol`), so the frames are a real WebSocket implementation's."""
+
+    @classmethod
+    async def open(cls, port):
+        self = cls()
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        self.streams = {}
+        self.settings = asyncio.get_running_loop().create_future()
+        self.window = asyncio.Event()
+        self.flush()
+        self.task = asyncio.create_task(self.read_loop())
+        self.remote_settings = await asyncio.wait_for(self.settings, 5)
+        return self
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    async def read_loop(self):
+        try:
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                for event in self.conn.receive_data(data):
+                    self.handle(event)
+                self.flush()
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            pass
+        if not self.settings.done():
+            self.settings.set_exception(ConnectionError("closed before SETTINGS"))
+        for ws in list(self.streams.values()):
+            ws.ended(reset=True)
+
+    def handle(self, event):
+        if isinstance(event, h2.events.RemoteSettingsChanged) and not self.settings.done():
+            self.settings.set_result({int(k): v.new_value for k, v in event.changed_settings.items()})
+        elif isinstance(event, h2.events.WindowUpdated):
+            self.window.set()
+        ws = self.streams.get(getattr(event, "stream_id", None))
+        if ws is None:
+            return
+        if isinstance(event, h2.events.ResponseReceived):
+            ws.response(dict(event.headers))
+        elif isinstance(event, h2.events.DataReceived):
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            ws.data(event.data)
+        elif isinstance(event, h2.events.StreamEnded):
+            ws.ended(reset=False)
+        elif isinstance(event, h2.events.StreamReset):
+            ws.ended(reset=True)
+
+    async def websocket(self, path, token):
+        stream_id = self.conn.get_next_available_stream_id()
+        ws = H2WebSocket(self, stream_id)
+        self.streams[stream_id] = ws
+        headers = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", path),
+                   (":authority", "127.0.0.1"), ("sec-websocket-version", "13")]
+        if token:
+            headers.append(("authorization", "Bearer " + token))
+        self.conn.send_headers(stream_id, headers)
+        self.flush()
+        await asyncio.wait_for(ws.opened, 10)
+        return ws
+
+    async def send(self, stream_id, data, end):
+        while data:
+            window = min(self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size)
+            if window <= 0:
+                self.window.clear()
+                await asyncio.wait_for(self.window.wait(), 5)
+                continue
+            self.conn.send_data(stream_id, data[:window])
+            data = data[window:]
+            self.flush()
+        if end:
+            self.conn.end_stream(stream_id)
+            self.flush()
+
+    def close(self):
+        self.task.cancel()
+        self.writer.close()
+
+
+class H2WebSocket:
+    """The part of websockets' connection API the plans use: send, recv, ping, close,
+    wait_closed, close_code and close_reason, and the response's status and fields."""
+
+    def __init__(self, h2conn, stream_id):
+        self.h2 = h2conn
+        self.stream_id = stream_id
+        self.protocol = Protocol(Side.CLIENT, state=State.OPEN, max_size=None)
+        loop = asyncio.get_running_loop()
+        self.opened = loop.create_future()
+        self.closed = loop.create_future()
+        self.messages = asyncio.Queue()
+        self.pongs = []
+        self.fragments = None
+        self.status = None
+        self.headers = {}
+        self.stream_ended = False
+        self.writing = asyncio.Lock()
+
+    def response(self, headers):
+        self.status = int(headers.get(":status", 0))
+        self.headers = headers
+        if not self.opened.done():
+            self.opened.set_result(self.status)
+
+    def data(self, data):
+        self.protocol.receive_data(data)
+        self.dispatch()
+
+    def ended(self, reset):
+        self.stream_ended = True
+        self.reset = reset
+        if not self.opened.done():
+            self.opened.set_result(0)
+        self.protocol.receive_eof()
+        self.dispatch()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.messages.put_nowait(None)
+
+    def dispatch(self):
+        for frame in self.protocol.events_received():
+            if frame.opcode == Opcode.PONG:
+                for payload, waiter in list(self.pongs):
+                    if payload == frame.data and not waiter.done():
+                        waiter.set_result(None)
+            elif frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+                self.fragments = (frame.opcode, [frame.data])
+            elif frame.opcode == Opcode.CONT and self.fragments:
+                self.fragments[1].append(frame.data)
+            if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT) and frame.fin and self.fragments:
+                opcode, parts = self.fragments
+                self.fragments = None
+                payload = b"".join(parts)
+                self.messages.put_nowait(payload.decode() if opcode == Opcode.TEXT else payload)
+        asyncio.ensure_future(self.pump())
+
+    async def pump(self):
+        async with self.writing:
+            for chunk in self.protocol.data_to_send():
+                if self.stream_ended and chunk:
+                    continue
+                try:
+                    await self.h2.send(self.stream_id, chunk, end=not chunk)
+                except Exception:
+                    pass
+
+    @property
+    def close_code(self):
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self):
+        return self.protocol.close_reason
+
+    async def send(self, message):
+        if isinstance(message, list):
+            for i, part in enumerate(message):
+                fin = i == len(message) - 1
+                data = part.encode() if isinstance(part, str) else part
+                if i == 0:
+                    (self.protocol.send_text if isinstance(part, str) else self.protocol.send_binary)(data, fin=fin)
+                else:
+                    self.protocol.send_continuation(data, fin=fin)
+        elif isinstance(message, str):
+            self.protocol.send_text(message.encode())
+        else:
+            self.protocol.send_binary(message)
+        if self.protocol.state is not State.OPEN:
+            raise ConnectionClosed(None, None)
+        await self.pump()
+
+    async def recv(self):
+        message = await self.messages.get()
+        if message is None:
+            self.messages.put_nowait(None)
+            raise ConnectionClosed(None, None)
+        return message
+
+    async def ping(self, data):
+        waiter = asyncio.get_running_loop().create_future()
+        self.pongs.append((data, waiter))
+        self.protocol.send_ping(data)
+        await self.pump()
+        return waiter
+
+    async def wait_closed(self):
+        await self.closed
+
+    async def close(self):
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(1000, "")
+            await self.pump()
+        try:
+            await asyncio.wait_for(self.closed, 2)
+        except asyncio.TimeoutError:
+            pass
 
 
 STREAM_SIZE = 200_000
@@ -53,6 +271,8 @@ async def run_raw_server(log, port_file):
         path = head.split(" ")[1]
         key = next(line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("sec-websocket-key:"))
         accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        if "badaccept" in path:
+            accept = base64.b64encode(hashlib.sha1(b"not the key").digest()).decode()
         writer.write(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode())
         payload = stream_payload()
@@ -145,6 +365,7 @@ async def run_clients(args):
     results = [dict(index=i) for i in range(len(plan))]
     sockets = [None] * len(plan)
     streams = []
+    h2conns = {}
 
     async def open_one(i, entry):
         if entry.get("abort_after"):
@@ -158,14 +379,32 @@ async def run_clients(args):
             writer.close()
             results[i]["open_status"] = 0
             return
-        headers = {"Authorization": "Bearer " + entry["token"]} if entry.get("token") else {}
-        try:
-            ws = await connect(entry["url"], additional_headers=headers, max_size=None, compression=None,
-                               open_timeout=10, ping_interval=None, close_timeout=2)
-        except InvalidStatus as error:
-            results[i]["open_status"] = error.response.status_code
-            return
-        results[i]["open_status"] = 101
+        if entry.get("http2"):
+            target = entry["http2"]
+            key = target.get("shared", f"own-{i}")
+            if key not in h2conns:
+                h2conns[key] = asyncio.ensure_future(H2Connection.open(target["port"]))
+            conn = await h2conns[key]
+            results[i]["enable_connect_protocol"] = conn.remote_settings.get(8, 0)
+            try:
+                ws = await conn.websocket(target["path"], entry.get("token"))
+            except (h2.exceptions.ProtocolError, asyncio.TimeoutError) as error:
+                results[i]["open_status"] = -1
+                results[i]["open_error"] = type(error).__name__
+                return
+            results[i]["open_status"] = ws.status
+            results[i]["open_fields"] = sorted(k for k in ws.headers if not k.startswith(":"))
+            if ws.status != 200:
+                return
+        else:
+            headers = {"Authorization": "Bearer " + entry["token"]} if entry.get("token") else {}
+            try:
+                ws = await connect(entry["url"], additional_headers=headers, max_size=None, compression=None,
+                                   open_timeout=10, ping_interval=None, close_timeout=2)
+            except InvalidStatus as error:
+                results[i]["open_status"] = error.response.status_code
+                return
+            results[i]["open_status"] = 101
         sockets[i] = ws
         if entry.get("stream"):
             streams.append(asyncio.create_task(read_stream(i, ws)))

@@ -13,6 +13,9 @@ Prints one JSON object describing what the server did. Modes:
   streams N            open N streams at once, each a GET of /delay/1000
   authority HOST       a request whose :authority is `a.test` and Host is HOST
   cookies              a request with two cookie fields; prints the response body
+  extended-connect PATH PROTOCOL [NAME=VALUE ...]
+                       an extended CONNECT (RFC 8441) with that :protocol, sent whether or not the
+                       server's SETTINGS enabled it; prints its answer and the server's settings
   request PATH [NAME=VALUE ...]
                        one GET of PATH with the extra fields; prints status, body and trailers
                        (after a GOAWAY, too)
@@ -42,6 +45,7 @@ class Peer:
         self.bodies = {}
         self.ended = set()
         self.closed = False
+        self.settings = {}
         self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
 
     def send(self, *frames):
@@ -88,6 +92,7 @@ class Peer:
 
     def _handle(self, frame):
         if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+            self.settings.update({str(k): v for k, v in frame.settings.items()})
             self.send(SettingsFrame(0, flags=["ACK"]))
         elif isinstance(frame, PingFrame) and "ACK" not in frame.flags:
             self.send(PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"]))
@@ -116,7 +121,7 @@ class Peer:
         status = {str(s): h[0].get(":status") for s, h in self.headers.items()}
         trailers = {str(s): h[-1] for s, h in self.headers.items() if len(h) > 1}
         out = {"goaway": self.goaway, "goaways": self.goaways, "closed": self.closed, "resets": {str(k): v for k, v in self.resets.items()},
-               "status": status, "trailers": trailers,
+               "status": status, "trailers": trailers, "settings": self.settings,
                "bodies": {str(k): v.decode("utf-8", "replace") for k, v in self.bodies.items()}}
         out.update(extra)
         return out
@@ -179,6 +184,15 @@ def main():
                                flags=["END_HEADERS", "END_STREAM"]))
         while 1 not in peer.ended and not peer.closed:
             peer.pump(0.5)
+        print(json.dumps(peer.result()))
+    elif mode == "extended-connect":
+        fields = [(":method", "CONNECT"), (":protocol", sys.argv[4]), (":scheme", "http"), (":path", arg),
+                  (":authority", "gw.test"), ("sec-websocket-version", "13")]
+        fields += [tuple(field.split("=", 1)) for field in sys.argv[5:]]
+        peer.send(HeadersFrame(1, peer.encoder.encode(fields), flags=["END_HEADERS"]))
+        deadline = time.monotonic() + 5
+        while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
         print(json.dumps(peer.result()))
     elif mode == "request":
         extra = [tuple(field.split("=", 1)) for field in sys.argv[4:]]
