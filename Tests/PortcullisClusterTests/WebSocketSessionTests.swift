@@ -211,6 +211,29 @@ struct WebSocketSessionTests {
         }
     }
 
+    @Test("SIGTERM closes open WebSockets over HTTP/1.1 and HTTP/2 alike with 1001 'server shutting down' at once, so they do not hold the drain")
+    func drainClosesBoth() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let token = try cluster.token()
+            var stoppedAfter = 0.0
+            guard let results = try await peers.run([
+                .init(url: gateway.ws("/ws/drain-h1"), token: token),
+                .http2(gateway, "/ws/drain-h2", token: token),
+            ], hold: 10, whileOpen: {
+                let started = Date()
+                await gateway.stop()
+                stoppedAfter = Date().timeIntervalSince(started)
+            }) else { return }
+            #expect(results.map(\.openStatus) == [101, 200], "\(results)")
+            for result in results {
+                #expect(result.closeCode == 1001 && result.closeReason == "server shutting down", "\(result)")
+            }
+            // limits.drain_timeout is 30 s: a WebSocket holding the drain would hold the exit.
+            #expect(stoppedAfter < 5, "the gateway took \(stoppedAfter) s to stop")
+        }
+    }
+
     @Test("100 WebSockets across 3 gateways under 10 subjects: revoking one subject closes exactly its 10 with 1008, each within a second of the revocation; the other 90 stay open and echo")
     func subjectRevocationAcrossNodes() async throws {
         try await withWebSocketCluster { cluster, peers in

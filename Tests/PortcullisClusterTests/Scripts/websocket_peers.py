@@ -71,13 +71,21 @@ class H2Connection:
             self.writer.write(data)
 
     async def read_loop(self):
+        # Fed one frame at a time: h2 takes a GOAWAY for the connection's end and raises on the
+        # frames after it (a drain's PING), which would lose the events of the frames before it
+        # in the same read (a close frame).
+        buffer = b""
         try:
             while True:
                 data = await self.reader.read(65536)
                 if not data:
                     break
-                for event in self.conn.receive_data(data):
-                    self.handle(event)
+                buffer += data
+                while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+                    size = 9 + int.from_bytes(buffer[:3], "big")
+                    frame, buffer = buffer[:size], buffer[size:]
+                    for event in self.conn.receive_data(frame):
+                        self.handle(event)
                 self.flush()
         except (ConnectionError, h2.exceptions.ProtocolError):
             pass
