@@ -31,6 +31,8 @@ final class TestCluster {
     let rateLimit: Int?
     /// More entries for `routes:`, appended to every gateway's config (YAML, indented as a list item).
     var extraRoutes = ""
+    /// Top-level gateway settings added to the config (`limits: {…}`).
+    var extraSettings = ""
     /// The issuer's `leeway_seconds`, when a test needs other than the default.
     var issuerLeeway: Int?
 
@@ -63,6 +65,7 @@ final class TestCluster {
         admin_listen: 127.0.0.1:\(adminPort)
         event_loops: 1
         access_log: false
+        \(extraSettings)
         issuers:
           - name: main
             issuer: \(Self.issuer)

@@ -33,17 +33,38 @@ struct WebSocketSessionTests {
         }
     }
 
-    @Test("a client that leaves during the handshake leaves nothing behind: the upstream's WebSocket is closed and no session opens")
+    @Test("a client that leaves during the handshake (closing its connection, or resetting its HTTP/2 stream) leaves nothing behind: the upstream connection is closed before the upstream answers, and no session opens")
     func clientLeavesDuringHandshake() async throws {
         try await withWebSocketCluster { cluster, peers in
             let gateway = try await cluster.startGateway(id: "gw-ws")
             // The upstream answers "slow" paths after 0.5 s; the client leaves after 0.1 s.
+            var reset = WebSocketPeers.Connection.http2(gateway, "/ws/slow-h2", token: try cluster.token())
+            reset.abortAfter = 0.1
             guard let results = try await peers.run([
-                .init(url: "", token: try cluster.token(), abortAfter: 0.1, host: "127.0.0.1", port: gateway.port, path: "/ws/slow"),
+                .init(url: "", token: try cluster.token(), abortAfter: 0.1, host: "127.0.0.1", port: gateway.port, path: "/ws/slow-h1"),
+                reset,
             ], hold: 0) else { return }
-            #expect(results[0].openStatus == 0)
-            try await eventually("the upstream's WebSocket is closed") { peers.upstreamLog().contains("/ws/slow closed") }
-            #expect((PrometheusText.sample(try gateway.metrics(), "portcullis_sessions_open{protocol=\"websocket\"}") ?? 0) == 0)
+            #expect(results.map(\.openStatus) == [0, 0])
+            try await eventually("the upstream connections are closed before the upstream answers") {
+                let log = peers.upstreamLog()
+                return log.contains("/ws/slow-h1 left before the answer") && log.contains("/ws/slow-h2 left before the answer")
+            }
+            #expect(!peers.upstreamLog().contains("closed"), "a WebSocket was opened upstream: \(peers.upstreamLog())")
+            let metrics = try gateway.metrics()
+            #expect((PrometheusText.sample(metrics, "portcullis_sessions_open{protocol=\"websocket\"}") ?? 0) == 0)
+            #expect(PrometheusText.sample(metrics, "portcullis_open_connections") == 0)
+        }
+    }
+
+    @Test("over HTTP/2 each WebSocket counts toward limits.max_connections like a client connection, since each holds an upstream connection: with a limit of 3, one connection carries 2 and the third is refused with 503")
+    func webSocketsCountAsConnections() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            cluster.extraSettings = "limits: {max_connections: 3}"
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let token = try cluster.token()
+            guard let results = try await peers.run((0..<3).map { .http2(gateway, "/ws/limit-\($0)", token: token, shared: "one") }, hold: 0) else { return }
+            #expect(results.map(\.openStatus).sorted { ($0 ?? 0) < ($1 ?? 0) } == [200, 200, 503], "\(results)")
+            #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_rejected_connections_total") == 1)
         }
     }
 
@@ -154,7 +175,7 @@ struct WebSocketSessionTests {
         }
     }
 
-    @Test("a WebSocket over HTTP/2 (RFC 8441) is admitted like an upgrade: the gateway offers extended CONNECT, an admitted one answers 200 without the HTTP/1.1 handshake's fields and carries fragments, pings and a 70 000-byte message byte for byte, two share one connection; 401 without a token, 403 on a route without websocket, a failing upstream handshake relayed, 502 for an unreachable upstream or one whose answer does not match the gateway's key")
+    @Test("a WebSocket over HTTP/2 (RFC 8441) is admitted like an upgrade: the gateway offers extended CONNECT, an admitted one answers 200 without the HTTP/1.1 handshake's fields and carries fragments, pings and a 70 000-byte message byte for byte, two share one connection; 401 without a token, 403 on a route without websocket, a failing upstream handshake relayed, 502 for an unreachable upstream, one whose answer does not match the gateway's key, or one answering 200 rather than 101 (a 200 would tell the client the tunnel is open)")
     func overHTTP2() async throws {
         try await withWebSocketCluster { cluster, peers in
             let gateway = try await cluster.startGateway(id: "gw-ws")
@@ -166,13 +187,15 @@ struct WebSocketSessionTests {
                 .http2(gateway, "/ws/h2-reject", token: token),
                 .http2(gateway, "/ws-dead/h2", token: token),
                 .http2(gateway, "/ws-raw/h2-badaccept", token: token),
+                .http2(gateway, "/ws-raw/h2-answer200", token: token),
                 .http2(gateway, "/ws/h2-shared-a", token: token, shared: "one"),
                 .http2(gateway, "/ws/h2-shared-b", token: token, shared: "one"),
             ], hold: 0) else { return }
-            #expect(results.map(\.openStatus) == [200, 401, 403, 403, 502, 502, 200, 200], "\(results)")
+            #expect(results.map(\.openStatus) == [200, 401, 403, 403, 502, 502, 502, 200, 200], "\(results)")
             #expect(results.allSatisfy { $0.enableConnectProtocol == 1 })
             #expect(results[0].echo == true && results[0].integrity == "ok" && results[0].echoAfter == true, "\(results[0])")
-            #expect(results[6].echo == true && results[7].echo == true && results[6].echoAfter == true && results[7].echoAfter == true)
+            #expect(results[7].echo == true && results[8].echo == true && results[7].echoAfter == true && results[8].echoAfter == true)
+            #expect(peers.upstreamLog().contains("/ws-raw/h2-answer200 answered 200"))
             let fields = results[0].openFields ?? []
             #expect(fields.contains("x-request-id"))
             #expect(!fields.contains("sec-websocket-accept") && !fields.contains("upgrade") && !fields.contains("connection"), "\(fields)")
@@ -349,7 +372,8 @@ final class WebSocketPeers: Sendable {
         /// Instead of echoing: reads the one 200 000-byte message the raw server streams.
         var stream: Bool? = nil
         /// Instead of a WebSocket client: a raw upgrade request to `host`:`port` `path`, whose
-        /// connection closes after this many seconds without waiting for an answer.
+        /// connection closes after this many seconds without waiting for an answer (with `http2`:
+        /// an extended CONNECT whose stream is reset after this many seconds).
         var abortAfter: Double? = nil
         var host: String? = nil
         var port: Int? = nil

@@ -9,11 +9,14 @@ final class HTTP2ConnectionShared {
     let pool: UpstreamPool
     let client: HeaderRewriter.ClientInfo
     let admission: Admission
+    /// What `limits.max_connections` bounds; a WebSocket over HTTP/2 counts as a connection.
+    let connections: ConnectionCount
     private var routeTableCache: CachedRouteTable?
     var responseCounter: ResponseCounterCache?
 
-    init(gateway: GatewayContext, pool: UpstreamPool, client: HeaderRewriter.ClientInfo) {
+    init(gateway: GatewayContext, pool: UpstreamPool, client: HeaderRewriter.ClientInfo, connections: ConnectionCount) {
         self.gateway = gateway
+        self.connections = connections
         self.pool = pool
         self.client = client
         self.admission = Admission(gateway: gateway, client: client)

@@ -30,7 +30,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case proxying(UpstreamExchange)
         case proxyingHTTP2(HTTP2UpstreamExchange)
         /// A WebSocket's upstream handshake is under way; the stream's reads are held.
-        case upgrading
+        case upgrading(WebSocketUpgrade)
         case done
     }
 
@@ -50,6 +50,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// What the client sent on a WebSocket stream before its upstream accepted (at most the
     /// stream's window: reads are held meanwhile), handed to the bridge.
     private var earlyData: [ByteBuffer] = []
+    /// DATA frames held during a handshake: the stream's window bounds their bytes, this their
+    /// number (a window's worth of 1-byte frames would otherwise be as many buffers).
+    private static let maxEarlyParts = 64
 
     init(shared: HTTP2ConnectionShared) {
         self.shared = shared
@@ -84,7 +87,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             switch state {
             case .proxying(let exchange): exchange.clientBody(body)
             case .proxyingHTTP2(let exchange): exchange.clientBody(body)
-            case .upgrading: earlyData.append(body)
+            case .upgrading: if earlyData.count < Self.maxEarlyParts { earlyData.append(body) } else { context.close(promise: nil) }
             default: break
             }
         case .end:
@@ -114,7 +117,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let extendedConnect {
             // RFC 8441: the tunnel's protocol is WebSocket or nothing the gateway carries. It is
             // routed and admitted as the GET its HTTP/1.1 upgrade would be.
-            unsupportedProtocol = extendedConnect != "websocket"
+            unsupportedProtocol = extendedConnect.lowercased() != "websocket"
             head.method = .GET
             facts.upgradesToWebSocket = true
             facts.extendedConnect = true
@@ -246,6 +249,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch state {
         case .proxying(let exchange): exchange.clientGone()
         case .proxyingHTTP2(let exchange): exchange.clientGone()
+        case .upgrading(let upgrade):
+            earlyData = []
+            upgrade.cancel()
         default: break
         }
         state = .done
@@ -413,15 +419,32 @@ extension HTTP2StreamHandler: WebSocketDownstream {
         guard let context else { return }
         let rewritten = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy, identity: admitted.identity,
                                                        requestID: log.requestID, client: shared.client, hasUnderscoredNames: facts.hasUnderscoredNames)
+        guard shared.connections.acquire() else {
+            // Each WebSocket holds an upstream connection of its own: over HTTP/2 they count
+            // toward limits.max_connections like client connections.
+            state = .answered
+            shared.gateway.metrics.rejectedConnections.increment()
+            var log = log
+            var response = ErrorResponse(status: .serviceUnavailable, error: "too_many_connections",
+                                         description: "the gateway's connection limit is reached")
+            response.headers.add(name: "Retry-After", value: "1")
+            log.status = 503
+            log.reason = response.error
+            log.bytesOut = answer(response, requestID: log.requestID, isHEAD: false)
+            shared.gateway.record(log, metrics: admitted.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+            return
+        }
+        let connections = shared.connections
+        context.channel.closeFuture.whenComplete { _ in connections.release() }
         var upstreamHead = WebSocketUpgrade.upstreamHead(rewritten)
         let key = WebSocketUpgrade.makeKey()
         upstreamHead.fields.removeAll { HeaderNameSet.matches($0.name, "sec-websocket-key") }
         upstreamHead.fields.append(("Sec-WebSocket-Key", key))
-        state = .upgrading
         let upgrade = WebSocketUpgrade(downstream: self, route: admitted.route, settings: settings, head: upstreamHead,
                                        requestID: log.requestID, clientVersion: .http2, log: log, sessions: shared.gateway.sessions,
                                        token: admitted.identity, eventLoop: context.eventLoop, metrics: shared.gateway.metrics,
                                        expectedAccept: WebSocketUpgrade.accept(for: key))
+        state = .upgrading(upgrade)
         upgrade.start()
     }
 
@@ -436,6 +459,14 @@ extension HTTP2StreamHandler: WebSocketDownstream {
     }
 
     func webSocketRefused(_ head: ClientResponseHead, body: ByteBuffer, log: RequestLog, route: CompiledRoute) {
+        // A 2xx to an extended CONNECT opens the tunnel (RFC 8441 §5): an upstream that answers
+        // the upgrade with one has not accepted a WebSocket, and its body must not reach the
+        // client as if it were frames.
+        if (200..<300).contains(head.status.code) {
+            return webSocketFailed(ErrorResponse(status: .badGateway, error: "bad_gateway",
+                                                 description: "the upstream answered the WebSocket handshake with \(head.status.code), not 101"),
+                                   log: log, route: route)
+        }
         state = .done
         var log = log
         log.status = Int(head.status.code)

@@ -32,7 +32,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         case proxying(UpstreamExchange)
         /// A WebSocket upgrade waits for the upstream's answer (`WebSocketUpgrade`); nothing more
         /// is read from the client until the connection is handed over or closed.
-        case upgrading
+        case upgrading(WebSocketUpgrade)
     }
 
     private let gateway: GatewayContext
@@ -367,6 +367,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         if case .proxying(let exchange) = state {
             exchange.clientGone()
         }
+        if case .upgrading(let upgrade) = state { upgrade.cancel() }
         state = .idle
         context.fireChannelInactive()
     }
@@ -490,11 +491,11 @@ extension ProxyHandler: WebSocketDownstream, RemovableChannelHandler {
         guard let context else { return }
         let rewritten = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy, identity: admitted.identity,
                                                        requestID: log.requestID, client: client, hasUnderscoredNames: facts.hasUnderscoredNames)
-        state = .upgrading
         closeAfterResponse = true
         let upgrade = WebSocketUpgrade(downstream: self, route: admitted.route, settings: settings, head: WebSocketUpgrade.upstreamHead(rewritten),
                                        requestID: log.requestID, clientVersion: head.version, log: log, sessions: gateway.sessions,
                                        token: admitted.identity, eventLoop: context.eventLoop, metrics: gateway.metrics)
+        state = .upgrading(upgrade)
         upgrade.start()
     }
 
@@ -519,6 +520,7 @@ extension ProxyHandler: WebSocketDownstream, RemovableChannelHandler {
     func webSocketAccepted(_ head: ClientResponseHead, log: RequestLog, route: CompiledRoute,
                            install: (ChannelPipeline.SynchronousOperations) throws -> Void) {
         guard let context else { return }
+        state = .idle  // drops the upgrade, which holds this handler
         var log = log
         log.status = 101
         writeResponseHead(head, framing: .none, bodyLength: nil)

@@ -19,7 +19,7 @@ final class GatewayServer: Sendable {
     private let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
     /// What a new connection is set up with; replaced on SIGHUP (open connections keep theirs).
     private let listener: Mutex<(tls: NIOSSLContext?, trustedProxies: TrustedProxies?)>
-    private let openConnections = Atomic<Int>(0)
+    private let connections: ConnectionCount
     private let quiesce: ServerQuiescingHelper
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
     private let logger: Logger
@@ -35,6 +35,7 @@ final class GatewayServer: Sendable {
         self.listener = Mutex((tls, TrustedProxies(clientAddress)))
         self.logger = logger
         self.quiesce = ServerQuiescingHelper(group: group)
+        self.connections = ConnectionCount(limit: limits.maxConnections, gauge: context.metrics.openConnections)
         var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
         for loop in group.makeIterator() {
             pools[ObjectIdentifier(loop)] = try await loop.submit { NIOLoopBound(UpstreamPool(eventLoop: loop), eventLoop: loop) }.get()
@@ -70,17 +71,12 @@ final class GatewayServer: Sendable {
     }
 
     private func initialize(_ channel: any Channel) throws {
-        let count = openConnections.wrappingAdd(1, ordering: .relaxed).newValue
-        context.metrics.openConnections.set(Int64(count))
-        channel.closeFuture.whenComplete { [self] _ in
-            let remaining = openConnections.wrappingSubtract(1, ordering: .relaxed).newValue
-            context.metrics.openConnections.set(Int64(remaining))
-        }
-        if count > limits.maxConnections {
+        guard connections.acquire() else {
             context.metrics.rejectedConnections.increment()
             channel.close(promise: nil)
             return
         }
+        channel.closeFuture.whenComplete { [connections] _ in connections.release() }
         let peer = channel.remoteAddress?.ipAddress.map(Self.unmapped)
         guard proxyProtocol else { return try addHTTPHandlers(channel, clientAddress: peer) }
         // The PROXY protocol header comes first, before TLS; the rest of the pipeline waits for it.
@@ -120,7 +116,8 @@ final class GatewayServer: Sendable {
                 // are HTTP/1.1's. The response-write deadline stays.
                 timeouts.headReceived()
                 try HTTP2Pipeline.configure(channel, config: http2, limits: limits,
-                                            shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client))
+                                            shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client,
+                                                                                  connections: connections))
             }
         }
         if tlsContext != nil {
@@ -172,7 +169,7 @@ final class GatewayServer: Sendable {
         listener.withLock { $0 = (tls, trustedProxies) }
     }
 
-    var connectionCount: Int { openConnections.load(ordering: .relaxed) }
+    var connectionCount: Int { connections.current }
 
     /// Stops accepting, closes idle connections, and waits for in-flight requests up to `deadline`.
     /// Returns true when every connection finished in time.

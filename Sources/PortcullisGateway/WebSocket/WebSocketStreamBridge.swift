@@ -9,7 +9,8 @@ import NIOHTTP1
 /// The stream's end stands for the TCP connection's (RFC 8441 §5.1): the client's END_STREAM
 /// closes the client side as a closed connection would, and when the relay closes this side the
 /// gateway ends the stream with END_STREAM first (a client that has not ended its half by then
-/// gets RST_STREAM CANCEL as the channel closes).
+/// gets RST_STREAM CANCEL as the channel closes; one whose window holds the END_STREAM back gets
+/// the close after `WebSocketRelay.closeGrace`).
 final class WebSocketStreamBridge: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = ByteBuffer
@@ -70,8 +71,18 @@ final class WebSocketStreamBridge: ChannelDuplexHandler {
             return context.close(mode: mode, promise: promise)
         }
         streamEnded = true
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+        // The END_STREAM waits behind DATA the client's window holds back; a client that never
+        // opens its window gets the close after `closeGrace` all the same.
+        var closed = false
+        let closeOnce = {
+            guard !closed else { return }
+            closed = true
             context.close(mode: mode, promise: promise)
+        }
+        let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: WebSocketRelay.closeGrace) { closeOnce() }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            deadline.cancel()
+            closeOnce()
         }
     }
 }

@@ -43,6 +43,10 @@ final class WebSocketUpgrade {
     /// WebSocket client and checks it. Nil when the client's key is passed on (HTTP/1.1): the
     /// client checks the answer itself.
     private let expectedAccept: String?
+    /// The client left before the upstream answered (`cancel()`).
+    private var cancelled = false
+    /// The upstream connection, once open.
+    private var upstreamChannel: (any Channel)?
     /// The largest non-101 response body passed on; a larger one is a 502.
     static let maxRefusalBody = 64 * 1024
 
@@ -113,6 +117,8 @@ final class WebSocketUpgrade {
             switch result {
             case .success(let channel):
                 target.markHealthy()
+                guard !cancelled else { return channel.close(promise: nil) }
+                upstreamChannel = channel
                 handshake(on: channel)
             case .failure(let error):
                 target.eject(for: upstream.ejectFor, now: .now())
@@ -141,7 +147,16 @@ final class WebSocketUpgrade {
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
 
+    /// The client left during the handshake: the upstream connection (or the attempt to open it)
+    /// is closed now rather than when the upstream answers, and the client hears nothing more.
+    func cancel() {
+        cancelled = true
+        upstreamChannel?.close(promise: nil)
+        upstreamChannel = nil
+    }
+
     fileprivate func fail(_ status: HTTPResponseStatus, _ description: String) {
+        guard !cancelled else { return }
         log.reason = "websocket_upstream"
         downstream.webSocketFailed(ErrorResponse(status: status, error: status == .gatewayTimeout ? "upstream_timeout" : "bad_gateway",
                                                  description: description),
@@ -150,6 +165,8 @@ final class WebSocketUpgrade {
 
     /// The upstream's answer, as NIO's decoder read it.
     fileprivate func answered(_ response: HTTPResponseHead, body: ByteBuffer, upstream: ChannelHandlerContext) {
+        upstreamChannel = nil
+        guard !cancelled else { return upstream.close(promise: nil) }
         var head = ClientResponseHead(version: clientVersion, status: response.status, contentLength: nil)
         for (name, value) in response.headers {
             if route.headerPolicy.responseRemoved.contains(name) || HeaderNameSet.matches(name, "content-length") { continue }

@@ -5,7 +5,8 @@
       An echo server on 127.0.0.1 (port written to F). Every handshake it receives is appended
       to the log as a line "path authorization-present", and "path closed" when that WebSocket
       ends. A path containing "reject" is answered 403 (a failing upstream handshake); one
-      containing "slow" is answered after half a second.
+      containing "slow" is answered after half a second ("path left before the answer" is logged
+      when the gateway closed the connection meanwhile).
       Beside it, a raw WebSocket server (port written to F.raw) for closes at a frame boundary:
       after its 101 it sends the first half of one 200 000-byte binary frame (STREAM_SIZE), waits
       for the gateway's close frame, logs "path gateway-close CODE masked|unmasked", then sends
@@ -112,7 +113,7 @@ class H2Connection:
         elif isinstance(event, h2.events.StreamReset):
             ws.ended(reset=True)
 
-    async def websocket(self, path, token):
+    async def websocket(self, path, token, abort_after=None):
         stream_id = self.conn.get_next_available_stream_id()
         ws = H2WebSocket(self, stream_id)
         self.streams[stream_id] = ws
@@ -122,6 +123,11 @@ class H2Connection:
             headers.append(("authorization", "Bearer " + token))
         self.conn.send_headers(stream_id, headers)
         self.flush()
+        if abort_after is not None:
+            await asyncio.sleep(abort_after)
+            self.conn.reset_stream(stream_id)
+            self.flush()
+            return ws
         await asyncio.wait_for(ws.opened, 10)
         return ws
 
@@ -220,6 +226,8 @@ class H2WebSocket:
         return self.protocol.close_reason
 
     async def send(self, message):
+        if self.protocol.state is not State.OPEN:
+            raise ConnectionClosed(None, None)
         if isinstance(message, list):
             for i, part in enumerate(message):
                 fin = i == len(message) - 1
@@ -281,6 +289,14 @@ async def run_raw_server(log, port_file):
         accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
         if "badaccept" in path:
             accept = base64.b64encode(hashlib.sha1(b"not the key").digest()).decode()
+        if "answer200" in path:
+            # Not a WebSocket server: a 200 whose body looks like a frame.
+            body = bytes([0x81, 0x05]) + b"hello"
+            writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            await writer.drain()
+            log.write(f"{path} answered 200\n")
+            writer.close()
+            return
         writer.write(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode())
         payload = stream_payload()
@@ -321,6 +337,8 @@ async def run_server(args):
         log.write(f"{request.path} {auth}\n")
         if "slow" in request.path:
             await asyncio.sleep(0.5)
+            if connection.transport.is_closing():
+                log.write(f"{request.path} left before the answer\n")
         if "reject" in request.path:
             return connection.respond(403, "upstream says")
         return None
@@ -376,7 +394,7 @@ async def run_clients(args):
     h2conns = {}
 
     async def open_one(i, entry):
-        if entry.get("abort_after"):
+        if entry.get("abort_after") and not entry.get("http2"):
             # A raw upgrade request whose connection closes before any answer.
             reader, writer = await asyncio.open_connection(entry["host"], entry["port"])
             writer.write((f"GET {entry['path']} HTTP/1.1\r\nHost: {entry['host']}\r\nUpgrade: websocket\r\n"
@@ -394,6 +412,10 @@ async def run_clients(args):
                 h2conns[key] = asyncio.ensure_future(H2Connection.open(target["port"]))
             conn = await h2conns[key]
             results[i]["enable_connect_protocol"] = conn.remote_settings.get(8, 0)
+            if entry.get("abort_after"):
+                await conn.websocket(target["path"], entry.get("token"), abort_after=entry["abort_after"])
+                results[i]["open_status"] = 0
+                return
             try:
                 ws = await conn.websocket(target["path"], entry.get("token"))
             except (h2.exceptions.ProtocolError, asyncio.TimeoutError) as error:
@@ -417,9 +439,12 @@ async def run_clients(args):
         if entry.get("stream"):
             streams.append(asyncio.create_task(read_stream(i, ws)))
             return
-        results[i]["echo"] = await echo_ok(ws)
-        if entry.get("integrity"):
-            results[i]["integrity"] = await integrity_ok(ws)
+        try:
+            results[i]["echo"] = await echo_ok(ws)
+            if entry.get("integrity"):
+                results[i]["integrity"] = await integrity_ok(ws)
+        except (ConnectionClosed, asyncio.TimeoutError):
+            results[i]["echo"] = False
 
     async def read_stream(i, ws):
         try:
