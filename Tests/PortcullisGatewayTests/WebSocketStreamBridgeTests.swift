@@ -26,6 +26,15 @@ struct WebSocketStreamBridgeTests {
         return (channel, sink)
     }
 
+    /// The first part written is the stream's end (END_STREAM), and the channel is closed.
+    func expectStreamEnded(_ channel: EmbeddedChannel, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        guard case .end(nil) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
+            Issue.record("no END_STREAM before the close", sourceLocation: sourceLocation)
+            return
+        }
+        #expect(!channel.isActive, sourceLocation: sourceLocation)
+    }
+
     @Test("what the client sent during the handshake is handed on first, on the next loop turn, then the stream's later DATA")
     func earlyBytesFirst() throws {
         let (channel, sink) = try channel(early: [ByteBuffer(bytes: [1, 2]), ByteBuffer(bytes: [3])])
@@ -53,11 +62,7 @@ struct WebSocketStreamBridgeTests {
         channel.embeddedEventLoop.run()
         try channel.writeInbound(HTTPServerRequestPart.end(nil))
         channel.embeddedEventLoop.run()
-        guard case .end(nil) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
-            Issue.record("no END_STREAM before the close")
-            return
-        }
-        #expect(!channel.isActive)
+        try expectStreamEnded(channel)
     }
 
     @Test("a client whose half ended during the handshake is closed once its early bytes are handed on")
@@ -65,11 +70,7 @@ struct WebSocketStreamBridgeTests {
         let (channel, sink) = try channel(early: [ByteBuffer(bytes: [9])], clientEnded: true)
         channel.embeddedEventLoop.run()
         #expect(sink.received == [[9]])
-        guard case .end(nil) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
-            Issue.record("no END_STREAM before the close")
-            return
-        }
-        #expect(!channel.isActive)
+        try expectStreamEnded(channel)
     }
 
     @Test("closing the side ends the stream once: END_STREAM, then the close")
@@ -78,11 +79,7 @@ struct WebSocketStreamBridgeTests {
         channel.embeddedEventLoop.run()
         channel.close(promise: nil)
         channel.embeddedEventLoop.run()
-        guard case .end(nil) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
-            Issue.record("no END_STREAM before the close")
-            return
-        }
+        try expectStreamEnded(channel)
         #expect(try channel.readOutbound(as: HTTPServerResponsePart.self) == nil)
-        #expect(!channel.isActive)
     }
 }

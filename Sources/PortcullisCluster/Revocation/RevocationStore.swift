@@ -61,8 +61,10 @@ public final class RevocationStore: Sendable {
     private func pruneTime(_ revocation: Revocation, now: Int64) -> String {
         switch (revocation.kind, revocation.operation) {
         case (.jti, _):
-            revocation.latestExpiry.addingReportingOverflow(RevocationSet.expiryGrace).overflow
-                ? "+inf" : String(revocation.latestExpiry + RevocationSet.expiryGrace)
+            switch revocation.latestExpiry.addingReportingOverflow(RevocationSet.expiryGrace) {
+            case (_, true): "+inf"
+            case (let time, false): String(time)
+            }
         case (_, .delete): String(now + maxTokenLifetime + RevocationSet.expiryGrace)
         default: "+inf"
         }
