@@ -68,6 +68,22 @@ struct WebSocketSessionTests {
         }
     }
 
+    @Test("a refused WebSocket over HTTP/2 gives its connection slot back at once, even while a client that opens no window holds the refusal's stream: with a limit of 3, two such refusals leave room for a WebSocket on another connection")
+    func refusedWebSocketsFreeTheirSlots() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            cluster.extraSettings = "limits: {max_connections: 3}"
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let token = try cluster.token()
+            var stuck = (0..<2).map { WebSocketPeers.Connection.http2(gateway, "/ws/h2-reject-\($0)", token: token, shared: "no-window") }
+            for index in stuck.indices { stuck[index].http2?.window = 0 }
+            var later = WebSocketPeers.Connection.http2(gateway, "/ws/h2-after", token: token)
+            later.delay = 1
+            guard let results = try await peers.run(stuck + [later], hold: 0) else { return }
+            #expect(results.map(\.openStatus) == [403, 403, 200], "\(results)")
+            #expect(results[2].echo == true, "\(results[2])")
+        }
+    }
+
     @Test("revoking the token's jti closes its WebSocket with 1008 within a second; the same token on an on_token_end: allow route and another token stay open")
     func revokedJTI() async throws {
         try await withWebSocketCluster { cluster, peers in
@@ -380,12 +396,16 @@ final class WebSocketPeers: Sendable {
         var path: String? = nil
         /// Instead of `url`: a WebSocket over HTTP/2 (RFC 8441) by extended CONNECT.
         var http2: HTTP2Target? = nil
+        /// Seconds to wait before opening.
+        var delay: Double? = nil
 
         struct HTTP2Target: Encodable {
             let port: Int
             let path: String
             /// Connections with the same name share one HTTP/2 connection (a stream each).
             var shared: String? = nil
+            /// The client's SETTINGS_INITIAL_WINDOW_SIZE (0: the gateway can send its streams no DATA).
+            var window: Int? = nil
         }
 
         /// A WebSocket over HTTP/2 to `gateway`'s `path`.
@@ -394,7 +414,7 @@ final class WebSocketPeers: Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case url, token, host, port, path, integrity, stream, http2
+            case url, token, host, port, path, integrity, stream, http2, delay
             case sendAfterReady = "send_after_ready", abortAfter = "abort_after"
         }
     }

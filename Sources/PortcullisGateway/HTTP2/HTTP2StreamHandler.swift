@@ -50,6 +50,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// What the client sent on a WebSocket stream before its upstream accepted (at most the
     /// stream's window: reads are held meanwhile), handed to the bridge.
     private var earlyData: [ByteBuffer] = []
+    /// The `limits.max_connections` slot a WebSocket holds from its admission until it is refused,
+    /// fails or its stream closes.
+    private var webSocketSlot: ConnectionSlot?
     /// DATA frames held during a handshake: the stream's window bounds their bytes, this their
     /// number (a window's worth of 1-byte frames would otherwise be as many buffers).
     private static let maxEarlyParts = 64
@@ -122,7 +125,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             facts.upgradesToWebSocket = true
             facts.extendedConnect = true
         }
-        isGRPC = GRPCStatus.isGRPC(contentType: head.headers.first(name: "content-type"))
+        // A WebSocket's refusals are HTTP answers whatever its content-type says: a gRPC-shaped 200
+        // would tell an extended CONNECT's client its tunnel is open.
+        isGRPC = !facts.extendedConnect && GRPCStatus.isGRPC(contentType: head.headers.first(name: "content-type"))
         var log = RequestLog(requestID: requestID, method: clientHead.method.rawValue, target: head.uri, start: start)
         let table = shared.routeTable()
         let decision: Admission.Decision = if unsupportedProtocol {
@@ -434,8 +439,9 @@ extension HTTP2StreamHandler: WebSocketDownstream {
             shared.gateway.record(log, metrics: admitted.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
             return
         }
-        let connections = shared.connections
-        context.channel.closeFuture.whenComplete { _ in connections.release() }
+        let slot = ConnectionSlot(shared.connections)
+        webSocketSlot = slot
+        context.channel.closeFuture.assumeIsolated().whenComplete { _ in slot.release() }
         var upstreamHead = WebSocketUpgrade.upstreamHead(rewritten)
         let key = WebSocketUpgrade.makeKey()
         upstreamHead.fields.removeAll { HeaderNameSet.matches($0.name, "sec-websocket-key") }
@@ -452,6 +458,8 @@ extension HTTP2StreamHandler: WebSocketDownstream {
 
     func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute) {
         state = .done
+        // Free at once: a client that does not open its window holds the stream, not the slot.
+        webSocketSlot?.release()
         var log = log
         log.status = Int(response.status.code)
         log.bytesOut = answer(response, requestID: log.requestID, isHEAD: false)
@@ -468,6 +476,7 @@ extension HTTP2StreamHandler: WebSocketDownstream {
                                    log: log, route: route)
         }
         state = .done
+        webSocketSlot?.release()
         var log = log
         log.status = Int(head.status.code)
         log.bytesOut = body.readableBytes

@@ -33,3 +33,19 @@ final class ConnectionCount: Sendable {
 
     var current: Int { open.load(ordering: .relaxed) }
 }
+
+/// One acquired `ConnectionCount` place, released once however many paths end it. Confined to
+/// one event loop (its holder's); the count itself is atomic.
+final class ConnectionSlot {
+    private var count: ConnectionCount?
+
+    /// A place already acquired from `count`.
+    init(_ count: ConnectionCount) {
+        self.count = count
+    }
+
+    func release() {
+        count?.release()
+        count = nil
+    }
+}

@@ -45,8 +45,9 @@ final class WebSocketUpgrade {
     private let expectedAccept: String?
     /// The client left before the upstream answered (`cancel()`).
     private var cancelled = false
-    /// The upstream connection, once open.
-    private var upstreamChannel: (any Channel)?
+    /// The upstream connection from the moment it is made (before its connect completes), so a
+    /// cancel stops a connect still under way; several while NIO tries a name's addresses.
+    private var upstreamChannels: [any Channel] = []
     /// The largest non-101 response body passed on; a larger one is a 502.
     static let maxRefusalBody = 64 * 1024
 
@@ -102,11 +103,16 @@ final class WebSocketUpgrade {
         log.upstream = target.label
         let upstream = route.upstream
         let address = target.address
+        // The initializer runs on this event loop (the bootstrap's only one).
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(upstream.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let upgrade = bound.value
+                    guard !upgrade.cancelled else { throw ChannelError.ioOnClosedChannel }
+                    upgrade.upstreamChannels.append(channel)
                     let sync = channel.pipeline.syncOperations
                     if let tls = upstream.tls {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: upstream.tlsServerName ?? UpstreamPool.sniName(address.host)))
@@ -116,11 +122,14 @@ final class WebSocketUpgrade {
         bootstrap.connect(host: address.host, port: address.port).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let channel):
-                target.markHealthy()
+                upstreamChannels = [channel]
                 guard !cancelled else { return channel.close(promise: nil) }
-                upstreamChannel = channel
+                target.markHealthy()
                 handshake(on: channel)
             case .failure(let error):
+                upstreamChannels = []
+                // A connect the client's leaving stopped says nothing of the target.
+                guard !cancelled else { return }
                 target.eject(for: upstream.ejectFor, now: .now())
                 let failure = UpstreamError.connecting(to: address, error)
                 metrics.upstreamFailure(route: route.config.name, kind: failure.kind)
@@ -151,8 +160,8 @@ final class WebSocketUpgrade {
     /// is closed now rather than when the upstream answers, and the client hears nothing more.
     func cancel() {
         cancelled = true
-        upstreamChannel?.close(promise: nil)
-        upstreamChannel = nil
+        for channel in upstreamChannels { channel.close(promise: nil) }
+        upstreamChannels = []
     }
 
     fileprivate func fail(_ status: HTTPResponseStatus, _ description: String) {
@@ -165,7 +174,7 @@ final class WebSocketUpgrade {
 
     /// The upstream's answer, as NIO's decoder read it.
     fileprivate func answered(_ response: HTTPResponseHead, body: ByteBuffer, upstream: ChannelHandlerContext) {
-        upstreamChannel = nil
+        upstreamChannels = []
         guard !cancelled else { return upstream.close(promise: nil) }
         var head = ClientResponseHead(version: clientVersion, status: response.status, contentLength: nil)
         for (name, value) in response.headers {

@@ -14,7 +14,7 @@
 
   websocket_peers.py clients --plan P --out O --ready R --done D [--hold S]
       Opens the plan's connections ({"url", "token", "send_after_ready", "integrity", "stream"};
-      with "http2": {"port", "path"} instead of "url", a WebSocket over HTTP/2 (RFC 8441,
+      "delay" (s before opening); with "http2": {"port", "path", "shared", "window"} instead of "url", a WebSocket over HTTP/2 (RFC 8441,
       `H2WebSocket`; "shared": several on one HTTP/2 connection),
       echoes a text and a 1 KiB binary message on each ("integrity": also a fragmented message, a
       ping with a payload and a 70 000-byte message; "stream": instead, reads the raw server's
@@ -53,10 +53,14 @@ class H2Connection:
     protocol (`Protocol`), so the frames are a real WebSocket implementation's."""
 
     @classmethod
-    async def open(cls, port):
+    async def open(cls, port, window=None):
         self = cls()
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        if window is not None:
+            # A client that gives the gateway no window for its streams' DATA.
+            self.conn.local_settings = h2.settings.Settings(
+                client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
         self.conn.initiate_connection()
         self.streams = {}
         self.settings = asyncio.get_running_loop().create_future()
@@ -394,6 +398,7 @@ async def run_clients(args):
     h2conns = {}
 
     async def open_one(i, entry):
+        await asyncio.sleep(entry.get("delay", 0))
         if entry.get("abort_after") and not entry.get("http2"):
             # A raw upgrade request whose connection closes before any answer.
             reader, writer = await asyncio.open_connection(entry["host"], entry["port"])
@@ -409,8 +414,13 @@ async def run_clients(args):
             target = entry["http2"]
             key = target.get("shared", f"own-{i}")
             if key not in h2conns:
-                h2conns[key] = asyncio.ensure_future(H2Connection.open(target["port"]))
-            conn = await h2conns[key]
+                h2conns[key] = asyncio.ensure_future(H2Connection.open(target["port"], target.get("window")))
+            try:
+                conn = await h2conns[key]
+            except ConnectionError as error:
+                results[i]["open_status"] = 0
+                results[i]["open_error"] = str(error)
+                return
             results[i]["enable_connect_protocol"] = conn.remote_settings.get(8, 0)
             if entry.get("abort_after"):
                 await conn.websocket(target["path"], entry.get("token"), abort_after=entry["abort_after"])
