@@ -56,6 +56,31 @@ struct WebSocketSessionTests {
         }
     }
 
+    @Test("a client that leaves while the upstream connect is still under way (an upstream that never accepts) has it abandoned at once, over HTTP/1.1 and HTTP/2, and the target is not counted as failed")
+    func clientLeavesDuringConnect() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            guard let stuck = peers.stuckPort else { return }
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            // The listener's own fillers stay in SYN-SENT too: only the gateway's are counted.
+            func connecting() throws -> [Substring] {
+                try runCommand("/usr/bin/env", ["ss", "-Htn", "state", "syn-sent", "dst", "127.0.0.1:\(stuck)"]).stdout.split(separator: "\n")
+            }
+            let fillers = try connecting().count
+            var reset = WebSocketPeers.Connection.http2(gateway, "/ws-stuck/h2", token: try cluster.token())
+            reset.abortAfter = 0.3
+            guard let results = try await peers.run([
+                .init(url: "", token: try cluster.token(), abortAfter: 0.3, host: "127.0.0.1", port: gateway.port, path: "/ws-stuck/h1"),
+                reset,
+            ], hold: 0) else { return }
+            #expect(results.map(\.openStatus) == [0, 0])
+            // The route's connect_timeout is 5 s: a connect left running would still be trying.
+            try await Task.sleep(for: .milliseconds(300))
+            let left = try connecting()
+            #expect(left.count == fillers, "connects still under way: \(left.count - fillers)\n\(left.joined(separator: "\n"))")
+            #expect((PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_ejections_total{route=\"ws-stuck\"}") ?? 0) == 0)
+        }
+    }
+
     @Test("over HTTP/2 each WebSocket counts toward limits.max_connections like a client connection, since each holds an upstream connection: with a limit of 3, one connection carries 2 and the third is refused with 503")
     func webSocketsCountAsConnections() async throws {
         try await withWebSocketCluster { cluster, peers in
@@ -312,7 +337,7 @@ struct WebSocketSessionTests {
 func withWebSocketCluster(leeway: Int? = nil, _ body: (TestCluster, WebSocketPeers) async throws -> Void) async throws {
     let peers = try await WebSocketPeers.start()
     try await withCleanup(peers, { await $0.stop() }) { peers in
-        guard let echo = peers.echoAddress, let raw = peers.rawAddress else { return }
+        guard let echo = peers.echoAddress, let raw = peers.rawAddress, let stuck = peers.stuckPort else { return }
         try await withCluster { cluster in
             cluster.issuerLeeway = leeway
             cluster.extraRoutes = """
@@ -352,6 +377,11 @@ func withWebSocketCluster(leeway: Int? = nil, _ body: (TestCluster, WebSocketPee
                 upstream: {targets: [\(raw)]}
                 auth: {type: jwt}
                 websocket: {max_lifetime: 1s}
+              - name: ws-stuck
+                path_prefix: /ws-stuck
+                upstream: {targets: [127.0.0.1:\(stuck)], connect_timeout: 5s}
+                auth: {type: jwt}
+                websocket: true
               - name: ws-off
                 path_prefix: /ws-off
                 upstream: {targets: [\(echo)]}
@@ -478,7 +508,11 @@ final class WebSocketPeers: Sendable {
     /// gateway's close frame.
     let rawAddress: String?
 
-    private init(directory: String, server: ManagedProcess, echoAddress: String?, rawAddress: String?) {
+    /// The port of a listener on 127.0.0.1 a connect to hangs on (its accept queue is full).
+    let stuckPort: Int?
+
+    private init(directory: String, server: ManagedProcess, echoAddress: String?, rawAddress: String?, stuckPort: Int?) {
+        self.stuckPort = stuckPort
         self.directory = directory
         self.server = server
         self.echoAddress = echoAddress
@@ -506,7 +540,8 @@ final class WebSocketPeers: Sendable {
             }
         }
         let raw = (try? String(contentsOfFile: directory + "/port.raw", encoding: .utf8)).map { "127.0.0.1:\($0)" }
-        return WebSocketPeers(directory: directory, server: server, echoAddress: address, rawAddress: raw)
+        let stuck = (try? String(contentsOfFile: directory + "/port.stuck", encoding: .utf8)).flatMap { Int($0) }
+        return WebSocketPeers(directory: directory, server: server, echoAddress: address, rawAddress: raw, stuckPort: stuck)
     }
 
     func upstreamLog() -> String {

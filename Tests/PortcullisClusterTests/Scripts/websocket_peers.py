@@ -7,7 +7,7 @@
       ends. A path containing "reject" is answered 403 (a failing upstream handshake); one
       containing "slow" is answered after half a second ("path left before the answer" is logged
       when the gateway closed the connection meanwhile).
-      Beside it, a raw WebSocket server (port written to F.raw) for closes at a frame boundary:
+      Beside it, a listener a connect to hangs on (port written to F.stuck), and a raw WebSocket server (port written to F.raw) for closes at a frame boundary:
       after its 101 it sends the first half of one 200 000-byte binary frame (STREAM_SIZE), waits
       for the gateway's close frame, logs "path gateway-close CODE masked|unmasked", then sends
       the frame's second half.
@@ -28,6 +28,7 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 
@@ -332,9 +333,32 @@ async def run_raw_server(log, port_file):
     return server
 
 
+def run_stuck_listener(port_file):
+    """A listener whose accept queue is full and never drained: a connect to it hangs (the
+    kernel drops its SYNs) until the connecting side gives up or closes it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(port))
+    os.rename(port_file + ".tmp", port_file)
+    return listener, fillers
+
+
 async def run_server(args):
     log = open(args.log, "a", buffering=1)
     raw = await run_raw_server(log, args.port_file + ".raw")
+    stuck = run_stuck_listener(args.port_file + ".stuck")
 
     async def process_request(connection, request):
         auth = "auth" if request.headers.get("Authorization") else "noauth"
