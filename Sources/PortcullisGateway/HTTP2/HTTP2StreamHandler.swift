@@ -144,12 +144,12 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             log.bytesOut = answer(response, requestID: requestID, isHEAD: head.method == .HEAD)
             shared.gateway.record(log, metrics: metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
         case .admitted(let admitted):
-            let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy,
-                                                              identity: admitted.identity, requestID: requestID, client: shared.client,
-                                                              hasUnderscoredNames: facts.hasUnderscoredNames)
             if facts.extendedConnect, let settings = admitted.route.config.websocket {
                 return startWebSocket(admitted, settings: settings, head: head, facts: facts, log: log)
             }
+            let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy,
+                                                              identity: admitted.identity, requestID: requestID, client: shared.client,
+                                                              hasUnderscoredNames: facts.hasUnderscoredNames)
             if facts.expectsContinue {
                 context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .continue))), promise: nil)
             }
