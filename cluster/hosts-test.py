@@ -272,7 +272,8 @@ def wrong_ca(bed):
 def link_cut(bed):
     host = "gw-3"
     valid = bed.token()
-    check(bed.gateway_on_host(host, valid) == 200, "gw-3 refused a valid token before the cut")
+    first = bed.gateway_on_host(host, valid)
+    check(first == 200, f"gw-3 refused a valid token before the cut: {first}")
     staleness_limit = 5.0
     bed.hosts("link", host, "down")
     cut = time.monotonic()
