@@ -143,6 +143,30 @@ struct LiveSessionsTests {
         #expect(!text.contains("reason=\"client\""))
     }
 
+    @Test("a session its token ends is timed from the node learning of the end to its close callback's return, by protocol and reason; one ended otherwise is not")
+    func tokenEndCloseTime() throws {
+        let loop = EmbeddedEventLoop()
+        let set = RevocationSet()
+        let registry = PrometheusCollectorRegistry()
+        let sessions = Self.registry(set, registry: registry)
+        // The close callback takes 30 ms: the time recorded includes it.
+        _ = sessions.open(protocol: "grpc", token: Self.token(), policy: .close, eventLoop: loop) { _ in Thread.sleep(forTimeInterval: 0.03) }
+        let other = sessions.open(protocol: "grpc", token: Self.token(sub: "bob", jti: "jti-2"), policy: .close, eventLoop: loop) { _ in }
+        _ = sessions.open(protocol: "websocket", token: Self.token(sub: "carol", jti: "jti-3", exp: Self.now + 10, leeway: 0),
+                          policy: .close, eventLoop: loop) { _ in }
+        set.apply(Self.revocation(.jti, "jti-1"), now: Self.now)
+        loop.run()
+        other.end(.client)
+        loop.advanceTime(by: .seconds(11))
+        let text = Self.text(registry)
+        let revoked = #"portcullis_token_end_close_seconds_bucket{protocol="grpc",reason="token_revoked","#
+        #expect(text.contains(revoked + #"le="0.025"} 0"#), "\(text)")
+        #expect(text.contains(revoked + #"le="0.05"} 1"#), "\(text)")
+        #expect(text.contains(#"portcullis_token_end_close_seconds_count{protocol="grpc",reason="token_revoked"} 1"#))
+        #expect(text.contains(#"portcullis_token_end_close_seconds_count{protocol="websocket",reason="token_expired"} 1"#))
+        #expect(!text.contains(#"portcullis_token_end_close_seconds_count{protocol="grpc",reason="client"}"#))
+    }
+
     static func text(_ registry: PrometheusCollectorRegistry) -> String {
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
