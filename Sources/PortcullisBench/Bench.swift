@@ -7,7 +7,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portcullis-bench",
         abstract: "Benchmarks for docs/benchmarks.md (release builds only).",
-        subcommands: [JOSEBench.self, RedisBench.self, ClusterBench.self, RevocationBench.self, ScaleBench.self, RateLimitBench.self, RelayFloorBench.self,
+        subcommands: [JOSEBench.self, RedisBench.self, ClusterBench.self, RevocationBench.self, ScaleBench.self, RateLimitBench.self, RelayFloorBench.self, H2FloorBench.self,
                       WebSocketEchoBench.self, WebSocketRoundTripBench.self]
     )
 }

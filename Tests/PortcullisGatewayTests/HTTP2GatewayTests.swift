@@ -214,6 +214,18 @@ final class HTTP2GatewayTests {
         #expect(body.contains(#""cookie":["a=1; b=2"]"#), "\(body)")
     }
 
+    @Test("a response's x-request-id is not put in the connection's HPACK table: after 5 responses the table holds the fields that repeat and none of the 5 request ids")
+    func requestIDsStayOutOfTheHPACKTable() throws {
+        let seen = try peer("request-ids", "5")
+        let statuses = (seen["status"] as? [String: String]) ?? [:]
+        #expect(statuses.count == 5 && statuses.values.allSatisfy { $0 == "200" }, "\(statuses)")
+        let ids = (seen["request_ids"] as? [String]) ?? []
+        #expect(Set(ids).count == 5, "\(ids)")
+        let table = (seen["dynamic_table"] as? [[String]]) ?? []
+        #expect(!table.isEmpty, "the gateway indexes nothing at all")
+        #expect(!table.contains { $0.first == "x-request-id" }, "\(table)")
+    }
+
     // MARK: Attacks
 
     @Test("rapid reset (CVE-2023-44487): a client resetting streams as fast as it opens them is cut with ENHANCE_YOUR_CALM")

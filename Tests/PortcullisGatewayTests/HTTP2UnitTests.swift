@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHPACK
 import NIOHTTP1
+import NIOHTTP2
 import Testing
 
 /// The pure parts of the HTTP/2 path: telling the protocol from the first bytes, the HTTP/2 rules
@@ -64,22 +65,49 @@ struct HTTP2UnitTests {
     @Test(":authority and Host must agree; case does not matter")
     func authorityAgreement() {
         let base: [(String, String)] = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a.test")]
-        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders(base)) == .unchanged)
-        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders(base + [("host", "A.Test")])) == .unchanged)
-        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders(base + [("host", "b.test")])) == .malformed)
-        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders(base + [("host", "a.test"), ("host", "b.test")])) == .malformed)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(base)) == .unchanged)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(base + [("host", "A.Test")])) == .unchanged)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(base + [("host", "b.test")])) == .malformed)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(base + [("host", "a.test"), ("host", "b.test")])) == .malformed)
     }
 
     @Test("several cookie fields are joined into one, in order, after the other fields")
     func cookiesJoined() {
         let headers = HPACKHeaders([(":method", "GET"), (":path", "/"), ("cookie", "a=1"), ("x", "y"), ("cookie", "b=2")])
-        guard case .rewritten(let rewritten) = HTTP2RequestHeadNormalizer.normalize(headers) else {
+        guard case .rewritten(let rewritten) = HTTP2HeaderBlocks.normalize(headers) else {
             Issue.record("cookies were not joined")
             return
         }
         #expect(rewritten.map(\.name) == [":method", ":path", "x", "cookie"])
         #expect(rewritten.first(name: "cookie") == "a=1; b=2")
-        #expect(HTTP2RequestHeadNormalizer.normalize(HPACKHeaders([("cookie", "a=1")])) == .unchanged)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([("cookie", "a=1")])) == .unchanged)
+    }
+
+    @Test("a response's x-request-id leaves as a literal HPACK does not index; its other fields, a block without one and DATA pass unchanged")
+    func requestIDNotIndexed() throws {
+        let channel = EmbeddedChannel(handler: HTTP2HeaderBlocks())
+        let response = HPACKHeaders([(":status", "200"), ("content-type", "text/plain"), ("x-request-id", "r-1"), ("server", "s")])
+        try channel.writeOutbound(HTTP2Frame.FramePayload.headers(.init(headers: response)))
+        guard case .headers(let sent) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no HEADERS written")
+            return
+        }
+        #expect(sent.headers.map(\.name) == [":status", "content-type", "server", "x-request-id"])
+        #expect(sent.headers.map(\.indexable) == [.indexable, .indexable, .indexable, .nonIndexable])
+        #expect(sent.headers.first(name: "x-request-id") == "r-1")
+        let trailers = HPACKHeaders([("grpc-status", "0")])
+        try channel.writeOutbound(HTTP2Frame.FramePayload.headers(.init(headers: trailers, endStream: true)))
+        guard case .headers(let passed) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no trailers written")
+            return
+        }
+        #expect(passed.headers == trailers && passed.endStream)
+        try channel.writeOutbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "x")))))
+        guard case .data = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("DATA not passed on")
+            return
+        }
+        #expect(try channel.finish().isClean)
     }
 
     @Test("the gateway's refusals map to the gRPC statuses clients act on")

@@ -3,7 +3,7 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
-/// (`FlushCoalescingHandler`), the connection handler with the gateway's SETTINGS, a connection manager, and per stream the request-head rules,
+/// (`FlushCoalescingHandler`), the connection handler with the gateway's SETTINGS, a connection manager, and per stream the header-block rules,
 /// NIO's HTTP/2-to-HTTP/1 codec and `HTTP2StreamHandler`.
 ///
 /// The attacks on HTTP/2 servers are swift-nio-http2's to stop, with its defaults: rapid reset
@@ -42,7 +42,7 @@ enum HTTP2Pipeline {
                                             streamDelegate: manager.http2StreamDelegate) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandlers([
-                    HTTP2RequestHeadNormalizer(onMalformed: { malformed.increment() }),
+                    HTTP2HeaderBlocks(onMalformed: { malformed.increment() }),
                     HTTP2FramePayloadToHTTP1ServerCodec(),
                     HTTP2StreamHandler(shared: bound.value),
                 ])

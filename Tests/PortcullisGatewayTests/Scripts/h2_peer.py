@@ -194,6 +194,19 @@ def main():
         while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.2)
         print(json.dumps(peer.result()))
+    elif mode == "request-ids":
+        # ARG requests one after another on one connection; then what HPACK's dynamic table
+        # (the decoder's copy of the gateway's encoder table) holds.
+        for i in range(int(arg)):
+            stream = 1 + 2 * i
+            peer.send(HeadersFrame(stream, peer.request_block(path=f"/public/ids/{i}"), flags=["END_HEADERS", "END_STREAM"]))
+            deadline = time.monotonic() + 5
+            while stream not in peer.ended and not peer.closed and time.monotonic() < deadline:
+                peer.pump(0.2)
+        table = [[k.decode() if isinstance(k, bytes) else k, v.decode() if isinstance(v, bytes) else v]
+                 for k, v in peer.decoder.header_table.dynamic_entries]
+        ids = [h[0].get("x-request-id") for _, h in sorted(peer.headers.items())]
+        print(json.dumps(peer.result(dynamic_table=table, request_ids=ids)))
     elif mode == "request":
         extra = [tuple(field.split("=", 1)) for field in sys.argv[4:]]
         peer.send(HeadersFrame(1, peer.request_block(path=arg, extra=extra), flags=["END_HEADERS", "END_STREAM"]))

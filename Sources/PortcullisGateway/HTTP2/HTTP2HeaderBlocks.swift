@@ -2,8 +2,10 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 
-/// The HTTP/2-specific rules for a request's header block, applied before NIO's HTTP/2-to-HTTP/1
-/// codec turns it into the head `Admission` reads:
+/// A stream's header blocks as HPACK sees them, both ways: the rules that need the HTTP/2 view
+/// of a block, which NIO's HTTP/2-to-HTTP/1 codec (after this handler) does not keep.
+///
+/// Requests, before the codec turns the first block into the head `Admission` reads:
 /// - `:authority` and `Host` must name the same authority when both are present (RFC 9113
 ///   §8.3.1). The codec keeps `Host` and drops `:authority`, and the gateway routes by `Host`: a
 ///   request whose two disagree is malformed and its stream is reset (PROTOCOL_ERROR), so no
@@ -13,10 +15,17 @@ import NIOHTTP2
 /// - Several `cookie` fields are joined with `"; "` (RFC 9113 §8.2.3), because an HTTP/1.1
 ///   upstream must receive one `Cookie` field.
 ///
+/// Responses, after the codec made their HEADERS: `x-request-id` is sent as a literal without
+/// indexing (RFC 7541 §6.2.2). Its value is new in every response, so indexing it only filled
+/// the connection's HPACK table with values never sent again, evicting the fields that do repeat
+/// and making the encoder search a full table for every field of every response (the largest
+/// HPACK cost in HTTP/2 profiles; docs/benchmarks.md). The codec marks every field indexable, so
+/// the choice is made here.
+///
 /// Field-name syntax, pseudo-fields and connection-specific fields are checked by swift-nio-http2
 /// itself (header block validation). Only the first HEADERS frame of a stream is a request head;
 /// trailers pass untouched.
-final class HTTP2RequestHeadNormalizer: ChannelDuplexHandler {
+final class HTTP2HeaderBlocks: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
@@ -50,6 +59,22 @@ final class HTTP2RequestHeadNormalizer: ChannelDuplexHandler {
             context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
             context.close(promise: nil)
         }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .headers(var block) = unwrapOutboundIn(data), let unindexed = Self.unindexingRequestID(block.headers) else {
+            return context.write(data, promise: promise)
+        }
+        block.headers = unindexed
+        context.write(wrapOutboundOut(.headers(block)), promise: promise)
+    }
+
+    /// `headers` with `x-request-id` marked not to be indexed; nil when it has none.
+    static func unindexingRequestID(_ headers: HPACKHeaders) -> HPACKHeaders? {
+        guard let requestID = headers.first(name: "x-request-id") else { return nil }
+        var unindexed = headers
+        unindexed.replaceOrAdd(name: "x-request-id", value: requestID, indexing: .nonIndexable)
+        return unindexed
     }
 
     enum Outcome: Equatable {
