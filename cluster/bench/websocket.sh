@@ -4,7 +4,8 @@
 # `portcullis-bench websocket-rtt` (a NIO client: each message is sent from the read of the last
 # echo). Paths, alternated in rounds: direct to the echo server; through the gateway (a
 # `websocket: true` route without auth: the per-frame cost is the same with a token, which is
-# checked once at the upgrade); and, when installed, through nginx (`proxy_pass` with the Upgrade
+# checked once at the upgrade); through `portcullis-bench relay-floor` (bytes copied on one NIO
+# event loop, no parsing: what any SwiftNIO proxy pays); and, when installed, through nginx (`proxy_pass` with the Upgrade
 # fields) and HAProxy (HTTP mode, which tunnels upgraded connections), each with one worker or
 # thread like the gateway's one event loop. Prints each round's p50/p99 and, per proxy, the p50
 # it adds over the direct path in the same round (issue 18's goal for the gateway: ≤ 30 µs).
@@ -49,6 +50,14 @@ YAML
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break; sleep 0.05; done
 paths=("direct $echo_port" "gateway $gw_port")
+
+# The floor of any SwiftNIO proxy: `portcullis-bench relay-floor` copies bytes between the client
+# and its own upstream connection on one event loop, unparsed (the handshake passes through it).
+floor_port=$(free_port)
+"$bench" relay-floor --listen "$floor_port" --backend "127.0.0.1:$echo_port" &
+pids+=($!)
+wait_port "$floor_port"
+paths+=("floor $floor_port")
 
 if command -v nginx >/dev/null; then
   nginx_port=$(free_port)
