@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 import NIOSSL
+import PortcullisGateway
 
 /// `portcullis-bench h2-floor`: the least work a SwiftNIO HTTP/2 reverse proxy does per request
 /// over TLS, run as a subject of the peer harness with `PROTO=h2` next to the gateway
@@ -16,7 +17,7 @@ import NIOSSL
 /// request encoder and response decoder; a per-loop idle list, opened on demand) and the response
 /// goes back with its status, `content-type` and body — no auth, no routing, no header policy,
 /// no limits beyond swift-nio-http2's. Flushes to the client are held to the end of the event
-/// loop's round, as the gateway's are. Two ways to carry the streams:
+/// loop's round by the gateway's own `FlushCoalescingHandler`. Two ways to carry the streams:
 /// - `streams`: swift-nio-http2's multiplexer, a child channel per stream with NIO's
 ///   HTTP/2-to-HTTP/1 codec and one handler — the gateway's structure today;
 /// - `frames`: no multiplexer: one connection handler reads HEADERS frames and writes HEADERS and
@@ -68,7 +69,7 @@ struct H2FloorBench: ParsableCommand {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(NIOSSLServerHandler(context: context))
-                    try sync.addHandler(FloorFlushCoalescer())
+                    try sync.addHandler(FlushCoalescingHandler())
                     let settings = [HTTP2Setting(parameter: .maxConcurrentStreams, value: 100),
                                     HTTP2Setting(parameter: .initialWindowSize, value: 65_535)]
                     switch mode {
@@ -271,23 +272,5 @@ private final class FloorFrameHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
-    }
-}
-
-/// Holds the connection's flushes to the end of the event loop's round, as the gateway's
-/// `FlushCoalescingHandler` does, so both modes and the gateway write alike.
-private final class FloorFlushCoalescer: ChannelOutboundHandler {
-    typealias OutboundIn = NIOAny
-    typealias OutboundOut = NIOAny
-
-    private var pending = false
-
-    func flush(context: ChannelHandlerContext) {
-        guard !pending else { return }
-        pending = true
-        context.eventLoop.assumeIsolated().execute {
-            self.pending = false
-            context.flush()
-        }
     }
 }

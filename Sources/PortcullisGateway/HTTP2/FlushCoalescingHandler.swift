@@ -11,14 +11,16 @@ import NIOCore
 /// as an event-loop task, which NIO runs after the I/O of the current round — a delay of at most
 /// one round, never a timer. A close flushes what is pending first, so a GOAWAY written just
 /// before it leaves. Netty's FlushConsolidationHandler is the model; neither NIO nor its
-/// extras have one.
-final class FlushCoalescingHandler: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = NIOAny
-    typealias OutboundOut = NIOAny
+/// extras have one. Public for `portcullis-bench h2-floor`, which must flush as the gateway does.
+public final class FlushCoalescingHandler: ChannelOutboundHandler, RemovableChannelHandler {
+    public typealias OutboundIn = NIOAny
+    public typealias OutboundOut = NIOAny
 
     private var flushPending = false
 
-    func flush(context: ChannelHandlerContext) {
+    public init() {}
+
+    public func flush(context: ChannelHandlerContext) {
         guard !flushPending else { return }
         flushPending = true
         context.eventLoop.assumeIsolated().execute {
@@ -26,12 +28,12 @@ final class FlushCoalescingHandler: ChannelOutboundHandler, RemovableChannelHand
         }
     }
 
-    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         flushIfPending(context: context)
         context.close(mode: mode, promise: promise)
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         flushIfPending(context: context)
     }
 
