@@ -15,13 +15,13 @@ struct LongLivedRevocationTests {
         let sum: Double
         /// The smallest bucket bound every close fell within ("+Inf" when none did).
         let allWithin: String
-        let within100ms: Double
+        let within250ms: Double
 
         init(_ metrics: String, protocol name: String) {
             let labels = #"protocol="\#(name)",reason="token_revoked""#
             count = PrometheusText.sample(metrics, "portcullis_token_end_close_seconds_count{\(labels)}") ?? 0
             sum = PrometheusText.sample(metrics, "portcullis_token_end_close_seconds_sum{\(labels)}") ?? 0
-            within100ms = PrometheusText.sample(metrics, "portcullis_token_end_close_seconds_bucket{\(labels),le=\"0.1\"}") ?? 0
+            within250ms = PrometheusText.sample(metrics, "portcullis_token_end_close_seconds_bucket{\(labels),le=\"0.25\"}") ?? 0
             let count = count
             allWithin = ["0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "1"].first {
                 PrometheusText.sample(metrics, "portcullis_token_end_close_seconds_bucket{\(labels),le=\"\($0)\"}") == count
@@ -98,9 +98,11 @@ struct LongLivedRevocationTests {
 
                     // What each node did: it closed every one of the revoked subject's connections
                     // it held soon after applying the revocation. The bound here is loose (debug
-                    // builds, 200 Python peers on 2 cores); the 10 ms figure is release builds'
-                    // (cluster/bench/token-end.sh, docs/benchmarks.md), which run this test.
+                    // builds, 200 Python peers on 2 cores: up to 50 ms seen); the 10 ms figure is
+                    // release builds' (cluster/bench/token-end.sh, docs/benchmarks.md), which run
+                    // this test.
                     var closed = (websocket: 0.0, grpc: 0.0)
+                    var counted = (websocket: 0.0, grpc: 0.0)
                     for (number, gateway) in cluster.gateways.enumerated() {
                         let node = "gw-\(number + 1)"
                         let metrics = try gateway.metrics()
@@ -108,13 +110,16 @@ struct LongLivedRevocationTests {
                             / max(1, PrometheusText.sample(metrics, "portcullis_revocation_propagation_seconds_count") ?? 0)
                         for name in ["websocket", "grpc"] {
                             let times = CloseTimes(metrics, protocol: name)
-                            #expect(times.within100ms == times.count,
-                                    "\(node): \(Int(times.count - times.within100ms)) of its \(Int(times.count)) \(name) closes took over 100 ms")
+                            let ended = PrometheusText.sample(metrics, #"portcullis_sessions_closed_total{protocol="\#(name)",reason="token_revoked"}"#) ?? 0
+                            if name == "websocket" { counted.websocket += ended } else { counted.grpc += ended }
+                            #expect(times.within250ms == times.count,
+                                    "\(node): \(Int(times.count - times.within250ms)) of its \(Int(times.count)) \(name) closes took over 250 ms")
                             if name == "websocket" { closed.websocket += times.count } else { closed.grpc += times.count }
                             print("token-end \(node) \(name): closed \(Int(times.count)), all within \(times.allWithin) s, mean \(String(format: "%.2f", times.sum / max(1, times.count) * 1000)) ms after applying the revocation; propagation mean \(String(format: "%.2f", propagation * 1000)) ms")
                         }
                     }
-                    #expect(closed.websocket == 10 && closed.grpc == 10, "closed by revocation: \(closed)")
+                    #expect(closed.websocket == 10 && closed.grpc == 10, "timed closes: \(closed)")
+                    #expect(counted.websocket == 10 && counted.grpc == 10, "sessions ended as token_revoked: \(counted)")
                     print("token-end client: slowest close seen after the revocation call: \(Int(slowest * 1000)) ms")
                 }
             }

@@ -19,7 +19,7 @@ fi
 cluster/build-release.sh --product PortcullisBench >/dev/null
 export PROTO=h2 H2_SHAPES=${H2_SHAPES:-1x100}
 configs="h2-nginx h2-haproxy h2-subject-hdr-none"
-rows='^h2-(nginx|haproxy|subject-hdr-none)@'
+rows='^h2-(nginx|haproxy|subject-hdr-none)@[0-9x]+ +none '
 harness() {
   CONFIGS=$configs DURATION=${DURATION:-10s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 \
     "$peers/run-peers.sh" 2>/dev/null | grep -E "$rows" | sed "s/^/$1 /"

@@ -69,7 +69,9 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         context.write(wrapOutboundOut(.headers(block)), promise: promise)
     }
 
-    /// `headers` with `x-request-id` marked not to be indexed; nil when it has none.
+    /// `headers` with `x-request-id` marked not to be indexed (moved to the end; the gateway
+    /// sends exactly one); nil when it has none. The copy of the fields is the price of changing
+    /// one: the frame still holds them.
     static func unindexingRequestID(_ headers: HPACKHeaders) -> HPACKHeaders? {
         guard let requestID = headers.first(name: "x-request-id") else { return nil }
         var unindexed = headers
