@@ -17,7 +17,8 @@ import Synchronization
 /// each take the shard registry's lock (to find the loop's shard) and the metrics' locks (the
 /// open gauge, the closed counter) — uncontended, but on the request path of every HTTP/2 stream
 /// admitted with a token; a revocation change takes the registry's lock once to list the loops.
-/// No lock is taken per frame.
+/// A close for a token end also takes the lock of the map of `portcullis_token_end_close_seconds`
+/// histograms (once per close, never per request). No lock is taken per frame.
 /// A revocation change (`revocationChanged`, from `RevocationSet.onChange`) re-checks every
 /// session whose route closes on token end, on its own loop, with the same check a new request
 /// gets.
