@@ -66,6 +66,46 @@ struct GRPCGatewayTests {
         await gateway.stop()
     }
 
+    /// A real gRPC server (grpcio) that finishes a call while the client is still sending ends the
+    /// stream with RST_STREAM NO_ERROR (RFC 9113 §8.1). The build before this test closed the
+    /// upstream connection after 200 of them in 30 s (swift-nio-http2's rapid-reset limit, meant
+    /// for a server's clients), failing the calls open on it, and ended each such client stream
+    /// with RST_STREAM CANCEL, which the gRPC client reported as CANCELLED for about a third of
+    /// the calls whose status OK had arrived.
+    @Test("a gRPC server that finishes each call before the client's end (RST_STREAM NO_ERROR after its status) keeps its upstream connection: 300 such calls end OK, a stream open beside them is not cut, and no upstream connection error is counted")
+    func earlyFinishingServer() async throws {
+        let serverPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "grpc-early")
+        let server = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.script, "server", String(serverPort)],
+                                        logFile: directory + "/server.log")
+        defer { Task { _ = await server.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+        let issuer = try TestIssuer()
+        let gateway = try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            \(issuers)
+            routes:
+              - name: grpc
+                path_prefix: /pkg.Echo
+                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2c}
+                auth: {type: jwt}
+            """
+        }
+        let result = try runCommand("/usr/bin/env", ["python3", Self.script, "early", String(gateway.port), try issuer.token(sub: "erin"), "300"])
+        let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        #expect(seen["ok"] as? Int == 300, "\(result.stdout) \(result.stderr)")
+        #expect((seen["failed"] as? [String: Int])?.isEmpty == true, "\(result.stdout)")
+        #expect(seen["watch"] as? String == "open", "the stream beside the calls was cut: \(result.stdout)")
+        let metrics = try gateway.metrics()
+        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+        #expect(!metrics.contains("portcullis_upstream_failures_total{"), "\(metrics.split(separator: "\n").filter { $0.contains("upstream_failures") })")
+        await gateway.stop()
+    }
+
     @Test("a route with protocol: h2 reaches a gRPC server over TLS (ALPN h2), verifying its certificate")
     func grpcOverTLSUpstream() async throws {
         let authority = try TestCertificateAuthority.make(name: "Upstream CA")

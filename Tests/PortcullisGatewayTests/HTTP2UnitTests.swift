@@ -110,6 +110,40 @@ struct HTTP2UnitTests {
         #expect(try channel.finish().isClean)
     }
 
+    @Test("an early response's end is RST_STREAM NO_ERROR, written and flushed when asked; other events and frames pass on")
+    func earlyResponseReset() throws {
+        /// Records the outbound events that reach the channel's head.
+        final class EventSink: ChannelOutboundHandler {
+            typealias OutboundIn = NIOAny
+            var events: [String] = []
+            func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+                events.append("\(type(of: event))")
+                promise?.succeed()
+            }
+        }
+        let sink = EventSink()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([sink, HTTP2EarlyResponseReset()])
+        try channel.writeOutbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "x")))))
+        guard case .data = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("DATA not passed on")
+            return
+        }
+        channel.pipeline.triggerUserOutboundEvent("another", promise: nil)
+        #expect(sink.events == ["String"])
+        #expect(try channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        channel.pipeline.triggerUserOutboundEvent(HTTP2EarlyResponseReset.request, promise: written)
+        guard case .rstStream(let code) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no RST_STREAM written")
+            return
+        }
+        #expect(code == .noError)
+        #expect(sink.events == ["String"], "the request is not passed on")
+        try written.futureResult.wait()
+        #expect(try channel.finish().isClean)
+    }
+
     @Test("the gateway's refusals map to the gRPC statuses clients act on")
     func grpcStatusMapping() {
         #expect(GRPCStatus.code(for: .unauthorized) == 16)

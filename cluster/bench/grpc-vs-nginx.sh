@@ -7,6 +7,8 @@
 # Builds the release gateway first unless PORTCULLIS_BIN is set. Works from a plain clone.
 #   cluster/bench/grpc-vs-nginx.sh                      # DURATION=10s REPEATS=3
 #   DURATION=5s REPEATS=1 cluster/bench/grpc-vs-nginx.sh
+# Every row counts failed calls (h2load's, and the gateway's gRPC-shaped errors from its metrics, which h2load
+# sees as HTTP 200); the run exits 1 if any call failed.
 # Knobs: DURATION, REPEATS, CONNS (64), STREAMS (10), LOAD_CORE (0), PROXY_CORE (1), BASE_PORT (19080),
 # LOGS (a folder that keeps the servers' logs).
 set -euo pipefail
@@ -130,10 +132,11 @@ if command -v haproxy >/dev/null; then
   haproxy_cfg $haproxy_jwt_port jwt > "$run/haproxy-jwt.cfg"
 fi
 
+declare -A pid_of
 start() { # name core argv...
   local name=$1 core=$2; shift 2
   taskset -c "$core" "$@" > "$run/$name.log" 2>&1 &
-  pids+=($!)
+  pids+=($!); pid_of[$name]=$!
 }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 start backend "$LOAD_CORE" nginx -p "$run" -e stderr -c "$run/backend.conf"
@@ -146,14 +149,32 @@ if [ -n "$has_haproxy" ]; then
   wait_port $haproxy_port; wait_port $haproxy_jwt_port
 fi
 
-load() { # port [header] -> "req/s succeeded"
-  local out
+# CPU time (user + system, clock ticks) of a process so far: /proc/PID/stat fields 14 and 15.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The gateway's gRPC calls it did not answer with status 200 so far (its metrics): a failed call
+# is an HTTP 200 with grpc-status in trailers, which h2load counts as a success.
+gateway_refusals() {
+  curl -s "http://127.0.0.1:$((gateway_port + 1000))/metrics" \
+    | awk '/^portcullis_http_requests_total\{route="grpc"/ && !/code="200"/ {n += $NF} END {print n + 0}'
+}
+load() { # duration port proxy-name [header] -> "req/s succeeded cpu-µs-per-succeeded-call failed"
+  local out before after refused_before=0 refused_after=0
+  [ "$3" = portcullis ] && refused_before=$(gateway_refusals)
+  before=$(ticks "${pid_of[$3]}")
   out=$(taskset -c "$LOAD_CORE" h2load -c "$CONNS" -m "$STREAMS" -D "$1" -d "$run/request.bin" \
-        -H 'content-type: application/grpc' -H 'te: trailers' ${3:+-H "$3"} "http://127.0.0.1:$2/pkg.Echo/Unary" 2>&1)
-  local rps ok
+        -H 'content-type: application/grpc' -H 'te: trailers' ${4:+-H "$4"} "http://127.0.0.1:$2/pkg.Echo/Unary" 2>&1)
+  after=$(ticks "${pid_of[$3]}")
+  [ "$3" = portcullis ] && refused_after=$(gateway_refusals)
+  local rps ok failed
   rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
   ok=$(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' <<<"$out")
-  echo "${rps:-0} ${ok:-0}"
+  # Failed: h2load's failed requests (non-2xx, reset streams) and the gateway's gRPC-shaped errors.
+  failed=$(sed -n 's/^requests: .* \([0-9]*\) failed,.*/\1/p' <<<"$out")
+  failed=$(( ${failed:-0} + refused_after - refused_before ))
+  ok=$(( ${ok:-0} - (refused_after - refused_before) ))
+  # The proxy's CPU per successful call, warm-up excluded (it runs as a load of its own).
+  echo "${rps:-0} $ok $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$ok" \
+       'BEGIN {printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0)}') $failed"
 }
 # Every row must be real gRPC successes: one call each, checked for grpc-status 0 in trailers.
 check() { # port [header]
@@ -173,27 +194,36 @@ if nghttp -v -d "$run/request.bin" -H 'content-type: application/grpc' -H 'te: t
 fi
 
 echo "== gRPC unary, h2load -c$CONNS -m$STREAMS -D $DURATION; load and backend on core $LOAD_CORE, proxy on core $PROXY_CORE =="
-printf '%-28s %-6s %12s %12s\n' config run req/s succeeded
-declare -A all
+printf '%-28s %-6s %12s %12s %9s %14s\n' config run req/s succeeded failed 'CPU µs/call'
+declare -A all cpu
+failures=0
+row() { # label key duration port proxy-name [header]
+  local label=$1 key=$2; shift 2
+  load 2s "${@:2}" >/dev/null
+  read -r rps ok us failed < <(load "$@")
+  printf '%-28s %-6s %12s %12s %9s %14s\n' "$label" "$repeat" "$rps" "$ok" "$failed" "$us"
+  # A row's rate counts every answer; a row with failed calls measures something else.
+  [ "$failed" -eq 0 ] || failures=$((failures + failed))
+  all[$key]+="$rps "; cpu[$key]+="$us "
+}
 for repeat in $(seq "$REPEATS"); do
-  load 2s $nginx_port >/dev/null; read -r rps ok < <(load "$DURATION" $nginx_port)
-  printf '%-28s %-6s %12s %12s\n' nginx-grpc_pass "$repeat" "$rps" "$ok"; all[nginx]+="$rps "
-  load 2s $gateway_port "authorization: Bearer $token" >/dev/null
-  read -r rps ok < <(load "$DURATION" $gateway_port "authorization: Bearer $token")
-  printf '%-28s %-6s %12s %12s\n' portcullis-rs256-h2c "$repeat" "$rps" "$ok"; all[portcullis]+="$rps "
+  row nginx-grpc_pass nginx "$DURATION" $nginx_port nginx-grpc
+  row portcullis-rs256-h2c portcullis "$DURATION" $gateway_port portcullis "authorization: Bearer $token"
   if [ -n "$has_haproxy" ]; then
-    load 2s $haproxy_port >/dev/null; read -r rps ok < <(load "$DURATION" $haproxy_port)
-    printf '%-28s %-6s %12s %12s\n' haproxy-h2 "$repeat" "$rps" "$ok"; all[haproxy]+="$rps "
-    load 2s $haproxy_jwt_port "authorization: Bearer $token" >/dev/null
-    read -r rps ok < <(load "$DURATION" $haproxy_jwt_port "authorization: Bearer $token")
-    printf '%-28s %-6s %12s %12s\n' haproxy-jwt-rs256-h2 "$repeat" "$rps" "$ok"; all[haproxy_jwt]+="$rps "
+    row haproxy-h2 haproxy "$DURATION" $haproxy_port haproxy
+    row haproxy-jwt-rs256-h2 haproxy_jwt "$DURATION" $haproxy_jwt_port haproxy-jwt "authorization: Bearer $token"
   fi
 done
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 n=$(median "${all[nginx]}") p=$(median "${all[portcullis]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 echo "medians: nginx grpc_pass $n req/s, portcullis (RS256) $p req/s, ratio $(ratio "$p" "$n")x"
+echo "medians of CPU µs per call: nginx grpc_pass $(median "${cpu[nginx]}"), portcullis $(median "${cpu[portcullis]}")$([ -n "$has_haproxy" ] && echo ", haproxy h2 $(median "${cpu[haproxy]}"), haproxy jwt_verify $(median "${cpu[haproxy_jwt]}")")"
 if [ -n "$has_haproxy" ]; then
   h=$(median "${all[haproxy]}") hj=$(median "${all[haproxy_jwt]}")
   echo "medians: haproxy h2 $h req/s, haproxy jwt_verify (RS256) $hj req/s; portcullis vs haproxy jwt_verify $(ratio "$p" "$hj")x, vs plain haproxy $(ratio "$p" "$h")x"
+fi
+if [ "$failures" -gt 0 ]; then
+  echo "FAILED CALLS: $failures calls failed across the rows above; their rates are not gRPC successes" >&2
+  exit 1
 fi

@@ -13,13 +13,13 @@ import NIOCore
 final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
     typealias InboundIn = Any
 
-    private let onError: () -> Void
+    private let onError: (any Error) -> Void
     private let linger: TimeAmount?
     private var closing = false
 
-    /// `onError` runs (to count it) once, before the connection is closed. With `linger` nil the
+    /// `onError` runs (to count or log it) once, before the connection is closed. With `linger` nil the
     /// connection is closed at once (an upstream connection: the pool must not hand it out again).
-    init(linger: TimeAmount? = .seconds(1), onError: @escaping () -> Void) {
+    init(linger: TimeAmount? = .seconds(1), onError: @escaping (any Error) -> Void) {
         self.linger = linger
         self.onError = onError
     }
@@ -28,7 +28,7 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
         // Later errors (frames after the GOAWAY, writes after the output is shut) change nothing.
         guard !closing else { return }
         closing = true
-        onError()
+        onError(error)
         // swift-nio-http2 holds its flush of the GOAWAY back to the end of the read loop.
         context.flush()
         guard let linger else { return context.close(promise: nil) }

@@ -207,14 +207,17 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return isHEAD ? 0 : body?.readableBytes ?? 0
     }
 
-    /// Ends the response; a request still sending its body is cut (RST_STREAM) once the end is
-    /// written, so the client stops sending what nobody reads.
+    /// Ends the response; a request still sending its body is then ended with RST_STREAM
+    /// NO_ERROR (`HTTP2EarlyResponseReset`), so the client stops sending what nobody reads and
+    /// takes the response as complete.
     private func endResponse(trailers: HTTPHeaders?) {
         guard let context else { return }
         if requestEnded {
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                context.triggerUserOutboundEvent(HTTP2EarlyResponseReset.request, promise: nil)
+            }
         }
     }
 

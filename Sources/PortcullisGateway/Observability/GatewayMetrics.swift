@@ -30,6 +30,7 @@ public final class GatewayMetrics: Sendable {
     let malformedHTTP2Streams: Counter
     /// HTTP/2 connections closed for a connection error (GOAWAY sent).
     let http2ConnectionErrors: Counter
+    let upstreamHTTP2ConnectionErrors: Counter
     private let proxyProtocolInvalid: Counter
     private let proxyProtocolTimeout: Counter
 
@@ -66,6 +67,8 @@ public final class GatewayMetrics: Sendable {
             help: "HTTP/2 streams reset (PROTOCOL_ERROR) because :authority and Host disagreed.")
         http2ConnectionErrors = registry.counter("portcullis_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams.")
+        upstreamHTTP2ConnectionErrors = registry.counter("portcullis_upstream_http2_connection_errors_total", labels: [],
+            help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol or flooded PING/SETTINGS); their open streams fail as closed_before_response.")
         let proxyProtocolHelp = "Connections closed on a proxy_protocol listener: invalid (not a valid PROXY protocol header), timeout (no complete header within limits.header_read_timeout)."
         proxyProtocolInvalid = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "invalid")], help: proxyProtocolHelp)
         proxyProtocolTimeout = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "timeout")], help: proxyProtocolHelp)

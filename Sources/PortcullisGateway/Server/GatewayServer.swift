@@ -37,8 +37,15 @@ final class GatewayServer: Sendable {
         self.quiesce = ServerQuiescingHelper(group: group)
         self.connections = ConnectionCount(limit: limits.maxConnections, gauge: context.metrics.openConnections)
         var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
+        let upstreamErrors = context.metrics.upstreamHTTP2ConnectionErrors
         for loop in group.makeIterator() {
-            pools[ObjectIdentifier(loop)] = try await loop.submit { NIOLoopBound(UpstreamPool(eventLoop: loop), eventLoop: loop) }.get()
+            pools[ObjectIdentifier(loop)] = try await loop.submit {
+                NIOLoopBound(UpstreamPool(eventLoop: loop) { address, error in
+                    upstreamErrors.increment()
+                    logger.warning("HTTP/2 connection to upstream closed after a connection error; its open streams fail",
+                                   metadata: ["upstream": "\(address)", "error": "\(error)"])
+                }, eventLoop: loop)
+            }.get()
         }
         self.pools = pools
     }

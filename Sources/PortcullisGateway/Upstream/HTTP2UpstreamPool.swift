@@ -2,12 +2,28 @@ import NIOCore
 import NIOHTTP2
 import NIOPosix
 import NIOSSL
+import PortcullisConfig
 
 /// HTTP/2 connections to upstreams (`upstream.protocol: h2` or `h2c`) for one event loop: one
 /// multiplexed connection per target and TLS set-up, opened on first use and shared by every
 /// stream to that target from this loop (swift-nio-http2 queues streams beyond the upstream's
 /// SETTINGS_MAX_CONCURRENT_STREAMS until one ends). A connection that closes is forgotten and the
 /// next stream opens a new one. Confined to the event loop, like `UpstreamPool`.
+///
+/// swift-nio-http2's flood limits are a server's defence against its clients (rapid reset,
+/// CVE-2023-44487: more than 200 RST_STREAMs in 30 s; 200 stream errors in 30 s; 200 "glitches"
+/// in a connection's life), and its defaults apply to client connections too. On a connection the
+/// gateway opens they would close a healthy upstream connection, and fail every call on it: a gRPC
+/// server or nginx ends a stream with RST_STREAM (NO_ERROR) when it answers before the request's
+/// end (RFC 9113 §8.1), so a busy upstream sends one per call. An upstream can reset only streams
+/// the gateway opened, so a reset costs the gateway no more than the request it sent: these limits
+/// are raised out of reach here (`upstreamConfiguration`). The control-frame limit (PING,
+/// SETTINGS floods) stays, and so does every protocol check. Connection errors are counted
+/// (`portcullis_upstream_http2_connection_errors_total`) and logged with the upstream and reason.
+///
+/// Flushes are held to the end of the event loop's round (`FlushCoalescingHandler`): a stream's
+/// request is written as the client connection reads it, outside this connection's read loop,
+/// where swift-nio-http2 would flush each frame on its own.
 final class HTTP2UpstreamPool {
     typealias Multiplexer = NIOHTTP2Handler.StreamMultiplexer
 
@@ -18,10 +34,31 @@ final class HTTP2UpstreamPool {
 
     let eventLoop: any EventLoop
     private var connections: [UpstreamPool.Key: Entry] = [:]
+    private let onConnectionError: (HostPort, any Error) -> Void
 
-    init(eventLoop: any EventLoop) {
+    /// `onConnectionError` runs on this loop for each connection closed by a connection error.
+    init(eventLoop: any EventLoop, onConnectionError: @escaping (HostPort, any Error) -> Void) {
         self.eventLoop = eventLoop
+        self.onConnectionError = onConnectionError
     }
+
+    /// swift-nio-http2's configuration for a connection to an upstream: push off, a 64 KiB window,
+    /// and the reset, stream-error and glitch limits out of reach (see the type's documentation):
+    /// a million resets or stream errors a second, and no lifetime count of glitches.
+    static let upstreamConfiguration: NIOHTTP2Handler.Configuration = {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [HTTP2Setting(parameter: .enablePush, value: 0),
+                                      HTTP2Setting(parameter: .initialWindowSize, value: 65_535)]
+        connection.maximumConnectionGlitches = Int.max
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        // swift-nio-http2 reserves room for `maximumCount` timestamps per connection (8 bytes
+        // each), so the limit is a rate over a short window rather than an unbounded count.
+        stream.streamResetFrameRateLimit.maximumCount = 10_000
+        stream.streamResetFrameRateLimit.windowLength = .milliseconds(10)
+        stream.streamErrorRateLimit.maximumCount = 10_000
+        stream.streamErrorRateLimit.windowLength = .milliseconds(10)
+        return NIOHTTP2Handler.Configuration(connection: connection, stream: stream)
+    }()
 
     /// Opens a stream to `target` whose pipeline `initialize` builds; `completion` runs on this
     /// loop with the stream's channel.
@@ -75,10 +112,8 @@ final class HTTP2UpstreamPool {
     private func connect(target: UpstreamTarget, settings: UpstreamSettings,
                          completion: @escaping (Result<(Multiplexer, any Channel), UpstreamError>) -> Void) {
         let address = target.address
-        var connection = NIOHTTP2Handler.ConnectionConfiguration()
-        // The gateway takes no pushed streams.
-        connection.initialSettings = [HTTP2Setting(parameter: .enablePush, value: 0),
-                                      HTTP2Setting(parameter: .initialWindowSize, value: 65_535)]
+        let configuration = Self.upstreamConfiguration
+        let onConnectionError = NIOLoopBound(self.onConnectionError, eventLoop: eventLoop)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(settings.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -88,9 +123,11 @@ final class HTTP2UpstreamPool {
                     if let tls = settings.tls {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? UpstreamPool.sniName(address.host)))
                     }
-                    _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: connection,
-                                                        streamConfiguration: .init()) { pushed in pushed.close() }
-                    try sync.addHandler(HTTP2ConnectionErrorHandler(linger: nil) {})
+                    try sync.addHandler(FlushCoalescingHandler())
+                    // The gateway takes no pushed streams.
+                    _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: configuration.connection,
+                                                        streamConfiguration: configuration.stream) { pushed in pushed.close() }
+                    try sync.addHandler(HTTP2ConnectionErrorHandler(linger: nil) { error in onConnectionError.value(address, error) })
                 }
             }
         bootstrap.connect(host: address.host, port: address.port).assumeIsolated().whenComplete { result in

@@ -47,9 +47,11 @@ final class UpstreamPool {
     /// The HTTP/2 upstream connections of this event loop, one multiplexed connection per target.
     let http2: HTTP2UpstreamPool
 
-    init(eventLoop: any EventLoop) {
+    /// `onHTTP2ConnectionError` runs on this loop for each HTTP/2 upstream connection closed by a
+    /// connection error (`HTTP2UpstreamPool`).
+    init(eventLoop: any EventLoop, onHTTP2ConnectionError: @escaping (HostPort, any Error) -> Void = { _, _ in }) {
         self.eventLoop = eventLoop
-        self.http2 = HTTP2UpstreamPool(eventLoop: eventLoop)
+        self.http2 = HTTP2UpstreamPool(eventLoop: eventLoop, onConnectionError: onHTTP2ConnectionError)
     }
 
     /// An idle connection to `target` that is still open and not too old, if any.

@@ -6,6 +6,11 @@ bytes (no protobuf), so no generated code is needed.
                                     serves pkg.Echo until killed (over TLS with CERT and KEY);
                                     prints "ready"
     grpc_peer.py client PORT TOKEN  calls every method through PORT; prints one JSON object
+    grpc_peer.py early PORT TOKEN N with a Watch stream open on the same connection, makes N
+                                    calls to First one after another, each keeping its request
+                                    stream open until the answer has come; prints {"ok": calls
+                                    that ended OK, "failed": {code: count}, "watch": "open" or
+                                    the code the Watch stream ended with}
     grpc_peer.py hold PLAN OUT READY DONE
                                     opens one Watch stream per PLAN entry ({"port", "token"}),
                                     touches READY once each has a message, waits for DONE (at
@@ -13,7 +18,10 @@ bytes (no protobuf), so no generated code is needed.
 
 The server answers Unary with "<subject>:<request>" (the subject from the X-Auth-Subject
 metadata the gateway adds), ServerStream with 5 messages, Bidi with an echo of each message,
-Slow after 2 s, Fail with NOT_FOUND "no such thing", Big with the request reversed.
+Slow after 2 s, Fail with NOT_FOUND "no such thing", Big with the request reversed, First with
+"first:<request>" for the first message of its stream, ending the call (status OK) without
+reading the rest: the server finishes while the client is still sending, which gRPC servers
+follow with RST_STREAM (NO_ERROR) to stop the client's half (RFC 9113 §8.1).
 """
 import json
 import sys
@@ -41,6 +49,10 @@ def server_stream(request, context):
 def bidi(requests, context):
     for message in requests:
         yield b"echo:" + message
+
+
+def first(requests, context):
+    yield b"first:" + next(requests)
 
 
 def slow(request, context):
@@ -72,6 +84,7 @@ def serve(port, cert=None, key=None):
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
         "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+        "First": grpc.stream_stream_rpc_method_handler(first),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Big": grpc.unary_unary_rpc_method_handler(big),
@@ -112,6 +125,48 @@ def client(port, token):
         "big": outcome(lambda: method("unary_unary", "Big")(big_message, metadata=auth, timeout=20) == big_message[::-1]),
     }
     print(json.dumps(result), flush=True)
+
+
+def early(port, token, count):
+    import threading
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    auth = [("authorization", "Bearer " + token)]
+    watch_call = channel.unary_stream(f"/{SERVICE}/Watch")(b"w", metadata=auth, timeout=120)
+    watch_ended = {}
+
+    def follow():
+        try:
+            for _ in watch_call:
+                pass
+            watch_ended["code"] = "OK"
+        except grpc.RpcError as error:
+            watch_ended["code"] = error.code().name
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    call = channel.stream_stream(f"/{SERVICE}/First")
+    ok, failed = 0, {}
+    for i in range(count):
+        answered = threading.Event()
+
+        def requests():
+            yield b"%d" % i
+            answered.wait(10)  # the request stream stays open until the answer has come
+
+        try:
+            replies = []
+            for reply in call(requests(), metadata=auth, timeout=10):
+                replies.append(reply)
+                answered.set()
+            ok += replies == [b"first:%d" % i]
+        except grpc.RpcError as error:
+            failed[error.code().name] = failed.get(error.code().name, 0) + 1
+        finally:
+            answered.set()
+    time.sleep(0.3)
+    watch = watch_ended.get("code", "open")
+    watch_call.cancel()
+    print(json.dumps({"ok": ok, "failed": failed, "watch": watch}), flush=True)
 
 
 def hold(plan_file, out_file, ready_file, done_file):
@@ -168,6 +223,8 @@ def hold(plan_file, out_file, ready_file, done_file):
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve(int(sys.argv[2]), *sys.argv[3:5])
+    elif sys.argv[1] == "early":
+        early(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "hold":
         hold(*sys.argv[2:6])
     else:
