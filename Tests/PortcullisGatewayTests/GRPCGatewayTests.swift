@@ -106,6 +106,41 @@ struct GRPCGatewayTests {
         await gateway.stop()
     }
 
+    /// The build before sent every stream to a target over one connection, so calls beyond the
+    /// upstream's SETTINGS_MAX_CONCURRENT_STREAMS waited in the gateway for an earlier one to end
+    /// (here: two 2-second calls, then two more, about 4 s).
+    @Test("calls beyond an upstream's max_concurrent_streams go on another connection: with a limit of 2, four 2-second calls all end OK in about 2 seconds")
+    func moreConnectionsBeyondStreamLimit() async throws {
+        let serverPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "grpc-streams")
+        let server = try ManagedProcess(executable: "/usr/bin/env",
+                                        arguments: ["GRPC_PEER_MAX_STREAMS=2", "python3", Self.script, "server", String(serverPort)],
+                                        logFile: directory + "/server.log")
+        defer { Task { _ = await server.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+        let issuer = try TestIssuer()
+        let gateway = try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            \(issuers)
+            routes:
+              - name: grpc
+                path_prefix: /pkg.Echo
+                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2c}
+                auth: {type: jwt}
+            """
+        }
+        let result = try runCommand("/usr/bin/env", ["python3", Self.script, "parallel", String(gateway.port), try issuer.token(sub: "fay"), "4"])
+        let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        #expect(seen["codes"] as? [String] == ["OK", "OK", "OK", "OK"], "\(result.stdout) \(result.stderr)")
+        let seconds = seen["seconds"] as? [Double] ?? []
+        #expect(seconds.count == 4 && seconds.allSatisfy { $0 < 3.5 }, "calls waited for others to end: \(result.stdout)")
+        await gateway.stop()
+    }
+
     @Test("a route with protocol: h2 reaches a gRPC server over TLS (ALPN h2), verifying its certificate")
     func grpcOverTLSUpstream() async throws {
         let authority = try TestCertificateAuthority.make(name: "Upstream CA")

@@ -8,7 +8,7 @@
 #   cluster/bench/grpc-vs-nginx.sh                      # DURATION=10s REPEATS=3
 #   DURATION=5s REPEATS=1 cluster/bench/grpc-vs-nginx.sh
 # Every row counts failed calls (h2load's, and the gateway's gRPC-shaped errors from its metrics, which h2load
-# sees as HTTP 200); the run exits 1 if any call failed.
+# sees as HTTP 200); the run exits 1 if any call through the gateway failed.
 # Knobs: DURATION, REPEATS, CONNS (64), STREAMS (10), LOAD_CORE (0), PROXY_CORE (1), BASE_PORT (19080),
 # LOGS (a folder that keeps the servers' logs).
 set -euo pipefail
@@ -152,10 +152,11 @@ fi
 # CPU time (user + system, clock ticks) of a process so far: /proc/PID/stat fields 14 and 15.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # The gateway's gRPC calls it did not answer with status 200 so far (its metrics): a failed call
-# is an HTTP 200 with grpc-status in trailers, which h2load counts as a success.
+# is an HTTP 200 with grpc-status in trailers, which h2load counts as a success. 499s are not
+# counted: they are the calls still in flight when h2load stops at its deadline and closes.
 gateway_refusals() {
   curl -s "http://127.0.0.1:$((gateway_port + 1000))/metrics" \
-    | awk '/^portcullis_http_requests_total\{route="grpc"/ && !/code="200"/ {n += $NF} END {print n + 0}'
+    | awk '/^portcullis_http_requests_total\{route="grpc"/ && !/code="(200|499)"/ {n += $NF} END {print n + 0}'
 }
 load() { # duration port proxy-name [header] -> "req/s succeeded cpu-µs-per-succeeded-call failed"
   local out before after refused_before=0 refused_after=0
@@ -202,8 +203,9 @@ row() { # label key duration port proxy-name [header]
   load 2s "${@:2}" >/dev/null
   read -r rps ok us failed < <(load "$@")
   printf '%-28s %-6s %12s %12s %9s %14s\n' "$label" "$repeat" "$rps" "$ok" "$failed" "$us"
-  # A row's rate counts every answer; a row with failed calls measures something else.
-  [ "$failed" -eq 0 ] || failures=$((failures + failed))
+  # A row's rate counts every answer; the gateway's rows must be all successes (the peers'
+  # failures are printed: nginx's grpc_pass answers a few calls per run with 5xx here).
+  [ "$key" != portcullis ] || failures=$((failures + failed))
   all[$key]+="$rps "; cpu[$key]+="$us "
 }
 for repeat in $(seq "$REPEATS"); do
@@ -224,6 +226,6 @@ if [ -n "$has_haproxy" ]; then
   echo "medians: haproxy h2 $h req/s, haproxy jwt_verify (RS256) $hj req/s; portcullis vs haproxy jwt_verify $(ratio "$p" "$hj")x, vs plain haproxy $(ratio "$p" "$h")x"
 fi
 if [ "$failures" -gt 0 ]; then
-  echo "FAILED CALLS: $failures calls failed across the rows above; their rates are not gRPC successes" >&2
+  echo "FAILED CALLS: $failures calls through the gateway failed in the rows above; its rates are not gRPC successes" >&2
   exit 1
 fi

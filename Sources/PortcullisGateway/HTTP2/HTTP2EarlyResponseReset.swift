@@ -6,10 +6,11 @@ import NIOHTTP2
 /// §8.1), where closing the stream channel would send CANCEL — which a gRPC client may report as
 /// a CANCELLED call although its status OK has arrived.
 ///
-/// `HTTP2StreamHandler` asks for it with the outbound event `HTTP2EarlyResponseReset.request`
-/// once the response's end is written; this handler sits before NIO's HTTP/2-to-HTTP/1 codec,
-/// where a stream's writes are frame payloads. swift-nio-http2 closes the stream once the reset
-/// is written. Confined to the stream's event loop.
+/// `HTTP2StreamHandler` adds it at the front of the stream's pipeline (before NIO's
+/// HTTP/2-to-HTTP/1 codec, where a stream's writes are frame payloads) once the response's end is
+/// written, and asks for the reset with the outbound event `HTTP2EarlyResponseReset.request`:
+/// streams that need it are few, so the others do not carry it. swift-nio-http2 closes the
+/// stream once the reset is written. Confined to the stream's event loop.
 final class HTTP2EarlyResponseReset: ChannelOutboundHandler {
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload

@@ -3,9 +3,8 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
-/// (`FlushCoalescingHandler`), the connection handler with the gateway's SETTINGS, a connection manager, and per stream the reset
-/// that ends an early response (`HTTP2EarlyResponseReset`), the header-block rules, NIO's HTTP/2-to-HTTP/1 codec and
-/// `HTTP2StreamHandler`.
+/// (`FlushCoalescingHandler`), the connection handler with the gateway's SETTINGS, a connection manager, and per stream the header-block rules,
+/// NIO's HTTP/2-to-HTTP/1 codec and `HTTP2StreamHandler`.
 ///
 /// The attacks on HTTP/2 servers are swift-nio-http2's to stop, with its defaults: rapid reset
 /// (CVE-2023-44487: more than 200 RST_STREAMs in 30 s close the connection with
@@ -43,7 +42,6 @@ enum HTTP2Pipeline {
                                             streamDelegate: manager.http2StreamDelegate) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandlers([
-                    HTTP2EarlyResponseReset(),
                     HTTP2HeaderBlocks(onMalformed: { malformed.increment() }),
                     HTTP2FramePayloadToHTTP1ServerCodec(),
                     HTTP2StreamHandler(shared: bound.value),

@@ -216,7 +216,13 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
-                context.triggerUserOutboundEvent(HTTP2EarlyResponseReset.request, promise: nil)
+                // Added only now, at the front of the stream's pipeline: most streams never need it.
+                do {
+                    try context.pipeline.syncOperations.addHandler(HTTP2EarlyResponseReset(), position: .first)
+                    context.triggerUserOutboundEvent(HTTP2EarlyResponseReset.request, promise: nil)
+                } catch {
+                    context.close(promise: nil)
+                }
             }
         }
     }

@@ -4,11 +4,18 @@ import NIOPosix
 import NIOSSL
 import PortcullisConfig
 
-/// HTTP/2 connections to upstreams (`upstream.protocol: h2` or `h2c`) for one event loop: one
-/// multiplexed connection per target and TLS set-up, opened on first use and shared by every
-/// stream to that target from this loop (swift-nio-http2 queues streams beyond the upstream's
-/// SETTINGS_MAX_CONCURRENT_STREAMS until one ends). A connection that closes is forgotten and the
-/// next stream opens a new one. Confined to the event loop, like `UpstreamPool`.
+/// HTTP/2 connections to upstreams (`upstream.protocol: h2` or `h2c`) for one event loop, per
+/// target and TLS set-up: opened on first use and shared by the streams to that target from this
+/// loop. A stream goes on the first connection with room under the upstream's
+/// SETTINGS_MAX_CONCURRENT_STREAMS; when every connection is full another is opened, up to
+/// `maxConnections` per target (beyond that, the least busy connection takes the stream and
+/// swift-nio-http2 queues it until one of its streams ends). Streams that wait for a connection
+/// being opened are placed when it is ready, by the same rule. A connection that closes is
+/// forgotten. Confined to the event loop, like `UpstreamPool`.
+///
+/// One connection per target would hold a loop to the upstream's limit (nginx allows 128 streams,
+/// many gRPC servers 100): the calls beyond it would wait in the gateway, and swift-nio-http2's
+/// queue of waiting streams is searched on every flush (docs/benchmarks.md, "gRPC").
 ///
 /// swift-nio-http2's flood limits are a server's defence against its clients (rapid reset,
 /// CVE-2023-44487: more than 200 RST_STREAMs in 30 s; 200 stream errors in 30 s; 200 "glitches"
@@ -25,15 +32,18 @@ import PortcullisConfig
 /// request is written as the client connection reads it, outside this connection's read loop,
 /// where swift-nio-http2 would flush each frame on its own.
 final class HTTP2UpstreamPool {
-    typealias Multiplexer = NIOHTTP2Handler.StreamMultiplexer
-
-    private enum Entry {
-        case connecting([(Result<Multiplexer, UpstreamError>) -> Void])
-        case ready(Multiplexer, any Channel)
+    /// Connections to one target (and TLS set-up), and the streams waiting for one being opened.
+    private final class Target {
+        var connections: [HTTP2UpstreamConnection] = []
+        var waiting: [(Result<HTTP2UpstreamConnection, UpstreamError>) -> Void] = []
+        var connecting = false
     }
 
+    /// The most connections to one target from one event loop.
+    static let maxConnections = 16
+
     let eventLoop: any EventLoop
-    private var connections: [UpstreamPool.Key: Entry] = [:]
+    private var targets: [UpstreamPool.Key: Target] = [:]
     private let onConnectionError: (HostPort, any Error) -> Void
 
     /// `onConnectionError` runs on this loop for each connection closed by a connection error.
@@ -44,12 +54,18 @@ final class HTTP2UpstreamPool {
 
     /// swift-nio-http2's configuration for a connection to an upstream: push off, a 64 KiB window,
     /// and the reset, stream-error and glitch limits out of reach (see the type's documentation):
-    /// a million resets or stream errors a second, and no lifetime count of glitches.
+    /// a million resets or stream errors a second, no lifetime count of glitches, and the last
+    /// 1024 reset streams remembered.
     static let upstreamConfiguration: NIOHTTP2Handler.Configuration = {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [HTTP2Setting(parameter: .enablePush, value: 0),
                                       HTTP2Setting(parameter: .initialWindowSize, value: 65_535)]
         connection.maximumConnectionGlitches = Int.max
+        // A stream the gateway resets may still get the frames the upstream sent before it saw the
+        // reset; swift-nio-http2 drops those for the last `maximumRecentlyResetStreams` resets
+        // (32 by default) and treats later ones as a connection error, which under hundreds of
+        // concurrent calls closed healthy connections (docs/benchmarks.md, "gRPC").
+        connection.maximumRecentlyResetStreams = 1024
         var stream = NIOHTTP2Handler.StreamConfiguration()
         // swift-nio-http2 reserves room for `maximumCount` timestamps per connection (8 bytes
         // each), so the limit is a rate over a short window rather than an unbounded count.
@@ -65,52 +81,72 @@ final class HTTP2UpstreamPool {
     func openStream(target: UpstreamTarget, settings: UpstreamSettings, initialize: @escaping (any Channel) throws -> Void,
                     completion: @escaping (Result<any Channel, UpstreamError>) -> Void) {
         eventLoop.preconditionInEventLoop()
-        multiplexer(target: target, settings: settings) { [eventLoop] result in
+        let key = UpstreamPool.Key(target.address, settings)
+        let entry = targets[key] ?? { let new = Target(); targets[key] = new; return new }()
+        place(entry, target: target, settings: settings) { [eventLoop] result in
             switch result {
             case .failure(let error):
                 completion(.failure(error))
-            case .success(let multiplexer):
+            case .success(let connection):
+                connection.openStreams += 1
                 let created = eventLoop.makePromise(of: (any Channel).self)
                 let initializer = NIOLoopBound(initialize, eventLoop: eventLoop)
-                multiplexer.createStreamChannel(promise: created) { channel in
+                connection.multiplexer.createStreamChannel(promise: created) { channel in
                     channel.eventLoop.makeCompletedFuture { try initializer.value(channel) }
                 }
                 created.futureResult.assumeIsolated().whenComplete { result in
+                    switch result {
+                    case .success(let channel):
+                        channel.closeFuture.assumeIsolated().whenComplete { _ in connection.openStreams -= 1 }
+                    case .failure:
+                        connection.openStreams -= 1
+                    }
                     completion(result.mapError { .connectFailed("\(target.address): cannot open a stream: \($0)") })
                 }
             }
         }
     }
 
-    private func multiplexer(target: UpstreamTarget, settings: UpstreamSettings,
-                             _ done: @escaping (Result<Multiplexer, UpstreamError>) -> Void) {
-        let key = UpstreamPool.Key(target.address, settings)
-        switch connections[key] {
-        case .ready(let multiplexer, let channel) where channel.isActive:
-            done(.success(multiplexer))
-        case .connecting(var waiters):
-            waiters.append(done)
-            connections[key] = .connecting(waiters)
-        case .ready, nil:
-            connections[key] = .connecting([done])
-            connect(target: target, settings: settings) { [self] result in
-                guard case .connecting(let waiters) = connections[key] else { return }
+    /// Hands `done` a connection for one more stream: one with room, else a new one (waiting for
+    /// it with the others if one is being opened), else the least busy.
+    private func place(_ entry: Target, target: UpstreamTarget, settings: UpstreamSettings,
+                       _ done: @escaping (Result<HTTP2UpstreamConnection, UpstreamError>) -> Void) {
+        entry.connections.removeAll { !$0.channel.isActive }
+        if let connection = entry.connections.first(where: \.hasRoom) { return done(.success(connection)) }
+        if entry.connecting { return entry.waiting.append(done) }
+        if entry.connections.count < Self.maxConnections {
+            entry.waiting.append(done)
+            entry.connecting = true
+            return connect(target: target, settings: settings) { [self] result in
+                entry.connecting = false
+                let waiting = entry.waiting
+                entry.waiting = []
                 switch result {
-                case .success(let (multiplexer, channel)):
-                    connections[key] = .ready(multiplexer, channel)
-                    channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
-                        if case .ready(_, let current) = connections[key], current === channel { connections[key] = nil }
+                case .success(let connection):
+                    entry.connections.append(connection)
+                    // Placed again: those beyond its room go to another connection.
+                    for waiter in waiting { place(entry, target: target, settings: settings, waiter) }
+                case .failure(let error):
+                    // Full connections still take the streams (queued by swift-nio-http2).
+                    entry.connections.removeAll { !$0.channel.isActive }
+                    for waiter in waiting {
+                        if let leastBusy = entry.connections.min(by: { $0.openStreams < $1.openStreams }) {
+                            waiter(.success(leastBusy))
+                        } else {
+                            waiter(.failure(error))
+                        }
                     }
-                case .failure:
-                    connections[key] = nil
                 }
-                for waiter in waiters { waiter(result.map(\.0)) }
             }
         }
+        guard let leastBusy = entry.connections.min(by: { $0.openStreams < $1.openStreams }) else {
+            return done(.failure(.connectFailed("\(target.address): no connection")))
+        }
+        done(.success(leastBusy))
     }
 
     private func connect(target: UpstreamTarget, settings: UpstreamSettings,
-                         completion: @escaping (Result<(Multiplexer, any Channel), UpstreamError>) -> Void) {
+                         completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamError>) -> Void) {
         let address = target.address
         let configuration = Self.upstreamConfiguration
         let onConnectionError = NIOLoopBound(self.onConnectionError, eventLoop: eventLoop)
@@ -127,6 +163,7 @@ final class HTTP2UpstreamPool {
                     // The gateway takes no pushed streams.
                     _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: configuration.connection,
                                                         streamConfiguration: configuration.stream) { pushed in pushed.close() }
+                    try sync.addHandler(HTTP2UpstreamSettingsWatcher())
                     try sync.addHandler(HTTP2ConnectionErrorHandler(linger: nil) { error in onConnectionError.value(address, error) })
                 }
             }
@@ -134,8 +171,11 @@ final class HTTP2UpstreamPool {
             switch result {
             case .success(let channel):
                 do {
-                    let multiplexer = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
-                    completion(.success((multiplexer, channel)))
+                    let sync = channel.pipeline.syncOperations
+                    let connection = HTTP2UpstreamConnection(multiplexer: try sync.handler(type: NIOHTTP2Handler.self).syncMultiplexer(),
+                                                             channel: channel)
+                    try sync.handler(type: HTTP2UpstreamSettingsWatcher.self).connection = connection
+                    completion(.success(connection))
                 } catch {
                     channel.close(promise: nil)
                     completion(.failure(.connectFailed("\(address): \(error)")))
@@ -148,7 +188,9 @@ final class HTTP2UpstreamPool {
 
     /// Closes every connection (shutdown).
     func closeAll() {
-        for case .ready(_, let channel) in connections.values { channel.close(promise: nil) }
-        connections.removeAll()
+        for entry in targets.values {
+            for connection in entry.connections { connection.channel.close(promise: nil) }
+        }
+        targets.removeAll()
     }
 }

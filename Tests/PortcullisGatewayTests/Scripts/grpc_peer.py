@@ -11,12 +11,16 @@ bytes (no protobuf), so no generated code is needed.
                                     stream open until the answer has come; prints {"ok": calls
                                     that ended OK, "failed": {code: count}, "watch": "open" or
                                     the code the Watch stream ended with}
+    grpc_peer.py parallel PORT TOKEN N
+                                    one Unary call, then N Slow calls at once; prints
+                                    {"codes": [each Slow call's code], "seconds": [its duration]}
     grpc_peer.py hold PLAN OUT READY DONE
                                     opens one Watch stream per PLAN entry ({"port", "token"}),
                                     touches READY once each has a message, waits for DONE (at
                                     most 60 s) and 1.5 s more, then writes to OUT how each ended
 
-The server answers Unary with "<subject>:<request>" (the subject from the X-Auth-Subject
+The server allows GRPC_PEER_MAX_STREAMS concurrent streams per connection when that is set
+(its SETTINGS_MAX_CONCURRENT_STREAMS). It answers Unary with "<subject>:<request>" (the subject from the X-Auth-Subject
 metadata the gateway adds), ServerStream with 5 messages, Bidi with an echo of each message,
 Slow after 2 s, Fail with NOT_FOUND "no such thing", Big with the request reversed, First with
 "first:<request>" for the first message of its stream, ending the call (status OK) without
@@ -78,8 +82,11 @@ def watch(request, context):
 
 
 def serve(port, cert=None, key=None):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=256),
-                         options=[("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)])
+    import os
+    options = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
+    if os.environ.get("GRPC_PEER_MAX_STREAMS"):
+        options.append(("grpc.max_concurrent_streams", int(os.environ["GRPC_PEER_MAX_STREAMS"])))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=256), options=options)
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
@@ -169,6 +176,31 @@ def early(port, token, count):
     print(json.dumps({"ok": ok, "failed": failed, "watch": watch}), flush=True)
 
 
+def parallel(port, token, count):
+    import threading
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    auth = [("authorization", "Bearer " + token)]
+    channel.unary_unary(f"/{SERVICE}/Unary")(b"warm", metadata=auth, timeout=10)
+    slow_call = channel.unary_unary(f"/{SERVICE}/Slow")
+    codes, seconds = [None] * count, [None] * count
+
+    def one(i):
+        start = time.monotonic()
+        try:
+            slow_call(b"%d" % i, metadata=auth, timeout=20)
+            codes[i] = "OK"
+        except grpc.RpcError as error:
+            codes[i] = error.code().name
+        seconds[i] = round(time.monotonic() - start, 2)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(json.dumps({"codes": codes, "seconds": seconds}), flush=True)
+
+
 def hold(plan_file, out_file, ready_file, done_file):
     import os
     import threading
@@ -225,6 +257,8 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]), *sys.argv[3:5])
     elif sys.argv[1] == "early":
         early(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "parallel":
+        parallel(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "hold":
         hold(*sys.argv[2:6])
     else:

@@ -1,0 +1,51 @@
+import NIOCore
+import NIOHTTP2
+
+/// One HTTP/2 connection to an upstream and how many streams it may still carry: the streams the
+/// gateway has open on it against the upstream's SETTINGS_MAX_CONCURRENT_STREAMS. Confined to the
+/// event loop of its `HTTP2UpstreamPool`.
+final class HTTP2UpstreamConnection {
+    let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    let channel: any Channel
+    /// Streams opened on this connection and not yet closed.
+    var openStreams = 0
+    /// The upstream's SETTINGS_MAX_CONCURRENT_STREAMS: 100 until its SETTINGS arrive (the least
+    /// RFC 9113 §6.5.2 recommends a peer allow), unlimited when they do not name one.
+    var maxStreams = 100
+
+    init(multiplexer: NIOHTTP2Handler.StreamMultiplexer, channel: any Channel) {
+        self.multiplexer = multiplexer
+        self.channel = channel
+    }
+
+    /// Whether another stream would be sent at once rather than queued by swift-nio-http2 until one
+    /// of this connection's streams ends.
+    var hasRoom: Bool { channel.isActive && openStreams < maxStreams }
+}
+
+/// Reads the upstream's SETTINGS (swift-nio-http2 passes the root stream's frames on to the
+/// connection's pipeline) into its `HTTP2UpstreamConnection`'s `maxStreams`.
+final class HTTP2UpstreamSettingsWatcher: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+
+    /// Set once the connection is in the pool; SETTINGS read before that are kept for it.
+    var connection: HTTP2UpstreamConnection? {
+        didSet { if let maxStreams { connection?.maxStreams = maxStreams } }
+    }
+    private var maxStreams: Int?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if case .settings(.settings(let settings)) = frame.payload {
+            // SETTINGS change only what they name; a first SETTINGS without the limit means none.
+            if let limit = settings.last(where: { $0.parameter == .maxConcurrentStreams }) {
+                maxStreams = limit.value
+            } else if maxStreams == nil {
+                maxStreams = Int.max
+            }
+            if let maxStreams { connection?.maxStreams = maxStreams }
+        }
+        context.fireChannelRead(data)
+    }
+}
