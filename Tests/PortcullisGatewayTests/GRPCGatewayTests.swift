@@ -74,27 +74,10 @@ struct GRPCGatewayTests {
     /// the calls whose status OK had arrived.
     @Test("a gRPC server that finishes each call before the client's end (RST_STREAM NO_ERROR after its status) keeps its upstream connection: 300 such calls end OK, a stream open beside them is not cut, and no upstream connection error is counted")
     func earlyFinishingServer() async throws {
-        let serverPort = try FreePort.allocate()
-        let directory = try TemporaryDirectory.make(prefix: "grpc-early")
-        let server = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.script, "server", String(serverPort)],
-                                        logFile: directory + "/server.log")
-        defer { Task { _ = await server.terminate() } }
-        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+        let server = try await Self.startServer(prefix: "grpc-early")
+        defer { Task { _ = await server.process.terminate() } }
         let issuer = try TestIssuer()
-        let gateway = try await GatewayProcess.start { port, adminPort, directory in
-            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
-            return """
-            listen: 127.0.0.1:\(port)
-            admin_listen: 127.0.0.1:\(adminPort)
-            event_loops: 1
-            \(issuers)
-            routes:
-              - name: grpc
-                path_prefix: /pkg.Echo
-                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2c}
-                auth: {type: jwt}
-            """
-        }
+        let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer)
         let result = try runCommand("/usr/bin/env", ["python3", Self.script, "early", String(gateway.port), try issuer.token(sub: "erin"), "300"])
         let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
         #expect(seen["ok"] as? Int == 300, "\(result.stdout) \(result.stderr)")
@@ -111,28 +94,10 @@ struct GRPCGatewayTests {
     /// (here: two 2-second calls, then two more, about 4 s).
     @Test("calls beyond an upstream's max_concurrent_streams go on another connection: with a limit of 2, four 2-second calls all end OK in about 2 seconds")
     func moreConnectionsBeyondStreamLimit() async throws {
-        let serverPort = try FreePort.allocate()
-        let directory = try TemporaryDirectory.make(prefix: "grpc-streams")
-        let server = try ManagedProcess(executable: "/usr/bin/env",
-                                        arguments: ["GRPC_PEER_MAX_STREAMS=2", "python3", Self.script, "server", String(serverPort)],
-                                        logFile: directory + "/server.log")
-        defer { Task { _ = await server.terminate() } }
-        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+        let server = try await Self.startServer(prefix: "grpc-streams", environment: ["GRPC_PEER_MAX_STREAMS=2"])
+        defer { Task { _ = await server.process.terminate() } }
         let issuer = try TestIssuer()
-        let gateway = try await GatewayProcess.start { port, adminPort, directory in
-            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
-            return """
-            listen: 127.0.0.1:\(port)
-            admin_listen: 127.0.0.1:\(adminPort)
-            event_loops: 1
-            \(issuers)
-            routes:
-              - name: grpc
-                path_prefix: /pkg.Echo
-                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2c}
-                auth: {type: jwt}
-            """
-        }
+        let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer)
         let result = try runCommand("/usr/bin/env", ["python3", Self.script, "parallel", String(gateway.port), try issuer.token(sub: "fay"), "4"])
         let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
         #expect(seen["codes"] as? [String] == ["OK", "OK", "OK", "OK"], "\(result.stdout) \(result.stderr)")
@@ -177,6 +142,35 @@ struct GRPCGatewayTests {
                 #expect(seen["unary"]?["code"] as? String == "UNAVAILABLE", "\(result.stdout) \(result.stderr)")
             }
             await gateway.stop()
+        }
+    }
+
+    /// The Python gRPC server (Scripts/grpc_peer.py) on a free port, ready.
+    private static func startServer(prefix: String, environment: [String] = []) async throws -> (process: ManagedProcess, port: Int) {
+        let port = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: prefix)
+        let process = try ManagedProcess(executable: "/usr/bin/env", arguments: environment + ["python3", script, "server", String(port)],
+                                         logFile: directory + "/server.log")
+        #expect(try await Poll.until(timeout: .seconds(20)) { process.output.contains("ready") }, "grpc server: \(process.output)")
+        return (process, port)
+    }
+
+    /// A gateway on one event loop (so every call shares its upstream connections) with a JWT route
+    /// to `upstreamPort` over h2c.
+    private static func startGateway(upstreamPort: Int, issuer: TestIssuer) async throws -> GatewayProcess {
+        try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            \(issuers)
+            routes:
+              - name: grpc
+                path_prefix: /pkg.Echo
+                upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}
+                auth: {type: jwt}
+            """
         }
     }
 }
