@@ -215,7 +215,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if requestEnded {
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { result in
+                // An end that could not be written leaves the response incomplete: CANCEL, not NO_ERROR.
+                guard case .success = result else { return context.close(promise: nil) }
                 // Added only now, at the front of the stream's pipeline: most streams never need it.
                 do {
                     try context.pipeline.syncOperations.addHandler(HTTP2EarlyResponseReset(), position: .first)

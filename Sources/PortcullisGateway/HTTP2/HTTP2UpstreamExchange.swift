@@ -195,8 +195,12 @@ final class HTTP2UpstreamExchange {
         let passed = trailers.map { HeaderRewriter.http2ClientFields($0, policy: route.headerPolicy, requestID: nil, extra: nil) } ?? statusFromHead
         // The upstream answered before the request's end: the rest of the request goes nowhere,
         // so the upstream stream is reset rather than left half open (holding one of the
-        // upstream's concurrent streams) until the upstream resets it, if it ever does.
-        if !clientRequestEnded { stream?.close(promise: nil) }
+        // upstream's concurrent streams) until the upstream resets it, if it ever does. Not at
+        // once: an upstream's own RST_STREAM often arrives in the same read, after the trailers,
+        // and a closed stream must not be reset in answer (RFC 9113 §5.4.2).
+        if !clientRequestEnded, let stream {
+            stream.eventLoop.assumeIsolated().execute { stream.close(promise: nil) }
+        }
         stream = nil
         downstream.exchangeCompleted(log: log, route: route, trailers: passed, upstreamTime: sentAt.map { now - $0 }, now: now)
     }

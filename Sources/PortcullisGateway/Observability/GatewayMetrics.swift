@@ -68,7 +68,7 @@ public final class GatewayMetrics: Sendable {
         http2ConnectionErrors = registry.counter("portcullis_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams.")
         upstreamHTTP2ConnectionErrors = registry.counter("portcullis_upstream_http2_connection_errors_total", labels: [],
-            help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol or flooded PING/SETTINGS); their open streams fail as closed_before_response.")
+            help: "HTTP/2 connections to upstreams closed after an error on them (the upstream broke the protocol, on the connection or in one stream's response, or flooded PING/SETTINGS or RST_STREAM); their open streams fail.")
         let proxyProtocolHelp = "Connections closed on a proxy_protocol listener: invalid (not a valid PROXY protocol header), timeout (no complete header within limits.header_read_timeout)."
         proxyProtocolInvalid = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "invalid")], help: proxyProtocolHelp)
         proxyProtocolTimeout = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "timeout")], help: proxyProtocolHelp)

@@ -9,9 +9,14 @@ final class HTTP2UpstreamConnection {
     let channel: any Channel
     /// Streams opened on this connection and not yet closed.
     var openStreams = 0
-    /// The upstream's SETTINGS_MAX_CONCURRENT_STREAMS: 100 until its SETTINGS arrive (the least
-    /// RFC 9113 §6.5.2 recommends a peer allow), unlimited when they do not name one.
+    /// The upstream's SETTINGS_MAX_CONCURRENT_STREAMS: until its SETTINGS arrive, what another
+    /// connection to the target was told, else 100 (the least RFC 9113 §6.5.2 recommends a peer
+    /// allow); unlimited when they do not name one.
     var maxStreams = 100
+    /// Whether the upstream's SETTINGS have been read.
+    var settingsSeen = false
+    /// The upstream sent GOAWAY: no new stream goes on this connection.
+    var goingAway = false
 
     init(multiplexer: NIOHTTP2Handler.StreamMultiplexer, channel: any Channel) {
         self.multiplexer = multiplexer
@@ -20,32 +25,48 @@ final class HTTP2UpstreamConnection {
 
     /// Whether another stream would be sent at once rather than queued by swift-nio-http2 until one
     /// of this connection's streams ends.
-    var hasRoom: Bool { channel.isActive && openStreams < maxStreams }
+    var hasRoom: Bool { channel.isActive && !goingAway && openStreams < maxStreams }
 }
 
-/// Reads the upstream's SETTINGS (swift-nio-http2 passes the root stream's frames on to the
-/// connection's pipeline) into its `HTTP2UpstreamConnection`'s `maxStreams`.
+/// Reads the upstream's SETTINGS and GOAWAY (swift-nio-http2 passes the root stream's frames on to
+/// the connection's pipeline) into its `HTTP2UpstreamConnection`.
 final class HTTP2UpstreamSettingsWatcher: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
 
-    /// Set once the connection is in the pool; SETTINGS read before that are kept for it.
+    /// Set once the connection is in the pool; what was read before that is kept for it.
     var connection: HTTP2UpstreamConnection? {
-        didSet { if let maxStreams { connection?.maxStreams = maxStreams } }
+        didSet { apply() }
     }
     private var maxStreams: Int?
+    private var goingAway = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        if case .settings(.settings(let settings)) = frame.payload {
+        switch frame.payload {
+        case .settings(.settings(let settings)):
             // SETTINGS change only what they name; a first SETTINGS without the limit means none.
             if let limit = settings.last(where: { $0.parameter == .maxConcurrentStreams }) {
                 maxStreams = limit.value
             } else if maxStreams == nil {
                 maxStreams = Int.max
             }
-            if let maxStreams { connection?.maxStreams = maxStreams }
+            apply()
+        case .goAway:
+            goingAway = true
+            apply()
+        default:
+            break
         }
         context.fireChannelRead(data)
+    }
+
+    private func apply() {
+        guard let connection else { return }
+        if let maxStreams {
+            connection.maxStreams = maxStreams
+            connection.settingsSeen = true
+        }
+        if goingAway { connection.goingAway = true }
     }
 }

@@ -17,16 +17,16 @@ import PortcullisConfig
 /// many gRPC servers 100): the calls beyond it would wait in the gateway, and swift-nio-http2's
 /// queue of waiting streams is searched on every flush (docs/benchmarks.md, "gRPC").
 ///
-/// swift-nio-http2's flood limits are a server's defence against its clients (rapid reset,
-/// CVE-2023-44487: more than 200 RST_STREAMs in 30 s; 200 stream errors in 30 s; 200 "glitches"
-/// in a connection's life), and its defaults apply to client connections too. On a connection the
-/// gateway opens they would close a healthy upstream connection, and fail every call on it: a gRPC
-/// server or nginx ends a stream with RST_STREAM (NO_ERROR) when it answers before the request's
-/// end (RFC 9113 §8.1), so a busy upstream sends one per call. An upstream can reset only streams
-/// the gateway opened, so a reset costs the gateway no more than the request it sent: these limits
-/// are raised out of reach here (`upstreamConfiguration`). The control-frame limit (PING,
-/// SETTINGS floods) stays, and so does every protocol check. Connection errors are counted
-/// (`portcullis_upstream_http2_connection_errors_total`) and logged with the upstream and reason.
+/// swift-nio-http2's rapid-reset limit is a server's defence against its clients (CVE-2023-44487:
+/// more than 200 RST_STREAMs in 30 s), and its default applies to client connections too. On a
+/// connection the gateway opens it closed a healthy upstream connection, failing every call on
+/// it: a gRPC server or nginx ends a stream with RST_STREAM (NO_ERROR) when it answers before the
+/// request's end (RFC 9113 §8.1), so a busy upstream sends one per call. The limit is raised to
+/// what legitimate traffic can reach (`upstreamConfiguration`); a flood beyond it still closes the
+/// connection, as do the PING/SETTINGS limit and every protocol check. Any error on the connection
+/// — a connection error, or a stream error (a malformed response on one stream), which
+/// swift-nio-http2 reports on the connection too — closes it, failing its open calls; each is
+/// counted (`portcullis_upstream_http2_connection_errors_total`) and logged with the upstream.
 ///
 /// Flushes are held to the end of the event loop's round (`FlushCoalescingHandler`): a stream's
 /// request is written as the client connection reads it, outside this connection's read loop,
@@ -37,7 +37,13 @@ final class HTTP2UpstreamPool {
         var connections: [HTTP2UpstreamConnection] = []
         var waiting: [(Result<HTTP2UpstreamConnection, UpstreamError>) -> Void] = []
         var connecting = false
+        /// When a connect to this target last failed: for `retryAfter` the existing connections take
+        /// the streams (queued) rather than each overflow waiting for another failing connect.
+        var failedAt: NIODeadline?
     }
+
+    /// How long after a failed connect no further connection is opened while others exist.
+    static let retryAfter = TimeAmount.seconds(1)
 
     /// The most connections to one target from one event loop.
     static let maxConnections = 16
@@ -46,33 +52,29 @@ final class HTTP2UpstreamPool {
     private var targets: [UpstreamPool.Key: Target] = [:]
     private let onConnectionError: (HostPort, any Error) -> Void
 
-    /// `onConnectionError` runs on this loop for each connection closed by a connection error.
+    /// `onConnectionError` runs on this loop for each connection closed by an error on it.
     init(eventLoop: any EventLoop, onConnectionError: @escaping (HostPort, any Error) -> Void) {
         self.eventLoop = eventLoop
         self.onConnectionError = onConnectionError
     }
 
     /// swift-nio-http2's configuration for a connection to an upstream: push off, a 64 KiB window,
-    /// and the reset, stream-error and glitch limits out of reach (see the type's documentation):
-    /// a million resets or stream errors a second, no lifetime count of glitches, and the last
-    /// 1024 reset streams remembered.
+    /// the RST_STREAM limit raised from a server's 200 in 30 s to 2 000 in 100 ms (20 000 a second:
+    /// one per call at more calls than a loop carries, while a flood still closes the connection;
+    /// swift-nio-http2 reserves 8 bytes per counted reset, 16 KB here), and the last 1024 reset
+    /// streams remembered.
     static let upstreamConfiguration: NIOHTTP2Handler.Configuration = {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [HTTP2Setting(parameter: .enablePush, value: 0),
                                       HTTP2Setting(parameter: .initialWindowSize, value: 65_535)]
-        connection.maximumConnectionGlitches = Int.max
         // A stream the gateway resets may still get the frames the upstream sent before it saw the
         // reset; swift-nio-http2 drops those for the last `maximumRecentlyResetStreams` resets
         // (32 by default) and treats later ones as a connection error, which under hundreds of
         // concurrent calls closed healthy connections (docs/benchmarks.md, "gRPC").
         connection.maximumRecentlyResetStreams = 1024
         var stream = NIOHTTP2Handler.StreamConfiguration()
-        // swift-nio-http2 reserves room for `maximumCount` timestamps per connection (8 bytes
-        // each), so the limit is a rate over a short window rather than an unbounded count.
-        stream.streamResetFrameRateLimit.maximumCount = 10_000
-        stream.streamResetFrameRateLimit.windowLength = .milliseconds(10)
-        stream.streamErrorRateLimit.maximumCount = 10_000
-        stream.streamErrorRateLimit.windowLength = .milliseconds(10)
+        stream.streamResetFrameRateLimit.maximumCount = 2_000
+        stream.streamResetFrameRateLimit.windowLength = .milliseconds(100)
         return NIOHTTP2Handler.Configuration(connection: connection, stream: stream)
     }()
 
@@ -114,7 +116,8 @@ final class HTTP2UpstreamPool {
         entry.connections.removeAll { !$0.channel.isActive }
         if let connection = entry.connections.first(where: \.hasRoom) { return done(.success(connection)) }
         if entry.connecting { return entry.waiting.append(done) }
-        if entry.connections.count < Self.maxConnections {
+        let recentlyFailed = entry.failedAt.map { NIODeadline.now() - $0 < Self.retryAfter } ?? false
+        if entry.connections.count < Self.maxConnections, entry.connections.isEmpty || !recentlyFailed {
             entry.waiting.append(done)
             entry.connecting = true
             return connect(target: target, settings: settings) { [self] result in
@@ -123,10 +126,16 @@ final class HTTP2UpstreamPool {
                 entry.waiting = []
                 switch result {
                 case .success(let connection):
+                    // Until its own SETTINGS arrive it is trusted with what the others were told.
+                    if !connection.settingsSeen, let learned = entry.connections.first(where: \.settingsSeen) {
+                        connection.maxStreams = learned.maxStreams
+                    }
+                    entry.failedAt = nil
                     entry.connections.append(connection)
                     // Placed again: those beyond its room go to another connection.
                     for waiter in waiting { place(entry, target: target, settings: settings, waiter) }
                 case .failure(let error):
+                    entry.failedAt = .now()
                     // Full connections still take the streams (queued by swift-nio-http2).
                     entry.connections.removeAll { !$0.channel.isActive }
                     for waiter in waiting {
