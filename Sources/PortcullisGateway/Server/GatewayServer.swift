@@ -42,7 +42,7 @@ final class GatewayServer: Sendable {
             pools[ObjectIdentifier(loop)] = try await loop.submit {
                 NIOLoopBound(UpstreamPool(eventLoop: loop) { address, error in
                     upstreamErrors.increment()
-                    logger.warning("HTTP/2 connection to upstream closed after a connection error; its open streams fail",
+                    logger.warning("HTTP/2 connection to upstream closed after an error on it; its open streams fail",
                                    metadata: ["upstream": "\(address)", "error": "\(error)"])
                 }, eventLoop: loop)
             }.get()
