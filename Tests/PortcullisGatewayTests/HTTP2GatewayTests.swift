@@ -207,6 +207,22 @@ final class HTTP2GatewayTests {
         #expect((agreeing["status"] as? [String: String])?["1"] == "200")
     }
 
+    /// The build before closed the whole connection (GOAWAY) for one malformed stream, cutting the
+    /// client's other streams with it.
+    @Test("a malformed request resets its own stream (PROTOCOL_ERROR) and reaches no upstream; the stream beside it on the connection completes")
+    func malformedStreamLeavesOthers() throws {
+        let before = upstream.requestCount
+        let malformedBefore = try metric("portcullis_http2_malformed_streams_total") ?? 0
+        let seen = try peer("malformed-beside")
+        #expect((seen["resets"] as? [String: Int])?["3"] == 1, "\(seen)") // PROTOCOL_ERROR
+        #expect(seen["goaway"] is NSNull, "\(seen)")
+        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(seen)")
+        #expect((seen["status"] as? [String: String])?["3"] == nil)
+        #expect(upstream.requestCount == before + 1)
+        #expect(try metric("portcullis_http2_malformed_streams_total") == malformedBefore + 1)
+        #expect(try metric("portcullis_http2_connection_errors_total") ?? 0 == 0)
+    }
+
     @Test("two cookie fields reach an HTTP/1.1 upstream as one Cookie field")
     func cookiesAreJoined() throws {
         let seen = try peer("cookies")

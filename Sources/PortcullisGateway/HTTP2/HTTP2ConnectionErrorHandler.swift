@@ -2,8 +2,12 @@ import NIOCore
 
 /// The last handler of an HTTP/2 connection: swift-nio-http2 answers a connection error (a flood,
 /// a header block over the limit, more streams than SETTINGS_MAX_CONCURRENT_STREAMS) with GOAWAY
-/// and then reports it here; the connection is then closed (RFC 9113 §5.4.1), so a client that
+/// and then reports it here; the connection is then closed (RFC 9113 §5.4.1), so a peer that
 /// broke the protocol holds no connection and no stream on the node.
+///
+/// A malformed message on one stream (`HTTP2MalformedMessage`) is reported here the same way, but
+/// swift-nio-http2 has only reset that stream (RFC 9113 §8.1.1): it is counted and the connection
+/// stays, so the other streams on it — other clients' calls, on an upstream connection — go on.
 ///
 /// The close lingers, as nginx's `lingering_close` does: the GOAWAY is flushed and the output shut
 /// down (FIN), what the client still sends is read and dropped, and the connection is closed when
@@ -14,19 +18,24 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
     typealias InboundIn = Any
 
     private let onError: (any Error) -> Void
+    private let onMalformedStream: (any Error) -> Void
     private let linger: TimeAmount?
     private var closing = false
 
-    /// `onError` runs (to count or log it) once, before the connection is closed. With `linger` nil the
+    /// `onError` runs (to count or log it) once, before the connection is closed;
+    /// `onMalformedStream` for each stream reset for a malformed message. With `linger` nil the
     /// connection is closed at once (an upstream connection: the pool must not hand it out again).
-    init(linger: TimeAmount? = .seconds(1), onError: @escaping (any Error) -> Void) {
+    init(linger: TimeAmount? = .seconds(1), onMalformedStream: @escaping (any Error) -> Void,
+         onError: @escaping (any Error) -> Void) {
         self.linger = linger
+        self.onMalformedStream = onMalformedStream
         self.onError = onError
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Later errors (frames after the GOAWAY, writes after the output is shut) change nothing.
         guard !closing else { return }
+        if HTTP2MalformedMessage.isMalformed(error) { return onMalformedStream(error) }
         closing = true
         onError(error)
         // swift-nio-http2 holds its flush of the GOAWAY back to the end of the read loop.

@@ -26,11 +26,12 @@ public final class GatewayMetrics: Sendable {
     /// Client connections by the protocol they turned out to speak.
     let http1Connections: Counter
     let http2Connections: Counter
-    /// HTTP/2 streams reset because their request head broke an HTTP/2 rule the gateway checks.
+    /// HTTP/2 streams reset because their request was malformed.
     let malformedHTTP2Streams: Counter
     /// HTTP/2 connections closed for a connection error (GOAWAY sent).
     let http2ConnectionErrors: Counter
     let upstreamHTTP2ConnectionErrors: Counter
+    let upstreamHTTP2MalformedResponses: Counter
     private let proxyProtocolInvalid: Counter
     private let proxyProtocolTimeout: Counter
 
@@ -64,11 +65,13 @@ public final class GatewayMetrics: Sendable {
         http1Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "http/1.1")], help: protocolHelp)
         http2Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "h2")], help: protocolHelp)
         malformedHTTP2Streams = registry.counter("portcullis_http2_malformed_streams_total", labels: [],
-            help: "HTTP/2 streams reset (PROTOCOL_ERROR) because :authority and Host disagreed.")
+            help: "HTTP/2 streams reset (PROTOCOL_ERROR) because their request was malformed: a header block or content-length that breaks HTTP/2's rules, or :authority and Host that disagree. The client's other streams go on.")
         http2ConnectionErrors = registry.counter("portcullis_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams.")
         upstreamHTTP2ConnectionErrors = registry.counter("portcullis_upstream_http2_connection_errors_total", labels: [],
-            help: "HTTP/2 connections to upstreams closed after an error on them (the upstream broke the protocol, on the connection or in one stream's response, or flooded PING/SETTINGS or RST_STREAM); their open streams fail.")
+            help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol, flooded PING/SETTINGS or RST_STREAM, or sent 200 malformed responses); their open streams fail.")
+        upstreamHTTP2MalformedResponses = registry.counter("portcullis_upstream_http2_malformed_responses_total", labels: [],
+            help: "Malformed responses from HTTP/2 upstreams (a header block or content-length that breaks HTTP/2's rules): each one's stream is reset and its request fails; the connection stays.")
         let proxyProtocolHelp = "Connections closed on a proxy_protocol listener: invalid (not a valid PROXY protocol header), timeout (no complete header within limits.header_read_timeout)."
         proxyProtocolInvalid = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "invalid")], help: proxyProtocolHelp)
         proxyProtocolTimeout = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "timeout")], help: proxyProtocolHelp)

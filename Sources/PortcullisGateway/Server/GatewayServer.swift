@@ -37,13 +37,20 @@ final class GatewayServer: Sendable {
         self.quiesce = ServerQuiescingHelper(group: group)
         self.connections = ConnectionCount(limit: limits.maxConnections, gauge: context.metrics.openConnections)
         var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
-        let upstreamErrors = context.metrics.upstreamHTTP2ConnectionErrors
+        let metrics = context.metrics
         for loop in group.makeIterator() {
             pools[ObjectIdentifier(loop)] = try await loop.submit {
-                NIOLoopBound(UpstreamPool(eventLoop: loop) { address, error in
-                    upstreamErrors.increment()
-                    logger.warning("HTTP/2 connection to upstream closed after an error on it; its open streams fail",
-                                   metadata: ["upstream": "\(address)", "error": "\(error)"])
+                NIOLoopBound(UpstreamPool(eventLoop: loop) { fault in
+                    switch fault {
+                    case .connectionClosed(let address, let error):
+                        metrics.upstreamHTTP2ConnectionErrors.increment()
+                        logger.warning("HTTP/2 connection to upstream closed after an error on it; its open streams fail",
+                                       metadata: ["upstream": "\(address)", "error": "\(error)"])
+                    case .malformedResponse(let address, let error):
+                        metrics.upstreamHTTP2MalformedResponses.increment()
+                        logger.warning("malformed HTTP/2 response from upstream; its stream was reset and its request fails",
+                                       metadata: ["upstream": "\(address)", "error": "\(error)"])
+                    }
                 }, eventLoop: loop)
             }.get()
         }

@@ -23,10 +23,10 @@ import PortcullisConfig
 /// it: a gRPC server or nginx ends a stream with RST_STREAM (NO_ERROR) when it answers before the
 /// request's end (RFC 9113 §8.1), so a busy upstream sends one per call. The limit is raised to
 /// what legitimate traffic can reach (`upstreamConfiguration`); a flood beyond it still closes the
-/// connection, as do the PING/SETTINGS limit and every protocol check. Any error on the connection
-/// — a connection error, or a stream error (a malformed response on one stream), which
-/// swift-nio-http2 reports on the connection too — closes it, failing its open calls; each is
-/// counted (`portcullis_upstream_http2_connection_errors_total`) and logged with the upstream.
+/// connection, as do the PING/SETTINGS limit and every protocol check. A connection error closes
+/// the connection, failing its open calls (`HTTP2UpstreamFault.connectionClosed`); a malformed
+/// response fails its own call only, its stream reset (`HTTP2UpstreamFault.malformedResponse`,
+/// `HTTP2MalformedMessage`). Both are reported with the upstream, to count and log.
 ///
 /// Flushes are held to the end of the event loop's round (`FlushCoalescingHandler`): a stream's
 /// request is written as the client connection reads it, outside this connection's read loop,
@@ -50,12 +50,13 @@ final class HTTP2UpstreamPool {
 
     let eventLoop: any EventLoop
     private var targets: [UpstreamPool.Key: Target] = [:]
-    private let onConnectionError: (HostPort, any Error) -> Void
+    private let onFault: (HTTP2UpstreamFault) -> Void
 
-    /// `onConnectionError` runs on this loop for each connection closed by an error on it.
-    init(eventLoop: any EventLoop, onConnectionError: @escaping (HostPort, any Error) -> Void) {
+    /// `onFault` runs on this loop for each connection closed by an error on it and each
+    /// malformed response.
+    init(eventLoop: any EventLoop, onFault: @escaping (HTTP2UpstreamFault) -> Void) {
         self.eventLoop = eventLoop
-        self.onConnectionError = onConnectionError
+        self.onFault = onFault
     }
 
     /// swift-nio-http2's configuration for a connection to an upstream: push off, a 64 KiB window,
@@ -158,7 +159,7 @@ final class HTTP2UpstreamPool {
                          completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamError>) -> Void) {
         let address = target.address
         let configuration = Self.upstreamConfiguration
-        let onConnectionError = NIOLoopBound(self.onConnectionError, eventLoop: eventLoop)
+        let onFault = NIOLoopBound(self.onFault, eventLoop: eventLoop)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(settings.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -173,7 +174,9 @@ final class HTTP2UpstreamPool {
                     _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: configuration.connection,
                                                         streamConfiguration: configuration.stream) { pushed in pushed.close() }
                     try sync.addHandler(HTTP2UpstreamSettingsWatcher())
-                    try sync.addHandler(HTTP2ConnectionErrorHandler(linger: nil) { error in onConnectionError.value(address, error) })
+                    try sync.addHandler(HTTP2ConnectionErrorHandler(
+                        linger: nil, onMalformedStream: { error in onFault.value(.malformedResponse(upstream: address, error: error)) },
+                        onError: { error in onFault.value(.connectionClosed(upstream: address, error: error)) }))
                 }
             }
         bootstrap.connect(host: address.host, port: address.port).assumeIsolated().whenComplete { result in

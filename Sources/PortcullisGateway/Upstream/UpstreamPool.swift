@@ -47,11 +47,11 @@ final class UpstreamPool {
     /// The HTTP/2 upstream connections of this event loop, one multiplexed connection per target.
     let http2: HTTP2UpstreamPool
 
-    /// `onHTTP2ConnectionError` runs on this loop for each HTTP/2 upstream connection closed by a
-    /// connection error (`HTTP2UpstreamPool`).
-    init(eventLoop: any EventLoop, onHTTP2ConnectionError: @escaping (HostPort, any Error) -> Void = { _, _ in }) {
+    /// `onHTTP2Fault` runs on this loop for each HTTP/2 upstream connection closed by an error
+    /// and each malformed HTTP/2 response (`HTTP2UpstreamPool`).
+    init(eventLoop: any EventLoop, onHTTP2Fault: @escaping (HTTP2UpstreamFault) -> Void = { _ in }) {
         self.eventLoop = eventLoop
-        self.http2 = HTTP2UpstreamPool(eventLoop: eventLoop, onConnectionError: onHTTP2ConnectionError)
+        self.http2 = HTTP2UpstreamPool(eventLoop: eventLoop, onFault: onHTTP2Fault)
     }
 
     /// An idle connection to `target` that is still open and not too old, if any.

@@ -13,6 +13,8 @@ Prints one JSON object describing what the server did. Modes:
   streams N            open N streams at once, each a GET of /delay/1000
   authority HOST       a request whose :authority is `a.test` and Host is HOST
   cookies              a request with two cookie fields; prints the response body
+  malformed-beside     a GET of /delay/1000 on stream 1, then on stream 3 a request with an
+                       upper-case field name (malformed, RFC 9113 §8.2.1); waits for stream 1
   extended-connect PATH PROTOCOL [NAME=VALUE ...]
                        an extended CONNECT (RFC 8441) with that :protocol, sent whether or not the
                        server's SETTINGS enabled it; prints its answer and the server's settings
@@ -184,6 +186,14 @@ def main():
                                flags=["END_HEADERS", "END_STREAM"]))
         while 1 not in peer.ended and not peer.closed:
             peer.pump(0.5)
+        print(json.dumps(peer.result()))
+    elif mode == "malformed-beside":
+        peer.send(HeadersFrame(1, peer.request_block(path="/delay/1000"), flags=["END_HEADERS", "END_STREAM"]))
+        peer.pump(0.2)
+        peer.send(HeadersFrame(3, peer.request_block(path="/public/bad", extra=[("X-Upper", "1")]), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
         print(json.dumps(peer.result()))
     elif mode == "extended-connect":
         fields = [(":method", "CONNECT"), (":protocol", sys.argv[4]), (":scheme", "http"), (":path", arg),

@@ -1,0 +1,59 @@
+import Foundation
+import PortcullisTestSupport
+import Testing
+
+/// An HTTP/2 upstream that misbehaves (Scripts/h2_upstream.py: python-hyper's h2 with its own
+/// checks off) behind a real gateway process, curl in front.
+@Suite("HTTP/2 upstream faults", .serialized)
+struct HTTP2UpstreamFaultTests {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/h2_upstream.py").path
+
+    /// The build before closed the upstream connection for either malformed response, so the slow
+    /// request beside them — another client's — failed with 502 too, and the upstream saw three
+    /// connections.
+    @Test("a malformed response from an HTTP/2 upstream fails its own request (502, or its stream cut once the head is out) and no other: a slow request on the same upstream connection completes, and the connection is kept")
+    func malformedResponseFailsOnlyItsStream() async throws {
+        let upstreamPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "h2-upstream")
+        let upstream = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.script, String(upstreamPort)],
+                                          logFile: directory + "/upstream.log")
+        defer { Task { _ = await upstream.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { upstream.output.contains("ready") }, "h2 upstream: \(upstream.output)")
+        let gateway = try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            routes:
+              - name: h2
+                path_prefix: /
+                upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}
+            """
+        }
+        let port = gateway.port
+        let curl: @Sendable (String) throws -> CommandResult = { path in
+            try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                                            "http://127.0.0.1:\(port)\(path)"])
+        }
+        #expect(try curl("/first").stdout == "200")
+        // A slow request holds a stream on the one upstream connection while the malformed ones pass.
+        let slow = Task.detached { try curl("/slow") }
+        try await Task.sleep(for: .milliseconds(300))
+        let badField = try curl("/bad-field")
+        #expect(badField.stdout == "502", "\(badField.stdout) \(badField.stderr)")
+        // Its head (200, content-length 10) is passed on before the short body shows it malformed:
+        // the client's stream is cut, never completed.
+        let badLength = try curl("/bad-length")
+        #expect(badLength.status != 0, "a response cut short was completed: \(badLength.stdout)")
+        let slowResult = try await slow.value
+        #expect(slowResult.stdout == "200", "the request beside the malformed responses failed: \(slowResult.stdout)")
+        #expect(try curl("/last").stdout == "200")
+
+        #expect(upstream.output.components(separatedBy: "connection ").count - 1 == 1, "the upstream connection was not kept: \(upstream.output)")
+        let metrics = try gateway.metrics()
+        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_malformed_responses_total") == 2)
+        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+        #expect(gateway.process.output.contains("malformed HTTP/2 response from upstream"), "\(gateway.process.output.suffix(1000))")
+        await gateway.stop()
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""An HTTP/2 upstream (h2c, prior knowledge) built on python-hyper's h2 with its own checks of
+what it sends turned off, so that it can answer what a well-behaved server never would.
+
+    h2_upstream.py PORT
+
+Answers by path:
+  /slow              200 with body "slow" after 1.5 s
+  /bad-field         a response head with an upper-case field name (malformed, RFC 9113 §8.2.1)
+  /bad-length        a response whose body is shorter than its content-length (malformed, §8.1.1)
+  anything else      200 with body "ok" at once
+
+Prints "ready" once listening and "connection N" as the Nth connection is accepted.
+"""
+import asyncio
+import sys
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+connections = 0
+
+
+class Upstream(asyncio.Protocol):
+    def connection_made(self, transport):
+        global connections
+        connections += 1
+        print(f"connection {connections}", flush=True)
+        self.transport = transport
+        config = h2.config.H2Configuration(client_side=False, validate_outbound_headers=False,
+                                           normalize_outbound_headers=False, validate_inbound_headers=False)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.conn.initiate_connection()
+        self.flush()
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    def data_received(self, data):
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self.flush()
+            self.transport.close()
+            return
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                path = dict(event.headers).get(b":path", b"").decode()
+                self.answer(event.stream_id, path)
+            elif isinstance(event, h2.events.DataReceived):
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        self.flush()
+
+    def answer(self, stream, path):
+        if path == "/slow":
+            asyncio.get_running_loop().call_later(1.5, self.send, stream, [(":status", "200")], b"slow")
+        elif path == "/bad-field":
+            self.send(stream, [(":status", "200"), ("X-Upper", "1")], b"bad")
+        elif path == "/bad-length":
+            self.send(stream, [(":status", "200"), ("content-length", "10")], b"bad")
+        else:
+            self.send(stream, [(":status", "200")], b"ok")
+
+    def send(self, stream, headers, body):
+        try:
+            self.conn.send_headers(stream, headers)
+            self.conn.send_data(stream, body, end_stream=True)
+        except h2.exceptions.StreamClosedError:
+            return
+        self.flush()
+
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Upstream, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
