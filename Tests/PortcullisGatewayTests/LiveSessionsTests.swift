@@ -44,8 +44,8 @@ struct LiveSessionsTests {
             let sessions = Self.registry(set)
             let ends = Ends()
             let bystanderEnds = Ends()
-            let session = sessions.open(protocol: "websocket", token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
-            let bystander = sessions.open(protocol: "websocket", token: Self.token(sub: "bob", jti: "jti-2", client: "other", kid: "k2"),
+            let session = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+            let bystander = sessions.open(protocol: .websocket, token: Self.token(sub: "bob", jti: "jti-2", client: "other", kid: "k2"),
                                           policy: .close, eventLoop: loop) { bystanderEnds.seen.append($0) }
             loop.run()
             #expect(ends.seen.isEmpty)
@@ -54,9 +54,9 @@ struct LiveSessionsTests {
             #expect(ends.seen == [.revoked], "\(kind)")
             #expect(session.endReason == .tokenRevoked)
             #expect(bystanderEnds.seen.isEmpty && bystander.endReason == nil, "\(kind)")
-            #expect(sessions.watchedCount(on: loop) == 1)
+            #expect(sessions.watchedCount(on: loop).sessions == 1)
             bystander.end(.client)
-            #expect(sessions.watchedCount(on: loop) == 0)
+            #expect(sessions.watchedCount(on: loop).sessions == 0)
         }
     }
 
@@ -66,11 +66,11 @@ struct LiveSessionsTests {
         let set = RevocationSet()
         let sessions = Self.registry(set)
         let ends = Ends()
-        let session = sessions.open(protocol: "websocket", token: Self.token(exp: Self.now + 1), policy: .allow, eventLoop: loop) { ends.seen.append($0) }
+        let session = sessions.open(protocol: .websocket, token: Self.token(exp: Self.now + 1), policy: .allow, eventLoop: loop) { ends.seen.append($0) }
         set.apply(Self.revocation(.jti, "jti-1"), now: Self.now)
         loop.advanceTime(by: .seconds(3600))
         #expect(ends.seen.isEmpty && session.endReason == nil)
-        #expect(sessions.watchedCount(on: loop) == 0)
+        #expect(sessions.watchedCount(on: loop).sessions == 0)
     }
 
     @Test("a session ends as expired at exp plus the leeway its token was verified under, not before")
@@ -81,8 +81,8 @@ struct LiveSessionsTests {
         let laterEnds = Ends()
         // exp in 10 s, leeway 5 s: due in 15 s. The same issuer's token verified after a reload
         // that set its leeway to 30 s: due in 40 s.
-        _ = sessions.open(protocol: "websocket", token: Self.token(exp: Self.now + 10), policy: .close, eventLoop: loop) { ends.seen.append($0) }
-        _ = sessions.open(protocol: "websocket", token: Self.token(exp: Self.now + 10, leeway: 30), policy: .close, eventLoop: loop) {
+        _ = sessions.open(protocol: .websocket, token: Self.token(exp: Self.now + 10), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        _ = sessions.open(protocol: .websocket, token: Self.token(exp: Self.now + 10, leeway: 30), policy: .close, eventLoop: loop) {
             laterEnds.seen.append($0)
         }
         loop.advanceTime(by: .milliseconds(14_900))
@@ -95,13 +95,53 @@ struct LiveSessionsTests {
         #expect(laterEnds.seen == [.expired])
     }
 
+    /// The build before scheduled a timer per session: one added and cancelled on every gRPC call.
+    @Test("sessions whose tokens end at the same instant share one timer and all end then; the timer goes with the group's last session, and one opened after it has a new one")
+    func sharedExpiryTimer() throws {
+        let loop = EmbeddedEventLoop()
+        let sessions = Self.registry(RevocationSet())
+        let ends = Ends()
+        // Three calls under one token (due in 15 s), one under a token due in 40 s.
+        let calls = (0..<3).map { _ in
+            sessions.open(protocol: .grpc, token: Self.token(exp: Self.now + 10), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        }
+        let later = sessions.open(protocol: .grpc, token: Self.token(sub: "bob", exp: Self.now + 35), policy: .close, eventLoop: loop) { _ in }
+        #expect(sessions.watchedCount(on: loop).sessions == 4)
+        #expect(sessions.watchedCount(on: loop).timers == 2)
+        calls[0].end(.client)
+        #expect(sessions.watchedCount(on: loop).timers == 2)
+        loop.advanceTime(by: .milliseconds(14_900))
+        #expect(ends.seen.isEmpty)
+        loop.advanceTime(by: .milliseconds(200))
+        #expect(ends.seen == [.expired, .expired])
+        #expect(calls[1].endReason == .tokenExpired && calls[2].endReason == .tokenExpired && calls[0].endReason == .client)
+        #expect(sessions.watchedCount(on: loop).timers == 1)
+        later.end(.upstream)
+        #expect(sessions.watchedCount(on: loop) == (0, 0))
+        // A group whose last session ended has no timer left; a new session makes its own.
+        // (The registry's wall clock stands still: due 40 s after opening.)
+        let again = sessions.open(protocol: .grpc, token: Self.token(sub: "bob", exp: Self.now + 35), policy: .close, eventLoop: loop) { _ in }
+        #expect(sessions.watchedCount(on: loop) == (1, 1))
+        loop.advanceTime(by: .seconds(39))
+        #expect(again.endReason == nil)
+        loop.advanceTime(by: .seconds(2))
+        #expect(again.endReason == .tokenExpired)
+        #expect(sessions.watchedCount(on: loop) == (0, 0))
+    }
+
+    @Test("every protocol and end reason has a metrics slot of its own")
+    func metricSlots() {
+        #expect(SessionProtocol.allCases.map(\.index) == Array(0..<SessionProtocol.allCases.count))
+        #expect(LiveSessions.EndReason.allCases.map(\.index) == Array(0..<LiveSessions.EndReason.allCases.count))
+    }
+
     @Test("a token whose exp lies beyond what nanoseconds can count (a signed exp of 9999999999 or Int64.max) opens a session without an expiry timer instead of trapping; one long past ends at once")
     func farExpiry() throws {
         let loop = EmbeddedEventLoop()
         let sessions = Self.registry(RevocationSet())
         let ends = Ends()
         for exp in [Int64(9_999_999_999), 253_402_300_799, .max, .max - 3] {
-            _ = sessions.open(protocol: "h2", token: Self.token(exp: exp, leeway: 3600), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+            _ = sessions.open(protocol: .h2, token: Self.token(exp: exp, leeway: 3600), policy: .close, eventLoop: loop) { ends.seen.append($0) }
         }
         loop.advanceTime(by: .hours(24 * 365))
         #expect(ends.seen.isEmpty)
@@ -117,7 +157,7 @@ struct LiveSessionsTests {
         let sessions = Self.registry(set)
         set.apply(Self.revocation(.subject, "alice"), now: Self.now)
         let ends = Ends()
-        _ = sessions.open(protocol: "websocket", token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        _ = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
         loop.run()
         #expect(ends.seen == [.revoked])
     }
@@ -128,8 +168,8 @@ struct LiveSessionsTests {
         let set = RevocationSet()
         let registry = PrometheusCollectorRegistry()
         let sessions = Self.registry(set, registry: registry)
-        let first = sessions.open(protocol: "websocket", token: Self.token(), policy: .close, eventLoop: loop) { _ in }
-        let second = sessions.open(protocol: "websocket", token: nil, policy: .close, eventLoop: loop) { _ in }
+        let first = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { _ in }
+        let second = sessions.open(protocol: .websocket, token: nil, policy: .close, eventLoop: loop) { _ in }
         var text = Self.text(registry)
         #expect(text.contains("portcullis_sessions_open{protocol=\"websocket\"} 2"))
         set.apply(Self.revocation(.jti, "jti-1"), now: Self.now)
@@ -150,12 +190,12 @@ struct LiveSessionsTests {
         let registry = PrometheusCollectorRegistry()
         let sessions = Self.registry(set, registry: registry)
         // The close callback takes 30 ms: the time recorded includes it (so it is over 25 ms).
-        _ = sessions.open(protocol: "grpc", token: Self.token(), policy: .close, eventLoop: loop) { _ in Thread.sleep(forTimeInterval: 0.03) }
-        let other = sessions.open(protocol: "grpc", token: Self.token(sub: "bob", jti: "jti-2"), policy: .close, eventLoop: loop) { _ in }
-        _ = sessions.open(protocol: "websocket", token: Self.token(sub: "carol", jti: "jti-3", exp: Self.now + 10, leeway: 0),
+        _ = sessions.open(protocol: .grpc, token: Self.token(), policy: .close, eventLoop: loop) { _ in Thread.sleep(forTimeInterval: 0.03) }
+        let other = sessions.open(protocol: .grpc, token: Self.token(sub: "bob", jti: "jti-2"), policy: .close, eventLoop: loop) { _ in }
+        _ = sessions.open(protocol: .websocket, token: Self.token(sub: "carol", jti: "jti-3", exp: Self.now + 10, leeway: 0),
                           policy: .close, eventLoop: loop) { _ in }
         // Would expire in the same 11 s, but its client leaves first: not a token end, not timed.
-        let left = sessions.open(protocol: "websocket", token: Self.token(sub: "dave", jti: "jti-4", exp: Self.now + 5, leeway: 0),
+        let left = sessions.open(protocol: .websocket, token: Self.token(sub: "dave", jti: "jti-4", exp: Self.now + 5, leeway: 0),
                                  policy: .close, eventLoop: loop) { _ in }
         set.apply(Self.revocation(.jti, "jti-1"), now: Self.now)
         loop.run()

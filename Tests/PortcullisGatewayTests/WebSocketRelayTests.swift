@@ -35,7 +35,7 @@ struct WebSocketRelayTests {
     func pair(idle: TimeAmount = .seconds(60), lifetime: TimeAmount = .seconds(3600), maxFrame: Int = 64 * 1024) throws -> Pair {
         let loop = EmbeddedEventLoop()
         let sessions = LiveSessions(revocation: nil, registry: PrometheusCollectorRegistry())
-        let session = sessions.open(protocol: "websocket", token: nil, policy: .close, eventLoop: loop) { _ in }
+        let session = sessions.open(protocol: .websocket, token: nil, policy: .close, eventLoop: loop) { _ in }
         let relay = WebSocketRelay(session: session, idleTimeout: idle, maxLifetime: lifetime, maxFrameBytes: maxFrame)
         let client = EmbeddedChannel(handler: WebSocketSideHandler(side: .client, relay: relay), loop: loop)
         let upstream = EmbeddedChannel(handler: WebSocketSideHandler(side: .upstream, relay: relay), loop: loop)

@@ -388,7 +388,7 @@ extension HTTP2StreamHandler {
     private func watchToken(_ admitted: Admission.Admitted) {
         guard let identity = admitted.identity, let loop = context?.eventLoop,
               isGRPC || admitted.route.config.onTokenEnd == .close else { return }
-        session = shared.gateway.sessions.open(protocol: isGRPC ? "grpc" : "h2", token: identity, policy: admitted.route.config.onTokenEnd,
+        session = shared.gateway.sessions.open(protocol: isGRPC ? .grpc : .h2, token: identity, policy: admitted.route.config.onTokenEnd,
                                                eventLoop: loop) { [weak self] end in self?.tokenEnded(end) }
     }
 

@@ -203,7 +203,7 @@ final class WebSocketUpgrade {
         // The session's callback reaches the relay made after it; the cycle through it ends with
         // the session (`LiveSession.end` drops the callback).
         var relayReference: WebSocketRelay?
-        let session = sessions.open(protocol: "websocket", token: token, policy: route.config.onTokenEnd,
+        let session = sessions.open(protocol: .websocket, token: token, policy: route.config.onTokenEnd,
                                     eventLoop: eventLoop) { end in relayReference?.tokenEnded(end) }
         let relay = WebSocketRelay(session: session, idleTimeout: TimeAmount(settings.idleTimeout), maxLifetime: TimeAmount(settings.maxLifetime),
                                    maxFrameBytes: settings.maxFrameBytes)
