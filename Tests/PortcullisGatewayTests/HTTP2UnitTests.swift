@@ -176,39 +176,57 @@ struct HTTP2UpstreamHeaderTests {
         return HeaderRewriter.Policy(route: route, identityHeaders: IdentityHeader.defaults)
     }
 
-    @Test("te: trailers reaches an HTTP/2 upstream only when the client sent it; chunked framing never does")
+    @Test("an HTTP/2 upstream's request block: pseudo-fields first (:authority from Host), lower-case names, no connection-specific fields, te: trailers only when the client sent it, and the request id not indexed")
     func upstreamRequest() throws {
         let policy = try policy()
         let head = HTTPRequestHead(version: .http2, method: .POST, uri: "/pkg.S/M", headers: HTTPHeaders([
             ("host", "g.test"), ("te", "trailers"), ("transfer-encoding", "chunked"), ("content-type", "application/grpc"),
         ]))
-        let rewritten = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: policy, identity: nil, requestID: "rid",
+        var rewritten = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: policy, identity: nil, requestID: "rid",
                                                        client: .init(address: "192.0.2.7", isTLS: false))
-        let h2 = HeaderRewriter.http2UpstreamRequest(rewritten, clientHead: head)
-        #expect(h2.headers["te"] == ["trailers"])
-        #expect(h2.headers["transfer-encoding"].isEmpty)
-        #expect(h2.headers["content-type"] == ["application/grpc"])
-        #expect(h2.headers["host"] == ["g.test"])
+        rewritten.fields.append(("X-Upper", "1"))
+        rewritten.fields.append(("Keep-Alive", "5"))
+        let block = HeaderRewriter.http2UpstreamRequest(rewritten, clientHead: head, scheme: "https")
+        let names = block.map(\.name)
+        #expect(Array(names.prefix(4)) == [":method", ":scheme", ":authority", ":path"])
+        #expect(block[":method"] == ["POST"] && block[":scheme"] == ["https"] && block[":authority"] == ["g.test"] && block[":path"] == ["/pkg.S/M"])
+        #expect(names.allSatisfy { $0 == $0.lowercased() }, "\(names)")
+        #expect(block["x-upper"] == ["1"])
+        #expect(block["te"] == ["trailers"])
+        for name in ["transfer-encoding", "keep-alive", "host", "connection"] { #expect(block[name].isEmpty, "\(name)") }
+        #expect(block["content-type"] == ["application/grpc"])
+        let requestID = block.first { $0.name == "x-request-id" }
+        #expect(requestID?.value == "rid" && requestID?.indexable == .nonIndexable)
+        #expect(block.first { $0.name == "content-type" }?.indexable == .indexable)
         var withoutTE = head
         withoutTE.headers.remove(name: "te")
         let plain = HeaderRewriter.upstreamRequest(withoutTE, uri: head.uri, policy: policy, identity: nil, requestID: "rid",
                                                    client: .init(address: "192.0.2.7", isTLS: false))
-        #expect(HeaderRewriter.http2UpstreamRequest(plain, clientHead: withoutTE).headers["te"].isEmpty)
+        #expect(HeaderRewriter.http2UpstreamRequest(plain, clientHead: withoutTE, scheme: "http")["te"].isEmpty)
+    }
+
+    @Test("an HTTP/2 upstream's :status must be three digits from 100", arguments: [
+        ("200", 200), ("404", 404), ("100", 100), ("099", nil), ("20", nil), ("2000", nil), ("20x", nil), ("+20", nil), ("", nil),
+    ] as [(String, Int?)])
+    func upstreamStatus(_ value: String, _ expected: Int?) {
+        #expect(HTTP2UpstreamStreamHandler.status(HPACKHeaders([(":status", value)]))?.code == expected.map(UInt.init))
+        #expect(HTTP2UpstreamStreamHandler.status(HPACKHeaders([("content-type", "text/plain")])) == nil)
     }
 
     @Test("an HTTP/2 upstream's head loses hop-by-hop, Connection-listed and removed fields and gains the gateway's; trailers pass")
     func clientFields() throws {
         let policy = try policy("    response_headers: {set: {X-Frame-Options: DENY}, remove: [Server]}")
-        let upstream = HTTPHeaders([("content-type", "application/grpc"), ("connection", "x-hop"), ("x-hop", "1"), ("keep-alive", "5"),
-                                    ("server", "s"), ("x-frame-options", "ALLOW"), ("x-request-id", "forged"), ("grpc-encoding", "gzip")])
+        let upstream = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc"), ("connection", "x-hop"), ("x-hop", "1"),
+                                     ("keep-alive", "5"), ("server", "s"), ("x-frame-options", "ALLOW"), ("x-request-id", "forged"),
+                                     ("grpc-encoding", "gzip")])
         let head = HeaderRewriter.http2ClientFields(upstream, policy: policy, requestID: "rid", extra: HTTPHeaders([("RateLimit", "r")]))
         #expect(head["content-type"] == ["application/grpc"])
         #expect(head["grpc-encoding"] == ["gzip"])
-        for name in ["connection", "x-hop", "keep-alive", "server"] { #expect(head[name].isEmpty, "\(name)") }
+        for name in ["connection", "x-hop", "keep-alive", "server", ":status"] { #expect(head[name].isEmpty, "\(name)") }
         #expect(head["x-frame-options"] == ["DENY"])
         #expect(head["x-request-id"] == ["rid"])
         #expect(head["ratelimit"] == ["r"])
-        let trailers = HeaderRewriter.http2ClientFields(HTTPHeaders([("grpc-status", "0"), ("grpc-message", "ok"), ("connection", "close")]),
+        let trailers = HeaderRewriter.http2ClientFields(HPACKHeaders([("grpc-status", "0"), ("grpc-message", "ok"), ("connection", "close")]),
                                                         policy: policy, requestID: nil, extra: nil)
         #expect(trailers["grpc-status"] == ["0"])
         #expect(trailers["grpc-message"] == ["ok"])

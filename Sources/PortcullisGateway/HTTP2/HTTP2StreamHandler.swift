@@ -156,7 +156,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             watchToken(admitted)
             if admitted.route.upstream.http2 {
                 let exchange = HTTP2UpstreamExchange(downstream: self, pool: shared.pool, route: admitted.route, clientHead: head,
-                                                     upstreamHead: HeaderRewriter.http2UpstreamRequest(upstreamHead, clientHead: head),
+                                                     upstreamHead: upstreamHead,
                                                      log: log, extraResponseHeaders: admitted.responseHeaders)
                 state = .proxyingHTTP2(exchange)
                 exchange.start()
@@ -230,6 +230,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     // MARK: Backpressure and stream events
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if case .proxyingHTTP2(let exchange) = state { exchange.clientReadComplete() }
+        context.fireChannelReadComplete()
+    }
 
     func read(context: ChannelHandlerContext) {
         guard upstreamTakesBytes else {

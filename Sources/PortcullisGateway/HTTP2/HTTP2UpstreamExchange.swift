@@ -1,12 +1,14 @@
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 
 /// A request on a client's HTTP/2 stream forwarded on a stream of an HTTP/2 upstream
 /// (`upstream.protocol: h2` or `h2c`) — the way gRPC passes: request and response stream both
 /// ways as they arrive, and the upstream's trailers (`grpc-status`) reach the client. The
-/// upstream stream's pipeline is swift-nio-http2's client codec and an `HTTP2UpstreamStreamHandler`
-/// that reports here. Flow control runs end to end as on the HTTP/1.1 path: the client stream's
+/// request goes as frames (`HeaderRewriter.http2UpstreamRequest`; the end of the request rides on
+/// its last frame, as NIO's codec did), and the upstream stream's `HTTP2UpstreamStreamHandler`
+/// reads the response's frames and reports here. Flow control runs end to end as on the HTTP/1.1 path: the client stream's
 /// reads wait for the upstream stream to be writable, and the upstream stream's reads wait for the
 /// client stream to be. No retry: a stream that failed may have reached the application.
 /// Confined to the client connection's event loop; the upstream connection is on the same loop.
@@ -17,13 +19,17 @@ final class HTTP2UpstreamExchange {
     private unowned let downstream: HTTP2StreamHandler
     let route: CompiledRoute
     let clientHead: HTTPRequestHead
-    private let upstreamHead: HTTPRequestHead
+    /// The request's header block for the upstream.
+    private let requestBlock: HPACKHeaders
     var log: RequestLog
     private let extraResponseHeaders: HTTPHeaders?
     private let pool: UpstreamPool
 
     private var stream: (any Channel)?
     private var buffered: [ByteBuffer] = []
+    /// The last body part read from the client, written at the end of the client's read (or with
+    /// the request's end, which it then carries): one frame fewer for a request read whole.
+    private var pendingData: ByteBuffer?
     private var bodyBytes = 0
     private(set) var clientRequestEnded = false
     private var sentAt: NIODeadline?
@@ -35,18 +41,14 @@ final class HTTP2UpstreamExchange {
     private var statusFromHead: HTTPHeaders?
 
     init(downstream: HTTP2StreamHandler, pool: UpstreamPool, route: CompiledRoute, clientHead: HTTPRequestHead,
-         upstreamHead: HTTPRequestHead, log: RequestLog, extraResponseHeaders: HTTPHeaders?) {
+         upstreamHead: UpstreamRequestHead, log: RequestLog, extraResponseHeaders: HTTPHeaders?) {
         self.downstream = downstream
         self.pool = pool
         self.route = route
         self.clientHead = clientHead
-        if let trace = log.trace {
-            var traced = upstreamHead
-            trace.startExchange(route: route.config.name, headers: &traced.headers)
-            self.upstreamHead = traced
-        } else {
-            self.upstreamHead = upstreamHead
-        }
+        var head = upstreamHead
+        log.trace?.startExchange(route: route.config.name, fields: &head.fields)
+        self.requestBlock = HeaderRewriter.http2UpstreamRequest(head, clientHead: clientHead, scheme: route.upstream.tls == nil ? "http" : "https")
         self.log = log
         self.extraResponseHeaders = extraResponseHeaders
     }
@@ -59,12 +61,8 @@ final class HTTP2UpstreamExchange {
             return fail(.connectFailed("no upstream targets"))
         }
         log.upstream = target.label
-        let scheme: HTTP2FramePayloadToHTTP1ClientCodec.HTTPProtocol = route.upstream.tls == nil ? .http : .https
         pool.http2.openStream(target: target, settings: route.upstream, initialize: { [self] channel in
-            try channel.pipeline.syncOperations.addHandlers([
-                HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: scheme),
-                HTTP2UpstreamStreamHandler(exchange: self),
-            ])
+            try channel.pipeline.syncOperations.addHandler(HTTP2UpstreamStreamHandler(exchange: self))
         }, completion: { [self] result in
             guard !done else {
                 if case .success(let channel) = result { channel.close(promise: nil) }
@@ -84,17 +82,35 @@ final class HTTP2UpstreamExchange {
     private func attach(_ channel: any Channel) {
         stream = channel
         sentAt = .now()
-        channel.write(HTTPClientRequestPart.head(upstreamHead), promise: nil)
-        for part in buffered { channel.write(HTTPClientRequestPart.body(.byteBuffer(part)), promise: nil) }
+        // A request without a body ends with its HEADERS frame.
+        let endsWithHead = clientRequestEnded && buffered.isEmpty
+        channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: nil)
+        if let last = buffered.popLast() {
+            for part in buffered { channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(part))), promise: nil) }
+            pendingData = last
+        }
         buffered.removeAll()
-        if clientRequestEnded { endUpstreamRequest() }
+        if clientRequestEnded {
+            if !endsWithHead { writeEnd(on: channel) }
+            downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
+        } else {
+            writePendingData(on: channel)
+        }
         channel.flush()
         downstream.resumeRequestReads()
     }
 
-    private func endUpstreamRequest() {
-        stream?.write(HTTPClientRequestPart.end(nil), promise: nil)
-        downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
+    /// Ends the request: on its last DATA frame, or an empty one.
+    private func writeEnd(on channel: any Channel) {
+        let last = pendingData ?? channel.allocator.buffer(capacity: 0)
+        pendingData = nil
+        channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(last), endStream: true)), promise: nil)
+    }
+
+    private func writePendingData(on channel: any Channel) {
+        guard let pending = pendingData else { return }
+        pendingData = nil
+        channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(pending))), promise: nil)
     }
 
     // MARK: Client → upstream
@@ -107,13 +123,22 @@ final class HTTP2UpstreamExchange {
             return fail(nil, status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes")
         }
         guard let stream else { return buffered.append(body) }
-        stream.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+        writePendingData(on: stream)
+        pendingData = body
     }
 
     func clientEnd() {
         clientRequestEnded = true
         guard !done, let stream else { return }
-        endUpstreamRequest()
+        writeEnd(on: stream)
+        stream.flush()
+        downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
+    }
+
+    /// The client's stream read what it had: the body part held back goes, and is flushed.
+    func clientReadComplete() {
+        guard !done, let stream, pendingData != nil else { return }
+        writePendingData(on: stream)
         stream.flush()
     }
 
@@ -156,15 +181,14 @@ final class HTTP2UpstreamExchange {
     /// Once the exchange is done the downstream may be gone (it is unowned): nothing holds reads then.
     var clientIsWritable: Bool { done || downstream.isWritable }
 
-    func upstreamHead(_ head: HTTPResponseHead) {
+    /// The response's head (not an informational one).
+    func upstreamHead(status: HTTPResponseStatus, fields block: HPACKHeaders) {
         guard !done else { return }
-        // An informational head (100) is not the response.
-        if head.status.code < 200 { return }
         downstream.cancelResponseHeaderTimeout()
         responseStarted = true
-        log.status = Int(head.status.code)
+        log.status = Int(status.code)
         log.trace?.upstreamStatus = log.status
-        var fields = HeaderRewriter.http2ClientFields(head.headers, policy: route.headerPolicy, requestID: log.requestID,
+        var fields = HeaderRewriter.http2ClientFields(block, policy: route.headerPolicy, requestID: log.requestID,
                                                       extra: extraResponseHeaders)
         if fields.contains(name: "grpc-status") {
             var status = HTTPHeaders()
@@ -174,7 +198,7 @@ final class HTTP2UpstreamExchange {
             }
             statusFromHead = status
         }
-        downstream.sendResponseHead(HTTPResponseHead(version: .http2, status: head.status, headers: fields))
+        downstream.sendResponseHead(HTTPResponseHead(version: .http2, status: status, headers: fields))
     }
 
     func upstreamBody(_ body: ByteBuffer) {
@@ -187,7 +211,7 @@ final class HTTP2UpstreamExchange {
         if !done { downstream.flushResponse() }
     }
 
-    func upstreamEnd(trailers: HTTPHeaders?) {
+    func upstreamEnd(trailers: HPACKHeaders?) {
         guard !done else { return }
         done = true
         downstream.cancelResponseHeaderTimeout()

@@ -1,29 +1,76 @@
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
+import NIOHTTP2
 
-/// The gateway's end of one stream to an HTTP/2 upstream, behind swift-nio-http2's client codec:
-/// hands the response to its `HTTP2UpstreamExchange` and holds reads while the client's stream
-/// cannot take more (so the upstream's window closes). Confined to the event loop.
+/// The gateway's end of one stream to an HTTP/2 upstream: reads the response's frames —
+/// informational heads skipped, the head, DATA, trailers — for its `HTTP2UpstreamExchange`, and
+/// holds reads while the client's stream cannot take more (so the upstream's window closes).
+/// Confined to the event loop.
+///
+/// Frames rather than NIO's HTTP/2-to-HTTP/1 codec: the exchange passes fields from one HTTP/2
+/// header block to another, and the codec's round trip through HTTP/1's head types cost a
+/// conversion each way on every call (docs/benchmarks.md, "gRPC"). What the codec checked that
+/// swift-nio-http2's header-block validation does not is checked here: a head has a three-digit
+/// `:status`, and an informational head does not end the stream.
 final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
 
     /// Dropped when the stream closes (the exchange holds the stream's channel until then).
     private var exchange: HTTP2UpstreamExchange?
+    private var sawHead = false
 
     init(exchange: HTTP2UpstreamExchange) {
         self.exchange = exchange
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let exchange else { return }
         switch unwrapInboundIn(data) {
-        case .head(let head): exchange?.upstreamHead(head)
-        case .body(let body): exchange?.upstreamBody(body)
-        case .end(let trailers):
-            exchange?.upstreamEnd(trailers: trailers)
-            exchange = nil
+        case .headers(let block):
+            if sawHead {
+                // Trailers: swift-nio-http2 refuses a later HEADERS frame that does not end the stream.
+                return end(trailers: block.headers)
+            }
+            guard let status = Self.status(block.headers) else { return malformed(context: context) }
+            if status.code < 200 {
+                // An informational head is not the response, and cannot end the stream.
+                if block.endStream { malformed(context: context) }
+                return
+            }
+            sawHead = true
+            exchange.upstreamHead(status: status, fields: block.headers)
+            if block.endStream { end(trailers: nil) }
+        case .data(let frame):
+            guard sawHead, case .byteBuffer(let body) = frame.data else { return malformed(context: context) }
+            if body.readableBytes > 0 { exchange.upstreamBody(body) }
+            if frame.endStream { end(trailers: nil) }
+        default:
+            break
         }
+    }
+
+    private func end(trailers: HPACKHeaders?) {
+        exchange?.upstreamEnd(trailers: trailers)
+        exchange = nil
+    }
+
+    /// A response the codec would have refused: the call fails as cut and the stream is reset.
+    private func malformed(context: ChannelHandlerContext) {
+        exchange?.upstreamClosed()
+        exchange = nil
+        context.close(promise: nil)
+    }
+
+    /// The head's `:status`, if it is three digits.
+    static func status(_ block: HPACKHeaders) -> HTTPResponseStatus? {
+        guard let value = block.first(name: ":status"), value.utf8.count == 3,
+              value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let code = Int(value), code >= 100 else {
+            return nil
+        }
+        return HTTPResponseStatus(statusCode: code)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -98,15 +98,6 @@ final class RequestTrace {
         if let traceState { fields.append(("tracestate", traceState)) }
     }
 
-    /// The same for an HTTP/2 upstream's head.
-    func startExchange(route: String, headers: inout HTTPHeaders) {
-        guard let traceparent = startExchange(route: route) else { return }
-        headers.remove(name: "traceparent")
-        headers.remove(name: "tracestate")
-        headers.add(name: "traceparent", value: traceparent)
-        if let traceState { headers.add(name: "tracestate", value: traceState) }
-    }
-
     /// Ends the request's spans with what `log` says of its outcome and hands them to
     /// `RequestTracing` for the export.
     func finish(_ log: RequestLog) {
