@@ -19,17 +19,7 @@ struct HTTP2UpstreamFaultTests {
                                           logFile: directory + "/upstream.log")
         defer { Task { _ = await upstream.terminate() } }
         #expect(try await Poll.until(timeout: .seconds(20)) { upstream.output.contains("ready") }, "h2 upstream: \(upstream.output)")
-        let gateway = try await GatewayProcess.start { port, adminPort, _ in
-            """
-            listen: 127.0.0.1:\(port)
-            admin_listen: 127.0.0.1:\(adminPort)
-            event_loops: 1
-            routes:
-              - name: h2
-                path_prefix: /
-                upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}
-            """
-        }
+        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
         let port = gateway.port
         let curl: @Sendable (String) throws -> CommandResult = { path in
             try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
@@ -43,6 +33,9 @@ struct HTTP2UpstreamFaultTests {
         #expect(badField.stdout == "502", "\(badField.stdout) \(badField.stderr)")
         // Its head (200, content-length 10) is passed on before the short body shows it malformed:
         // the client's stream is cut, never completed.
+        // A status that is not three digits passes swift-nio-http2's checks, not the gateway's.
+        let badStatus = try curl("/bad-status")
+        #expect(badStatus.stdout == "502", "\(badStatus.stdout) \(badStatus.stderr)")
         let badLength = try curl("/bad-length")
         #expect(badLength.status != 0, "a response cut short was completed: \(badLength.stdout)")
         let slowResult = try await slow.value
@@ -51,9 +44,47 @@ struct HTTP2UpstreamFaultTests {
 
         #expect(upstream.output.components(separatedBy: "connection ").count - 1 == 1, "the upstream connection was not kept: \(upstream.output)")
         let metrics = try gateway.metrics()
-        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_malformed_responses_total") == 2)
+        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 3)
+        #expect(upstream.output.contains("reset 1"), "the gateway's own check did not reset with PROTOCOL_ERROR: \(upstream.output)")
         #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
-        #expect(gateway.process.output.contains("malformed HTTP/2 response from upstream"), "\(gateway.process.output.suffix(1000))")
+        #expect(gateway.process.output.contains("HTTP/2 stream to upstream reset for a malformed message"), "\(gateway.process.output.suffix(1000))")
         await gateway.stop()
+    }
+
+    /// The build before passed each empty DATA frame on; an upstream on swift-nio-http2 takes two
+    /// in a row on its connection for a flood and closes it, with every client's calls on it.
+    @Test("empty DATA frames from a client are not passed on to an HTTP/2 upstream; the body around them is")
+    func emptyDataFramesStayAtTheGateway() async throws {
+        let upstreamPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "h2-upstream-empty")
+        let upstream = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.script, String(upstreamPort)],
+                                          logFile: directory + "/upstream.log")
+        defer { Task { _ = await upstream.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { upstream.output.contains("ready") }, "h2 upstream: \(upstream.output)")
+        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
+        let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "empty-data", String(gateway.port), "/echo"])
+        let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
+        #expect((seen["bodies"] as? [String: String])?["1"] == "x", "\(result.stdout)")
+        #expect(!upstream.output.contains("empty-data"), "\(upstream.output)")
+        await gateway.stop()
+    }
+
+    static let peerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/h2_peer.py").path
+
+    /// A gateway on one event loop (so every request shares the upstream connection) with one
+    /// route to `upstreamPort` over h2c.
+    static func gateway(upstreamPort: Int) async throws -> GatewayProcess {
+        try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            routes:
+              - name: h2
+                path_prefix: /
+                upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}
+            """
+        }
     }
 }

@@ -122,6 +122,9 @@ final class HTTP2UpstreamExchange {
         if bodyBytes > route.config.maxBodyBytes {
             return fail(nil, status: .payloadTooLarge, error: "payload_too_large", description: "the request body exceeds \(route.config.maxBodyBytes) bytes")
         }
+        // An empty DATA frame carries nothing, and an upstream on swift-nio-http2 takes two in a
+        // row for a flood (ENHANCE_YOUR_CALM), closing the connection with everyone's calls on it.
+        guard body.readableBytes > 0 else { return }
         guard let stream else { return buffered.append(body) }
         writePendingData(on: stream)
         pendingData = body
@@ -231,6 +234,15 @@ final class HTTP2UpstreamExchange {
 
     func upstreamWritabilityChanged(isWritable: Bool) {
         if isWritable, !done { downstream.resumeRequestReads() }
+    }
+
+    /// The upstream's response broke a rule `HTTP2UpstreamStreamHandler` checks (`why`); the
+    /// handler resets the stream (PROTOCOL_ERROR) itself.
+    func upstreamMalformed(_ why: String) {
+        guard !done else { return }
+        downstream.metrics.upstreamHTTP2StreamErrors.increment()
+        stream = nil
+        fail(.protocolError(why))
     }
 
     /// The upstream stream ended without a complete response (reset, connection lost).

@@ -12,7 +12,8 @@ import NIOHTTP2
 /// header block to another, and the codec's round trip through HTTP/1's head types cost a
 /// conversion each way on every call (docs/benchmarks.md, "gRPC"). What the codec checked that
 /// swift-nio-http2's header-block validation does not is checked here: a head has a three-digit
-/// `:status`, and an informational head does not end the stream.
+/// `:status`, and an informational head does not end the stream; a response that fails them is
+/// malformed: its stream is reset (PROTOCOL_ERROR) and counted like those swift-nio-http2 resets.
 final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
@@ -34,17 +35,19 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
                 // Trailers: swift-nio-http2 refuses a later HEADERS frame that does not end the stream.
                 return end(trailers: block.headers)
             }
-            guard let status = Self.status(block.headers) else { return malformed(context: context) }
+            guard let status = Self.status(block.headers) else {
+                return malformed("a response head without a three-digit :status", context: context)
+            }
             if status.code < 200 {
                 // An informational head is not the response, and cannot end the stream.
-                if block.endStream { malformed(context: context) }
+                if block.endStream { malformed("an informational head that ends the stream", context: context) }
                 return
             }
             sawHead = true
             exchange.upstreamHead(status: status, fields: block.headers)
             if block.endStream { end(trailers: nil) }
         case .data(let frame):
-            guard sawHead, case .byteBuffer(let body) = frame.data else { return malformed(context: context) }
+            guard sawHead, case .byteBuffer(let body) = frame.data else { return malformed("DATA before the response head", context: context) }
             if body.readableBytes > 0 { exchange.upstreamBody(body) }
             if frame.endStream { end(trailers: nil) }
         default:
@@ -57,11 +60,14 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
         exchange = nil
     }
 
-    /// A response the codec would have refused: the call fails as cut and the stream is reset.
-    private func malformed(context: ChannelHandlerContext) {
-        exchange?.upstreamClosed()
-        exchange = nil
-        context.close(promise: nil)
+    /// A malformed response (RFC 9113 §8.1.1) that swift-nio-http2 let through: the stream is
+    /// reset with PROTOCOL_ERROR, the call fails (502, gRPC `UNAVAILABLE`) and is counted.
+    private func malformed(_ why: String, context: ChannelHandlerContext) {
+        // The exchange first: the reset closes the stream at once, which would report it as cut.
+        let exchange = self.exchange
+        self.exchange = nil
+        exchange?.upstreamMalformed(why)
+        context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
     }
 
     /// The head's `:status`, if it is three digits.

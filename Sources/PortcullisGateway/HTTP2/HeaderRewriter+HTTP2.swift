@@ -10,9 +10,10 @@ extension HeaderRewriter {
     /// checked by swift-nio-http2.
     ///
     /// Built here rather than by NIO's HTTP/2-to-HTTP/1 codec, which marks every field indexable:
-    /// the request id, new in every request, is sent as a literal without indexing (RFC 7541
-    /// §6.2.2), so that it does not push the fields that repeat (the identity, the token) out of
-    /// the connection's HPACK table, as `HTTP2HeaderBlocks` does for responses to clients.
+    /// the request id and `traceparent`, new in every request, are sent as literals without
+    /// indexing (RFC 7541 §6.2.2), so that they do not push the fields that repeat (the identity,
+    /// the token) out of the connection's HPACK table, as `HTTP2HeaderBlocks` does for responses
+    /// to clients.
     static func http2UpstreamRequest(_ head: UpstreamRequestHead, clientHead: HTTPRequestHead, scheme: String) -> HPACKHeaders {
         var block = HPACKHeaders()
         block.reserveCapacity(head.fields.count + 5)
@@ -24,7 +25,7 @@ extension HeaderRewriter {
         block.add(name: ":path", value: head.uri)
         for (name, value) in head.fields where !http2Forbidden.contains(name) {
             let lowered = lowercasedFieldName(name)
-            block.add(name: lowered, value: value, indexing: lowered == "x-request-id" ? .nonIndexable : .indexable)
+            block.add(name: lowered, value: value, indexing: notIndexed.contains(lowered) ? .nonIndexable : .indexable)
         }
         if clientHead.headers[canonicalForm: "te"].contains(where: { $0.lowercased() == "trailers" }) {
             block.add(name: "te", value: "trailers")
@@ -36,6 +37,9 @@ extension HeaderRewriter {
     /// (sent as `:authority`) and `TE`, added back above only as `trailers`.
     private static let http2Forbidden = HeaderNameSet(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
                                                        "host", "te"])
+
+    /// Fields whose value is new in every request: indexing them would only fill the table.
+    private static let notIndexed = HeaderNameSet(["x-request-id", "traceparent"])
 
     /// `name` in lower case (HTTP/2 field names are), without a copy when it already is.
     private static func lowercasedFieldName(_ name: String) -> String {

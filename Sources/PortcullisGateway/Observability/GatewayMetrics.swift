@@ -31,7 +31,7 @@ public final class GatewayMetrics: Sendable {
     /// HTTP/2 connections closed for a connection error (GOAWAY sent).
     let http2ConnectionErrors: Counter
     let upstreamHTTP2ConnectionErrors: Counter
-    let upstreamHTTP2MalformedResponses: Counter
+    let upstreamHTTP2StreamErrors: Counter
     private let proxyProtocolInvalid: Counter
     private let proxyProtocolTimeout: Counter
 
@@ -65,13 +65,13 @@ public final class GatewayMetrics: Sendable {
         http1Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "http/1.1")], help: protocolHelp)
         http2Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "h2")], help: protocolHelp)
         malformedHTTP2Streams = registry.counter("portcullis_http2_malformed_streams_total", labels: [],
-            help: "HTTP/2 streams reset (PROTOCOL_ERROR) because their request was malformed: a header block or content-length that breaks HTTP/2's rules, or :authority and Host that disagree. The client's other streams go on.")
+            help: "HTTP/2 streams from clients reset for a malformed message: a request whose header block or content-length breaks HTTP/2's rules, or whose :authority and Host disagree (or a response HTTP/2 does not allow). The client's other streams go on.")
         http2ConnectionErrors = registry.counter("portcullis_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams.")
         upstreamHTTP2ConnectionErrors = registry.counter("portcullis_upstream_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol, flooded PING/SETTINGS or RST_STREAM, or sent 200 malformed responses); their open streams fail.")
-        upstreamHTTP2MalformedResponses = registry.counter("portcullis_upstream_http2_malformed_responses_total", labels: [],
-            help: "Malformed responses from HTTP/2 upstreams (a header block or content-length that breaks HTTP/2's rules): each one's stream is reset and its request fails; the connection stays.")
+        upstreamHTTP2StreamErrors = registry.counter("portcullis_upstream_http2_stream_errors_total", labels: [],
+            help: "Streams to HTTP/2 upstreams reset for a malformed message: a response whose header block, :status or content-length breaks HTTP/2's rules, or a request HTTP/2 does not allow. Each one's request fails; the connection stays.")
         let proxyProtocolHelp = "Connections closed on a proxy_protocol listener: invalid (not a valid PROXY protocol header), timeout (no complete header within limits.header_read_timeout)."
         proxyProtocolInvalid = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "invalid")], help: proxyProtocolHelp)
         proxyProtocolTimeout = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "timeout")], help: proxyProtocolHelp)

@@ -46,9 +46,9 @@ final class GatewayServer: Sendable {
                         metrics.upstreamHTTP2ConnectionErrors.increment()
                         logger.warning("HTTP/2 connection to upstream closed after an error on it; its open streams fail",
                                        metadata: ["upstream": "\(address)", "error": "\(error)"])
-                    case .malformedResponse(let address, let error):
-                        metrics.upstreamHTTP2MalformedResponses.increment()
-                        logger.warning("malformed HTTP/2 response from upstream; its stream was reset and its request fails",
+                    case .malformedStream(let address, let error):
+                        metrics.upstreamHTTP2StreamErrors.increment()
+                        logger.warning("HTTP/2 stream to upstream reset for a malformed message (its response, or a request HTTP/2 does not allow); its request fails",
                                        metadata: ["upstream": "\(address)", "error": "\(error)"])
                     }
                 }, eventLoop: loop)

@@ -175,7 +175,7 @@ final class HTTP2UpstreamPool {
                                                         streamConfiguration: configuration.stream) { pushed in pushed.close() }
                     try sync.addHandler(HTTP2UpstreamSettingsWatcher())
                     try sync.addHandler(HTTP2ConnectionErrorHandler(
-                        linger: nil, onMalformedStream: { error in onFault.value(.malformedResponse(upstream: address, error: error)) },
+                        linger: nil, onMalformedStream: { error in onFault.value(.malformedStream(upstream: address, error: error)) },
                         onError: { error in onFault.value(.connectionClosed(upstream: address, error: error)) }))
                 }
             }

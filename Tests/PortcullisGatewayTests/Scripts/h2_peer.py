@@ -13,6 +13,8 @@ Prints one JSON object describing what the server did. Modes:
   streams N            open N streams at once, each a GET of /delay/1000
   authority HOST       a request whose :authority is `a.test` and Host is HOST
   cookies              a request with two cookie fields; prints the response body
+  empty-data PATH      a POST of PATH whose body is two empty DATA frames, then "x" ending it (a GET
+                       of /other on stream 3 between the empty frames)
   malformed-beside     a GET of /delay/1000 on stream 1, then on stream 3 a request with an
                        upper-case field name (malformed, RFC 9113 §8.2.1); waits for stream 1
   extended-connect PATH PROTOCOL [NAME=VALUE ...]
@@ -186,6 +188,16 @@ def main():
                                flags=["END_HEADERS", "END_STREAM"]))
         while 1 not in peer.ended and not peer.closed:
             peer.pump(0.5)
+        print(json.dumps(peer.result()))
+    elif mode == "empty-data":
+        # A HEADERS frame between the empty ones (another request) keeps the server's count of
+        # empty DATA frames in a row, a flood defence, below its limit.
+        peer.send(HeadersFrame(1, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]), DataFrame(1, b""),
+                  HeadersFrame(3, peer.request_block(path="/other"), flags=["END_HEADERS", "END_STREAM"]), DataFrame(1, b""),
+                  DataFrame(1, b"x", flags=["END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while not {1, 3} <= peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
         print(json.dumps(peer.result()))
     elif mode == "malformed-beside":
         peer.send(HeadersFrame(1, peer.request_block(path="/delay/1000"), flags=["END_HEADERS", "END_STREAM"]))

@@ -8,9 +8,12 @@ Answers by path:
   /slow              200 with body "slow" after 1.5 s
   /bad-field         a response head with an upper-case field name (malformed, RFC 9113 §8.2.1)
   /bad-length        a response whose body is shorter than its content-length (malformed, §8.1.1)
+  /bad-status        a response head whose :status is "20" (malformed, §8.3.2), the stream left open
+  /echo              200 with the request's body, once it ends
   anything else      200 with body "ok" at once
 
-Prints "ready" once listening and "connection N" as the Nth connection is accepted.
+Prints "ready" once listening, "connection N" as the Nth connection is accepted, "empty-data" for
+each empty DATA frame that does not end its stream, and "reset CODE" for each RST_STREAM.
 """
 import asyncio
 import sys
@@ -32,6 +35,7 @@ class Upstream(asyncio.Protocol):
         config = h2.config.H2Configuration(client_side=False, validate_outbound_headers=False,
                                            normalize_outbound_headers=False, validate_inbound_headers=False)
         self.conn = h2.connection.H2Connection(config=config)
+        self.bodies = {}
         self.conn.initiate_connection()
         self.flush()
 
@@ -50,9 +54,23 @@ class Upstream(asyncio.Protocol):
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 path = dict(event.headers).get(b":path", b"").decode()
-                self.answer(event.stream_id, path)
+                if path == "/echo":
+                    self.bodies[event.stream_id] = b""
+                    if event.stream_ended:
+                        self.send(event.stream_id, [(":status", "200")], b"")
+                else:
+                    self.answer(event.stream_id, path)
             elif isinstance(event, h2.events.DataReceived):
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if not event.data and event.stream_ended is None:
+                    print("empty-data", flush=True)
+                if event.flow_controlled_length:
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if event.stream_id in self.bodies:
+                    self.bodies[event.stream_id] += event.data
+                    if event.stream_ended is not None:
+                        self.send(event.stream_id, [(":status", "200")], self.bodies.pop(event.stream_id))
+            elif isinstance(event, h2.events.StreamReset):
+                print(f"reset {event.error_code}", flush=True)
         self.flush()
 
     def answer(self, stream, path):
@@ -60,6 +78,9 @@ class Upstream(asyncio.Protocol):
             asyncio.get_running_loop().call_later(1.5, self.send, stream, [(":status", "200")], b"slow")
         elif path == "/bad-field":
             self.send(stream, [(":status", "200"), ("X-Upper", "1")], b"bad")
+        elif path == "/bad-status":
+            # The stream is left open, so that the gateway's reset of it shows.
+            self.conn.send_headers(stream, [(":status", "20")])
         elif path == "/bad-length":
             self.send(stream, [(":status", "200"), ("content-length", "10")], b"bad")
         else:
