@@ -25,7 +25,7 @@ import PortcullisConfig
 /// what legitimate traffic can reach (`upstreamConfiguration`); a flood beyond it still closes the
 /// connection, as do the PING/SETTINGS limit and every protocol check. A connection error closes
 /// the connection, failing its open calls (`HTTP2UpstreamFault.connectionClosed`); a malformed
-/// response fails its own call only, its stream reset (`HTTP2UpstreamFault.malformedResponse`,
+/// response fails its own call only, its stream reset (`HTTP2UpstreamFault.malformedStream`,
 /// `HTTP2MalformedMessage`). Both are reported with the upstream, to count and log.
 ///
 /// Flushes are held to the end of the event loop's round (`FlushCoalescingHandler`): a stream's
@@ -52,8 +52,8 @@ final class HTTP2UpstreamPool {
     private var targets: [UpstreamPool.Key: Target] = [:]
     private let onFault: (HTTP2UpstreamFault) -> Void
 
-    /// `onFault` runs on this loop for each connection closed by an error on it and each
-    /// malformed response.
+    /// `onFault` runs on this loop for each connection closed by an error on it and each stream
+    /// reset for a malformed message.
     init(eventLoop: any EventLoop, onFault: @escaping (HTTP2UpstreamFault) -> Void) {
         self.eventLoop = eventLoop
         self.onFault = onFault

@@ -48,7 +48,7 @@ final class UpstreamPool {
     let http2: HTTP2UpstreamPool
 
     /// `onHTTP2Fault` runs on this loop for each HTTP/2 upstream connection closed by an error
-    /// and each malformed HTTP/2 response (`HTTP2UpstreamPool`).
+    /// and each HTTP/2 upstream stream reset for a malformed message (`HTTP2UpstreamPool`).
     init(eventLoop: any EventLoop, onHTTP2Fault: @escaping (HTTP2UpstreamFault) -> Void = { _ in }) {
         self.eventLoop = eventLoop
         self.http2 = HTTP2UpstreamPool(eventLoop: eventLoop, onFault: onHTTP2Fault)
