@@ -13,12 +13,8 @@ struct HTTP2UpstreamFaultTests {
     /// connections.
     @Test("a malformed response from an HTTP/2 upstream fails its own request (502, or its stream cut once the head is out) and no other: a slow request on the same upstream connection completes, and the connection is kept")
     func malformedResponseFailsOnlyItsStream() async throws {
-        let upstreamPort = try FreePort.allocate()
-        let directory = try TemporaryDirectory.make(prefix: "h2-upstream")
-        let upstream = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.script, String(upstreamPort)],
-                                          logFile: directory + "/upstream.log")
+        let (upstream, upstreamPort) = try await Self.startUpstream()
         defer { Task { _ = await upstream.terminate() } }
-        #expect(try await Poll.until(timeout: .seconds(20)) { upstream.output.contains("ready") }, "h2 upstream: \(upstream.output)")
         let gateway = try await Self.gateway(upstreamPort: upstreamPort)
         let port = gateway.port
         let curl: @Sendable (String) throws -> CommandResult = { path in
@@ -55,12 +51,8 @@ struct HTTP2UpstreamFaultTests {
     /// in a row on its connection for a flood and closes it, with every client's calls on it.
     @Test("empty DATA frames from a client are not passed on to an HTTP/2 upstream; the body around them is")
     func emptyDataFramesStayAtTheGateway() async throws {
-        let upstreamPort = try FreePort.allocate()
-        let directory = try TemporaryDirectory.make(prefix: "h2-upstream-empty")
-        let upstream = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.script, String(upstreamPort)],
-                                          logFile: directory + "/upstream.log")
+        let (upstream, upstreamPort) = try await Self.startUpstream()
         defer { Task { _ = await upstream.terminate() } }
-        #expect(try await Poll.until(timeout: .seconds(20)) { upstream.output.contains("ready") }, "h2 upstream: \(upstream.output)")
         let gateway = try await Self.gateway(upstreamPort: upstreamPort)
         let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "empty-data", String(gateway.port), "/echo"])
         let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
@@ -68,6 +60,16 @@ struct HTTP2UpstreamFaultTests {
         #expect((seen["bodies"] as? [String: String])?["1"] == "x", "\(result.stdout)")
         #expect(!upstream.output.contains("empty-data"), "\(upstream.output)")
         await gateway.stop()
+    }
+
+    /// The misbehaving upstream on a free port, ready.
+    static func startUpstream() async throws -> (process: ManagedProcess, port: Int) {
+        let port = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "h2-upstream")
+        let process = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", script, String(port)],
+                                         logFile: directory + "/upstream.log")
+        #expect(try await Poll.until(timeout: .seconds(20)) { process.output.contains("ready") }, "h2 upstream: \(process.output)")
+        return (process, port)
     }
 
     static let peerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/h2_peer.py").path
