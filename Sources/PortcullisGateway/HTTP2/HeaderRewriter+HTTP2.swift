@@ -52,14 +52,12 @@ extension HeaderRewriter {
     /// `extra`.
     static func http2ClientFields(_ upstream: HPACKHeaders, policy: Policy, requestID: String?, extra: HTTPHeaders?) -> HTTPHeaders {
         // swift-nio-http2 refuses a response with `Connection`; checked anyway, at no cost without one.
-        var names: [String] = []
-        for value in upstream["connection"] {
-            HeaderList.forEachElement(value.utf8) { names.append(String(decoding: $0, as: UTF8.self)) }
-        }
-        let listed = HeaderNameSet(names)
+        var listed: HeaderNameSet?
+        for value in upstream["connection"] { addConnectionListed(value.utf8, to: &listed) }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(upstream.count + 4)
-        for (name, value, _) in upstream where !name.hasPrefix(":") && !policy.responseRemoved.contains(name) && !listed.contains(name) {
+        for (name, value, _) in upstream
+        where !name.hasPrefix(":") && !policy.responseRemoved.contains(name) && !(listed?.contains(name) ?? false) {
             fields.append((name, value))
         }
         if let requestID {

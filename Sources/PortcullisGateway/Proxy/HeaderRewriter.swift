@@ -159,7 +159,7 @@ enum HeaderRewriter {
     }
 
     /// Adds the names a `Connection` value lists, other than `close` and `keep-alive`.
-    private static func addConnectionListed(_ value: some BidirectionalCollection<UInt8>, to listed: inout HeaderNameSet?) {
+    static func addConnectionListed(_ value: some BidirectionalCollection<UInt8>, to listed: inout HeaderNameSet?) {
         HeaderList.forEachElement(value) { option in
             if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) || HeaderNameSet.equalsIgnoringASCIICase(option, "keep-alive".utf8) { return }
             if listed == nil { listed = HeaderNameSet([]) }

@@ -40,6 +40,11 @@ final class HTTP2UpstreamPool {
         /// When a connect to this target last failed: for `retryAfter` the existing connections take
         /// the streams (queued) rather than each overflow waiting for another failing connect.
         var failedAt: NIODeadline?
+
+        /// The open connection with the fewest streams, to queue one more on when none has room.
+        var leastBusy: HTTP2UpstreamConnection? {
+            connections.filter(\.channel.isActive).min { $0.openStreams < $1.openStreams }
+        }
     }
 
     /// How long after a failed connect no further connection is opened while others exist.
@@ -138,21 +143,11 @@ final class HTTP2UpstreamPool {
                 case .failure(let error):
                     entry.failedAt = .now()
                     // Full connections still take the streams (queued by swift-nio-http2).
-                    entry.connections.removeAll { !$0.channel.isActive }
-                    for waiter in waiting {
-                        if let leastBusy = entry.connections.min(by: { $0.openStreams < $1.openStreams }) {
-                            waiter(.success(leastBusy))
-                        } else {
-                            waiter(.failure(error))
-                        }
-                    }
+                    for waiter in waiting { waiter(entry.leastBusy.map { .success($0) } ?? .failure(error)) }
                 }
             }
         }
-        guard let leastBusy = entry.connections.min(by: { $0.openStreams < $1.openStreams }) else {
-            return done(.failure(.connectFailed("\(target.address): no connection")))
-        }
-        done(.success(leastBusy))
+        done(entry.leastBusy.map { .success($0) } ?? .failure(.connectFailed("\(target.address): no connection")))
     }
 
     private func connect(target: UpstreamTarget, settings: UpstreamSettings,
