@@ -6,8 +6,11 @@
 # revokes) ROUNDS times against release gateways, and summarises what it prints: per node and
 # protocol, the smallest bucket of `portcullis_token_end_close_seconds` holding every close (time
 # from the node applying the revocation to the close being written), the mean of those closes,
-# the node's revocation propagation (durable write → applied), and the slowest close as the
-# Python clients saw it (their own clocks; 200 connections in Python).
+# the node's revocation propagation (durable write → applied), the slowest close as the
+# Python clients saw it (their own clocks; 200 connections in Python), and — the goal's own
+# measure — when each node's close frames and stream ends reached the wire (a loopback capture,
+# the kernel's clock: Scripts/wire_clock.py) after the revocation's acknowledgement, against that
+# node's propagation + 10 ms. Run as root (the capture needs CAP_NET_RAW).
 #   cluster/bench/token-end.sh                                   # release build, 5 rounds
 #   ROUNDS=2 PORTCULLIS_BIN=/path/to/portcullis cluster/bench/token-end.sh
 # Needs what the test suite needs (cluster/setup.sh): redis-server, Python websockets and grpcio.
@@ -35,9 +38,14 @@ for round in $(seq "$ROUNDS"); do
 done
 python3 - "$out" <<'PY'
 import re, statistics, sys
-nodes, clients = {}, []
+nodes, clients, wire = {}, [], {}
 for line in open(sys.argv[1]):
     round_, rest = line.split(" ", 1)
+    m = re.match(r"token-end wire (\S+) (\S+): ended (\d+), slowest (-?[\d.]+) ms after the acknowledgement; propagation ([\d.]+) ms; revocation call ([\d.]+) ms", rest)
+    if m:
+        node, proto, count, slowest, propagation, call = m.groups()
+        wire.setdefault(proto, []).append((int(round_), int(count), float(slowest), float(propagation), float(call)))
+        continue
     m = re.match(r"token-end (\S+) (\S+): closed (\d+), all within (\S+) s, mean ([\d.]+) ms .*propagation mean ([\d.]+) ms", rest)
     if m:
         node, proto, count, within, mean, propagation = m.groups()
@@ -52,6 +60,16 @@ for proto, rows in sorted(nodes.items()):
     buckets = sorted({r[0] for r in rows})
     spread = ", ".join(f"{sum(1 for r in rows if r[0] == b)} × {b * 1000:g} ms" for b in buckets)
     print(f"| {proto} | {len(rows)} | {sum(r[3] for r in rows)} | {spread} | {statistics.median(r[1] for r in rows):.2f} | {statistics.median(r[2] for r in rows):.2f} |")
+if wire:
+    print("\nOn the wire (the kernel's clock on loopback), from the revocation's acknowledgement:\n")
+    print("| protocol | node-rounds | ends | node-rounds within their propagation + 10 ms | slowest end after the acknowledgement, ms (median of node-rounds / max) | margin left, ms (min) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for proto, rows in sorted(wire.items()):
+        within = sum(1 for r in rows if r[2] <= r[3] + 10)
+        margins = [r[3] + 10 - r[2] for r in rows]
+        print(f"| {proto} | {len(rows)} | {sum(r[1] for r in rows)} | {within} of {len(rows)} | {statistics.median(r[2] for r in rows):.2f} / {max(r[2] for r in rows):.2f} | {min(margins):.2f} |")
+    calls = sorted({(r[0], r[4]) for rows in wire.values() for r in rows})
+    print(f"\nthe revocation call (durable write to acknowledgement), per round: {[c for _, c in calls]} ms")
 if clients:
     print(f"\nslowest close seen by a client after the revocation call, per round: {clients} ms (median {statistics.median(clients)})")
 PY
