@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./cluster/setup.sh debug
+# Every test the docs name (the security model's proofs among them) exists under that name.
+./cluster/check-doc-tests.py
 export PORTCULLIS_BIN="$PWD/.build/debug/portcullis"
 swift build --build-tests
 swift test --skip-build --no-parallel
