@@ -1,0 +1,37 @@
+import Foundation
+import NIOCore
+import PortcullisCluster
+import PortcullisConfig
+import PortcullisJOSE
+
+/// Certificate and key for the public listener, and optionally the CA its clients' certificates
+/// are verified against; re-read on SIGHUP.
+public struct ListenerTLSConfig: Sendable {
+    /// Whether clients are asked for certificates (verified against `clientCA`).
+    public enum ClientCertificates: String, Sendable, CaseIterable {
+        /// Not asked for.
+        case off = "none"
+        /// Verified when presented; connections without one are accepted (routes and bound tokens decide).
+        case optional
+        /// No connection without a certificate `clientCA` signed.
+        case required
+    }
+
+    public var certificateChain: String
+    public var privateKey: String
+    public var clientCA: String?
+    public var clientCertificates: ClientCertificates
+
+    init(node: ConfigNode, baseDirectory: String) throws {
+        var map = try node.mapping()
+        certificateChain = resolve(try map.required("certificate_chain").nonEmptyString(), against: baseDirectory)
+        privateKey = resolve(try map.required("private_key").nonEmptyString(), against: baseDirectory)
+        clientCA = try map.optional("client_ca").map { resolve(try $0.nonEmptyString(), against: baseDirectory) }
+        let modeNode = map.optional("client_certificates")
+        clientCertificates = try modeNode?.choice(ClientCertificates.self) ?? (clientCA == nil ? .off : .optional)
+        if clientCertificates != .off, clientCA == nil {
+            throw (modeNode ?? node).error("client_certificates: \(clientCertificates.rawValue) needs client_ca")
+        }
+        try map.finish()
+    }
+}

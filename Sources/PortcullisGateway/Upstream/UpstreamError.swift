@@ -1,0 +1,62 @@
+import NIOCore
+import NIOHTTP1
+import PortcullisConfig
+
+/// Why an exchange with an upstream failed.
+enum UpstreamError: Error, CustomStringConvertible {
+    case connectFailed(String)
+    case connectTimeout
+    case closedBeforeResponse
+    case closedMidResponse
+    case responseHeaderTimeout
+    case idleTimeout
+    case protocolError(String)
+    case tls(String)
+
+    var description: String {
+        switch self {
+        case .connectFailed(let why): "connect failed: \(why)"
+        case .connectTimeout: "connect timed out"
+        case .closedBeforeResponse: "upstream closed the connection before responding"
+        case .closedMidResponse: "upstream closed the connection mid-response"
+        case .responseHeaderTimeout: "upstream did not send a response head in time"
+        case .idleTimeout: "upstream connection idle too long"
+        case .protocolError(let why): "invalid response from upstream: \(why)"
+        case .tls(let why): "TLS to upstream failed: \(why)"
+        }
+    }
+
+    /// 504 for timeouts, 502 for everything else.
+    var isTimeout: Bool {
+        switch self {
+        case .connectTimeout, .responseHeaderTimeout, .idleTimeout: true
+        default: false
+        }
+    }
+
+    /// What a client is answered when this failure ends its request before a response began.
+    var clientAnswer: (status: HTTPResponseStatus, error: String, description: String) {
+        isTimeout ? (.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+            : (.badGateway, "bad_gateway", "the upstream is unavailable")
+    }
+
+    /// A connect to `address` that failed with `error`.
+    static func connecting(to address: HostPort, _ error: any Error) -> UpstreamError {
+        if case ChannelError.connectTimeout = error { return .connectTimeout }
+        return .connectFailed("\(address): \(error)")
+    }
+
+    /// A metric label.
+    var kind: String {
+        switch self {
+        case .connectFailed: "connect_failed"
+        case .connectTimeout: "connect_timeout"
+        case .closedBeforeResponse: "closed_before_response"
+        case .closedMidResponse: "closed_mid_response"
+        case .responseHeaderTimeout: "response_header_timeout"
+        case .idleTimeout: "idle_timeout"
+        case .protocolError: "protocol_error"
+        case .tls: "tls"
+        }
+    }
+}

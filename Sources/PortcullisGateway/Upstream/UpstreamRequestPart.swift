@@ -1,0 +1,10 @@
+import NIOCore
+import NIOHTTP1
+import PortcullisConfig
+
+/// One part of a request to an upstream.
+enum UpstreamRequestPart {
+    case head(UpstreamRequestHead)
+    case body(ByteBuffer)
+    case end
+}
