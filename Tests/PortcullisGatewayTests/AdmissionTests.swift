@@ -101,6 +101,43 @@ struct AdmissionTests {
         }
     }
 
+    /// The verified-token cache answers a token seen before without verifying it again; the
+    /// revocation check must still run on its answer.
+    @Test("a token answered from the verified-token cache is refused once revoked, by jti and by subject")
+    func refusesRevokedCachedToken() throws {
+        let cache = VerifiedTokenCache(capacity: 100)
+        let revocations = RevocationSet()
+        let fixture = try InProcessGateway(revocations: revocations, cache: cache, yaml: """
+            routes:
+              - {name: orders, path_prefix: /orders, upstream: {targets: [127.0.0.1:1]}, auth: {type: jwt}}
+            """)
+        let admission = Admission(gateway: fixture.context, client: HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: false))
+        func admit(_ token: String) -> (Admission.Decision, RequestLog) {
+            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/orders/1",
+                                       headers: ["Host": "gw.test", "Authorization": "Bearer \(token)"])
+            var log = RequestLog(requestID: "r", method: "GET", target: "/orders/1", start: .now())
+            return (admission.admit(head, facts: RequestHeadFacts(head.headers), table: fixture.table, log: &log) { nil }, log)
+        }
+        let now = Int64(Date().timeIntervalSince1970)
+        func revoke(_ kind: Revocation.Kind, _ value: String) {
+            revocations.apply(Revocation(id: UUID().uuidString, operation: .add, kind: kind, value: value, issuer: nil, until: now + 600,
+                                         createdAtMillis: (now + 1) * 1000, actor: "test", reason: nil, lifts: nil), now: now)
+        }
+        for (kind, subject) in [(Revocation.Kind.jti, "carol"), (.subject, "dave")] {
+            let token = try fixture.issuer.token(sub: subject)
+            guard case .admitted(let admitted) = admit(token).0, let jti = admitted.identity?.jwtID else {
+                Issue.record("\(subject)'s token should pass before its revocation"); return
+            }
+            let hits = cache.hits
+            guard case .admitted = admit(token).0 else { Issue.record("the second use should pass too"); return }
+            #expect(cache.hits == hits + 1, "the second use should be answered from the cache")
+            revoke(kind, kind == .jti ? jti : subject)
+            let (decision, log) = admit(token)
+            #expect(refusal(decision)?.status == .unauthorized, "\(kind): a cached token passed after its revocation")
+            #expect(log.reason == "revoked")
+        }
+    }
+
     @Test("the checks run in order: a bad target is a 400 and an over-long declared body a 413, before any token is looked at")
     func refusalsBeforeAuthentication() throws {
         #expect(refusal(admit(.GET, "/orders/../admin").0)?.status == .badRequest)

@@ -1,4 +1,5 @@
 import Foundation
+import PortcullisJOSE
 import PortcullisTestSupport
 import Testing
 
@@ -184,6 +185,25 @@ final class GatewayProxyTests {
         #expect(response.json["uri"] as? String == "/42")
         // response_headers.remove
         #expect(response.header("x-upstream") == nil)
+    }
+
+    /// A token's issuer (or anyone who can get a claim value into one, such as a user's display
+    /// name) tries to split an identity header and inject a field of its own.
+    @Test("control characters in claims (CR, LF, NUL, TAB, DEL) reach the upstream as spaces, in the subject and in configured claim headers; no field is injected")
+    func claimControlCharacters() throws {
+        let token = try issuer.token(sub: "alice\r\nX-Evil: 1", extra: [
+            "tenant": .string("t\u{0}1\tx\u{7F}\r\nX-Evil-Tenant: 2"),
+            "roles": .array([.string("admin\r\nX-Evil-Role: 3"), .string("reader")]),
+        ])
+        let response = try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)")])
+        #expect(response.status == 200)
+        let headers = response.echoedHeaders
+        for name in ["x-evil", "x-evil-tenant", "x-evil-role"] {
+            #expect(headers[name] == nil, "\(name) was injected: \(headers[name] ?? [])")
+        }
+        #expect(headers["x-auth-subject"] == ["alice  X-Evil: 1"])
+        #expect(headers["x-tenant"] == ["t 1 x   X-Evil-Tenant: 2"])
+        #expect(headers["x-auth-roles"] == ["admin  X-Evil-Role: 3 reader"])
     }
 
     @Test("an RS256 token from the same issuer passes too")

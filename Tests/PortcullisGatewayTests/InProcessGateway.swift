@@ -14,8 +14,8 @@ struct InProcessGateway {
 
     /// `yaml` holds the config's `routes` (and any other sections but `listen`, `realm`, `tls`
     /// and `issuers`, which this adds; `tls` names files that are never read, so that routes may
-    /// require a client certificate).
-    init(revocations: RevocationSet = RevocationSet(), yaml: String) throws {
+    /// require a client certificate). `cache` is the verifier's, as a gateway process has one.
+    init(revocations: RevocationSet = RevocationSet(), cache: VerifiedTokenCache? = nil, yaml: String) throws {
         issuer = try TestIssuer()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("in-process-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -30,7 +30,7 @@ struct InProcessGateway {
         let keys = KeySetStore()
         keys.replace(issuerName: "test", keySet: try JWKSet.parse(Array(issuer.jwks.utf8), issuer: config.issuers[0], logger: nil), version: nil)
         let metrics = GatewayMetrics(registry: PrometheusCollectorRegistry())
-        let authenticator = Authenticator(verifier: JWTVerifier(issuers: config.issuers, keys: keys, cache: nil), revocation: revocations)
+        let authenticator = Authenticator(verifier: JWTVerifier(issuers: config.issuers, keys: keys, cache: cache), revocation: revocations)
         table = try RouteTable(config: config, metrics: metrics, authenticator: authenticator)
         context = GatewayContext(routes: table, metrics: metrics, revocation: revocations, rateLimiter: LocalRateLimiter(), accessLog: nil)
     }
