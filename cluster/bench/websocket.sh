@@ -11,6 +11,7 @@
 # it adds over the direct path in the same round (issue 18's goal for the gateway: ≤ 30 µs).
 #   cluster/bench/websocket.sh                    # release builds, 5 rounds of 20 000 messages
 #   BINARY=/path/to/portcullis ROUNDS=1 MESSAGES=2000 cluster/bench/websocket.sh   # a smoke run
+#   BENCH=/path/to/PortcullisBench ...           # a release build of the bench tool made elsewhere
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -18,8 +19,11 @@ if [ -z "${BINARY:-}" ]; then
   cluster/build-release.sh --product portcullis >/dev/null
   BINARY=$root/.build/release/portcullis
 fi
-cluster/build-release.sh --product PortcullisBench >/dev/null
-bench=$root/.build/release/PortcullisBench
+bench=${BENCH:-}
+if [ -z "$bench" ]; then
+  cluster/build-release.sh --product PortcullisBench >/dev/null
+  bench=$root/.build/release/PortcullisBench
+fi
 rounds=${ROUNDS:-5}; messages=${MESSAGES:-20000}
 work=$(mktemp -d)
 pids=()
