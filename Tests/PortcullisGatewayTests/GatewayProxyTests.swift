@@ -187,6 +187,22 @@ final class GatewayProxyTests {
         #expect(response.header("x-upstream") == nil)
     }
 
+    /// The client fills in the identity headers for claims its token does not carry, hoping the
+    /// gateway only overwrites the ones it sets.
+    @Test("on an authenticated route, an identity header whose claim the token lacks is removed, not passed on from the client")
+    func spoofedHeaderForMissingClaim() throws {
+        let token = try issuer.token(sub: "alice", clientID: nil)
+        let response = try gateway.request("GET", "/orders/1", headers: [
+            ("Authorization", "Bearer \(token)"), ("X-Tenant", "other-tenant"), ("X-Auth-Roles", "admin"), ("X-Auth-Client-Id", "evil"),
+        ])
+        #expect(response.status == 200)
+        let headers = response.echoedHeaders
+        #expect(headers["x-auth-subject"] == ["alice"])
+        for name in ["x-tenant", "x-auth-roles", "x-auth-client-id"] {
+            #expect(headers[name] == nil, "\(name) reached the upstream: \(headers[name] ?? [])")
+        }
+    }
+
     /// A token's issuer (or anyone who can get a claim value into one, such as a user's display
     /// name) tries to split an identity header and inject a field of its own.
     @Test("control characters in claims (CR, LF, NUL, TAB, DEL) reach the upstream as spaces, in the subject and in configured claim headers; no field is injected")
