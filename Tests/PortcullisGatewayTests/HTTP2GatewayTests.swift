@@ -223,6 +223,74 @@ final class HTTP2GatewayTests {
         #expect(try metric("portcullis_http2_connection_errors_total") ?? 0 == 0)
     }
 
+    /// A raw request: exactly these fields, and `body` in one DATA frame after HEADERS that do not
+    /// end the stream; then a GET of /after on the same connection.
+    func raw(_ fields: [(String, String)], body: String? = nil) throws -> [String: Any] {
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: fields.map { [$0.0, $0.1] }), as: UTF8.self)
+        return try body.map { try peer("raw", json, $0) } ?? peer("raw", json)
+    }
+
+    static func request(_ method: String, _ path: String, _ extra: [(String, String)] = []) -> [(String, String)] {
+        [(":method", method), (":scheme", "http"), (":path", path), (":authority", "gw.test")] + extra
+    }
+
+    /// HTTP/2 frames a body by END_STREAM; HTTP/1.1 by a declared length. The build before wrote
+    /// a GET's DATA after its head with neither, so the upstream read it as a second request:
+    /// any client could smuggle a request past admission (one to a JWT route, with identity
+    /// headers of its choosing) or capture the next client's request on the pooled connection.
+    @Test("DATA on a GET, HEAD, DELETE or TRACE without content-length reaches an HTTP/1.1 upstream as that request's chunked body, never as a second request (HTTP/2 downgrade smuggling)", arguments: ["GET", "HEAD", "DELETE", "TRACE"])
+    func bodyWithoutLengthIsNotSmuggled(_ method: String) throws {
+        let smuggled = "GET /api/smuggled HTTP/1.1\r\nHost: gw.test\r\nX-Auth-Subject: admin\r\n\r\n"
+        let before = upstream.requestCount
+        let seen = try raw(Self.request(method, "/public/smuggle"), body: smuggled)
+        let status = seen["status"] as? [String: String]
+        #expect(status?["1"] == "200" && status?["3"] == "200", "\(seen)")
+        #expect(upstream.requestCount == before + 2, "the upstream parsed \(upstream.requestCount - before) requests from 2")
+        if method != "HEAD" {
+            let echoed = try JSONSerialization.jsonObject(with: Data(((seen["bodies"] as? [String: String])?["1"] ?? "").utf8)) as? [String: Any]
+            #expect(echoed?["body_bytes"] as? Int == smuggled.utf8.count, "\(echoed ?? [:])")
+            #expect((echoed?["headers"] as? [String: [String]])?["transfer-encoding"] == ["chunked"], "\(echoed ?? [:])")
+        }
+    }
+
+    /// swift-nio-http2's HTTP/2-to-HTTP/1 codec fails a stream whose head lacks `:authority` or
+    /// `:path`; the stream closed on that first read, and a debug build of the build before
+    /// stopped on an assertion in swift-nio-http2's connection manager, taking every connection
+    /// with it (a release build compiles the assertion out).
+    @Test("a request with Host and no :authority is served; one with neither is reset, a plain CONNECT is answered 405, and the gateway and the connection live on")
+    func headsTheCodecCannotRead() throws {
+        let hostOnly = try raw([(":method", "GET"), (":scheme", "http"), (":path", "/public/host-only"), ("host", "gw.test")])
+        #expect((hostOnly["status"] as? [String: String])?["1"] == "200", "\(hostOnly)")
+        let neither = try raw([(":method", "GET"), (":scheme", "http"), (":path", "/public/no-authority")])
+        #expect((neither["resets"] as? [String: Int])?["1"] == 1, "\(neither)") // PROTOCOL_ERROR
+        let connect = try raw([(":method", "CONNECT"), (":authority", "example.test:443")])
+        #expect((connect["status"] as? [String: String])?["1"] == "405", "\(connect)")
+        for seen in [hostOnly, neither, connect] {
+            #expect((seen["status"] as? [String: String])?["3"] == "200", "the connection did not live on: \(seen)")
+        }
+        #expect(gateway.process.isRunning)
+    }
+
+    @Test("repeated equal content-lengths reach the upstream as one number; a signed or disagreeing length, a :method that is not a token and a field value with a control character or outer whitespace are reset before any upstream")
+    func headsThatMeanSomethingElseInHTTP1() throws {
+        let repeated = try raw(Self.request("POST", "/public/length", [("content-length", "5, 5")]), body: "hello")
+        let echoed = try JSONSerialization.jsonObject(with: Data(((repeated["bodies"] as? [String: String])?["1"] ?? "").utf8)) as? [String: Any]
+        #expect((echoed?["headers"] as? [String: [String]])?["content-length"] == ["5"], "\(repeated)")
+        #expect(echoed?["body_bytes"] as? Int == 5)
+        let cases: [[(String, String)]] = [
+            Self.request("POST", "/public/x", [("content-length", "+5")]),
+            [(":method", "G/E@T"), (":scheme", "http"), (":path", "/public/x"), (":authority", "gw.test")],
+            Self.request("GET", "/public/x", [("x-a", "a\u{01}b")]),
+            Self.request("GET", "/public/x", [("x-a", " padded")]),
+        ]
+        for fields in cases {
+            let before = upstream.requestCount
+            let seen = try raw(fields, body: fields.contains { $0.0 == "content-length" } ? "hello" : nil)
+            #expect((seen["resets"] as? [String: Int])?["1"] == 1, "\(fields): \(seen)")
+            #expect(upstream.requestCount == before + 1, "\(fields) reached the upstream")
+        }
+    }
+
     @Test("two cookie fields reach an HTTP/1.1 upstream as one Cookie field")
     func cookiesAreJoined() throws {
         let seen = try peer("cookies")

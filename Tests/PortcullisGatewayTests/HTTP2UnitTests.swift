@@ -71,16 +71,75 @@ struct HTTP2UnitTests {
         #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(base + [("host", "a.test"), ("host", "b.test")])) == .malformed)
     }
 
+    static let head: [(String, String)] = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a.test")]
+
+    static func rewritten(_ outcome: HTTP2HeaderBlocks.Outcome) -> HPACKHeaders? {
+        if case .rewritten(let headers) = outcome { return headers }
+        return nil
+    }
+
     @Test("several cookie fields are joined into one, in order, after the other fields")
     func cookiesJoined() {
-        let headers = HPACKHeaders([(":method", "GET"), (":path", "/"), ("cookie", "a=1"), ("x", "y"), ("cookie", "b=2")])
-        guard case .rewritten(let rewritten) = HTTP2HeaderBlocks.normalize(headers) else {
+        let headers = HPACKHeaders(Self.head + [("cookie", "a=1"), ("x", "y"), ("cookie", "b=2")])
+        guard let rewritten = Self.rewritten(HTTP2HeaderBlocks.normalize(headers)) else {
             Issue.record("cookies were not joined")
             return
         }
-        #expect(rewritten.map(\.name) == [":method", ":path", "x", "cookie"])
+        #expect(rewritten.map(\.name) == [":method", ":scheme", ":path", ":authority", "x", "cookie"])
         #expect(rewritten.first(name: "cookie") == "a=1; b=2")
-        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([("cookie", "a=1")])) == .unchanged)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(Self.head + [("cookie", "a=1")])) == .unchanged)
+    }
+
+    @Test("a GET, HEAD, DELETE or TRACE whose HEADERS do not end the stream and that declares no length gets transfer-encoding: chunked; with END_STREAM, a content-length, another method or an extended CONNECT it does not")
+    func unframedBodiesAreChunked() {
+        for method in ["GET", "HEAD", "DELETE", "TRACE"] {
+            let headers = HPACKHeaders([(":method", method), (":scheme", "http"), (":path", "/"), (":authority", "a.test")])
+            #expect(Self.rewritten(HTTP2HeaderBlocks.normalize(headers, endStream: false))?.first(name: "transfer-encoding") == "chunked", "\(method)")
+            #expect(HTTP2HeaderBlocks.normalize(headers, endStream: true) == .unchanged, "\(method)")
+        }
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(Self.head + [("content-length", "5")]), endStream: false) == .unchanged)
+        // NIO's codec frames the other methods' bodies itself.
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a")]), endStream: false) == .unchanged)
+        let connect = HPACKHeaders([(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", "/"), (":authority", "a")])
+        #expect(HTTP2HeaderBlocks.normalize(connect, endStream: false) == .unchanged)
+    }
+
+    @Test("content-length must be one decimal number: equal repeats become one field; a sign, a difference or anything else is malformed")
+    func contentLengthCanonical() {
+        func length(_ values: String...) -> HTTP2HeaderBlocks.Outcome {
+            HTTP2HeaderBlocks.normalize(HPACKHeaders(Self.head + values.map { ("content-length", $0) }), endStream: false)
+        }
+        #expect(length("5") == .unchanged)
+        for same in [["5, 5"], ["5", "5"], ["005"], ["5 ,5"]] {
+            let outcome = HTTP2HeaderBlocks.normalize(HPACKHeaders(Self.head + same.map { ("content-length", $0) }), endStream: false)
+            #expect(Self.rewritten(outcome)?.values(forHeader: "content-length").map { $0 } == ["5"], "\(same)")
+        }
+        for bad in ["+5", "-1", "5, 6", "0x5", "", "5,", "18446744073709551616", "5 5"] {
+            #expect(length(bad) == .malformed, "\(bad)")
+        }
+        #expect(length("5", "6") == .malformed)
+    }
+
+    @Test("field values with control characters or leading or trailing whitespace, a :method that is not a token, a missing :scheme or :path, and neither :authority nor Host are malformed")
+    func malformedHeads() {
+        for value in ["a\u{01}b", "a\u{7F}", "a\u{0B}b", " padded", "padded\t", "\tx"] {
+            #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(Self.head + [("x-a", value)])) == .malformed, "\(value.debugDescription)")
+        }
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders(Self.head + [("x-a", "in\tside ok é")])) == .unchanged)
+        for method in ["G/E@T", "", "GE T"] {
+            #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([(":method", method), (":scheme", "http"), (":path", "/"), (":authority", "a")])) == .malformed)
+        }
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([(":method", "GET"), (":path", "/"), (":authority", "a")])) == .malformed)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":authority", "a")])) == .malformed)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/")])) == .malformed)
+    }
+
+    @Test("a request with Host and no :authority gets :authority from Host (RFC 9113 §8.3.1); a CONNECT without :protocol is refused as a tunnel")
+    func authorityFromHost() {
+        let hostOnly = HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "h.test")])
+        #expect(Self.rewritten(HTTP2HeaderBlocks.normalize(hostOnly))?.first(name: ":authority") == "h.test")
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "a"), ("host", "b")])) == .malformed)
+        #expect(HTTP2HeaderBlocks.normalize(HPACKHeaders([(":method", "CONNECT"), (":authority", "a:443")])) == .tunnelRefused)
     }
 
     @Test("a response's x-request-id leaves as a literal HPACK does not index; its other fields, a block without one and DATA pass unchanged")

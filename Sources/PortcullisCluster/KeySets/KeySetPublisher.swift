@@ -1,8 +1,4 @@
-import Crypto
 import Foundation
-import Logging
-import Metrics
-import PortcullisJOSE
 import PortcullisRedis
 
 /// Writes key-set records and announces them (the control plane is the one fetcher per issuer).

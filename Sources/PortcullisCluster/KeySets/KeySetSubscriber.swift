@@ -1,5 +1,3 @@
-import Crypto
-import Foundation
 import Logging
 import Metrics
 import PortcullisJOSE

@@ -1,8 +1,4 @@
-import Foundation
-import NIOCore
-import PortcullisCluster
 import PortcullisConfig
-import PortcullisJOSE
 
 /// The access log: one line per request through swift-log (label `portcullis.access`).
 public struct AccessLogConfig: Sendable {

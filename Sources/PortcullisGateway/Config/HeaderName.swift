@@ -1,8 +1,4 @@
 import Foundation
-import NIOCore
-import PortcullisCluster
-import PortcullisConfig
-import PortcullisJOSE
 
 /// RFC 9110 token characters for header names.
 enum HeaderName {

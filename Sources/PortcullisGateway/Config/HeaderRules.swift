@@ -1,5 +1,4 @@
 import PortcullisConfig
-import PortcullisJOSE
 
 /// Header edits applied to requests (before forwarding) or responses (before returning).
 public struct HeaderRules: Sendable {

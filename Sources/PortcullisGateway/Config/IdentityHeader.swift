@@ -1,8 +1,5 @@
 import Foundation
-import NIOCore
-import PortcullisCluster
 import PortcullisConfig
-import PortcullisJOSE
 
 /// One claim forwarded as a request header. Array claims are joined with a space.
 public struct IdentityHeader: Sendable, Hashable {

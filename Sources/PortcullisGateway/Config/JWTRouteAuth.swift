@@ -1,4 +1,3 @@
-import PortcullisConfig
 import PortcullisJOSE
 
 /// Requirements on a route's bearer token beyond a valid signature and claims.

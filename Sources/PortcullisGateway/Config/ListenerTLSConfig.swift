@@ -1,8 +1,4 @@
-import Foundation
-import NIOCore
-import PortcullisCluster
 import PortcullisConfig
-import PortcullisJOSE
 
 /// Certificate and key for the public listener, and optionally the CA its clients' certificates
 /// are verified against; re-read on SIGHUP.

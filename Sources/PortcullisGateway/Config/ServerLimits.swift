@@ -1,8 +1,4 @@
-import Foundation
-import NIOCore
-import PortcullisCluster
 import PortcullisConfig
-import PortcullisJOSE
 
 /// Limits that keep one client from exhausting the node.
 public struct ServerLimits: Sendable {

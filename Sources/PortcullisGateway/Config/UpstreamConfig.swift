@@ -1,5 +1,4 @@
 import PortcullisConfig
-import PortcullisJOSE
 
 /// Where a route's requests go.
 public struct UpstreamConfig: Sendable {

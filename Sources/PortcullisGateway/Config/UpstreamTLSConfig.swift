@@ -1,5 +1,4 @@
 import PortcullisConfig
-import PortcullisJOSE
 
 /// TLS from the gateway to an upstream.
 public struct UpstreamTLSConfig: Sendable {

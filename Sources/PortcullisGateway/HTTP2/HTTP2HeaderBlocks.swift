@@ -5,11 +5,26 @@ import NIOHTTP2
 /// A stream's header blocks as HPACK sees them, both ways: the rules that need the HTTP/2 view
 /// of a block, which NIO's HTTP/2-to-HTTP/1 codec (after this handler) does not keep.
 ///
-/// Requests, before the codec turns the first block into the head `Admission` reads:
-/// - `:authority` and `Host` must name the same authority when both are present (RFC 9113
-///   §8.3.1). The codec keeps `Host` and drops `:authority`, and the gateway routes by `Host`: a
-///   request whose two disagree is malformed and its stream is reset (PROTOCOL_ERROR), so no
-///   upstream sees an authority the route was not chosen by.
+/// Requests, before the codec turns the first block into the head `Admission` reads. What an
+/// HTTP/1.1 upstream receives is written from that head, so every rule that keeps an HTTP/2
+/// request from meaning something else in HTTP/1.1 is applied here; a request breaking one is
+/// malformed (RFC 9113 §8.1.1) and its stream reset (PROTOCOL_ERROR) before it reaches anything:
+/// - `:method` is a token (RFC 9110 §9.1); `:scheme` and `:path` are present (the codec would
+///   otherwise fail the stream on its first read).
+/// - The authority: `:authority` and `Host` name the same one when both are present (RFC 9113
+///   §8.3.1); the codec keeps `Host` and drops `:authority`, and the gateway routes by `Host`, so
+///   a request whose two disagree could be routed by one and served by the other. A request with
+///   `Host` only (RFC 9113 allows it) gets `:authority` from it; one with neither is malformed.
+/// - Field values hold no control characters but HTAB and neither start nor end with SP or HTAB
+///   (RFC 9113 §8.2.1, RFC 9110 §5.5). swift-nio-http2 refuses NUL, CR and LF itself.
+/// - `content-length` is one decimal number (several equal ones, as fields or a list, become one;
+///   RFC 9110 §8.6); anything else (`+5`, `5, 6`) is malformed, never passed on.
+/// - The body's framing: a request whose HEADERS frame does not end the stream and that declares
+///   no length may carry DATA of any length. The codec states `transfer-encoding: chunked` for
+///   such requests except GET, HEAD, DELETE and TRACE; for those this handler adds it, so their
+///   DATA reaches an HTTP/1.1 upstream as a chunked body and never as bytes after the head, which
+///   the upstream would read as a second request (request smuggling).
+/// - A CONNECT without `:protocol` (a tunnel, which the gateway does not open) is answered 405.
 /// - An extended CONNECT's `:protocol` (RFC 8441), which the codec drops, is handed on as an
 ///   `HTTP2ExtendedConnect` event before the head.
 /// - Several `cookie` fields are joined with `"; "` (RFC 9113 §8.2.3), because an HTTP/1.1
@@ -48,7 +63,7 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         if let name = block.headers.first(name: ":protocol") {
             context.fireUserInboundEventTriggered(HTTP2ExtendedConnect(protocolName: name))
         }
-        switch Self.normalize(block.headers) {
+        switch Self.normalize(block.headers, endStream: block.endStream) {
         case .unchanged:
             context.fireChannelRead(data)
         case .rewritten(let headers):
@@ -57,6 +72,15 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         case .malformed:
             onMalformed()
             context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
+            context.close(promise: nil)
+        case .tunnelRefused:
+            let response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: "the gateway does not open CONNECT tunnels")
+            let requestID = RequestID.generate()
+            let body = response.body(requestID: requestID, allocator: context.channel.allocator)
+            let head = HPACKHeaders([(":status", "405"), ("content-type", "application/json"), ("content-length", String(body.readableBytes)),
+                                     ("x-request-id", requestID)])
+            context.write(wrapOutboundOut(.headers(.init(headers: head))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: nil)
             context.close(promise: nil)
         }
     }
@@ -83,27 +107,89 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         case unchanged
         case rewritten(HPACKHeaders)
         case malformed
+        /// A CONNECT without `:protocol`.
+        case tunnelRefused
     }
 
-    static func normalize(_ headers: HPACKHeaders) -> Outcome {
-        var cookies = 0
-        var hosts = 0
+    /// The request head `headers` by the rules above; `endStream` is whether its HEADERS frame
+    /// ended the stream.
+    static func normalize(_ headers: HPACKHeaders, endStream: Bool = true) -> Outcome {
+        var cookies = 0, hosts = 0, lengths = 0
+        var method: String?, authority: String?, hasScheme = false, hasPath = false, hasProtocol = false
+        var length: UInt64?
         for field in headers {
-            if field.name == "cookie" { cookies += 1 } else if field.name == "host" { hosts += 1 }
+            switch field.name {
+            case ":method": method = field.value
+            case ":authority": authority = field.value
+            case ":scheme": hasScheme = true
+            case ":path": hasPath = true
+            case ":protocol": hasProtocol = true
+            case "cookie": cookies += 1
+            case "host": hosts += 1
+            case "content-length":
+                lengths += 1
+                guard let declared = contentLength(field.value), length == nil || length == declared else { return .malformed }
+                length = declared
+            default: break
+            }
+            if !field.name.hasPrefix(":"), !isValidValue(field.value) { return .malformed }
         }
-        if hosts > 0, let authority = headers.first(name: ":authority")?.lowercased() {
-            for host in headers.values(forHeader: "host") where host.lowercased() != authority {
+        guard let method, HeaderName.isValid(method) else { return .malformed }
+        if method == "CONNECT", !hasProtocol { return .tunnelRefused }
+        guard hasScheme, hasPath else { return .malformed }
+        let firstHost = hosts > 0 ? headers.first(name: "host") : nil
+        if hosts > 0 {
+            let expected = (authority ?? firstHost ?? "").lowercased()
+            for host in headers.values(forHeader: "host") where host.lowercased() != expected {
                 return .malformed
             }
+        } else if authority == nil {
+            return .malformed
         }
-        guard cookies > 1 else { return .unchanged }
+        let addAuthority = authority == nil
+        let addChunked = !endStream && length == nil && !hasProtocol && ["GET", "HEAD", "DELETE", "TRACE"].contains(method)
+        let canonicalLength = length.map(String.init)
+        let rewriteLength = lengths > 1 || (lengths == 1 && headers.first(name: "content-length") != canonicalLength)
+        guard cookies > 1 || addAuthority || addChunked || rewriteLength else { return .unchanged }
         var rewritten = HPACKHeaders()
-        rewritten.reserveCapacity(headers.count - cookies + 1)
+        rewritten.reserveCapacity(headers.count + 2)
         var joined: [String] = []
         for field in headers {
-            if field.name == "cookie" { joined.append(field.value) } else { rewritten.add(name: field.name, value: field.value, indexing: field.indexable) }
+            switch field.name {
+            case "cookie" where cookies > 1: joined.append(field.value)
+            case "content-length" where rewriteLength: continue
+            case ":method" where addAuthority:
+                rewritten.add(name: field.name, value: field.value, indexing: field.indexable)
+                rewritten.add(name: ":authority", value: firstHost ?? "")
+            default: rewritten.add(name: field.name, value: field.value, indexing: field.indexable)
+            }
         }
-        rewritten.add(name: "cookie", value: joined.joined(separator: "; "))
+        if cookies > 1 { rewritten.add(name: "cookie", value: joined.joined(separator: "; ")) }
+        if rewriteLength, let canonicalLength { rewritten.add(name: "content-length", value: canonicalLength) }
+        if addChunked { rewritten.add(name: "transfer-encoding", value: "chunked") }
         return .rewritten(rewritten)
+    }
+
+    /// A `content-length` value as one number: decimal digits, or a list of equal ones.
+    static func contentLength(_ value: String) -> UInt64? {
+        var result: UInt64?
+        for element in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+            let digits = element.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+            guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+                  let number = UInt64(String(decoding: digits, as: UTF8.self)), result == nil || result == number else { return nil }
+            result = number
+        }
+        return result
+    }
+
+    /// RFC 9110 §5.5 field-value bytes (visible ASCII, SP, HTAB, obs-text), without SP or HTAB at
+    /// either end (RFC 9113 §8.2.1).
+    static func isValidValue(_ value: String) -> Bool {
+        let utf8 = value.utf8
+        if let first = utf8.first, first == 0x20 || first == 0x09 { return false }
+        if let last = utf8.last, last == 0x20 || last == 0x09 { return false }
+        return utf8.withContiguousStorageIfAvailable { bytes in
+            !bytes.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }
+        } ?? !utf8.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }
     }
 }

@@ -1,5 +1,4 @@
 import NIOHTTP1
-import NIOCore
 import PortcullisObservability
 import Prometheus
 import Synchronization

@@ -1,6 +1,4 @@
 import NIOCore
-import NIOHTTP1
-import PortcullisConfig
 
 /// Receives one exchange's response from an upstream connection. Implemented by the request path
 /// (`ProxyHandler`); every call arrives on the connection's event loop, which is also the client's.

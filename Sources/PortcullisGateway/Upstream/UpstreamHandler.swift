@@ -1,6 +1,4 @@
 import NIOCore
-import NIOHTTP1
-import PortcullisConfig
 
 /// The upstream channel's HTTP/1.1 endpoint (after TLS, if any): writes requests with
 /// `HTTP1Writer`, parses responses with `UpstreamResponseParser`, hands the parts to the

@@ -1,6 +1,4 @@
 import NIOCore
-import NIOHTTP1
-import PortcullisConfig
 
 /// One part of a request to an upstream.
 enum UpstreamRequestPart {

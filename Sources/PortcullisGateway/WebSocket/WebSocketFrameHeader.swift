@@ -1,5 +1,3 @@
-
-
 /// The header of one WebSocket frame (RFC 6455 §5.2), as far as the relay needs it.
 public struct WebSocketFrameHeader: Equatable, Sendable {
     /// The final fragment of a message.

@@ -1,5 +1,3 @@
-
-
 /// A frame the relay refuses to pass on (the WebSocket is then closed by the gateway).
 public enum WebSocketFrameViolation: Error, Equatable, Sendable, CustomStringConvertible {
     /// A frame from the client without a masking key (RFC 6455 §5.1).

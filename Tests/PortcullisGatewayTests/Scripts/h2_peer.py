@@ -20,6 +20,10 @@ Prints one JSON object describing what the server did. Modes:
   extended-connect PATH PROTOCOL [NAME=VALUE ...]
                        an extended CONNECT (RFC 8441) with that :protocol, sent whether or not the
                        server's SETTINGS enabled it; prints its answer and the server's settings
+  raw FIELDS [BODY]    one request with exactly the header block FIELDS (a JSON list of [name,
+                       value], pseudo-fields included, sent as given); with BODY its HEADERS do not
+                       end the stream and one DATA frame carrying BODY does. Then a GET of
+                       /after on stream 3 (whether the connection lives on)
   request PATH [NAME=VALUE ...]
                        one GET of PATH with the extra fields; prints status, body and trailers
                        (after a GOAWAY, too)
@@ -229,6 +233,22 @@ def main():
                  for k, v in peer.decoder.header_table.dynamic_entries]
         ids = [h[0].get("x-request-id") for _, h in sorted(peer.headers.items())]
         print(json.dumps(peer.result(dynamic_table=table, request_ids=ids)))
+    elif mode == "raw":
+        fields = [tuple(field) for field in json.loads(arg)]
+        body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+        block = peer.encoder.encode(fields)
+        if body is None:
+            peer.send(HeadersFrame(1, block, flags=["END_HEADERS", "END_STREAM"]))
+        else:
+            peer.send(HeadersFrame(1, block, flags=["END_HEADERS"]), DataFrame(1, body, flags=["END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
+        peer.send(HeadersFrame(3, peer.request_block(path="/after"), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
+        print(json.dumps(peer.result()))
     elif mode == "request":
         extra = [tuple(field.split("=", 1)) for field in sys.argv[4:]]
         peer.send(HeadersFrame(1, peer.request_block(path=arg, extra=extra), flags=["END_HEADERS", "END_STREAM"]))
