@@ -9,9 +9,9 @@ import PortcullisJOSE
 /// stripping) are unit-tested in isolation and the request path does no set building.
 ///
 /// Every header the gateway writes is valid by construction, which is why `HTTP1Writer` copies
-/// fields out without validating them again: a client's fields were validated by NIO's llhttp
-/// decoder and an upstream's by `UpstreamResponseParser` (token names, no control characters in
-/// values); configured `set` fields are checked when the config loads; claim values have control
+/// fields out without validating them again: an HTTP/1.1 client's fields were validated by NIO's
+/// llhttp decoder, an HTTP/2 client's by swift-nio-http2 and `HTTP2HeaderBlocks`, and an
+/// upstream's by `UpstreamResponseParser` (token names, no control characters in values); configured `set` fields are checked when the config loads; claim values have control
 /// characters replaced (`claimValue`); error descriptions in challenges are reduced to printable
 /// ASCII (`ErrorResponse.quoted`); everything else is generated (ids, numbers, addresses).
 enum HeaderRewriter {
