@@ -118,21 +118,29 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         var method: String?, authority: String?, hasScheme = false, hasPath = false, hasProtocol = false
         var length: UInt64?
         for field in headers {
-            switch field.name {
-            case ":method": method = field.value
-            case ":authority": authority = field.value
-            case ":scheme": hasScheme = true
-            case ":path": hasPath = true
-            case ":protocol": hasProtocol = true
-            case "cookie": cookies += 1
-            case "host": hosts += 1
-            case "content-length":
+            let name = field.name
+            if name.utf8.first == UInt8(ascii: ":") {
+                switch name {
+                case ":method": method = field.value
+                case ":authority": authority = field.value
+                case ":scheme": hasScheme = true
+                case ":path": hasPath = true
+                case ":protocol": hasProtocol = true
+                default: break
+                }
+                continue
+            }
+            guard isValidValue(field.value) else { return .malformed }
+            // By length first: most names match none of these, and then only one compare runs.
+            switch name.utf8.count {
+            case 6 where name == "cookie": cookies += 1
+            case 4 where name == "host": hosts += 1
+            case 14 where name == "content-length":
                 lengths += 1
                 guard let declared = contentLength(field.value), length == nil || length == declared else { return .malformed }
                 length = declared
             default: break
             }
-            if !field.name.hasPrefix(":"), !isValidValue(field.value) { return .malformed }
         }
         guard let method, HeaderName.isValid(method) else { return .malformed }
         if method == "CONNECT", !hasProtocol { return .tunnelRefused }
@@ -147,7 +155,7 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
             return .malformed
         }
         let addAuthority = authority == nil
-        let addChunked = !endStream && length == nil && !hasProtocol && ["GET", "HEAD", "DELETE", "TRACE"].contains(method)
+        let addChunked = !endStream && length == nil && !hasProtocol && Self.codecLeavesUnframed(method)
         let canonicalLength = length.map(String.init)
         let rewriteLength = lengths > 1 || (lengths == 1 && headers.first(name: "content-length") != canonicalLength)
         guard cookies > 1 || addAuthority || addChunked || rewriteLength else { return .unchanged }
@@ -168,6 +176,15 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         if rewriteLength, let canonicalLength { rewritten.add(name: "content-length", value: canonicalLength) }
         if addChunked { rewritten.add(name: "transfer-encoding", value: "chunked") }
         return .rewritten(rewritten)
+    }
+
+    /// The methods whose bodies NIO's HTTP/2-to-HTTP/1 codec does not frame when no length is
+    /// declared (it adds `transfer-encoding: chunked` for every other one).
+    static func codecLeavesUnframed(_ method: String) -> Bool {
+        switch method {
+        case "GET", "HEAD", "DELETE", "TRACE": true
+        default: false
+        }
     }
 
     /// A `content-length` value as one number: decimal digits, or a list of equal ones.
