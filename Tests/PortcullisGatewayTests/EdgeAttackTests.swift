@@ -171,6 +171,58 @@ final class EdgeAttackTests {
         #expect(upstream.requestCount == before, "the upstream got a request")
     }
 
+    /// RFC 9112 §6.1: the gateway re-frames a body in chunks; a coding it neither applies nor
+    /// removes would reach the upstream undeclared (the build before dropped `gzip` and passed the
+    /// gzip bytes on as if plain).
+    @Test("a request with a transfer coding other than chunked before its chunked one is refused with 501 before anything reaches the upstream")
+    func otherTransferCodingRefused() throws {
+        let before = upstream.requestCount
+        let response = try send("POST /public/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        #expect(response.status == 501)
+        #expect(upstream.requestCount == before, "the upstream got a request")
+    }
+
+    /// NIO's HTTP/1.1 decoder (llhttp) reads what follows a CONNECT as tunnel bytes, never as a
+    /// body. The build before forwarded the CONNECT with its `Content-Length` and no body, and
+    /// pooled the upstream connection: an upstream that answers before reading a body then read
+    /// the next client's request on that connection (its token included) as this one's body.
+    @Test("an HTTP/1.1 CONNECT is answered 405 and its connection closed; nothing reaches the upstream, a Content-Length on it neither")
+    func connectRefused() throws {
+        let before = upstream.requestCount
+        for target in ["/public/x", "gw.test:443"] {
+            let client = try gateway.client()
+            defer { client.close() }
+            try client.send("CONNECT \(target) HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 600\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.status == 405, "\(target): \(response.status)")
+            #expect(client.waitForClose(), "\(target): the connection stayed open")
+        }
+        #expect(upstream.requestCount == before, "the upstream got a request")
+    }
+
+    /// The decoder reads nothing after an upgrade request either: the build before answered one
+    /// for another protocol and then left the connection open, never reading the client's next
+    /// request.
+    @Test("a request upgrading to a protocol other than WebSocket is forwarded without Upgrade, answered, and its connection closed")
+    func otherUpgradeClosesAfterAnswer() throws {
+        let client = try gateway.client()
+        defer { client.close() }
+        try client.send("GET /public/up HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n")
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(response.echoedHeaders["upgrade"] == nil)
+        #expect(response.header("connection")?.lowercased() == "close")
+        #expect(client.waitForClose(), "the connection stayed open")
+    }
+
+    @Test("a Content-Length with leading zeros reaches the upstream as the number it is")
+    func contentLengthCanonical() throws {
+        let response = try send("POST /public/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 005\r\n\r\nhello")
+        #expect(response.status == 200)
+        #expect(response.echoedHeaders["content-length"] == ["5"])
+        #expect(response.json["body_bytes"] as? Int == 5)
+    }
+
     // MARK: Underscores
 
     @Test("header names with underscores are dropped, so X_Auth_Subject cannot reach a CGI-style upstream")

@@ -265,6 +265,7 @@ final class HTTP2GatewayTests {
         #expect((neither["resets"] as? [String: Int])?["1"] == 1, "\(neither)") // PROTOCOL_ERROR
         let connect = try raw([(":method", "CONNECT"), (":authority", "example.test:443")])
         #expect((connect["status"] as? [String: String])?["1"] == "405", "\(connect)")
+        #expect((connect["bodies"] as? [String: String])?["1"]?.contains("method_not_allowed") == true, "the 405 lost its body: \(connect)")
         for seen in [hostOnly, neither, connect] {
             #expect((seen["status"] as? [String: String])?["3"] == "200", "the connection did not live on: \(seen)")
         }

@@ -44,12 +44,25 @@ struct Admission {
         log.host = facts.host
         // Tracing off, a request's tracing work is this branch and nil checks of `log.trace`.
         if let tracing = gateway.tracing { log.trace = tracing.startRequest(traceparent: facts.traceparent, headers: head.headers) }
+        // A CONNECT asks for a tunnel, which the gateway does not open. Its HTTP/1.1 decoder
+        // reads what follows a CONNECT as tunnel bytes, never a body: forwarding one with a
+        // `Content-Length` would leave the upstream reading the next client's request as it.
+        if head.method == .CONNECT {
+            return .refused(ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: "the gateway does not open CONNECT tunnels"),
+                            metrics: gateway.unmatchedRoute)
+        }
         let target: RequestTarget
         switch Self.checkHead(head, facts: facts, policy: table.request) {
         case .success(let checked):
             target = checked
         case .failure(let refusal):
             return .refused(ErrorResponse(status: .badRequest, error: "invalid_request", description: refusal.description),
+                            metrics: gateway.unmatchedRoute)
+        }
+        // RFC 9112 §6.1: a transfer coding the gateway does not apply or remove (it re-frames
+        // the body in chunks) cannot be passed on.
+        if !facts.transferEncodingOnlyChunked {
+            return .refused(ErrorResponse(status: .notImplemented, error: "not_implemented", description: "the request's Transfer-Encoding names a coding other than chunked"),
                             metrics: gateway.unmatchedRoute)
         }
         if let answer = Self.corsPreflight(head, target: target, facts: facts, table: table, log: &log) { return answer }

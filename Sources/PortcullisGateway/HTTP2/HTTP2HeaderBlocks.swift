@@ -80,8 +80,10 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
             let head = HPACKHeaders([(":status", "405"), ("content-type", "application/json"), ("content-length", String(body.readableBytes)),
                                      ("x-request-id", requestID)])
             context.write(wrapOutboundOut(.headers(.init(headers: head))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: nil)
-            context.close(promise: nil)
+            // Closed once the answer is out: a close before it would drop the body still queued.
+            context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true)))).assumeIsolated().whenComplete { [context] _ in
+                context.close(promise: nil)
+            }
         }
     }
 

@@ -200,7 +200,11 @@ enum HeaderRewriter {
                 // without a length (its body would then be read as a second, unchecked request).
                 // The number as the gateway read it: llhttp leaves trailing whitespace in the value
                 // (`Content-Length:3 `), which a stricter upstream might refuse.
-                contentLength = contentLength ?? trimmedWhitespace(value)
+                // As the number it is: `05` and `5` are one length, and an upstream need not agree.
+                if contentLength == nil {
+                    let trimmed = trimmedWhitespace(value)
+                    contentLength = trimmed.utf8.first == UInt8(ascii: "0") && trimmed.utf8.count > 1 ? UInt64(trimmed).map(String.init) ?? trimmed : trimmed
+                }
                 continue
             case 17 where HeaderNameSet.matches(name, "transfer-encoding"):
                 HeaderList.forEachElement(value.utf8) { coding in

@@ -177,14 +177,18 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .admitted(let request):
             admitted = request
         case .refused(let response, let metrics):
-            // NIO's decoder reads nothing after an upgrade request: the connection ends with the answer.
-            if facts.upgradesToWebSocket { closeAfterResponse = true }
+            // NIO's decoder reads nothing after an upgrade request or a CONNECT: the connection
+            // ends with the answer.
+            if facts.hasUpgrade || head.method == .CONNECT { closeAfterResponse = true }
             return reject(response, head: head, log: &log, hasBody: facts.hasBody, metrics: metrics)
         }
         let route = admitted.route
         if facts.upgradesToWebSocket, let settings = route.config.websocket {
             return startWebSocket(admitted, settings: settings, head: head, facts: facts, log: log)
         }
+        // An upgrade to another protocol is forwarded as a plain request (`Upgrade` is hop by
+        // hop); the decoder still reads nothing after it.
+        if facts.hasUpgrade { closeAfterResponse = true }
         if route.upstream.http2 {
             // An HTTP/2 upstream (gRPC) is reached from HTTP/2 clients only: its trailers and
             // streams have no HTTP/1.1 form here.

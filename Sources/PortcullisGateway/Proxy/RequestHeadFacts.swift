@@ -11,6 +11,9 @@ struct RequestHeadFacts {
     /// Whether the last transfer coding of the last `Transfer-Encoding` field is `chunked` (RFC
     /// 9112 §6.3: otherwise a request's body cannot be framed, and it is a 400).
     var transferEncodingEndsChunked = false
+    /// Whether every transfer coding named is `chunked` (the gateway re-frames bodies; another
+    /// coding it would pass on undeclared).
+    var transferEncodingOnlyChunked = true
     /// `Expect: 100-continue`.
     var expectsContinue = false
     /// The first `Host`, and how many there were.
@@ -21,6 +24,9 @@ struct RequestHeadFacts {
     /// An `Upgrade` field names `websocket` (RFC 6455 §4.1), or the request is an HTTP/2
     /// extended CONNECT for `websocket` (`extendedConnect`).
     var upgradesToWebSocket = false
+    /// The request has an `Upgrade` field, for any protocol: NIO's HTTP/1.1 decoder reads nothing
+    /// more on a connection after an upgrade request, so its answer ends the connection.
+    var hasUpgrade = false
     /// The request is an HTTP/2 extended CONNECT (RFC 8441) for `websocket`, seen as a GET: set by
     /// `HTTP2StreamHandler`, never from a field (an HTTP/2 request cannot carry `Upgrade`).
     var extendedConnect = false
@@ -45,7 +51,11 @@ struct RequestHeadFacts {
                 hasTransferEncoding = true
                 transferEncodingEndsChunked = HeaderList.lastElement(value.utf8)
                     .map { HeaderNameSet.equalsIgnoringASCIICase($0, "chunked".utf8) } ?? false
+                HeaderList.forEachElement(value.utf8) { coding in
+                    if !HeaderNameSet.equalsIgnoringASCIICase(coding, "chunked".utf8) { transferEncodingOnlyChunked = false }
+                }
             case 7 where HeaderNameSet.matches(name, "upgrade"):
+                hasUpgrade = true
                 HeaderList.forEachElement(value.utf8) { protocolName in
                     if HeaderNameSet.equalsIgnoringASCIICase(protocolName, "websocket".utf8) { upgradesToWebSocket = true }
                 }
