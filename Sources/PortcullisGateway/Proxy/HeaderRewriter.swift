@@ -11,7 +11,8 @@ import PortcullisJOSE
 /// Every header the gateway writes is valid by construction, which is why `HTTP1Writer` copies
 /// fields out without validating them again: an HTTP/1.1 client's fields were validated by NIO's
 /// llhttp decoder, an HTTP/2 client's by swift-nio-http2 and `HTTP2HeaderBlocks`, and an
-/// upstream's by `UpstreamResponseParser` (token names, no control characters in values); configured `set` fields are checked when the config loads; claim values have control
+/// upstream's by `UpstreamResponseParser` (token names, no control characters in values);
+/// configured `set` fields are checked when the config loads; claim values have control
 /// characters replaced (`claimValue`); error descriptions in challenges are reduced to printable
 /// ASCII (`ErrorResponse.quoted`); everything else is generated (ids, numbers, addresses).
 enum HeaderRewriter {
@@ -199,8 +200,8 @@ enum HeaderRewriter {
                 // naming Content-Length in `Connection` must not make the upstream see a request
                 // without a length (its body would then be read as a second, unchecked request).
                 // The number as the gateway read it: llhttp leaves trailing whitespace in the value
-                // (`Content-Length:3 `), which a stricter upstream might refuse.
-                // As the number it is: `05` and `5` are one length, and an upstream need not agree.
+                // (`Content-Length:3 `), which a stricter upstream might refuse, and keeps leading
+                // zeros (`05`), which an upstream need not read as 5.
                 if contentLength == nil {
                     let trimmed = trimmedWhitespace(value)
                     contentLength = trimmed.utf8.first == UInt8(ascii: "0") && trimmed.utf8.count > 1 ? UInt64(trimmed).map(String.init) ?? trimmed : trimmed
