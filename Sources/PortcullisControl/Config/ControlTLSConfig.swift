@@ -5,15 +5,8 @@ import PortcullisConfig
 /// HTTPS on one control-plane listener (`tls:` for the public one, `admin_tls:` for the admin
 /// API); the files are re-read on SIGHUP.
 public struct ControlTLSConfig: Sendable {
-    /// Whether clients present certificates, verified against `clientCA`.
-    public enum ClientCertificates: String, Sendable, CaseIterable {
-        /// Not asked for.
-        case off = "none"
-        /// Verified when presented; a connection without one is accepted.
-        case optional
-        /// No connection without a certificate the CA signed.
-        case required
-    }
+    /// Whether clients are asked for certificates (verified against `clientCA`).
+    public typealias ClientCertificates = ClientCertificateMode
 
     public var certificateChain: String
     public var privateKey: String

@@ -4,14 +4,7 @@ import PortcullisConfig
 /// are verified against; re-read on SIGHUP.
 public struct ListenerTLSConfig: Sendable {
     /// Whether clients are asked for certificates (verified against `clientCA`).
-    public enum ClientCertificates: String, Sendable, CaseIterable {
-        /// Not asked for.
-        case off = "none"
-        /// Verified when presented; connections without one are accepted (routes and bound tokens decide).
-        case optional
-        /// No connection without a certificate `clientCA` signed.
-        case required
-    }
+    public typealias ClientCertificates = ClientCertificateMode
 
     public var certificateChain: String
     public var privateKey: String
