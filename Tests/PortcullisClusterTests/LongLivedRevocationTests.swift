@@ -5,8 +5,9 @@ import Testing
 /// Issue 18's revocation test: WebSockets and gRPC streams held open across three real gateway
 /// processes, one subject revoked through a real Redis the way the control plane revokes, and
 /// every connection checked — the revoked subject's closed the protocol's way, each node timing
-/// its closes from applying the revocation (`portcullis_token_end_close_seconds`); everyone
-/// else's still carrying traffic.
+/// its closes from applying the revocation (`portcullis_token_end_close_seconds`) and a loopback
+/// capture (`WireClock`) timing each close on the wire from the revocation's acknowledgement;
+/// everyone else's still carrying traffic.
 @Suite("revoking a subject ends exactly its long-lived connections across nodes", .serialized)
 struct LongLivedRevocationTests {
     /// A node's `portcullis_token_end_close_seconds` for `protocol`, closes by revocation.

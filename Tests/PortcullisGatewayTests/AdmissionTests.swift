@@ -138,6 +138,15 @@ struct AdmissionTests {
         }
     }
 
+    @Test("a CONNECT is a 405 before anything else is looked at, in origin or authority form")
+    func refusesConnect() {
+        for target in ["/orders/1", "gw.test:443"] {
+            let refused = refusal(admit(.CONNECT, target).0)
+            #expect(refused?.status == .methodNotAllowed, "\(target)")
+            #expect(refused?.error == "method_not_allowed")
+        }
+    }
+
     @Test("the checks run in order: a bad target is a 400 and an over-long declared body a 413, before any token is looked at")
     func refusalsBeforeAuthentication() throws {
         #expect(refusal(admit(.GET, "/orders/../admin").0)?.status == .badRequest)

@@ -44,8 +44,9 @@ struct Admission {
         log.host = facts.host
         // Tracing off, a request's tracing work is this branch and nil checks of `log.trace`.
         if let tracing = gateway.tracing { log.trace = tracing.startRequest(traceparent: facts.traceparent, headers: head.headers) }
-        // A CONNECT asks for a tunnel, which the gateway does not open. Its HTTP/1.1 decoder
-        // reads what follows a CONNECT as tunnel bytes, never a body: forwarding one with a
+        // A CONNECT asks for a tunnel, which the gateway does not open, over HTTP/1.1 or HTTP/2
+        // (`HTTP2HeaderBlocks` hands a plain one on in authority form). The HTTP/1.1 decoder reads
+        // what follows a CONNECT as tunnel bytes, never a body: forwarding one with a
         // `Content-Length` would leave the upstream reading the next client's request as it.
         if head.method == .CONNECT {
             return .refused(ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: "the gateway does not open CONNECT tunnels"),

@@ -1,5 +1,3 @@
-import Foundation
-
 /// RFC 9110 token characters for header names.
 enum HeaderName {
     static func isValid(_ name: String) -> Bool {

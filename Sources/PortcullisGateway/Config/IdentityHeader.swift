@@ -1,4 +1,3 @@
-import Foundation
 import PortcullisConfig
 
 /// One claim forwarded as a request header. Array claims are joined with a space.

@@ -24,7 +24,10 @@ import NIOHTTP2
 ///   such requests except GET, HEAD, DELETE and TRACE; for those this handler adds it, so their
 ///   DATA reaches an HTTP/1.1 upstream as a chunked body and never as bytes after the head, which
 ///   the upstream would read as a second request (request smuggling).
-/// - A CONNECT without `:protocol` (a tunnel, which the gateway does not open) is answered 405.
+/// - A CONNECT without `:protocol` (a tunnel; RFC 9113 §8.5: `:authority` and no `:scheme` or
+///   `:path`) is handed on as the authority-form head an HTTP/1.1 CONNECT has (`:path` the
+///   authority), so that `Admission` refuses it as it refuses one over HTTP/1.1; the codec
+///   cannot read a head without `:scheme` and `:path`.
 /// - An extended CONNECT's `:protocol` (RFC 8441), which the codec drops, is handed on as an
 ///   `HTTP2ExtendedConnect` event before the head.
 /// - Several `cookie` fields are joined with `"; "` (RFC 9113 §8.2.3), because an HTTP/1.1
@@ -73,17 +76,6 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
             onMalformed()
             context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
             context.close(promise: nil)
-        case .tunnelRefused:
-            let response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: "the gateway does not open CONNECT tunnels")
-            let requestID = RequestID.generate()
-            let body = response.body(requestID: requestID, allocator: context.channel.allocator)
-            let head = HPACKHeaders([(":status", "405"), ("content-type", "application/json"), ("content-length", String(body.readableBytes)),
-                                     ("x-request-id", requestID)])
-            context.write(wrapOutboundOut(.headers(.init(headers: head))), promise: nil)
-            // Closed once the answer is out: a close before it would drop the body still queued.
-            context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true)))).assumeIsolated().whenComplete { [context] _ in
-                context.close(promise: nil)
-            }
         }
     }
 
@@ -109,8 +101,6 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         case unchanged
         case rewritten(HPACKHeaders)
         case malformed
-        /// A CONNECT without `:protocol`.
-        case tunnelRefused
     }
 
     /// The request head `headers` by the rules above; `endStream` is whether its HEADERS frame
@@ -145,8 +135,12 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
             }
         }
         guard let method, HeaderName.isValid(method) else { return .malformed }
-        if method == "CONNECT", !hasProtocol { return .tunnelRefused }
-        guard hasScheme, hasPath else { return .malformed }
+        let tunnel = method == "CONNECT" && !hasProtocol
+        if tunnel {
+            guard authority != nil, !hasScheme, !hasPath else { return .malformed }
+        } else {
+            guard hasScheme, hasPath else { return .malformed }
+        }
         let firstHost = hosts > 0 ? headers.first(name: "host") : nil
         if hosts > 0 {
             let expected = (authority ?? firstHost ?? "").lowercased()
@@ -160,7 +154,7 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         let addChunked = !endStream && length == nil && !hasProtocol && Self.codecLeavesUnframed(method)
         let canonicalLength = length.map(String.init)
         let rewriteLength = lengths > 1 || (lengths == 1 && headers.first(name: "content-length") != canonicalLength)
-        guard cookies > 1 || addAuthority || addChunked || rewriteLength else { return .unchanged }
+        guard cookies > 1 || addAuthority || addChunked || rewriteLength || tunnel else { return .unchanged }
         var rewritten = HPACKHeaders()
         rewritten.reserveCapacity(headers.count + 2)
         var joined: [String] = []
@@ -171,6 +165,10 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
             case ":method" where addAuthority:
                 rewritten.add(name: field.name, value: field.value, indexing: field.indexable)
                 rewritten.add(name: ":authority", value: firstHost ?? "")
+            case ":method" where tunnel:
+                rewritten.add(name: field.name, value: field.value, indexing: field.indexable)
+                rewritten.add(name: ":scheme", value: "http")
+                rewritten.add(name: ":path", value: authority ?? "")
             default: rewritten.add(name: field.name, value: field.value, indexing: field.indexable)
             }
         }
