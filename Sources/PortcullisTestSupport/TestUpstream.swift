@@ -21,6 +21,10 @@ public final class TestUpstream: Sendable {
         "bad-length": "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
         "until-close": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close",
         "trailers": "HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        // A body in a transfer coding the gateway does not decode.
+        "gzip-coded": "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        // A chunk size past any length, in the same write as a valid head.
+        "huge-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
         // An upstream whose CORS rules let any site read credentialed responses.
         "cors-wide-open": "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: *\r\nContent-Length: 2\r\n\r\nok",
     ]

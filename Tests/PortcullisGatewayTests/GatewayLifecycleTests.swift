@@ -167,6 +167,24 @@ struct GatewayLifecycleTests {
         #expect(try gateway.request("GET", "/fine").status == 200)
     }
 
+    /// The build before passed `gzip, chunked` on as `chunked` (the client got gzip bytes with no
+    /// coding stated), and answered a malformed chunk that arrived with its head by closing the
+    /// connection with nothing sent: the head, held back to leave with the body, was dropped.
+    @Test("an upstream's transfer coding other than chunked, and a malformed chunk read with its head, are answered 502 on a connection that stays usable")
+    func upstreamCodingsAndEarlyBodyFaults() async throws {
+        let (upstream, gateway) = try await Self.startSimple()
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let client = try gateway.client()
+        for name in ["gzip-coded", "huge-chunk"] {
+            let response = try client.request("GET", "/raw/\(name)")
+            #expect(response.status == 502, "\(name)")
+            #expect(response.json["error"] as? String == "bad_gateway", "\(name)")
+            #expect(response.header("transfer-encoding") == nil, "\(name)")
+            #expect(try client.request("GET", "/after-\(name)").status == 200)
+        }
+        #expect(try gateway.metrics().contains("portcullis_upstream_failures_total{route=\"app\",kind=\"protocol_error\"} 2"))
+    }
+
     @Test("a 1 GiB upload streams through with bounded gateway memory; a 256 MiB download too")
     func streaming() async throws {
         let (upstream, gateway) = try await Self.startSimple()

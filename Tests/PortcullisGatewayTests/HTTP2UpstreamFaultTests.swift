@@ -47,6 +47,29 @@ struct HTTP2UpstreamFaultTests {
         await gateway.stop()
     }
 
+    /// The build before passed a value with a leading space on to the client as it came, and an
+    /// upstream's trailers whole: `content-length` (contradicting the body), `set-cookie`,
+    /// `location` and `content-type` reached the client after the content.
+    @Test("an HTTP/2 upstream's field value with whitespace at an end is a malformed response (502); trailer fields no trailer may carry are dropped, the others pass")
+    func upstreamValuesAndTrailers() async throws {
+        let (upstream, upstreamPort) = try await Self.startUpstream()
+        defer { Task { _ = await upstream.terminate() } }
+        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
+        let spaced = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "request", String(gateway.port), "/spaced-value"])
+        let spacedSeen = (try? JSONSerialization.jsonObject(with: Data(spaced.stdout.utf8)) as? [String: Any]) ?? [:]
+        #expect((spacedSeen["status"] as? [String: String])?["1"] == "502", "\(spaced.stdout) \(spaced.stderr)")
+
+        let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "request", String(gateway.port), "/framing-trailers"])
+        let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
+        #expect((seen["bodies"] as? [String: String])?["1"] == "ok", "\(result.stdout)")
+        let trailers = (seen["trailers"] as? [String: [String: String]])?["1"] ?? [:]
+        #expect(trailers == ["x-kept": "1"], "\(result.stdout)")
+        let metrics = try gateway.metrics()
+        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 1)
+        await gateway.stop()
+    }
+
     /// The build before passed each empty DATA frame on; an upstream on swift-nio-http2 takes two
     /// in a row on its connection for a flood and closes it, with every client's calls on it.
     @Test("empty DATA frames from a client are not passed on to an HTTP/2 upstream; the body around them is")

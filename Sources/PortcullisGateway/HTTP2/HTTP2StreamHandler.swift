@@ -326,6 +326,11 @@ extension HTTP2StreamHandler: ExchangeDownstream {
         context?.flush()
     }
 
+    func retractUnsentResponse() -> Bool {
+        // The head went to the stream's channel as written; a cut stream is reset instead.
+        false
+    }
+
     func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {
         state = .done
         session?.end(.upstream)

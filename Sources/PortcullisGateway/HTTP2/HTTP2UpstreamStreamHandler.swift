@@ -12,7 +12,8 @@ import NIOHTTP2
 /// header block to another, and the codec's round trip through HTTP/1's head types cost a
 /// conversion each way on every call (docs/benchmarks.md, "gRPC"). What the codec checked that
 /// swift-nio-http2's header-block validation does not is checked here: a head has a three-digit
-/// `:status`, and an informational head does not end the stream; a response that fails them is
+/// `:status`, an informational head does not end the stream, and no field value has a control
+/// character or whitespace at either end; a response that fails them is
 /// malformed: its stream is reset (PROTOCOL_ERROR) and counted like those swift-nio-http2 resets.
 final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
@@ -31,6 +32,9 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
         guard let exchange else { return }
         switch unwrapInboundIn(data) {
         case .headers(let block):
+            guard Self.valuesAreValid(block.headers) else {
+                return malformed("a field value with a control character or whitespace at either end", context: context)
+            }
             if sawHead {
                 // Trailers: swift-nio-http2 refuses a later HEADERS frame that does not end the stream.
                 return end(trailers: block.headers)
@@ -68,6 +72,13 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
         self.exchange = nil
         exchange?.upstreamMalformed(why)
         context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
+    }
+
+    /// Whether every field value is one HTTP/2 allows (RFC 9113 §8.2.1; swift-nio-http2 checks
+    /// names, not values): none reaches the client with a control character or outer whitespace.
+    static func valuesAreValid(_ block: HPACKHeaders) -> Bool {
+        for (_, value, _) in block where !HTTP2HeaderBlocks.isValidValue(value) { return false }
+        return true
     }
 
     /// The head's `:status`, if it is three digits.

@@ -49,15 +49,17 @@ extension HeaderRewriter {
     /// The fields of an HTTP/2 upstream's response head or trailers for the client: the ones
     /// the route lets through (pseudo-fields, hop-by-hop, those `Connection` names and the route's
     /// removals dropped), then — on a head only — `X-Request-Id`, the route's `set` fields and
-    /// `extra`.
-    static func http2ClientFields(_ upstream: HPACKHeaders, policy: Policy, requestID: String?, extra: HTTPHeaders?) -> HTTPHeaders {
+    /// `extra`. `dropping` names more fields to leave out.
+    static func http2ClientFields(_ upstream: HPACKHeaders, policy: Policy, requestID: String?, extra: HTTPHeaders?,
+                                  dropping: HeaderNameSet? = nil) -> HTTPHeaders {
         // swift-nio-http2 refuses a response with `Connection`; checked anyway, at no cost without one.
         var listed: HeaderNameSet?
         for value in upstream["connection"] { addConnectionListed(value.utf8, to: &listed) }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(upstream.count + 4)
         for (name, value, _) in upstream
-        where !name.hasPrefix(":") && !policy.responseRemoved.contains(name) && !(listed?.contains(name) ?? false) {
+        where !name.hasPrefix(":") && !policy.responseRemoved.contains(name) && !(listed?.contains(name) ?? false)
+            && !(dropping?.contains(name) ?? false) {
             fields.append((name, value))
         }
         if let requestID {

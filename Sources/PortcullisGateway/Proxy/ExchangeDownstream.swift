@@ -21,6 +21,10 @@ protocol ExchangeDownstream: AnyObject {
     func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange)
     func sendResponseBody(_ body: ByteBuffer)
     func flushResponse()
+    /// Drops the response begun for the client when none of it has been written to the channel
+    /// yet (its head still held back), so that an error response can take its place; false when
+    /// some of it has left, or the protocol cannot take a head back.
+    func retractUnsentResponse() -> Bool
 
     /// The upstream's response ended at `now`: the exchange is done. `upstreamTime` is from
     /// sending the request to the end of the response.

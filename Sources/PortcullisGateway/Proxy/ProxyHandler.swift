@@ -458,6 +458,12 @@ extension ProxyHandler: ExchangeDownstream {
         flushClient()
     }
 
+    func retractUnsentResponse() -> Bool {
+        // The head is held back until the first large body part or flush (`ResponseOutput`):
+        // while it is, nothing of the response has been written.
+        output.takeUnsent() != nil
+    }
+
     func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {
         // The upstream answered before the body was fully sent: the rest is not read.
         if !exchange.clientRequestEnded { closeAfterResponse = true }

@@ -300,9 +300,14 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
         upstream?.close()
         upstream = nil
         if responseHeadSent {
-            // Too late for an error response: the client sees a truncated response.
-            downstream.exchangeAborted(self)
-            return
+            // A head not yet written (a malformed body in the same read as the head) is taken
+            // back and the client gets the error response; otherwise it is too late for one, and
+            // the client sees a truncated response.
+            guard downstream.retractUnsentResponse() else {
+                downstream.exchangeAborted(self)
+                return
+            }
+            responseHeadSent = false
         }
         log.status = Int(status.code)
         log.reason = log.reason ?? code

@@ -205,7 +205,7 @@ struct UpstreamResponseParser {
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the Content-Length must
         // not reach the client — it would frame the body differently from how it was read.
         // A 204 has no content, so no length either (RFC 9110 §8.6); a 304's is the representation's.
-        let forwardedLength = parsed.lastCodingIsChunked == nil && parsed.code != 204 ? parsed.contentLength : nil
+        let forwardedLength = !parsed.chunked && parsed.code != 204 ? parsed.contentLength : nil
         let response = UpstreamResponseHead(version: version, status: HTTPResponseStatus(statusCode: parsed.code), bytes: head,
                                             fields: fields, contentLength: forwardedLength)
 
@@ -213,15 +213,10 @@ struct UpstreamResponseParser {
             pendingEnd = true
             return response
         }
-        if let chunked = parsed.lastCodingIsChunked {
+        if parsed.chunked {
             // RFC 9112 §6.1: a message with both must not leave the connection reusable.
             if parsed.contentLength != nil || parsed.minor == 0 { keepAlive = false }
-            if chunked {
-                state = .chunkSize
-            } else {
-                keepAlive = false
-                state = .untilClose
-            }
+            state = .chunkSize
         } else if let contentLength = parsed.contentLength {
             if contentLength == 0 {
                 pendingEnd = true
@@ -240,8 +235,8 @@ struct UpstreamResponseParser {
         var minor = 1
         var code = 0
         var contentLength: Int?
-        /// nil without `Transfer-Encoding`; else whether its last coding is `chunked`.
-        var lastCodingIsChunked: Bool?
+        /// `Transfer-Encoding: chunked` (the only transfer coding read).
+        var chunked = false
         var connectionClose = false
         var connectionKeepAlive = false
     }
@@ -286,12 +281,19 @@ struct UpstreamResponseParser {
             scanned.contentLength = length
             return false
         case 17 where nameIs(bytes[name], "transfer-encoding"):
-            // Codings may span several fields; the last one decides. Without any, the body runs
-            // to the close.
-            scanned.lastCodingIsChunked = scanned.lastCodingIsChunked ?? false
-            if let last = HeaderList.lastElement(bytes[value]) {
-                scanned.lastCodingIsChunked = HeaderNameSet.equalsIgnoringASCIICase(last, "chunked".utf8)
+            // Only `chunked` is decoded, and the field is hop-by-hop (not forwarded): a body in
+            // any other coding would reach the client with its coding undeclared. As nginx does,
+            // anything but one `chunked` over all the fields fails the exchange (502).
+            var codings = 0
+            var onlyChunked = true
+            HeaderList.forEachElement(bytes[value]) { coding in
+                codings += 1
+                if !HeaderNameSet.equalsIgnoringASCIICase(coding, "chunked".utf8) { onlyChunked = false }
             }
+            guard codings == 1, onlyChunked, !scanned.chunked else {
+                throw Failure("a Transfer-Encoding other than chunked")
+            }
+            scanned.chunked = true
         case 10 where nameIs(bytes[name], "connection"):
             HeaderList.forEachElement(bytes[value]) { option in
                 if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) { scanned.connectionClose = true }
