@@ -55,12 +55,10 @@ struct HTTP2UpstreamFaultTests {
         let (upstream, upstreamPort) = try await Self.startUpstream()
         defer { Task { _ = await upstream.terminate() } }
         let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let spaced = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "request", String(gateway.port), "/spaced-value"])
-        let spacedSeen = (try? JSONSerialization.jsonObject(with: Data(spaced.stdout.utf8)) as? [String: Any]) ?? [:]
+        let (spaced, spacedSeen) = try Self.peer("request", port: gateway.port, "/spaced-value")
         #expect((spacedSeen["status"] as? [String: String])?["1"] == "502", "\(spaced.stdout) \(spaced.stderr)")
 
-        let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "request", String(gateway.port), "/framing-trailers"])
-        let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        let (result, seen) = try Self.peer("request", port: gateway.port, "/framing-trailers")
         #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
         #expect((seen["bodies"] as? [String: String])?["1"] == "ok", "\(result.stdout)")
         let trailers = (seen["trailers"] as? [String: [String: String]])?["1"] ?? [:]
@@ -77,8 +75,7 @@ struct HTTP2UpstreamFaultTests {
         let (upstream, upstreamPort) = try await Self.startUpstream()
         defer { Task { _ = await upstream.terminate() } }
         let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "empty-data", String(gateway.port), "/echo"])
-        let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        let (result, seen) = try Self.peer("empty-data", port: gateway.port, "/echo")
         #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
         #expect((seen["bodies"] as? [String: String])?["1"] == "x", "\(result.stdout)")
         #expect(!upstream.output.contains("empty-data"), "\(upstream.output)")
@@ -93,6 +90,12 @@ struct HTTP2UpstreamFaultTests {
                                          logFile: directory + "/upstream.log")
         #expect(try await Poll.until(timeout: .seconds(20)) { process.output.contains("ready") }, "h2 upstream: \(process.output)")
         return (process, port)
+    }
+
+    /// Runs Scripts/h2_peer.py in `mode` against the gateway: its output and the JSON it printed.
+    static func peer(_ mode: String, port: Int, _ argument: String) throws -> (CommandResult, [String: Any]) {
+        let result = try runCommand("/usr/bin/env", ["python3", peerScript, mode, String(port), argument])
+        return (result, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:])
     }
 
     static let peerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/h2_peer.py").path
