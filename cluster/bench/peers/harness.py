@@ -60,6 +60,9 @@ CHECKS_ONLY = knob("CHECKS_ONLY", "0") == "1"
 PROTO = knob("PROTO", "h1")
 H2_SHAPES = knob("H2_SHAPES", "1x100 64x10").split()
 H2_CIPHER = knob("H2_CIPHER", "TLS_AES_128_GCM_SHA256")
+# PROTO=h2: keep each run's per-request log (start µs, status, duration µs) in the output folder
+# as h2load/CONFIG@SHAPE.RUN.log (cluster/bench/h2-latency-phases.py reads them).
+KEEP_H2_LOGS = knob("KEEP_H2_LOGS", "0") == "1"
 
 BACKEND = f"127.0.0.1:{BASE_PORT}"
 
@@ -418,7 +421,8 @@ class Harness:
         cpu = procs.run_accounted(argv, wrk_out, trees, env)
         with open(wrk_out) as f:
             if shape:
-                figures = h2load_figures(f.read(), self.read_log(log_file))
+                kept = wrk_out[:-len(".txt")] + ".log" if KEEP_H2_LOGS else None
+                figures = h2load_figures(f.read(), self.read_log(log_file, kept))
             else:
                 figures = wrk_figures(f.read())
         measured = cpu["trees"].get("proxy", cpu["trees"]["backend"])
@@ -445,8 +449,9 @@ class Harness:
             f"{row['us_per_req']} us/req, non-2xx {row['non2xx']}, errors {row['errors']}, foreign {row['foreign']} %")
 
     @staticmethod
-    def read_log(path):
-        """h2load's --log-file lines; the file is removed (it can hold millions of lines)."""
+    def read_log(path, keep=None):
+        """h2load's --log-file lines; the file is then moved to `keep`, or removed (it can hold
+        millions of lines)."""
         try:
             with open(path) as f:
                 return f.readlines()
@@ -454,7 +459,10 @@ class Harness:
             return []
         finally:
             if os.path.exists(path):
-                os.remove(path)
+                if keep:
+                    shutil.move(path, keep)
+                else:
+                    os.remove(path)
 
     def path_of(self, config):
         """The path a configuration's requests go to; None (logged) when it cannot run."""
