@@ -66,6 +66,48 @@ struct GRPCGatewayTests {
         await gateway.stop()
     }
 
+    @Test("a gRPC call over the route's rate limit gets RESOURCE_EXHAUSTED, and one whose token lacks the route's scope PERMISSION_DENIED, each with a message, from a real grpcio client")
+    func refusalsInGRPCShape() async throws {
+        let server = try await Self.startServer(prefix: "grpc-refusals")
+        defer { Task { _ = await server.process.terminate() } }
+        let issuer = try TestIssuer()
+        let gateway = try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            \(issuers)
+            rate_limits:
+              - {name: two, key: subject, limit: 2, window: 60s}
+            routes:
+              - name: limited
+                path_prefix: /pkg.Echo/Unary
+                upstream: {targets: [127.0.0.1:\(server.port)], protocol: h2c}
+                auth: {type: jwt}
+                rate_limit: two
+              - name: admin
+                path_prefix: /pkg.Echo/Big
+                upstream: {targets: [127.0.0.1:\(server.port)], protocol: h2c}
+                auth: {type: jwt, scopes: {any_of: [orders:admin]}}
+            """
+        }
+        let token = try issuer.token(sub: "dave", scope: "orders:read")
+        func calls(_ method: String, _ count: Int) throws -> [[String: String]] {
+            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "calls", String(gateway.port), token, method, String(count)])
+            let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: String]]) ?? []
+            #expect(seen.count == count, "\(result.stdout) \(result.stderr)")
+            return seen
+        }
+        let limited = try calls("Unary", 3)
+        #expect(limited.prefix(2).map { $0["ok"] } == ["dave:hello", "dave:hello"], "\(limited)")
+        #expect(limited.last?["code"] == "RESOURCE_EXHAUSTED", "\(limited)")
+        #expect(limited.last?["details"]?.contains("rate limit") == true, "\(limited)")
+        let denied = try calls("Big", 1)
+        #expect(denied.first?["code"] == "PERMISSION_DENIED", "\(denied)")
+        #expect(denied.first?["details"]?.contains("scope") == true, "\(denied)")
+        await gateway.stop()
+    }
+
     /// A real gRPC server (grpcio) that finishes a call while the client is still sending ends the
     /// stream with RST_STREAM NO_ERROR (RFC 9113 §8.1). The build before this test closed the
     /// upstream connection after 200 of them in 30 s (swift-nio-http2's rapid-reset limit, meant

@@ -14,6 +14,10 @@ bytes (no protobuf), so no generated code is needed.
     grpc_peer.py parallel PORT TOKEN N
                                     one Unary call, then N Slow calls at once; prints
                                     {"codes": [each Slow call's code], "seconds": [its duration]}
+    grpc_peer.py calls PORT TOKEN METHOD N
+                                    N unary calls of METHOD (request "hello") one after
+                                    another on one channel; prints a JSON list of each outcome
+                                    ({"ok": answer} or {"code", "details"})
     grpc_peer.py hold PLAN OUT READY DONE
                                     opens one Watch stream per PLAN entry ({"port", "token"}),
                                     touches READY once each has a message, waits for DONE (at
@@ -132,6 +136,13 @@ def client(port, token):
         "big": outcome(lambda: method("unary_unary", "Big")(big_message, metadata=auth, timeout=20) == big_message[::-1]),
     }
     print(json.dumps(result), flush=True)
+
+
+def calls(port, token, name, count):
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    auth = [("authorization", "Bearer " + token)]
+    call = channel.unary_unary(f"/{SERVICE}/{name}")
+    print(json.dumps([outcome(lambda: call(b"hello", metadata=auth, timeout=10).decode("latin-1")) for _ in range(count)]), flush=True)
 
 
 def early(port, token, count):
@@ -259,6 +270,8 @@ if __name__ == "__main__":
         early(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "parallel":
         parallel(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "calls":
+        calls(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]))
     elif sys.argv[1] == "hold":
         hold(*sys.argv[2:6])
     else:
