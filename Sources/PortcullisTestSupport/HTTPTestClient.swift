@@ -180,6 +180,20 @@ public final class HTTPTestClient {
         }
     }
 
+    /// Reads until the peer closes (or `timeout`): the bytes that came, buffered ones included,
+    /// and whether it closed.
+    public func readUntilClose() -> (bytes: [UInt8], closed: Bool) {
+        var bytes = buffer
+        buffer = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return (bytes, true) }
+            if n < 0 { return (bytes, errno == ECONNRESET) }
+            bytes += chunk[..<n]
+        }
+    }
+
     /// Reads until the peer closed (or `timeout`); true if it closed.
     public func waitForClose() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 4096)

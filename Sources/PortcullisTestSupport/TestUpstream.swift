@@ -12,11 +12,14 @@ import Synchronization
 /// - `/drip/MS` sends a head at once and then a line (`tick N`) every MS milliseconds, chunked,
 ///   until the connection closes: a response that never ends;
 /// - `/close` closes the connection without answering;
-/// - `/raw/NAME` writes one of `rawResponses` byte for byte, then closes (NIO's server pipeline
+/// - `/raw/NAME` writes one of `rawResponses` byte for byte (pausing at `rawPause`), then closes (NIO's server pipeline
 ///   would hold the next request back, never having seen this response end);
 /// - any request body is counted, not stored, and reported as `body_bytes`.
 public final class TestUpstream: Sendable {
     /// Responses written as raw bytes, bypassing NIO's encoder: framings and faults it would not produce.
+    /// In a raw response: the bytes before it are written, the rest 100 ms later.
+    public static let rawPause = "\u{1}pause\u{1}"
+
     public static let rawResponses: [String: String] = [
         "bad-length": "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
         "until-close": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close",
@@ -25,6 +28,9 @@ public final class TestUpstream: Sendable {
         "gzip-coded": "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         // A chunk size past any length, in the same write as a valid head.
         "huge-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+        // A valid head and chunk, then (after a pause, so the gateway has passed them on) a
+        // malformed chunk size.
+        "late-bad-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" + rawPause + "zz\r\n",
         // An upstream whose CORS rules let any site read credentialed responses.
         "cors-wide-open": "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: *\r\nContent-Length: 2\r\n\r\nok",
     ]
@@ -122,8 +128,20 @@ private final class EchoHandler: ChannelInboundHandler {
         if parts.count == 2, parts[0] == "raw", let raw = TestUpstream.rawResponses[String(parts[1])],
            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) {
             // Written from the encoder's context, so the bytes go out as they are.
-            let done = encoder.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: raw)))
-            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            let pieces = raw.components(separatedBy: TestUpstream.rawPause)
+            let first = encoder.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: pieces[0])))
+            guard pieces.count > 1 else {
+                first.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                return
+            }
+            let rest = pieces.dropFirst().joined()
+            let loopBound = NIOLoopBound((encoder, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(100)) {
+                let (encoder, context) = loopBound.value
+                encoder.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: rest))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            }
             return
         }
         if let at = parts.firstIndex(of: "delay"), at + 1 < parts.count, let ms = Int64(parts[at + 1]) {

@@ -169,7 +169,8 @@ struct GatewayLifecycleTests {
 
     /// The build before passed `gzip, chunked` on as `chunked` (the client got gzip bytes with no
     /// coding stated), and answered a malformed chunk that arrived with its head by closing the
-    /// connection with nothing sent: the head, held back to leave with the body, was dropped.
+    /// connection with nothing sent: the head, held back to leave with the body, was dropped. The
+    /// head and the bad chunk come in one write, read at once on loopback.
     @Test("an upstream's transfer coding other than chunked, and a malformed chunk read with its head, are answered 502 on a connection that stays usable")
     func upstreamCodingsAndEarlyBodyFaults() async throws {
         let (upstream, gateway) = try await Self.startSimple()
@@ -182,7 +183,16 @@ struct GatewayLifecycleTests {
             #expect(response.header("transfer-encoding") == nil, "\(name)")
             #expect(try client.request("GET", "/after-\(name)").status == 200)
         }
-        #expect(try gateway.metrics().contains("portcullis_upstream_failures_total{route=\"app\",kind=\"protocol_error\"} 2"))
+        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_failures_total{route=\"app\",kind=\"protocol_error\"}") == 2)
+
+        // Once some of the response has been written, no 502 may follow it: the connection is
+        // cut, and whatever of the 200 reached the client is all it gets.
+        let late = try gateway.client()
+        try late.send("GET /raw/late-bad-chunk HTTP/1.1\r\nHost: t\r\n\r\n")
+        let (bytes, closed) = late.readUntilClose()
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(closed)
+        #expect(!text.contains("502") && (text.isEmpty || text.hasPrefix("HTTP/1.1 200 ")), "\(text.prefix(200))")
     }
 
     @Test("a 1 GiB upload streams through with bounded gateway memory; a 256 MiB download too")

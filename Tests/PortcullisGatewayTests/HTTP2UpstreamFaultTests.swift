@@ -47,22 +47,30 @@ struct HTTP2UpstreamFaultTests {
         await gateway.stop()
     }
 
-    /// The build before passed a value with a leading space on to the client as it came, and an
-    /// upstream's trailers whole: `content-length` (contradicting the body), `set-cookie`,
-    /// `location` and `content-type` reached the client after the content.
-    @Test("an HTTP/2 upstream's field value with whitespace at an end is a malformed response (502); trailer fields no trailer may carry are dropped, the others pass")
+    /// The build before passed a value with a control character or a space at either end on to
+    /// the client as it came, and an upstream's trailers whole: `content-length` (contradicting
+    /// the body), `set-cookie`, `location` and `content-type` reached the client after the content.
+    @Test("an HTTP/2 upstream's field value with a control character is a malformed response (502); outer whitespace is trimmed, in a head and in trailers; trailer fields no trailer may carry are dropped, the others pass")
     func upstreamValuesAndTrailers() async throws {
         let (upstream, upstreamPort) = try await Self.startUpstream()
         defer { Task { _ = await upstream.terminate() } }
         let gateway = try await Self.gateway(upstreamPort: upstreamPort)
+        let (control, controlSeen) = try Self.peer("request", port: gateway.port, "/control-value")
+        #expect((controlSeen["status"] as? [String: String])?["1"] == "502", "\(control.stdout) \(control.stderr)")
+
         let (spaced, spacedSeen) = try Self.peer("request", port: gateway.port, "/spaced-value")
-        #expect((spacedSeen["status"] as? [String: String])?["1"] == "502", "\(spaced.stdout) \(spaced.stderr)")
+        #expect((spacedSeen["status"] as? [String: String])?["1"] == "200", "\(spaced.stdout) \(spaced.stderr)")
+        #expect((spacedSeen["heads"] as? [String: [String: String]])?["1"]?["x-spaced"] == "both ends", "\(spaced.stdout)")
 
         let (result, seen) = try Self.peer("request", port: gateway.port, "/framing-trailers")
         #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
         #expect((seen["bodies"] as? [String: String])?["1"] == "ok", "\(result.stdout)")
         let trailers = (seen["trailers"] as? [String: [String: String]])?["1"] ?? [:]
-        #expect(trailers == ["x-kept": "1"], "\(result.stdout)")
+        #expect(trailers == ["x-kept": "1", "grpc-message": "invalid argument:"], "\(result.stdout)")
+        // Nothing left of the trailers: the stream ends without a trailer block.
+        let (bare, bareSeen) = try Self.peer("request", port: gateway.port, "/only-framing-trailers")
+        #expect((bareSeen["bodies"] as? [String: String])?["1"] == "ok", "\(bare.stdout)")
+        #expect((bareSeen["trailers"] as? [String: Any])?["1"] == nil, "\(bare.stdout)")
         let metrics = try gateway.metrics()
         #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 1)
         await gateway.stop()

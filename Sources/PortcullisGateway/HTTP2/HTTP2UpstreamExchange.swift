@@ -219,10 +219,11 @@ final class HTTP2UpstreamExchange {
         done = true
         downstream.cancelResponseHeaderTimeout()
         let now = NIODeadline.now()
+        // Trailers without the fields no trailer may carry (`TrailerFields`); none left, none sent
+        // (the stream ends with an empty DATA frame rather than an empty HEADERS frame).
         let passed = trailers.map {
-            // Trailers without the fields no trailer may carry (`TrailerFields`).
             HeaderRewriter.http2ClientFields($0, policy: route.headerPolicy, requestID: nil, extra: nil, dropping: TrailerFields.prohibited)
-        } ?? statusFromHead
+        }.flatMap { $0.isEmpty ? nil : $0 } ?? statusFromHead
         // The upstream answered before the request's end: the rest of the request goes nowhere,
         // so the upstream stream is reset rather than left half open (holding one of the
         // upstream's concurrent streams) until the upstream resets it, if it ever does. Not at

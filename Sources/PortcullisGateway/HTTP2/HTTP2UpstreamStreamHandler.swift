@@ -13,7 +13,7 @@ import NIOHTTP2
 /// conversion each way on every call (docs/benchmarks.md, "gRPC"). What the codec checked that
 /// swift-nio-http2's header-block validation does not is checked here: a head has a three-digit
 /// `:status`, an informational head does not end the stream, and no field value has a control
-/// character or whitespace at either end; a response that fails them is
+/// character (whitespace at either end of one is removed); a response that fails them is
 /// malformed: its stream is reset (PROTOCOL_ERROR) and counted like those swift-nio-http2 resets.
 final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
@@ -32,14 +32,14 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
         guard let exchange else { return }
         switch unwrapInboundIn(data) {
         case .headers(let block):
-            guard Self.valuesAreValid(block.headers) else {
-                return malformed("a field value with a control character or whitespace at either end", context: context)
+            guard let fields = Self.clientReadyFields(block.headers) else {
+                return malformed("a field value with a control character", context: context)
             }
             if sawHead {
                 // Trailers: swift-nio-http2 refuses a later HEADERS frame that does not end the stream.
-                return end(trailers: block.headers)
+                return end(trailers: fields)
             }
-            guard let status = Self.status(block.headers) else {
+            guard let status = Self.status(fields) else {
                 return malformed("a response head without a three-digit :status", context: context)
             }
             if status.code < 200 {
@@ -48,7 +48,7 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
                 return
             }
             sawHead = true
-            exchange.upstreamHead(status: status, fields: block.headers)
+            exchange.upstreamHead(status: status, fields: fields)
             if block.endStream { end(trailers: nil) }
         case .data(let frame):
             guard sawHead, case .byteBuffer(let body) = frame.data else { return malformed("DATA before the response head", context: context) }
@@ -74,11 +74,26 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
     }
 
-    /// Whether every field value is one HTTP/2 allows (RFC 9113 §8.2.1; swift-nio-http2 checks
-    /// names, not values): none reaches the client with a control character or outer whitespace.
-    static func valuesAreValid(_ block: HPACKHeaders) -> Bool {
-        for (_, value, _) in block where !HTTP2HeaderBlocks.isValidValue(value) { return false }
-        return true
+    /// The block as the client may get it (swift-nio-http2 checks names, not values): nil when a
+    /// value has a control character other than HTAB — NUL, CR and LF make the message malformed
+    /// (RFC 9113 §8.2.1), the others are refused as the HTTP/1.1 parser refuses them. Whitespace
+    /// at either end of a value is removed, not refused: RFC 9110 §5.5 leaves it out of the value,
+    /// and gRPC servers send a `grpc-message` ending in a space, which refusing would turn into a
+    /// cut call (or UNAVAILABLE, which clients retry).
+    static func clientReadyFields(_ block: HPACKHeaders) -> HPACKHeaders? {
+        var outerWhitespace = false
+        for (_, value, _) in block {
+            let utf8 = value.utf8
+            if utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) { return nil }
+            if let first = utf8.first, first == 0x20 || first == 0x09 { outerWhitespace = true }
+            if let last = utf8.last, last == 0x20 || last == 0x09 { outerWhitespace = true }
+        }
+        guard outerWhitespace else { return block }
+        var trimmed = HPACKHeaders()
+        for (name, value, indexing) in block {
+            trimmed.add(name: name, value: HeaderRewriter.trimmedWhitespace(value), indexing: indexing)
+        }
+        return trimmed
     }
 
     /// The head's `:status`, if it is three digits.

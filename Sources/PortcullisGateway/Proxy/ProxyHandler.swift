@@ -56,6 +56,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     /// Close the client connection once the current response is written.
     private var closeAfterResponse = false
+    /// `closeAfterResponse` before the upstream's head was framed (which may set it for that
+    /// head's framing); a head taken back (`retractUnsentResponse`) restores it.
+    private var closeBeforeUpstreamHead = false
     /// Writes responses as bytes (there is no NIO response encoder in this pipeline), a small
     /// response in one write.
     private var output = ResponseOutput()
@@ -441,6 +444,7 @@ extension ProxyHandler: ExchangeDownstream {
         var response = HeaderRewriter.clientResponse(head, policy: exchange.route.headerPolicy, requestID: exchange.log.requestID,
                                                      extra: exchange.extraResponseHeaders, version: exchange.clientHead.version)
         let framing = HTTP1Writer.responseFraming(response, bodyless: exchange.clientHead.method == .HEAD)
+        closeBeforeUpstreamHead = closeAfterResponse
         // An HTTP/1.0 client can only find the end of an unframed body by the connection closing.
         if framing == .close || !exchange.clientHead.isKeepAlive { closeAfterResponse = true }
         if closeAfterResponse {
@@ -461,7 +465,9 @@ extension ProxyHandler: ExchangeDownstream {
     func retractUnsentResponse() -> Bool {
         // The head is held back until the first large body part or flush (`ResponseOutput`):
         // while it is, nothing of the response has been written.
-        output.takeUnsent() != nil
+        guard output.takeUnsent() != nil else { return false }
+        closeAfterResponse = closeBeforeUpstreamHead
+        return true
     }
 
     func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {

@@ -200,16 +200,23 @@ struct UpstreamResponseParser {
             guard parsed.code != 101 else { throw Failure("unexpected 101 Switching Protocols") }
             return nil
         }
+        let bodyless = requestWasHEAD || parsed.code == 204 || parsed.code == 304
+        // Only `chunked` is decoded, and `Transfer-Encoding` is hop by hop (never forwarded): a body
+        // in any other coding would reach the client with its coding undeclared. As nginx does,
+        // a body framed by anything but one `chunked` fails the exchange (502). Without a body
+        // (HEAD, 204, 304: RFC 9112 §6.1 lets a server name the coding a GET would get) the
+        // codings frame nothing and are not checked.
+        if parsed.transferEncoding, !parsed.chunked, !bodyless { throw Failure("a Transfer-Encoding other than chunked") }
         let version = HTTPVersion(major: 1, minor: parsed.minor)
         keepAlive = parsed.minor == 1 ? !parsed.connectionClose : parsed.connectionKeepAlive
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the Content-Length must
         // not reach the client — it would frame the body differently from how it was read.
         // A 204 has no content, so no length either (RFC 9110 §8.6); a 304's is the representation's.
-        let forwardedLength = !parsed.chunked && parsed.code != 204 ? parsed.contentLength : nil
+        let forwardedLength = !parsed.transferEncoding && parsed.code != 204 ? parsed.contentLength : nil
         let response = UpstreamResponseHead(version: version, status: HTTPResponseStatus(statusCode: parsed.code), bytes: head,
                                             fields: fields, contentLength: forwardedLength)
 
-        if requestWasHEAD || parsed.code == 204 || parsed.code == 304 {
+        if bodyless {
             pendingEnd = true
             return response
         }
@@ -235,8 +242,13 @@ struct UpstreamResponseParser {
         var minor = 1
         var code = 0
         var contentLength: Int?
-        /// `Transfer-Encoding: chunked` (the only transfer coding read).
-        var chunked = false
+        /// Whether the head has `Transfer-Encoding`.
+        var transferEncoding = false
+        /// Its codings over all its fields, and whether any is not `chunked`.
+        var codings = 0
+        var otherCoding = false
+        /// The codings are exactly one `chunked` (the only transfer coding read).
+        var chunked: Bool { transferEncoding && codings == 1 && !otherCoding }
         var connectionClose = false
         var connectionKeepAlive = false
     }
@@ -281,19 +293,12 @@ struct UpstreamResponseParser {
             scanned.contentLength = length
             return false
         case 17 where nameIs(bytes[name], "transfer-encoding"):
-            // Only `chunked` is decoded, and the field is hop-by-hop (not forwarded): a body in
-            // any other coding would reach the client with its coding undeclared. As nginx does,
-            // anything but one `chunked` over all the fields fails the exchange (502).
-            var codings = 0
-            var onlyChunked = true
+            // Codings may span several fields; `parseHead` decides what they allow.
+            scanned.transferEncoding = true
             HeaderList.forEachElement(bytes[value]) { coding in
-                codings += 1
-                if !HeaderNameSet.equalsIgnoringASCIICase(coding, "chunked".utf8) { onlyChunked = false }
+                scanned.codings += 1
+                if !HeaderNameSet.equalsIgnoringASCIICase(coding, "chunked".utf8) { scanned.otherCoding = true }
             }
-            guard codings == 1, onlyChunked, !scanned.chunked else {
-                throw Failure("a Transfer-Encoding other than chunked")
-            }
-            scanned.chunked = true
         case 10 where nameIs(bytes[name], "connection"):
             HeaderList.forEachElement(bytes[value]) { option in
                 if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) { scanned.connectionClose = true }

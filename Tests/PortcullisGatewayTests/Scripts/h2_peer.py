@@ -127,9 +127,10 @@ class Peer:
 
     def result(self, **extra):
         status = {str(s): h[0].get(":status") for s, h in self.headers.items()}
+        heads = {str(s): h[0] for s, h in self.headers.items()}
         trailers = {str(s): h[-1] for s, h in self.headers.items() if len(h) > 1}
         out = {"goaway": self.goaway, "goaways": self.goaways, "closed": self.closed, "resets": {str(k): v for k, v in self.resets.items()},
-               "status": status, "trailers": trailers, "settings": self.settings,
+               "status": status, "heads": heads, "trailers": trailers, "settings": self.settings,
                "bodies": {str(k): v.decode("utf-8", "replace") for k, v in self.bodies.items()}}
         out.update(extra)
         return out

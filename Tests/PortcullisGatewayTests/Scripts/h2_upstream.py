@@ -9,9 +9,13 @@ Answers by path:
   /bad-field         a response head with an upper-case field name (malformed, RFC 9113 §8.2.1)
   /bad-length        a response whose body is shorter than its content-length (malformed, §8.1.1)
   /bad-status        a response head whose :status is "20" (malformed, §8.3.2), the stream left open
-  /spaced-value      a response head with a field value starting with a space (malformed, §8.2.1)
+  /spaced-value      200 "ok" whose head has a value with a space at each end (x-spaced)
+  /control-value     a response head with a control character (0x01) in a value
   /framing-trailers  200 "ok", then trailers carrying fields no trailer may (content-length,
-                     content-type, set-cookie, location) beside x-kept
+                     content-type, set-cookie, location) beside x-kept and a grpc-message that
+                     ends in a space (as grpc servers send "invalid argument: ")
+  /only-framing-trailers
+                     200 "ok", then trailers with content-length alone
   /echo              200 with the request's body, once it ends
   anything else      200 with body "ok" at once
 
@@ -87,12 +91,17 @@ class Upstream(asyncio.Protocol):
         elif path == "/bad-length":
             self.send(stream, [(":status", "200"), ("content-length", "10")], b"bad")
         elif path == "/spaced-value":
-            self.send(stream, [(":status", "200"), ("x-spaced", " leading")], b"bad")
-        elif path == "/framing-trailers":
+            self.send(stream, [(":status", "200"), ("x-spaced", " both ends ")], b"ok")
+        elif path == "/control-value":
+            self.send(stream, [(":status", "200"), ("x-control", "a\x01b")], b"bad")
+        elif path in ("/framing-trailers", "/only-framing-trailers"):
             self.conn.send_headers(stream, [(":status", "200")])
             self.conn.send_data(stream, b"ok")
-            self.conn.send_headers(stream, [("content-length", "99"), ("content-type", "text/x-evil"), ("set-cookie", "a=b"),
-                                            ("location", "https://evil.example/"), ("x-kept", "1")], end_stream=True)
+            trailers = [("content-length", "99")]
+            if path == "/framing-trailers":
+                trailers += [("content-type", "text/x-evil"), ("set-cookie", "a=b"), ("location", "https://evil.example/"),
+                             ("x-kept", "1"), ("grpc-message", "invalid argument: ")]
+            self.conn.send_headers(stream, trailers, end_stream=True)
             self.flush()
         else:
             self.send(stream, [(":status", "200")], b"ok")
