@@ -228,14 +228,17 @@ final class GatewayProxyTests {
         #expect(try gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)")]).status == 200)
     }
 
-    @Test("spoofed identity headers, default and configured, are removed even on unauthenticated routes")
+    /// `X-Real-IP` (nginx's convention, which many applications read for the client's address)
+    /// passed through as the client wrote it on the build before.
+    @Test("spoofed identity headers, default and configured, and a client's own X-Real-IP are removed even on unauthenticated routes")
     func spoofingOnPublicRoute() throws {
         let spoofed = [("X-Auth-Subject", "root"), ("x-auth-scopes", "orders:admin"), ("X-AUTH-ISSUER", "https://evil"),
-                       ("X-Auth-Client-Id", "evil"), ("X-Tenant", "other-tenant"), ("x-auth-roles", "admin"), ("X-Forwarded-Proto", "https")]
+                       ("X-Auth-Client-Id", "evil"), ("X-Tenant", "other-tenant"), ("x-auth-roles", "admin"), ("X-Forwarded-Proto", "https"),
+                       ("X-Real-IP", "6.6.6.6")]
         let response = try gateway.request("GET", "/public/x", headers: spoofed)
         #expect(response.status == 200)
         let headers = response.echoedHeaders
-        for name in ["x-auth-subject", "x-auth-scopes", "x-auth-issuer", "x-auth-client-id", "x-tenant", "x-auth-roles"] {
+        for name in ["x-auth-subject", "x-auth-scopes", "x-auth-issuer", "x-auth-client-id", "x-tenant", "x-auth-roles", "x-real-ip"] {
             #expect(headers[name] == nil, "\(name) reached the upstream: \(headers[name] ?? [])")
         }
         #expect(headers["x-forwarded-proto"] == ["http"])

@@ -4,6 +4,7 @@ import NIOEmbedded
 import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
+import PortcullisConfig
 import Testing
 
 /// The pure parts of the HTTP/2 path: telling the protocol from the first bytes, the HTTP/2 rules
@@ -206,11 +207,27 @@ struct HTTP2UnitTests {
         #expect(try channel.finish().isClean)
     }
 
+    @Test("a header block that might not fit one HTTP/2 frame once Huffman-coded is measured: 7 000 backslashes do not fit, 7 000 letters do, an ordinary request is never measured")
+    func headerBlockSize() {
+        let ordinary = HPACKHeaders([(":method", "POST"), (":path", "/pkg.Echo/Unary"), ("authorization", "Bearer " + String(repeating: "x", count: 1200))])
+        #expect(HTTP2HeaderBlockSize.fitsOneFrame(ordinary))
+        let backslashes = HPACKHeaders([(":method", "GET"), ("x-big", String(repeating: "\\", count: 7000))])
+        #expect(HTTP2HeaderBlockSize.encodedSize(backslashes) > HTTP2HeaderBlockSize.frameLimit)
+        #expect(!HTTP2HeaderBlockSize.fitsOneFrame(backslashes))
+        let letters = HPACKHeaders([(":method", "GET"), ("x-big", String(repeating: "a", count: 7000))])
+        #expect(HTTP2HeaderBlockSize.encodedSize(letters) < 5000)
+        #expect(HTTP2HeaderBlockSize.fitsOneFrame(letters))
+        // U+FFFD (what a byte that is not UTF-8 arrives as) is three bytes of long codes.
+        let replaced = HPACKHeaders([("x-big", String(repeating: "\u{FFFD}", count: 2000))])
+        #expect(!HTTP2HeaderBlockSize.fitsOneFrame(replaced))
+    }
+
     @Test("the gateway's refusals map to the gRPC statuses clients act on")
     func grpcStatusMapping() {
         #expect(GRPCStatus.code(for: .unauthorized) == 16)
         #expect(GRPCStatus.code(for: .forbidden) == 7)
         #expect(GRPCStatus.code(for: .tooManyRequests) == 8)
+        #expect(GRPCStatus.code(for: .requestHeaderFieldsTooLarge) == 8)
         #expect(GRPCStatus.code(for: .badGateway) == 14)
         #expect(GRPCStatus.code(for: .serviceUnavailable) == 14)
         #expect(GRPCStatus.code(for: .gatewayTimeout) == 4)
@@ -236,6 +253,22 @@ struct HTTP2UpstreamHeaderTests {
         \(extra)
         """, file: "t.yaml").routes[0]
         return HeaderRewriter.Policy(route: route, identityHeaders: IdentityHeader.defaults)
+    }
+
+    /// The build before loaded it, and an HTTP/1.1 upgrade on such a route went to the HTTP/2
+    /// upstream as HTTP/1.1, past the 505 such routes give HTTP/1.1 clients.
+    @Test("websocket on a route whose upstream speaks HTTP/2 is a config error naming the file, line and key")
+    func webSocketNeedsHTTP1Upstream() {
+        let yaml = "listen: 127.0.0.1:1\nroutes:\n  - name: g\n    path_prefix: /\n    upstream: {targets: ['127.0.0.1:1'], protocol: h2c}\n    websocket: true\n"
+        do {
+            _ = try GatewayConfig.parse(yaml: yaml, file: "gw.yaml")
+            Issue.record("accepted websocket on an h2c route")
+        } catch let error as ConfigError {
+            #expect(error.file == "gw.yaml" && error.line == 6 && error.keyPath.hasSuffix("websocket"), "\(error)")
+            #expect(error.message.contains("HTTP/1.1 upstream"), "\(error)")
+        } catch {
+            Issue.record("\(error)")
+        }
     }
 
     @Test("an HTTP/2 upstream's request block: pseudo-fields first (:authority from Host), lower-case names, no connection-specific fields, te: trailers only when the client sent it, and the request id not indexed")

@@ -47,6 +47,63 @@ struct HTTP2UpstreamFaultTests {
         await gateway.stop()
     }
 
+    /// swift-nio-http2 sends a header block in one HEADERS frame and fails the whole connection
+    /// when one cannot be encoded within the peer's frame size. The build before let one client's
+    /// 7 000 backslashes (19 bits each in HPACK's Huffman code: 16.6 KB encoded) close the shared
+    /// upstream connection, failing the slow request beside it with 502.
+    @Test("a request whose header block, encoded for an HTTP/2 upstream, would exceed one frame is refused alone (431); the request beside it on the same upstream connection completes, and the connection is kept")
+    func oversizedEncodedHeaderBlockFailsOnlyItsRequest() async throws {
+        let (upstream, upstreamPort) = try await Self.startUpstream()
+        defer { Task { _ = await upstream.terminate() } }
+        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
+        let port = gateway.port
+        // curl (nghttp2) sends a value as it is when Huffman coding would make it longer.
+        let curl: @Sendable (String, [String]) throws -> CommandResult = { path, headers in
+            try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}"]
+                           + headers.flatMap { ["-H", $0] } + ["http://127.0.0.1:\(port)\(path)"])
+        }
+        let slow = Task.detached { try curl("/slow", []) }
+        try await Task.sleep(for: .milliseconds(300))
+        let big = try curl("/big", ["x-big: " + String(repeating: "\\", count: 7000)])
+        #expect(big.stdout == "431", "\(big.stdout) \(big.stderr)")
+        // 7 000 plain letters encode to 4.4 KB: measured, and sent.
+        let plain = try curl("/plain", ["x-big: " + String(repeating: "a", count: 7000)])
+        #expect(plain.stdout == "200", "\(plain.stdout) \(plain.stderr)")
+        #expect(try await slow.value.stdout == "200")
+        #expect(upstream.output.components(separatedBy: "connection ").count - 1 == 1, "the upstream connection was not kept: \(upstream.output)")
+        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 0)
+        await gateway.stop()
+    }
+
+    /// The build before reset one upstream stream for every stream its clients left open, on the
+    /// one shared connection: 3 clients leaving 90 streams each made it send 270 resets, the
+    /// upstream's rapid-reset defence (like swift-nio-http2's and Netty's: 200 in 30 s) closed
+    /// the connection, and the slow request of another client on it failed with 502.
+    @Test("clients leaving with streams open cannot make the gateway trip an HTTP/2 upstream's rapid-reset limit: the connection is retired after 50 resets, a request beside them completes, and new streams go on a new connection")
+    func clientResetsRetireTheConnection() async throws {
+        let (upstream, upstreamPort) = try await Self.startUpstream()
+        defer { Task { _ = await upstream.terminate() } }
+        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
+        let port = gateway.port
+        let curl: @Sendable (String) throws -> CommandResult = { path in
+            try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                                            "http://127.0.0.1:\(port)\(path)"])
+        }
+        #expect(try curl("/first").stdout == "200")
+        let victim = Task.detached { try curl("/slow") }
+        try await Task.sleep(for: .milliseconds(200))
+        let (leaving, _) = try Self.peer("abandon", port: port, "3")
+        #expect(leaving.status == 0, "\(leaving.stderr)")
+        #expect(try await victim.value.stdout == "200", "the request beside the leaving clients failed")
+        #expect(try curl("/after").stdout == "200")
+        #expect(!upstream.output.contains("goaway enhance-your-calm"), "the upstream's reset limit was reached: \(upstream.output.suffix(300))")
+        let metrics = try gateway.metrics()
+        #expect((PrometheusText.sample(metrics, "portcullis_upstream_http2_connections_retired_total") ?? 0) >= 1)
+        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+        #expect(upstream.output.components(separatedBy: "connection ").count - 1 >= 2, "no new connection after the retirement: \(upstream.output.suffix(300))")
+        await gateway.stop()
+    }
+
     /// The build before passed a value with a control character or a space at either end on to
     /// the client as it came, and an upstream's trailers whole: `content-length` (contradicting
     /// the body), `set-cookie`, `location` and `content-type` reached the client after the content.

@@ -59,7 +59,14 @@ public struct RouteConfig: Sendable {
         maxBodyBytes = try map.optional("max_body_bytes")?.byteCount() ?? 16 * 1024 * 1024
         requestHeaders = try map.optional("request_headers").map(HeaderRules.init(node:)) ?? HeaderRules()
         responseHeaders = try map.optional("response_headers").map(HeaderRules.init(node:)) ?? HeaderRules()
-        websocket = try map.optional("websocket").flatMap(WebSocketRouteConfig.parse)
+        if let node = map.optional("websocket") {
+            websocket = try WebSocketRouteConfig.parse(node)
+            // A WebSocket is relayed over an HTTP/1.1 connection of its own; an HTTP/2 route's
+            // upstream speaks HTTP/2 only (and its HTTP/1.1 clients are refused with 505).
+            if websocket != nil, upstream.protocol != .http1 {
+                throw node.error("websocket needs an HTTP/1.1 upstream; this route's upstream.protocol is \(upstream.protocol.rawValue)")
+            }
+        }
         onTokenEnd = try map.optional("on_token_end").map(TokenEndPolicy.parse) ?? .close
         cors = try map.optional("cors").map(CORSConfig.init(node:))
         try map.finish()

@@ -23,7 +23,7 @@ enum GRPCStatus {
         case 403: 7      // PERMISSION_DENIED
         case 404, 405: 12 // UNIMPLEMENTED
         case 408, 504: 4 // DEADLINE_EXCEEDED
-        case 413, 429: 8 // RESOURCE_EXHAUSTED
+        case 413, 429, 431: 8 // RESOURCE_EXHAUSTED
         case 502, 503: 14 // UNAVAILABLE
         default: 2       // UNKNOWN
         }

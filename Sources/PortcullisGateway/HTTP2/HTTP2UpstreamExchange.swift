@@ -56,6 +56,10 @@ final class HTTP2UpstreamExchange {
     var upstreamWritable: Bool { stream?.isWritable ?? false }
 
     func start() {
+        guard HTTP2HeaderBlockSize.fitsOneFrame(requestBlock) else {
+            return fail(nil, status: .requestHeaderFieldsTooLarge, error: "request_header_fields_too_large",
+                        description: "the request's header fields, encoded for the upstream, exceed one HTTP/2 frame")
+        }
         let now = NIODeadline.now()
         guard let target = route.selector.pick(now: now, excluding: nil) else {
             return fail(.connectFailed("no upstream targets"))

@@ -32,6 +32,7 @@ public final class GatewayMetrics: Sendable {
     let http2ConnectionErrors: Counter
     let upstreamHTTP2ConnectionErrors: Counter
     let upstreamHTTP2StreamErrors: Counter
+    let upstreamHTTP2ConnectionsRetired: Counter
     private let proxyProtocolInvalid: Counter
     private let proxyProtocolTimeout: Counter
 
@@ -72,6 +73,8 @@ public final class GatewayMetrics: Sendable {
             help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol, flooded PING/SETTINGS or RST_STREAM, or sent 200 malformed responses); their open streams fail.")
         upstreamHTTP2StreamErrors = registry.counter("portcullis_upstream_http2_stream_errors_total", labels: [],
             help: "Streams to HTTP/2 upstreams reset for a malformed message: a response whose header block, :status or content-length breaks HTTP/2's rules, or a request HTTP/2 does not allow. Each one's request fails; the connection stays.")
+        upstreamHTTP2ConnectionsRetired = registry.counter("portcullis_upstream_http2_connections_retired_total", labels: [],
+            help: "HTTP/2 connections to upstreams retired after 50 stream resets the gateway sent for its clients within 30 s (clients leaving, bodies over max_body_bytes, tokens ending), before the upstream's rapid-reset limit would close them; their open streams finish, new ones go on another connection.")
         let proxyProtocolHelp = "Connections closed on a proxy_protocol listener: invalid (not a valid PROXY protocol header), timeout (no complete header within limits.header_read_timeout)."
         proxyProtocolInvalid = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "invalid")], help: proxyProtocolHelp)
         proxyProtocolTimeout = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "timeout")], help: proxyProtocolHelp)

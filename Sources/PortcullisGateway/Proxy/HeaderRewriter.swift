@@ -29,7 +29,7 @@ enum HeaderRewriter {
         let route: RouteConfig
         let identityHeaders: [IdentityHeader]
         /// Removed from requests: hop-by-hop, every identity header (configured and default),
-        /// headers the gateway sets itself, `Authorization` when stripped, the route's removals.
+        /// headers the gateway sets itself, `X-Real-IP`, `Authorization` when stripped, the route's removals.
         let requestRemoved: HeaderNameSet
         /// Removed from upstream responses: hop-by-hop, the route's removals, and the fields the
         /// route or the gateway set.
@@ -46,7 +46,9 @@ enum HeaderRewriter {
             routeSet = HeaderNameSet(route.requestHeaders.setFields.map(\.name))
             var request = HeaderNameSet(HeaderRewriter.hopByHop)
             for header in identityHeaders + IdentityHeader.defaults { request.insert(header.header) }
-            for name in ["x-request-id", "x-forwarded-proto", "x-forwarded-host"] { request.insert(name) }
+            // `X-Real-IP` is not stated by the gateway (`X-Forwarded-For` and `Forwarded` are):
+            // a client's own would reach upstreams that read it for the client's address.
+            for name in ["x-request-id", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"] { request.insert(name) }
             if route.stripAuthorization { request.insert("authorization") }
             for name in route.requestHeaders.remove { request.insert(name) }
             requestRemoved = request

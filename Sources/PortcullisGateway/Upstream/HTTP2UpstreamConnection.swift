@@ -17,6 +17,10 @@ final class HTTP2UpstreamConnection {
     var settingsSeen = false
     /// The upstream sent GOAWAY: no new stream goes on this connection.
     var goingAway = false
+    /// The resets sent on it (`HTTP2UpstreamResetBudget`).
+    var resets = HTTP2UpstreamResetBudget()
+    /// It spent its reset budget: no new stream goes on it, and it closes once its streams end.
+    var retired = false
 
     init(multiplexer: NIOHTTP2Handler.StreamMultiplexer, channel: any Channel) {
         self.multiplexer = multiplexer
@@ -25,5 +29,19 @@ final class HTTP2UpstreamConnection {
 
     /// Whether another stream would be sent at once rather than queued by swift-nio-http2 until one
     /// of this connection's streams ends.
-    var hasRoom: Bool { channel.isActive && !goingAway && openStreams < maxStreams }
+    var hasRoom: Bool { channel.isActive && !goingAway && !retired && openStreams < maxStreams }
+
+    /// Counts a reset the gateway sent on one of its streams; true when that retired it.
+    func noteReset(at now: NIODeadline) -> Bool {
+        guard !retired, resets.noteReset(at: now) else { return false }
+        retired = true
+        if openStreams == 0 { channel.close(promise: nil) }
+        return true
+    }
+
+    /// One of its streams closed: a retired connection closes with its last.
+    func streamClosed() {
+        openStreams -= 1
+        if retired, openStreams == 0 { channel.close(promise: nil) }
+    }
 }

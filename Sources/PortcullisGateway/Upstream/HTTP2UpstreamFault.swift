@@ -1,6 +1,6 @@
 import PortcullisConfig
 
-/// What an HTTP/2 upstream did wrong, as `HTTP2UpstreamPool` reports it (to count and log).
+/// What befell an HTTP/2 upstream connection, as `HTTP2UpstreamPool` reports it (to count and log).
 enum HTTP2UpstreamFault {
     /// An error on the connection to `upstream` closed it; the streams open on it fail.
     case connectionClosed(upstream: HostPort, error: any Error)
@@ -8,4 +8,7 @@ enum HTTP2UpstreamFault {
     /// response, or — the gateway's fault — a request swift-nio-http2 would not send (it reports
     /// both alike); its call fails, the connection and its other streams go on.
     case malformedStream(upstream: HostPort, error: any Error)
+    /// A connection to `upstream` spent its budget of resets (`HTTP2UpstreamResetBudget`): it
+    /// takes no new stream and closes once its streams end. Not the upstream's fault: its clients'.
+    case connectionRetired(upstream: HostPort)
 }

@@ -26,7 +26,10 @@ import PortcullisConfig
 /// connection, as do the PING/SETTINGS limit and every protocol check. A connection error closes
 /// the connection, failing its open calls (`HTTP2UpstreamFault.connectionClosed`); a malformed
 /// response fails its own call only, its stream reset (`HTTP2UpstreamFault.malformedStream`,
-/// `HTTP2MalformedMessage`). Both are reported with the upstream, to count and log.
+/// `HTTP2MalformedMessage`). Both are reported with the upstream, to count and log. In the other
+/// direction, the resets the gateway sends for its clients are counted per connection, and one
+/// that nears a server's rapid-reset limit is retired (`HTTP2UpstreamResetBudget`,
+/// `HTTP2UpstreamFault.connectionRetired`).
 ///
 /// Flushes are held to the end of the event loop's round (`FlushCoalescingHandler`): a stream's
 /// request is written as the client connection reads it, outside this connection's read loop,
@@ -41,9 +44,11 @@ final class HTTP2UpstreamPool {
         /// the streams (queued) rather than each overflow waiting for another failing connect.
         var failedAt: NIODeadline?
 
-        /// The open connection with the fewest streams, to queue one more on when none has room.
+        /// The open connection with the fewest streams, to queue one more on when none has room;
+        /// a retired one only when there is no other.
         var leastBusy: HTTP2UpstreamConnection? {
-            connections.filter(\.channel.isActive).min { $0.openStreams < $1.openStreams }
+            let open = connections.filter(\.channel.isActive)
+            return (open.contains { !$0.retired } ? open.filter { !$0.retired } : open).min { $0.openStreams < $1.openStreams }
         }
     }
 
@@ -99,15 +104,24 @@ final class HTTP2UpstreamPool {
                 connection.openStreams += 1
                 let created = eventLoop.makePromise(of: (any Channel).self)
                 let initializer = NIOLoopBound(initialize, eventLoop: eventLoop)
+                let onRetired = NIOLoopBound(self.onFault, eventLoop: eventLoop)
+                let counted = NIOLoopBound(connection, eventLoop: eventLoop)
                 connection.multiplexer.createStreamChannel(promise: created) { channel in
-                    channel.eventLoop.makeCompletedFuture { try initializer.value(channel) }
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP2UpstreamResetCounter {
+                            if counted.value.noteReset(at: .now()) {
+                                onRetired.value(.connectionRetired(upstream: target.address))
+                            }
+                        })
+                        try initializer.value(channel)
+                    }
                 }
                 created.futureResult.assumeIsolated().whenComplete { result in
                     switch result {
                     case .success(let channel):
-                        channel.closeFuture.assumeIsolated().whenComplete { _ in connection.openStreams -= 1 }
+                        channel.closeFuture.assumeIsolated().whenComplete { _ in connection.streamClosed() }
                     case .failure:
-                        connection.openStreams -= 1
+                        connection.streamClosed()
                     }
                     completion(result.mapError { .connectFailed("\(target.address): cannot open a stream: \($0)") })
                 }
@@ -123,7 +137,8 @@ final class HTTP2UpstreamPool {
         if let connection = entry.connections.first(where: \.hasRoom) { return done(.success(connection)) }
         if entry.connecting { return entry.waiting.append(done) }
         let recentlyFailed = entry.failedAt.map { NIODeadline.now() - $0 < Self.retryAfter } ?? false
-        if entry.connections.count < Self.maxConnections, entry.connections.isEmpty || !recentlyFailed {
+        // Retired connections are on their way out: they do not count against the limit.
+        if entry.connections.count(where: { !$0.retired }) < Self.maxConnections, entry.connections.isEmpty || !recentlyFailed {
             entry.waiting.append(done)
             entry.connecting = true
             return connect(target: target, settings: settings) { [self] result in

@@ -11,6 +11,8 @@ Prints one JSON object describing what the server did. Modes:
   ping-flood N         N PING frames
   settings-flood N     N empty SETTINGS frames
   streams N            open N streams at once, each a GET of /delay/1000
+  abandon N            N connections one after another, each opening 90 streams (GETs of /slow)
+                       and closing once the server has seen them (0.3 s), without a reset
   authority HOST       a request whose :authority is `a.test` and Host is HOST
   cookies              a request with two cookie fields; prints the response body
   empty-data PATH      a POST of PATH whose body is two empty DATA frames, then "x" ending it (a GET
@@ -184,6 +186,16 @@ def main():
             peer.send(HeadersFrame(1 + 2 * i, peer.request_block(path="/delay/1000"), flags=["END_HEADERS", "END_STREAM"]))
         peer.pump(2.5)
         print(json.dumps(peer.result()))
+    elif mode == "abandon":
+        peer.sock.close()
+        for _ in range(int(arg)):
+            leaver = Peer(port)
+            leaver.pump(0.1)
+            for i in range(90):
+                leaver.send(HeadersFrame(1 + 2 * i, leaver.request_block(path="/slow"), flags=["END_HEADERS", "END_STREAM"]))
+            leaver.pump(0.3)
+            leaver.sock.close()
+        print(json.dumps({"connections": int(arg)}))
     elif mode == "authority":
         peer.send(HeadersFrame(1, peer.request_block(authority="a.test", extra=[("host", arg)]), flags=["END_HEADERS", "END_STREAM"]))
         peer.pump(2)

@@ -19,11 +19,15 @@ Answers by path:
   /echo              200 with the request's body, once it ends
   anything else      200 with body "ok" at once
 
+Like swift-nio-http2's and Netty's servers (rapid reset, CVE-2023-44487), it answers more than
+200 RST_STREAM frames on a connection within 30 s with GOAWAY ENHANCE_YOUR_CALM and closes it.
+
 Prints "ready" once listening, "connection N" as the Nth connection is accepted, "empty-data" for
 each empty DATA frame that does not end its stream, and "reset CODE" for each RST_STREAM.
 """
 import asyncio
 import sys
+import time
 
 import h2.config
 import h2.connection
@@ -43,6 +47,7 @@ class Upstream(asyncio.Protocol):
                                            normalize_outbound_headers=False, validate_inbound_headers=False)
         self.conn = h2.connection.H2Connection(config=config)
         self.bodies = {}
+        self.resets = []
         self.conn.initiate_connection()
         self.flush()
 
@@ -78,6 +83,14 @@ class Upstream(asyncio.Protocol):
                         self.send(event.stream_id, [(":status", "200")], self.bodies.pop(event.stream_id))
             elif isinstance(event, h2.events.StreamReset):
                 print(f"reset {event.error_code}", flush=True)
+                now = time.monotonic()
+                self.resets = [t for t in self.resets if now - t <= 30] + [now]
+                if len(self.resets) > 200:
+                    print("goaway enhance-your-calm", flush=True)
+                    self.conn.close_connection(error_code=0xb)
+                    self.flush()
+                    self.transport.close()
+                    return
         self.flush()
 
     def answer(self, stream, path):

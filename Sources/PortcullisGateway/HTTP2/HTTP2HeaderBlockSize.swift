@@ -1,0 +1,40 @@
+import NIOCore
+import NIOHPACK
+
+/// Whether a header block the gateway sends an HTTP/2 upstream fits in one HEADERS frame.
+///
+/// swift-nio-http2 sends a header block as one HEADERS frame, never with CONTINUATION frames, and
+/// cannot encode one larger than the peer's SETTINGS_MAX_FRAME_SIZE; that failure is a connection
+/// error, closing the upstream connection with every other client's streams on it. Huffman coding
+/// can make a block far larger than its text (RFC 7541 Appendix B: up to 30 bits for a byte, and
+/// a byte that is not UTF-8 arrives as U+FFFD, three bytes), so a client's 2 KB field could do
+/// it. A request whose block might not fit is measured before it is sent, and refused alone.
+enum HTTP2HeaderBlockSize {
+    /// SETTINGS_MAX_FRAME_SIZE's floor (RFC 9113 §4.2): every peer takes a frame this large.
+    static let frameLimit = 16_384
+
+    /// Whether `block`, encoded, certainly fits in one frame of `frameLimit` bytes.
+    static func fitsOneFrame(_ block: HPACKHeaders) -> Bool {
+        // A field costs at most its bytes at 30 bits each and 11 bytes of representation and
+        // lengths; a block under the limit by that count fits whatever it holds (every request
+        // of ordinary size: nothing more is done for it).
+        var worstCase = 0
+        for (name, value, _) in block { worstCase += (name.utf8.count + value.utf8.count) * 30 / 8 + 12 }
+        if worstCase <= frameLimit { return true }
+        return encodedSize(block) <= frameLimit
+    }
+
+    /// The block's size encoded without a dynamic table — no smaller than what the connection's
+    /// encoder writes, whose table only turns literals into indices — plus room for the table
+    /// size update that may lead a block.
+    static func encodedSize(_ block: HPACKHeaders) -> Int {
+        var encoder = HPACKEncoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: 0)
+        var buffer = ByteBuffer()
+        do {
+            try encoder.encode(headers: block, to: &buffer)
+        } catch {
+            return .max
+        }
+        return buffer.readableBytes + 8
+    }
+}
