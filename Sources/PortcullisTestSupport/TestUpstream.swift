@@ -28,6 +28,8 @@ public final class TestUpstream: Sendable {
         "gzip-coded": "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         // A chunk size past any length, in the same write as a valid head.
         "huge-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+        // A head with a 7 000-byte field of backslashes (19 bits each in HPACK's Huffman code).
+        "huge-head": "HTTP/1.1 200 OK\r\nX-Big: " + String(repeating: "\\", count: 7000) + "\r\nContent-Length: 2\r\n\r\nok",
         // A valid head and chunk, then (after a pause, so the gateway has passed them on) a
         // malformed chunk size.
         "late-bad-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" + rawPause + "zz\r\n",

@@ -70,6 +70,20 @@ final class HTTP2GatewayTests {
         try gateway.metrics().split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) }
     }
 
+    /// swift-nio-http2 cannot encode a header block over the client's frame size, and fails the
+    /// connection: on the build before, such an upstream head closed the client's connection
+    /// with GOAWAY, and every other stream on it with it.
+    @Test("an upstream's response head that would not fit one HTTP/2 frame once encoded is a 502 for its stream alone; the client's connection goes on")
+    func oversizedResponseHead() throws {
+        let base = "http://127.0.0.1:\(gateway.port)"
+        // nghttp sends both requests on one connection.
+        let result = try runCommand("/usr/bin/env", ["timeout", "10", "nghttp", "-v", base + "/raw/huge-head", base + "/after"])
+        let statuses = result.stdout.split(separator: "\n").filter { $0.contains(" :status: ") }.map { $0.split(separator: " ").last.map(String.init) ?? "" }
+        #expect(statuses.sorted() == ["200", "502"], "\(result.stdout.suffix(1500))")
+        #expect(!result.stdout.contains("recv GOAWAY"), "\(result.stdout.suffix(1500))")
+        #expect(try metric("portcullis_upstream_failures_total{route=\"public\",kind=\"protocol_error\"}") == 1)
+    }
+
     // MARK: Protocol selection
 
     @Test("one plaintext port serves HTTP/2 with prior knowledge and HTTP/1.1 alike")

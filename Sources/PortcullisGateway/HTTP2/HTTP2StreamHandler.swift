@@ -310,12 +310,16 @@ extension HTTP2StreamHandler: ExchangeDownstream {
         context.read()
     }
 
-    func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange) {
-        responseHeadSent = true
+    func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange) -> Bool {
         let response = HeaderRewriter.clientResponse(head, policy: exchange.route.headerPolicy, requestID: exchange.log.requestID,
                                                      extra: exchange.extraResponseHeaders, version: .http2)
-        context?.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: response.status, headers: response.http2Fields()))),
-                       promise: nil)
+        let fields = response.http2Fields()
+        // An HTTP/1.1 upstream's head may hold up to 64 KB: one that would not fit a HEADERS frame
+        // would close this client's connection (`HTTP2HeaderBlockSize`).
+        guard HTTP2HeaderBlockSize.fitsOneFrame(fields) else { return false }
+        responseHeadSent = true
+        context?.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: response.status, headers: fields))), promise: nil)
+        return true
     }
 
     func sendResponseBody(_ body: ByteBuffer) {

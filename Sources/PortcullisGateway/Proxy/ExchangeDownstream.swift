@@ -17,8 +17,9 @@ protocol ExchangeDownstream: AnyObject {
     /// An upstream connection can take request bytes again: client reads held back may resume.
     func resumeRequestReads()
 
-    /// The upstream's response head, for the client in the downstream's protocol.
-    func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange)
+    /// The upstream's response head, for the client in the downstream's protocol; false when it
+    /// cannot be given to this client (an HTTP/2 header block over one frame), nothing written.
+    func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange) -> Bool
     func sendResponseBody(_ body: ByteBuffer)
     func flushResponse()
     /// Drops the response begun for the client when none of it has been written to the channel

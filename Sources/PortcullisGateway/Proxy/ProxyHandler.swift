@@ -440,7 +440,7 @@ extension ProxyHandler: ExchangeDownstream {
 
     /// The upstream's fields the route lets through and the gateway's own, framed for this
     /// client: the length, chunks for an unframed body, or the connection closing (HTTP/1.0).
-    func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange) {
+    func sendResponseHead(_ head: UpstreamResponseHead, of exchange: UpstreamExchange) -> Bool {
         var response = HeaderRewriter.clientResponse(head, policy: exchange.route.headerPolicy, requestID: exchange.log.requestID,
                                                      extra: exchange.extraResponseHeaders, version: exchange.clientHead.version)
         let framing = HTTP1Writer.responseFraming(response, bodyless: exchange.clientHead.method == .HEAD)
@@ -452,6 +452,7 @@ extension ProxyHandler: ExchangeDownstream {
             response.fields.append(("Connection", "close"))
         }
         writeResponseHead(response, framing: framing, bodyLength: response.contentLength)
+        return true
     }
 
     func sendResponseBody(_ body: ByteBuffer) {

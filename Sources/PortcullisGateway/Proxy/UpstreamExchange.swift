@@ -238,10 +238,12 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: UpstreamResponseHead) {
         guard !done else { return }
         downstream.cancelResponseHeaderTimeout()
+        log.trace?.upstreamStatus = Int(head.status.code)
+        guard downstream.sendResponseHead(head, of: self) else {
+            return fail(.protocolError("a response head too large for one HTTP/2 frame"))
+        }
         responseHeadSent = true
         log.status = Int(head.status.code)
-        log.trace?.upstreamStatus = log.status
-        downstream.sendResponseHead(head, of: self)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
