@@ -169,28 +169,30 @@ public final class HTTPTestClient {
     /// Reads until the peer closes (or `timeout`): how many bytes came, buffered ones included,
     /// and whether it closed.
     public func drain() -> (bytes: Int, closed: Bool) {
-        var total = buffer.count
-        buffer = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { return (total, true) }
-            if n < 0 { return (total, errno == ECONNRESET) }
-            total += n
-        }
+        var total = 0
+        let closed = readToClose { total += $0.count }
+        return (total, closed)
     }
 
     /// Reads until the peer closes (or `timeout`): the bytes that came, buffered ones included,
     /// and whether it closed.
     public func readUntilClose() -> (bytes: [UInt8], closed: Bool) {
-        var bytes = buffer
+        var bytes: [UInt8] = []
+        let closed = readToClose { bytes += $0 }
+        return (bytes, closed)
+    }
+
+    /// Hands `received` the buffered bytes, then each read until the peer closes (true) or the
+    /// read fails or times out (true only for a reset).
+    private func readToClose(_ received: (ArraySlice<UInt8>) -> Void) -> Bool {
+        received(buffer[...])
         buffer = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { return (bytes, true) }
-            if n < 0 { return (bytes, errno == ECONNRESET) }
-            bytes += chunk[..<n]
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+            received(chunk[..<n])
         }
     }
 

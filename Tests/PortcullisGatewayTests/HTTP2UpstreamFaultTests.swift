@@ -17,10 +17,7 @@ struct HTTP2UpstreamFaultTests {
         defer { Task { _ = await upstream.terminate() } }
         let gateway = try await Self.gateway(upstreamPort: upstreamPort)
         let port = gateway.port
-        let curl: @Sendable (String) throws -> CommandResult = { path in
-            try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
-                                            "http://127.0.0.1:\(port)\(path)"])
-        }
+        let curl: @Sendable (String) throws -> CommandResult = { path in try Self.curl(port: port, path) }
         #expect(try curl("/first").stdout == "200")
         // A slow request holds a stream on the one upstream connection while the malformed ones pass.
         let slow = Task.detached { try curl("/slow") }
@@ -58,10 +55,7 @@ struct HTTP2UpstreamFaultTests {
         let gateway = try await Self.gateway(upstreamPort: upstreamPort)
         let port = gateway.port
         // curl (nghttp2) sends a value as it is when Huffman coding would make it longer.
-        let curl: @Sendable (String, [String]) throws -> CommandResult = { path, headers in
-            try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}"]
-                           + headers.flatMap { ["-H", $0] } + ["http://127.0.0.1:\(port)\(path)"])
-        }
+        let curl: @Sendable (String, [String]) throws -> CommandResult = { path, headers in try Self.curl(port: port, path, headers: headers) }
         let slow = Task.detached { try curl("/slow", []) }
         try await Task.sleep(for: .milliseconds(300))
         let big = try curl("/big", ["x-big: " + String(repeating: "\\", count: 7000)])
@@ -85,10 +79,7 @@ struct HTTP2UpstreamFaultTests {
         defer { Task { _ = await upstream.terminate() } }
         let gateway = try await Self.gateway(upstreamPort: upstreamPort)
         let port = gateway.port
-        let curl: @Sendable (String) throws -> CommandResult = { path in
-            try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
-                                            "http://127.0.0.1:\(port)\(path)"])
-        }
+        let curl: @Sendable (String) throws -> CommandResult = { path in try Self.curl(port: port, path) }
         #expect(try curl("/first").stdout == "200")
         let victim = Task.detached { try curl("/slow") }
         try await Task.sleep(for: .milliseconds(200))
@@ -155,6 +146,12 @@ struct HTTP2UpstreamFaultTests {
                                          logFile: directory + "/upstream.log")
         #expect(try await Poll.until(timeout: .seconds(20)) { process.output.contains("ready") }, "h2 upstream: \(process.output)")
         return (process, port)
+    }
+
+    /// curl's status code for a GET of `path` over HTTP/2 with prior knowledge, with `headers`.
+    static func curl(port: Int, _ path: String, headers: [String] = []) throws -> CommandResult {
+        try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}"]
+                       + headers.flatMap { ["-H", $0] } + ["http://127.0.0.1:\(port)\(path)"])
     }
 
     /// Runs Scripts/h2_peer.py in `mode` against the gateway: its output and the JSON it printed.
