@@ -182,8 +182,8 @@ public final class HTTPTestClient {
         return (bytes, closed)
     }
 
-    /// Hands `received` the buffered bytes, then each read until the peer closes (true) or the
-    /// read fails or times out (true only for a reset).
+    /// Hands `received` the buffered bytes, then each read until the peer closes or resets the
+    /// connection (true) or a read fails otherwise or times out (false).
     private func readToClose(_ received: (ArraySlice<UInt8>) -> Void) -> Bool {
         received(buffer[...])
         buffer = []

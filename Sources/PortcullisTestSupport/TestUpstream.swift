@@ -16,10 +16,10 @@ import Synchronization
 ///   would hold the next request back, never having seen this response end);
 /// - any request body is counted, not stored, and reported as `body_bytes`.
 public final class TestUpstream: Sendable {
-    /// Responses written as raw bytes, bypassing NIO's encoder: framings and faults it would not produce.
     /// In a raw response: the bytes before it are written, the rest 100 ms later.
     public static let rawPause = "\u{1}pause\u{1}"
 
+    /// Responses written as raw bytes, bypassing NIO's encoder: framings and faults it would not produce.
     public static let rawResponses: [String: String] = [
         "bad-length": "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
         "until-close": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close",

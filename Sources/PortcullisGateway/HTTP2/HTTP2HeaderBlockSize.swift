@@ -18,9 +18,9 @@ enum HTTP2HeaderBlockSize {
 
     /// Whether `block`, encoded, certainly fits in one frame of `frameLimit` bytes.
     static func fitsOneFrame(_ block: HPACKHeaders) -> Bool {
-        // A field costs at most its bytes at 30 bits each and 11 bytes of representation and
-        // lengths; a block under the limit by that count fits whatever it holds (every request
-        // of ordinary size: nothing more is done for it).
+        // A field costs at most its bytes at 30 bits each, a representation byte and two
+        // lengths of up to 5 bytes (12 with a byte to spare); a block under the limit by that
+        // count fits whatever it holds (every request of ordinary size: nothing more is done).
         var worstCase = 0
         for (name, value, _) in block { worstCase += (name.utf8.count + value.utf8.count) * 30 / 8 + 12 }
         if worstCase <= frameLimit { return true }
