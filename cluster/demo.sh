@@ -155,12 +155,15 @@ for i in $(seq 1 "$GATEWAYS"); do
     attempted=$((attempted + ${n:-0})); admitted=$((admitted + ${n:-0} - ${e:-0}))
     say "gw-$i: $(( ${n:-0} - ${e:-0} )) admitted, ${e:-0} got 429"
 done
-expected=$((50 * 5))
-say "attempted $attempted in 5 s; admitted $admitted cluster-wide; the limit allows about $expected"
-if [ "$admitted" -ge $((expected * 85 / 100)) ] && [ "$admitted" -le $((expected * 115 / 100)) ] && [ "$attempted" -gt $((expected * 2)) ]; then
-    ok "admitted total within 15 % of the cluster-wide limit, though $((attempted / expected))× the limit was offered"
+# The sliding window is two fixed 1 s windows weighted (SlidingWindow): a run that starts late in
+# a fixed window, after an idle one, gets that window's 50 at once, then 50 a second — so 5 s of
+# load is allowed 250 to 300 (and each node's start-up grant of 1, not reserved in advance).
+expected=$((50 * 5)) most=$((50 * 6 + 3))
+say "attempted $attempted in 5 s; admitted $admitted cluster-wide; the limit allows $expected to $most"
+if [ "$admitted" -ge $((expected * 85 / 100)) ] && [ "$admitted" -le "$most" ] && [ "$attempted" -gt $((expected * 2)) ]; then
+    ok "admitted total within the cluster-wide limit ($expected to $most for 5 s), though $((attempted / expected))× the limit was offered"
 else
-    fail "admitted $admitted, expected about $expected"
+    fail "admitted $admitted, expected $((expected * 85 / 100)) to $most"
 fi
 headers=$(curl -s -D - -o /dev/null -H "Authorization: Bearer $limit_token" "$(gateway 1)/limited/x")
 say "response headers: $(grep -iE '^(retry-after|ratelimit-(limit|remaining|reset))' <<<"$headers" | tr -d '\r' | tr '\n' ' ')"
