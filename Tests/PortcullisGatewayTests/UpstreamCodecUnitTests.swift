@@ -88,7 +88,15 @@ struct UpstreamCodecUnitTests {
         var elements: [String] = []
         HeaderList.forEachElement(" a ,, \tb\t, ,c,".utf8) { elements.append(String(decoding: $0, as: UTF8.self)) }
         #expect(elements == ["a", "b", "c"])
-        #expect(HeaderList.lastElement(" , ".utf8) == nil)
+        // A field of empty elements names no coding, and does not end in chunked.
+        var empty = TransferCodings()
+        empty.add(" , ".utf8)
+        #expect(empty.present && empty.count == 0 && !empty.lastFieldEndsChunked && !empty.isOneChunked)
+        // The last field decides how a request ends; every field counts toward "one chunked".
+        var twoFields = TransferCodings()
+        twoFields.add("gzip".utf8)
+        twoFields.add(" chunked ".utf8)
+        #expect(twoFields.lastFieldEndsChunked && twoFields.otherThanChunked && !twoFields.isOneChunked)
         let chunked = try Self.parse(["HTTP/1.1 200 OK\r\nTransfer-Encoding: , Chunked ,\r\n\r\n3\r\nabc\r\n0\r\n\r\n"])
         #expect(chunked.body == "abc" && chunked.ends == [true])
         let closing = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: ,keep-alive , close\r\n\r\nx"])

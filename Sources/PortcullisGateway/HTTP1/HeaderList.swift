@@ -15,13 +15,6 @@ enum HeaderList {
         }
     }
 
-    /// The last element of `value`, if it has any.
-    static func lastElement<Bytes: BidirectionalCollection<UInt8>>(_ value: Bytes) -> Bytes.SubSequence? {
-        var last: Bytes.SubSequence?
-        forEachElement(value) { last = $0 }
-        return last
-    }
-
     /// `bytes` without leading and trailing spaces and tabs (OWS).
     static func trimmed<Bytes: BidirectionalCollection<UInt8>>(_ bytes: Bytes) -> Bytes.SubSequence {
         var slice = bytes[...]

@@ -18,21 +18,23 @@ enum HTTP2HeaderBlockSize {
 
     /// Whether `block`, encoded, certainly fits in one frame of `frameLimit` bytes.
     static func fitsOneFrame(_ block: HPACKHeaders) -> Bool {
-        // A field costs at most its bytes at 30 bits each, a representation byte and two
-        // lengths of up to 5 bytes (12 with a byte to spare); a block under the limit by that
-        // count fits whatever it holds (every request of ordinary size: nothing more is done).
         var worstCase = 0
-        for (name, value, _) in block { worstCase += (name.utf8.count + value.utf8.count) * 30 / 8 + 12 }
-        if worstCase <= frameLimit { return true }
-        return encodedSize(block) <= frameLimit
+        for (name, value, _) in block { worstCase += worstCaseSize(name, value) }
+        // Under the limit by that count (every request of ordinary size) nothing more is done.
+        return worstCase <= frameLimit || encodedSize(block) <= frameLimit
     }
 
     /// Whether a response head for a client certainly fits in one frame of `frameLimit` bytes.
     static func fitsOneFrame(_ fields: HTTPHeaders) -> Bool {
         var worstCase = 0
-        for (name, value) in fields { worstCase += (name.utf8.count + value.utf8.count) * 30 / 8 + 12 }
-        if worstCase <= frameLimit { return true }
-        return encodedSize(HPACKHeaders(httpHeaders: fields)) <= frameLimit
+        for (name, value) in fields { worstCase += worstCaseSize(name, value) }
+        return worstCase <= frameLimit || encodedSize(HPACKHeaders(httpHeaders: fields)) <= frameLimit
+    }
+
+    /// The most a field can take encoded: its bytes at 30 bits each, a representation byte and
+    /// two lengths of up to 5 bytes (12 with a byte to spare).
+    private static func worstCaseSize(_ name: String, _ value: String) -> Int {
+        (name.utf8.count + value.utf8.count) * 30 / 8 + 12
     }
 
     /// The block's size encoded without a dynamic table — no smaller than what the connection's

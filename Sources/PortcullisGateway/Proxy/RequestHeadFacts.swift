@@ -7,13 +7,15 @@ struct RequestHeadFacts {
     var requestID: String?
     /// The first `Content-Length`, when it parses (NIO's decoder already refused conflicting ones).
     var contentLength: Int?
-    var hasTransferEncoding = false
+    /// The `Transfer-Encoding` fields' codings.
+    var transferCodings = TransferCodings()
+    var hasTransferEncoding: Bool { transferCodings.present }
     /// Whether the last transfer coding of the last `Transfer-Encoding` field is `chunked` (RFC
     /// 9112 §6.3: otherwise a request's body cannot be framed, and it is a 400).
-    var transferEncodingEndsChunked = false
+    var transferEncodingEndsChunked: Bool { transferCodings.lastFieldEndsChunked }
     /// Whether every transfer coding named is `chunked` (the gateway re-frames bodies; another
     /// coding it would pass on undeclared).
-    var transferEncodingOnlyChunked = true
+    var transferEncodingOnlyChunked: Bool { !transferCodings.otherThanChunked }
     /// `Expect: 100-continue`.
     var expectsContinue = false
     /// The first `Host`, and how many there were.
@@ -48,12 +50,7 @@ struct RequestHeadFacts {
             case 14 where contentLength == nil && HeaderNameSet.matches(name, "content-length"):
                 contentLength = Int(value)
             case 17 where HeaderNameSet.matches(name, "transfer-encoding"):
-                hasTransferEncoding = true
-                transferEncodingEndsChunked = HeaderList.lastElement(value.utf8)
-                    .map { HeaderNameSet.equalsIgnoringASCIICase($0, "chunked".utf8) } ?? false
-                HeaderList.forEachElement(value.utf8) { coding in
-                    if !HeaderNameSet.equalsIgnoringASCIICase(coding, "chunked".utf8) { transferEncodingOnlyChunked = false }
-                }
+                transferCodings.add(value.utf8)
             case 7 where HeaderNameSet.matches(name, "upgrade"):
                 hasUpgrade = true
                 HeaderList.forEachElement(value.utf8) { protocolName in

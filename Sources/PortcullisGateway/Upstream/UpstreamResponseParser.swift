@@ -206,13 +206,13 @@ struct UpstreamResponseParser {
         // a body framed by anything but one `chunked` fails the exchange (502). Without a body
         // (HEAD, 204, 304: RFC 9112 §6.1 lets a server name the coding a GET would get) the
         // codings frame nothing and are not checked.
-        if parsed.transferEncoding, !parsed.chunked, !bodyless { throw Failure("a Transfer-Encoding other than chunked") }
+        if parsed.codings.present, !parsed.codings.isOneChunked, !bodyless { throw Failure("a Transfer-Encoding other than chunked") }
         let version = HTTPVersion(major: 1, minor: parsed.minor)
         keepAlive = parsed.minor == 1 ? !parsed.connectionClose : parsed.connectionKeepAlive
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the Content-Length must
         // not reach the client — it would frame the body differently from how it was read.
         // A 204 has no content, so no length either (RFC 9110 §8.6); a 304's is the representation's.
-        let forwardedLength = !parsed.transferEncoding && parsed.code != 204 ? parsed.contentLength : nil
+        let forwardedLength = !parsed.codings.present && parsed.code != 204 ? parsed.contentLength : nil
         let response = UpstreamResponseHead(version: version, status: HTTPResponseStatus(statusCode: parsed.code), bytes: head,
                                             fields: fields, contentLength: forwardedLength)
 
@@ -220,7 +220,7 @@ struct UpstreamResponseParser {
             pendingEnd = true
             return response
         }
-        if parsed.chunked {
+        if parsed.codings.isOneChunked {
             // RFC 9112 §6.1: a message with both must not leave the connection reusable.
             if parsed.contentLength != nil || parsed.minor == 0 { keepAlive = false }
             state = .chunkSize
@@ -242,13 +242,7 @@ struct UpstreamResponseParser {
         var minor = 1
         var code = 0
         var contentLength: Int?
-        /// Whether the head has `Transfer-Encoding`.
-        var transferEncoding = false
-        /// Its codings over all its fields, and whether any is not `chunked`.
-        var codings = 0
-        var otherCoding = false
-        /// The codings are exactly one `chunked` (the only transfer coding read).
-        var chunked: Bool { transferEncoding && codings == 1 && !otherCoding }
+        var codings = TransferCodings()
         var connectionClose = false
         var connectionKeepAlive = false
     }
@@ -294,11 +288,7 @@ struct UpstreamResponseParser {
             return false
         case 17 where nameIs(bytes[name], "transfer-encoding"):
             // Codings may span several fields; `parseHead` decides what they allow.
-            scanned.transferEncoding = true
-            HeaderList.forEachElement(bytes[value]) { coding in
-                scanned.codings += 1
-                if !HeaderNameSet.equalsIgnoringASCIICase(coding, "chunked".utf8) { scanned.otherCoding = true }
-            }
+            scanned.codings.add(bytes[value])
         case 10 where nameIs(bytes[name], "connection"):
             HeaderList.forEachElement(bytes[value]) { option in
                 if HeaderNameSet.equalsIgnoringASCIICase(option, "close".utf8) { scanned.connectionClose = true }
