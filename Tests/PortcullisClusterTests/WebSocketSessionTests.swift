@@ -249,6 +249,28 @@ struct WebSocketSessionTests {
         }
     }
 
+    /// The upstream's answer is read by NIO's HTTP/1.1 decoder (heads up to 80 KB); 8 000
+    /// backslashes take 19 KB in HPACK's Huffman code. The build before wrote such an answer to
+    /// the client's stream as it was, and swift-nio-http2, unable to fit it in one frame, closed
+    /// the client's whole connection, with the WebSocket beside it.
+    @Test("over HTTP/2, an upstream's answer to a WebSocket handshake (101 or a refusal) too large for one HTTP/2 frame is a 502 for its stream alone; a WebSocket on the same connection goes on")
+    func overHTTP2AnswerTooLargeForOneFrame() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let token = try cluster.token()
+            guard let results = try await peers.run([
+                .http2(gateway, "/ws/h2-beside", token: token, shared: "one"),
+                .http2(gateway, "/ws/h2-huge", token: token, shared: "one"),
+                .http2(gateway, "/ws/h2-huge-reject", token: token, shared: "one"),
+            ], hold: 0) else { return }
+            #expect(results.map(\.openStatus) == [200, 502, 502], "\(results)")
+            #expect(results[0].echo == true && results[0].echoAfter == true, "\(results[0])")
+            let metrics = try gateway.metrics()
+            #expect(PrometheusText.sample(metrics, #"portcullis_upstream_failures_total{route="ws",kind="protocol_error"}"#) == 2)
+            #expect(PrometheusText.sample(metrics, "portcullis_sessions_open{protocol=\"websocket\"}") == 0)
+        }
+    }
+
     @Test("over HTTP/2, revoking a token closes its WebSocket with 1008 after the 200 000-byte frame in flight, while another token's WebSocket on the same connection stays open and echoes")
     func revokedOverHTTP2() async throws {
         try await withWebSocketCluster { cluster, peers in

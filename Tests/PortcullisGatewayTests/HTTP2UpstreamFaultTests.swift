@@ -69,6 +69,46 @@ struct HTTP2UpstreamFaultTests {
         await gateway.stop()
     }
 
+    /// An HTTP/2 upstream's head or trailers arrive within its frame and the gateway's 16 KB
+    /// limits, but swift-nio-http2 Huffman-codes every value it sends: 8 000 backslashes sent
+    /// plain (8 KB) take 19 KB re-encoded. The build before failed the client's whole connection
+    /// on either, and the slow request beside it on that connection got nothing.
+    @Test("an HTTP/2 upstream's head or trailers that would not fit one frame once re-encoded for the client fail their own stream alone (502, or the stream reset once the head is out); the slow request beside it on the client's connection completes")
+    func oversizedUpstreamHeadOrTrailersFailOnlyTheirStream() async throws {
+        let (upstream, upstreamPort) = try await Self.startUpstream()
+        defer { Task { _ = await upstream.terminate() } }
+        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
+        let base = "http://127.0.0.1:\(gateway.port)"
+        // nghttp sends both requests on one connection, and prints each frame it receives.
+        let head = try runCommand("/usr/bin/env", ["timeout", "10", "nghttp", "-v", base + "/huge-head", base + "/slow"])
+        let headStatuses = Self.statuses(head.stdout)
+        #expect(headStatuses == ["13": "502", "15": "200"], "\(head.stdout.suffix(1500))")
+        #expect(!head.stdout.contains("recv GOAWAY"), "\(head.stdout.suffix(1500))")
+
+        let trailers = try runCommand("/usr/bin/env", ["timeout", "10", "nghttp", "-v", base + "/huge-trailers", base + "/slow"])
+        #expect(trailers.stdout.contains("recv RST_STREAM frame <length=4, flags=0x00, stream_id=13>"), "\(trailers.stdout.suffix(1500))")
+        #expect(Self.statuses(trailers.stdout)["15"] == "200", "\(trailers.stdout.suffix(1500))")
+        #expect(!trailers.stdout.contains("recv GOAWAY"), "\(trailers.stdout.suffix(1500))")
+        #expect(!trailers.stdout.contains("x-big"), "the trailers reached the client")
+
+        #expect(upstream.output.components(separatedBy: "connection ").count - 1 == 1, "the upstream connection was not kept: \(upstream.output)")
+        let metrics = try gateway.metrics()
+        #expect(PrometheusText.sample(metrics, #"portcullis_upstream_failures_total{route="h2",kind="protocol_error"}"#) == 2)
+        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+        await gateway.stop()
+    }
+
+    /// The `:status` nghttp -v printed for each stream, by stream ID.
+    static func statuses(_ output: String) -> [String: String] {
+        var statuses: [String: String] = [:]
+        for line in output.split(separator: "\n") where line.contains(" :status: ") {
+            guard let id = line.split(separator: "stream_id=").last?.split(separator: ")").first,
+                  let status = line.split(separator: " ").last else { continue }
+            statuses[String(id)] = String(status)
+        }
+        return statuses
+    }
+
     /// The build before reset one upstream stream for every stream its clients left open, on the
     /// one shared connection: 3 clients leaving 90 streams each made it send 270 resets, the
     /// upstream's rapid-reset defence (like swift-nio-http2's and Netty's: 200 in 30 s) closed

@@ -366,9 +366,14 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 // MARK: The HTTP/2 upstream exchange's view of this stream
 
 extension HTTP2StreamHandler {
-    func sendResponseHead(_ head: HTTPResponseHead) {
+    /// Writes an HTTP/2 upstream's head; false, writing nothing, when it would not fit one HEADERS
+    /// frame (`HTTP2HeaderBlockSize`): re-encoded for this connection a head can outgrow the
+    /// frame it came in, and a head that does not fit would close this client's connection.
+    func sendResponseHead(_ head: HTTPResponseHead) -> Bool {
+        guard HTTP2HeaderBlockSize.fitsOneFrame(head.headers) else { return false }
         responseHeadSent = true
         context?.write(wrapOutboundOut(.head(head)), promise: nil)
+        return true
     }
 
     func exchangeCompleted(log: RequestLog, route: CompiledRoute, trailers: HTTPHeaders?, upstreamTime: TimeAmount?, now: NIODeadline) {
@@ -510,6 +515,10 @@ extension HTTP2StreamHandler: WebSocketDownstream {
         if body.readableBytes > 0 { context?.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         endResponse(trailers: nil)
         shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+
+    func webSocketCanCarry(_ head: ClientResponseHead) -> Bool {
+        HTTP2HeaderBlockSize.fitsOneFrame(Self.webSocketFields(head))
     }
 
     /// The upstream accepted: the client gets 200 (RFC 8441 §5) with the upstream's fields but

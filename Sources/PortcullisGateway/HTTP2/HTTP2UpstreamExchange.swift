@@ -192,9 +192,6 @@ final class HTTP2UpstreamExchange {
     func upstreamHead(status: HTTPResponseStatus, fields block: HPACKHeaders) {
         guard !done else { return }
         downstream.cancelResponseHeaderTimeout()
-        responseStarted = true
-        log.status = Int(status.code)
-        log.trace?.upstreamStatus = log.status
         var fields = HeaderRewriter.http2ClientFields(block, policy: route.headerPolicy, requestID: log.requestID,
                                                       extra: extraResponseHeaders)
         if fields.contains(name: "grpc-status") {
@@ -205,7 +202,12 @@ final class HTTP2UpstreamExchange {
             }
             statusFromHead = status
         }
-        downstream.sendResponseHead(HTTPResponseHead(version: .http2, status: status, headers: fields))
+        guard downstream.sendResponseHead(HTTPResponseHead(version: .http2, status: status, headers: fields)) else {
+            return fail(.protocolError("a response head too large for one HTTP/2 frame"))
+        }
+        responseStarted = true
+        log.status = Int(status.code)
+        log.trace?.upstreamStatus = log.status
     }
 
     func upstreamBody(_ body: ByteBuffer) {
@@ -220,8 +222,6 @@ final class HTTP2UpstreamExchange {
 
     func upstreamEnd(trailers: HPACKHeaders?) {
         guard !done else { return }
-        done = true
-        downstream.cancelResponseHeaderTimeout()
         let now = NIODeadline.now()
         // Trailers without the fields no trailer may carry (`TrailerFields`); none left, none sent
         // (the stream ends with an empty DATA frame rather than an empty HEADERS frame).
@@ -237,6 +237,14 @@ final class HTTP2UpstreamExchange {
             stream.eventLoop.assumeIsolated().execute { stream.close(promise: nil) }
         }
         stream = nil
+        // Trailers that would not fit one HEADERS frame once re-encoded (as a head may not, above)
+        // cut the client's stream: the response is under way, and sent they would close the
+        // client's connection.
+        if let passed, !HTTP2HeaderBlockSize.fitsOneFrame(passed) {
+            return fail(.protocolError("trailers too large for one HTTP/2 frame"))
+        }
+        done = true
+        downstream.cancelResponseHeaderTimeout()
         downstream.exchangeCompleted(log: log, route: route, trailers: passed, upstreamTime: sentAt.map { now - $0 }, now: now)
     }
 

@@ -534,6 +534,8 @@ extension ProxyHandler: WebSocketDownstream, RemovableChannelHandler {
         writeEnd(keepAlive: false)
     }
 
+    func webSocketCanCarry(_ head: ClientResponseHead) -> Bool { true }
+
     func webSocketAccepted(_ head: ClientResponseHead, log: RequestLog, route: CompiledRoute,
                            install: (ChannelPipeline.SynchronousOperations) throws -> Void) {
         guard let context else { return }

@@ -15,6 +15,9 @@ protocol WebSocketDownstream: AnyObject {
     func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute)
     /// The upstream answered other than 101: pass its response on and close.
     func webSocketRefused(_ head: ClientResponseHead, body: ByteBuffer, log: RequestLog, route: CompiledRoute)
+    /// Whether the client's connection can carry `head`: an HTTP/2 stream takes a head that fits
+    /// one HEADERS frame (`HTTP2HeaderBlockSize`), an HTTP/1.1 connection any the decoder read.
+    func webSocketCanCarry(_ head: ClientResponseHead) -> Bool
     /// The upstream answered 101: write `head`, then let `install` take the connection over
     /// (it adds the frame handlers after the HTTP/1.1 ones, which are then removed).
     func webSocketAccepted(_ head: ClientResponseHead, log: RequestLog, route: CompiledRoute,
@@ -172,6 +175,13 @@ final class WebSocketUpgrade {
                                    log: log, route: route)
     }
 
+    /// An upstream's answer of up to NIO's 80 KB head limit, which the client's HTTP/2 stream
+    /// cannot carry: a 502 for that stream alone (sent, it would fail the client's connection).
+    private func failTooLarge() {
+        metrics.upstreamFailure(route: route.config.name, kind: UpstreamError.protocolError("").kind)
+        fail(.badGateway, "the upstream's answer to the WebSocket handshake is too large for one HTTP/2 frame")
+    }
+
     /// The upstream's answer, as NIO's decoder read it.
     fileprivate func answered(_ response: HTTPResponseHead, body: ByteBuffer, upstream: ChannelHandlerContext) {
         upstreamChannels = []
@@ -187,6 +197,7 @@ final class WebSocketUpgrade {
             head.contentLength = body.readableBytes
             head.fields.append(("Connection", "close"))
             upstream.close(promise: nil)
+            guard downstream.webSocketCanCarry(head) else { return failTooLarge() }
             return downstream.webSocketRefused(head, body: body, log: log, route: route)
         }
         if let expectedAccept, response.headers[canonicalForm: "sec-websocket-accept"] != [Substring(expectedAccept)] {
@@ -198,6 +209,10 @@ final class WebSocketUpgrade {
         guard downstream.webSocketClientConnected else {
             upstream.close(promise: nil)
             return
+        }
+        guard downstream.webSocketCanCarry(head) else {
+            upstream.close(promise: nil)
+            return failTooLarge()
         }
 
         // The session's callback reaches the relay made after it; the cycle through it ends with

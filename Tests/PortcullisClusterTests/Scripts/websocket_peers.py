@@ -6,7 +6,8 @@
       to the log as a line "path authorization-present", and "path closed" when that WebSocket
       ends. A path containing "reject" is answered 403 (a failing upstream handshake); one
       containing "slow" is answered after half a second ("path left before the answer" is logged
-      when the gateway closed the connection meanwhile).
+      when the gateway closed the connection meanwhile); one containing "huge" gets an X-Big field
+      of 8 000 backslashes in its answer (19 KB in HPACK's Huffman code, 19 bits each).
       Beside it, a listener a connect to hangs on (port written to F.stuck), and a raw WebSocket server (port written to F.raw) for closes at a frame boundary:
       after its 101 it sends the first half of one 200 000-byte binary frame (STREAM_SIZE), waits
       for the gateway's close frame, logs "path gateway-close CODE masked|unmasked", then sends
@@ -368,8 +369,14 @@ async def run_server(args):
             if connection.transport.is_closing():
                 log.write(f"{request.path} left before the answer\n")
         if "reject" in request.path:
-            return connection.respond(403, "upstream says")
+            response = connection.respond(403, "upstream says")
+            return process_response(connection, request, response)
         return None
+
+    def process_response(connection, request, response):
+        if "huge" in request.path:
+            response.headers["X-Big"] = "\\" * 8000
+        return response
 
     async def echo(ws):
         try:
@@ -379,7 +386,7 @@ async def run_server(args):
             pass
         log.write(f"{ws.request.path} closed\n")
 
-    async with serve(echo, "127.0.0.1", 0, process_request=process_request, max_size=None, compression=None) as server:
+    async with serve(echo, "127.0.0.1", 0, process_request=process_request, process_response=process_response, max_size=None, compression=None) as server:
         port = server.sockets[0].getsockname()[1]
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as f:

@@ -16,6 +16,10 @@ Answers by path:
                      ends in a space (as grpc servers send "invalid argument: ")
   /only-framing-trailers
                      200 "ok", then trailers with content-length alone
+  /huge-head         200 "ok" whose head has 8 000 backslashes in x-big, sent without Huffman
+                     coding (8 KB, within the gateway's 16 KB limits; 19 KB Huffman-coded, as
+                     swift-nio-http2 codes every value: 19 bits each)
+  /huge-trailers     200 "ok", then trailers with the same x-big
   /echo              200 with the request's body, once it ends
   anything else      200 with body "ok" at once
 
@@ -26,6 +30,7 @@ Prints "ready" once listening, "connection N" as the Nth connection is accepted,
 each empty DATA frame that does not end its stream, and "reset CODE" for each RST_STREAM.
 """
 import asyncio
+import contextlib
 import sys
 import time
 
@@ -35,6 +40,17 @@ import h2.events
 import h2.exceptions
 
 connections = 0
+
+
+@contextlib.contextmanager
+def plain_strings(conn):
+    """Header blocks sent meanwhile code their strings as they are (hpack codes all with Huffman)."""
+    encode = conn.encoder.encode
+    conn.encoder.encode = lambda headers, huffman=True: encode(headers, huffman=False)
+    try:
+        yield
+    finally:
+        conn.encoder.encode = encode
 
 
 class Upstream(asyncio.Protocol):
@@ -107,6 +123,15 @@ class Upstream(asyncio.Protocol):
             self.send(stream, [(":status", "200"), ("x-spaced", " both ends ")], b"ok")
         elif path == "/control-value":
             self.send(stream, [(":status", "200"), ("x-control", "a\x01b")], b"bad")
+        elif path == "/huge-head":
+            with plain_strings(self.conn):
+                self.send(stream, [(":status", "200"), ("x-big", "\\" * 8000)], b"ok")
+        elif path == "/huge-trailers":
+            self.conn.send_headers(stream, [(":status", "200")])
+            self.conn.send_data(stream, b"ok")
+            with plain_strings(self.conn):
+                self.conn.send_headers(stream, [("x-big", "\\" * 8000)], end_stream=True)
+            self.flush()
         elif path in ("/framing-trailers", "/only-framing-trailers"):
             self.conn.send_headers(stream, [(":status", "200")])
             self.conn.send_data(stream, b"ok")
