@@ -145,6 +145,29 @@ struct TracingUnitTests {
         #expect(fields[1].value == "00-4bf92f3577b34da6a3ce929d0e0e4736-\(exchange.spanID)-01" && fields[2].value == "v=1")
     }
 
+    @Test("an exchange that fails after the upstream's head (a malformed body, say) ends its upstream span in error with the gateway's reason beside the upstream's status; one that completes does not")
+    func exchangeFailingAfterTheHead() throws {
+        let tracing = RequestTracing(node: "n1", samplingRatio: 0)
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        func upstreamSpan(reason: String?) throws -> FinishedSpan {
+            let trace = try #require(tracing.startRequest(traceparent: client, headers: HTTPHeaders([("traceparent", client)])))
+            var fields: [(name: String, value: String)] = []
+            trace.startExchange(route: "r", fields: &fields)
+            trace.upstreamStatus = 200
+            var log = RequestLog(requestID: "id", method: "GET", target: "/a", start: .now())
+            log.status = reason == nil ? 200 : 502
+            log.reason = reason
+            trace.finish(log)
+            return try #require(tracing.take().spans.first { $0.name == "portcullis.upstream" })
+        }
+        let failed = try upstreamSpan(reason: "protocol_error")
+        #expect(failed.isError)
+        #expect(failed.attributes["http.response.status_code"]?.toSpanAttribute() == 200)
+        #expect(failed.attributes["error.type"]?.toSpanAttribute() == "protocol_error")
+        let completed = try upstreamSpan(reason: nil)
+        #expect(!completed.isError && completed.attributes["error.type"] == nil)
+    }
+
     @Test("an unsampled traceparent records nothing and leaves the upstream head as the client sent it; a trace started here that the draw skips costs no trace at all")
     func unsampledRecordsNothing() throws {
         let tracing = RequestTracing(node: "n1", samplingRatio: 0)

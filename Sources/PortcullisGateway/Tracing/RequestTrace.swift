@@ -110,7 +110,10 @@ final class RequestTrace {
             let isError: Bool
             if let upstreamStatus {
                 attributes["http.response.status_code"] = upstreamStatus
-                isError = upstreamStatus >= 500
+                // A reason after the upstream's head: the exchange failed on the way (a malformed
+                // or cut body, the client gone, the token ended), whatever the status said.
+                if let reason = log.reason { attributes["error.type"] = reason }
+                isError = upstreamStatus >= 500 || log.reason != nil
             } else {
                 // No response from the upstream: the gateway's reason (connect_failed, timeout, …).
                 attributes["error.type"] = log.reason ?? "no_response"
