@@ -192,7 +192,8 @@ struct GatewayLifecycleTests {
         let (bytes, closed) = late.readUntilClose()
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(closed)
-        #expect(!text.contains("502") && (text.isEmpty || text.hasPrefix("HTTP/1.1 200 ")), "\(text.prefix(200))")
+        // A status line, not "502" anywhere: the 200's random request id holds "502" now and then.
+        #expect(!text.contains("HTTP/1.1 502") && (text.isEmpty || text.hasPrefix("HTTP/1.1 200 ")), "\(text.prefix(200))")
     }
 
     @Test("a 1 GiB upload streams through with bounded gateway memory; a 256 MiB download too")
