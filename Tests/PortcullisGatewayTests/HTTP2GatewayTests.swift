@@ -36,6 +36,9 @@ final class HTTP2GatewayTests {
                 upstream: {targets: [\(upstreamAddress)]}
                 auth: {type: jwt}
                 cors: {allowed_origins: [https://app.test]}
+              - name: hurried
+                path_prefix: /hurried
+                upstream: {targets: [\(upstreamAddress)], response_header_timeout: 500ms}
               - name: public
                 path_prefix: /
                 upstream: {targets: [\(upstreamAddress)]}
@@ -82,6 +85,30 @@ final class HTTP2GatewayTests {
         #expect(statuses.sorted() == ["200", "502"], "\(result.stdout.suffix(1500))")
         #expect(!result.stdout.contains("recv GOAWAY"), "\(result.stdout.suffix(1500))")
         #expect(try metric("portcullis_upstream_failures_total{route=\"public\",kind=\"protocol_error\"}") == 1)
+    }
+
+    /// The streams of one connection share one scheduled check of their deadlines
+    /// (`HTTP2StreamDeadlines`); each stream's must still pass at its own time, and only its own.
+    @Test("each stream's response_header_timeout is its own: on one connection, two slow upstream answers get 504 after the route's 500 ms, while a stream answered in time and one on a route with the default timeout get 200")
+    func responseHeaderTimeoutPerStream() throws {
+        let base = "http://127.0.0.1:\(gateway.port)"
+        // nghttp sends the four requests on one connection at once and prints when each head came.
+        let result = try runCommand("/usr/bin/env", ["timeout", "20", "nghttp", "-v", base + "/hurried/delay/3000", base + "/hurried/delay/10",
+                                                     base + "/hurried/delay/2000", base + "/public/delay/1500"])
+        var statuses: [String: (status: String, at: Double)] = [:]
+        for line in result.stdout.split(separator: "\n") where line.contains(" :status: ") {
+            guard let at = line.split(separator: "]").first.flatMap({ Double($0.dropFirst().trimmingCharacters(in: .whitespaces)) }),
+                  let id = line.split(separator: "stream_id=").last?.split(separator: ")").first,
+                  let status = line.split(separator: " ").last else { continue }
+            statuses[String(id)] = (String(status), at)
+        }
+        #expect(statuses.mapValues(\.status) == ["13": "504", "15": "200", "17": "504", "19": "200"], "\(result.stdout.suffix(2000))")
+        for id in ["13", "17"] {
+            let at = statuses[id]?.at ?? 0
+            #expect(at >= 0.45 && at < 1.4, "stream \(id)'s 504 came at \(at) s, not after the route's 500 ms")
+        }
+        #expect((statuses["19"]?.at ?? 0) >= 1.4, "the default-timeout stream did not wait for its upstream")
+        #expect(try metric(#"portcullis_upstream_failures_total{route="hurried",kind="response_header_timeout"}"#) == 2)
     }
 
     // MARK: Protocol selection

@@ -1,7 +1,7 @@
 import NIOCore
 
 /// What the streams of one HTTP/2 client connection share: the node's context, the upstream pool
-/// of the connection's event loop, the client, and the per-connection caches the HTTP/1.1 path
+/// of the connection's event loop, the client, the streams' deadlines, and the per-connection caches the HTTP/1.1 path
 /// keeps in its handler (the route table read last, the last response counter). Streams run on
 /// their connection's event loop, so this is confined to it.
 final class HTTP2ConnectionShared {
@@ -11,10 +11,14 @@ final class HTTP2ConnectionShared {
     let admission: Admission
     /// What `limits.max_connections` bounds; a WebSocket over HTTP/2 counts as a connection.
     let connections: ConnectionCount
+    /// The streams' response-header deadlines, behind one scheduled check.
+    let deadlines: HTTP2StreamDeadlines
     private var routeTableCache: CachedRouteTable?
     var responseCounter: ResponseCounterCache?
 
-    init(gateway: GatewayContext, pool: UpstreamPool, client: HeaderRewriter.ClientInfo, connections: ConnectionCount) {
+    init(gateway: GatewayContext, pool: UpstreamPool, client: HeaderRewriter.ClientInfo, connections: ConnectionCount,
+         eventLoop: any EventLoop) {
+        self.deadlines = HTTP2StreamDeadlines(eventLoop: eventLoop)
         self.gateway = gateway
         self.connections = connections
         self.pool = pool

@@ -50,6 +50,7 @@ enum HTTP2Pipeline {
             }
         }
         try sync.addHandler(manager)
+        channel.closeFuture.assumeIsolated().whenComplete { _ in shared.deadlines.stop() }
         let connectionErrors = shared.gateway.metrics.http2ConnectionErrors
         try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { _ in malformed.increment() }) { _ in connectionErrors.increment() })
     }

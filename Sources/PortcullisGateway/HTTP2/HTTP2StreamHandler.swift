@@ -37,7 +37,6 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let shared: HTTP2ConnectionShared
     private var state = State.waitingForHead
     private var context: ChannelHandlerContext?
-    private var responseTimer: DeadlineTimer?
     private var pendingRead = false
     private var requestEnded = false
     private var isGRPC = false
@@ -63,19 +62,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        // Strong capture: `handlerRemoved` stops the timer, which breaks the cycle (see DeadlineTimer).
-        responseTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
-            switch state {
-            case .proxying(let exchange): exchange.responseHeaderTimedOut()
-            case .proxyingHTTP2(let exchange): exchange.responseHeaderTimedOut()
-            default: break
-            }
-        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        responseTimer?.stop()
-        responseTimer = nil
+        // The connection's deadlines hold this handler while its deadline is armed.
+        shared.deadlines.cancel(self)
         self.context = nil
     }
 
@@ -297,11 +288,11 @@ extension HTTP2StreamHandler: ExchangeDownstream {
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func armResponseHeaderTimeout(after timeout: TimeAmount) {
-        responseTimer?.set(after: timeout)
+        shared.deadlines.arm(self, after: timeout)
     }
 
     func cancelResponseHeaderTimeout() {
-        responseTimer?.cancel()
+        shared.deadlines.cancel(self)
     }
 
     func resumeRequestReads() {
@@ -360,6 +351,18 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func closeDownstream() {
         context?.close(promise: nil)
+    }
+}
+
+// MARK: The response-header deadline
+
+extension HTTP2StreamHandler: HTTP2StreamDeadlineOwner {
+    func responseHeaderDeadlinePassed() {
+        switch state {
+        case .proxying(let exchange): exchange.responseHeaderTimedOut()
+        case .proxyingHTTP2(let exchange): exchange.responseHeaderTimedOut()
+        default: break
+        }
     }
 }
 

@@ -134,7 +134,8 @@ final class GatewayServer: Sendable {
                 // are HTTP/1.1's. The response-write deadline stays.
                 timeouts.headReceived()
                 try HTTP2Pipeline.configure(channel, config: http2, limits: limits,
-                                            shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client, connections: connections))
+                                            shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client, connections: connections,
+                                                                          eventLoop: channel.eventLoop))
             }
         }
         if tlsContext != nil {
