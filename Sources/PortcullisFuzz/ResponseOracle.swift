@@ -208,7 +208,8 @@ enum ResponseOracle {
                               contentLength: transferEncoding || head.code == 204 ? nil : length, body: [], reusable: false)
         let rest = input[position...]
         if head.code == 204 || head.code == 304 {
-            message.reusable = keepAlive && rest.isEmpty
+            // A body framed where none may follow: the connection is not reused.
+            message.reusable = keepAlive && rest.isEmpty && !transferEncoding && (length ?? 0) == 0
             return message
         }
         if transferEncoding {

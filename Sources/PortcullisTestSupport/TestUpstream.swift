@@ -19,6 +19,9 @@ public final class TestUpstream: Sendable {
     /// In a raw response: the bytes before it are written, the rest 100 ms later.
     public static let rawPause = "\u{1}pause\u{1}"
 
+    /// The stray "body" of `head-then-response`: a response that must never reach anyone.
+    public static let strayResponse = "HTTP/1.1 200 OK\r\nContent-Length: 21\r\nX-Stray: 1\r\n\r\nnot your account page"
+
     /// Responses written as raw bytes, bypassing NIO's encoder: framings and faults it would not produce.
     public static let rawResponses: [String: String] = [
         "bad-length": "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
@@ -33,6 +36,9 @@ public final class TestUpstream: Sendable {
         // A valid head and chunk, then (after a pause, so the gateway has passed them on) a
         // malformed chunk size.
         "late-bad-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" + rawPause + "zz\r\n",
+        // An answer to HEAD followed (after the pause) by the body its length announced — here
+        // a whole response, as an upstream that reflects its input could be made to send.
+        "head-then-response": "HTTP/1.1 200 OK\r\nContent-Length: \(strayResponse.utf8.count)\r\n\r\n" + rawPause + strayResponse,
         // An upstream whose CORS rules let any site read credentialed responses.
         "cors-wide-open": "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: *\r\nContent-Length: 2\r\n\r\nok",
     ]

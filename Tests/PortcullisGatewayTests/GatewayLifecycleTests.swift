@@ -196,6 +196,23 @@ struct GatewayLifecycleTests {
         #expect(!text.contains("HTTP/1.1 502") && (text.isEmpty || text.hasPrefix("HTTP/1.1 200 ")), "\(text.prefix(200))")
     }
 
+    /// The build before pooled the connection as soon as the answer to HEAD ended, and the next
+    /// request on it — another client's — took the body the upstream sent after that answer for
+    /// its own response (response-queue poisoning).
+    @Test("a body an upstream sends after its answer to HEAD never becomes another client's response: a connection whose bodyless answer framed a body is not reused")
+    func bodyAfterHEADAnswerIsNobodysResponse() async throws {
+        let (upstream, gateway) = try await Self.startSimple()
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let head = try gateway.client().request("HEAD", "/raw/head-then-response")
+        #expect(head.status == 200)
+        // Another client, while the upstream still holds the stray bytes (100 ms).
+        let other = try gateway.request("GET", "/account")
+        #expect(other.status == 200)
+        #expect(other.header("x-stray") == nil && !String(decoding: other.body, as: UTF8.self).contains("not your account"),
+                "another client got the stray body: \(String(decoding: other.body, as: UTF8.self))")
+        #expect((other.json["uri"] as? String) == "/account")
+    }
+
     @Test("a 1 GiB upload streams through with bounded gateway memory; a 256 MiB download too")
     func streaming() async throws {
         let (upstream, gateway) = try await Self.startSimple()

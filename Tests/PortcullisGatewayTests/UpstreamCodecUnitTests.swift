@@ -111,14 +111,20 @@ struct UpstreamCodecUnitTests {
         #expect(outcome.ends == [true])
     }
 
-    @Test("no body for HEAD, 204 and 304, whatever the framing headers say")
+    @Test("no body for HEAD, 204 and 304, whatever the framing headers say; a connection whose bodyless answer framed a body is not reused")
     func bodiless() throws {
-        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"], method: .HEAD) == Outcome(status: 200, headers: ["Content-Length: 10"], ends: [true]))
+        // A body the head frames may still come (an upstream's bug), in a later read, and be
+        // taken for the next request's response: such a connection is not reused.
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"], method: .HEAD) == Outcome(status: 200, headers: ["Content-Length: 10"], ends: [false]))
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"], method: .HEAD).ends == [false])
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"], method: .HEAD).ends == [true])
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\n\r\n"], method: .HEAD).ends == [true])
         #expect(try Self.parse(["HTTP/1.1 204 No Content\r\n\r\n"]).ends == [true])
         // A 204 has no content and so no length to pass on; a 304 states the representation's.
         #expect(try Self.parse(["HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"]).headers == [])
         #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"]).headers == ["Content-Length: 3"])
-        #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"]).ends == [true])
+        #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"]).ends == [false])
+        #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\n\r\n"]).ends == [true])
     }
 
     @Test("1xx heads are skipped; the final head follows")
@@ -210,9 +216,10 @@ struct UpstreamCodecUnitTests {
         // RFC 9112 §6.1: a response to HEAD or a 304 may name the coding a GET would get; no body
         // follows, and the Content-Length beside it is not passed on.
         let toHEAD = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 7\r\n" + head], method: .HEAD)
-        #expect(toHEAD.status == 200 && toHEAD.body.isEmpty && toHEAD.ends == [true])
+        // (A head framing a body where none follows leaves its connection out of reuse.)
+        #expect(toHEAD.status == 200 && toHEAD.body.isEmpty && toHEAD.ends == [false])
         #expect(!toHEAD.headers.contains { $0.hasPrefix("Content-Length") })
-        #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\n" + head]).ends == [true])
+        #expect(try Self.parse(["HTTP/1.1 304 Not Modified\r\n" + head]).ends == [false])
         #expect(try Self.parse(["HTTP/1.1 103 Early Hints\r\n" + head + "HTTP/1.1 204 No Content\r\n\r\n"]).status == 204)
     }
 

@@ -22,8 +22,7 @@ protocol HTTP2StreamDeadlineOwner: AnyObject {
 final class HTTP2StreamDeadlines {
     private let eventLoop: any EventLoop
     private var armed: [ObjectIdentifier: (deadline: NIODeadline, owner: any HTTP2StreamDeadlineOwner)] = [:]
-    private var scheduled: Scheduled<Void>?
-    private var scheduledFor: NIODeadline?
+    private var pending = PendingCheck()
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
@@ -35,8 +34,7 @@ final class HTTP2StreamDeadlines {
     /// `owner`'s deadline is `deadline`, replacing any it had.
     func arm(_ owner: any HTTP2StreamDeadlineOwner, at deadline: NIODeadline) {
         armed[ObjectIdentifier(owner)] = (deadline, owner)
-        if let scheduledFor, scheduledFor <= deadline { return }
-        schedule(at: deadline)
+        if !pending.isPending(by: deadline) { scheduleCheck(at: deadline) }
     }
 
     func arm(_ owner: any HTTP2StreamDeadlineOwner, after timeout: TimeAmount) {
@@ -51,22 +49,15 @@ final class HTTP2StreamDeadlines {
     /// The connection closed: nothing is armed or scheduled any more.
     func stop() {
         armed.removeAll()
-        scheduled?.cancel()
-        scheduled = nil
-        scheduledFor = nil
+        pending.cancel()
     }
 
-    private func schedule(at when: NIODeadline) {
-        scheduled?.cancel()
-        scheduledFor = when
-        scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
-            check()
-        }
+    private func scheduleCheck(at when: NIODeadline) {
+        pending.schedule(at: when, on: eventLoop) { [self] in check() }
     }
 
     private func check() {
-        scheduled = nil
-        scheduledFor = nil
+        pending.ran()
         let now = eventLoop.now
         var passed: [(key: ObjectIdentifier, owner: any HTTP2StreamDeadlineOwner)] = []
         var earliest: NIODeadline?
@@ -78,7 +69,7 @@ final class HTTP2StreamDeadlines {
             }
         }
         for (key, _) in passed { armed.removeValue(forKey: key) }
-        if let earliest { schedule(at: earliest) }
+        if let earliest { scheduleCheck(at: earliest) }
         // After the bookkeeping: an owner told may arm or cancel deadlines.
         for (_, owner) in passed { owner.responseHeaderDeadlinePassed() }
     }

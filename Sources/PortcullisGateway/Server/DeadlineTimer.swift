@@ -12,8 +12,7 @@ import NIOCore
 final class DeadlineTimer {
     private let eventLoop: any EventLoop
     private var deadline: NIODeadline?
-    private var scheduled: Scheduled<Void>?
-    private var scheduledFor: NIODeadline?
+    private var pending = PendingCheck()
     private var onExpire: (() -> Void)?
 
     init(eventLoop: any EventLoop, onExpire: @escaping () -> Void) {
@@ -24,8 +23,7 @@ final class DeadlineTimer {
     /// Expire at `deadline` unless reset or cancelled before.
     func set(_ deadline: NIODeadline) {
         self.deadline = deadline
-        if let scheduledFor, scheduledFor <= deadline, scheduled != nil { return }
-        schedule(at: deadline)
+        if !pending.isPending(by: deadline) { scheduleCheck(at: deadline) }
     }
 
     func set(after timeout: TimeAmount) {
@@ -39,28 +37,22 @@ final class DeadlineTimer {
     /// Stops for good (handler removed).
     func stop() {
         deadline = nil
-        scheduled?.cancel()
-        scheduled = nil
+        pending.cancel()
         onExpire = nil
     }
 
-    private func schedule(at when: NIODeadline) {
-        scheduled?.cancel()
-        scheduledFor = when
-        scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
-            check()
-        }
-    }
-
     private func check() {
-        scheduled = nil
-        scheduledFor = nil
+        pending.ran()
         guard let deadline else { return }
         if deadline <= .now() {
             self.deadline = nil
             onExpire?()
         } else {
-            schedule(at: deadline)
+            scheduleCheck(at: deadline)
         }
+    }
+
+    private func scheduleCheck(at when: NIODeadline) {
+        pending.schedule(at: when, on: eventLoop) { [self] in check() }
     }
 }

@@ -217,6 +217,11 @@ struct UpstreamResponseParser {
                                             fields: fields, contentLength: forwardedLength)
 
         if bodyless {
+            // A head that frames a body where none follows (normal for HEAD: the length a GET
+            // would get) leaves the connection out of reuse: should the upstream send that body
+            // anyway, in a later read, the next request on the connection — another client's —
+            // would take it for its response.
+            if parsed.codings.present || (parsed.contentLength ?? 0) > 0 { keepAlive = false }
             pendingEnd = true
             return response
         }
