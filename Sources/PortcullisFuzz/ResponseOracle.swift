@@ -125,7 +125,8 @@ enum ResponseOracle {
             guard digit >= 0x30, digit <= 0x39 else { throw Invalid() }
             head.code = head.code * 10 + Int(digit - 0x30)
         }
-        guard head.code >= 100 else { throw Invalid() }
+        // RFC 9110 §15: a status outside 100–599 is invalid.
+        guard head.code >= 100, head.code <= 599 else { throw Invalid() }
         if status.count > 12 {
             guard status[12] == 0x20 else { throw Invalid() }
             // The parser skips any reason phrase; only a clean one is decided here.

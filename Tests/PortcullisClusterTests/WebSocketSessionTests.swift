@@ -249,6 +249,29 @@ struct WebSocketSessionTests {
         }
     }
 
+    /// The build before passed every field of the upstream's answer on but the policy's and
+    /// `Content-Length`, so a field the upstream named in `Connection` — meant for the gateway's
+    /// hop alone — reached the client (an attacker review).
+    @Test("a field the upstream names in Connection in its answer to a WebSocket handshake (101 or a refusal) does not reach the client, over HTTP/1.1 or HTTP/2")
+    func connectionListedFieldsStayAtTheGateway() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let token = try cluster.token()
+            guard let results = try await peers.run([
+                .init(url: gateway.ws("/ws/hop"), token: token),
+                .init(url: gateway.ws("/ws/hop-reject"), token: token),
+                .http2(gateway, "/ws/h2-hop", token: token),
+                .http2(gateway, "/ws/h2-hop-reject", token: token),
+            ], hold: 0) else { return }
+            #expect(results.map(\.openStatus) == [101, 403, 200, 403], "\(results)")
+            for result in results {
+                #expect(result.openFields?.isEmpty == false, "\(result)")
+                #expect(result.openFields?.contains("x-internal-hop") == false, "\(result)")
+            }
+            #expect(peers.upstreamLog().contains("/ws/hop auth"), "the upstream did not answer the handshakes")
+        }
+    }
+
     /// The upstream's answer is read by NIO's HTTP/1.1 decoder (heads up to 80 KB); 8 000
     /// backslashes take 19 KB in HPACK's Huffman code. The build before wrote such an answer to
     /// the client's stream as it was, and swift-nio-http2, unable to fit it in one frame, closed

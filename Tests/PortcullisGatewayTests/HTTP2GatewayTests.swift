@@ -378,6 +378,31 @@ final class HTTP2GatewayTests {
         #expect(seen["goaway"] as? Int == 11)
     }
 
+    /// swift-nio-http2 queues every frame for a stream whose reads the gateway holds, and flow
+    /// control bounds DATA only: the build before took WINDOW_UPDATE frames without limit (an
+    /// attacker review grew it by hundreds of MB in seconds on a held stream).
+    @Test("a client flooding WINDOW_UPDATE frames on a stream has its connection closed once past its budget (100, 2 per stream, 10 per DATA frame sent), counted as a connection error")
+    func windowUpdateFlood() throws {
+        let before = try metric("portcullis_http2_connection_errors_total") ?? 0
+        let seen = try peer("window-flood", "5000")
+        #expect(seen["closed"] as? Bool == true, "\(seen)")
+        #expect((seen["sent"] as? Int ?? 0) < 5000, "\(seen)")
+        #expect(try metric("portcullis_http2_connection_errors_total") == before + 1)
+        // An ordinary client's updates, one per DATA frame of a large download, are within it.
+        let download = try curl(["--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "http://127.0.0.1:\(gateway.port)/bytes/8000000"])
+        #expect(download.stdout == "200 8000000", "\(download.stdout) \(download.stderr)")
+    }
+
+    /// swift-nio-http2 gives its encoder the table the peer's SETTINGS allow, up to 4 GiB, and
+    /// searches all of it for each field: the build before let a client make every header block
+    /// the gateway sent it slower than the last, and keep every value in memory.
+    @Test("a client announcing a 4 GiB HPACK table gets header blocks from a table of at most 4 096 bytes")
+    func headerTableSizeClamped() throws {
+        let seen = try peer("table-size")
+        #expect(seen["responses"] as? Int == 20, "\(seen)")
+        #expect(seen["largest_table_size"] as? Int == 4096, "\(seen)")
+    }
+
     @Test("a client opening more streams than max_concurrent_streams is cut with GOAWAY (PROTOCOL_ERROR); the excess never reaches an upstream")
     func concurrentStreamLimit() throws {
         let before = upstream.requestCount

@@ -11,7 +11,7 @@ struct HTTP2UpstreamFaultTests {
     /// The build before closed the upstream connection for either malformed response, so the slow
     /// request beside them — another client's — failed with 502 too, and the upstream saw three
     /// connections.
-    @Test("a malformed response from an HTTP/2 upstream fails its own request (502, or its stream cut once the head is out) and no other: a slow request on the same upstream connection completes, and the connection is kept")
+    @Test("a malformed response from an HTTP/2 upstream fails its own request (502, or its stream cut once the head is out) and no other: a slow request on the same upstream connection completes, and the connection is kept; a :status outside 100–599 and a 204 with content are malformed too")
     func malformedResponseFailsOnlyItsStream() async throws {
         let (upstream, upstreamPort) = try await Self.startUpstream()
         defer { Task { _ = await upstream.terminate() } }
@@ -29,6 +29,11 @@ struct HTTP2UpstreamFaultTests {
         // A status that is not three digits passes swift-nio-http2's checks, not the gateway's.
         let badStatus = try curl("/bad-status")
         #expect(badStatus.stdout == "502", "\(badStatus.stdout) \(badStatus.stderr)")
+        // A status outside 100–599 (RFC 9110 §15), and content in a 204: both passed on before.
+        let oddStatus = try curl("/status-999")
+        #expect(oddStatus.stdout == "502", "\(oddStatus.stdout) \(oddStatus.stderr)")
+        let content204 = try curl("/content-204")
+        #expect(content204.stdout != "204" || content204.status != 0, "a 204 with content was completed: \(content204.stdout)")
         let badLength = try curl("/bad-length")
         #expect(badLength.status != 0, "a response cut short was completed: \(badLength.stdout)")
         let slowResult = try await slow.value
@@ -37,7 +42,7 @@ struct HTTP2UpstreamFaultTests {
 
         #expect(upstream.output.components(separatedBy: "connection ").count - 1 == 1, "the upstream connection was not kept: \(upstream.output)")
         let metrics = try gateway.metrics()
-        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 3)
+        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 5)
         #expect(upstream.output.contains("reset 1"), "the gateway's own check did not reset with PROTOCOL_ERROR: \(upstream.output)")
         #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
         #expect(gateway.process.output.contains("HTTP/2 stream to upstream reset for a malformed message"), "\(gateway.process.output.suffix(1000))")
@@ -178,11 +183,50 @@ struct HTTP2UpstreamFaultTests {
         await gateway.stop()
     }
 
-    /// The misbehaving upstream on a free port, ready.
-    static func startUpstream() async throws -> (process: ManagedProcess, port: Int) {
+    /// An upstream announcing a 4 GiB HPACK table (SETTINGS_HEADER_TABLE_SIZE 2^32-1) and one
+    /// flooding WINDOW_UPDATE frames. The build before gave its encoder for that upstream the
+    /// whole table (each request slower than the last, every distinct value kept: an attacker
+    /// review measured 2 442 → 122 req/s and the other routes of the loop starved), and took the
+    /// updates without limit (on a held stream, hundreds of MB in seconds).
+    @Test("an HTTP/2 upstream announcing a 4 GiB HPACK table gets header blocks from a table of at most 4 096 bytes; one flooding WINDOW_UPDATE frames has its connection closed, counted and logged")
+    func upstreamTableSizeAndWindowUpdateFlood() async throws {
+        let (upstream, upstreamPort) = try await Self.startUpstream(headerTableSize: 4_294_967_295)
+        defer { Task { _ = await upstream.terminate() } }
+        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
+        let (sized, seen) = try Self.peer("request", port: gateway.port, "/table-size")
+        #expect((seen["bodies"] as? [String: String])?["1"] == "4096", "\(sized.stdout) \(sized.stderr)")
+        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 0)
+
+        let flood = try Self.curl(port: gateway.port, "/window-flood")
+        #expect(flood.stdout != "200" || flood.status != 0, "the flooded call completed: \(flood.stdout)")
+        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 1)
+        #expect(gateway.process.output.contains("WINDOW_UPDATE flood"), "\(gateway.process.output.suffix(1000))")
+        #expect(try Self.curl(port: gateway.port, "/after").stdout == "200")
+        await gateway.stop()
+    }
+
+    /// The build before kept a connection the upstream sent GOAWAY on, open and counted toward
+    /// the 16 a target may have, and still chose it when none had room: with an upstream that
+    /// leaves such connections open, the 17th call failed (an attacker review).
+    @Test("a connection an HTTP/2 upstream sent GOAWAY on takes no new stream, does not count toward the target's 16, and is closed once its streams end: 20 calls, each told GOAWAY after it, all complete")
+    func goawayConnectionsAreLeft() async throws {
+        let (upstream, upstreamPort) = try await Self.startUpstream()
+        defer { Task { _ = await upstream.terminate() } }
+        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
+        var statuses: [String] = []
+        for _ in 0..<20 { statuses.append(try Self.curl(port: gateway.port, "/goaway-after").stdout) }
+        #expect(statuses == Array(repeating: "200", count: 20), "\(statuses)")
+        #expect(try await Poll.until(timeout: .seconds(5)) { upstream.output.components(separatedBy: "lost").count - 1 >= 20 },
+                "the gateway kept connections told GOAWAY open: \(upstream.output.suffix(300))")
+        await gateway.stop()
+    }
+
+    /// The misbehaving upstream on a free port, ready; with `headerTableSize` its SETTINGS allow
+    /// the gateway an HPACK table that large.
+    static func startUpstream(headerTableSize: Int? = nil) async throws -> (process: ManagedProcess, port: Int) {
         let port = try FreePort.allocate()
         let directory = try TemporaryDirectory.make(prefix: "h2-upstream")
-        let process = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", script, String(port)],
+        let process = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", script, String(port)] + (headerTableSize.map { [String($0)] } ?? []),
                                          logFile: directory + "/upstream.log")
         #expect(try await Poll.until(timeout: .seconds(20)) { process.output.contains("ready") }, "h2 upstream: \(process.output)")
         return (process, port)

@@ -175,6 +175,8 @@ struct UpstreamCodecUnitTests {
     }
 
     @Test("malformed responses are refused", arguments: [
+        "HTTP/1.1 600 Library Error\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 5, , 5\r\n\r\n",

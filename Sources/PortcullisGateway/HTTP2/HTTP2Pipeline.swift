@@ -3,8 +3,10 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
-/// (`FlushCoalescingHandler`), the connection handler with the gateway's SETTINGS, a connection manager, and per stream the header-block rules,
-/// NIO's HTTP/2-to-HTTP/1 codec and `HTTP2StreamHandler`.
+/// (`FlushCoalescingHandler`), the frame guard (`HTTP2FrameGuard`: the peer's HPACK table size
+/// clamped, WINDOW_UPDATE floods closed), the connection handler with the gateway's SETTINGS, a
+/// connection manager, and per stream the header-block rules, NIO's HTTP/2-to-HTTP/1 codec and
+/// `HTTP2StreamHandler`.
 ///
 /// The attacks on HTTP/2 servers are swift-nio-http2's to stop, with its defaults: rapid reset
 /// (CVE-2023-44487: more than 200 RST_STREAMs in 30 s close the connection with
@@ -38,7 +40,9 @@ enum HTTP2Pipeline {
         let bound = NIOLoopBound(shared, eventLoop: channel.eventLoop)
         let malformed = shared.gateway.metrics.malformedHTTP2Streams
         let sync = channel.pipeline.syncOperations
+        let connectionErrors = shared.gateway.metrics.http2ConnectionErrors
         try sync.addHandler(FlushCoalescingHandler())
+        try sync.addHandler(HTTP2FrameGuard(role: .server) { connectionErrors.increment() })
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
                                             streamDelegate: manager.http2StreamDelegate) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
@@ -51,7 +55,6 @@ enum HTTP2Pipeline {
         }
         try sync.addHandler(manager)
         channel.closeFuture.assumeIsolated().whenComplete { _ in shared.deadlines.stop() }
-        let connectionErrors = shared.gateway.metrics.http2ConnectionErrors
         try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { _ in malformed.increment() }) { _ in connectionErrors.increment() })
     }
 }

@@ -11,8 +11,9 @@ import NIOHTTP2
 /// Frames rather than NIO's HTTP/2-to-HTTP/1 codec: the exchange passes fields from one HTTP/2
 /// header block to another, and the codec's round trip through HTTP/1's head types cost a
 /// conversion each way on every call (docs/benchmarks.md, "gRPC"). What the codec checked that
-/// swift-nio-http2's header-block validation does not is checked here: a head has a three-digit
-/// `:status`, an informational head does not end the stream, and no field value has a control
+/// swift-nio-http2's header-block validation does not is checked here: a head has a `:status` of
+/// three digits from 100 to 599, an informational head does not end the stream, a 204 has no
+/// content (swift-nio-http2 checks a 304's), and no field value has a control
 /// character (whitespace at either end of one is removed); a response that fails them is
 /// malformed: its stream is reset (PROTOCOL_ERROR) and counted like those swift-nio-http2 resets.
 final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
@@ -23,6 +24,8 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
     /// Dropped when the stream closes (the exchange holds the stream's channel until then).
     private var exchange: HTTP2UpstreamExchange?
     private var sawHead = false
+    /// The head was a 204: no content may follow.
+    private var noContent = false
 
     init(exchange: HTTP2UpstreamExchange) {
         self.exchange = exchange
@@ -40,7 +43,7 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
                 return end(trailers: fields)
             }
             guard let status = Self.status(fields) else {
-                return malformed("a response head without a three-digit :status", context: context)
+                return malformed("a response head without a :status from 100 to 599", context: context)
             }
             if status.code < 200 {
                 // An informational head is not the response, and cannot end the stream.
@@ -48,10 +51,12 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
                 return
             }
             sawHead = true
+            noContent = status == .noContent
             exchange.upstreamHead(status: status, fields: fields)
             if block.endStream { end(trailers: nil) }
         case .data(let frame):
             guard sawHead, case .byteBuffer(let body) = frame.data else { return malformed("DATA before the response head", context: context) }
+            if noContent, body.readableBytes > 0 { return malformed("content in a 204 response", context: context) }
             if body.readableBytes > 0 { exchange.upstreamBody(body) }
             if frame.endStream { end(trailers: nil) }
         default:
@@ -96,10 +101,10 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
         return trimmed
     }
 
-    /// The head's `:status`, if it is three digits.
+    /// The head's `:status`, if it is three digits from 100 to 599 (RFC 9110 §15).
     static func status(_ block: HPACKHeaders) -> HTTPResponseStatus? {
         guard let value = block.first(name: ":status"), value.utf8.count == 3,
-              value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let code = Int(value), code >= 100 else {
+              value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let code = Int(value), code >= 100, code <= 599 else {
             return nil
         }
         return HTTPResponseStatus(statusCode: code)

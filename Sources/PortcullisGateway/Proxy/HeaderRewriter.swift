@@ -153,7 +153,7 @@ enum HeaderRewriter {
     }
 
     /// Headers named in `Connection` (they are hop-by-hop too), when there are any.
-    private static func connectionListed(_ headers: HTTPHeaders) -> HeaderNameSet? {
+    static func connectionListed(_ headers: HTTPHeaders) -> HeaderNameSet? {
         var listed: HeaderNameSet?
         for (name, value) in headers where name.utf8.count == 10 && HeaderNameSet.matches(name, "connection") {
             addConnectionListed(value.utf8, to: &listed)

@@ -15,8 +15,10 @@ final class HTTP2UpstreamConnection {
     var maxStreams = 100
     /// Whether the upstream's SETTINGS have been read.
     var settingsSeen = false
-    /// The upstream sent GOAWAY: no new stream goes on this connection.
-    var goingAway = false
+    /// The upstream sent GOAWAY: no new stream goes on this connection (swift-nio-http2 would fail
+    /// it), and it closes once its streams end — an upstream that keeps it open after GOAWAY would
+    /// otherwise hold one of the target's connections for nothing.
+    private(set) var goingAway = false
     /// The resets sent on it (`HTTP2UpstreamResetBudget`).
     var resets = HTTP2UpstreamResetBudget()
     /// It spent its reset budget: no new stream goes on it, and it closes once its streams end.
@@ -29,7 +31,7 @@ final class HTTP2UpstreamConnection {
 
     /// Whether another stream would be sent at once rather than queued by swift-nio-http2 until one
     /// of this connection's streams ends.
-    var hasRoom: Bool { channel.isActive && !goingAway && !retired && openStreams < maxStreams }
+    var hasRoom: Bool { channel.isActive && !leaving && openStreams < maxStreams }
 
     /// Counts a reset the gateway sent on one of its streams; true when that retired it.
     func noteReset(at now: NIODeadline) -> Bool {
@@ -39,9 +41,19 @@ final class HTTP2UpstreamConnection {
         return true
     }
 
-    /// One of its streams closed: a retired connection closes with its last.
+    /// Retired, or told GOAWAY: it takes no new stream, does not count toward the target's
+    /// connections, and closes with its last stream.
+    var leaving: Bool { retired || goingAway }
+
+    /// The upstream sent GOAWAY.
+    func upstreamGoingAway() {
+        goingAway = true
+        if openStreams == 0 { channel.close(promise: nil) }
+    }
+
+    /// One of its streams closed: a leaving connection closes with its last.
     func streamClosed() {
         openStreams -= 1
-        if retired, openStreams == 0 { channel.close(promise: nil) }
+        if leaving, openStreams == 0 { channel.close(promise: nil) }
     }
 }

@@ -45,9 +45,9 @@ final class HTTP2UpstreamPool {
         var failedAt: NIODeadline?
 
         /// The open connection with the fewest streams, to queue one more on when none has room;
-        /// a retired one only when there is no other.
+        /// a retired one only when there is no other, and never one the upstream sent GOAWAY on.
         var leastBusy: HTTP2UpstreamConnection? {
-            let open = connections.filter(\.channel.isActive)
+            let open = connections.filter { $0.channel.isActive && !$0.goingAway }
             return (open.contains { !$0.retired } ? open.filter { !$0.retired } : open).min { $0.openStreams < $1.openStreams }
         }
     }
@@ -137,8 +137,9 @@ final class HTTP2UpstreamPool {
         if let connection = entry.connections.first(where: \.hasRoom) { return done(.success(connection)) }
         if entry.connecting { return entry.waiting.append(done) }
         let recentlyFailed = entry.failedAt.map { NIODeadline.now() - $0 < Self.retryAfter } ?? false
-        // Retired connections are on their way out: they do not count against the limit.
-        if entry.connections.count(where: { !$0.retired }) < Self.maxConnections, entry.connections.isEmpty || !recentlyFailed {
+        // Retired connections and those told GOAWAY are on their way out: they do not count
+        // against the limit.
+        if entry.connections.count(where: { !$0.leaving }) < Self.maxConnections, entry.connections.isEmpty || !recentlyFailed {
             entry.waiting.append(done)
             entry.connecting = true
             return connect(target: target, settings: settings) { [self] result in
@@ -180,6 +181,9 @@ final class HTTP2UpstreamPool {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? UpstreamPool.sniName(address.host)))
                     }
                     try sync.addHandler(FlushCoalescingHandler())
+                    try sync.addHandler(HTTP2FrameGuard(role: .client) {
+                        onFault.value(.connectionClosed(upstream: address, error: HTTP2FrameGuard.WindowUpdateFlood()))
+                    })
                     // The gateway takes no pushed streams.
                     _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: configuration.connection,
                                                         streamConfiguration: configuration.stream) { pushed in pushed.close() }

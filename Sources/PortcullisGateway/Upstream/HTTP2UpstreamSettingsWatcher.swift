@@ -40,6 +40,6 @@ final class HTTP2UpstreamSettingsWatcher: ChannelInboundHandler {
             connection.maxStreams = maxStreams
             connection.settingsSeen = true
         }
-        if goingAway { connection.goingAway = true }
+        if goingAway, !connection.goingAway { connection.upstreamGoingAway() }
     }
 }

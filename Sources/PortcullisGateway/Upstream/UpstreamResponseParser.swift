@@ -363,7 +363,8 @@ struct UpstreamResponseParser {
             guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { throw Failure("malformed status code") }
             code = code * 10 + Int(digit - UInt8(ascii: "0"))
         }
-        guard code >= 100, bytes.count == 12 || bytes[start + 12] == UInt8(ascii: " ") else { throw Failure("malformed status code") }
+        // RFC 9110 §15: a status outside 100–599 is invalid (libraries use 600–999 for their own errors).
+        guard code >= 100, code <= 599, bytes.count == 12 || bytes[start + 12] == UInt8(ascii: " ") else { throw Failure("malformed status code") }
         return (minor, code)
     }
 

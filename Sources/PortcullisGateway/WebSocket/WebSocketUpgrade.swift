@@ -187,14 +187,19 @@ final class WebSocketUpgrade {
         upstreamChannels = []
         guard !cancelled else { return upstream.close(promise: nil) }
         var head = ClientResponseHead(version: clientVersion, status: response.status, contentLength: nil)
+        // The fields the upstream names in `Connection` are its own hop's (RFC 9110 §7.6.1), as on
+        // any response.
+        let listed = HeaderRewriter.connectionListed(response.headers)
         for (name, value) in response.headers {
-            if route.headerPolicy.responseRemoved.contains(name) || HeaderNameSet.matches(name, "content-length") { continue }
+            if route.headerPolicy.responseRemoved.contains(name) || HeaderNameSet.matches(name, "content-length")
+                || listed?.contains(name) == true { continue }
             head.fields.append((name, value))
         }
         head.fields.append(contentsOf: route.config.responseHeaders.setFields)
         head.fields.append(("X-Request-Id", requestID))
         guard response.status == .switchingProtocols else {
-            head.contentLength = body.readableBytes
+            // A 204 states no length (RFC 9110 §8.6); a 304's would be the representation's.
+            head.contentLength = response.status == .noContent || response.status == .notModified ? nil : body.readableBytes
             head.fields.append(("Connection", "close"))
             upstream.close(promise: nil)
             guard downstream.webSocketCanCarry(head) else { return failTooLarge() }

@@ -7,7 +7,9 @@
       ends. A path containing "reject" is answered 403 (a failing upstream handshake); one
       containing "slow" is answered after half a second ("path left before the answer" is logged
       when the gateway closed the connection meanwhile); one containing "huge" gets an X-Big field
-      of 8 000 backslashes in its answer (19 KB in HPACK's Huffman code, 19 bits each).
+      of 8 000 backslashes in its answer (19 KB in HPACK's Huffman code, 19 bits each); one
+      containing "hop" names X-Internal-Hop in its Connection field and sends it (a field for
+      the gateway's hop only).
       Beside it, a listener a connect to hangs on (port written to F.stuck), and a raw WebSocket server (port written to F.raw) for closes at a frame boundary:
       after its 101 it sends the first half of one 200 000-byte binary frame (STREAM_SIZE), waits
       for the gateway's close frame, logs "path gateway-close CODE masked|unmasked", then sends
@@ -376,6 +378,11 @@ async def run_server(args):
     def process_response(connection, request, response):
         if "huge" in request.path:
             response.headers["X-Big"] = "\\" * 8000
+        if "hop" in request.path:
+            upgrade = "Connection" in response.headers
+            del response.headers["Connection"]
+            response.headers["Connection"] = ("Upgrade, " if upgrade else "") + "X-Internal-Hop"
+            response.headers["X-Internal-Hop"] = "secret"
         return response
 
     async def echo(ws):
@@ -474,8 +481,10 @@ async def run_clients(args):
                                    open_timeout=10, ping_interval=None, close_timeout=2)
             except InvalidStatus as error:
                 results[i]["open_status"] = error.response.status_code
+                results[i]["open_fields"] = sorted(k.lower() for k in error.response.headers)
                 return
             results[i]["open_status"] = 101
+            results[i]["open_fields"] = sorted(k.lower() for k in ws.response.headers)
         sockets[i] = ws
         if entry.get("stream"):
             streams.append(asyncio.create_task(read_stream(i, ws)))

@@ -26,6 +26,10 @@ Prints one JSON object describing what the server did. Modes:
                        value], pseudo-fields included, sent as given); with BODY its HEADERS do not
                        end the stream and one DATA frame carrying BODY does. Then a GET of
                        /after on stream 3 (whether the connection lives on)
+  window-flood N       a GET of /public/delay/2000 on stream 1, then N WINDOW_UPDATE frames of 1
+                       on it; prints whether the server closed the connection
+  table-size           announces SETTINGS_HEADER_TABLE_SIZE 2^32-1, then 20 GETs one after
+                       another; prints the largest table size the server's header blocks set
   request PATH [NAME=VALUE ...]
                        one GET of PATH with the extra fields; prints status, body and trailers
                        (after a GOAWAY, too)
@@ -43,10 +47,11 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class Peer:
-    def __init__(self, port):
+    def __init__(self, port, settings=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
+        self.table_sizes = []
         self.buffer = b""
         self.goaway = None
         self.goaways = []
@@ -56,7 +61,7 @@ class Peer:
         self.ended = set()
         self.closed = False
         self.settings = {}
-        self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
+        self.sock.sendall(PREFACE + SettingsFrame(0, settings=settings or {}).serialize())
 
     def send(self, *frames):
         try:
@@ -115,6 +120,7 @@ class Peer:
             self.headers.setdefault(frame.stream_id, []).append(dict(
                 (k.decode() if isinstance(k, bytes) else k, v.decode() if isinstance(v, bytes) else v)
                 for k, v in self.decoder.decode(frame.data)))
+            self.table_sizes.append(self.decoder.header_table_size)
             if "END_STREAM" in frame.flags:
                 self.ended.add(frame.stream_id)
         elif isinstance(frame, DataFrame):
@@ -141,7 +147,9 @@ class Peer:
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     arg = sys.argv[3] if len(sys.argv) > 3 else None
-    peer = Peer(port)
+    peer = Peer(port, settings={SettingsFrame.HEADER_TABLE_SIZE: 2**32 - 1} if mode == "table-size" else None)
+    if mode == "table-size":
+        peer.decoder.max_allowed_table_size = 2**32 - 1
     peer.pump(0.2)
     if mode == "rapid-reset":
         sent = 0
@@ -262,6 +270,28 @@ def main():
         while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.2)
         print(json.dumps(peer.result()))
+    elif mode == "window-flood":
+        peer.send(HeadersFrame(1, peer.request_block(path="/public/delay/2000"), flags=["END_HEADERS", "END_STREAM"]))
+        peer.pump(0.2)
+        sent = 0
+        for i in range(int(arg)):
+            if not peer.send(WindowUpdateFrame(1, window_increment=1)):
+                break
+            sent += 1
+            if i % 50 == 0:
+                peer.pump(0.001)
+            if peer.closed:
+                break
+        peer.pump(1)
+        print(json.dumps(peer.result(sent=sent)))
+    elif mode == "table-size":
+        for i in range(20):
+            stream = 1 + 2 * i
+            peer.send(HeadersFrame(stream, peer.request_block(path=f"/public/table/{i}"), flags=["END_HEADERS", "END_STREAM"]))
+            deadline = time.monotonic() + 5
+            while stream not in peer.ended and not peer.closed and time.monotonic() < deadline:
+                peer.pump(0.2)
+        print(json.dumps(peer.result(largest_table_size=max(peer.table_sizes, default=None), responses=len(peer.headers))))
     elif mode == "request":
         extra = [tuple(field.split("=", 1)) for field in sys.argv[4:]]
         peer.send(HeadersFrame(1, peer.request_block(path=arg, extra=extra), flags=["END_HEADERS", "END_STREAM"]))

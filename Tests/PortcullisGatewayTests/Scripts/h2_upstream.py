@@ -2,7 +2,9 @@
 """An HTTP/2 upstream (h2c, prior knowledge) built on python-hyper's h2 with its own checks of
 what it sends turned off, so that it can answer what a well-behaved server never would.
 
-    h2_upstream.py PORT
+    h2_upstream.py PORT [HEADER_TABLE_SIZE]
+
+With HEADER_TABLE_SIZE its SETTINGS allow the gateway an HPACK table that large.
 
 Answers by path:
   /slow              200 with body "slow" after 1.5 s
@@ -21,12 +23,19 @@ Answers by path:
                      swift-nio-http2 codes every value: 19 bits each)
   /huge-trailers     200 "ok", then trailers with the same x-big
   /echo              200 with the request's body, once it ends
+  /status-999        a response head whose :status is 999 (outside 100-599)
+  /content-204       a 204 with a body
+  /goaway-after      200 "ok", then GOAWAY (NO_ERROR, last stream 2^31-1); the connection is
+                     left open
+  /table-size        200 whose body is the HPACK table size the gateway's header blocks set
+  /window-flood      200, then 2 000 WINDOW_UPDATE frames of 1 on the stream, then "ok"
   anything else      200 with body "ok" at once
 
 Like swift-nio-http2's and Netty's servers (rapid reset, CVE-2023-44487), it answers more than
 200 RST_STREAM frames on a connection within 30 s with GOAWAY ENHANCE_YOUR_CALM and closes it.
 
-Prints "ready" once listening, "connection N" as the Nth connection is accepted, "empty-data" for
+Prints "ready" once listening, "connection N" as the Nth connection is accepted, "lost" as one
+closes, "empty-data" for
 each empty DATA frame that does not end its stream, and "reset CODE" for each RST_STREAM.
 """
 import asyncio
@@ -38,8 +47,10 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import hyperframe.frame
 
 connections = 0
+TABLE_SIZE = int(sys.argv[2]) if len(sys.argv) > 2 else None
 
 
 @contextlib.contextmanager
@@ -64,8 +75,14 @@ class Upstream(asyncio.Protocol):
         self.conn = h2.connection.H2Connection(config=config)
         self.bodies = {}
         self.resets = []
+        if TABLE_SIZE is not None:
+            self.conn.local_settings.header_table_size = TABLE_SIZE
+            self.conn.decoder.max_allowed_table_size = TABLE_SIZE
         self.conn.initiate_connection()
         self.flush()
+
+    def connection_lost(self, exc):
+        print("lost", flush=True)
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -123,6 +140,23 @@ class Upstream(asyncio.Protocol):
             self.send(stream, [(":status", "200"), ("x-spaced", " both ends ")], b"ok")
         elif path == "/control-value":
             self.send(stream, [(":status", "200"), ("x-control", "a\x01b")], b"bad")
+        elif path == "/status-999":
+            self.send(stream, [(":status", "999")], b"odd")
+        elif path == "/content-204":
+            self.send(stream, [(":status", "204")], b"content")
+        elif path == "/goaway-after":
+            self.send(stream, [(":status", "200")], b"ok")
+            self.conn.close_connection(error_code=0, last_stream_id=2**31 - 1)
+            self.flush()
+        elif path == "/table-size":
+            self.send(stream, [(":status", "200")], str(self.conn.decoder.header_table_size).encode())
+        elif path == "/window-flood":
+            self.conn.send_headers(stream, [(":status", "200")])
+            self.flush()
+            flood = hyperframe.frame.WindowUpdateFrame(stream, window_increment=1).serialize() * 2000
+            self.transport.write(flood)
+            self.conn.send_data(stream, b"ok", end_stream=True)
+            self.flush()
         elif path == "/huge-head":
             with plain_strings(self.conn):
                 self.send(stream, [(":status", "200"), ("x-big", "\\" * 8000)], b"ok")

@@ -1,0 +1,225 @@
+import NIOCore
+
+/// Reads one HTTP/2 connection's frames as bytes, between the socket (or TLS) and
+/// `NIOHTTP2Handler`, against two attacks swift-nio-http2 leaves open — from a client, and from
+/// an upstream on the gateway's connections to it:
+///
+/// - **A huge HPACK table.** swift-nio-http2 gives its encoder whatever dynamic table the peer's
+///   SETTINGS_HEADER_TABLE_SIZE allows, up to 4 GiB, and its encoder searches the whole table for
+///   each field it sends: a peer announcing 4 GiB made each header block the gateway sent slower
+///   than the last, starving everything on the event loop, and kept every distinct value it was
+///   sent. The value is clamped to `maxHeaderTableSize` before `NIOHTTP2Handler` reads it; RFC 7541
+///   §4.2 lets an encoder use less than the decoder allows, and nghttp2's encoder keeps 4 KiB too.
+/// - **WINDOW_UPDATE floods.** While the gateway holds a stream's reads (backpressure: the other
+///   side cannot take more), swift-nio-http2 queues every frame that arrives for the stream, and
+///   flow control bounds DATA only: a peer sending WINDOW_UPDATE frames on such a stream grew the
+///   gateway's memory without bound (hundreds of MB in seconds). As Envoy does, a peer may send
+///   stream WINDOW_UPDATE frames up to a budget that grows with the streams opened and the DATA
+///   frames the gateway sent (a peer updates a window as it consumes DATA); one over it has its
+///   connection closed, with the streams on it.
+///
+/// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
+/// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
+/// payload of SETTINGS frames), skipping every other payload. Fuzzed with `HTTP2FrameGuardTests`'
+/// random splits. Event-loop confined.
+final class HTTP2FrameGuard: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    /// The largest HPACK dynamic table the gateway's encoder keeps for a peer.
+    static let maxHeaderTableSize: UInt32 = 4096
+    /// Stream WINDOW_UPDATE frames a peer may send: this many, plus `perStream` for each stream
+    /// opened and `perDataFrame` for each DATA frame the gateway sent.
+    static let windowUpdateAllowance = 100
+    static let windowUpdatesPerStream = 2
+    static let windowUpdatesPerDataFrame = 10
+
+    /// Why a connection was closed for its peer's WINDOW_UPDATE frames.
+    struct WindowUpdateFlood: Error, CustomStringConvertible {
+        var description: String { "WINDOW_UPDATE flood: more stream WINDOW_UPDATE frames than the streams opened and DATA frames sent allow" }
+    }
+
+    /// Which side sends the 24-byte connection preface (RFC 9113 §3.4) before its first frame.
+    enum Role {
+        /// The gateway serves this connection: the peer's bytes begin with the preface.
+        case server
+        /// The gateway is the client (to an upstream): its own bytes begin with the preface.
+        case client
+    }
+
+    private var inbound: HTTP2FrameScanner
+    private var outbound: HTTP2FrameScanner
+    /// A SETTINGS payload being collected so its values can be read before it is passed on.
+    private var heldSettings: ByteBuffer?
+    private var windowUpdates = 0
+    private var streamsOpened = 0
+    private var dataFramesSent = 0
+    private var flooded = false
+    private let onFlood: () -> Void
+
+    /// - Parameter onFlood: called once, when the connection is closed for a WINDOW_UPDATE flood.
+    init(role: Role, onFlood: @escaping () -> Void) {
+        self.inbound = HTTP2FrameScanner(prefaceBytes: role == .server ? 24 : 0)
+        self.outbound = HTTP2FrameScanner(prefaceBytes: role == .client ? 24 : 0)
+        self.onFlood = onFlood
+    }
+
+    /// Whether the peer has sent more stream WINDOW_UPDATE frames than its budget.
+    var overBudget: Bool {
+        windowUpdates > Self.windowUpdateAllowance + Self.windowUpdatesPerStream * streamsOpened
+            + Self.windowUpdatesPerDataFrame * dataFramesSent
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !flooded else { return }
+        let buffer = unwrapInboundIn(data)
+        // Where the bytes to pass on unchanged begin; nil while a SETTINGS payload is held.
+        var passFrom: Int? = heldSettings == nil ? buffer.readerIndex : nil
+        var index = buffer.readerIndex
+        while index < buffer.writerIndex {
+            if var held = heldSettings {
+                // A SETTINGS payload is collected whole, then passed on with its table size clamped.
+                let take = min(inbound.payloadLeft, buffer.writerIndex - index)
+                held.writeImmutableBuffer(buffer.getSlice(at: index, length: take)!)
+                index += take
+                inbound.skipPayload(take)
+                if inbound.payloadLeft == 0 {
+                    Self.clampHeaderTableSize(&held)
+                    heldSettings = nil
+                    context.fireChannelRead(wrapInboundOut(held))
+                    passFrom = index
+                } else {
+                    heldSettings = held
+                }
+                continue
+            }
+            guard let header = inbound.scan(buffer, from: &index) else { continue }
+            switch header.type {
+            case HTTP2FrameScanner.headersType:
+                streamsOpened += 1
+            case HTTP2FrameScanner.windowUpdateType where header.streamID != 0:
+                windowUpdates += 1
+                if overBudget {
+                    flooded = true
+                    onFlood()
+                    context.close(promise: nil)
+                    return
+                }
+            // A SETTINGS frame larger than any frame the gateway accepts is passed on for
+            // `NIOHTTP2Handler` to refuse, not collected.
+            case HTTP2FrameScanner.settingsType where header.flags & 0x1 == 0 && header.length > 0 && header.length <= 16_384:
+                // Pass on what came before the payload, and hold the payload.
+                if let from = passFrom, from < index {
+                    context.fireChannelRead(wrapInboundOut(buffer.getSlice(at: from, length: index - from)!))
+                }
+                passFrom = nil
+                heldSettings = context.channel.allocator.buffer(capacity: header.length)
+            default:
+                break
+            }
+        }
+        if let from = passFrom, from < buffer.writerIndex {
+            context.fireChannelRead(wrapInboundOut(from == buffer.readerIndex ? buffer : buffer.getSlice(at: from, length: buffer.writerIndex - from)!))
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .byteBuffer(let buffer) = unwrapOutboundIn(data) {
+            var index = buffer.readerIndex
+            while index < buffer.writerIndex {
+                guard let header = outbound.scan(buffer, from: &index) else { continue }
+                switch header.type {
+                case HTTP2FrameScanner.dataType: dataFramesSent += 1
+                case HTTP2FrameScanner.headersType: streamsOpened += 1
+                default: break
+                }
+            }
+        }
+        context.write(data, promise: promise)
+    }
+
+    /// Lowers a SETTINGS_HEADER_TABLE_SIZE above `maxHeaderTableSize` in a SETTINGS payload
+    /// (6-byte entries: a 16-bit identifier, a 32-bit value).
+    static func clampHeaderTableSize(_ payload: inout ByteBuffer) {
+        var offset = payload.readerIndex
+        while offset + 6 <= payload.writerIndex {
+            if payload.getInteger(at: offset, as: UInt16.self) == 1,
+               let value = payload.getInteger(at: offset + 2, as: UInt32.self), value > maxHeaderTableSize {
+                payload.setInteger(maxHeaderTableSize, at: offset + 2)
+            }
+            offset += 6
+        }
+    }
+}
+
+/// Finds frame headers in one direction of an HTTP/2 byte stream, whatever the reads' or writes'
+/// boundaries: after an optional preface, a 9-byte header (RFC 9113 §4.1) and the payload it
+/// announces, again and again. Only headers are read; payloads are skipped.
+struct HTTP2FrameScanner {
+    static let dataType: UInt8 = 0x0
+    static let headersType: UInt8 = 0x1
+    static let settingsType: UInt8 = 0x4
+    static let windowUpdateType: UInt8 = 0x8
+
+    struct Header: Equatable {
+        var length: Int
+        var type: UInt8
+        var flags: UInt8
+        var streamID: UInt32
+    }
+
+    private var prefaceLeft: Int
+    /// The bytes of a header read so far (at most 9), most significant first.
+    private var partial: UInt128 = 0
+    private var partialCount = 0
+    /// Payload bytes of the current frame not yet seen.
+    private(set) var payloadLeft = 0
+
+    init(prefaceBytes: Int) {
+        self.prefaceLeft = prefaceBytes
+    }
+
+    /// Reads from `index` in `buffer`, moving it on: past preface and payload bytes, and through
+    /// a header, which it returns once complete (the index then at its payload). Nil when the
+    /// bytes read so far complete no header.
+    mutating func scan(_ buffer: ByteBuffer, from index: inout Int) -> Header? {
+        let end = buffer.writerIndex
+        if prefaceLeft > 0 {
+            let skip = min(prefaceLeft, end - index)
+            prefaceLeft -= skip
+            index += skip
+            return nil
+        }
+        if payloadLeft > 0 {
+            let skip = min(payloadLeft, end - index)
+            payloadLeft -= skip
+            index += skip
+            return nil
+        }
+        if partialCount == 0, end - index >= 9 {
+            // The whole header in this buffer: two reads rather than nine.
+            partial = UInt128(buffer.getInteger(at: index, as: UInt64.self)!) << 8 | UInt128(buffer.getInteger(at: index + 8, as: UInt8.self)!)
+            partialCount = 9
+            index += 9
+        }
+        while index < end, partialCount < 9 {
+            partial = partial << 8 | UInt128(buffer.getInteger(at: index, as: UInt8.self)!)
+            partialCount += 1
+            index += 1
+        }
+        guard partialCount == 9 else { return nil }
+        let header = Header(length: Int(partial >> 48 & 0xFF_FFFF), type: UInt8(partial >> 40 & 0xFF), flags: UInt8(partial >> 32 & 0xFF),
+                            streamID: UInt32(partial & 0x7FFF_FFFF))
+        partial = 0
+        partialCount = 0
+        payloadLeft = header.length
+        return header
+    }
+
+    /// `count` payload bytes were consumed by the caller.
+    mutating func skipPayload(_ count: Int) {
+        payloadLeft -= count
+    }
+}
