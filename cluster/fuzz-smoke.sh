@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer binary and fuzzes every target in it for a while: the JOSE parsers and
 # verifier, the upstream response parser, chunked decoding, the request head path, the PROXY
-# protocol header parser and the WebSocket relay's frame tracker
+# protocol header parser, the WebSocket relay's frame tracker and the HTTP/2 frame guard's scanner
 # (docs/fuzzing.md). Default 20 s per target.
 #   cluster/fuzz-smoke.sh [seconds per target] [target...]
 # Exit status: 0 when no target crashed, non-zero otherwise (the crashing input is left in
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(jose response chunked request-head proxy-protocol websocket-frames)
+[ ${#targets[@]} -gt 0 ] || targets=(jose response chunked request-head proxy-protocol websocket-frames http2-frames)
 scratch=.build-fuzz
 
 swift build -c debug --scratch-path "$scratch" --product PortcullisFuzz \

@@ -20,6 +20,8 @@ enum FuzzTarget: String, CaseIterable {
     case proxyProtocol = "proxy-protocol"
     /// The WebSocket relay's frame-boundary tracker (`WebSocketFramesHarness`).
     case webSocketFrames = "websocket-frames"
+    /// The HTTP/2 frame guard's header scanner (`HTTP2FramesHarness`).
+    case http2Frames = "http2-frames"
 
     static let environmentVariable = "PORTCULLIS_FUZZ_TARGET"
 
@@ -48,6 +50,7 @@ enum FuzzTarget: String, CaseIterable {
         case .requestHead: RequestHeadHarness.run(Array(input))
         case .proxyProtocol: ProxyProtocolHarness.run(Array(input))
         case .webSocketFrames: WebSocketFramesHarness.run(Array(input))
+        case .http2Frames: HTTP2FramesHarness.run(Array(input))
         }
     }
 
@@ -60,6 +63,7 @@ enum FuzzTarget: String, CaseIterable {
         case .requestHead: RequestHeadHarness.seeds
         case .proxyProtocol: ProxyProtocolHarness.seeds
         case .webSocketFrames: WebSocketFramesHarness.seeds
+        case .http2Frames: HTTP2FramesHarness.seeds
         }
     }
 }

@@ -156,18 +156,27 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
 
 /// Finds frame headers in one direction of an HTTP/2 byte stream, whatever the reads' or writes'
 /// boundaries: after an optional preface, a 9-byte header (RFC 9113 §4.1) and the payload it
-/// announces, again and again. Only headers are read; payloads are skipped.
-struct HTTP2FrameScanner {
+/// announces, again and again. Only headers are read; payloads are skipped. Public for the
+/// `http2-frames` fuzz target.
+public struct HTTP2FrameScanner {
     static let dataType: UInt8 = 0x0
     static let headersType: UInt8 = 0x1
     static let settingsType: UInt8 = 0x4
     static let windowUpdateType: UInt8 = 0x8
 
-    struct Header: Equatable {
-        var length: Int
-        var type: UInt8
-        var flags: UInt8
-        var streamID: UInt32
+    /// A frame header: the payload's length, the frame's type and flags, its stream.
+    public struct Header: Equatable, Sendable {
+        public var length: Int
+        public var type: UInt8
+        public var flags: UInt8
+        public var streamID: UInt32
+
+        public init(length: Int, type: UInt8, flags: UInt8, streamID: UInt32) {
+            self.length = length
+            self.type = type
+            self.flags = flags
+            self.streamID = streamID
+        }
     }
 
     private var prefaceLeft: Int
@@ -175,16 +184,18 @@ struct HTTP2FrameScanner {
     private var partial: UInt128 = 0
     private var partialCount = 0
     /// Payload bytes of the current frame not yet seen.
-    private(set) var payloadLeft = 0
+    public private(set) var payloadLeft = 0
 
-    init(prefaceBytes: Int) {
+    /// - Parameter prefaceBytes: bytes to skip before the first frame (24 where the stream begins
+    ///   with the client's connection preface).
+    public init(prefaceBytes: Int) {
         self.prefaceLeft = prefaceBytes
     }
 
     /// Reads from `index` in `buffer`, moving it on: past preface and payload bytes, and through
     /// a header, which it returns once complete (the index then at its payload). Nil when the
     /// bytes read so far complete no header.
-    mutating func scan(_ buffer: ByteBuffer, from index: inout Int) -> Header? {
+    public mutating func scan(_ buffer: ByteBuffer, from index: inout Int) -> Header? {
         let end = buffer.writerIndex
         if prefaceLeft > 0 {
             let skip = min(prefaceLeft, end - index)

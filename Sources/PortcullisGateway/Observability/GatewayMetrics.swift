@@ -68,9 +68,9 @@ public final class GatewayMetrics: Sendable {
         malformedHTTP2Streams = registry.counter("portcullis_http2_malformed_streams_total", labels: [],
             help: "HTTP/2 streams from clients reset for a malformed message: a request whose header block or content-length breaks HTTP/2's rules, or whose :authority and Host disagree (or a response HTTP/2 does not allow). The client's other streams go on.")
         http2ConnectionErrors = registry.counter("portcullis_http2_connection_errors_total", labels: [],
-            help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams.")
+            help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams; and those closed for stream WINDOW_UPDATE frames beyond their budget.")
         upstreamHTTP2ConnectionErrors = registry.counter("portcullis_upstream_http2_connection_errors_total", labels: [],
-            help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol, flooded PING/SETTINGS or RST_STREAM, or sent 200 malformed responses); their open streams fail.")
+            help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol, flooded PING/SETTINGS, RST_STREAM or WINDOW_UPDATE frames, or sent 200 malformed responses); their open streams fail.")
         upstreamHTTP2StreamErrors = registry.counter("portcullis_upstream_http2_stream_errors_total", labels: [],
             help: "Streams to HTTP/2 upstreams reset for a malformed message: a response whose header block, :status or content-length breaks HTTP/2's rules, or a request HTTP/2 does not allow. Each one's request fails; the connection stays.")
         upstreamHTTP2ConnectionsRetired = registry.counter("portcullis_upstream_http2_connections_retired_total", labels: [],
