@@ -509,19 +509,43 @@ struct HTTP2FrameGuardTests {
         }
     }
 
-    @Test("stream WINDOW_UPDATE frames beyond 100, 2 per stream and 10 per DATA frame sent close the connection, once; connection-level ones are not counted")
+    @Test("a stream's WINDOW_UPDATE frames beyond 16 and two per DATA frame sent on it close the connection, once; credit earned on another stream, connection-level updates and updates on streams never opened do not count")
     func windowUpdateFloodClosesTheConnection() throws {
         var floods = 0
         let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server) { floods += 1 })
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.frame(type: 1, flags: 5, stream: 1, payload: [0x82])))
-        // The gateway sends 3 DATA frames on the stream: 100 + 2 + 30 stream updates allowed.
-        for _ in 0..<3 { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 1, payload: [1, 2])))) }
-        let update = Self.frame(type: 8, stream: 1, payload: [0, 0, 0, 1])
-        try channel.writeInbound(ByteBuffer(bytes: Array((0..<500).map { _ in Self.frame(type: 8, payload: [0, 0, 0, 1]) }.joined())))
-        try channel.writeInbound(ByteBuffer(bytes: Array(Array(repeating: update, count: 132).joined())))
+        try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.frame(type: 1, flags: 5, stream: 1, payload: [0x82])
+                                            + Self.frame(type: 1, flags: 5, stream: 5, payload: [0x82])))
+        // Two DATA frames on stream 1 earn it 4 updates beyond its 16; ten on stream 5 earn stream 1 nothing.
+        for size in [2048, 952] { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 1, payload: Array(repeating: 1, count: size))))) }
+        for _ in 0..<10 { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 5, payload: [1])))) }
+        func updates(_ stream: UInt32, _ count: Int) -> ByteBuffer {
+            ByteBuffer(bytes: Array(Array(repeating: Self.frame(type: 8, stream: stream, payload: [0, 0, 0, 1]), count: count).joined()))
+        }
+        try channel.writeInbound(updates(0, 500))
+        try channel.writeInbound(updates(3, 500))
+        try channel.writeInbound(updates(1, 20))
         #expect(channel.isActive && floods == 0)
-        try channel.writeInbound(ByteBuffer(bytes: update + update))
+        try channel.writeInbound(updates(1, 2))
         #expect(!channel.isActive && floods == 1)
+    }
+
+    @Test("a stream is tracked from its HEADERS until both sides ended it or either reset it")
+    func budgetTracksStreams() {
+        var budget = HTTP2WindowUpdateBudget()
+        budget.headers(on: 1, endStream: false, fromPeer: true)
+        budget.headers(on: 3, endStream: true, fromPeer: true)
+        budget.headers(on: 5, endStream: false, fromPeer: true)
+        #expect(budget.trackedStreams == 3)
+        budget.headers(on: 1, endStream: false, fromPeer: false)
+        budget.data(on: 1, endStream: true, fromPeer: false)
+        #expect(budget.trackedStreams == 3, "one side only")
+        budget.data(on: 1, endStream: true, fromPeer: true)
+        budget.headers(on: 3, endStream: true, fromPeer: false)
+        budget.reset(5)
+        #expect(budget.trackedStreams == 0)
+        // Updates on a stream no longer tracked are not counted: no stream channel queues them.
+        #expect((0..<100).allSatisfy { _ in budget.windowUpdate(on: 1) })
+        #expect(budget.trackedStreams == 0)
     }
 }

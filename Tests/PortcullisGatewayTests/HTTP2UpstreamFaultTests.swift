@@ -32,8 +32,10 @@ struct HTTP2UpstreamFaultTests {
         // A status outside 100–599 (RFC 9110 §15), and content in a 204: both passed on before.
         let oddStatus = try curl("/status-999")
         #expect(oddStatus.stdout == "502", "\(oddStatus.stdout) \(oddStatus.stderr)")
+        // Its head is out before the content shows: the stream is cut (curl would refuse the
+        // content itself too); the gateway's own check shows in the count of streams reset below.
         let content204 = try curl("/content-204")
-        #expect(content204.stdout != "204" || content204.status != 0, "a 204 with content was completed: \(content204.stdout)")
+        #expect(content204.status != 0, "a 204 with content was completed: \(content204.stdout)")
         let badLength = try curl("/bad-length")
         #expect(badLength.status != 0, "a response cut short was completed: \(badLength.stdout)")
         let slowResult = try await slow.value

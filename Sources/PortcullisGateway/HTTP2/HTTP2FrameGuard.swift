@@ -13,10 +13,9 @@ import NIOCore
 /// - **WINDOW_UPDATE floods.** While the gateway holds a stream's reads (backpressure: the other
 ///   side cannot take more), swift-nio-http2 queues every frame that arrives for the stream, and
 ///   flow control bounds DATA only: a peer sending WINDOW_UPDATE frames on such a stream grew the
-///   gateway's memory without bound (hundreds of MB in seconds). As Envoy does, a peer may send
-///   stream WINDOW_UPDATE frames up to a budget that grows with the streams opened and the DATA
-///   frames the gateway sent (a peer updates a window as it consumes DATA); one over it has its
-///   connection closed, with the streams on it.
+///   gateway's memory without bound (hundreds of MB in seconds). Each stream's updates have a
+///   budget earned by the DATA the gateway sent on it (`HTTP2WindowUpdateBudget`); an update
+///   beyond it closes the connection, with the streams on it.
 ///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
@@ -30,15 +29,10 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
 
     /// The largest HPACK dynamic table the gateway's encoder keeps for a peer.
     static let maxHeaderTableSize: UInt32 = 4096
-    /// Stream WINDOW_UPDATE frames a peer may send: this many, plus `perStream` for each stream
-    /// opened and `perDataFrame` for each DATA frame the gateway sent.
-    static let windowUpdateAllowance = 100
-    static let windowUpdatesPerStream = 2
-    static let windowUpdatesPerDataFrame = 10
 
     /// Why a connection was closed for its peer's WINDOW_UPDATE frames.
     struct WindowUpdateFlood: Error, CustomStringConvertible {
-        var description: String { "WINDOW_UPDATE flood: more stream WINDOW_UPDATE frames than the streams opened and DATA frames sent allow" }
+        var description: String { "WINDOW_UPDATE flood: more WINDOW_UPDATE frames on a stream than the DATA frames sent on it allow" }
     }
 
     /// Which side sends the 24-byte connection preface (RFC 9113 §3.4) before its first frame.
@@ -53,9 +47,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     private var outbound: HTTP2FrameScanner
     /// A SETTINGS payload being collected so its values can be read before it is passed on.
     private var heldSettings: ByteBuffer?
-    private var windowUpdates = 0
-    private var streamsOpened = 0
-    private var dataFramesSent = 0
+    private var budget = HTTP2WindowUpdateBudget()
     private var flooded = false
     private let onFlood: () -> Void
 
@@ -64,12 +56,6 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
         self.inbound = HTTP2FrameScanner(prefaceBytes: role == .server ? 24 : 0)
         self.outbound = HTTP2FrameScanner(prefaceBytes: role == .client ? 24 : 0)
         self.onFlood = onFlood
-    }
-
-    /// Whether the peer has sent more stream WINDOW_UPDATE frames than its budget.
-    var overBudget: Bool {
-        windowUpdates > Self.windowUpdateAllowance + Self.windowUpdatesPerStream * streamsOpened
-            + Self.windowUpdatesPerDataFrame * dataFramesSent
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -97,11 +83,8 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
             }
             guard let header = inbound.scan(buffer, from: &index) else { continue }
             switch header.type {
-            case HTTP2FrameScanner.headersType:
-                streamsOpened += 1
             case HTTP2FrameScanner.windowUpdateType where header.streamID != 0:
-                windowUpdates += 1
-                if overBudget {
+                if !budget.windowUpdate(on: header.streamID) {
                     flooded = true
                     onFlood()
                     context.close(promise: nil)
@@ -117,7 +100,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 passFrom = nil
                 heldSettings = context.channel.allocator.buffer(capacity: header.length)
             default:
-                break
+                Self.track(header, fromPeer: true, in: &budget)
             }
         }
         if let from = passFrom, from < buffer.writerIndex {
@@ -126,18 +109,34 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .byteBuffer(let buffer) = unwrapOutboundIn(data) {
+        switch unwrapOutboundIn(data) {
+        case .byteBuffer(let buffer):
             var index = buffer.readerIndex
             while index < buffer.writerIndex {
                 guard let header = outbound.scan(buffer, from: &index) else { continue }
-                switch header.type {
-                case HTTP2FrameScanner.dataType: dataFramesSent += 1
-                case HTTP2FrameScanner.headersType: streamsOpened += 1
-                default: break
-                }
+                Self.track(header, fromPeer: false, in: &budget)
             }
+        case .fileRegion(let region):
+            // swift-nio-http2 writes a DATA frame's payload apart from its header, and a payload
+            // may be a file region (the gateway writes none today).
+            outbound.skipPayload(min(region.readableBytes, outbound.payloadLeft))
         }
         context.write(data, promise: promise)
+    }
+
+    /// What a frame other than WINDOW_UPDATE changes in the streams' budgets.
+    private static func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, in budget: inout HTTP2WindowUpdateBudget) {
+        let endStream = header.flags & 0x1 != 0
+        switch header.type {
+        case HTTP2FrameScanner.headersType where header.streamID != 0:
+            budget.headers(on: header.streamID, endStream: endStream, fromPeer: fromPeer)
+        case HTTP2FrameScanner.dataType where header.streamID != 0:
+            budget.data(on: header.streamID, endStream: endStream, fromPeer: fromPeer)
+        case HTTP2FrameScanner.rstStreamType:
+            budget.reset(header.streamID)
+        default:
+            break
+        }
     }
 
     /// Lowers a SETTINGS_HEADER_TABLE_SIZE above `maxHeaderTableSize` in a SETTINGS payload
@@ -161,6 +160,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
 public struct HTTP2FrameScanner {
     static let dataType: UInt8 = 0x0
     static let headersType: UInt8 = 0x1
+    static let rstStreamType: UInt8 = 0x3
     static let settingsType: UInt8 = 0x4
     static let windowUpdateType: UInt8 = 0x8
 
@@ -229,7 +229,7 @@ public struct HTTP2FrameScanner {
         return header
     }
 
-    /// `count` payload bytes were consumed by the caller.
+    /// `count` payload bytes were consumed by the caller (at most `payloadLeft`).
     mutating func skipPayload(_ count: Int) {
         payloadLeft -= count
     }

@@ -1,0 +1,62 @@
+/// How many WINDOW_UPDATE frames a peer may send on each stream of a connection
+/// (`HTTP2FrameGuard`): 16, plus two for each DATA frame the gateway has sent on the stream. A
+/// peer updates a window as it consumes what it was sent: nghttp2 and curl, browsers, grpc-go and
+/// Netty once a fraction of the window is consumed, grpc core as often as once per message read
+/// (one DATA frame each for small messages), so never more than one update per frame received.
+/// Credit is per stream and earned only by frames the gateway sent on it, so updates cannot be
+/// saved up on other streams or connection-wide (as Envoy's connection-wide count allows), and what a held
+/// stream can queue is bounded by what went to the peer on it: twice its frames. A peer that
+/// shrinks its window to make the gateway send 1-byte frames still earns one update per byte it
+/// pulls through — bounded, but not small (docs/configuration.md, "HTTP/2").
+///
+/// Streams are tracked from the HEADERS that open them until both sides have ended them or either
+/// reset them; updates on streams not tracked (closed or never opened) are not counted: no stream
+/// channel queues them. Event-loop confined, inside the guard.
+struct HTTP2WindowUpdateBudget {
+    static let allowance = 16
+    static let updatesPerFrameSent = 2
+
+    private struct Stream {
+        var updates = 0
+        var framesSent = 0
+        var sentEnd = false
+        var receivedEnd = false
+    }
+
+    private var streams: [UInt32: Stream] = [:]
+
+    /// How many streams are tracked.
+    var trackedStreams: Int { streams.count }
+
+    /// A HEADERS frame on `stream`, sent by the peer or by the gateway.
+    mutating func headers(on stream: UInt32, endStream: Bool, fromPeer: Bool) {
+        if streams[stream] == nil { streams[stream] = Stream() }
+        if endStream { ended(stream, fromPeer: fromPeer) }
+    }
+
+    /// A DATA frame on `stream`.
+    mutating func data(on stream: UInt32, endStream: Bool, fromPeer: Bool) {
+        if !fromPeer { streams[stream]?.framesSent += 1 }
+        if endStream { ended(stream, fromPeer: fromPeer) }
+    }
+
+    /// An RST_STREAM either way: the stream is over.
+    mutating func reset(_ stream: UInt32) {
+        streams[stream] = nil
+    }
+
+    /// A WINDOW_UPDATE from the peer on `stream` (not 0); false when it is beyond the stream's
+    /// budget.
+    mutating func windowUpdate(on stream: UInt32) -> Bool {
+        guard var counts = streams[stream] else { return true }
+        counts.updates += 1
+        streams[stream] = counts
+        return counts.updates <= Self.allowance + Self.updatesPerFrameSent * counts.framesSent
+    }
+
+    private mutating func ended(_ stream: UInt32, fromPeer: Bool) {
+        guard var counts = streams[stream] else { return }
+        if fromPeer { counts.receivedEnd = true } else { counts.sentEnd = true }
+        streams[stream] = counts.sentEnd && counts.receivedEnd ? nil : counts
+    }
+}
