@@ -19,8 +19,9 @@ import NIOCore
 ///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
-/// payload of SETTINGS frames), skipping every other payload. Fuzzed with `HTTP2FrameGuardTests`'
-/// random splits. Event-loop confined.
+/// payload of SETTINGS frames), skipping every other payload. Its scanner is fuzzed (the
+/// `http2-frames` target, docs/fuzzing.md), and `HTTP2FrameGuardTests` cut streams at random
+/// points. Event-loop confined.
 final class HTTP2FrameGuard: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
