@@ -1,0 +1,141 @@
+@testable import PortcullisFuzz
+@testable import PortcullisGateway
+import NIOCore
+import NIOEmbedded
+import Testing
+
+/// `HTTP2FrameGuard` on an embedded channel: frames found whatever the reads' boundaries, the
+/// peer's HPACK table size clamped, WINDOW_UPDATE floods closed.
+@Suite("HTTP/2 frame guard")
+struct HTTP2FrameGuardTests {
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    static func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32 = 0, payload: [UInt8] = []) -> [UInt8] {
+        let length = payload.count
+        return [UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type, flags,
+                UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+    }
+
+    static func setting(_ id: UInt16, _ value: UInt32) -> [UInt8] {
+        [UInt8(id >> 8), UInt8(id & 0xFF), UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+    }
+
+    /// `bytes` cut at `cuts` (sorted offsets) into reads.
+    static func pieces(_ bytes: [UInt8], cuts: [Int]) -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        var start = 0
+        for cut in cuts + [bytes.count] where cut > start {
+            result.append(Array(bytes[start..<cut]))
+            start = cut
+        }
+        return result
+    }
+
+    @Test("every frame header is found, whatever the reads' boundaries, after the preface or without one")
+    func scannerFindsEveryHeader() throws {
+        var random = SystemRandomNumberGenerator()
+        let frames: [(UInt8, UInt8, UInt32, Int)] = [(4, 0, 0, 12), (1, 4, 1, 30), (0, 0, 1, 16_384), (8, 0, 1, 4), (0, 1, 3, 0), (9, 0, 1, 7), (6, 1, 0, 8)]
+        var bytes: [UInt8] = []
+        for (type, flags, stream, length) in frames {
+            bytes += Self.frame(type: type, flags: flags, stream: stream, payload: (0..<length).map { UInt8(truncatingIfNeeded: $0) })
+        }
+        let expected = frames.map { HTTP2FrameScanner.Header(length: $0.3, type: $0.0, flags: $0.1, streamID: $0.2) }
+        for preface in [true, false] {
+            let input = (preface ? Self.preface : []) + bytes
+            for round in 0..<300 {
+                let cuts = round == 0 ? Array(1..<input.count) : (0..<Int.random(in: 0...20, using: &random)).map { _ in Int.random(in: 1..<input.count, using: &random) }.sorted()
+                var scanner = HTTP2FrameScanner(prefaceBytes: preface ? 24 : 0)
+                var found: [HTTP2FrameScanner.Header] = []
+                for piece in Self.pieces(input, cuts: cuts) {
+                    let buffer = ByteBuffer(bytes: piece)
+                    var index = buffer.readerIndex
+                    while index < buffer.writerIndex {
+                        if let header = scanner.scan(buffer, from: &index) { found.append(header) }
+                    }
+                }
+                #expect(found == expected, "cuts \(cuts)")
+            }
+        }
+    }
+
+    @Test("the http2-frames fuzz harness holds for its seeds and for 3 000 random streams of frames (headers at the reference's offsets, whatever the cuts)")
+    func fuzzHarnessProperties() throws {
+        var random = SystemRandomNumberGenerator()
+        for seed in HTTP2FramesHarness.seeds { HTTP2FramesHarness.run(seed) }
+        for _ in 0..<3_000 {
+            var input: [UInt8] = [UInt8.random(in: 0...1, using: &random), UInt8.random(in: 0...255, using: &random)]
+            if input[0] == 1 { input += Self.preface }
+            for _ in 0..<Int.random(in: 0...8, using: &random) {
+                let length = Int.random(in: 0...40, using: &random)
+                input += Self.frame(type: UInt8.random(in: 0...10, using: &random), flags: UInt8.random(in: 0...255, using: &random),
+                                    stream: UInt32.random(in: 0...9, using: &random), payload: (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) })
+            }
+            // Sometimes a stream cut short, or ending in bytes that are no frame.
+            if Bool.random(using: &random) { input.removeLast(min(input.count - 2, Int.random(in: 0...12, using: &random))) }
+            HTTP2FramesHarness.run(input)
+        }
+    }
+
+    @Test("a peer's SETTINGS_HEADER_TABLE_SIZE above 4 096 reaches swift-nio-http2 as 4 096; every other byte passes unchanged, whatever the reads' boundaries")
+    func headerTableSizeIsClamped() throws {
+        var random = SystemRandomNumberGenerator()
+        let settings = Self.frame(type: 4, payload: Self.setting(3, 100) + Self.setting(1, 0xFFFF_FFFF) + Self.setting(4, 1 << 20))
+        let small = Self.frame(type: 4, payload: Self.setting(1, 1024))
+        let ack = Self.frame(type: 4, flags: 1)
+        let headers = Self.frame(type: 1, flags: 5, stream: 1, payload: Array(repeating: 0x82, count: 40))
+        let input = Self.preface + settings + headers + ack + small + Self.frame(type: 0, flags: 1, stream: 1, payload: Array(repeating: 7, count: 100))
+        var expected = input
+        // The value of SETTINGS_HEADER_TABLE_SIZE: after the preface, the frame header and one entry, past its identifier.
+        let value = 24 + 9 + 6 + 2
+        expected.replaceSubrange(value..<value + 4, with: [0, 0, 0x10, 0])
+        for round in 0..<300 {
+            let cuts = round == 0 ? Array(1..<input.count) : (0..<Int.random(in: 0...12, using: &random)).map { _ in Int.random(in: 1..<input.count, using: &random) }.sorted()
+            let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server) {})
+            for piece in Self.pieces(input, cuts: cuts) { try channel.writeInbound(ByteBuffer(bytes: piece)) }
+            var out: [UInt8] = []
+            while let part = try channel.readInbound(as: ByteBuffer.self) { out += Array(part.readableBytesView) }
+            #expect(out == expected, "cuts \(cuts)")
+            _ = try channel.finish()
+        }
+    }
+
+    @Test("a stream's WINDOW_UPDATE frames beyond 16 and two per DATA frame sent on it close the connection, once; credit earned on another stream, connection-level updates and updates on streams never opened do not count")
+    func windowUpdateFloodClosesTheConnection() throws {
+        var floods = 0
+        let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server) { floods += 1 })
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.frame(type: 1, flags: 5, stream: 1, payload: [0x82])
+                                            + Self.frame(type: 1, flags: 5, stream: 5, payload: [0x82])))
+        // Two DATA frames on stream 1 earn it 4 updates beyond its 16; ten on stream 5 earn stream 1 nothing.
+        for size in [2048, 952] { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 1, payload: Array(repeating: 1, count: size))))) }
+        for _ in 0..<10 { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 5, payload: [1])))) }
+        func updates(_ stream: UInt32, _ count: Int) -> ByteBuffer {
+            ByteBuffer(bytes: Array(Array(repeating: Self.frame(type: 8, stream: stream, payload: [0, 0, 0, 1]), count: count).joined()))
+        }
+        try channel.writeInbound(updates(0, 500))
+        try channel.writeInbound(updates(3, 500))
+        try channel.writeInbound(updates(1, 20))
+        #expect(channel.isActive && floods == 0)
+        try channel.writeInbound(updates(1, 2))
+        #expect(!channel.isActive && floods == 1)
+    }
+
+    @Test("a stream is tracked from its HEADERS until both sides ended it or either reset it")
+    func budgetTracksStreams() {
+        var budget = HTTP2WindowUpdateBudget()
+        budget.headers(on: 1, endStream: false, fromPeer: true)
+        budget.headers(on: 3, endStream: true, fromPeer: true)
+        budget.headers(on: 5, endStream: false, fromPeer: true)
+        #expect(budget.trackedStreams == 3)
+        budget.headers(on: 1, endStream: false, fromPeer: false)
+        budget.data(on: 1, endStream: true, fromPeer: false)
+        #expect(budget.trackedStreams == 3, "one side only")
+        budget.data(on: 1, endStream: true, fromPeer: true)
+        budget.headers(on: 3, endStream: true, fromPeer: false)
+        budget.reset(5)
+        #expect(budget.trackedStreams == 0)
+        // Updates on a stream no longer tracked are not counted: no stream channel queues them.
+        #expect((0..<100).allSatisfy { _ in budget.windowUpdate(on: 1) })
+        #expect(budget.trackedStreams == 0)
+    }
+}
