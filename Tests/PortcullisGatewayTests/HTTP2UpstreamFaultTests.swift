@@ -13,42 +13,40 @@ struct HTTP2UpstreamFaultTests {
     /// connections.
     @Test("a malformed response from an HTTP/2 upstream fails its own request (502, or its stream cut once the head is out) and no other: a slow request on the same upstream connection completes, and the connection is kept; a :status outside 100–599 and a 204 with content are malformed too")
     func malformedResponseFailsOnlyItsStream() async throws {
-        let (upstream, upstreamPort) = try await Self.startUpstream()
-        defer { Task { _ = await upstream.terminate() } }
-        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let port = gateway.port
-        let curl: @Sendable (String) throws -> CommandResult = { path in try Self.curl(port: port, path) }
-        #expect(try curl("/first").stdout == "200")
-        // A slow request holds a stream on the one upstream connection while the malformed ones pass.
-        let slow = Task.detached { try curl("/slow") }
-        try await Task.sleep(for: .milliseconds(300))
-        let badField = try curl("/bad-field")
-        #expect(badField.stdout == "502", "\(badField.stdout) \(badField.stderr)")
-        // Its head (200, content-length 10) is passed on before the short body shows it malformed:
-        // the client's stream is cut, never completed.
-        // A status that is not three digits passes swift-nio-http2's checks, not the gateway's.
-        let badStatus = try curl("/bad-status")
-        #expect(badStatus.stdout == "502", "\(badStatus.stdout) \(badStatus.stderr)")
-        // A status outside 100–599 (RFC 9110 §15), and content in a 204: both passed on before.
-        let oddStatus = try curl("/status-999")
-        #expect(oddStatus.stdout == "502", "\(oddStatus.stdout) \(oddStatus.stderr)")
-        // Its head is out before the content shows: the stream is cut (curl would refuse the
-        // content itself too); the gateway's own check shows in the count of streams reset below.
-        let content204 = try curl("/content-204")
-        #expect(content204.status != 0, "a 204 with content was completed: \(content204.stdout)")
-        let badLength = try curl("/bad-length")
-        #expect(badLength.status != 0, "a response cut short was completed: \(badLength.stdout)")
-        let slowResult = try await slow.value
-        #expect(slowResult.stdout == "200", "the request beside the malformed responses failed: \(slowResult.stdout)")
-        #expect(try curl("/last").stdout == "200")
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let port = gateway.port
+            let curl: @Sendable (String) throws -> CommandResult = { path in try Self.curl(port: port, path) }
+            #expect(try curl("/first").stdout == "200")
+            // A slow request holds a stream on the one upstream connection while the malformed ones pass.
+            let slow = Task.detached { try curl("/slow") }
+            try await Task.sleep(for: .milliseconds(300))
+            let badField = try curl("/bad-field")
+            #expect(badField.stdout == "502", "\(badField.stdout) \(badField.stderr)")
+            // Its head (200, content-length 10) is passed on before the short body shows it malformed:
+            // the client's stream is cut, never completed.
+            // A status that is not three digits passes swift-nio-http2's checks, not the gateway's.
+            let badStatus = try curl("/bad-status")
+            #expect(badStatus.stdout == "502", "\(badStatus.stdout) \(badStatus.stderr)")
+            // A status outside 100–599 (RFC 9110 §15), and content in a 204: both passed on before.
+            let oddStatus = try curl("/status-999")
+            #expect(oddStatus.stdout == "502", "\(oddStatus.stdout) \(oddStatus.stderr)")
+            // Its head is out before the content shows: the stream is cut (curl would refuse the
+            // content itself too); the gateway's own check shows in the count of streams reset below.
+            let content204 = try curl("/content-204")
+            #expect(content204.status != 0, "a 204 with content was completed: \(content204.stdout)")
+            let badLength = try curl("/bad-length")
+            #expect(badLength.status != 0, "a response cut short was completed: \(badLength.stdout)")
+            let slowResult = try await slow.value
+            #expect(slowResult.stdout == "200", "the request beside the malformed responses failed: \(slowResult.stdout)")
+            #expect(try curl("/last").stdout == "200")
 
-        #expect(upstream.output.components(separatedBy: "connection ").count - 1 == 1, "the upstream connection was not kept: \(upstream.output)")
-        let metrics = try gateway.metrics()
-        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 5)
-        #expect(upstream.output.contains("reset 1"), "the gateway's own check did not reset with PROTOCOL_ERROR: \(upstream.output)")
-        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
-        #expect(gateway.process.output.contains("HTTP/2 stream to upstream reset for a malformed message"), "\(gateway.process.output.suffix(1000))")
-        await gateway.stop()
+            #expect(Self.connections(upstream) == 1, "the upstream connection was not kept: \(upstream.output)")
+            let metrics = try gateway.metrics()
+            #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 5)
+            #expect(upstream.output.contains("reset 1"), "the gateway's own check did not reset with PROTOCOL_ERROR: \(upstream.output)")
+            #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+            #expect(gateway.process.output.contains("HTTP/2 stream to upstream reset for a malformed message"), "\(gateway.process.output.suffix(1000))")
+        }
     }
 
     /// swift-nio-http2 sends a header block in one HEADERS frame and fails the whole connection
@@ -57,23 +55,21 @@ struct HTTP2UpstreamFaultTests {
     /// upstream connection, failing the slow request beside it with 502.
     @Test("a request whose header block, encoded for an HTTP/2 upstream, would exceed one frame is refused alone (431); the request beside it on the same upstream connection completes, and the connection is kept")
     func oversizedEncodedHeaderBlockFailsOnlyItsRequest() async throws {
-        let (upstream, upstreamPort) = try await Self.startUpstream()
-        defer { Task { _ = await upstream.terminate() } }
-        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let port = gateway.port
-        // curl (nghttp2) sends a value as it is when Huffman coding would make it longer.
-        let curl: @Sendable (String, [String]) throws -> CommandResult = { path, headers in try Self.curl(port: port, path, headers: headers) }
-        let slow = Task.detached { try curl("/slow", []) }
-        try await Task.sleep(for: .milliseconds(300))
-        let big = try curl("/big", ["x-big: " + String(repeating: "\\", count: 7000)])
-        #expect(big.stdout == "431", "\(big.stdout) \(big.stderr)")
-        // 7 000 plain letters encode to 4.4 KB: measured, and sent.
-        let plain = try curl("/plain", ["x-big: " + String(repeating: "a", count: 7000)])
-        #expect(plain.stdout == "200", "\(plain.stdout) \(plain.stderr)")
-        #expect(try await slow.value.stdout == "200")
-        #expect(upstream.output.components(separatedBy: "connection ").count - 1 == 1, "the upstream connection was not kept: \(upstream.output)")
-        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 0)
-        await gateway.stop()
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let port = gateway.port
+            // curl (nghttp2) sends a value as it is when Huffman coding would make it longer.
+            let curl: @Sendable (String, [String]) throws -> CommandResult = { path, headers in try Self.curl(port: port, path, headers: headers) }
+            let slow = Task.detached { try curl("/slow", []) }
+            try await Task.sleep(for: .milliseconds(300))
+            let big = try curl("/big", ["x-big: " + String(repeating: "\\", count: 7000)])
+            #expect(big.stdout == "431", "\(big.stdout) \(big.stderr)")
+            // 7 000 plain letters encode to 4.4 KB: measured, and sent.
+            let plain = try curl("/plain", ["x-big: " + String(repeating: "a", count: 7000)])
+            #expect(plain.stdout == "200", "\(plain.stdout) \(plain.stderr)")
+            #expect(try await slow.value.stdout == "200")
+            #expect(Self.connections(upstream) == 1, "the upstream connection was not kept: \(upstream.output)")
+            #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 0)
+        }
     }
 
     /// An HTTP/2 upstream's head or trailers arrive within its frame and the gateway's 16 KB
@@ -82,27 +78,25 @@ struct HTTP2UpstreamFaultTests {
     /// on either, and the slow request beside it on that connection got nothing.
     @Test("an HTTP/2 upstream's head or trailers that would not fit one frame once re-encoded for the client fail their own stream alone (502, or the stream reset once the head is out); the slow request beside it on the client's connection completes")
     func oversizedUpstreamHeadOrTrailersFailOnlyTheirStream() async throws {
-        let (upstream, upstreamPort) = try await Self.startUpstream()
-        defer { Task { _ = await upstream.terminate() } }
-        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let base = "http://127.0.0.1:\(gateway.port)"
-        // nghttp sends both requests on one connection, and prints each frame it receives.
-        let head = try runCommand("/usr/bin/env", ["timeout", "10", "nghttp", "-v", base + "/huge-head", base + "/slow"])
-        let headStatuses = Self.statuses(head.stdout)
-        #expect(headStatuses == ["13": "502", "15": "200"], "\(head.stdout.suffix(1500))")
-        #expect(!head.stdout.contains("recv GOAWAY"), "\(head.stdout.suffix(1500))")
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let base = "http://127.0.0.1:\(gateway.port)"
+            // nghttp sends both requests on one connection, and prints each frame it receives.
+            let head = try runCommand("/usr/bin/env", ["timeout", "10", "nghttp", "-v", base + "/huge-head", base + "/slow"])
+            let headStatuses = Self.statuses(head.stdout)
+            #expect(headStatuses == ["13": "502", "15": "200"], "\(head.stdout.suffix(1500))")
+            #expect(!head.stdout.contains("recv GOAWAY"), "\(head.stdout.suffix(1500))")
 
-        let trailers = try runCommand("/usr/bin/env", ["timeout", "10", "nghttp", "-v", base + "/huge-trailers", base + "/slow"])
-        #expect(trailers.stdout.contains("recv RST_STREAM frame <length=4, flags=0x00, stream_id=13>"), "\(trailers.stdout.suffix(1500))")
-        #expect(Self.statuses(trailers.stdout)["15"] == "200", "\(trailers.stdout.suffix(1500))")
-        #expect(!trailers.stdout.contains("recv GOAWAY"), "\(trailers.stdout.suffix(1500))")
-        #expect(!trailers.stdout.contains("x-big"), "the trailers reached the client")
+            let trailers = try runCommand("/usr/bin/env", ["timeout", "10", "nghttp", "-v", base + "/huge-trailers", base + "/slow"])
+            #expect(trailers.stdout.contains("recv RST_STREAM frame <length=4, flags=0x00, stream_id=13>"), "\(trailers.stdout.suffix(1500))")
+            #expect(Self.statuses(trailers.stdout)["15"] == "200", "\(trailers.stdout.suffix(1500))")
+            #expect(!trailers.stdout.contains("recv GOAWAY"), "\(trailers.stdout.suffix(1500))")
+            #expect(!trailers.stdout.contains("x-big"), "the trailers reached the client")
 
-        #expect(upstream.output.components(separatedBy: "connection ").count - 1 == 1, "the upstream connection was not kept: \(upstream.output)")
-        let metrics = try gateway.metrics()
-        #expect(PrometheusText.sample(metrics, #"portcullis_upstream_failures_total{route="h2",kind="protocol_error"}"#) == 2)
-        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
-        await gateway.stop()
+            #expect(Self.connections(upstream) == 1, "the upstream connection was not kept: \(upstream.output)")
+            let metrics = try gateway.metrics()
+            #expect(PrometheusText.sample(metrics, #"portcullis_upstream_failures_total{route="h2",kind="protocol_error"}"#) == 2)
+            #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+        }
     }
 
     /// The `:status` nghttp -v printed for each stream, by stream ID.
@@ -122,24 +116,22 @@ struct HTTP2UpstreamFaultTests {
     /// the connection, and the slow request of another client on it failed with 502.
     @Test("clients leaving with streams open cannot make the gateway trip an HTTP/2 upstream's rapid-reset limit: the connection is retired after 50 resets, a request beside them completes, and new streams go on a new connection")
     func clientResetsRetireTheConnection() async throws {
-        let (upstream, upstreamPort) = try await Self.startUpstream()
-        defer { Task { _ = await upstream.terminate() } }
-        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let port = gateway.port
-        let curl: @Sendable (String) throws -> CommandResult = { path in try Self.curl(port: port, path) }
-        #expect(try curl("/first").stdout == "200")
-        let victim = Task.detached { try curl("/slow") }
-        try await Task.sleep(for: .milliseconds(200))
-        let (leaving, _) = try Self.peer("abandon", port: port, "3")
-        #expect(leaving.status == 0, "\(leaving.stderr)")
-        #expect(try await victim.value.stdout == "200", "the request beside the leaving clients failed")
-        #expect(try curl("/after").stdout == "200")
-        #expect(!upstream.output.contains("goaway enhance-your-calm"), "the upstream's reset limit was reached: \(upstream.output.suffix(300))")
-        let metrics = try gateway.metrics()
-        #expect((PrometheusText.sample(metrics, "portcullis_upstream_http2_connections_retired_total") ?? 0) >= 1)
-        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
-        #expect(upstream.output.components(separatedBy: "connection ").count - 1 >= 2, "no new connection after the retirement: \(upstream.output.suffix(300))")
-        await gateway.stop()
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let port = gateway.port
+            let curl: @Sendable (String) throws -> CommandResult = { path in try Self.curl(port: port, path) }
+            #expect(try curl("/first").stdout == "200")
+            let victim = Task.detached { try curl("/slow") }
+            try await Task.sleep(for: .milliseconds(200))
+            let (leaving, _) = try Self.peer("abandon", port: port, "3")
+            #expect(leaving.status == 0, "\(leaving.stderr)")
+            #expect(try await victim.value.stdout == "200", "the request beside the leaving clients failed")
+            #expect(try curl("/after").stdout == "200")
+            #expect(!upstream.output.contains("goaway enhance-your-calm"), "the upstream's reset limit was reached: \(upstream.output.suffix(300))")
+            let metrics = try gateway.metrics()
+            #expect((PrometheusText.sample(metrics, "portcullis_upstream_http2_connections_retired_total") ?? 0) >= 1)
+            #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+            #expect(Self.connections(upstream) >= 2, "no new connection after the retirement: \(upstream.output.suffix(300))")
+        }
     }
 
     /// The build before passed a value with a control character or a space at either end on to
@@ -147,42 +139,38 @@ struct HTTP2UpstreamFaultTests {
     /// the body), `set-cookie`, `location` and `content-type` reached the client after the content.
     @Test("an HTTP/2 upstream's field value with a control character is a malformed response (502); outer whitespace is trimmed, in a head and in trailers; trailer fields no trailer may carry are dropped, the others pass")
     func upstreamValuesAndTrailers() async throws {
-        let (upstream, upstreamPort) = try await Self.startUpstream()
-        defer { Task { _ = await upstream.terminate() } }
-        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let (control, controlSeen) = try Self.peer("request", port: gateway.port, "/control-value")
-        #expect((controlSeen["status"] as? [String: String])?["1"] == "502", "\(control.stdout) \(control.stderr)")
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let (control, controlSeen) = try Self.peer("request", port: gateway.port, "/control-value")
+            #expect((controlSeen["status"] as? [String: String])?["1"] == "502", "\(control.stdout) \(control.stderr)")
 
-        let (spaced, spacedSeen) = try Self.peer("request", port: gateway.port, "/spaced-value")
-        #expect((spacedSeen["status"] as? [String: String])?["1"] == "200", "\(spaced.stdout) \(spaced.stderr)")
-        #expect((spacedSeen["heads"] as? [String: [String: String]])?["1"]?["x-spaced"] == "both ends", "\(spaced.stdout)")
+            let (spaced, spacedSeen) = try Self.peer("request", port: gateway.port, "/spaced-value")
+            #expect((spacedSeen["status"] as? [String: String])?["1"] == "200", "\(spaced.stdout) \(spaced.stderr)")
+            #expect((spacedSeen["heads"] as? [String: [String: String]])?["1"]?["x-spaced"] == "both ends", "\(spaced.stdout)")
 
-        let (result, seen) = try Self.peer("request", port: gateway.port, "/framing-trailers")
-        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
-        #expect((seen["bodies"] as? [String: String])?["1"] == "ok", "\(result.stdout)")
-        let trailers = (seen["trailers"] as? [String: [String: String]])?["1"] ?? [:]
-        #expect(trailers == ["x-kept": "1", "grpc-message": "invalid argument:"], "\(result.stdout)")
-        // Nothing left of the trailers: the stream ends without a trailer block.
-        let (bare, bareSeen) = try Self.peer("request", port: gateway.port, "/only-framing-trailers")
-        #expect((bareSeen["bodies"] as? [String: String])?["1"] == "ok", "\(bare.stdout)")
-        #expect((bareSeen["trailers"] as? [String: Any])?["1"] == nil, "\(bare.stdout)")
-        let metrics = try gateway.metrics()
-        #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 1)
-        await gateway.stop()
+            let (result, seen) = try Self.peer("request", port: gateway.port, "/framing-trailers")
+            #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
+            #expect((seen["bodies"] as? [String: String])?["1"] == "ok", "\(result.stdout)")
+            let trailers = (seen["trailers"] as? [String: [String: String]])?["1"] ?? [:]
+            #expect(trailers == ["x-kept": "1", "grpc-message": "invalid argument:"], "\(result.stdout)")
+            // Nothing left of the trailers: the stream ends without a trailer block.
+            let (bare, bareSeen) = try Self.peer("request", port: gateway.port, "/only-framing-trailers")
+            #expect((bareSeen["bodies"] as? [String: String])?["1"] == "ok", "\(bare.stdout)")
+            #expect((bareSeen["trailers"] as? [String: Any])?["1"] == nil, "\(bare.stdout)")
+            let metrics = try gateway.metrics()
+            #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_stream_errors_total") == 1)
+        }
     }
 
     /// The build before passed each empty DATA frame on; an upstream on swift-nio-http2 takes two
     /// in a row on its connection for a flood and closes it, with every client's calls on it.
     @Test("empty DATA frames from a client are not passed on to an HTTP/2 upstream; the body around them is")
     func emptyDataFramesStayAtTheGateway() async throws {
-        let (upstream, upstreamPort) = try await Self.startUpstream()
-        defer { Task { _ = await upstream.terminate() } }
-        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let (result, seen) = try Self.peer("empty-data", port: gateway.port, "/echo")
-        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
-        #expect((seen["bodies"] as? [String: String])?["1"] == "x", "\(result.stdout)")
-        #expect(!upstream.output.contains("empty-data"), "\(upstream.output)")
-        await gateway.stop()
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let (result, seen) = try Self.peer("empty-data", port: gateway.port, "/echo")
+            #expect((seen["status"] as? [String: String])?["1"] == "200", "\(result.stdout) \(result.stderr)")
+            #expect((seen["bodies"] as? [String: String])?["1"] == "x", "\(result.stdout)")
+            #expect(!upstream.output.contains("empty-data"), "\(upstream.output)")
+        }
     }
 
     /// An upstream announcing a 4 GiB HPACK table (SETTINGS_HEADER_TABLE_SIZE 2^32-1) and one
@@ -192,19 +180,17 @@ struct HTTP2UpstreamFaultTests {
     /// updates without limit (on a held stream, hundreds of MB in seconds).
     @Test("an HTTP/2 upstream announcing a 4 GiB HPACK table gets header blocks from a table of at most 4 096 bytes; one flooding WINDOW_UPDATE frames has its connection closed, counted and logged")
     func upstreamTableSizeAndWindowUpdateFlood() async throws {
-        let (upstream, upstreamPort) = try await Self.startUpstream(headerTableSize: 4_294_967_295)
-        defer { Task { _ = await upstream.terminate() } }
-        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        let (sized, seen) = try Self.peer("request", port: gateway.port, "/table-size")
-        #expect((seen["bodies"] as? [String: String])?["1"] == "4096", "\(sized.stdout) \(sized.stderr)")
-        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 0)
+        try await Self.withUpstreamAndGateway(headerTableSize: 4_294_967_295) { upstream, gateway in
+            let (sized, seen) = try Self.peer("request", port: gateway.port, "/table-size")
+            #expect((seen["bodies"] as? [String: String])?["1"] == "4096", "\(sized.stdout) \(sized.stderr)")
+            #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 0)
 
-        let flood = try Self.curl(port: gateway.port, "/window-flood")
-        #expect(flood.stdout != "200" || flood.status != 0, "the flooded call completed: \(flood.stdout)")
-        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 1)
-        #expect(gateway.process.output.contains("WINDOW_UPDATE flood"), "\(gateway.process.output.suffix(1000))")
-        #expect(try Self.curl(port: gateway.port, "/after").stdout == "200")
-        await gateway.stop()
+            let flood = try Self.curl(port: gateway.port, "/window-flood")
+            #expect(flood.stdout != "200" || flood.status != 0, "the flooded call completed: \(flood.stdout)")
+            #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 1)
+            #expect(gateway.process.output.contains("WINDOW_UPDATE flood"), "\(gateway.process.output.suffix(1000))")
+            #expect(try Self.curl(port: gateway.port, "/after").stdout == "200")
+        }
     }
 
     /// The build before kept a connection the upstream sent GOAWAY on, open and counted toward
@@ -212,15 +198,30 @@ struct HTTP2UpstreamFaultTests {
     /// leaves such connections open, the 17th call failed (an attacker review).
     @Test("a connection an HTTP/2 upstream sent GOAWAY on takes no new stream, does not count toward the target's 16, and is closed once its streams end: 20 calls, each told GOAWAY after it, all complete")
     func goawayConnectionsAreLeft() async throws {
-        let (upstream, upstreamPort) = try await Self.startUpstream()
-        defer { Task { _ = await upstream.terminate() } }
-        let gateway = try await Self.gateway(upstreamPort: upstreamPort)
-        var statuses: [String] = []
-        for _ in 0..<20 { statuses.append(try Self.curl(port: gateway.port, "/goaway-after").stdout) }
-        #expect(statuses == Array(repeating: "200", count: 20), "\(statuses)")
-        #expect(try await Poll.until(timeout: .seconds(5)) { upstream.output.components(separatedBy: "lost").count - 1 >= 20 },
-                "the gateway kept connections told GOAWAY open: \(upstream.output.suffix(300))")
-        await gateway.stop()
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            var statuses: [String] = []
+            for _ in 0..<20 { statuses.append(try Self.curl(port: gateway.port, "/goaway-after").stdout) }
+            #expect(statuses == Array(repeating: "200", count: 20), "\(statuses)")
+            #expect(try await Poll.until(timeout: .seconds(5)) { upstream.output.components(separatedBy: "lost").count - 1 >= 20 },
+                    "the gateway kept connections told GOAWAY open: \(upstream.output.suffix(300))")
+        }
+    }
+
+    /// Runs `body` with the misbehaving upstream (`startUpstream`) and a gateway routed to it
+    /// (`gateway`), stopping both afterwards, also when `body` throws.
+    static func withUpstreamAndGateway(headerTableSize: Int? = nil,
+                                       _ body: (ManagedProcess, GatewayProcess) async throws -> Void) async throws {
+        let (upstream, upstreamPort) = try await startUpstream(headerTableSize: headerTableSize)
+        try await withCleanup(upstream, { _ = await $0.terminate() }) { upstream in
+            try await withCleanup(try await gateway(upstreamPort: upstreamPort), { await $0.stop() }) { gateway in
+                try await body(upstream, gateway)
+            }
+        }
+    }
+
+    /// The connections the upstream has accepted so far (it prints "connection N" for each).
+    static func connections(_ upstream: ManagedProcess) -> Int {
+        upstream.output.components(separatedBy: "connection ").count - 1
     }
 
     /// The misbehaving upstream on a free port, ready; with `headerTableSize` its SETTINGS allow
