@@ -1,4 +1,5 @@
 import Foundation
+@testable import PortcullisGateway
 import PortcullisTestSupport
 import Testing
 
@@ -193,6 +194,44 @@ struct HTTP2UpstreamFaultTests {
         }
     }
 
+    /// swift-nio-http2 queues each frame of a stream whose reads the gateway holds as an object of
+    /// its own (about 180 bytes), while flow control counts bytes. The build before let a client
+    /// whose upstream had stopped reading queue its stream's window as 1-byte DATA frames — about
+    /// 12 MB per stream, a hundred streams a connection — and sent no reset.
+    @Test("a client sending 1-byte DATA frames on a stream whose upstream stopped reading has that stream reset with ENHANCE_YOUR_CALM once its connection holds 16 384 such frames; counted, and the gateway goes on")
+    func clientSmallFramesOnAHeldStreamAreBounded() async throws {
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            // The upstream never opens its window again: 64 KiB reach it, about as much waits in the
+            // gateway's stream to it, then the client's stream is held.
+            let (result, seen) = try Self.peer("small-frames", port: gateway.port, "/sink", "400000")
+            #expect((seen["resets"] as? [String: Int])?["1"] == 0xb, "\(result.stdout.prefix(600)) \(result.stderr)")
+            let sent = seen["sent"] as? Int ?? 0
+            #expect(sent > HTTP2FrameQueues.defaultLimit && sent < 400_000, "\(sent) frames sent")
+            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_http2_queue_resets_total{peer="client"}"#) == 1)
+            #expect(try Self.curl(port: gateway.port, "/after").stdout == "200")
+        }
+    }
+
+    /// The same from the other side: an upstream sending 1-byte DATA frames to a client that takes
+    /// none (its window 0). The build before queued the upstream's whole window of them.
+    @Test("an HTTP/2 upstream sending 1-byte DATA frames to a client that reads none has its stream reset with ENHANCE_YOUR_CALM once the connection holds 16 384 such frames; the call fails, the connection stays, counted and logged")
+    func upstreamSmallFramesOnAHeldStreamAreBounded() async throws {
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let (result, seen) = try Self.peer("unread", port: gateway.port, "/tiny-data", "15")
+            #expect(upstream.output.contains("reset 11"), "\(upstream.output.suffix(300))")
+            #expect((seen["resets"] as? [String: Int])?["1"] != nil, "the client's stream lived on: \(result.stdout.prefix(600))")
+            #expect(try await Poll.until(timeout: .seconds(25)) { upstream.output.contains("tiny-data ") }, "\(upstream.output.suffix(300))")
+            let sent = Int(upstream.output.components(separatedBy: "tiny-data ").last?.prefix(while: \.isNumber) ?? "") ?? 0
+            #expect(sent > HTTP2FrameQueues.defaultLimit, "\(sent) frames sent")
+            let metrics = try gateway.metrics()
+            #expect(PrometheusText.sample(metrics, #"portcullis_http2_queue_resets_total{peer="upstream"}"#) == 1)
+            #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+            #expect(gateway.process.output.contains("its connection held too many frames"), "\(gateway.process.output.suffix(1000))")
+            #expect(try Self.curl(port: gateway.port, "/after").stdout == "200")
+            #expect(Self.connections(upstream) == 1, "the upstream connection was not kept: \(upstream.output.suffix(300))")
+        }
+    }
+
     /// The build before kept a connection the upstream sent GOAWAY on, open and counted toward
     /// the 16 a target may have, and still chose it when none had room: with an upstream that
     /// leaves such connections open, the 17th call failed (an attacker review).
@@ -242,8 +281,8 @@ struct HTTP2UpstreamFaultTests {
     }
 
     /// Runs Scripts/h2_peer.py in `mode` against the gateway: its output and the JSON it printed.
-    static func peer(_ mode: String, port: Int, _ argument: String) throws -> (CommandResult, [String: Any]) {
-        let result = try runCommand("/usr/bin/env", ["python3", peerScript, mode, String(port), argument])
+    static func peer(_ mode: String, port: Int, _ arguments: String...) throws -> (CommandResult, [String: Any]) {
+        let result = try runCommand("/usr/bin/env", ["python3", peerScript, mode, String(port)] + arguments)
         return (result, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:])
     }
 

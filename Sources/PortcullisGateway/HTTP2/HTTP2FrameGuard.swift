@@ -16,6 +16,11 @@ import NIOCore
 ///   gateway's memory without bound (hundreds of MB in seconds). Each stream's updates have a
 ///   budget earned by the DATA the gateway sent on it (`HTTP2WindowUpdateBudget`); an update
 ///   beyond it closes the connection, with the streams on it.
+/// - **Queues of small frames.** The same queue holds every DATA frame as an object of its own
+///   while flow control counts bytes, so a held stream's window of 1-byte DATA frames cost about
+///   180 times its size. The frames passed on for each stream are counted in the connection's
+///   `HTTP2FrameQueues` (the streams' `HTTP2FrameQueueMeter`s count those delivered); over its
+///   limit, the stream holding the most is reset.
 ///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
@@ -50,12 +55,19 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     private var heldSettings: ByteBuffer?
     private var budget = HTTP2WindowUpdateBudget()
     private var flooded = false
+    /// The streams' queued frames passed the limit in this read.
+    private var overQueued = false
     private let onFlood: () -> Void
+    /// The frames queued on the connection's streams, shared with their meters.
+    let queues: HTTP2FrameQueues
 
-    /// - Parameter onFlood: called once, when the connection is closed for a WINDOW_UPDATE flood.
-    init(role: Role, onFlood: @escaping () -> Void) {
+    /// - Parameters:
+    ///   - queues: the connection's, given to each of its streams' `HTTP2FrameQueueMeter`.
+    ///   - onFlood: called once, when the connection is closed for a WINDOW_UPDATE flood.
+    init(role: Role, queues: HTTP2FrameQueues, onFlood: @escaping () -> Void) {
         self.inbound = HTTP2FrameScanner(prefaceBytes: role == .server ? 24 : 0)
         self.outbound = HTTP2FrameScanner(prefaceBytes: role == .client ? 24 : 0)
+        self.queues = queues
         self.onFlood = onFlood
     }
 
@@ -91,6 +103,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                     context.close(promise: nil)
                     return
                 }
+                if queues.arrived(on: header.streamID) { overQueued = true }
             // A SETTINGS frame larger than any frame the gateway accepts is passed on for
             // `NIOHTTP2Handler` to refuse, not collected.
             case HTTP2FrameScanner.settingsType where header.flags & 0x1 == 0 && header.length > 0 && header.length <= 16_384:
@@ -102,10 +115,20 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 heldSettings = context.channel.allocator.buffer(capacity: header.length)
             default:
                 Self.track(header, fromPeer: true, in: &budget)
+                if queues.track(header, fromPeer: true) { overQueued = true }
             }
         }
         if let from = passFrom, from < buffer.writerIndex {
             context.fireChannelRead(wrapInboundOut(from == buffer.readerIndex ? buffer : buffer.getSlice(at: from, length: buffer.writerIndex - from)!))
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+        // Only now are the frames of streams that read as they go delivered: what is left is held.
+        if overQueued {
+            overQueued = false
+            queues.shed()
         }
     }
 
@@ -116,6 +139,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
             while index < buffer.writerIndex {
                 guard let header = outbound.scan(buffer, from: &index) else { continue }
                 Self.track(header, fromPeer: false, in: &budget)
+                _ = queues.track(header, fromPeer: false)
             }
         case .fileRegion(let region):
             // swift-nio-http2 writes a DATA frame's payload apart from its header, and a payload

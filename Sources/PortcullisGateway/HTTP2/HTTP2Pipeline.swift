@@ -4,8 +4,9 @@ import NIOHTTP2
 
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
 /// (`FlushCoalescingHandler`), the frame guard (`HTTP2FrameGuard`: the peer's HPACK table size
-/// clamped, WINDOW_UPDATE floods closed), the connection handler with the gateway's SETTINGS, a
-/// connection manager, and per stream the header-block rules, NIO's HTTP/2-to-HTTP/1 codec and
+/// clamped, WINDOW_UPDATE floods closed, the streams' queued frames counted), the connection
+/// handler with the gateway's SETTINGS, a connection manager, and per stream the queue's meter
+/// (`HTTP2FrameQueueMeter`), the header-block rules, NIO's HTTP/2-to-HTTP/1 codec and
 /// `HTTP2StreamHandler`.
 ///
 /// The attacks on HTTP/2 servers are swift-nio-http2's to stop, with its defaults: rapid reset
@@ -41,12 +42,17 @@ enum HTTP2Pipeline {
         let malformed = shared.gateway.metrics.malformedHTTP2Streams
         let sync = channel.pipeline.syncOperations
         let connectionErrors = shared.gateway.metrics.http2ConnectionErrors
+        let queueResets = shared.gateway.metrics.http2QueueResets
+        // A window's worth of the smallest gRPC messages (5 bytes) on one stream stays under it.
+        let queues = NIOLoopBound(HTTP2FrameQueues(limit: max(HTTP2FrameQueues.defaultLimit, config.initialWindowSize / 4)),
+                                  eventLoop: channel.eventLoop)
         try sync.addHandler(FlushCoalescingHandler())
-        try sync.addHandler(HTTP2FrameGuard(role: .server) { connectionErrors.increment() })
+        try sync.addHandler(HTTP2FrameGuard(role: .server, queues: queues.value) { connectionErrors.increment() })
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
                                             streamDelegate: manager.http2StreamDelegate) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandlers([
+                    HTTP2FrameQueueMeter(queues: queues.value) { queueResets.increment() },
                     HTTP2HeaderBlocks(onMalformed: { malformed.increment() }),
                     HTTP2FramePayloadToHTTP1ServerCodec(),
                     HTTP2StreamHandler(shared: bound.value),

@@ -30,6 +30,10 @@ public final class GatewayMetrics: Sendable {
     let malformedHTTP2Streams: Counter
     /// HTTP/2 connections closed for a connection error (GOAWAY sent).
     let http2ConnectionErrors: Counter
+    /// HTTP/2 streams reset because their connection's queued frames were over the limit
+    /// (`HTTP2FrameQueues`): a client's streams, and streams to upstreams.
+    let http2QueueResets: Counter
+    let upstreamHTTP2QueueResets: Counter
     let upstreamHTTP2ConnectionErrors: Counter
     let upstreamHTTP2StreamErrors: Counter
     let upstreamHTTP2ConnectionsRetired: Counter
@@ -69,6 +73,9 @@ public final class GatewayMetrics: Sendable {
             help: "HTTP/2 streams from clients reset for a malformed message: a request whose header block or content-length breaks HTTP/2's rules, or whose :authority and Host disagree (or a response HTTP/2 does not allow). The client's other streams go on.")
         http2ConnectionErrors = registry.counter("portcullis_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections closed after a connection error (GOAWAY): floods, rapid reset, oversized header blocks, too many streams; and those closed for stream WINDOW_UPDATE frames beyond their budget.")
+        let queueHelp = "HTTP/2 streams reset with ENHANCE_YOUR_CALM because their connection held more frames not yet read than its limit (16 384, or a quarter of the stream window if more) and they held the most: a peer sending many small frames on streams whose reads wait (the other side cannot take more). peer: client (the client's stream), upstream (a stream to an HTTP/2 upstream; its call fails)."
+        http2QueueResets = registry.counter("portcullis_http2_queue_resets_total", labels: [("peer", "client")], help: queueHelp)
+        upstreamHTTP2QueueResets = registry.counter("portcullis_http2_queue_resets_total", labels: [("peer", "upstream")], help: queueHelp)
         upstreamHTTP2ConnectionErrors = registry.counter("portcullis_upstream_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol, flooded PING/SETTINGS, RST_STREAM or WINDOW_UPDATE frames, or sent 200 malformed responses); their open streams fail.")
         upstreamHTTP2StreamErrors = registry.counter("portcullis_upstream_http2_stream_errors_total", labels: [],

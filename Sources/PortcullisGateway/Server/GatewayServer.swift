@@ -50,6 +50,10 @@ final class GatewayServer: Sendable {
                         metrics.upstreamHTTP2StreamErrors.increment()
                         logger.warning("HTTP/2 stream to upstream reset for a malformed message (its response, or a request HTTP/2 does not allow); its request fails",
                                        metadata: ["upstream": "\(address)", "error": "\(error)"])
+                    case .streamShed(let address):
+                        metrics.upstreamHTTP2QueueResets.increment()
+                        logger.warning("HTTP/2 stream to upstream reset (ENHANCE_YOUR_CALM): its connection held too many frames not yet read (small frames on streams whose client is slow to read); its request fails",
+                                       metadata: ["upstream": "\(address)"])
                     case .connectionRetired(let address):
                         metrics.upstreamHTTP2ConnectionsRetired.increment()
                         logger.notice("HTTP/2 connection to upstream retired after \(HTTP2UpstreamResetBudget.limit) stream resets for clients in \(HTTP2UpstreamResetBudget.window.nanoseconds / 1_000_000_000) s (before the upstream's rapid-reset limit); new streams go on another",

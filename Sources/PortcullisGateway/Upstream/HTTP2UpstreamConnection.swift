@@ -24,9 +24,13 @@ final class HTTP2UpstreamConnection {
     /// It spent its reset budget: no new stream goes on it, and it closes once its streams end.
     var retired = false
 
-    init(multiplexer: NIOHTTP2Handler.StreamMultiplexer, channel: any Channel) {
+    /// The frames queued on its streams (`HTTP2FrameGuard`), given to each stream's meter.
+    let queues: HTTP2FrameQueues
+
+    init(multiplexer: NIOHTTP2Handler.StreamMultiplexer, channel: any Channel, queues: HTTP2FrameQueues) {
         self.multiplexer = multiplexer
         self.channel = channel
+        self.queues = queues
     }
 
     /// Whether another stream would be sent at once rather than queued by swift-nio-http2 until one

@@ -8,6 +8,10 @@ enum HTTP2UpstreamFault {
     /// response, or — the gateway's fault — a request swift-nio-http2 would not send (it reports
     /// both alike); its call fails, the connection and its other streams go on.
     case malformedStream(upstream: HostPort, error: any Error)
+    /// A stream to `upstream` was reset (ENHANCE_YOUR_CALM) because its connection held more frames
+    /// not yet read than `HTTP2FrameQueues` allows and it held the most: its call fails, the
+    /// connection and its other streams go on.
+    case streamShed(upstream: HostPort)
     /// A connection to `upstream` spent its budget of resets (`HTTP2UpstreamResetBudget`): it
     /// takes no new stream and closes once its streams end. Not the upstream's fault: its clients'.
     case connectionRetired(upstream: HostPort)

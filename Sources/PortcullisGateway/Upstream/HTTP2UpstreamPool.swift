@@ -29,7 +29,10 @@ import PortcullisConfig
 /// `HTTP2MalformedMessage`). Both are reported with the upstream, to count and log. In the other
 /// direction, the resets the gateway sends for its clients are counted per connection, and one
 /// that nears a server's rapid-reset limit is retired (`HTTP2UpstreamResetBudget`,
-/// `HTTP2UpstreamFault.connectionRetired`).
+/// `HTTP2UpstreamFault.connectionRetired`). The frame guard (`HTTP2FrameGuard`) works on these
+/// connections as on clients': a stream whose client is slow to read, holding the most of a
+/// connection's queued frames when they pass the limit, is reset (`HTTP2FrameQueues`,
+/// `HTTP2UpstreamFault.streamShed`).
 ///
 /// Flushes are held to the end of the event loop's round (`FlushCoalescingHandler`): a stream's
 /// request is written as the client connection reads it, outside this connection's read loop,
@@ -104,13 +107,16 @@ final class HTTP2UpstreamPool {
                 connection.openStreams += 1
                 let created = eventLoop.makePromise(of: (any Channel).self)
                 let initializer = NIOLoopBound(initialize, eventLoop: eventLoop)
-                let onRetired = NIOLoopBound(self.onFault, eventLoop: eventLoop)
+                let onStreamFault = NIOLoopBound(self.onFault, eventLoop: eventLoop)
                 let counted = NIOLoopBound(connection, eventLoop: eventLoop)
                 connection.multiplexer.createStreamChannel(promise: created) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP2FrameQueueMeter(queues: counted.value.queues) {
+                            onStreamFault.value(.streamShed(upstream: target.address))
+                        })
                         try channel.pipeline.syncOperations.addHandler(HTTP2UpstreamResetCounter {
                             if counted.value.noteReset(at: .now()) {
-                                onRetired.value(.connectionRetired(upstream: target.address))
+                                onStreamFault.value(.connectionRetired(upstream: target.address))
                             }
                         })
                         try initializer.value(channel)
@@ -181,7 +187,7 @@ final class HTTP2UpstreamPool {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? UpstreamPool.sniName(address.host)))
                     }
                     try sync.addHandler(FlushCoalescingHandler())
-                    try sync.addHandler(HTTP2FrameGuard(role: .client) {
+                    try sync.addHandler(HTTP2FrameGuard(role: .client, queues: HTTP2FrameQueues()) {
                         onFault.value(.connectionClosed(upstream: address, error: HTTP2FrameGuard.WindowUpdateFlood()))
                     })
                     // The gateway takes no pushed streams.
@@ -199,7 +205,7 @@ final class HTTP2UpstreamPool {
                 do {
                     let sync = channel.pipeline.syncOperations
                     let connection = HTTP2UpstreamConnection(multiplexer: try sync.handler(type: NIOHTTP2Handler.self).syncMultiplexer(),
-                                                             channel: channel)
+                                                             channel: channel, queues: try sync.handler(type: HTTP2FrameGuard.self).queues)
                     try sync.handler(type: HTTP2UpstreamSettingsWatcher.self).connection = connection
                     completion(.success(connection))
                 } catch {

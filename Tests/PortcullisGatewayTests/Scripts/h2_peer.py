@@ -30,6 +30,11 @@ Prints one JSON object describing what the server did. Modes:
                        on it; prints whether the server closed the connection
   table-size           announces SETTINGS_HEADER_TABLE_SIZE 2^32-1, then 20 GETs one after
                        another; prints the largest table size the server's header blocks set
+  small-frames PATH N  a POST of PATH whose body is up to N 1-byte DATA frames, sent as fast as the
+                       stream's window allows, until the stream is reset or the window stays shut
+                       for 3 s; prints how many were sent
+  unread PATH SECONDS  a GET of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE is 0 (it
+                       takes no DATA), waiting SECONDS
   request PATH [NAME=VALUE ...]
                        one GET of PATH with the extra fields; prints status, body and trailers
                        (after a GOAWAY, too)
@@ -61,15 +66,25 @@ class Peer:
         self.ended = set()
         self.closed = False
         self.settings = {}
+        # WINDOW_UPDATE credit the server gave, per stream and on the connection.
+        self.credit = {}
         self.sock.sendall(PREFACE + SettingsFrame(0, settings=settings or {}).serialize())
 
     def send(self, *frames):
+        return self.send_bytes(b"".join(f.serialize() for f in frames))
+
+    def send_bytes(self, data):
         try:
-            self.sock.sendall(b"".join(f.serialize() for f in frames))
+            self.sock.sendall(data)
             return True
         except OSError:
             self.closed = True
             return False
+
+    def window(self, stream, sent):
+        """What may still be sent on `stream` after `sent` bytes of DATA (all of them on it)."""
+        initial = int(self.settings.get("4", 65535))
+        return min(initial + self.credit.get(stream, 0), 65535 + self.credit.get(0, 0)) - sent
 
     def request_block(self, path="/", extra=(), authority="gw.test", method="GET"):
         fields = [(":method", method), (":scheme", "http"), (":path", path), (":authority", authority)]
@@ -114,6 +129,8 @@ class Peer:
         elif isinstance(frame, GoAwayFrame):
             self.goaway = frame.error_code
             self.goaways.append([frame.last_stream_id, frame.error_code, frame.additional_data.decode("utf-8", "replace")])
+        elif isinstance(frame, WindowUpdateFrame):
+            self.credit[frame.stream_id] = self.credit.get(frame.stream_id, 0) + frame.window_increment
         elif isinstance(frame, RstStreamFrame):
             self.resets[frame.stream_id] = frame.error_code
         elif isinstance(frame, HeadersFrame):
@@ -147,7 +164,8 @@ class Peer:
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     arg = sys.argv[3] if len(sys.argv) > 3 else None
-    peer = Peer(port, settings={SettingsFrame.HEADER_TABLE_SIZE: 2**32 - 1} if mode == "table-size" else None)
+    settings = {"table-size": {SettingsFrame.HEADER_TABLE_SIZE: 2**32 - 1}, "unread": {SettingsFrame.INITIAL_WINDOW_SIZE: 0}}
+    peer = Peer(port, settings=settings.get(mode))
     if mode == "table-size":
         peer.decoder.max_allowed_table_size = 2**32 - 1
     peer.pump(0.2)
@@ -292,6 +310,31 @@ def main():
             while stream not in peer.ended and not peer.closed and time.monotonic() < deadline:
                 peer.pump(0.2)
         print(json.dumps(peer.result(largest_table_size=max(peer.table_sizes, default=None), responses=len(peer.headers))))
+    elif mode == "small-frames":
+        peer.send(HeadersFrame(1, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]))
+        peer.pump(0.2)
+        one = DataFrame(1, data=b"x").serialize()
+        sent, limit, idle = 0, int(sys.argv[4]), time.monotonic()
+        while sent < limit and 1 not in peer.resets and not peer.closed:
+            n = min(peer.window(1, sent), 4096, limit - sent)
+            if n > 0:
+                if not peer.send_bytes(one * n):
+                    break
+                sent += n
+                idle = time.monotonic()
+                peer.pump(0.001)
+            elif time.monotonic() - idle > 3:
+                break
+            else:
+                peer.pump(0.05)
+        peer.pump(1)
+        print(json.dumps(peer.result(sent=sent, window_left=peer.window(1, sent))))
+    elif mode == "unread":
+        peer.send(HeadersFrame(1, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + float(sys.argv[4])
+        while 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
+        print(json.dumps(peer.result()))
     elif mode == "request":
         extra = [tuple(field.split("=", 1)) for field in sys.argv[4:]]
         peer.send(HeadersFrame(1, peer.request_block(path=arg, extra=extra), flags=["END_HEADERS", "END_STREAM"]))

@@ -29,6 +29,10 @@ Answers by path:
                      left open
   /table-size        200 whose body is the HPACK table size the gateway's header blocks set
   /window-flood      200, then 2 000 WINDOW_UPDATE frames of 1 on the stream, then "ok"
+  /sink              never answers, and never opens the stream's window (or the connection's)
+                     again: what the gateway forwards waits in the gateway
+  /tiny-data         200, then 1-byte DATA frames as long as the stream's window allows, for up
+                     to 20 s; prints "tiny-data N" with how many were sent
   anything else      200 with body "ok" at once
 
 Like swift-nio-http2's and Netty's servers (rapid reset, CVE-2023-44487), it answers more than
@@ -74,6 +78,7 @@ class Upstream(asyncio.Protocol):
                                            normalize_outbound_headers=False, validate_inbound_headers=False)
         self.conn = h2.connection.H2Connection(config=config)
         self.bodies = {}
+        self.sinks = set()
         self.resets = []
         if TABLE_SIZE is not None:
             self.conn.local_settings.header_table_size = TABLE_SIZE
@@ -108,7 +113,7 @@ class Upstream(asyncio.Protocol):
             elif isinstance(event, h2.events.DataReceived):
                 if not event.data and event.stream_ended is None:
                     print("empty-data", flush=True)
-                if event.flow_controlled_length:
+                if event.flow_controlled_length and event.stream_id not in self.sinks:
                     self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 if event.stream_id in self.bodies:
                     self.bodies[event.stream_id] += event.data
@@ -157,6 +162,12 @@ class Upstream(asyncio.Protocol):
             self.transport.write(flood)
             self.conn.send_data(stream, b"ok", end_stream=True)
             self.flush()
+        elif path == "/sink":
+            self.sinks.add(stream)
+        elif path == "/tiny-data":
+            self.conn.send_headers(stream, [(":status", "200")])
+            self.flush()
+            asyncio.get_running_loop().create_task(self.tiny_data(stream))
         elif path == "/huge-head":
             with plain_strings(self.conn):
                 self.send(stream, [(":status", "200"), ("x-big", "\\" * 8000)], b"ok")
@@ -177,6 +188,26 @@ class Upstream(asyncio.Protocol):
             self.flush()
         else:
             self.send(stream, [(":status", "200")], b"ok")
+
+    async def tiny_data(self, stream):
+        sent = 0
+        deadline = time.monotonic() + 20
+        frame = hyperframe.frame.DataFrame(stream, data=b"x")
+        one = frame.serialize()
+        while time.monotonic() < deadline and not self.transport.is_closing():
+            try:
+                window = min(self.conn.local_flow_control_window(stream), 4096)
+            except h2.exceptions.StreamClosedError:
+                break
+            if window > 0:
+                # Written past h2's bookkeeping, which would take as long per frame as the gateway:
+                # its windows are charged as if h2 had sent them.
+                self.conn._get_stream_by_id(stream).outbound_flow_control_window -= window
+                self.conn.outbound_flow_control_window -= window
+                self.transport.write(one * window)
+                sent += window
+            await asyncio.sleep(0.005)
+        print(f"tiny-data {sent}", flush=True)
 
     def send(self, stream, headers, body):
         try:
