@@ -320,6 +320,91 @@ struct WebSocketSessionTests {
         }
     }
 
+    /// NIO's response decoder watched writes, and left the upstream pipeline one event-loop task
+    /// after the 101: the build before stopped the whole process on a frame the relay wrote to
+    /// the upstream in that gap — the frames of a client that sends before its 200, as RFC 8441
+    /// allows, or the close of one whose stream ended (found by an attacker review).
+    @Test("over HTTP/2, a WebSocket whose first message, or the end of its stream, comes before the gateway's 200 is relayed or closed, and the gateway goes on: the early message reaches the echo server and comes back first")
+    func sendingBeforeThe200() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let token = try cluster.token()
+            var early = WebSocketPeers.Connection.http2(gateway, "/ws/h2-early", token: token)
+            early.http2?.early = "sent before the 200"
+            var ended = WebSocketPeers.Connection.http2(gateway, "/ws/h2-ended", token: token)
+            ended.http2?.endEarly = true
+            var later = WebSocketPeers.Connection.http2(gateway, "/ws/h2-later", token: token)
+            later.delay = 1
+            guard let results = try await peers.run([early, ended, later], hold: 1) else { return }
+            #expect(results[0].openStatus == 200 && results[0].earlyEcho == true && results[0].echo == true, "\(results[0])")
+            #expect(results[1].openStatus == 200, "\(results[1])")
+            #expect(results[2].openStatus == 200 && results[2].echo == true, "the gateway did not go on: \(results[2])")
+            #expect(gateway.process.isRunning)
+        }
+    }
+
+    /// The same gap, reached by a token that ends while the upstream has not answered yet: the
+    /// gateway's close frame for the upstream met NIO's decoder, and the build before stopped —
+    /// an operator revoking a user who was reconnecting took the node down (an attacker review).
+    @Test("a token revoked while the upstream has not yet answered the WebSocket handshake closes the WebSocket with 1008 as soon as it opens, over HTTP/1.1 and HTTP/2, and the gateway goes on")
+    func tokenEndsDuringTheHandshake() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let revoked = try cluster.token(jti: "ws-race")
+            let overHTTP2 = WebSocketPeers.Connection.http2(gateway, "/ws/slow-race-h2", token: revoked)
+            var later = WebSocketPeers.Connection(url: gateway.ws("/ws/after-race"), token: try cluster.token())
+            later.delay = 1.5
+            var duringHandshakes = false
+            guard let results = try await peers.run([
+                .init(url: gateway.ws("/ws/slow-race-h1"), token: revoked), overHTTP2, later,
+            ], hold: 1, meanwhile: {
+                // The upstream answers "slow" paths 0.5 s after it logs them: revoked in between.
+                guard try await Poll.until(timeout: .seconds(20), {
+                    let log = peers.upstreamLog()
+                    return log.contains("/ws/slow-race-h1 auth") && log.contains("/ws/slow-race-h2 auth")
+                }) else { return }
+                _ = try await cluster.revoke(.jti, "ws-race")
+                duringHandshakes = !peers.upstreamLog().contains("/ws/slow-race-h1 closed")
+            }) else { return }
+            #expect(duringHandshakes, "the revocation did not land during the handshakes: \(peers.upstreamLog())")
+            #expect(results[0].openStatus == 101 && results[0].closeCode == 1008 && results[0].closeReason == "token revoked", "\(results[0])")
+            #expect(results[1].openStatus == 200 && results[1].closeCode == 1008 && results[1].closeReason == "token revoked", "\(results[1])")
+            #expect(results[2].openStatus == 101 && results[2].echo == true, "the gateway did not go on: \(results[2])")
+            #expect(gateway.process.isRunning)
+        }
+    }
+
+    /// The relay took a close frame's header for the peer's close: the build before ended the
+    /// session there, so a client that sent only the header of a close frame kept its WebSocket
+    /// past its token's revocation or expiry — 118 s in an attacker review, until the route's
+    /// maximum lifetime (24 h by default).
+    @Test("a client that sends a close frame's header and never its payload still has its WebSocket closed when its token is revoked, within a second; without a revocation, both connections close 5 s after the header (the close handshake's limit)")
+    func halfSentCloseFrame() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            var revoked = WebSocketPeers.Connection(url: gateway.ws("/ws/half-close-revoked"), token: try cluster.token(jti: "ws-half"))
+            revoked.halfClose = true
+            var unrevoked = WebSocketPeers.Connection(url: gateway.ws("/ws/half-close"), token: try cluster.token())
+            unrevoked.halfClose = true
+            var revokedAt = 0.0, readyAt = 0.0
+            guard let results = try await peers.run([revoked, unrevoked], hold: 10, whileOpen: {
+                readyAt = Date().timeIntervalSince1970
+                try await Task.sleep(for: .milliseconds(300))
+                revokedAt = Date().timeIntervalSince1970
+                _ = try await cluster.revoke(.jti, "ws-half")
+                try await Task.sleep(for: .milliseconds(6500))
+            }) else { return }
+            #expect(results.map(\.openStatus) == [101, 101])
+            let revokedClosed = try #require(results[0].closedAt, "open past its revocation: \(results[0])")
+            #expect(revokedClosed - revokedAt < 1.5, "closed \(revokedClosed - revokedAt) s after the revocation")
+            let unrevokedClosed = try #require(results[1].closedAt, "open past the close handshake's limit: \(results[1])")
+            #expect(unrevokedClosed - readyAt > 4 && unrevokedClosed - readyAt < 6.5, "closed \(unrevokedClosed - readyAt) s after the header")
+            let metrics = try gateway.metrics()
+            #expect(PrometheusText.sample(metrics, "portcullis_sessions_closed_total{protocol=\"websocket\",reason=\"token_revoked\"}") == 1)
+            #expect(PrometheusText.sample(metrics, "portcullis_sessions_open{protocol=\"websocket\"}") == 0)
+        }
+    }
+
     @Test("SIGTERM closes open WebSockets over HTTP/1.1 and HTTP/2 alike with 1001 'server shutting down' at once, so they do not hold the drain")
     func drainClosesBoth() async throws {
         try await withWebSocketCluster { cluster, peers in
@@ -439,6 +524,8 @@ final class WebSocketPeers: Sendable {
         var http2: HTTP2Target? = nil
         /// Seconds to wait before opening.
         var delay: Double? = nil
+        /// After the echo, the header of a close frame whose payload never follows.
+        var halfClose: Bool? = nil
 
         struct HTTP2Target: Encodable {
             let port: Int
@@ -447,6 +534,16 @@ final class WebSocketPeers: Sendable {
             var shared: String? = nil
             /// The client's SETTINGS_INITIAL_WINDOW_SIZE (0: the gateway can send its streams no DATA).
             var window: Int? = nil
+            /// A text message sent right after the extended CONNECT, before the gateway's 200; its
+            /// echo is read first (`Result.earlyEcho`).
+            var early: String? = nil
+            /// The client's stream ended right after the extended CONNECT, before the gateway's 200.
+            var endEarly: Bool? = nil
+
+            enum CodingKeys: String, CodingKey {
+                case port, path, shared, window, early
+                case endEarly = "end_early"
+            }
         }
 
         /// A WebSocket over HTTP/2 to `gateway`'s `path`.
@@ -456,7 +553,7 @@ final class WebSocketPeers: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case url, token, host, port, path, integrity, stream, http2, delay
-            case sendAfterReady = "send_after_ready", abortAfter = "abort_after"
+            case sendAfterReady = "send_after_ready", abortAfter = "abort_after", halfClose = "half_close"
         }
     }
 
@@ -478,9 +575,12 @@ final class WebSocketPeers: Sendable {
         let enableConnectProtocol: Int?
         let openFields: [String]?
         let openError: String?
+        /// Over HTTP/2: whether the message sent before the 200 came back first.
+        let earlyEcho: Bool?
 
         enum CodingKeys: String, CodingKey {
             case index, echo, integrity
+            case earlyEcho = "early_echo"
             case enableConnectProtocol = "enable_connect_protocol", openFields = "open_fields", openError = "open_error"
             case openStatus = "open_status", echoAfter = "echo_after", closeCode = "close_code", closeReason = "close_reason"
             case closedAt = "closed_at", openAtEnd = "open_at_end", streamBytes = "stream_bytes", streamIntact = "stream_intact"
@@ -502,6 +602,7 @@ final class WebSocketPeers: Sendable {
             enableConnectProtocol = try c.decodeIfPresent(Int.self, forKey: .enableConnectProtocol)
             openFields = try c.decodeIfPresent([String].self, forKey: .openFields)
             openError = try c.decodeIfPresent(String.self, forKey: .openError)
+            earlyEcho = try c.decodeIfPresent(Bool.self, forKey: .earlyEcho)
         }
 
         var description: String {
@@ -560,8 +661,10 @@ final class WebSocketPeers: Sendable {
     }
 
     /// Opens `plan`'s connections (each echoes once), then watches them for `hold` seconds, or
-    /// until `whileOpen` (if given) has run; returns what each saw.
-    func run(_ plan: [Connection], hold: Double, whileOpen: (() async throws -> Void)? = nil) async throws -> [Result]? {
+    /// until `whileOpen` (if given) has run; returns what each saw. `meanwhile` runs once the
+    /// clients have started, before they are all open.
+    func run(_ plan: [Connection], hold: Double, meanwhile: (() async throws -> Void)? = nil,
+             whileOpen: (() async throws -> Void)? = nil) async throws -> [Result]? {
         let run = UUID().uuidString.prefix(8)
         let prefix = "\(directory)/run-\(run)"
         try JSONEncoder().encode(plan).write(to: URL(fileURLWithPath: prefix + ".plan.json"))
@@ -569,6 +672,7 @@ final class WebSocketPeers: Sendable {
                                          arguments: ["python3", Self.script, "clients", "--plan", prefix + ".plan.json", "--out", prefix + ".out.json",
                                                      "--ready", prefix + ".ready", "--done", prefix + ".done", "--hold", String(hold)],
                                          logFile: prefix + ".clients.log")
+        try await meanwhile?()
         let ready = try await Poll.until(timeout: .seconds(30)) {
             FileManager.default.fileExists(atPath: prefix + ".ready") || !clients.isRunning
         }

@@ -54,6 +54,11 @@ final class WebSocketRelay {
     private var idleTimer: DeadlineTimer?
     private var lifetimeTimer: Scheduled<Void>?
     private var graceTimer: Scheduled<Void>?
+    /// Set when a peer's close frame begins: both connections close when it fires.
+    private var closeHandshakeTimer: Scheduled<Void>?
+    /// Which peer sent the first close frame: the session's end reason once the connections are
+    /// gone. The session stays open, and its token watched, until then.
+    private var closedBy: LiveSessions.EndReason?
     /// A close frame was written to that side (passed on or the gateway's own), or is due after
     /// the frame in flight.
     private var closeSentToClient = false
@@ -63,6 +68,10 @@ final class WebSocketRelay {
     private var pendingRead: [Side] = []
     /// How long the peers get to answer the gateway's close frame before their connections close.
     static let closeGrace: TimeAmount = .seconds(1)
+    /// How long the close handshake a peer begins may take before both connections close: the
+    /// other peer may finish the message it is sending first (RFC 6455 §5.5.1), but a peer that
+    /// sends a close frame's header and never its payload does not keep the WebSocket open.
+    static let closeHandshakeTimeout: TimeAmount = .seconds(5)
 
     init(session: LiveSession, idleTimeout: TimeAmount, maxLifetime: TimeAmount, maxFrameBytes: Int) {
         self.session = session
@@ -130,8 +139,16 @@ final class WebSocketRelay {
                     context(side)?.close(promise: nil)
                     return
                 }
-                session.end(side == .client ? .client : .upstream)
+                // The session ends when the connections do: until then a token's end still closes
+                // both (a close frame begun and never finished must not end the watch).
+                if closedBy == nil { closedBy = side == .client ? .client : .upstream }
                 markCloseSent(to: side.other)
+                if closeHandshakeTimer == nil {
+                    closeHandshakeTimer = session.eventLoop.assumeIsolated().scheduleTask(in: Self.closeHandshakeTimeout) { [self] in
+                        clientContext?.close(promise: nil)
+                        upstreamContext?.close(promise: nil)
+                    }
+                }
             case .frameEnd:
                 guard let close = inbound.closeAfterFrame, !inbound.stopped else { continue }
                 pass(buffer, passed..<offset, from: side)
@@ -163,7 +180,7 @@ final class WebSocketRelay {
     /// its connection closes once that is written. If it has part of a frame, no close frame can
     /// follow: its connection just closes.
     func inactive(_ side: Side) {
-        session.end(side == .client ? .client : .upstream)
+        session.end(closedBy ?? (side == .client ? .client : .upstream))
         switch side {
         case .client: clientContext = nil
         case .upstream: upstreamContext = nil
@@ -272,6 +289,8 @@ final class WebSocketRelay {
         lifetimeTimer = nil
         graceTimer?.cancel()
         graceTimer = nil
+        closeHandshakeTimer?.cancel()
+        closeHandshakeTimer = nil
     }
 
     private func inbound(_ side: Side) -> Inbound {

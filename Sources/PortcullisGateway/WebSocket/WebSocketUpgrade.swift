@@ -143,18 +143,18 @@ final class WebSocketUpgrade {
 
     private func handshake(on channel: any Channel) {
         let handler = HandshakeHandler(upgrade: self, timeout: route.upstream.responseHeaderTimeout)
+        let request = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: HTTPHeaders(head.fields))
         do {
-            // NIO's encoder and decoder as a pair: the decoder matches the response to the
-            // request it saw written (a 101 ends the HTTP part of the connection).
+            // NIO's encoder, and its decoder told of the request (a 101 ends the HTTP part of the
+            // connection) without watching writes (`HandshakeResponseDecoder`).
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(HTTPRequestEncoder())
-            try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
+            try sync.addHandler(ByteToMessageHandler(HandshakeResponseDecoder(request: request)))
             try sync.addHandler(handler)
         } catch {
             channel.close(promise: nil)
             return fail(.badGateway, "the upstream connection could not be set up")
         }
-        let request = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: HTTPHeaders(head.fields))
         channel.write(HTTPClientRequestPart.head(request), promise: nil)
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
@@ -239,7 +239,7 @@ final class WebSocketUpgrade {
             let sync = upstream.pipeline.syncOperations
             try sync.addHandler(WebSocketSideHandler(side: .upstream, relay: relay))
             sync.removeHandler(context: upstream, promise: nil)
-            sync.removeHandler(context: try sync.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
+            sync.removeHandler(context: try sync.context(handlerType: ByteToMessageHandler<HandshakeResponseDecoder>.self), promise: nil)
             sync.removeHandler(context: try sync.context(handlerType: HTTPRequestEncoder.self), promise: nil)
         } catch {
             relay.close(code: .unexpectedServerError, reason: "upstream connection failed", end: .protocolError)

@@ -17,8 +17,10 @@
 
   websocket_peers.py clients --plan P --out O --ready R --done D [--hold S]
       Opens the plan's connections ({"url", "token", "send_after_ready", "integrity", "stream"};
-      "delay" (s before opening); with "http2": {"port", "path", "shared", "window"} instead of "url", a WebSocket over HTTP/2 (RFC 8441,
-      `H2WebSocket`; "shared": several on one HTTP/2 connection),
+      "delay" (s before opening); "half_close": after the echo, the header of a close frame whose payload
+      never follows); with "http2": {"port", "path", "shared", "window", "early", "end_early"} instead of "url", a
+      WebSocket over HTTP/2 (RFC 8441, `H2WebSocket`; "shared": several on one HTTP/2 connection; "early": a text
+      message sent before the 200, whose echo is read first; "end_early": the stream ended before the 200),
       echoes a text and a 1 KiB binary message on each ("integrity": also a fragmented message, a
       ping with a payload and a 70 000-byte message; "stream": instead, reads the raw server's
       200 000-byte message), touches R, then records every close (code, reason, Unix time)
@@ -121,7 +123,7 @@ class H2Connection:
         elif isinstance(event, h2.events.StreamReset):
             ws.ended(reset=True)
 
-    async def websocket(self, path, token, abort_after=None):
+    async def websocket(self, path, token, abort_after=None, early=None, end_early=False):
         stream_id = self.conn.get_next_available_stream_id()
         ws = H2WebSocket(self, stream_id)
         self.streams[stream_id] = ws
@@ -131,6 +133,13 @@ class H2Connection:
             headers.append(("authorization", "Bearer " + token))
         self.conn.send_headers(stream_id, headers)
         self.flush()
+        # RFC 8441 lets a client send at once, before the server's 200.
+        if early is not None:
+            ws.protocol.send_text(early.encode())
+            await ws.pump()
+        if end_early:
+            self.conn.end_stream(stream_id)
+            self.flush()
         if abort_after is not None:
             await asyncio.sleep(abort_after)
             self.conn.reset_stream(stream_id)
@@ -465,7 +474,8 @@ async def run_clients(args):
                 results[i]["open_status"] = 0
                 return
             try:
-                ws = await conn.websocket(target["path"], entry.get("token"))
+                ws = await conn.websocket(target["path"], entry.get("token"), early=target.get("early"),
+                                          end_early=target.get("end_early", False))
             except (h2.exceptions.ProtocolError, asyncio.TimeoutError) as error:
                 results[i]["open_status"] = -1
                 results[i]["open_error"] = type(error).__name__
@@ -473,6 +483,14 @@ async def run_clients(args):
             results[i]["open_status"] = ws.status
             results[i]["open_fields"] = sorted(k for k in ws.headers if not k.startswith(":"))
             if ws.status != 200:
+                return
+            if target.get("early") is not None:
+                try:
+                    results[i]["early_echo"] = await asyncio.wait_for(ws.recv(), 5) == target["early"]
+                except (ConnectionClosed, asyncio.TimeoutError):
+                    results[i]["early_echo"] = False
+            if target.get("end_early"):
+                sockets[i] = ws
                 return
         else:
             headers = {"Authorization": "Bearer " + entry["token"]} if entry.get("token") else {}
@@ -495,6 +513,9 @@ async def run_clients(args):
                 results[i]["integrity"] = await integrity_ok(ws)
         except (ConnectionClosed, asyncio.TimeoutError):
             results[i]["echo"] = False
+        if entry.get("half_close"):
+            # A close frame's header announcing 125 bytes of payload, which never come.
+            ws.transport.write(bytes([0x88, 0x80 | 125]) + os.urandom(4))
 
     async def read_stream(i, ws):
         try:
