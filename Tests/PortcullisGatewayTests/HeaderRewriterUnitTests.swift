@@ -68,7 +68,7 @@ struct HeaderRewriterUnitTests {
 
         // Unique: the same buffer, rewritten. (Its capacity tells: a large list's storage kept for
         // a small request, where a new allocation would be sized for the small one.)
-        var storage = rewrite("3", extra: 40).fields
+        let storage = rewrite("3", extra: 40).fields
         let capacity = storage.capacity
         let reused = rewrite("4", reusing: consume storage)
         #expect(reused.fields.capacity == capacity)

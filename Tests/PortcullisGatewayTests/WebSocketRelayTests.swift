@@ -196,13 +196,36 @@ struct WebSocketRelayTests {
         #expect(!pair.client.isActive)
     }
 
-    @Test("a client close frame is relayed unchanged and ends the session as closed by the client")
+    @Test("a client close frame is relayed unchanged; the session stays open, its token watched, until the connections close, then ends as closed by the client")
     func clientClose() throws {
         let pair = try pair()
         let frame = WireFrame.bytes(opcode: WebSocketFrameHeader.close, maskKey: [9, 9, 9, 9], payload: [0x03, 0xE8])
         try pair.send(frame, from: pair.client)
         #expect(try pair.written(pair.upstream).bytes == frame)
+        #expect(pair.session.endReason == nil)
+        pair.upstream.pipeline.fireChannelInactive()
         #expect(pair.session.endReason == .client)
+    }
+
+    @Test("a close frame's header whose payload never comes: a token ending meanwhile still closes the WebSocket (1008 to the client, both connections after the grace), and without one both connections close after the close handshake's limit")
+    func halfSentClose() throws {
+        let header: [UInt8] = [0x88, 0x80 | 125, 9, 9, 9, 9]
+        let revoked = try pair()
+        try revoked.send(header, from: revoked.client)
+        #expect(try revoked.written(revoked.upstream).bytes == header)
+        revoked.relay.tokenEnded(.revoked)
+        #expect(close(try revoked.written(revoked.client).bytes)?.code == .policyViolation)
+        #expect(revoked.session.endReason == .tokenRevoked)
+        revoked.loop.advanceTime(by: WebSocketRelay.closeGrace)
+        #expect(!revoked.client.isActive && !revoked.upstream.isActive)
+
+        let stalled = try pair()
+        try stalled.send(header, from: stalled.client)
+        stalled.loop.advanceTime(by: WebSocketRelay.closeHandshakeTimeout - .milliseconds(1))
+        #expect(stalled.client.isActive && stalled.upstream.isActive)
+        stalled.loop.advanceTime(by: .milliseconds(1))
+        #expect(!stalled.client.isActive && !stalled.upstream.isActive)
+        #expect(stalled.session.endReason == .client)
     }
 
     @Test("a drain (SIGTERM) closes the WebSocket with 1001")
