@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import PortcullisGateway
 
 /// The `http2-frames` target: `HTTP2FrameScanner`, which finds the frame headers in an HTTP/2
@@ -10,7 +11,10 @@ import PortcullisGateway
 /// - the headers found, and the offsets where each ends, are those of a plain whole-buffer
 ///   reading of RFC 9113 §4.1 (`reference`), whatever the cuts;
 /// - every byte given is consumed, and after the last one the payload bytes still expected are
-///   the reference's.
+///   the reference's;
+/// - `HTTP2FrameGuard`, given the same reads, passes on what `guardReference` says for the whole
+///   buffer: extension frames dropped, SETTINGS_HEADER_TABLE_SIZE clamped, a header the bytes end
+///   in held back (unless it closed the connection for a WINDOW_UPDATE flood).
 public enum HTTP2FramesHarness {
     public static func run(_ input: [UInt8]) {
         guard input.count >= 2 else { return }
@@ -18,14 +22,19 @@ public enum HTTP2FramesHarness {
         let bytes = Array(input[2...])
         let expected = reference(bytes, preface: preface)
 
+        var reads: [Range<Int>] = []
+        var state = UInt32(input[1]) &* 2_654_435_761 | 1
+        while (reads.last?.upperBound ?? 0) < bytes.count {
+            state ^= state << 13; state ^= state >> 17; state ^= state << 5
+            let start = reads.last?.upperBound ?? 0
+            reads.append(start..<min(bytes.count, start + 1 + Int(state % 32)))
+        }
+
         var scanner = HTTP2FrameScanner(prefaceBytes: preface)
         var found: [(offset: Int, header: HTTP2FrameScanner.Header)] = []
-        var state = UInt32(input[1]) &* 2_654_435_761 | 1
-        var start = 0
-        while start < bytes.count {
-            state ^= state << 13; state ^= state >> 17; state ^= state << 5
-            let end = min(bytes.count, start + 1 + Int(state % 32))
-            let buffer = ByteBuffer(bytes: bytes[start..<end])
+        for read in reads {
+            let start = read.lowerBound
+            let buffer = ByteBuffer(bytes: bytes[read])
             var index = buffer.readerIndex
             while index < buffer.writerIndex {
                 let before = index
@@ -33,7 +42,6 @@ public enum HTTP2FramesHarness {
                 guard index > before || index == buffer.writerIndex else { fatalError("the scanner did not move") }
                 guard index <= buffer.writerIndex else { fatalError("read past the bytes given") }
             }
-            start = end
         }
         guard found.count == expected.headers.count, zip(found, expected.headers).allSatisfy({ $0.offset == $1.offset && $0.header == $1.header }) else {
             fatalError("headers \(found) differ from the reference's \(expected.headers)")
@@ -41,6 +49,53 @@ public enum HTTP2FramesHarness {
         guard scanner.payloadLeft == expected.payloadLeft else {
             fatalError("\(scanner.payloadLeft) payload bytes expected, the reference \(expected.payloadLeft)")
         }
+
+        let channel = EmbeddedChannel(handler: HTTP2GuardPath.makeGuard(afterPreface: preface > 0))
+        var passed: [UInt8] = []
+        for read in reads where channel.isActive {
+            try? channel.writeInbound(ByteBuffer(bytes: bytes[read]))
+            channel.pipeline.fireChannelReadComplete()
+            while let part = try? channel.readInbound(as: ByteBuffer.self) { passed += part.readableBytesView }
+        }
+        guard channel.isActive else { return }
+        let reference = guardReference(bytes, preface: preface)
+        guard passed == reference else { fatalError("the guard passed on \(passed), the reference \(reference)") }
+        _ = try? channel.finish()
+    }
+
+    /// What `HTTP2FrameGuard` passes on for `bytes`, read whole: the preface; each frame but those
+    /// it drops (`HTTP2GuardPath.drops`), a SETTINGS frame's (not an ACK, 1 to 16 384 bytes) with
+    /// its header table size clamped once it is complete; the start of a header the bytes end in
+    /// is held.
+    static func guardReference(_ bytes: [UInt8], preface: Int) -> [UInt8] {
+        guard bytes.count > preface else { return bytes }
+        var out = Array(bytes[..<preface])
+        var offset = preface
+        while offset + 9 <= bytes.count {
+            let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+            let type = bytes[offset + 3], flags = bytes[offset + 4]
+            let end = min(bytes.count, offset + 9 + length)
+            defer { offset = end }
+            if HTTP2GuardPath.drops(type: type) { continue }
+            guard type == 4, flags & 1 == 0, length > 0, length <= 16_384 else {
+                out += bytes[offset..<end]
+                continue
+            }
+            // A SETTINGS payload is held until complete.
+            guard end == offset + 9 + length else { break }
+            var frame = Array(bytes[offset..<end])
+            var entry = 9
+            while entry + 6 <= frame.count {
+                let value = UInt32(frame[entry + 2]) << 24 | UInt32(frame[entry + 3]) << 16 | UInt32(frame[entry + 4]) << 8 | UInt32(frame[entry + 5])
+                if frame[entry] == 0, frame[entry + 1] == 1, value > HTTP2GuardPath.maxHeaderTableSize {
+                    let clamped = HTTP2GuardPath.maxHeaderTableSize
+                    frame.replaceSubrange(entry + 2..<entry + 6, with: [UInt8(clamped >> 24), UInt8(clamped >> 16 & 0xFF), UInt8(clamped >> 8 & 0xFF), UInt8(clamped & 0xFF)])
+                }
+                entry += 6
+            }
+            out += frame
+        }
+        return out
     }
 
     /// RFC 9113 §4.1 read from the whole buffer: the preface, then headers and payloads.
@@ -68,6 +123,9 @@ public enum HTTP2FramesHarness {
             [1, 7] + preface + settings + headers + windowUpdate + data,
             [0, 200] + settings + [0, 0, 0, 4, 1, 0, 0, 0, 0] + data + windowUpdate + windowUpdate,
             [0, 3] + [0xFF, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF] + data,
+            // Extension frames (PRIORITY_UPDATE, an unknown type, ALTSVC) between the others.
+            [1, 91] + preface + settings + [0, 0, 6, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x75, 0x3D] + headers
+                + [0, 0, 20, 0xFA, 0, 0, 0, 0, 1] + Array(repeating: 0x75, count: 20) + data + [0, 0, 2, 0xA, 0, 0, 0, 0, 0, 0, 0],
         ]
     }
 }

@@ -398,6 +398,19 @@ final class HTTP2GatewayTests {
         #expect(try metric("portcullis_http2_connection_errors_total") == before + 1)
     }
 
+    /// swift-nio-http2 skips a frame of a type it does not know without discarding the bytes it
+    /// read past, while a frame remains incomplete: the build before kept every byte of such
+    /// frames a client sent with each write ending inside one (1.5 GB from one connection in 10 s
+    /// in an attacker review).
+    @Test("a client sending 48 MiB of extension frames, every write ending inside one, costs the gateway no memory for them; the connection goes on")
+    func extensionFramesAreDropped() throws {
+        let seen = try peer("extension-flood", "48", String(gateway.process.pid))
+        #expect(seen["sent_mb"] as? Int ?? 0 >= 48, "\(seen)")
+        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(seen)")
+        let grew = seen["grew"] as? Int ?? .max
+        #expect(grew < 16 << 20, "the gateway grew by \(grew >> 20) MiB")
+    }
+
     /// swift-nio-http2 gives its encoder the table the peer's SETTINGS allow, up to 4 GiB, and
     /// searches all of it for each field: the build before let a client make every header block
     /// the gateway sent it slower than the last, and keep every value in memory.

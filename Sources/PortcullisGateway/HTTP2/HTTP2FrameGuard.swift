@@ -16,6 +16,12 @@ import NIOCore
 ///   gateway's memory without bound (hundreds of MB in seconds). Each stream's updates have a
 ///   budget earned by the DATA the gateway sent on it (`HTTP2WindowUpdateBudget`); an update
 ///   beyond it closes the connection, with the streams on it.
+/// - **Extension frames.** swift-nio-http2 skips a frame of a type it does not know without
+///   ever discarding the bytes it read past, while a frame remains incomplete: a peer sending
+///   such frames with every write ending inside one made the gateway keep every byte (1.5 GB from
+///   one connection in 10 s, in an attacker review). Frames above CONTINUATION are dropped here —
+///   RFC 9113 §5.5 lets a receiver ignore any it does not use — and, so that one cut by a read's
+///   end can be dropped whole, a frame header the read ended in is held until it is complete.
 /// - **Queues of small frames.** The same queue holds every DATA frame as an object of its own
 ///   while flow control counts bytes, so a held stream's window of 1-byte DATA frames cost about
 ///   180 times its size. The frames passed on for each stream are counted in the connection's
@@ -57,6 +63,10 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     private var flooded = false
     /// The streams' queued frames passed the limit in this read.
     private var overQueued = false
+    /// The start of a frame header the last read ended in, not yet passed on.
+    private var heldHeader: ByteBuffer?
+    /// The payload being read is an extension frame's, dropped.
+    private var droppingPayload = false
     private let onFlood: () -> Void
     /// The frames queued on the connection's streams, shared with their meters.
     let queues: HTTP2FrameQueues
@@ -74,13 +84,16 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !flooded else { return }
         let buffer = unwrapInboundIn(data)
+        let end = buffer.writerIndex
         // Where the bytes to pass on unchanged begin; nil while a SETTINGS payload is held.
         var passFrom: Int? = heldSettings == nil ? buffer.readerIndex : nil
         var index = buffer.readerIndex
-        while index < buffer.writerIndex {
+        // The first header this read completes began in `heldHeader`.
+        var headerBegunEarlier = inbound.headerBytesRead > 0
+        while index < end {
             if var held = heldSettings {
                 // A SETTINGS payload is collected whole, then passed on with its table size clamped.
-                let take = min(inbound.payloadLeft, buffer.writerIndex - index)
+                let take = min(inbound.payloadLeft, end - index)
                 held.writeImmutableBuffer(buffer.getSlice(at: index, length: take)!)
                 index += take
                 inbound.skipPayload(take)
@@ -94,7 +107,32 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 }
                 continue
             }
+            if droppingPayload {
+                let skip = min(inbound.payloadLeft, end - index)
+                inbound.skipPayload(skip)
+                index += skip
+                droppingPayload = inbound.payloadLeft > 0
+                passFrom = index
+                continue
+            }
             guard let header = inbound.scan(buffer, from: &index) else { continue }
+            let headerStart = headerBegunEarlier ? buffer.readerIndex : index - 9
+            headerBegunEarlier = false
+            if Self.isExtension(header.type) {
+                // Dropped, header and payload: what came before it is passed on, its start held
+                // from the last read goes.
+                if let from = passFrom, from < headerStart {
+                    context.fireChannelRead(wrapInboundOut(buffer.getSlice(at: from, length: headerStart - from)!))
+                }
+                heldHeader = nil
+                droppingPayload = inbound.payloadLeft > 0
+                passFrom = index
+                continue
+            }
+            if let held = heldHeader {
+                heldHeader = nil
+                context.fireChannelRead(wrapInboundOut(held))
+            }
             switch header.type {
             case HTTP2FrameScanner.windowUpdateType where header.streamID != 0:
                 if !budget.windowUpdate(on: header.streamID) {
@@ -118,8 +156,15 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 if queues.track(header, fromPeer: true) { overQueued = true }
             }
         }
-        if let from = passFrom, from < buffer.writerIndex {
-            context.fireChannelRead(wrapInboundOut(from == buffer.readerIndex ? buffer : buffer.getSlice(at: from, length: buffer.writerIndex - from)!))
+        guard let from = passFrom else { return }
+        // A header the read's end cut is held until its type shows whether it is passed on.
+        let cut = end - min(inbound.headerBytesRead, end - buffer.readerIndex)
+        if from < cut {
+            context.fireChannelRead(wrapInboundOut(from == buffer.readerIndex && cut == end ? buffer : buffer.getSlice(at: from, length: cut - from)!))
+        }
+        if cut < end {
+            let start = buffer.getSlice(at: cut, length: end - cut)!
+            if heldHeader == nil { heldHeader = start } else { heldHeader!.writeImmutableBuffer(start) }
         }
     }
 
@@ -148,6 +193,10 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
         }
         context.write(data, promise: promise)
     }
+
+    /// Frame types above CONTINUATION (0x9): extensions (RFC 9113 §5.5) — ALTSVC and ORIGIN,
+    /// which the gateway has no use for from either peer, PRIORITY_UPDATE, and types unknown.
+    static func isExtension(_ type: UInt8) -> Bool { type > 0x9 }
 
     /// What a frame other than WINDOW_UPDATE changes in the streams' budgets.
     private static func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, in budget: inout HTTP2WindowUpdateBudget) {

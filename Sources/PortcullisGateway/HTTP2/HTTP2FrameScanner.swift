@@ -32,6 +32,8 @@ public struct HTTP2FrameScanner {
     private var partialCount = 0
     /// Payload bytes of the current frame not yet seen.
     public private(set) var payloadLeft = 0
+    /// Bytes read of a header not yet complete (0 between headers).
+    public var headerBytesRead: Int { partialCount }
 
     /// - Parameter prefaceBytes: bytes to skip before the first frame (24 where the stream begins
     ///   with the client's connection preface).

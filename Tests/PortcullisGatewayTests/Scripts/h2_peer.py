@@ -33,6 +33,11 @@ Prints one JSON object describing what the server did. Modes:
   small-frames PATH N  a POST of PATH whose body is up to N 1-byte DATA frames, sent as fast as the
                        stream's window allows, until the stream is reset or the window stays shut
                        for 3 s; prints how many were sent
+  extension-flood MB PID
+                       MB mebibytes of 16 KiB frames of an extension type (0xfa), every write
+                       ending 100 bytes into a frame, then a GET of /public/after on stream 1;
+                       prints how much process PID (the gateway) grew meanwhile, the connection
+                       still open
   unread PATH SECONDS  a GET of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE is 0 (it
                        takes no DATA), waiting SECONDS
   request PATH [NAME=VALUE ...]
@@ -329,6 +334,25 @@ def main():
                 peer.pump(0.05)
         peer.pump(1)
         print(json.dumps(peer.result(sent=sent, window_left=peer.window(1, sent))))
+    elif mode == "extension-flood":
+        def resident():
+            with open(f"/proc/{sys.argv[4]}/status") as status:
+                return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+        before = resident()
+        one = (16384).to_bytes(3, "big") + bytes([0xFA, 0]) + (0).to_bytes(4, "big") + b"u" * 16384
+        piece = one[100:] + one * 3 + one[:100]
+        peer.send_bytes(one[:100])
+        sent = 0
+        while sent < int(arg) << 20 and not peer.closed:
+            peer.send_bytes(piece)
+            sent += len(piece)
+            peer.pump(0)
+        peer.send_bytes(one[100:])
+        peer.send(HeadersFrame(1, peer.request_block(path="/public/after"), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 10
+        while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
+        print(json.dumps(peer.result(sent_mb=sent >> 20, grew=resident() - before)))
     elif mode == "unread":
         peer.send(HeadersFrame(1, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
         deadline = time.monotonic() + float(sys.argv[4])
