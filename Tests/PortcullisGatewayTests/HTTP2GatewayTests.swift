@@ -398,6 +398,42 @@ final class HTTP2GatewayTests {
         #expect(try metric("portcullis_http2_connection_errors_total") == before + 1)
     }
 
+    /// Each stream to an HTTP/1.1 upstream holds an upstream connection of its own: the build
+    /// before let 205 HTTP/2 connections of 100 slow streams each take every file descriptor the
+    /// gateway had, past `max_connections` (an attacker review).
+    @Test("over HTTP/2, each request to an HTTP/1.1 upstream counts toward limits.max_connections while its stream is open: with a limit of 6, one connection's 10 slow requests get five 200s and five 503s with Retry-After, and the slots come back when the streams close")
+    func streamsCountTowardMaxConnections() async throws {
+        let upstreamAddress = upstream.address
+        let limited = try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            limits: {max_connections: 6}
+            routes:
+              - name: public
+                path_prefix: /
+                upstream: {targets: [\(upstreamAddress)]}
+            """
+        }
+        try await withCleanup(limited, { await $0.stop() }) { limited in
+            /// Each stream's response head (`:status` and fields).
+            func streams(_ count: Int) throws -> [String: [String: String]] {
+                let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "streams", String(limited.port), String(count)])
+                let seen = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+                return seen?["heads"] as? [String: [String: String]] ?? [:]
+            }
+            let first = try streams(10)
+            let refused = first.values.filter { $0[":status"] == "503" }
+            #expect(first.values.filter { $0[":status"] == "200" }.count == 5 && refused.count == 5, "\(first)")
+            #expect(refused.allSatisfy { $0["retry-after"] == "1" }, "\(refused)")
+            #expect(PrometheusText.sample(try limited.metrics(), "portcullis_rejected_connections_total") == 5)
+            #expect(try await Poll.until { PrometheusText.sample(try limited.metrics(), "portcullis_open_connections") == 0 })
+            let second = try streams(5)
+            #expect(second.values.map { $0[":status"] } == Array(repeating: "200", count: 5), "the slots did not come back: \(second)")
+        }
+    }
+
     /// swift-nio-http2 skips a frame of a type it does not know without discarding the bytes it
     /// read past, while a frame remains incomplete: the build before kept every byte of such
     /// frames a client sent with each write ending inside one (1.5 GB from one connection in 10 s

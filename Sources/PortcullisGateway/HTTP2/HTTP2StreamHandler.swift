@@ -52,6 +52,10 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The `limits.max_connections` slot a WebSocket holds from its admission until it is refused,
     /// fails or its stream closes.
     private var webSocketSlot: ConnectionSlot?
+    /// The stream's request, to an HTTP/1.1 upstream, holds an upstream connection of its own: it
+    /// counts toward `limits.max_connections` until the stream closes (an HTTP/1.1 client
+    /// connection holds one upstream connection at a time; an HTTP/2 one could hold a hundred).
+    private var countsAsConnection = false
     /// DATA frames held during a handshake: the stream's window bounds their bytes, this their
     /// number (a window's worth of 1-byte frames would otherwise be as many buffers).
     private static let maxEarlyParts = 64
@@ -152,6 +156,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .proxyingHTTP2(exchange)
                 exchange.start()
             } else {
+                guard shared.connections.acquire() else { return refuseOverConnectionLimit(route: admitted.route, log: log, isHEAD: head.method == .HEAD) }
+                countsAsConnection = true
                 let exchange = UpstreamExchange(downstream: self, route: admitted.route, clientHead: head, upstreamHead: upstreamHead,
                                                 log: log, extraResponseHeaders: admitted.responseHeaders)
                 state = .proxying(exchange)
@@ -257,6 +263,10 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if countsAsConnection {
+            countsAsConnection = false
+            shared.connections.release()
+        }
         session?.end(.client)
         switch state {
         case .proxying(let exchange): exchange.clientGone()
@@ -457,21 +467,9 @@ extension HTTP2StreamHandler: WebSocketDownstream {
         guard let context else { return }
         let rewritten = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy, identity: admitted.identity,
                                                        requestID: log.requestID, client: shared.client, hasUnderscoredNames: facts.hasUnderscoredNames)
-        guard shared.connections.acquire() else {
-            // Each WebSocket holds an upstream connection of its own: over HTTP/2 they count
-            // toward limits.max_connections like client connections.
-            state = .answered
-            shared.gateway.metrics.rejectedConnections.increment()
-            var log = log
-            var response = ErrorResponse(status: .serviceUnavailable, error: "too_many_connections",
-                                         description: "the gateway's connection limit is reached")
-            response.headers.add(name: "Retry-After", value: "1")
-            log.status = 503
-            log.reason = response.error
-            log.bytesOut = answer(response, requestID: log.requestID, isHEAD: false)
-            shared.gateway.record(log, metrics: admitted.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
-            return
-        }
+        // Each WebSocket holds an upstream connection of its own: over HTTP/2 they count toward
+        // limits.max_connections like client connections.
+        guard shared.connections.acquire() else { return refuseOverConnectionLimit(route: admitted.route, log: log, isHEAD: false) }
         let slot = ConnectionSlot(shared.connections)
         webSocketSlot = slot
         context.channel.closeFuture.assumeIsolated().whenComplete { _ in slot.release() }
@@ -488,6 +486,21 @@ extension HTTP2StreamHandler: WebSocketDownstream {
     }
 
     var webSocketClientConnected: Bool { context?.channel.isActive ?? false }
+
+    /// `limits.max_connections` is reached: 503 with `Retry-After: 1` (`UNAVAILABLE` for gRPC),
+    /// counted with the connections refused.
+    private func refuseOverConnectionLimit(route: CompiledRoute, log: RequestLog, isHEAD: Bool) {
+        state = .answered
+        shared.gateway.metrics.rejectedConnections.increment()
+        var log = log
+        var response = ErrorResponse(status: .serviceUnavailable, error: "too_many_connections",
+                                     description: "the gateway's connection limit is reached")
+        response.headers.add(name: "Retry-After", value: "1")
+        log.status = 503
+        log.reason = response.error
+        log.bytesOut = answer(response, requestID: log.requestID, isHEAD: isHEAD)
+        shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
 
     func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute) {
         state = .done

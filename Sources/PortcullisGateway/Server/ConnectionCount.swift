@@ -2,9 +2,10 @@ import Prometheus
 import Synchronization
 
 /// What `limits.max_connections` bounds: the client connections open, and the WebSockets over
-/// HTTP/2 — each holds an upstream connection of its own, as an HTTP/1.1 WebSocket does with its
-/// client connection, and one HTTP/2 connection can carry many. Shared by every event loop; one
-/// atomic add per connection or WebSocket.
+/// HTTP/2 and HTTP/2 requests to HTTP/1.1 upstreams whose streams are open — each holds an
+/// upstream connection of its own, as an HTTP/1.1 client connection holds one at a time, and one
+/// HTTP/2 connection can carry many. Shared by every event loop; one atomic add per connection,
+/// WebSocket or such stream.
 final class ConnectionCount: Sendable {
     private let open = Atomic<Int>(0)
     private let limit: Int
