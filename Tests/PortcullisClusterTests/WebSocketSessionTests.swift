@@ -364,7 +364,7 @@ struct WebSocketSessionTests {
                     return log.contains("/ws/slow-race-h1 auth") && log.contains("/ws/slow-race-h2 auth")
                 }) else { return }
                 _ = try await cluster.revoke(.jti, "ws-race")
-                duringHandshakes = !peers.upstreamLog().contains("/ws/slow-race-h1 closed")
+                duringHandshakes = !peers.upstreamLog().contains("answering")
             }) else { return }
             #expect(duringHandshakes, "the revocation did not land during the handshakes: \(peers.upstreamLog())")
             #expect(results[0].openStatus == 101 && results[0].closeCode == 1008 && results[0].closeReason == "token revoked", "\(results[0])")
@@ -378,7 +378,7 @@ struct WebSocketSessionTests {
     /// session there, so a client that sent only the header of a close frame kept its WebSocket
     /// past its token's revocation or expiry — 118 s in an attacker review, until the route's
     /// maximum lifetime (24 h by default).
-    @Test("a client that sends a close frame's header and never its payload still has its WebSocket closed when its token is revoked, within a second; without a revocation, both connections close 5 s after the header (the close handshake's limit)")
+    @Test("a client that sends a close frame's header and never its payload still has its WebSocket closed when its token is revoked (1008, its connection after the 1 s grace); without a revocation, both connections close 5 s after the header (the close handshake's limit)")
     func halfSentCloseFrame() async throws {
         try await withWebSocketCluster { cluster, peers in
             let gateway = try await cluster.startGateway(id: "gw-ws")
@@ -392,13 +392,13 @@ struct WebSocketSessionTests {
                 try await Task.sleep(for: .milliseconds(300))
                 revokedAt = Date().timeIntervalSince1970
                 _ = try await cluster.revoke(.jti, "ws-half")
-                try await Task.sleep(for: .milliseconds(6500))
+                try await Task.sleep(for: .milliseconds(7500))
             }) else { return }
             #expect(results.map(\.openStatus) == [101, 101])
             let revokedClosed = try #require(results[0].closedAt, "open past its revocation: \(results[0])")
-            #expect(revokedClosed - revokedAt < 1.5, "closed \(revokedClosed - revokedAt) s after the revocation")
+            #expect(revokedClosed - revokedAt < 3, "closed \(revokedClosed - revokedAt) s after the revocation")
             let unrevokedClosed = try #require(results[1].closedAt, "open past the close handshake's limit: \(results[1])")
-            #expect(unrevokedClosed - readyAt > 4 && unrevokedClosed - readyAt < 6.5, "closed \(unrevokedClosed - readyAt) s after the header")
+            #expect(unrevokedClosed - readyAt > 4 && unrevokedClosed - readyAt < 7.5, "closed \(unrevokedClosed - readyAt) s after the header")
             let metrics = try gateway.metrics()
             #expect(PrometheusText.sample(metrics, "portcullis_sessions_closed_total{protocol=\"websocket\",reason=\"token_revoked\"}") == 1)
             #expect(PrometheusText.sample(metrics, "portcullis_sessions_open{protocol=\"websocket\"}") == 0)

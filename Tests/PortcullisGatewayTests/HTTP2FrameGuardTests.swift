@@ -90,7 +90,7 @@ struct HTTP2FrameGuardTests {
         expected.replaceSubrange(value..<value + 4, with: [0, 0, 0x10, 0])
         for round in 0..<300 {
             let cuts = round == 0 ? Array(1..<input.count) : (0..<Int.random(in: 0...12, using: &random)).map { _ in Int.random(in: 1..<input.count, using: &random) }.sorted()
-            let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server, queues: HTTP2FrameQueues()) {})
+            let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server) {})
             for piece in Self.pieces(input, cuts: cuts) { try channel.writeInbound(ByteBuffer(bytes: piece)) }
             var out: [UInt8] = []
             while let part = try channel.readInbound(as: ByteBuffer.self) { out += Array(part.readableBytesView) }
@@ -102,7 +102,7 @@ struct HTTP2FrameGuardTests {
     @Test("a stream's WINDOW_UPDATE frames beyond 16 and two per DATA frame sent on it close the connection, once; credit earned on another stream, connection-level updates and updates on streams never opened do not count")
     func windowUpdateFloodClosesTheConnection() throws {
         var floods = 0
-        let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server, queues: HTTP2FrameQueues()) { floods += 1 })
+        let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server) { floods += 1 })
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.frame(type: 1, flags: 5, stream: 1, payload: [0x82])
                                             + Self.frame(type: 1, flags: 5, stream: 5, payload: [0x82])))

@@ -11,13 +11,14 @@ import Testing
 struct HTTP2FrameQueuesTests {
     @Test("frames are counted per stream from its HEADERS until delivered, never below zero; over the limit the stream holding the most is reset until the connection is under it; a stream with no meter is forgotten instead")
     func countsAndSheds() {
-        let queues = HTTP2FrameQueues(limit: 10)
+        let queues = HTTP2FrameQueues(limit: 10, peerOpensOdd: true)
         var resets: [UInt32] = []
         #expect(!queues.arrived(on: 1), "a stream not opened is not counted")
         #expect(queues.total == 0)
         queues.opened(1)
-        queues.attach(1) { resets.append(1) }
-        queues.attach(3) { resets.append(3) }
+        // Meters outside a pipeline: a reset only tells.
+        let meters = [UInt32(1), 3].map { id in (id, HTTP2FrameQueueMeter(queues: queues) { resets.append(id) }) }
+        for (id, meter) in meters { queues.attach(id, meter: meter) }
         queues.opened(5) // no meter: swift-nio-http2 dropped it unseen
         for _ in 0..<4 { _ = queues.arrived(on: 1) }
         for _ in 0..<3 { _ = queues.arrived(on: 3) }
@@ -43,9 +44,9 @@ struct HTTP2FrameQueuesTests {
         #expect(queues.total == 0 && queues.countedStreams == 0)
     }
 
-    @Test("the guard counts the peer's HEADERS, DATA and WINDOW_UPDATE on a stream, opens streams on HEADERS either way and ends them on RST_STREAM either way")
+    @Test("the guard counts the peer's HEADERS, DATA and WINDOW_UPDATE on a stream, opens streams on HEADERS either way — only on IDs above those that side opened before — and ends them on RST_STREAM either way")
     func guardTracksFrames() {
-        let queues = HTTP2FrameQueues(limit: 100)
+        let queues = HTTP2FrameQueues(limit: 100, peerOpensOdd: true)
         typealias Header = HTTP2FrameScanner.Header
         #expect(!queues.track(Header(length: 3, type: 1, flags: 4, streamID: 1), fromPeer: true))
         #expect(!queues.track(Header(length: 3, type: 1, flags: 4, streamID: 2), fromPeer: false))
@@ -59,6 +60,14 @@ struct HTTP2FrameQueuesTests {
         _ = queues.track(Header(length: 4, type: 3, flags: 0, streamID: 1), fromPeer: true)
         _ = queues.track(Header(length: 4, type: 3, flags: 0, streamID: 2), fromPeer: false)
         #expect(queues.countedStreams == 0 && queues.total == 0)
+        // HEADERS on a stream that side opened before (in flight when it was reset), or on one
+        // the peer may not open (an even one, from a client), open nothing.
+        _ = queues.track(Header(length: 3, type: 1, flags: 4, streamID: 1), fromPeer: true)
+        _ = queues.track(Header(length: 3, type: 1, flags: 4, streamID: 4), fromPeer: true)
+        _ = queues.track(Header(length: 3, type: 1, flags: 4, streamID: 2), fromPeer: false)
+        #expect(queues.countedStreams == 0 && queues.total == 0)
+        #expect(!queues.track(Header(length: 3, type: 1, flags: 4, streamID: 3), fromPeer: true))
+        #expect(queues.countedStreams == 1 && queues.queued(on: 3) == 1)
     }
 
     /// Holds its stream's reads when `hold` (the gateway's handlers do while the other side cannot
@@ -75,7 +84,8 @@ struct HTTP2FrameQueuesTests {
 
     @Test("swift-nio-http2 on an embedded channel: a held stream sent many 1-byte DATA frames is reset with ENHANCE_YOUR_CALM once the connection's queues pass the limit; a stream read as it goes is not, and keeps its count at zero")
     func heldStreamOfSmallFramesIsReset() throws {
-        let queues = HTTP2FrameQueues(limit: 64)
+        let frameGuard = HTTP2FrameGuard(role: .server, queueLimit: 64) {}
+        let queues = frameGuard.queues
         let channel = EmbeddedChannel()
         final class Seen {
             var readers: [UInt32: Reader] = [:]
@@ -84,7 +94,7 @@ struct HTTP2FrameQueuesTests {
         let seen = Seen()
         let bound = NIOLoopBound((queues, seen), eventLoop: channel.eventLoop)
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(HTTP2FrameGuard(role: .server, queues: queues) {})
+        try sync.addHandler(frameGuard)
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()) { stream in
             stream.eventLoop.makeCompletedFuture {
                 let (queues, seen) = bound.value
@@ -111,6 +121,11 @@ struct HTTP2FrameQueuesTests {
         channel.pipeline.fireChannelReadComplete()
         #expect(seen.resets == 1)
         #expect(queues.countedStreams == 1 && queues.total == 0, "stream 1 no longer counted; stream 3 still is, at zero")
+        // What the client had in flight on stream 1 when it was reset: swift-nio-http2 ignores it,
+        // and it is not counted again (it would never be delivered).
+        try channel.writeInbound(ByteBuffer(bytes: Array(Array(repeating: F.frame(type: 0, stream: 1, payload: [1]), count: 5).joined())))
+        channel.pipeline.fireChannelReadComplete()
+        #expect(queues.countedStreams == 1 && queues.total == 0)
 
         // What the gateway sent: a RST_STREAM on stream 1 with ENHANCE_YOUR_CALM (0xb), none on stream 3.
         var sent = ByteBuffer()

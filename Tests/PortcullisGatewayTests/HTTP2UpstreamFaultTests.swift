@@ -218,7 +218,7 @@ struct HTTP2UpstreamFaultTests {
     func upstreamSmallFramesOnAHeldStreamAreBounded() async throws {
         try await Self.withUpstreamAndGateway { upstream, gateway in
             let (result, seen) = try Self.peer("unread", port: gateway.port, "/tiny-data", "15")
-            #expect(upstream.output.contains("reset 11"), "\(upstream.output.suffix(300))")
+            #expect(try await Poll.until { upstream.output.contains("reset 11") }, "\(upstream.output.suffix(300))")
             #expect((seen["resets"] as? [String: Int])?["1"] != nil, "the client's stream lived on: \(result.stdout.prefix(600))")
             #expect(try await Poll.until(timeout: .seconds(25)) { upstream.output.contains("tiny-data ") }, "\(upstream.output.suffix(300))")
             let sent = Int(upstream.output.components(separatedBy: "tiny-data ").last?.prefix(while: \.isNumber) ?? "") ?? 0

@@ -4,6 +4,7 @@
 # per-change figures in docs/benchmarks.md.
 #   cluster/bench/gateway-ab.sh OLD_BINARY NEW_BINARY        # 3 rounds of 12 s each
 #   ROUNDS=5 DURATION=15s CONFIG=subject-es256-rotate cluster/bench/gateway-ab.sh old new
+#   PROTO=h2 H2_SHAPES="1x100 64x10" CONFIG=h2-subject-rs256 cluster/bench/gateway-ab.sh old new
 # Build each side with `cluster/build-release.sh --product portcullis` and copy the binary aside.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY" >&2; exit 2; }
@@ -16,6 +17,6 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
     bin=$old; [ "$side" = new ] && bin=$new
     subject_env "$bin"
     CONFIGS=${CONFIG:-subject-rs256} DURATION=${DURATION:-12s} WARMUP=2s REPEATS=1 RUN_SPEED=0 QUIET_MAX=30 \
-      "$peers/run-peers.sh" 2>&1 | grep -E "^${CONFIG:-subject-rs256} +(single|rotate)" | sed "s/^/$side /"
+      "$peers/run-peers.sh" 2>&1 | grep -E "^${CONFIG:-subject-rs256}(@[0-9x]+)? +(single|rotate)" | sed "s/^/$side /"
   done
 done

@@ -7,7 +7,7 @@ package enum HTTP2GuardPath {
     /// A guard as on a client connection (its bytes begin with the connection preface), or as on
     /// a connection to an upstream (they do not), with streams' queues of its own.
     package static func makeGuard(afterPreface: Bool) -> any ChannelHandler {
-        HTTP2FrameGuard(role: afterPreface ? .server : .client, queues: HTTP2FrameQueues()) {}
+        HTTP2FrameGuard(role: afterPreface ? .server : .client) {}
     }
 
     /// Frame types the guard drops (`HTTP2FrameGuard.isExtension`).

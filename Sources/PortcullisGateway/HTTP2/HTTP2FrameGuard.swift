@@ -72,12 +72,13 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     let queues: HTTP2FrameQueues
 
     /// - Parameters:
-    ///   - queues: the connection's, given to each of its streams' `HTTP2FrameQueueMeter`.
+    ///   - queueLimit: how many frames the connection's streams may have queued in all
+    ///     (`queues`, to be given to each stream's `HTTP2FrameQueueMeter`).
     ///   - onFlood: called once, when the connection is closed for a WINDOW_UPDATE flood.
-    init(role: Role, queues: HTTP2FrameQueues, onFlood: @escaping () -> Void) {
+    init(role: Role, queueLimit: Int = HTTP2FrameQueues.defaultLimit, onFlood: @escaping () -> Void) {
         self.inbound = HTTP2FrameScanner(prefaceBytes: role == .server ? 24 : 0)
         self.outbound = HTTP2FrameScanner(prefaceBytes: role == .client ? 24 : 0)
-        self.queues = queues
+        self.queues = HTTP2FrameQueues(limit: queueLimit, peerOpensOdd: role == .server)
         self.onFlood = onFlood
     }
 

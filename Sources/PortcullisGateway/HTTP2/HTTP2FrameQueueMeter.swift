@@ -1,7 +1,9 @@
 import NIOCore
 import NIOHTTP2
 
-/// The front of an HTTP/2 stream's pipeline, on client and upstream connections alike: tells the
+/// The front of an HTTP/2 stream's pipeline (on upstream streams after `HTTP2UpstreamResetCounter`,
+/// which passes every frame on and so counts this one's reset), on client and upstream
+/// connections alike: tells the
 /// connection's `HTTP2FrameQueues` each frame swift-nio-http2 delivers to the stream (what the
 /// queue lost), and resets the stream with ENHANCE_YOUR_CALM when the connection's queues are over
 /// their limit and this stream holds the most — its queued frames go with it, and what the
@@ -53,12 +55,12 @@ final class HTTP2FrameQueueMeter: ChannelDuplexHandler, RemovableChannelHandler 
         guard let id = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID) else { return }
         let streamID = UInt32(Int(id))
         self.streamID = streamID
-        queues.attach(streamID) { [weak self] in self?.reset() }
+        queues.attach(streamID, meter: self)
     }
 
-    private func reset() {
-        guard let context else { return }
+    /// Resets the stream with ENHANCE_YOUR_CALM (`HTTP2FrameQueues.shed`).
+    func reset() {
         onReset()
-        context.writeAndFlush(wrapOutboundOut(.rstStream(.enhanceYourCalm)), promise: nil)
+        context?.writeAndFlush(wrapOutboundOut(.rstStream(.enhanceYourCalm)), promise: nil)
     }
 }

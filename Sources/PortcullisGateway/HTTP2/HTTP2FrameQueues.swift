@@ -18,39 +18,60 @@
 ///
 /// A stream is counted from the HEADERS that open it (either way: the guard sees them before a
 /// stream channel exists) until its meter leaves the closed stream, or either side resets it.
-/// Counts never go below zero. An entry without a meter that would be reset — a stream
-/// swift-nio-http2 dropped without the guard seeing why — is removed instead. Confined to the
-/// connection's event loop.
+/// Only HEADERS on a stream ID above any that side opened before open one: a peer's HEADERS,
+/// DATA or trailers in flight when the gateway reset a stream are ignored by swift-nio-http2 and
+/// must not count again (they would never be delivered). Counts never go below zero. A stream without a meter that would be reset — one
+/// swift-nio-http2 dropped without the guard seeing why — is forgotten instead. One dictionary
+/// entry per open stream, found once per frame. Confined to the connection's event loop.
 final class HTTP2FrameQueues {
     /// How many frames a connection's streams may have queued in all, by default.
     static let defaultLimit = 16_384
 
+    private struct Stream {
+        var queued = 0
+        /// Resets the stream; nil until its meter is in place.
+        var meter: HTTP2FrameQueueMeter?
+    }
+
     let limit: Int
-    private var queued: [UInt32: Int] = [:]
-    private var resets: [UInt32: () -> Void] = [:]
+    private var streams: [UInt32: Stream] = [:]
     /// Frames queued on all streams.
     private(set) var total = 0
+    /// Whether the peer opens the odd streams (a client) or the even ones (an upstream, which may
+    /// open none: the gateway refuses pushes).
+    private let peerOpensOdd: Bool
+    /// The highest stream IDs each side has opened.
+    private var highestOpenedByPeer: UInt32 = 0
+    private var highestOpenedByGateway: UInt32 = 0
 
-    init(limit: Int = HTTP2FrameQueues.defaultLimit) {
+    /// - Parameter peerOpensOdd: true on a client's connection, false on one to an upstream.
+    init(limit: Int = HTTP2FrameQueues.defaultLimit, peerOpensOdd: Bool) {
         self.limit = limit
+        self.peerOpensOdd = peerOpensOdd
     }
 
     /// How many streams are counted.
-    var countedStreams: Int { queued.count }
+    var countedStreams: Int { streams.count }
 
     /// Frames queued on `stream` (0 when it is not counted).
-    func queued(on stream: UInt32) -> Int { queued[stream] ?? 0 }
+    func queued(on stream: UInt32) -> Int { streams[stream]?.queued ?? 0 }
 
     /// A HEADERS frame on `stream`, either way: counted from now on, if it was not.
     func opened(_ stream: UInt32) {
-        if queued[stream] == nil { queued[stream] = 0 }
+        if streams[stream] == nil { streams[stream] = Stream() }
     }
 
     /// A frame the stream's channel will queue, passed on to swift-nio-http2: true when the
-    /// connection is now over its limit (`shed()`).
-    func arrived(on stream: UInt32) -> Bool {
-        guard let count = queued[stream] else { return false }
-        queued[stream] = count + 1
+    /// connection is now over its limit (`shed()`). With `opening`, a stream not counted yet is
+    /// counted from this frame (its HEADERS).
+    func arrived(on stream: UInt32, opening: Bool = false) -> Bool {
+        if let index = streams.index(forKey: stream) {
+            streams.values[index].queued += 1
+        } else if opening {
+            streams[stream] = Stream(queued: 1)
+        } else {
+            return false
+        }
         total += 1
         return total > limit
     }
@@ -63,8 +84,17 @@ final class HTTP2FrameQueues {
         guard header.streamID != 0 else { return false }
         switch header.type {
         case HTTP2FrameScanner.headersType:
-            opened(header.streamID)
-            return fromPeer && arrived(on: header.streamID)
+            let stream = header.streamID
+            guard fromPeer else {
+                if stream > highestOpenedByGateway {
+                    highestOpenedByGateway = stream
+                    opened(stream)
+                }
+                return false
+            }
+            let opening = (stream & 1 == 1) == peerOpensOdd && stream > highestOpenedByPeer
+            if opening { highestOpenedByPeer = stream }
+            return arrived(on: stream, opening: opening)
         case HTTP2FrameScanner.dataType:
             return fromPeer && arrived(on: header.streamID)
         case HTTP2FrameScanner.rstStreamType:
@@ -77,21 +107,19 @@ final class HTTP2FrameQueues {
 
     /// The stream's meter saw one of those frames delivered.
     func delivered(on stream: UInt32) {
-        guard let count = queued[stream], count > 0 else { return }
-        queued[stream] = count - 1
+        guard let index = streams.index(forKey: stream), streams.values[index].queued > 0 else { return }
+        streams.values[index].queued -= 1
         total -= 1
     }
 
-    /// The stream's meter, and how to reset the stream.
-    func attach(_ stream: UInt32, reset: @escaping () -> Void) {
-        opened(stream)
-        resets[stream] = reset
+    /// The stream's meter, which resets it when it holds the most.
+    func attach(_ stream: UInt32, meter: HTTP2FrameQueueMeter) {
+        streams[stream, default: Stream()].meter = meter
     }
 
     /// The stream is over: reset, or its channel closed (its queue dropped).
     func closed(_ stream: UInt32) {
-        if let count = queued.removeValue(forKey: stream) { total -= count }
-        resets[stream] = nil
+        if let removed = streams.removeValue(forKey: stream) { total -= removed.queued }
     }
 
     /// While over the limit, the stream holding the most is no longer counted and is reset.
@@ -99,11 +127,10 @@ final class HTTP2FrameQueues {
     @discardableResult
     func shed() -> Int {
         var reset = 0
-        while total > limit, let largest = queued.max(by: { $0.value < $1.value })?.key {
-            let action = resets[largest]
-            closed(largest)
-            if let action {
-                action()
+        while total > limit, let largest = streams.max(by: { $0.value.queued < $1.value.queued }) {
+            closed(largest.key)
+            if let meter = largest.value.meter {
+                meter.reset()
                 reset += 1
             }
         }

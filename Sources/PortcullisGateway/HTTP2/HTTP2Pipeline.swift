@@ -44,10 +44,12 @@ enum HTTP2Pipeline {
         let connectionErrors = shared.gateway.metrics.http2ConnectionErrors
         let queueResets = shared.gateway.metrics.http2QueueResets
         // A window's worth of the smallest gRPC messages (5 bytes) on one stream stays under it.
-        let queues = NIOLoopBound(HTTP2FrameQueues(limit: max(HTTP2FrameQueues.defaultLimit, config.initialWindowSize / 4)),
-                                  eventLoop: channel.eventLoop)
+        let frameGuard = HTTP2FrameGuard(role: .server, queueLimit: max(HTTP2FrameQueues.defaultLimit, config.initialWindowSize / 4)) {
+            connectionErrors.increment()
+        }
+        let queues = NIOLoopBound(frameGuard.queues, eventLoop: channel.eventLoop)
         try sync.addHandler(FlushCoalescingHandler())
-        try sync.addHandler(HTTP2FrameGuard(role: .server, queues: queues.value) { connectionErrors.increment() })
+        try sync.addHandler(frameGuard)
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
                                             streamDelegate: manager.http2StreamDelegate) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {

@@ -145,6 +145,12 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy,
                                                               identity: admitted.identity, requestID: requestID, client: shared.client,
                                                               hasUnderscoredNames: facts.hasUnderscoredNames)
+            if !admitted.route.upstream.http2 {
+                guard shared.connections.acquire() else {
+                    return refuseOverConnectionLimit(route: admitted.route, log: log, isHEAD: head.method == .HEAD)
+                }
+                countsAsConnection = true
+            }
             if facts.expectsContinue {
                 context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .continue))), promise: nil)
             }
@@ -156,8 +162,6 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .proxyingHTTP2(exchange)
                 exchange.start()
             } else {
-                guard shared.connections.acquire() else { return refuseOverConnectionLimit(route: admitted.route, log: log, isHEAD: head.method == .HEAD) }
-                countsAsConnection = true
                 let exchange = UpstreamExchange(downstream: self, route: admitted.route, clientHead: head, upstreamHead: upstreamHead,
                                                 log: log, extraResponseHeaders: admitted.responseHeaders)
                 state = .proxying(exchange)

@@ -111,13 +111,14 @@ final class HTTP2UpstreamPool {
                 let counted = NIOLoopBound(connection, eventLoop: eventLoop)
                 connection.multiplexer.createStreamChannel(promise: created) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP2FrameQueueMeter(queues: counted.value.queues) {
-                            onStreamFault.value(.streamShed(upstream: target.address))
-                        })
                         try channel.pipeline.syncOperations.addHandler(HTTP2UpstreamResetCounter {
                             if counted.value.noteReset(at: .now()) {
                                 onStreamFault.value(.connectionRetired(upstream: target.address))
                             }
+                        })
+                        // After the counter, which passes every frame on and counts the meter's reset.
+                        try channel.pipeline.syncOperations.addHandler(HTTP2FrameQueueMeter(queues: counted.value.queues) {
+                            onStreamFault.value(.streamShed(upstream: target.address))
                         })
                         try initializer.value(channel)
                     }
@@ -187,7 +188,7 @@ final class HTTP2UpstreamPool {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? UpstreamPool.sniName(address.host)))
                     }
                     try sync.addHandler(FlushCoalescingHandler())
-                    try sync.addHandler(HTTP2FrameGuard(role: .client, queues: HTTP2FrameQueues()) {
+                    try sync.addHandler(HTTP2FrameGuard(role: .client) {
                         onFault.value(.connectionClosed(upstream: address, error: HTTP2FrameGuard.WindowUpdateFlood()))
                     })
                     // The gateway takes no pushed streams.

@@ -56,8 +56,9 @@ final class WebSocketRelay {
     private var graceTimer: Scheduled<Void>?
     /// Set when a peer's close frame begins: both connections close when it fires.
     private var closeHandshakeTimer: Scheduled<Void>?
-    /// Which peer sent the first close frame: the session's end reason once the connections are
-    /// gone. The session stays open, and its token watched, until then.
+    /// Which peer sent the first close frame: the session's end reason once a connection closes,
+    /// unless the gateway closed the WebSocket first. The session stays open, and its token
+    /// watched, until then.
     private var closedBy: LiveSessions.EndReason?
     /// A close frame was written to that side (passed on or the gateway's own), or is due after
     /// the frame in flight.
@@ -139,7 +140,7 @@ final class WebSocketRelay {
                     context(side)?.close(promise: nil)
                     return
                 }
-                // The session ends when the connections do: until then a token's end still closes
+                // The session ends when a connection does: until then a token's end still closes
                 // both (a close frame begun and never finished must not end the watch).
                 if closedBy == nil { closedBy = side == .client ? .client : .upstream }
                 markCloseSent(to: side.other)

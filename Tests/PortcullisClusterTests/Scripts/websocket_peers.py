@@ -6,7 +6,7 @@
       to the log as a line "path authorization-present", and "path closed" when that WebSocket
       ends. A path containing "reject" is answered 403 (a failing upstream handshake); one
       containing "slow" is answered after half a second ("path left before the answer" is logged
-      when the gateway closed the connection meanwhile); one containing "huge" gets an X-Big field
+      when the gateway closed the connection meanwhile, else "path answering"); one containing "huge" gets an X-Big field
       of 8 000 backslashes in its answer (19 KB in HPACK's Huffman code, 19 bits each); one
       containing "hop" names X-Internal-Hop in its Connection field and sends it (a field for
       the gateway's hop only).
@@ -379,6 +379,8 @@ async def run_server(args):
             await asyncio.sleep(0.5)
             if connection.transport.is_closing():
                 log.write(f"{request.path} left before the answer\n")
+            else:
+                log.write(f"{request.path} answering\n")
         if "reject" in request.path:
             response = connection.respond(403, "upstream says")
             return process_response(connection, request, response)
