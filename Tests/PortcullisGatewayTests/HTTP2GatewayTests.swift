@@ -54,6 +54,23 @@ final class HTTP2GatewayTests {
         }
     }
 
+    /// A gateway of its own, with `settings` (top-level YAML lines) and one route for every path
+    /// to the test upstream, `route` added to it.
+    func oneRouteGateway(settings: String, route: String? = nil) async throws -> GatewayProcess {
+        let upstreamAddress = upstream.address
+        return try await GatewayProcess.start { port, adminPort, _ in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            \(settings)
+            routes:
+              - name: only
+                path_prefix: /
+                upstream: {targets: [\(upstreamAddress)]}
+            """ + (route.map { "\n    " + $0 } ?? "")
+        }
+    }
+
     static let peerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/h2_peer.py").path
 
     /// Runs the raw peer and returns what it saw.
@@ -168,19 +185,7 @@ final class HTTP2GatewayTests {
 
     @Test("with http2.extended_connect: false the gateway does not offer extended CONNECT and resets a stream that tries it (PROTOCOL_ERROR)")
     func extendedConnectOff() async throws {
-        let upstreamAddress = upstream.address
-        let off = try await GatewayProcess.start { port, adminPort, _ in
-            """
-            listen: 127.0.0.1:\(port)
-            admin_listen: 127.0.0.1:\(adminPort)
-            http2: {extended_connect: false}
-            routes:
-              - name: ws
-                path_prefix: /
-                upstream: {targets: [\(upstreamAddress)]}
-                websocket: true
-            """
-        }
+        let off = try await oneRouteGateway(settings: "http2: {extended_connect: false}", route: "websocket: true")
         defer { Task { await off.stop() } }
         let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "extended-connect", String(off.port), "/ws", "websocket"])
         let seen = try #require(try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout) \(result.stderr)")
@@ -403,19 +408,7 @@ final class HTTP2GatewayTests {
     /// gateway had, past `max_connections` (an attacker review).
     @Test("over HTTP/2, each request to an HTTP/1.1 upstream counts toward limits.max_connections while its stream is open: with a limit of 6, one connection's 10 slow requests get five 200s and five 503s with Retry-After, and the slots come back when the streams close")
     func streamsCountTowardMaxConnections() async throws {
-        let upstreamAddress = upstream.address
-        let limited = try await GatewayProcess.start { port, adminPort, _ in
-            """
-            listen: 127.0.0.1:\(port)
-            admin_listen: 127.0.0.1:\(adminPort)
-            event_loops: 1
-            limits: {max_connections: 6}
-            routes:
-              - name: public
-                path_prefix: /
-                upstream: {targets: [\(upstreamAddress)]}
-            """
-        }
+        let limited = try await oneRouteGateway(settings: "event_loops: 1\nlimits: {max_connections: 6}")
         try await withCleanup(limited, { await $0.stop() }) { limited in
             /// Each stream's response head (`:status` and fields).
             func streams(_ count: Int) throws -> [String: [String: String]] {
