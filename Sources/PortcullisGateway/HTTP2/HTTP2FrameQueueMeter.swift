@@ -1,13 +1,13 @@
 import NIOCore
 import NIOHTTP2
 
-/// The front of an HTTP/2 stream's pipeline (on upstream streams after `HTTP2UpstreamResetCounter`,
-/// which passes every frame on and so counts this one's reset), on client and upstream
-/// connections alike: tells the
-/// connection's `HTTP2FrameQueues` each frame swift-nio-http2 delivers to the stream (what the
-/// queue lost), and resets the stream with ENHANCE_YOUR_CALM when the connection's queues are over
-/// their limit and this stream holds the most — its queued frames go with it, and what the
-/// stream's handlers see is a closed stream. Confined to the connection's event loop.
+/// The front of an HTTP/2 stream's pipeline, on client and upstream connections alike (on
+/// upstream streams after `HTTP2UpstreamResetCounter`, which passes every frame on and so counts
+/// this one's reset): tells the connection's `HTTP2FrameQueues` each frame swift-nio-http2
+/// delivers to the stream (what the queue lost), and resets the stream with ENHANCE_YOUR_CALM
+/// when the connection's queues are over their limit and this stream holds the most — its queued
+/// frames go with it, and what the stream's handlers see is a closed stream. The queues hold it
+/// until the stream closes. Confined to the connection's event loop.
 final class HTTP2FrameQueueMeter: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTP2Frame.FramePayload
