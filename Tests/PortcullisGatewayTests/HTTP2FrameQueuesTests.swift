@@ -68,6 +68,18 @@ struct HTTP2FrameQueuesTests {
         #expect(queues.countedStreams == 0 && queues.total == 0)
         #expect(!queues.track(Header(length: 3, type: 1, flags: 4, streamID: 3), fromPeer: true))
         #expect(queues.countedStreams == 1 && queues.queued(on: 3) == 1)
+
+        // To an upstream: the gateway opens the streams; the upstream's HEADERS (its response)
+        // count on one open, and after the gateway reset it, open nothing again.
+        let upstream = HTTP2FrameQueues(limit: 100, peerOpensOdd: false)
+        _ = upstream.track(Header(length: 3, type: 1, flags: 4, streamID: 1), fromPeer: false)
+        _ = upstream.track(Header(length: 3, type: 1, flags: 4, streamID: 1), fromPeer: true)
+        #expect(upstream.queued(on: 1) == 1)
+        _ = upstream.track(Header(length: 4, type: 3, flags: 0, streamID: 1), fromPeer: false)
+        _ = upstream.track(Header(length: 3, type: 1, flags: 5, streamID: 1), fromPeer: true)
+        _ = upstream.track(Header(length: 1, type: 0, flags: 0, streamID: 1), fromPeer: true)
+        _ = upstream.track(Header(length: 3, type: 1, flags: 4, streamID: 3), fromPeer: true)
+        #expect(upstream.countedStreams == 0 && upstream.total == 0)
     }
 
     /// Holds its stream's reads when `hold` (the gateway's handlers do while the other side cannot
