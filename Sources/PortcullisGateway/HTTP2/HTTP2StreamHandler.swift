@@ -208,6 +208,21 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return isHEAD ? 0 : body?.readableBytes ?? 0
     }
 
+    /// `limits.max_connections` is reached: 503 with `Retry-After: 1` (`UNAVAILABLE` for gRPC),
+    /// counted with the connections refused.
+    private func refuseOverConnectionLimit(route: CompiledRoute, log: RequestLog, isHEAD: Bool) {
+        state = .answered
+        shared.gateway.metrics.rejectedConnections.increment()
+        var log = log
+        var response = ErrorResponse(status: .serviceUnavailable, error: "too_many_connections",
+                                     description: "the gateway's connection limit is reached")
+        response.headers.add(name: "Retry-After", value: "1")
+        log.status = 503
+        log.reason = response.error
+        log.bytesOut = answer(response, requestID: log.requestID, isHEAD: isHEAD)
+        shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+    }
+
     /// Ends the response; a request still sending its body is then ended with RST_STREAM
     /// NO_ERROR (`HTTP2EarlyResponseReset`), so the client stops sending what nobody reads and
     /// takes the response as complete.
@@ -490,21 +505,6 @@ extension HTTP2StreamHandler: WebSocketDownstream {
     }
 
     var webSocketClientConnected: Bool { context?.channel.isActive ?? false }
-
-    /// `limits.max_connections` is reached: 503 with `Retry-After: 1` (`UNAVAILABLE` for gRPC),
-    /// counted with the connections refused.
-    private func refuseOverConnectionLimit(route: CompiledRoute, log: RequestLog, isHEAD: Bool) {
-        state = .answered
-        shared.gateway.metrics.rejectedConnections.increment()
-        var log = log
-        var response = ErrorResponse(status: .serviceUnavailable, error: "too_many_connections",
-                                     description: "the gateway's connection limit is reached")
-        response.headers.add(name: "Retry-After", value: "1")
-        log.status = 503
-        log.reason = response.error
-        log.bytesOut = answer(response, requestID: log.requestID, isHEAD: isHEAD)
-        shared.gateway.record(log, metrics: route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
-    }
 
     func webSocketFailed(_ response: ErrorResponse, log: RequestLog, route: CompiledRoute) {
         state = .done
