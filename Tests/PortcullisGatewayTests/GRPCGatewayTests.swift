@@ -187,6 +187,23 @@ struct GRPCGatewayTests {
         }
     }
 
+    /// A client-streaming or bidirectional call may rightly send nothing for as long as it
+    /// lasts: the minimum request-body rate, applied to other HTTP/2 streams, is not applied to it.
+    @Test("a gRPC call whose client stream is idle for longer than limits.request_body_grace is not cut for it: the body rate is not a gRPC rule")
+    func idleClientStreamIsNotSlow() async throws {
+        let server = try await Self.startServer(prefix: "grpc-idle")
+        defer { Task { _ = await server.process.terminate() } }
+        let issuer = try TestIssuer()
+        let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer,
+                                                  settings: "limits: {request_body_grace: 500ms, request_body_min_rate: 256}")
+        try await withCleanup(gateway, { await $0.stop() }) { gateway in
+            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "pause", String(gateway.port), try issuer.token(sub: "dave"), "2"])
+            let seen = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            #expect(seen?["ok"] as? [String] == ["echo:a", "echo:b"], "\(result.stdout) \(result.stderr)")
+            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#) == 0)
+        }
+    }
+
     /// The Python gRPC server (Scripts/grpc_peer.py) on a free port, ready.
     private static func startServer(prefix: String, environment: [String] = []) async throws -> (process: ManagedProcess, port: Int) {
         let port = try FreePort.allocate()
@@ -199,13 +216,14 @@ struct GRPCGatewayTests {
 
     /// A gateway on one event loop (so every call shares its upstream connections) with a JWT route
     /// to `upstreamPort` over h2c.
-    private static func startGateway(upstreamPort: Int, issuer: TestIssuer) async throws -> GatewayProcess {
+    private static func startGateway(upstreamPort: Int, issuer: TestIssuer, settings: String = "") async throws -> GatewayProcess {
         try await GatewayProcess.start { port, adminPort, directory in
             let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
             return """
             listen: 127.0.0.1:\(port)
             admin_listen: 127.0.0.1:\(adminPort)
             event_loops: 1
+            \(settings)
             \(issuers)
             routes:
               - name: grpc

@@ -427,6 +427,43 @@ final class HTTP2GatewayTests {
         }
     }
 
+    /// The build before applied the minimum body rate to HTTP/1.1 only: a stream whose body
+    /// stopped held its upstream connection, and a `max_connections` slot, for as long as the
+    /// client liked.
+    @Test("over HTTP/2, a stream whose request body stops coming is answered 408 once it falls below limits.request_body_min_rate after the grace, and counted; the connection's other streams go on")
+    func stalledRequestBodyIsCut() async throws {
+        let limited = try await oneRouteGateway(settings: "limits: {request_body_grace: 1s, request_body_min_rate: 256}")
+        try await withCleanup(limited, { await $0.stop() }) { limited in
+            let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "stalled-body", String(limited.port), "/echo", "8"])
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+            let status = seen["status"] as? [String: String]
+            #expect(status?["1"] == "408", "\(seen)")
+            let waited = seen["waited"] as? Double ?? .infinity
+            // The grace (1 s) plus one byte at 256 B/s, and a loaded machine's slack.
+            #expect(waited > 0.9 && waited < 5, "answered after \(waited) s")
+            #expect(status?["3"] == "200", "the connection did not go on: \(seen)")
+            #expect(PrometheusText.sample(try limited.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#) == 1)
+        }
+    }
+
+    /// The build before applied the response-write deadline to the connection only: a client
+    /// that kept one stream's window shut, reading everything else, held that stream's upstream
+    /// connection indefinitely.
+    @Test("over HTTP/2, a stream whose client keeps its window shut on a response is reset after limits.response_write_timeout, and counted")
+    func shutStreamWindowIsCut() async throws {
+        let limited = try await oneRouteGateway(settings: "limits: {response_write_timeout: 1s}")
+        try await withCleanup(limited, { await $0.stop() }) { limited in
+            let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "unread", String(limited.port), "/bytes/1048576", "8"])
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+            #expect((seen["status"] as? [String: String])?["1"] == "200", "\(seen)")
+            #expect((seen["resets"] as? [String: Int])?["1"] == 8, "not reset with CANCEL: \(seen)")
+            #expect(seen["closed"] as? Bool == false, "the connection closed: \(seen)")
+            let waited = seen["waited"] as? Double ?? .infinity
+            #expect(waited > 0.9 && waited < 5, "reset after \(waited) s")
+            #expect(PrometheusText.sample(try limited.metrics(), #"portcullis_slow_clients_total{direction="response"}"#) == 1)
+        }
+    }
+
     /// swift-nio-http2 skips a frame of a type it does not know without discarding the bytes it
     /// read past, while a frame remains incomplete: the build before kept every byte of such
     /// frames a client sent with each write ending inside one (1.5 GB from one connection in 10 s

@@ -11,14 +11,20 @@ final class HTTP2ConnectionShared {
     let admission: Admission
     /// What `limits.max_connections` bounds; a WebSocket over HTTP/2 counts as a connection.
     let connections: ConnectionCount
-    /// The streams' response-header deadlines, behind one scheduled check.
+    /// The streams' deadlines, behind one scheduled check.
     let deadlines: HTTP2StreamDeadlines
+    /// The minimum request-body rate, applied to each stream's body (nil: off).
+    let bodyRate: RequestBodyRate.Limit?
+    /// How long a stream's response may wait for the client's window (`limits.response_write_timeout`).
+    let responseWriteTimeout: TimeAmount
     private var routeTableCache: CachedRouteTable?
     var responseCounter: ResponseCounterCache?
 
     init(gateway: GatewayContext, pool: UpstreamPool, client: HeaderRewriter.ClientInfo, connections: ConnectionCount,
-         eventLoop: any EventLoop) {
+         limits: ServerLimits, eventLoop: any EventLoop) {
         self.deadlines = HTTP2StreamDeadlines(eventLoop: eventLoop)
+        self.bodyRate = RequestBodyRate.Limit(limits)
+        self.responseWriteTimeout = TimeAmount(limits.responseWriteTimeout)
         self.gateway = gateway
         self.connections = connections
         self.pool = pool

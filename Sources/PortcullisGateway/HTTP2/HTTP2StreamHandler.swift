@@ -59,6 +59,14 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// DATA frames held during a handshake: the stream's window bounds their bytes, this their
     /// number (a window's worth of 1-byte frames would otherwise be as many buffers).
     private static let maxEarlyParts = 64
+    /// The request body's bytes so far, and once the gateway first waits for more of it, the
+    /// minimum rate they keep to (`limits.request_body_min_rate`). Not for gRPC: a client stream
+    /// may rightly be idle for as long as its call lasts.
+    private var requestBodyBytes = 0
+    private var bodyRate: RequestBodyRate?
+    /// The stream cannot be written (the client's window is shut) and its deadline
+    /// (`limits.response_write_timeout`) is armed.
+    private var responseWriteArmed = false
 
     init(shared: HTTP2ConnectionShared) {
         self.shared = shared
@@ -69,8 +77,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        // The connection's deadlines hold this handler while its deadline is armed.
-        shared.deadlines.cancel(self)
+        // The connection's deadlines hold this handler while one of its deadlines is armed, and
+        // the body rate while it runs.
+        shared.deadlines.cancelAll(self)
+        bodyRate?.stop()
+        bodyRate = nil
         self.context = nil
     }
 
@@ -82,6 +93,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard case .waitingForHead = state else { return }
             handleHead(head)
         case .body(let body):
+            requestBodyBytes += body.readableBytes
+            bodyRate?.bodyReceived(bytes: body.readableBytes)
             switch state {
             case .proxying(let exchange): exchange.clientBody(body)
             case .proxyingHTTP2(let exchange): exchange.clientBody(body)
@@ -90,6 +103,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         case .end:
             requestEnded = true
+            bodyRate?.endReceived()
             switch state {
             case .proxying(let exchange): exchange.clientEnd()
             case .proxyingHTTP2(let exchange): exchange.clientEnd()
@@ -257,7 +271,38 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             pendingRead = true
             return
         }
+        readIssued()
         context.read()
+    }
+
+    /// A read goes to the client's stream: while its request body is under way, the gateway
+    /// waits for the client from now on (`RequestBodyRate`). The rate is set up at the first such
+    /// read, so a request whose end came with its head costs nothing.
+    private func readIssued() {
+        if let bodyRate { return bodyRate.readIssued() }
+        guard !requestEnded, !isGRPC, let limit = shared.bodyRate else { return }
+        switch state {
+        case .proxying, .proxyingHTTP2: break
+        default: return
+        }
+        let rate = RequestBodyRate(minimumRate: limit.minimumRate, grace: limit.grace,
+                                   deadline: shared.deadlines.slot(for: self, .requestBody)) { [self] in requestBodyTooSlow() }
+        rate.headReceived()
+        if requestBodyBytes > 0 { rate.bodyReceived(bytes: requestBodyBytes) }
+        bodyRate = rate
+        rate.readIssued()
+    }
+
+    /// The request body fell below the minimum rate: 408 before the response began (the stream is
+    /// then reset, NO_ERROR, as the client is still sending), the stream cut after; the upstream
+    /// request is cut either way.
+    private func requestBodyTooSlow() {
+        shared.gateway.metrics.slowRequestBodies.increment()
+        switch state {
+        case .proxying(let exchange): exchange.clientBodyTooSlow()
+        case .proxyingHTTP2(let exchange): exchange.clientBodyTooSlow()
+        default: context?.close(promise: nil)
+        }
     }
 
     /// Whether the request's body may be read on: no exchange, or its upstream can take bytes.
@@ -271,6 +316,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        watchResponseWrite(writable: context.channel.isWritable)
         if context.channel.isWritable {
             switch state {
             case .proxying(let exchange): exchange.clientDrained()
@@ -279,6 +325,28 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// A response the client's window holds up: unless the stream can be written again within
+    /// `limits.response_write_timeout`, it is reset (CANCEL) and its upstream request cut. Until
+    /// the stream closes, whatever the exchange's state: a stream whose last bytes wait holds its
+    /// `max_connections` slot too.
+    private func watchResponseWrite(writable: Bool) {
+        if writable {
+            guard responseWriteArmed else { return }
+            responseWriteArmed = false
+            shared.deadlines.cancel(self, .responseWrite)
+        } else if responseHeadSent, !responseWriteArmed {
+            responseWriteArmed = true
+            shared.deadlines.arm(self, .responseWrite, after: shared.responseWriteTimeout)
+        }
+    }
+
+    private func responseWriteTimedOut() {
+        responseWriteArmed = false
+        shared.gateway.metrics.stalledResponseWrites.increment()
+        // The stream's close ends the exchange (`channelInactive`).
+        context?.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -317,16 +385,17 @@ extension HTTP2StreamHandler: ExchangeDownstream {
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func armResponseHeaderTimeout(after timeout: TimeAmount) {
-        shared.deadlines.arm(self, after: timeout)
+        shared.deadlines.arm(self, .responseHeader, after: timeout)
     }
 
     func cancelResponseHeaderTimeout() {
-        shared.deadlines.cancel(self)
+        shared.deadlines.cancel(self, .responseHeader)
     }
 
     func resumeRequestReads() {
         guard pendingRead, let context, upstreamTakesBytes else { return }
         pendingRead = false
+        readIssued()
         context.read()
     }
 
@@ -383,14 +452,21 @@ extension HTTP2StreamHandler: ExchangeDownstream {
     }
 }
 
-// MARK: The response-header deadline
+// MARK: The stream's deadlines
 
 extension HTTP2StreamHandler: HTTP2StreamDeadlineOwner {
-    func responseHeaderDeadlinePassed() {
-        switch state {
-        case .proxying(let exchange): exchange.responseHeaderTimedOut()
-        case .proxyingHTTP2(let exchange): exchange.responseHeaderTimedOut()
-        default: break
+    func deadlinePassed(_ kind: HTTP2StreamDeadlines.Kind) {
+        switch kind {
+        case .responseHeader:
+            switch state {
+            case .proxying(let exchange): exchange.responseHeaderTimedOut()
+            case .proxyingHTTP2(let exchange): exchange.responseHeaderTimedOut()
+            default: break
+            }
+        case .requestBody:
+            bodyRate?.deadlinePassed()
+        case .responseWrite:
+            responseWriteTimedOut()
         }
     }
 }

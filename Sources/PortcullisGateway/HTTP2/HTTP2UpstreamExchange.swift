@@ -178,6 +178,14 @@ final class HTTP2UpstreamExchange {
         stream?.read()
     }
 
+    /// The client sent the body below the minimum rate (`RequestBodyRate`): 408 before the
+    /// response began, the client's stream cut after; the upstream stream is reset either way.
+    func clientBodyTooSlow() {
+        guard !clientRequestEnded, !done else { return }
+        log.reason = "request_body_too_slow"
+        fail(nil, status: .requestTimeout, error: "request_timeout", description: "the request body arrived too slowly")
+    }
+
     func responseHeaderTimedOut() {
         guard !responseStarted, !done else { return }
         fail(.responseHeaderTimeout)

@@ -63,9 +63,9 @@ public final class GatewayMetrics: Sendable {
         underscoredFieldsDropped = registry.counter("portcullis_underscored_header_requests_total", labels: [],
             help: "Requests whose header fields with an underscore in the name were dropped (http.headers_with_underscores: drop).")
         slowRequestBodies = registry.counter("portcullis_slow_clients_total", labels: [("direction", "request_body")],
-            help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
+            help: "Client connections, or HTTP/2 streams, cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark, or its HTTP/2 window kept shut, for limits.response_write_timeout).")
         stalledResponseWrites = registry.counter("portcullis_slow_clients_total", labels: [("direction", "response")],
-            help: "Client connections cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark within limits.response_write_timeout).")
+            help: "Client connections, or HTTP/2 streams, cut for being too slow: request_body (below limits.request_body_min_rate), response (its send buffer not drained below the low-water mark, or its HTTP/2 window kept shut, for limits.response_write_timeout).")
         let protocolHelp = "Client connections by the protocol they speak: http/1.1, or h2 (ALPN on TLS, the connection preface on plaintext)."
         http1Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "http/1.1")], help: protocolHelp)
         http2Connections = registry.counter("portcullis_client_connections_total", labels: [("protocol", "h2")], help: protocolHelp)

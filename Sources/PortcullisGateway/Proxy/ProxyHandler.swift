@@ -39,11 +39,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private let pool: UpstreamPool
     private let timeouts: ConnectionTimeoutHandler?
     /// The minimum request-body rate (`limits.request_body_min_rate`), nil when off.
-    struct BodyRateLimit {
-        let minimumRate: Int
-        let grace: TimeAmount
-    }
-    private let bodyRateLimit: BodyRateLimit?
+    private let bodyRateLimit: RequestBodyRate.Limit?
     private var bodyRate: RequestBodyRate?
     private let client: HeaderRewriter.ClientInfo
     private let admission: Admission
@@ -72,7 +68,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// The counter of this connection's last response.
     private var responseCounter: ResponseCounterCache?
 
-    init(gateway: GatewayContext, pool: UpstreamPool, timeouts: ConnectionTimeoutHandler?, bodyRate: BodyRateLimit?,
+    init(gateway: GatewayContext, pool: UpstreamPool, timeouts: ConnectionTimeoutHandler?, bodyRate: RequestBodyRate.Limit?,
          client: HeaderRewriter.ClientInfo) {
         self.gateway = gateway
         self.pool = pool
@@ -92,7 +88,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         if let limit = bodyRateLimit {
             // Strong capture: `handlerRemoved` stops it, which breaks the cycle.
-            bodyRate = RequestBodyRate(minimumRate: limit.minimumRate, grace: limit.grace, eventLoop: context.eventLoop) { [self] in
+            bodyRate = RequestBodyRate(limit, eventLoop: context.eventLoop) { [self] in
                 requestBodyTooSlow()
             }
         }

@@ -9,8 +9,23 @@ import NIOCore
 ///
 /// Not a `ChannelHandler`: the request path tells it about the parts and reads it handles anyway,
 /// so the check costs no pipeline hop on every read of every request (a handler of its own was
-/// measurable in the request-path benchmark). Event-loop confined.
+/// measurable in the request-path benchmark). Its deadline is a timer of its own on an HTTP/1.1
+/// connection, and a slot among the connection's stream deadlines on an HTTP/2 stream
+/// (`HTTP2StreamDeadlines`), whose owner calls `deadlinePassed()`. Event-loop confined.
 final class RequestBodyRate {
+    /// `limits.request_body_min_rate` after `limits.request_body_grace`.
+    struct Limit {
+        let minimumRate: Int
+        let grace: TimeAmount
+
+        /// The limits' rate, nil when it is 0 (off).
+        init?(_ limits: ServerLimits) {
+            guard limits.requestBodyMinRate > 0 else { return nil }
+            minimumRate = limits.requestBodyMinRate
+            grace = TimeAmount(limits.requestBodyGrace)
+        }
+    }
+
     /// Bytes per second.
     private let minimumRate: Int
     private let grace: TimeAmount
@@ -19,19 +34,32 @@ final class RequestBodyRate {
     /// Time spent waiting for this body's bytes, up to the last time some arrived.
     private var waited = TimeAmount.zero
     private var waitingSince: NIODeadline?
-    private var timer: DeadlineTimer?
+    private var timer: (any RequestBodyDeadline)?
     private var onTooSlow: (() -> Void)?
     /// The most whole seconds an allowance counts (about 285 years): TimeAmount counts nanoseconds in an Int64.
     private static let longestAllowance: Int64 = 9_000_000_000
 
     /// `onTooSlow` runs on `eventLoop` when the body in progress fell below the rate; it is
     /// dropped by `stop()`, which the owner must call when its connection goes away.
+    convenience init(_ limit: Limit, eventLoop: any EventLoop, onTooSlow: @escaping () -> Void) {
+        self.init(minimumRate: limit.minimumRate, grace: limit.grace, eventLoop: eventLoop, onTooSlow: onTooSlow)
+    }
+
     init(minimumRate: Int, grace: TimeAmount, eventLoop: any EventLoop, onTooSlow: @escaping () -> Void) {
         self.minimumRate = minimumRate
         self.grace = grace
         self.onTooSlow = onTooSlow
         // Strong capture: `stop()` stops the timer, which breaks the cycle (see DeadlineTimer).
-        timer = DeadlineTimer(eventLoop: eventLoop) { [self] in expired() }
+        timer = DeadlineTimer(eventLoop: eventLoop) { [self] in deadlinePassed() }
+    }
+
+    /// The same, its deadline kept by `deadline`, whose owner calls `deadlinePassed()` when it
+    /// passes; `onTooSlow` runs from there.
+    init(minimumRate: Int, grace: TimeAmount, deadline: any RequestBodyDeadline, onTooSlow: @escaping () -> Void) {
+        self.minimumRate = minimumRate
+        self.grace = grace
+        self.onTooSlow = onTooSlow
+        timer = deadline
     }
 
     /// A request head was read: a body, if any, follows.
@@ -81,7 +109,8 @@ final class RequestBodyRate {
         timer?.cancel()
     }
 
-    private func expired() {
+    /// The deadline set last passed: the body fell below the rate, unless bytes came meanwhile.
+    func deadlinePassed() {
         guard inBody, let waitingSince else { return }
         guard waited + (.now() - waitingSince) >= allowance else {
             timer?.set(waitingSince + allowance - waited)
@@ -92,3 +121,14 @@ final class RequestBodyRate {
         onTooSlow?()
     }
 }
+
+/// Where `RequestBodyRate` keeps its one deadline.
+protocol RequestBodyDeadline: AnyObject {
+    /// Pass at `deadline` unless set again or cancelled before.
+    func set(_ deadline: NIODeadline)
+    func cancel()
+    /// Cancelled for good; drops what the deadline holds.
+    func stop()
+}
+
+extension DeadlineTimer: RequestBodyDeadline {}

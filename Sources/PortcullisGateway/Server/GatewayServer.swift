@@ -138,7 +138,7 @@ final class GatewayServer: Sendable {
                 // are HTTP/1.1's. The response-write deadline stays.
                 timeouts.headReceived()
                 try HTTP2Pipeline.configure(channel, config: http2, limits: limits,
-                                            shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client, connections: connections,
+                                            shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client, connections: connections, limits: limits,
                                                                           eventLoop: channel.eventLoop))
             }
         }
@@ -168,9 +168,7 @@ final class GatewayServer: Sendable {
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
                                                                     informationalResponseStrategy: .drop,
                                                                     limitConfiguration: decoderLimits)))
-        let bodyRate = limits.requestBodyMinRate > 0
-            ? ProxyHandler.BodyRateLimit(minimumRate: limits.requestBodyMinRate, grace: TimeAmount(limits.requestBodyGrace)) : nil
-        try sync.addHandler(ProxyHandler(gateway: context, pool: pool, timeouts: timeouts, bodyRate: bodyRate, client: client))
+        try sync.addHandler(ProxyHandler(gateway: context, pool: pool, timeouts: timeouts, bodyRate: RequestBodyRate.Limit(limits), client: client))
     }
 
     /// An IPv4 client of a dual-stack listener appears as `::ffff:a.b.c.d`: it is that IPv4

@@ -18,6 +18,10 @@ bytes (no protobuf), so no generated code is needed.
                                     N unary calls of METHOD (request "hello") one after
                                     another on one channel; prints a JSON list of each outcome
                                     ({"ok": answer} or {"code", "details"})
+    grpc_peer.py pause PORT TOKEN SECONDS
+                                    one Bidi call that sends "a", waits SECONDS, sends "b"
+                                    and ends; prints its outcome ({"ok": [answers]} or
+                                    {"code", "details"})
     grpc_peer.py hold PLAN OUT READY DONE
                                     opens one Watch stream per PLAN entry ({"port", "token"}),
                                     touches READY once each has a message, waits for DONE (at
@@ -212,6 +216,19 @@ def parallel(port, token, count):
     print(json.dumps({"codes": codes, "seconds": seconds}), flush=True)
 
 
+def pause(port, token, seconds):
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    auth = [("authorization", "Bearer " + token)]
+
+    def requests():
+        yield b"a"
+        time.sleep(seconds)
+        yield b"b"
+
+    call = channel.stream_stream(f"/{SERVICE}/Bidi")
+    print(json.dumps(outcome(lambda: [m.decode() for m in call(requests(), metadata=auth, timeout=seconds + 10)])), flush=True)
+
+
 def hold(plan_file, out_file, ready_file, done_file):
     import os
     import threading
@@ -274,5 +291,7 @@ if __name__ == "__main__":
         calls(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]))
     elif sys.argv[1] == "hold":
         hold(*sys.argv[2:6])
+    elif sys.argv[1] == "pause":
+        pause(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
     else:
         client(int(sys.argv[2]), sys.argv[3])

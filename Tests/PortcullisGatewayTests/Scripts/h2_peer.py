@@ -39,7 +39,13 @@ Prints one JSON object describing what the server did. Modes:
                        prints how much process PID (the gateway) grew meanwhile, the connection
                        still open
   unread PATH SECONDS  a GET of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE is 0 (it
-                       takes no DATA), waiting SECONDS
+                       takes no DATA), waiting SECONDS for the stream to be reset; prints the
+                       seconds waited
+  stalled-body PATH SECONDS
+                       a POST of PATH whose HEADERS do not end the stream, one DATA frame of "x",
+                       then nothing; waits SECONDS for the stream to end or be reset, prints the
+                       seconds waited, then a GET of PATH on stream 3 (whether the connection
+                       lives on)
   request PATH [NAME=VALUE ...]
                        one GET of PATH with the extra fields; prints status, body and trailers
                        (after a GOAWAY, too)
@@ -355,10 +361,21 @@ def main():
         print(json.dumps(peer.result(sent_mb=sent >> 20, grew=resident() - before)))
     elif mode == "unread":
         peer.send(HeadersFrame(1, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
-        deadline = time.monotonic() + float(sys.argv[4])
-        while 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
+        start = time.monotonic()
+        while 1 not in peer.resets and not peer.closed and time.monotonic() < start + float(sys.argv[4]):
+            peer.pump(0.05)
+        print(json.dumps(peer.result(waited=time.monotonic() - start)))
+    elif mode == "stalled-body":
+        peer.send(HeadersFrame(1, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]), DataFrame(1, b"x"))
+        start = time.monotonic()
+        while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < start + float(sys.argv[4]):
+            peer.pump(0.05)
+        waited = time.monotonic() - start
+        peer.send(HeadersFrame(3, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.2)
-        print(json.dumps(peer.result()))
+        print(json.dumps(peer.result(waited=waited)))
     elif mode == "request":
         extra = [tuple(field.split("=", 1)) for field in sys.argv[4:]]
         peer.send(HeadersFrame(1, peer.request_block(path=arg, extra=extra), flags=["END_HEADERS", "END_STREAM"]))
