@@ -102,6 +102,7 @@ private final class EchoHandler: ChannelInboundHandler {
     private let stats: TestUpstream.Stats
     private var head: HTTPRequestHead?
     private var bodyBytes = 0
+    private var bodyParts = 0
     private var bodyPreview: [UInt8] = []
 
     init(stats: TestUpstream.Stats) {
@@ -113,9 +114,11 @@ private final class EchoHandler: ChannelInboundHandler {
         case .head(let head):
             self.head = head
             bodyBytes = 0
+            bodyParts = 0
             bodyPreview = []
         case .body(let buffer):
             bodyBytes += buffer.readableBytes
+            bodyParts += 1
             if bodyPreview.count < 4096 {
                 bodyPreview += buffer.getBytes(at: buffer.readerIndex, length: min(buffer.readableBytes, 4096 - bodyPreview.count)) ?? []
             }
@@ -175,6 +178,16 @@ private final class EchoHandler: ChannelInboundHandler {
             context.channel.closeFuture.whenComplete { _ in task.cancel() }
             return
         }
+        if parts.count == 2, parts[0] == "tiny", let count = Int(parts[1]) {
+            // `count` bodies of one byte each: chunks of one byte on the wire.
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/octet-stream")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            let one = context.channel.allocator.buffer(string: "x")
+            for _ in 0..<count { context.write(wrapOutboundOut(.body(.byteBuffer(one))), promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
         if parts.count == 2, parts[0] == "bytes", let count = Int(parts[1]) {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/octet-stream")
@@ -207,6 +220,7 @@ private final class EchoHandler: ChannelInboundHandler {
             "version": "\(head.version.major).\(head.version.minor)",
             "headers": headerObject,
             "body_bytes": bodyBytes,
+            "body_parts": bodyParts,
             "body_preview": String(decoding: bodyPreview, as: UTF8.self),
         ]
         let json = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)

@@ -464,6 +464,65 @@ final class HTTP2GatewayTests {
         }
     }
 
+    /// swift-nio-http2 makes a stream unwritable by its bytes, not its writes: the build before
+    /// wrote each of an upstream's 1-byte bodies as a write of its own, 8 196 of them waiting on a
+    /// stream whose client kept its window shut (about 2 MB per stream; 500 MB from 20
+    /// connections of 100 streams in an attacker review), and sent them as as many DATA frames.
+    @Test("an upstream's 20 000 one-byte chunks to a client whose window is shut wait as a few joined writes, not one each: once the window opens the client gets all 20 000 bytes in a few dozen DATA frames")
+    func smallResponseWritesAreJoined() throws {
+        let seen = try peer("window-later", "/tiny/20000", "1")
+        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(seen)")
+        #expect(seen["body_bytes"] as? Int == 20_000, "\(seen["body_bytes"] ?? "none")")
+        let frames = (seen["data_frames"] as? [String: Int])?["1"] ?? .max
+        #expect(frames < 200, "\(frames) DATA frames for 20 000 bytes")
+    }
+
+    /// Joined writes of small bodies wait one at a time, and each one the client takes starts the
+    /// response-write time over: a stream of small messages to a client that reads them is never
+    /// cut. (A review found the deadline could be kept across completed writes when bytes were
+    /// held at each completion; this run does not reproduce that timing, it guards the property.)
+    @Test("a response streaming small bodies to a client that reads them goes on past limits.response_write_timeout, never reset")
+    func healthyStreamOfSmallBodiesIsNotCut() async throws {
+        let limited = try await oneRouteGateway(settings: "limits: {response_write_timeout: 1s}")
+        try await withCleanup(limited, { await $0.stop() }) { limited in
+            let result = try runCommand("/usr/bin/env", ["curl", "-s", "--http2-prior-knowledge", "--max-time", "3",
+                                                         "http://127.0.0.1:\(limited.port)/drip/1"])
+            let ticks = result.stdout.split(separator: "\n").count
+            #expect(result.status == 28, "curl ended with \(result.status) after \(ticks) ticks, not at its own time limit")
+            #expect(ticks > 300, "\(ticks) ticks in 3 s")
+            #expect(PrometheusText.sample(try limited.metrics(), #"portcullis_slow_clients_total{direction="response"}"#) == 0)
+        }
+    }
+
+    /// The build before passed each DATA frame on as a write (and a chunk) of its own: a window of
+    /// 1-byte frames read at once became 65 535 writes waiting on the upstream connection.
+    @Test("a request body of 2 000 one-byte DATA frames read at once reaches an HTTP/1.1 upstream joined, in a few chunks, every byte of it")
+    func smallRequestFramesAreJoined() throws {
+        let seen = try peer("one-byte-body", "/echo", "2000")
+        #expect((seen["status"] as? [String: String])?["1"] == "200", "\(seen)")
+        let body = try #require((seen["bodies"] as? [String: String])?["1"])
+        let echoed = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        #expect(echoed["body_bytes"] as? Int == 2000)
+        let parts = echoed["body_parts"] as? Int ?? .max
+        #expect(parts < 100, "the upstream read the body in \(parts) parts")
+    }
+
+    /// The build before counted a stream to an HTTP/1.1 upstream toward `max_connections` until the
+    /// stream closed: a client that never took the last bytes of small responses (its window
+    /// shut) held a slot per stream, with no upstream connection behind it, for as long as it liked.
+    @Test("a stream to an HTTP/1.1 upstream gives its max_connections slot back when its exchange ends, not when a client that keeps its window shut lets the stream close: three such streams, then another client is served")
+    func slotsComeBackWithTheExchange() async throws {
+        let limited = try await oneRouteGateway(settings: "limits: {max_connections: 4}")
+        try await withCleanup(limited, { await $0.stop() }) { limited in
+            let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "hold-small", String(limited.port), "/echo", "3"])
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+            #expect((seen["status"] as? [String: String]) == ["1": "200", "3": "200", "5": "200"], "\(seen)")
+            #expect((seen["bodies"] as? [String: String])?.isEmpty == true, "the held responses' bodies arrived: \(seen)")
+            let second = seen["second"] as? [String: Any]
+            #expect((second?["status"] as? [String: String])?["1"] == "200", "the next client was not served: \(second ?? [:])")
+        }
+    }
+
     /// swift-nio-http2 skips a frame of a type it does not know without discarding the bytes it
     /// read past, while a frame remains incomplete: the build before kept every byte of such
     /// frames a client sent with each write ending inside one (1.5 GB from one connection in 10 s

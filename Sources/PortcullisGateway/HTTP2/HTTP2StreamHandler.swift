@@ -53,8 +53,10 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// fails or its stream closes.
     private var webSocketSlot: ConnectionSlot?
     /// The stream's request, to an HTTP/1.1 upstream, holds an upstream connection of its own: it
-    /// counts toward `limits.max_connections` until the stream closes (an HTTP/1.1 client
-    /// connection holds one upstream connection at a time; an HTTP/2 one could hold a hundred).
+    /// counts toward `limits.max_connections` until its exchange ends or the stream closes (an
+    /// HTTP/1.1 client connection holds one upstream connection at a time; an HTTP/2 one could
+    /// hold a hundred). Not until the stream closes: a client that never opens its window for the
+    /// last bytes of a small response keeps the stream open, not an upstream connection.
     private var countsAsConnection = false
     /// DATA frames held during a handshake: the stream's window bounds their bytes, this their
     /// number (a window's worth of 1-byte frames would otherwise be as many buffers).
@@ -67,6 +69,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The stream cannot be written (the client's window is shut) and its deadline
     /// (`limits.response_write_timeout`) is armed.
     private var responseWriteArmed = false
+    /// The response body's small writes, held and joined past the first few (`HTTP2ResponseWrites`).
+    private var responseWrites = HTTP2ResponseWrites()
+    /// A read's request-body parts for an HTTP/1.1 upstream, joined into one write
+    /// (`HTTP2RequestBodyJoiner`; the HTTP/2 upstream's exchange joins its own).
+    private var requestJoiner = HTTP2RequestBodyJoiner()
 
     init(shared: HTTP2ConnectionShared) {
         self.shared = shared
@@ -96,7 +103,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             requestBodyBytes += body.readableBytes
             bodyRate?.bodyReceived(bytes: body.readableBytes)
             switch state {
-            case .proxying(let exchange): exchange.clientBody(body)
+            case .proxying(let exchange): if let joined = requestJoiner.add(body) { exchange.clientBody(joined) }
             case .proxyingHTTP2(let exchange): exchange.clientBody(body)
             case .upgrading: if earlyData.count < Self.maxEarlyParts { earlyData.append(body) } else { context.close(promise: nil) }
             default: break
@@ -105,7 +112,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             requestEnded = true
             bodyRate?.endReceived()
             switch state {
-            case .proxying(let exchange): exchange.clientEnd()
+            case .proxying(let exchange):
+                if let joined = requestJoiner.take() { exchange.clientBody(joined) }
+                exchange.clientEnd()
             case .proxyingHTTP2(let exchange): exchange.clientEnd()
             default: break
             }
@@ -242,6 +251,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// takes the response as complete.
     private func endResponse(trailers: HTTPHeaders?) {
         guard let context else { return }
+        if let held = responseWrites.drain() { context.write(wrapOutboundOut(.body(.byteBuffer(held))), promise: nil) }
         if requestEnded {
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         } else {
@@ -262,7 +272,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Backpressure and stream events
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if case .proxyingHTTP2(let exchange) = state { exchange.clientReadComplete() }
+        switch state {
+        case .proxying(let exchange): if let joined = requestJoiner.take() { exchange.clientBody(joined) }
+        case .proxyingHTTP2(let exchange): exchange.clientReadComplete()
+        default: break
+        }
         context.fireChannelReadComplete()
     }
 
@@ -316,21 +330,51 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        watchResponseWrite(writable: context.channel.isWritable)
-        if context.channel.isWritable {
-            switch state {
-            case .proxying(let exchange): exchange.clientDrained()
-            case .proxyingHTTP2(let exchange): exchange.clientDrained()
-            default: break
-            }
-        }
+        watchResponseWrite(writable: !responseWaits)
+        if isWritable { resumeResponse() }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// The stream can take more of the response: the upstream is read again.
+    private func resumeResponse() {
+        switch state {
+        case .proxying(let exchange): exchange.clientDrained()
+        case .proxyingHTTP2(let exchange): exchange.clientDrained()
+        default: break
+        }
+    }
+
+    /// Writes the response's held bytes, if any and no write of them waits; once that write
+    /// completes, what was held meanwhile goes, and the upstream is read again.
+    private func writeHeldResponse(_ context: ChannelHandlerContext) {
+        guard let held = responseWrites.heldToWrite() else { return }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in
+            responseWrites.heldWritten()
+            guard let context = self.context, context.channel.isActive else { return }
+            // The client took a write: progress, so the response-write deadline starts over
+            // (re-armed below if the next write waits too).
+            watchResponseWrite(writable: true)
+            if responseWrites.holds {
+                writeHeldResponse(context)
+                context.flush()
+            }
+            watchResponseWrite(writable: !responseWaits)
+            if isWritable { resumeResponse() }
+        }
+        context.write(wrapOutboundOut(.body(.byteBuffer(held))), promise: written)
     }
 
     /// A response the client's window holds up: unless the stream can be written again within
     /// `limits.response_write_timeout`, it is reset (CANCEL) and its upstream request cut. Until
     /// the stream closes, whatever the exchange's state: a stream whose last bytes wait holds its
     /// `max_connections` slot too.
+    /// Whether the response waits on the client: the stream cannot be written, too much is held,
+    /// or a write of held bytes has not completed (its window is shut).
+    private var responseWaits: Bool {
+        !(context?.channel.isWritable ?? true) || responseWrites.holdsTooMuch || responseWrites.heldWriteWaits
+    }
+
     private func watchResponseWrite(writable: Bool) {
         if writable {
             guard responseWriteArmed else { return }
@@ -342,6 +386,12 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    private func releaseConnectionSlot() {
+        guard countsAsConnection else { return }
+        countsAsConnection = false
+        shared.connections.release()
+    }
+
     private func responseWriteTimedOut() {
         responseWriteArmed = false
         shared.gateway.metrics.stalledResponseWrites.increment()
@@ -350,10 +400,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if countsAsConnection {
-            countsAsConnection = false
-            shared.connections.release()
-        }
+        releaseConnectionSlot()
         session?.end(.client)
         switch state {
         case .proxying(let exchange): exchange.clientGone()
@@ -382,7 +429,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 extension HTTP2StreamHandler: ExchangeDownstream {
     var upstreamPool: UpstreamPool { shared.pool }
     var metrics: GatewayMetrics { shared.gateway.metrics }
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// The stream's channel can be written and not too much of the response is held.
+    var isWritable: Bool { (context?.channel.isWritable ?? false) && !responseWrites.holdsTooMuch }
 
     func armResponseHeaderTimeout(after timeout: TimeAmount) {
         shared.deadlines.arm(self, .responseHeader, after: timeout)
@@ -412,11 +460,17 @@ extension HTTP2StreamHandler: ExchangeDownstream {
     }
 
     func sendResponseBody(_ body: ByteBuffer) {
-        context?.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        guard let context else { return }
+        if let now = responseWrites.take(body, allocator: context.channel.allocator) {
+            context.write(wrapOutboundOut(.body(.byteBuffer(now))), promise: nil)
+        }
     }
 
     func flushResponse() {
-        context?.flush()
+        guard let context else { return }
+        writeHeldResponse(context)
+        context.flush()
+        if responseWrites.heldWriteWaits || responseWrites.holdsTooMuch { watchResponseWrite(writable: !responseWaits) }
     }
 
     func retractUnsentResponse() -> Bool {
@@ -426,6 +480,7 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {
         state = .done
+        releaseConnectionSlot()
         session?.end(.upstream)
         shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: upstreamTime, now: now, counter: &shared.responseCounter)
         endResponse(trailers: nil)
@@ -433,6 +488,7 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
         state = .done
+        releaseConnectionSlot()
         session?.end(.upstream)
         // The route's fields (CORS, rate-limit state) go on a 502/504 too.
         exchange.log.bytesOut = answer(response.adding(exchange.extraResponseHeaders), requestID: exchange.log.requestID,
@@ -442,6 +498,7 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func exchangeAborted(_ exchange: UpstreamExchange) {
         state = .done
+        releaseConnectionSlot()
         session?.end(.upstream)
         context?.close(promise: nil)
         shared.gateway.record(exchange.log, metrics: exchange.route.metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
@@ -538,6 +595,7 @@ extension HTTP2StreamHandler {
             return
         }
         state = .done
+        releaseConnectionSlot()
         if !responseHeadSent {
             // RFC 6750's answer, challenge included, as to a token refused at admission.
             let failure = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: end.message, reason: reason, scope: nil)

@@ -26,10 +26,13 @@ final class HTTP2UpstreamExchange {
     private let pool: UpstreamPool
 
     private var stream: (any Channel)?
+    /// Joined body parts waiting for the upstream stream to open.
     private var buffered: [ByteBuffer] = []
-    /// The last body part read from the client, written at the end of the client's read (or with
-    /// the request's end, which it then carries): one frame fewer for a request read whole.
-    private var pendingData: ByteBuffer?
+    /// The body parts of the client's read, joined and written at its end (or with the request's
+    /// end, which they then carry: one frame fewer for a request read whole).
+    private var joiner = HTTP2RequestBodyJoiner()
+    /// Joined parts went to the upstream stream during the client's read, not yet flushed.
+    private var unflushed = false
     private var bodyBytes = 0
     private(set) var clientRequestEnded = false
     private var sentAt: NIODeadline?
@@ -87,18 +90,15 @@ final class HTTP2UpstreamExchange {
         stream = channel
         sentAt = .now()
         // A request without a body ends with its HEADERS frame.
-        let endsWithHead = clientRequestEnded && buffered.isEmpty
+        let endsWithHead = clientRequestEnded && buffered.isEmpty && joiner.isEmpty
         channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: nil)
-        if let last = buffered.popLast() {
-            for part in buffered { channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(part))), promise: nil) }
-            pendingData = last
-        }
+        for part in buffered { writeData(part, on: channel) }
         buffered.removeAll()
         if clientRequestEnded {
             if !endsWithHead { writeEnd(on: channel) }
             downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
-        } else {
-            writePendingData(on: channel)
+        } else if let joined = joiner.take() {
+            writeData(joined, on: channel)
         }
         channel.flush()
         downstream.resumeRequestReads()
@@ -106,15 +106,12 @@ final class HTTP2UpstreamExchange {
 
     /// Ends the request: on its last DATA frame, or an empty one.
     private func writeEnd(on channel: any Channel) {
-        let last = pendingData ?? channel.allocator.buffer(capacity: 0)
-        pendingData = nil
+        let last = joiner.take() ?? channel.allocator.buffer(capacity: 0)
         channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(last), endStream: true)), promise: nil)
     }
 
-    private func writePendingData(on channel: any Channel) {
-        guard let pending = pendingData else { return }
-        pendingData = nil
-        channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(pending))), promise: nil)
+    private func writeData(_ data: ByteBuffer, on channel: any Channel) {
+        channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(data))), promise: nil)
     }
 
     // MARK: Client → upstream
@@ -128,10 +125,10 @@ final class HTTP2UpstreamExchange {
         }
         // An empty DATA frame carries nothing, and an upstream on swift-nio-http2 takes two in a
         // row for a flood (ENHANCE_YOUR_CALM), closing the connection with everyone's calls on it.
-        guard body.readableBytes > 0 else { return }
-        guard let stream else { return buffered.append(body) }
-        writePendingData(on: stream)
-        pendingData = body
+        guard body.readableBytes > 0, let joined = joiner.add(body) else { return }
+        guard let stream else { return buffered.append(joined) }
+        writeData(joined, on: stream)
+        unflushed = true
     }
 
     func clientEnd() {
@@ -142,10 +139,15 @@ final class HTTP2UpstreamExchange {
         downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
     }
 
-    /// The client's stream read what it had: the body part held back goes, and is flushed.
+    /// The client's stream read what it had: the read's joined body goes, and is flushed.
     func clientReadComplete() {
-        guard !done, let stream, pendingData != nil else { return }
-        writePendingData(on: stream)
+        guard !done, let stream else { return }
+        if let joined = joiner.take() {
+            writeData(joined, on: stream)
+        } else if !unflushed {
+            return
+        }
+        unflushed = false
         stream.flush()
     }
 

@@ -46,6 +46,15 @@ Prints one JSON object describing what the server did. Modes:
                        then nothing; waits SECONDS for the stream to end or be reset, prints the
                        seconds waited, then a GET of PATH on stream 3 (whether the connection
                        lives on)
+  window-later PATH SECONDS
+                       a GET of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE is 0; after
+                       SECONDS it opens the stream's and the connection's windows by 1 MiB and
+                       reads the response; prints it with the DATA frames counted
+  one-byte-body PATH N a POST of PATH whose body is N 1-byte DATA frames, sent in one write, then
+                       an empty DATA frame ending it; prints the response
+  hold-small PATH N    N GETs of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE is 0 (their
+                       bodies never taken), then, after 1 s, a GET of PATH on a second connection;
+                       prints both
   request PATH [NAME=VALUE ...]
                        one GET of PATH with the extra fields; prints status, body and trailers
                        (after a GOAWAY, too)
@@ -74,6 +83,7 @@ class Peer:
         self.resets = {}
         self.headers = {}
         self.bodies = {}
+        self.data_frames = {}
         self.ended = set()
         self.closed = False
         self.settings = {}
@@ -153,6 +163,7 @@ class Peer:
                 self.ended.add(frame.stream_id)
         elif isinstance(frame, DataFrame):
             self.bodies[frame.stream_id] = self.bodies.get(frame.stream_id, b"") + frame.data
+            self.data_frames[frame.stream_id] = self.data_frames.get(frame.stream_id, 0) + 1
             if frame.flow_controlled_length:
                 updates = [WindowUpdateFrame(0, window_increment=frame.flow_controlled_length)]
                 if "END_STREAM" not in frame.flags:
@@ -167,7 +178,8 @@ class Peer:
         trailers = {str(s): h[-1] for s, h in self.headers.items() if len(h) > 1}
         out = {"goaway": self.goaway, "goaways": self.goaways, "closed": self.closed, "resets": {str(k): v for k, v in self.resets.items()},
                "status": status, "heads": heads, "trailers": trailers, "settings": self.settings,
-               "bodies": {str(k): v.decode("utf-8", "replace") for k, v in self.bodies.items()}}
+               "bodies": {str(k): v.decode("utf-8", "replace") for k, v in self.bodies.items()},
+               "data_frames": {str(k): v for k, v in self.data_frames.items()}}
         out.update(extra)
         return out
 
@@ -175,7 +187,8 @@ class Peer:
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     arg = sys.argv[3] if len(sys.argv) > 3 else None
-    settings = {"table-size": {SettingsFrame.HEADER_TABLE_SIZE: 2**32 - 1}, "unread": {SettingsFrame.INITIAL_WINDOW_SIZE: 0}}
+    shut = {SettingsFrame.INITIAL_WINDOW_SIZE: 0}
+    settings = {"table-size": {SettingsFrame.HEADER_TABLE_SIZE: 2**32 - 1}, "unread": shut, "window-later": shut, "hold-small": shut}
     peer = Peer(port, settings=settings.get(mode))
     if mode == "table-size":
         peer.decoder.max_allowed_table_size = 2**32 - 1
@@ -376,6 +389,37 @@ def main():
         while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.2)
         print(json.dumps(peer.result(waited=waited)))
+    elif mode == "window-later":
+        peer.send(HeadersFrame(1, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
+        peer.pump(float(sys.argv[4]))
+        peer.send(WindowUpdateFrame(1, window_increment=1 << 20), WindowUpdateFrame(0, window_increment=1 << 20))
+        deadline = time.monotonic() + 10
+        while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
+        print(json.dumps(peer.result(body_bytes=len(peer.bodies.get(1, b"")))))
+    elif mode == "one-byte-body":
+        frames = [HeadersFrame(1, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"])]
+        frames += [DataFrame(1, b"x") for _ in range(int(sys.argv[4]))] + [DataFrame(1, b"", flags=["END_STREAM"])]
+        peer.send(*frames)
+        deadline = time.monotonic() + 10
+        while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
+        print(json.dumps(peer.result()))
+    elif mode == "hold-small":
+        for i in range(int(sys.argv[4])):
+            peer.send(HeadersFrame(1 + 2 * i, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
+        peer.pump(1)
+        try:
+            second = Peer(port)
+            second.pump(0.1)
+            second.send(HeadersFrame(1, second.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
+            deadline = time.monotonic() + 5
+            while 1 not in second.ended and not second.closed and time.monotonic() < deadline:
+                second.pump(0.2)
+            seen = second.result()
+        except OSError as error:
+            seen = {"closed": True, "error": str(error)}
+        print(json.dumps(peer.result(second=seen)))
     elif mode == "request":
         extra = [tuple(field.split("=", 1)) for field in sys.argv[4:]]
         peer.send(HeadersFrame(1, peer.request_block(path=arg, extra=extra), flags=["END_HEADERS", "END_STREAM"]))
