@@ -83,10 +83,9 @@ final class HTTP2StreamDeadlines {
 
     /// `owner` has no deadline of `kind` (any it had is dropped).
     func cancel(_ owner: any HTTP2StreamDeadlineOwner, _ kind: Kind) {
-        let key = ObjectIdentifier(owner)
-        guard armed[key] != nil else { return }
-        armed[key]![kind] = nil
-        if armed[key]!.isEmpty { armed.removeValue(forKey: key) }
+        guard let index = armed.index(forKey: ObjectIdentifier(owner)) else { return }
+        armed.values[index][kind] = nil
+        if armed.values[index].isEmpty { armed.remove(at: index) }
     }
 
     /// `owner` has no deadline at all.
