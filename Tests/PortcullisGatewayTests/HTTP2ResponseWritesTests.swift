@@ -59,4 +59,42 @@ struct HTTP2ResponseWritesTests {
         let again = writes.drain()
         #expect(!writes.holds && !writes.holdsTooMuch && again == nil)
     }
+
+    @Test("random bodies, writes completing at random: every byte reaches the stream once and in order, at most one joined write waits, and no more than the limit and one body is held")
+    func randomised() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            var writes = HTTP2ResponseWrites()
+            var sent: [UInt8] = [], written: [UInt8] = []
+            var waiting: ByteBuffer?
+            for step in 0..<Int.random(in: 1...300, using: &generator) {
+                switch Int.random(in: 0..<10, using: &generator) {
+                case 0..<6:
+                    // The handler reads the upstream no more while too much is held.
+                    if writes.holdsTooMuch { break }
+                    let size = Bool.random(using: &generator) ? Int.random(in: 1..<64, using: &generator) : Int.random(in: 1..<3000, using: &generator)
+                    let body = allocator.buffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: step &+ $0) })
+                    sent += body.readableBytesView
+                    if let now = writes.take(body, allocator: allocator) {
+                        // A direct write goes behind any joined write already waiting, in order.
+                        written += now.readableBytesView
+                    }
+                case 6..<8:
+                    if let held = writes.heldToWrite() {
+                        #expect(waiting == nil, "two joined writes waiting")
+                        waiting = held
+                        written += held.readableBytesView
+                    }
+                default:
+                    if waiting != nil {
+                        waiting = nil
+                        writes.heldWritten()
+                    }
+                }
+                #expect(writes.heldBytes < HTTP2ResponseWrites.heldLimit + 3000)
+            }
+            if let rest = writes.drain() { written += rest.readableBytesView }
+            #expect(written == sent)
+        }
+    }
 }

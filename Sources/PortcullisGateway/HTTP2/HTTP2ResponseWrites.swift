@@ -60,8 +60,11 @@ struct HTTP2ResponseWrites {
         return held.flatMap { $0.readableBytes > 0 ? $0 : nil }
     }
 
-    var holds: Bool { (held?.readableBytes ?? 0) > 0 }
+    /// The bytes held.
+    var heldBytes: Int { held?.readableBytes ?? 0 }
+
+    var holds: Bool { heldBytes > 0 }
 
     /// Enough is held that the stream must be taken for unwritable.
-    var holdsTooMuch: Bool { (held?.readableBytes ?? 0) >= Self.heldLimit }
+    var holdsTooMuch: Bool { heldBytes >= Self.heldLimit }
 }
