@@ -466,8 +466,8 @@ final class HTTP2GatewayTests {
 
     /// swift-nio-http2 makes a stream unwritable by its bytes, not its writes: the build before
     /// wrote each of an upstream's 1-byte bodies as a write of its own, 8 196 of them waiting on a
-    /// stream whose client kept its window shut (about 2 MB per stream; 500 MB from 20
-    /// connections of 100 streams in an attacker review), and sent them as as many DATA frames.
+    /// stream whose client kept its window shut (what that held: docs/benchmarks.md), and sent
+    /// them as as many DATA frames.
     @Test("an upstream's 20 000 one-byte chunks to a client whose window is shut wait as a few joined writes, not one each: once the window opens the client gets all 20 000 bytes in a few dozen DATA frames")
     func smallResponseWritesAreJoined() throws {
         let seen = try peer("window-later", "/tiny/20000", "1")

@@ -1,10 +1,11 @@
 import NIOCore
 
 /// Bounds how many writes of a response's body wait on an HTTP/2 stream. swift-nio-http2 makes a
-/// stream unwritable by the bytes waiting on it (8 KiB), not by the writes: an upstream sending
-/// 1-byte DATA frames to a client that keeps its window shut made each wait as a write of its
-/// own — 8 196 per stream, about 2 MB, and 500 MB from 20 connections of 100 streams (an attacker
-/// review). swift-nio-http2 has no setting for it, so the stream handler keeps this count itself.
+/// stream unwritable by the bytes waiting on it (8 KiB), not by the writes, and each write costs
+/// far more than a byte: an upstream sending 1-byte DATA frames to a client that keeps its window
+/// shut made each wait as a write of its own (what that cost: docs/benchmarks.md, "Slow streams
+/// cut, small writes joined"). swift-nio-http2 has no setting for it, so the stream handler keeps
+/// this count itself.
 ///
 /// A stream's first few small bodies (a typical response's only one) are written as they come.
 /// After them, small bodies are held and copied into one buffer, written at the end of the
