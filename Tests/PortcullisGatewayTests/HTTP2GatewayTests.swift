@@ -73,9 +73,14 @@ final class HTTP2GatewayTests {
 
     static let peerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/h2_peer.py").path
 
-    /// Runs the raw peer and returns what it saw.
+    /// Runs the raw peer against the suite's gateway and returns what it saw.
     func peer(_ mode: String, _ arguments: String...) throws -> [String: Any] {
-        let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, mode, String(gateway.port)] + arguments)
+        try Self.peer(mode, port: gateway.port, arguments)
+    }
+
+    /// Runs the raw peer against the gateway on `port` and returns what it saw.
+    static func peer(_ mode: String, port: Int, _ arguments: [String]) throws -> [String: Any] {
+        let result = try runCommand("/usr/bin/env", ["python3", peerScript, mode, String(port)] + arguments)
         guard let object = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] else {
             throw FixtureError("h2_peer.py \(mode) printed no result: \(result.stdout) \(result.stderr)")
         }
@@ -434,8 +439,7 @@ final class HTTP2GatewayTests {
     func stalledRequestBodyIsCut() async throws {
         let limited = try await oneRouteGateway(settings: "limits: {request_body_grace: 1s, request_body_min_rate: 256}")
         try await withCleanup(limited, { await $0.stop() }) { limited in
-            let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "stalled-body", String(limited.port), "/echo", "8"])
-            let seen = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+            let seen = try Self.peer("stalled-body", port: limited.port, ["/echo", "8"])
             let status = seen["status"] as? [String: String]
             #expect(status?["1"] == "408", "\(seen)")
             let waited = seen["waited"] as? Double ?? .infinity
@@ -453,8 +457,7 @@ final class HTTP2GatewayTests {
     func shutStreamWindowIsCut() async throws {
         let limited = try await oneRouteGateway(settings: "limits: {response_write_timeout: 1s}")
         try await withCleanup(limited, { await $0.stop() }) { limited in
-            let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "unread", String(limited.port), "/bytes/1048576", "8"])
-            let seen = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+            let seen = try Self.peer("unread", port: limited.port, ["/bytes/1048576", "8"])
             #expect((seen["status"] as? [String: String])?["1"] == "200", "\(seen)")
             #expect((seen["resets"] as? [String: Int])?["1"] == 8, "not reset with CANCEL: \(seen)")
             #expect(seen["closed"] as? Bool == false, "the connection closed: \(seen)")
@@ -514,8 +517,7 @@ final class HTTP2GatewayTests {
     func slotsComeBackWithTheExchange() async throws {
         let limited = try await oneRouteGateway(settings: "limits: {max_connections: 4}")
         try await withCleanup(limited, { await $0.stop() }) { limited in
-            let result = try runCommand("/usr/bin/env", ["python3", Self.peerScript, "hold-small", String(limited.port), "/echo", "3"])
-            let seen = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+            let seen = try Self.peer("hold-small", port: limited.port, ["/echo", "3"])
             #expect((seen["status"] as? [String: String]) == ["1": "200", "3": "200", "5": "200"], "\(seen)")
             #expect((seen["bodies"] as? [String: String])?.isEmpty == true, "the held responses' bodies arrived: \(seen)")
             let second = seen["second"] as? [String: Any]
