@@ -450,6 +450,39 @@ final class HTTP2GatewayTests {
         }
     }
 
+    /// The body rate is not applied to gRPC calls, whose client streams may rightly be idle; the
+    /// first version of it took a gRPC content-type for a call on any route, so a stream to an
+    /// HTTP/1.1 upstream dodged the rate by claiming one (an attacker review: 59 such streams held
+    /// every `max_connections` slot for 59 bytes every 15 s).
+    @Test("a gRPC content-type does not take a stream to an HTTP/1.1 upstream past the body rate: its stalled body gets DEADLINE_EXCEEDED and is counted")
+    func grpcContentTypeDoesNotDodgeTheBodyRate() async throws {
+        let limited = try await oneRouteGateway(settings: "limits: {request_body_grace: 1s, request_body_min_rate: 256}")
+        try await withCleanup(limited, { await $0.stop() }) { limited in
+            let seen = try Self.peer("stalled-body", port: limited.port, ["/echo", "8", "content-type=application/grpc"])
+            #expect((seen["trailers"] as? [String: [String: String]])?["1"]?["grpc-status"] == "4", "\(seen)")
+            let waited = seen["waited"] as? Double ?? .infinity
+            #expect(waited > 0.9 && waited < 5, "answered after \(waited) s")
+            #expect(PrometheusText.sample(try limited.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#) == 1)
+        }
+    }
+
+    /// A response under the stream's 8 KiB never makes the stream unwritable: the build before
+    /// left a stream whose client never took such a response's bytes open for good, each holding
+    /// some 16 KB once its `max_connections` slot came back with the exchange (an attacker review:
+    /// 5 000 such streams, 74 MB, none ever reset).
+    @Test("a stream whose client never takes a small response's bytes is reset after limits.response_write_timeout from the response's end, and counted")
+    func untakenSmallResponseIsCut() async throws {
+        let limited = try await oneRouteGateway(settings: "limits: {response_write_timeout: 1s}")
+        try await withCleanup(limited, { await $0.stop() }) { limited in
+            let seen = try Self.peer("unread", port: limited.port, ["/echo", "8"])
+            #expect((seen["status"] as? [String: String])?["1"] == "200", "\(seen)")
+            #expect((seen["resets"] as? [String: Int])?["1"] == 8, "not reset with CANCEL: \(seen)")
+            let waited = seen["waited"] as? Double ?? .infinity
+            #expect(waited > 0.9 && waited < 5, "reset after \(waited) s")
+            #expect(PrometheusText.sample(try limited.metrics(), #"portcullis_slow_clients_total{direction="response"}"#) == 1)
+        }
+    }
+
     /// The build before applied the response-write deadline to the connection only: a client
     /// that kept one stream's window shut, reading everything else, held that stream's upstream
     /// connection indefinitely.

@@ -62,13 +62,16 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// number (a window's worth of 1-byte frames would otherwise be as many buffers).
     private static let maxEarlyParts = 64
     /// The request body's bytes so far, and once the gateway first waits for more of it, the
-    /// minimum rate they keep to (`limits.request_body_min_rate`). Not for gRPC: a client stream
-    /// may rightly be idle for as long as its call lasts.
+    /// minimum rate they keep to (`limits.request_body_min_rate`). Not for gRPC calls to an HTTP/2
+    /// upstream: a client stream may rightly be idle for as long as its call lasts.
     private var requestBodyBytes = 0
     private var bodyRate: RequestBodyRate?
     /// The stream cannot be written (the client's window is shut) and its deadline
     /// (`limits.response_write_timeout`) is armed.
     private var responseWriteArmed = false
+    /// The response's end is written: the stream closes once the client has taken it, and the
+    /// response-write deadline stays armed until then.
+    private var responseEnded = false
     /// The response body's small writes, held and joined past the first few (`HTTP2ResponseWrites`).
     private var responseWrites = HTTP2ResponseWrites()
     /// A read's request-body parts for an HTTP/1.1 upstream, joined into one write
@@ -252,6 +255,14 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func endResponse(trailers: HTTPHeaders?) {
         guard let context else { return }
         if let held = responseWrites.drain() { context.write(wrapOutboundOut(.body(.byteBuffer(held))), promise: nil) }
+        // The stream stays open until the client has taken the response's last bytes: one that
+        // never opens its window would keep it, and what waits on it, for good. Cancelled when
+        // the stream closes (`handlerRemoved`).
+        responseEnded = true
+        if !responseWriteArmed {
+            responseWriteArmed = true
+            shared.deadlines.arm(self, .responseWrite, after: shared.responseWriteTimeout)
+        }
         if requestEnded {
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         } else {
@@ -294,9 +305,12 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// read, so a request whose end came with its head costs nothing.
     private func readIssued() {
         if let bodyRate { return bodyRate.readIssued() }
-        guard !requestEnded, !isGRPC, let limit = shared.bodyRate else { return }
+        guard !requestEnded, let limit = shared.bodyRate else { return }
         switch state {
-        case .proxying, .proxyingHTTP2: break
+        // A gRPC content-type on a route to an HTTP/1.1 upstream is no gRPC call, and no way
+        // past the rate.
+        case .proxying: break
+        case .proxyingHTTP2: if isGRPC { return }
         default: return
         }
         let rate = RequestBodyRate(minimumRate: limit.minimumRate, grace: limit.grace,
@@ -365,19 +379,18 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(held))), promise: written)
     }
 
-    /// A response the client's window holds up: unless the stream can be written again within
-    /// `limits.response_write_timeout`, it is reset (CANCEL) and its upstream request cut. Until
-    /// the stream closes, whatever the exchange's state: a stream whose last bytes wait holds its
-    /// `max_connections` slot too.
     /// Whether the response waits on the client: the stream cannot be written, too much is held,
     /// or a write of held bytes has not completed (its window is shut).
     private var responseWaits: Bool {
         !(context?.channel.isWritable ?? true) || responseWrites.holdsTooMuch || responseWrites.heldWriteWaits
     }
 
+    /// A response the client holds up (`writable` false): unless it goes on within
+    /// `limits.response_write_timeout`, the stream is reset (CANCEL) and its upstream request cut
+    /// (`responseWriteTimedOut`). Watched until the stream closes, whatever the exchange's state.
     private func watchResponseWrite(writable: Bool) {
         if writable {
-            guard responseWriteArmed else { return }
+            guard responseWriteArmed, !responseEnded else { return }
             responseWriteArmed = false
             shared.deadlines.cancel(self, .responseWrite)
         } else if responseHeadSent, !responseWriteArmed {

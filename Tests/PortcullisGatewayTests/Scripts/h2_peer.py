@@ -41,8 +41,8 @@ Prints one JSON object describing what the server did. Modes:
   unread PATH SECONDS  a GET of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE is 0 (it
                        takes no DATA), waiting SECONDS for the stream to be reset; prints the
                        seconds waited
-  stalled-body PATH SECONDS
-                       a POST of PATH whose HEADERS do not end the stream, one DATA frame of "x",
+  stalled-body PATH SECONDS [NAME=VALUE ...]
+                       a POST of PATH (with the extra fields) whose HEADERS do not end the stream, one DATA frame of "x",
                        then nothing; waits SECONDS for the stream to end or be reset, prints the
                        seconds waited, then a GET of PATH on stream 3 (whether the connection
                        lives on)
@@ -379,7 +379,8 @@ def main():
             peer.pump(0.05)
         print(json.dumps(peer.result(waited=time.monotonic() - start)))
     elif mode == "stalled-body":
-        peer.send(HeadersFrame(1, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]), DataFrame(1, b"x"))
+        extra = [tuple(field.split("=", 1)) for field in sys.argv[5:]]
+        peer.send(HeadersFrame(1, peer.request_block(path=arg, method="POST", extra=extra), flags=["END_HEADERS"]), DataFrame(1, b"x"))
         start = time.monotonic()
         while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < start + float(sys.argv[4]):
             peer.pump(0.05)
