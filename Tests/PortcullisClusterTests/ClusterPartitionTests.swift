@@ -9,30 +9,9 @@ import Testing
 
 /// A gateway in its own network namespace, reachable over a veth pair, with its route to Redis
 /// blackholed and restored: a real partition, not a killed process.
-enum NetworkNamespace {
-    /// Root and a working `ip netns` (iproute2) are needed; CI runs as root on Linux.
-    static let available: Bool = {
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip") else {
-            return false
-        }
-        let name = "pc-probe-\(getpid())"
-        guard (try? runCommand("/usr/sbin/ip", ["netns", "add", name]))?.status == 0 else { return false }
-        _ = try? runCommand("/usr/sbin/ip", ["netns", "del", name])
-        return true
-    }()
-
-    @discardableResult
-    static func ip(_ arguments: String...) throws -> CommandResult {
-        let result = try runCommand("/usr/sbin/ip", arguments)
-        guard result.status == 0 else { throw FixtureError("ip \(arguments.joined(separator: " ")): \(result.stderr)") }
-        return result
-    }
-}
-
 @Suite("cluster state: partition from Redis (network namespace)", .serialized)
 struct ClusterPartitionTests {
-    /// In CI (`CI=true`) a fault test that cannot run is a failure, not a skip.
-    static let required = ProcessInfo.processInfo.environment["CI"] == "true"
+    static let required = NetworkNamespace.required
 
     @Test("partitioned from Redis: serves in stale mode and says so, fails closed after max_staleness, resyncs when healed",
           .enabled(if: NetworkNamespace.available || required, "needs root and `ip netns` (iproute2); skipped here (under CI=true: a failure)"))

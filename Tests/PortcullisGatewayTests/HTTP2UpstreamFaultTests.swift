@@ -212,6 +212,23 @@ struct HTTP2UpstreamFaultTests {
         }
     }
 
+    /// A client pacing 1-byte DATA frames so that each read brings one: the request joiner joins
+    /// a read's frames, not reads, so on the build before each frame waited on the upstream's
+    /// shut window as a write of its own (one DATA frame each when the window opened).
+    @Test("a client pacing 1-byte DATA frames to an HTTP/2 upstream whose window is shut: what waits is joined, and reaches the upstream intact in a few frames once it opens")
+    func pacedFramesToAShutWindowAreJoined() async throws {
+        // Each stream's window starts at 16 bytes; /late-window opens it after 2.5 s.
+        try await Self.withUpstreamAndGateway(initialWindow: 16) { upstream, gateway in
+            let (result, seen) = try Self.peer("paced-frames", port: gateway.port, "/late-window", "1000", "1")
+            let body = (seen["bodies"] as? [String: String])?["1"] ?? ""
+            let upstreamSaw = try #require(try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Int],
+                                           "\(result.stdout.prefix(600)) \(result.stderr) \(upstream.output.suffix(300))")
+            #expect(upstreamSaw["bytes"] == 1000)
+            // The build before: about 1 000 frames, one per paced frame.
+            #expect((upstreamSaw["frames"] ?? .max) < 200, "\(upstreamSaw)")
+        }
+    }
+
     /// The same from the other side: an upstream sending 1-byte DATA frames to a client that takes
     /// none (its window 0). The build before queued the upstream's whole window of them.
     @Test("an HTTP/2 upstream sending 1-byte DATA frames to a client that reads none has its stream reset with ENHANCE_YOUR_CALM once the connection holds 16 384 such frames; the call fails, the connection stays, counted and logged")
@@ -248,9 +265,9 @@ struct HTTP2UpstreamFaultTests {
 
     /// Runs `body` with the misbehaving upstream (`startUpstream`) and a gateway routed to it
     /// (`gateway`), stopping both afterwards, also when `body` throws.
-    static func withUpstreamAndGateway(headerTableSize: Int? = nil,
+    static func withUpstreamAndGateway(headerTableSize: Int? = nil, initialWindow: Int? = nil,
                                        _ body: (ManagedProcess, GatewayProcess) async throws -> Void) async throws {
-        let (upstream, upstreamPort) = try await startUpstream(headerTableSize: headerTableSize)
+        let (upstream, upstreamPort) = try await startUpstream(headerTableSize: headerTableSize, initialWindow: initialWindow)
         try await withCleanup(upstream, { _ = await $0.terminate() }) { upstream in
             try await withCleanup(try await gateway(upstreamPort: upstreamPort), { await $0.stop() }) { gateway in
                 try await body(upstream, gateway)
@@ -264,12 +281,14 @@ struct HTTP2UpstreamFaultTests {
     }
 
     /// The misbehaving upstream on a free port, ready; with `headerTableSize` its SETTINGS allow
-    /// the gateway an HPACK table that large.
-    static func startUpstream(headerTableSize: Int? = nil) async throws -> (process: ManagedProcess, port: Int) {
+    /// the gateway an HPACK table that large, with `initialWindow` each stream's window starts so.
+    static func startUpstream(headerTableSize: Int? = nil, initialWindow: Int? = nil) async throws -> (process: ManagedProcess, port: Int) {
         let port = try FreePort.allocate()
         let directory = try TemporaryDirectory.make(prefix: "h2-upstream")
-        let process = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", script, String(port)] + (headerTableSize.map { [String($0)] } ?? []),
-                                         logFile: directory + "/upstream.log")
+        var arguments = ["python3", script, String(port)]
+        if headerTableSize != nil || initialWindow != nil { arguments.append(String(headerTableSize ?? 0)) }
+        if let initialWindow { arguments.append(String(initialWindow)) }
+        let process = try ManagedProcess(executable: "/usr/bin/env", arguments: arguments, logFile: directory + "/upstream.log")
         #expect(try await Poll.until(timeout: .seconds(20)) { process.output.contains("ready") }, "h2 upstream: \(process.output)")
         return (process, port)
     }

@@ -390,7 +390,7 @@ struct UpstreamCodecUnitTests {
         let allocator = ByteBufferAllocator()
         var output = ResponseOutput()
         var written: [String] = []
-        func write(_ buffer: ByteBuffer) { written.append(String(buffer: buffer)) }
+        func write(_ buffer: ByteBuffer, _: EventLoopPromise<Void>?) { written.append(String(buffer: buffer)) }
 
         let sized = ClientResponseHead(version: .http1_1, status: .ok, contentLength: 5)
         output.head(sized, framing: .length, bodyLength: 5, allocator: allocator)

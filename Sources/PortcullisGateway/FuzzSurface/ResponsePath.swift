@@ -87,7 +87,7 @@ package struct ResponsePath {
         output.head(head, framing: framing, bodyLength: head.contentLength, allocator: allocator)
         var bytes: [UInt8] = []
         for part in parts {
-            output.body(part, allocator: allocator) { bytes += Array(buffer: $0) }
+            output.body(part, allocator: allocator) { buffer, _ in bytes += Array(buffer: buffer) }
         }
         if let last = output.end(allocator: allocator) { bytes += Array(buffer: last) }
         return bytes

@@ -19,18 +19,27 @@ struct ResponseOutput {
         unsent = writer.response(head, framing: framing, bodyRoom: room, allocator: allocator)
     }
 
-    /// Adds a body part; `write` receives what must be written now, in order.
-    mutating func body(_ part: ByteBuffer, allocator: ByteBufferAllocator, write: (ByteBuffer) -> Void) {
-        guard framing != .none else { return }
-        if unsent != nil, part.readableBytes <= Self.coalescedBodyLimit {
-            writer.append(part, to: &unsent!)
+    /// Adds a body part; `write` receives what must be written now, in order, and `promise` with
+    /// the part's own bytes (it succeeds at once when nothing is written).
+    mutating func body(_ part: ByteBuffer, promise: EventLoopPromise<Void>? = nil, allocator: ByteBufferAllocator,
+                       write: (ByteBuffer, EventLoopPromise<Void>?) -> Void) {
+        guard framing != .none else {
+            promise?.succeed()
             return
         }
-        if let held = takeUnsent() { write(held) }
-        if let prefix = writer.chunkPrefix(for: part, allocator: allocator) { write(prefix) }
-        write(part)
-        if let suffix = writer.chunkSuffix(for: part, allocator: allocator) { write(suffix) }
+        if unsent != nil, part.readableBytes <= Self.coalescedBodyLimit {
+            writer.append(part, to: &unsent!)
+            promise?.succeed()
+            return
+        }
+        if let held = takeUnsent() { write(held, nil) }
+        if let prefix = writer.chunkPrefix(for: part, allocator: allocator) { write(prefix, nil) }
+        write(part, promise)
+        if let suffix = writer.chunkSuffix(for: part, allocator: allocator) { write(suffix, nil) }
     }
+
+    /// The head is held back (nothing of the response written yet).
+    var holdsHead: Bool { unsent != nil }
 
     /// The response's last bytes: whatever is held back with the end of the body appended, or the
     /// end alone; nil when nothing is left to write.

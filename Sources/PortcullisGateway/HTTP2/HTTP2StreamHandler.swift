@@ -72,8 +72,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The response's end is written: the stream closes once the client has taken it, and the
     /// response-write deadline stays armed until then.
     private var responseEnded = false
-    /// The response body's small writes, held and joined past the first few (`HTTP2ResponseWrites`).
-    private var responseWrites = HTTP2ResponseWrites()
+    /// The response body's small writes, joined while the client is behind (`SmallWrites`).
+    private var responseWrites = SmallWrites()
     /// A read's request-body parts for an HTTP/1.1 upstream, joined into one write
     /// (`HTTP2RequestBodyJoiner`; the HTTP/2 upstream's exchange joins its own).
     private var requestJoiner = HTTP2RequestBodyJoiner()
@@ -358,31 +358,30 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// Writes the response's held bytes, if any and no write of them waits; once that write
-    /// completes, what was held meanwhile goes, and the upstream is read again.
-    private func writeHeldResponse(_ context: ChannelHandlerContext) {
-        guard let held = responseWrites.heldToWrite() else { return }
+    /// A promise for a watched write of the response: once the client took it (its window let
+    /// it go), what was held meanwhile goes, and the upstream is read again.
+    private func watchedResponseWrite(_ context: ChannelHandlerContext) -> EventLoopPromise<Void> {
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] _ in
-            responseWrites.heldWritten()
+            let next = responseWrites.watchedWriteCompleted()
             guard let context = self.context, context.channel.isActive else { return }
             // The client took a write: progress, so the response-write deadline starts over
             // (re-armed below if the next write waits too).
             watchResponseWrite(writable: true)
-            if responseWrites.holds {
-                writeHeldResponse(context)
+            if let next {
+                context.write(wrapOutboundOut(.body(.byteBuffer(next))), promise: watchedResponseWrite(context))
                 context.flush()
             }
             watchResponseWrite(writable: !responseWaits)
             if isWritable { resumeResponse() }
         }
-        context.write(wrapOutboundOut(.body(.byteBuffer(held))), promise: written)
+        return written
     }
 
     /// Whether the response waits on the client: the stream cannot be written, too much is held,
-    /// or a write of held bytes has not completed (its window is shut).
+    /// or a watched write has not completed (its window is shut).
     private var responseWaits: Bool {
-        !(context?.channel.isWritable ?? true) || responseWrites.holdsTooMuch || responseWrites.heldWriteWaits
+        !(context?.channel.isWritable ?? true) || responseWrites.holdsTooMuch || responseWrites.watchedWriteWaits
     }
 
     /// A response the client holds up (`writable` false): unless it goes on within
@@ -474,16 +473,18 @@ extension HTTP2StreamHandler: ExchangeDownstream {
 
     func sendResponseBody(_ body: ByteBuffer) {
         guard let context else { return }
-        if let now = responseWrites.take(body, allocator: context.channel.allocator) {
-            context.write(wrapOutboundOut(.body(.byteBuffer(now))), promise: nil)
+        switch responseWrites.take(body, allocator: context.channel.allocator) {
+        case .write(let bytes, let watched):
+            context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: watched ? watchedResponseWrite(context) : nil)
+        case .held:
+            break
         }
     }
 
     func flushResponse() {
         guard let context else { return }
-        writeHeldResponse(context)
         context.flush()
-        if responseWrites.heldWriteWaits || responseWrites.holdsTooMuch { watchResponseWrite(writable: !responseWaits) }
+        if responseWrites.watchedWriteWaits || responseWrites.holdsTooMuch { watchResponseWrite(writable: !responseWaits) }
     }
 
     func retractUnsentResponse() -> Bool {

@@ -33,6 +33,8 @@ final class HTTP2UpstreamExchange {
     private var joiner = HTTP2RequestBodyJoiner()
     /// Joined parts went to the upstream stream during the client's read, not yet flushed.
     private var unflushed = false
+    /// The body's writes, joined across reads while the upstream stream is behind (`SmallWrites`).
+    private var writes = SmallWrites()
     private var bodyBytes = 0
     private(set) var clientRequestEnded = false
     private var sentAt: NIODeadline?
@@ -56,7 +58,7 @@ final class HTTP2UpstreamExchange {
         self.extraResponseHeaders = extraResponseHeaders
     }
 
-    var upstreamWritable: Bool { stream?.isWritable ?? false }
+    var upstreamWritable: Bool { (stream?.isWritable ?? false) && !writes.holdsTooMuch }
 
     func start() {
         guard HTTP2HeaderBlockSize.fitsOneFrame(requestBlock) else {
@@ -104,14 +106,35 @@ final class HTTP2UpstreamExchange {
         downstream.resumeRequestReads()
     }
 
-    /// Ends the request: on its last DATA frame, or an empty one.
+    /// Ends the request: on its last DATA frame, or an empty one, after what is held.
     private func writeEnd(on channel: any Channel) {
+        if let held = writes.drain() { channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(held))), promise: nil) }
         let last = joiner.take() ?? channel.allocator.buffer(capacity: 0)
         channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(last), endStream: true)), promise: nil)
     }
 
+    /// A DATA frame, or the bytes held while a watched write waits (the upstream's window shut).
     private func writeData(_ data: ByteBuffer, on channel: any Channel) {
-        channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(data))), promise: nil)
+        switch writes.take(data, allocator: channel.allocator) {
+        case .write(let bytes, let watched):
+            channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(bytes))), promise: watched ? watchedWrite(on: channel) : nil)
+        case .held:
+            break
+        }
+    }
+
+    /// A promise for a watched DATA frame: once the upstream stream took it, what was held
+    /// meanwhile goes, and the client is read again if holding had stopped it.
+    private func watchedWrite(on channel: any Channel) -> EventLoopPromise<Void> {
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenSuccess { [self] in
+            let heldTooMuch = writes.holdsTooMuch
+            guard let next = writes.watchedWriteCompleted(), stream === channel, !done else { return }
+            channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(next))), promise: watchedWrite(on: channel))
+            channel.flush()
+            if heldTooMuch { downstream.resumeRequestReads() }
+        }
+        return written
     }
 
     // MARK: Client → upstream

@@ -58,6 +58,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// Writes responses as bytes (there is no NIO response encoder in this pipeline), a small
     /// response in one write.
     private var output = ResponseOutput()
+    /// The response body's small writes, joined while the client is behind (`SmallWrites`).
+    private var responseWrites = SmallWrites()
     /// The channel's allocator, looked up once (each `channel.allocator` read costs a few retains).
     private var allocator = ByteBufferAllocator()
     /// The field list of the last request sent upstream, whose storage the next one reuses (see
@@ -270,12 +272,42 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func writeResponseBody(_ body: ByteBuffer) {
         guard let context else { return }
-        output.body(body, allocator: allocator) { context.write(wrapOutboundOut($0), promise: nil) }
+        // Behind a held-back head, small parts are copied anyway (`ResponseOutput`).
+        guard !output.holdsHead else { return writeOutput(body, promise: nil, context: context) }
+        switch responseWrites.take(body, allocator: allocator) {
+        case .write(let bytes, let watched):
+            writeOutput(bytes, promise: watched ? watchedResponseWrite(context) : nil, context: context)
+        case .held:
+            break
+        }
+    }
+
+    private func writeOutput(_ body: ByteBuffer, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
+        output.body(body, promise: promise, allocator: allocator) { context.write(wrapOutboundOut($0), promise: $1) }
+    }
+
+    /// A promise for a watched write of the response: once the client took it, what was held
+    /// meanwhile goes, and the upstream is read again if holding had stopped it.
+    private func watchedResponseWrite(_ context: ChannelHandlerContext) -> EventLoopPromise<Void> {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenSuccess { [self] in
+            let heldTooMuch = responseWrites.holdsTooMuch
+            // Progress: the deadline stops, and starts over if the next write waits too.
+            timeouts?.heldResponseWrite(waits: false)
+            guard let next = responseWrites.watchedWriteCompleted(), let context = self.context else { return }
+            writeOutput(next, promise: watchedResponseWrite(context), context: context)
+            flushClient()
+            guard heldTooMuch else { return }
+            if case .proxying(let exchange) = state { exchange.clientDrained() }
+            resumeClientReads()
+        }
+        return written
     }
 
     /// `now` serves the idle timer (a caller that just read the clock passes its reading).
     private func writeEnd(keepAlive: Bool, now: NIODeadline = .now()) {
         guard let context else { return }
+        if let held = responseWrites.drain() { writeOutput(held, promise: nil, context: context) }
         let last = output.end(allocator: allocator)
         if keepAlive {
             if let last { context.write(wrapOutboundOut(last), promise: nil) }
@@ -323,7 +355,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func mayRead(_ context: ChannelHandlerContext) -> Bool {
-        if !queued.isEmpty || !context.channel.isWritable { return false }
+        if !queued.isEmpty || !context.channel.isWritable || responseWrites.holdsTooMuch { return false }
         if case .proxying(let exchange) = state, !exchange.upstreamWritable { return false }
         if case .upgrading = state { return false }
         return true
@@ -406,6 +438,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         guard let context else { return }
         if let held = output.takeUnsent() { context.write(wrapOutboundOut(held), promise: nil) }
         context.flush()
+        // A watched write the client did not take at once: the response-write deadline runs.
+        if responseWrites.watchedWriteWaits { timeouts?.heldResponseWrite(waits: true) }
     }
 
     private func closeClient() {
@@ -420,7 +454,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 extension ProxyHandler: ExchangeDownstream {
     var upstreamPool: UpstreamPool { pool }
     var metrics: GatewayMetrics { gateway.metrics }
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var isWritable: Bool { (context?.channel.isWritable ?? false) && !responseWrites.holdsTooMuch }
 
     func armResponseHeaderTimeout(after timeout: TimeAmount) {
         responseTimer?.set(after: timeout)

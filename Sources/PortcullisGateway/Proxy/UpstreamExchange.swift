@@ -46,7 +46,7 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
         self.extraResponseHeaders = extraResponseHeaders
     }
 
-    var upstreamWritable: Bool { upstream?.channel.isWritable ?? false }
+    var upstreamWritable: Bool { upstream?.isWritable ?? false }
     /// Once the exchange is done the downstream may be gone (it is unowned): nothing holds reads then.
     var clientIsWritable: Bool { done || downstream.isWritable }
 

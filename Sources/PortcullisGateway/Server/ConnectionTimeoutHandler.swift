@@ -4,10 +4,11 @@ import NIOCore
 /// - **head read** — a head must arrive whole within `limits.header_read_timeout` of its first
 ///   byte (slowloris);
 /// - **idle** — between requests, the next must start within `limits.idle_timeout`;
-/// - **response write** — once the channel's outbound buffer is over its high-water mark, the
-///   client has `limits.response_write_timeout` to drain it below the low-water mark. Without this
-///   a client that never reads holds its connection, and the upstream connection behind it
-///   (whose reads stop with backpressure), indefinitely.
+/// - **response write** — once the channel's outbound buffer is over its high-water mark, or a
+///   small write the response's others are held behind (`SmallWrites`) was not taken at a flush,
+///   the client has `limits.response_write_timeout` to drain it (below the low-water mark; the
+///   held write taken). Without this a client that never reads holds its connection, and the
+///   upstream connection behind it (whose reads stop with backpressure), indefinitely.
 ///
 /// One handler rather than one per deadline: every read of every request passes each inbound
 /// handler, and a handler hop is measurable on the request path. Sits before the HTTP decoder so
@@ -33,6 +34,8 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
     private var phase = Phase.readingHead
     private var timer: DeadlineTimer?
     private var writeTimer: DeadlineTimer?
+    /// A held response write waits (`heldResponseWrite`).
+    private var heldWriteWaits = false
     private var context: ChannelHandlerContext?
 
     /// `onWriteTimeout` runs (to count it) before a connection is closed for not taking its response.
@@ -87,11 +90,26 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            writeTimer?.cancel()
+            if !heldWriteWaits { writeTimer?.cancel() }
         } else {
             writeTimer?.set(after: responseWriteTimeout)
         }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// A small response write the others are held behind was not taken at a flush (`waits`), or
+    /// now was: the response-write deadline runs from the first as from the channel turning
+    /// unwritable, and stops at the second unless the channel is unwritable.
+    func heldResponseWrite(waits: Bool) {
+        guard let context else { return }
+        if waits {
+            guard !heldWriteWaits else { return }
+            heldWriteWaits = true
+            if context.channel.isWritable { writeTimer?.set(after: responseWriteTimeout) }
+        } else if heldWriteWaits {
+            heldWriteWaits = false
+            if context.channel.isWritable { writeTimer?.cancel() }
+        }
     }
 
     /// A complete request head was parsed.

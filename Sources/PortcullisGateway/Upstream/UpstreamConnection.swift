@@ -24,6 +24,10 @@ final class UpstreamConnection {
 
     var isUsable: Bool { channel.isActive && !handler.isClosed }
 
+    /// Whether the request may be fed more bytes (the channel's writability, and the body bytes
+    /// held while the upstream is behind).
+    var isWritable: Bool { handler.isWritable }
+
     @discardableResult
     func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>? = nil, now: NIODeadline? = nil) -> Bool {
         handler.write(part, promise: promise, context: context, now: now)

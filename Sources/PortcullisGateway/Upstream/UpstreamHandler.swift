@@ -17,6 +17,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private var pendingRead = false
     private var parser = UpstreamResponseParser()
     private var writer = HTTP1Writer()
+    /// The request body's small writes, joined while the upstream is behind (`SmallWrites`).
+    private var bodyWrites = SmallWrites()
     /// Called when the channel closes while idle, so the pool can forget it. Set once by the
     /// pool; dropped when the channel closes.
     var onIdleClose: (() -> Void)?
@@ -64,9 +66,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     // MARK: Request
 
-    /// Writes one part of the request; `promise` completes when its bytes were written. Bytes
-    /// written move the idle timer, from `now` if the caller just read the clock. Returns whether
-    /// any bytes were written, i.e. whether a flush has something to send.
+    /// Writes one part of the request; `promise` completes when its bytes were written (a head or
+    /// an end: body parts carry none, as they may be joined). Bytes written move the idle timer,
+    /// from `now` if the caller just read the clock. Returns whether any bytes were written, i.e.
+    /// whether a flush has something to send.
     @discardableResult
     func write(_ part: UpstreamRequestPart, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext,
                now: NIODeadline? = nil) -> Bool {
@@ -76,26 +79,59 @@ final class UpstreamHandler: ChannelDuplexHandler {
             parser.expectResponse(to: head.method)
             context.write(wrapOutboundOut(writer.request(head, allocator: allocator)), promise: promise)
         case .body(let body):
+            assert(promise == nil, "a body part may be joined: it carries no promise")
             bytesWritten(at: now)
-            if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
-                context.write(wrapOutboundOut(prefix), promise: nil)
-            }
-            context.write(wrapOutboundOut(body), promise: promise)
-            if let suffix = writer.chunkSuffix(for: body, allocator: allocator) {
-                context.write(wrapOutboundOut(suffix), promise: nil)
+            switch bodyWrites.take(body, allocator: allocator) {
+            case .write(let bytes, let watched): writeBody(bytes, watched: watched, context: context)
+            case .held: return false
             }
         case .end:
+            // What is held goes before the end; a watched write still waiting is ahead of it.
+            let held = bodyWrites.drain()
+            if let held { writeBody(held, watched: false, context: context) }
             // An end that writes nothing (a body framed by its length) leaves the idle timer
             // where it was, and saves a clock read.
             guard let end = writer.end(allocator: allocator) else {
                 promise?.succeed()
-                return false
+                return held != nil
             }
             bytesWritten(at: now)
             context.write(wrapOutboundOut(end), promise: promise)
         }
         return true
     }
+
+    /// Body bytes, framed as one chunk if the body is chunked; a watched write tells
+    /// `bodyWrites` when the socket took it.
+    private func writeBody(_ body: ByteBuffer, watched: Bool, context: ChannelHandlerContext) {
+        if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
+            context.write(wrapOutboundOut(prefix), promise: nil)
+        }
+        var promise: EventLoopPromise<Void>?
+        if watched {
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.assumeIsolated().whenSuccess { [self] in watchedBodyWriteCompleted() }
+            promise = written
+        }
+        context.write(wrapOutboundOut(body), promise: promise)
+        if let suffix = writer.chunkSuffix(for: body, allocator: allocator) {
+            context.write(wrapOutboundOut(suffix), promise: nil)
+        }
+    }
+
+    /// The upstream took a watched write: what was held meanwhile goes, and if that was too much
+    /// to read on, the client's side is read again. (A failed write closes the connection: nothing
+    /// is written after it.)
+    private func watchedBodyWriteCompleted() {
+        let heldTooMuch = bodyWrites.holdsTooMuch
+        guard let next = bodyWrites.watchedWriteCompleted(), let context else { return }
+        writeBody(next, watched: true, context: context)
+        context.flush()
+        if heldTooMuch, context.channel.isWritable { delegate?.upstreamWritabilityChanged(isWritable: true) }
+    }
+
+    /// Whether the request may be fed more bytes: the channel is writable and not too much is held.
+    var isWritable: Bool { (context?.channel.isWritable ?? false) && !bodyWrites.holdsTooMuch }
 
     /// Written bytes are activity: the idle timer starts over, from `now` when the caller has it.
     private func bytesWritten(at now: NIODeadline?) {
@@ -143,7 +179,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        delegate?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
+        delegate?.upstreamWritabilityChanged(isWritable: isWritable)
         context.fireChannelWritabilityChanged()
     }
 

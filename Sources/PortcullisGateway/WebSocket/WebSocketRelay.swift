@@ -16,7 +16,9 @@ import NIOWebSocket
 ///   frame follows its last byte.
 ///
 /// Both channels run on one event loop (the upstream connection is opened on the client's), and
-/// so does this object. Backpressure: a side is read only while the other side is writable.
+/// so does this object. Backpressure: a side is read only while the other side is writable and
+/// not too much of what it sent is held; small pieces toward a side that is behind are joined
+/// (`SmallWrites`), so a peer pacing 1-byte pieces does not make each wait as a write.
 final class WebSocketRelay {
     enum Side {
         case client
@@ -35,6 +37,8 @@ final class WebSocketRelay {
         /// Nothing more from this side is passed on (the gateway's close frame went the other way,
         /// or this side broke the protocol).
         var stopped = false
+        /// The writes of these bytes to the other side, joined while it is behind (`SmallWrites`).
+        var writes = SmallWrites()
 
         init(sender: WebSocketFrameTracker.Sender, maxPayload: Int) {
             tracker = WebSocketFrameTracker(sender: sender, maxPayload: UInt64(maxPayload))
@@ -156,7 +160,8 @@ final class WebSocketRelay {
                 passed = offset
                 inbound.closeAfterFrame = nil
                 inbound.stopped = true
-                context(side.other)?.writeAndFlush(NIOAny(close), promise: nil)
+                writeOwnFrame(close, to: side.other)
+                context(side.other)?.flush()
             }
         }
         if inbound.tracker.inHeader {
@@ -190,12 +195,13 @@ final class WebSocketRelay {
         let inbound = self.inbound(side)
         let written = other.eventLoop.makePromise(of: Void.self)
         if closeSent(to: side.other) || inbound.midFrame {
+            if let held = inbound.writes.drain() { other.write(NIOAny(held), promise: nil) }
             written.succeed()
         } else {
             markCloseSent(to: side.other)
-            other.write(NIOAny(WebSocketCloseFrame.encode(code: .goingAway, reason: side == .client ? "client gone" : "upstream gone",
-                                                          masked: side.other == .upstream, allocator: other.channel.allocator)),
-                        promise: written)
+            writeOwnFrame(WebSocketCloseFrame.encode(code: .goingAway, reason: side == .client ? "client gone" : "upstream gone",
+                                                     masked: side.other == .upstream, allocator: other.channel.allocator),
+                          to: side.other, promise: written)
         }
         inbound.stopped = true
         inbound.heldHeader = nil
@@ -205,7 +211,7 @@ final class WebSocketRelay {
     }
 
     func mayRead(_ side: Side) -> Bool {
-        context(side.other)?.channel.isWritable ?? true
+        (context(side.other)?.channel.isWritable ?? true) && !inbound(side).writes.holdsTooMuch
     }
 
     func holdRead(_ side: Side) {
@@ -213,7 +219,7 @@ final class WebSocketRelay {
     }
 
     func writabilityChanged(_ side: Side) {
-        guard let context = context(side), context.channel.isWritable, pendingRead.contains(side.other) else { return }
+        guard pendingRead.contains(side.other), mayRead(side.other) else { return }
         pendingRead.removeAll { $0 == side.other }
         self.context(side.other)?.read()
     }
@@ -244,7 +250,8 @@ final class WebSocketRelay {
             } else {
                 toward.stopped = true
                 toward.heldHeader = nil
-                context.writeAndFlush(NIOAny(frame), promise: nil)
+                writeOwnFrame(frame, to: side)
+                context.flush()
             }
         }
         graceTimer = session.eventLoop.assumeIsolated().scheduleTask(in: Self.closeGrace) { [self] in
@@ -273,14 +280,51 @@ final class WebSocketRelay {
         }
         if let held = inbound.heldHeader {
             inbound.heldHeader = nil
-            target.write(NIOAny(held), promise: nil)
+            write(held, from: side, to: target)
         }
         guard !range.isEmpty else { return }
         if range.count == buffer.readableBytes {
-            target.write(NIOAny(buffer), promise: nil)
+            write(buffer, from: side, to: target)
         } else {
-            target.write(NIOAny(buffer.getSlice(at: buffer.readerIndex + range.lowerBound, length: range.count)!), promise: nil)
+            write(buffer.getSlice(at: buffer.readerIndex + range.lowerBound, length: range.count)!, from: side, to: target)
         }
+    }
+
+    /// Writes bytes `side` sent to the other side, or holds them while it is behind.
+    private func write(_ bytes: ByteBuffer, from side: Side, to target: ChannelHandlerContext) {
+        switch inbound(side).writes.take(bytes, allocator: target.channel.allocator) {
+        case .write(let bytes, watched: false):
+            target.write(NIOAny(bytes), promise: nil)
+        case .write(let bytes, watched: true):
+            target.write(NIOAny(bytes), promise: watchedWritePromise(from: side, on: target))
+        case .held:
+            break
+        }
+    }
+
+    /// A promise for a watched write of `side`'s bytes: when the other side took it, what was held
+    /// meanwhile goes, and `side` is read again if holding had stopped it.
+    private func watchedWritePromise(from side: Side, on target: ChannelHandlerContext) -> EventLoopPromise<Void> {
+        let written = target.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenSuccess { [self] in
+            let inbound = self.inbound(side)
+            let heldTooMuch = inbound.writes.holdsTooMuch
+            guard let next = inbound.writes.watchedWriteCompleted(), let target = context(side.other) else { return }
+            target.write(NIOAny(next), promise: watchedWritePromise(from: side, on: target))
+            target.flush()
+            if heldTooMuch { writabilityChanged(side.other) }
+        }
+        return written
+    }
+
+    /// A frame of the gateway's own to `side`, after what is held toward it.
+    private func writeOwnFrame(_ frame: ByteBuffer, to side: Side, promise: EventLoopPromise<Void>? = nil) {
+        guard let target = context(side) else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        if let held = inbound(side.other).writes.drain() { target.write(NIOAny(held), promise: nil) }
+        target.write(NIOAny(frame), promise: promise)
     }
 
     private func stop() {

@@ -33,6 +33,9 @@ Prints one JSON object describing what the server did. Modes:
   small-frames PATH N  a POST of PATH whose body is up to N 1-byte DATA frames, sent as fast as the
                        stream's window allows, until the stream is reset or the window stays shut
                        for 3 s; prints how many were sent
+  paced-frames PATH N GAP_MS
+                       a POST of PATH whose body is N 1-byte DATA frames, each written alone GAP_MS
+                       after the last (each read of the server's brings one), then its end
   extension-flood MB PID
                        MB mebibytes of 16 KiB frames of an extension type (0xfa), every write
                        ending 100 bytes into a frame, then a GET of /public/after on stream 1;
@@ -403,6 +406,18 @@ def main():
         frames += [DataFrame(1, b"x") for _ in range(int(sys.argv[4]))] + [DataFrame(1, b"", flags=["END_STREAM"])]
         peer.send(*frames)
         deadline = time.monotonic() + 10
+        while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.2)
+        print(json.dumps(peer.result()))
+    elif mode == "paced-frames":
+        # N 1-byte DATA frames, one per write GAP_MS apart (so that each read brings one), then the end.
+        count, gap = int(sys.argv[4]), float(sys.argv[5]) / 1000
+        peer.send(HeadersFrame(1, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]))
+        for _ in range(count):
+            peer.send(DataFrame(1, b"x"))
+            time.sleep(gap)
+        peer.send(DataFrame(1, b"", flags=["END_STREAM"]))
+        deadline = time.monotonic() + 15
         while 1 not in peer.ended and 1 not in peer.resets and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.2)
         print(json.dumps(peer.result()))

@@ -2,9 +2,10 @@
 """An HTTP/2 upstream (h2c, prior knowledge) built on python-hyper's h2 with its own checks of
 what it sends turned off, so that it can answer what a well-behaved server never would.
 
-    h2_upstream.py PORT [HEADER_TABLE_SIZE]
+    h2_upstream.py PORT [HEADER_TABLE_SIZE [INITIAL_WINDOW_SIZE]]
 
-With HEADER_TABLE_SIZE its SETTINGS allow the gateway an HPACK table that large.
+With HEADER_TABLE_SIZE its SETTINGS allow the gateway an HPACK table that large (0: the default),
+with INITIAL_WINDOW_SIZE each stream's window starts that small.
 
 Answers by path:
   /slow              200 with body "slow" after 1.5 s
@@ -31,6 +32,9 @@ Answers by path:
   /window-flood      200, then 2 000 WINDOW_UPDATE frames of 1 on the stream, then "ok"
   /sink              never answers, and never opens the stream's window (or the connection's)
                      again: what the gateway forwards waits in the gateway
+  /late-window       opens the stream's window for nothing the gateway sends during the first
+                     2.5 s, then for all of it; once the request ends answers 200 with a JSON
+                     body: the DATA frames and bytes its body came in
   /tiny-data         200, then 1-byte DATA frames as long as the stream's window allows, for up
                      to 20 s; prints "tiny-data N" with how many were sent
   anything else      200 with body "ok" at once
@@ -48,13 +52,15 @@ import sys
 import time
 
 import h2.config
+import h2.settings
 import h2.connection
 import h2.events
 import h2.exceptions
 import hyperframe.frame
 
 connections = 0
-TABLE_SIZE = int(sys.argv[2]) if len(sys.argv) > 2 else None
+TABLE_SIZE = int(sys.argv[2]) or None if len(sys.argv) > 2 else None
+INITIAL_WINDOW = int(sys.argv[3]) if len(sys.argv) > 3 else None
 
 
 @contextlib.contextmanager
@@ -83,7 +89,12 @@ class Upstream(asyncio.Protocol):
         if TABLE_SIZE is not None:
             self.conn.local_settings.header_table_size = TABLE_SIZE
             self.conn.decoder.max_allowed_table_size = TABLE_SIZE
+        self.late = {}
         self.conn.initiate_connection()
+        if INITIAL_WINDOW is not None:
+            # Sent as a SETTINGS change of its own: set before initiate_connection, h2 would apply
+            # it once acknowledged without having sent it.
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW})
         self.flush()
 
     def connection_lost(self, exc):
@@ -97,7 +108,8 @@ class Upstream(asyncio.Protocol):
     def data_received(self, data):
         try:
             events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError:
+        except h2.exceptions.ProtocolError as error:
+            print(f"protocol-error {error!r}", flush=True)
             self.flush()
             self.transport.close()
             return
@@ -113,7 +125,18 @@ class Upstream(asyncio.Protocol):
             elif isinstance(event, h2.events.DataReceived):
                 if not event.data and event.stream_ended is None:
                     print("empty-data", flush=True)
-                if event.flow_controlled_length and event.stream_id not in self.sinks:
+                late = self.late.get(event.stream_id)
+                if late is not None:
+                    late["frames"] += 1
+                    late["bytes"] += len(event.data)
+                    if late["open"]:
+                        self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    else:
+                        late["unacked"] += event.flow_controlled_length
+                    if event.stream_ended is not None:
+                        body = f'{{"frames": {late["frames"]}, "bytes": {late["bytes"]}}}'.encode()
+                        self.send(event.stream_id, [(":status", "200")], body)
+                elif event.flow_controlled_length and event.stream_id not in self.sinks:
                     self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 if event.stream_id in self.bodies:
                     self.bodies[event.stream_id] += event.data
@@ -164,6 +187,9 @@ class Upstream(asyncio.Protocol):
             self.flush()
         elif path == "/sink":
             self.sinks.add(stream)
+        elif path == "/late-window":
+            self.late[stream] = {"frames": 0, "bytes": 0, "unacked": 0, "open": False}
+            asyncio.get_running_loop().call_later(2.5, self.open_late, stream)
         elif path == "/tiny-data":
             self.conn.send_headers(stream, [(":status", "200")])
             self.flush()
@@ -188,6 +214,13 @@ class Upstream(asyncio.Protocol):
             self.flush()
         else:
             self.send(stream, [(":status", "200")], b"ok")
+
+    def open_late(self, stream):
+        late = self.late[stream]
+        late["open"] = True
+        if late["unacked"]:
+            self.conn.acknowledge_received_data(late["unacked"], stream)
+            self.flush()
 
     async def tiny_data(self, stream):
         sent = 0
