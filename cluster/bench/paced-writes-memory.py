@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What peers pacing 1-byte pieces toward a side that has stopped reading make the gateway hold,
-on plain loopback (the kernel's default socket buffers, which take their own share first). Runs
-the upstream itself on UPSTREAM_PORT; samples the gateway's resident memory (process PID) and
+on plain loopback (the kernel's default socket buffers on the gateway's side, which take their own
+share first; the upstream's receive buffer is 4 KiB). Runs the upstream itself on UPSTREAM_PORT; samples the gateway's resident memory (process PID) and
 prints the peak growth over the start.
 
     paced-writes-memory.py MODE GATEWAY_PORT UPSTREAM_PORT PID CONNS SECONDS
@@ -62,6 +62,9 @@ def serve(conn):
 held = []
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+# A small receive buffer (its connections inherit it), so that the kernel's share on the upstream's
+# side is kilobytes rather than the megabytes autotuning grows to.
+server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 server.bind(("127.0.0.1", upstream))
 server.listen(1024)
 

@@ -14,7 +14,10 @@ import NIOCore
 /// write completes, the held buffer goes as the next watched write. At most `writesPerCheck`
 /// small writes and one joined buffer wait, whatever the peer does. Holding `heldLimit` bytes
 /// makes the writer count as unwritable, so the side feeding it is no longer read. Large writes
-/// go as they come while nothing is held: their bytes, not their count, are what costs.
+/// go as they come while nothing is held, a watched write waiting or not: their bytes, not their
+/// count, are what costs, and NIO's water marks bound those. A peer that keeps up sees no delay
+/// (a watched write is taken at the flush that ends the read it came in); small writes past the
+/// fourth of one read are copied into one write.
 ///
 /// Pure bookkeeping: the owner writes, makes the watched write's promise and calls
 /// `watchedWriteCompleted()` from it.
@@ -40,8 +43,8 @@ struct SmallWrites {
     private(set) var watchedWriteWaits = false
 
     mutating func take(_ bytes: ByteBuffer, allocator: ByteBufferAllocator) -> Decision {
+        if held == nil, bytes.readableBytes >= Self.smallWrite { return .write(bytes, watched: false) }
         if !watchedWriteWaits, held == nil {
-            if bytes.readableBytes >= Self.smallWrite { return .write(bytes, watched: false) }
             smallSinceWatched += 1
             guard smallSinceWatched == Self.writesPerCheck else { return .write(bytes, watched: false) }
             smallSinceWatched = 0

@@ -132,7 +132,8 @@ final class HTTP2UpstreamExchange {
             guard let next = writes.watchedWriteCompleted(), stream === channel, !done else { return }
             channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(next))), promise: watchedWrite(on: channel))
             channel.flush()
-            if heldTooMuch { downstream.resumeRequestReads() }
+            // The flush may have failed the exchange (the downstream, unowned, may then go).
+            if heldTooMuch, !done { downstream.resumeRequestReads() }
         }
         return written
     }

@@ -319,6 +319,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 context.close(promise: nil)
             }
         }
+        if responseWrites.watchedWriteWaits { timeouts?.heldResponseWrite(waits: true) }
     }
 
     // MARK: 5. Completion

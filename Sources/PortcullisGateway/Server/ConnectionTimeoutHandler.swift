@@ -90,7 +90,13 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            if !heldWriteWaits { writeTimer?.cancel() }
+            // Drained below the low-water mark: progress. With a held write still untaken the
+            // time starts over, as when a held write is taken.
+            if heldWriteWaits {
+                writeTimer?.set(after: responseWriteTimeout)
+            } else {
+                writeTimer?.cancel()
+            }
         } else {
             writeTimer?.set(after: responseWriteTimeout)
         }

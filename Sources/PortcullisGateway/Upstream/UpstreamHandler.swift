@@ -66,8 +66,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     // MARK: Request
 
-    /// Writes one part of the request; `promise` completes when its bytes were written (a head or
-    /// an end: body parts carry none, as they may be joined). Bytes written move the idle timer,
+    /// Writes one part of the request; `promise` completes when its bytes were written (a body
+    /// part given one is written alone, not joined). Bytes written move the idle timer,
     /// from `now` if the caller just read the clock. Returns whether any bytes were written, i.e.
     /// whether a flush has something to send.
     @discardableResult
@@ -79,16 +79,21 @@ final class UpstreamHandler: ChannelDuplexHandler {
             parser.expectResponse(to: head.method)
             context.write(wrapOutboundOut(writer.request(head, allocator: allocator)), promise: promise)
         case .body(let body):
-            assert(promise == nil, "a body part may be joined: it carries no promise")
             bytesWritten(at: now)
+            if let promise {
+                // What is held goes first; this part is written as it is, for its promise.
+                if let held = bodyWrites.drain() { writeBody(held, watched: false, promise: nil, context: context) }
+                writeBody(body, watched: false, promise: promise, context: context)
+                return true
+            }
             switch bodyWrites.take(body, allocator: allocator) {
-            case .write(let bytes, let watched): writeBody(bytes, watched: watched, context: context)
+            case .write(let bytes, let watched): writeBody(bytes, watched: watched, promise: nil, context: context)
             case .held: return false
             }
         case .end:
             // What is held goes before the end; a watched write still waiting is ahead of it.
             let held = bodyWrites.drain()
-            if let held { writeBody(held, watched: false, context: context) }
+            if let held { writeBody(held, watched: false, promise: nil, context: context) }
             // An end that writes nothing (a body framed by its length) leaves the idle timer
             // where it was, and saves a clock read.
             guard let end = writer.end(allocator: allocator) else {
@@ -103,11 +108,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     /// Body bytes, framed as one chunk if the body is chunked; a watched write tells
     /// `bodyWrites` when the socket took it.
-    private func writeBody(_ body: ByteBuffer, watched: Bool, context: ChannelHandlerContext) {
+    private func writeBody(_ body: ByteBuffer, watched: Bool, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
         if let prefix = writer.chunkPrefix(for: body, allocator: allocator) {
             context.write(wrapOutboundOut(prefix), promise: nil)
         }
-        var promise: EventLoopPromise<Void>?
+        var promise = promise
         if watched {
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.assumeIsolated().whenSuccess { [self] in watchedBodyWriteCompleted() }
@@ -125,7 +130,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private func watchedBodyWriteCompleted() {
         let heldTooMuch = bodyWrites.holdsTooMuch
         guard let next = bodyWrites.watchedWriteCompleted(), let context else { return }
-        writeBody(next, watched: true, context: context)
+        writeBody(next, watched: true, promise: nil, context: context)
         context.flush()
         if heldTooMuch, context.channel.isWritable { delegate?.upstreamWritabilityChanged(isWritable: true) }
     }

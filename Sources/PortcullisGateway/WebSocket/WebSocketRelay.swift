@@ -323,8 +323,11 @@ final class WebSocketRelay {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        if let held = inbound(side.other).writes.drain() { target.write(NIOAny(held), promise: nil) }
+        let held = inbound(side.other).writes.drain()
+        if let held { target.write(NIOAny(held), promise: nil) }
         target.write(NIOAny(frame), promise: promise)
+        // Holding too much had stopped reading the other side: its answer must still be read.
+        if held != nil { writabilityChanged(side) }
     }
 
     private func stop() {
