@@ -18,9 +18,9 @@ Modes (the gateway routes /body, /many and /ws to UPSTREAM_PORT, /ws as a WebSoc
 import base64
 import hashlib
 import json
+import os
 import socket
 import sys
-import threading
 import time
 
 mode, gateway, upstream, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -59,24 +59,12 @@ def serve(conn):
     # Otherwise (and after the above): read nothing more.
 
 
-held = []
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-# A small receive buffer (its connections inherit it), so that the kernel's share on the upstream's
-# side is kilobytes rather than the megabytes autotuning grows to.
-server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-server.bind(("127.0.0.1", upstream))
-server.listen(1024)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "Tests", "PortcullisGatewayTests", "Scripts"))
+from paced_peer import listen  # noqa: E402
 
-
-def accept():
-    while True:
-        conn, _ = server.accept()
-        held.append(conn)
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-
-threading.Thread(target=accept, daemon=True).start()
+# A small receive buffer, so that the kernel's share on the upstream's side is kilobytes rather
+# than the megabytes autotuning grows to.
+listen(upstream, serve, receive_buffer=4096)
 base = resident()
 clients = []
 for _ in range(conns):

@@ -3,11 +3,11 @@ import NIOCore
 /// Bounds how many small writes wait on one channel. NIO makes a channel unwritable by the bytes
 /// waiting on it (64 KiB), not by the writes, and each waiting write costs an entry, a buffer and
 /// often the whole read it was sliced from: a peer that paces 1-byte pieces toward a side that has
-/// stopped reading made each wait as a write of its own, about 200 bytes of the gateway's memory
-/// per byte held (what that cost: docs/benchmarks.md, "Small writes joined on every relay"). NIO
-/// has no setting for it, so the writer keeps this count itself.
+/// stopped reading made each wait as a write of its own, a hundred bytes or more of the
+/// gateway's memory per byte held (what that cost: docs/benchmarks.md, "Small writes joined on
+/// every relay"). NIO has no setting for it, so the writer keeps this count itself.
 ///
-/// Writes go out as they come, so a healthy peer sees no delay and no copy. Every
+/// Writes go out as they come, so a healthy peer sees no delay. Every
 /// `writesPerCheck`-th small write is *watched*: written with a promise, whose completion says the
 /// socket took it. While a watched write has not completed, the peer is behind, and what follows
 /// is held and copied into one buffer (a slice would keep the whole read alive); when the watched
