@@ -41,11 +41,11 @@ struct SmallWritesTests {
             }
         }
         #expect(writes.heldBytes == 2003)
-        let next = writes.watchedWriteCompleted()
+        let next = writes.watchedWriteCompleted().next
         #expect(next.map { String(buffer: $0) } == "ab" + String(repeating: "L", count: 2000) + "c")
         // The joined write is itself watched: it still waits.
         #expect(writes.watchedWriteWaits)
-        #expect(writes.watchedWriteCompleted() == nil)
+        #expect(writes.watchedWriteCompleted().next == nil)
         #expect(!writes.watchedWriteWaits)
     }
 
@@ -91,6 +91,22 @@ struct SmallWritesTests {
         }
     }
 
+    @Test("a completion that leaves less than heldLimit held says the feeding side may be read again; one that found little held does not")
+    func completionResumesTheFeed() {
+        var writes = SmallWrites()
+        for index in 0..<4 { _ = writes.take(bytes("\(index)"), allocator: allocator) }
+        _ = writes.take(bytes("a"), allocator: allocator)
+        // "a" goes as the next watched write, which waits in turn.
+        #expect(!writes.watchedWriteCompleted().resumesFeed)
+        _ = writes.take(bytes("b"), allocator: allocator)
+        _ = writes.take(ByteBuffer(repeating: 7, count: SmallWrites.heldLimit), allocator: allocator)
+        #expect(writes.holdsTooMuch)
+        let completion = writes.watchedWriteCompleted()
+        #expect(completion.resumesFeed)
+        #expect(completion.next?.readableBytes == SmallWrites.heldLimit + 1)
+        #expect(!writes.holdsTooMuch)
+    }
+
     /// A channel that takes watched writes at random times: every byte comes out once and in
     /// order, and no small write is issued while a watched one waits (drains aside).
     @Test("randomised: every byte once, in order; no small write goes while a watched write waits")
@@ -119,7 +135,7 @@ struct SmallWritesTests {
                     }
                 case 6..<9:
                     guard waiting else { continue }
-                    if let next = writes.watchedWriteCompleted() {
+                    if let next = writes.watchedWriteCompleted().next {
                         received += next.readableBytesView
                     } else {
                         waiting = false

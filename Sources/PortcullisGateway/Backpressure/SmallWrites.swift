@@ -57,16 +57,24 @@ struct SmallWrites {
         return .held
     }
 
-    /// The watched write completed: the bytes held meanwhile, to write now as the next watched
-    /// write, or nil.
-    mutating func watchedWriteCompleted() -> ByteBuffer? {
+    /// What a watched write's completion leaves the owner to do.
+    struct Completion {
+        /// The bytes held meanwhile, to write now as the next watched write.
+        var next: ByteBuffer?
+        /// Holding had stopped the side feeding this channel (`holdsTooMuch`): it may be read again.
+        var resumesFeed: Bool
+    }
+
+    /// The watched write completed.
+    mutating func watchedWriteCompleted() -> Completion {
+        let resumesFeed = holdsTooMuch
         guard let buffer = held, buffer.readableBytes > 0 else {
             held = nil
             watchedWriteWaits = false
-            return nil
+            return Completion(next: nil, resumesFeed: resumesFeed)
         }
         held = nil
-        return buffer
+        return Completion(next: buffer, resumesFeed: resumesFeed)
     }
 
     /// Whatever is held, to write before anything else goes to this channel (a response's or

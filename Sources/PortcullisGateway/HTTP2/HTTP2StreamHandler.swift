@@ -363,7 +363,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func watchedResponseWrite(_ context: ChannelHandlerContext) -> EventLoopPromise<Void> {
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] _ in
-            let next = responseWrites.watchedWriteCompleted()
+            let next = responseWrites.watchedWriteCompleted().next
             guard let context = self.context, context.channel.isActive else { return }
             // The client took a write: progress, so the response-write deadline starts over
             // (re-armed below if the next write waits too).

@@ -128,12 +128,12 @@ final class HTTP2UpstreamExchange {
     private func watchedWrite(on channel: any Channel) -> EventLoopPromise<Void> {
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenSuccess { [self] in
-            let heldTooMuch = writes.holdsTooMuch
-            guard let next = writes.watchedWriteCompleted(), stream === channel, !done else { return }
+            let completion = writes.watchedWriteCompleted()
+            guard let next = completion.next, stream === channel, !done else { return }
             channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(next))), promise: watchedWrite(on: channel))
             channel.flush()
             // The flush may have failed the exchange (the downstream, unowned, may then go).
-            if heldTooMuch, !done { downstream.resumeRequestReads() }
+            if completion.resumesFeed, !done { downstream.resumeRequestReads() }
         }
         return written
     }

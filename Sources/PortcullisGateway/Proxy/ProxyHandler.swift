@@ -291,13 +291,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func watchedResponseWrite(_ context: ChannelHandlerContext) -> EventLoopPromise<Void> {
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenSuccess { [self] in
-            let heldTooMuch = responseWrites.holdsTooMuch
             // Progress: the deadline stops, and starts over if the next write waits too.
             timeouts?.heldResponseWrite(waits: false)
-            guard let next = responseWrites.watchedWriteCompleted(), let context = self.context else { return }
+            let completion = responseWrites.watchedWriteCompleted()
+            guard let next = completion.next, let context = self.context else { return }
             writeOutput(next, promise: watchedResponseWrite(context), context: context)
             flushClient()
-            guard heldTooMuch else { return }
+            guard completion.resumesFeed else { return }
             if case .proxying(let exchange) = state { exchange.clientDrained() }
             resumeClientReads()
         }

@@ -128,11 +128,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
     /// to read on, the client's side is read again. (A failed write closes the connection: nothing
     /// is written after it.)
     private func watchedBodyWriteCompleted() {
-        let heldTooMuch = bodyWrites.holdsTooMuch
-        guard let next = bodyWrites.watchedWriteCompleted(), let context else { return }
+        let completion = bodyWrites.watchedWriteCompleted()
+        guard let next = completion.next, let context else { return }
         writeBody(next, watched: true, promise: nil, context: context)
         context.flush()
-        if heldTooMuch, context.channel.isWritable { delegate?.upstreamWritabilityChanged(isWritable: true) }
+        if completion.resumesFeed, context.channel.isWritable { delegate?.upstreamWritabilityChanged(isWritable: true) }
     }
 
     /// Whether the request may be fed more bytes: the channel is writable and not too much is held.

@@ -308,11 +308,11 @@ final class WebSocketRelay {
         let written = target.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenSuccess { [self] in
             let inbound = self.inbound(side)
-            let heldTooMuch = inbound.writes.holdsTooMuch
-            guard let next = inbound.writes.watchedWriteCompleted(), let target = context(side.other) else { return }
+            let completion = inbound.writes.watchedWriteCompleted()
+            guard let next = completion.next, let target = context(side.other) else { return }
             target.write(NIOAny(next), promise: watchedWritePromise(from: side, on: target))
             target.flush()
-            if heldTooMuch { writabilityChanged(side.other) }
+            if completion.resumesFeed { writabilityChanged(side.other) }
         }
         return written
     }
