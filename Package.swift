@@ -43,6 +43,8 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // glibc's allocator statistics (mallinfo2), which Swift's Glibc module does not map.
+        .target(name: "CMallocStats"),
         .target(
             name: "PortcullisRedis",
             dependencies: [
@@ -102,6 +104,7 @@ let package = Package(
         .target(
             name: "PortcullisGateway",
             dependencies: [
+                "CMallocStats",
                 "PortcullisJOSE",
                 "PortcullisObservability",
                 "PortcullisCluster",

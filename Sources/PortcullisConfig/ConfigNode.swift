@@ -274,7 +274,8 @@ public struct ConfigNode: Sendable {
         return bytes
     }
 
-    static func parseByteCount(_ text: String) -> Int? {
+    /// `byteCount()`'s reading of `text`; nil when it is not a size.
+    public static func parseByteCount(_ text: String) -> Int? {
         let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("B", 1)]
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         for (suffix, scale) in units where trimmed.hasSuffix(suffix) {

@@ -11,6 +11,8 @@ final class GatewayContext: Sendable {
     let tracing: RequestTracing?
     /// Metrics for requests that matched no route (404, 405, 400).
     let unmatchedRoute: RouteMetrics
+    /// Set while the node is overloaded (`MemoryGuard`): new connections and requests are refused.
+    let overload: OverloadFlag
     /// Open WebSockets and gRPC calls with the tokens they were admitted with (ended when those end).
     let sessions: LiveSessions
     /// The table and its version, bumped by every reload; `tableVersion` repeats the version so
@@ -19,7 +21,8 @@ final class GatewayContext: Sendable {
     private let tableVersion = Atomic<UInt64>(0)
 
     init(routes: RouteTable, metrics: GatewayMetrics, revocation: (any RevocationCheck)?, rateLimiter: any RateLimiting,
-         accessLog: AccessLog?, tracing: RequestTracing? = nil) {
+         accessLog: AccessLog?, tracing: RequestTracing? = nil, overload: OverloadFlag = OverloadFlag()) {
+        self.overload = overload
         self.table = Mutex((0, routes))
         self.metrics = metrics
         self.rateLimiter = rateLimiter

@@ -89,15 +89,23 @@ public final class GatewayNode: Service, Sendable {
             throw GatewayError.keys("\(error)")
         }
 
+        let overload = OverloadFlag()
         let context = GatewayContext(
             routes: prepared.routes.checking(with: authenticator), metrics: metrics, revocation: agent?.revocations,
             rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
-            accessLog: config.accessLog.enabled ? AccessLog(query: config.accessLog.query) : nil, tracing: tracing)
+            accessLog: config.accessLog.enabled ? AccessLog(query: config.accessLog.query) : nil, tracing: tracing, overload: overload)
         agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits, http2: config.http2,
                                              tls: prepared.tls, logger: logger,
                                              clientAddress: config.clientAddress)
+        let available = NodeMemory.available()
+        let memoryLimit = config.overload.limitBytes(available: available)
+        if memoryLimit == nil, config.overload.memoryLimit != .off {
+            logger.warning("overload.memory_limit is a share of memory, but neither a cgroup limit nor the machine's memory could be read; the node will not shed for memory")
+        }
+        let memoryGuard = MemoryGuard(limit: memoryLimit, responseWriteTimeout: config.overload.responseWriteTimeout, flag: overload,
+                                      metrics: metrics, logger: logger) { [server] waited in await server.shedStalledResponses(waitedFor: waited) }
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
         let scrapeTime = ScrapeTimeMetrics(registry: registry, keys: keys, cache: cache)
         let admin = AdminServer(group: group) { [self, registry, keys] path in
@@ -111,6 +119,8 @@ public final class GatewayNode: Service, Sendable {
             case "/readyz":
                 if !self.ready.load(ordering: .relaxed) { return .text(.serviceUnavailable, "starting\n") }
                 if !keys.isReady { return .text(.serviceUnavailable, "key sets not loaded\n") }
+                // Overloaded, the node refuses new connections anyway: a load balancer should send them elsewhere.
+                if overload.isSet { return .text(.serviceUnavailable, "overloaded: heap in use over overload.memory_limit\n") }
                 if let agent {
                     if !agent.isSynced { return .text(.serviceUnavailable, "cluster state not synced\n") }
                     // Past max_staleness the node refuses authenticated requests (fail closed): a
@@ -131,6 +141,7 @@ public final class GatewayNode: Service, Sendable {
         ready.store(true, ordering: .relaxed)
         logger.info("gateway listening", metadata: [
             "node": "\(config.nodeID)", "public": "\(publicAddress)", "admin": "\(adminAddress)",
+            "memory_limit_bytes": "\(memoryLimit.map(String.init) ?? "off")",
             "routes": "\(config.routes.count)", "issuers": "\(config.issuers.count)", "event_loops": "\(config.eventLoops)",
         ])
 
@@ -138,6 +149,7 @@ public final class GatewayNode: Service, Sendable {
                                        httpClient: httpClient, metrics: metrics, reloads: reloads, logger: logger)
         reloader.start(loader: loader)
         await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await memoryGuard.run() }
             if let agent {
                 tasks.addTask { await agent.run() }
             }

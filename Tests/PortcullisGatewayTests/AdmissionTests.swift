@@ -4,6 +4,8 @@ import NIOCore
 import NIOHTTP1
 import PortcullisCluster
 import PortcullisJOSE
+import PortcullisObservability
+import PortcullisTestSupport
 import Testing
 
 /// The admission step on its own, in process: real config parsing, route table, JWT verifier,
@@ -72,6 +74,22 @@ struct AdmissionTests {
         #expect(admitted.target.uri == "/orders/~alice/x?q=1")
         #expect(admitted.responseHeaders == nil)
         #expect(log.route == "orders" && log.subject == "alice")
+    }
+
+    @Test("an overloaded node answers every new request 503 overloaded with Retry-After: 1 before routing or authentication, counted, and admits again once it is not")
+    func overloadedNodeRefusesNewRequests() throws {
+        let token = try issuer.token(sub: "alice")
+        admission.gateway.overload.set(true)
+        for uri in ["/orders/1", "/public/x", "/nowhere"] {
+            let response = refusal(admit(.GET, uri, token: token).0)
+            #expect(response?.status == .serviceUnavailable, "\(uri)")
+            #expect(response?.error == "overloaded")
+            #expect(response?.headers.first(name: "Retry-After") == "1")
+        }
+        let exposition = String(decoding: Exposition.render(admission.gateway.metrics.registry), as: UTF8.self)
+        #expect(PrometheusText.sample(exposition, #"portcullis_overload_refused_total{what="request"}"#) == 3)
+        admission.gateway.overload.set(false)
+        guard case .admitted = admit(.GET, "/orders/1", token: token).0 else { Issue.record("refused once no longer overloaded"); return }
     }
 
     @Test("a missing token is a 401 with an RFC 6750 challenge; a token without the scope is a 403")

@@ -5,6 +5,7 @@
 # gateway's peak growth in resident memory (cluster/bench/h2-held-memory.py).
 #   cluster/bench/h2-held-memory.sh /path/to/portcullis [/path/to/other]   # shapes "1x100 10x100"
 #   SHAPES="20x100" SECONDS_HELD=15 cluster/bench/h2-held-memory.sh /path/to/portcullis
+#   OVERLOAD="{memory_limit: 64MiB}" cluster/bench/h2-held-memory.sh /path/to/portcullis   # with an overload: section
 # Needs python3 with h2, hpack and hyperframe (cluster/bench/setup.sh installs them).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
@@ -19,6 +20,7 @@ for shape in ${SHAPES:-1x100 10x100}; do
 listen: 127.0.0.1:$gw
 admin_listen: 127.0.0.1:$admin
 event_loops: 1
+${OVERLOAD:+overload: $OVERLOAD}
 routes:
   - name: h2
     path_prefix: /

@@ -2,7 +2,7 @@ import NIOHTTP1
 import PortcullisJOSE
 
 /// Whether a request may pass, decided from its head alone and the same for every protocol that
-/// carries one: the head's own checks (`checkHead`), a CORS preflight (answered by the gateway),
+/// carries one: the node's overload (`MemoryGuard`), the head's own checks (`checkHead`), a CORS preflight (answered by the gateway),
 /// the route, the declared body size, the client certificate, authentication (token, revocation,
 /// scopes, claim rules) and the rate limit — in that order, the first refusal wins. On a route
 /// with `cors`, refusals and admitted requests carry the route's CORS response fields. It does no
@@ -44,6 +44,13 @@ struct Admission {
         log.host = facts.host
         // Tracing off, a request's tracing work is this branch and nil checks of `log.trace`.
         if let tracing = gateway.tracing { log.trace = tracing.startRequest(traceparent: facts.traceparent, headers: head.headers) }
+        // Short of memory (`MemoryGuard`), the node takes nothing new; what it has admitted goes on.
+        if gateway.overload.isSet {
+            gateway.metrics.overloadRefusedRequests.increment()
+            var response = ErrorResponse(status: .serviceUnavailable, error: "overloaded", description: "the gateway is short of memory; retry shortly")
+            response.headers.add(name: "Retry-After", value: "1")
+            return .refused(response, metrics: gateway.unmatchedRoute)
+        }
         // A CONNECT asks for a tunnel, which the gateway does not open, over HTTP/1.1 or HTTP/2
         // (`HTTP2HeaderBlocks` hands a plain one on in authority form). The HTTP/1.1 decoder reads
         // what follows a CONNECT as tunnel bytes, never a body: forwarding one with a

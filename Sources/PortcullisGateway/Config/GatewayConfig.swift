@@ -28,6 +28,8 @@ public struct GatewayConfig: Sendable {
     /// Event-loop threads; default: one per core.
     public var eventLoops: Int
     public var limits: ServerLimits
+    /// Shedding load when short of memory (`overload:`).
+    public var overload: OverloadConfig
     /// How request targets and header names are checked before routing (`http:`).
     public var http: RequestPolicy
     /// HTTP/2 from clients (`http2:`).
@@ -54,7 +56,7 @@ public struct GatewayConfig: Sendable {
     /// The top-level keys read only at start: the listeners and their pipelines, threads, the
     /// cluster link, the node's identity and the caches sized at start.
     static let startOnlyKeys: [StartOnlySettings.Key] = [
-        .value("node_id"), .value("listen"), .value("admin_listen"), .value("event_loops"), .value("limits"), .value("http2"),
+        .value("node_id"), .value("listen"), .value("admin_listen"), .value("event_loops"), .value("limits"), .value("overload"), .value("http2"),
         .value("proxy_protocol"), .value("access_log"), .value("token_cache"), .value("cluster"), .value("tracing"), .presence("tls"),
     ]
 
@@ -80,6 +82,7 @@ public struct GatewayConfig: Sendable {
         self.adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9901)
         self.eventLoops = try map.optional("event_loops")?.int(in: 1...256) ?? System.coreCount
         self.limits = try map.optional("limits").map(ServerLimits.init(node:)) ?? ServerLimits()
+        self.overload = try map.optional("overload").map(OverloadConfig.init(node:)) ?? OverloadConfig()
         self.http = try map.optional("http").map(RequestPolicy.init(node:)) ?? RequestPolicy()
         self.http2 = try map.optional("http2").map(HTTP2Config.init(node:)) ?? HTTP2Config()
         self.accessLog = try map.optional("access_log").map(AccessLogConfig.init(node:)) ?? AccessLogConfig()

@@ -17,11 +17,13 @@ final class HTTP2ConnectionShared {
     let bodyRate: RequestBodyRate.Limit?
     /// How long a stream's response may wait for the client's window (`limits.response_write_timeout`).
     let responseWriteTimeout: TimeAmount
+    /// The event loop's connections the overload guard may cut short; joined until `stop()`.
+    private let shedding: OverloadSheddingSet?
     private var routeTableCache: CachedRouteTable?
     var responseCounter: ResponseCounterCache?
 
     init(gateway: GatewayContext, pool: UpstreamPool, client: HeaderRewriter.ClientInfo, connections: ConnectionCount,
-         limits: ServerLimits, eventLoop: any EventLoop) {
+         limits: ServerLimits, eventLoop: any EventLoop, shedding: OverloadSheddingSet? = nil) {
         self.deadlines = HTTP2StreamDeadlines(eventLoop: eventLoop)
         self.bodyRate = RequestBodyRate.Limit(limits)
         self.responseWriteTimeout = TimeAmount(limits.responseWriteTimeout)
@@ -30,10 +32,26 @@ final class HTTP2ConnectionShared {
         self.pool = pool
         self.client = client
         self.admission = Admission(gateway: gateway, client: client)
+        self.shedding = shedding
+        shedding?.add(self)
+    }
+
+    /// The connection closed: no deadline is kept, and the overload guard lets go of it.
+    func stop() {
+        deadlines.stop()
+        shedding?.remove(self)
     }
 
     /// The routes in force, read without the lock while no reload happened.
     func routeTable() -> RouteTable {
         gateway.routeTable(cached: &routeTableCache)
+    }
+}
+
+extension HTTP2ConnectionShared: OverloadShedding {
+    /// Resets every stream whose response has waited on the client for `waitedFor` or more, as
+    /// its response-write deadline would (armed `responseWriteTimeout` after the wait began).
+    func shedStalledResponses(waitedFor: TimeAmount, now: NIODeadline) -> Int {
+        deadlines.expire(.responseWrite, armedFor: now + responseWriteTimeout - waitedFor)
     }
 }

@@ -62,7 +62,7 @@ enum HTTP2Pipeline {
             }
         }
         try sync.addHandler(manager)
-        channel.closeFuture.assumeIsolated().whenComplete { _ in shared.deadlines.stop() }
+        channel.closeFuture.assumeIsolated().whenComplete { _ in shared.stop() }
         try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { _ in malformed.increment() }) { _ in connectionErrors.increment() })
     }
 }

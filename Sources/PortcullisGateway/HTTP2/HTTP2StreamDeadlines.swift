@@ -93,6 +93,23 @@ final class HTTP2StreamDeadlines {
         armed.removeValue(forKey: ObjectIdentifier(owner))
     }
 
+    /// Every deadline of `kind` at or before `latest` passes now, as if its time had come (the
+    /// overload guard cutting waits short); returns how many passed.
+    func expire(_ kind: Kind, armedFor latest: NIODeadline) -> Int {
+        let keys = armed.compactMap { key, entry in entry[kind].map { $0 <= latest } == true ? key : nil }
+        guard !keys.isEmpty else { return 0 }
+        var passed: [any HTTP2StreamDeadlineOwner] = []
+        for key in keys {
+            guard var entry = armed[key] else { continue }
+            passed.append(entry.owner)
+            entry[kind] = nil
+            armed[key] = entry.isEmpty ? nil : entry
+        }
+        // After the bookkeeping, as in `check`: an owner told may arm or cancel deadlines.
+        for owner in passed { owner.deadlinePassed(kind) }
+        return passed.count
+    }
+
     /// The connection closed: nothing is armed or scheduled any more.
     func stop() {
         armed.removeAll()

@@ -38,6 +38,13 @@ public final class GatewayMetrics: Sendable {
     let upstreamHTTP2StreamErrors: Counter
     let upstreamHTTP2ConnectionsRetired: Counter
     private let proxyProtocolInvalid: Counter
+    /// The overload guard (`MemoryGuard`).
+    let memoryHeapInUse: Gauge
+    let memoryLimit: Gauge
+    let overloaded: Gauge
+    let overloadRefusedConnections: Counter
+    let overloadRefusedRequests: Counter
+    let overloadShed: Counter
     private let proxyProtocolTimeout: Counter
 
     /// In seconds. The request path's histograms hold `Double` seconds rather than `Duration`:
@@ -82,6 +89,17 @@ public final class GatewayMetrics: Sendable {
             help: "Streams to HTTP/2 upstreams reset for a malformed message: a response whose header block, :status or content-length breaks HTTP/2's rules, or a request HTTP/2 does not allow. Each one's request fails; the connection stays.")
         upstreamHTTP2ConnectionsRetired = registry.counter("portcullis_upstream_http2_connections_retired_total", labels: [],
             help: "HTTP/2 connections to upstreams retired after 50 stream resets the gateway sent for its clients within 30 s (clients leaving, bodies over max_body_bytes, tokens ending), before the upstream's rapid-reset limit would close them; their open streams finish, new ones go on another connection.")
+        memoryHeapInUse = registry.gauge("portcullis_memory_heap_in_use_bytes", labels: [],
+            help: "Bytes the C allocator has handed out to this process and not had back (glibc mallinfo2), read four times a second; what overload.memory_limit is compared with.")
+        memoryLimit = registry.gauge("portcullis_memory_limit_bytes", labels: [],
+            help: "overload.memory_limit in bytes: the heap in use at which the node is overloaded; 0 when off.")
+        overloaded = registry.gauge("portcullis_overloaded", labels: [],
+            help: "1 while the node is overloaded (heap in use reached overload.memory_limit and is not yet back under nine tenths of it), else 0.")
+        let refusedHelp = "Work refused while overloaded: connection (closed at once), request (answered 503 overloaded; gRPC UNAVAILABLE)."
+        overloadRefusedConnections = registry.counter("portcullis_overload_refused_total", labels: [("what", "connection")], help: refusedHelp)
+        overloadRefusedRequests = registry.counter("portcullis_overload_refused_total", labels: [("what", "request")], help: refusedHelp)
+        overloadShed = registry.counter("portcullis_overload_shed_total", labels: [],
+            help: "Client connections and HTTP/2 streams cut while overloaded because their client left a response untaken for overload.response_write_timeout (also counted in portcullis_slow_clients_total{direction=\"response\"}).")
         let proxyProtocolHelp = "Connections closed on a proxy_protocol listener: invalid (not a valid PROXY protocol header), timeout (no complete header within limits.header_read_timeout)."
         proxyProtocolInvalid = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "invalid")], help: proxyProtocolHelp)
         proxyProtocolTimeout = registry.counter("portcullis_proxy_protocol_refused_total", labels: [("reason", "timeout")], help: proxyProtocolHelp)

@@ -13,7 +13,8 @@ import NIOCore
 /// One handler rather than one per deadline: every read of every request passes each inbound
 /// handler, and a handler hop is measurable on the request path. Sits before the HTTP decoder so
 /// it sees the first byte of each request; the request path tells it when a head was parsed and
-/// when an exchange ended. Event-loop confined.
+/// when an exchange ended. While the node is overloaded (`MemoryGuard`) the response-write
+/// deadline is cut short (`OverloadShedding`). Event-loop confined.
 final class ConnectionTimeoutHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -37,17 +38,22 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
     /// A held response write waits (`heldResponseWrite`).
     private var heldWriteWaits = false
     private var context: ChannelHandlerContext?
+    /// The event loop's connections the overload guard may cut short; joined while in the pipeline.
+    private let shedding: OverloadSheddingSet?
 
     /// `onWriteTimeout` runs (to count it) before a connection is closed for not taking its response.
-    init(headReadTimeout: TimeAmount, idleTimeout: TimeAmount, responseWriteTimeout: TimeAmount, onWriteTimeout: @escaping () -> Void) {
+    init(headReadTimeout: TimeAmount, idleTimeout: TimeAmount, responseWriteTimeout: TimeAmount, shedding: OverloadSheddingSet? = nil,
+         onWriteTimeout: @escaping () -> Void) {
         self.headReadTimeout = headReadTimeout
         self.idleTimeout = idleTimeout
         self.responseWriteTimeout = responseWriteTimeout
+        self.shedding = shedding
         self.onWriteTimeout = onWriteTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        shedding?.add(self)
         // Strong captures: `handlerRemoved` stops the timers, which breaks the cycles (see DeadlineTimer).
         timer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
             guard phase != .busy else { return }
@@ -66,6 +72,7 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        shedding?.remove(self)
         timer?.stop()
         timer = nil
         writeTimer?.stop()
@@ -132,5 +139,14 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
 
     private func arm(_ timeout: TimeAmount) {
         timer?.set(after: timeout)
+    }
+}
+
+extension ConnectionTimeoutHandler: OverloadShedding {
+    /// Expires the response-write deadline now if its wait began `waitedFor` or more before `now`.
+    func shedStalledResponses(waitedFor: TimeAmount, now: NIODeadline) -> Int {
+        guard let deadline = writeTimer?.deadline, deadline - responseWriteTimeout <= now - waitedFor else { return 0 }
+        writeTimer?.expireNow()
+        return 1
     }
 }

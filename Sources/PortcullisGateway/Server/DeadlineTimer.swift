@@ -11,7 +11,8 @@ import NIOCore
 /// that cancels the scheduled check and drops `onExpire`, breaking the owner → timer → owner cycle.
 final class DeadlineTimer {
     private let eventLoop: any EventLoop
-    private var deadline: NIODeadline?
+    /// When it expires; nil while not armed.
+    private(set) var deadline: NIODeadline?
     private var pending = PendingCheck()
     private var onExpire: (() -> Void)?
 
@@ -32,6 +33,13 @@ final class DeadlineTimer {
 
     func cancel() {
         deadline = nil
+    }
+
+    /// Expires now, if armed (the overload guard cutting a stall short).
+    func expireNow() {
+        guard deadline != nil else { return }
+        deadline = nil
+        onExpire?()
     }
 
     /// Stops for good (handler removed).

@@ -10,13 +10,16 @@ import Synchronization
 /// The public listener: accepts connections, builds each one's pipeline — HTTP/1.1 or HTTP/2, told
 /// apart by ALPN on TLS and by the connection preface on plaintext — counts them, and on
 /// shutdown stops accepting and lets in-flight requests finish (NIO's quiescing helper; HTTP/2
-/// connections get GOAWAY).
+/// connections get GOAWAY). While the node is overloaded (`MemoryGuard`) new connections are
+/// closed at once, and the overload guard cuts stalled responses through each event loop's
+/// `OverloadSheddingSet`.
 final class GatewayServer: Sendable {
     private let group: any EventLoopGroup
     private let context: GatewayContext
     private let limits: ServerLimits
     private let http2: HTTP2Config
     private let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
+    private let shedding: [ObjectIdentifier: NIOLoopBound<OverloadSheddingSet>]
     /// What a new connection is set up with; replaced on SIGHUP (open connections keep theirs).
     private let listener: Mutex<(tls: NIOSSLContext?, trustedProxies: TrustedProxies?)>
     private let connections: ConnectionCount
@@ -37,8 +40,10 @@ final class GatewayServer: Sendable {
         self.quiesce = ServerQuiescingHelper(group: group)
         self.connections = ConnectionCount(limit: limits.maxConnections, gauge: context.metrics.openConnections)
         var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
+        var shedding: [ObjectIdentifier: NIOLoopBound<OverloadSheddingSet>] = [:]
         let metrics = context.metrics
         for loop in group.makeIterator() {
+            shedding[ObjectIdentifier(loop)] = try await loop.submit { NIOLoopBound(OverloadSheddingSet(), eventLoop: loop) }.get()
             pools[ObjectIdentifier(loop)] = try await loop.submit {
                 NIOLoopBound(UpstreamPool(eventLoop: loop) { fault in
                     switch fault {
@@ -63,6 +68,7 @@ final class GatewayServer: Sendable {
             }.get()
         }
         self.pools = pools
+        self.shedding = shedding
     }
 
     /// Starts listening; returns the bound address (port 0 picks a free port).
@@ -93,6 +99,11 @@ final class GatewayServer: Sendable {
     }
 
     private func initialize(_ channel: any Channel) throws {
+        if context.overload.isSet {
+            context.metrics.overloadRefusedConnections.increment()
+            channel.close(promise: nil)
+            return
+        }
         guard connections.acquire() else {
             context.metrics.rejectedConnections.increment()
             channel.close(promise: nil)
@@ -117,8 +128,9 @@ final class GatewayServer: Sendable {
             try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
         }
         let stalled = context.metrics.stalledResponseWrites
+        let shedding = shedding[ObjectIdentifier(channel.eventLoop)]?.value
         let timeouts = ConnectionTimeoutHandler(headReadTimeout: TimeAmount(limits.headerReadTimeout), idleTimeout: TimeAmount(limits.idleTimeout),
-                                                responseWriteTimeout: TimeAmount(limits.responseWriteTimeout)) { stalled.increment() }
+                                                responseWriteTimeout: TimeAmount(limits.responseWriteTimeout), shedding: shedding) { stalled.increment() }
         try sync.addHandler(timeouts)
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")
@@ -139,7 +151,7 @@ final class GatewayServer: Sendable {
                 timeouts.headReceived()
                 try HTTP2Pipeline.configure(channel, config: http2, limits: limits,
                                             shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client, connections: connections, limits: limits,
-                                                                          eventLoop: channel.eventLoop))
+                                                                          eventLoop: channel.eventLoop, shedding: shedding))
             }
         }
         if tlsContext != nil {
@@ -190,6 +202,16 @@ final class GatewayServer: Sendable {
     }
 
     var connectionCount: Int { connections.current }
+
+    /// Cuts, on every event loop, the responses that have waited on their clients for `waitedFor`
+    /// or longer (`OverloadShedding`); returns how many connections and streams were cut.
+    func shedStalledResponses(waitedFor: TimeAmount) async -> Int {
+        var cut = 0
+        for (_, set) in shedding {
+            cut += (try? await set.eventLoop.submit { set.value.shed(waitedFor: waitedFor, now: .now()) }.get()) ?? 0
+        }
+        return cut
+    }
 
     /// Stops accepting, closes idle connections, and waits for in-flight requests up to `deadline`.
     /// Returns true when every connection finished in time.

@@ -37,6 +37,8 @@ Answers by path:
                      body: the DATA frames and bytes its body came in
   /tiny-data         200, then 1-byte DATA frames as long as the stream's window allows, for up
                      to 20 s; prints "tiny-data N" with how many were sent
+  /big-data          200, then 16 KiB DATA frames as the stream's window allows, 4 MiB in all or
+                     for up to 20 s
   anything else      200 with body "ok" at once
 
 Like swift-nio-http2's and Netty's servers (rapid reset, CVE-2023-44487), it answers more than
@@ -194,6 +196,10 @@ class Upstream(asyncio.Protocol):
             self.conn.send_headers(stream, [(":status", "200")])
             self.flush()
             asyncio.get_running_loop().create_task(self.tiny_data(stream))
+        elif path == "/big-data":
+            self.conn.send_headers(stream, [(":status", "200")])
+            self.flush()
+            asyncio.get_running_loop().create_task(self.big_data(stream))
         elif path == "/huge-head":
             with plain_strings(self.conn):
                 self.send(stream, [(":status", "200"), ("x-big", "\\" * 8000)], b"ok")
@@ -241,6 +247,21 @@ class Upstream(asyncio.Protocol):
                 sent += window
             await asyncio.sleep(0.005)
         print(f"tiny-data {sent}", flush=True)
+
+    async def big_data(self, stream):
+        sent = 0
+        deadline = time.monotonic() + 20
+        while sent < 4 << 20 and time.monotonic() < deadline and not self.transport.is_closing():
+            try:
+                window = min(self.conn.local_flow_control_window(stream), 16384, (4 << 20) - sent)
+                if window > 0:
+                    self.conn.send_data(stream, b"x" * window, end_stream=sent + window == 4 << 20)
+                    self.flush()
+                    sent += window
+                    continue
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                return
+            await asyncio.sleep(0.01)
 
     def send(self, stream, headers, body):
         try:

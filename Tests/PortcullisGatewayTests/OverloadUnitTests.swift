@@ -1,0 +1,165 @@
+@testable import PortcullisGateway
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import PortcullisObservability
+import PortcullisTestSupport
+import Prometheus
+import Synchronization
+import Testing
+
+/// The overload guard's parts on their own: the state, the configuration, one reading of the
+/// guard, and the shedding of stalled responses (`EmbeddedChannel`, an embedded loop's clock).
+/// `MemoryOverloadTests` runs the whole against a real gateway.
+@Suite("overload")
+struct OverloadUnitTests {
+    @Test("the node is overloaded from the limit on, and stays so until the heap is back under nine tenths of it")
+    func hysteresis() {
+        var state = OverloadState(limit: 1000)
+        #expect(state.observe(heapInUse: 999) == nil && !state.isOverloaded)
+        #expect(state.observe(heapInUse: 1000) == .entered && state.isOverloaded)
+        #expect(state.observe(heapInUse: 5000) == nil)
+        #expect(state.observe(heapInUse: 900) == nil && state.isOverloaded)
+        #expect(state.observe(heapInUse: 899) == .left && !state.isOverloaded)
+        #expect(state.observe(heapInUse: 950) == nil && !state.isOverloaded)
+    }
+
+    static func overload(_ yaml: String) throws -> OverloadConfig {
+        try GatewayConfig.parse(yaml: "listen: 127.0.0.1:1\n" + yaml + "\nroutes:\n  - {name: r, path_prefix: /, upstream: {targets: [127.0.0.1:2]}}\n",
+                                file: "gateway.yaml").overload
+    }
+
+    @Test("overload.memory_limit reads a share, a size or off (default 75 %); its errors name the file, line and key")
+    func configuration() throws {
+        #expect(try Self.overload("") == OverloadConfig())
+        #expect(OverloadConfig().memoryLimit == .share(0.75) && OverloadConfig().responseWriteTimeout == .seconds(2))
+        let sized = try Self.overload("overload: {memory_limit: 2GiB, response_write_timeout: 500ms}")
+        #expect(sized.memoryLimit == .bytes(2 << 30) && sized.responseWriteTimeout == .milliseconds(500))
+        #expect(sized.limitBytes(available: nil) == 2 << 30)
+        let share = try Self.overload("overload: {memory_limit: 50%}")
+        #expect(share.limitBytes(available: 8_000) == 4_000)
+        #expect(share.limitBytes(available: nil) == nil)
+        #expect(try Self.overload("overload: {memory_limit: off}").limitBytes(available: 8_000) == nil)
+        for (yaml, message) in [
+            ("overload:\n  memory_limit: 150%", "gateway.yaml:3:17: overload.memory_limit: expected a share such as 75%"),
+            ("overload:\n  memory_limit: lots", "gateway.yaml:3:17: overload.memory_limit: expected off, a share such as 75%, or a size such as 2GiB, got 'lots'"),
+            ("overload:\n  memory_limit: 512KiB", "gateway.yaml:3:17: overload.memory_limit: must be at least 1MiB"),
+            ("overload:\n  response_write_timeout: 0s", "gateway.yaml:3:27: overload.response_write_timeout: must be more than 0s"),
+            ("overload:\n  memory_limt: 1GiB", "memory_limt"),
+        ] {
+            #expect(throws: (any Error).self) { try Self.overload(yaml) }
+            do { _ = try Self.overload(yaml) } catch { #expect("\(error)".contains(message), "\(error)") }
+        }
+    }
+
+    final class Shed: Sendable {
+        let calls = Mutex<[TimeAmount]>([])
+    }
+
+    @Test("a reading at the limit sets the flag, the gauge and sheds; every reading while overloaded sheds again; back under nine tenths it clears")
+    func guardReadings() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = GatewayMetrics(registry: registry)
+        let flag = OverloadFlag()
+        let shed = Shed()
+        let memoryGuard = MemoryGuard(limit: 1000, responseWriteTimeout: .milliseconds(1500), flag: flag, metrics: metrics,
+                                      logger: Logger(label: "test")) { waited in
+            shed.calls.withLock { $0.append(waited) }
+            return 2
+        }
+        func sample(_ series: String) -> Double? {
+            PrometheusText.sample(String(decoding: Exposition.render(registry), as: UTF8.self), series)
+        }
+        var state: OverloadState? = OverloadState(limit: 1000)
+        #expect(sample("portcullis_memory_limit_bytes") == 1000)
+        await memoryGuard.observe(heapInUse: 500, state: &state)
+        #expect(!flag.isSet && shed.calls.withLock { $0.isEmpty })
+        #expect(sample("portcullis_memory_heap_in_use_bytes") == 500)
+        await memoryGuard.observe(heapInUse: 1200, state: &state)
+        #expect(flag.isSet && sample("portcullis_overloaded") == 1)
+        await memoryGuard.observe(heapInUse: 950, state: &state)
+        #expect(shed.calls.withLock { $0 } == [.milliseconds(1500), .milliseconds(1500)])
+        #expect(sample("portcullis_overload_shed_total") == 4)
+        await memoryGuard.observe(heapInUse: 800, state: &state)
+        #expect(!flag.isSet && sample("portcullis_overloaded") == 0)
+        #expect(shed.calls.withLock { $0.count } == 2)
+
+        var off: OverloadState? = nil
+        await memoryGuard.observe(heapInUse: 1 << 40, state: &off)
+        #expect(!flag.isSet && sample("portcullis_memory_heap_in_use_bytes") == Double(1 << 40))
+    }
+
+    @Test("the heap in use is read from the allocator: it grows by what is allocated and not freed")
+    func heapReading() {
+        let before = NodeMemory.heapInUse()
+        let held = UnsafeMutableRawPointer.allocate(byteCount: 64 << 20, alignment: 16)
+        held.initializeMemory(as: UInt8.self, repeating: 1, count: 64 << 20)
+        let during = NodeMemory.heapInUse()
+        held.deallocate()
+        #expect(during - before >= 64 << 20, "\(before) → \(during)")
+        #expect(NodeMemory.heapInUse() < during - (32 << 20))
+        #expect((NodeMemory.available() ?? 0) > 64 << 20)
+    }
+
+    final class Counter {
+        var value = 0
+    }
+
+    @Test("shedding cuts an HTTP/1.1 connection whose response has waited as long as asked, counted as a slow client, not one waiting less or not waiting; a closed connection leaves the set")
+    func connectionShedding() async throws {
+        let set = OverloadSheddingSet()
+        let counter = Counter()
+        func channel() throws -> EmbeddedChannel {
+            let channel = EmbeddedChannel()
+            try channel.pipeline.syncOperations.addHandler(ConnectionTimeoutHandler(
+                headReadTimeout: .seconds(30), idleTimeout: .seconds(30), responseWriteTimeout: .seconds(60), shedding: set) { counter.value += 1 })
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            return channel
+        }
+        let stalledLong = try channel(), stalledShort = try channel(), reading = try channel()
+        #expect(set.count == 3)
+        stalledLong.isWritable = false
+        stalledLong.pipeline.fireChannelWritabilityChanged()
+        try await Task.sleep(for: .milliseconds(150))
+        stalledShort.isWritable = false
+        stalledShort.pipeline.fireChannelWritabilityChanged()
+        #expect(set.shed(waitedFor: .milliseconds(100), now: .now()) == 1)
+        #expect(!stalledLong.isActive && stalledShort.isActive && reading.isActive)
+        #expect(counter.value == 1)
+        stalledLong.embeddedEventLoop.run()
+        #expect(set.count == 2)
+        #expect(set.shed(waitedFor: .milliseconds(100), now: .now()) == 0)
+        _ = try? stalledShort.finish()
+        _ = try? reading.finish()
+        stalledShort.embeddedEventLoop.run()
+        reading.embeddedEventLoop.run()
+        #expect(set.count == 0)
+    }
+
+    final class Stream: HTTP2StreamDeadlineOwner {
+        var kinds: [HTTP2StreamDeadlines.Kind] = []
+        func deadlinePassed(_ kind: HTTP2StreamDeadlines.Kind) { kinds.append(kind) }
+    }
+
+    @Test("shedding passes the response-write deadlines of HTTP/2 streams waiting as long as asked, and no other kind, and no shorter wait")
+    func streamShedding() {
+        let loop = EmbeddedEventLoop()
+        let deadlines = HTTP2StreamDeadlines(eventLoop: loop)
+        let waitedLong = Stream(), waitedShort = Stream(), otherKind = Stream()
+        deadlines.arm(waitedLong, .responseWrite, after: .seconds(60))
+        deadlines.arm(waitedLong, .responseHeader, after: .seconds(30))
+        deadlines.arm(otherKind, .requestBody, after: .seconds(1))
+        loop.advanceTime(by: .milliseconds(900))
+        deadlines.arm(waitedShort, .responseWrite, after: .seconds(60))
+        loop.advanceTime(by: .milliseconds(200))
+        // Waited 1.1 s and 0.2 s: those armed 1 s or more ago pass.
+        #expect(deadlines.expire(.responseWrite, armedFor: loop.now + .seconds(60) - .seconds(1)) == 1)
+        #expect(waitedLong.kinds == [.responseWrite] && waitedShort.kinds.isEmpty)
+        #expect(otherKind.kinds == [.requestBody], "its own deadline passed at its time, not by shedding")
+        #expect(deadlines.count == 2, "the long waiter keeps its response-header deadline")
+        loop.advanceTime(by: .seconds(60))
+        #expect(waitedLong.kinds == [.responseWrite, .responseHeader])
+        #expect(waitedShort.kinds == [.responseWrite])
+    }
+}
