@@ -43,8 +43,8 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
-        // glibc's allocator statistics (mallinfo2), which Swift's Glibc module does not map.
-        .target(name: "CMallocStats"),
+        // The resident set and glibc's malloc_trim, which Swift's Glibc module does not map.
+        .target(name: "CProcessMemory"),
         .target(
             name: "PortcullisRedis",
             dependencies: [
@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "PortcullisGateway",
             dependencies: [
-                "CMallocStats",
+                "CProcessMemory",
                 "PortcullisJOSE",
                 "PortcullisObservability",
                 "PortcullisCluster",

@@ -104,6 +104,10 @@ public final class GatewayNode: Service, Sendable {
         if memoryLimit == nil, config.overload.memoryLimit != .off {
             logger.warning("overload.memory_limit is a share of memory, but neither a cgroup limit nor the machine's memory could be read; the node will not shed for memory")
         }
+        if let memoryLimit, NodeMemory.resident() >= memoryLimit / 10 * 9 {
+            logger.warning("resident memory at start is within a tenth of overload.memory_limit: the node may be overloaded, refusing every request, as soon as it takes traffic; raise the limit",
+                           metadata: ["resident_bytes": "\(NodeMemory.resident())", "memory_limit_bytes": "\(memoryLimit)"])
+        }
         let memoryGuard = MemoryGuard(limit: memoryLimit, responseWriteTimeout: config.overload.responseWriteTimeout, flag: overload,
                                       metrics: metrics, logger: logger) { [server] waited in await server.shedStalledResponses(waitedFor: waited) }
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
@@ -120,7 +124,7 @@ public final class GatewayNode: Service, Sendable {
                 if !self.ready.load(ordering: .relaxed) { return .text(.serviceUnavailable, "starting\n") }
                 if !keys.isReady { return .text(.serviceUnavailable, "key sets not loaded\n") }
                 // Overloaded, the node refuses new connections anyway: a load balancer should send them elsewhere.
-                if overload.isSet { return .text(.serviceUnavailable, "overloaded: heap in use over overload.memory_limit\n") }
+                if overload.isSet { return .text(.serviceUnavailable, "overloaded: resident memory over overload.memory_limit\n") }
                 if let agent {
                     if !agent.isSynced { return .text(.serviceUnavailable, "cluster state not synced\n") }
                     // Past max_staleness the node refuses authenticated requests (fail closed): a

@@ -80,14 +80,16 @@ struct AdmissionTests {
     func overloadedNodeRefusesNewRequests() throws {
         let token = try issuer.token(sub: "alice")
         admission.gateway.overload.set(true)
-        for uri in ["/orders/1", "/public/x", "/nowhere"] {
+        // Without a token (a 401 otherwise), with a bad one, on a public route, on no route (a 404 otherwise).
+        for (uri, token) in [("/orders/1", nil), ("/orders/1", "not.a.jwt"), ("/public/x", nil), ("/nowhere", token)] {
             let response = refusal(admit(.GET, uri, token: token).0)
             #expect(response?.status == .serviceUnavailable, "\(uri)")
             #expect(response?.error == "overloaded")
             #expect(response?.headers.first(name: "Retry-After") == "1")
+            #expect(response?.closesConnection == true)
         }
         let exposition = String(decoding: Exposition.render(admission.gateway.metrics.registry), as: UTF8.self)
-        #expect(PrometheusText.sample(exposition, #"portcullis_overload_refused_total{what="request"}"#) == 3)
+        #expect(PrometheusText.sample(exposition, #"portcullis_overload_refused_total{what="request"}"#) == 4)
         admission.gateway.overload.set(false)
         guard case .admitted = admit(.GET, "/orders/1", token: token).0 else { Issue.record("refused once no longer overloaded"); return }
     }

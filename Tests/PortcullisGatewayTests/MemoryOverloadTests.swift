@@ -25,27 +25,27 @@ struct MemoryOverloadTests {
         """
     }
 
-    /// What the gateway's heap settles at after a few requests, with the guard off.
-    static func baselineHeap(upstreamPort: Int) async throws -> Int {
+    /// What the gateway's resident memory settles at after a few requests, with the guard off.
+    static func baselineMemory(upstreamPort: Int) async throws -> Int {
         let gateway = try await GatewayProcess.start { port, adminPort, _ in
             config(port: port, adminPort: adminPort, upstreamPort: upstreamPort, overload: "{memory_limit: off}")
         }
-        var heap = 0
+        var resident = 0
         try await withCleanup(gateway, { await $0.stop() }) { gateway in
             for _ in 0..<5 { #expect(try HTTP2UpstreamFaultTests.curl(port: gateway.port, "/ok").stdout == "200") }
             try await Task.sleep(for: .milliseconds(600))
-            heap = Int(try #require(PrometheusText.sample(try gateway.metrics(), "portcullis_memory_heap_in_use_bytes")))
+            resident = Int(try #require(PrometheusText.sample(try gateway.metrics(), "portcullis_memory_resident_bytes")))
         }
-        return heap
+        return resident
     }
 
     /// Runs `body` with the HTTP/2 upstream and a gateway whose `overload.memory_limit` is
-    /// `headroom` over its heap after a few requests (its `overload:` otherwise `overload`).
+    /// `headroom` over its resident memory after a few requests (its `overload:` otherwise `overload`).
     static func withOverloadGateway(headroom: Int, overload: String,
                                     _ body: (GatewayProcess) async throws -> Void) async throws {
         let (upstream, upstreamPort) = try await HTTP2UpstreamFaultTests.startUpstream()
         try await withCleanup(upstream, { _ = await $0.terminate() }) { _ in
-            let limit = try await baselineHeap(upstreamPort: upstreamPort) + headroom
+            let limit = try await baselineMemory(upstreamPort: upstreamPort) + headroom
             let gateway = try await GatewayProcess.start { port, adminPort, _ in
                 config(port: port, adminPort: adminPort, upstreamPort: upstreamPort, overload: "{memory_limit: \(limit), \(overload)}")
             }
@@ -82,10 +82,10 @@ struct MemoryOverloadTests {
         #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_overloaded") == 0)
     }
 
-    @Test("HTTP/2 clients keeping their windows shut drive the heap to overload.memory_limit: their streams are cut after overload.response_write_timeout, not limits.response_write_timeout (60 s); a client is meanwhile answered 503 overloaded, and answered again as the heap falls")
+    @Test("HTTP/2 clients keeping their windows shut drive the gateway's memory to overload.memory_limit: their streams are cut after overload.response_write_timeout, not limits.response_write_timeout (60 s); a client is meanwhile answered 503 overloaded and sent GOAWAY, and new connections are answered again as the memory falls")
     func stalledStreamsAreShedAtTheLimit() async throws {
-        try await Self.withOverloadGateway(headroom: 4 << 20, overload: "response_write_timeout: 1s") { gateway in
-            let attack = try Self.attack(gateway, connections: 2, seconds: 12)
+        try await Self.withOverloadGateway(headroom: 24 << 20, overload: "response_write_timeout: 1s") { gateway in
+            let attack = try Self.attack(gateway, connections: 3, seconds: 12)
             #expect(await attack.waitForExit(timeout: .seconds(40)) == 0)
             let (seen, report) = Self.report(attack, gateway)
             let metrics = try gateway.metrics()
@@ -97,23 +97,25 @@ struct MemoryOverloadTests {
             #expect(firstCut < 10, "\(report)")
             let probe = Self.probe(seen)
             #expect((probe.first?[1] as? Int) == 404, "\(report)")
-            let refused = probe.firstIndex(where: Self.isOverloadedAnswer)
-            #expect(refused != nil, "the probe was never refused: \(report)")
-            if let refused {
-                #expect(probe[refused...].contains { ($0[1] as? Int) == 404 }, "the probe was not answered again: \(report)")
-            }
+            #expect(probe.contains(where: Self.isOverloadedAnswer), "the probe was never refused: \(report)")
+            // Refused, its connection is sent GOAWAY (NO_ERROR), so that its client reconnects elsewhere.
+            #expect(seen["probe_goaway"] as? Int == 0, "\(report)")
             #expect(try #require(PrometheusText.sample(metrics, #"portcullis_overload_refused_total{what="request"}"#)) >= 1)
-            #expect(gateway.process.output.contains("overloaded: heap in use reached overload.memory_limit"), "\(report)")
+            #expect(gateway.process.output.contains("overloaded: resident memory reached overload.memory_limit"), "\(report)")
             #expect(gateway.process.output.contains("no longer overloaded"), "\(report)")
             try await Self.expectRecovered(gateway, report)
         }
     }
 
-    @Test("while clients hold the heap at overload.memory_limit, the node closes each new connection at once, counted, and /readyz says it is overloaded; once they leave it accepts and is ready again")
+    @Test("while clients hold the gateway's memory at overload.memory_limit, the node closes each new connection at once, counted, answers a request on an open HTTP/1.1 connection 503 overloaded with Connection: close, and /readyz says it is overloaded; once they leave it accepts and is ready again")
     func overloadedNodeRefusesConnections() async throws {
-        // Nothing is cut within the test (the overload's write timeout is limits'): the clients hold the heap up.
-        try await Self.withOverloadGateway(headroom: 4 << 20, overload: "response_write_timeout: 60s") { gateway in
-            let attack = try Self.attack(gateway, connections: 2, seconds: 12)
+        // Nothing is cut within the test (the overload's write timeout is limits'): the clients hold the memory up.
+        try await Self.withOverloadGateway(headroom: 24 << 20, overload: "response_write_timeout: 60s") { gateway in
+            // An HTTP/1.1 client on a kept-alive connection from before.
+            let keptAlive = try gateway.client()
+            defer { keptAlive.close() }
+            #expect(try keptAlive.request("GET", "/probe", headers: [("Host", "gw.test")]).status == 404)
+            let attack = try Self.attack(gateway, connections: 3, seconds: 12)
             // While overloaded, all at once: the gauge, /readyz, a new connection closed unanswered.
             var seenOverloaded = false
             let refusedTogether = try await Poll.until(timeout: .seconds(11)) {
@@ -124,12 +126,17 @@ struct MemoryOverloadTests {
                 return (try? HTTP2UpstreamFaultTests.curl(port: gateway.port, "/probe").stdout) == "000"
             }
             #expect(seenOverloaded && refusedTogether, "\(Self.report(attack, gateway).text)")
+            let refused = try keptAlive.request("GET", "/probe", headers: [("Host", "gw.test")])
+            #expect(refused.status == 503 && refused.header("Retry-After") == "1" && refused.header("Connection") == "close",
+                    "\(refused.status) \(refused.headers)")
+            #expect(String(decoding: refused.body, as: UTF8.self).contains("\"overloaded\""))
+            #expect(keptAlive.waitForClose())
             #expect(try #require(PrometheusText.sample(try gateway.metrics(), #"portcullis_overload_refused_total{what="connection"}"#)) >= 1)
             #expect(await attack.waitForExit(timeout: .seconds(40)) == 0)
             let (seen, report) = Self.report(attack, gateway)
             #expect(Self.probe(seen).contains(where: Self.isOverloadedAnswer), "\(report)")
             #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_overload_shed_total") == 0)
-            // The clients gone, the heap falls and the node takes connections again.
+            // The clients gone, the memory falls (trimmed) and the node takes connections again.
             try await Self.expectRecovered(gateway, report)
         }
     }

@@ -12,17 +12,17 @@ import Testing
 /// The overload guard's parts on their own: the state, the configuration, one reading of the
 /// guard, and the shedding of stalled responses (`EmbeddedChannel`, an embedded loop's clock).
 /// `MemoryOverloadTests` runs the whole against a real gateway.
-@Suite("overload")
+@Suite("overload", .serialized)
 struct OverloadUnitTests {
     @Test("the node is overloaded from the limit on, and stays so until the heap is back under nine tenths of it")
     func hysteresis() {
         var state = OverloadState(limit: 1000)
-        #expect(state.observe(heapInUse: 999) == nil && !state.isOverloaded)
-        #expect(state.observe(heapInUse: 1000) == .entered && state.isOverloaded)
-        #expect(state.observe(heapInUse: 5000) == nil)
-        #expect(state.observe(heapInUse: 900) == nil && state.isOverloaded)
-        #expect(state.observe(heapInUse: 899) == .left && !state.isOverloaded)
-        #expect(state.observe(heapInUse: 950) == nil && !state.isOverloaded)
+        #expect(state.observe(resident: 999) == nil && !state.isOverloaded)
+        #expect(state.observe(resident: 1000) == .entered && state.isOverloaded)
+        #expect(state.observe(resident: 5000) == nil)
+        #expect(state.observe(resident: 900) == nil && state.isOverloaded)
+        #expect(state.observe(resident: 899) == .left && !state.isOverloaded)
+        #expect(state.observe(resident: 950) == nil && !state.isOverloaded)
     }
 
     static func overload(_ yaml: String) throws -> OverloadConfig {
@@ -53,52 +53,71 @@ struct OverloadUnitTests {
         }
     }
 
-    final class Shed: Sendable {
-        let calls = Mutex<[TimeAmount]>([])
+    final class Calls: Sendable {
+        let shed = Mutex<[TimeAmount]>([])
+        let trims = Mutex(0)
     }
 
-    @Test("a reading at the limit sets the flag, the gauge and sheds; every reading while overloaded sheds again; back under nine tenths it clears")
+    @Test("a reading at the limit sets the flag and the gauge, sheds and trims; every reading while overloaded sheds, and trims at most once a second; back under nine tenths it clears")
     func guardReadings() async throws {
         let registry = PrometheusCollectorRegistry()
         let metrics = GatewayMetrics(registry: registry)
         let flag = OverloadFlag()
-        let shed = Shed()
+        let calls = Calls()
         let memoryGuard = MemoryGuard(limit: 1000, responseWriteTimeout: .milliseconds(1500), flag: flag, metrics: metrics,
-                                      logger: Logger(label: "test")) { waited in
-            shed.calls.withLock { $0.append(waited) }
+                                      logger: Logger(label: "test"), shed: { waited in
+            calls.shed.withLock { $0.append(waited) }
             return 2
-        }
+        }, trim: { calls.trims.withLock { $0 += 1 } })
         func sample(_ series: String) -> Double? {
             PrometheusText.sample(String(decoding: Exposition.render(registry), as: UTF8.self), series)
         }
-        var state: OverloadState? = OverloadState(limit: 1000)
+        let start = ContinuousClock.now
+        var readings = MemoryGuard.Readings(state: OverloadState(limit: 1000))
         #expect(sample("portcullis_memory_limit_bytes") == 1000)
-        await memoryGuard.observe(heapInUse: 500, state: &state)
-        #expect(!flag.isSet && shed.calls.withLock { $0.isEmpty })
-        #expect(sample("portcullis_memory_heap_in_use_bytes") == 500)
-        await memoryGuard.observe(heapInUse: 1200, state: &state)
+        await memoryGuard.observe(resident: 500, now: start, readings: &readings)
+        #expect(!flag.isSet && calls.shed.withLock { $0.isEmpty } && calls.trims.withLock { $0 } == 0)
+        #expect(sample("portcullis_memory_resident_bytes") == 500)
+        await memoryGuard.observe(resident: 1200, now: start + .milliseconds(250), readings: &readings)
         #expect(flag.isSet && sample("portcullis_overloaded") == 1)
-        await memoryGuard.observe(heapInUse: 950, state: &state)
-        #expect(shed.calls.withLock { $0 } == [.milliseconds(1500), .milliseconds(1500)])
-        #expect(sample("portcullis_overload_shed_total") == 4)
-        await memoryGuard.observe(heapInUse: 800, state: &state)
+        #expect(calls.trims.withLock { $0 } == 1)
+        await memoryGuard.observe(resident: 950, now: start + .milliseconds(500), readings: &readings)
+        #expect(calls.shed.withLock { $0 } == [.milliseconds(1500), .milliseconds(1500)])
+        #expect(calls.trims.withLock { $0 } == 1, "trimmed again within a second")
+        await memoryGuard.observe(resident: 950, now: start + .milliseconds(1250), readings: &readings)
+        #expect(calls.trims.withLock { $0 } == 2)
+        #expect(sample("portcullis_overload_shed_total") == 6)
+        await memoryGuard.observe(resident: 800, now: start + .milliseconds(1500), readings: &readings)
         #expect(!flag.isSet && sample("portcullis_overloaded") == 0)
-        #expect(shed.calls.withLock { $0.count } == 2)
+        #expect(calls.shed.withLock { $0.count } == 3 && calls.trims.withLock { $0 } == 2)
 
-        var off: OverloadState? = nil
-        await memoryGuard.observe(heapInUse: 1 << 40, state: &off)
-        #expect(!flag.isSet && sample("portcullis_memory_heap_in_use_bytes") == Double(1 << 40))
+        var off = MemoryGuard.Readings(state: nil)
+        await memoryGuard.observe(resident: 1 << 40, now: start, readings: &off)
+        #expect(!flag.isSet && sample("portcullis_memory_resident_bytes") == Double(1 << 40))
     }
 
-    @Test("the heap in use is read from the allocator: it grows by what is allocated and not freed")
-    func heapReading() {
-        let before = NodeMemory.heapInUse()
-        let held = UnsafeMutableRawPointer.allocate(byteCount: 64 << 20, alignment: 16)
-        held.initializeMemory(as: UInt8.self, repeating: 1, count: 64 << 20)
-        let during = NodeMemory.heapInUse()
-        held.deallocate()
-        #expect(during - before >= 64 << 20, "\(before) → \(during)")
-        #expect(NodeMemory.heapInUse() < during - (32 << 20))
+    @Test("the resident set is read from the kernel: it grows by what is touched; trimming gives freed small chunks back")
+    func residentReading() {
+        let before = NodeMemory.resident()
+        let large = UnsafeMutableRawPointer.allocate(byteCount: 64 << 20, alignment: 16)
+        large.initializeMemory(as: UInt8.self, repeating: 1, count: 64 << 20)
+        let during = NodeMemory.resident()
+        large.deallocate()
+        #expect(during - before >= 48 << 20, "\(before) → \(during)")
+        // Small chunks stay with the allocator when freed (below the top of its heap) until trimmed.
+        var small: [UnsafeMutableRawPointer] = []
+        for _ in 0..<100_000 {
+            let chunk = UnsafeMutableRawPointer.allocate(byteCount: 600, alignment: 16)
+            chunk.initializeMemory(as: UInt8.self, repeating: 1, count: 600)
+            small.append(chunk)
+        }
+        let kept = small.removeLast()
+        small.forEach { $0.deallocate() }
+        let freed = NodeMemory.resident()
+        NodeMemory.trim()
+        let trimmed = NodeMemory.resident()
+        kept.deallocate()
+        #expect(freed - trimmed >= 30 << 20, "freed \(freed) → trimmed \(trimmed)")
         #expect((NodeMemory.available() ?? 0) > 64 << 20)
     }
 
@@ -153,8 +172,8 @@ struct OverloadUnitTests {
         loop.advanceTime(by: .milliseconds(900))
         deadlines.arm(waitedShort, .responseWrite, after: .seconds(60))
         loop.advanceTime(by: .milliseconds(200))
-        // Waited 1.1 s and 0.2 s: those armed 1 s or more ago pass.
-        #expect(deadlines.expire(.responseWrite, armedFor: loop.now + .seconds(60) - .seconds(1)) == 1)
+        // Waited 1.1 s and 0.2 s: those waiting 1 s or more pass.
+        #expect(deadlines.expire(.responseWrite, waitedFor: .seconds(1), timeout: .seconds(60), now: loop.now) == 1)
         #expect(waitedLong.kinds == [.responseWrite] && waitedShort.kinds.isEmpty)
         #expect(otherKind.kinds == [.requestBody], "its own deadline passed at its time, not by shedding")
         #expect(deadlines.count == 2, "the long waiter keeps its response-header deadline")

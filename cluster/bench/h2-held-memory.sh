@@ -6,6 +6,7 @@
 #   cluster/bench/h2-held-memory.sh /path/to/portcullis [/path/to/other]   # shapes "1x100 10x100"
 #   SHAPES="20x100" SECONDS_HELD=15 cluster/bench/h2-held-memory.sh /path/to/portcullis
 #   OVERLOAD="{memory_limit: 64MiB}" cluster/bench/h2-held-memory.sh /path/to/portcullis   # with an overload: section
+#   HELD_PATH=/big-data ...   # 16 KiB DATA frames (4 MiB a response) instead of 1-byte ones
 # Needs python3 with h2, hpack and hyperframe (cluster/bench/setup.sh installs them).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
@@ -29,7 +30,7 @@ YAML
     "$bin" gateway --config "$dir/gateway.yaml" > "$dir/gateway.log" 2>&1 & gpid=$!
     for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$admin/metrics" >/dev/null 2>&1 && break; sleep 0.1; done
     printf '%-60s %-7s ' "$bin" "$shape"
-    python3 "$here/h2-held-memory.py" "$gw" "$gpid" /tiny-data "${shape%x*}" "${shape#*x}" "${SECONDS_HELD:-10}" || echo "failed"
+    python3 "$here/h2-held-memory.py" "$gw" "$gpid" "${HELD_PATH:-/tiny-data}" "${shape%x*}" "${shape#*x}" "${SECONDS_HELD:-10}" || echo "failed"
     kill "$gpid" "$upid" 2>/dev/null || true
     wait "$gpid" "$upid" 2>/dev/null || true
     rm -rf "$dir"

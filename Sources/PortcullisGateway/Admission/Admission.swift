@@ -42,15 +42,17 @@ struct Admission {
     func admit(_ head: HTTPRequestHead, facts: RequestHeadFacts, table: RouteTable, log: inout RequestLog,
                clientCertificate: () -> [UInt8]?) -> Decision {
         log.host = facts.host
-        // Tracing off, a request's tracing work is this branch and nil checks of `log.trace`.
-        if let tracing = gateway.tracing { log.trace = tracing.startRequest(traceparent: facts.traceparent, headers: head.headers) }
-        // Short of memory (`MemoryGuard`), the node takes nothing new; what it has admitted goes on.
+        // Short of memory (`MemoryGuard`), the node takes nothing new, and ends the connection so
+        // that a client retrying goes to another node; what it has admitted goes on.
         if gateway.overload.isSet {
             gateway.metrics.overloadRefusedRequests.increment()
             var response = ErrorResponse(status: .serviceUnavailable, error: "overloaded", description: "the gateway is short of memory; retry shortly")
             response.headers.add(name: "Retry-After", value: "1")
+            response.closesConnection = true
             return .refused(response, metrics: gateway.unmatchedRoute)
         }
+        // Tracing off, a request's tracing work is this branch and nil checks of `log.trace`.
+        if let tracing = gateway.tracing { log.trace = tracing.startRequest(traceparent: facts.traceparent, headers: head.headers) }
         // A CONNECT asks for a tunnel, which the gateway does not open, over HTTP/1.1 or HTTP/2
         // (`HTTP2HeaderBlocks` hands a plain one on in authority form). The HTTP/1.1 decoder reads
         // what follows a CONNECT as tunnel bytes, never a body: forwarding one with a

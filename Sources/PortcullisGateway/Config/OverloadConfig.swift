@@ -3,7 +3,7 @@ import PortcullisConfig
 /// What the node does when it runs short of memory (`overload:`; docs/configuration.md,
 /// "Overload"). Read at start only.
 public struct OverloadConfig: Sendable, Equatable {
-    /// How much of the C allocator's heap the node may have in use before it sheds load.
+    /// How much resident memory the node may have before it sheds load.
     public enum MemoryLimit: Sendable, Equatable {
         /// Never shed for memory.
         case off

@@ -17,7 +17,7 @@ final class HTTP2ConnectionShared {
     let bodyRate: RequestBodyRate.Limit?
     /// How long a stream's response may wait for the client's window (`limits.response_write_timeout`).
     let responseWriteTimeout: TimeAmount
-    /// The event loop's connections the overload guard may cut short; joined until `stop()`.
+    /// The event loop's connections the overload guard may cut short; joined from `start()` until `stop()`.
     private let shedding: OverloadSheddingSet?
     private var routeTableCache: CachedRouteTable?
     var responseCounter: ResponseCounterCache?
@@ -33,6 +33,10 @@ final class HTTP2ConnectionShared {
         self.client = client
         self.admission = Admission(gateway: gateway, client: client)
         self.shedding = shedding
+    }
+
+    /// The connection's pipeline is built: the overload guard may cut its streams short until `stop()`.
+    func start() {
         shedding?.add(self)
     }
 
@@ -52,6 +56,6 @@ extension HTTP2ConnectionShared: OverloadShedding {
     /// Resets every stream whose response has waited on the client for `waitedFor` or more, as
     /// its response-write deadline would (armed `responseWriteTimeout` after the wait began).
     func shedStalledResponses(waitedFor: TimeAmount, now: NIODeadline) -> Int {
-        deadlines.expire(.responseWrite, armedFor: now + responseWriteTimeout - waitedFor)
+        deadlines.expire(.responseWrite, waitedFor: waitedFor, timeout: responseWriteTimeout, now: now)
     }
 }

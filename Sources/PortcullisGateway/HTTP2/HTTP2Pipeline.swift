@@ -62,7 +62,10 @@ enum HTTP2Pipeline {
             }
         }
         try sync.addHandler(manager)
-        channel.closeFuture.assumeIsolated().whenComplete { _ in shared.stop() }
         try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { _ in malformed.increment() }) { _ in connectionErrors.increment() })
+        // Last, once nothing above can throw: a connection whose pipeline failed is closed
+        // without ever joining the overload guard's set.
+        shared.start()
+        channel.closeFuture.assumeIsolated().whenComplete { _ in shared.stop() }
     }
 }

@@ -164,6 +164,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             log.reason = log.reason ?? response.error
             log.bytesOut = answer(response, requestID: requestID, isHEAD: head.method == .HEAD)
             shared.gateway.record(log, metrics: metrics, upstreamTime: nil, now: .now(), counter: &shared.responseCounter)
+            // GOAWAY through the connection manager, as on drain: open streams may finish.
+            if response.closesConnection { context?.channel.parent?.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
         case .admitted(let admitted):
             if facts.extendedConnect, let settings = admitted.route.config.websocket {
                 return startWebSocket(admitted, settings: settings, head: head, facts: facts, log: log)

@@ -39,7 +39,7 @@ public final class GatewayMetrics: Sendable {
     let upstreamHTTP2ConnectionsRetired: Counter
     private let proxyProtocolInvalid: Counter
     /// The overload guard (`MemoryGuard`).
-    let memoryHeapInUse: Gauge
+    let memoryResident: Gauge
     let memoryLimit: Gauge
     let overloaded: Gauge
     let overloadRefusedConnections: Counter
@@ -89,12 +89,12 @@ public final class GatewayMetrics: Sendable {
             help: "Streams to HTTP/2 upstreams reset for a malformed message: a response whose header block, :status or content-length breaks HTTP/2's rules, or a request HTTP/2 does not allow. Each one's request fails; the connection stays.")
         upstreamHTTP2ConnectionsRetired = registry.counter("portcullis_upstream_http2_connections_retired_total", labels: [],
             help: "HTTP/2 connections to upstreams retired after 50 stream resets the gateway sent for its clients within 30 s (clients leaving, bodies over max_body_bytes, tokens ending), before the upstream's rapid-reset limit would close them; their open streams finish, new ones go on another connection.")
-        memoryHeapInUse = registry.gauge("portcullis_memory_heap_in_use_bytes", labels: [],
-            help: "Bytes the C allocator has handed out to this process and not had back (glibc mallinfo2), read four times a second; what overload.memory_limit is compared with.")
+        memoryResident = registry.gauge("portcullis_memory_resident_bytes", labels: [],
+            help: "The node's resident memory, read four times a second; what overload.memory_limit is compared with.")
         memoryLimit = registry.gauge("portcullis_memory_limit_bytes", labels: [],
-            help: "overload.memory_limit in bytes: the heap in use at which the node is overloaded; 0 when off.")
+            help: "overload.memory_limit in bytes: the resident memory at which the node is overloaded; 0 when off.")
         overloaded = registry.gauge("portcullis_overloaded", labels: [],
-            help: "1 while the node is overloaded (heap in use reached overload.memory_limit and is not yet back under nine tenths of it), else 0.")
+            help: "1 while the node is overloaded (resident memory reached overload.memory_limit and is not yet back under nine tenths of it), else 0.")
         let refusedHelp = "Work refused while overloaded: connection (closed at once), request (answered 503 overloaded; gRPC UNAVAILABLE)."
         overloadRefusedConnections = registry.counter("portcullis_overload_refused_total", labels: [("what", "connection")], help: refusedHelp)
         overloadRefusedRequests = registry.counter("portcullis_overload_refused_total", labels: [("what", "request")], help: refusedHelp)

@@ -1,8 +1,8 @@
-/// Whether the node is overloaded, from its heap in use against its limit: over at the limit,
-/// and no longer once the heap is back under nine tenths of it, so that a node hovering at its
+/// Whether the node is overloaded, from its resident memory against its limit: over at the
+/// limit, and no longer once it is back under nine tenths of it, so that a node hovering at its
 /// limit does not switch with every reading. Pure.
 struct OverloadState: Equatable {
-    /// The heap in use, in bytes, at which the node is overloaded.
+    /// The resident memory, in bytes, at which the node is overloaded.
     let limit: Int
     private(set) var isOverloaded = false
 
@@ -19,12 +19,12 @@ struct OverloadState: Equatable {
     }
 
     /// Takes a reading; says whether it changed the state.
-    mutating func observe(heapInUse: Int) -> Change? {
-        if !isOverloaded, heapInUse >= limit {
+    mutating func observe(resident: Int) -> Change? {
+        if !isOverloaded, resident >= limit {
             isOverloaded = true
             return .entered
         }
-        if isOverloaded, heapInUse < recovery {
+        if isOverloaded, resident < recovery {
             isOverloaded = false
             return .left
         }

@@ -10,6 +10,9 @@ struct ErrorResponse {
     var error: String
     var description: String
     var headers: HTTPHeaders = HTTPHeaders()
+    /// The gateway ends the connection after this answer: `Connection: close` over HTTP/1.1,
+    /// GOAWAY over HTTP/2 (its open streams may finish).
+    var closesConnection = false
 
     /// The RFC 6750 response for a failed authentication.
     init(_ failure: AuthFailure, realm: String) {

@@ -232,7 +232,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func reject(_ response: ErrorResponse, head: HTTPRequestHead, log: inout RequestLog, hasBody: Bool, metrics: RouteMetrics) {
         // An unread body would be parsed as the next request; rather than drain an arbitrary
         // amount, close the connection after answering.
-        if hasBody { closeAfterResponse = true }
+        if hasBody || response.closesConnection { closeAfterResponse = true }
         state = .discarding
         log.status = Int(response.status.code)
         log.reason = log.reason ?? response.error

@@ -11,7 +11,7 @@ sends). For SECONDS the probe sends a GET of /probe every 0.1 s on its connectio
 object: "resets" (attack streams reset, by error code), "first_reset_s" and "last_reset_s" (by
 error code, seconds from the attack's start), "attack_closed" (attack connections the gateway closed), "probe"
 (a list of [seconds, status, error] per probe GET answered; error is the JSON body's "error"),
-and "probe_closed".
+"probe_goaway" (the error code of a GOAWAY the probe's connection got, or null) and "probe_closed".
 """
 import json
 import os
@@ -81,7 +81,7 @@ def main():
             resets[str(code)] = resets.get(str(code), 0) + 1
     print(json.dumps({"resets": resets, "first_reset_s": first_reset, "last_reset_s": last_reset,
                       "attack_closed": sum(1 for p in attackers if p.closed), "probe": answered,
-                      "probe_closed": probe.closed}))
+                      "probe_goaway": probe.goaway, "probe_closed": probe.closed}))
 
 
 if __name__ == "__main__":
