@@ -25,6 +25,16 @@ struct OverloadUnitTests {
         #expect(state.observe(resident: 950) == nil && !state.isOverloaded)
     }
 
+    @Test("the wait a response is allowed is overload.response_write_timeout up to the limit, shrinking linearly to nothing at a quarter over it")
+    func waitShrinksAboveTheLimit() {
+        let state = OverloadState(limit: 1000)
+        #expect(state.waitAllowed(.seconds(2), resident: 950) == .seconds(2))
+        #expect(state.waitAllowed(.seconds(2), resident: 1000) == .seconds(2))
+        #expect(state.waitAllowed(.seconds(2), resident: 1125) == .seconds(1))
+        #expect(state.waitAllowed(.seconds(2), resident: 1250) == .zero)
+        #expect(state.waitAllowed(.seconds(2), resident: 5000) == .zero)
+    }
+
     static func overload(_ yaml: String) throws -> OverloadConfig {
         try GatewayConfig.parse(yaml: "listen: 127.0.0.1:1\n" + yaml + "\nroutes:\n  - {name: r, path_prefix: /, upstream: {targets: [127.0.0.1:2]}}\n",
                                 file: "gateway.yaml").overload
@@ -82,7 +92,7 @@ struct OverloadUnitTests {
         #expect(flag.isSet && sample("portcullis_overloaded") == 1)
         #expect(calls.trims.withLock { $0 } == 1)
         await memoryGuard.observe(resident: 950, now: start + .milliseconds(500), readings: &readings)
-        #expect(calls.shed.withLock { $0 } == [.milliseconds(1500), .milliseconds(1500)])
+        #expect(calls.shed.withLock { $0 } == [.milliseconds(300), .milliseconds(1500)], "20 % over the limit: a fifth of the wait")
         #expect(calls.trims.withLock { $0 } == 1, "trimmed again within a second")
         await memoryGuard.observe(resident: 950, now: start + .milliseconds(1250), readings: &readings)
         #expect(calls.trims.withLock { $0 } == 2)

@@ -9,7 +9,8 @@ import NIOCore
 ///   503 `overloaded` (gRPC: `UNAVAILABLE`);
 /// - at every reading, every response that has waited on its client for
 ///   `overload.response_write_timeout` is cut, as if `limits.response_write_timeout` had passed:
-///   what a client does not take is what an attacker makes a gateway hold;
+///   what a client does not take is what an attacker makes a gateway hold. Above the limit that
+///   time shrinks, to nothing at a quarter over it (`OverloadState.waitAllowed`);
 /// - at most once a second the allocator gives its free pages back (`NodeMemory.trim`), so
 ///   that what was cut or ended shows in the resident set.
 /// What is already admitted and making progress goes on.
@@ -78,7 +79,7 @@ final class MemoryGuard: Sendable {
         }
         readings.state = state
         guard state.isOverloaded else { return }
-        let cut = await shed(responseWriteTimeout)
+        let cut = await shed(state.waitAllowed(responseWriteTimeout, resident: resident))
         if cut > 0 {
             metrics.overloadShed.increment(by: Int64(cut))
             logger.warning("overloaded: cut connections and streams whose clients left a response untaken for overload.response_write_timeout",

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Whether the node is overloaded, from its resident memory against its limit: over at the
 /// limit, and no longer once it is back under nine tenths of it, so that a node hovering at its
 /// limit does not switch with every reading. Pure.
@@ -11,6 +13,17 @@ struct OverloadState: Equatable {
 
     init(limit: Int) {
         self.limit = limit
+    }
+
+    /// How long a response may wait on its client before the guard cuts it, at `resident`:
+    /// `timeout` up to the limit, shrinking linearly to nothing at a quarter over it — memory
+    /// that grows fast (100 MB a second, measured) would otherwise overshoot the limit by what it
+    /// grows in `timeout`.
+    func waitAllowed(_ timeout: TimeAmount, resident: Int) -> TimeAmount {
+        let over = Double(resident - limit) / Double(limit)
+        guard over > 0 else { return timeout }
+        let share = max(0, 1 - over / 0.25)
+        return .milliseconds(Int64((Double(timeout.nanoseconds) / 1e6 * share).rounded()))
     }
 
     enum Change: Equatable {
