@@ -6,8 +6,9 @@ import Foundation
 enum NodeMemory {
     /// The resident set in bytes — what the out-of-memory killer and a cgroup's limit count. One
     /// read of `/proc/self/statm`; no lock of the allocator's is taken. (glibc's `mallinfo2` would
-    /// give the heap in use, but walks every free chunk under its arena's lock: 12 ms for 44 000
-    /// free chunks, measured, during which any event loop allocating in that arena waits.)
+    /// give the heap in use, but walks every free chunk under its arena's lock — milliseconds per
+    /// tens of thousands of free chunks (benchmarks.md, "Memory overload") — during which any
+    /// event loop allocating in that arena waits.)
     static func resident() -> Int {
         Int(portcullis_resident_bytes())
     }
