@@ -12,8 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "Tests", "PortcullisGatewayTests", "Scripts"))
-from h2_peer import Peer  # noqa: E402
-from hyperframe.frame import HeadersFrame, SettingsFrame  # noqa: E402
+from h2_peer import held_streams  # noqa: E402
 
 port, pid, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 conns, streams, seconds = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
@@ -25,13 +24,7 @@ def resident():
 
 
 base = resident()
-peers = []
-for _ in range(conns):
-    peer = Peer(port, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
-    peer.pump(0.05)
-    for i in range(streams):
-        peer.send(HeadersFrame(1 + 2 * i, peer.request_block(path=path), flags=["END_HEADERS", "END_STREAM"]))
-    peers.append(peer)
+peers = held_streams(port, path, conns, streams, settle=0.05)
 peak = 0
 end = time.monotonic() + seconds
 while time.monotonic() < end:

@@ -187,6 +187,19 @@ class Peer:
         return out
 
 
+def held_streams(port, path, conns, streams, settle=0.02):
+    """`conns` connections announcing SETTINGS_INITIAL_WINDOW_SIZE 0 (they take no DATA), each
+    sending `streams` GETs of `path`: what they are answered waits in the server."""
+    peers = []
+    for _ in range(conns):
+        peer = Peer(port, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+        peer.pump(settle)
+        for i in range(streams):
+            peer.send(HeadersFrame(1 + 2 * i, peer.request_block(path=path), flags=["END_HEADERS", "END_STREAM"]))
+        peers.append(peer)
+    return peers
+
+
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     arg = sys.argv[3] if len(sys.argv) > 3 else None

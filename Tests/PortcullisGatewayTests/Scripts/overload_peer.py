@@ -19,8 +19,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from h2_peer import Peer  # noqa: E402
-from hyperframe.frame import HeadersFrame, SettingsFrame  # noqa: E402
+from h2_peer import Peer, held_streams  # noqa: E402
+from hyperframe.frame import HeadersFrame  # noqa: E402
 
 
 def status(peer, stream):
@@ -45,13 +45,7 @@ def main():
     probe_stream = 1
     asked = {}
     start = time.monotonic()
-    attackers = []
-    for _ in range(conns):
-        peer = Peer(port, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
-        peer.pump(0.02)
-        for i in range(streams):
-            peer.send(HeadersFrame(1 + 2 * i, peer.request_block(path=path), flags=["END_HEADERS", "END_STREAM"]))
-        attackers.append(peer)
+    attackers = held_streams(port, path, conns, streams)
     first_reset, last_reset, seen = {}, {}, set()
     next_probe = start
     end = start + seconds
