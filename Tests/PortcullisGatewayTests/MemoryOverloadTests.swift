@@ -12,7 +12,7 @@ import Testing
 struct MemoryOverloadTests {
     static let peerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/overload_peer.py").path
 
-    static func config(port: Int, adminPort: Int, upstreamPort: Int, overload: String) -> String {
+    static func config(port: Int, adminPort: Int, upstreamPort: Int, overload: String, http1Upstream: Int? = nil) -> String {
         """
         listen: 127.0.0.1:\(port)
         admin_listen: 127.0.0.1:\(adminPort)
@@ -22,6 +22,7 @@ struct MemoryOverloadTests {
         routes:
           - {name: big, path_prefix: /big-data, upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}}
           - {name: ok, path_prefix: /ok, upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}}
+        \(http1Upstream.map { "  - {name: h1, path_prefix: /h1, upstream: {targets: [127.0.0.1:\($0)]}}" } ?? "")
         """
     }
 
@@ -41,13 +42,14 @@ struct MemoryOverloadTests {
 
     /// Runs `body` with the HTTP/2 upstream and a gateway whose `overload.memory_limit` is
     /// `headroom` over its resident memory after a few requests (its `overload:` otherwise `overload`).
-    static func withOverloadGateway(headroom: Int, overload: String,
+    static func withOverloadGateway(headroom: Int, overload: String, http1Upstream: Int? = nil,
                                     _ body: (GatewayProcess) async throws -> Void) async throws {
         let (upstream, upstreamPort) = try await HTTP2UpstreamFaultTests.startUpstream()
         try await withCleanup(upstream, { _ = await $0.terminate() }) { _ in
             let limit = try await baselineMemory(upstreamPort: upstreamPort) + headroom
             let gateway = try await GatewayProcess.start { port, adminPort, _ in
-                config(port: port, adminPort: adminPort, upstreamPort: upstreamPort, overload: "{memory_limit: \(limit), \(overload)}")
+                config(port: port, adminPort: adminPort, upstreamPort: upstreamPort, overload: "{memory_limit: \(limit), \(overload)}",
+                       http1Upstream: http1Upstream)
             }
             try await withCleanup(gateway, { await $0.stop() }, body)
         }
@@ -64,6 +66,12 @@ struct MemoryOverloadTests {
         let line = output.split(separator: "\n").last { $0.hasPrefix("{") }.map(String.init) ?? ""
         let seen = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? [:]
         return (seen, "\(output.suffix(3000))\n--- gateway ---\n\(gateway.process.output.suffix(1500))")
+    }
+
+    /// TCP connections established to `port` on loopback (`ss`).
+    static func established(to port: Int) throws -> Int {
+        let result = try runCommand("/usr/bin/env", ["ss", "-Htn", "state", "established", "dst", "127.0.0.1:\(port)"])
+        return result.stdout.split(separator: "\n").count
     }
 
     /// The probe's answers: [seconds, status, error].
@@ -111,7 +119,15 @@ struct MemoryOverloadTests {
     func overloadedNodeRefusesConnections() async throws {
         // The overload's write timeout is limits' (60 s): the clients hold the memory up, unless it
         // goes a quarter over the limit, where everything waiting is cut.
-        try await Self.withOverloadGateway(headroom: 24 << 20, overload: "response_write_timeout: 60s") { gateway in
+        let http1 = try await RecordingUpstream.start()
+        defer { Task { await http1.stop() } }
+        try await Self.withOverloadGateway(headroom: 24 << 20, overload: "response_write_timeout: 60s", http1Upstream: http1.port) { gateway in
+            // A burst through an HTTP/1.1 upstream leaves idle connections in the gateway's pool.
+            let burst = try runCommand("/usr/bin/env", ["curl", "-s", "--parallel", "--parallel-max", "20", "-w", " %{http_code}\n"]
+                                       + (0..<40).map { "http://127.0.0.1:\(gateway.port)/h1/\($0)" })
+            #expect(burst.stdout.components(separatedBy: " 200\n").count - 1 == 40, "\(burst.stdout)")
+            let pooled = try Self.established(to: http1.port)
+            #expect(pooled >= 5, "\(pooled) pooled upstream connections after the burst")
             // An HTTP/1.1 client on a kept-alive connection from before.
             let keptAlive = try gateway.client()
             defer { keptAlive.close() }
@@ -141,6 +157,8 @@ struct MemoryOverloadTests {
                 #expect(keptAlive.waitForClose())
             }
             #expect(try #require(PrometheusText.sample(try gateway.metrics(), #"portcullis_overload_refused_total{what="connection"}"#)) >= 1)
+            // Overloaded, the idle pooled connections are closed (pool_idle_timeout would drop them only when asked for one).
+            #expect(try Self.established(to: http1.port) == 0)
             #expect(await attack.waitForExit(timeout: .seconds(40)) == 0)
             let (seen, report) = Self.report(attack, gateway)
             #expect(Self.probe(seen).contains(where: Self.isOverloadedAnswer), "\(report)")

@@ -19,6 +19,11 @@ final class HTTP2ConnectionShared {
     let responseWriteTimeout: TimeAmount
     /// The event loop's connections the overload guard may cut short; joined from `start()` until `stop()`.
     private let shedding: OverloadSheddingSet?
+    /// Streams open on the connection (their channels not yet closed).
+    private var openStreams = 0
+    /// Closes the connection after `idleCutoff` without an open stream (`start(channel:)`).
+    private var idleTimer: DeadlineTimer?
+    private let idleCutoff: TimeAmount
     private var routeTableCache: CachedRouteTable?
     var responseCounter: ResponseCounterCache?
 
@@ -27,6 +32,7 @@ final class HTTP2ConnectionShared {
         self.deadlines = HTTP2StreamDeadlines(eventLoop: eventLoop)
         self.bodyRate = RequestBodyRate.Limit(limits)
         self.responseWriteTimeout = TimeAmount(limits.responseWriteTimeout)
+        self.idleCutoff = TimeAmount(limits.idleTimeout) * 2
         self.gateway = gateway
         self.connections = connections
         self.pool = pool
@@ -35,14 +41,38 @@ final class HTTP2ConnectionShared {
         self.shedding = shedding
     }
 
-    /// The connection's pipeline is built: the overload guard may cut its streams short until `stop()`.
-    func start() {
+    /// The connection's pipeline is built: the overload guard may cut its streams short until
+    /// `stop()`, and the connection is closed once it has had no open stream for twice
+    /// `limits.idle_timeout`. swift-nio-http2's connection manager closes an idle connection
+    /// gracefully at `idle_timeout` (GOAWAY, a PING, and the last GOAWAY once the PING is
+    /// answered), but its idle timer starts only at `channelActive` — which a manager added
+    /// after ALPN or the preface detector never sees — or when a stream closes, and it waits for
+    /// the PING's answer without end: a client that sent only the preface, or never answers the
+    /// PING, kept its connection and its `max_connections` slot for good.
+    func start(channel: any Channel) {
         shedding?.add(self)
+        // Strong captures; `stop()` (at the channel's close) breaks the cycle.
+        idleTimer = DeadlineTimer(eventLoop: channel.eventLoop) { channel.close(promise: nil) }
+        if openStreams == 0 { idleTimer?.set(after: idleCutoff) }
+    }
+
+    /// A stream opened (its channel initialised).
+    func streamOpened() {
+        openStreams += 1
+        if openStreams == 1 { idleTimer?.cancel() }
+    }
+
+    /// A stream's channel closed.
+    func streamClosed() {
+        openStreams -= 1
+        if openStreams == 0 { idleTimer?.set(after: idleCutoff) }
     }
 
     /// The connection closed: no deadline is kept, and the overload guard lets go of it.
     func stop() {
         deadlines.stop()
+        idleTimer?.stop()
+        idleTimer = nil
         shedding?.remove(self)
     }
 

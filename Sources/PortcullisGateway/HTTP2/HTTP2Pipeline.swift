@@ -53,6 +53,9 @@ enum HTTP2Pipeline {
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
                                             streamDelegate: manager.http2StreamDelegate) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
+                let shared = bound.value
+                shared.streamOpened()
+                streamChannel.closeFuture.assumeIsolated().whenComplete { _ in shared.streamClosed() }
                 try streamChannel.pipeline.syncOperations.addHandlers([
                     HTTP2FrameQueueMeter(queues: queues.value) { queueResets.increment() },
                     HTTP2HeaderBlocks(onMalformed: { malformed.increment() }),
@@ -65,7 +68,7 @@ enum HTTP2Pipeline {
         try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { _ in malformed.increment() }) { _ in connectionErrors.increment() })
         // Last, once nothing above can throw: a connection whose pipeline failed is closed
         // without ever joining the overload guard's set.
-        shared.start()
+        shared.start(channel: channel)
         channel.closeFuture.assumeIsolated().whenComplete { _ in shared.stop() }
     }
 }

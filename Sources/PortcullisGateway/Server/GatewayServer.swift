@@ -204,10 +204,17 @@ final class GatewayServer: Sendable {
     var connectionCount: Int { connections.current }
 
     /// Cuts, on every event loop, the responses that have waited on their clients for `waitedFor`
-    /// or longer (`OverloadShedding`); returns how many connections and streams were cut.
+    /// or longer (`OverloadShedding`), and closes the loop's idle HTTP/1.1 upstream connections;
+    /// returns how many client connections and streams were cut.
     func shedStalledResponses(waitedFor: TimeAmount) async -> Int {
         // On every loop at once: a busy loop delays only its own part.
-        let each = shedding.values.map { set in set.eventLoop.submit { set.value.shed(waitedFor: waitedFor, now: .now()) } }
+        let each = shedding.map { key, set in
+            let pool = pools[key]
+            return set.eventLoop.submit {
+                pool?.value.closeIdle()
+                return set.value.shed(waitedFor: waitedFor, now: .now())
+            }
+        }
         var cut = 0
         for future in each { cut += (try? await future.get()) ?? 0 }
         return cut

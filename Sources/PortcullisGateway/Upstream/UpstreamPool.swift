@@ -142,6 +142,16 @@ final class UpstreamPool {
         idle[connection.poolKey]?.connections.removeAll { $0 === connection }
     }
 
+    /// Closes the idle HTTP/1.1 connections (the overload guard: each holds its buffers, and a
+    /// burst of requests leaves hundreds, which `pool_idle_timeout` would drop only when asked for
+    /// one). HTTP/2 connections carry other requests' streams and stay.
+    func closeIdle() {
+        for list in idle.values {
+            for connection in list.connections { connection.close() }
+        }
+        idle.removeAll()
+    }
+
     /// Closes every idle connection (shutdown).
     func closeAll() {
         http2.closeAll()
