@@ -19,7 +19,7 @@ final class HTTP2ConnectionShared {
     let responseWriteTimeout: TimeAmount
     /// The event loop's connections the overload guard may cut short; joined from `start()` until `stop()`.
     private let shedding: OverloadSheddingSet?
-    /// Streams open on the connection (their channels not yet closed).
+    /// Streams open on the connection (swift-nio-http2's count, through its stream delegate).
     private var openStreams = 0
     /// Closes the connection after `idleCutoff` without an open stream (`start(channel:)`).
     private var idleTimer: DeadlineTimer?
@@ -56,13 +56,13 @@ final class HTTP2ConnectionShared {
         if openStreams == 0 { idleTimer?.set(after: idleCutoff) }
     }
 
-    /// A stream opened (its channel initialised).
+    /// A stream opened.
     func streamOpened() {
         openStreams += 1
         if openStreams == 1 { idleTimer?.cancel() }
     }
 
-    /// A stream's channel closed.
+    /// A stream closed.
     func streamClosed() {
         openStreams -= 1
         if openStreams == 0 { idleTimer?.set(after: idleCutoff) }

@@ -51,11 +51,8 @@ enum HTTP2Pipeline {
         try sync.addHandler(FlushCoalescingHandler())
         try sync.addHandler(frameGuard)
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
-                                            streamDelegate: manager.http2StreamDelegate) { streamChannel in
+                                            streamDelegate: StreamCounting(manager: manager.http2StreamDelegate, shared: bound)) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
-                let shared = bound.value
-                shared.streamOpened()
-                streamChannel.closeFuture.assumeIsolated().whenComplete { _ in shared.streamClosed() }
                 try streamChannel.pipeline.syncOperations.addHandlers([
                     HTTP2FrameQueueMeter(queues: queues.value) { queueResets.increment() },
                     HTTP2HeaderBlocks(onMalformed: { malformed.increment() }),
@@ -70,5 +67,23 @@ enum HTTP2Pipeline {
         // without ever joining the overload guard's set.
         shared.start(channel: channel)
         channel.closeFuture.assumeIsolated().whenComplete { _ in shared.stop() }
+    }
+}
+
+/// Tells the connection manager (its idle time) and `HTTP2ConnectionShared` (its own idle
+/// backstop) of each stream opened and closed. Called by swift-nio-http2 on the connection's
+/// event loop.
+private struct StreamCounting: NIOHTTP2StreamDelegate {
+    let manager: NIOHTTP2ServerConnectionManagementHandler.HTTP2StreamDelegate
+    let shared: NIOLoopBound<HTTP2ConnectionShared>
+
+    func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
+        manager.streamCreated(id, channel: channel)
+        shared.value.streamOpened()
+    }
+
+    func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
+        manager.streamClosed(id, channel: channel)
+        shared.value.streamClosed()
     }
 }
