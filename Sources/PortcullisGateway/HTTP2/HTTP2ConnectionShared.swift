@@ -48,7 +48,7 @@ final class HTTP2ConnectionShared {
     /// answered), but its idle timer starts only at `channelActive` — which a manager added
     /// after ALPN or the preface detector never sees — or when a stream closes, and it waits for
     /// the PING's answer without end: a client that sent only the preface, or never answers the
-    /// PING, kept its connection and its `max_connections` slot for good.
+    /// PING, would keep its connection and its `max_connections` slot for good.
     func start(channel: any Channel) {
         shedding?.add(self)
         // Strong captures; `stop()` (at the channel's close) breaks the cycle.

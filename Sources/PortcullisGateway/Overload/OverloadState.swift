@@ -17,8 +17,8 @@ struct OverloadState: Equatable {
 
     /// How long a response may wait on its client before the guard cuts it, at `resident`:
     /// `timeout` up to the limit, shrinking linearly to nothing at a quarter over it — memory
-    /// that grows fast (100 MB a second, measured) would otherwise overshoot the limit by what it
-    /// grows in `timeout`.
+    /// that grows fast (benchmarks.md, "Memory overload") would otherwise overshoot the limit by
+    /// what it grows in `timeout`.
     func waitAllowed(_ timeout: TimeAmount, resident: Int) -> TimeAmount {
         let over = Double(resident - limit) / Double(limit)
         guard over > 0 else { return timeout }
