@@ -98,11 +98,7 @@ final class HTTP2StreamDeadlines {
     /// guard cutting waits short); returns how many passed.
     func expire(_ kind: Kind, waitedFor: TimeAmount, timeout: TimeAmount, now: NIODeadline) -> Int {
         // Began at or before now − waitedFor ⇔ deadline (begin + timeout) at or before this.
-        expire(kind, armedFor: now + timeout - waitedFor)
-    }
-
-    /// Every deadline of `kind` at or before `latest` passes now, as if its time had come.
-    private func expire(_ kind: Kind, armedFor latest: NIODeadline) -> Int {
+        let latest = now + timeout - waitedFor
         let keys = armed.compactMap { key, entry in entry[kind].map { $0 <= latest } == true ? key : nil }
         guard !keys.isEmpty else { return 0 }
         var passed: [any HTTP2StreamDeadlineOwner] = []

@@ -29,21 +29,30 @@ enum NodeMemory {
     }
 
     /// The smallest memory limit of the process's cgroup and the cgroups above it (a limit set on
-    /// a parent, such as a systemd slice, binds too): v2 `memory.max` along the path, or v1's
-    /// `memory.limit_in_bytes`.
+    /// a parent, such as a systemd slice, binds too): v2 `memory.max`, or v1's
+    /// `memory.limit_in_bytes` in the memory controller's hierarchy, along the path.
     private static func cgroupLimit() -> Int? {
         var paths: [String] = []
-        if let membership = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) {
-            for line in membership.split(separator: "\n") where line.hasPrefix("0::") {
-                var path = String(line.dropFirst(3))
-                while true {
-                    paths.append("/sys/fs/cgroup" + (path == "/" ? "" : path) + "/memory.max")
-                    guard path != "/", let slash = path.lastIndex(of: "/") else { break }
-                    path = slash == path.startIndex ? "/" : String(path[..<slash])
-                }
+        let membership = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
+        // "0::/path" (v2), "N:memory:/path" (v1's memory controller).
+        for line in membership.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3 else { continue }
+            let (root, file): (String, String)
+            if fields[0] == "0", fields[1].isEmpty {
+                (root, file) = ("/sys/fs/cgroup", "memory.max")
+            } else if fields[1].split(separator: ",").contains("memory") {
+                (root, file) = ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            } else {
+                continue
+            }
+            var path = String(fields[2])
+            while true {
+                paths.append(root + (path == "/" ? "" : path) + "/" + file)
+                guard path != "/", let slash = path.lastIndex(of: "/") else { break }
+                path = slash == path.startIndex ? "/" : String(path[..<slash])
             }
         }
-        paths += ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
         let limits = paths.compactMap { path -> Int? in
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
             // "max" (v2) or a page-rounded Int64.max (v1): no limit there.

@@ -155,10 +155,7 @@ final class UpstreamPool {
     /// Closes every idle connection (shutdown).
     func closeAll() {
         http2.closeAll()
-        for list in idle.values {
-            for connection in list.connections { connection.close() }
-        }
-        idle.removeAll()
+        closeIdle()
     }
 
     static func sniName(_ host: String) -> String? {
