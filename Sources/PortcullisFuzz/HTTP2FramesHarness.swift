@@ -14,7 +14,8 @@ import PortcullisGateway
 ///   the reference's;
 /// - `HTTP2FrameGuard`, given the same reads, passes on what `guardReference` says for the whole
 ///   buffer: extension frames dropped, SETTINGS_HEADER_TABLE_SIZE clamped, a header the bytes end
-///   in held back (unless it closed the connection for a WINDOW_UPDATE flood).
+///   in held back (unless it closed the connection for a WINDOW_UPDATE flood, or ended it for
+///   rapid reset).
 public enum HTTP2FramesHarness {
     public static func run(_ input: [UInt8]) {
         guard input.count >= 2 else { return }
@@ -53,7 +54,13 @@ public enum HTTP2FramesHarness {
         let channel = EmbeddedChannel(handler: HTTP2GuardPath.makeGuard(afterPreface: preface > 0))
         var passed: [UInt8] = []
         for read in reads where channel.isActive {
-            try? channel.writeInbound(ByteBuffer(bytes: bytes[read]))
+            do {
+                try channel.writeInbound(ByteBuffer(bytes: bytes[read]))
+            } catch {
+                // Rapid reset: the guard reads no more of the connection.
+                guard HTTP2GuardPath.endsConnection(error) else { fatalError("the guard raised \(error)") }
+                return
+            }
             channel.pipeline.fireChannelReadComplete()
             while let part = try? channel.readInbound(as: ByteBuffer.self) { passed += part.readableBytesView }
         }

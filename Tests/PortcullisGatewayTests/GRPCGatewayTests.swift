@@ -113,20 +113,26 @@ struct GRPCGatewayTests {
     /// upstream connection after 200 of them in 30 s (swift-nio-http2's rapid-reset limit, meant
     /// for a server's clients), failing the calls open on it, and ended each such client stream
     /// with RST_STREAM CANCEL, which the gRPC client reported as CANCELLED for about a third of
-    /// the calls whose status OK had arrived.
-    @Test("a gRPC server that finishes each call before the client's end (RST_STREAM NO_ERROR after its status) keeps its upstream connection: 300 such calls end OK, a stream open beside them is not cut, and no upstream connection error is counted")
+    /// the calls whose status OK had arrived. The client resets some of those calls itself, those
+    /// whose status it read before the gateway's RST_STREAM NO_ERROR: the build before counted
+    /// them as rapid reset and closed the client's connection after 200, with the stream beside
+    /// them. How many there are depends on timing (about a third of the calls against a debug
+    /// build, few against a release build); HTTP2GatewayTests' "a client that resets each stream
+    /// once its response has ended …" resets every stream.
+    @Test("a gRPC server that finishes each call before the client's end (RST_STREAM NO_ERROR after its status) keeps its upstream connection and the client's: 900 such calls end OK, a stream open beside them is not cut, and no connection error is counted either side")
     func earlyFinishingServer() async throws {
         let server = try await Self.startServer(prefix: "grpc-early")
         defer { Task { _ = await server.process.terminate() } }
         let issuer = try TestIssuer()
         let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer)
-        let result = try runCommand("/usr/bin/env", ["python3", Self.script, "early", String(gateway.port), try issuer.token(sub: "erin"), "300"])
+        let result = try runCommand("/usr/bin/env", ["python3", Self.script, "early", String(gateway.port), try issuer.token(sub: "erin"), "900"])
         let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
-        #expect(seen["ok"] as? Int == 300, "\(result.stdout) \(result.stderr)")
+        #expect(seen["ok"] as? Int == 900, "\(result.stdout) \(result.stderr)")
         #expect((seen["failed"] as? [String: Int])?.isEmpty == true, "\(result.stdout)")
-        #expect(seen["watch"] as? String == "open", "the stream beside the calls was cut: \(result.stdout)")
+        #expect(seen["watch"] as? String == "open", "the stream beside the calls was cut: \(result.stdout)\n\(gateway.process.output.suffix(4000))")
         let metrics = try gateway.metrics()
         #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+        #expect(PrometheusText.sample(metrics, "portcullis_http2_connection_errors_total") == 0, "the client's connection was closed")
         #expect(!metrics.contains("portcullis_upstream_failures_total{"), "\(metrics.split(separator: "\n").filter { $0.contains("upstream_failures") })")
         await gateway.stop()
     }

@@ -2,10 +2,12 @@
 @testable import PortcullisGateway
 import NIOCore
 import NIOEmbedded
+import NIOHTTP2
 import Testing
 
 /// `HTTP2FrameGuard` on an embedded channel: frames found whatever the reads' boundaries, the
-/// peer's HPACK table size clamped, WINDOW_UPDATE floods closed.
+/// peer's HPACK table size clamped, WINDOW_UPDATE floods closed, rapid reset counted by what it
+/// costs.
 @Suite("HTTP/2 frame guard")
 struct HTTP2FrameGuardTests {
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
@@ -118,6 +120,72 @@ struct HTTP2FrameGuardTests {
         #expect(channel.isActive && floods == 0)
         try channel.writeInbound(updates(1, 2))
         #expect(!channel.isActive && floods == 1)
+    }
+
+    /// The guard and what it raises: errors are kept, not thrown at the next write.
+    final class RaisedErrors: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        var errors: [any Error] = []
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { errors.append(error) }
+    }
+
+    static func reset(_ stream: UInt32) -> [UInt8] { frame(type: 3, stream: stream, payload: [0, 0, 0, 8]) }
+    static func request(_ stream: UInt32) -> [UInt8] { frame(type: 1, flags: 5, stream: stream, payload: [0x82]) }
+
+    @Test("on a client connection, more than 200 streams reset by the client before the gateway ended its side of them end the connection (rapid reset); resets of streams the gateway had answered or reset itself are not counted, and nothing after the 201st is passed on")
+    func prematureResetsEndTheConnection() throws {
+        let raised = RaisedErrors()
+        let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .server) {}, raised])
+        try channel.writeInbound(ByteBuffer(bytes: Self.preface))
+        var stream: UInt32 = 1
+        // 300 answered, then reset by the client; 300 reset by the gateway, then by the client.
+        for answered in [true, false] {
+            for _ in 0..<300 {
+                try channel.writeInbound(ByteBuffer(bytes: Self.request(stream)))
+                try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: answered ? Self.frame(type: 1, flags: 5, stream: stream, payload: [0x88]) : Self.reset(stream))))
+                try channel.writeInbound(ByteBuffer(bytes: Self.reset(stream)))
+                stream += 2
+            }
+        }
+        // 200 reset before their answer, in one read: still within the limit.
+        try channel.writeInbound(ByteBuffer(bytes: Array((0..<200).map { Self.request(stream + 2 * $0) + Self.reset(stream + 2 * $0) }.joined())))
+        stream += 400
+        #expect(raised.errors.isEmpty, "\(raised.errors)")
+        while try channel.readInbound(as: ByteBuffer.self) != nil {}
+        try channel.writeInbound(ByteBuffer(bytes: Self.request(stream) + Self.reset(stream) + Self.request(stream + 2)))
+        #expect(raised.errors.count == 1 && raised.errors.first is HTTP2PrematureResets.Flood, "\(raised.errors)")
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "bytes passed on after the 201st")
+        try channel.writeInbound(ByteBuffer(bytes: Self.request(stream + 4)))
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil && raised.errors.count == 1)
+    }
+
+    @Test("on a connection to an upstream, the upstream's resets are not counted as rapid reset, however many come before the gateway's end")
+    func upstreamResetsAreNotCounted() throws {
+        let raised = RaisedErrors()
+        let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .client) {}, raised])
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.preface)))
+        for index in 0..<500 {
+            let stream = UInt32(1 + 2 * index)
+            try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 1, flags: 4, stream: stream, payload: [0x82]))))
+            try channel.writeInbound(ByteBuffer(bytes: Self.reset(stream)))
+        }
+        #expect(raised.errors.isEmpty && channel.isActive)
+    }
+
+    @Test("the connection error handler answers the guard's rapid-reset error with GOAWAY ENHANCE_YOUR_CALM, last stream 0, and counts it once")
+    func guardErrorIsAnsweredWithGoAway() throws {
+        var errors = 0
+        let channel = EmbeddedChannel(handler: HTTP2ConnectionErrorHandler(linger: nil, onMalformedStream: { _ in }) { _ in errors += 1 })
+        channel.pipeline.fireErrorCaught(HTTP2PrematureResets.Flood())
+        channel.pipeline.fireErrorCaught(HTTP2PrematureResets.Flood())
+        let frame = try channel.readOutbound(as: HTTP2Frame.self)
+        guard case .goAway(let last, let code, _)? = frame?.payload else {
+            Issue.record("no GOAWAY: \(String(describing: frame))")
+            return
+        }
+        #expect(last == .rootStream && code == .enhanceYourCalm && errors == 1)
+        #expect(try channel.readOutbound(as: HTTP2Frame.self) == nil)
     }
 
     @Test("a stream is tracked from its HEADERS until both sides ended it or either reset it")

@@ -372,6 +372,18 @@ final class HTTP2GatewayTests {
         #expect(try gateway.request("GET", "/public/after", headers: [("Host", "gw.test")]).status == 200)
     }
 
+    /// swift-nio-http2's rapid-reset limit counts every RST_STREAM: the build before closed this
+    /// connection with ENHANCE_YOUR_CALM after 200 such resets, and the stream beside them with it.
+    @Test("a client that resets each stream once its response has ended, as gRPC clients reset calls whose status came first, is not taken for rapid reset: 400 such streams are answered and a stream open beside them completes")
+    func resetAfterResponseIsNotRapidReset() throws {
+        let errorsBefore = try metric("portcullis_http2_connection_errors_total") ?? 0
+        let seen = try peer("reset-after-response", "400")
+        #expect(seen["goaway"] as? Int == nil, "\(seen)")
+        #expect(seen["answered"] as? Int == 400, "\(seen)")
+        #expect(seen["first"] as? String == "200", "the stream beside them: \(seen)")
+        #expect(try metric("portcullis_http2_connection_errors_total") == errorsBefore)
+    }
+
     @Test("a CONTINUATION flood is cut before the header block completes")
     func continuationFlood() throws {
         let before = upstream.requestCount

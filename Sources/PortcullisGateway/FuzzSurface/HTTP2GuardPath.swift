@@ -10,6 +10,11 @@ package enum HTTP2GuardPath {
         HTTP2FrameGuard(role: afterPreface ? .server : .client) {}
     }
 
+    /// Whether `error` is one the guard raises to end its connection (`HTTP2GuardConnectionError`).
+    package static func endsConnection(_ error: any Error) -> Bool {
+        error is any HTTP2GuardConnectionError
+    }
+
     /// Frame types the guard drops (`HTTP2FrameGuard.isExtension`).
     package static func drops(type: UInt8) -> Bool {
         HTTP2FrameGuard.isExtension(type)

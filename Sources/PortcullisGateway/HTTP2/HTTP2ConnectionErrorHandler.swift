@@ -1,8 +1,16 @@
 import NIOCore
+import NIOHTTP2
+
+/// A connection error found below swift-nio-http2, by `HTTP2FrameGuard`: swift-nio-http2 sent no
+/// GOAWAY for it, so `HTTP2ConnectionErrorHandler` does, with `goAwayCode`.
+protocol HTTP2GuardConnectionError: Error {
+    var goAwayCode: HTTP2ErrorCode { get }
+}
 
 /// The last handler of an HTTP/2 connection: swift-nio-http2 answers a connection error (a flood,
 /// a header block over the limit, more streams than SETTINGS_MAX_CONCURRENT_STREAMS) with GOAWAY
-/// and then reports it here; the connection is then closed (RFC 9113 §5.4.1), so a peer that
+/// and then reports it here (an error `HTTP2FrameGuard` raises below it gets its GOAWAY here);
+/// the connection is then closed (RFC 9113 §5.4.1), so a peer that
 /// broke the protocol holds no connection and no stream on the node.
 ///
 /// A malformed message on one stream (`HTTP2MalformedMessage`) is reported here the same way, but
@@ -38,6 +46,11 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
         if HTTP2MalformedMessage.isMalformed(error) { return onMalformedStream(error) }
         closing = true
         onError(error)
+        if let guardError = error as? any HTTP2GuardConnectionError {
+            // Last stream 0, as swift-nio-http2 answers a misbehaving peer: nothing more of it is served.
+            let goAway = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .rootStream, errorCode: guardError.goAwayCode, opaqueData: nil))
+            context.write(NIOAny(goAway), promise: nil)
+        }
         // swift-nio-http2 holds its flush of the GOAWAY back to the end of the read loop.
         context.flush()
         guard let linger else { return context.close(promise: nil) }

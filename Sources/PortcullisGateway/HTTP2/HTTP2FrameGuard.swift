@@ -28,6 +28,10 @@ import NIOCore
 ///   `HTTP2FrameQueues` (the streams' `HTTP2FrameQueueMeter`s count those delivered); over its
 ///   limit, the stream holding the most is reset.
 ///
+/// - **Rapid reset, counted by what it costs.** On a client connection, a client's RST_STREAM
+///   of a stream whose response the gateway had not finished counts toward
+///   `HTTP2PrematureResets`; over its limit the connection is closed with GOAWAY.
+///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
 /// payload of SETTINGS frames), skipping every other payload. Its scanner is fuzzed (the
@@ -68,6 +72,8 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// The payload being read is an extension frame's, dropped.
     private var droppingPayload = false
     private let onFlood: () -> Void
+    /// On a client connection: the client's resets of streams whose response was not complete.
+    private var prematureResets: HTTP2PrematureResets?
     /// The frames queued on the connection's streams, shared with their meters.
     let queues: HTTP2FrameQueues
 
@@ -79,6 +85,9 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
         self.inbound = HTTP2FrameScanner(prefaceBytes: role == .server ? 24 : 0)
         self.outbound = HTTP2FrameScanner(prefaceBytes: role == .client ? 24 : 0)
         self.queues = HTTP2FrameQueues(limit: queueLimit, peerOpensOdd: role == .server)
+        // An upstream's resets are its own business: a server resets what it has answered (RFC
+        // 9113 §8.1) and what it will not serve, and is not a client the gateway defends against.
+        self.prematureResets = role == .server ? HTTP2PrematureResets() : nil
         self.onFlood = onFlood
     }
 
@@ -153,7 +162,12 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 passFrom = nil
                 heldSettings = context.channel.allocator.buffer(capacity: header.length)
             default:
-                Self.track(header, fromPeer: true, in: &budget)
+                if Self.track(header, fromPeer: true, in: &budget), prematureResets?.note(at: .now()) == true {
+                    // Nothing more of this connection's is read; the error handler sends GOAWAY and closes it.
+                    flooded = true
+                    context.fireErrorCaught(HTTP2PrematureResets.Flood())
+                    return
+                }
                 if queues.track(header, fromPeer: true) { overQueued = true }
             }
         }
@@ -199,8 +213,10 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// which the gateway has no use for from either peer, PRIORITY_UPDATE, and types unknown.
     static func isExtension(_ type: UInt8) -> Bool { type > 0x9 }
 
-    /// What a frame other than WINDOW_UPDATE changes in the streams' budgets.
-    private static func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, in budget: inout HTTP2WindowUpdateBudget) {
+    /// What a frame other than WINDOW_UPDATE changes in the streams' budgets; true when it is an
+    /// RST_STREAM that ended a stream the gateway had not ended its side of.
+    @discardableResult
+    private static func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, in budget: inout HTTP2WindowUpdateBudget) -> Bool {
         let endStream = header.flags & 0x1 != 0
         switch header.type {
         case HTTP2FrameScanner.headersType where header.streamID != 0:
@@ -208,10 +224,11 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
         case HTTP2FrameScanner.dataType where header.streamID != 0:
             budget.data(on: header.streamID, endStream: endStream, fromPeer: fromPeer)
         case HTTP2FrameScanner.rstStreamType:
-            budget.reset(header.streamID)
+            return budget.reset(header.streamID)
         default:
             break
         }
+        return false
     }
 
     /// Lowers a SETTINGS_HEADER_TABLE_SIZE above `maxHeaderTableSize` in a SETTINGS payload

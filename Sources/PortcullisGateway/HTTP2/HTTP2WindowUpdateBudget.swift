@@ -40,9 +40,12 @@ struct HTTP2WindowUpdateBudget {
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
-    /// An RST_STREAM either way: the stream is over.
-    mutating func reset(_ stream: UInt32) {
-        streams[stream] = nil
+    /// An RST_STREAM either way: the stream is over. Returns whether it was open with the
+    /// gateway's side of it not yet ended (`HTTP2PrematureResets`).
+    @discardableResult
+    mutating func reset(_ stream: UInt32) -> Bool {
+        guard let counts = streams.removeValue(forKey: stream) else { return false }
+        return !counts.sentEnd
     }
 
     /// A WINDOW_UPDATE from the peer on `stream` (not 0); false when it is beyond the stream's

@@ -13,13 +13,10 @@ struct HTTP2UpstreamResetBudget {
     static let limit = 50
     static let window = TimeAmount.seconds(30)
 
-    /// When each of the last resets (at most `limit`) was sent.
-    private var sentAt = CircularBuffer<NIODeadline>(initialCapacity: 8)
+    private var resets = HTTP2ResetWindow(window: window, keep: limit)
 
     /// Counts a reset sent at `now`; true when the connection has now spent its budget.
     mutating func noteReset(at now: NIODeadline) -> Bool {
-        while let first = sentAt.first, now - first > Self.window { sentAt.removeFirst() }
-        sentAt.append(now)
-        return sentAt.count >= Self.limit
+        resets.note(at: now) >= Self.limit
     }
 }

@@ -7,6 +7,10 @@ test can send what a well-behaved client library never would.
 
 Prints one JSON object describing what the server did. Modes:
   rapid-reset N        open and reset N streams as fast as possible (CVE-2023-44487)
+  reset-after-response N
+                       N GETs of /public/n one after another, each reset (CANCEL) once its response
+                       has ended, as gRPC clients reset calls whose status came before their end;
+                       a GET of /public/delay/3000 open on stream 1 throughout
   continuation N       one request whose header block is spread over N CONTINUATION frames
   ping-flood N         N PING frames
   settings-flood N     N empty SETTINGS frames
@@ -223,6 +227,32 @@ def main():
                 break
         peer.pump(2)
         print(json.dumps(peer.result(sent=sent)))
+    elif mode == "reset-after-response":
+        peer.send(HeadersFrame(1, peer.request_block(path="/public/delay/3000"), flags=["END_HEADERS", "END_STREAM"]))
+        # Each request waits for the last answer: no write waits on Nagle's algorithm.
+        peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        answered, reset = 0, []
+        for i in range(int(arg)):
+            stream = 3 + 2 * i
+            if not peer.send(*reset, HeadersFrame(stream, peer.request_block(path="/public/%d" % i), flags=["END_HEADERS", "END_STREAM"])):
+                break
+            deadline = time.monotonic() + 5
+            while stream not in peer.ended and stream not in peer.resets and not peer.closed and time.monotonic() < deadline:
+                peer.pump(0.002)
+            answered += stream in peer.ended
+            reset = [RstStreamFrame(stream, error_code=8)]
+            if peer.goaway is not None:
+                break
+        peer.send(*reset)
+        deadline = time.monotonic() + 5
+        while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.1)
+        out = peer.result(answered=answered)
+        out.pop("bodies")
+        out.pop("heads")
+        out.pop("status")
+        out["first"] = peer.headers.get(1, [{}])[0].get(":status")
+        print(json.dumps(out))
     elif mode == "continuation":
         block = peer.request_block(extra=[("x-pad-%d" % i, "v") for i in range(int(arg))])
         pieces = [block[i:i + 8] for i in range(0, len(block), 8)]

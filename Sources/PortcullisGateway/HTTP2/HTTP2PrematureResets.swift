@@ -1,0 +1,39 @@
+import NIOCore
+import NIOHTTP2
+
+/// Rapid reset (CVE-2023-44487) on a client connection, counted as Envoy counts it: a client's
+/// RST_STREAM counts when it ends a stream whose response the gateway had not finished — work
+/// begun and thrown away, which is what the attack makes a server do by the thousand. More than
+/// `limit` within `window` close the connection with GOAWAY (ENHANCE_YOUR_CALM).
+///
+/// swift-nio-http2's own limit counts every RST_STREAM frame, also those for streams whose
+/// response was complete, which cost the gateway nothing. gRPC clients send those in the
+/// ordinary course: grpc core resets a call whose status has arrived while its request side is
+/// still open — a server that answers before the client's end — unless the gateway's RST_STREAM
+/// NO_ERROR (`HTTP2EarlyResponseReset`) reached it first. After about 600 such calls in 30 s the
+/// connection was closed, with every call open on it. That limit is raised on client
+/// connections to what no client reaches (`HTTP2Pipeline`); this one takes its place.
+///
+/// Kept by `HTTP2FrameGuard`, which sees each stream's frames both ways and knows whether the
+/// gateway's side of a stream had ended when the client's reset came (`HTTP2WindowUpdateBudget`).
+/// Event-loop confined, inside the guard.
+struct HTTP2PrematureResets {
+    static let limit = 200
+    static let window = TimeAmount.seconds(30)
+
+    /// The connection error it raises; `HTTP2ConnectionErrorHandler` answers it with GOAWAY.
+    struct Flood: HTTP2GuardConnectionError, CustomStringConvertible {
+        var goAwayCode: HTTP2ErrorCode { .enhanceYourCalm }
+        var description: String {
+            "rapid reset: more than \(HTTP2PrematureResets.limit) streams reset by the client before their response was complete within \(HTTP2PrematureResets.window.nanoseconds / 1_000_000_000) s"
+        }
+    }
+
+    private var resets = HTTP2ResetWindow(window: window, keep: limit + 1)
+
+    /// Counts a client's reset of a stream whose response was not complete, at `now`; true when
+    /// that is more than the connection may have.
+    mutating func note(at now: NIODeadline) -> Bool {
+        resets.note(at: now) > Self.limit
+    }
+}
