@@ -14,7 +14,8 @@ import NIOCore
 /// handler, and a handler hop is measurable on the request path. Sits before the HTTP decoder so
 /// it sees the first byte of each request; the request path tells it when a head was parsed and
 /// when an exchange ended. While the node is overloaded (`MemoryGuard`) the response-write
-/// deadline is cut short (`OverloadShedding`). Event-loop confined.
+/// deadline is cut short (`OverloadShedding`) for a client that is not taking its response by
+/// what its TCP stack acknowledges (`ClientProgress`). Event-loop confined.
 final class ConnectionTimeoutHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -40,6 +41,8 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     /// The event loop's connections the overload guard may cut short; joined while in the pipeline.
     private let shedding: OverloadSheddingSet?
+    /// What the overload guard saw the client acknowledge, while a response waits on it.
+    private var progress: ClientProgress?
 
     /// `onWriteTimeout` runs (to count it) before a connection is closed for not taking its response.
     init(headReadTimeout: TimeAmount, idleTimeout: TimeAmount, responseWriteTimeout: TimeAmount, shedding: OverloadSheddingSet? = nil,
@@ -143,9 +146,21 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
 }
 
 extension ConnectionTimeoutHandler: OverloadShedding {
-    /// Expires the response-write deadline now if its wait began `waitedFor` or more before `now`.
+    /// Expires the response-write deadline now if its wait began `waitedFor` or more before `now`
+    /// and the client has acknowledged too little since to be taking it (`ClientProgress`).
     func shedStalledResponses(waitedFor: TimeAmount, now: NIODeadline) -> Int {
-        guard let deadline = writeTimer?.deadline, deadline - responseWriteTimeout <= now - waitedFor else { return 0 }
+        guard let deadline = writeTimer?.deadline, let channel = context?.channel else {
+            progress = nil
+            return 0
+        }
+        var waitBegan = deadline - responseWriteTimeout
+        if let acknowledged = ClientProgress.bytesAcknowledged(by: channel) {
+            var seen = progress ?? ClientProgress(acknowledged: acknowledged, at: now)
+            seen.observe(acknowledged: acknowledged, at: now)
+            progress = seen
+            waitBegan = max(waitBegan, seen.progressedAt)
+        }
+        guard waitBegan <= now - waitedFor else { return 0 }
         writeTimer?.expireNow()
         return 1
     }

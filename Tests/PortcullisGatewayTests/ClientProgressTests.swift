@@ -1,0 +1,147 @@
+@testable import PortcullisGateway
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOEmbedded
+import NIOPosix
+import PortcullisTestSupport
+import Testing
+
+/// `ClientProgress`: the bytes a client's TCP stack acknowledged, read from the kernel on real
+/// loopback connections, and the overload guard's shedding of HTTP/1.1 connections by them — a
+/// server writing without end to real clients (`Scripts/paced_reader.py`), one reading steadily,
+/// one reading nothing, shed as `MemoryGuard` sheds while the node is overloaded.
+@Suite("client progress", .serialized)
+struct ClientProgressTests {
+    static let readerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/paced_reader.py").path
+
+    @Test("a sighting of progress needs 4 KiB more acknowledged than the last; the first reading is the baseline")
+    func progressNeedsFourKiB() {
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var progress = ClientProgress(acknowledged: 10_000, at: start)
+        progress.observe(acknowledged: 10_000 + 4095, at: start + .seconds(1))
+        #expect(progress.progressedAt == start)
+        progress.observe(acknowledged: 10_000 + 4096, at: start + .seconds(2))
+        #expect(progress.progressedAt == start + .seconds(2))
+        progress.observe(acknowledged: 10_000 + 8191, at: start + .seconds(3))
+        #expect(progress.progressedAt == start + .seconds(2))
+    }
+
+    @Test("the bytes a client has read are read back from the kernel as acknowledged (TCP_INFO); a channel that is no socket gives none")
+    func acknowledgedBytesComeFromTheKernel() async throws {
+        #expect(ClientProgress.bytesAcknowledged(by: EmbeddedChannel()) == nil)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let accepted = NIOLockedValueBox<(any Channel)?>(nil)
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                accepted.withLockedValue { $0 = channel }
+                return channel.pipeline.addHandler(WriteOnce(ByteBuffer(repeating: 7, count: 100_000)))
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        // It reads all within its first second and keeps the connection open for three.
+        let reader = try ManagedProcess(executable: "/usr/bin/env",
+                                        arguments: ["python3", Self.readerScript, String(server.localAddress!.port!), "1000000", "3"])
+        var acknowledged: UInt64?
+        _ = try await Poll.until(timeout: .seconds(2)) {
+            guard let channel = accepted.withLockedValue({ $0 }) else { return false }
+            acknowledged = try await channel.eventLoop.submit { ClientProgress.bytesAcknowledged(by: channel) }.get()
+            return (acknowledged ?? 0) >= 100_000
+        }
+        // The handshake's SYN may be counted with the data.
+        #expect(acknowledged.map { (100_000...100_001).contains($0) } == true, "\(String(describing: acknowledged))")
+        #expect(await reader.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(reader.output.contains(#""received": 100000"#), "\(reader.output)")
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+
+    /// Writes `bytes` once the connection is up.
+    final class WriteOnce: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private let bytes: ByteBuffer
+
+        init(_ bytes: ByteBuffer) {
+            self.bytes = bytes
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            context.fireChannelActive()
+        }
+    }
+
+    /// Writes without end, as fast as the channel takes it.
+    final class EndlessWriter: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private let chunk = ByteBuffer(repeating: 1, count: 64 << 10)
+
+        func channelActive(context: ChannelHandlerContext) {
+            write(context: context)
+            context.fireChannelActive()
+        }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            write(context: context)
+            context.fireChannelWritabilityChanged()
+        }
+
+        private func write(context: ChannelHandlerContext) {
+            while context.channel.isActive, context.channel.isWritable {
+                context.writeAndFlush(wrapOutboundOut(chunk), promise: nil)
+            }
+        }
+    }
+
+    /// The build before cut both: the steady reader's channel stays unwritable between the
+    /// kernel's wake-ups, seconds apart behind a send buffer of megabytes.
+    @Test("while the node is overloaded (shed every 250 ms, 1 s allowed), a client reading its response steadily at 240 KB/s behind a large send buffer is not cut; one reading nothing is, within about twice the allowed wait")
+    func steadyReaderIsNotShed() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let set = try await loop.submit { NIOLoopBound(OverloadSheddingSet(), eventLoop: loop) }.get()
+        let closedAt = NIOLockedValueBox<[Int: Double]>([:])
+        let start = ContinuousClock.now
+        func listen() async throws -> any Channel {
+            try await ServerBootstrap(group: group)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ConnectionTimeoutHandler(headReadTimeout: .seconds(60), idleTimeout: .seconds(60), responseWriteTimeout: .seconds(60),
+                                                     shedding: set.value) {},
+                            EndlessWriter(),
+                        ])
+                        let port = channel.localAddress!.port!
+                        channel.closeFuture.whenComplete { _ in
+                            let seconds = (ContinuousClock.now - start) / .seconds(1)
+                            closedAt.withLockedValue { $0[port] = seconds }
+                        }
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+        }
+        let steadyServer = try await listen(), stalledServer = try await listen()
+        let steadyPort = steadyServer.localAddress!.port!, stalledPort = stalledServer.localAddress!.port!
+        let shedding = loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            _ = set.value.shed(waitedFor: .seconds(1), now: .now())
+        }
+        let steady = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.readerScript, String(steadyPort), "240000", "8"])
+        let stalled = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.readerScript, String(stalledPort), "0", "8"])
+        #expect(await steady.waitForExit(timeout: .seconds(20)) == 0)
+        #expect(await stalled.waitForExit(timeout: .seconds(20)) == 0)
+        shedding.cancel()
+        let closed = closedAt.withLockedValue { $0 }
+        let seen = try JSONSerialization.jsonObject(with: Data(steady.output.utf8)) as? [String: Any] ?? [:]
+        // Closed only once the reader left, 8 s after it began (it would not see a cut before
+        // then: megabytes wait in its receive buffer).
+        #expect((closed[steadyPort] ?? 8) >= 7.9, "the steady reader was cut at \(closed[steadyPort] ?? 0) s: \(steady.output)")
+        #expect(seen["closed_at"] is NSNull, "\(steady.output)")
+        #expect((seen["received"] as? Int ?? 0) > 240_000 * 5, "\(steady.output)")
+        let stalledCut = try #require(closed[stalledPort], "the reader that reads nothing was not cut")
+        #expect(stalledCut < 4, "cut at \(stalledCut) s")
+        try await steadyServer.close()
+        try await stalledServer.close()
+        try await group.shutdownGracefully()
+    }
+}
