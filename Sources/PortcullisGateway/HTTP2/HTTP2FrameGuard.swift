@@ -29,8 +29,9 @@ import NIOCore
 ///   limit, the stream holding the most is reset.
 ///
 /// - **Rapid reset, counted by what it costs.** On a client connection, a client's RST_STREAM
-///   of a stream whose response the gateway had not finished counts toward
-///   `HTTP2PrematureResets`; over its limit the connection is closed with GOAWAY.
+///   of a stream opened less than a second before, whose response the gateway had not
+///   finished, counts toward `HTTP2PrematureResets`; over its limit the connection is closed
+///   with GOAWAY.
 ///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
@@ -93,6 +94,9 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !flooded else { return }
+        // The time of this read, taken at its first HEADERS frame on a client connection: when
+        // the streams it opens were opened (`HTTP2PrematureResets`).
+        var readAt: NIODeadline?
         let buffer = unwrapInboundIn(data)
         let end = buffer.writerIndex
         // Where the bytes to pass on unchanged begin; nil while a SETTINGS payload is held.
@@ -162,7 +166,9 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 passFrom = nil
                 heldSettings = context.channel.allocator.buffer(capacity: header.length)
             default:
-                if Self.track(header, fromPeer: true, in: &budget), prematureResets?.note(at: .now()) == true {
+                if prematureResets != nil, readAt == nil, header.type == HTTP2FrameScanner.headersType { readAt = .now() }
+                if let openedAt = Self.track(header, fromPeer: true, at: readAt, in: &budget),
+                   prematureResets?.noteReset(openedAt: openedAt, now: .now()) == true {
                     // Nothing more of this connection's is read; the error handler sends GOAWAY and closes it.
                     flooded = true
                     context.fireErrorCaught(HTTP2PrematureResets.Flood())
@@ -213,14 +219,16 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// which the gateway has no use for from either peer, PRIORITY_UPDATE, and types unknown.
     static func isExtension(_ type: UInt8) -> Bool { type > 0x9 }
 
-    /// What a frame other than WINDOW_UPDATE changes in the streams' budgets; true when it is an
-    /// RST_STREAM that ended a stream the gateway had not ended its side of.
+    /// What a frame other than WINDOW_UPDATE changes in the streams' budgets (a stream the peer
+    /// opens is opened `at` that time, if given). For an RST_STREAM that ended a stream the
+    /// gateway had not ended its side of, returns when the peer opened it.
     @discardableResult
-    private static func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, in budget: inout HTTP2WindowUpdateBudget) -> Bool {
+    private static func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, at now: NIODeadline? = nil,
+                              in budget: inout HTTP2WindowUpdateBudget) -> NIODeadline? {
         let endStream = header.flags & 0x1 != 0
         switch header.type {
         case HTTP2FrameScanner.headersType where header.streamID != 0:
-            budget.headers(on: header.streamID, endStream: endStream, fromPeer: fromPeer)
+            budget.headers(on: header.streamID, endStream: endStream, fromPeer: fromPeer, at: now)
         case HTTP2FrameScanner.dataType where header.streamID != 0:
             budget.data(on: header.streamID, endStream: endStream, fromPeer: fromPeer)
         case HTTP2FrameScanner.rstStreamType:
@@ -228,7 +236,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
         default:
             break
         }
-        return false
+        return nil
     }
 
     /// Lowers a SETTINGS_HEADER_TABLE_SIZE above `maxHeaderTableSize` in a SETTINGS payload

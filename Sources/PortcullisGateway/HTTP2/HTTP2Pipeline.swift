@@ -10,8 +10,8 @@ import NIOHTTP2
 /// `HTTP2StreamHandler`.
 ///
 /// Rapid reset (CVE-2023-44487) is the frame guard's to stop (`HTTP2PrematureResets`: more than
-/// 200 streams reset by the client before their response was complete, in 30 s, close the
-/// connection with ENHANCE_YOUR_CALM). The other attacks on HTTP/2 servers are swift-nio-http2's
+/// 200 streams reset by the client within a second of opening, before their response was
+/// complete, in 30 s, close the connection with ENHANCE_YOUR_CALM). The other attacks on HTTP/2 servers are swift-nio-http2's
 /// to stop, with its defaults: CONTINUATION floods (a header block spread over more than a few
 /// CONTINUATION frames), SETTINGS/PING floods (more than 200 control frames in 30 s), and
 /// connections that accumulate stream errors ("glitches"). Each connection error is answered with

@@ -1,10 +1,14 @@
 import NIOCore
 import NIOHTTP2
 
-/// Rapid reset (CVE-2023-44487) on a client connection, counted as Envoy counts it: a client's
-/// RST_STREAM counts when it ends a stream whose response the gateway had not finished — work
-/// begun and thrown away, which is what the attack makes a server do by the thousand. More than
-/// `limit` within `window` close the connection with GOAWAY (ENHANCE_YOUR_CALM).
+/// Rapid reset (CVE-2023-44487) on a client connection, counted as Envoy counts premature
+/// resets: a client's RST_STREAM counts when it ends a stream opened less than
+/// `minimumLifetime` before whose response the gateway had not finished — work begun and thrown
+/// away at once, which is what the attack makes a server do by the thousand. More than `limit`
+/// within `window` close the connection with GOAWAY (ENHANCE_YOUR_CALM). A stream reset later
+/// has held one of the connection's `max_concurrent_streams` for that long, as a request
+/// answered would: a client cancelling calls past their deadline, or leaving a long stream, is
+/// no attacker.
 ///
 /// swift-nio-http2's own limit counts every RST_STREAM frame, also those for streams whose
 /// response was complete, which cost the gateway nothing. gRPC clients send those in the
@@ -20,20 +24,22 @@ import NIOHTTP2
 struct HTTP2PrematureResets {
     static let limit = 200
     static let window = TimeAmount.seconds(30)
+    static let minimumLifetime = TimeAmount.seconds(1)
 
     /// The connection error it raises; `HTTP2ConnectionErrorHandler` answers it with GOAWAY.
     struct Flood: HTTP2GuardConnectionError, CustomStringConvertible {
         var goAwayCode: HTTP2ErrorCode { .enhanceYourCalm }
         var description: String {
-            "rapid reset: more than \(HTTP2PrematureResets.limit) streams reset by the client before their response was complete within \(HTTP2PrematureResets.window.nanoseconds / 1_000_000_000) s"
+            "rapid reset: more than \(HTTP2PrematureResets.limit) streams reset by the client within a second of opening, before their response was complete, within \(HTTP2PrematureResets.window.nanoseconds / 1_000_000_000) s"
         }
     }
 
     private var resets = HTTP2ResetWindow(window: window, keep: limit + 1)
 
-    /// Counts a client's reset of a stream whose response was not complete, at `now`; true when
-    /// that is more than the connection may have.
-    mutating func note(at now: NIODeadline) -> Bool {
-        resets.note(at: now) > Self.limit
+    /// A client's reset, at `now`, of a stream it opened at `openedAt` whose response was not
+    /// complete; true when that is more premature resets than the connection may have.
+    mutating func noteReset(openedAt: NIODeadline, now: NIODeadline) -> Bool {
+        guard now - openedAt < Self.minimumLifetime else { return false }
+        return resets.note(at: now) > Self.limit
     }
 }

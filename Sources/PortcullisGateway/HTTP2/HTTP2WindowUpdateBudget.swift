@@ -1,3 +1,5 @@
+import NIOCore
+
 /// How many WINDOW_UPDATE frames a peer may send on each stream of a connection
 /// (`HTTP2FrameGuard`): 16, plus two for each DATA frame the gateway has sent on the stream. A
 /// peer updates a window as it consumes what it was sent: nghttp2 and curl, browsers, grpc-go and
@@ -21,6 +23,8 @@ struct HTTP2WindowUpdateBudget {
         var framesSent = 0
         var sentEnd = false
         var receivedEnd = false
+        /// When the peer opened it, where the guard asked (`HTTP2PrematureResets`).
+        var openedAt: NIODeadline?
     }
 
     private var streams: [UInt32: Stream] = [:]
@@ -28,9 +32,10 @@ struct HTTP2WindowUpdateBudget {
     /// How many streams are tracked.
     var trackedStreams: Int { streams.count }
 
-    /// A HEADERS frame on `stream`, sent by the peer or by the gateway.
-    mutating func headers(on stream: UInt32, endStream: Bool, fromPeer: Bool) {
-        if streams[stream] == nil { streams[stream] = Stream() }
+    /// A HEADERS frame on `stream`, sent by the peer or by the gateway; `now`, if given, is kept
+    /// as the time the peer opened it.
+    mutating func headers(on stream: UInt32, endStream: Bool, fromPeer: Bool, at now: NIODeadline? = nil) {
+        if streams[stream] == nil { streams[stream] = Stream(openedAt: fromPeer ? now : nil) }
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
@@ -40,12 +45,13 @@ struct HTTP2WindowUpdateBudget {
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
-    /// An RST_STREAM either way: the stream is over. Returns whether it was open with the
-    /// gateway's side of it not yet ended (`HTTP2PrematureResets`).
+    /// An RST_STREAM either way: the stream is over. Returns when the peer opened it if it was
+    /// open with the gateway's side of it not yet ended (`HTTP2PrematureResets`), and that time
+    /// was kept.
     @discardableResult
-    mutating func reset(_ stream: UInt32) -> Bool {
-        guard let counts = streams.removeValue(forKey: stream) else { return false }
-        return !counts.sentEnd
+    mutating func reset(_ stream: UInt32) -> NIODeadline? {
+        guard let counts = streams.removeValue(forKey: stream), !counts.sentEnd else { return nil }
+        return counts.openedAt
     }
 
     /// A WINDOW_UPDATE from the peer on `stream` (not 0); false when it is beyond the stream's
