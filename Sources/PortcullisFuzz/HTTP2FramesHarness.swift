@@ -65,6 +65,12 @@ public enum HTTP2FramesHarness {
             while let part = try? channel.readInbound(as: ByteBuffer.self) { passed += part.readableBytesView }
         }
         guard channel.isActive else { return }
+        do {
+            try channel.throwIfErrorCaught()
+        } catch {
+            guard HTTP2GuardPath.endsConnection(error) else { fatalError("the guard raised \(error)") }
+            return
+        }
         let reference = guardReference(bytes, preface: preface)
         guard passed == reference else { fatalError("the guard passed on \(passed), the reference \(reference)") }
         _ = try? channel.finish()

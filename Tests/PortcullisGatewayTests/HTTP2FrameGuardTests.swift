@@ -132,17 +132,22 @@ struct HTTP2FrameGuardTests {
     static func reset(_ stream: UInt32) -> [UInt8] { frame(type: 3, stream: stream, payload: [0, 0, 0, 8]) }
     static func request(_ stream: UInt32) -> [UInt8] { frame(type: 1, flags: 5, stream: stream, payload: [0x82]) }
 
-    @Test("on a client connection, more than 200 streams reset by the client within a second of opening, before the gateway ended its side of them, end the connection (rapid reset); resets of streams the gateway had answered or reset itself, or opened a second before, are not counted, and nothing after the 201st is passed on")
+    @Test("on a client connection, more than 200 streams reset by the client within a second of opening, before the gateway's response head, end the connection (rapid reset); resets of streams the gateway had answered (wholly or its head only) or reset itself, or opened a second before, are not counted, and nothing after the 201st is passed on")
     func prematureResetsEndTheConnection() async throws {
         let raised = RaisedErrors()
         let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .server) {}, raised])
         try channel.writeInbound(ByteBuffer(bytes: Self.preface))
         var stream: UInt32 = 1
-        // 300 answered, then reset by the client; 300 reset by the gateway, then by the client.
-        for answered in [true, false] {
+        // 300 answered, 300 with a response head only, 300 reset by the gateway; each then reset by the client.
+        let answers: [(UInt32) -> [UInt8]] = [
+            { Self.frame(type: 1, flags: 5, stream: $0, payload: [0x88]) },
+            { Self.frame(type: 1, flags: 4, stream: $0, payload: [0x88]) },
+            { Self.reset($0) },
+        ]
+        for answer in answers {
             for _ in 0..<300 {
                 try channel.writeInbound(ByteBuffer(bytes: Self.request(stream)))
-                try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: answered ? Self.frame(type: 1, flags: 5, stream: stream, payload: [0x88]) : Self.reset(stream))))
+                try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: answer(stream))))
                 try channel.writeInbound(ByteBuffer(bytes: Self.reset(stream)))
                 stream += 2
             }
@@ -162,6 +167,21 @@ struct HTTP2FrameGuardTests {
         #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "bytes passed on after the 201st")
         try channel.writeInbound(ByteBuffer(bytes: Self.request(stream + 4)))
         #expect(try channel.readInbound(as: ByteBuffer.self) == nil && raised.errors.count == 1)
+    }
+
+    @Test("a reset window counts what fell within it, keeps at most what it was told to, and forgets what is older")
+    func resetWindowSlides() {
+        var window = HTTP2ResetWindow(window: .seconds(30), keep: 3)
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        #expect([0, 1, 2, 3, 4].map { window.note(at: start + .seconds($0)) } == [1, 2, 3, 3, 3])
+        #expect(window.note(at: start + .seconds(33)) == 3, "the resets at 2, 3 and 4 s are 31, 30 and 29 s old: two remain")
+        #expect(window.note(at: start + .seconds(70)) == 1)
+        var premature = HTTP2PrematureResets()
+        #expect((0..<200).allSatisfy { premature.noteReset(openedAt: start, now: start + .milliseconds($0)) == false })
+        #expect(premature.noteReset(openedAt: start + .milliseconds(200), now: start + .milliseconds(1_199)) == true)
+        var other = HTTP2PrematureResets()
+        #expect((0..<300).allSatisfy { _ in other.noteReset(openedAt: start, now: start + .seconds(1)) == false }, "a stream that lived a second")
+        #expect((0..<200).allSatisfy { _ in other.noteReset(openedAt: start + .seconds(31), now: start + .seconds(31)) == false })
     }
 
     @Test("on a connection to an upstream, the upstream's resets are not counted as rapid reset, however many come before the gateway's end")

@@ -1,17 +1,11 @@
 import NIOCore
 import NIOHTTP2
 
-/// A connection error found below swift-nio-http2, by `HTTP2FrameGuard`: swift-nio-http2 sent no
-/// GOAWAY for it, so `HTTP2ConnectionErrorHandler` does, with `goAwayCode`.
-protocol HTTP2GuardConnectionError: Error {
-    var goAwayCode: HTTP2ErrorCode { get }
-}
-
 /// The last handler of an HTTP/2 connection: swift-nio-http2 answers a connection error (a flood,
 /// a header block over the limit, more streams than SETTINGS_MAX_CONCURRENT_STREAMS) with GOAWAY
-/// and then reports it here (an error `HTTP2FrameGuard` raises below it gets its GOAWAY here);
-/// the connection is then closed (RFC 9113 §5.4.1), so a peer that
-/// broke the protocol holds no connection and no stream on the node.
+/// and then reports it here, and an error `HTTP2FrameGuard` raises below swift-nio-http2 gets
+/// its GOAWAY here (`HTTP2GuardConnectionError`); the connection is then closed (RFC 9113
+/// §5.4.1), so a peer that broke the protocol holds no connection and no stream on the node.
 ///
 /// A malformed message on one stream (`HTTP2MalformedMessage`) is reported here the same way, but
 /// swift-nio-http2 has only reset that stream (RFC 9113 §8.1.1): it is counted and the connection

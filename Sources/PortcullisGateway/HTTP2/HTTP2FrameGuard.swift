@@ -1,8 +1,8 @@
 import NIOCore
 
 /// Reads one HTTP/2 connection's frames as bytes, between the socket (or TLS) and
-/// `NIOHTTP2Handler`, against two attacks swift-nio-http2 leaves open — from a client, and from
-/// an upstream on the gateway's connections to it:
+/// `NIOHTTP2Handler`, against attacks swift-nio-http2 leaves open or counts too coarsely — from
+/// a client, and from an upstream on the gateway's connections to it:
 ///
 /// - **A huge HPACK table.** swift-nio-http2 gives its encoder whatever dynamic table the peer's
 ///   SETTINGS_HEADER_TABLE_SIZE allows, up to 4 GiB, and its encoder searches the whole table for
@@ -27,11 +27,10 @@ import NIOCore
 ///   180 times its size. The frames passed on for each stream are counted in the connection's
 ///   `HTTP2FrameQueues` (the streams' `HTTP2FrameQueueMeter`s count those delivered); over its
 ///   limit, the stream holding the most is reset.
-///
 /// - **Rapid reset, counted by what it costs.** On a client connection, a client's RST_STREAM
-///   of a stream opened less than a second before, whose response the gateway had not
-///   finished, counts toward `HTTP2PrematureResets`; over its limit the connection is closed
-///   with GOAWAY.
+///   of a stream opened less than a second before, to which the gateway had not yet sent a
+///   response head, counts toward `HTTP2PrematureResets`; over its limit the connection is
+///   closed with GOAWAY.
 ///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
@@ -65,7 +64,10 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// A SETTINGS payload being collected so its values can be read before it is passed on.
     private var heldSettings: ByteBuffer?
     private var budget = HTTP2WindowUpdateBudget()
-    private var flooded = false
+    /// The connection is being closed for its peer's frames: nothing more of it is read.
+    private var stopped = false
+    /// Rapid reset was found in this read: reported once the read is complete (`channelReadComplete`).
+    private var prematureResetFlood = false
     /// The streams' queued frames passed the limit in this read.
     private var overQueued = false
     /// The start of a frame header the last read ended in, not yet passed on.
@@ -93,7 +95,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !flooded else { return }
+        guard !stopped else { return }
         // The time of this read, taken at its first HEADERS frame on a client connection: when
         // the streams it opens were opened (`HTTP2PrematureResets`).
         var readAt: NIODeadline?
@@ -150,7 +152,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
             switch header.type {
             case HTTP2FrameScanner.windowUpdateType where header.streamID != 0:
                 if !budget.windowUpdate(on: header.streamID) {
-                    flooded = true
+                    stopped = true
                     onFlood()
                     context.close(promise: nil)
                     return
@@ -169,9 +171,9 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 if prematureResets != nil, readAt == nil, header.type == HTTP2FrameScanner.headersType { readAt = .now() }
                 if let openedAt = Self.track(header, fromPeer: true, at: readAt, in: &budget),
                    prematureResets?.noteReset(openedAt: openedAt, now: .now()) == true {
-                    // Nothing more of this connection's is read; the error handler sends GOAWAY and closes it.
-                    flooded = true
-                    context.fireErrorCaught(HTTP2PrematureResets.Flood())
+                    // Nothing more of this connection's is read.
+                    stopped = true
+                    prematureResetFlood = true
                     return
                 }
                 if queues.track(header, fromPeer: true) { overQueued = true }
@@ -191,6 +193,14 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         context.fireChannelReadComplete()
+        if prematureResetFlood {
+            // Reported after the read is complete: swift-nio-http2's connection manager holds
+            // its flushes while a read is under way, which could keep the error handler's GOAWAY
+            // from the client.
+            prematureResetFlood = false
+            context.fireErrorCaught(HTTP2PrematureResets.Flood())
+            return
+        }
         // Only now are the frames of streams that read as they go delivered: what is left is held.
         if overQueued {
             overQueued = false
@@ -220,8 +230,8 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     static func isExtension(_ type: UInt8) -> Bool { type > 0x9 }
 
     /// What a frame other than WINDOW_UPDATE changes in the streams' budgets (a stream the peer
-    /// opens is opened `at` that time, if given). For an RST_STREAM that ended a stream the
-    /// gateway had not ended its side of, returns when the peer opened it.
+    /// opens is opened `at` that time, if given). For an RST_STREAM that ended a stream before
+    /// the gateway's response head, returns when the peer opened it.
     @discardableResult
     private static func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, at now: NIODeadline? = nil,
                               in budget: inout HTTP2WindowUpdateBudget) -> NIODeadline? {

@@ -4,7 +4,8 @@ import NIOHTTP2
 
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
 /// (`FlushCoalescingHandler`), the frame guard (`HTTP2FrameGuard`: the peer's HPACK table size
-/// clamped, WINDOW_UPDATE floods closed, the streams' queued frames counted), the connection
+/// clamped, WINDOW_UPDATE floods closed, the streams' queued frames counted, rapid reset
+/// counted), the connection
 /// handler with the gateway's SETTINGS, a connection manager, and per stream the queue's meter
 /// (`HTTP2FrameQueueMeter`), the header-block rules, NIO's HTTP/2-to-HTTP/1 codec and
 /// `HTTP2StreamHandler`.
@@ -32,11 +33,8 @@ enum HTTP2Pipeline {
         connection.targetWindowSize = min(Int(Int32.max), config.initialWindowSize * 16)
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = config.initialWindowSize
-        // Rapid reset is counted by `HTTP2PrematureResets` (in the frame guard), which counts only
-        // resets of streams whose response was not complete; swift-nio-http2's count of every
-        // RST_STREAM stays as a backstop against a flood of frames, at a rate no client reaches.
-        stream.streamResetFrameRateLimit.maximumCount = 2_000
-        stream.streamResetFrameRateLimit.windowLength = .milliseconds(100)
+        // Rapid reset is counted by `HTTP2PrematureResets`, in the frame guard.
+        stream.streamResetFrameRateLimit = .backstop
 
         // Idle: no open stream for limits.idle_timeout. On drain (SIGTERM) it sends GOAWAY and
         // lets open streams finish within limits.drain_timeout.

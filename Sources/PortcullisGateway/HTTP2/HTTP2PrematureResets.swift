@@ -1,14 +1,14 @@
 import NIOCore
 import NIOHTTP2
 
-/// Rapid reset (CVE-2023-44487) on a client connection, counted as Envoy counts premature
-/// resets: a client's RST_STREAM counts when it ends a stream opened less than
-/// `minimumLifetime` before whose response the gateway had not finished — work begun and thrown
-/// away at once, which is what the attack makes a server do by the thousand. More than `limit`
-/// within `window` close the connection with GOAWAY (ENHANCE_YOUR_CALM). A stream reset later
-/// has held one of the connection's `max_concurrent_streams` for that long, as a request
-/// answered would: a client cancelling calls past their deadline, or leaving a long stream, is
-/// no attacker.
+/// Rapid reset (CVE-2023-44487) on a client connection. A client's RST_STREAM is premature as
+/// Envoy defines it: it ends a stream opened less than `minimumLifetime` before, to which the
+/// gateway had not yet sent a response head — work begun and thrown away at once, which is what
+/// the attack makes a server do by the thousand. A stream reset later has held one of the
+/// connection's `max_concurrent_streams` for that long, or been answered, as a request is: a
+/// client cancelling calls past their deadline, or leaving a long stream, is no attacker. More
+/// than `limit` premature resets within `window` — swift-nio-http2's and nghttp2's count, where
+/// Envoy closes at half of 500 streams — close the connection with GOAWAY (ENHANCE_YOUR_CALM).
 ///
 /// swift-nio-http2's own limit counts every RST_STREAM frame, also those for streams whose
 /// response was complete, which cost the gateway nothing. gRPC clients send those in the
@@ -19,7 +19,7 @@ import NIOHTTP2
 /// connections to what no client reaches (`HTTP2Pipeline`); this one takes its place.
 ///
 /// Kept by `HTTP2FrameGuard`, which sees each stream's frames both ways and knows whether the
-/// gateway's side of a stream had ended when the client's reset came (`HTTP2WindowUpdateBudget`).
+/// gateway had answered a stream when the client's reset came (`HTTP2WindowUpdateBudget`).
 /// Event-loop confined, inside the guard.
 struct HTTP2PrematureResets {
     static let limit = 200
@@ -30,14 +30,14 @@ struct HTTP2PrematureResets {
     struct Flood: HTTP2GuardConnectionError, CustomStringConvertible {
         var goAwayCode: HTTP2ErrorCode { .enhanceYourCalm }
         var description: String {
-            "rapid reset: more than \(HTTP2PrematureResets.limit) streams reset by the client within a second of opening, before their response was complete, within \(HTTP2PrematureResets.window.nanoseconds / 1_000_000_000) s"
+            "rapid reset: more than \(HTTP2PrematureResets.limit) streams reset by the client within a second of opening, before their response head, within \(HTTP2PrematureResets.window.nanoseconds / 1_000_000_000) s"
         }
     }
 
     private var resets = HTTP2ResetWindow(window: window, keep: limit + 1)
 
-    /// A client's reset, at `now`, of a stream it opened at `openedAt` whose response was not
-    /// complete; true when that is more premature resets than the connection may have.
+    /// A client's reset, at `now`, of a stream it opened at `openedAt` and had no response head
+    /// on; true when that is more premature resets than the connection may have.
     mutating func noteReset(openedAt: NIODeadline, now: NIODeadline) -> Bool {
         guard now - openedAt < Self.minimumLifetime else { return false }
         return resets.note(at: now) > Self.limit

@@ -23,6 +23,8 @@ struct HTTP2WindowUpdateBudget {
         var framesSent = 0
         var sentEnd = false
         var receivedEnd = false
+        /// The gateway sent HEADERS on it (a response head, to a peer that opened it).
+        var sentHeaders = false
         /// When the peer opened it, where the guard asked (`HTTP2PrematureResets`).
         var openedAt: NIODeadline?
     }
@@ -36,6 +38,7 @@ struct HTTP2WindowUpdateBudget {
     /// as the time the peer opened it.
     mutating func headers(on stream: UInt32, endStream: Bool, fromPeer: Bool, at now: NIODeadline? = nil) {
         if streams[stream] == nil { streams[stream] = Stream(openedAt: fromPeer ? now : nil) }
+        if !fromPeer { streams[stream]?.sentHeaders = true }
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
@@ -45,12 +48,11 @@ struct HTTP2WindowUpdateBudget {
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
-    /// An RST_STREAM either way: the stream is over. Returns when the peer opened it if it was
-    /// open with the gateway's side of it not yet ended (`HTTP2PrematureResets`), and that time
-    /// was kept.
+    /// An RST_STREAM either way: the stream is over. Returns when the peer opened it if the
+    /// gateway had sent no HEADERS on it yet (`HTTP2PrematureResets`), and that time was kept.
     @discardableResult
     mutating func reset(_ stream: UInt32) -> NIODeadline? {
-        guard let counts = streams.removeValue(forKey: stream), !counts.sentEnd else { return nil }
+        guard let counts = streams.removeValue(forKey: stream), !counts.sentHeaders else { return nil }
         return counts.openedAt
     }
 

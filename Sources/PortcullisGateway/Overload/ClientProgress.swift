@@ -2,7 +2,7 @@ import NIOCore
 
 /// Whether a client is taking what its connection sends, by the bytes its TCP stack has
 /// acknowledged (Linux's `TCP_INFO`, `tcpi_bytes_acked`), as the overload guard sees it at its
-/// readings. The channel's writability alone cannot tell: the kernel wakes a writer only once a
+/// readings. The TCP peer is the nearest: a load balancer in front, if there is one. The channel's writability alone cannot tell: the kernel wakes a writer only once a
 /// good part of the socket's send buffer has drained — seconds, for a steady reader behind a
 /// buffer of megabytes — so a client downloading steadily looked stalled for that long, and the
 /// guard cut it (docs/configuration.md, "Overload").
@@ -13,8 +13,10 @@ import NIOCore
 /// handler.
 struct ClientProgress {
     /// What a client must acknowledge between two sightings of progress to be taking its
-    /// response: at the default `overload.response_write_timeout` (2 s), 2 KiB a second.
-    static let minimumBytes: UInt64 = 4096
+    /// response: at the default `overload.response_write_timeout` (2 s), 16 KiB a second. Below
+    /// it a client is cut as one taking nothing: a reader that slow holds its connection's
+    /// buffers as long as one that has stopped.
+    static let minimumBytes: UInt64 = 32 << 10
 
     private var acknowledged: UInt64
     /// When the guard last saw the client acknowledge `minimumBytes` more (or first saw it).
@@ -36,6 +38,7 @@ struct ClientProgress {
     /// channel is not a TCP socket (an embedded channel in tests) or the kernel does not say.
     /// One `getsockopt`; on the channel's event loop only.
     static func bytesAcknowledged(by channel: any Channel) -> UInt64? {
+        #if os(Linux)
         channel.eventLoop.preconditionInEventLoop()
         guard let socket = channel as? any SocketOptionProvider else { return nil }
         var acknowledged: UInt64?
@@ -47,21 +50,8 @@ struct ClientProgress {
             if info.bytesAcked > 0 { acknowledged = info.bytesAcked }
         }
         return acknowledged
+        #else
+        return nil
+        #endif
     }
-}
-
-/// The start of Linux's `struct tcp_info` (`linux/tcp.h`, whose layout only ever grows at its
-/// end), through `tcpi_bytes_acked`, padded beyond the whole structure: glibc's `tcp_info`
-/// (netinet/tcp.h), which NIO's `getTCPInfo()` returns, stops before that field. NIO zeroes the
-/// storage before `getsockopt` fills what the kernel has.
-struct KernelTCPInfo: Sendable {
-    /// tcpi_state … tcpi_total_retrans: 8 one-byte fields and 24 four-byte ones.
-    private var head: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
-    /// tcpi_pacing_rate, tcpi_max_pacing_rate.
-    private var pacing: (UInt64, UInt64)
-    /// tcpi_bytes_acked (Linux 4.1).
-    private(set) var bytesAcked: UInt64
-    /// The rest of the kernel's structure and room for what later kernels add.
-    private var rest: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                       UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
 }

@@ -87,8 +87,7 @@ final class HTTP2UpstreamPool {
         // concurrent calls closed healthy connections (docs/benchmarks.md, "gRPC").
         connection.maximumRecentlyResetStreams = 1024
         var stream = NIOHTTP2Handler.StreamConfiguration()
-        stream.streamResetFrameRateLimit.maximumCount = 2_000
-        stream.streamResetFrameRateLimit.windowLength = .milliseconds(100)
+        stream.streamResetFrameRateLimit = .backstop
         return NIOHTTP2Handler.Configuration(connection: connection, stream: stream)
     }()
 

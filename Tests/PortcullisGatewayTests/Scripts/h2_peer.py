@@ -10,7 +10,7 @@ Prints one JSON object describing what the server did. Modes:
   reset-after-response N
                        N GETs of /public/n one after another, each reset (CANCEL) once its response
                        has ended, as gRPC clients reset calls whose status came before their end;
-                       a GET of /public/delay/3000 open on stream 1 throughout
+                       a GET of /public/delay/8000 open on stream 1 throughout
   continuation N       one request whose header block is spread over N CONTINUATION frames
   ping-flood N         N PING frames
   settings-flood N     N empty SETTINGS frames
@@ -228,7 +228,7 @@ def main():
         peer.pump(2)
         print(json.dumps(peer.result(sent=sent)))
     elif mode == "reset-after-response":
-        peer.send(HeadersFrame(1, peer.request_block(path="/public/delay/3000"), flags=["END_HEADERS", "END_STREAM"]))
+        peer.send(HeadersFrame(1, peer.request_block(path="/public/delay/8000"), flags=["END_HEADERS", "END_STREAM"]))
         # Each request waits for the last answer: no write waits on Nagle's algorithm.
         peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         answered, reset = 0, []
@@ -244,7 +244,7 @@ def main():
             if peer.goaway is not None:
                 break
         peer.send(*reset)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 12
         while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.1)
         out = peer.result(answered=answered)
