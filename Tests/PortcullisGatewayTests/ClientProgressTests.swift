@@ -15,21 +15,23 @@ import Testing
 struct ClientProgressTests {
     static let readerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/paced_reader.py").path
 
-    @Test("a sighting of progress needs 32 KiB more acknowledged than the last; the first reading is the baseline")
-    func progressNeeds32KiB() {
+    @Test("a sighting of progress needs what the gateway held for the client at the last one acknowledged since, and at least 32 KiB; the first reading is the baseline")
+    func progressNeedsWhatWasHeld() {
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        var progress = ClientProgress(acknowledged: 10_000, at: start)
-        progress.observe(acknowledged: 10_000 + 32_767, at: start + .seconds(1))
-        #expect(progress.progressedAt == start)
-        progress.observe(acknowledged: 10_000 + 32_768, at: start + .seconds(2))
+        var progress = ClientProgress(.init(acknowledged: 10_000, held: 1_000), at: start)
+        progress.observe(.init(acknowledged: 10_000 + 32_767, held: 0), at: start + .seconds(1))
+        #expect(progress.progressedAt == start, "under 32 KiB")
+        progress.observe(.init(acknowledged: 10_000 + 32_768, held: 200_000), at: start + .seconds(2))
         #expect(progress.progressedAt == start + .seconds(2))
-        progress.observe(acknowledged: 10_000 + 65_535, at: start + .seconds(3))
-        #expect(progress.progressedAt == start + .seconds(2))
+        progress.observe(.init(acknowledged: 10_000 + 32_768 + 199_999, held: 0), at: start + .seconds(3))
+        #expect(progress.progressedAt == start + .seconds(2), "short of the 200 000 bytes held at the last sighting")
+        progress.observe(.init(acknowledged: 10_000 + 32_768 + 200_000, held: 0), at: start + .seconds(4))
+        #expect(progress.progressedAt == start + .seconds(4))
     }
 
     @Test("the bytes a client has read are read back from the kernel as acknowledged (TCP_INFO); a channel that is no socket gives none")
     func acknowledgedBytesComeFromTheKernel() async throws {
-        #expect(ClientProgress.bytesAcknowledged(by: EmbeddedChannel()) == nil)
+        #expect(ClientProgress.reading(of: EmbeddedChannel()) == nil)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let accepted = NIOLockedValueBox<(any Channel)?>(nil)
         let server = try await ServerBootstrap(group: group)
@@ -41,14 +43,14 @@ struct ClientProgressTests {
         // It reads all within its first second and keeps the connection open for three.
         let reader = try ManagedProcess(executable: "/usr/bin/env",
                                         arguments: ["python3", Self.readerScript, String(server.localAddress!.port!), "1000000", "3"])
-        var acknowledged: UInt64?
+        var reading: ClientProgress.Reading?
         _ = try await Poll.until(timeout: .seconds(10)) {
             guard let channel = accepted.withLockedValue({ $0 }) else { return false }
-            acknowledged = try await channel.eventLoop.submit { ClientProgress.bytesAcknowledged(by: channel) }.get()
-            return (acknowledged ?? 0) >= 100_000
+            reading = try await channel.eventLoop.submit { ClientProgress.reading(of: channel) }.get()
+            return (reading?.acknowledged ?? 0) >= 100_000
         }
-        // The handshake's SYN may be counted with the data.
-        #expect(acknowledged.map { (100_000...100_001).contains($0) } == true, "\(String(describing: acknowledged))")
+        // The handshake's SYN may be counted with the data; nothing is left unsent.
+        #expect(reading.map { (100_000...100_001).contains($0.acknowledged) && $0.held == 0 } == true, "\(String(describing: reading))")
         #expect(await reader.waitForExit(timeout: .seconds(10)) == 0)
         #expect(reader.output.contains(#""received": 100000"#), "\(reader.output)")
         try await server.close()
@@ -94,9 +96,11 @@ struct ClientProgressTests {
         }
     }
 
-    /// The build before cut both: the steady reader's channel stays unwritable between the
-    /// kernel's wake-ups, seconds apart behind a send buffer of megabytes.
-    @Test("while the node is overloaded (shed every 250 ms, 1 s allowed), a client reading its response steadily at 240 KB/s behind a large send buffer is not cut; one reading nothing is, within about twice the allowed wait")
+    /// The build before cut the steady reader: its channel stays unwritable between the kernel's
+    /// wake-ups, seconds apart behind a send buffer of megabytes. A rule of a fixed few KiB
+    /// acknowledged per wait spared the trickling reader (an attacker review kept a node
+    /// overloaded with 300 of them); a plain close left the stalled reader's bytes in the kernel.
+    @Test("while the node is overloaded (shed every 250 ms, 1 s allowed), a client reading its response steadily at 240 KB/s behind a large send buffer is not cut; one trickling 40 KB/s through a small receive buffer (less than the gateway holds for it per wait) is, and one reading nothing is, with a reset, within about twice the allowed wait")
     func steadyReaderIsNotShed() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
@@ -122,14 +126,17 @@ struct ClientProgressTests {
                 }
                 .bind(host: "127.0.0.1", port: 0).get()
         }
-        let steadyServer = try await listen(), stalledServer = try await listen()
-        let steadyPort = steadyServer.localAddress!.port!, stalledPort = stalledServer.localAddress!.port!
+        let steadyServer = try await listen(), trickleServer = try await listen(), stalledServer = try await listen()
+        let steadyPort = steadyServer.localAddress!.port!, tricklePort = trickleServer.localAddress!.port!
+        let stalledPort = stalledServer.localAddress!.port!
         let shedding = loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             _ = set.value.shed(waitedFor: .seconds(1), now: .now())
         }
         let steady = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.readerScript, String(steadyPort), "240000", "8"])
+        let trickle = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.readerScript, String(tricklePort), "40000", "8", "4096"])
         let stalled = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.readerScript, String(stalledPort), "0", "8"])
         #expect(await steady.waitForExit(timeout: .seconds(20)) == 0)
+        #expect(await trickle.waitForExit(timeout: .seconds(20)) == 0)
         #expect(await stalled.waitForExit(timeout: .seconds(20)) == 0)
         shedding.cancel()
         // Seconds from each connection's accepting to its closing (nil: still open).
@@ -144,8 +151,12 @@ struct ClientProgressTests {
         #expect((closed[steadyPort] ?? 8) >= 7.9, "the steady reader was cut at \(closed[steadyPort] ?? 0) s: \(steady.output)")
         #expect(seen["closed_at"] is NSNull, "\(steady.output)")
         #expect((seen["received"] as? Int ?? 0) > 240_000 * 5, "\(steady.output)")
+        let trickleCut = try #require(closed[tricklePort], "the trickling reader was not cut: \(trickle.output)")
+        #expect(trickleCut < 5, "cut \(trickleCut) s after it was accepted")
         let stalledCut = try #require(closed[stalledPort], "the reader that reads nothing was not cut")
         #expect(stalledCut < 3, "cut \(stalledCut) s after it was accepted")
+        #expect(stalled.output.contains(#""reset": true"#), "the cut was no reset: \(stalled.output)")
+        try await trickleServer.close()
         try await steadyServer.close()
         try await stalledServer.close()
         try await group.shutdownGracefully()

@@ -8,7 +8,8 @@ import NIOCore
 ///   small write the response's others are held behind (`SmallWrites`) was not taken at a flush,
 ///   the client has `limits.response_write_timeout` to drain it (below the low-water mark; the
 ///   held write taken). Without this a client that never reads holds its connection, and the
-///   upstream connection behind it (whose reads stop with backpressure), indefinitely.
+///   upstream connection behind it (whose reads stop with backpressure), indefinitely. The
+///   connection is then reset (`AbortiveClose`), so the kernel lets go of what it held for it.
 ///
 /// One handler rather than one per deadline: every read of every request passes each inbound
 /// handler, and a handler hop is measurable on the request path. Sits before the HTTP decoder so
@@ -64,7 +65,7 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
         }
         writeTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in
             onWriteTimeout()
-            self.context?.close(promise: nil)
+            if let context = self.context { AbortiveClose.close(context) }
         }
         if context.channel.isActive { arm(headReadTimeout) }
     }
@@ -147,16 +148,16 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
 
 extension ConnectionTimeoutHandler: OverloadShedding {
     /// Expires the response-write deadline now if its wait began `waitedFor` or more before `now`
-    /// and the client has acknowledged too little since to be taking it (`ClientProgress`).
+    /// and the client has not since taken what the gateway held for it (`ClientProgress`).
     func shedStalledResponses(waitedFor: TimeAmount, now: NIODeadline) -> Int {
         guard let deadline = writeTimer?.deadline, let channel = context?.channel else {
             progress = nil
             return 0
         }
         var waitBegan = deadline - responseWriteTimeout
-        if let acknowledged = ClientProgress.bytesAcknowledged(by: channel) {
-            var seen = progress ?? ClientProgress(acknowledged: acknowledged, at: now)
-            seen.observe(acknowledged: acknowledged, at: now)
+        if let reading = ClientProgress.reading(of: channel) {
+            var seen = progress ?? ClientProgress(reading, at: now)
+            seen.observe(reading, at: now)
             progress = seen
             waitBegan = max(waitBegan, seen.progressedAt)
         }
