@@ -75,7 +75,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// The payload being read is an extension frame's, dropped.
     private var droppingPayload = false
     private let onFlood: () -> Void
-    /// On a client connection: the client's resets of streams whose response was not complete.
+    /// On a client connection: the client's premature resets (`HTTP2PrematureResets`).
     private var prematureResets: HTTP2PrematureResets?
     /// The frames queued on the connection's streams, shared with their meters.
     let queues: HTTP2FrameQueues

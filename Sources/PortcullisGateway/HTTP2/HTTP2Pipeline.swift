@@ -5,19 +5,18 @@ import NIOHTTP2
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
 /// (`FlushCoalescingHandler`), the frame guard (`HTTP2FrameGuard`: the peer's HPACK table size
 /// clamped, WINDOW_UPDATE floods closed, the streams' queued frames counted, rapid reset
-/// counted), the connection
-/// handler with the gateway's SETTINGS, a connection manager, and per stream the queue's meter
-/// (`HTTP2FrameQueueMeter`), the header-block rules, NIO's HTTP/2-to-HTTP/1 codec and
-/// `HTTP2StreamHandler`.
+/// counted), the connection handler with the gateway's SETTINGS, a connection manager, and per
+/// stream the queue's meter (`HTTP2FrameQueueMeter`), the header-block rules, NIO's
+/// HTTP/2-to-HTTP/1 codec and `HTTP2StreamHandler`.
 ///
 /// Rapid reset (CVE-2023-44487) is the frame guard's to stop (`HTTP2PrematureResets`: more than
-/// 200 streams reset by the client within a second of opening, before their response was
-/// complete, in 30 s, close the connection with ENHANCE_YOUR_CALM). The other attacks on HTTP/2 servers are swift-nio-http2's
-/// to stop, with its defaults: CONTINUATION floods (a header block spread over more than a few
-/// CONTINUATION frames), SETTINGS/PING floods (more than 200 control frames in 30 s), and
-/// connections that accumulate stream errors ("glitches"). Each connection error is answered with
-/// GOAWAY and the connection closed (`HTTP2ConnectionErrorHandler`). `HTTP2GatewayTests`
-/// performs each attack. A malformed request resets its own stream (PROTOCOL_ERROR) and is
+/// 200 streams reset by the client within a second of opening and before their response head,
+/// in 30 s, close the connection with ENHANCE_YOUR_CALM). The other attacks on HTTP/2 servers
+/// are swift-nio-http2's to stop, with its defaults: CONTINUATION floods (a header block spread
+/// over more than a few CONTINUATION frames), SETTINGS/PING floods (more than 200 control frames
+/// in 30 s), and connections that accumulate stream errors ("glitches"). Each connection error is
+/// answered with GOAWAY and the connection closed (`HTTP2ConnectionErrorHandler`).
+/// `HTTP2GatewayTests` performs each attack. A malformed request resets its own stream (PROTOCOL_ERROR) and is
 /// counted with the streams `HTTP2HeaderBlocks` resets; the client's other streams go on.
 enum HTTP2Pipeline {
     static func configure(_ channel: any Channel, config: HTTP2Config, limits: ServerLimits, shared: HTTP2ConnectionShared) throws {
