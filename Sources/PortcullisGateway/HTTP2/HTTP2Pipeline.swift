@@ -16,8 +16,9 @@ import NIOHTTP2
 /// over more than a few CONTINUATION frames), SETTINGS/PING floods (more than 200 control frames
 /// in 30 s), and connections that accumulate stream errors ("glitches"). Each connection error is
 /// answered with GOAWAY and the connection closed (`HTTP2ConnectionErrorHandler`).
-/// `HTTP2GatewayTests` performs each attack. A malformed request resets its own stream (PROTOCOL_ERROR) and is
-/// counted with the streams `HTTP2HeaderBlocks` resets; the client's other streams go on.
+/// `HTTP2GatewayTests` performs each attack. A malformed request resets its own stream
+/// (PROTOCOL_ERROR) and is counted with the streams `HTTP2HeaderBlocks` resets; the client's
+/// other streams go on.
 enum HTTP2Pipeline {
     static func configure(_ channel: any Channel, config: HTTP2Config, limits: ServerLimits, shared: HTTP2ConnectionShared) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()

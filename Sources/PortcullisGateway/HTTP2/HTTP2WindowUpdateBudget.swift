@@ -13,7 +13,9 @@ import NIOCore
 ///
 /// Streams are tracked from the HEADERS that open them until both sides have ended them or either
 /// reset them; updates on streams not tracked (closed or never opened) are not counted: no stream
-/// channel queues them. Event-loop confined, inside the guard.
+/// channel queues them. The same tracking tells `HTTP2PrematureResets` when a peer opened a
+/// stream and whether the gateway had answered it when it was reset. Event-loop confined, inside
+/// the guard.
 struct HTTP2WindowUpdateBudget {
     static let allowance = 16
     static let updatesPerFrameSent = 2
