@@ -101,7 +101,7 @@ struct HTTP2FrameGuardTests {
         }
     }
 
-    @Test("a stream's WINDOW_UPDATE frames beyond 16 and two per DATA frame sent on it close the connection, once; credit earned on another stream, connection-level updates and updates on streams never opened do not count")
+    @Test("a stream's WINDOW_UPDATE frames beyond 16 and two per DATA frame sent on it close the connection, once; credit earned on another stream does not count for it")
     func windowUpdateFloodClosesTheConnection() throws {
         var floods = 0
         let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server) { floods += 1 })
@@ -111,15 +111,47 @@ struct HTTP2FrameGuardTests {
         // Two DATA frames on stream 1 earn it 4 updates beyond its 16; ten on stream 5 earn stream 1 nothing.
         for size in [2048, 952] { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 1, payload: Array(repeating: 1, count: size))))) }
         for _ in 0..<10 { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 5, payload: [1])))) }
-        func updates(_ stream: UInt32, _ count: Int) -> ByteBuffer {
-            ByteBuffer(bytes: Array(Array(repeating: Self.frame(type: 8, stream: stream, payload: [0, 0, 0, 1]), count: count).joined()))
-        }
-        try channel.writeInbound(updates(0, 500))
-        try channel.writeInbound(updates(3, 500))
-        try channel.writeInbound(updates(1, 20))
+        try channel.writeInbound(Self.updates(1, 20))
         #expect(channel.isActive && floods == 0)
-        try channel.writeInbound(updates(1, 2))
+        try channel.writeInbound(Self.updates(1, 2))
         #expect(!channel.isActive && floods == 1)
+    }
+
+    static func updates(_ stream: UInt32, _ count: Int) -> ByteBuffer {
+        ByteBuffer(bytes: Array(Array(repeating: frame(type: 8, stream: stream, payload: [0, 0, 0, 1]), count: count).joined()))
+    }
+
+    @Test("WINDOW_UPDATE frames on the connection and WINDOW_UPDATE and RST_STREAM frames on streams that are over share a budget of 100, four per stream opened and two per DATA frame sent; one beyond it ends the connection with the guard's error and nothing after it is passed on, on a client connection and on one to an upstream")
+    func connectionLevelFramesHaveABudget() throws {
+        for role in [HTTP2FrameGuard.Role.server, .client] {
+            let raised = RaisedErrors()
+            let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: role) {}, raised])
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            // Streams 1 and 3 opened (by the client, or by the gateway to an upstream) and ended both
+            // ways, with four DATA frames from the gateway; the answers' HEADERS earn nothing.
+            if role == .server {
+                try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.request(1) + Self.request(3)))
+                try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes:
+                    Self.frame(type: 1, flags: 4, stream: 1, payload: [0x88]) + Self.frame(type: 0, flags: 1, stream: 1, payload: [1])
+                    + Self.frame(type: 1, flags: 4, stream: 3, payload: [0x88]) + Self.frame(type: 0, stream: 3, payload: [1])
+                    + Self.frame(type: 0, stream: 3, payload: [1]) + Self.frame(type: 0, flags: 1, stream: 3, payload: [1]))))
+            } else {
+                try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes:
+                    Self.preface + Self.frame(type: 1, flags: 4, stream: 1, payload: [0x82]) + Self.frame(type: 1, flags: 4, stream: 3, payload: [0x82])
+                    + Self.frame(type: 0, flags: 1, stream: 1, payload: [1]) + Self.frame(type: 0, stream: 3, payload: [1])
+                    + Self.frame(type: 0, stream: 3, payload: [1]) + Self.frame(type: 0, flags: 1, stream: 3, payload: [1]))))
+                try channel.writeInbound(ByteBuffer(bytes: Self.frame(type: 1, flags: 5, stream: 1, payload: [0x88]) + Self.frame(type: 1, flags: 5, stream: 3, payload: [0x88])))
+            }
+            // 100 + 2 × 4 + 4 × 2 = 116: 60 connection-level updates, 28 updates and 28 resets of closed streams.
+            try channel.writeInbound(Self.updates(0, 60))
+            try channel.writeInbound(Self.updates(1, 28))
+            try channel.writeInbound(ByteBuffer(bytes: Array((0..<28).map { _ in Self.reset(3) }.joined())))
+            #expect(raised.errors.isEmpty, "\(role): \(raised.errors)")
+            while try channel.readInbound(as: ByteBuffer.self) != nil {}
+            try channel.writeInbound(ByteBuffer(bytes: Self.frame(type: 8, stream: 0, payload: [0, 0, 0, 1]) + Self.request(5)))
+            #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "\(role): bytes passed on after the 117th")
+            #expect(raised.errors.count == 1 && raised.errors.first is HTTP2ConnectionFrameBudget.Flood, "\(role): \(raised.errors)")
+        }
     }
 
     /// The guard and what it raises: errors are kept, not thrown at the next write.
@@ -227,8 +259,9 @@ struct HTTP2FrameGuardTests {
         budget.headers(on: 3, endStream: true, fromPeer: false)
         budget.reset(5)
         #expect(budget.trackedStreams == 0)
-        // Updates on a stream no longer tracked are not counted: no stream channel queues them.
-        #expect((0..<100).allSatisfy { _ in budget.windowUpdate(on: 1) })
-        #expect(budget.trackedStreams == 0)
+        // Updates on a stream no longer tracked are not counted here (no stream channel queues
+        // them) but by the connection's budget.
+        #expect((0..<100).allSatisfy { _ in budget.windowUpdate(on: 1) == .untracked })
+        #expect(budget.trackedStreams == 0 && budget.reset(1) == .untracked)
     }
 }

@@ -420,6 +420,24 @@ final class HTTP2GatewayTests {
         #expect(try metric("portcullis_http2_connection_errors_total") == before + 1)
     }
 
+    /// swift-nio-http2 limits none of these frames: on the build before, both floods ran to
+    /// their end and the request after them was answered on the same connection.
+    @Test("a client flooding WINDOW_UPDATE frames on the connection, or RST_STREAM and WINDOW_UPDATE frames on a closed stream, is cut with GOAWAY ENHANCE_YOUR_CALM once past the connection's budget (100, and what its streams and the DATA sent earn), counted as a connection error; the node serves others")
+    func connectionLevelFloods() throws {
+        let before = try metric("portcullis_http2_connection_errors_total") ?? 0
+        for mode in ["connection-flood", "closed-stream-flood"] {
+            let seen = try peer(mode, "5000")
+            #expect(seen["goaway"] as? Int == 11, "\(mode): \(seen)")
+            let sent = seen["sent"] as? Int ?? 0
+            // 100 allowed, 4 earned by stream 1 and two by each DATA frame of its answer; what
+            // was already on its way when the GOAWAY came is sent too.
+            #expect(sent > 100 && sent < 2000, "\(mode): \(sent) frames sent")
+            #expect((seen["status"] as? [String: Any])?["3"] == nil, "\(mode): the request after the flood was answered: \(seen)")
+        }
+        #expect(try metric("portcullis_http2_connection_errors_total") == before + 2)
+        #expect(try gateway.request("GET", "/public/after", headers: [("Host", "gw.test")]).status == 200)
+    }
+
     /// Each stream to an HTTP/1.1 upstream holds an upstream connection of its own: the build
     /// before let 205 HTTP/2 connections of 100 slow streams each take every file descriptor the
     /// gateway had, past `max_connections` (an attacker review).

@@ -179,7 +179,7 @@ struct HTTP2UpstreamFaultTests {
     /// whole table (each request slower than the last, every distinct value kept: an attacker
     /// review measured 2 442 → 122 req/s and the other routes of the loop starved), and took the
     /// updates without limit (on a held stream, hundreds of MB in seconds).
-    @Test("an HTTP/2 upstream announcing a 4 GiB HPACK table gets header blocks from a table of at most 4 096 bytes; one flooding WINDOW_UPDATE frames has its connection closed, counted and logged")
+    @Test("an HTTP/2 upstream announcing a 4 GiB HPACK table gets header blocks from a table of at most 4 096 bytes; one flooding WINDOW_UPDATE frames on a stream, or on the connection, has its connection closed, counted and logged")
     func upstreamTableSizeAndWindowUpdateFlood() async throws {
         try await Self.withUpstreamAndGateway(headerTableSize: 4_294_967_295) { upstream, gateway in
             let (sized, seen) = try Self.peer("request", port: gateway.port, "/table-size")
@@ -190,6 +190,12 @@ struct HTTP2UpstreamFaultTests {
             #expect(flood.stdout != "200" || flood.status != 0, "the flooded call completed: \(flood.stdout)")
             #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 1)
             #expect(gateway.process.output.contains("WINDOW_UPDATE flood"), "\(gateway.process.output.suffix(1000))")
+            #expect(try Self.curl(port: gateway.port, "/after").stdout == "200")
+
+            let connectionFlood = try Self.curl(port: gateway.port, "/connection-window-flood")
+            #expect(connectionFlood.stdout != "200" || connectionFlood.status != 0, "the flooded call completed: \(connectionFlood.stdout)")
+            #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_connection_errors_total") == 2)
+            #expect(gateway.process.output.contains("connection-level flood"), "\(gateway.process.output.suffix(1000))")
             #expect(try Self.curl(port: gateway.port, "/after").stdout == "200")
         }
     }

@@ -31,6 +31,10 @@ import NIOCore
 ///   of a stream opened less than a second before, to which the gateway had not yet sent a
 ///   response head, counts toward `HTTP2PrematureResets`; over its limit the connection is
 ///   closed with GOAWAY.
+/// - **Frames no stream accounts for.** WINDOW_UPDATE frames on the connection, and WINDOW_UPDATE
+///   and RST_STREAM frames on streams that are over, have a connection-wide budget earned by the
+///   DATA frames sent and the streams opened (`HTTP2ConnectionFrameBudget`); beyond it the
+///   connection is closed with GOAWAY.
 ///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
@@ -64,10 +68,12 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// A SETTINGS payload being collected so its values can be read before it is passed on.
     private var heldSettings: ByteBuffer?
     private var budget = HTTP2WindowUpdateBudget()
+    private var connectionBudget = HTTP2ConnectionFrameBudget()
     /// The connection is being closed for its peer's frames: nothing more of it is read.
     private var stopped = false
-    /// Rapid reset was found in this read: reported once the read is complete (`channelReadComplete`).
-    private var prematureResetFlood = false
+    /// A connection error found in this read (rapid reset, a connection-level flood): reported
+    /// once the read is complete (`channelReadComplete`).
+    private var pendingError: (any HTTP2GuardConnectionError)?
     /// The streams' queued frames passed the limit in this read.
     private var overQueued = false
     /// The start of a frame header the last read ended in, not yet passed on.
@@ -150,14 +156,18 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 context.fireChannelRead(wrapInboundOut(held))
             }
             switch header.type {
-            case HTTP2FrameScanner.windowUpdateType where header.streamID != 0:
-                if !budget.windowUpdate(on: header.streamID) {
+            case HTTP2FrameScanner.windowUpdateType:
+                let update = header.streamID == 0 ? .untracked : budget.windowUpdate(on: header.streamID)
+                if update == .beyond {
                     stopped = true
                     onFlood()
                     context.close(promise: nil)
                     return
                 }
-                if queues.arrived(on: header.streamID) { overQueued = true }
+                if update == .untracked, !connectionBudget.spend() {
+                    return stop(with: HTTP2ConnectionFrameBudget.Flood())
+                }
+                if header.streamID != 0, queues.arrived(on: header.streamID) { overQueued = true }
             // A SETTINGS frame larger than any frame the gateway accepts is passed on for
             // `NIOHTTP2Handler` to refuse, not collected.
             case HTTP2FrameScanner.settingsType where header.flags & 0x1 == 0 && header.length > 0 && header.length <= 16_384:
@@ -169,12 +179,13 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 heldSettings = context.channel.allocator.buffer(capacity: header.length)
             default:
                 if prematureResets != nil, readAt == nil, header.type == HTTP2FrameScanner.headersType { readAt = .now() }
-                if let openedAt = Self.track(header, fromPeer: true, at: readAt, in: &budget),
-                   prematureResets?.noteReset(openedAt: openedAt, now: .now()) == true {
-                    // Nothing more of this connection's is read.
-                    stopped = true
-                    prematureResetFlood = true
-                    return
+                switch track(header, fromPeer: true, at: readAt) {
+                case .tracked(let openedAt?)? where prematureResets?.noteReset(openedAt: openedAt, now: .now()) == true:
+                    return stop(with: HTTP2PrematureResets.Flood())
+                case .untracked? where !connectionBudget.spend():
+                    return stop(with: HTTP2ConnectionFrameBudget.Flood())
+                default:
+                    break
                 }
                 if queues.track(header, fromPeer: true) { overQueued = true }
             }
@@ -191,14 +202,20 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
         }
     }
 
+    /// Nothing more of this connection's is read; `error` is raised once the read is complete.
+    private func stop(with error: any HTTP2GuardConnectionError) {
+        stopped = true
+        pendingError = error
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
         context.fireChannelReadComplete()
-        if prematureResetFlood {
+        if let error = pendingError {
             // Reported after the read is complete: swift-nio-http2's connection manager holds
             // its flushes while a read is under way, which could keep the error handler's GOAWAY
             // from the client.
-            prematureResetFlood = false
-            context.fireErrorCaught(HTTP2PrematureResets.Flood())
+            pendingError = nil
+            context.fireErrorCaught(error)
             return
         }
         // Only now are the frames of streams that read as they go delivered: what is left is held.
@@ -214,7 +231,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
             var index = buffer.readerIndex
             while index < buffer.writerIndex {
                 guard let header = outbound.scan(buffer, from: &index) else { continue }
-                Self.track(header, fromPeer: false, in: &budget)
+                track(header, fromPeer: false)
                 _ = queues.track(header, fromPeer: false)
             }
         case .fileRegion(let region):
@@ -229,20 +246,23 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// which the gateway has no use for from either peer, PRIORITY_UPDATE, and types unknown.
     static func isExtension(_ type: UInt8) -> Bool { type > 0x9 }
 
-    /// What a frame other than WINDOW_UPDATE changes in the streams' budgets (a stream the peer
-    /// opens is opened `at` that time, if given). For an RST_STREAM that ended a stream before
-    /// the gateway's response head, returns when the peer opened it.
+    /// What a frame other than WINDOW_UPDATE changes in the budgets (a stream the peer opens is
+    /// opened `at` that time, if given). For the peer's RST_STREAM, what it ended; nil for every
+    /// other frame.
     @discardableResult
-    private static func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, at now: NIODeadline? = nil,
-                              in budget: inout HTTP2WindowUpdateBudget) -> NIODeadline? {
+    private func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, at now: NIODeadline? = nil) -> HTTP2WindowUpdateBudget.Reset? {
         let endStream = header.flags & 0x1 != 0
         switch header.type {
         case HTTP2FrameScanner.headersType where header.streamID != 0:
             budget.headers(on: header.streamID, endStream: endStream, fromPeer: fromPeer, at: now)
+            connectionBudget.headers(on: header.streamID)
         case HTTP2FrameScanner.dataType where header.streamID != 0:
+            if !fromPeer { connectionBudget.dataFrameSent() }
             budget.data(on: header.streamID, endStream: endStream, fromPeer: fromPeer)
         case HTTP2FrameScanner.rstStreamType:
-            return budget.reset(header.streamID)
+            let reset = budget.reset(header.streamID)
+            // The gateway's own resets of streams that are over cost the peer nothing.
+            if fromPeer { return reset }
         default:
             break
         }

@@ -12,8 +12,9 @@ import NIOCore
 /// pulls through — bounded, but not small (docs/configuration.md, "HTTP/2").
 ///
 /// Streams are tracked from the HEADERS that open them until both sides have ended them or either
-/// reset them; updates on streams not tracked (closed or never opened) are not counted: no stream
-/// channel queues them. The same tracking tells `HTTP2PrematureResets` when a peer opened a
+/// reset them; updates on streams not tracked (closed or never opened) are not counted here — no
+/// stream channel queues them — but in the connection's `HTTP2ConnectionFrameBudget`, as resets of
+/// such streams are. The same tracking tells `HTTP2PrematureResets` when a peer opened a
 /// stream and whether the gateway had answered it when it was reset. Event-loop confined, inside
 /// the guard.
 struct HTTP2WindowUpdateBudget {
@@ -29,6 +30,25 @@ struct HTTP2WindowUpdateBudget {
         var sentHeaders = false
         /// When the peer opened it, where the guard asked (`HTTP2PrematureResets`).
         var openedAt: NIODeadline?
+    }
+
+    /// What became of a peer's WINDOW_UPDATE on a stream.
+    enum Update: Equatable {
+        /// Within the stream's budget.
+        case within
+        /// Beyond it: the connection is to be closed.
+        case beyond
+        /// The stream is not tracked (over, or never opened).
+        case untracked
+    }
+
+    /// What an RST_STREAM ended.
+    enum Reset: Equatable {
+        /// A stream not tracked (over, or never opened).
+        case untracked
+        /// A tracked stream; `unansweredSince` is when the peer opened it if the gateway had sent
+        /// no HEADERS on it yet and that time was kept (`HTTP2PrematureResets`), otherwise nil.
+        case tracked(unansweredSince: NIODeadline?)
     }
 
     private var streams: [UInt32: Stream] = [:]
@@ -50,21 +70,19 @@ struct HTTP2WindowUpdateBudget {
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
-    /// An RST_STREAM either way: the stream is over. Returns when the peer opened it if the
-    /// gateway had sent no HEADERS on it yet (`HTTP2PrematureResets`), and that time was kept.
+    /// An RST_STREAM either way: the stream is over.
     @discardableResult
-    mutating func reset(_ stream: UInt32) -> NIODeadline? {
-        guard let counts = streams.removeValue(forKey: stream), !counts.sentHeaders else { return nil }
-        return counts.openedAt
+    mutating func reset(_ stream: UInt32) -> Reset {
+        guard let counts = streams.removeValue(forKey: stream) else { return .untracked }
+        return .tracked(unansweredSince: counts.sentHeaders ? nil : counts.openedAt)
     }
 
-    /// A WINDOW_UPDATE from the peer on `stream` (not 0); false when it is beyond the stream's
-    /// budget.
-    mutating func windowUpdate(on stream: UInt32) -> Bool {
-        guard var counts = streams[stream] else { return true }
+    /// A WINDOW_UPDATE from the peer on `stream` (not 0).
+    mutating func windowUpdate(on stream: UInt32) -> Update {
+        guard var counts = streams[stream] else { return .untracked }
         counts.updates += 1
         streams[stream] = counts
-        return counts.updates <= Self.allowance + Self.updatesPerFrameSent * counts.framesSent
+        return counts.updates <= Self.allowance + Self.updatesPerFrameSent * counts.framesSent ? .within : .beyond
     }
 
     private mutating func ended(_ stream: UInt32, fromPeer: Bool) {

@@ -32,6 +32,13 @@ Prints one JSON object describing what the server did. Modes:
                        /after on stream 3 (whether the connection lives on)
   window-flood N       a GET of /public/delay/2000 on stream 1, then N WINDOW_UPDATE frames of 1
                        on it; prints whether the server closed the connection
+  connection-flood N   N WINDOW_UPDATE frames of 1 on the connection (stream 0), then a GET of
+                       /public/after on stream 3; prints how many frames were sent and the answers
+  closed-stream-flood N
+                       a GET of /public/first on stream 1, answered; then N times an RST_STREAM
+                       and nine WINDOW_UPDATE frames on stream 1, now closed (at most 4 000
+                       RST_STREAM a second), then a GET of /public/after on stream 3; prints how
+                       many frames were sent and the answers
   table-size           announces SETTINGS_HEADER_TABLE_SIZE 2^32-1, then 20 GETs one after
                        another; prints the largest table size the server's header blocks set
   small-frames PATH N  a POST of PATH whose body is up to N 1-byte DATA frames, sent as fast as the
@@ -371,6 +378,30 @@ def main():
             if peer.closed:
                 break
         peer.pump(1)
+        print(json.dumps(peer.result(sent=sent)))
+    elif mode in ("connection-flood", "closed-stream-flood"):
+        if mode == "closed-stream-flood":
+            peer.send(HeadersFrame(1, peer.request_block(path="/public/first"), flags=["END_HEADERS", "END_STREAM"]))
+            deadline = time.monotonic() + 5
+            while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+                peer.pump(0.05)
+            # Paced to stay below swift-nio-http2's count of every RST_STREAM (200 in 10 ms).
+            flood, every, pause = [RstStreamFrame(1, error_code=8)] + [WindowUpdateFrame(1, window_increment=1)] * 9, 20, 0.005
+        else:
+            flood, every, pause = [WindowUpdateFrame(0, window_increment=1)], 50, 0.001
+        sent = 0
+        for i in range(int(arg)):
+            if not peer.send(*flood):
+                break
+            sent += len(flood)
+            if i % every == 0:
+                peer.pump(pause)
+            if peer.closed or peer.goaway is not None:
+                break
+        peer.send(HeadersFrame(3, peer.request_block(path="/public/after"), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.1)
         print(json.dumps(peer.result(sent=sent)))
     elif mode == "table-size":
         for i in range(20):

@@ -30,6 +30,9 @@ Answers by path:
                      left open
   /table-size        200 whose body is the HPACK table size the gateway's header blocks set
   /window-flood      200, then 2 000 WINDOW_UPDATE frames of 1 on the stream, then "ok"
+  /connection-window-flood
+                     200, then 2 000 WINDOW_UPDATE frames of 1 on the connection (stream 0),
+                     then "ok"
   /sink              never answers, and never opens the stream's window (or the connection's)
                      again: what the gateway forwards waits in the gateway
   /late-window       opens the stream's window for nothing the gateway sends during the first
@@ -180,10 +183,11 @@ class Upstream(asyncio.Protocol):
             self.flush()
         elif path == "/table-size":
             self.send(stream, [(":status", "200")], str(self.conn.decoder.header_table_size).encode())
-        elif path == "/window-flood":
+        elif path in ("/window-flood", "/connection-window-flood"):
             self.conn.send_headers(stream, [(":status", "200")])
             self.flush()
-            flood = hyperframe.frame.WindowUpdateFrame(stream, window_increment=1).serialize() * 2000
+            target = stream if path == "/window-flood" else 0
+            flood = hyperframe.frame.WindowUpdateFrame(target, window_increment=1).serialize() * 2000
             self.transport.write(flood)
             self.conn.send_data(stream, b"ok", end_stream=True)
             self.flush()

@@ -1,0 +1,56 @@
+import NIOHTTP2
+
+/// How many frames a peer may send that no open stream accounts for (`HTTP2FrameGuard`):
+/// WINDOW_UPDATE on the connection (stream 0), and WINDOW_UPDATE and RST_STREAM on streams that
+/// are over (`HTTP2WindowUpdateBudget` tracks no stream for them). swift-nio-http2 limits none of
+/// these — its own counts cover PING, SETTINGS and PRIORITY frames (200 in 30 s) and every
+/// RST_STREAM (the backstop, `HTTP2ResetFrameBackstop`) — so a peer could keep a core busy with
+/// them for as long as its connection lived.
+///
+/// A peer sends them in the ordinary course as the connection carries work: a connection-level
+/// update as it consumes DATA (nghttp2, browsers and grpc once a fraction of the window is
+/// consumed; at most one per DATA frame), and an update or reset of a stream that ended on the
+/// other side meanwhile (a gRPC client's reset of a call the gateway had ended with RST_STREAM
+/// NO_ERROR). So the budget is earned by that work, as Envoy earns connection-level updates by
+/// DATA frames sent: `allowance`, plus `perDataFrameSent` for each DATA frame the gateway sent on
+/// the connection and `perStreamOpened` for each stream opened on it. One frame
+/// beyond it ends the connection with GOAWAY ENHANCE_YOUR_CALM (`Flood`). The count is over the
+/// connection's lifetime, like the credit: credit a peer saves up by downloading is bounded by
+/// what it downloaded. Event-loop confined, inside the guard.
+struct HTTP2ConnectionFrameBudget {
+    static let allowance = 100
+    static let perDataFrameSent = 2
+    static let perStreamOpened = 4
+
+    /// The connection error it raises; `HTTP2ConnectionErrorHandler` answers it with GOAWAY.
+    struct Flood: HTTP2GuardConnectionError, CustomStringConvertible {
+        var goAwayCode: HTTP2ErrorCode { .enhanceYourCalm }
+        var description: String {
+            "connection-level flood: more WINDOW_UPDATE frames on the connection and WINDOW_UPDATE or RST_STREAM frames on closed streams than the DATA frames sent and streams opened on it allow"
+        }
+    }
+
+    private var spent = 0
+    private var earned = allowance
+    /// The highest stream ID a HEADERS frame was seen on.
+    private var highestStream: UInt32 = 0
+
+    /// A HEADERS frame on `stream`, either way. One on a stream ID above every one before opens a
+    /// stream — the peer's on a client connection, the gateway's on one to an upstream (it takes
+    /// no pushed streams) — and earns credit; a response's or trailers' HEADERS, or a peer's
+    /// HEADERS on a stream already over, do not.
+    mutating func headers(on stream: UInt32) {
+        guard stream > highestStream else { return }
+        highestStream = stream
+        earned += Self.perStreamOpened
+    }
+
+    /// The gateway sent a DATA frame on the connection.
+    mutating func dataFrameSent() { earned += Self.perDataFrameSent }
+
+    /// One frame from the peer that no open stream accounts for; false when it is beyond the budget.
+    mutating func spend() -> Bool {
+        spent += 1
+        return spent <= earned
+    }
+}
