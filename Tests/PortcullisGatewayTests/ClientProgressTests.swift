@@ -37,7 +37,9 @@ struct ClientProgressTests {
         let server = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 accepted.withLockedValue { $0 = channel }
-                return channel.pipeline.addHandler(WriteOnce(ByteBuffer(repeating: 7, count: 100_000)))
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(WriteOnce(ByteBuffer(repeating: 7, count: 100_000)))
+                }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         // It reads all within its first second and keeps the connection open for three.

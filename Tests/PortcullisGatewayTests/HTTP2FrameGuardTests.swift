@@ -92,7 +92,7 @@ struct HTTP2FrameGuardTests {
         expected.replaceSubrange(value..<value + 4, with: [0, 0, 0x10, 0])
         for round in 0..<300 {
             let cuts = round == 0 ? Array(1..<input.count) : (0..<Int.random(in: 0...12, using: &random)).map { _ in Int.random(in: 1..<input.count, using: &random) }.sorted()
-            let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server) {})
+            let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server))
             for piece in Self.pieces(input, cuts: cuts) { try channel.writeInbound(ByteBuffer(bytes: piece)) }
             var out: [UInt8] = []
             while let part = try channel.readInbound(as: ByteBuffer.self) { out += Array(part.readableBytesView) }
@@ -101,55 +101,57 @@ struct HTTP2FrameGuardTests {
         }
     }
 
-    @Test("a stream's WINDOW_UPDATE frames beyond 16 and two per DATA frame sent on it close the connection, once; credit earned on another stream does not count for it")
+    @Test("a stream's WINDOW_UPDATE frames beyond 16 and what the DATA frames sent on it earn (two a frame, one a KiB) end the connection with the guard's error, once; credit earned on another stream does not count for it")
     func windowUpdateFloodClosesTheConnection() throws {
-        var floods = 0
-        let channel = EmbeddedChannel(handler: HTTP2FrameGuard(role: .server) { floods += 1 })
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.frame(type: 1, flags: 5, stream: 1, payload: [0x82])
-                                            + Self.frame(type: 1, flags: 5, stream: 5, payload: [0x82])))
-        // Two DATA frames on stream 1 earn it 4 updates beyond its 16; ten on stream 5 earn stream 1 nothing.
+        let raised = RaisedErrors()
+        let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .server), raised])
+        try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.request(1) + Self.request(5)))
+        // Two DATA frames on stream 1 earn it 2 + 2 and 2 + 0 updates beyond its 16; ten on stream 5 earn stream 1 nothing.
         for size in [2048, 952] { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 1, payload: Array(repeating: 1, count: size))))) }
         for _ in 0..<10 { try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 0, stream: 5, payload: [1])))) }
-        try channel.writeInbound(Self.updates(1, 20))
-        #expect(channel.isActive && floods == 0)
+        try channel.writeInbound(Self.updates(1, 22))
+        #expect(raised.errors.isEmpty)
+        while try channel.readInbound(as: ByteBuffer.self) != nil {}
         try channel.writeInbound(Self.updates(1, 2))
-        #expect(!channel.isActive && floods == 1)
+        #expect(raised.errors.count == 1 && raised.errors.first is HTTP2FrameGuard.WindowUpdateFlood, "\(raised.errors)")
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "bytes passed on after the 23rd update")
+        try channel.writeInbound(Self.updates(1, 2))
+        #expect(raised.errors.count == 1)
     }
 
     static func updates(_ stream: UInt32, _ count: Int) -> ByteBuffer {
         ByteBuffer(bytes: Array(Array(repeating: frame(type: 8, stream: stream, payload: [0, 0, 0, 1]), count: count).joined()))
     }
 
-    @Test("WINDOW_UPDATE frames on the connection and WINDOW_UPDATE and RST_STREAM frames on streams that are over share a budget of 100, four per stream opened and two per DATA frame sent; one beyond it ends the connection with the guard's error and nothing after it is passed on, on a client connection and on one to an upstream")
+    @Test("WINDOW_UPDATE frames on the connection and WINDOW_UPDATE and RST_STREAM frames on streams that are over share a budget of 100, four per stream opened and what the DATA frames sent earn (two a frame, one a KiB); one beyond it ends the connection with the guard's error and nothing after it is passed on, on a client connection and on one to an upstream")
     func connectionLevelFramesHaveABudget() throws {
         for role in [HTTP2FrameGuard.Role.server, .client] {
             let raised = RaisedErrors()
-            let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: role) {}, raised])
+            let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: role), raised])
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             // Streams 1 and 3 opened (by the client, or by the gateway to an upstream) and ended both
-            // ways, with four DATA frames from the gateway; the answers' HEADERS earn nothing.
+            // ways, with four DATA frames from the gateway, one of 3 KiB; the answers' HEADERS earn nothing.
             if role == .server {
                 try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.request(1) + Self.request(3)))
                 try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes:
                     Self.frame(type: 1, flags: 4, stream: 1, payload: [0x88]) + Self.frame(type: 0, flags: 1, stream: 1, payload: [1])
                     + Self.frame(type: 1, flags: 4, stream: 3, payload: [0x88]) + Self.frame(type: 0, stream: 3, payload: [1])
-                    + Self.frame(type: 0, stream: 3, payload: [1]) + Self.frame(type: 0, flags: 1, stream: 3, payload: [1]))))
+                    + Self.frame(type: 0, stream: 3, payload: [1]) + Self.frame(type: 0, flags: 1, stream: 3, payload: Array(repeating: 1, count: 3072)))))
             } else {
                 try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes:
                     Self.preface + Self.frame(type: 1, flags: 4, stream: 1, payload: [0x82]) + Self.frame(type: 1, flags: 4, stream: 3, payload: [0x82])
                     + Self.frame(type: 0, flags: 1, stream: 1, payload: [1]) + Self.frame(type: 0, stream: 3, payload: [1])
-                    + Self.frame(type: 0, stream: 3, payload: [1]) + Self.frame(type: 0, flags: 1, stream: 3, payload: [1]))))
+                    + Self.frame(type: 0, stream: 3, payload: [1]) + Self.frame(type: 0, flags: 1, stream: 3, payload: Array(repeating: 1, count: 3072)))))
                 try channel.writeInbound(ByteBuffer(bytes: Self.frame(type: 1, flags: 5, stream: 1, payload: [0x88]) + Self.frame(type: 1, flags: 5, stream: 3, payload: [0x88])))
             }
-            // 100 + 2 × 4 + 4 × 2 = 116: 60 connection-level updates, 28 updates and 28 resets of closed streams.
-            try channel.writeInbound(Self.updates(0, 60))
+            // 100 + 4 × 2 + (2 × 4 + 3) = 119: 63 connection-level updates, 28 updates and 28 resets of closed streams.
+            try channel.writeInbound(Self.updates(0, 63))
             try channel.writeInbound(Self.updates(1, 28))
             try channel.writeInbound(ByteBuffer(bytes: Array((0..<28).map { _ in Self.reset(3) }.joined())))
             #expect(raised.errors.isEmpty, "\(role): \(raised.errors)")
             while try channel.readInbound(as: ByteBuffer.self) != nil {}
             try channel.writeInbound(ByteBuffer(bytes: Self.frame(type: 8, stream: 0, payload: [0, 0, 0, 1]) + Self.request(5)))
-            #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "\(role): bytes passed on after the 117th")
+            #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "\(role): bytes passed on after the 120th")
             #expect(raised.errors.count == 1 && raised.errors.first is HTTP2ConnectionFrameBudget.Flood, "\(role): \(raised.errors)")
         }
     }
@@ -167,7 +169,7 @@ struct HTTP2FrameGuardTests {
     @Test("on a client connection, more than 200 streams reset by the client within a second of opening, before the gateway's response head, end the connection (rapid reset); resets of streams the gateway had answered (wholly or its head only) or reset itself, or opened a second before, are not counted, and nothing after the 201st is passed on")
     func prematureResetsEndTheConnection() async throws {
         let raised = RaisedErrors()
-        let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .server) {}, raised])
+        let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .server), raised])
         try channel.writeInbound(ByteBuffer(bytes: Self.preface))
         var stream: UInt32 = 1
         // 300 answered, 300 with a response head only, 300 reset by the gateway; each then reset by the client.
@@ -219,7 +221,7 @@ struct HTTP2FrameGuardTests {
     @Test("on a connection to an upstream, the upstream's resets are not counted as rapid reset, however many come before the gateway's end")
     func upstreamResetsAreNotCounted() throws {
         let raised = RaisedErrors()
-        let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .client) {}, raised])
+        let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .client), raised])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.preface)))
         for index in 0..<500 {
@@ -253,9 +255,9 @@ struct HTTP2FrameGuardTests {
         budget.headers(on: 5, endStream: false, fromPeer: true)
         #expect(budget.trackedStreams == 3)
         budget.headers(on: 1, endStream: false, fromPeer: false)
-        budget.data(on: 1, endStream: true, fromPeer: false)
+        budget.data(on: 1, length: 1, endStream: true, fromPeer: false)
         #expect(budget.trackedStreams == 3, "one side only")
-        budget.data(on: 1, endStream: true, fromPeer: true)
+        budget.data(on: 1, length: 1, endStream: true, fromPeer: true)
         budget.headers(on: 3, endStream: true, fromPeer: false)
         budget.reset(5)
         #expect(budget.trackedStreams == 0)

@@ -96,7 +96,7 @@ struct HTTP2FrameQueuesTests {
 
     @Test("swift-nio-http2 on an embedded channel: a held stream sent many 1-byte DATA frames is reset with ENHANCE_YOUR_CALM once the connection's queues pass the limit; a stream read as it goes is not, and keeps its count at zero")
     func heldStreamOfSmallFramesIsReset() throws {
-        let frameGuard = HTTP2FrameGuard(role: .server, queueLimit: 64) {}
+        let frameGuard = HTTP2FrameGuard(role: .server, queueLimit: 64)
         let queues = frameGuard.queues
         let channel = EmbeddedChannel()
         final class Seen {

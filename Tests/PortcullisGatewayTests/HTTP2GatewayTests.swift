@@ -420,6 +420,22 @@ final class HTTP2GatewayTests {
         #expect(try metric("portcullis_http2_connection_errors_total") == before + 1)
     }
 
+    /// Go's net/http updates both windows for every 4 KiB its application reads (`inflowMinRefresh`),
+    /// so a body read through a 4 KiB buffer brings four connection-level and four stream-level
+    /// updates per 16 KiB DATA frame, the stream's after its end too. The builds before credited
+    /// two per frame: the stream's budget closed such a client's connection partway through a
+    /// 16 MB download (after 7 MB), the connection's budget at the end of any download past about 1 MB.
+    @Test("a client updating its windows for every 4 KiB it reads, as Go's net/http does, downloads 16 MB and keeps its connection: its updates are within both budgets")
+    func goStyleWindowUpdatesAreWithinBudget() throws {
+        let before = try metric("portcullis_http2_connection_errors_total") ?? 0
+        let seen = try peer("chunked-reader", "/bytes/16000000", "4096")
+        #expect(seen["goaway"] == nil || seen["goaway"] is NSNull, "\(seen)")
+        #expect(seen["received"] as? Int == 16_000_000, "\(seen)")
+        #expect((seen["updates"] as? Int ?? 0) >= 2 * 3906, "\(seen)")
+        #expect((seen["status"] as? [String: Any])?["3"] as? String == "200", "the request after the download: \(seen)")
+        #expect(try metric("portcullis_http2_connection_errors_total") == before)
+    }
+
     /// swift-nio-http2 limits none of these frames: on the build before, both floods ran to
     /// their end and the request after them was answered on the same connection.
     @Test("a client flooding WINDOW_UPDATE frames on the connection, or RST_STREAM and WINDOW_UPDATE frames on a closed stream, is cut with GOAWAY ENHANCE_YOUR_CALM once past the connection's budget (100, and what its streams and the DATA sent earn), counted as a connection error; the node serves others")

@@ -7,7 +7,7 @@ package enum HTTP2GuardPath {
     /// A guard as on a client connection (its bytes begin with the connection preface), or as on
     /// a connection to an upstream (they do not), with streams' queues of its own.
     package static func makeGuard(afterPreface: Bool) -> any ChannelHandler {
-        HTTP2FrameGuard(role: afterPreface ? .server : .client) {}
+        HTTP2FrameGuard(role: afterPreface ? .server : .client)
     }
 
     /// Whether `error` is one the guard raises to end its connection (`HTTP2GuardConnectionError`).

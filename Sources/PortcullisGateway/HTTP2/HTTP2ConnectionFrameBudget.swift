@@ -3,30 +3,32 @@ import NIOHTTP2
 /// How many frames a peer may send that no open stream accounts for (`HTTP2FrameGuard`):
 /// WINDOW_UPDATE on the connection (stream 0), and WINDOW_UPDATE and RST_STREAM on streams that
 /// are over (`HTTP2WindowUpdateBudget` tracks no stream for them). swift-nio-http2 limits none of
-/// these — its own counts cover PING, SETTINGS and PRIORITY frames (200 in 30 s) and every
-/// RST_STREAM (the backstop, `HTTP2ResetFrameBackstop`) — so a peer could keep a core busy with
-/// them for as long as its connection lived.
+/// the updates, and these resets only by its count of every RST_STREAM (the backstop,
+/// `HTTP2ResetFrameBackstop`); its other counts cover PING, SETTINGS and PRIORITY frames. So a
+/// peer could keep a core busy with them for as long as its connection lived.
 ///
 /// A peer sends them in the ordinary course as the connection carries work: a connection-level
 /// update as it consumes DATA (nghttp2, browsers and grpc once a fraction of the window is
-/// consumed; at most one per DATA frame), and an update or reset of a stream that ended on the
-/// other side meanwhile (a gRPC client's reset of a call the gateway had ended with RST_STREAM
-/// NO_ERROR). So the budget is earned by that work, as Envoy earns connection-level updates by
-/// DATA frames sent: `allowance`, plus `perDataFrameSent` for each DATA frame the gateway sent on
-/// the connection and `perStreamOpened` for each stream opened on it. One frame
-/// beyond it ends the connection with GOAWAY ENHANCE_YOUR_CALM (`Flood`). The count is over the
-/// connection's lifetime, like the credit: credit a peer saves up by downloading is bounded by
-/// what it downloaded. Event-loop confined, inside the guard.
+/// consumed, Go's net/http once per 4 KiB read, grpc-go also after its BDP pings, Go and Netty
+/// once as a stream closes), and an update or a reset of a stream that ended on the other side
+/// meanwhile (Go's stream-level updates for a body read after its end; a gRPC client's reset of a
+/// call the gateway ended with RST_STREAM NO_ERROR). So the budget is earned by that work, as
+/// Envoy earns connection-level updates by DATA frames sent: `allowance`, plus what each DATA
+/// frame the gateway sent on the connection earns (as on a stream:
+/// `HTTP2WindowUpdateBudget.updatesEarned(byDataFrameOf:)`, two a frame and one a KiB) and
+/// `perStreamOpened` for each stream opened on it. One frame beyond it ends the connection with
+/// GOAWAY ENHANCE_YOUR_CALM (`Flood`). The count is over the connection's lifetime, like the
+/// credit: credit a peer saves up by downloading is bounded by what it downloaded. Event-loop
+/// confined, inside the guard.
 struct HTTP2ConnectionFrameBudget {
     static let allowance = 100
-    static let perDataFrameSent = 2
     static let perStreamOpened = 4
 
     /// The connection error it raises; `HTTP2ConnectionErrorHandler` answers it with GOAWAY.
     struct Flood: HTTP2GuardConnectionError, CustomStringConvertible {
         var goAwayCode: HTTP2ErrorCode { .enhanceYourCalm }
         var description: String {
-            "connection-level flood: more WINDOW_UPDATE frames on the connection and WINDOW_UPDATE or RST_STREAM frames on closed streams than the DATA frames sent and streams opened on it allow"
+            "connection-level flood: more WINDOW_UPDATE frames on the connection and WINDOW_UPDATE or RST_STREAM frames on closed streams than the DATA sent and streams opened on it allow"
         }
     }
 
@@ -45,8 +47,10 @@ struct HTTP2ConnectionFrameBudget {
         earned += Self.perStreamOpened
     }
 
-    /// The gateway sent a DATA frame on the connection.
-    mutating func dataFrameSent() { earned += Self.perDataFrameSent }
+    /// The gateway sent a DATA frame of `length` bytes on the connection.
+    mutating func dataFrameSent(length: Int) {
+        earned += HTTP2WindowUpdateBudget.updatesEarned(byDataFrameOf: length)
+    }
 
     /// One frame from the peer that no open stream accounts for; false when it is beyond the budget.
     mutating func spend() -> Bool {

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP2
 
 /// Reads one HTTP/2 connection's frames as bytes, between the socket (or TLS) and
 /// `NIOHTTP2Handler`, against attacks swift-nio-http2 leaves open or counts too coarsely — from
@@ -50,9 +51,11 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// The largest HPACK dynamic table the gateway's encoder keeps for a peer.
     static let maxHeaderTableSize: UInt32 = 4096
 
-    /// Why a connection was closed for its peer's WINDOW_UPDATE frames.
-    struct WindowUpdateFlood: Error, CustomStringConvertible {
-        var description: String { "WINDOW_UPDATE flood: more WINDOW_UPDATE frames on a stream than the DATA frames sent on it allow" }
+    /// Why a connection was closed for its peer's WINDOW_UPDATE frames on a stream
+    /// (`HTTP2WindowUpdateBudget`); `HTTP2ConnectionErrorHandler` answers it with GOAWAY.
+    struct WindowUpdateFlood: HTTP2GuardConnectionError, CustomStringConvertible {
+        var goAwayCode: HTTP2ErrorCode { .enhanceYourCalm }
+        var description: String { "WINDOW_UPDATE flood: more WINDOW_UPDATE frames on a stream than the DATA sent on it allows" }
     }
 
     /// Which side sends the 24-byte connection preface (RFC 9113 §3.4) before its first frame.
@@ -67,12 +70,12 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     private var outbound: HTTP2FrameScanner
     /// A SETTINGS payload being collected so its values can be read before it is passed on.
     private var heldSettings: ByteBuffer?
-    private var budget = HTTP2WindowUpdateBudget()
+    private var streamBudgets = HTTP2WindowUpdateBudget()
     private var connectionBudget = HTTP2ConnectionFrameBudget()
     /// The connection is being closed for its peer's frames: nothing more of it is read.
     private var stopped = false
-    /// A connection error found in this read (rapid reset, a connection-level flood): reported
-    /// once the read is complete (`channelReadComplete`).
+    /// A connection error found in this read (a flood, rapid reset): reported once the read is
+    /// complete (`channelReadComplete`).
     private var pendingError: (any HTTP2GuardConnectionError)?
     /// The streams' queued frames passed the limit in this read.
     private var overQueued = false
@@ -80,24 +83,20 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     private var heldHeader: ByteBuffer?
     /// The payload being read is an extension frame's, dropped.
     private var droppingPayload = false
-    private let onFlood: () -> Void
     /// On a client connection: the client's premature resets (`HTTP2PrematureResets`).
     private var prematureResets: HTTP2PrematureResets?
     /// The frames queued on the connection's streams, shared with their meters.
     let queues: HTTP2FrameQueues
 
-    /// - Parameters:
-    ///   - queueLimit: how many frames the connection's streams may have queued in all
-    ///     (`queues`, to be given to each stream's `HTTP2FrameQueueMeter`).
-    ///   - onFlood: called once, when the connection is closed for a WINDOW_UPDATE flood.
-    init(role: Role, queueLimit: Int = HTTP2FrameQueues.defaultLimit, onFlood: @escaping () -> Void) {
+    /// - Parameter queueLimit: how many frames the connection's streams may have queued in all
+    ///   (`queues`, to be given to each stream's `HTTP2FrameQueueMeter`).
+    init(role: Role, queueLimit: Int = HTTP2FrameQueues.defaultLimit) {
         self.inbound = HTTP2FrameScanner(prefaceBytes: role == .server ? 24 : 0)
         self.outbound = HTTP2FrameScanner(prefaceBytes: role == .client ? 24 : 0)
         self.queues = HTTP2FrameQueues(limit: queueLimit, peerOpensOdd: role == .server)
         // An upstream's resets are its own business: a server resets what it has answered (RFC
         // 9113 §8.1) and what it will not serve, and is not a client the gateway defends against.
         self.prematureResets = role == .server ? HTTP2PrematureResets() : nil
-        self.onFlood = onFlood
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -157,17 +156,26 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
             }
             switch header.type {
             case HTTP2FrameScanner.windowUpdateType:
-                let update = header.streamID == 0 ? .untracked : budget.windowUpdate(on: header.streamID)
-                if update == .beyond {
-                    stopped = true
-                    onFlood()
-                    context.close(promise: nil)
-                    return
+                switch streamBudgets.windowUpdate(on: header.streamID) {
+                case .within:
+                    if queues.arrived(on: header.streamID) { overQueued = true }
+                case .beyond:
+                    return stop(with: WindowUpdateFlood())
+                case .untracked:
+                    if !connectionBudget.spend() { return stop(with: HTTP2ConnectionFrameBudget.Flood()) }
                 }
-                if update == .untracked, !connectionBudget.spend() {
-                    return stop(with: HTTP2ConnectionFrameBudget.Flood())
+            case HTTP2FrameScanner.rstStreamType:
+                switch streamBudgets.reset(header.streamID) {
+                case .tracked(let openedAt?):
+                    if prematureResets?.noteReset(openedAt: openedAt, now: .now()) == true {
+                        return stop(with: HTTP2PrematureResets.Flood())
+                    }
+                case .tracked(nil):
+                    break
+                case .untracked:
+                    if !connectionBudget.spend() { return stop(with: HTTP2ConnectionFrameBudget.Flood()) }
                 }
-                if header.streamID != 0, queues.arrived(on: header.streamID) { overQueued = true }
+                queues.closed(header.streamID)
             // A SETTINGS frame larger than any frame the gateway accepts is passed on for
             // `NIOHTTP2Handler` to refuse, not collected.
             case HTTP2FrameScanner.settingsType where header.flags & 0x1 == 0 && header.length > 0 && header.length <= 16_384:
@@ -179,14 +187,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 heldSettings = context.channel.allocator.buffer(capacity: header.length)
             default:
                 if prematureResets != nil, readAt == nil, header.type == HTTP2FrameScanner.headersType { readAt = .now() }
-                switch track(header, fromPeer: true, at: readAt) {
-                case .tracked(let openedAt?)? where prematureResets?.noteReset(openedAt: openedAt, now: .now()) == true:
-                    return stop(with: HTTP2PrematureResets.Flood())
-                case .untracked? where !connectionBudget.spend():
-                    return stop(with: HTTP2ConnectionFrameBudget.Flood())
-                default:
-                    break
-                }
+                track(header, fromPeer: true, at: readAt)
                 if queues.track(header, fromPeer: true) { overQueued = true }
             }
         }
@@ -232,6 +233,8 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
             while index < buffer.writerIndex {
                 guard let header = outbound.scan(buffer, from: &index) else { continue }
                 track(header, fromPeer: false)
+                // The gateway's own reset ends the stream, and costs the peer nothing.
+                if header.type == HTTP2FrameScanner.rstStreamType { streamBudgets.reset(header.streamID) }
                 _ = queues.track(header, fromPeer: false)
             }
         case .fileRegion(let region):
@@ -246,27 +249,21 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     /// which the gateway has no use for from either peer, PRIORITY_UPDATE, and types unknown.
     static func isExtension(_ type: UInt8) -> Bool { type > 0x9 }
 
-    /// What a frame other than WINDOW_UPDATE changes in the budgets (a stream the peer opens is
-    /// opened `at` that time, if given). For the peer's RST_STREAM, what it ended; nil for every
-    /// other frame.
-    @discardableResult
-    private func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, at now: NIODeadline? = nil) -> HTTP2WindowUpdateBudget.Reset? {
+    /// What a HEADERS or DATA frame changes in the budgets (a stream the peer opens is opened
+    /// `at` that time, if given).
+    private func track(_ header: HTTP2FrameScanner.Header, fromPeer: Bool, at now: NIODeadline? = nil) {
+        guard header.streamID != 0 else { return }
         let endStream = header.flags & 0x1 != 0
         switch header.type {
-        case HTTP2FrameScanner.headersType where header.streamID != 0:
-            budget.headers(on: header.streamID, endStream: endStream, fromPeer: fromPeer, at: now)
+        case HTTP2FrameScanner.headersType:
+            streamBudgets.headers(on: header.streamID, endStream: endStream, fromPeer: fromPeer, at: now)
             connectionBudget.headers(on: header.streamID)
-        case HTTP2FrameScanner.dataType where header.streamID != 0:
-            if !fromPeer { connectionBudget.dataFrameSent() }
-            budget.data(on: header.streamID, endStream: endStream, fromPeer: fromPeer)
-        case HTTP2FrameScanner.rstStreamType:
-            let reset = budget.reset(header.streamID)
-            // The gateway's own resets of streams that are over cost the peer nothing.
-            if fromPeer { return reset }
+        case HTTP2FrameScanner.dataType:
+            if !fromPeer { connectionBudget.dataFrameSent(length: header.length) }
+            streamBudgets.data(on: header.streamID, length: header.length, endStream: endStream, fromPeer: fromPeer)
         default:
             break
         }
-        return nil
     }
 
     /// Lowers a SETTINGS_HEADER_TABLE_SIZE above `maxHeaderTableSize` in a SETTINGS payload

@@ -4,8 +4,8 @@ import NIOHTTP2
 
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
 /// (`FlushCoalescingHandler`), the frame guard (`HTTP2FrameGuard`: the peer's HPACK table size
-/// clamped, WINDOW_UPDATE floods closed, the streams' queued frames counted, rapid reset
-/// counted), the connection handler with the gateway's SETTINGS, a connection manager, and per
+/// clamped, WINDOW_UPDATE floods and floods of frames on closed streams closed, the streams'
+/// queued frames counted, rapid reset counted), the connection handler with the gateway's SETTINGS, a connection manager, and per
 /// stream the queue's meter (`HTTP2FrameQueueMeter`), the header-block rules, NIO's
 /// HTTP/2-to-HTTP/1 codec and `HTTP2StreamHandler`.
 ///
@@ -48,9 +48,7 @@ enum HTTP2Pipeline {
         let connectionErrors = shared.gateway.metrics.http2ConnectionErrors
         let queueResets = shared.gateway.metrics.http2QueueResets
         // A window's worth of the smallest gRPC messages (5 bytes) on one stream stays under it.
-        let frameGuard = HTTP2FrameGuard(role: .server, queueLimit: max(HTTP2FrameQueues.defaultLimit, config.initialWindowSize / 4)) {
-            connectionErrors.increment()
-        }
+        let frameGuard = HTTP2FrameGuard(role: .server, queueLimit: max(HTTP2FrameQueues.defaultLimit, config.initialWindowSize / 4))
         let queues = NIOLoopBound(frameGuard.queues, eventLoop: channel.eventLoop)
         try sync.addHandler(FlushCoalescingHandler())
         try sync.addHandler(frameGuard)

@@ -1,15 +1,17 @@
 import NIOCore
 
 /// How many WINDOW_UPDATE frames a peer may send on each stream of a connection
-/// (`HTTP2FrameGuard`): 16, plus two for each DATA frame the gateway has sent on the stream. A
-/// peer updates a window as it consumes what it was sent: nghttp2 and curl, browsers, grpc-go and
-/// Netty once a fraction of the window is consumed, grpc core as often as once per message read
-/// (one DATA frame each for small messages), so never more than one update per frame received.
-/// Credit is per stream and earned only by frames the gateway sent on it, so updates cannot be
-/// saved up on other streams or connection-wide (as Envoy's connection-wide count allows), and what a held
-/// stream can queue is bounded by what went to the peer on it: twice its frames. A peer that
-/// shrinks its window to make the gateway send 1-byte frames still earns one update per byte it
-/// pulls through — bounded, but not small (docs/configuration.md, "HTTP/2").
+/// (`HTTP2FrameGuard`): 16, plus what the DATA frames the gateway has sent on the stream earn —
+/// two a frame and one a KiB in it (`updatesEarned(byDataFrameOf:)`). A peer updates a window as
+/// it consumes what it was sent: nghttp2 and curl, browsers, grpc-go and Netty once a fraction of
+/// the window is consumed; grpc core as often as once per message read (one DATA frame each for
+/// small messages); Go's net/http once per 4 KiB its application reads (`inflowMinRefresh`), four
+/// per 16 KiB frame for a body read through a 4 KiB buffer. Credit is per stream and earned only
+/// by what the gateway sent on it, so updates cannot be saved up on other streams or
+/// connection-wide (as Envoy's connection-wide count of 10 per DATA frame allows), and what a held
+/// stream can queue is bounded by what went to the peer on it. A peer that shrinks its window to
+/// make the gateway send 1-byte frames still earns two updates per byte it pulls through —
+/// bounded, but not small (docs/configuration.md, "HTTP/2").
 ///
 /// Streams are tracked from the HEADERS that open them until both sides have ended them or either
 /// reset them; updates on streams not tracked (closed or never opened) are not counted here — no
@@ -20,10 +22,16 @@ import NIOCore
 struct HTTP2WindowUpdateBudget {
     static let allowance = 16
     static let updatesPerFrameSent = 2
+    static let bytesPerUpdate = 1024
+
+    /// The WINDOW_UPDATE frames a DATA frame of `length` bytes the gateway sent earns its peer.
+    static func updatesEarned(byDataFrameOf length: Int) -> Int {
+        updatesPerFrameSent + length / bytesPerUpdate
+    }
 
     private struct Stream {
         var updates = 0
-        var framesSent = 0
+        var earned = HTTP2WindowUpdateBudget.allowance
         var sentEnd = false
         var receivedEnd = false
         /// The gateway sent HEADERS on it (a response head, to a peer that opened it).
@@ -64,9 +72,9 @@ struct HTTP2WindowUpdateBudget {
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
-    /// A DATA frame on `stream`.
-    mutating func data(on stream: UInt32, endStream: Bool, fromPeer: Bool) {
-        if !fromPeer { streams[stream]?.framesSent += 1 }
+    /// A DATA frame of `length` bytes on `stream`.
+    mutating func data(on stream: UInt32, length: Int, endStream: Bool, fromPeer: Bool) {
+        if !fromPeer { streams[stream]?.earned += Self.updatesEarned(byDataFrameOf: length) }
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
@@ -82,7 +90,7 @@ struct HTTP2WindowUpdateBudget {
         guard var counts = streams[stream] else { return .untracked }
         counts.updates += 1
         streams[stream] = counts
-        return counts.updates <= Self.allowance + Self.updatesPerFrameSent * counts.framesSent ? .within : .beyond
+        return counts.updates <= counts.earned ? .within : .beyond
     }
 
     private mutating func ended(_ stream: UInt32, fromPeer: Bool) {

@@ -187,9 +187,7 @@ final class HTTP2UpstreamPool {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? UpstreamPool.sniName(address.host)))
                     }
                     try sync.addHandler(FlushCoalescingHandler())
-                    try sync.addHandler(HTTP2FrameGuard(role: .client) {
-                        onFault.value(.connectionClosed(upstream: address, error: HTTP2FrameGuard.WindowUpdateFlood()))
-                    })
+                    try sync.addHandler(HTTP2FrameGuard(role: .client))
                     // The gateway takes no pushed streams.
                     _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: configuration.connection,
                                                         streamConfiguration: configuration.stream) { pushed in pushed.close() }

@@ -39,6 +39,12 @@ Prints one JSON object describing what the server did. Modes:
                        and nine WINDOW_UPDATE frames on stream 1, now closed (at most 4 000
                        RST_STREAM a second), then a GET of /public/after on stream 3; prints how
                        many frames were sent and the answers
+  chunked-reader PATH CHUNK
+                       a GET of PATH read as Go's net/http client reads a body CHUNK bytes at a
+                       time: 4 MiB stream windows, the connection's opened by 1 GiB, and a
+                       connection-level and a stream-level WINDOW_UPDATE for every CHUNK bytes
+                       consumed, after the stream's end too; then a GET of /public/after on the
+                       same connection; prints the answers and how many updates were sent
   table-size           announces SETTINGS_HEADER_TABLE_SIZE 2^32-1, then 20 GETs one after
                        another; prints the largest table size the server's header blocks set
   small-frames PATH N  a POST of PATH whose body is up to N 1-byte DATA frames, sent as fast as the
@@ -103,6 +109,10 @@ class Peer:
         self.settings = {}
         # WINDOW_UPDATE credit the server gave, per stream and on the connection.
         self.credit = {}
+        # With a chunk size, windows are updated per that many bytes consumed, not per DATA frame.
+        self.reader_chunk = None
+        self.unacknowledged = {}
+        self.updates_sent = 0
         self.sock.sendall(PREFACE + SettingsFrame(0, settings=settings or {}).serialize())
 
     def send(self, *frames):
@@ -178,7 +188,17 @@ class Peer:
         elif isinstance(frame, DataFrame):
             self.bodies[frame.stream_id] = self.bodies.get(frame.stream_id, b"") + frame.data
             self.data_frames[frame.stream_id] = self.data_frames.get(frame.stream_id, 0) + 1
-            if frame.flow_controlled_length:
+            if frame.flow_controlled_length and self.reader_chunk:
+                pending = self.unacknowledged.get(frame.stream_id, 0) + frame.flow_controlled_length
+                updates = []
+                while pending >= self.reader_chunk:
+                    pending -= self.reader_chunk
+                    updates += [WindowUpdateFrame(0, window_increment=self.reader_chunk),
+                                WindowUpdateFrame(frame.stream_id, window_increment=self.reader_chunk)]
+                self.unacknowledged[frame.stream_id] = pending
+                self.updates_sent += len(updates)
+                self.send(*updates)
+            elif frame.flow_controlled_length:
                 updates = [WindowUpdateFrame(0, window_increment=frame.flow_controlled_length)]
                 if "END_STREAM" not in frame.flags:
                     updates.append(WindowUpdateFrame(frame.stream_id, window_increment=frame.flow_controlled_length))
@@ -215,7 +235,8 @@ def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     arg = sys.argv[3] if len(sys.argv) > 3 else None
     shut = {SettingsFrame.INITIAL_WINDOW_SIZE: 0}
-    settings = {"table-size": {SettingsFrame.HEADER_TABLE_SIZE: 2**32 - 1}, "unread": shut, "window-later": shut, "hold-small": shut}
+    settings = {"table-size": {SettingsFrame.HEADER_TABLE_SIZE: 2**32 - 1}, "unread": shut, "window-later": shut, "hold-small": shut,
+                "chunked-reader": {SettingsFrame.INITIAL_WINDOW_SIZE: 4 << 20, SettingsFrame.ENABLE_PUSH: 0}}
     peer = Peer(port, settings=settings.get(mode))
     if mode == "table-size":
         peer.decoder.max_allowed_table_size = 2**32 - 1
@@ -403,6 +424,21 @@ def main():
         while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.1)
         print(json.dumps(peer.result(sent=sent)))
+    elif mode == "chunked-reader":
+        peer.reader_chunk = int(sys.argv[4])
+        peer.send(WindowUpdateFrame(0, window_increment=1 << 30),
+                  HeadersFrame(1, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 20
+        while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.1)
+        peer.pump(0.3)
+        peer.send(HeadersFrame(3, peer.request_block(path="/public/after"), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.1)
+        out = peer.result(updates=peer.updates_sent, received=len(peer.bodies.get(1, b"")), frames=peer.data_frames.get(1, 0))
+        out.pop("bodies")
+        print(json.dumps(out))
     elif mode == "table-size":
         for i in range(20):
             stream = 1 + 2 * i
