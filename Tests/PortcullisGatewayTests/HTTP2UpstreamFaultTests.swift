@@ -178,7 +178,8 @@ struct HTTP2UpstreamFaultTests {
     /// flooding WINDOW_UPDATE frames. The build before gave its encoder for that upstream the
     /// whole table (each request slower than the last, every distinct value kept: an attacker
     /// review measured 2 442 → 122 req/s and the other routes of the loop starved), and took the
-    /// updates without limit (on a held stream, hundreds of MB in seconds).
+    /// updates without limit (on a held stream, hundreds of MB in seconds), and on the connection
+    /// (stream 0) it still took them all.
     @Test("an HTTP/2 upstream announcing a 4 GiB HPACK table gets header blocks from a table of at most 4 096 bytes; one flooding WINDOW_UPDATE frames on a stream, or on the connection, has its connection closed, counted and logged")
     func upstreamTableSizeAndWindowUpdateFlood() async throws {
         try await Self.withUpstreamAndGateway(headerTableSize: 4_294_967_295) { upstream, gateway in
