@@ -156,6 +156,67 @@ struct HTTP2FrameGuardTests {
         }
     }
 
+    static func update(_ stream: UInt32, by increment: UInt32) -> [UInt8] {
+        frame(type: 8, stream: stream, payload: [UInt8(increment >> 24), UInt8(increment >> 16 & 0xFF), UInt8(increment >> 8 & 0xFF), UInt8(increment & 0xFF)])
+    }
+
+    static func data(_ stream: UInt32, _ length: Int) -> IOData {
+        IOData.byteBuffer(ByteBuffer(bytes: frame(type: 0, stream: stream, payload: Array(repeating: 1, count: length))))
+    }
+
+    @Test("a peer keeping a stream's window at a byte, updating it by one for each 1-byte frame it gets, earns nothing by those frames and is cut after its 16; with the window open, the same 1-byte frames earn two updates each; SETTINGS_INITIAL_WINDOW_SIZE changes move open streams' windows")
+    func windowLimitedFramesEarnNoFrameCredit() throws {
+        for open in [false, true] {
+            let raised = RaisedErrors()
+            let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .server), raised])
+            // Stream 1 opened at the default window, then every window set to 1 byte (or 1 MiB).
+            try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.request(1) + Self.frame(type: 4, stream: 0, payload: Self.setting(4, open ? 1 << 20 : 1))
+                                                + Self.update(0, by: 1 << 30)))
+            try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 1, flags: 4, stream: 1, payload: [0x88]))))
+            try channel.writeOutbound(Self.data(1, 1))
+            var updates = 0
+            while updates < 300, raised.errors.isEmpty {
+                try channel.writeInbound(ByteBuffer(bytes: Self.update(1, by: 1)))
+                try channel.writeOutbound(Self.data(1, 1))
+                updates += 1
+            }
+            if open {
+                #expect(raised.errors.isEmpty && updates == 300, "\(raised.errors)")
+            } else {
+                #expect(updates == 17 && raised.errors.first is HTTP2FrameGuard.WindowUpdateFlood, "\(updates): \(raised.errors)")
+            }
+        }
+    }
+
+    @Test("a peer keeping the connection's window at a byte, updating it by one for each 1-byte frame, spends the connection's budget and is cut; one opening it by 16 KiB at a time, its updates cut at every point across reads, is not")
+    func connectionWindowLimitedFramesEarnNoFrameCredit() throws {
+        for open in [false, true] {
+            let raised = RaisedErrors()
+            let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .server), raised])
+            try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.frame(type: 4, stream: 0, payload: Self.setting(4, 1 << 30)) + Self.request(1)))
+            try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 1, flags: 4, stream: 1, payload: [0x88]))))
+            // The connection's first 65 535 bytes: 3 frames of 16 KiB (18 earned each) and one
+            // cut short by the window (15).
+            for length in [16_384, 16_384, 16_384, 16_383] { try channel.writeOutbound(Self.data(1, length)) }
+            var updates = 0
+            while updates < 1000, raised.errors.isEmpty {
+                let update = Self.update(0, by: open ? 16_384 : 1)
+                // Cut at a point that moves through the frame's 13 bytes.
+                let cut = updates % 14
+                try channel.writeInbound(ByteBuffer(bytes: Array(update[..<cut])))
+                try channel.writeInbound(ByteBuffer(bytes: Array(update[cut...])))
+                try channel.writeOutbound(Self.data(1, 1))
+                updates += 1
+            }
+            if open {
+                #expect(raised.errors.isEmpty && updates == 1000, "\(raised.errors)")
+            } else {
+                // 100 + 4 (stream 1) + 3 × 18 + 15 = 173.
+                #expect(updates == 174 && raised.errors.first is HTTP2ConnectionFrameBudget.Flood, "\(updates): \(raised.errors)")
+            }
+        }
+    }
+
     /// The guard and what it raises: errors are kept, not thrown at the next write.
     final class RaisedErrors: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
@@ -255,9 +316,9 @@ struct HTTP2FrameGuardTests {
         budget.headers(on: 5, endStream: false, fromPeer: true)
         #expect(budget.trackedStreams == 3)
         budget.headers(on: 1, endStream: false, fromPeer: false)
-        budget.data(on: 1, length: 1, endStream: true, fromPeer: false)
+        _ = budget.dataSent(on: 1, length: 1, endStream: true, connectionWindowSpent: false)
         #expect(budget.trackedStreams == 3, "one side only")
-        budget.data(on: 1, length: 1, endStream: true, fromPeer: true)
+        budget.dataReceived(on: 1, endStream: true)
         budget.headers(on: 3, endStream: true, fromPeer: false)
         budget.reset(5)
         #expect(budget.trackedStreams == 0)

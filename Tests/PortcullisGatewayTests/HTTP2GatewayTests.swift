@@ -436,6 +436,25 @@ final class HTTP2GatewayTests {
         #expect(try metric("portcullis_http2_connection_errors_total") == before)
     }
 
+    /// Each WINDOW_UPDATE of 1 made the gateway send a 1-byte DATA frame that earned two: on the
+    /// build before, the budget paid for itself and a connection dribbling so kept a core busy
+    /// for as long as the response lasted (an attacker review: 213 000 updates a second).
+    @Test("a client keeping a stream's window at a byte, updating it by one for each 1-byte frame it gets, is cut with GOAWAY ENHANCE_YOUR_CALM after its 16 updates: frames its window cut short earn no per-frame credit; a client whose windows are 2 KiB (nghttp -w 11 -W 11) downloads 4 MB")
+    func oneByteWindowDribbleIsCut() throws {
+        let before = try metric("portcullis_http2_connection_errors_total") ?? 0
+        let seen = try peer("dribble", "/bytes/1000000", "3000")
+        #expect(seen["goaway"] as? Int == 11, "\(seen)")
+        #expect((seen["frames"] as? Int ?? 0) < 100, "\(seen)")
+        #expect(try metric("portcullis_http2_connection_errors_total") == before + 1)
+        // nghttp2 updates both windows by about 2 KiB at a time here (some 3 900 updates), each
+        // frame the window cut short earning one or two updates by its bytes.
+        let small = try runCommand("/usr/bin/env", ["timeout", "30", "nghttp", "-n", "-v", "-w", "11", "-W", "11", "http://127.0.0.1:\(gateway.port)/bytes/4000000"])
+        let updates = small.stdout.split(separator: "\n").filter { $0.contains("send WINDOW_UPDATE frame") }.count
+        #expect(updates > 3000, "\(updates) updates: \(small.stdout.suffix(500))")
+        #expect(small.stdout.contains(":status: 200") && !small.stdout.contains("recv GOAWAY") && small.status == 0, "\(small.stdout.suffix(800))")
+        #expect(try metric("portcullis_http2_connection_errors_total") == before + 1)
+    }
+
     /// swift-nio-http2 limits none of these frames: on the build before, both floods ran to
     /// their end and the request after them was answered on the same connection.
     @Test("a client flooding WINDOW_UPDATE frames on the connection, or RST_STREAM and WINDOW_UPDATE frames on a closed stream, is cut with GOAWAY ENHANCE_YOUR_CALM once past the connection's budget (100, and what its streams and the DATA sent earn), counted as a connection error; the node serves others")

@@ -15,8 +15,9 @@ import NIOHTTP2
 /// call the gateway ended with RST_STREAM NO_ERROR). So the budget is earned by that work, as
 /// Envoy earns connection-level updates by DATA frames sent: `allowance`, plus what each DATA
 /// frame the gateway sent on the connection earns (as on a stream:
-/// `HTTP2WindowUpdateBudget.updatesEarned(byDataFrameOf:)`, two a frame and one a KiB) and
-/// `perStreamOpened` for each stream opened on it. One frame beyond it ends the connection with
+/// `HTTP2WindowUpdateBudget.updatesEarned(byDataFrameOf:windowLimited:)`, one a KiB and two more
+/// for a frame no window of the peer's cut short — so the connection's window, which no SETTINGS
+/// change, is followed here) and `perStreamOpened` for each stream opened on it. One frame beyond it ends the connection with
 /// GOAWAY ENHANCE_YOUR_CALM (`Flood`). The count is over the connection's lifetime, like the
 /// credit: credit a peer saves up by downloading is bounded by what it downloaded. Event-loop
 /// confined, inside the guard.
@@ -34,6 +35,9 @@ struct HTTP2ConnectionFrameBudget {
 
     private var spent = 0
     private var earned = allowance
+    /// What the peer's connection window lets the gateway still send (RFC 9113 §6.9.2: 65 535 at
+    /// first, whatever the SETTINGS).
+    private var window = 65_535
     /// The highest stream ID a HEADERS frame was seen on.
     private var highestStream: UInt32 = 0
 
@@ -47,9 +51,21 @@ struct HTTP2ConnectionFrameBudget {
         earned += Self.perStreamOpened
     }
 
-    /// The gateway sent a DATA frame of `length` bytes on the connection.
-    mutating func dataFrameSent(length: Int) {
-        earned += HTTP2WindowUpdateBudget.updatesEarned(byDataFrameOf: length)
+    /// The gateway sent a DATA frame of `length` bytes on the connection; returns whether the
+    /// peer's connection window is spent after it.
+    mutating func dataFrameSent(length: Int) -> Bool {
+        window -= length
+        return window <= 0
+    }
+
+    /// What a DATA frame the gateway sent earned (`HTTP2WindowUpdateBudget.dataSent`).
+    mutating func earn(_ updates: Int) {
+        earned += updates
+    }
+
+    /// A connection-level WINDOW_UPDATE's increment, read once its payload is whole.
+    mutating func windowIncremented(by increment: Int) {
+        window += increment
     }
 
     /// One frame from the peer that no open stream accounts for; false when it is beyond the budget.

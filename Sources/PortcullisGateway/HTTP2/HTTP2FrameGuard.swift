@@ -83,6 +83,8 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
     private var heldHeader: ByteBuffer?
     /// The payload being read is an extension frame's, dropped.
     private var droppingPayload = false
+    /// A WINDOW_UPDATE's increment being read, as its payload passes (it may be cut by a read's end).
+    private var pendingIncrement: (stream: UInt32, value: UInt32, bytes: Int)?
     /// On a client connection: the client's premature resets (`HTTP2PrematureResets`).
     private var prematureResets: HTTP2PrematureResets?
     /// The frames queued on the connection's streams, shared with their meters.
@@ -120,6 +122,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 inbound.skipPayload(take)
                 if inbound.payloadLeft == 0 {
                     Self.clampHeaderTableSize(&held)
+                    if let size = Self.initialWindowSize(in: held) { streamBudgets.peerInitialWindowChanged(to: size) }
                     heldSettings = nil
                     context.fireChannelRead(wrapInboundOut(held))
                     passFrom = index
@@ -134,6 +137,17 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 index += skip
                 droppingPayload = inbound.payloadLeft > 0
                 passFrom = index
+                continue
+            }
+            if var pending = pendingIncrement {
+                // Read as it passes on, not held.
+                let take = min(4 - pending.bytes, end - index)
+                for offset in 0..<take { pending.value = pending.value << 8 | UInt32(buffer.getInteger(at: index + offset, as: UInt8.self)!) }
+                pending.bytes += take
+                index += take
+                inbound.skipPayload(take)
+                pendingIncrement = pending.bytes == 4 ? nil : pending
+                if pending.bytes == 4 { windowIncremented(by: Int(pending.value & 0x7FFF_FFFF), on: pending.stream) }
                 continue
             }
             guard let header = inbound.scan(buffer, from: &index) else { continue }
@@ -164,6 +178,8 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                 case .untracked:
                     if !connectionBudget.spend() { return stop(with: HTTP2ConnectionFrameBudget.Flood()) }
                 }
+                // A payload of any other length is swift-nio-http2's to refuse (FRAME_SIZE_ERROR).
+                if header.length == 4 { pendingIncrement = (header.streamID, 0, 0) }
             case HTTP2FrameScanner.rstStreamType:
                 switch streamBudgets.reset(header.streamID) {
                 case .tracked(let openedAt?):
@@ -258,12 +274,37 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
         case HTTP2FrameScanner.headersType:
             streamBudgets.headers(on: header.streamID, endStream: endStream, fromPeer: fromPeer, at: now)
             connectionBudget.headers(on: header.streamID)
+        case HTTP2FrameScanner.dataType where fromPeer:
+            streamBudgets.dataReceived(on: header.streamID, endStream: endStream)
         case HTTP2FrameScanner.dataType:
-            if !fromPeer { connectionBudget.dataFrameSent(length: header.length) }
-            streamBudgets.data(on: header.streamID, length: header.length, endStream: endStream, fromPeer: fromPeer)
+            let connectionWindowSpent = connectionBudget.dataFrameSent(length: header.length)
+            connectionBudget.earn(streamBudgets.dataSent(on: header.streamID, length: header.length, endStream: endStream,
+                                                         connectionWindowSpent: connectionWindowSpent))
         default:
             break
         }
+    }
+
+    /// The peer's window grew by `increment`: the connection's (stream 0) or a stream's.
+    private func windowIncremented(by increment: Int, on stream: UInt32) {
+        if stream == 0 {
+            connectionBudget.windowIncremented(by: increment)
+        } else {
+            streamBudgets.windowIncremented(by: increment, on: stream)
+        }
+    }
+
+    /// The last SETTINGS_INITIAL_WINDOW_SIZE in a SETTINGS payload, if any.
+    static func initialWindowSize(in payload: ByteBuffer) -> Int? {
+        var size: Int?
+        var offset = payload.readerIndex
+        while offset + 6 <= payload.writerIndex {
+            if payload.getInteger(at: offset, as: UInt16.self) == 4, let value = payload.getInteger(at: offset + 2, as: UInt32.self) {
+                size = Int(value)
+            }
+            offset += 6
+        }
+        return size
     }
 
     /// Lowers a SETTINGS_HEADER_TABLE_SIZE above `maxHeaderTableSize` in a SETTINGS payload

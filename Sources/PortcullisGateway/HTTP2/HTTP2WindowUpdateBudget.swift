@@ -2,16 +2,24 @@ import NIOCore
 
 /// How many WINDOW_UPDATE frames a peer may send on each stream of a connection
 /// (`HTTP2FrameGuard`): 16, plus what the DATA frames the gateway has sent on the stream earn —
-/// two a frame and one a KiB in it (`updatesEarned(byDataFrameOf:)`). A peer updates a window as
-/// it consumes what it was sent: nghttp2 and curl, browsers, grpc-go and Netty once a fraction of
-/// the window is consumed; grpc core as often as once per message read (one DATA frame each for
-/// small messages); Go's net/http once per 4 KiB its application reads (`inflowMinRefresh`), four
-/// per 16 KiB frame for a body read through a 4 KiB buffer. Credit is per stream and earned only
-/// by what the gateway sent on it, so updates cannot be saved up on other streams or
-/// connection-wide (as Envoy's connection-wide count of 10 per DATA frame allows), and what a held
-/// stream can queue is bounded by what went to the peer on it. A peer that shrinks its window to
-/// make the gateway send 1-byte frames still earns two updates per byte it pulls through —
-/// bounded, but not small (docs/configuration.md, "HTTP/2").
+/// one a KiB in each, and two more for a frame its data ended rather than the peer's window
+/// (`updatesEarned(byDataFrameOf:windowLimited:)`). A peer updates a window as it consumes what
+/// it was sent: nghttp2 and curl, browsers, grpc-go and Netty once a fraction of the window is
+/// consumed; grpc core as often as once per message read (one DATA frame each for small
+/// messages); Go's net/http once per 4 KiB its application reads (`inflowMinRefresh`), four per
+/// 16 KiB frame for a body read through a 4 KiB buffer. Credit is per stream and earned only by
+/// what the gateway sent on it, so updates cannot be saved up on other streams or connection-wide
+/// (as Envoy's connection-wide count of 10 per DATA frame allows), and what a held stream can
+/// queue is bounded by what went to the peer on it.
+///
+/// A frame the peer's window cut short earns no per-frame credit: otherwise a peer keeping its
+/// window at a byte, updating it by one for each 1-byte frame it got, earned two updates for each
+/// one it spent and kept a core busy for as long as the response lasted (an attacker review:
+/// 213 000 updates a second from one connection). So the peer's windows are followed as the
+/// gateway's sending sees them: each stream's from the peer's SETTINGS_INITIAL_WINDOW_SIZE, its
+/// changes applied to open streams (RFC 9113 §6.9.2), plus the increments of its updates, less
+/// the DATA sent; the connection's in `HTTP2ConnectionFrameBudget`. A frame after which either is
+/// spent was cut short by it.
 ///
 /// Streams are tracked from the HEADERS that open them until both sides have ended them or either
 /// reset them; updates on streams not tracked (closed or never opened) are not counted here — no
@@ -23,15 +31,20 @@ struct HTTP2WindowUpdateBudget {
     static let allowance = 16
     static let updatesPerFrameSent = 2
     static let bytesPerUpdate = 1024
+    /// A stream's window before the peer's SETTINGS say otherwise (RFC 9113 §6.5.2).
+    static let defaultInitialWindow = 65_535
 
-    /// The WINDOW_UPDATE frames a DATA frame of `length` bytes the gateway sent earns its peer.
-    static func updatesEarned(byDataFrameOf length: Int) -> Int {
-        updatesPerFrameSent + length / bytesPerUpdate
+    /// The WINDOW_UPDATE frames a DATA frame of `length` bytes the gateway sent earns its peer:
+    /// one a KiB, and `updatesPerFrameSent` more unless the peer's window cut it short.
+    static func updatesEarned(byDataFrameOf length: Int, windowLimited: Bool) -> Int {
+        (windowLimited ? 0 : updatesPerFrameSent) + length / bytesPerUpdate
     }
 
     private struct Stream {
         var updates = 0
         var earned = HTTP2WindowUpdateBudget.allowance
+        /// What the peer's window lets the gateway still send on it.
+        var window: Int
         var sentEnd = false
         var receivedEnd = false
         /// The gateway sent HEADERS on it (a response head, to a peer that opened it).
@@ -60,6 +73,8 @@ struct HTTP2WindowUpdateBudget {
     }
 
     private var streams: [UInt32: Stream] = [:]
+    /// The peer's SETTINGS_INITIAL_WINDOW_SIZE.
+    private var initialWindow = defaultInitialWindow
 
     /// How many streams are tracked.
     var trackedStreams: Int { streams.count }
@@ -67,15 +82,42 @@ struct HTTP2WindowUpdateBudget {
     /// A HEADERS frame on `stream`, sent by the peer or by the gateway; `now`, if given, is kept
     /// as the time the peer opened it.
     mutating func headers(on stream: UInt32, endStream: Bool, fromPeer: Bool, at now: NIODeadline? = nil) {
-        if streams[stream] == nil { streams[stream] = Stream(openedAt: fromPeer ? now : nil) }
+        if streams[stream] == nil { streams[stream] = Stream(window: initialWindow, openedAt: fromPeer ? now : nil) }
         if !fromPeer { streams[stream]?.sentHeaders = true }
         if endStream { ended(stream, fromPeer: fromPeer) }
     }
 
-    /// A DATA frame of `length` bytes on `stream`.
-    mutating func data(on stream: UInt32, length: Int, endStream: Bool, fromPeer: Bool) {
-        if !fromPeer { streams[stream]?.earned += Self.updatesEarned(byDataFrameOf: length) }
-        if endStream { ended(stream, fromPeer: fromPeer) }
+    /// The peer's SETTINGS changed SETTINGS_INITIAL_WINDOW_SIZE to `size`: every open stream's
+    /// window moves by the difference.
+    mutating func peerInitialWindowChanged(to size: Int) {
+        let delta = size - initialWindow
+        initialWindow = size
+        guard delta != 0 else { return }
+        for index in streams.indices { streams.values[index].window += delta }
+    }
+
+    /// The gateway sent a DATA frame of `length` bytes on `stream`; `connectionWindowSpent` if the
+    /// peer's connection window is spent after it. Returns the updates it earned (on the stream,
+    /// and the same on the connection: `HTTP2ConnectionFrameBudget`).
+    mutating func dataSent(on stream: UInt32, length: Int, endStream: Bool, connectionWindowSpent: Bool) -> Int {
+        guard let index = streams.index(forKey: stream) else {
+            return Self.updatesEarned(byDataFrameOf: length, windowLimited: connectionWindowSpent)
+        }
+        streams.values[index].window -= length
+        let earned = Self.updatesEarned(byDataFrameOf: length, windowLimited: connectionWindowSpent || streams.values[index].window <= 0)
+        streams.values[index].earned += earned
+        if endStream { ended(stream, fromPeer: false) }
+        return earned
+    }
+
+    /// The peer sent a DATA frame on `stream`.
+    mutating func dataReceived(on stream: UInt32, endStream: Bool) {
+        if endStream { ended(stream, fromPeer: true) }
+    }
+
+    /// A WINDOW_UPDATE's increment, read once its payload is whole, on a stream (not 0).
+    mutating func windowIncremented(by increment: Int, on stream: UInt32) {
+        if let index = streams.index(forKey: stream) { streams.values[index].window += increment }
     }
 
     /// An RST_STREAM either way: the stream is over.

@@ -45,6 +45,10 @@ Prints one JSON object describing what the server did. Modes:
                        connection-level and a stream-level WINDOW_UPDATE for every CHUNK bytes
                        consumed, after the stream's end too; then a GET of /public/after on the
                        same connection; prints the answers and how many updates were sent
+  dribble PATH N       a GET of PATH whose stream window is kept at a byte or so: for each DATA frame
+                       received, one WINDOW_UPDATE of 1 on the stream (four in flight), the
+                       connection's window opened by 1 GiB; stops after N frames or when the
+                       server ends the connection; prints how many frames came
   table-size           announces SETTINGS_HEADER_TABLE_SIZE 2^32-1, then 20 GETs one after
                        another; prints the largest table size the server's header blocks set
   small-frames PATH N  a POST of PATH whose body is up to N 1-byte DATA frames, sent as fast as the
@@ -111,6 +115,8 @@ class Peer:
         self.credit = {}
         # With a chunk size, windows are updated per that many bytes consumed, not per DATA frame.
         self.reader_chunk = None
+        # Each DATA frame is answered by a WINDOW_UPDATE of 1 on its stream, and nothing else.
+        self.dribble = False
         self.unacknowledged = {}
         self.updates_sent = 0
         self.sock.sendall(PREFACE + SettingsFrame(0, settings=settings or {}).serialize())
@@ -188,7 +194,9 @@ class Peer:
         elif isinstance(frame, DataFrame):
             self.bodies[frame.stream_id] = self.bodies.get(frame.stream_id, b"") + frame.data
             self.data_frames[frame.stream_id] = self.data_frames.get(frame.stream_id, 0) + 1
-            if frame.flow_controlled_length and self.reader_chunk:
+            if frame.flow_controlled_length and self.dribble:
+                self.send(WindowUpdateFrame(frame.stream_id, window_increment=1))
+            elif frame.flow_controlled_length and self.reader_chunk:
                 pending = self.unacknowledged.get(frame.stream_id, 0) + frame.flow_controlled_length
                 updates = []
                 while pending >= self.reader_chunk:
@@ -236,7 +244,8 @@ def main():
     arg = sys.argv[3] if len(sys.argv) > 3 else None
     shut = {SettingsFrame.INITIAL_WINDOW_SIZE: 0}
     settings = {"table-size": {SettingsFrame.HEADER_TABLE_SIZE: 2**32 - 1}, "unread": shut, "window-later": shut, "hold-small": shut,
-                "chunked-reader": {SettingsFrame.INITIAL_WINDOW_SIZE: 4 << 20, SettingsFrame.ENABLE_PUSH: 0}}
+                "chunked-reader": {SettingsFrame.INITIAL_WINDOW_SIZE: 4 << 20, SettingsFrame.ENABLE_PUSH: 0},
+                "dribble": {SettingsFrame.INITIAL_WINDOW_SIZE: 1}}
     peer = Peer(port, settings=settings.get(mode))
     if mode == "table-size":
         peer.decoder.max_allowed_table_size = 2**32 - 1
@@ -424,6 +433,19 @@ def main():
         while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.1)
         print(json.dumps(peer.result(sent=sent)))
+    elif mode == "dribble":
+        peer.dribble = True
+        peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer.send(WindowUpdateFrame(0, window_increment=1 << 30),
+                  HeadersFrame(1, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]),
+                  *[WindowUpdateFrame(1, window_increment=1)] * 3)
+        deadline = time.monotonic() + 20
+        while peer.data_frames.get(1, 0) < int(sys.argv[4]) and 1 not in peer.ended and not peer.closed \
+                and peer.goaway is None and time.monotonic() < deadline:
+            peer.pump(0.05)
+        out = peer.result(frames=peer.data_frames.get(1, 0))
+        out.pop("bodies")
+        print(json.dumps(out))
     elif mode == "chunked-reader":
         peer.reader_chunk = int(sys.argv[4])
         peer.send(WindowUpdateFrame(0, window_increment=1 << 30),

@@ -36,8 +36,8 @@ Answers by path:
   /sink              never answers, and never opens the stream's window (or the connection's)
                      again: what the gateway forwards waits in the gateway
   /late-window       opens the stream's window for nothing the gateway sends during the first
-                     2.5 s, then for all of it; once the request ends answers 200 with a JSON
-                     body: the DATA frames and bytes its body came in
+                     2.5 s, then for all of it and by 1 MiB more; once the request ends answers
+                     200 with a JSON body: the DATA frames and bytes its body came in
   /tiny-data         200, then 1-byte DATA frames as long as the stream's window allows, for up
                      to 20 s; prints "tiny-data N" with how many were sent
   /big-data          200, then 16 KiB DATA frames as the stream's window allows, 4 MiB in all or
@@ -230,7 +230,10 @@ class Upstream(asyncio.Protocol):
         late["open"] = True
         if late["unacked"]:
             self.conn.acknowledge_received_data(late["unacked"], stream)
-            self.flush()
+        # Then the stream's window is opened wide: what waits comes at once, as from a server
+        # whose reader caught up, not through a window of 16 bytes.
+        self.conn.increment_flow_control_window(1 << 20, stream_id=stream)
+        self.flush()
 
     async def tiny_data(self, stream):
         sent = 0
