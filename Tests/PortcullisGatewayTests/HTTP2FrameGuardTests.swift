@@ -164,26 +164,36 @@ struct HTTP2FrameGuardTests {
         IOData.byteBuffer(ByteBuffer(bytes: frame(type: 0, stream: stream, payload: Array(repeating: 1, count: length))))
     }
 
-    @Test("a peer keeping a stream's window at a byte, updating it by one for each 1-byte frame it gets, earns nothing by those frames and is cut after its 16; with the window open, the same 1-byte frames earn two updates each; SETTINGS_INITIAL_WINDOW_SIZE changes move open streams' windows")
-    func windowLimitedFramesEarnNoFrameCredit() throws {
-        for open in [false, true] {
+    /// Writes `bytes` as two reads cut at `cut`.
+    static func writeCut(_ channel: EmbeddedChannel, _ bytes: [UInt8], at cut: Int) throws {
+        try channel.writeInbound(ByteBuffer(bytes: Array(bytes[..<min(cut, bytes.count)])))
+        try channel.writeInbound(ByteBuffer(bytes: Array(bytes[min(cut, bytes.count)...])))
+    }
+
+    @Test("a peer keeping a stream's window at a byte, updating it by one for each 1-byte frame it gets, earns nothing by those frames and is cut after its 16; one updating a spent window by 512 bytes per 512-byte frame, as Go's net/http does for a reader taking 512 bytes at a time, keeps even, and by 256 is cut; with the window opened by an update, cut across reads at every point, 1-byte frames earn two updates each; SETTINGS_INITIAL_WINDOW_SIZE changes move open streams' windows")
+    func windowLimitedFramesEarnByBytesOnly() throws {
+        // (initial window set after stream 1 opened, opening update, each round's update and frame, rounds expected)
+        let cases: [(initial: UInt32, opening: UInt32?, step: UInt32, rounds: Int)] = [
+            (1, nil, 1, 17), (512, nil, 512, 300), (256, nil, 256, 17), (1, 1 << 20, 1, 300),
+        ]
+        for (initial, opening, step, expected) in cases {
             let raised = RaisedErrors()
             let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: .server), raised])
-            // Stream 1 opened at the default window, then every window set to 1 byte (or 1 MiB).
-            try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.request(1) + Self.frame(type: 4, stream: 0, payload: Self.setting(4, open ? 1 << 20 : 1))
+            try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.request(1) + Self.frame(type: 4, stream: 0, payload: Self.setting(4, initial))
                                                 + Self.update(0, by: 1 << 30)))
             try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 1, flags: 4, stream: 1, payload: [0x88]))))
-            try channel.writeOutbound(Self.data(1, 1))
-            var updates = 0
-            while updates < 300, raised.errors.isEmpty {
-                try channel.writeInbound(ByteBuffer(bytes: Self.update(1, by: 1)))
-                try channel.writeOutbound(Self.data(1, 1))
-                updates += 1
+            try channel.writeOutbound(Self.data(1, Int(initial)))
+            if let opening { try Self.writeCut(channel, Self.update(1, by: opening), at: 11) }
+            var rounds = 0
+            while rounds < 300, raised.errors.isEmpty {
+                try Self.writeCut(channel, Self.update(1, by: step), at: rounds % 14)
+                try channel.writeOutbound(Self.data(1, Int(step)))
+                rounds += 1
             }
-            if open {
-                #expect(raised.errors.isEmpty && updates == 300, "\(raised.errors)")
+            if expected == 300 {
+                #expect(raised.errors.isEmpty && rounds == 300, "\(initial), \(step): \(raised.errors)")
             } else {
-                #expect(updates == 17 && raised.errors.first is HTTP2FrameGuard.WindowUpdateFlood, "\(updates): \(raised.errors)")
+                #expect(rounds == expected && raised.errors.first is HTTP2FrameGuard.WindowUpdateFlood, "\(initial), \(step): \(rounds): \(raised.errors)")
             }
         }
     }
@@ -196,7 +206,7 @@ struct HTTP2FrameGuardTests {
             try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.frame(type: 4, stream: 0, payload: Self.setting(4, 1 << 30)) + Self.request(1)))
             try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.frame(type: 1, flags: 4, stream: 1, payload: [0x88]))))
             // The connection's first 65 535 bytes: 3 frames of 16 KiB (18 earned each) and one
-            // cut short by the window (15).
+            // cut short by the window (31, by its bytes).
             for length in [16_384, 16_384, 16_384, 16_383] { try channel.writeOutbound(Self.data(1, length)) }
             var updates = 0
             while updates < 1000, raised.errors.isEmpty {
@@ -211,8 +221,8 @@ struct HTTP2FrameGuardTests {
             if open {
                 #expect(raised.errors.isEmpty && updates == 1000, "\(raised.errors)")
             } else {
-                // 100 + 4 (stream 1) + 3 × 18 + 15 = 173.
-                #expect(updates == 174 && raised.errors.first is HTTP2ConnectionFrameBudget.Flood, "\(updates): \(raised.errors)")
+                // 100 + 4 (stream 1) + 3 × 18 + 31 = 189.
+                #expect(updates == 190 && raised.errors.first is HTTP2ConnectionFrameBudget.Flood, "\(updates): \(raised.errors)")
             }
         }
     }

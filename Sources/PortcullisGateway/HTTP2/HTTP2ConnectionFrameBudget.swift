@@ -15,9 +15,10 @@ import NIOHTTP2
 /// call the gateway ended with RST_STREAM NO_ERROR). So the budget is earned by that work, as
 /// Envoy earns connection-level updates by DATA frames sent: `allowance`, plus what each DATA
 /// frame the gateway sent on the connection earns (as on a stream:
-/// `HTTP2WindowUpdateBudget.updatesEarned(byDataFrameOf:windowLimited:)`, one a KiB and two more
-/// for a frame no window of the peer's cut short — so the connection's window, which no SETTINGS
-/// change, is followed here) and `perStreamOpened` for each stream opened on it. One frame beyond it ends the connection with
+/// `HTTP2WindowUpdateBudget.updatesEarned(byDataFrameOf:windowLimited:)`: two a frame and one a
+/// KiB, or one per 512 bytes for a frame after which a window of the peer's was spent — so the
+/// connection's window, which no SETTINGS changes, is followed here) and `perStreamOpened` for
+/// each stream opened on it. One frame beyond it ends the connection with
 /// GOAWAY ENHANCE_YOUR_CALM (`Flood`). The count is over the connection's lifetime, like the
 /// credit: credit a peer saves up by downloading is bounded by what it downloaded. Event-loop
 /// confined, inside the guard.

@@ -2,8 +2,8 @@ import NIOCore
 
 /// How many WINDOW_UPDATE frames a peer may send on each stream of a connection
 /// (`HTTP2FrameGuard`): 16, plus what the DATA frames the gateway has sent on the stream earn —
-/// one a KiB in each, and two more for a frame its data ended rather than the peer's window
-/// (`updatesEarned(byDataFrameOf:windowLimited:)`). A peer updates a window as it consumes what
+/// two a frame and one a KiB in it, or one per 512 bytes for a frame after which the peer's
+/// window was spent (`updatesEarned(byDataFrameOf:windowLimited:)`). A peer updates a window as it consumes what
 /// it was sent: nghttp2 and curl, browsers, grpc-go and Netty once a fraction of the window is
 /// consumed; grpc core as often as once per message read (one DATA frame each for small
 /// messages); Go's net/http once per 4 KiB its application reads (`inflowMinRefresh`), four per
@@ -15,7 +15,10 @@ import NIOCore
 /// A frame the peer's window cut short earns no per-frame credit: otherwise a peer keeping its
 /// window at a byte, updating it by one for each 1-byte frame it got, earned two updates for each
 /// one it spent and kept a core busy for as long as the response lasted (an attacker review:
-/// 213 000 updates a second from one connection). So the peer's windows are followed as the
+/// 213 000 updates a second from one connection). Such a frame earns by its bytes, one update per
+/// 512: Go's net/http, once a window is spent, updates it by what each read of the application
+/// took, and a reader taking 512 bytes at a time keeps even; one taking less while the gateway has
+/// more to send for it is cut once the credit its earlier frames earned is spent. So the peer's windows are followed as the
 /// gateway's sending sees them: each stream's from the peer's SETTINGS_INITIAL_WINDOW_SIZE, its
 /// changes applied to open streams (RFC 9113 §6.9.2), plus the increments of its updates, less
 /// the DATA sent; the connection's in `HTTP2ConnectionFrameBudget`. A frame after which either is
@@ -31,13 +34,18 @@ struct HTTP2WindowUpdateBudget {
     static let allowance = 16
     static let updatesPerFrameSent = 2
     static let bytesPerUpdate = 1024
+    /// A frame the peer's window cut short earns one update per this many bytes: Go's net/http,
+    /// once a window is spent, updates it by what each read of the application took, and a
+    /// reader taking 512 bytes at a time (as `encoding/json` does) keeps even.
+    static let bytesPerUpdateWindowLimited = 512
     /// A stream's window before the peer's SETTINGS say otherwise (RFC 9113 §6.5.2).
     static let defaultInitialWindow = 65_535
 
     /// The WINDOW_UPDATE frames a DATA frame of `length` bytes the gateway sent earns its peer:
-    /// one a KiB, and `updatesPerFrameSent` more unless the peer's window cut it short.
+    /// `updatesPerFrameSent` and one a KiB, or, if the peer's window cut it short, only one per
+    /// `bytesPerUpdateWindowLimited` bytes.
     static func updatesEarned(byDataFrameOf length: Int, windowLimited: Bool) -> Int {
-        (windowLimited ? 0 : updatesPerFrameSent) + length / bytesPerUpdate
+        windowLimited ? length / bytesPerUpdateWindowLimited : updatesPerFrameSent + length / bytesPerUpdate
     }
 
     private struct Stream {
