@@ -15,8 +15,10 @@ import NIOHTTP2
 ///   side cannot take more), swift-nio-http2 queues every frame that arrives for the stream, and
 ///   flow control bounds DATA only: a peer sending WINDOW_UPDATE frames on such a stream grew the
 ///   gateway's memory without bound (hundreds of MB in seconds). Each stream's updates have a
-///   budget earned by the DATA the gateway sent on it (`HTTP2WindowUpdateBudget`); an update
-///   beyond it closes the connection, with the streams on it.
+///   budget earned by the DATA the gateway sent on it (`HTTP2WindowUpdateBudget`: by frames and
+///   bytes, a frame the peer's window cut short by its bytes only — so the peer's windows are
+///   followed here: its SETTINGS_INITIAL_WINDOW_SIZE, and each WINDOW_UPDATE's increment, read as
+///   its payload passes); an update beyond it closes the connection with GOAWAY.
 /// - **Extension frames.** swift-nio-http2 skips a frame of a type it does not know without
 ///   ever discarding the bytes it read past, while a frame remains incomplete: a peer sending
 ///   such frames with every write ending inside one made the gateway keep every byte (1.5 GB from
@@ -39,7 +41,7 @@ import NIOHTTP2
 ///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
-/// payload of SETTINGS frames), skipping every other payload. Its scanner is fuzzed (the
+/// payloads of SETTINGS and WINDOW_UPDATE frames), skipping every other payload. Its scanner is fuzzed (the
 /// `http2-frames` target, docs/fuzzing.md), and `HTTP2FrameGuardTests` cut streams at random
 /// points. Event-loop confined.
 final class HTTP2FrameGuard: ChannelDuplexHandler {

@@ -3,26 +3,26 @@ import NIOCore
 /// How many WINDOW_UPDATE frames a peer may send on each stream of a connection
 /// (`HTTP2FrameGuard`): 16, plus what the DATA frames the gateway has sent on the stream earn —
 /// two a frame and one a KiB in it, or one per 512 bytes for a frame after which the peer's
-/// window was spent (`updatesEarned(byDataFrameOf:windowLimited:)`). A peer updates a window as it consumes what
-/// it was sent: nghttp2 and curl, browsers, grpc-go and Netty once a fraction of the window is
-/// consumed; grpc core as often as once per message read (one DATA frame each for small
-/// messages); Go's net/http once per 4 KiB its application reads (`inflowMinRefresh`), four per
-/// 16 KiB frame for a body read through a 4 KiB buffer. Credit is per stream and earned only by
-/// what the gateway sent on it, so updates cannot be saved up on other streams or connection-wide
-/// (as Envoy's connection-wide count of 10 per DATA frame allows), and what a held stream can
-/// queue is bounded by what went to the peer on it.
+/// window was spent (`updatesEarned(byDataFrameOf:windowLimited:)`). A peer updates a window as
+/// it consumes what it was sent: nghttp2 and curl, browsers, grpc-go and Netty once a fraction of
+/// the window is consumed; grpc core as often as once per message read (one DATA frame each for
+/// small messages); Go's net/http once per 4 KiB its application reads (`inflowMinRefresh`), four
+/// per 16 KiB frame for a body read through a 4 KiB buffer. Credit is per stream and earned only
+/// by what the gateway sent on it, so updates cannot be saved up on other streams or
+/// connection-wide (as Envoy's connection-wide count of 10 per DATA frame allows), and what a held
+/// stream can queue is bounded by what went to the peer on it.
 ///
 /// A frame the peer's window cut short earns no per-frame credit: otherwise a peer keeping its
 /// window at a byte, updating it by one for each 1-byte frame it got, earned two updates for each
 /// one it spent and kept a core busy for as long as the response lasted (an attacker review:
 /// 213 000 updates a second from one connection). Such a frame earns by its bytes, one update per
 /// 512: Go's net/http, once a window is spent, updates it by what each read of the application
-/// took, and a reader taking 512 bytes at a time keeps even; one taking less while the gateway has
-/// more to send for it is cut once the credit its earlier frames earned is spent. So the peer's windows are followed as the
-/// gateway's sending sees them: each stream's from the peer's SETTINGS_INITIAL_WINDOW_SIZE, its
-/// changes applied to open streams (RFC 9113 §6.9.2), plus the increments of its updates, less
-/// the DATA sent; the connection's in `HTTP2ConnectionFrameBudget`. A frame after which either is
-/// spent was cut short by it.
+/// took, and a reader taking 512 bytes at a time keeps even; one taking less while the gateway
+/// has more to send for it is cut once the credit its earlier frames earned is spent. So the
+/// peer's windows are followed as the gateway's sending sees them: each stream's from the peer's
+/// SETTINGS_INITIAL_WINDOW_SIZE, its changes applied to open streams (RFC 9113 §6.9.2), plus the
+/// increments of its updates, less the DATA sent; the connection's in
+/// `HTTP2ConnectionFrameBudget`. A frame after which either is spent was cut short by it.
 ///
 /// Streams are tracked from the HEADERS that open them until both sides have ended them or either
 /// reset them; updates on streams not tracked (closed or never opened) are not counted here — no
