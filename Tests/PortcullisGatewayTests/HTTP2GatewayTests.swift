@@ -420,11 +420,10 @@ final class HTTP2GatewayTests {
         #expect(try metric("portcullis_http2_connection_errors_total") == before + 1)
     }
 
-    /// Go's net/http updates both windows for every 4 KiB its application reads (`inflowMinRefresh`),
-    /// so a body read through a 4 KiB buffer brings four connection-level and four stream-level
-    /// updates per 16 KiB DATA frame, the stream's after its end too. The builds before credited
-    /// two per frame: the stream's budget closed such a client's connection partway through a
-    /// 16 MB download (after 7 MB), the connection's budget at the end of any download past about 1 MB.
+    /// Go's net/http updates both windows for every 4 KiB its application reads
+    /// (`inflowMinRefresh`), so a body read through a 4 KiB buffer brings four connection-level and
+    /// four stream-level updates per 16 KiB DATA frame, the stream's after its end too. The build
+    /// before credited two per frame, and closed such a client's connection after 7 MB.
     @Test("a client updating its windows for every 4 KiB it reads, as Go's net/http does, downloads 16 MB and keeps its connection: its updates are within both budgets")
     func goStyleWindowUpdatesAreWithinBudget() throws {
         let before = try metric("portcullis_http2_connection_errors_total") ?? 0
