@@ -32,6 +32,19 @@ public final class RevocationFollower: Sendable {
     /// The latest signed acknowledgement (nil on a follower without a node id).
     public var acknowledgement: NodeAck? { sync.acknowledgement }
 
+    /// Waits until this copy has applied `sequence` of the history `epoch` names, or `timeout`
+    /// has passed; returns whether it had. A writer in the same process reads its own writes so:
+    /// the control plane answers introspection from this copy, which the signed log reaches over
+    /// pub/sub a moment after the write returns. Polls every 2 ms (no event loop is held).
+    public func waitUntilApplied(_ epoch: RevocationEpoch, sequence: Int64, timeout: Duration = .seconds(1)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let applied = position
+            if applied.epoch == epoch, applied.sequence >= sequence { return true }
+            guard ContinuousClock.now < deadline, (try? await Task.sleep(for: .milliseconds(2))) != nil else { return false }
+        }
+    }
+
     /// After the subscription is up (first time or again): sync, or catch up.
     func subscribed() async throws {
         if sync.isSynced {

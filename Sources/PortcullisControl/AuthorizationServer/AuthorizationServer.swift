@@ -309,6 +309,7 @@ final class AuthorizationServer: Sendable {
                     }
                     await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "jti:" + jti, from: peer,
                                                       outcome: "ok", status: 200, details: ["revocation": event.revocation.id]))
+                    await appliedHere([event])
                     return Self.emptyOK()
                 }
                 if kind == "refresh", let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }) {
@@ -323,6 +324,7 @@ final class AuthorizationServer: Sendable {
                     await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "family:" + grant.family,
                                                       from: peer, outcome: "ok", status: 200,
                                                       details: ["revoked_access_tokens": String(events.reduce(0) { $0 + $1.revocation.count })]))
+                    await appliedHere(events)
                     return Self.emptyOK()
                 }
             }
@@ -377,6 +379,17 @@ final class AuthorizationServer: Sendable {
             return Self.inactive()
         } catch let error as APIError {
             throw Self.noStore(error)
+        }
+    }
+
+    /// Waits (up to a second) until this node's copy of the revocations holds `events`, so that
+    /// introspection here answers inactive once the revocation's 200 is sent; the revocation is
+    /// durable either way, and a copy that lags longer only delays the answer.
+    private func appliedHere(_ events: [RevocationEvent]) async {
+        guard let last = events.max(by: { $0.sequence < $1.sequence }) else { return }
+        if !(await revocationList.waitUntilApplied(last.epoch, sequence: last.sequence)) {
+            logger.warning("the control plane's revocation copy had not applied a revocation a second after writing it",
+                           metadata: ["sequence": "\(last.sequence)"])
         }
     }
 
