@@ -3,11 +3,12 @@ import PortcullisJOSE
 
 /// Whether a request may pass, decided from its head alone and the same for every protocol that
 /// carries one: the node's overload (`MemoryGuard`), the head's own checks (`checkHead`), a CORS
-/// preflight (answered by the gateway), the route, the declared body size, the client
-/// certificate, authentication (token, revocation, scopes, claim rules) and the rate limit — in that order, the first refusal wins. On a route
-/// with `cors`, refusals and admitted requests carry the route's CORS response fields. It does no
-/// I/O and writes nothing: the protocol's handler answers a refusal or forwards the admitted
-/// request its own way. It counts its decisions in the metrics and fills in the request's log.
+/// preflight (answered by the gateway), the route, the declared body size, the client certificate,
+/// authentication (token, revocation, scopes, claim rules) and the rate limit — in that order, the
+/// first refusal wins. On a route with `cors`, refusals and admitted requests carry the route's
+/// CORS response fields. It does no I/O and writes nothing: the protocol's handler answers a
+/// refusal or forwards the admitted request its own way. It counts its decisions in the metrics
+/// and fills in the request's log.
 ///
 /// One per connection (what it holds is the connection's); the route table is passed per request,
 /// because a reload may replace it between two requests of one connection.

@@ -17,12 +17,13 @@
 /// bytes its stream windows allow anyway (100 × 64 KiB).
 ///
 /// A stream is counted from the HEADERS that open it (either way: the guard sees them before a
-/// stream channel exists) until its meter leaves the closed stream, or either side resets it.
-/// Only HEADERS on a stream ID above any that side opened before open one: a peer's HEADERS,
-/// DATA or trailers in flight when the gateway reset a stream are ignored by swift-nio-http2 and
-/// must not count again (they would never be delivered). Counts never go below zero. A stream without a meter that would be reset — one
-/// swift-nio-http2 dropped without the guard seeing why — is forgotten instead. One dictionary
-/// entry per open stream, found once per frame. Confined to the connection's event loop.
+/// stream channel exists) until its meter leaves the closed stream, or either side resets it. Only
+/// HEADERS on a stream ID above any that side opened before open one: a peer's DATA in flight
+/// when the gateway reset a stream is ignored by swift-nio-http2 and must not count again (it
+/// would never be delivered; its trailers there end the connection, docs/configuration.md). Counts never go below zero. A stream without a
+/// meter that would be reset — one swift-nio-http2 dropped without the guard seeing why — is
+/// forgotten instead. One dictionary entry per open stream, found once per frame. Confined to the
+/// connection's event loop.
 final class HTTP2FrameQueues {
     /// How many frames a connection's streams may have queued in all, by default.
     static let defaultLimit = 16_384
