@@ -5,13 +5,19 @@ import PortcullisGateway
 /// The `http2-frames` target: `HTTP2FrameScanner`, which finds the frame headers in an HTTP/2
 /// connection's bytes for `HTTP2FrameGuard` (hand-written: swift-nio-http2 exposes no frame before
 /// it has queued it). The first input byte says whether the bytes begin with the 24-byte client
-/// preface (bit 0); the second seeds the points where the rest is cut into reads of 1–32 bytes.
+/// preface (bit 0); the second seeds the points where the rest is cut into reads of 1–32 bytes
+/// (1–512 if its top bit is set).
 /// Besides not crashing:
 ///
 /// - the headers found, and the offsets where each ends, are those of a plain whole-buffer
 ///   reading of RFC 9113 §4.1 (`reference`), whatever the cuts;
 /// - every byte given is consumed, and after the last one the payload bytes still expected are
 ///   the reference's;
+/// - `HTTP2DataFrameJoiner`, given the same reads, passes on bytes that read as the input does
+///   once DATA frames are taken as streams of bytes (`joinedReading`): the other frames unchanged
+///   and in their places (extension frames aside), and between them each stream's data, its
+///   flow-controlled length and the points where it ends, as the input's; no more frames than the
+///   input, none longer than 16 384 bytes unless the input's was;
 /// - `HTTP2FrameGuard`, given the same reads, passes on what `guardReference` says for the whole
 ///   buffer: extension frames dropped, SETTINGS_HEADER_TABLE_SIZE clamped, a header the bytes end
 ///   in held back (unless it closed the connection for a WINDOW_UPDATE flood, or ended it for
@@ -24,11 +30,13 @@ public enum HTTP2FramesHarness {
         let expected = reference(bytes, preface: preface)
 
         var reads: [Range<Int>] = []
+        // Reads of up to 512 bytes for half the seeds, so that runs of DATA frames fit in one.
+        let longestRead: UInt32 = input[1] & 0x80 == 0 ? 32 : 512
         var state = UInt32(input[1]) &* 2_654_435_761 | 1
         while (reads.last?.upperBound ?? 0) < bytes.count {
             state ^= state << 13; state ^= state >> 17; state ^= state << 5
             let start = reads.last?.upperBound ?? 0
-            reads.append(start..<min(bytes.count, start + 1 + Int(state % 32)))
+            reads.append(start..<min(bytes.count, start + 1 + Int(state % longestRead)))
         }
 
         var scanner = HTTP2FrameScanner(prefaceBytes: preface)
@@ -50,6 +58,21 @@ public enum HTTP2FramesHarness {
         guard scanner.payloadLeft == expected.payloadLeft else {
             fatalError("\(scanner.payloadLeft) payload bytes expected, the reference \(expected.payloadLeft)")
         }
+
+        let joiner = EmbeddedChannel(handler: HTTP2GuardPath.makeJoiner(afterPreface: preface > 0))
+        var joined: [UInt8] = []
+        for read in reads {
+            do { try joiner.writeInbound(ByteBuffer(bytes: bytes[read])) } catch { fatalError("the joiner raised \(error)") }
+            while let part = try? joiner.readInbound(as: ByteBuffer.self) { joined += part.readableBytesView }
+        }
+        let joinedAsRead = joinedReading(joined, preface: preface), inputAsRead = joinedReading(bytes, preface: preface)
+        guard joinedAsRead.items == inputAsRead.items else {
+            fatalError("the joiner passed on \(joined), reading as \(joinedAsRead.items); the input reads as \(inputAsRead.items)")
+        }
+        guard joinedAsRead.frames <= inputAsRead.frames, joinedAsRead.longest <= max(inputAsRead.longest, HTTP2GuardPath.maxJoinedFrameSize) else {
+            fatalError("the joiner passed on \(joinedAsRead.frames) frames (longest \(joinedAsRead.longest)) for \(inputAsRead.frames) (longest \(inputAsRead.longest))")
+        }
+        _ = try? joiner.finish()
 
         let channel = EmbeddedChannel(handler: HTTP2GuardPath.makeGuard(afterPreface: preface > 0))
         var passed: [UInt8] = []
@@ -110,6 +133,58 @@ public enum HTTP2FramesHarness {
         return out
     }
 
+    /// What one stream's DATA frames between two other frames carry: its data, the payload length
+    /// flow control counts, and where END_STREAM came (data and flow-controlled offsets).
+    struct StreamData: Equatable, CustomStringConvertible {
+        var data: [UInt8] = []
+        var flowLength = 0
+        var ends: [[Int]] = []
+        var description: String { "\(data.count) bytes, flow \(flowLength), ends \(ends)" }
+    }
+
+    /// A connection's bytes read whole (after `preface`), for comparing the joiner's output with
+    /// its input: frames other than DATA frames of a stream with valid padding kept whole, in
+    /// order; between them, the runs of such DATA frames as streams of bytes (`StreamData` per
+    /// stream: frames' boundaries and the order of streams do not count); extension frames left
+    /// out (the guard drops them); what the bytes end in, whole. With the frames' count and the
+    /// longest frame's payload.
+    static func joinedReading(_ bytes: [UInt8], preface: Int) -> (items: [String], frames: Int, longest: Int) {
+        var items = ["preface \(Array(bytes.prefix(preface)))"]
+        var offset = min(preface, bytes.count)
+        var run: [UInt32: StreamData] = [:]
+        var frames = 0, longest = 0
+        func endRun() {
+            guard !run.isEmpty else { return }
+            items.append("data " + run.keys.sorted().map { "\($0): \(run[$0]!.description) \(run[$0]!.data)" }.joined(separator: "; "))
+            run = [:]
+        }
+        while offset + 9 <= bytes.count {
+            let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+            guard offset + 9 + length <= bytes.count else { break }
+            let type = bytes[offset + 3], flags = bytes[offset + 4]
+            let stream = (UInt32(bytes[offset + 5]) << 24 | UInt32(bytes[offset + 6]) << 16 | UInt32(bytes[offset + 7]) << 8 | UInt32(bytes[offset + 8])) & 0x7FFF_FFFF
+            let payload = Array(bytes[offset + 9..<offset + 9 + length])
+            defer { offset += 9 + length }
+            frames += 1
+            longest = max(longest, length)
+            if HTTP2GuardPath.drops(type: type) { continue }
+            let padded = flags & 0x8 != 0
+            if type == 0, stream != 0, !padded || (length > 0 && Int(payload[0]) < length) {
+                var part = run[stream, default: StreamData()]
+                part.data += padded ? Array(payload[1..<length - Int(payload[0])]) : payload
+                part.flowLength += length
+                if flags & 0x1 != 0 { part.ends.append([part.data.count, part.flowLength]) }
+                run[stream] = part
+                continue
+            }
+            endRun()
+            items.append("frame \(Array(bytes[offset..<offset + 9 + length]))")
+        }
+        endRun()
+        items.append("end \(Array(bytes[offset...]))")
+        return (items, frames, longest)
+    }
+
     /// RFC 9113 §4.1 read from the whole buffer: the preface, then headers and payloads.
     static func reference(_ bytes: [UInt8], preface: Int) -> (headers: [(offset: Int, header: HTTP2FrameScanner.Header)], payloadLeft: Int) {
         var headers: [(offset: Int, header: HTTP2FrameScanner.Header)] = []
@@ -131,6 +206,7 @@ public enum HTTP2FramesHarness {
         let headers: [UInt8] = [0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x84, 0x86]
         let windowUpdate: [UInt8] = [0, 0, 4, 8, 0, 0, 0, 0, 1, 0, 0, 0, 1]
         let data: [UInt8] = [0, 0, 5, 0, 1, 0, 0, 0, 1] + Array("hello".utf8)
+        let smallFrames: [UInt8] = (0..<30).flatMap { i -> [UInt8] in [0, 0, 1, 0, 0, 0, 0, 0, UInt8(1 + 2 * (i % 3)), UInt8(i)] }
         return [
             [1, 7] + preface + settings + headers + windowUpdate + data,
             [0, 200] + settings + [0, 0, 0, 4, 1, 0, 0, 0, 0] + data + windowUpdate + windowUpdate,
@@ -138,6 +214,10 @@ public enum HTTP2FramesHarness {
             // Extension frames (PRIORITY_UPDATE, an unknown type, ALTSVC) between the others.
             [1, 91] + preface + settings + [0, 0, 6, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x75, 0x3D] + headers
                 + [0, 0, 20, 0xFA, 0, 0, 0, 0, 1] + Array(repeating: 0x75, count: 20) + data + [0, 0, 2, 0xA, 0, 0, 0, 0, 0, 0, 0],
+            // Runs of 1-byte DATA frames on three streams, an extension frame and a padded frame
+            // ending stream 1 among them, then more on stream 1 (after its end).
+            [1, 0x85] + preface + settings + headers + smallFrames + [0, 0, 1, 0xFA, 0, 0, 0, 0, 1, 0x75] + smallFrames
+                + [0, 0, 4, 0, 0x9, 0, 0, 0, 1, 2, 0x61, 0, 0] + smallFrames + windowUpdate + smallFrames,
         ]
     }
 }

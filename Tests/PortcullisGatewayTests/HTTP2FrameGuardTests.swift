@@ -60,16 +60,18 @@ struct HTTP2FrameGuardTests {
         }
     }
 
-    @Test("the http2-frames fuzz harness holds for its seeds and for 3 000 random streams of frames, extension frames among them (headers at the reference's offsets, and the guard passing on what a whole-buffer reading says, whatever the cuts)")
+    @Test("the http2-frames fuzz harness holds for its seeds and for 3 000 random streams of frames, extension frames and runs of DATA frames among them (headers at the reference's offsets, the guard passing on what a whole-buffer reading says, and the DATA frame joiner each stream's bytes and ends, whatever the cuts)")
     func fuzzHarnessProperties() throws {
         var random = SystemRandomNumberGenerator()
         for seed in HTTP2FramesHarness.seeds { HTTP2FramesHarness.run(seed) }
         for _ in 0..<3_000 {
             var input: [UInt8] = [UInt8.random(in: 0...1, using: &random), UInt8.random(in: 0...255, using: &random)]
             if input[0] == 1 { input += Self.preface }
-            for _ in 0..<Int.random(in: 0...8, using: &random) {
+            // Runs of DATA frames for the joiner: half the frames are DATA.
+            for _ in 0..<Int.random(in: 0...16, using: &random) {
                 let length = Int.random(in: 0...40, using: &random)
-                input += Self.frame(type: [UInt8](0...12).randomElement(using: &random)! | (Int.random(in: 0..<8, using: &random) == 0 ? 0xF0 : 0), flags: UInt8.random(in: 0...255, using: &random),
+                let type = Bool.random(using: &random) ? 0 : [UInt8](0...12).randomElement(using: &random)! | (Int.random(in: 0..<8, using: &random) == 0 ? 0xF0 : 0)
+                input += Self.frame(type: type, flags: UInt8.random(in: 0...255, using: &random),
                                     stream: UInt32.random(in: 0...9, using: &random), payload: (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) })
             }
             // Sometimes a stream cut short, or ending in bytes that are no frame.

@@ -204,13 +204,16 @@ struct HTTP2UpstreamFaultTests {
     /// swift-nio-http2 queues each frame of a stream whose reads the gateway holds as an object of
     /// its own (about 180 bytes), while flow control counts bytes. The build before let a client
     /// whose upstream had stopped reading queue its stream's window as 1-byte DATA frames — about
-    /// 12 MB per stream, a hundred streams a connection — and sent no reset.
+    /// 12 MB per stream, a hundred streams a connection — and sent no reset. Frames that arrive
+    /// together are joined (`HTTP2DataFrameJoiner`), so the frames that fill the queue come one
+    /// read each.
     @Test("a client sending 1-byte DATA frames on a stream whose upstream stopped reading has that stream reset with ENHANCE_YOUR_CALM once its connection holds 16 384 such frames; counted, and the gateway goes on")
     func clientSmallFramesOnAHeldStreamAreBounded() async throws {
         try await Self.withUpstreamAndGateway { upstream, gateway in
-            // The upstream never opens its window again: 64 KiB reach it, about as much waits in the
-            // gateway's stream to it, then the client's stream is held.
-            let (result, seen) = try Self.peer("small-frames", port: gateway.port, "/sink", "400000")
+            // The upstream never opens its window again: 64 KiB reach it, some more waits in the
+            // gateway's stream to it, then the client's stream is held. The first 70 000 frames
+            // come in writes of 4 096 (joined, they cost few frames), the rest one a write.
+            let (result, seen) = try Self.peer("small-frames", port: gateway.port, "/sink", "400000", "70000")
             #expect((seen["resets"] as? [String: Int])?["1"] == 0xb, "\(result.stdout.prefix(600)) \(result.stderr)")
             let sent = seen["sent"] as? Int ?? 0
             #expect(sent > HTTP2FrameQueues.defaultLimit && sent < 400_000, "\(sent) frames sent")
@@ -236,8 +239,26 @@ struct HTTP2UpstreamFaultTests {
         }
     }
 
+    /// `HTTP2DataFrameJoiner` with real peers on both of the gateway's connections: python-hyper's
+    /// h2 as the upstream, hyperframe frames from the client. Bodies larger than the windows
+    /// (64 KiB), a third of the flow-controlled bytes padding: a joined frame that counted its
+    /// bytes other than the frames did would stall the windows or be refused (FLOW_CONTROL_ERROR),
+    /// and one that mixed streams or crossed an END_STREAM would corrupt a body.
+    @Test("request and response bodies sent as 1-byte DATA frames, every third padded, interleaved over 8 streams, pass through the gateway both ways intact: 70 000 bytes each way on each stream, the windows kept in step on the client's connection and the upstream's")
+    func tinyFramesPassIntactBothWays() async throws {
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let (result, seen) = try Self.peer("tiny-bodies", port: gateway.port, "/tiny-echo", "8", "70000")
+            #expect(seen["matched"] as? Int == 8, "\(result.stdout.prefix(1500)) \(result.stderr.suffix(600)) \(upstream.output.suffix(300))")
+            #expect((seen["resets"] as? [String: Int])?.isEmpty == true && seen["goaway"] is NSNull, "\(result.stdout.prefix(600))")
+            let metrics = try gateway.metrics()
+            #expect(PrometheusText.sample(metrics, "portcullis_upstream_http2_connection_errors_total") == 0)
+            #expect(PrometheusText.sample(metrics, #"portcullis_http2_queue_resets_total{peer="client"}"#) == 0)
+            #expect(!upstream.output.contains("protocol-error"), "\(upstream.output.suffix(300))")
+        }
+    }
+
     /// The same from the other side: an upstream sending 1-byte DATA frames to a client that takes
-    /// none (its window 0). The build before queued the upstream's whole window of them.
+    /// none (its window 0), one a write. The build before queued the upstream's whole window of them.
     @Test("an HTTP/2 upstream sending 1-byte DATA frames to a client that reads none has its stream reset with ENHANCE_YOUR_CALM once the connection holds 16 384 such frames; the call fails, the connection stays, counted and logged")
     func upstreamSmallFramesOnAHeldStreamAreBounded() async throws {
         try await Self.withUpstreamAndGateway { upstream, gateway in

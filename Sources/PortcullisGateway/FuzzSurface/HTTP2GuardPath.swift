@@ -1,14 +1,23 @@
 import NIOCore
 
-/// The HTTP/2 frame guard for the fuzz harness (`Sources/PortcullisFuzz`, docs/fuzzing.md): the
-/// `http2-frames` target runs a connection's bytes through it in reads cut at random and compares
-/// what it passes on with a whole-buffer reading. `package` access keeps it out of the public API.
+/// The HTTP/2 frame guard and DATA frame joiner for the fuzz harness (`Sources/PortcullisFuzz`,
+/// docs/fuzzing.md): the `http2-frames` target runs a connection's bytes through each in reads
+/// cut at random and compares what it passes on with a whole-buffer reading. `package` access
+/// keeps them out of the public API.
 package enum HTTP2GuardPath {
     /// A guard as on a client connection (its bytes begin with the connection preface), or as on
     /// a connection to an upstream (they do not), with streams' queues of its own.
     package static func makeGuard(afterPreface: Bool) -> any ChannelHandler {
         HTTP2FrameGuard(role: afterPreface ? .server : .client)
     }
+
+    /// The DATA frame joiner as on a client connection (after the preface) or on one to an upstream.
+    package static func makeJoiner(afterPreface: Bool) -> any ChannelHandler {
+        HTTP2DataFrameJoiner(prefaceBytes: afterPreface ? 24 : 0)
+    }
+
+    /// The longest DATA frame the joiner builds.
+    package static var maxJoinedFrameSize: Int { HTTP2DataFrameJoiner.maxFrameSize }
 
     /// Whether `error` is one the guard raises to end its connection (`HTTP2GuardConnectionError`).
     package static func endsConnection(_ error: any Error) -> Bool {

@@ -3,7 +3,8 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
-/// (`FlushCoalescingHandler`), the frame guard (`HTTP2FrameGuard`: the peer's HPACK table size
+/// (`FlushCoalescingHandler`), the joining of a read's small DATA frames
+/// (`HTTP2DataFrameJoiner`), the frame guard (`HTTP2FrameGuard`: the peer's HPACK table size
 /// clamped, WINDOW_UPDATE floods and floods of frames on closed streams closed, the streams'
 /// queued frames counted, rapid reset counted), the connection handler with the gateway's
 /// SETTINGS, a connection manager, and per stream the queue's meter (`HTTP2FrameQueueMeter`), the
@@ -51,6 +52,7 @@ enum HTTP2Pipeline {
         let frameGuard = HTTP2FrameGuard(role: .server, queueLimit: max(HTTP2FrameQueues.defaultLimit, config.initialWindowSize / 4))
         let queues = NIOLoopBound(frameGuard.queues, eventLoop: channel.eventLoop)
         try sync.addHandler(FlushCoalescingHandler())
+        try sync.addHandler(HTTP2DataFrameJoiner(prefaceBytes: 24))
         try sync.addHandler(frameGuard)
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
                                             streamDelegate: StreamCounting(manager: manager.http2StreamDelegate, shared: bound)) { streamChannel in

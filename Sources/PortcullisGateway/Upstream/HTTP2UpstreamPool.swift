@@ -187,6 +187,7 @@ final class HTTP2UpstreamPool {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? UpstreamPool.sniName(address.host)))
                     }
                     try sync.addHandler(FlushCoalescingHandler())
+                    try sync.addHandler(HTTP2DataFrameJoiner(prefaceBytes: 0))
                     try sync.addHandler(HTTP2FrameGuard(role: .client))
                     // The gateway takes no pushed streams.
                     _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: configuration.connection,

@@ -51,9 +51,14 @@ Prints one JSON object describing what the server did. Modes:
                        server ends the connection; prints how many frames came
   table-size           announces SETTINGS_HEADER_TABLE_SIZE 2^32-1, then 20 GETs one after
                        another; prints the largest table size the server's header blocks set
-  small-frames PATH N  a POST of PATH whose body is up to N 1-byte DATA frames, sent as fast as the
-                       stream's window allows, until the stream is reset or the window stays shut
-                       for 3 s; prints how many were sent
+  small-frames PATH N [BULK]
+                       a POST of PATH whose body is up to N 1-byte DATA frames, as the stream's
+                       window allows: the first BULK in writes of 4 096, then one a write every
+                       0.1 ms or so (the server joins frames that arrive together), until the
+                       stream is reset or the window stays shut for 3 s; prints how many were sent
+  tiny-bodies PATH S N S POSTs of PATH, each body N bytes of its own sent as 1-byte DATA frames,
+                       every third padded, interleaved over the streams; prints how many bodies
+                       came back as sent (matched)
   paced-frames PATH N GAP_MS
                        a POST of PATH whose body is N 1-byte DATA frames, each written alone GAP_MS
                        after the last (each read of the server's brings one), then its end
@@ -85,6 +90,7 @@ Prints one JSON object describing what the server did. Modes:
 """
 import json
 import socket
+import struct
 import sys
 import time
 
@@ -472,22 +478,82 @@ def main():
     elif mode == "small-frames":
         peer.send(HeadersFrame(1, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]))
         peer.pump(0.2)
+        # The first BULK frames in writes of 4 096, then one frame a write, paced: the gateway
+        # joins the small DATA frames that arrive together in one read, so frames that reach its
+        # queues one by one must come one read each (an attacker's write each).
         one = DataFrame(1, data=b"x").serialize()
         sent, limit, idle = 0, int(sys.argv[4]), time.monotonic()
+        bulk = int(sys.argv[5]) if len(sys.argv) > 5 else 0
         while sent < limit and 1 not in peer.resets and not peer.closed:
-            n = min(peer.window(1, sent), 4096, limit - sent)
+            n = min(peer.window(1, sent), 4096 if sent < bulk else 1, limit - sent)
             if n > 0:
                 if not peer.send_bytes(one * n):
                     break
                 sent += n
                 idle = time.monotonic()
-                peer.pump(0.001)
+                if sent > bulk:
+                    time.sleep(0.0001)
+                if n > 1 or sent % 256 == 0:
+                    peer.pump(0.001)
             elif time.monotonic() - idle > 3:
                 break
             else:
                 peer.pump(0.05)
         peer.pump(1)
         print(json.dumps(peer.result(sent=sent, window_left=peer.window(1, sent))))
+    elif mode == "tiny-bodies":
+        # STREAMS POSTs to PATH, each body BYTES long and its own (byte i of stream s is
+        # (7s + i) mod 251), sent as 1-byte DATA frames, every third padded with 2 bytes (4 bytes
+        # of flow control), interleaved over the streams in writes of up to 64 rounds, as the
+        # windows allow. Prints, besides the result, how many bodies came back as sent.
+        count, size = int(sys.argv[4]), int(sys.argv[5])
+        streams = [1 + 2 * i for i in range(count)]
+        bodies = {s: bytes((7 * s + i) % 251 for i in range(size)) for s in streams}
+        peer.send(*[HeadersFrame(s, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]) for s in streams])
+        peer.pump(0.2)
+        position = {s: 0 for s in streams}
+        flow = {s: 0 for s in streams}
+        idle = time.monotonic()
+
+        def tiny(stream, i):
+            flags = 0x1 if i == size - 1 else 0
+            payload = bodies[stream][i:i + 1]
+            if i % 3 == 0:
+                flags |= 0x8
+                payload = b"\x02" + payload + b"\x00\x00"
+            return struct.pack(">I", len(payload))[1:] + bytes([0, flags]) + struct.pack(">I", stream) + payload
+
+        while any(position[s] < size for s in streams) and not peer.closed and time.monotonic() - idle < 5:
+            initial = int(peer.settings.get("4", 65535))
+            connection = 65535 + peer.credit.get(0, 0) - sum(flow.values())
+            out = []
+            for _ in range(64):
+                for s in streams:
+                    i = position[s]
+                    if i >= size or s in peer.resets:
+                        continue
+                    length = 4 if i % 3 == 0 else 1
+                    if initial + peer.credit.get(s, 0) - flow[s] < length or connection < length:
+                        continue
+                    out.append(tiny(s, i))
+                    position[s] += 1
+                    flow[s] += length
+                    connection -= length
+            if out:
+                if not peer.send_bytes(b"".join(out)):
+                    break
+                idle = time.monotonic()
+                peer.pump(0.001)
+            else:
+                peer.pump(0.05)
+        deadline = time.monotonic() + 20
+        while not set(streams) <= peer.ended and not peer.closed and not peer.resets and time.monotonic() < deadline:
+            peer.pump(0.2)
+        matched = sum(1 for s in streams if peer.bodies.get(s) == bodies[s])
+        result = peer.result(matched=matched, sent={str(s): position[s] for s in streams},
+                             received={str(s): len(peer.bodies.get(s, b"")) for s in streams})
+        result["bodies"] = {}
+        print(json.dumps(result))
     elif mode == "extension-flood":
         def resident():
             with open(f"/proc/{sys.argv[4]}/status") as status:

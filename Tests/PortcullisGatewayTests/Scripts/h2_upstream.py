@@ -24,6 +24,8 @@ Answers by path:
                      swift-nio-http2 codes every value: 19 bits each)
   /huge-trailers     200 "ok", then trailers with the same x-big
   /echo              200 with the request's body, once it ends
+  /tiny-echo         the same, the body sent back as 1-byte DATA frames, every third padded with
+                     2 bytes, in writes of up to 4 096 as the windows allow
   /status-999        a response head whose :status is 999 (outside 100-599)
   /content-204       a 204 with a body
   /goaway-after      200 "ok", then GOAWAY (NO_ERROR, last stream 2^31-1); the connection is
@@ -38,8 +40,9 @@ Answers by path:
   /late-window       opens the stream's window for nothing the gateway sends during the first
                      2.5 s, then for all of it and by 1 MiB more; once the request ends answers
                      200 with a JSON body: the DATA frames and bytes its body came in
-  /tiny-data         200, then 1-byte DATA frames as long as the stream's window allows, for up
-                     to 20 s; prints "tiny-data N" with how many were sent
+  /tiny-data         200, then 1-byte DATA frames as long as the stream's window allows, one a
+                     write about every 0.1 ms, for up to 20 s; prints "tiny-data N" with how
+                     many were sent
   /big-data          200, then 16 KiB DATA frames as the stream's window allows, 4 MiB in all or
                      for up to 20 s
   anything else      200 with body "ok" at once
@@ -90,6 +93,7 @@ class Upstream(asyncio.Protocol):
         self.conn = h2.connection.H2Connection(config=config)
         self.bodies = {}
         self.sinks = set()
+        self.tiny_echoes = set()
         self.resets = []
         if TABLE_SIZE is not None:
             self.conn.local_settings.header_table_size = TABLE_SIZE
@@ -121,8 +125,10 @@ class Upstream(asyncio.Protocol):
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 path = dict(event.headers).get(b":path", b"").decode()
-                if path == "/echo":
+                if path in ("/echo", "/tiny-echo"):
                     self.bodies[event.stream_id] = b""
+                    if path == "/tiny-echo":
+                        self.tiny_echoes.add(event.stream_id)
                     if event.stream_ended:
                         self.send(event.stream_id, [(":status", "200")], b"")
                 else:
@@ -145,7 +151,9 @@ class Upstream(asyncio.Protocol):
                     self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 if event.stream_id in self.bodies:
                     self.bodies[event.stream_id] += event.data
-                    if event.stream_ended is not None:
+                    if event.stream_ended is not None and event.stream_id in self.tiny_echoes:
+                        asyncio.get_running_loop().create_task(self.tiny_echo(event.stream_id, self.bodies.pop(event.stream_id)))
+                    elif event.stream_ended is not None:
                         self.send(event.stream_id, [(":status", "200")], self.bodies.pop(event.stream_id))
             elif isinstance(event, h2.events.StreamReset):
                 print(f"reset {event.error_code}", flush=True)
@@ -235,14 +243,52 @@ class Upstream(asyncio.Protocol):
         self.conn.increment_flow_control_window(1 << 20, stream_id=stream)
         self.flush()
 
+    async def tiny_echo(self, stream, body):
+        self.conn.send_headers(stream, [(":status", "200")])
+        self.flush()
+        sent = 0
+        deadline = time.monotonic() + 20
+        while sent < len(body) and time.monotonic() < deadline and not self.transport.is_closing():
+            try:
+                stream_window = self.conn.local_flow_control_window(stream)
+            except h2.exceptions.StreamClosedError:
+                return
+            out = []
+            while sent < len(body) and len(out) < 4096:
+                padded = sent % 3 == 0
+                length = 4 if padded else 1
+                if length > stream_window:
+                    break
+                flags = ["PADDED"] if padded else []
+                frame = hyperframe.frame.DataFrame(stream, data=body[sent:sent + 1], flags=flags)
+                if padded:
+                    frame.pad_length = 2
+                out.append(frame.serialize())
+                stream_window -= length
+                sent += 1
+            if out:
+                # Written past h2's bookkeeping (as /tiny-data): its windows charged as if h2 had sent them.
+                charged = self.conn.local_flow_control_window(stream) - stream_window
+                self.conn._get_stream_by_id(stream).outbound_flow_control_window -= charged
+                self.conn.outbound_flow_control_window -= charged
+                self.transport.write(b"".join(out))
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.002)
+        self.conn.end_stream(stream)
+        self.flush()
+
     async def tiny_data(self, stream):
         sent = 0
         deadline = time.monotonic() + 20
         frame = hyperframe.frame.DataFrame(stream, data=b"x")
         one = frame.serialize()
+        # One frame a write, paced: the gateway joins the small DATA frames that arrive together in
+        # one read, so frames that reach its queues one by one must come one read each. The pause
+        # blocks the loop (asyncio's timers are too coarse), for 0.1 ms.
         while time.monotonic() < deadline and not self.transport.is_closing():
             try:
-                window = min(self.conn.local_flow_control_window(stream), 4096)
+                window = min(self.conn.local_flow_control_window(stream), 1)
             except h2.exceptions.StreamClosedError:
                 break
             if window > 0:
@@ -252,7 +298,10 @@ class Upstream(asyncio.Protocol):
                 self.conn.outbound_flow_control_window -= window
                 self.transport.write(one * window)
                 sent += window
-            await asyncio.sleep(0.005)
+                time.sleep(0.0001)
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.005)
         print(f"tiny-data {sent}", flush=True)
 
     async def big_data(self, stream):

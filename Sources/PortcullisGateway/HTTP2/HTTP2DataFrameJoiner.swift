@@ -1,0 +1,164 @@
+import NIOCore
+
+/// Joins the small DATA frames of one read of an HTTP/2 connection into one DATA frame per
+/// stream, before `HTTP2FrameGuard` and swift-nio-http2 see them, on client connections and on
+/// the gateway's connections to HTTP/2 upstreams.
+///
+/// swift-nio-http2 handles each DATA frame as an object of its own — parsed, flow-controlled,
+/// delivered to its stream's channel and through the stream's handlers — which costs about a
+/// microsecond whatever its size: a peer sending a body as 1-byte frames, within flow control,
+/// kept a core busy from one connection at about 40 times its own CPU (docs/benchmarks.md). A
+/// read of such frames reaches swift-nio-http2 here as one frame per stream (or per 16 384
+/// bytes), which costs what the read's bytes cost in large frames.
+///
+/// What is joined: DATA frames of up to `joinUpTo` bytes on a stream other than 0 whose header
+/// and payload are both in the read, in runs of frames that follow one another; frame boundaries
+/// carry no meaning in HTTP/2 (RFC 9113 §8.1), and the order of frames of different streams
+/// none either. Within a stream the order is kept, and nothing is joined after an END_STREAM.
+/// Flow control counts what it counted: a joined frame's payload is as long as the frames'
+/// payloads were, padding included — where they were padded, so is it (RFC 9113 §6.1), with at
+/// most 255 bytes of padding, else a second frame begins. A padded frame whose padding is longer
+/// than its payload is passed on as it came, for swift-nio-http2 to refuse. Extension frames
+/// inside a run are dropped here (the guard drops every one: `HTTP2FrameGuard.isExtension`), so
+/// that they cannot be used to break runs. Any other frame ends a run: the joined frames are
+/// passed on before it. A read without two joinable frames in a row is passed on as it came.
+///
+/// Written by hand: swift-nio-http2 has no hook before it builds a frame's object. Fuzzed with
+/// the guard (the `http2-frames` target: what is passed on, read frame by frame, carries each
+/// stream's bytes, flow-control lengths and ends as the input did, whatever the reads' cuts).
+/// Event-loop confined.
+final class HTTP2DataFrameJoiner: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    /// DATA frames whose payload is at most this long are joined; longer ones cost little per
+    /// byte on their own.
+    static let joinUpTo = 1024
+    /// The longest frame joined: the least SETTINGS_MAX_FRAME_SIZE an endpoint may announce (RFC
+    /// 9113 §6.5.2), and the gateway's, which it leaves at the default.
+    static let maxFrameSize = 16_384
+
+    /// The joined frame of one stream being built.
+    private struct Part {
+        var stream: UInt32
+        var data: ByteBuffer
+        /// The payload length flow control counts (the frames' payloads, padding included).
+        var flowLength: Int
+        var endStream: Bool
+    }
+
+    private var scanner: HTTP2FrameScanner
+    /// The current run's joined frames, in the order their streams first appear.
+    private var parts: [Part] = []
+    /// Per stream, its part still open to more bytes.
+    private var openPart: [UInt32: Int] = [:]
+
+    /// - Parameter prefaceBytes: 24 where the bytes begin with the client's connection preface.
+    init(prefaceBytes: Int) {
+        self.scanner = HTTP2FrameScanner(prefaceBytes: prefaceBytes)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        let end = buffer.writerIndex
+        // Where the bytes to pass on as they came begin.
+        var passFrom = buffer.readerIndex
+        var index = buffer.readerIndex
+        var headerBegunEarlier = scanner.headerBytesRead > 0
+        // A run's first joinable frame, kept where it is until a second one follows: its header's
+        // offset and the frame. Nil once the run is being joined (`parts` not empty), or with no run.
+        var first: (start: Int, header: HTTP2FrameScanner.Header)?
+        while index < end {
+            guard let header = scanner.scan(buffer, from: &index) else { continue }
+            let headerStart = index - 9
+            let whole = !headerBegunEarlier && end - index >= header.length
+            headerBegunEarlier = false
+            let inRun = first != nil || !parts.isEmpty
+            if whole, Self.joinable(header, in: buffer, at: index) || (inRun && HTTP2FrameGuard.isExtension(header.type)) {
+                let payloadAt = index
+                index += header.length
+                scanner.skipPayload(header.length)
+                if first == nil, parts.isEmpty, header.type == HTTP2FrameScanner.dataType {
+                    first = (headerStart, header)
+                    continue
+                }
+                if let run = first {
+                    // A second frame: what came before the run is passed on, the run joined from here.
+                    if passFrom < run.start { context.fireChannelRead(wrapInboundOut(buffer.getSlice(at: passFrom, length: run.start - passFrom)!)) }
+                    add(run.header, in: buffer, at: run.start + 9, allocator: context.channel.allocator)
+                    first = nil
+                }
+                if header.type == HTTP2FrameScanner.dataType { add(header, in: buffer, at: payloadAt, allocator: context.channel.allocator) }
+                passFrom = index
+                continue
+            }
+            // Any other frame ends the run, and goes on after it.
+            first = nil
+            if !parts.isEmpty { context.fireChannelRead(wrapInboundOut(takeJoined(allocator: context.channel.allocator))) }
+        }
+        if !parts.isEmpty { context.fireChannelRead(wrapInboundOut(takeJoined(allocator: context.channel.allocator))) }
+        if passFrom < end {
+            context.fireChannelRead(wrapInboundOut(passFrom == buffer.readerIndex ? buffer : buffer.getSlice(at: passFrom, length: end - passFrom)!))
+        }
+    }
+
+    /// Whether a DATA frame can be joined: small, on a stream, its padding (if any) within its payload.
+    private static func joinable(_ header: HTTP2FrameScanner.Header, in buffer: ByteBuffer, at payload: Int) -> Bool {
+        guard header.type == HTTP2FrameScanner.dataType, header.streamID != 0, header.length <= joinUpTo else { return false }
+        guard header.flags & padded != 0 else { return true }
+        guard header.length > 0, let padLength = buffer.getInteger(at: payload, as: UInt8.self) else { return false }
+        return Int(padLength) < header.length
+    }
+
+    private static let padded: UInt8 = 0x8
+    private static let endStream: UInt8 = 0x1
+
+    /// Adds a joinable DATA frame (its payload at `payload` in `buffer`) to its stream's part.
+    private func add(_ header: HTTP2FrameScanner.Header, in buffer: ByteBuffer, at payload: Int, allocator: ByteBufferAllocator) {
+        var dataAt = payload
+        var dataLength = header.length
+        if header.flags & Self.padded != 0 {
+            let padLength = Int(buffer.getInteger(at: payload, as: UInt8.self)!)
+            dataAt += 1
+            dataLength -= 1 + padLength
+        }
+        let data = buffer.getSlice(at: dataAt, length: dataLength)!
+        let ends = header.flags & Self.endStream != 0
+        if let index = openPart[header.streamID] {
+            let flowLength = parts[index].flowLength + header.length
+            // Padding beyond what a frame carries (the pad-length byte and 255) needs a frame of its own.
+            if flowLength <= Self.maxFrameSize, flowLength - (parts[index].data.readableBytes + dataLength) <= 256 {
+                parts[index].data.writeImmutableBuffer(data)
+                parts[index].flowLength = flowLength
+                parts[index].endStream = ends
+                if ends { openPart[header.streamID] = nil }
+                return
+            }
+        }
+        var copy = allocator.buffer(capacity: Swift.max(dataLength, 256))
+        copy.writeImmutableBuffer(data)
+        parts.append(Part(stream: header.streamID, data: copy, flowLength: header.length, endStream: ends))
+        openPart[header.streamID] = ends ? nil : parts.count - 1
+    }
+
+    /// The run's joined frames, written out; the run is over.
+    private func takeJoined(allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: parts.reduce(0) { $0 + 9 + $1.flowLength })
+        for part in parts {
+            let padding = part.flowLength - part.data.readableBytes
+            var flags: UInt8 = part.endStream ? Self.endStream : 0
+            if padding > 0 { flags |= Self.padded }
+            out.writeInteger(UInt8(part.flowLength >> 16))
+            out.writeInteger(UInt16(part.flowLength & 0xFFFF))
+            out.writeInteger(HTTP2FrameScanner.dataType)
+            out.writeInteger(flags)
+            out.writeInteger(part.stream)
+            if padding > 0 { out.writeInteger(UInt8(padding - 1)) }
+            out.writeImmutableBuffer(part.data)
+            if padding > 1 { out.writeRepeatingByte(0, count: padding - 1) }
+        }
+        parts.removeAll(keepingCapacity: true)
+        openPart.removeAll(keepingCapacity: true)
+        return out
+    }
+}

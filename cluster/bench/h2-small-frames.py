@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""What request bodies of 1-byte HTTP/2 DATA frames cost the gateway (docs/benchmarks.md, "Small
+DATA frames joined"): for each build given, alternated for ROUNDS rounds, a gateway on loopback
+(one public route, h2c, max_body_bytes 1 GiB) in front of an upstream that reads and drops what it
+gets, and one connection of STREAMS POSTs fed 1-byte DATA frames as fast as the windows allow for
+SECONDS. Shapes: `runs` (500 frames of a stream in a row, the streams in turn, in one write),
+`interleaved` (50 rounds of one frame per stream in a write), `one-per-write` (one frame per
+stream in a write). Prints per run, then the medians: frames a second, the gateway's CPU µs per
+frame and per cent of a core, and its CPU over the sender's.
+
+    cluster/bench/h2-small-frames.py [--rounds 3] [--seconds 8] [--streams 4] [--shape runs] BIN...
+
+Needs python3's `h2` package (cluster/setup.sh installs it). Loopback only; every process it
+starts ends with it.
+"""
+import argparse
+import asyncio
+import os
+import select
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import hpack
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def upstream(port, ready):
+    """An HTTP/1.1 upstream that reads every request's bytes and answers nothing."""
+    async def drop(reader, writer):
+        while await reader.read(1 << 16):
+            pass
+        writer.close()
+
+    async def serve():
+        server = await asyncio.start_server(drop, "127.0.0.1", port)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+    asyncio.run(serve())
+
+
+def attack(port, gateway_pid, streams, seconds, shape):
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    encoder = hpack.Encoder()
+    sock.sendall(PREFACE + frame(4, 0, 0))
+    ids = [1 + 2 * i for i in range(streams)]
+    sock.sendall(b"".join(frame(1, 0x4, s, encoder.encode([(":method", "POST"), (":scheme", "http"), (":authority", "bench"),
+                                                             (":path", "/up")])) for s in ids))
+    window = {s: 65535 for s in ids}
+    connection = 65535
+    one = {s: frame(0, 0, s, b"x") for s in ids}
+    if shape == "runs":
+        per, write = 500, {s: one[s] * 500 for s in ids}
+    else:
+        rounds = 50 if shape == "interleaved" else 1
+        per, block = rounds, b"".join(one[s] for s in ids) * rounds
+    buffered = b""
+    gateway0, sender0, start = cpu_seconds(gateway_pid), os.times(), time.time()
+    sent, ended = 0, None
+    while time.time() - start < seconds:
+        wrote = False
+        if shape == "runs":
+            for s in ids:
+                if window[s] >= per and connection >= per:
+                    sock.sendall(write[s])
+                    window[s] -= per
+                    connection -= per
+                    sent += per
+                    wrote = True
+        elif all(window[s] >= per for s in ids) and connection >= per * len(ids):
+            sock.sendall(block)
+            for s in ids:
+                window[s] -= per
+            connection -= per * len(ids)
+            sent += per * len(ids)
+            wrote = True
+        readable, _, _ = select.select([sock], [], [], 0 if wrote else 0.01)
+        if not readable:
+            continue
+        data = sock.recv(1 << 20)
+        if not data:
+            ended = "closed"
+            break
+        buffered += data
+        while len(buffered) >= 9:
+            length = int.from_bytes(buffered[:3], "big")
+            if len(buffered) < 9 + length:
+                break
+            kind, stream, payload = buffered[3], int.from_bytes(buffered[5:9], "big") & 0x7FFFFFFF, buffered[9:9 + length]
+            buffered = buffered[9 + length:]
+            if kind == 8:
+                increment = int.from_bytes(payload, "big")
+                if stream == 0:
+                    connection += increment
+                elif stream in window:
+                    window[stream] += increment
+            elif kind == 7:
+                ended = "GOAWAY"
+            elif kind == 3:
+                ended = f"RST_STREAM on {stream}"
+        if ended:
+            break
+    wall = time.time() - start
+    sender1 = os.times()
+    gateway_cpu = cpu_seconds(gateway_pid) - gateway0
+    sender_cpu = (sender1.user + sender1.system) - (sender0.user + sender0.system)
+    sock.close()
+    return {"frames_per_s": sent / wall, "us_per_frame": 1e6 * gateway_cpu / max(sent, 1), "gateway_core_pct": 100 * gateway_cpu / wall,
+            "gateway_per_sender_cpu": gateway_cpu / max(sender_cpu, 1e-3), "ended": ended}
+
+
+def run(binary, upstream_port, args):
+    port, admin = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        config = os.path.join(directory, "gateway.yaml")
+        with open(config, "w") as f:
+            f.write(f"listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\naccess_log: false\n"
+                    f"routes:\n  - name: only\n    path_prefix: /\n    max_body_bytes: 1GiB\n"
+                    f"    upstream: {{targets: [127.0.0.1:{upstream_port}]}}\n")
+        gateway = subprocess.Popen([binary, "gateway", "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            return attack(port, gateway.pid, args.streams, args.seconds, args.shape)
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--shape", choices=["runs", "interleaved", "one-per-write"], default="runs")
+    parser.add_argument("binaries", nargs="+")
+    args = parser.parse_args()
+    upstream_port = free_port()
+    ready = threading.Event()
+    threading.Thread(target=upstream, args=(upstream_port, ready), daemon=True).start()
+    ready.wait(10)
+    results = {b: [] for b in args.binaries}
+    for round in range(args.rounds):
+        for binary in args.binaries:
+            result = run(binary, upstream_port, args)
+            results[binary].append(result)
+            print(f"round {round + 1} {binary}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()), flush=True)
+    for binary, rows in results.items():
+        medians = {k: statistics.median(r[k] for r in rows) for k in ("frames_per_s", "us_per_frame", "gateway_core_pct", "gateway_per_sender_cpu")}
+        print(f"median {binary}: frames/s {medians['frames_per_s']:.0f}, µs/frame {medians['us_per_frame']:.3f}, "
+              f"gateway {medians['gateway_core_pct']:.1f} % of a core, gateway/sender CPU {medians['gateway_per_sender_cpu']:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
