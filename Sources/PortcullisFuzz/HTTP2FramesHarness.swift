@@ -143,11 +143,11 @@ public enum HTTP2FramesHarness {
     }
 
     /// A connection's bytes read whole (after `preface`), for comparing the joiner's output with
-    /// its input: frames other than DATA frames of a stream with valid padding kept whole, in
-    /// order; between them, the runs of such DATA frames as streams of bytes (`StreamData` per
-    /// stream: frames' boundaries and the order of streams do not count); extension frames left
-    /// out (the guard drops them); what the bytes end in, whole. With the frames' count and the
-    /// longest frame's payload.
+    /// its input: frames other than DATA frames of a stream with valid padding and with data or
+    /// END_STREAM kept whole, in order; between them, the runs of such DATA frames as streams of
+    /// bytes (`StreamData` per stream: frames' boundaries and the order of streams do not count);
+    /// extension frames left out (the guard drops them); what the bytes end in, whole. With the
+    /// frames' count and the longest frame's payload.
     static func joinedReading(_ bytes: [UInt8], preface: Int) -> (items: [String], frames: Int, longest: Int) {
         var items = ["preface \(Array(bytes.prefix(preface)))"]
         var offset = min(preface, bytes.count)
@@ -169,9 +169,13 @@ public enum HTTP2FramesHarness {
             longest = max(longest, length)
             if HTTP2GuardPath.drops(type: type) { continue }
             let padded = flags & 0x8 != 0
-            if type == 0, stream != 0, !padded || (length > 0 && Int(payload[0]) < length) {
+            let validPadding = !padded || (length > 0 && Int(payload[0]) < length)
+            let data = !validPadding ? [] : padded ? Array(payload[1..<length - Int(payload[0])]) : payload
+            // A DATA frame with no data and no END_STREAM stays a frame of its own: swift-nio-http2
+            // counts those in a row.
+            if type == 0, stream != 0, validPadding, !data.isEmpty || flags & 0x1 != 0 {
                 var part = run[stream, default: StreamData()]
-                part.data += padded ? Array(payload[1..<length - Int(payload[0])]) : payload
+                part.data += data
                 part.flowLength += length
                 if flags & 0x1 != 0 { part.ends.append([part.data.count, part.flowLength]) }
                 run[stream] = part
@@ -218,6 +222,13 @@ public enum HTTP2FramesHarness {
             // ending stream 1 among them, then more on stream 1 (after its end).
             [1, 0x85] + preface + settings + headers + smallFrames + [0, 0, 1, 0xFA, 0, 0, 0, 0, 1, 0x75] + smallFrames
                 + [0, 0, 4, 0, 0x9, 0, 0, 0, 1, 2, 0x61, 0, 0] + smallFrames + windowUpdate + smallFrames,
+            // Padding at its bounds: a pad length of the payload's length less one (no data) and of
+            // its length (malformed), a stream's padding reaching 256 bytes and passing it, empty
+            // frames with END_STREAM and without, the stream identifier's reserved bit set.
+            [0, 0x93] + smallFrames + [0, 0, 3, 0, 0x8, 0, 0, 0, 1, 2, 0, 0] + smallFrames + [0, 0, 3, 0, 0x8, 0, 0, 0, 3, 3, 0, 0]
+                + smallFrames + [0, 0, 128, 0, 0x8, 0, 0, 0, 5, 126, 0x61] + Array(repeating: 0, count: 126)
+                + [0, 0, 130, 0, 0x8, 0, 0, 0, 5, 128, 0x62] + Array(repeating: 0, count: 128) + [0, 0, 1, 0, 0, 0, 0, 0, 5, 0x63]
+                + [0, 0, 0, 0, 0, 0, 0, 0, 1] + [0, 0, 0, 0, 0x1, 0, 0, 0, 3] + [0, 0, 1, 0, 0, 0x80, 0, 0, 1, 0x64] + smallFrames,
         ]
     }
 }

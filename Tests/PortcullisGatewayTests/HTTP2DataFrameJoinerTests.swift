@@ -43,9 +43,9 @@ struct HTTP2DataFrameJoinerTests {
 
     @Test("a read of 1-byte DATA frames on three streams, interleaved, is passed on as one DATA frame per stream carrying its bytes in order, END_STREAM on the one whose last frame had it; the frames before and after the run keep their places")
     func interleavedStreamsAreJoinedPerStream() throws {
-        let run = Self.data(1, "a") + Self.data(3, "b") + Self.data(5, "c") + Self.data(1, "d") + Self.data(3, "e", end: true) + Self.data(5, "f")
+        let run = Self.data(1, "a") + Self.data(3, "b") + Self.data(5, "c") + Self.data(1, "d") + Self.data(3, "e") + Self.data(5, "f", end: true)
         let passed = try Self.join([Self.preface + Self.headers + run + Self.windowUpdate])
-        #expect(passed[0].joined().elementsEqual(Self.preface + Self.headers + Self.data(1, "ad") + Self.data(3, "be", end: true) + Self.data(5, "cf") + Self.windowUpdate))
+        #expect(passed[0].joined().elementsEqual(Self.preface + Self.headers + Self.data(1, "ad") + Self.data(3, "be") + Self.data(5, "cf", end: true) + Self.windowUpdate))
     }
 
     @Test("a read with one small DATA frame, or small frames with other frames between them, is passed on as it came, in one piece")
@@ -75,6 +75,34 @@ struct HTTP2DataFrameJoinerTests {
         #expect(passed[0].joined().elementsEqual(expected))
         // The flow-controlled lengths agree: 102 + 1 + 102 + 102.
         #expect(expected.count - Self.preface.count - invalid.count - Self.data(3, "cd").count == 2 * 9 + 307)
+    }
+
+    @Test("a stream's END_STREAM is not moved ahead of another stream's frame that came before it: the run is passed on first")
+    func endStreamKeepsItsPlaceAmongStreams() throws {
+        let passed = try Self.join([Self.preface + Self.data(1, "a") + Self.data(3, "b") + Self.data(1, "c", end: true) + Self.data(3, "d")])
+        #expect(passed[0].joined().elementsEqual(Self.preface + Self.data(1, "a") + Self.data(3, "b") + Self.data(1, "c", end: true) + Self.data(3, "d")))
+        // The stream's part is the run's last: joined.
+        let last = try Self.join([Self.preface + Self.data(3, "b") + Self.data(1, "a") + Self.data(1, "c", end: true)])
+        #expect(last[0].joined().elementsEqual(Self.preface + Self.data(3, "b") + Self.data(1, "ac", end: true)))
+    }
+
+    @Test("a DATA frame with no data and no END_STREAM (empty, or padding only) is not joined and ends the run, as swift-nio-http2 counts such frames in a row; with END_STREAM it is joined")
+    func emptyFramesAreNotJoined() throws {
+        let empty = Self.data(1, "")
+        let paddingOnly = Self.frame(type: 0, flags: 0x8, stream: 3, payload: [2, 0, 0])
+        let read = Self.preface + Self.data(1, "x") + empty + Self.data(1, "y") + paddingOnly + Self.data(3, "z")
+        #expect(try Self.join([read])[0] == [read])
+        let ending = try Self.join([Self.preface + Self.data(1, "x") + Self.data(1, "", end: true)])
+        #expect(ending[0].joined().elementsEqual(Self.preface + Self.data(1, "x", end: true)))
+    }
+
+    @Test("a joined frame carries at most 256 bytes of padding (the pad-length byte and 255): at 256 the frames are joined, at 257 a second frame begins")
+    func paddingBound() throws {
+        // Each frame's pad-length byte and padding: 128 + 128, then 128 + 129.
+        let within = Self.padded(1, "a", padding: 127) + Self.padded(1, "b", padding: 127)
+        #expect(try Self.join([Self.preface + within])[0].joined().elementsEqual(Self.preface + Self.padded(1, "ab", padding: 255)))
+        let beyond = Self.padded(1, "a", padding: 127) + Self.padded(1, "b", padding: 128)
+        #expect(try Self.join([Self.preface + beyond])[0].joined().elementsEqual(Self.preface + beyond))
     }
 
     @Test("extension frames inside a run are dropped, so that they cannot break it; a frame cut by the read's end is passed on as it came, and its stream's frames in the next read are joined after it")

@@ -5,28 +5,32 @@ import NIOCore
 /// the gateway's connections to HTTP/2 upstreams.
 ///
 /// swift-nio-http2 handles each DATA frame as an object of its own — parsed, flow-controlled,
-/// delivered to its stream's channel and through the stream's handlers — which costs about a
-/// microsecond whatever its size: a peer sending a body as 1-byte frames, within flow control,
-/// kept a core busy from one connection at about 40 times its own CPU (docs/benchmarks.md). A
-/// read of such frames reaches swift-nio-http2 here as one frame per stream (or per 16 384
-/// bytes), which costs what the read's bytes cost in large frames.
+/// delivered to its stream's channel and through the stream's handlers — at a cost per frame
+/// whatever its size, so a peer sending a body as 1-byte frames within flow control made the
+/// gateway spend many times its own CPU (docs/benchmarks.md, "Small DATA frames joined"). A read
+/// of such frames reaches swift-nio-http2 here as one frame per stream (or per 16 384 bytes); what
+/// is left per frame is this handler's reading of its header and copying of its bytes.
 ///
 /// What is joined: DATA frames of up to `joinUpTo` bytes on a stream other than 0 whose header
-/// and payload are both in the read, in runs of frames that follow one another; frame boundaries
-/// carry no meaning in HTTP/2 (RFC 9113 §8.1), and the order of frames of different streams
-/// none either. Within a stream the order is kept, and nothing is joined after an END_STREAM.
-/// Flow control counts what it counted: a joined frame's payload is as long as the frames'
-/// payloads were, padding included — where they were padded, so is it (RFC 9113 §6.1), with at
-/// most 255 bytes of padding, else a second frame begins. A padded frame whose padding is longer
-/// than its payload is passed on as it came, for swift-nio-http2 to refuse. Extension frames
-/// inside a run are dropped here (the guard drops every one: `HTTP2FrameGuard.isExtension`), so
-/// that they cannot be used to break runs. Any other frame ends a run: the joined frames are
-/// passed on before it. A read without two joinable frames in a row is passed on as it came.
+/// and payload are both in the read, in runs of frames that follow one another. Frame boundaries
+/// carry no meaning in HTTP/2 (RFC 9113 §8.1), nor does the order of different streams' DATA
+/// frames; within a stream the order is kept, and a frame with END_STREAM is not moved ahead of
+/// other streams' frames that came before it (the run is passed on first), nor is anything joined
+/// after it. Flow control counts what it counted: a joined frame's payload is as long as the
+/// frames' payloads were, padding included — where they were padded, so is it (RFC 9113 §6.1),
+/// with at most 255 bytes of padding, else a second frame begins. Not joined, each ending a run
+/// and passed on as it came: a frame with no data and no END_STREAM (swift-nio-http2 counts those,
+/// and closes a connection sending two in a row: joined, they would escape that count), a padded
+/// frame whose padding is not within its payload (for swift-nio-http2 to refuse), and any other
+/// frame but an extension frame; extension frames inside a run are dropped here (the guard drops
+/// every one: `HTTP2FrameGuard.isExtension`), so that they cannot break runs. A read without two
+/// joinable frames in a row is passed on as it came, save for the extension frames a run of one
+/// drops (its frame is then passed on rebuilt, as it was).
 ///
-/// Written by hand: swift-nio-http2 has no hook before it builds a frame's object. Fuzzed with
-/// the guard (the `http2-frames` target: what is passed on, read frame by frame, carries each
-/// stream's bytes, flow-control lengths and ends as the input did, whatever the reads' cuts).
-/// Event-loop confined.
+/// Written by hand: swift-nio-http2 has no hook before it builds a frame's object. Fuzzed on the
+/// `http2-frames` target's reads, beside the guard: what it passes on, read frame by frame, must
+/// carry each stream's bytes, flow-controlled lengths and ends as the input did, whatever the
+/// reads' cuts. Event-loop confined.
 final class HTTP2DataFrameJoiner: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -47,15 +51,24 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
         var endStream: Bool
     }
 
+    private static let endStreamFlag: UInt8 = 0x1
+    private static let paddedFlag: UInt8 = 0x8
+
     private var scanner: HTTP2FrameScanner
     /// The current run's joined frames, in the order their streams first appear.
     private var parts: [Part] = []
     /// Per stream, its part still open to more bytes.
     private var openPart: [UInt32: Int] = [:]
+    /// The DATA frames that went into `parts`.
+    private var framesJoined = 0
+    private let onJoined: (Int) -> Void
 
-    /// - Parameter prefaceBytes: 24 where the bytes begin with the client's connection preface.
-    init(prefaceBytes: Int) {
+    /// - Parameters:
+    ///   - prefaceBytes: 24 where the bytes begin with the client's connection preface.
+    ///   - onJoined: told, for each run joined, how many frames fewer it became.
+    init(prefaceBytes: Int, onJoined: @escaping (Int) -> Void = { _ in }) {
         self.scanner = HTTP2FrameScanner(prefaceBytes: prefaceBytes)
+        self.onJoined = onJoined
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -70,9 +83,10 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
         var first: (start: Int, header: HTTP2FrameScanner.Header)?
         while index < end {
             guard let header = scanner.scan(buffer, from: &index) else { continue }
-            let headerStart = index - 9
+            // Not a frame of this read's alone if its header began in the last one.
             let whole = !headerBegunEarlier && end - index >= header.length
             headerBegunEarlier = false
+            let headerStart = index - 9
             let inRun = first != nil || !parts.isEmpty
             if whole, Self.joinable(header, in: buffer, at: index) || (inRun && HTTP2FrameGuard.isExtension(header.type)) {
                 let payloadAt = index
@@ -88,7 +102,13 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
                     add(run.header, in: buffer, at: run.start + 9, allocator: context.channel.allocator)
                     first = nil
                 }
-                if header.type == HTTP2FrameScanner.dataType { add(header, in: buffer, at: payloadAt, allocator: context.channel.allocator) }
+                if header.type == HTTP2FrameScanner.dataType {
+                    // A stream's end is not moved ahead of the other streams' frames before it.
+                    if header.flags & Self.endStreamFlag != 0, let open = openPart[header.streamID], open != parts.count - 1 {
+                        context.fireChannelRead(wrapInboundOut(takeJoined(allocator: context.channel.allocator)))
+                    }
+                    add(header, in: buffer, at: payloadAt, allocator: context.channel.allocator)
+                }
                 passFrom = index
                 continue
             }
@@ -102,28 +122,30 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
         }
     }
 
-    /// Whether a DATA frame can be joined: small, on a stream, its padding (if any) within its payload.
+    /// Whether a DATA frame can be joined: small, on a stream, its padding (if any) within its
+    /// payload, with data or END_STREAM.
     private static func joinable(_ header: HTTP2FrameScanner.Header, in buffer: ByteBuffer, at payload: Int) -> Bool {
         guard header.type == HTTP2FrameScanner.dataType, header.streamID != 0, header.length <= joinUpTo else { return false }
-        guard header.flags & padded != 0 else { return true }
-        guard header.length > 0, let padLength = buffer.getInteger(at: payload, as: UInt8.self) else { return false }
-        return Int(padLength) < header.length
+        var dataLength = header.length
+        if header.flags & paddedFlag != 0 {
+            guard header.length > 0, let padLength = buffer.getInteger(at: payload, as: UInt8.self), Int(padLength) < header.length else { return false }
+            dataLength -= 1 + Int(padLength)
+        }
+        return dataLength > 0 || header.flags & endStreamFlag != 0
     }
-
-    private static let padded: UInt8 = 0x8
-    private static let endStream: UInt8 = 0x1
 
     /// Adds a joinable DATA frame (its payload at `payload` in `buffer`) to its stream's part.
     private func add(_ header: HTTP2FrameScanner.Header, in buffer: ByteBuffer, at payload: Int, allocator: ByteBufferAllocator) {
         var dataAt = payload
         var dataLength = header.length
-        if header.flags & Self.padded != 0 {
+        if header.flags & Self.paddedFlag != 0 {
             let padLength = Int(buffer.getInteger(at: payload, as: UInt8.self)!)
             dataAt += 1
             dataLength -= 1 + padLength
         }
         let data = buffer.getSlice(at: dataAt, length: dataLength)!
-        let ends = header.flags & Self.endStream != 0
+        let ends = header.flags & Self.endStreamFlag != 0
+        framesJoined += 1
         if let index = openPart[header.streamID] {
             let flowLength = parts[index].flowLength + header.length
             // Padding beyond what a frame carries (the pad-length byte and 255) needs a frame of its own.
@@ -146,8 +168,8 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
         var out = allocator.buffer(capacity: parts.reduce(0) { $0 + 9 + $1.flowLength })
         for part in parts {
             let padding = part.flowLength - part.data.readableBytes
-            var flags: UInt8 = part.endStream ? Self.endStream : 0
-            if padding > 0 { flags |= Self.padded }
+            var flags: UInt8 = part.endStream ? Self.endStreamFlag : 0
+            if padding > 0 { flags |= Self.paddedFlag }
             out.writeInteger(UInt8(part.flowLength >> 16))
             out.writeInteger(UInt16(part.flowLength & 0xFFFF))
             out.writeInteger(HTTP2FrameScanner.dataType)
@@ -157,6 +179,8 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
             out.writeImmutableBuffer(part.data)
             if padding > 1 { out.writeRepeatingByte(0, count: padding - 1) }
         }
+        if framesJoined > parts.count { onJoined(framesJoined - parts.count) }
+        framesJoined = 0
         parts.removeAll(keepingCapacity: true)
         openPart.removeAll(keepingCapacity: true)
         return out

@@ -48,11 +48,12 @@ enum HTTP2Pipeline {
         let sync = channel.pipeline.syncOperations
         let connectionErrors = shared.gateway.metrics.http2ConnectionErrors
         let queueResets = shared.gateway.metrics.http2QueueResets
+        let framesJoined = shared.gateway.metrics.http2DataFramesJoined
         // A window's worth of the smallest gRPC messages (5 bytes) on one stream stays under it.
         let frameGuard = HTTP2FrameGuard(role: .server, queueLimit: max(HTTP2FrameQueues.defaultLimit, config.initialWindowSize / 4))
         let queues = NIOLoopBound(frameGuard.queues, eventLoop: channel.eventLoop)
         try sync.addHandler(FlushCoalescingHandler())
-        try sync.addHandler(HTTP2DataFrameJoiner(prefaceBytes: 24))
+        try sync.addHandler(HTTP2DataFrameJoiner(prefaceBytes: 24) { framesJoined.increment(by: Int64($0)) })
         try sync.addHandler(frameGuard)
         _ = try sync.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
                                             streamDelegate: StreamCounting(manager: manager.http2StreamDelegate, shared: bound)) { streamChannel in

@@ -34,6 +34,9 @@ public final class GatewayMetrics: Sendable {
     /// (`HTTP2FrameQueues`): a client's streams, and streams to upstreams.
     let http2QueueResets: Counter
     let upstreamHTTP2QueueResets: Counter
+    /// DATA frames joined away by `HTTP2DataFrameJoiner`: a client's, an upstream's.
+    let http2DataFramesJoined: Counter
+    let upstreamHTTP2DataFramesJoined: Counter
     let upstreamHTTP2ConnectionErrors: Counter
     let upstreamHTTP2StreamErrors: Counter
     let upstreamHTTP2ConnectionsRetired: Counter
@@ -83,6 +86,9 @@ public final class GatewayMetrics: Sendable {
         let queueHelp = "HTTP/2 streams reset with ENHANCE_YOUR_CALM because their connection held more frames not yet read than its limit (16 384, or a quarter of the stream window if more) and they held the most: a peer sending many small frames on streams whose reads wait (the other side cannot take more). peer: client (the client's stream), upstream (a stream to an HTTP/2 upstream; its call fails)."
         http2QueueResets = registry.counter("portcullis_http2_queue_resets_total", labels: [("peer", "client")], help: queueHelp)
         upstreamHTTP2QueueResets = registry.counter("portcullis_http2_queue_resets_total", labels: [("peer", "upstream")], help: queueHelp)
+        let joinedHelp = "HTTP/2 DATA frames of up to 1 024 bytes that arrived together in one read and were joined with others of their stream before swift-nio-http2 read them: how many frames fewer it read. A peer sending its bodies as many tiny frames shows here. peer: client, upstream."
+        http2DataFramesJoined = registry.counter("portcullis_http2_data_frames_joined_total", labels: [("peer", "client")], help: joinedHelp)
+        upstreamHTTP2DataFramesJoined = registry.counter("portcullis_http2_data_frames_joined_total", labels: [("peer", "upstream")], help: joinedHelp)
         upstreamHTTP2ConnectionErrors = registry.counter("portcullis_upstream_http2_connection_errors_total", labels: [],
             help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol, flooded PING/SETTINGS, RST_STREAM or WINDOW_UPDATE frames, or sent 200 malformed responses); their open streams fail.")
         upstreamHTTP2StreamErrors = registry.counter("portcullis_upstream_http2_stream_errors_total", labels: [],

@@ -59,6 +59,8 @@ final class GatewayServer: Sendable {
                         metrics.upstreamHTTP2QueueResets.increment()
                         logger.warning("HTTP/2 stream to upstream reset (ENHANCE_YOUR_CALM): its connection held too many frames not yet read (small frames on streams whose client is slow to read); its request fails",
                                        metadata: ["upstream": "\(address)"])
+                    case .dataFramesJoined(_, let count):
+                        metrics.upstreamHTTP2DataFramesJoined.increment(by: Int64(count))
                     case .connectionRetired(let address):
                         metrics.upstreamHTTP2ConnectionsRetired.increment()
                         logger.notice("HTTP/2 connection to upstream retired after \(HTTP2UpstreamResetBudget.limit) stream resets for clients in \(HTTP2UpstreamResetBudget.window.nanoseconds / 1_000_000_000) s (before the upstream's rapid-reset limit); new streams go on another",

@@ -1,6 +1,7 @@
 import PortcullisConfig
 
-/// What befell an HTTP/2 upstream connection, as `HTTP2UpstreamPool` reports it (to count and log).
+/// What befell an HTTP/2 upstream connection, as `HTTP2UpstreamPool` reports it (to count, and
+/// most of it to log).
 enum HTTP2UpstreamFault {
     /// An error on the connection to `upstream` closed it; the streams open on it fail.
     case connectionClosed(upstream: HostPort, error: any Error)
@@ -15,4 +16,7 @@ enum HTTP2UpstreamFault {
     /// A connection to `upstream` spent its budget of resets (`HTTP2UpstreamResetBudget`): it
     /// takes no new stream and closes once its streams end. Not the upstream's fault: its clients'.
     case connectionRetired(upstream: HostPort)
+    /// `count` of the upstream's small DATA frames were joined with others of their stream
+    /// (`HTTP2DataFrameJoiner`): counted, not logged.
+    case dataFramesJoined(upstream: HostPort, count: Int)
 }

@@ -65,8 +65,8 @@ final class HTTP2UpstreamPool {
     private var targets: [UpstreamPool.Key: Target] = [:]
     private let onFault: (HTTP2UpstreamFault) -> Void
 
-    /// `onFault` runs on this loop for each connection closed by an error on it and each stream
-    /// reset for a malformed message.
+    /// `onFault` runs on this loop for each `HTTP2UpstreamFault`: a connection closed by an error
+    /// on it, a stream reset, a connection retired, a run of DATA frames joined.
     init(eventLoop: any EventLoop, onFault: @escaping (HTTP2UpstreamFault) -> Void) {
         self.eventLoop = eventLoop
         self.onFault = onFault
@@ -187,7 +187,7 @@ final class HTTP2UpstreamPool {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: settings.tlsServerName ?? UpstreamPool.sniName(address.host)))
                     }
                     try sync.addHandler(FlushCoalescingHandler())
-                    try sync.addHandler(HTTP2DataFrameJoiner(prefaceBytes: 0))
+                    try sync.addHandler(HTTP2DataFrameJoiner(prefaceBytes: 0) { joined in onFault.value(.dataFramesJoined(upstream: address, count: joined)) })
                     try sync.addHandler(HTTP2FrameGuard(role: .client))
                     // The gateway takes no pushed streams.
                     _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: configuration.connection,

@@ -51,11 +51,12 @@ Prints one JSON object describing what the server did. Modes:
                        server ends the connection; prints how many frames came
   table-size           announces SETTINGS_HEADER_TABLE_SIZE 2^32-1, then 20 GETs one after
                        another; prints the largest table size the server's header blocks set
-  small-frames PATH N [BULK]
-                       a POST of PATH whose body is up to N 1-byte DATA frames, as the stream's
-                       window allows: the first BULK in writes of 4 096, then one a write every
-                       0.1 ms or so (the server joins frames that arrive together), until the
-                       stream is reset or the window stays shut for 3 s; prints how many were sent
+  small-frames PATH N [BULK [STREAMS]]
+                       STREAMS (1) POSTs of PATH whose bodies are up to N 1-byte DATA frames in
+                       all, as the windows allow: each stream's first BULK in writes of 4 096,
+                       then one a write every 0.1 ms or so, the streams in turn (the server joins
+                       a stream's frames that arrive together), until a stream is reset or the
+                       windows stay shut for 3 s; prints how many were sent
   tiny-bodies PATH S N S POSTs of PATH, each body N bytes of its own sent as 1-byte DATA frames,
                        every third padded, interleaved over the streams; prints how many bodies
                        came back as sent (matched)
@@ -67,9 +68,10 @@ Prints one JSON object describing what the server did. Modes:
                        ending 100 bytes into a frame, then a GET of /public/after on stream 1;
                        prints how much process PID (the gateway) grew meanwhile, the connection
                        still open
-  unread PATH SECONDS  a GET of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE is 0 (it
-                       takes no DATA), waiting SECONDS for the stream to be reset; prints the
-                       seconds waited
+  unread PATH SECONDS [STREAMS]
+                       STREAMS (1) GETs of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE
+                       is 0 (it takes no DATA), waiting SECONDS for a stream to be reset; prints
+                       the seconds waited
   stalled-body PATH SECONDS [NAME=VALUE ...]
                        a POST of PATH (with the extra fields) whose HEADERS do not end the stream, one DATA frame of "x",
                        then nothing; waits SECONDS for the stream to end or be reset, prints the
@@ -476,31 +478,40 @@ def main():
                 peer.pump(0.2)
         print(json.dumps(peer.result(largest_table_size=max(peer.table_sizes, default=None), responses=len(peer.headers))))
     elif mode == "small-frames":
-        peer.send(HeadersFrame(1, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]))
+        count = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+        streams = [1 + 2 * i for i in range(count)]
+        peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer.send(*[HeadersFrame(s, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]) for s in streams])
         peer.pump(0.2)
-        # The first BULK frames in writes of 4 096, then one frame a write, paced: the gateway
-        # joins the small DATA frames that arrive together in one read, so frames that reach its
-        # queues one by one must come one read each (an attacker's write each).
-        one = DataFrame(1, data=b"x").serialize()
-        sent, limit, idle = 0, int(sys.argv[4]), time.monotonic()
-        bulk = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-        while sent < limit and 1 not in peer.resets and not peer.closed:
-            n = min(peer.window(1, sent), 4096 if sent < bulk else 1, limit - sent)
+        # The first BULK frames of each stream in writes of 4 096, then one frame a write, the
+        # streams in turn, paced: the gateway joins a stream's small DATA frames that arrive
+        # together in one read, so frames that reach its queues one by one must come one read
+        # each (an attacker's write each), or one stream each in a read.
+        one = {s: DataFrame(s, data=b"x").serialize() for s in streams}
+        limit, bulk = int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 0
+        sent = {s: 0 for s in streams}
+        idle, turn = time.monotonic(), 0
+        connection = lambda: 65535 + peer.credit.get(0, 0) - sum(sent.values())
+        while sum(sent.values()) < limit and not peer.resets and not peer.closed:
+            s = streams[turn % count]
+            turn += 1
+            window = int(peer.settings.get("4", 65535)) + peer.credit.get(s, 0) - sent[s]
+            n = min(window, connection(), 4096 if sent[s] < bulk else 1, limit - sum(sent.values()))
             if n > 0:
-                if not peer.send_bytes(one * n):
+                if not peer.send_bytes(one[s] * n):
                     break
-                sent += n
+                sent[s] += n
                 idle = time.monotonic()
-                if sent > bulk:
+                if sent[s] > bulk:
                     time.sleep(0.0001)
-                if n > 1 or sent % 256 == 0:
+                if n > 1 or turn % 256 == 0:
                     peer.pump(0.001)
             elif time.monotonic() - idle > 3:
                 break
-            else:
+            elif turn % count == 0:
                 peer.pump(0.05)
         peer.pump(1)
-        print(json.dumps(peer.result(sent=sent, window_left=peer.window(1, sent))))
+        print(json.dumps(peer.result(sent=sum(sent.values()), sent_per_stream={str(s): n for s, n in sent.items()})))
     elif mode == "tiny-bodies":
         # STREAMS POSTs to PATH, each body BYTES long and its own (byte i of stream s is
         # (7s + i) mod 251), sent as 1-byte DATA frames, every third padded with 2 bytes (4 bytes
@@ -574,9 +585,10 @@ def main():
             peer.pump(0.2)
         print(json.dumps(peer.result(sent_mb=sent >> 20, grew=resident() - before)))
     elif mode == "unread":
-        peer.send(HeadersFrame(1, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]))
+        count = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+        peer.send(*[HeadersFrame(1 + 2 * i, peer.request_block(path=arg), flags=["END_HEADERS", "END_STREAM"]) for i in range(count)])
         start = time.monotonic()
-        while 1 not in peer.resets and not peer.closed and time.monotonic() < start + float(sys.argv[4]):
+        while not peer.resets and not peer.closed and time.monotonic() < start + float(sys.argv[4]):
             peer.pump(0.05)
         print(json.dumps(peer.result(waited=time.monotonic() - start)))
     elif mode == "stalled-body":
