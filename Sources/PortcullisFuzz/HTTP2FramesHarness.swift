@@ -17,7 +17,7 @@ import PortcullisGateway
 ///   once DATA frames are taken as streams of bytes (`joinedReading`): the other frames unchanged
 ///   and in their places (extension frames aside), and between them each stream's data, its
 ///   flow-controlled length and the points where it ends, as the input's; no more frames than the
-///   input, none longer than 16 384 bytes unless the input's was;
+///   input, none longer than the input's longest or 16 384 bytes;
 /// - `HTTP2FrameGuard`, given the same reads, passes on what `guardReference` says for the whole
 ///   buffer: extension frames dropped, SETTINGS_HEADER_TABLE_SIZE clamped, a header the bytes end
 ///   in held back (unless it closed the connection for a WINDOW_UPDATE flood, or ended it for

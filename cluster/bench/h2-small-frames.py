@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """What request bodies of 1-byte HTTP/2 DATA frames cost the gateway (docs/benchmarks.md, "Small
 DATA frames joined"): for each build given, alternated for ROUNDS rounds, a gateway on loopback
-(one public route, h2c, max_body_bytes 1 GiB) in front of an upstream that reads and drops what it
-gets, and one connection of STREAMS POSTs fed 1-byte DATA frames as fast as the windows allow for
-SECONDS. Shapes: `runs` (500 frames of a stream in a row, the streams in turn, in one write),
-`interleaved` (50 rounds of one frame per stream in a write), `one-per-write` (one frame per
-stream in a write). Prints per run, then the medians: frames a second, the gateway's CPU µs per
-frame (what it still reads in the second after the sender stops included) and per cent of a core,
-and its CPU over the sender's. A stream the gateway resets is dropped and the others go on.
+(one public route, h2c, max_body_bytes 1 GiB) in front of an upstream that reads and drops what
+it gets, and one connection of STREAMS POSTs fed 1-byte DATA frames (or --frame-bytes) as fast
+as the windows allow for SECONDS. Shapes: `runs` (500 frames of a stream in a row, the streams
+in turn, in one write) and `interleaved` (50 rounds of one frame per stream in a write). Prints
+each run, then the medians: frames a second; the gateway's CPU per frame and per byte on the
+wire (what it still reads in the second after the sender stops included); its share of a core;
+its CPU over the sending thread's. A stream the gateway resets is dropped and the others go on.
 
-    cluster/bench/h2-small-frames.py [--rounds 3] [--seconds 8] [--streams 4] [--shape runs] BIN...
+    cluster/bench/h2-small-frames.py [--rounds 3] [--seconds 8] [--streams 4] [--shape runs]
+                                     [--frame-bytes 1] BIN...
 
 Needs python3's `h2` package (cluster/setup.sh installs it). Loopback only; every process it
 starts ends with it.
@@ -63,7 +64,7 @@ def upstream(port, ready):
     asyncio.run(serve())
 
 
-def attack(port, gateway_pid, streams, seconds, shape):
+def attack(port, gateway_pid, streams, seconds, shape, frame_bytes):
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     encoder = hpack.Encoder()
@@ -73,12 +74,14 @@ def attack(port, gateway_pid, streams, seconds, shape):
                                                              (":path", "/up")])) for s in ids))
     window = {s: 65535 for s in ids}
     connection = 65535
-    one = {s: frame(0, 0, s, b"x") for s in ids}
+    one = {s: frame(0, 0, s, b"x" * frame_bytes) for s in ids}
+    # Bytes of a stream per write: 500 frames of a byte, or two larger frames.
     if shape == "runs":
-        per, write = 500, {s: one[s] * 500 for s in ids}
+        count = 500 if frame_bytes == 1 else 2
+        per, write = count * frame_bytes, {s: one[s] * count for s in ids}
     else:
-        rounds = 50 if shape == "interleaved" else 1
-        per, block = rounds, b"".join(one[s] for s in ids) * rounds
+        rounds = 50
+        per, block = rounds * frame_bytes, b"".join(one[s] for s in ids) * rounds
     buffered = b""
     # The sending thread's CPU alone (the upstream runs in another thread of this process).
     gateway0, sender0, start = cpu_seconds(gateway_pid), time.thread_time(), time.time()
@@ -94,7 +97,7 @@ def attack(port, gateway_pid, streams, seconds, shape):
                     sent += per
                     wrote = True
         elif all(window[s] >= per for s in ids) and connection >= per * len(ids):
-            sock.sendall(b"".join(one[s] for s in ids) * per if len(ids) < streams else block)
+            sock.sendall(b"".join(one[s] for s in ids) * (per // frame_bytes) if len(ids) < streams else block)
             for s in ids:
                 window[s] -= per
             connection -= per * len(ids)
@@ -140,7 +143,9 @@ def attack(port, gateway_pid, streams, seconds, shape):
     gateway_cpu = cpu_seconds(gateway_pid) - gateway0
     sender_cpu = sender1 - sender0
     sock.close()
-    return {"frames_per_s": sent / wall, "us_per_frame": 1e6 * gateway_cpu / max(sent, 1), "gateway_core_pct": 100 * gateway_cpu / (wall + 1),
+    frames = sent / frame_bytes
+    return {"frames_per_s": frames / wall, "us_per_frame": 1e6 * gateway_cpu / max(frames, 1), "ns_per_wire_byte": 1e9 * gateway_cpu / max(frames * (9 + frame_bytes), 1),
+            "gateway_core_pct": 100 * gateway_cpu / (wall + 1),
             "gateway_per_sender_cpu": gateway_cpu / max(sender_cpu, 1e-3), "resets": resets, "ended": ended}
 
 
@@ -161,7 +166,7 @@ def run(binary, upstream_port, args):
                     break
                 except OSError:
                     time.sleep(0.1)
-            return attack(port, gateway.pid, args.streams, args.seconds, args.shape)
+            return attack(port, gateway.pid, args.streams, args.seconds, args.shape, args.frame_bytes)
         finally:
             gateway.terminate()
             gateway.wait(timeout=30)
@@ -172,7 +177,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--streams", type=int, default=4)
-    parser.add_argument("--shape", choices=["runs", "interleaved", "one-per-write"], default="runs")
+    parser.add_argument("--shape", choices=["runs", "interleaved"], default="runs")
+    parser.add_argument("--frame-bytes", type=int, default=1, help="each DATA frame's payload (1; 16384 for the same bytes in large frames)")
     parser.add_argument("binaries", nargs="+")
     args = parser.parse_args()
     upstream_port = free_port()
@@ -186,8 +192,8 @@ def main():
             results[binary].append(result)
             print(f"round {round + 1} {binary}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()), flush=True)
     for binary, rows in results.items():
-        medians = {k: statistics.median(r[k] for r in rows) for k in ("frames_per_s", "us_per_frame", "gateway_core_pct", "gateway_per_sender_cpu")}
-        print(f"median {binary}: frames/s {medians['frames_per_s']:.0f}, µs/frame {medians['us_per_frame']:.3f}, "
+        medians = {k: statistics.median(r[k] for r in rows) for k in ("frames_per_s", "us_per_frame", "ns_per_wire_byte", "gateway_core_pct", "gateway_per_sender_cpu")}
+        print(f"median {binary}: frames/s {medians['frames_per_s']:.0f}, µs/frame {medians['us_per_frame']:.3f}, ns/wire byte {medians['ns_per_wire_byte']:.2f}, "
               f"gateway {medians['gateway_core_pct']:.1f} % of a core, gateway/sender CPU {medians['gateway_per_sender_cpu']:.2f}")
 
 

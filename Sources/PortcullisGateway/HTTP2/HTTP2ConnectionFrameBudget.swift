@@ -1,20 +1,22 @@
 import NIOHTTP2
 
 /// How many frames a peer may send that no open stream accounts for (`HTTP2FrameGuard`):
-/// WINDOW_UPDATE on the connection (stream 0), and WINDOW_UPDATE and RST_STREAM on streams that
-/// are over (`HTTP2WindowUpdateBudget` tracks no stream for them). swift-nio-http2 limits none of
-/// the updates, and these resets only by its count of every RST_STREAM (the backstop,
+/// WINDOW_UPDATE on the connection (stream 0), WINDOW_UPDATE and RST_STREAM on streams that are
+/// over (`HTTP2WindowUpdateBudget` tracks no stream for them), and GOAWAY. swift-nio-http2 limits
+/// none of the updates or GOAWAY frames (a peer may repeat a GOAWAY whose last stream does not
+/// rise), and these resets only by its count of every RST_STREAM (the backstop,
 /// `HTTP2ResetFrameBackstop`); its other counts cover PING, SETTINGS and PRIORITY frames. So a
-/// peer could keep a core busy with them for as long as its connection lived.
+/// peer could keep a core busy with them for as long as its connection lived, and use them to
+/// keep its small DATA frames apart (`HTTP2DataFrameJoiner` joins only frames in a row).
 ///
 /// A peer sends them in the ordinary course as the connection carries work: a connection-level
 /// update as it consumes DATA (nghttp2, browsers and grpc once a fraction of the window is
 /// consumed, Go's net/http once per 4 KiB read, grpc-go also after its BDP pings, Go and Netty
 /// once as a stream closes), and an update or a reset of a stream that ended on the other side
 /// meanwhile (Go's stream-level updates for a body read after its end; a gRPC client's reset of a
-/// call the gateway ended with RST_STREAM NO_ERROR). So the budget is earned by that work, as
-/// Envoy earns connection-level updates by DATA frames sent: `allowance`, plus what each DATA
-/// frame the gateway sent on the connection earns (as on a stream:
+/// call the gateway ended with RST_STREAM NO_ERROR); a GOAWAY or two as it shuts down. So the
+/// budget is earned by that work, as Envoy earns connection-level updates by DATA frames sent:
+/// `allowance`, plus what each DATA frame the gateway sent on the connection earns (as on a stream:
 /// `HTTP2WindowUpdateBudget.updatesEarned(byDataFrameOf:windowLimited:)`: two a frame and one a
 /// KiB, or one per 512 bytes for a frame after which a window of the peer's was spent — so the
 /// connection's window, which no SETTINGS changes, is followed here) and `perStreamOpened` for
@@ -30,7 +32,7 @@ struct HTTP2ConnectionFrameBudget {
     struct Flood: HTTP2GuardConnectionError, CustomStringConvertible {
         var goAwayCode: HTTP2ErrorCode { .enhanceYourCalm }
         var description: String {
-            "connection-level flood: more WINDOW_UPDATE frames on the connection and WINDOW_UPDATE or RST_STREAM frames on closed streams than the DATA sent and streams opened on it allow"
+            "connection-level flood: more WINDOW_UPDATE frames on the connection, WINDOW_UPDATE or RST_STREAM frames on closed streams and GOAWAY frames than the DATA sent and streams opened on it allow"
         }
     }
 

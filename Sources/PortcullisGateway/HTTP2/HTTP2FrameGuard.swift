@@ -34,10 +34,10 @@ import NIOHTTP2
 ///   of a stream opened less than a second before, to which the gateway had not yet sent a
 ///   response head, counts toward `HTTP2PrematureResets`; over its limit the connection is
 ///   closed with GOAWAY.
-/// - **Frames no stream accounts for.** WINDOW_UPDATE frames on the connection, and WINDOW_UPDATE
-///   and RST_STREAM frames on streams that are over, have a connection-wide budget earned by the
-///   DATA frames sent and the streams opened (`HTTP2ConnectionFrameBudget`); beyond it the
-///   connection is closed with GOAWAY.
+/// - **Frames no stream accounts for.** WINDOW_UPDATE frames on the connection, WINDOW_UPDATE
+///   and RST_STREAM frames on streams that are over, and GOAWAY frames have a connection-wide
+///   budget earned by the DATA frames sent and the streams opened (`HTTP2ConnectionFrameBudget`);
+///   beyond it the connection is closed with GOAWAY.
 ///
 /// Written by hand: it needs frame boundaries in the byte stream, which swift-nio-http2 does not
 /// expose before it has queued the frames. It looks only at the 9-byte frame headers (and the
@@ -194,6 +194,9 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
                     if !connectionBudget.spend() { return stop(with: HTTP2ConnectionFrameBudget.Flood()) }
                 }
                 queues.closed(header.streamID)
+            case HTTP2FrameScanner.goAwayType:
+                // swift-nio-http2 counts none, and a peer may repeat one whose last stream does not rise.
+                if !connectionBudget.spend() { return stop(with: HTTP2ConnectionFrameBudget.Flood()) }
             // A SETTINGS frame larger than any frame the gateway accepts is passed on for
             // `NIOHTTP2Handler` to refuse, not collected.
             case HTTP2FrameScanner.settingsType where header.flags & 0x1 == 0 && header.length > 0 && header.length <= 16_384:

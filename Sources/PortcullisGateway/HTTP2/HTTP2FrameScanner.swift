@@ -9,6 +9,7 @@ public struct HTTP2FrameScanner {
     static let headersType: UInt8 = 0x1
     static let rstStreamType: UInt8 = 0x3
     static let settingsType: UInt8 = 0x4
+    static let goAwayType: UInt8 = 0x7
     static let windowUpdateType: UInt8 = 0x8
 
     /// A frame header: the payload's length, the frame's type and flags, its stream.

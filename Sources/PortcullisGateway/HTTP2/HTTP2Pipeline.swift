@@ -30,6 +30,12 @@ enum HTTP2Pipeline {
             HTTP2Setting(parameter: .initialWindowSize, value: config.initialWindowSize),
         ]
         if config.extendedConnect { connection.initialSettings.append(HTTP2Setting(parameter: .enableConnectProtocol, value: 1)) }
+        // A stream the gateway answers and resets before its request's end (a 401, 413 or 502 to an
+        // upload) may still get the DATA the client had sent; swift-nio-http2 ignores it for the
+        // last `maximumRecentlyResetStreams` streams reset (32 by default) and treats it as a
+        // connection error beyond them, which closed a client uploading on 40 such streams with
+        // all its others. A stream ID each, for the streams reset most lately.
+        connection.maximumRecentlyResetStreams = 1024
         // The connection's window lets 16 streams send a full window each at once.
         connection.targetWindowSize = min(Int(Int32.max), config.initialWindowSize * 16)
         var stream = NIOHTTP2Handler.StreamConfiguration()

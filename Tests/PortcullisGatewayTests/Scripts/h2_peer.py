@@ -34,6 +34,12 @@ Prints one JSON object describing what the server did. Modes:
                        on it; prints whether the server closed the connection
   connection-flood N   N WINDOW_UPDATE frames of 1 on the connection (stream 0), then a GET of
                        /public/after on stream 3; prints how many frames were sent and the answers
+  early-answered PATH N
+                       N POSTs of PATH, ten at a time, each answered before its body; 0.3 s on, a
+                       byte of body for each, then a GET of /public/after
+  goaway-flood N       a POST whose body is up to N 1-byte DATA frames, each followed by a GOAWAY
+                       (last stream 0, NO_ERROR), then a GET of /public/after on stream 3; prints
+                       how many pairs were sent
   closed-stream-flood N
                        a GET of /public/first on stream 1, answered; then N times an RST_STREAM
                        and nine WINDOW_UPDATE frames on stream 1, now closed (at most 4 000
@@ -441,6 +447,45 @@ def main():
         while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
             peer.pump(0.1)
         print(json.dumps(peer.result(sent=sent)))
+    elif mode == "goaway-flood":
+        # A POST to /public/echo, its body 1-byte DATA frames, each followed by a GOAWAY (last
+        # stream 0, NO_ERROR) that keeps it apart from the next; then a GET on stream 3.
+        peer.send(HeadersFrame(1, peer.request_block(path="/public/echo", method="POST"), flags=["END_HEADERS"]))
+        peer.pump(0.2)
+        pair = DataFrame(1, b"x").serialize() + GoAwayFrame(0, last_stream_id=0, error_code=0).serialize()
+        sent = 0
+        for i in range(int(arg)):
+            if not peer.send_bytes(pair):
+                break
+            sent += 1
+            if i % 50 == 0:
+                peer.pump(0.001)
+            if peer.closed or peer.goaway is not None:
+                break
+        peer.send(HeadersFrame(3, peer.request_block(path="/public/after"), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.1)
+        print(json.dumps(peer.result(sent=sent)))
+    elif mode == "early-answered":
+        # N POSTs to PATH, ten at a time, each answered (and reset) by the gateway before its body
+        # comes; then, 0.3 s on, a byte of body for each in one write (as a client's uploads in
+        # flight arrive), then a GET of /public/after.
+        count = int(sys.argv[4])
+        streams = [1 + 2 * i for i in range(count)]
+        for batch in range(0, count, 10):
+            peer.send(*[HeadersFrame(s, peer.request_block(path=arg, method="POST"), flags=["END_HEADERS"]) for s in streams[batch:batch + 10]])
+            deadline = time.monotonic() + 5
+            while not all(s in peer.headers for s in streams[batch:batch + 10]) and not peer.closed and time.monotonic() < deadline:
+                peer.pump(0.05)
+        peer.pump(0.3)
+        peer.send(*[DataFrame(s, b"x") for s in streams])
+        after = streams[-1] + 2
+        peer.send(HeadersFrame(after, peer.request_block(path="/public/after"), flags=["END_HEADERS", "END_STREAM"]))
+        deadline = time.monotonic() + 5
+        while after not in peer.ended and not peer.closed and time.monotonic() < deadline:
+            peer.pump(0.1)
+        print(json.dumps(peer.result(after=after)))
     elif mode == "dribble":
         peer.dribble = True
         peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
