@@ -4,13 +4,14 @@ DATA frames joined"): for each build given, alternated for ROUNDS rounds, a gate
 (one public route, h2c, max_body_bytes 1 GiB) in front of an upstream that reads and drops what
 it gets, and one connection of STREAMS POSTs fed 1-byte DATA frames (or --frame-bytes) as fast
 as the windows allow for SECONDS. Shapes: `runs` (500 frames of a stream in a row, the streams
-in turn, in one write) and `interleaved` (50 rounds of one frame per stream in a write). Prints
+in turn, in one write), `interleaved` (50 rounds of one frame per stream in a write) and `spread`
+(one frame per stream in a write, --gap-us between writes: nothing to join). Prints
 each run, then the medians: frames a second; the gateway's CPU per frame and per byte on the
 wire (what it still reads in the second after the sender stops included); its share of a core;
 its CPU over the sending thread's. A stream the gateway resets is dropped and the others go on.
 
     cluster/bench/h2-small-frames.py [--rounds 3] [--seconds 8] [--streams 4] [--shape runs]
-                                     [--frame-bytes 1] BIN...
+                                     [--frame-bytes 1] [--gap-us 1000] BIN...
 
 Needs python3's `h2` package (cluster/setup.sh installs it). Loopback only; every process it
 starts ends with it.
@@ -64,7 +65,7 @@ def upstream(port, ready):
     asyncio.run(serve())
 
 
-def attack(port, gateway_pid, streams, seconds, shape, frame_bytes):
+def attack(port, gateway_pid, streams, seconds, shape, frame_bytes, gap):
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     encoder = hpack.Encoder()
@@ -80,7 +81,8 @@ def attack(port, gateway_pid, streams, seconds, shape, frame_bytes):
         count = 500 if frame_bytes == 1 else 2
         per, write = count * frame_bytes, {s: one[s] * count for s in ids}
     else:
-        rounds = 50
+        # `spread`: one frame per stream a write, a pause between writes.
+        rounds = 50 if shape == "interleaved" else 1
         per, block = rounds * frame_bytes, b"".join(one[s] for s in ids) * rounds
     buffered = b""
     # The sending thread's CPU alone (the upstream runs in another thread of this process).
@@ -103,6 +105,8 @@ def attack(port, gateway_pid, streams, seconds, shape, frame_bytes):
             connection -= per * len(ids)
             sent += per * len(ids)
             wrote = True
+            if shape == "spread":
+                time.sleep(gap)
         readable, _, _ = select.select([sock], [], [], 0 if wrote else 0.01)
         if not readable:
             continue
@@ -166,7 +170,7 @@ def run(binary, upstream_port, args):
                     break
                 except OSError:
                     time.sleep(0.1)
-            return attack(port, gateway.pid, args.streams, args.seconds, args.shape, args.frame_bytes)
+            return attack(port, gateway.pid, args.streams, args.seconds, args.shape, args.frame_bytes, args.gap_us / 1e6)
         finally:
             gateway.terminate()
             gateway.wait(timeout=30)
@@ -177,7 +181,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--streams", type=int, default=4)
-    parser.add_argument("--shape", choices=["runs", "interleaved"], default="runs")
+    parser.add_argument("--shape", choices=["runs", "interleaved", "spread"], default="runs")
+    parser.add_argument("--gap-us", type=float, default=1000, help="the pause between writes of the spread shape")
     parser.add_argument("--frame-bytes", type=int, default=1, help="each DATA frame's payload (1; 16384 for the same bytes in large frames)")
     parser.add_argument("binaries", nargs="+")
     args = parser.parse_args()
