@@ -39,7 +39,7 @@ Prints one JSON object describing what the server did. Modes:
                        byte of body for each, then a GET of /public/after
   goaway-flood N       a POST whose body is up to N 1-byte DATA frames, each followed by a GOAWAY
                        (last stream 0, NO_ERROR), then a GET of /public/after on stream 3; prints
-                       how many pairs were sent
+                       how many frames were sent
   closed-stream-flood N
                        a GET of /public/first on stream 1, answered; then N times an RST_STREAM
                        and nine WINDOW_UPDATE frames on stream 1, now closed (at most 4 000
@@ -423,8 +423,14 @@ def main():
                 break
         peer.pump(1)
         print(json.dumps(peer.result(sent=sent)))
-    elif mode in ("connection-flood", "closed-stream-flood"):
-        if mode == "closed-stream-flood":
+    elif mode in ("connection-flood", "closed-stream-flood", "goaway-flood"):
+        if mode == "goaway-flood":
+            # A POST to /public/echo whose body's 1-byte DATA frames are each followed by a GOAWAY
+            # (last stream 0, NO_ERROR) that keeps it apart from the next.
+            peer.send(HeadersFrame(1, peer.request_block(path="/public/echo", method="POST"), flags=["END_HEADERS"]))
+            peer.pump(0.2)
+            flood, every, pause = [DataFrame(1, b"x"), GoAwayFrame(0, last_stream_id=0, error_code=0)], 50, 0.001
+        elif mode == "closed-stream-flood":
             peer.send(HeadersFrame(1, peer.request_block(path="/public/first"), flags=["END_HEADERS", "END_STREAM"]))
             deadline = time.monotonic() + 5
             while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
@@ -440,26 +446,6 @@ def main():
             sent += len(flood)
             if i % every == 0:
                 peer.pump(pause)
-            if peer.closed or peer.goaway is not None:
-                break
-        peer.send(HeadersFrame(3, peer.request_block(path="/public/after"), flags=["END_HEADERS", "END_STREAM"]))
-        deadline = time.monotonic() + 5
-        while 3 not in peer.ended and not peer.closed and time.monotonic() < deadline:
-            peer.pump(0.1)
-        print(json.dumps(peer.result(sent=sent)))
-    elif mode == "goaway-flood":
-        # A POST to /public/echo, its body 1-byte DATA frames, each followed by a GOAWAY (last
-        # stream 0, NO_ERROR) that keeps it apart from the next; then a GET on stream 3.
-        peer.send(HeadersFrame(1, peer.request_block(path="/public/echo", method="POST"), flags=["END_HEADERS"]))
-        peer.pump(0.2)
-        pair = DataFrame(1, b"x").serialize() + GoAwayFrame(0, last_stream_id=0, error_code=0).serialize()
-        sent = 0
-        for i in range(int(arg)):
-            if not peer.send_bytes(pair):
-                break
-            sent += 1
-            if i % 50 == 0:
-                peer.pump(0.001)
             if peer.closed or peer.goaway is not None:
                 break
         peer.send(HeadersFrame(3, peer.request_block(path="/public/after"), flags=["END_HEADERS", "END_STREAM"]))
