@@ -429,7 +429,7 @@ def main():
             # (last stream 0, NO_ERROR) that keeps it apart from the next.
             peer.send(HeadersFrame(1, peer.request_block(path="/public/echo", method="POST"), flags=["END_HEADERS"]))
             peer.pump(0.2)
-            flood, every, pause = [DataFrame(1, b"x"), GoAwayFrame(0, last_stream_id=0, error_code=0)], 50, 0.001
+            flood, every, pause = [DataFrame(1, b"x"), GoAwayFrame(0, last_stream_id=0, error_code=0)], 10, 0.001
         elif mode == "closed-stream-flood":
             peer.send(HeadersFrame(1, peer.request_block(path="/public/first"), flags=["END_HEADERS", "END_STREAM"]))
             deadline = time.monotonic() + 5
