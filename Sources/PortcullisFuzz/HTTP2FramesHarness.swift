@@ -148,14 +148,21 @@ public enum HTTP2FramesHarness {
     /// bytes (`StreamData` per stream: frames' boundaries and the order of streams do not count);
     /// extension frames left out (the guard drops them); what the bytes end in, whole. With the
     /// frames' count and the longest frame's payload.
-    static func joinedReading(_ bytes: [UInt8], preface: Int) -> (items: [String], frames: Int, longest: Int) {
-        var items = ["preface \(Array(bytes.prefix(preface)))"]
+    enum JoinedItem: Equatable {
+        case preface([UInt8])
+        case frame([UInt8])
+        case run([UInt32: StreamData])
+        case end([UInt8])
+    }
+
+    static func joinedReading(_ bytes: [UInt8], preface: Int) -> (items: [JoinedItem], frames: Int, longest: Int) {
+        var items: [JoinedItem] = [.preface(Array(bytes.prefix(preface)))]
         var offset = min(preface, bytes.count)
         var run: [UInt32: StreamData] = [:]
         var frames = 0, longest = 0
         func endRun() {
             guard !run.isEmpty else { return }
-            items.append("data " + run.keys.sorted().map { "\($0): \(run[$0]!.description) \(run[$0]!.data)" }.joined(separator: "; "))
+            items.append(.run(run))
             run = [:]
         }
         while offset + 9 <= bytes.count {
@@ -182,10 +189,10 @@ public enum HTTP2FramesHarness {
                 continue
             }
             endRun()
-            items.append("frame \(Array(bytes[offset..<offset + 9 + length]))")
+            items.append(.frame(Array(bytes[offset..<offset + 9 + length])))
         }
         endRun()
-        items.append("end \(Array(bytes[offset...]))")
+        items.append(.end(Array(bytes[offset...])))
         return (items, frames, longest)
     }
 
