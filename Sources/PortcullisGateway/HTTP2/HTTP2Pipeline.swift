@@ -5,10 +5,11 @@ import NIOHTTP2
 /// Builds an HTTP/2 client connection's pipeline with swift-nio-http2: flush coalescing
 /// (`FlushCoalescingHandler`), the joining of a read's small DATA frames
 /// (`HTTP2DataFrameJoiner`), the frame guard (`HTTP2FrameGuard`: the peer's HPACK table size
-/// clamped, WINDOW_UPDATE floods and floods of frames on closed streams closed, the streams'
-/// queued frames counted, rapid reset counted), the connection handler with the gateway's
-/// SETTINGS, a connection manager, and per stream the queue's meter (`HTTP2FrameQueueMeter`), the
-/// header-block rules, NIO's HTTP/2-to-HTTP/1 codec and `HTTP2StreamHandler`.
+/// clamped, WINDOW_UPDATE floods and floods of frames on closed streams or of GOAWAY frames
+/// closed, the streams' queued frames counted, rapid reset counted), the connection handler with
+/// the gateway's SETTINGS, a connection manager, and per stream the queue's meter
+/// (`HTTP2FrameQueueMeter`), the header-block rules, NIO's HTTP/2-to-HTTP/1 codec and
+/// `HTTP2StreamHandler`.
 ///
 /// Rapid reset (CVE-2023-44487) is the frame guard's to stop (`HTTP2PrematureResets`: more than
 /// 200 streams reset by the client within a second of opening and before their response head,
