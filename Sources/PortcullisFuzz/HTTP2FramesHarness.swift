@@ -59,7 +59,7 @@ public enum HTTP2FramesHarness {
             fatalError("\(scanner.payloadLeft) payload bytes expected, the reference \(expected.payloadLeft)")
         }
 
-        let joiner = EmbeddedChannel(handler: HTTP2GuardPath.makeJoiner(afterPreface: preface > 0))
+        let joiner = EmbeddedChannel(handler: HTTP2FramePath.makeJoiner(afterPreface: preface > 0))
         var joined: [UInt8] = []
         for read in reads {
             do { try joiner.writeInbound(ByteBuffer(bytes: bytes[read])) } catch { fatalError("the joiner raised \(error)") }
@@ -69,12 +69,12 @@ public enum HTTP2FramesHarness {
         guard joinedAsRead.items == inputAsRead.items else {
             fatalError("the joiner passed on \(joined), reading as \(joinedAsRead.items); the input reads as \(inputAsRead.items)")
         }
-        guard joinedAsRead.frames <= inputAsRead.frames, joinedAsRead.longest <= max(inputAsRead.longest, HTTP2GuardPath.maxJoinedFrameSize) else {
+        guard joinedAsRead.frames <= inputAsRead.frames, joinedAsRead.longest <= max(inputAsRead.longest, HTTP2FramePath.maxJoinedFrameSize) else {
             fatalError("the joiner passed on \(joinedAsRead.frames) frames (longest \(joinedAsRead.longest)) for \(inputAsRead.frames) (longest \(inputAsRead.longest))")
         }
         _ = try? joiner.finish()
 
-        let channel = EmbeddedChannel(handler: HTTP2GuardPath.makeGuard(afterPreface: preface > 0))
+        let channel = EmbeddedChannel(handler: HTTP2FramePath.makeGuard(afterPreface: preface > 0))
         var passed: [UInt8] = []
         // Whether the guard raised the error that ends its connection (rapid reset): it reads no
         // more of it, so what it passed on is not compared. Any other error is a failure.
@@ -83,7 +83,7 @@ public enum HTTP2FramesHarness {
                 try step()
                 return false
             } catch {
-                guard HTTP2GuardPath.endsConnection(error) else { fatalError("the guard raised \(error)") }
+                guard HTTP2FramePath.endsConnection(error) else { fatalError("the guard raised \(error)") }
                 return true
             }
         }
@@ -99,7 +99,7 @@ public enum HTTP2FramesHarness {
     }
 
     /// What `HTTP2FrameGuard` passes on for `bytes`, read whole: the preface; each frame but those
-    /// it drops (`HTTP2GuardPath.drops`), a SETTINGS frame's (not an ACK, 1 to 16 384 bytes) with
+    /// it drops (`HTTP2FramePath.drops`), a SETTINGS frame's (not an ACK, 1 to 16 384 bytes) with
     /// its header table size clamped once it is complete; the start of a header the bytes end in
     /// is held.
     static func guardReference(_ bytes: [UInt8], preface: Int) -> [UInt8] {
@@ -111,7 +111,7 @@ public enum HTTP2FramesHarness {
             let type = bytes[offset + 3], flags = bytes[offset + 4]
             let end = min(bytes.count, offset + 9 + length)
             defer { offset = end }
-            if HTTP2GuardPath.drops(type: type) { continue }
+            if HTTP2FramePath.drops(type: type) { continue }
             guard type == 4, flags & 1 == 0, length > 0, length <= 16_384 else {
                 out += bytes[offset..<end]
                 continue
@@ -122,8 +122,8 @@ public enum HTTP2FramesHarness {
             var entry = 9
             while entry + 6 <= frame.count {
                 let value = UInt32(frame[entry + 2]) << 24 | UInt32(frame[entry + 3]) << 16 | UInt32(frame[entry + 4]) << 8 | UInt32(frame[entry + 5])
-                if frame[entry] == 0, frame[entry + 1] == 1, value > HTTP2GuardPath.maxHeaderTableSize {
-                    let clamped = HTTP2GuardPath.maxHeaderTableSize
+                if frame[entry] == 0, frame[entry + 1] == 1, value > HTTP2FramePath.maxHeaderTableSize {
+                    let clamped = HTTP2FramePath.maxHeaderTableSize
                     frame.replaceSubrange(entry + 2..<entry + 6, with: [UInt8(clamped >> 24), UInt8(clamped >> 16 & 0xFF), UInt8(clamped >> 8 & 0xFF), UInt8(clamped & 0xFF)])
                 }
                 entry += 6
@@ -174,7 +174,7 @@ public enum HTTP2FramesHarness {
             defer { offset += 9 + length }
             frames += 1
             longest = max(longest, length)
-            if HTTP2GuardPath.drops(type: type) { continue }
+            if HTTP2FramePath.drops(type: type) { continue }
             let padded = flags & 0x8 != 0
             let validPadding = !padded || (length > 0 && Int(payload[0]) < length)
             let data = !validPadding ? [] : padded ? Array(payload[1..<length - Int(payload[0])]) : payload

@@ -197,10 +197,6 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     /// Bulk insert; grows the table when needed.
-    func addTokens(_ entries: some Collection<(String, Int64)>, now: Int64) {
-        addFingerprints(entries.map { (RevokedTokenTable.fingerprint($0.0), $0.1) }, now: now)
-    }
-
     func addFingerprints(_ entries: [(RevokedTokenTable.Fingerprint, Int64)], now: Int64) {
         var table = state.value.tokens
         var grown = false

@@ -80,7 +80,7 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
         var headerBegunEarlier = scanner.headerBytesRead > 0
         // A run's first joinable frame, kept where it is until a second one follows: its header's
         // offset and the frame. Nil once the run is being joined (`parts` not empty), or with no run.
-        var first: (start: Int, header: HTTP2FrameScanner.Header)?
+        var first: (header: HTTP2FrameScanner.Header, data: DataRange, start: Int)?
         while index < end {
             guard let header = scanner.scan(buffer, from: &index) else { continue }
             // Not a frame of this read's alone if its header began in the last one.
@@ -88,26 +88,26 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
             headerBegunEarlier = false
             let headerStart = index - 9
             let inRun = first != nil || !parts.isEmpty
-            if whole, Self.joinable(header, in: buffer, at: index) || (inRun && HTTP2FrameGuard.isExtension(header.type)) {
-                let payloadAt = index
+            let data = whole ? Self.joinableData(header, in: buffer, at: index) : nil
+            if data != nil || (whole && inRun && HTTP2FrameGuard.isExtension(header.type)) {
                 index += header.length
                 scanner.skipPayload(header.length)
-                if first == nil, parts.isEmpty, header.type == HTTP2FrameScanner.dataType {
-                    first = (headerStart, header)
+                if first == nil, parts.isEmpty, let data {
+                    first = (header, data, headerStart)
                     continue
                 }
                 if let run = first {
                     // A second frame: what came before the run is passed on, the run joined from here.
                     if passFrom < run.start { context.fireChannelRead(wrapInboundOut(buffer.getSlice(at: passFrom, length: run.start - passFrom)!)) }
-                    add(run.header, in: buffer, at: run.start + 9, allocator: context.channel.allocator)
+                    add(run.header, run.data, in: buffer, allocator: context.channel.allocator)
                     first = nil
                 }
-                if header.type == HTTP2FrameScanner.dataType {
+                if let data {
                     // A stream's end is not moved ahead of the other streams' frames before it.
                     if header.flags & Self.endStreamFlag != 0, let open = openPart[header.streamID], open != parts.count - 1 {
                         context.fireChannelRead(wrapInboundOut(takeJoined(allocator: context.channel.allocator)))
                     }
-                    add(header, in: buffer, at: payloadAt, allocator: context.channel.allocator)
+                    add(header, data, in: buffer, allocator: context.channel.allocator)
                 }
                 passFrom = index
                 continue
@@ -122,28 +122,29 @@ final class HTTP2DataFrameJoiner: ChannelInboundHandler {
         }
     }
 
-    /// Whether a DATA frame can be joined: small, on a stream, its padding (if any) within its
-    /// payload, with data or END_STREAM.
-    private static func joinable(_ header: HTTP2FrameScanner.Header, in buffer: ByteBuffer, at payload: Int) -> Bool {
-        guard header.type == HTTP2FrameScanner.dataType, header.streamID != 0, header.length <= joinUpTo else { return false }
-        var dataLength = header.length
-        if header.flags & paddedFlag != 0 {
-            guard header.length > 0, let padLength = buffer.getInteger(at: payload, as: UInt8.self), Int(padLength) < header.length else { return false }
-            dataLength -= 1 + Int(padLength)
-        }
-        return dataLength > 0 || header.flags & endStreamFlag != 0
+    /// Where a DATA frame's data lies in the read, its padding (if any) left out.
+    private struct DataRange {
+        var at: Int
+        var length: Int
     }
 
-    /// Adds a joinable DATA frame (its payload at `payload` in `buffer`) to its stream's part.
-    private func add(_ header: HTTP2FrameScanner.Header, in buffer: ByteBuffer, at payload: Int, allocator: ByteBufferAllocator) {
-        var dataAt = payload
-        var dataLength = header.length
-        if header.flags & Self.paddedFlag != 0 {
-            let padLength = Int(buffer.getInteger(at: payload, as: UInt8.self)!)
-            dataAt += 1
-            dataLength -= 1 + padLength
+    /// A DATA frame's data if the frame can be joined — small, on a stream, its padding (if any)
+    /// within its payload, with data or END_STREAM — and nil otherwise.
+    private static func joinableData(_ header: HTTP2FrameScanner.Header, in buffer: ByteBuffer, at payload: Int) -> DataRange? {
+        guard header.type == HTTP2FrameScanner.dataType, header.streamID != 0, header.length <= joinUpTo else { return nil }
+        var data = DataRange(at: payload, length: header.length)
+        if header.flags & paddedFlag != 0 {
+            guard header.length > 0, let padLength = buffer.getInteger(at: payload, as: UInt8.self), Int(padLength) < header.length else { return nil }
+            data.at += 1
+            data.length -= 1 + Int(padLength)
         }
-        let data = buffer.getSlice(at: dataAt, length: dataLength)!
+        return data.length > 0 || header.flags & endStreamFlag != 0 ? data : nil
+    }
+
+    /// Adds a joinable DATA frame, its data at `range` in `buffer`, to its stream's part.
+    private func add(_ header: HTTP2FrameScanner.Header, _ range: DataRange, in buffer: ByteBuffer, allocator: ByteBufferAllocator) {
+        let dataLength = range.length
+        let data = buffer.getSlice(at: range.at, length: dataLength)!
         let ends = header.flags & Self.endStreamFlag != 0
         framesJoined += 1
         if let index = openPart[header.streamID] {

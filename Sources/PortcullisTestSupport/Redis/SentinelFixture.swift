@@ -77,12 +77,6 @@ public final class SentinelFixture: Sendable {
         return reply.split(separator: "\n").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
 
-    /// Runs `redis-cli` against the first Sentinel.
-    @discardableResult
-    public func sentinelCLI(_ arguments: String...) throws -> String {
-        try sentinelServers[0].cli(arguments)
-    }
-
     /// Kills every process and removes their folders.
     public func shutdown() async {
         for sentinel in sentinelServers { await sentinel.shutdown() }

@@ -1,10 +1,11 @@
 import NIOCore
 
-/// The HTTP/2 frame guard and DATA frame joiner for the fuzz harness (`Sources/PortcullisFuzz`,
+/// The handlers that read an HTTP/2 connection's frames before swift-nio-http2 — the frame guard
+/// and the DATA frame joiner — for the fuzz harness (`Sources/PortcullisFuzz`,
 /// docs/fuzzing.md): the `http2-frames` target runs a connection's bytes through each in reads
 /// cut at random and compares what it passes on with a whole-buffer reading. `package` access
 /// keeps them out of the public API.
-package enum HTTP2GuardPath {
+package enum HTTP2FramePath {
     /// A guard as on a client connection (its bytes begin with the connection preface), or as on
     /// a connection to an upstream (they do not), with streams' queues of its own.
     package static func makeGuard(afterPreface: Bool) -> any ChannelHandler {
