@@ -1,5 +1,6 @@
 @testable import PortcullisGateway
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
@@ -10,10 +11,12 @@ import Testing
 /// `ClientProgress`: the bytes a client's TCP stack acknowledged, read from the kernel on real
 /// loopback connections, and the overload guard's shedding of HTTP/1.1 connections by them — a
 /// server writing without end to real clients (`Scripts/paced_reader.py`), one reading steadily,
-/// one reading nothing, shed as `MemoryGuard` sheds while the node is overloaded.
+/// one reading nothing, shed as `MemoryGuard` sheds while the node is overloaded — and of HTTP/2
+/// streams, by them and by the client's windows (`Scripts/h2_paced_reader.py`).
 @Suite("client progress", .serialized)
 struct ClientProgressTests {
     static let readerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/paced_reader.py").path
+    static let h2ReaderScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/h2_paced_reader.py").path
 
     @Test("a sighting of progress needs what the gateway held for the client at the last one acknowledged since, and at least 32 KiB; the first reading is the baseline")
     func progressNeedsWhatWasHeld() {
@@ -162,5 +165,67 @@ struct ClientProgressTests {
         try await steadyServer.close()
         try await stalledServer.close()
         try await group.shutdownGracefully()
+    }
+
+    /// The build before cut every HTTP/2 stream that waited on its connection for the allowed
+    /// wait, though the client was taking what its connection carried: the streams of a steady
+    /// reader behind megabytes of socket buffer wait, all of them, between the kernel's wake-ups.
+    @Test("while the node is overloaded (shed every 250 ms, 1 s allowed), an HTTP/2 client reading its 4 streams steadily at 240 KB/s with its windows open has none cut; a client keeping one stream's window shut while it reads another has that stream cut and not the other; one reading nothing is cut")
+    func steadyHTTP2ReaderIsNotShed() async throws {
+        let upstream = try await TestUpstream.start()
+        let fixture = try InProcessGateway(yaml: """
+            routes:
+              - {name: bytes, path_prefix: /bytes, methods: [GET], upstream: {targets: ['\(upstream.address)']}}
+            """)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // One gateway per client, so that each one's cuts are its own.
+        var servers: [GatewayServer] = []
+        var ports: [Int] = []
+        for _ in 0..<3 {
+            let server = try await GatewayServer(group: group, context: fixture.context, limits: ServerLimits(), http2: HTTP2Config(), tls: nil,
+                                                 logger: Logger(label: "test"))
+            ports.append(try await server.start(host: "127.0.0.1", port: 0).port!)
+            servers.append(server)
+        }
+        let cuts = NIOLockedValueBox<[Int]>([0, 0, 0])
+        let begin = ContinuousClock.now
+        let firstCut = NIOLockedValueBox<[Double?]>([nil, nil, nil])
+        let shedding = Task { [servers] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(250))
+                for (index, server) in servers.enumerated() {
+                    let cut = await server.shedStalledResponses(waitedFor: .seconds(1))
+                    guard cut > 0 else { continue }
+                    cuts.withLockedValue { $0[index] += cut }
+                    firstCut.withLockedValue { $0[index] = $0[index] ?? (ContinuousClock.now - begin) / .seconds(1) }
+                }
+            }
+        }
+        let path = "/bytes/16000000"
+        let steady = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.h2ReaderScript, String(ports[0]), path, "4", "240000", "8"])
+        let shut = try ManagedProcess(executable: "/usr/bin/env",
+                                      arguments: ["python3", Self.h2ReaderScript, String(ports[1]), path, "2", "320000", "8", "shut-first"])
+        let stalled = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", Self.h2ReaderScript, String(ports[2]), path, "4", "0", "8"])
+        #expect(await steady.waitForExit(timeout: .seconds(20)) == 0)
+        #expect(await shut.waitForExit(timeout: .seconds(20)) == 0)
+        #expect(await stalled.waitForExit(timeout: .seconds(20)) == 0)
+        shedding.cancel()
+        _ = await shedding.value
+        let (cut, first) = (cuts.withLockedValue { $0 }, firstCut.withLockedValue { $0 })
+        let seen = try JSONSerialization.jsonObject(with: Data(steady.output.utf8)) as? [String: Any] ?? [:]
+        #expect(cut[0] == 0, "the steady reader had \(cut[0]) streams cut, the first at \(first[0] ?? 0) s: \(steady.output)")
+        #expect(((seen["received"] as? [Int]) ?? []).reduce(0, +) > 240_000 * 5, "\(steady.output)")
+        #expect((seen["resets"] as? [String: Int]) == [:], "\(steady.output)")
+        // The shut stream is cut; the one read beside it goes on to the end of the run.
+        let shutSeen = try JSONSerialization.jsonObject(with: Data(shut.output.utf8)) as? [String: Any] ?? [:]
+        #expect(cut[1] == 1, "\(cut[1]) streams cut: \(shut.output)")
+        #expect((first[1] ?? 99) < 5, "cut at \(first[1] ?? 0) s")
+        #expect(((shutSeen["received"] as? [Int]) ?? []).last ?? 0 > 320_000 * 5, "\(shut.output)")
+        // Its streams, and its connection by the connection's own deadline (`ConnectionTimeoutHandler`).
+        #expect(cut[2] >= 1 && servers[2].connectionCount == 0, "\(cut[2]) cut, \(servers[2].connectionCount) connections left")
+        #expect((first[2] ?? 99) < 4, "cut at \(first[2] ?? 0) s")
+        for server in servers { _ = await server.drain(deadline: .milliseconds(200)) }
+        try await group.shutdownGracefully()
+        await upstream.stop()
     }
 }

@@ -40,7 +40,7 @@ struct HTTP2ConnectionFrameBudget {
     private var earned = allowance
     /// What the peer's connection window lets the gateway still send (RFC 9113 §6.9.2: 65 535 at
     /// first, whatever the SETTINGS).
-    private var window = 65_535
+    private(set) var window = 65_535
     /// The highest stream ID a HEADERS frame was seen on.
     private var highestStream: UInt32 = 0
 

@@ -26,6 +26,11 @@ final class HTTP2ConnectionShared {
     private let idleCutoff: TimeAmount
     private var routeTableCache: CachedRouteTable?
     var responseCounter: ResponseCounterCache?
+    /// The connection's channel and frame guard (its view of the client's windows), from
+    /// `start` until `stop`, and what the overload guard saw of the client's progress.
+    private var channel: (any Channel)?
+    private var frameGuard: HTTP2FrameGuard?
+    private var progress: ClientProgress?
 
     init(gateway: GatewayContext, pool: UpstreamPool, client: HeaderRewriter.ClientInfo, connections: ConnectionCount,
          limits: ServerLimits, eventLoop: any EventLoop, shedding: OverloadSheddingSet? = nil) {
@@ -49,7 +54,9 @@ final class HTTP2ConnectionShared {
     /// after ALPN or the preface detector never sees — or when a stream closes, and it waits for
     /// the PING's answer without end: a client that sent only the preface, or never answers the
     /// PING, would keep its connection and its `max_connections` slot for good.
-    func start(channel: any Channel) {
+    func start(channel: any Channel, frameGuard: HTTP2FrameGuard) {
+        self.channel = channel
+        self.frameGuard = frameGuard
         shedding?.add(self)
         // Strong captures; `stop()` (at the channel's close) breaks the cycle.
         idleTimer = DeadlineTimer(eventLoop: channel.eventLoop) { channel.close(promise: nil) }
@@ -70,6 +77,8 @@ final class HTTP2ConnectionShared {
 
     /// The connection closed: no deadline is kept, and the overload guard lets go of it.
     func stop() {
+        channel = nil
+        frameGuard = nil
         deadlines.stop()
         idleTimer?.stop()
         idleTimer = nil
@@ -84,8 +93,28 @@ final class HTTP2ConnectionShared {
 
 extension HTTP2ConnectionShared: OverloadShedding {
     /// Resets every stream whose response has waited on the client for `waitedFor` or more, as
-    /// its response-write deadline would (armed `responseWriteTimeout` after the wait began).
+    /// its response-write deadline would (armed `responseWriteTimeout` after the wait began) —
+    /// except that a stream waits behind the connection, not on its client's windows, while
+    /// those windows are open (`HTTP2FrameGuard.peerWindowsOpen`): nothing of it is held by flow
+    /// control, so its bytes queue for the socket behind the other streams'. For such a stream
+    /// the wait counts, as an HTTP/1.1 connection's does (`ConnectionTimeoutHandler`), from
+    /// when the guard last saw the client take what the gateway held for it (`ClientProgress`):
+    /// here the socket's unsent bytes and what the waiting streams hold back, so that a client
+    /// reading one stream cannot keep others held for less than it reads.
     func shedStalledResponses(waitedFor: TimeAmount, now: NIODeadline) -> Int {
-        deadlines.expire(.responseWrite, waitedFor: waitedFor, timeout: responseWriteTimeout, now: now)
+        let waiting = deadlines.owners(armed: .responseWrite)
+        guard !waiting.isEmpty, let channel, var reading = ClientProgress.reading(of: channel) else {
+            progress = nil
+            return deadlines.expire(.responseWrite, waitedFor: waitedFor, timeout: responseWriteTimeout, now: now)
+        }
+        reading.held += UInt64(waiting.reduce(0) { $0 + ($1.responseWait?.heldBytes ?? 0) })
+        var seen = progress ?? ClientProgress(reading, at: now)
+        seen.observe(reading, at: now)
+        progress = seen
+        let frameGuard = self.frameGuard
+        return deadlines.expire(.responseWrite, waitedFor: waitedFor, timeout: responseWriteTimeout, now: now) { owner in
+            guard let stream = owner.responseWait?.stream, frameGuard?.peerWindowsOpen(on: stream) == true else { return nil }
+            return seen.progressedAt
+        }
     }
 }

@@ -103,6 +103,15 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
         self.prematureResets = role == .server ? HTTP2PrematureResets() : nil
     }
 
+    /// Whether nothing the gateway has for `stream` waits on the peer's flow control: its window
+    /// and the connection's are open (as the gateway's sending and the peer's WINDOW_UPDATE and
+    /// SETTINGS frames left them), or the stream is over at the frame level (its last frame
+    /// passed on toward the socket).
+    func peerWindowsOpen(on stream: UInt32) -> Bool {
+        guard let window = streamBudgets.window(of: stream) else { return true }
+        return window > 0 && connectionBudget.window > 0
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !stopped else { return }
         // The time of this read, taken at its first HEADERS frame on a client connection: when

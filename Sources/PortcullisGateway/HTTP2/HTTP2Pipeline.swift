@@ -77,7 +77,7 @@ enum HTTP2Pipeline {
         try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { _ in malformed.increment() }) { _ in connectionErrors.increment() })
         // Last, once nothing above can throw: a connection whose pipeline failed is closed
         // without ever joining the overload guard's set.
-        shared.start(channel: channel)
+        shared.start(channel: channel, frameGuard: frameGuard)
         channel.closeFuture.assumeIsolated().whenComplete { _ in shared.stop() }
     }
 }

@@ -4,6 +4,14 @@ import NIOCore
 protocol HTTP2StreamDeadlineOwner: AnyObject {
     /// The deadline of `kind` passed before it was cancelled.
     func deadlinePassed(_ kind: HTTP2StreamDeadlines.Kind)
+
+    /// For the overload guard, while the stream's response waits on its client: the stream's ID
+    /// and the response bytes it holds back meanwhile (nil: none to tell).
+    var responseWait: (stream: UInt32, heldBytes: Int)? { get }
+}
+
+extension HTTP2StreamDeadlineOwner {
+    var responseWait: (stream: UInt32, heldBytes: Int)? { nil }
 }
 
 /// The deadlines of one HTTP/2 client connection's streams, behind one scheduled check. A timer
@@ -93,13 +101,24 @@ final class HTTP2StreamDeadlines {
         armed.removeValue(forKey: ObjectIdentifier(owner))
     }
 
+    /// The streams with a deadline of `kind` armed.
+    func owners(armed kind: Kind) -> [any HTTP2StreamDeadlineOwner] {
+        armed.values.compactMap { $0[kind] == nil ? nil : $0.owner }
+    }
+
     /// Every deadline of `kind` whose wait began `waitedFor` or more before `now` passes now, as
     /// if its time had come — for deadlines armed `timeout` after their wait began (the overload
-    /// guard cutting waits short); returns how many passed.
-    func expire(_ kind: Kind, waitedFor: TimeAmount, timeout: TimeAmount, now: NIODeadline) -> Int {
+    /// guard cutting waits short); returns how many passed. `waitCountsFrom`, asked of each such
+    /// stream, may move the start of its wait later (nil leaves it).
+    func expire(_ kind: Kind, waitedFor: TimeAmount, timeout: TimeAmount, now: NIODeadline,
+                waitCountsFrom: (any HTTP2StreamDeadlineOwner) -> NIODeadline? = { _ in nil }) -> Int {
         // Began at or before now − waitedFor ⇔ deadline (begin + timeout) at or before this.
         let latest = now + timeout - waitedFor
-        let keys = armed.compactMap { key, entry in entry[kind].map { $0 <= latest } == true ? key : nil }
+        let keys = armed.compactMap { key, entry -> ObjectIdentifier? in
+            guard let deadline = entry[kind], deadline <= latest else { return nil }
+            if let later = waitCountsFrom(entry.owner), later > now - waitedFor { return nil }
+            return key
+        }
         guard !keys.isEmpty else { return 0 }
         var passed: [any HTTP2StreamDeadlineOwner] = []
         for key in keys {

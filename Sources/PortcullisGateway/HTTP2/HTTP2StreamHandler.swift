@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 
 /// One HTTP/2 stream of a client connection, which carries one request: `Admission` decides on
 /// its head, an `UpstreamExchange` forwards it to an HTTP/1.1 upstream or an
@@ -69,6 +70,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The stream cannot be written (the client's window is shut) and its deadline
     /// (`limits.response_write_timeout`) is armed.
     private var responseWriteArmed = false
+    /// The response-write deadline passed and the stream is being reset: not armed again.
+    private var responseWriteCut = false
     /// The response's end is written: the stream closes once the client has taken it, and the
     /// response-write deadline stays armed until then.
     private var responseEnded = false
@@ -261,7 +264,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // never opens its window would keep it, and what waits on it, for good. Cancelled when
         // the stream closes (`handlerRemoved`).
         responseEnded = true
-        if !responseWriteArmed {
+        if !responseWriteArmed, !responseWriteCut {
             responseWriteArmed = true
             shared.deadlines.arm(self, .responseWrite, after: shared.responseWriteTimeout)
         }
@@ -394,7 +397,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard responseWriteArmed, !responseEnded else { return }
             responseWriteArmed = false
             shared.deadlines.cancel(self, .responseWrite)
-        } else if responseHeadSent, !responseWriteArmed {
+        } else if responseHeadSent, !responseWriteArmed, !responseWriteCut {
             responseWriteArmed = true
             shared.deadlines.arm(self, .responseWrite, after: shared.responseWriteTimeout)
         }
@@ -408,6 +411,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func responseWriteTimedOut() {
         responseWriteArmed = false
+        responseWriteCut = true
         shared.gateway.metrics.stalledResponseWrites.increment()
         // The stream's close ends the exchange (`channelInactive`).
         context?.close(promise: nil)
@@ -541,6 +545,11 @@ extension HTTP2StreamHandler: HTTP2StreamDeadlineOwner {
         case .responseWrite:
             responseWriteTimedOut()
         }
+    }
+
+    var responseWait: (stream: UInt32, heldBytes: Int)? {
+        guard let id = try? context?.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID) else { return nil }
+        return (UInt32(Int(id)), responseWrites.heldBytes)
     }
 }
 

@@ -87,6 +87,9 @@ struct HTTP2WindowUpdateBudget {
     /// How many streams are tracked.
     var trackedStreams: Int { streams.count }
 
+    /// What the peer's window lets the gateway still send on `stream`; nil for a stream not tracked.
+    func window(of stream: UInt32) -> Int? { streams[stream]?.window }
+
     /// A HEADERS frame on `stream`, sent by the peer or by the gateway; `now`, if given, is kept
     /// as the time the peer opened it.
     mutating func headers(on stream: UInt32, endStream: Bool, fromPeer: Bool, at now: NIODeadline? = nil) {
