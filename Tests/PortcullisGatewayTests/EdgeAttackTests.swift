@@ -182,6 +182,33 @@ final class EdgeAttackTests {
         #expect(upstream.requestCount == before, "the upstream got a request")
     }
 
+    /// The build before answered the refusal and closed the connection, but started the request
+    /// pipelined in the same read as the refused request's body: its upstream exchange outlived
+    /// the connection's handler, and the process stopped about 1.5 s later ("Attempted to read an
+    /// unowned reference but object … was already destroyed"), every connection on it with it
+    /// (an attacker review; one write from any client).
+    @Test("a request pipelined in the same write as a refused request's body is not started: the refusal closes the connection, nothing reaches the upstream, and the gateway goes on serving")
+    func requestAfterRefusedBodyIsNotStarted() async throws {
+        // A warm upstream connection, as the attack had.
+        #expect(try get("/public/warm").status == 200)
+        let before = upstream.requestCount
+        let refusals = [
+            ("POST /admin/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\nhello", 401),
+            ("POST /public/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
+        ]
+        for (refused, status) in refusals {
+            let client = try gateway.client()
+            defer { client.close() }
+            try client.send(refused + "GET /public/pipelined HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.status == status, "\(response.status) \(response.text)")
+            #expect(client.waitForClose(), "the connection stayed open after \(status)")
+        }
+        try await Task.sleep(for: .seconds(3))
+        #expect(upstream.requestCount == before, "the pipelined request reached the upstream")
+        #expect(try get("/public/after").status == 200)
+    }
+
     /// NIO's HTTP/1.1 decoder (llhttp) reads what follows a CONNECT as tunnel bytes, never as a
     /// body. The build before forwarded the CONNECT with its `Content-Length` and no body, and
     /// pooled the upstream connection: an upstream that answers before reading a body then read

@@ -33,6 +33,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         /// A WebSocket upgrade waits for the upstream's answer (`WebSocketUpgrade`); nothing more
         /// is read from the client until the connection is handed over or closed.
         case upgrading(WebSocketUpgrade)
+        /// The connection's last response is written (it closes once that is sent), or it is
+        /// closed: nothing more read from the client is handled. A request pipelined behind a
+        /// refused request's body was otherwise started once the connection had closed (NIO's
+        /// decoder passes on what it still holds after `channelInactive`), and its exchange
+        /// outlived this handler: an attacker review stopped the process with one write.
+        case closing
     }
 
     private let gateway: GatewayContext
@@ -111,6 +117,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: 1. Request head
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .closing = state { return }
         let part = unwrapInboundIn(data)
         if let bodyRate {
             switch part {
@@ -143,21 +150,26 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .body(let body):
             switch state {
             case .proxying(let exchange): exchange.clientBody(body)
-            case .idle, .discarding, .upgrading: break
+            case .idle, .discarding, .upgrading, .closing: break
             }
         case .end:
             switch state {
             case .proxying(let exchange): exchange.clientEnd()
             case .discarding: becameIdle()
-            case .idle, .upgrading: break
+            case .idle, .upgrading, .closing: break
             }
         }
     }
 
-    /// The request and its response are both complete: serve what was pipelined meanwhile.
+    /// The request and its response are both complete: serve what was pipelined meanwhile —
+    /// unless that response was the connection's last.
     private func becameIdle() {
+        guard !closeAfterResponse else {
+            state = .closing
+            queued.removeAll()
+            return
+        }
         state = .idle
-        guard !closeAfterResponse else { return }
         while let next = queued.first {
             if case .head = next, !isIdle { break }
             queued.removeFirst()
@@ -379,7 +391,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         queued.removeAll()
         switch state {
         case .proxying(let exchange): exchange.clientBodyTooSlow()
-        case .discarding, .idle, .upgrading: context?.close(promise: nil)
+        case .discarding, .idle, .upgrading, .closing: context?.close(promise: nil)
         }
     }
 
@@ -404,7 +416,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             exchange.clientGone()
         }
         if case .upgrading(let upgrade) = state { upgrade.cancel() }
-        state = .idle
+        // The decoder passes on what it still holds after this (`decodeLast`): none of it is
+        // handled.
+        state = .closing
+        queued.removeAll()
         context.fireChannelInactive()
     }
 
@@ -427,7 +442,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             // upstream connection is closed). In a request pipelined behind it: the current
             // response is finished first, then the connection closes.
             exchange.clientRequestMalformed()
-        case .discarding, .upgrading:
+        case .discarding, .upgrading, .closing:
             // The request was answered already (or is being upgraded); its body is what broke.
             context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
