@@ -77,15 +77,17 @@ public final class ControlNode: Service, Sendable {
             let verificationKeys = KeySetStore()
             let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership, mac: mac, alarm: alarm,
                                       verificationKeys: verificationKeys, metrics: metrics, logger: logger)
-            let codes = AuthorizationCodeStore(client: client, keys: keys, usedRetention: asConfig.refreshTokenTTL)
+            let recordMAC = RecordMAC.derive(secret: config.cluster.secret, cluster: config.cluster.keyPrefix)
+            let codes = AuthorizationCodeStore(client: client, keys: keys, usedRetention: asConfig.refreshTokenTTL, recordMAC: recordMAC)
             let endpoint = asConfig.users.map { users in
-                AuthorizationEndpoint(config: asConfig, users: users, codes: codes, sessions: LoginSessionStore(client: client, keys: keys, formMAC: LoginSessionStore.formMAC(
-                                          secret: config.cluster.secret, cluster: config.cluster.keyPrefix)),
+                AuthorizationEndpoint(config: asConfig, users: users, codes: codes,
+                                      sessions: LoginSessionStore(client: client, keys: keys, formMAC: LoginSessionStore.formMAC(
+                                          secret: config.cluster.secret, cluster: config.cluster.keyPrefix), recordMAC: recordMAC),
                                       throttle: LoginThrottle(client: client, keys: keys, limits: asConfig.loginThrottle),
                                       basePath: AuthorizationServer.basePath(issuer: asConfig.issuer), audit: audit, metrics: metrics, logger: logger)
             }
             authorizationServer = AuthorizationServer(
-                config: asConfig, ring: ring, refreshTokens: RefreshTokenStore(client: client, keys: keys, ttl: asConfig.refreshTokenTTL),
+                config: asConfig, ring: ring, refreshTokens: RefreshTokenStore(client: client, keys: keys, ttl: asConfig.refreshTokenTTL, recordMAC: recordMAC),
                 codes: codes, endpoint: endpoint, revocations: revocations, revocationList: revocationList, verificationKeys: verificationKeys,
                 audit: audit, metrics: metrics, logger: logger)
         } else {

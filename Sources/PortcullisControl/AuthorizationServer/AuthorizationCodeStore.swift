@@ -32,63 +32,95 @@ struct AuthorizationCodeStore: Sendable {
     let keys: ClusterKeys
     /// How long a used code's record is kept for reuse detection.
     let usedRetention: Duration
+    /// Signs each record and the tokens issued from it (`RecordMAC`).
+    let recordMAC: ClusterMAC
+
+    private func key(_ code: String) -> String { keys.authorizationCode(Hex.sha256(code)) }
+
+    private func grantMAC(key: String, _ grant: Grant) -> String {
+        recordMAC.sign(["code1", key, grant.clientID, grant.redirectURI, grant.username, grant.scope.joined(separator: " "),
+                        grant.challenge, String(grant.authTime)])
+    }
+
+    private func issuedMAC(key: String, family: String, jti: String, exp: String) -> String {
+        recordMAC.sign(["code-issued1", key, family, jti, exp])
+    }
 
     /// Stores a new code for `grant`; returns the code.
     func issue(_ grant: Grant) async throws -> String {
         let code = RefreshTokenStore.newToken()
-        let key = RedisArgument(keys.authorizationCode(Hex.sha256(code)))
+        let name = self.key(code)
+        let key = RedisArgument(name)
         let replies = try await client.pipeline([
             ["HSET", key, "status", "active", "client_id", RedisArgument(grant.clientID), "redirect_uri", RedisArgument(grant.redirectURI),
              "sub", RedisArgument(grant.username), "scope", RedisArgument(grant.scope.joined(separator: " ")),
-             "challenge", RedisArgument(grant.challenge), "auth_time", RedisArgument(grant.authTime)],
+             "challenge", RedisArgument(grant.challenge), "auth_time", RedisArgument(grant.authTime), "mac", RedisArgument(grantMAC(key: name, grant))],
             ["PEXPIRE", key, RedisArgument(AuthorizationServerConfig.authorizationCodeTTL.wholeMilliseconds)],
         ])
         for reply in replies { _ = try reply.get() }
         return code
     }
 
-    /// KEYS: code. ARGV: retention ms.
+    /// KEYS: code. ARGV: retention ms. Returns the status it found and the record's fields.
     static let redeemScript = RedisScript("""
-    local rec = redis.call('HMGET', KEYS[1], 'status', 'client_id', 'redirect_uri', 'sub', 'scope', 'challenge', 'auth_time', 'family', 'jti', 'exp')
+    local rec = redis.call('HMGET', KEYS[1], 'status', 'client_id', 'redirect_uri', 'sub', 'scope', 'challenge', 'auth_time', 'mac',
+      'family', 'jti', 'exp', 'issued_mac')
     if not rec[1] then return {'unknown'} end
+    local outcome = 'ok'
     if rec[1] ~= 'active' then
       redis.call('HSET', KEYS[1], 'reused', '1')
-      return {'reuse', rec[8] or '', rec[9] or '', rec[10] or '', rec[2] or ''}
+      outcome = 'reuse'
+    else
+      redis.call('HSET', KEYS[1], 'status', 'used')
+      redis.call('PEXPIRE', KEYS[1], ARGV[1])
     end
-    redis.call('HSET', KEYS[1], 'status', 'used')
-    redis.call('PEXPIRE', KEYS[1], ARGV[1])
-    return {'ok', rec[2], rec[3], rec[4], rec[5], rec[6], rec[7]}
+    return {outcome, rec[2] or '', rec[3] or '', rec[4] or '', rec[5] or '', rec[6] or '', rec[7] or '', rec[8] or '',
+      rec[9] or '', rec[10] or '', rec[11] or '', rec[12] or ''}
     """)
 
-    /// Takes the code: the first call gets its grant, every later one `reused`.
+    /// Takes the code: the first call gets its grant, every later one `reused`. A record whose
+    /// MAC does not verify is `unknown` (a forged record is spent all the same).
     func redeem(_ code: String) async throws -> RedeemOutcome {
-        let reply = try await client.evalScript(Self.redeemScript, keys: [RedisArgument(keys.authorizationCode(Hex.sha256(code)))],
+        let name = key(code)
+        let reply = try await client.evalScript(Self.redeemScript, keys: [RedisArgument(name)],
                                                 arguments: [RedisArgument(usedRetention.wholeMilliseconds)])
         let parts = (reply.array ?? []).map { $0.string ?? "" }
-        switch parts.first {
-        case "ok" where parts.count == 7:
-            return .redeemed(Grant(clientID: parts[1], redirectURI: parts[2], username: parts[3],
-                                   scope: parts[4].split(separator: " ").map(String.init), challenge: parts[5], authTime: Int64(parts[6]) ?? 0))
-        case "reuse" where parts.count == 5:
-            let access = Int64(parts[3]).map { (jti: parts[2], exp: $0) }
-            return .reused(clientID: parts[4], family: parts[1].isEmpty ? nil : parts[1], accessToken: parts[2].isEmpty ? nil : access)
+        guard parts.count == 12 else { return .unknown }
+        let grant = Grant(clientID: parts[1], redirectURI: parts[2], username: parts[3], scope: parts[4].split(separator: " ").map(String.init),
+                          challenge: parts[5], authTime: Int64(parts[6]) ?? 0)
+        guard String(grant.authTime) == parts[6], recordMAC.verify(parts[7], ["code1", name, parts[1], parts[2], parts[3], parts[4], parts[5], parts[6]]) else {
+            return .unknown
+        }
+        switch parts[0] {
+        case "ok":
+            return .redeemed(grant)
+        case "reuse":
+            // What was issued from it, if its record was written by a control plane.
+            let (family, jti, exp) = (parts[8], parts[9], parts[10])
+            guard !jti.isEmpty, recordMAC.verify(parts[11], ["code-issued1", name, family, jti, exp]) else {
+                return .reused(clientID: grant.clientID, family: nil, accessToken: nil)
+            }
+            return .reused(clientID: grant.clientID, family: family.isEmpty ? nil : family, accessToken: Int64(exp).map { (jti: jti, exp: $0) })
         default:
             return .unknown
         }
     }
 
-    /// KEYS: code. ARGV: family, jti, exp. Returns '1' when the code was reused meanwhile.
+    /// KEYS: code. ARGV: family, jti, exp, their MAC. Returns '1' when the code was reused meanwhile.
     static let attachScript = RedisScript("""
     if redis.call('EXISTS', KEYS[1]) == 0 then return '0' end
-    redis.call('HSET', KEYS[1], 'family', ARGV[1], 'jti', ARGV[2], 'exp', ARGV[3])
+    redis.call('HSET', KEYS[1], 'family', ARGV[1], 'jti', ARGV[2], 'exp', ARGV[3], 'issued_mac', ARGV[4])
     return redis.call('HGET', KEYS[1], 'reused') or '0'
     """)
 
     /// Records the tokens issued from `code`; true when the code was presented again while they
     /// were being issued (the caller then revokes them at once).
     func attach(_ code: String, family: String?, accessToken: (jti: String, exp: Int64)) async throws -> Bool {
-        let reply = try await client.evalScript(Self.attachScript, keys: [RedisArgument(keys.authorizationCode(Hex.sha256(code)))],
-                                                arguments: [RedisArgument(family ?? ""), RedisArgument(accessToken.jti), RedisArgument(accessToken.exp)])
+        let name = key(code)
+        let mac = issuedMAC(key: name, family: family ?? "", jti: accessToken.jti, exp: String(accessToken.exp))
+        let reply = try await client.evalScript(Self.attachScript, keys: [RedisArgument(name)],
+                                                arguments: [RedisArgument(family ?? ""), RedisArgument(accessToken.jti), RedisArgument(accessToken.exp),
+                                                            RedisArgument(mac)])
         return reply.string == "1"
     }
 }

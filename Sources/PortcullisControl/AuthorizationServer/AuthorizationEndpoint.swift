@@ -111,7 +111,7 @@ final class AuthorizationEndpoint: Sendable {
                         hidden: authorization.hidden, username: username, error: message, status: status)
         }
         guard !username.isEmpty, !password.isEmpty else { return again("Enter your username and your password.", .badRequest) }
-        if let wait = try await throttle.blocked(username: username, address: address) {
+        if let wait = try await throttle.attempt(username: username, address: address) {
             metrics.login(outcome: "throttled")
             let minutes = max(1, Int((wait.components.seconds + 59) / 60))
             var response = again("Too many failed sign-ins. Try again in \(minutes) minute\(minutes == 1 ? "" : "s").", .tooManyRequests)
@@ -119,12 +119,11 @@ final class AuthorizationEndpoint: Sendable {
             return response
         }
         guard let user = await users.authenticate(username: username, password: password) else {
-            try await throttle.recordFailure(username: username, address: address)
             metrics.login(outcome: "failure")
             logger.info("sign-in failed", metadata: ["username": "\(username)", "from": "\(peer)"])
             return again("Wrong username or password.", .forbidden)
         }
-        try await throttle.recordSuccess(username: username)
+        try await throttle.succeeded(username: username, address: address)
         metrics.login(outcome: "success")
         // A new session id on sign-in: one planted in the browser before it is worth nothing after.
         try await sessions.delete(session.id)

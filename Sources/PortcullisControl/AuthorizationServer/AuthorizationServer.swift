@@ -153,11 +153,14 @@ final class AuthorizationServer: Sendable {
         guard let presented = form["refresh_token"], !presented.isEmpty else {
             throw APIError(.badRequest, "invalid_request", "refresh_token is required")
         }
-        guard let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(presented) }), grant.clientID == client.id else {
+        // A grant not from a user's sign-in is the client's own (client_credentials).
+        guard let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(presented) }), grant.clientID == client.id,
+              grant.isUser || grant.subject == client.id else {
             throw APIError(.badRequest, "invalid_grant", "unknown, expired or foreign refresh token")
         }
-        // RFC 6749 §6: the new scope may narrow, never widen, the original grant.
-        let scopes = try Self.scopes(requested: form["scope"], allowed: grant.scope)
+        // RFC 6749 §6: the new scope may narrow, never widen, the original grant — nor go past
+        // what the client may ask for now.
+        let scopes = try Self.scopes(requested: form["scope"], allowed: grant.scope.filter(client.scopes.contains))
         let access = newAccessToken()
         let outcome = try await unavailableOnFailure {
             try await refreshTokens.rotate(presented, clientID: client.id, grant: grant, accessToken: (access.jti, access.exp))
@@ -172,7 +175,7 @@ final class AuthorizationServer: Sendable {
                 }
                 extra = user.claims
             }
-            let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: next.subject, clientID: client.id, audience: next.audience, scopes: scopes,
+            let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: next.subject, clientID: client.id, audience: client.audience, scopes: scopes,
                                boundTo: boundTo, extra: extra)
             return tokenResponse(jwt, scopes: scopes, refreshToken: successor)
         case .reused(let family, let accessTokens):
@@ -213,7 +216,9 @@ final class AuthorizationServer: Sendable {
             guard owner == client.id else { throw APIError(.badRequest, "invalid_grant", "unknown or expired authorization code") }
             try await revokeIssuedFromCode(family: family, accessToken: accessToken, client: client.id, peer: peer)
             throw APIError(.badRequest, "invalid_grant", "authorization code already used: the tokens issued from it have been revoked")
-        case .redeemed(let redeemed):
+        case .redeemed(var redeemed):
+            // What the client may ask for now, whatever the code says.
+            redeemed.scope = redeemed.scope.filter(client.scopes.contains)
             grant = redeemed
         }
         // The code is spent whatever follows: a wrong verifier or redirect URI does not leave it
@@ -257,7 +262,9 @@ final class AuthorizationServer: Sendable {
     /// Returns how many access tokens were revoked.
     func revokeConsent(username: String, clientID: String, peer: String) async throws -> Int {
         guard let endpoint else { return 0 }
-        let issued = try await unavailableOnFailure { try await endpoint.sessions.revokeConsent(username: username, clientID: clientID) }
+        // Revoked first, forgotten last: a step Redis refuses fails the call (503) and leaves
+        // what it names for the next try.
+        let issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }
         var tokens = issued.accessTokens
         for family in issued.families {
             for token in try await unavailableOnFailure({ try await refreshTokens.revokeFamily(family, reason: "consent revoked") })
@@ -268,6 +275,7 @@ final class AuthorizationServer: Sendable {
         let events = try await unavailableOnFailure {
             try await revocations.revokeTokens(tokens, actor: "user:" + username, reason: "consent to \(clientID) revoked")
         }
+        try await unavailableOnFailure { try await endpoint.sessions.forgetConsent(username: username, clientID: clientID) }
         let count = events.reduce(0) { $0 + $1.revocation.count }
         await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent_revoke", target: "client:" + clientID, from: peer,
                                           outcome: "ok", status: 200, details: ["revoked_access_tokens": String(count)]))

@@ -28,6 +28,8 @@ struct LoginSessionStore: Sendable {
     let keys: ClusterKeys
     /// Signs anonymous sessions' CSRF tokens (`formMAC(secret:cluster:)`).
     let formMAC: ClusterMAC
+    /// Signs signed-in sessions and remembered consent (`RecordMAC`).
+    let recordMAC: ClusterMAC
     /// Put before the hashed id in the key (`""` for end users, `console:` for the console).
     var namespace = ""
     /// Lifetime of a signed-in session.
@@ -63,9 +65,11 @@ struct LoginSessionStore: Sendable {
     /// A new signed-in session, in Redis for `signedInTTL`.
     func create(username: String, authTime: Int64) async throws -> Session {
         let session = Session(id: RefreshTokenStore.newToken(), csrfToken: RefreshTokenStore.newToken(), username: username, authTime: authTime)
-        let key = RedisArgument(sessionKey(session.id))
+        let name = sessionKey(session.id)
+        let key = RedisArgument(name)
         let fields: [RedisArgument] = ["HSET", key, "csrf", RedisArgument(session.csrfToken), "user", RedisArgument(username),
-                                       "auth_time", RedisArgument(authTime)]
+                                       "auth_time", RedisArgument(authTime),
+                                       "mac", RedisArgument(recordMAC.sign(["session1", name, session.csrfToken, username, String(authTime)]))]
         let replies = try await client.pipeline([fields, ["PEXPIRE", key, RedisArgument(Self.signedInTTL.wholeMilliseconds)]])
         for reply in replies { _ = try reply.get() }
         return session
@@ -87,12 +91,16 @@ struct LoginSessionStore: Sendable {
         return nil
     }
 
-    /// The session `id` names: anonymous (checked here, nothing read) or signed in (read from Redis).
+    /// The session `id` names: anonymous (checked here, nothing read) or signed in (read from
+    /// Redis; nil unless its record verifies, `RecordMAC`).
     func lookup(_ id: String) async throws -> Session? {
         if id.contains(".") { return anonymousSession(id) }
-        let fields = try await client.send("HMGET", RedisArgument(sessionKey(id)), "csrf", "user", "auth_time").array ?? []
-        guard fields.count == 3, let csrf = fields[0].string else { return nil }
-        return Session(id: id, csrfToken: csrf, username: fields[1].string, authTime: fields[2].string.flatMap { Int64($0) })
+        let name = sessionKey(id)
+        let fields = try await client.send("HMGET", RedisArgument(name), "csrf", "user", "auth_time", "mac").array ?? []
+        guard fields.count == 4, let csrf = fields[0].string, let username = fields[1].string, let authText = fields[2].string,
+              let authTime = Int64(authText), let mac = fields[3].string,
+              recordMAC.verify(mac, ["session1", name, csrf, username, authText]) else { return nil }
+        return Session(id: id, csrfToken: csrf, username: username, authTime: authTime)
     }
 
     func delete(_ id: String) async throws {
@@ -100,22 +108,38 @@ struct LoginSessionStore: Sendable {
         _ = try await client.send("DEL", RedisArgument(sessionKey(id)))
     }
 
-    /// The scopes `username` has consented to for `clientID`; nil when never asked.
+    /// The scopes `username` has consented to for `clientID`; nil when never asked (or the
+    /// record does not verify).
     func consentedScopes(username: String, clientID: String) async throws -> Set<String>? {
         guard let text = try await client.send("HGET", RedisArgument(keys.consent(username)), RedisArgument(clientID)).string else { return nil }
-        return Set(text.split(separator: " ").map(String.init))
+        return consentScopes(text, username: username, clientID: clientID).map(Set.init)
     }
 
-    /// Every client `username` has consented to, with the scopes.
+    /// Every client `username` has consented to, with the scopes (records that do not verify left out).
     func consents(username: String) async throws -> [(clientID: String, scopes: [String])] {
         let flat = try await client.send("HGETALL", RedisArgument(keys.consent(username))).array ?? []
         var result: [(clientID: String, scopes: [String])] = []
         var index = 0
         while index + 1 < flat.count {
-            if let id = flat[index].string { result.append((id, (flat[index + 1].string ?? "").split(separator: " ").map(String.init))) }
+            if let id = flat[index].string, let scopes = consentScopes(flat[index + 1].string ?? "", username: username, clientID: id) {
+                result.append((id, scopes))
+            }
             index += 2
         }
         return result.sorted { $0.clientID < $1.clientID }
+    }
+
+    /// A consent's stored value: its MAC, a space, then the scopes.
+    private func consentValue(_ scopes: [String], username: String, clientID: String) -> String {
+        let text = scopes.joined(separator: " ")
+        return recordMAC.sign(["consent1", keys.consent(username), clientID, text]) + " " + text
+    }
+
+    private func consentScopes(_ value: String, username: String, clientID: String) -> [String]? {
+        let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+        let text = parts.count == 2 ? String(parts[1]) : ""
+        guard recordMAC.verify(String(parts.first ?? ""), ["consent1", keys.consent(username), clientID, text]) else { return nil }
+        return text.split(separator: " ").map(String.init)
     }
 
     private func grantsKey(username: String, clientID: String) -> RedisArgument {
@@ -132,18 +156,12 @@ struct LoginSessionStore: Sendable {
         for reply in replies { _ = try reply.get() }
     }
 
-    /// KEYS: consent hash, grants. ARGV: client_id. Forgets the consent and returns what was issued under it.
-    static let revokeScript = RedisScript("""
-    redis.call('HDEL', KEYS[1], ARGV[1])
-    local grants = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-    redis.call('DEL', KEYS[2])
-    return grants
-    """)
-
-    /// Forgets `username`'s consent to `clientID`; returns the families and access tokens issued under it.
-    func revokeConsent(username: String, clientID: String) async throws -> (families: [String], accessTokens: [(jti: String, exp: Int64)]) {
-        let flat = try await client.evalScript(Self.revokeScript, keys: [RedisArgument(keys.consent(username)), grantsKey(username: username, clientID: clientID)],
-                                               arguments: [RedisArgument(clientID)]).array ?? []
+    /// The refresh-token families and access tokens issued under `username`'s consent to
+    /// `clientID`. Read, not taken: the consent and this list are forgotten
+    /// (`forgetConsent`) only once what they name is revoked, so that a revocation cut short
+    /// (Redis refusing a write) finds them again when it is tried again.
+    func issuedUnderConsent(username: String, clientID: String) async throws -> (families: [String], accessTokens: [(jti: String, exp: Int64)]) {
+        let flat = try await client.send("ZRANGE", grantsKey(username: username, clientID: clientID), "0", "-1", "WITHSCORES").array ?? []
         var families: [String] = []
         var tokens: [(jti: String, exp: Int64)] = []
         var index = 0
@@ -157,9 +175,19 @@ struct LoginSessionStore: Sendable {
         return (families, tokens)
     }
 
+    /// Forgets `username`'s consent to `clientID` and the list of what was issued under it.
+    func forgetConsent(username: String, clientID: String) async throws {
+        let replies = try await client.pipeline([
+            ["HDEL", RedisArgument(keys.consent(username)), RedisArgument(clientID)],
+            ["DEL", grantsKey(username: username, clientID: clientID)],
+        ])
+        for reply in replies { _ = try reply.get() }
+    }
+
     /// Remembers consent to `scopes` (added to what was consented before).
     func recordConsent(username: String, clientID: String, scopes: [String]) async throws {
         let all = (try await consentedScopes(username: username, clientID: clientID) ?? []).union(scopes).sorted()
-        _ = try await client.send("HSET", RedisArgument(keys.consent(username)), RedisArgument(clientID), RedisArgument(all.joined(separator: " ")))
+        _ = try await client.send("HSET", RedisArgument(keys.consent(username)), RedisArgument(clientID),
+                                  RedisArgument(consentValue(all, username: username, clientID: clientID)))
     }
 }

@@ -2,11 +2,15 @@ import Foundation
 import PortcullisCluster
 import PortcullisRedis
 
-/// Failed sign-ins counted per username and per client address in Redis, so the limits hold
-/// across every control plane. Once either count reaches its limit within the window, sign-in
-/// attempts for that user or from that address are refused (429, `Retry-After`) without running
-/// the KDF, until the window that began with the first failure ends. A successful sign-in clears
-/// the user's count.
+/// Sign-in attempts counted per username and per client address in Redis, so the limits hold
+/// across every control plane. An attempt is counted before its password is checked, in the
+/// same step (one Lua script) that refuses it when either count has reached its limit: attempts
+/// sent at once are counted one after another, so no more of them reach the KDF than the
+/// limits allow. Counting after the check let an attacker review's 30 sign-ins sent together
+/// all reach it, the 30th with the right password signing in. A refused attempt gets 429 with
+/// `Retry-After`, until the window that began with the first counted attempt ends. A successful
+/// sign-in takes its attempt back: it clears the user's count and lowers the address's by one,
+/// so only failures add up.
 struct LoginThrottle: Sendable {
     struct Limits: Sendable, Equatable {
         var perUser: Int
@@ -18,50 +22,68 @@ struct LoginThrottle: Sendable {
     let keys: ClusterKeys
     let limits: Limits
 
-    /// How long until a sign-in may be tried again, or nil when it may be tried now.
-    func blocked(username: String, address: String) async throws -> Duration? {
-        try await blocked([(keys.loginFailures("user", username), limits.perUser), (keys.loginFailures("addr", address), limits.perAddress)])
+    private func counters(username: String, address: String) -> [(key: String, limit: Int)] {
+        [(keys.loginFailures("user", username), limits.perUser), (keys.loginFailures("addr", address), limits.perAddress)]
+    }
+
+    private func counter(consoleAddress address: String) -> (key: String, limit: Int) {
+        (keys.loginFailures("console-addr", address), limits.perAddress)
+    }
+
+    /// Counts a sign-in attempt for `username` from `address`, or refuses it: how long until one
+    /// may be tried again, or nil when this one is counted and may go on.
+    func attempt(username: String, address: String) async throws -> Duration? {
+        try await attempt(counters(username: username, address: address))
     }
 
     /// The same for the operator console, which has no usernames: its own count per address
-    /// (`console-addr`), so failed console sign-ins and failed user sign-ins do not add up.
-    func blocked(consoleAddress address: String) async throws -> Duration? {
-        try await blocked([(keys.loginFailures("console-addr", address), limits.perAddress)])
+    /// (`console-addr`), so console sign-ins and user sign-ins do not add up.
+    func attempt(consoleAddress address: String) async throws -> Duration? {
+        try await attempt([counter(consoleAddress: address)])
     }
 
-    private func blocked(_ counters: [(key: String, limit: Int)]) async throws -> Duration? {
-        let replies = try await client.pipeline(counters.flatMap { [["GET", RedisArgument($0.key)], ["PTTL", RedisArgument($0.key)]] })
-        let values = try replies.map { try $0.get() }
-        var wait: Int64 = 0
-        for (index, counter) in counters.enumerated() where (values[2 * index].string.flatMap { Int($0) } ?? 0) >= counter.limit {
-            wait = max(wait, values[2 * index + 1].int ?? 1000)
-        }
+    /// KEYS: counters. ARGV: window ms, then each counter's limit. Returns 0 when every count was
+    /// under its limit (each is now one more; a new count's window begins), else the longest
+    /// time (ms) left in the window of a count at its limit, counting nothing.
+    static let attemptScript = RedisScript("""
+    local wait = 0
+    for i, key in ipairs(KEYS) do
+      local n = tonumber(redis.call('GET', key) or '0') or 0
+      if n >= tonumber(ARGV[i + 1]) then
+        local left = redis.call('PTTL', key)
+        if left < 0 then left = 1000 end
+        if left > wait then wait = left end
+      end
+    end
+    if wait > 0 then return wait end
+    for _, key in ipairs(KEYS) do
+      if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+    end
+    return 0
+    """)
+
+    private func attempt(_ counters: [(key: String, limit: Int)]) async throws -> Duration? {
+        let reply = try await client.evalScript(Self.attemptScript, keys: counters.map { RedisArgument($0.key) },
+                                                arguments: [RedisArgument(limits.window.wholeMilliseconds)] + counters.map { RedisArgument($0.limit) })
+        let wait = reply.int ?? 0
         return wait > 0 ? .milliseconds(wait) : nil
     }
 
-    /// KEYS: counter. ARGV: window ms. A fixed window from the first failure.
-    static let failureScript = RedisScript("""
-    if redis.call('GET', KEYS[1]) then
-      local n = tonumber(redis.call('GET', KEYS[1])) + 1
-      redis.call('SET', KEYS[1], n, 'KEEPTTL')
-      return n
-    end
-    redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
-    return 1
+    /// KEYS: counter. Lowers a count by one, if it is above zero.
+    static let takeBackScript = RedisScript("""
+    if (tonumber(redis.call('GET', KEYS[1]) or '0') or 0) > 0 then redis.call('DECR', KEYS[1]) end
+    return 0
     """)
 
-    func recordFailure(username: String, address: String) async throws {
-        for key in [keys.loginFailures("user", username), keys.loginFailures("addr", address)] {
-            _ = try await client.evalScript(Self.failureScript, keys: [RedisArgument(key)], arguments: [RedisArgument(limits.window.wholeMilliseconds)])
-        }
+    /// `username` signed in: its attempt is taken back.
+    func succeeded(username: String, address: String) async throws {
+        let counters = counters(username: username, address: address)
+        _ = try await client.send("DEL", RedisArgument(counters[0].key))
+        _ = try await client.evalScript(Self.takeBackScript, keys: [RedisArgument(counters[1].key)], arguments: [])
     }
 
-    func recordFailure(consoleAddress address: String) async throws {
-        _ = try await client.evalScript(Self.failureScript, keys: [RedisArgument(keys.loginFailures("console-addr", address))],
-                                        arguments: [RedisArgument(limits.window.wholeMilliseconds)])
-    }
-
-    func recordSuccess(username: String) async throws {
-        _ = try await client.send("DEL", RedisArgument(keys.loginFailures("user", username)))
+    /// A console sign-in succeeded: its attempt is taken back.
+    func succeeded(consoleAddress address: String) async throws {
+        _ = try await client.evalScript(Self.takeBackScript, keys: [RedisArgument(counter(consoleAddress: address).key)], arguments: [])
     }
 }

@@ -38,6 +38,16 @@ struct RefreshTokenStore: Sendable {
     let client: RedisClient
     let keys: ClusterKeys
     let ttl: Duration
+    /// Signs each token's record and each family's (`RecordMAC`).
+    let recordMAC: ClusterMAC
+
+    private func tokenMAC(key: String, family: String, clientID: String, subject: String, scope: String, audience: String, expiresAtMillis: Int64) -> String {
+        recordMAC.sign(["refresh1", key, family, clientID, subject, scope, audience, String(expiresAtMillis)])
+    }
+
+    private func familyMAC(key: String, clientID: String, subject: String, user: Bool) -> String {
+        recordMAC.sign(["family1", key, clientID, subject, user ? "1" : "0"])
+    }
 
     static func newToken() -> String {
         var generator = SystemRandomNumberGenerator()
@@ -55,37 +65,51 @@ struct RefreshTokenStore: Sendable {
         let family = "fam_" + Hex.encode((0..<12).map { _ in UInt8.random(in: 0...255) })
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let ttl = RedisArgument(ttlMillis)
+        let familyKey = keys.refreshFamily(family), tokenKey = keys.refreshToken(Self.hash(token))
+        let scopeText = scope.joined(separator: " ")
         let replies = try await client.pipeline([
-            ["HSET", RedisArgument(keys.refreshFamily(family)), "client_id", RedisArgument(clientID), "sub", RedisArgument(subject),
-             "created_ms", RedisArgument(now), "revoked", "0", "user", user ? "1" : "0"],
-            ["PEXPIRE", RedisArgument(keys.refreshFamily(family)), ttl],
+            ["HSET", RedisArgument(familyKey), "client_id", RedisArgument(clientID), "sub", RedisArgument(subject),
+             "created_ms", RedisArgument(now), "revoked", "0", "user", user ? "1" : "0",
+             "mac", RedisArgument(familyMAC(key: familyKey, clientID: clientID, subject: subject, user: user))],
+            ["PEXPIRE", RedisArgument(familyKey), ttl],
             ["ZADD", RedisArgument(keys.refreshFamilyTokens(family)), RedisArgument(accessToken.exp), RedisArgument(accessToken.jti)],
             ["PEXPIRE", RedisArgument(keys.refreshFamilyTokens(family)), ttl],
-            ["HSET", RedisArgument(keys.refreshToken(Self.hash(token))), "family", RedisArgument(family), "client_id", RedisArgument(clientID),
-             "sub", RedisArgument(subject), "scope", RedisArgument(scope.joined(separator: " ")), "aud", RedisArgument(audience),
-             "status", "active", "iat_ms", RedisArgument(now), "exp_ms", RedisArgument(now + ttlMillis)],
+            ["HSET", RedisArgument(tokenKey), "family", RedisArgument(family), "client_id", RedisArgument(clientID),
+             "sub", RedisArgument(subject), "scope", RedisArgument(scopeText), "aud", RedisArgument(audience),
+             "status", "active", "iat_ms", RedisArgument(now), "exp_ms", RedisArgument(now + ttlMillis),
+             "mac", RedisArgument(tokenMAC(key: tokenKey, family: family, clientID: clientID, subject: subject, scope: scopeText, audience: audience,
+                                           expiresAtMillis: now + ttlMillis))],
             ["PEXPIRE", RedisArgument(keys.refreshToken(Self.hash(token))), ttl],
         ])
         for reply in replies { _ = try reply.get() }
         return (token, family)
     }
 
-    /// What is stored about `token`, or nil when it is unknown (or expired out of Redis).
+    /// What is stored about `token`, or nil when it is unknown (or expired out of Redis), or its
+    /// record or its family's does not verify (`RecordMAC`).
     func lookup(_ token: String) async throws -> Grant? {
-        let fields = try await client.send("HMGET", RedisArgument(keys.refreshToken(Self.hash(token))),
-                                           "family", "client_id", "sub", "scope", "aud", "status", "iat_ms", "exp_ms").array ?? []
-        guard fields.count == 8, let family = fields[0].string, let clientID = fields[1].string, let subject = fields[2].string,
-              let status = fields[5].string else { return nil }
-        let familyFields = try await client.send("HMGET", RedisArgument(keys.refreshFamily(family)), "revoked", "user").array ?? []
-        let revoked = familyFields.first?.string
+        let tokenKey = keys.refreshToken(Self.hash(token))
+        let fields = try await client.send("HMGET", RedisArgument(tokenKey),
+                                           "family", "client_id", "sub", "scope", "aud", "status", "iat_ms", "exp_ms", "mac").array ?? []
+        guard fields.count == 9, let family = fields[0].string, let clientID = fields[1].string, let subject = fields[2].string,
+              let status = fields[5].string, let expires = fields[7].string.flatMap({ Int64($0) }), let mac = fields[8].string else { return nil }
+        let scope = fields[3].string ?? "", audience = fields[4].string ?? ""
+        guard recordMAC.verify(mac, ["refresh1", tokenKey, family, clientID, subject, scope, audience, String(expires)]) else { return nil }
+        let familyKey = keys.refreshFamily(family)
+        let familyFields = try await client.send("HMGET", RedisArgument(familyKey), "revoked", "user", "client_id", "sub", "mac").array ?? []
+        guard familyFields.count == 5, let familyMAC = familyFields[4].string,
+              familyFields[2].string == clientID, familyFields[3].string == subject,
+              recordMAC.verify(familyMAC, ["family1", familyKey, clientID, subject, familyFields[1].string ?? ""]) else { return nil }
+        let revoked = familyFields[0].string
         return Grant(family: family, clientID: clientID, subject: subject,
-                     scope: (fields[3].string ?? "").split(separator: " ").map(String.init), audience: fields[4].string ?? "",
-                     active: status == "active", familyRevoked: revoked != "0", isUser: familyFields.count > 1 && familyFields[1].string == "1",
-                     issuedAtMillis: fields[6].int ?? 0, expiresAtMillis: fields[7].int ?? 0)
+                     scope: scope.split(separator: " ").map(String.init), audience: audience,
+                     active: status == "active", familyRevoked: revoked != "0", isUser: familyFields[1].string == "1",
+                     issuedAtMillis: fields[6].int ?? fields[6].string.flatMap { Int64($0) } ?? 0, expiresAtMillis: expires)
     }
 
     /// KEYS: token, family, family access tokens, new token. ARGV: now_ms, client_id, family,
-    /// new token expiry ms, ttl ms, access jti, access exp (s).
+    /// new token expiry ms, ttl ms, access jti, access exp (s), the new token's MAC (made for the
+    /// grant `lookup` verified: a record changed meanwhile makes a successor that does not verify).
     static let rotateScript = RedisScript("""
     local rec = redis.call('HMGET', KEYS[1], 'status', 'family', 'client_id', 'exp_ms', 'sub', 'scope', 'aud')
     if not rec[1] then return {'invalid', 'unknown refresh token'} end
@@ -101,7 +125,7 @@ struct RefreshTokenStore: Sendable {
     end
     redis.call('HSET', KEYS[1], 'status', 'used', 'used_ms', ARGV[1])
     redis.call('HSET', KEYS[4], 'family', rec[2], 'client_id', rec[3], 'sub', rec[5], 'scope', rec[6], 'aud', rec[7],
-      'status', 'active', 'iat_ms', ARGV[1], 'exp_ms', ARGV[4])
+      'status', 'active', 'iat_ms', ARGV[1], 'exp_ms', ARGV[4], 'mac', ARGV[8])
     redis.call('PEXPIRE', KEYS[4], ARGV[5])
     redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
     redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -114,12 +138,15 @@ struct RefreshTokenStore: Sendable {
     func rotate(_ token: String, clientID: String, grant: Grant, accessToken: (jti: String, exp: Int64)) async throws -> RotateOutcome {
         let successor = Self.newToken()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let successorKey = keys.refreshToken(Self.hash(successor))
+        let mac = tokenMAC(key: successorKey, family: grant.family, clientID: grant.clientID, subject: grant.subject,
+                           scope: grant.scope.joined(separator: " "), audience: grant.audience, expiresAtMillis: now + ttlMillis)
         let reply = try await client.evalScript(Self.rotateScript, keys: [
             RedisArgument(keys.refreshToken(Self.hash(token))), RedisArgument(keys.refreshFamily(grant.family)),
-            RedisArgument(keys.refreshFamilyTokens(grant.family)), RedisArgument(keys.refreshToken(Self.hash(successor))),
+            RedisArgument(keys.refreshFamilyTokens(grant.family)), RedisArgument(successorKey),
         ], arguments: [
             RedisArgument(now), RedisArgument(clientID), RedisArgument(grant.family), RedisArgument(now + ttlMillis),
-            RedisArgument(ttlMillis), RedisArgument(accessToken.jti), RedisArgument(accessToken.exp),
+            RedisArgument(ttlMillis), RedisArgument(accessToken.jti), RedisArgument(accessToken.exp), RedisArgument(mac),
         ])
         let parts = reply.array ?? []
         switch parts.first?.string {

@@ -34,6 +34,7 @@ struct OperatorConsole: Sendable {
         self.failureAudit = failureAudit
         sessions = LoginSessionStore(client: api.view.client, keys: api.view.keys,
                                      formMAC: LoginSessionStore.formMAC(secret: api.config.cluster.secret, cluster: api.config.cluster.keyPrefix),
+                                     recordMAC: RecordMAC.derive(secret: api.config.cluster.secret, cluster: api.config.cluster.keyPrefix),
                                      namespace: "console:")
         throttle = LoginThrottle(client: api.view.client, keys: api.view.keys, limits: Self.signInLimits)
     }
@@ -226,7 +227,7 @@ struct OperatorConsole: Sendable {
             pages.render("sign-in", title: "Sign in", ["csrf": session.csrfToken, "error": message], status: status)
         }
         let address = context.remoteAddress?.ipAddress ?? context.peer
-        if let wait = try await throttle.blocked(consoleAddress: address) {
+        if let wait = try await throttle.attempt(consoleAddress: address) {
             let minutes = max(1, Int((wait.components.seconds + 59) / 60))
             var page = again("Too many failed sign-ins from this address. Try again in \(minutes) minute\(minutes == 1 ? "" : "s").", .tooManyRequests)
             page.headers[.retryAfter] = String(max(1, wait.components.seconds))
@@ -237,7 +238,6 @@ struct OperatorConsole: Sendable {
         let credential = token.isEmpty || settings.mode == .certificate ? nil : settings.authenticator.authenticate(authorization: "Bearer " + token)
         let subject = settings.mode.acceptsCertificates ? await context.verifiedClientCertificateSubject() : nil
         guard settings.admits(token: credential, subject: subject) else {
-            try await throttle.recordFailure(consoleAddress: address)
             let presented = token.isEmpty ? "none" : "invalid"
             api.metrics.adminAuthFailure(credential: presented)
             switch failureAudit.admit() {
@@ -251,6 +251,7 @@ struct OperatorConsole: Sendable {
             }
             return again(token.isEmpty ? "Enter an admin token." : "That is not a valid admin token.", .forbidden)
         }
+        try await throttle.succeeded(consoleAddress: address)
         let principal = Self.principal(credential: credential, subject: subject)
         // A new session id on sign-in: one planted in the browser before it is worth nothing after.
         try await sessions.delete(session.id)

@@ -1,0 +1,143 @@
+import Foundation
+import NIOConcurrencyHelpers
+@testable import PortcullisControl
+import PortcullisTestSupport
+import Testing
+
+/// A party that can write to Redis but has no cluster secret, against the records the control
+/// plane keeps there for sign-in, its authorization server and the operator console
+/// (`RecordMAC`), and sign-ins sent at once against the login throttle. Each attack was run on
+/// the build before, where it worked (docs/security.md, "Redis").
+extension ControlPlaneTests {
+    @Suite("records in Redis a writer without the cluster secret forges")
+    struct ForgedControlRecordsTests {
+        /// The builds before issued tokens from each: alice's claims with `orders:write`, which
+        /// `web-app` never asked for, from a code written into Redis; a token for `root` from a
+        /// refresh token and family written into Redis; and bob's token from alice's real code
+        /// whose record was changed to name bob.
+        @Test("a Redis writer without the cluster secret mints no token: an authorization code, or a refresh token with its family, written into Redis by hand for any user and scope is unknown (invalid_grant), and so is a real code whose record was changed to name another user and scope")
+        func forgedCodesAndRefreshTokensMintNothing() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            let redis = cluster.redis
+            let now = String(Int(Date().timeIntervalSince1970))
+
+            // A code of the attacker's making, for alice with more scope than the client has.
+            let code = "forged-code-\(UUID().uuidString)"
+            try redis.cli(["HSET", "portcullis:as:code:" + Hex.sha256(code), "status", "active", "client_id", "web-app",
+                           "redirect_uri", SignInBrowser.redirectURI, "sub", "alice", "scope", "orders:read orders:write orders:admin",
+                           "challenge", browser.challenge, "auth_time", now, "mac", String(repeating: "A", count: 43)])
+            let fromForgedCode = try browser.redeem(code)
+            #expect(fromForgedCode.status == 400 && fromForgedCode.json["error"] as? String == "invalid_grant", "\(fromForgedCode.text)")
+            #expect(fromForgedCode.json["access_token"] == nil)
+
+            // A refresh token and family of the attacker's making, for a subject of its choosing.
+            let refresh = "forged-refresh-\(UUID().uuidString)"
+            let expires = String(Int64(Date().timeIntervalSince1970 * 1000) + 3_600_000)
+            try redis.cli(["HSET", "portcullis:as:rtf:fam_forged", "client_id", "web-app", "sub", "root", "created_ms", "0", "revoked", "0", "user", "0"])
+            try redis.cli(["HSET", "portcullis:as:rt:" + Hex.sha256(refresh), "family", "fam_forged", "client_id", "web-app", "sub", "root",
+                           "scope", "orders:read", "aud", "api://payments", "status", "active", "iat_ms", "0", "exp_ms", expires])
+            let fromForgedRefresh = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app",
+                                                                                     "refresh_token": refresh])
+            #expect(fromForgedRefresh.status == 400 && fromForgedRefresh.json["error"] as? String == "invalid_grant", "\(fromForgedRefresh.text)")
+
+            // alice's real code, its record changed to name bob and more scope.
+            let real = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            try redis.cli(["HSET", "portcullis:as:code:" + Hex.sha256(real), "sub", "bob", "scope", "orders:read orders:write"])
+            let fromChangedCode = try browser.redeem(real)
+            #expect(fromChangedCode.status == 400 && fromChangedCode.json["error"] as? String == "invalid_grant", "\(fromChangedCode.text)")
+
+            // The flow itself still works: a code nobody touched is redeemed, and its refresh token rotates.
+            // Signed in, with consent remembered: the authorization request redirects at once.
+            let honest = try #require(SignInBrowser.redirectParameters(try browser.authorize(browser.parameters()))["code"])
+            let tokens = try browser.redeem(honest)
+            #expect(tokens.status == 200, "\(tokens.text)")
+            let refreshed = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app",
+                                                                             "refresh_token": try #require(tokens.json["refresh_token"] as? String)])
+            #expect(refreshed.status == 200, "\(refreshed.text)")
+            #expect(refreshed.json["scope"] as? String == "orders:read")
+        }
+
+        /// The build before opened every page to a copied session, and to a forged one naming a
+        /// certificate subject where certificates are accepted; its revoke form lifted a client's
+        /// cut-off in the operator's name.
+        @Test("a Redis writer cannot use the operator console: a signed-in session's record copied under a session id of its choosing opens no page, nor does one it writes naming a principal; the operator's own session goes on")
+        func copiedConsoleSessionsOpenNothing() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            let operatorVisitor = ConsoleVisitor(control: cluster.control)
+            try operatorVisitor.signIn()
+            #expect(try operatorVisitor.get("/console/cluster").status == 200)
+            let redis = cluster.redis
+            let key = try #require(try redis.cli("KEYS", "portcullis:as:session:console:*").split(separator: "\n").first.map(String.init))
+            let principal = try redis.cli("HGET", key, "user")
+            #expect(!principal.isEmpty)
+
+            // The operator's record, copied whole (its MAC too) under an id the attacker chose.
+            let copiedID = "attacker-\(UUID().uuidString.prefix(8))"
+            try redis.cli(["HSET", "portcullis:as:session:console:" + Hex.sha256(copiedID), "csrf", "attacker-csrf", "user", principal,
+                           "auth_time", try redis.cli("HGET", key, "auth_time"), "mac", try redis.cli("HGET", key, "mac")])
+            let attacker = ConsoleVisitor(control: cluster.control)
+            attacker.cookie = copiedID
+            #expect(try attacker.get("/console/cluster").header("location") == "/console/sign-in")
+            #expect(try attacker.post("/console/revocations", ["kind": "subject", "value": "victim", "csrf_token": "attacker-csrf"])
+                .header("location") == "/console/sign-in")
+            // One written from scratch, naming a certificate subject.
+            let forgedID = "forged-\(UUID().uuidString.prefix(8))"
+            try redis.cli(["HSET", "portcullis:as:session:console:" + Hex.sha256(forgedID), "csrf", "attacker-csrf", "user", "cert:CN=ops",
+                           "auth_time", String(Int(Date().timeIntervalSince1970))])
+            attacker.cookie = forgedID
+            #expect(try attacker.get("/console/keys").header("location") == "/console/sign-in")
+            let audit = try cluster.control.admin("GET", "/v1/audit?count=20").json["entries"] as? [[String: Any]] ?? []
+            #expect(!audit.contains { $0["action"] as? String == "revocation.create" }, "\(audit)")
+            #expect(try operatorVisitor.get("/console/cluster").status == 200)
+        }
+
+        /// The build before checked the counts, ran the KDF and only then counted a failure, so
+        /// every sign-in in flight passed the check: an attacker review's 30 sent together all had
+        /// their password checked, and the right one among them signed in.
+        @Test("sign-ins sent at once for one user are counted before their passwords are checked: with a limit of 5 a user, no more than 5 of 20 reach the password check and the rest are refused 429; the right password sent after them is refused too")
+        func concurrentSignInsAreCountedFirst() async throws {
+            let cluster = try await SignInBrowser.cluster(throttle: "{per_user: 5, per_address: 100, window: 1m}")
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            // Each its own visitor with its own sign-in form, all posted at once, each on a
+            // thread of its own (blocking sockets).
+            var posts: [(cookie: String, body: String)] = []
+            for _ in 0..<20 {
+                let browser = SignInBrowser(control: control)
+                var form = SignInBrowser.hiddenFields(try browser.authorize(browser.parameters()))
+                form["username"] = "alice"
+                form["password"] = "wrong-guess"
+                let body = form.sorted { $0.key < $1.key }.map { "\(formEscape($0.key))=\(formEscape($0.value))" }.joined(separator: "&")
+                posts.append((try #require(browser.cookie), body))
+            }
+            let port = control.port
+            let results = NIOLockedValueBox<[Int]>([])
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let group = DispatchGroup()
+                for post in posts {
+                    group.enter()
+                    Thread.detachNewThread {
+                        let status = (try? HTTPTestClient(port: port, timeout: 30).request(
+                            "POST", "/oauth2/authorize",
+                            headers: [("Connection", "close"), ("Content-Type", "application/x-www-form-urlencoded"),
+                                      ("Cookie", "portcullis_session=\(post.cookie)")],
+                            body: Array(post.body.utf8)).status) ?? 0
+                        results.withLockedValue { $0.append(status) }
+                        group.leave()
+                    }
+                }
+                group.notify(queue: .global()) { done.resume() }
+            }
+            let statuses = results.withLockedValue { $0 }
+            #expect(statuses.filter { $0 == 403 }.count <= 5, "\(statuses.sorted())")
+            #expect(statuses.filter { $0 == 429 }.count >= 15, "\(statuses.sorted())")
+            #expect(try SignInBrowser(control: control).signIn().status == 429)
+            let metrics = try control.metrics()
+            let failures = PrometheusText.sample(metrics, #"portcullis_login_attempts_total{outcome="failure"}"#) ?? 0
+            #expect(failures <= 5, "\(failures) sign-ins reached the password check")
+        }
+    }
+}
