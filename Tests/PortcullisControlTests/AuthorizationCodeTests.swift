@@ -344,6 +344,36 @@ extension ControlPlaneTests {
             #expect(audit.contains { $0["action"] as? String == "oauth.logout" })
         }
 
+        /// The build before forgot the consent and the list of what was issued under it in its
+        /// first step, then failed on the next write: the retry revoked nothing ("revoked (0
+        /// tokens)") and the application's tokens kept working (an attacker review).
+        @Test("revoking consent while Redis refuses writes (out of memory) fails with 503 and loses nothing: tried again once Redis takes writes, it revokes every token issued under the consent")
+        func consentRevocationSurvivesRefusedWrites() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            let browser = SignInBrowser(control: control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let tokens = try browser.redeem(code)
+            let access = try #require(tokens.json["access_token"] as? String)
+            let refresh = try #require(tokens.json["refresh_token"] as? String)
+            #expect(try cluster.statuses(access) == [200])
+            let csrf = try #require(SignInBrowser.hiddenFields(try browser.get("/oauth2/account"))["csrf_token"])
+
+            try cluster.redis.cli("CONFIG", "SET", "maxmemory", "1")
+            let refused = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
+            try cluster.redis.cli("CONFIG", "SET", "maxmemory", "0")
+            #expect(refused.status == 503, "\(refused.status) \(refused.text)")
+
+            let revoked = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
+            #expect(revoked.status == 200)
+            #expect(revoked.text.contains("Access for web-app revoked (1 token)."), "\(revoked.text)")
+            try await eventually("the access token issued under the consent is revoked") { try cluster.statuses(access) == [401] }
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh])
+                .json["error"] as? String == "invalid_grant")
+        }
+
         @Test("RFC 9700 §4.2.4 (RFC 6749 §4.1.2): an authorization code works once; a reused code revokes every token issued from it")
         func rfc9700Section4_2_4ReusedCode() async throws {
             let cluster = try await SignInBrowser.cluster(extraClients: ["{client_id: other-app, public: true, redirect_uris: [\"\(SignInBrowser.redirectURI)\"]}"])
