@@ -15,7 +15,7 @@ extension ControlPlaneTests {
         /// `web-app` never asked for, from a code written into Redis; a token for `root` from a
         /// refresh token and family written into Redis; and bob's token from alice's real code
         /// whose record was changed to name bob.
-        @Test("a Redis writer without the cluster secret mints no token: an authorization code, or a refresh token with its family, written into Redis by hand for any user and scope is unknown (invalid_grant), and so is a real code whose record was changed to name another user and scope")
+        @Test("a Redis writer without the cluster secret mints no token: an authorization code, or a refresh token with its family, written into Redis by hand for any user and scope is unknown (invalid_grant), and so is a real code whose record was changed to name another user and scope; a consent written for a user does not spare the consent page")
         func forgedCodesAndRefreshTokensMintNothing() async throws {
             let cluster = try await SignInBrowser.cluster()
             defer { Task { await cluster.shutdown() } }
@@ -47,6 +47,15 @@ extension ControlPlaneTests {
             try redis.cli(["HSET", "portcullis:as:code:" + Hex.sha256(real), "sub", "bob", "scope", "orders:read orders:write"])
             let fromChangedCode = try browser.redeem(real)
             #expect(fromChangedCode.status == 400 && fromChangedCode.json["error"] as? String == "invalid_grant", "\(fromChangedCode.text)")
+
+            // A consent written for bob: he is asked all the same.
+            try redis.cli(["HSET", "portcullis:as:consent:bob", "web-app", "orders:read"])
+            let bobBrowser = SignInBrowser(control: cluster.control)
+            var login = SignInBrowser.hiddenFields(try bobBrowser.authorize(bobBrowser.parameters()))
+            login["username"] = "bob"
+            login["password"] = "bob-password-2"
+            let bobAfterLogin = try bobBrowser.post("/oauth2/authorize", login)
+            #expect(bobAfterLogin.status == 200 && bobAfterLogin.text.contains("Allow access?"), "\(bobAfterLogin.status) \(bobAfterLogin.text)")
 
             // The flow itself still works: a code nobody touched is redeemed, and its refresh token rotates.
             // Signed in, with consent remembered: the authorization request redirects at once.
