@@ -32,6 +32,15 @@ final class EdgeAttackTests {
               - name: public
                 path_prefix: /public
                 upstream: {targets: [\(upstreamAddress)]}
+              - name: orders-delete
+                path_prefix: /orders
+                methods: [DELETE]
+                upstream: {targets: [\(upstreamAddress)]}
+                auth: {type: jwt}
+              - name: orders
+                path_prefix: /orders
+                methods: [GET, POST]
+                upstream: {targets: [\(upstreamAddress)]}
               - name: tenant-a
                 host: a.test
                 path_prefix: /
@@ -81,6 +90,10 @@ final class EdgeAttackTests {
         ("/public/x#/../../admin", 400),
         ("/public/x%00.json", 400),
         ("/public/%zz", 400),
+        // A format suffix: Rails' `(.:format)` and Spring's suffix patterns serve these as /admin.
+        ("/admin.json", 401),
+        ("/admin.html/", 401),
+        ("/admin.%6Aso%6E", 401),
     ])
     func protectedPrefixEscape(_ target: String, _ status: Int) throws {
         let before = upstream.requestCount
@@ -180,6 +193,23 @@ final class EdgeAttackTests {
         let response = try send("POST /public/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
         #expect(response.status == 501)
         #expect(upstream.requestCount == before, "the upstream got a request")
+    }
+
+    /// Rack::MethodOverride (in every Rails app), Laravel and Express's method-override run the
+    /// method the field names: the build before routed such a POST to the public `orders` route,
+    /// whose upstream then ran the DELETE only `orders-delete` (JWT) may (an attacker review).
+    @Test("a method-override field naming a method routed elsewhere is refused 405 before the upstream; one naming a method of the same route passes")
+    func methodOverrideRoutedElsewhereRefused() throws {
+        let before = upstream.requestCount
+        for name in ["X-HTTP-Method-Override", "X-HTTP-Method", "x-method-override"] {
+            let response = try send("POST /orders/7 HTTP/1.1\r\nHost: gw.test\r\n\(name): delete\r\nContent-Length: 0\r\n\r\n")
+            #expect(response.status == 405, "\(name): \(response.status) \(response.text)")
+            #expect(response.header("allow") == "GET, POST", "\(response.header("allow") ?? "")")
+        }
+        #expect(upstream.requestCount == before, "a refused override reached the upstream")
+        #expect(try send("DELETE /orders/7 HTTP/1.1\r\nHost: gw.test\r\n\r\n").status == 401)
+        let same = try send("POST /orders/7 HTTP/1.1\r\nHost: gw.test\r\nX-HTTP-Method-Override: GET\r\nContent-Length: 0\r\n\r\n")
+        #expect(same.status == 200, "\(same.status) \(same.text)")
     }
 
     /// The build before answered the refusal and closed the connection, but started the request

@@ -1,3 +1,4 @@
+@testable import PortcullisGateway
 import Foundation
 import PortcullisJOSE
 import PortcullisTestSupport
@@ -242,6 +243,20 @@ final class GatewayProxyTests {
             #expect(headers[name] == nil, "\(name) reached the upstream: \(headers[name] ?? [])")
         }
         #expect(headers["x-forwarded-proto"] == ["http"])
+    }
+
+    /// The build before forwarded each as the client wrote it (an attacker review): go-chi's
+    /// RealIP reads `True-Client-IP` first, Spring's ForwardedHeaderFilter and Werkzeug's ProxyFix
+    /// the port and prefix, and IIS and Symfony route by `X-Original-URL` — past the route the
+    /// gateway matched and authenticated.
+    @Test("a client's own client-address, forwarding and original-URL fields the gateway does not state (True-Client-IP, X-Forwarded-Port, X-Original-URL …) are removed before the upstream")
+    func clientStatedForwardingRemoved() throws {
+        let spoofed = HeaderRewriter.clientStatedForwarding.map { ($0, $0.contains("url") || $0.contains("uri") || $0.contains("path") ? "/orders/admin" : "6.6.6.6") }
+        let response = try gateway.request("GET", "/public/x", headers: spoofed.map { ($0.0.uppercased(), $0.1) })
+        #expect(response.status == 200)
+        let headers = response.echoedHeaders
+        for (name, _) in spoofed { #expect(headers[name] == nil, "\(name) reached the upstream: \(headers[name] ?? [])") }
+        #expect(headers["x-forwarded-for"] == ["127.0.0.1"])
     }
 
     @Test("missing scope: 403 insufficient_scope naming the scope; the longest prefix wins")

@@ -89,6 +89,22 @@ struct Admission {
             response.headers.add(name: "Allow", value: allowed.joined(separator: ", "))
             return .refused(response, metrics: gateway.unmatchedRoute)
         }
+        // Frameworks that honour a method-override field (Rails, Laravel, Express's
+        // method-override, Spring's filter) run the method it names: it must route where the
+        // request's own method did, or a POST to a public route ran an authenticated route's
+        // DELETE (an attacker review).
+        if let override = facts.methodOverride {
+            let method = override.uppercased()
+            if method != head.method.rawValue {
+                let routed = table.router.match(host: HostHeader.name(facts.host), path: target.path, method: method)
+                guard case .matched(let same) = routed, same.config.name == route.config.name else {
+                    var response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed",
+                                                 description: "the request's method override names \(method), which this route does not accept; send \(method) itself")
+                    if let methods = route.config.methods { response.headers.add(name: "Allow", value: methods.sorted().joined(separator: ", ")) }
+                    return .refused(response, metrics: route.metrics)
+                }
+            }
+        }
         log.route = route.config.name
         let clientAddress = client.requestAddress(head.headers)
         log.client = clientAddress

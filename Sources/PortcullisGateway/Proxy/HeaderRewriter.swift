@@ -23,13 +23,27 @@ enum HeaderRewriter {
         "te", "trailer", "transfer-encoding", "upgrade", "expect",
     ]
 
+    /// Fields that state where a request came from, or what it first asked for, that the gateway
+    /// does not state itself (it states `X-Forwarded-For`, `-Proto`, `-Host` and `Forwarded`): a
+    /// client's own would reach upstreams that trust them — for the client's address (go-chi's
+    /// RealIP reads `True-Client-IP` first), the scheme, port or path prefix (Spring's
+    /// ForwardedHeaderFilter, Werkzeug's ProxyFix, Rack), or the path itself (IIS and Symfony
+    /// route by `X-Original-URL` and `X-Rewrite-URL`, past the route the gateway matched). Removed
+    /// from every request.
+    static let clientStatedForwarding = [
+        "x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-cluster-client-ip",
+        "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-ssl", "x-forwarded-scheme",
+        "x-forwarded-uri", "x-forwarded-path", "x-forwarded-method", "front-end-https", "x-url-scheme",
+        "x-original-url", "x-rewrite-url", "x-original-uri", "x-original-method",
+    ]
+
     /// What one route removes and adds, resolved once per route table. A class: the request path
     /// takes it from its route twice per request, and a struct this size costs a retain per member.
     final class Policy: Sendable {
         let route: RouteConfig
         let identityHeaders: [IdentityHeader]
         /// Removed from requests: hop-by-hop, every identity header (configured and default),
-        /// headers the gateway sets itself, `X-Real-IP`, `Authorization` when stripped, the route's removals.
+        /// headers the gateway sets itself, `clientStatedForwarding`, `Authorization` when stripped, the route's removals.
         let requestRemoved: HeaderNameSet
         /// Removed from upstream responses: hop-by-hop, the route's removals, and the fields the
         /// route or the gateway set.
@@ -46,9 +60,8 @@ enum HeaderRewriter {
             routeSet = HeaderNameSet(route.requestHeaders.setFields.map(\.name))
             var request = HeaderNameSet(HeaderRewriter.hopByHop)
             for header in identityHeaders + IdentityHeader.defaults { request.insert(header.header) }
-            // `X-Real-IP` is not stated by the gateway (`X-Forwarded-For` and `Forwarded` are):
-            // a client's own would reach upstreams that read it for the client's address.
-            for name in ["x-request-id", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"] { request.insert(name) }
+            for name in ["x-request-id", "x-forwarded-proto", "x-forwarded-host"] { request.insert(name) }
+            for name in HeaderRewriter.clientStatedForwarding { request.insert(name) }
             if route.stripAuthorization { request.insert("authorization") }
             for name in route.requestHeaders.remove { request.insert(name) }
             requestRemoved = request

@@ -6,7 +6,7 @@ enum RouteMatch {
     case notFound
 }
 
-/// Host, then longest path prefix on a segment boundary, then method. Routes naming a host win
+/// Host, then longest path prefix on a segment boundary (or before a `.` suffix), then method. Routes naming a host win
 /// over host-less ones; among equal prefixes the first in the file wins. Prefixes match in any
 /// ASCII letter case unless `caseSensitive` (see `PathPolicy.caseSensitive`).
 struct Router: Sendable {
@@ -76,7 +76,10 @@ struct Router: Sendable {
             guard path.utf8.count >= count,
                   HeaderNameSet.equalsIgnoringASCIICase(path.utf8.prefix(count), route.lowercasedPathPrefix) else { return false }
         }
+        // A segment boundary, or a format suffix on the prefix's last segment: Rails
+        // (`(.:format)`) and Spring MVC's suffix patterns serve `/admin.json` as `/admin`, which a
+        // public `/` route would otherwise have taken past `/admin`'s authentication.
         let rest = path.utf8.dropFirst(count)
-        return rest.isEmpty || rest.first == UInt8(ascii: "/")
+        return rest.isEmpty || rest.first == UInt8(ascii: "/") || rest.first == UInt8(ascii: ".")
     }
 }
