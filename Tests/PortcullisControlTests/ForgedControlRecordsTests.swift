@@ -1,4 +1,8 @@
 import Foundation
+import PortcullisRedis
+import PortcullisCluster
+import NIOPosix
+import Logging
 import NIOConcurrencyHelpers
 @testable import PortcullisControl
 import PortcullisTestSupport
@@ -147,6 +151,41 @@ extension ControlPlaneTests {
             let metrics = try control.metrics()
             let failures = PrometheusText.sample(metrics, #"portcullis_login_attempts_total{outcome="failure"}"#) ?? 0
             #expect(failures <= 5, "\(failures) sign-ins reached the password check")
+        }
+
+        /// The build before marked the family revoked in the step that found the reuse and gave
+        /// up when the revocation of its access tokens failed after it: presented again, the used
+        /// token was only "revoked", and those access tokens stayed good (an attacker review).
+        @Test("a used refresh token presented again revokes its family's access tokens again until their revocation is recorded as made, then is refused")
+        func refreshReuseRevokesUntilRecorded() async throws {
+            let redis = try await RedisServerFixture.start()
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "test"))
+            let store = RefreshTokenStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), ttl: .seconds(600),
+                                          recordMAC: RecordMAC.derive(secret: Array(repeating: 7, count: 32), cluster: "portcullis:"))
+            let first = try await store.startFamily(clientID: "web-app", subject: "alice", scope: ["orders:read"], audience: "api",
+                                                    accessToken: ("jti-1", 2_000_000_000), user: true)
+            let grant = try #require(try await store.lookup(first.token))
+            guard case .rotated = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-2", 2_000_000_000)) else {
+                Issue.record("the first refresh did not rotate")
+                return
+            }
+            for attempt in 1...2 {
+                let outcome = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-x", 2_000_000_000))
+                guard case .reused(_, let tokens) = outcome else {
+                    Issue.record("attempt \(attempt): \(outcome)")
+                    continue
+                }
+                #expect(Set(tokens.map(\.jti)) == ["jti-1", "jti-2"], "attempt \(attempt)")
+            }
+            try await store.reuseRevoked(first.family)
+            guard case .invalid = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-y", 2_000_000_000)) else {
+                Issue.record("still reused after the revocation was recorded")
+                return
+            }
+            await client.close()
+            try await group.shutdownGracefully()
+            await redis.shutdown()
         }
     }
 }

@@ -185,6 +185,7 @@ final class AuthorizationServer: Sendable {
             let events = try await unavailableOnFailure {
                 try await revocations.revokeTokens(accessTokens, actor: "oauth:" + client.id, reason: "refresh token reuse in \(family)")
             }
+            try await unavailableOnFailure { try await refreshTokens.reuseRevoked(family) }
             await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.refresh_reuse", target: family, from: peer,
                                               outcome: "family_revoked", status: 400,
                                               details: ["revoked_access_tokens": String(events.reduce(0) { $0 + $1.revocation.count })]))

@@ -118,7 +118,14 @@ struct RefreshTokenStore: Sendable {
     if tonumber(rec[4]) <= tonumber(ARGV[1]) then return {'invalid', 'refresh token expired'} end
     local revoked = redis.call('HGET', KEYS[2], 'revoked')
     if not revoked then return {'invalid', 'refresh token family expired'} end
-    if revoked ~= '0' then return {'invalid', 'refresh token revoked'} end
+    if revoked ~= '0' then
+      -- Revoked for a reuse whose access tokens were not yet revoked (that write failed): the
+      -- used token presented again revokes them again.
+      if rec[1] ~= 'active' and redis.call('HGET', KEYS[2], 'revoked_reason') == 'reuse' and not redis.call('HGET', KEYS[2], 'reuse_revoked') then
+        return {'reuse', redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')}
+      end
+      return {'invalid', 'refresh token revoked'}
+    end
     if rec[1] ~= 'active' then
       redis.call('HSET', KEYS[2], 'revoked', '1', 'revoked_reason', 'reuse', 'revoked_ms', ARGV[1])
       return {'reuse', redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')}
@@ -160,6 +167,13 @@ struct RefreshTokenStore: Sendable {
         default:
             return .invalid(parts.count > 1 ? parts[1].string ?? "invalid refresh token" : "invalid refresh token")
         }
+    }
+
+    /// The access tokens of a family revoked for a reuse are revoked: presenting the used token
+    /// again no longer revokes them again (until this is recorded, it does, so that a revocation
+    /// Redis refused is made when the token comes back).
+    func reuseRevoked(_ family: String) async throws {
+        _ = try await client.send("HSET", RedisArgument(keys.refreshFamily(family)), "reuse_revoked", "1")
     }
 
     /// KEYS: family, family access tokens. ARGV: now_ms, reason.
