@@ -9,10 +9,10 @@ import Testing
 struct HTTP2StreamSessionTests {
     /// A curl that holds one HTTP/2 stream open, writing what it receives to `body` and, when the
     /// stream ends, its exit code and HTTP status to its log.
-    private func hold(port: Int, path: String, token: String, directory: String, name: String) throws -> (ManagedProcess, body: String) {
+    private func hold(port: Int, path: String, token: String, directory: String, name: String, http2: Bool = true) throws -> (ManagedProcess, body: String) {
         let body = directory + "/\(name).body"
         let curl = try ManagedProcess(executable: "/usr/bin/env", arguments: [
-            "curl", "-sS", "-N", "--http2-prior-knowledge", "--max-time", "15", "-o", body, "-w", "status %{http_code}\n",
+            "curl", "-sS", "-N", http2 ? "--http2-prior-knowledge" : "--http1.1", "--max-time", "15", "-o", body, "-w", "status %{http_code}\n",
             "-D", directory + "/\(name).head", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)",
         ], logFile: directory + "/\(name).log")
         return (curl, body)
@@ -68,6 +68,44 @@ struct HTTP2StreamSessionTests {
                 #expect(answer.contains("invalid_token") && answer.contains("token revoked"), "\(answer)")
                 let head = (try? String(contentsOfFile: directory + "/waiting.head", encoding: .utf8)) ?? ""
                 #expect(head.lowercased().contains("www-authenticate: bearer") && head.contains("error=\"invalid_token\""), "\(head)")
+            }
+        }
+    }
+
+    /// The build before watched no HTTP/1.1 request: a stream admitted with a token (server-sent
+    /// events, a long download) went on after the token was revoked or expired — an attacker
+    /// review's ran 9 s past `exp` over HTTP/1.1 while its HTTP/2 twin was reset at `exp`.
+    @Test("over HTTP/1.1, revoking a subject cuts its streaming response within a second (the connection closed before the last chunk); another subject's keeps streaming; a response that arrives in one read opens no session")
+    func http1RevocationCutsTheStream() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-h1-sessions")
+        try await withCluster { cluster in
+            let gateway = try await cluster.startGateway(id: "gw-h1")
+            let short = try gateway.request("GET", "/status/200", headers: [("Authorization", "Bearer \(try cluster.token(sub: "alice"))")])
+            #expect(short.status == 200)
+            #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="upstream"}"#) == nil,
+                    "a response that arrived in one read opened a session")
+            let (revoked, revokedBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "mallory"),
+                                                  directory: directory, name: "revoked", http2: false)
+            let (kept, keptBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "alice"),
+                                            directory: directory, name: "kept", http2: false)
+            try await withCleanup([revoked, kept], { for process in $0 { await process.kill() } }) { _ in
+                #expect(try await Poll.until(timeout: .seconds(10)) { ticks(in: revokedBody) >= 3 && ticks(in: keptBody) >= 3 },
+                        "streams did not start: \(revoked.output) \(kept.output)")
+                #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_open{protocol="http1"}"#) == 2)
+                let revokedAt = Date()
+                _ = try await cluster.revoke(.subject, "mallory", until: Int64(revokedAt.timeIntervalSince1970) + 1)
+                let exit = await revoked.waitForExit(timeout: .seconds(5))
+                let took = Date().timeIntervalSince(revokedAt)
+                // curl: 18 is "transfer closed with outstanding read data remaining" — the chunked
+                // body was cut before its last chunk.
+                #expect(exit == 18, "curl exit \(String(describing: exit)): \(revoked.output)")
+                #expect(took < 1.0, "the stream ended \(took) s after the revocation")
+                let before = ticks(in: keptBody)
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(kept.isRunning && ticks(in: keptBody) > before, "the other subject's stream stopped: \(kept.output)")
+                let metrics = try gateway.metrics()
+                #expect(PrometheusText.sample(metrics, #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
+                #expect(PrometheusText.sample(metrics, #"portcullis_sessions_open{protocol="http1"}"#) == 1)
             }
         }
     }

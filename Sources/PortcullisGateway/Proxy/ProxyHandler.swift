@@ -61,6 +61,11 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// `closeAfterResponse` before the upstream's head was framed (which may set it for that
     /// head's framing); a head taken back (`retractUnsentResponse`) restores it.
     private var closeBeforeUpstreamHead = false
+    /// The token the current exchange was admitted with, on a route that closes on token end,
+    /// and the session that watches it once the response outlasts one read of the upstream
+    /// (`watchTokenIfLong`).
+    private var exchangeToken: VerifiedToken?
+    private var session: LiveSession?
     /// Writes responses as bytes (there is no NIO response encoder in this pipeline), a small
     /// response in one write.
     private var output = ResponseOutput()
@@ -222,6 +227,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
                                         log: log, extraResponseHeaders: admitted.responseHeaders)
+        exchangeToken = route.config.onTokenEnd == .close ? admitted.identity : nil
         state = .proxying(exchange)
         exchange.start()
     }
@@ -412,6 +418,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        endSession(.client)
         if case .proxying(let exchange) = state {
             exchange.clientGone()
         }
@@ -507,6 +514,7 @@ extension ProxyHandler: ExchangeDownstream {
 
     func flushResponse() {
         flushClient()
+        if exchangeToken != nil { watchTokenIfLong() }
     }
 
     func retractUnsentResponse() -> Bool {
@@ -518,6 +526,7 @@ extension ProxyHandler: ExchangeDownstream {
     }
 
     func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {
+        endSession(.upstream)
         // The upstream answered before the body was fully sent: the rest is not read.
         if !exchange.clientRequestEnded { closeAfterResponse = true }
         finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: upstreamTime, now: now)
@@ -526,6 +535,7 @@ extension ProxyHandler: ExchangeDownstream {
     }
 
     func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
+        endSession(.upstream)
         if !exchange.clientRequestEnded { closeAfterResponse = true }
         // The route's fields (CORS, rate-limit state) go on a 502/504 too: a browser must be able
         // to read why its request failed.
@@ -535,12 +545,47 @@ extension ProxyHandler: ExchangeDownstream {
     }
 
     func exchangeAborted(_ exchange: UpstreamExchange) {
+        endSession(.upstream)
         closeClient()
         finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: nil)
     }
 
     func closeDownstream() {
         closeClient()
+    }
+}
+
+// MARK: Token end
+
+extension ProxyHandler {
+    /// A response to a request admitted with a token, on a route that closes on token end, that
+    /// is still open after a read of its upstream (this runs at each flush): from now on it ends
+    /// with its token (`LiveSessions`). A response that arrives within one read — nearly all —
+    /// opens no session, so the request path pays for this only on long responses.
+    private func watchTokenIfLong() {
+        guard session == nil, let token = exchangeToken, let loop = context?.eventLoop, case .proxying = state else { return }
+        session = gateway.sessions.open(protocol: .http1, token: token, policy: .close, eventLoop: loop) { [weak self] end in
+            self?.tokenEnded(end)
+        }
+    }
+
+    private func endSession(_ reason: LiveSessions.EndReason) {
+        exchangeToken = nil
+        session?.end(reason)
+        session = nil
+    }
+
+    /// The response's token was revoked or expired: the upstream request is cut and the client's
+    /// connection closed, so the client sees the response cut short (no last chunk, or fewer
+    /// bytes than its length), never completed.
+    private func tokenEnded(_ end: LiveSessions.TokenEnd) {
+        session = nil
+        exchangeToken = nil
+        guard case .proxying(let exchange) = state, let log = exchange.abandon(reason: end.reason.rawValue) else { return }
+        closeAfterResponse = true
+        state = .closing
+        closeClient()
+        finish(log: log, metrics: exchange.route.metrics, upstreamTime: nil)
     }
 }
 

@@ -73,6 +73,7 @@ extension SessionProtocol {
         case .websocket: 0
         case .grpc: 1
         case .h2: 2
+        case .http1: 3
         }
     }
 }
