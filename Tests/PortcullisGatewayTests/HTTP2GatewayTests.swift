@@ -285,6 +285,20 @@ final class HTTP2GatewayTests {
         [(":method", method), (":scheme", "http"), (":path", path), (":authority", "gw.test")] + extra
     }
 
+    /// The build before passed raw spaces and non-ASCII bytes in `:path`, its query included, into
+    /// the HTTP/1.1 upstream's request line as sent — bytes the HTTP/1.1 listener refuses (an
+    /// attacker review).
+    @Test("a :path with a raw space or non-ASCII byte, in its path or its query, is malformed: its stream is reset before any upstream, and the next request on the connection is answered", arguments: [
+        "/public/x?q=\u{E9}", "/public/\u{E9}", "/public/x?a b",
+    ])
+    func pathWithRawBytesIsMalformed(_ path: String) throws {
+        let before = upstream.requestCount
+        let seen = try raw(Self.request("GET", path))
+        #expect((seen["resets"] as? [String: Int])?["1"] == 1, "\(seen)") // PROTOCOL_ERROR
+        #expect((seen["status"] as? [String: String])?["3"] == "200", "\(seen)")
+        #expect(upstream.requestCount == before + 1, "the malformed request reached the upstream")
+    }
+
     /// HTTP/2 frames a body by END_STREAM; HTTP/1.1 by a declared length. The build before wrote
     /// a GET's DATA after its head with neither, so the upstream read it as a second request:
     /// any client could smuggle a request past admission (one to a JWT route, with identity

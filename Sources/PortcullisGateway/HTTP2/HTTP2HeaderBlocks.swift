@@ -10,7 +10,10 @@ import NIOHTTP2
 /// request from meaning something else in HTTP/1.1 is applied here; a request breaking one is
 /// malformed (RFC 9113 §8.1.1) and its stream reset (PROTOCOL_ERROR) before it reaches anything:
 /// - `:method` is a token (RFC 9110 §9.1); `:scheme` and `:path` are present (the codec would
-///   otherwise fail the stream on its first read).
+///   otherwise fail the stream on its first read). `:path` holds visible ASCII only, as an
+///   HTTP/1.1 request target must (RFC 9112 §3.2; the HTTP/1.1 listener's decoder refuses
+///   others): raw spaces or non-ASCII bytes in it, in the query too, would reach an HTTP/1.1
+///   upstream's request line as sent.
 /// - The authority: `:authority` and `Host` name the same one when both are present (RFC 9113
 ///   §8.3.1); the codec keeps `Host` and drops `:authority`, and the gateway routes by `Host`, so
 ///   a request whose two disagree could be routed by one and served by the other. A request with
@@ -116,7 +119,9 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
                 case ":method": method = field.value
                 case ":authority": authority = field.value
                 case ":scheme": hasScheme = true
-                case ":path": hasPath = true
+                case ":path":
+                    hasPath = true
+                    guard isValidTarget(field.value) else { return .malformed }
                 case ":protocol": hasProtocol = true
                 default: break
                 }
@@ -197,6 +202,13 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
             result = number
         }
         return result
+    }
+
+    /// Visible ASCII (0x21 to 0x7E): a request target's bytes.
+    static func isValidTarget(_ value: String) -> Bool {
+        value.utf8.withContiguousStorageIfAvailable { bytes in
+            !bytes.contains { $0 < 0x21 || $0 > 0x7E }
+        } ?? !value.utf8.contains { $0 < 0x21 || $0 > 0x7E }
     }
 
     /// RFC 9110 §5.5 field-value bytes (visible ASCII, SP, HTAB, obs-text), without SP or HTAB at
