@@ -18,6 +18,32 @@ struct HTTP2StreamSessionTests {
         return (curl, body)
     }
 
+    /// Two subjects' never-ending responses through `gateway`; `mallory` is revoked once both
+    /// stream. Returns how mallory's curl exited and how long after the revocation, and expects
+    /// alice's to go on; `streaming` runs while both stream, before the revocation.
+    private func revokeOneOfTwo(_ cluster: TestCluster, gateway: GatewayProcess, directory: String, http2: Bool,
+                                streaming: () throws -> Void = {}) async throws -> (exit: Int32?, took: TimeInterval) {
+        let (revoked, revokedBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "mallory"),
+                                              directory: directory, name: "revoked", http2: http2)
+        let (kept, keptBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "alice"),
+                                        directory: directory, name: "kept", http2: http2)
+        var outcome: (exit: Int32?, took: TimeInterval) = (nil, .infinity)
+        try await withCleanup([revoked, kept], { for process in $0 { await process.kill() } }) { _ in
+            #expect(try await Poll.until(timeout: .seconds(10)) { ticks(in: revokedBody) >= 3 && ticks(in: keptBody) >= 3 },
+                    "streams did not start: \(revoked.output) \(kept.output)")
+            try streaming()
+            let revokedAt = Date()
+            _ = try await cluster.revoke(.subject, "mallory", until: Int64(revokedAt.timeIntervalSince1970) + 1)
+            let exit = await revoked.waitForExit(timeout: .seconds(5))
+            let took = Date().timeIntervalSince(revokedAt)
+            let before = ticks(in: keptBody)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(kept.isRunning && ticks(in: keptBody) > before, "the other subject's stream stopped: \(kept.output)")
+            outcome = (exit, took)
+        }
+        return outcome
+    }
+
     private func ticks(in file: String) -> Int {
         ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").count
     }
@@ -27,26 +53,12 @@ struct HTTP2StreamSessionTests {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-h2-sessions")
         try await withCluster { cluster in
             let gateway = try await cluster.startGateway(id: "gw-h2")
-            let (revoked, revokedBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "mallory"),
-                                                  directory: directory, name: "revoked")
-            let (kept, keptBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "alice"),
-                                            directory: directory, name: "kept")
-            try await withCleanup([revoked, kept], { for process in $0 { await process.kill() } }) { _ in
-                #expect(try await Poll.until(timeout: .seconds(10)) { ticks(in: revokedBody) >= 3 && ticks(in: keptBody) >= 3 },
-                        "streams did not start: \(revoked.output) \(kept.output)")
-                let revokedAt = Date()
-                _ = try await cluster.revoke(.subject, "mallory", until: Int64(revokedAt.timeIntervalSince1970) + 1)
-                let exit = await revoked.waitForExit(timeout: .seconds(5))
-                let took = Date().timeIntervalSince(revokedAt)
-                // curl: 92 is "HTTP/2 stream was not closed cleanly" — the stream was reset.
-                #expect(exit == 92, "curl exit \(String(describing: exit)): \(revoked.output)")
-                #expect(took < 1.0, "the stream ended \(took) s after the revocation")
-                let before = ticks(in: keptBody)
-                try await Task.sleep(for: .milliseconds(300))
-                #expect(kept.isRunning && ticks(in: keptBody) > before, "the other subject's stream stopped: \(kept.output)")
-                let closed = try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="h2",reason="token_revoked"}"#)
-                #expect(closed == 1)
-            }
+            let (exit, took) = try await revokeOneOfTwo(cluster, gateway: gateway, directory: directory, http2: true)
+            // curl: 92 is "HTTP/2 stream was not closed cleanly" — the stream was reset.
+            #expect(exit == 92, "curl exit \(String(describing: exit))")
+            #expect(took < 1.0, "the stream ended \(took) s after the revocation")
+            let closed = try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="h2",reason="token_revoked"}"#)
+            #expect(closed == 1)
         }
     }
 
@@ -84,29 +96,15 @@ struct HTTP2StreamSessionTests {
             #expect(short.status == 200)
             #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="upstream"}"#) == nil,
                     "a response that arrived in one read opened a session")
-            let (revoked, revokedBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "mallory"),
-                                                  directory: directory, name: "revoked", http2: false)
-            let (kept, keptBody) = try hold(port: gateway.port, path: "/drip/50", token: try cluster.token(sub: "alice"),
-                                            directory: directory, name: "kept", http2: false)
-            try await withCleanup([revoked, kept], { for process in $0 { await process.kill() } }) { _ in
-                #expect(try await Poll.until(timeout: .seconds(10)) { ticks(in: revokedBody) >= 3 && ticks(in: keptBody) >= 3 },
-                        "streams did not start: \(revoked.output) \(kept.output)")
-                #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_open{protocol="http1"}"#) == 2)
-                let revokedAt = Date()
-                _ = try await cluster.revoke(.subject, "mallory", until: Int64(revokedAt.timeIntervalSince1970) + 1)
-                let exit = await revoked.waitForExit(timeout: .seconds(5))
-                let took = Date().timeIntervalSince(revokedAt)
-                // curl: 18 is "transfer closed with outstanding read data remaining" — the chunked
-                // body was cut before its last chunk.
-                #expect(exit == 18, "curl exit \(String(describing: exit)): \(revoked.output)")
-                #expect(took < 1.0, "the stream ended \(took) s after the revocation")
-                let before = ticks(in: keptBody)
-                try await Task.sleep(for: .milliseconds(300))
-                #expect(kept.isRunning && ticks(in: keptBody) > before, "the other subject's stream stopped: \(kept.output)")
-                let metrics = try gateway.metrics()
-                #expect(PrometheusText.sample(metrics, #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
-                #expect(PrometheusText.sample(metrics, #"portcullis_sessions_open{protocol="http1"}"#) == 1)
+            let (exit, took) = try await revokeOneOfTwo(cluster, gateway: gateway, directory: directory, http2: false) { () throws in
+                let open = try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_open{protocol="http1"}"#)
+                #expect(open == 2)
             }
+            // curl: 18 is "transfer closed with outstanding read data remaining" — the chunked
+            // body was cut before its last chunk.
+            #expect(exit == 18, "curl exit \(String(describing: exit))")
+            #expect(took < 1.0, "the stream ended \(took) s after the revocation")
+            #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
         }
     }
 }
