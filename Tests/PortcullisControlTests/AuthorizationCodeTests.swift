@@ -1,7 +1,12 @@
 import Crypto
 import Foundation
-import PortcullisJOSE
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+import PortcullisCluster
 @testable import PortcullisControl
+import PortcullisJOSE
+import PortcullisRedis
 import PortcullisTestSupport
 import Testing
 
@@ -582,6 +587,87 @@ extension ControlPlaneTests {
             let metrics = try cluster.control.metrics()
             #expect(metrics.contains(#"portcullis_login_attempts_total{outcome="failure"} 3"#))
             #expect(metrics.contains(#"portcullis_login_attempts_total{outcome="throttled"} 2"#))
+        }
+
+        /// The build before checked the counts, ran the KDF and only then counted a failure, so
+        /// every sign-in in flight passed the check: an attacker review's 30 sent together all had
+        /// their password checked, and the right one among them signed in.
+        @Test("sign-ins sent at once for one user are counted before their passwords are checked: with a limit of 5 a user, no more than 5 of 20 reach the password check and the rest are refused 429; the right password sent after them is refused too")
+        func concurrentSignInsAreCountedFirst() async throws {
+            let cluster = try await SignInBrowser.cluster(throttle: "{per_user: 5, per_address: 100, window: 1m}")
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            // Each its own visitor with its own sign-in form, all posted at once, each on a
+            // thread of its own (blocking sockets).
+            var posts: [(cookie: String, body: String)] = []
+            for _ in 0..<20 {
+                let browser = SignInBrowser(control: control)
+                var form = SignInBrowser.hiddenFields(try browser.authorize(browser.parameters()))
+                form["username"] = "alice"
+                form["password"] = "wrong-guess"
+                let body = form.sorted { $0.key < $1.key }.map { "\(formEscape($0.key))=\(formEscape($0.value))" }.joined(separator: "&")
+                posts.append((try #require(browser.cookie), body))
+            }
+            let port = control.port
+            let results = NIOLockedValueBox<[Int]>([])
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let group = DispatchGroup()
+                for post in posts {
+                    group.enter()
+                    Thread.detachNewThread {
+                        let status = (try? HTTPTestClient(port: port, timeout: 30).request(
+                            "POST", "/oauth2/authorize",
+                            headers: [("Connection", "close"), ("Content-Type", "application/x-www-form-urlencoded"),
+                                      ("Cookie", "portcullis_session=\(post.cookie)")],
+                            body: Array(post.body.utf8)).status) ?? 0
+                        results.withLockedValue { $0.append(status) }
+                        group.leave()
+                    }
+                }
+                group.notify(queue: .global()) { done.resume() }
+            }
+            let statuses = results.withLockedValue { $0 }
+            #expect(statuses.filter { $0 == 403 }.count <= 5, "\(statuses.sorted())")
+            #expect(statuses.filter { $0 == 429 }.count >= 15, "\(statuses.sorted())")
+            #expect(try SignInBrowser(control: control).signIn().status == 429)
+            let metrics = try control.metrics()
+            let failures = PrometheusText.sample(metrics, #"portcullis_login_attempts_total{outcome="failure"}"#) ?? 0
+            #expect(failures <= 5, "\(failures) sign-ins reached the password check")
+        }
+
+        /// The build before marked the family revoked in the step that found the reuse and gave
+        /// up when the revocation of its access tokens failed after it: presented again, the used
+        /// token was only "revoked", and those access tokens stayed good (an attacker review).
+        @Test("a used refresh token presented again revokes its family's access tokens again until their revocation is recorded as made, then is refused")
+        func refreshReuseRevokesUntilRecorded() async throws {
+            let redis = try await RedisServerFixture.start()
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "test"))
+            let store = RefreshTokenStore(client: client, keys: ClusterKeys(prefix: "portcullis:"), ttl: .seconds(600),
+                                          recordMAC: RecordMAC.derive(secret: Array(repeating: 7, count: 32), cluster: "portcullis:"))
+            let first = try await store.startFamily(clientID: "web-app", subject: "alice", scope: ["orders:read"], audience: "api",
+                                                    accessToken: ("jti-1", 2_000_000_000), user: true)
+            let grant = try #require(try await store.lookup(first.token))
+            guard case .rotated = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-2", 2_000_000_000)) else {
+                Issue.record("the first refresh did not rotate")
+                return
+            }
+            for attempt in 1...2 {
+                let outcome = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-x", 2_000_000_000))
+                guard case .reused(_, let tokens) = outcome else {
+                    Issue.record("attempt \(attempt): \(outcome)")
+                    continue
+                }
+                #expect(Set(tokens.map(\.jti)) == ["jti-1", "jti-2"], "attempt \(attempt)")
+            }
+            try await store.reuseRevoked(first.family)
+            guard case .invalid = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-y", 2_000_000_000)) else {
+                Issue.record("still reused after the revocation was recorded")
+                return
+            }
+            await client.close()
+            try await group.shutdownGracefully()
+            await redis.shutdown()
         }
     }
 }
