@@ -291,11 +291,16 @@ enum RequestHeadHarness {
         return Expected(name: nil, status: allowed.isEmpty ? 404 : 405)
     }
 
+    /// The prefix ends the path, or a segment of it, or is followed by a format suffix on its
+    /// last segment (`.json`, `.json/`).
     static func prefixMatches(_ prefix: String, _ path: String) -> Bool {
         if prefix == "/" { return path.hasPrefix("/") }
-        let p = Array(prefix.utf8), bytes = Array(path.utf8)
-        guard bytes.starts(with: p) else { return false }
-        return bytes.count == p.count || bytes[p.count] == UInt8(ascii: "/")
+        guard path.hasPrefix(prefix) else { return false }
+        let rest = String(path.dropFirst(prefix.count))
+        if rest.isEmpty || rest.hasPrefix("/") { return true }
+        guard rest.hasPrefix(".") else { return false }
+        let slashes = rest.filter { $0 == "/" }.count
+        return slashes == 0 || (slashes == 1 && rest.hasSuffix("/"))
     }
 
     /// RFC 3986 §6.2.2 normalisation of a path: percent-encoded unreserved bytes decoded, dot

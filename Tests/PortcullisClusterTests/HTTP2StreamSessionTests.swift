@@ -87,7 +87,7 @@ struct HTTP2StreamSessionTests {
     /// The build before watched no HTTP/1.1 request: a stream admitted with a token (server-sent
     /// events, a long download) went on after the token was revoked or expired — an attacker
     /// review's ran 9 s past `exp` over HTTP/1.1 while its HTTP/2 twin was reset at `exp`.
-    @Test("over HTTP/1.1, revoking a subject cuts its streaming response within a second (the connection closed before the last chunk); another subject's keeps streaming; a response that arrives in one read opens no session")
+    @Test("over HTTP/1.1, revoking a subject cuts its streaming response within a second (the connection reset before the last chunk); another subject's keeps streaming; a response that arrives in one read opens no session")
     func http1RevocationCutsTheStream() async throws {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-h1-sessions")
         try await withCluster { cluster in
@@ -100,9 +100,9 @@ struct HTTP2StreamSessionTests {
                 let open = try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_open{protocol="http1"}"#)
                 #expect(open == 2)
             }
-            // curl: 18 is "transfer closed with outstanding read data remaining" — the chunked
-            // body was cut before its last chunk.
-            #expect(exit == 18, "curl exit \(String(describing: exit))")
+            // curl: 56 is "failure when receiving data" (the connection reset), 18 "transfer closed
+            // with outstanding read data remaining" — either way the body was cut before its end.
+            #expect(exit == 56 || exit == 18, "curl exit \(String(describing: exit))")
             #expect(took < 1.0, "the stream ended \(took) s after the revocation")
             #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
         }

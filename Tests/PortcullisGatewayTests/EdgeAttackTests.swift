@@ -198,12 +198,17 @@ final class EdgeAttackTests {
     /// Rack::MethodOverride (in every Rails app), Laravel and Express's method-override run the
     /// method the field names: the build before routed such a POST to the public `orders` route,
     /// whose upstream then ran the DELETE only `orders-delete` (JWT) may (an attacker review).
-    @Test("a method-override field naming a method routed elsewhere is refused 405 before the upstream; one naming a method of the same route passes")
+    @Test("a method-override field naming a method routed elsewhere — alone, after a harmless one, repeated or in a list — is refused 405 before the upstream; one naming a method of the same route passes")
     func methodOverrideRoutedElsewhereRefused() throws {
         let before = upstream.requestCount
-        for name in ["X-HTTP-Method-Override", "X-HTTP-Method", "x-method-override"] {
-            let response = try send("POST /orders/7 HTTP/1.1\r\nHost: gw.test\r\n\(name): delete\r\nContent-Length: 0\r\n\r\n")
-            #expect(response.status == 405, "\(name): \(response.status) \(response.text)")
+        // Each name; a harmless one before the one a framework reads; the same name twice (the
+        // last read); a list (its first element read).
+        let overrides = ["X-HTTP-Method-Override: delete", "X-HTTP-Method: delete", "x-method-override: delete",
+                         "X-HTTP-Method: GET\r\nX-HTTP-Method-Override: DELETE", "X-HTTP-Method-Override: GET\r\nX-HTTP-Method-Override: DELETE",
+                         "X-HTTP-Method-Override: DELETE, GET"]
+        for fields in overrides {
+            let response = try send("POST /orders/7 HTTP/1.1\r\nHost: gw.test\r\n\(fields)\r\nContent-Length: 0\r\n\r\n")
+            #expect(response.status == 405, "\(fields): \(response.status) \(response.text)")
             #expect(response.header("allow") == "GET, POST", "\(response.header("allow") ?? "")")
         }
         #expect(upstream.requestCount == before, "a refused override reached the upstream")

@@ -33,7 +33,7 @@ struct RouterUnitTests {
 
     /// Rails' `(.:format)` and Spring MVC's suffix patterns serve `/api.json` as `/api`: the
     /// build before matched it against `/` (an attacker review reached a JWT route's action so).
-    @Test("a prefix's last segment with a format suffix (/api.json) belongs to the prefix's route; a longer prefix with the dot still wins")
+    @Test("a prefix's last segment with a format suffix (/api.json, /api.json/) belongs to the prefix's route, a dotted segment with more below it (/api.v1/x) does not; a longer prefix with the dot still wins")
     func formatSuffixBelongsToThePrefix() throws {
         let routes = try table("""
           - {name: root, path_prefix: /, upstream: {targets: [127.0.0.1:1]}}
@@ -44,6 +44,9 @@ struct RouterUnitTests {
         #expect(name(routes.router.match(host: nil, path: "/api.html/", method: "GET")) == "api")
         #expect(name(routes.router.match(host: nil, path: "/api.v2/x", method: "GET")) == "api-v2")
         #expect(name(routes.router.match(host: nil, path: "/apijson", method: "GET")) == "root")
+        // Only a suffix of the last segment: a dot-named segment with more below it is not one.
+        #expect(name(routes.router.match(host: nil, path: "/api.v1/x", method: "GET")) == "root")
+        #expect(name(routes.router.match(host: nil, path: "/api.json//", method: "GET")) == "root")
     }
 
     @Test("host routes shadow host-less ones; methods give 405 with the allowed list")

@@ -264,20 +264,25 @@ final class AuthorizationServer: Sendable {
     func revokeConsent(username: String, clientID: String, peer: String) async throws -> Int {
         guard let endpoint else { return 0 }
         // Revoked first, forgotten last: a step Redis refuses fails the call (503) and leaves
-        // what it names for the next try.
-        let issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }
-        var tokens = issued.accessTokens
-        for family in issued.families {
-            for token in try await unavailableOnFailure({ try await refreshTokens.revokeFamily(family, reason: "consent revoked") })
-            where !tokens.contains(where: { $0.jti == token.jti }) {
-                tokens.append(token)
+        // what it names for the next try. What a code redeemed meanwhile added is revoked in turn.
+        var issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }
+        var count = 0
+        for _ in 0..<3 {
+            var tokens = issued.accessTokens
+            for family in issued.families {
+                for token in try await unavailableOnFailure({ try await refreshTokens.revokeFamily(family, reason: "consent revoked") })
+                where !tokens.contains(where: { $0.jti == token.jti }) {
+                    tokens.append(token)
+                }
             }
+            let events = try await unavailableOnFailure {
+                try await revocations.revokeTokens(tokens, actor: "user:" + username, reason: "consent to \(clientID) revoked")
+            }
+            count += events.reduce(0) { $0 + $1.revocation.count }
+            let revoked = issued
+            issued = try await unavailableOnFailure { try await endpoint.sessions.forgetConsent(username: username, clientID: clientID, revoked: revoked) }
+            if issued.isEmpty { break }
         }
-        let events = try await unavailableOnFailure {
-            try await revocations.revokeTokens(tokens, actor: "user:" + username, reason: "consent to \(clientID) revoked")
-        }
-        try await unavailableOnFailure { try await endpoint.sessions.forgetConsent(username: username, clientID: clientID) }
-        let count = events.reduce(0) { $0 + $1.revocation.count }
         await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent_revoke", target: "client:" + clientID, from: peer,
                                           outcome: "ok", status: 200, details: ["revoked_access_tokens": String(count)]))
         return count

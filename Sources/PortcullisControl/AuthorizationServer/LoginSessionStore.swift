@@ -156,32 +156,50 @@ struct LoginSessionStore: Sendable {
         for reply in replies { _ = try reply.get() }
     }
 
-    /// The refresh-token families and access tokens issued under `username`'s consent to
-    /// `clientID`. Read, not taken: the consent and this list are forgotten
-    /// (`forgetConsent`) only once what they name is revoked, so that a revocation cut short
-    /// (Redis refusing a write) finds them again when it is tried again.
-    func issuedUnderConsent(username: String, clientID: String) async throws -> (families: [String], accessTokens: [(jti: String, exp: Int64)]) {
-        let flat = try await client.send("ZRANGE", grantsKey(username: username, clientID: clientID), "0", "-1", "WITHSCORES").array ?? []
+    /// What was issued under one consent: refresh-token families and access tokens.
+    struct IssuedUnderConsent: Sendable {
         var families: [String] = []
-        var tokens: [(jti: String, exp: Int64)] = []
+        var accessTokens: [(jti: String, exp: Int64)] = []
+        var isEmpty: Bool { families.isEmpty && accessTokens.isEmpty }
+        /// Their members in the grants list.
+        var members: [String] { families.map { "fam:" + $0 } + accessTokens.map { "jti:" + $0.jti } }
+    }
+
+    /// The refresh-token families and access tokens issued under `username`'s consent to
+    /// `clientID`. Read, not taken: they are forgotten (`forgetConsent`) only once revoked, so
+    /// that a revocation cut short (Redis refusing a write) finds them again when tried again.
+    func issuedUnderConsent(username: String, clientID: String) async throws -> IssuedUnderConsent {
+        Self.issued(try await client.send("ZRANGE", grantsKey(username: username, clientID: clientID), "0", "-1", "WITHSCORES").array ?? [])
+    }
+
+    /// KEYS: consent hash, grants. ARGV: client_id, then the grants' members revoked. Forgets the
+    /// consent and those members; returns what is left (issued meanwhile), with scores.
+    static let forgetScript = RedisScript("""
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    for i = 2, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
+    return redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    """)
+
+    /// Forgets `username`'s consent to `clientID` and `revoked` from what was issued under it;
+    /// returns what was issued under it meanwhile (a code redeemed while the consent was being
+    /// revoked), which the caller revokes in turn.
+    func forgetConsent(username: String, clientID: String, revoked: IssuedUnderConsent) async throws -> IssuedUnderConsent {
+        let flat = try await client.evalScript(Self.forgetScript, keys: [RedisArgument(keys.consent(username)), grantsKey(username: username, clientID: clientID)],
+                                               arguments: [RedisArgument(clientID)] + revoked.members.map { RedisArgument($0) }).array ?? []
+        return Self.issued(flat)
+    }
+
+    private static func issued(_ flat: [RedisValue]) -> IssuedUnderConsent {
+        var issued = IssuedUnderConsent()
         var index = 0
         while index + 1 < flat.count {
             let member = flat[index].string ?? ""
             let score = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).flatMap(RefreshTokenStore.wholeSeconds) ?? 0
-            if member.hasPrefix("fam:") { families.append(String(member.dropFirst(4))) }
-            if member.hasPrefix("jti:") { tokens.append((String(member.dropFirst(4)), score)) }
+            if member.hasPrefix("fam:") { issued.families.append(String(member.dropFirst(4))) }
+            if member.hasPrefix("jti:") { issued.accessTokens.append((String(member.dropFirst(4)), score)) }
             index += 2
         }
-        return (families, tokens)
-    }
-
-    /// Forgets `username`'s consent to `clientID` and the list of what was issued under it.
-    func forgetConsent(username: String, clientID: String) async throws {
-        let replies = try await client.pipeline([
-            ["HDEL", RedisArgument(keys.consent(username)), RedisArgument(clientID)],
-            ["DEL", grantsKey(username: username, clientID: clientID)],
-        ])
-        for reply in replies { _ = try reply.get() }
+        return issued
     }
 
     /// Remembers consent to `scopes` (added to what was consented before).

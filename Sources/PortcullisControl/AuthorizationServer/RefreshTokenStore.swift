@@ -108,8 +108,8 @@ struct RefreshTokenStore: Sendable {
     }
 
     /// KEYS: token, family, family access tokens, new token. ARGV: now_ms, client_id, family,
-    /// new token expiry ms, ttl ms, access jti, access exp (s), the new token's MAC (made for the
-    /// grant `lookup` verified: a record changed meanwhile makes a successor that does not verify).
+    /// new token expiry ms, ttl ms, access jti, access exp (s), the new token's MAC, subject, scope,
+    /// audience — the successor is written from the grant `lookup` verified, which its MAC signs.
     static let rotateScript = RedisScript("""
     local rec = redis.call('HMGET', KEYS[1], 'status', 'family', 'client_id', 'exp_ms', 'sub', 'scope', 'aud')
     if not rec[1] then return {'invalid', 'unknown refresh token'} end
@@ -131,7 +131,7 @@ struct RefreshTokenStore: Sendable {
       return {'reuse', redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')}
     end
     redis.call('HSET', KEYS[1], 'status', 'used', 'used_ms', ARGV[1])
-    redis.call('HSET', KEYS[4], 'family', rec[2], 'client_id', rec[3], 'sub', rec[5], 'scope', rec[6], 'aud', rec[7],
+    redis.call('HSET', KEYS[4], 'family', ARGV[3], 'client_id', ARGV[2], 'sub', ARGV[9], 'scope', ARGV[10], 'aud', ARGV[11],
       'status', 'active', 'iat_ms', ARGV[1], 'exp_ms', ARGV[4], 'mac', ARGV[8])
     redis.call('PEXPIRE', KEYS[4], ARGV[5])
     redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
@@ -154,6 +154,7 @@ struct RefreshTokenStore: Sendable {
         ], arguments: [
             RedisArgument(now), RedisArgument(clientID), RedisArgument(grant.family), RedisArgument(now + ttlMillis),
             RedisArgument(ttlMillis), RedisArgument(accessToken.jti), RedisArgument(accessToken.exp), RedisArgument(mac),
+            RedisArgument(grant.subject), RedisArgument(grant.scope.joined(separator: " ")), RedisArgument(grant.audience),
         ])
         let parts = reply.array ?? []
         switch parts.first?.string {
@@ -173,8 +174,15 @@ struct RefreshTokenStore: Sendable {
     /// again no longer revokes them again (until this is recorded, it does, so that a revocation
     /// Redis refused is made when the token comes back).
     func reuseRevoked(_ family: String) async throws {
-        _ = try await client.send("HSET", RedisArgument(keys.refreshFamily(family)), "reuse_revoked", "1")
+        _ = try await client.evalScript(Self.reuseRevokedScript, keys: [RedisArgument(keys.refreshFamily(family))], arguments: [])
     }
+
+    /// KEYS: family. Marks it, if it is still there (a family expired meanwhile is not made again
+    /// without its expiry).
+    static let reuseRevokedScript = RedisScript("""
+    if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'reuse_revoked', '1') end
+    return 0
+    """)
 
     /// KEYS: family, family access tokens. ARGV: now_ms, reason.
     static let revokeFamilyScript = RedisScript("""

@@ -89,21 +89,9 @@ struct Admission {
             response.headers.add(name: "Allow", value: allowed.joined(separator: ", "))
             return .refused(response, metrics: gateway.unmatchedRoute)
         }
-        // Frameworks that honour a method-override field (Rails, Laravel, Express's
-        // method-override, Spring's filter) run the method it names: it must route where the
-        // request's own method did, or a POST to a public route ran an authenticated route's
-        // DELETE (an attacker review).
-        if let override = facts.methodOverride {
-            let method = override.uppercased()
-            if method != head.method.rawValue {
-                let routed = table.router.match(host: HostHeader.name(facts.host), path: target.path, method: method)
-                guard case .matched(let same) = routed, same.config.name == route.config.name else {
-                    var response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed",
-                                                 description: "the request's method override names \(method), which this route does not accept; send \(method) itself")
-                    if let methods = route.config.methods { response.headers.add(name: "Allow", value: methods.sorted().joined(separator: ", ")) }
-                    return .refused(response, metrics: route.metrics)
-                }
-            }
+        if let overrides = facts.methodOverrides, let refusal = Self.refuseOverride(overrides, head: head, host: facts.host, path: target.path,
+                                                                                 route: route, router: table.router) {
+            return .refused(refusal, metrics: route.metrics)
         }
         log.route = route.config.name
         let clientAddress = client.requestAddress(head.headers)
@@ -182,6 +170,33 @@ struct Admission {
             if responseHeaders == nil { responseHeaders = cors } else { responseHeaders?.add(contentsOf: cors) }
         }
         return .admitted(Admitted(route: route, target: target, identity: identity, responseHeaders: responseHeaders))
+    }
+
+    /// Frameworks that honour a method-override field (Rails, Laravel, Symfony, Express's
+    /// method-override, Spring's filter) run the method it names — the field they read, first or
+    /// last of several, or the first element of a list. So every element of every such field must
+    /// be a method that routes where the request's own method did; otherwise the refusal: 405 with
+    /// the route's methods when it lists them, else 400. Otherwise a POST to a public route could
+    /// run a DELETE only an authenticated route accepts.
+    static func refuseOverride(_ values: [String], head: HTTPRequestHead, host: String?, path: Substring, route: CompiledRoute,
+                               router: Router) -> ErrorResponse? {
+        for value in values {
+            for element in value.split(separator: ",", omittingEmptySubsequences: false) {
+                let trimmed = element.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+                let method = String(trimmed).uppercased()
+                if method == head.method.rawValue { continue }
+                if HeaderName.isValid(method), case .matched(let same) = router.match(host: HostHeader.name(host), path: path, method: method),
+                   same.config.name == route.config.name { continue }
+                let description = "the request's method override names \(method.isEmpty ? "nothing" : method), which does not go where \(head.method.rawValue) does; send that method itself"
+                guard let methods = route.config.methods else {
+                    return ErrorResponse(status: .badRequest, error: "invalid_request", description: description)
+                }
+                var response = ErrorResponse(status: .methodNotAllowed, error: "method_not_allowed", description: description)
+                response.headers.add(name: "Allow", value: methods.sorted().joined(separator: ", "))
+                return response
+            }
+        }
+        return nil
     }
 
     /// The checks on a request head before routing: one `Host` (required from HTTP/1.1 on) of

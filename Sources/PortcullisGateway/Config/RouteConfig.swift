@@ -26,7 +26,8 @@ public struct RouteConfig: Sendable {
     public var responseHeaders: HeaderRules
     /// WebSocket upgrades and their limits; nil refuses upgrades (`websocket:`).
     public var websocket: WebSocketRouteConfig?
-    /// What happens to a WebSocket when its token is revoked or expires (`on_token_end`).
+    /// What happens to a WebSocket, gRPC call, HTTP/2 stream or long HTTP/1.1 response when its
+    /// token is revoked or expires (`on_token_end`).
     public var onTokenEnd: TokenEndPolicy
     /// Cross-origin access for browsers (`cors:`); nil answers preflights like any request.
     public var cors: CORSConfig?

@@ -105,8 +105,8 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
 
     /// Whether nothing the gateway has for `stream` waits on the peer's flow control: its window
     /// and the connection's are open (as the gateway's sending and the peer's WINDOW_UPDATE and
-    /// SETTINGS frames left them), or the stream is over at the frame level (its last frame
-    /// passed on toward the socket).
+    /// SETTINGS frames left them), or the gateway's end of the stream has passed on toward the
+    /// socket.
     func peerWindowsOpen(on stream: UInt32) -> Bool {
         guard let window = streamBudgets.window(of: stream) else { return true }
         return window > 0 && connectionBudget.window > 0

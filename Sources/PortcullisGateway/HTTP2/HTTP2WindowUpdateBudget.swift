@@ -87,8 +87,12 @@ struct HTTP2WindowUpdateBudget {
     /// How many streams are tracked.
     var trackedStreams: Int { streams.count }
 
-    /// What the peer's window lets the gateway still send on `stream`; nil for a stream not tracked.
-    func window(of stream: UInt32) -> Int? { streams[stream]?.window }
+    /// What the peer's window lets the gateway still send on `stream`; nil for a stream not
+    /// tracked, or whose end the gateway has sent (nothing of it waits on the window any more).
+    func window(of stream: UInt32) -> Int? {
+        guard let tracked = streams[stream], !tracked.sentEnd else { return nil }
+        return tracked.window
+    }
 
     /// A HEADERS frame on `stream`, sent by the peer or by the gateway; `now`, if given, is kept
     /// as the time the peer opened it.

@@ -29,12 +29,14 @@ enum HeaderRewriter {
     /// RealIP reads `True-Client-IP` first), the scheme, port or path prefix (Spring's
     /// ForwardedHeaderFilter, Werkzeug's ProxyFix, Rack), or the path itself (IIS and Symfony
     /// route by `X-Original-URL` and `X-Rewrite-URL`, past the route the gateway matched). Removed
-    /// from every request.
+    /// from every request, a trusted proxy's too: proxies and CDNs pass on most of these as the
+    /// client sent them, and the gateway states the client it resolved in `X-Forwarded-For`.
     static let clientStatedForwarding = [
         "x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-cluster-client-ip",
         "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-ssl", "x-forwarded-scheme",
         "x-forwarded-uri", "x-forwarded-path", "x-forwarded-method", "front-end-https", "x-url-scheme",
-        "x-original-url", "x-rewrite-url", "x-original-uri", "x-original-method",
+        "x-original-url", "x-rewrite-url", "x-original-uri", "x-original-method", "x-original-host", "x-host",
+        "x-originating-ip", "x-remote-ip", "x-remote-addr", "x-envoy-external-address", "x-envoy-original-path",
     ]
 
     /// What one route removes and adds, resolved once per route table. A class: the request path

@@ -563,7 +563,8 @@ extension ProxyHandler {
     /// with its token (`LiveSessions`). A response that arrives within one read — nearly all —
     /// opens no session, so the request path pays for this only on long responses.
     private func watchTokenIfLong() {
-        guard session == nil, let token = exchangeToken, let loop = context?.eventLoop, case .proxying = state else { return }
+        guard session == nil, let token = exchangeToken, let loop = context?.eventLoop, case .proxying(let exchange) = state,
+              exchange.responseHeadSent else { return }
         session = gateway.sessions.open(protocol: .http1, token: token, policy: .close, eventLoop: loop) { [weak self] end in
             self?.tokenEnded(end)
         }
@@ -576,15 +577,17 @@ extension ProxyHandler {
     }
 
     /// The response's token was revoked or expired: the upstream request is cut and the client's
-    /// connection closed, so the client sees the response cut short (no last chunk, or fewer
-    /// bytes than its length), never completed.
+    /// connection reset, so the client sees the response cut short, never completed — also an
+    /// HTTP/1.0 client, whose body without a length ends when the connection closes (a plain
+    /// close would complete it).
     private func tokenEnded(_ end: LiveSessions.TokenEnd) {
         session = nil
         exchangeToken = nil
         guard case .proxying(let exchange) = state, let log = exchange.abandon(reason: end.reason.rawValue) else { return }
         closeAfterResponse = true
         state = .closing
-        closeClient()
+        _ = output.takeUnsent()
+        if let context { AbortiveClose.close(context) }
         finish(log: log, metrics: exchange.route.metrics, upstreamTime: nil)
     }
 }

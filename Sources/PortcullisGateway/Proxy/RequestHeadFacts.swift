@@ -34,9 +34,10 @@ struct RequestHeadFacts {
     var extendedConnect = false
     /// The first `traceparent` (W3C Trace Context), read only when tracing is on.
     var traceparent: String?
-    /// The first method-override field (`X-HTTP-Method-Override`, `X-HTTP-Method`,
-    /// `X-Method-Override`): the method frameworks that honour it run instead of the request's.
-    var methodOverride: String?
+    /// The values of every method-override field (`X-HTTP-Method-Override`, `X-HTTP-Method`,
+    /// `X-Method-Override`), in order: frameworks that honour one run the method it names instead
+    /// of the request's — each its own field, first or last, or first element of a list.
+    var methodOverrides: [String]?
 
     init(_ headers: HTTPHeaders) {
         for (name, value) in headers {
@@ -54,10 +55,10 @@ struct RequestHeadFacts {
                 contentLength = Int(value)
             case 17 where HeaderNameSet.matches(name, "transfer-encoding"):
                 transferCodings.add(value.utf8)
-            case 22 where methodOverride == nil && HeaderNameSet.matches(name, "x-http-method-override"),
-                 13 where methodOverride == nil && HeaderNameSet.matches(name, "x-http-method"),
-                 17 where methodOverride == nil && HeaderNameSet.matches(name, "x-method-override"):
-                methodOverride = value
+            case 22 where HeaderNameSet.matches(name, "x-http-method-override"),
+                 13 where HeaderNameSet.matches(name, "x-http-method"),
+                 17 where HeaderNameSet.matches(name, "x-method-override"):
+                methodOverrides = (methodOverrides ?? []) + [value]
             case 7 where HeaderNameSet.matches(name, "upgrade"):
                 hasUpgrade = true
                 HeaderList.forEachElement(value.utf8) { protocolName in

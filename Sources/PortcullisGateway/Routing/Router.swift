@@ -6,7 +6,8 @@ enum RouteMatch {
     case notFound
 }
 
-/// Host, then longest path prefix on a segment boundary (or before a `.` suffix), then method. Routes naming a host win
+/// Host, then longest path prefix on a segment boundary (or before a format suffix on its last
+/// segment), then method. Routes naming a host win
 /// over host-less ones; among equal prefixes the first in the file wins. Prefixes match in any
 /// ASCII letter case unless `caseSensitive` (see `PathPolicy.caseSensitive`).
 struct Router: Sendable {
@@ -76,10 +77,14 @@ struct Router: Sendable {
             guard path.utf8.count >= count,
                   HeaderNameSet.equalsIgnoringASCIICase(path.utf8.prefix(count), route.lowercasedPathPrefix) else { return false }
         }
-        // A segment boundary, or a format suffix on the prefix's last segment: Rails
-        // (`(.:format)`) and Spring MVC's suffix patterns serve `/admin.json` as `/admin`, which a
-        // public `/` route would otherwise have taken past `/admin`'s authentication.
         let rest = path.utf8.dropFirst(count)
-        return rest.isEmpty || rest.first == UInt8(ascii: "/") || rest.first == UInt8(ascii: ".")
+        guard let next = rest.first, next != UInt8(ascii: "/") else { return true }
+        // A format suffix on the prefix's last segment (`/admin.json`, `/admin.json/`): Rails'
+        // `(.:format)` and Spring MVC's suffix patterns serve it as `/admin`, so it must meet
+        // `/admin`'s rules, not a shorter prefix's.
+        guard next == UInt8(ascii: ".") else { return false }
+        let suffix = rest.dropFirst()
+        guard let slash = suffix.firstIndex(of: UInt8(ascii: "/")) else { return true }
+        return suffix.index(after: slash) == suffix.endIndex
     }
 }
