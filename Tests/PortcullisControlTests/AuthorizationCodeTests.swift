@@ -24,11 +24,12 @@ final class SignInBrowser {
     """
     static let client = "{client_id: web-app, public: true, redirect_uris: [\"\(redirectURI)\", \"https://app.example/cb\"], scopes: [orders:read, orders:write], grant_types: [authorization_code, refresh_token]}"
 
-    /// A cluster with the public client `web-app` and the users alice and bob.
+    /// A cluster with the public client `web-app` and the users alice and bob (and `extraUsers`,
+    /// YAML list items).
     static func cluster(throttle: String = "{per_user: 5, per_address: 20, window: 1m}", extraClients: [String] = [],
-                        gatewayExtra: String = "") async throws -> ControlCluster {
+                        gatewayExtra: String = "", extraUsers: String = "") async throws -> ControlCluster {
         let folder = try TemporaryDirectory.make(prefix: "portcullis-users")
-        try users.write(toFile: folder + "/users.yaml", atomically: true, encoding: .utf8)
+        try (users + "\n" + extraUsers).write(toFile: folder + "/users.yaml", atomically: true, encoding: .utf8)
         return try await ControlCluster(asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: \(throttle)\n", asClients: [client] + extraClients,
                                         gatewayExtra: gatewayExtra)
     }
@@ -560,6 +561,23 @@ extension ControlPlaneTests {
             #expect(try cluster.redis.cli("KEYS", "portcullis:as:session:*").split(separator: "\n").count == 1, "the sign-in made one session")
         }
 
+        /// The build before counted by the name as sent: `Kate` and `\u{212A}ate` (KELVIN SIGN) are
+        /// one user to the lookup and two counts, so each spelling had its own guesses and the
+        /// right password under a fresh one signed in (an attacker review).
+        @Test("a user's canonically equivalent spellings share one sign-in count: after the limit under one, the right password under another is refused 429")
+        func equivalentSpellingsShareACount() async throws {
+            // Kate's password is alice's (the same hash).
+            let hash = "$scrypt$ln=17,r=8,p=1$YWxpY2Utc2FsdC0xNmJ5dA$SsR3LJsjCNZ6o8l9reWwkDV9NXQ+PLAra2ORzekfvY0"
+            let cluster = try await SignInBrowser.cluster(throttle: "{per_user: 2, per_address: 100, window: 1m}",
+                                                          extraUsers: "  - username: Kate\n    password_hash: \(hash)\n")
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            #expect(try browser.signIn(username: "Kate", password: "guess-1").status == 403)
+            #expect(try browser.signIn(username: "Kate", password: "guess-2").status == 403)
+            let kelvin = try browser.signIn(username: "\u{212A}ate", password: "alice-password-1")
+            #expect(kelvin.status == 429, "\(kelvin.status) \(kelvin.text)")
+        }
+
         @Test("login throttling per user and per client address, kept in Redis: refused with 429 and Retry-After without running the KDF")
         func loginThrottling() async throws {
             let cluster = try await SignInBrowser.cluster(throttle: "{per_user: 2, per_address: 3, window: 1m}")
@@ -648,10 +666,8 @@ extension ControlPlaneTests {
             let first = try await store.startFamily(clientID: "web-app", subject: "alice", scope: ["orders:read"], audience: "api",
                                                     accessToken: ("jti-1", 2_000_000_000), user: true)
             let grant = try #require(try await store.lookup(first.token))
-            guard case .rotated = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-2", 2_000_000_000)) else {
-                Issue.record("the first refresh did not rotate")
-                return
-            }
+            let rotated = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-2", 2_000_000_000))
+            if case .rotated = rotated {} else { Issue.record("the first refresh did not rotate: \(rotated)") }
             for attempt in 1...2 {
                 let outcome = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-x", 2_000_000_000))
                 guard case .reused(_, let tokens) = outcome else {
@@ -661,10 +677,8 @@ extension ControlPlaneTests {
                 #expect(Set(tokens.map(\.jti)) == ["jti-1", "jti-2"], "attempt \(attempt)")
             }
             try await store.reuseRevoked(first.family)
-            guard case .invalid = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-y", 2_000_000_000)) else {
-                Issue.record("still reused after the revocation was recorded")
-                return
-            }
+            let after = try await store.rotate(first.token, clientID: "web-app", grant: grant, accessToken: ("jti-y", 2_000_000_000))
+            if case .invalid = after {} else { Issue.record("still reused after the revocation was recorded: \(after)") }
             await client.close()
             try await group.shutdownGracefully()
             await redis.shutdown()

@@ -198,7 +198,7 @@ final class EdgeAttackTests {
     /// Rack::MethodOverride (in every Rails app), Laravel and Express's method-override run the
     /// method the field names: the build before routed such a POST to the public `orders` route,
     /// whose upstream then ran the DELETE only `orders-delete` (JWT) may (an attacker review).
-    @Test("a method-override field naming a method routed elsewhere — alone, after a harmless one, repeated or in a list — is refused 405 before the upstream; one naming a method of the same route passes")
+    @Test("a method override naming a method routed elsewhere — a field alone, after a harmless one, repeated or in a list, or a _method query parameter — is refused 405 before the upstream; one naming a method of the same route passes")
     func methodOverrideRoutedElsewhereRefused() throws {
         let before = upstream.requestCount
         // Each name; a harmless one before the one a framework reads; the same name twice (the
@@ -211,7 +211,13 @@ final class EdgeAttackTests {
             #expect(response.status == 405, "\(fields): \(response.status) \(response.text)")
             #expect(response.header("allow") == "GET, POST", "\(response.header("allow") ?? "")")
         }
+        // As a query parameter (Symfony and Laravel read `_method` there), plain or percent-encoded.
+        for query in ["_method=DELETE", "a=1&_%6Dethod=delete", "_METHOD=Delete"] {
+            let response = try send("POST /orders/7?\(query) HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\n\r\n")
+            #expect(response.status == 405, "?\(query): \(response.status) \(response.text)")
+        }
         #expect(upstream.requestCount == before, "a refused override reached the upstream")
+        #expect(try send("POST /orders/7?_method=get&method=x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\n\r\n").status == 200)
         #expect(try send("DELETE /orders/7 HTTP/1.1\r\nHost: gw.test\r\n\r\n").status == 401)
         let same = try send("POST /orders/7 HTTP/1.1\r\nHost: gw.test\r\nX-HTTP-Method-Override: GET\r\nContent-Length: 0\r\n\r\n")
         #expect(same.status == 200, "\(same.status) \(same.text)")

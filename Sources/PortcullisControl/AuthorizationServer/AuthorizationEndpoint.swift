@@ -111,7 +111,11 @@ final class AuthorizationEndpoint: Sendable {
                         hidden: authorization.hidden, username: username, error: message, status: status)
         }
         guard !username.isEmpty, !password.isEmpty else { return again("Enter your username and your password.", .badRequest) }
-        if let wait = try await throttle.attempt(username: username, address: address) {
+        // Counted under the name as the users file spells it: the lookup takes canonically
+        // equivalent spellings (a KELVIN SIGN for K, a decomposed é) for the same user, and
+        // each spelling must not bring a count of its own.
+        let counted = users.users[username]?.username ?? username
+        if let wait = try await throttle.attempt(username: counted, address: address) {
             metrics.login(outcome: "throttled")
             let minutes = max(1, Int((wait.components.seconds + 59) / 60))
             var response = again("Too many failed sign-ins. Try again in \(minutes) minute\(minutes == 1 ? "" : "s").", .tooManyRequests)
@@ -123,7 +127,7 @@ final class AuthorizationEndpoint: Sendable {
             logger.info("sign-in failed", metadata: ["username": "\(username)", "from": "\(peer)"])
             return again("Wrong username or password.", .forbidden)
         }
-        try await throttle.succeeded(username: username, address: address)
+        try await throttle.succeeded(username: counted, address: address)
         metrics.login(outcome: "success")
         // A new session id on sign-in: one planted in the browser before it is worth nothing after.
         try await sessions.delete(session.id)

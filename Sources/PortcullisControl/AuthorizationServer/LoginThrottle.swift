@@ -6,8 +6,8 @@ import PortcullisRedis
 /// across every control plane. An attempt is counted before its password is checked, in the
 /// same step (one Lua script) that refuses it when either count has reached its limit: attempts
 /// sent at once are counted one after another, so no more of them reach the KDF than the
-/// limits allow. Counting after the check let an attacker review's 30 sign-ins sent together
-/// all reach it, the 30th with the right password signing in. A refused attempt gets 429 with
+/// limits allow (counted after the check, all those in flight would pass it). A refused
+/// attempt gets 429 with
 /// `Retry-After`, until the window that began with the first counted attempt ends. A successful
 /// sign-in takes its attempt back: it clears the user's count and lowers the address's by one,
 /// so only failures add up.

@@ -89,8 +89,8 @@ struct Admission {
             response.headers.add(name: "Allow", value: allowed.joined(separator: ", "))
             return .refused(response, metrics: gateway.unmatchedRoute)
         }
-        if let overrides = facts.methodOverrides, let refusal = Self.refuseOverride(overrides, head: head, host: facts.host, path: target.path,
-                                                                                 route: route, router: table.router) {
+        if let overrides = Self.methodOverrides(facts.methodOverrides, uri: head.uri),
+           let refusal = Self.refuseOverride(overrides, head: head, host: facts.host, path: target.path, route: route, router: table.router) {
             return .refused(refusal, metrics: route.metrics)
         }
         log.route = route.config.name
@@ -170,6 +170,57 @@ struct Admission {
             if responseHeaders == nil { responseHeaders = cors } else { responseHeaders?.add(contentsOf: cors) }
         }
         return .admitted(Admitted(route: route, target: target, identity: identity, responseHeaders: responseHeaders))
+    }
+
+    /// The method overrides a request carries: its override fields' values and its `_method`
+    /// query parameters (Symfony and Laravel with overrides on, Express's
+    /// `methodOverride('_method')`), the latter percent-decoded; nil when it carries none. A
+    /// target with no `method` or `%` in its query is not parsed.
+    static func methodOverrides(_ fields: [String]?, uri: String) -> [String]? {
+        var found = fields
+        let bytes = uri.utf8
+        guard let mark = bytes.firstIndex(of: UInt8(ascii: "?")) else { return found }
+        let query = bytes[bytes.index(after: mark)...]
+        guard query.contains(UInt8(ascii: "%")) || containsMethod(query) else { return found }
+        for pair in query.split(separator: UInt8(ascii: "&")) {
+            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = percentDecoded(parts[0]), name.lowercased() == "_method" else { continue }
+            found = (found ?? []) + [parts.count > 1 ? percentDecoded(parts[1]) ?? "" : ""]
+        }
+        return found
+    }
+
+    /// Whether `bytes` hold `method` in any ASCII letter case.
+    private static func containsMethod(_ bytes: Substring.UTF8View.SubSequence) -> Bool {
+        let word = Array("method".utf8)
+        var matched = 0
+        for byte in bytes {
+            matched = (byte | 0x20) == word[matched] ? matched + 1 : ((byte | 0x20) == word[0] ? 1 : 0)
+            if matched == word.count { return true }
+        }
+        return false
+    }
+
+    /// `bytes` with `%XX` escapes and `+` decoded; nil where an escape is malformed or the result
+    /// is not UTF-8.
+    private static func percentDecoded(_ bytes: some Collection<UInt8>) -> String? {
+        var out: [UInt8] = []
+        var index = bytes.startIndex
+        while index != bytes.endIndex {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "%") {
+                let high = bytes.index(after: index)
+                guard high != bytes.endIndex else { return nil }
+                let low = bytes.index(after: high)
+                guard low != bytes.endIndex, let value = UInt8(String(decoding: [bytes[high], bytes[low]], as: UTF8.self), radix: 16) else { return nil }
+                out.append(value)
+                index = bytes.index(after: low)
+                continue
+            }
+            out.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
+            index = bytes.index(after: index)
+        }
+        return String(validating: out, as: UTF8.self)
     }
 
     /// Frameworks that honour a method-override field (Rails, Laravel, Symfony, Express's

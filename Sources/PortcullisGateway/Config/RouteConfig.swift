@@ -32,23 +32,11 @@ public struct RouteConfig: Sendable {
     /// Cross-origin access for browsers (`cors:`); nil answers preflights like any request.
     public var cors: CORSConfig?
 
-    /// A route's `host`: a name as the router compares it with requests' — lower case, no port,
-    /// no trailing dot, no wildcard (an IPv6 address in brackets is kept without them). Anything
-    /// else would match no request, and its requests would fall through to the host-less routes
-    /// past this route's authentication: a configuration error naming the line.
+    /// A route's `host`, in the form the router compares requests' with (`HostHeader.routeName`);
+    /// anything else is a configuration error naming the line, since it would match no request.
     private static func hostName(_ node: ConfigNode) throws -> String {
-        let raw = try node.nonEmptyString().lowercased()
-        let bracketed = raw.hasPrefix("[") && raw.hasSuffix("]")
-        let name = bracketed ? String(raw.dropFirst().dropLast()) : raw
-        let valid: Bool
-        if bracketed {
-            valid = name.contains(":") && name.utf8.allSatisfy { $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") || ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
-        } else {
-            valid = name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-                !label.isEmpty && label.utf8.allSatisfy { $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) }
-            }
-        }
-        guard valid else {
+        let raw = try node.nonEmptyString()
+        guard let name = HostHeader.routeName(raw) else {
             throw node.error("host must be a host name as clients send it, without port, wildcard or trailing dot (api.example.com, or [::1]): '\(raw)' would match no request")
         }
         return name

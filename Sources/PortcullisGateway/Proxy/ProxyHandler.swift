@@ -34,10 +34,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         /// is read from the client until the connection is handed over or closed.
         case upgrading(WebSocketUpgrade)
         /// The connection's last response is written (it closes once that is sent), or it is
-        /// closed: nothing more read from the client is handled. A request pipelined behind a
-        /// refused request's body was otherwise started once the connection had closed (NIO's
-        /// decoder passes on what it still holds after `channelInactive`), and its exchange
-        /// outlived this handler: an attacker review stopped the process with one write.
+        /// closed: nothing more read from the client is handled. NIO's decoder passes on what it
+        /// still holds after `channelInactive`; a request among it started then would have an
+        /// exchange outliving this handler, which the exchange's unowned reference does not allow.
         case closing
     }
 

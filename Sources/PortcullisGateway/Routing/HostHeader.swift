@@ -49,6 +49,26 @@ enum HostHeader {
         return text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? text.lowercased() : String(text)
     }
 
+    /// A route's `host` as `name(_:)` gives requests' — lower case, no port, no trailing dot, an
+    /// IPv6 address without its brackets — or nil when `configured` is no such name (a port, a
+    /// wildcard, a trailing dot), which would match no request.
+    static func routeName(_ configured: String) -> String? {
+        let raw = configured.lowercased()
+        let bracketed = raw.hasPrefix("[") && raw.hasSuffix("]")
+        let name = bracketed ? String(raw.dropFirst().dropLast()) : raw
+        let valid: Bool
+        if bracketed {
+            valid = name.contains(":") && name.utf8.allSatisfy { $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") || isHexDigit($0) }
+        } else {
+            valid = name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+                !label.isEmpty && label.utf8.allSatisfy { byte in
+                    byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7A)
+                }
+            }
+        }
+        return valid ? name : nil
+    }
+
     private static func isHexDigit(_ byte: UInt8) -> Bool {
         (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "f"))
     }
