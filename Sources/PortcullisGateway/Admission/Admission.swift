@@ -212,8 +212,8 @@ struct Admission {
                 let high = bytes.index(after: index)
                 guard high != bytes.endIndex else { return nil }
                 let low = bytes.index(after: high)
-                guard low != bytes.endIndex, let value = UInt8(String(decoding: [bytes[high], bytes[low]], as: UTF8.self), radix: 16) else { return nil }
-                out.append(value)
+                guard low != bytes.endIndex, let h = RequestTarget.hexValue(bytes[high]), let l = RequestTarget.hexValue(bytes[low]) else { return nil }
+                out.append(h << 4 | l)
                 index = bytes.index(after: low)
                 continue
             }
@@ -233,8 +233,7 @@ struct Admission {
                                router: Router) -> ErrorResponse? {
         for value in values {
             for element in value.split(separator: ",", omittingEmptySubsequences: false) {
-                let trimmed = element.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
-                let method = String(trimmed).uppercased()
+                let method = String(Substring(HeaderList.trimmed(element.utf8))).uppercased()
                 if method == head.method.rawValue { continue }
                 if HeaderName.isValid(method), case .matched(let same) = router.match(host: HostHeader.name(host), path: path, method: method),
                    same.config.name == route.config.name { continue }

@@ -53,20 +53,9 @@ enum HostHeader {
     /// IPv6 address without its brackets — or nil when `configured` is no such name (a port, a
     /// wildcard, a trailing dot), which would match no request.
     static func routeName(_ configured: String) -> String? {
+        guard isValid(configured), let routed = name(configured) else { return nil }
         let raw = configured.lowercased()
-        let bracketed = raw.hasPrefix("[") && raw.hasSuffix("]")
-        let name = bracketed ? String(raw.dropFirst().dropLast()) : raw
-        let valid: Bool
-        if bracketed {
-            valid = name.contains(":") && name.utf8.allSatisfy { $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") || isHexDigit($0) }
-        } else {
-            valid = name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-                !label.isEmpty && label.utf8.allSatisfy { byte in
-                    byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7A)
-                }
-            }
-        }
-        return valid ? name : nil
+        return raw == routed || raw == "[" + routed + "]" ? routed : nil
     }
 
     private static func isHexDigit(_ byte: UInt8) -> Bool {

@@ -7,9 +7,9 @@ enum RouteMatch {
 }
 
 /// Host, then longest path prefix on a segment boundary (or before a format suffix on its last
-/// segment), then method. Routes naming a host win
-/// over host-less ones; among equal prefixes the first in the file wins. Prefixes match in any
-/// ASCII letter case unless `caseSensitive` (see `PathPolicy.caseSensitive`).
+/// segment), then method. Routes naming a host win over host-less ones; among equal prefixes the
+/// first in the file wins. Prefixes match in any ASCII letter case unless `caseSensitive` (see
+/// `PathPolicy.caseSensitive`).
 struct Router: Sendable {
     private let byHost: [String: [CompiledRoute]]
     private let anyHost: [CompiledRoute]
