@@ -33,7 +33,10 @@ ok() { echo "package-test: ok: $*"; }
 
 # --- 0. the archive -----------------------------------------------------------------------------
 extra=()
-if ldd "$binary" | grep -q 'libswiftCore'; then
+# ldd's output is read whole before it is searched: the loader writes it line by line, and with
+# pipefail a `grep -q` that stops reading early can fail the pipeline (ldd killed by SIGPIPE).
+binary_libs=$(ldd "$binary")
+if grep -q 'libswiftCore' <<<"$binary_libs"; then
     # A debug binary loads the toolchain's Swift runtime: package.sh must refuse it unless told.
     if cluster/package.sh --binary "$binary" --out "$work/refused" >"$work/refused.log" 2>&1; then
         fail "package.sh packaged a binary that loads the toolchain's Swift runtime without --allow-toolchain-libs"
@@ -260,8 +263,9 @@ fi
 run_opts=(--rm --cgroups=disabled --ulimit "nofile=1024:1024" --ulimit "nproc=1024:1024" --network none --read-only)
 # A debug binary loads the Swift runtime from the toolchain: lend it read-only (a release binary
 # has it linked in and needs nothing).
-if ldd "$a/bin/portcullis" | grep -q 'libswiftCore'; then
-    swiftlib=$(dirname "$(ldd "$a/bin/portcullis" | awk '/libswiftCore/ {print $3}')")
+packaged_libs=$(ldd "$a/bin/portcullis")
+if grep -q 'libswiftCore' <<<"$packaged_libs"; then
+    swiftlib=$(dirname "$(awk '/libswiftCore/ {print $3}' <<<"$packaged_libs")")
     run_opts+=(-v "$swiftlib:$swiftlib:ro")
 fi
 chmod -R a+rX "$fr/etc/portcullis"   # the image's user (10001) reads them; test files only
