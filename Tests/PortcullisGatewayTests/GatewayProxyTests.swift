@@ -349,6 +349,36 @@ final class GatewayProxyTests {
         #expect(ContinuousClock.now - start >= .milliseconds(300))
     }
 
+    @Test("pipelined requests ahead of bytes the decoder refuses, or ahead of one with Connection: close, are each answered before the connection closes; what follows is not forwarded")
+    func pipelinedAheadOfTheEnd() throws {
+        // The first request waits at the upstream, so the rest queue behind it at the gateway.
+        for (ending, expected) in [("BAD\u{1}REQUEST\r\n\r\n", [200, 200, 400]), ("close", [200, 200, 200])] {
+            let before = upstream.requestCount
+            let client = try gateway.client()
+            var bytes = HTTPTestClient.format("GET", "/public/delay/200/0") + HTTPTestClient.format("GET", "/public/1")
+            if ending == "close" {
+                bytes += HTTPTestClient.format("GET", "/public/2", headers: [("Connection", "close")])
+                    + HTTPTestClient.format("GET", "/public/3")
+            } else {
+                bytes += Array(ending.utf8)
+            }
+            try client.send(bytes)
+            var statuses: [Int] = []
+            for index in expected.indices {
+                let response = try client.readResponse()
+                statuses.append(response.status)
+                if response.status == 200 {
+                    #expect((response.json["uri"] as? String)?.hasSuffix("/\(index)") == true, "\(ending): response \(index)")
+                }
+                if index == expected.count - 1 { #expect(response.header("Connection") == "close", "\(ending)") }
+            }
+            #expect(statuses == expected, "\(ending)")
+            #expect(client.waitForClose(), "\(ending): the connection closes after the last answer")
+            // Only the requests answered 200 reached the upstream (not /public/3 behind the close).
+            #expect(upstream.requestCount - before == expected.filter { $0 == 200 }.count, "\(ending)")
+        }
+    }
+
     @Test("a POST body arrives intact, and chunked bodies are re-framed")
     func bodies() throws {
         let token = try issuer.token()
@@ -442,13 +472,15 @@ final class GatewayProxyTests {
         #expect(badChunk.waitForClose())
 
         // Garbage after a complete request: that request is answered (by the upstream, not with
-        // a 400 meant for the garbage), then the connection closes.
+        // the 400 meant for the garbage), then the garbage gets its 400 and the connection closes.
         let trailing = try gateway.client()
         try trailing.send("POST /public/x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nokBAD\r\n\r\n")
         let answered = try trailing.readResponse()
         #expect(answered.status == 200)
         #expect(answered.json["body_bytes"] as? Int == 2)
-        #expect(answered.header("connection") == "close")
+        let garbageAnswer = try trailing.readResponse()
+        #expect(garbageAnswer.status == 400)
+        #expect(garbageAnswer.header("connection") == "close")
         #expect(trailing.waitForClose())
 
         // What the decoder refuses gets the gateway's JSON error, and nothing more is read.

@@ -53,8 +53,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// handler, so keeping it would leak both with every closed connection.
     private var context: ChannelHandlerContext?
     private var pendingRead = false
-    /// Parts of pipelined requests that arrived before the response to the one before them.
-    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    /// What arrived of pipelined requests before the response to the one before them.
+    private var queued = CircularBuffer<Queued>()
     /// Close the client connection once the current response is written.
     private var closeAfterResponse = false
     /// `closeAfterResponse` before the upstream's head was framed (which may set it for that
@@ -131,14 +131,31 @@ final class ProxyHandler: ChannelDuplexHandler {
             }
         }
         if !queued.isEmpty {
-            queued.append(part)
+            queued.append(.part(part))
             return
         }
         if case .head = part, !isIdle {
-            queued.append(part)
+            queued.append(.part(part))
             return
         }
         process(part)
+    }
+
+    /// A pipelined request part, or the point where the decoder refused the bytes.
+    private enum Queued {
+        case part(HTTPServerRequestPart)
+        /// Refused bytes where a request would begin: answered 400 in its turn.
+        case malformedRequest
+        /// Refused bytes in the body of the request queued before.
+        case malformedBody
+
+        /// Whether this begins a request, which waits until the one before it is answered.
+        var beginsRequest: Bool {
+            switch self {
+            case .part(.head), .malformedRequest: true
+            case .part, .malformedBody: false
+            }
+        }
     }
 
     private var isIdle: Bool {
@@ -175,9 +192,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         state = .idle
         while let next = queued.first {
-            if case .head = next, !isIdle { break }
+            if next.beginsRequest, !isIdle { break }
             queued.removeFirst()
-            process(next)
+            switch next {
+            case .part(let part): process(part)
+            case .malformedRequest, .malformedBody: malformed()
+            }
         }
         if queued.isEmpty { resumeClientReads() }
     }
@@ -434,19 +454,35 @@ final class ProxyHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        // NIO's decoder refused the bytes (malformed, smuggling shapes, over a limit). Nothing
-        // after them can be framed: the connection closes once the request they belong to is
-        // answered, and pipelined requests behind them are dropped.
+        // NIO's decoder refused the bytes (malformed, smuggling shapes, over a limit, data after a
+        // request with `Connection: close`). Nothing after them can be framed, but the requests
+        // before them were: they are answered first, in order, and the refusal takes its turn
+        // behind them (the decoder passes on nothing more, so the queue ends with it).
+        if let last = queued.last {
+            if case .part(.end) = last { queued.append(.malformedRequest) } else { queued.append(.malformedBody) }
+            return
+        }
+        if case .proxying(let exchange) = state, exchange.clientRequestEnded {
+            queued.append(.malformedRequest)
+            return
+        }
+        malformed()
+    }
+
+    /// Refused bytes, in their turn: the connection closes once the request they belong to is
+    /// answered.
+    private func malformed() {
+        guard let context else { return }
         closeAfterResponse = true
         queued.removeAll()
         switch state {
         case .idle:
             writeGatewayResponse(ErrorResponse.malformedRequest, version: .http1_1, isHEAD: false, keepAlive: false,
                                  requestID: RequestID.generate())
+            state = .closing
         case .proxying(let exchange):
             // In the body of a request being forwarded: that request fails with the 400 (the
-            // upstream connection is closed). In a request pipelined behind it: the current
-            // response is finished first, then the connection closes.
+            // upstream connection is closed).
             exchange.clientRequestMalformed()
         case .discarding, .upgrading, .closing:
             // The request was answered already (or is being upgraded); its body is what broke.
