@@ -84,6 +84,34 @@ struct HTTP2StreamSessionTests {
         }
     }
 
+    /// The build before watched an HTTP/1.1 request only from its response's first flush: a long
+    /// poll whose token was revoked while it waited was answered by the upstream afterwards.
+    @Test("over HTTP/1.1, a token revoked while its request waits for the upstream's head (a long poll) is answered 401 invalid_token 'token revoked' once the request has waited a second, not by the upstream")
+    func http1RevocationBeforeTheHeadIsA401() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-h1-sessions-head")
+        try await withCluster { cluster in
+            let gateway = try await cluster.startGateway(id: "gw-h1-head")
+            let startedAt = Date()
+            let (waiting, body) = try hold(port: gateway.port, path: "/delay/5000", token: try cluster.token(sub: "mallory"),
+                                           directory: directory, name: "waiting", http2: false)
+            try await withCleanup(waiting, { await $0.kill() }) { waiting in
+                // Revoked before the request is watched: the watch, when it begins, ends it at once.
+                try await Task.sleep(for: .milliseconds(300))
+                _ = try await cluster.revoke(.subject, "mallory", until: Int64(Date().timeIntervalSince1970) + 1)
+                #expect(await waiting.waitForExit(timeout: .seconds(6)) == 0, "\(waiting.output)")
+                let took = Date().timeIntervalSince(startedAt)
+                #expect(took < 2.5, "answered \(took) s after the request (the upstream answers after 5 s)")
+                #expect(waiting.output.contains("status 401"), "\(waiting.output)")
+                let answer = (try? String(contentsOfFile: body, encoding: .utf8)) ?? ""
+                #expect(answer.contains("invalid_token") && answer.contains("token revoked"), "\(answer)")
+                let head = (try? String(contentsOfFile: directory + "/waiting.head", encoding: .utf8)) ?? ""
+                #expect(head.lowercased().contains("www-authenticate: bearer") && head.contains("error=\"invalid_token\""), "\(head)")
+                #expect(head.lowercased().contains("connection: close"), "\(head)")
+            }
+            #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
+        }
+    }
+
     /// The build before watched no HTTP/1.1 request: a stream admitted with a token (server-sent
     /// events, a long download) went on after the token was revoked or expired — an attacker
     /// review's ran 9 s past `exp` over HTTP/1.1 while its HTTP/2 twin was reset at `exp`.

@@ -61,10 +61,16 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// head's framing); a head taken back (`retractUnsentResponse`) restores it.
     private var closeBeforeUpstreamHead = false
     /// The token the current exchange was admitted with, on a route that closes on token end,
-    /// and the session that watches it once the response outlasts one read of the upstream
-    /// (`watchTokenIfLong`).
+    /// and the session that watches it once the response outlasts one read of the upstream, or
+    /// the exchange outlasts `Self.watchAfter` (`watchTokenIfLong`).
     private var exchangeToken: VerifiedToken?
     private var session: LiveSession?
+    /// Opens the session of an exchange that outlasts `Self.watchAfter` without a flush (a long
+    /// poll, a long upload). One timer per connection, re-armed per request without scheduling
+    /// (`DeadlineTimer`).
+    private var watchTimer: DeadlineTimer?
+    /// How long an exchange admitted with a token runs unwatched: past it, its token's end cuts it.
+    static let watchAfter = TimeAmount.seconds(1)
     /// Writes responses as bytes (there is no NIO response encoder in this pipeline), a small
     /// response in one write.
     private var output = ResponseOutput()
@@ -98,6 +104,8 @@ final class ProxyHandler: ChannelDuplexHandler {
             guard case .proxying(let exchange) = state else { return }
             exchange.responseHeaderTimedOut()
         }
+        // Strong capture, stopped in `handlerRemoved` like the timer above.
+        watchTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in watchTokenIfLong() }
         if let limit = bodyRateLimit {
             // Strong capture: `handlerRemoved` stops it, which breaks the cycle.
             bodyRate = RequestBodyRate(limit, eventLoop: context.eventLoop) { [self] in
@@ -109,6 +117,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         responseTimer?.stop()
         responseTimer = nil
+        watchTimer?.stop()
+        watchTimer = nil
         bodyRate?.stop()
         bodyRate = nil
         _ = output.takeUnsent()
@@ -247,6 +257,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
                                         log: log, extraResponseHeaders: admitted.responseHeaders)
         exchangeToken = route.config.onTokenEnd == .close ? admitted.identity : nil
+        if exchangeToken != nil { watchTimer?.set(start + Self.watchAfter) }
         state = .proxying(exchange)
         exchange.start()
     }
@@ -593,13 +604,13 @@ extension ProxyHandler: ExchangeDownstream {
 // MARK: Token end
 
 extension ProxyHandler {
-    /// A response to a request admitted with a token, on a route that closes on token end, that
-    /// is still open after a read of its upstream (this runs at each flush): from now on it ends
-    /// with its token (`LiveSessions`). A response that arrives within one read — nearly all —
-    /// opens no session, so the request path pays for this only on long responses.
+    /// An exchange admitted with a token, on a route that closes on token end, whose response is
+    /// still open after a read of its upstream (this runs at each flush), or that runs longer
+    /// than `watchAfter` (`watchTimer`: a long poll waiting for its head, a long upload): from
+    /// now on it ends with its token (`LiveSessions`). An exchange done within one read and that
+    /// time — nearly all — opens no session, so the request path pays for this only on long ones.
     private func watchTokenIfLong() {
-        guard session == nil, let token = exchangeToken, let loop = context?.eventLoop, case .proxying(let exchange) = state,
-              exchange.responseHeadSent else { return }
+        guard session == nil, let token = exchangeToken, let loop = context?.eventLoop, case .proxying = state else { return }
         session = gateway.sessions.open(protocol: .http1, token: token, policy: .close, eventLoop: loop) { [weak self] end in
             self?.tokenEnded(end)
         }
@@ -607,22 +618,33 @@ extension ProxyHandler {
 
     private func endSession(_ reason: LiveSessions.EndReason) {
         exchangeToken = nil
+        watchTimer?.cancel()
         session?.end(reason)
         session = nil
     }
 
-    /// The response's token was revoked or expired: the upstream request is cut and the client's
-    /// connection reset, so the client sees the response cut short, never completed — also an
-    /// HTTP/1.0 client, whose body without a length ends when the connection closes (a plain
-    /// close would complete it).
+    /// The exchange's token was revoked or expired: the upstream request is cut. Before the
+    /// response has begun the client gets 401 `invalid_token` (as over HTTP/2) and the connection
+    /// closes (the rest of the request is not read). After, the client's connection is reset, so
+    /// the client sees the response cut short, never completed — also an HTTP/1.0 client, whose
+    /// body without a length ends when the connection closes (a plain close would complete it).
     private func tokenEnded(_ end: LiveSessions.TokenEnd) {
         session = nil
         exchangeToken = nil
-        guard case .proxying(let exchange) = state, let log = exchange.abandon(reason: end.reason.rawValue) else { return }
+        watchTimer?.cancel()
+        guard case .proxying(let exchange) = state, var log = exchange.abandon(reason: end.reason.rawValue) else { return }
         closeAfterResponse = true
         state = .closing
-        _ = output.takeUnsent()
-        if let context { AbortiveClose.close(context) }
+        if !exchange.responseHeadSent {
+            // RFC 6750's answer, challenge included, as to a token refused at admission.
+            let failure = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: end.message,
+                                      reason: end.reason.rawValue, scope: nil)
+            let response = ErrorResponse(failure, realm: gateway.routeTable(cached: &routeTableCache).realm)
+            log.bytesOut = writeGatewayResponse(response, to: exchange.clientHead, requestID: log.requestID)
+        } else {
+            _ = output.takeUnsent()
+            if let context { AbortiveClose.close(context) }
+        }
         finish(log: log, metrics: exchange.route.metrics, upstreamTime: nil)
     }
 }

@@ -7,10 +7,10 @@ import Prometheus
 import Synchronization
 
 /// The node's long-lived connections and streams (WebSockets, gRPC calls, HTTP/2 streams, HTTP/1.1
-/// responses that outlast one read of their upstream), each
-/// with the token it was admitted with, so that one ends when its token does: when the cluster
-/// revokes the token (by jti, subject or client cut-off, or its signing key) or it reaches `exp`
-/// plus the leeway it was verified under, whichever comes first. Protocol-neutral: a protocol
+/// exchanges that outlast one read of their upstream or one second), each with the token it was
+/// admitted with, so that one ends when its token does: when the cluster revokes the token (by
+/// jti, subject or client cut-off, or its signing key) or it reaches `exp` plus the leeway it was
+/// verified under, whichever comes first. Protocol-neutral: a protocol
 /// handler opens a `LiveSession` with a callback that closes its connection or stream the
 /// protocol's way (WebSocket close 1008, RST_STREAM, gRPC status 16, a reset HTTP/1.1
 /// connection), and reports how it ended.

@@ -7,7 +7,7 @@ enum SessionProtocol: String, Sendable, CaseIterable {
     case grpc
     /// Any other HTTP/2 stream admitted with a token on a route with `on_token_end: close`.
     case h2
-    /// An HTTP/1.1 response to a request admitted with a token on a route with `on_token_end:
-    /// close`, once it outlasts one read from its upstream (a stream, a long download).
+    /// An HTTP/1.1 exchange admitted with a token on a route with `on_token_end: close`, once it
+    /// outlasts one read from its upstream (a stream, a long download) or one second (a long poll).
     case http1
 }
