@@ -27,6 +27,11 @@ public final class TestUpstream: Sendable {
         "bad-length": "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
         "until-close": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close",
         "trailers": "HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        // Interim heads without end (here 1 000), then an answer that must not be passed on.
+        "interim-flood": String(repeating: "HTTP/1.1 100 Continue\r\n\r\n", count: 1000) + "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate",
+        // 1-byte chunks each carrying 4 000 bytes of chunk extensions.
+        "extension-padded": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + String(repeating: "1;x=" + String(repeating: "y", count: 4000) + "\r\nz\r\n", count: 20) + "0\r\n\r\n",
         // A body in a transfer coding the gateway does not decode.
         "gzip-coded": "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         // A chunk size past any length, in the same write as a valid head.

@@ -272,6 +272,26 @@ struct WebSocketSessionTests {
         }
     }
 
+    /// The build before passed a refusal's body on with its `gzip` coding undeclared (the coding
+    /// and `chunked` taken off), and skipped any number of interim heads before the 101 (an
+    /// upstream sending them without end held the event loop until the handshake timeout); both
+    /// found by an attacker review.
+    @Test("an upstream's answer to a WebSocket handshake in a transfer coding other than chunked, or after more than 8 interim (1xx) heads, is a 502, over HTTP/1.1 and HTTP/2")
+    func handshakeAnswerCodingsAndInterimHeads() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let token = try cluster.token()
+            guard let results = try await peers.run([
+                .init(url: gateway.ws("/ws-raw/te403"), token: token),
+                .init(url: gateway.ws("/ws-raw/interimflood"), token: token),
+                .http2(gateway, "/ws-raw/h2-te403", token: token),
+                .http2(gateway, "/ws-raw/h2-interimflood", token: token),
+            ], hold: 0) else { return }
+            #expect(results.map(\.openStatus) == [502, 502, 502, 502], "\(results)")
+            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_upstream_failures_total{route="ws-raw",kind="protocol_error"}"#) == 4)
+        }
+    }
+
     /// The upstream's answer is read by NIO's HTTP/1.1 decoder (heads up to 80 KB); 8 000
     /// backslashes take 19 KB in HPACK's Huffman code. The build before wrote such an answer to
     /// the client's stream as it was, and swift-nio-http2, unable to fit it in one frame, closed

@@ -196,6 +196,30 @@ struct GatewayLifecycleTests {
         #expect(!text.contains("HTTP/1.1 502") && (text.isEmpty || text.hasPrefix("HTTP/1.1 200 ")), "\(text.prefix(200))")
     }
 
+    /// The build before skipped any number of interim heads (an upstream sending them without end
+    /// held the event loop until the response-header timeout) and read any chunk extensions within
+    /// the line limit (1-byte chunks with 4 KB of them held a core), both found by an attacker review.
+    @Test("an upstream's interim (1xx) heads past 8, and chunks carrying far more framing than data, are answered 502 on a connection that stays usable")
+    func upstreamFramingFloods() async throws {
+        let (upstream, gateway) = try await Self.startSimple()
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let client = try gateway.client()
+        let flood = try client.request("GET", "/raw/interim-flood")
+        #expect(flood.status == 502)
+        #expect(flood.json["error"] as? String == "bad_gateway")
+        #expect(try client.request("GET", "/after-flood").status == 200)
+        // The excess shows a few chunks in: a 502 when the head is still held back (it was all
+        // read at once), else the response cut, never completed.
+        let padded = try gateway.client()
+        do {
+            let response = try padded.request("GET", "/raw/extension-padded")
+            #expect(response.status == 502, "the padded response was passed on: \(response.status) \(response.text.prefix(100))")
+        } catch HTTPTestClientError.closed {
+            // Cut: the connection closed before the body's end.
+        }
+        #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_failures_total{route=\"app\",kind=\"protocol_error\"}") == 2)
+    }
+
     /// The build before pooled the connection as soon as the answer to HEAD ended, and the next
     /// request on it — another client's — took the body the upstream sent after that answer for
     /// its own response (response-queue poisoning).

@@ -162,6 +162,24 @@ struct HTTP2UpstreamFaultTests {
         }
     }
 
+    /// The build before skipped any number of informational heads: an upstream sending them
+    /// without end held the event loop until the response-header timeout (an attacker review).
+    @Test("an HTTP/2 upstream's informational heads past 8 make its response malformed: 502 at once, and the request beside it on the same upstream connection completes")
+    func interimHeadsLimited() async throws {
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let port = gateway.port
+            let curl: @Sendable (String) throws -> CommandResult = { path in try Self.curl(port: port, path) }
+            #expect(try curl("/first").stdout == "200")
+            let slow = Task.detached { try curl("/slow") }
+            try await Task.sleep(for: .milliseconds(300))
+            let flood = try curl("/interim-flood")
+            #expect(flood.stdout == "502", "\(flood.stdout) \(flood.stderr)")
+            #expect(try await slow.value.stdout == "200")
+            #expect(Self.connections(upstream) == 1, "the upstream connection was not kept: \(upstream.output)")
+            #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_http2_stream_errors_total") == 1)
+        }
+    }
+
     /// The build before passed each empty DATA frame on; an upstream on swift-nio-http2 takes two
     /// in a row on its connection for a flood and closes it, with every client's calls on it.
     @Test("empty DATA frames from a client are not passed on to an HTTP/2 upstream; the body around them is")

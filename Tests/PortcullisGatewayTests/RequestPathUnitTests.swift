@@ -137,4 +137,23 @@ struct RequestPathUnitTests {
         #expect(generated.count == 32 && generated.allSatisfy(\.isHexDigit))
         #expect(RequestID.generate() != generated)
     }
+
+    /// The build before wrote a per-process prefix and a counter: any upstream or client could
+    /// count the requests a node served between two of its own.
+    @Test("generated request ids carry no counter: consecutive ids are never numerically close, differ in about half their bits, and do not repeat")
+    func requestIDsCarryNoCounter() {
+        let ids = (0..<20_000).map { _ in RequestID.generate() }
+        #expect(Set(ids).count == ids.count)
+        func halves(_ id: String) -> (UInt64, UInt64) {
+            (UInt64(id.prefix(16), radix: 16)!, UInt64(id.suffix(16), radix: 16)!)
+        }
+        var differingBits = 0
+        for (previous, next) in zip(ids, ids.dropFirst()) {
+            let (a, b) = (halves(previous), halves(next))
+            #expect(max(a.0, b.0) - min(a.0, b.0) > 1 << 32 && max(a.1, b.1) - min(a.1, b.1) > 1 << 32, "\(previous) then \(next)")
+            differingBits += (a.0 ^ b.0).nonzeroBitCount + (a.1 ^ b.1).nonzeroBitCount
+        }
+        let mean = Double(differingBits) / Double(ids.count - 1)
+        #expect((60...68).contains(mean), "consecutive ids differ in \(mean) of 128 bits on average")
+    }
 }

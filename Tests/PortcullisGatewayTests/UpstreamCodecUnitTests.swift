@@ -134,6 +134,31 @@ struct UpstreamCodecUnitTests {
         #expect(outcome.body == "ok")
     }
 
+    /// The build before skipped interim heads without a count: an upstream sending them without
+    /// end held the event loop until the response-header timeout.
+    @Test("an upstream's interim (1xx) heads are limited: 8 are skipped, a 9th fails the response")
+    func interimHeadsLimited() throws {
+        let interim = String(repeating: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", count: UpstreamResponseParser.maxInterimHeads)
+        let final = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        #expect(try Self.parse([interim + final]).body == "ok")
+        #expect(throws: UpstreamResponseParser.Failure.self) { try Self.parse([interim + "HTTP/1.1 100 Continue\r\n\r\n" + final]) }
+    }
+
+    /// The build before read any extensions within the line limit: 1-byte chunks each carrying
+    /// 4 KB of them held a core while the client got a byte per chunk (an attacker review).
+    @Test("chunked framing far beyond the data it carries fails the response; extensions in proportion to the data pass")
+    func chunkFramingLimited() throws {
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let padded = "1;x=" + String(repeating: "y", count: 4000) + "\r\nz\r\n"
+        #expect(throws: UpstreamResponseParser.Failure.self) { try Self.parse([head + String(repeating: padded, count: 5) + "0\r\n\r\n"]) }
+        // The same extensions on 2 KB chunks: framing below twice the data.
+        let proportionate = "800;x=" + String(repeating: "y", count: 4000) + "\r\n" + String(repeating: "d", count: 2048) + "\r\n"
+        let outcome = try Self.parse([head + String(repeating: proportionate, count: 20) + "0\r\n\r\n"])
+        #expect(outcome.body.count == 20 * 2048 && outcome.ends == [true])
+        // 1-byte chunks without extensions are framing, not excess.
+        #expect(try Self.parse([head + String(repeating: "1\r\nz\r\n", count: 10_000) + "0\r\n\r\n"]).body.count == 10_000)
+    }
+
     @Test("without framing the body runs to the close and the connection is not reused")
     func untilClose() throws {
         let outcome = try Self.parseEverySplit("HTTP/1.1 200 OK\r\n\r\nall of it", close: true)

@@ -12,7 +12,8 @@ import NIOHTTP2
 /// header block to another, and the codec's round trip through HTTP/1's head types cost a
 /// conversion each way on every call (docs/benchmarks.md, "gRPC"). What the codec checked that
 /// swift-nio-http2's header-block validation does not is checked here: a head has a `:status` of
-/// three digits from 100 to 599, an informational head does not end the stream, a 204 has no
+/// three digits from 100 to 599, an informational head does not end the stream (nor come more
+/// than `UpstreamResponseParser.maxInterimHeads` times), a 204 has no
 /// content (swift-nio-http2 checks a 304's), and no field value has a control
 /// character (whitespace at either end of one is removed); a response that fails them is
 /// malformed: its stream is reset (PROTOCOL_ERROR) and counted like those swift-nio-http2 resets.
@@ -26,6 +27,11 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
     private var sawHead = false
     /// The head was a 204: no content may follow.
     private var noContent = false
+    /// Informational heads so far; more than `UpstreamResponseParser.maxInterimHeads` (the same
+    /// limit as over HTTP/1.1) make the response malformed: each costs an HPACK decode and no
+    /// byte reaches the client, and without a limit an upstream sending them without end held
+    /// the event loop until the response-header timeout (found by an attacker review).
+    private var interimHeads = 0
 
     init(exchange: HTTP2UpstreamExchange) {
         self.exchange = exchange
@@ -47,7 +53,11 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
             }
             if status.code < 200 {
                 // An informational head is not the response, and cannot end the stream.
-                if block.endStream { malformed("an informational head that ends the stream", context: context) }
+                if block.endStream { return malformed("an informational head that ends the stream", context: context) }
+                interimHeads += 1
+                if interimHeads > UpstreamResponseParser.maxInterimHeads {
+                    malformed("more than \(UpstreamResponseParser.maxInterimHeads) informational heads", context: context)
+                }
                 return
             }
             sawHead = true

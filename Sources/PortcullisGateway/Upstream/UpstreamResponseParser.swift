@@ -26,6 +26,13 @@ struct UpstreamResponseParser {
     /// Limits on what an upstream may send outside the body.
     static let maxHeadBytes = 64 * 1024
     static let maxLineBytes = 4 * 1024
+    /// Interim (1xx) heads allowed before a response's final head. Each costs a parse and no
+    /// byte reaches the client: without a limit, an upstream sending them without end holds the
+    /// event loop (and every connection on it) until the response-header timeout (found by an
+    /// attacker review). A server sends one or two (100 Continue, 103 Early Hints).
+    static let maxInterimHeads = 8
+    /// Bytes of chunked framing beyond what the data carried allows (`chunkOverhead`).
+    static let maxExcessChunkFraming = 16 * 1024
 
     private enum State {
         /// No exchange: any byte is out of step.
@@ -41,6 +48,13 @@ struct UpstreamResponseParser {
 
     private var state = State.idle
     private var requestWasHEAD = false
+    /// Interim heads of the current response so far.
+    private var interimHeads = 0
+    /// Chunked framing (size lines with their extensions, CRLFs) read beyond an allowance per
+    /// chunk and twice its data, never below 0: 1-byte chunks each carrying kilobytes of
+    /// extensions cost a parse per line while the client gets a byte (an attacker review held
+    /// a core with them). Past `maxExcessChunkFraming` the response fails.
+    private var excessChunkFraming = 0
     private var keepAlive = true
     /// The response is complete; `.end` is the next event.
     private var pendingEnd = false
@@ -58,6 +72,8 @@ struct UpstreamResponseParser {
     mutating func expectResponse(to method: HTTPMethod) {
         state = .head
         requestWasHEAD = method == .HEAD
+        interimHeads = 0
+        excessChunkFraming = 0
         keepAlive = true
         pendingEnd = false
         headScanned = 0
@@ -135,6 +151,9 @@ struct UpstreamResponseParser {
         case .chunkSize:
             guard let line = try Self.readLine(&input, limit: Self.maxLineBytes) else { return .needMore }
             let size = try Self.chunkSize(line)
+            // The line, its CRLF and the CRLF after the data, against 16 bytes and twice the data.
+            excessChunkFraming = max(0, excessChunkFraming + line.readableBytes + 4 - 16 - 2 * size)
+            guard excessChunkFraming <= Self.maxExcessChunkFraming else { throw Failure("chunked framing far larger than the data it carries") }
             state = size == 0 ? .trailers(bytes: 0) : .chunkData(remaining: size)
             return .progress
         case .chunkData(let remaining):
@@ -198,6 +217,8 @@ struct UpstreamResponseParser {
             // Informational: the real head follows. The gateway answered any `Expect` itself and
             // does not forward upgrades, so a 101 is out of step.
             guard parsed.code != 101 else { throw Failure("unexpected 101 Switching Protocols") }
+            interimHeads += 1
+            guard interimHeads <= Self.maxInterimHeads else { throw Failure("more than \(Self.maxInterimHeads) interim (1xx) responses") }
             return nil
         }
         let bodyless = requestWasHEAD || parsed.code == 204 || parsed.code == 304
@@ -342,7 +363,7 @@ struct UpstreamResponseParser {
         }
         let line = buffer.readSlice(length: newline - 1)!
         buffer.moveReaderIndex(forwardBy: 2)
-        guard !line.readableBytesView.contains(0x0D) else { throw Failure("bare CR in a line") }
+        guard !line.withUnsafeReadableBytes({ $0.contains(0x0D) }) else { throw Failure("bare CR in a line") }
         return line
     }
 

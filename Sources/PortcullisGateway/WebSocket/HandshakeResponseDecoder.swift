@@ -20,7 +20,8 @@ struct HandshakeResponseDecoder: ByteToMessageDecoder {
     /// - Parameter request: the handshake's request head (its method decides whether the
     ///   answer may carry a body).
     init(request: HTTPRequestHead) {
-        decoder = HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)
+        // Informational heads forwarded, so that `HandshakeHandler` can count them.
+        decoder = HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward)
         decoder.write(data: .head(request))
     }
 

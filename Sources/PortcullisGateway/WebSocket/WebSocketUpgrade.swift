@@ -178,8 +178,13 @@ final class WebSocketUpgrade {
     /// An upstream's answer of up to NIO's 80 KB head limit, which the client's HTTP/2 stream
     /// cannot carry: a 502 for that stream alone (sent, it would fail the client's connection).
     private func failTooLarge() {
+        failMalformed("the upstream's answer to the WebSocket handshake is too large for one HTTP/2 frame")
+    }
+
+    /// An answer the gateway will not pass on: a 502, counted as the upstream's protocol error.
+    fileprivate func failMalformed(_ description: String) {
         metrics.upstreamFailure(route: route.config.name, kind: UpstreamError.protocolError("").kind)
-        fail(.badGateway, "the upstream's answer to the WebSocket handshake is too large for one HTTP/2 frame")
+        fail(.badGateway, description)
     }
 
     /// The upstream's answer, as NIO's decoder read it.
@@ -198,6 +203,15 @@ final class WebSocketUpgrade {
         head.fields.append(contentsOf: route.config.responseHeaders.setFields)
         head.fields.append(("X-Request-Id", requestID))
         guard response.status == .switchingProtocols else {
+            // NIO's decoder takes `chunked` off and leaves any other coding on the body, and
+            // `Transfer-Encoding` is hop by hop: such a body would reach the client with its
+            // coding undeclared. As on any response, a coding other than one `chunked` is a 502.
+            var codings = TransferCodings()
+            for value in response.headers[canonicalForm: "transfer-encoding"] { codings.add(value.utf8) }
+            if codings.present, !codings.isOneChunked, response.status != .noContent, response.status != .notModified {
+                upstream.close(promise: nil)
+                return failMalformed("the upstream's answer to the WebSocket handshake uses a transfer coding other than chunked")
+            }
             // A 204 states no length (RFC 9110 §8.6); a 304's would be the representation's.
             head.contentLength = response.status == .noContent || response.status == .notModified ? nil : body.readableBytes
             head.fields.append(("Connection", "close"))
@@ -258,6 +272,8 @@ private final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHan
     private var timer: Scheduled<Void>?
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
+    /// Informational heads so far (limited as on any response: `UpstreamResponseParser.maxInterimHeads`).
+    private var interimHeads = 0
 
     init(upgrade: WebSocketUpgrade, timeout: TimeAmount) {
         self.upgrade = upgrade
@@ -278,6 +294,13 @@ private final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHan
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
+        case .head(let received) where received.status.code != 101 && (100..<200).contains(received.status.code):
+            interimHeads += 1
+            guard interimHeads <= UpstreamResponseParser.maxInterimHeads else {
+                finish(context)?.failMalformed("the upstream sent more than \(UpstreamResponseParser.maxInterimHeads) interim (1xx) answers to the WebSocket handshake")
+                context.close(promise: nil)
+                return
+            }
         case .head(let received):
             head = received
         case .body(var part):

@@ -306,6 +306,16 @@ async def run_raw_server(log, port_file):
         accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
         if "badaccept" in path:
             accept = base64.b64encode(hashlib.sha1(b"not the key").digest()).decode()
+        if "te403" in path:
+            # A refusal whose body is in a transfer coding the gateway does not decode.
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                         + b"a\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\r\n0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
+        if "interimflood" in path:
+            # Interim heads without end (here 1 000) before the 101.
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 1000)
         if "answer200" in path:
             # Not a WebSocket server: a 200 whose body looks like a frame.
             body = bytes([0x81, 0x05]) + b"hello"

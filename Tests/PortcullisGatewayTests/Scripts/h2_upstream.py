@@ -175,6 +175,10 @@ class Upstream(asyncio.Protocol):
         elif path == "/bad-status":
             # The stream is left open, so that the gateway's reset of it shows.
             self.conn.send_headers(stream, [(":status", "20")])
+        elif path == "/interim-flood":
+            for _ in range(1000):
+                self.conn.send_headers(stream, [(":status", "100")])
+            self.send(stream, [(":status", "200")], b"late")
         elif path == "/bad-length":
             self.send(stream, [(":status", "200"), ("content-length", "10")], b"bad")
         elif path == "/spaced-value":
