@@ -162,6 +162,7 @@ enum ResponseOracle {
     private static func message(_ input: [UInt8]) throws -> Message {
         var position = 0
         var head: Head
+        var interimHeads = 0
         while true {
             guard let end = headEnd(input, from: position) else {
                 guard input.count - position < 60_000 else { throw Unsure() }
@@ -176,6 +177,8 @@ enum ResponseOracle {
             }
             guard (100..<200).contains(head.code) else { break }
             if head.code == 101 { throw Invalid() }
+            interimHeads += 1
+            guard interimHeads <= 8 else { throw Unsure() }  // the parser's limit
         }
 
         var length: Int?
@@ -277,8 +280,13 @@ enum ResponseOracle {
     private static func chunked(_ input: [UInt8], from start: Int) throws -> ([UInt8], Int) {
         var body: [UInt8] = []
         var position = start
+        // Size lines and CRLFs: where they pass 16 KiB the parser may refuse framing out of
+        // proportion to the data (its limit); below, it cannot.
+        var framing = 0
         while true {
             let (sizeLine, next) = try line(input, from: position)
+            framing += sizeLine.count + 4
+            guard framing <= 16 * 1024 else { throw Unsure() }
             var size = 0
             var digits = 0
             var index = sizeLine.startIndex
