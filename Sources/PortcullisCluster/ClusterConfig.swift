@@ -82,7 +82,12 @@ public struct ClusterConfig: Sendable {
         case (_?, _?):
             throw map.node.error("give either `secret` or `secret_file`, not both")
         }
-        heartbeatInterval = try map.optional("heartbeat_interval")?.duration() ?? .seconds(1)
+        let heartbeatNode = map.optional("heartbeat_interval")
+        heartbeatInterval = try heartbeatNode?.duration() ?? .seconds(1)
+        // Other nodes refuse a record stating an interval over an hour (`NodeRecord`).
+        if let heartbeatNode, heartbeatInterval < .milliseconds(10) || heartbeatInterval > .seconds(3600) {
+            throw heartbeatNode.error("heartbeat_interval must be between 10ms and 1h")
+        }
         if let node = map.optional("revocation") {
             var revocation = try node.mapping()
             maxStaleness = try revocation.optional("max_staleness")?.duration()

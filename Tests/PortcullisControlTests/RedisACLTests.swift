@@ -214,7 +214,9 @@ extension ControlPlaneTests {
             #expect(!generated.contains(ACLFile.gatewayPassword) && !generated.contains(ACLFile.controlPassword))
             #expect(generated.contains("user portcullis-gateway reset on #\(sha256Hex(ACLFile.gatewayPassword)) "))
             #expect(generated.contains("user portcullis-control reset on #\(sha256Hex(ACLFile.controlPassword)) "))
-            #expect(generated.contains("user default reset\n"))
+            // The default user stays off and without a password; its rights serve only Redis's
+            // replay of the append-only file (see the restart test below).
+            #expect(generated.contains("user default reset ~* &* +@all\n"))
             // Replica and Sentinel users stay off (no `on`, no password) unless their passwords are given.
             #expect(generated.contains("user portcullis-replica reset +") && generated.contains("user portcullis-sentinel reset +"))
         }
@@ -242,6 +244,42 @@ extension ControlPlaneTests {
                                             environment: ["PORTCULLIS_REDIS_GATEWAY_PASSWORD": "a", "PORTCULLIS_REDIS_CONTROL_PASSWORD": "b"])
                 #expect(result.status == 2 && result.stdout.isEmpty, "prefix '\(bad)' was accepted")
             }
+        }
+
+        /// Redis replays its append-only file as the `default` user and, before the fix of
+        /// redis/redis#14541 (not in Debian's 7.0), checks that user's rights again at each
+        /// transaction's EXEC — and a script's writes are logged as a transaction. Under the
+        /// shipped file as it was (the default user off with no rights) every revocation was
+        /// dropped at the restart, silently; a gateway started afterwards admitted the revoked
+        /// token (found by an attacker review).
+        @Test("with the append-only file on, Redis restarted under the shipped ACL file loses no revocation: the log is read back whole and a gateway started afterwards refuses the revoked token")
+        func revocationsSurviveARestartUnderTheACLFile() async throws {
+            let directory = try TemporaryDirectory.make(prefix: "portcullis-acl-aof")
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let aclFile = try ACLFile.make(in: directory)
+            let cluster = try await ControlCluster(
+                redisPersistence: true, redisArguments: ["--aclfile", aclFile],
+                controlRedisURL: { ACLFile.url(user: "portcullis-control", password: ACLFile.controlPassword, port: $0) },
+                gatewayRedisURL: { ACLFile.url(user: "portcullis-gateway", password: ACLFile.gatewayPassword, port: $0) })
+            defer { Task { await cluster.shutdown() } }
+            let root = RedisCLI.root(cluster.redis.port)
+            _ = try await cluster.startGateway(id: "gw-1")
+            let token = try cluster.clientCredentials().access
+            let jti = try #require(claims(of: token)["jti"] as? String)
+            let exp = try #require(claims(of: token)["exp"] as? Int)
+            let created = try cluster.control.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"jti","value":"\#(jti)","exp":\#(exp)}"#)
+            #expect(created.status == 201)
+            let entries = try root.run(["ZCARD", "portcullis:rev:log"])
+            #expect((Int(entries) ?? 0) >= 1, "\(entries)")
+
+            try await cluster.redis.restart()
+            #expect(try root.run(["ZCARD", "portcullis:rev:log"]) == entries, "the revocation log was not read back whole")
+            let late = try await cluster.startGateway(id: "gw-2")
+            try await eventually("the gateway started after the restart refuses the revoked token") {
+                try late.request("GET", "/orders", headers: [("Authorization", "Bearer \(token)")]).status == 401
+            }
+            let listed = try cluster.control.admin("GET", "/v1/revocations").json["items"] as? [[String: Any]] ?? []
+            #expect(listed.contains { $0["value"] as? String == jti }, "\(listed)")
         }
 
         @Test("a control plane and a gateway, each on its own ACL user, revoke and enforce, acknowledge, list membership, sync rate limits and ask for a refetch with no command refused")

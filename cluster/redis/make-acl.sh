@@ -65,6 +65,11 @@ control_hash=$(hash "$control_password")
 replica_on=""; [[ -z "$replica_password" ]] || replica_on="on #$(hash "$replica_password") "
 sentinel_on=""; [[ -z "$sentinel_password" ]] || sentinel_on="on #$(hash "$sentinel_password") "
 
+# The template's default user is off with no password — nobody can log in as it — but holds
+# every right: Redis replays its append-only file as that user and, before the fix of
+# redis/redis#14541 (Debian's 7.0 lacks it), checks its rights again at each transaction's EXEC,
+# where every script's writes are logged. A default user without rights lost every revocation at
+# a restart (docs/security.md, "Redis ACL users"). Its `~*`/`&*` are not the prefix's.
 # Key patterns (~, %R~, %W~) and channel patterns (&) name the prefix; user names do not
 # (they are portcullis-…, with a hyphen).
 escaped_prefix=$(printf '%s' "$prefix" | sed 's/[\/&|]/\\&/g')

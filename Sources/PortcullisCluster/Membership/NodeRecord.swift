@@ -98,13 +98,25 @@ public struct NodeRecord: Sendable, Equatable {
         }
     }
 
+    /// The latest start or heartbeat a record may state (the year 2100), in Unix milliseconds.
+    static let latestPlausibleMillis: Int64 = 4_102_444_800_000
+    /// The longest heartbeat interval a record may state: an hour.
+    static let longestIntervalMillis: Int64 = 3_600_000
+
     /// Reads and authenticates a stored record.
     /// - Parameter slack: allowed clock difference between the node and the reader.
     init(hash: [RedisValue], id expectedID: String, mac: ClusterMAC, nowMillis: Int64, slackMillis: Int64 = 2000) throws(RecordError) {
         let map = hash.hashFields()
         guard let id = map["id"], id == expectedID, let instance = map["instance"], let role = map["role"], let macText = map["mac"],
               let started = map["started_ms"].flatMap({ Int64($0) }), let heartbeat = map["heartbeat_ms"].flatMap({ Int64($0) }),
-              let interval = map["interval_ms"].flatMap({ Int64($0) }), interval > 0 else { throw .malformed }
+              let interval = map["interval_ms"].flatMap({ Int64($0) }) else { throw .malformed }
+        // Range-checked before any arithmetic, signed or not: a holder of the cluster secret (any
+        // gateway host) could sign a record whose numbers overflow the age and liveness sums of
+        // every reader — which stopped every node of the cluster (found by an attacker review).
+        guard (0...Self.latestPlausibleMillis).contains(started), (0...Self.latestPlausibleMillis).contains(heartbeat),
+              (1...Self.longestIntervalMillis).contains(interval) else { throw .malformed }
+        let staleness = Double(map["staleness_s"] ?? "") ?? 0
+        guard staleness.isFinite, staleness >= 0 else { throw .malformed }
         var versions: [String: String] = [:]
         for pair in (map["keysets"] ?? "").split(separator: ",") {
             let parts = pair.split(separator: "=", maxSplits: 1)
@@ -113,7 +125,7 @@ public struct NodeRecord: Sendable, Equatable {
         self.init(id: id, instance: instance, role: role, address: map["address"] ?? "", adminAddress: map["admin_address"] ?? "",
                   version: map["version"] ?? "", startedAtMillis: started, heartbeatAtMillis: heartbeat, heartbeatIntervalMillis: interval,
                   ack: nil, keySetVersions: versions, rateLimitMode: map["ratelimit_mode"] ?? "unknown",
-                  redisConnected: map["redis_connected"] == "1", revocationStalenessSeconds: Double(map["staleness_s"] ?? "") ?? 0)
+                  redisConnected: map["redis_connected"] == "1", revocationStalenessSeconds: staleness)
         leaving = map["leaving"] == "1"
         let signed = signedFields
         guard signed.allSatisfy({ map[$0.0] == $0.1 }), mac.verify(macText, Self.macFields(signed)) else { throw .badMAC }
@@ -149,13 +161,32 @@ public struct Membership: Sendable {
     }
 
     /// Writes a heartbeat: the signed record, its TTL (3 × interval) and the id in the node set.
+    ///
+    /// A key of another type where the record or the node set belongs (a Redis writer's `SADD` on
+    /// `node:<id>` once the record expired) fails every write to it with WRONGTYPE: such a key is
+    /// reported, deleted and the heartbeat written again, so that the node is not hidden — and the
+    /// control plane's head beat not stopped — for as long as the key stays (found by an attacker
+    /// review).
     public func heartbeat(_ record: NodeRecord, interval: Duration) async throws {
         let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
-        for reply in try await client.pipeline([
+        let commands: [[RedisArgument]] = [
             ["HSET", RedisArgument(keys.node(record.id))] + record.fields(mac: mac),
             ["PEXPIRE", RedisArgument(keys.node(record.id)), RedisArgument(ttlMillis)],
             ["SADD", RedisArgument(keys.nodes), RedisArgument(record.id)],
-        ]) { _ = try reply.get() }
+        ]
+        let replies = try await client.pipeline(commands)
+        var misplaced: [String] = []
+        for (index, reply) in replies.enumerated() {
+            guard case .failure(let error) = reply, error.errorCode == "WRONGTYPE" else { continue }
+            let key = index == 2 ? keys.nodes : keys.node(record.id)
+            if !misplaced.contains(key) { misplaced.append(key) }
+        }
+        guard !misplaced.isEmpty else {
+            for reply in replies { _ = try reply.get() }
+            return
+        }
+        for key in misplaced { alarm.report(key: key, "a key of another type where the membership record belongs: replaced") }
+        for reply in try await client.pipeline(misplaced.map { ["DEL", RedisArgument($0)] } + commands) { _ = try reply.get() }
     }
 
     /// Removes a record outright (the control plane's own, which nothing counts on).

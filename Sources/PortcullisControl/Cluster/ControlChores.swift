@@ -142,8 +142,12 @@ final class ControlChores: Service, Sendable {
                 keySetVersions: [:], rateLimitMode: "n/a", redisConnected: true, revocationStalenessSeconds: 0)
             do {
                 _ = try await client.send("SET", RedisArgument(keys.controlPlaneAlive), RedisArgument(config.nodeID), "PX", RedisArgument(ttlMillis))
-                try await membership.heartbeat(record, interval: interval)
+                // The head beat does not wait on the membership record: whatever stops one must
+                // not stop the other (gateways fail closed without fresh beats).
+                var recordError: (any Error)?
+                do { try await membership.heartbeat(record, interval: interval) } catch { recordError = error }
                 try await store.heartbeat()
+                if let recordError { throw recordError }
                 metrics.redisConnected.set(1.0)
                 if !wasConnected { logger.info("Redis reachable again") }
                 wasConnected = true

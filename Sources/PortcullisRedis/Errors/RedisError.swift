@@ -22,7 +22,6 @@ public enum RedisError: Error, Sendable, CustomStringConvertible {
     /// The client or subscriber was closed.
     case clientClosed
 
-    /// The first word of an error reply ("NOSCRIPT", "WRONGTYPE", "READONLY", …); nil for other cases.
     /// A short label for metrics: refused, closed, timeout, error_reply, protocol, url, sentinel,
     /// tls, auth, client_closed.
     public var kind: String {
@@ -40,6 +39,7 @@ public enum RedisError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The first word of an error reply ("NOSCRIPT", "WRONGTYPE", "READONLY", …); nil for other cases.
     public var errorCode: String? {
         guard case .errorReply(let message) = self else { return nil }
         return message.split(separator: " ", maxSplits: 1).first.map(String.init)

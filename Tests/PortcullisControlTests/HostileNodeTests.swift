@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import NIOPosix
+import PortcullisCluster
+import PortcullisRedis
+import PortcullisTestSupport
+import Testing
+
+/// The membership records against a party with a gateway's Redis rights: with the cluster secret
+/// (any gateway host holds it), or without it. Real Redis, a real control plane and gateway.
+@Suite("membership records against another node", .serialized)
+struct HostileNodeTests {
+    /// The build before computed `interval × 3` and `now − heartbeat` from the signed numbers of
+    /// every record it read: a record stating an interval of `Int64.max` stopped the control plane
+    /// and every gateway with an arithmetic overflow, and again at each restart (found by an
+    /// attacker review).
+    @Test("a node record signed with the cluster secret but stating a heartbeat interval or time past any plausible value stops no node: it is refused as malformed and reported, and the control plane and gateway go on")
+    func absurdSignedRecordStopsNoNode() async throws {
+        let cluster = try await ControlCluster()
+        try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
+            let gateway = try await cluster.startGateway(id: "gw-1")
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.redis.url), eventLoopGroup: group,
+                                     logger: Logger(label: "hostile-node"))
+            let membership = Membership(client: client, keys: ClusterKeys(prefix: "portcullis:"),
+                                        mac: ClusterMAC(secret: ControlCluster.secret, cluster: "portcullis:"),
+                                        alarm: TamperingAlarm(prefix: "portcullis:", logger: Logger(label: "hostile-node")))
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            for (id, heartbeat, interval) in [("gw-evil-interval", now, Int64.max), ("gw-evil-time", Int64.min, Int64(300))] {
+                let record = NodeRecord(id: id, instance: "evil", role: "gateway", address: "127.0.0.1:1", adminAddress: "127.0.0.1:2",
+                                        version: "evil", startedAtMillis: Int64.min, heartbeatAtMillis: heartbeat, heartbeatIntervalMillis: interval,
+                                        ack: nil, keySetVersions: [:], rateLimitMode: "cluster", redisConnected: true, revocationStalenessSeconds: 0)
+                try await membership.heartbeat(record, interval: .seconds(60))
+            }
+            // Several heartbeats and observations of every node read the records.
+            try await Task.sleep(for: .seconds(2))
+            #expect(cluster.control.process.isRunning, "the control plane stopped: \(cluster.control.process.output.suffix(500))")
+            #expect(gateway.process.isRunning, "the gateway stopped: \(gateway.process.output.suffix(500))")
+            let nodes = try cluster.control.admin("GET", "/v1/nodes")
+            #expect(nodes.status == 200)
+            let ids = (nodes.json["nodes"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
+            #expect(ids == ["gw-1"], "\(nodes.text)")
+            #expect(try gateway.request("GET", "/status/200").status != 0)
+            #expect(gateway.process.output.contains("Redis tampering") && gateway.process.output.contains("malformed node record"),
+                    "\(gateway.process.output.suffix(800))")
+            try await client.close()
+            try await group.shutdownGracefully()
+        }
+    }
+
+    /// The build before wrote the record with a plain `HSET`, which fails with WRONGTYPE on a key
+    /// of another type, and wrote the control plane's record and its head beat in one step: a set
+    /// put where the records belong hid the gateway from the cluster and stopped the beats every
+    /// gateway's freshness rests on, for as long as the key stayed (an attacker review).
+    @Test("a Redis writer that puts sets where the control plane's and a gateway's node records belong hides neither and stops no head beat: both records are written again within a few heartbeats, and it is reported")
+    func wrongTypeRecordKeysAreReplaced() async throws {
+        let cluster = try await ControlCluster()
+        try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
+            let gateway = try await cluster.startGateway(id: "gw-1")
+            try await eventually("gw-1 live") {
+                (try cluster.control.admin("GET", "/v1/nodes").json["nodes"] as? [Any])?.count == 1
+            }
+            for key in ["portcullis:node:control-1", "portcullis:node:gw-1"] {
+                _ = try cluster.redis.cli("DEL", key)
+                _ = try cluster.redis.cli("SADD", key, "poison")
+            }
+            let beatBefore = try cluster.redis.cli("GET", "portcullis:rev:head")
+            try await eventually("both records are hashes again") {
+                try ["portcullis:node:control-1", "portcullis:node:gw-1"].allSatisfy {
+                    try cluster.redis.cli("TYPE", $0).trimmingCharacters(in: .whitespacesAndNewlines) == "hash"
+                }
+            }
+            try await Task.sleep(for: .milliseconds(700))
+            #expect(try cluster.redis.cli("GET", "portcullis:rev:head") != beatBefore, "the head beat stopped")
+            let nodes = try cluster.control.admin("GET", "/v1/nodes")
+            let ids = (nodes.json["nodes"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
+            #expect(ids == ["gw-1"], "\(nodes.text)")
+            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_cluster_tampering_total{key="node:*"}"#) ?? 0 >= 1)
+        }
+    }
+}
