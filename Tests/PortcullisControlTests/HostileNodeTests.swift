@@ -54,24 +54,31 @@ struct HostileNodeTests {
     /// gateway's freshness rests on, for as long as the key stayed (an attacker review).
     @Test("a Redis writer that puts sets where the control plane's and a gateway's node records belong hides neither and stops no head beat: both records are written again within a few heartbeats, and it is reported")
     func wrongTypeRecordKeysAreReplaced() async throws {
-        let cluster = try await ControlCluster()
+        // Under the shipped ACL file, each node on its role's user: the replacement must be
+        // within a gateway's rights.
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-hostile-node")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try await ControlCluster(
+            redisArguments: ["--aclfile", try ACLFile.make(in: directory)],
+            controlRedisURL: { ACLFile.url(user: "portcullis-control", password: ACLFile.controlPassword, port: $0) },
+            gatewayRedisURL: { ACLFile.url(user: "portcullis-gateway", password: ACLFile.gatewayPassword, port: $0) })
         try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
             let gateway = try await cluster.startGateway(id: "gw-1")
             try await eventually("gw-1 live") {
                 (try cluster.control.admin("GET", "/v1/nodes").json["nodes"] as? [Any])?.count == 1
             }
+            let root = RedisCLI.root(cluster.redis.port)
             for key in ["portcullis:node:control-1", "portcullis:node:gw-1"] {
-                _ = try cluster.redis.cli("DEL", key)
-                _ = try cluster.redis.cli("SADD", key, "poison")
+                _ = try root.run(["DEL", key])
+                _ = try root.run(["SADD", key, "poison"])
             }
-            let beatBefore = try cluster.redis.cli("GET", "portcullis:rev:head")
+            let beatBefore = try root.run(["GET", "portcullis:rev:head"])
             try await eventually("both records are hashes again") {
-                try ["portcullis:node:control-1", "portcullis:node:gw-1"].allSatisfy {
-                    try cluster.redis.cli("TYPE", $0).trimmingCharacters(in: .whitespacesAndNewlines) == "hash"
-                }
+                try ["portcullis:node:control-1", "portcullis:node:gw-1"].allSatisfy { try root.run(["TYPE", $0]) == "hash" }
             }
             try await Task.sleep(for: .milliseconds(700))
-            #expect(try cluster.redis.cli("GET", "portcullis:rev:head") != beatBefore, "the head beat stopped")
+            #expect(try root.run(["GET", "portcullis:rev:head"]) != beatBefore, "the head beat stopped")
+            #expect(aclLogCount(try root.run(["ACL", "LOG", "100"]), user: "portcullis-gateway") == 0, "a command the gateway's user may not run")
             let nodes = try cluster.control.admin("GET", "/v1/nodes")
             let ids = (nodes.json["nodes"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
             #expect(ids == ["gw-1"], "\(nodes.text)")

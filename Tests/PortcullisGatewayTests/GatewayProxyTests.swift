@@ -349,33 +349,37 @@ final class GatewayProxyTests {
         #expect(ContinuousClock.now - start >= .milliseconds(300))
     }
 
-    @Test("pipelined requests ahead of bytes the decoder refuses, or ahead of one with Connection: close, are each answered before the connection closes; what follows is not forwarded")
+    @Test("pipelined requests ahead of bytes the decoder refuses, or ahead of one with Connection: close, are each answered before the connection closes, also when what follows takes more reads; what follows is not forwarded")
     func pipelinedAheadOfTheEnd() throws {
-        // The first request waits at the upstream, so the rest queue behind it at the gateway.
-        for (ending, expected) in [("BAD\u{1}REQUEST\r\n\r\n", [200, 200, 400]), ("close", [200, 200, 200])] {
+        // 8 KB more: the gateway's reads go on past the refused bytes (NIO reads while its reads
+        // fill the buffer), and the decoder reports each as data received after its error.
+        let more = String(repeating: "x", count: 8192)
+        let cases: [(name: String, ending: [UInt8], expected: [Int])] = [
+            ("garbage", Array("BAD\u{1}REQUEST\r\n\r\n".utf8), [200, 200, 400]),
+            ("garbage and more", Array(("BAD\u{1}REQUEST\r\n\r\n" + more).utf8), [200, 200, 400]),
+            ("close", HTTPTestClient.format("GET", "/public/2", headers: [("Connection", "close")]) + HTTPTestClient.format("GET", "/public/3"),
+             [200, 200, 200]),
+            ("close and more", HTTPTestClient.format("GET", "/public/2", headers: [("Connection", "close")])
+                + HTTPTestClient.format("GET", "/public/3", headers: [("X-More", more)]), [200, 200, 200]),
+        ]
+        for (name, ending, expected) in cases {
             let before = upstream.requestCount
             let client = try gateway.client()
-            var bytes = HTTPTestClient.format("GET", "/public/delay/200/0") + HTTPTestClient.format("GET", "/public/1")
-            if ending == "close" {
-                bytes += HTTPTestClient.format("GET", "/public/2", headers: [("Connection", "close")])
-                    + HTTPTestClient.format("GET", "/public/3")
-            } else {
-                bytes += Array(ending.utf8)
-            }
-            try client.send(bytes)
+            // The first request waits at the upstream, so the rest queue behind it at the gateway.
+            try client.send(HTTPTestClient.format("GET", "/public/delay/200/0") + HTTPTestClient.format("GET", "/public/1") + ending)
             var statuses: [Int] = []
             for index in expected.indices {
                 let response = try client.readResponse()
                 statuses.append(response.status)
                 if response.status == 200 {
-                    #expect((response.json["uri"] as? String)?.hasSuffix("/\(index)") == true, "\(ending): response \(index)")
+                    #expect((response.json["uri"] as? String)?.hasSuffix("/\(index)") == true, "\(name): response \(index)")
                 }
-                if index == expected.count - 1 { #expect(response.header("Connection") == "close", "\(ending)") }
+                if index == expected.count - 1 { #expect(response.header("Connection") == "close", "\(name)") }
             }
-            #expect(statuses == expected, "\(ending)")
-            #expect(client.waitForClose(), "\(ending): the connection closes after the last answer")
+            #expect(statuses == expected, "\(name)")
+            #expect(client.waitForClose(), "\(name): the connection closes after the last answer")
             // Only the requests answered 200 reached the upstream (not /public/3 behind the close).
-            #expect(upstream.requestCount - before == expected.filter { $0 == 200 }.count, "\(ending)")
+            #expect(upstream.requestCount - before == expected.filter { $0 == 200 }.count, "\(name)")
         }
     }
 

@@ -234,6 +234,16 @@ final class AuthorizationServer: Sendable {
         guard let user = config.users?.users[grant.username] else {
             throw APIError(.badRequest, "invalid_grant", "the user of this authorization code no longer exists")
         }
+        // Every code was issued under a consent the user gave: one they revoked since ("Revoke
+        // access" while the code was unredeemed), or narrowed below the code's scopes, redeems
+        // nothing. (Revoking only what was issued left such a code to mint tokens the account
+        // page no longer listed — found by an attacker review.)
+        let consented = try await unavailableOnFailure {
+            try await endpoint?.sessions.consentedScopes(username: user.username, clientID: client.id)
+        }
+        guard let consented, Set(grant.scope).isSubset(of: consented) else {
+            throw APIError(.badRequest, "invalid_grant", "the user revoked this client's access after the code was issued")
+        }
         let access = newAccessToken()
         var refreshToken: String?
         var family: String?

@@ -134,6 +134,7 @@ final class ControlChores: Service, Sendable {
         let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
         let membership = Membership(client: client, keys: keys, mac: mac, alarm: alarm)
         var wasConnected = true
+        var recordFailing = false
         while !Task.isCancelled {
             let record = NodeRecord(
                 id: config.nodeID, instance: instance, role: "control", address: config.listen.description, adminAddress: config.adminListen.description,
@@ -143,11 +144,16 @@ final class ControlChores: Service, Sendable {
             do {
                 _ = try await client.send("SET", RedisArgument(keys.controlPlaneAlive), RedisArgument(config.nodeID), "PX", RedisArgument(ttlMillis))
                 // The head beat does not wait on the membership record: whatever stops one must
-                // not stop the other (gateways fail closed without fresh beats).
-                var recordError: (any Error)?
-                do { try await membership.heartbeat(record, interval: interval) } catch { recordError = error }
+                // not stop the other (gateways fail closed without fresh beats). A record write
+                // that fails while the beat succeeds is no sign of Redis being down.
+                do {
+                    try await membership.heartbeat(record, interval: interval)
+                    recordFailing = false
+                } catch {
+                    if !recordFailing { logger.warning("writing this node's membership record failed", metadata: ["error": "\(error)"]) }
+                    recordFailing = true
+                }
                 try await store.heartbeat()
-                if let recordError { throw recordError }
                 metrics.redisConnected.set(1.0)
                 if !wasConnected { logger.info("Redis reachable again") }
                 wasConnected = true

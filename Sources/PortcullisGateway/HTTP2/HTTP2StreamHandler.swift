@@ -608,23 +608,24 @@ extension HTTP2StreamHandler {
     /// reset (RST_STREAM CANCEL), so the client sees the response cut short, never completed.
     private func tokenEnded(_ end: LiveSessions.TokenEnd) {
         let reason = end.reason.rawValue
-        let ended: (log: RequestLog, route: CompiledRoute)
+        let ended: (log: RequestLog, route: CompiledRoute, extra: HTTPHeaders?)
         switch state {
         case .proxyingHTTP2(let exchange):
             guard let log = exchange.abandon(reason: reason) else { return }
-            ended = (log, exchange.route)
+            ended = (log, exchange.route, exchange.extraResponseHeaders)
         case .proxying(let exchange):
             guard let log = exchange.abandon(reason: reason) else { return }
-            ended = (log, exchange.route)
+            ended = (log, exchange.route, exchange.extraResponseHeaders)
         default:
             return
         }
         state = .done
         releaseConnectionSlot()
         if !responseHeadSent {
-            // RFC 6750's answer, challenge included, as to a token refused at admission.
+            // RFC 6750's answer, challenge included, as to a token refused at admission, with
+            // the route's fields (CORS: a browser must be able to read why).
             let failure = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: end.message, reason: reason, scope: nil)
-            answer(ErrorResponse(failure, realm: shared.routeTable().realm), requestID: ended.log.requestID, isHEAD: false)
+            answer(ErrorResponse(failure, realm: shared.routeTable().realm).adding(ended.extra), requestID: ended.log.requestID, isHEAD: false)
         } else if isGRPC {
             endResponse(trailers: ["grpc-status": "16", "grpc-message": GRPCStatus.encodedMessage(end.message)])
         } else {

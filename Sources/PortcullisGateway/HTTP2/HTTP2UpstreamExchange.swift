@@ -22,7 +22,8 @@ final class HTTP2UpstreamExchange {
     /// The request's header block for the upstream.
     private let requestBlock: HPACKHeaders
     var log: RequestLog
-    private let extraResponseHeaders: HTTPHeaders?
+    /// The route's fields for every answer (CORS, rate-limit state).
+    let extraResponseHeaders: HTTPHeaders?
     private let pool: UpstreamPool
 
     private var stream: (any Channel)?

@@ -115,6 +115,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        endSession(.client)
         responseTimer?.stop()
         responseTimer = nil
         watchTimer?.stop()
@@ -305,7 +306,11 @@ final class ProxyHandler: ChannelDuplexHandler {
         head.fields.append(("X-Request-Id", requestID))
         head.fields.append(("Cache-Control", "no-store"))
         let keepAlive = keepAlive && !closeAfterResponse
-        if !keepAlive { head.fields.append(("Connection", "close")) }
+        if !keepAlive {
+            head.fields.append(("Connection", "close"))
+            // The connection's last response: nothing queued behind it is answered.
+            closeAfterResponse = true
+        }
         // A response to HEAD states the length of the body it would have had, and has none.
         writeResponseHead(head, framing: isHEAD || !response.hasBody ? .none : .length, bodyLength: body.readableBytes)
         writeResponseBody(body)
@@ -405,6 +410,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func mayRead(_ context: ChannelHandlerContext) -> Bool {
         if !queued.isEmpty || !context.channel.isWritable || responseWrites.holdsTooMuch { return false }
+        if case .closing = state { return false }
         if case .proxying(let exchange) = state, !exchange.upstreamWritable { return false }
         if case .upgrading = state { return false }
         return true
@@ -461,6 +467,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Once the decoder has refused bytes it reports each later read this way (NIO reads on
+        // while reads fill its buffer): the refusal already took its turn below.
+        if case ByteToMessageDecoderError.dataReceivedInErrorState = error { return }
         guard error is HTTPParserError else {
             context.close(promise: nil)
             return
@@ -611,8 +620,11 @@ extension ProxyHandler {
     /// time — nearly all — opens no session, so the request path pays for this only on long ones.
     private func watchTokenIfLong() {
         guard session == nil, let token = exchangeToken, let loop = context?.eventLoop, case .proxying = state else { return }
-        session = gateway.sessions.open(protocol: .http1, token: token, policy: .close, eventLoop: loop) { [weak self] end in
-            self?.tokenEnded(end)
+        // Strong capture (a weak reference would give this handler a side table, slowing every
+        // retain of it): the cycle ends with the session, which every end of the exchange and
+        // of the connection ends (`endSession`).
+        session = gateway.sessions.open(protocol: .http1, token: token, policy: .close, eventLoop: loop) { [self] end in
+            tokenEnded(end)
         }
     }
 
@@ -639,7 +651,9 @@ extension ProxyHandler {
             // RFC 6750's answer, challenge included, as to a token refused at admission.
             let failure = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: end.message,
                                       reason: end.reason.rawValue, scope: nil)
-            let response = ErrorResponse(failure, realm: gateway.routeTable(cached: &routeTableCache).realm)
+            // The route's fields (CORS, rate-limit state) too, as on a refusal at admission: a
+            // browser must be able to read why its request failed.
+            let response = ErrorResponse(failure, realm: gateway.routeTable(cached: &routeTableCache).realm).adding(exchange.extraResponseHeaders)
             log.bytesOut = writeGatewayResponse(response, to: exchange.clientHead, requestID: log.requestID)
         } else {
             _ = output.takeUnsent()
