@@ -350,6 +350,46 @@ extension ControlPlaneTests {
             #expect(audit.contains { $0["action"] as? String == "oauth.logout" })
         }
 
+        /// The build before took the first of the session cookies a request carried: a page of the
+        /// same site (a sibling subdomain with `Domain=`) planting an attacker's signed-in session
+        /// under a more specific path had the victim sent back to the client signed in as the
+        /// attacker (login CSRF; an attacker review, with a real browser).
+        @Test("a request carrying two session cookies — the user's and one planted for a more specific path — is treated as signed in as nobody: the login page, no code")
+        func plantedSessionCookieSignsInNobody() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let attacker = SignInBrowser(control: cluster.control)
+            _ = try attacker.signIn(username: "bob", password: "bob-password-2")
+            let victim = SignInBrowser(control: cluster.control)
+            _ = try victim.signIn()
+            let attackerSession = try #require(attacker.cookie), victimSession = try #require(victim.cookie)
+            // A browser sends the more specific path's cookie first.
+            victim.cookie = attackerSession + "; portcullis_session=" + victimSession
+            let answer = try victim.authorize(victim.parameters())
+            #expect(answer.status == 200 && answer.text.contains("<h1>Sign in</h1>"), "\(answer.status) \(answer.header("location") ?? "")")
+            #expect(SignInBrowser.redirectParameters(answer)["code"] == nil)
+        }
+
+        /// The build before revoked only what had been issued: a code the client held unredeemed
+        /// still redeemed after "Revoke access", for tokens (and a refresh token family) the
+        /// account page no longer listed (an attacker review).
+        @Test("a code issued before the user revoked the client's access redeems nothing afterwards: invalid_grant")
+        func codeOutstandingAtConsentRevocation() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            let first = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            #expect(try browser.redeem(first).status == 200)
+            // Consent remembered: a second authorization gets a code at once, left unredeemed.
+            let outstanding = try #require(SignInBrowser.redirectParameters(try browser.authorize(browser.parameters()))["code"])
+            let csrf = try #require(SignInBrowser.hiddenFields(try browser.get("/oauth2/account"))["csrf_token"])
+            let revoked = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
+            #expect(revoked.status == 200 && revoked.text.contains("Access for web-app revoked"), "\(revoked.text)")
+            let late = try browser.redeem(outstanding)
+            #expect(late.status == 400 && late.json["error"] as? String == "invalid_grant", "\(late.text)")
+            #expect(late.json["access_token"] == nil)
+        }
+
         /// The build before forgot the consent and the list of what was issued under it in its
         /// first step, then failed on the next write: the retry revoked nothing ("revoked (0
         /// tokens)") and the application's tokens kept working (an attacker review).

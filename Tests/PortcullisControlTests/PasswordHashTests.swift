@@ -131,6 +131,10 @@ struct AuthorizationCodeConfigTests {
             (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb\"], grant_types: [client_credentials]}", "cannot use client_credentials"),
             (client + "{client_id: web, public: true}", "needs redirect_uris"),
             (client + "{client_id: web, public: true, redirect_uris: [\"http://app.example/cb\"]}", "must use https"),
+            // Host names that merely start like a loopback address are names anyone can point
+            // anywhere (the build before took them for loopback: an attacker review).
+            (client + "{client_id: web, public: true, redirect_uris: [\"http://127.0.0.1.nip.io/cb\"]}", "must use https"),
+            (client + "{client_id: web, public: true, redirect_uris: [\"http://127.attacker.example/cb\"]}", "must use https"),
             (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb#x\"]}", "without a fragment"),
             (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb\"], grant_types: [implicit]}", "implicit and password are not offered"),
             ("  clients:\n    - {client_id: web, public: true, redirect_uris: [\"https://a/cb\"]}", "needs users_file"),
@@ -144,6 +148,13 @@ struct AuthorizationCodeConfigTests {
         }
         // The session cookie is Secure: an http issuer only on loopback.
         #expect(error(issuer: "http://control.example:9000", "  users_file: users.yaml").contains("needs an https issuer"))
+        #expect(error(issuer: "http://127.attacker.example:9000", "  users_file: users.yaml").contains("needs an https issuer"))
+        for loopback in ["127.0.0.1", "127.255.3.9", "[::1]", "localhost"] {
+            #expect(AuthorizationServerConfig.isLoopback(loopback), "\(loopback)")
+        }
+        for name in ["127.0.0.1.nip.io", "127.attacker.example", "127.1", "0127.0.0.1", "[::ffff:127.0.0.1]", "1.127.0.0.1"] {
+            #expect(!AuthorizationServerConfig.isLoopback(name), "\(name)")
+        }
         #expect(error(issuer: "https://control.example", "  users_file: users.yaml").isEmpty)
     }
 }

@@ -80,15 +80,22 @@ struct LoginSessionStore: Sendable {
     }
 
     /// The value of the cookie `name` in the request's `Cookie` headers (ids are at most 64
-    /// characters; anything longer is no session of ours).
+    /// characters; anything longer is no session of ours). Nil when the name comes more than
+    /// once: a page of the same site can plant a cookie of that name for a more specific path
+    /// or a parent domain, which the browser sends first, and taking either one could sign the
+    /// user in as the planter (login CSRF; found by an attacker review).
     static func cookie(_ name: String, in headers: HTTPFields) -> String? {
+        var found: String?
         for header in headers[values: .cookie] {
             for item in header.split(separator: ";") {
                 let pair = item.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
-                if pair.count == 2, pair[0] == name, pair[1].count <= 64 { return String(pair[1]) }
+                guard pair.count == 2, pair[0] == name else { continue }
+                guard found == nil else { return nil }
+                found = String(pair[1])
             }
         }
-        return nil
+        guard let found, found.count <= 64 else { return nil }
+        return found
     }
 
     /// The session `id` names: anonymous (checked here, nothing read) or signed in (read from

@@ -224,10 +224,17 @@ public struct AuthorizationServerConfig: Sendable {
         try map.finish()
     }
 
-    /// 127.0.0.0/8, ::1 and localhost: where browsers treat plain http as a secure context.
+    /// 127.0.0.0/8, ::1 and localhost: where browsers treat plain http as a secure context. An
+    /// address only — written as one, dotted quad or IPv6 —, never a name that starts like one
+    /// (`127.0.0.1.nip.io` resolves wherever its owner likes).
     static func isLoopback(_ host: String) -> Bool {
         let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
-        return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
+        if bare == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, bare, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, bare, &v6) == 1 else { return false }
+        return withUnsafeBytes(of: &v6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
     }
 
     private static func positiveDuration(_ node: ConfigNode?, default value: Duration, minimum: Duration) throws -> Duration {
