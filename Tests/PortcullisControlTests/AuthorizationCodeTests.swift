@@ -490,7 +490,7 @@ extension ControlPlaneTests {
             }
         }
 
-        @Test("RFC 9700 §2.1 and §4.1: redirect URIs match exactly, and a mismatch gets an error page, never a redirect; state is required; no implicit (§2.1.2) or password (§2.4) grant")
+        @Test("RFC 9700 §2.1 and §4.1: redirect URIs match exactly, and a mismatch gets an error page, never a redirect; state is required; response_mode only query; no implicit (§2.1.2) or password (§2.4) grant")
         func rfc9700Section2_1RedirectURIAndState() async throws {
             let cluster = try await SignInBrowser.cluster()
             defer { Task { await cluster.shutdown() } }
@@ -514,6 +514,14 @@ extension ControlPlaneTests {
             #expect(noState.status == 303)
             #expect(SignInBrowser.redirectParameters(noState)["error"] == "invalid_request")
             #expect(SignInBrowser.redirectParameters(noState)["error_description"]?.contains("state") == true)
+
+            // A code asked for in a fragment or a form post is refused, not sent in the query.
+            for mode in ["fragment", "form_post"] {
+                let refused = try browser.authorize(browser.parameters(["response_mode": mode]))
+                #expect(SignInBrowser.redirectParameters(refused)["error"] == "invalid_request", "\(mode)")
+                #expect(SignInBrowser.redirectParameters(refused)["error_description"]?.contains("response_mode") == true, "\(mode)")
+            }
+            #expect(try browser.authorize(browser.parameters(["response_mode": "query"])).status == 200)
 
             let implicit = try browser.authorize(browser.parameters(["response_type": "token"]))
             #expect(SignInBrowser.redirectParameters(implicit)["error"] == "unsupported_response_type")

@@ -274,6 +274,11 @@ final class AuthorizationEndpoint: Sendable {
                         "response_type must be code (the implicit grant is not offered)")
         }
         guard !state.isEmpty else { return fail("invalid_request", "state is required") }
+        // A client asking for the code in a fragment or a form post would look for it there:
+        // refused rather than answered in the query it did not ask for.
+        guard params["response_mode"] == nil || params["response_mode"] == "query" else {
+            return fail("invalid_request", "response_mode must be query (the code is sent in the redirect's query)")
+        }
         guard params["code_challenge_method"] == "S256" else {
             return fail("invalid_request", "PKCE is required with code_challenge_method=S256 (plain is not accepted)")
         }
