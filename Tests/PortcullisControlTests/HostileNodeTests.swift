@@ -58,10 +58,7 @@ struct HostileNodeTests {
         // within a gateway's rights.
         let directory = try TemporaryDirectory.make(prefix: "portcullis-hostile-node")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let cluster = try await ControlCluster(
-            redisArguments: ["--aclfile", try ACLFile.make(in: directory)],
-            controlRedisURL: { ACLFile.url(user: "portcullis-control", password: ACLFile.controlPassword, port: $0) },
-            gatewayRedisURL: { ACLFile.url(user: "portcullis-gateway", password: ACLFile.gatewayPassword, port: $0) })
+        let cluster = try await ACLFile.cluster(in: directory)
         try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
             let gateway = try await cluster.startGateway(id: "gw-1")
             try await eventually("gw-1 live") {

@@ -36,6 +36,14 @@ enum ACLFile {
         "redis://\(user):\(password)@127.0.0.1:\(port)/0"
     }
 
+    /// A control plane and gateways each on its role's user, Redis on the file `make(in:)` writes.
+    static func cluster(in directory: String, controlExtra: String = "", redisPersistence: Bool = false) async throws -> ControlCluster {
+        try await ControlCluster(
+            controlExtra: controlExtra, redisPersistence: redisPersistence, redisArguments: ["--aclfile", try make(in: directory)],
+            controlRedisURL: { url(user: "portcullis-control", password: controlPassword, port: $0) },
+            gatewayRedisURL: { url(user: "portcullis-gateway", password: gatewayPassword, port: $0) })
+    }
+
     /// Whether a reply is Redis refusing a command on ACL grounds: `NOPERM` for a command, key or
     /// channel; inside a script Redis 7.0 answers `ERR The user executing the script can't …`.
     static func isRefused(_ reply: String) -> Bool {
@@ -256,11 +264,7 @@ extension ControlPlaneTests {
         func revocationsSurviveARestartUnderTheACLFile() async throws {
             let directory = try TemporaryDirectory.make(prefix: "portcullis-acl-aof")
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let aclFile = try ACLFile.make(in: directory)
-            let cluster = try await ControlCluster(
-                redisPersistence: true, redisArguments: ["--aclfile", aclFile],
-                controlRedisURL: { ACLFile.url(user: "portcullis-control", password: ACLFile.controlPassword, port: $0) },
-                gatewayRedisURL: { ACLFile.url(user: "portcullis-gateway", password: ACLFile.gatewayPassword, port: $0) })
+            let cluster = try await ACLFile.cluster(in: directory, redisPersistence: true)
             defer { Task { await cluster.shutdown() } }
             let root = RedisCLI.root(cluster.redis.port)
             _ = try await cluster.startGateway(id: "gw-1")
@@ -286,12 +290,7 @@ extension ControlPlaneTests {
         func clusterRunsOnItsACLUsers() async throws {
             let directory = try TemporaryDirectory.make(prefix: "portcullis-acl")
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let aclFile = try ACLFile.make(in: directory)
-            let cluster = try await ControlCluster(
-                controlExtra: "rate_limits:\n  - {name: per-client, key: client_id, limit: 100000, window: 1h}\n",
-                redisArguments: ["--aclfile", aclFile],
-                controlRedisURL: { ACLFile.url(user: "portcullis-control", password: ACLFile.controlPassword, port: $0) },
-                gatewayRedisURL: { ACLFile.url(user: "portcullis-gateway", password: ACLFile.gatewayPassword, port: $0) })
+            let cluster = try await ACLFile.cluster(in: directory, controlExtra: "rate_limits:\n  - {name: per-client, key: client_id, limit: 100000, window: 1h}\n")
             defer { Task { await cluster.shutdown() } }
             let root = RedisCLI.root(cluster.redis.port)
             // Ready means the gateway subscribed and read the signed head and log as portcullis-gateway.
