@@ -66,8 +66,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var exchangeToken: VerifiedToken?
     private var session: LiveSession?
     /// Opens the session of an exchange that outlasts `Self.watchAfter` without a flush (a long
-    /// poll, a long upload). One timer per connection, re-armed per request without scheduling
-    /// (`DeadlineTimer`).
+    /// poll, a long upload). One timer per connection, re-armed per request by moving its
+    /// deadline (`DeadlineTimer`: a scheduled check only when none is pending).
     private var watchTimer: DeadlineTimer?
     /// How long an exchange admitted with a token runs unwatched: past it, its token's end cuts it.
     static let watchAfter = TimeAmount.seconds(1)

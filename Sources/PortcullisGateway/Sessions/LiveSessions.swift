@@ -10,10 +10,10 @@ import Synchronization
 /// exchanges that outlast one read of their upstream or one second), each with the token it was
 /// admitted with, so that one ends when its token does: when the cluster revokes the token (by
 /// jti, subject or client cut-off, or its signing key) or it reaches `exp` plus the leeway it was
-/// verified under, whichever comes first. Protocol-neutral: a protocol
-/// handler opens a `LiveSession` with a callback that closes its connection or stream the
-/// protocol's way (WebSocket close 1008, RST_STREAM, gRPC status 16, a reset HTTP/1.1
-/// connection), and reports how it ended.
+/// verified under, whichever comes first. Protocol-neutral: a protocol handler opens a
+/// `LiveSession` with a callback that closes its connection or stream the protocol's way
+/// (WebSocket close 1008, RST_STREAM, gRPC status 16, a reset HTTP/1.1 connection), and reports
+/// how it ended.
 ///
 /// Sessions are kept per event loop and only touched there. The sessions of a loop whose tokens
 /// end at the same instant share one timer (`ExpiryGroup`): the calls of one client carry one

@@ -31,7 +31,7 @@ struct UpstreamResponseParser {
     /// event loop (and every connection on it) until the response-header timeout (found by an
     /// attacker review). A server sends one or two (100 Continue, 103 Early Hints).
     static let maxInterimHeads = 8
-    /// Bytes of chunked framing beyond what the data carried allows (`chunkOverhead`).
+    /// Bytes of chunked framing beyond what the data carried allows (`excessChunkFraming`).
     static let maxExcessChunkFraming = 16 * 1024
 
     private enum State {
