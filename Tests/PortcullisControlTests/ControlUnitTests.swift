@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Mustache
 import PortcullisCluster
 import PortcullisJOSE
 @testable import PortcullisControl
@@ -9,6 +10,21 @@ import Testing
 
 @Suite("control plane: pure logic")
 struct ControlUnitTests {
+    /// swift-mustache's own escaping compares whole Characters: each of these is one Character
+    /// that is not `"`, `<` or `>`, so the build before let them through raw (an attacker review
+    /// broke out of the sign-in page's hidden field with them).
+    @Test("page values are escaped per Unicode scalar: quotes and angle brackets joined to a zero-width joiner, a combining mark or a prepended mark are escaped too")
+    func pageValuesEscapedPerScalar() {
+        let library = MustacheLibrary(fixed: ["field": "<input value=\"{{v}}\"><p>{{v}}</p>"])
+        for joined in ["\"\u{200D}", "\"\u{0301}", "\u{0600}\"", ">\u{200D}", "<\u{0301}", "\u{0600}<", "'\u{200D}", "&\u{0301}"] {
+            let html = library.render(["v": joined + "x"], withTemplate: "field") ?? ""
+            let raw = html.unicodeScalars.filter { "\"<>'".unicodeScalars.contains($0) }.count
+            // Only the template's own: two quotes and six angle brackets.
+            #expect(raw == 8, "\(joined.unicodeScalars.map { String($0.value, radix: 16) }) → \(html)")
+        }
+        #expect(ScalarHTMLEscaping.escape("a<b>\"c\"&'d'") == "a&lt;b&gt;&quot;c&quot;&amp;&#39;d&#39;")
+    }
+
     @Test("form bodies decode strictly: escapes, plus as space, repeated names refused")
     func formDecoding() {
         #expect(FormEncoding.decode("grant_type=client_credentials&scope=a+b%3Ac") == ["grant_type": "client_credentials", "scope": "a b:c"])

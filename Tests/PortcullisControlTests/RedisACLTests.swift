@@ -37,9 +37,11 @@ enum ACLFile {
     }
 
     /// A control plane and gateways each on its role's user, Redis on the file `make(in:)` writes.
-    static func cluster(in directory: String, controlExtra: String = "", redisPersistence: Bool = false) async throws -> ControlCluster {
+    static func cluster(in directory: String, controlExtra: String = "", asExtra: String = "", asClients: [String] = [],
+                        redisPersistence: Bool = false) async throws -> ControlCluster {
         try await ControlCluster(
-            controlExtra: controlExtra, redisPersistence: redisPersistence, redisArguments: ["--aclfile", try make(in: directory)],
+            controlExtra: controlExtra, asExtra: asExtra, asClients: asClients, redisPersistence: redisPersistence,
+            redisArguments: ["--aclfile", try make(in: directory)],
             controlRedisURL: { url(user: "portcullis-control", password: controlPassword, port: $0) },
             gatewayRedisURL: { url(user: "portcullis-gateway", password: gatewayPassword, port: $0) })
     }
@@ -286,11 +288,13 @@ extension ControlPlaneTests {
             #expect(listed.contains { $0["value"] as? String == jti }, "\(listed)")
         }
 
-        @Test("a control plane and a gateway, each on its own ACL user, revoke and enforce, acknowledge, list membership, sync rate limits and ask for a refetch with no command refused")
+        @Test("a control plane and a gateway, each on its own ACL user, revoke and enforce, acknowledge, list membership, sync rate limits, ask for a refetch and sign in users and operators with no command refused")
         func clusterRunsOnItsACLUsers() async throws {
             let directory = try TemporaryDirectory.make(prefix: "portcullis-acl")
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let cluster = try await ACLFile.cluster(in: directory, controlExtra: "rate_limits:\n  - {name: per-client, key: client_id, limit: 100000, window: 1h}\n")
+            try SignInBrowser.users.write(toFile: directory + "/users.yaml", atomically: true, encoding: .utf8)
+            let cluster = try await ACLFile.cluster(in: directory, controlExtra: "rate_limits:\n  - {name: per-client, key: client_id, limit: 100000, window: 1h}\n",
+                                                    asExtra: "  users_file: \(directory)/users.yaml\n", asClients: [SignInBrowser.client])
             defer { Task { await cluster.shutdown() } }
             let root = RedisCLI.root(cluster.redis.port)
             // Ready means the gateway subscribed and read the signed head and log as portcullis-gateway.
@@ -367,6 +371,14 @@ extension ControlPlaneTests {
                 guard header(of: next)["kid"] as? String == newKid else { return false }
                 return try cluster.statuses(next) == [200]
             }
+            // A user signs in at the authorization server (the login throttle's script counts the
+            // attempt and takes it back) and redeems the code; an operator signs in to the console.
+            // The build before lacked INCR and DECR: both sign-ins answered 503 (an attacker review).
+            let browser = SignInBrowser(control: control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            #expect(try browser.redeem(code).status == 200)
+            let operatorSignIn = try ConsoleVisitor(control: control).signIn()
+            #expect(operatorSignIn.status == 303, "\(operatorSignIn.status) \(operatorSignIn.text)")
             let actions = (try control.admin("GET", "/v1/audit?count=50").json["entries"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
             #expect(actions.contains("revocation.create") && actions.contains("oauth.revoke") && actions.contains("keys.rotate"), "\(actions)")
 

@@ -157,6 +157,40 @@ struct RequestPolicyConfigTests {
         }
     }
 
+    /// The build before loaded (and reloaded) such a config: a public route added above the JWT
+    /// one took its requests, unauthenticated, without a word (an attacker review).
+    @Test("a route that an earlier one with the same host and prefix shadows for all its methods is a configuration error naming both; one with other methods, another prefix or another host is not")
+    func shadowedRoutesRefused() throws {
+        func routes(_ list: String...) -> String {
+            "routes:\n" + list.map { "  - {\($0), upstream: {targets: [127.0.0.1:1]}}\n" }.joined()
+        }
+        for shadowed in [
+            routes("name: open, path_prefix: /orders", "name: orders, path_prefix: /orders, strip_prefix: true"),
+            routes("name: open, path_prefix: /orders/", "name: orders, path_prefix: /Orders, methods: [GET]"),
+            routes("name: open, path_prefix: /orders, methods: [GET, POST]", "name: orders, path_prefix: /orders, methods: [POST]"),
+            routes("name: open, host: a.example, path_prefix: /x", "name: orders, host: A.example, path_prefix: /x"),
+        ] {
+            do {
+                _ = try parse(shadowed)
+                Issue.record("accepted: \(shadowed)")
+            } catch {
+                #expect("\(error)".contains("route 'orders' is never reached: route 'open' before it"), "\(error)")
+                #expect("\(error)".hasPrefix("gw.yaml:4:"), "\(error)")
+            }
+        }
+        for distinct in [
+            routes("name: open, path_prefix: /orders, methods: [GET]", "name: orders, path_prefix: /orders"),
+            routes("name: open, path_prefix: /orders, methods: [GET]", "name: orders, path_prefix: /orders, methods: [DELETE, GET]"),
+            routes("name: open, path_prefix: /order", "name: orders, path_prefix: /orders"),
+            routes("name: open, host: a.example, path_prefix: /x", "name: orders, path_prefix: /x"),
+        ] {
+            #expect(throws: Never.self) { _ = try parse(distinct) }
+        }
+        #expect(throws: Never.self) {
+            _ = try parse("http: {path: {case_sensitive: true}}\n" + routes("name: open, path_prefix: /orders", "name: orders, path_prefix: /Orders"))
+        }
+    }
+
     @Test("prefixes match without regard to case unless case_sensitive")
     func caseSensitivity() throws {
         let insensitive = try RouteTable(config: try parse(Self.route), metrics: GatewayMetrics(registry: PrometheusCollectorRegistry()))

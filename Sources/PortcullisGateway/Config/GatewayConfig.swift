@@ -147,11 +147,30 @@ public struct GatewayConfig: Sendable {
             if let policy = route.rateLimit, policies[policy] == nil {
                 throw node.error("route '\(route.name)' names rate-limit policy '\(policy)', which is not under rate_limits:")
             }
+            // The router takes the first of the routes with a host and prefix in file order: one
+            // whose methods an earlier one's cover is never reached. A route added above another
+            // (say a public `/orders` above the JWT one) silently took its requests, unauthenticated
+            // (found by an attacker review): that is a mistake to name, not a config to serve.
+            let caseSensitive = http.path.caseSensitive
+            if let earlier = routes.first(where: { Self.shadows($0, route, caseSensitive: caseSensitive) }) {
+                throw node.error("route '\(route.name)' is never reached: route '\(earlier.name)' before it has the same host and path_prefix and takes its methods")
+            }
             routes.append(route)
         }
         guard !routes.isEmpty else { throw routesNode.error("at least one route is required") }
         self.routes = routes
         try map.finish()
+    }
+
+    /// Whether `earlier`, being first in the file, takes every request `later` would match.
+    static func shadows(_ earlier: RouteConfig, _ later: RouteConfig, caseSensitive: Bool) -> Bool {
+        guard earlier.host == later.host else { return false }
+        let samePrefix = caseSensitive ? earlier.pathPrefix == later.pathPrefix
+            : earlier.pathPrefix.lowercased() == later.pathPrefix.lowercased()
+        guard samePrefix else { return false }
+        guard let taken = earlier.methods else { return true }
+        guard let wanted = later.methods else { return false }
+        return wanted.isSubset(of: taken)
     }
 
     /// `<hostname>-<port>`: the id survives a restart, so the membership registry and dashboards
