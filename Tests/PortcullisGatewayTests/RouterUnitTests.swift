@@ -20,13 +20,15 @@ struct RouterUnitTests {
     func longestPrefix() throws {
         let routes = try table("""
           - {name: root, path_prefix: /, upstream: {targets: [127.0.0.1:1]}}
-          - {name: api, path_prefix: /api, upstream: {targets: [127.0.0.1:1]}}
+          - {name: api, path_prefix: /api, methods: [GET, POST], upstream: {targets: [127.0.0.1:1]}}
           - {name: api-v2, path_prefix: /api/v2/, upstream: {targets: [127.0.0.1:1]}}
-          - {name: api-again, path_prefix: /api, upstream: {targets: [127.0.0.1:1]}}
+          - {name: api-again, path_prefix: /api, methods: [GET, DELETE], upstream: {targets: [127.0.0.1:1]}}
         """)
         #expect(name(routes.router.match(host: nil, path: "/api/v2/x", method: "GET")) == "api-v2")
         #expect(name(routes.router.match(host: nil, path: "/api/v2", method: "GET")) == "api-v2")
+        // Both /api routes take GET: the first in the file does; DELETE only the second.
         #expect(name(routes.router.match(host: nil, path: "/api/v1", method: "GET")) == "api")
+        #expect(name(routes.router.match(host: nil, path: "/api/v1", method: "DELETE")) == "api-again")
         #expect(name(routes.router.match(host: nil, path: "/apix", method: "GET")) == "root")
         #expect(name(routes.router.match(host: nil, path: "/", method: "GET")) == "root")
     }
