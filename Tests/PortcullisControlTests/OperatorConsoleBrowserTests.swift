@@ -9,7 +9,7 @@ extension ControlPlaneTests {
            .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/chromedriver")
                     && FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium")))
     struct OperatorConsoleBrowserTests {
-        @Test("Chromium: sign-in is required and a wrong token is told so; the cluster page lists both gateways; revoking a subject shows each node's acknowledgement as the script polls; the audit page names the operator; sign-out ends the session; no CSP violation")
+        @Test("Chromium: sign-in is required and a wrong token is told so; the cluster page lists both gateways; revoking a subject shows each node's acknowledgement as the script polls; the audit page names the operator; a link from another site does not sign the operator out; sign-out ends the session; no CSP violation")
         func browserRevoke() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
@@ -45,6 +45,8 @@ extension ControlPlaneTests {
             let audit = result["audit"] as? [[String: String]] ?? []
             #expect(audit.first == ["actor": "test-ops", "action": "revocation.create", "target": "subject:demo-client"])
             #expect(audit.contains { $0["action"] == "console.sign_in" && $0["actor"] == "test-ops" })
+            #expect(result["cross_site_link"] as? String == "/console/sign-in")
+            #expect(result["after_cross_site_link"] as? String == "signed in", "a link from another site signed the operator out")
             #expect(result["signed_out_notice"] as? String == "You are signed out.")
             #expect(result["after_sign_out"] as? String == "/console/sign-in")
             #expect((result["csp_violations"] as? [String])?.isEmpty == true, "\(result["csp_violations"] ?? "")")

@@ -2,16 +2,26 @@ import Foundation
 import PortcullisTestSupport
 import Testing
 
-/// A person at the operator console, over plain HTTP: keeps the console cookie and reads the
-/// CSRF token out of the pages.
+/// A person at the operator console, over plain HTTP: keeps the console's cookies (by name, each
+/// sent only under its path, as a browser does) and reads the CSRF token out of the pages.
 final class ConsoleVisitor {
     let control: ControlProcess
-    var cookie: String?
+    /// Cookie name → (value, path).
+    var cookies: [String: (value: String, path: String)] = [:]
     var csrf: String?
 
     init(control: ControlProcess) {
         self.control = control
     }
+
+    /// The signed-in session's cookie (`portcullis_console`).
+    var cookie: String? {
+        get { cookies["portcullis_console"]?.value }
+        set { cookies["portcullis_console"] = newValue.map { ($0, "/console") } }
+    }
+
+    /// The sign-in form's cookie (`portcullis_console_form`).
+    var formCookie: String? { cookies["portcullis_console_form"]?.value }
 
     func get(_ path: String) throws -> HTTPTestResponse {
         try send("GET", path)
@@ -25,16 +35,28 @@ final class ConsoleVisitor {
         return try send("POST", path, body: Array(body.utf8), contentType: contentType)
     }
 
+    /// Takes the response's `Set-Cookie` fields as a browser would: a new value replaces the
+    /// cookie of that name, `Max-Age=0` removes it.
+    func store(_ response: HTTPTestResponse) {
+        for set in response.headerValues("set-cookie") {
+            let fields = set.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let pair = fields.first?.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false), pair.count == 2 else { continue }
+            let name = String(pair[0])
+            let path = fields.first { $0.hasPrefix("Path=") }.map { String($0.dropFirst(5)) } ?? "/"
+            cookies[name] = fields.contains("Max-Age=0") ? nil : (String(pair[1]), path)
+        }
+    }
+
     private func send(_ method: String, _ path: String, body: [UInt8]? = nil, contentType: String? = nil) throws -> HTTPTestResponse {
         let client = try HTTPTestClient(port: control.adminPort, timeout: 30)
         defer { client.close() }
         var headers = [("Connection", "close")]
         if let contentType { headers.append(("Content-Type", contentType)) }
-        if let cookie { headers.append(("Cookie", "portcullis_console=\(cookie)")) }
+        let target = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
+        let sent = cookies.filter { target == $0.value.path || target.hasPrefix($0.value.path + "/") }.sorted { $0.key < $1.key }
+        if !sent.isEmpty { headers.append(("Cookie", sent.map { "\($0.key)=\($0.value.value)" }.joined(separator: "; "))) }
         let response = try client.request(method, path, headers: headers, body: body)
-        if let set = response.header("set-cookie"), let pair = set.split(separator: ";").first?.split(separator: "=", maxSplits: 1) {
-            cookie = pair.count == 2 ? String(pair[1]) : nil
-        }
+        store(response)
         if let token = SignInBrowser.hiddenFields(response)["csrf_token"] { csrf = token }
         return response
     }
@@ -112,16 +134,21 @@ extension ControlPlaneTests {
             defer { Task { await cluster.shutdown() } }
             let visitor = ConsoleVisitor(control: cluster.control)
             let page = try visitor.get("/console/sign-in")
-            let anonymous = try #require(visitor.cookie)
+            let anonymous = try #require(visitor.formCookie)
+            #expect(visitor.cookie == nil)
+            let formCookie = try #require(page.header("set-cookie"))
+            #expect(Set(formCookie.split(separator: ";").dropFirst().map { $0.trimmingCharacters(in: .whitespaces) })
+                == ["Path=/console/sign-in", "Secure", "HttpOnly", "SameSite=Strict"])
             // Showing the sign-in form stores nothing (each visit used to store a 10-minute session).
             for _ in 0..<100 { #expect(try ConsoleVisitor(control: cluster.control).get("/console/sign-in").status == 200) }
             #expect(try cluster.redis.cli("KEYS", "portcullis:as:session:*").isEmpty)
             let signedIn = try visitor.post("/console/sign-in", ["token": ControlCluster.adminToken])
             #expect(signedIn.status == 303 && signedIn.header("location") == "/console/cluster")
-            let setCookie = try #require(signedIn.header("set-cookie"))
+            let setCookie = try #require(signedIn.headerValues("set-cookie").first { $0.hasPrefix("portcullis_console=") })
             let attributes = Set(setCookie.split(separator: ";").dropFirst().map { $0.trimmingCharacters(in: .whitespaces) })
             #expect(attributes == ["Path=/console", "Secure", "HttpOnly", "SameSite=Strict"])
-            #expect(visitor.cookie != anonymous)
+            #expect(visitor.cookie != nil && visitor.cookie != anonymous)
+            #expect(visitor.formCookie == nil, "sign-in clears the form's cookie")
             // The session is in Redis under its hash, never its id.
             let keys = try cluster.redis.cli("KEYS", "portcullis:as:session:console:*")
             #expect(keys.split(separator: "\n").count == 1 && !keys.contains(visitor.cookie ?? "-"))
@@ -138,6 +165,32 @@ extension ControlPlaneTests {
             #expect(script.status == 200 && script.header("content-type")?.hasPrefix("text/javascript") == true)
             #expect(script.header("x-content-type-options") == "nosniff")
             #expect(try visitor.get("/console/static/other.js").status == 404)
+        }
+
+        @Test("a link from another site to a console page does not sign the operator out: it lands on the sign-in page, whose form cookie has a name and path of its own")
+        func crossSiteLinkKeepsSession() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            let visitor = ConsoleVisitor(control: cluster.control)
+            try visitor.signIn()
+            #expect(try visitor.get("/console/keys").status == 200)
+            // A browser following a link from another site sends no SameSite=Strict cookie, but keeps
+            // what the answers set: the redirect to the sign-in page, then that page.
+            let linked = try HTTPTestClient(port: cluster.control.adminPort, timeout: 30)
+            let redirect = try linked.request("GET", "/console/keys", headers: [("Connection", "close")])
+            linked.close()
+            #expect(redirect.status == 303 && redirect.header("location") == "/console/sign-in")
+            visitor.store(redirect)
+            let signInPage = try HTTPTestClient(port: cluster.control.adminPort, timeout: 30)
+            let form = try signInPage.request("GET", "/console/sign-in", headers: [("Connection", "close")])
+            signInPage.close()
+            #expect(form.status == 200)
+            visitor.store(form)
+            #expect(visitor.formCookie != nil)
+            // Back in the console (a bookmark, the address bar): still signed in.
+            let keys = try visitor.get("/console/keys")
+            #expect(keys.status == 200, "\(keys.header("location") ?? "")")
+            #expect(try visitor.post("/console/revocations", ["kind": "subject", "value": "after-link"]).status == 303)
         }
 
         @Test("a form without the session's CSRF token, or with another's, is refused and changes nothing; so is a sign-in form without one")

@@ -67,7 +67,8 @@ while True:
 status = api(conn, "GET", "/v1/status")
 print(f"{len(live)} gateways in step at sequence {state['revocation_sequence']}; in force: {status['revocations']['in_force']}")
 
-# Sign in as a browser would: the form's session cookie and CSRF token, then the token.
+# Sign in as a browser would: the form's cookie and CSRF token, then the token; keep the session's
+# cookie (the answer also clears the form's).
 conn.request("GET", "/console/sign-in")
 page = conn.getresponse()
 body = page.read().decode()
@@ -79,7 +80,8 @@ answer = conn.getresponse()
 answer.read()
 if answer.status != 303:
     sys.exit(f"sign-in answered {answer.status}")
-cookie = answer.getheader("Set-Cookie").split(";")[0]
+cookie = next(value.split(";")[0] for name, value in answer.getheaders()
+              if name.lower() == "set-cookie" and value.startswith("portcullis_console="))
 
 
 def timed(path, count):

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import PortcullisCluster
 import PortcullisJOSE
@@ -23,6 +24,11 @@ struct OperatorConsole: Sendable {
 
     static let root = "/console"
     static let cookieName = "portcullis_console"
+    /// The sign-in form's cookie: a name and path of its own, so that the form a cross-site link
+    /// lands on (the session cookie, `SameSite=Strict`, stays behind) does not overwrite a
+    /// signed-in session's cookie in the browser.
+    static let formCookieName = "portcullis_console_form"
+    static let signInPath = "/console/sign-in"
     /// Failed sign-ins per client address before sign-in is refused (429) for the rest of the
     /// window that began with the first failure.
     static let signInLimits = LoginThrottle.Limits(perUser: 10, perAddress: 10, window: .seconds(300))
@@ -198,6 +204,11 @@ struct OperatorConsole: Sendable {
         "\(cookieName)=\(id); Path=\(root); Secure; HttpOnly; SameSite=Strict"
     }
 
+    /// The sign-in form's cookie, sent back only to the sign-in page; `nil` clears it.
+    static func formCookie(_ id: String?) -> String {
+        "\(formCookieName)=\(id ?? ""); Path=\(signInPath); " + (id == nil ? "Max-Age=0; " : "") + "Secure; HttpOnly; SameSite=Strict"
+    }
+
     // MARK: Sign-in
 
     private func signInPage(_ request: Request) async throws -> Response {
@@ -207,7 +218,7 @@ struct OperatorConsole: Sendable {
         var context: [String: Any] = ["csrf": session.csrfToken]
         if signedOut { context["notice"] = "You are signed out." }
         var page = pages.render("sign-in", title: "Sign in", context)
-        page.headers[.setCookie] = Self.cookie(session.id)
+        page.headers[.setCookie] = Self.formCookie(session.id)
         return page
     }
 
@@ -218,7 +229,7 @@ struct OperatorConsole: Sendable {
         } catch let error as APIError {
             return pages.error(title: "Not signed in", message: error.message, status: error.status)
         }
-        guard let id = LoginSessionStore.cookie(Self.cookieName, in: request.headers), let session = try await sessions.lookup(id),
+        guard let id = LoginSessionStore.cookie(Self.formCookieName, in: request.headers), let session = try await sessions.lookup(id),
               session.username == nil, Self.csrfMatches(form, session) else {
             return pages.error(title: "Form expired", message: "This sign-in form has expired or was not sent from this console. Open the sign-in page again.",
                                status: .forbidden)
@@ -260,6 +271,7 @@ struct OperatorConsole: Sendable {
                                               target: "session", from: context.peer, outcome: "ok", status: 303))
         var response = Self.redirect("/console/cluster")
         response.headers[.setCookie] = Self.cookie(signedIn.id)
+        response.headers.append(HTTPField(name: .setCookie, value: Self.formCookie(nil)))
         return response
     }
 

@@ -3,7 +3,8 @@
 
 Headless Chromium (chromium-driver and Selenium) opens the console, is sent to the sign-in page,
 tries a wrong token, signs in, reads the cluster page, revokes SUBJECT on the revocations page and
-watches the per-node propagation the page's script fills in, reads the audit page and signs out.
+watches the per-node propagation the page's script fills in, reads the audit page, follows a link
+from another site to the console (and is still signed in afterwards) and signs out.
 Prints one JSON object with what each step saw; screenshots go to SCREEN_DIR when given.
 
     browser_console.py ADMIN_URL TOKEN SUBJECT HOME [SCREEN_DIR]
@@ -90,6 +91,20 @@ try:
                         "target": row.find_element(By.CLASS_NAME, "target").text}
                        for row in driver.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
     shot("console-4-audit")
+
+    # A link from another site (an opaque data: origin) to a console page arrives without the
+    # SameSite=Strict session cookie and lands on the sign-in page; the operator is still signed
+    # in when they come back.
+    driver.get("data:text/html,<a id=link href='" + admin + "/console/keys'>keys</a>")
+    driver.find_element(By.ID, "link").click()
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "token")))
+    result["cross_site_link"] = driver.current_url.replace(admin, "")
+    driver.get(admin + "/console/cluster")
+    wait.until(lambda d: d.find_elements(By.ID, "nodes") or d.find_elements(By.ID, "token"))
+    result["after_cross_site_link"] = "signed in" if driver.find_elements(By.ID, "nodes") else "signed out"
+    if not driver.find_elements(By.ID, "nodes"):
+        sign_in(token)
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "nodes")))
 
     driver.find_element(By.ID, "sign-out").click()
     wait.until(expected_conditions.presence_of_element_located((By.ID, "notice")))
