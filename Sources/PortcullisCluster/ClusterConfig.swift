@@ -73,8 +73,11 @@ public struct ClusterConfig: Sendable {
         case (nil, let node?):
             let path = try node.nonEmptyString()
             let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).path
-            guard let text = try? String(contentsOfFile: resolved, encoding: .utf8) else {
-                throw node.error("cannot read the cluster secret from \(resolved)")
+            let text: String
+            do {
+                text = try ConfigFile.text(atPath: resolved)
+            } catch {
+                throw node.error("cannot read the cluster secret from \(resolved): \(error.reason)")
             }
             secret = try Self.decodeSecret(text.trimmingCharacters(in: .whitespacesAndNewlines), node: node)
         case (nil, nil):

@@ -30,9 +30,9 @@ public struct ConfigNode: Sendable {
     public static func load(file path: String) throws -> ConfigNode {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = try ConfigFile.text(atPath: path)
         } catch {
-            throw ConfigError(file: path, line: nil, column: nil, keyPath: "", message: "cannot read file: \(error.localizedDescription)")
+            throw ConfigError(file: path, line: nil, column: nil, keyPath: "", message: "cannot read file: \(error.reason)")
         }
         return try parse(yaml: text, file: path)
     }
@@ -46,7 +46,8 @@ public struct ConfigNode: Sendable {
             throw ConfigError(file: file, line: context.mark.line, column: context.mark.column,
                               keyPath: duplicates.sorted().joined(separator: ", "), message: "duplicate key")
         } catch let error as YamlError {
-            throw ConfigError(file: file, line: yamlErrorLine(error), column: nil, keyPath: "", message: "invalid YAML: \(error)")
+            let (mark, message) = describe(error)
+            throw ConfigError(file: file, line: mark?.line, column: mark?.column, keyPath: "", message: "invalid YAML: " + message)
         } catch {
             throw ConfigError(file: file, line: nil, column: nil, keyPath: "", message: "invalid YAML: \(error)")
         }
@@ -56,12 +57,18 @@ public struct ConfigNode: Sendable {
         return try ConfigNode(yams: node, file: file, path: "")
     }
 
-    private static func yamlErrorLine(_ error: YamlError) -> Int? {
+    /// Where and what, on one line. Yams's own description spans several and quotes the offending
+    /// line of the file, which may hold a secret: errors name the place, never the value.
+    private static func describe(_ error: YamlError) -> (Mark?, String) {
         switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
-            return mark.line
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            let during = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
+            return (mark, problem + during)
+        case .reader(let problem, let offset, _, _):
+            return (nil, problem + (offset.map { " at byte \($0)" } ?? ""))
         default:
-            return nil
+            return (nil, String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " "))
         }
     }
 
@@ -168,8 +175,11 @@ public struct ConfigNode: Sendable {
             let pathNode = entries[0].value
             guard case .scalar(let path, _) = pathNode.value, !path.isEmpty else { throw pathNode.error("expected a file path") }
             let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
-            guard let contents = FileManager.default.contents(atPath: resolved), let text = String(data: contents, encoding: .utf8) else {
-                throw error("cannot read \(resolved)")
+            let text: String
+            do {
+                text = try ConfigFile.text(atPath: resolved)
+            } catch let failure {
+                throw error("cannot read \(resolved): \(failure.reason)")
             }
             var end = text.endIndex
             while end > text.startIndex, text[text.index(before: end)].isNewline { end = text.index(before: end) }

@@ -113,3 +113,48 @@ struct ConfigSecretTests {
         #expect { try missing.string() } throws: { "\($0)".contains("nope.txt") && "\($0)".contains(":2") }
     }
 }
+
+@Suite("config files that cannot be read")
+struct ConfigFileTests {
+    /// A folder with a directory, a FIFO, a symlink loop, an unreadable file and a file that is
+    /// not UTF-8, each under a `.yaml` name.
+    static func folder() throws -> String {
+        let directory = NSTemporaryDirectory() + "portcullis-config-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: directory + "/dir.yaml", withIntermediateDirectories: true)
+        #expect(mkfifo(directory + "/fifo.yaml", 0o600) == 0)
+        try FileManager.default.createSymbolicLink(atPath: directory + "/loop-a.yaml", withDestinationPath: directory + "/loop-b.yaml")
+        try FileManager.default.createSymbolicLink(atPath: directory + "/loop-b.yaml", withDestinationPath: directory + "/loop-a.yaml")
+        try Data([0x6b, 0x3a, 0x20, 0xff, 0xfe, 0x0a]).write(to: URL(fileURLWithPath: directory + "/latin.yaml"))
+        return directory
+    }
+
+    @Test("a directory, a FIFO, a device, a symlink loop, a missing file and bytes that are not UTF-8 are each refused at once, in words that say which, naming the file",
+          arguments: [("dir.yaml", "is a directory"), ("fifo.yaml", "is a FIFO"), ("loop-a.yaml", "symbolic links"), ("missing.yaml", "no such file"),
+                      ("latin.yaml", "not UTF-8"), ("/dev/zero", "is a device")])
+    func refused(name: String, words: String) throws {
+        let directory = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = name.hasPrefix("/") ? name : directory + "/" + name
+        let started = ContinuousClock.now
+        // The FIFO has no writer: a reader that blocked on it would never return.
+        #expect { try ConfigNode.load(file: path) } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix(path + ": cannot read file: ") && text.contains(words) && !text.contains("NSCocoaErrorDomain") && !text.contains("\n")
+        }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        // The same words for a secret named with {file: …}.
+        var root = try ConfigNode.parse(yaml: "secret: {file: \(path)}\n", file: directory + "/gw.yaml").mapping()
+        let secret = try root.required("secret")
+        #expect { try secret.string() } throws: { "\($0)".contains(words) && "\($0)".contains("gw.yaml:1") }
+    }
+
+    @Test("a YAML syntax error is one line naming the line and column, and does not quote the file (a line may hold a secret)")
+    func syntaxErrorOneLine() throws {
+        let yaml = "listen: 127.0.0.1:8080\nadmin_token: s3cret-value\nroutes: [\n  - path: /api\n"
+        #expect { try ConfigNode.parse(yaml: yaml, file: "gw.yaml") } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("gw.yaml:") && text.contains("invalid YAML: ") && !text.contains("\n") && !text.contains("s3cret")
+                && (error as? ConfigError)?.line != nil && (error as? ConfigError)?.column != nil
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import PortcullisConfig
 import PortcullisJOSE
 
 /// The AES-256-GCM key that seals the authorization server's private signing keys in Redis, so
@@ -29,8 +30,11 @@ struct KeyEncryptionKey: Sendable {
     /// Redis needs a copy of the same file).
     static func loadOrCreate(path: String, logger: Logger) throws(LoadError) -> KeyEncryptionKey {
         if FileManager.default.fileExists(atPath: path) {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw .unreadable("cannot read the key-encryption key \(path)")
+            let text: String
+            do {
+                text = try ConfigFile.text(atPath: path)
+            } catch {
+                throw .unreadable("cannot read the key-encryption key \(path): \(error.reason)")
             }
             let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "=", with: "")
             guard let bytes = Base64URL.decode(trimmed), bytes.count == 32 else {

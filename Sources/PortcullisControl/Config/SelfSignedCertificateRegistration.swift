@@ -28,10 +28,15 @@ enum SelfSignedCertificateRegistration {
     static func jwksFile(_ node: ConfigNode, baseDirectory: String) throws -> [[UInt8]] {
         let text = try node.nonEmptyString()
         let path = text.hasPrefix("/") ? text : URL(fileURLWithPath: baseDirectory).appendingPathComponent(text).path
-        guard let data = FileManager.default.contents(atPath: path) else { throw node.error("cannot read \(path)") }
+        let data: String
+        do {
+            data = try ConfigFile.text(atPath: path)
+        } catch {
+            throw node.error("cannot read \(path): \(error.reason)")
+        }
         let document: JSONValue
         do {
-            document = try JOSEJSONReader.parse(Array(data))
+            document = try JOSEJSONReader.parse(Array(data.utf8))
         } catch {
             throw node.error("\(path): \(error)")
         }
