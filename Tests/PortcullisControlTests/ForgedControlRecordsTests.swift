@@ -70,6 +70,32 @@ extension ControlPlaneTests {
         /// The build before opened every page to a copied session, and to a forged one naming a
         /// certificate subject where certificates are accepted; its revoke form lifted a client's
         /// cut-off in the operator's name.
+        /// The list of what was issued under a consent is not signed: the build before, with the
+        /// list emptied, revoked nothing at "Revoke access" and the client went on refreshing.
+        @Test("a Redis writer who empties the list of what was issued under a consent does not keep the client refreshing after the user revokes its access: the refresh token is refused (invalid_grant)")
+        func emptiedGrantListRefreshesNothing() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let browser = SignInBrowser(control: control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let tokens = try browser.redeem(code)
+            let refresh = try #require(tokens.json["refresh_token"] as? String)
+            // The writer empties the list, then the user revokes the client's access.
+            let grants = try cluster.redis.cli("KEYS", "portcullis:as:grants:*").split(separator: "\n").map(String.init)
+            #expect(grants.count == 1)
+            for key in grants { try cluster.redis.cli("DEL", key) }
+            let csrf = try #require(SignInBrowser.hiddenFields(try browser.get("/oauth2/account"))["csrf_token"])
+            let revoked = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
+            #expect(revoked.status == 200 && revoked.text.contains("Access for web-app revoked"), "\(revoked.text)")
+            let refreshed = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh])
+            #expect(refreshed.status == 400 && refreshed.json["error"] as? String == "invalid_grant", "\(refreshed.text)")
+            #expect(refreshed.json["access_token"] == nil)
+            // Given consent again, a new sign-in works as before.
+            let again = try browser.authorize(browser.parameters())
+            #expect(again.status == 200 && again.text.contains("Allow access?"))
+        }
+
         @Test("a Redis writer cannot use the operator console: a signed-in session's record copied under a session id of its choosing opens no page, nor does one it writes naming a principal; the operator's own session goes on")
         func copiedConsoleSessionsOpenNothing() async throws {
             let cluster = try await ControlCluster()

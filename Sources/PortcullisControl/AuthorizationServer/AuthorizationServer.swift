@@ -158,6 +158,17 @@ final class AuthorizationServer: Sendable {
               grant.isUser || grant.subject == client.id else {
             throw APIError(.badRequest, "invalid_grant", "unknown, expired or foreign refresh token")
         }
+        // A user's grant refreshes only while the user's consent to the client covers it: "Revoke
+        // access" ends the family even where the list of what was issued under the consent (not
+        // signed) was emptied by a Redis writer and the family itself was never revoked.
+        if grant.isUser {
+            let consented = try await unavailableOnFailure {
+                try await endpoint?.sessions.consentedScopes(username: grant.subject, clientID: client.id)
+            }
+            guard let consented, Set(grant.scope).isSubset(of: consented) else {
+                throw APIError(.badRequest, "invalid_grant", "the user revoked this client's access")
+            }
+        }
         // RFC 6749 §6: the new scope may narrow, never widen, the original grant — nor go past
         // what the client may ask for now.
         let scopes = try Self.scopes(requested: form["scope"], allowed: grant.scope.filter(client.scopes.contains))
