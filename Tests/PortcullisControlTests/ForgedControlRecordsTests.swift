@@ -1,5 +1,9 @@
 import Foundation
+import Logging
+import NIOPosix
+import PortcullisCluster
 @testable import PortcullisControl
+import PortcullisRedis
 import PortcullisTestSupport
 import Testing
 
@@ -94,6 +98,28 @@ extension ControlPlaneTests {
             // Given consent again, a new sign-in works as before.
             let again = try browser.authorize(browser.parameters())
             #expect(again.status == 200 && again.text.contains("Allow access?"))
+        }
+
+        /// The build before left a session's lifetime to Redis's expiry alone: a writer who
+        /// lifted it (`PERSIST`), or wrote a deleted record back, kept the session open for good.
+        @Test("a signed-in session is over after its hour even when a Redis writer lifted its expiry or wrote it back: the lifetime is read from the signed sign-in time")
+        func sessionLifetimeFromSignedTime() async throws {
+            let redis = try await RedisServerFixture.start()
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "test"))
+            let secret = Array(repeating: UInt8(7), count: 32)
+            let store = LoginSessionStore(client: client, keys: ClusterKeys(prefix: "portcullis:"),
+                                          formMAC: LoginSessionStore.formMAC(secret: secret, cluster: "portcullis:"),
+                                          recordMAC: RecordMAC.derive(secret: secret, cluster: "portcullis:"), namespace: "console:")
+            let signedIn = try await store.create(username: "token:0:ops", authTime: Int64(Date().timeIntervalSince1970))
+            let key = try #require(try await client.send("KEYS", "portcullis:as:session:console:*").array?.first?.string)
+            #expect(try await client.send("PERSIST", RedisArgument(key)).int == 1)
+            #expect(try await store.lookup(signedIn.id)?.username == "token:0:ops")
+            #expect(try await store.lookup(signedIn.id, now: Date().addingTimeInterval(3500)) != nil)
+            #expect(try await store.lookup(signedIn.id, now: Date().addingTimeInterval(3700)) == nil, "an hour and more after sign-in")
+            await client.close()
+            try await group.shutdownGracefully()
+            await redis.shutdown()
         }
 
         @Test("a Redis writer cannot use the operator console: a signed-in session's record copied under a session id of its choosing opens no page, nor does one it writes naming a principal; the operator's own session goes on")

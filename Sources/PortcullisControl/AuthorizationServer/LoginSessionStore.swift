@@ -99,14 +99,19 @@ struct LoginSessionStore: Sendable {
     }
 
     /// The session `id` names: anonymous (checked here, nothing read) or signed in (read from
-    /// Redis; nil unless its record verifies, `RecordMAC`).
-    func lookup(_ id: String) async throws -> Session? {
-        if id.contains(".") { return anonymousSession(id) }
+    /// Redis; nil unless its record verifies, `RecordMAC`, and it is younger than
+    /// `signedInTTL`). The age is read from the signed sign-in time as well as kept by Redis's
+    /// expiry: a Redis writer can lift an expiry (`PERSIST`) or write a deleted record back,
+    /// not make a session younger.
+    func lookup(_ id: String, now: Date = Date()) async throws -> Session? {
+        if id.contains(".") { return anonymousSession(id, now: now) }
         let name = sessionKey(id)
         let fields = try await client.send("HMGET", RedisArgument(name), "csrf", "user", "auth_time", "mac").array ?? []
         guard fields.count == 4, let csrf = fields[0].string, let username = fields[1].string, let authText = fields[2].string,
               let authTime = Int64(authText), let mac = fields[3].string,
               recordMAC.verify(mac, ["session1", name, csrf, username, authText]) else { return nil }
+        let age = Int64(now.timeIntervalSince1970) - authTime
+        guard age >= -60, age <= Self.signedInTTL.components.seconds else { return nil }
         return Session(id: id, csrfToken: csrf, username: username, authTime: authTime)
     }
 
