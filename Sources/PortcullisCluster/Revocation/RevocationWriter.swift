@@ -9,7 +9,8 @@ import PortcullisRedis
 /// the script writes them only if that head is still current; otherwise the head is read again
 /// and the changes re-signed. A head that does not verify, or that went back (same epoch, lower
 /// sequence than this writer or the log has seen), is tampering: the writer starts a new epoch,
-/// which empties the log, and nodes merge into it keeping everything they hold.
+/// which empties the log after carrying into it, re-signed, every change of the old log that
+/// verifies; nodes merge into it keeping everything they hold.
 actor RevocationWriter {
     struct Change: Sendable {
         var revocation: Revocation
@@ -138,58 +139,134 @@ actor RevocationWriter {
 
     private func commit(_ changes: [Change], floor: Int64?) async throws -> [RevocationEvent] {
         for _ in 0..<Self.maxAttempts {
-            let (base, expected, reset) = try await baseForWriting()
-            var events: [RevocationEvent] = []
-            events.reserveCapacity(changes.count)
-            var arguments: [RedisArgument] = []
-            for (offset, change) in changes.enumerated() {
-                let event = RevocationEvent.signed(change.revocation, epoch: base.epoch, sequence: base.sequence + Int64(offset) + 1, mac: mac)
-                events.append(event)
-                arguments += [RedisArgument(event.sequence), RedisArgument(event.json), RedisArgument(change.pruneAt),
-                              RedisArgument(change.revocation.id), RedisArgument(change.revocation.lifts ?? "")]
+            var (base, expected, reset) = try await baseForWriting()
+            if reset {
+                // A new epoch empties the log: first carry into it every signed change the old log
+                // still holds, so that a node that had not applied them yet (cut off, paused) finds
+                // them in the new history instead of merging into an empty one, current and without
+                // them — an unsigned write to the head would otherwise make nodes forget.
+                guard let started = try await startEpoch(base: base, expected: expected) else { continue }
+                (base, expected, reset) = (started.head, started.raw, false)
             }
-            let next = RevocationHead.signed(epoch: base.epoch, sequence: base.sequence + Int64(changes.count), last: events.last?.mac ?? base.last,
-                                             floor: min(max(base.floor, floor ?? 0), base.sequence), beat: base.beat + 1, mac: mac)
-            let reply: RedisValue
-            let replicated: Int64?
-            do {
-                (reply, replicated) = try await runScript(waitForReplicas: !changes.isEmpty, keys: [
-                RedisArgument(keys.revocationHead), RedisArgument(keys.revocationLog), RedisArgument(keys.revocationExpiry),
-                RedisArgument(keys.revocationIDs),
-                ], arguments: [RedisArgument(expected), RedisArgument(next.wireText), reset ? "1" : "0",
-                               RedisArgument(keys.revocationChannel), RedisArgument(changes.count)] + arguments)
-            } catch {
-                // The script may have written part of the change before failing: never sign another
-                // change for the same place. The next write re-reads, finds the log ahead of the
-                // head, and starts a new epoch.
-                current = nil
-                throw error
-            }
-            guard let items = reply.array, items.count == 2, let ok = items[0].int else {
-                current = nil
-                throw ClusterError.unexpectedReply("revocation write script answered \(reply)")
-            }
-            if ok == 2 {
-                current = nil
-                reader.alarm.report(key: items[1].string ?? keys.revocationLog, "a revocation key has the wrong type; nothing was written")
-                throw ClusterError.notDurable("Redis key \(items[1].string ?? "?") has the wrong type (tampering?); nothing was written")
-            }
-            guard ok == 1 else {
-                current = nil  // someone else wrote (or a writer without the secret did): read again
-                continue
-            }
-            let written = items[1].string.flatMap { Int64($0) } ?? 0
-            current = (next, next.wireText)
-            highest = next
-            remember(events, epoch: next.epoch)
-            if let replicated, replicated < Int64(requiredReplicas) {
-                // Written on the primary (and pushed to the nodes), but a failover now could lose it.
-                throw ClusterError.notDurable("only \(replicated) of \(requiredReplicas) Redis replicas confirmed the write within \(replicaTimeout)"
-                                              + " (it is on the primary and was pushed to the nodes; a failover before it replicates would lose it)")
-            }
-            return events.map { var event = $0; event.writtenAtMicros = written; return event }
+            guard let written = try await write(changes, base: base, expected: expected, reset: reset, floor: floor,
+                                                waitForReplicas: !changes.isEmpty) else { continue }
+            return written
         }
         throw ClusterError.notDurable("the revocation head kept changing under this writer (another writer, or tampering); nothing was written")
+    }
+
+    /// Starts the epoch of `base` (sequence 0) with the changes carried over from the old log,
+    /// in commits of at most `maxChangesPerCommit`; nil when another write came first.
+    private func startEpoch(base: RevocationHead, expected: String) async throws -> (head: RevocationHead, raw: String)? {
+        let carried = try await carriedOver()
+        guard !carried.isEmpty else {
+            guard try await write([], base: base, expected: expected, reset: true, floor: nil, waitForReplicas: false) != nil,
+                  let current else { return nil }
+            return current
+        }
+        var (head, raw, reset) = (base, expected, true)
+        var start = 0
+        while start < carried.count {
+            let chunk = Array(carried[start..<min(carried.count, start + Self.maxChangesPerCommit)])
+            guard try await write(chunk, base: head, expected: raw, reset: reset, floor: nil, waitForReplicas: false) != nil,
+                  let current else { return nil }
+            (head, raw, reset) = (current.head, current.raw, false)
+            start += chunk.count
+        }
+        logger.error("carried the old revocation log's signed changes into the new epoch", metadata: ["epoch": "\(head.epoch)", "changes": "\(carried.count)"])
+        return (head, raw)
+    }
+
+    /// The changes of the old log that verify, of its newest epoch, in sequence order — all but
+    /// token revocations already past their expiry — with the prune times the old log gave
+    /// lifts (token revocations' are their expiry, cut-offs are kept for good).
+    private func carriedOver() async throws -> [Change] {
+        var events: [RevocationEvent] = []
+        var start = 0
+        while true {
+            let (page, more) = try await reader.page(start: start, count: 1_000, epoch: nil)
+            events += page
+            guard more else { break }
+            start += 1_000
+        }
+        guard let newest = events.map(\.epoch).max(by: { $1.isNewer(than: $0) }) else { return [] }
+        let expiry = try await client.send("ZRANGE", RedisArgument(keys.revocationExpiry), "0", "-1", "WITHSCORES").array ?? []
+        var pruneAt: [String: String] = [:]
+        var index = 0
+        while index + 1 < expiry.count {
+            if let sequence = expiry[index].string, let score = expiry[index + 1].string { pruneAt[sequence] = score }
+            index += 2
+        }
+        let now = Int64(Date().timeIntervalSince1970)
+        return events.filter { $0.epoch == newest }.sorted { $0.sequence < $1.sequence }.compactMap { event in
+            let revocation = event.revocation
+            switch (revocation.kind, revocation.operation) {
+            case (.jti, _):
+                let (time, overflow) = revocation.latestExpiry.addingReportingOverflow(RevocationSet.expiryGrace)
+                if !overflow, time < now { return nil }
+                return Change(revocation: revocation, pruneAt: overflow ? "+inf" : String(time))
+            case (_, .delete):
+                let score = pruneAt[String(event.sequence)].flatMap { Int64($0) }.map(String.init) ?? "+inf"
+                return Change(revocation: revocation, pruneAt: score)
+            default:
+                return Change(revocation: revocation, pruneAt: "+inf")
+            }
+        }
+    }
+
+    /// One compare-and-set commit of `changes` after `base`; nil when the head in Redis is no
+    /// longer `expected` (read again and retry).
+    private func write(_ changes: [Change], base: RevocationHead, expected: String, reset: Bool, floor: Int64?,
+                       waitForReplicas: Bool) async throws -> [RevocationEvent]? {
+        var events: [RevocationEvent] = []
+        events.reserveCapacity(changes.count)
+        var arguments: [RedisArgument] = []
+        for (offset, change) in changes.enumerated() {
+            let event = RevocationEvent.signed(change.revocation, epoch: base.epoch, sequence: base.sequence + Int64(offset) + 1, mac: mac)
+            events.append(event)
+            arguments += [RedisArgument(event.sequence), RedisArgument(event.json), RedisArgument(change.pruneAt),
+                          RedisArgument(change.revocation.id), RedisArgument(change.revocation.lifts ?? "")]
+        }
+        let next = RevocationHead.signed(epoch: base.epoch, sequence: base.sequence + Int64(changes.count), last: events.last?.mac ?? base.last,
+                                         floor: min(max(base.floor, floor ?? 0), base.sequence), beat: base.beat + 1, mac: mac)
+        let reply: RedisValue
+        let replicated: Int64?
+        do {
+            (reply, replicated) = try await runScript(waitForReplicas: waitForReplicas, keys: [
+            RedisArgument(keys.revocationHead), RedisArgument(keys.revocationLog), RedisArgument(keys.revocationExpiry),
+            RedisArgument(keys.revocationIDs),
+            ], arguments: [RedisArgument(expected), RedisArgument(next.wireText), reset ? "1" : "0",
+                           RedisArgument(keys.revocationChannel), RedisArgument(changes.count)] + arguments)
+        } catch {
+            // The script may have written part of the change before failing: never sign another
+            // change for the same place. The next write re-reads, finds the log ahead of the
+            // head, and starts a new epoch.
+            current = nil
+            throw error
+        }
+        guard let items = reply.array, items.count == 2, let ok = items[0].int else {
+            current = nil
+            throw ClusterError.unexpectedReply("revocation write script answered \(reply)")
+        }
+        if ok == 2 {
+            current = nil
+            reader.alarm.report(key: items[1].string ?? keys.revocationLog, "a revocation key has the wrong type; nothing was written")
+            throw ClusterError.notDurable("Redis key \(items[1].string ?? "?") has the wrong type (tampering?); nothing was written")
+        }
+        guard ok == 1 else {
+            current = nil  // someone else wrote (or a writer without the secret did): read again
+            return nil
+        }
+        let written = items[1].string.flatMap { Int64($0) } ?? 0
+        current = (next, next.wireText)
+        highest = next
+        remember(events, epoch: next.epoch)
+        if let replicated, replicated < Int64(requiredReplicas) {
+            // Written on the primary (and pushed to the nodes), but a failover now could lose it.
+            throw ClusterError.notDurable("only \(replicated) of \(requiredReplicas) Redis replicas confirmed the write within \(replicaTimeout)"
+                                          + " (it is on the primary and was pushed to the nodes; a failover before it replicates would lose it)")
+        }
+        return events.map { var event = $0; event.writtenAtMicros = written; return event }
     }
 
     /// Runs the write script; with `requiredReplicas` and `waitForReplicas`, `WAIT` goes in the
