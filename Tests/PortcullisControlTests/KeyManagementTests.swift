@@ -216,6 +216,49 @@ extension ControlPlaneTests {
             try? FileManager.default.removeItem(atPath: jwksDirectory)
         }
 
+        /// The build before remembered each key's revision in memory only: after a restart it took
+        /// a retired key's older record, put back by a Redis writer, as a second active key — it
+        /// signed about half of the new tokens with it and published it, so the retired key's
+        /// tokens passed again (an attacker review).
+        @Test("a retired key's older signed record put back by a Redis writer is refused by a control plane that starts afterwards: it signs nothing and is not published; the tampering is reported")
+        func retiredKeyPutBackAfterRestart() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let first = cluster.control
+            let oldKid = try #require(try first.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String)
+            let oldToken = try cluster.clientCredentials().access
+            let oldRecord = try cluster.redis.cli("HGET", "portcullis:as:keys", oldKid)
+            let newKid = try #require(try first.admin("POST", "/v1/keys/builtin/rotate").json["kid"] as? String)
+            #expect(try first.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire").status == 200)
+            try await eventually("the retired key's token is refused") { try cluster.statuses(oldToken) == [401] }
+
+            // The writer puts the old key's record back, as it was while active; a control plane
+            // that starts now (a restart: it remembers no revision) must not take it.
+            _ = try cluster.redis.cli("HSET", "portcullis:as:keys", oldKid, oldRecord)
+            let redisURL = cluster.redis.url, issuer = cluster.issuer
+            let second = try await ControlProcess.start(directory: first.directory, nodeID: "control-2", waitForSigningKey: true) { port, adminPort, _ in
+                ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-2",
+                                             authorizationServer: true, controlExtra: "", asExtra: "")
+                    .replacingOccurrences(of: "issuer: http://127.0.0.1:\(port)", with: "issuer: \(issuer)")
+            }
+            defer { Task { await second.stop() } }
+            await first.stop()
+            var kids = Set<String>()
+            for _ in 0..<10 {
+                let response = try second.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("demo-client", ControlCluster.clientSecret))
+                let token = try #require(response.json["access_token"] as? String)
+                kids.insert(try #require(header(of: token)["kid"] as? String))
+            }
+            #expect(kids == [newKid], "tokens were signed with the retired key")
+            let published = (try second.get(port: second.port, "/oauth2/jwks").json["keys"] as? [[String: Any]] ?? []).compactMap { $0["kid"] as? String }
+            #expect(published == [newKid])
+            #expect(try second.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String == newKid)
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(try cluster.statuses(oldToken) == [401], "the retired key's token passed again")
+            #expect(try second.metrics().contains(#"portcullis_cluster_tampering_total{key="as:keys"}"#))
+        }
+
         @Test("two control planes side by side share state; a control plane with another key-encryption key refuses to start")
         func twoControlPlanes() async throws {
             let cluster = try await ControlCluster()

@@ -96,7 +96,7 @@ actor SigningKeyRing {
     /// The signer for new tokens (the ring is re-read when older than a second).
     func activeSigner() async throws -> JWTSigner {
         try await refreshIfOld()
-        guard let active = ring.values.first(where: { $0.record.state == .active }) else { throw RingError.noActiveKey }
+        guard let active = ring.values.first(where: { $0.record.state == .active }) else { throw RingError.noActiveKey }  // one at most: `reload`
         return JWTSigner(key: active.key, keyID: active.record.kid)
     }
 
@@ -150,9 +150,24 @@ actor SigningKeyRing {
                 throw RingError.undecryptable(undecryptable)
             }
         }
+        // A rotation switches the active key and the one before it in one write, so two active
+        // records never follow from it: all but the latest activated are a Redis writer putting
+        // back a key's older signed record — after a restart, when `revisions` remembers nothing,
+        // the only sign of it (the build before signed with either and published both).
+        let actives = next.values.filter { $0.record.state == .active }
+            .sorted { ($0.record.activatedMillis ?? $0.record.createdMillis, $0.record.revision) > ($1.record.activatedMillis ?? $1.record.createdMillis, $1.record.revision) }
+        for stale in actives.dropFirst() {
+            alarm.report(key: keys.authorizationServerKeys, "signing-key record '\(stale.record.kid)' claims to be active beside the later activated '\(actives[0].record.kid)' (an older record put back); left out")
+            next[stale.record.kid] = nil
+        }
         ring = next
         loadedAt = .now
-        let ordered = next.values.sorted { $0.record.createdMillis < $1.record.createdMillis }
+        // Published: the keys that may verify tokens now. A retiring key past its signed
+        // `retireAfterMillis` or a pending key a rotation abandoned leaves the JWKS at once, even
+        // before `maintain` deletes its record (or when a Redis writer put such a record back).
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let ordered = next.values.filter { Self.publishable($0.record, now: now, abandonedBefore: now - Self.pendingLifetime(config).wholeMilliseconds) }
+            .sorted { $0.record.createdMillis < $1.record.createdMillis }
         jwks = JSONWriter.serialize(["keys": .array(ordered.map { $0.key.publicJWK(keyID: $0.record.kid) })])
         if let set = try? JWKSet.parse(Array(jwks.utf8), issuer: config.issuerConfig, logger: nil) {
             verificationKeys.replace(issuerName: config.name, keySet: set, version: nil)
@@ -271,7 +286,7 @@ actor SigningKeyRing {
                 }
             }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            let staleCutoff = now - (config.rotationPropagationTimeout + .seconds(60)).wholeMilliseconds
+            let staleCutoff = now - Self.pendingLifetime(config).wholeMilliseconds
             let due = ring.values.map(\.record).filter {
                 ($0.state == .retiring && ($0.retireAfterMillis ?? 0) <= now) || ($0.state == .pending && $0.createdMillis < staleCutoff)
             }
@@ -288,6 +303,20 @@ actor SigningKeyRing {
             return
         } catch {
             logger.warning("signing-key maintenance failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// How long a pending key may wait for its rotation to finish before it counts as abandoned.
+    static func pendingLifetime(_ config: AuthorizationServerConfig) -> Duration {
+        config.rotationPropagationTimeout + .seconds(60)
+    }
+
+    /// Whether `record`'s key belongs in the published JWKS at `now`.
+    static func publishable(_ record: SigningKeyRecord, now: Int64, abandonedBefore: Int64) -> Bool {
+        switch record.state {
+        case .active: true
+        case .retiring: (record.retireAfterMillis ?? .max) > now
+        case .pending: record.createdMillis >= abandonedBefore
         }
     }
 
