@@ -44,6 +44,38 @@ struct ClusterRateLimiterTests {
         }
     }
 
+    /// The build before kept, for a key in use, the policy it was first seen under: a client that
+    /// kept sending kept its old limit after a reload, either way (an attacker review).
+    @Test("a reload's new limit applies to a key in use at its next request, tighter or looser")
+    func reloadedLimitAppliesToKeyInUse() async throws {
+        try await withLimiter { limiter, clock, _ in
+            let loose = RateLimitPolicy(name: "p", key: .clientID, limit: 200, window: .seconds(10))
+            let tight = RateLimitPolicy(name: "p", key: .clientID, limit: 5, window: .seconds(10))
+            for _ in 0..<4 {
+                for _ in 0..<5 { #expect(limiter.acquire(policy: loose, key: "c").allowed) }
+                try await limiter.sync(interval: .milliseconds(50))
+                clock.now += 50_000_000
+            }
+            // Reloaded to 5 per 10 s: 20 already counted in the window, so nothing more passes.
+            var admitted = 0
+            for _ in 0..<10 {
+                admitted += (0..<10).filter { _ in limiter.acquire(policy: tight, key: "c").allowed }.count
+                try await limiter.sync(interval: .milliseconds(50))
+                clock.now += 50_000_000
+            }
+            #expect(admitted <= 1, "\(admitted) admitted under the tightened limit")
+            #expect(limiter.acquire(policy: tight, key: "c").limit == 5)
+            // Loosened again: the key gets the room of the new limit.
+            admitted = 0
+            for _ in 0..<10 {
+                admitted += (0..<10).filter { _ in limiter.acquire(policy: loose, key: "c").allowed }.count
+                try await limiter.sync(interval: .milliseconds(50))
+                clock.now += 50_000_000
+            }
+            #expect(admitted >= 50, "only \(admitted) of 100 admitted after loosening to 200")
+        }
+    }
+
     @Test("a counter a Redis writer sets to Int64's extremes traps nothing: requests are still decided, and never beyond the limit")
     func extremeCountersFromRedis() async throws {
         try await withLimiter { limiter, clock, redis in

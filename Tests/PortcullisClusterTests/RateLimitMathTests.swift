@@ -108,6 +108,18 @@ struct RateLimitMathTests {
         #expect(admitted == 5, "the bucket never holds more than burst")
     }
 
+    @Test("a reload's new window and burst apply to a key in use at its next request")
+    func reloadedPolicyAppliesToKeyInUse() {
+        let clock = ManualClock(start: 1_000_000_000_000)
+        let limiter = LocalRateLimiter(now: { clock.now })
+        let wide = RateLimitPolicy(name: "p", key: .clientID, limit: 100, window: .seconds(10))
+        let burstOfTwo = RateLimitPolicy(name: "p", key: .clientID, limit: 100, window: .seconds(10), burst: 2)
+        for _ in 0..<5 { #expect(limiter.acquire(policy: wide, key: "c").allowed) }
+        // Reloaded with a burst of 2: at most 2 pass at once now.
+        let admitted = (0..<10).filter { _ in limiter.acquire(policy: burstOfTwo, key: "c").allowed }.count
+        #expect(admitted == 2, "\(admitted) passed under a burst of 2")
+    }
+
     @Test("the divisor scales limits for fallback mode")
     func divisor() {
         let clock = ManualClock(start: 5 * second)

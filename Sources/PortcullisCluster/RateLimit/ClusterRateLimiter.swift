@@ -23,7 +23,7 @@ import Synchronization
 /// returns (reconciliation).
 public final class ClusterRateLimiter: RateLimiting, Sendable {
     struct Entry {
-        let policy: RateLimitPolicy
+        var policy: RateLimitPolicy
         let key: String
         /// Admissions left before the next sync.
         var grant: Int
@@ -43,6 +43,20 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
         /// The cluster's count at the last sync, for the RateLimit-Remaining header.
         var clusterCount: Double = 0
         var lastSeen: UInt64
+
+        /// The policy of a reload, for a key in use (a key is only dropped after a quiet window,
+        /// so without this a client that kept sending kept the limit it started under). A
+        /// tighter limit cuts what is left of the grant to the start-up grant — the unused rest is
+        /// given back at the next sync, which asks under the new limit; the window and the burst
+        /// bucket are remade when their shape changed.
+        mutating func adopt(_ new: RateLimitPolicy, now: UInt64, minimumGrant: Int) {
+            if new.window != policy.window { own = SlidingWindow(window: new.window) }
+            if new.window != policy.window || new.burst != policy.burst || new.limit != policy.limit {
+                bucket = new.burst.map { TokenBucket(capacity: $0, limit: new.limit, window: new.window, now: now) }
+            }
+            if new.limit < policy.limit { grant = min(grant, minimumGrant) }
+            policy = new
+        }
     }
 
     private let keyed: ShardedKeys<Entry>
@@ -99,6 +113,7 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
             entry.used == 0 && entry.reserved == 0 && elapsedNanos(since: entry.lastSeen, now: now) > entry.own.windowNanos
         }) { entries, fullKey -> RateLimitDecision in
             guard var entry = entries[fullKey] else { return RateLimitDecision(allowed: false, limit: policy.limit, remaining: 0, resetSeconds: 1) }
+            if entry.policy != policy { entry.adopt(policy, now: now, minimumGrant: Self.minimumGrant(policy, nodes: nodes)) }
             entry.lastSeen = now
             entry.own.advance(to: now)
             entry.bucket?.refill(to: now)

@@ -7,6 +7,8 @@ import Synchronization
 /// Keys are spread over shards, each with its own lock, so concurrent event loops rarely meet.
 public final class LocalRateLimiter: RateLimiting, Sendable {
     struct State {
+        /// The policy the window and bucket were made for.
+        var policy: RateLimitPolicy
         var window: SlidingWindow
         var bucket: TokenBucket?
         var lastSeen: UInt64
@@ -36,11 +38,21 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
         // An entry idle for two of its own windows holds nothing the next decision needs.
         let isIdle = { (state: State) in elapsedNanos(since: state.lastSeen, now: now) >= 2 * state.window.windowNanos }
         var (decision, overflowed) = keys.withEntry(policy: policy, key: key, now: now, make: { _ in
-            State(window: SlidingWindow(window: policy.window),
+            State(policy: policy, window: SlidingWindow(window: policy.window),
                   bucket: policy.burst.map { TokenBucket(capacity: max(1, $0 / share), limit: limit, window: policy.window, now: now) },
                   lastSeen: now)
         }, isIdle: isIdle) { entries, fullKey in
             guard var state = entries[fullKey] else { return RateLimitDecision(allowed: false, limit: limit, remaining: 0, resetSeconds: 1) }
+            if state.policy != policy {
+                // A reload changed the policy: a key in use takes it at its next request (the
+                // limit is read from `policy` anyway; the window and the bucket are remade when
+                // their shape changed, the counts kept when the window stayed).
+                if state.policy.window != policy.window { state.window = SlidingWindow(window: policy.window) }
+                if state.policy.window != policy.window || state.policy.burst != policy.burst || state.policy.limit != policy.limit {
+                    state.bucket = policy.burst.map { TokenBucket(capacity: max(1, $0 / share), limit: limit, window: policy.window, now: now) }
+                }
+                state.policy = policy
+            }
             let decision = Self.decide(&state, limit: limit, now: now)
             state.lastSeen = now
             entries[fullKey] = state
