@@ -84,7 +84,8 @@ public final class ControlNode: Service, Sendable {
                                       sessions: LoginSessionStore(client: client, keys: keys, formMAC: LoginSessionStore.formMAC(
                                           secret: config.cluster.secret, cluster: config.cluster.keyPrefix), recordMAC: recordMAC),
                                       throttle: LoginThrottle(client: client, keys: keys, limits: asConfig.loginThrottle),
-                                      basePath: AuthorizationServer.basePath(issuer: asConfig.issuer), audit: audit, metrics: metrics, logger: logger)
+                                      basePath: AuthorizationServer.basePath(issuer: asConfig.issuer), revocationList: revocationList,
+                                      audit: audit, metrics: metrics, logger: logger)
             }
             authorizationServer = AuthorizationServer(
                 config: asConfig, ring: ring, refreshTokens: RefreshTokenStore(client: client, keys: keys, ttl: asConfig.refreshTokenTTL, recordMAC: recordMAC),

@@ -389,6 +389,42 @@ extension ControlPlaneTests {
             #expect(SignInBrowser.redirectParameters(answer)["code"] == nil)
         }
 
+        /// The build before checked cut-offs only at the gateways, against access tokens: after
+        /// "revoke every token of alice" a refresh token issued before it went on minting tokens
+        /// that passed, and the old sign-in session got new codes without a password (an attacker
+        /// review).
+        @Test("a subject cut-off ends what outlives an access token too: a refresh token issued before it refreshes nothing, a sign-in session begun before it signs in no one; a client cut-off ends the client's refresh tokens")
+        func cutoffEndsRefreshTokensAndSessions() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let browser = SignInBrowser(control: control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let refresh = try #require(try browser.redeem(code).json["refresh_token"] as? String)
+            let revoked = try control.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"subject","value":"alice","reason":"account compromised"}"#)
+            #expect(revoked.status == 201, "\(revoked.text)")
+            try await Task.sleep(for: .milliseconds(300))  // the control plane's copy of the list
+            let refreshed = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh])
+            #expect(refreshed.status == 400 && refreshed.json["error"] as? String == "invalid_grant", "\(refreshed.text)")
+            #expect(refreshed.json["access_token"] == nil)
+            // The session begun before the cut-off: the login page, no code.
+            let again = try browser.authorize(browser.parameters())
+            #expect(again.status == 200 && again.text.contains("<h1>Sign in</h1>"), "\(again.status) \(again.header("location") ?? "")")
+            #expect(SignInBrowser.redirectParameters(again)["code"] == nil)
+
+            // Signed in again after the cut-off (a later second): works as before.
+            try await Task.sleep(for: .milliseconds(1100))
+            let fresh = SignInBrowser(control: control)
+            let code2 = try #require(SignInBrowser.redirectParameters(try fresh.signIn())["code"])
+            let tokens2 = try fresh.redeem(code2)
+            let refresh2 = try #require(tokens2.json["refresh_token"] as? String)
+            // A client cut-off ends the client's refresh tokens issued before it.
+            #expect(try control.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"client","value":"web-app"}"#).status == 201)
+            try await Task.sleep(for: .milliseconds(300))
+            let clientCut = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh2])
+            #expect(clientCut.status == 400 && clientCut.json["error"] as? String == "invalid_grant", "\(clientCut.text)")
+        }
+
         /// The build before revoked only what had been issued: a code the client held unredeemed
         /// still redeemed after "Revoke access", for tokens (and a refresh token family) the
         /// account page no longer listed (an attacker review).

@@ -95,6 +95,15 @@ public final class RevocationSet: RevocationCheck, Sendable {
         return .allowed
     }
 
+    /// The latest subject cut-off and client cut-off in force for tokens of `issuer` naming
+    /// `subject` and `clientID`, Unix milliseconds — for what outlives a token at its issuer (a
+    /// refresh token, a sign-in session), which a cut-off ends too.
+    public func cutoffs(issuer: String, subject: String?, clientID: String?) -> (subject: Int64?, client: Int64?) {
+        let cutoffs = state.value.cutoffs
+        return (subject.flatMap { Self.later(cutoffs.subjects[issuer + "|" + $0], cutoffs.subjects["*|" + $0]) },
+                clientID.flatMap { Self.later(cutoffs.clients[issuer + "|" + $0], cutoffs.clients["*|" + $0]) })
+    }
+
     private static func later(_ first: Int64?, _ second: Int64?) -> Int64? {
         guard let first else { return second }
         guard let second else { return first }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import PortcullisCluster
 import PortcullisJOSE
 
 /// The authorization endpoint (RFC 6749 §4.1.1) and its login and consent pages: the
@@ -23,11 +24,15 @@ final class AuthorizationEndpoint: Sendable {
     private let metrics: ControlMetrics
     private let logger: Logger
     private let basePath: String
+    /// The control plane's copy of the revocation list: a subject cut-off ("log out everywhere")
+    /// ends the sign-in sessions begun before it.
+    private let revocationList: RevocationFollower
 
     static let cookieName = "portcullis_session"
 
     init(config: AuthorizationServerConfig, users: UserDirectory, codes: AuthorizationCodeStore, sessions: LoginSessionStore,
-         throttle: LoginThrottle, basePath: String, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
+         throttle: LoginThrottle, basePath: String, revocationList: RevocationFollower, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
+        self.revocationList = revocationList
         self.config = config
         self.users = users
         self.clients = Dictionary(uniqueKeysWithValues: config.clients.map { ($0.id, $0) })
@@ -313,8 +318,13 @@ final class AuthorizationEndpoint: Sendable {
     }
 
     private func cookieSession(_ request: Request) async throws -> LoginSessionStore.Session? {
-        guard let id = LoginSessionStore.cookie(Self.cookieName, in: request.headers) else { return nil }
-        return try await sessions.lookup(id)
+        guard let id = LoginSessionStore.cookie(Self.cookieName, in: request.headers), let session = try await sessions.lookup(id) else { return nil }
+        if let username = session.username, let authTime = session.authTime,
+           let cutoff = revocationList.set.cutoffs(issuer: config.issuer, subject: username, clientID: nil).subject,
+           authTime * 1000 < cutoff {
+            return nil
+        }
+        return session
     }
 
     /// `Secure` always (the issuer is https, or http on loopback where browsers keep Secure

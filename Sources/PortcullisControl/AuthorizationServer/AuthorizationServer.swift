@@ -158,6 +158,9 @@ final class AuthorizationServer: Sendable {
               grant.isUser || grant.subject == client.id else {
             throw APIError(.badRequest, "invalid_grant", "unknown, expired or foreign refresh token")
         }
+        // A subject or client cut-off revokes the tokens issued before it — "log out everywhere" —
+        // and so the refresh tokens too: a refresh token issued before it refreshes nothing.
+        try refuseIfCutOff(subject: grant.subject, clientID: client.id, issuedAtMillis: grant.issuedAtMillis, what: "refresh token")
         // A user's grant refreshes only while the user's consent to the client covers it: "Revoke
         // access" ends the family even where the list of what was issued under the consent (not
         // signed) was emptied by a Redis writer and the family itself was never revoked.
@@ -206,6 +209,17 @@ final class AuthorizationServer: Sendable {
         }
     }
 
+    /// `invalid_grant` when a subject or client cut-off in force is later than `issuedAtMillis`.
+    private func refuseIfCutOff(subject: String, clientID: String, issuedAtMillis: Int64, what: String) throws {
+        let cutoffs = revocationList.set.cutoffs(issuer: config.issuer, subject: subject, clientID: clientID)
+        if let cutoff = cutoffs.subject, issuedAtMillis < cutoff {
+            throw APIError(.badRequest, "invalid_grant", "the \(what) predates a revocation of every token of its subject")
+        }
+        if let cutoff = cutoffs.client, issuedAtMillis < cutoff {
+            throw APIError(.badRequest, "invalid_grant", "the \(what) predates a revocation of every token of its client")
+        }
+    }
+
     // MARK: Authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5)
 
     private func authorizationCode(client: AuthorizationServerConfig.Client, form: [String: String], signer: JWTSigner, peer: String,
@@ -245,6 +259,8 @@ final class AuthorizationServer: Sendable {
         guard let user = config.users?.users[grant.username] else {
             throw APIError(.badRequest, "invalid_grant", "the user of this authorization code no longer exists")
         }
+        // A code of a sign-in older than a cut-off of its user (or client) mints nothing.
+        try refuseIfCutOff(subject: grant.username, clientID: client.id, issuedAtMillis: grant.authTime * 1000, what: "sign-in behind this authorization code")
         // Every code was issued under a consent the user gave: one they revoked since ("Revoke
         // access" while the code was unredeemed), or narrowed below the code's scopes, redeems
         // nothing. (Revoking only what was issued left such a code to mint tokens the account
