@@ -8,7 +8,8 @@ attacker on the network see it: over the hosts' addresses, through TLS, with the
 Scenarios:
   propagation  a revocation reaches all 3 gateways across hosts and each refuses the token
   acl          the gateways' Redis user cannot write a revocation, a key set or publish an event:
-               refused by Redis, in its ACL LOG and counted in INFO stats
+               refused by Redis, in its ACL LOG and counted in INFO stats; the nodes' Sentinel
+               user can only look the primary up; node certificates fail the Redis CA
   wrong-ca     a gateway host that trusts another CA refuses the Redis server, logs it once per
                backoff step, counts it, and is not ready
   link-cut     a gateway host's cable pulled for longer than max_staleness: stale in metrics, fails
@@ -122,7 +123,7 @@ class Bed:
     def redis_cli(self, host, *args, user=None, password=None):
         cmd = ["redis-cli", "--no-auth-warning", "-h", REDIS[host], "-p", "6379"]
         if self.env["PCX_TLS"] == "1":
-            cmd += ["--tls", "--cacert", self.env["PCX_CA"]]
+            cmd += ["--tls", "--cacert", self.env["PCX_REDIS_CA"]]
         if user:
             cmd += ["--user", user, "--pass", password]
         r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=20)
@@ -132,9 +133,16 @@ class Bed:
         address = self.primary()
         return next(name for name, a in REDIS.items() if a == address)
 
+    def sentinel_cli(self, *args):
+        """redis-cli to sent-1 with `args` (credentials first)."""
+        r = subprocess.run(["redis-cli", "--no-auth-warning", "-h", "10.231.0.21", "-p", "26379"]
+                           + (["--tls", "--cacert", self.env["PCX_REDIS_CA"]] if self.env["PCX_TLS"] == "1" else []) + list(args),
+                           capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip()
+
     def primary(self):
         r = subprocess.run(["redis-cli", "--no-auth-warning", "-h", "10.231.0.21", "-p", "26379", "-a", self.env["PCX_SENTINEL_PASSWORD"]]
-                           + (["--tls", "--cacert", self.env["PCX_CA"]] if self.env["PCX_TLS"] == "1" else [])
+                           + (["--tls", "--cacert", self.env["PCX_REDIS_CA"]] if self.env["PCX_TLS"] == "1" else [])
                            + ["SENTINEL", "get-master-addr-by-name", "portcullis"], capture_output=True, text=True, timeout=10)
         return r.stdout.split()[0] if r.stdout.split() else None
 
@@ -217,6 +225,21 @@ def acl(bed):
     check(counted >= len(attempts), f"ACL LOG counted {counted} refusals of the gateway user for {len(attempts)} attempts: {entries}")
     objects = sorted({e.get("object") for e in mine})
     print(f"  {len(attempts)} writes as the gateway user refused (NOPERM); ACL LOG counted {counted} ({', '.join(objects)})")
+    # What a gateway host holds for the Sentinels may look the primary up and nothing else: with
+    # the Sentinels' admin password it re-pointed them at a Redis of its own, which took the
+    # control plane's AUTH (an attacker review). Nor does its certificate pass as a Redis server's.
+    node = ["--user", "portcullis-node", "--pass", bed.env["PCX_SENTINEL_NODE_PASSWORD"]]
+    check(bed.sentinel_cli(*node, "SENTINEL", "get-master-addr-by-name", "portcullis").split()[:1] == [bed.primary()],
+          "the nodes' Sentinel user cannot look the primary up")
+    for command in (["SENTINEL", "REMOVE", "portcullis"], ["SENTINEL", "MONITOR", "evil", "10.231.0.31", "6379", "1"],
+                    ["SENTINEL", "SET", "portcullis", "down-after-milliseconds", "1"]):
+        reply = bed.sentinel_cli(*node, *command)
+        check("NOPERM" in reply, f"the nodes' Sentinel user could run {' '.join(command[:2])}: {reply!r}")
+    for host in ("gw-1", "control"):
+        verify = subprocess.run(["openssl", "verify", "-CAfile", bed.env["PCX_REDIS_CA"], os.path.join(bed.work, "materials", host + ".pem")],
+                                capture_output=True, text=True, timeout=10)
+        check(verify.returncode != 0, f"{host}'s certificate verifies under the Redis CA")
+    print("  the nodes' Sentinel user: the primary's address, NOPERM for REMOVE, MONITOR and SET; node certificates fail the Redis CA")
 
 
 def wrong_ca(bed):

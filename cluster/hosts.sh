@@ -149,14 +149,21 @@ make_cert() {  # make_cert CA_DIR CA_NAME OUT_STEM CN SAN [clientAuth]
 materials() {
     local m=$work/materials
     mkdir -p "$m"
-    make_ca "$m" pcx-ca            # the bed's CA for Redis, Sentinels, the control plane and gateways
+    make_ca "$m" pcx-ca            # the bed's CA for the control plane and gateways
+    # Redis and the Sentinels have a CA of their own, which signs nothing else: with one CA for
+    # all, a gateway host's own certificate passed the nodes' check of a Redis server, so a gateway
+    # host could stand in for Redis (and collect the control plane's password) — docs/deployment.md.
+    make_ca "$m" pcx-redis-ca
     make_ca "$m" pcx-wrong-ca      # a CA nobody uses: the "wrong CA" host trusts only this one
     make_ca "$m" pcx-admin-ca      # admin client certificates
-    for h in redis-1 redis-2 redis-3 sent-1 sent-2 sent-3 control gw-1 gw-2 gw-3 client; do
+    for h in redis-1 redis-2 redis-3 sent-1 sent-2 sent-3; do
+        make_cert "$m" pcx-redis-ca "$m/$h" "$h" "DNS:$h,IP:${address[$h]}"
+    done
+    for h in control gw-1 gw-2 gw-3 client; do
         make_cert "$m" pcx-ca "$m/$h" "$h" "DNS:$h,IP:${address[$h]}"
     done
     make_cert "$m" pcx-admin-ca "$m/ops" "ops" "DNS:ops" clientAuth
-    for s in cluster_secret kek admin_token client_secret gateway_pw control_pw replica_pw sentinel_pw sentinel_client_pw operator_pw; do
+    for s in cluster_secret kek admin_token client_secret gateway_pw control_pw replica_pw sentinel_pw sentinel_client_pw sentinel_node_pw operator_pw; do
         secret >"$m/$s"
     done
     PORTCULLIS_REDIS_GATEWAY_PASSWORD=$(cat "$m/gateway_pw") PORTCULLIS_REDIS_CONTROL_PASSWORD=$(cat "$m/control_pw") \
@@ -225,7 +232,7 @@ redis_conf() {  # redis_conf HOST
             echo "tls-port 6379"
             echo "tls-cert-file $m/$h.pem"
             echo "tls-key-file $m/$h.key"
-            echo "tls-ca-cert-file $m/pcx-ca.pem"
+            echo "tls-ca-cert-file $m/pcx-redis-ca.pem"
             echo "tls-auth-clients no"
             echo "tls-replication yes"
         else
@@ -244,12 +251,15 @@ sentinel_conf() {  # sentinel_conf HOST
         echo "sentinel announce-port 26379"
         echo "requirepass $(cat "$m/sentinel_client_pw")"
         echo "sentinel sentinel-pass $(cat "$m/sentinel_client_pw")"
+        # Portcullis nodes may only look the primary up: with the admin password a gateway host
+        # could point the Sentinels at a Redis of its own (SENTINEL REMOVE / MONITOR).
+        echo "user portcullis-node on #$(tr -d '\n' <"$m/sentinel_node_pw" | sha256sum | cut -c1-64) -@all +auth +hello +ping +sentinel|get-master-addr-by-name"
         if [ "$tls" = 1 ]; then
             echo "port 0"
             echo "tls-port 26379"
             echo "tls-cert-file $m/$h.pem"
             echo "tls-key-file $m/$h.key"
-            echo "tls-ca-cert-file $m/pcx-ca.pem"
+            echo "tls-ca-cert-file $m/pcx-redis-ca.pem"
             echo "tls-auth-clients no"
             echo "tls-replication yes"
         else
@@ -266,7 +276,7 @@ sentinel_conf() {  # sentinel_conf HOST
 redis_cli() {  # redis_cli HOST PORT [args…]: as the control plane's user, from the jump host
     local h=$1 port=$2; shift 2
     local t=()
-    [ "$tls" = 1 ] && t=(--tls --cacert "$work/materials/pcx-ca.pem")
+    [ "$tls" = 1 ] && t=(--tls --cacert "$work/materials/pcx-redis-ca.pem")
     redis-cli -h "${address[$h]}" -p "$port" "${t[@]}" "$@"
 }
 
@@ -284,7 +294,7 @@ cluster_section() {  # cluster_section REDIS_USER REVOCATION_SETTING: the `clust
     echo "cluster:"
     echo "  redis: $(redis_url "$1" '${REDIS_PASSWORD}')"
     redis_tls_section
-    echo '  sentinel_auth: {password: "${SENTINEL_PASSWORD}"}'
+    echo '  sentinel_auth: {username: portcullis-node, password: "${SENTINEL_PASSWORD}"}'
     echo "  secret: {file: /etc/portcullis/secrets/cluster.secret}"
     echo "  heartbeat_interval: 500ms"
     echo "  revocation:"
@@ -293,12 +303,12 @@ cluster_section() {  # cluster_section REDIS_USER REVOCATION_SETTING: the `clust
 host_etc() {  # host_etc HOST: /etc/portcullis of a host, with certs/ and secrets/
     local e=$work/hosts/$1/etc/portcullis
     mkdir -p "$e/certs" "$e/secrets"
-    cp "$work/materials/pcx-ca.pem" "$e/certs/redis-ca.pem"
+    cp "$work/materials/pcx-redis-ca.pem" "$e/certs/redis-ca.pem"
     cp "$work/materials/cluster_secret" "$e/secrets/cluster.secret"
     echo "$e"
 }
 env_file() {  # env_file FILE REDIS_PASSWORD_FILE: the unit's EnvironmentFile (root-only secrets)
-    printf 'REDIS_PASSWORD=%s\nSENTINEL_PASSWORD=%s\n' "$(cat "$2")" "$(cat "$work/materials/sentinel_client_pw")" >"$1"
+    printf 'REDIS_PASSWORD=%s\nSENTINEL_PASSWORD=%s\n' "$(cat "$2")" "$(cat "$work/materials/sentinel_node_pw")" >"$1"
 }
 # Paths inside configs are written as the deployment guide has them (/etc/portcullis/…) and moved
 # under the host's root here.
@@ -447,6 +457,7 @@ write_env() {
         echo "PCX_TLS=$tls"
         echo "PCX_DELAY_MS=$delay"
         echo "PCX_CA=$m/pcx-ca.pem"
+        echo "PCX_REDIS_CA=$m/pcx-redis-ca.pem"
         echo "PCX_WRONG_CA=$m/pcx-wrong-ca.pem"
         echo "PCX_CONTROL=https://${address[control]}:9000"
         echo "PCX_ADMIN=https://${address[control]}:9001"
@@ -458,6 +469,7 @@ write_env() {
         echo "PCX_CONTROL_PASSWORD=$(cat "$m/control_pw")"
         echo "PCX_OPERATOR_PASSWORD=$(cat "$m/operator_pw")"
         echo "PCX_SENTINEL_PASSWORD=$(cat "$m/sentinel_client_pw")"
+        echo "PCX_SENTINEL_NODE_PASSWORD=$(cat "$m/sentinel_node_pw")"
         echo "PCX_BINARY=$(cat "$work/archive-dir")/bin/portcullis"
     } >"$work/bed.env"
 }
