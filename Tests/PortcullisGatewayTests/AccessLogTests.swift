@@ -1,4 +1,5 @@
 import Foundation
+@testable import PortcullisObservability
 import PortcullisTestSupport
 import Testing
 
@@ -112,5 +113,50 @@ struct AccessLogQueryTests {
             }
             #expect(logged, "\(gateway.process.output)")
         }
+    }
+}
+
+/// The `text` log format (the default) of a real gateway: values a client chooses cannot end a
+/// line or carry terminal escapes. The build before wrote them raw (swift-log's stream handler):
+/// a token whose `sub` held a line break forged a whole log line of the attacker's choosing, and
+/// an unknown `kid` did the same in the control plane's log (an attacker review).
+@Suite("gateway: text log lines")
+struct TextLogTests {
+    @Test("a token's subject with a line break, an escape sequence and key=value text stays one quoted field of one access-log line")
+    func subjectCannotForgeLines() async throws {
+        let upstream = try await TestUpstream.start()
+        let issuer = try TestIssuer()
+        let upstreamAddress = upstream.address
+        let gateway = try await GatewayProcess.start { port, adminPort, directory in
+            """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            \((try? issuer.issuersYAML(directory: directory)) ?? "")
+            routes:
+              - {name: api, path_prefix: /api, upstream: {targets: [\(upstreamAddress)]}, auth: {type: jwt}}
+            """
+        }
+        let forged = "mallory\n2026-12-06T00:00:00+0000 error portcullis.access : status=200 subject=admin [PortcullisGateway] FORGED\u{1B}[2J"
+        let token = try issuer.token(sub: forged, clientID: "web-app")
+        #expect(try gateway.request("GET", "/api/forge", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+        _ = try await Poll.until(timeout: .seconds(5)) { gateway.process.output.contains("/api/forge") }
+        let output = gateway.process.output
+        await gateway.stop()
+        await upstream.stop()
+        let lines = output.split(separator: "\n").filter { $0.contains("FORGED") }
+        #expect(lines.count == 1, "\(lines)")
+        #expect(lines.first?.contains("path=/api/forge") == true, "the forged text is not part of the request's own line: \(lines)")
+        #expect(lines.first?.contains(#"subject="mallory\n2026-12-06T00:00:00+0000 error"#) == true, "\(lines)")
+        #expect(!output.contains("\u{1B}"), "a raw escape sequence reached the log")
+    }
+
+    @Test("text log values: control characters escaped, values with spaces, quotes or = quoted")
+    func escaping() {
+        #expect(TextLogHandler.escape("plain-value", quoting: true) == "plain-value")
+        #expect(TextLogHandler.escape("a b=c", quoting: true) == #""a b=c""#)
+        #expect(TextLogHandler.escape("say \"hi\"\\", quoting: true) == #""say \"hi\"\\""#)
+        #expect(TextLogHandler.escape("x\ny\u{1B}[2J\u{2028}\u{85}", quoting: false) == #"x\ny\u{1b}[2J\u{2028}\u{85}"#)
+        #expect(TextLogHandler.escape("", quoting: true) == #""""#)
     }
 }
