@@ -36,10 +36,10 @@ struct ClientAddressUnitTests {
         #expect(CIDR.parse(text).failure == expected)
     }
 
-    @Test("forwarding-header entries: bare, bracketed with port, IPv4 with port, quoted; not unknown, obfuscated or malformed", arguments: [
+    @Test("forwarding-header entries: bare, bracketed with port (an IPv4-mapped one as IPv4), IPv4 with port, quoted; not unknown, obfuscated or malformed", arguments: [
         ("192.0.2.1", "192.0.2.1"), ("192.0.2.1:8080", "192.0.2.1"), ("[2001:db8::1]", "2001:db8::1"),
         ("[2001:db8::1]:443", "2001:db8::1"), ("2001:DB8:0::1", "2001:db8::1"), ("\"[2001:db8::1]:1\"", "2001:db8::1"),
-        ("::ffff:192.0.2.9", "192.0.2.9"),
+        ("::ffff:192.0.2.9", "192.0.2.9"), ("[::ffff:192.0.2.9]", "192.0.2.9"), ("\"[::ffff:192.0.2.9]:4711\"", "192.0.2.9"),
         ("unknown", nil), ("_hidden", nil), ("", nil), ("192.0.2.1:", nil), ("[192.0.2.1]", nil), ("[2001:db8::1", nil),
         ("192.0.2.1:80:80", nil), ("1.2.3.4.5", nil), ("192.0.2.1 x", nil),
     ] as [(String, String?)])

@@ -50,7 +50,11 @@ struct IPAddress: Hashable, Sendable, CustomStringConvertible {
             guard let close = node.firstIndex(of: "]") else { return nil }
             let rest = node[node.index(after: close)...]
             guard rest.isEmpty || (rest.first == ":" && rest.count > 1) else { return nil }
-            guard let address = IPAddress(node[node.index(after: node.startIndex)..<close]), !address.isIPv4 else { return nil }
+            // Brackets hold an IPv6 address (RFC 7239 §6): an IPv4-mapped one (`[::ffff:192.0.2.1]`,
+            // what a dual-stack proxy writes for an IPv4 client) is taken as that IPv4 address; a
+            // bare IPv4 address in brackets is refused.
+            let inside = node[node.index(after: node.startIndex)..<close]
+            guard inside.contains(":"), let address = IPAddress(inside) else { return nil }
             self = address
             return
         }
