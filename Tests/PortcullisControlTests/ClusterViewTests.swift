@@ -113,7 +113,7 @@ extension ControlPlaneTests {
 
             try await eventually(timeout: .seconds(5), "demo-client is the top consumer") {
                 let top = try control.admin("GET", "/v1/ratelimits?top=5").json["top_consumers"] as? [[String: Any]] ?? []
-                return top.contains { $0["policy"] as? String == "per-client" && $0["key"] as? String == "client:demo-client" && ($0["count"] as? Int ?? 0) >= 5 }
+                return top.contains { $0["policy"] as? String == "per-client" && $0["key"] as? String == "client:builtin/demo-client" && ($0["count"] as? Int ?? 0) >= 5 }
             }
             let policies = try control.admin("GET", "/v1/ratelimits").json["policies"] as? [[String: Any]] ?? []
             #expect(policies.first?["limit"] as? Int == 100000)

@@ -332,7 +332,7 @@ extension ControlPlaneTests {
             for _ in 0..<5 { #expect(try cluster.statuses(fresh) == [200]) }
             try await eventually(timeout: .seconds(5), "demo-client's synced counter is the top consumer") {
                 let top = try control.admin("GET", "/v1/ratelimits?top=5").json["top_consumers"] as? [[String: Any]] ?? []
-                return top.contains { $0["key"] as? String == "client:demo-client" && ($0["count"] as? Int ?? 0) >= 5 }
+                return top.contains { $0["key"] as? String == "client:builtin/demo-client" && ($0["count"] as? Int ?? 0) >= 5 }
             }
 
             // A token naming an unknown kid makes the gateway ask for a refetch on keys:refetch.

@@ -1,6 +1,7 @@
 @testable import PortcullisGateway
 import NIOHTTP1
 import PortcullisCluster
+import PortcullisJOSE
 import Testing
 
 @Suite("bearer extraction, paths, request ids")
@@ -106,6 +107,25 @@ struct RequestPathUnitTests {
         #expect(HostHeader.name("") == nil)
         #expect(HostHeader.name("Admin.Test.:80") == "admin.test", "a trailing dot names the same host")
         #expect(HostHeader.isValid("admin.test.:80"))
+    }
+
+    /// The build before keyed by the claim alone: a token of a second issuer naming the same
+    /// client id spent the real client's budget (an attacker review).
+    @Test("subject and client id keys count per issuer: another issuer's token naming the same client or subject has a key of its own")
+    func keysPerIssuer() {
+        func token(_ issuerName: String) -> VerifiedToken {
+            VerifiedToken(issuerName: issuerName, issuer: "https://" + issuerName, subject: "alice", jwtID: nil, clientID: "demo-client",
+                          audiences: ["api"], scopes: [], expiresAt: 2_000_000_000, notBefore: nil, issuedAt: nil, keyID: nil,
+                          algorithm: .ES256, claims: [:])
+        }
+        for key in [RateLimitPolicy.Key.clientID, .subject] {
+            let policy = RateLimitPolicy(name: "p", key: key, limit: 1, window: .seconds(1))
+            let ours = RateLimitKey.value(for: policy, route: "r", identity: token("builtin"), headers: HTTPHeaders(), clientAddress: "10.0.0.1")
+            let theirs = RateLimitKey.value(for: policy, route: "r", identity: token("partner"), headers: HTTPHeaders(), clientAddress: "10.0.0.1")
+            #expect(ours != theirs, "\(key)")
+        }
+        let policy = RateLimitPolicy(name: "p", key: .clientID, limit: 1, window: .seconds(1))
+        #expect(RateLimitKey.value(for: policy, route: "r", identity: token("builtin"), headers: HTTPHeaders(), clientAddress: nil) == "client:builtin/demo-client")
     }
 
     @Test("IPv6 clients count by their /64 (or the policy's prefix); long header values by their hash")

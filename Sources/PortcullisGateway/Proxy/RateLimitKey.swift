@@ -6,7 +6,8 @@ import PortcullisJOSE
 import Glibc
 #endif
 
-/// The string a rate-limit policy counts by. When the token lacks the claim (or the route is
+/// The string a rate-limit policy counts by: `sub:ISSUER/SUBJECT`, `client:ISSUER/CLIENT_ID`
+/// (ISSUER the issuer's config name), `ip:…`, `hdr:…` or `route:…`. When the token lacks the claim (or the route is
 /// unauthenticated) the client IP stands in, so requests are never left unlimited. The parts a
 /// client chooses are kept small: an IPv6 address counts by its `/ipv6_prefix` network (one
 /// client holds a whole /64), and a header value longer than `maxHeaderValueBytes` by its SHA-256.
@@ -16,8 +17,10 @@ enum RateLimitKey {
 
     static func value(for policy: RateLimitPolicy, route: String, identity: VerifiedToken?, headers: HTTPHeaders, clientAddress: String?) -> String {
         switch policy.key {
-        case .subject: return identity?.subject.map { "sub:" + $0 } ?? ip(clientAddress, policy: policy)
-        case .clientID: return identity?.clientID.map { "client:" + $0 } ?? ip(clientAddress, policy: policy)
+        // Subjects and client ids are an issuer's names: the issuer (its config name) is part of the
+        // key, so a token of another issuer naming the same client cannot spend this one's budget.
+        case .subject: return identity.flatMap { token in token.subject.map { "sub:" + token.issuerName + "/" + $0 } } ?? ip(clientAddress, policy: policy)
+        case .clientID: return identity.flatMap { token in token.clientID.map { "client:" + token.issuerName + "/" + $0 } } ?? ip(clientAddress, policy: policy)
         case .ip: return ip(clientAddress, policy: policy)
         case .header(let name): return headers.first(name: name).map { "hdr:" + bounded($0) } ?? ip(clientAddress, policy: policy)
         case .route: return "route:" + route
