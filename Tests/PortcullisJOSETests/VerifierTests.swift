@@ -241,6 +241,25 @@ struct VerifierTests {
         #expect(throws: (any Error).self) { try rule("{claim: a..b, equals: x}") }
     }
 
+    /// The build before compared with Swift's `==`, canonical equivalence: a rule for tenant
+    /// `Åcme` admitted `A` + U+030A `cme`, one for `Kadmin` the Kelvin sign's spelling (an
+    /// attacker review, where the issuer let users choose the claim).
+    @Test("claim rules and scope requirements match strings byte for byte: a canonically equivalent spelling does not pass")
+    func policiesMatchExactly() throws {
+        let setup = try Self.setup(algorithms: [.HS256])
+        let signer = try #require(setup.signers[.HS256])
+        let token = try setup.verifier.verify(try signer.sign(claims: Fixture.claims([
+            "tenant": "A\u{030A}cme", "roles": ["\u{212A}admin"], "groups": "x \u{212A}admin", "scope": "\u{212A}admin orders:read",
+        ]))).get()
+        func rule(_ yaml: String) throws -> ClaimRule { try ClaimRule(node: try .parse(yaml: yaml)) }
+        #expect(try !rule("{claim: tenant, equals: \u{00C5}cme}").matches(token))
+        #expect(try rule("{claim: tenant, equals: \"A\u{030A}cme\"}").matches(token), "the same bytes still match")
+        #expect(try !rule("{claim: roles, contains: Kadmin}").matches(token))
+        #expect(try !rule("{claim: groups, contains: Kadmin}").matches(token))
+        #expect(try !ScopeRequirement(node: try .parse(yaml: "{any_of: [Kadmin]}")).isSatisfied(by: token))
+        #expect(try ScopeRequirement(node: try .parse(yaml: "{all_of: [orders:read]}")).isSatisfied(by: token))
+    }
+
     @Test("signing keys survive export and import")
     func exportImport() throws {
         for algorithm in JWSAlgorithm.allCases {

@@ -6,7 +6,9 @@ import PortcullisConfig
 /// `equals` compares the claim with the value (numbers by value; YAML scalars are matched as
 /// strings, booleans or numbers according to the claim's type). `contains` holds when the claim
 /// is an array with an element equal to the value, or a string whose space-separated words
-/// include it. A missing claim never matches.
+/// include it. A missing claim never matches. Strings match byte for byte: Swift's `==` would take
+/// canonically equivalent spellings (`A` + U+030A for `Å`, the Kelvin sign for `K`) as equal, and
+/// a token whose issuer lets users choose such a value would pass a rule written for another.
 public struct ClaimRule: Sendable, Equatable, CustomStringConvertible {
     public enum Condition: Sendable, Equatable {
         case equals(String)
@@ -47,7 +49,7 @@ public struct ClaimRule: Sendable, Equatable, CustomStringConvertible {
         case .contains(let expected):
             switch value {
             case .array(let items): return items.contains { Self.scalarEquals($0, expected) }
-            case .string(let text): return text.split(separator: " ").contains { $0 == expected }
+            case .string(let text): return text.split(separator: " ").contains { ExactString.equal(String($0), expected) }
             default: return false
             }
         }
@@ -56,7 +58,7 @@ public struct ClaimRule: Sendable, Equatable, CustomStringConvertible {
     /// Compares a claim value with a YAML scalar written as text.
     static func scalarEquals(_ value: JSONValue, _ expected: String) -> Bool {
         switch value {
-        case .string(let text): return text == expected
+        case .string(let text): return ExactString.equal(text, expected)
         case .bool(let flag): return (flag ? "true" : "false") == expected
         case .integer(let number): return Int64(expected) == number
         case .number(let number): return Double(expected) == number

@@ -44,8 +44,12 @@ public struct ScopeRequirement: Sendable, Equatable {
 
     public func isSatisfied(by token: VerifiedToken) -> Bool {
         switch mode {
-        case .anyOf: return scopes.contains { token.scopes.contains($0) }
-        case .allOf: return scopes.allSatisfy { token.scopes.contains($0) }
+        case .anyOf: return scopes.contains(where: has)
+        case .allOf: return scopes.allSatisfy(has)
+        }
+        // Byte for byte, as `ClaimRule`: not Swift's canonical equivalence.
+        func has(_ scope: String) -> Bool {
+            token.scopes.contains { ExactString.equal($0, scope) }
         }
     }
 }
