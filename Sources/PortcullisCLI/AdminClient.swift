@@ -3,7 +3,9 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import PortcullisJOSE
+import Synchronization
 
 /// A JSON call to the admin API.
 struct AdminClient {
@@ -18,28 +20,69 @@ struct AdminClient {
         var description: String
     }
 
+    /// Where the client's TLS material is; nil fields: the system's trust store, no certificate.
+    struct TLSFiles: Hashable, Sendable {
+        var caFile: String?
+        var certificate: String?
+        var privateKey: String?
+
+        /// The client's TLS settings; throws `Failure` naming the file that does not load.
+        func configuration() throws -> TLSConfiguration {
+            var settings = TLSConfiguration.makeClientConfiguration()
+            if let caFile {
+                do {
+                    settings.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+                } catch {
+                    throw Failure(description: "--ca-file \(caFile): not a PEM certificate (\(error))")
+                }
+            }
+            if let certificate, let privateKey {
+                do {
+                    settings.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+                } catch {
+                    throw Failure(description: "--cert \(certificate): not a PEM certificate (\(error))")
+                }
+                do {
+                    settings.privateKey = .privateKey(try NIOSSLPrivateKey(file: privateKey, format: .pem))
+                } catch {
+                    throw Failure(description: "--key \(privateKey): not a PEM private key (\(error))")
+                }
+            }
+            return settings
+        }
+    }
+
     let baseURL: String
-    let token: String
+    let token: String?
+    let tls: TLSFiles
 
     func get(_ path: String) async throws -> Reply { try await call(.GET, path, body: nil) }
     func post(_ path: String, _ body: JSONValue? = nil) async throws -> Reply { try await call(.POST, path, body: body) }
     func delete(_ path: String) async throws -> Reply { try await call(.DELETE, path, body: nil) }
 
-    /// The CLI's HTTP client. AsyncHTTPClient's default retries a refused connection until the
-    /// request's deadline (330 s here, for revocations that wait for their propagation); an admin
-    /// API that cannot be reached is reported at once instead. Never shut down: it lives as long
-    /// as the process, like `HTTPClient.shared`.
-    private static let client: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout.connect = .seconds(10)
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+    /// The CLI's HTTP client for `tls`. AsyncHTTPClient's default retries a refused connection
+    /// until the request's deadline (330 s here, for revocations that wait for their
+    /// propagation); an admin API that cannot be reached is reported at once instead. Kept for the
+    /// process's life, never shut down, like `HTTPClient.shared` (a command makes one or two).
+    private static let clients = Mutex<[TLSFiles: HTTPClient]>([:])
+
+    private static func client(_ tls: TLSFiles) throws -> HTTPClient {
+        try clients.withLock { clients in
+            if let client = clients[tls] { return client }
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool.retryConnectionEstablishment = false
+            configuration.timeout.connect = .seconds(10)
+            configuration.tlsConfiguration = try tls.configuration()
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[tls] = client
+            return client
+        }
+    }
 
     private func call(_ method: HTTPMethod, _ path: String, body: JSONValue?) async throws -> Reply {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
-        request.headers.add(name: "authorization", value: "Bearer \(token)")
+        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
         request.headers.add(name: "accept", value: "application/json")
         if let body {
             request.headers.add(name: "content-type", value: "application/json")
@@ -48,7 +91,7 @@ struct AdminClient {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await Self.client.execute(request, timeout: .seconds(330))
+            response = try await Self.client(tls).execute(request, timeout: .seconds(330))
             bytes = try await response.body.collect(upTo: 16 << 20)
         } catch {
             throw Failure(description: "cannot reach the admin API at \(baseURL): \(error)")

@@ -28,15 +28,45 @@ struct AdminConnection: ParsableArguments {
     @Option(name: .long, help: "Admin bearer token (default: $PORTCULLIS_ADMIN_TOKEN).")
     var token: String?
 
+    @Option(name: .customLong("ca-file"),
+            help: "PEM file of the CA that signed the admin listener's certificate (default: $PORTCULLIS_ADMIN_CA_FILE, else the system's trust store).")
+    var caFile: String?
+
+    @Option(name: .customLong("cert"),
+            help: "PEM client certificate (chain) for an admin listener that takes certificates (default: $PORTCULLIS_ADMIN_CERT); needs --key.")
+    var certificate: String?
+
+    @Option(name: .customLong("key"), help: "PEM private key of --cert (default: $PORTCULLIS_ADMIN_KEY).")
+    var privateKey: String?
+
     @Flag(name: .long, help: "Print the API's JSON instead of a table.")
     var json = false
 
     func client() throws -> AdminClient {
         let environment = ProcessInfo.processInfo.environment
         let base = endpoint ?? environment["PORTCULLIS_ADMIN_URL"] ?? "http://127.0.0.1:9001"
-        guard let token = token ?? environment["PORTCULLIS_ADMIN_TOKEN"], !token.isEmpty else {
-            throw ValidationError("no admin token: pass --token or set PORTCULLIS_ADMIN_TOKEN")
+        let tls = AdminClient.TLSFiles(caFile: caFile ?? environment["PORTCULLIS_ADMIN_CA_FILE"],
+                                       certificate: certificate ?? environment["PORTCULLIS_ADMIN_CERT"],
+                                       privateKey: privateKey ?? environment["PORTCULLIS_ADMIN_KEY"])
+        if (tls.certificate == nil) != (tls.privateKey == nil) { throw ValidationError("--cert and --key go together") }
+        for (option, path) in [("--ca-file", tls.caFile), ("--cert", tls.certificate), ("--key", tls.privateKey)] {
+            guard let path else { continue }
+            do {
+                _ = try ConfigFile.text(atPath: path)
+            } catch {
+                throw ValidationError("\(option) \(path): \(error.reason)")
+            }
         }
-        return AdminClient(baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)
+        do {
+            _ = try tls.configuration()
+        } catch let failure as AdminClient.Failure {
+            throw ValidationError(failure.description)
+        }
+        let token = (token ?? environment["PORTCULLIS_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 }
+        // A client certificate may be the whole credential (`admin_auth: certificate`).
+        guard token != nil || tls.certificate != nil else {
+            throw ValidationError("no admin credential: pass --token (or set PORTCULLIS_ADMIN_TOKEN), or --cert and --key")
+        }
+        return AdminClient(baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token, tls: tls)
     }
 }

@@ -109,6 +109,32 @@ struct ControlTLSTests {
         }
     }
 
+    /// The build before had no way to trust a private CA or present a certificate: against the
+    /// shipped example's admin TLS it could not be used at all (an attacker review).
+    @Test("portcullis admin trusts the admin listener's private CA with --ca-file and signs in with --cert/--key where certificates are the credential; without the CA it refuses the server")
+    func cliOverTLS() async throws {
+        try await withControl(adminAuth: "certificate", clientCertificates: "required") { setup in
+            let admin = "https://127.0.0.1:\(setup.adminPort)"
+            let carol = try setup.adminClients.issue("ops-carol")
+            let environment = ["PATH": "/usr/bin:/bin", "HOME": setup.directory]
+            let ok = try runCommand(PortcullisBinary.path, ["admin", "status", "--json", "--endpoint", admin, "--ca-file", setup.authority.certificate,
+                                                            "--cert", carol.certificate, "--key", carol.privateKey], environment: environment)
+            #expect(ok.status == 0, "\(ok.stderr)")
+            #expect(ok.stdout.contains("\"revocations\""), "\(ok.stdout)")
+            // The server's certificate is not in the system's trust store: refused, no token sent.
+            let untrusted = try runCommand(PortcullisBinary.path, ["admin", "status", "--endpoint", admin, "--cert", carol.certificate, "--key", carol.privateKey],
+                                           environment: environment)
+            #expect(untrusted.status == 1 && untrusted.stderr.contains("cannot reach the admin API"), "\(untrusted.stderr)")
+            // Bad input: a missing CA file or a certificate without its key is a usage error (2).
+            let missing = try runCommand(PortcullisBinary.path, ["admin", "status", "--endpoint", admin, "--ca-file", setup.directory + "/nope.pem",
+                                                                 "--token", "x"], environment: environment)
+            #expect(missing.status == 2 && missing.stderr.contains("no such file"), "\(missing.stderr)")
+            let halfPair = try runCommand(PortcullisBinary.path, ["admin", "status", "--endpoint", admin, "--cert", carol.certificate],
+                                          environment: environment)
+            #expect(halfPair.status == 2 && halfPair.stderr.contains("--cert and --key go together"), "\(halfPair.stderr)")
+        }
+    }
+
     @Test("SIGHUP reloads the certificate for new connections; a broken file keeps the old one")
     func reload() async throws {
         try await withControl(adminAuth: "token", clientCertificates: "none") { setup in
