@@ -53,6 +53,12 @@ public struct TextLogHandler: LogHandler {
     /// `text` with control characters escaped; with `quoting`, in double quotes when it holds a
     /// space, a quote, `=` or a backslash (or is empty).
     static func escape(_ text: String, quoting: Bool) -> String {
+        // Most values (ids, paths, numbers) are plain printable ASCII: returned as they are.
+        if !text.isEmpty, text.utf8.allSatisfy({ byte in
+            byte > 0x20 && byte < 0x7F && (!quoting || (byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") && byte != UInt8(ascii: "=")))
+        }) {
+            return text
+        }
         var out = ""
         var needsQuotes = quoting && text.isEmpty
         for scalar in text.unicodeScalars {
