@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 @testable import PortcullisCluster
 import PortcullisJOSE
 import PortcullisRedis
@@ -203,6 +204,39 @@ struct RedisTamperingTests {
             try await cluster.startGateway(id: "gw-3")
             #expect(try cluster.statuses(victim) == [401, 401, 401], "a node started afterwards admitted the revoked subject")
             try await Self.expectStillRevoked(cluster, [victim, earlier], seconds: 1)
+        }
+    }
+
+    /// The carry is written in pieces bounded by tokens; a piece cut short must not lose the rest
+    /// (the first piece already emptied the old log), and a prune worked out in the old epoch must
+    /// not raise the new one's floor or remove its entries (code review).
+    @Test("a new epoch carries a log that takes several writes; a floor worked out in the old epoch is not raised in the new one")
+    func carryAcrossWritesAndOldFloor() async throws {
+        try await withCluster() { cluster in
+            let now = Int64(Date().timeIntervalSince1970)
+            let batches = (0..<14).map { index in
+                Revocation(id: "batch-\(index)", operation: .add, kind: .jti, value: "b\(index)-0", issuer: nil, until: now + 3600,
+                           createdAtMillis: now * 1000, actor: "test", reason: nil,
+                           batch: (1..<1000).map { Revocation.Token(jti: "b\(index)-\($0)", expiresAt: now + 3600) })
+            }
+            #expect(RevocationWriter.carryChunk(batches.map { RevocationWriter.Change(revocation: $0, pruneAt: "+inf") }).count == 12,
+                    "12 batches of 1 000 tokens fill one write")
+            let written = try await cluster.store.writeBatch(batches)
+            let oldEpoch = try #require(written.last?.epoch)
+            _ = try await cluster.client.send("SET", "portcullis:rev:head", "garbage")
+            let after = try await cluster.revoke(.jti, "after-the-reset")
+            #expect(after.epoch != oldEpoch && after.sequence == 15, "\(after.sequence)")
+            let carried = try await cluster.store.list(kind: .jti, limit: 100)
+            #expect(carried.count == 15 && Set(carried.map(\.epoch)) == [after.epoch])
+            #expect(carried.reduce(0) { $0 + $1.revocation.count } == 14 * 1000 + 1)
+            // A prune that read sequences of the old epoch: nothing raised in the new one.
+            let reader = RevocationLogReader(client: cluster.client, keys: cluster.keys, mac: cluster.mac, alarm: cluster.alarm)
+            let writer = RevocationWriter(client: cluster.client, keys: cluster.keys, mac: cluster.mac, reader: reader, logger: Logger(label: "test"),
+                                          knownPosition: { (nil, -1) })
+            #expect(try await writer.raiseFloor(to: 10, epoch: oldEpoch) == false)
+            #expect(try await cluster.store.head()?.floor == 0)
+            #expect(try await writer.raiseFloor(to: 2, epoch: after.epoch) == true)
+            #expect(try await cluster.store.head()?.floor == 2)
         }
     }
 

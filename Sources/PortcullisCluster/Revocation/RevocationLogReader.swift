@@ -54,7 +54,12 @@ struct RevocationLogReader: Sendable {
     /// `member score member score …` → the entries that verify, are where their signature says,
     /// and (with `epoch`) belong to that history.
     func verified(_ items: [RedisValue], epoch: RevocationEpoch?) -> [RevocationEvent] {
-        var events: [RevocationEvent] = []
+        verifiedEntries(items, epoch: epoch).map(\.event)
+    }
+
+    /// `verified`, with each entry's member as stored, to remove exactly that entry.
+    func verifiedEntries(_ items: [RedisValue], epoch: RevocationEpoch?) -> [(event: RevocationEvent, member: [UInt8])] {
+        var events: [(event: RevocationEvent, member: [UInt8])] = []
         events.reserveCapacity(items.count / 2)
         var index = 0
         while index + 1 < items.count {
@@ -71,7 +76,7 @@ struct RevocationLogReader: Sendable {
                     alarm.report(key: keys.revocationLog, "an entry of epoch \(event.epoch) was found in the log of epoch \(epoch)")
                     continue
                 }
-                events.append(event)
+                events.append((event, bytes))
             } catch {
                 alarm.report(key: keys.revocationLog, "\(error)")
             }

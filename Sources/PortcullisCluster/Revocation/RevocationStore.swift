@@ -178,32 +178,44 @@ public final class RevocationStore: Sendable {
         let replies = try await client.pipeline(nominated.map {
             ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument($0), RedisArgument($0), "WITHSCORES"]
         })
-        var due: [Int64: String] = [:]
+        var due: [Int64: (id: String, member: [UInt8])] = [:]
+        var epochs = Set<RevocationEpoch>()
         for reply in replies {
-            for event in reader.verified((try? reply.get().array) ?? [], epoch: nil) {
+            for (event, member) in reader.verifiedEntries((try? reply.get().array) ?? [], epoch: nil) {
                 let revocation = event.revocation
                 switch (revocation.kind, revocation.operation) {
                 case (.jti, _):
-                    if revocation.latestExpiry + RevocationSet.expiryGrace <= now { due[event.sequence] = revocation.id }
+                    guard revocation.latestExpiry + RevocationSet.expiryGrace <= now else { continue }
+                    due[event.sequence] = (revocation.id, member)
+                    epochs.insert(event.epoch)
                 case (_, .delete):
                     guard revocation.createdAtMillis / 1000 + maxTokenLifetime + RevocationSet.expiryGrace <= now else { continue }
-                    due[event.sequence] = revocation.id
-                    if let lifts = revocation.lifts, let lifted = try await get(id: lifts) { due[lifted.sequence] = lifts }
+                    due[event.sequence] = (revocation.id, member)
+                    epochs.insert(event.epoch)
+                    if let lifts = revocation.lifts, let sequence = try await client.send("HGET", RedisArgument(keys.revocationIDs), RedisArgument(lifts)).int,
+                       let lifted = reader.verifiedEntries(try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument(sequence),
+                                                                                RedisArgument(sequence), "WITHSCORES").array ?? [], epoch: event.epoch)
+                           .first(where: { $0.event.revocation.id == lifts }) {
+                        due[lifted.event.sequence] = (lifts, lifted.member)
+                    }
                 default:
                     continue  // in force until a lift names it (pruned with that lift)
                 }
             }
         }
         // Nominations the signed entries do not bear out are left alone (and not removed from the index).
-        guard let highest = due.keys.max() else { return 0 }
-        // Floor first, so no reader sees the hole without it.
-        try await writer.raiseFloor(to: highest)
+        guard let highest = due.keys.max(), epochs.count == 1, let epoch = epochs.first else { return 0 }
+        // Floor first, so no reader sees the hole without it — and only in the epoch these
+        // sequences belong to: if a new epoch started meanwhile (another control plane, a garbled
+        // head), its entries at these sequences are other changes, carried ones among them.
+        guard try await writer.raiseFloor(to: highest, epoch: epoch) else { return 0 }
         var commands: [[RedisArgument]] = []
-        for sequence in due.keys {
-            commands.append(["ZREMRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument(sequence), RedisArgument(sequence)])
+        for (sequence, entry) in due {
+            // The exact entry verified, not whatever now sits at its score.
+            commands.append(["ZREM", RedisArgument(keys.revocationLog), RedisArgument(bytes: entry.member)])
             commands.append(["ZREM", RedisArgument(keys.revocationExpiry), RedisArgument(sequence)])
         }
-        commands.append(["HDEL", RedisArgument(keys.revocationIDs)] + due.values.map { RedisArgument($0) })
+        commands.append(["HDEL", RedisArgument(keys.revocationIDs)] + due.values.map { RedisArgument($0.id) })
         for reply in try await client.pipeline(commands) { _ = try reply.get() }
         return due.count
     }

@@ -81,7 +81,7 @@ actor RevocationWriter {
             let group = Array(taken)
             pending.removeFirst(group.count)
             do {
-                let events = try await commit(group.flatMap(\.changes), floor: nil)
+                let events = try await commit(group.flatMap(\.changes), floor: nil).events
                 var offset = 0
                 for item in group {
                     item.continuation.resume(returning: Array(events[offset..<(offset + item.changes.count)]))
@@ -101,9 +101,12 @@ actor RevocationWriter {
         return head
     }
 
-    /// Raises the head's floor (pruning).
-    func raiseFloor(to floor: Int64) async throws {
-        _ = try await commit([], floor: floor)
+    /// Raises the head's floor (pruning) to `floor`, a sequence of `epoch`; false, and nothing
+    /// raised, when the head is of another epoch by the time it is written (a new epoch started
+    /// meanwhile: its entries at those sequences are other changes, which the caller must not
+    /// remove).
+    func raiseFloor(to floor: Int64, epoch: RevocationEpoch) async throws -> Bool {
+        try await commit([], floor: (floor, epoch)).floorRaised
     }
 
     static let script = RedisScript("""
@@ -137,7 +140,27 @@ actor RevocationWriter {
     return {1, us}
     """)
 
-    private func commit(_ changes: [Change], floor: Int64?) async throws -> [RevocationEvent] {
+    /// One commit at a time in this process: carrying changes into a new epoch spans several
+    /// writes, and `carryTail` must not be read by one commit while another changes it.
+    private var committing = false
+    private var waitingToCommit: [CheckedContinuation<Void, Never>] = []
+    /// Changes being carried into a new epoch that are not written yet. Written ahead of every
+    /// other change, into whatever epoch is current, until none is left: a carry cut short (the
+    /// head changed between two chunks — another control plane's beat — or Redis failed) is
+    /// finished by the next commit rather than lost, since the first chunk already emptied the
+    /// old log. Lost only if this process ends first.
+    private var carryTail: [Change] = []
+
+    private func commit(_ changes: [Change], floor: (value: Int64, epoch: RevocationEpoch)?) async throws
+        -> (events: [RevocationEvent], floorRaised: Bool) {
+        if committing {
+            await withCheckedContinuation { waitingToCommit.append($0) }
+        } else {
+            committing = true
+        }
+        defer {
+            if waitingToCommit.isEmpty { committing = false } else { waitingToCommit.removeFirst().resume() }
+        }
         for _ in 0..<Self.maxAttempts {
             var (base, expected, reset) = try await baseForWriting()
             if reset {
@@ -145,36 +168,43 @@ actor RevocationWriter {
                 // still holds, so that a node that had not applied them yet (cut off, paused) finds
                 // them in the new history instead of merging into an empty one, current and without
                 // them — an unsigned write to the head would otherwise make nodes forget.
-                guard let started = try await startEpoch(base: base, expected: expected) else { continue }
-                (base, expected, reset) = (started.head, started.raw, false)
+                let carried = try await carriedOver()
+                if !carried.isEmpty {
+                    carryTail = carried + carryTail
+                    logger.error("carrying the old revocation log's signed changes into the new epoch",
+                                 metadata: ["epoch": "\(base.epoch)", "changes": "\(carried.count)"])
+                }
             }
-            guard let written = try await write(changes, base: base, expected: expected, reset: reset, floor: floor,
+            while !carryTail.isEmpty {
+                let chunk = Self.carryChunk(carryTail)
+                guard try await write(chunk, base: base, expected: expected, reset: reset, floor: nil, waitForReplicas: false) != nil,
+                      let current else { break }
+                carryTail.removeFirst(chunk.count)
+                (base, expected, reset) = (current.head, current.raw, false)
+            }
+            guard carryTail.isEmpty else { continue }
+            // A floor names sequences of the epoch it was computed in.
+            let raise = floor.flatMap { $0.epoch == base.epoch && !reset ? $0.value : nil }
+            guard let written = try await write(changes, base: base, expected: expected, reset: reset, floor: raise,
                                                 waitForReplicas: !changes.isEmpty) else { continue }
-            return written
+            return (written, raise != nil)
         }
         throw ClusterError.notDurable("the revocation head kept changing under this writer (another writer, or tampering); nothing was written")
     }
 
-    /// Starts the epoch of `base` (sequence 0) with the changes carried over from the old log,
-    /// in commits of at most `maxChangesPerCommit`; nil when another write came first.
-    private func startEpoch(base: RevocationHead, expected: String) async throws -> (head: RevocationHead, raw: String)? {
-        let carried = try await carriedOver()
-        guard !carried.isEmpty else {
-            guard try await write([], base: base, expected: expected, reset: true, floor: nil, waitForReplicas: false) != nil,
-                  let current else { return nil }
-            return current
+    /// The first changes of `tail` that go in one write: bounded by the tokens they carry (a
+    /// batch change holds up to 1 000), so that the write's pub/sub message stays far below
+    /// Redis's output-buffer limit for subscribers, as `maxChangesPerCommit` does for changes.
+    static func carryChunk(_ tail: [Change]) -> [Change] {
+        var tokens = 0
+        var count = 0
+        for change in tail {
+            let weight = 1 + change.revocation.batch.count
+            if count > 0, tokens + weight > maxChangesPerCommit { break }
+            tokens += weight
+            count += 1
         }
-        var (head, raw, reset) = (base, expected, true)
-        var start = 0
-        while start < carried.count {
-            let chunk = Array(carried[start..<min(carried.count, start + Self.maxChangesPerCommit)])
-            guard try await write(chunk, base: head, expected: raw, reset: reset, floor: nil, waitForReplicas: false) != nil,
-                  let current else { return nil }
-            (head, raw, reset) = (current.head, current.raw, false)
-            start += chunk.count
-        }
-        logger.error("carried the old revocation log's signed changes into the new epoch", metadata: ["epoch": "\(head.epoch)", "changes": "\(carried.count)"])
-        return (head, raw)
+        return Array(tail.prefix(count))
     }
 
     /// The changes of the old log that verify, of its newest epoch, in sequence order — all but
@@ -183,14 +213,18 @@ actor RevocationWriter {
     private func carriedOver() async throws -> [Change] {
         var events: [RevocationEvent] = []
         var start = 0
-        while true {
-            let (page, more) = try await reader.page(start: start, count: 1_000, epoch: nil)
-            events += page
-            guard more else { break }
-            start += 1_000
+        do {
+            while true {
+                let (page, more) = try await reader.page(start: start, count: 1_000, epoch: nil)
+                events += page
+                guard more else { break }
+                start += 1_000
+            }
+        } catch let error as RedisError where error.errorCode == "WRONGTYPE" {
+            return []  // nothing to carry; the write script reports the key and refuses to write
         }
         guard let newest = events.map(\.epoch).max(by: { $1.isNewer(than: $0) }) else { return [] }
-        let expiry = try await client.send("ZRANGE", RedisArgument(keys.revocationExpiry), "0", "-1", "WITHSCORES").array ?? []
+        let expiry = (try? await client.send("ZRANGE", RedisArgument(keys.revocationExpiry), "0", "-1", "WITHSCORES").array) ?? []
         var pruneAt: [String: String] = [:]
         var index = 0
         while index + 1 < expiry.count {
