@@ -423,6 +423,11 @@ extension ControlPlaneTests {
             try await Task.sleep(for: .milliseconds(300))
             let clientCut = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh2])
             #expect(clientCut.status == 400 && clientCut.json["error"] as? String == "invalid_grant", "\(clientCut.text)")
+            // A code issued after the client cut-off, from the session signed in before it, redeems.
+            try await Task.sleep(for: .milliseconds(1100))
+            let code3 = try #require(SignInBrowser.redirectParameters(try fresh.authorize(fresh.parameters()))["code"])
+            let tokens3 = try fresh.redeem(code3)
+            #expect(tokens3.status == 200, "\(tokens3.text)")
         }
 
         /// The build before revoked only what had been issued: a code the client held unredeemed

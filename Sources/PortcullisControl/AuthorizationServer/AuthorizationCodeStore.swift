@@ -18,6 +18,9 @@ struct AuthorizationCodeStore: Sendable {
         /// RFC 7636 `code_challenge` (S256).
         var challenge: String
         var authTime: Int64
+        /// When the code was issued, Unix milliseconds (signed; nil in records of versions that
+        /// did not write it, whose codes have expired a minute after an upgrade).
+        var issuedAtMillis: Int64? = nil
     }
 
     enum RedeemOutcome: Sendable {
@@ -37,9 +40,11 @@ struct AuthorizationCodeStore: Sendable {
 
     private func key(_ code: String) -> String { keys.authorizationCode(Hex.sha256(code)) }
 
-    private func grantMAC(key: String, _ grant: Grant) -> String {
-        recordMAC.sign(["code1", key, grant.clientID, grant.redirectURI, grant.username, grant.scope.joined(separator: " "),
-                        grant.challenge, String(grant.authTime)])
+    private func grantFields(key: String, _ grant: Grant) -> [String] {
+        var fields = [grant.issuedAtMillis == nil ? "code1" : "code2", key, grant.clientID, grant.redirectURI, grant.username,
+                      grant.scope.joined(separator: " "), grant.challenge, String(grant.authTime)]
+        if let issuedAtMillis = grant.issuedAtMillis { fields.append(String(issuedAtMillis)) }
+        return fields
     }
 
     private func issuedMAC(key: String, family: String, jti: String, exp: String) -> String {
@@ -48,13 +53,16 @@ struct AuthorizationCodeStore: Sendable {
 
     /// Stores a new code for `grant`; returns the code.
     func issue(_ grant: Grant) async throws -> String {
+        var grant = grant
+        grant.issuedAtMillis = Int64(Date().timeIntervalSince1970 * 1000)
         let code = RefreshTokenStore.newToken()
         let name = self.key(code)
         let key = RedisArgument(name)
         let replies = try await client.pipeline([
             ["HSET", key, "status", "active", "client_id", RedisArgument(grant.clientID), "redirect_uri", RedisArgument(grant.redirectURI),
              "sub", RedisArgument(grant.username), "scope", RedisArgument(grant.scope.joined(separator: " ")),
-             "challenge", RedisArgument(grant.challenge), "auth_time", RedisArgument(grant.authTime), "mac", RedisArgument(grantMAC(key: name, grant))],
+             "challenge", RedisArgument(grant.challenge), "auth_time", RedisArgument(grant.authTime),
+             "iat_ms", RedisArgument(grant.issuedAtMillis ?? 0), "mac", RedisArgument(recordMAC.sign(grantFields(key: name, grant)))],
             ["PEXPIRE", key, RedisArgument(AuthorizationServerConfig.authorizationCodeTTL.wholeMilliseconds)],
         ])
         for reply in replies { _ = try reply.get() }
@@ -64,7 +72,7 @@ struct AuthorizationCodeStore: Sendable {
     /// KEYS: code. ARGV: retention ms. Returns the status it found and the record's fields.
     static let redeemScript = RedisScript("""
     local rec = redis.call('HMGET', KEYS[1], 'status', 'client_id', 'redirect_uri', 'sub', 'scope', 'challenge', 'auth_time', 'mac',
-      'family', 'jti', 'exp', 'issued_mac')
+      'family', 'jti', 'exp', 'issued_mac', 'iat_ms')
     if not rec[1] then return {'unknown'} end
     local outcome = 'ok'
     if rec[1] ~= 'active' then
@@ -75,7 +83,7 @@ struct AuthorizationCodeStore: Sendable {
       redis.call('PEXPIRE', KEYS[1], ARGV[1])
     end
     return {outcome, rec[2] or '', rec[3] or '', rec[4] or '', rec[5] or '', rec[6] or '', rec[7] or '', rec[8] or '',
-      rec[9] or '', rec[10] or '', rec[11] or '', rec[12] or ''}
+      rec[9] or '', rec[10] or '', rec[11] or '', rec[12] or '', rec[13] or ''}
     """)
 
     /// Takes the code: the first call gets its grant, every later one `reused`. A record whose
@@ -85,10 +93,11 @@ struct AuthorizationCodeStore: Sendable {
         let reply = try await client.evalScript(Self.redeemScript, keys: [RedisArgument(name)],
                                                 arguments: [RedisArgument(usedRetention.wholeMilliseconds)])
         let parts = (reply.array ?? []).map { $0.string ?? "" }
-        guard parts.count == 12 else { return .unknown }
+        guard parts.count == 13 else { return .unknown }
         let grant = Grant(clientID: parts[1], redirectURI: parts[2], username: parts[3], scope: parts[4].split(separator: " ").map(String.init),
-                          challenge: parts[5], authTime: Int64(parts[6]) ?? 0)
-        guard String(grant.authTime) == parts[6], recordMAC.verify(parts[7], ["code1", name, parts[1], parts[2], parts[3], parts[4], parts[5], parts[6]]) else {
+                          challenge: parts[5], authTime: Int64(parts[6]) ?? 0, issuedAtMillis: parts[12].isEmpty ? nil : Int64(parts[12]))
+        guard String(grant.authTime) == parts[6], parts[12].isEmpty || grant.issuedAtMillis.map(String.init) == parts[12],
+              recordMAC.verify(parts[7], grantFields(key: name, grant)) else {
             return .unknown
         }
         switch parts[0] {

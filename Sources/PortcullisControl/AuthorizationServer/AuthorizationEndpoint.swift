@@ -319,6 +319,9 @@ final class AuthorizationEndpoint: Sendable {
 
     private func cookieSession(_ request: Request) async throws -> LoginSessionStore.Session? {
         guard let id = LoginSessionStore.cookie(Self.cookieName, in: request.headers), let session = try await sessions.lookup(id) else { return nil }
+        // A control plane whose copy of the revocation list has not synced yet knows no cut-off:
+        // a signed-in session counts as none until it has (the user signs in again).
+        if session.username != nil, !revocationList.isSynced { return nil }
         if let username = session.username, let authTime = session.authTime,
            let cutoff = revocationList.set.cutoffs(issuer: config.issuer, subject: username, clientID: nil).subject,
            authTime * 1000 < cutoff {

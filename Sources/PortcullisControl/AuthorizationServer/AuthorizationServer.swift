@@ -160,7 +160,7 @@ final class AuthorizationServer: Sendable {
         }
         // A subject or client cut-off revokes the tokens issued before it — "log out everywhere" —
         // and so the refresh tokens too: a refresh token issued before it refreshes nothing.
-        try refuseIfCutOff(subject: grant.subject, clientID: client.id, issuedAtMillis: grant.issuedAtMillis, what: "refresh token")
+        try refuseIfCutOff(subject: grant.subject, clientID: client.id, issuedAtMillis: refreshTokens.signedIssuedAtMillis(grant), what: "refresh token")
         // A user's grant refreshes only while the user's consent to the client covers it: "Revoke
         // access" ends the family even where the list of what was issued under the consent (not
         // signed) was emptied by a Redis writer and the family itself was never revoked.
@@ -210,7 +210,14 @@ final class AuthorizationServer: Sendable {
     }
 
     /// `invalid_grant` when a subject or client cut-off in force is later than `issuedAtMillis`.
-    private func refuseIfCutOff(subject: String, clientID: String, issuedAtMillis: Int64, what: String) throws {
+    /// Until the control plane's copy of the revocation list has synced it knows no cut-off:
+    /// `temporarily_unavailable` (503), as for introspection.
+    private func refuseIfCutOff(subject: String?, clientID: String?, issuedAtMillis: Int64, what: String) throws {
+        guard revocationList.isSynced else {
+            var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation list is not synced yet; retry")
+            failure.headers[.retryAfter] = "1"
+            throw failure
+        }
         let cutoffs = revocationList.set.cutoffs(issuer: config.issuer, subject: subject, clientID: clientID)
         if let cutoff = cutoffs.subject, issuedAtMillis < cutoff {
             throw APIError(.badRequest, "invalid_grant", "the \(what) predates a revocation of every token of its subject")
@@ -259,8 +266,10 @@ final class AuthorizationServer: Sendable {
         guard let user = config.users?.users[grant.username] else {
             throw APIError(.badRequest, "invalid_grant", "the user of this authorization code no longer exists")
         }
-        // A code of a sign-in older than a cut-off of its user (or client) mints nothing.
-        try refuseIfCutOff(subject: grant.username, clientID: client.id, issuedAtMillis: grant.authTime * 1000, what: "sign-in behind this authorization code")
+        // A code of a sign-in older than a cut-off of its user mints nothing, nor a code issued
+        // before a cut-off of its client (one issued since, from an older sign-in, does).
+        try refuseIfCutOff(subject: grant.username, clientID: nil, issuedAtMillis: grant.authTime * 1000, what: "sign-in behind this authorization code")
+        try refuseIfCutOff(subject: nil, clientID: client.id, issuedAtMillis: grant.issuedAtMillis ?? 0, what: "authorization code")
         // Every code was issued under a consent the user gave: one they revoked since ("Revoke
         // access" while the code was unredeemed), or narrowed below the code's scopes, redeems
         // nothing. (Revoking only what was issued left such a code to mint tokens the account

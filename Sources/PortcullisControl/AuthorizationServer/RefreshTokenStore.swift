@@ -58,6 +58,14 @@ struct RefreshTokenStore: Sendable {
 
     private var ttlMillis: Int64 { ttl.wholeMilliseconds }
 
+    /// When `grant`'s token was issued, from its signed expiry (`iat_ms` is not signed): its
+    /// expiry less the lifetime configured now — earlier than the truth if `refresh_token_ttl`
+    /// grew since (a cut-off reaches further), later by as much as it shrank (a token issued that
+    /// much before a cut-off passes it).
+    func signedIssuedAtMillis(_ grant: Grant) -> Int64 {
+        grant.expiresAtMillis - ttlMillis
+    }
+
     /// Starts a family with its first refresh token and the access token issued with it.
     func startFamily(clientID: String, subject: String, scope: [String], audience: String,
                      accessToken: (jti: String, exp: Int64), user: Bool = false) async throws -> (token: String, family: String) {
