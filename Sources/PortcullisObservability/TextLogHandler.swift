@@ -4,9 +4,11 @@ import Logging
 /// message`) with every message and metadata value escaped first. The stream handler writes
 /// values as they are, so a value a client chooses — a token's `sub` in the access log, an unknown
 /// `kid` — could end the line and forge another, or carry terminal escape sequences. Here control
-/// characters (C0, DEL, C1, the Unicode line and paragraph separators) are written as `\n`, `\t`
-/// or `\u{…}`, and a metadata value with a space, a quote, `=` or a backslash is quoted
-/// (logfmt's rule), so each line is one event and each `key=value` one field.
+/// characters (C0, DEL, C1, the Unicode line and paragraph separators, the bidirectional
+/// embedding, override and isolate controls) are written as `\n`, `\t` or `\u{…}`, and a
+/// metadata value with a space, a quote, `=` or a backslash is quoted (logfmt's rule), so each
+/// line is one event and each `key=value` one field. Handler metadata is stored escaped (reading
+/// it back gives the escaped text).
 public struct TextLogHandler: LogHandler {
     private var stream: StreamLogHandler
 
@@ -66,7 +68,8 @@ public struct TextLogHandler: LogHandler {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029:
+            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
+                || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value):
                 out += "\\u{" + String(scalar.value, radix: 16) + "}"
             case "\"", "\\":
                 needsQuotes = needsQuotes || quoting

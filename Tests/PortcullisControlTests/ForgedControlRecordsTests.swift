@@ -71,9 +71,6 @@ extension ControlPlaneTests {
             #expect(refreshed.json["scope"] as? String == "orders:read")
         }
 
-        /// The build before opened every page to a copied session, and to a forged one naming a
-        /// certificate subject where certificates are accepted; its revoke form lifted a client's
-        /// cut-off in the operator's name.
         /// The list of what was issued under a consent is not signed: the build before, with the
         /// list emptied, revoked nothing at "Revoke access" and the client went on refreshing.
         @Test("a Redis writer who empties the list of what was issued under a consent does not keep the client refreshing after the user revokes its access: the refresh token is refused (invalid_grant)")
@@ -122,6 +119,9 @@ extension ControlPlaneTests {
             await redis.shutdown()
         }
 
+        /// The build before opened every page to a copied session, and to a forged one naming a
+        /// certificate subject where certificates are accepted; its revoke form lifted a client's
+        /// cut-off in the operator's name.
         @Test("a Redis writer cannot use the operator console: a signed-in session's record copied under a session id of its choosing opens no page, nor does one it writes naming a principal; the operator's own session goes on")
         func copiedConsoleSessionsOpenNothing() async throws {
             let cluster = try await ControlCluster()

@@ -158,5 +158,6 @@ struct TextLogTests {
         #expect(TextLogHandler.escape("say \"hi\"\\", quoting: true) == #""say \"hi\"\\""#)
         #expect(TextLogHandler.escape("x\ny\u{1B}[2J\u{2028}\u{85}", quoting: false) == #"x\ny\u{1b}[2J\u{2028}\u{85}"#)
         #expect(TextLogHandler.escape("", quoting: true) == #""""#)
+        #expect(TextLogHandler.escape("admin\u{202E}txt.exe", quoting: false) == #"admin\u{202e}txt.exe"#)
     }
 }

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Logging
 import NIOCore
+import PortcullisConfig
 
 /// Gets an issuer's JWK set — from its `jwks_file`, `jwks_uri` or OIDC discovery document — as
 /// the document itself and as parsed keys, with the server's `Cache-Control: max-age`.
@@ -61,10 +62,11 @@ public struct JWKSDownloader: Sendable {
         var etag: String?
         switch issuer.keySource {
         case .jwksFile(let path):
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw Failure(outcome: "invalid", message: "cannot read \(path)")
+            do {
+                body = Array(try ConfigFile.text(atPath: path).utf8)
+            } catch {
+                throw Failure(outcome: "invalid", message: "cannot read \(path): \(error.reason)")
             }
-            body = Array(data)
         case .jwksURI(let url):
             (body, maxAge, etag) = try await get(url)
         case .discovery(let url):
