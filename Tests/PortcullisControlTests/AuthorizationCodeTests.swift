@@ -263,16 +263,10 @@ extension ControlPlaneTests {
             let cluster = try await SignInBrowser.cluster(throttle: "{per_user: 1, per_address: 20, window: 1m}")
             defer { Task { await cluster.shutdown() } }
             let first = cluster.control
-            let issuer = cluster.issuer
-            let redisURL = cluster.redis.url
             let folder = try TemporaryDirectory.make(prefix: "portcullis-users")
             try SignInBrowser.users.write(toFile: folder + "/users.yaml", atomically: true, encoding: .utf8)
-            let second = try await ControlProcess.start(directory: first.directory, nodeID: "control-2", waitForSigningKey: true) { port, adminPort, _ in
-                ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-2", authorizationServer: true,
-                                             controlExtra: "", asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: {per_user: 1, per_address: 20, window: 1m}\n",
-                                             asClients: [SignInBrowser.client])
-                    .replacingOccurrences(of: "issuer: http://127.0.0.1:\(port)", with: "issuer: \(issuer)")
-            }
+            let second = try await cluster.startPeerControl(
+                asExtra: "  users_file: \(folder)/users.yaml\n  login_throttle: {per_user: 1, per_address: 20, window: 1m}\n", asClients: [SignInBrowser.client])
             defer { Task { await second.stop() } }
 
             // The login page from the first, the login form to the second, the code back to the first.

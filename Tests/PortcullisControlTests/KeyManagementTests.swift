@@ -236,12 +236,7 @@ extension ControlPlaneTests {
             // The writer puts the old key's record back, as it was while active; a control plane
             // that starts now (a restart: it remembers no revision) must not take it.
             _ = try cluster.redis.cli("HSET", "portcullis:as:keys", oldKid, oldRecord)
-            let redisURL = cluster.redis.url, issuer = cluster.issuer
-            let second = try await ControlProcess.start(directory: first.directory, nodeID: "control-2", waitForSigningKey: true) { port, adminPort, _ in
-                ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-2",
-                                             authorizationServer: true, controlExtra: "", asExtra: "")
-                    .replacingOccurrences(of: "issuer: http://127.0.0.1:\(port)", with: "issuer: \(issuer)")
-            }
+            let second = try await cluster.startPeerControl()
             defer { Task { await second.stop() } }
             await first.stop()
             var kids = Set<String>()
@@ -265,14 +260,7 @@ extension ControlPlaneTests {
             defer { Task { await cluster.shutdown() } }
             try await cluster.startGateway(id: "gw-1")
             let first = cluster.control
-            let redisURL = cluster.redis.url
-            let issuer = cluster.issuer
-            // Same folder: the same kek.secret; the same issuer (it is an identity, not a location).
-            let second = try await ControlProcess.start(directory: first.directory, nodeID: "control-2", waitForSigningKey: true) { port, adminPort, _ in
-                ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-2",
-                                             authorizationServer: true, controlExtra: "", asExtra: "")
-                    .replacingOccurrences(of: "issuer: http://127.0.0.1:\(port)", with: "issuer: \(issuer)")
-            }
+            let second = try await cluster.startPeerControl()
             defer { Task { await second.stop() } }
             let kid1 = try first.get(port: first.port, "/oauth2/jwks").json["keys"] as? [[String: Any]]
             let kid2 = try second.get(port: second.port, "/oauth2/jwks").json["keys"] as? [[String: Any]]
@@ -305,7 +293,7 @@ extension ControlPlaneTests {
             let stranger = try TemporaryDirectory.make(prefix: "portcullis-ctl-kek")
             let port = try FreePort.allocate(), adminPort = try FreePort.allocate()
             let file = stranger + "/control.yaml"
-            try ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: "control-3",
+            try ControlCluster.controlConfig(port: port, adminPort: adminPort, redisURL: cluster.redis.url, nodeID: "control-3",
                                              authorizationServer: true, controlExtra: "", asExtra: "")
                 .write(toFile: file, atomically: true, encoding: .utf8)
             let third = try ManagedProcess(executable: PortcullisBinary.path, arguments: ["control", "--config", file])
