@@ -168,7 +168,9 @@ actor RevocationWriter {
                 // still holds, so that a node that had not applied them yet (cut off, paused) finds
                 // them in the new history instead of merging into an empty one, current and without
                 // them — an unsigned write to the head would otherwise make nodes forget.
-                let carried = try await carriedOver()
+                // (What an earlier try already took up is not taken twice.)
+                let pending = Set(carryTail.map(\.revocation.id))
+                let carried = try await carriedOver().filter { !pending.contains($0.revocation.id) }
                 if !carried.isEmpty {
                     carryTail = carried + carryTail
                     logger.error("carrying the old revocation log's signed changes into the new epoch",
