@@ -11,8 +11,15 @@ public enum LogFormat: String, Sendable, CaseIterable {
     /// its own switch (`access_log`) and a quieter process log should not silence it.
     public static let accessLogLabel = "portcullis.access"
 
+    private static let bootstrapped = Mutex<LogFormat?>(nil)
+
+    /// The format `bootstrap` set up for the process (`text` before that): what the access log,
+    /// which formats its lines itself (`LogLine`), writes.
+    public static var process: LogFormat { bootstrapped.withLock { $0 } ?? .text }
+
     /// Bootstraps swift-log once for the process, writing to stderr.
     public func bootstrap(level: Logger.Level) {
+        Self.bootstrapped.withLock { $0 = self }
         switch self {
         case .text:
             LoggingSystem.bootstrap { label in
@@ -115,12 +122,8 @@ public struct JSONLogHandler: LogHandler {
     }
 
     private static func timestamp() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        var tm = tm()
-        var seconds = now.tv_sec
-        gmtime_r(&seconds, &tm)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                      tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1_000_000)
+        var text = ""
+        LogTimestamp.appendUTCMillis(to: &text)
+        return text
     }
 }

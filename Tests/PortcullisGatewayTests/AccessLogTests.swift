@@ -72,6 +72,17 @@ final class AccessLogTests {
         #expect(!gateway.process.output.contains("secret=q"))
     }
 
+    @Test("a request refused before routing (no route, a bad target) names its client too")
+    func refusedBeforeRouting() async throws {
+        #expect(try gateway.request("GET", "/nothing-here").status == 404)
+        #expect(try gateway.request("GET", "/api/%2e%2e/x").status == 400)
+        for path in ["/nothing-here", "/api/%2e%2e/x"] {
+            let entry = try #require(try await entries(path: path).first)
+            #expect(entry["client"] as? String == "127.0.0.1", "\(entry)")
+            #expect(entry["route"] == nil)
+        }
+    }
+
     @Test("a refused request's line counts the error body the gateway wrote")
     func refusedRequest() async throws {
         let response = try gateway.request("GET", "/api/refused")

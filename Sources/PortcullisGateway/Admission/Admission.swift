@@ -43,6 +43,9 @@ struct Admission {
     func admit(_ head: HTTPRequestHead, facts: RequestHeadFacts, table: RouteTable, log: inout RequestLog,
                clientCertificate: () -> [UInt8]?) -> Decision {
         log.host = facts.host
+        // Before any refusal, so that every access-log line names the client.
+        let clientAddress = client.requestAddress(head.headers)
+        log.client = clientAddress
         // Short of memory (`MemoryGuard`), the node takes nothing new, and ends the connection so
         // that a client retrying goes to another node; what it has admitted goes on.
         if gateway.overload.isSet {
@@ -94,8 +97,6 @@ struct Admission {
             return .refused(refusal, metrics: route.metrics)
         }
         log.route = route.config.name
-        let clientAddress = client.requestAddress(head.headers)
-        log.client = clientAddress
         let cors = route.cors?.responseFields(head.headers)
 
         if facts.upgradesToWebSocket {

@@ -1,6 +1,6 @@
 import PortcullisConfig
 
-/// One claim forwarded as a request header. Array claims are joined with a space.
+/// One claim forwarded as a request header. Array claims are a `SpaceSeparatedList`.
 public struct IdentityHeader: Sendable, Hashable {
     public var claim: String
     public var header: String

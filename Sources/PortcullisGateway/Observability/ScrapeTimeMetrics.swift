@@ -5,11 +5,13 @@ import Synchronization
 
 /// Metrics read from the node's state when `/metrics` is scraped, so the request path does no
 /// extra work for them: the verified-token cache's size and lookups (the cache counts hits and
-/// misses under its shard locks anyway), and each issuer's key count and version.
+/// misses under its shard locks anyway), each issuer's key count and version, and the access-log
+/// lines dropped because stderr did not keep up (`LineWriter`).
 final class ScrapeTimeMetrics: Sendable {
     private struct State {
         var hits = 0
         var misses = 0
+        var droppedLines = 0
         var keysets: [String: (keys: Gauge, version: String, info: Gauge)] = [:]
     }
 
@@ -19,10 +21,14 @@ final class ScrapeTimeMetrics: Sendable {
     private let cacheEntries: Gauge?
     private let cacheHits: Counter?
     private let cacheMisses: Counter?
+    private let droppedLines: Counter
+    private let logWriter: LineWriter
     private let state = Mutex(State())
 
-    init(registry: PrometheusCollectorRegistry, keys: KeySetStore, cache: VerifiedTokenCache?) {
+    init(registry: PrometheusCollectorRegistry, keys: KeySetStore, cache: VerifiedTokenCache?, logWriter: LineWriter = .standardError) {
         self.registry = registry
+        self.logWriter = logWriter
+        droppedLines = registry.counter("portcullis_access_log_dropped_lines_total", labels: [], help: Self.help("portcullis_access_log_dropped_lines_total"))
         self.keys = keys
         self.cache = cache
         let hasCache = cache != nil
@@ -37,7 +43,10 @@ final class ScrapeTimeMetrics: Sendable {
     func update() {
         let snapshot = keys.snapshot()
         let cacheTotals = cache.map { (entries: $0.count, hits: $0.hits, misses: $0.misses) }
+        let dropped = logWriter.droppedLines
         state.withLock { state in
+            droppedLines.increment(by: Int64(max(0, dropped - state.droppedLines)))
+            state.droppedLines = max(state.droppedLines, dropped)
             if let cacheTotals {
                 cacheEntries?.set(Double(cacheTotals.entries))
                 // The cache's totals only grow; a smaller total is a new cache, counted from zero.

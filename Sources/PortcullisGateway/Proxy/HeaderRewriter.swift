@@ -337,8 +337,9 @@ enum HeaderRewriter {
         return response
     }
 
-    /// A claim as a header value: strings as-is, arrays space-joined, numbers and booleans as
-    /// JSON; control characters become spaces so a claim can never split a header.
+    /// A claim as a header value: strings as-is, arrays as a `SpaceSeparatedList` (an element
+    /// holding a space is quoted, so it cannot read as two), numbers and booleans as JSON; control
+    /// characters become spaces so a claim can never split a header.
     static func claimValue(_ claim: String, of token: VerifiedToken) -> String? {
         let raw: String?
         switch claim {
@@ -350,7 +351,7 @@ enum HeaderRewriter {
             switch token.claims.value(atPath: claim) {
             case .none, .some(.null): raw = nil
             case .some(.string(let text)): raw = text
-            case .some(.array(let items)): raw = items.map { $0.stringValue ?? JSONWriter.serialize($0) }.joined(separator: " ")
+            case .some(.array(let items)): raw = SpaceSeparatedList.encode(items.map { $0.stringValue ?? JSONWriter.serialize($0) })
             case .some(let other): raw = JSONWriter.serialize(other)
             }
         }

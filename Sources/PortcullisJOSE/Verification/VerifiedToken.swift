@@ -16,8 +16,8 @@ public final class VerifiedToken: Sendable {
     public let audiences: [String]
     /// From `scope` (space separated), else `scp` (array, or space-separated string).
     public let scopes: [String]
-    /// `scopes` space-separated, as a header carries them: joined once per verified token rather
-    /// than once per request (the token cache hands out the same value).
+    /// `scopes` as a header carries them (`SpaceSeparatedList`): joined once per verified token
+    /// rather than once per request (the token cache hands out the same value).
     public let scopeList: String
     public let expiresAt: Int64
     public let notBefore: Int64?
@@ -46,7 +46,7 @@ public final class VerifiedToken: Sendable {
         self.clientID = clientID
         self.audiences = audiences
         self.scopes = scopes
-        self.scopeList = scopes.joined(separator: " ")
+        self.scopeList = SpaceSeparatedList.encode(scopes)
         self.expiresAt = expiresAt
         self.notBefore = notBefore
         self.issuedAt = issuedAt
