@@ -131,6 +131,26 @@ extension ControlPlaneTests {
             #expect(try cluster.statuses(token) == [200])
         }
 
+        @Test("Redis restarted without its data: the authorization server stores its signing key again and goes on issuing tokens, which verify at the gateway like those issued before")
+        func signingKeyAfterRedisDataLoss() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let before = try cluster.clientCredentials().access
+            let kid = try #require(header(of: before)["kid"] as? String)
+            _ = try cluster.redis.cli("FLUSHALL")
+            // The build before answered 503 "no active signing key yet", once it re-read the empty
+            // ring (a second later), until an operator rotated.
+            try await eventually(timeout: .seconds(15), "the key stored again") { try cluster.redis.cli("HEXISTS", "portcullis:as:keys", kid) == "1" }
+            try await Task.sleep(for: .milliseconds(1500))
+            let after = try cluster.clientCredentials().access
+            #expect(header(of: after)["kid"] as? String == kid)
+            try await eventually(timeout: .seconds(15), "both tokens pass the gateway") {
+                try cluster.statuses(before) == [200] && cluster.statuses(after) == [200]
+            }
+            #expect(try cluster.control.process.output.contains("Redis held no active signing key"))
+        }
+
         @Test("external issuers: fetched and published for the cluster, refetched on an unknown kid, negative cache, refresh errors")
         func externalIssuer() async throws {
             let jwksDirectory = try TemporaryDirectory.make(prefix: "portcullis-ctl-jwks")

@@ -68,6 +68,8 @@ actor SigningKeyRing {
     private let metrics: ControlMetrics
     private let logger: Logger
     private var ring: [String: Loaded] = [:]
+    /// The last ring read with an active key: what `maintain` stores again when Redis has none.
+    private var lastWithActive: [String: Loaded] = [:]
     private var loadedAt: ContinuousClock.Instant?
     private var jwks: String = "{\"keys\":[]}"
     /// Margin past the access-token lifetime before a retiring key leaves the JWKS (clock skew,
@@ -161,6 +163,7 @@ actor SigningKeyRing {
             next[stale.record.kid] = nil
         }
         ring = next
+        if next.values.contains(where: { $0.record.state == .active }) { lastWithActive = next }
         loadedAt = .now
         // Published: the keys that may verify tokens now. A retiring key past its signed
         // `retireAfterMillis` or a pending key a rotation abandoned leaves the JWKS at once, even
@@ -279,6 +282,7 @@ actor SigningKeyRing {
     func maintain() async {
         do {
             try await reload()
+            if !ring.values.contains(where: { $0.record.state == .active }) { try await restoreActiveKey() }
             if let interval = config.rotationInterval, let active = ring.values.first(where: { $0.record.state == .active })?.record {
                 let age = Int64(Date().timeIntervalSince1970 * 1000) - (active.activatedMillis ?? active.createdMillis)
                 if age >= interval.wholeMilliseconds {
@@ -304,6 +308,26 @@ actor SigningKeyRing {
         } catch {
             logger.warning("signing-key maintenance failed; will retry", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Redis holds no active signing-key record — it restarted without its data, or a writer
+    /// deleted the record — so `activeSigner` refuses every token request. The records of the
+    /// last ring this control plane read with an active key are stored again (tokens that key
+    /// signed keep verifying); without one, a new key is created, as `start` does.
+    private func restoreActiveKey() async throws {
+        let restored = try await locked(ttl: .seconds(30)) { () async throws -> [String]? in
+            try await reload()
+            guard !ring.values.contains(where: { $0.record.state == .active }) else { return nil }
+            let missing = lastWithActive.values.map(\.record).filter { ring[$0.kid] == nil }
+            let records = missing.contains(where: { $0.state == .active }) ? missing : [try makeKey(state: .active)]
+            try await store(records)
+            try await reload()
+            try await publish()
+            return records.map(\.kid)
+        }
+        guard let restored = restored ?? nil else { return }
+        logger.error("Redis held no active signing key (restarted without its data, or the record was deleted); stored the keys again",
+                     metadata: ["kids": "\(restored.joined(separator: ","))"])
     }
 
     /// How long a pending key may wait for its rotation to finish before it counts as abandoned.
