@@ -269,6 +269,18 @@ if grep -q 'libswiftCore' <<<"$packaged_libs"; then
     run_opts+=(-v "$swiftlib:$swiftlib:ro")
 fi
 chmod -R a+rX "$fr/etc/portcullis"   # the image's user (10001) reads them; test files only
+# Serving from the image: a standalone gateway on the host's network whose one route points at a
+# closed port, so the answer is the gateway's own 502 (uid 10001, no capabilities).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+serve_port=$(free_port); serve_admin=$(free_port); closed_port=$(free_port)
+cat >"$work/serve.yaml" <<EOF
+listen: 127.0.0.1:$serve_port
+admin_listen: 127.0.0.1:$serve_admin
+routes:
+  - {name: closed, path_prefix: /, upstream: {targets: ["127.0.0.1:$closed_port"]}}
+EOF
+chmod a+r "$work/serve.yaml"
+serve_opts="${run_opts[*]/--network none/--network host}"
 cat >"$work/in-container.sh" <<EOF
 set -e
 mountpoint -q /sys/fs/cgroup/unified && umount /sys/fs/cgroup/unified
@@ -280,6 +292,14 @@ podman run ${run_opts[*]} -e REDIS_PASSWORD=$redis_pw \\
 podman run ${run_opts[*]} -e REDIS_PASSWORD=$redis_pw \\
     -v "$fr/etc/portcullis/secrets:/etc/portcullis/secrets:ro" -v "$fr/etc/portcullis/certs:/etc/portcullis/certs:ro" \\
     -v "$a/examples/control.yaml:/etc/portcullis/control.yaml:ro" "$image" control --config /etc/portcullis/control.yaml --check
+podman run $serve_opts -d --name pcx-serve-$$ -v "$work/serve.yaml:/etc/portcullis/serve.yaml:ro" "$image" \\
+    gateway --config /etc/portcullis/serve.yaml >/dev/null
+for i in \$(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$serve_admin/readyz" && break; sleep 0.1; done
+curl -s -o /dev/null -w 'public %{http_code}\\n' "http://127.0.0.1:$serve_port/x" || echo "public: no answer"
+curl -sv -o /dev/null "http://127.0.0.1:$serve_port/x" 2>&1 | tail -n 6 | sed 's/^/curl: /'
+curl -s -o /dev/null -w 'readyz %{http_code}\\n' "http://127.0.0.1:$serve_admin/readyz" || echo "readyz: no answer"
+podman logs pcx-serve-$$ 2>&1 | tail -n 5 | sed 's/^/serve log: /'
+podman stop -t 10 pcx-serve-$$ >/dev/null || true
 EOF
 if ! unshare -m --propagation private bash "$work/in-container.sh" >"$work/run.log" 2>&1; then
     cat "$work/run.log" >&2
@@ -291,4 +311,5 @@ podman rmi "$image" >/dev/null 2>&1 || true
 [ "$(sed -n 2p "$work/run.log")" = "$version" ] || fail "portcullis --version in the container: $(sed -n 2p "$work/run.log")"
 grep -q '^configuration OK: 1 routes' "$work/run.log" || fail "gateway --check in the container: $(cat "$work/run.log")"
 grep -q '^configuration OK: .*authorization server on' "$work/run.log" || fail "control --check in the container: $(cat "$work/run.log")"
-ok "Containerfile: built with podman, runs as uid 10001 on a read-only root; --version and --check of both examples in the container"
+grep -q '^public 502$' "$work/run.log" || fail "a gateway in the container did not answer a request with its 502: $(cat "$work/run.log")"
+ok "Containerfile: built with podman, runs as uid 10001 on a read-only root; --version and --check of both examples in the container; a gateway in it serves (502 from a closed upstream)"

@@ -24,6 +24,7 @@ struct ControlCommand: AsyncParsableCommand {
     func run() async throws {
         let parsed = try NodeProcess.load("control") { try ControlConfig.load(file: config) }
         if options.check {
+            try await NodeProcess.check("control") { try parsed.checkStartFiles() }
             print("configuration OK: \(parsed.issuers.count) issuers, \(parsed.adminCredentials.count) admin tokens, authorization server \(parsed.authorizationServer == nil ? "off" : "on")")
             return
         }

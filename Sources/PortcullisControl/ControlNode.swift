@@ -73,7 +73,9 @@ public final class ControlNode: Service, Sendable {
 
         let authorizationServer: AuthorizationServer?
         if let asConfig = config.authorizationServer {
-            let kek = try KeyEncryptionKey.loadOrCreate(path: asConfig.keyEncryptionKeyFile, logger: logger)
+            let kek = try config.keyEncryptionKeyError { () throws(KeyEncryptionKey.LoadError) in
+                try KeyEncryptionKey.loadOrCreate(path: asConfig.keyEncryptionKeyFile, logger: logger)
+            }
             let verificationKeys = KeySetStore()
             let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership, mac: mac, alarm: alarm,
                                       verificationKeys: verificationKeys, metrics: metrics, logger: logger)

@@ -1,3 +1,4 @@
+import Foundation
 import PortcullisTestSupport
 import Testing
 
@@ -140,6 +141,38 @@ struct CheckCLITests {
         #expect(check.status == 2, "\(check.stdout)\(check.stderr)")
         #expect(check.stderr.range(of: #"control\.yaml(:\d+:\d+)?: admin_tls:"#, options: .regularExpression) != nil, "\(check.stderr)")
         #expect(check.stderr.contains("missing.pem"), "\(check.stderr)")
+    }
+
+    @Test("control --check and start: a key-encryption key that is a symlink to nothing, or not 32 bytes, exits 2 naming the file (start-up used to crash on the symlink)", arguments: [
+        "symlink", "malformed",
+    ])
+    func keyEncryptionKeyCheck(_ shape: String) throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-kek")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let kek = directory + "/kek.secret"
+        if shape == "symlink" {
+            try FileManager.default.createSymbolicLink(atPath: kek, withDestinationPath: directory + "/nowhere/kek.secret")
+        } else {
+            try "c2hvcnQ\n".write(toFile: kek, atomically: true, encoding: .utf8)
+        }
+        let file = directory + "/control.yaml"
+        try """
+        listen: 127.0.0.1:\(try FreePort.allocate())
+        admin_listen: 127.0.0.1:\(try FreePort.allocate())
+        cluster: {redis: 'redis://127.0.0.1:1', secret: c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA}
+        admin_tokens: [{name: ops, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}]
+        authorization_server:
+          issuer: http://127.0.0.1:1
+          audience: api
+          key_encryption_key_file: kek.secret
+          clients: [{client_id: c, secret_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, scopes: [a]}]
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let check = try runCommand(PortcullisBinary.path, ["control", "--config", file, "--check"])
+        #expect(check.status == 2, "\(check.stdout)\(check.stderr)")
+        #expect(check.stderr.contains("kek.secret"), "\(check.stderr)")
+        let start = try runCommand(PortcullisBinary.path, ["control", "--config", file])
+        #expect(start.status == 2, "\(start.stdout)\(start.stderr)")
+        #expect((start.stdout + start.stderr).contains("key-encryption key"), "\(start.stdout)\(start.stderr)")
     }
 
     @Test("exit status 1: a gateway whose configuration loads but whose port is taken")

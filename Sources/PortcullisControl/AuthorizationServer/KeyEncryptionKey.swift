@@ -29,26 +29,16 @@ struct KeyEncryptionKey: Sendable {
     /// one, writes it with mode 0600 and says so in the log (every control plane sharing the
     /// Redis needs a copy of the same file).
     static func loadOrCreate(path: String, logger: Logger) throws(LoadError) -> KeyEncryptionKey {
-        if FileManager.default.fileExists(atPath: path) {
-            let text: String
-            do {
-                text = try ConfigFile.text(atPath: path)
-            } catch {
-                throw .unreadable("cannot read the key-encryption key \(path): \(error.reason)")
-            }
-            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "=", with: "")
-            guard let bytes = Base64URL.decode(trimmed), bytes.count == 32 else {
-                throw .malformed("\(path): the key-encryption key must be 32 bytes, base64url")
-            }
-            return KeyEncryptionKey(bytes: bytes)
-        }
+        // `lstat`: a symlink whose target is missing exists too, and is an error to report, not a
+        // file to create (creating through it fails, and reading it again would go round for good).
+        if exists(path) { return try load(path: path) }
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let text = Base64URL.encode(bytes) + "\n"
         // O_EXCL: if another process created it meanwhile, use theirs rather than overwrite it.
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
         if fd < 0 {
-            if errno == EEXIST { return try loadOrCreate(path: path, logger: logger) }
+            if errno == EEXIST { return try load(path: path) }
             throw .cannotCreate("cannot create the key-encryption key \(path): \(String(cString: strerror(errno)))")
         }
         let written = text.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
@@ -56,6 +46,38 @@ struct KeyEncryptionKey: Sendable {
         guard written == text.utf8.count else { throw .cannotCreate("cannot write the key-encryption key \(path)") }
         logger.warning("generated a new key-encryption key for the authorization server's signing keys; every control plane sharing this Redis needs a copy of this file",
                        metadata: ["file": "\(path)"])
+        return KeyEncryptionKey(bytes: bytes)
+    }
+
+    /// What `--check` can say without creating anything: the key at `path` loads, or, where
+    /// there is none, its folder lets one be created.
+    static func check(path: String) throws(LoadError) {
+        if exists(path) {
+            _ = try load(path: path)
+            return
+        }
+        let folder = (path as NSString).deletingLastPathComponent
+        guard access(folder.isEmpty ? "." : folder, W_OK | X_OK) == 0 else {
+            throw .cannotCreate("cannot create the key-encryption key \(path): \(String(cString: strerror(errno))) (its folder)")
+        }
+    }
+
+    private static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+
+    private static func load(path: String) throws(LoadError) -> KeyEncryptionKey {
+        let text: String
+        do {
+            text = try ConfigFile.text(atPath: path)
+        } catch {
+            throw .unreadable("cannot read the key-encryption key \(path): \(error.reason)")
+        }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "=", with: "")
+        guard let bytes = Base64URL.decode(trimmed), bytes.count == 32 else {
+            throw .malformed("\(path): the key-encryption key must be 32 bytes, base64url")
+        }
         return KeyEncryptionKey(bytes: bytes)
     }
 

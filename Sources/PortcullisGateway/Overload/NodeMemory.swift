@@ -22,7 +22,7 @@ enum NodeMemory {
     }
 
     /// The most the process may use: its cgroup's memory limit where one is set (v2
-    /// `memory.max`, v1 `memory.limit_in_bytes`), else the machine's memory (`MemTotal`); the
+    /// `memory.max`, v1 `memory.limit_in_bytes`), else the machine's memory; the
     /// smaller of those known. Nil when none can be read.
     static func available() -> Int? {
         [cgroupLimit(), machineMemory()].compactMap { $0 }.min()
@@ -62,13 +62,11 @@ enum NodeMemory {
         return limits.min()
     }
 
+    /// The machine's memory from `sysconf` (the `sysinfo` system call), not `/proc/meminfo`:
+    /// the systemd units' `ProcSubset=pid` hides that file, and the guard would be off.
     private static func machineMemory() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("MemTotal:") {
-            let fields = line.split(separator: " ")
-            guard fields.count >= 2, let kibibytes = Int(fields[1]) else { return nil }
-            return kibibytes * 1024
-        }
-        return nil
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return nil }
+        return pages * pageSize
     }
 }
