@@ -7,7 +7,8 @@ struct AdminCommand: AsyncParsableCommand {
         commandName: "admin",
         abstract: "Drive the control plane's admin API.",
         discussion: """
-        The endpoint and credential come from --endpoint/--token or PORTCULLIS_ADMIN_URL/PORTCULLIS_ADMIN_TOKEN. \
+        The endpoint and credential come from --endpoint/--token-file or PORTCULLIS_ADMIN_URL/PORTCULLIS_ADMIN_TOKEN. \
+        A token is sent over plain http only to a loopback address. \
         Output is a table by default; --json prints the API's JSON.
 
         Exit status: 0 ok; 1 the API refused or failed; 3 a --wait ended before every live gateway applied the change.
@@ -25,8 +26,11 @@ struct AdminConnection: ParsableArguments {
     @Option(name: .long, help: "Admin API base URL (default: $PORTCULLIS_ADMIN_URL, else http://127.0.0.1:9001).")
     var endpoint: String?
 
-    @Option(name: .long, help: "Admin bearer token (default: $PORTCULLIS_ADMIN_TOKEN).")
+    @Option(name: .long, help: "Admin bearer token (default: $PORTCULLIS_ADMIN_TOKEN). Other local users can read it in the process list: prefer --token-file or the environment.")
     var token: String?
+
+    @Option(name: .customLong("token-file"), help: "File holding the admin bearer token (default: $PORTCULLIS_ADMIN_TOKEN_FILE).")
+    var tokenFile: String?
 
     @Option(name: .customLong("ca-file"),
             help: "PEM file of the CA that signed the admin listener's certificate (default: $PORTCULLIS_ADMIN_CA_FILE, else the system's trust store).")
@@ -62,11 +66,31 @@ struct AdminConnection: ParsableArguments {
         } catch let failure as AdminClient.Failure {
             throw ValidationError(failure.description)
         }
-        let token = (token ?? environment["PORTCULLIS_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 }
+        let token = try (token ?? tokenFile.map(Self.readToken) ?? environment["PORTCULLIS_ADMIN_TOKEN"]
+            ?? environment["PORTCULLIS_ADMIN_TOKEN_FILE"].map(Self.readToken)).flatMap { $0.isEmpty ? nil : $0 }
         // A client certificate may be the whole credential (`admin_auth: certificate`).
         guard token != nil || tls.certificate != nil else {
-            throw ValidationError("no admin credential: pass --token (or set PORTCULLIS_ADMIN_TOKEN), or --cert and --key")
+            throw ValidationError("no admin credential: pass --token-file or --token (or set PORTCULLIS_ADMIN_TOKEN), or --cert and --key")
+        }
+        if token != nil, let url = URL(string: base), url.scheme?.lowercased() == "http", !Self.isLoopback(url.host ?? "") {
+            throw ValidationError("refusing to send the admin token in clear to \(url.host ?? base): use an https:// endpoint (plain http is for loopback only)")
         }
         return AdminClient(baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token, tls: tls)
+    }
+
+    private static func readToken(_ path: String) throws -> String {
+        do {
+            return try ConfigFile.text(atPath: path).trimmingCharacters(in: .whitespacesAndNewlines)
+        } catch {
+            throw ValidationError("--token-file \(path): \(error.reason)")
+        }
+    }
+
+    /// 127.0.0.0/8, ::1 and `localhost`: where a token in clear stays on the machine.
+    static func isLoopback(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if bare.lowercased() == "localhost" || bare == "::1" { return true }
+        let parts = bare.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 }

@@ -175,6 +175,15 @@ struct CheckCLITests {
         #expect((start.stdout + start.stderr).contains("key-encryption key"), "\(start.stdout)\(start.stderr)")
     }
 
+    @Test("portcullis admin will not send a token over plain http to an address off the machine", arguments: [
+        "http://192.0.2.10:9001", "http://admin.example:9001", "http://127.0.0.1.example:9001",
+    ])
+    func adminTokenNotInClear(_ endpoint: String) throws {
+        let result = try runCommand(PortcullisBinary.path, ["admin", "status", "--endpoint", endpoint, "--token", "t0ken"])
+        #expect(result.status == 2, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("refusing to send the admin token in clear"), "\(result.stderr)")
+    }
+
     @Test("exit status 1: a gateway whose configuration loads but whose port is taken")
     func portTaken() async throws {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-check")

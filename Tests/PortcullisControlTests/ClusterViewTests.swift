@@ -151,6 +151,12 @@ extension ControlPlaneTests {
             #expect(keys.stdout.contains("active"))
             let list = try runCommand(PortcullisBinary.path, ["admin", "revocations", "--kind", "client"], environment: environment)
             #expect(list.stdout.contains("x-app"))
+            // A token from a file (kept off the process list).
+            let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("portcullis-admin-token-\(UUID().uuidString)").path
+            try (ControlCluster.adminToken + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+            let fromFile = try runCommand(PortcullisBinary.path, ["admin", "status", "--json", "--endpoint", control.adminURL, "--token-file", tokenFile])
+            #expect(fromFile.status == 0, "\(fromFile.stderr)")
             let denied = try runCommand(PortcullisBinary.path, ["admin", "status"], environment: ["PORTCULLIS_ADMIN_URL": control.adminURL, "PORTCULLIS_ADMIN_TOKEN": "wrong"])
             #expect(denied.status == 1)
             #expect(denied.stderr.contains("unauthorized"))
