@@ -60,6 +60,7 @@ required=(bin/portcullis README.md RUNTIME-DEPENDENCIES SHA256SUMS Containerfile
     examples/gateway.yaml examples/control.yaml
     systemd/portcullis-gateway@.service systemd/portcullis-control.service systemd/portcullis.sysusers
     kubernetes/namespace.yaml kubernetes/secrets.yaml kubernetes/configmap.yaml kubernetes/gateway.yaml kubernetes/control.yaml
+    kubernetes/networkpolicy.yaml
     doc/deployment.md doc/configuration.md doc/operations.md doc/security.md
     licenses/README licenses/PACKAGES licenses/swift-runtime/LICENSE.txt licenses/hiredis/copyright)
 if [ -f cluster/redis/users.acl ]; then required+=(redis/users.acl); fi
@@ -174,8 +175,22 @@ for d in (gw, cp):
         for e in ct.get("env", []) + ct.get("envFrom", []):
             if "secretKeyRef" in e.get("valueFrom", {}) or "secretRef" in e: sys.exit(f"{n}: a Secret in the environment; mount it as a file")
     if not any("secret" in v for v in pod["volumes"]): sys.exit(f"{n}: no Secret mounted as files")
+# Network policies: ingress denied by default; each pod's public port open, its admin port only
+# to the sources a rule names.
+policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+if not any(p["spec"]["podSelector"] == {} and p["spec"].get("policyTypes") == ["Ingress"] and not p["spec"].get("ingress") for p in policies):
+    sys.exit("no NetworkPolicy denies ingress to every pod by default")
+for d, public, admin in ((gw, 8443, 9901), (cp, 9000, 9001)):
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    rules = [r for p in policies if p["spec"]["podSelector"] != {} and
+             p["spec"]["podSelector"]["matchLabels"].items() <= labels.items() for r in p["spec"].get("ingress", [])]
+    def admits(port, open_only):
+        return any(port in [x["port"] for x in r.get("ports", [])] and (not r.get("from")) == open_only for r in rules)
+    if not admits(public, True): sys.exit(f"{d['metadata']['name']}: port {public} not open to clients")
+    if admits(admin, True): sys.exit(f"{d['metadata']['name']}: admin port {admin} open to every source")
+    if not admits(admin, False): sys.exit(f"{d['metadata']['name']}: admin port {admin} not admitted for Prometheus")
 PY
-ok "Kubernetes manifests: kubernetes-validate --strict against $K8S_VERSION, probes on /readyz and /healthz, PDB, non-root read-only pods, Secrets as files"
+ok "Kubernetes manifests: kubernetes-validate --strict against $K8S_VERSION, probes on /readyz and /healthz, PDB, non-root read-only pods, Secrets as files, ingress denied but for public ports and Prometheus"
 
 # --- 4. the layout, unpacked into a root --------------------------------------------------------------
 # As docs/deployment.md installs it, under $fr instead of /. Configs name /etc/portcullis/… and

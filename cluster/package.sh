@@ -188,7 +188,7 @@ Contents:
 - \`systemd/\`: \`portcullis-gateway@.service\` (instance = node id), \`portcullis-control.service\`,
   \`portcullis.sysusers\` (the \`portcullis\` system user).
 - \`Containerfile\`: an image built from this folder (\`podman build -f Containerfile .\`).
-- \`kubernetes/\`: Deployments, Services, a PodDisruptionBudget, Secrets mounted as files.
+- \`kubernetes/\`: Deployments, Services, a PodDisruptionBudget, NetworkPolicies, Secrets mounted as files.
 - Redis ACL: $acl_note.
 - \`doc/\`: \`deployment.md\` (start here), \`configuration.md\`, \`operations.md\`, \`security.md\`.
 - \`licenses/\`: licences of everything in the binary and of the libraries it loads.
