@@ -83,6 +83,16 @@ final class AccessLogTests {
         }
     }
 
+    @Test("a request the parser refuses (an unknown method) has a line too: method and path '-', its client, 400, malformed_request; and it is counted")
+    func malformedRequest() async throws {
+        let client = try gateway.client(timeout: 5)
+        try client.send("BREW /pot HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        #expect(try client.readResponse().status == 400)
+        let entry = try #require(try await entries(path: "-").first { $0["reason"] as? String == "malformed_request" })
+        #expect(entry["method"] as? String == "-" && entry["status"] as? Int == 400 && entry["client"] as? String == "127.0.0.1", "\(entry)")
+        #expect(try gateway.metrics().contains(#"portcullis_http_requests_total{route="_unmatched",method="other",code="400"}"#))
+    }
+
     @Test("a refused request's line counts the error body the gateway wrote")
     func refusedRequest() async throws {
         let response = try gateway.request("GET", "/api/refused")

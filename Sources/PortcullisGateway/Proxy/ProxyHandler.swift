@@ -497,9 +497,16 @@ final class ProxyHandler: ChannelDuplexHandler {
         queued.removeAll()
         switch state {
         case .idle:
-            writeGatewayResponse(ErrorResponse.malformedRequest, version: .http1_1, isHEAD: false, keepAlive: false,
-                                 requestID: RequestID.generate())
+            // Logged and counted like any refusal (no method or path could be read: `-`), so
+            // malformed requests show in the access log and among the unmatched requests' 400s.
+            var log = RequestLog(requestID: RequestID.generate(), method: "-", target: "-", start: .now())
+            log.client = admission.client.requestAddress(HTTPHeaders())
+            log.status = Int(ErrorResponse.malformedRequest.status.code)
+            log.reason = "malformed_request"
+            log.bytesOut = writeGatewayResponse(ErrorResponse.malformedRequest, version: .http1_1, isHEAD: false, keepAlive: false,
+                                                requestID: log.requestID)
             state = .closing
+            finish(log: log, metrics: gateway.unmatchedRoute, upstreamTime: nil)
         case .proxying(let exchange):
             // In the body of a request being forwarded: that request fails with the 400 (the
             // upstream connection is closed).
