@@ -131,7 +131,7 @@ extension ControlPlaneTests {
             #expect(try cluster.statuses(token) == [200])
         }
 
-        @Test("Redis restarted without its data: the authorization server stores its signing key again and goes on issuing tokens, which verify at the gateway like those issued before")
+        @Test("Redis restarted without its data: the authorization server rotates, keeping the lost active key as retiring; new tokens and those issued before verify at the gateway")
         func signingKeyAfterRedisDataLoss() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
@@ -141,14 +141,20 @@ extension ControlPlaneTests {
             _ = try cluster.redis.cli("FLUSHALL")
             // The build before answered 503 "no active signing key yet", once it re-read the empty
             // ring (a second later), until an operator rotated.
-            try await eventually(timeout: .seconds(15), "the key stored again") { try cluster.redis.cli("HEXISTS", "portcullis:as:keys", kid) == "1" }
-            try await Task.sleep(for: .milliseconds(1500))
+            try await eventually(timeout: .seconds(15), "a new active key") {
+                let keys = try cluster.control.admin("GET", "/v1/keys/builtin").json
+                return keys["active_kid"] as? String != nil && keys["active_kid"] as? String != kid
+            }
+            let keys = try cluster.control.admin("GET", "/v1/keys/builtin").json
+            let states = Dictionary(uniqueKeysWithValues: (keys["signing_keys"] as? [[String: Any]] ?? []).map { ($0["kid"] as? String ?? "", $0["state"] as? String ?? "") })
+            #expect(states[kid] == "retiring", "\(states)")
             let after = try cluster.clientCredentials().access
-            #expect(header(of: after)["kid"] as? String == kid)
+            #expect(header(of: after)["kid"] as? String == keys["active_kid"] as? String)
             try await eventually(timeout: .seconds(15), "both tokens pass the gateway") {
                 try cluster.statuses(before) == [200] && cluster.statuses(after) == [200]
             }
             #expect(try cluster.control.process.output.contains("Redis held no active signing key"))
+            #expect(try cluster.control.metrics().contains(#"portcullis_signing_key_rotations_total{trigger="restore"}"#))
         }
 
         @Test("external issuers: fetched and published for the cluster, refetched on an unknown kid, negative cache, refresh errors")

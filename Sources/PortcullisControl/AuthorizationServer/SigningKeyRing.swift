@@ -68,8 +68,9 @@ actor SigningKeyRing {
     private let metrics: ControlMetrics
     private let logger: Logger
     private var ring: [String: Loaded] = [:]
-    /// The last ring read with an active key: what `maintain` stores again when Redis has none.
-    private var lastWithActive: [String: Loaded] = [:]
+    /// The active record of the last ring read with one: kept, as retiring, by the rotation
+    /// `maintain` makes when Redis has no active record.
+    private var lastActive: SigningKeyRecord?
     private var loadedAt: ContinuousClock.Instant?
     private var jwks: String = "{\"keys\":[]}"
     /// Margin past the access-token lifetime before a retiring key leaves the JWKS (clock skew,
@@ -163,7 +164,7 @@ actor SigningKeyRing {
             next[stale.record.kid] = nil
         }
         ring = next
-        if next.values.contains(where: { $0.record.state == .active }) { lastWithActive = next }
+        if let active = next.values.first(where: { $0.record.state == .active }) { lastActive = active.record }
         loadedAt = .now
         // Published: the keys that may verify tokens now. A retiring key past its signed
         // `retireAfterMillis` or a pending key a rotation abandoned leaves the JWKS at once, even
@@ -216,9 +217,10 @@ actor SigningKeyRing {
         return result
     }
 
-    private func rotateLocked(trigger: String) async throws -> RotationResult {
+    /// `previous`: the key the new one replaces (default: the ring's active key).
+    private func rotateLocked(trigger: String, previous replaced: SigningKeyRecord? = nil) async throws -> RotationResult {
         try await reload()
-        let previous = ring.values.first { $0.record.state == .active }?.record
+        let previous = replaced ?? ring.values.first { $0.record.state == .active }?.record
         let previousVersion = try await publisher.record(issuer: config.issuer)?.version
 
         var pending = try makeKey(state: .pending)
@@ -282,7 +284,7 @@ actor SigningKeyRing {
     func maintain() async {
         do {
             try await reload()
-            if !ring.values.contains(where: { $0.record.state == .active }) { try await restoreActiveKey() }
+            if !ring.values.contains(where: { $0.record.state == .active }) { try await replaceLostActiveKey() }
             if let interval = config.rotationInterval, let active = ring.values.first(where: { $0.record.state == .active })?.record {
                 let age = Int64(Date().timeIntervalSince1970 * 1000) - (active.activatedMillis ?? active.createdMillis)
                 if age >= interval.wholeMilliseconds {
@@ -311,23 +313,22 @@ actor SigningKeyRing {
     }
 
     /// Redis holds no active signing-key record — it restarted without its data, or a writer
-    /// deleted the record — so `activeSigner` refuses every token request. The records of the
-    /// last ring this control plane read with an active key are stored again (tokens that key
-    /// signed keep verifying); without one, a new key is created, as `start` does.
-    private func restoreActiveKey() async throws {
-        let restored = try await locked(ttl: .seconds(30)) { () async throws -> [String]? in
+    /// deleted the record — so `activeSigner` refuses every token request. The control plane
+    /// rotates, as `rotate` does (the new key is published and reaches the gateways before it
+    /// signs), and keeps the active key it last read as *retiring*: tokens it signed verify until
+    /// they expire, and it signs nothing more. Never as active again: a stale copy (another
+    /// control plane rotated or retired it meanwhile) may only verify, for one token lifetime.
+    /// A key this control plane retired is not kept at all.
+    private func replaceLostActiveKey() async throws {
+        let replaced = try await locked(ttl: config.rotationPropagationTimeout + .seconds(30)) { () async throws -> RotationResult? in
             try await reload()
             guard !ring.values.contains(where: { $0.record.state == .active }) else { return nil }
-            let missing = lastWithActive.values.map(\.record).filter { ring[$0.kid] == nil }
-            let records = missing.contains(where: { $0.state == .active }) ? missing : [try makeKey(state: .active)]
-            try await store(records)
-            try await reload()
-            try await publish()
-            return records.map(\.kid)
+            let previous = lastActive.flatMap { record in revisions[record.kid] == .max || ring[record.kid] != nil ? nil : record }
+            return try await rotateLocked(trigger: "restore", previous: previous)
         }
-        guard let restored = restored ?? nil else { return }
-        logger.error("Redis held no active signing key (restarted without its data, or the record was deleted); stored the keys again",
-                     metadata: ["kids": "\(restored.joined(separator: ","))"])
+        guard let replaced = replaced ?? nil else { return }
+        logger.error("Redis held no active signing key (restarted without its data, or the record was deleted); rotated, keeping the last active key as retiring",
+                     metadata: ["kid": "\(replaced.newKeyID)", "previous": "\(replaced.previousKeyID ?? "-")"])
     }
 
     /// How long a pending key may wait for its rotation to finish before it counts as abandoned.
@@ -390,6 +391,8 @@ actor SigningKeyRing {
         var command: [RedisArgument] = ["HSET", RedisArgument(keys.authorizationServerKeys)]
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         for var record in records {
+            // A kid retired here is never written again (its revision is `Int64.max`).
+            guard revisions[record.kid] != .max else { throw RingError.unknownKey(record.kid) }
             record.revision = max(now, (revisions[record.kid] ?? 0) + 1, record.revision + 1)
             revisions[record.kid] = record.revision
             command += [RedisArgument(record.kid), RedisArgument(record.json(mac: mac))]
