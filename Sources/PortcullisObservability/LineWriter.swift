@@ -6,8 +6,8 @@ import Synchronization
 ///
 /// The writer thread sleeps until a line arrives, waits `batchDelay` for more, then writes what
 /// has gathered in writes of at most `PIPE_BUF` bytes cut at line ends (a pipe keeps such a write
-/// whole, so another writer to the same descriptor — the process log — never lands inside a
-/// line). When the descriptor does not keep up (a full pipe, a stopped reader) and `maxBuffered`
+/// whole, so another writer to the same descriptor — the process log — never lands inside a line
+/// of up to `PIPE_BUF` bytes; a longer line is one write of its own, which a pipe may split). When the descriptor does not keep up (a full pipe, a stopped reader) and `maxBuffered`
 /// bytes are waiting, further lines are dropped and counted (`droppedLines`) rather than held
 /// in memory without bound or made to stall the caller.
 ///
@@ -20,6 +20,7 @@ public final class LineWriter: Sendable {
         /// Bytes taken by the writer and not yet written.
         var inFlight = 0
         var dropped = 0
+        var closed = false
     }
 
     private let descriptor: Int32
@@ -51,7 +52,7 @@ public final class LineWriter: Sendable {
         var line = line
         line.withUTF8 { bytes in
             let wakeWriter = state.withLock { state -> Bool in
-                guard state.buffer.count + state.inFlight + bytes.count <= maxBuffered else {
+                guard !state.closed, state.buffer.count + state.inFlight + bytes.count <= maxBuffered else {
                     state.dropped += 1
                     return false
                 }
@@ -72,17 +73,30 @@ public final class LineWriter: Sendable {
         }
     }
 
+    /// Writes what is queued, then ends the writer's thread; later lines are dropped. For
+    /// writers that do not live as long as the process (tests).
+    public func close() {
+        flush()
+        let wakeWriter = state.withLock { state -> Bool in
+            state.closed = true
+            defer { state.writerWaiting = false }
+            return state.writerWaiting
+        }
+        if wakeWriter { wake.signal() }
+    }
+
     private func run() {
         var pending: [UInt8] = []
         while true {
-            let hasLines = state.withLock { state -> Bool in
+            let next = state.withLock { state -> (lines: Bool, closed: Bool) in
                 if state.buffer.isEmpty {
-                    state.writerWaiting = true
-                    return false
+                    state.writerWaiting = !state.closed
+                    return (false, state.closed)
                 }
-                return true
+                return (true, false)
             }
-            if !hasLines {
+            if next.closed { return }
+            if !next.lines {
                 wake.wait()
                 continue
             }

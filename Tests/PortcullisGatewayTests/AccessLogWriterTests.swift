@@ -65,14 +65,15 @@ struct AccessLogWriterTests {
         let pipe = PipeReader()
         defer { pipe.close() }
         let writer = LineWriter(descriptor: pipe.writeEnd, batchDelay: .milliseconds(1))
+        defer { writer.close() }
         let perThread = 1500
         await withTaskGroup(of: Void.self) { group in
             for thread in 0..<4 {
                 group.addTask {
                     for index in 0..<perThread {
                         let id = thread * perThread + index
-                        // Lengths from 20 bytes to past PIPE_BUF, so pieces are cut at line ends.
-                        writer.append(Self.line(id, length: id % 97 == 0 ? 6000 : 20 + id % 300))
+                        // Lengths from 20 bytes to near PIPE_BUF, so pieces are cut at line ends.
+                        writer.append(Self.line(id, length: id % 97 == 0 ? 4000 : 20 + id % 300))
                     }
                 }
             }
@@ -92,6 +93,13 @@ struct AccessLogWriterTests {
         #expect(broken.isEmpty, "lines cut or interleaved: \(broken.prefix(3))")
         #expect(Set(lines.compactMap { $0.split(separator: ":")[safe: 1].flatMap { Int($0) } }).count == 4 * perThread + 1000)
         #expect(writer.droppedLines == 0)
+        // A line longer than PIPE_BUF is written whole on its own (no other writer now: a pipe
+        // may split so long a write around another writer's).
+        let before = pipe.lines.count
+        for id in 0..<3 { writer.append(Self.line(200_000 + id, length: 9000)) }
+        writer.flush()
+        let long = try await Poll.until(timeout: .seconds(10)) { pipe.lines.count == before + 3 }
+        #expect(long && pipe.lines.suffix(3).allSatisfy(Self.isWhole))
     }
 
     @Test("a reader that stops reading never blocks the caller: lines past the bound are dropped and counted, the rest arrive whole once it reads again")
@@ -100,6 +108,7 @@ struct AccessLogWriterTests {
         defer { pipe.close() }
         pipe.reading.store(false, ordering: .relaxed)
         let writer = LineWriter(descriptor: pipe.writeEnd, maxBuffered: 256 << 10, batchDelay: .milliseconds(1))
+        defer { writer.close() }
         let clock = ContinuousClock()
         let total = 20_000
         let elapsed = clock.measure {

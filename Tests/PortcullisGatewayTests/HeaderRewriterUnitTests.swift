@@ -111,19 +111,19 @@ struct HeaderRewriterUnitTests {
         #expect(out.uri == "/")
     }
 
-    @Test("an array claim's element holding a space, a quote or a control character is quoted, so it cannot read as two elements")
+    @Test("an array claim's element holding a space, a quote, a control character or a non-ASCII space is quoted, so it cannot read as two elements")
     func arrayElementsStayWhole() throws {
         // An issuer that lets users name their own groups signs `["staff admin", "x"]` for a user who
         // named a group "staff admin"; joined plainly, the upstream would read a member of `admin`.
         let crafted = VerifiedToken(issuerName: "main", issuer: "https://iss", subject: "u", jwtID: nil, clientID: nil,
                                     audiences: ["a"], scopes: ["read write", "x"], expiresAt: 0, notBefore: nil, issuedAt: nil,
                                     keyID: nil, algorithm: .ES256,
-                                    claims: ["groups": ["staff admin", "x", "", "say \"hi\"\\", "a\nb", ["k": "v"]], "plain": ["a", "b"]])
+                                    claims: ["groups": ["staff admin", "x", "", "say \"hi\"\\", "a\nb", ["k": "v"], "staff\u{A0}admin"], "plain": ["a", "b"]])
         let mapping = IdentityHeader.defaults + [IdentityHeader(claim: "groups", header: "X-Groups"), IdentityHeader(claim: "plain", header: "X-Plain")]
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/api", headers: HTTPHeaders())
         let out = HeaderRewriter.upstreamRequest(head, uri: head.uri, policy: .init(route: try route(), identityHeaders: mapping), identity: crafted,
                                                  requestID: "rid", client: .init(address: nil, isTLS: true))
-        #expect(out.headers["x-groups"] == [#""staff admin" x "" "say \"hi\"\\" "a b" "{\"k\":\"v\"}""#])
+        #expect(out.headers["x-groups"] == [#""staff admin" x "" "say \"hi\"\\" "a b" "{\"k\":\"v\"}" "staff\#u{A0}admin""#])
         #expect(out.headers["x-auth-scopes"] == [#""read write" x"#])
         #expect(out.headers["x-plain"] == ["a b"])
         #expect(SpaceSeparatedList.encode(["read", "write"]) == "read write")
