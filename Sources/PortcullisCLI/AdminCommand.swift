@@ -66,13 +66,17 @@ struct AdminConnection: ParsableArguments {
         } catch let failure as AdminClient.Failure {
             throw ValidationError(failure.description)
         }
+        if token != nil && tokenFile != nil { throw ValidationError("--token and --token-file: give one") }
         let token = try (token ?? tokenFile.map(Self.readToken) ?? environment["PORTCULLIS_ADMIN_TOKEN"]
             ?? environment["PORTCULLIS_ADMIN_TOKEN_FILE"].map(Self.readToken)).flatMap { $0.isEmpty ? nil : $0 }
         // A client certificate may be the whole credential (`admin_auth: certificate`).
         guard token != nil || tls.certificate != nil else {
             throw ValidationError("no admin credential: pass --token-file or --token (or set PORTCULLIS_ADMIN_TOKEN), or --cert and --key")
         }
-        if token != nil, let url = URL(string: base), url.scheme?.lowercased() == "http", !Self.isLoopback(url.host ?? "") {
+        guard let url = URL(string: base), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https", url.host != nil else {
+            throw ValidationError("--endpoint \(base): expected an http:// or https:// URL")
+        }
+        if token != nil, scheme == "http", !Self.isLoopback(url.host ?? "") {
             throw ValidationError("refusing to send the admin token in clear to \(url.host ?? base): use an https:// endpoint (plain http is for loopback only)")
         }
         return AdminClient(baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token, tls: tls)
@@ -86,11 +90,18 @@ struct AdminConnection: ParsableArguments {
         }
     }
 
-    /// 127.0.0.0/8, ::1 and `localhost`: where a token in clear stays on the machine.
+    /// 127.0.0.0/8, ::1 and `localhost`: where a token in clear stays on the machine. Only
+    /// address literals (`inet_pton`, which takes no `+1` or `0x7f` spellings) and `localhost`:
+    /// any other name is resolved, and where it leads is not the command's to know.
     static func isLoopback(_ host: String) -> Bool {
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        if bare.lowercased() == "localhost" || bare == "::1" { return true }
-        let parts = bare.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+        if bare.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, bare, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, bare, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
+        }
+        return false
     }
 }

@@ -176,7 +176,7 @@ struct CheckCLITests {
     }
 
     @Test("portcullis admin will not send a token over plain http to an address off the machine", arguments: [
-        "http://192.0.2.10:9001", "http://admin.example:9001", "http://127.0.0.1.example:9001",
+        "http://192.0.2.10:9001", "http://admin.example:9001", "http://127.0.0.1.example:9001", "http://127.0.0.+1:9001", "HTTP://[::2]:9001",
     ])
     func adminTokenNotInClear(_ endpoint: String) throws {
         let result = try runCommand(PortcullisBinary.path, ["admin", "status", "--endpoint", endpoint, "--token", "t0ken"])

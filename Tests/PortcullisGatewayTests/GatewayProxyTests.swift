@@ -539,7 +539,8 @@ final class GatewayProxyTests {
         let response = try gateway.request("GET", "/orders/logged?api_key=query-secret-5f2e&page=2", headers: [("Authorization", "Bearer \(token)")])
         // The upstream got the query; only the log leaves it out.
         #expect(response.json["uri"] as? String == "/logged?api_key=query-secret-5f2e&page=2")
-        try await Task.sleep(for: .milliseconds(200))
+        // Lines are written by the log's own thread, a moment after the response.
+        _ = try await Poll.until(timeout: .seconds(5)) { gateway.process.output.contains("/orders/logged") }
         let output = gateway.process.output
         let lines = output.split(separator: "\n").filter { $0.contains("/orders/logged") }
         #expect(lines.count == 1, "\(output.suffix(2000))")

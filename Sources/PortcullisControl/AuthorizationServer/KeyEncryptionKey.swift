@@ -34,16 +34,22 @@ struct KeyEncryptionKey: Sendable {
         if exists(path) { return try load(path: path) }
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        let text = Base64URL.encode(bytes) + "\n"
-        // O_EXCL: if another process created it meanwhile, use theirs rather than overwrite it.
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
-        if fd < 0 {
+        // Written whole to a file of its own and synced, then linked into place: `link` fails
+        // rather than replace a key another control plane created meanwhile (then theirs is
+        // used), and no reader or crash ever sees the file empty or half written — a lost key
+        // leaves every signing key sealed with it unopenable.
+        let temporary = path + ".tmp-" + Hex.encode((0..<6).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        try writeSynced(Base64URL.encode(bytes) + "\n", to: temporary, for: path)
+        defer { unlink(temporary) }
+        if link(temporary, path) != 0 {
             if errno == EEXIST { return try load(path: path) }
             throw .cannotCreate("cannot create the key-encryption key \(path): \(String(cString: strerror(errno)))")
         }
-        let written = text.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
-        close(fd)
-        guard written == text.utf8.count else { throw .cannotCreate("cannot write the key-encryption key \(path)") }
+        let folder = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+        if folder >= 0 {
+            fsync(folder)
+            close(folder)
+        }
         logger.warning("generated a new key-encryption key for the authorization server's signing keys; every control plane sharing this Redis needs a copy of this file",
                        metadata: ["file": "\(path)"])
         return KeyEncryptionKey(bytes: bytes)
@@ -62,9 +68,34 @@ struct KeyEncryptionKey: Sendable {
         }
     }
 
+    /// Whether anything (a symlink included) is at `path`; only "no such file" counts as absent,
+    /// so a folder that cannot be searched is reported when the key is read, not as "cannot create".
     private static func exists(_ path: String) -> Bool {
         var info = stat()
-        return lstat(path, &info) == 0
+        return lstat(path, &info) == 0 || errno != ENOENT
+    }
+
+    private static func writeSynced(_ text: String, to temporary: String, for path: String) throws(LoadError) {
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw .cannotCreate("cannot create the key-encryption key \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if written > 0 {
+                offset += written
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else {
+                unlink(temporary)
+                throw .cannotCreate("cannot write the key-encryption key \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        guard fsync(fd) == 0 else {
+            unlink(temporary)
+            throw .cannotCreate("cannot write the key-encryption key \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     private static func load(path: String) throws(LoadError) -> KeyEncryptionKey {

@@ -154,6 +154,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         isGRPC = !facts.extendedConnect && GRPCStatus.isGRPC(contentType: head.headers.first(name: "content-type"))
         var log = RequestLog(requestID: requestID, method: clientHead.method.rawValue, target: head.uri, start: start)
         let table = shared.routeTable()
+        if unsupportedProtocol {
+            // `admit` names the client and host on every other line.
+            log.host = facts.host
+            log.client = shared.admission.client.requestAddress(head.headers)
+        }
         let decision: Admission.Decision = if unsupportedProtocol {
             .refused(ErrorResponse(status: .badRequest, error: "invalid_request", description: "an extended CONNECT may only open a WebSocket"),
                      metrics: shared.gateway.unmatchedRoute)
