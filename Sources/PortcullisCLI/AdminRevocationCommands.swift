@@ -72,6 +72,9 @@ func postRevocation(connection: AdminConnection, path: String, body: JSONValue, 
         print(summary(reply.json))
         if wait { printPropagation(reply.json["propagation"]) }
     }
+    for warning in ([reply.json["warning"]] + (reply.json["warnings"]?.arrayValue ?? []).map { Optional($0) }).compactMap({ $0?.stringValue }) {
+        printError("warning: " + warning)
+    }
     if wait, reply.json["propagation"]?["complete"]?.boolValue == false { throw ExitCode(3) }
 }
 

@@ -164,6 +164,23 @@ extension ControlPlaneTests {
             #expect(metrics.contains(#"portcullis_admin_requests_total{method="POST",route="/v1/revocations",status="201"}"#))
         }
 
+        @Test("an issuer-limited revocation naming an iss the control plane does not know is written with a warning (a typo revokes nothing); a known iss gets none")
+        func unknownIssuerWarning() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let known = try control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"bob","issuer":"\#(control.issuer)"}"#)
+            #expect(known.status == 201 && known.json["warning"] == nil, "\(known.text)")
+            let typo = try control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"bob","issuer":"\#(control.issuer)/"}"#)
+            #expect(typo.status == 201)
+            #expect((typo.json["warning"] as? String)?.contains("no issuer the control plane knows has iss '\(control.issuer)/'") == true, "\(typo.text)")
+            let batch = try control.admin("POST", "/v1/revocations/batch", json: #"{"revocations":[{"kind":"client","value":"a"},{"kind":"client","value":"b","issuer":"https://nobody"}]}"#)
+            #expect((batch.json["warnings"] as? [String])?.count == 1 && (batch.json["warnings"] as? [String])?.first?.hasPrefix("revocations[1]: ") == true, "\(batch.text)")
+            let cli = try runCommand(PortcullisBinary.path, ["admin", "revoke", "--sub", "carol", "--issuer", "https://nobody", "--endpoint", control.adminURL],
+                                     environment: ["PORTCULLIS_ADMIN_TOKEN": ControlCluster.adminToken])
+            #expect(cli.status == 0 && cli.stderr.contains("warning: no issuer the control plane knows"), "\(cli.stdout)\(cli.stderr)")
+        }
+
         @Test("a write Redis cannot confirm answers 503, never 2xx")
         func redisDown() async throws {
             let cluster = try await ControlCluster()

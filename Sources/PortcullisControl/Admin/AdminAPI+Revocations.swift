@@ -18,7 +18,7 @@ extension AdminAPI {
                     try await revocations.add(kind: input.kind, value: input.value, issuer: input.issuer, until: input.until,
                                               beforeMillis: input.beforeMillis, actor: context.actor, reason: input.reason)
                 }
-                let response = try await revocationResponse(event, wait: wait, createdStatus: .created)
+                let response = try await revocationResponse(event, wait: wait, createdStatus: .created, warning: issuerWarning(input.issuer))
                 return (response, ["id": event.revocation.id, "sequence": String(event.sequence)])
             }
         }
@@ -59,7 +59,8 @@ extension AdminAPI {
                     propagation = try await confirmed { try await tracker.current(last) }
                 }
                 let status: HTTPResponse.Status = wait != nil && !propagation.complete ? .accepted : .created
-                let response = Response.json([
+                let warnings = inputs.enumerated().compactMap { index, input in issuerWarning(input.issuer).map { "revocations[\(index)]: " + $0 } }
+                var object: [String: JSONValue] = [
                     "count": .integer(Int64(inputs.count)),
                     "first_sequence": .integer(events[0].sequence),
                     "last_sequence": .integer(last.sequence),
@@ -71,7 +72,9 @@ extension AdminAPI {
                         ]
                     }),
                     "propagation": propagation.json,
-                ], status: status)
+                ]
+                if !warnings.isEmpty { object["warnings"] = .array(warnings.map(JSONValue.string)) }
+                let response = Response.json(.object(object), status: status)
                 return (response, ["count": String(inputs.count), "first_sequence": String(events[0].sequence),
                                    "last_sequence": String(last.sequence)])
             }
@@ -127,7 +130,20 @@ extension AdminAPI {
 
     /// The change and its propagation; with `wait`, after every live gateway applied it (201/200)
     /// or the wait ran out (202, naming the laggards).
-    private func revocationResponse(_ event: RevocationEvent, wait: Duration?, createdStatus: HTTPResponse.Status) async throws -> Response {
+    /// A revocation limited to an `iss` that neither the built-in authorization server nor an
+    /// issuer whose key set the control plane fetches has revokes nothing those issuers' tokens
+    /// carry: most often a typo (`https://id.example/` for `https://id.example`). Said in the
+    /// response rather than refused: a gateway may verify that `iss` from a local `jwks_file`,
+    /// which the control plane does not see.
+    func issuerWarning(_ issuer: String?) -> String? {
+        guard let issuer else { return nil }
+        let known = fetcher.issuers.map(\.issuer) + (config.authorizationServer.map { [$0.issuer] } ?? [])
+        guard !known.contains(where: { $0.utf8.elementsEqual(issuer.utf8) }) else { return nil }
+        return "no issuer the control plane knows has iss '\(issuer)' (it knows: \(known.isEmpty ? "none" : known.joined(separator: ", "))); "
+            + "only tokens of gateways that verify that iss themselves (jwks_file) are covered"
+    }
+
+    private func revocationResponse(_ event: RevocationEvent, wait: Duration?, createdStatus: HTTPResponse.Status, warning: String? = nil) async throws -> Response {
         let propagation: Propagation
         if let wait {
             propagation = try await confirmed { try await tracker.wait(event, timeout: wait) }
@@ -136,6 +152,7 @@ extension AdminAPI {
         }
         guard case .object(var object) = RevocationService.json(event) else { return Response.json(RevocationService.json(event)) }
         object["propagation"] = propagation.json
+        if let warning { object["warning"] = .string(warning) }
         let status: HTTPResponse.Status = wait != nil && !propagation.complete ? .accepted : createdStatus
         return Response.json(.object(object), status: status)
     }
