@@ -71,6 +71,9 @@ actor SigningKeyRing {
     /// The active record of the last ring read with one: kept, as retiring, by the rotation
     /// `maintain` makes when Redis has no active record.
     private var lastActive: SigningKeyRecord?
+    /// Kids of `active` records the last reload left out beside a later activated one: put back
+    /// by a Redis writer, and deleted by `maintain`.
+    private var staleActives: [String] = []
     private var loadedAt: ContinuousClock.Instant?
     private var jwks: String = "{\"keys\":[]}"
     /// Margin past the access-token lifetime before a retiring key leaves the JWKS (clock skew,
@@ -159,6 +162,7 @@ actor SigningKeyRing {
         // the only sign of it (the build before signed with either and published both).
         let actives = next.values.filter { $0.record.state == .active }
             .sorted { ($0.record.activatedMillis ?? $0.record.createdMillis, $0.record.revision) > ($1.record.activatedMillis ?? $1.record.createdMillis, $1.record.revision) }
+        staleActives = actives.dropFirst().map(\.record.kid)
         for stale in actives.dropFirst() {
             alarm.report(key: keys.authorizationServerKeys, "signing-key record '\(stale.record.kid)' claims to be active beside the later activated '\(actives[0].record.kid)' (an older record put back); left out")
             next[stale.record.kid] = nil
@@ -285,6 +289,7 @@ actor SigningKeyRing {
         do {
             try await reload()
             if !ring.values.contains(where: { $0.record.state == .active }) { try await replaceLostActiveKey() }
+            if !staleActives.isEmpty { try await deleteStaleActives() }
             if let interval = config.rotationInterval, let active = ring.values.first(where: { $0.record.state == .active })?.record {
                 let age = Int64(Date().timeIntervalSince1970 * 1000) - (active.activatedMillis ?? active.createdMillis)
                 if age >= interval.wholeMilliseconds {
@@ -329,6 +334,23 @@ actor SigningKeyRing {
         guard let replaced = replaced ?? nil else { return }
         logger.error("Redis held no active signing key (restarted without its data, or the record was deleted); rotated, keeping the last active key as retiring",
                      metadata: ["kid": "\(replaced.newKeyID)", "previous": "\(replaced.previousKeyID ?? "-")"])
+    }
+
+    /// Deletes the `active` records left out beside a later activated one. No rotation leaves
+    /// two: such a record is an older one a Redis writer put back, and it would otherwise stay,
+    /// reported at every reload, until an operator deleted it.
+    private func deleteStaleActives() async throws {
+        let deleted = try await locked(ttl: .seconds(30)) { () async throws -> [String] in
+            try await reload()
+            let stale = staleActives
+            guard !stale.isEmpty else { return [] }
+            _ = try await client.send(["HDEL", RedisArgument(keys.authorizationServerKeys)] + stale.map { RedisArgument($0) })
+            try await reload()
+            return stale
+        }
+        guard let deleted, !deleted.isEmpty else { return }
+        logger.warning("deleted signing-key records that claimed to be active beside the later activated key (put back by a Redis writer)",
+                       metadata: ["kids": "\(deleted.joined(separator: ","))"])
     }
 
     /// How long a pending key may wait for its rotation to finish before it counts as abandoned.
