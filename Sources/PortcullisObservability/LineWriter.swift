@@ -11,7 +11,7 @@ import Synchronization
 /// bytes are waiting, further lines are dropped and counted (`droppedLines`) rather than held
 /// in memory without bound or made to stall the caller.
 ///
-/// swift-log's stream handler, which this replaces for the access log, takes a lock and makes a
+/// swift-log's stream handler, which this replaces for both logs, takes a lock and makes a
 /// `write` per line on the caller's thread (and a `stat` of `/etc/localtime` per timestamp).
 public final class LineWriter: Sendable {
     private struct State {

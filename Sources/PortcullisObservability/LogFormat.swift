@@ -43,15 +43,16 @@ public enum LogFormat: String, Sendable, CaseIterable {
 
 /// One JSON object per line: `{"ts", "level", "logger", "msg", ...metadata}`. Integers, finite
 /// floating-point numbers and booleans given as `.stringConvertible` are JSON numbers and
-/// booleans; everything else is a string.
+/// booleans; everything else is a string. Written by `LineWriter`'s thread.
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     public let label: String
-    private static let output = Mutex<Void>(())
+    private let writer: LineWriter
 
-    public init(label: String) {
+    public init(label: String, writer: LineWriter = .standardError) {
         self.label = label
+        self.writer = writer
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -76,9 +77,7 @@ public struct JSONLogHandler: LogHandler {
             line += Self.quote(key) + ":" + value
         }
         line += "}\n"
-        Self.output.withLock { _ in
-            FileHandle.standardError.write(Data(line.utf8))
-        }
+        writer.append(line)
     }
 
     /// `value` as JSON text: a number or boolean as such, anything else as a string.

@@ -8,7 +8,7 @@ public enum MetricCatalog {
         "portcullis_keyset_age_seconds": "Seconds since the issuer's key set was last loaded or confirmed.",
         "portcullis_keyset_keys": "Usable keys in the issuer's current key set on this node.",
         "portcullis_keyset_version_info": "Always 1; the version of the issuer's key set this node holds.",
-        "portcullis_access_log_dropped_lines_total": "Access-log lines dropped because stderr did not keep up (8 MiB of lines were waiting to be written).",
+        "portcullis_log_lines_dropped_total": "Log lines (access log and process log) dropped because stderr did not keep up (8 MiB of lines were waiting to be written).",
         "portcullis_token_cache_entries": "Entries in the verified-token cache.",
         "portcullis_token_cache_lookups_total": "Verified-token cache lookups by result (hit, miss).",
         "portcullis_revocation_propagation_seconds": "Time from a revocation's durable write in Redis to this node applying it.",

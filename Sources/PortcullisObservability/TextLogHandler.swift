@@ -1,8 +1,8 @@
 import Logging
 
 /// The `text` log format: swift-log's `StreamLogHandler` line (`… level label: key=value …
-/// message`) with every message and metadata value escaped first. The stream handler writes
-/// values as they are, so a value a client chooses — a token's `sub` in the access log, an unknown
+/// message`) with every message and metadata value escaped first, written by `LineWriter`'s
+/// thread rather than the caller's. The stream handler writes values as they are, so a value a client chooses — a token's `sub` in the access log, an unknown
 /// `kid` — could end the line and forge another, or carry terminal escape sequences. Here control
 /// characters (C0, DEL, C1, the Unicode line and paragraph separators, the bidirectional
 /// embedding, override and isolate controls) are written as `\n`, `\t` or `\u{…}`, and a
@@ -10,37 +10,50 @@ import Logging
 /// line is one event and each `key=value` one field. Handler metadata is stored escaped (reading
 /// it back gives the escaped text).
 public struct TextLogHandler: LogHandler {
-    private var stream: StreamLogHandler
+    public var logLevel: Logger.Level = .info
+    public var metadataProvider: Logger.MetadataProvider?
+    public let label: String
+    private let writer: LineWriter
+    private var stored: Logger.Metadata = [:]
 
-    public init(label: String) {
-        stream = StreamLogHandler.standardError(label: label)
-    }
-
-    public var logLevel: Logger.Level {
-        get { stream.logLevel }
-        set { stream.logLevel = newValue }
+    public init(label: String, writer: LineWriter = .standardError) {
+        self.label = label
+        self.writer = writer
     }
 
     public var metadata: Logger.Metadata {
-        get { stream.metadata }
-        set { stream.metadata = newValue.mapValues(Self.escaped) }
-    }
-
-    public var metadataProvider: Logger.MetadataProvider? {
-        get { stream.metadataProvider }
-        set { stream.metadataProvider = newValue }
+        get { stored }
+        set { stored = newValue.mapValues(Self.escaped) }
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { stream[metadataKey: key] }
-        set { stream[metadataKey: key] = newValue.map(Self.escaped) }
+        get { stored[key] }
+        set { stored[key] = newValue.map(Self.escaped) }
     }
 
+    /// The stream handler's line (`ts level label: key=value … [source] message`), handed to
+    /// `writer`, whose thread writes it: the thread that logs — an event loop — never waits on
+    /// stderr.
     public func log(event: LogEvent) {
-        var event = event
-        event.message = Logger.Message(stringLiteral: Self.escape(event.message.description, quoting: false))
-        event.metadata = event.metadata?.mapValues(Self.escaped)
-        stream.log(event: event)
+        var fields = stored
+        if let provided = metadataProvider?.get(), !provided.isEmpty {
+            fields.merge(provided.mapValues(Self.escaped)) { $1 }
+        }
+        if let explicit = event.metadata, !explicit.isEmpty {
+            fields.merge(explicit.mapValues(Self.escaped)) { $1 }
+        }
+        if let error = event.error {
+            fields["error.message"] = Self.escaped(.string("\(error)"))
+            fields["error.type"] = Self.escaped(.string(String(reflecting: type(of: error))))
+        }
+        var line = ""
+        LogTimestamp.appendLocal(to: &line)
+        line += " \(event.level.rawValue)\(label.isEmpty ? "" : " ")\(label):"
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            line += " \(key)=\(value)"
+        }
+        line += " [\(event.source)] \(Self.escape(event.message.description, quoting: false))\n"
+        writer.append(line)
     }
 
     static func escaped(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {

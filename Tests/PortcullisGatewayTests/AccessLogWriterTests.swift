@@ -159,7 +159,7 @@ struct AccessLogWriterTests {
         }
         #expect(served == 1500, "the gateway stopped answering after \(served) requests")
         let metrics = try HTTPTestClient(port: adminPort, timeout: 5).request("GET", "/metrics").text
-        #expect(metrics.contains("portcullis_access_log_dropped_lines_total 0"), "\(metrics.split(separator: "\n").filter { $0.contains("access_log") })")
+        #expect(metrics.contains("portcullis_log_lines_dropped_total 0"), "\(metrics.split(separator: "\n").filter { $0.contains("access_log") })")
         await upstream.stop()
     }
 

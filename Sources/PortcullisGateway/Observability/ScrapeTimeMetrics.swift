@@ -5,8 +5,8 @@ import Synchronization
 
 /// Metrics read from the node's state when `/metrics` is scraped, so the request path does no
 /// extra work for them: the verified-token cache's size and lookups (the cache counts hits and
-/// misses under its shard locks anyway), each issuer's key count and version, and the access-log
-/// lines dropped because stderr did not keep up (`LineWriter`).
+/// misses under its shard locks anyway), each issuer's key count and version, and the log lines
+/// dropped because stderr did not keep up (`LineWriter`).
 final class ScrapeTimeMetrics: Sendable {
     private struct State {
         var hits = 0
@@ -28,7 +28,7 @@ final class ScrapeTimeMetrics: Sendable {
     init(registry: PrometheusCollectorRegistry, keys: KeySetStore, cache: VerifiedTokenCache?, logWriter: LineWriter = .standardError) {
         self.registry = registry
         self.logWriter = logWriter
-        droppedLines = registry.counter("portcullis_access_log_dropped_lines_total", labels: [], help: Self.help("portcullis_access_log_dropped_lines_total"))
+        droppedLines = registry.counter("portcullis_log_lines_dropped_total", labels: [], help: Self.help("portcullis_log_lines_dropped_total"))
         self.keys = keys
         self.cache = cache
         let hasCache = cache != nil
