@@ -78,7 +78,8 @@ public final class ControlNode: Service, Sendable {
             }
             let verificationKeys = KeySetStore()
             let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership, mac: mac, alarm: alarm,
-                                      verificationKeys: verificationKeys, metrics: metrics, logger: logger)
+                                      verificationKeys: verificationKeys, metrics: metrics, logger: logger,
+                                      isKeyRevoked: { [issuer = asConfig.issuer] kid in revocationList.set.isKeyRevoked(kid: kid, issuer: issuer) })
             let recordMAC = RecordMAC.derive(secret: config.cluster.secret, cluster: config.cluster.keyPrefix)
             let codes = AuthorizationCodeStore(client: client, keys: keys, usedRetention: asConfig.refreshTokenTTL, recordMAC: recordMAC)
             let endpoint = asConfig.users.map { users in

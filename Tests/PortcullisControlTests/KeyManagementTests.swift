@@ -150,11 +150,57 @@ extension ControlPlaneTests {
             #expect(states[kid] == "retiring", "\(states)")
             let after = try cluster.clientCredentials().access
             #expect(header(of: after)["kid"] as? String == keys["active_kid"] as? String)
-            try await eventually(timeout: .seconds(15), "both tokens pass the gateway") {
-                try cluster.statuses(before) == [200] && cluster.statuses(after) == [200]
-            }
+            // At once, the first time: the set published with the new key holds the lost one (a
+            // review found the first request with an older token refused while gateways refetched).
+            #expect(try cluster.statuses(before) == [200])
+            #expect(try cluster.statuses(after) == [200])
             #expect(try cluster.control.process.output.contains("Redis held no active signing key"))
             #expect(try cluster.control.metrics().contains(#"portcullis_signing_key_rotations_total{trigger="restore"}"#))
+        }
+
+        @Test("a key revoked by kid never signs again: revoking the active key rotates it within seconds; its active record put back by a Redis writer, with the current one deleted, after a restart, signs nothing")
+        func revokedKeyNeverSignsAgain() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let first = cluster.control
+            let oldKid = try #require(try first.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String)
+            // What a Redis writer keeps: the key's signed record while it was active.
+            let oldRecord = try cluster.redis.cli("HGET", "portcullis:as:keys", oldKid)
+            let revoked = try first.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"key","value":"\#(oldKid)","issuer":"\#(first.issuer)"}"#)
+            #expect(revoked.status == 201, "\(revoked.text)")
+            // The build before went on signing with the revoked key (every token refused at the
+            // gateways) until an operator rotated.
+            try await eventually(timeout: .seconds(15), "a new active key") {
+                let kid = try first.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String
+                return kid != nil && kid != oldKid
+            }
+            let newKid = try #require(try first.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String)
+            try await eventually(timeout: .seconds(10), "a token of the new key passes") {
+                let token = try cluster.clientCredentials().access
+                return try header(of: token)["kid"] as? String == newKid && cluster.statuses(token) == [200]
+            }
+
+            // A restart (the new process remembers no revision), then one write: the current key's
+            // record gone, the revoked key's active record back.
+            let second = try await cluster.startPeerControl()
+            defer { Task { await second.stop() } }
+            await first.stop()
+            _ = try cluster.redis.cli("EVAL", "redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]); return 1", "1",
+                                      "portcullis:as:keys", newKid, oldKid, oldRecord)
+            try await Task.sleep(for: .milliseconds(1500))
+            var kids = Set<String>()
+            for _ in 0..<10 {
+                let response = try second.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("demo-client", ControlCluster.clientSecret))
+                if let token = response.json["access_token"] as? String, let kid = header(of: token)["kid"] as? String { kids.insert(kid) }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            #expect(!kids.contains(oldKid), "tokens were signed with the revoked key")
+            try await eventually(timeout: .seconds(15), "tokens issued again, by a key that is not the revoked one") {
+                let response = try second.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("demo-client", ControlCluster.clientSecret))
+                guard let token = response.json["access_token"] as? String else { return false }
+                return try header(of: token)["kid"] as? String != oldKid && cluster.statuses(token) == [200]
+            }
         }
 
         @Test("external issuers: fetched and published for the cluster, refetched on an unknown kid, negative cache, refresh errors")

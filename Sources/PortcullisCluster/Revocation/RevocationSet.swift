@@ -95,6 +95,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
         return .allowed
     }
 
+    /// Whether a key revocation in force names `kid`, for `issuer` or for every issuer.
+    public func isKeyRevoked(kid: String, issuer: String) -> Bool {
+        let keys = state.value.cutoffs.keys
+        return keys[issuer + "|" + kid] != nil || keys["*|" + kid] != nil
+    }
+
     /// The latest subject cut-off and client cut-off in force for tokens of `issuer` naming
     /// `subject` and `clientID`, Unix milliseconds — for what outlives a token at its issuer (a
     /// refresh token, a sign-in session), which a cut-off ends too.

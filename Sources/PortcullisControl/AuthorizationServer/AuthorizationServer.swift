@@ -512,6 +512,11 @@ final class AuthorizationServer: Sendable {
             return try await body()
         } catch let error as APIError {
             throw error
+        } catch SigningKeyRing.RingError.noActiveKey {
+            // Redis lost the active key's record; `maintain` replaces it within seconds.
+            var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the authorization server has no active signing key yet; retry")
+            failure.headers[.retryAfter] = "2"
+            throw failure
         } catch {
             logger.error("authorization server: cluster store failed", metadata: ["error": "\(error)"])
             var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the authorization server's store is unreachable; retry")

@@ -71,9 +71,16 @@ actor SigningKeyRing {
     /// The active record of the last ring read with one: kept, as retiring, by the rotation
     /// `maintain` makes when Redis has no active record.
     private var lastActive: SigningKeyRecord?
-    /// Kids of `active` records the last reload left out beside a later activated one: put back
-    /// by a Redis writer, and deleted by `maintain`.
+    /// Kids of `active` records the last reload left out — beside a later activated one (put
+    /// back by a Redis writer), or revoked — deleted by `maintain`.
     private var staleActives: [String] = []
+    /// Whether the cluster's signed revocation list revokes a kid of this issuer (`kind: key`).
+    private let isKeyRevoked: @Sendable (String) -> Bool
+    /// When `maintain` last replaced a lost active key: at most one such rotation per
+    /// `replacementSpacing`, so a Redis writer who deletes the active record again and again
+    /// cannot pile keys into the published set.
+    private var lastReplacement: ContinuousClock.Instant?
+    static let replacementSpacing: Duration = .seconds(30)
     private var loadedAt: ContinuousClock.Instant?
     private var jwks: String = "{\"keys\":[]}"
     /// Margin past the access-token lifetime before a retiring key leaves the JWKS (clock skew,
@@ -82,7 +89,8 @@ actor SigningKeyRing {
 
     init(config: AuthorizationServerConfig, client: RedisClient, keys: ClusterKeys, kek: KeyEncryptionKey,
          publisher: KeySetPublisher, membership: Membership, mac: ClusterMAC, alarm: TamperingAlarm, verificationKeys: KeySetStore,
-         metrics: ControlMetrics, logger: Logger) {
+         metrics: ControlMetrics, logger: Logger, isKeyRevoked: @escaping @Sendable (String) -> Bool = { _ in false }) {
+        self.isKeyRevoked = isKeyRevoked
         self.config = config
         self.client = client
         self.keys = keys
@@ -160,9 +168,15 @@ actor SigningKeyRing {
         // records never follow from it: all but the latest activated are a Redis writer putting
         // back a key's older signed record — after a restart, when `revisions` remembers nothing,
         // the only sign of it (the build before signed with either and published both).
+        // A key the revocation list revokes never signs again, whatever its record says: an
+        // operator who revokes the active key gets a new one within seconds (`maintain`), and a
+        // revoked key's older active record put back by a Redis writer — after a restart too,
+        // when `revisions` remembers nothing — signs nothing.
+        let revokedActives = next.values.filter { $0.record.state == .active && isKeyRevoked($0.record.kid) }.map(\.record.kid)
+        for kid in revokedActives { next[kid] = nil }
         let actives = next.values.filter { $0.record.state == .active }
             .sorted { ($0.record.activatedMillis ?? $0.record.createdMillis, $0.record.revision) > ($1.record.activatedMillis ?? $1.record.createdMillis, $1.record.revision) }
-        staleActives = actives.dropFirst().map(\.record.kid)
+        staleActives = revokedActives + actives.dropFirst().map(\.record.kid)
         for stale in actives.dropFirst() {
             alarm.report(key: keys.authorizationServerKeys, "signing-key record '\(stale.record.kid)' claims to be active beside the later activated '\(actives[0].record.kid)' (an older record put back); left out")
             next[stale.record.kid] = nil
@@ -228,17 +242,30 @@ actor SigningKeyRing {
         let previousVersion = try await publisher.record(issuer: config.issuer)?.version
 
         var pending = try makeKey(state: .pending)
-        try await store([pending])
+        // A previous key Redis no longer holds (lost with its data, or deleted) goes back as
+        // retiring with the new one, so the first set published with the new key still verifies
+        // what the previous one signed.
+        let retire = { (record: SigningKeyRecord, at: Int64) -> SigningKeyRecord in
+            var old = record
+            old.state = .retiring
+            old.deactivatedMillis = at
+            old.retireAfterMillis = at + (self.config.accessTokenTTL + Self.retireMargin).wholeMilliseconds
+            return old
+        }
+        let restoredPrevious = previous.flatMap { ring[$0.kid] == nil ? retire($0, Int64(Date().timeIntervalSince1970 * 1000)) : nil }
+        try await store([pending] + (restoredPrevious.map { [$0] } ?? []))
         try await reload()
         let record = try await publish()
 
-        // Wait for gateways to hold the new set before it signs anything.
+        // Wait for gateways to hold the new set before it signs anything (with no set published
+        // before — Redis lost it — for every live gateway to report the new one).
         let clock = ContinuousClock()
         let started = clock.now
-        var laggards = try await stillOn(previousVersion, newVersion: record.version)
+        let waitForAll = previousVersion == nil && replaced != nil
+        var laggards = try await stillOn(previousVersion, newVersion: record.version, waitForAll: waitForAll)
         while !laggards.isEmpty, clock.now - started < config.rotationPropagationTimeout {
             try await Task.sleep(for: .milliseconds(50))
-            laggards = try await stillOn(previousVersion, newVersion: record.version)
+            laggards = try await stillOn(previousVersion, newVersion: record.version, waitForAll: waitForAll)
         }
         if !laggards.isEmpty {
             logger.warning("rotation: gateways did not report the new key set in time; signing with the new key anyway",
@@ -248,12 +275,7 @@ actor SigningKeyRing {
         pending.state = .active
         pending.activatedMillis = now
         var changed = [pending]
-        if var old = previous {
-            old.state = .retiring
-            old.deactivatedMillis = now
-            old.retireAfterMillis = now + (config.accessTokenTTL + Self.retireMargin).wholeMilliseconds
-            changed.append(old)
-        }
+        if let previous, restoredPrevious == nil { changed.append(retire(previous, now)) }
         try await store(changed)
         try await reload()
         metrics.signingKeyRotation(trigger: trigger)
@@ -325,13 +347,17 @@ actor SigningKeyRing {
     /// control plane rotated or retired it meanwhile) may only verify, for one token lifetime.
     /// A key this control plane retired is not kept at all.
     private func replaceLostActiveKey() async throws {
+        if let lastReplacement, ContinuousClock.now - lastReplacement < Self.replacementSpacing { return }
         let replaced = try await locked(ttl: config.rotationPropagationTimeout + .seconds(30)) { () async throws -> RotationResult? in
             try await reload()
             guard !ring.values.contains(where: { $0.record.state == .active }) else { return nil }
-            let previous = lastActive.flatMap { record in revisions[record.kid] == .max || ring[record.kid] != nil ? nil : record }
+            let previous = lastActive.flatMap { record in
+                revisions[record.kid] == .max || ring[record.kid] != nil || isKeyRevoked(record.kid) ? nil : record
+            }
             return try await rotateLocked(trigger: "restore", previous: previous)
         }
         guard let replaced = replaced ?? nil else { return }
+        lastReplacement = .now
         logger.error("Redis held no active signing key (restarted without its data, or the record was deleted); rotated, keeping the last active key as retiring",
                      metadata: ["kid": "\(replaced.newKeyID)", "previous": "\(replaced.previousKeyID ?? "-")"])
     }
@@ -388,13 +414,16 @@ actor SigningKeyRing {
         }
     }
 
-    /// Live gateways that still report `previousVersion` (and not `newVersion`) for some issuer.
-    private func stillOn(_ previousVersion: String?, newVersion: String) async throws -> [String] {
-        guard let previousVersion, previousVersion != newVersion else { return [] }
+    /// Live gateways that still report `previousVersion` (and not `newVersion`) for some issuer;
+    /// with `waitForAll`, every live gateway that does not report `newVersion`.
+    private func stillOn(_ previousVersion: String?, newVersion: String, waitForAll: Bool = false) async throws -> [String] {
+        if !waitForAll {
+            guard let previousVersion, previousVersion != newVersion else { return [] }
+        }
         return try await membership.liveNodes(role: "gateway").filter { node in
             guard !node.leaving else { return false }
             let versions = Set(node.keySetVersions.values)
-            return versions.contains(previousVersion) && !versions.contains(newVersion)
+            return !versions.contains(newVersion) && (waitForAll || previousVersion.map(versions.contains) == true)
         }.map(\.id)
     }
 
