@@ -6,10 +6,11 @@ import Synchronization
 ///
 /// The writer thread sleeps until a line arrives, waits `batchDelay` for more, then writes what
 /// has gathered in writes of at most `PIPE_BUF` bytes cut at line ends (a pipe keeps such a write
-/// whole, so another writer to the same descriptor — the process log — never lands inside a line
-/// of up to `PIPE_BUF` bytes; a longer line is one write of its own, which a pipe may split). When the descriptor does not keep up (a full pipe, a stopped reader) and `maxBuffered`
-/// bytes are waiting, further lines are dropped and counted (`droppedLines`) rather than held
-/// in memory without bound or made to stall the caller.
+/// whole, so another writer to the same descriptor never lands inside a line of up to `PIPE_BUF`
+/// bytes; a longer line is one write of its own, which a pipe may split). When the descriptor
+/// does not keep up (a full pipe, a stopped reader) and `maxBuffered` bytes are waiting, further
+/// lines are dropped and counted (`droppedLines`) rather than held in memory without bound or
+/// made to stall the caller.
 ///
 /// swift-log's stream handler, which this replaces for both logs, takes a lock and makes a
 /// `write` per line on the caller's thread (and a `stat` of `/etc/localtime` per timestamp).

@@ -362,9 +362,10 @@ actor SigningKeyRing {
                      metadata: ["kid": "\(replaced.newKeyID)", "previous": "\(replaced.previousKeyID ?? "-")"])
     }
 
-    /// Deletes the `active` records left out beside a later activated one. No rotation leaves
-    /// two: such a record is an older one a Redis writer put back, and it would otherwise stay,
-    /// reported at every reload, until an operator deleted it.
+    /// Deletes the `active` records `reload` left out: one beside a later activated one (no
+    /// rotation leaves two: an older record a Redis writer put back), or one of a revoked key
+    /// (once `maintain` has replaced it). Either would otherwise stay, left out (and the first
+    /// reported) at every reload, until an operator deleted it.
     private func deleteStaleActives() async throws {
         let deleted = try await locked(ttl: .seconds(30)) { () async throws -> [String] in
             try await reload()
@@ -375,7 +376,7 @@ actor SigningKeyRing {
             return stale
         }
         guard let deleted, !deleted.isEmpty else { return }
-        logger.warning("deleted signing-key records that claimed to be active beside the later activated key (put back by a Redis writer)",
+        logger.warning("deleted signing-key records left out as active (an older record put back by a Redis writer, or a revoked key)",
                        metadata: ["kids": "\(deleted.joined(separator: ","))"])
     }
 
