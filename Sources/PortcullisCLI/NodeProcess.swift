@@ -64,7 +64,8 @@ enum NodeProcess {
             services: [.init(service: makeService(registry, logger))],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        // Access-log lines still waiting for the writer thread are written before the process exits.
+        // Log lines still waiting for the writer thread (access and process log) are written before
+        // the process exits.
         defer { LineWriter.standardError.flush() }
         do {
             try await group.run()
