@@ -5,7 +5,7 @@ import PortcullisJOSE
 struct AdminRevoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke",
-        abstract: "Revoke a token (--jti), a subject's or client's earlier tokens (--sub/--client with --before), or a key (--kid).",
+        abstract: "Revoke a token (--jti), a subject's or client's earlier tokens (--sub/--client with --before; both: the subject's tokens for that client), or a key (--kid).",
         discussion: "With --wait, returns once every live gateway applied the revocation (or --wait-timeout passed) and prints each node's measured propagation time."
     )
 
@@ -13,7 +13,7 @@ struct AdminRevoke: AsyncParsableCommand {
     @Option(help: "Revoke one token by its jti.") var jti: String?
     @Option(help: "The token's exp (Unix seconds); default: now + the cluster's max_token_lifetime.") var exp: Int64?
     @Option(help: "Revoke a subject's tokens issued before --before.") var sub: String?
-    @Option(help: "Revoke a client's tokens issued before --before.") var client: String?
+    @Option(help: "Revoke a client's tokens issued before --before; with --sub, only that subject's tokens for this client (a grant).") var client: String?
     @Option(help: "Cut-off for --sub/--client: Unix seconds (with a fraction for milliseconds, e.g. 1764370000.250), an RFC 3339 time (fractions kept to the millisecond), or now (default, to the millisecond).") var before: String?
     @Option(help: "Revoke a signing key by kid.") var kid: String?
     @Option(help: "Limit a --sub/--client/--kid revocation to one issuer (iss).") var issuer: String?
@@ -22,8 +22,8 @@ struct AdminRevoke: AsyncParsableCommand {
     @Option(help: "Longest --wait, e.g. 10s.") var waitTimeout: String = "10s"
 
     func validate() throws {
-        let given = [jti, sub, client, kid].compactMap { $0 }
-        guard given.count == 1 else { throw ValidationError("give exactly one of --jti, --sub, --client, --kid") }
+        let given = [jti, sub ?? client, kid].compactMap { $0 }
+        guard given.count == 1 else { throw ValidationError("give exactly one of --jti, --sub (with or without --client), --client, --kid") }
         if exp != nil, jti == nil { throw ValidationError("--exp goes with --jti") }
         if before != nil, sub == nil, client == nil { throw ValidationError("--before goes with --sub or --client") }
     }
@@ -31,15 +31,21 @@ struct AdminRevoke: AsyncParsableCommand {
     func run() async throws {
         var body: [String: JSONValue] = [:]
         if let jti { body["kind"] = "jti"; body["value"] = .string(jti) }
-        if let sub { body["kind"] = "subject"; body["value"] = .string(sub) }
-        if let client { body["kind"] = "client"; body["value"] = .string(client) }
+        switch (sub, client) {
+        case let (sub?, client?): body["kind"] = "grant"; body["value"] = .string(sub); body["client"] = .string(client)
+        case let (sub?, nil): body["kind"] = "subject"; body["value"] = .string(sub)
+        case let (nil, client?): body["kind"] = "client"; body["value"] = .string(client)
+        case (nil, nil): break
+        }
         if let kid { body["kind"] = "key"; body["value"] = .string(kid) }
         if let exp { body["exp"] = .integer(exp) }
         if let before { body["before"] = Self.beforeValue(before) }
         if let issuer { body["issuer"] = .string(issuer) }
         if let reason { body["reason"] = .string(reason) }
         try await postRevocation(connection: connection, path: "/v1/revocations", body: .object(body), wait: wait, waitTimeout: waitTimeout) { json in
-            var line = "revoked \(AdminOutput.text(json["kind"])) \(AdminOutput.text(json["value"])) as \(AdminOutput.text(json["id"])) (sequence \(AdminOutput.text(json["sequence"])))"
+            var line = "revoked \(AdminOutput.text(json["kind"])) \(AdminOutput.text(json["value"]))"
+            if let client = json["client"]?.stringValue { line += " for client " + client }
+            line += " as \(AdminOutput.text(json["id"])) (sequence \(AdminOutput.text(json["sequence"])))"
             if let millis = json["before_ms"]?.int64Value { line += "; tokens issued before \(Self.describe(millis)) are refused" }
             return line
         }
@@ -123,8 +129,8 @@ struct AdminRevocations: AsyncParsableCommand {
 
     @OptionGroup var connection: AdminConnection
     @Argument(help: "A revocation id: show it with its per-node propagation.") var id: String?
-    @Option(help: "Only this kind: jti, subject, client, key.") var kind: String?
-    @Option(help: "Only this value (jti, subject, client id or kid).") var value: String?
+    @Option(help: "Only this kind: jti, subject, client, grant, key.") var kind: String?
+    @Option(help: "Only this value (jti, subject, client id or kid; a grant's subject).") var value: String?
     @Option(help: "Start after this sequence number (paging).") var after: Int64?
     @Option(help: "At most this many (1-1000).") var limit: Int = 100
 
@@ -134,7 +140,7 @@ struct AdminRevocations: AsyncParsableCommand {
             let reply = try await adminCall { try await client.get("/v1/revocations/" + AdminClient.escape(id)) }
             if connection.json { print(reply.body, terminator: ""); return }
             let json = reply.json
-            print(AdminOutput.table(["ID", "SEQ", "OP", "KIND", "VALUE", "ISSUER", "UNTIL", "ACTOR", "REASON"], [revocationRow(json)]))
+            print(AdminOutput.table(["ID", "SEQ", "OP", "KIND", "VALUE", "ISSUER", "UNTIL", "BEFORE_MS", "ACTOR", "REASON"], [revocationRow(json)]))
             printPropagation(json["propagation"])
             return
         }
@@ -149,7 +155,10 @@ struct AdminRevocations: AsyncParsableCommand {
         if let next = reply.json["next_after"]?.int64Value { print("more: --after \(next)") }
     }
 
+    /// A grant's value names its client too: `alice (client web-app)`.
     private func revocationRow(_ json: JSONValue) -> [String] {
-        ["id", "sequence", "operation", "kind", "value", "issuer", "until", "before_ms", "actor", "reason"].map { AdminOutput.text(json[$0]) }
+        var row = ["id", "sequence", "operation", "kind", "value", "issuer", "until", "before_ms", "actor", "reason"].map { AdminOutput.text(json[$0]) }
+        if let client = json["client"]?.stringValue { row[4] += " (client \(AdminOutput.text(.string(client))))" }
+        return row
     }
 }

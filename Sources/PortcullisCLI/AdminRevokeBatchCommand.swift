@@ -8,7 +8,8 @@ struct AdminRevokeBatch: AsyncParsableCommand {
         abstract: "Revoke many tokens, subjects, clients or keys in one atomic call (mass revocation).",
         discussion: """
         Reads one revocation per line from --file (or standard input with --file -): either a JSON object \
-        as POST /v1/revocations takes it, or `KIND VALUE` (kind: jti, subject, client, key). Blank lines and \
+        as POST /v1/revocations takes it (a grant, which names a subject and a client, only so), or `KIND VALUE` \
+        (kind: jti, subject, client, key). Blank lines and \
         lines starting with # are ignored. At most 10 000 per call. With --wait, returns once every live \
         gateway applied the whole batch.
         """

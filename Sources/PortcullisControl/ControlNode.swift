@@ -82,10 +82,14 @@ public final class ControlNode: Service, Sendable {
                                       isKeyRevoked: { [issuer = asConfig.issuer] kid in revocationList.set.isKeyRevoked(kid: kid, issuer: issuer) })
             let recordMAC = RecordMAC.derive(secret: config.cluster.secret, cluster: config.cluster.keyPrefix)
             let codes = AuthorizationCodeStore(client: client, keys: keys, usedRetention: asConfig.refreshTokenTTL, recordMAC: recordMAC)
-            let endpoint = asConfig.users.map { users in
-                AuthorizationEndpoint(config: asConfig, users: users, codes: codes,
-                                      sessions: LoginSessionStore(client: client, keys: keys, formMAC: LoginSessionStore.formMAC(
-                                          secret: config.cluster.secret, cluster: config.cluster.keyPrefix), recordMAC: recordMAC),
+            var sessions = LoginSessionStore(client: client, keys: keys, formMAC: LoginSessionStore.formMAC(
+                secret: config.cluster.secret, cluster: config.cluster.keyPrefix), recordMAC: recordMAC)
+            sessions.consentFloor = { [issuer = asConfig.issuer] username, clientID in
+                guard revocationList.isSynced else { return .max }
+                return revocationList.set.cutoffs(issuer: issuer, subject: username, clientID: clientID).grant
+            }
+            let endpoint = asConfig.users.map { [sessions] users in
+                AuthorizationEndpoint(config: asConfig, users: users, codes: codes, sessions: sessions,
                                       throttle: LoginThrottle(client: client, keys: keys, limits: asConfig.loginThrottle),
                                       basePath: AuthorizationServer.basePath(issuer: asConfig.issuer), revocationList: revocationList,
                                       audit: audit, metrics: metrics, logger: logger)

@@ -71,6 +71,27 @@ struct ClusterWireUnitTests {
         #expect(!Self.decodes(RevocationEvent.signed(jti, epoch: Self.epoch, sequence: 9, mac: Self.mac).wireText))
     }
 
+    @Test("a grant names its client under the MAC: changed, removed or moved into the subject, it no longer verifies; no other kind carries one")
+    func grantClient() throws {
+        let grant = Revocation(id: "rev_g", operation: .add, kind: .grant, value: "alice", issuer: "https://idp", until: 100, createdAtMillis: 5,
+                               actor: "user:alice", reason: nil, beforeMillis: 99_250, client: "web-app")
+        let event = RevocationEvent.signed(grant, epoch: Self.epoch, sequence: 7, mac: Self.mac)
+        #expect(event.json.contains(#""client":"web-app""#))
+        let decoded = try RevocationEvent.decode(Array(event.wireText.utf8), mac: Self.mac)
+        #expect(decoded == event)
+        #expect(decoded.revocation.client == "web-app")
+        #expect(!Self.decodes(event.wireText.replacingOccurrences(of: #""client":"web-app""#, with: #""client":"other-app""#)))
+        #expect(!Self.decodes(event.wireText.replacingOccurrences(of: #","client":"web-app""#, with: "")
+            .replacingOccurrences(of: #""client":"web-app","#, with: "")))
+        // A grant without its client, and a subject cut-off with one, are malformed even when signed.
+        var bare = grant
+        bare.client = nil
+        #expect(!Self.decodes(RevocationEvent.signed(bare, epoch: Self.epoch, sequence: 8, mac: Self.mac).wireText))
+        var subject = Self.revocation()
+        subject.client = "web-app"
+        #expect(!Self.decodes(RevocationEvent.signed(subject, epoch: Self.epoch, sequence: 9, mac: Self.mac).wireText))
+    }
+
     @Test("write times outside the plausible range are refused before any arithmetic")
     func writeTimeRange() {
         var event = RevocationEvent.signed(Self.revocation(), epoch: Self.epoch, sequence: 7, mac: Self.mac)

@@ -129,6 +129,36 @@ struct RevocationSetUnitTests {
         #expect(!Self.isRevoked(set, Self.token(client: "app", issuer: "https://other")))
     }
 
+    @Test("a grant cut-off revokes one subject's tokens for one client issued before it — not the subject's other clients, nor the client's other subjects; a delete naming it lifts it")
+    func grantCutoff() {
+        let set = RevocationSet()
+        var add = Self.revocation(.grant, "alice", until: Self.now, issuer: "https://idp")
+        add.client = "app"
+        set.apply(add, now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", client: "app", issuedAt: Self.now - 1)))
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", client: "app", issuedAt: nil)))
+        #expect(!Self.isRevoked(set, Self.token(subject: "alice", client: "app", issuedAt: Self.now)))
+        #expect(!Self.isRevoked(set, Self.token(subject: "alice", client: "other-app", issuedAt: Self.now - 1)))
+        #expect(!Self.isRevoked(set, Self.token(subject: "bob", client: "app", issuedAt: Self.now - 1)))
+        #expect(!Self.isRevoked(set, Self.token(subject: "alice", client: "app", issuer: "https://other", issuedAt: Self.now - 1)))
+        // The same three strings split otherwise name another grant: the client's length is in the key.
+        #expect(!Self.isRevoked(set, Self.token(subject: "ice", client: "appal", issuedAt: Self.now - 1)))
+        #expect(!Self.isRevoked(set, Self.token(subject: "pp" + "alice", client: "a", issuedAt: Self.now - 1)))
+        #expect(set.cutoffs(issuer: "https://idp", subject: "alice", clientID: "app").grant == Self.now * 1000)
+        #expect(set.cutoffs(issuer: "https://idp", subject: "alice", clientID: "other-app").grant == nil)
+        #expect(set.counts.grants == 1)
+        // A delete naming it, for the same grant, lifts it; one for another client does not.
+        var wrongClient = Self.revocation(.grant, "alice", until: Self.now, issuer: "https://idp", operation: .delete, lifts: add.id)
+        wrongClient.client = "other-app"
+        set.apply(wrongClient, now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(subject: "alice", client: "app", issuedAt: Self.now - 1)))
+        var lift = Self.revocation(.grant, "alice", until: Self.now, issuer: "https://idp", operation: .delete, lifts: add.id)
+        lift.client = "app"
+        set.apply(lift, now: Self.now)
+        #expect(!Self.isRevoked(set, Self.token(subject: "alice", client: "app", issuedAt: Self.now - 1)))
+        #expect(set.counts.grants == 0)
+    }
+
     @Test("a revoked key refuses every token it signed and is reported to the key sets")
     func key() {
         let reported = Mutex<Set<String>>([])

@@ -139,7 +139,7 @@ extension ControlPlaneTests {
             #expect(one.json["propagation"] != nil)
             #expect(try control.admin("GET", "/v1/revocations/rev_nope").status == 404)
 
-            // Only subject and client cut-offs can be lifted.
+            // Only subject, client and grant cut-offs can be lifted.
             let jtiID = try #require(body["id"] as? String)
             let notDeletable = try control.admin("DELETE", "/v1/revocations/\(jtiID)")
             #expect(notDeletable.status == 409)
@@ -162,6 +162,44 @@ extension ControlPlaneTests {
             #expect(metrics.contains(#"portcullis_revocations_total{kind="jti",operation="add"} 1"#))
             #expect(metrics.contains(#"portcullis_revocations_total{kind="subject",operation="delete"} 1"#))
             #expect(metrics.contains(#"portcullis_admin_requests_total{method="POST",route="/v1/revocations",status="201"}"#))
+        }
+
+        @Test("a grant revocation (one subject's tokens for one client), from the admin API or the CLI's --sub with --client, refuses exactly those tokens at the gateway and can be lifted; a grant without client, or client on another kind, is a 400 naming client")
+        func grantRevocations() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            let token = try cluster.clientCredentials()
+            let claims = claims(of: token.access)
+            let subject = try #require(claims["sub"] as? String)
+            let client = try #require(claims["client_id"] as? String)
+            #expect(try cluster.statuses(token.access) == [200])
+
+            for (json, field) in [(#"{"kind":"grant","value":"x"}"#, "client"), (#"{"kind":"subject","value":"x","client":"y"}"#, "client"),
+                                  (#"{"kind":"grant","value":"x","client":"a\u0001b"}"#, "client")] {
+                let refused = try control.admin("POST", "/v1/revocations", json: json)
+                #expect(refused.status == 400 && refused.json["field"] as? String == field, "\(json): \(refused.text)")
+            }
+            // Another client's grant for the same subject, and the subject's grant for another client, leave the token alone.
+            let otherClient = try control.admin("POST", "/v1/revocations?wait=10s", json: #"{"kind":"grant","value":"\#(subject)","client":"other-app"}"#)
+            #expect(otherClient.status == 201 && otherClient.json["client"] as? String == "other-app", "\(otherClient.status) \(otherClient.text)")
+            let cli = try runCommand(PortcullisBinary.path, ["admin", "revoke", "--sub", "someone-else", "--client", client, "--wait",
+                                                           "--endpoint", control.adminURL, "--token", ControlCluster.adminToken])
+            #expect(cli.status == 0 && cli.stdout.contains("revoked grant someone-else for client \(client)"), "\(cli.stdout) \(cli.stderr)")
+            #expect(try cluster.statuses(token.access) == [200])
+
+            let grant = try control.admin("POST", "/v1/revocations?wait=10s", json: #"{"kind":"grant","value":"\#(subject)","client":"\#(client)"}"#)
+            #expect(grant.status == 201, "\(grant.text)")
+            #expect(grant.json["kind"] as? String == "grant" && grant.json["value"] as? String == subject && grant.json["before_ms"] is Int)
+            #expect(try cluster.statuses(token.access) == [401])
+            let listed = try runCommand(PortcullisBinary.path, ["admin", "revocations", "--kind", "grant", "--endpoint", control.adminURL,
+                                                              "--token", ControlCluster.adminToken])
+            #expect(listed.stdout.contains("\(subject) (client \(client))"), "\(listed.stdout)")
+            let id = try #require(grant.json["id"] as? String)
+            let lifted = try control.admin("DELETE", "/v1/revocations/\(id)")
+            #expect(lifted.status == 200 && lifted.json["kind"] as? String == "grant" && lifted.json["client"] as? String == client, "\(lifted.text)")
+            try await eventually("the lifted grant lets the token pass again") { try cluster.statuses(token.access) == [200] }
         }
 
         @Test("an issuer-limited revocation naming an iss the control plane does not know is written with a warning (a typo revokes nothing); a known iss gets none")

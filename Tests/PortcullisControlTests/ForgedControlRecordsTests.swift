@@ -97,6 +97,54 @@ extension ControlPlaneTests {
             #expect(again.status == 200 && again.text.contains("Allow access?"))
         }
 
+        /// The build before revoked by the unsigned list alone, and took a consent record for
+        /// consent whenever it verified: with the list emptied and the consent written back, the
+        /// access token went on passing every gateway after **Revoke access** and the next
+        /// authorization skipped the consent page.
+        @Test("a Redis writer who empties the list of what was issued under a consent and writes the consent back after the user revokes it keeps nothing: gateways refuse the access token issued before, its refresh token is refused, and the next authorization asks for consent again")
+        func revokedAccessStaysRevoked() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let control = cluster.control
+            let redis = cluster.redis
+            let browser = SignInBrowser(control: control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let tokens = try browser.redeem(code)
+            let access = try #require(tokens.json["access_token"] as? String)
+            let refresh = try #require(tokens.json["refresh_token"] as? String)
+            let bystander = try cluster.clientCredentials()
+            #expect(try cluster.statuses(access) == [200, 200])
+            // The writer keeps a copy of the consent and empties the list; the user revokes access.
+            let consent = try redis.cli("HGET", "portcullis:as:consent:alice", "web-app")
+            #expect(!consent.isEmpty)
+            for key in try redis.cli("KEYS", "portcullis:as:grants:*").split(separator: "\n").map(String.init) { try redis.cli("DEL", key) }
+            let csrf = try #require(SignInBrowser.hiddenFields(try browser.get("/oauth2/account"))["csrf_token"])
+            let revoked = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
+            #expect(revoked.status == 200 && revoked.text.contains("Access for web-app revoked"), "\(revoked.text)")
+            // The writer puts the consent back.
+            try redis.cli("HSET", "portcullis:as:consent:alice", "web-app", consent)
+            try await eventually("the access token issued before is refused on every gateway") { try cluster.statuses(access) == [401, 401] }
+            let refused = try cluster.gateways[0].request("GET", "/orders", headers: [("Authorization", "Bearer \(access)")])
+            #expect(refused.header("www-authenticate")?.contains("this client issued before") == true, "\(refused.header("www-authenticate") ?? "-")")
+            let refreshed = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh])
+            #expect(refreshed.status == 400 && refreshed.json["error"] as? String == "invalid_grant", "\(refreshed.text)")
+            let again = try browser.authorize(browser.parameters())
+            #expect(again.status == 200 && again.text.contains("Allow access?"), "\(again.status) \(again.text)")
+            #expect(!(try browser.get("/oauth2/account").text.contains("web-app (orders:read)")))
+            // Another client's tokens are untouched; consent given anew is remembered, and its tokens pass.
+            #expect(try cluster.statuses(bystander.access) == [200, 200])
+            // A token stamped in the cut-off's own second is refused with it (whole-second iat, admin-api.md "Cut-offs").
+            try await Task.sleep(for: .milliseconds(1100))
+            var allow = SignInBrowser.hiddenFields(again)
+            allow["decision"] = "allow"
+            let renewed = try #require(SignInBrowser.redirectParameters(try browser.post("/oauth2/consent", allow))["code"])
+            let fresh = try #require(try browser.redeem(renewed).json["access_token"] as? String)
+            #expect(try cluster.statuses(fresh) == [200, 200])
+            #expect(SignInBrowser.redirectParameters(try browser.authorize(browser.parameters()))["code"] != nil)
+        }
+
         /// The build before left a session's lifetime to Redis's expiry alone: a writer who
         /// lifted it (`PERSIST`), or wrote a deleted record back, kept the session open for good.
         @Test("a signed-in session is over after its hour even when a Redis writer lifted its expiry or wrote it back: the lifetime is read from the signed sign-in time")

@@ -177,6 +177,7 @@ public final class ClusterAgent: Sendable {
         let entries = (tokens: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "jti")]),
                        subjects: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "subject")]),
                        clients: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "client")]),
+                       grants: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "grant")]),
                        keys: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "key")]))
         while !Task.isCancelled {
             let record = currentRecord()
@@ -197,6 +198,7 @@ public final class ClusterAgent: Sendable {
             entries.tokens.record(counts.tokens)
             entries.subjects.record(counts.subjects)
             entries.clients.record(counts.clients)
+            entries.grants.record(counts.grants)
             entries.keys.record(counts.keys)
             try? await Task.sleep(for: config.heartbeatInterval)
         }

@@ -10,7 +10,7 @@ import Synchronization
 /// only when a signed delete naming that exact cut-off (`Revocation.lifts`) is applied, a revoked
 /// key never. Applying a change twice, or a change already lifted, does nothing.
 public final class RevocationSet: RevocationCheck, Sendable {
-    /// One subject or client cut-off in force, by the id of the change that set it.
+    /// One subject, client or grant cut-off in force, by the id of the change that set it.
     struct CutoffAdd: Sendable {
         var kind: Revocation.Kind
         var key: String
@@ -23,9 +23,11 @@ public final class RevocationSet: RevocationCheck, Sendable {
         /// `issuer|subject` (issuer `*` for any) → the latest cut-off in force, Unix milliseconds.
         var subjects: [String: Int64] = [:]
         var clients: [String: Int64] = [:]
+        /// `Revocation.grantKey` (a subject's tokens for one client) → the latest cut-off.
+        var grants: [String: Int64] = [:]
         /// `issuer|kid` → revocation time.
         var keys: [String: Int64] = [:]
-        /// The cut-offs behind `subjects` and `clients`, by change id.
+        /// The cut-offs behind `subjects`, `clients` and `grants`, by change id.
         var adds: [String: CutoffAdd] = [:]
         /// Ids of cut-offs a signed delete lifted: never applied again.
         var lifted: Set<String> = []
@@ -39,7 +41,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
         init(tokens: RevokedTokenTable, cutoffs: Cutoffs) {
             self.tokens = tokens
             self.cutoffs = cutoffs
-            hasCutoffs = !(cutoffs.subjects.isEmpty && cutoffs.clients.isEmpty && cutoffs.keys.isEmpty)
+            hasCutoffs = !(cutoffs.subjects.isEmpty && cutoffs.clients.isEmpty && cutoffs.grants.isEmpty && cutoffs.keys.isEmpty)
         }
     }
 
@@ -88,6 +90,11 @@ public final class RevocationSet: RevocationCheck, Sendable {
            Self.issuedBefore(token, cutoff) {
             return .revoked(detail: "tokens of this client issued before \(Self.describe(cutoff)) have been revoked")
         }
+        if !cutoffs.grants.isEmpty, let subject = token.subject, let client = token.clientID,
+           let cutoff = Self.grantCutoff(cutoffs, issuer: token.issuer, subject: subject, client: client),
+           Self.issuedBefore(token, cutoff) {
+            return .revoked(detail: "this subject's tokens for this client issued before \(Self.describe(cutoff)) have been revoked")
+        }
         if !cutoffs.keys.isEmpty, let kid = token.keyID,
            cutoffs.keys[token.issuer + "|" + kid] != nil || cutoffs.keys["*|" + kid] != nil {
             return .revoked(detail: "the key that signed this token has been revoked")
@@ -101,13 +108,21 @@ public final class RevocationSet: RevocationCheck, Sendable {
         return keys[issuer + "|" + kid] != nil || keys["*|" + kid] != nil
     }
 
-    /// The latest subject cut-off and client cut-off in force for tokens of `issuer` naming
+    /// The latest subject, client and grant cut-offs in force for tokens of `issuer` naming
     /// `subject` and `clientID`, Unix milliseconds — for what outlives a token at its issuer (a
-    /// refresh token, a sign-in session), which a cut-off ends too.
-    public func cutoffs(issuer: String, subject: String?, clientID: String?) -> (subject: Int64?, client: Int64?) {
+    /// refresh token, a sign-in session, a remembered consent), which a cut-off ends too.
+    public func cutoffs(issuer: String, subject: String?, clientID: String?) -> (subject: Int64?, client: Int64?, grant: Int64?) {
         let cutoffs = state.value.cutoffs
+        var grant: Int64?
+        if let subject, let clientID { grant = Self.grantCutoff(cutoffs, issuer: issuer, subject: subject, client: clientID) }
         return (subject.flatMap { Self.later(cutoffs.subjects[issuer + "|" + $0], cutoffs.subjects["*|" + $0]) },
-                clientID.flatMap { Self.later(cutoffs.clients[issuer + "|" + $0], cutoffs.clients["*|" + $0]) })
+                clientID.flatMap { Self.later(cutoffs.clients[issuer + "|" + $0], cutoffs.clients["*|" + $0]) },
+                grant)
+    }
+
+    private static func grantCutoff(_ cutoffs: Cutoffs, issuer: String, subject: String, client: String) -> Int64? {
+        later(cutoffs.grants[Revocation.grantKey(issuer: issuer, subject: subject, client: client)],
+              cutoffs.grants[Revocation.grantKey(issuer: "*", subject: subject, client: client)])
     }
 
     private static func later(_ first: Int64?, _ second: Int64?) -> Int64? {
@@ -186,28 +201,34 @@ public final class RevocationSet: RevocationCheck, Sendable {
     private static func apply(_ revocation: Revocation, to cutoffs: inout Cutoffs) {
         let key = revocation.scopedValue
         switch (revocation.kind, revocation.operation) {
-        case (.subject, .add), (.client, .add):
+        case (.subject, .add), (.client, .add), (.grant, .add):
             // A replay, or a cut-off already lifted: nothing to do.
             guard cutoffs.adds[revocation.id] == nil, !cutoffs.lifted.contains(revocation.id) else { return }
             let cutoff = revocation.cutoffMillis
             cutoffs.adds[revocation.id] = CutoffAdd(kind: revocation.kind, key: key, cutoffMillis: cutoff)
-            if revocation.kind == .subject {
-                cutoffs.subjects[key] = max(cutoffs.subjects[key] ?? .min, cutoff)
-            } else {
-                cutoffs.clients[key] = max(cutoffs.clients[key] ?? .min, cutoff)
-            }
-        case (.subject, .delete), (.client, .delete):
+            let table = Self.table(revocation.kind)
+            cutoffs[keyPath: table][key] = max(cutoffs[keyPath: table][key] ?? .min, cutoff)
+        case (.subject, .delete), (.client, .delete), (.grant, .delete):
             guard let lifted = revocation.lifts else { return }
             cutoffs.lifted.insert(lifted)
-            // Only the cut-off this delete names, and only if it is the same subject or client.
+            // Only the cut-off this delete names, and only if it is the same subject, client or grant.
             guard let add = cutoffs.adds[lifted], add.kind == revocation.kind, add.key == key else { return }
             cutoffs.adds[lifted] = nil
             let remaining = cutoffs.adds.values.filter { $0.kind == add.kind && $0.key == key }.map(\.cutoffMillis).max()
-            if add.kind == .subject { cutoffs.subjects[key] = remaining } else { cutoffs.clients[key] = remaining }
+            cutoffs[keyPath: Self.table(add.kind)][key] = remaining
         case (.key, .add):
             cutoffs.keys[key] = max(cutoffs.keys[key] ?? .min, revocation.until)
         case (.key, .delete), (.jti, _):
             break
+        }
+    }
+
+    /// The table of a cut-off kind.
+    private static func table(_ kind: Revocation.Kind) -> WritableKeyPath<Cutoffs, [String: Int64]> {
+        switch kind {
+        case .subject: \.subjects
+        case .client: \.clients
+        default: \.grants
         }
     }
 
@@ -242,9 +263,10 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     /// Entry counts by kind, for metrics and the admin API.
-    public var counts: (tokens: Int, subjects: Int, clients: Int, keys: Int) {
+    public var counts: (tokens: Int, subjects: Int, clients: Int, grants: Int, keys: Int) {
         let current = state.value
-        return (current.tokens.count, current.cutoffs.subjects.count, current.cutoffs.clients.count, current.cutoffs.keys.count)
+        return (current.tokens.count, current.cutoffs.subjects.count, current.cutoffs.clients.count, current.cutoffs.grants.count,
+                current.cutoffs.keys.count)
     }
 }
 

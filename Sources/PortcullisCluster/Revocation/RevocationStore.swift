@@ -46,9 +46,7 @@ public final class RevocationStore: Sendable {
     public func writeBatch(_ revocations: [Revocation]) async throws -> [RevocationEvent] {
         guard !revocations.isEmpty else { return [] }
         for revocation in revocations {
-            guard (revocation.operation == .delete) == (revocation.lifts != nil), revocation.batch.isEmpty || revocation.kind == .jti else {
-                throw ClusterError.invalid("revocation \(revocation.id): a delete must name the change it lifts, an add must not; only jti changes carry a batch")
-            }
+            if let problem = revocation.shapeProblem { throw ClusterError.invalid("revocation \(revocation.id): \(problem)") }
         }
         let now = Int64(Date().timeIntervalSince1970)
         let changes = revocations.map { RevocationWriter.Change(revocation: $0, pruneAt: pruneTime($0, now: now)) }

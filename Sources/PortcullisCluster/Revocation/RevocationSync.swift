@@ -126,7 +126,7 @@ actor RevocationSync {
         let counts = set.counts
         logger.info("revocations synced", metadata: [
             "cause": "\(cause)", "sequence": "\(applied)", "entries": "\(loaded)", "tokens": "\(counts.tokens)",
-            "subjects": "\(counts.subjects)", "clients": "\(counts.clients)", "keys": "\(counts.keys)",
+            "subjects": "\(counts.subjects)", "clients": "\(counts.clients)", "grants": "\(counts.grants)", "keys": "\(counts.keys)",
             "duration_ms": "\((ContinuousClock.now - started).wholeMilliseconds)",
         ])
         await acknowledge(latencyMicros: nil)

@@ -9,14 +9,20 @@ public struct Revocation: Sendable, Equatable {
         case subject
         /// Every token of a client (`client_id`, else `azp`) issued before `until`.
         case client
+        /// Every token of one subject (`value`) issued to one client (`client`) before `until`:
+        /// a user's access for a client revoked — whatever lists of issued tokens say.
+        case grant
         /// Every token signed by a key (`kid`): the key leaves the key set.
         case key
+
+        /// Subject, client and grant revocations: a cut-off by issue time, which a delete can lift.
+        public var isCutoff: Bool { self == .subject || self == .client || self == .grant }
     }
 
     public enum Operation: String, Sendable {
         case add
-        /// Lifts one subject or client cut-off, named by `lifts` (jti and key revocations cannot
-        /// be undone).
+        /// Lifts one subject, client or grant cut-off, named by `lifts` (jti and key revocations
+        /// cannot be undone).
         case delete
     }
 
@@ -35,15 +41,17 @@ public struct Revocation: Sendable, Equatable {
     public var id: String
     public var operation: Operation
     public var kind: Kind
-    /// The jti, subject, client id or kid.
+    /// The jti, subject, client id or kid; a grant's subject.
     public var value: String
-    /// Limits a subject, client or key revocation to one issuer (`iss`); nil means every issuer.
+    /// A grant's client id (`client_id`, else `azp`); nil for every other kind.
+    public var client: String?
+    /// Limits a subject, client, grant or key revocation to one issuer (`iss`); nil means every issuer.
     public var issuer: String?
-    /// jti: the token's `exp`. key: when it was revoked. subject/client: the cut-off in whole
+    /// jti: the token's `exp`. key: when it was revoked. subject/client/grant: the cut-off in whole
     /// seconds — rounded up when `beforeMillis` is set, so that `iat < until` and
     /// `iat × 1000 < beforeMillis` agree for every whole-second `iat`. Unix seconds.
     public var until: Int64
-    /// subject/client adds: the cut-off in Unix milliseconds (tokens with `iat` before it are
+    /// subject/client/grant adds: the cut-off in Unix milliseconds (tokens with `iat` before it are
     /// revoked). nil in changes written before cut-offs had milliseconds: their cut-off is `until`.
     public var beforeMillis: Int64?
     /// Unix milliseconds when the admin API accepted it.
@@ -58,7 +66,7 @@ public struct Revocation: Sendable, Equatable {
 
     public init(id: String, operation: Operation, kind: Kind, value: String, issuer: String?, until: Int64,
                 createdAtMillis: Int64, actor: String, reason: String?, lifts: String? = nil, batch: [Token] = [],
-                beforeMillis: Int64? = nil) {
+                beforeMillis: Int64? = nil, client: String? = nil) {
         self.id = id
         self.operation = operation
         self.kind = kind
@@ -71,9 +79,10 @@ public struct Revocation: Sendable, Equatable {
         self.lifts = lifts
         self.batch = batch
         self.beforeMillis = beforeMillis
+        self.client = client
     }
 
-    /// A subject or client cut-off in Unix milliseconds: `beforeMillis`, or for a change in the
+    /// A subject, client or grant cut-off in Unix milliseconds: `beforeMillis`, or for a change in the
     /// older format its whole-second `until`.
     public var cutoffMillis: Int64 {
         if let beforeMillis { return beforeMillis }
@@ -94,17 +103,28 @@ public struct Revocation: Sendable, Equatable {
         batch.reduce(until) { max($0, $1.expiresAt) }
     }
 
-    /// Key of this revocation in a node's cut-off and key tables: `issuer|value`, `*` for any issuer.
-    var scopedValue: String { (issuer ?? "*") + "|" + value }
+    /// Key of this revocation in a node's cut-off and key tables: `issuer|value`, `*` for any
+    /// issuer; a grant's also holds its client (`Revocation.grantKey`).
+    var scopedValue: String {
+        if let client { return Self.grantKey(issuer: issuer ?? "*", subject: value, client: client) }
+        return (issuer ?? "*") + "|" + value
+    }
+
+    /// A grant's key: `issuer|<client's length in bytes>:<client><subject>` — the issuer holds no
+    /// `|` and the client's length is stated, so no two (issuer, client, subject) share a key.
+    static func grantKey(issuer: String, subject: String, client: String) -> String {
+        issuer + "|" + String(client.utf8.count) + ":" + client + subject
+    }
 
     /// Everything the MAC covers besides the position (`RevocationEvent.macFields` adds epoch and
-    /// sequence): every field, nil distinct from empty. `beforeMillis` is appended only when set,
-    /// so changes written before it existed still verify; the fields are length-prefixed, so a
-    /// list with it can never be read as one without it.
+    /// sequence): every field, nil distinct from empty. `beforeMillis` and `client` are appended
+    /// only when set, so changes written before they existed still verify; the fields are
+    /// length-prefixed and labelled, so a list with one can never be read as one without it.
     var macFields: [String] {
         var fields = [id, operation.rawValue, kind.rawValue, value, ClusterMAC.optional(issuer), String(until),
                       String(createdAtMillis), actor, ClusterMAC.optional(reason), ClusterMAC.optional(lifts), String(batch.count), batchField]
         if let beforeMillis { fields.append("before_ms:" + String(beforeMillis)) }
+        if let client { fields.append("client:" + client) }
         return fields
     }
 
@@ -136,6 +156,7 @@ public struct Revocation: Sendable, Equatable {
         if let reason { object["reason"] = .string(reason) }
         if let lifts { object["lifts"] = .string(lifts) }
         if let beforeMillis { object["before_ms"] = .integer(beforeMillis) }
+        if let client { object["client"] = .string(client) }
         if !batch.isEmpty {
             object["batch"] = .array(batch.map { .array([.string($0.jti), .integer($0.expiresAt)]) })
         }
@@ -172,11 +193,17 @@ public struct Revocation: Sendable, Equatable {
         }
         self.init(id: id, operation: op, kind: kind, value: value, issuer: try optionalString("issuer"), until: until,
                   createdAtMillis: created, actor: actor, reason: try optionalString("reason"), lifts: try optionalString("lifts"),
-                  batch: batch, beforeMillis: beforeMillis)
-        guard beforeMillis == nil || (operation == .add && (kind == .subject || kind == .client)) else {
-            throw .malformed("only subject and client cut-offs carry before_ms")
-        }
-        guard batch.isEmpty || kind == .jti else { throw .malformed("only jti changes carry a batch") }
-        guard (operation == .delete) == (lifts != nil) else { throw .malformed("a delete names the change it lifts, an add does not") }
+                  batch: batch, beforeMillis: beforeMillis, client: try optionalString("client"))
+        if let problem = shapeProblem { throw .malformed(problem) }
+    }
+
+    /// What makes this change ill-formed, nil when it is well formed: checked before a change is
+    /// written (`RevocationStore`) and when one is read.
+    var shapeProblem: String? {
+        if beforeMillis != nil, !(operation == .add && kind.isCutoff) { return "only subject, client and grant cut-offs carry before_ms" }
+        if (kind == .grant) != (client != nil) { return "a grant names its client, no other kind does" }
+        if !batch.isEmpty, kind != .jti { return "only jti changes carry a batch" }
+        if (operation == .delete) != (lifts != nil) { return "a delete names the change it lifts, an add does not" }
+        return nil
     }
 }

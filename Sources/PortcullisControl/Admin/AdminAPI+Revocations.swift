@@ -13,11 +13,8 @@ extension AdminAPI {
                 let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
                 let input = try await RevocationInput.parse(RequestInput.jsonObject(request), now: nowMillis / 1000, nowMillis: nowMillis,
                                                             maxTokenLifetime: revocations.maxTokenLifetime)
-                target = "\(input.kind.rawValue):\(input.value)"
-                let event = try await confirmed {
-                    try await revocations.add(kind: input.kind, value: input.value, issuer: input.issuer, until: input.until,
-                                              beforeMillis: input.beforeMillis, actor: context.actor, reason: input.reason)
-                }
+                target = input.auditTarget
+                let event = try await confirmed { try await revocations.add(input, actor: context.actor) }
                 let response = try await revocationResponse(event, wait: wait, createdStatus: .created, warning: issuerWarning(input.issuer))
                 return (response, ["id": event.revocation.id, "sequence": String(event.sequence)])
             }
@@ -83,7 +80,7 @@ extension AdminAPI {
         router.get("/v1/revocations") { request, _ in
             let kind = try QueryInput.string(request, "kind").map { text -> Revocation.Kind in
                 guard let kind = Revocation.Kind(rawValue: text) else {
-                    throw APIError.invalid("kind", "expected one of jti, subject, client, key, got '\(text)'")
+                    throw APIError.invalid("kind", "expected one of jti, subject, client, grant, key, got '\(text)'")
                 }
                 return kind
             }
@@ -113,10 +110,10 @@ extension AdminAPI {
                     throw APIError.notFound("no revocation '\(id)'")
                 }
                 let original = event.revocation
-                guard original.operation == .add, original.kind == .subject || original.kind == .client else {
+                guard original.operation == .add, original.kind.isCutoff else {
                     throw APIError(.conflict, "not_deletable",
                                    original.operation == .delete ? "'\(id)' is itself a lift" :
-                                   "\(original.kind.rawValue) revocations cannot be undone; only subject and client cut-offs can be lifted")
+                                   "\(original.kind.rawValue) revocations cannot be undone; only subject, client and grant cut-offs can be lifted")
                 }
                 let lifted = try await confirmed { try await revocations.lift(event, actor: context.actor, reason: reason) }
                 return (Response.json(RevocationService.json(lifted)), ["lifted": id, "id": lifted.revocation.id])

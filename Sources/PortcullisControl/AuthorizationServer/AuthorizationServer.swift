@@ -209,7 +209,8 @@ final class AuthorizationServer: Sendable {
         }
     }
 
-    /// `invalid_grant` when a subject or client cut-off in force is later than `issuedAtMillis`.
+    /// `invalid_grant` when a subject or client cut-off in force is later than `issuedAtMillis`,
+    /// or, given both, the grant cut-off the user's **Revoke access** wrote for this client.
     /// Until the control plane's copy of the revocation list has synced it knows no cut-off:
     /// `temporarily_unavailable` (503), as for introspection.
     private func refuseIfCutOff(subject: String?, clientID: String?, issuedAtMillis: Int64, what: String) throws {
@@ -224,6 +225,9 @@ final class AuthorizationServer: Sendable {
         }
         if let cutoff = cutoffs.client, issuedAtMillis < cutoff {
             throw APIError(.badRequest, "invalid_grant", "the \(what) predates a revocation of every token of its client")
+        }
+        if let cutoff = cutoffs.grant, issuedAtMillis < cutoff {
+            throw APIError(.badRequest, "invalid_grant", "the \(what) predates the user's revocation of this client's access")
         }
     }
 
@@ -269,7 +273,7 @@ final class AuthorizationServer: Sendable {
         // A code of a sign-in older than a cut-off of its user mints nothing, nor a code issued
         // before a cut-off of its client (one issued since, from an older sign-in, does).
         try refuseIfCutOff(subject: grant.username, clientID: nil, issuedAtMillis: grant.authTime * 1000, what: "sign-in behind this authorization code")
-        try refuseIfCutOff(subject: nil, clientID: client.id, issuedAtMillis: grant.issuedAtMillis ?? 0, what: "authorization code")
+        try refuseIfCutOff(subject: grant.username, clientID: client.id, issuedAtMillis: grant.issuedAtMillis ?? 0, what: "authorization code")
         // Every code was issued under a consent the user gave: one they revoked since ("Revoke
         // access" while the code was unredeemed), or narrowed below the code's scopes, redeems
         // nothing. (Revoking only what was issued left such a code to mint tokens the account
@@ -306,9 +310,20 @@ final class AuthorizationServer: Sendable {
     }
 
     /// The user revoked their consent to `clientID`: every token issued under it goes, cluster-wide.
-    /// Returns how many access tokens were revoked.
+    /// Returns how many access tokens were revoked by jti.
     func revokeConsent(username: String, clientID: String, peer: String) async throws -> Int {
         guard let endpoint else { return 0 }
+        // A grant cut-off first: every token of this user for this client issued until now is
+        // refused on every node, and every refresh token, code and remembered consent from
+        // before it is void here — whatever Redis's unsigned list of what was issued says, and
+        // whatever record a Redis writer puts back (the signed list never forgets).
+        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        _ = try await unavailableOnFailure {
+            try await revocations.add(kind: .grant, value: username, client: clientID, issuer: config.issuer,
+                                      until: RevocationInput.untilSecond(cutoffMillis: nowMillis), beforeMillis: nowMillis,
+                                      actor: "user:" + username, reason: "consent to \(clientID) revoked")
+        }
+        // Then each token by jti, and the refresh-token families, as the list names them.
         // Revoked first, forgotten last: a step Redis refuses fails the call (503) and leaves
         // what it names for the next try. What a code redeemed meanwhile added is revoked in turn.
         var issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }

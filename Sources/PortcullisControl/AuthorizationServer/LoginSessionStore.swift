@@ -32,6 +32,12 @@ struct LoginSessionStore: Sendable {
     let recordMAC: ClusterMAC
     /// Put before the hashed id in the key (`""` for end users, `console:` for the console).
     var namespace = ""
+    /// The instant (Unix milliseconds) before which a user's consent to a client counts for
+    /// nothing: the grant cut-off the user's **Revoke access** wrote to the signed revocation
+    /// list, which a Redis writer can neither delete nor roll back — so a consent record written
+    /// back after it stays void. `Int64.max` while the list has not synced (every consent is
+    /// asked again); nil when there is none.
+    var consentFloor: @Sendable (_ username: String, _ clientID: String) -> Int64? = { _, _ in nil }
     /// Lifetime of a signed-in session.
     static let signedInTTL: Duration = .seconds(3600)
     /// How long the form of an anonymous session is accepted.
@@ -121,13 +127,14 @@ struct LoginSessionStore: Sendable {
     }
 
     /// The scopes `username` has consented to for `clientID`; nil when never asked (or the
-    /// record does not verify).
+    /// record does not verify, or was given before the user revoked the client's access).
     func consentedScopes(username: String, clientID: String) async throws -> Set<String>? {
         guard let text = try await client.send("HGET", RedisArgument(keys.consent(username)), RedisArgument(clientID)).string else { return nil }
         return consentScopes(text, username: username, clientID: clientID).map(Set.init)
     }
 
-    /// Every client `username` has consented to, with the scopes (records that do not verify left out).
+    /// Every client `username` has consented to, with the scopes (records that do not verify, or
+    /// given before the user revoked that client's access, left out).
     func consents(username: String) async throws -> [(clientID: String, scopes: [String])] {
         let flat = try await client.send("HGETALL", RedisArgument(keys.consent(username))).array ?? []
         var result: [(clientID: String, scopes: [String])] = []
@@ -141,16 +148,31 @@ struct LoginSessionStore: Sendable {
         return result.sorted { $0.clientID < $1.clientID }
     }
 
-    /// A consent's stored value: its MAC, a space, then the scopes.
-    private func consentValue(_ scopes: [String], username: String, clientID: String) -> String {
+    /// A consent's stored value: its MAC, the Unix milliseconds it was given, then the scopes,
+    /// separated by spaces. The time is under the MAC, so a consent cannot be made younger than
+    /// a grant cut-off (`consentFloor`).
+    private func consentValue(_ scopes: [String], username: String, clientID: String, givenAtMillis: Int64) -> String {
         let text = scopes.joined(separator: " ")
-        return recordMAC.sign(["consent1", keys.consent(username), clientID, text]) + " " + text
+        let given = String(givenAtMillis)
+        return recordMAC.sign(["consent2", keys.consent(username), clientID, given, text]) + " " + given + " " + text
     }
 
+    /// The scopes of a stored consent that verifies and was given after the consent floor. A
+    /// record without a time (`consent1`, written before consents had one) counts as given at 0.
     private func consentScopes(_ value: String, username: String, clientID: String) -> [String]? {
-        let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
-        let text = parts.count == 2 ? String(parts[1]) : ""
-        guard recordMAC.verify(String(parts.first ?? ""), ["consent1", keys.consent(username), clientID, text]) else { return nil }
+        let key = keys.consent(username)
+        let parts = value.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        var givenAtMillis: Int64 = 0
+        let text: String
+        if parts.count >= 2, let given = Int64(parts[1]), recordMAC.verify(parts[0], ["consent2", key, clientID, parts[1], parts.count == 3 ? parts[2] : ""]) {
+            givenAtMillis = given
+            text = parts.count == 3 ? parts[2] : ""
+        } else {
+            let legacy = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+            text = legacy.count == 2 ? String(legacy[1]) : ""
+            guard recordMAC.verify(String(legacy.first ?? ""), ["consent1", key, clientID, text]) else { return nil }
+        }
+        if let floor = consentFloor(username, clientID), givenAtMillis < floor { return nil }
         return text.split(separator: " ").map(String.init)
     }
 
@@ -214,10 +236,10 @@ struct LoginSessionStore: Sendable {
         return issued
     }
 
-    /// Remembers consent to `scopes` (added to what was consented before).
-    func recordConsent(username: String, clientID: String, scopes: [String]) async throws {
+    /// Remembers consent to `scopes` (added to what was consented before), given now.
+    func recordConsent(username: String, clientID: String, scopes: [String], now: Date = Date()) async throws {
         let all = (try await consentedScopes(username: username, clientID: clientID) ?? []).union(scopes).sorted()
-        _ = try await client.send("HSET", RedisArgument(keys.consent(username)), RedisArgument(clientID),
-                                  RedisArgument(consentValue(all, username: username, clientID: clientID)))
+        let value = consentValue(all, username: username, clientID: clientID, givenAtMillis: Int64(now.timeIntervalSince1970 * 1000))
+        _ = try await client.send("HSET", RedisArgument(keys.consent(username)), RedisArgument(clientID), RedisArgument(value))
     }
 }

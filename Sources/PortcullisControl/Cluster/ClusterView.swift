@@ -141,6 +141,7 @@ struct ClusterView: Sendable {
     /// Entries in force per kind, from the control plane's copy of the list.
     func revocationCounts() -> [String: Int64] {
         let counts = revocationList.set.counts
-        return ["jti": Int64(counts.tokens), "subject": Int64(counts.subjects), "client": Int64(counts.clients), "key": Int64(counts.keys)]
+        return ["jti": Int64(counts.tokens), "subject": Int64(counts.subjects), "client": Int64(counts.clients), "grant": Int64(counts.grants),
+                "key": Int64(counts.keys)]
     }
 }

@@ -310,7 +310,7 @@ struct OperatorConsole: Sendable {
     // MARK: Revocations
 
     private static let searchKinds: [(value: String, label: String)] = [
-        ("", "any"), ("subject", "subject"), ("client", "client"), ("jti", "jti"), ("key", "key"),
+        ("", "any"), ("subject", "subject"), ("client", "client"), ("grant", "grant"), ("jti", "jti"), ("key", "key"),
     ]
 
     private func revocationsPage(_ request: Request, _ user: Operator, error: String? = nil, status: HTTPResponse.Status = .ok,
@@ -323,7 +323,7 @@ struct OperatorConsole: Sendable {
         var after: Int64 = 0
         if !kindText.isEmpty {
             kind = Revocation.Kind(rawValue: kindText)
-            if kind == nil { problem = problem ?? "Kind: choose subject, client, jti, key or any." }
+            if kind == nil { problem = problem ?? "Kind: choose subject, client, grant, jti, key or any." }
         }
         if let text = query["after"] {
             guard let number = Int64(text), number >= 0 else {
@@ -355,7 +355,7 @@ struct OperatorConsole: Sendable {
 
     private static func row(_ event: RevocationEvent) -> [String: Any] {
         let revocation = event.revocation
-        let extra = revocation.batch.isEmpty ? "" : " (and \(revocation.batch.count) more)"
+        let extra = revocation.client.map { " (client \($0))" } ?? (revocation.batch.isEmpty ? "" : " (and \(revocation.batch.count) more)")
         return [
             "id": revocation.id, "sequence": event.sequence, "operation": revocation.operation.rawValue, "kind": revocation.kind.rawValue,
             "value": revocation.value + extra, "issuer": revocation.issuer ?? "any", "created": time(revocation.createdAtMillis),
@@ -377,11 +377,8 @@ struct OperatorConsole: Sendable {
                 }
                 let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
                 let input = try RevocationInput.parse(members, now: nowMillis / 1000, nowMillis: nowMillis, maxTokenLifetime: api.revocations.maxTokenLifetime)
-                target = "\(input.kind.rawValue):\(input.value)"
-                let event = try await api.confirmed {
-                    try await api.revocations.add(kind: input.kind, value: input.value, issuer: input.issuer, until: input.until,
-                                                  beforeMillis: input.beforeMillis, actor: user.actor, reason: input.reason)
-                }
+                target = input.auditTarget
+                let event = try await api.confirmed { try await api.revocations.add(input, actor: user.actor) }
                 return (event, ["id": event.revocation.id, "sequence": String(event.sequence)])
             }
             return Self.redirect("/console/revocations/" + FormEncoding.escape(event.revocation.id))
@@ -408,7 +405,7 @@ struct OperatorConsole: Sendable {
                 "latency": node.latencyMicros.map { String(format: "%.2f ms", Double($0) / 1000) } ?? "-", "applied_sequence": node.appliedSequence,
             ]
         }
-        context["liftable"] = revocation.operation == .add && (revocation.kind == .subject || revocation.kind == .client)
+        context["liftable"] = revocation.operation == .add && revocation.kind.isCutoff
         if let lifts = revocation.lifts { context["lifts"] = lifts }
         return pages.render("revocation", title: "Revocation \(revocation.id)", context, actor: user.actor, csrf: user.session.csrfToken)
     }
@@ -419,8 +416,8 @@ struct OperatorConsole: Sendable {
         let lifted = try await api.audited("revocation.delete", target: id, actor: user.actor, from: context.peer, details: ["via": "console"]) {
             guard let event = try await api.confirmed({ try await api.store.get(id: id) }) else { throw APIError.notFound("No revocation '\(id)'.") }
             let original = event.revocation
-            guard original.operation == .add, original.kind == .subject || original.kind == .client else {
-                throw APIError(.conflict, "not_deletable", "Only subject and client cut-offs can be lifted; '\(id)' is a \(original.kind.rawValue) \(original.operation.rawValue).")
+            guard original.operation == .add, original.kind.isCutoff else {
+                throw APIError(.conflict, "not_deletable", "Only subject, client and grant cut-offs can be lifted; '\(id)' is a \(original.kind.rawValue) \(original.operation.rawValue).")
             }
             let lifted = try await api.confirmed { try await api.revocations.lift(event, actor: user.actor, reason: reason) }
             return (lifted, ["lifted": id, "id": lifted.revocation.id])

@@ -5,13 +5,21 @@ import PortcullisJOSE
 /// A validated `POST /v1/revocations` body.
 struct RevocationInput: Sendable {
     var kind: Revocation.Kind
+    /// The jti, subject, client id or kid; a grant's subject.
     var value: String
+    /// A grant's client id.
+    var client: String? = nil
     var issuer: String?
-    /// jti: `exp`; key: now; subject/client: the cut-off rounded up to a whole second. Unix seconds.
+    /// jti: `exp`; key: now; subject/client/grant: the cut-off rounded up to a whole second. Unix seconds.
     var until: Int64
-    /// subject/client: the cut-off, Unix milliseconds.
+    /// subject/client/grant: the cut-off, Unix milliseconds.
     var beforeMillis: Int64?
     var reason: String?
+
+    /// What the audit log names: `kind:value`, and a grant's client (`grant:alice client:web-app`).
+    var auditTarget: String {
+        "\(kind.rawValue):\(value)" + (client.map { " client:" + $0 } ?? "")
+    }
 
     static let maxValueBytes = 1024
     /// Farthest a cut-off or a jti's `exp` may lie in the future.
@@ -23,12 +31,15 @@ struct RevocationInput: Sendable {
         var fields = JSONFields(members)
         let kindText = try fields.requiredString("kind")
         guard let kind = Revocation.Kind(rawValue: kindText) else {
-            throw APIError.invalid("kind", "expected one of jti, subject, client, key, got '\(kindText)'")
+            throw APIError.invalid("kind", "expected one of jti, subject, client, grant, key, got '\(kindText)'")
         }
         let value = try fields.requiredString("value")
-        guard value.utf8.count <= maxValueBytes else { throw APIError.invalid("value", "longer than \(maxValueBytes) bytes") }
-        guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-            throw APIError.invalid("value", "must not contain control characters")
+        try checkIdentifier(value, field: "value")
+        let client = try fields.string("client")
+        if let client { try checkIdentifier(client, field: "client") }
+        guard (kind == .grant) == (client != nil) else {
+            throw APIError.invalid("client", kind == .grant ? "a grant revocation names its client (value is the subject)"
+                                                            : "applies to grant revocations only")
         }
         let issuer = try fields.string("issuer")
         if let issuer {
@@ -46,26 +57,38 @@ struct RevocationInput: Sendable {
         var beforeMillis: Int64?
         switch kind {
         case .jti:
-            if before != nil { throw APIError.invalid("before", "applies to subject and client revocations; a jti takes exp") }
+            if before != nil { throw APIError.invalid("before", "applies to subject, client and grant revocations; a jti takes exp") }
             if issuer != nil { throw APIError.invalid("issuer", "a jti revocation applies to every issuer") }
             until = exp ?? now + maxTokenLifetime.components.seconds
             guard until > now else { throw APIError.invalid("exp", "the token has already expired (exp \(until) ≤ now \(now)); nothing to revoke") }
             guard until <= now + maxFuture else { throw APIError.invalid("exp", "more than 10 years in the future") }
-        case .subject, .client:
-            if exp != nil { throw APIError.invalid("exp", "applies to jti revocations; subject and client take before") }
+        case .subject, .client, .grant:
+            if exp != nil { throw APIError.invalid("exp", "applies to jti revocations; subject, client and grant take before") }
             let cutoff = before ?? nowMillis
             guard cutoff <= nowMillis + maxFuture * 1000 else { throw APIError.invalid("before", "more than 10 years in the future") }
             guard cutoff > 0 else { throw APIError.invalid("before", "must be a positive Unix time") }
             beforeMillis = cutoff
-            // Rounded up: `iat < until` then says exactly what `iat × 1000 < cutoff` says.
-            until = cutoff / 1000 + (cutoff % 1000 == 0 ? 0 : 1)
+            until = untilSecond(cutoffMillis: cutoff)
         case .key:
             if exp != nil || before != nil {
                 throw APIError.invalid(exp != nil ? "exp" : "before", "a key revocation takes effect now and has no time")
             }
             until = now
         }
-        return RevocationInput(kind: kind, value: value, issuer: issuer, until: until, beforeMillis: beforeMillis, reason: reason)
+        return RevocationInput(kind: kind, value: value, client: client, issuer: issuer, until: until, beforeMillis: beforeMillis, reason: reason)
+    }
+
+    /// A cut-off's `until`: its second rounded up, so that `iat < until` says exactly what
+    /// `iat × 1000 < cutoff` says.
+    static func untilSecond(cutoffMillis cutoff: Int64) -> Int64 {
+        cutoff / 1000 + (cutoff % 1000 == 0 ? 0 : 1)
+    }
+
+    private static func checkIdentifier(_ text: String, field: String) throws {
+        guard text.utf8.count <= maxValueBytes else { throw APIError.invalid(field, "longer than \(maxValueBytes) bytes") }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw APIError.invalid(field, "must not contain control characters")
+        }
     }
 
     /// Unix seconds (a fraction keeps its milliseconds), an RFC 3339 time (likewise), or `now`;

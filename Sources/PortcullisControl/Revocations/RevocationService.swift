@@ -17,25 +17,33 @@ struct RevocationService: Sendable {
     }
 
     /// Writes an `add` change. - Throws: whatever the store throws (the caller answers 503).
-    /// - Parameter beforeMillis: a subject or client cut-off in Unix milliseconds (`until` is its
-    ///   whole second, rounded up).
-    func add(kind: Revocation.Kind, value: String, issuer: String?, until: Int64, beforeMillis: Int64? = nil, actor: String,
-             reason: String?) async throws -> RevocationEvent {
+    /// - Parameters:
+    ///   - beforeMillis: a subject, client or grant cut-off in Unix milliseconds (`until` is its
+    ///     whole second, rounded up).
+    ///   - client: a grant's client.
+    func add(kind: Revocation.Kind, value: String, client: String? = nil, issuer: String?, until: Int64, beforeMillis: Int64? = nil,
+             actor: String, reason: String?) async throws -> RevocationEvent {
         let revocation = Revocation(id: Self.newID(), operation: .add, kind: kind, value: value, issuer: issuer, until: until,
                                     createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000), actor: actor, reason: reason,
-                                    beforeMillis: beforeMillis)
+                                    beforeMillis: beforeMillis, client: client)
         let event = try await store.write(revocation)
         metrics.revocation(kind: kind.rawValue, operation: "add")
         return event
     }
 
-    /// Lifts the subject or client cut-off `event` set.
+    /// Writes the `add` change an admin call asked for.
+    func add(_ input: RevocationInput, actor: String) async throws -> RevocationEvent {
+        try await add(kind: input.kind, value: input.value, client: input.client, issuer: input.issuer, until: input.until,
+                      beforeMillis: input.beforeMillis, actor: actor, reason: input.reason)
+    }
+
+    /// Lifts the subject, client or grant cut-off `event` set.
     func lift(_ event: RevocationEvent, actor: String, reason: String?) async throws -> RevocationEvent {
         let original = event.revocation
         let revocation = Revocation(id: Self.newID(), operation: .delete, kind: original.kind, value: original.value,
                                     issuer: original.issuer, until: Int64(Date().timeIntervalSince1970),
                                     createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000), actor: actor,
-                                    reason: reason ?? "lifts \(original.id)", lifts: original.id)
+                                    reason: reason ?? "lifts \(original.id)", lifts: original.id, client: original.client)
         let written = try await store.write(revocation)
         metrics.revocation(kind: original.kind.rawValue, operation: "delete")
         return written
@@ -74,7 +82,7 @@ struct RevocationService: Sendable {
         for input in inputs where input.kind != .jti {
             changes.append(Revocation(id: Self.newID(), operation: .add, kind: input.kind, value: input.value, issuer: input.issuer,
                                       until: input.until, createdAtMillis: created, actor: actor, reason: input.reason,
-                                      beforeMillis: input.beforeMillis))
+                                      beforeMillis: input.beforeMillis, client: input.client))
         }
         let events = try await store.writeBatch(changes)
         for input in inputs { metrics.revocation(kind: input.kind.rawValue, operation: "add") }
@@ -92,9 +100,10 @@ struct RevocationService: Sendable {
             "operation": .string(revocation.operation.rawValue),
             "kind": .string(revocation.kind.rawValue),
             "value": .string(revocation.value),
+            "client": revocation.client.map(JSONValue.string) ?? .null,
             "issuer": revocation.issuer.map(JSONValue.string) ?? .null,
             "until": .integer(revocation.until),
-            "before_ms": revocation.operation == .add && (revocation.kind == .subject || revocation.kind == .client)
+            "before_ms": revocation.operation == .add && revocation.kind.isCutoff
                 ? .integer(revocation.cutoffMillis) : .null,
             "created_at_ms": .integer(revocation.createdAtMillis),
             "written_at_us": .integer(event.writtenAtMicros),
