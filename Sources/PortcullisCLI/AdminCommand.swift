@@ -67,6 +67,9 @@ struct AdminConnection: ParsableArguments {
             throw ValidationError(failure.description)
         }
         if token != nil && tokenFile != nil { throw ValidationError("--token and --token-file: give one") }
+        if token != nil {
+            printError("warning: --token shows the admin token to every local user in the process list while this runs; use --token-file or PORTCULLIS_ADMIN_TOKEN_FILE")
+        }
         let token = try (token ?? tokenFile.map(Self.readToken) ?? environment["PORTCULLIS_ADMIN_TOKEN"]
             ?? environment["PORTCULLIS_ADMIN_TOKEN_FILE"].map(Self.readToken)).flatMap { $0.isEmpty ? nil : $0 }
         // A client certificate may be the whole credential (`admin_auth: certificate`).

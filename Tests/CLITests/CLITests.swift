@@ -184,6 +184,23 @@ struct CheckCLITests {
         #expect(result.stderr.contains("refusing to send the admin token in clear"), "\(result.stderr)")
     }
 
+    @Test("portcullis admin warns on stderr when the token comes from --token (the process list shows it), not when it comes from a file or the environment")
+    func adminTokenOptionWarns() throws {
+        let endpoint = "http://127.0.0.1:\(try FreePort.allocate())"
+        let folder = try TemporaryDirectory.make(prefix: "portcullis-token")
+        try "t0ken\n".write(toFile: folder + "/token", atomically: true, encoding: .utf8)
+        let warning = "--token shows the admin token to every local user in the process list"
+        let option = try runCommand(PortcullisBinary.path, ["admin", "status", "--endpoint", endpoint, "--token", "t0ken"])
+        #expect(option.stderr.contains(warning), "\(option.stderr)")
+        let file = try runCommand(PortcullisBinary.path, ["admin", "status", "--endpoint", endpoint, "--token-file", folder + "/token"])
+        let environment = try runCommand(PortcullisBinary.path, ["admin", "status", "--endpoint", endpoint],
+                                         environment: ["PORTCULLIS_ADMIN_TOKEN": "t0ken"])
+        for quiet in [file, environment] {
+            #expect(quiet.status != 0 && !quiet.stderr.isEmpty, "no server listens: it fails, and says why")
+            #expect(!quiet.stderr.contains(warning), "\(quiet.stderr)")
+        }
+    }
+
     @Test("exit status 1: a gateway whose configuration loads but whose port is taken")
     func portTaken() async throws {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-check")

@@ -164,7 +164,7 @@ extension ControlPlaneTests {
             #expect(metrics.contains(#"portcullis_admin_requests_total{method="POST",route="/v1/revocations",status="201"}"#))
         }
 
-        @Test("a grant revocation (one subject's tokens for one client), from the admin API or the CLI's --sub with --client, refuses exactly those tokens at the gateway and can be lifted; a grant without client, or client on another kind, is a 400 naming client")
+        @Test("a grant revocation (one subject's tokens for one client), from the admin API or the CLI's --sub with --client, refuses exactly those tokens at the gateway and can be lifted, once (409 already_lifted after); a grant without client, or client on another kind, is a 400 naming client")
         func grantRevocations() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
@@ -200,6 +200,12 @@ extension ControlPlaneTests {
             let lifted = try control.admin("DELETE", "/v1/revocations/\(id)")
             #expect(lifted.status == 200 && lifted.json["kind"] as? String == "grant" && lifted.json["client"] as? String == client, "\(lifted.text)")
             try await eventually("the lifted grant lets the token pass again") { try cluster.statuses(token.access) == [200] }
+            // Once the control plane holds the lift, lifting again writes nothing.
+            try await eventually("the control plane applied the lift") {
+                ((try control.admin("GET", "/v1/status").json["revocations"] as? [String: Any])?["in_force"] as? [String: Any])?["grant"] as? Int == 2
+            }
+            let again = try control.admin("DELETE", "/v1/revocations/\(id)")
+            #expect(again.status == 409 && again.json["error"] as? String == "already_lifted", "\(again.text)")
         }
 
         @Test("an issuer-limited revocation naming an iss the control plane does not know is written with a warning (a typo revokes nothing); a known iss gets none")

@@ -102,6 +102,11 @@ public final class RevocationSet: RevocationCheck, Sendable {
         return .allowed
     }
 
+    /// Whether a signed delete this node applied lifted the cut-off change `id`.
+    public func isLifted(_ id: String) -> Bool {
+        state.value.cutoffs.lifted.contains(id)
+    }
+
     /// Whether a key revocation in force names `kid`, for `issuer` or for every issuer.
     public func isKeyRevoked(kid: String, issuer: String) -> Bool {
         let keys = state.value.cutoffs.keys

@@ -106,19 +106,30 @@ extension AdminAPI {
             let id = try context.parameters.require("id")
             let reason = QueryInput.string(request, "reason")
             return try await audited("revocation.delete", target: id, context: context) {
-                guard let event = try await confirmed({ try await store.get(id: id) }) else {
-                    throw APIError.notFound("no revocation '\(id)'")
-                }
-                let original = event.revocation
-                guard original.operation == .add, original.kind.isCutoff else {
-                    throw APIError(.conflict, "not_deletable",
-                                   original.operation == .delete ? "'\(id)' is itself a lift" :
-                                   "\(original.kind.rawValue) revocations cannot be undone; only subject, client and grant cut-offs can be lifted")
-                }
+                let event = try await liftableCutoff(id)
                 let lifted = try await confirmed { try await revocations.lift(event, actor: context.actor, reason: reason) }
                 return (Response.json(RevocationService.json(lifted)), ["lifted": id, "id": lifted.revocation.id])
             }
         }
+    }
+
+    /// The change `id` names, if it is a cut-off that can be lifted: an add of a subject, client
+    /// or grant cut-off that this control plane has not seen lifted (a second lift would only
+    /// add another entry to the log). - Throws: 404, or 409 `not_deletable` / `already_lifted`.
+    func liftableCutoff(_ id: String) async throws -> RevocationEvent {
+        guard let event = try await confirmed({ try await store.get(id: id) }) else {
+            throw APIError.notFound("no revocation '\(id)'")
+        }
+        let original = event.revocation
+        guard original.operation == .add, original.kind.isCutoff else {
+            throw APIError(.conflict, "not_deletable",
+                           original.operation == .delete ? "'\(id)' is itself a lift" :
+                           "\(original.kind.rawValue) revocations cannot be undone; only subject, client and grant cut-offs can be lifted")
+        }
+        guard !view.revocationList.set.isLifted(id) else {
+            throw APIError(.conflict, "already_lifted", "'\(id)' has been lifted already")
+        }
+        return event
     }
 
     /// Most revocations in one batch call, and the largest body it takes (about 200 bytes each).

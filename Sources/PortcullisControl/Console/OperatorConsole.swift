@@ -414,11 +414,7 @@ struct OperatorConsole: Sendable {
         let form = try await checkedForm(request, user)
         let reason = form["reason"].flatMap { $0.isEmpty ? nil : $0 }
         let lifted = try await api.audited("revocation.delete", target: id, actor: user.actor, from: context.peer, details: ["via": "console"]) {
-            guard let event = try await api.confirmed({ try await api.store.get(id: id) }) else { throw APIError.notFound("No revocation '\(id)'.") }
-            let original = event.revocation
-            guard original.operation == .add, original.kind.isCutoff else {
-                throw APIError(.conflict, "not_deletable", "Only subject, client and grant cut-offs can be lifted; '\(id)' is a \(original.kind.rawValue) \(original.operation.rawValue).")
-            }
+            let event = try await api.liftableCutoff(id)
             let lifted = try await api.confirmed { try await api.revocations.lift(event, actor: user.actor, reason: reason) }
             return (lifted, ["lifted": id, "id": lifted.revocation.id])
         }
