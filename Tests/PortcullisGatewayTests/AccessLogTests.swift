@@ -93,6 +93,21 @@ final class AccessLogTests {
         #expect(try gateway.metrics().contains(#"portcullis_http_requests_total{route="_unmatched",method="other",code="400"}"#))
     }
 
+    /// The build before reset such streams without a line: a client probing with malformed
+    /// HTTP/2 heads left no trace in the access log.
+    @Test("an HTTP/2 stream reset for a malformed head has a line too, whether the gateway's rules or swift-nio-http2's refused it (a raw space in :path, an upper-case field name): method and path '-', its client, 400, malformed_request; and it is counted", arguments: [
+        [[":method", "GET"], [":scheme", "http"], [":path", "/api/x y"], [":authority", "api.test"]],
+        [[":method", "GET"], [":scheme", "http"], [":path", "/api/x"], [":authority", "api.test"], ["X-Upper", "1"]],
+    ])
+    func malformedHTTP2Stream(_ fields: [[String]]) async throws {
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: fields), as: UTF8.self)
+        let seen = try HTTP2GatewayTests.peer("raw", port: gateway.port, [json])
+        #expect((seen["resets"] as? [String: Int])?["1"] == 1, "\(seen)") // PROTOCOL_ERROR
+        let entry = try #require(try await entries(path: "-").first { $0["reason"] as? String == "malformed_request" })
+        #expect(entry["method"] as? String == "-" && entry["status"] as? Int == 400 && entry["client"] as? String == "127.0.0.1", "\(entry)")
+        #expect(try gateway.metrics().contains(#"portcullis_http_requests_total{route="_unmatched",method="other",code="400"} 1"#))
+    }
+
     @Test("a refused request's line counts the error body the gateway wrote")
     func refusedRequest() async throws {
         let response = try gateway.request("GET", "/api/refused")

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 
 /// What the streams of one HTTP/2 client connection share: the node's context, the upstream pool
 /// of the connection's event loop, the client, the streams' deadlines, and the per-connection caches the HTTP/1.1 path
@@ -83,6 +84,18 @@ final class HTTP2ConnectionShared {
         idleTimer?.stop()
         idleTimer = nil
         shedding?.remove(self)
+    }
+
+    /// A stream reset for a malformed request head (RFC 9113 §8.1.1) before anything read it:
+    /// logged and counted as the HTTP/1.1 listener's parser refusals are (method and path `-`,
+    /// 400, `malformed_request`, route `_unmatched`), though the client got RST_STREAM
+    /// PROTOCOL_ERROR rather than a 400.
+    func recordMalformedStream() {
+        var log = RequestLog(requestID: RequestID.generate(), method: "-", target: "-", start: .now())
+        log.client = admission.client.requestAddress(HTTPHeaders())
+        log.status = Int(ErrorResponse.malformedRequest.status.code)
+        log.reason = "malformed_request"
+        gateway.record(log, metrics: gateway.unmatchedRoute, upstreamTime: nil, now: .now(), counter: &responseCounter)
     }
 
     /// The routes in force, read without the lock while no reload happened.

@@ -38,4 +38,15 @@ enum HTTP2MalformedMessage {
             false
         }
     }
+
+    /// Whether `error` is a malformed *head* (or, for a field name or value, trailers): one that a
+    /// request gets before any handler read it, so nothing else logs it. A body that disagrees
+    /// with its `content-length`, or trailers that do not end the stream, break a request that
+    /// was already admitted, whose own line says how it ended.
+    static func isMalformedHead(_ error: any Error) -> Bool {
+        switch error {
+        case is NIOHTTP2Errors.ContentLengthViolated, is NIOHTTP2Errors.TrailersWithoutEndStream: false
+        default: isMalformed(error)
+        }
+    }
 }

@@ -67,14 +67,20 @@ enum HTTP2Pipeline {
             streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandlers([
                     HTTP2FrameQueueMeter(queues: queues.value) { queueResets.increment() },
-                    HTTP2HeaderBlocks(onMalformed: { malformed.increment() }),
+                    HTTP2HeaderBlocks(onMalformed: {
+                        malformed.increment()
+                        bound.value.recordMalformedStream()
+                    }),
                     HTTP2FramePayloadToHTTP1ServerCodec(),
                     HTTP2StreamHandler(shared: bound.value),
                 ])
             }
         }
         try sync.addHandler(manager)
-        try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { _ in malformed.increment() }) { _ in connectionErrors.increment() })
+        try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { error in
+            malformed.increment()
+            if HTTP2MalformedMessage.isMalformedHead(error) { bound.value.recordMalformedStream() }
+        }) { _ in connectionErrors.increment() })
         // Last, once nothing above can throw: a connection whose pipeline failed is closed
         // without ever joining the overload guard's set.
         shared.start(channel: channel, frameGuard: frameGuard)
