@@ -177,7 +177,7 @@ extension ControlPlaneTests {
             #expect(try cluster.statuses(token.access) == [200])
 
             for (json, field) in [(#"{"kind":"grant","value":"x"}"#, "client"), (#"{"kind":"subject","value":"x","client":"y"}"#, "client"),
-                                  (#"{"kind":"grant","value":"x","client":"a\u0001b"}"#, "client")] {
+                                  (#"{"kind":"grant","value":"x","client":"a\u0001b"}"#, "client"), (#"{"kind":"grant","value":"x","client":""}"#, "client")] {
                 let refused = try control.admin("POST", "/v1/revocations", json: json)
                 #expect(refused.status == 400 && refused.json["field"] as? String == field, "\(json): \(refused.text)")
             }

@@ -293,6 +293,53 @@ extension ControlPlaneTests {
             #expect(try guesser.signIn(username: "bob", password: "bob-password-2").status == 429)
         }
 
+        /// The first build of grant cut-offs wrote one for any client_id the form named (control
+        /// characters included) and for any number of presses: one user grew the never-pruned
+        /// revocation list by 1 800 entries in a minute, 237 MB in Redis, and a gateway restarted
+        /// after it needed 10 s and 1.15 GB to sync (an attacker review).
+        @Test("Revoke access writes a grant cut-off only for a registered client the user consented to, supersedes the user's earlier one for that client, and is throttled: an unknown client_id is a 400 that writes nothing, a second revocation leaves one grant in force, the 31st press in an hour is a 429")
+        func revokeAccessIsBounded() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let browser = SignInBrowser(control: control)
+            _ = try browser.signIn()
+            func logLength() throws -> Int { Int(try cluster.redis.cli("ZCARD", "portcullis:rev:log")) ?? -1 }
+            func grantsInForce() throws -> Int? {
+                ((try control.admin("GET", "/v1/status").json["revocations"] as? [String: Any])?["in_force"] as? [String: Any])?["grant"] as? Int
+            }
+            func press(_ clientID: String) throws -> HTTPTestResponse {
+                let csrf = try #require(SignInBrowser.hiddenFields(try browser.get("/oauth2/account"))["csrf_token"])
+                return try browser.post("/oauth2/account", ["action": "revoke", "client_id": clientID, "csrf_token": csrf])
+            }
+            let before = try logLength()
+            for unknown in ["not-registered", "web\u{0}app", "evil\nline", "\u{1B}[31mred"] {
+                let refused = try press(unknown)
+                #expect(refused.status == 400 && refused.text.contains("No application is registered"), "\(refused.status) \(refused.text)")
+            }
+            #expect(try logLength() == before, "an unknown client_id wrote to the revocation list")
+
+            // Consent given at sign-in, revoked: one grant. Given again and revoked: still one in force.
+            #expect(try press("web-app").status == 200)
+            try await eventually("the first grant is in force") { try grantsInForce() == 1 }
+            let afterFirst = try logLength()
+            // Without a consent to revoke (it is gone), a press writes nothing.
+            #expect(try press("web-app").status == 200)
+            #expect(try logLength() == afterFirst)
+            try await Task.sleep(for: .milliseconds(1100))
+            _ = try browser.signIn()
+            #expect(try press("web-app").status == 200)
+            try await eventually("the second grant supersedes the first") { try grantsInForce() == 1 }
+            let log = try cluster.redis.cli("ZRANGEBYSCORE", "portcullis:rev:log", "-inf", "+inf")
+            #expect(log.contains(#""op":"delete""#) && log.contains("superseded by"), "\(log)")
+
+            // Presses beyond 30 in an hour are refused (the three for web-app above counted; those
+            // for unknown clients did not get that far).
+            var statuses: [Int] = []
+            for _ in 0..<28 { statuses.append(try press("web-app").status) }
+            #expect(statuses.filter { $0 == 429 }.count == 1 && statuses.last == 429, "\(statuses)")
+        }
+
         @Test("consent is revocable on the account page: revoking it revokes every token issued under it, cluster-wide, and the next sign-in asks again; sign-out ends the session")
         func consentRevocationAndSignOut() async throws {
             let cluster = try await SignInBrowser.cluster()

@@ -102,6 +102,13 @@ public final class RevocationSet: RevocationCheck, Sendable {
         return .allowed
     }
 
+    /// The id of the grant cut-off in force for exactly this issuer, subject and client (the
+    /// latest, if several), nil when there is none.
+    public func grantCutoffID(issuer: String, subject: String, client: String) -> String? {
+        let key = Revocation.grantKey(issuer: issuer, subject: subject, client: client)
+        return state.value.cutoffs.adds.filter { $0.value.kind == .grant && $0.value.key == key }.max { $0.value.cutoffMillis < $1.value.cutoffMillis }?.key
+    }
+
     /// Whether a signed delete this node applied lifted the cut-off change `id`.
     public func isLifted(_ id: String) -> Bool {
         state.value.cutoffs.lifted.contains(id)

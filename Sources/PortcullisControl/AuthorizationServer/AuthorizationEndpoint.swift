@@ -205,6 +205,19 @@ final class AuthorizationEndpoint: Sendable {
             guard let clientID = form["client_id"], !clientID.isEmpty else {
                 return pages.error(title: "Invalid request", message: "Say which application to revoke (client_id).", status: .badRequest)
             }
+            // Only a registered client: what a revocation writes to the signed list is never
+            // pruned, so a name of the user's choosing must not reach it.
+            guard clients[clientID] != nil else {
+                return pages.error(title: "Invalid request", message: "No application is registered here as that client_id.", status: .badRequest)
+            }
+            if let wait = try await throttle.attempt(revokingAs: username) {
+                let minutes = max(1, Int((wait.components.seconds + 59) / 60))
+                var page = pages.error(title: "Too many revocations",
+                                       message: "You revoked access too often. Try again in \(minutes) minute\(minutes == 1 ? "" : "s").",
+                                       status: .tooManyRequests)
+                page.headers[.retryAfter] = String(max(1, wait.components.seconds))
+                return page
+            }
             let revoked = try await revoke(username, clientID)
             return pages.account(username: username, consents: try await sessions.consents(username: username), action: accountAction,
                                  csrf: session.csrfToken, notice: "Access for \(clientID) revoked (\(revoked) token\(revoked == 1 ? "" : "s")).")

@@ -313,20 +313,33 @@ final class AuthorizationServer: Sendable {
     /// Returns how many access tokens were revoked by jti.
     func revokeConsent(username: String, clientID: String, peer: String) async throws -> Int {
         guard let endpoint else { return 0 }
+        // Without its copy of the list synced this control plane knows neither the consent's
+        // floor nor the grant cut-off in force: try again in a moment.
+        guard revocationList.isSynced else {
+            var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation list is not synced yet; retry")
+            failure.headers[.retryAfter] = "1"
+            throw failure
+        }
+        var issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }
+        let consented = try await unavailableOnFailure { try await endpoint.sessions.consentedScopes(username: username, clientID: clientID) }
         // A grant cut-off first: every token of this user for this client issued until now is
         // refused on every node, and every refresh token, code and remembered consent from
         // before it is void here — whatever Redis's unsigned list of what was issued says, and
-        // whatever record a Redis writer puts back (the signed list never forgets).
-        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
-        _ = try await unavailableOnFailure {
-            try await revocations.add(kind: .grant, value: username, client: clientID, issuer: config.issuer,
-                                      until: RevocationInput.untilSecond(cutoffMillis: nowMillis), beforeMillis: nowMillis,
-                                      actor: "user:" + username, reason: "consent to \(clientID) revoked")
+        // whatever record a Redis writer puts back (the signed list never forgets). Written only
+        // when there is a consent (or a token) to revoke, so a user adds to the never-pruned list
+        // at most once per consent given; it supersedes (lifts) the user's earlier grant cut-off
+        // for the client, which the later one covers, so that earlier one and its lift are
+        // pruned after `max_token_lifetime` and the list keeps one per user and client.
+        if consented != nil || !issued.isEmpty {
+            let superseded = revocationList.set.grantCutoffID(issuer: config.issuer, subject: username, client: clientID)
+            _ = try await unavailableOnFailure {
+                try await revocations.addGrant(subject: username, client: clientID, issuer: config.issuer, superseding: superseded,
+                                               actor: "user:" + username, reason: "consent to \(clientID) revoked")
+            }
         }
         // Then each token by jti, and the refresh-token families, as the list names them.
         // Revoked first, forgotten last: a step Redis refuses fails the call (503) and leaves
         // what it names for the next try. What a code redeemed meanwhile added is revoked in turn.
-        var issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }
         var count = 0
         for _ in 0..<3 {
             var tokens = issued.accessTokens

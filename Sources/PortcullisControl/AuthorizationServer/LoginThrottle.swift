@@ -42,6 +42,19 @@ struct LoginThrottle: Sendable {
         try await attempt([counter(consoleAddress: address)])
     }
 
+    /// **Revoke access** presses a user may make: `revocationsPerUser` per `revocationWindow`.
+    /// Each may write a grant cut-off to the signed revocation list, which every node holds, so
+    /// a user scripting consent and revocation cannot grow it at request rate; no person revokes
+    /// access this often.
+    static let revocationsPerUser = 30
+    static let revocationWindow: Duration = .seconds(3600)
+
+    /// Counts a **Revoke access** by `username`, or refuses it: how long until one may be tried
+    /// again, or nil when this one is counted and may go on.
+    func attempt(revokingAs username: String) async throws -> Duration? {
+        try await attempt([(keys.loginFailures("revoke", username), Self.revocationsPerUser)], window: Self.revocationWindow)
+    }
+
     /// KEYS: counters. ARGV: window ms, then each counter's limit. Returns 0 when every count was
     /// under its limit (each is now one more; a new count's window begins), else the longest
     /// time (ms) left in the window of a count at its limit, counting nothing.
@@ -62,9 +75,9 @@ struct LoginThrottle: Sendable {
     return 0
     """)
 
-    private func attempt(_ counters: [(key: String, limit: Int)]) async throws -> Duration? {
+    private func attempt(_ counters: [(key: String, limit: Int)], window: Duration? = nil) async throws -> Duration? {
         let reply = try await client.evalScript(Self.attemptScript, keys: counters.map { RedisArgument($0.key) },
-                                                arguments: [RedisArgument(limits.window.wholeMilliseconds)] + counters.map { RedisArgument($0.limit) })
+                                                arguments: [RedisArgument((window ?? limits.window).wholeMilliseconds)] + counters.map { RedisArgument($0.limit) })
         let wait = reply.int ?? 0
         return wait > 0 ? .milliseconds(wait) : nil
     }

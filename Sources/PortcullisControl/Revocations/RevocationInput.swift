@@ -36,7 +36,10 @@ struct RevocationInput: Sendable {
         let value = try fields.requiredString("value")
         try checkIdentifier(value, field: "value")
         let client = try fields.string("client")
-        if let client { try checkIdentifier(client, field: "client") }
+        if let client {
+            guard !client.isEmpty else { throw APIError.invalid("client", "must not be empty") }
+            try checkIdentifier(client, field: "client")
+        }
         guard (kind == .grant) == (client != nil) else {
             throw APIError.invalid("client", kind == .grant ? "a grant revocation names its client (value is the subject)"
                                                             : "applies to grant revocations only")

@@ -31,6 +31,24 @@ struct RevocationService: Sendable {
         return event
     }
 
+    /// Writes a grant cut-off at now for `subject`'s tokens for `client`, and in the same atomic
+    /// batch a lift of the grant cut-off `superseding` names (the same grant's earlier one, which
+    /// the new one covers), so that the earlier one and its lift are pruned in time.
+    func addGrant(subject: String, client: String, issuer: String, superseding: String?, actor: String, reason: String) async throws {
+        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        let grant = Revocation(id: Self.newID(), operation: .add, kind: .grant, value: subject, issuer: issuer,
+                               until: RevocationInput.untilSecond(cutoffMillis: nowMillis), createdAtMillis: nowMillis, actor: actor,
+                               reason: reason, beforeMillis: nowMillis, client: client)
+        var changes = [grant]
+        if let superseding {
+            changes.append(Revocation(id: Self.newID(), operation: .delete, kind: .grant, value: subject, issuer: issuer, until: nowMillis / 1000,
+                                      createdAtMillis: nowMillis, actor: actor, reason: "superseded by \(grant.id)", lifts: superseding, client: client))
+        }
+        _ = try await store.writeBatch(changes)
+        metrics.revocation(kind: Revocation.Kind.grant.rawValue, operation: "add")
+        if superseding != nil { metrics.revocation(kind: Revocation.Kind.grant.rawValue, operation: "delete") }
+    }
+
     /// Writes the `add` change an admin call asked for.
     func add(_ input: RevocationInput, actor: String) async throws -> RevocationEvent {
         try await add(kind: input.kind, value: input.value, client: input.client, issuer: input.issuer, until: input.until,
