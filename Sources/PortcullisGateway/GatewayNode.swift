@@ -112,7 +112,7 @@ public final class GatewayNode: Service, Sendable {
                                       metrics: metrics, logger: logger) { [server] waited in await server.shedStalledResponses(waitedFor: waited) }
         let readyRequiresRedis = config.cluster?.readyRequiresRedis ?? false
         let scrapeTime = ScrapeTimeMetrics(registry: registry, keys: keys, cache: cache)
-        let admin = AdminServer(group: group) { [self, registry, keys] path in
+        let admin = AdminServer { [self, registry, keys] path in
             switch path {
             case "/metrics":
                 scrapeTime.update()

@@ -268,6 +268,32 @@ struct GatewayLifecycleTests {
         return -1
     }
 
+    /// The build before served the admin port on the public event loops without bounds: 20 000
+    /// pipelined scrapes on a connection that read nothing held public requests for 55 s (504)
+    /// and took the gateway from 48 to 734 MB; 19 990 idle admin connections took every file
+    /// descriptor (an attacker review).
+    @Test("the admin port cannot starve public traffic: a connection pipelining 20 000 scrapes without reading is closed, with public requests answered meanwhile and memory bounded; connections past 128 are closed at once")
+    func adminPortFloods() async throws {
+        let (upstream, gateway) = try await Self.startSimple()
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/admin_flood.py").path
+        let before = Self.statusKiB(pid: gateway.process.pid, "VmRSS:")
+        let flood = try runCommand("/usr/bin/env", ["python3", script, "pipeline", String(gateway.adminPort), String(gateway.port), "20000"])
+        let pipelined = try #require(try JSONSerialization.jsonObject(with: Data(flood.stdout.utf8)) as? [String: Any], "\(flood.stdout) \(flood.stderr)")
+        #expect(pipelined["closed"] as? Bool == true, "\(pipelined)")
+        #expect((pipelined["public_status"] as? [Int])?.allSatisfy { $0 == 200 } == true, "\(pipelined)")
+        #expect((pipelined["public_ms"] as? [Double])?.allSatisfy { $0 < 2000 } == true, "\(pipelined)")
+        let after = Self.statusKiB(pid: gateway.process.pid, "VmRSS:")
+        #expect(after - before < 100_000, "the gateway grew by \(after - before) KiB")
+
+        let idle = try runCommand("/usr/bin/env", ["python3", script, "connections", String(gateway.adminPort), String(gateway.port), "200"])
+        let held = try #require(try JSONSerialization.jsonObject(with: Data(idle.stdout.utf8)) as? [String: Any], "\(idle.stdout) \(idle.stderr)")
+        #expect(held["opened"] as? Int == 200 && held["closed_at_once"] as? Int == 72, "\(held)")
+        #expect((held["public_status"] as? [Int])?.allSatisfy { $0 == 200 } == true, "\(held)")
+        // A scraper is served as before.
+        #expect(try gateway.admin("/metrics").status == 200)
+    }
+
     @Test("closed client connections give their memory back (no per-connection leak)")
     func connectionChurn() async throws {
         let (upstream, gateway) = try await Self.startSimple()

@@ -22,24 +22,42 @@ public struct AdminResponse: Sendable {
 
 /// The node's admin listener (`/metrics`, `/healthz`, `/readyz`): plain NIO, GET only, separate
 /// from the public port so it can stay on loopback.
+///
+/// Whoever reaches it must not be able to slow or starve public traffic: it runs on an event loop
+/// of its own (not the public listener's), holds at most `maxConnections` connections (more are
+/// closed at once, so they cannot take the process's file descriptors), closes a connection that
+/// has not sent a whole request within `requestTimeout` of opening or of its last response, and
+/// one that pipelines requests while more than `maxUnsentResponses` responses wait to be taken
+/// (a reader that stops reading cannot make responses pile up in memory). A scraper — one
+/// request at a time, reading each answer — meets none of these.
 final class AdminServer: Sendable {
     typealias Route = @Sendable (_ path: String) -> AdminResponse?
 
-    private let group: any EventLoopGroup
-    private let route: Route
-    private let channel: Mutex<(any Channel)?> = Mutex(nil)
+    static let maxConnections = 128
+    static let requestTimeout = TimeAmount.seconds(30)
+    static let maxUnsentResponses = 4
 
-    init(group: any EventLoopGroup, route: @escaping Route) {
-        self.group = group
+    private let route: Route
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let channel: Mutex<(any Channel)?> = Mutex(nil)
+    private let connections = Atomic<Int>(0)
+
+    init(route: @escaping Route) {
         self.route = route
     }
+
+    /// Connections open now.
+    var connectionCount: Int { connections.load(ordering: .relaxed) }
 
     func start(host: String, port: Int) async throws -> SocketAddress {
         let route = self.route
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+            .childChannelInitializer { [self] channel in
+                let open = connections.wrappingAdd(1, ordering: .relaxed).newValue
+                channel.closeFuture.whenComplete { _ in self.connections.wrappingSubtract(1, ordering: .relaxed) }
+                guard open <= Self.maxConnections else { return channel.close() }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(AdminHandler(route: route))
                 }
@@ -50,8 +68,10 @@ final class AdminServer: Sendable {
             guard let address = server.localAddress else { throw GatewayError.bind("admin \(host):\(port): no local address") }
             return address
         } catch let error as GatewayError {
+            try? await group.shutdownGracefully()
             throw error
         } catch {
+            try? await group.shutdownGracefully()
             throw GatewayError.bind("admin \(host):\(port): \(error)")
         }
     }
@@ -59,18 +79,41 @@ final class AdminServer: Sendable {
     func stop() async {
         let server = channel.withLock { $0 }
         try? await server?.close()
+        try? await group.shutdownGracefully()
     }
 }
 
+/// One admin connection: answers each request as it ends, closes the connection when a request
+/// does not arrive whole in time or responses pile up unread (`AdminServer`).
 private final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let route: AdminServer.Route
     private var head: HTTPRequestHead?
+    /// Responses written but not yet taken by the socket.
+    private var unsent = 0
+    private var deadline: Scheduled<Void>?
 
     init(route: @escaping AdminServer.Route) {
         self.route = route
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        armDeadline(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    /// The next request must have arrived whole within `requestTimeout`.
+    private func armDeadline(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: AdminServer.requestTimeout) {
+            context.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -82,6 +125,10 @@ private final class AdminHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            guard unsent < AdminServer.maxUnsentResponses else {
+                context.close(promise: nil)
+                return
+            }
             let path = String(head.uri.prefix { $0 != "?" })
             let response: AdminResponse
             if head.method != .GET && head.method != .HEAD {
@@ -97,9 +144,12 @@ private final class AdminHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
             let keepAlive = head.isKeepAlive
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [context] _ in
+            unsent += 1
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [self, context] _ in
+                unsent -= 1
                 if !keepAlive { context.close(promise: nil) }
             }
+            armDeadline(context: context)
         }
     }
 }
