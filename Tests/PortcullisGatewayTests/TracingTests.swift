@@ -28,13 +28,13 @@ struct TracingTests {
         /// `endpoint` replaces the receiver's URL as the export target.
         /// `receiverTLS`: the receiver serves HTTPS with this certificate (the endpoint is then https).
         static func start(tracing: String, endpoint: String? = nil, exportInterval: String = "50ms",
-                          receiverTLS: TestCertificateAuthority.Leaf? = nil,
+                          receiverTLS: TestCertificateAuthority.Leaf? = nil, receiverDrips: Bool = false,
                           routes: ((_ upstream: String) -> String)? = nil) async throws -> Bed {
             let port = try FreePort.allocate()
             let directory = try TemporaryDirectory.make(prefix: "otlp-receiver")
             let output = directory + "/spans.jsonl"
             let tlsArguments = receiverTLS.map { [$0.certificate, $0.privateKey] } ?? []
-            let receiver = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", TracingTests.receiverScript, String(port), output] + tlsArguments,
+            let receiver = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", TracingTests.receiverScript, String(port), output] + tlsArguments + (receiverDrips ? ["--drip"] : []),
                                               logFile: directory + "/receiver.log")
             guard try await Poll.until(timeout: .seconds(10), { receiver.output.contains("ready") }) else {
                 _ = await receiver.terminate()
@@ -282,6 +282,25 @@ struct TracingTests {
             let stopping = clock.now
             #expect(await bed.gateway.process.terminate(timeout: .seconds(10)) == 0)
             #expect(clock.now - stopping < .seconds(5))
+        }
+    }
+
+    /// The build before waited on the body's bytes: the collector's drip kept restarting the read
+    /// timeout, so the one export task never returned, and no span was sent again (an attacker
+    /// review: one post in 9 minutes, no warning).
+    @Test("a collector that answers 200 and then drips its body a byte every 2 s holds an export for at most its 10 s: the next export is posted, and a warning says the answer was abandoned")
+    func drippingCollectorHoldsOneExport() async throws {
+        try await withCleanup(try await Bed.start(tracing: "enabled: true, sampling_ratio: 1", receiverDrips: true), { await $0.stop() }) { bed in
+            let token = try bed.issuer.token()
+            #expect(try bed.gateway.request("GET", "/orders/first", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+            _ = try await Poll.until(timeout: .seconds(5)) { bed.lines.contains { $0["export"] != nil } }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try bed.gateway.request("GET", "/orders/second", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+            let second = try await Poll.until(timeout: .seconds(20)) {
+                bed.spans.contains { ($0["attributes"] as? [String: Any])?["url.path"] as? String == "/orders/second" }
+            }
+            #expect(second, "the span of the request after the dripping answer was never exported")
+            #expect(bed.gateway.process.output.contains("did not finish its answer in time"))
         }
     }
 

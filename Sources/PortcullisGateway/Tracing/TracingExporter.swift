@@ -111,7 +111,10 @@ final class TracingExporter: Sendable {
         do {
             let response = try await client.execute(request, deadline: deadline)
             // The body is small (a partial-success message at most); read it so the connection is reused.
-            _ = try? await response.body.collect(upTo: 64 * 1024)
+            if await !Self.readBody(response.body, until: deadline) {
+                logger.warning("tracing: the OTLP endpoint did not finish its answer in time; it is abandoned", metadata: [
+                    "endpoint": "\(endpointForLogs)", "status": "\(response.status.code)", "spans": "\(spans.count)"])
+            }
             if response.status.code / 100 != 2 {
                 logger.warning("tracing: the OTLP endpoint refused an export", metadata: [
                     "endpoint": "\(endpointForLogs)", "status": "\(response.status.code)", "spans": "\(spans.count)"])
@@ -119,6 +122,26 @@ final class TracingExporter: Sendable {
         } catch {
             logger.warning("tracing: an export failed; its spans are lost", metadata: [
                 "endpoint": "\(endpointForLogs)", "error": "\(error)", "spans": "\(spans.count)"])
+        }
+    }
+
+    /// Reads (and drops) a response body, but no longer than until `deadline`: AsyncHTTPClient's
+    /// deadline ends with the response head, and its read timeout restarts with every byte, so a
+    /// collector dripping its body would otherwise hold the one export task — and every later
+    /// export — for good. False when the body was cut off at the deadline.
+    private static func readBody(_ body: HTTPClientResponse.Body, until deadline: NIODeadline) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                _ = try? await body.collect(upTo: 64 * 1024)
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .nanoseconds(max(0, (deadline - .now()).nanoseconds)))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
         }
     }
 

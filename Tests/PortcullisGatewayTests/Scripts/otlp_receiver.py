@@ -20,6 +20,7 @@ import gzip
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
@@ -91,6 +92,21 @@ class Handler(BaseHTTPRequestHandler):
                     })
         self.write([{"export": self.path, "spans": len(lines), "content_type": self.headers.get("Content-Type"),
                      "authorization": self.headers.get("Authorization")}] + lines)
+        if Handler.drip:
+            # A collector that answers 200 and then drips its body, a byte every 2 s, for a minute.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for _ in range(30):
+                    self.wfile.write(b"1\r\n\x00\r\n")
+                    self.wfile.flush()
+                    time.sleep(2)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+            return
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -100,6 +116,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    Handler.drip = "--drip" in sys.argv
+    if Handler.drip:
+        sys.argv.remove("--drip")
     port, Handler.output = int(sys.argv[1]), sys.argv[2]
     open(Handler.output, "a").close()
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
