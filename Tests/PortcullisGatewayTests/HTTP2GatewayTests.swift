@@ -299,6 +299,18 @@ final class HTTP2GatewayTests {
         #expect(upstream.requestCount == before + 1, "the malformed request reached the upstream")
     }
 
+    /// The build before took any token as `:method` (an attacker review sent 16 KB ones: logged,
+    /// recorded in spans and sent upstream whole, making 7 MB export batches).
+    @Test("a :method longer than 32 bytes is malformed: its stream is reset before any upstream; a 32-byte one passes", arguments: [33, 16_000])
+    func overlongMethodIsMalformed(_ length: Int) throws {
+        let before = upstream.requestCount
+        let seen = try raw(Self.request(String(repeating: "M", count: length), "/public/x"))
+        #expect((seen["resets"] as? [String: Int])?["1"] == 1, "\(seen)") // PROTOCOL_ERROR
+        #expect(upstream.requestCount == before + 1, "only the request after it reached the upstream")
+        let allowed = try raw(Self.request(String(repeating: "M", count: 32), "/public/x"))
+        #expect((allowed["status"] as? [String: String])?["1"] != nil && (allowed["resets"] as? [String: Int])?["1"] == nil, "\(allowed)")
+    }
+
     /// HTTP/2 frames a body by END_STREAM; HTTP/1.1 by a declared length. The build before wrote
     /// a GET's DATA after its head with neither, so the upstream read it as a second request:
     /// any client could smuggle a request past admission (one to a JWT route, with identity

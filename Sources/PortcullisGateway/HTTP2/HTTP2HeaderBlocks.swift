@@ -9,7 +9,7 @@ import NIOHTTP2
 /// HTTP/1.1 upstream receives is written from that head, so every rule that keeps an HTTP/2
 /// request from meaning something else in HTTP/1.1 is applied here; a request breaking one is
 /// malformed (RFC 9113 §8.1.1) and its stream reset (PROTOCOL_ERROR) before it reaches anything:
-/// - `:method` is a token (RFC 9110 §9.1); `:scheme` and `:path` are present (the codec would
+/// - `:method` is a token (RFC 9110 §9.1) of at most `maxMethodBytes`; `:scheme` and `:path` are present (the codec would
 ///   otherwise fail the stream on its first read). `:path` holds visible ASCII only, as an
 ///   HTTP/1.1 request target must (RFC 9112 §3.2; the HTTP/1.1 listener's decoder refuses
 ///   others): raw spaces or non-ASCII bytes in it, in the query too, would reach an HTTP/1.1
@@ -139,7 +139,7 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
             default: break
             }
         }
-        guard let method, HeaderName.isValid(method) else { return .malformed }
+        guard let method, method.utf8.count <= Self.maxMethodBytes, HeaderName.isValid(method) else { return .malformed }
         let tunnel = method == "CONNECT" && !hasProtocol
         if tunnel {
             guard authority != nil, !hasScheme, !hasPath else { return .malformed }
@@ -182,6 +182,11 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
         if addChunked { rewritten.add(name: "transfer-encoding", value: "chunked") }
         return .rewritten(rewritten)
     }
+
+    /// The longest `:method` taken. No registered method is longer than 17 bytes, and the
+    /// HTTP/1.1 listener's parser takes registered methods only; a method is logged, recorded in
+    /// spans and sent upstream whole, so one of 16 KB made export batches collectors refuse.
+    static let maxMethodBytes = 32
 
     /// The methods whose bodies NIO's HTTP/2-to-HTTP/1 codec does not frame when no length is
     /// declared (it adds `transfer-encoding: chunked` for every other one).
