@@ -73,6 +73,15 @@ struct TracingUnitTests {
         let longest = "v=" + String(repeating: "a", count: 250) + ",w=" + String(repeating: "b", count: 250)
         #expect(try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": longest])).traceState
                     == longest.replacingOccurrences(of: ",", with: ", "))
+        // More than W3C's 32 members, or past 512 bytes once written back (the library joins with
+        // ", "): dropped. The build before carried 100 empty members, 588 bytes (an attacker review).
+        let members = { (count: Int) in (0..<count).map { "k\($0)=" }.joined(separator: ",") }
+        #expect(try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": members(100)])).traceState == nil)
+        #expect(try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": members(33)])).traceState == nil)
+        #expect(try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": members(32)])).traceState?.split(separator: ",").count == 32)
+        let growing = (0..<30).map { "key\($0)=" + String(repeating: "v", count: 10) }.joined(separator: ",")
+        #expect(growing.utf8.count <= 512)
+        #expect(try #require(TraceHeaders(headers: ["traceparent": valid, "tracestate": growing])).traceState == nil, "over 512 bytes once written back")
         for bad in [
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // unknown version
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", // upper-case hex

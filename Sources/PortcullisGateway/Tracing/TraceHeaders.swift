@@ -23,9 +23,13 @@ struct TraceHeaders: Sendable {
         sampled = context.flags.contains(.sampled)
         // Several `tracestate` fields are one list (W3C Trace Context §3.3.1.1).
         let field = headers["tracestate"].joined(separator: ",")
+        // Written back, it must still be within W3C's bounds (32 members, 512 bytes): the library
+        // takes more members, and joins them with ", " (a hundred empty ones grew 489 bytes to 588).
         if !field.isEmpty, Self.mayParse(tracestate: field),
-           let withState = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: field) {
-            traceState = withState.traceStateHeaderValue
+           let withState = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: field),
+           let written = withState.traceStateHeaderValue, written.utf8.count <= 512,
+           written.utf8.count(where: { $0 == UInt8(ascii: ",") }) < 32 {
+            traceState = written
         } else {
             traceState = nil
         }
