@@ -111,7 +111,11 @@ public struct JSONLogHandler: LogHandler {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
+            // Control characters, and what the text format escapes too: C1 controls (U+0085 ends
+            // a line for some readers), the line and paragraph separators, and the bidirectional
+            // overrides and isolates, which make a terminal show a value other than it is.
+            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
+                || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value):
                 out += String(format: "\\u%04x", scalar.value)
             default:
                 out.unicodeScalars.append(scalar)

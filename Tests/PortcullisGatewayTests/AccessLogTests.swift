@@ -196,4 +196,15 @@ struct TextLogTests {
         #expect(TextLogHandler.escape("", quoting: true) == #""""#)
         #expect(TextLogHandler.escape("admin\u{202E}txt.exe", quoting: false) == #"admin\u{202e}txt.exe"#)
     }
+
+    /// The build before wrote these raw in JSON (valid JSON, but a terminal showed another value
+    /// and line-splitting readers broke the line: an attacker review).
+    @Test("JSON log values escape what the text format does: control characters, C1 controls, line and paragraph separators, bidirectional overrides; the rest stays as it is")
+    func jsonEscaping() throws {
+        let value = "a\u{1B}b\u{85}c\u{2028}d\u{2029}e\u{202E}f\u{2066}g\u{7F}h\"\\ é"
+        let quoted = JSONLogHandler.quote(value)
+        #expect(quoted == #""a\u001bb\u0085c\u2028d\u2029e\u202ef\u2066g\u007fh\"\\ é""#, "\(quoted)")
+        let decoded = try JSONSerialization.jsonObject(with: Data(quoted.utf8), options: .fragmentsAllowed) as? String
+        #expect(decoded == value)
+    }
 }
