@@ -262,6 +262,11 @@ actor RevocationSync {
 
     /// The periodic check: read the signed head; catch up to it, or merge into a newer history.
     func check() async throws {
+        // What was applied before the head is read: a head read afterwards is at least that (each
+        // change is committed with the head before it is published), unless someone rolled it
+        // back. Live changes applied while the read is under way (this is an actor, and the read
+        // a suspension) would make an honest head look behind.
+        let (appliedBeforeRead, epochBeforeRead) = (applied, epoch)
         switch try await reader.head() {
         case .missing:
             if applied > 0 {
@@ -276,10 +281,12 @@ actor RevocationSync {
                 return
             }
             floor = max(floor, head.floor)
-            if head.sequence < applied {
-                reader.alarm.report(key: keys.revocationHead, "the head went back to sequence \(head.sequence); this node applied \(applied)")
+            if epochBeforeRead == epoch, head.sequence < appliedBeforeRead {
+                reader.alarm.report(key: keys.revocationHead, "the head went back to sequence \(head.sequence); this node applied \(appliedBeforeRead)")
                 return
             }
+            // Applied past the head meanwhile: nothing to check against this head.
+            if head.sequence < applied { return }
             let before = applied, beforeMAC = lastMAC
             if head.sequence > applied {
                 try await catchUp(through: head.sequence, head: head)
