@@ -140,7 +140,13 @@ public final class GatewayNode: Service, Sendable {
             }
         }
         let adminAddress = try await admin.start(host: config.adminListen.host, port: config.adminListen.port)
-        let publicAddress = try await server.start(host: config.listen.host, port: config.listen.port)
+        let publicAddress: SocketAddress
+        do {
+            publicAddress = try await server.start(host: config.listen.host, port: config.listen.port)
+        } catch {
+            await admin.stop()
+            throw error
+        }
         boundAddresses.withLock { $0 = (publicAddress, adminAddress) }
         ready.store(true, ordering: .relaxed)
         logger.info("gateway listening", metadata: [

@@ -13,6 +13,15 @@ public enum LogFormat: String, Sendable, CaseIterable {
 
     private static let bootstrapped = Mutex<LogFormat?>(nil)
 
+    /// What both formats write as an escape, never raw: control characters (C0, DEL, C1 — U+0085
+    /// ends a line for some readers), the line and paragraph separators, and the bidirectional
+    /// overrides and isolates, which make a terminal show a value other than it is.
+    static func mustEscape(_ scalar: Unicode.Scalar) -> Bool {
+        let value = scalar.value
+        return value < 0x20 || (0x7F...0x9F).contains(value) || value == 0x2028 || value == 0x2029
+            || (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)
+    }
+
     /// The format `bootstrap` set up for the process (`text` before that): what the access log,
     /// which formats its lines itself (`LogLine`), writes.
     public static var process: LogFormat { bootstrapped.withLock { $0 } ?? .text }
@@ -111,11 +120,7 @@ public struct JSONLogHandler: LogHandler {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            // Control characters, and what the text format escapes too: C1 controls (U+0085 ends
-            // a line for some readers), the line and paragraph separators, and the bidirectional
-            // overrides and isolates, which make a terminal show a value other than it is.
-            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
-                || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value):
+            case _ where LogFormat.mustEscape(scalar):
                 out += String(format: "\\u%04x", scalar.value)
             default:
                 out.unicodeScalars.append(scalar)

@@ -81,8 +81,7 @@ public struct TextLogHandler: LogHandler {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
-                || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value):
+            case _ where LogFormat.mustEscape(scalar):
                 out += "\\u{" + String(scalar.value, radix: 16) + "}"
             case "\"", "\\":
                 needsQuotes = needsQuotes || quoting

@@ -16,6 +16,8 @@ public final class RevocationSet: RevocationCheck, Sendable {
         var key: String
         /// Unix milliseconds.
         var cutoffMillis: Int64
+        /// Who wrote it (the change's actor).
+        var actor: String
     }
 
     /// Cut-offs and revoked keys: small, replaced as a whole on change.
@@ -102,11 +104,14 @@ public final class RevocationSet: RevocationCheck, Sendable {
         return .allowed
     }
 
-    /// The id of the grant cut-off in force for exactly this issuer, subject and client (the
-    /// latest, if several), nil when there is none.
-    public func grantCutoffID(issuer: String, subject: String, client: String) -> String? {
+    /// The ids of the grant cut-offs in force for exactly this issuer, subject and client that
+    /// `actor` wrote with a cut-off at or before `notAfterMillis`: those a new one of the same
+    /// writer at that instant covers.
+    public func grantCutoffIDs(issuer: String, subject: String, client: String, actor: String, notAfterMillis: Int64) -> [String] {
         let key = Revocation.grantKey(issuer: issuer, subject: subject, client: client)
-        return state.value.cutoffs.adds.filter { $0.value.kind == .grant && $0.value.key == key }.max { $0.value.cutoffMillis < $1.value.cutoffMillis }?.key
+        return state.value.cutoffs.adds.filter {
+            $0.value.kind == .grant && $0.value.key == key && $0.value.actor == actor && $0.value.cutoffMillis <= notAfterMillis
+        }.map(\.key).sorted()
     }
 
     /// Whether a signed delete this node applied lifted the cut-off change `id`.
@@ -217,8 +222,8 @@ public final class RevocationSet: RevocationCheck, Sendable {
             // A replay, or a cut-off already lifted: nothing to do.
             guard cutoffs.adds[revocation.id] == nil, !cutoffs.lifted.contains(revocation.id) else { return }
             let cutoff = revocation.cutoffMillis
-            cutoffs.adds[revocation.id] = CutoffAdd(kind: revocation.kind, key: key, cutoffMillis: cutoff)
-            let table = Self.table(revocation.kind)
+            cutoffs.adds[revocation.id] = CutoffAdd(kind: revocation.kind, key: key, cutoffMillis: cutoff, actor: revocation.actor)
+            guard let table = Self.table(revocation.kind) else { return }
             cutoffs[keyPath: table][key] = max(cutoffs[keyPath: table][key] ?? .min, cutoff)
         case (.subject, .delete), (.client, .delete), (.grant, .delete):
             guard let lifted = revocation.lifts else { return }
@@ -227,7 +232,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             guard let add = cutoffs.adds[lifted], add.kind == revocation.kind, add.key == key else { return }
             cutoffs.adds[lifted] = nil
             let remaining = cutoffs.adds.values.filter { $0.kind == add.kind && $0.key == key }.map(\.cutoffMillis).max()
-            cutoffs[keyPath: Self.table(add.kind)][key] = remaining
+            if let table = Self.table(add.kind) { cutoffs[keyPath: table][key] = remaining }
         case (.key, .add):
             cutoffs.keys[key] = max(cutoffs.keys[key] ?? .min, revocation.until)
         case (.key, .delete), (.jti, _):
@@ -236,11 +241,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     /// The table of a cut-off kind.
-    private static func table(_ kind: Revocation.Kind) -> WritableKeyPath<Cutoffs, [String: Int64]> {
+    private static func table(_ kind: Revocation.Kind) -> WritableKeyPath<Cutoffs, [String: Int64]>? {
         switch kind {
         case .subject: \.subjects
         case .client: \.clients
-        default: \.grants
+        case .grant: \.grants
+        case .jti, .key: nil
         }
     }
 

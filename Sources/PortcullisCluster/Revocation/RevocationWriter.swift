@@ -340,7 +340,11 @@ actor RevocationWriter {
     private func baseForWriting() async throws -> (RevocationHead, String, Bool) {
         if let current { return (current.head, current.raw, false) }
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
-        let newest = [highest?.epoch, knownPosition().epoch].compactMap { $0 }.max { $1.isNewer(than: $0) }
+        // What was seen before the head is read: a head read afterwards is at least that, unless
+        // rolled back. (Positions taken after the read may include commits made meanwhile — by
+        // another control plane, or a beat of this one — and make an honest head look behind.)
+        let (known, seen) = (knownPosition(), highest)
+        let newest = [seen?.epoch, known.epoch].compactMap { $0 }.max { $1.isNewer(than: $0) }
         switch try await reader.head() {
         case .missing:
             let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest)
@@ -354,7 +358,7 @@ actor RevocationWriter {
             logger.error("the revocation head in Redis does not verify; starting a new epoch", metadata: ["epoch": "\(epoch)"])
             return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), raw, true)
         case .valid(let head, let raw):
-            if let rolledBack = try await rollback(of: head) {
+            if let rolledBack = try await rollback(of: head, known: known, seen: seen) {
                 reader.alarm.report(key: keys.revocationHead, rolledBack)
                 let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest.map { $0.isNewer(than: head.epoch) ? $0 : head.epoch } ?? head.epoch)
                 logger.error("starting a new revocation epoch after a rolled-back head", metadata: ["epoch": "\(epoch)"])
@@ -381,17 +385,18 @@ actor RevocationWriter {
         committedEpoch == epoch ? committed[sequence] : nil
     }
 
-    /// Why `head` cannot be continued: older than what this writer saw, or behind the log's own
-    /// last signed entry.
-    private func rollback(of head: RevocationHead) async throws -> String? {
-        let known = knownPosition()
+    /// Why `head` cannot be continued: older than what this process had seen before reading it
+    /// (`known`, its follower's position; `seen`, the furthest head this writer saw), or behind
+    /// the log's own last signed entry.
+    private func rollback(of head: RevocationHead, known: (epoch: RevocationEpoch?, sequence: Int64),
+                          seen: RevocationHead?) async throws -> String? {
         if let epoch = known.epoch {
             if epoch.isNewer(than: head.epoch) { return "the head went back to an older epoch (\(head.epoch), after \(epoch))" }
             if epoch == head.epoch, head.sequence < known.sequence {
                 return "the head went back to sequence \(head.sequence) (this control plane applied \(known.sequence))"
             }
         }
-        if let highest {
+        if let highest = seen {
             if highest.epoch.isNewer(than: head.epoch) { return "the head went back to an older epoch (\(head.epoch), after \(highest.epoch))" }
             if highest.epoch == head.epoch, head.sequence == highest.sequence, head.last != highest.last {
                 return "the head names another change at sequence \(head.sequence) than the one this writer committed there"
@@ -404,6 +409,9 @@ actor RevocationWriter {
         if let last = reader.verified(tail, epoch: nil).last {
             if last.epoch.isNewer(than: head.epoch) { return "the log holds an entry of a newer epoch (\(last.epoch)) than the head's" }
             if last.epoch == head.epoch, last.sequence > head.sequence {
+                // Committed after the head was read (the head moved on with it)? Then the CAS on
+                // the stale head fails and the write is tried again: no rollback.
+                if case .valid(let now, _) = try await reader.head(), now.epoch == head.epoch, now.sequence >= last.sequence { return nil }
                 return "the head says sequence \(head.sequence) but the log holds signed sequence \(last.sequence)"
             }
         }

@@ -205,9 +205,11 @@ final class AuthorizationEndpoint: Sendable {
             guard let clientID = form["client_id"], !clientID.isEmpty else {
                 return pages.error(title: "Invalid request", message: "Say which application to revoke (client_id).", status: .badRequest)
             }
-            // Only a registered client: what a revocation writes to the signed list is never
-            // pruned, so a name of the user's choosing must not reach it.
-            guard clients[clientID] != nil else {
+            // Only a registered client, or one the user's account lists (a signed consent, kept
+            // after its client left the configuration): what a revocation writes to the signed
+            // list every node holds must not be a name of the user's choosing.
+            let listed = clients[clientID] != nil ? true : try await sessions.consents(username: username).contains { $0.clientID == clientID }
+            guard listed else {
                 return pages.error(title: "Invalid request", message: "No application is registered here as that client_id.", status: .badRequest)
             }
             if let wait = try await throttle.attempt(revokingAs: username) {

@@ -271,7 +271,8 @@ final class AuthorizationServer: Sendable {
             throw APIError(.badRequest, "invalid_grant", "the user of this authorization code no longer exists")
         }
         // A code of a sign-in older than a cut-off of its user mints nothing, nor a code issued
-        // before a cut-off of its client (one issued since, from an older sign-in, does).
+        // before a cut-off of its client or of this user's grant to it (one issued since, from an
+        // older sign-in, does).
         try refuseIfCutOff(subject: grant.username, clientID: nil, issuedAtMillis: grant.authTime * 1000, what: "sign-in behind this authorization code")
         try refuseIfCutOff(subject: grant.username, clientID: client.id, issuedAtMillis: grant.issuedAtMillis ?? 0, what: "authorization code")
         // Every code was issued under a consent the user gave: one they revoked since ("Revoke
@@ -320,23 +321,26 @@ final class AuthorizationServer: Sendable {
             failure.headers[.retryAfter] = "1"
             throw failure
         }
-        var issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }
-        let consented = try await unavailableOnFailure { try await endpoint.sessions.consentedScopes(username: username, clientID: clientID) }
         // A grant cut-off first: every token of this user for this client issued until now is
         // refused on every node, and every refresh token, code and remembered consent from
         // before it is void here — whatever Redis's unsigned list of what was issued says, and
-        // whatever record a Redis writer puts back (the signed list never forgets). Written only
-        // when there is a consent (or a token) to revoke, so a user adds to the never-pruned list
-        // at most once per consent given; it supersedes (lifts) the user's earlier grant cut-off
-        // for the client, which the later one covers, so that earlier one and its lift are
-        // pruned after `max_token_lifetime` and the list keeps one per user and client.
-        if consented != nil || !issued.isEmpty {
-            let superseded = revocationList.set.grantCutoffID(issuer: config.issuer, subject: username, client: clientID)
-            _ = try await unavailableOnFailure {
-                try await revocations.addGrant(subject: username, client: clientID, issuer: config.issuer, superseding: superseded,
-                                               actor: "user:" + username, reason: "consent to \(clientID) revoked")
-            }
+        // whatever record a Redis writer puts back or takes away (the signed list never
+        // forgets), so it is written whatever Redis says was consented or issued. It supersedes
+        // (lifts) the user's own earlier grant cut-offs for the client, which it covers — never
+        // an operator's, nor one later than itself — so that those and their lifts are pruned
+        // after `max_token_lifetime` and the list keeps about one per user and client; presses
+        // are throttled (`LoginThrottle`). Applied here before anything else is done, so no
+        // refresh on this control plane slips between the write and its own copy.
+        let actor = "user:" + username
+        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        let superseded = revocationList.set.grantCutoffIDs(issuer: config.issuer, subject: username, client: clientID, actor: actor,
+                                                          notAfterMillis: nowMillis)
+        let written = try await unavailableOnFailure {
+            try await revocations.addGrant(subject: username, client: clientID, issuer: config.issuer, nowMillis: nowMillis,
+                                           superseding: superseded, actor: actor, reason: "consent to \(clientID) revoked")
         }
+        await appliedHere(written)
+        var issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }
         // Then each token by jti, and the refresh-token families, as the list names them.
         // Revoked first, forgotten last: a step Redis refuses fails the call (503) and leaves
         // what it names for the next try. What a code redeemed meanwhile added is revoked in turn.

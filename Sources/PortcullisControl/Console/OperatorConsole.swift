@@ -405,7 +405,7 @@ struct OperatorConsole: Sendable {
                 "latency": node.latencyMicros.map { String(format: "%.2f ms", Double($0) / 1000) } ?? "-", "applied_sequence": node.appliedSequence,
             ]
         }
-        context["liftable"] = revocation.operation == .add && revocation.kind.isCutoff
+        context["liftable"] = revocation.operation == .add && revocation.kind.isCutoff && !api.view.revocationList.set.isLifted(revocation.id)
         if let lifts = revocation.lifts { context["lifts"] = lifts }
         return pages.render("revocation", title: "Revocation \(revocation.id)", context, actor: user.actor, csrf: user.session.csrfToken)
     }

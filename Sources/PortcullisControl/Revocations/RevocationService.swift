@@ -31,22 +31,26 @@ struct RevocationService: Sendable {
         return event
     }
 
-    /// Writes a grant cut-off at now for `subject`'s tokens for `client`, and in the same atomic
-    /// batch a lift of the grant cut-off `superseding` names (the same grant's earlier one, which
-    /// the new one covers), so that the earlier one and its lift are pruned in time.
-    func addGrant(subject: String, client: String, issuer: String, superseding: String?, actor: String, reason: String) async throws {
-        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+    /// Writes a grant cut-off at `nowMillis` for `subject`'s tokens for `client`, and in the same
+    /// atomic batch a lift of each grant cut-off `superseding` names (the same grant's earlier
+    /// ones, which the new one covers), so that those and their lifts are pruned in time.
+    func addGrant(subject: String, client: String, issuer: String, nowMillis: Int64, superseding: [String], actor: String,
+                  reason: String) async throws -> [RevocationEvent] {
         let grant = Revocation(id: Self.newID(), operation: .add, kind: .grant, value: subject, issuer: issuer,
                                until: RevocationInput.untilSecond(cutoffMillis: nowMillis), createdAtMillis: nowMillis, actor: actor,
                                reason: reason, beforeMillis: nowMillis, client: client)
-        var changes = [grant]
-        if let superseding {
-            changes.append(Revocation(id: Self.newID(), operation: .delete, kind: .grant, value: subject, issuer: issuer, until: nowMillis / 1000,
-                                      createdAtMillis: nowMillis, actor: actor, reason: "superseded by \(grant.id)", lifts: superseding, client: client))
-        }
-        _ = try await store.writeBatch(changes)
+        let lifts = superseding.map { Self.lift($0, of: grant, actor: actor, reason: "superseded by \(grant.id)", nowMillis: nowMillis) }
+        let events = try await store.writeBatch([grant] + lifts)
         metrics.revocation(kind: Revocation.Kind.grant.rawValue, operation: "add")
-        if superseding != nil { metrics.revocation(kind: Revocation.Kind.grant.rawValue, operation: "delete") }
+        for _ in lifts { metrics.revocation(kind: Revocation.Kind.grant.rawValue, operation: "delete") }
+        return events
+    }
+
+    /// The `delete` change that lifts the cut-off `id`, of the kind, value, issuer and client
+    /// `original` has.
+    private static func lift(_ id: String, of original: Revocation, actor: String, reason: String, nowMillis: Int64) -> Revocation {
+        Revocation(id: newID(), operation: .delete, kind: original.kind, value: original.value, issuer: original.issuer, until: nowMillis / 1000,
+                   createdAtMillis: nowMillis, actor: actor, reason: reason, lifts: id, client: original.client)
     }
 
     /// Writes the `add` change an admin call asked for.
@@ -58,11 +62,8 @@ struct RevocationService: Sendable {
     /// Lifts the subject, client or grant cut-off `event` set.
     func lift(_ event: RevocationEvent, actor: String, reason: String?) async throws -> RevocationEvent {
         let original = event.revocation
-        let revocation = Revocation(id: Self.newID(), operation: .delete, kind: original.kind, value: original.value,
-                                    issuer: original.issuer, until: Int64(Date().timeIntervalSince1970),
-                                    createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000), actor: actor,
-                                    reason: reason ?? "lifts \(original.id)", lifts: original.id, client: original.client)
-        let written = try await store.write(revocation)
+        let written = try await store.write(Self.lift(original.id, of: original, actor: actor, reason: reason ?? "lifts \(original.id)",
+                                                      nowMillis: Int64(Date().timeIntervalSince1970 * 1000)))
         metrics.revocation(kind: original.kind.rawValue, operation: "delete")
         return written
     }

@@ -38,19 +38,17 @@ final class AdminServer: Sendable {
     static let maxUnsentResponses = 4
 
     private let route: Route
-    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private let channel: Mutex<(any Channel)?> = Mutex(nil)
+    /// The listener and its event loop, once started.
+    private let running: Mutex<(channel: any Channel, group: MultiThreadedEventLoopGroup)?> = Mutex(nil)
     private let connections = Atomic<Int>(0)
 
     init(route: @escaping Route) {
         self.route = route
     }
 
-    /// Connections open now.
-    var connectionCount: Int { connections.load(ordering: .relaxed) }
-
     func start(host: String, port: Int) async throws -> SocketAddress {
         let route = self.route
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
@@ -64,7 +62,7 @@ final class AdminServer: Sendable {
             }
         do {
             let server = try await bootstrap.bind(host: host, port: port).get()
-            channel.withLock { $0 = server }
+            running.withLock { $0 = (server, group) }
             guard let address = server.localAddress else { throw GatewayError.bind("admin \(host):\(port): no local address") }
             return address
         } catch let error as GatewayError {
@@ -76,9 +74,10 @@ final class AdminServer: Sendable {
         }
     }
 
+    /// Closes the listener and its connections, and ends its event loop.
     func stop() async {
-        let server = channel.withLock { $0 }
-        try? await server?.close()
+        guard let (server, group) = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        try? await server.close()
         try? await group.shutdownGracefully()
     }
 }
