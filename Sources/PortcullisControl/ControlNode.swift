@@ -114,7 +114,7 @@ public final class ControlNode: Service, Sendable {
         let adminTLS = listenerTLS.admin.map(TLSContextBox.init)
         let adminApp = Application(
             router: admin.router(),
-            server: .http1(tls: adminTLS),
+            server: .http1(tls: adminTLS, idleTimeout: config.idleTimeout, cap: ConnectionCap(limit: config.maxConnections)),
             configuration: .init(address: .hostname(config.adminListen.host, port: config.adminListen.port), serverName: "portcullis-control"),
             onServerRunning: { channel in
                 logger.info("admin API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "-")"])
@@ -123,7 +123,7 @@ public final class ControlNode: Service, Sendable {
         let publicApp = Application(
             router: PublicRoutes.router(server: authorizationServer,
                                         certificates: config.tls?.verifiesClientCertificatesItself == true ? .byVerifier : .byHandshake),
-            server: .http1(tls: publicTLS),
+            server: .http1(tls: publicTLS, idleTimeout: config.idleTimeout, cap: ConnectionCap(limit: config.maxConnections)),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "portcullis-control"),
             onServerRunning: { channel in
                 logger.info("public listener up", metadata: [

@@ -27,6 +27,10 @@ public struct ControlConfig: Sendable {
     public var adminTLS: ControlTLSConfig?
     /// What an admin call must present (`admin_auth:`).
     public var adminAuth: AdminAuthMode
+    /// Each listener's bounds (`limits`): a keep-alive connection without a request for
+    /// `idleTimeout` is closed, and connections past `maxConnections` are closed as they come.
+    public var idleTimeout: Duration
+    public var maxConnections: Int
     /// The settings a reload cannot change, as written in `file` (docs/configuration.md).
     public let startOnly: StartOnlySettings
 
@@ -34,7 +38,7 @@ public struct ControlConfig: Sendable {
     /// issuers the key-set chores fetch, and the authorization server.
     static let startOnlyKeys: [StartOnlySettings.Key] = [
         .value("node_id"), .value("listen"), .value("admin_listen"), .value("cluster"), .value("issuers"),
-        .value("authorization_server"), .presence("tls"), .presence("admin_tls"),
+        .value("authorization_server"), .presence("tls"), .presence("admin_tls"), .value("limits"),
     ]
 
     /// Reads and validates `file`; every error names the file, line and key.
@@ -107,6 +111,15 @@ public struct ControlConfig: Sendable {
             policies.append(policy)
         }
         rateLimitPolicies = policies
+        var limits = try map.optional("limits")?.mapping()
+        if let node = limits?.optional("idle_timeout") {
+            idleTimeout = try node.duration()
+            guard idleTimeout >= .seconds(1), idleTimeout <= .seconds(3600) else { throw node.error("must be between 1s and 1h") }
+        } else {
+            idleTimeout = .seconds(60)
+        }
+        maxConnections = try limits?.optional("max_connections")?.int(in: 1...1_000_000) ?? 4096
+        try limits?.finish()
         if let waitNode = map.optional("max_wait") {
             maxWait = try waitNode.duration()
             guard maxWait <= .seconds(300) else { throw waitNode.error("must be at most 5m") }

@@ -48,11 +48,13 @@ struct ReloadableTLSChannel<Base: HTTPChannelHandler>: HTTPChannelHandler {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1, over TLS with `box`'s current context when given.
-    static func http1(tls box: TLSContextBox?) -> HTTPServerBuilder {
-        guard let box else { return .http1() }
+    /// HTTP/1.1, over TLS with `box`'s current context when given; a connection idle for
+    /// `idleTimeout` is closed, and one past `cap`'s limit at once.
+    static func http1(tls box: TLSContextBox?, idleTimeout: Duration, cap: ConnectionCap) -> HTTPServerBuilder {
+        let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [cap.handler()], idleTimeout: TimeAmount(idleTimeout))
+        guard let box else { return .http1(configuration: configuration) }
         return .init { responder in
-            ReloadableTLSChannel(base: HTTP1Channel(responder: responder), box: box)
+            ReloadableTLSChannel(base: HTTP1Channel(responder: responder, configuration: configuration), box: box)
         }
     }
 }
