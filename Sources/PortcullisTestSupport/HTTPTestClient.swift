@@ -93,6 +93,14 @@ public final class HTTPTestClient {
         if !isClosed { Foundation.close(fd) }
     }
 
+    /// Whether the server has closed (or reset) the connection, looked at without waiting or
+    /// taking anything it sent.
+    public var closedByPeer: Bool {
+        var byte: UInt8 = 0
+        let read = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return read == 0 || (read < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+
     public func close() {
         guard !isClosed else { return }
         isClosed = true

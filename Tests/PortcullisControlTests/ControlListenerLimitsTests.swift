@@ -9,44 +9,19 @@ extension ControlPlaneTests {
     /// of the process, its Redis link's included.
     @Suite("control plane listener limits")
     struct ControlListenerLimitsTests {
-        /// Opens `count` connections to `port` and says how many the server closed within half a
-        /// second, and how many after `wait` more.
-        static func hold(_ count: Int, port: Int, wait: Double) throws -> (closedAtOnce: Int, closedLater: Int) {
-            let script = """
-            import json, socket, sys, time
-            conns = [socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) for _ in range(int(sys.argv[2]))]
-            def closed():
-                n = 0
-                for conn in conns:
-                    conn.setblocking(False)
-                    try:
-                        if conn.recv(1) == b"":
-                            n += 1
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        n += 1
-                return n
-            time.sleep(0.5)
-            at_once = closed()
-            time.sleep(float(sys.argv[3]))
-            print(json.dumps([at_once, closed()]))
-            """
-            let result = try runCommand("/usr/bin/env", ["python3", "-c", script, String(port), String(count), String(wait)])
-            guard let pair = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [Int], pair.count == 2 else {
-                throw FixtureError("connection holder printed \(result.stdout) \(result.stderr)")
-            }
-            return (pair[0], pair[1])
-        }
-
         @Test("each listener closes connections past limits.max_connections at once and idle ones after limits.idle_timeout; then it serves again")
         func idleAndExcessConnectionsAreClosed() async throws {
             let cluster = try await ControlCluster(controlExtra: "limits: {idle_timeout: 2s, max_connections: 20}\n")
             defer { Task { await cluster.shutdown() } }
             let control = cluster.control
             for port in [control.port, control.adminPort] {
-                let (atOnce, later) = try Self.hold(30, port: port, wait: 2.5)
+                let clients = try (0..<30).map { _ in try HTTPTestClient(port: port, timeout: 5) }
+                defer { clients.forEach { $0.close() } }
+                try await Task.sleep(for: .milliseconds(500))
+                let atOnce = clients.filter(\.closedByPeer).count
                 #expect(atOnce == 10, "port \(port): \(atOnce) of 30 closed at once")
+                try await Task.sleep(for: .milliseconds(2500))
+                let later = clients.filter(\.closedByPeer).count
                 #expect(later == 30, "port \(port): \(later) of 30 closed after the idle timeout")
             }
             #expect(try control.get(port: control.port, "/healthz").status == 200)

@@ -4,9 +4,6 @@
         one connection sends COUNT pipelined `GET /metrics` and never reads; meanwhile public
         `GET /` requests are timed. Prints {"sent": bytes, "closed": bool, "public_ms": [...],
         "public_status": [...]}.
-    admin_flood.py connections ADMIN_PORT PUBLIC_PORT COUNT
-        opens COUNT idle connections to the admin port; prints how many the gateway closed at
-        once, and the public requests' times and statuses.
 """
 import json
 import socket
@@ -65,26 +62,4 @@ if mode == "pipeline":
     except OSError:
         closed = True
     result.update(sent=sent, closed=closed)
-elif mode == "connections":
-    conns = []
-    for _ in range(count):
-        try:
-            conns.append(socket.create_connection(("127.0.0.1", admin_port), timeout=5))
-        except OSError:
-            break
-    time.sleep(0.5)
-    closed = 0
-    for conn in conns:
-        conn.setblocking(False)
-        try:
-            if conn.recv(1) == b"":
-                closed += 1
-        except BlockingIOError:
-            pass
-        except OSError:
-            closed += 1
-    public_requests(3)
-    result.update(opened=len(conns), closed_at_once=closed)
-    for conn in conns:
-        conn.close()
 print(json.dumps(result))
