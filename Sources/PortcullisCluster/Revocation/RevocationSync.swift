@@ -285,8 +285,8 @@ actor RevocationSync {
                 reader.alarm.report(key: keys.revocationHead, "the head went back to sequence \(head.sequence); this node applied \(appliedBeforeRead)")
                 return
             }
-            // Applied past the head meanwhile: nothing to check against this head.
-            if head.sequence < applied { return }
+            // Applied past the head meanwhile, the checks below still hold for it: its entry is
+            // there, and the change applied at its sequence is the one it names (then it confirms).
             let before = applied, beforeMAC = lastMAC
             if head.sequence > applied {
                 try await catchUp(through: head.sequence, head: head)

@@ -18,9 +18,6 @@ final class ConnectionCap: Sendable {
         Handler(cap: self)
     }
 
-    /// Connections open now (those being closed for the limit included).
-    var count: Int { open.load(ordering: .relaxed) }
-
     /// Passes everything on; only counts and, over the limit, closes.
     final class Handler: ChannelInboundHandler, RemovableChannelHandler {
         typealias InboundIn = Any

@@ -9,11 +9,11 @@ import NIOHTTP2
 /// HTTP/1.1 upstream receives is written from that head, so every rule that keeps an HTTP/2
 /// request from meaning something else in HTTP/1.1 is applied here; a request breaking one is
 /// malformed (RFC 9113 §8.1.1) and its stream reset (PROTOCOL_ERROR) before it reaches anything:
-/// - `:method` is a token (RFC 9110 §9.1) of at most `maxMethodBytes`; `:scheme` and `:path` are present (the codec would
-///   otherwise fail the stream on its first read). `:path` holds visible ASCII only, as an
-///   HTTP/1.1 request target must (RFC 9112 §3.2; the HTTP/1.1 listener's decoder refuses
-///   others): raw spaces or non-ASCII bytes in it, in the query too, would reach an HTTP/1.1
-///   upstream's request line as sent.
+/// - `:method` is a token (RFC 9110 §9.1) of at most `maxMethodBytes`; `:scheme` and `:path`
+///   are present (the codec would otherwise fail the stream on its first read). `:path` holds
+///   visible ASCII only, as an HTTP/1.1 request target must (RFC 9112 §3.2; the HTTP/1.1
+///   listener's decoder refuses others): raw spaces or non-ASCII bytes in it, in the query too,
+///   would reach an HTTP/1.1 upstream's request line as sent.
 /// - The authority: `:authority` and `Host` name the same one when both are present (RFC 9113
 ///   §8.3.1); the codec keeps `Host` and drops `:authority`, and the gateway routes by `Host`, so
 ///   a request whose two disagree could be routed by one and served by the other. A request with
