@@ -287,14 +287,17 @@ struct HTTP2UpstreamFaultTests {
     func upstreamSmallFramesOnAHeldStreamAreBounded() async throws {
         try await Self.withUpstreamAndGateway { upstream, gateway in
             // Four streams, the upstream's frames to them in turn: a read brings at most one frame a
-            // stream, whatever the gateway's reads join.
-            let (result, seen) = try Self.peer("unread", port: gateway.port, "/tiny-data", "15", "4")
+            // stream, whatever the gateway's reads join. The reset needs about 49 000 frames (16 384
+            // held unread, and each stream's 8 KiB taken toward its client); the paced upstream
+            // sends 3 000 to 40 000 a second as the machine allows, for up to 30 s, and the client
+            // waits as long.
+            let (result, seen) = try Self.peer("unread", port: gateway.port, "/tiny-data", "30", "4")
             #expect(try await Poll.until { upstream.output.contains("reset 11") }, "\(upstream.output.suffix(300))")
             #expect((seen["resets"] as? [String: Int])?.isEmpty == false, "the client's streams lived on: \(result.stdout.prefix(600))")
             // Each stream's sender prints its count once the stream is gone (the client leaves once
             // one is reset).
             let counts = { upstream.output.components(separatedBy: "tiny-data ").dropFirst().map { Int($0.prefix(while: \.isNumber)) ?? 0 } }
-            #expect(try await Poll.until(timeout: .seconds(25)) { counts().count == 4 }, "\(upstream.output.suffix(300))")
+            #expect(try await Poll.until(timeout: .seconds(35)) { counts().count == 4 }, "\(upstream.output.suffix(300))")
             #expect(counts().reduce(0, +) > HTTP2FrameQueues.defaultLimit, "\(counts()) frames sent")
             let metrics = try gateway.metrics()
             #expect((PrometheusText.sample(metrics, #"portcullis_http2_queue_resets_total{peer="upstream"}"#) ?? 0) >= 1)

@@ -41,7 +41,7 @@ Answers by path:
                      2.5 s, then for all of it and by 1 MiB more; once the request ends answers
                      200 with a JSON body: the DATA frames and bytes its body came in
   /tiny-data         200, then 1-byte DATA frames as long as the stream's window allows, one a
-                     write about every 0.1 ms, for up to 20 s; prints "tiny-data N" with how
+                     write about every 0.1 ms, for up to 30 s; prints "tiny-data N" with how
                      many were sent
   /big-data          200, then 16 KiB DATA frames as the stream's window allows, 4 MiB in all or
                      for up to 20 s
@@ -284,7 +284,7 @@ class Upstream(asyncio.Protocol):
 
     async def tiny_data(self, stream):
         sent = 0
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         frame = hyperframe.frame.DataFrame(stream, data=b"x")
         one = frame.serialize()
         # One frame a write, paced: the gateway joins the small DATA frames that arrive together in
