@@ -5,26 +5,27 @@ import PortcullisJOSE
 struct AdminRevoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke",
-        abstract: "Revoke a token (--jti), a subject's or client's earlier tokens (--sub/--client with --before; both: the subject's tokens for that client), or a key (--kid).",
+        abstract: "Revoke a token (--jti), a session's tokens (--sid), a subject's or client's earlier tokens (--sub/--client with --before; both: the subject's tokens for that client), or a key (--kid).",
         discussion: "With --wait, returns once every live gateway applied the revocation (or --wait-timeout passed) and prints each node's measured propagation time."
     )
 
     @OptionGroup var connection: AdminConnection
     @Option(help: "Revoke one token by its jti.") var jti: String?
-    @Option(help: "The token's exp (Unix seconds); default: now + the cluster's max_token_lifetime.") var exp: Int64?
+    @Option(help: "Revoke every token carrying this session id (the sid claim) until --exp.") var sid: String?
+    @Option(help: "For --jti, the token's exp; for --sid, the latest exp of the session's tokens (Unix seconds); default: now + the cluster's max_token_lifetime.") var exp: Int64?
     @Option(help: "Revoke a subject's tokens issued before --before.") var sub: String?
     @Option(help: "Revoke a client's tokens issued before --before; with --sub, only that subject's tokens for this client (a grant).") var client: String?
     @Option(help: "Cut-off for --sub/--client: Unix seconds (with a fraction for milliseconds, e.g. 1764370000.250), an RFC 3339 time (fractions kept to the millisecond), or now (default, to the millisecond).") var before: String?
     @Option(help: "Revoke a signing key by kid.") var kid: String?
-    @Option(help: "Limit a --sub/--client/--kid revocation to one issuer (iss).") var issuer: String?
+    @Option(help: "Limit a --sub/--client/--kid/--sid revocation to one issuer (iss).") var issuer: String?
     @Option(help: "Why (kept with the revocation and in the audit log).") var reason: String?
     @Flag(help: "Wait until every live gateway applied it and print per-node propagation.") var wait = false
     @Option(help: "Longest --wait, e.g. 10s.") var waitTimeout: String = "10s"
 
     func validate() throws {
-        let given = [jti, sub ?? client, kid].compactMap { $0 }
-        guard given.count == 1 else { throw ValidationError("give exactly one of --jti, --sub (with or without --client), --client, --kid") }
-        if exp != nil, jti == nil { throw ValidationError("--exp goes with --jti") }
+        let given = [jti, sub ?? client, kid, sid].compactMap { $0 }
+        guard given.count == 1 else { throw ValidationError("give exactly one of --jti, --sid, --sub (with or without --client), --client, --kid") }
+        if exp != nil, jti == nil, sid == nil { throw ValidationError("--exp goes with --jti or --sid") }
         if before != nil, sub == nil, client == nil { throw ValidationError("--before goes with --sub or --client") }
     }
 
@@ -38,6 +39,7 @@ struct AdminRevoke: AsyncParsableCommand {
         case (nil, nil): break
         }
         if let kid { body["kind"] = "key"; body["value"] = .string(kid) }
+        if let sid { body["kind"] = "session"; body["value"] = .string(sid) }
         if let exp { body["exp"] = .integer(exp) }
         if let before { body["before"] = Self.beforeValue(before) }
         if let issuer { body["issuer"] = .string(issuer) }
@@ -129,7 +131,7 @@ struct AdminRevocations: AsyncParsableCommand {
 
     @OptionGroup var connection: AdminConnection
     @Argument(help: "A revocation id: show it with its per-node propagation.") var id: String?
-    @Option(help: "Only this kind: jti, subject, client, grant, key.") var kind: String?
+    @Option(help: "Only this kind: jti, subject, client, grant, key, session.") var kind: String?
     @Option(help: "Only this value (jti, subject, client id or kid; a grant's subject).") var value: String?
     @Option(help: "Start after this sequence number (paging).") var after: Int64?
     @Option(help: "At most this many (1-1000).") var limit: Int = 100

@@ -92,6 +92,20 @@ struct ClusterWireUnitTests {
         #expect(!Self.decodes(RevocationEvent.signed(subject, epoch: Self.epoch, sequence: 9, mac: Self.mac).wireText))
     }
 
+    @Test("a session revocation round-trips with its sid, issuer and end under the MAC; a changed sid or end no longer verifies, and a signed lift of one is malformed")
+    func sessionRevocation() throws {
+        let session = Revocation(id: "rev_s", operation: .add, kind: .session, value: "fam_1", issuer: "https://idp", until: 2_000,
+                                 createdAtMillis: 5, actor: "oauth:web-app", reason: "refresh token reuse")
+        let event = RevocationEvent.signed(session, epoch: Self.epoch, sequence: 7, mac: Self.mac)
+        let decoded = try RevocationEvent.decode(Array(event.wireText.utf8), mac: Self.mac)
+        #expect(decoded == event && decoded.revocation.kind == .session && decoded.revocation.expiry == 2_000)
+        #expect(!Self.decodes(event.wireText.replacingOccurrences(of: #""value":"fam_1""#, with: #""value":"fam_2""#)))
+        #expect(!Self.decodes(event.wireText.replacingOccurrences(of: #""until":2000"#, with: #""until":1000"#)))
+        let lift = Revocation(id: "rev_l", operation: .delete, kind: .session, value: "fam_1", issuer: "https://idp", until: 5,
+                              createdAtMillis: 5, actor: "ops", reason: nil, lifts: "rev_s")
+        #expect(!Self.decodes(RevocationEvent.signed(lift, epoch: Self.epoch, sequence: 8, mac: Self.mac).wireText))
+    }
+
     @Test("write times outside the plausible range are refused before any arithmetic")
     func writeTimeRange() {
         var event = RevocationEvent.signed(Self.revocation(), epoch: Self.epoch, sequence: 7, mac: Self.mac)

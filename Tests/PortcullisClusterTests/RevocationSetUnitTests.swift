@@ -9,10 +9,10 @@ struct RevocationSetUnitTests {
     static let now: Int64 = 1_800_000_000
 
     static func token(jti: String? = "j1", subject: String = "alice", client: String = "app", kid: String = "k1",
-                      issuer: String = "https://idp", issuedAt: Int64? = now - 60) -> VerifiedToken {
+                      issuer: String = "https://idp", issuedAt: Int64? = now - 60, sid: String? = nil) -> VerifiedToken {
         VerifiedToken(issuerName: "idp", issuer: issuer, subject: subject, jwtID: jti, clientID: client, audiences: ["api"],
                       scopes: [], expiresAt: now + 3600, notBefore: nil, issuedAt: issuedAt,
-                      keyID: kid, algorithm: .ES256, claims: [:])
+                      keyID: kid, algorithm: .ES256, claims: [:], sessionID: sid)
     }
 
     static func revocation(_ kind: Revocation.Kind, _ value: String, until: Int64, issuer: String? = nil,
@@ -157,6 +157,37 @@ struct RevocationSetUnitTests {
         set.apply(lift, now: Self.now)
         #expect(!Self.isRevoked(set, Self.token(subject: "alice", client: "app", issuedAt: Self.now - 1)))
         #expect(set.counts.grants == 0)
+    }
+
+    @Test("a session revocation refuses every token carrying its sid from its issuer (any issuer's without one), whatever its jti or issue time, until its until plus the grace; tokens of other sessions or without a sid pass")
+    func session() {
+        let set = RevocationSet()
+        set.apply(Self.revocation(.session, "fam_1", until: Self.now + 300, issuer: "https://idp"), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(jti: "a", sid: "fam_1")))
+        #expect(Self.isRevoked(set, Self.token(jti: "b", issuedAt: Self.now + 10, sid: "fam_1")))
+        #expect(Self.isRevoked(set, Self.token(jti: nil, issuedAt: nil, sid: "fam_1")))
+        #expect(!Self.isRevoked(set, Self.token(jti: "a", sid: "fam_2")))
+        #expect(!Self.isRevoked(set, Self.token(jti: "a")))
+        #expect(!Self.isRevoked(set, Self.token(jti: "a", issuer: "https://other", sid: "fam_1")))
+        // The issuer's length is in the key: another split of the same bytes is another session.
+        #expect(!Self.isRevoked(set, Self.token(jti: "a", issuer: "https://id", sid: "pfam_1")))
+        #expect(set.isSessionRevoked(issuer: "https://idp", sid: "fam_1"))
+        #expect(!set.isSessionRevoked(issuer: "https://other", sid: "fam_1"))
+        #expect(set.counts.sessions == 1 && set.counts.tokens == 0)
+        // Without an issuer, every issuer's.
+        set.apply(Self.revocation(.session, "shared", until: Self.now + 300), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(issuer: "https://other", sid: "shared")))
+        // A delete does not lift it (a session revocation cannot be lifted).
+        set.apply(Self.revocation(.session, "fam_1", until: Self.now, issuer: "https://idp", operation: .delete, lifts: "x"), now: Self.now)
+        #expect(Self.isRevoked(set, Self.token(sid: "fam_1")))
+        // Expired past the grace: skipped when applied, dropped when pruned.
+        set.apply(Self.revocation(.session, "old", until: Self.now - RevocationSet.expiryGrace - 1, issuer: "https://idp"), now: Self.now)
+        #expect(!Self.isRevoked(set, Self.token(sid: "old")))
+        set.prune(now: Self.now + 300 + RevocationSet.expiryGrace - 1)
+        #expect(set.counts.sessions == 2)
+        set.prune(now: Self.now + 300 + RevocationSet.expiryGrace + 1)
+        #expect(set.counts.sessions == 0)
+        #expect(!Self.isRevoked(set, Self.token(sid: "fam_1")))
     }
 
     @Test("a revoked key refuses every token it signed and is reported to the key sets")

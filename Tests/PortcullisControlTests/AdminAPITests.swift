@@ -208,6 +208,35 @@ extension ControlPlaneTests {
             #expect(again.status == 409 && again.json["error"] as? String == "already_lifted", "\(again.text)")
         }
 
+        @Test("a session revocation (kind session, by the API and the CLI's --sid) makes the gateway refuse the tokens carrying that sid, not others; it cannot be lifted")
+        func sessionRevocations() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            let first = try cluster.clientCredentials(), second = try cluster.clientCredentials()
+            let sid = try #require(claims(of: first.access)["sid"] as? String)
+            let otherSid = try #require(claims(of: second.access)["sid"] as? String)
+            #expect(sid != otherSid)
+            #expect(try cluster.statuses(first.access) == [200] && cluster.statuses(second.access) == [200])
+            // For another issuer: nothing of this one's.
+            let elsewhere = try control.admin("POST", "/v1/revocations?wait=10s", json: #"{"kind":"session","value":"\#(sid)","issuer":"https://elsewhere"}"#)
+            #expect(elsewhere.status == 201, "\(elsewhere.text)")
+            #expect(try cluster.statuses(first.access) == [200])
+            let revoked = try control.admin("POST", "/v1/revocations?wait=10s", json: #"{"kind":"session","value":"\#(sid)","issuer":"\#(cluster.issuer)"}"#)
+            #expect(revoked.status == 201 && revoked.json["kind"] as? String == "session" && revoked.json["value"] as? String == sid, "\(revoked.text)")
+            #expect(try cluster.statuses(first.access) == [401] && cluster.statuses(second.access) == [200])
+            let lift = try control.admin("DELETE", "/v1/revocations/\(try #require(revoked.json["id"] as? String))")
+            #expect(lift.status == 409 && lift.json["error"] as? String == "not_deletable", "\(lift.text)")
+            let cli = try runCommand(PortcullisBinary.path, ["admin", "revoke", "--sid", otherSid, "--wait",
+                                                           "--endpoint", control.adminURL, "--token", ControlCluster.adminToken])
+            #expect(cli.status == 0 && cli.stdout.contains("revoked session \(otherSid)"), "\(cli.stdout) \(cli.stderr)")
+            #expect(try cluster.statuses(second.access) == [401])
+            try await eventually("the control plane's status counts the three sessions in force") {
+                ((try control.admin("GET", "/v1/status").json["revocations"] as? [String: Any])?["in_force"] as? [String: Any])?["session"] as? Int == 3
+            }
+        }
+
         /// The build before read the head while live changes went on being applied (the node's
         /// sync is an actor; the read a suspension), then compared it with what was applied by
         /// then: an honest head looked behind, "Redis tampering: the head went back" (an attacker

@@ -52,6 +52,9 @@ extension ControlPlaneTests {
             #expect(post.status == 200)
             #expect(post.json["refresh_token"] == nil)
             #expect(post.json["scope"] as? String == "orders:read")
+            // A token with a refresh-token family carries it as sid; one without, none.
+            #expect((payload["sid"] as? String)?.hasPrefix("fam_") == true)
+            #expect(claims(of: try #require(post.json["access_token"] as? String))["sid"] == nil)
 
             // Errors (RFC 6749 §5.2).
             let wrongSecret = try control.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("demo-client", "nope"))
@@ -113,13 +116,18 @@ extension ControlPlaneTests {
             #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": try #require(bystander.refresh)], basic: basic).status == 200)
 
             #expect(try control.metrics().contains("portcullis_refresh_token_reuse_total 1"))
-            let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
-            #expect(audit.contains { $0["action"] as? String == "oauth.refresh_reuse" && ($0["details"] as? [String: String])?["revoked_access_tokens"] == "2" })
-            let revoked = try control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []
-            // Both access tokens, in one signed change.
+            // Both access tokens carry the family as sid: one signed session revocation, no jti.
+            #expect(claims(of: first.access)["sid"] as? String == claims(of: access2)["sid"] as? String)
+            let family = try #require(claims(of: first.access)["sid"] as? String)
+            #expect(claims(of: bystander.access)["sid"] as? String != family)
+            let revoked = try control.admin("GET", "/v1/revocations?kind=session").json["items"] as? [[String: Any]] ?? []
             #expect(revoked.count == 1)
-            #expect(revoked.first?["count"] as? Int == 2)
+            #expect(revoked.first?["value"] as? String == family)
             #expect(revoked.allSatisfy { $0["actor"] as? String == "oauth:demo-client" })
+            #expect((try control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []).isEmpty)
+            let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
+            #expect(audit.contains { $0["action"] as? String == "oauth.refresh_reuse" && $0["target"] as? String == family
+                                     && ($0["details"] as? [String: String])?["revocation"] == revoked.first?["id"] as? String })
         }
 
         @Test("RFC 7009: a revoked access token is introspected inactive as soon as its revocation is answered, and rejected by the gateway; a revoked refresh token dies with its grant's access tokens")

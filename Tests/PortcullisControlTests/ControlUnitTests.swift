@@ -63,6 +63,13 @@ struct ControlUnitTests {
         #expect(field(#"{"kind":"subject","value":"a","colour":"red"}"#) == "colour")
         #expect(field(#"{"kind":"subject","value":"a\u0001"}"#) == "value")
         #expect(field(#"{"kind":"key","value":"k","exp":1900000000}"#) == "exp")
+        // A session: its sid, an issuer if given, until its exp (default now + max_token_lifetime).
+        let session = try parse(#"{"kind":"session","value":"fam_1","issuer":"https://i","exp":1800000300}"#)
+        #expect(session.kind == .session && session.value == "fam_1" && session.issuer == "https://i" && session.until == 1_800_000_300)
+        #expect(try parse(#"{"kind":"session","value":"fam_1"}"#).until == now + 3600)
+        #expect(field(#"{"kind":"session","value":"fam_1","exp":1}"#) == "exp")
+        #expect(field(#"{"kind":"session","value":"fam_1","before":"now"}"#) == "before")
+        #expect(field(#"{"kind":"session","value":"fam_1","client":"c"}"#) == "client")
     }
 
     @Test("RFC 3339 cut-offs are read as UTC instants")
@@ -197,11 +204,11 @@ struct ControlUnitTests {
 
     @Test("sorted-set scores a Redis writer plants out of Int64's range (inf, 1e19) are read as nothing, not trapped on")
     func scoresOutOfRange() {
-        #expect(RefreshTokenStore.wholeSeconds(.infinity) == nil)
-        #expect(RefreshTokenStore.wholeSeconds(-.infinity) == nil)
-        #expect(RefreshTokenStore.wholeSeconds(1e19) == nil && RefreshTokenStore.wholeSeconds(-1e19) == nil)
-        #expect(RefreshTokenStore.wholeSeconds(.nan) == nil)
-        #expect(RefreshTokenStore.wholeSeconds(1_800_000_000.7) == 1_800_000_000)
+        #expect(LoginSessionStore.wholeSeconds(.infinity) == nil)
+        #expect(LoginSessionStore.wholeSeconds(-.infinity) == nil)
+        #expect(LoginSessionStore.wholeSeconds(1e19) == nil && LoginSessionStore.wholeSeconds(-1e19) == nil)
+        #expect(LoginSessionStore.wholeSeconds(.nan) == nil)
+        #expect(LoginSessionStore.wholeSeconds(1_800_000_000.7) == 1_800_000_000)
     }
 
     @Test("control config errors name file, line and key")

@@ -97,6 +97,73 @@ extension ControlPlaneTests {
             #expect(again.status == 200 && again.text.contains("Allow access?"))
         }
 
+        /// The build before kept the jtis of a family's access tokens in an unsigned list
+        /// (`as:rtf:<family>:jti`) and revoked what it named: emptied, a reuse or an RFC 7009
+        /// revocation revoked nothing, and the family's unsigned `revoked` field set back to 0
+        /// had its newest refresh token refresh again.
+        @Test("a Redis writer who empties a refresh-token family's lists and revives the family keeps nothing: after a reuse, or an RFC 7009 revocation, every gateway refuses the access tokens issued in the family (their sid), and the family refreshes no more")
+        func revokedFamilyStaysRevoked() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            let control = cluster.control
+            let redis = cluster.redis
+            let basic = ("demo-client", ControlCluster.clientSecret)
+            func refresh(_ token: String) throws -> HTTPTestResponse {
+                try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": token], basic: basic)
+            }
+            func familyKeys() throws -> [String] {
+                try redis.cli("KEYS", "portcullis:as:rtf:*").split(separator: "\n").map(String.init)
+            }
+            /// What a writer without the secret can do to every family: empty whatever lists it
+            /// has, and set it back to not revoked.
+            func emptyListsAndRevive() throws {
+                for key in try familyKeys() {
+                    if try redis.cli("TYPE", key) == "hash" {
+                        try redis.cli("HSET", key, "revoked", "0")
+                        try redis.cli("HDEL", key, "revoked_reason", "revoked_ms", "reuse_revoked")
+                    } else {
+                        try redis.cli("DEL", key)
+                    }
+                }
+            }
+            let bystander = try cluster.clientCredentials()
+            let first = try cluster.clientCredentials()
+            let second = try refresh(try #require(first.refresh))
+            #expect(second.status == 200, "\(second.text)")
+            let access2 = try #require(second.json["access_token"] as? String)
+            let refresh2 = try #require(second.json["refresh_token"] as? String)
+            #expect(try cluster.statuses(first.access) == [200, 200] && cluster.statuses(access2) == [200, 200])
+
+            // A reuse, with the family's lists emptied first and the family revived after.
+            try emptyListsAndRevive()
+            let reuse = try refresh(try #require(first.refresh))
+            #expect(reuse.status == 400 && reuse.json["error"] as? String == "invalid_grant", "\(reuse.text)")
+            try emptyListsAndRevive()
+            try await eventually("the family's access tokens are refused on every gateway") {
+                try cluster.statuses(first.access) == [401, 401] && cluster.statuses(access2) == [401, 401]
+            }
+            let refused = try cluster.gateways[1].request("GET", "/orders", headers: [("Authorization", "Bearer \(access2)")])
+            #expect(refused.header("www-authenticate")?.contains("session") == true, "\(refused.header("www-authenticate") ?? "-")")
+            let revived = try refresh(refresh2)
+            #expect(revived.status == 400 && revived.json["error"] as? String == "invalid_grant", "\(revived.text)")
+
+            // An RFC 7009 revocation of a refresh token, likewise.
+            let other = try cluster.clientCredentials()
+            let otherRefresh = try #require(other.refresh)
+            try emptyListsAndRevive()
+            #expect(try control.oauth("/oauth2/revoke", form: ["token": otherRefresh, "token_type_hint": "refresh_token"], basic: basic).status == 200)
+            try emptyListsAndRevive()
+            try await eventually("the revoked grant's access token is refused on every gateway") { try cluster.statuses(other.access) == [401, 401] }
+            let afterRevoke = try refresh(otherRefresh)
+            #expect(afterRevoke.status == 400 && afterRevoke.json["error"] as? String == "invalid_grant", "\(afterRevoke.text)")
+
+            // Another grant of the same client is untouched.
+            #expect(try cluster.statuses(bystander.access) == [200, 200])
+            #expect(try refresh(try #require(bystander.refresh)).status == 200)
+        }
+
         /// The build before revoked by the unsigned list alone, and took a consent record for
         /// consent whenever it verified: with the list emptied and the consent written back, the
         /// access token went on passing every gateway after **Revoke access** and the next

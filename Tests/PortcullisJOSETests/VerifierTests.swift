@@ -169,6 +169,9 @@ struct VerifierTests {
         #expect(try check(["aud": []]) == .wrongAudience)
         #expect(try check(["sub": 42]) == .invalidClaim)
         #expect(try check(["scope": 1]) == .invalidClaim)
+        // sid, which session revocations name, must be a string; it reaches the verified token.
+        #expect(try check(["sid": ["fam_1"]]) == .invalidClaim)
+        #expect(try setup.verifier.verify(signer.sign(claims: Fixture.claims(["sid": "fam_1"]))).value?.sessionID == "fam_1")
         // The token carries the leeway it was accepted under: a session it opens ends by it.
         let verified = try #require(try setup.verifier.verify(signer.sign(claims: Fixture.claims([:]))).value)
         #expect(verified.leewaySeconds == setup.issuer.leewaySeconds && verified.leewaySeconds == 30)

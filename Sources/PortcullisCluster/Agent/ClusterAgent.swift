@@ -178,7 +178,8 @@ public final class ClusterAgent: Sendable {
                        subjects: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "subject")]),
                        clients: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "client")]),
                        grants: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "grant")]),
-                       keys: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "key")]))
+                       keys: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "key")]),
+                       sessions: Gauge(label: "portcullis_revocation_entries", dimensions: [("kind", "session")]))
         while !Task.isCancelled {
             let record = currentRecord()
             do {
@@ -200,6 +201,7 @@ public final class ClusterAgent: Sendable {
             entries.clients.record(counts.clients)
             entries.grants.record(counts.grants)
             entries.keys.record(counts.keys)
+            entries.sessions.record(counts.sessions)
             try? await Task.sleep(for: config.heartbeatInterval)
         }
     }

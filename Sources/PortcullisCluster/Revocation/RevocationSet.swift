@@ -4,9 +4,10 @@ import Synchronization
 
 /// A node's copy of the cluster's revocations and the one place that decides whether a verified
 /// token is revoked. Lookups (every request, cached tokens included) take no lock: the current
-/// state comes from `PublishedValue` and the jti table is probed with atomic loads.
+/// state comes from `PublishedValue` and the jti and session tables are probed with atomic loads.
 ///
-/// The set only grows, whatever Redis says: a jti leaves it when its token expires, a cut-off
+/// The set only grows, whatever Redis says: a jti leaves it when its token expires, a session
+/// when its `until` passes, a cut-off
 /// only when a signed delete naming that exact cut-off (`Revocation.lifts`) is applied, a revoked
 /// key never. Applying a change twice, or a change already lifted, does nothing.
 public final class RevocationSet: RevocationCheck, Sendable {
@@ -37,11 +38,14 @@ public final class RevocationSet: RevocationCheck, Sendable {
 
     final class State: Sendable {
         let tokens: RevokedTokenTable
+        /// Revoked sessions, by the fingerprint of `sessionKey(issuer:sid:)`, until their `until`.
+        let sessions: RevokedTokenTable
         let cutoffs: Cutoffs
         /// Most clusters have no cut-offs; checking one flag spares copying three dictionaries.
         let hasCutoffs: Bool
-        init(tokens: RevokedTokenTable, cutoffs: Cutoffs) {
+        init(tokens: RevokedTokenTable, sessions: RevokedTokenTable, cutoffs: Cutoffs) {
             self.tokens = tokens
+            self.sessions = sessions
             self.cutoffs = cutoffs
             hasCutoffs = !(cutoffs.subjects.isEmpty && cutoffs.clients.isEmpty && cutoffs.grants.isEmpty && cutoffs.keys.isEmpty)
         }
@@ -58,7 +62,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     ///   - onKeysChanged: told the revoked kids (as `issuer|kid`, issuer `*` for any) whenever
     ///     they change, to drop those keys from the key sets.
     public init(staleness: StalenessClock = StalenessClock(limit: nil), onKeysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }) {
-        state = PublishedValue(State(tokens: RevokedTokenTable(expected: 1024), cutoffs: Cutoffs()))
+        state = PublishedValue(State(tokens: RevokedTokenTable(expected: 1024), sessions: RevokedTokenTable(expected: 1024), cutoffs: Cutoffs()))
         self.staleness = staleness
         self.onKeysChanged = onKeysChanged
     }
@@ -72,10 +76,13 @@ public final class RevocationSet: RevocationCheck, Sendable {
         // The common path captures only the fingerprint: a closure capturing the whole token
         // copied its ten reference-counted fields on every request (seen in profiles).
         let fingerprint = token.jwtID.map(RevokedTokenTable.fingerprint)
-        let (jtiRevoked, hasCutoffs) = state.read { current in
-            (fingerprint.map { current.tokens.expiry(of: $0) != nil } ?? false, current.hasCutoffs)
+        let (jtiRevoked, hasSessions, hasCutoffs) = state.read { current in
+            (fingerprint.map { current.tokens.expiry(of: $0) != nil } ?? false, current.sessions.count > 0, current.hasCutoffs)
         }
         if jtiRevoked { return .revoked(detail: "the token has been revoked") }
+        if hasSessions, let sid = token.sessionID, isSessionRevoked(issuer: token.issuer, sid: sid) {
+            return .revoked(detail: "the token's session has been revoked")
+        }
         guard hasCutoffs else { return .allowed }
         return Self.checkCutoffs(token, state.value.cutoffs)
     }
@@ -112,6 +119,19 @@ public final class RevocationSet: RevocationCheck, Sendable {
         return state.value.cutoffs.adds.filter {
             $0.value.kind == .grant && $0.value.key == key && $0.value.actor == actor && $0.value.cutoffMillis <= notAfterMillis
         }.map(\.key).sorted()
+    }
+
+    /// Whether a session revocation in force names `sid`, for `issuer` or for every issuer.
+    public func isSessionRevoked(issuer: String, sid: String) -> Bool {
+        let own = RevokedTokenTable.fingerprint(Self.sessionKey(issuer: issuer, sid: sid))
+        let any = RevokedTokenTable.fingerprint(Self.sessionKey(issuer: "*", sid: sid))
+        return state.read { $0.sessions.expiry(of: own) != nil || $0.sessions.expiry(of: any) != nil }
+    }
+
+    /// A session's key: `<issuer's length in bytes>:<issuer><sid>`, issuer `*` for every issuer —
+    /// the length stated, so no two (issuer, sid) share a key.
+    static func sessionKey(issuer: String, sid: String) -> String {
+        String(issuer.utf8.count) + ":" + issuer + sid
     }
 
     /// Whether a signed delete this node applied lifted the cut-off change `id`.
@@ -184,24 +204,32 @@ public final class RevocationSet: RevocationCheck, Sendable {
         applyAll(CollectionOfOne(revocation), now: now)
     }
 
-    /// Applies changes in order: the tokens of every jti change in one bulk insert, every cut-off
-    /// and key change in one replacement of the (small) cut-off state.
+    /// Applies changes in order: the tokens of every jti change in one bulk insert, the sessions
+    /// of every session change in another, every cut-off and key change in one replacement of the
+    /// (small) cut-off state.
     func applyAll(_ revocations: some Collection<Revocation>, now: Int64) {
         var tokens: [(RevokedTokenTable.Fingerprint, Int64)] = []
+        var sessions: [(RevokedTokenTable.Fingerprint, Int64)] = []
         var scoped: [Revocation] = []
         for revocation in revocations {
-            if revocation.kind == .jti {
+            switch revocation.kind {
+            case .jti:
                 guard revocation.operation == .add else { continue }
                 for token in revocation.tokens where token.expiresAt > now - Self.expiryGrace {
                     tokens.append((RevokedTokenTable.fingerprint(token.jti), token.expiresAt))
                 }
-            } else {
+            case .session:
+                guard revocation.operation == .add, revocation.until > now - Self.expiryGrace else { continue }
+                sessions.append((RevokedTokenTable.fingerprint(Self.sessionKey(issuer: revocation.issuer ?? "*", sid: revocation.value)),
+                                 revocation.until))
+            case .subject, .client, .grant, .key:
                 scoped.append(revocation)
             }
         }
-        if !tokens.isEmpty { addFingerprints(tokens, now: now) }
+        if !tokens.isEmpty { addFingerprints(tokens, to: \.tokens, now: now) }
+        if !sessions.isEmpty { addFingerprints(sessions, to: \.sessions, now: now) }
         guard !scoped.isEmpty else {
-            if !tokens.isEmpty { notifyChange() }
+            if !tokens.isEmpty || !sessions.isEmpty { notifyChange() }
             return
         }
         let newKeys: Set<String>? = state.update { current in
@@ -209,7 +237,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             let keysBefore = cutoffs.keys.count
             for revocation in scoped { Self.apply(revocation, to: &cutoffs) }
             let changed = cutoffs.keys.count != keysBefore
-            return (State(tokens: current.tokens, cutoffs: cutoffs), changed ? Set(cutoffs.keys.keys) : nil)
+            return (State(tokens: current.tokens, sessions: current.sessions, cutoffs: cutoffs), changed ? Set(cutoffs.keys.keys) : nil)
         }
         if let newKeys { onKeysChanged(newKeys) }
         notifyChange()
@@ -235,7 +263,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             if let table = Self.table(add.kind) { cutoffs[keyPath: table][key] = remaining }
         case (.key, .add):
             cutoffs.keys[key] = max(cutoffs.keys[key] ?? .min, revocation.until)
-        case (.key, .delete), (.jti, _):
+        case (.key, .delete), (.jti, _), (.session, _):
             break
         }
     }
@@ -246,13 +274,13 @@ public final class RevocationSet: RevocationCheck, Sendable {
         case .subject: \.subjects
         case .client: \.clients
         case .grant: \.grants
-        case .jti, .key: nil
+        case .jti, .key, .session: nil
         }
     }
 
-    /// Bulk insert; grows the table when needed.
-    func addFingerprints(_ entries: [(RevokedTokenTable.Fingerprint, Int64)], now: Int64) {
-        var table = state.value.tokens
+    /// Bulk insert into the jti or the session table; grows the table when needed.
+    func addFingerprints(_ entries: [(RevokedTokenTable.Fingerprint, Int64)], to which: KeyPath<State, RevokedTokenTable>, now: Int64) {
+        var table = state.value[keyPath: which]
         var grown = false
         if (table.count + entries.count) * 2 >= table.capacity {
             table = table.compacted(now: now - Self.expiryGrace, extra: entries.count)
@@ -265,26 +293,32 @@ public final class RevocationSet: RevocationCheck, Sendable {
                 grown = true
             }
         }
-        if grown {
-            let newTable = table
-            state.update { (State(tokens: newTable, cutoffs: $0.cutoffs), ()) }
+        if grown { replace(which, with: table) }
+    }
+
+    /// Publishes `table` as the jti or the session table, keeping the rest of the state.
+    private func replace(_ which: KeyPath<State, RevokedTokenTable>, with table: RevokedTokenTable) {
+        state.update { current in
+            which == \State.sessions
+                ? (State(tokens: current.tokens, sessions: table, cutoffs: current.cutoffs), ())
+                : (State(tokens: table, sessions: current.sessions, cutoffs: current.cutoffs), ())
         }
     }
 
-    /// Drops expired jti entries (rebuilds the table when enough expired).
+    /// Drops expired jti and session entries (rebuilds a table when enough expired).
     func prune(now: Int64) {
-        let table = state.value.tokens
-        let compacted = table.compacted(now: now - Self.expiryGrace)
-        if compacted.count < table.count {
-            state.update { (State(tokens: compacted, cutoffs: $0.cutoffs), ()) }
+        for which in [\State.tokens, \State.sessions] {
+            let table = state.value[keyPath: which]
+            let compacted = table.compacted(now: now - Self.expiryGrace)
+            if compacted.count < table.count { replace(which, with: compacted) }
         }
     }
 
     /// Entry counts by kind, for metrics and the admin API.
-    public var counts: (tokens: Int, subjects: Int, clients: Int, grants: Int, keys: Int) {
+    public var counts: (tokens: Int, subjects: Int, clients: Int, grants: Int, keys: Int, sessions: Int) {
         let current = state.value
         return (current.tokens.count, current.cutoffs.subjects.count, current.cutoffs.clients.count, current.cutoffs.grants.count,
-                current.cutoffs.keys.count)
+                current.cutoffs.keys.count, current.sessions.count)
     }
 }
 

@@ -53,19 +53,17 @@ public final class RevocationStore: Sendable {
         return try await writer.submit(changes)
     }
 
-    /// When a change's log entry may go: a jti change when its last token has expired; a lift
-    /// (and the cut-off it lifts) once any token it could matter for has expired; cut-offs and
-    /// keys in force never.
+    /// When a change's log entry may go: a jti change when its last token has expired, a session
+    /// change at its `until`; a lift (and the cut-off it lifts) once any token it could matter for
+    /// has expired; cut-offs and keys in force never.
     private func pruneTime(_ revocation: Revocation, now: Int64) -> String {
-        switch (revocation.kind, revocation.operation) {
-        case (.jti, _):
-            switch revocation.latestExpiry.addingReportingOverflow(RevocationSet.expiryGrace) {
-            case (_, true): "+inf"
-            case (let time, false): String(time)
+        if let expiry = revocation.expiry {
+            switch expiry.addingReportingOverflow(RevocationSet.expiryGrace) {
+            case (_, true): return "+inf"
+            case (let time, false): return String(time)
             }
-        case (_, .delete): String(now + maxTokenLifetime + RevocationSet.expiryGrace)
-        default: "+inf"
         }
+        return revocation.operation == .delete ? String(now + maxTokenLifetime + RevocationSet.expiryGrace) : "+inf"
     }
 
     /// Re-signs the head with a new beat (the control plane's heartbeat), creating the first
@@ -181,12 +179,12 @@ public final class RevocationStore: Sendable {
         for reply in replies {
             for (event, member) in reader.verifiedEntries((try? reply.get().array) ?? [], epoch: nil) {
                 let revocation = event.revocation
-                switch (revocation.kind, revocation.operation) {
-                case (.jti, _):
-                    guard revocation.latestExpiry + RevocationSet.expiryGrace <= now else { continue }
+                switch (revocation.expiry, revocation.operation) {
+                case (let expiry?, _):
+                    guard expiry <= now - RevocationSet.expiryGrace else { continue }
                     due[event.sequence] = (revocation.id, member)
                     epochs.insert(event.epoch)
-                case (_, .delete):
+                case (nil, .delete):
                     guard revocation.createdAtMillis / 1000 + maxTokenLifetime + RevocationSet.expiryGrace <= now else { continue }
                     due[event.sequence] = (revocation.id, member)
                     epochs.insert(event.epoch)

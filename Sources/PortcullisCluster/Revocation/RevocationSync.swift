@@ -127,6 +127,7 @@ actor RevocationSync {
         logger.info("revocations synced", metadata: [
             "cause": "\(cause)", "sequence": "\(applied)", "entries": "\(loaded)", "tokens": "\(counts.tokens)",
             "subjects": "\(counts.subjects)", "clients": "\(counts.clients)", "grants": "\(counts.grants)", "keys": "\(counts.keys)",
+            "sessions": "\(counts.sessions)",
             "duration_ms": "\((ContinuousClock.now - started).wholeMilliseconds)",
         ])
         await acknowledge(latencyMicros: nil)

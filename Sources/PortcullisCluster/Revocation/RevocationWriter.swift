@@ -236,12 +236,12 @@ actor RevocationWriter {
         let now = Int64(Date().timeIntervalSince1970)
         return events.filter { $0.epoch == newest }.sorted { $0.sequence < $1.sequence }.compactMap { event in
             let revocation = event.revocation
-            switch (revocation.kind, revocation.operation) {
-            case (.jti, _):
-                let (time, overflow) = revocation.latestExpiry.addingReportingOverflow(RevocationSet.expiryGrace)
+            switch (revocation.expiry, revocation.operation) {
+            case (let expiry?, _):
+                let (time, overflow) = expiry.addingReportingOverflow(RevocationSet.expiryGrace)
                 if !overflow, time < now { return nil }
                 return Change(revocation: revocation, pruneAt: overflow ? "+inf" : String(time))
-            case (_, .delete):
+            case (nil, .delete):
                 let score = pruneAt[String(event.sequence)].flatMap { Int64($0) }.map(String.init) ?? "+inf"
                 return Change(revocation: revocation, pruneAt: score)
             default:

@@ -79,11 +79,9 @@ public struct ClusterKeys: Sendable {
     /// (the token itself is never stored): family, client, scope, audience, status, expiry.
     public func refreshToken(_ hash: String) -> String { prefix + "as:rt:" + hash }
     /// HASH (TTL: the newest member's lifetime): a refresh-token family (one grant and its
-    /// rotations): client, subject, `revoked` once reuse or RFC 7009 revocation killed it.
+    /// rotations): client, subject, `revoked` once reuse or RFC 7009 revocation killed it. Its
+    /// id is the `sid` of the access tokens issued in it; a signed session revocation revokes them.
     public func refreshFamily(_ id: String) -> String { prefix + "as:rtf:" + id }
-    /// ZSET score=exp member=jti (same TTL as the family): access tokens issued from the family,
-    /// revoked cluster-wide when the family dies.
-    public func refreshFamilyTokens(_ id: String) -> String { prefix + "as:rtf:" + id + ":jti" }
     /// HASH (TTL: 60 s while unused, then the refresh-token lifetime): one authorization code, by
     /// the hex SHA-256 of its value: client, redirect URI, user, scope, PKCE challenge, `status`
     /// (`active`, `used`) and, once redeemed, the tokens issued from it (revoked if it comes back).

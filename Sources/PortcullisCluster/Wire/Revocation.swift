@@ -14,6 +14,10 @@ public struct Revocation: Sendable, Equatable {
         case grant
         /// Every token signed by a key (`kid`): the key leaves the key set.
         case key
+        /// Every token carrying a session id (`sid`, the built-in authorization server's refresh-
+        /// token family), in force until `until`: the tokens of one sign-in or grant, however
+        /// many were issued, whatever lists of issued tokens say.
+        case session
 
         /// Subject, client and grant revocations: a cut-off by issue time, which a delete can lift.
         public var isCutoff: Bool { self == .subject || self == .client || self == .grant }
@@ -41,13 +45,14 @@ public struct Revocation: Sendable, Equatable {
     public var id: String
     public var operation: Operation
     public var kind: Kind
-    /// The jti, subject, client id or kid; a grant's subject.
+    /// The jti, subject, client id, kid or session id; a grant's subject.
     public var value: String
     /// A grant's client id (`client_id`, else `azp`); nil for every other kind.
     public var client: String?
-    /// Limits a subject, client, grant or key revocation to one issuer (`iss`); nil means every issuer.
+    /// Limits a subject, client, grant, key or session revocation to one issuer (`iss`); nil means every issuer.
     public var issuer: String?
-    /// jti: the token's `exp`. key: when it was revoked. subject/client/grant: the cut-off in whole
+    /// jti: the token's `exp`. session: when the revocation ends (the latest `exp` of the
+    /// session's tokens). key: when it was revoked. subject/client/grant: the cut-off in whole
     /// seconds — rounded up when `beforeMillis` is set, so that `iat < until` and
     /// `iat × 1000 < beforeMillis` agree for every whole-second `iat`. Unix seconds.
     public var until: Int64
@@ -101,6 +106,16 @@ public struct Revocation: Sendable, Equatable {
     /// The latest `exp` among the tokens of a jti change.
     var latestExpiry: Int64 {
         batch.reduce(until) { max($0, $1.expiresAt) }
+    }
+
+    /// When a jti or session change stops mattering (its last token's `exp`, the session's
+    /// `until`), Unix seconds; nil for kinds in force until lifted or for good.
+    var expiry: Int64? {
+        switch kind {
+        case .jti: latestExpiry
+        case .session: until
+        case .subject, .client, .grant, .key: nil
+        }
     }
 
     /// Key of this revocation in a node's cut-off and key tables: `issuer|value`, `*` for any
@@ -204,6 +219,7 @@ public struct Revocation: Sendable, Equatable {
         if (kind == .grant) != (client != nil) { return "a grant names its client, no other kind does" }
         if !batch.isEmpty, kind != .jti { return "only jti changes carry a batch" }
         if (operation == .delete) != (lifts != nil) { return "a delete names the change it lifts, an add does not" }
+        if kind == .session, operation == .delete { return "a session revocation cannot be lifted" }
         return nil
     }
 }

@@ -80,7 +80,7 @@ extension AdminAPI {
         router.get("/v1/revocations") { request, _ in
             let kind = try QueryInput.string(request, "kind").map { text -> Revocation.Kind in
                 guard let kind = Revocation.Kind(rawValue: text) else {
-                    throw APIError.invalid("kind", "expected one of jti, subject, client, grant, key, got '\(text)'")
+                    throw APIError.invalid("kind", "expected one of \(RevocationInput.kinds), got '\(text)'")
                 }
                 return kind
             }

@@ -136,15 +136,15 @@ final class AuthorizationServer: Sendable {
                                    boundTo: ClientAuthenticator.PresentedCertificate?) async throws -> Response {
         let scopes = try Self.scopes(requested: form["scope"], allowed: client.scopes)
         let access = newAccessToken()
-        var refreshToken: String?
+        var started: (token: String, family: String)?
         if client.grantTypes.contains("refresh_token") {
-            refreshToken = try await unavailableOnFailure {
-                try await refreshTokens.startFamily(clientID: client.id, subject: client.id, scope: scopes, audience: client.audience,
-                                                    accessToken: (access.jti, access.exp)).token
+            started = try await unavailableOnFailure {
+                try await refreshTokens.startFamily(clientID: client.id, subject: client.id, scope: scopes, audience: client.audience)
             }
         }
         let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: client.id, clientID: client.id, audience: client.audience, scopes: scopes,
-                           boundTo: boundTo)
+                           session: started?.family, boundTo: boundTo)
+        let refreshToken = started?.token
         return tokenResponse(jwt, scopes: scopes, refreshToken: refreshToken)
     }
 
@@ -161,6 +161,11 @@ final class AuthorizationServer: Sendable {
         // A subject or client cut-off revokes the tokens issued before it — "log out everywhere" —
         // and so the refresh tokens too: a refresh token issued before it refreshes nothing.
         try refuseIfCutOff(subject: grant.subject, clientID: client.id, issuedAtMillis: refreshTokens.signedIssuedAtMillis(grant), what: "refresh token")
+        // A family revoked (reuse, RFC 7009) is in the signed list while its access tokens live,
+        // whatever its unsigned `revoked` field in Redis says.
+        guard !revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family) else {
+            throw APIError(.badRequest, "invalid_grant", "refresh token revoked")
+        }
         // A user's grant refreshes only while the user's consent to the client covers it: "Revoke
         // access" ends the family even where the list of what was issued under the consent (not
         // signed) was emptied by a Redis writer and the family itself was never revoked.
@@ -177,7 +182,7 @@ final class AuthorizationServer: Sendable {
         let scopes = try Self.scopes(requested: form["scope"], allowed: grant.scope.filter(client.scopes.contains))
         let access = newAccessToken()
         let outcome = try await unavailableOnFailure {
-            try await refreshTokens.rotate(presented, clientID: client.id, grant: grant, accessToken: (access.jti, access.exp))
+            try await refreshTokens.rotate(presented, clientID: client.id, grant: grant)
         }
         switch outcome {
         case .rotated(let successor, let next):
@@ -190,19 +195,16 @@ final class AuthorizationServer: Sendable {
                 extra = user.claims
             }
             let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: next.subject, clientID: client.id, audience: client.audience, scopes: scopes,
-                               boundTo: boundTo, extra: extra)
+                               session: next.family, boundTo: boundTo, extra: extra)
             return tokenResponse(jwt, scopes: scopes, refreshToken: successor)
-        case .reused(let family, let accessTokens):
+        case .reused(let family):
             metrics.refreshTokenReuse.increment()
-            logger.warning("refresh token reused: revoking its family and every access token issued from it",
-                           metadata: ["client_id": "\(client.id)", "family": "\(family)", "access_tokens": "\(accessTokens.count)"])
-            let events = try await unavailableOnFailure {
-                try await revocations.revokeTokens(accessTokens, actor: "oauth:" + client.id, reason: "refresh token reuse in \(family)")
-            }
+            logger.warning("refresh token reused: revoking its family and every access token issued in it",
+                           metadata: ["client_id": "\(client.id)", "family": "\(family)"])
+            let event = try await revokeSession(family, actor: "oauth:" + client.id, reason: "refresh token reuse in \(family)")
             try await unavailableOnFailure { try await refreshTokens.reuseRevoked(family) }
             await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.refresh_reuse", target: family, from: peer,
-                                              outcome: "family_revoked", status: 400,
-                                              details: ["revoked_access_tokens": String(events.reduce(0) { $0 + $1.revocation.count })]))
+                                              outcome: "family_revoked", status: 400, details: ["revocation": event.revocation.id]))
             throw APIError(.badRequest, "invalid_grant", "refresh token already used: the whole token family has been revoked")
         case .invalid(let reason):
             throw APIError(.badRequest, "invalid_grant", reason)
@@ -291,13 +293,14 @@ final class AuthorizationServer: Sendable {
         if client.grantTypes.contains("refresh_token") {
             let started = try await unavailableOnFailure {
                 try await refreshTokens.startFamily(clientID: client.id, subject: user.username, scope: grant.scope, audience: client.audience,
-                                                    accessToken: (access.jti, access.exp), user: true)
+                                                    user: true)
             }
             refreshToken = started.token
             family = started.family
         }
         let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: user.username, clientID: client.id, audience: client.audience,
-                           scopes: grant.scope, boundTo: boundTo, extra: user.claims.merging(["auth_time": .integer(grant.authTime)]) { $1 })
+                           scopes: grant.scope, session: family, boundTo: boundTo,
+                           extra: user.claims.merging(["auth_time": .integer(grant.authTime)]) { $1 })
         let reusedMeanwhile = try await unavailableOnFailure { try await codes.attach(code, family: family, accessToken: access) }
         try await unavailableOnFailure {
             try await endpoint?.sessions.recordGrant(username: user.username, clientID: client.id, family: family, accessToken: access,
@@ -346,15 +349,12 @@ final class AuthorizationServer: Sendable {
         // what it names for the next try. What a code redeemed meanwhile added is revoked in turn.
         var count = 0
         for _ in 0..<3 {
-            var tokens = issued.accessTokens
+            // The families' access tokens are the grant cut-off's: their families only stop refreshing.
             for family in issued.families {
-                for token in try await unavailableOnFailure({ try await refreshTokens.revokeFamily(family, reason: "consent revoked") })
-                where !tokens.contains(where: { $0.jti == token.jti }) {
-                    tokens.append(token)
-                }
+                try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "consent revoked") }
             }
             let events = try await unavailableOnFailure {
-                try await revocations.revokeTokens(tokens, actor: "user:" + username, reason: "consent to \(clientID) revoked")
+                try await revocations.revokeTokens(issued.accessTokens, actor: "user:" + username, reason: "consent to \(clientID) revoked")
             }
             count += events.reduce(0) { $0 + $1.revocation.count }
             let revoked = issued
@@ -366,19 +366,37 @@ final class AuthorizationServer: Sendable {
         return count
     }
 
-    /// RFC 6749 §4.1.2: a code used twice revokes every token issued from it.
+    /// RFC 6749 §4.1.2: a code used twice revokes every token issued from it: the refresh-token
+    /// family's session (every access token refreshed from it too), else the one access token.
     private func revokeIssuedFromCode(family: String?, accessToken: (jti: String, exp: Int64)?, client: String, peer: String) async throws {
         metrics.authorizationCodeReuse.increment()
-        var tokens: [(jti: String, exp: Int64)] = []
-        if let family { tokens += try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "authorization code reuse") } }
-        if let accessToken, !tokens.contains(where: { $0.jti == accessToken.jti }) { tokens.append(accessToken) }
-        logger.warning("authorization code reused: revoking the tokens issued from it", metadata: ["client_id": "\(client)", "access_tokens": "\(tokens.count)"])
-        let events = try await unavailableOnFailure {
-            try await revocations.revokeTokens(tokens, actor: "oauth:" + client, reason: "authorization code reuse")
+        logger.warning("authorization code reused: revoking the tokens issued from it", metadata: ["client_id": "\(client)"])
+        var revoked: [String] = []
+        if let family {
+            try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "authorization code reuse") }
+            revoked.append(try await revokeSession(family, actor: "oauth:" + client, reason: "authorization code reuse").revocation.id)
+        } else if let accessToken {
+            revoked += try await unavailableOnFailure {
+                try await revocations.revokeTokens([accessToken], actor: "oauth:" + client, reason: "authorization code reuse")
+            }.map(\.revocation.id)
         }
         await audit.record(AuditLog.Entry(actor: "oauth:" + client, action: "oauth.code_reuse", target: family.map { "family:" + $0 } ?? "code",
                                           from: peer, outcome: "tokens_revoked", status: 400,
-                                          details: ["revoked_access_tokens": String(events.reduce(0) { $0 + $1.revocation.count })]))
+                                          details: ["revocation": revoked.joined(separator: " ")]))
+    }
+
+    /// Revokes every access token issued in the refresh-token family `family` (their `sid`) on
+    /// every gateway, for as long as any of them can live — `access_token_ttl` from now (after a
+    /// lowering of that setting, a token issued before under the longer one may outlive it by
+    /// the difference) — and applies it here before returning, so that the family refreshes no
+    /// more on this control plane whatever its unsigned record in Redis says.
+    private func revokeSession(_ family: String, actor: String, reason: String) async throws -> RevocationEvent {
+        let until = Int64(Date().timeIntervalSince1970) + 1 + config.accessTokenTTL.components.seconds
+        let event = try await unavailableOnFailure {
+            try await revocations.add(kind: .session, value: family, issuer: config.issuer, until: until, actor: actor, reason: reason)
+        }
+        await appliedHere([event])
+        return event
     }
 
     // MARK: Revocation endpoint (RFC 7009)
@@ -408,15 +426,11 @@ final class AuthorizationServer: Sendable {
                     guard grant.clientID == client.id else {
                         throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
                     }
-                    let accessTokens = try await unavailableOnFailure { try await refreshTokens.revokeFamily(grant.family, reason: "revoked") }
+                    try await unavailableOnFailure { try await refreshTokens.revokeFamily(grant.family, reason: "revoked") }
                     // RFC 7009 §2.1: access tokens of the same grant go too.
-                    let events = try await unavailableOnFailure {
-                        try await revocations.revokeTokens(accessTokens, actor: "oauth:" + client.id, reason: "RFC 7009 revocation of \(grant.family)")
-                    }
+                    let event = try await revokeSession(grant.family, actor: "oauth:" + client.id, reason: "RFC 7009 revocation of \(grant.family)")
                     await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "family:" + grant.family,
-                                                      from: peer, outcome: "ok", status: 200,
-                                                      details: ["revoked_access_tokens": String(events.reduce(0) { $0 + $1.revocation.count })]))
-                    await appliedHere(events)
+                                                      from: peer, outcome: "ok", status: 200, details: ["revocation": event.revocation.id]))
                     return Self.emptyOK()
                 }
             }
@@ -500,9 +514,10 @@ final class AuthorizationServer: Sendable {
 
     /// `boundTo`: the certificate a `tls_client_auth` or `self_signed_tls_client_auth` client
     /// authenticated with; the token then carries its `cnf.x5t#S256` (RFC 8705 §3) and gateways
-    /// accept it only over that certificate.
+    /// accept it only over that certificate. `session`: the refresh-token family the token is
+    /// issued in, as `sid`, which a session revocation of the family names on every gateway.
     private func sign(_ signer: JWTSigner, jti: String, exp: Int64, subject: String, clientID: String, audience: String, scopes: [String],
-                      boundTo: ClientAuthenticator.PresentedCertificate? = nil, extra: [String: JSONValue] = [:]) throws -> String {
+                      session: String?, boundTo: ClientAuthenticator.PresentedCertificate? = nil, extra: [String: JSONValue] = [:]) throws -> String {
         let now = Int64(Date().timeIntervalSince1970)
         // The server's own claims win over a user's (the users file may not name them anyway).
         var claims: [String: JSONValue] = extra.merging([
@@ -511,6 +526,7 @@ final class AuthorizationServer: Sendable {
         ]) { $1 }
         if !scopes.isEmpty { claims["scope"] = .string(scopes.joined(separator: " ")) }
         if let boundTo { claims["cnf"] = .object(["x5t#S256": .string(Base64URL.encode(boundTo.sha256))]) }
+        if let session { claims["sid"] = .string(session) }
         return try signer.sign(claims: .object(claims))
     }
 

@@ -223,12 +223,18 @@ struct LoginSessionStore: Sendable {
         return Self.issued(flat)
     }
 
+    /// A sorted-set score as whole seconds; nil for one out of Int64's range (`inf`, `1e19`), which
+    /// a Redis writer can plant and `Int64(_:)` would trap on.
+    static func wholeSeconds(_ score: Double) -> Int64? {
+        Int64(exactly: score.rounded(.down))
+    }
+
     private static func issued(_ flat: [RedisValue]) -> IssuedUnderConsent {
         var issued = IssuedUnderConsent()
         var index = 0
         while index + 1 < flat.count {
             let member = flat[index].string ?? ""
-            let score = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).flatMap(RefreshTokenStore.wholeSeconds) ?? 0
+            let score = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).flatMap(Self.wholeSeconds) ?? 0
             if member.hasPrefix("fam:") { issued.families.append(String(member.dropFirst(4))) }
             if member.hasPrefix("jti:") { issued.accessTokens.append((String(member.dropFirst(4)), score)) }
             index += 2

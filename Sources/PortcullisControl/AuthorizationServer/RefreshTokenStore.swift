@@ -10,7 +10,8 @@ import PortcullisRedis
 /// marks it `used` and creates its successor, atomically (one Lua script). Presenting a `used`
 /// token again means it leaked (or a client raced itself): the whole family is marked revoked, so
 /// every refresh token in it stops working, and the caller revokes the family's access tokens
-/// (their jtis are kept per family for that) cluster-wide. Only hashes of tokens are stored.
+/// cluster-wide by a signed session revocation (each carries the family as `sid`): no list of
+/// them is kept, so none can be emptied. Only hashes of tokens are stored.
 struct RefreshTokenStore: Sendable {
     /// A refresh token's stored facts.
     struct Grant: Sendable {
@@ -30,8 +31,8 @@ struct RefreshTokenStore: Sendable {
 
     enum RotateOutcome: Sendable {
         case rotated(newToken: String, grant: Grant)
-        /// A used token came back: the family is now revoked; these access tokens must be revoked.
-        case reused(family: String, accessTokens: [(jti: String, exp: Int64)])
+        /// A used token came back: the family is now revoked; its session must be revoked.
+        case reused(family: String)
         case invalid(String)
     }
 
@@ -66,9 +67,9 @@ struct RefreshTokenStore: Sendable {
         grant.expiresAtMillis - ttlMillis
     }
 
-    /// Starts a family with its first refresh token and the access token issued with it.
+    /// Starts a family with its first refresh token.
     func startFamily(clientID: String, subject: String, scope: [String], audience: String,
-                     accessToken: (jti: String, exp: Int64), user: Bool = false) async throws -> (token: String, family: String) {
+                     user: Bool = false) async throws -> (token: String, family: String) {
         let token = Self.newToken()
         let family = "fam_" + Hex.encode((0..<12).map { _ in UInt8.random(in: 0...255) })
         let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -80,8 +81,6 @@ struct RefreshTokenStore: Sendable {
              "created_ms", RedisArgument(now), "revoked", "0", "user", user ? "1" : "0",
              "mac", RedisArgument(familyMAC(key: familyKey, clientID: clientID, subject: subject, user: user))],
             ["PEXPIRE", RedisArgument(familyKey), ttl],
-            ["ZADD", RedisArgument(keys.refreshFamilyTokens(family)), RedisArgument(accessToken.exp), RedisArgument(accessToken.jti)],
-            ["PEXPIRE", RedisArgument(keys.refreshFamilyTokens(family)), ttl],
             ["HSET", RedisArgument(tokenKey), "family", RedisArgument(family), "client_id", RedisArgument(clientID),
              "sub", RedisArgument(subject), "scope", RedisArgument(scopeText), "aud", RedisArgument(audience),
              "status", "active", "iat_ms", RedisArgument(now), "exp_ms", RedisArgument(now + ttlMillis),
@@ -115,9 +114,9 @@ struct RefreshTokenStore: Sendable {
                      issuedAtMillis: fields[6].int ?? fields[6].string.flatMap { Int64($0) } ?? 0, expiresAtMillis: expires)
     }
 
-    /// KEYS: token, family, family access tokens, new token. ARGV: now_ms, client_id, family,
-    /// new token expiry ms, ttl ms, access jti, access exp (s), the new token's MAC, subject, scope,
-    /// audience — the successor is written from the grant `lookup` verified, which its MAC signs.
+    /// KEYS: token, family, new token. ARGV: now_ms, client_id, family, new token expiry ms, ttl
+    /// ms, the new token's MAC, subject, scope, audience — the successor is written from the grant
+    /// `lookup` verified, which its MAC signs.
     static let rotateScript = RedisScript("""
     local rec = redis.call('HMGET', KEYS[1], 'status', 'family', 'client_id', 'exp_ms', 'sub', 'scope', 'aud')
     if not rec[1] then return {'invalid', 'unknown refresh token'} end
@@ -127,41 +126,37 @@ struct RefreshTokenStore: Sendable {
     local revoked = redis.call('HGET', KEYS[2], 'revoked')
     if not revoked then return {'invalid', 'refresh token family expired'} end
     if revoked ~= '0' then
-      -- Revoked for a reuse whose access tokens were not yet revoked (that write failed): the
-      -- used token presented again revokes them again.
+      -- Revoked for a reuse whose session revocation was not yet written (that write failed):
+      -- the used token presented again writes it.
       if rec[1] ~= 'active' and redis.call('HGET', KEYS[2], 'revoked_reason') == 'reuse' and not redis.call('HGET', KEYS[2], 'reuse_revoked') then
-        return {'reuse', redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')}
+        return {'reuse'}
       end
       return {'invalid', 'refresh token revoked'}
     end
     if rec[1] ~= 'active' then
       redis.call('HSET', KEYS[2], 'revoked', '1', 'revoked_reason', 'reuse', 'revoked_ms', ARGV[1])
-      return {'reuse', redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')}
+      return {'reuse'}
     end
     redis.call('HSET', KEYS[1], 'status', 'used', 'used_ms', ARGV[1])
-    redis.call('HSET', KEYS[4], 'family', ARGV[3], 'client_id', ARGV[2], 'sub', ARGV[9], 'scope', ARGV[10], 'aud', ARGV[11],
-      'status', 'active', 'iat_ms', ARGV[1], 'exp_ms', ARGV[4], 'mac', ARGV[8])
-    redis.call('PEXPIRE', KEYS[4], ARGV[5])
-    redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-    redis.call('PEXPIRE', KEYS[2], ARGV[5])
+    redis.call('HSET', KEYS[3], 'family', ARGV[3], 'client_id', ARGV[2], 'sub', ARGV[7], 'scope', ARGV[8], 'aud', ARGV[9],
+      'status', 'active', 'iat_ms', ARGV[1], 'exp_ms', ARGV[4], 'mac', ARGV[6])
     redis.call('PEXPIRE', KEYS[3], ARGV[5])
+    redis.call('PEXPIRE', KEYS[2], ARGV[5])
     return {'ok'}
     """)
 
-    /// Uses `token` once: on success returns its successor; `accessToken` (issued with the
-    /// successor) joins the family.
-    func rotate(_ token: String, clientID: String, grant: Grant, accessToken: (jti: String, exp: Int64)) async throws -> RotateOutcome {
+    /// Uses `token` once: on success returns its successor.
+    func rotate(_ token: String, clientID: String, grant: Grant) async throws -> RotateOutcome {
         let successor = Self.newToken()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let successorKey = keys.refreshToken(Self.hash(successor))
         let mac = tokenMAC(key: successorKey, family: grant.family, clientID: grant.clientID, subject: grant.subject,
                            scope: grant.scope.joined(separator: " "), audience: grant.audience, expiresAtMillis: now + ttlMillis)
         let reply = try await client.evalScript(Self.rotateScript, keys: [
-            RedisArgument(keys.refreshToken(Self.hash(token))), RedisArgument(keys.refreshFamily(grant.family)),
-            RedisArgument(keys.refreshFamilyTokens(grant.family)), RedisArgument(successorKey),
+            RedisArgument(keys.refreshToken(Self.hash(token))), RedisArgument(keys.refreshFamily(grant.family)), RedisArgument(successorKey),
         ], arguments: [
             RedisArgument(now), RedisArgument(clientID), RedisArgument(grant.family), RedisArgument(now + ttlMillis),
-            RedisArgument(ttlMillis), RedisArgument(accessToken.jti), RedisArgument(accessToken.exp), RedisArgument(mac),
+            RedisArgument(ttlMillis), RedisArgument(mac),
             RedisArgument(grant.subject), RedisArgument(grant.scope.joined(separator: " ")), RedisArgument(grant.audience),
         ])
         let parts = reply.array ?? []
@@ -172,15 +167,15 @@ struct RefreshTokenStore: Sendable {
             next.expiresAtMillis = now + ttlMillis
             return .rotated(newToken: successor, grant: next)
         case "reuse":
-            return .reused(family: grant.family, accessTokens: Self.pairs(parts.count > 1 ? parts[1].array ?? [] : []))
+            return .reused(family: grant.family)
         default:
             return .invalid(parts.count > 1 ? parts[1].string ?? "invalid refresh token" : "invalid refresh token")
         }
     }
 
-    /// The access tokens of a family revoked for a reuse are revoked: presenting the used token
-    /// again no longer revokes them again (until this is recorded, it does, so that a revocation
-    /// Redis refused is made when the token comes back).
+    /// The session of a family revoked for a reuse is revoked: presenting the used token again no
+    /// longer revokes it again (until this is recorded, it does, so that a revocation Redis
+    /// refused is made when the token comes back).
     func reuseRevoked(_ family: String) async throws {
         _ = try await client.evalScript(Self.reuseRevokedScript, keys: [RedisArgument(keys.refreshFamily(family))], arguments: [])
     }
@@ -192,37 +187,17 @@ struct RefreshTokenStore: Sendable {
     return 0
     """)
 
-    /// KEYS: family, family access tokens. ARGV: now_ms, reason.
+    /// KEYS: family. ARGV: now_ms, reason.
     static let revokeFamilyScript = RedisScript("""
-    if not redis.call('HGET', KEYS[1], 'revoked') then return {} end
+    if not redis.call('HGET', KEYS[1], 'revoked') then return 0 end
     redis.call('HSET', KEYS[1], 'revoked', '1', 'revoked_reason', ARGV[2], 'revoked_ms', ARGV[1])
-    return redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    return 1
     """)
 
-    /// Revokes a family (RFC 7009 revocation of one of its refresh tokens); returns the access
-    /// tokens issued from it.
-    func revokeFamily(_ family: String, reason: String) async throws -> [(jti: String, exp: Int64)] {
-        let reply = try await client.evalScript(Self.revokeFamilyScript, keys: [
-            RedisArgument(keys.refreshFamily(family)), RedisArgument(keys.refreshFamilyTokens(family)),
-        ], arguments: [RedisArgument(Int64(Date().timeIntervalSince1970 * 1000)), RedisArgument(reason)])
-        return Self.pairs(reply.array ?? [])
-    }
-
-    /// A sorted-set score as whole seconds; nil for one out of Int64's range (`inf`, `1e19`), which
-    /// a Redis writer can plant and `Int64(_:)` would trap on.
-    static func wholeSeconds(_ score: Double) -> Int64? {
-        Int64(exactly: score.rounded(.down))
-    }
-
-    private static func pairs(_ flat: [RedisValue]) -> [(jti: String, exp: Int64)] {
-        var result: [(jti: String, exp: Int64)] = []
-        var index = 0
-        while index + 1 < flat.count {
-            if let jti = flat[index].string, let exp = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).flatMap(Self.wholeSeconds) {
-                result.append((jti, exp))
-            }
-            index += 2
-        }
-        return result
+    /// Marks a family revoked, so that none of its refresh tokens refreshes (the caller revokes its
+    /// session, which the signed list holds while the family's access tokens live).
+    func revokeFamily(_ family: String, reason: String) async throws {
+        _ = try await client.evalScript(Self.revokeFamilyScript, keys: [RedisArgument(keys.refreshFamily(family))],
+                                        arguments: [RedisArgument(Int64(Date().timeIntervalSince1970 * 1000)), RedisArgument(reason)])
     }
 }

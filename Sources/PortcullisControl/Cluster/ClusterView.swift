@@ -142,6 +142,6 @@ struct ClusterView: Sendable {
     func revocationCounts() -> [String: Int64] {
         let counts = revocationList.set.counts
         return ["jti": Int64(counts.tokens), "subject": Int64(counts.subjects), "client": Int64(counts.clients), "grant": Int64(counts.grants),
-                "key": Int64(counts.keys)]
+                "key": Int64(counts.keys), "session": Int64(counts.sessions)]
     }
 }

@@ -61,7 +61,7 @@ struct ConsolePages: Sendable {
         """,
         "cluster": """
         {{> head}}
-        <p>Revocation sequence <strong id="sequence">{{sequence}}</strong>; in force: {{jti}} token ids, {{subject}} subjects, {{client}} clients, {{key}} keys.
+        <p>Revocation sequence <strong id="sequence">{{sequence}}</strong>; in force: {{jti}} token ids, {{session}} sessions, {{subject}} subjects, {{client}} clients, {{grant}} grants, {{key}} keys.
         Control planes: {{controls}}. Live gateways: <strong id="live">{{live}}</strong>, in step: {{in_step}}.</p>
         <table id="nodes">
         <thead><tr><th>Node</th><th>State</th><th>Address</th><th>Version</th><th>Applied sequence</th><th>Lag (changes)</th><th>Lag (seconds)</th><th>Key sets</th><th>Redis</th><th>Rate limits</th><th>Heartbeat age</th></tr></thead>

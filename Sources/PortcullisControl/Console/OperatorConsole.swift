@@ -302,7 +302,7 @@ struct OperatorConsole: Sendable {
         }
         return pages.render("cluster", title: "Cluster", [
             "sequence": sequence, "jti": counts["jti"] ?? 0, "subject": counts["subject"] ?? 0, "client": counts["client"] ?? 0,
-            "key": counts["key"] ?? 0, "controls": controls.map(\.id).joined(separator: ", "), "live": nodes.count,
+            "key": counts["key"] ?? 0, "grant": counts["grant"] ?? 0, "session": counts["session"] ?? 0, "controls": controls.map(\.id).joined(separator: ", "), "live": nodes.count,
             "in_step": nodes.filter { $0.lagSequences == 0 }.count, "nodes": rows,
         ], actor: user.actor, csrf: user.session.csrfToken)
     }
@@ -310,7 +310,7 @@ struct OperatorConsole: Sendable {
     // MARK: Revocations
 
     private static let searchKinds: [(value: String, label: String)] = [
-        ("", "any"), ("subject", "subject"), ("client", "client"), ("grant", "grant"), ("jti", "jti"), ("key", "key"),
+        ("", "any"), ("subject", "subject"), ("client", "client"), ("grant", "grant"), ("jti", "jti"), ("key", "key"), ("session", "session"),
     ]
 
     private func revocationsPage(_ request: Request, _ user: Operator, error: String? = nil, status: HTTPResponse.Status = .ok,
@@ -323,7 +323,7 @@ struct OperatorConsole: Sendable {
         var after: Int64 = 0
         if !kindText.isEmpty {
             kind = Revocation.Kind(rawValue: kindText)
-            if kind == nil { problem = problem ?? "Kind: choose subject, client, grant, jti, key or any." }
+            if kind == nil { problem = problem ?? "Kind: choose subject, client, grant, jti, key, session or any." }
         }
         if let text = query["after"] {
             guard let number = Int64(text), number >= 0 else {

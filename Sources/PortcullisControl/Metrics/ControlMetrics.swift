@@ -56,7 +56,7 @@ final class ControlMetrics: Sendable {
                          help: "Admin API calls refused for want of a valid credential, by what was presented (none, invalid).").increment()
     }
 
-    /// One revocation change made durable, by kind (jti, subject, client, grant, key) and operation (add, delete).
+    /// One revocation change made durable, by kind (jti, subject, client, grant, key, session) and operation (add, delete).
     func revocation(kind: String, operation: String) {
         registry.counter("portcullis_revocations_total", labels: [("kind", kind), ("operation", operation)],
                          help: "Revocation changes written by this control plane, by kind and operation.").increment()

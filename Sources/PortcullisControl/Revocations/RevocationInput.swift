@@ -5,12 +5,13 @@ import PortcullisJOSE
 /// A validated `POST /v1/revocations` body.
 struct RevocationInput: Sendable {
     var kind: Revocation.Kind
-    /// The jti, subject, client id or kid; a grant's subject.
+    /// The jti, subject, client id, kid or session id; a grant's subject.
     var value: String
     /// A grant's client id.
     var client: String? = nil
     var issuer: String?
-    /// jti: `exp`; key: now; subject/client/grant: the cut-off rounded up to a whole second. Unix seconds.
+    /// jti: `exp`; session: when it ends; key: now; subject/client/grant: the cut-off rounded up to a
+    /// whole second. Unix seconds.
     var until: Int64
     /// subject/client/grant: the cut-off, Unix milliseconds.
     var beforeMillis: Int64?
@@ -22,6 +23,8 @@ struct RevocationInput: Sendable {
     }
 
     static let maxValueBytes = 1024
+    /// The kinds, for error messages: `jti, subject, client, grant, key, session`.
+    static let kinds = Revocation.Kind.allCases.map(\.rawValue).joined(separator: ", ")
     /// Farthest a cut-off or a jti's `exp` may lie in the future.
     static let maxFuture: Int64 = 10 * 366 * 86_400
 
@@ -31,7 +34,7 @@ struct RevocationInput: Sendable {
         var fields = JSONFields(members)
         let kindText = try fields.requiredString("kind")
         guard let kind = Revocation.Kind(rawValue: kindText) else {
-            throw APIError.invalid("kind", "expected one of jti, subject, client, grant, key, got '\(kindText)'")
+            throw APIError.invalid("kind", "expected one of \(Self.kinds), got '\(kindText)'")
         }
         let value = try fields.requiredString("value")
         try checkIdentifier(value, field: "value")
@@ -59,11 +62,16 @@ struct RevocationInput: Sendable {
         let until: Int64
         var beforeMillis: Int64?
         switch kind {
-        case .jti:
-            if before != nil { throw APIError.invalid("before", "applies to subject, client and grant revocations; a jti takes exp") }
-            if issuer != nil { throw APIError.invalid("issuer", "a jti revocation applies to every issuer") }
+        case .jti, .session:
+            if before != nil {
+                throw APIError.invalid("before", "applies to subject, client and grant revocations; a \(kind.rawValue) takes exp")
+            }
+            if kind == .jti, issuer != nil { throw APIError.invalid("issuer", "a jti revocation applies to every issuer") }
             until = exp ?? now + maxTokenLifetime.components.seconds
-            guard until > now else { throw APIError.invalid("exp", "the token has already expired (exp \(until) ≤ now \(now)); nothing to revoke") }
+            guard until > now else {
+                throw APIError.invalid("exp", kind == .jti ? "the token has already expired (exp \(until) ≤ now \(now)); nothing to revoke"
+                                                           : "the session's tokens have all expired (exp \(until) ≤ now \(now)); nothing to revoke")
+            }
             guard until <= now + maxFuture else { throw APIError.invalid("exp", "more than 10 years in the future") }
         case .subject, .client, .grant:
             if exp != nil { throw APIError.invalid("exp", "applies to jti revocations; subject, client and grant take before") }

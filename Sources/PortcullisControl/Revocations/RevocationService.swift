@@ -68,7 +68,7 @@ struct RevocationService: Sendable {
         return written
     }
 
-    /// Revokes token ids (the access tokens of a refresh-token family), each until its `exp`,
+    /// Revokes token ids (those a code or a consent lists), each until its `exp`,
     /// in one signed change.
     func revokeTokens(_ tokens: [(jti: String, exp: Int64)], actor: String, reason: String) async throws -> [RevocationEvent] {
         let now = Int64(Date().timeIntervalSince1970)

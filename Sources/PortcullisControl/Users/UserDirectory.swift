@@ -23,7 +23,7 @@ struct UserDirectory: Sendable {
     }
 
     /// Claims a users file may not set: the authorization server sets them itself.
-    static let reservedClaims: Set<String> = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "auth_time", "acr", "amr"]
+    static let reservedClaims: Set<String> = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "auth_time", "acr", "amr", "sid"]
 
     let users: [String: User]
     /// An unknown username is checked against this hash (with the default parameters and a salt

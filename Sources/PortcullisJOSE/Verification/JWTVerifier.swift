@@ -269,7 +269,7 @@ public final class JWTVerifier: Sendable {
         }
 
         var strings: [String?] = []
-        for name in ["sub", "jti", "client_id", "azp"] {
+        for name in ["sub", "jti", "client_id", "azp", "sid"] {
             guard let value = claims[name] else { strings.append(nil); continue }
             guard let text = value.stringValue else { return .failure(TokenRejection(.invalidClaim, "\(name) is not a string")) }
             strings.append(text)
@@ -281,7 +281,7 @@ public final class JWTVerifier: Sendable {
         let verified = VerifiedToken(
             issuerName: config.name, issuer: iss, subject: strings[0], jwtID: strings[1], clientID: strings[2] ?? strings[3],
             audiences: audiences, scopes: scopes, expiresAt: exp, notBefore: nbf, issuedAt: iat, issuedAtMillis: iatMillis,
-            keyID: keyID, algorithm: algorithm, claims: .object(claims), leewaySeconds: config.leewaySeconds)
+            keyID: keyID, algorithm: algorithm, claims: .object(claims), leewaySeconds: config.leewaySeconds, sessionID: strings[4])
         return .success(Verified(token: verified, key: key, generation: snapshot.generation))
     }
 

@@ -10,6 +10,8 @@ public final class VerifiedToken: Sendable {
     public let issuer: String
     public let subject: String?
     public let jwtID: String?
+    /// `sid`: the session (sign-in or grant) the token was issued in, which a session revocation names.
+    public let sessionID: String?
     /// `client_id`, else `azp`.
     public let clientID: String?
     /// Every `aud` value of the token.
@@ -38,11 +40,12 @@ public final class VerifiedToken: Sendable {
     public init(issuerName: String, issuer: String, subject: String?, jwtID: String?, clientID: String?,
                 audiences: [String], scopes: [String], expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?,
                 issuedAtMillis: Int64? = nil, keyID: String?, algorithm: JWSAlgorithm, claims: JSONValue,
-                leewaySeconds: Int = IssuerConfig.defaultLeewaySeconds) {
+                leewaySeconds: Int = IssuerConfig.defaultLeewaySeconds, sessionID: String? = nil) {
         self.issuerName = issuerName
         self.issuer = issuer
         self.subject = subject
         self.jwtID = jwtID
+        self.sessionID = sessionID
         self.clientID = clientID
         self.audiences = audiences
         self.scopes = scopes
