@@ -81,7 +81,7 @@ extension ControlPlaneTests {
             #expect(result["token_status"] as? Int == 200)
             #expect(result["before"] as? Int == 200)
             #expect((result["consents"] as? [String])?.first?.hasPrefix("browser-app (orders:read)") == true, "\(result)")
-            #expect(result["notice"] as? String == "Access for browser-app revoked (1 token).")
+            #expect(result["notice"] as? String == "Access for browser-app revoked: its tokens are refused from now on.")
             #expect(result["after"] as? Int == 401, "\(result)")
             #expect((result["challenge"] as? String)?.contains("invalid_token") == true, "\(result)")
         }

@@ -202,15 +202,6 @@ struct ControlUnitTests {
         #expect(throws: APIError.self) { try AuthorizationServer.scopes(requested: "a c", allowed: ["a", "b"]) }
     }
 
-    @Test("sorted-set scores a Redis writer plants out of Int64's range (inf, 1e19) are read as nothing, not trapped on")
-    func scoresOutOfRange() {
-        #expect(LoginSessionStore.wholeSeconds(.infinity) == nil)
-        #expect(LoginSessionStore.wholeSeconds(-.infinity) == nil)
-        #expect(LoginSessionStore.wholeSeconds(1e19) == nil && LoginSessionStore.wholeSeconds(-1e19) == nil)
-        #expect(LoginSessionStore.wholeSeconds(.nan) == nil)
-        #expect(LoginSessionStore.wholeSeconds(1_800_000_000.7) == 1_800_000_000)
-    }
-
     @Test("control config errors name file, line and key")
     func configErrors() throws {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-ctl-config")

@@ -97,6 +97,31 @@ extension ControlPlaneTests {
             #expect(again.status == 200 && again.text.contains("Allow access?"))
         }
 
+        /// The build before revoked by jti every token the consent's unsigned list named: a writer
+        /// who added another client's token to it had the control plane sign its revocation.
+        @Test("a Redis writer who stuffs the list of what was issued under a consent with another client's token does not get it revoked when the user revokes access: the user's own token is refused, the other passes")
+        func stuffedGrantListRevokesNoMore() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let redis = cluster.redis
+            let browser = SignInBrowser(control: cluster.control)
+            let code = try #require(SignInBrowser.redirectParameters(try browser.signIn())["code"])
+            let access = try #require(try browser.redeem(code).json["access_token"] as? String)
+            let victim = try cluster.clientCredentials()
+            let victimJTI = try #require(claims(of: victim.access)["jti"] as? String)
+            let victimExp = try #require(claims(of: victim.access)["exp"] as? Int)
+            let list = try #require(try redis.cli("KEYS", "portcullis:as:grants:*").split(separator: "\n").first.map(String.init))
+            try redis.cli("ZADD", list, String(victimExp), "jti:" + victimJTI)
+            let csrf = try #require(SignInBrowser.hiddenFields(try browser.get("/oauth2/account"))["csrf_token"])
+            let revoked = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
+            #expect(revoked.status == 200, "\(revoked.text)")
+            try await eventually("the user's own token is refused") { try cluster.statuses(access) == [401] }
+            // The revocation has been applied everywhere by now; the other client's token passes.
+            #expect(try cluster.statuses(victim.access) == [200])
+            #expect((try cluster.control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []).isEmpty)
+        }
+
         /// The build before kept the jtis of a family's access tokens in an unsigned list
         /// (`as:rtf:<family>:jti`) and revoked what it named: emptied, a reuse or an RFC 7009
         /// revocation revoked nothing, and the family's unsigned `revoked` field set back to 0

@@ -94,8 +94,8 @@ public struct ClusterKeys: Sendable {
     /// HASH client_id → space-separated scopes: what a user has consented to, per client.
     public func consent(_ username: String) -> String { prefix + "as:consent:" + username }
     /// ZSET (TTL: the refresh-token lifetime) of what was issued under one user's consent to one
-    /// client, by the hex SHA-256 of `username \n client_id`: members `fam:<family>` and
-    /// `jti:<jti>` (score: expiry), revoked when the user revokes that consent.
+    /// client, by the hex SHA-256 of `username \n client_id`: members `fam:<family>` (score: expiry),
+    /// marked revoked when the user revokes that consent.
     public func consentGrants(_ hash: String) -> String { prefix + "as:grants:" + hash }
     /// STRING counter (TTL: the throttle window): failed sign-ins for a username or a client
     /// address (`kind` = `user` or `addr`), or failed console sign-ins per address (`console-addr`).

@@ -184,7 +184,7 @@ final class AuthorizationEndpoint: Sendable {
 
     /// POST from the account page: `action=logout`, or `action=revoke` with `client_id` (which
     /// forgets the consent and revokes, through `revoke`, every token issued under it).
-    func accountAction(_ request: Request, peer: String, revoke: (_ username: String, _ clientID: String) async throws -> Int) async throws -> Response {
+    func accountAction(_ request: Request, peer: String, revoke: (_ username: String, _ clientID: String) async throws -> Void) async throws -> Response {
         let form: [String: String]
         let session: LoginSessionStore.Session
         switch try await checkedForm(request) {
@@ -220,9 +220,9 @@ final class AuthorizationEndpoint: Sendable {
                 page.headers[.retryAfter] = String(max(1, wait.components.seconds))
                 return page
             }
-            let revoked = try await revoke(username, clientID)
+            try await revoke(username, clientID)
             return pages.account(username: username, consents: try await sessions.consents(username: username), action: accountAction,
-                                 csrf: session.csrfToken, notice: "Access for \(clientID) revoked (\(revoked) token\(revoked == 1 ? "" : "s")).")
+                                 csrf: session.csrfToken, notice: "Access for \(clientID) revoked: its tokens are refused from now on.")
         default:
             return pages.error(title: "Invalid request", message: "Choose Sign out or Revoke access.", status: .badRequest)
         }

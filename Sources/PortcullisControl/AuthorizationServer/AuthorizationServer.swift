@@ -303,8 +303,7 @@ final class AuthorizationServer: Sendable {
                            extra: user.claims.merging(["auth_time": .integer(grant.authTime)]) { $1 })
         let reusedMeanwhile = try await unavailableOnFailure { try await codes.attach(code, family: family, accessToken: access) }
         try await unavailableOnFailure {
-            try await endpoint?.sessions.recordGrant(username: user.username, clientID: client.id, family: family, accessToken: access,
-                                                     ttl: config.refreshTokenTTL)
+            if let family { try await endpoint?.sessions.recordFamily(family, username: user.username, clientID: client.id, ttl: config.refreshTokenTTL) }
         }
         if reusedMeanwhile {
             try await revokeIssuedFromCode(family: family, accessToken: access, client: client.id, peer: peer)
@@ -314,9 +313,8 @@ final class AuthorizationServer: Sendable {
     }
 
     /// The user revoked their consent to `clientID`: every token issued under it goes, cluster-wide.
-    /// Returns how many access tokens were revoked by jti.
-    func revokeConsent(username: String, clientID: String, peer: String) async throws -> Int {
-        guard let endpoint else { return 0 }
+    func revokeConsent(username: String, clientID: String, peer: String) async throws {
+        guard let endpoint else { return }
         // Without its copy of the list synced this control plane knows neither the consent's
         // floor nor the grant cut-off in force: try again in a moment.
         guard revocationList.isSynced else {
@@ -324,11 +322,12 @@ final class AuthorizationServer: Sendable {
             failure.headers[.retryAfter] = "1"
             throw failure
         }
-        // A grant cut-off first: every token of this user for this client issued until now is
-        // refused on every node, and every refresh token, code and remembered consent from
-        // before it is void here — whatever Redis's unsigned list of what was issued says, and
-        // whatever record a Redis writer puts back or takes away (the signed list never
-        // forgets), so it is written whatever Redis says was consented or issued. It supersedes
+        // A grant cut-off: every token of this user for this client issued until now is refused
+        // on every node, and every refresh token, code and remembered consent from before it is
+        // void here — whatever record a Redis writer puts back or takes away (the signed list
+        // never forgets), so it is written whatever Redis says was consented or issued, and no
+        // token is revoked by jti from an unsigned list (which a writer could stuff with other
+        // users' jtis). It supersedes
         // (lifts) the user's own earlier grant cut-offs for the client, which it covers — never
         // an operator's, nor one later than itself — so that those and their lifts are pruned
         // after `max_token_lifetime` and the list keeps about one per user and client; presses
@@ -343,27 +342,21 @@ final class AuthorizationServer: Sendable {
                                            superseding: superseded, actor: actor, reason: "consent to \(clientID) revoked")
         }
         await appliedHere(written)
-        var issued = try await unavailableOnFailure { try await endpoint.sessions.issuedUnderConsent(username: username, clientID: clientID) }
-        // Then each token by jti, and the refresh-token families, as the list names them.
-        // Revoked first, forgotten last: a step Redis refuses fails the call (503) and leaves
-        // what it names for the next try. What a code redeemed meanwhile added is revoked in turn.
-        var count = 0
+        // Then the refresh-token families the list names are marked revoked too (defence in
+        // depth: the cut-off already refuses their refreshes), and the consent forgotten. Marked
+        // first, forgotten last: a step Redis refuses fails the call (503) and leaves what it
+        // names for the next try. What a code redeemed meanwhile added is marked in turn.
+        var families = try await unavailableOnFailure { try await endpoint.sessions.familiesUnderConsent(username: username, clientID: clientID) }
         for _ in 0..<3 {
-            // The families' access tokens are the grant cut-off's: their families only stop refreshing.
-            for family in issued.families {
+            for family in families {
                 try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "consent revoked") }
             }
-            let events = try await unavailableOnFailure {
-                try await revocations.revokeTokens(issued.accessTokens, actor: "user:" + username, reason: "consent to \(clientID) revoked")
-            }
-            count += events.reduce(0) { $0 + $1.revocation.count }
-            let revoked = issued
-            issued = try await unavailableOnFailure { try await endpoint.sessions.forgetConsent(username: username, clientID: clientID, revoked: revoked) }
-            if issued.isEmpty { break }
+            let marked = families
+            families = try await unavailableOnFailure { try await endpoint.sessions.forgetConsent(username: username, clientID: clientID, revoked: marked) }
+            if families.isEmpty { break }
         }
         await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent_revoke", target: "client:" + clientID, from: peer,
-                                          outcome: "ok", status: 200, details: ["revoked_access_tokens": String(count)]))
-        return count
+                                          outcome: "ok", status: 200, details: ["revocation": written.first?.revocation.id ?? "-"]))
     }
 
     /// RFC 6749 §4.1.2: a code used twice revokes every token issued from it: the refresh-token

@@ -180,66 +180,43 @@ struct LoginSessionStore: Sendable {
         RedisArgument(keys.consentGrants(Hex.sha256(username + "\n" + clientID)))
     }
 
-    /// Records tokens issued under `username`'s consent to `clientID`: the refresh-token family
-    /// (which tracks the access tokens of its refreshes) and the first access token.
-    func recordGrant(username: String, clientID: String, family: String?, accessToken: (jti: String, exp: Int64), ttl: Duration) async throws {
+    /// Records a refresh-token family issued under `username`'s consent to `clientID`, so that
+    /// revoking the consent marks it revoked (unsigned: the grant cut-off is what refuses its
+    /// tokens and refreshes; this only adds to it).
+    func recordFamily(_ family: String, username: String, clientID: String, ttl: Duration) async throws {
         let key = grantsKey(username: username, clientID: clientID)
-        var add: [RedisArgument] = ["ZADD", key, RedisArgument(accessToken.exp), RedisArgument("jti:" + accessToken.jti)]
-        if let family { add += [RedisArgument(Int64(Date().timeIntervalSince1970) + ttl.components.seconds), RedisArgument("fam:" + family)] }
-        let replies = try await client.pipeline([add, ["PEXPIRE", key, RedisArgument(ttl.wholeMilliseconds)]])
+        let expiry = RedisArgument(Int64(Date().timeIntervalSince1970) + ttl.components.seconds)
+        let replies = try await client.pipeline([["ZADD", key, expiry, RedisArgument("fam:" + family)], ["PEXPIRE", key, RedisArgument(ttl.wholeMilliseconds)]])
         for reply in replies { _ = try reply.get() }
     }
 
-    /// What was issued under one consent: refresh-token families and access tokens.
-    struct IssuedUnderConsent: Sendable {
-        var families: [String] = []
-        var accessTokens: [(jti: String, exp: Int64)] = []
-        var isEmpty: Bool { families.isEmpty && accessTokens.isEmpty }
-        /// Their members in the grants list.
-        var members: [String] { families.map { "fam:" + $0 } + accessTokens.map { "jti:" + $0.jti } }
+    /// The refresh-token families issued under `username`'s consent to `clientID`. Read, not
+    /// taken: they are forgotten (`forgetConsent`) only once marked revoked, so that a revocation
+    /// cut short (Redis refusing a write) finds them again when tried again.
+    func familiesUnderConsent(username: String, clientID: String) async throws -> [String] {
+        Self.families(try await client.send("ZRANGE", grantsKey(username: username, clientID: clientID), "0", "-1").array ?? [])
     }
 
-    /// The refresh-token families and access tokens issued under `username`'s consent to
-    /// `clientID`. Read, not taken: they are forgotten (`forgetConsent`) only once revoked, so
-    /// that a revocation cut short (Redis refusing a write) finds them again when tried again.
-    func issuedUnderConsent(username: String, clientID: String) async throws -> IssuedUnderConsent {
-        Self.issued(try await client.send("ZRANGE", grantsKey(username: username, clientID: clientID), "0", "-1", "WITHSCORES").array ?? [])
-    }
-
-    /// KEYS: consent hash, grants. ARGV: client_id, then the grants' members revoked. Forgets the
-    /// consent and those members; returns what is left (issued meanwhile), with scores.
+    /// KEYS: consent hash, grants. ARGV: client_id, then the families marked revoked. Forgets the
+    /// consent and those families; returns the families left (issued meanwhile).
     static let forgetScript = RedisScript("""
     redis.call('HDEL', KEYS[1], ARGV[1])
     for i = 2, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
-    return redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    return redis.call('ZRANGE', KEYS[2], 0, -1)
     """)
 
-    /// Forgets `username`'s consent to `clientID` and `revoked` from what was issued under it;
-    /// returns what was issued under it meanwhile (a code redeemed while the consent was being
-    /// revoked), which the caller revokes in turn.
-    func forgetConsent(username: String, clientID: String, revoked: IssuedUnderConsent) async throws -> IssuedUnderConsent {
-        let flat = try await client.evalScript(Self.forgetScript, keys: [RedisArgument(keys.consent(username)), grantsKey(username: username, clientID: clientID)],
-                                               arguments: [RedisArgument(clientID)] + revoked.members.map { RedisArgument($0) }).array ?? []
-        return Self.issued(flat)
+    /// Forgets `username`'s consent to `clientID` and the families `revoked` from what was issued
+    /// under it; returns the families issued under it meanwhile (a code redeemed while the
+    /// consent was being revoked), which the caller marks in turn.
+    func forgetConsent(username: String, clientID: String, revoked: [String]) async throws -> [String] {
+        let members = try await client.evalScript(Self.forgetScript, keys: [RedisArgument(keys.consent(username)), grantsKey(username: username, clientID: clientID)],
+                                                  arguments: [RedisArgument(clientID)] + revoked.map { RedisArgument("fam:" + $0) }).array ?? []
+        return Self.families(members)
     }
 
-    /// A sorted-set score as whole seconds; nil for one out of Int64's range (`inf`, `1e19`), which
-    /// a Redis writer can plant and `Int64(_:)` would trap on.
-    static func wholeSeconds(_ score: Double) -> Int64? {
-        Int64(exactly: score.rounded(.down))
-    }
-
-    private static func issued(_ flat: [RedisValue]) -> IssuedUnderConsent {
-        var issued = IssuedUnderConsent()
-        var index = 0
-        while index + 1 < flat.count {
-            let member = flat[index].string ?? ""
-            let score = flat[index + 1].int ?? flat[index + 1].string.flatMap(Double.init).flatMap(Self.wholeSeconds) ?? 0
-            if member.hasPrefix("fam:") { issued.families.append(String(member.dropFirst(4))) }
-            if member.hasPrefix("jti:") { issued.accessTokens.append((String(member.dropFirst(4)), score)) }
-            index += 2
-        }
-        return issued
+    /// The `fam:` members (the `jti:` members builds before this wrote are left to expire).
+    private static func families(_ members: [RedisValue]) -> [String] {
+        members.compactMap { $0.string }.filter { $0.hasPrefix("fam:") }.map { String($0.dropFirst(4)) }.sorted()
     }
 
     /// Remembers consent to `scopes` (added to what was consented before), given now.
