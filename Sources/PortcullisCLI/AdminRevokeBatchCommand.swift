@@ -5,11 +5,11 @@ import PortcullisJOSE
 struct AdminRevokeBatch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke-batch",
-        abstract: "Revoke many tokens, subjects, clients or keys in one atomic call (mass revocation).",
+        abstract: "Revoke many tokens, sessions, subjects, clients or keys in one atomic call (mass revocation).",
         discussion: """
         Reads one revocation per line from --file (or standard input with --file -): either a JSON object \
         as POST /v1/revocations takes it (a grant, which names a subject and a client, only so), or `KIND VALUE` \
-        (kind: jti, subject, client, key). Blank lines and \
+        (kind: jti, session, subject, client, key). Blank lines and \
         lines starting with # are ignored. At most 10 000 per call. With --wait, returns once every live \
         gateway applied the whole batch.
         """
@@ -53,8 +53,8 @@ struct AdminRevokeBatch: AsyncParsableCommand {
                 object = members
             } else {
                 let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
-                guard parts.count == 2, ["jti", "subject", "client", "key"].contains(parts[0]) else {
-                    throw ValidationError("\(file):\(index + 1): expected `KIND VALUE` (kind: jti, subject, client, key) or a JSON object")
+                guard parts.count == 2, ["jti", "session", "subject", "client", "key"].contains(parts[0]) else {
+                    throw ValidationError("\(file):\(index + 1): expected `KIND VALUE` (kind: jti, session, subject, client, key) or a JSON object")
                 }
                 object = ["kind": .string(parts[0]), "value": .string(parts[1].trimmingCharacters(in: .whitespaces))]
             }

@@ -24,11 +24,11 @@ struct ControlCommand: AsyncParsableCommand {
     func run() async throws {
         let parsed = try NodeProcess.load("control") { try ControlConfig.load(file: config) }
         if options.check {
-            try await NodeProcess.check("control") { try parsed.checkStartFiles() }
+            try await NodeProcess.check("control", secretFiles: parsed.secretFiles) { try parsed.checkStartFiles() }
             print("configuration OK: \(parsed.issuers.count) issuers, \(parsed.adminCredentials.count) admin tokens, authorization server \(parsed.authorizationServer == nil ? "off" : "on")")
             return
         }
-        try await NodeProcess.run("control", node: parsed.nodeID, options: options) { registry, logger in
+        try await NodeProcess.run("control", node: parsed.nodeID, options: options, secretFiles: parsed.secretFiles) { registry, logger in
             ControlNode(config: parsed, registry: registry, logger: logger)
         }
     }

@@ -46,11 +46,11 @@ struct GatewayCommand: AsyncParsableCommand {
             return parsed
         }
         if options.check {
-            try await NodeProcess.check("gateway") { try await GatewayNode.check(parsed) }
+            try await NodeProcess.check("gateway", secretFiles: parsed.secretFiles) { try await GatewayNode.check(parsed) }
             print("configuration OK: \(parsed.routes.count) routes, \(parsed.issuers.count) issuers")
             return
         }
-        try await NodeProcess.run("gateway", node: parsed.nodeID, options: options) { registry, logger in
+        try await NodeProcess.run("gateway", node: parsed.nodeID, options: options, secretFiles: parsed.secretFiles) { registry, logger in
             GatewayNode(config: parsed, registry: registry, logger: logger)
         }
     }

@@ -34,14 +34,16 @@ enum NodeProcess {
         }
     }
 
-    /// `--check` beyond parsing (files the configuration names, secrets, URLs), or exits 2 with the error.
-    static func check(_ role: String, _ body: () async throws -> Void) async throws {
+    /// `--check` beyond parsing (files the configuration names, secrets, URLs), or exits 2 with the
+    /// error; then prints a warning for each secret file others may open.
+    static func check(_ role: String, secretFiles: [SecretFile], _ body: () async throws -> Void) async throws {
         do {
             try await body()
         } catch {
             printError("portcullis \(role): configuration error: \(error)")
             throw ExitCode(2)
         }
+        for warning in secretFiles.compactMap(\.warning) { printError("portcullis \(role): warning: \(warning)") }
     }
 
     /// Whether a node's failure is its configuration's (exit 2) rather than the machine's (exit 1).
@@ -53,13 +55,14 @@ enum NodeProcess {
     /// Bootstraps logging and metrics (`portcullis_build_info` names `node`), then runs the
     /// service built by `makeService` until a shutdown signal; a failure exits 1 after logging it
     /// (2 when a file the configuration names cannot be used, as `--check` would have said).
-    static func run(_ role: String, node: String, options: NodeOptions,
+    static func run(_ role: String, node: String, options: NodeOptions, secretFiles: [SecretFile],
                     makeService: (_ registry: PrometheusCollectorRegistry, _ logger: Logger) -> any Service) async throws {
         options.logFormat.bootstrap(level: options.logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PortcullisMetricsFactory(registry: registry))
         BuildInfo.register(in: registry, version: PortcullisVersion.current, revision: PortcullisVersion.revision, role: role, node: node)
         let logger = Logger(label: "portcullis.\(role)")
+        for warning in secretFiles.compactMap(\.warning) { logger.warning("secret file readable by others: \(warning)") }
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: makeService(registry, logger))],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -14,6 +14,8 @@ public struct ClusterConfig: Sendable {
     public var keyPrefix: String
     /// HMAC-SHA256 key authenticating key-set records and revocation events (≥ 32 bytes).
     public var secret: [UInt8]
+    /// The files holding this section's secrets (`secret_file`, `redis_tls.private_key`).
+    public var secretFiles: [SecretFile] = []
     public var heartbeatInterval: Duration
     /// Beyond this age of confirmed revocation state a node answers authenticated requests with
     /// 503 instead of risking a revoked token (fail closed). nil: serve with stale state forever.
@@ -56,6 +58,7 @@ public struct ClusterConfig: Sendable {
                 throw tlsNode.error("\(error)")
             }
             redis.tls = settings
+            if let key = settings.privateKeyFile { secretFiles.append(SecretFile(key: "cluster.redis_tls.private_key", path: key)) }
         }
         if let authNode = map.optional("sentinel_auth") {
             guard case .sentinel = redis.endpoint else { throw authNode.error("sentinel_auth needs a redis-sentinel:// URL") }
@@ -80,6 +83,7 @@ public struct ClusterConfig: Sendable {
                 throw node.error("cannot read the cluster secret from \(resolved): \(error.reason)")
             }
             secret = try Self.decodeSecret(text.trimmingCharacters(in: .whitespacesAndNewlines), node: node)
+            secretFiles.append(SecretFile(key: "cluster.secret_file", path: resolved))
         case (nil, nil):
             throw map.node.error("cluster needs `secret` or `secret_file` (base64url, at least 32 bytes)")
         case (_?, _?):

@@ -128,6 +128,44 @@ struct CheckCLITests {
         #expect((start.stdout + start.stderr).contains(key))
     }
 
+    @Test("a secret file other users of the host can read (the cluster secret, a TLS private key) draws a warning naming its key, path and mode from --check and at start; at 0600 or 0640 none")
+    func secretFileModes() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-secret-modes")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let leaf = try TestCertificateAuthority.make().issue("gateway")
+        let secret = directory + "/cluster.secret"
+        try "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        func chmod(_ path: String, _ mode: Int) throws {
+            try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+        }
+        let file = directory + "/gateway.yaml"
+        try """
+        listen: 127.0.0.1:\(try FreePort.allocate())
+        admin_listen: 127.0.0.1:\(try FreePort.allocate())
+        tls: {certificate_chain: \(leaf.certificate), private_key: \(leaf.privateKey)}
+        cluster: {redis: 'redis://127.0.0.1:1', secret_file: \(secret)}
+        \(Self.route)
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        try chmod(secret, 0o644)
+        try chmod(leaf.privateKey, 0o604)
+        let exposed = try runCommand(PortcullisBinary.path, ["gateway", "--config", file, "--check"])
+        #expect(exposed.status == 0, "\(exposed.stdout)\(exposed.stderr)")
+        #expect(exposed.stderr.contains("warning: cluster.secret_file \(secret) has mode 0644: every user of this host can read it"), "\(exposed.stderr)")
+        #expect(exposed.stderr.contains("tls.private_key \(leaf.privateKey) has mode 0604"), "\(exposed.stderr)")
+        // At start, the same in the log (the node goes on: a Kubernetes Secret is mounted 0644 by default).
+        let started = try await GatewayProcess.start(waitForReady: false) { _, _, _ in
+            (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+        }
+        defer { Task { await started.stop() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { started.process.output.contains("secret file readable by others") })
+        #expect(started.process.output.contains("cluster.secret_file \(secret) has mode 0644"), "\(started.process.output)")
+        await started.stop()
+        try chmod(secret, 0o600)
+        try chmod(leaf.privateKey, 0o640)
+        let closed = try runCommand(PortcullisBinary.path, ["gateway", "--config", file, "--check"])
+        #expect(closed.status == 0 && !closed.stderr.contains("warning"), "\(closed.stderr)")
+    }
+
     @Test("control --check: a certificate that cannot be read exits 2 naming admin_tls")
     func controlCheck() throws {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-check")

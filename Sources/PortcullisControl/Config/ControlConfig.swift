@@ -128,4 +128,15 @@ public struct ControlConfig: Sendable {
         }
         try map.finish()
     }
+
+    /// The files holding this node's secrets, for the warning about their modes (`SecretFile`).
+    public var secretFiles: [SecretFile] {
+        var files = cluster.secretFiles
+        if let tls { files.append(SecretFile(key: "tls.private_key", path: tls.privateKey)) }
+        if let adminTLS { files.append(SecretFile(key: "admin_tls.private_key", path: adminTLS.privateKey)) }
+        if let authorizationServer {
+            files.append(SecretFile(key: "authorization_server.key_encryption_key_file", path: authorizationServer.keyEncryptionKeyFile))
+        }
+        return files
+    }
 }

@@ -173,6 +173,11 @@ public struct GatewayConfig: Sendable {
         return wanted.isSubset(of: taken)
     }
 
+    /// The files holding this node's secrets, for the warning about their modes (`SecretFile`).
+    public var secretFiles: [SecretFile] {
+        (cluster?.secretFiles ?? []) + (tls.map { [SecretFile(key: "tls.private_key", path: $0.privateKey)] } ?? [])
+    }
+
     /// `<hostname>-<port>`: the id survives a restart, so the membership registry and dashboards
     /// keep one entry and one series per node. Gateways on one host listening on one port at
     /// different addresses must set `node_id`. An ephemeral port (0) says nothing stable, so the
