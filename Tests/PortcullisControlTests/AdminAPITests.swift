@@ -208,7 +208,7 @@ extension ControlPlaneTests {
             #expect(again.status == 409 && again.json["error"] as? String == "already_lifted", "\(again.text)")
         }
 
-        @Test("a session revocation (kind session, by the API and the CLI's --sid) makes the gateway refuse the tokens carrying that sid, not others; it cannot be lifted")
+        @Test("a session revocation (kind session, by the API and the CLI's --sid) makes the gateway refuse the tokens carrying that sid, not others; it cannot be lifted; naming a family of the built-in server's, it also ends the family's refreshes and its refresh token introspects inactive")
         func sessionRevocations() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
@@ -226,6 +226,13 @@ extension ControlPlaneTests {
             let revoked = try control.admin("POST", "/v1/revocations?wait=10s", json: #"{"kind":"session","value":"\#(sid)","issuer":"\#(cluster.issuer)"}"#)
             #expect(revoked.status == 201 && revoked.json["kind"] as? String == "session" && revoked.json["value"] as? String == sid, "\(revoked.text)")
             #expect(try cluster.statuses(first.access) == [401] && cluster.statuses(second.access) == [200])
+            // The family is marked revoked too, so it refreshes no more once the revocation ends.
+            #expect(try cluster.redis.cli("HGET", "portcullis:as:rtf:" + sid, "revoked") == "1")
+            let basic = ("demo-client", ControlCluster.clientSecret)
+            let refresh = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": try #require(first.refresh)], basic: basic)
+            #expect(refresh.status == 400 && refresh.json["error"] as? String == "invalid_grant", "\(refresh.text)")
+            let introspected = try control.oauth("/oauth2/introspect", form: ["token": try #require(first.refresh), "token_type_hint": "refresh_token"], basic: basic)
+            #expect(introspected.json["active"] as? Bool == false, "\(introspected.text)")
             let lift = try control.admin("DELETE", "/v1/revocations/\(try #require(revoked.json["id"] as? String))")
             #expect(lift.status == 409 && lift.json["error"] as? String == "not_deletable", "\(lift.text)")
             let cli = try runCommand(PortcullisBinary.path, ["admin", "revoke", "--sid", otherSid, "--wait",

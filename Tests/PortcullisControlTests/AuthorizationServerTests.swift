@@ -172,6 +172,9 @@ extension ControlPlaneTests {
             let otherRefresh = try #require(other.refresh)
             #expect(try control.oauth("/oauth2/revoke", form: ["token": otherRefresh, "token_type_hint": "refresh_token"], basic: basic).status == 200)
             #expect(try control.oauth("/oauth2/introspect", form: ["token": other.access], basic: basic).json["active"] as? Bool == false)
+            // Sent again, it is still 200 and writes nothing more to the signed list.
+            #expect(try control.oauth("/oauth2/revoke", form: ["token": otherRefresh, "token_type_hint": "refresh_token"], basic: basic).status == 200)
+            #expect((try control.admin("GET", "/v1/revocations?kind=session").json["items"] as? [[String: Any]] ?? []).count == 1)
             #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": otherRefresh], basic: basic).json["error"] as? String == "invalid_grant")
             #expect(try control.oauth("/oauth2/introspect", form: ["token": otherRefresh], basic: basic).json["active"] as? Bool == false)
             try await eventually("the grant's access token is rejected") { try cluster.statuses(other.access) == [401] }

@@ -99,7 +99,7 @@ extension ControlPlaneTests {
 
         /// The build before revoked by jti every token the consent's unsigned list named: a writer
         /// who added another client's token to it had the control plane sign its revocation.
-        @Test("a Redis writer who stuffs the list of what was issued under a consent with another client's token does not get it revoked when the user revokes access: the user's own token is refused, the other passes")
+        @Test("a Redis writer who stuffs the list of what was issued under a consent with another client's token and refresh-token family does not get them revoked when the user revokes access: the user's own token and session are revoked, the other token passes and its family refreshes")
         func stuffedGrantListRevokesNoMore() async throws {
             let cluster = try await SignInBrowser.cluster()
             defer { Task { await cluster.shutdown() } }
@@ -111,8 +111,10 @@ extension ControlPlaneTests {
             let victim = try cluster.clientCredentials()
             let victimJTI = try #require(claims(of: victim.access)["jti"] as? String)
             let victimExp = try #require(claims(of: victim.access)["exp"] as? Int)
+            let victimFamily = try #require(claims(of: victim.access)["sid"] as? String)
             let list = try #require(try redis.cli("KEYS", "portcullis:as:grants:*").split(separator: "\n").first.map(String.init))
             try redis.cli("ZADD", list, String(victimExp), "jti:" + victimJTI)
+            try redis.cli("ZADD", list, String(victimExp), "fam:" + victimFamily)
             let csrf = try #require(SignInBrowser.hiddenFields(try browser.get("/oauth2/account"))["csrf_token"])
             let revoked = try browser.post("/oauth2/account", ["action": "revoke", "client_id": "web-app", "csrf_token": csrf])
             #expect(revoked.status == 200, "\(revoked.text)")
@@ -120,6 +122,12 @@ extension ControlPlaneTests {
             // The revocation has been applied everywhere by now; the other client's token passes.
             #expect(try cluster.statuses(victim.access) == [200])
             #expect((try cluster.control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []).isEmpty)
+            // The user's family's session is revoked (a refresh racing the press carries its sid); the victim's is not.
+            let sessions = (try cluster.control.admin("GET", "/v1/revocations?kind=session").json["items"] as? [[String: Any]] ?? []).compactMap { $0["value"] as? String }
+            #expect(sessions == [try #require(claims(of: access)["sid"] as? String)], "\(sessions)")
+            let refreshed = try cluster.control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": try #require(victim.refresh)],
+                                                      basic: ("demo-client", ControlCluster.clientSecret))
+            #expect(refreshed.status == 200, "\(refreshed.text)")
         }
 
         /// The build before kept the jtis of a family's access tokens in an unsigned list
@@ -173,6 +181,9 @@ extension ControlPlaneTests {
             #expect(refused.header("www-authenticate")?.contains("session") == true, "\(refused.header("www-authenticate") ?? "-")")
             let revived = try refresh(refresh2)
             #expect(revived.status == 400 && revived.json["error"] as? String == "invalid_grant", "\(revived.text)")
+            // Introspection says what a refresh would: not active.
+            let introspected = try control.oauth("/oauth2/introspect", form: ["token": refresh2, "token_type_hint": "refresh_token"], basic: basic)
+            #expect(introspected.json["active"] as? Bool == false, "\(introspected.text)")
 
             // An RFC 7009 revocation of a refresh token, likewise.
             let other = try cluster.clientCredentials()

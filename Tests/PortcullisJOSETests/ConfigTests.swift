@@ -48,6 +48,7 @@ struct ConfigTests {
         ("  audience: [x]\n", "issuers[0].audience", "unknown key"),
         ("  jwks_uri: https://x.example/jwks\n", "issuers[0]", "exactly one of"),
         ("  leeway_seconds: lots\n", "issuers[0].leeway_seconds", "integer"),
+        ("  leeway_seconds: 301\n", "issuers[0].leeway_seconds", "300"),
         ("  iat_leeway_seconds: 61\n", "issuers[0].iat_leeway_seconds", "60"),
         ("  jwks_refresh: {intervall: 5m}\n", "issuers[0].jwks_refresh.intervall", "unknown key"),
         ("  hmac_secrets: [{kid: a, secret_base64url: AAAA, alg: HS256}]\n", "issuers[0].hmac_secrets[0].secret_base64url", "32 bytes"),

@@ -195,8 +195,9 @@ public final class RevocationSet: RevocationCheck, Sendable {
         for observer in changeObservers.withLock({ $0 }) { observer() }
     }
 
-    /// jti entries outlive the token's `exp` by this much, covering verification leeway.
-    static let expiryGrace: Int64 = 300
+    /// jti and session entries outlive their `exp` by this much, covering verification leeway (an
+    /// issuer's `leeway_seconds` is at most this).
+    static let expiryGrace = Int64(IssuerConfig.maxLeewaySeconds)
 
     /// Applies one change (the sync task does this for every event; public for benchmarks and
     /// tools that build a set without Redis). jti entries that are already expired are skipped.

@@ -15,6 +15,7 @@ extension AdminAPI {
                                                             maxTokenLifetime: revocations.maxTokenLifetime)
                 target = input.auditTarget
                 let event = try await confirmed { try await revocations.add(input, actor: context.actor) }
+                await authorizationServer?.sessionRevokedByOperator(event.revocation)
                 let response = try await revocationResponse(event, wait: wait, createdStatus: .created, warning: issuerWarning(input.issuer))
                 return (response, ["id": event.revocation.id, "sequence": String(event.sequence)])
             }
@@ -48,6 +49,7 @@ extension AdminAPI {
                 }
                 target = "\(inputs.count) revocations"
                 let events = try await confirmed { try await revocations.addBatch(inputs, actor: context.actor) }
+                for event in events { await authorizationServer?.sessionRevokedByOperator(event.revocation) }
                 guard let last = events.last else { throw APIError.invalid("revocations", "nothing to write") }
                 let propagation: Propagation
                 if let wait {

@@ -216,21 +216,28 @@ final class AuthorizationServer: Sendable {
     /// Until the control plane's copy of the revocation list has synced it knows no cut-off:
     /// `temporarily_unavailable` (503), as for introspection.
     private func refuseIfCutOff(subject: String?, clientID: String?, issuedAtMillis: Int64, what: String) throws {
+        try requireSynced()
+        if let predates = cutOff(subject: subject, clientID: clientID, issuedAtMillis: issuedAtMillis) {
+            throw APIError(.badRequest, "invalid_grant", "the \(what) predates \(predates)")
+        }
+    }
+
+    /// `temporarily_unavailable` (503) until the control plane's copy of the revocation list has synced.
+    private func requireSynced() throws {
         guard revocationList.isSynced else {
             var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation list is not synced yet; retry")
             failure.headers[.retryAfter] = "1"
             throw failure
         }
+    }
+
+    /// Which cut-off in force is later than `issuedAtMillis` (`refuseIfCutOff`), nil when none is.
+    private func cutOff(subject: String?, clientID: String?, issuedAtMillis: Int64) -> String? {
         let cutoffs = revocationList.set.cutoffs(issuer: config.issuer, subject: subject, clientID: clientID)
-        if let cutoff = cutoffs.subject, issuedAtMillis < cutoff {
-            throw APIError(.badRequest, "invalid_grant", "the \(what) predates a revocation of every token of its subject")
-        }
-        if let cutoff = cutoffs.client, issuedAtMillis < cutoff {
-            throw APIError(.badRequest, "invalid_grant", "the \(what) predates a revocation of every token of its client")
-        }
-        if let cutoff = cutoffs.grant, issuedAtMillis < cutoff {
-            throw APIError(.badRequest, "invalid_grant", "the \(what) predates the user's revocation of this client's access")
-        }
+        if let cutoff = cutoffs.subject, issuedAtMillis < cutoff { return "a revocation of every token of its subject" }
+        if let cutoff = cutoffs.client, issuedAtMillis < cutoff { return "a revocation of every token of its client" }
+        if let cutoff = cutoffs.grant, issuedAtMillis < cutoff { return "the user's revocation of this client's access" }
+        return nil
     }
 
     // MARK: Authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5)
@@ -317,11 +324,7 @@ final class AuthorizationServer: Sendable {
         guard let endpoint else { return }
         // Without its copy of the list synced this control plane knows neither the consent's
         // floor nor the grant cut-off in force: try again in a moment.
-        guard revocationList.isSynced else {
-            var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation list is not synced yet; retry")
-            failure.headers[.retryAfter] = "1"
-            throw failure
-        }
+        try requireSynced()
         // A grant cut-off: every token of this user for this client issued until now is refused
         // on every node, and every refresh token, code and remembered consent from before it is
         // void here — whatever record a Redis writer puts back or takes away (the signed list
@@ -342,15 +345,25 @@ final class AuthorizationServer: Sendable {
                                            superseding: superseded, actor: actor, reason: "consent to \(clientID) revoked")
         }
         await appliedHere(written)
-        // Then the refresh-token families the list names are marked revoked too (defence in
-        // depth: the cut-off already refuses their refreshes), and the consent forgotten. Marked
-        // first, forgotten last: a step Redis refuses fails the call (503) and leaves what it
-        // names for the next try. What a code redeemed meanwhile added is marked in turn.
+        // Then the refresh-token families the list names — those whose signed record is this
+        // user's grant to this client, so a Redis writer who adds others to the list gets nothing
+        // — are marked revoked and their sessions revoked: a refresh that passed its checks
+        // before the cut-off was applied here and signs after its second would otherwise carry
+        // an `iat` the cut-off does not reach (an attacker review raced one past it), and no
+        // rotation follows the mark, so every token of the family carries its `sid`. Then the
+        // consent is forgotten. Revoked first, forgotten last: a step Redis refuses fails the
+        // call (503) and leaves what it names for the next try. What a code redeemed meanwhile
+        // added is revoked in turn.
         var families = try await unavailableOnFailure { try await endpoint.sessions.familiesUnderConsent(username: username, clientID: clientID) }
         for _ in 0..<3 {
+            var owned: [String] = []
             for family in families {
+                guard try await unavailableOnFailure({ try await refreshTokens.familyBelongs(family, to: username, clientID: clientID) }) else { continue }
                 try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "consent revoked") }
+                owned.append(family)
             }
+            let sessions = try await revokeSessions(owned, actor: actor, reason: "consent to \(clientID) revoked")
+            await appliedHere(sessions)
             let marked = families
             families = try await unavailableOnFailure { try await endpoint.sessions.forgetConsent(username: username, clientID: clientID, revoked: marked) }
             if families.isEmpty { break }
@@ -378,18 +391,37 @@ final class AuthorizationServer: Sendable {
                                           details: ["revocation": revoked.joined(separator: " ")]))
     }
 
+    /// An operator's session revocation (admin API, console) of this issuer's — or every
+    /// issuer's — `sid`: when it names a refresh-token family here, the family is marked revoked
+    /// too, so it refreshes no more once the revocation has ended (a family it does not name
+    /// is left alone).
+    func sessionRevokedByOperator(_ revocation: Revocation) async {
+        guard revocation.kind == .session, revocation.issuer == nil || revocation.issuer == config.issuer else { return }
+        do {
+            try await refreshTokens.revokeFamily(revocation.value, reason: "session revoked by \(revocation.actor)")
+        } catch {
+            logger.warning("a session revocation was written, but its refresh-token family could not be marked revoked",
+                           metadata: ["sid": "\(revocation.value)", "error": "\(error)"])
+        }
+    }
+
     /// Revokes every access token issued in the refresh-token family `family` (their `sid`) on
     /// every gateway, for as long as any of them can live — `access_token_ttl` from now (after a
     /// lowering of that setting, a token issued before under the longer one may outlive it by
     /// the difference) — and applies it here before returning, so that the family refreshes no
     /// more on this control plane whatever its unsigned record in Redis says.
     private func revokeSession(_ family: String, actor: String, reason: String) async throws -> RevocationEvent {
-        let until = Int64(Date().timeIntervalSince1970) + 1 + config.accessTokenTTL.components.seconds
-        let event = try await unavailableOnFailure {
-            try await revocations.add(kind: .session, value: family, issuer: config.issuer, until: until, actor: actor, reason: reason)
-        }
-        await appliedHere([event])
+        let events = try await revokeSessions([family], actor: actor, reason: reason)
+        await appliedHere(events)
+        guard let event = events.first else { throw APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation was not written; retry") }
         return event
+    }
+
+    /// The session revocations of `families`, written in one atomic batch (none for none).
+    private func revokeSessions(_ families: [String], actor: String, reason: String) async throws -> [RevocationEvent] {
+        let until = Int64(Date().timeIntervalSince1970) + 1 + config.accessTokenTTL.components.seconds
+        let inputs = families.map { RevocationInput(kind: .session, value: $0, issuer: config.issuer, until: until, reason: reason) }
+        return try await unavailableOnFailure { try await revocations.addBatch(inputs, actor: actor) }
     }
 
     // MARK: Revocation endpoint (RFC 7009)
@@ -418,6 +450,11 @@ final class AuthorizationServer: Sendable {
                 if kind == "refresh", let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }) {
                     guard grant.clientID == client.id else {
                         throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
+                    }
+                    // Revoked already (the same token sent again): nothing more to write, so a
+                    // client repeating the call does not grow the signed list.
+                    if grant.familyRevoked, revocationList.isSynced, revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family) {
+                        return Self.emptyOK()
                     }
                     try await unavailableOnFailure { try await refreshTokens.revokeFamily(grant.family, reason: "revoked") }
                     // RFC 7009 §2.1: access tokens of the same grant go too.
@@ -448,11 +485,7 @@ final class AuthorizationServer: Sendable {
             func mayIntrospect(_ owner: String?) -> Bool { client.introspectAny || owner == client.id }
             if form["token_type_hint"] != "refresh_token", case .success(let verified) = introspectionVerifier.verify(token) {
                 guard mayIntrospect(verified.clientID) else { return Self.inactive() }
-                guard revocationList.isSynced else {
-                    var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation list is not synced yet; retry")
-                    failure.headers[.retryAfter] = "1"
-                    throw failure
-                }
+                try requireSynced()
                 let revoked = revocationList.set.check(verified) != .allowed
                 if !revoked {
                     var object: [String: JSONValue] = [
@@ -467,8 +500,15 @@ final class AuthorizationServer: Sendable {
                 }
                 return Self.inactive()
             }
+            // A refresh token is active only if it would refresh: neither its family's session
+            // nor a cut-off later than its issue is in force (whatever its record says).
             if let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }), mayIntrospect(grant.clientID),
                grant.active, !grant.familyRevoked, grant.expiresAtMillis > Int64(Date().timeIntervalSince1970 * 1000) {
+                try requireSynced()
+                guard !revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family),
+                      cutOff(subject: grant.subject, clientID: grant.clientID, issuedAtMillis: refreshTokens.signedIssuedAtMillis(grant)) == nil else {
+                    return Self.inactive()
+                }
                 return Response.json([
                     "active": true, "token_type": "refresh_token", "iss": .string(config.issuer), "client_id": .string(grant.clientID),
                     "sub": .string(grant.subject), "scope": .string(grant.scope.joined(separator: " ")), "aud": .string(grant.audience),

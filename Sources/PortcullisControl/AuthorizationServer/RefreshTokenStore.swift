@@ -114,6 +114,16 @@ struct RefreshTokenStore: Sendable {
                      issuedAtMillis: fields[6].int ?? fields[6].string.flatMap { Int64($0) } ?? 0, expiresAtMillis: expires)
     }
 
+    /// Whether `family` is a grant of `subject`'s (a user's) to `clientID`, by its signed record:
+    /// false for one that does not verify, belongs to someone else, or has expired out of Redis.
+    func familyBelongs(_ family: String, to subject: String, clientID: String) async throws -> Bool {
+        let familyKey = keys.refreshFamily(family)
+        let fields = try await client.send("HMGET", RedisArgument(familyKey), "client_id", "sub", "user", "mac").array ?? []
+        guard fields.count == 4, fields[0].string == clientID, fields[1].string == subject, fields[2].string == "1",
+              let mac = fields[3].string else { return false }
+        return recordMAC.verify(mac, ["family1", familyKey, clientID, subject, "1"])
+    }
+
     /// KEYS: token, family, new token. ARGV: now_ms, client_id, family, new token expiry ms, ttl
     /// ms, the new token's MAC, subject, scope, audience — the successor is written from the grant
     /// `lookup` verified, which its MAC signs.

@@ -50,6 +50,9 @@ public struct IssuerConfig: Sendable {
     public var hmacKeys: [HMACKey]
 
     public static let defaultLeewaySeconds = 30
+    /// The most `leeway_seconds` may be: nodes keep a jti or session revocation this long past its
+    /// `exp` (`RevocationSet.expiryGrace`), so a token accepted past its `exp` is still refused.
+    public static let maxLeewaySeconds = 300
     public static let defaultIatLeewaySeconds = 2
     public static let defaultMaxTokenBytes = 8 * 1024
 
@@ -116,7 +119,7 @@ public struct IssuerConfig: Sendable {
             keySource = .none
         }
 
-        leewaySeconds = try map.optional("leeway_seconds")?.int(in: 0...3600) ?? Self.defaultLeewaySeconds
+        leewaySeconds = try map.optional("leeway_seconds")?.int(in: 0...Self.maxLeewaySeconds) ?? Self.defaultLeewaySeconds
         iatLeewaySeconds = try map.optional("iat_leeway_seconds")?.int(in: 0...60) ?? Self.defaultIatLeewaySeconds
         if let sizeNode = map.optional("max_token_bytes") {
             maxTokenBytes = try sizeNode.byteCount()
