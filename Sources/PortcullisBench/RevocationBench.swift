@@ -29,10 +29,10 @@ struct RevocationBench: AsyncParsableCommand {
         return -1
     }
 
-    static func token(jti: String) -> VerifiedToken {
+    static func token(jti: String, sid: String? = nil) -> VerifiedToken {
         VerifiedToken(issuerName: "bench", issuer: "https://bench", subject: "user", jwtID: jti, clientID: "app", audiences: ["a"],
                       scopes: [], expiresAt: Int64(Date().timeIntervalSince1970) + 3600, notBefore: nil, issuedAt: nil,
-                      keyID: "k", algorithm: .ES256, claims: [:])
+                      keyID: "k", algorithm: .ES256, claims: [:], sessionID: sid)
     }
 
     func inProcess() throws {
@@ -90,6 +90,39 @@ struct RevocationBench: AsyncParsableCommand {
             let lookup = results[label]![1]! - results["no jti"]![1]!
             print(String(format: "  per request, %@ jti: %.0f ns (fixed %.1f + jti lookup with a cold slot %.1f)", label, fixed + lookup, fixed, lookup))
         }
+        try sessions(set, now: now, tokens: Array(absent.prefix(1000)))
+    }
+
+    /// What a `sid` adds to `check`: tokens with a jti that is not revoked, without a `sid`, with
+    /// one while no session revocation is in force, with one not revoked while `entries / 100`
+    /// are, and with a revoked one.
+    func sessions(_ set: RevocationSet, now: Int64, tokens: [VerifiedToken]) throws {
+        let count = max(1, entries / 100)
+        print("== sessions: check() of a token with a jti (not revoked), beside \(entries) revoked jtis ==")
+        let quiet = RevocationSet()
+        var revoked: [VerifiedToken] = []
+        let bare = tokens.map { Self.token(jti: $0.jwtID ?? "") }
+        let withSid = tokens.enumerated().map { Self.token(jti: $1.jwtID ?? "", sid: "fam_live_\($0)") }
+        func time(_ label: String, _ set: RevocationSet, _ tokens: [VerifiedToken], expectRevoked: Bool) {
+            var hits = 0
+            let clock = ContinuousClock()
+            let start = clock.now
+            for index in 0..<lookups {
+                if case .revoked = set.check(tokens[index % tokens.count]) { hits += 1 }
+            }
+            print(String(format: "  %@: %.1f ns per call", label, Self.nanos(clock.now - start) / Double(lookups)))
+            precondition((hits == lookups) == expectRevoked, "lookups gave wrong answers")
+        }
+        time("no sid", set, bare, expectRevoked: false)
+        time("a sid, no session revoked", quiet, withSid, expectRevoked: false)
+        for index in 0..<count {
+            let sid = "fam_revoked_\(index)"
+            set.apply(Revocation(id: "s\(index)", operation: .add, kind: .session, value: sid, issuer: "https://bench", until: now + 3600,
+                                 createdAtMillis: 0, actor: "bench", reason: nil), now: now)
+            if revoked.count < tokens.count { revoked.append(Self.token(jti: tokens[revoked.count].jwtID ?? "", sid: sid)) }
+        }
+        time("a sid, not revoked, \(count) sessions revoked", set, withSid, expectRevoked: false)
+        time("a revoked sid", set, revoked, expectRevoked: true)
     }
 
     static func nanos(_ duration: Duration) -> Double {

@@ -14,8 +14,9 @@ public struct ClusterConfig: Sendable {
     public var keyPrefix: String
     /// HMAC-SHA256 key authenticating key-set records and revocation events (≥ 32 bytes).
     public var secret: [UInt8]
-    /// The files holding this section's secrets (`secret_file`, `redis_tls.private_key`).
-    public var secretFiles: [SecretFile] = []
+    /// The files holding this section's secrets (`secret: {file: …}` or `secret_file`,
+    /// `redis_tls.private_key`).
+    public private(set) var secretFiles: [SecretFile] = []
     public var heartbeatInterval: Duration
     /// Beyond this age of confirmed revocation state a node answers authenticated requests with
     /// 503 instead of risking a revoked token (fail closed). nil: serve with stale state forever.
@@ -73,6 +74,7 @@ public struct ClusterConfig: Sendable {
         switch (secretNode, secretFileNode) {
         case (let node?, nil):
             secret = try Self.decodeSecret(try node.nonEmptyString(), node: node)
+            if let path = node.referencedFile { secretFiles.append(SecretFile(key: "cluster.secret", path: path)) }
         case (nil, let node?):
             let path = try node.nonEmptyString()
             let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).path

@@ -161,6 +161,13 @@ public struct ConfigNode: Sendable {
 
     // MARK: Scalars
 
+    /// The resolved path when the value is a `{file: path}` reference (see `string()`), else nil.
+    public var referencedFile: String? {
+        guard case .mapping(let entries) = value, entries.count == 1, entries[0].key == "file",
+              case .scalar(let path, _) = entries[0].value.value, !path.isEmpty else { return nil }
+        return path.hasPrefix("/") ? path : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
+    }
+
     /// The scalar's text, with secrets kept outside the file resolved:
     /// - every `${NAME}` in it is replaced by the environment variable `NAME` (an unset variable
     ///   is an error naming it; `$${` stands for a literal `${`);
@@ -173,8 +180,7 @@ public struct ConfigNode: Sendable {
             return text.contains("$") ? try interpolated(text) : text
         case .mapping(let entries) where entries.count == 1 && entries[0].key == "file":
             let pathNode = entries[0].value
-            guard case .scalar(let path, _) = pathNode.value, !path.isEmpty else { throw pathNode.error("expected a file path") }
-            let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
+            guard let resolved = referencedFile else { throw pathNode.error("expected a file path") }
             let text: String
             do {
                 text = try ConfigFile.text(atPath: resolved)

@@ -1,5 +1,7 @@
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
@@ -13,8 +15,10 @@ import Darwin
 public struct SecretFile: Sendable, Equatable {
     /// The configuration key that names it (`cluster.secret_file`).
     public var key: String
+    /// The file, resolved against the configuration file's folder.
     public var path: String
 
+    /// A secret file named by `key`.
     public init(key: String, path: String) {
         self.key = key
         self.path = path
@@ -28,8 +32,8 @@ public struct SecretFile: Sendable, Equatable {
         guard stat(path, &info) == 0 else { return nil }
         let mode = UInt32(info.st_mode) & 0o777
         guard mode & 0o007 != 0 else { return nil }
-        let octal = String(mode, radix: 8)
-        return "\(key) \(path) has mode 0\(octal): every user of this host can \(mode & 0o004 != 0 ? "read" : "open") it; "
+        let access = mode & 0o004 != 0 ? "read" : mode & 0o002 != 0 ? "write" : "open"
+        return "\(key) \(path) has mode 0\(String(mode, radix: 8)): every user of this host can \(access) it; "
             + "chmod 0600 (or 0640 for the service's group)"
     }
 }

@@ -327,6 +327,20 @@ struct RedisTamperingTests {
         }
     }
 
+    @Test("a session revocation's log entry is pruned once its until plus the grace has passed, as a jti's is; one still in force stays")
+    func sessionEntriesPruned() async throws {
+        try await withCluster() { cluster in
+            let now = Int64(Date().timeIntervalSince1970)
+            let ended = try await cluster.revoke(.session, "fam_short", until: now + 600, issuer: TestCluster.issuer)
+            let live = try await cluster.revoke(.session, "fam_long", until: now + 3600)
+            #expect(try await cluster.store.prune(now: now + 600 + RevocationSet.expiryGrace - 1) == 0)
+            #expect(try await cluster.store.prune(now: now + 1200) == 1)
+            #expect(try await cluster.store.get(id: ended.revocation.id) == nil)
+            #expect(try await cluster.store.get(id: live.revocation.id) != nil)
+            #expect(try #require(try await cluster.store.head()).floor == ended.sequence)
+        }
+    }
+
     @Test("forged prune nominations remove nothing in force; a genuine prune raises the floor and a late node still syncs")
     func forgedPruneNominations() async throws {
         try await withCluster() { cluster in

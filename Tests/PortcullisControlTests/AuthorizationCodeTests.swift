@@ -528,6 +528,9 @@ extension ControlPlaneTests {
             try await eventually("the access token issued under the consent is revoked") { try cluster.statuses(access) == [401] }
             #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": refresh])
                 .json["error"] as? String == "invalid_grant")
+            // The retry revoked the family's session too.
+            let sessions = (try control.admin("GET", "/v1/revocations?kind=session").json["items"] as? [[String: Any]] ?? []).compactMap { $0["value"] as? String }
+            #expect(sessions == [try #require(claims(of: access)["sid"] as? String)], "\(sessions)")
         }
 
         @Test("RFC 9700 §4.2.4 (RFC 6749 §4.1.2): an authorization code works once; a reused code revokes every token issued from it")
@@ -814,7 +817,7 @@ extension ControlPlaneTests {
         /// The build before marked the family revoked in the step that found the reuse and gave
         /// up when the revocation of its access tokens failed after it: presented again, the used
         /// token was only "revoked", and those access tokens stayed good (an attacker review).
-        @Test("a used refresh token presented again revokes its family's session again until that revocation is recorded as made, then is refused")
+        @Test("a used refresh token presented again is reported reused again (so its family's session is revoked again) until that revocation is recorded as made, then is refused")
         func refreshReuseRevokesUntilRecorded() async throws {
             let redis = try await RedisServerFixture.start()
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

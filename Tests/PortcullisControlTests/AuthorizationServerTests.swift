@@ -179,7 +179,18 @@ extension ControlPlaneTests {
             #expect(try control.oauth("/oauth2/introspect", form: ["token": otherRefresh], basic: basic).json["active"] as? Bool == false)
             try await eventually("the grant's access token is rejected") { try cluster.statuses(other.access) == [401] }
             let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
-            #expect(audit.filter { $0["action"] as? String == "oauth.revoke" }.count == 2)
+            #expect(audit.filter { $0["action"] as? String == "oauth.revoke" && $0["outcome"] as? String == "ok" }.count == 2)
+            #expect(audit.contains { $0["action"] as? String == "oauth.revoke" && $0["outcome"] as? String == "already_revoked" })
+
+            // A refresh token issued before a cut-off of its subject introspects inactive, as it would not refresh.
+            let third = try cluster.clientCredentials()
+            let thirdRefresh = try #require(third.refresh)
+            #expect(try control.oauth("/oauth2/introspect", form: ["token": thirdRefresh, "token_type_hint": "refresh_token"], basic: basic).json["active"] as? Bool == true)
+            #expect(try control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"demo-client"}"#).status == 201)
+            try await eventually("the cut-off makes the refresh token inactive") {
+                try control.oauth("/oauth2/introspect", form: ["token": thirdRefresh, "token_type_hint": "refresh_token"], basic: basic).json["active"] as? Bool == false
+            }
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": thirdRefresh], basic: basic).json["error"] as? String == "invalid_grant")
         }
 
         @Test("a real OAuth client library (authlib): client_credentials, refresh, calls through the gateway")

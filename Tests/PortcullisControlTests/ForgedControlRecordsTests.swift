@@ -134,7 +134,7 @@ extension ControlPlaneTests {
         /// (`as:rtf:<family>:jti`) and revoked what it named: emptied, a reuse or an RFC 7009
         /// revocation revoked nothing, and the family's unsigned `revoked` field set back to 0
         /// had its newest refresh token refresh again.
-        @Test("a Redis writer who empties a refresh-token family's lists and revives the family keeps nothing: after a reuse, or an RFC 7009 revocation, every gateway refuses the access tokens issued in the family (their sid), and the family refreshes no more")
+        @Test("a Redis writer who empties a refresh-token family's lists and revives the family keeps nothing: after a reuse, or an RFC 7009 revocation, every gateway refuses the access tokens issued in the family (their sid), and the family refreshes no more while its session revocation is in force")
         func revokedFamilyStaysRevoked() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }

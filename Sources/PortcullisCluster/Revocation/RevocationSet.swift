@@ -7,9 +7,9 @@ import Synchronization
 /// state comes from `PublishedValue` and the jti and session tables are probed with atomic loads.
 ///
 /// The set only grows, whatever Redis says: a jti leaves it when its token expires, a session
-/// when its `until` passes, a cut-off
-/// only when a signed delete naming that exact cut-off (`Revocation.lifts`) is applied, a revoked
-/// key never. Applying a change twice, or a change already lifted, does nothing.
+/// when its `until` passes, a cut-off only when a signed delete naming that exact cut-off
+/// (`Revocation.lifts`) is applied, a revoked key never. Applying a change twice, or a change
+/// already lifted, does nothing.
 public final class RevocationSet: RevocationCheck, Sendable {
     /// One subject, client or grant cut-off in force, by the id of the change that set it.
     struct CutoffAdd: Sendable {
@@ -38,7 +38,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
 
     final class State: Sendable {
         let tokens: RevokedTokenTable
-        /// Revoked sessions, by the fingerprint of `sessionKey(issuer:sid:)`, until their `until`.
+        /// Revoked sessions, by `RevokedTokenTable.Fingerprint.session(issuer:sid:)`, until their `until`.
         let sessions: RevokedTokenTable
         let cutoffs: Cutoffs
         /// Most clusters have no cut-offs; checking one flag spares copying three dictionaries.
@@ -76,13 +76,16 @@ public final class RevocationSet: RevocationCheck, Sendable {
         // The common path captures only the fingerprint: a closure capturing the whole token
         // copied its ten reference-counted fields on every request (seen in profiles).
         let fingerprint = token.jwtID.map(RevokedTokenTable.fingerprint)
-        let (jtiRevoked, hasSessions, hasCutoffs) = state.read { current in
-            (fingerprint.map { current.tokens.expiry(of: $0) != nil } ?? false, current.sessions.count > 0, current.hasCutoffs)
+        let issuer = token.issuer, sid = token.sessionID
+        // One read of the state for the jti, the session (hashed only when a session revocation
+        // is in force and the token has a `sid`) and whether cut-offs need a look.
+        let (jtiRevoked, sessionRevoked, hasCutoffs) = state.read { current in
+            (fingerprint.map { current.tokens.expiry(of: $0) != nil } ?? false,
+             current.sessions.count > 0 && sid.map { Self.holds(current.sessions, issuer: issuer, sid: $0) } ?? false,
+             current.hasCutoffs)
         }
         if jtiRevoked { return .revoked(detail: "the token has been revoked") }
-        if hasSessions, let sid = token.sessionID, isSessionRevoked(issuer: token.issuer, sid: sid) {
-            return .revoked(detail: "the token's session has been revoked")
-        }
+        if sessionRevoked { return .revoked(detail: "the token's session has been revoked") }
         guard hasCutoffs else { return .allowed }
         return Self.checkCutoffs(token, state.value.cutoffs)
     }
@@ -123,15 +126,14 @@ public final class RevocationSet: RevocationCheck, Sendable {
 
     /// Whether a session revocation in force names `sid`, for `issuer` or for every issuer.
     public func isSessionRevoked(issuer: String, sid: String) -> Bool {
-        let own = RevokedTokenTable.fingerprint(Self.sessionKey(issuer: issuer, sid: sid))
-        let any = RevokedTokenTable.fingerprint(Self.sessionKey(issuer: "*", sid: sid))
-        return state.read { $0.sessions.expiry(of: own) != nil || $0.sessions.expiry(of: any) != nil }
+        state.read { Self.holds($0.sessions, issuer: issuer, sid: sid) }
     }
 
-    /// A session's key: `<issuer's length in bytes>:<issuer><sid>`, issuer `*` for every issuer —
-    /// the length stated, so no two (issuer, sid) share a key.
-    static func sessionKey(issuer: String, sid: String) -> String {
-        String(issuer.utf8.count) + ":" + issuer + sid
+    /// Whether `sessions` holds `sid` for `issuer` or for every issuer (`*`).
+    private static func holds(_ sessions: RevokedTokenTable, issuer: String, sid: String) -> Bool {
+        let session = RevokedTokenTable.fingerprint(sid)
+        return sessions.expiry(of: .session(issuer: RevokedTokenTable.fingerprint(issuer), sid: session)) != nil
+            || sessions.expiry(of: .session(issuer: RevokedTokenTable.anyIssuer, sid: session)) != nil
     }
 
     /// Whether a signed delete this node applied lifted the cut-off change `id`.
@@ -221,14 +223,14 @@ public final class RevocationSet: RevocationCheck, Sendable {
                 }
             case .session:
                 guard revocation.operation == .add, revocation.until > now - Self.expiryGrace else { continue }
-                sessions.append((RevokedTokenTable.fingerprint(Self.sessionKey(issuer: revocation.issuer ?? "*", sid: revocation.value)),
-                                 revocation.until))
+                let issuer = revocation.issuer.map(RevokedTokenTable.fingerprint) ?? RevokedTokenTable.anyIssuer
+                sessions.append((.session(issuer: issuer, sid: RevokedTokenTable.fingerprint(revocation.value)), revocation.until))
             case .subject, .client, .grant, .key:
                 scoped.append(revocation)
             }
         }
-        if !tokens.isEmpty { addFingerprints(tokens, to: \.tokens, now: now) }
-        if !sessions.isEmpty { addFingerprints(sessions, to: \.sessions, now: now) }
+        if !tokens.isEmpty { addFingerprints(tokens, to: .tokens, now: now) }
+        if !sessions.isEmpty { addFingerprints(sessions, to: .sessions, now: now) }
         guard !scoped.isEmpty else {
             if !tokens.isEmpty || !sessions.isEmpty { notifyChange() }
             return
@@ -279,9 +281,19 @@ public final class RevocationSet: RevocationCheck, Sendable {
         }
     }
 
+    /// The two fingerprint tables of the state.
+    enum Table: CaseIterable {
+        case tokens, sessions
+    }
+
+    private func table(_ which: Table) -> RevokedTokenTable {
+        let current = state.value
+        return which == .tokens ? current.tokens : current.sessions
+    }
+
     /// Bulk insert into the jti or the session table; grows the table when needed.
-    func addFingerprints(_ entries: [(RevokedTokenTable.Fingerprint, Int64)], to which: KeyPath<State, RevokedTokenTable>, now: Int64) {
-        var table = state.value[keyPath: which]
+    func addFingerprints(_ entries: [(RevokedTokenTable.Fingerprint, Int64)], to which: Table, now: Int64) {
+        var table = table(which)
         var grown = false
         if (table.count + entries.count) * 2 >= table.capacity {
             table = table.compacted(now: now - Self.expiryGrace, extra: entries.count)
@@ -298,18 +310,19 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     /// Publishes `table` as the jti or the session table, keeping the rest of the state.
-    private func replace(_ which: KeyPath<State, RevokedTokenTable>, with table: RevokedTokenTable) {
+    private func replace(_ which: Table, with table: RevokedTokenTable) {
         state.update { current in
-            which == \State.sessions
-                ? (State(tokens: current.tokens, sessions: table, cutoffs: current.cutoffs), ())
-                : (State(tokens: table, sessions: current.sessions, cutoffs: current.cutoffs), ())
+            switch which {
+            case .tokens: (State(tokens: table, sessions: current.sessions, cutoffs: current.cutoffs), ())
+            case .sessions: (State(tokens: current.tokens, sessions: table, cutoffs: current.cutoffs), ())
+            }
         }
     }
 
     /// Drops expired jti and session entries (rebuilds a table when enough expired).
     func prune(now: Int64) {
-        for which in [\State.tokens, \State.sessions] {
-            let table = state.value[keyPath: which]
+        for which in Table.allCases {
+            let table = table(which)
             let compacted = table.compacted(now: now - Self.expiryGrace)
             if compacted.count < table.count { replace(which, with: compacted) }
         }

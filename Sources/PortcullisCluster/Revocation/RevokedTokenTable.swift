@@ -1,6 +1,6 @@
 import Synchronization
 
-/// Revoked `jti`s with their expiry, for a lookup on every request.
+/// Revoked `jti`s (or sessions: `Fingerprint.session`) with their expiry, for a lookup on every request.
 ///
 /// Why hand-written: a `Set<String>` of 1M ids costs ~100 MB (each id a heap string) and needs a
 /// lock around every read; the budget is 64 MB and 100 ns. This is an open-addressing
@@ -52,7 +52,16 @@ final class RevokedTokenTable: @unchecked Sendable {
         init(check: UInt64) {
             self.check = check | 1
         }
+
+        /// A session's fingerprint: its issuer's and its `sid`'s combined, asymmetrically, so that
+        /// no string is built for it (it is taken per request for tokens with a `sid`).
+        static func session(issuer: Fingerprint, sid: Fingerprint) -> Fingerprint {
+            Fingerprint(check: RevokedTokenTable.mix(issuer.check &* 0x9E37_79B9_7F4A_7C15 ^ sid.check))
+        }
     }
+
+    /// The issuer of a session revocation for every issuer (`*`).
+    static let anyIssuer = fingerprint("*")
 
     /// Seed of `fingerprint`, random per process.
     private static let seed = UInt64.random(in: .min ... .max)
@@ -77,7 +86,7 @@ final class RevokedTokenTable: @unchecked Sendable {
     }
 
     @inline(__always)
-    private static func mix(_ value: UInt64) -> UInt64 {
+    fileprivate static func mix(_ value: UInt64) -> UInt64 {
         var x = value &* 0xBF58_476D_1CE4_E5B9
         x ^= x >> 31
         x = x &* 0x94D0_49BB_1331_11EB

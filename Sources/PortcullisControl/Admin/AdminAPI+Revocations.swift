@@ -15,8 +15,9 @@ extension AdminAPI {
                                                             maxTokenLifetime: revocations.maxTokenLifetime)
                 target = input.auditTarget
                 let event = try await confirmed { try await revocations.add(input, actor: context.actor) }
-                await authorizationServer?.sessionRevokedByOperator(event.revocation)
-                let response = try await revocationResponse(event, wait: wait, createdStatus: .created, warning: issuerWarning(input.issuer))
+                let familyWarning = await authorizationServer?.sessionRevokedByOperator(event.revocation)
+                let warning = [issuerWarning(input.issuer), familyWarning].compactMap { $0 }.joined(separator: "; ")
+                let response = try await revocationResponse(event, wait: wait, createdStatus: .created, warning: warning.isEmpty ? nil : warning)
                 return (response, ["id": event.revocation.id, "sequence": String(event.sequence)])
             }
         }
@@ -49,7 +50,10 @@ extension AdminAPI {
                 }
                 target = "\(inputs.count) revocations"
                 let events = try await confirmed { try await revocations.addBatch(inputs, actor: context.actor) }
-                for event in events { await authorizationServer?.sessionRevokedByOperator(event.revocation) }
+                var familyWarnings: [String] = []
+                for event in events {
+                    if let warning = await authorizationServer?.sessionRevokedByOperator(event.revocation) { familyWarnings.append(warning) }
+                }
                 guard let last = events.last else { throw APIError.invalid("revocations", "nothing to write") }
                 let propagation: Propagation
                 if let wait {
@@ -59,6 +63,7 @@ extension AdminAPI {
                 }
                 let status: HTTPResponse.Status = wait != nil && !propagation.complete ? .accepted : .created
                 let warnings = inputs.enumerated().compactMap { index, input in issuerWarning(input.issuer).map { "revocations[\(index)]: " + $0 } }
+                    + familyWarnings
                 var object: [String: JSONValue] = [
                     "count": .integer(Int64(inputs.count)),
                     "first_sequence": .integer(events[0].sequence),

@@ -316,6 +316,24 @@ final class AuthorizationServer: Sendable {
             try await revokeIssuedFromCode(family: family, accessToken: access, client: client.id, peer: peer)
             throw APIError(.badRequest, "invalid_grant", "authorization code already used: the tokens issued from it have been revoked")
         }
+        // The user may have pressed Revoke access while this was issued: its cut-off does not
+        // reach a token stamped in the second after it, and its list of families could not
+        // name one recorded after it read the list. Asked again now, after recording: if the
+        // consent is gone, what was just issued is revoked here, by what this node knows itself.
+        let stillConsented = try await unavailableOnFailure {
+            try await endpoint?.sessions.consentedScopes(username: user.username, clientID: client.id)
+        }
+        guard let stillConsented, Set(grant.scope).isSubset(of: stillConsented) else {
+            if let family {
+                try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "consent revoked during redemption") }
+                _ = try await revokeSession(family, actor: "user:" + user.username, reason: "consent to \(client.id) revoked during redemption")
+            } else {
+                await appliedHere(try await unavailableOnFailure {
+                    try await revocations.revokeTokens([access], actor: "user:" + user.username, reason: "consent to \(client.id) revoked during redemption")
+                })
+            }
+            throw APIError(.badRequest, "invalid_grant", "the user revoked this client's access while the code was redeemed")
+        }
         return tokenResponse(jwt, scopes: grant.scope, refreshToken: refreshToken)
     }
 
@@ -330,12 +348,12 @@ final class AuthorizationServer: Sendable {
         // void here — whatever record a Redis writer puts back or takes away (the signed list
         // never forgets), so it is written whatever Redis says was consented or issued, and no
         // token is revoked by jti from an unsigned list (which a writer could stuff with other
-        // users' jtis). It supersedes
-        // (lifts) the user's own earlier grant cut-offs for the client, which it covers — never
-        // an operator's, nor one later than itself — so that those and their lifts are pruned
-        // after `max_token_lifetime` and the list keeps about one per user and client; presses
-        // are throttled (`LoginThrottle`). Applied here before anything else is done, so no
-        // refresh on this control plane slips between the write and its own copy.
+        // users' jtis). It supersedes (lifts) the user's own earlier grant cut-offs for the
+        // client, which it covers — never an operator's, nor one later than itself — so that
+        // those and their lifts are pruned after `max_token_lifetime` and the list keeps about one
+        // per user and client; presses are throttled (`LoginThrottle`). Applied here before
+        // anything else is done, so no refresh on this control plane slips between the write and
+        // its own copy.
         let actor = "user:" + username
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         let superseded = revocationList.set.grantCutoffIDs(issuer: config.issuer, subject: username, client: clientID, actor: actor,
@@ -349,12 +367,14 @@ final class AuthorizationServer: Sendable {
         // user's grant to this client, so a Redis writer who adds others to the list gets nothing
         // — are marked revoked and their sessions revoked: a refresh that passed its checks
         // before the cut-off was applied here and signs after its second would otherwise carry
-        // an `iat` the cut-off does not reach (an attacker review raced one past it), and no
-        // rotation follows the mark, so every token of the family carries its `sid`. Then the
+        // an `iat` the cut-off does not reach, and no rotation follows the mark, so every token
+        // of the family carries its `sid`. Then the
         // consent is forgotten. Revoked first, forgotten last: a step Redis refuses fails the
-        // call (503) and leaves what it names for the next try. What a code redeemed meanwhile
-        // added is revoked in turn.
+        // call (503) and leaves what it names for the next try. A family a code redeemed meanwhile
+        // added is revoked in turn (and the redemption itself asks for the consent again once it
+        // has recorded what it issued).
         var families = try await unavailableOnFailure { try await endpoint.sessions.familiesUnderConsent(username: username, clientID: clientID) }
+        var revoked = written.map(\.revocation.id)
         for _ in 0..<3 {
             var owned: [String] = []
             for family in families {
@@ -364,12 +384,13 @@ final class AuthorizationServer: Sendable {
             }
             let sessions = try await revokeSessions(owned, actor: actor, reason: "consent to \(clientID) revoked")
             await appliedHere(sessions)
+            revoked += sessions.map(\.revocation.id)
             let marked = families
             families = try await unavailableOnFailure { try await endpoint.sessions.forgetConsent(username: username, clientID: clientID, revoked: marked) }
             if families.isEmpty { break }
         }
         await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent_revoke", target: "client:" + clientID, from: peer,
-                                          outcome: "ok", status: 200, details: ["revocation": written.first?.revocation.id ?? "-"]))
+                                          outcome: "ok", status: 200, details: ["revocations": revoked.joined(separator: " ")]))
     }
 
     /// RFC 6749 §4.1.2: a code used twice revokes every token issued from it: the refresh-token
@@ -391,17 +412,21 @@ final class AuthorizationServer: Sendable {
                                           details: ["revocation": revoked.joined(separator: " ")]))
     }
 
-    /// An operator's session revocation (admin API, console) of this issuer's — or every
-    /// issuer's — `sid`: when it names a refresh-token family here, the family is marked revoked
-    /// too, so it refreshes no more once the revocation has ended (a family it does not name
-    /// is left alone).
-    func sessionRevokedByOperator(_ revocation: Revocation) async {
-        guard revocation.kind == .session, revocation.issuer == nil || revocation.issuer == config.issuer else { return }
+    /// An operator's session revocation (admin API) of this issuer's — or every issuer's — `sid`:
+    /// when it names a refresh-token family here, the family is marked revoked too, so it
+    /// refreshes no more once the revocation has ended. Returns a warning for the answer when
+    /// Redis refused the mark (the revocation itself is written and in force).
+    func sessionRevokedByOperator(_ revocation: Revocation) async -> String? {
+        guard revocation.kind == .session, revocation.value.hasPrefix(RefreshTokenStore.familyPrefix),
+              revocation.issuer == nil || revocation.issuer == config.issuer else { return nil }
         do {
             try await refreshTokens.revokeFamily(revocation.value, reason: "session revoked by \(revocation.actor)")
+            return nil
         } catch {
             logger.warning("a session revocation was written, but its refresh-token family could not be marked revoked",
                            metadata: ["sid": "\(revocation.value)", "error": "\(error)"])
+            return "the refresh-token family \(revocation.value) could not be marked revoked (\(error)): it refreshes again once this revocation ends; "
+                + "revoke it again, or write a grant or subject cut-off"
         }
     }
 
@@ -454,6 +479,8 @@ final class AuthorizationServer: Sendable {
                     // Revoked already (the same token sent again): nothing more to write, so a
                     // client repeating the call does not grow the signed list.
                     if grant.familyRevoked, revocationList.isSynced, revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family) {
+                        await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "family:" + grant.family,
+                                                          from: peer, outcome: "already_revoked", status: 200))
                         return Self.emptyOK()
                     }
                     try await unavailableOnFailure { try await refreshTokens.revokeFamily(grant.family, reason: "revoked") }
@@ -495,6 +522,7 @@ final class AuthorizationServer: Sendable {
                     if let subject = verified.subject { object["sub"] = .string(subject) }
                     if let client = verified.clientID { object["client_id"] = .string(client) }
                     if let jti = verified.jwtID { object["jti"] = .string(jti) }
+                    if let sid = verified.sessionID { object["sid"] = .string(sid) }
                     if let iat = verified.issuedAt { object["iat"] = .integer(iat) }
                     return Response.json(.object(object))
                 }

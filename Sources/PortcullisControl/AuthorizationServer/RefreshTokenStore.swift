@@ -47,7 +47,12 @@ struct RefreshTokenStore: Sendable {
     }
 
     private func familyMAC(key: String, clientID: String, subject: String, user: Bool) -> String {
-        recordMAC.sign(["family1", key, clientID, subject, user ? "1" : "0"])
+        recordMAC.sign(Self.familyFields(key: key, clientID: clientID, subject: subject, user: user ? "1" : "0"))
+    }
+
+    /// What a family's MAC covers; `user` as stored (`1` for a user's grant).
+    private static func familyFields(key: String, clientID: String, subject: String, user: String) -> [String] {
+        ["family1", key, clientID, subject, user]
     }
 
     static func newToken() -> String {
@@ -56,6 +61,9 @@ struct RefreshTokenStore: Sendable {
     }
 
     static func hash(_ token: String) -> String { Hex.sha256(token) }
+
+    /// How every family id (and so every `sid` of this server's tokens) begins.
+    static let familyPrefix = "fam_"
 
     private var ttlMillis: Int64 { ttl.wholeMilliseconds }
 
@@ -71,7 +79,7 @@ struct RefreshTokenStore: Sendable {
     func startFamily(clientID: String, subject: String, scope: [String], audience: String,
                      user: Bool = false) async throws -> (token: String, family: String) {
         let token = Self.newToken()
-        let family = "fam_" + Hex.encode((0..<12).map { _ in UInt8.random(in: 0...255) })
+        let family = Self.familyPrefix + Hex.encode((0..<12).map { _ in UInt8.random(in: 0...255) })
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let ttl = RedisArgument(ttlMillis)
         let familyKey = keys.refreshFamily(family), tokenKey = keys.refreshToken(Self.hash(token))
@@ -106,7 +114,8 @@ struct RefreshTokenStore: Sendable {
         let familyFields = try await client.send("HMGET", RedisArgument(familyKey), "revoked", "user", "client_id", "sub", "mac").array ?? []
         guard familyFields.count == 5, let familyMAC = familyFields[4].string,
               familyFields[2].string == clientID, familyFields[3].string == subject,
-              recordMAC.verify(familyMAC, ["family1", familyKey, clientID, subject, familyFields[1].string ?? ""]) else { return nil }
+              recordMAC.verify(familyMAC, Self.familyFields(key: familyKey, clientID: clientID, subject: subject, user: familyFields[1].string ?? ""))
+        else { return nil }
         let revoked = familyFields[0].string
         return Grant(family: family, clientID: clientID, subject: subject,
                      scope: scope.split(separator: " ").map(String.init), audience: audience,
@@ -121,7 +130,7 @@ struct RefreshTokenStore: Sendable {
         let fields = try await client.send("HMGET", RedisArgument(familyKey), "client_id", "sub", "user", "mac").array ?? []
         guard fields.count == 4, fields[0].string == clientID, fields[1].string == subject, fields[2].string == "1",
               let mac = fields[3].string else { return false }
-        return recordMAC.verify(mac, ["family1", familyKey, clientID, subject, "1"])
+        return recordMAC.verify(mac, Self.familyFields(key: familyKey, clientID: clientID, subject: subject, user: "1"))
     }
 
     /// KEYS: token, family, new token. ARGV: now_ms, client_id, family, new token expiry ms, ttl
@@ -197,11 +206,12 @@ struct RefreshTokenStore: Sendable {
     return 0
     """)
 
-    /// KEYS: family. ARGV: now_ms, reason.
+    /// KEYS: family. ARGV: now_ms, reason. Marks it, if it is still there (an expired family is not made again).
     static let revokeFamilyScript = RedisScript("""
-    if not redis.call('HGET', KEYS[1], 'revoked') then return 0 end
-    redis.call('HSET', KEYS[1], 'revoked', '1', 'revoked_reason', ARGV[2], 'revoked_ms', ARGV[1])
-    return 1
+    if redis.call('HGET', KEYS[1], 'revoked') then
+      redis.call('HSET', KEYS[1], 'revoked', '1', 'revoked_reason', ARGV[2], 'revoked_ms', ARGV[1])
+    end
+    return 0
     """)
 
     /// Marks a family revoked, so that none of its refresh tokens refreshes (the caller revokes its

@@ -74,7 +74,7 @@ struct RevocationInput: Sendable {
             }
             guard until <= now + maxFuture else { throw APIError.invalid("exp", "more than 10 years in the future") }
         case .subject, .client, .grant:
-            if exp != nil { throw APIError.invalid("exp", "applies to jti revocations; subject, client and grant take before") }
+            if exp != nil { throw APIError.invalid("exp", "applies to jti and session revocations; subject, client and grant take before") }
             let cutoff = before ?? nowMillis
             guard cutoff <= nowMillis + maxFuture * 1000 else { throw APIError.invalid("before", "more than 10 years in the future") }
             guard cutoff > 0 else { throw APIError.invalid("before", "must be a positive Unix time") }

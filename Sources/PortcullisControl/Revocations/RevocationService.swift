@@ -68,11 +68,11 @@ struct RevocationService: Sendable {
         return written
     }
 
-    /// Revokes token ids (those a code or a consent lists), each until its `exp`,
+    /// Revokes token ids (the access token a code's record names, or one just issued), each until its `exp`,
     /// in one signed change.
     func revokeTokens(_ tokens: [(jti: String, exp: Int64)], actor: String, reason: String) async throws -> [RevocationEvent] {
         let now = Int64(Date().timeIntervalSince1970)
-        // `exp` comes from Redis (the code or family record): bounded by the longest lifetime a
+        // `exp` may come from Redis (a code's record): bounded by the longest lifetime a
         // token may have, as the admin API bounds what an operator writes.
         let latest = now + maxTokenLifetime.components.seconds
         let live = tokens.filter { $0.exp > now }.map {
