@@ -368,11 +368,10 @@ final class AuthorizationServer: Sendable {
         // — are marked revoked and their sessions revoked: a refresh that passed its checks
         // before the cut-off was applied here and signs after its second would otherwise carry
         // an `iat` the cut-off does not reach, and no rotation follows the mark, so every token
-        // of the family carries its `sid`. Then the
-        // consent is forgotten. Revoked first, forgotten last: a step Redis refuses fails the
-        // call (503) and leaves what it names for the next try. A family a code redeemed meanwhile
-        // added is revoked in turn (and the redemption itself asks for the consent again once it
-        // has recorded what it issued).
+        // of the family carries its `sid`. Then the consent is forgotten. Revoked first,
+        // forgotten last: a step Redis refuses fails the call (503) and leaves what it names for
+        // the next try. A family a code redeemed meanwhile added is revoked in turn (and the
+        // redemption itself asks for the consent again once it has recorded what it issued).
         var families = try await unavailableOnFailure { try await endpoint.sessions.familiesUnderConsent(username: username, clientID: clientID) }
         var revoked = written.map(\.revocation.id)
         for _ in 0..<3 {
