@@ -181,8 +181,9 @@ struct LoginSessionStore: Sendable {
     }
 
     /// Records a refresh-token family issued under `username`'s consent to `clientID`, so that
-    /// revoking the consent marks it revoked (unsigned: the grant cut-off is what refuses its
-    /// tokens and refreshes; this only adds to it).
+    /// revoking the consent marks it revoked and revokes its session. The list is not signed: the
+    /// families it names are checked against their own signed records before anything is done.
+    /// (`jti:` members written by builds before are ignored and expire with the list.)
     func recordFamily(_ family: String, username: String, clientID: String, ttl: Duration) async throws {
         let key = grantsKey(username: username, clientID: clientID)
         let expiry = RedisArgument(Int64(Date().timeIntervalSince1970) + ttl.components.seconds)
