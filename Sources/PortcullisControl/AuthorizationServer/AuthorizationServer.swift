@@ -201,10 +201,11 @@ final class AuthorizationServer: Sendable {
             metrics.refreshTokenReuse.increment()
             logger.warning("refresh token reused: revoking its family and every access token issued in it",
                            metadata: ["client_id": "\(client.id)", "family": "\(family)"])
-            let event = try await revokeSession(family, actor: "oauth:" + client.id, reason: "refresh token reuse in \(family)")
+            // The rotate script marked the family revoked (for a reuse, which it re-reports until recorded).
+            let events = try await endFamilies([family], actor: "oauth:" + client.id, reason: "refresh token reuse in \(family)", mark: false)
             try await unavailableOnFailure { try await refreshTokens.reuseRevoked(family) }
             await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.refresh_reuse", target: family, from: peer,
-                                              outcome: "family_revoked", status: 400, details: ["revocation": event.revocation.id]))
+                                              outcome: "family_revoked", status: 400, details: ["revocation": Self.ids(events)]))
             throw APIError(.badRequest, "invalid_grant", "refresh token already used: the whole token family has been revoked")
         case .invalid(let reason):
             throw APIError(.badRequest, "invalid_grant", reason)
@@ -325,8 +326,7 @@ final class AuthorizationServer: Sendable {
         }
         guard let stillConsented, Set(grant.scope).isSubset(of: stillConsented) else {
             if let family {
-                try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "consent revoked during redemption") }
-                _ = try await revokeSession(family, actor: "user:" + user.username, reason: "consent to \(client.id) revoked during redemption")
+                _ = try await endFamilies([family], actor: "user:" + user.username, reason: "consent to \(client.id) revoked during redemption")
             } else {
                 await appliedHere(try await unavailableOnFailure {
                     try await revocations.revokeTokens([access], actor: "user:" + user.username, reason: "consent to \(client.id) revoked during redemption")
@@ -373,23 +373,19 @@ final class AuthorizationServer: Sendable {
         // the next try. A family a code redeemed meanwhile added is revoked in turn (and the
         // redemption itself asks for the consent again once it has recorded what it issued).
         var families = try await unavailableOnFailure { try await endpoint.sessions.familiesUnderConsent(username: username, clientID: clientID) }
-        var revoked = written.map(\.revocation.id)
+        var revoked = written
         for _ in 0..<3 {
             var owned: [String] = []
             for family in families {
-                guard try await unavailableOnFailure({ try await refreshTokens.familyBelongs(family, to: username, clientID: clientID) }) else { continue }
-                try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "consent revoked") }
-                owned.append(family)
+                if try await unavailableOnFailure({ try await refreshTokens.familyBelongs(family, to: username, clientID: clientID) }) { owned.append(family) }
             }
-            let sessions = try await revokeSessions(owned, actor: actor, reason: "consent to \(clientID) revoked")
-            await appliedHere(sessions)
-            revoked += sessions.map(\.revocation.id)
+            revoked += try await endFamilies(owned, actor: actor, reason: "consent to \(clientID) revoked")
             let marked = families
             families = try await unavailableOnFailure { try await endpoint.sessions.forgetConsent(username: username, clientID: clientID, revoked: marked) }
             if families.isEmpty { break }
         }
         await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent_revoke", target: "client:" + clientID, from: peer,
-                                          outcome: "ok", status: 200, details: ["revocations": revoked.joined(separator: " ")]))
+                                          outcome: "ok", status: 200, details: ["revocations": Self.ids(revoked)]))
     }
 
     /// RFC 6749 §4.1.2: a code used twice revokes every token issued from it: the refresh-token
@@ -397,18 +393,17 @@ final class AuthorizationServer: Sendable {
     private func revokeIssuedFromCode(family: String?, accessToken: (jti: String, exp: Int64)?, client: String, peer: String) async throws {
         metrics.authorizationCodeReuse.increment()
         logger.warning("authorization code reused: revoking the tokens issued from it", metadata: ["client_id": "\(client)"])
-        var revoked: [String] = []
+        var revoked: [RevocationEvent] = []
         if let family {
-            try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: "authorization code reuse") }
-            revoked.append(try await revokeSession(family, actor: "oauth:" + client, reason: "authorization code reuse").revocation.id)
+            revoked = try await endFamilies([family], actor: "oauth:" + client, reason: "authorization code reuse")
         } else if let accessToken {
-            revoked += try await unavailableOnFailure {
+            revoked = try await unavailableOnFailure {
                 try await revocations.revokeTokens([accessToken], actor: "oauth:" + client, reason: "authorization code reuse")
-            }.map(\.revocation.id)
+            }
         }
         await audit.record(AuditLog.Entry(actor: "oauth:" + client, action: "oauth.code_reuse", target: family.map { "family:" + $0 } ?? "code",
                                           from: peer, outcome: "tokens_revoked", status: 400,
-                                          details: ["revocation": revoked.joined(separator: " ")]))
+                                          details: ["revocation": Self.ids(revoked)]))
     }
 
     /// An operator's session revocation (admin API) of this issuer's — or every issuer's — `sid`:
@@ -429,23 +424,27 @@ final class AuthorizationServer: Sendable {
         }
     }
 
-    /// Revokes every access token issued in the refresh-token family `family` (their `sid`) on
-    /// every gateway, for as long as any of them can live — `access_token_ttl` from now (after a
-    /// lowering of that setting, a token issued before under the longer one may outlive it by
-    /// the difference) — and applies it here before returning, so that the family refreshes no
-    /// more on this control plane whatever its unsigned record in Redis says.
-    private func revokeSession(_ family: String, actor: String, reason: String) async throws -> RevocationEvent {
-        let events = try await revokeSessions([family], actor: actor, reason: reason)
-        await appliedHere(events)
-        guard let event = events.first else { throw APIError(.serviceUnavailable, "temporarily_unavailable", "the revocation was not written; retry") }
-        return event
-    }
-
-    /// The session revocations of `families`, written in one atomic batch (none for none).
-    private func revokeSessions(_ families: [String], actor: String, reason: String) async throws -> [RevocationEvent] {
+    /// Ends refresh-token families: each is marked revoked in Redis (unless `mark` is false: the
+    /// caller's script already did), then every access token issued in them (their `sid`) is
+    /// revoked on every gateway by session revocations written in one atomic batch, for as long
+    /// as any of those tokens can live — `access_token_ttl` from now (after a lowering of that
+    /// setting, a token issued before under the longer one may outlive it by the difference) —
+    /// and applied here before returning, so that the families refresh no more on this control
+    /// plane whatever their unsigned records in Redis say. Nothing is written for none.
+    private func endFamilies(_ families: [String], actor: String, reason: String, mark: Bool = true) async throws -> [RevocationEvent] {
+        if mark {
+            for family in families { try await unavailableOnFailure { try await refreshTokens.revokeFamily(family, reason: reason) } }
+        }
         let until = Int64(Date().timeIntervalSince1970) + 1 + config.accessTokenTTL.components.seconds
         let inputs = families.map { RevocationInput(kind: .session, value: $0, issuer: config.issuer, until: until, reason: reason) }
-        return try await unavailableOnFailure { try await revocations.addBatch(inputs, actor: actor) }
+        let events = try await unavailableOnFailure { try await revocations.addBatch(inputs, actor: actor) }
+        await appliedHere(events)
+        return events
+    }
+
+    /// Revocation ids for an audit entry's details.
+    private static func ids(_ events: [RevocationEvent]) -> String {
+        events.map(\.revocation.id).joined(separator: " ")
     }
 
     // MARK: Revocation endpoint (RFC 7009)
@@ -482,11 +481,10 @@ final class AuthorizationServer: Sendable {
                                                           from: peer, outcome: "already_revoked", status: 200))
                         return Self.emptyOK()
                     }
-                    try await unavailableOnFailure { try await refreshTokens.revokeFamily(grant.family, reason: "revoked") }
                     // RFC 7009 §2.1: access tokens of the same grant go too.
-                    let event = try await revokeSession(grant.family, actor: "oauth:" + client.id, reason: "RFC 7009 revocation of \(grant.family)")
+                    let events = try await endFamilies([grant.family], actor: "oauth:" + client.id, reason: "RFC 7009 revocation of \(grant.family)")
                     await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "family:" + grant.family,
-                                                      from: peer, outcome: "ok", status: 200, details: ["revocation": event.revocation.id]))
+                                                      from: peer, outcome: "ok", status: 200, details: ["revocation": Self.ids(events)]))
                     return Self.emptyOK()
                 }
             }
