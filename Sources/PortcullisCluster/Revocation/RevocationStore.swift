@@ -57,12 +57,7 @@ public final class RevocationStore: Sendable {
     /// change at its `until`; a lift (and the cut-off it lifts) once any token it could matter for
     /// has expired; cut-offs and keys in force never.
     private func pruneTime(_ revocation: Revocation, now: Int64) -> String {
-        if let expiry = revocation.expiry {
-            switch expiry.addingReportingOverflow(RevocationSet.expiryGrace) {
-            case (_, true): return "+inf"
-            case (let time, false): return String(time)
-            }
-        }
+        if let time = revocation.prunableAt { return RevocationWriter.Change.score(time) }
         return revocation.operation == .delete ? String(now + maxTokenLifetime + RevocationSet.expiryGrace) : "+inf"
     }
 
@@ -179,9 +174,9 @@ public final class RevocationStore: Sendable {
         for reply in replies {
             for (event, member) in reader.verifiedEntries((try? reply.get().array) ?? [], epoch: nil) {
                 let revocation = event.revocation
-                switch (revocation.expiry, revocation.operation) {
-                case (let expiry?, _):
-                    guard expiry <= now - RevocationSet.expiryGrace else { continue }
+                switch (revocation.prunableAt, revocation.operation) {
+                case (let time?, _):
+                    guard time <= now else { continue }
                     due[event.sequence] = (revocation.id, member)
                     epochs.insert(event.epoch)
                 case (nil, .delete):

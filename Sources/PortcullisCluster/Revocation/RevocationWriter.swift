@@ -16,6 +16,9 @@ actor RevocationWriter {
         var revocation: Revocation
         /// `rev:expiry` score: Unix seconds, or `+inf`.
         var pruneAt: String
+
+        /// The score of a prune time: `+inf` for `Int64.max` (never).
+        static func score(_ time: Int64) -> String { time == .max ? "+inf" : String(time) }
     }
 
     private struct Pending {
@@ -236,11 +239,10 @@ actor RevocationWriter {
         let now = Int64(Date().timeIntervalSince1970)
         return events.filter { $0.epoch == newest }.sorted { $0.sequence < $1.sequence }.compactMap { event in
             let revocation = event.revocation
-            switch (revocation.expiry, revocation.operation) {
-            case (let expiry?, _):
-                let (time, overflow) = expiry.addingReportingOverflow(RevocationSet.expiryGrace)
-                if !overflow, time < now { return nil }
-                return Change(revocation: revocation, pruneAt: overflow ? "+inf" : String(time))
+            switch (revocation.prunableAt, revocation.operation) {
+            case (let time?, _):
+                if time < now { return nil }
+                return Change(revocation: revocation, pruneAt: Change.score(time))
             case (nil, .delete):
                 let score = pruneAt[String(event.sequence)].flatMap { Int64($0) }.map(String.init) ?? "+inf"
                 return Change(revocation: revocation, pruneAt: score)

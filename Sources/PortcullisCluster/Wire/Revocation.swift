@@ -118,6 +118,16 @@ public struct Revocation: Sendable, Equatable {
         }
     }
 
+    /// From when a jti or session change may leave the log: its `expiry` plus the grace nodes
+    /// keep entries for (`RevocationSet.expiryGrace`), `Int64.max` where that sum overflows; nil
+    /// for kinds without an expiry.
+    var prunableAt: Int64? {
+        expiry.map { expiry in
+            let (time, overflow) = expiry.addingReportingOverflow(RevocationSet.expiryGrace)
+            return overflow ? .max : time
+        }
+    }
+
     /// Key of this revocation in a node's cut-off and key tables: `issuer|value`, `*` for any
     /// issuer; a grant's also holds its client (`Revocation.grantKey`).
     var scopedValue: String {
