@@ -258,7 +258,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortcullisClusterTests",
-            dependencies: ["PortcullisCluster", "PortcullisTestSupport"],
+            dependencies: ["PortcullisCluster", "PortcullisTestSupport", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["Scripts"],
             swiftSettings: strict
         ),

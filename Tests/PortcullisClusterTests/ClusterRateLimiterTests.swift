@@ -95,14 +95,15 @@ struct ClusterRateLimiterTests {
     }
 
     /// A client flooding distinct keys (a header it chooses) would give every sync one script per
-    /// key; with `max_keys` the keys beyond the bound share one, and Redis sees at most that many.
-    @Test("a flood of distinct keys is bounded by max_keys: new keys share the overflow bucket and Redis holds at most max_keys counters")
+    /// key; with `max_keys` the keys beyond the bound share the client's overflow key, and Redis
+    /// sees at most that many.
+    @Test("a flood of distinct keys is bounded by max_keys: new keys share the client's overflow key and Redis holds at most max_keys counters and it")
     func keyFlood() async throws {
         try await withLimiter { limiter, clock, redis in
             let policy = RateLimitPolicy(name: "p", key: .header("x-key"), limit: 3, window: .seconds(10), maxKeys: 32)
             var overflowed = 0, allowed = 0
             for index in 0..<2_000 {
-                let decision = limiter.acquire(policy: policy, key: "hdr:\(index)")
+                let decision = limiter.acquire(policy: policy, key: "hdr:\(index)", client: "ip:192.0.2.66")
                 if decision.overflowed { overflowed += 1 }
                 if decision.allowed { allowed += 1 }
             }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 @testable import PortcullisCluster
 import PortcullisJOSE
@@ -263,6 +264,62 @@ struct ClusterRevocationTests {
             #expect(try cluster.statuses(try cluster.token(signer: evil)) == [401])
             #expect(try cluster.statuses(tokenB) == [200])
             #expect(gateway.process.output.contains("MAC does not verify"))
+        }
+    }
+}
+
+extension ClusterRevocationTests {
+    /// The build before parsed every later record under the start's settings, and a reload put a
+    /// set of the HMAC secrets alone in place of the cluster's: right after the reload ES256
+    /// tokens failed, and once the next record came the leaked secret was accepted again, the
+    /// new one refused, and the added algorithm never applied (an attacker review).
+    @Test("a reload of an issuer whose keys come from the cluster parses the record it holds under the new settings: a replaced HMAC secret and an added algorithm hold, also after the next record")
+    func reloadReparsesClusterKeySet() async throws {
+        try await withCluster(clusterKeys: true) { cluster in
+            let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
+            let es384 = JWTSigner(key: try SigningKey.generate(.ES384), keyID: "k384")
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: TestCluster.jwks([cluster.signer, es384]))
+            let leaked = SymmetricKey(size: .bits256), fresh = SymmetricKey(size: .bits256)
+            func text(_ key: SymmetricKey) -> String { key.withUnsafeBytes { Base64URL.encode(Array($0)) } }
+            func config(secret: SymmetricKey, algorithms: String, port: Int, admin: Int) -> String {
+                cluster.gatewayConfig(port: port, adminPort: admin, nodeID: "gw-reload").replacingOccurrences(
+                    of: "    algorithms: [ES256]\n",
+                    with: "    algorithms: \(algorithms)\n    hmac_secrets: [{kid: h1, secret_base64url: \(text(secret)), alg: HS256}]\n")
+            }
+            let gateway = try await GatewayProcess.start { port, admin, _ in config(secret: leaked, algorithms: "[ES256, HS256]", port: port, admin: admin) }
+            defer { Task { await gateway.stop() } }
+            func hmacToken(_ key: SymmetricKey) throws -> String {
+                try JWTSigner(key: .hmac(key, .HS256), keyID: "h1").sign(claims: [
+                    "iss": .string(TestCluster.issuer), "aud": .string(TestCluster.audience), "sub": .string("u"),
+                    "iat": .integer(Int64(Date().timeIntervalSince1970) - 5), "exp": .integer(Int64(Date().timeIntervalSince1970) + 600),
+                ])
+            }
+            func status(_ token: String) throws -> Int {
+                try gateway.request("GET", "/x", headers: [("Authorization", "Bearer \(token)")]).status
+            }
+            let es256 = try cluster.token(), es384Token = try cluster.token(signer: es384)
+            let leakedToken = try hmacToken(leaked), freshToken = try hmacToken(fresh)
+            try await eventually("the cluster's set") { try status(es256) == 200 }
+            #expect(try status(leakedToken) == 200)
+            #expect(try status(freshToken) == 401)
+            #expect(try status(es384Token) == 401)
+
+            try config(secret: fresh, algorithms: "[ES256, ES384, HS256]", port: gateway.port, admin: gateway.adminPort)
+                .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+            gateway.process.signal(SIGHUP)
+            try await eventually("the reload") { gateway.process.output.contains("configuration reloaded") }
+            func expectNewSettings(_ when: String) throws {
+                #expect(try status(es256) == 200, "ES256 \(when)")
+                #expect(try status(es384Token) == 200, "the added algorithm \(when)")
+                #expect(try status(freshToken) == 200, "the new secret \(when)")
+                #expect(try status(leakedToken) == 401, "the replaced secret \(when)")
+            }
+            try expectNewSettings("after the reload")
+            // The next record is parsed under the new settings too.
+            let another = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k3")
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: TestCluster.jwks([cluster.signer, es384, another]))
+            try await eventually("the next record") { try status(try cluster.token(signer: another)) == 200 }
+            try expectNewSettings("after the next record")
         }
     }
 }

@@ -51,16 +51,41 @@ struct RateLimitMathTests {
         var held: [String] = []
         var overflowAllowed = 0
         for index in 0..<1_000 {
-            let decision = limiter.acquire(policy: policy, key: "ip:\(index)")
-            if decision.overflowed { overflowAllowed += decision.allowed ? 1 : 0 } else { held.append("ip:\(index)") }
+            let decision = limiter.acquire(policy: policy, key: "hdr:\(index)", client: "ip:192.0.2.66")
+            if decision.overflowed { overflowAllowed += decision.allowed ? 1 : 0 } else { held.append("hdr:\(index)") }
         }
         #expect(held.count <= 16 && !held.isEmpty)
-        #expect(overflowAllowed == 2, "the overflow key has the policy's limit")
+        #expect(overflowAllowed == 2, "one client's overflow key has the policy's limit")
         // A key held before the flood still has its own bucket (one of two used).
-        #expect(limiter.acquire(policy: policy, key: held[0]).allowed)
-        #expect(!limiter.acquire(policy: policy, key: held[0]).allowed)
+        #expect(limiter.acquire(policy: policy, key: held[0], client: "ip:192.0.2.66").allowed)
+        #expect(!limiter.acquire(policy: policy, key: held[0], client: "ip:192.0.2.66").allowed)
         // Another policy's keys are bounded separately.
         #expect(!limiter.acquire(policy: other, key: "ip:1").overflowed)
+    }
+
+    /// With one overflow key per policy, a client that filled the policy with keys of its choosing
+    /// (a header value) had every other client's new key refused for as long as it kept them
+    /// alive (an attacker review: a new customer's API key got 429 three times out of three).
+    @Test("a client that fills a policy with keys of its choosing exhausts its own overflow key, not the newcomers' of other addresses")
+    func overflowSpreadByClient() {
+        let clock = ManualClock(start: 5 * second)
+        let limiter = LocalRateLimiter(now: { clock.now })
+        let policy = RateLimitPolicy(name: "p", key: .header("x-api-key"), limit: 3, window: .seconds(60), maxKeys: 16)
+        let attacker = "ip:192.0.2.66"
+        for index in 0..<500 { _ = limiter.acquire(policy: policy, key: "hdr:junk-\(index)", client: attacker) }
+        #expect(!limiter.acquire(policy: policy, key: "hdr:junk-late", client: attacker).allowed, "the attacker's own overflow key is spent")
+        // Newcomers from other addresses: each in its group's overflow key, which the flood did not touch.
+        let others = (1...40).map { "ip:198.51.100.\($0)" }.filter {
+            ShardedKeys<Int>.stableHash($0) % ShardedKeys<Int>.overflowGroups != ShardedKeys<Int>.stableHash(attacker) % ShardedKeys<Int>.overflowGroups
+        }
+        #expect(others.count >= 30)
+        for (index, client) in others.prefix(10).enumerated() {
+            let decision = limiter.acquire(policy: policy, key: "hdr:customer-\(index)", client: client)
+            #expect(decision.overflowed && decision.allowed, "a newcomer from \(client) was refused")
+        }
+        // The keys held stay bounded: overflow keys are not among them, and there are at most 64.
+        let held = limiter.keys.shards.reduce(0) { total, shard in total + shard.entries.withLock { $0.count } }
+        #expect(held <= 16 + Int(ShardedKeys<Int>.overflowGroups), "\(held) entries")
     }
 
     /// Without eviction, one burst of distinct keys would leave a standalone gateway's policy full

@@ -1,4 +1,5 @@
 import Foundation
+@testable import PortcullisCluster
 import PortcullisTestSupport
 import Testing
 
@@ -23,7 +24,12 @@ final class ClientAddressTests {
             trusted_proxies: [\(Self.proxy), 10.0.0.0/8, 'fd00::/8']
             rate_limits:
               - {name: one, key: ip, limit: 1, window: 60s}
+              - {name: keyed, key: header:X-Api-Key, limit: 2, window: 60s, max_keys: 16}
             routes:
+              - name: keyed
+                path_prefix: /keyed
+                upstream: {targets: [\(upstreamAddress)]}
+                rate_limit: keyed
               - name: limited
                 path_prefix: /
                 upstream: {targets: [\(upstreamAddress)]}
@@ -86,5 +92,47 @@ final class ClientAddressTests {
         // A chain of trusted hops only: the leftmost is the client.
         #expect(try get(from: Self.proxy, forwardedFor: "10.9.9.9, 10.1.2.3").status == 200)
         #expect(try get(from: Self.proxy, forwardedFor: "10.9.9.9").status == 429)
+    }
+
+    func keyed(from source: String, keys: [String]) throws -> HTTPTestResponse {
+        let client = try HTTPTestClient(port: gateway.port, source: source)
+        defer { client.close() }
+        return try client.request("GET", "/keyed/x", headers: keys.map { ("X-Api-Key", $0) })
+    }
+
+    /// The build before counted the first field and forwarded both: with a new junk value first,
+    /// every request spent a fresh key, and an upstream reading the last field (or the joined
+    /// list) took each as `real`'s — six of six passed a limit of 2.
+    @Test("a request naming a header-keyed rate limit's field twice is refused 400 before the upstream; one field is counted")
+    func repeatedKeyFieldRefused() throws {
+        let before = upstream.requestCount
+        for index in 0..<4 {
+            let response = try keyed(from: "127.0.0.5", keys: ["junk-\(index)", "real"])
+            #expect(response.status == 400, "\(response.status) \(response.text)")
+            #expect(response.json["error"] as? String == "invalid_request")
+            #expect(response.text.contains("X-Api-Key") || response.text.contains("x-api-key"), "\(response.text)")
+        }
+        #expect(upstream.requestCount == before, "a request with two key fields reached the upstream")
+        #expect(try keyed(from: "127.0.0.5", keys: ["real"]).status == 200)
+        #expect(try keyed(from: "127.0.0.5", keys: ["real"]).status == 200)
+        #expect(try keyed(from: "127.0.0.5", keys: ["real"]).status == 429)
+    }
+
+    /// With one shared overflow key, the client that filled the policy (16 keys) spent it too, and
+    /// every newcomer after it — another customer's first request, from anywhere — got 429.
+    @Test("a client that fills a header-keyed rate limit with keys of its choosing does not lock out newcomers from other addresses")
+    func keyFloodDoesNotLockOutNewcomers() throws {
+        let attacker = "127.0.0.7"
+        for index in 0..<120 { _ = try keyed(from: attacker, keys: ["flood-\(index)"]) }
+        #expect(try keyed(from: attacker, keys: ["flood-late"]).status == 429, "the attacker's own new keys are limited")
+        let group = { (address: String) in ShardedKeys<Int>.stableHash("ip:" + address) % ShardedKeys<Int>.overflowGroups }
+        // Five newcomers in five groups other than the attacker's (each group admits 2).
+        var groups: Set<UInt64> = [group(attacker)]
+        let newcomers = (10...80).map { "127.0.0.\($0)" }.filter { groups.insert(group($0)).inserted }.prefix(5)
+        #expect(newcomers.count == 5)
+        for (index, address) in newcomers.enumerated() {
+            let response = try keyed(from: address, keys: ["customer-\(index)"])
+            #expect(response.status == 200, "a newcomer from \(address) got \(response.status)")
+        }
     }
 }

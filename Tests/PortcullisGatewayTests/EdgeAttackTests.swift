@@ -120,9 +120,16 @@ final class EdgeAttackTests {
         #expect(upstream.requestCount == before)
     }
 
-    @Test("an HTTP/1.1 request without Host, or with a malformed one, is refused")
+    /// An HTTP/1.0 request without Host went on as HTTP/1.1 without one on the build before (an
+    /// attacker review): h11 refuses that, and a virtual-host upstream serves its default host.
+    @Test("a request without Host (HTTP/1.1, or HTTP/1.0, which goes on as HTTP/1.1), or with a malformed one, is refused before the upstream")
     func missingOrMalformedHost() throws {
+        let before = upstream.requestCount
         #expect(try send("GET /x HTTP/1.1\r\n\r\n").status == 400)
+        let old = try send("GET /public/x HTTP/1.0\r\n\r\n")
+        #expect(old.status == 400, "\(old.status) \(old.text)")
+        #expect(old.json["error"] as? String == "invalid_request")
+        #expect(upstream.requestCount == before)
         #expect(try send("GET /x HTTP/1.1\r\nHost: a.test, b.test\r\n\r\n").status == 400)
         #expect(try send("GET /x HTTP/1.1\r\nHost: a.test/evil\r\n\r\n").status == 400)
     }

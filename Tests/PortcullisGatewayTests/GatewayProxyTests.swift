@@ -250,13 +250,21 @@ final class GatewayProxyTests {
     /// RealIP reads `True-Client-IP` first, Spring's ForwardedHeaderFilter and Werkzeug's ProxyFix
     /// the port and prefix, and IIS and Symfony route by `X-Original-URL` — past the route the
     /// gateway matched and authenticated.
-    @Test("a client's own client-address, forwarding and original-URL fields the gateway does not state (True-Client-IP, X-Forwarded-Port, X-Original-URL …) are removed before the upstream")
+    /// The second group passed on the build before (an attacker review): Rails' RemoteIp reads
+    /// `Client-IP`, common Java and PHP snippets `Proxy-Client-IP` and `HTTP_CLIENT_IP`, RFC 9440
+    /// upstreams `Client-Cert`, and CGI-style ones turn `Proxy` into `HTTP_PROXY` (httpoxy).
+    @Test("a client's own client-address, forwarding, original-URL and client-certificate fields the gateway does not state (True-Client-IP, Client-IP, X-Forwarded-Port, X-Original-URL, Client-Cert, httpoxy's Proxy …) are removed before the upstream")
     func clientStatedForwardingRemoved() throws {
         let names = ["x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-cluster-client-ip",
                      "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-ssl", "x-forwarded-scheme",
                      "x-forwarded-uri", "x-forwarded-path", "x-forwarded-method", "front-end-https", "x-url-scheme",
                      "x-original-url", "x-rewrite-url", "x-original-uri", "x-original-method", "x-original-host", "x-host",
-                     "x-originating-ip", "x-remote-ip", "x-remote-addr", "x-envoy-external-address", "x-envoy-original-path"]
+                     "x-originating-ip", "x-remote-ip", "x-remote-addr", "x-envoy-external-address", "x-envoy-original-path",
+                     "client-ip", "x-forwarded", "forwarded-for", "proxy-client-ip", "wl-proxy-client-ip", "x-original-forwarded-for",
+                     "x-real-forwarded-for", "x-proxyuser-ip", "fly-client-ip", "x-azure-clientip", "x-azure-socketip",
+                     "x-appengine-user-ip", "cf-connecting-ipv6", "remote-addr", "x-http-host-override", "x-envoy-internal",
+                     "client-cert", "client-cert-chain", "x-forwarded-client-cert", "x-ssl-client-cert", "x-ssl-client-verify",
+                     "x-ssl-client-s-dn", "proxy"]
         let spoofed = names.map { ($0, $0.contains("url") || $0.contains("uri") || $0.contains("path") ? "/orders/admin" : "6.6.6.6") }
         let response = try gateway.request("GET", "/public/x", headers: spoofed.map { ($0.0.uppercased(), $0.1) })
         #expect(response.status == 200)

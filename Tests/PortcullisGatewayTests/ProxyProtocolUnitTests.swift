@@ -82,6 +82,29 @@ struct ProxyProtocolUnitTests {
         #expect(isInvalid(ProxyProtocolHeader.parse(Array(good[0..<13]).replacing([0x21], with: [0x31]))), "version 3, seen before the rest")
     }
 
+    /// The format lets a header announce 65 535 bytes after its fixed part, and the build before
+    /// waited for all of them, copying what had come on every read: one such header sent 8 bytes
+    /// at a time cost a second of the event loop (an attacker review).
+    @Test("a v2 header announcing more than 4 KiB of addresses and TLVs is refused from its fixed 16 bytes; one of 4 KiB is read")
+    func v2LengthBound() {
+        let good = ProxyProtocolHeader.encodeV2(source: ("192.0.2.1", 443), destination: ("10.0.0.1", 80))
+        func announcing(_ length: Int) -> [UInt8] {
+            var bytes = Array(good[0..<16])
+            bytes[14] = UInt8(length >> 8)
+            bytes[15] = UInt8(length & 0xFF)
+            return bytes
+        }
+        #expect(isInvalid(ProxyProtocolHeader.parse(announcing(65_535))), "64 KiB announced")
+        #expect(isInvalid(ProxyProtocolHeader.parse(announcing(4097))), "4 KiB + 1 announced")
+        // 4 KiB: the addresses, then a TLV of type 0xEA (a custom one) filling the rest.
+        var bounded = announcing(4096) + Array(good[16..<28])
+        bounded += [0xEA, UInt8((4096 - 12 - 3) >> 8), UInt8((4096 - 12 - 3) & 0xFF)] + [UInt8](repeating: 0x61, count: 4096 - 12 - 3)
+        guard case .incomplete = ProxyProtocolHeader.parse(bounded.dropLast()) else { Issue.record("a header cut short was not incomplete"); return }
+        guard case .header(let header) = ProxyProtocolHeader.parse(bounded + Array("GET /".utf8)) else { Issue.record("a 4 KiB header was refused"); return }
+        #expect(header.length == 16 + 4096)
+        #expect(header.source?.address == "192.0.2.1")
+    }
+
     /// Found by the fuzz smoke in CI: an IPv6 source beside an IPv4-mapped destination parsed,
     /// but did not survive re-encoding (the destination stayed `::ffff:…` text while the encoder
     /// read it as IPv4 and wrote a LOCAL header).

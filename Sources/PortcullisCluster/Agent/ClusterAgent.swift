@@ -109,9 +109,15 @@ public final class ClusterAgent: Sendable {
         await client.close()
     }
 
+    /// A reload's issuers: the key-set records held are parsed again under their settings
+    /// (`KeySetSubscriber.reconfigure`).
+    public func reconfigureIssuers(_ issuers: [IssuerConfig]) async {
+        await keySets.reconfigure(issuers)
+    }
+
     /// Tells the control plane a token named a kid we do not have (non-blocking).
     public func requestKeyRefetch(issuerName: String, kid: String) {
-        Task { await keySets.requestRefetch(issuerName: issuerName, kid: kid, throttle: .seconds(30)) }
+        Task { await keySets.requestRefetch(issuerName: issuerName, kid: kid) }
     }
 
     // MARK: Loops

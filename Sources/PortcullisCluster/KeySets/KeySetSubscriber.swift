@@ -5,14 +5,18 @@ import PortcullisRedis
 
 /// A node's side: applies key-set records from Redis to its `KeySetStore`, atomically per issuer,
 /// and only when the MAC verifies. Issuers are matched by `iss`; only issuers whose config says
-/// their keys come from the cluster (no `jwks_file`) take cluster records.
+/// their keys come from the cluster (no `jwks_file`) take cluster records. Each record is parsed
+/// under the issuer configuration in force (its algorithms, its HMAC secrets added): a reload
+/// re-parses the records held (``reconfigure(_:)``).
 actor KeySetSubscriber {
     private let client: RedisClient
     private let keys: ClusterKeys
     private let mac: ClusterMAC
     private let alarm: TamperingAlarm
     private let store: KeySetStore
-    private let issuersByIss: [String: [IssuerConfig]]
+    private var issuersByIss: [String: [IssuerConfig]]
+    /// The record applied last per `iss`, to parse again under a reloaded configuration.
+    private var records: [String: KeySetRecord] = [:]
     private let logger: Logger
     private let rejected = Counter(label: "portcullis_keyset_events_rejected_total", dimensions: [("kind", "keyset")])
     private var lastRefetch: [String: ContinuousClock.Instant] = [:]
@@ -25,11 +29,61 @@ actor KeySetSubscriber {
         self.mac = mac
         self.alarm = alarm
         self.store = store
-        self.issuersByIss = Dictionary(grouping: issuers.filter { issuer in
+        self.issuersByIss = Self.fromCluster(issuers)
+        self.logger = logger
+        // Until a record comes (or when none ever does), an issuer without a key source has its
+        // configured HMAC secrets.
+        for issuer in issuersByIss.values.joined() where Self.hasNoKeySource(issuer) && !issuer.hmacKeys.isEmpty {
+            if store.keySet(issuerName: issuer.name) == nil {
+                store.replace(issuerName: issuer.name, keySet: JWKSet.configuredKeys(of: issuer), version: "config")
+            }
+        }
+    }
+
+    private static func fromCluster(_ issuers: [IssuerConfig]) -> [String: [IssuerConfig]] {
+        Dictionary(grouping: issuers.filter { issuer in
             if case .jwksFile = issuer.keySource { return false }
             return true
         }, by: \.issuer)
-        self.logger = logger
+    }
+
+    private static func hasNoKeySource(_ issuer: IssuerConfig) -> Bool {
+        if case .none = issuer.keySource { return true }
+        return false
+    }
+
+    /// A reload's issuers (the same ones by name and `iss`: a reload may not change which take
+    /// their keys from the cluster): the record held for each is parsed again under its new
+    /// settings — algorithms, HMAC secrets — and installed; an issuer without a record gets its
+    /// configured HMAC secrets alone, or no set when it has none. Later records are parsed under
+    /// these settings too. (The build before kept parsing under the start's settings: a reload
+    /// that replaced a leaked HMAC secret was undone by the next record, and a reload's new
+    /// algorithm never applied — an attacker review.)
+    func reconfigure(_ issuers: [IssuerConfig]) {
+        issuersByIss = Self.fromCluster(issuers)
+        for (iss, configs) in issuersByIss {
+            for issuer in configs {
+                if let record = records[iss] {
+                    install(record, for: issuer)
+                } else if Self.hasNoKeySource(issuer) {
+                    if issuer.hmacKeys.isEmpty {
+                        store.remove(issuerName: issuer.name)
+                    } else {
+                        store.replace(issuerName: issuer.name, keySet: JWKSet.configuredKeys(of: issuer), version: "config")
+                    }
+                }
+            }
+        }
+    }
+
+    private func install(_ record: KeySetRecord, for issuer: IssuerConfig) {
+        do {
+            let set = try JWKSet.parse(Array(record.jwks.utf8), issuer: issuer, logger: logger)
+            store.replace(issuerName: issuer.name, keySet: set, version: record.version)
+            logger.info("key set updated from the cluster", metadata: ["issuer": "\(issuer.name)", "version": "\(record.version)"])
+        } catch {
+            logger.error("key-set record does not parse; keeping the previous set", metadata: ["issuer": "\(issuer.name)", "error": "\(error)"])
+        }
     }
 
     /// Loads every record for the issuers we serve (start-up and after a reconnect).
@@ -70,24 +124,19 @@ actor KeySetSubscriber {
             if record.serial == held { return }
         }
         serials[iss] = record.serial
-        for issuer in issuersByIss[iss] ?? [] {
-            if store.version(issuerName: issuer.name) == record.version { continue }
-            do {
-                let set = try JWKSet.parse(Array(record.jwks.utf8), issuer: issuer, logger: logger)
-                store.replace(issuerName: issuer.name, keySet: set, version: record.version)
-                logger.info("key set updated from the cluster", metadata: ["issuer": "\(issuer.name)", "version": "\(record.version)"])
-            } catch {
-                logger.error("key-set record does not parse; keeping the previous set", metadata: ["issuer": "\(issuer.name)", "error": "\(error)"])
-            }
+        records[iss] = record
+        for issuer in issuersByIss[iss] ?? [] where store.version(issuerName: issuer.name) != record.version {
+            install(record, for: issuer)
         }
     }
 
     /// Asks the control plane to refetch an issuer's JWKS after an unknown kid, at most once per
-    /// `throttle` per issuer from this node (the control plane throttles cluster-wide too).
-    func requestRefetch(issuerName: String, kid: String, throttle: Duration) async {
+    /// the issuer's `unknown_kid_throttle` from this node (the control plane throttles
+    /// cluster-wide too).
+    func requestRefetch(issuerName: String, kid: String) async {
         guard let issuer = issuersByIss.values.joined().first(where: { $0.name == issuerName }) else { return }
         let now = ContinuousClock.now
-        if let last = lastRefetch[issuer.issuer], now - last < throttle { return }
+        if let last = lastRefetch[issuer.issuer], now - last < issuer.refresh.unknownKeyIDThrottle { return }
         lastRefetch[issuer.issuer] = now
         _ = try? await client.send("PUBLISH", RedisArgument(keys.keySetRefetchChannel),
                                    RedisArgument(KeyRefetchRequest(kid: kid, issuer: issuer.issuer).wireText))

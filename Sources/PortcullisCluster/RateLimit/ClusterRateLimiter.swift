@@ -98,11 +98,11 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
 
     // MARK: Hot path
 
-    public func acquire(policy: RateLimitPolicy, key: String) -> RateLimitDecision {
+    public func acquire(policy: RateLimitPolicy, key: String, client: () -> String) -> RateLimitDecision {
         let now = self.now()
         let nodes = liveNodes.load(ordering: .relaxed)
         let inFallback = fallback.load(ordering: .relaxed)
-        var (decision, overflowed) = keyed.withEntry(policy: policy, key: key, now: now, make: { key in
+        var (decision, overflowed) = keyed.withEntry(policy: policy, key: key, client: client, now: now, make: { key in
             let own = SlidingWindow(window: policy.window)
             return Entry(policy: policy, key: key, grant: Self.minimumGrant(policy, nodes: nodes), reserved: 0,
                          reservedWindow: now / own.windowNanos, own: own,

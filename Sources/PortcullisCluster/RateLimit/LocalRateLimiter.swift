@@ -14,7 +14,7 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
         var lastSeen: UInt64
     }
 
-    private let keys: ShardedKeys<State>
+    let keys: ShardedKeys<State>
     /// Divides every policy's limit (live node count in fallback mode); 1 when standalone.
     private let divisor = Atomic<Int>(1)
     private let now: @Sendable () -> UInt64
@@ -31,13 +31,13 @@ public final class LocalRateLimiter: RateLimiting, Sendable {
         divisor.store(max(1, n), ordering: .relaxed)
     }
 
-    public func acquire(policy: RateLimitPolicy, key: String) -> RateLimitDecision {
+    public func acquire(policy: RateLimitPolicy, key: String, client: () -> String) -> RateLimitDecision {
         let now = self.now()
         let share = divisor.load(ordering: .relaxed)
         let limit = max(1, policy.limit / share)
         // An entry idle for two of its own windows holds nothing the next decision needs.
         let isIdle = { (state: State) in elapsedNanos(since: state.lastSeen, now: now) >= 2 * state.window.windowNanos }
-        var (decision, overflowed) = keys.withEntry(policy: policy, key: key, now: now, make: { _ in
+        var (decision, overflowed) = keys.withEntry(policy: policy, key: key, client: client, now: now, make: { _ in
             State(policy: policy, window: SlidingWindow(window: policy.window),
                   bucket: policy.burst.map { TokenBucket(capacity: max(1, $0 / share), limit: limit, window: policy.window, now: now) },
                   lastSeen: now)

@@ -33,7 +33,7 @@ public struct RateLimitPolicy: Sendable, Hashable {
     public var window: Duration
     public var burst: Int?
     /// Distinct keys one node tracks for this policy; a request with a new key beyond it counts
-    /// under the policy's shared overflow key (see `ShardedKeys`). Default 10 000.
+    /// under one of the policy's overflow keys, by client address (see `ShardedKeys`). Default 10 000.
     public var maxKeys: Int
     /// IPv6 clients are counted by network: the address's first `ipv6Prefix` bits. Default 64.
     public var ipv6Prefix: Int

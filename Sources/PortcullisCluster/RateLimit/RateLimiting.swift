@@ -8,7 +8,7 @@ public struct RateLimitDecision: Sendable, Equatable {
     /// Seconds until the window has room again (`RateLimit-Reset`, and `Retry-After` when rejected).
     public var resetSeconds: Int
     /// The request's key was new and its policy already held `maxKeys` keys on this node: it was
-    /// counted under the policy's shared overflow key.
+    /// counted under the overflow key of its client's group (`ShardedKeys`).
     public var overflowed = false
 
     public init(allowed: Bool, limit: Int, remaining: Int, resetSeconds: Int) {
@@ -23,7 +23,22 @@ public struct RateLimitDecision: Sendable, Equatable {
 /// request: implementations must not block or do I/O (a cluster-wide limiter syncs in the background).
 /// A rejected request must not consume the window.
 public protocol RateLimiting: Sendable {
-    func acquire(policy: RateLimitPolicy, key: String) -> RateLimitDecision
+    /// Counts one request under `key`; `client` gives the requesting client's own address key
+    /// (`ip:…`), which picks the overflow key a new key shares while the policy is full (asked
+    /// for only then).
+    func acquire(policy: RateLimitPolicy, key: String, client: () -> String) -> RateLimitDecision
     /// "local" or "cluster" or "fallback": exported as a metric and on the admin API.
     var mode: String { get }
+}
+
+extension RateLimiting {
+    /// Counts one request whose client is its key (an `ip` policy's request, or a test's).
+    public func acquire(policy: RateLimitPolicy, key: String) -> RateLimitDecision {
+        acquire(policy: policy, key: key, client: key)
+    }
+
+    /// Counts one request of the client whose address key is `client`.
+    public func acquire(policy: RateLimitPolicy, key: String, client: String) -> RateLimitDecision {
+        acquire(policy: policy, key: key, client: { client })
+    }
 }

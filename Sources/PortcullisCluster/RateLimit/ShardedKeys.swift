@@ -4,13 +4,19 @@ import Synchronization
 /// concurrent event loops rarely meet), with each policy's keys bounded by
 /// `RateLimitPolicy.maxKeys`: keys come from clients (a header value, an IPv6 address), and
 /// without a bound a client could grow the map — and a cluster limiter's Redis work per sync —
-/// without limit. A request whose key would go over the bound is counted under the policy's one
-/// overflow key instead, which has the policy's limit: new keys then share a bucket, keys already
-/// held keep theirs.
+/// without limit. A request whose key would go over the bound is counted under one of the
+/// policy's `overflowGroups` overflow keys instead, chosen by the requesting client's address, each
+/// with the policy's limit: keys already held keep their buckets, new ones share by address. With
+/// one shared overflow key, a client that filled the policy with keys of its choosing (a header
+/// value) kept every newcomer — every other client's new key — refused for as long as it went on
+/// (an attacker review); now it exhausts its own group, which about one newcomer in
+/// `overflowGroups` shares. Overflow keys do not count toward the bound.
 final class ShardedKeys<Value: Sendable>: Sendable {
     let shards: [LockedShard<Value>]
     /// 100 ms, in nanoseconds.
     static var evictionScanInterval: UInt64 { 100_000_000 }
+    /// How many overflow keys a full policy spreads new keys over.
+    static var overflowGroups: UInt64 { 64 }
 
     init(count: Int) {
         shards = (0..<max(1, count)).map { _ in LockedShard() }
@@ -24,8 +30,8 @@ final class ShardedKeys<Value: Sendable>: Sendable {
     /// if new. When the policy is full in the key's shard, entries `isIdle` says may go are
     /// evicted first (one scan of the shard per `evictionScanInterval` at most, so a flood of new
     /// keys does not scan on every request). `overflowed` is true when the key was new and the
-    /// policy still full, and the overflow key's entry was used.
-    func withEntry<Result>(policy: RateLimitPolicy, key: String, now: UInt64, make: (String) -> Value,
+    /// policy still full, and the entry of `client`'s overflow key was used.
+    func withEntry<Result>(policy: RateLimitPolicy, key: String, client: () -> String, now: UInt64, make: (String) -> Value,
                            isIdle: (Value) -> Bool,
                            _ body: (inout ShardEntries<Value>, String) -> Result) -> (result: Result, overflowed: Bool) {
         let fullKey = ShardEntries<Value>.fullKey(policy: policy.name, key: key)
@@ -43,12 +49,21 @@ final class ShardedKeys<Value: Sendable>: Sendable {
             return body(&entries, fullKey)
         }
         if let held { return (held, false) }
-        let overflowKey = ShardEntries<Value>.overflowKey(policy: policy.name)
+        let name = ShardEntries<Value>.overflowKeyName(group: Self.stableHash(client()) % Self.overflowGroups)
+        let overflowKey = ShardEntries<Value>.fullKey(policy: policy.name, key: name)
         let result = shard(for: overflowKey).entries.withLock { entries in
-            if entries[overflowKey] == nil { entries[overflowKey] = make(ShardEntries<Value>.overflowKeyName) }
+            if entries[overflowKey] == nil { entries[overflowKey] = make(name) }
             return body(&entries, overflowKey)
         }
         return (result, true)
+    }
+
+    /// FNV-1a: the same group for a client on every node (their counters meet in Redis), unlike
+    /// `hashValue`, which is seeded per process.
+    static func stableHash(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return hash
     }
 }
 
@@ -73,17 +88,20 @@ struct ShardEntries<Value: Sendable>: Sendable {
     subscript(fullKey: String) -> Value? {
         get { all[fullKey] }
         set {
-            let policy = Self.policy(of: fullKey)
+            // The policy's count changes only when a key comes or goes (not for an overflow key).
             if let newValue {
-                if all.updateValue(newValue, forKey: fullKey) == nil { keysPerPolicy[policy, default: 0] += 1 }
-            } else if all.removeValue(forKey: fullKey) != nil {
+                if all.updateValue(newValue, forKey: fullKey) == nil, !Self.isOverflow(fullKey) {
+                    keysPerPolicy[Self.policy(of: fullKey), default: 0] += 1
+                }
+            } else if all.removeValue(forKey: fullKey) != nil, !Self.isOverflow(fullKey) {
+                let policy = Self.policy(of: fullKey)
                 let left = (keysPerPolicy[policy] ?? 1) - 1
                 keysPerPolicy[policy] = left > 0 ? left : nil
             }
         }
     }
 
-    /// Keys `policy` holds in this shard (its overflow key included).
+    /// Keys `policy` holds in this shard (its overflow keys not included).
     func keyCount(policy: String) -> Int { keysPerPolicy[Substring(policy)] ?? 0 }
 
     mutating func removeAll(where shouldRemove: (Value) -> Bool) {
@@ -92,10 +110,14 @@ struct ShardEntries<Value: Sendable>: Sendable {
 
     static func fullKey(policy: String, key: String) -> String { policy + "\u{0}" + key }
 
-    /// The key a policy's requests count under once it holds `maxKeys` keys. The keys requests
-    /// produce all have a `kind:` prefix (`RateLimitKey`), so none can be this one.
-    static var overflowKeyName: String { "_overflow" }
-    static func overflowKey(policy: String) -> String { fullKey(policy: policy, key: overflowKeyName) }
+    /// A key a policy's new keys count under once it holds `maxKeys` keys (`_overflow:GROUP`).
+    /// The keys requests produce all have a `kind:` prefix (`RateLimitKey`), so none starts with `_`.
+    static func overflowKeyName(group: UInt64) -> String { "_overflow:" + String(group) }
+
+    private static func isOverflow(_ fullKey: String) -> Bool {
+        guard let separator = fullKey.utf8.firstIndex(of: 0) else { return false }
+        return fullKey.utf8[fullKey.utf8.index(after: separator)...].first == UInt8(ascii: "_")
+    }
 
     private static func policy(of fullKey: String) -> Substring {
         fullKey[..<(fullKey.firstIndex(of: "\u{0}") ?? fullKey.endIndex)]

@@ -147,9 +147,17 @@ struct Admission {
 
         var rateLimitHeaders: HTTPHeaders?
         if let policy = route.rateLimit {
+            if case .header(let name) = policy.key, RateLimitKey.isRepeated(name, in: head.headers) {
+                // Counted by one field and forwarded with both, the request would spend a key of
+                // its choosing while an upstream reading the last field (or the joined list)
+                // takes it as another's.
+                log.reason = "invalid_request"
+                let description = "the request has more than one \(name) field; rate limit '\(policy.name)' counts by one"
+                return .refused(ErrorResponse(status: .badRequest, error: "invalid_request", description: description).adding(cors), metrics: route.metrics)
+            }
             let key = RateLimitKey.value(for: policy, route: route.config.name, identity: identity, headers: head.headers, clientAddress: clientAddress)
             let spanStart = log.trace?.childStart
-            let decision = gateway.rateLimiter.acquire(policy: policy, key: key)
+            let decision = gateway.rateLimiter.acquire(policy: policy, key: key, client: { RateLimitKey.client(clientAddress, policy: policy) })
             if let spanStart {
                 log.trace?.recordRateLimit(startedAt: spanStart, policy: policy.name, allowed: decision.allowed, remaining: decision.remaining)
             }
@@ -250,7 +258,8 @@ struct Admission {
         return nil
     }
 
-    /// The checks on a request head before routing: one `Host` (required from HTTP/1.1 on) of
+    /// The checks on a request head before routing: one `Host` (required, also from HTTP/1.0
+    /// clients: the request goes on as HTTP/1.1, which must carry one, RFC 9112 §3.2) of
     /// valid syntax, agreeing with an absolute-form target's authority; a body that can be framed;
     /// header names under the underscore policy; the target under the path policy. Returns the
     /// target to route.
@@ -262,8 +271,8 @@ struct Admission {
         if let host = facts.host {
             // An empty Host is allowed (RFC 9110 §7.2: a target without an authority).
             if !host.isEmpty, !HostHeader.isValid(host) { return .failure(.init(description: "the Host header is not a valid host[:port]")) }
-        } else if head.version.major > 1 || head.version.minor >= 1 {
-            return .failure(.init(description: "an HTTP/1.1 request needs a Host header"))
+        } else {
+            return .failure(.init(description: "the request needs a Host header"))
         }
         if facts.hasUnderscoredNames, policy.headersWithUnderscores == .reject {
             return .failure(.init(description: "header names with underscores are refused"))

@@ -37,16 +37,29 @@ package enum ProxyProtocolHeader {
     /// A v1 line is at most 107 bytes, CRLF included.
     package static let v1MaxLength = 107
 
-    /// Reads a header from the start of `bytes`.
+    /// The most a v2 header may hold after its 16 fixed bytes: addresses (216 for AF_UNIX) and
+    /// TLVs. The format allows 65 535; the proxies that send TLVs (AWS, Google Cloud and Azure
+    /// load balancers: endpoint and link ids) send tens of bytes.
+    package static let v2MaxAddressLength = 4096
+
+    /// Reads a header from the start of `bytes`. Called again on each read until the header is
+    /// whole, so only what is needed is copied: a v1 line's 107 bytes at most, a v2 header's 16
+    /// fixed bytes until its announced length has come (copying everything on every read cost
+    /// the square of the length: 1 s of a core for one 64 KiB header sent 8 bytes at a time, an
+    /// attacker review).
     package static func parse(_ bytes: some RandomAccessCollection<UInt8>) -> Outcome {
-        let bytes = Array(bytes)
-        if bytes.first == v2Signature[0] {
-            return parseV2(bytes)
+        guard let first = bytes.first else { return .incomplete }
+        if first == v2Signature[0] {
+            let fixed = Array(bytes.prefix(16))
+            guard fixed.count == 16 else { return parseV2(fixed) }
+            let length = 16 + (Int(fixed[14]) << 8 | Int(fixed[15]))
+            guard bytes.count >= length else { return parseV2(fixed) }
+            return parseV2(Array(bytes.prefix(length)))
         }
-        if bytes.first == v1Prefix[0] {
-            return parseV1(bytes)
+        if first == v1Prefix[0] {
+            return parseV1(Array(bytes.prefix(v1MaxLength)))
         }
-        return bytes.isEmpty ? .incomplete : .invalid("the connection does not start with a PROXY protocol header")
+        return .invalid("the connection does not start with a PROXY protocol header")
     }
 
     // MARK: Version 1: `PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n`
@@ -113,6 +126,9 @@ package enum ProxyProtocolHeader {
         let command = versionCommand & 0x0F
         guard command <= 1 else { return .invalid("PROXY protocol v2 command \(command) is neither LOCAL nor PROXY") }
         let addressLength = Int(bytes[14]) << 8 | Int(bytes[15])
+        guard addressLength <= v2MaxAddressLength else {
+            return .invalid("a PROXY protocol v2 header announces \(addressLength) bytes after its fixed part, more than \(v2MaxAddressLength)")
+        }
         let length = 16 + addressLength
         // Addresses must fit in what the header says it holds, before waiting for the rest.
         let family = familyProtocol >> 4, transport = familyProtocol & 0x0F

@@ -30,13 +30,15 @@ struct HTTP1Writer {
     mutating func request(_ head: UpstreamRequestHead, allocator: ByteBufferAllocator) -> ByteBuffer {
         framing = head.isChunked ? .chunked : .length
         let method = head.method.rawValue
-        let size = method.utf8.count + 1 + head.uri.utf8.count + 11 + Self.size(of: head.fields) + 2
+        let close = head.closesConnection ? "Connection: close\r\n" : ""
+        let size = method.utf8.count + 1 + head.uri.utf8.count + 11 + Self.size(of: head.fields) + close.utf8.count + 2
         return Self.write(size: size, allocator: allocator) { cursor in
             cursor.copy(method)
             cursor.copy(" ")
             cursor.copy(head.uri)
             cursor.copy(" HTTP/1.1\r\n")
             cursor.copy(head.fields)
+            cursor.copy(close)
             cursor.copy("\r\n")
         }
     }

@@ -9,4 +9,7 @@ struct UpstreamRequestHead {
     /// The body goes in chunks (the rewriter then declared `Transfer-Encoding: chunked`); else
     /// `Content-Length` frames it, or there is none.
     var isChunked: Bool
+    /// The exchange ends the connection (`Connection: close` is sent, and it is not pooled again):
+    /// see `HeaderRewriter.closesUpstreamConnection`.
+    var closesConnection = false
 }

@@ -142,7 +142,7 @@ public final class GatewayMetrics: Sendable {
         if overflowed {
             Self.counter(in: rateLimitDecisions, key: policy + "\u{0}overflow") {
                 registry.counter("portcullis_ratelimit_key_overflow_total", labels: [("policy", policy)],
-                                 help: "Requests counted under a policy's shared overflow key because the policy already held max_keys keys on this node.")
+                                 help: "Requests counted under one of a policy's overflow keys (by client address) because the policy already held max_keys keys on this node.")
             }.increment()
         }
         let decision = allowed ? "allowed" : "rejected"

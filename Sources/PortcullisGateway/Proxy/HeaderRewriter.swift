@@ -28,11 +28,22 @@ enum HeaderRewriter {
     /// client's own would reach upstreams that trust them — for the client's address (go-chi's
     /// RealIP reads `True-Client-IP` first), the scheme, port or path prefix (Spring's
     /// ForwardedHeaderFilter, Werkzeug's ProxyFix, Rack), or the path itself (IIS and Symfony
-    /// route by `X-Original-URL` and `X-Rewrite-URL`, past the route the gateway matched). Removed
-    /// from every request, a trusted proxy's too: proxies and CDNs pass on most of these as the
-    /// client sent them, and the gateway states the client it resolved in `X-Forwarded-For`.
+    /// route by `X-Original-URL` and `X-Rewrite-URL`, past the route the gateway matched). With them
+    /// the client certificate a proxy in front states (RFC 9440's `Client-Cert`, Envoy's
+    /// `X-Forwarded-Client-Cert`, nginx-style `X-SSL-Client-*`: an upstream reading them would take
+    /// the client's own claim of a verified certificate), and `Proxy` (httpoxy: CGI-style upstreams
+    /// read it as `HTTP_PROXY`, the outbound proxy of many HTTP libraries). Removed from every
+    /// request, a trusted proxy's too: proxies and CDNs pass on most of these as the client sent
+    /// them, and the gateway states the client it resolved in `X-Forwarded-For`. A list, not a
+    /// rule: names not on it pass.
     static let clientStatedForwarding = [
         "x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-cluster-client-ip",
+        "client-ip", "x-forwarded", "forwarded-for", "x-original-forwarded-for", "x-real-forwarded-for",
+        "proxy-client-ip", "wl-proxy-client-ip", "x-proxyuser-ip", "fly-client-ip", "x-azure-clientip", "x-azure-socketip",
+        "x-appengine-user-ip", "cf-connecting-ipv6", "x-vercel-forwarded-for", "remote-addr", "x-envoy-internal",
+        "x-http-host-override", "x-forwarded-host-override",
+        "client-cert", "client-cert-chain", "x-forwarded-client-cert", "x-client-cert", "ssl-client-cert", "x-ssl-client-cert",
+        "x-ssl-client-verify", "x-client-verify", "x-ssl-client-dn", "x-ssl-client-s-dn", "x-ssl-client-i-dn", "proxy",
         "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-ssl", "x-forwarded-scheme",
         "x-forwarded-uri", "x-forwarded-path", "x-forwarded-method", "front-end-https", "x-url-scheme",
         "x-original-url", "x-rewrite-url", "x-original-uri", "x-original-method", "x-original-host", "x-host",
@@ -274,7 +285,26 @@ enum HeaderRewriter {
             let rest = Substring(uri.utf8.dropFirst(route.pathPrefix.utf8.count))
             uri = rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest
         }
-        return UpstreamRequestHead(method: head.method, uri: uri, fields: headers, isChunked: chunked)
+        let hasBody = chunked || (contentLength.map { $0 != "0" } ?? false)
+        return UpstreamRequestHead(method: head.method, uri: uri, fields: headers, isChunked: chunked,
+                                   closesConnection: closesUpstreamConnection(head.method, hasBody: hasBody))
+    }
+
+    /// Whether an HTTP/1.1 upstream connection carries no request after this one. A HEAD's
+    /// answer frames a body that does not follow, so its connection is never pooled again (should
+    /// the body come anyway, the next request — another client's — would take it for its
+    /// response). A body on a GET, DELETE, OPTIONS or TRACE, which RFC 9110 gives no meaning, is
+    /// one many servers answer without reading (Python's http.server, static-file handlers): what
+    /// they leave unread would be read as the start of the next request on the connection —
+    /// another client's request, token and all, would become that body's continuation (a "CL.0"
+    /// desync). Such a connection is told `Connection: close`, so the upstream closes it (and
+    /// keeps the TIME_WAIT), and the gateway never pools it.
+    static func closesUpstreamConnection(_ method: HTTPMethod, hasBody: Bool) -> Bool {
+        switch method {
+        case .HEAD: true
+        case .GET, .DELETE, .OPTIONS, .TRACE: hasBody
+        default: false
+        }
     }
 
     /// The `X-Forwarded-For` value and the prior `Forwarded` elements sent upstream. The client's

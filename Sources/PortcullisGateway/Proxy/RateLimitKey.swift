@@ -27,16 +27,64 @@ enum RateLimitKey {
         }
     }
 
+    /// The client's own address key (`ip:…`, as an `ip` policy counts it), whatever the policy
+    /// counts by: it picks the overflow key a new key shares while the policy is full.
+    static func client(_ address: String?, policy: RateLimitPolicy) -> String {
+        ip(address, policy: policy)
+    }
+
+    /// Whether `name` appears more than once in `headers` (a header-keyed policy refuses that).
+    static func isRepeated(_ name: String, in headers: HTTPHeaders) -> Bool {
+        var seen = false
+        for (field, _) in headers where HeaderNameSet.equalsIgnoringASCIICase(field.utf8, name.utf8) {
+            if seen { return true }
+            seen = true
+        }
+        return false
+    }
+
     private static func ip(_ address: String?, policy: RateLimitPolicy) -> String {
         guard let address else { return "ip:unknown" }
-        guard address.utf8.contains(UInt8(ascii: ":")), policy.ipv6Prefix < 128 else { return "ip:" + address }
-        return "ip:" + (network(of: address, prefix: policy.ipv6Prefix) ?? address)
+        guard address.utf8.contains(UInt8(ascii: ":")) else { return "ip:" + address }
+        var bytes = in6_addr()
+        guard inet_pton(AF_INET6, address, &bytes) == 1 else { return "ip:" + address }
+        if let client = embeddedIPv4(bytes) { return "ip:" + client }
+        guard policy.ipv6Prefix < 128 else { return "ip:" + address }
+        return "ip:" + (network(of: bytes, prefix: policy.ipv6Prefix) ?? address)
+    }
+
+    /// The IPv4 client an IPv6 address stands for, where the address says so: NAT64's well-known
+    /// prefix `64:ff9b::/96` (RFC 6052), 6to4's `2002:V4::/48` (RFC 3056) and Teredo's
+    /// `2001:0::/32` (RFC 4380, the client's address inverted in the last 32 bits). By its /64,
+    /// every IPv4 client behind a NAT64 gateway would share one key, and one 6to4 host would hold
+    /// 65 536 of them (an attacker review). Other NAT64 prefixes (RFC 8215's `64:ff9b:1::/48`, an
+    /// operator's own) are not recognised.
+    static func embeddedIPv4(_ address: in6_addr) -> String? {
+        withUnsafeBytes(of: address) { raw -> String? in
+            let b = Array(raw)
+            let v4: [UInt8]
+            if b[0] == 0x00, b[1] == 0x64, b[2] == 0xff, b[3] == 0x9b, b[4..<12].allSatisfy({ $0 == 0 }) {
+                v4 = Array(b[12..<16])
+            } else if b[0] == 0x20, b[1] == 0x02 {
+                v4 = Array(b[2..<6])
+            } else if b[0] == 0x20, b[1] == 0x01, b[2] == 0x00, b[3] == 0x00 {
+                v4 = b[12..<16].map { ~$0 }
+            } else {
+                return nil
+            }
+            return v4.map(String.init).joined(separator: ".")
+        }
     }
 
     /// `address`'s `/prefix` network in canonical form (`2001:db8:1:2::/64`), nil if not IPv6.
     static func network(of address: String, prefix: Int) -> String? {
         var bytes = in6_addr()
         guard inet_pton(AF_INET6, address, &bytes) == 1 else { return nil }
+        return network(of: bytes, prefix: prefix)
+    }
+
+    private static func network(of address: in6_addr, prefix: Int) -> String? {
+        var bytes = address
         withUnsafeMutableBytes(of: &bytes) { raw in
             for index in 0..<16 {
                 let keep = min(8, max(0, prefix - index * 8))

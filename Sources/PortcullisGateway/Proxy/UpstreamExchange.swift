@@ -92,7 +92,7 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
     private func attach(_ connection: UpstreamConnection, reused: Bool, sentAt: NIODeadline) {
         upstream = connection
         upstreamReused = reused
-        connection.handler.beginExchange(delegate: self)
+        connection.handler.beginExchange(delegate: self, idleTimeout: route.upstream.idleTimeout)
         upstreamSentAt = sentAt
         if reused, !Self.isIdempotent(clientHead.method) {
             // A head that could not be written to a pooled connection left no byte of this request
@@ -263,10 +263,13 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
         let upstreamTime = upstreamSentAt.map { now - $0 }
         if let upstream {
             // Reuse only a connection that finished a complete request and response in step.
-            if keepAlive, upstreamRequestEnded {
+            if keepAlive, upstreamRequestEnded, !upstreamHead.closesConnection {
                 downstream.upstreamPool.release(upstream, settings: route.upstream, now: now)
             } else {
-                upstream.close()
+                // The response is whole: a reset loses nothing, and leaves no TIME_WAIT at the
+                // gateway for each such exchange (a client sending HEADs would otherwise use up
+                // the ports toward a target).
+                upstream.closeAbortively()
             }
             self.upstream = nil
         }

@@ -43,7 +43,13 @@ final class GatewayReloader: Sendable {
     /// that goes in force.
     static func authentication(issuers: [IssuerConfig], keys: KeySetStore, cache: VerifiedTokenCache?, agent: ClusterAgent?,
                                httpClient: HTTPClient, logger: Logger) -> (Authenticator?, KeySetLoader) {
-        let loader = KeySetLoader(issuers: issuers, store: keys, httpClient: httpClient, logger: logger)
+        // In a cluster, an issuer without a key source takes its keys from the cluster's records,
+        // its HMAC secrets with them (`KeySetSubscriber`), not from the loader.
+        let loaded = agent == nil ? issuers : issuers.filter { issuer in
+            if case .none = issuer.keySource { return false }
+            return true
+        }
+        let loader = KeySetLoader(issuers: loaded, store: keys, httpClient: httpClient, logger: logger)
         guard !issuers.isEmpty else { return (nil, loader) }
         let verifier = JWTVerifier(issuers: issuers, keys: keys, cache: cache, onUnknownKeyID: { issuer, kid in
             // With a live control plane, it is the cluster's one fetcher; otherwise fetch ourselves.
@@ -77,17 +83,28 @@ final class GatewayReloader: Sendable {
             reloads.failed(file: current.file, error: error)
             return
         }
-        await commit(prepared)
+        await commit(prepared, running: current)
         reloads.succeeded(file: current.file, summary: [
             "routes": "\(prepared.config.routes.count)", "issuers": "\(prepared.config.issuers.count)",
         ])
     }
 
     /// Puts a prepared configuration in force; nothing here can fail.
-    private func commit(_ prepared: PreparedConfiguration) async {
+    private func commit(_ prepared: PreparedConfiguration, running current: GatewayConfig) async {
+        // From here on, what the replaced configuration's loader fetches changes nothing.
+        _ = keys.beginEpoch()
+        // A remote issuer whose key source, algorithms or HMAC secrets changed loses the set
+        // parsed under its old settings (a removed secret would stay accepted while the issuer is
+        // unreachable); the new loader fetches it at once.
+        for issuer in prepared.config.issuers where issuer.isRemote {
+            if let old = current.issuers.first(where: { $0.name == issuer.name }), !old.hasSameKeySettings(as: issuer) {
+                keys.remove(issuerName: issuer.name)
+            }
+        }
         for set in prepared.localKeySets {
             keys.replace(issuerName: set.issuerName, keySet: set.keySet, version: set.version)
         }
+        await agent?.reconfigureIssuers(prepared.config.issuers)
         let (authenticator, loader) = Self.authentication(issuers: prepared.config.issuers, keys: keys, cache: cache, agent: agent,
                                                           httpClient: httpClient, logger: logger)
         // Fetches remote key sets once before the new routes take requests; a failure is logged

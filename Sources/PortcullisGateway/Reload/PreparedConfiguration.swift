@@ -22,7 +22,8 @@ struct PreparedConfiguration: Sendable {
     let routes: RouteTable
     let tls: NIOSSLContext?
     let trustedProxies: TrustedProxies?
-    /// `jwks_file` and configured-secret (HMAC) issuers' sets.
+    /// `jwks_file` issuers' sets, and configured-secret (HMAC) ones' outside a cluster (in one,
+    /// `KeySetSubscriber` installs them).
     let localKeySets: [KeySet]
 
     /// Builds everything from `config` that can fail, short of binding ports and connecting.
@@ -55,7 +56,7 @@ struct PreparedConfiguration: Sendable {
                     throw ConfigError(file: config.file, line: nil, column: nil, keyPath: "issuers[\(index)].jwks_file",
                                       message: "issuer '\(issuer.name)': cannot load \(path): \(error.message)")
                 }
-            case .none where !issuer.hmacKeys.isEmpty:
+            case .none where !issuer.hmacKeys.isEmpty && config.cluster == nil:
                 keySets.append(KeySet(issuerName: issuer.name, keySet: JWKSet.configuredKeys(of: issuer), version: "config"))
             default:
                 break

@@ -45,4 +45,10 @@ final class UpstreamConnection {
         handler.endExchange()
         channel.close(promise: nil)
     }
+
+    /// Closes with a reset (`AbortiveClose`): for a connection whose exchange is complete.
+    func closeAbortively() {
+        handler.endExchange()
+        AbortiveClose.close(context)
+    }
 }

@@ -22,9 +22,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
     /// Called when the channel closes while idle, so the pool can forget it. Set once by the
     /// pool; dropped when the channel closes.
     var onIdleClose: (() -> Void)?
-    /// No bytes either way for this long ends the exchange (or closes an idle pooled connection).
-    /// A lazy deadline rather than NIO's IdleStateHandler, which timestamps every read and write.
-    private let idleTimeout: TimeAmount
+    /// No bytes either way for this long ends the exchange (or closes an idle pooled connection):
+    /// the `idle_timeout` of the route whose exchange runs, or ran last (routes with different
+    /// timeouts share a target's pooled connections). A lazy deadline rather than NIO's
+    /// IdleStateHandler, which timestamps every read and write.
+    private var idleTimeout: TimeAmount
     private var idleTimer: DeadlineTimer?
     private var context: ChannelHandlerContext?
     /// The channel's allocator, looked up once (each `channel.allocator` read costs a few retains).
@@ -55,8 +57,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
         context?.close(promise: nil)
     }
 
-    func beginExchange(delegate: any UpstreamExchangeDelegate) {
+    /// Starts an exchange under its route's `idle_timeout` (the request's first write arms it).
+    func beginExchange(delegate: any UpstreamExchangeDelegate, idleTimeout: TimeAmount) {
         self.delegate = delegate
+        self.idleTimeout = idleTimeout
         responseStarted = false
     }
 

@@ -65,6 +65,7 @@ public final class KeySetStore: Sendable {
     private struct WriterState {
         var latest: Snapshot
         var expectedIssuers: Set<String> = []
+        var epoch: UInt64 = 0
     }
 
     private static let stripeCount = 16
@@ -114,9 +115,33 @@ public final class KeySetStore: Sendable {
 
     // MARK: Writing
 
+    /// The configuration generation whose key-set loader may write (``beginEpoch()``).
+    public var epoch: UInt64 { writer.withLock { $0.epoch } }
+
+    /// Starts a new configuration's epoch (a reload): from now on, writes made for an earlier one
+    /// change nothing. A loader of the replaced configuration may have a fetch in flight — an
+    /// unknown `kid`'s, or a scheduled one — whose answer would otherwise put the old source's keys
+    /// back over the new configuration's (an attacker review: a key the operator had just retired
+    /// was accepted again, and the new one refused, until the next reload).
+    public func beginEpoch() -> UInt64 {
+        writer.withLock { state in
+            state.epoch += 1
+            return state.epoch
+        }
+    }
+
     /// Atomically replaces `issuerName`'s key set.
     public func replace(issuerName: String, keySet: JWKSet, version: String?) {
         update { entries, _ in
+            entries[issuerName] = Entry(keySet: keySet, version: version, loadedAt: .now)
+        }
+    }
+
+    /// Replaces `issuerName`'s key set for the configuration of `epoch`; nothing changes (and
+    /// false is returned) when a later configuration is in force.
+    @discardableResult
+    public func replace(issuerName: String, keySet: JWKSet, version: String?, epoch: UInt64) -> Bool {
+        update(epoch: epoch) { entries, _ in
             entries[issuerName] = Entry(keySet: keySet, version: version, loadedAt: .now)
         }
     }
@@ -126,14 +151,22 @@ public final class KeySetStore: Sendable {
         update { entries, _ in entries[issuerName] = nil }
     }
 
+    /// Drops `issuerName`'s key set for the configuration of `epoch`, unless a later one is in force.
+    @discardableResult
+    public func remove(issuerName: String, epoch: UInt64) -> Bool {
+        update(epoch: epoch) { entries, _ in entries[issuerName] = nil }
+    }
+
     /// Keys revoked cluster-wide: kid → the issuers (`iss`, `*` for all) whose tokens it may no
     /// longer verify, even while a JWKS still lists it. Replaces the whole map.
     public func setRevokedKeys(_ keys: [String: Set<String>]) {
         update { _, revoked in revoked = keys }
     }
 
-    private func update(_ change: (inout [String: Entry], inout [String: Set<String>]) -> Void) {
+    @discardableResult
+    private func update(epoch: UInt64? = nil, _ change: (inout [String: Entry], inout [String: Set<String>]) -> Void) -> Bool {
         writer.withLock { state in
+            if let epoch, epoch != state.epoch { return false }
             var entries = state.latest.entries
             var revoked = state.latest.revokedKeys
             change(&entries, &revoked)
@@ -141,6 +174,7 @@ public final class KeySetStore: Sendable {
             state.latest = next
             for stripe in stripes { stripe.current.withLock { $0 = next } }
             generationCounter.store(next.generation, ordering: .releasing)
+            return true
         }
     }
 

@@ -98,7 +98,37 @@ public struct JWKSDownloader: Sendable {
         return Document(body: body, text: text, keySet: keySet, maxAge: maxAge, version: Self.version(of: body, etag: etag))
     }
 
+    /// How long one document may take, head and body together.
+    public static let deadline = Duration.seconds(10)
+
+    /// One GET within `deadline`, head and body together: AsyncHTTPClient's timeout ends with the
+    /// response head, and a body trickled a byte at a time held the caller — a gateway's start or
+    /// reload, the control plane's refresh of every issuer — for as long as the server liked (an
+    /// attacker review: 47 s before a gateway bound its ports, a reload removing an issuer held
+    /// back 44 s). Cancelling the fetch's task cancels AsyncHTTPClient's request.
     private func get(_ url: String) async throws(Failure) -> (body: [UInt8], maxAge: Duration?, etag: String?) {
+        let outcome = await withTaskGroup(of: Result<(body: [UInt8], maxAge: Duration?, etag: String?), Failure>?.self) { group in
+            group.addTask {
+                do throws(Failure) {
+                    return .success(try await self.getUnbounded(url))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: Self.deadline)
+                return Task.isCancelled ? nil : .failure(Failure(outcome: "network_error", message: "\(url): no whole answer within \(Self.deadline)"))
+            }
+            defer { group.cancelAll() }
+            while let next = await group.next() {
+                if let result = next { return result }
+            }
+            return .failure(Failure(outcome: "network_error", message: "\(url): cancelled"))
+        }
+        return try outcome.get()
+    }
+
+    private func getUnbounded(_ url: String) async throws(Failure) -> (body: [UInt8], maxAge: Duration?, etag: String?) {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "accept", value: "application/json")
         let response: HTTPClientResponse

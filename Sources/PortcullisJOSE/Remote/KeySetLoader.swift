@@ -18,6 +18,8 @@ import Synchronization
 /// - While an issuer cannot be reached its last good set keeps serving, up to `max_stale` after
 ///   the last successful fetch; then the set is dropped and its tokens fail with `keys_not_loaded`.
 /// - A fetched document with no usable key counts as a failure: it never replaces a good set.
+/// - A loader writes for the configuration it was made for (the store's epoch then): once a
+///   reload has begun a new epoch, what its fetches bring changes nothing.
 ///
 /// Metrics (swift-metrics): `portcullis_jwks_fetch_total{issuer,outcome}` (outcome: `ok`,
 /// `http_error`, `network_error`, `invalid`) and `portcullis_keyset_age_seconds{issuer}` (help
@@ -37,6 +39,8 @@ public final class KeySetLoader: Sendable {
     private let logger: Logger
     private let state: Mutex<[String: RemoteState]>
     private let clock = ContinuousClock()
+    /// The store's epoch when this loader was made: its writes count only while it lasts.
+    private let epoch: UInt64
 
     /// - Parameter httpClient: the client for remote key sets (it should follow no redirect, as
     ///   `JWKSDownloader.makeHTTPClient` makes it); nil uses `JWKSDownloader.sharedHTTPClient`.
@@ -49,6 +53,7 @@ public final class KeySetLoader: Sendable {
         var remote: [String: RemoteState] = [:]
         for issuer in issuers where issuer.isRemote { remote[issuer.name] = RemoteState(nextRefresh: start) }
         self.state = Mutex(remote)
+        self.epoch = store.epoch
         store.expectIssuers(issuers.map(\.name))
     }
 
@@ -78,11 +83,11 @@ public final class KeySetLoader: Sendable {
                 } catch {
                     throw JWKError("issuer \(issuer.name): \(path): \(error.message)")
                 }
-                store.replace(issuerName: issuer.name, keySet: document.keySet, version: document.version)
+                store.replace(issuerName: issuer.name, keySet: document.keySet, version: document.version, epoch: epoch)
                 logger.info("JWKS loaded", metadata: ["issuer": "\(issuer.name)", "keys": "\(document.keySet.count)", "file": "\(path)"])
             case .none where !issuer.hmacKeys.isEmpty:
                 let set = JWKSet.configuredKeys(of: issuer)
-                store.replace(issuerName: issuer.name, keySet: set, version: "config")
+                store.replace(issuerName: issuer.name, keySet: set, version: "config", epoch: epoch)
             default:
                 break
             }
@@ -158,12 +163,14 @@ public final class KeySetLoader: Sendable {
                         .record(Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18)
                 }
                 guard issuer.isRemote else { continue }
+                // Until this loader's first success, the set in the store is as old as its
+                // install (a loader of the configuration before a reload fetched it).
+                let loadedAt = store.loadedAt(issuerName: issuer.name)
                 let stale = state.withLock { states -> Bool in
-                    guard let last = states[issuer.name]?.lastSuccess else { return false }
+                    guard let last = states[issuer.name]?.lastSuccess ?? loadedAt else { return false }
                     return now - last > issuer.refresh.maxStale
                 }
-                if stale, store.keySet(issuerName: issuer.name) != nil {
-                    store.remove(issuerName: issuer.name)
+                if stale, store.keySet(issuerName: issuer.name) != nil, store.remove(issuerName: issuer.name, epoch: epoch) {
                     logger.error("JWKS unreachable for longer than max_stale: keys dropped, tokens now fail with keys_not_loaded",
                                  metadata: ["issuer": "\(issuer.name)"])
                 }
@@ -191,7 +198,11 @@ public final class KeySetLoader: Sendable {
         let now = clock.now
         switch outcome {
         case .success(let fetched):
-            store.replace(issuerName: issuer.name, keySet: fetched.keySet, version: fetched.version)
+            guard store.replace(issuerName: issuer.name, keySet: fetched.keySet, version: fetched.version, epoch: epoch) else {
+                state.withLock { $0[issuer.name]?.inFlight = false }
+                logger.debug("JWKS fetched for a configuration no longer in force; not installed", metadata: ["issuer": "\(issuer.name)"])
+                return false
+            }
             let delay = issuer.refresh.refreshDelay(maxAge: fetched.maxAge)
             state.withLock { states in
                 states[issuer.name]?.lastSuccess = now
@@ -217,8 +228,14 @@ public final class KeySetLoader: Sendable {
 }
 
 extension IssuerConfig {
+    /// Whether `other` takes its keys from the same place and parses them the same way (key
+    /// source, algorithms, HMAC secrets): a set loaded under one serves the other.
+    public func hasSameKeySettings(as other: IssuerConfig) -> Bool {
+        keySource == other.keySource && algorithms == other.algorithms && hmacKeys == other.hmacKeys && issuer == other.issuer
+    }
+
     /// True for issuers whose keys are fetched over HTTP.
-    var isRemote: Bool {
+    public var isRemote: Bool {
         switch keySource {
         case .jwksURI, .discovery: return true
         default: return false
