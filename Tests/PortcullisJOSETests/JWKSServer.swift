@@ -12,6 +12,8 @@ final class JWKSServer: Sendable {
         var status: HTTPResponseStatus = .ok
         var cacheControl: String?
         var delay: TimeAmount = .zero
+        /// The head at once, the body this much later (a body trickled or held back).
+        var bodyDelay: TimeAmount = .zero
         var discoveryIssuer = Fixture.issuer
         /// When set, the JWKS path answers 302 to this URL instead.
         var redirect: String?
@@ -89,11 +91,16 @@ final class JWKSServer: Sendable {
             if status == .found, let location = behaviour.redirect { headers.add(name: "location", value: location) }
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             let responseHead = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+            let bodyDelay = behaviour.bodyDelay
             let respond: @Sendable () -> Void = {
                 let context = loopBound.value
-                context.write(NIOAny(HTTPServerResponsePart.head(responseHead)), promise: nil)
-                context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
-                context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+                context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(responseHead)), promise: nil)
+                let sendBody: @Sendable () -> Void = {
+                    let context = loopBound.value
+                    context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+                    context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+                }
+                if bodyDelay == .zero { sendBody() } else { context.eventLoop.scheduleTask(in: bodyDelay, sendBody) }
             }
             if behaviour.delay == .zero { respond() } else { context.eventLoop.scheduleTask(in: behaviour.delay, respond) }
         }

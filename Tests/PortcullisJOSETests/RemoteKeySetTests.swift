@@ -43,7 +43,7 @@ struct RemoteKeySetTests {
         let issuer = Fixture.issuerConfig(algorithms: [.ES256], keySource: discovery ? .discovery(server.discoveryURL) : .jwksURI(server.jwksURL),
                                           refresh: policy)
         let store = KeySetStore()
-        let loader = KeySetLoader(issuers: [issuer], store: store, httpClient: nil, logger: quiet)
+        let loader = KeySetLoader(issuers: [issuer], store: store, httpClient: nil, logger: Self.quiet)
         let verifier = JWTVerifier(issuers: [issuer], keys: store, cache: VerifiedTokenCache(capacity: 100), now: { Fixture.now },
                                    onUnknownKeyID: { loader.requestRefetch(issuerName: $0, kid: $1) })
         return Harness(server: server, store: store, loader: loader, verifier: verifier)
@@ -155,6 +155,74 @@ struct RemoteKeySetTests {
         #expect(h.verifier.verify(token).reason == .keysNotLoaded)
         server.update { $0.jwks = Fixture.jwks([k1]) }
         #expect(await Self.eventually { h.verifier.verify(token).value != nil })
+        task.cancel()
+        await task.value
+        try await server.stop()
+    }
+
+    /// AsyncHTTPClient's timeout ends with the response head: the build before waited for a body
+    /// as long as the server took (a gateway's start 47 s, a reload 44 s, in an attacker review).
+    @Test("a key-set server that sends its head at once and holds back its body fails the fetch at the deadline, head and body together; a later fetch loads the set")
+    func bodyWithinDeadline() async throws {
+        let server = try await JWKSServer()
+        let k1 = try Self.signer("k1")
+        server.update { $0.jwks = Fixture.jwks([k1]); $0.bodyDelay = .seconds(4) }
+        let issuer = Fixture.issuerConfig(algorithms: [.ES256], keySource: .jwksURI(server.jwksURL), refresh: Self.policy(throttle: .milliseconds(1)))
+        let store = KeySetStore()
+        let loader = KeySetLoader(issuers: [issuer], store: store, fetchDeadline: .milliseconds(600), logger: Self.quiet)
+        let started = ContinuousClock.now
+        try await loader.loadInitial()
+        #expect(ContinuousClock.now - started < .seconds(2), "the fetch waited \(ContinuousClock.now - started) for the body")
+        #expect(store.keySet(issuerName: issuer.name) == nil)
+        server.update { $0.bodyDelay = .zero }
+        loader.requestRefetch(issuerName: issuer.name, kid: "k1")
+        #expect(await Self.eventually { store.keySet(issuerName: issuer.name)?.keysByID["k1"] != nil })
+        try await server.stop()
+    }
+
+    /// A reload replaces the loader; one of the configuration before had a fetch in flight (an
+    /// unknown kid's). On the build before its answer, landing after the reload, put the old
+    /// source's keys back over the new configuration's (an attacker review).
+    @Test("a fetch started by a loader whose configuration a reload replaced installs nothing once the new configuration's epoch began")
+    func replacedLoaderWritesNothing() async throws {
+        let server = try await JWKSServer()
+        let old = try Self.signer("old"), new = try Self.signer("new")
+        server.update { $0.jwks = Fixture.jwks([old]) }
+        let h = Self.harness(server, policy: Self.policy(throttle: .milliseconds(1)))
+        try await h.loader.loadInitial()
+        server.update { $0.delay = .milliseconds(800) }
+        h.loader.requestRefetch(issuerName: "main", kid: "unknown")
+        try await Task.sleep(for: .milliseconds(100))
+        // The reload: a new epoch, then the new configuration's set (its key file).
+        _ = h.store.beginEpoch()
+        h.store.replace(issuerName: "main", keySet: try JWKSet.parse(Fixture.jwks([new]), issuer: Fixture.issuerConfig(algorithms: [.ES256]), logger: nil),
+                        version: "reloaded")
+        try await Task.sleep(for: .milliseconds(1200))
+        #expect(server.requests >= 2, "the old loader's fetch was answered")
+        #expect(h.store.version(issuerName: "main") == "reloaded")
+        #expect(h.store.keySet(issuerName: "main")?.keysByID["old"] == nil, "the replaced source's key is back")
+        try await server.stop()
+    }
+
+    /// The loader a reload makes has fetched nothing yet: on the build before it never counted
+    /// the set it found as stale, so an issuer unreachable across a reload kept its keys for good.
+    @Test("after a reload, an issuer that stays unreachable loses its set max_stale after it was last loaded")
+    func maxStaleAcrossReload() async throws {
+        let server = try await JWKSServer()
+        let k1 = try Self.signer("k1")
+        server.update { $0.jwks = Fixture.jwks([k1]) }
+        let policy = Self.policy(interval: .milliseconds(200), maxStale: .milliseconds(1500), throttle: .seconds(60))
+        let h = Self.harness(server, policy: policy)
+        try await h.loader.loadInitial()
+        server.update { $0.status = .serviceUnavailable }
+        // The reload: a new loader for the same issuer, over the same store.
+        _ = h.store.beginEpoch()
+        let issuer = Fixture.issuerConfig(algorithms: [.ES256], keySource: .jwksURI(server.jwksURL), refresh: policy)
+        let reloaded = KeySetLoader(issuers: [issuer], store: h.store, logger: Self.quiet)
+        let task = Task { await reloaded.run() }
+        let token = try k1.sign(claims: Fixture.claims())
+        #expect(h.verifier.verify(token).value != nil, "the set serves until max_stale")
+        #expect(await Self.eventually(.seconds(4)) { h.store.keySet(issuerName: "main") == nil }, "the set was kept past max_stale")
         task.cancel()
         await task.value
         try await server.stop()

@@ -38,6 +38,8 @@ public struct JWKSDownloader: Sendable {
     public static let maxDocumentBytes = 1 << 20
     let httpClient: HTTPClient
     let logger: Logger?
+    /// How long one document may take, head and body together (`defaultDeadline` but in tests).
+    let deadline: Duration
 
     /// The HTTP client key-set downloads need: it follows no redirect, since one could move a
     /// fetch from `https` to `http`, or to a host the issuer's configuration never named.
@@ -51,9 +53,10 @@ public struct JWKSDownloader: Sendable {
     /// (for callers without a client of their own; like `HTTPClient.shared`, never shut down).
     public static let sharedHTTPClient = makeHTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
 
-    public init(httpClient: HTTPClient, logger: Logger?) {
+    public init(httpClient: HTTPClient, logger: Logger?, deadline: Duration = Self.defaultDeadline) {
         self.httpClient = httpClient
         self.logger = logger
+        self.deadline = deadline
     }
 
     public func download(_ issuer: IssuerConfig) async throws(Failure) -> Document {
@@ -99,7 +102,7 @@ public struct JWKSDownloader: Sendable {
     }
 
     /// How long one document may take, head and body together.
-    public static let deadline = Duration.seconds(10)
+    public static let defaultDeadline = Duration.seconds(10)
 
     /// One GET within `deadline`, head and body together: AsyncHTTPClient's timeout ends with the
     /// response head, and a body trickled a byte at a time held the caller — a gateway's start or
@@ -116,8 +119,8 @@ public struct JWKSDownloader: Sendable {
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: Self.deadline)
-                return Task.isCancelled ? nil : .failure(Failure(outcome: "network_error", message: "\(url): no whole answer within \(Self.deadline)"))
+                try? await Task.sleep(for: deadline)
+                return Task.isCancelled ? nil : .failure(Failure(outcome: "network_error", message: "\(url): no whole answer within \(deadline)"))
             }
             defer { group.cancelAll() }
             while let next = await group.next() {

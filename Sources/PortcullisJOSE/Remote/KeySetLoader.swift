@@ -42,12 +42,15 @@ public final class KeySetLoader: Sendable {
     /// The store's epoch when this loader was made: its writes count only while it lasts.
     private let epoch: UInt64
 
-    /// - Parameter httpClient: the client for remote key sets (it should follow no redirect, as
-    ///   `JWKSDownloader.makeHTTPClient` makes it); nil uses `JWKSDownloader.sharedHTTPClient`.
-    public init(issuers: [IssuerConfig], store: KeySetStore, httpClient: HTTPClient? = nil, logger: Logger) {
+    /// - Parameters:
+    ///   - httpClient: the client for remote key sets (it should follow no redirect, as
+    ///     `JWKSDownloader.makeHTTPClient` makes it); nil uses `JWKSDownloader.sharedHTTPClient`.
+    ///   - fetchDeadline: how long one download may take, head and body (tests shorten it).
+    public init(issuers: [IssuerConfig], store: KeySetStore, httpClient: HTTPClient? = nil,
+                fetchDeadline: Duration = JWKSDownloader.defaultDeadline, logger: Logger) {
         self.issuers = issuers
         self.store = store
-        self.downloader = JWKSDownloader(httpClient: httpClient ?? JWKSDownloader.sharedHTTPClient, logger: logger)
+        self.downloader = JWKSDownloader(httpClient: httpClient ?? JWKSDownloader.sharedHTTPClient, logger: logger, deadline: fetchDeadline)
         self.logger = logger
         let start = ContinuousClock.now
         var remote: [String: RemoteState] = [:]
