@@ -60,6 +60,44 @@ struct LiveSessionsTests {
         }
     }
 
+    /// A standalone gateway has no key revocation: on the build before, a reload removing a leaked
+    /// key left the streams its tokens had opened running until their `exp` (an attacker review).
+    @Test("a key set that no longer holds a session's signing key (kid and algorithm) ends the session as revoked; a set not loaded ends none")
+    func keyRemovedFromSet() throws {
+        let loop = EmbeddedEventLoop()
+        let sessions = LiveSessions(revocation: nil, registry: PrometheusCollectorRegistry(), wallClock: { Self.now * 1_000_000_000 })
+        let store = KeySetStore()
+        store.onChange { sessions.keysChanged(in: store) }
+        let k1 = try SigningKey.generate(.ES256), k2 = try SigningKey.generate(.ES256)
+        let issuer = IssuerConfig(name: "idp", issuer: "https://idp", audiences: ["api"], algorithms: [.ES256], keySource: .none)
+        func set(_ keys: [(SigningKey, String)]) throws -> JWKSet {
+            try JWKSet.parse(Array(JSONWriter.serialize(["keys": .array(keys.map { $0.0.publicJWK(keyID: $0.1) })]).utf8), issuer: issuer, logger: nil)
+        }
+        store.replace(issuerName: "idp", keySet: try set([(k1, "k1"), (k2, "k2")]), version: "1")
+        let ends = Ends(), bystanderEnds = Ends(), noKidEnds = Ends()
+        let session = sessions.open(protocol: .websocket, token: Self.token(kid: "k1"), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        let bystander = sessions.open(protocol: .websocket, token: Self.token(jti: "jti-2", kid: "k2"), policy: .close, eventLoop: loop) { bystanderEnds.seen.append($0) }
+        let noKid = VerifiedToken(issuerName: "idp", issuer: "https://idp", subject: "carol", jwtID: "jti-3", clientID: "app", audiences: ["api"],
+                                  scopes: [], expiresAt: Self.now + 3600, notBefore: nil, issuedAt: Self.now - 10, keyID: nil, algorithm: .ES256,
+                                  claims: [:], leewaySeconds: 5)
+        _ = sessions.open(protocol: .websocket, token: noKid, policy: .close, eventLoop: loop) { noKidEnds.seen.append($0) }
+        loop.run()
+        // A refresh with the same keys ends nothing; one without k1 ends its session alone.
+        store.replace(issuerName: "idp", keySet: try set([(k1, "k1"), (k2, "k2")]), version: "2")
+        loop.run()
+        #expect(ends.seen.isEmpty)
+        store.replace(issuerName: "idp", keySet: try set([(k2, "k2")]), version: "3")
+        loop.run()
+        #expect(ends.seen == [.revoked])
+        #expect(session.endReason == .tokenRevoked)
+        #expect(bystanderEnds.seen.isEmpty && bystander.endReason == nil)
+        #expect(noKidEnds.seen.isEmpty)
+        // A set dropped (max_stale, a reload changing the issuer's settings) tells nothing.
+        store.remove(issuerName: "idp")
+        loop.run()
+        #expect(bystanderEnds.seen.isEmpty && noKidEnds.seen.isEmpty)
+    }
+
     @Test("a session whose route allows it to outlive its token is never ended by the token")
     func allowPolicy() throws {
         let loop = EmbeddedEventLoop()

@@ -24,7 +24,8 @@ import Synchronization
 /// lock once to list the loops. No lock is taken per frame.
 /// A revocation change (`revocationChanged`, from `RevocationSet.onChange`) re-checks every
 /// session whose route closes on token end, on its own loop, with the same check a new request
-/// gets.
+/// gets; a key-set change (`keysChanged`, from `KeySetStore.onChange`) checks that each token's
+/// signing key is still in its issuer's set.
 final class LiveSessions: Sendable {
     /// Why a session ended, a label of `portcullis_sessions_closed_total`.
     enum EndReason: String, Sendable, CaseIterable {
@@ -140,6 +141,28 @@ final class LiveSessions: Sendable {
             shard.eventLoop.execute { [self] in
                 for session in Array(shard.value.sessions.values) {
                     guard let token = session.token, isRevoked(token), session.tokenEnded(.revoked) else { continue }
+                    metrics.closedForToken(protocol: session.protocolName, end: .revoked, after: .now() - learnedAt)
+                }
+            }
+        }
+    }
+
+    /// The node's key sets changed (a reload, a key set's refresh, a cluster record): a session
+    /// whose token's signing key (its `kid`, for its algorithm) the issuer's set no longer holds
+    /// ends as revoked, on its own loop. A set not loaded tells nothing (new requests of its
+    /// issuer fail closed; sessions stay), nor does a token without a `kid`. The build before
+    /// re-checked sessions only on revocation changes: a reload removing a leaked key left its
+    /// tokens' streams open until their `exp` (an attacker review).
+    func keysChanged(in store: KeySetStore) {
+        let learnedAt = NIODeadline.now()
+        let loops = shards.withLock { Array($0.values) }
+        for shard in loops {
+            shard.eventLoop.execute { [self] in
+                let snapshot = store.snapshot()
+                for session in Array(shard.value.sessions.values) {
+                    guard let token = session.token, let kid = token.keyID, let set = snapshot.keySet(issuerName: token.issuerName),
+                          !(set.keysByID[kid] ?? []).contains(where: { $0.algorithm == token.algorithm }),
+                          session.tokenEnded(.revoked) else { continue }
                     metrics.closedForToken(protocol: session.protocolName, end: .revoked, after: .now() - learnedAt)
                 }
             }

@@ -70,6 +70,7 @@ public final class KeySetStore: Sendable {
 
     private static let stripeCount = 16
     private let stripes: [Stripe]
+    private let observers = Mutex<[@Sendable () -> Void]>([])
     private let writer: Mutex<WriterState>
     private let generationCounter = Atomic<UInt64>(0)
 
@@ -111,6 +112,12 @@ public final class KeySetStore: Sendable {
     /// that an issuer it removed (whose keys may never load) no longer holds readiness back.
     public func expectOnlyIssuers(_ names: some Sequence<String>) {
         writer.withLock { $0.expectedIssuers = Set(names) }
+    }
+
+    /// Calls `observer` after every change, on the writer's thread, outside the store's locks
+    /// (it should hand work off and return; reading ``snapshot()`` there sees the change or a later one).
+    public func onChange(_ observer: @escaping @Sendable () -> Void) {
+        observers.withLock { $0.append(observer) }
     }
 
     // MARK: Writing
@@ -165,7 +172,7 @@ public final class KeySetStore: Sendable {
 
     @discardableResult
     private func update(epoch: UInt64? = nil, _ change: (inout [String: Entry], inout [String: Set<String>]) -> Void) -> Bool {
-        writer.withLock { state in
+        let changed = writer.withLock { state in
             if let epoch, epoch != state.epoch { return false }
             var entries = state.latest.entries
             var revoked = state.latest.revokedKeys
@@ -176,6 +183,10 @@ public final class KeySetStore: Sendable {
             generationCounter.store(next.generation, ordering: .releasing)
             return true
         }
+        if changed {
+            for observer in observers.withLock({ $0 }) { observer() }
+        }
+        return changed
     }
 
     @inline(__always)
