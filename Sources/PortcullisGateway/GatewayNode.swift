@@ -95,7 +95,7 @@ public final class GatewayNode: Service, Sendable {
             rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
             accessLog: config.accessLog.enabled ? AccessLog(query: config.accessLog.query) : nil, tracing: tracing, overload: overload)
         agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }
-        keys.onChange { [context, keys] in context.sessions.keysChanged(in: keys) }
+        keys.onChange { [context] store in context.sessions.keysChanged(in: store) }
 
         let server = try await GatewayServer(group: group, context: context, limits: config.limits, http2: config.http2,
                                              tls: prepared.tls, logger: logger,

@@ -97,7 +97,7 @@ struct ClusterRateLimiterTests {
     /// A client flooding distinct keys (a header it chooses) would give every sync one script per
     /// key; with `max_keys` the keys beyond the bound share the client's overflow key, and Redis
     /// sees at most that many.
-    @Test("a flood of distinct keys is bounded by max_keys: new keys share the client's overflow key and Redis holds at most max_keys counters and it")
+    @Test("a flood of distinct keys is bounded by max_keys: new keys share the client's overflow key and Redis holds at most max_keys counters and that one")
     func keyFlood() async throws {
         try await withLimiter { limiter, clock, redis in
             let policy = RateLimitPolicy(name: "p", key: .header("x-key"), limit: 3, window: .seconds(10), maxKeys: 32)

@@ -92,6 +92,26 @@ struct ConfigReloadTests {
         #expect(gateway.process.output.contains("configuration reloaded"))
     }
 
+    /// The build before left the set loaded from the file in the store, where nothing refreshed
+    /// or expired it: the issuer's tokens kept verifying after the operator took its keys away
+    /// (an attacker review).
+    @Test("a reload that takes an issuer's key source away leaves none of its keys: its tokens are refused and the node is not ready")
+    func reloadRemovesKeySource() async throws {
+        let issuer = try TestIssuer()
+        let (upstream, gateway) = try await Self.start(issuer)
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let token = try issuer.token()
+        #expect(try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+        try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address)
+            .replacingOccurrences(of: "    jwks_file: jwks.json\n", with: "")
+            .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await waitUntil { (try? Self.reloads(gateway, "success")) == 1 }
+        let refused = try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(token)")])
+        #expect(refused.status == 401, "\(refused.status) \(refused.text)")
+        #expect(try gateway.readiness().status == 503)
+    }
+
     @Test("a reload that removes an issuer whose keys never loaded makes the node ready again")
     func reloadRemovesUnreadyIssuer() async throws {
         let issuer = try TestIssuer()

@@ -62,12 +62,12 @@ struct LiveSessionsTests {
 
     /// A standalone gateway has no key revocation: on the build before, a reload removing a leaked
     /// key left the streams its tokens had opened running until their `exp` (an attacker review).
-    @Test("a key set that no longer holds a session's signing key (kid and algorithm) ends the session as revoked; a set not loaded ends none")
+    @Test("a key set that no longer holds a session's signing key (by kid and fingerprint: a key replaced under the same kid counts as gone) ends the session as revoked; a set not loaded ends none")
     func keyRemovedFromSet() throws {
         let loop = EmbeddedEventLoop()
         let sessions = LiveSessions(revocation: nil, registry: PrometheusCollectorRegistry(), wallClock: { Self.now * 1_000_000_000 })
         let store = KeySetStore()
-        store.onChange { sessions.keysChanged(in: store) }
+        store.onChange { sessions.keysChanged(in: $0) }
         let k1 = try SigningKey.generate(.ES256), k2 = try SigningKey.generate(.ES256)
         let issuer = IssuerConfig(name: "idp", issuer: "https://idp", audiences: ["api"], algorithms: [.ES256], keySource: .none)
         func set(_ keys: [(SigningKey, String)]) throws -> JWKSet {
@@ -92,6 +92,21 @@ struct LiveSessionsTests {
         #expect(session.endReason == .tokenRevoked)
         #expect(bystanderEnds.seen.isEmpty && bystander.endReason == nil)
         #expect(noKidEnds.seen.isEmpty)
+        // A key replaced under the same kid (a leaked secret's new value) is another key: the
+        // session verified by the old one ends.
+        let k2Fingerprint = try #require(try set([(k2, "k2")]).keysByID["k2"]?.first?.fingerprint)
+        let pinnedEnds = Ends()
+        let pinned = VerifiedToken(issuerName: "idp", issuer: "https://idp", subject: "dave", jwtID: "jti-4", clientID: "app", audiences: ["api"],
+                                   scopes: [], expiresAt: Self.now + 3600, notBefore: nil, issuedAt: Self.now - 10, keyID: "k2", algorithm: .ES256,
+                                   claims: [:], leewaySeconds: 5, keyFingerprint: k2Fingerprint)
+        _ = sessions.open(protocol: .websocket, token: pinned, policy: .close, eventLoop: loop) { pinnedEnds.seen.append($0) }
+        loop.run()
+        store.replace(issuerName: "idp", keySet: try set([(k2, "k2")]), version: "4")
+        loop.run()
+        #expect(pinnedEnds.seen.isEmpty, "the same key under its kid")
+        store.replace(issuerName: "idp", keySet: try set([(try SigningKey.generate(.ES256), "k2")]), version: "5")
+        loop.run()
+        #expect(pinnedEnds.seen == [.revoked], "another key under the same kid")
         // A set dropped (max_stale, a reload changing the issuer's settings) tells nothing.
         store.remove(issuerName: "idp")
         loop.run()

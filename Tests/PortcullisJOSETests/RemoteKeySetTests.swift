@@ -206,7 +206,7 @@ struct RemoteKeySetTests {
 
     /// The loader a reload makes has fetched nothing yet: on the build before it never counted
     /// the set it found as stale, so an issuer unreachable across a reload kept its keys for good.
-    @Test("after a reload, an issuer that stays unreachable loses its set max_stale after it was last loaded")
+    @Test("after a reload, an issuer that stays unreachable loses its set max_stale after the replaced loader last fetched it")
     func maxStaleAcrossReload() async throws {
         let server = try await JWKSServer()
         let k1 = try Self.signer("k1")
@@ -219,6 +219,7 @@ struct RemoteKeySetTests {
         _ = h.store.beginEpoch()
         let issuer = Fixture.issuerConfig(algorithms: [.ES256], keySource: .jwksURI(server.jwksURL), refresh: policy)
         let reloaded = KeySetLoader(issuers: [issuer], store: h.store, logger: Self.quiet)
+        reloaded.carryOver(from: h.loader)
         let task = Task { await reloaded.run() }
         let token = try k1.sign(claims: Fixture.claims())
         #expect(h.verifier.verify(token).value != nil, "the set serves until max_stale")

@@ -131,12 +131,12 @@ actor KeySetSubscriber {
     }
 
     /// Asks the control plane to refetch an issuer's JWKS after an unknown kid, at most once per
-    /// the issuer's `unknown_kid_throttle` from this node (the control plane throttles
-    /// cluster-wide too).
+    /// the issuer's `unknown_kid_throttle` (and at most once a second) from this node (the
+    /// control plane throttles cluster-wide too).
     func requestRefetch(issuerName: String, kid: String) async {
         guard let issuer = issuersByIss.values.joined().first(where: { $0.name == issuerName }) else { return }
         let now = ContinuousClock.now
-        if let last = lastRefetch[issuer.issuer], now - last < issuer.refresh.unknownKeyIDThrottle { return }
+        if let last = lastRefetch[issuer.issuer], now - last < max(issuer.refresh.unknownKeyIDThrottle, .seconds(1)) { return }
         lastRefetch[issuer.issuer] = now
         _ = try? await client.send("PUBLISH", RedisArgument(keys.keySetRefetchChannel),
                                    RedisArgument(KeyRefetchRequest(kid: kid, issuer: issuer.issuer).wireText))

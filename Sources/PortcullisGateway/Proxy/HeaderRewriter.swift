@@ -297,8 +297,9 @@ enum HeaderRewriter {
     /// one many servers answer without reading (Python's http.server, static-file handlers): what
     /// they leave unread would be read as the start of the next request on the connection —
     /// another client's request, token and all, would become that body's continuation (a "CL.0"
-    /// desync). Such a connection is told `Connection: close`, so the upstream closes it (and
-    /// keeps the TIME_WAIT), and the gateway never pools it.
+    /// desync). Such a connection is told `Connection: close`, so the upstream closes it, and the
+    /// gateway never pools it (closing it with a reset at the response's end: no TIME_WAIT at the
+    /// gateway).
     static func closesUpstreamConnection(_ method: HTTPMethod, hasBody: Bool) -> Bool {
         switch method {
         case .HEAD: true

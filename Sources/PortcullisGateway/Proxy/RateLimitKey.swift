@@ -33,7 +33,8 @@ enum RateLimitKey {
         ip(address, policy: policy)
     }
 
-    /// Whether `name` appears more than once in `headers` (a header-keyed policy refuses that).
+    /// Whether `name` — lowercase, as a policy's `header:` key is parsed — appears more than once
+    /// in `headers` (a header-keyed policy refuses that).
     static func isRepeated(_ name: String, in headers: HTTPHeaders) -> Bool {
         var seen = false
         for (field, _) in headers where HeaderNameSet.equalsIgnoringASCIICase(field.utf8, name.utf8) {
@@ -60,19 +61,21 @@ enum RateLimitKey {
     /// 65 536 of them (an attacker review). Other NAT64 prefixes (RFC 8215's `64:ff9b:1::/48`, an
     /// operator's own) are not recognised.
     static func embeddedIPv4(_ address: in6_addr) -> String? {
-        withUnsafeBytes(of: address) { raw -> String? in
-            let b = Array(raw)
-            let v4: [UInt8]
-            if b[0] == 0x00, b[1] == 0x64, b[2] == 0xff, b[3] == 0x9b, b[4..<12].allSatisfy({ $0 == 0 }) {
-                v4 = Array(b[12..<16])
+        withUnsafeBytes(of: address) { b -> String? in
+            // Read in place: an IPv6 client's every request on an `ip` policy comes here.
+            let at: Int, inverted: Bool
+            if b[0] == 0x00, b[1] == 0x64, b[2] == 0xff, b[3] == 0x9b, b[4] == 0, b[5] == 0, b[6] == 0, b[7] == 0,
+               b[8] == 0, b[9] == 0, b[10] == 0, b[11] == 0 {
+                (at, inverted) = (12, false)
             } else if b[0] == 0x20, b[1] == 0x02 {
-                v4 = Array(b[2..<6])
+                (at, inverted) = (2, false)
             } else if b[0] == 0x20, b[1] == 0x01, b[2] == 0x00, b[3] == 0x00 {
-                v4 = b[12..<16].map { ~$0 }
+                (at, inverted) = (12, true)
             } else {
                 return nil
             }
-            return v4.map(String.init).joined(separator: ".")
+            func part(_ index: Int) -> String { String(inverted ? ~b[at + index] : b[at + index]) }
+            return part(0) + "." + part(1) + "." + part(2) + "." + part(3)
         }
     }
 

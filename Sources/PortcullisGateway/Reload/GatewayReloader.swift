@@ -45,11 +45,7 @@ final class GatewayReloader: Sendable {
                                httpClient: HTTPClient, logger: Logger) -> (Authenticator?, KeySetLoader) {
         // In a cluster, an issuer without a key source takes its keys from the cluster's records,
         // its HMAC secrets with them (`KeySetSubscriber`), not from the loader.
-        let loaded = agent == nil ? issuers : issuers.filter { issuer in
-            if case .none = issuer.keySource { return false }
-            return true
-        }
-        let loader = KeySetLoader(issuers: loaded, store: keys, httpClient: httpClient, logger: logger)
+        let loader = KeySetLoader(issuers: issuers, store: keys, httpClient: httpClient, installsConfiguredSecrets: agent == nil, logger: logger)
         guard !issuers.isEmpty else { return (nil, loader) }
         let verifier = JWTVerifier(issuers: issuers, keys: keys, cache: cache, onUnknownKeyID: { issuer, kid in
             // With a live control plane, it is the cluster's one fetcher; otherwise fetch ourselves.
@@ -93,20 +89,18 @@ final class GatewayReloader: Sendable {
     private func commit(_ prepared: PreparedConfiguration, running current: GatewayConfig) async {
         // From here on, what the replaced configuration's loader fetches changes nothing.
         _ = keys.beginEpoch()
-        // A remote issuer whose key source, algorithms or HMAC secrets changed loses the set
-        // parsed under its old settings (a removed secret would stay accepted while the issuer is
-        // unreachable); the new loader fetches it at once.
-        for issuer in prepared.config.issuers where issuer.isRemote {
-            if let old = current.issuers.first(where: { $0.name == issuer.name }), !old.hasSameKeySettings(as: issuer) {
-                keys.remove(issuerName: issuer.name)
-            }
-        }
         for set in prepared.localKeySets {
             keys.replace(issuerName: set.issuerName, keySet: set.keySet, version: set.version)
         }
         await agent?.reconfigureIssuers(prepared.config.issuers)
+        // Remote issuers whose key source, algorithms or HMAC secrets changed, with when their
+        // set (parsed under the old settings) was installed.
+        let changed = prepared.config.issuers.filter { issuer in
+            issuer.isRemote && current.issuers.contains { $0.name == issuer.name && !$0.hasSameKeySettings(as: issuer) }
+        }.map { ($0.name, keys.loadedAt(issuerName: $0.name)) }
         let (authenticator, loader) = Self.authentication(issuers: prepared.config.issuers, keys: keys, cache: cache, agent: agent,
                                                           httpClient: httpClient, logger: logger)
+        if let previous = loaders.current { loader.carryOver(from: previous) }
         // Fetches remote key sets once before the new routes take requests; a failure is logged
         // and retried by the loader, as at start.
         do {
@@ -114,7 +108,23 @@ final class GatewayReloader: Sendable {
         } catch {
             logger.warning("key files changed while reloading; the sets read first stay", metadata: ["error": "\(error)"])
         }
+        // A set parsed under settings the file no longer has does not stay for want of a fetch
+        // (a removed HMAC secret would be accepted while the issuer is unreachable): its tokens
+        // fail `keys_not_loaded` until the new loader's fetch succeeds.
+        for (name, installed) in changed where keys.loadedAt(issuerName: name) == installed {
+            keys.remove(issuerName: name)
+        }
         context.replaceRoutes(prepared.routes.checking(with: authenticator))
+        // Sets no issuer of the new file takes its keys from any more: issuers removed, and (not
+        // in a cluster) issuers left with neither a key source nor HMAC secrets.
+        for old in current.issuers {
+            let now = prepared.config.issuers.first { $0.name == old.name }
+            let keyless = now.map { issuer in
+                if case .none = issuer.keySource { return agent == nil && issuer.hmacKeys.isEmpty }
+                return false
+            } ?? true
+            if keyless { keys.remove(issuerName: old.name) }
+        }
         keys.expectOnlyIssuers(prepared.config.issuers.map(\.name))
         server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
         loaders.start(loader)

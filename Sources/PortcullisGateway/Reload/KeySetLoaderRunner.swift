@@ -5,20 +5,23 @@ import Synchronization
 /// loop and cancels the old one's, so remote issuers are refreshed on the schedule the file in
 /// force gives them.
 final class KeySetLoaderRunner: Sendable {
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let running = Mutex<(task: Task<Void, Never>, loader: KeySetLoader)?>(nil)
+
+    /// The loader whose refresh loop runs (the configuration in force's).
+    var current: KeySetLoader? { running.withLock { $0?.loader } }
 
     /// Starts `loader`'s refresh loop in place of the previous one.
     func start(_ loader: KeySetLoader) {
         let next = Task { await loader.run() }
-        task.withLock { current in
-            current?.cancel()
-            current = next
+        running.withLock { current in
+            current?.task.cancel()
+            current = (next, loader)
         }
     }
 
     func stop() {
-        task.withLock { current in
-            current?.cancel()
+        running.withLock { current in
+            current?.task.cancel()
             current = nil
         }
     }

@@ -148,25 +148,32 @@ final class LiveSessions: Sendable {
     }
 
     /// The node's key sets changed (a reload, a key set's refresh, a cluster record): a session
-    /// whose token's signing key (its `kid`, for its algorithm) the issuer's set no longer holds
-    /// ends as revoked, on its own loop. A set not loaded tells nothing (new requests of its
-    /// issuer fail closed; sessions stay), nor does a token without a `kid`. The build before
+    /// whose token's signing key the issuer's set no longer holds — none under its `kid` (or
+    /// among the keys without one) with the same fingerprint, so a secret replaced under the same
+    /// `kid` counts as gone — ends as revoked, on its own loop. A set not loaded tells nothing (new
+    /// requests of its issuer fail closed; sessions stay). The build before
     /// re-checked sessions only on revocation changes: a reload removing a leaked key left its
     /// tokens' streams open until their `exp` (an attacker review).
     func keysChanged(in store: KeySetStore) {
+        guard !shards.withLock({ $0.isEmpty }) else { return }
         let learnedAt = NIODeadline.now()
         let loops = shards.withLock { Array($0.values) }
         for shard in loops {
             shard.eventLoop.execute { [self] in
                 let snapshot = store.snapshot()
                 for session in Array(shard.value.sessions.values) {
-                    guard let token = session.token, let kid = token.keyID, let set = snapshot.keySet(issuerName: token.issuerName),
-                          !(set.keysByID[kid] ?? []).contains(where: { $0.algorithm == token.algorithm }),
-                          session.tokenEnded(.revoked) else { continue }
+                    guard let token = session.token, let set = snapshot.keySet(issuerName: token.issuerName),
+                          !Self.holdsKey(of: token, set), session.tokenEnded(.revoked) else { continue }
                     metrics.closedForToken(protocol: session.protocolName, end: .revoked, after: .now() - learnedAt)
                 }
             }
         }
+    }
+
+    private static func holdsKey(of token: VerifiedToken, _ set: JWKSet) -> Bool {
+        let candidates = token.keyID.map { set.keysByID[$0] ?? [] } ?? set.keysWithoutID
+        guard let fingerprint = token.keyFingerprint else { return candidates.contains { $0.algorithm == token.algorithm } || token.keyID == nil }
+        return candidates.contains { $0.fingerprint == fingerprint }
     }
 
     /// Open sessions watched for token end on `eventLoop`, and their expiry timers (tests).

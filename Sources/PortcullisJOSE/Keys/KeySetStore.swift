@@ -70,7 +70,7 @@ public final class KeySetStore: Sendable {
 
     private static let stripeCount = 16
     private let stripes: [Stripe]
-    private let observers = Mutex<[@Sendable () -> Void]>([])
+    private let observers = Mutex<[@Sendable (KeySetStore) -> Void]>([])
     private let writer: Mutex<WriterState>
     private let generationCounter = Atomic<UInt64>(0)
 
@@ -114,9 +114,10 @@ public final class KeySetStore: Sendable {
         writer.withLock { $0.expectedIssuers = Set(names) }
     }
 
-    /// Calls `observer` after every change, on the writer's thread, outside the store's locks
-    /// (it should hand work off and return; reading ``snapshot()`` there sees the change or a later one).
-    public func onChange(_ observer: @escaping @Sendable () -> Void) {
+    /// Calls `observer` with the store after every change, on the writer's thread, outside the
+    /// store's locks (it should hand work off and return; reading ``snapshot()`` there sees the
+    /// change or a later one).
+    public func onChange(_ observer: @escaping @Sendable (KeySetStore) -> Void) {
         observers.withLock { $0.append(observer) }
     }
 
@@ -184,7 +185,7 @@ public final class KeySetStore: Sendable {
             return true
         }
         if changed {
-            for observer in observers.withLock({ $0 }) { observer() }
+            for observer in observers.withLock({ $0 }) { observer(self) }
         }
         return changed
     }

@@ -71,22 +71,9 @@ public struct JWKSDownloader: Sendable {
                 throw Failure(outcome: "invalid", message: "cannot read \(path): \(error.reason)")
             }
         case .jwksURI(let url):
-            (body, maxAge, etag) = try await get(url)
+            (body, maxAge, etag) = try await withinDeadline(url) { () async throws(Failure) in try await get(url) }
         case .discovery(let url):
-            let discoveryBody = try await get(url).body
-            let document: JSONValue
-            do { document = try JOSEJSONReader.parse(discoveryBody) } catch {
-                throw Failure(outcome: "invalid", message: "discovery document: \(error)")
-            }
-            // OpenID Connect Discovery §4.3: the document must name exactly the configured issuer.
-            guard document["issuer"]?.stringValue?.utf8.elementsEqual(issuer.issuer.utf8) == true else {
-                throw Failure(outcome: "invalid", message: "discovery document names a different issuer")
-            }
-            guard let uri = document["jwks_uri"]?.stringValue,
-                  uri.hasPrefix("https://") || (uri.hasPrefix("http://") && IssuerConfig.isLoopbackHost(String(uri.dropFirst(7)))) else {
-                throw Failure(outcome: "invalid", message: "discovery document has no https (or loopback http) jwks_uri")
-            }
-            (body, maxAge, etag) = try await get(uri)
+            (body, maxAge, etag) = try await withinDeadline(url) { () async throws(Failure) in try await discover(url, issuer: issuer) }
         case .none:
             throw Failure(outcome: "invalid", message: "issuer has no key source")
         }
@@ -104,16 +91,18 @@ public struct JWKSDownloader: Sendable {
     /// How long one document may take, head and body together.
     public static let defaultDeadline = Duration.seconds(10)
 
-    /// One GET within `deadline`, head and body together: AsyncHTTPClient's timeout ends with the
-    /// response head, and a body trickled a byte at a time held the caller — a gateway's start or
-    /// reload, the control plane's refresh of every issuer — for as long as the server liked (an
-    /// attacker review: 47 s before a gateway bound its ports, a reload removing an issuer held
-    /// back 44 s). Cancelling the fetch's task cancels AsyncHTTPClient's request.
-    private func get(_ url: String) async throws(Failure) -> (body: [UInt8], maxAge: Duration?, etag: String?) {
-        let outcome = await withTaskGroup(of: Result<(body: [UInt8], maxAge: Duration?, etag: String?), Failure>?.self) { group in
+    /// `fetch` within `deadline`, response heads and bodies together: AsyncHTTPClient's timeout
+    /// ends with the response head, and a body trickled a byte at a time held the caller — a
+    /// gateway's start or reload, the control plane's refresh of every issuer — for as long as the
+    /// server liked (an attacker review: 47 s before a gateway bound its ports, a reload removing
+    /// an issuer held back 44 s). A discovery document and the key set it names share one
+    /// deadline. Cancelling the fetch's task cancels AsyncHTTPClient's request, head or body.
+    private func withinDeadline<Value: Sendable>(_ url: String, _ fetch: @escaping @Sendable () async throws(Failure) -> Value) async throws(Failure) -> Value {
+        let deadline = self.deadline
+        let outcome = await withTaskGroup(of: Result<Value, Failure>?.self) { group in
             group.addTask {
                 do throws(Failure) {
-                    return .success(try await self.getUnbounded(url))
+                    return .success(try await fetch())
                 } catch {
                     return .failure(error)
                 }
@@ -131,7 +120,25 @@ public struct JWKSDownloader: Sendable {
         return try outcome.get()
     }
 
-    private func getUnbounded(_ url: String) async throws(Failure) -> (body: [UInt8], maxAge: Duration?, etag: String?) {
+    /// An OpenID Connect discovery document, then the key set its `jwks_uri` names.
+    private func discover(_ url: String, issuer: IssuerConfig) async throws(Failure) -> (body: [UInt8], maxAge: Duration?, etag: String?) {
+        let discoveryBody = try await get(url).body
+        let document: JSONValue
+        do { document = try JOSEJSONReader.parse(discoveryBody) } catch {
+            throw Failure(outcome: "invalid", message: "discovery document: \(error)")
+        }
+        // OpenID Connect Discovery §4.3: the document must name exactly the configured issuer.
+        guard document["issuer"]?.stringValue?.utf8.elementsEqual(issuer.issuer.utf8) == true else {
+            throw Failure(outcome: "invalid", message: "discovery document names a different issuer")
+        }
+        guard let uri = document["jwks_uri"]?.stringValue,
+              uri.hasPrefix("https://") || (uri.hasPrefix("http://") && IssuerConfig.isLoopbackHost(String(uri.dropFirst(7)))) else {
+            throw Failure(outcome: "invalid", message: "discovery document has no https (or loopback http) jwks_uri")
+        }
+        return try await get(uri)
+    }
+
+    private func get(_ url: String) async throws(Failure) -> (body: [UInt8], maxAge: Duration?, etag: String?) {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "accept", value: "application/json")
         let response: HTTPClientResponse

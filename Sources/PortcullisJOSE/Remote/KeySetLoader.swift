@@ -16,7 +16,8 @@ import Synchronization
 ///   at a time (single flight), at most one per `unknown_kid_throttle`, and a kid still unknown
 ///   afterwards is not fetched for again for `negative_cache`.
 /// - While an issuer cannot be reached its last good set keeps serving, up to `max_stale` after
-///   the last successful fetch; then the set is dropped and its tokens fail with `keys_not_loaded`.
+///   the last successful fetch (this loader's, or the one it took over from at a reload: see
+///   ``carryOver(from:)``); then the set is dropped and its tokens fail with `keys_not_loaded`.
 /// - A fetched document with no usable key counts as a failure: it never replaces a good set.
 /// - A loader writes for the configuration it was made for (the store's epoch then): once a
 ///   reload has begun a new epoch, what its fetches bring changes nothing.
@@ -39,15 +40,22 @@ public final class KeySetLoader: Sendable {
     private let logger: Logger
     private let state: Mutex<[String: RemoteState]>
     private let clock = ContinuousClock()
-    /// The store's epoch when this loader was made: its writes count only while it lasts.
+    /// The store's epoch when this loader was made: its writes count only while it lasts, and
+    /// its background work ends with it.
     private let epoch: UInt64
+    /// Whether issuers without a key source get their `hmac_secrets` from this loader (not in a
+    /// cluster, where `KeySetSubscriber` parses them with the cluster's records).
+    private let installsConfiguredSecrets: Bool
 
     /// - Parameters:
     ///   - httpClient: the client for remote key sets (it should follow no redirect, as
     ///     `JWKSDownloader.makeHTTPClient` makes it); nil uses `JWKSDownloader.sharedHTTPClient`.
     ///   - fetchDeadline: how long one download may take, head and body (tests shorten it).
+    ///   - installsConfiguredSecrets: whether issuers without a key source get their
+    ///     `hmac_secrets` here (false in a cluster).
     public init(issuers: [IssuerConfig], store: KeySetStore, httpClient: HTTPClient? = nil,
-                fetchDeadline: Duration = JWKSDownloader.defaultDeadline, logger: Logger) {
+                fetchDeadline: Duration = JWKSDownloader.defaultDeadline, installsConfiguredSecrets: Bool = true, logger: Logger) {
+        self.installsConfiguredSecrets = installsConfiguredSecrets
         self.issuers = issuers
         self.store = store
         self.downloader = JWKSDownloader(httpClient: httpClient ?? JWKSDownloader.sharedHTTPClient, logger: logger, deadline: fetchDeadline)
@@ -59,6 +67,24 @@ public final class KeySetLoader: Sendable {
         self.epoch = store.epoch
         store.expectIssuers(issuers.map(\.name))
     }
+
+    /// A reload's loader takes over when the loader it replaces last fetched each issuer whose
+    /// key settings are unchanged, so that `max_stale` still counts from then (the build before
+    /// started counting afresh from its own first success, and an issuer unreachable across a
+    /// reload kept its last set for good: an attacker review). Call before ``run()``.
+    public func carryOver(from previous: KeySetLoader) {
+        let taken = previous.state.withLock { states in states.compactMapValues(\.lastSuccess) }
+        state.withLock { states in
+            for issuer in issuers where issuer.isRemote {
+                guard let old = previous.issuers.first(where: { $0.name == issuer.name }), old.hasSameKeySettings(as: issuer),
+                      let last = taken[issuer.name] else { continue }
+                states[issuer.name]?.lastSuccess = last
+            }
+        }
+    }
+
+    /// Whether a reload has replaced this loader's configuration.
+    private var isReplaced: Bool { store.epoch != epoch }
 
     /// Loads file-based and configured-secret issuers (a failure throws), then tries each remote
     /// issuer once (a failure is logged; ``run()`` keeps retrying).
@@ -88,7 +114,7 @@ public final class KeySetLoader: Sendable {
                 }
                 store.replace(issuerName: issuer.name, keySet: document.keySet, version: document.version, epoch: epoch)
                 logger.info("JWKS loaded", metadata: ["issuer": "\(issuer.name)", "keys": "\(document.keySet.count)", "file": "\(path)"])
-            case .none where !issuer.hmacKeys.isEmpty:
+            case .none where !issuer.hmacKeys.isEmpty && installsConfiguredSecrets:
                 let set = JWKSet.configuredKeys(of: issuer)
                 store.replace(issuerName: issuer.name, keySet: set, version: "config", epoch: epoch)
             default:
@@ -138,7 +164,7 @@ public final class KeySetLoader: Sendable {
     // MARK: Background work
 
     private func refreshLoop(_ issuer: IssuerConfig) async {
-        while !Task.isCancelled {
+        while !Task.isCancelled, !isReplaced {
             let now = clock.now
             let due = state.withLock { states -> Bool in
                 guard var remote = states[issuer.name], !remote.inFlight, remote.nextRefresh <= now else { return false }
@@ -157,7 +183,7 @@ public final class KeySetLoader: Sendable {
 
     /// Publishes key-set ages and drops sets older than `max_stale`.
     private func watchAges() async {
-        while !Task.isCancelled {
+        while !Task.isCancelled, !isReplaced {
             let now = clock.now
             for issuer in issuers {
                 if let loadedAt = store.loadedAt(issuerName: issuer.name) {
@@ -166,11 +192,8 @@ public final class KeySetLoader: Sendable {
                         .record(Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18)
                 }
                 guard issuer.isRemote else { continue }
-                // Until this loader's first success, the set in the store is as old as its
-                // install (a loader of the configuration before a reload fetched it).
-                let loadedAt = store.loadedAt(issuerName: issuer.name)
                 let stale = state.withLock { states -> Bool in
-                    guard let last = states[issuer.name]?.lastSuccess ?? loadedAt else { return false }
+                    guard let last = states[issuer.name]?.lastSuccess else { return false }
                     return now - last > issuer.refresh.maxStale
                 }
                 if stale, store.keySet(issuerName: issuer.name) != nil, store.remove(issuerName: issuer.name, epoch: epoch) {
@@ -202,7 +225,10 @@ public final class KeySetLoader: Sendable {
         switch outcome {
         case .success(let fetched):
             guard store.replace(issuerName: issuer.name, keySet: fetched.keySet, version: fetched.version, epoch: epoch) else {
-                state.withLock { $0[issuer.name]?.inFlight = false }
+                state.withLock { states in
+                    states[issuer.name]?.nextRefresh = now + issuer.refresh.refreshDelay(maxAge: fetched.maxAge)
+                    states[issuer.name]?.inFlight = false
+                }
                 logger.debug("JWKS fetched for a configuration no longer in force; not installed", metadata: ["issuer": "\(issuer.name)"])
                 return false
             }

@@ -281,7 +281,8 @@ public final class JWTVerifier: Sendable {
         let verified = VerifiedToken(
             issuerName: config.name, issuer: iss, subject: strings[0], jwtID: strings[1], clientID: strings[2] ?? strings[3],
             audiences: audiences, scopes: scopes, expiresAt: exp, notBefore: nbf, issuedAt: iat, issuedAtMillis: iatMillis,
-            keyID: keyID, algorithm: algorithm, claims: .object(claims), leewaySeconds: config.leewaySeconds, sessionID: strings[4])
+            keyID: keyID, algorithm: algorithm, claims: .object(claims), leewaySeconds: config.leewaySeconds, sessionID: strings[4],
+            keyFingerprint: key.fingerprint)
         return .success(Verified(token: verified, key: key, generation: snapshot.generation))
     }
 

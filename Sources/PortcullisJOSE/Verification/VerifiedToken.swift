@@ -36,11 +36,15 @@ public final class VerifiedToken: Sendable {
     /// The seconds past `exp` it was accepted for: its issuer's `leeway_seconds` in the
     /// configuration that verified it, so a connection it opened ends by the same rule.
     public let leewaySeconds: Int
+    /// The fingerprint of the key that verified the signature (`VerificationKey.fingerprint`), so
+    /// that a long-lived connection can tell when its issuer's set no longer holds that key.
+    public let keyFingerprint: [UInt8]?
 
     public init(issuerName: String, issuer: String, subject: String?, jwtID: String?, clientID: String?,
                 audiences: [String], scopes: [String], expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?,
                 issuedAtMillis: Int64? = nil, keyID: String?, algorithm: JWSAlgorithm, claims: JSONValue,
-                leewaySeconds: Int = IssuerConfig.defaultLeewaySeconds, sessionID: String? = nil) {
+                leewaySeconds: Int = IssuerConfig.defaultLeewaySeconds, sessionID: String? = nil, keyFingerprint: [UInt8]? = nil) {
+        self.keyFingerprint = keyFingerprint
         self.issuerName = issuerName
         self.issuer = issuer
         self.subject = subject
