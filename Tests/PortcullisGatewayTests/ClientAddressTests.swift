@@ -22,6 +22,7 @@ final class ClientAddressTests {
             admin_listen: 127.0.0.1:\(adminPort)
             event_loops: 1
             trusted_proxies: [\(Self.proxy), 10.0.0.0/8, 'fd00::/8']
+            http: {headers_with_underscores: allow}
             rate_limits:
               - {name: one, key: ip, limit: 1, window: 60s}
               - {name: keyed, key: header:X-Api-Key, limit: 2, window: 60s, max_keys: 16}
@@ -103,7 +104,7 @@ final class ClientAddressTests {
     /// The build before counted the first field and forwarded both: with a new junk value first,
     /// every request spent a fresh key, and an upstream reading the last field (or the joined
     /// list) took each as `real`'s — six of six passed a limit of 2.
-    @Test("a request naming a header-keyed rate limit's field twice is refused 400 before the upstream; one field is counted")
+    @Test("a request naming a header-keyed rate limit's field twice (also as X_Api_Key where underscored names are forwarded) is refused 400 before the upstream; one field is counted")
     func repeatedKeyFieldRefused() throws {
         let before = upstream.requestCount
         for index in 0..<4 {
@@ -112,6 +113,11 @@ final class ClientAddressTests {
             #expect(response.json["error"] as? String == "invalid_request")
             #expect(response.text.contains("X-Api-Key") || response.text.contains("x-api-key"), "\(response.text)")
         }
+        // With underscored names forwarded, X_Api_Key is the same field to a CGI-style upstream.
+        let client = try HTTPTestClient(port: gateway.port, source: "127.0.0.5")
+        defer { client.close() }
+        let spelled = try client.request("GET", "/keyed/x", headers: [("X-Api-Key", "junk-9"), ("X_Api_Key", "real")])
+        #expect(spelled.status == 400, "\(spelled.status) \(spelled.text)")
         #expect(upstream.requestCount == before, "a request with two key fields reached the upstream")
         #expect(try keyed(from: "127.0.0.5", keys: ["real"]).status == 200)
         #expect(try keyed(from: "127.0.0.5", keys: ["real"]).status == 200)

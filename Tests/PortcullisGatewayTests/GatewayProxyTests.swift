@@ -264,7 +264,12 @@ final class GatewayProxyTests {
                      "x-real-forwarded-for", "x-proxyuser-ip", "fly-client-ip", "x-azure-clientip", "x-azure-socketip",
                      "x-appengine-user-ip", "cf-connecting-ipv6", "remote-addr", "x-http-host-override", "x-envoy-internal",
                      "client-cert", "client-cert-chain", "x-forwarded-client-cert", "x-ssl-client-cert", "x-ssl-client-verify",
-                     "x-ssl-client-s-dn", "proxy"]
+                     "x-ssl-client-s-dn", "proxy",
+                     // The third group passed after the second fix (a second review): scheme, certificate and
+                     // identity fields of other proxies, and the prefixed families.
+                     "x-scheme", "x-arr-clientcert", "remote-user", "x-forwarded-user", "x-middleware-subrequest",
+                     "x-envoy-retry-on", "x-amzn-mtls-clientcert", "x-client-cert-present", "x-forwarded-tls-client-cert",
+                     "x-auth-request-user", "x-ms-client-principal-name", "x-ssl-client-cn"]
         let spoofed = names.map { ($0, $0.contains("url") || $0.contains("uri") || $0.contains("path") ? "/orders/admin" : "6.6.6.6") }
         let response = try gateway.request("GET", "/public/x", headers: spoofed.map { ($0.0.uppercased(), $0.1) })
         #expect(response.status == 200)

@@ -113,6 +113,25 @@ struct LiveSessionsTests {
         #expect(bystanderEnds.seen.isEmpty && noKidEnds.seen.isEmpty)
     }
 
+    /// A second attacker review kept a stream open after the reload that removed its compromised
+    /// issuer: the issuer's set, no longer loaded, told the key check nothing.
+    @Test("a reload that removes an issuer (or leaves it without keys) ends the sessions of its tokens; other issuers' stay")
+    func issuerRemoved() {
+        let loop = EmbeddedEventLoop()
+        let sessions = LiveSessions(revocation: nil, registry: PrometheusCollectorRegistry(), wallClock: { Self.now * 1_000_000_000 })
+        let ends = Ends(), otherEnds = Ends()
+        let session = sessions.open(protocol: .grpc, token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        let other = VerifiedToken(issuerName: "partner", issuer: "https://partner", subject: "bob", jwtID: "j", clientID: "c", audiences: ["api"],
+                                  scopes: [], expiresAt: Self.now + 3600, notBefore: nil, issuedAt: Self.now - 10, keyID: "k1", algorithm: .ES256,
+                                  claims: [:], leewaySeconds: 5)
+        _ = sessions.open(protocol: .grpc, token: other, policy: .close, eventLoop: loop) { otherEnds.seen.append($0) }
+        loop.run()
+        sessions.issuersRemoved(["idp"])
+        loop.run()
+        #expect(ends.seen == [.revoked] && session.endReason == .tokenRevoked)
+        #expect(otherEnds.seen.isEmpty)
+    }
+
     @Test("a session whose route allows it to outlive its token is never ended by the token")
     func allowPolicy() throws {
         let loop = EmbeddedEventLoop()

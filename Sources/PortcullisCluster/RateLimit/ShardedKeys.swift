@@ -10,13 +10,15 @@ import Synchronization
 /// one shared overflow key, a client that filled the policy with keys of its choosing (a header
 /// value) kept every newcomer — every other client's new key — refused for as long as it went on
 /// (an attacker review); now it exhausts its own group, which about one newcomer in
-/// `overflowGroups` shares. Overflow keys do not count toward the bound.
+/// `overflowGroups` shares. To spend every group a client needs as many addresses (a second
+/// review spent 64 groups with the /64s of one /56, hence 1 024 groups, and IPv6 clients grouped
+/// by /48: `RateLimitKey.client`). Overflow keys do not count toward the bound.
 final class ShardedKeys<Value: Sendable>: Sendable {
     let shards: [LockedShard<Value>]
     /// 100 ms, in nanoseconds.
     static var evictionScanInterval: UInt64 { 100_000_000 }
     /// How many overflow keys a full policy spreads new keys over.
-    static var overflowGroups: UInt64 { 64 }
+    static var overflowGroups: UInt64 { 1024 }
 
     init(count: Int) {
         shards = (0..<max(1, count)).map { _ in LockedShard() }

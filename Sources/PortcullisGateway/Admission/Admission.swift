@@ -147,7 +147,8 @@ struct Admission {
 
         var rateLimitHeaders: HTTPHeaders?
         if let policy = route.rateLimit {
-            if case .header(let name) = policy.key, RateLimitKey.isRepeated(name, in: head.headers) {
+            if case .header(let name) = policy.key,
+               RateLimitKey.isRepeated(name, in: head.headers, underscoresAsDashes: table.request.headersWithUnderscores == .allow) {
                 // Counted by one field and forwarded with both, the request would spend a key of
                 // its choosing while an upstream reading the last field (or the joined list)
                 // takes it as another's.

@@ -44,11 +44,35 @@ enum HeaderRewriter {
         "x-http-host-override", "x-forwarded-host-override",
         "client-cert", "client-cert-chain", "x-forwarded-client-cert", "x-client-cert", "ssl-client-cert", "x-ssl-client-cert",
         "x-ssl-client-verify", "x-client-verify", "x-ssl-client-dn", "x-ssl-client-s-dn", "x-ssl-client-i-dn", "proxy",
+        "x-scheme", "x-forwarded-protocol", "x-arr-ssl", "cloudfront-forwarded-proto", "fastly-ssl", "x-arr-clientcert",
+        "x-ssl-cert", "x-client-dn", "x-middleware-subrequest",
+        "remote-user", "x-remote-user", "x-forwarded-user", "x-forwarded-email", "x-forwarded-groups",
+        "x-forwarded-preferred-username", "x-webauth-user", "x-goog-authenticated-user-email", "x-goog-authenticated-user-id",
+        "x-endpoint-api-userinfo", "x-apigateway-api-userinfo", "x-consumer-username", "x-consumer-id", "x-consumer-custom-id",
+        "x-authenticated-userid",
         "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-ssl", "x-forwarded-scheme",
         "x-forwarded-uri", "x-forwarded-path", "x-forwarded-method", "front-end-https", "x-url-scheme",
         "x-original-url", "x-rewrite-url", "x-original-uri", "x-original-method", "x-original-host", "x-host",
         "x-originating-ip", "x-remote-ip", "x-remote-addr", "x-envoy-external-address", "x-envoy-original-path",
     ]
+
+    /// Name prefixes of families of such fields too large to list: Envoy's `x-envoy-*` (which
+    /// Envoy trusts from internal callers), AWS load balancers' `x-amzn-mtls-*` and
+    /// `x-amzn-oidc-*`, Google's `x-client-cert-*`, Traefik's `x-forwarded-tls-*`, oauth2-proxy's
+    /// `x-auth-request-*`, Azure App Service's `x-ms-client-principal*`, nginx-style
+    /// `x-ssl-client-*` (a second attacker review found them passed on).
+    static let clientStatedPrefixes = ["x-envoy-", "x-amzn-mtls-", "x-amzn-oidc-", "x-client-cert-", "x-forwarded-tls-",
+                                       "x-auth-request-", "x-ms-client-principal", "x-ssl-client-"]
+
+    /// Whether `name` begins with one of `clientStatedPrefixes` (in any case). One byte read for
+    /// names not starting with `x`.
+    static func hasClientStatedPrefix(_ name: String) -> Bool {
+        let bytes = name.utf8
+        guard let first = bytes.first, first | 0x20 == UInt8(ascii: "x"), bytes.count > 8 else { return false }
+        return clientStatedPrefixes.contains { prefix in
+            bytes.count >= prefix.utf8.count && HeaderNameSet.equalsIgnoringASCIICase(bytes.prefix(prefix.utf8.count), prefix.utf8)
+        }
+    }
 
     /// What one route removes and adds, resolved once per route table. A class: the request path
     /// takes it from its route twice per request, and a struct this size costs a retain per member.
@@ -246,6 +270,7 @@ enum HeaderRewriter {
             let isHost = name.utf8.count == 4 && HeaderNameSet.matches(name, "host")
             if isHost { originalHost = value }
             if policy.requestRemoved.contains(name) || (!isHost && listed?.contains(name) == true) { continue }
+            if Self.hasClientStatedPrefix(name) { continue }
             if hasUnderscoredNames, name.utf8.contains(UInt8(ascii: "_")), !policy.forwardsUnderscored(name) { continue }
             headers.append((name, value))
         }
@@ -293,18 +318,20 @@ enum HeaderRewriter {
     /// Whether an HTTP/1.1 upstream connection carries no request after this one. A HEAD's
     /// answer frames a body that does not follow, so its connection is never pooled again (should
     /// the body come anyway, the next request — another client's — would take it for its
-    /// response). A body on a GET, DELETE, OPTIONS or TRACE, which RFC 9110 gives no meaning, is
-    /// one many servers answer without reading (Python's http.server, static-file handlers): what
-    /// they leave unread would be read as the start of the next request on the connection —
-    /// another client's request, token and all, would become that body's continuation (a "CL.0"
-    /// desync). Such a connection is told `Connection: close`, so the upstream closes it, and the
-    /// gateway never pools it (closing it with a reset at the response's end: no TIME_WAIT at the
-    /// gateway).
+    /// response). A body on any method but POST, PUT and PATCH — GET, DELETE, OPTIONS, TRACE,
+    /// which RFC 9110 gives a body no meaning, and every other method, WebDAV's and unknown
+    /// ones, in any spelling an HTTP/2 client sends — is one a server may answer without reading
+    /// (Python's http.server, static-file handlers): what it leaves unread would be read as the
+    /// start of the next request on the connection — another client's request, token and all,
+    /// would become that body's continuation (a "CL.0" desync; a first version listed the four
+    /// methods, and a second attacker review passed `PURGE`, `PROPFIND` and HTTP/2's `get`).
+    /// Such a connection is told `Connection: close`, so the upstream closes it, and the gateway
+    /// never pools it (closing it with a reset at the response's end: no TIME_WAIT at the gateway).
     static func closesUpstreamConnection(_ method: HTTPMethod, hasBody: Bool) -> Bool {
         switch method {
         case .HEAD: true
-        case .GET, .DELETE, .OPTIONS, .TRACE: hasBody
-        default: false
+        case .POST, .PUT, .PATCH: false
+        default: hasBody
         }
     }
 

@@ -27,31 +27,49 @@ enum RateLimitKey {
         }
     }
 
-    /// The client's own address key (`ip:…`, as an `ip` policy counts it), whatever the policy
-    /// counts by: it picks the overflow key a new key shares while the policy is full.
+    /// The client's own address key, whatever the policy counts by: it picks the overflow key a
+    /// new key shares while the policy is full. An IPv4 client by its address; an IPv6 client by
+    /// its /48 (or the policy's shorter prefix), the block one subscriber or site commonly holds,
+    /// so that one does not hold a group per /64 it has.
     static func client(_ address: String?, policy: RateLimitPolicy) -> String {
-        ip(address, policy: policy)
+        ip(address, prefix: min(48, policy.ipv6Prefix))
     }
 
     /// Whether `name` — lowercase, as a policy's `header:` key is parsed — appears more than once
-    /// in `headers` (a header-keyed policy refuses that).
-    static func isRepeated(_ name: String, in headers: HTTPHeaders) -> Bool {
+    /// in `headers` (a header-keyed policy refuses that). With `underscoresAsDashes` (the listener
+    /// forwards names with `_`), `X_Api_Key` counts as `x-api-key`: CGI-style upstreams read both
+    /// as one (a second attacker review passed `X-Api-Key: junk` beside `X_Api_Key: real`).
+    static func isRepeated(_ name: String, in headers: HTTPHeaders, underscoresAsDashes: Bool) -> Bool {
         var seen = false
-        for (field, _) in headers where HeaderNameSet.equalsIgnoringASCIICase(field.utf8, name.utf8) {
+        for (field, _) in headers where sameName(field, name, underscoresAsDashes: underscoresAsDashes) {
             if seen { return true }
             seen = true
         }
         return false
     }
 
+    private static func sameName(_ field: String, _ lowercase: String, underscoresAsDashes: Bool) -> Bool {
+        guard field.utf8.count == lowercase.utf8.count else { return false }
+        for (byte, expected) in zip(field.utf8, lowercase.utf8) {
+            var folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+            if underscoresAsDashes, folded == UInt8(ascii: "_") { folded = UInt8(ascii: "-") }
+            if folded != expected { return false }
+        }
+        return true
+    }
+
     private static func ip(_ address: String?, policy: RateLimitPolicy) -> String {
+        ip(address, prefix: policy.ipv6Prefix)
+    }
+
+    private static func ip(_ address: String?, prefix: Int) -> String {
         guard let address else { return "ip:unknown" }
         guard address.utf8.contains(UInt8(ascii: ":")) else { return "ip:" + address }
         var bytes = in6_addr()
         guard inet_pton(AF_INET6, address, &bytes) == 1 else { return "ip:" + address }
         if let client = embeddedIPv4(bytes) { return "ip:" + client }
-        guard policy.ipv6Prefix < 128 else { return "ip:" + address }
-        return "ip:" + (network(of: bytes, prefix: policy.ipv6Prefix) ?? address)
+        guard prefix < 128 else { return "ip:" + address }
+        return "ip:" + (network(of: bytes, prefix: prefix) ?? address)
     }
 
     /// The IPv4 client an IPv6 address stands for, where the address says so: NAT64's well-known

@@ -115,16 +115,15 @@ final class GatewayReloader: Sendable {
             keys.remove(issuerName: name)
         }
         context.replaceRoutes(prepared.routes.checking(with: authenticator))
-        // Sets no issuer of the new file takes its keys from any more: issuers removed, and (not
-        // in a cluster) issuers left with neither a key source nor HMAC secrets.
-        for old in current.issuers {
-            let now = prepared.config.issuers.first { $0.name == old.name }
-            let keyless = now.map { issuer in
-                if case .none = issuer.keySource { return agent == nil && issuer.hmacKeys.isEmpty }
-                return false
-            } ?? true
-            if keyless { keys.remove(issuerName: old.name) }
-        }
+        // Issuers the new file no longer trusts: removed, or (not in a cluster) left with neither a
+        // key source nor HMAC secrets. Their sets go, and so do the sessions of their tokens.
+        let untrusted = current.issuers.filter { old in
+            guard let issuer = prepared.config.issuers.first(where: { $0.name == old.name }) else { return true }
+            if case .none = issuer.keySource { return agent == nil && issuer.hmacKeys.isEmpty }
+            return false
+        }.map(\.name)
+        for name in untrusted { keys.remove(issuerName: name) }
+        context.sessions.issuersRemoved(Set(untrusted))
         keys.expectOnlyIssuers(prepared.config.issuers.map(\.name))
         server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
         loaders.start(loader)

@@ -170,6 +170,23 @@ final class LiveSessions: Sendable {
         }
     }
 
+    /// A reload removed these issuers: the sessions admitted with their tokens end as revoked (a
+    /// second attacker review kept a stream open after the reload that removed its compromised
+    /// issuer; the issuer's key set, left unloaded, tells `keysChanged` nothing).
+    func issuersRemoved(_ names: Set<String>) {
+        guard !names.isEmpty else { return }
+        let learnedAt = NIODeadline.now()
+        let loops = shards.withLock { Array($0.values) }
+        for shard in loops {
+            shard.eventLoop.execute { [self] in
+                for session in Array(shard.value.sessions.values) {
+                    guard let token = session.token, names.contains(token.issuerName), session.tokenEnded(.revoked) else { continue }
+                    metrics.closedForToken(protocol: session.protocolName, end: .revoked, after: .now() - learnedAt)
+                }
+            }
+        }
+    }
+
     private static func holdsKey(of token: VerifiedToken, _ set: JWKSet) -> Bool {
         let candidates = token.keyID.map { set.keysByID[$0] ?? [] } ?? set.keysWithoutID
         guard let fingerprint = token.keyFingerprint else { return candidates.contains { $0.algorithm == token.algorithm } || token.keyID == nil }

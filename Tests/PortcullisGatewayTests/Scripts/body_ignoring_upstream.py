@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An HTTP/1.1 upstream on Python's http.server that, like its SimpleHTTPRequestHandler and many
-static-file handlers, answers GET, HEAD and DELETE without reading a request body: what such a
+static-file handlers, answers GET, HEAD, DELETE, PROPFIND and PURGE without reading a request body: what such a
 request carries stays on the connection and is read as the start of the next request.
 
     body_ignoring_upstream.py PORT
@@ -39,6 +39,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = answer
     do_DELETE = answer
+    do_PROPFIND = answer
+    do_PURGE = answer
 
     def do_HEAD(self):
         self.answer(with_body=False)
