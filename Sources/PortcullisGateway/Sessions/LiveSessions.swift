@@ -135,16 +135,7 @@ final class LiveSessions: Sendable {
     /// the part of a revocation's reach that is this node's own.
     func revocationChanged() {
         guard revocation != nil else { return }
-        let learnedAt = NIODeadline.now()
-        let loops = shards.withLock { Array($0.values) }
-        for shard in loops {
-            shard.eventLoop.execute { [self] in
-                for session in Array(shard.value.sessions.values) {
-                    guard let token = session.token, isRevoked(token), session.tokenEnded(.revoked) else { continue }
-                    metrics.closedForToken(protocol: session.protocolName, end: .revoked, after: .now() - learnedAt)
-                }
-            }
-        }
+        endRevoked { [self] in { token in self.isRevoked(token) } }
     }
 
     /// The node's key sets changed (a reload, a key set's refresh, a cluster record): a session
@@ -155,18 +146,9 @@ final class LiveSessions: Sendable {
     /// re-checked sessions only on revocation changes: a reload removing a leaked key left its
     /// tokens' streams open until their `exp` (an attacker review).
     func keysChanged(in store: KeySetStore) {
-        guard !shards.withLock({ $0.isEmpty }) else { return }
-        let learnedAt = NIODeadline.now()
-        let loops = shards.withLock { Array($0.values) }
-        for shard in loops {
-            shard.eventLoop.execute { [self] in
-                let snapshot = store.snapshot()
-                for session in Array(shard.value.sessions.values) {
-                    guard let token = session.token, let set = snapshot.keySet(issuerName: token.issuerName),
-                          !Self.holdsKey(of: token, set), session.tokenEnded(.revoked) else { continue }
-                    metrics.closedForToken(protocol: session.protocolName, end: .revoked, after: .now() - learnedAt)
-                }
-            }
+        endRevoked {
+            let snapshot = store.snapshot()
+            return { token in snapshot.keySet(issuerName: token.issuerName).map { !Self.holdsKey(of: token, $0) } ?? false }
         }
     }
 
@@ -175,12 +157,20 @@ final class LiveSessions: Sendable {
     /// issuer; the issuer's key set, left unloaded, tells `keysChanged` nothing).
     func issuersRemoved(_ names: Set<String>) {
         guard !names.isEmpty else { return }
+        endRevoked { { token in names.contains(token.issuerName) } }
+    }
+
+    /// Ends as revoked, on each loop, the watched sessions whose token the check (made once per
+    /// loop, when it runs there) says has ended; each is timed from this call to its close
+    /// callback's return (`portcullis_token_end_close_seconds`).
+    private func endRevoked(_ makeCheck: @escaping @Sendable () -> (VerifiedToken) -> Bool) {
         let learnedAt = NIODeadline.now()
         let loops = shards.withLock { Array($0.values) }
         for shard in loops {
             shard.eventLoop.execute { [self] in
+                let ended = makeCheck()
                 for session in Array(shard.value.sessions.values) {
-                    guard let token = session.token, names.contains(token.issuerName), session.tokenEnded(.revoked) else { continue }
+                    guard let token = session.token, ended(token), session.tokenEnded(.revoked) else { continue }
                     metrics.closedForToken(protocol: session.protocolName, end: .revoked, after: .now() - learnedAt)
                 }
             }
