@@ -89,15 +89,16 @@ final class GatewayReloader: Sendable {
     private func commit(_ prepared: PreparedConfiguration, running current: GatewayConfig) async {
         // From here on, what the replaced configuration's loader fetches changes nothing.
         _ = keys.beginEpoch()
+        // Remote issuers whose key source, algorithms or HMAC secrets changed, with when their
+        // set (parsed under the old settings) was installed: a set installed since — the new
+        // loader's fetch, or in a cluster the record parsed again under the new settings — stays.
+        let changed = prepared.config.issuers.filter { issuer in
+            issuer.isRemote && current.issuers.contains { $0.name == issuer.name && !$0.hasSameKeySettings(as: issuer) }
+        }.map { ($0.name, keys.loadedAt(issuerName: $0.name)) }
         for set in prepared.localKeySets {
             keys.replace(issuerName: set.issuerName, keySet: set.keySet, version: set.version)
         }
         await agent?.reconfigureIssuers(prepared.config.issuers)
-        // Remote issuers whose key source, algorithms or HMAC secrets changed, with when their
-        // set (parsed under the old settings) was installed.
-        let changed = prepared.config.issuers.filter { issuer in
-            issuer.isRemote && current.issuers.contains { $0.name == issuer.name && !$0.hasSameKeySettings(as: issuer) }
-        }.map { ($0.name, keys.loadedAt(issuerName: $0.name)) }
         let (authenticator, loader) = Self.authentication(issuers: prepared.config.issuers, keys: keys, cache: cache, agent: agent,
                                                           httpClient: httpClient, logger: logger)
         if let previous = loaders.current { loader.carryOver(from: previous) }
