@@ -33,10 +33,9 @@ actor KeySetSubscriber {
         self.logger = logger
         // Until a record comes (or when none ever does), an issuer without a key source has its
         // configured HMAC secrets.
-        for issuer in issuersByIss.values.joined() where Self.hasNoKeySource(issuer) && !issuer.hmacKeys.isEmpty {
-            if store.keySet(issuerName: issuer.name) == nil {
-                store.replace(issuerName: issuer.name, keySet: JWKSet.configuredKeys(of: issuer), version: "config")
-            }
+        for issuer in issuersByIss.values.joined()
+        where issuer.keySource == .none && !issuer.hmacKeys.isEmpty && store.keySet(issuerName: issuer.name) == nil {
+            Self.installConfiguredKeys(of: issuer, in: store)
         }
     }
 
@@ -47,9 +46,13 @@ actor KeySetSubscriber {
         }, by: \.issuer)
     }
 
-    private static func hasNoKeySource(_ issuer: IssuerConfig) -> Bool {
-        if case .none = issuer.keySource { return true }
-        return false
+    /// An issuer without a key source and without a record: its HMAC secrets alone, or no set.
+    private static func installConfiguredKeys(of issuer: IssuerConfig, in store: KeySetStore) {
+        if issuer.hmacKeys.isEmpty {
+            store.remove(issuerName: issuer.name)
+        } else {
+            store.replace(issuerName: issuer.name, keySet: JWKSet.configuredKeys(of: issuer), version: "config")
+        }
     }
 
     /// A reload's issuers (the same ones by name and `iss`: a reload may not change which take
@@ -65,12 +68,8 @@ actor KeySetSubscriber {
             for issuer in configs {
                 if let record = records[iss] {
                     install(record, for: issuer)
-                } else if Self.hasNoKeySource(issuer) {
-                    if issuer.hmacKeys.isEmpty {
-                        store.remove(issuerName: issuer.name)
-                    } else {
-                        store.replace(issuerName: issuer.name, keySet: JWKSet.configuredKeys(of: issuer), version: "config")
-                    }
+                } else if issuer.keySource == .none {
+                    Self.installConfiguredKeys(of: issuer, in: store)
                 }
             }
         }

@@ -120,8 +120,7 @@ final class GatewayReloader: Sendable {
         // key source nor HMAC secrets. Their sets go, and so do the sessions of their tokens.
         let untrusted = current.issuers.filter { old in
             guard let issuer = prepared.config.issuers.first(where: { $0.name == old.name }) else { return true }
-            if case .none = issuer.keySource { return agent == nil && issuer.hmacKeys.isEmpty }
-            return false
+            return agent == nil && issuer.keySource == .none && issuer.hmacKeys.isEmpty
         }.map(\.name)
         for name in untrusted { keys.remove(issuerName: name) }
         context.sessions.issuersRemoved(Set(untrusted))
