@@ -38,6 +38,8 @@ package struct RequestHeadPath: Sendable {
         package let uri: String
         package let fields: [(name: String, value: String)]
         package let isChunked: Bool
+        /// Whether the head tells the upstream `Connection: close` (written after `fields`).
+        package let closesConnection: Bool
         /// The head exactly as `HTTP1Writer` writes it to the upstream connection.
         package let headBytes: [UInt8]
         private let writer: HTTP1Writer
@@ -52,6 +54,7 @@ package struct RequestHeadPath: Sendable {
             uri = head.uri
             fields = head.fields
             isChunked = head.isChunked
+            closesConnection = head.closesConnection
             var writer = HTTP1Writer()
             headBytes = Array(buffer: writer.request(head, allocator: ByteBufferAllocator()))
             self.writer = writer
