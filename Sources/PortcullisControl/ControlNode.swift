@@ -97,7 +97,7 @@ public final class ControlNode: Service, Sendable {
             authorizationServer = AuthorizationServer(
                 config: asConfig, ring: ring, refreshTokens: RefreshTokenStore(client: client, keys: keys, ttl: asConfig.refreshTokenTTL, recordMAC: recordMAC),
                 codes: codes, endpoint: endpoint, revocations: revocations, revocationList: revocationList, verificationKeys: verificationKeys,
-                audit: audit, metrics: metrics, logger: logger)
+                throttle: LoginThrottle(client: client, keys: keys, limits: asConfig.loginThrottle), audit: audit, metrics: metrics, logger: logger)
         } else {
             authorizationServer = nil
         }

@@ -94,6 +94,31 @@ struct ClusterRateLimiterTests {
         }
     }
 
+    /// The grant script took a planted negative count as room: every sync granted up to a whole
+    /// limit again (an attacker review admitted 1 383 of 1 383 requests against 20 a window).
+    @Test("a counter a Redis writer sets far below zero counts from zero: over a whole window of syncs, no more than the limit is admitted")
+    func negativeCounterCountsFromZero() async throws {
+        try await withLimiter { limiter, clock, redis in
+            let policy = RateLimitPolicy(name: "p", key: .clientID, limit: 20, window: .seconds(10))
+            for (index, planted) in ["-1000000000", "-9223372036854775000"].enumerated() {
+                let key = "neg\(index)"
+                clock.now = UInt64(index + 2) * 1_000 * second
+                let window = clock.now / (10 * second)
+                _ = try redis.cli("SET", keys.rateLimitWindow(policy: "p", key: key, window: window), planted)
+                _ = try redis.cli("SET", keys.rateLimitWindow(policy: "p", key: key, window: window - 1), planted)
+                var admitted = 0
+                for _ in 0..<40 {
+                    admitted += (0..<50).filter { _ in limiter.acquire(policy: policy, key: key).allowed }.count
+                    try await limiter.sync(interval: .milliseconds(50))
+                    clock.now += 100_000_000
+                }
+                // 40 syncs 100 ms apart: 4 s, all in one window; the start-up grant (one) aside.
+                #expect(admitted <= policy.limit + 1, "\(planted): \(admitted) admitted")
+                #expect(Int(try redis.cli("GET", keys.rateLimitWindow(policy: "p", key: key, window: window)).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1 >= 0)
+            }
+        }
+    }
+
     /// A client flooding distinct keys (a header it chooses) would give every sync one script per
     /// key; with `max_keys` the keys beyond the bound share the client's overflow key, and Redis
     /// sees at most that many.

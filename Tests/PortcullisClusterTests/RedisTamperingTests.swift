@@ -304,6 +304,29 @@ struct RedisTamperingTests {
         }
     }
 
+    /// The build before read the node set whole at every heartbeat (SMEMBERS, then a lookup for
+    /// each id in one pipeline) on the node's shared Redis connection: 300 000 ids from one
+    /// `SADD` held it past its command timeout every time, so they were never pruned, and every
+    /// node stalled (an attacker review, with the gateways' own Redis credential).
+    @Test("300 000 ids a Redis writer adds to the node set are read at most 10 000 a heartbeat and pruned as read: the set shrinks back to the live nodes, which keep applying revocations and report the set")
+    func nodeSetFlood() async throws {
+        try await withCluster() { cluster in
+            try await cluster.startGateway(id: "gw-1")
+            try await cluster.startGateway(id: "gw-2")
+            _ = try await cluster.client.send("EVAL", "for i = 1, 300000 do redis.call('SADD', KEYS[1], 'junk-' .. i) end return 0", "1",
+                                              RedisArgument(cluster.keys.nodes))
+            let token = try cluster.token(jti: "after-the-flood")
+            _ = try await cluster.revoke(.jti, "after-the-flood")
+            try await eventually(timeout: .seconds(10), "the revocation applied on both nodes") { try cluster.statuses(token) == [401, 401] }
+            try await eventually(timeout: .seconds(60), "the junk ids pruned") {
+                (try await cluster.client.send("SCARD", RedisArgument(cluster.keys.nodes)).int ?? 0) <= 2
+            }
+            try await Self.expectReported(cluster, key: "nodes")
+            let live = try await Membership(client: cluster.client, keys: cluster.keys, mac: cluster.mac, alarm: cluster.alarm).liveNodes()
+            #expect(live.map(\.id) == ["gw-1", "gw-2"])
+        }
+    }
+
     @Test("an old signed lift replayed under a new sequence does not lift a later cut-off of the same subject")
     func replayedLift() async throws {
         try await withCluster() { cluster in

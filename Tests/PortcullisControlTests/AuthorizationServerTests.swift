@@ -130,7 +130,7 @@ extension ControlPlaneTests {
                                      && ($0["details"] as? [String: String])?["revocation"] == revoked.first?["id"] as? String })
         }
 
-        @Test("RFC 7009: a revoked access token is introspected inactive as soon as its revocation is answered, and rejected by the gateway; a revoked refresh token dies with its grant's access tokens")
+        @Test("RFC 7009: a revoked access token is introspected inactive as soon as its revocation is answered, and rejected by the gateway; a revoked refresh token dies with its grant's access tokens; either sent again writes nothing more")
         func revocationAndIntrospection() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
@@ -166,6 +166,9 @@ extension ControlPlaneTests {
             let entries = try control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []
             #expect(entries.first?["value"] as? String == claims(of: token.access)["jti"] as? String)
             #expect(entries.first?["until"] as? Int == claims(of: token.access)["exp"] as? Int)
+            // Sent again, it is still 200 and writes nothing more to the signed list.
+            for _ in 0..<3 { #expect(try control.oauth("/oauth2/revoke", form: ["token": token.access], basic: basic).status == 200) }
+            #expect((try control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []).count == 1)
 
             // A refresh token: it and the access tokens of its grant go.
             let other = try cluster.clientCredentials()
@@ -180,6 +183,7 @@ extension ControlPlaneTests {
             try await eventually("the grant's access token is rejected") { try cluster.statuses(other.access) == [401] }
             let audit = try control.admin("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
             #expect(audit.filter { $0["action"] as? String == "oauth.revoke" && $0["outcome"] as? String == "ok" }.count == 2)
+            #expect(audit.filter { $0["action"] as? String == "oauth.revoke" && $0["outcome"] as? String == "already_revoked" }.count == 4)
             #expect(audit.contains { $0["action"] as? String == "oauth.revoke" && $0["outcome"] as? String == "already_revoked" })
 
             // A refresh token issued before a cut-off of its subject introspects inactive, as it would not refresh.
@@ -191,6 +195,35 @@ extension ControlPlaneTests {
                 try control.oauth("/oauth2/introspect", form: ["token": thirdRefresh, "token_type_hint": "refresh_token"], basic: basic).json["active"] as? Bool == false
             }
             #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": thirdRefresh], basic: basic).json["error"] as? String == "invalid_grant")
+        }
+
+        /// The build before wrote a signed change (and an audit entry) for every RFC 7009 call on
+        /// an access token, the same token too, with no limit per client: an attacker review
+        /// revoked one token 10 886 times in 20 s and, over minutes, pushed operators' entries out
+        /// of the capped audit stream.
+        @Test("RFC 7009 revocations of a client are limited to revocations_per_client a minute: beyond it 503 temporarily_unavailable with Retry-After, nothing written and counted; another client is not held back")
+        func revocationsPerClientAreLimited() async throws {
+            let cluster = try await ControlCluster(asExtra: "  revocations_per_client: 5\n")
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let basic = ("demo-client", ControlCluster.clientSecret)
+            var statuses: [Int] = []
+            for _ in 0..<7 {
+                let token = try cluster.clientCredentials()
+                let answer = try control.oauth("/oauth2/revoke", form: ["token": token.access], basic: basic)
+                statuses.append(answer.status)
+                if answer.status == 503 {
+                    #expect(answer.json["error"] as? String == "temporarily_unavailable", "\(answer.text)")
+                    #expect(Int(answer.header("retry-after") ?? "") ?? 0 >= 1, "\(answer.headers)")
+                }
+            }
+            #expect(statuses == [200, 200, 200, 200, 200, 503, 503])
+            #expect((try control.admin("GET", "/v1/revocations?kind=jti").json["items"] as? [[String: Any]] ?? []).count == 5)
+            #expect(PrometheusText.sample(try control.admin("GET", "/metrics").text, "portcullis_oauth_revocations_throttled_total") == 2)
+            // A token of another client's, and a call that finds no token of the client's, are not held back.
+            let other = try cluster.clientCredentials(client: "other-client", secret: ControlCluster.otherSecret)
+            #expect(try control.oauth("/oauth2/revoke", form: ["token": other.access], basic: ("other-client", ControlCluster.otherSecret)).status == 200)
+            #expect(try control.oauth("/oauth2/revoke", form: ["token": "unknown-token"], basic: basic).status == 200)
         }
 
         @Test("a real OAuth client library (authlib): client_credentials, refresh, calls through the gateway")

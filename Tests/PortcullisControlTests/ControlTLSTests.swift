@@ -99,6 +99,38 @@ struct ControlTLSTests {
         }
     }
 
+    /// A browser that holds an admin client certificate presents it to any page's requests: on
+    /// the build before, a plain form POST or a `fetch` without a Content-Type from an attacker's
+    /// page made admin changes with it — rotating and retiring the signing key, revoking a
+    /// subject (an attacker review).
+    @Test("under admin_auth: certificate, a change a web page asks for with the operator's certificate (Origin or Sec-Fetch-Site: cross-site or same-site; a form or no Content-Type) is refused 403, changes nothing and is audited; the same call from an API client is made")
+    func crossSiteChangesAreRefused() async throws {
+        try await withControl(adminAuth: "certificate", clientCertificates: "optional") { setup in
+            let admin = "https://127.0.0.1:\(setup.adminPort)"
+            let alice = try setup.adminClients.issue("ops-alice")
+            func post(_ value: String, _ headers: [String]) throws -> Int {
+                var arguments = ["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", setup.authority.certificate,
+                                 "--cert", alice.certificate, "--key", alice.privateKey, "-X", "POST"]
+                for header in headers { arguments += ["-H", header] }
+                arguments += ["--data", #"{"kind":"subject","value":"\#(value)"}"#, admin + "/v1/revocations"]
+                return Int(try runCommand("/usr/bin/curl", arguments).stdout) ?? 0
+            }
+            // What browsers send for a no-cors fetch of a Blob body, and for a form.
+            #expect(try post("victim-a", ["Content-Type:", "Origin: https://attacker.test", "Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: no-cors"]) == 403)
+            #expect(try post("victim-b", ["Content-Type: application/x-www-form-urlencoded", "Origin: null", "Sec-Fetch-Site: cross-site"]) == 403)
+            #expect(try post("victim-c", ["Content-Type:", "Sec-Fetch-Site: same-site"]) == 403)
+            #expect(try post("victim-d", ["Content-Type: application/json", "Origin: https://127.0.0.1:\(setup.adminPort)"]) == 403)
+            // An API client sends neither field; one a person typed says `none`.
+            #expect((200...202).contains(try post("api-client", ["Content-Type: application/json"])))
+            #expect((200...202).contains(try post("typed", ["Content-Type: application/json", "Sec-Fetch-Site: none"])))
+            let listed = try Self.curl(admin + "/v1/revocations?limit=100", ca: setup.authority.certificate, certificate: alice)
+            #expect(listed.body.contains("api-client") && listed.body.contains("typed"), "\(listed.body)")
+            #expect(!listed.body.contains("victim-"), "\(listed.body)")
+            let audit = try Self.curl(admin + "/v1/audit?count=20", ca: setup.authority.certificate, certificate: alice)
+            #expect(audit.body.components(separatedBy: "cross_site_request").count - 1 == 4, "\(audit.body)")
+        }
+    }
+
     @Test("admin_auth: certificate refuses a bearer token alone; client_certificates: required refuses the handshake without one")
     func certificateOnly() async throws {
         try await withControl(adminAuth: "certificate", clientCertificates: "required") { setup in

@@ -48,6 +48,35 @@ struct HostileNodeTests {
         }
     }
 
+    /// The build before started a task for every refetch request on `keys:refetch`, which any
+    /// gateway's credential may publish: 200 000 took the control plane to 1.3 GB and stalled its
+    /// head beat and revocation writes (an attacker review).
+    @Test("200 000 refetch requests a gateway's credential publishes are handled from a queue of 64: the control plane grows by less than 64 MB, its head beat goes on and its admin API answers")
+    func refetchFloodIsQueued() async throws {
+        let cluster = try await ControlCluster()
+        try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
+            func resident() throws -> Int {
+                let status = try String(contentsOfFile: "/proc/\(cluster.control.process.pid)/status", encoding: .utf8)
+                let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+                return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+            }
+            let before = try resident()
+            // Ten batches of 20 000 distinct kids of the built-in issuer ("kid issuer"), paced
+            // below Redis's output-buffer limit for subscribers.
+            for batch in 0..<10 {
+                _ = try cluster.redis.cli("EVAL", "for i = 1, 20000 do redis.call('PUBLISH', KEYS[1], 'flood-' .. ARGV[1] .. '-' .. i .. ' ' .. ARGV[2]) end return 0",
+                                          "1", "portcullis:keys:refetch", String(batch), cluster.issuer)
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            let beat = try cluster.redis.cli("GET", "portcullis:rev:head")
+            try await eventually(timeout: .seconds(5), "the head beat goes on") { try cluster.redis.cli("GET", "portcullis:rev:head") != beat }
+            #expect(try cluster.control.admin("GET", "/v1/status").status == 200)
+            let grew = try resident() - before
+            #expect(grew < 64 << 20, "the control plane grew by \(grew >> 20) MiB")
+            #expect(cluster.control.process.isRunning)
+        }
+    }
+
     /// The build before wrote the record with a plain `HSET`, which fails with WRONGTYPE on a key
     /// of another type, and wrote the control plane's record and its head beat in one step: a set
     /// put where the records belong hid the gateway from the cluster and stopped the beats every

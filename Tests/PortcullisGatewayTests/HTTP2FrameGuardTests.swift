@@ -158,6 +158,34 @@ struct HTTP2FrameGuardTests {
         }
     }
 
+    /// The build before dropped extension frames without counting them: a client sending empty
+    /// ones kept a core busy for as long as its connection lived (an attacker review: one
+    /// request of another client took 23 s on a debug build).
+    @Test("extension frames, dropped, cost the connection's frame budget: 100 on a connection, four more for each stream opened; the next ends the connection with the guard's error and nothing after it is passed on, on a client connection and on one to an upstream")
+    func extensionFramesSpendTheConnectionBudget() throws {
+        for role in [HTTP2FrameGuard.Role.server, .client] {
+            let raised = RaisedErrors()
+            let channel = EmbeddedChannel(handlers: [HTTP2FrameGuard(role: role), raised])
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            if role == .server {
+                try channel.writeInbound(ByteBuffer(bytes: Self.preface + Self.request(1)))
+            } else {
+                try channel.writeOutbound(IOData.byteBuffer(ByteBuffer(bytes: Self.preface + Self.frame(type: 1, flags: 5, stream: 1, payload: [0x82]))))
+            }
+            while try channel.readInbound(as: ByteBuffer.self) != nil {}
+            // 104 extension frames of types PRIORITY_UPDATE, ALTSVC, ORIGIN and 0xfa, cut across reads.
+            let extensions = (0..<104).flatMap { index in Self.frame(type: [0x10, 0xA, 0xC, 0xFA][index % 4], stream: 0, payload: [UInt8](repeating: 7, count: index % 5)) }
+            for piece in Self.pieces(extensions, cuts: Array(stride(from: 5, to: extensions.count, by: 37))) {
+                try channel.writeInbound(ByteBuffer(bytes: piece))
+            }
+            #expect(raised.errors.isEmpty, "\(role): \(raised.errors)")
+            #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "\(role): an extension frame was passed on")
+            try channel.writeInbound(ByteBuffer(bytes: Self.frame(type: 0xFA, stream: 0) + Self.frame(type: 6, stream: 0, payload: Array(repeating: 0, count: 8))))
+            #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "\(role): bytes passed on after the 105th")
+            #expect(raised.errors.count == 1 && raised.errors.first is HTTP2ConnectionFrameBudget.Flood, "\(role): \(raised.errors)")
+        }
+    }
+
     static func update(_ stream: UInt32, by increment: UInt32) -> [UInt8] {
         frame(type: 8, stream: stream, payload: [UInt8(increment >> 24), UInt8(increment >> 16 & 0xFF), UInt8(increment >> 8 & 0xFF), UInt8(increment & 0xFF)])
     }

@@ -166,11 +166,20 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
     /// KEYS: current window counter, previous window counter, counter the old reservation sits in.
     /// ARGV: adjustment for KEYS[3] (used beyond the reservation minus unused reservation),
     /// ask, limit, weight of the previous window at the next sync, counter TTL in ms.
+    ///
+    /// A count below zero is no one's use (a node gives back at most what it reserved): one a
+    /// Redis writer planted (`INCRBY -1e18`) left room for a whole limit at every sync of every
+    /// node — 1 383 of 1 383 requests admitted against 20 a window in an attacker review. The
+    /// current window's is set back to zero, the previous window's counts as zero.
     static let grantScript = RedisScript("""
     local adjust = tonumber(ARGV[1])
     if adjust ~= 0 then redis.call('INCRBY', KEYS[3], adjust) end
     local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-    local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if cur < 0 then
+      redis.call('SET', KEYS[1], '0')
+      cur = 0
+    end
+    local prev = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0'))
     local room = math.floor(tonumber(ARGV[3]) - prev * tonumber(ARGV[4]) - cur)
     local grant = math.min(tonumber(ARGV[2]), math.max(0, room))
     if grant > 0 then cur = redis.call('INCRBY', KEYS[1], grant) end

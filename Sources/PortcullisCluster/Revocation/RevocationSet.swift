@@ -124,6 +124,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
         }.map(\.key).sorted()
     }
 
+    /// Whether a revocation of the token `jti` is in force.
+    public func isTokenRevoked(jti: String) -> Bool {
+        let fingerprint = RevokedTokenTable.fingerprint(jti)
+        return state.read { $0.tokens.expiry(of: fingerprint) != nil }
+    }
+
     /// Whether a session revocation in force names `sid`, for `issuer` or for every issuer.
     public func isSessionRevoked(issuer: String, sid: String) -> Bool {
         state.read { Self.holds($0.sessions, issuer: issuer, sid: sid) }

@@ -153,6 +153,9 @@ public final class RevocationStore: Sendable {
         return acks
     }
 
+    /// The most entries one `prune` call nominates.
+    public static let pruneBatch = 10_000
+
     /// Removes log entries whose time has passed and raises the head's floor to the highest
     /// sequence removed, so nodes know holes up to there are pruning, not tampering.
     ///
@@ -163,7 +166,7 @@ public final class RevocationStore: Sendable {
     /// removed was written at least `RevocationSet.expiryGrace` ago.
     public func prune(now: Int64 = Int64(Date().timeIntervalSince1970)) async throws -> Int {
         let nominated = (try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationExpiry), "-inf", RedisArgument(now),
-                                               "LIMIT", "0", "10000").array ?? [])
+                                               "LIMIT", "0", RedisArgument(Self.pruneBatch)).array ?? [])
             .compactMap { $0.int ?? $0.string.flatMap { Int64($0) } }.filter { $0 > 0 }
         guard !nominated.isEmpty else { return 0 }
         let replies = try await client.pipeline(nominated.map {

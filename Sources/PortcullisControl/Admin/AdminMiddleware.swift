@@ -1,4 +1,5 @@
 import Hummingbird
+import HTTPTypes
 
 /// In front of every admin route: counts the request, requires what `admin_auth` asks for — a
 /// bearer token, a verified client certificate, or both or either (except
@@ -6,6 +7,14 @@ import Hummingbird
 /// operator console under `/console`, which signs people in itself), and
 /// renders errors as JSON. Every refusal is counted; a refused mutating call (anything but
 /// GET/HEAD) is audited as such, at the rate `failureAudit` allows.
+///
+/// A mutating `/v1` call a web page made is refused (403 `cross_site_request`): one with an
+/// `Origin` field, or with `Sec-Fetch-Site` other than `none` (typed, or a tool). A browser holding
+/// an admin client certificate — the console's sign-in needs one under `admin_auth: certificate`
+/// — presents it to any page's request, and a plain form POST (no script, no preflight) rotated
+/// and retired the signing key with it, ending every outstanding token (an attacker review).
+/// Browsers state both fields on such requests; API clients (curl, `portcullis admin`, scripts)
+/// send neither. The console's own changes go through its forms, which carry their CSRF token.
 struct AdminMiddleware: RouterMiddleware {
     typealias Context = ControlRequestContext
 
@@ -53,9 +62,34 @@ struct AdminMiddleware: RouterMiddleware {
             }
             context.certificateSubject = subject
             context.credential = token
+            if request.method != .get, request.method != .head, Self.madeByWebPage(request.headers) {
+                let refused = try APIError(.forbidden, "cross_site_request",
+                                           "admin API changes are not taken from web pages (Origin or Sec-Fetch-Site was sent); use the console or an API client")
+                    .response(from: request, context: context)
+                metrics.adminAuthFailure(credential: "cross_site")
+                switch failureAudit.admit() {
+                case .record(let suppressedBefore):
+                    var details = ["origin": request.headers[.origin] ?? "-", "sec_fetch_site": request.headers[values: HTTPField.Name("Sec-Fetch-Site")!].first ?? "-"]
+                    if suppressedBefore > 0 { details["suppressed_before"] = String(suppressedBefore) }
+                    await audit.record(AuditLog.Entry(actor: context.actor, action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
+                                                      from: context.peer, outcome: "cross_site_request", status: 403, details: details))
+                case .suppress:
+                    metrics.auditSuppressed.increment()
+                }
+                metrics.adminRequest(method: request.method.rawValue, route: "cross_site", status: 403)
+                return refused
+            }
         }
         response = try await ErrorMiddleware().handle(request, context: context, next: next)
         metrics.adminRequest(method: request.method.rawValue, route: context.endpointPath ?? "unmatched", status: Int(response.status.code))
         return response
+    }
+
+    /// Whether a browser says a web page made the request: an `Origin` field (sent on every
+    /// cross-origin request and on same-origin POSTs), or `Sec-Fetch-Site` other than `none`.
+    static func madeByWebPage(_ headers: HTTPFields) -> Bool {
+        if headers[.origin] != nil { return true }
+        let site = headers[values: HTTPField.Name("Sec-Fetch-Site")!]
+        return site.contains { $0.lowercased() != "none" }
     }
 }

@@ -24,13 +24,15 @@ final class AuthorizationServer: Sendable {
     private let verifier: JWTVerifier
     /// Verifies tokens presented for introspection: no leeway for `exp` and `nbf`.
     private let introspectionVerifier: JWTVerifier
+    /// Counts each client's RFC 7009 revocations (`revocations_per_client`).
+    private let throttle: LoginThrottle
     private let audit: AuditLog
     private let metrics: ControlMetrics
     private let logger: Logger
 
     init(config: AuthorizationServerConfig, ring: SigningKeyRing, refreshTokens: RefreshTokenStore, codes: AuthorizationCodeStore,
          endpoint: AuthorizationEndpoint?, revocations: RevocationService,
-         revocationList: RevocationFollower, verificationKeys: KeySetStore, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
+         revocationList: RevocationFollower, verificationKeys: KeySetStore, throttle: LoginThrottle, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
         self.config = config
         self.ring = ring
         self.clients = ClientAuthenticator(clients: config.clients)
@@ -41,6 +43,7 @@ final class AuthorizationServer: Sendable {
         self.revocationList = revocationList
         self.verifier = JWTVerifier(issuers: [config.issuerConfig], keys: verificationKeys, cache: nil)
         self.introspectionVerifier = JWTVerifier(issuers: [config.introspectionIssuerConfig], keys: verificationKeys, cache: nil)
+        self.throttle = throttle
         self.audit = audit
         self.metrics = metrics
         self.logger = logger
@@ -461,6 +464,14 @@ final class AuthorizationServer: Sendable {
                         throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
                     }
                     guard let jti = verified.jwtID else { break }
+                    try await countRevocation(by: client.id)
+                    // Revoked already (the same token sent again): nothing more to write, so a
+                    // client repeating the call does not grow the signed list.
+                    if revocationList.isSynced, revocationList.set.isTokenRevoked(jti: jti) {
+                        await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.revoke", target: "jti:" + jti, from: peer,
+                                                          outcome: "already_revoked", status: 200))
+                        return Self.emptyOK()
+                    }
                     let event = try await unavailableOnFailure {
                         try await revocations.add(kind: .jti, value: jti, issuer: nil, until: verified.expiresAt,
                                                   actor: "oauth:" + client.id, reason: "RFC 7009 revocation")
@@ -474,6 +485,7 @@ final class AuthorizationServer: Sendable {
                     guard grant.clientID == client.id else {
                         throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
                     }
+                    try await countRevocation(by: client.id)
                     // Revoked already (the same token sent again): nothing more to write, so a
                     // client repeating the call does not grow the signed list.
                     if grant.familyRevoked, revocationList.isSynced, revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family) {
@@ -493,6 +505,20 @@ final class AuthorizationServer: Sendable {
         } catch let error as APIError {
             throw Self.noStore(error)
         }
+    }
+
+    /// Counts an RFC 7009 revocation that found a token of `clientID`'s, before anything is
+    /// written or audited; over the client's `revocations_per_client` a minute it is refused with
+    /// 503 and `Retry-After` (RFC 7009 §2.2.1: the client keeps the token and retries later).
+    private func countRevocation(by clientID: String) async throws {
+        guard let wait = try await unavailableOnFailure({ try await throttle.attempt(revokingForClient: clientID, limit: config.revocationsPerClient) }) else {
+            return
+        }
+        metrics.tokenRevocationThrottled.increment()
+        var failure = APIError(.serviceUnavailable, "temporarily_unavailable",
+                               "client '\(clientID)' made more than \(config.revocationsPerClient) revocations in a minute; retry later")
+        failure.headers[.retryAfter] = String(max(1, wait.components.seconds))
+        throw failure
     }
 
     // MARK: Introspection endpoint (RFC 7662)

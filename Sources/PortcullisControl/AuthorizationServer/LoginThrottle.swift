@@ -55,6 +55,21 @@ struct LoginThrottle: Sendable {
         try await attempt([(keys.loginFailures("revoke", username), Self.revocationsPerUser)], window: Self.revocationWindow)
     }
 
+    /// RFC 7009 revocation calls a client may make that find a token of its own: a number per
+    /// `clientRevocationWindow`, across every control plane. Each may
+    /// write a change to the signed revocation list, which every node holds and verifies, and an
+    /// audit entry: without a limit one client (a public one needs no secret) grew the list and
+    /// Redis faster than pruning shrank them, and pushed operators' entries out of the capped
+    /// audit stream (an attacker review: 544 calls a second on a debug build).
+    static let clientRevocationWindow: Duration = .seconds(60)
+
+    /// Counts an RFC 7009 revocation by `clientID`, at most `limit` per `clientRevocationWindow`
+    /// (`revocations_per_client`), or refuses it: how long until one may be made again, or nil
+    /// when this one is counted and may go on.
+    func attempt(revokingForClient clientID: String, limit: Int) async throws -> Duration? {
+        try await attempt([(keys.loginFailures("oauth-revoke", clientID), limit)], window: Self.clientRevocationWindow)
+    }
+
     /// KEYS: counters. ARGV: window ms, then each counter's limit. Returns 0 when every count was
     /// under its limit (each is now one more; a new count's window begins), else the longest
     /// time (ms) left in the window of a count at its limit, counting nothing.

@@ -91,7 +91,32 @@ final class ControlChores: Service, Sendable {
 
     // MARK: Loops
 
+    /// Refetch requests waiting to be handled; beyond it the oldest are dropped.
+    static let queuedRefetches = 64
+
+    /// Gateways' refetch requests are handled one at a time from a queue of `queuedRefetches`.
+    /// Any gateway's Redis credential may publish them, and each costs Redis round trips (and
+    /// maybe a fetch): started as a task each, 200 000 of them took the control plane to 1.3 GB
+    /// and stalled its head beat and revocation writes (an attacker review). A request dropped
+    /// from a full queue is asked again by its gateway (`KeySetSubscriber.requestRefetch`).
     private func runSubscription() async {
+        let (requests, queue) = AsyncStream.makeStream(of: KeyRefetchRequest.self, bufferingPolicy: .bufferingNewest(Self.queuedRefetches))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await request in requests {
+                    if let ring = self.ring, request.issuer == ring.config.issuer {
+                        await self.republishBuiltin(ring)
+                    } else {
+                        await self.fetcher.handleRefetchRequest(kid: request.kid, iss: request.issuer)
+                    }
+                }
+            }
+            await readSubscription(refetches: queue)
+            queue.finish()
+        }
+    }
+
+    private func readSubscription(refetches: AsyncStream<KeyRefetchRequest>.Continuation) async {
         let stream = subscriber.events(channels: [keys.keySetRefetchChannel, keys.ackChannel, keys.keySetChannel], patterns: [])
         for await event in stream {
             guard case .message(let channel, let payload) = event else { continue }
@@ -105,11 +130,7 @@ final class ControlChores: Service, Sendable {
                 }
             } else if channel == keys.keySetRefetchChannel {
                 guard let request = KeyRefetchRequest(payload) else { continue }
-                if let ring, request.issuer == ring.config.issuer {
-                    Task { await self.republishBuiltin(ring) }
-                } else {
-                    Task { await self.fetcher.handleRefetchRequest(kid: request.kid, iss: request.issuer) }
-                }
+                refetches.yield(request)
             } else if channel == keys.keySetChannel, let ring, KeySetAnnouncement(payload)?.issuer == ring.config.issuer {
                 try? await ring.reload()
             }
@@ -200,7 +221,15 @@ final class ControlChores: Service, Sendable {
             // The lease is left to expire rather than released, so a peer skips this round.
             guard (try? await lock.acquire(ttl: .seconds(55))) != nil else { continue }
             do {
-                let pruned = try await store.prune()
+                // A full batch may leave more due: pruning goes on while the lease lasts, so a
+                // log written faster than one batch a minute still shrinks (an attacker review
+                // wrote 300–550 entries a second through RFC 7009 revocations).
+                let started = ContinuousClock.now
+                var pruned = 0, batch = RevocationStore.pruneBatch
+                while batch >= RevocationStore.pruneBatch, ContinuousClock.now - started < .seconds(45), !Task.isCancelled {
+                    batch = try await store.prune()
+                    pruned += batch
+                }
                 if pruned > 0 { logger.info("pruned expired revocations", metadata: ["entries": "\(pruned)"]) }
             } catch {
                 logger.warning("revocation pruning failed", metadata: ["error": "\(error)"])

@@ -65,6 +65,9 @@ public struct AuthorizationServerConfig: Sendable {
     var users: UserDirectory?
     /// Failed sign-ins allowed per username and per client address within a window (`login_throttle`).
     var loginThrottle = LoginThrottle.Limits(perUser: 5, perAddress: 20, window: .seconds(900))
+    /// RFC 7009 revocations each client may make per minute that find a token of its own
+    /// (`revocations_per_client`; `LoginThrottle.attempt(revokingForClient:limit:)`).
+    var revocationsPerClient = 1200
     /// Absolute path of the users file, when there is one.
     public var usersFile: String?
     /// How many users the users file names.
@@ -218,6 +221,7 @@ public struct AuthorizationServerConfig: Sendable {
             loginThrottle.window = try Self.positiveDuration(throttle.optional("window"), default: loginThrottle.window, minimum: .seconds(1))
             try throttle.finish()
         }
+        revocationsPerClient = try map.optional("revocations_per_client")?.int(in: 1...1_000_000) ?? revocationsPerClient
         if users == nil, let client = clients.first(where: { $0.grantTypes.contains("authorization_code") }) {
             throw node.error("client '\(client.id)' uses authorization_code, which needs users_file (someone has to sign in)")
         }

@@ -17,6 +17,8 @@ final class ControlMetrics: Sendable {
     let authorizationCodeReuse: Prometheus.Counter
     /// Audit entries of refused admin calls left out by `AuditFailureLimiter`.
     let auditSuppressed: Prometheus.Counter
+    /// RFC 7009 revocations refused over a client's `revocations_per_client`.
+    let tokenRevocationThrottled: Prometheus.Counter
     private let perNode = Mutex<[String: (sequences: Gauge, seconds: Gauge)]>([:])
     private let perIssuer = Mutex<[String: Gauge]>([:])
 
@@ -38,6 +40,8 @@ final class ControlMetrics: Sendable {
                                                   help: "Authorization codes presented again after redemption; each revoked the tokens issued from it.")
         auditSuppressed = registry.counter("portcullis_admin_audit_suppressed_total",
                                            help: "Audit entries of admin calls refused for want of a valid credential that were left out by the rate limit.")
+        tokenRevocationThrottled = registry.counter("portcullis_oauth_revocations_throttled_total",
+                                                    help: "RFC 7009 revocations refused (503) because their client made more than revocations_per_client in a minute.")
     }
 
     private static func help(_ name: String) -> String {

@@ -2,7 +2,9 @@ import NIOHTTP2
 
 /// How many frames a peer may send that no open stream accounts for (`HTTP2FrameGuard`):
 /// WINDOW_UPDATE on the connection (stream 0), WINDOW_UPDATE and RST_STREAM on streams that are
-/// over (`HTTP2WindowUpdateBudget` tracks no stream for them), and GOAWAY. swift-nio-http2 limits
+/// over (`HTTP2WindowUpdateBudget` tracks no stream for them), GOAWAY, and extension frames (types
+/// above CONTINUATION, which the guard drops: a browser's PRIORITY_UPDATE per stream, an
+/// upstream's ALTSVC or ORIGIN). swift-nio-http2 limits
 /// none of the updates or GOAWAY frames (a peer may repeat a GOAWAY whose last stream does not
 /// rise), and these resets only by its count of every RST_STREAM (the backstop,
 /// `HTTP2ResetFrameBackstop`); its other counts cover PING, SETTINGS and PRIORITY frames. So a
@@ -32,7 +34,7 @@ struct HTTP2ConnectionFrameBudget {
     struct Flood: HTTP2GuardConnectionError, CustomStringConvertible {
         var goAwayCode: HTTP2ErrorCode { .enhanceYourCalm }
         var description: String {
-            "connection-level flood: more WINDOW_UPDATE frames on the connection, WINDOW_UPDATE or RST_STREAM frames on closed streams and GOAWAY frames than the DATA sent and streams opened on it allow"
+            "connection-level flood: more WINDOW_UPDATE frames on the connection, WINDOW_UPDATE or RST_STREAM frames on closed streams, GOAWAY frames and extension frames than the DATA sent and streams opened on it allow"
         }
     }
 

@@ -25,6 +25,8 @@ import NIOHTTP2
 ///   one connection in 10 s, in an attacker review). Frames above CONTINUATION are dropped here —
 ///   RFC 9113 §5.5 lets a receiver ignore any it does not use — and, so that one cut by a read's
 ///   end can be dropped whole, a frame header the read ended in is held until it is complete.
+///   Each costs the connection's frame budget (below): a peer sending empty ones without end
+///   kept a core busy for as long as its connection lived (an attacker review).
 /// - **Queues of small frames.** The same queue holds every DATA frame as an object of its own
 ///   while flow control counts bytes, so a held stream's window of 1-byte DATA frames cost about
 ///   180 times its size. The frames passed on for each stream are counted in the connection's
@@ -35,7 +37,7 @@ import NIOHTTP2
 ///   response head, counts toward `HTTP2PrematureResets`; over its limit the connection is
 ///   closed with GOAWAY.
 /// - **Frames no stream accounts for.** WINDOW_UPDATE frames on the connection, WINDOW_UPDATE
-///   and RST_STREAM frames on streams that are over, and GOAWAY frames have a connection-wide
+///   and RST_STREAM frames on streams that are over, GOAWAY frames and extension frames have a connection-wide
 ///   budget earned by the DATA frames sent and the streams opened (`HTTP2ConnectionFrameBudget`);
 ///   beyond it the connection is closed with GOAWAY.
 ///
@@ -165,6 +167,7 @@ final class HTTP2FrameGuard: ChannelDuplexHandler {
             let headerStart = headerBegunEarlier ? buffer.readerIndex : index - 9
             headerBegunEarlier = false
             if Self.isExtension(header.type) {
+                if !connectionBudget.spend() { return stop(with: HTTP2ConnectionFrameBudget.Flood()) }
                 // Dropped, header and payload: what came before it is passed on, its start held
                 // from the last read goes.
                 if let from = passFrom, from < headerStart {

@@ -9,7 +9,8 @@ import NIOHTTP2
 /// HTTP/1.1 upstream receives is written from that head, so every rule that keeps an HTTP/2
 /// request from meaning something else in HTTP/1.1 is applied here; a request breaking one is
 /// malformed (RFC 9113 §8.1.1) and its stream reset (PROTOCOL_ERROR) before it reaches anything:
-/// - `:method` is a token (RFC 9110 §9.1) of at most `maxMethodBytes`; `:scheme` and `:path`
+/// - `:method` is a token (RFC 9110 §9.1) of at most `maxMethodBytes`, with no lower-case letter
+///   (`isUpperCaseToken`); `:scheme` and `:path`
 ///   are present (the codec would otherwise fail the stream on its first read). `:path` holds
 ///   visible ASCII only, as an HTTP/1.1 request target must (RFC 9112 §3.2; the HTTP/1.1
 ///   listener's decoder refuses others): raw spaces or non-ASCII bytes in it, in the query too,
@@ -139,7 +140,7 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
             default: break
             }
         }
-        guard let method, method.utf8.count <= Self.maxMethodBytes, HeaderName.isValid(method) else { return .malformed }
+        guard let method, method.utf8.count <= Self.maxMethodBytes, HeaderName.isValid(method), Self.isUpperCaseToken(method) else { return .malformed }
         let tunnel = method == "CONNECT" && !hasProtocol
         if tunnel {
             guard authority != nil, !hasScheme, !hasPath else { return .malformed }
@@ -187,6 +188,17 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
     /// HTTP/1.1 listener's parser takes registered methods only; a method is logged, recorded in
     /// spans and sent upstream whole, so one of 16 KB made export batches collectors refuse.
     static let maxMethodBytes = 32
+
+    /// Whether a method has no lower-case letter. Methods are case-sensitive (RFC 9110 §9.1), so
+    /// `delete` is not `DELETE` to the router, whose routes list methods upper case — but many
+    /// upstream frameworks (Werkzeug, Express) upper-case what they receive: a `delete` routed
+    /// past a route that lists `DELETE` (with its authentication) to a route without a method list
+    /// on the same prefix was served there as a DELETE (an attacker review). The HTTP/1.1
+    /// listener's parser takes registered, upper-case methods only; over HTTP/2 an upper-case
+    /// token is taken, so extension methods pass.
+    static func isUpperCaseToken(_ method: String) -> Bool {
+        !method.utf8.contains { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }
+    }
 
     /// The methods whose bodies NIO's HTTP/2-to-HTTP/1 codec does not frame when no length is
     /// declared (it adds `transfer-encoding: chunked` for every other one).

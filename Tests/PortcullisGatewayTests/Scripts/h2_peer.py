@@ -70,10 +70,13 @@ Prints one JSON object describing what the server did. Modes:
                        a POST of PATH whose body is N 1-byte DATA frames, each written alone GAP_MS
                        after the last (each read of the server's brings one), then its end
   extension-flood MB PID
-                       MB mebibytes of 16 KiB frames of an extension type (0xfa), every write
-                       ending 100 bytes into a frame, then a GET of /public/after on stream 1;
-                       prints how much process PID (the gateway) grew meanwhile, the connection
-                       still open
+                       MB mebibytes in frames of an extension type (0xfa) of 16 MiB each (the
+                       largest length a frame header states), in writes of 64 KiB, then a GET of
+                       /public/after on stream 1; prints how much process PID (the gateway) grew
+                       meanwhile, the connection still open
+  extension-frames N   N empty frames of extension types (PRIORITY_UPDATE, 0xfa) on the connection,
+                       then a GET of /public/after on stream 3; prints how many were sent and the
+                       answers
   unread PATH SECONDS [STREAMS]
                        STREAMS (1) GETs of PATH from a client whose SETTINGS_INITIAL_WINDOW_SIZE
                        is 0 (it takes no DATA), waiting SECONDS for a stream to be reset; prints
@@ -423,8 +426,16 @@ def main():
                 break
         peer.pump(1)
         print(json.dumps(peer.result(sent=sent)))
-    elif mode in ("connection-flood", "closed-stream-flood", "goaway-flood"):
-        if mode == "goaway-flood":
+    elif mode in ("connection-flood", "closed-stream-flood", "goaway-flood", "extension-frames"):
+        if mode == "extension-frames":
+            class Extension:
+                def __init__(self, kind):
+                    self.kind = kind
+
+                def serialize(self):
+                    return bytes([0, 0, 0, self.kind, 0, 0, 0, 0, 0])
+            flood, every, pause = [Extension(0x10), Extension(0xFA)], 50, 0.001
+        elif mode == "goaway-flood":
             # A POST to /public/echo whose body's 1-byte DATA frames are each followed by a GOAWAY
             # (last stream 0, NO_ERROR) that keeps it apart from the next.
             peer.send(HeadersFrame(1, peer.request_block(path="/public/echo", method="POST"), flags=["END_HEADERS"]))
@@ -601,15 +612,18 @@ def main():
             with open(f"/proc/{sys.argv[4]}/status") as status:
                 return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
         before = resident()
-        one = (16384).to_bytes(3, "big") + bytes([0xFA, 0]) + (0).to_bytes(4, "big") + b"u" * 16384
-        piece = one[100:] + one * 3 + one[:100]
-        peer.send_bytes(one[:100])
+        size = (1 << 24) - 1
+        header = size.to_bytes(3, "big") + bytes([0xFA, 0]) + (0).to_bytes(4, "big")
+        piece = b"u" * 65536
         sent = 0
         while sent < int(arg) << 20 and not peer.closed:
-            peer.send_bytes(piece)
-            sent += len(piece)
-            peer.pump(0)
-        peer.send_bytes(one[100:])
+            peer.send_bytes(header)
+            left = size
+            while left > 0 and not peer.closed:
+                peer.send_bytes(piece[:min(left, len(piece))])
+                left -= min(left, len(piece))
+                peer.pump(0)
+            sent += size + 9
         peer.send(HeadersFrame(1, peer.request_block(path="/public/after"), flags=["END_HEADERS", "END_STREAM"]))
         deadline = time.monotonic() + 10
         while 1 not in peer.ended and not peer.closed and time.monotonic() < deadline:
