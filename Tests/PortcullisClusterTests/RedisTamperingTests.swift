@@ -327,6 +327,41 @@ struct RedisTamperingTests {
         }
     }
 
+    /// The build before read every member at the head's sequence on every check: 100 000
+    /// unsigned copies of the entry there took each check seconds, past `max_staleness`, on
+    /// every node (an attacker review, with write rights on the log).
+    @Test("100 000 unsigned copies of the head's entry a Redis writer adds at its sequence cost each node's check at most 66 reads: the copies counted as tampering stay in the hundreds, not the hundreds of thousands")
+    func junkAtTheHeadsSequenceIsReadBounded() async throws {
+        try await withCluster() { cluster in
+            cluster.startBeating()
+            let gateway = try await cluster.startGateway(id: "gw-1")
+            let event = try await cluster.revoke(.jti, "before-the-junk")
+            try await eventually("applied") { try cluster.statuses(try cluster.token(jti: "before-the-junk")) == [401] }
+            // Copies of the signed entry, each revoking another jti (unsigned).
+            let script = """
+            local m = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2])[1]
+            for i = 1, tonumber(ARGV[1]), 2000 do
+              local t = {}
+              for j = i, math.min(i + 1999, tonumber(ARGV[1])) do
+                t[#t + 1] = ARGV[2]
+                t[#t + 1] = string.gsub(m, 'before%-the%-junk', 'junk-' .. j, 1)
+              end
+              redis.call('ZADD', KEYS[1], unpack(t))
+            end
+            return redis.call('ZCOUNT', KEYS[1], ARGV[2], ARGV[2])
+            """
+            let count = try await cluster.client.send("EVAL", RedisArgument(script), "1", RedisArgument(cluster.keys.revocationLog), "100000",
+                                                      RedisArgument(event.sequence)).int
+            #expect(count == 100_001)
+            try await Task.sleep(for: .seconds(3))
+            let counted = try gateway.metrics().split(separator: "\n").first { $0.hasPrefix("portcullis_cluster_tampering_total{key=\"rev:log\"}") }
+                .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            // Checks every 200 ms for 3 s, each reading at most 66 members.
+            #expect(counted > 0 && counted < 66 * 20, "\(counted) copies counted")
+            #expect(gateway.process.isRunning)
+        }
+    }
+
     @Test("an old signed lift replayed under a new sequence does not lift a later cut-off of the same subject")
     func replayedLift() async throws {
         try await withCluster() { cluster in

@@ -28,11 +28,23 @@ struct RevocationLogReader: Sendable {
         }
     }
 
-    /// Entries with `after < sequence ≤ through`, verified, in sequence order.
-    func entries(after: Int64, through: Int64 = .max, epoch: RevocationEpoch?) async throws -> [RevocationEvent] {
-        let reply = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(after)"),
-                                          through == .max ? "+inf" : RedisArgument(through), "WITHSCORES")
+    /// Entries with `after < sequence ≤ through`, verified, in sequence order: at most
+    /// `readLimit(after:through:)` members read.
+    func entries(after: Int64, through: Int64, epoch: RevocationEpoch?) async throws -> [RevocationEvent] {
+        let reply = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(after)"), RedisArgument(through),
+                                          "WITHSCORES", "LIMIT", "0", RedisArgument(Self.readLimit(after: after, through: through)))
         return verified(reply.array ?? [], epoch: epoch)
+    }
+
+    /// How many log members a read of the sequences `after < s ≤ through` takes at most. Each
+    /// sequence holds one signed entry, two while a failed write's replay stands beside it; a
+    /// Redis writer may add any number of unsigned ones at the same scores. Every node read every
+    /// member at the head's sequence on every check: 100 000 copies there took each check 7 s
+    /// (a debug build), past `max_staleness` (an attacker review). Bounded, a check costs at most
+    /// this many decodes; entries crowded out by junk read as missing (reported, stale), as if
+    /// the writer had deleted them.
+    static func readLimit(after: Int64, through: Int64) -> Int64 {
+        min(max(through - after, 1), 50_000) * 2 + 64
     }
 
     /// One page of the log by rank (`start`, `count` entries), verified, in sequence order; also

@@ -170,7 +170,8 @@ public final class RevocationStore: Sendable {
             .compactMap { $0.int ?? $0.string.flatMap { Int64($0) } }.filter { $0 > 0 }
         guard !nominated.isEmpty else { return 0 }
         let replies = try await client.pipeline(nominated.map {
-            ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument($0), RedisArgument($0), "WITHSCORES"]
+            ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument($0), RedisArgument($0), "WITHSCORES",
+             "LIMIT", "0", RedisArgument(RevocationLogReader.readLimit(after: $0 - 1, through: $0))]
         })
         var due: [Int64: (id: String, member: [UInt8])] = [:]
         var epochs = Set<RevocationEpoch>()
@@ -188,7 +189,9 @@ public final class RevocationStore: Sendable {
                     epochs.insert(event.epoch)
                     if let lifts = revocation.lifts, let sequence = try await client.send("HGET", RedisArgument(keys.revocationIDs), RedisArgument(lifts)).int,
                        let lifted = reader.verifiedEntries(try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument(sequence),
-                                                                                RedisArgument(sequence), "WITHSCORES").array ?? [], epoch: event.epoch)
+                                                                                RedisArgument(sequence), "WITHSCORES", "LIMIT", "0",
+                                                                                RedisArgument(RevocationLogReader.readLimit(after: sequence - 1, through: sequence))).array ?? [],
+                                                        epoch: event.epoch)
                            .first(where: { $0.event.revocation.id == lifts }) {
                         due[lifted.event.sequence] = (lifts, lifted.member)
                     }
