@@ -501,4 +501,33 @@ struct KeySetTamperingTests {
             #expect(try cluster.statuses(try cluster.token(signer: keyB)) == [200])
         }
     }
+
+    /// The build before read a key-set record whole on every announcement: a 400 MB `jwks` field
+    /// took a gateway to 1.5 GB and its Redis connection past the command timeout (an attacker
+    /// review, with the control plane's write rights).
+    @Test("a key-set record larger than one JWKS document and its fields (a 64 MiB jwks field), announced three times, is refused before it leaves Redis: reported, the gateway's peak memory grows by less than 32 MiB, and its keys stay")
+    func oversizedKeySetRecordIsNotRead() async throws {
+        try await withCluster(clusterKeys: true) { cluster in
+            let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: TestCluster.jwks([cluster.signer]))
+            let gateway = try await cluster.startGateway(id: "gw-keys")
+            try await eventually("the key set installed") { try cluster.statuses(try cluster.token()) == [200] }
+            func peak() throws -> Int {
+                let status = try String(contentsOfFile: "/proc/\(gateway.process.pid)/status", encoding: .utf8)
+                let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+                return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+            }
+            let before = try peak()
+            let key = RedisArgument(cluster.keys.keySet(TestCluster.issuer))
+            _ = try await cluster.client.send("EVAL", "redis.call('HSET', KEYS[1], 'jwks', string.rep('x', 64 * 1024 * 1024)) return 0", "1", key)
+            for _ in 0..<3 {
+                _ = try await cluster.client.send("PUBLISH", RedisArgument(cluster.keys.keySetChannel), RedisArgument("x \(TestCluster.issuer)"))
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            try await eventually("reported") { gateway.process.output.contains("more than a key-set record holds") }
+            let grew = try peak() - before
+            #expect(grew < 32 << 20, "the gateway's peak grew by \(grew >> 20) MiB")
+            #expect(try cluster.statuses(try cluster.token()) == [200])
+        }
+    }
 }

@@ -104,7 +104,14 @@ actor KeySetSubscriber {
     }
 
     private func load(iss: String) async throws {
-        let hash = try await client.send("HGETALL", RedisArgument(keys.keySet(iss))).array ?? []
+        let hash: [RedisValue]
+        switch try await KeySetRecordFetch.fetch(client, key: keys.keySet(iss)) {
+        case .hash(let fields): hash = fields
+        case .oversized(let why):
+            rejected.increment()
+            alarm.report(key: keys.keySet(iss), "ignoring a key-set record: \(why)")
+            return
+        }
         guard !hash.isEmpty else { return }
         let record: KeySetRecord
         do {
