@@ -19,7 +19,9 @@ enum KeySetRecordFetch {
     }
 
     /// KEYS: the record. ARGV: the most bytes, the most fields. Returns the hash, or -1 for too
-    /// many fields, or the total size when over the limit (names and values counted).
+    /// many fields, or the total size when over the limit (names and values counted). Run with
+    /// EVALSHA_RO: Redis takes the keys of a plain EVALSHA as written, which a gateway's
+    /// read-only right on key-set records refuses.
     static let script = RedisScript("""
     if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[2]) then return -1 end
     local total = 0
@@ -32,7 +34,7 @@ enum KeySetRecordFetch {
 
     static func fetch(_ client: RedisClient, key: String) async throws -> Outcome {
         let reply = try await client.evalScript(script, keys: [RedisArgument(key)],
-                                                arguments: [RedisArgument(maxBytes), RedisArgument(maxFields)])
+                                                arguments: [RedisArgument(maxBytes), RedisArgument(maxFields)], readOnly: true)
         if let size = reply.int {
             return .oversized(size < 0 ? "more than \(maxFields) fields" : "\(size) bytes, more than a key-set record holds (\(maxBytes))")
         }

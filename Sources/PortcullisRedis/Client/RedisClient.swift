@@ -115,9 +115,11 @@ public final class RedisClient: Sendable {
         return results
     }
 
-    /// `EVALSHA`; on NOSCRIPT loads the script with `SCRIPT LOAD` and retries once.
-    public func evalScript(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RedisValue {
-        let command: [RedisArgument] = ["EVALSHA", RedisArgument(script.sha1), RedisArgument(keys.count)] + keys + arguments
+    /// `EVALSHA` (`EVALSHA_RO` when `readOnly`: Redis then takes the keys as read, which a
+    /// read-only ACL right allows, and refuses a write in the script); on NOSCRIPT loads the
+    /// script with `SCRIPT LOAD` and retries once.
+    public func evalScript(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], readOnly: Bool = false) async throws -> RedisValue {
+        let command: [RedisArgument] = [readOnly ? "EVALSHA_RO" : "EVALSHA", RedisArgument(script.sha1), RedisArgument(keys.count)] + keys + arguments
         do {
             return try await send(command)
         } catch let error as RedisError where error.errorCode == "NOSCRIPT" {
