@@ -77,6 +77,42 @@ struct HostileNodeTests {
         }
     }
 
+    /// The build before read node records and revocation acknowledgements whole: a 200 MB field
+    /// in a junk node record (within a gateway's own Redis rights) swung every node by 600 MB at
+    /// every heartbeat, and one in the next sequence's acknowledgements held `?wait` and the
+    /// propagation views for seconds (a bypass review).
+    @Test("a 64 MiB field in a junk node record, or in the acknowledgements of the next revocation, is refused before it leaves Redis: the junk id is pruned, the peaks of the gateway and the control plane grow by less than 32 MiB, and a revocation with ?wait is acknowledged")
+    func oversizedRecordsAreNotRead() async throws {
+        let cluster = try await ControlCluster()
+        try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
+            let gateway = try await cluster.startGateway(id: "gw-1")
+            func peak(_ pid: Int32) throws -> Int {
+                let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+                let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+                return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+            }
+            let before = (gateway: try peak(gateway.process.pid), control: try peak(cluster.control.process.pid))
+            let sequence = Int(try cluster.redis.cli("GET", "portcullis:rev:head").split(separator: " ").dropFirst(2).first ?? "") ?? 0
+            _ = try cluster.redis.cli("EVAL", """
+                redis.call('HSET', KEYS[1], 'role', 'gateway', 'pad', string.rep('x', 64 * 1024 * 1024))
+                redis.call('SADD', KEYS[2], 'zz-junk')
+                redis.call('HSET', KEYS[3], 'zz-junk', string.rep('y', 64 * 1024 * 1024))
+                return 0
+                """, "3", "portcullis:node:zz-junk", "portcullis:nodes", "portcullis:rev:acks:\(sequence + 1)")
+            try await eventually(timeout: .seconds(10), "the junk id pruned") {
+                try cluster.redis.cli("SISMEMBER", "portcullis:nodes", "zz-junk").trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+            }
+            // Its acknowledgements hash is refused unread; the gateway's node record, which carries
+            // its latest acknowledgement too, still confirms it.
+            let revoked = try cluster.control.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"subject","value":"after-the-junk"}"#)
+            #expect(revoked.status == 201, "\(revoked.status) \(revoked.text)")
+            #expect(cluster.control.process.output.contains("ignoring the acknowledgements"), "\(cluster.control.process.output.suffix(800))")
+            let grew = (gateway: try peak(gateway.process.pid) - before.gateway, control: try peak(cluster.control.process.pid) - before.control)
+            #expect(grew.gateway < 32 << 20 && grew.control < 32 << 20, "peaks grew by \(grew.gateway >> 20) and \(grew.control >> 20) MiB")
+            #expect(gateway.process.output.contains("ignoring a node record"), "\(gateway.process.output.suffix(800))")
+        }
+    }
+
     /// The build before wrote the record with a plain `HSET`, which fails with WRONGTYPE on a key
     /// of another type, and wrote the control plane's record and its head beat in one step: a set
     /// put where the records belong hid the gateway from the cluster and stopped the beats every

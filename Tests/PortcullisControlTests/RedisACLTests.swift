@@ -124,6 +124,7 @@ extension ControlPlaneTests {
             ForbiddenCommand(what: "read a refresh-token record", command: ["HGETALL", "portcullis:as:rt:0123"]),
             ForbiddenCommand(what: "revive a refresh-token family", command: ["HSET", "portcullis:as:rtf:f1", "revoked", ""]),
             ForbiddenCommand(what: "read other nodes' acknowledgements", command: ["HGETALL", "portcullis:rev:acks:1"]),
+            ForbiddenCommand(what: "replace a node record by a string", command: ["SET", "portcullis:node:gw-2", "x"]),
             ForbiddenCommand(what: "write outside the cluster's prefix", command: ["HSET", "other:node:x", "a", "b"]),
             ForbiddenCommand(what: "read outside the cluster's prefix", command: ["GET", "other:rev:head"]),
             ForbiddenCommand(what: "flush the database", command: ["FLUSHALL"]),
@@ -185,6 +186,9 @@ extension ControlPlaneTests {
                 #expect(try gateway.run(["HSET", "portcullis:node:gw-1", "id", "gw-1"]) == "1")
                 #expect(try gateway.run(["HSET", "portcullis:rev:acks:1", "gw-1", "ack"]) == "1")
                 #expect(try gateway.run(["PUBLISH", "portcullis:rev:acks", "ack"]) == "0")
+                // The grant script sets a rate-limit counter found below zero back to zero; SET on
+                // anything else stays refused (the list below).
+                #expect(try gateway.run(["SET", "portcullis:rl:per-client:1:client:x", "0"]) == "OK")
                 // Subscribing is limited to the channels a gateway listens on.
                 #expect(ACLFile.isRefused(try gateway.run(["SUBSCRIBE", "portcullis:rev:acks"])))
                 #expect(ACLFile.isRefused(try gateway.run(["SUBSCRIBE", "portcullis:keys:refetch"])))

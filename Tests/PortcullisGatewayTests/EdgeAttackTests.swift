@@ -219,7 +219,9 @@ final class EdgeAttackTests {
             #expect(response.header("allow") == "GET, POST", "\(response.header("allow") ?? "")")
         }
         // As a query parameter (Symfony and Laravel read `_method` there), plain or percent-encoded.
-        for query in ["_method=DELETE", "a=1&_%6Dethod=delete", "_METHOD=Delete"] {
+        // PHP reads `.method`, ` _method`, `_method%00…` and `_method[]` into `$_GET` as `_method`.
+        for query in ["_method=DELETE", "a=1&_%6Dethod=delete", "_METHOD=Delete", ".method=DELETE", "%20_method=DELETE", "_method%00=DELETE",
+                      "_method%00x=DELETE", "_method%5B%5D=DELETE", "+_method=DELETE"] {
             let response = try send("POST /orders/7?\(query) HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\n\r\n")
             #expect(response.status == 405, "?\(query): \(response.status) \(response.text)")
         }

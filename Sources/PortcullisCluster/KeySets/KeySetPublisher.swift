@@ -34,7 +34,7 @@ public struct KeySetPublisher: Sendable {
 
     /// The stored record for `issuer`, verified (nil when absent or not valid).
     public func record(issuer: String) async throws -> KeySetRecord? {
-        guard case .hash(let hash) = try await KeySetRecordFetch.fetch(client, key: keys.keySet(issuer)) else { return nil }
+        guard case .hash(let hash) = try await BoundedHashRead.keySetRecord.read(client, key: keys.keySet(issuer)) else { return nil }
         return try? KeySetRecord.read(hash: hash, issuer: issuer, mac: mac)
     }
 }

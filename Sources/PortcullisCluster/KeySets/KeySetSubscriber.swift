@@ -105,7 +105,7 @@ actor KeySetSubscriber {
 
     private func load(iss: String) async throws {
         let hash: [RedisValue]
-        switch try await KeySetRecordFetch.fetch(client, key: keys.keySet(iss)) {
+        switch try await BoundedHashRead.keySetRecord.read(client, key: keys.keySet(iss)) {
         case .hash(let fields): hash = fields
         case .oversized(let why):
             rejected.increment()

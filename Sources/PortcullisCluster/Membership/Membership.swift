@@ -71,11 +71,13 @@ public struct Membership: Sendable {
     static let scanBatch = 1_000
 
     /// Live nodes, sorted by id: records that verify and whose signed heartbeat is recent (those
-    /// marked `leaving` included: callers tell them apart). Ids without a record are pruned from
-    /// the set; records that do not verify are reported as tampering and left out. At most
+    /// marked `leaving` included: callers tell them apart). Records are read through
+    /// `BoundedHashRead.nodeRecord`. Ids without a record are pruned from the set; records that
+    /// do not verify (or are too large to be one) are reported as tampering, left out and their
+    /// ids pruned too (a live node writes its id back at its next heartbeat). At most
     /// `maxScanned` ids are read per call: while the set holds more (only a Redis writer's ids
-    /// can make it so), live nodes beyond them are missed until the dead ids are pruned, and the
-    /// size is reported as tampering.
+    /// can make it so, adding them faster than they are pruned), live nodes beyond them are
+    /// missed, and the set is reported as tampering.
     public func liveNodes(role: String? = "gateway") async throws -> [NodeRecord] {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var live: [String: NodeRecord] = [:]
@@ -88,19 +90,26 @@ public struct Membership: Sendable {
             // SSCAN may return an id twice, and more than COUNT at once.
             let ids = (parts[1].array ?? []).compactMap(\.string).filter { seen.insert($0).inserted }
             guard !ids.isEmpty else { continue }
-            let replies = try await client.pipeline(ids.map { ["HGETALL", RedisArgument(keys.node($0))] })
+            let records = try await BoundedHashRead.nodeRecord.read(client, keys: ids.map { keys.node($0) })
+            // Ids without a record, or with one that does not verify, leave the set: a node that
+            // lives writes its id back at its next heartbeat.
             var dead: [RedisArgument] = []
-            for (id, reply) in zip(ids, replies) {
-                guard let hash = try? reply.get().array, !hash.isEmpty else {
+            for (id, outcome) in zip(ids, records) {
+                switch outcome {
+                case .oversized(let why):
+                    alarm.report(key: keys.node(id), "ignoring a node record: \(why)")
                     dead.append(RedisArgument(id))
-                    continue
-                }
-                do {
-                    let record = try NodeRecord(hash: hash, id: id, mac: mac, nowMillis: now)
-                    if let rejection = record.ackRejection { alarm.report(key: keys.node(id), rejection) }
-                    if role == nil || record.role == role { live[id] = record }
-                } catch {
-                    alarm.report(key: keys.node(id), "\(error)")
+                case .hash(let hash) where hash.isEmpty:
+                    dead.append(RedisArgument(id))
+                case .hash(let hash):
+                    do {
+                        let record = try NodeRecord(hash: hash, id: id, mac: mac, nowMillis: now)
+                        if let rejection = record.ackRejection { alarm.report(key: keys.node(id), rejection) }
+                        if role == nil || record.role == role { live[id] = record }
+                    } catch {
+                        alarm.report(key: keys.node(id), "\(error)")
+                        dead.append(RedisArgument(id))
+                    }
                 }
             }
             if !dead.isEmpty {

@@ -141,7 +141,14 @@ public final class RevocationStore: Sendable {
     /// stored under their own node's name and belong to `epoch`. Forged ones are reported.
     public func acknowledgements(sequence: Int64, epoch: RevocationEpoch) async throws -> [String: NodeAck] {
         let key = keys.revocationAcks(sequence)
-        let fields = (try await client.send("HGETALL", RedisArgument(key)).array ?? []).hashFields()
+        let hash: [RedisValue]
+        switch try await BoundedHashRead.acknowledgements.read(client, key: key) {
+        case .hash(let fields): hash = fields
+        case .oversized(let why):
+            reader.alarm.report(key: key, "ignoring the acknowledgements: \(why)")
+            return [:]
+        }
+        let fields = hash.hashFields()
         var acks: [String: NodeAck] = [:]
         for (node, text) in fields {
             guard let ack = try? NodeAck.decode(text, mac: mac), ack.node == node, ack.sequence == sequence else {

@@ -395,6 +395,13 @@ final class AuthorizationServer: Sendable {
     /// family's session (every access token refreshed from it too), else the one access token.
     private func revokeIssuedFromCode(family: String?, accessToken: (jti: String, exp: Int64)?, client: String, peer: String) async throws {
         metrics.authorizationCodeReuse.increment()
+        // Revoked already by an earlier reuse: nothing more to write or audit, so a code presented
+        // again and again (a used code is kept for the refresh-token lifetime) does not grow the
+        // signed list and the audit stream (a bypass review: 238 a second from one code).
+        if revocationList.isSynced {
+            if let family, revocationList.set.isSessionRevoked(issuer: config.issuer, sid: family) { return }
+            if family == nil, let accessToken, revocationList.set.isTokenRevoked(jti: accessToken.jti) { return }
+        }
         logger.warning("authorization code reused: revoking the tokens issued from it", metadata: ["client_id": "\(client)"])
         var revoked: [RevocationEvent] = []
         if let family {
@@ -464,7 +471,7 @@ final class AuthorizationServer: Sendable {
                         throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
                     }
                     guard let jti = verified.jwtID else { break }
-                    try await countRevocation(by: client.id)
+                    try await countRevocation(by: client.id, subject: verified.subject ?? client.id)
                     // Revoked already (the same token sent again): nothing more to write, so a
                     // client repeating the call does not grow the signed list.
                     if revocationList.isSynced, revocationList.set.isTokenRevoked(jti: jti) {
@@ -485,7 +492,7 @@ final class AuthorizationServer: Sendable {
                     guard grant.clientID == client.id else {
                         throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
                     }
-                    try await countRevocation(by: client.id)
+                    try await countRevocation(by: client.id, subject: grant.subject)
                     // Revoked already (the same token sent again): nothing more to write, so a
                     // client repeating the call does not grow the signed list.
                     if grant.familyRevoked, revocationList.isSynced, revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family) {
@@ -507,16 +514,19 @@ final class AuthorizationServer: Sendable {
         }
     }
 
-    /// Counts an RFC 7009 revocation that found a token of `clientID`'s, before anything is
-    /// written or audited; over the client's `revocations_per_client` a minute it is refused with
-    /// 503 and `Retry-After` (RFC 7009 §2.2.1: the client keeps the token and retries later).
-    private func countRevocation(by clientID: String) async throws {
-        guard let wait = try await unavailableOnFailure({ try await throttle.attempt(revokingForClient: clientID, limit: config.revocationsPerClient) }) else {
+    /// Counts an RFC 7009 revocation that found a token of `clientID`'s for `subject`, before
+    /// anything is written or audited; over `revocations_per_client` a minute for that client and
+    /// subject it is refused with 503 and `Retry-After` (RFC 7009 §2.2.1: the client keeps the
+    /// token and retries later).
+    private func countRevocation(by clientID: String, subject: String) async throws {
+        guard let wait = try await unavailableOnFailure({
+            try await throttle.attempt(revokingForClient: clientID, subject: subject, limit: config.revocationsPerClient)
+        }) else {
             return
         }
         metrics.tokenRevocationThrottled.increment()
         var failure = APIError(.serviceUnavailable, "temporarily_unavailable",
-                               "client '\(clientID)' made more than \(config.revocationsPerClient) revocations in a minute; retry later")
+                               "client '\(clientID)' made more than \(config.revocationsPerClient) revocations for one subject in a minute; retry later")
         failure.headers[.retryAfter] = String(max(1, wait.components.seconds))
         throw failure
     }

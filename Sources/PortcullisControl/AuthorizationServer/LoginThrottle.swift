@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import PortcullisCluster
 import PortcullisRedis
@@ -55,7 +56,8 @@ struct LoginThrottle: Sendable {
         try await attempt([(keys.loginFailures("revoke", username), Self.revocationsPerUser)], window: Self.revocationWindow)
     }
 
-    /// RFC 7009 revocation calls a client may make that find a token of its own: a number per
+    /// RFC 7009 revocation calls a client may make for one subject (the user, or the client
+    /// itself for `client_credentials`) that find a token of its own: a number per
     /// `clientRevocationWindow`, across every control plane. Each may
     /// write a change to the signed revocation list, which every node holds and verifies, and an
     /// audit entry: without a limit one client (a public one needs no secret) grew the list and
@@ -63,11 +65,14 @@ struct LoginThrottle: Sendable {
     /// audit stream (an attacker review: 544 calls a second on a debug build).
     static let clientRevocationWindow: Duration = .seconds(60)
 
-    /// Counts an RFC 7009 revocation by `clientID`, at most `limit` per `clientRevocationWindow`
-    /// (`revocations_per_client`), or refuses it: how long until one may be made again, or nil
-    /// when this one is counted and may go on.
-    func attempt(revokingForClient clientID: String, limit: Int) async throws -> Duration? {
-        try await attempt([(keys.loginFailures("oauth-revoke", clientID), limit)], window: Self.clientRevocationWindow)
+    /// Counts an RFC 7009 revocation by `clientID` of a token of `subject`, at most `limit` per
+    /// `clientRevocationWindow` (`revocations_per_client`), or refuses it: how long until one may
+    /// be made again, or nil when this one is counted and may go on. Counted per subject too, so
+    /// that one user holding a token of a public client — which needs no secret — cannot spend
+    /// the budget of every other user's logout (a code review).
+    func attempt(revokingForClient clientID: String, subject: String, limit: Int) async throws -> Duration? {
+        let counter = Hex.encode(SHA256.hash(data: Array((clientID + "\n" + subject).utf8)))
+        return try await attempt([(keys.loginFailures("oauth-revoke", counter), limit)], window: Self.clientRevocationWindow)
     }
 
     /// KEYS: counters. ARGV: window ms, then each counter's limit. Returns 0 when every count was

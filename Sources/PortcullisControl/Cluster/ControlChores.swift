@@ -4,6 +4,7 @@ import PortcullisCluster
 import PortcullisConfig
 import PortcullisRedis
 import ServiceLifecycle
+import Synchronization
 
 /// The control plane's background work, as one service:
 /// - the heartbeat: `control:alive` (TTL 3 × heartbeat; gateways then leave remote JWKS fetching
@@ -94,16 +95,21 @@ final class ControlChores: Service, Sendable {
     /// Refetch requests waiting to be handled; beyond it the oldest are dropped.
     static let queuedRefetches = 64
 
-    /// Gateways' refetch requests are handled one at a time from a queue of `queuedRefetches`.
+    /// Gateways' refetch requests are handled one at a time from a queue of `queuedRefetches`,
+    /// at most one per issuer, and only for issuers this control plane fetches (or signs for).
     /// Any gateway's Redis credential may publish them, and each costs Redis round trips (and
     /// maybe a fetch): started as a task each, 200 000 of them took the control plane to 1.3 GB
-    /// and stalled its head beat and revocation writes (an attacker review). A request dropped
-    /// from a full queue is asked again by its gateway (`KeySetSubscriber.requestRefetch`).
+    /// and stalled its head beat and revocation writes (an attacker review). A fetch refreshes
+    /// the issuer's whole set, so one pending request stands for every kid asked meanwhile; a
+    /// flood of requests for one issuer cannot crowd out another's.
+    private let pendingRefetches = Mutex<Set<String>>([])
+
     private func runSubscription() async {
         let (requests, queue) = AsyncStream.makeStream(of: KeyRefetchRequest.self, bufferingPolicy: .bufferingNewest(Self.queuedRefetches))
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await request in requests {
+                    self.pendingRefetches.withLock { _ = $0.remove(request.issuer) }
                     if let ring = self.ring, request.issuer == ring.config.issuer {
                         await self.republishBuiltin(ring)
                     } else {
@@ -129,8 +135,12 @@ final class ControlChores: Service, Sendable {
                     alarm.report(key: keys.ackChannel, "\(error)")
                 }
             } else if channel == keys.keySetRefetchChannel {
-                guard let request = KeyRefetchRequest(payload) else { continue }
-                refetches.yield(request)
+                guard let request = KeyRefetchRequest(payload),
+                      ring?.config.issuer == request.issuer || fetcher.issuers.contains(where: { $0.issuer == request.issuer }),
+                      pendingRefetches.withLock({ $0.insert(request.issuer).inserted }) else { continue }
+                if case .dropped(let oldest) = refetches.yield(request) {
+                    pendingRefetches.withLock { _ = $0.remove(oldest.issuer) }
+                }
             } else if channel == keys.keySetChannel, let ring, KeySetAnnouncement(payload)?.issuer == ring.config.issuer {
                 try? await ring.reload()
             }

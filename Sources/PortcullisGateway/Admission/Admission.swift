@@ -194,10 +194,29 @@ struct Admission {
         guard query.contains(UInt8(ascii: "%")) || containsMethod(query) else { return found }
         for pair in query.split(separator: UInt8(ascii: "&")) {
             let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = percentDecoded(parts[0]), name.lowercased() == "_method" else { continue }
+            guard let name = percentDecoded(parts[0]), Self.namesMethodOverride(name) else { continue }
             found = (found ?? []) + [parts.count > 1 ? percentDecoded(parts[1]) ?? "" : ""]
         }
         return found
+    }
+
+    /// Whether a query parameter's decoded name reads as `_method` in any letter case — also as
+    /// PHP reads names into `$_GET` (which Symfony and Laravel take it from): cut at a NUL,
+    /// leading spaces dropped, `.`, space and `[` taken for `_`, and `_method[…]` an array named
+    /// `_method`. The build before compared the name alone, and `.method`, ` _method` and
+    /// `_method%00` reached a PHP upstream as `_method` (a bypass review).
+    static func namesMethodOverride(_ name: String) -> Bool {
+        var bytes = Array(name.utf8.prefix { $0 != 0 }.drop { $0 == UInt8(ascii: " ") })
+        if let bracket = bytes.firstIndex(of: UInt8(ascii: "[")), bytes[bracket...].contains(UInt8(ascii: "]")) {
+            bytes = Array(bytes[..<bracket])
+        }
+        let read = bytes.map { byte -> UInt8 in
+            switch byte {
+            case UInt8(ascii: "."), UInt8(ascii: " "), UInt8(ascii: "["): UInt8(ascii: "_")
+            default: byte | (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? 0x20 : 0)
+            }
+        }
+        return read == Array("_method".utf8)
     }
 
     /// Whether `bytes` hold `method` in any ASCII letter case.

@@ -122,6 +122,9 @@ public final class RedisClient: Sendable {
         let command: [RedisArgument] = [readOnly ? "EVALSHA_RO" : "EVALSHA", RedisArgument(script.sha1), RedisArgument(keys.count)] + keys + arguments
         do {
             return try await send(command)
+        } catch let error as RedisError where readOnly && error.errorCode == "ERR" && "\(error)".contains("unknown command") {
+            // Redis 6 has no EVALSHA_RO (nor the read-only ACL selectors that need it).
+            return try await evalScript(script, keys: keys, arguments: arguments, readOnly: false)
         } catch let error as RedisError where error.errorCode == "NOSCRIPT" {
             let loaded = try await send("SCRIPT", "LOAD", RedisArgument(script.source))
             guard loaded.string == script.sha1 else {

@@ -434,7 +434,7 @@ def main():
 
                 def serialize(self):
                     return bytes([0, 0, 0, self.kind, 0, 0, 0, 0, 0])
-            flood, every, pause = [Extension(0x10), Extension(0xFA)], 50, 0.001
+            flood, every, pause = [Extension(0x10), Extension(0xFA)], 25, 0.001
         elif mode == "goaway-flood":
             # A POST to /public/echo whose body's 1-byte DATA frames are each followed by a GOAWAY
             # (last stream 0, NO_ERROR) that keeps it apart from the next.

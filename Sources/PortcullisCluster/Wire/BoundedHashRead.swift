@@ -1,0 +1,67 @@
+import PortcullisJOSE
+import PortcullisRedis
+
+/// Reads hashes a Redis writer may have made arbitrarily large — key-set records, node records,
+/// revocation acknowledgements — refusing one over its bounds before any of it leaves Redis. A
+/// node read each whole: a 400 MB field in a key-set record took a gateway to 1.5 GB, and one in
+/// a junk node record (within a gateway's own Redis rights) swung every node by 600 MB at every
+/// heartbeat and held its shared connection past the command timeout (attacker reviews).
+///
+/// One read-only script (EVALSHA_RO: Redis takes its keys as read, which a read-only ACL right
+/// allows) measures each hash — `HLEN`, then the names and `HSTRLEN` of its fields — and returns
+/// it only within the bounds.
+struct BoundedHashRead: Sendable {
+    let maxFields: Int
+    let maxBytes: Int
+
+    /// One JWKS document (at most `JWKSDownloader.maxDocumentBytes`, as fetched) and a few short fields.
+    static let keySetRecord = BoundedHashRead(maxFields: 16, maxBytes: JWKSDownloader.maxDocumentBytes + 64 * 1024)
+    /// Sixteen signed fields, the MAC and the acknowledgement; `keysets` names each issuer's version.
+    static let nodeRecord = BoundedHashRead(maxFields: 32, maxBytes: 64 * 1024)
+    /// One signed acknowledgement of about 200 bytes per node.
+    static let acknowledgements = BoundedHashRead(maxFields: 4096, maxBytes: 4 << 20)
+
+    enum Outcome: Sendable {
+        /// The hash as HGETALL returns it (empty when there is none).
+        case hash([RedisValue])
+        /// Refused unread: why, for the tampering report.
+        case oversized(String)
+    }
+
+    /// KEYS: the hashes. ARGV: the most bytes (names and values), the most fields. Returns, for
+    /// each key, its hash, or -1 for too many fields, or its size when over the bytes.
+    static let script = RedisScript("""
+    local out = {}
+    for i, key in ipairs(KEYS) do
+      if redis.call('HLEN', key) > tonumber(ARGV[2]) then
+        out[i] = -1
+      else
+        local total = 0
+        for _, field in ipairs(redis.call('HKEYS', key)) do
+          total = total + #field + redis.call('HSTRLEN', key, field)
+        end
+        if total > tonumber(ARGV[1]) then out[i] = total else out[i] = redis.call('HGETALL', key) end
+      end
+    end
+    return out
+    """)
+
+    func read(_ client: RedisClient, key: String) async throws -> Outcome {
+        try await read(client, keys: [key])[0]
+    }
+
+    /// Each of `keys`, in one script call.
+    func read(_ client: RedisClient, keys: [String]) async throws -> [Outcome] {
+        guard !keys.isEmpty else { return [] }
+        let reply = try await client.evalScript(Self.script, keys: keys.map { RedisArgument($0) },
+                                                arguments: [RedisArgument(maxBytes), RedisArgument(maxFields)], readOnly: true)
+        let items = reply.array ?? []
+        guard items.count == keys.count else { throw RedisError.protocolError("the bounded hash read returned \(items.count) items for \(keys.count) keys") }
+        return items.map { item in
+            if let size = item.int {
+                return .oversized(size < 0 ? "more than \(maxFields) fields" : "\(size) bytes, more than such a hash holds (\(maxBytes))")
+            }
+            return .hash(item.array ?? [])
+        }
+    }
+}
