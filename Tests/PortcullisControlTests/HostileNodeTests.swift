@@ -55,12 +55,9 @@ struct HostileNodeTests {
     func refetchFloodIsQueued() async throws {
         let cluster = try await ControlCluster()
         try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
-            func resident() throws -> Int {
-                let status = try String(contentsOfFile: "/proc/\(cluster.control.process.pid)/status", encoding: .utf8)
-                let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-                return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
-            }
-            let before = try resident()
+            func resident() -> Int { ProcessStatus.bytes(pid: cluster.control.process.pid, "VmRSS:") }
+            let before = resident()
+            #expect(before > 0, "no VmRSS for the control plane")
             // Ten batches of 20 000 distinct kids of the built-in issuer ("kid issuer"), paced
             // below Redis's output-buffer limit for subscribers.
             for batch in 0..<10 {
@@ -71,7 +68,7 @@ struct HostileNodeTests {
             let beat = try cluster.redis.cli("GET", "portcullis:rev:head")
             try await eventually(timeout: .seconds(5), "the head beat goes on") { try cluster.redis.cli("GET", "portcullis:rev:head") != beat }
             #expect(try cluster.control.admin("GET", "/v1/status").status == 200)
-            let grew = try resident() - before
+            let grew = resident() - before
             #expect(grew < 64 << 20, "the control plane grew by \(grew >> 20) MiB")
             #expect(cluster.control.process.isRunning)
         }
@@ -86,12 +83,9 @@ struct HostileNodeTests {
         let cluster = try await ControlCluster()
         try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
             let gateway = try await cluster.startGateway(id: "gw-1")
-            func peak(_ pid: Int32) throws -> Int {
-                let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-                let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
-                return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
-            }
-            let before = (gateway: try peak(gateway.process.pid), control: try peak(cluster.control.process.pid))
+            func peak(_ pid: Int32) -> Int { ProcessStatus.bytes(pid: pid, "VmHWM:") }
+            let before = (gateway: peak(gateway.process.pid), control: peak(cluster.control.process.pid))
+            #expect(before.gateway > 0 && before.control > 0, "no VmHWM")
             let sequence = Int(try cluster.redis.cli("GET", "portcullis:rev:head").split(separator: " ").dropFirst(2).first ?? "") ?? 0
             _ = try cluster.redis.cli("EVAL", """
                 redis.call('HSET', KEYS[1], 'role', 'gateway', 'pad', string.rep('x', 64 * 1024 * 1024))
@@ -107,7 +101,7 @@ struct HostileNodeTests {
             let revoked = try cluster.control.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"subject","value":"after-the-junk"}"#)
             #expect(revoked.status == 201, "\(revoked.status) \(revoked.text)")
             #expect(cluster.control.process.output.contains("ignoring the acknowledgements"), "\(cluster.control.process.output.suffix(800))")
-            let grew = (gateway: try peak(gateway.process.pid) - before.gateway, control: try peak(cluster.control.process.pid) - before.control)
+            let grew = (gateway: peak(gateway.process.pid) - before.gateway, control: peak(cluster.control.process.pid) - before.control)
             #expect(grew.gateway < 32 << 20 && grew.control < 32 << 20, "peaks grew by \(grew.gateway >> 20) and \(grew.control >> 20) MiB")
             #expect(gateway.process.output.contains("ignoring a node record"), "\(gateway.process.output.suffix(800))")
         }

@@ -259,13 +259,10 @@ struct GatewayLifecycleTests {
         #expect(peakKiB > 0 && peakKiB < 200 * 1024, "peak RSS \(peakKiB) KiB")
     }
 
-    /// A memory figure of a process from /proc/PID/status (`VmHWM:` peak RSS, `VmRSS:` current), in KiB.
+    /// A memory figure of a process (`ProcessStatus`), in KiB.
     static func statusKiB(pid: Int32, _ field: String) -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
-        for line in status.split(separator: "\n") where line.hasPrefix(field) {
-            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
-        }
-        return -1
+        let bytes = ProcessStatus.bytes(pid: pid, field)
+        return bytes < 0 ? -1 : bytes / 1024
     }
 
     /// The build before served the admin port on the public event loops without bounds: 20 000

@@ -28,12 +28,25 @@ struct RevocationLogReader: Sendable {
         }
     }
 
-    /// Entries with `after < sequence ≤ through`, verified, in sequence order: at most
-    /// `readLimit(after:through:)` members read.
+    /// Entries with `after < sequence ≤ through`, verified, in sequence order, read in pages of
+    /// at most `readLimit(after:through:)` members (a node far behind reads several). A full page
+    /// goes on from its last sequence (read again, in case the page ended inside it), or past it
+    /// when the whole page was that one sequence: members a Redis writer piled up there beyond
+    /// the bound are never read.
     func entries(after: Int64, through: Int64, epoch: RevocationEpoch?) async throws -> [RevocationEvent] {
-        let reply = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(after)"), RedisArgument(through),
-                                          "WITHSCORES", "LIMIT", "0", RedisArgument(Self.readLimit(after: after, through: through)))
-        return verified(reply.array ?? [], epoch: epoch)
+        var events: [RevocationEvent] = []
+        var cursor = after
+        while cursor < through {
+            let limit = Self.readLimit(after: cursor, through: through)
+            let items = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(cursor)"), RedisArgument(through),
+                                              "WITHSCORES", "LIMIT", "0", RedisArgument(limit)).array ?? []
+            events += verified(items, epoch: epoch)
+            guard items.count == limit * 2, let last = items.last?.string.flatMap(Double.init).flatMap({ Int64(exactly: $0) }), last > cursor else { break }
+            cursor = last > cursor + 1 ? last - 1 : last
+        }
+        // A sequence read on two pages yields its entries twice.
+        var seen = Set<String>()
+        return events.filter { seen.insert($0.mac).inserted }
     }
 
     /// How many log members a read of the sequences `after < s ≤ through` takes at most. Each
