@@ -315,6 +315,9 @@ struct RedisTamperingTests {
             try await cluster.startGateway(id: "gw-2")
             _ = try await cluster.client.send("EVAL", "for i = 1, 300000 do redis.call('SADD', KEYS[1], 'junk-' .. i) end return 0", "1",
                                               RedisArgument(cluster.keys.nodes))
+            // And one id whose record key is a set: it must not fail the read of the others.
+            _ = try await cluster.client.send("SADD", RedisArgument(cluster.keys.node("junk-set")), "x")
+            _ = try await cluster.client.send("SADD", RedisArgument(cluster.keys.nodes), "junk-set")
             let token = try cluster.token(jti: "after-the-flood")
             _ = try await cluster.revoke(.jti, "after-the-flood")
             try await eventually(timeout: .seconds(10), "the revocation applied on both nodes") { try cluster.statuses(token) == [401, 401] }

@@ -107,7 +107,7 @@ actor KeySetSubscriber {
         let hash: [RedisValue]
         switch try await BoundedHashRead.keySetRecord.read(client, key: keys.keySet(iss)) {
         case .hash(let fields): hash = fields
-        case .oversized(let why):
+        case .refused(let why):
             rejected.increment()
             alarm.report(key: keys.keySet(iss), "ignoring a key-set record: \(why)")
             return

@@ -96,7 +96,7 @@ public struct Membership: Sendable {
             var dead: [RedisArgument] = []
             for (id, outcome) in zip(ids, records) {
                 switch outcome {
-                case .oversized(let why):
+                case .refused(let why):
                     alarm.report(key: keys.node(id), "ignoring a node record: \(why)")
                     dead.append(RedisArgument(id))
                 case .hash(let hash) where hash.isEmpty:

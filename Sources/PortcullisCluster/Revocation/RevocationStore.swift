@@ -144,7 +144,7 @@ public final class RevocationStore: Sendable {
         let hash: [RedisValue]
         switch try await BoundedHashRead.acknowledgements.read(client, key: key) {
         case .hash(let fields): hash = fields
-        case .oversized(let why):
+        case .refused(let why):
             reader.alarm.report(key: key, "ignoring the acknowledgements: \(why)")
             return [:]
         }

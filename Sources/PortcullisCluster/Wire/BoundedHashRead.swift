@@ -25,15 +25,20 @@ struct BoundedHashRead: Sendable {
         /// The hash as HGETALL returns it (empty when there is none).
         case hash([RedisValue])
         /// Refused unread: why, for the tampering report.
-        case oversized(String)
+        case refused(String)
     }
 
     /// KEYS: the hashes. ARGV: the most bytes (names and values), the most fields. Returns, for
-    /// each key, its hash, or -1 for too many fields, or its size when over the bytes.
+    /// each key, its hash, or -1 for too many fields, -2 for a key of another type (a writer's
+    /// set where a record belongs must not fail the read of the others), or its size when over
+    /// the bytes.
     static let script = RedisScript("""
     local out = {}
     for i, key in ipairs(KEYS) do
-      if redis.call('HLEN', key) > tonumber(ARGV[2]) then
+      local fields = redis.pcall('HLEN', key)
+      if type(fields) == 'table' then
+        out[i] = -2
+      elseif fields > tonumber(ARGV[2]) then
         out[i] = -1
       else
         local total = 0
@@ -59,7 +64,11 @@ struct BoundedHashRead: Sendable {
         guard items.count == keys.count else { throw RedisError.protocolError("the bounded hash read returned \(items.count) items for \(keys.count) keys") }
         return items.map { item in
             if let size = item.int {
-                return .oversized(size < 0 ? "more than \(maxFields) fields" : "\(size) bytes, more than such a hash holds (\(maxBytes))")
+                switch size {
+                case -2: return .refused("not a hash")
+                case ..<0: return .refused("more than \(maxFields) fields")
+                default: return .refused("\(size) bytes, more than such a hash holds (\(maxBytes))")
+                }
             }
             return .hash(item.array ?? [])
         }
