@@ -48,36 +48,21 @@ struct AdminMiddleware: RouterMiddleware {
                 let denied = try error.response(from: request, context: context)
                 let presented = header == nil ? "none" : "invalid"
                 metrics.adminAuthFailure(credential: presented)
-                if request.method != .get && request.method != .head {
-                    switch failureAudit.admit() {
-                    case .record(let suppressedBefore):
-                        var details = ["credential": presented]
-                        if suppressedBefore > 0 { details["suppressed_before"] = String(suppressedBefore) }
-                        await audit.record(AuditLog.Entry(actor: subject ?? "-", action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
-                                                          from: context.peer, outcome: "unauthorized", status: 401, details: details))
-                    case .suppress:
-                        metrics.auditSuppressed.increment()
-                    }
+                if Self.isChange(request.method) {
+                    await auditRefusal(request, context: context, actor: subject ?? "-", outcome: "unauthorized", status: 401, details: ["credential": presented])
                 }
                 metrics.adminRequest(method: request.method.rawValue, route: "unauthenticated", status: Int(denied.status.code))
                 return denied
             }
             context.certificateSubject = subject
             context.credential = token
-            if request.method != .get, request.method != .head, Self.madeByWebPage(request.headers) {
+            if Self.isChange(request.method), Self.madeByWebPage(request.headers) {
                 let refused = try APIError(.forbidden, "cross_site_request",
                                            "admin API changes are not taken from web pages (Origin or Sec-Fetch-Site was sent); use the console or an API client")
                     .response(from: request, context: context)
                 metrics.adminAuthFailure(credential: "cross_site")
-                switch failureAudit.admit() {
-                case .record(let suppressedBefore):
-                    var details = ["origin": request.headers[.origin] ?? "-", "sec_fetch_site": request.headers[values: Self.secFetchSite].first ?? "-"]
-                    if suppressedBefore > 0 { details["suppressed_before"] = String(suppressedBefore) }
-                    await audit.record(AuditLog.Entry(actor: context.actor, action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
-                                                      from: context.peer, outcome: "cross_site_request", status: 403, details: details))
-                case .suppress:
-                    metrics.auditSuppressed.increment()
-                }
+                await auditRefusal(request, context: context, actor: context.actor, outcome: "cross_site_request", status: 403,
+                                   details: ["origin": request.headers[.origin] ?? "-", "sec_fetch_site": request.headers[values: Self.secFetchSite].first ?? "-"])
                 metrics.adminRequest(method: request.method.rawValue, route: "cross_site", status: 403)
                 return refused
             }
@@ -85,6 +70,24 @@ struct AdminMiddleware: RouterMiddleware {
         response = try await ErrorMiddleware().handle(request, context: context, next: next)
         metrics.adminRequest(method: request.method.rawValue, route: context.endpointPath ?? "unmatched", status: Int(response.status.code))
         return response
+    }
+
+    /// Anything but GET and HEAD: what the audit records and web pages may not ask for.
+    static func isChange(_ method: HTTPRequest.Method) -> Bool {
+        method != .get && method != .head
+    }
+
+    /// Audits a refused change at the rate `failureAudit` allows; an entry left out is counted.
+    private func auditRefusal(_ request: Request, context: Context, actor: String, outcome: String, status: Int, details: [String: String]) async {
+        switch failureAudit.admit() {
+        case .record(let suppressedBefore):
+            var details = details
+            if suppressedBefore > 0 { details["suppressed_before"] = String(suppressedBefore) }
+            await audit.record(AuditLog.Entry(actor: actor, action: "\(request.method.rawValue) \(request.uri.path)", target: "-",
+                                              from: context.peer, outcome: outcome, status: status, details: details))
+        case .suppress:
+            metrics.auditSuppressed.increment()
+        }
     }
 
     /// Whether a browser says a web page made the request: an `Origin` field (sent on every
