@@ -776,6 +776,36 @@ extension ControlPlaneTests {
             #expect(metrics.contains(#"portcullis_login_attempts_total{outcome="throttled"} 2"#))
         }
 
+        /// Counted per full address, one host guessed with a fresh count for every address of
+        /// its /64 (an attacker review). Real Redis, the throttle the login page uses.
+        @Test("sign-in attempts from the addresses of one IPv6 /64 share one count, an IPv4-mapped address counts as its IPv4 client, and another /64 has a count of its own")
+        func loginThrottleCountsIPv6ByNetwork() async throws {
+            let redis = try await RedisServerFixture.start()
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group, logger: Logger(label: "test"))
+            let throttle = LoginThrottle(client: client, keys: ClusterKeys(prefix: "portcullis:"),
+                                         limits: LoginThrottle.Limits(perUser: 100, perAddress: 3, window: .seconds(60)))
+            // Each guess for another user, from another address of the same /64.
+            for index in 0..<3 {
+                #expect(try await throttle.attempt(username: "user\(index)", address: "2001:db8:5:6::\(index + 1)") == nil, "guess \(index)")
+            }
+            let fourth = try await throttle.attempt(username: "user9", address: "2001:db8:5:6:ffff:eeee:dddd:cccc")
+            #expect(fourth != nil, "a fourth address of the /64 was counted afresh")
+            #expect(try await throttle.attempt(username: "user9", address: "2001:db8:5:7::1") == nil, "the next /64 is another client")
+            for index in 0..<3 {
+                #expect(try await throttle.attempt(username: "v4user\(index)", address: "192.0.2.10") == nil)
+            }
+            #expect(try await throttle.attempt(username: "v4user9", address: "::ffff:192.0.2.10") != nil,
+                    "the IPv4 client seen through a dual-stack listener is the same client")
+            #expect(try await throttle.attempt(consoleAddress: "2001:db8:9::1") == nil)
+            let keys = try redis.cli("KEYS", "portcullis:as:throttle:*addr*").split(separator: "\n").map(String.init).sorted()
+            #expect(keys == ["portcullis:as:throttle:addr:192.0.2.10", "portcullis:as:throttle:addr:2001:db8:5:6::/64",
+                             "portcullis:as:throttle:addr:2001:db8:5:7::/64", "portcullis:as:throttle:console-addr:2001:db8:9::/64"])
+            await client.close()
+            try await group.shutdownGracefully()
+            await redis.shutdown()
+        }
+
         /// The build before checked the counts, ran the KDF and only then counted a failure, so
         /// every sign-in in flight passed the check: an attacker review's 30 sent together all had
         /// their password checked, and the right one among them signed in.

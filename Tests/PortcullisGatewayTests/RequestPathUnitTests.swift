@@ -130,10 +130,10 @@ struct RequestPathUnitTests {
 
     @Test("IPv6 clients count by their /64 (or the policy's prefix), an IPv4 client behind NAT64, 6to4 or Teredo by its IPv4 address; long header values by their hash")
     func keyShapes() {
-        #expect(RateLimitKey.network(of: "2001:db8:1:2:aaaa:bbbb:cccc:dddd", prefix: 64) == "2001:db8:1:2::/64")
-        #expect(RateLimitKey.network(of: "2001:db8:1:2:ffff::1", prefix: 64) == "2001:db8:1:2::/64")
-        #expect(RateLimitKey.network(of: "2001:db8:1:2:ffff::1", prefix: 56) == "2001:db8:1::/56")
-        #expect(RateLimitKey.network(of: "10.0.0.1", prefix: 64) == nil)
+        #expect(ClientNetwork.network(of: "2001:db8:1:2:aaaa:bbbb:cccc:dddd", prefix: 64) == "2001:db8:1:2::/64")
+        #expect(ClientNetwork.network(of: "2001:db8:1:2:ffff::1", prefix: 64) == "2001:db8:1:2::/64")
+        #expect(ClientNetwork.network(of: "2001:db8:1:2:ffff::1", prefix: 56) == "2001:db8:1::/56")
+        #expect(ClientNetwork.network(of: "10.0.0.1", prefix: 64) == nil)
         // An IPv6 address standing for an IPv4 client counts as that client: by its /64, every
         // IPv4 client behind a NAT64 gateway shared one key, and a 6to4 host held 65 536 keys.
         let ip = RateLimitPolicy(name: "ip", key: .ip, limit: 1, window: .seconds(1))
@@ -145,6 +145,8 @@ struct RequestPathUnitTests {
         #expect(key("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "ip:192.0.2.45", "Teredo: the client's address inverted")
         #expect(key("2001:db8:1:2::1") == "ip:2001:db8:1:2::/64", "a documentation address is no Teredo one")
         #expect(key("64:ff9b:0:0:1::1") == "ip:64:ff9b::/64", "outside the /96 it is an ordinary address")
+        #expect(key("::ffff:192.0.2.7") == "ip:192.0.2.7", "an IPv4-mapped address is its IPv4 client")
+        #expect(key("::ffff:1") == "ip:::/64", "the last 32 bits alone do not make a mapped address")
         let policy = RateLimitPolicy(name: "p", key: .header("x-key"), limit: 1, window: .seconds(1))
         let long = RateLimitKey.value(for: policy, route: "r", identity: nil,
                                       headers: HTTPHeaders([("X-Key", String(repeating: "k", count: 10_000))]), clientAddress: "10.0.0.1")

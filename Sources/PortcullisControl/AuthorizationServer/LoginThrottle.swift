@@ -24,11 +24,19 @@ struct LoginThrottle: Sendable {
     let limits: Limits
 
     private func counters(username: String, address: String) -> [(key: String, limit: Int)] {
-        [(keys.loginFailures("user", username), limits.perUser), (keys.loginFailures("addr", address), limits.perAddress)]
+        [(keys.loginFailures("user", username), limits.perUser), (keys.loginFailures("addr", Self.counted(address)), limits.perAddress)]
     }
 
     private func counter(consoleAddress address: String) -> (key: String, limit: Int) {
-        (keys.loginFailures("console-addr", address), limits.perAddress)
+        (keys.loginFailures("console-addr", Self.counted(address)), limits.perAddress)
+    }
+
+    /// What an address's attempts count under: an IPv6 client by its /64, which one host
+    /// commonly holds whole (counted per address, one host guessed with 2^64 fresh counts: an
+    /// attacker review); an IPv4 client, or the IPv4 client an IPv6 address stands for
+    /// (IPv4-mapped on a dual-stack listener, NAT64, 6to4, Teredo), by its address.
+    static func counted(_ address: String) -> String {
+        ClientNetwork.key(of: address, ipv6Prefix: 64)
     }
 
     /// Counts a sign-in attempt for `username` from `address`, or refuses it: how long until one
