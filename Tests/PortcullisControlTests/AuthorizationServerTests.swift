@@ -75,6 +75,43 @@ extension ControlPlaneTests {
             #expect(metrics.contains(#"outcome="invalid_client""#))
         }
 
+        /// The build before let a grant be refreshed for ever: a refresh token that leaked stayed
+        /// good as long as it was used within each token's TTL, and a user never signed in again.
+        @Test("a grant refreshes until refresh_token_max_lifetime from its start and then is refused, however often it was refreshed; a Redis writer moving its start forward does not revive it")
+        func grantEndsAtItsMaximumLifetime() async throws {
+            let cluster = try await ControlCluster(asExtra: "  refresh_token_max_lifetime: 4s\n")
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let basic = ("demo-client", ControlCluster.clientSecret)
+            var refresh = try #require(try cluster.clientCredentials().refresh)
+            let started = ContinuousClock.now
+            // Refreshed every half second, well within each token's TTL.
+            var refreshed = 0
+            while ContinuousClock.now - started < .seconds(3) {
+                let next = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh], basic: basic)
+                #expect(next.status == 200, "\(next.text)")
+                refresh = try #require(next.json["refresh_token"] as? String)
+                refreshed += 1
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(refreshed >= 4)
+            try await Task.sleep(until: started + .seconds(4.5))
+            let ended = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh], basic: basic)
+            #expect(ended.status == 400 && ended.json["error"] as? String == "invalid_grant", "\(ended.text)")
+            #expect((ended.json["error_description"] as? String)?.contains("maximum lifetime") == true, "\(ended.text)")
+            // A writer moves the family's start to now: the family's record no longer verifies.
+            let families = try cluster.redis.cli("KEYS", "portcullis:as:rtf:*").split(separator: "\n").map(String.init)
+            #expect(families.count == 1)
+            for family in families {
+                try cluster.redis.cli(["HSET", family, "created_ms", String(Int64(Date().timeIntervalSince1970 * 1000))])
+            }
+            let moved = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh], basic: basic)
+            #expect(moved.status == 400 && moved.json["error"] as? String == "invalid_grant", "\(moved.text)")
+            // A new grant refreshes as before.
+            let fresh = try #require(try cluster.clientCredentials().refresh)
+            #expect(try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": fresh], basic: basic).status == 200)
+        }
+
         @Test("refresh rotates the token; a reused refresh token revokes its whole family, cluster-wide")
         func refreshReuse() async throws {
             let cluster = try await ControlCluster()

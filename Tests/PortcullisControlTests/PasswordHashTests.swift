@@ -124,6 +124,8 @@ struct AuthorizationCodeConfigTests {
         #expect(web.isPublic && web.redirectURIs == ["https://app.example/cb", "http://127.0.0.1:8080/cb"])
         #expect(good.authorizationServer?.userCount == 1)
         #expect(good.authorizationServer?.loginThrottle == LoginThrottle.Limits(perUser: 3, perAddress: 9, window: .seconds(300)))
+        #expect(good.authorizationServer?.refreshTokenMaxLifetime == .seconds(30 * 86_400), "the default: 30 days")
+        #expect(try load("  refresh_token_max_lifetime: 0").authorizationServer?.refreshTokenMaxLifetime == nil)
 
         let client = "  users_file: users.yaml\n  clients:\n    - "
         for (body, message) in [
@@ -141,6 +143,7 @@ struct AuthorizationCodeConfigTests {
             (client + "{client_id: web, public: true, redirect_uris: [\"https://a/cb\"], introspect_any: true}", "cannot be a resource server"),
             ("  users_file: nowhere.yaml", "does not exist"),
             ("  users_file: users.yaml\n  login_throttle: {per_user: 0}", "login_throttle.per_user"),
+            ("  refresh_token_max_lifetime: 500ms", "refresh_token_max_lifetime: must be at least 1s, or 0 for no bound"),
         ] {
             let text = error(body)
             #expect(text.contains(message), "\(body)\n→ \(text)")

@@ -161,6 +161,12 @@ final class AuthorizationServer: Sendable {
               grant.isUser || grant.subject == client.id else {
             throw APIError(.badRequest, "invalid_grant", "unknown, expired or foreign refresh token")
         }
+        // However often it is refreshed, a grant ends at its maximum lifetime: the user signs in
+        // again (the family's start is signed, so a Redis writer cannot move it).
+        if let lifetime = config.refreshTokenMaxLifetime, let created = grant.familyCreatedMillis,
+           Int64(Date().timeIntervalSince1970 * 1000) >= created + lifetime.wholeMilliseconds {
+            throw APIError(.badRequest, "invalid_grant", "the grant reached its maximum lifetime (refresh_token_max_lifetime): sign in again")
+        }
         // A subject or client cut-off revokes the tokens issued before it — "log out everywhere" —
         // and so the refresh tokens too: a refresh token issued before it refreshes nothing.
         try refuseIfCutOff(subject: grant.subject, clientID: client.id, issuedAtMillis: refreshTokens.signedIssuedAtMillis(grant), what: "refresh token")

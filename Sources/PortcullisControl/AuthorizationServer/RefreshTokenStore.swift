@@ -27,6 +27,10 @@ struct RefreshTokenStore: Sendable {
         var isUser: Bool = false
         var issuedAtMillis: Int64
         var expiresAtMillis: Int64
+        /// When the family began (its first token), as its signed record says. A family written
+        /// before its start was signed has it from its unsigned `created_ms` (a Redis writer may
+        /// move that one; nil if it is not a number).
+        var familyCreatedMillis: Int64? = nil
     }
 
     enum RotateOutcome: Sendable {
@@ -46,13 +50,32 @@ struct RefreshTokenStore: Sendable {
         recordMAC.sign(["refresh1", key, family, clientID, subject, scope, audience, String(expiresAtMillis)])
     }
 
-    private func familyMAC(key: String, clientID: String, subject: String, user: Bool) -> String {
-        recordMAC.sign(Self.familyFields(key: key, clientID: clientID, subject: subject, user: user ? "1" : "0"))
+    private func familyMAC(key: String, clientID: String, subject: String, user: Bool, createdMillis: Int64) -> String {
+        recordMAC.sign(Self.familyFields(key: key, clientID: clientID, subject: subject, user: user ? "1" : "0", created: String(createdMillis)))
     }
 
-    /// What a family's MAC covers; `user` as stored (`1` for a user's grant).
-    private static func familyFields(key: String, clientID: String, subject: String, user: String) -> [String] {
-        ["family1", key, clientID, subject, user]
+    /// What a family's MAC covers; `user` and `created` as stored (`1` for a user's grant). The
+    /// start is signed so that a Redis writer cannot move a family past its maximum lifetime;
+    /// a family written before it was (`created` nil, `family1`) verifies without it.
+    private static func familyFields(key: String, clientID: String, subject: String, user: String, created: String?) -> [String] {
+        guard let created else { return ["family1", key, clientID, subject, user] }
+        return ["family2", key, clientID, subject, user, created]
+    }
+
+    /// The family's signed start: its `created_ms` when the MAC covers it, nil when the MAC is
+    /// of a family written before starts were signed, and `.invalid` when neither verifies.
+    private func verifiedStart(key: String, clientID: String, subject: String, user: String, created: String?, mac: String) -> Start {
+        if let created, let millis = Int64(created),
+           recordMAC.verify(mac, Self.familyFields(key: key, clientID: clientID, subject: subject, user: user, created: created)) {
+            return .signed(millis)
+        }
+        return recordMAC.verify(mac, Self.familyFields(key: key, clientID: clientID, subject: subject, user: user, created: nil)) ? .unsigned : .invalid
+    }
+
+    private enum Start {
+        case signed(Int64)
+        case unsigned
+        case invalid
     }
 
     static func newToken() -> String {
@@ -87,7 +110,7 @@ struct RefreshTokenStore: Sendable {
         let replies = try await client.pipeline([
             ["HSET", RedisArgument(familyKey), "client_id", RedisArgument(clientID), "sub", RedisArgument(subject),
              "created_ms", RedisArgument(now), "revoked", "0", "user", user ? "1" : "0",
-             "mac", RedisArgument(familyMAC(key: familyKey, clientID: clientID, subject: subject, user: user))],
+             "mac", RedisArgument(familyMAC(key: familyKey, clientID: clientID, subject: subject, user: user, createdMillis: now))],
             ["PEXPIRE", RedisArgument(familyKey), ttl],
             ["HSET", RedisArgument(tokenKey), "family", RedisArgument(family), "client_id", RedisArgument(clientID),
              "sub", RedisArgument(subject), "scope", RedisArgument(scopeText), "aud", RedisArgument(audience),
@@ -111,26 +134,35 @@ struct RefreshTokenStore: Sendable {
         let scope = fields[3].string ?? "", audience = fields[4].string ?? ""
         guard recordMAC.verify(mac, ["refresh1", tokenKey, family, clientID, subject, scope, audience, String(expires)]) else { return nil }
         let familyKey = keys.refreshFamily(family)
-        let familyFields = try await client.send("HMGET", RedisArgument(familyKey), "revoked", "user", "client_id", "sub", "mac").array ?? []
-        guard familyFields.count == 5, let familyMAC = familyFields[4].string,
-              familyFields[2].string == clientID, familyFields[3].string == subject,
-              recordMAC.verify(familyMAC, Self.familyFields(key: familyKey, clientID: clientID, subject: subject, user: familyFields[1].string ?? ""))
-        else { return nil }
+        let familyFields = try await client.send("HMGET", RedisArgument(familyKey), "revoked", "user", "client_id", "sub", "mac", "created_ms").array ?? []
+        guard familyFields.count == 6, let familyMAC = familyFields[4].string,
+              familyFields[2].string == clientID, familyFields[3].string == subject else { return nil }
+        let created: Int64?
+        switch verifiedStart(key: familyKey, clientID: clientID, subject: subject, user: familyFields[1].string ?? "",
+                             created: familyFields[5].string, mac: familyMAC) {
+        case .signed(let millis): created = millis
+        case .unsigned: created = familyFields[5].string.flatMap { Int64($0) }
+        case .invalid: return nil
+        }
         let revoked = familyFields[0].string
         return Grant(family: family, clientID: clientID, subject: subject,
                      scope: scope.split(separator: " ").map(String.init), audience: audience,
                      active: status == "active", familyRevoked: revoked != "0", isUser: familyFields[1].string == "1",
-                     issuedAtMillis: fields[6].int ?? fields[6].string.flatMap { Int64($0) } ?? 0, expiresAtMillis: expires)
+                     issuedAtMillis: fields[6].int ?? fields[6].string.flatMap { Int64($0) } ?? 0, expiresAtMillis: expires,
+                     familyCreatedMillis: created)
     }
 
     /// Whether `family` is a grant of `subject`'s (a user's) to `clientID`, by its signed record:
     /// false for one that does not verify, belongs to someone else, or has expired out of Redis.
     func familyBelongs(_ family: String, to subject: String, clientID: String) async throws -> Bool {
         let familyKey = keys.refreshFamily(family)
-        let fields = try await client.send("HMGET", RedisArgument(familyKey), "client_id", "sub", "user", "mac").array ?? []
-        guard fields.count == 4, fields[0].string == clientID, fields[1].string == subject, fields[2].string == "1",
+        let fields = try await client.send("HMGET", RedisArgument(familyKey), "client_id", "sub", "user", "mac", "created_ms").array ?? []
+        guard fields.count == 5, fields[0].string == clientID, fields[1].string == subject, fields[2].string == "1",
               let mac = fields[3].string else { return false }
-        return recordMAC.verify(mac, Self.familyFields(key: familyKey, clientID: clientID, subject: subject, user: "1"))
+        if case .invalid = verifiedStart(key: familyKey, clientID: clientID, subject: subject, user: "1", created: fields[4].string, mac: mac) {
+            return false
+        }
+        return true
     }
 
     /// KEYS: token, family, new token. ARGV: now_ms, client_id, family, new token expiry ms, ttl

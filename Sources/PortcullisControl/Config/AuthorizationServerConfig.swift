@@ -53,6 +53,10 @@ public struct AuthorizationServerConfig: Sendable {
     public var audience: String
     public var accessTokenTTL: Duration
     public var refreshTokenTTL: Duration
+    /// How long a grant (a refresh token family: a user's sign-in or a client's
+    /// `client_credentials` call) may be refreshed for, however often it is used; nil for no
+    /// bound (`refresh_token_max_lifetime: 0`).
+    public var refreshTokenMaxLifetime: Duration?
     public var algorithm: JWSAlgorithm
     /// Absolute path of the AES-256-GCM key (base64url) sealing signing keys in Redis.
     public var keyEncryptionKeyFile: String
@@ -88,6 +92,13 @@ public struct AuthorizationServerConfig: Sendable {
         audience = try map.required("audience").nonEmptyString()
         accessTokenTTL = try Self.positiveDuration(map.optional("access_token_ttl"), default: .seconds(300), minimum: .seconds(5))
         refreshTokenTTL = try Self.positiveDuration(map.optional("refresh_token_ttl"), default: .seconds(86_400), minimum: .seconds(60))
+        if let node = map.optional("refresh_token_max_lifetime") {
+            let lifetime = try node.duration()
+            guard lifetime == .zero || lifetime >= .seconds(1) else { throw node.error("must be at least 1s, or 0 for no bound") }
+            refreshTokenMaxLifetime = lifetime == .zero ? nil : lifetime
+        } else {
+            refreshTokenMaxLifetime = max(Self.defaultRefreshTokenMaxLifetime, refreshTokenTTL)
+        }
         if let algNode = map.optional("algorithm") {
             let text = try algNode.string()
             guard let alg = JWSAlgorithm(rawValue: text), !alg.isSymmetric else {
@@ -240,6 +251,10 @@ public struct AuthorizationServerConfig: Sendable {
         guard inet_pton(AF_INET6, bare, &v6) == 1 else { return false }
         return withUnsafeBytes(of: &v6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
     }
+
+    /// A grant is refreshed for at most 30 days by default (Auth0's absolute lifetime): a user
+    /// then signs in again, and a refresh token that leaked is not good forever by being used.
+    public static let defaultRefreshTokenMaxLifetime: Duration = .seconds(30 * 86_400)
 
     private static func positiveDuration(_ node: ConfigNode?, default value: Duration, minimum: Duration) throws -> Duration {
         guard let node else { return value }
