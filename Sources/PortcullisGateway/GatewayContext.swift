@@ -1,4 +1,5 @@
 import PortcullisCluster
+import PortcullisJOSE
 import Synchronization
 
 /// What every connection of a node shares: the route table in force (with the authenticator),
@@ -20,7 +21,7 @@ final class GatewayContext: Sendable {
     private let table: Mutex<(version: UInt64, routes: RouteTable)>
     private let tableVersion = Atomic<UInt64>(0)
 
-    init(routes: RouteTable, metrics: GatewayMetrics, revocation: (any RevocationCheck)?, rateLimiter: any RateLimiting,
+    init(routes: RouteTable, metrics: GatewayMetrics, revocation: (any RevocationCheck)?, keys: KeySetStore? = nil, rateLimiter: any RateLimiting,
          accessLog: AccessLog?, tracing: RequestTracing? = nil, overload: OverloadFlag = OverloadFlag()) {
         self.overload = overload
         self.table = Mutex((0, routes))
@@ -29,7 +30,7 @@ final class GatewayContext: Sendable {
         self.accessLog = accessLog
         self.tracing = tracing
         self.unmatchedRoute = metrics.route("_unmatched")
-        self.sessions = LiveSessions(revocation: revocation, registry: metrics.registry)
+        self.sessions = LiveSessions(revocation: revocation, keys: keys, registry: metrics.registry)
     }
 
     /// The routes in force, for rare readers (a scrape of `/metrics`).

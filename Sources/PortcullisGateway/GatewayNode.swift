@@ -91,7 +91,7 @@ public final class GatewayNode: Service, Sendable {
 
         let overload = OverloadFlag()
         let context = GatewayContext(
-            routes: prepared.routes.checking(with: authenticator), metrics: metrics, revocation: agent?.revocations,
+            routes: prepared.routes.checking(with: authenticator), metrics: metrics, revocation: agent?.revocations, keys: keys,
             rateLimiter: agent?.rateLimiter ?? LocalRateLimiter(),
             accessLog: config.accessLog.enabled ? AccessLog(query: config.accessLog.query) : nil, tracing: tracing, overload: overload)
         agent?.revocations.onChange { [context] in context.sessions.revocationChanged() }

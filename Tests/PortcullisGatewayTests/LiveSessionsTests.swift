@@ -1,5 +1,6 @@
 @testable import PortcullisGateway
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import PortcullisCluster
@@ -29,9 +30,10 @@ struct LiveSessionsTests {
                    createdAtMillis: now * 1000, actor: "test", reason: nil)
     }
 
-    /// A registry wired to `set` as the gateway wires it, with the wall clock at `now`.
-    static func registry(_ set: RevocationSet, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> LiveSessions {
-        let sessions = LiveSessions(revocation: set, registry: registry, wallClock: { now * 1_000_000_000 })
+    /// A registry wired to `set` as the gateway wires it, with the wall clock at `now` when
+    /// `loop`'s time begins, moving with it.
+    static func registry(_ set: RevocationSet, loop: EmbeddedEventLoop, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> LiveSessions {
+        let sessions = LiveSessions(revocation: set, registry: registry, wallClock: wallClock(loop))
         set.onChange { sessions.revocationChanged() }
         return sessions
     }
@@ -41,7 +43,7 @@ struct LiveSessionsTests {
         for (kind, value) in [(Revocation.Kind.jti, "jti-1"), (.subject, "alice"), (.client, "app"), (.key, "k1")] {
             let loop = EmbeddedEventLoop()
             let set = RevocationSet()
-            let sessions = Self.registry(set)
+            let sessions = Self.registry(set, loop: loop)
             let ends = Ends()
             let bystanderEnds = Ends()
             let session = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
@@ -136,7 +138,7 @@ struct LiveSessionsTests {
     func allowPolicy() throws {
         let loop = EmbeddedEventLoop()
         let set = RevocationSet()
-        let sessions = Self.registry(set)
+        let sessions = Self.registry(set, loop: loop)
         let ends = Ends()
         let session = sessions.open(protocol: .websocket, token: Self.token(exp: Self.now + 1), policy: .allow, eventLoop: loop) { ends.seen.append($0) }
         set.apply(Self.revocation(.jti, "jti-1"), now: Self.now)
@@ -148,7 +150,7 @@ struct LiveSessionsTests {
     @Test("a session ends as expired at exp plus the leeway its token was verified under, not before")
     func expiry() throws {
         let loop = EmbeddedEventLoop()
-        let sessions = Self.registry(RevocationSet())
+        let sessions = Self.registry(RevocationSet(), loop: loop)
         let ends = Ends()
         let laterEnds = Ends()
         // exp in 10 s, leeway 5 s: due in 15 s. The same issuer's token verified after a reload
@@ -171,7 +173,7 @@ struct LiveSessionsTests {
     @Test("sessions whose tokens end at the same instant share one timer and all end then; the timer goes with the group's last session, and one opened after it has a new one")
     func sharedExpiryTimer() throws {
         let loop = EmbeddedEventLoop()
-        let sessions = Self.registry(RevocationSet())
+        let sessions = Self.registry(RevocationSet(), loop: loop)
         let ends = Ends()
         // Three calls under one token (due in 15 s), one under a token due in 40 s.
         let calls = (0..<3).map { _ in
@@ -191,12 +193,12 @@ struct LiveSessionsTests {
         later.end(.upstream)
         #expect(sessions.watchedCount(on: loop) == (0, 0))
         // A group whose last session ended has no timer left; a new session makes its own.
-        // (The registry's wall clock stands still: due 40 s after opening.)
+        // (Opened 15.1 s on: due 24.9 s later.)
         let again = sessions.open(protocol: .grpc, token: Self.token(sub: "bob", exp: Self.now + 35), policy: .close, eventLoop: loop) { _ in }
         #expect(sessions.watchedCount(on: loop) == (1, 1))
-        loop.advanceTime(by: .seconds(39))
+        loop.advanceTime(by: .seconds(24))
         #expect(again.endReason == nil)
-        loop.advanceTime(by: .seconds(2))
+        loop.advanceTime(by: .seconds(1))
         #expect(again.endReason == .tokenExpired)
         #expect(sessions.watchedCount(on: loop) == (0, 0))
     }
@@ -210,7 +212,7 @@ struct LiveSessionsTests {
     @Test("a token whose exp lies beyond what nanoseconds can count (a signed exp of 9999999999 or Int64.max) opens a session without an expiry timer instead of trapping; one long past ends at once")
     func farExpiry() throws {
         let loop = EmbeddedEventLoop()
-        let sessions = Self.registry(RevocationSet())
+        let sessions = Self.registry(RevocationSet(), loop: loop)
         let ends = Ends()
         for exp in [Int64(9_999_999_999), 253_402_300_799, .max, .max - 3] {
             _ = sessions.open(protocol: .h2, token: Self.token(exp: exp, leeway: 3600), policy: .close, eventLoop: loop) { ends.seen.append($0) }
@@ -226,7 +228,7 @@ struct LiveSessionsTests {
     func revokedBeforeOpening() throws {
         let loop = EmbeddedEventLoop()
         let set = RevocationSet()
-        let sessions = Self.registry(set)
+        let sessions = Self.registry(set, loop: loop)
         set.apply(Self.revocation(.subject, "alice"), now: Self.now)
         let ends = Ends()
         _ = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
@@ -239,7 +241,7 @@ struct LiveSessionsTests {
         let loop = EmbeddedEventLoop()
         let set = RevocationSet()
         let registry = PrometheusCollectorRegistry()
-        let sessions = Self.registry(set, registry: registry)
+        let sessions = Self.registry(set, loop: loop, registry: registry)
         let first = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { _ in }
         let second = sessions.open(protocol: .websocket, token: nil, policy: .close, eventLoop: loop) { _ in }
         var text = Self.text(registry)
@@ -260,7 +262,7 @@ struct LiveSessionsTests {
         let loop = EmbeddedEventLoop()
         let set = RevocationSet()
         let registry = PrometheusCollectorRegistry()
-        let sessions = Self.registry(set, registry: registry)
+        let sessions = Self.registry(set, loop: loop, registry: registry)
         // The close callback takes 30 ms: the time recorded includes it (so it is over 25 ms).
         _ = sessions.open(protocol: .grpc, token: Self.token(), policy: .close, eventLoop: loop) { _ in Thread.sleep(forTimeInterval: 0.03) }
         let other = sessions.open(protocol: .grpc, token: Self.token(sub: "bob", jti: "jti-2"), policy: .close, eventLoop: loop) { _ in }
@@ -281,6 +283,136 @@ struct LiveSessionsTests {
         #expect(text.contains(#"portcullis_token_end_close_seconds_count{protocol="grpc",reason="token_revoked"} 1"#))
         #expect(text.contains(#"portcullis_token_end_close_seconds_count{protocol="websocket",reason="token_expired"} 1"#), "\(text)")
         #expect(text.contains(#"portcullis_sessions_closed_total{protocol="websocket",reason="client"} 1"#))
+    }
+
+    /// The build before checked the key only when a key-set change came: a change made while a
+    /// WebSocket's upgrade or an exchange's first response was still on its way found no session
+    /// to end, and the session opened after it never looked (an attacker review kept such streams
+    /// open 12 s after the key's removal, until their exp).
+    @Test("a session opening after its token's signing key left the issuer's set, its kid was revoked or its issuer's set went ends at once as revoked; one whose key is still there stays")
+    func keyGoneBeforeOpening() throws {
+        let loop = EmbeddedEventLoop()
+        let store = KeySetStore()
+        let sessions = LiveSessions(revocation: nil, keys: store, registry: PrometheusCollectorRegistry(), wallClock: Self.wallClock(loop))
+        store.onChange { sessions.keysChanged(in: $0) }
+        let k1 = try SigningKey.generate(.ES256), k2 = try SigningKey.generate(.ES256)
+        let set = try Self.keySet([(k1, "k1"), (k2, "k2")])
+        store.replace(issuerName: "idp", keySet: set, version: "1")
+        func token(_ kid: String, issuerName: String = "idp") throws -> VerifiedToken {
+            VerifiedToken(issuerName: issuerName, issuer: "https://idp", subject: "alice", jwtID: "j-" + kid, clientID: "app", audiences: ["api"],
+                          scopes: [], expiresAt: Self.now + 3600, notBefore: nil, issuedAt: Self.now - 10, keyID: kid, algorithm: .ES256,
+                          claims: [:], leewaySeconds: 5, keyFingerprint: try #require(set.keysByID[kid]?.first?.fingerprint))
+        }
+        // Both admitted; then k1 leaves the set before either session opens.
+        let admittedK1 = try token("k1"), admittedK2 = try token("k2")
+        store.replace(issuerName: "idp", keySet: try Self.keySet([(k2, "k2")]), version: "2")
+        loop.run()
+        let ends = Ends(), keptEnds = Ends()
+        let session = sessions.open(protocol: .websocket, token: admittedK1, policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        let kept = sessions.open(protocol: .websocket, token: admittedK2, policy: .close, eventLoop: loop) { keptEnds.seen.append($0) }
+        loop.run()
+        #expect(ends.seen == [.revoked] && session.endReason == .tokenRevoked)
+        #expect(keptEnds.seen.isEmpty && kept.endReason == nil)
+        // The issuer's set gone (a reload removed the issuer): a session opening fails closed,
+        // as a new request would; the one already open stays (a set not loaded tells nothing).
+        store.remove(issuerName: "idp")
+        loop.run()
+        let lateEnds = Ends()
+        _ = sessions.open(protocol: .grpc, token: admittedK2, policy: .close, eventLoop: loop) { lateEnds.seen.append($0) }
+        loop.run()
+        #expect(lateEnds.seen == [.revoked])
+        #expect(keptEnds.seen.isEmpty)
+        // A kid the cluster revoked (a key record's revocation) is not trusted either.
+        store.replace(issuerName: "idp", keySet: try Self.keySet([(k2, "k2")]), version: "3")
+        store.setRevokedKeys(["k2": ["*"]])
+        loop.run()
+        #expect(keptEnds.seen == [.revoked])
+    }
+
+    /// The build before looked a kid-less token's key up among the keys without a `kid`, while
+    /// the verifier takes a set's only key whatever its `kid`: any key-set change ended such a
+    /// session as revoked (an attacker review).
+    @Test("a token without kid, verified by its issuer's only key, keeps its session through a key-set refresh that keeps that key, and loses it when the key changes")
+    func kidlessTokenFollowsTheOnlyKey() throws {
+        let loop = EmbeddedEventLoop()
+        let store = KeySetStore()
+        let sessions = LiveSessions(revocation: nil, keys: store, registry: PrometheusCollectorRegistry(), wallClock: Self.wallClock(loop))
+        store.onChange { sessions.keysChanged(in: $0) }
+        let k1 = try SigningKey.generate(.ES256)
+        let set = try Self.keySet([(k1, "k1")])
+        store.replace(issuerName: "idp", keySet: set, version: "1")
+        let token = VerifiedToken(issuerName: "idp", issuer: "https://idp", subject: "carol", jwtID: "j", clientID: "app", audiences: ["api"],
+                                  scopes: [], expiresAt: Self.now + 3600, notBefore: nil, issuedAt: Self.now - 10, keyID: nil, algorithm: .ES256,
+                                  claims: [:], leewaySeconds: 5, keyFingerprint: try #require(set.keysByID["k1"]?.first?.fingerprint))
+        let ends = Ends()
+        _ = sessions.open(protocol: .websocket, token: token, policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        loop.run()
+        store.replace(issuerName: "idp", keySet: try Self.keySet([(k1, "k1")]), version: "2")
+        loop.run()
+        #expect(ends.seen.isEmpty, "the same only key")
+        store.replace(issuerName: "idp", keySet: try Self.keySet([(k1, "k1"), (try SigningKey.generate(.ES256), "k2")]), version: "3")
+        loop.run()
+        #expect(ends.seen == [.revoked], "with two keys the verifier would take no kid-less token")
+    }
+
+    /// The build before asked the same question as a new request, whose answer while stale is
+    /// "stale", not "revoked": a revocation a node applied while stale never ended its sessions
+    /// (an attacker review: every stream open 15 s later, `propagation.complete` reported).
+    @Test("a revocation applied while the node's revocation state is stale ends the sessions of its tokens all the same")
+    func revocationWhileStaleEndsSessions() throws {
+        let loop = EmbeddedEventLoop()
+        let monotonic = NIOLockedValueBox<UInt64>(1_000_000_000)
+        let staleness = StalenessClock(limit: .seconds(1), now: { monotonic.withLockedValue { $0 } })
+        let set = RevocationSet(staleness: staleness)
+        let sessions = Self.registry(set, loop: loop)
+        let ends = Ends()
+        _ = sessions.open(protocol: .grpc, token: Self.token(), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        loop.run()
+        monotonic.withLockedValue { $0 += 5_000_000_000 }
+        guard case .stale = set.check(Self.token(sub: "bob", jti: "other")) else {
+            Issue.record("the state should be stale")
+            return
+        }
+        #expect(ends.seen.isEmpty, "stale alone ends nothing")
+        set.apply(Self.revocation(.subject, "alice"), now: Self.now)
+        loop.run()
+        #expect(ends.seen == [.revoked])
+    }
+
+    /// Timers run on the monotonic clock and `exp` is wall-clock time: the build before armed
+    /// one timer for the whole delay, and a step of the wall clock forward left sessions open
+    /// that new requests already found expired (an attacker review: +120 s, still open 18 s on).
+    @Test("a step of the wall clock past a session's exp ends it within the 30 s recheck; a step back keeps it open until exp by the wall clock")
+    func wallClockSteps() throws {
+        let loop = EmbeddedEventLoop()
+        let step = NIOLockedValueBox<Int64>(0)
+        let sessions = LiveSessions(revocation: RevocationSet(), registry: PrometheusCollectorRegistry(), wallClock: {
+            Self.now * 1_000_000_000 + Int64(loop.now.uptimeNanoseconds) + step.withLockedValue { $0 }
+        })
+        let ends = Ends(), backEnds = Ends()
+        _ = sessions.open(protocol: .websocket, token: Self.token(exp: Self.now + 3600, leeway: 0), policy: .close, eventLoop: loop) { ends.seen.append($0) }
+        loop.advanceTime(by: .seconds(5))
+        step.withLockedValue { $0 = 3600 * 1_000_000_000 }
+        loop.advanceTime(by: .seconds(30))
+        #expect(ends.seen == [.expired], "the wall clock says the token ended")
+        // Back by an hour: the monotonic delay (60 s) passes, the wall clock says an hour is left.
+        _ = sessions.open(protocol: .websocket, token: Self.token(sub: "bob", exp: Self.now + 3600 + 35 + 60, leeway: 0),
+                          policy: .close, eventLoop: loop) { backEnds.seen.append($0) }
+        step.withLockedValue { $0 = 0 }
+        loop.advanceTime(by: .seconds(120))
+        #expect(backEnds.seen.isEmpty, "ended by the monotonic delay while the wall clock says an hour is left")
+        loop.advanceTime(by: .seconds(3600))
+        #expect(backEnds.seen == [.expired])
+    }
+
+    static func keySet(_ keys: [(SigningKey, String)]) throws -> JWKSet {
+        let issuer = IssuerConfig(name: "idp", issuer: "https://idp", audiences: ["api"], algorithms: [.ES256], keySource: .none)
+        return try JWKSet.parse(Array(JSONWriter.serialize(["keys": .array(keys.map { $0.0.publicJWK(keyID: $0.1) })]).utf8), issuer: issuer, logger: nil)
+    }
+
+    /// The registry's wall clock, moving with `loop`'s time from `now`.
+    static func wallClock(_ loop: EmbeddedEventLoop) -> @Sendable () -> Int64 {
+        { now * 1_000_000_000 + Int64(loop.now.uptimeNanoseconds) }
     }
 
     static func text(_ registry: PrometheusCollectorRegistry) -> String {

@@ -13,4 +13,17 @@ public enum RevocationVerdict: Sendable, Equatable {
 /// Called on an event loop for every request: implementations must not block or do I/O.
 public protocol RevocationCheck: Sendable {
     func check(_ token: VerifiedToken) -> RevocationVerdict
+
+    /// Whether the list the node holds revokes `token`, however old that list is: a revocation
+    /// in it is evidence whether or not the node's state is stale. Open sessions are checked
+    /// this way (a revocation a stale node applied left them open: an attacker review); new
+    /// requests by `check`, which fails closed when stale.
+    func revokes(_ token: VerifiedToken) -> Bool
+}
+
+extension RevocationCheck {
+    public func revokes(_ token: VerifiedToken) -> Bool {
+        if case .revoked = check(token) { return true }
+        return false
+    }
 }

@@ -73,6 +73,16 @@ public final class RevocationSet: RevocationCheck, Sendable {
         if let age = staleness.exceededAge() {
             return .stale(detail: "revocation state is \(age) s old; refusing authenticated requests until it is confirmed")
         }
+        return verdict(token)
+    }
+
+    public func revokes(_ token: VerifiedToken) -> Bool {
+        if case .revoked = verdict(token) { return true }
+        return false
+    }
+
+    /// What the list holds about `token`, whatever its age.
+    private func verdict(_ token: VerifiedToken) -> RevocationVerdict {
         // The common path captures only the fingerprint: a closure capturing the whole token
         // copied its ten reference-counted fields on every request (seen in profiles).
         let fingerprint = token.jwtID.map(RevokedTokenTable.fingerprint)

@@ -18,13 +18,14 @@ import Synchronization
 /// Sessions are kept per event loop and only touched there. The sessions of a loop whose tokens
 /// end at the same instant share one timer (`ExpiryGroup`): the calls of one client carry one
 /// token, and a timer per call was a scheduled task added and cancelled on every gRPC call.
-/// Locks: opening a session takes the shard registry's lock (to find the loop's shard) and one
-/// of `SessionMetrics`; ending one takes one of `SessionMetrics` — uncontended, but on the request
+/// Locks: opening a session takes the shard registry's lock (to find the loop's shard), one of
+/// `SessionMetrics` and one of the key store's stripes (`KeySetStore.snapshot`, to check that
+/// the token's key is still trusted); ending one takes one of `SessionMetrics` — uncontended, but on the request
 /// path of every HTTP/2 stream admitted with a token; a revocation change takes the registry's
 /// lock once to list the loops. No lock is taken per frame.
 /// A revocation change (`revocationChanged`, from `RevocationSet.onChange`) re-checks every
-/// session whose route closes on token end, on its own loop, with the same check a new request
-/// gets; a key-set change (`keysChanged`, from `KeySetStore.onChange`) checks that each token's
+/// session whose route closes on token end, on its own loop, against the revocation list
+/// however stale (`RevocationCheck.revokes`); a key-set change (`keysChanged`, from `KeySetStore.onChange`) checks that each token's
 /// signing key is still in its issuer's set.
 final class LiveSessions: Sendable {
     /// Why a session ended, a label of `portcullis_sessions_closed_total`.
@@ -60,14 +61,18 @@ final class LiveSessions: Sendable {
     }
 
     private let revocation: (any RevocationCheck)?
+    /// The node's key sets, which a session opening checks its token's key against; nil where
+    /// the caller has none (tests).
+    private let keys: KeySetStore?
     /// Unix time in nanoseconds (a parameter so that tests can move it).
     private let wallClock: @Sendable () -> Int64
     private let metrics: SessionMetrics
     private let shards = Mutex<[ObjectIdentifier: NIOLoopBound<Shard>]>([:])
 
-    init(revocation: (any RevocationCheck)?, registry: PrometheusCollectorRegistry,
+    init(revocation: (any RevocationCheck)?, keys: KeySetStore? = nil, registry: PrometheusCollectorRegistry,
          wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }) {
         self.revocation = revocation
+        self.keys = keys
         self.wallClock = wallClock
         self.metrics = SessionMetrics(registry: registry)
     }
@@ -86,8 +91,11 @@ final class LiveSessions: Sendable {
         let shard = shard(for: eventLoop)
         session.shard = shard
         shard.sessions[ObjectIdentifier(session)] = session
-        // Revoked between admission and now (or already past exp): end at once, after the caller
-        // has its handle.
+        // Already past exp, or ended between admission and now — revoked, or its signing key or
+        // issuer removed (a key-set change made before the session was registered reached no
+        // session to end: an attacker review kept a stream open 12 s after its key's removal) —
+        // ends at once, after the caller has its handle. Registered first, so that a change
+        // made from here on finds it.
         if let delay = Self.expiryDelay(expiresAt: watched.expiresAt, leewaySeconds: watched.leewaySeconds, now: wallClock()) {
             // Not nil: `exp` plus leeway did not overflow.
             let closesAt = watched.expiresAt + Int64(watched.leewaySeconds)
@@ -95,26 +103,42 @@ final class LiveSessions: Sendable {
             group.sessions[ObjectIdentifier(session)] = session
             session.expiry = group
         }
-        if isRevoked(watched) {
+        if isRevoked(watched) || keys.map({ !Self.trusts($0.snapshot(), watched, opening: true) }) == true {
             eventLoop.assumeIsolated().execute { session.tokenEnded(.revoked) }
         }
         return session
     }
+
+    /// The longest an expiry timer waits before it reads the wall clock again. Timers run on the
+    /// monotonic clock, `exp` is wall-clock time: a timer armed for the whole delay missed a
+    /// step of the wall clock forward (an attacker review's +120 s step left sessions open
+    /// that new requests already found expired), and a step back would close sessions early.
+    static let expiryRecheck: TimeAmount = .seconds(30)
 
     /// A timer for the sessions of `shard` whose tokens end at `closesAt` (Unix seconds), due in
     /// `delay`; it ends every session it holds then.
     private func expiryGroup(closesAt: Int64, in delay: TimeAmount, shard: Shard, eventLoop: any EventLoop) -> ExpiryGroup {
         let group = ExpiryGroup(closesAt: closesAt)
         shard.expiries[closesAt] = group
+        arm(group, in: delay, shard: shard, eventLoop: eventLoop)
+        return group
+    }
+
+    /// Schedules `group`'s timer for `delay`, or `expiryRecheck` if sooner; when it fires before
+    /// the wall clock says the tokens have ended, it is armed again for what is left.
+    private func arm(_ group: ExpiryGroup, in delay: TimeAmount, shard: Shard, eventLoop: any EventLoop) {
         let due = NIODeadline.now() + delay
-        group.timer = eventLoop.assumeIsolated().scheduleTask(in: delay) { [metrics] in
+        group.timer = eventLoop.assumeIsolated().scheduleTask(in: min(delay, Self.expiryRecheck)) { [self, metrics, wallClock] in
             group.timer = nil
-            if shard.expiries[closesAt] === group { shard.expiries[closesAt] = nil }
+            if let left = Self.expiryDelay(expiresAt: group.closesAt, leewaySeconds: 0, now: wallClock()), left > .zero {
+                arm(group, in: left, shard: shard, eventLoop: eventLoop)
+                return
+            }
+            if shard.expiries[group.closesAt] === group { shard.expiries[group.closesAt] = nil }
             for session in Array(group.sessions.values) where session.tokenEnded(.expired) {
                 metrics.closedForToken(protocol: session.protocolName, end: .expired, after: max(.zero, .now() - due))
             }
         }
-        return group
     }
 
     /// How long until `exp` plus the leeway, from `now` (nanoseconds since the epoch); zero when
@@ -148,8 +172,18 @@ final class LiveSessions: Sendable {
     func keysChanged(in store: KeySetStore) {
         endRevoked {
             let snapshot = store.snapshot()
-            return { token in snapshot.keySet(issuerName: token.issuerName).map { !Self.holdsKey(of: token, $0) } ?? false }
+            return { token in !Self.trusts(snapshot, token, opening: false) }
         }
+    }
+
+    /// Whether `snapshot` still trusts the key that signed `token`: its issuer's set holds it
+    /// (`holdsKey`) and its `kid` is not revoked. An issuer whose set is not loaded tells nothing
+    /// about an open session (new requests of its issuer fail closed; sessions stay), but a
+    /// session `opening` is a request still: it fails closed as one would.
+    static func trusts(_ snapshot: KeySetStore.Snapshot, _ token: VerifiedToken, opening: Bool) -> Bool {
+        if let kid = token.keyID, snapshot.isRevoked(kid: kid, issuer: token.issuer) { return false }
+        guard let set = snapshot.keySet(issuerName: token.issuerName) else { return !opening }
+        return holdsKey(of: token, set)
     }
 
     /// A reload removed these issuers: the sessions admitted with their tokens end as revoked (a
@@ -177,8 +211,11 @@ final class LiveSessions: Sendable {
         }
     }
 
-    private static func holdsKey(of token: VerifiedToken, _ set: JWKSet) -> Bool {
-        let candidates = token.keyID.map { set.keysByID[$0] ?? [] } ?? set.keysWithoutID
+    /// As the verifier chooses: by `kid`, or for a token without one, the set's only key whatever
+    /// its `kid` (`JWKSet`'s key selection; looked for among keys without a `kid`, a kid-less
+    /// token's session ended at every unrelated key-set change: an attacker review).
+    static func holdsKey(of token: VerifiedToken, _ set: JWKSet) -> Bool {
+        let candidates = token.keyID.map { set.keysByID[$0] ?? [] } ?? (set.count == 1 ? set.allKeys : [])
         guard let fingerprint = token.keyFingerprint else { return candidates.contains { $0.algorithm == token.algorithm } || token.keyID == nil }
         return candidates.contains { $0.fingerprint == fingerprint }
     }
@@ -189,10 +226,10 @@ final class LiveSessions: Sendable {
         return (shard.sessions.count, shard.expiries.count)
     }
 
+    /// Whether the node's revocation list revokes `token`, however stale: a stale state alone
+    /// ends no session (new requests fail closed), but a revocation applied while stale does.
     private func isRevoked(_ token: VerifiedToken) -> Bool {
-        // A stale state is no evidence of revocation: open sessions stay, new requests fail closed.
-        if case .revoked = revocation?.check(token) { return true }
-        return false
+        revocation?.revokes(token) ?? false
     }
 
     private func shard(for eventLoop: any EventLoop) -> Shard {

@@ -188,7 +188,14 @@ final class RedisConnection: Sendable {
         let pubsub = RedisPubSubHandler(setup: setup, address: address, eventLoop: eventLoop)
         let pipeline = channel.pipeline.syncOperations
         pipeline.removeHandler(handler.value, promise: nil)
-        try pipeline.addHandler(pubsub)
+        do {
+            try pipeline.addHandler(pubsub)
+        } catch {
+            // Its promises would otherwise never complete (a debug build traps on the leak: an
+            // attacker review's connection closed as it became a subscriber).
+            pubsub.notAdded("\(address): connection closed before subscribing (\(error))")
+            throw error
+        }
         return (pubsub.subscribed, pubsub.closed)
     }
 }

@@ -128,6 +128,12 @@ final class RedisPubSubHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
+    /// The handler could not be added to its connection's pipeline (the connection closed as it
+    /// became a subscriber): its futures complete with `reason`, as for a connection that closed.
+    func notAdded(_ reason: String) {
+        finish(reason)
+    }
+
     private func finish(_ defaultReason: String) {
         guard !isFinished else { return }
         isFinished = true
