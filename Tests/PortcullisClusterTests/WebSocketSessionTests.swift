@@ -134,6 +134,35 @@ struct WebSocketSessionTests {
         }
     }
 
+    /// The build before asked a stale node's list the question a new request asks, whose answer
+    /// while stale is "stale", not "revoked": a revocation the node applied before its state was
+    /// confirmed fresh again never closed its sessions (an attacker review: every stream still
+    /// open 15 s on, and the admin API reporting the revocation applied on every node).
+    @Test("a revocation a node applies while its revocation state is stale (no head beat for max_staleness) closes its token's WebSocket within a second all the same; another token's stays open")
+    func revokedWhileStale() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            cluster.startBeating()
+            let gateway = try await cluster.startGateway(id: "gw-ws-stale", staleness: "1s")
+            let revoked = try cluster.token(jti: "ws-stale-1"), other = try cluster.token(jti: "ws-stale-2")
+            var revokedAt = 0.0
+            guard let results = try await peers.run([
+                .init(url: gateway.ws("/ws/a"), token: revoked),
+                .init(url: gateway.ws("/ws/b"), token: other),
+            ], hold: 20, whileOpen: {
+                cluster.beater?.cancel()
+                await cluster.beater?.value
+                try await eventually(timeout: .seconds(10), "the node's state goes stale") { try cluster.statuses(other) == [503] }
+                revokedAt = Date().timeIntervalSince1970
+                _ = try await cluster.revoke(.jti, "ws-stale-1")
+                try await Task.sleep(for: .milliseconds(1500))
+            }) else { return }
+            #expect(results.map(\.openStatus) == [101, 101])
+            #expect(results[0].closeCode == 1008 && results[0].closeReason == "token revoked", "\(results[0])")
+            if let closedAt = results[0].closedAt { #expect(closedAt - revokedAt < 1.0, "closed \(closedAt - revokedAt) s after the revocation") }
+            #expect(results[1].openAtEnd, "\(results[1])")
+        }
+    }
+
     @Test("a WebSocket closes with 1008 when its token reaches exp plus leeway; on an on_token_end: allow route it stays open")
     func expiry() async throws {
         try await withWebSocketCluster(leeway: 1) { cluster, peers in
@@ -391,6 +420,41 @@ struct WebSocketSessionTests {
             #expect(results[1].openStatus == 200 && results[1].closeCode == 1008 && results[1].closeReason == "token revoked", "\(results[1])")
             #expect(results[2].openStatus == 101 && results[2].echo == true, "the gateway did not go on: \(results[2])")
             #expect(gateway.process.isRunning)
+        }
+    }
+
+    /// The build before checked a session's key only when a key-set change came: a reload that
+    /// removed the key while the upstream had not yet answered the handshake found no session
+    /// to end, and the WebSocket that opened after it was never checked (an attacker review kept
+    /// such sockets open 12 s after the reload, until their token's exp).
+    @Test("a WebSocket whose token's signing key a reload removes while the upstream has not yet answered the handshake closes with 1008 as soon as it opens, over HTTP/1.1 and HTTP/2; a token of the key that stays keeps its WebSocket")
+    func keyRemovedDuringTheHandshake() async throws {
+        try await withWebSocketCluster { cluster, peers in
+            let gateway = try await cluster.startGateway(id: "gw-ws")
+            let kept = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "k-kept")
+            try TestCluster.jwks([cluster.signer, kept]).write(toFile: gateway.directory + "/jwks.json", atomically: true, encoding: .utf8)
+            gateway.process.signal(SIGHUP)
+            try await eventually("the first reload") { gateway.process.output.components(separatedBy: "configuration reloaded").count == 2 }
+            let leaked = try cluster.token(jti: "ws-key-race")
+            let stays = WebSocketPeers.Connection(url: gateway.ws("/ws/slower-kept"), token: try cluster.token(signer: kept))
+            guard let results = try await peers.run([
+                .init(url: gateway.ws("/ws/slower-key-h1"), token: leaked),
+                WebSocketPeers.Connection.http2(gateway, "/ws/slower-key-h2", token: leaked),
+                stays,
+            ], hold: 1, meanwhile: {
+                // The upstream answers "slower" paths 3 s after it logs them: the key goes in between.
+                guard try await Poll.until(timeout: .seconds(20), {
+                    let log = peers.upstreamLog()
+                    return log.contains("/ws/slower-key-h1 auth") && log.contains("/ws/slower-key-h2 auth") && log.contains("/ws/slower-kept auth")
+                }) else { return }
+                try TestCluster.jwks([kept]).write(toFile: gateway.directory + "/jwks.json", atomically: true, encoding: .utf8)
+                gateway.process.signal(SIGHUP)
+                try await eventually("the reload") { gateway.process.output.components(separatedBy: "configuration reloaded").count == 3 }
+                #expect(!peers.upstreamLog().contains("answering"), "the reload did not land during the handshakes: \(peers.upstreamLog())")
+            }) else { return }
+            #expect(results[0].openStatus == 101 && results[0].closeCode == 1008 && results[0].closeReason == "token revoked", "\(results[0])")
+            #expect(results[1].openStatus == 200 && results[1].closeCode == 1008 && results[1].closeReason == "token revoked", "\(results[1])")
+            #expect(results[2].openStatus == 101 && results[2].echo == true && results[2].closeCode != 1008, "\(results[2])")
         }
     }
 

@@ -5,7 +5,7 @@
       An echo server on 127.0.0.1 (port written to F). Every handshake it receives is appended
       to the log as a line "path authorization-present", and "path closed" when that WebSocket
       ends. A path containing "reject" is answered 403 (a failing upstream handshake); one
-      containing "slow" is answered after half a second ("path left before the answer" is logged
+      containing "slow" is answered after half a second (one containing "slower" after 3 s; "path left before the answer" is logged
       when the gateway closed the connection meanwhile, else "path answering"); one containing "huge" gets an X-Big field
       of 8 000 backslashes in its answer (19 KB in HPACK's Huffman code, 19 bits each); one
       containing "hop" names X-Internal-Hop in its Connection field and sends it (a field for
@@ -386,7 +386,7 @@ async def run_server(args):
         auth = "auth" if request.headers.get("Authorization") else "noauth"
         log.write(f"{request.path} {auth}\n")
         if "slow" in request.path:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(3 if "slower" in request.path else 0.5)
             if connection.transport.is_closing():
                 log.write(f"{request.path} left before the answer\n")
             else:
