@@ -1,4 +1,5 @@
 import ArgumentParser
+import PortcullisCluster
 import PortcullisConfig
 import PortcullisGateway
 
@@ -42,7 +43,10 @@ struct GatewayCommand: AsyncParsableCommand {
                 guard let address = HostPort(parsing: adminListen) else { throw ValidationError("--admin-listen: expected host:port, got '\(adminListen)'") }
                 parsed.adminListen = address
             }
-            if let nodeId { parsed.nodeID = nodeId }
+            if let nodeId {
+                if let problem = NodeID.problem(nodeId) { throw ValidationError("--node-id: \(problem)") }
+                parsed.nodeID = nodeId
+            }
             return parsed
         }
         if options.check {

@@ -611,6 +611,41 @@ extension ControlPlaneTests {
             }
         }
 
+        /// Swift's `==` compares by canonical equivalence: the build before took a KELVIN SIGN
+        /// for the registered `K` — a redirect URI nobody registered got the code, a client id so
+        /// spelled found the client, a scope so spelled was granted in that spelling — and echoed
+        /// the requested scope, markup and line breaks included, into the redirect's
+        /// error_description (an attacker review).
+        @Test("client ids, redirect URIs and scopes are compared byte for byte: a canonically equivalent spelling (a KELVIN SIGN for K) finds no client, redirect URI or scope; an error description quoting the request carries only RFC 6749's characters")
+        func namesCompareByteForByte() async throws {
+            let registered = "http://127.0.0.1:8765/OK/cb"
+            let cluster = try await SignInBrowser.cluster(extraClients: [
+                "{client_id: Kiosk, public: true, redirect_uris: [\"\(registered)\"], scopes: [Kafka:read], grant_types: [authorization_code]}",
+            ])
+            defer { Task { await cluster.shutdown() } }
+            let browser = SignInBrowser(control: cluster.control)
+            let exact: [String: String?] = ["client_id": "Kiosk", "redirect_uri": registered, "scope": "Kafka:read"]
+            #expect(try browser.authorize(browser.parameters(exact)).status == 200, "the registered spelling")
+            var client = exact
+            client["client_id"] = "\u{212A}iosk"
+            let noClient = try browser.authorize(browser.parameters(client))
+            #expect(noClient.status == 400 && noClient.header("location") == nil, "\(noClient.status)")
+            var uri = exact
+            uri["redirect_uri"] = "http://127.0.0.1:8765/O\u{212A}/cb"
+            let noRedirect = try browser.authorize(browser.parameters(uri))
+            #expect(noRedirect.status == 400 && noRedirect.header("location") == nil, "\(noRedirect.status) \(noRedirect.header("location") ?? "")")
+            var scope = exact
+            scope["scope"] = "\u{212A}afka:read"
+            let noScope = SignInBrowser.redirectParameters(try browser.authorize(browser.parameters(scope)))
+            #expect(noScope["error"] == "invalid_scope", "\(noScope)")
+            scope["scope"] = "<script>\"x\u{202E}\r\n"
+            let quoted = SignInBrowser.redirectParameters(try browser.authorize(browser.parameters(scope)))
+            #expect(quoted["error"] == "invalid_scope", "\(quoted)")
+            let description = quoted["error_description"] ?? ""
+            #expect(description.contains("'?script??x???'"), "\(description)")
+            #expect(description.unicodeScalars.allSatisfy { (0x20...0x7E).contains($0.value) && !"\"\\<>&`".unicodeScalars.contains($0) }, "\(description)")
+        }
+
         @Test("RFC 9700 §2.1 and §4.1: redirect URIs match exactly, and a mismatch gets an error page, never a redirect; state is required; response_mode only query; no implicit (§2.1.2) or password (§2.4) grant")
         func rfc9700Section2_1RedirectURIAndState() async throws {
             let cluster = try await SignInBrowser.cluster()

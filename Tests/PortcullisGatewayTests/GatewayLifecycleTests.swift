@@ -477,6 +477,8 @@ struct GatewayLifecycleTests {
             ("listen: nope\nroutes: []\n", ":1:", "listen"),
             ("listen: 127.0.0.1:1\nroutes:\n  - name: a\n    upstream: {targets: [127.0.0.1:1]}\n    auth: {type: jwt}\n", ":3:", "no issuers"),
             ("listen: 127.0.0.1:1\nroutes:\n  - name: a\n    upstream: {targets: []}\n", ":4:", "routes[0].upstream.targets"),
+            // A space in the id made every acknowledgement of the node malformed (an attacker review).
+            ("node_id: gw 1\nlisten: 127.0.0.1:1\nroutes: []\n", ":1:", "node_id: may hold only printable ASCII without spaces"),
           ])
     func configErrors(_ yaml: String, _ location: String, _ mention: String) throws {
         let directory = try TemporaryDirectory.make(prefix: "portcullis-badconf")

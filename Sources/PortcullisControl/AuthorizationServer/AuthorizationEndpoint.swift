@@ -208,7 +208,7 @@ final class AuthorizationEndpoint: Sendable {
             // Only a registered client, or one the user's account lists (a signed consent, kept
             // after its client left the configuration): what a revocation writes to the signed
             // list every node holds must not be a name of the user's choosing.
-            let listed = clients[clientID] != nil ? true : try await sessions.consents(username: username).contains { $0.clientID == clientID }
+            let listed = ExactMatch.client(clients, clientID) != nil ? true : try await sessions.consents(username: username).contains { $0.clientID == clientID }
             guard listed else {
                 return pages.error(title: "Invalid request", message: "No application is registered here as that client_id.", status: .badRequest)
             }
@@ -268,7 +268,7 @@ final class AuthorizationEndpoint: Sendable {
 
     /// RFC 6749 §4.1.1 and §4.1.2.1, RFC 7636 §4.3, RFC 9700 §2.1.
     func validate(_ params: [String: String]) -> Result<AuthorizationRequest, Answer> {
-        guard let clientID = params["client_id"], !clientID.isEmpty, let client = clients[clientID] else {
+        guard let clientID = params["client_id"], !clientID.isEmpty, let client = ExactMatch.client(clients, clientID) else {
             return .failure(Answer(response: pages.error(title: "Unknown application",
                                                          message: "The application that sent you here is not registered with this sign-in service (client_id).",
                                                          status: .badRequest)))
@@ -278,14 +278,14 @@ final class AuthorizationEndpoint: Sendable {
                                                          message: "The application \(clientID) may not ask users to sign in (unauthorized_client).",
                                                          status: .badRequest)))
         }
-        guard let redirectURI = params["redirect_uri"], client.redirectURIs.contains(redirectURI) else {
+        guard let redirectURI = params["redirect_uri"], ExactMatch.contains(client.redirectURIs, redirectURI) else {
             return .failure(Answer(response: pages.error(title: "Invalid redirect URI",
                                                          message: "The application asked to send you back to an address that is not registered for it (redirect_uri), so you are not sent there.",
                                                          status: .badRequest)))
         }
         let state = params["state"] ?? ""
         func fail(_ code: String, _ description: String) -> Result<AuthorizationRequest, Answer> {
-            var fields = ["error": code, "error_description": description]
+            var fields = ["error": code, "error_description": ErrorDescription.sanitized(description)]
             if !state.isEmpty { fields["state"] = state }
             return .failure(Answer(response: redirect(redirectURI, fields)))
         }

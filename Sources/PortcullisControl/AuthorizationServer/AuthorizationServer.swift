@@ -188,7 +188,7 @@ final class AuthorizationServer: Sendable {
         }
         // RFC 6749 §6: the new scope may narrow, never widen, the original grant — nor go past
         // what the client may ask for now.
-        let scopes = try Self.scopes(requested: form["scope"], allowed: grant.scope.filter(client.scopes.contains))
+        let scopes = try Self.scopes(requested: form["scope"], allowed: grant.scope.filter { ExactMatch.contains(client.scopes, $0) })
         let access = newAccessToken()
         let outcome = try await unavailableOnFailure {
             try await refreshTokens.rotate(presented, clientID: client.id, grant: grant)
@@ -274,13 +274,13 @@ final class AuthorizationServer: Sendable {
             throw APIError(.badRequest, "invalid_grant", "authorization code already used: the tokens issued from it have been revoked")
         case .redeemed(var redeemed):
             // What the client may ask for now, whatever the code says.
-            redeemed.scope = redeemed.scope.filter(client.scopes.contains)
+            redeemed.scope = redeemed.scope.filter { ExactMatch.contains(client.scopes, $0) }
             grant = redeemed
         }
         // The code is spent whatever follows: a wrong verifier or redirect URI does not leave it
         // for another try.
         guard grant.clientID == client.id else { throw APIError(.badRequest, "invalid_grant", "the authorization code was issued to another client") }
-        guard grant.redirectURI == redirectURI else {
+        guard ExactMatch.equal(grant.redirectURI, redirectURI) else {
             throw APIError(.badRequest, "invalid_grant", "redirect_uri differs from the one of the authorization request")
         }
         guard PKCE.verifierIsWellFormed(verifier), PasswordHash.constantTimeEqual(Array(PKCE.challenge(verifier).utf8), Array(grant.challenge.utf8)) else {
@@ -645,7 +645,7 @@ final class AuthorizationServer: Sendable {
     static func scopes(requested: String?, allowed: [String]) throws(APIError) -> [String] {
         guard let requested else { return allowed }
         let asked = requested.split(separator: " ").map(String.init)
-        if let extra = asked.first(where: { !allowed.contains($0) }) {
+        if let extra = asked.first(where: { !ExactMatch.contains(allowed, $0) }) {
             throw APIError(.badRequest, "invalid_scope", "scope '\(extra)' is not granted to this client")
         }
         var unique: [String] = []
@@ -678,6 +678,7 @@ final class AuthorizationServer: Sendable {
     private static func noStore(_ error: APIError) -> APIError {
         var error = error
         error.headers[Self.pragma] = "no-cache"
+        error.message = ErrorDescription.sanitized(error.message)
         return error
     }
 

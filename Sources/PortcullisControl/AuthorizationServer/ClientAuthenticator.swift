@@ -37,10 +37,10 @@ struct ClientAuthenticator: Sendable {
     func authenticate(authorization: String?, form: [String: String],
                       certificate: PresentedCertificate? = nil) throws(APIError) -> (client: AuthorizationServerConfig.Client, boundTo: PresentedCertificate?) {
         // A public client (RFC 6749 §2.1) identifies itself and proves nothing; PKCE binds its codes.
-        if authorization == nil, form["client_secret"] == nil, let id = form["client_id"], let client = clients[id], client.isPublic {
+        if authorization == nil, form["client_secret"] == nil, let id = form["client_id"], let client = ExactMatch.client(clients, id), client.isPublic {
             return (client, nil)
         }
-        if authorization == nil, form["client_secret"] == nil, let id = form["client_id"], let client = clients[id],
+        if authorization == nil, form["client_secret"] == nil, let id = form["client_id"], let client = ExactMatch.client(clients, id),
            let method = client.certificateMethod {
             guard let certificate else { throw Self.invalidClient("client '\(id)' authenticates with a client certificate (\(method)); none was presented") }
             if let subjectDN = client.tlsClientAuthSubjectDN {
@@ -84,7 +84,7 @@ struct ClientAuthenticator: Sendable {
             secret = formSecret
         }
         let presented = SHA256.hash(data: Array(secret.utf8))
-        let client = clients[id]
+        let client = ExactMatch.client(clients, id)
         // A certificate-authenticated client has no secret (an empty digest never matches).
         let matches = AdminAuthenticator.digest(presented, matches: client?.secretDigest ?? Self.dummyDigest)
         guard let client, matches else { throw Self.invalidClient("unknown client or wrong secret") }

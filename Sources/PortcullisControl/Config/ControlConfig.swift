@@ -52,6 +52,7 @@ public struct ControlConfig: Sendable {
         self.file = file
         startOnly = StartOnlySettings(root: node, keys: Self.startOnlyKeys)
         var map = try node.mapping()
+        if let node = map.optional("node_id"), let problem = NodeID.problem(try node.nonEmptyString()) { throw node.error(problem) }
         nodeID = try map.optional("node_id")?.nonEmptyString() ?? "control-" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "1")
         listen = try map.optional("listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9000)
         adminListen = try map.optional("admin_listen").map(HostPort.init(node:)) ?? HostPort(host: "127.0.0.1", port: 9001)

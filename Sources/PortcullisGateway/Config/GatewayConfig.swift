@@ -75,7 +75,11 @@ public struct GatewayConfig: Sendable {
         var map = try root.mapping()
         self.file = file
         self.startOnly = StartOnlySettings(root: root, keys: Self.startOnlyKeys)
-        self.configuredNodeID = try map.optional("node_id")?.nonEmptyString()
+        if let node = map.optional("node_id") {
+            let id = try node.nonEmptyString()
+            if let problem = NodeID.problem(id) { throw node.error(problem) }
+            self.configuredNodeID = id
+        }
         self.listen = try HostPort(node: map.required("listen"))
         self.tls = try map.optional("tls").map { try ListenerTLSConfig(node: $0, baseDirectory: baseDirectory) }
         self.clientAddress = try ClientAddressConfig(map: &map)
