@@ -115,10 +115,12 @@ final class TestCluster {
     }
 
     @discardableResult
-    func startGateway(id: String, waitForReady: Bool = true, staleness: String? = nil, readyRequiresRedis: Bool = false) async throws -> GatewayProcess {
+    func startGateway(id: String, waitForReady: Bool = true, staleness: String? = nil, readyRequiresRedis: Bool = false,
+                      checkInterval: String = "200ms") async throws -> GatewayProcess {
         let jwks = self.jwks
         let gateway = try await GatewayProcess.start(waitForReady: waitForReady, extraFiles: ["jwks.json": jwks]) { port, admin, _ in
-            self.gatewayConfig(port: port, adminPort: admin, nodeID: id, staleness: staleness, readyRequiresRedis: readyRequiresRedis)
+            self.gatewayConfig(port: port, adminPort: admin, nodeID: id, checkInterval: checkInterval, staleness: staleness,
+                               readyRequiresRedis: readyRequiresRedis)
         }
         gateways.append(gateway)
         return gateway

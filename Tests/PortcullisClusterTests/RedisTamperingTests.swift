@@ -508,6 +508,68 @@ struct KeySetTamperingTests {
     /// The build before read a key-set record whole on every announcement: a 400 MB `jwks` field
     /// took a gateway to 1.5 GB and its Redis connection past the command timeout (an attacker
     /// review, with the control plane's write rights).
+    /// An attacker review: parsed before any MAC could be checked, one 20 MB message of three
+    /// million junk lines held every gateway's revocation sync for minutes; a change whose JSON
+    /// held a million empty objects, or a head padded with 10 MB of spaces, took each node to
+    /// gigabytes.
+    @Test("junk a Redis writer publishes or writes for nodes to parse — a message of 3 million lines on rev:events, a change whose JSON holds a million empty objects, a head padded to 10 MB — is refused before it is parsed: the gateway's peak memory grows by less than 64 MiB, a revocation made next reaches it within 5 s, and the head is replaced")
+    func junkToParseIsRefusedUnparsed() async throws {
+        try await withCluster() { cluster in
+            cluster.startBeating()
+            let gateway = try await cluster.startGateway(id: "gw-junk")
+            func peak() -> Int { ProcessStatus.bytes(pid: gateway.process.pid, "VmHWM:") }
+            let before = peak()
+            #expect(before > 0, "no VmHWM for the gateway")
+            let channel = RedisArgument(cluster.keys.revocationChannel)
+            _ = try await cluster.client.send("EVAL", "redis.call('PUBLISH', KEYS[1], string.rep('1 0 {}\\n', 3000000)) return 0", "1", channel)
+            _ = try await cluster.client.send("EVAL", "redis.call('PUBLISH', KEYS[1], '1 0 {\"a\":[' .. string.rep('{},', 1000000) .. '{}]}') return 0",
+                                              "1", channel)
+            try await Task.sleep(for: .milliseconds(500))
+            let revokedAt = ContinuousClock.now
+            _ = try await cluster.revoke(.jti, "after-the-junk")
+            try await eventually(timeout: .seconds(10), "applied") { try cluster.statuses(try cluster.token(jti: "after-the-junk")) == [401] }
+            let took = ContinuousClock.now - revokedAt
+            #expect(took < .seconds(5), "the revocation after the junk took \(took)")
+            // The head, padded: every check reads it.
+            let head = RedisArgument(cluster.keys.revocationHead)
+            _ = try await cluster.client.send("EVAL", "redis.call('SET', KEYS[1], 'head3' .. string.rep(' ', 10 * 1024 * 1024)) return 0", "1", head)
+            try await eventually("reported") { gateway.process.output.contains("more than a signed head takes") }
+            try await Task.sleep(for: .seconds(1))
+            let grew = peak() - before
+            #expect(grew < 64 << 20, "the gateway's peak grew by \(grew >> 20) MiB")
+            // The writer replaces the head it cannot read (a new epoch) and goes on.
+            _ = try await cluster.revoke(.jti, "after-the-head")
+            try await eventually(timeout: .seconds(10), "applied in the new epoch") {
+                try cluster.statuses(try cluster.token(jti: "after-the-head")) == [401]
+            }
+            #expect(try await cluster.client.send("STRLEN", head).int ?? 0 < 1024)
+            #expect(gateway.process.isRunning)
+        }
+    }
+
+    /// An attacker review: each announcement cost a gateway one Redis read on the task that
+    /// also applies revocations, so a flood of them held live revocations back long after it
+    /// (until the periodic check, here 30 s apart, found them).
+    @Test("100 000 key-set announcements a Redis writer publishes for the gateway's issuer are coalesced: a revocation published right after them reaches the gateway over pub/sub within 5 s")
+    func keySetAnnouncementFloodIsCoalesced() async throws {
+        try await withCluster(clusterKeys: true) { cluster in
+            cluster.startBeating()
+            let publisher = KeySetPublisher(client: cluster.client, keys: cluster.keys, mac: cluster.mac)
+            try await publisher.publish(issuer: TestCluster.issuer, jwks: TestCluster.jwks([cluster.signer]))
+            let gateway = try await cluster.startGateway(id: "gw-keys", checkInterval: "30s")
+            try await eventually("the key set installed") { try cluster.statuses(try cluster.token()) == [200] }
+            _ = try await cluster.client.send("EVAL", "for i = 1, 100000 do redis.call('PUBLISH', KEYS[1], 'v' .. i .. ' ' .. ARGV[1]) end return 0",
+                                              "1", RedisArgument(cluster.keys.keySetChannel), RedisArgument(TestCluster.issuer))
+            let revokedAt = ContinuousClock.now
+            _ = try await cluster.revoke(.jti, "after-the-announcements")
+            try await eventually(timeout: .seconds(30), "applied") { try cluster.statuses(try cluster.token(jti: "after-the-announcements")) == [401] }
+            let took = ContinuousClock.now - revokedAt
+            #expect(took < .seconds(5), "the revocation after the announcements took \(took)")
+            #expect(try cluster.statuses(try cluster.token()) == [200])
+            #expect(gateway.process.isRunning)
+        }
+    }
+
     @Test("a key-set record larger than one JWKS document and its fields (a 64 MiB jwks field), announced three times, is refused before it leaves Redis: reported, the gateway's peak memory grows by less than 32 MiB, and its keys stay")
     func oversizedKeySetRecordIsNotRead() async throws {
         try await withCluster(clusterKeys: true) { cluster in

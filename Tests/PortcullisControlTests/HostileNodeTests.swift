@@ -107,6 +107,31 @@ struct HostileNodeTests {
         }
     }
 
+    /// Split on spaces before any check, an acknowledgement of 24 MB of spaces took the control
+    /// plane past a gigabyte, and a flood of small ones grew its unbounded subscription buffer by
+    /// 100 MB a second (an attacker review); any gateway's credential may publish them.
+    @Test("acknowledgements a gateway's credential publishes padded to 8 MB, and a flood of 100 000 small junk ones, are refused before they are parsed: the control plane's peak grows by less than 64 MiB and a revocation with ?wait is still acknowledged")
+    func junkAcknowledgementsAreRefusedUnparsed() async throws {
+        let cluster = try await ControlCluster()
+        try await withCleanup(cluster, { await $0.shutdown() }) { cluster in
+            _ = try await cluster.startGateway(id: "gw-1")
+            func peak() -> Int { ProcessStatus.bytes(pid: cluster.control.process.pid, "VmHWM:") }
+            let before = peak()
+            #expect(before > 0, "no VmHWM")
+            _ = try cluster.redis.cli("EVAL", """
+                for i = 1, 3 do redis.call('PUBLISH', KEYS[1], 'ack3 ' .. string.rep(' ', 8 * 1024 * 1024)) end
+                for i = 1, 100000 do redis.call('PUBLISH', KEYS[1], 'ack3 x ' .. i) end
+                return 0
+                """, "1", "portcullis:rev:acks")
+            let revoked = try cluster.control.admin("POST", "/v1/revocations?wait=5s", json: #"{"kind":"subject","value":"after-the-acks"}"#)
+            #expect(revoked.status == 201, "\(revoked.status) \(revoked.text)")
+            try await Task.sleep(for: .seconds(1))
+            let grew = peak() - before
+            #expect(grew < 64 << 20, "the control plane's peak grew by \(grew >> 20) MiB")
+            #expect(cluster.control.process.isRunning)
+        }
+    }
+
     /// The build before wrote the record with a plain `HSET`, which fails with WRONGTYPE on a key
     /// of another type, and wrote the control plane's record and its head beat in one step: a set
     /// put where the records belong hid the gateway from the cluster and stopped the beats every

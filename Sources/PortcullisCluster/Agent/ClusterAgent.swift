@@ -100,6 +100,7 @@ public final class ClusterAgent: Sendable {
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await self.runSubscription() }
             tasks.addTask { await self.runPeriodicCheck() }
+            tasks.addTask { await self.runStalenessGauges() }
             tasks.addTask { await self.runHeartbeat() }
             tasks.addTask { await self.rateLimiter.run(interval: self.config.rateLimitSyncInterval) }
             await tasks.waitForAll()
@@ -123,38 +124,73 @@ public final class ClusterAgent: Sendable {
     // MARK: Loops
 
     private func runSubscription() async {
-        let stream = subscriber.events(channels: [keys.revocationChannel, keys.keySetChannel], patterns: [])
-        for await event in stream {
-            switch event {
-            case .connected(let reconnect):
-                subscribed.store(true, ordering: .relaxed)
-                // Subscribed first, then read: nothing published from here on can be missed.
-                do {
-                    try await follower.subscribed()
-                    try await keySets.loadAll()
-                    if reconnect { logger.info("reconnected to Redis; revocations and key sets resynced") }
-                } catch {
-                    logger.warning("sync after (re)connect failed; the periodic check retries", metadata: ["error": "\(error)"])
-                }
-            case .message(let channel, let payload):
-                if channel == keys.revocationChannel {
-                    await follower.receive(payload)
-                } else if channel == keys.keySetChannel {
-                    await keySets.receive(payload)
-                }
-            case .patternMessage:
-                break
-            case .disconnected(let reason):
-                if subscribed.exchange(false, ordering: .relaxed) {
-                    logger.warning("lost the Redis subscription; serving from the last synced state", metadata: ["reason": "\(reason)"])
+        let stream = subscriber.events(channels: [keys.revocationChannel, keys.keySetChannel], patterns: [], buffer: Self.subscriptionBuffer)
+        let announced = CoalescingQueue<String>(limit: 64)
+        await withDiscardingTaskGroup { group in
+            group.addTask { [keySets] in
+                for await iss in announced.keys {
+                    announced.taken(iss)
+                    await keySets.announced(iss)
                 }
             }
+            for await event in stream {
+                switch event {
+                case .connected(let reconnect):
+                    subscribed.store(true, ordering: .relaxed)
+                    // Subscribed first, then read: nothing published from here on can be missed.
+                    await resync(reconnect ? "reconnected to Redis; revocations and key sets resynced" : nil)
+                case .message(let channel, let payload):
+                    if channel == keys.revocationChannel {
+                        await follower.receive(payload)
+                    } else if channel == keys.keySetChannel, let iss = keySets.announcedIssuer(payload) {
+                        announced.offer(iss)
+                    }
+                case .patternMessage:
+                    break
+                case .disconnected(let reason):
+                    if subscribed.exchange(false, ordering: .relaxed) {
+                        logger.warning("lost the Redis subscription; serving from the last synced state", metadata: ["reason": "\(reason)"])
+                    }
+                }
+                // Messages dropped while this reader was behind are read from their keys.
+                if subscriber.takeOverflow() {
+                    await resync("the Redis subscription overflowed (a flood of messages); revocations and key sets resynced")
+                }
+            }
+            announced.finish()
+        }
+    }
+
+    /// Messages the subscription holds while this node works through earlier ones; more are
+    /// dropped (oldest first) and the node resyncs from Redis's keys instead. Unbounded, a flood
+    /// a Redis writer published grew every node's memory and delayed live revocations for
+    /// minutes (an attacker review).
+    static let subscriptionBuffer = 1024
+
+    private func resync(_ message: String?) async {
+        do {
+            try await follower.subscribed()
+            try await keySets.loadAll()
+            if let message { logger.info("\(message)") }
+        } catch {
+            logger.warning("sync after (re)connect failed; the periodic check retries", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The staleness gauges, from a timer of their own: recorded after each check, they froze at
+    /// "fresh" while a check was held up (an attacker review's flood kept them so for minutes
+    /// while the node failed closed), and the alerts built on them stayed quiet.
+    private func runStalenessGauges() async {
+        let stalenessGauge = Gauge(label: "portcullis_revocation_staleness_seconds")
+        let failingClosedGauge = Gauge(label: "portcullis_revocation_failing_closed")
+        while !Task.isCancelled {
+            stalenessGauge.record(staleness.ageSeconds)
+            failingClosedGauge.record(staleness.exceededAge() == nil ? 0 : 1)
+            try? await Task.sleep(for: min(config.checkInterval, .seconds(1)))
         }
     }
 
     private func runPeriodicCheck() async {
-        let stalenessGauge = Gauge(label: "portcullis_revocation_staleness_seconds")
-        let failingClosedGauge = Gauge(label: "portcullis_revocation_failing_closed")
         var lastPrune = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: config.checkInterval)
@@ -168,8 +204,6 @@ public final class ClusterAgent: Sendable {
                     logger.warning("cannot reach Redis; serving from the last synced state", metadata: ["error": "\(error)"])
                 }
             }
-            stalenessGauge.record(staleness.ageSeconds)
-            failingClosedGauge.record(staleness.exceededAge() == nil ? 0 : 1)
             if ContinuousClock.now - lastPrune > .seconds(60) {
                 await follower.prune(now: Int64(Date().timeIntervalSince1970))
                 lastPrune = ContinuousClock.now

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import Synchronization
 import PortcullisJOSE
 import PortcullisRedis
 
@@ -14,7 +15,11 @@ actor KeySetSubscriber {
     private let mac: ClusterMAC
     private let alarm: TamperingAlarm
     private let store: KeySetStore
-    private var issuersByIss: [String: [IssuerConfig]]
+    private var issuersByIss: [String: [IssuerConfig]] {
+        didSet { acceptedIssuers.withLock { $0 = Set(issuersByIss.keys) } }
+    }
+    /// `issuersByIss`'s keys, readable off the actor (`announcedIssuer`).
+    private nonisolated let acceptedIssuers = Mutex<Set<String>>([])
     /// The record applied last per `iss`, to parse again under a reloaded configuration.
     private var records: [String: KeySetRecord] = [:]
     private let logger: Logger
@@ -30,6 +35,7 @@ actor KeySetSubscriber {
         self.alarm = alarm
         self.store = store
         self.issuersByIss = Self.fromCluster(issuers)
+        acceptedIssuers.withLock { $0 = Set(Self.fromCluster(issuers).keys) }
         self.logger = logger
         // Until a record comes (or when none ever does), an issuer without a key source has its
         // configured HMAC secrets.
@@ -93,9 +99,18 @@ actor KeySetSubscriber {
     }
 
     /// A `keys:events` message.
-    func receive(_ message: [UInt8]) async {
-        guard let announcement = KeySetAnnouncement(message), issuersByIss[announcement.issuer] != nil else { return }
-        let iss = announcement.issuer
+    /// The issuer a `keys:events` message announces, if this node takes that issuer's keys from
+    /// the cluster; read off the actor, so that the subscription's reader hands the load on
+    /// (`ClusterAgent`, through a `CoalescingQueue`) without waiting for it.
+    nonisolated func announcedIssuer(_ message: [UInt8]) -> String? {
+        guard message.count <= 4096, let announcement = KeySetAnnouncement(message),
+              acceptedIssuers.withLock({ $0.contains(announcement.issuer) }) else { return nil }
+        return announcement.issuer
+    }
+
+    /// Loads `iss`'s record from Redis, as announced.
+    func announced(_ iss: String) async {
+        guard issuersByIss[iss] != nil else { return }
         do {
             try await load(iss: iss)
         } catch {

@@ -78,7 +78,11 @@ public final class RevocationFollower: Sendable {
     public func run(subscriber: RedisSubscriber, keys: ClusterKeys, checkInterval: Duration, logger: Logger) async {
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
-                for await event in subscriber.events(channels: [keys.revocationChannel], patterns: []) {
+                for await event in subscriber.events(channels: [keys.revocationChannel], patterns: [], buffer: ClusterAgent.subscriptionBuffer) {
+                    if subscriber.takeOverflow() {
+                        // Dropped while behind: read from the log instead.
+                        try? await self.subscribed()
+                    }
                     switch event {
                     case .connected:
                         do { try await self.subscribed() } catch {

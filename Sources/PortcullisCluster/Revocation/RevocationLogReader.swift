@@ -1,3 +1,4 @@
+import Crypto
 import PortcullisRedis
 
 /// Reads the signed revocation log and its head, and checks every entry where it was found:
@@ -13,18 +14,47 @@ struct RevocationLogReader: Sendable {
     enum Head: Sendable {
         /// No head: a new cluster, or Redis lost its data (or a writer deleted it).
         case missing
-        /// Present but not a valid signed head (the raw text is kept for compare-and-set).
-        case invalid(raw: String)
-        case valid(RevocationHead, raw: String)
+        /// Present but not a valid signed head (its digest is kept for compare-and-set).
+        case invalid(digest: String)
+        case valid(RevocationHead, digest: String)
+    }
+
+    /// The most bytes a signed head takes (`head3`, an epoch, four numbers and two MACs: about
+    /// 150), with room to spare.
+    static let maxHeadBytes = 1024
+
+    /// The head if it is a string of at most `maxHeadBytes`; else its size (or -2 for a key of
+    /// another type) and the SHA-1 of what is there, for the writer's compare-and-set. Read
+    /// whole, a head a Redis writer padded to 40 MB with spaces cost every node and the control
+    /// plane gigabytes at every check (an attacker review).
+    static let headScript = RedisScript("""
+    local n = redis.pcall('STRLEN', KEYS[1])
+    if type(n) == 'table' then return {-2, ''} end
+    if n > tonumber(ARGV[1]) then return {n, redis.sha1hex(redis.call('GET', KEYS[1]))} end
+    return redis.call('GET', KEYS[1])
+    """)
+
+    /// The SHA-1 (hex) of a head's text, as the write script compares it (`""` for no head).
+    static func digest(_ raw: String) -> String {
+        Insecure.SHA1.hash(data: Array(raw.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
     }
 
     func head() async throws -> Head {
-        guard let raw = try await client.send("GET", RedisArgument(keys.revocationHead)).string else { return .missing }
+        let reply = try await client.evalScript(Self.headScript, keys: [RedisArgument(keys.revocationHead)],
+                                                arguments: [RedisArgument(Self.maxHeadBytes)], readOnly: true)
+        if let parts = reply.array, parts.count == 2, let size = parts[0].int {
+            alarm.report(key: keys.revocationHead, size < 0 ? "the head is not a string" : "the head is \(size) bytes, more than a signed head takes")
+            return .invalid(digest: parts[1].string ?? "")
+        }
+        guard let raw = reply.string else { return .missing }
         do {
-            return .valid(try RevocationHead.decode(raw, mac: mac), raw: raw)
+            return .valid(try RevocationHead.decode(raw, mac: mac), digest: Self.digest(raw))
         } catch {
             alarm.report(key: keys.revocationHead, "\(error)")
-            return .invalid(raw: raw)
+            return .invalid(digest: Self.digest(raw))
         }
     }
 

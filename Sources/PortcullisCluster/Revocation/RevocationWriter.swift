@@ -36,7 +36,8 @@ actor RevocationWriter {
     private let requiredReplicas: Int
     private let replicaTimeout: Duration
     /// The head this writer last wrote or verified; nil: read it again.
-    private var current: (head: RevocationHead, raw: String)?
+    /// The head this writer wrote last, and the SHA-1 of its text (`RevocationLogReader.digest`).
+    private var current: (head: RevocationHead, digest: String)?
     /// The furthest this process has seen, to refuse a head that was rolled back.
     private var highest: RevocationHead?
     private var pending: [Pending] = []
@@ -119,7 +120,7 @@ actor RevocationWriter {
       if t ~= 'none' and t ~= types[i] then return {2, KEYS[i]} end
     end
     local cur = redis.call('GET', KEYS[1])
-    if (cur or '') ~= ARGV[1] then return {0, cur or ''} end
+    if redis.sha1hex(cur or '') ~= ARGV[1] then return {0, ''} end
     if ARGV[3] == '1' then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
     local t = redis.call('TIME')
     local us = t[1] .. string.format('%06d', tonumber(t[2]))
@@ -185,7 +186,7 @@ actor RevocationWriter {
                 guard try await write(chunk, base: base, expected: expected, reset: reset, floor: nil, waitForReplicas: false) != nil,
                       let current else { break }
                 carryTail.removeFirst(chunk.count)
-                (base, expected, reset) = (current.head, current.raw, false)
+                (base, expected, reset) = (current.head, current.digest, false)
             }
             guard carryTail.isEmpty else { continue }
             // A floor names sequences of the epoch it was computed in.
@@ -296,7 +297,7 @@ actor RevocationWriter {
             return nil
         }
         let written = items[1].string.flatMap { Int64($0) } ?? 0
-        current = (next, next.wireText)
+        current = (next, RevocationLogReader.digest(next.wireText))
         highest = next
         remember(events, epoch: next.epoch)
         if let replicated, replicated < Int64(requiredReplicas) {
@@ -337,10 +338,10 @@ actor RevocationWriter {
         throw ClusterError.unexpectedReply("the revocation write script is not loaded after SCRIPT LOAD")
     }
 
-    /// The head to write after, the raw text the script must still find, and whether the log is
+    /// The head to write after, the digest of the text the script must still find, and whether the log is
     /// to be emptied (a new epoch).
     private func baseForWriting() async throws -> (RevocationHead, String, Bool) {
-        if let current { return (current.head, current.raw, false) }
+        if let current { return (current.head, current.digest, false) }
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         // What was seen before the head is read: a head read afterwards is at least that, unless
         // rolled back. (Positions taken after the read may include commits made meanwhile — by
@@ -354,12 +355,12 @@ actor RevocationWriter {
                 logger.error("the revocation head is gone from Redis (data loss, or deleted); starting a new epoch — nodes keep what they hold",
                              metadata: ["epoch": "\(epoch)"])
             }
-            return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), "", true)
+            return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), RevocationLogReader.digest(""), true)
         case .invalid(let raw):
             let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest)
             logger.error("the revocation head in Redis does not verify; starting a new epoch", metadata: ["epoch": "\(epoch)"])
             return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), raw, true)
-        case .valid(let head, let raw):
+        case .valid(let head, digest: let raw):
             if let rolledBack = try await rollback(of: head, known: known, seen: seen) {
                 reader.alarm.report(key: keys.revocationHead, rolledBack)
                 let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest.map { $0.isNewer(than: head.epoch) ? $0 : head.epoch } ?? head.epoch)

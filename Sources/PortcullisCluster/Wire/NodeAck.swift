@@ -48,8 +48,15 @@ public struct NodeAck: Sendable, Equatable {
         "ack3 \(node) \(instance) \(epoch.text) \(sequence) \(last.isEmpty ? "-" : last) \(latencyMicros ?? -1) \(mac)"
     }
 
+    /// The longest text an acknowledgement takes (a 128-byte node id, two MACs, an epoch and
+    /// three numbers come to about 350 bytes).
+    public static let maxBytes = 1024
+
     public static func decode(_ text: String, mac: ClusterMAC) throws(DecodeError) -> NodeAck {
-        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+        // Bounded before it is split: 24 MB of spaces published on `rev:acks`, one part each,
+        // took the control plane past a gigabyte (an attacker review).
+        guard text.utf8.count <= maxBytes else { throw .malformed }
+        let parts = text.split(separator: " ", maxSplits: 8, omittingEmptySubsequences: false)
         guard parts.count == 8, parts[0] == "ack3", !parts[1].isEmpty, !parts[2].isEmpty, let epoch = RevocationEpoch(text: String(parts[3])),
               let sequence = Int64(parts[4]), sequence > 0, let latency = Int64(parts[6]),
               latency >= -1, latency <= maxLatencyMicros else { throw .malformed }

@@ -53,8 +53,19 @@ public struct RevocationEvent: Sendable, Equatable {
     /// The whole wire text.
     public var wireText: String { "\(sequence) \(writtenAtMicros) \(json)" }
 
-    /// Parses and authenticates wire text.
+    /// The longest line a signed change takes: a batch of 1 000 tokens whose ids are at most
+    /// 1 KiB each, every byte of them escaped in JSON, and the change's own fields.
+    public static let maxLineBytes = 8 << 20
+    /// The most JSON values a change holds: its members, and three for each batch token.
+    static let maxValues = 4096
+    /// How deep a change's JSON goes: the object, its batch array, a token's pair.
+    static let maxDepth = 3
+
+    /// Parses and authenticates wire text. Text a Redis writer may have written is bounded
+    /// before it is parsed (`maxLineBytes`, `maxValues`, `maxDepth`), since the MAC can only be
+    /// checked after.
     public static func decode(_ bytes: [UInt8], mac: ClusterMAC) throws(DecodeError) -> RevocationEvent {
+        guard bytes.count <= maxLineBytes else { throw .malformed("\(bytes.count) bytes, more than a signed change takes") }
         guard let firstSpace = bytes.firstIndex(of: 0x20),
               let secondSpace = bytes[(firstSpace + 1)...].firstIndex(of: 0x20),
               let sequence = Int64(String(decoding: bytes[..<firstSpace], as: UTF8.self)),
@@ -65,7 +76,7 @@ public struct RevocationEvent: Sendable, Equatable {
         guard sequence > 0, (0...Self.maxWrittenAtMicros).contains(written) else { throw .malformed("sequence or write time out of range") }
         let json: JSONValue
         do {
-            json = try JOSEJSONReader.parse(Array(bytes[(secondSpace + 1)...]))
+            json = try JOSEJSONReader.parse(Array(bytes[(secondSpace + 1)...]), maxDepth: Self.maxDepth, maxValues: Self.maxValues)
         } catch {
             throw .malformed("\(error)")
         }

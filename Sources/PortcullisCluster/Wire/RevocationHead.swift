@@ -42,7 +42,9 @@ public struct RevocationHead: Sendable, Equatable {
     public var wireText: String { "head3 \(epoch.text) \(sequence) \(last.isEmpty ? "-" : last) \(floor) \(beat) \(mac)" }
 
     public static func decode(_ text: String, mac: ClusterMAC) throws(DecodeError) -> RevocationHead {
-        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+        // Bounded before it is split: a head padded with spaces made one part per space.
+        guard text.utf8.count <= 1024 else { throw .malformed }
+        let parts = text.split(separator: " ", maxSplits: 7, omittingEmptySubsequences: false)
         guard parts.count == 7, parts[0] == "head3", let epoch = RevocationEpoch(text: String(parts[1])),
               let sequence = Int64(parts[2]), let floor = Int64(parts[4]), let beat = Int64(parts[5]),
               sequence >= 0, floor >= 0, floor <= sequence, beat >= 0 else { throw .malformed }

@@ -117,18 +117,39 @@ final class ControlChores: Service, Sendable {
                     }
                 }
             }
-            await readSubscription(refetches: queue)
+            // The built-in issuer's own announcements reload its ring, once however many came.
+            let reloads = CoalescingQueue<String>(limit: 1)
+            if let ring {
+                group.addTask {
+                    for await issuer in reloads.keys {
+                        reloads.taken(issuer)
+                        try? await ring.reload()
+                    }
+                }
+            }
+            await readSubscription(refetches: queue, reloads: reloads)
             queue.finish()
+            reloads.finish()
         }
     }
 
-    private func readSubscription(refetches: AsyncStream<KeyRefetchRequest>.Continuation) async {
-        let stream = subscriber.events(channels: [keys.keySetRefetchChannel, keys.ackChannel, keys.keySetChannel], patterns: [])
+    /// Messages held while the reader works through earlier ones; beyond, the oldest are
+    /// dropped (an acknowledgement's latency figure, a refetch request a gateway repeats, an
+    /// announcement whose ring is then reloaded). Unbounded, a flood of `rev:acks` messages any
+    /// gateway's credential may publish grew the control plane by 100 MB a second (an attacker
+    /// review).
+    static let subscriptionBuffer = 1024
+
+    private func readSubscription(refetches: AsyncStream<KeyRefetchRequest>.Continuation, reloads: CoalescingQueue<String>) async {
+        let stream = subscriber.events(channels: [keys.keySetRefetchChannel, keys.ackChannel, keys.keySetChannel], patterns: [],
+                                       buffer: Self.subscriptionBuffer)
         for await event in stream {
+            if subscriber.takeOverflow(), let ring { reloads.offer(ring.config.issuer) }
             guard case .message(let channel, let payload) = event else { continue }
             if channel == keys.ackChannel {
                 // Only a signed acknowledgement counts; latency is absent when applied by a catch-up.
                 do {
+                    guard payload.count <= NodeAck.maxBytes else { throw NodeAck.DecodeError.malformed }
                     let ack = try NodeAck.decode(String(decoding: payload, as: UTF8.self), mac: mac)
                     if let micros = ack.latencyMicros { metrics.propagation.recordNanoseconds(micros * 1000) }
                 } catch {
@@ -141,8 +162,8 @@ final class ControlChores: Service, Sendable {
                 if case .dropped(let oldest) = refetches.yield(request) {
                     pendingRefetches.withLock { _ = $0.remove(oldest.issuer) }
                 }
-            } else if channel == keys.keySetChannel, let ring, KeySetAnnouncement(payload)?.issuer == ring.config.issuer {
-                try? await ring.reload()
+            } else if channel == keys.keySetChannel, let ring, payload.count <= 4096, KeySetAnnouncement(payload)?.issuer == ring.config.issuer {
+                reloads.offer(ring.config.issuer)
             }
         }
     }

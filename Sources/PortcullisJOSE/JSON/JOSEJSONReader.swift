@@ -18,7 +18,9 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 /// Refused: a byte-order mark, invalid UTF-8 (including overlong forms and encoded surrogates),
 /// unpaired `\u` surrogate escapes, raw control characters in strings, duplicate member names
 /// (compared after unescaping), `NaN`/`Infinity` and numbers that overflow a Double, leading
-/// zeros, trailing garbage, and nesting deeper than `maxDepth` containers.
+/// zeros, trailing garbage, nesting deeper than `maxDepth` containers, and more than `maxValues`
+/// values in all (for texts a Redis writer may have written: a 4 MB `[{},{},…]` parsed whole
+/// took every node past a gigabyte before its MAC could be checked, an attacker review).
 public struct JOSEJSONReader: ~Copyable {
     /// RFC 7515 has no limit; 64 levels is far beyond any real header, claims set or JWKS.
     public static let defaultMaxDepth = 64
@@ -27,18 +29,21 @@ public struct JOSEJSONReader: ~Copyable {
     private var index = 0
     private let maxDepth: Int
     private var depth = 0
+    private var valuesLeft: Int
 
-    private init(bytes: UnsafeRawBufferPointer, maxDepth: Int) {
+    private init(bytes: UnsafeRawBufferPointer, maxDepth: Int, maxValues: Int) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.valuesLeft = maxValues
     }
 
     /// Parses one JSON text (any value at the top level).
-    public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
+                             maxValues: Int = .max) throws(JSONParseError) -> JSONValue {
         if bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF {
             throw JSONParseError(offset: 0, message: "byte-order mark")
         }
-        var reader = JOSEJSONReader(bytes: bytes, maxDepth: maxDepth)
+        var reader = JOSEJSONReader(bytes: bytes, maxDepth: maxDepth, maxValues: maxValues)
         reader.skipWhitespace()
         let value = try reader.parseValue()
         reader.skipWhitespace()
@@ -47,9 +52,9 @@ public struct JOSEJSONReader: ~Copyable {
     }
 
     /// Parses one JSON text from an array of bytes.
-    public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth, maxValues: Int = .max) throws(JSONParseError) -> JSONValue {
         let result: Result<JSONValue, JSONParseError> = bytes.withUnsafeBytes { buffer in
-            do throws(JSONParseError) { return .success(try parse(buffer, maxDepth: maxDepth)) } catch { return .failure(error) }
+            do throws(JSONParseError) { return .success(try parse(buffer, maxDepth: maxDepth, maxValues: maxValues)) } catch { return .failure(error) }
         }
         return try result.get()
     }
@@ -70,6 +75,8 @@ public struct JOSEJSONReader: ~Copyable {
 
     private mutating func parseValue() throws(JSONParseError) -> JSONValue {
         guard index < bytes.count else { throw fail("unexpected end of input") }
+        valuesLeft -= 1
+        if valuesLeft < 0 { throw fail("more values than allowed") }
         switch bytes[index] {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()

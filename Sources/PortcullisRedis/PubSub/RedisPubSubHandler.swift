@@ -13,7 +13,7 @@ final class RedisPubSubHandler: ChannelInboundHandler, RemovableChannelHandler {
         var channels: [String]
         var patterns: [String]
         var reconnect: Bool
-        var continuation: AsyncStream<RedisPubSubEvent>.Continuation
+        var sink: RedisEventSink
         var confirmTimeout: Duration
         var healthCheckInterval: Duration
     }
@@ -86,10 +86,10 @@ final class RedisPubSubHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch kind {
         case "message" where items.count == 3:
             guard let channel = items[1].string, let payload = items[2].bytes else { break }
-            setup.continuation.yield(.message(channel: channel, payload: payload))
+            setup.sink.yield(.message(channel: channel, payload: payload))
         case "pmessage" where items.count == 4:
             guard let pattern = items[1].string, let channel = items[2].string, let payload = items[3].bytes else { break }
-            setup.continuation.yield(.patternMessage(pattern: pattern, channel: channel, payload: payload))
+            setup.sink.yield(.patternMessage(pattern: pattern, channel: channel, payload: payload))
         case "subscribe", "psubscribe":
             unconfirmed -= 1
             if unconfirmed == 0 { confirmed(context) }
@@ -104,7 +104,7 @@ final class RedisPubSubHandler: ChannelInboundHandler, RemovableChannelHandler {
         confirmTimer?.cancel()
         confirmTimer = nil
         isSubscribed = true
-        setup.continuation.yield(.connected(reconnect: setup.reconnect))
+        setup.sink.yield(.connected(reconnect: setup.reconnect))
         subscribedPromise.succeed()
         scheduleHealthCheck(context)
     }

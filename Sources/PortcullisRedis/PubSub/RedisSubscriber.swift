@@ -6,8 +6,9 @@ import Synchronization
 /// attempts, re-resolving the master through Sentinel when configured) and re-subscribes each time.
 ///
 /// Contract: `.connected(reconnect: true)` means messages may have been lost while disconnected;
-/// the caller must resync. Events are delivered in order; the stream buffers without bound, so
-/// consume it promptly.
+/// the caller must resync. Events are delivered in order. The stream buffers without bound
+/// unless `events` is given a `buffer`: then the oldest events are dropped beyond it, and
+/// `takeOverflow()` says so (the caller must resync then too).
 public final class RedisSubscriber: Sendable {
     private let connector: RedisConnector
     private let eventLoop: any EventLoop
@@ -21,7 +22,7 @@ public final class RedisSubscriber: Sendable {
         var closed = false
         var task: Task<Void, Never>?
         var connection: RedisConnection?
-        var continuation: AsyncStream<RedisPubSubEvent>.Continuation?
+        var sink: RedisEventSink?
     }
 
     /// - Parameter healthCheckInterval: how often the idle connection is checked with PING; a
@@ -44,12 +45,15 @@ public final class RedisSubscriber: Sendable {
     /// Starts the connection and returns the event stream. Call once: a second call returns a
     /// stream that reports `.disconnected` and finishes. The stream finishes after `close()`;
     /// cancelling its consumer closes the subscriber.
-    public func events(channels: [String], patterns: [String]) -> AsyncStream<RedisPubSubEvent> {
-        let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubEvent.self)
+    /// - Parameter buffer: the most events held for a consumer that is behind (nil: no bound).
+    public func events(channels: [String], patterns: [String], buffer: Int? = nil) -> AsyncStream<RedisPubSubEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubEvent.self,
+                                                            bufferingPolicy: buffer.map { .bufferingNewest($0) } ?? .unbounded)
+        let sink = RedisEventSink(continuation)
         let first = state.withLock { state in
             guard !state.started, !state.closed else { return false }
             state.started = true
-            state.continuation = continuation
+            state.sink = sink
             return true
         }
         guard first else {
@@ -60,28 +64,34 @@ public final class RedisSubscriber: Sendable {
         continuation.onTermination = { [weak self] termination in
             if case .cancelled = termination, let self { Task { await self.close() } }
         }
-        let task = Task { await self.run(channels: channels, patterns: patterns, continuation: continuation) }
+        let task = Task { await self.run(channels: channels, patterns: patterns, sink: sink) }
         state.withLock { state in
             if state.closed { task.cancel() } else { state.task = task }
         }
         return stream
     }
 
+    /// Whether the stream dropped an event (it has a `buffer`, and the consumer fell that far
+    /// behind) since the last call: the consumer must resync, as after a reconnect.
+    public func takeOverflow() -> Bool {
+        state.withLock { $0.sink }?.takeOverflow() ?? false
+    }
+
     /// Closes the connection, stops reconnecting and finishes the stream.
     public func close() async {
-        let (task, connection, continuation) = state.withLock { state in
+        let (task, connection, sink) = state.withLock { state in
             state.closed = true
-            return (state.task, state.connection, state.continuation)
+            return (state.task, state.connection, state.sink)
         }
         connection?.close(reason: .clientClosed)
         task?.cancel()
         await task?.value
-        continuation?.finish()
+        sink?.continuation.finish()
     }
 
     private var isClosed: Bool { state.withLock { $0.closed } }
 
-    private func run(channels: [String], patterns: [String], continuation: AsyncStream<RedisPubSubEvent>.Continuation) async {
+    private func run(channels: [String], patterns: [String], sink: RedisEventSink) async {
         var attempt = 0
         var hadSubscription = false
         var outageReported = false
@@ -97,7 +107,7 @@ public final class RedisSubscriber: Sendable {
                     break
                 }
                 let setup = RedisPubSubHandler.Setup(channels: channels, patterns: patterns, reconnect: hadSubscription,
-                                                     continuation: continuation,
+                                                     sink: sink,
                                                      confirmTimeout: connector.configuration.commandTimeout,
                                                      healthCheckInterval: healthCheckInterval)
                 let (subscribed, closed) = try await eventLoop.submit {
@@ -117,14 +127,14 @@ public final class RedisSubscriber: Sendable {
                 state.withLock { $0.connection = nil }
                 if isClosed { break }
                 logger.warning("Redis subscriber disconnected; reconnecting", metadata: ["redis.reason": "\(reason)"])
-                continuation.yield(.disconnected(reason))
+                sink.yield(.disconnected(reason))
                 outageReported = true
             } catch {
                 state.withLock { $0.connection = nil }
                 if isClosed { break }
                 let reason = (error as? RedisError)?.message ?? "\(error)"
                 if !outageReported {
-                    continuation.yield(.disconnected(reason))
+                    sink.yield(.disconnected(reason))
                     outageReported = true
                 }
                 // A TLS or AUTH failure will not heal by itself: say so at every backoff step.
@@ -135,6 +145,6 @@ public final class RedisSubscriber: Sendable {
             try? await Task.sleep(for: backoff.delay(forAttempt: attempt))
             attempt += 1
         }
-        continuation.finish()
+        sink.continuation.finish()
     }
 }

@@ -1,0 +1,38 @@
+import Synchronization
+
+/// Work named by a key, queued at most once while it waits: a flood of messages naming the same
+/// keys costs a set insert each, and the work runs once per key, off the reader of the messages.
+/// A `keys:events` flood made every gateway read Redis once per announcement on the task that
+/// also applies revocations, which then waited behind the backlog for minutes (an attacker
+/// review). At most `limit` keys wait; beyond, the oldest is dropped (the caller's periodic
+/// reload picks it up).
+public final class CoalescingQueue<Key: Hashable & Sendable>: Sendable {
+    private let pending = Mutex<Set<Key>>([])
+    private let continuation: AsyncStream<Key>.Continuation
+    /// The keys to work on, each once per offer that found it not waiting; one consumer.
+    public let keys: AsyncStream<Key>
+
+    public init(limit: Int) {
+        (keys, continuation) = AsyncStream.makeStream(of: Key.self, bufferingPolicy: .bufferingNewest(limit))
+    }
+
+    /// Queues `key` unless it already waits; false when it did.
+    @discardableResult
+    public func offer(_ key: Key) -> Bool {
+        guard pending.withLock({ $0.insert(key).inserted }) else { return false }
+        if case .dropped(let oldest) = continuation.yield(key) {
+            pending.withLock { _ = $0.remove(oldest) }
+        }
+        return true
+    }
+
+    /// The consumer took `key` from `keys` and is about to work on it: an offer from now on
+    /// queues it again.
+    public func taken(_ key: Key) {
+        pending.withLock { _ = $0.remove(key) }
+    }
+
+    public func finish() {
+        continuation.finish()
+    }
+}
