@@ -167,6 +167,57 @@ struct ControlTLSTests {
         }
     }
 
+    /// The console in a browser, by curl: a cookie jar, the client certificate when given; the
+    /// status, `Location` and body of the answer.
+    static func console(_ setup: Setup, _ path: String, jar: String, certificate: TestCertificateAuthority.Leaf?,
+                        form: [String: String]? = nil) throws -> (status: Int, location: String?, body: String) {
+        var arguments = ["-sS", "--max-time", "5", "-i", "--cacert", setup.authority.certificate, "-c", jar, "-b", jar]
+        if let certificate { arguments += ["--cert", certificate.certificate, "--key", certificate.privateKey] }
+        if let form {
+            arguments += ["-X", "POST", "-H", "Content-Type: application/x-www-form-urlencoded",
+                          "--data", form.sorted { $0.key < $1.key }.map { "\(formEscape($0.key))=\(formEscape($0.value))" }.joined(separator: "&")]
+        }
+        let text = try runCommand("/usr/bin/curl", arguments + ["https://127.0.0.1:\(setup.adminPort)\(path)"]).stdout
+        let head = text.components(separatedBy: "\r\n\r\n").first ?? ""
+        let status = head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        let location = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("location:") }
+            .map { $0.dropFirst("location:".count).trimmingCharacters(in: .whitespaces) }
+        return (status, location, text)
+    }
+
+    /// The build before kept a console session as long as the mode still took certificates at
+    /// all: a session signed in with a certificate opened the console from a connection without
+    /// one, and a reload to token_and_certificate left it open on the certificate alone (an
+    /// attacker review).
+    @Test("a console session signed in with a client certificate opens pages only over a connection presenting that certificate, and a reload to a stricter admin_auth (token_and_certificate) ends it")
+    func consoleSessionFollowsItsCertificateAndTheMode() async throws {
+        try await withControl(adminAuth: "token_or_certificate", clientCertificates: "optional") { setup in
+            let operatorCertificate = try setup.adminClients.issue("operator-1")
+            let other = try setup.adminClients.issue("operator-2")
+            let jar = setup.directory + "/cookies.txt"
+            let signInPage = try Self.console(setup, "/console/sign-in", jar: jar, certificate: operatorCertificate)
+            #expect(signInPage.status == 200, "\(signInPage.body)")
+            let csrf = try #require(signInPage.body.components(separatedBy: #"name="csrf_token" value=""#).dropFirst().first?
+                .components(separatedBy: "\"").first)
+            let signedIn = try Self.console(setup, "/console/sign-in", jar: jar, certificate: operatorCertificate, form: ["csrf_token": csrf, "token": ""])
+            #expect(signedIn.status == 303 && signedIn.location == "/console/cluster", "\(signedIn.body.prefix(600))")
+            #expect(try Self.console(setup, "/console/cluster", jar: jar, certificate: operatorCertificate).status == 200)
+            let bare = try Self.console(setup, "/console/cluster", jar: jar, certificate: nil)
+            #expect(bare.status == 303 && bare.location == "/console/sign-in", "without the certificate: \(bare.status)")
+            let another = try Self.console(setup, "/console/cluster", jar: jar, certificate: other)
+            #expect(another.status == 303 && another.location == "/console/sign-in", "with another operator's certificate: \(another.status)")
+            #expect(try Self.console(setup, "/console/cluster", jar: jar, certificate: operatorCertificate).status == 200)
+            let file = setup.directory + "/control.yaml"
+            try (try String(contentsOfFile: file, encoding: .utf8))
+                .replacingOccurrences(of: "admin_auth: token_or_certificate", with: "admin_auth: token_and_certificate")
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            setup.process.signal(SIGHUP)
+            try await eventually("the stricter mode ends the certificate-only session") {
+                try Self.console(setup, "/console/cluster", jar: jar, certificate: operatorCertificate).location == "/console/sign-in"
+            }
+        }
+    }
+
     @Test("SIGHUP reloads the certificate for new connections; a broken file keeps the old one")
     func reload() async throws {
         try await withControl(adminAuth: "token", clientCertificates: "none") { setup in

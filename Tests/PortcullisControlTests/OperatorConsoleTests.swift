@@ -6,6 +6,8 @@ import Testing
 /// sent only under its path, as a browser does) and reads the CSRF token out of the pages.
 final class ConsoleVisitor {
     let control: ControlProcess
+    /// The `Host` the browser names: the admin listener's loopback address unless a test says otherwise.
+    var host: String?
     /// Cookie name → (value, path).
     var cookies: [String: (value: String, path: String)] = [:]
     var csrf: String?
@@ -50,7 +52,7 @@ final class ConsoleVisitor {
     private func send(_ method: String, _ path: String, body: [UInt8]? = nil, contentType: String? = nil) throws -> HTTPTestResponse {
         let client = try HTTPTestClient(port: control.adminPort, timeout: 30)
         defer { client.close() }
-        var headers = [("Connection", "close")]
+        var headers = [("Connection", "close"), ("Host", host ?? "127.0.0.1:\(control.adminPort)")]
         if let contentType { headers.append(("Content-Type", contentType)) }
         let target = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
         let sent = cookies.filter { target == $0.value.path || target.hasPrefix($0.value.path + "/") }.sorted { $0.key < $1.key }
@@ -182,7 +184,7 @@ extension ControlPlaneTests {
             #expect(redirect.status == 303 && redirect.header("location") == "/console/sign-in")
             visitor.store(redirect)
             let signInPage = try HTTPTestClient(port: cluster.control.adminPort, timeout: 30)
-            let form = try signInPage.request("GET", "/console/sign-in", headers: [("Connection", "close")])
+            let form = try signInPage.request("GET", "/console/sign-in", headers: [("Connection", "close"), ("Host", "127.0.0.1:\(cluster.control.adminPort)")])
             signInPage.close()
             #expect(form.status == 200)
             visitor.store(form)
@@ -240,6 +242,29 @@ extension ControlPlaneTests {
             #expect(try cluster.redis.cli("KEYS", "portcullis:as:session:console:*").isEmpty)
             let audit = try cluster.control.admin("GET", "/v1/audit?count=10").json["entries"] as? [[String: Any]] ?? []
             #expect(audit.first?["action"] as? String == "console.sign_out" && audit.first?["actor"] as? String == "test-ops")
+        }
+
+        /// Over plain HTTP to a name that is not loopback the browser drops the console's Secure
+        /// cookies; the build before still took the token, answered "Form expired", and so had
+        /// the operator send it in clear text again (an attacker review).
+        @Test("over plain HTTP the console offers sign-in only at a loopback address: at another host name the sign-in page and a posted token are refused 403 with a page saying why, and no session is made")
+        func plainHTTPSignInOnlyAtLoopback() async throws {
+            let cluster = try await ControlCluster(authorizationServer: false)
+            defer { Task { await cluster.shutdown() } }
+            let remote = ConsoleVisitor(control: cluster.control)
+            remote.host = "admin.example:\(cluster.control.adminPort)"
+            let page = try remote.get("/console/sign-in")
+            #expect(page.status == 403 && page.text.contains("only over HTTPS"), "\(page.status) \(page.text.prefix(300))")
+            #expect(!page.text.contains(#"name="token""#))
+            let posted = try remote.post("/console/sign-in", ["token": ControlCluster.adminToken, "csrf_token": "x"], csrf: false)
+            #expect(posted.status == 403 && posted.text.contains("only over HTTPS"))
+            #expect(remote.cookie == nil)
+            for host in ["localhost:9", "console.localhost", "127.0.0.1", "127.1.2.3:80", "[::1]:9001"] {
+                let local = ConsoleVisitor(control: cluster.control)
+                local.host = host
+                #expect(try local.get("/console/sign-in").status == 200, "\(host)")
+            }
+            #expect(try ConsoleVisitor(control: cluster.control).signIn().status == 303)
         }
 
         @Test("a reload that replaces an admin token under the same name ends the console sessions signed in with the old one; other sessions stay")

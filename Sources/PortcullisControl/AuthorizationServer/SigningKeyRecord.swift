@@ -63,8 +63,12 @@ struct SigningKeyRecord: Sendable, Equatable {
 
     /// Parses and authenticates a stored record found under hash field `field`; nil when it is
     /// malformed, its MAC does not verify, or it names another kid than its field.
+    ///
+    /// Bounded before it is parsed (a sealed RSA-4096 key is about 4 KB; a record has a dozen
+    /// members): a 4 MB field of empty objects, parsed whole at every reload, held the control
+    /// plane at 1.4 GB (an attacker review).
     init?(json text: String, field: String, mac: ClusterMAC) {
-        guard let value = try? JOSEJSONReader.parse(Array(text.utf8)),
+        guard text.utf8.count <= 64 * 1024, let value = try? JOSEJSONReader.parse(Array(text.utf8), maxDepth: 2, maxValues: 64),
               let kid = value["kid"]?.stringValue, kid == field, let alg = value["alg"]?.stringValue.flatMap(JWSAlgorithm.init(rawValue:)),
               let state = value["state"]?.stringValue.flatMap(State.init(rawValue:)),
               let created = value["created_ms"]?.int64Value, let sealed = value["sealed"]?.stringValue,

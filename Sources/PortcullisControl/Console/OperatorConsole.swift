@@ -64,10 +64,10 @@ struct OperatorConsole: Sendable {
             }
             return response
         }
-        router.get("/console/sign-in") { request, _ in await guarded(nil) { try await signInPage(request) } }
+        router.get("/console/sign-in") { request, context in await guarded(nil) { try await signInPage(request, context: context) } }
         router.post("/console/sign-in") { request, context in await guarded(nil) { try await signIn(request, context: context) } }
         router.post("/console/sign-out") { request, context in
-            await signedIn(request) { user in
+            await signedIn(request, context) { user in
                 _ = try await checkedForm(request, user)
                 try await sessions.delete(user.session.id)
                 await api.audit.record(AuditLog.Entry(actor: user.actor, action: "console.sign_out", target: "session", from: context.peer,
@@ -77,15 +77,15 @@ struct OperatorConsole: Sendable {
                 return response
             }
         }
-        router.get("/console/cluster") { request, _ in await signedIn(request) { try await clusterPage($0) } }
-        router.get("/console/revocations") { request, _ in await signedIn(request) { try await revocationsPage(request, $0) } }
-        router.post("/console/revocations") { request, context in await signedIn(request) { try await revoke(request, context: context, $0) } }
+        router.get("/console/cluster") { request, context in await signedIn(request, context) { try await clusterPage($0) } }
+        router.get("/console/revocations") { request, context in await signedIn(request, context) { try await revocationsPage(request, $0) } }
+        router.post("/console/revocations") { request, context in await signedIn(request, context) { try await revoke(request, context: context, $0) } }
         router.get("/console/revocations/:id") { request, context in
-            await signedIn(request) { try await revocationPage(try context.parameters.require("id"), $0) }
+            await signedIn(request, context) { try await revocationPage(try context.parameters.require("id"), $0) }
         }
         router.get("/console/revocations/:id/propagation") { request, context in
             // JSON for the page's script; refused as JSON (401), not redirected, without a session.
-            guard try await api.confirmed({ try await currentOperator(request) }) != nil else {
+            guard try await api.confirmed({ try await currentOperator(request, context) }) != nil else {
                 throw APIError(.unauthorized, "unauthorized", "sign in to the console first")
             }
             let id = try context.parameters.require("id")
@@ -95,57 +95,79 @@ struct OperatorConsole: Sendable {
             return Response.json(try await api.confirmed { try await api.tracker.current(event) }.json)
         }
         router.post("/console/revocations/:id/lift") { request, context in
-            await signedIn(request) { try await lift(try context.parameters.require("id"), request, context: context, $0) }
+            await signedIn(request, context) { try await lift(try context.parameters.require("id"), request, context: context, $0) }
         }
-        router.get("/console/keys") { request, _ in await signedIn(request) { try await keysPage(request, $0) } }
+        router.get("/console/keys") { request, context in await signedIn(request, context) { try await keysPage(request, $0) } }
         router.post("/console/keys/:issuer/rotate") { request, context in
-            await signedIn(request) { try await rotate(try context.parameters.require("issuer"), request, context: context, $0) }
+            await signedIn(request, context) { try await rotate(try context.parameters.require("issuer"), request, context: context, $0) }
         }
-        router.get("/console/audit") { request, _ in await signedIn(request) { try await auditPage(request, $0) } }
+        router.get("/console/audit") { request, context in await signedIn(request, context) { try await auditPage(request, $0) } }
     }
 
     // MARK: Sessions
 
     /// The signed-in operator, if the request's cookie names a signed-in console session whose
-    /// credential the settings in force still admit (a reload that removes a token ends its sessions).
-    func currentOperator(_ request: Request) async throws -> Operator? {
+    /// credentials the settings in force still admit, the certificate among them presented on
+    /// this connection too (`actor(principal:settings:connectionSubject:)`).
+    func currentOperator(_ request: Request, _ context: ControlRequestContext) async throws -> Operator? {
         guard let id = LoginSessionStore.cookie(Self.cookieName, in: request.headers),
-              let session = try await sessions.lookup(id), let principal = session.username,
-              let actor = Self.actor(principal: principal, settings: api.settings.current) else { return nil }
+              let session = try await sessions.lookup(id), let principal = session.username else { return nil }
+        let settings = api.settings.current
+        let subject = settings.mode.acceptsCertificates ? await context.verifiedClientCertificateSubject() : nil
+        guard let actor = Self.actor(principal: principal, settings: settings, connectionSubject: subject) else { return nil }
         return Operator(session: session, actor: actor)
     }
 
-    /// What a session stores for the signed-in credential: `token:<fingerprint>:<actor>` (the
-    /// actor being the token's name, with the certificate's subject in parentheses when one came
-    /// too) or `cert:<subject>`. The fingerprint is of the configured hash, so a reload that
-    /// replaces a token under the same name ends the sessions of the old one.
+    /// What a session stores about the credentials presented at sign-in: `v2`, then the token's
+    /// fingerprint and name and the client certificate's subject, each base64url or `-` when
+    /// absent. The fingerprint is of the configured hash, so a reload that replaces a token under
+    /// the same name ends the sessions of the old one.
     static func principal(credential: AdminCredential?, subject: String?) -> String {
-        if let credential { return "token:" + fingerprint(credential) + ":" + credential.name + (subject.map { " (\($0))" } ?? "") }
-        return "cert:" + (subject ?? "-")
+        func field(_ text: String?) -> String { text.map { Base64URL.encode(Array($0.utf8)) } ?? "-" }
+        return ["v2", field(credential.map(fingerprint)), field(credential?.name), field(subject)].joined(separator: " ")
     }
 
     static func fingerprint(_ credential: AdminCredential) -> String {
         String(Hex.sha256(Hex.encode(credential.digest)).prefix(32))
     }
 
-    /// The audit "who" of a principal, or nil when the settings in force no longer admit it.
-    static func actor(principal: String, settings: AdminSettings) -> String? {
-        if principal.hasPrefix("token:") {
-            let parts = principal.dropFirst(6).split(separator: ":", maxSplits: 1)
-            guard parts.count == 2, settings.mode != .certificate else { return nil }
-            let actor = String(parts[1])
-            let name = actor.components(separatedBy: " (").first ?? actor
-            guard settings.authenticator.credentials.contains(where: { $0.name == name && fingerprint($0) == parts[0] }) else { return nil }
-            return actor
+    /// The audit "who" of a session's principal, or nil when the settings in force would not
+    /// admit what was presented at sign-in — `admin_auth` asked again of the stored token (still
+    /// configured, same hash) and certificate subject — or when the certificate it was signed in
+    /// with is not the one this connection presents (`connectionSubject`, verified under the
+    /// `client_ca` in force). A reload to a stricter `admin_auth`, or a session cookie used
+    /// without the certificate it was made with, kept the console open in the build before (an
+    /// attacker review).
+    static func actor(principal: String, settings: AdminSettings, connectionSubject: String?) -> String? {
+        let fields = principal.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        guard fields.count == 4, fields[0] == "v2" else { return nil }
+        func decoded(_ text: String) -> String?? {
+            if text == "-" { return .some(nil) }
+            guard let bytes = Base64URL.decode(text) else { return nil }
+            return .some(String(decoding: bytes, as: UTF8.self))
         }
-        if principal.hasPrefix("cert:"), settings.mode.acceptsCertificates { return String(principal.dropFirst(5)) }
-        return nil
+        guard let fingerprint = decoded(fields[1]), let name = decoded(fields[2]), let subject = decoded(fields[3]) else { return nil }
+        var credential: AdminCredential?
+        if let fingerprint, let name, settings.mode != .certificate {
+            guard let match = settings.authenticator.credentials.first(where: { $0.name == name && Self.fingerprint($0) == fingerprint }) else {
+                return nil
+            }
+            credential = match
+        }
+        var certified: String?
+        if let subject, settings.mode.acceptsCertificates {
+            guard connectionSubject == subject else { return nil }
+            certified = subject
+        }
+        guard settings.admits(token: credential, subject: certified) else { return nil }
+        if let credential { return credential.name + (certified.map { " (\($0))" } ?? "") }
+        return certified
     }
 
     /// Runs a page for a signed-in operator; anyone else is sent to the sign-in page.
-    private func signedIn(_ request: Request, _ body: (Operator) async throws -> Response) async -> Response {
+    private func signedIn(_ request: Request, _ context: ControlRequestContext, _ body: (Operator) async throws -> Response) async -> Response {
         await guarded(nil) {
-            guard let user = try await currentOperator(request) else { return Self.redirect("/console/sign-in") }
+            guard let user = try await currentOperator(request, context) else { return Self.redirect("/console/sign-in") }
             return await guarded(user) { try await body(user) }
         }
     }
@@ -211,8 +233,36 @@ struct OperatorConsole: Sendable {
 
     // MARK: Sign-in
 
-    private func signInPage(_ request: Request) async throws -> Response {
-        if try await currentOperator(request) != nil { return Self.redirect("/console/cluster") }
+    /// Whether this request may be offered a sign-in: over HTTPS, or addressed to a loopback
+    /// host (an SSH tunnel or a port-forward to `localhost`). Over plain HTTP to another address
+    /// the admin token would cross the network in clear text — and the browser would drop the
+    /// console's `Secure` cookies, so the operator, told the form expired, would send it again
+    /// (an attacker review).
+    private func offersSignIn(_ request: Request, _ context: ControlRequestContext) async -> Bool {
+        if await context.isTLS { return true }
+        return Self.isLoopback(authority: request.head.authority)
+    }
+
+    /// `localhost`, a name under `.localhost` (RFC 6761), `127.0.0.0/8` or `[::1]`, with or without a port.
+    static func isLoopback(authority: String?) -> Bool {
+        guard var host = authority?.lowercased(), !host.isEmpty else { return false }
+        if host.hasPrefix("[") {
+            guard let end = host.firstIndex(of: "]") else { return false }
+            return host[host.index(after: host.startIndex)..<end] == "::1"
+        }
+        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        if host == "localhost" || host.hasSuffix(".localhost") { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { part in UInt8(part).map { String($0) == part } ?? false }
+    }
+
+    private static let plainHTTPMessage = "The console takes sign-ins only over HTTPS (admin_tls) or at a loopback address such as an SSH tunnel or port-forward to localhost: over plain HTTP to this address your admin token would cross the network in clear text."
+
+    private func signInPage(_ request: Request, context: ControlRequestContext) async throws -> Response {
+        guard await offersSignIn(request, context) else {
+            return pages.error(title: "Sign-in needs HTTPS", message: Self.plainHTTPMessage, status: .forbidden)
+        }
+        if try await currentOperator(request, context) != nil { return Self.redirect("/console/cluster") }
         let session = sessions.anonymous()
         let signedOut = (request.uri.query ?? "").split(separator: "&").contains("signed_out=1")
         var context: [String: Any] = ["csrf": session.csrfToken]
@@ -223,6 +273,9 @@ struct OperatorConsole: Sendable {
     }
 
     private func signIn(_ request: Request, context: ControlRequestContext) async throws -> Response {
+        guard await offersSignIn(request, context) else {
+            return pages.error(title: "Sign-in needs HTTPS", message: Self.plainHTTPMessage, status: .forbidden)
+        }
         let form: [String: String]
         do {
             form = try await RequestInput.form(request)
@@ -267,7 +320,7 @@ struct OperatorConsole: Sendable {
         // A new session id on sign-in: one planted in the browser before it is worth nothing after.
         try await sessions.delete(session.id)
         let signedIn = try await sessions.create(username: principal, authTime: Int64(Date().timeIntervalSince1970))
-        await api.audit.record(AuditLog.Entry(actor: Self.actor(principal: principal, settings: settings) ?? principal, action: "console.sign_in",
+        await api.audit.record(AuditLog.Entry(actor: Self.actor(principal: principal, settings: settings, connectionSubject: subject) ?? principal, action: "console.sign_in",
                                               target: "session", from: context.peer, outcome: "ok", status: 303))
         var response = Self.redirect("/console/cluster")
         response.headers[.setCookie] = Self.cookie(signedIn.id)

@@ -65,6 +65,11 @@ struct ControlRequestContext: RequestContext, RemoteAddressRequestContext {
                                                         chainVerified: chainVerified)
     }
 
+    /// Whether the request came over TLS.
+    var isTLS: Bool {
+        get async { (try? await channel.pipeline.handler(type: NIOSSLServerHandler.self).get()) != nil }
+    }
+
     /// The audit "from where": `ip:port` of the peer.
     var peer: String {
         guard let remoteAddress else { return "-" }
