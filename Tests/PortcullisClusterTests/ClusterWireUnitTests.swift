@@ -23,6 +23,32 @@ struct ClusterWireUnitTests {
         #expect(try RevocationEvent.decode(Array(event.wireText.utf8), mac: Self.mac) == event)
     }
 
+    /// Text a Redis writer may write is parsed before its MAC can be checked: without bounds, a
+    /// line of a million empty objects took every node past a gigabyte (an attacker review).
+    @Test("the largest honest change (a batch of 1 000 tokens with 1 KiB ids, every byte escaped) decodes; a line over 8 MiB, one with more JSON values than a change holds, one nested deeper, and a head or acknowledgement over 1 KiB are refused unparsed")
+    func decodingIsBounded() throws {
+        let id = String(repeating: "\u{1}", count: 1020)  // escaped as \u0001: six bytes each
+        let batch = (0..<999).map { Revocation.Token(jti: id + String($0), expiresAt: 100) }
+        let largest = Revocation(id: "rev_1", operation: .add, kind: .jti, value: id, issuer: nil, until: 100, createdAtMillis: 5,
+                                 actor: "ops", reason: nil, batch: batch)
+        let event = RevocationEvent.signed(largest, epoch: Self.epoch, sequence: 9, mac: Self.mac)
+        #expect(event.wireText.utf8.count > 5 << 20 && event.wireText.utf8.count <= RevocationEvent.maxLineBytes)
+        #expect(try RevocationEvent.decode(Array(event.wireText.utf8), mac: Self.mac) == event)
+        func refused(_ text: String) -> String {
+            do {
+                _ = try RevocationEvent.decode(Array(text.utf8), mac: Self.mac)
+                return "decoded"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(refused("1 0 \"" + String(repeating: "x", count: RevocationEvent.maxLineBytes) + "\"").contains("more than a signed change takes"))
+        #expect(refused("1 0 {\"a\":[" + Array(repeating: "{}", count: 5000).joined(separator: ",") + "]}").contains("more values than allowed"))
+        #expect(refused("1 0 {\"a\":[[[[]]]]}").contains("nesting deeper"))
+        #expect(throws: RevocationHead.DecodeError.malformed) { try RevocationHead.decode("head3" + String(repeating: " ", count: 2000), mac: Self.mac) }
+        #expect(throws: NodeAck.DecodeError.malformed) { try NodeAck.decode("ack3" + String(repeating: " ", count: 2000), mac: Self.mac) }
+    }
+
     @Test("the MAC binds the sequence, the epoch, the cluster and every field; nil and empty differ")
     func bindings() {
         let event = RevocationEvent.signed(Self.revocation(), epoch: Self.epoch, sequence: 7, mac: Self.mac)

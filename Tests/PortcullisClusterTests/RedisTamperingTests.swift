@@ -543,6 +543,12 @@ struct KeySetTamperingTests {
                 try cluster.statuses(try cluster.token(jti: "after-the-head")) == [401]
             }
             #expect(try await cluster.client.send("STRLEN", head).int ?? 0 < 1024)
+            // A head that is not UTF-8 (read as missing, it stopped every write: a code review).
+            _ = try await cluster.client.send("EVAL", "redis.call('SET', KEYS[1], '\\255\\254') return 0", "1", head)
+            _ = try await cluster.revoke(.jti, "after-the-bytes")
+            try await eventually(timeout: .seconds(10), "applied after the head that is not text") {
+                try cluster.statuses(try cluster.token(jti: "after-the-bytes")) == [401]
+            }
             #expect(gateway.process.isRunning)
         }
     }

@@ -207,6 +207,16 @@ struct ControlTLSTests {
             let another = try Self.console(setup, "/console/cluster", jar: jar, certificate: other)
             #expect(another.status == 303 && another.location == "/console/sign-in", "with another operator's certificate: \(another.status)")
             #expect(try Self.console(setup, "/console/cluster", jar: jar, certificate: operatorCertificate).status == 200)
+            // A token sign-in from a browser that also sent its certificate: the token alone is
+            // admitted, so the session does not need the certificate again.
+            let tokenJar = setup.directory + "/token-cookies.txt"
+            let tokenPage = try Self.console(setup, "/console/sign-in", jar: tokenJar, certificate: operatorCertificate)
+            let tokenCSRF = try #require(tokenPage.body.components(separatedBy: #"name="csrf_token" value=""#).dropFirst().first?
+                .components(separatedBy: "\"").first)
+            let tokenSignIn = try Self.console(setup, "/console/sign-in", jar: tokenJar, certificate: operatorCertificate,
+                                               form: ["csrf_token": tokenCSRF, "token": ControlCluster.adminToken])
+            #expect(tokenSignIn.status == 303, "\(tokenSignIn.body.prefix(600))")
+            #expect(try Self.console(setup, "/console/cluster", jar: tokenJar, certificate: nil).status == 200)
             let file = setup.directory + "/control.yaml"
             try (try String(contentsOfFile: file, encoding: .utf8))
                 .replacingOccurrences(of: "admin_auth: token_or_certificate", with: "admin_auth: token_and_certificate")
@@ -215,6 +225,9 @@ struct ControlTLSTests {
             try await eventually("the stricter mode ends the certificate-only session") {
                 try Self.console(setup, "/console/cluster", jar: jar, certificate: operatorCertificate).location == "/console/sign-in"
             }
+            // The token session now needs its certificate as well.
+            #expect(try Self.console(setup, "/console/cluster", jar: tokenJar, certificate: nil).location == "/console/sign-in")
+            #expect(try Self.console(setup, "/console/cluster", jar: tokenJar, certificate: operatorCertificate).status == 200)
         }
     }
 

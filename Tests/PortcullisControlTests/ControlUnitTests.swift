@@ -25,6 +25,37 @@ struct ControlUnitTests {
         #expect(ScalarHTMLEscaping.escape("a<b>\"c\"&'d'") == "a&lt;b&gt;&quot;c&quot;&amp;&#39;d&#39;")
     }
 
+    @Test("a grant's maximum lifetime ends it at its start plus the lifetime; a start in the future counts as now, and no start overflows")
+    func grantLifetime() {
+        let hour = Duration.seconds(3600)
+        #expect(!AuthorizationServer.grantEnded(createdMillis: 1_000, lifetime: hour, nowMillis: 1_000 + 3_599_999))
+        #expect(AuthorizationServer.grantEnded(createdMillis: 1_000, lifetime: hour, nowMillis: 1_000 + 3_600_000))
+        // An unsigned start a Redis writer set (on a family written before starts were signed)
+        // crashed the control plane with Int64.max (a code review).
+        #expect(!AuthorizationServer.grantEnded(createdMillis: .max, lifetime: hour, nowMillis: 1_800_000_000_000))
+        #expect(AuthorizationServer.grantEnded(createdMillis: .min, lifetime: hour, nowMillis: 1_800_000_000_000))
+    }
+
+    @Test("a control plane's node_id with a space, or longer than 128 bytes, is refused naming the file and key")
+    func controlNodeID() throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-node-id")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/c.yaml"
+        for id in ["control 1", String(repeating: "c", count: 129)] {
+            try """
+            node_id: \(id)
+            cluster: {redis: redis://127.0.0.1:1, secret: \(Base64URL.encode([UInt8](repeating: 1, count: 32)))}
+            admin_tokens: [{name: ops, sha256: \(Hex.sha256("x"))}]
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+            do {
+                _ = try ControlConfig.load(file: file)
+                Issue.record("accepted node_id '\(id)'")
+            } catch {
+                #expect("\(error)".contains("c.yaml:1") && "\(error)".contains("node_id"), "\(error)")
+            }
+        }
+    }
+
     @Test("form bodies decode strictly: escapes, plus as space, repeated names refused")
     func formDecoding() {
         #expect(FormEncoding.decode("grant_type=client_credentials&scope=a+b%3Ac") == ["grant_type": "client_credentials", "scope": "a b:c"])

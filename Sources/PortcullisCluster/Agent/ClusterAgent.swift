@@ -125,7 +125,9 @@ public final class ClusterAgent: Sendable {
 
     private func runSubscription() async {
         let stream = subscriber.events(channels: [keys.revocationChannel, keys.keySetChannel], patterns: [], buffer: Self.subscriptionBuffer)
-        let announced = CoalescingQueue<String>(limit: 64)
+        // Only issuers this node takes from the cluster are offered, each pending once: the
+        // queue never holds more than there are, and none is dropped.
+        let announced = CoalescingQueue<String>()
         await withDiscardingTaskGroup { group in
             group.addTask { [keySets] in
                 for await iss in announced.keys {
@@ -152,9 +154,11 @@ public final class ClusterAgent: Sendable {
                         logger.warning("lost the Redis subscription; serving from the last synced state", metadata: ["reason": "\(reason)"])
                     }
                 }
-                // Messages dropped while this reader was behind are read from their keys.
-                if subscriber.takeOverflow() {
-                    await resync("the Redis subscription overflowed (a flood of messages); revocations and key sets resynced")
+                // Messages dropped while this reader was behind are read from their keys. A
+                // `.connected` may be among them: a resync that succeeds means subscribed.
+                if subscriber.takeOverflow(),
+                   await resync("the Redis subscription overflowed (a flood of messages); revocations and key sets resynced") {
+                    subscribed.store(true, ordering: .relaxed)
                 }
             }
             announced.finish()
@@ -167,13 +171,17 @@ public final class ClusterAgent: Sendable {
     /// minutes (an attacker review).
     static let subscriptionBuffer = 1024
 
-    private func resync(_ message: String?) async {
+    /// Resyncs revocations and key sets from Redis; whether that succeeded.
+    @discardableResult
+    private func resync(_ message: String?) async -> Bool {
         do {
             try await follower.subscribed()
             try await keySets.loadAll()
             if let message { logger.info("\(message)") }
+            return true
         } catch {
             logger.warning("sync after (re)connect failed; the periodic check retries", metadata: ["error": "\(error)"])
+            return false
         }
     }
 

@@ -4,16 +4,16 @@ import Synchronization
 /// keys costs a set insert each, and the work runs once per key, off the reader of the messages.
 /// A `keys:events` flood made every gateway read Redis once per announcement on the task that
 /// also applies revocations, which then waited behind the backlog for minutes (an attacker
-/// review). At most `limit` keys wait; beyond, the oldest is dropped (the caller's periodic
-/// reload picks it up).
+/// review). Each key waits at most once, so the queue holds no more keys than the caller offers
+/// distinct ones; with a `limit`, the oldest beyond it is dropped.
 public final class CoalescingQueue<Key: Hashable & Sendable>: Sendable {
     private let pending = Mutex<Set<Key>>([])
     private let continuation: AsyncStream<Key>.Continuation
     /// The keys to work on, each once per offer that found it not waiting; one consumer.
     public let keys: AsyncStream<Key>
 
-    public init(limit: Int) {
-        (keys, continuation) = AsyncStream.makeStream(of: Key.self, bufferingPolicy: .bufferingNewest(limit))
+    public init(limit: Int? = nil) {
+        (keys, continuation) = AsyncStream.makeStream(of: Key.self, bufferingPolicy: limit.map { .bufferingNewest($0) } ?? .unbounded)
     }
 
     /// Queues `key` unless it already waits; false when it did.

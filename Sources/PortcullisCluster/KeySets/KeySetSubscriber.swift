@@ -25,6 +25,8 @@ actor KeySetSubscriber {
     private let logger: Logger
     private let rejected = Counter(label: "portcullis_keyset_events_rejected_total", dimensions: [("kind", "keyset")])
     private var lastRefetch: [String: ContinuousClock.Instant] = [:]
+    /// The latest read started per `iss` (`load`).
+    private var readTickets: [String: Int] = [:]
     /// The highest serial applied per `iss`: a lower one is a rollback.
     private var serials: [String: Int64] = [:]
 
@@ -34,8 +36,9 @@ actor KeySetSubscriber {
         self.mac = mac
         self.alarm = alarm
         self.store = store
-        self.issuersByIss = Self.fromCluster(issuers)
-        acceptedIssuers.withLock { $0 = Set(Self.fromCluster(issuers).keys) }
+        let fromCluster = Self.fromCluster(issuers)
+        self.issuersByIss = fromCluster
+        acceptedIssuers.withLock { $0 = Set(fromCluster.keys) }
         self.logger = logger
         // Until a record comes (or when none ever does), an issuer without a key source has its
         // configured HMAC secrets.
@@ -98,7 +101,6 @@ actor KeySetSubscriber {
         }
     }
 
-    /// A `keys:events` message.
     /// The issuer a `keys:events` message announces, if this node takes that issuer's keys from
     /// the cluster; read off the actor, so that the subscription's reader hands the load on
     /// (`ClusterAgent`, through a `CoalescingQueue`) without waiting for it.
@@ -119,8 +121,14 @@ actor KeySetSubscriber {
     }
 
     private func load(iss: String) async throws {
+        // Loads of one issuer may overlap (an announcement's and a resync's, on this actor): a
+        // read that finishes after a later one is stale, not a rollback.
+        let ticket = (readTickets[iss] ?? 0) + 1
+        readTickets[iss] = ticket
         let hash: [RedisValue]
-        switch try await BoundedHashRead.keySetRecord.read(client, key: keys.keySet(iss)) {
+        let read = try await BoundedHashRead.keySetRecord.read(client, key: keys.keySet(iss))
+        guard readTickets[iss] == ticket else { return }
+        switch read {
         case .hash(let fields): hash = fields
         case .refused(let why):
             rejected.increment()

@@ -19,37 +19,46 @@ struct RevocationLogReader: Sendable {
         case valid(RevocationHead, digest: String)
     }
 
-    /// The most bytes a signed head takes (`head3`, an epoch, four numbers and two MACs: about
-    /// 150), with room to spare.
-    static let maxHeadBytes = 1024
-
-    /// The head if it is a string of at most `maxHeadBytes`; else its size (or -2 for a key of
-    /// another type) and the SHA-1 of what is there, for the writer's compare-and-set. Read
-    /// whole, a head a Redis writer padded to 40 MB with spaces cost every node and the control
-    /// plane gigabytes at every check (an attacker review).
+    /// The head if it is a string of at most `RevocationHead.maxBytes`; else its size (or -2 for
+    /// a key of another type) and, when ARGV[2] is 1 (the writer, for its compare-and-set), the
+    /// SHA-1 of what is there. Read whole, a head a Redis writer padded with spaces cost every
+    /// node and the control plane gigabytes at every check (an attacker review).
     static let headScript = RedisScript("""
     local n = redis.pcall('STRLEN', KEYS[1])
     if type(n) == 'table' then return {-2, ''} end
-    if n > tonumber(ARGV[1]) then return {n, redis.sha1hex(redis.call('GET', KEYS[1]))} end
+    if n > tonumber(ARGV[1]) then
+      if ARGV[2] == '1' then return {n, redis.sha1hex(redis.call('GET', KEYS[1]))} end
+      return {n, ''}
+    end
     return redis.call('GET', KEYS[1])
     """)
 
     /// The SHA-1 (hex) of a head's text, as the write script compares it (`""` for no head).
     static func digest(_ raw: String) -> String {
-        Insecure.SHA1.hash(data: Array(raw.utf8)).map { byte in
+        digest(Array(raw.utf8))
+    }
+
+    static func digest(_ raw: [UInt8]) -> String {
+        Insecure.SHA1.hash(data: raw).map { byte in
             let hex = String(byte, radix: 16)
             return hex.count == 1 ? "0" + hex : hex
         }.joined()
     }
 
-    func head() async throws -> Head {
+    /// The head; `forWriting` also has an oversized one's digest computed (by Redis).
+    func head(forWriting: Bool = false) async throws -> Head {
         let reply = try await client.evalScript(Self.headScript, keys: [RedisArgument(keys.revocationHead)],
-                                                arguments: [RedisArgument(Self.maxHeadBytes)], readOnly: true)
+                                                arguments: [RedisArgument(RevocationHead.maxBytes), forWriting ? "1" : "0"], readOnly: true)
         if let parts = reply.array, parts.count == 2, let size = parts[0].int {
             alarm.report(key: keys.revocationHead, size < 0 ? "the head is not a string" : "the head is \(size) bytes, more than a signed head takes")
             return .invalid(digest: parts[1].string ?? "")
         }
-        guard let raw = reply.string else { return .missing }
+        guard let bytes = reply.bytes else { return .missing }
+        // Not UTF-8 is not a head either (read as missing, its digest never matched "").
+        guard let raw = String(validating: bytes, as: UTF8.self) else {
+            alarm.report(key: keys.revocationHead, "the head is not UTF-8 text")
+            return .invalid(digest: Self.digest(bytes))
+        }
         do {
             return .valid(try RevocationHead.decode(raw, mac: mac), digest: Self.digest(raw))
         } catch {

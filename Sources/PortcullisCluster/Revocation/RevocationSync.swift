@@ -210,16 +210,16 @@ actor RevocationSync {
         }
     }
 
-    /// A live pub/sub message: one or more event lines.
     /// The most bytes one message takes: a commit of `RevocationWriter.maxChangesPerCommit`
     /// tokens stays far below Redis's 32 MB limit for subscribers.
     static let maxMessageBytes = 64 << 20
 
+    /// A live pub/sub message: one or more event lines.
     func receive(_ message: [UInt8]) async {
         // A message is one commit's lines: more than a commit holds, or a line that does not
         // decode, is a Redis writer's (what it names is read from the log, whose reads are
-        // bounded). Decoded line by line to the end, 3 million junk lines in one 20 MB message
-        // held every gateway's revocation sync for minutes (an attacker review).
+        // bounded). Decoded line by line to the end, a message of millions of junk lines held
+        // every gateway's revocation sync for minutes (an attacker review).
         guard message.count <= Self.maxMessageBytes else {
             reader.alarm.report(key: keys.revocationChannel, "a message of \(message.count) bytes, more than one commit publishes")
             return

@@ -35,8 +35,8 @@ actor RevocationWriter {
     /// Replicas that must confirm each commit (`WAIT`), 0 for none, and the longest wait.
     private let requiredReplicas: Int
     private let replicaTimeout: Duration
-    /// The head this writer last wrote or verified; nil: read it again.
-    /// The head this writer wrote last, and the SHA-1 of its text (`RevocationLogReader.digest`).
+    /// The head this writer last wrote or verified, and the SHA-1 of its text
+    /// (`RevocationLogReader.digest`); nil: read it again.
     private var current: (head: RevocationHead, digest: String)?
     /// The furthest this process has seen, to refuse a head that was rolled back.
     private var highest: RevocationHead?
@@ -348,7 +348,7 @@ actor RevocationWriter {
         // another control plane, or a beat of this one — and make an honest head look behind.)
         let (known, seen) = (knownPosition(), highest)
         let newest = [seen?.epoch, known.epoch].compactMap { $0 }.max { $1.isNewer(than: $0) }
-        switch try await reader.head() {
+        switch try await reader.head(forWriting: true) {
         case .missing:
             let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest)
             if highest != nil {
@@ -356,19 +356,19 @@ actor RevocationWriter {
                              metadata: ["epoch": "\(epoch)"])
             }
             return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), RevocationLogReader.digest(""), true)
-        case .invalid(let raw):
+        case .invalid(let digest):
             let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest)
             logger.error("the revocation head in Redis does not verify; starting a new epoch", metadata: ["epoch": "\(epoch)"])
-            return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), raw, true)
-        case .valid(let head, digest: let raw):
+            return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), digest, true)
+        case .valid(let head, let digest):
             if let rolledBack = try await rollback(of: head, known: known, seen: seen) {
                 reader.alarm.report(key: keys.revocationHead, rolledBack)
                 let epoch = RevocationEpoch.new(nowMillis: nowMillis, after: newest.map { $0.isNewer(than: head.epoch) ? $0 : head.epoch } ?? head.epoch)
                 logger.error("starting a new revocation epoch after a rolled-back head", metadata: ["epoch": "\(epoch)"])
-                return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), raw, true)
+                return (RevocationHead(epoch: epoch, sequence: 0, last: "", floor: 0, beat: 0, mac: ""), digest, true)
             }
             highest = head
-            return (head, raw, false)
+            return (head, digest, false)
         }
     }
 

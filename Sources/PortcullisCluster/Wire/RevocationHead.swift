@@ -41,9 +41,13 @@ public struct RevocationHead: Sendable, Equatable {
 
     public var wireText: String { "head3 \(epoch.text) \(sequence) \(last.isEmpty ? "-" : last) \(floor) \(beat) \(mac)" }
 
+    /// The most bytes a signed head takes (`head3`, an epoch, four numbers and two MACs come to
+    /// about 150), with room to spare.
+    public static let maxBytes = 1024
+
     public static func decode(_ text: String, mac: ClusterMAC) throws(DecodeError) -> RevocationHead {
-        // Bounded before it is split: a head padded with spaces made one part per space.
-        guard text.utf8.count <= 1024 else { throw .malformed }
+        // Bounded before it is split: padded with spaces, the text made one part per space.
+        guard text.utf8.count <= maxBytes else { throw .malformed }
         let parts = text.split(separator: " ", maxSplits: 7, omittingEmptySubsequences: false)
         guard parts.count == 7, parts[0] == "head3", let epoch = RevocationEpoch(text: String(parts[1])),
               let sequence = Int64(parts[2]), let floor = Int64(parts[4]), let beat = Int64(parts[5]),

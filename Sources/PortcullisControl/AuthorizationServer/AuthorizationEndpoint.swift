@@ -208,7 +208,7 @@ final class AuthorizationEndpoint: Sendable {
             // Only a registered client, or one the user's account lists (a signed consent, kept
             // after its client left the configuration): what a revocation writes to the signed
             // list every node holds must not be a name of the user's choosing.
-            let listed = ExactMatch.client(clients, clientID) != nil ? true : try await sessions.consents(username: username).contains { $0.clientID == clientID }
+            let listed = ExactMatch.client(clients, clientID) != nil ? true : try await sessions.consents(username: username).contains { ExactMatch.equal($0.clientID, clientID) }
             guard listed else {
                 return pages.error(title: "Invalid request", message: "No application is registered here as that client_id.", status: .badRequest)
             }

@@ -162,9 +162,10 @@ final class AuthorizationServer: Sendable {
             throw APIError(.badRequest, "invalid_grant", "unknown, expired or foreign refresh token")
         }
         // However often it is refreshed, a grant ends at its maximum lifetime: the user signs in
-        // again (the family's start is signed, so a Redis writer cannot move it).
-        if let lifetime = config.refreshTokenMaxLifetime, let created = grant.familyCreatedMillis,
-           Int64(Date().timeIntervalSince1970 * 1000) >= created + lifetime.wholeMilliseconds {
+        // again (the family's start is signed, so a Redis writer cannot move it). A used token
+        // presented again goes on to `rotate`, whose reuse detection revokes the family.
+        if grant.active, let lifetime = config.refreshTokenMaxLifetime, let created = grant.familyCreatedMillis,
+           Self.grantEnded(createdMillis: created, lifetime: lifetime, nowMillis: Int64(Date().timeIntervalSince1970 * 1000)) {
             throw APIError(.badRequest, "invalid_grant", "the grant reached its maximum lifetime (refresh_token_max_lifetime): sign in again")
         }
         // A subject or client cut-off revokes the tokens issued before it — "log out everywhere" —
@@ -219,6 +220,14 @@ final class AuthorizationServer: Sendable {
         case .invalid(let reason):
             throw APIError(.badRequest, "invalid_grant", reason)
         }
+    }
+
+    /// Whether a grant that began at `createdMillis` has outlived `lifetime` at `nowMillis`. A
+    /// start in the future (an unsigned one a Redis writer set, on a family written before starts
+    /// were signed) counts as now; no value overflows.
+    static func grantEnded(createdMillis: Int64, lifetime: Duration, nowMillis: Int64) -> Bool {
+        let (age, overflow) = nowMillis.subtractingReportingOverflow(min(createdMillis, nowMillis))
+        return overflow || age >= lifetime.wholeMilliseconds
     }
 
     /// `invalid_grant` when a subject or client cut-off in force is later than `issuedAtMillis`,

@@ -71,7 +71,7 @@ struct ClientAuthenticator: Sendable {
                   let user = FormEncoding.unescape(text[..<colon]), let password = FormEncoding.unescape(text[text.index(after: colon)...]) else {
                 throw Self.invalidClient("malformed Basic credentials")
             }
-            if let formID = form["client_id"], formID != user {
+            if let formID = form["client_id"], !ExactMatch.equal(formID, user) {
                 throw APIError(.badRequest, "invalid_request", "client_id does not match the Basic credentials")
             }
             id = user

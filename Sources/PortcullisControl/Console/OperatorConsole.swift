@@ -154,12 +154,13 @@ struct OperatorConsole: Sendable {
             }
             credential = match
         }
-        var certified: String?
-        if let subject, settings.mode.acceptsCertificates {
-            guard connectionSubject == subject else { return nil }
-            certified = subject
+        // The certificate counts only over a connection presenting it; a token the mode admits
+        // alone needs none (a browser that sent a certificate at sign-in need not keep sending it).
+        let certified = subject.flatMap { settings.mode.acceptsCertificates && connectionSubject == $0 ? $0 : nil }
+        if let credential, settings.admits(token: credential, subject: nil) {
+            return credential.name + (certified.map { " (\($0))" } ?? "")
         }
-        guard settings.admits(token: credential, subject: certified) else { return nil }
+        guard subject == nil || certified != nil, settings.admits(token: credential, subject: certified) else { return nil }
         if let credential { return credential.name + (certified.map { " (\($0))" } ?? "") }
         return certified
     }
@@ -238,8 +239,16 @@ struct OperatorConsole: Sendable {
     /// the admin token would cross the network in clear text — and the browser would drop the
     /// console's `Secure` cookies, so the operator, told the form expired, would send it again
     /// (an attacker review).
+    ///
+    /// A TLS-terminating proxy on the same machine forwards the public host name: a request from
+    /// a loopback peer saying `X-Forwarded-Proto: https` counts as HTTPS (no remote client can be
+    /// a loopback peer).
     private func offersSignIn(_ request: Request, _ context: ControlRequestContext) async -> Bool {
         if await context.isTLS { return true }
+        if let peer = context.remoteAddress?.ipAddress, peer == "::1" || peer.hasPrefix("127.") || peer.hasPrefix("::ffff:127."),
+           request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https" {
+            return true
+        }
         return Self.isLoopback(authority: request.head.authority)
     }
 

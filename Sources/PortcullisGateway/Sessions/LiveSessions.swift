@@ -176,14 +176,12 @@ final class LiveSessions: Sendable {
         }
     }
 
-    /// Whether `snapshot` still trusts the key that signed `token`: its issuer's set holds it
-    /// (`holdsKey`) and its `kid` is not revoked. An issuer whose set is not loaded tells nothing
+    /// Whether `snapshot` still trusts the key that signed `token`
+    /// (`KeySetStore.Snapshot.stillTrusts`). An issuer whose set is not loaded tells nothing
     /// about an open session (new requests of its issuer fail closed; sessions stay), but a
     /// session `opening` is a request still: it fails closed as one would.
     static func trusts(_ snapshot: KeySetStore.Snapshot, _ token: VerifiedToken, opening: Bool) -> Bool {
-        if let kid = token.keyID, snapshot.isRevoked(kid: kid, issuer: token.issuer) { return false }
-        guard let set = snapshot.keySet(issuerName: token.issuerName) else { return !opening }
-        return holdsKey(of: token, set)
+        snapshot.stillTrusts(token) ?? !opening
     }
 
     /// A reload removed these issuers: the sessions admitted with their tokens end as revoked (a
@@ -209,15 +207,6 @@ final class LiveSessions: Sendable {
                 }
             }
         }
-    }
-
-    /// As the verifier chooses: by `kid`, or for a token without one, the set's only key whatever
-    /// its `kid` (`JWKSet`'s key selection; looked for among keys without a `kid`, a kid-less
-    /// token's session ended at every unrelated key-set change: an attacker review).
-    static func holdsKey(of token: VerifiedToken, _ set: JWKSet) -> Bool {
-        let candidates = token.keyID.map { set.keysByID[$0] ?? [] } ?? (set.count == 1 ? set.allKeys : [])
-        guard let fingerprint = token.keyFingerprint else { return candidates.contains { $0.algorithm == token.algorithm } || token.keyID == nil }
-        return candidates.contains { $0.fingerprint == fingerprint }
     }
 
     /// Open sessions watched for token end on `eventLoop`, and their expiry timers (tests).

@@ -45,6 +45,18 @@ public final class KeySetStore: Sendable {
         /// The key set of `issuerName`, if loaded.
         public func keySet(issuerName: String) -> JWKSet? { entries[issuerName]?.keySet }
 
+        /// Whether the key that verified `token` is still trusted: its issuer's set holds it (by
+        /// `kid` and fingerprint, or for a token without `kid`, the set's only key, as the verifier
+        /// chose it) and its `kid` is not revoked; nil when the issuer's set is not loaded. Asked
+        /// of open sessions (a key a reload removed ends the streams its tokens opened).
+        public func stillTrusts(_ token: VerifiedToken) -> Bool? {
+            if let kid = token.keyID, isRevoked(kid: kid, issuer: token.issuer) { return false }
+            guard let set = entries[token.issuerName]?.keySet else { return nil }
+            let candidates = token.keyID.map { set.keysByID[$0] ?? [] } ?? (set.count == 1 ? set.allKeys : [])
+            guard let fingerprint = token.keyFingerprint else { return candidates.contains { $0.algorithm == token.algorithm } || token.keyID == nil }
+            return candidates.contains { $0.fingerprint == fingerprint }
+        }
+
         /// True when `key` is still in `issuerName`'s set (same kid, algorithm and key material)
         /// and its kid is not revoked; for a token without `kid`, also that the set still holds
         /// exactly one key (the rule that selected it).
