@@ -99,6 +99,9 @@ extension ControlPlaneTests {
             let ended = try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "refresh_token": refresh], basic: basic)
             #expect(ended.status == 400 && ended.json["error"] as? String == "invalid_grant", "\(ended.text)")
             #expect((ended.json["error_description"] as? String)?.contains("maximum lifetime") == true, "\(ended.text)")
+            // Introspection agrees: the refresh token is no longer active.
+            let introspected = try control.oauth("/oauth2/introspect", form: ["token": refresh, "token_type_hint": "refresh_token"], basic: basic)
+            #expect(introspected.json["active"] as? Bool == false, "\(introspected.text)")
             // A writer moves the family's start to now: the family's record no longer verifies.
             let families = try cluster.redis.cli("KEYS", "portcullis:as:rtf:*").split(separator: "\n").map(String.init)
             #expect(families.count == 1)

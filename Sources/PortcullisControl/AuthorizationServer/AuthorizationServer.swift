@@ -577,9 +577,14 @@ final class AuthorizationServer: Sendable {
                 return Self.inactive()
             }
             // A refresh token is active only if it would refresh: neither its family's session
-            // nor a cut-off later than its issue is in force (whatever its record says).
+            // nor a cut-off later than its issue is in force (whatever its record says), and its
+            // grant has not reached its maximum lifetime.
+            let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
             if let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }), mayIntrospect(grant.clientID),
-               grant.active, !grant.familyRevoked, grant.expiresAtMillis > Int64(Date().timeIntervalSince1970 * 1000) {
+               grant.active, !grant.familyRevoked, grant.expiresAtMillis > nowMillis,
+               !(config.refreshTokenMaxLifetime.map { lifetime in
+                   grant.familyCreatedMillis.map { Self.grantEnded(createdMillis: $0, lifetime: lifetime, nowMillis: nowMillis) } ?? false
+               } ?? false) {
                 try requireSynced()
                 guard !revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family),
                       cutOff(subject: grant.subject, clientID: grant.clientID, issuedAtMillis: refreshTokens.signedIssuedAtMillis(grant)) == nil else {

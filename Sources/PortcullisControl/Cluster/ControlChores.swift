@@ -156,7 +156,8 @@ final class ControlChores: Service, Sendable {
                     alarm.report(key: keys.ackChannel, "\(error)")
                 }
             } else if channel == keys.keySetRefetchChannel {
-                guard let request = KeyRefetchRequest(payload),
+                // A kid and an issuer: megabytes are a flood, not a request.
+                guard payload.count <= 4096, let request = KeyRefetchRequest(payload),
                       ring?.config.issuer == request.issuer || fetcher.issuers.contains(where: { $0.issuer == request.issuer }),
                       pendingRefetches.withLock({ $0.insert(request.issuer).inserted }) else { continue }
                 if case .dropped(let oldest) = refetches.yield(request) {

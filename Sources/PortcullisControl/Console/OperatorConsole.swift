@@ -240,14 +240,14 @@ struct OperatorConsole: Sendable {
     /// console's `Secure` cookies, so the operator, told the form expired, would send it again
     /// (an attacker review).
     ///
-    /// A TLS-terminating proxy on the same machine forwards the public host name: a request from
-    /// a loopback peer saying `X-Forwarded-Proto: https` counts as HTTPS (no remote client can be
-    /// a loopback peer).
+    /// Over plain HTTP both must be loopback: the `Host` and the TCP peer. A plain-HTTP proxy on
+    /// the same machine sends `Host: 127.0.0.1` for a remote client; a remote client names any
+    /// `Host` it likes (a bypass review). Behind a TLS-terminating proxy, give the admin listener
+    /// `admin_tls` too.
     private func offersSignIn(_ request: Request, _ context: ControlRequestContext) async -> Bool {
         if await context.isTLS { return true }
-        if let peer = context.remoteAddress?.ipAddress, peer == "::1" || peer.hasPrefix("127.") || peer.hasPrefix("::ffff:127."),
-           request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https" {
-            return true
+        guard let peer = context.remoteAddress?.ipAddress, peer == "::1" || peer.hasPrefix("127.") || peer.hasPrefix("::ffff:127.") else {
+            return false
         }
         return Self.isLoopback(authority: request.head.authority)
     }

@@ -54,7 +54,10 @@ public final class KeySetStore: Sendable {
             guard let set = entries[token.issuerName]?.keySet else { return nil }
             let candidates = token.keyID.map { set.keysByID[$0] ?? [] } ?? (set.count == 1 ? set.allKeys : [])
             guard let fingerprint = token.keyFingerprint else { return candidates.contains { $0.algorithm == token.algorithm } || token.keyID == nil }
-            return candidates.contains { $0.fingerprint == fingerprint }
+            guard let key = candidates.first(where: { $0.fingerprint == fingerprint }) else { return false }
+            // The key's own kid, which a token without one does not name (a bypass review).
+            if let kid = key.keyID, isRevoked(kid: kid, issuer: token.issuer) { return false }
+            return true
         }
 
         /// True when `key` is still in `issuerName`'s set (same kid, algorithm and key material)
