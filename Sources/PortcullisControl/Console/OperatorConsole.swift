@@ -134,8 +134,8 @@ struct OperatorConsole: Sendable {
     /// The audit "who" of a session's principal, or nil when the settings in force would not
     /// admit what was presented at sign-in — `admin_auth` asked again of the stored token (still
     /// configured, same hash) and certificate subject — or when the certificate it was signed in
-    /// with is not the one this connection presents (`connectionSubject`, verified under the
-    /// `client_ca` in force). A reload to a stricter `admin_auth`, or a session cookie used
+    /// with is not the one this connection presents (`connectionSubject`, verified in this
+    /// connection's TLS handshake, under the `client_ca` in force then). A reload to a stricter `admin_auth`, or a session cookie used
     /// without the certificate it was made with, kept the console open in the build before (an
     /// attacker review).
     static func actor(principal: String, settings: AdminSettings, connectionSubject: String?) -> String? {
