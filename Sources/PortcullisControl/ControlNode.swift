@@ -110,8 +110,8 @@ public final class ControlNode: Service, Sendable {
                            metadata: ["admin_listen": "\(config.adminListen)"])
         }
         let listenerTLS = try ControlReloader.listenerTLS(config)
-        let publicTLS = listenerTLS.public.map(TLSContextBox.init)
-        let adminTLS = listenerTLS.admin.map(TLSContextBox.init)
+        let publicTLS = listenerTLS.public.map(ListenerTLSBox.init)
+        let adminTLS = listenerTLS.admin.map(ListenerTLSBox.init)
         let adminApp = Application(
             router: admin.router(),
             server: .http1(tls: adminTLS, idleTimeout: config.idleTimeout, cap: ConnectionCap(limit: config.maxConnections)),

@@ -461,6 +461,83 @@ struct RedisTamperingTests {
             #expect(!gateway.process.output.contains("error"))
         }
     }
+
+    @Test("a bounded read of the log returns members in order, leaves and counts those over a change's bound, stops before its byte budget, goes on from the sequence it stopped inside (or past it when that sequence filled the read) and reads by rank from the end")
+    func logRangeIsBoundedInRedis() async throws {
+        try await withCluster() { cluster in
+            let key = RedisArgument("test:log")
+            func member(_ prefix: String, _ size: Int) -> RedisArgument {
+                RedisArgument(bytes: Array(prefix.utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: size - prefix.utf8.count))
+            }
+            _ = try await cluster.client.send("ZADD", key, "1", "a1", "2", "b2", "2", member("~big", RevocationEvent.maxLineBytes + 1),
+                                              "3", member("~x1", 8 << 20), "3", member("~x2", 8 << 20), "3", member("~x3", 8 << 20), "4", "d4")
+            let range = RevocationLogRange(client: cluster.client, key: "test:log")
+            func names(_ read: RevocationLogRange.Read) -> [String] {
+                stride(from: 0, to: read.items.count, by: 2).map { String((read.items[$0].string ?? "?").prefix(3)) }
+            }
+            let first = try await range.byScore(after: 0, through: 4, limit: 100)
+            #expect(names(first) == ["a1", "b2", "~x1", "~x2"])
+            #expect(first.skipped == 1 && first.skippedBytes == RevocationEvent.maxLineBytes + 1)
+            #expect(first.truncated && first.examined == 5 && first.lastScore == 3)
+            // Stopped inside sequence 3: read it again from its start.
+            #expect(RevocationLogReader.cursor(after: first, from: 0, limit: 100) == 2)
+            let second = try await range.byScore(after: 2, through: 4, limit: 100)
+            #expect(names(second) == ["~x1", "~x2"] && second.truncated)
+            // Sequence 3 alone filled the read: go past it.
+            #expect(RevocationLogReader.cursor(after: second, from: 2, limit: 100) == 3)
+            let third = try await range.byScore(after: 3, through: 4, limit: 100)
+            #expect(names(third) == ["d4"] && !third.truncated && third.examined == 1)
+            #expect(RevocationLogReader.cursor(after: third, from: 3, limit: 100) == nil)
+            #expect(names(try await range.byScore(after: 0, through: 3, limit: 2)) == ["a1", "b2"])
+            #expect(names(try await range.byRank(start: -1, count: 1)) == ["d4"])
+            let ranked = try await range.byRank(start: 1, count: 3)
+            #expect(names(ranked) == ["b2", "~x1"] && ranked.skipped == 1 && ranked.examined == 3 && !ranked.truncated)
+            #expect(try await range.byRank(start: 7, count: 3).examined == 0)
+        }
+    }
+
+    /// A bypass review: nodes read every log member at the head's sequence at every check, and
+    /// a full sync read members by the page, whatever their size — a Redis writer's 8 MiB
+    /// members (each under a change's bound, refused only after the transfer) and one far over
+    /// it cost each node hundreds of megabytes a check.
+    @Test("log members a Redis writer piles at the head's sequence — twenty of 8 MiB and one of 96 MiB, sorted after the signed entry — are measured inside Redis: a running gateway and one starting afterwards (a full sync) each grow their peak memory by less than 96 MiB, the full sync reports the member over a change's bound and leaves it unread, and both still enforce revocations")
+    func largeLogMembersAreMeasuredInRedis() async throws {
+        try await withCluster() { cluster in
+            cluster.startBeating()
+            _ = try await cluster.revoke(.jti, "before-the-pile")
+            let running = try await cluster.startGateway(id: "gw-pile-running")
+            try await eventually("applied") { try cluster.statuses(try cluster.token(jti: "before-the-pile")) == [401] }
+            func peak(_ gateway: GatewayProcess) -> Int { ProcessStatus.bytes(pid: gateway.process.pid, "VmHWM:") }
+            let before = peak(running)
+            #expect(before > 0, "no VmHWM for the gateway")
+            guard let head = try await cluster.store.head() else {
+                Issue.record("no head")
+                return
+            }
+            // '~' sorts after the digits a signed entry starts with: the signed entry is still read first.
+            let log = RedisArgument(cluster.keys.revocationLog)
+            for i in 1...20 {
+                let member = Array("~\(i)".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: (8 << 20) - 8)
+                _ = try await cluster.client.send("ZADD", log, RedisArgument(head.sequence), RedisArgument(bytes: member))
+            }
+            let huge = Array("~~".utf8) + [UInt8](repeating: UInt8(ascii: "y"), count: 96 << 20)
+            _ = try await cluster.client.send("ZADD", log, RedisArgument(head.sequence), RedisArgument(bytes: huge))
+            try await Task.sleep(for: .seconds(2))  // ten checks at 200 ms
+            let grew = peak(running) - before
+            #expect(grew < 96 << 20, "the running gateway's peak grew by \(grew >> 20) MiB")
+            let starting = try await cluster.startGateway(id: "gw-pile-starting")
+            // A full sync reads every member by rank, the 96 MiB one too: measured, not sent.
+            try await eventually("reported") { starting.process.output.contains("more than a signed change takes, left unread") }
+            let startingPeak = peak(starting)
+            #expect(startingPeak > 0 && startingPeak < before + (96 << 20), "the gateway that synced past the pile peaked at \(startingPeak >> 20) MiB (the running one started at \(before >> 20) MiB)")
+            #expect(try cluster.statuses(try cluster.token(jti: "before-the-pile")) == [401, 401])
+            _ = try await cluster.revoke(.jti, "after-the-pile")
+            try await eventually(timeout: .seconds(10), "applied after the pile") {
+                try cluster.statuses(try cluster.token(jti: "after-the-pile")) == [401, 401]
+            }
+            #expect(try cluster.statuses(try cluster.token()) == [200, 200])
+        }
+    }
 }
 
 @Suite("key sets from a Redis writer without the cluster secret", .serialized)
@@ -530,7 +607,10 @@ struct KeySetTamperingTests {
             try await eventually(timeout: .seconds(10), "applied") { try cluster.statuses(try cluster.token(jti: "after-the-junk")) == [401] }
             let took = ContinuousClock.now - revokedAt
             #expect(took < .seconds(5), "the revocation after the junk took \(took)")
-            // The head, padded: every check reads it.
+            // The head, padded: every check reads it. The heartbeat pauses, or it could replace
+            // the head before the gateway's next check saw it.
+            cluster.beater?.cancel()
+            await cluster.beater?.value
             let head = RedisArgument(cluster.keys.revocationHead)
             _ = try await cluster.client.send("EVAL", "redis.call('SET', KEYS[1], 'head3' .. string.rep(' ', 10 * 1024 * 1024)) return 0", "1", head)
             try await eventually("reported") { gateway.process.output.contains("more than a signed head takes") }
@@ -543,6 +623,7 @@ struct KeySetTamperingTests {
                 try cluster.statuses(try cluster.token(jti: "after-the-head")) == [401]
             }
             #expect(try await cluster.client.send("STRLEN", head).int ?? 0 < 1024)
+            cluster.startBeating()
             // A head that is not UTF-8 (read as missing, it stopped every write: a code review).
             _ = try await cluster.client.send("EVAL", "redis.call('SET', KEYS[1], '\\255\\254') return 0", "1", head)
             _ = try await cluster.revoke(.jti, "after-the-bytes")

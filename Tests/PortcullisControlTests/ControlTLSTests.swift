@@ -231,6 +231,51 @@ struct ControlTLSTests {
         }
     }
 
+    /// The build before kept a connection verified under the replaced `client_ca` admitted until
+    /// its client closed it: a holder of a certificate the operator meant to cut off by replacing
+    /// the CA went on calling the admin API over the connection it kept alive.
+    @Test("a reload that replaces admin_tls.client_ca closes the connections open under the old one (a kept-alive connection presenting a certificate of the old CA gets no further answer, and a new one is refused), while a reload that changes no client trust leaves them open")
+    func clientCAReloadClosesOpenConnections() async throws {
+        try await withControl(adminAuth: "certificate", clientCertificates: "required") { setup in
+            let old = try setup.adminClients.issue("ops-old")
+            let replacement = try TestCertificateAuthority.make(name: "Replacement Admin Clients CA")
+            let script = """
+            import http.client, os, shutil, signal, ssl, sys, time
+            port, ca, cert, key, client_ca, new_ca, pid = sys.argv[1:8]
+            context = ssl.create_default_context(cafile=ca)
+            context.load_cert_chain(cert, key)
+            connection = http.client.HTTPSConnection("127.0.0.1", int(port), context=context, timeout=5)
+            def get():
+                try:
+                    connection.request("GET", "/v1/revocations")
+                    response = connection.getresponse()
+                    response.read()
+                    return str(response.status)
+                except Exception as error:
+                    return "closed:" + type(error).__name__
+            print("first", get(), flush=True)
+            os.kill(int(pid), signal.SIGHUP)
+            time.sleep(2)
+            print("same-trust", get(), flush=True)
+            shutil.copyfile(new_ca, client_ca)
+            os.kill(int(pid), signal.SIGHUP)
+            time.sleep(2)
+            print("new-trust", get(), flush=True)
+            """
+            let run = try runCommand("/usr/bin/env", ["python3", "-c", script, String(setup.adminPort), setup.authority.certificate,
+                                                      old.certificate, old.privateKey, setup.adminClients.certificate,
+                                                      replacement.certificate, String(setup.process.pid)])
+            let lines = run.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first == "first 200", "\(run.stdout)\(run.stderr)")
+            #expect(lines.contains("same-trust 200"), "a reload that changed no client trust closed the connection: \(run.stdout)")
+            #expect(lines.last?.hasPrefix("new-trust closed:") == true, "the connection of the replaced CA's certificate was still answered: \(run.stdout)")
+            #expect(setup.process.output.contains("connections_closed_for_client_trust=1"), "\(setup.process.output)")
+            let url = "https://127.0.0.1:\(setup.adminPort)/v1/revocations"
+            #expect(try Self.curl(url, ca: setup.authority.certificate, certificate: old).status == 0)
+            #expect(try Self.curl(url, ca: setup.authority.certificate, certificate: try replacement.issue("ops-new")).status == 200)
+        }
+    }
+
     @Test("SIGHUP reloads the certificate for new connections; a broken file keeps the old one")
     func reload() async throws {
         try await withControl(adminAuth: "token", clientCertificates: "none") { setup in

@@ -35,6 +35,31 @@ struct PubSubTests {
         }
     }
 
+    /// A bypass review: a subscription bounded only in number held 1 024 messages of whatever
+    /// size a Redis writer published (32 MB each within Redis's limit for subscribers).
+    @Test("a subscription with a RedisEventBuffer holds at most its bytes for a consumer that is behind: further messages are dropped and takeOverflow says so once, and what the consumer takes frees room for new ones")
+    func bufferIsBoundedInBytes() async throws {
+        try await withRedis { server, publisher async throws in
+            let subscriber = RedisSubscriber(configuration: server.configuration(), eventLoopGroup: TestEnvironment.group,
+                                             logger: TestEnvironment.logger)
+            var events = subscriber.events(channels: ["flood"], patterns: [], buffer: RedisEventBuffer(events: 100, bytes: 1 << 20)).makeAsyncIterator()
+            #expect(await events.next() == .connected(reconnect: false))
+            let large = [UInt8](repeating: 0x61, count: 300 << 10)
+            for _ in 0..<10 { _ = try await publisher.send("PUBLISH", "flood", RedisArgument(bytes: large)) }
+            _ = try await publisher.send("PUBLISH", "flood", "last")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(subscriber.takeOverflow())
+            #expect(!subscriber.takeOverflow())
+            // Three large ones fit in 1 MiB, then the small one; the other seven were dropped.
+            for _ in 0..<3 { #expect(await events.next() == .message(channel: "flood", payload: large)) }
+            #expect(await events.next() == .message(channel: "flood", payload: Array("last".utf8)))
+            _ = try await publisher.send("PUBLISH", "flood", RedisArgument(bytes: large))
+            #expect(await events.next() == .message(channel: "flood", payload: large))
+            #expect(!subscriber.takeOverflow())
+            await subscriber.close()
+        }
+    }
+
     @Test("the subscriber survives a restart: disconnected, connected(reconnect: true), then new messages")
     func survivesRestart() async throws {
         try await withRedis { server, publisher async throws in

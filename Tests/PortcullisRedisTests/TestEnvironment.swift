@@ -36,7 +36,7 @@ final class EventRecorder: Sendable {
     private let storage = Storage()
     private let task: Task<Void, Never>
 
-    init(_ stream: AsyncStream<RedisPubSubEvent>) {
+    init(_ stream: RedisEventStream) {
         let storage = self.storage
         task = Task {
             for await event in stream { storage.events.withLock { $0.append(event) } }

@@ -166,10 +166,12 @@ public final class ClusterAgent: Sendable {
     }
 
     /// Messages the subscription holds while this node works through earlier ones; more are
-    /// dropped (oldest first) and the node resyncs from Redis's keys instead. Unbounded, a flood
-    /// a Redis writer published grew every node's memory and delayed live revocations for
-    /// minutes (an attacker review).
-    static let subscriptionBuffer = 1024
+    /// dropped and the node resyncs from Redis's keys instead. Unbounded, a flood a Redis writer
+    /// published grew every node's memory and delayed live revocations for minutes (an attacker
+    /// review); bounded in number only, 1 024 messages of 32 MB (Redis's limit for a subscriber)
+    /// could be held (a bypass review). 128 MiB holds two of the largest messages a commit
+    /// publishes (`RevocationSync.maxMessageBytes`).
+    static let subscriptionBuffer = RedisEventBuffer(events: 1024, bytes: 128 << 20)
 
     /// Resyncs revocations and key sets from Redis; whether that succeeded.
     @discardableResult

@@ -11,6 +11,8 @@ struct RevocationLogReader: Sendable {
     let mac: ClusterMAC
     let alarm: TamperingAlarm
 
+    var range: RevocationLogRange { RevocationLogRange(client: client, key: keys.revocationLog) }
+
     enum Head: Sendable {
         /// No head: a new cluster, or Redis lost its data (or a writer deleted it).
         case missing
@@ -68,24 +70,37 @@ struct RevocationLogReader: Sendable {
     }
 
     /// Entries with `after < sequence ≤ through`, verified, in sequence order, read in pages of
-    /// at most `readLimit(after:through:)` members (a node far behind reads several). A full page
-    /// goes on from its last sequence (read again, in case the page ended inside it), or past it
-    /// when the whole page was that one sequence: members a Redis writer piled up there beyond
-    /// the bound are never read.
+    /// at most `readLimit(after:through:)` members and `RevocationLogRange.pageBytes` (a node far
+    /// behind reads several). A full page goes on from its last sequence (read again, in case the
+    /// page ended inside it), or past it when the whole page was that one sequence: members a
+    /// Redis writer piled up there beyond the bounds are never read.
     func entries(after: Int64, through: Int64, epoch: RevocationEpoch?) async throws -> [RevocationEvent] {
-        var events: [RevocationEvent] = []
+        try await entryMembers(after: after, through: through, epoch: epoch).map(\.event)
+    }
+
+    /// `entries(after:through:epoch:)`, with each entry's member as stored, to remove exactly that entry.
+    func entryMembers(after: Int64, through: Int64, epoch: RevocationEpoch?) async throws -> [(event: RevocationEvent, member: [UInt8])] {
+        var entries: [(event: RevocationEvent, member: [UInt8])] = []
+        var seen = Set<String>()
         var cursor = after
         while cursor < through {
             let limit = Self.readLimit(after: cursor, through: through)
-            let items = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(cursor)"), RedisArgument(through),
-                                              "WITHSCORES", "LIMIT", "0", RedisArgument(limit)).array ?? []
-            events += verified(items, epoch: epoch)
-            guard items.count == limit * 2, let last = items.last?.string.flatMap(Double.init).flatMap({ Int64(exactly: $0) }), last > cursor else { break }
-            cursor = last > cursor + 1 ? last - 1 : last
+            let read = try await range.byScore(after: cursor, through: through, limit: limit)
+            // A sequence read on two pages yields its entries twice.
+            entries += verifiedEntries(read, epoch: epoch).filter { seen.insert($0.event.mac).inserted }
+            guard let next = Self.cursor(after: read, from: cursor, limit: limit) else { break }
+            cursor = next
         }
-        // A sequence read on two pages yields its entries twice.
-        var seen = Set<String>()
-        return events.filter { seen.insert($0.mac).inserted }
+        return entries
+    }
+
+    /// Where a read by score that began after `from` goes on: from its last sequence (read again,
+    /// in case the read ended inside it), or past it when the whole read was that one sequence;
+    /// nil when the read reached the end.
+    static func cursor(after read: RevocationLogRange.Read, from: Int64, limit: Int64) -> Int64? {
+        guard read.truncated || read.examined == limit,
+              let last = read.lastScore.flatMap({ Int64(exactly: $0) }), last > from else { return nil }
+        return last > from + 1 ? last - 1 : last
     }
 
     /// How many log members a read of the sequences `after < s ≤ through` takes at most. Each
@@ -99,20 +114,39 @@ struct RevocationLogReader: Sendable {
         min(max(through - after, 1), 50_000) * 2 + 64
     }
 
-    /// One page of the log by rank (`start`, `count` entries), verified, in sequence order; also
-    /// whether the log may hold more. A full sync reads page by page, so a node never holds more
-    /// than one page of parsed entries (a batch entry carries up to 1 000 tokens).
-    func page(start: Int, count: Int, epoch: RevocationEpoch?) async throws -> (events: [RevocationEvent], more: Bool) {
-        let reply = try await client.send("ZRANGE", RedisArgument(keys.revocationLog), RedisArgument(start),
-                                          RedisArgument(start + count - 1), "WITHSCORES")
-        let items = reply.array ?? []
-        return (verified(items, epoch: epoch).sorted { $0.sequence < $1.sequence }, items.count == count * 2)
+    /// One page of the log by rank (from `start`, at most `count` members and
+    /// `RevocationLogRange.pageBytes`), verified, in sequence order; and the rank the next page
+    /// starts at, nil at the end. A full sync reads page by page, so a node never holds more than
+    /// one page of entries (a batch entry carries up to 1 000 tokens).
+    func page(start: Int, count: Int, epoch: RevocationEpoch?) async throws -> (events: [RevocationEvent], next: Int?) {
+        let read = try await range.byRank(start: start, count: count)
+        let more = read.truncated || read.examined == count
+        return (verified(read, epoch: epoch).sorted { $0.sequence < $1.sequence }, more ? start + max(read.examined, 1) : nil)
+    }
+
+    /// The last entry of the log, if it verifies.
+    func last() async throws -> RevocationEvent? {
+        verified(try await range.byRank(start: -1, count: 1)).last
     }
 
     /// The entry at `sequence`, if present and valid.
     func entry(at sequence: Int64) async throws -> RevocationEvent? {
         guard sequence > 0 else { return nil }
         return try await entries(after: sequence - 1, through: sequence, epoch: nil).first
+    }
+
+    /// The entries of a bounded read that verify (see `verified(_:epoch:)`); the members it left
+    /// in Redis for their size are reported.
+    func verified(_ read: RevocationLogRange.Read, epoch: RevocationEpoch? = nil) -> [RevocationEvent] {
+        verifiedEntries(read, epoch: epoch).map(\.event)
+    }
+
+    /// `verifiedEntries(_:epoch:)` of a bounded read, reporting what it left unread.
+    func verifiedEntries(_ read: RevocationLogRange.Read, epoch: RevocationEpoch?) -> [(event: RevocationEvent, member: [UInt8])] {
+        if read.skipped > 0 {
+            alarm.report(key: keys.revocationLog, "\(read.skipped) member(s) of \(read.skippedBytes) bytes, more than a signed change takes, left unread")
+        }
+        return verifiedEntries(read.items, epoch: epoch)
     }
 
     /// `member score member score …` → the entries that verify, are where their signature says,

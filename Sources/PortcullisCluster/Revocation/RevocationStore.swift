@@ -83,30 +83,29 @@ public final class RevocationStore: Sendable {
     /// Changes still in the log, oldest first, after `afterSequence`, optionally filtered.
     public func list(kind: Revocation.Kind? = nil, value: String? = nil, afterSequence: Int64 = 0, limit: Int = 100) async throws -> [RevocationEvent] {
         var result: [RevocationEvent] = []
+        var seen = Set<String>()
         var cursor = afterSequence
+        let pageLimit = Int64(max(limit * 2, 100))
         while result.count < limit {
-            let page = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(cursor)"), "+inf",
-                                             "WITHSCORES", "LIMIT", "0", RedisArgument(max(limit * 2, 100))).array ?? []
-            if page.isEmpty { break }
-            // Advance by score, so an entry that does not verify cannot stall the listing.
-            guard let last = page.last?.string.flatMap(Double.init).flatMap({ Int64(exactly: $0) }), last > cursor else { break }
-            cursor = last
-            for event in reader.verified(page, epoch: nil) {
+            // Bounded in members and bytes; advanced by score, so entries that do not verify cannot stall the listing.
+            let read = try await reader.range.byScore(after: cursor, through: .max, limit: pageLimit)
+            for event in reader.verified(read) where seen.insert(event.mac).inserted {
                 if let kind, event.revocation.kind != kind { continue }
                 if let value, event.revocation.value != value, !event.revocation.batch.contains(where: { $0.jti == value }) { continue }
                 result.append(event)
                 if result.count == limit { break }
             }
-            if page.count < max(limit * 2, 100) * 2 { break }
+            guard let next = RevocationLogReader.cursor(after: read, from: cursor, limit: pageLimit) else { break }
+            cursor = next
         }
         return result
     }
 
     /// The first valid change after `sequence` (its write time tells how long a node lags).
     public func nextEntry(after sequence: Int64) async throws -> RevocationEvent? {
-        let page = try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument("(\(sequence)"), "+inf",
-                                         "WITHSCORES", "LIMIT", "0", "1").array ?? []
-        return reader.verified(page, epoch: nil).first
+        let read = try await reader.range.byScore(after: sequence, through: .max,
+                                                  limit: RevocationLogReader.readLimit(after: sequence, through: sequence + 1))
+        return reader.verified(read).min { $0.sequence < $1.sequence }
     }
 
     /// One change by its id (the index is checked: the entry found must carry that id).
@@ -176,14 +175,17 @@ public final class RevocationStore: Sendable {
                                                "LIMIT", "0", RedisArgument(Self.pruneBatch)).array ?? [])
             .compactMap { $0.int ?? $0.string.flatMap { Int64($0) } }.filter { $0 > 0 }
         guard !nominated.isEmpty else { return 0 }
-        let replies = try await client.pipeline(nominated.map {
-            ["ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument($0), RedisArgument($0), "WITHSCORES",
-             "LIMIT", "0", RedisArgument(RevocationLogReader.readLimit(after: $0 - 1, through: $0))]
-        })
         var due: [Int64: (id: String, member: [UInt8])] = [:]
         var epochs = Set<RevocationEpoch>()
-        for reply in replies {
-            for (event, member) in reader.verifiedEntries((try? reply.get().array) ?? [], epoch: nil) {
+        // Runs of consecutive sequences, each read by one bounded range (see `RevocationLogRange`).
+        let wanted = Set(nominated)
+        var runs: [ClosedRange<Int64>] = []
+        for sequence in wanted.sorted() {
+            if let run = runs.last, run.upperBound + 1 == sequence { runs[runs.count - 1] = run.lowerBound...sequence } else { runs.append(sequence...sequence) }
+        }
+        for run in runs {
+            for (event, member) in try await reader.entryMembers(after: run.lowerBound - 1, through: run.upperBound, epoch: nil)
+            where wanted.contains(event.sequence) {
                 let revocation = event.revocation
                 switch (revocation.prunableAt, revocation.operation) {
                 case (let time?, _):
@@ -195,10 +197,7 @@ public final class RevocationStore: Sendable {
                     due[event.sequence] = (revocation.id, member)
                     epochs.insert(event.epoch)
                     if let lifts = revocation.lifts, let sequence = try await client.send("HGET", RedisArgument(keys.revocationIDs), RedisArgument(lifts)).int,
-                       let lifted = reader.verifiedEntries(try await client.send("ZRANGEBYSCORE", RedisArgument(keys.revocationLog), RedisArgument(sequence),
-                                                                                RedisArgument(sequence), "WITHSCORES", "LIMIT", "0",
-                                                                                RedisArgument(RevocationLogReader.readLimit(after: sequence - 1, through: sequence))).array ?? [],
-                                                        epoch: event.epoch)
+                       let lifted = try await reader.entryMembers(after: sequence - 1, through: sequence, epoch: event.epoch)
                            .first(where: { $0.event.revocation.id == lifts }) {
                         due[lifted.event.sequence] = (lifts, lifted.member)
                     }

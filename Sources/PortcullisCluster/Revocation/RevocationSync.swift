@@ -143,15 +143,15 @@ actor RevocationSync {
         var start = 0
         var pageSize = 100
         while true {
-            let (events, more) = try await reader.page(start: start, count: pageSize, epoch: head.epoch)
+            let (events, nextPage) = try await reader.page(start: start, count: pageSize, epoch: head.epoch)
             guard epoch == head.epoch else { return nil }
             set.applyAll(events.lazy.map(\.revocation), now: Int64(Date().timeIntervalSince1970))
             let next = contiguousEnd(events, from: reached)
             mac = macAt(next, events, head: head) ?? mac
             reached = next
             loaded += events.count
-            guard more else { break }
-            start += pageSize
+            guard let nextPage else { break }
+            start = nextPage
             // About `pageTokens` revocations per page, whether the entries are batches or single.
             let tokens = max(1, events.reduce(0) { $0 + $1.revocation.count })
             pageSize = min(2_000, max(2, pageSize * Self.pageTokens / tokens))

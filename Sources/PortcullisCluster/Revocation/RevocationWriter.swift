@@ -221,10 +221,10 @@ actor RevocationWriter {
         var start = 0
         do {
             while true {
-                let (page, more) = try await reader.page(start: start, count: 1_000, epoch: nil)
+                let (page, next) = try await reader.page(start: start, count: 1_000, epoch: nil)
                 events += page
-                guard more else { break }
-                start += 1_000
+                guard let next else { break }
+                start = next
             }
         } catch let error as RedisError where error.errorCode == "WRONGTYPE" {
             return []  // nothing to carry; the write script reports the key and refuses to write
@@ -408,8 +408,7 @@ actor RevocationWriter {
                 return "the head went back to sequence \(head.sequence) beat \(head.beat) (this writer wrote \(highest.sequence) beat \(highest.beat))"
             }
         }
-        let tail = try await client.send("ZRANGE", RedisArgument(keys.revocationLog), "-1", "-1", "WITHSCORES").array ?? []
-        if let last = reader.verified(tail, epoch: nil).last {
+        if let last = try await reader.last() {
             if last.epoch.isNewer(than: head.epoch) { return "the log holds an entry of a newer epoch (\(last.epoch)) than the head's" }
             if last.epoch == head.epoch, last.sequence > head.sequence {
                 // Committed after the head was read (the head moved on with it)? Then the CAS on

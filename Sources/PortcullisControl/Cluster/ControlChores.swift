@@ -133,12 +133,12 @@ final class ControlChores: Service, Sendable {
         }
     }
 
-    /// Messages held while the reader works through earlier ones; beyond, the oldest are
-    /// dropped (an acknowledgement's latency figure, a refetch request a gateway repeats, an
+    /// Messages held while the reader works through earlier ones; beyond, new ones are dropped
+    /// (an acknowledgement's latency figure, a refetch request a gateway repeats, an
     /// announcement whose ring is then reloaded). Unbounded, a flood of `rev:acks` messages any
     /// gateway's credential may publish grew the control plane by 100 MB a second (an attacker
-    /// review).
-    static let subscriptionBuffer = 1024
+    /// review). None of these messages is over 4 KiB when honest.
+    static let subscriptionBuffer = RedisEventBuffer(events: 1024, bytes: 16 << 20)
 
     private func readSubscription(refetches: AsyncStream<KeyRefetchRequest>.Continuation, reloads: CoalescingQueue<String>) async {
         let stream = subscriber.events(channels: [keys.keySetRefetchChannel, keys.ackChannel, keys.keySetChannel], patterns: [],

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NIOSSL
 import PortcullisConfig
@@ -71,19 +72,27 @@ public struct ControlTLSConfig: Sendable {
     /// listener verifies client certificates itself, the verifier with `client_ca` read anew.
     func makeListenerTLS() throws -> ListenerTLS {
         let context = try makeContext()
-        guard verifiesClientCertificatesItself else { return ListenerTLS(context: context, clientVerifier: nil) }
         var roots: [NIOSSLCertificate] = []
-        if let clientCA {
+        if let clientCA, clientCertificates != .off {
             do {
                 roots = try NIOSSLCertificate.fromPEMFile(clientCA)
             } catch {
                 throw ControlTLSError("cannot read the client CA \(clientCA): \(error)")
             }
         }
+        var trust = SHA256()
+        trust.update(data: Array(clientCertificates.rawValue.utf8))
+        for root in roots {
+            let der = (try? root.toDERBytes()) ?? []
+            trust.update(data: Array(String(der.count).utf8) + der)
+        }
+        for registered in selfSignedClientCertificates.sorted(by: { $0.lexicographicallyPrecedes($1) }) { trust.update(data: registered) }
+        let clientTrust = Array(trust.finalize())
+        guard verifiesClientCertificatesItself else { return ListenerTLS(context: context, clientVerifier: nil, clientTrust: clientTrust) }
         do {
             let verifier = try ClientCertificateVerifier(roots: roots, registered: selfSignedClientCertificates,
                                                          required: clientCertificates == .required)
-            return ListenerTLS(context: context, clientVerifier: verifier)
+            return ListenerTLS(context: context, clientVerifier: verifier, clientTrust: clientTrust)
         } catch {
             throw ControlTLSError("cannot parse the client CA \(clientCA ?? "-"): \(error)")
         }

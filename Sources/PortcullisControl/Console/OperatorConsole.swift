@@ -135,9 +135,10 @@ struct OperatorConsole: Sendable {
     /// admit what was presented at sign-in — `admin_auth` asked again of the stored token (still
     /// configured, same hash) and certificate subject — or when the certificate it was signed in
     /// with is not the one this connection presents (`connectionSubject`, verified in this
-    /// connection's TLS handshake, under the `client_ca` in force then). A reload to a stricter `admin_auth`, or a session cookie used
-    /// without the certificate it was made with, kept the console open in the build before (an
-    /// attacker review).
+    /// connection's TLS handshake; a reload that replaces `client_ca` closes the connections
+    /// opened under the old one, see `ListenerTLSBox`). A reload to a stricter `admin_auth`, or a
+    /// session cookie used without the certificate it was made with, kept the console open in the
+    /// build before (an attacker review).
     static func actor(principal: String, settings: AdminSettings, connectionSubject: String?) -> String? {
         let fields = principal.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         guard fields.count == 4, fields[0] == "v2" else { return nil }

@@ -8,18 +8,18 @@ import UnixSignals
 
 /// SIGHUP: re-reads the configuration file and puts in force, all or nothing, what can change
 /// while running — the listeners' certificates (new connections get them, open ones keep
-/// theirs), `admin_tokens`, `admin_auth`, `max_wait` and `rate_limits`. A file that does not
+/// theirs unless the client certificates trusted changed: see `ListenerTLSBox`), `admin_tokens`, `admin_auth`, `max_wait` and `rate_limits`. A file that does not
 /// load, a certificate that cannot be read, or a changed start-only setting (``StartOnlySettings``)
 /// changes nothing; it is logged with file, line and key and counted (``ConfigReloads``).
 final class ControlReloader: Service, Sendable {
     private let running: Mutex<ControlConfig>
-    private let publicTLS: TLSContextBox?
-    private let adminTLS: TLSContextBox?
+    private let publicTLS: ListenerTLSBox?
+    private let adminTLS: ListenerTLSBox?
     private let settings: ReloadableAdminSettings
     private let reloads: ConfigReloads
 
     /// `publicTLS` and `adminTLS` exist exactly when `running` has `tls` and `admin_tls`.
-    init(running: ControlConfig, publicTLS: TLSContextBox?, adminTLS: TLSContextBox?, settings: ReloadableAdminSettings, reloads: ConfigReloads) {
+    init(running: ControlConfig, publicTLS: ListenerTLSBox?, adminTLS: ListenerTLSBox?, settings: ReloadableAdminSettings, reloads: ConfigReloads) {
         self.running = Mutex(running)
         self.publicTLS = publicTLS
         self.adminTLS = adminTLS
@@ -64,10 +64,11 @@ final class ControlReloader: Service, Sendable {
             reloads.failed(file: current.file, error: error)
             return
         }
-        if let box = publicTLS, let new = tls.public { box.replace(new) }
-        if let box = adminTLS, let new = tls.admin { box.replace(new) }
+        let quiesced = (publicTLS.flatMap { box in tls.public.map { box.replace($0) } } ?? 0,
+                        adminTLS.flatMap { box in tls.admin.map { box.replace($0) } } ?? 0)
         settings.replace(AdminSettings(config))
         running.withLock { $0 = config }
-        reloads.succeeded(file: config.file, summary: ["admin_tokens": "\(config.adminCredentials.count)"])
+        reloads.succeeded(file: config.file, summary: ["admin_tokens": "\(config.adminCredentials.count)",
+                                                       "connections_closed_for_client_trust": "\(quiesced.0 + quiesced.1)"])
     }
 }

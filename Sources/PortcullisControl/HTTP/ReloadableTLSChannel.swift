@@ -10,6 +10,10 @@ import NIOSSL
 struct ListenerTLS: Sendable {
     var context: NIOSSLContext
     var clientVerifier: ClientCertificateVerifier?
+    /// A digest of what decides which client certificates pass: the mode, `client_ca`'s
+    /// certificates and the registered self-signed ones. A reload that changes it quiesces the
+    /// listener's open connections (`ListenerTLSBox`).
+    var clientTrust: [UInt8]
 
     /// The TLS handler of one new connection.
     func makeHandler() -> NIOSSLServerHandler {
@@ -20,23 +24,19 @@ struct ListenerTLS: Sendable {
     }
 }
 
-/// The TLS setup a listener hands to new connections, replaced on SIGHUP; connections already
-/// open keep the one they started with.
-typealias TLSContextBox = Reloadable<ListenerTLS>
-
 /// TLS in front of Hummingbird's HTTP/1.1 channel. Written here rather than taken from
 /// HummingbirdTLS because its `TLSChannel` fixes the context when the server starts, and
 /// certificates must be reloadable without a restart.
 struct ReloadableTLSChannel<Base: HTTPChannelHandler>: HTTPChannelHandler {
     typealias Value = Base.Value
     let base: Base
-    let box: TLSContextBox
+    let box: ListenerTLSBox
 
     var responder: HTTPChannelHandler.Responder { base.responder }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(box.current.makeHandler())
+            try channel.pipeline.syncOperations.addHandler(box.open(channel).makeHandler())
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }
@@ -50,7 +50,7 @@ struct ReloadableTLSChannel<Base: HTTPChannelHandler>: HTTPChannelHandler {
 extension HTTPServerBuilder {
     /// HTTP/1.1, over TLS with `box`'s current context when given; a connection idle for
     /// `idleTimeout` is closed, and one past `cap`'s limit at once.
-    static func http1(tls box: TLSContextBox?, idleTimeout: Duration, cap: ConnectionCap) -> HTTPServerBuilder {
+    static func http1(tls box: ListenerTLSBox?, idleTimeout: Duration, cap: ConnectionCap) -> HTTPServerBuilder {
         let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [cap.handler()], idleTimeout: TimeAmount(idleTimeout))
         guard let box else { return .http1(configuration: configuration) }
         return .init { responder in

@@ -1,19 +1,45 @@
 import Synchronization
 
-/// The subscriber's end of its event stream: yields events, and remembers when a bounded
-/// stream dropped one (`RedisSubscriber.takeOverflow`), so that the consumer resyncs from keys
-/// instead of trusting a stream with a hole in it.
+/// The subscriber's end of its event stream: yields events within the consumer's
+/// `RedisEventBuffer`, and remembers when it dropped one (`RedisSubscriber.takeOverflow`), so
+/// that the consumer resyncs from keys instead of trusting a stream with a hole in it.
 final class RedisEventSink: Sendable {
     let continuation: AsyncStream<RedisPubSubEvent>.Continuation
+    private let buffer: RedisEventBuffer?
+    /// Events yielded and not yet taken, and their bytes. A lock taken once per event on each
+    /// side, uncontended but for a consumer that is behind.
+    private let held = Mutex<(events: Int, bytes: Int)>((0, 0))
     private let overflowed = Atomic<Bool>(false)
 
-    init(_ continuation: AsyncStream<RedisPubSubEvent>.Continuation) {
+    init(_ continuation: AsyncStream<RedisPubSubEvent>.Continuation, buffer: RedisEventBuffer?) {
         self.continuation = continuation
+        self.buffer = buffer
     }
 
     func yield(_ event: RedisPubSubEvent) {
-        if case .dropped = continuation.yield(event) {
-            overflowed.store(true, ordering: .releasing)
+        if let buffer {
+            let size = event.bufferedBytes
+            let admitted = held.withLock { held in
+                guard held.events == 0 || (held.events < buffer.events && held.bytes + size <= buffer.bytes) else { return false }
+                held.events += 1
+                held.bytes += size
+                return true
+            }
+            guard admitted else {
+                overflowed.store(true, ordering: .releasing)
+                return
+            }
+        }
+        continuation.yield(event)
+    }
+
+    /// The consumer took `event` from the stream.
+    func taken(_ event: RedisPubSubEvent) {
+        guard buffer != nil else { return }
+        let size = event.bufferedBytes
+        held.withLock { held in
+            held.events -= 1
+            held.bytes -= size
         }
     }
 

@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// Contract: `.connected(reconnect: true)` means messages may have been lost while disconnected;
 /// the caller must resync. Events are delivered in order. The stream buffers without bound
-/// unless `events` is given a `buffer`: then the oldest events are dropped beyond it, and
+/// unless `events` is given a `buffer`: then new events are dropped beyond it, and
 /// `takeOverflow()` says so (the caller must resync then too).
 public final class RedisSubscriber: Sendable {
     private let connector: RedisConnector
@@ -45,11 +45,11 @@ public final class RedisSubscriber: Sendable {
     /// Starts the connection and returns the event stream. Call once: a second call returns a
     /// stream that reports `.disconnected` and finishes. The stream finishes after `close()`;
     /// cancelling its consumer closes the subscriber.
-    /// - Parameter buffer: the most events held for a consumer that is behind (nil: no bound).
-    public func events(channels: [String], patterns: [String], buffer: Int? = nil) -> AsyncStream<RedisPubSubEvent> {
-        let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubEvent.self,
-                                                            bufferingPolicy: buffer.map { .bufferingNewest($0) } ?? .unbounded)
-        let sink = RedisEventSink(continuation)
+    /// - Parameter buffer: what is held for a consumer that is behind (nil: no bound).
+    public func events(channels: [String], patterns: [String], buffer: RedisEventBuffer? = nil) -> RedisEventStream {
+        let (base, continuation) = AsyncStream.makeStream(of: RedisPubSubEvent.self)
+        let sink = RedisEventSink(continuation, buffer: buffer)
+        let stream = RedisEventStream(base: base, sink: sink)
         let first = state.withLock { state in
             guard !state.started, !state.closed else { return false }
             state.started = true

@@ -1,0 +1,53 @@
+import NIOCore
+import Synchronization
+
+/// The TLS setup a listener hands to new connections, replaced on SIGHUP, and the connections it
+/// has open. Open connections keep the setup they started with, except that a reload changing
+/// which client certificates are trusted (`ListenerTLS.clientTrust`) quiesces them: each closes
+/// once its request in flight is answered, or at once when idle, and its client reconnects under
+/// the new trust. Otherwise a kept-alive connection whose certificate the old `client_ca` verified
+/// went on being admitted after the operator had replaced that CA, until the client closed it.
+final class ListenerTLSBox: Sendable {
+    private struct State {
+        var tls: ListenerTLS
+        var open: [ObjectIdentifier: any Channel] = [:]
+    }
+
+    /// Taken when a connection opens or closes and on a reload, never per request.
+    private let state: Mutex<State>
+
+    init(_ tls: ListenerTLS) {
+        state = Mutex(State(tls: tls))
+    }
+
+    var current: ListenerTLS { state.withLock { $0.tls } }
+
+    /// The setup for a new connection, which is tracked from now until it closes: taken under the
+    /// same lock as `replace`, so no connection misses a reload that changes its trust.
+    func open(_ channel: any Channel) -> ListenerTLS {
+        let id = ObjectIdentifier(channel)
+        let tls = state.withLock { state in
+            state.open[id] = channel
+            return state.tls
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.open.removeValue(forKey: id) }
+        }
+        return tls
+    }
+
+    /// Puts `new` in force for new connections; when it trusts other client certificates than
+    /// the setup it replaces, quiesces every open connection. Returns how many it quiesced.
+    @discardableResult
+    func replace(_ new: ListenerTLS) -> Int {
+        let quiesced: [any Channel] = state.withLock { state in
+            let changed = state.tls.clientTrust != new.clientTrust
+            state.tls = new
+            return changed ? Array(state.open.values) : []
+        }
+        for channel in quiesced {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        return quiesced.count
+    }
+}

@@ -1,0 +1,24 @@
+/// How much a subscription holds for a consumer that is behind: at most `events` events and
+/// `bytes` bytes of channel names and payloads (one event is always held, whatever its size).
+/// Beyond, new events are dropped and `RedisSubscriber.takeOverflow()` says so.
+public struct RedisEventBuffer: Sendable, Hashable {
+    public var events: Int
+    public var bytes: Int
+
+    public init(events: Int, bytes: Int) {
+        self.events = events
+        self.bytes = bytes
+    }
+}
+
+extension RedisPubSubEvent {
+    /// What the event holds in a buffer, as `RedisEventBuffer.bytes` counts it.
+    var bufferedBytes: Int {
+        switch self {
+        case .message(let channel, let payload): channel.utf8.count + payload.count
+        case .patternMessage(let pattern, let channel, let payload): pattern.utf8.count + channel.utf8.count + payload.count
+        case .disconnected(let reason): reason.utf8.count
+        case .connected: 0
+        }
+    }
+}
