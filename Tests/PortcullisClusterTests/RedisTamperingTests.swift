@@ -330,6 +330,46 @@ struct RedisTamperingTests {
         }
     }
 
+    /// A bypass review: a node set holding more ids than a heartbeat reads hid the live nodes
+    /// beyond them, and each gateway took the nodes it missed as gone: its share of a cluster
+    /// rate limit grew as if it were alone.
+    @Test("while a Redis writer keeps more ids in the node set than a heartbeat reads, no gateway counts fewer live gateways than it knew: the live-node gauge stays at 2 on both, and the read reports itself incomplete")
+    func hiddenNodesAreStillCounted() async throws {
+        try await withCluster(rateLimit: 10) { cluster in
+            let gateways = [try await cluster.startGateway(id: "gw-1"), try await cluster.startGateway(id: "gw-2")]
+            func counts() throws -> [String] {
+                try gateways.map { gateway in
+                    try gateway.metrics().split(separator: "\n").first { $0.hasPrefix("portcullis_ratelimit_live_nodes ") }.map(String.init) ?? "-"
+                }
+            }
+            let two = ["portcullis_ratelimit_live_nodes 2.0", "portcullis_ratelimit_live_nodes 2.0"]
+            try await eventually("both count two") { try counts() == two }
+            let nodes = RedisArgument(cluster.keys.nodes)
+            let client = cluster.client
+            let attacker = Task {
+                var round = 0
+                while !Task.isCancelled {
+                    round += 1
+                    _ = try? await client.send("EVAL", "for i = 1, 25000 do redis.call('SADD', KEYS[1], ARGV[1] .. i) end return 0", "1",
+                                                       nodes, RedisArgument("junk-\(round)-"))
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            let membership = Membership(client: cluster.client, keys: cluster.keys, mac: cluster.mac, alarm: cluster.alarm)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await membership.liveNodeScan().complete == false)
+            var seen: Set<[String]> = []
+            for _ in 0..<12 {
+                seen.insert(try counts())
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            attacker.cancel()
+            _ = await attacker.value
+            #expect(seen == [two], "the gateways counted \(seen)")
+            try await eventually(timeout: .seconds(60), "the junk ids pruned") { try await membership.liveNodeScan().complete }
+        }
+    }
+
     /// The build before read every member at the head's sequence on every check: 100 000
     /// unsigned copies of the entry there took each check seconds, past `max_staleness`, on
     /// every node (an attacker review, with write rights on the log).
@@ -477,14 +517,14 @@ struct RedisTamperingTests {
             }
             let first = try await range.byScore(after: 0, through: 4, limit: 100)
             #expect(names(first) == ["a1", "b2", "~x1", "~x2"])
-            #expect(first.skipped == 1 && first.skippedBytes == RevocationEvent.maxLineBytes + 1)
-            #expect(first.truncated && first.examined == 5 && first.lastScore == 3)
+            #expect(first.skipped == 1 && first.skippedBytes == RevocationEvent.maxLineBytes + 1 && first.skippedScores == ["2"])
+            #expect(first.truncated && first.examined == 5 && first.firstScore == 1 && first.lastScore == 3)
             // Stopped inside sequence 3: read it again from its start.
-            #expect(RevocationLogReader.cursor(after: first, from: 0, limit: 100) == 2)
-            let second = try await range.byScore(after: 2, through: 4, limit: 100)
+            #expect(RevocationLogReader.cursor(after: first, from: 0, limit: 100) == Double(3).nextDown)
+            let second = try await range.byScore(after: Double(3).nextDown, through: 4, limit: 100)
             #expect(names(second) == ["~x1", "~x2"] && second.truncated)
             // Sequence 3 alone filled the read: go past it.
-            #expect(RevocationLogReader.cursor(after: second, from: 2, limit: 100) == 3)
+            #expect(RevocationLogReader.cursor(after: second, from: Double(3).nextDown, limit: 100) == 3)
             let third = try await range.byScore(after: 3, through: 4, limit: 100)
             #expect(names(third) == ["d4"] && !third.truncated && third.examined == 1)
             #expect(RevocationLogReader.cursor(after: third, from: 3, limit: 100) == nil)
@@ -493,6 +533,16 @@ struct RedisTamperingTests {
             let ranked = try await range.byRank(start: 1, count: 3)
             #expect(names(ranked) == ["b2", "~x1"] && ranked.skipped == 1 && ranked.examined == 3 && !ranked.truncated)
             #expect(try await range.byRank(start: 7, count: 3).examined == 0)
+            // A score no change has (a Redis writer's) that fills a read is passed, not read again for ever.
+            _ = try await cluster.client.send("ZADD", key, "3.5", member("~y1", 8 << 20), "3.5", member("~y2", 8 << 20), "3.5", member("~y3", 8 << 20))
+            let fractional = try await range.byScore(after: 3, through: 4, limit: 100)
+            #expect(fractional.truncated && fractional.lastScore == 3.5)
+            #expect(RevocationLogReader.cursor(after: fractional, from: 3, limit: 100) == 3.5)
+            #expect(names(try await range.byScore(after: 3.5, through: 4, limit: 100)) == ["d4"])
+            // Only members over the bound are removed, at the scores named.
+            #expect(try await range.removeOversized(at: ["2", "3"]) == 1)
+            #expect(try await cluster.client.send("ZCARD", key).int == 9)
+            #expect(names(try await range.byScore(after: 0, through: 2, limit: 100)) == ["a1", "b2"])
         }
     }
 
@@ -500,11 +550,11 @@ struct RedisTamperingTests {
     /// a full sync read members by the page, whatever their size — a Redis writer's 8 MiB
     /// members (each under a change's bound, refused only after the transfer) and one far over
     /// it cost each node hundreds of megabytes a check.
-    @Test("log members a Redis writer piles at the head's sequence — twenty of 8 MiB and one of 96 MiB, sorted after the signed entry — are measured inside Redis: a running gateway and one starting afterwards (a full sync) each grow their peak memory by less than 96 MiB, the full sync reports the member over a change's bound and leaves it unread, and both still enforce revocations")
+    @Test("log members a Redis writer piles at the head's sequence — twenty of 8 MiB and one of 96 MiB, sorted after the signed entry — are measured inside Redis: a running gateway and one starting afterwards (a full sync) each grow their peak memory by less than 96 MiB, the full sync reports the member over a change's bound and leaves it unread, both still enforce revocations, and the control plane's reads remove a member over the bound")
     func largeLogMembersAreMeasuredInRedis() async throws {
         try await withCluster() { cluster in
             cluster.startBeating()
-            _ = try await cluster.revoke(.jti, "before-the-pile")
+            let headEvent = try await cluster.revoke(.jti, "before-the-pile")
             let running = try await cluster.startGateway(id: "gw-pile-running")
             try await eventually("applied") { try cluster.statuses(try cluster.token(jti: "before-the-pile")) == [401] }
             func peak(_ gateway: GatewayProcess) -> Int { ProcessStatus.bytes(pid: gateway.process.pid, "VmHWM:") }
@@ -536,6 +586,15 @@ struct RedisTamperingTests {
                 try cluster.statuses(try cluster.token(jti: "after-the-pile")) == [401, 401]
             }
             #expect(try cluster.statuses(try cluster.token()) == [200, 200])
+            // One over a change's bound sorting before the signed entry, which every check would
+            // copy inside Redis: the control plane's reader, finding it, removes it.
+            let size = { try await cluster.client.send("ZCARD", log).int ?? 0 }
+            let count = try await size()
+            _ = try await cluster.client.send("ZADD", log, RedisArgument(head.sequence),
+                                              RedisArgument(bytes: Array("!".utf8) + [UInt8](repeating: UInt8(ascii: "z"), count: 20 << 20)))
+            #expect(try await cluster.store.get(id: headEvent.revocation.id)?.mac == headEvent.mac)
+            // It goes, and so does the 96 MiB one at the same sequence; the 8 MiB ones stay.
+            #expect(try await size() == count - 1)
         }
     }
 }
@@ -668,7 +727,8 @@ struct KeySetTamperingTests {
             let before = peak()
             #expect(before > 0, "no VmHWM for the gateway")
             let key = RedisArgument(cluster.keys.keySet(TestCluster.issuer))
-            _ = try await cluster.client.send("EVAL", "redis.call('HSET', KEYS[1], 'jwks', string.rep('x', 64 * 1024 * 1024)) return 0", "1", key)
+            // Sent from here: Lua's string.rep of 64 MiB took Redis past the client's 2 s timeout on a busy machine.
+            _ = try await cluster.client.send("HSET", key, "jwks", RedisArgument(bytes: [UInt8](repeating: UInt8(ascii: "x"), count: 64 << 20)))
             for _ in 0..<3 {
                 _ = try await cluster.client.send("PUBLISH", RedisArgument(cluster.keys.keySetChannel), RedisArgument("x \(TestCluster.issuer)"))
                 try await Task.sleep(for: .milliseconds(500))

@@ -37,7 +37,8 @@ struct PubSubTests {
 
     /// A bypass review: a subscription bounded only in number held 1 024 messages of whatever
     /// size a Redis writer published (32 MB each within Redis's limit for subscribers).
-    @Test("a subscription with a RedisEventBuffer holds at most its bytes for a consumer that is behind: further messages are dropped and takeOverflow says so once, and what the consumer takes frees room for new ones")
+    @Test("a subscription with a RedisEventBuffer holds at most its bytes for a consumer that is behind: further messages are dropped and takeOverflow says so once, and what the consumer takes frees room for new ones",
+          .timeLimit(.minutes(1)))
     func bufferIsBoundedInBytes() async throws {
         try await withRedis { server, publisher async throws in
             let subscriber = RedisSubscriber(configuration: server.configuration(), eventLoopGroup: TestEnvironment.group,
@@ -47,7 +48,7 @@ struct PubSubTests {
             let large = [UInt8](repeating: 0x61, count: 300 << 10)
             for _ in 0..<10 { _ = try await publisher.send("PUBLISH", "flood", RedisArgument(bytes: large)) }
             _ = try await publisher.send("PUBLISH", "flood", "last")
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .seconds(1))
             #expect(subscriber.takeOverflow())
             #expect(!subscriber.takeOverflow())
             // Three large ones fit in 1 MiB, then the small one; the other seven were dropped.

@@ -234,8 +234,10 @@ public final class ClusterAgent: Sendable {
             let record = currentRecord()
             do {
                 try await membership.heartbeat(record, interval: config.heartbeatInterval)
-                let live = try await membership.liveNodes(role: "gateway").filter { !$0.leaving }
-                let count = max(1, live.count)
+                let scan = try await membership.liveNodeScan(role: "gateway")
+                let live = scan.nodes.filter { !$0.leaving }
+                // A partial read may have missed live nodes: the count does not fall on one.
+                let count = scan.complete ? max(1, live.count) : max(1, live.count, liveNodeCount.load(ordering: .relaxed))
                 liveNodeCount.store(count, ordering: .relaxed)
                 rateLimiter.setLiveNodes(count)
                 let alive = try await client.send("EXISTS", RedisArgument(keys.controlPlaneAlive)).int == 1

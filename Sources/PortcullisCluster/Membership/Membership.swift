@@ -77,8 +77,24 @@ public struct Membership: Sendable {
     /// ids pruned too (a live node writes its id back at its next heartbeat). At most
     /// `maxScanned` ids are read per call: while the set holds more (only a Redis writer's ids
     /// can make it so, adding them faster than they are pruned), live nodes beyond them are
-    /// missed, and the set is reported as tampering.
+    /// missed, and the set is reported as tampering: see `liveNodeScan` to know.
     public func liveNodes(role: String? = "gateway") async throws -> [NodeRecord] {
+        try await liveNodeScan(role: role).nodes
+    }
+
+    /// What one read of the node set found.
+    public struct Scan: Sendable {
+        /// Live nodes, sorted by id.
+        public var nodes: [NodeRecord]
+        /// False when the set held more than `maxScanned` ids: live nodes may be missing, and
+        /// callers keep counting the nodes they knew of rather than take their absence as
+        /// leaving (a Redis writer adding ids faster than nodes prune them hid live nodes, which
+        /// widened every other node's share of a cluster rate limit: a bypass review).
+        public var complete: Bool
+    }
+
+    /// `liveNodes`, and whether the whole set was read.
+    public func liveNodeScan(role: String? = "gateway") async throws -> Scan {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var live: [String: NodeRecord] = [:]
         var seen = Set<String>()
@@ -119,6 +135,6 @@ public struct Membership: Sendable {
         if cursor != "0" {
             alarm.report(key: keys.nodes, "the node set holds more ids than a heartbeat reads (\(Self.maxScanned)); dead ones are pruned as they are read")
         }
-        return live.keys.sorted().compactMap { live[$0] }
+        return Scan(nodes: live.keys.sorted().compactMap { live[$0] }, complete: cursor == "0")
     }
 }

@@ -2,12 +2,16 @@ import PortcullisRedis
 
 /// One bounded read of the revocation log, measured inside Redis: members longer than a signed
 /// change can be (`RevocationEvent.maxLineBytes`) are counted and left there, and the read stops
-/// before the members it returns pass `pageBytes`. A Redis writer's large members otherwise
-/// crossed the network to every node and were refused only after the transfer: 66 members of
-/// 8 MiB at the head's sequence cost each node half a gigabyte a check (a bypass review).
+/// before the members it returns pass `pageBytes`, or after `maxExamined` members. A Redis
+/// writer's large members otherwise crossed the network to every node and were refused only
+/// after the transfer: 66 members of 8 MiB at the head's sequence cost each node half a gigabyte
+/// a check (a bypass review).
 ///
 /// Redis cannot tell a member's length without reading it, so the script copies each member it
-/// examines inside Redis (a memory copy, no parsing); what a node receives is bounded.
+/// examines inside Redis (no parsing): what a node receives is bounded, what Redis copies is not.
+/// A member over the bound costs Redis a copy at every read that passes it (0.4 s for 96 MiB, a
+/// code review), so the control plane removes such members where its own reads find them
+/// (`removeOversized`): no change can be that long, and no node could decode one.
 struct RevocationLogRange: Sendable {
     /// What one read found.
     struct Read: Sendable {
@@ -15,13 +19,16 @@ struct RevocationLogRange: Sendable {
         var items: [RedisValue]
         /// Members looked at, returned or skipped for their size.
         var examined: Int
-        /// The score of the last member looked at.
+        /// The scores of the first and the last member looked at.
+        var firstScore: Double?
         var lastScore: Double?
         /// Whether the read stopped at `pageBytes` before `limit` members.
         var truncated: Bool
         /// Members over `RevocationEvent.maxLineBytes`, left in Redis, and their total size.
         var skipped: Int
         var skippedBytes: Int
+        /// The scores at which members were skipped (at most 16 listed).
+        var skippedScores: [String]
     }
 
     /// The most member bytes one read returns: two changes of the largest honest size (a
@@ -29,11 +36,15 @@ struct RevocationLogRange: Sendable {
     /// so that any honest sequence fits in one read.
     static let pageBytes = 2 * RevocationEvent.maxLineBytes + (1 << 20)
 
+    /// The most members one read examines: one script call holds Redis for about 25 ms at most
+    /// (a member at a time, 100 000 of them took 0.6 s: a code review); callers page on.
+    static let maxExamined = 4_096
+
     /// ARGV: mode (`score` or `rank`), start (an exclusive score, or a rank; a negative rank
     /// counts from the end), the highest score (`score` mode), the most members to examine, the
-    /// largest member returned, the byte budget. Returns `{examined, lastScore, skipped,
-    /// skippedBytes, truncated, {member, score, …}}`. Only `ZCOUNT` and `ZRANGE` run, by rank,
-    /// one member at a time, so no more than one member is copied at once.
+    /// largest member returned, the byte budget. Returns `{examined, firstScore, lastScore,
+    /// skipped, skippedBytes, truncated, {member, score, …}, {skipped score, …}}`. Only `ZCOUNT`
+    /// and `ZRANGE` run, by rank, one member at a time, so no more than one member is copied at once.
     static let script = RedisScript("""
     local key = KEYS[1]
     local first, through
@@ -44,7 +55,7 @@ struct RevocationLogRange: Sendable {
       first = tonumber(ARGV[2])
     end
     local limit, largest, budget = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-    local out, used, examined, skipped, skippedBytes, truncated, last = {}, 0, 0, 0, 0, 0, ''
+    local out, at, used, examined, skipped, skippedBytes, truncated, low, high = {}, {}, 0, 0, 0, 0, 0, '', ''
     for i = 0, limit - 1 do
       local rank = first + i
       if first < 0 and rank >= 0 then break end
@@ -58,6 +69,7 @@ struct RevocationLogRange: Sendable {
       if #member > largest then
         skipped = skipped + 1
         skippedBytes = skippedBytes + #member
+        if #at < 16 and at[#at] ~= score then at[#at + 1] = score end
       else
         if used + #member > budget and examined > 0 then
           truncated = 1
@@ -68,33 +80,68 @@ struct RevocationLogRange: Sendable {
         out[#out + 1] = score
       end
       examined = examined + 1
-      last = score
+      if examined == 1 then low = score end
+      high = score
     end
-    return {examined, last, skipped, skippedBytes, truncated, out}
+    return {examined, low, high, skipped, skippedBytes, truncated, out, at}
+    """)
+
+    /// Removes, at each score in ARGV[2…], the members longer than ARGV[1]: no signed change is,
+    /// so nothing a node could apply is lost. Run by the control plane only (it may write the log).
+    static let removeScript = RedisScript("""
+    local key, largest, removed = KEYS[1], tonumber(ARGV[1]), 0
+    for i = 2, #ARGV do
+      local score = tonumber(ARGV[i])
+      local rank = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[i])
+      for _ = 1, 100000 do
+        local pair = redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')
+        if #pair < 2 or tonumber(pair[2]) ~= score then break end
+        if #pair[1] > largest then
+          redis.call('ZREM', key, pair[1])
+          removed = removed + 1
+        else
+          rank = rank + 1
+        end
+      end
+    end
+    return removed
     """)
 
     let client: RedisClient
     let key: String
 
-    /// Members with `after < score ≤ through`, at most `limit` of them examined.
-    func byScore(after: Int64, through: Int64, limit: Int64) async throws -> Read {
-        try await read(["score", RedisArgument(after), RedisArgument(through), RedisArgument(limit)])
+    /// Members with `after < score ≤ through`, at most `min(limit, maxExamined)` of them examined.
+    func byScore(after: Double, through: Int64, limit: Int64) async throws -> Read {
+        try await read(["score", RedisArgument(Self.format(after)), RedisArgument(through), RedisArgument(min(limit, Int64(Self.maxExamined)))])
     }
 
-    /// Members from rank `start` (negative: from the end), at most `count` of them examined.
+    /// Members from rank `start` (negative: from the end), at most `min(count, maxExamined)` of them examined.
     func byRank(start: Int, count: Int) async throws -> Read {
-        try await read(["rank", RedisArgument(start), "0", RedisArgument(count)])
+        try await read(["rank", RedisArgument(start), "0", RedisArgument(min(count, Self.maxExamined))])
+    }
+
+    /// Removes the members over a change's bound at `scores` (see `removeScript`); how many.
+    func removeOversized(at scores: [String]) async throws -> Int {
+        Int(try await client.evalScript(Self.removeScript, keys: [RedisArgument(key)],
+                                        arguments: [RedisArgument(RevocationEvent.maxLineBytes)] + scores.map { RedisArgument($0) }).int ?? 0)
+    }
+
+    /// A score as Redis reads it back exactly (the shortest decimal that round-trips).
+    static func format(_ score: Double) -> String {
+        score == score.rounded(.towardZero) && abs(score) < 1e15 ? String(Int64(score)) : "\(score)"
     }
 
     private func read(_ arguments: [RedisArgument]) async throws -> Read {
         let reply = try await client.evalScript(Self.script, keys: [RedisArgument(key)],
                                                 arguments: arguments + [RedisArgument(RevocationEvent.maxLineBytes), RedisArgument(Self.pageBytes)],
                                                 readOnly: true)
-        guard let parts = reply.array, parts.count == 6, let examined = parts[0].int, let skipped = parts[2].int,
-              let skippedBytes = parts[3].int, let truncated = parts[4].int else {
+        guard let parts = reply.array, parts.count == 8, let examined = parts[0].int, let skipped = parts[3].int,
+              let skippedBytes = parts[4].int, let truncated = parts[5].int else {
             throw RedisError.protocolError("the log range script returned \(reply)")
         }
-        return Read(items: parts[5].array ?? [], examined: Int(examined), lastScore: parts[1].string.flatMap(Double.init),
-                    truncated: truncated == 1, skipped: Int(skipped), skippedBytes: Int(skippedBytes))
+        return Read(items: parts[6].array ?? [], examined: Int(examined),
+                    firstScore: parts[1].string.flatMap(Double.init), lastScore: parts[2].string.flatMap(Double.init),
+                    truncated: truncated == 1, skipped: Int(skipped), skippedBytes: Int(skippedBytes),
+                    skippedScores: (parts[7].array ?? []).compactMap(\.string))
     }
 }

@@ -10,6 +10,9 @@ struct RevocationLogReader: Sendable {
     let keys: ClusterKeys
     let mac: ClusterMAC
     let alarm: TamperingAlarm
+    /// Whether members longer than any change are removed where reads find them (the control
+    /// plane's readers: gateways may not write the log).
+    var removesOversized = false
 
     var range: RevocationLogRange { RevocationLogRange(client: client, key: keys.revocationLog) }
 
@@ -82,25 +85,26 @@ struct RevocationLogReader: Sendable {
     func entryMembers(after: Int64, through: Int64, epoch: RevocationEpoch?) async throws -> [(event: RevocationEvent, member: [UInt8])] {
         var entries: [(event: RevocationEvent, member: [UInt8])] = []
         var seen = Set<String>()
-        var cursor = after
-        while cursor < through {
-            let limit = Self.readLimit(after: cursor, through: through)
+        var cursor = Double(after)
+        while cursor < Double(through) {
+            let limit = min(Self.readLimit(after: Int64(cursor.rounded(.down)), through: through), Int64(RevocationLogRange.maxExamined))
             let read = try await range.byScore(after: cursor, through: through, limit: limit)
             // A sequence read on two pages yields its entries twice.
-            entries += verifiedEntries(read, epoch: epoch).filter { seen.insert($0.event.mac).inserted }
+            entries += try await verifiedEntries(read, epoch: epoch).filter { seen.insert($0.event.mac).inserted }
             guard let next = Self.cursor(after: read, from: cursor, limit: limit) else { break }
             cursor = next
         }
         return entries
     }
 
-    /// Where a read by score that began after `from` goes on: from its last sequence (read again,
-    /// in case the read ended inside it), or past it when the whole read was that one sequence;
-    /// nil when the read reached the end.
-    static func cursor(after read: RevocationLogRange.Read, from: Int64, limit: Int64) -> Int64? {
-        guard read.truncated || read.examined == limit,
-              let last = read.lastScore.flatMap({ Int64(exactly: $0) }), last > from else { return nil }
-        return last > from + 1 ? last - 1 : last
+    /// Where a read by score that began after `from` goes on (an exclusive score), nil when it
+    /// reached the end: past its last score when that is no sequence (a Redis writer's) or when
+    /// that one score filled the whole read (members piled there beyond the bounds are never
+    /// read), else at its last score again from the start, in case the read ended inside it.
+    static func cursor(after read: RevocationLogRange.Read, from: Double, limit: Int64) -> Double? {
+        guard read.truncated || read.examined == limit, let last = read.lastScore, last > from else { return nil }
+        if last != last.rounded(.down) || !last.isFinite || read.firstScore == last { return last }
+        return last.nextDown
     }
 
     /// How many log members a read of the sequences `after < s ≤ through` takes at most. Each
@@ -121,12 +125,12 @@ struct RevocationLogReader: Sendable {
     func page(start: Int, count: Int, epoch: RevocationEpoch?) async throws -> (events: [RevocationEvent], next: Int?) {
         let read = try await range.byRank(start: start, count: count)
         let more = read.truncated || read.examined == count
-        return (verified(read, epoch: epoch).sorted { $0.sequence < $1.sequence }, more ? start + max(read.examined, 1) : nil)
+        return (try await verified(read, epoch: epoch).sorted { $0.sequence < $1.sequence }, more ? start + max(read.examined, 1) : nil)
     }
 
     /// The last entry of the log, if it verifies.
     func last() async throws -> RevocationEvent? {
-        verified(try await range.byRank(start: -1, count: 1)).last
+        try await verified(try await range.byRank(start: -1, count: 1)).last
     }
 
     /// The entry at `sequence`, if present and valid.
@@ -137,14 +141,18 @@ struct RevocationLogReader: Sendable {
 
     /// The entries of a bounded read that verify (see `verified(_:epoch:)`); the members it left
     /// in Redis for their size are reported.
-    func verified(_ read: RevocationLogRange.Read, epoch: RevocationEpoch? = nil) -> [RevocationEvent] {
-        verifiedEntries(read, epoch: epoch).map(\.event)
+    func verified(_ read: RevocationLogRange.Read, epoch: RevocationEpoch? = nil) async throws -> [RevocationEvent] {
+        try await verifiedEntries(read, epoch: epoch).map(\.event)
     }
 
-    /// `verifiedEntries(_:epoch:)` of a bounded read, reporting what it left unread.
-    func verifiedEntries(_ read: RevocationLogRange.Read, epoch: RevocationEpoch?) -> [(event: RevocationEvent, member: [UInt8])] {
+    /// `verifiedEntries(_:epoch:)` of a bounded read, reporting what it left unread (and, on the
+    /// control plane, removing it: see `RevocationLogRange`).
+    func verifiedEntries(_ read: RevocationLogRange.Read, epoch: RevocationEpoch?) async throws -> [(event: RevocationEvent, member: [UInt8])] {
         if read.skipped > 0 {
             alarm.report(key: keys.revocationLog, "\(read.skipped) member(s) of \(read.skippedBytes) bytes, more than a signed change takes, left unread")
+            if removesOversized, let removed = try? await range.removeOversized(at: read.skippedScores), removed > 0 {
+                alarm.report(key: keys.revocationLog, "removed \(removed) member(s) longer than a signed change takes")
+            }
         }
         return verifiedEntries(read.items, epoch: epoch)
     }

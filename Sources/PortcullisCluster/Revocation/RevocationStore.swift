@@ -30,7 +30,8 @@ public final class RevocationStore: Sendable {
         self.keys = keys
         self.mac = mac
         self.maxTokenLifetime = maxTokenLifetime.components.seconds
-        reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: TamperingAlarm(prefix: keys.prefix, logger: logger))
+        reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: TamperingAlarm(prefix: keys.prefix, logger: logger),
+                                     removesOversized: true)
         writer = RevocationWriter(client: client, keys: keys, mac: mac, reader: reader, logger: logger,
                                   requiredReplicas: requiredReplicas, replicaTimeout: replicaTimeout, knownPosition: knownPosition)
     }
@@ -84,12 +85,12 @@ public final class RevocationStore: Sendable {
     public func list(kind: Revocation.Kind? = nil, value: String? = nil, afterSequence: Int64 = 0, limit: Int = 100) async throws -> [RevocationEvent] {
         var result: [RevocationEvent] = []
         var seen = Set<String>()
-        var cursor = afterSequence
-        let pageLimit = Int64(max(limit * 2, 100))
+        var cursor = Double(afterSequence)
+        let pageLimit = Int64(min(max(limit * 2, 100), RevocationLogRange.maxExamined))
         while result.count < limit {
             // Bounded in members and bytes; advanced by score, so entries that do not verify cannot stall the listing.
             let read = try await reader.range.byScore(after: cursor, through: .max, limit: pageLimit)
-            for event in reader.verified(read) where seen.insert(event.mac).inserted {
+            for event in try await reader.verified(read) where seen.insert(event.mac).inserted {
                 if let kind, event.revocation.kind != kind { continue }
                 if let value, event.revocation.value != value, !event.revocation.batch.contains(where: { $0.jti == value }) { continue }
                 result.append(event)
@@ -103,9 +104,9 @@ public final class RevocationStore: Sendable {
 
     /// The first valid change after `sequence` (its write time tells how long a node lags).
     public func nextEntry(after sequence: Int64) async throws -> RevocationEvent? {
-        let read = try await reader.range.byScore(after: sequence, through: .max,
-                                                  limit: RevocationLogReader.readLimit(after: sequence, through: sequence + 1))
-        return reader.verified(read).min { $0.sequence < $1.sequence }
+        // A few members: the next sequence's entry, and its replay beside it.
+        let read = try await reader.range.byScore(after: Double(sequence), through: .max, limit: 4)
+        return try await reader.verified(read).min { $0.sequence < $1.sequence }
     }
 
     /// One change by its id (the index is checked: the entry found must carry that id).

@@ -61,7 +61,8 @@ actor RevocationSync {
         self.staleness = staleness
         self.node = node
         self.logger = logger
-        reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: alarm)
+        // The control plane's copy (no node) may write the log: it removes what no change can be.
+        reader = RevocationLogReader(client: client, keys: keys, mac: mac, alarm: alarm, removesOversized: node == nil)
         // Only a node measures it; the control plane's copy has its own cluster-wide histogram.
         propagation = node == nil ? nil : Timer(label: "portcullis_revocation_propagation_seconds", preferredDisplayUnit: .seconds)
         appliedGauge = node == nil ? nil : Gauge(label: "portcullis_revocation_applied_sequence")

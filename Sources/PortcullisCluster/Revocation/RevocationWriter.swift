@@ -226,7 +226,8 @@ actor RevocationWriter {
                 guard let next else { break }
                 start = next
             }
-        } catch let error as RedisError where error.errorCode == "WRONGTYPE" {
+        } catch let error as RedisError where error.errorCode == "WRONGTYPE" || "\(error)".contains("WRONGTYPE") {
+            // (Redis 6 reports a script's WRONGTYPE inside an ERR.)
             return []  // nothing to carry; the write script reports the key and refuses to write
         }
         guard let newest = events.map(\.epoch).max(by: { $1.isNewer(than: $0) }) else { return [] }

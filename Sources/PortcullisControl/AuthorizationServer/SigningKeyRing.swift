@@ -416,16 +416,20 @@ actor SigningKeyRing {
     }
 
     /// Live gateways that still report `previousVersion` (and not `newVersion`) for some issuer;
-    /// with `waitForAll`, every live gateway that does not report `newVersion`.
+    /// with `waitForAll`, every live gateway that does not report `newVersion`. While the node
+    /// set cannot be read whole, gateways it hides may lag too: they are named as one laggard, so
+    /// the rotation waits its whole `rotationPropagationTimeout` for them.
     private func stillOn(_ previousVersion: String?, newVersion: String, waitForAll: Bool = false) async throws -> [String] {
         if !waitForAll {
             guard let previousVersion, previousVersion != newVersion else { return [] }
         }
-        return try await membership.liveNodes(role: "gateway").filter { node in
+        let scan = try await membership.liveNodeScan(role: "gateway")
+        let laggards = scan.nodes.filter { node in
             guard !node.leaving else { return false }
             let versions = Set(node.keySetVersions.values)
             return !versions.contains(newVersion) && (waitForAll || previousVersion.map(versions.contains) == true)
         }.map(\.id)
+        return scan.complete ? laggards : laggards + ["(gateways a node set too large to read may hide)"]
     }
 
     private func makeKey(state: SigningKeyRecord.State) throws -> SigningKeyRecord {

@@ -74,9 +74,12 @@ struct ClusterView: Sendable {
 
     /// Live gateways: verified records, plus those seen lately whose record disappeared. A record
     /// gone while its TTL (three heartbeats from its signed heartbeat time) still ran was deleted,
-    /// not expired: that is reported, once per disappearance.
+    /// not expired: that is reported, once per disappearance. While the node set cannot be read
+    /// whole (`Membership.Scan.complete`), no gateway seen before is forgotten: one missing from
+    /// a partial read may be live and behind, and `wait` must not complete without it.
     private func expectedGateways() async throws -> (records: [NodeRecord], deleted: [String]) {
-        let records = try await membership.liveNodes(role: "gateway")
+        let scan = try await membership.liveNodeScan(role: "gateway")
+        let records = scan.nodes
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         return seen.state.withLock { state in
             var present = Set<String>()
@@ -90,7 +93,9 @@ struct ClusterView: Sendable {
                 state.records[record.id] = record.leaving ? nil : record
                 state.reported.remove(record.id)
             }
-            state.records = state.records.filter { now - $0.value.heartbeatAtMillis <= $0.value.heartbeatIntervalMillis * 3 + 2000 }
+            if scan.complete {
+                state.records = state.records.filter { now - $0.value.heartbeatAtMillis <= $0.value.heartbeatIntervalMillis * 3 + 2000 }
+            }
             state.reported.formIntersection(state.records.keys)
             var deleted: [String] = []
             var expected = current.filter { !$0.leaving }

@@ -71,7 +71,7 @@ public struct ControlTLSConfig: Sendable {
     /// What new connections get (at start and on every SIGHUP): the context and, when the
     /// listener verifies client certificates itself, the verifier with `client_ca` read anew.
     func makeListenerTLS() throws -> ListenerTLS {
-        let context = try makeContext()
+        // Read once: the context, the verifier and the trust digest must agree on one file's content.
         var roots: [NIOSSLCertificate] = []
         if let clientCA, clientCertificates != .off {
             do {
@@ -80,6 +80,7 @@ public struct ControlTLSConfig: Sendable {
                 throw ControlTLSError("cannot read the client CA \(clientCA): \(error)")
             }
         }
+        let context = try makeContext(clientRoots: roots)
         var trust = SHA256()
         trust.update(data: Array(clientCertificates.rawValue.utf8))
         for root in roots {
@@ -98,8 +99,9 @@ public struct ControlTLSConfig: Sendable {
         }
     }
 
-    /// Reads the files (at start and on every SIGHUP). TLS 1.2 or later.
-    public func makeContext() throws -> NIOSSLContext {
+    /// Reads the certificate files (at start and on every SIGHUP); clients are verified against
+    /// `clientRoots`, read from `client_ca`. TLS 1.2 or later.
+    func makeContext(clientRoots: [NIOSSLCertificate]) throws -> NIOSSLContext {
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(certificateChain)
@@ -116,13 +118,7 @@ public struct ControlTLSConfig: Sendable {
         configuration.minimumTLSVersion = .tlsv12
         if clientCertificates != .off {
             // Without client_ca (self-signed clients only) the verifier decides alone.
-            if let clientCA {
-                do {
-                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
-                } catch {
-                    throw ControlTLSError("cannot read the client CA \(clientCA): \(error)")
-                }
-            }
+            if clientCA != nil { configuration.trustRoots = .certificates(clientRoots) }
             configuration.certificateVerification = clientCertificates == .required ? .noHostnameVerification : .optionalVerification
         }
         do {

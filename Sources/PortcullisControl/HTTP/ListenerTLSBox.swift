@@ -4,9 +4,10 @@ import Synchronization
 /// The TLS setup a listener hands to new connections, replaced on SIGHUP, and the connections it
 /// has open. Open connections keep the setup they started with, except that a reload changing
 /// which client certificates are trusted (`ListenerTLS.clientTrust`) quiesces them: each closes
-/// once its request in flight is answered, or at once when idle, and its client reconnects under
-/// the new trust. Otherwise a kept-alive connection whose certificate the old `client_ca` verified
-/// went on being admitted after the operator had replaced that CA, until the client closed it.
+/// once its requests in flight are answered, or at once when idle, and its client reconnects
+/// under the new trust. Until it closes, its certificate no longer counts (`ConnectionTrust`).
+/// Otherwise a kept-alive connection whose certificate the old `client_ca` verified went on being
+/// admitted after the operator had replaced that CA, until the client closed it.
 final class ListenerTLSBox: Sendable {
     private struct State {
         var tls: ListenerTLS

@@ -36,7 +36,8 @@ struct ReloadableTLSChannel<Base: HTTPChannelHandler>: HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(box.open(channel).makeHandler())
+            let tls = box.open(channel)
+            try channel.pipeline.syncOperations.addHandlers([tls.makeHandler(), ConnectionTrust(box: box, trust: tls.clientTrust)])
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }

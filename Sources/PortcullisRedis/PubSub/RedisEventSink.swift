@@ -16,19 +16,26 @@ final class RedisEventSink: Sendable {
         self.buffer = buffer
     }
 
+    /// Connection events are always held: a dropped `.disconnected` would leave the consumer
+    /// believing it is subscribed (a code review).
     func yield(_ event: RedisPubSubEvent) {
         if let buffer {
             let size = event.bufferedBytes
             let admitted = held.withLock { held in
-                guard held.events == 0 || (held.events < buffer.events && held.bytes + size <= buffer.bytes) else { return false }
+                let isMessage = switch event {
+                case .message, .patternMessage: true
+                case .connected, .disconnected: false
+                }
+                guard !isMessage || held.events == 0 || (held.events < buffer.events && held.bytes + size <= buffer.bytes) else {
+                    // Under the lock: a consumer that takes the last held event then sees the drop.
+                    overflowed.store(true, ordering: .releasing)
+                    return false
+                }
                 held.events += 1
                 held.bytes += size
                 return true
             }
-            guard admitted else {
-                overflowed.store(true, ordering: .releasing)
-                return
-            }
+            guard admitted else { return }
         }
         continuation.yield(event)
     }
