@@ -27,8 +27,8 @@ struct RevocationLogRange: Sendable {
         /// Members over `RevocationEvent.maxLineBytes`, left in Redis, and their total size.
         var skipped: Int
         var skippedBytes: Int
-        /// The scores at which members were skipped (at most 16 listed).
-        var skippedScores: [String]
+        /// Where members were skipped, as `rank score` at the time of the read (at most 16).
+        var skippedAt: [String]
     }
 
     /// The most member bytes one read returns: two changes of the largest honest size (a
@@ -40,11 +40,16 @@ struct RevocationLogRange: Sendable {
     /// (a member at a time, 100 000 of them took 0.6 s: a code review); callers page on.
     static let maxExamined = 4_096
 
+    /// The most bytes one read copies inside Redis, skipped members included (at least one
+    /// member is always examined).
+    static let examinedBytes = 4 * pageBytes
+
     /// ARGV: mode (`score` or `rank`), start (an exclusive score, or a rank; a negative rank
     /// counts from the end), the highest score (`score` mode), the most members to examine, the
-    /// largest member returned, the byte budget. Returns `{examined, firstScore, lastScore,
-    /// skipped, skippedBytes, truncated, {member, score, …}, {skipped score, …}}`. Only `ZCOUNT`
-    /// and `ZRANGE` run, by rank, one member at a time, so no more than one member is copied at once.
+    /// largest member returned, the byte budget for what is returned, and for what is examined.
+    /// Returns `{examined, firstScore, lastScore, skipped, skippedBytes, truncated, {member,
+    /// score, …}, {"rank score" of a skipped member, …}}`. Only `ZCOUNT` and `ZRANGE` run, by
+    /// rank, one member at a time, so no more than one member is copied at once.
     static let script = RedisScript("""
     local key = KEYS[1]
     local first, through
@@ -54,11 +59,15 @@ struct RevocationLogRange: Sendable {
     else
       first = tonumber(ARGV[2])
     end
-    local limit, largest, budget = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-    local out, at, used, examined, skipped, skippedBytes, truncated, low, high = {}, {}, 0, 0, 0, 0, 0, '', ''
+    local limit, largest, budget, copied = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+    local out, at, used, seen, examined, skipped, skippedBytes, truncated, low, high = {}, {}, 0, 0, 0, 0, 0, 0, '', ''
     for i = 0, limit - 1 do
       local rank = first + i
       if first < 0 and rank >= 0 then break end
+      if examined > 0 and seen > copied then
+        truncated = 1
+        break
+      end
       local pair = redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')
       if #pair < 2 then break end
       local member, score = pair[1], pair[2]
@@ -66,10 +75,11 @@ struct RevocationLogRange: Sendable {
         local value = tonumber(score)
         if value == nil or value > through then break end
       end
+      seen = seen + #member
       if #member > largest then
         skipped = skipped + 1
         skippedBytes = skippedBytes + #member
-        if #at < 16 and at[#at] ~= score then at[#at + 1] = score end
+        if #at < 16 then at[#at + 1] = rank .. ' ' .. score end
       else
         if used + #member > budget and examined > 0 then
           truncated = 1
@@ -86,22 +96,17 @@ struct RevocationLogRange: Sendable {
     return {examined, low, high, skipped, skippedBytes, truncated, out, at}
     """)
 
-    /// Removes, at each score in ARGV[2…], the members longer than ARGV[1]: no signed change is,
-    /// so nothing a node could apply is lost. Run by the control plane only (it may write the log).
+    /// Removes the members at the ranks ARGV[2], ARGV[4], … (highest first, so that no removal
+    /// moves another) if each still has the score that follows it and is longer than ARGV[1]: no
+    /// signed change is, so nothing a node could apply is lost. One member copied per rank. Run
+    /// by the control plane only (it may write the log).
     static let removeScript = RedisScript("""
     local key, largest, removed = KEYS[1], tonumber(ARGV[1]), 0
-    for i = 2, #ARGV do
-      local score = tonumber(ARGV[i])
-      local rank = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[i])
-      for _ = 1, 100000 do
-        local pair = redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')
-        if #pair < 2 or tonumber(pair[2]) ~= score then break end
-        if #pair[1] > largest then
-          redis.call('ZREM', key, pair[1])
-          removed = removed + 1
-        else
-          rank = rank + 1
-        end
+    for i = #ARGV - 1, 2, -2 do
+      local pair = redis.call('ZRANGE', key, ARGV[i], ARGV[i], 'WITHSCORES')
+      if #pair == 2 and pair[2] == ARGV[i + 1] and #pair[1] > largest then
+        redis.call('ZREM', key, pair[1])
+        removed = removed + 1
       end
     end
     return removed
@@ -120,10 +125,12 @@ struct RevocationLogRange: Sendable {
         try await read(["rank", RedisArgument(start), "0", RedisArgument(min(count, Self.maxExamined))])
     }
 
-    /// Removes the members over a change's bound at `scores` (see `removeScript`); how many.
-    func removeOversized(at scores: [String]) async throws -> Int {
-        Int(try await client.evalScript(Self.removeScript, keys: [RedisArgument(key)],
-                                        arguments: [RedisArgument(RevocationEvent.maxLineBytes)] + scores.map { RedisArgument($0) }).int ?? 0)
+    /// Removes the members a read skipped for their size (`Read.skippedAt`, `rank score`, in
+    /// rank order; see `removeScript`); how many.
+    func removeOversized(at places: [String]) async throws -> Int {
+        let arguments = places.flatMap { $0.split(separator: " ").map { RedisArgument(String($0)) } }
+        return Int(try await client.evalScript(Self.removeScript, keys: [RedisArgument(key)],
+                                               arguments: [RedisArgument(RevocationEvent.maxLineBytes)] + arguments).int ?? 0)
     }
 
     /// A score as Redis reads it back exactly (the shortest decimal that round-trips).
@@ -133,7 +140,8 @@ struct RevocationLogRange: Sendable {
 
     private func read(_ arguments: [RedisArgument]) async throws -> Read {
         let reply = try await client.evalScript(Self.script, keys: [RedisArgument(key)],
-                                                arguments: arguments + [RedisArgument(RevocationEvent.maxLineBytes), RedisArgument(Self.pageBytes)],
+                                                arguments: arguments + [RedisArgument(RevocationEvent.maxLineBytes), RedisArgument(Self.pageBytes),
+                                                                        RedisArgument(Self.examinedBytes)],
                                                 readOnly: true)
         guard let parts = reply.array, parts.count == 8, let examined = parts[0].int, let skipped = parts[3].int,
               let skippedBytes = parts[4].int, let truncated = parts[5].int else {
@@ -142,6 +150,6 @@ struct RevocationLogRange: Sendable {
         return Read(items: parts[6].array ?? [], examined: Int(examined),
                     firstScore: parts[1].string.flatMap(Double.init), lastScore: parts[2].string.flatMap(Double.init),
                     truncated: truncated == 1, skipped: Int(skipped), skippedBytes: Int(skippedBytes),
-                    skippedScores: (parts[7].array ?? []).compactMap(\.string))
+                    skippedAt: (parts[7].array ?? []).compactMap(\.string))
     }
 }

@@ -125,7 +125,9 @@ struct RevocationLogReader: Sendable {
     func page(start: Int, count: Int, epoch: RevocationEpoch?) async throws -> (events: [RevocationEvent], next: Int?) {
         let read = try await range.byRank(start: start, count: count)
         let more = read.truncated || read.examined == count
-        return (try await verified(read, epoch: epoch).sorted { $0.sequence < $1.sequence }, more ? start + max(read.examined, 1) : nil)
+        // Nothing removed here: a removal would move the members after it to lower ranks, and
+        // the next page would miss as many (a bypass review).
+        return (try await verified(read, epoch: epoch, removing: false).sorted { $0.sequence < $1.sequence }, more ? start + max(read.examined, 1) : nil)
     }
 
     /// The last entry of the log, if it verifies.
@@ -141,16 +143,16 @@ struct RevocationLogReader: Sendable {
 
     /// The entries of a bounded read that verify (see `verified(_:epoch:)`); the members it left
     /// in Redis for their size are reported.
-    func verified(_ read: RevocationLogRange.Read, epoch: RevocationEpoch? = nil) async throws -> [RevocationEvent] {
-        try await verifiedEntries(read, epoch: epoch).map(\.event)
+    func verified(_ read: RevocationLogRange.Read, epoch: RevocationEpoch? = nil, removing: Bool = true) async throws -> [RevocationEvent] {
+        try await verifiedEntries(read, epoch: epoch, removing: removing).map(\.event)
     }
 
     /// `verifiedEntries(_:epoch:)` of a bounded read, reporting what it left unread (and, on the
-    /// control plane, removing it: see `RevocationLogRange`).
-    func verifiedEntries(_ read: RevocationLogRange.Read, epoch: RevocationEpoch?) async throws -> [(event: RevocationEvent, member: [UInt8])] {
+    /// control plane, `removing` it: see `RevocationLogRange`; never while paging by rank).
+    func verifiedEntries(_ read: RevocationLogRange.Read, epoch: RevocationEpoch?, removing: Bool = true) async throws -> [(event: RevocationEvent, member: [UInt8])] {
         if read.skipped > 0 {
             alarm.report(key: keys.revocationLog, "\(read.skipped) member(s) of \(read.skippedBytes) bytes, more than a signed change takes, left unread")
-            if removesOversized, let removed = try? await range.removeOversized(at: read.skippedScores), removed > 0 {
+            if removing, removesOversized, let removed = try? await range.removeOversized(at: read.skippedAt), removed > 0 {
                 alarm.report(key: keys.revocationLog, "removed \(removed) member(s) longer than a signed change takes")
             }
         }

@@ -103,8 +103,9 @@ struct ClusterView: Sendable {
                 var missing = record
                 missing.ack = nil
                 expected.append(missing)
-                // Half a heartbeat short of the TTL: clocks of node and control plane may differ a little.
-                if now - record.heartbeatAtMillis < record.heartbeatIntervalMillis * 5 / 2, state.reported.insert(id).inserted {
+                // Half a heartbeat short of the TTL: clocks of node and control plane may differ a
+                // little. (A partial read proves no deletion: the record may be among the unread.)
+                if scan.complete, now - record.heartbeatAtMillis < record.heartbeatIntervalMillis * 5 / 2, state.reported.insert(id).inserted {
                     deleted.append(id)
                 }
             }

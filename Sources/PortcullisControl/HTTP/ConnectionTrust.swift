@@ -1,7 +1,8 @@
 import NIOCore
 
-/// The client-certificate trust a connection was opened under (`ListenerTLS.clientTrust`), kept
-/// in its pipeline so that a request can tell whether a reload has replaced it since: a
+/// The client-certificate trust a connection was opened under (the generation of
+/// `ListenerTLSBox`), kept in its pipeline so that a request can tell whether a reload has
+/// replaced it since: a
 /// certificate verified under trust the operator replaced no longer counts
 /// (`ControlRequestContext.clientCertificate(verifiedBy:)`). Quiescing alone did not close a
 /// connection whose client always kept a request pipelined, and that client went on calling the
@@ -10,13 +11,14 @@ final class ConnectionTrust: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
 
     private let box: ListenerTLSBox
-    private let trust: [UInt8]
+    private let generation: Int
 
-    init(box: ListenerTLSBox, trust: [UInt8]) {
+    init(box: ListenerTLSBox, generation: Int) {
         self.box = box
-        self.trust = trust
+        self.generation = generation
     }
 
-    /// Whether the listener still trusts the client certificates it trusted when the connection opened.
-    var isCurrent: Bool { box.current.clientTrust == trust }
+    /// Whether no reload has changed the listener's client trust since the connection opened
+    /// (one atomic load: no lock on the request path).
+    var isCurrent: Bool { box.generation == generation }
 }

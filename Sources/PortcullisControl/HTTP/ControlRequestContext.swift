@@ -51,7 +51,8 @@ struct ControlRequestContext: RequestContext, RemoteAddressRequestContext {
     /// the listener's `client_ca`. The handshake has proved the client holds its key. None once
     /// a reload has replaced the trust the connection was opened under (`ConnectionTrust`).
     func clientCertificate(verifiedBy verification: CertificateVerification) async -> ClientAuthenticator.PresentedCertificate? {
-        if let trust = try? await channel.pipeline.handler(type: ConnectionTrust.self).get(), !trust.isCurrent { return nil }
+        // Every TLS connection carries one (added with its TLS handler): without it, none counts.
+        guard let trust = try? await channel.pipeline.handler(type: ConnectionTrust.self).get(), trust.isCurrent else { return nil }
         guard let certificate = try? await channel.nioSSL_peerCertificate().get(),
               let der = try? certificate.toDERBytes(),
               let parsed = try? Certificate(derEncoded: der) else { return nil }

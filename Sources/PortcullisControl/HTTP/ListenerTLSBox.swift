@@ -16,6 +16,8 @@ final class ListenerTLSBox: Sendable {
 
     /// Taken when a connection opens or closes and on a reload, never per request.
     private let state: Mutex<State>
+    /// Counts the reloads that changed the client trust; read per request (`ConnectionTrust`).
+    private let trustGeneration = Atomic<Int>(0)
 
     init(_ tls: ListenerTLS) {
         state = Mutex(State(tls: tls))
@@ -23,18 +25,22 @@ final class ListenerTLSBox: Sendable {
 
     var current: ListenerTLS { state.withLock { $0.tls } }
 
-    /// The setup for a new connection, which is tracked from now until it closes: taken under the
-    /// same lock as `replace`, so no connection misses a reload that changes its trust.
-    func open(_ channel: any Channel) -> ListenerTLS {
+    /// How many reloads have changed the client trust so far.
+    var generation: Int { trustGeneration.load(ordering: .acquiring) }
+
+    /// The setup for a new connection and the trust generation it opens under; the connection is
+    /// tracked from now until it closes. Taken under the same lock as `replace`, so no connection
+    /// misses a reload that changes its trust.
+    func open(_ channel: any Channel) -> (tls: ListenerTLS, generation: Int) {
         let id = ObjectIdentifier(channel)
-        let tls = state.withLock { state in
+        let opened = state.withLock { state in
             state.open[id] = channel
-            return state.tls
+            return (state.tls, trustGeneration.load(ordering: .relaxed))
         }
         channel.closeFuture.whenComplete { [weak self] _ in
             _ = self?.state.withLock { $0.open.removeValue(forKey: id) }
         }
-        return tls
+        return opened
     }
 
     /// Puts `new` in force for new connections; when it trusts other client certificates than
@@ -44,7 +50,9 @@ final class ListenerTLSBox: Sendable {
         let quiesced: [any Channel] = state.withLock { state in
             let changed = state.tls.clientTrust != new.clientTrust
             state.tls = new
-            return changed ? Array(state.open.values) : []
+            guard changed else { return [] }
+            trustGeneration.add(1, ordering: .releasing)
+            return Array(state.open.values)
         }
         for channel in quiesced {
             channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())

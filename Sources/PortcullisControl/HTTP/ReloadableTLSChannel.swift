@@ -36,8 +36,8 @@ struct ReloadableTLSChannel<Base: HTTPChannelHandler>: HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            let tls = box.open(channel)
-            try channel.pipeline.syncOperations.addHandlers([tls.makeHandler(), ConnectionTrust(box: box, trust: tls.clientTrust)])
+            let (tls, generation) = box.open(channel)
+            try channel.pipeline.syncOperations.addHandlers([tls.makeHandler(), ConnectionTrust(box: box, generation: generation)])
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }
