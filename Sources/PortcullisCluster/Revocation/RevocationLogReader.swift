@@ -123,8 +123,9 @@ struct RevocationLogReader: Sendable {
     /// starts at, nil at the end. A full sync reads page by page, so a node never holds more than
     /// one page of entries (a batch entry carries up to 1 000 tokens).
     func page(start: Int, count: Int, epoch: RevocationEpoch?) async throws -> (events: [RevocationEvent], next: Int?) {
-        let read = try await range.byRank(start: start, count: count)
-        let more = read.truncated || read.examined == count
+        let limit = min(count, RevocationLogRange.maxExamined)
+        let read = try await range.byRank(start: start, count: limit)
+        let more = read.truncated || read.examined == limit
         // Nothing removed here: a removal would move the members after it to lower ranks, and
         // the next page would miss as many (a bypass review).
         return (try await verified(read, epoch: epoch, removing: false).sorted { $0.sequence < $1.sequence }, more ? start + max(read.examined, 1) : nil)
@@ -141,8 +142,8 @@ struct RevocationLogReader: Sendable {
         return try await entries(after: sequence - 1, through: sequence, epoch: nil).first
     }
 
-    /// The entries of a bounded read that verify (see `verified(_:epoch:)`); the members it left
-    /// in Redis for their size are reported.
+    /// The entries of a bounded read that verify (see `verifiedEntries(_:epoch:)`); the members
+    /// it left in Redis for their size are reported.
     func verified(_ read: RevocationLogRange.Read, epoch: RevocationEpoch? = nil, removing: Bool = true) async throws -> [RevocationEvent] {
         try await verifiedEntries(read, epoch: epoch, removing: removing).map(\.event)
     }
@@ -160,12 +161,8 @@ struct RevocationLogReader: Sendable {
     }
 
     /// `member score member score …` → the entries that verify, are where their signature says,
-    /// and (with `epoch`) belong to that history.
-    func verified(_ items: [RedisValue], epoch: RevocationEpoch?) -> [RevocationEvent] {
-        verifiedEntries(items, epoch: epoch).map(\.event)
-    }
-
-    /// `verified`, with each entry's member as stored, to remove exactly that entry.
+    /// and (with `epoch`) belong to that history; each with its member as stored, to remove
+    /// exactly that entry.
     func verifiedEntries(_ items: [RedisValue], epoch: RevocationEpoch?) -> [(event: RevocationEvent, member: [UInt8])] {
         var events: [(event: RevocationEvent, member: [UInt8])] = []
         events.reserveCapacity(items.count / 2)
