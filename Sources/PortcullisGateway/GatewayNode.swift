@@ -190,23 +190,4 @@ public final class GatewayNode: Service, Sendable {
                                                   metrics: GatewayMetrics(registry: PrometheusCollectorRegistry()),
                                                   httpClient: JWKSDownloader.sharedHTTPClient)
     }
-
-    /// `offerHTTP2`: ALPN offers `h2` before `http/1.1`.
-    static func makeTLSContext(_ tls: ListenerTLSConfig?, offerHTTP2: Bool) throws -> NIOSSLContext? {
-        guard let tls else { return nil }
-        do {
-            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateChain).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
-            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-            configuration.minimumTLSVersion = .tlsv12
-            configuration.applicationProtocols = offerHTTP2 ? ["h2", "http/1.1"] : ["http/1.1"]
-            if let clientCA = tls.clientCA, tls.clientCertificates != .off {
-                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
-                configuration.certificateVerification = tls.clientCertificates == .required ? .noHostnameVerification : .optionalVerification
-            }
-            return try NIOSSLContext(configuration: configuration)
-        } catch {
-            throw GatewayError.tls("cannot load \(tls.certificateChain) / \(tls.privateKey)\(tls.clientCA.map { " / \($0)" } ?? ""): \(error)")
-        }
-    }
 }

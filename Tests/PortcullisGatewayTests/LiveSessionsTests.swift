@@ -62,6 +62,38 @@ struct LiveSessionsTests {
         }
     }
 
+    /// The build before watched sessions for their tokens only: a WebSocket admitted on a route
+    /// requiring a client certificate stayed open after a reload had replaced the CA that
+    /// verified it.
+    @Test("a session admitted on its connection's client certificate ends when a reload replaces the trust that verified it, whatever its route's on_token_end, and one opened on a connection already behind ends at once; a session on a connection opened under the new trust, or admitted without the certificate, stays")
+    func clientTrustReplaced() throws {
+        let loop = EmbeddedEventLoop()
+        let sessions = LiveSessions(revocation: nil, registry: PrometheusCollectorRegistry(), wallClock: { Self.now * 1_000_000_000 })
+        let listener = ListenerSetup(.init(tls: try ListenerSetupTests.tls([1]), trustedProxies: nil))
+        let old = HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: true, trust: (listener, listener.open(EmbeddedChannel()).generation))
+        let bound = Ends(), allowed = Ends(), uncertified = Ends(), late = Ends(), renewed = Ends()
+        let session = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, certificate: old, eventLoop: loop) { bound.seen.append($0) }
+        // `on_token_end: allow` and no token: watched for the certificate alone.
+        let allowSession = sessions.open(protocol: .h2, token: nil, policy: .allow, certificate: old, eventLoop: loop) { allowed.seen.append($0) }
+        let bystander = sessions.open(protocol: .websocket, token: Self.token(jti: "jti-2"), policy: .close, eventLoop: loop) { uncertified.seen.append($0) }
+        loop.run()
+        #expect(sessions.watchedCount(on: loop).sessions == 3)
+
+        _ = listener.replace(.init(tls: try ListenerSetupTests.tls([2]), trustedProxies: nil))
+        // Opened between the change and the sweep: ends at once.
+        let lateSession = sessions.open(protocol: .http1, token: nil, policy: .close, certificate: old, eventLoop: loop) { late.seen.append($0) }
+        let current = HeaderRewriter.ClientInfo(address: "192.0.2.2", isTLS: true, trust: (listener, listener.open(EmbeddedChannel()).generation))
+        let renewedSession = sessions.open(protocol: .websocket, token: nil, policy: .close, certificate: current, eventLoop: loop) { renewed.seen.append($0) }
+        sessions.clientTrustReplaced()
+        loop.run()
+        #expect(bound.seen == [.clientTrustReplaced] && session.endReason == .clientTrustReplaced)
+        #expect(allowed.seen == [.clientTrustReplaced] && allowSession.endReason == .clientTrustReplaced)
+        #expect(late.seen == [.clientTrustReplaced] && lateSession.endReason == .clientTrustReplaced)
+        #expect(uncertified.seen.isEmpty && bystander.endReason == nil)
+        #expect(renewed.seen.isEmpty && renewedSession.endReason == nil)
+        #expect(LiveSessions.TokenEnd.clientTrustReplaced.response(realm: "portcullis").status == .forbidden)
+    }
+
     /// A standalone gateway has no key revocation: on the build before, a reload removing a leaked
     /// key left the streams its tokens had opened running until their `exp` (an attacker review).
     @Test("a key set that no longer holds a session's signing key (by kid and fingerprint: a key replaced under the same kid counts as gone) ends the session as revoked; a set not loaded ends none")

@@ -26,6 +26,15 @@ struct Admission {
         /// Fields the gateway adds to the response: `RateLimit-*` on a rate-limited route, the
         /// CORS fields on a route with `cors`.
         let responseHeaders: HTTPHeaders?
+        /// Whether it was admitted on the strength of the connection's client certificate (its
+        /// route requires one, or its token is bound to one): a long-lived session it opens ends
+        /// when a reload replaces the trust that verified the certificate
+        /// (`LiveSessions.clientTrustReplaced`).
+        var reliesOnClientCertificate: Bool {
+            if route.config.requireClientCertificate { return true }
+            if case .certificate = identity?.confirmation { return true }
+            return false
+        }
     }
 
     enum Decision {

@@ -76,6 +76,7 @@ enum HTTP2Pipeline {
                 ])
             }
         }
+        try sync.addHandler(HTTP2ClientTrustQuiescing())
         try sync.addHandler(manager)
         try sync.addHandler(HTTP2ConnectionErrorHandler(onMalformedStream: { error in
             malformed.increment()

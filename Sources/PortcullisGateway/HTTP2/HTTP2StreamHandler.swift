@@ -597,19 +597,22 @@ extension HTTP2StreamHandler {
 // MARK: Token end
 
 extension HTTP2StreamHandler {
-    /// Opens the stream's session when it was admitted with a token: a gRPC call always (the
-    /// sessions metrics count gRPC calls), any other stream when its route closes on token end.
+    /// Opens the stream's session when it was admitted with a token — a gRPC call always (the
+    /// sessions metrics count gRPC calls), any other stream when its route closes on token end —
+    /// or on the strength of the client certificate.
     private func watchToken(_ admitted: Admission.Admitted) {
-        guard let identity = admitted.identity, let loop = context?.eventLoop,
-              isGRPC || admitted.route.config.onTokenEnd == .close else { return }
-        session = shared.gateway.sessions.open(protocol: isGRPC ? .grpc : .h2, token: identity, policy: admitted.route.config.onTokenEnd,
-                                               eventLoop: loop) { [weak self] end in self?.tokenEnded(end) }
+        guard let loop = context?.eventLoop else { return }
+        let certificate = admitted.reliesOnClientCertificate
+        guard certificate || (admitted.identity != nil && (isGRPC || admitted.route.config.onTokenEnd == .close)) else { return }
+        session = shared.gateway.sessions.open(protocol: isGRPC ? .grpc : .h2, token: admitted.identity, policy: admitted.route.config.onTokenEnd,
+                                               certificate: certificate ? shared.client : nil, eventLoop: loop) { [weak self] end in self?.tokenEnded(end) }
     }
 
-    /// The stream's token was revoked or expired (`LiveSessions`, route `on_token_end: close`):
-    /// the upstream request is cut (its HTTP/2 stream reset, or its HTTP/1.1 connection closed).
-    /// Before the response has begun the client gets 401 `invalid_token` (gRPC status 16 for a
-    /// gRPC call); after, a gRPC call ends with status 16 as trailers and any other stream is
+    /// The stream's token was revoked or expired (`LiveSessions`, route `on_token_end: close`), or
+    /// a reload replaced the trust in the client certificate that admitted it: the upstream
+    /// request is cut (its HTTP/2 stream reset, or its HTTP/1.1 connection closed). Before the
+    /// response has begun the client gets 401 `invalid_token` (403 `client_certificate_required`
+    /// for the certificate; gRPC status 16 for a gRPC call); after, a gRPC call ends with status 16 as trailers and any other stream is
     /// reset (RST_STREAM CANCEL), so the client sees the response cut short, never completed.
     private func tokenEnded(_ end: LiveSessions.TokenEnd) {
         let reason = end.reason.rawValue
@@ -627,10 +630,8 @@ extension HTTP2StreamHandler {
         state = .done
         releaseConnectionSlot()
         if !responseHeadSent {
-            // RFC 6750's answer, challenge included, as to a token refused at admission, with
-            // the route's fields (CORS: a browser must be able to read why).
-            let failure = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: end.message, reason: reason, scope: nil)
-            answer(ErrorResponse(failure, realm: shared.routeTable().realm).adding(ended.extra), requestID: ended.log.requestID, isHEAD: false)
+            // As at admission, with the route's fields (CORS: a browser must be able to read why).
+            answer(end.response(realm: shared.routeTable().realm).adding(ended.extra), requestID: ended.log.requestID, isHEAD: false)
         } else if isGRPC {
             endResponse(trailers: ["grpc-status": "16", "grpc-message": GRPCStatus.encodedMessage(end.message)])
         } else {
@@ -663,7 +664,8 @@ extension HTTP2StreamHandler: WebSocketDownstream {
         upstreamHead.fields.append(("Sec-WebSocket-Key", key))
         let upgrade = WebSocketUpgrade(downstream: self, route: admitted.route, settings: settings, head: upstreamHead,
                                        requestID: log.requestID, clientVersion: .http2, log: log, sessions: shared.gateway.sessions,
-                                       token: admitted.identity, eventLoop: context.eventLoop, metrics: shared.gateway.metrics,
+                                       token: admitted.identity, certificate: admitted.reliesOnClientCertificate ? shared.client : nil,
+                                       eventLoop: context.eventLoop, metrics: shared.gateway.metrics,
                                        expectedAccept: WebSocketUpgrade.accept(for: key))
         state = .upgrading(upgrade)
         upgrade.start()

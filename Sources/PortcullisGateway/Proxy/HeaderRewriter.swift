@@ -144,6 +144,9 @@ enum HeaderRewriter {
         /// SHA-256 of the DER client certificate the TLS handshake verified, looked up the first
         /// time a request needs it (a route requiring a certificate, a certificate-bound token).
         private var certificateThumbprint: [UInt8]??
+        /// The listener's setup and the client-trust generation the connection opened under; nil
+        /// when the listener asked for no client certificate.
+        private let trust: (listener: ListenerSetup, generation: Int)?
         /// The RFC 7239 element without its `host=` part: `for=…;proto=…`.
         private let elementWithoutHost: String
         /// The last `Host` and the element built with it: a client sends the same `Host` on every
@@ -151,8 +154,9 @@ enum HeaderRewriter {
         private var lastHost: String?
         private var lastElement: String?
 
-        init(address: String?, isTLS: Bool, trustedProxies: TrustedProxies? = nil) {
+        init(address: String?, isTLS: Bool, trustedProxies: TrustedProxies? = nil, trust: (listener: ListenerSetup, generation: Int)? = nil) {
             self.address = address
+            self.trust = trust
             self.trustedProxies = trustedProxies
             self.isTLS = isTLS
             proto = isTLS ? "https" : "http"
@@ -170,9 +174,19 @@ enum HeaderRewriter {
             return trustedProxies.resolve(peer: address, headers: headers).client
         }
 
-        /// The verified client certificate's SHA-256 (RFC 8705 `x5t#S256`), nil without one.
+        /// Whether no reload has replaced the client trust since the connection opened (one
+        /// atomic load).
+        var certificateTrustIsCurrent: Bool {
+            guard let trust else { return true }
+            return trust.listener.generation == trust.generation
+        }
+
+        /// The verified client certificate's SHA-256 (RFC 8705 `x5t#S256`), nil without one —
+        /// and nil once a reload has replaced the client trust the handshake verified it under:
+        /// it no longer counts, for a route requiring a certificate or a token bound to it.
         /// On the connection's event loop, after the handshake (a request has arrived).
         func clientCertificateThumbprint(channel: any Channel) -> [UInt8]? {
+            guard certificateTrustIsCurrent else { return nil }
             if let certificateThumbprint { return certificateThumbprint }
             var thumbprint: [UInt8]?
             if isTLS, let certificate = try? channel.pipeline.syncOperations.nioSSL_peerCertificate(),

@@ -64,6 +64,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// and the session that watches it once the response outlasts one read of the upstream, or
     /// the exchange outlasts `Self.watchAfter` (`watchTokenIfLong`).
     private var exchangeToken: VerifiedToken?
+    /// Whether the current exchange was admitted on the strength of the client certificate: its
+    /// session, once opened, also ends when a reload replaces the certificate's trust.
+    private var exchangeReliesOnCertificate = false
     private var session: LiveSession?
     /// Opens the session of an exchange that outlasts `Self.watchAfter` without a flush (a long
     /// poll, a long upload). One timer per connection, re-armed per request by moving its
@@ -258,7 +261,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
                                         log: log, extraResponseHeaders: admitted.responseHeaders)
         exchangeToken = route.config.onTokenEnd == .close ? admitted.identity : nil
-        if exchangeToken != nil { watchTimer?.set(start + Self.watchAfter) }
+        exchangeReliesOnCertificate = admitted.reliesOnClientCertificate
+        if exchangeToken != nil || exchangeReliesOnCertificate { watchTimer?.set(start + Self.watchAfter) }
         state = .proxying(exchange)
         exchange.start()
     }
@@ -416,9 +420,11 @@ final class ProxyHandler: ChannelDuplexHandler {
         return true
     }
 
-    /// SIGTERM drain (NIO's quiescing helper): finish the current exchange, then close.
+    /// SIGTERM drain (NIO's quiescing helper), or a reload that replaced the client trust the
+    /// connection opened under (its client reconnects under the new one): finish the current
+    /// exchange, then close.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
+        if event is ChannelShouldQuiesceEvent || event is ClientTrustReplacedEvent {
             closeAfterResponse = true
             if isIdle { context.close(promise: nil) }
             return
@@ -576,7 +582,7 @@ extension ProxyHandler: ExchangeDownstream {
 
     func flushResponse() {
         flushClient()
-        if exchangeToken != nil { watchTokenIfLong() }
+        if exchangeToken != nil || exchangeReliesOnCertificate { watchTokenIfLong() }
     }
 
     func retractUnsentResponse() -> Bool {
@@ -626,41 +632,42 @@ extension ProxyHandler {
     /// now on it ends with its token (`LiveSessions`). An exchange done within one read and that
     /// time — nearly all — opens no session, so the request path pays for this only on long ones.
     private func watchTokenIfLong() {
-        guard session == nil, let token = exchangeToken, let loop = context?.eventLoop, case .proxying = state else { return }
+        guard session == nil, exchangeToken != nil || exchangeReliesOnCertificate, let loop = context?.eventLoop, case .proxying = state else { return }
         // Strong capture (a weak reference would give this handler a side table, slowing every
         // retain of it): the cycle ends with the session, which every end of the exchange and
         // of the connection ends (`endSession`).
-        session = gateway.sessions.open(protocol: .http1, token: token, policy: .close, eventLoop: loop) { [self] end in
+        session = gateway.sessions.open(protocol: .http1, token: exchangeToken, policy: .close, certificate: exchangeReliesOnCertificate ? client : nil,
+                                        eventLoop: loop) { [self] end in
             tokenEnded(end)
         }
     }
 
     private func endSession(_ reason: LiveSessions.EndReason) {
         exchangeToken = nil
+        exchangeReliesOnCertificate = false
         watchTimer?.cancel()
         session?.end(reason)
         session = nil
     }
 
-    /// The exchange's token was revoked or expired: the upstream request is cut. Before the
-    /// response has begun the client gets 401 `invalid_token` (as over HTTP/2) and the connection
-    /// closes (the rest of the request is not read). After, the client's connection is reset, so
+    /// The exchange's token was revoked or expired, or a reload replaced the trust in the client
+    /// certificate that admitted it: the upstream request is cut. Before the response has begun
+    /// the client gets 401 `invalid_token` (403 `client_certificate_required` for the
+    /// certificate; as over HTTP/2) and the connection closes (the rest of the request is not read). After, the client's connection is reset, so
     /// the client sees the response cut short, never completed — also an HTTP/1.0 client, whose
     /// body without a length ends when the connection closes (a plain close would complete it).
     private func tokenEnded(_ end: LiveSessions.TokenEnd) {
         session = nil
         exchangeToken = nil
+        exchangeReliesOnCertificate = false
         watchTimer?.cancel()
         guard case .proxying(let exchange) = state, var log = exchange.abandon(reason: end.reason.rawValue) else { return }
         closeAfterResponse = true
         state = .closing
         if !exchange.responseHeadSent {
-            // RFC 6750's answer, challenge included, as to a token refused at admission.
-            let failure = AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: end.message,
-                                      reason: end.reason.rawValue, scope: nil)
             // The route's fields (CORS, rate-limit state) too, as on a refusal at admission: a
             // browser must be able to read why its request failed.
-            let response = ErrorResponse(failure, realm: gateway.routeTable(cached: &routeTableCache).realm).adding(exchange.extraResponseHeaders)
+            let response = end.response(realm: gateway.routeTable(cached: &routeTableCache).realm).adding(exchange.extraResponseHeaders)
             log.bytesOut = writeGatewayResponse(response, to: exchange.clientHead, requestID: log.requestID)
         } else {
             _ = output.takeUnsent()
@@ -683,7 +690,8 @@ extension ProxyHandler: WebSocketDownstream, RemovableChannelHandler {
         closeAfterResponse = true
         let upgrade = WebSocketUpgrade(downstream: self, route: admitted.route, settings: settings, head: WebSocketUpgrade.upstreamHead(rewritten),
                                        requestID: log.requestID, clientVersion: head.version, log: log, sessions: gateway.sessions,
-                                       token: admitted.identity, eventLoop: context.eventLoop, metrics: gateway.metrics)
+                                       token: admitted.identity, certificate: admitted.reliesOnClientCertificate ? client : nil,
+                                       eventLoop: context.eventLoop, metrics: gateway.metrics)
         state = .upgrading(upgrade)
         upgrade.start()
     }

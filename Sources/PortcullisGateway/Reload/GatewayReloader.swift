@@ -79,14 +79,16 @@ final class GatewayReloader: Sendable {
             reloads.failed(file: current.file, error: error)
             return
         }
-        await commit(prepared, running: current)
+        let toldOfTrust = await commit(prepared, running: current)
         reloads.succeeded(file: current.file, summary: [
             "routes": "\(prepared.config.routes.count)", "issuers": "\(prepared.config.issuers.count)",
+            "connections_closed_for_client_trust": "\(toldOfTrust)",
         ])
     }
 
-    /// Puts a prepared configuration in force; nothing here can fail.
-    private func commit(_ prepared: PreparedConfiguration, running current: GatewayConfig) async {
+    /// Puts a prepared configuration in force; nothing here can fail. Returns how many open
+    /// connections a new client trust closes (`GatewayServer.replaceListener`).
+    private func commit(_ prepared: PreparedConfiguration, running current: GatewayConfig) async -> Int {
         // From here on, what the replaced configuration's loader fetches changes nothing.
         _ = keys.beginEpoch()
         // Remote issuers whose key source, algorithms or HMAC secrets changed, with when their
@@ -125,9 +127,10 @@ final class GatewayReloader: Sendable {
         for name in untrusted { keys.remove(issuerName: name) }
         context.sessions.issuersRemoved(Set(untrusted))
         keys.expectOnlyIssuers(prepared.config.issuers.map(\.name))
-        server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
+        let toldOfTrust = server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
         loaders.start(loader)
         running.withLock { $0 = prepared.config }
+        return toldOfTrust
     }
 
     func stop() {

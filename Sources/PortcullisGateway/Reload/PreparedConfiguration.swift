@@ -20,7 +20,7 @@ struct PreparedConfiguration: Sendable {
     let config: GatewayConfig
     /// The routes without their authenticator, which is built at commit time.
     let routes: RouteTable
-    let tls: NIOSSLContext?
+    let tls: ListenerTLS?
     let trustedProxies: TrustedProxies?
     /// `jwks_file` issuers' sets, and configured-secret (HMAC) ones' outside a cluster (in one,
     /// `KeySetSubscriber` installs them).
@@ -37,9 +37,9 @@ struct PreparedConfiguration: Sendable {
             if let changes = running.startOnly.changes(to: config.startOnly) { throw changes }
             if running.cluster != nil { try Self.checkClusterIssuers(config, running: running) }
         }
-        let tls: NIOSSLContext?
+        let tls: ListenerTLS?
         do {
-            tls = try GatewayNode.makeTLSContext(config.tls, offerHTTP2: offerHTTP2)
+            tls = try ListenerTLS.make(config.tls, offerHTTP2: offerHTTP2)
         } catch {
             throw ConfigError(file: config.file, line: nil, column: nil, keyPath: "tls", message: "\(error)")
         }

@@ -20,22 +20,23 @@ final class GatewayServer: Sendable {
     private let http2: HTTP2Config
     private let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
     private let shedding: [ObjectIdentifier: NIOLoopBound<OverloadSheddingSet>]
-    /// What a new connection is set up with; replaced on SIGHUP (open connections keep theirs).
-    private let listener: Mutex<(tls: NIOSSLContext?, trustedProxies: TrustedProxies?)>
+    /// What a new connection is set up with; replaced on SIGHUP (open connections keep theirs,
+    /// short of the client trust: `ListenerSetup`).
+    private let listener: ListenerSetup
     private let connections: ConnectionCount
     private let quiesce: ServerQuiescingHelper
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
     private let logger: Logger
     private let proxyProtocol: Bool
 
-    init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, http2: HTTP2Config, tls: NIOSSLContext?,
+    init(group: any EventLoopGroup, context: GatewayContext, limits: ServerLimits, http2: HTTP2Config, tls: ListenerTLS?,
          logger: Logger, clientAddress: ClientAddressConfig = ClientAddressConfig()) async throws {
         self.group = group
         self.proxyProtocol = clientAddress.proxyProtocol
         self.context = context
         self.limits = limits
         self.http2 = http2
-        self.listener = Mutex((tls, TrustedProxies(clientAddress)))
+        self.listener = ListenerSetup(.init(tls: tls, trustedProxies: TrustedProxies(clientAddress)))
         self.logger = logger
         self.quiesce = ServerQuiescingHelper(group: group)
         self.connections = ConnectionCount(limit: limits.maxConnections, gauge: context.metrics.openConnections)
@@ -125,7 +126,8 @@ final class GatewayServer: Sendable {
     /// TLS, timeouts and the protocol's handlers (HTTP/1.1 or HTTP/2), for a client at `clientAddress`.
     private func addHTTPHandlers(_ channel: any Channel, clientAddress: String?) throws {
         let sync = channel.pipeline.syncOperations
-        let (tlsContext, trustedProxies) = listener.withLock { $0 }
+        let (setup, trustGeneration) = listener.open(channel)
+        let tlsContext = setup.tls?.context
         if let tlsContext {
             try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
         }
@@ -137,7 +139,8 @@ final class GatewayServer: Sendable {
         guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
             throw GatewayError.bind("connection on an event loop without a pool")
         }
-        let client = HeaderRewriter.ClientInfo(address: clientAddress, isTLS: tlsContext != nil, trustedProxies: trustedProxies)
+        let client = HeaderRewriter.ClientInfo(address: clientAddress, isTLS: tlsContext != nil, trustedProxies: setup.trustedProxies,
+                                               trust: setup.tls?.clientTrust == nil ? nil : (listener, trustGeneration))
         guard http2.enabled else {
             return try addHTTP1(to: channel, timeouts: timeouts, pool: pool, client: client)
         }
@@ -155,6 +158,9 @@ final class GatewayServer: Sendable {
                                             shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client, connections: connections, limits: limits,
                                                                           eventLoop: channel.eventLoop, shedding: shedding))
             }
+            // A reload replaced the client trust during the handshake, after the connection was
+            // told: it is told again now that its protocol's handlers can hear it.
+            if !client.certificateTrustIsCurrent { channel.pipeline.fireUserInboundEventTriggered(ClientTrustReplacedEvent()) }
         }
         if tlsContext != nil {
             try sync.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
@@ -197,10 +203,20 @@ final class GatewayServer: Sendable {
     /// Whether the listener speaks HTTP/2 (`http2.enabled`, read at start).
     var offersHTTP2: Bool { http2.enabled }
 
-    /// Swaps the certificate and the trusted proxies for new connections (SIGHUP); open
-    /// connections keep theirs. (Whether the listener speaks TLS at all is read at start.)
-    func replaceListener(tls: NIOSSLContext?, trustedProxies: TrustedProxies?) {
-        listener.withLock { $0 = (tls, trustedProxies) }
+    /// Swaps the TLS setup and the trusted proxies for new connections (SIGHUP); open
+    /// connections keep theirs, except that a new client trust (another `tls.client_ca` or
+    /// `client_certificates`) reaches them at once (`ListenerSetup`): each is told to close after
+    /// its requests in flight, and the sessions admitted on the strength of its certificate end.
+    /// Returns how many connections were told. (Whether the listener speaks TLS at all is read
+    /// at start.)
+    @discardableResult
+    func replaceListener(tls: ListenerTLS?, trustedProxies: TrustedProxies?) -> Int {
+        guard let told = listener.replace(.init(tls: tls, trustedProxies: trustedProxies)) else { return 0 }
+        for channel in told {
+            channel.pipeline.fireUserInboundEventTriggered(ClientTrustReplacedEvent())
+        }
+        context.sessions.clientTrustReplaced()
+        return told.count
     }
 
     var connectionCount: Int { connections.current }

@@ -8,6 +8,9 @@ final class LiveSession {
     let protocolName: SessionProtocol
     /// The token watched for its end; nil when the route allows the session to outlive it.
     let token: VerifiedToken?
+    /// The connection whose client certificate admitted it, when one did
+    /// (`Admission.Admitted.reliesOnClientCertificate`).
+    let certificate: HeaderRewriter.ClientInfo?
     let eventLoop: any EventLoop
     private var onTokenEnd: ((LiveSessions.TokenEnd) -> Void)?
     /// Its protocol's `portcullis_sessions_open` gauge, taken down when it ends.
@@ -19,11 +22,12 @@ final class LiveSession {
     /// How it ended; nil while open.
     private(set) var endReason: LiveSessions.EndReason?
 
-    init(owner: LiveSessions, protocol name: SessionProtocol, token: VerifiedToken?, eventLoop: any EventLoop, openGauge: Gauge,
-         onTokenEnd: @escaping (LiveSessions.TokenEnd) -> Void) {
+    init(owner: LiveSessions, protocol name: SessionProtocol, token: VerifiedToken?, certificate: HeaderRewriter.ClientInfo?,
+         eventLoop: any EventLoop, openGauge: Gauge, onTokenEnd: @escaping (LiveSessions.TokenEnd) -> Void) {
         self.owner = owner
         self.protocolName = name
         self.token = token
+        self.certificate = certificate
         self.eventLoop = eventLoop
         self.openGauge = openGauge
         self.onTokenEnd = onTokenEnd
@@ -38,7 +42,8 @@ final class LiveSession {
         owner.ended(self, reason: reason)
     }
 
-    /// Ends the session for its token and runs the close callback; false when it had ended already.
+    /// Ends the session for its token (or its certificate's trust) and runs the close callback;
+    /// false when it had ended already.
     @discardableResult
     func tokenEnded(_ end: LiveSessions.TokenEnd) -> Bool {
         guard endReason == nil, let callback = onTokenEnd else { return false }

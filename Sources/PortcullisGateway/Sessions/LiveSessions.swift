@@ -23,6 +23,9 @@ import Synchronization
 /// the token's key is still trusted); ending one takes one of `SessionMetrics` — uncontended, but on the request
 /// path of every HTTP/2 stream admitted with a token; a revocation change takes the registry's
 /// lock once to list the loops. No lock is taken per frame.
+/// A session admitted on the strength of its connection's client certificate (a route requiring
+/// one, a token bound to one) is kept whatever its route's `on_token_end`, and ends when a reload
+/// replaces the trust that verified the certificate (`clientTrustReplaced`).
 /// A revocation change (`revocationChanged`, from `RevocationSet.onChange`) re-checks every
 /// session whose route closes on token end, on its own loop, against the revocation list
 /// however stale (`RevocationCheck.revokes`); a key-set change (`keysChanged`, from `KeySetStore.onChange`) checks that each token's
@@ -48,16 +51,45 @@ final class LiveSessions: Sendable {
         case upstream
         /// The node is shutting down.
         case draining
+        /// A reload replaced the trust that verified the client certificate it was admitted with.
+        case clientTrustReplaced = "client_trust_replaced"
     }
 
-    /// How a token ended a session: what the close callback is told.
+    /// How a session's credentials ended — its token, or the trust in its client certificate:
+    /// what the close callback is told.
     enum TokenEnd: Equatable, Sendable {
         case revoked
         case expired
+        case clientTrustReplaced
 
-        var reason: EndReason { self == .revoked ? .tokenRevoked : .tokenExpired }
+        var reason: EndReason {
+            switch self {
+            case .revoked: .tokenRevoked
+            case .expired: .tokenExpired
+            case .clientTrustReplaced: .clientTrustReplaced
+            }
+        }
+
         /// A short reason for the peer (a WebSocket close reason is at most 123 bytes).
-        var message: String { self == .revoked ? "token revoked" : "token expired" }
+        var message: String {
+            switch self {
+            case .revoked: "token revoked"
+            case .expired: "token expired"
+            case .clientTrustReplaced: "client certificate no longer trusted"
+            }
+        }
+
+        /// The answer to a request it ends before its response has begun: RFC 6750's
+        /// `invalid_token`, challenge included, as to a token refused at admission; for a
+        /// certificate no longer trusted, `client_certificate_required` as at admission.
+        func response(realm: String) -> ErrorResponse {
+            guard self != .clientTrustReplaced else {
+                return ErrorResponse(status: .forbidden, error: "client_certificate_required",
+                                     description: "the client certificate is no longer trusted; reconnect with one the gateway trusts")
+            }
+            return ErrorResponse(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: message,
+                                             reason: reason.rawValue, scope: nil), realm: realm)
+        }
     }
 
     private let revocation: (any RevocationCheck)?
@@ -78,19 +110,27 @@ final class LiveSessions: Sendable {
     }
 
     /// Opens a session on `eventLoop` (the caller runs there). `onTokenEnd` runs on that loop at
-    /// most once, when `token` ends and `policy` is `.close`; it should close the connection or
-    /// stream and need not call `end` (the session already counts as ended by the token).
-    /// The caller calls `end(_:)` when the session ends any other way.
-    func open(protocol name: SessionProtocol, token: VerifiedToken?, policy: TokenEndPolicy, eventLoop: any EventLoop,
-              onTokenEnd: @escaping (TokenEnd) -> Void) -> LiveSession {
+    /// most once, when `token` ends and `policy` is `.close`, or when `certificate` (the
+    /// connection of a session admitted on the strength of its client certificate) loses the
+    /// trust that verified it; it should close the connection or stream and need not call `end`
+    /// (the session already counts as ended). The caller calls `end(_:)` when the session ends
+    /// any other way.
+    func open(protocol name: SessionProtocol, token: VerifiedToken?, policy: TokenEndPolicy, certificate: HeaderRewriter.ClientInfo? = nil,
+              eventLoop: any EventLoop, onTokenEnd: @escaping (TokenEnd) -> Void) -> LiveSession {
         eventLoop.preconditionInEventLoop()
         let watched = policy == .close ? token : nil
-        let session = LiveSession(owner: self, protocol: name, token: watched, eventLoop: eventLoop,
+        let session = LiveSession(owner: self, protocol: name, token: watched, certificate: certificate, eventLoop: eventLoop,
                                   openGauge: metrics.opened(protocol: name), onTokenEnd: onTokenEnd)
-        guard let watched else { return session }
+        guard watched != nil || certificate != nil else { return session }
         let shard = shard(for: eventLoop)
         session.shard = shard
         shard.sessions[ObjectIdentifier(session)] = session
+        // A reload replaced the trust between admission and now: the sweep found nothing to end.
+        if let certificate, !certificate.certificateTrustIsCurrent {
+            eventLoop.assumeIsolated().execute { session.tokenEnded(.clientTrustReplaced) }
+            return session
+        }
+        guard let watched else { return session }
         // Already past exp, or ended between admission and now — revoked, or its signing key or
         // issuer removed (a key-set change made before the session was registered reached no
         // session to end: an attacker review kept a stream open 12 s after its key's removal) —
@@ -204,6 +244,20 @@ final class LiveSessions: Sendable {
                 for session in Array(shard.value.sessions.values) {
                     guard let token = session.token, ended(token), session.tokenEnded(.revoked) else { continue }
                     metrics.closedForToken(protocol: session.protocolName, end: .revoked, after: .now() - learnedAt)
+                }
+            }
+        }
+    }
+
+    /// A reload replaced the listener's client trust (`ListenerSetup`): every session admitted on
+    /// the strength of a certificate verified under the old trust ends, on its own loop.
+    func clientTrustReplaced() {
+        let loops = shards.withLock { Array($0.values) }
+        for shard in loops {
+            shard.eventLoop.execute {
+                for session in Array(shard.value.sessions.values) {
+                    guard let certificate = session.certificate, !certificate.certificateTrustIsCurrent else { continue }
+                    session.tokenEnded(.clientTrustReplaced)
                 }
             }
         }

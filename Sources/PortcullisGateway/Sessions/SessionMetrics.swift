@@ -42,7 +42,7 @@ final class SessionMetrics: Sendable {
             if let existing = counters[index] { return existing }
             let created = registry.counter(
                 "portcullis_sessions_closed_total", labels: [("protocol", name.rawValue), ("reason", reason.rawValue)],
-                help: "Long-lived sessions (WebSockets, gRPC calls, HTTP/2 streams) ended, by protocol and reason: token_revoked, token_expired, idle_timeout, max_lifetime, too_large, protocol_error, client, upstream, draining.")
+                help: "Long-lived sessions (WebSockets, gRPC calls, HTTP/2 streams) ended, by protocol and reason: token_revoked, token_expired, idle_timeout, max_lifetime, too_large, protocol_error, client, upstream, draining, client_trust_replaced.")
             counters[index] = created
             return created
         }
@@ -91,6 +91,7 @@ extension LiveSessions.EndReason {
         case .client: 6
         case .upstream: 7
         case .draining: 8
+        case .clientTrustReplaced: 9
         }
     }
 }

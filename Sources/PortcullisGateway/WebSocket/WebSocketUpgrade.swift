@@ -39,6 +39,8 @@ final class WebSocketUpgrade {
     private var log: RequestLog
     private let sessions: LiveSessions
     private let token: VerifiedToken?
+    /// The client connection, when its certificate admitted the upgrade (`LiveSessions.open`).
+    private let certificate: HeaderRewriter.ClientInfo?
     private let eventLoop: any EventLoop
     private let metrics: GatewayMetrics
     /// The `Sec-WebSocket-Accept` the upstream must answer with when the gateway made the key
@@ -56,8 +58,9 @@ final class WebSocketUpgrade {
 
     init(downstream: any WebSocketDownstream, route: CompiledRoute, settings: WebSocketRouteConfig, head: UpstreamRequestHead,
          requestID: String, clientVersion: HTTPVersion, log: RequestLog, sessions: LiveSessions, token: VerifiedToken?,
-         eventLoop: any EventLoop, metrics: GatewayMetrics, expectedAccept: String? = nil) {
+         certificate: HeaderRewriter.ClientInfo?, eventLoop: any EventLoop, metrics: GatewayMetrics, expectedAccept: String? = nil) {
         self.expectedAccept = expectedAccept
+        self.certificate = certificate
         self.downstream = downstream
         self.route = route
         self.settings = settings
@@ -237,7 +240,7 @@ final class WebSocketUpgrade {
         // The session's callback reaches the relay made after it; the cycle through it ends with
         // the session (`LiveSession.end` drops the callback).
         var relayReference: WebSocketRelay?
-        let session = sessions.open(protocol: .websocket, token: token, policy: route.config.onTokenEnd,
+        let session = sessions.open(protocol: .websocket, token: token, policy: route.config.onTokenEnd, certificate: certificate,
                                     eventLoop: eventLoop) { end in relayReference?.tokenEnded(end) }
         let relay = WebSocketRelay(session: session, idleTimeout: TimeAmount(settings.idleTimeout), maxLifetime: TimeAmount(settings.maxLifetime),
                                    maxFrameBytes: settings.maxFrameBytes)
