@@ -9,13 +9,29 @@ import Testing
 /// channels as connections.
 @Suite("listener setup: a reload replacing the client trust reaches open connections")
 struct ListenerSetupTests {
-    /// A TLS setup trusting `trust` (a client context stands in for the server's: only the
-    /// digest matters here).
-    static func tls(_ trust: [UInt8]?) throws -> ListenerTLS {
-        ListenerTLS(context: try NIOSSLContext(configuration: .makeClientConfiguration()), clientTrust: trust)
+    /// A TLS setup trusting the roots `roots` (stand-ins for DER), or asking for no certificate
+    /// (a client context stands in for the server's: only the trust matters here).
+    static func tls(_ roots: [UInt8]?, required: Bool = false) throws -> ListenerTLS {
+        ListenerTLS(context: try NIOSSLContext(configuration: .makeClientConfiguration()),
+                    clientTrust: roots.map { ClientTrust(roots: Set($0.map { [$0] }), required: required) })
     }
 
-    @Test("a reload changing the client trust advances the generation and hands back the connections opened under the old one; a reload keeping it changes nothing, and a closed connection is no longer held")
+    @Test("a reload narrows the client trust when it removes a root, stops asking for certificates, or requires one where it was optional; adding a root (a CA rollover keeping the old CA) or making one optional narrows nothing")
+    func narrowing() {
+        func trust(_ roots: [UInt8], required: Bool = false) -> ClientTrust { ClientTrust(roots: Set(roots.map { [$0] }), required: required) }
+        #expect(ClientTrust.narrows(from: trust([1]), to: trust([2])))
+        #expect(ClientTrust.narrows(from: trust([1, 2]), to: trust([2])))
+        #expect(ClientTrust.narrows(from: trust([1]), to: nil))
+        #expect(ClientTrust.narrows(from: trust([1]), to: trust([1], required: true)))
+        #expect(ClientTrust.narrows(from: nil, to: trust([1], required: true)))
+        #expect(!ClientTrust.narrows(from: trust([1]), to: trust([1, 2])))
+        #expect(!ClientTrust.narrows(from: trust([1], required: true), to: trust([1])))
+        #expect(!ClientTrust.narrows(from: trust([1]), to: trust([1])))
+        #expect(!ClientTrust.narrows(from: nil, to: trust([1])))
+        #expect(!ClientTrust.narrows(from: nil, to: nil))
+    }
+
+    @Test("a reload narrowing the client trust advances the generation and hands back the TLS connections opened under the old one; a reload keeping or widening it changes nothing, and a closed connection is no longer held")
     func generations() throws {
         let listener = ListenerSetup(.init(tls: try Self.tls([1]), trustedProxies: nil))
         let first = EmbeddedChannel(), second = EmbeddedChannel(), closed = EmbeddedChannel()
@@ -26,8 +42,9 @@ struct ListenerSetupTests {
         let client = HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: true, trust: (listener, 0))
         #expect(client.certificateTrustIsCurrent)
 
-        // Another certificate, the same client trust: nothing to tell.
+        // Another certificate, the same client trust, or a root added: nothing to tell.
         #expect(listener.replace(.init(tls: try Self.tls([1]), trustedProxies: nil)) == nil)
+        #expect(listener.replace(.init(tls: try Self.tls([1, 2]), trustedProxies: nil)) == nil)
         #expect(listener.generation == 0 && client.certificateTrustIsCurrent)
 
         let told = try #require(listener.replace(.init(tls: try Self.tls([2]), trustedProxies: nil)))
@@ -40,9 +57,10 @@ struct ListenerSetupTests {
         let later = EmbeddedChannel()
         #expect(listener.open(later).generation == 1)
         #expect(try #require(listener.replace(.init(tls: try Self.tls(nil), trustedProxies: nil))).map(ObjectIdentifier.init) == [ObjectIdentifier(later)])
-        // A listener that asks for no certificate holds no connection.
-        #expect(listener.open(EmbeddedChannel()).generation == 2)
-        #expect(try #require(listener.replace(.init(tls: try Self.tls([3]), trustedProxies: nil))).isEmpty)
+        // A plaintext listener holds no connection.
+        let plaintext = ListenerSetup(.init(tls: nil, trustedProxies: nil))
+        _ = plaintext.open(EmbeddedChannel())
+        #expect(plaintext.replace(.init(tls: nil, trustedProxies: nil)) == nil)
     }
 
     @Test("over HTTP/2 a replaced client trust reaches the connection manager as a quiesce (GOAWAY), and no further: its streams are not told; other events pass unchanged")

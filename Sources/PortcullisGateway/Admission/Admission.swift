@@ -27,14 +27,10 @@ struct Admission {
         /// CORS fields on a route with `cors`.
         let responseHeaders: HTTPHeaders?
         /// Whether it was admitted on the strength of the connection's client certificate (its
-        /// route requires one, or its token is bound to one): a long-lived session it opens ends
-        /// when a reload replaces the trust that verified the certificate
-        /// (`LiveSessions.clientTrustReplaced`).
-        var reliesOnClientCertificate: Bool {
-            if route.config.requireClientCertificate { return true }
-            if case .certificate = identity?.confirmation { return true }
-            return false
-        }
+        /// route requires one, its token is bound to one, or the listener required one of every
+        /// connection): a long-lived session it opens ends when a reload narrows the trust that
+        /// verified the certificate (`LiveSessions.clientTrustReplaced`).
+        let reliesOnClientCertificate: Bool
     }
 
     enum Decision {
@@ -188,7 +184,10 @@ struct Admission {
         if let cors {
             if responseHeaders == nil { responseHeaders = cors } else { responseHeaders?.add(contentsOf: cors) }
         }
-        return .admitted(Admitted(route: route, target: target, identity: identity, responseHeaders: responseHeaders))
+        var reliesOnCertificate = route.config.requireClientCertificate || client.certificateRequired
+        if case .certificate = identity?.confirmation { reliesOnCertificate = true }
+        return .admitted(Admitted(route: route, target: target, identity: identity, responseHeaders: responseHeaders,
+                                  reliesOnClientCertificate: reliesOnCertificate))
     }
 
     /// The method overrides a request carries: its override fields' values and its `_method`

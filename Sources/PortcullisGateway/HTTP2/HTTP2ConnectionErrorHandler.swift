@@ -38,6 +38,12 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
         // Later errors (frames after the GOAWAY, writes after the output is shut) change nothing.
         guard !closing else { return }
         if HTTP2MalformedMessage.isMalformed(error) { return onMalformedStream(error) }
+        // A stream error swift-nio-http2 has answered by resetting that stream alone — a stream
+        // the client opened after the connection's GOAWAY (a drain, a narrowed client trust)
+        // is refused so — leaves the connection and its other streams going. (Closing here cut
+        // every stream of a connection one of whose requests crossed the GOAWAY: a bypass
+        // review.) Too many of them are swift-nio-http2's to stop, as a connection error.
+        if error is NIOHTTP2Errors.StreamError { return }
         closing = true
         onError(error)
         if let guardError = error as? any HTTP2GuardConnectionError {

@@ -426,7 +426,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent || event is ClientTrustReplacedEvent {
             closeAfterResponse = true
-            if isIdle { context.close(promise: nil) }
+            if isIdle {
+                // Nothing more is read: a request arriving while TLS waits on the client's
+                // close_notify is not admitted.
+                state = .closing
+                queued.removeAll()
+                context.close(promise: nil)
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)

@@ -140,7 +140,8 @@ final class GatewayServer: Sendable {
             throw GatewayError.bind("connection on an event loop without a pool")
         }
         let client = HeaderRewriter.ClientInfo(address: clientAddress, isTLS: tlsContext != nil, trustedProxies: setup.trustedProxies,
-                                               trust: setup.tls?.clientTrust == nil ? nil : (listener, trustGeneration))
+                                               trust: setup.tls == nil ? nil : (listener, trustGeneration),
+                                               certificateRequired: setup.tls?.clientTrust?.required ?? false)
         guard http2.enabled else {
             return try addHTTP1(to: channel, timeouts: timeouts, pool: pool, client: client)
         }
@@ -204,8 +205,8 @@ final class GatewayServer: Sendable {
     var offersHTTP2: Bool { http2.enabled }
 
     /// Swaps the TLS setup and the trusted proxies for new connections (SIGHUP); open
-    /// connections keep theirs, except that a new client trust (another `tls.client_ca` or
-    /// `client_certificates`) reaches them at once (`ListenerSetup`): each is told to close after
+    /// connections keep theirs, except that a narrower client trust (a root of `tls.client_ca`
+    /// removed, a certificate newly required) reaches them at once (`ListenerSetup`): each is told to close after
     /// its requests in flight, and the sessions admitted on the strength of its certificate end.
     /// Returns how many connections were told. (Whether the listener speaks TLS at all is read
     /// at start.)

@@ -2,9 +2,9 @@ import NIOCore
 import Synchronization
 
 /// What the public listener hands a new connection — its TLS and the proxies trusted to name the
-/// client — replaced on SIGHUP, and the connections opened while the listener asked for client
-/// certificates. Open connections keep the setup they started with, except that a reload
-/// changing which client certificates are trusted (`ListenerTLS.clientTrust`) advances a trust
+/// client — replaced on SIGHUP, and its open TLS connections. Open connections keep the setup
+/// they started with, except that a reload narrowing which client certificates are trusted
+/// (`ClientTrust.narrows`: a root removed, or a certificate newly required) advances a trust
 /// generation: from then on a certificate verified on an older connection counts for nothing
 /// (`HeaderRewriter.ClientInfo.clientCertificateThumbprint`), each such connection is told
 /// (`ClientTrustReplacedEvent`: it closes once its requests in flight are answered), and the
@@ -23,10 +23,9 @@ final class ListenerSetup: Sendable {
         var open: [ObjectIdentifier: any Channel] = [:]
     }
 
-    /// Taken when a connection of a listener asking for client certificates opens or closes, and
-    /// on a reload; never per request.
+    /// Taken when a TLS connection opens or closes, and on a reload; never per request.
     private let state: Mutex<State>
-    /// Counts the reloads that changed the client trust; read per request that needs the client
+    /// Counts the reloads that narrowed the client trust; read per request that needs the client
     /// certificate (one atomic load).
     private let trustGeneration = Atomic<Int>(0)
 
@@ -34,16 +33,16 @@ final class ListenerSetup: Sendable {
         state = Mutex(State(setup: setup))
     }
 
-    /// How many reloads have changed the client trust so far.
+    /// How many reloads have narrowed the client trust so far.
     var generation: Int { trustGeneration.load(ordering: .acquiring) }
 
-    /// The setup for a new connection and the trust generation it opens under. A connection
-    /// asked for a certificate is tracked until it closes. Taken under the lock `replace` takes,
+    /// The setup for a new connection and the trust generation it opens under. A TLS connection
+    /// is tracked until it closes. Taken under the lock `replace` takes,
     /// so that no connection opens with the replaced TLS context under the new generation.
     func open(_ channel: any Channel) -> (setup: Setup, generation: Int) {
         let id = ObjectIdentifier(channel)
         let (opened, tracked) = state.withLock { state in
-            let tracked = state.setup.tls?.clientTrust != nil
+            let tracked = state.setup.tls != nil
             if tracked { state.open[id] = channel }
             return ((state.setup, trustGeneration.load(ordering: .relaxed)), tracked)
         }
@@ -55,12 +54,12 @@ final class ListenerSetup: Sendable {
         return opened
     }
 
-    /// Puts `new` in force for new connections. When it trusts other client certificates than
-    /// the setup it replaces, advances the trust generation and returns the connections opened
-    /// under the old trust (the caller tells them); otherwise returns nil.
+    /// Puts `new` in force for new connections. When its client trust narrows the one it
+    /// replaces, advances the trust generation and returns the connections opened under the old
+    /// trust (the caller tells them); otherwise returns nil.
     func replace(_ new: Setup) -> [any Channel]? {
         state.withLock { state in
-            let changed = state.setup.tls?.clientTrust != new.tls?.clientTrust
+            let changed = ClientTrust.narrows(from: state.setup.tls?.clientTrust, to: new.tls?.clientTrust)
             state.setup = new
             guard changed else { return nil }
             trustGeneration.add(1, ordering: .releasing)

@@ -1,16 +1,14 @@
-import Crypto
 import NIOSSL
 
 /// The public listener's TLS for new connections: the context, and which client certificates it
-/// trusts, as a digest a reload compares (`ListenerSetup`).
+/// trusts, which a reload compares (`ListenerSetup`).
 struct ListenerTLS: Sendable {
     let context: NIOSSLContext
-    /// SHA-256 over `tls.client_certificates` and the DER of each of `tls.client_ca`'s
-    /// certificates; nil when the listener asks for no client certificates.
-    let clientTrust: [UInt8]?
+    /// Nil when the listener asks for no client certificates.
+    let clientTrust: ClientTrust?
 
     /// Builds the setup from `config` (nil without `tls`). `client_ca` is read once, so that the
-    /// context and the digest agree on one content of the file. `offerHTTP2`: ALPN offers `h2`
+    /// context and the trust compared agree on one content of the file. `offerHTTP2`: ALPN offers `h2`
     /// before `http/1.1`.
     static func make(_ config: ListenerTLSConfig?, offerHTTP2: Bool) throws -> ListenerTLS? {
         guard let config else { return nil }
@@ -20,18 +18,12 @@ struct ListenerTLS: Sendable {
             var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
             configuration.minimumTLSVersion = .tlsv12
             configuration.applicationProtocols = offerHTTP2 ? ["h2", "http/1.1"] : ["http/1.1"]
-            var clientTrust: [UInt8]?
+            var clientTrust: ClientTrust?
             if let clientCA = config.clientCA, config.clientCertificates != .off {
                 let roots = try NIOSSLCertificate.fromPEMFile(clientCA)
                 configuration.trustRoots = .certificates(roots)
                 configuration.certificateVerification = config.clientCertificates == .required ? .noHostnameVerification : .optionalVerification
-                var digest = SHA256()
-                digest.update(data: Array(config.clientCertificates.rawValue.utf8))
-                for root in roots {
-                    let der = try root.toDERBytes()
-                    digest.update(data: Array(String(der.count).utf8) + der)
-                }
-                clientTrust = Array(digest.finalize())
+                clientTrust = ClientTrust(roots: Set(try roots.map { try $0.toDERBytes() }), required: config.clientCertificates == .required)
             }
             return ListenerTLS(context: try NIOSSLContext(configuration: configuration), clientTrust: clientTrust)
         } catch {

@@ -2,13 +2,16 @@
 """A client holding a certificate of the CA a gateway's `tls.client_ca` names, with connections of
 every kind open when the operator replaces that CA and reloads (the gateway tests' attacker).
 
-  client_trust_peer.py PORT SERVER_CA CERT KEY CLIENT_CA NEW_CA GATEWAY_PID
+  client_trust_peer.py PORT SERVER_CA CERT KEY CLIENT_CA NEW_CA GATEWAY_PID replace|rollover
 
 Opens, all with the certificate: a kept-alive HTTP/1.1 connection (one GET /partners/x), an
-HTTP/1.1 GET /partners/drip/100 and an HTTP/2 one (a response that never ends, on a route that
-requires a certificate), a WebSocket on /bound-ws (requires one) and one on /open-ws (does not), and
-a connection with 500 GET /partners/x pipelined. Then copies NEW_CA over CLIENT_CA, sends SIGHUP,
-and prints one line per connection saying what became of it. Exits 77 without `websockets`/`h2`.
+HTTP/1.1 GET /partners/drip/100, an HTTP/2 connection with GET /partners/drip/100 (stream 1) and
+GET /open/drip/100 (stream 3: a route that does not require a certificate) — responses that
+never end — a WebSocket on /bound-ws (requires one) and one on /open-ws (does not), and a
+connection with 500 GET /partners/x pipelined. Then puts NEW_CA in CLIENT_CA ("replace"), or
+NEW_CA after the CA there ("rollover": a bundle keeping the old CA), sends SIGHUP, opens stream 5
+(GET /open/x) on the HTTP/2 connection before reading what the gateway sent since, and prints one
+line per connection saying what became of it. Exits 77 without `websockets`/`h2`.
 """
 import http.client
 import os
@@ -28,7 +31,7 @@ try:
 except ImportError:
     sys.exit(77)
 
-port, server_ca, cert, key, client_ca, new_ca, pid = sys.argv[1:8]
+port, server_ca, cert, key, client_ca, new_ca, pid, mode = sys.argv[1:9]
 port = int(port)
 
 
@@ -70,8 +73,15 @@ h2_socket = tls_socket(["h2"])
 assert h2_socket.selected_alpn_protocol() == "h2", h2_socket.selected_alpn_protocol()
 h2c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
 h2c.initiate_connection()
-h2c.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/partners/drip/100")], end_stream=True)
-h2_socket.sendall(h2c.data_to_send())
+
+
+def h2_get(stream, path):
+    h2c.send_headers(stream, [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", path)], end_stream=True)
+    h2_socket.sendall(h2c.data_to_send())
+
+
+h2_get(1, "/partners/drip/100")
+h2_get(3, "/open/drip/100")
 
 
 h2_buffer = bytearray()
@@ -109,23 +119,25 @@ def h2_events(seconds):
         h2_buffer.extend(data)
         for kind, flags, stream, frame in h2_frames():
             if h2_gone:
-                if kind == 0x3 and stream == 1:
-                    seen.append("reset")
-                elif kind == 0x0 and stream == 1:
-                    seen.append("ended" if flags & 0x1 else "data")
+                if kind == 0x3:
+                    seen.append(f"reset:{stream}")
+                elif kind == 0x0:
+                    seen.append(f"ended:{stream}" if flags & 0x1 else f"data:{stream}")
+                elif kind == 0x1:
+                    seen.append(f"headers:{stream}")
                 elif kind == 0x7:
                     seen.append("goaway")
                 continue
             for event in h2c.receive_data(frame):
                 if isinstance(event, h2.events.ResponseReceived):
-                    seen.append("status:" + dict(event.headers).get(b":status", b"").decode())
+                    seen.append(f"status:{event.stream_id}:" + dict(event.headers).get(b":status", b"").decode())
                 elif isinstance(event, h2.events.DataReceived):
                     h2c.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                    seen.append("data")
+                    seen.append(f"data:{event.stream_id}")
                 elif isinstance(event, h2.events.StreamReset):
-                    seen.append("reset")
+                    seen.append(f"reset:{event.stream_id}")
                 elif isinstance(event, h2.events.StreamEnded):
-                    seen.append("ended")
+                    seen.append(f"ended:{event.stream_id}")
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     seen.append("goaway")
                     h2_gone = True
@@ -176,8 +188,15 @@ def reply():
 
 reply()  # the gateway is at work on the pipeline when the reload comes
 
-shutil.copyfile(new_ca, client_ca)
+if mode == "rollover":
+    with open(client_ca, "a") as bundle, open(new_ca) as added:
+        bundle.write(added.read())
+else:
+    shutil.copyfile(new_ca, client_ca)
 os.kill(int(pid), signal.SIGHUP)
+time.sleep(0.5)
+# A request that crosses the gateway's GOAWAY (sent before reading it): refused on its own.
+h2_get(5, "/open/x")
 
 try:
     while reply():
@@ -211,6 +230,8 @@ print("drip-after", ended, flush=True)
 
 after_h2 = h2_events(3)
 print("h2-after", ",".join(sorted(set(after_h2))), flush=True)
+# Stream 3 goes on after the stream that crossed the GOAWAY was refused.
+print("h2-later", ",".join(sorted(set(h2_events(1)))), flush=True)
 
 
 def ws_state(ws):
