@@ -44,9 +44,24 @@ public final class TestUpstream: Sendable {
         // An answer to HEAD followed (after the pause) by the body its length announced — here
         // a whole response, as an upstream that reflects its input could be made to send.
         "head-then-response": "HTTP/1.1 200 OK\r\nContent-Length: \(strayResponse.utf8.count)\r\n\r\n" + rawPause + strayResponse,
+        // A Connection field listing 15 000 distinct names (60 KB, within the gateway's head
+        // limit), one of them a field the response carries (hop-by-hop, so not passed on).
+        "connection-list": "HTTP/1.1 200 OK\r\nConnection: " + TestUpstream.manyNames(15_000).joined(separator: ",")
+            + "\r\nAaa: hop\r\nX-Kept: end\r\nContent-Length: 2\r\n\r\nok",
         // An upstream whose CORS rules let any site read credentialed responses.
         "cors-wide-open": "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: *\r\nContent-Length: 2\r\n\r\nok",
     ]
+
+    /// `count` distinct three-letter names, `aaa` first (at most 17 576).
+    public static func manyNames(_ count: Int) -> [String] {
+        let letters: [Character] = Array("abcdefghijklmnopqrstuvwxyz")
+        var names: [String] = []
+        for index in 0..<min(count, 17_576) {
+            let first = letters[index / 676], second = letters[(index / 26) % 26], third = letters[index % 26]
+            names.append(String([first, second, third]))
+        }
+        return names
+    }
 
     public let port: Int
     private let group: MultiThreadedEventLoopGroup

@@ -220,6 +220,31 @@ struct GatewayLifecycleTests {
         #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_failures_total{route=\"app\",kind=\"protocol_error\"}") == 2)
     }
 
+    /// The build before looked each name of a `Connection` list up in, and added it to, a list of
+    /// the names so far: a list of thousands of names cost the square of its length, and one
+    /// upstream response naming 16 000 held the event loop — every client on it — for 8 s in a
+    /// debug build, 0.5 s in release (an attacker review); a client's request the same, within
+    /// its head limit.
+    @Test("a Connection field listing 15 000 names, in an upstream's response or a client's request, costs the gateway time linear in its length: answered within 2 s (the build before: 8 s, or a client timeout), the listed fields dropped and the others kept")
+    func longConnectionListsCostLinearTime() async throws {
+        let (upstream, gateway) = try await Self.startSimple(limits: "limits: {max_header_bytes: 96KiB}")
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let started = ContinuousClock.now
+        let response = try gateway.request("GET", "/raw/connection-list")
+        let responseTime = ContinuousClock.now - started
+        #expect(response.status == 200 && response.text == "ok")
+        #expect(response.header("aaa") == nil && response.header("x-kept") == "end")
+        let names = TestUpstream.manyNames(15_000)
+        let requestStarted = ContinuousClock.now
+        let request = try gateway.request("GET", "/echo", headers: [("Connection", names.joined(separator: ",")), ("Aab", "hop"), ("X-Kept", "end")])
+        let requestTime = ContinuousClock.now - requestStarted
+        #expect(request.status == 200)
+        let forwarded = request.json["headers"] as? [String: [String]] ?? [:]
+        #expect(forwarded["aab"] == nil && forwarded["x-kept"] == ["end"], "\(forwarded.keys.sorted())")
+        // Far apart: the build before took 8 s for the response in a debug build.
+        #expect(responseTime < .seconds(2) && requestTime < .seconds(2), "response \(responseTime), request \(requestTime)")
+    }
+
     /// The build before pooled the connection as soon as the answer to HEAD ended, and the next
     /// request on it — another client's — took the body the upstream sent after that answer for
     /// its own response (response-queue poisoning).

@@ -322,6 +322,30 @@ struct HTTP2UpstreamFaultTests {
         }
     }
 
+    /// The build before did not count connections on their way out toward any limit: an upstream
+    /// sending GOAWAY after each connection's first stream, and never answering it, had the
+    /// gateway open a connection per stream — a thousand from 12 clients, until the node ran out
+    /// of file descriptors (an attacker review).
+    @Test("an HTTP/2 upstream that sends GOAWAY after each connection's first stream and never answers has at most 32 connections open from an event loop (16 taking new streams, the rest on their way out): 90 streams opened one by one get no more; the calls past them fail at once rather than open more")
+    func leavingConnectionsAreBounded() async throws {
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let opener = URL(fileURLWithPath: Self.script).deletingLastPathComponent().appendingPathComponent("h2_stream_opener.py").path
+            let directory = try TemporaryDirectory.make(prefix: "h2-opener")
+            let client = try ManagedProcess(executable: "/usr/bin/env", arguments: ["python3", opener, String(gateway.port), "90", "/goaway-hold", "3"],
+                                            logFile: directory + "/client.log")
+            try await withCleanup(client, { _ = await $0.terminate() }) { client async throws in
+                #expect(try await Poll.until(timeout: .seconds(20)) { client.output.contains("sent") }, "\(client.output)")
+                let open = Self.connections(upstream) - (upstream.output.components(separatedBy: "lost").count - 1)
+                // The build before: 88 open for 90 streams.
+                #expect(open <= HTTP2UpstreamPool.maxConnectionsWithLeaving && open >= HTTP2UpstreamPool.maxConnections,
+                        "\(open) connections open to the upstream")
+                let metrics = try gateway.metrics()
+                #expect(PrometheusText.sample(metrics, "portcullis_upstream_failures_total{route=\"h2\",kind=\"connect_failed\"}") ?? 0 >= 30,
+                        "\(metrics.split(separator: "\n").filter { $0.contains("upstream_failures") })")
+            }
+        }
+    }
+
     /// Runs `body` with the misbehaving upstream (`startUpstream`) and a gateway routed to it
     /// (`gateway`), stopping both afterwards, also when `body` throws.
     static func withUpstreamAndGateway(headerTableSize: Int? = nil, initialWindow: Int? = nil,

@@ -246,6 +246,18 @@ extension UpstreamRequestHead {
 
 @Suite("header name sets")
 struct HeaderNameSetUnitTests {
+    @Test("a set past 32 names of one length (a Connection list a peer wrote) still matches every name ignoring case, and nothing else")
+    func largeSetsMatchExactly() {
+        var set = HeaderNameSet([])
+        let names = (0..<2_000).map { "X-\(String($0 + 10_000, radix: 16))" }
+        for name in names { set.insert(name) }
+        set.insert(names[0].uppercased())
+        for name in names {
+            #expect(set.contains(name) && set.contains(name.lowercased()) && set.contains(name.uppercased()))
+        }
+        #expect(!set.contains("X-zzzz") && !set.contains("X-271") && !set.contains("Y-2710"))
+    }
+
     @Test("names match ignoring case; long names share a bucket without matching each other")
     func longNames() {
         let long = String(repeating: "x", count: 40_000)

@@ -44,6 +44,9 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
         // every stream of a connection one of whose requests crossed the GOAWAY: a bypass
         // review.) Too many of them are swift-nio-http2's to stop, as a connection error.
         if error is NIOHTTP2Errors.StreamError { return }
+        // A stream the gateway opened to an upstream just as the upstream's GOAWAY arrived: that
+        // stream's creation fails (its request with it); the connection's other streams go on.
+        if error is NIOHTTP2Errors.CreatedStreamAfterGoaway { return }
         closing = true
         onError(error)
         if let guardError = error as? any HTTP2GuardConnectionError {

@@ -6,6 +6,13 @@ struct HeaderNameSet: Sendable {
     /// share the last bucket, so a client-supplied name cannot make the array long.
     private var byLength: [[[UInt8]]] = []
     private static let bucketed = 64
+    /// Buckets that grew past `linearLimit` names, hashed. Only a list a peer wrote gets there —
+    /// a `Connection` field naming thousands of options — and each insert and lookup scanning a
+    /// whole bucket made such a list cost the square of its length: one upstream response with
+    /// 16 000 names held its event loop for half a second (an attacker review). The sets the
+    /// gateway builds from configuration stay linear: a lookup there allocates nothing.
+    private var hashed: [Int: Set<[UInt8]>]?
+    private static let linearLimit = 32
 
     init(_ names: some Sequence<String>) {
         for name in names { insert(name) }
@@ -14,9 +21,18 @@ struct HeaderNameSet: Sendable {
     mutating func insert(_ name: String) {
         let lower = Array(name.lowercased().utf8)
         let bucket = min(lower.count, Self.bucketed)
+        if hashed?[bucket] != nil {
+            hashed?[bucket]?.insert(lower)
+            return
+        }
         if byLength.count <= bucket { byLength += Array(repeating: [], count: bucket + 1 - byLength.count) }
         if byLength[bucket].contains(lower) { return }
         byLength[bucket].append(lower)
+        if byLength[bucket].count > Self.linearLimit {
+            hashed = hashed ?? [:]
+            hashed?[bucket] = Set(byLength[bucket])
+            byLength[bucket] = []
+        }
     }
 
     func contains(_ name: String) -> Bool {
@@ -26,6 +42,7 @@ struct HeaderNameSet: Sendable {
     /// Whether the name in `bytes` is in the set.
     func contains(_ bytes: some Collection<UInt8>) -> Bool {
         let bucket = min(bytes.count, Self.bucketed)
+        if let hashed, let names = hashed[bucket] { return names.contains(bytes.map(Self.folded)) }
         guard bucket < byLength.count else { return false }
         for candidate in byLength[bucket] where Self.equalsIgnoringASCIICase(bytes, candidate) {
             return true

@@ -60,6 +60,13 @@ final class HTTP2UpstreamPool {
 
     /// The most connections to one target from one event loop.
     static let maxConnections = 16
+    /// The most connections to one target from one event loop counting those on their way out
+    /// (told GOAWAY, or retired), which stay open while a stream on them lives: an upstream that
+    /// sent GOAWAY after each connection's first stream and never answered it made the gateway
+    /// open a connection per stream, a thousand from 12 clients, until it ran out of file
+    /// descriptors (an attacker review). Past it a stream goes on a connection with room or
+    /// queued on the least busy, or fails (502, gRPC status 14) when every one is leaving.
+    static let maxConnectionsWithLeaving = 2 * maxConnections
 
     let eventLoop: any EventLoop
     private var targets: [UpstreamPool.Key: Target] = [:]
@@ -144,8 +151,9 @@ final class HTTP2UpstreamPool {
         if entry.connecting { return entry.waiting.append(done) }
         let recentlyFailed = entry.failedAt.map { NIODeadline.now() - $0 < Self.retryAfter } ?? false
         // Retired connections and those told GOAWAY are on their way out: they do not count
-        // against the limit.
-        if entry.connections.count(where: { !$0.leaving }) < Self.maxConnections, entry.connections.isEmpty || !recentlyFailed {
+        // against the limit, only against the hard one.
+        if entry.connections.count(where: { !$0.leaving }) < Self.maxConnections, entry.connections.count < Self.maxConnectionsWithLeaving,
+           entry.connections.isEmpty || !recentlyFailed {
             entry.waiting.append(done)
             entry.connecting = true
             return connect(target: target, settings: settings) { [self] result in

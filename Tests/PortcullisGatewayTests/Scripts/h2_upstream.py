@@ -30,6 +30,9 @@ Answers by path:
   /content-204       a 204 with a body
   /goaway-after      200 "ok", then GOAWAY (NO_ERROR, last stream 2^31-1); the connection is
                      left open
+  /goaway-hold...    never answers, and sends GOAWAY (NO_ERROR, last stream this one); what the
+                     gateway sends on the connection from then on is ignored, and the connection
+                     stays open
   /table-size        200 whose body is the HPACK table size the gateway's header blocks set
   /window-flood      200, then 2 000 WINDOW_UPDATE frames of 1 on the stream, then "ok"
   /connection-window-flood
@@ -99,6 +102,7 @@ class Upstream(asyncio.Protocol):
             self.conn.local_settings.header_table_size = TABLE_SIZE
             self.conn.decoder.max_allowed_table_size = TABLE_SIZE
         self.late = {}
+        self.holding = False
         self.conn.initiate_connection()
         if INITIAL_WINDOW is not None:
             # Sent as a SETTINGS change of its own: set before initiate_connection, h2 would apply
@@ -115,6 +119,8 @@ class Upstream(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data):
+        if self.holding:
+            return
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as error:
@@ -193,6 +199,10 @@ class Upstream(asyncio.Protocol):
             self.send(stream, [(":status", "200")], b"ok")
             self.conn.close_connection(error_code=0, last_stream_id=2**31 - 1)
             self.flush()
+        elif path.startswith("/goaway-hold"):
+            self.conn.close_connection(error_code=0, last_stream_id=stream)
+            self.flush()
+            self.holding = True
         elif path == "/table-size":
             self.send(stream, [(":status", "200")], str(self.conn.decoder.header_table_size).encode())
         elif path in ("/window-flood", "/connection-window-flood"):
