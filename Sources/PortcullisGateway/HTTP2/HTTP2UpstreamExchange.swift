@@ -83,7 +83,7 @@ final class HTTP2UpstreamExchange {
                 target.markHealthy()
                 attach(channel)
             case .failure(let error):
-                target.eject(for: route.upstream.ejectFor, now: .now())
+                if case .poolFull = error {} else { target.eject(for: route.upstream.ejectFor, now: .now()) }
                 fail(error)
             }
         })
@@ -94,7 +94,13 @@ final class HTTP2UpstreamExchange {
         sentAt = .now()
         // A request without a body ends with its HEADERS frame.
         let endsWithHead = clientRequestEnded && buffered.isEmpty && joiner.isEmpty
-        channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: nil)
+        // A stream swift-nio-http2 held back (the upstream at its concurrent-stream limit) and
+        // opens after the upstream's GOAWAY fails here: the stream is closed, so the request
+        // fails at once (502) rather than wait out the response-header timeout on a stream the
+        // upstream never saw (a bypass review).
+        let headersWritten = channel.eventLoop.makePromise(of: Void.self)
+        headersWritten.futureResult.assumeIsolated().whenFailure { _ in channel.close(promise: nil) }
+        channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: headersWritten)
         for part in buffered { writeData(part, on: channel) }
         buffered.removeAll()
         if clientRequestEnded {

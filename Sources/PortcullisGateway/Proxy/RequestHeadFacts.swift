@@ -58,7 +58,8 @@ struct RequestHeadFacts {
             case 22 where HeaderNameSet.matches(name, "x-http-method-override"),
                  13 where HeaderNameSet.matches(name, "x-http-method"),
                  17 where HeaderNameSet.matches(name, "x-method-override"):
-                methodOverrides = (methodOverrides ?? []) + [value]
+                if methodOverrides == nil { methodOverrides = [] }
+                methodOverrides?.append(value)
             case 7 where HeaderNameSet.matches(name, "upgrade"):
                 hasUpgrade = true
                 HeaderList.forEachElement(value.utf8) { protocolName in

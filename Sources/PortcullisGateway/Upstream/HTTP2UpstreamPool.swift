@@ -42,6 +42,9 @@ final class HTTP2UpstreamPool {
     private final class Target {
         var connections: [HTTP2UpstreamConnection] = []
         var waiting: [(Result<HTTP2UpstreamConnection, UpstreamError>) -> Void] = []
+        /// Streams waiting for one of the connections on their way out to close, every
+        /// connection the target may have being one (`maxConnectionsWithLeaving`).
+        var parked: [(Result<HTTP2UpstreamConnection, UpstreamError>) -> Void] = []
         var connecting = false
         /// When a connect to this target last failed: for `retryAfter` the existing connections take
         /// the streams (queued) rather than each overflow waiting for another failing connect.
@@ -64,9 +67,14 @@ final class HTTP2UpstreamPool {
     /// (told GOAWAY, or retired), which stay open while a stream on them lives: an upstream that
     /// sent GOAWAY after each connection's first stream and never answered it made the gateway
     /// open a connection per stream, a thousand from 12 clients, until it ran out of file
-    /// descriptors (an attacker review). Past it a stream goes on a connection with room or
-    /// queued on the least busy, or fails (502, gRPC status 14) when every one is leaving.
-    static let maxConnectionsWithLeaving = 2 * maxConnections
+    /// descriptors (an attacker review). Room for an honest upstream that sends GOAWAY routinely
+    /// (nginx's `keepalive_requests`, grpc-go's `MaxConnectionAge`) while long streams keep the
+    /// old connections open. Past it a stream goes on a connection with room, or queued on the
+    /// least busy; when every one is leaving it waits for one to close (`maxParked` at most),
+    /// else fails `503 upstream_busy` (gRPC status 14) without ejecting the target.
+    static let maxConnectionsWithLeaving = 128
+    /// The most streams waiting, per target and loop, for a leaving connection to close.
+    static let maxParked = 1024
 
     let eventLoop: any EventLoop
     private var targets: [UpstreamPool.Key: Target] = [:]
@@ -152,8 +160,8 @@ final class HTTP2UpstreamPool {
         let recentlyFailed = entry.failedAt.map { NIODeadline.now() - $0 < Self.retryAfter } ?? false
         // Retired connections and those told GOAWAY are on their way out: they do not count
         // against the limit, only against the hard one.
-        if entry.connections.count(where: { !$0.leaving }) < Self.maxConnections, entry.connections.count < Self.maxConnectionsWithLeaving,
-           entry.connections.isEmpty || !recentlyFailed {
+        let belowHardLimit = entry.connections.count < Self.maxConnectionsWithLeaving
+        if entry.connections.count(where: { !$0.leaving }) < Self.maxConnections, belowHardLimit, entry.connections.isEmpty || !recentlyFailed {
             entry.waiting.append(done)
             entry.connecting = true
             return connect(target: target, settings: settings) { [self] result in
@@ -168,6 +176,13 @@ final class HTTP2UpstreamPool {
                     }
                     entry.failedAt = nil
                     entry.connections.append(connection)
+                    // A stream parked at the hard limit is placed again once a connection closes.
+                    connection.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
+                        guard !entry.parked.isEmpty else { return }
+                        let parked = entry.parked
+                        entry.parked = []
+                        for waiter in parked { place(entry, target: target, settings: settings, waiter) }
+                    }
                     // Placed again: those beyond its room go to another connection.
                     for waiter in waiting { place(entry, target: target, settings: settings, waiter) }
                 case .failure(let error):
@@ -177,7 +192,14 @@ final class HTTP2UpstreamPool {
                 }
             }
         }
-        done(entry.leastBusy.map { .success($0) } ?? .failure(.connectFailed("\(target.address): no connection")))
+        if let connection = entry.leastBusy { return done(.success(connection)) }
+        if !belowHardLimit, entry.connections.contains(where: \.channel.isActive) {
+            guard entry.parked.count < Self.maxParked else {
+                return done(.failure(.poolFull("\(target.address): \(entry.connections.count) connections on their way out and \(entry.parked.count) streams waiting")))
+            }
+            return entry.parked.append(done)
+        }
+        done(.failure(.connectFailed("\(target.address): no connection")))
     }
 
     private func connect(target: UpstreamTarget, settings: UpstreamSettings,
@@ -228,6 +250,9 @@ final class HTTP2UpstreamPool {
     /// Closes every connection (shutdown).
     func closeAll() {
         for entry in targets.values {
+            let parked = entry.parked
+            entry.parked = []
+            for waiter in parked { waiter(.failure(.poolFull("the gateway is shutting down"))) }
             for connection in entry.connections { connection.channel.close(promise: nil) }
         }
         targets.removeAll()

@@ -12,6 +12,10 @@ enum UpstreamError: Error, CustomStringConvertible {
     case idleTimeout
     case protocolError(String)
     case tls(String)
+    /// The gateway's own bound: every HTTP/2 connection to the target it may hold is on its way
+    /// out, and as many streams wait for one to close as may (`HTTP2UpstreamPool`). Not the
+    /// target's fault: it is not ejected.
+    case poolFull(String)
 
     var description: String {
         switch self {
@@ -23,6 +27,7 @@ enum UpstreamError: Error, CustomStringConvertible {
         case .idleTimeout: "upstream connection idle too long"
         case .protocolError(let why): "invalid response from upstream: \(why)"
         case .tls(let why): "TLS to upstream failed: \(why)"
+        case .poolFull(let why): "no connection to the upstream to spare: \(why)"
         }
     }
 
@@ -36,7 +41,8 @@ enum UpstreamError: Error, CustomStringConvertible {
 
     /// What a client is answered when this failure ends its request before a response began.
     var clientAnswer: (status: HTTPResponseStatus, error: String, description: String) {
-        isTimeout ? (.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+        if case .poolFull = self { return (.serviceUnavailable, "upstream_busy", "the gateway's connections to the upstream are all closing; retry shortly") }
+        return isTimeout ? (.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
             : (.badGateway, "bad_gateway", "the upstream is unavailable")
     }
 
@@ -57,6 +63,7 @@ enum UpstreamError: Error, CustomStringConvertible {
         case .idleTimeout: "idle_timeout"
         case .protocolError: "protocol_error"
         case .tls: "tls"
+        case .poolFull: "pool_full"
         }
     }
 }

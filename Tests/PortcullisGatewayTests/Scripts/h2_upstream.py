@@ -200,6 +200,8 @@ class Upstream(asyncio.Protocol):
             self.conn.close_connection(error_code=0, last_stream_id=2**31 - 1)
             self.flush()
         elif path.startswith("/goaway-hold"):
+            if self.holding:
+                return  # one GOAWAY per connection, for the first such stream in a read
             self.conn.close_connection(error_code=0, last_stream_id=stream)
             self.flush()
             self.holding = True
