@@ -193,6 +193,58 @@ struct GRPCGatewayTests {
         }
     }
 
+    /// The build before made a TLS context per route and per reload, and the pools key
+    /// connections by it: each reload left the connections of the one before open beside new
+    /// ones (a bypass review: 10 left by 5 reloads of 2 routes).
+    @Test("routes and reloads with the same upstream TLS settings share one context, so HTTP/2 connections to a TLS upstream are shared: two routes and three reloads leave one connection, not one per route and reload")
+    func upstreamTLSContextsAreShared() async throws {
+        let authority = try TestCertificateAuthority.make(name: "Upstream CA")
+        let leaf = try authority.issue("upstream", dnsNames: ["grpc.internal"], ipAddresses: ["127.0.0.1"])
+        let serverPort = try FreePort.allocate()
+        let directory = try TemporaryDirectory.make(prefix: "grpc-tls-shared")
+        let server = try ManagedProcess(executable: "/usr/bin/env",
+                                        arguments: ["python3", Self.script, "server", String(serverPort), leaf.certificate, leaf.privateKey],
+                                        logFile: directory + "/server.log")
+        defer { Task { _ = await server.terminate() } }
+        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
+        let issuer = try TestIssuer()
+        let gateway = try await GatewayProcess.start { port, adminPort, directory in
+            let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
+            return """
+            listen: 127.0.0.1:\(port)
+            admin_listen: 127.0.0.1:\(adminPort)
+            event_loops: 1
+            \(issuers)
+            routes:
+              - name: grpc
+                path_prefix: /pkg.Echo
+                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2, tls: {ca_file: \(authority.certificate), server_name: grpc.internal}}
+                auth: {type: jwt}
+              - name: grpc-status
+                path_prefix: /pkg.Echo/Status
+                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2, tls: {ca_file: \(authority.certificate), server_name: grpc.internal}}
+                auth: {type: jwt}
+            """
+        }
+        try await withCleanup(gateway, { await $0.stop() }) { gateway in
+            let token = try issuer.token(sub: "dave")
+            for reload in 0...3 {
+                if reload > 0 {
+                    gateway.process.signal(SIGHUP)
+                    #expect(try await Poll.until(timeout: .seconds(10)) {
+                        gateway.process.output.components(separatedBy: "configuration reloaded").count - 1 == reload
+                    }, "\(gateway.process.output.suffix(500))")
+                }
+                let result = try runCommand("/usr/bin/env", ["python3", Self.script, "client", String(gateway.port), token])
+                let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]]) ?? [:]
+                #expect(seen["unary"]?["ok"] as? String == "dave:hello", "\(result.stdout) \(result.stderr)")
+            }
+            let connections = try runCommand("/usr/bin/env", ["ss", "-Htn", "state", "established", "dst", "127.0.0.1:\(serverPort)"])
+            let count = connections.stdout.split(separator: "\n").count
+            #expect(count == 1, "connections to the upstream: \(connections.stdout)")
+        }
+    }
+
     /// A client-streaming or bidirectional call may rightly send nothing for as long as it
     /// lasts: the minimum request-body rate, applied to other HTTP/2 streams, is not applied to it.
     @Test("a gRPC call whose client stream is idle for longer than limits.request_body_grace is not cut for it: the body rate is not a gRPC rule")

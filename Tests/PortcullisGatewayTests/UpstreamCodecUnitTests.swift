@@ -199,6 +199,18 @@ struct UpstreamCodecUnitTests {
         #expect(outcome.ends == [true])
     }
 
+    @Test("chunk-size and trailer lines trickling in a byte at a time are found once complete, the body and the end as when sent whole")
+    func trickledTrailers() throws {
+        let response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;ext=" + String(repeating: "e", count: 500) + "\r\nok\r\n0\r\nX-Trailer: "
+            + String(repeating: "t", count: 5000) + "\r\nX-Other: 1\r\n\r\n"
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let rest = Array(response.utf8.dropFirst(head.utf8.count))
+        let outcome = try Self.parse([head] + rest.map { String(decoding: [$0], as: UTF8.self) })
+        #expect(outcome.status == 200)
+        #expect(outcome.body == "ok")
+        #expect(outcome.ends == [true])
+    }
+
     @Test("malformed responses are refused", arguments: [
         "HTTP/1.1 600 Library Error\r\nContent-Length: 0\r\n\r\n",
         "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n",

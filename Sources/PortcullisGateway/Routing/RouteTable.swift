@@ -33,16 +33,8 @@ final class CompiledRoute: Sendable {
         let upstream = config.upstream
         var tlsContext: NIOSSLContext?
         if let tls = upstream.tls {
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            if let caFile = tls.caFile {
-                configuration.trustRoots = .file(caFile)
-            }
-            if !tls.verify {
-                configuration.certificateVerification = .none
-            }
-            if upstream.protocol == .h2 { configuration.applicationProtocols = ["h2"] }
             do {
-                tlsContext = try NIOSSLContext(configuration: configuration)
+                tlsContext = try UpstreamTLSContexts.shared.context(for: tls, http2: upstream.protocol == .h2)
             } catch {
                 throw GatewayError.tls("route '\(config.name)': upstream.tls\(tls.caFile.map { " (ca_file \($0))" } ?? ""): cannot set up upstream TLS: \(error)")
             }

@@ -61,6 +61,9 @@ struct UpstreamResponseParser {
     /// Bytes of an incomplete head already searched for its end (a head trickling in is not
     /// rescanned from its start on every read).
     private var headScanned = 0
+    /// The same for an incomplete chunk-size or trailer line: a trailer line of 60 KB trickled a
+    /// byte at a time was searched from its start on every read (a bypass review).
+    private var lineScanned = 0
     /// Received bytes not yet consumed; nil when everything was.
     private var buffer: ByteBuffer?
     /// The last head's field list, whose storage the next head reuses: the head is written to the
@@ -77,6 +80,7 @@ struct UpstreamResponseParser {
         keepAlive = true
         pendingEnd = false
         headScanned = 0
+        lineScanned = 0
         buffer = nil
     }
 
@@ -149,7 +153,7 @@ struct UpstreamResponseParser {
             }
             return .event(.body(slice))
         case .chunkSize:
-            guard let line = try Self.readLine(&input, limit: Self.maxLineBytes) else { return .needMore }
+            guard let line = try Self.readLine(&input, limit: Self.maxLineBytes, scanned: &lineScanned) else { return .needMore }
             let size = try Self.chunkSize(line)
             // The line, its CRLF and the CRLF after the data, against 16 bytes and twice the data.
             excessChunkFraming = max(0, excessChunkFraming + line.readableBytes + 4 - 16 - 2 * size)
@@ -168,7 +172,7 @@ struct UpstreamResponseParser {
         case .trailers(let bytes):
             // Trailer fields are read past, not forwarded (NIO's encoder on the client side
             // would not send them either).
-            guard let line = try Self.readLine(&input, limit: Self.maxHeadBytes) else { return .needMore }
+            guard let line = try Self.readLine(&input, limit: Self.maxHeadBytes, scanned: &lineScanned) else { return .needMore }
             if line.readableBytes == 0 {
                 pendingEnd = true
             } else {
@@ -348,15 +352,20 @@ struct UpstreamResponseParser {
         }
     }
 
-    /// One CRLF-terminated line without the CRLF, or nil when incomplete. A bare CR or LF is refused.
-    private static func readLine(_ buffer: inout ByteBuffer, limit: Int) throws -> ByteBuffer? {
+    /// One CRLF-terminated line without the CRLF, or nil when incomplete. A bare CR or LF is
+    /// refused. `scanned` bytes of the buffer were searched before (an incomplete line); it is
+    /// set to what was searched when the line is still incomplete, and to 0 once it is read.
+    private static func readLine(_ buffer: inout ByteBuffer, limit: Int, scanned: inout Int) throws -> ByteBuffer? {
+        let from = scanned
         let found = buffer.withUnsafeReadableBytes { bytes -> Int? in
-            bytes.firstIndex(of: 0x0A)
+            bytes[min(from, bytes.count)...].firstIndex(of: 0x0A)
         }
         guard let newline = found else {
             guard buffer.readableBytes <= limit else { throw Failure("line longer than \(limit) bytes") }
+            scanned = buffer.readableBytes
             return nil
         }
+        scanned = 0
         guard newline <= limit + 1 else { throw Failure("line longer than \(limit) bytes") }
         guard newline >= 1, buffer.getInteger(at: buffer.readerIndex + newline - 1, as: UInt8.self) == 0x0D else {
             throw Failure("line not terminated by CRLF")
