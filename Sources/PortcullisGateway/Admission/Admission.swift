@@ -203,7 +203,7 @@ struct Admission {
         for pair in query.split(separator: UInt8(ascii: "&")) {
             let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = percentDecoded(parts[0]), Self.namesMethodOverride(name) else { continue }
-            // Appended in place: a copy per pair cost the square of their number (a bypass review).
+            // Appended in place: a copy per pair would cost the square of their number.
             if found == nil { found = [] }
             found?.append(parts.count > 1 ? percentDecoded(parts[1]) ?? "" : "")
         }

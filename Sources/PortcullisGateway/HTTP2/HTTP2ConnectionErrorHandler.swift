@@ -40,9 +40,8 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
         if HTTP2MalformedMessage.isMalformed(error) { return onMalformedStream(error) }
         // A stream error swift-nio-http2 has answered by resetting that stream alone — a stream
         // the client opened after the connection's GOAWAY (a drain, a narrowed client trust)
-        // is refused so — leaves the connection and its other streams going. (Closing here cut
-        // every stream of a connection one of whose requests crossed the GOAWAY: a bypass
-        // review.) Too many of them are swift-nio-http2's to stop, as a connection error.
+        // is refused so — leaves the connection and its other streams going. Too many of them
+        // are swift-nio-http2's to stop, as a connection error.
         if error is NIOHTTP2Errors.StreamError { return }
         // A stream the gateway opened to an upstream just as the upstream's GOAWAY arrived: that
         // stream's creation fails (its request with it); the connection's other streams go on.

@@ -97,7 +97,7 @@ final class HTTP2UpstreamExchange {
         // A stream swift-nio-http2 held back (the upstream at its concurrent-stream limit) and
         // opens after the upstream's GOAWAY fails here: the stream is closed, so the request
         // fails at once (502) rather than wait out the response-header timeout on a stream the
-        // upstream never saw (a bypass review).
+        // upstream never saw.
         let headersWritten = channel.eventLoop.makePromise(of: Void.self)
         headersWritten.futureResult.assumeIsolated().whenFailure { _ in channel.close(promise: nil) }
         channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: headersWritten)

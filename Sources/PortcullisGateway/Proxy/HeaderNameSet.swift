@@ -8,8 +8,8 @@ struct HeaderNameSet: Sendable {
     private static let bucketed = 64
     /// Buckets that grew past `linearLimit` names, hashed. Only a list a peer wrote gets there —
     /// a `Connection` field naming thousands of options — and each insert and lookup scanning a
-    /// whole bucket made such a list cost the square of its length: one upstream response with
-    /// 16 000 names held its event loop for half a second (an attacker review). The sets the
+    /// whole bucket would make such a list cost the square of its length, holding the event loop
+    /// for every client on it (security.md has the figures). The sets the
     /// gateway builds from configuration stay linear: a lookup there allocates nothing.
     private var hashed: [Int: Set<[UInt8]>]?
     private static let linearLimit = 32

@@ -64,10 +64,10 @@ final class HTTP2UpstreamPool {
     /// The most connections to one target from one event loop.
     static let maxConnections = 16
     /// The most connections to one target from one event loop counting those on their way out
-    /// (told GOAWAY, or retired), which stay open while a stream on them lives: an upstream that
-    /// sent GOAWAY after each connection's first stream and never answered it made the gateway
-    /// open a connection per stream, a thousand from 12 clients, until it ran out of file
-    /// descriptors (an attacker review). Room for an honest upstream that sends GOAWAY routinely
+    /// (told GOAWAY, or retired), which stay open while a stream on them lives: without it an
+    /// upstream sending GOAWAY after each connection's first stream, and never answering it,
+    /// makes the gateway open a connection per stream until it runs out of file descriptors.
+    /// Room for an honest upstream that sends GOAWAY routinely
     /// (nginx's `keepalive_requests`, grpc-go's `MaxConnectionAge`) while long streams keep the
     /// old connections open. Past it a stream goes on a connection with room, or queued on the
     /// least busy; when every one is leaving it waits for one to close (`maxParked` at most),

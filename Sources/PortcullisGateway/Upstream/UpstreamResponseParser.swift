@@ -61,8 +61,8 @@ struct UpstreamResponseParser {
     /// Bytes of an incomplete head already searched for its end (a head trickling in is not
     /// rescanned from its start on every read).
     private var headScanned = 0
-    /// The same for an incomplete chunk-size or trailer line: a trailer line of 60 KB trickled a
-    /// byte at a time was searched from its start on every read (a bypass review).
+    /// The same for an incomplete chunk-size or trailer line, so that a line trickled a byte at
+    /// a time is not searched from its start on every read.
     private var lineScanned = 0
     /// Received bytes not yet consumed; nil when everything was.
     private var buffer: ByteBuffer?

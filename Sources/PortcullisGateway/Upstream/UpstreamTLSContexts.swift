@@ -6,9 +6,8 @@ import Synchronization
 /// The TLS contexts for upstreams, one per distinct setting — the CA bundle's content, whether
 /// the certificate is verified, whether ALPN offers `h2` — shared by every route and every reload
 /// with that setting. The connection pools key connections by their context's identity: a
-/// context per route and per reload gave each route its own HTTP/2 connections to one upstream
-/// (N routes, N × 128 per event loop) and left a reload's predecessors' entries behind (a bypass
-/// review). A CA bundle whose content changes gets a new context, so no connection made under
+/// context per route and per reload would give each route its own connections to one upstream,
+/// and leave a reload's predecessors' connections behind. A CA bundle whose content changes gets a new context, so no connection made under
 /// the old roots is reused for it.
 final class UpstreamTLSContexts: Sendable {
     static let shared = UpstreamTLSContexts()
