@@ -351,6 +351,51 @@ struct HTTP2UpstreamFaultTests {
         }
     }
 
+    /// The build before failed every request whose stream an HTTP/2 upstream refused unprocessed
+    /// with 502, though RFC 9113 §8.7 makes such a request safe to send again, whatever its
+    /// method: what a stream racing the GOAWAY of grpc-go's `MaxConnectionAge` or nginx's
+    /// `keepalive_requests` meets.
+    @Test("a request an HTTP/2 upstream refuses unprocessed — RST_STREAM REFUSED_STREAM once its body arrived or at its head while the body streams, or past the last stream of a GOAWAY — is sent once more on a new stream with its body intact and answered; one refused twice, or whose body passed 64 KiB, fails 502 and is counted as refused_stream")
+    func refusedStreamsAreSentAgain() async throws {
+        try await Self.withUpstreamAndGateway { upstream, gateway in
+            let directory = try TemporaryDirectory.make(prefix: "h2-refused")
+            var files: [Int: String] = [:]
+            for size in [20_000, ResendableBody.limit, 100_000] {
+                files[size] = directory + "/body-\(size)"
+                try Data((0..<size).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: files[size]!))
+            }
+            let cases: [(path: String, size: Int, answered: Bool)] = [
+                ("/refuse-reset/1", 20_000, true), ("/refuse-early/1", 20_000, true), ("/refuse-goaway/1", 20_000, true),
+                ("/refuse-reset/2", ResendableBody.limit, true),
+                ("/refuse-reset/3", 100_000, false), ("/refuse-always/1", 20_000, false),
+            ]
+            for (path, size, answered) in cases {
+                let received = directory + "/received"
+                let result = try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-H", "Expect:",
+                                                             "--data-binary", "@" + files[size]!, "-o", received, "-w", "%{http_code}",
+                                                             "http://127.0.0.1:\(gateway.port)\(path)"])
+                let refusals = upstream.output.components(separatedBy: "refused \(path) ").count - 1
+                if answered {
+                    #expect(result.stdout == "200", "\(path): \(result.stdout) \(upstream.output.suffix(400))")
+                    // The upstream answers with the SHA-256 of the body it got.
+                    let sent = try runCommand("/usr/bin/env", ["sha256sum", files[size]!]).stdout.prefix(64)
+                    #expect(FileManager.default.contents(atPath: received).map { String(decoding: $0, as: UTF8.self) } == String(sent),
+                            "\(path): the body sent again differs")
+                    #expect(refusals == 1 && upstream.output.contains("answered \(path) \(size)"), "\(path): \(upstream.output.suffix(400))")
+                } else {
+                    #expect(result.stdout == "502", "\(path): \(result.stdout)")
+                    // Refused twice (sent once more), or once (its body past the limit, not kept).
+                    #expect(refusals == (size > ResendableBody.limit ? 1 : 2) && !upstream.output.contains("answered \(path)"),
+                            "\(path): \(upstream.output.suffix(400))")
+                }
+            }
+            let metrics = try gateway.metrics().split(separator: "\n")
+            #expect(metrics.contains("portcullis_upstream_http2_streams_resent_total 5"), "\(metrics.filter { $0.contains("resent") })")
+            #expect(metrics.contains { $0.hasPrefix("portcullis_upstream_failures_total{") && $0.contains("kind=\"refused_stream\"") && $0.hasSuffix(" 2") },
+                    "\(metrics.filter { $0.contains("upstream_failures") })")
+        }
+    }
+
     /// Runs `body` with the misbehaving upstream (`startUpstream`) and a gateway routed to it
     /// (`gateway`), stopping both afterwards, also when `body` throws.
     static func withUpstreamAndGateway(headerTableSize: Int? = nil, initialWindow: Int? = nil,

@@ -10,7 +10,9 @@ import NIOHTTP2
 /// its last frame, as NIO's codec did), and the upstream stream's `HTTP2UpstreamStreamHandler`
 /// reads the response's frames and reports here. Flow control runs end to end as on the HTTP/1.1 path: the client stream's
 /// reads wait for the upstream stream to be writable, and the upstream stream's reads wait for the
-/// client stream to be. No retry: a stream that failed may have reached the application.
+/// client stream to be. A stream the upstream refused unprocessed (`HTTP2StreamRefusal`) is sent
+/// once more, on another connection and target if there is one, with the body kept for it
+/// (`ResendableBody`); any other failure is not retried: that stream may have reached the application.
 /// Confined to the client connection's event loop; the upstream connection is on the same loop.
 final class HTTP2UpstreamExchange {
     /// Unowned: the downstream owns the exchange while it runs. It may go first (an HTTP/2 stream's
@@ -27,6 +29,12 @@ final class HTTP2UpstreamExchange {
     private let pool: UpstreamPool
 
     private var stream: (any Channel)?
+    /// The target the request went to.
+    private var target: UpstreamTarget?
+    /// The body sent so far, for a second try if the upstream refuses the stream.
+    private var sentBody = ResendableBody()
+    /// The request was sent again after a refusal: a second refusal fails it.
+    private var resent = false
     /// Joined body parts waiting for the upstream stream to open.
     private var buffered: [ByteBuffer] = []
     /// The body parts of the client's read, joined and written at its end (or with the request's
@@ -70,6 +78,11 @@ final class HTTP2UpstreamExchange {
         guard let target = route.selector.pick(now: now, excluding: nil) else {
             return fail(.connectFailed("no upstream targets"))
         }
+        open(to: target)
+    }
+
+    private func open(to target: UpstreamTarget) {
+        self.target = target
         log.upstream = target.label
         pool.http2.openStream(target: target, settings: route.upstream, initialize: { [self] channel in
             try channel.pipeline.syncOperations.addHandler(HTTP2UpstreamStreamHandler(exchange: self))
@@ -95,28 +108,38 @@ final class HTTP2UpstreamExchange {
         // A request without a body ends with its HEADERS frame.
         let endsWithHead = clientRequestEnded && buffered.isEmpty && joiner.isEmpty
         // A stream swift-nio-http2 held back (the upstream at its concurrent-stream limit) and
-        // opens after the upstream's GOAWAY fails here: the stream is closed, so the request
-        // fails at once (502) rather than wait out the response-header timeout on a stream the
-        // upstream never saw.
+        // opens after the upstream's GOAWAY fails here, as does one whose HEADERS the connection
+        // could not write: the upstream never had the whole request head, so the request goes
+        // again (or fails at once, 502) rather than wait out the response-header timeout.
         let headersWritten = channel.eventLoop.makePromise(of: Void.self)
-        headersWritten.futureResult.assumeIsolated().whenFailure { _ in channel.close(promise: nil) }
+        headersWritten.futureResult.assumeIsolated().whenFailure { [self] _ in
+            upstreamClosed(channel, refused: true)
+            channel.close(promise: nil)
+        }
         channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: headersWritten)
         for part in buffered { writeData(part, on: channel) }
         buffered.removeAll()
         if clientRequestEnded {
             if !endsWithHead { writeEnd(on: channel) }
             downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
-        } else if let joined = joiner.take() {
+        } else if let joined = takeJoined() {
             writeData(joined, on: channel)
         }
         channel.flush()
         downstream.resumeRequestReads()
     }
 
+    /// What the joiner holds, kept for a second try as it goes.
+    private func takeJoined() -> ByteBuffer? {
+        guard let joined = joiner.take() else { return nil }
+        sentBody.sent(joined)
+        return joined
+    }
+
     /// Ends the request: on its last DATA frame, or an empty one, after what is held.
     private func writeEnd(on channel: any Channel) {
         if let held = writes.drain() { channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(held))), promise: nil) }
-        let last = joiner.take() ?? channel.allocator.buffer(capacity: 0)
+        let last = takeJoined() ?? channel.allocator.buffer(capacity: 0)
         channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(last), endStream: true)), promise: nil)
     }
 
@@ -157,6 +180,7 @@ final class HTTP2UpstreamExchange {
         // An empty DATA frame carries nothing, and an upstream on swift-nio-http2 takes two in a
         // row for a flood (ENHANCE_YOUR_CALM), closing the connection with everyone's calls on it.
         guard body.readableBytes > 0, let joined = joiner.add(body) else { return }
+        sentBody.sent(joined)
         guard let stream else { return buffered.append(joined) }
         writeData(joined, on: stream)
         unflushed = true
@@ -173,7 +197,7 @@ final class HTTP2UpstreamExchange {
     /// The client's stream read what it had: the read's joined body goes, and is flushed.
     func clientReadComplete() {
         guard !done, let stream else { return }
-        if let joined = joiner.take() {
+        if let joined = takeJoined() {
             writeData(joined, on: stream)
         } else if !unflushed {
             return
@@ -247,6 +271,7 @@ final class HTTP2UpstreamExchange {
             return fail(.protocolError("a response head too large for one HTTP/2 frame"))
         }
         responseStarted = true
+        sentBody.release()
         log.status = Int(status.code)
         log.trace?.upstreamStatus = log.status
     }
@@ -302,10 +327,37 @@ final class HTTP2UpstreamExchange {
         fail(.protocolError(why))
     }
 
-    /// The upstream stream ended without a complete response (reset, connection lost).
-    func upstreamClosed() {
-        guard !done else { return }
+    /// The upstream stream `channel` ended without a complete response (reset, connection lost);
+    /// `refused`: unprocessed (`HTTP2StreamRefusal`). A stream this exchange left behind (one
+    /// refused and sent again) is no longer its concern.
+    func upstreamClosed(_ channel: any Channel, refused: Bool) {
+        guard !done, stream === channel else { return }
+        stream = nil
+        if refused {
+            guard !responseStarted, !resent, let parts = sentBody.parts, let target else { return fail(.refusedStream) }
+            return resend(parts, after: target, on: channel.eventLoop)
+        }
         fail(responseStarted ? .closedMidResponse : .closedBeforeResponse)
+    }
+
+    /// Sends the request again on a new stream: to another target if one is healthy, else to the
+    /// same. What was written or held for the refused stream goes again from `parts`, and what
+    /// the client sends meanwhile waits behind it. On the next tick: a GOAWAY's refusals arrive
+    /// while swift-nio-http2 reads the frame, before the pool learns the connection is leaving,
+    /// and a stream opened on it then would be refused again.
+    private func resend(_ parts: [ByteBuffer], after refused: UpstreamTarget, on eventLoop: any EventLoop) {
+        resent = true
+        downstream.metrics.upstreamHTTP2StreamsResent.increment()
+        downstream.cancelResponseHeaderTimeout()
+        buffered = parts
+        writes = SmallWrites()
+        unflushed = false
+        eventLoop.assumeIsolated().execute { [self] in
+            guard !done else { return }
+            let now = NIODeadline.now()
+            let other = route.selector.pick(now: now, excluding: refused).flatMap { $0.isEjected(now: now) ? nil : $0 }
+            open(to: other ?? refused)
+        }
     }
 
     // MARK: Failure

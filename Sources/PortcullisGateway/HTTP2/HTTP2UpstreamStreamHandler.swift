@@ -136,13 +136,13 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        exchange?.upstreamClosed()
+        exchange?.upstreamClosed(context.channel, refused: false)
         exchange = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        exchange?.upstreamClosed()
+        exchange?.upstreamClosed(context.channel, refused: HTTP2StreamRefusal.refused(error, on: context.channel))
         exchange = nil
         context.close(promise: nil)
     }

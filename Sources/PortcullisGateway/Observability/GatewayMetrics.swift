@@ -39,6 +39,7 @@ public final class GatewayMetrics: Sendable {
     let upstreamHTTP2DataFramesJoined: Counter
     let upstreamHTTP2ConnectionErrors: Counter
     let upstreamHTTP2StreamErrors: Counter
+    let upstreamHTTP2StreamsResent: Counter
     let upstreamHTTP2ConnectionsRetired: Counter
     private let proxyProtocolInvalid: Counter
     /// The overload guard (`MemoryGuard`).
@@ -93,6 +94,8 @@ public final class GatewayMetrics: Sendable {
             help: "HTTP/2 connections to upstreams closed after a connection error (the upstream broke the protocol, flooded PING/SETTINGS, RST_STREAM or WINDOW_UPDATE frames, or sent 200 malformed responses); their open streams fail.")
         upstreamHTTP2StreamErrors = registry.counter("portcullis_upstream_http2_stream_errors_total", labels: [],
             help: "Streams to HTTP/2 upstreams reset for a malformed message: a response whose header block, :status or content-length breaks HTTP/2's rules, or a request HTTP/2 does not allow. Each one's request fails; the connection stays.")
+        upstreamHTTP2StreamsResent = registry.counter("portcullis_upstream_http2_streams_resent_total", labels: [],
+            help: "Requests sent a second time, on a new stream, because an HTTP/2 upstream refused the first unprocessed (RST_STREAM REFUSED_STREAM, or past the last stream of its GOAWAY). A request is sent again once, and only while its body sent so far is at most 64 KiB; a refusal it cannot recover from counts in portcullis_upstream_failures_total{kind=\"refused_stream\"}.")
         upstreamHTTP2ConnectionsRetired = registry.counter("portcullis_upstream_http2_connections_retired_total", labels: [],
             help: "HTTP/2 connections to upstreams retired after 50 stream resets the gateway sent for its clients within 30 s (clients leaving, bodies over max_body_bytes, tokens ending), before the upstream's rapid-reset limit would close them; their open streams finish, new ones go on another connection.")
         memoryResident = registry.gauge("portcullis_memory_resident_bytes", labels: [],

@@ -13,6 +13,8 @@ final class HTTP2UpstreamSettingsWatcher: ChannelInboundHandler {
     }
     private var maxStreams: Int?
     private var goingAway = false
+    /// The last stream the upstream's GOAWAY frames say it may process (the least, if several).
+    private(set) var goAwayLastStreamID: HTTP2StreamID?
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
@@ -25,8 +27,9 @@ final class HTTP2UpstreamSettingsWatcher: ChannelInboundHandler {
                 maxStreams = Int.max
             }
             apply()
-        case .goAway:
+        case .goAway(let lastStreamID, _, _):
             goingAway = true
+            goAwayLastStreamID = min(lastStreamID, goAwayLastStreamID ?? lastStreamID)
             apply()
         default:
             break

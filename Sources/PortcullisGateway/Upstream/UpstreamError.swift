@@ -8,6 +8,9 @@ enum UpstreamError: Error, CustomStringConvertible {
     case connectTimeout
     case closedBeforeResponse
     case closedMidResponse
+    /// The upstream refused the stream unprocessed (HTTP/2), and it could not be sent again
+    /// (`HTTP2StreamRefusal`).
+    case refusedStream
     case responseHeaderTimeout
     case idleTimeout
     case protocolError(String)
@@ -23,6 +26,7 @@ enum UpstreamError: Error, CustomStringConvertible {
         case .connectTimeout: "connect timed out"
         case .closedBeforeResponse: "upstream closed the connection before responding"
         case .closedMidResponse: "upstream closed the connection mid-response"
+        case .refusedStream: "upstream refused the stream without processing it"
         case .responseHeaderTimeout: "upstream did not send a response head in time"
         case .idleTimeout: "upstream connection idle too long"
         case .protocolError(let why): "invalid response from upstream: \(why)"
@@ -59,6 +63,7 @@ enum UpstreamError: Error, CustomStringConvertible {
         case .connectTimeout: "connect_timeout"
         case .closedBeforeResponse: "closed_before_response"
         case .closedMidResponse: "closed_mid_response"
+        case .refusedStream: "refused_stream"
         case .responseHeaderTimeout: "response_header_timeout"
         case .idleTimeout: "idle_timeout"
         case .protocolError: "protocol_error"

@@ -48,6 +48,13 @@ Answers by path:
                      many were sent
   /big-data          200, then 16 KiB DATA frames as the stream's window allows, 4 MiB in all or
                      for up to 20 s
+  /refuse-reset/ID   the first time this path comes, once the request has ended: RST_STREAM
+                     REFUSED_STREAM (unprocessed, RFC 9113 §8.7); afterwards, 200 with the
+                     SHA-256 of the request's body, in hex
+  /refuse-goaway/ID  the same, refused by a GOAWAY (NO_ERROR) whose last stream is the one before;
+                     the connection is then left open, as for /goaway-hold
+  /refuse-early/ID   the same as /refuse-reset/, refused as soon as the head arrives
+  /refuse-always/ID  refused as /refuse-reset/ each time
   anything else      200 with body "ok" at once
 
 Like swift-nio-http2's and Netty's servers (rapid reset, CVE-2023-44487), it answers more than
@@ -55,10 +62,13 @@ Like swift-nio-http2's and Netty's servers (rapid reset, CVE-2023-44487), it ans
 
 Prints "ready" once listening, "connection N" as the Nth connection is accepted, "lost" as one
 closes, "empty-data" for
-each empty DATA frame that does not end its stream, and "reset CODE" for each RST_STREAM.
+each empty DATA frame that does not end its stream, "reset CODE" for each RST_STREAM, and
+"refused PATH BYTES" or "answered PATH BYTES" for each /refuse-… request (BYTES: its body's,
+0 when refused early).
 """
 import asyncio
 import contextlib
+import hashlib
 import sys
 import time
 
@@ -70,6 +80,8 @@ import h2.exceptions
 import hyperframe.frame
 
 connections = 0
+# How often each /refuse-… path came, over all connections.
+refusals = {}
 TABLE_SIZE = int(sys.argv[2]) or None if len(sys.argv) > 2 else None
 INITIAL_WINDOW = int(sys.argv[3]) if len(sys.argv) > 3 else None
 
@@ -103,6 +115,8 @@ class Upstream(asyncio.Protocol):
             self.conn.decoder.max_allowed_table_size = TABLE_SIZE
         self.late = {}
         self.holding = False
+        # /refuse-… streams waiting for their request's end: path, and whether to refuse it.
+        self.refusable = {}
         self.conn.initiate_connection()
         if INITIAL_WINDOW is not None:
             # Sent as a SETTINGS change of its own: set before initiate_connection, h2 would apply
@@ -131,7 +145,21 @@ class Upstream(asyncio.Protocol):
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 path = dict(event.headers).get(b":path", b"").decode()
-                if path in ("/echo", "/tiny-echo"):
+                if path.startswith("/refuse-"):
+                    seen = refusals.get(path, 0)
+                    refusals[path] = seen + 1
+                    refuse = seen == 0 or path.startswith("/refuse-always/")
+                    if refuse and path.startswith("/refuse-early/"):
+                        print(f"refused {path} 0", flush=True)
+                        self.conn.reset_stream(event.stream_id, error_code=7)
+                        continue
+                    self.bodies[event.stream_id] = b""
+                    self.refusable[event.stream_id] = (path, refuse)
+                    if event.stream_ended:
+                        self.refuse_or_echo(event.stream_id)
+                        if self.holding:
+                            return
+                elif path in ("/echo", "/tiny-echo"):
                     self.bodies[event.stream_id] = b""
                     if path == "/tiny-echo":
                         self.tiny_echoes.add(event.stream_id)
@@ -157,7 +185,11 @@ class Upstream(asyncio.Protocol):
                     self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 if event.stream_id in self.bodies:
                     self.bodies[event.stream_id] += event.data
-                    if event.stream_ended is not None and event.stream_id in self.tiny_echoes:
+                    if event.stream_ended is not None and event.stream_id in self.refusable:
+                        self.refuse_or_echo(event.stream_id)
+                        if self.holding:
+                            return
+                    elif event.stream_ended is not None and event.stream_id in self.tiny_echoes:
                         asyncio.get_running_loop().create_task(self.tiny_echo(event.stream_id, self.bodies.pop(event.stream_id)))
                     elif event.stream_ended is not None:
                         self.send(event.stream_id, [(":status", "200")], self.bodies.pop(event.stream_id))
@@ -334,6 +366,21 @@ class Upstream(asyncio.Protocol):
             except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                 return
             await asyncio.sleep(0.01)
+
+    def refuse_or_echo(self, stream):
+        path, refuse = self.refusable.pop(stream)
+        body = self.bodies.pop(stream)
+        if not refuse:
+            print(f"answered {path} {len(body)}", flush=True)
+            return self.send(stream, [(":status", "200")], hashlib.sha256(body).hexdigest().encode())
+        print(f"refused {path} {len(body)}", flush=True)
+        if path.startswith("/refuse-goaway/"):
+            self.conn.close_connection(error_code=0, last_stream_id=max(stream - 2, 0))
+            self.flush()
+            self.holding = True
+        else:
+            self.conn.reset_stream(stream, error_code=7)
+            self.flush()
 
     def send(self, stream, headers, body):
         try:
