@@ -157,14 +157,8 @@ struct GRPCGatewayTests {
     @Test("a route with protocol: h2 reaches a gRPC server over TLS (ALPN h2), verifying its certificate")
     func grpcOverTLSUpstream() async throws {
         let authority = try TestCertificateAuthority.make(name: "Upstream CA")
-        let leaf = try authority.issue("upstream", dnsNames: ["grpc.internal"], ipAddresses: ["127.0.0.1"])
-        let serverPort = try FreePort.allocate()
-        let directory = try TemporaryDirectory.make(prefix: "grpc-tls-upstream")
-        let server = try ManagedProcess(executable: "/usr/bin/env",
-                                        arguments: ["python3", Self.script, "server", String(serverPort), leaf.certificate, leaf.privateKey],
-                                        logFile: directory + "/server.log")
+        let (server, serverPort) = try await Self.startServer(prefix: "grpc-tls-upstream", tls: authority)
         defer { Task { _ = await server.terminate() } }
-        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
         let issuer = try TestIssuer()
         for (caFile, works) in [(authority.certificate, true), (try TestCertificateAuthority.make(name: "Other CA").certificate, false)] {
             let gateway = try await GatewayProcess.start { port, adminPort, directory in
@@ -199,14 +193,8 @@ struct GRPCGatewayTests {
     @Test("routes and reloads with the same upstream TLS settings share one context, so HTTP/2 connections to a TLS upstream are shared: two routes and three reloads leave one connection, not one per route and reload")
     func upstreamTLSContextsAreShared() async throws {
         let authority = try TestCertificateAuthority.make(name: "Upstream CA")
-        let leaf = try authority.issue("upstream", dnsNames: ["grpc.internal"], ipAddresses: ["127.0.0.1"])
-        let serverPort = try FreePort.allocate()
-        let directory = try TemporaryDirectory.make(prefix: "grpc-tls-shared")
-        let server = try ManagedProcess(executable: "/usr/bin/env",
-                                        arguments: ["python3", Self.script, "server", String(serverPort), leaf.certificate, leaf.privateKey],
-                                        logFile: directory + "/server.log")
+        let (server, serverPort) = try await Self.startServer(prefix: "grpc-tls-shared", tls: authority)
         defer { Task { _ = await server.terminate() } }
-        #expect(try await Poll.until(timeout: .seconds(20)) { server.output.contains("ready") }, "grpc server: \(server.output)")
         let issuer = try TestIssuer()
         let gateway = try await GatewayProcess.start { port, adminPort, directory in
             let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
@@ -263,10 +251,16 @@ struct GRPCGatewayTests {
     }
 
     /// The Python gRPC server (Scripts/grpc_peer.py) on a free port, ready.
-    private static func startServer(prefix: String, environment: [String] = []) async throws -> (process: ManagedProcess, port: Int) {
+    /// The gRPC server on a free port, ready; over TLS with a certificate `tls` issued for
+    /// grpc.internal and 127.0.0.1, when given.
+    private static func startServer(prefix: String, environment: [String] = [],
+                                     tls: TestCertificateAuthority? = nil) async throws -> (process: ManagedProcess, port: Int) {
         let port = try FreePort.allocate()
         let directory = try TemporaryDirectory.make(prefix: prefix)
-        let process = try ManagedProcess(executable: "/usr/bin/env", arguments: environment + ["python3", script, "server", String(port)],
+        let certificate = try tls.map { try $0.issue("upstream", dnsNames: ["grpc.internal"], ipAddresses: ["127.0.0.1"]) }
+        let process = try ManagedProcess(executable: "/usr/bin/env",
+                                         arguments: environment + ["python3", script, "server", String(port)]
+                                             + (certificate.map { [$0.certificate, $0.privateKey] } ?? []),
                                          logFile: directory + "/server.log")
         #expect(try await Poll.until(timeout: .seconds(20)) { process.output.contains("ready") }, "grpc server: \(process.output)")
         return (process, port)

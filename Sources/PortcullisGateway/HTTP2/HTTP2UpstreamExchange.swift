@@ -117,8 +117,11 @@ final class HTTP2UpstreamExchange {
             channel.close(promise: nil)
         }
         channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: headersWritten)
-        for part in buffered { writeData(part, on: channel) }
+        // A write that failed at once had the request sent again, from what `sentBody` kept.
+        guard stream === channel else { return }
+        let parts = buffered
         buffered.removeAll()
+        for part in parts { writeData(part, on: channel) }
         if clientRequestEnded {
             if !endsWithHead { writeEnd(on: channel) }
             downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
@@ -158,8 +161,10 @@ final class HTTP2UpstreamExchange {
     private func watchedWrite(on channel: any Channel) -> EventLoopPromise<Void> {
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenSuccess { [self] in
+            // A stream refused and left behind: `writes` is the new stream's.
+            guard stream === channel else { return }
             let completion = writes.watchedWriteCompleted()
-            guard let next = completion.next, stream === channel, !done else { return }
+            guard let next = completion.next, !done else { return }
             channel.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(next))), promise: watchedWrite(on: channel))
             channel.flush()
             // The flush may have failed the exchange (the downstream, unowned, may then go).
@@ -347,6 +352,7 @@ final class HTTP2UpstreamExchange {
     /// and a stream opened on it then would be refused again.
     private func resend(_ parts: [ByteBuffer], after refused: UpstreamTarget, on eventLoop: any EventLoop) {
         resent = true
+        sentBody.release()
         downstream.metrics.upstreamHTTP2StreamsResent.increment()
         downstream.cancelResponseHeaderTimeout()
         buffered = parts
