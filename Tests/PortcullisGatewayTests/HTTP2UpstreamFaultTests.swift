@@ -355,19 +355,19 @@ struct HTTP2UpstreamFaultTests {
     /// with 502, though RFC 9113 §8.7 makes such a request safe to send again, whatever its
     /// method: what a stream racing the GOAWAY of grpc-go's `MaxConnectionAge` or nginx's
     /// `keepalive_requests` meets.
-    @Test("a request an HTTP/2 upstream refuses unprocessed — RST_STREAM REFUSED_STREAM once its body arrived or at its head while the body streams, or past the last stream of a GOAWAY — is sent once more on a new stream with its body intact and answered; one refused twice, or whose body passed 64 KiB, fails 502 and is counted as refused_stream")
+    @Test("a request an HTTP/2 upstream refuses unprocessed — RST_STREAM REFUSED_STREAM once its body arrived or at its head while the body streams, or past the last stream of a GOAWAY — is sent once more on a new stream with its body intact, also one still streaming, and answered; one refused twice, or whose body passed 16 KiB, fails 502 and is counted as refused_stream")
     func refusedStreamsAreSentAgain() async throws {
         try await Self.withUpstreamAndGateway { upstream, gateway in
             let directory = try TemporaryDirectory.make(prefix: "h2-refused")
             var files: [Int: String] = [:]
-            for size in [20_000, ResendableBody.limit, 100_000] {
+            for size in [10_000, ResendableBody.limit, 20_000] {
                 files[size] = directory + "/body-\(size)"
                 try Data((0..<size).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: files[size]!))
             }
             let cases: [(path: String, size: Int, answered: Bool)] = [
-                ("/refuse-reset/1", 20_000, true), ("/refuse-early/1", 20_000, true), ("/refuse-goaway/1", 20_000, true),
+                ("/refuse-reset/1", 10_000, true), ("/refuse-early/1", 10_000, true), ("/refuse-goaway/1", 10_000, true),
                 ("/refuse-reset/2", ResendableBody.limit, true),
-                ("/refuse-reset/3", 100_000, false), ("/refuse-always/1", 20_000, false),
+                ("/refuse-reset/3", 20_000, false), ("/refuse-always/1", 10_000, false),
             ]
             for (path, size, answered) in cases {
                 let received = directory + "/received"
@@ -389,10 +389,47 @@ struct HTTP2UpstreamFaultTests {
                             "\(path): \(upstream.output.suffix(400))")
                 }
             }
+            // A body still streaming when its stream is refused at its head: the bytes sent go
+            // again on the new stream, and the rest follows them there.
+            let streamed = try runCommand("/bin/sh", ["-c", """
+                (head -c 5000 \(files[10_000]!); sleep 0.5; tail -c +5001 \(files[10_000]!)) \
+                | curl -s --max-time 10 --http2-prior-knowledge -H Expect: -X POST -T - -w ' %{http_code}' \
+                  http://127.0.0.1:\(gateway.port)/refuse-early/2
+                """])
+            let sent = try runCommand("/usr/bin/env", ["sha256sum", files[10_000]!]).stdout.prefix(64)
+            #expect(streamed.stdout == sent + " 200", "\(streamed.stdout) \(upstream.output.suffix(300))")
             let metrics = try gateway.metrics().split(separator: "\n")
-            #expect(metrics.contains("portcullis_upstream_http2_streams_resent_total 5"), "\(metrics.filter { $0.contains("resent") })")
+            #expect(metrics.contains("portcullis_upstream_http2_streams_resent_total 6"), "\(metrics.filter { $0.contains("resent") })")
             #expect(metrics.contains { $0.hasPrefix("portcullis_upstream_failures_total{") && $0.contains("kind=\"refused_stream\"") && $0.hasSuffix(" 2") },
                     "\(metrics.filter { $0.contains("upstream_failures") })")
+        }
+    }
+
+    /// The build before failed a request whose connect to an HTTP/2 target failed (502), though
+    /// the route had another target; over HTTP/1.1 such a request went to the other.
+    @Test("a request whose connect to one HTTP/2 target fails goes to the route's other target: with one of two targets down, 6 requests one after another are all answered, the failed connect counted")
+    func connectFailureTriesAnotherTarget() async throws {
+        let (upstream, upstreamPort) = try await Self.startUpstream()
+        try await withCleanup(upstream, { _ = await $0.terminate() }) { _ in
+            let down = try FreePort.allocate()
+            let gateway = try await GatewayProcess.start { port, adminPort, _ in
+                """
+                listen: 127.0.0.1:\(port)
+                admin_listen: 127.0.0.1:\(adminPort)
+                event_loops: 1
+                routes:
+                  - name: h2
+                    path_prefix: /
+                    upstream: {targets: [127.0.0.1:\(down), 127.0.0.1:\(upstreamPort)], protocol: h2c}
+                """
+            }
+            try await withCleanup(gateway, { await $0.stop() }) { gateway in
+                var statuses: [String] = []
+                for _ in 0..<6 { statuses.append(try Self.curl(port: gateway.port, "/ok").stdout) }
+                #expect(statuses == Array(repeating: "200", count: 6), "\(statuses)")
+                let metrics = try gateway.metrics()
+                #expect(metrics.contains("kind=\"connect_failed\""), "no connect to the target that is down: \(metrics.split(separator: "\n").filter { $0.contains("upstream_failures") })")
+            }
         }
     }
 

@@ -18,4 +18,15 @@ enum HTTP2StreamRefusal {
               let last = watcher.goAwayLastStreamID else { return false }
         return closed.streamID > last
     }
+
+    /// A stream's HEADERS write failed with `error`, which says it never left the gateway:
+    /// swift-nio-http2 dropped it from its buffers as the stream closed (an upstream's GOAWAY
+    /// before the stream could open), or refused to open a stream after the upstream's GOAWAY. Not
+    /// any error: over TLS the writes of one flush share a promise, so a connection failing after
+    /// the HEADERS went out fails it too.
+    static func headersUnsent(_ error: any Error) -> Bool {
+        if error is NIOHTTP2Errors.StreamClosed || error is NIOHTTP2Errors.CreatedStreamAfterGoaway { return true }
+        if let wrapped = error as? NIOHTTP2Errors.StreamError { return wrapped.baseError is NIOHTTP2Errors.CreatedStreamAfterGoaway }
+        return false
+    }
 }

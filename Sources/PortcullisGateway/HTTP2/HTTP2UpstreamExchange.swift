@@ -10,9 +10,10 @@ import NIOHTTP2
 /// its last frame, as NIO's codec did), and the upstream stream's `HTTP2UpstreamStreamHandler`
 /// reads the response's frames and reports here. Flow control runs end to end as on the HTTP/1.1 path: the client stream's
 /// reads wait for the upstream stream to be writable, and the upstream stream's reads wait for the
-/// client stream to be. A stream the upstream refused unprocessed (`HTTP2StreamRefusal`) is sent
-/// once more, on another connection and target if there is one, with the body kept for it
-/// (`ResendableBody`); any other failure is not retried: that stream may have reached the application.
+/// client stream to be. A request goes a second time when nothing of it reached the application:
+/// its stream refused unprocessed (`HTTP2StreamRefusal`) — on another connection and target if
+/// there is one, with the body kept for it (`ResendableBody`) — or its connect failed, to another
+/// target. Any other failure is not retried: that stream may have reached the application.
 /// Confined to the client connection's event loop; the upstream connection is on the same loop.
 final class HTTP2UpstreamExchange {
     /// Unowned: the downstream owns the exchange while it runs. It may go first (an HTTP/2 stream's
@@ -33,8 +34,9 @@ final class HTTP2UpstreamExchange {
     private var target: UpstreamTarget?
     /// The body sent so far, for a second try if the upstream refuses the stream.
     private var sentBody = ResendableBody()
-    /// The request was sent again after a refusal: a second refusal fails it.
-    private var resent = false
+    /// The request went a second time — after a refusal, or to another target after a failed
+    /// connect: one more failure fails it.
+    private var retried = false
     /// Joined body parts waiting for the upstream stream to open.
     private var buffered: [ByteBuffer] = []
     /// The body parts of the client's read, joined and written at its end (or with the request's
@@ -96,7 +98,17 @@ final class HTTP2UpstreamExchange {
                 target.markHealthy()
                 attach(channel)
             case .failure(let error):
-                if case .poolFull = error {} else { target.eject(for: route.upstream.ejectFor, now: .now()) }
+                if case .poolFull = error { return fail(error) }
+                target.eject(for: route.upstream.ejectFor, now: .now())
+                // Nothing reached the upstream: another target takes the request, once, as over
+                // HTTP/1.1 (the failure still counts).
+                let now = NIODeadline.now()
+                if !retried, let other = route.selector.pick(now: now, excluding: target), !other.isEjected(now: now) {
+                    retried = true
+                    sentBody.release()
+                    downstream.metrics.upstreamFailure(route: route.config.name, kind: error.kind)
+                    return open(to: other)
+                }
                 fail(error)
             }
         })
@@ -108,12 +120,12 @@ final class HTTP2UpstreamExchange {
         // A request without a body ends with its HEADERS frame.
         let endsWithHead = clientRequestEnded && buffered.isEmpty && joiner.isEmpty
         // A stream swift-nio-http2 held back (the upstream at its concurrent-stream limit) and
-        // opens after the upstream's GOAWAY fails here, as does one whose HEADERS the connection
-        // could not write: the upstream never had the whole request head, so the request goes
-        // again (or fails at once, 502) rather than wait out the response-header timeout.
+        // opens after the upstream's GOAWAY fails here: the request goes again (or fails at once,
+        // 502) rather than wait out the response-header timeout on a stream the upstream never
+        // saw. Any other failed write fails the request: it may have reached the upstream.
         let headersWritten = channel.eventLoop.makePromise(of: Void.self)
-        headersWritten.futureResult.assumeIsolated().whenFailure { [self] _ in
-            upstreamClosed(channel, refused: true)
+        headersWritten.futureResult.assumeIsolated().whenFailure { [self] error in
+            upstreamClosed(channel, refused: HTTP2StreamRefusal.headersUnsent(error))
             channel.close(promise: nil)
         }
         channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: headersWritten)
@@ -339,23 +351,23 @@ final class HTTP2UpstreamExchange {
         guard !done, stream === channel else { return }
         stream = nil
         if refused {
-            guard !responseStarted, !resent, let parts = sentBody.parts, let target else { return fail(.refusedStream) }
-            return resend(parts, after: target, on: channel.eventLoop)
+            guard !responseStarted, !retried, sentBody.canResend, let target else { return fail(.refusedStream) }
+            return resend(sentBody.kept, after: target, on: channel.eventLoop)
         }
         fail(responseStarted ? .closedMidResponse : .closedBeforeResponse)
     }
 
     /// Sends the request again on a new stream: to another target if one is healthy, else to the
-    /// same. What was written or held for the refused stream goes again from `parts`, and what
+    /// same. What was written or held for the refused stream goes again from `body`, and what
     /// the client sends meanwhile waits behind it. On the next tick: a GOAWAY's refusals arrive
     /// while swift-nio-http2 reads the frame, before the pool learns the connection is leaving,
     /// and a stream opened on it then would be refused again.
-    private func resend(_ parts: [ByteBuffer], after refused: UpstreamTarget, on eventLoop: any EventLoop) {
-        resent = true
+    private func resend(_ body: ByteBuffer?, after refused: UpstreamTarget, on eventLoop: any EventLoop) {
+        retried = true
         sentBody.release()
         downstream.metrics.upstreamHTTP2StreamsResent.increment()
         downstream.cancelResponseHeaderTimeout()
-        buffered = parts
+        buffered = body.map { [$0] } ?? []
         writes = SmallWrites()
         unflushed = false
         eventLoop.assumeIsolated().execute { [self] in

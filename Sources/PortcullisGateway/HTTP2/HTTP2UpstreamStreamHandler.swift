@@ -142,7 +142,10 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        exchange?.upstreamClosed(context.channel, refused: HTTP2StreamRefusal.refused(error, on: context.channel))
+        // A response begun — an informational head is one — shows the request was processed,
+        // whatever the upstream says next.
+        let refused = !sawHead && interimHeads == 0 && HTTP2StreamRefusal.refused(error, on: context.channel)
+        exchange?.upstreamClosed(context.channel, refused: refused)
         exchange = nil
         context.close(promise: nil)
     }

@@ -3,34 +3,32 @@ import NIOCore
 /// The request body an upstream stream was sent so far, kept so that the request can go again on
 /// another stream if the upstream refuses this one unprocessed (`HTTP2StreamRefusal`), up to
 /// `limit` bytes: past it, or once the response began, nothing is kept and the request cannot be
-/// sent again. A part is kept as it went, not copied, unless it is a slice of a buffer more than
-/// twice its size (a small body read beside other streams' frames): that one is copied, so that a
-/// kept stream holds on to at most about twice `limit` until its response head, not a read
-/// buffer per byte.
+/// sent again. Kept as a copy in one buffer of at most `limit` bytes: the parts as they went may
+/// be slices of larger buffers, and kept beside them they held on to about twice the body until
+/// the response head, for every stream to every HTTP/2 upstream (an attacker review). The copy is
+/// what a second try costs each request with a body; gRPC messages are mostly far smaller.
 struct ResendableBody {
-    /// Body bytes past which the request is no longer kept for a second try: a stream window.
-    static let limit = 65_536
+    /// Body bytes past which the request is no longer kept for a second try.
+    static let limit = 16_384
 
     /// What was sent, in order; nil once the request cannot be sent again.
-    private(set) var parts: [ByteBuffer]? = []
-    private var bytes = 0
+    private(set) var kept: ByteBuffer? = nil
+    private var open = true
+
+    /// Whether the request can still be sent again.
+    var canResend: Bool { open }
 
     /// `part` went to the upstream stream.
     mutating func sent(_ part: ByteBuffer) {
-        guard parts != nil else { return }
-        bytes += part.readableBytes
-        guard bytes <= Self.limit else { return parts = nil }
-        if part.storageCapacity > 2 * part.readableBytes {
-            var copy = ByteBufferAllocator().buffer(capacity: part.readableBytes)
-            copy.writeImmutableBuffer(part)
-            parts!.append(copy)
-        } else {
-            parts!.append(part)
-        }
+        guard open else { return }
+        guard (kept?.readableBytes ?? 0) + part.readableBytes <= Self.limit else { return release() }
+        if kept == nil { kept = ByteBufferAllocator().buffer(capacity: part.readableBytes) }
+        kept!.writeImmutableBuffer(part)
     }
 
     /// Nothing more is kept (the response began: a request cannot be sent twice then).
     mutating func release() {
-        parts = nil
+        open = false
+        kept = nil
     }
 }
