@@ -40,5 +40,34 @@ extension ControlPlaneTests {
             let suppressedNoted = failures.compactMap { ($0["details"] as? [String: String])?["suppressed_before"] }.compactMap { Int($0) }
             #expect(suppressedNoted.reduce(0, +) <= flood - failures.count)
         }
+
+        /// The build before audited a refused call's whole path: anyone, without a credential,
+        /// wrote 75 KB into the shared Redis per audited refusal (one a second), and a lift took
+        /// a reason of 70 KB into the signed log every gateway syncs (an attacker review).
+        @Test("an unauthenticated call with a 60 KB path is audited with at most 1 KiB of it, cut and saying how long it was; a lift's reason over 1 024 bytes, and an issuer with a control character, are refused 400 and nothing is written")
+        func auditedValuesAreBounded() async throws {
+            let cluster = try await ControlCluster(authorizationServer: false)
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let longPath = "/v1/" + String(repeating: "A", count: 60_000)
+            #expect(try control.admin("POST", longPath, token: "").status == 401)
+            let entries = try control.admin("GET", "/v1/audit?count=10").json["entries"] as? [[String: Any]] ?? []
+            let action = entries.first { $0["outcome"] as? String == "unauthorized" }?["action"] as? String ?? ""
+            #expect(action.hasPrefix("POST /v1/AAAA") && action.utf8.count <= 1_100 && action.hasSuffix("(cut, 60009 bytes)"),
+                    "\(action.utf8.count) bytes: \(action.suffix(40))")
+
+            let created = try control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"mallory"}"#)
+            #expect(created.status == 201)
+            let id = created.json["id"] as? String ?? ""
+            let sequence = try cluster.redis.cli("XLEN", "portcullis:audit")
+            let lift = try control.admin("DELETE", "/v1/revocations/\(id)?reason=" + String(repeating: "R", count: 2_000))
+            #expect(lift.status == 400, "\(lift.status) \(lift.text)")
+            let issuer = try control.admin("POST", "/v1/revocations", json: #"{"kind":"subject","value":"eve","issuer":"https://a\u0001b"}"#)
+            #expect(issuer.status == 400, "\(issuer.status) \(issuer.text)")
+            #expect(try cluster.redis.cli("XLEN", "portcullis:audit") == String(Int(sequence)! + 2), "both refusals audited")
+            // Nothing was lifted: a lift with a short reason is the first.
+            let second = try control.admin("DELETE", "/v1/revocations/\(id)?reason=done")
+            #expect(second.status == 200, "\(second.status) \(second.text)")
+        }
     }
 }

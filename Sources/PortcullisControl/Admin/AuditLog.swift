@@ -23,10 +23,28 @@ struct AuditLog: Sendable {
     let keys: ClusterKeys
     let logger: Logger
     static let maxEntries = 100_000
+    /// The most bytes of a field or a detail an entry keeps (a revocation's reason, at most 1 024,
+    /// fits whole); past it the value is cut and says how long it was. Without it anyone could
+    /// write the request path of a refused call — unauthenticated, 75 KB an entry — into the
+    /// Redis every node shares, at the rate refusals are audited (an attacker review).
+    static let maxValueBytes = 1_024
+    /// The most details an entry keeps (in the order of their names).
+    static let maxDetails = 32
+
+    /// `value`, cut to `maxValueBytes`.
+    static func bounded(_ value: String) -> String {
+        let length = value.utf8.count
+        guard length > maxValueBytes else { return value }
+        return String(decoding: value.utf8.prefix(maxValueBytes), as: UTF8.self) + "…(cut, \(length) bytes)"
+    }
 
     /// Records `entry`. A Redis failure is logged (the log line is the second record) and does not
     /// change the answer to the caller: the change itself was already made or refused.
     func record(_ entry: Entry) async {
+        let entry = Entry(actor: Self.bounded(entry.actor), action: Self.bounded(entry.action), target: Self.bounded(entry.target),
+                          from: Self.bounded(entry.from), outcome: Self.bounded(entry.outcome), status: entry.status,
+                          details: Dictionary(entry.details.sorted { $0.key < $1.key }.prefix(Self.maxDetails)
+                              .map { (Self.bounded($0.key), Self.bounded($0.value)) }, uniquingKeysWith: { first, _ in first }))
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var fields: [RedisArgument] = [
             "actor", RedisArgument(entry.actor), "action", RedisArgument(entry.action), "target", RedisArgument(entry.target),

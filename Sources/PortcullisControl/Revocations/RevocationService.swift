@@ -59,8 +59,10 @@ struct RevocationService: Sendable {
                       beforeMillis: input.beforeMillis, actor: actor, reason: input.reason)
     }
 
-    /// Lifts the subject, client or grant cut-off `event` set.
+    /// Lifts the subject, client or grant cut-off `event` set. - Throws: 400 for a reason over
+    /// `RevocationInput.maxValueBytes`.
     func lift(_ event: RevocationEvent, actor: String, reason: String?) async throws -> RevocationEvent {
+        try RevocationInput.checkReason(reason)
         let original = event.revocation
         let written = try await store.write(Self.lift(original.id, of: original, actor: actor, reason: reason ?? "lifts \(original.id)",
                                                       nowMillis: Int64(Date().timeIntervalSince1970 * 1000)))
