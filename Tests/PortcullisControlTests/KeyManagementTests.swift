@@ -115,6 +115,41 @@ extension ControlPlaneTests {
             #expect(try control.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String == newKid)
         }
 
+        /// The build before deleted a retired key's record and then published the JWKS without it:
+        /// when the publish failed (Redis refusing writes, as in a failover) the call answered 503,
+        /// the retry 404, and the gateways went on trusting the key until the next rotation (an
+        /// attacker review).
+        @Test("a retirement whose publish fails after the key's record was deleted answers 503; the JWKS without the key reaches the gateways within seconds without a retry, and the retry answers 200")
+        func retirementFinishesAfterAFailedPublish() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            let oldToken = try cluster.clientCredentials().access
+            let oldKid = try #require(header(of: oldToken)["kid"] as? String)
+            #expect(try control.admin("POST", "/v1/keys/builtin/rotate").status == 200)
+            #expect(try cluster.statuses(oldToken) == [200])
+            // The key set's record cannot be written: a string in its place.
+            let setKey = "portcullis:keys:set:" + cluster.issuer
+            let published = try cluster.redis.cli("HGET", setKey, "jwks")
+            #expect(published.contains(oldKid))
+            _ = try cluster.redis.cli("DEL", setKey)
+            _ = try cluster.redis.cli("SET", setKey, "not a hash")
+            let failed = try control.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire")
+            #expect(failed.status == 503, "\(failed.status) \(failed.text)")
+            // The gateways still hold the JWKS with the key until one without it is published.
+            #expect(try cluster.statuses(oldToken) == [200])
+            _ = try cluster.redis.cli("DEL", setKey)
+            try await eventually(timeout: .seconds(10), "the JWKS without the retired key published, and its token refused") {
+                try cluster.statuses(oldToken) == [401]
+            }
+            #expect(!(try cluster.redis.cli("HGET", setKey, "jwks")).contains(oldKid))
+            let retry = try control.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire")
+            #expect(retry.status == 200, "\(retry.status) \(retry.text)")
+            #expect(retry.json["state"] as? String == "retired")
+            #expect(try cluster.statuses(try cluster.clientCredentials().access) == [200])
+        }
+
         @Test("the signing key rotates on its schedule, and the new key verifies at the gateway")
         func scheduledRotation() async throws {
             let cluster = try await ControlCluster(asExtra: "  rotation_interval: 6s", accessTokenTTL: "5s")

@@ -74,6 +74,9 @@ actor SigningKeyRing {
     /// Kids of `active` records the last reload left out — beside a later activated one (put
     /// back by a Redis writer), or revoked — deleted by `maintain`.
     private var staleActives: [String] = []
+    /// The records of keys this control plane retired (the newest 64), so that a retirement whose
+    /// publish failed — its record already deleted — can be finished by the caller's retry.
+    private var retiredHere: [String: SigningKeyRecord] = [:]
     /// Whether the cluster's signed revocation list revokes a kid of this issuer (`kind: key`).
     private let isKeyRevoked: @Sendable (String) -> Bool
     /// When `maintain` last replaced a lost active key: at most one such rotation per
@@ -288,17 +291,30 @@ actor SigningKeyRing {
     }
 
     /// Removes a pending or retiring key from the ring and the published JWKS at once (tokens it
-    /// signed stop verifying).
+    /// signed stop verifying). The record goes first, then the JWKS is published without it: should
+    /// the publish fail (Redis refusing writes in a failover), the call fails, a retry finishes it,
+    /// and so does `maintain` within seconds without one — the gateways stop trusting the key either
+    /// way. The build before answered the retry 404 and left the key published, trusted, until the
+    /// next rotation (an attacker review).
     func retire(kid: String) async throws -> SigningKeyRecord {
         let retired = try await locked(ttl: .seconds(30)) { () async throws -> SigningKeyRecord in
             try await reload()
-            guard let entry = ring[kid] else { throw RingError.unknownKey(kid) }
-            if entry.record.state == .active { throw RingError.activeKey(kid) }
-            _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
-            revisions[kid] = .max
-            try await reload()
+            let record: SigningKeyRecord
+            if let entry = ring[kid] {
+                if entry.record.state == .active { throw RingError.activeKey(kid) }
+                record = entry.record
+                _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
+                revisions[kid] = .max
+                if retiredHere.count >= 64 { retiredHere.removeAll() }
+                retiredHere[kid] = record
+                try await reload()
+            } else if let earlier = retiredHere[kid] {
+                record = earlier
+            } else {
+                throw RingError.unknownKey(kid)
+            }
             try await publish()
-            return entry.record
+            return record
         }
         guard let retired else { throw RingError.busy }
         logger.notice("signing key retired", metadata: ["kid": "\(kid)"])
@@ -306,10 +322,12 @@ actor SigningKeyRing {
     }
 
     /// Periodic chores: the scheduled rotation, removing retiring keys whose tokens have expired,
-    /// and dropping pending keys a crashed rotation left behind.
+    /// dropping pending keys a crashed rotation left behind, and publishing the JWKS again when
+    /// the published one is not the ring's.
     func maintain() async {
         do {
             try await reload()
+            try await republishIfBehind()
             if !ring.values.contains(where: { $0.record.state == .active }) { try await replaceLostActiveKey() }
             if !staleActives.isEmpty { try await deleteStaleActives() }
             if let interval = config.rotationInterval, let active = ring.values.first(where: { $0.record.state == .active })?.record {
@@ -337,6 +355,21 @@ actor SigningKeyRing {
         } catch {
             logger.warning("signing-key maintenance failed; will retry", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// A change whose publish failed after its records were written or deleted (Redis refusing
+    /// writes in a failover) leaves the published JWKS behind the ring: a retired key trusted by
+    /// every gateway until the next publish. Published again, under the lock, once the ring read
+    /// afresh still differs from what is stored.
+    private func republishIfBehind() async throws {
+        guard try await publisher.record(issuer: config.issuer)?.jwks != jwks else { return }
+        let published = try await locked(ttl: .seconds(30)) { () async throws -> Bool in
+            try await reload()
+            guard try await publisher.record(issuer: config.issuer)?.jwks != jwks else { return false }
+            try await publish()
+            return true
+        }
+        if published == true { logger.warning("the published JWKS differed from the signing keys (a publish had failed); published again") }
     }
 
     /// Redis holds no active signing-key record — it restarted without its data, or a writer
