@@ -84,6 +84,33 @@ extension ControlPlaneTests {
             #expect(try cluster.statuses(other) == [401, 401])
         }
 
+        /// The build before answered 503 — "nothing was changed, retry" — and audited the call as
+        /// unavailable when Redis stalled after the revocation was written, though it was in force
+        /// (an attacker review).
+        @Test("a revocation whose propagation cannot be read once it is written (Redis paused past the command timeout during its wait) is answered 202 with its id and the propagation unknown, audited ok, and in force")
+        func propagationUnreadableAfterWrite() async throws {
+            let cluster = try await ControlCluster(gatewayHeartbeat: "1s")
+            defer { Task { await cluster.shutdown() } }
+            let gateway = try await cluster.startGateway(id: "gw-a")
+            let control = cluster.control
+            // The gateway holds its acknowledgement, so the wait reads the propagation again and again.
+            gateway.process.signal(SIGSTOP)
+            let answer = Task.detached { try control.admin("POST", "/v1/revocations?wait=8s", json: #"{"kind":"subject","value":"dora"}"#) }
+            try await Task.sleep(for: .seconds(1))
+            _ = try cluster.redis.cli("CLIENT", "PAUSE", "3000", "ALL")
+            let response = try await answer.value
+            gateway.process.signal(SIGCONT)
+            #expect(response.status == 202, "\(response.status) \(response.text)")
+            #expect((response.json["propagation"] as? [String: Any])?["unknown"] as? String != nil, "\(response.text)")
+            let id = try #require(response.json["id"] as? String)
+            let later = try control.admin("GET", "/v1/revocations/\(id)?wait=5s")
+            #expect(later.status == 200 && (later.json["propagation"] as? [String: Any])?["complete"] as? Bool == true, "\(later.text)")
+            let audit = try control.admin("GET", "/v1/audit?count=20").json["entries"] as? [[String: Any]] ?? []
+            let created = audit.filter { $0["action"] as? String == "revocation.create" }
+            #expect(created.count == 1 && created.first?["outcome"] as? String == "ok"
+                    && (created.first?["details"] as? [String: String])?["id"] == id, "\(created)")
+        }
+
         @Test("status, rate limits, metrics (clean under promtool) and the CLI's tables and --json")
         func statusMetricsAndCLI() async throws {
             let cluster = try await ControlCluster(controlExtra: "rate_limits:\n  - {name: per-client, key: client_id, limit: 100000, window: 1h}\n")

@@ -195,7 +195,7 @@ extension ControlPlaneTests {
             #expect(try visitor.post("/console/revocations", ["kind": "subject", "value": "after-link"]).status == 303)
         }
 
-        @Test("a form without the session's CSRF token, or with another's, is refused and changes nothing; so is a sign-in form without one")
+        @Test("a form without the session's CSRF token, or with another's, is refused, counted and audited as a cross-site request, and changes nothing; so is a sign-in form without one")
         func csrfRejected() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
@@ -216,6 +216,12 @@ extension ControlPlaneTests {
             #expect(try visitor.post("/console/sign-out", ["csrf_token": "x"]).status == 403)
             let list = try cluster.control.admin("GET", "/v1/revocations?kind=subject&value=mallory").json["items"] as? [Any]
             #expect(list?.isEmpty == true)
+            // Each refusal is counted and audited as a cross-site request (the build before: neither).
+            #expect(try cluster.control.metrics().contains(#"portcullis_admin_auth_failures_total{credential="cross_site"} 5"#))
+            let audit = try cluster.control.admin("GET", "/v1/audit?count=50").json["entries"] as? [[String: Any]] ?? []
+            let refusals = audit.filter { $0["outcome"] as? String == "cross_site_request" }.compactMap { $0["action"] as? String }
+            #expect(refusals.sorted() == ["POST /console/keys/builtin/rotate", "POST /console/revocations", "POST /console/revocations",
+                                          "POST /console/revocations", "POST /console/sign-out"], "\(refusals)")
             // The same visitor with its own token succeeds: the refusals were about the token alone.
             #expect(try visitor.post("/console/revocations", ["kind": "subject", "value": "mallory"]).status == 303)
             let fresh = ConsoleVisitor(control: cluster.control)

@@ -55,13 +55,8 @@ extension AdminAPI {
                     if let warning = await authorizationServer?.sessionRevokedByOperator(event.revocation) { familyWarnings.append(warning) }
                 }
                 guard let last = events.last else { throw APIError.invalid("revocations", "nothing to write") }
-                let propagation: Propagation
-                if let wait {
-                    propagation = try await confirmed { try await tracker.wait(last, timeout: wait) }
-                } else {
-                    propagation = try await confirmed { try await tracker.current(last) }
-                }
-                let status: HTTPResponse.Status = wait != nil && !propagation.complete ? .accepted : .created
+                let propagation = await propagation(of: last, wait: wait)
+                let status: HTTPResponse.Status = propagation.accepted(wait: wait) ? .accepted : .created
                 let warnings = inputs.enumerated().compactMap { index, input in issuerWarning(input.issuer).map { "revocations[\(index)]: " + $0 } }
                     + familyWarnings
                 var object: [String: JSONValue] = [
@@ -106,7 +101,7 @@ extension AdminAPI {
             guard let event = try await confirmed({ try await store.get(id: id) }) else {
                 throw APIError.notFound("no revocation '\(id)' (unknown, or expired and pruned)")
             }
-            return try await revocationResponse(event, wait: wait, createdStatus: .ok)
+            return try await revocationResponse(event, wait: wait, createdStatus: .ok, written: false)
         }
 
         router.delete("/v1/revocations/:id") { request, context in
@@ -158,17 +153,30 @@ extension AdminAPI {
             + "only tokens of gateways that verify that iss themselves (jwks_file) are covered"
     }
 
-    private func revocationResponse(_ event: RevocationEvent, wait: Duration?, createdStatus: HTTPResponse.Status, warning: String? = nil) async throws -> Response {
-        let propagation: Propagation
-        if let wait {
-            propagation = try await confirmed { try await tracker.wait(event, timeout: wait) }
-        } else {
-            propagation = try await confirmed { try await tracker.current(event) }
-        }
+    /// `written`: the call just wrote `event`, so a failed propagation read does not fail it (a
+    /// read-only call fails with 503).
+    private func revocationResponse(_ event: RevocationEvent, wait: Duration?, createdStatus: HTTPResponse.Status, warning: String? = nil,
+                                    written: Bool = true) async throws -> Response {
+        let propagation = await propagation(of: event, wait: wait)
+        if !written, case .unknown(let error) = propagation { throw APIError.unavailable(error) }
         guard case .object(var object) = RevocationService.json(event) else { return Response.json(RevocationService.json(event)) }
         object["propagation"] = propagation.json
         if let warning { object["warning"] = .string(warning) }
-        let status: HTTPResponse.Status = wait != nil && !propagation.complete ? .accepted : createdStatus
+        let status: HTTPResponse.Status = propagation.accepted(wait: wait) ? .accepted : createdStatus
         return Response.json(.object(object), status: status)
     }
+
+    /// The propagation of `event`, durable by now (waiting up to `wait`), or why it could not be
+    /// read. A failed read does not fail the call: the change is in force, and the build before
+    /// answered 503 — "nothing was changed, retry" — and audited it as unavailable, for a change
+    /// every gateway was enforcing (an attacker review, pausing Redis after the write).
+    private func propagation(of event: RevocationEvent, wait: Duration?) async -> PropagationRead {
+        do {
+            if let wait { return .read(try await tracker.wait(event, timeout: wait)) }
+            return .read(try await tracker.current(event))
+        } catch {
+            return .unknown(error)
+        }
+    }
 }
+

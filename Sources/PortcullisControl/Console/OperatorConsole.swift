@@ -68,7 +68,7 @@ struct OperatorConsole: Sendable {
         router.post("/console/sign-in") { request, context in await guarded(nil) { try await signIn(request, context: context) } }
         router.post("/console/sign-out") { request, context in
             await signedIn(request, context) { user in
-                _ = try await checkedForm(request, user)
+                _ = try await checkedForm(request, user, context: context)
                 try await sessions.delete(user.session.id)
                 await api.audit.record(AuditLog.Entry(actor: user.actor, action: "console.sign_out", target: "session", from: context.peer,
                                                       outcome: "ok", status: 303))
@@ -203,10 +203,25 @@ struct OperatorConsole: Sendable {
         }
     }
 
-    /// The form of a POST by `user`, refused (403) unless it carries the session's CSRF token.
-    private func checkedForm(_ request: Request, _ user: Operator) async throws -> [String: String] {
+    /// The form of a POST by `user`, refused (403) unless it carries the session's CSRF token. A
+    /// refusal is what another site's page posting through the operator's browser meets (CSRF):
+    /// counted (`credential="cross_site"`) and audited at the refusals' rate, as the API's
+    /// cross-site refusals are; the build before left no trace of it (an attacker review).
+    private func checkedForm(_ request: Request, _ user: Operator, context: ControlRequestContext) async throws -> [String: String] {
         let form = try await RequestInput.form(request)
-        guard Self.csrfMatches(form, user.session) else { throw Self.formExpired }
+        guard Self.csrfMatches(form, user.session) else {
+            api.metrics.adminAuthFailure(credential: "cross_site")
+            switch failureAudit.admit() {
+            case .record(let suppressedBefore):
+                var details = ["csrf_token": form["csrf_token"] == nil ? "none" : "wrong"]
+                if suppressedBefore > 0 { details["suppressed_before"] = String(suppressedBefore) }
+                await api.audit.record(AuditLog.Entry(actor: user.actor, action: "POST " + request.uri.path, target: "-", from: context.peer,
+                                                      outcome: "cross_site_request", status: 403, details: details))
+            case .suppress:
+                api.metrics.auditSuppressed.increment()
+            }
+            throw Self.formExpired
+        }
         return form
     }
 
@@ -427,7 +442,7 @@ struct OperatorConsole: Sendable {
     }
 
     private func revoke(_ request: Request, context: ControlRequestContext, _ user: Operator) async throws -> Response {
-        let form = try await checkedForm(request, user)
+        let form = try await checkedForm(request, user, context: context)
         var members: [String: JSONValue] = [:]
         for name in ["kind", "value", "issuer", "reason"] {
             if let text = form[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty { members[name] = .string(text) }
@@ -474,7 +489,7 @@ struct OperatorConsole: Sendable {
     }
 
     private func lift(_ id: String, _ request: Request, context: ControlRequestContext, _ user: Operator) async throws -> Response {
-        let form = try await checkedForm(request, user)
+        let form = try await checkedForm(request, user, context: context)
         let reason = form["reason"].flatMap { $0.isEmpty ? nil : $0 }
         let lifted = try await api.audited("revocation.delete", target: id, actor: user.actor, from: context.peer, details: ["via": "console"]) {
             let event = try await api.liftableCutoff(id)
@@ -526,7 +541,7 @@ struct OperatorConsole: Sendable {
     }
 
     private func rotate(_ name: String, _ request: Request, context: ControlRequestContext, _ user: Operator) async throws -> Response {
-        _ = try await checkedForm(request, user)
+        _ = try await checkedForm(request, user, context: context)
         let result = try await api.audited("keys.rotate", target: name, actor: user.actor, from: context.peer, details: ["via": "console"]) {
             let server = try api.builtin(name)
             let result = try await api.ringCall { try await server.ring.rotate(trigger: "console") }
