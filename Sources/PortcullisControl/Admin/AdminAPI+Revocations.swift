@@ -167,9 +167,9 @@ extension AdminAPI {
     }
 
     /// The propagation of `event`, durable by now (waiting up to `wait`), or why it could not be
-    /// read. A failed read does not fail the call: the change is in force, and the build before
-    /// answered 503 — "nothing was changed, retry" — and audited it as unavailable, for a change
-    /// every gateway was enforcing (an attacker review, pausing Redis after the write).
+    /// read. A failed read does not fail the call: the change is in force, so a 503 — "nothing was
+    /// changed, retry" — and an audit entry saying so would be false, and a retry would write the
+    /// change twice.
     private func propagation(of event: RevocationEvent, wait: Duration?) async -> PropagationRead {
         do {
             if let wait { return .read(try await tracker.wait(event, timeout: wait)) }

@@ -24,9 +24,9 @@ struct AuditLog: Sendable {
     let logger: Logger
     static let maxEntries = 100_000
     /// The most bytes of a field or a detail an entry keeps (a revocation's reason, at most 1 024,
-    /// fits whole); past it the value is cut and says how long it was. Without it anyone could
-    /// write the request path of a refused call — unauthenticated, 75 KB an entry — into the
-    /// Redis every node shares, at the rate refusals are audited (an attacker review).
+    /// fits whole); past it the value is cut and says how long it was. Without it anyone, without
+    /// a credential, could write a refused call's request path, as long as a request head may be,
+    /// into the Redis every node shares at the rate refusals are audited.
     static let maxValueBytes = 1_024
     /// The most details an entry keeps (in the order of their names).
     static let maxDetails = 32

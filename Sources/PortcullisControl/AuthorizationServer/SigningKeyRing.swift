@@ -293,9 +293,8 @@ actor SigningKeyRing {
     /// Removes a pending or retiring key from the ring and the published JWKS at once (tokens it
     /// signed stop verifying). The record goes first, then the JWKS is published without it: should
     /// the publish fail (Redis refusing writes in a failover), the call fails, a retry finishes it,
-    /// and so does `maintain` within seconds without one — the gateways stop trusting the key either
-    /// way. The build before answered the retry 404 and left the key published, trusted, until the
-    /// next rotation (an attacker review).
+    /// and so does `maintain` within seconds without one: the gateways stop trusting the key either
+    /// way, not at the next rotation. Retiring a key this control plane retired answers it again.
     func retire(kid: String) async throws -> SigningKeyRecord {
         let retired = try await locked(ttl: .seconds(30)) { () async throws -> SigningKeyRecord in
             try await reload()

@@ -206,7 +206,7 @@ struct OperatorConsole: Sendable {
     /// The form of a POST by `user`, refused (403) unless it carries the session's CSRF token. A
     /// refusal is what another site's page posting through the operator's browser meets (CSRF):
     /// counted (`credential="cross_site"`) and audited at the refusals' rate, as the API's
-    /// cross-site refusals are; the build before left no trace of it (an attacker review).
+    /// cross-site refusals are, so that an attempt leaves a trace.
     private func checkedForm(_ request: Request, _ user: Operator, context: ControlRequestContext) async throws -> [String: String] {
         let form = try await RequestInput.form(request)
         guard Self.csrfMatches(form, user.session) else {

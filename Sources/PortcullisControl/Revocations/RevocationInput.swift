@@ -97,8 +97,7 @@ struct RevocationInput: Sendable {
     }
 
     /// A revocation's or a lift's reason: at most `maxValueBytes`. It goes into the signed log every
-    /// gateway syncs and into the audit entry; a lift's was not checked (70 KB and a newline were
-    /// taken: an attacker review).
+    /// gateway syncs, and into the audit entry.
     static func checkReason(_ reason: String?) throws {
         if let reason, reason.utf8.count > maxValueBytes { throw APIError.invalid("reason", "longer than \(maxValueBytes) bytes") }
     }

@@ -4,9 +4,9 @@ import NIOCore
 /// another stream if the upstream refuses this one unprocessed (`HTTP2StreamRefusal`), up to
 /// `limit` bytes: past it, or once the response began, nothing is kept and the request cannot be
 /// sent again. Kept as a copy in one buffer of at most `limit` bytes: the parts as they went may
-/// be slices of larger buffers, and kept beside them they held on to about twice the body until
-/// the response head, for every stream to every HTTP/2 upstream (an attacker review). The copy is
-/// what a second try costs each request with a body; gRPC messages are mostly far smaller.
+/// be slices of larger buffers, and kept they would hold on to those until the response head,
+/// for every stream to every HTTP/2 upstream. The copy is what a second try costs each request
+/// with a body; gRPC messages are mostly far smaller.
 struct ResendableBody {
     /// Body bytes past which the request is no longer kept for a second try.
     static let limit = 16_384
