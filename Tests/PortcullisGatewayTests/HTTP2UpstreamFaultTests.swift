@@ -412,17 +412,7 @@ struct HTTP2UpstreamFaultTests {
         let (upstream, upstreamPort) = try await Self.startUpstream()
         try await withCleanup(upstream, { _ = await $0.terminate() }) { _ in
             let down = try FreePort.allocate()
-            let gateway = try await GatewayProcess.start { port, adminPort, _ in
-                """
-                listen: 127.0.0.1:\(port)
-                admin_listen: 127.0.0.1:\(adminPort)
-                event_loops: 1
-                routes:
-                  - name: h2
-                    path_prefix: /
-                    upstream: {targets: [127.0.0.1:\(down), 127.0.0.1:\(upstreamPort)], protocol: h2c}
-                """
-            }
+            let gateway = try await Self.gateway(upstreamPorts: [down, upstreamPort])
             try await withCleanup(gateway, { await $0.stop() }) { gateway in
                 var statuses: [String] = []
                 for _ in 0..<6 { statuses.append(try Self.curl(port: gateway.port, "/ok").stdout) }
@@ -480,6 +470,11 @@ struct HTTP2UpstreamFaultTests {
     /// A gateway on one event loop (so every request shares the upstream connection) with one
     /// route to `upstreamPort` over h2c.
     static func gateway(upstreamPort: Int) async throws -> GatewayProcess {
+        try await gateway(upstreamPorts: [upstreamPort])
+    }
+
+    /// The same, the route's targets the upstreams on `upstreamPorts`.
+    static func gateway(upstreamPorts: [Int]) async throws -> GatewayProcess {
         try await GatewayProcess.start { port, adminPort, _ in
             """
             listen: 127.0.0.1:\(port)
@@ -488,7 +483,7 @@ struct HTTP2UpstreamFaultTests {
             routes:
               - name: h2
                 path_prefix: /
-                upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}
+                upstream: {targets: [\(upstreamPorts.map { "127.0.0.1:\($0)" }.joined(separator: ", "))], protocol: h2c}
             """
         }
     }
