@@ -150,6 +150,39 @@ extension ControlPlaneTests {
             #expect(try cluster.statuses(try cluster.clientCredentials().access) == [200])
         }
 
+        /// Publishing whenever the stored JWKS differed from the ring's (a first build of the
+        /// retirement fix above) had two control planes overwrite each other every 2 s once a
+        /// Redis writer put a retired key's signed record back: the one that retired it refuses
+        /// the record, the other takes it, and the retired key was published half the time (a
+        /// bypass review).
+        @Test("a retired key's record put back by a Redis writer, with two control planes running, is not published by either: the key set's version stays and the key stays refused at the gateway")
+        func retiredRecordPutBackIsNotFoughtOver() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let first = cluster.control
+            let second = try await cluster.startPeerControl()
+            defer { Task { await second.stop() } }
+            let oldToken = try cluster.clientCredentials().access
+            let oldKid = try #require(header(of: oldToken)["kid"] as? String)
+            #expect(try first.admin("POST", "/v1/keys/builtin/rotate").status == 200)
+            let kept = try cluster.redis.cli("HGET", "portcullis:as:keys", oldKid)
+            #expect(try first.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire").status == 200)
+            try await eventually("the retired key's token is refused") { try cluster.statuses(oldToken) == [401] }
+            let setKey = "portcullis:keys:set:" + cluster.issuer
+            let version = try cluster.redis.cli("HGET", setKey, "version")
+            _ = try cluster.redis.cli("HSET", "portcullis:as:keys", oldKid, kept)
+            for _ in 0..<12 {
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(!(try cluster.redis.cli("HGET", setKey, "jwks")).contains(oldKid), "the retired key was published again")
+            }
+            #expect(try cluster.redis.cli("HGET", setKey, "version") == version, "the key set was published again")
+            #expect(try cluster.statuses(oldToken) == [401])
+            // A retry of the retirement deletes the record put back.
+            #expect(try first.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire").status == 200)
+            #expect(try cluster.redis.cli("HEXISTS", "portcullis:as:keys", oldKid) == "0")
+        }
+
         @Test("the signing key rotates on its schedule, and the new key verifies at the gateway")
         func scheduledRotation() async throws {
             let cluster = try await ControlCluster(asExtra: "  rotation_interval: 6s", accessTokenTTL: "5s")

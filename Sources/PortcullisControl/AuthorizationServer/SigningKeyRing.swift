@@ -77,6 +77,11 @@ actor SigningKeyRing {
     /// The records of keys this control plane retired (the newest 64), so that a retirement whose
     /// publish failed — its record already deleted — can be finished by the caller's retry.
     private var retiredHere: [String: SigningKeyRecord] = [:]
+    /// A publish of this control plane's failed since its last one that succeeded: `maintain`
+    /// publishes again. Its own failure only: another control plane's ring may differ (a record
+    /// one of them refused), and publishing whenever the stored JWKS is not this ring's had two
+    /// control planes overwrite each other every 2 s.
+    private var publishFailed = false
     /// Whether the cluster's signed revocation list revokes a kid of this issuer (`kind: key`).
     private let isKeyRevoked: @Sendable (String) -> Bool
     /// When `maintain` last replaced a lost active key: at most one such rotation per
@@ -294,7 +299,8 @@ actor SigningKeyRing {
     /// signed stop verifying). The record goes first, then the JWKS is published without it: should
     /// the publish fail (Redis refusing writes in a failover), the call fails, a retry finishes it,
     /// and so does `maintain` within seconds without one: the gateways stop trusting the key either
-    /// way, not at the next rotation. Retiring a key this control plane retired answers it again.
+    /// way, not at the next rotation. Retiring a key this control plane retired does it again (its
+    /// record deleted, should one be back, and the JWKS published).
     func retire(kid: String) async throws -> SigningKeyRecord {
         let retired = try await locked(ttl: .seconds(30)) { () async throws -> SigningKeyRecord in
             try await reload()
@@ -302,16 +308,17 @@ actor SigningKeyRing {
             if let entry = ring[kid] {
                 if entry.record.state == .active { throw RingError.activeKey(kid) }
                 record = entry.record
-                _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
-                revisions[kid] = .max
-                if retiredHere.count >= 64 { retiredHere.removeAll() }
-                retiredHere[kid] = record
-                try await reload()
             } else if let earlier = retiredHere[kid] {
                 record = earlier
             } else {
                 throw RingError.unknownKey(kid)
             }
+            // Again on a retry: a record put back meanwhile (a Redis writer's copy) goes too.
+            _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
+            revisions[kid] = .max
+            if retiredHere.count >= 64 { retiredHere.removeAll() }
+            retiredHere[kid] = record
+            try await reload()
             try await publish()
             return record
         }
@@ -321,12 +328,17 @@ actor SigningKeyRing {
     }
 
     /// Periodic chores: the scheduled rotation, removing retiring keys whose tokens have expired,
-    /// dropping pending keys a crashed rotation left behind, and publishing the JWKS again when
-    /// the published one is not the ring's.
+    /// dropping pending keys a crashed rotation left behind, and publishing the JWKS again after
+    /// a publish failed.
     func maintain() async {
         do {
             try await reload()
-            try await republishIfBehind()
+            // On its own: a publish that keeps failing must not hold up the other chores.
+            do {
+                try await republishIfFailed()
+            } catch {
+                logger.warning("publishing the signing keys again failed; will retry", metadata: ["error": "\(error)"])
+            }
             if !ring.values.contains(where: { $0.record.state == .active }) { try await replaceLostActiveKey() }
             if !staleActives.isEmpty { try await deleteStaleActives() }
             if let interval = config.rotationInterval, let active = ring.values.first(where: { $0.record.state == .active })?.record {
@@ -358,17 +370,20 @@ actor SigningKeyRing {
 
     /// A change whose publish failed after its records were written or deleted (Redis refusing
     /// writes in a failover) leaves the published JWKS behind the ring: a retired key trusted by
-    /// every gateway until the next publish. Published again, under the lock, once the ring read
-    /// afresh still differs from what is stored.
-    private func republishIfBehind() async throws {
-        guard try await publisher.record(issuer: config.issuer)?.jwks != jwks else { return }
+    /// every gateway until the next publish. Published again, under the lock, from the ring read
+    /// afresh, unless the stored JWKS is already the ring's.
+    private func republishIfFailed() async throws {
+        guard publishFailed else { return }
         let published = try await locked(ttl: .seconds(30)) { () async throws -> Bool in
             try await reload()
-            guard try await publisher.record(issuer: config.issuer)?.jwks != jwks else { return false }
+            guard try await publisher.record(issuer: config.issuer)?.jwks != jwks else {
+                publishFailed = false
+                return false
+            }
             try await publish()
             return true
         }
-        if published == true { logger.warning("the published JWKS differed from the signing keys (a publish had failed); published again") }
+        if published == true { logger.warning("a publish of the signing keys had failed; published again") }
     }
 
     /// Redis holds no active signing-key record — it restarted without its data, or a writer
@@ -429,7 +444,14 @@ actor SigningKeyRing {
     /// Publishes the ring's JWKS to the cluster.
     @discardableResult
     func publish() async throws -> KeySetRecord {
-        try await publisher.publish(issuer: config.issuer, jwks: jwks)
+        do {
+            let record = try await publisher.publish(issuer: config.issuer, jwks: jwks)
+            publishFailed = false
+            return record
+        } catch {
+            publishFailed = true
+            throw error
+        }
     }
 
     // MARK: Helpers

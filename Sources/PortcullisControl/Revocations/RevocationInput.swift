@@ -104,8 +104,18 @@ struct RevocationInput: Sendable {
 
     private static func checkIdentifier(_ text: String, field: String) throws {
         guard text.utf8.count <= maxValueBytes else { throw APIError.invalid(field, "longer than \(maxValueBytes) bytes") }
-        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+        guard !text.unicodeScalars.contains(where: isControl) else {
             throw APIError.invalid(field, "must not contain control characters")
+        }
+    }
+
+    /// A control character (C0, DEL, C1), a line or paragraph separator, or a bidirectional
+    /// formatting character: what would break, or reorder, a log line or a console page quoting
+    /// the value.
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator: return true
+        default: return scalar.properties.isBidiControl
         }
     }
 
