@@ -173,7 +173,7 @@ struct AccessLogWriterTests {
         entry.clientID = "web"
         entry.bytesIn = 5
         entry.bytesOut = 17
-        entry.upstream = "127.0.0.1:9"
+        entry.tries("127.0.0.1:9")
         return entry
     }
 

@@ -407,7 +407,7 @@ struct HTTP2UpstreamFaultTests {
 
     /// The build before failed a request whose connect to an HTTP/2 target failed (502), though
     /// the route had another target; over HTTP/1.1 such a request went to the other.
-    @Test("a request whose connect to one HTTP/2 target fails goes to the route's other target: with one of two targets down, 6 requests one after another are all answered, the failed connect counted")
+    @Test("a request whose connect to one HTTP/2 target fails goes to the route's other target: with one of two targets down, 6 requests one after another are all answered, the failed connect counted and both tries logged")
     func connectFailureTriesAnotherTarget() async throws {
         let (upstream, upstreamPort) = try await Self.startUpstream()
         try await withCleanup(upstream, { _ = await $0.terminate() }) { _ in
@@ -419,6 +419,9 @@ struct HTTP2UpstreamFaultTests {
                 #expect(statuses == Array(repeating: "200", count: 6), "\(statuses)")
                 let metrics = try gateway.metrics()
                 #expect(metrics.contains("kind=\"connect_failed\""), "no connect to the target that is down: \(metrics.split(separator: "\n").filter { $0.contains("upstream_failures") })")
+                // The access log names both tries, as nginx's $upstream_addr does.
+                #expect(try await Poll.until(timeout: .seconds(5)) { gateway.process.output.contains("upstream=127.0.0.1:\(down),127.0.0.1:\(upstreamPort)") },
+                        "\(gateway.process.output.suffix(600))")
             }
         }
     }

@@ -85,7 +85,7 @@ final class HTTP2UpstreamExchange {
 
     private func open(to target: UpstreamTarget) {
         self.target = target
-        log.upstream = target.label
+        log.tries(target.label)
         pool.http2.openStream(target: target, settings: route.upstream, initialize: { [self] channel in
             try channel.pipeline.syncOperations.addHandler(HTTP2UpstreamStreamHandler(exchange: self))
         }, completion: { [self] result in

@@ -20,7 +20,9 @@ struct RequestLog {
     var bytesIn = 0
     var bytesOut = 0
     var reason: String?
-    var upstream: String?
+    /// The upstream targets tried, in order, comma-separated (as nginx's `$upstream_addr`): one,
+    /// unless the request went a second time.
+    private(set) var upstream: String?
     /// The request's spans, nil when tracing is off or the request is not traced.
     var trace: RequestTrace?
 
@@ -29,6 +31,16 @@ struct RequestLog {
         self.method = method
         self.target = target
         self.start = start
+    }
+
+    /// The request goes to `target` (a first try, or another).
+    mutating func tries(_ target: String) {
+        upstream = upstream.map { $0 + "," + target } ?? target
+    }
+
+    /// The target of the last try.
+    var lastUpstream: Substring? {
+        upstream.map { $0.split(separator: ",").last ?? Substring($0) }
     }
 
     /// The query string is left out of the log: it may carry credentials. (Cut when a line is

@@ -60,7 +60,7 @@ final class UpstreamExchange: UpstreamExchangeDelegate {
         }
         attempts += 1
         triedTarget = target
-        log.upstream = target.label
+        log.tries(target.label)
         let pool = downstream.upstreamPool
         if let pooled = pool.takeIdle(target: target, settings: route.upstream, now: now) {
             attach(pooled, reused: true, sentAt: now)

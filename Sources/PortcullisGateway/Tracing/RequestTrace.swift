@@ -106,7 +106,7 @@ final class RequestTrace {
         if let exchange {
             var attributes = SpanAttributes()
             attributes["portcullis.route"] = exchange.route
-            if let upstream = log.upstream { attributes["server.address"] = upstream }
+            if let upstream = log.lastUpstream { attributes["server.address"] = String(upstream) }
             let isError: Bool
             if let upstreamStatus {
                 attributes["http.response.status_code"] = upstreamStatus

@@ -106,7 +106,7 @@ final class WebSocketUpgrade {
         guard let target = route.selector.pick(now: now) else {
             return fail(.badGateway, "no upstream target")
         }
-        log.upstream = target.label
+        log.tries(target.label)
         let upstream = route.upstream
         let address = target.address
         // The initializer runs on this event loop (the bootstrap's only one).
