@@ -95,8 +95,13 @@ extension ControlPlaneTests {
             let control = cluster.control
             // The gateway holds its acknowledgement, so the wait reads the propagation again and again.
             gateway.process.signal(SIGSTOP)
+            defer { gateway.process.signal(SIGCONT) }
             let answer = Task.detached { try control.admin("POST", "/v1/revocations?wait=8s", json: #"{"kind":"subject","value":"dora"}"#) }
-            try await Task.sleep(for: .seconds(1))
+            // Once the change is written, Redis stops answering for longer than the control plane's
+            // command timeout (2 s): a propagation read during the wait fails.
+            #expect(try await Poll.until(timeout: .seconds(5)) {
+                (try control.admin("GET", "/v1/revocations?kind=subject&value=dora").json["items"] as? [Any])?.isEmpty == false
+            })
             _ = try cluster.redis.cli("CLIENT", "PAUSE", "3000", "ALL")
             let response = try await answer.value
             gateway.process.signal(SIGCONT)

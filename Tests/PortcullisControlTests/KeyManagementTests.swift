@@ -155,7 +155,7 @@ extension ControlPlaneTests {
         /// Redis writer put a retired key's signed record back: the one that retired it refuses
         /// the record, the other takes it, and the retired key was published half the time (a
         /// bypass review).
-        @Test("a retired key's record put back by a Redis writer, with two control planes running, is not published by either: the key set's version stays and the key stays refused at the gateway")
+        @Test("a retired key's record put back by a Redis writer, with two control planes running, does not set them publishing over each other: the key set's version stays and the key stays refused at the gateway; a retry of the retirement deletes the record")
         func retiredRecordPutBackIsNotFoughtOver() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }

@@ -374,6 +374,12 @@ struct HTTP2UpstreamFaultTests {
                 let result = try runCommand("/usr/bin/env", ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", "-H", "Expect:",
                                                              "--data-binary", "@" + files[size]!, "-o", received, "-w", "%{http_code}",
                                                              "http://127.0.0.1:\(gateway.port)\(path)"])
+                // What the upstream printed reaches this process through a pipe: wait for its line.
+                let expected = answered ? 1 : (size > ResendableBody.limit ? 1 : 2)
+                _ = try await Poll.until(timeout: .seconds(5)) {
+                    upstream.output.components(separatedBy: "refused \(path) ").count - 1 >= expected
+                        && (!answered || upstream.output.contains("answered \(path) "))
+                }
                 let refusals = upstream.output.components(separatedBy: "refused \(path) ").count - 1
                 if answered {
                     #expect(result.stdout == "200", "\(path): \(result.stdout) \(upstream.output.suffix(400))")
@@ -385,7 +391,7 @@ struct HTTP2UpstreamFaultTests {
                 } else {
                     #expect(result.stdout == "502", "\(path): \(result.stdout)")
                     // Refused twice (sent once more), or once (its body past the limit, not kept).
-                    #expect(refusals == (size > ResendableBody.limit ? 1 : 2) && !upstream.output.contains("answered \(path)"),
+                    #expect(refusals == expected && !upstream.output.contains("answered \(path)"),
                             "\(path): \(upstream.output.suffix(400))")
                 }
             }

@@ -175,6 +175,9 @@ extension AdminAPI {
             if let wait { return .read(try await tracker.wait(event, timeout: wait)) }
             return .read(try await tracker.current(event))
         } catch {
+            logger.error("admin API: the change is written, but its propagation could not be read", metadata: [
+                "id": "\(event.revocation.id)", "sequence": "\(event.sequence)", "error": "\(error)",
+            ])
             return .unknown(error)
         }
     }

@@ -74,8 +74,10 @@ actor SigningKeyRing {
     /// Kids of `active` records the last reload left out — beside a later activated one (put
     /// back by a Redis writer), or revoked — deleted by `maintain`.
     private var staleActives: [String] = []
-    /// The records of keys this control plane retired (the newest 64), so that a retirement whose
-    /// publish failed — its record already deleted — can be finished by the caller's retry.
+    /// The records of keys this control plane retired (up to 64; forgotten all at once past that),
+    /// so that a retirement whose publish failed — its record already deleted — can be finished by
+    /// the caller's retry here. Another control plane, or this one restarted, answers such a retry
+    /// 404; the chores of the one that failed publish within seconds all the same.
     private var retiredHere: [String: SigningKeyRecord] = [:]
     /// A publish of this control plane's failed since its last one that succeeded: `maintain`
     /// publishes again. Its own failure only: another control plane's ring may differ (a record

@@ -129,7 +129,8 @@ final class HTTP2UpstreamExchange {
             channel.close(promise: nil)
         }
         channel.write(HTTP2Frame.FramePayload.headers(.init(headers: requestBlock, endStream: endsWithHead)), promise: headersWritten)
-        // A write that failed at once had the request sent again, from what `sentBody` kept.
+        // A stream channel queues writes until the flush, where a refused HEADERS fails; should
+        // one ever fail here, the request went again from what `sentBody` kept.
         guard stream === channel else { return }
         let parts = buffered
         buffered.removeAll()
@@ -141,6 +142,9 @@ final class HTTP2UpstreamExchange {
             writeData(joined, on: channel)
         }
         channel.flush()
+        // The flush may have failed the exchange (the downstream may then go), or had the request
+        // sent again, whose stream resumes the reads when it opens.
+        guard !done, stream === channel else { return }
         downstream.resumeRequestReads()
     }
 
@@ -208,6 +212,9 @@ final class HTTP2UpstreamExchange {
         guard !done, let stream else { return }
         writeEnd(on: stream)
         stream.flush()
+        // The flush may have failed the exchange, or had the request sent again (a refused HEADERS
+        // fails as it is flushed), which arms the timeout itself.
+        guard !done, self.stream === stream else { return }
         downstream.armResponseHeaderTimeout(after: route.upstream.responseHeaderTimeout)
     }
 
