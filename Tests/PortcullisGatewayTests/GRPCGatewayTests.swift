@@ -33,8 +33,7 @@ struct GRPCGatewayTests {
             """
         }
         let token = try issuer.token(sub: "carol")
-        let result = try runCommand("/usr/bin/env", ["python3", Self.script, "client", String(gateway.port), token])
-        let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]]) ?? [:]
+        let (result, seen) = try Self.client(port: gateway.port, token: token)
         #expect(seen["unary"]?["ok"] as? String == "carol:hello", "\(result.stdout) \(result.stderr)")
         #expect(seen["unauthenticated"]?["code"] as? String == "UNAUTHENTICATED")
         #expect(seen["bad_token"]?["code"] as? String == "UNAUTHENTICATED")
@@ -170,12 +169,11 @@ struct GRPCGatewayTests {
                 routes:
                   - name: grpc
                     path_prefix: /pkg.Echo
-                    upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2, tls: {ca_file: \(caFile), server_name: grpc.internal}}
+                    upstream: \(Self.tlsUpstream(port: serverPort, caFile: caFile))
                     auth: {type: jwt}
                 """
             }
-            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "client", String(gateway.port), try issuer.token(sub: "dave")])
-            let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]]) ?? [:]
+            let (result, seen) = try Self.client(port: gateway.port, token: try issuer.token(sub: "dave"))
             if works {
                 #expect(seen["unary"]?["ok"] as? String == "dave:hello", "\(result.stdout) \(result.stderr)")
                 #expect(seen["status"]?["code"] as? String == "NOT_FOUND")
@@ -206,11 +204,11 @@ struct GRPCGatewayTests {
             routes:
               - name: grpc
                 path_prefix: /pkg.Echo
-                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2, tls: {ca_file: \(authority.certificate), server_name: grpc.internal}}
+                upstream: \(Self.tlsUpstream(port: serverPort, caFile: authority.certificate))
                 auth: {type: jwt}
               - name: grpc-status
                 path_prefix: /pkg.Echo/Status
-                upstream: {targets: [127.0.0.1:\(serverPort)], protocol: h2, tls: {ca_file: \(authority.certificate), server_name: grpc.internal}}
+                upstream: \(Self.tlsUpstream(port: serverPort, caFile: authority.certificate))
                 auth: {type: jwt}
             """
         }
@@ -223,8 +221,7 @@ struct GRPCGatewayTests {
                         gateway.process.output.components(separatedBy: "configuration reloaded").count - 1 == reload
                     }, "\(gateway.process.output.suffix(500))")
                 }
-                let result = try runCommand("/usr/bin/env", ["python3", Self.script, "client", String(gateway.port), token])
-                let seen = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]]) ?? [:]
+                let (result, seen) = try Self.client(port: gateway.port, token: token)
                 #expect(seen["unary"]?["ok"] as? String == "dave:hello", "\(result.stdout) \(result.stderr)")
             }
             let connections = try runCommand("/usr/bin/env", ["ss", "-Htn", "state", "established", "dst", "127.0.0.1:\(serverPort)"])
@@ -251,6 +248,19 @@ struct GRPCGatewayTests {
     }
 
     /// The Python gRPC server (Scripts/grpc_peer.py) on a free port, ready.
+    /// Scripts/grpc_peer.py's client mode against the gateway on `port` with `token`: its output
+    /// and the calls' outcomes it printed as JSON (empty when it printed none).
+    private static func client(port: Int, token: String) throws -> (CommandResult, [String: [String: Any]]) {
+        let result = try runCommand("/usr/bin/env", ["python3", script, "client", String(port), token])
+        return (result, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]]) ?? [:])
+    }
+
+    /// A route's `upstream:` for the TLS gRPC server on `port` (`startServer(tls:)`), verified
+    /// against `caFile` under its name grpc.internal.
+    private static func tlsUpstream(port: Int, caFile: String) -> String {
+        "{targets: [127.0.0.1:\(port)], protocol: h2, tls: {ca_file: \(caFile), server_name: grpc.internal}}"
+    }
+
     /// The gRPC server on a free port, ready; over TLS with a certificate `tls` issued for
     /// grpc.internal and 127.0.0.1, when given.
     private static func startServer(prefix: String, environment: [String] = [],
