@@ -15,7 +15,17 @@ cd "$(dirname "$0")/.."
 ./cluster/check-doc-tests.py
 export PORTCULLIS_BIN="$PWD/.build/debug/portcullis"
 swift build --build-tests
-swift test --skip-build --no-parallel
+# The log is kept so that a failure is summed up at the end of the output (the part a CI page
+# shows), with every issue a test recorded and where.
+mkdir -p cluster/.run
+test_log=cluster/.run/swift-test.log
+status=0
+swift test --skip-build --no-parallel 2>&1 | tee "$test_log" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "=== swift test failed (exit $status); the issues recorded:" >&2
+    grep -E '^✘|↳|recorded an issue|Expectation failed|Caught error|fatal error|Fatal error' "$test_log" | head -200 >&2 || true
+    exit "$status"
+fi
 # The operator's kit (docs/operations.md, "Dashboard and alerts"): the scrape config and alerting
 # rules, a unit test per alert, then the dashboard, the rules, the PromQL of the docs and the
 # metric tables against a live cluster scraped by Prometheus (about 10 s).
