@@ -73,7 +73,7 @@ struct AdminRotate: AsyncParsableCommand {
 struct AdminRetireKey: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retire-key",
-        abstract: "Remove a retiring (or stale pending) signing key of the built-in issuer from its JWKS now."
+        abstract: "Retire a retiring (or stale pending) signing key of the built-in issuer now: a key revocation, then the JWKS without it."
     )
 
     @OptionGroup var connection: AdminConnection
@@ -84,6 +84,9 @@ struct AdminRetireKey: AsyncParsableCommand {
         let path = "/v1/keys/" + AdminClient.escape(issuer) + "/kids/" + AdminClient.escape(kid) + "/retire"
         let reply = try await adminCall { try await connection.client().post(path) }
         if connection.json { print(reply.body, terminator: ""); return }
-        print("retired \(kid)")
+        let json = reply.json
+        let revocation = json["revocation_id"]?.stringValue.map { "key revocation \($0)" } ?? "already revoked"
+        print("retired \(kid) (\(revocation))")
+        if let warning = json["warning"]?.stringValue { printError("warning: \(warning)") }
     }
 }

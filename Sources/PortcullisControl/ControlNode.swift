@@ -79,7 +79,11 @@ public final class ControlNode: Service, Sendable {
             let verificationKeys = KeySetStore()
             let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership, mac: mac, alarm: alarm,
                                       verificationKeys: verificationKeys, metrics: metrics, logger: logger,
-                                      isKeyRevoked: { [issuer = asConfig.issuer] kid in revocationList.set.isKeyRevoked(kid: kid, issuer: issuer) })
+                                      isKeyRevoked: { [issuer = asConfig.issuer] kid in revocationList.set.isKeyRevoked(kid: kid, issuer: issuer) },
+                                      revokeKey: { [issuer = asConfig.issuer] kid, actor in
+                                          try await revocations.add(kind: .key, value: kid, issuer: issuer, until: Int64(Date().timeIntervalSince1970),
+                                                                    actor: actor, reason: "signing key retired").revocation.id
+                                      })
             let recordMAC = RecordMAC.derive(secret: config.cluster.secret, cluster: config.cluster.keyPrefix)
             let codes = AuthorizationCodeStore(client: client, keys: keys, usedRetention: asConfig.refreshTokenTTL, recordMAC: recordMAC)
             var sessions = LoginSessionStore(client: client, keys: keys, formMAC: LoginSessionStore.formMAC(

@@ -69,10 +69,17 @@ extension AdminAPI {
             let kid = try context.parameters.require("kid")
             return try await audited("keys.retire", target: "\(name):\(kid)", context: context) {
                 let server = try builtin(name)
-                let record = try await ringCall { try await server.ring.retire(kid: kid) }
-                guard case .object(var object) = record.summary else { return (Response.json(record.summary), [:]) }
+                let retired = try await ringCall { try await server.ring.retire(kid: kid, actor: context.actor) }
+                var object = retired.record?.summary.objectValue ?? ["kid": .string(kid)]
                 object["state"] = "retired"
-                return (Response.json(.object(object)), ["kid": kid])
+                object["revocation_id"] = retired.revocationID.map(JSONValue.string) ?? .null
+                object["jwks_published"] = .bool(retired.published)
+                var details = ["kid": kid, "revocation_id": retired.revocationID ?? "-", "jwks_published": String(retired.published)]
+                if let error = retired.publishError {
+                    object["warning"] = .string("the JWKS without the key could not be published (\(error)); every gateway refuses its tokens all the same (its key revocation), and this control plane publishes again within seconds")
+                    details["publish_error"] = error
+                }
+                return (Response.json(.object(object)), details)
             }
         }
     }

@@ -42,6 +42,20 @@ actor SigningKeyRing {
         }
     }
 
+    /// What a retirement did.
+    struct Retirement: Sendable {
+        /// The key's record as this control plane last read it; nil when the key was already
+        /// revoked and its record gone (a retry).
+        var record: SigningKeyRecord?
+        /// The key revocation written; nil when the key was already revoked.
+        var revocationID: String?
+        /// Whether the JWKS without the key was published. When not, the gateways refuse the key's
+        /// tokens all the same (its revocation), and `maintain` publishes again within seconds.
+        var published: Bool
+        /// Why the publish failed, when it did.
+        var publishError: String?
+    }
+
     /// What a rotation did.
     struct RotationResult: Sendable {
         var newKeyID: String
@@ -71,14 +85,9 @@ actor SigningKeyRing {
     /// The active record of the last ring read with one: kept, as retiring, by the rotation
     /// `maintain` makes when Redis has no active record.
     private var lastActive: SigningKeyRecord?
-    /// Kids of `active` records the last reload left out — beside a later activated one (put
-    /// back by a Redis writer), or revoked — deleted by `maintain`.
-    private var staleActives: [String] = []
-    /// The records of keys this control plane retired (up to 64; forgotten all at once past that),
-    /// so that a retirement whose publish failed — its record already deleted — can be finished by
-    /// the caller's retry here. Another control plane, or this one restarted, answers such a retry
-    /// 404; the chores of the one that failed publish within seconds all the same.
-    private var retiredHere: [String: SigningKeyRecord] = [:]
+    /// Kids of records the last reload left out — an `active` one beside a later activated one
+    /// (put back by a Redis writer), or any of a revoked key — deleted by `maintain`.
+    private var staleRecords: [String] = []
     /// A publish of this control plane's failed since its last one that succeeded: `maintain`
     /// publishes again. Its own failure only: another control plane's ring may differ (a record
     /// one of them refused), and publishing whenever the stored JWKS is not this ring's had two
@@ -86,6 +95,10 @@ actor SigningKeyRing {
     private var publishFailed = false
     /// Whether the cluster's signed revocation list revokes a kid of this issuer (`kind: key`).
     private let isKeyRevoked: @Sendable (String) -> Bool
+    /// Writes a key revocation of this issuer's `kid` to the signed revocation list, durably (as
+    /// `POST /v1/revocations` does, `required_replicas` included), for `actor`, and answers its id:
+    /// what a retirement stands on.
+    private let revokeKey: @Sendable (_ kid: String, _ actor: String) async throws -> String
     /// When `maintain` last replaced a lost active key: at most one such rotation per
     /// `replacementSpacing`, so a Redis writer who deletes the active record again and again
     /// cannot pile keys into the published set.
@@ -99,8 +112,10 @@ actor SigningKeyRing {
 
     init(config: AuthorizationServerConfig, client: RedisClient, keys: ClusterKeys, kek: KeyEncryptionKey,
          publisher: KeySetPublisher, membership: Membership, mac: ClusterMAC, alarm: TamperingAlarm, verificationKeys: KeySetStore,
-         metrics: ControlMetrics, logger: Logger, isKeyRevoked: @escaping @Sendable (String) -> Bool = { _ in false }) {
+         metrics: ControlMetrics, logger: Logger, isKeyRevoked: @escaping @Sendable (String) -> Bool,
+         revokeKey: @escaping @Sendable (_ kid: String, _ actor: String) async throws -> String) {
         self.isKeyRevoked = isKeyRevoked
+        self.revokeKey = revokeKey
         self.config = config
         self.client = client
         self.keys = keys
@@ -178,19 +193,21 @@ actor SigningKeyRing {
         // records never follow from it: all but the latest activated are a Redis writer putting
         // back a key's older signed record — after a restart, when `revisions` remembers nothing,
         // the only sign of it (the build before signed with either and published both).
-        // A key the revocation list revokes never signs again, whatever its record says: an
-        // operator who revokes the active key gets a new one within seconds (`maintain`), and a
-        // revoked key's older active record put back by a Redis writer — after a restart too,
-        // when `revisions` remembers nothing — signs nothing.
-        let revokedActives = next.values.filter { $0.record.state == .active && isKeyRevoked($0.record.kid) }.map(\.record.kid)
-        for kid in revokedActives { next[kid] = nil }
+        // A key the revocation list revokes (a retired one among them) never signs nor is
+        // published again, whatever its record says: an operator who revokes the active key gets
+        // a new one within seconds (`maintain`), and a revoked key's record put back by a Redis
+        // writer — on any control plane, after a restart too, when `revisions` remembers
+        // nothing — is left out. An older active record is reported, revoked or not (`maintain`
+        // deletes a revoked active record before it replaces the key, so none is left beside
+        // its replacement).
+        let revoked = Set(next.values.filter { isKeyRevoked($0.record.kid) }.map(\.record.kid))
         let actives = next.values.filter { $0.record.state == .active }
             .sorted { ($0.record.activatedMillis ?? $0.record.createdMillis, $0.record.revision) > ($1.record.activatedMillis ?? $1.record.createdMillis, $1.record.revision) }
-        staleActives = revokedActives + actives.dropFirst().map(\.record.kid)
         for stale in actives.dropFirst() {
             alarm.report(key: keys.authorizationServerKeys, "signing-key record '\(stale.record.kid)' claims to be active beside the later activated '\(actives[0].record.kid)' (an older record put back); left out")
-            next[stale.record.kid] = nil
         }
+        staleRecords = Array(revoked.union(actives.dropFirst().map(\.record.kid))).sorted()
+        for kid in staleRecords { next[kid] = nil }
         ring = next
         if let active = next.values.first(where: { $0.record.state == .active }) { lastActive = active.record }
         loadedAt = .now
@@ -297,35 +314,42 @@ actor SigningKeyRing {
                               waitedMillis: waited.wholeMilliseconds)
     }
 
-    /// Removes a pending or retiring key from the ring and the published JWKS at once (tokens it
-    /// signed stop verifying). The record goes first, then the JWKS is published without it: should
-    /// the publish fail (Redis refusing writes in a failover), the call fails, a retry finishes it,
-    /// and so does `maintain` within seconds without one: the gateways stop trusting the key either
-    /// way, not at the next rotation. Retiring a key this control plane retired does it again (its
-    /// record deleted, should one be back, and the JWKS published).
-    func retire(kid: String) async throws -> SigningKeyRecord {
-        let retired = try await locked(ttl: .seconds(30)) { () async throws -> SigningKeyRecord in
+    /// Retires a pending or retiring key: the tokens it signed stop verifying, on every node, at
+    /// once and for good.
+    ///
+    /// 1. A key revocation (`kind: key`) of it is written to the signed revocation list, which every
+    ///    gateway enforces within milliseconds and no key record in Redis undoes: a record of the
+    ///    key put back later (by a Redis writer, a failover, a stale copy) is left out by every
+    ///    control plane, restarted ones included (`reload`). A key record alone has no signed
+    ///    tombstone to say so. Should this write fail, nothing changed (the caller answers 503).
+    /// 2. The key's record is deleted and the JWKS without it published. Should the publish fail
+    ///    (Redis refusing writes in a failover), the retirement stands all the same, and
+    ///    `maintain` publishes again within seconds.
+    ///
+    /// Retiring a key already revoked does step 2 again, on any control plane.
+    func retire(kid: String, actor: String) async throws -> Retirement {
+        let retired = try await locked(ttl: .seconds(30)) { () async throws -> Retirement in
             try await reload()
-            let record: SigningKeyRecord
-            if let entry = ring[kid] {
-                if entry.record.state == .active { throw RingError.activeKey(kid) }
-                record = entry.record
-            } else if let earlier = retiredHere[kid] {
-                record = earlier
-            } else {
-                throw RingError.unknownKey(kid)
-            }
-            // Again on a retry: a record put back meanwhile (a Redis writer's copy) goes too.
+            let record = ring[kid]?.record
+            if record?.state == .active { throw RingError.activeKey(kid) }
+            let alreadyRevoked = isKeyRevoked(kid)
+            // An unknown kid writes nothing: a revocation cannot be undone.
+            guard record != nil || alreadyRevoked else { throw RingError.unknownKey(kid) }
+            let revocationID = alreadyRevoked ? nil : try await revokeKey(kid, actor)
             _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
             revisions[kid] = .max
-            if retiredHere.count >= 64 { retiredHere.removeAll() }
-            retiredHere[kid] = record
             try await reload()
-            try await publish()
-            return record
+            do {
+                try await publish()
+                return Retirement(record: record, revocationID: revocationID, published: true)
+            } catch {
+                logger.warning("a retired key's JWKS could not be published; its revocation stands, will publish again",
+                               metadata: ["kid": "\(kid)", "error": "\(error)"])
+                return Retirement(record: record, revocationID: revocationID, published: false, publishError: "\(error)")
+            }
         }
         guard let retired else { throw RingError.busy }
-        logger.notice("signing key retired", metadata: ["kid": "\(kid)"])
+        logger.notice("signing key retired", metadata: ["kid": "\(kid)", "revocation": "\(retired.revocationID ?? "-")"])
         return retired
     }
 
@@ -341,8 +365,8 @@ actor SigningKeyRing {
             } catch {
                 logger.warning("publishing the signing keys again failed; will retry", metadata: ["error": "\(error)"])
             }
+            if !staleRecords.isEmpty { try await deleteStaleRecords() }
             if !ring.values.contains(where: { $0.record.state == .active }) { try await replaceLostActiveKey() }
-            if !staleActives.isEmpty { try await deleteStaleActives() }
             if let interval = config.rotationInterval, let active = ring.values.first(where: { $0.record.state == .active })?.record {
                 let age = Int64(Date().timeIntervalSince1970 * 1000) - (active.activatedMillis ?? active.createdMillis)
                 if age >= interval.wholeMilliseconds {
@@ -411,21 +435,21 @@ actor SigningKeyRing {
                      metadata: ["kid": "\(replaced.newKeyID)", "previous": "\(replaced.previousKeyID ?? "-")"])
     }
 
-    /// Deletes the `active` records `reload` left out: one beside a later activated one (no
-    /// rotation leaves two: an older record a Redis writer put back), or one of a revoked key
-    /// (once `maintain` has replaced it). Either would otherwise stay, left out (and the first
-    /// reported) at every reload, until an operator deleted it.
-    private func deleteStaleActives() async throws {
+    /// Deletes the records `reload` left out: an `active` one beside a later activated one (no
+    /// rotation leaves two: an older record a Redis writer put back), or any of a revoked key
+    /// (a revoked active key before `maintain` replaces it). Either would otherwise stay, left out
+    /// (and the first reported) at every reload, until an operator deleted it.
+    private func deleteStaleRecords() async throws {
         let deleted = try await locked(ttl: .seconds(30)) { () async throws -> [String] in
             try await reload()
-            let stale = staleActives
+            let stale = staleRecords
             guard !stale.isEmpty else { return [] }
             _ = try await client.send(["HDEL", RedisArgument(keys.authorizationServerKeys)] + stale.map { RedisArgument($0) })
             try await reload()
             return stale
         }
         guard let deleted, !deleted.isEmpty else { return }
-        logger.warning("deleted signing-key records left out as active (an older record put back by a Redis writer, or a revoked key)",
+        logger.warning("deleted signing-key records left out (an older active record put back by a Redis writer, or a revoked key)",
                        metadata: ["kids": "\(deleted.joined(separator: ","))"])
     }
 
