@@ -92,6 +92,10 @@ public final class ControlNode: Service, Sendable {
                 guard revocationList.isSynced else { return .max }
                 return revocationList.set.cutoffs(issuer: issuer, subject: username, clientID: clientID).grant
             }
+            if let users = asConfig.users, users.costs > 1 {
+                logger.warning("the users file's password hashes have \(users.costs) different scrypt costs: sign-in timing tells users of the less common ones from unknown names; hash them again with one cost (portcullis hash-password)",
+                               metadata: ["users_file": "\(asConfig.usersFile ?? "-")"])
+            }
             let endpoint = asConfig.users.map { [sessions] users in
                 AuthorizationEndpoint(config: asConfig, users: users, codes: codes, sessions: sessions,
                                       throttle: LoginThrottle(client: client, keys: keys, limits: asConfig.loginThrottle),

@@ -480,6 +480,52 @@ extension ControlPlaneTests {
             #expect(tokens3.status == 200, "\(tokens3.text)")
         }
 
+        /// The build before held a cut-off against the presented refresh token's issue: a refresh
+        /// in flight while an operator wrote "log out everywhere" handed out a successor stamped
+        /// after the cut-off, and that family went on refreshing for its whole lifetime (an
+        /// attacker review: 3 of 6 runs of one stolen token refreshed in a loop). The cut-offs
+        /// here are dated between the grant's start and its latest refresh: the state that race
+        /// leaves, made without the race.
+        @Test("a cut-off ends the grants begun before it however recently their refresh tokens were issued: a subject cut-off after the user's sign-in, a client cut-off after the code's issue, each dated before the family's latest refresh, make that refresh token refresh nothing; a refreshed access token keeps the sign-in's auth_time")
+        func cutoffEndsGrantsBegunBeforeIt() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            func refresh(_ token: String) throws -> HTTPTestResponse {
+                try control.oauth("/oauth2/token", form: ["grant_type": "refresh_token", "client_id": "web-app", "refresh_token": token])
+            }
+            // Two grants, alice's and bob's, each refreshed once more than a second after it began.
+            var latest: [String: String] = [:]
+            var cutAt: [String: Double] = [:]
+            var authTime: Int?
+            for (user, password) in [("alice", "alice-password-1"), ("bob", "bob-password-2")] {
+                let browser = SignInBrowser(control: control)
+                let code = try #require(SignInBrowser.redirectParameters(try browser.signIn(username: user, password: password))["code"])
+                let redeemed = try browser.redeem(code)
+                let first = try #require(redeemed.json["refresh_token"] as? String, "\(redeemed.text)")
+                if user == "alice" { authTime = claims(of: try #require(redeemed.json["access_token"] as? String))["auth_time"] as? Int }
+                try await Task.sleep(for: .milliseconds(1100))
+                cutAt[user] = Date().timeIntervalSince1970
+                let refreshed = try refresh(first)
+                #expect(refreshed.status == 200, "\(refreshed.text)")
+                latest[user] = try #require(refreshed.json["refresh_token"] as? String)
+                if user == "alice" {
+                    let access = try #require(refreshed.json["access_token"] as? String)
+                    #expect(authTime != nil && claims(of: access)["auth_time"] as? Int == authTime, "\(claims(of: access))")
+                }
+            }
+            // alice: a subject cut-off after her sign-in; then bob: a client cut-off after his code.
+            for (user, cut) in [("alice", #"{"kind":"subject","value":"alice","before":\#(try #require(cutAt["alice"]))}"#),
+                                ("bob", #"{"kind":"client","value":"web-app","before":\#(try #require(cutAt["bob"]))}"#)] {
+                let written = try control.admin("POST", "/v1/revocations?wait=5s", json: cut)
+                #expect(written.status == 201, "\(written.text)")
+                try await Task.sleep(for: .milliseconds(300))  // the control plane's copy of the list
+                let after = try refresh(try #require(latest[user]))
+                #expect(after.status == 400 && after.json["error"] as? String == "invalid_grant", "\(user): \(after.status) \(after.text)")
+                #expect(after.json["access_token"] == nil)
+            }
+        }
+
         /// The build before revoked only what had been issued: a code the client held unredeemed
         /// still redeemed after "Revoke access", for tokens (and a refresh token family) the
         /// account page no longer listed (an attacker review).

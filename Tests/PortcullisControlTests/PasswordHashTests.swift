@@ -58,6 +58,23 @@ struct PasswordHashTests {
         #expect(unknown > .milliseconds(50), "unknown user \(unknown)")
     }
 
+    /// The build before checked an unknown name against the default cost always: once the file's
+    /// cost was raised, a wrong password took about 5 s longer than an unknown name (an attacker
+    /// review).
+    @Test("an unknown username is checked against a decoy of the cost most users' hashes have (the costliest of equally common ones), and mixed costs are counted")
+    func decoyTakesTheUsersCost() throws {
+        func user(_ name: String, logN: Int) -> UserDirectory.User {
+            .init(username: name, passwordHash: PasswordHash(logN: logN, r: 8, p: 1, salt: Array(repeating: 1, count: 16), key: Array(repeating: 2, count: 32)), claims: [:])
+        }
+        let raised = UserDirectory(users: [user("a", logN: 18), user("b", logN: 18), user("c", logN: 17)])
+        #expect(raised.decoy.logN == 18 && raised.decoy.r == 8 && raised.decoy.p == 1)
+        #expect(raised.costs == 2)
+        #expect(UserDirectory(users: [user("a", logN: 17), user("b", logN: 19)]).decoy.logN == 19)
+        let one = UserDirectory(users: [user("a", logN: 17)])
+        #expect(one.decoy.logN == 17 && one.costs == 1)
+        #expect(UserDirectory(users: []).decoy.logN == PasswordHash.defaultLogN)
+    }
+
     @Test("the users file: claims become token claims; reserved claims, duplicate users and weak hashes are refused naming the line")
     func usersFile() throws {
         let folder = try TemporaryDirectory.make(prefix: "portcullis-users")

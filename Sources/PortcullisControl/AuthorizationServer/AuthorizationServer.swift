@@ -169,8 +169,12 @@ final class AuthorizationServer: Sendable {
             throw APIError(.badRequest, "invalid_grant", "the grant reached its maximum lifetime (refresh_token_max_lifetime): sign in again")
         }
         // A subject or client cut-off revokes the tokens issued before it — "log out everywhere" —
-        // and so the refresh tokens too: a refresh token issued before it refreshes nothing.
-        try refuseIfCutOff(subject: grant.subject, clientID: client.id, issuedAtMillis: refreshTokens.signedIssuedAtMillis(grant), what: "refresh token")
+        // and so the grants too: one whose user signed in (or whose code was issued) before it
+        // refreshes nothing, whenever its latest token was issued. Held against the token's issue,
+        // a refresh in flight while the cut-off was written handed out a successor stamped after
+        // it, and the family lived on (an attacker review).
+        let since = refreshTokens.cutOffTimes(grant)
+        try refuseIfCutOff(subject: grant.subject, clientID: client.id, subjectSince: since.subject, clientSince: since.client, what: "grant of this refresh token")
         // A family revoked (reuse, RFC 7009) is in the signed list while its access tokens live,
         // whatever its unsigned `revoked` field in Redis says.
         guard !revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family) else {
@@ -203,6 +207,8 @@ final class AuthorizationServer: Sendable {
                     throw APIError(.badRequest, "invalid_grant", "the user of this grant no longer exists")
                 }
                 extra = user.claims
+                // The sign-in the grant began with, as the first token said (RFC 9068 §2.2.1).
+                if let auth = next.authMillis { extra["auth_time"] = .integer(auth / 1000) }
             }
             let jwt = try sign(signer, jti: access.jti, exp: access.exp, subject: next.subject, clientID: client.id, audience: client.audience, scopes: scopes,
                                session: next.family, boundTo: boundTo, extra: extra)
@@ -235,8 +241,14 @@ final class AuthorizationServer: Sendable {
     /// Until the control plane's copy of the revocation list has synced it knows no cut-off:
     /// `temporarily_unavailable` (503), as for introspection.
     private func refuseIfCutOff(subject: String?, clientID: String?, issuedAtMillis: Int64, what: String) throws {
+        try refuseIfCutOff(subject: subject, clientID: clientID, subjectSince: issuedAtMillis, clientSince: issuedAtMillis, what: what)
+    }
+
+    /// The same, a subject cut-off held against `subjectSince` and a client or grant cut-off
+    /// against `clientSince`.
+    private func refuseIfCutOff(subject: String?, clientID: String?, subjectSince: Int64, clientSince: Int64, what: String) throws {
         try requireSynced()
-        if let predates = cutOff(subject: subject, clientID: clientID, issuedAtMillis: issuedAtMillis) {
+        if let predates = cutOff(subject: subject, clientID: clientID, subjectSince: subjectSince, clientSince: clientSince) {
             throw APIError(.badRequest, "invalid_grant", "the \(what) predates \(predates)")
         }
     }
@@ -250,12 +262,12 @@ final class AuthorizationServer: Sendable {
         }
     }
 
-    /// Which cut-off in force is later than `issuedAtMillis` (`refuseIfCutOff`), nil when none is.
-    private func cutOff(subject: String?, clientID: String?, issuedAtMillis: Int64) -> String? {
+    /// Which cut-off in force is later than its time (`refuseIfCutOff`), nil when none is.
+    private func cutOff(subject: String?, clientID: String?, subjectSince: Int64, clientSince: Int64) -> String? {
         let cutoffs = revocationList.set.cutoffs(issuer: config.issuer, subject: subject, clientID: clientID)
-        if let cutoff = cutoffs.subject, issuedAtMillis < cutoff { return "a revocation of every token of its subject" }
-        if let cutoff = cutoffs.client, issuedAtMillis < cutoff { return "a revocation of every token of its client" }
-        if let cutoff = cutoffs.grant, issuedAtMillis < cutoff { return "the user's revocation of this client's access" }
+        if let cutoff = cutoffs.subject, subjectSince < cutoff { return "a revocation of every token of its subject" }
+        if let cutoff = cutoffs.client, clientSince < cutoff { return "a revocation of every token of its client" }
+        if let cutoff = cutoffs.grant, clientSince < cutoff { return "the user's revocation of this client's access" }
         return nil
     }
 
@@ -317,9 +329,11 @@ final class AuthorizationServer: Sendable {
         var refreshToken: String?
         var family: String?
         if client.grantTypes.contains("refresh_token") {
+            // The family keeps the sign-in and the code's issue, so that a cut-off written while
+            // this redemption was under way still ends it at its first refresh.
             let started = try await unavailableOnFailure {
                 try await refreshTokens.startFamily(clientID: client.id, subject: user.username, scope: grant.scope, audience: client.audience,
-                                                    user: true)
+                                                    user: true, authMillis: grant.authTime * 1000, originMillis: grant.issuedAtMillis)
             }
             refreshToken = started.token
             family = started.family
@@ -586,8 +600,9 @@ final class AuthorizationServer: Sendable {
                    grant.familyCreatedMillis.map { Self.grantEnded(createdMillis: $0, lifetime: lifetime, nowMillis: nowMillis) } ?? false
                } ?? false) {
                 try requireSynced()
+                let since = refreshTokens.cutOffTimes(grant)
                 guard !revocationList.set.isSessionRevoked(issuer: config.issuer, sid: grant.family),
-                      cutOff(subject: grant.subject, clientID: grant.clientID, issuedAtMillis: refreshTokens.signedIssuedAtMillis(grant)) == nil else {
+                      cutOff(subject: grant.subject, clientID: grant.clientID, subjectSince: since.subject, clientSince: since.client) == nil else {
                     return Self.inactive()
                 }
                 return Response.json([

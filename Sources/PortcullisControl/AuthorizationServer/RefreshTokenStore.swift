@@ -31,6 +31,15 @@ struct RefreshTokenStore: Sendable {
         /// before its start was signed has it from its unsigned `created_ms` (a Redis writer may
         /// move that one; nil if it is not a number).
         var familyCreatedMillis: Int64? = nil
+        /// When the user of a user's grant signed in (Unix ms), as its family's record signs it;
+        /// nil for a client's own grant and for a family written before it was signed.
+        var authMillis: Int64? = nil
+        /// When what the grant stands on was issued (Unix ms): the authorization code's issue
+        /// for a user's grant, the family's start for a client's own; signed with the family,
+        /// nil for one written before it was. Cut-offs are held against these two and not
+        /// against the presented token's issue, which a refresh in flight when a cut-off was
+        /// written stamps after it (an attacker review).
+        var originMillis: Int64? = nil
     }
 
     enum RotateOutcome: Sendable {
@@ -50,32 +59,44 @@ struct RefreshTokenStore: Sendable {
         recordMAC.sign(["refresh1", key, family, clientID, subject, scope, audience, String(expiresAtMillis)])
     }
 
-    private func familyMAC(key: String, clientID: String, subject: String, user: Bool, createdMillis: Int64) -> String {
-        recordMAC.sign(Self.familyFields(key: key, clientID: clientID, subject: subject, user: user ? "1" : "0", created: String(createdMillis)))
-    }
+    /// A family's stored fields, as `HMGET` returns them in this order.
+    static let familyFieldNames: [RedisArgument] = ["revoked", "user", "client_id", "sub", "mac", "created_ms", "auth_ms", "origin_ms"]
 
-    /// What a family's MAC covers; `user` and `created` as stored (`1` for a user's grant). The
-    /// start is signed so that a Redis writer cannot move a family past its maximum lifetime;
-    /// a family written before it was (`created` nil, `family1`) verifies without it.
-    private static func familyFields(key: String, clientID: String, subject: String, user: String, created: String?) -> [String] {
+    /// What a family's MAC covers, as stored (`user` is `1` for a user's grant, `auth` empty for a
+    /// client's own). The start is signed so that a Redis writer cannot move a family past its
+    /// maximum lifetime, the sign-in and the origin so that none can move it past a cut-off; a
+    /// family written before they were (`family2`: the start only; `family1`: none) verifies
+    /// without them.
+    private static func familyFields(key: String, clientID: String, subject: String, user: String, created: String?,
+                                     auth: String? = nil, origin: String? = nil) -> [String] {
         guard let created else { return ["family1", key, clientID, subject, user] }
-        return ["family2", key, clientID, subject, user, created]
+        guard let origin else { return ["family2", key, clientID, subject, user, created] }
+        return ["family3", key, clientID, subject, user, created, auth ?? "", origin]
     }
 
-    /// The family's signed start: its `created_ms` when the MAC covers it, nil when the MAC is
-    /// of a family written before starts were signed, and `.invalid` when neither verifies.
-    private func verifiedStart(key: String, clientID: String, subject: String, user: String, created: String?, mac: String) -> Start {
+    /// A family's times, as far as its MAC covers them.
+    struct FamilyTimes: Sendable {
+        /// `created_ms`: signed (`family2`, `family3`), or as stored for a `family1` record.
+        var created: Int64?
+        var auth: Int64?
+        var origin: Int64?
+    }
+
+    /// The family's times that its MAC covers, nil when it does not verify at all. Tried from the
+    /// newest form to the oldest.
+    private func verifiedTimes(key: String, clientID: String, subject: String, user: String, created: String?, auth: String?,
+                               origin: String?, mac: String) -> FamilyTimes? {
+        if let created, let createdMillis = Int64(created), let origin, let originMillis = Int64(origin),
+           recordMAC.verify(mac, Self.familyFields(key: key, clientID: clientID, subject: subject, user: user, created: created,
+                                                   auth: auth ?? "", origin: origin)) {
+            return FamilyTimes(created: createdMillis, auth: auth.flatMap { Int64($0) }, origin: originMillis)
+        }
         if let created, let millis = Int64(created),
            recordMAC.verify(mac, Self.familyFields(key: key, clientID: clientID, subject: subject, user: user, created: created)) {
-            return .signed(millis)
+            return FamilyTimes(created: millis)
         }
-        return recordMAC.verify(mac, Self.familyFields(key: key, clientID: clientID, subject: subject, user: user, created: nil)) ? .unsigned : .invalid
-    }
-
-    private enum Start {
-        case signed(Int64)
-        case unsigned
-        case invalid
+        guard recordMAC.verify(mac, Self.familyFields(key: key, clientID: clientID, subject: subject, user: user, created: nil)) else { return nil }
+        return FamilyTimes(created: created.flatMap { Int64($0) })
     }
 
     static func newToken() -> String {
@@ -98,19 +119,34 @@ struct RefreshTokenStore: Sendable {
         grant.expiresAtMillis - ttlMillis
     }
 
+    /// What a cut-off is held against for `grant`: a subject cut-off against the user's sign-in
+    /// (a client's own grant: its start), a client or grant cut-off against the grant's origin —
+    /// each no later than the token's own issue. A family written before these were signed has
+    /// the token's issue only.
+    func cutOffTimes(_ grant: Grant) -> (subject: Int64, client: Int64) {
+        let issued = signedIssuedAtMillis(grant)
+        return (min(issued, grant.authMillis ?? grant.originMillis ?? issued), min(issued, grant.originMillis ?? issued))
+    }
+
     /// Starts a family with its first refresh token.
+    /// - Parameters:
+    ///   - authMillis: a user's grant: when the user signed in.
+    ///   - originMillis: a user's grant: when its authorization code was issued (now for a client's own).
     func startFamily(clientID: String, subject: String, scope: [String], audience: String,
-                     user: Bool = false) async throws -> (token: String, family: String) {
+                     user: Bool = false, authMillis: Int64? = nil, originMillis: Int64? = nil) async throws -> (token: String, family: String) {
         let token = Self.newToken()
         let family = Self.familyPrefix + Hex.encode((0..<12).map { _ in UInt8.random(in: 0...255) })
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let ttl = RedisArgument(ttlMillis)
         let familyKey = keys.refreshFamily(family), tokenKey = keys.refreshToken(Self.hash(token))
         let scopeText = scope.joined(separator: " ")
+        let auth = authMillis.map(String.init) ?? "", origin = String(min(originMillis ?? now, now))
+        let familyMAC = recordMAC.sign(Self.familyFields(key: familyKey, clientID: clientID, subject: subject, user: user ? "1" : "0",
+                                                         created: String(now), auth: auth, origin: origin))
         let replies = try await client.pipeline([
             ["HSET", RedisArgument(familyKey), "client_id", RedisArgument(clientID), "sub", RedisArgument(subject),
-             "created_ms", RedisArgument(now), "revoked", "0", "user", user ? "1" : "0",
-             "mac", RedisArgument(familyMAC(key: familyKey, clientID: clientID, subject: subject, user: user, createdMillis: now))],
+             "created_ms", RedisArgument(now), "auth_ms", RedisArgument(auth), "origin_ms", RedisArgument(origin), "revoked", "0",
+             "user", user ? "1" : "0", "mac", RedisArgument(familyMAC)],
             ["PEXPIRE", RedisArgument(familyKey), ttl],
             ["HSET", RedisArgument(tokenKey), "family", RedisArgument(family), "client_id", RedisArgument(clientID),
              "sub", RedisArgument(subject), "scope", RedisArgument(scopeText), "aud", RedisArgument(audience),
@@ -134,35 +170,29 @@ struct RefreshTokenStore: Sendable {
         let scope = fields[3].string ?? "", audience = fields[4].string ?? ""
         guard recordMAC.verify(mac, ["refresh1", tokenKey, family, clientID, subject, scope, audience, String(expires)]) else { return nil }
         let familyKey = keys.refreshFamily(family)
-        let familyFields = try await client.send("HMGET", RedisArgument(familyKey), "revoked", "user", "client_id", "sub", "mac", "created_ms").array ?? []
-        guard familyFields.count == 6, let familyMAC = familyFields[4].string,
-              familyFields[2].string == clientID, familyFields[3].string == subject else { return nil }
-        let created: Int64?
-        switch verifiedStart(key: familyKey, clientID: clientID, subject: subject, user: familyFields[1].string ?? "",
-                             created: familyFields[5].string, mac: familyMAC) {
-        case .signed(let millis): created = millis
-        case .unsigned: created = familyFields[5].string.flatMap { Int64($0) }
-        case .invalid: return nil
-        }
+        let familyFields = try await client.send(["HMGET", RedisArgument(familyKey)] + Self.familyFieldNames).array ?? []
+        guard familyFields.count == Self.familyFieldNames.count, let familyMAC = familyFields[4].string,
+              familyFields[2].string == clientID, familyFields[3].string == subject,
+              let times = verifiedTimes(key: familyKey, clientID: clientID, subject: subject, user: familyFields[1].string ?? "",
+                                        created: familyFields[5].string, auth: familyFields[6].string, origin: familyFields[7].string,
+                                        mac: familyMAC) else { return nil }
         let revoked = familyFields[0].string
         return Grant(family: family, clientID: clientID, subject: subject,
                      scope: scope.split(separator: " ").map(String.init), audience: audience,
                      active: status == "active", familyRevoked: revoked != "0", isUser: familyFields[1].string == "1",
                      issuedAtMillis: fields[6].int ?? fields[6].string.flatMap { Int64($0) } ?? 0, expiresAtMillis: expires,
-                     familyCreatedMillis: created)
+                     familyCreatedMillis: times.created, authMillis: times.auth, originMillis: times.origin)
     }
 
     /// Whether `family` is a grant of `subject`'s (a user's) to `clientID`, by its signed record:
     /// false for one that does not verify, belongs to someone else, or has expired out of Redis.
     func familyBelongs(_ family: String, to subject: String, clientID: String) async throws -> Bool {
         let familyKey = keys.refreshFamily(family)
-        let fields = try await client.send("HMGET", RedisArgument(familyKey), "client_id", "sub", "user", "mac", "created_ms").array ?? []
-        guard fields.count == 5, fields[0].string == clientID, fields[1].string == subject, fields[2].string == "1",
-              let mac = fields[3].string else { return false }
-        if case .invalid = verifiedStart(key: familyKey, clientID: clientID, subject: subject, user: "1", created: fields[4].string, mac: mac) {
-            return false
-        }
-        return true
+        let fields = try await client.send(["HMGET", RedisArgument(familyKey)] + Self.familyFieldNames).array ?? []
+        guard fields.count == Self.familyFieldNames.count, fields[2].string == clientID, fields[3].string == subject, fields[1].string == "1",
+              let mac = fields[4].string else { return false }
+        return verifiedTimes(key: familyKey, clientID: clientID, subject: subject, user: "1", created: fields[5].string,
+                             auth: fields[6].string, origin: fields[7].string, mac: mac) != nil
     }
 
     /// KEYS: token, family, new token. ARGV: now_ms, client_id, family, new token expiry ms, ttl

@@ -26,15 +26,29 @@ struct UserDirectory: Sendable {
     static let reservedClaims: Set<String> = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "auth_time", "acr", "amr", "sid"]
 
     let users: [String: User]
-    /// An unknown username is checked against this hash (with the default parameters and a salt
-    /// no password was hashed with), so it costs the same KDF time as a wrong password and the
-    /// answer's timing does not tell which usernames exist.
-    private let decoy: PasswordHash
+    /// An unknown username is checked against this hash (a salt no password was hashed with), so
+    /// it costs the same KDF time as a wrong password and the answer's timing does not tell which
+    /// usernames exist. Its scrypt parameters are those most users' hashes have (the costliest
+    /// of equally common ones; the default without users): with the default always, a file
+    /// whose cost was raised told every user of the new cost from an unknown name by about 5 s
+    /// (an attacker review). Users of a less common cost can still be told apart: `costs`.
+    let decoy: PasswordHash
+    /// How many different scrypt parameter sets the users' hashes have: more than one lets
+    /// sign-in timing tell the users of the less common ones from unknown names (warned at
+    /// start-up).
+    let costs: Int
 
     init(users: [User]) {
         self.users = Dictionary(users.map { ($0.username, $0) }, uniquingKeysWith: { first, _ in first })
+        var counts: [[Int]: Int] = [:]
+        for user in self.users.values {
+            counts[[user.passwordHash.logN, user.passwordHash.r, user.passwordHash.p], default: 0] += 1
+        }
+        costs = counts.count
+        let common = counts.max { a, b in (a.value, (1 << a.key[0]) * a.key[1] * a.key[2]) < (b.value, (1 << b.key[0]) * b.key[1] * b.key[2]) }?.key
+            ?? [PasswordHash.defaultLogN, PasswordHash.defaultR, PasswordHash.defaultP]
         var generator = SystemRandomNumberGenerator()
-        decoy = PasswordHash(logN: PasswordHash.defaultLogN, r: PasswordHash.defaultR, p: PasswordHash.defaultP,
+        decoy = PasswordHash(logN: common[0], r: common[1], p: common[2],
                              salt: (0..<PasswordHash.saltLength).map { _ in UInt8.random(in: 0...255, using: &generator) },
                              key: [UInt8](repeating: 0, count: PasswordHash.keyLength))
     }
