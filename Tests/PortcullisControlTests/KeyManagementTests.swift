@@ -129,12 +129,13 @@ extension ControlPlaneTests {
             let oldKid = try #require(header(of: oldToken)["kid"] as? String)
             #expect(try control.admin("POST", "/v1/keys/builtin/rotate").status == 200)
             #expect(try cluster.statuses(oldToken) == [200])
-            // The key set's record cannot be written: a string in its place.
+            // The key set cannot be published: Redis refuses SADD (the publish's first write), as
+            // an ACL would; the revocation's write needs none.
             let setKey = "portcullis:keys:set:" + cluster.issuer
             #expect(try cluster.redis.cli("HGET", setKey, "jwks").contains(oldKid))
-            _ = try cluster.redis.cli("DEL", setKey)
-            _ = try cluster.redis.cli("SET", setKey, "not a hash")
+            _ = try cluster.redis.cli("ACL", "SETUSER", "default", "-sadd")
             let retired = try control.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire")
+            _ = try cluster.redis.cli("ACL", "SETUSER", "default", "+sadd")
             #expect(retired.status == 200, "\(retired.status) \(retired.text)")
             #expect(retired.json["jwks_published"] as? Bool == false && retired.json["warning"] is String, "\(retired.text)")
             let revocationID = retired.json["revocation_id"] as? String
@@ -145,7 +146,6 @@ extension ControlPlaneTests {
             }
             let listed = try control.admin("GET", "/v1/revocations?kind=key&value=\(oldKid)").json["items"] as? [[String: Any]] ?? []
             #expect(listed.map { $0["id"] as? String } == [revocationID], "\(listed)")
-            _ = try cluster.redis.cli("DEL", setKey)
             try await eventually(timeout: .seconds(10), "the JWKS without the retired key published again by the control plane's chores") {
                 let jwks = try cluster.redis.cli("HGET", setKey, "jwks")
                 return jwks.contains("\"keys\"") && !jwks.contains(oldKid)
@@ -191,6 +191,59 @@ extension ControlPlaneTests {
             try await eventually(timeout: .seconds(10), "the put-back record deleted") {
                 try cluster.redis.cli("HEXISTS", "portcullis:as:keys", oldKid) == "0"
             }
+        }
+
+        /// The build before published field by field: 20 junk fields a Redis writer added to the
+        /// key-set record outlived every publish, every gateway refused every later set, and a
+        /// rotation — reading no previous version — answered complete at once and signed with a
+        /// key no gateway held: every new token 401 (an attacker review).
+        @Test("junk fields a Redis writer adds to the key-set record are gone at the next publish: a rotation after it waits for the gateway, and the new key's token passes")
+        func junkFieldsInAKeySetRecordAreReplaced() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            try await cluster.startGateway(id: "gw-1")
+            let control = cluster.control
+            #expect(try cluster.statuses(try cluster.clientCredentials().access) == [200])
+            let setKey = "portcullis:keys:set:" + cluster.issuer
+            _ = try cluster.redis.cli(["HSET", setKey] + (1...20).flatMap { ["x\($0)", "y"] })
+            let rotated = try control.admin("POST", "/v1/keys/builtin/rotate")
+            #expect(rotated.status == 200 && rotated.json["complete"] as? Bool == true, "\(rotated.text)")
+            #expect(try cluster.redis.cli("HLEN", setKey) == "6")
+            let token = try cluster.clientCredentials().access
+            #expect(header(of: token)["kid"] as? String == rotated.json["kid"] as? String)
+            #expect(try cluster.statuses(token) == [200], "the new key's token refused at the gateway")
+        }
+
+        /// The build before trusted any lease: one set without an expiry by a Redis writer stopped
+        /// rotations and retirements (409 busy) for good, silently (an attacker review).
+        @Test("a chore lease without an expiry, set by a Redis writer, is taken over and reported: a rotation goes through")
+        func leaseWithoutExpiryIsTakenOver() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            _ = try cluster.redis.cli("SET", "portcullis:control:lock:as-keys", "forever")
+            let rotated = try control.admin("POST", "/v1/keys/builtin/rotate")
+            #expect(rotated.status == 200, "\(rotated.status) \(rotated.text)")
+            #expect(try control.metrics().contains(#"portcullis_cluster_tampering_total{key="control:lock:*"}"#), "not reported")
+            #expect(try cluster.redis.cli("PTTL", "portcullis:control:lock:as-keys") != "-1")
+        }
+
+        /// The build before read the signing keys' hash whole every second: four 64 MiB junk
+        /// fields held the control plane at 575 MiB (an attacker review).
+        @Test("a 64 MiB junk field in the signing keys' hash is deleted in Redis unread: the control plane's peak grows by less than 32 MiB, it is reported, and tokens are still issued")
+        func oversizedSigningKeyFieldIsNotRead() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let before = ProcessStatus.bytes(pid: control.process.pid, "VmHWM:")
+            _ = try cluster.redis.cli("EVAL", "redis.call('HSET', KEYS[1], 'junk', string.rep('x', 64 * 1024 * 1024)) return 0", "1", "portcullis:as:keys")
+            try await eventually(timeout: .seconds(10), "the junk field deleted") {
+                try cluster.redis.cli("HEXISTS", "portcullis:as:keys", "junk").trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+            }
+            #expect(!(try cluster.clientCredentials().access).isEmpty)
+            let grew = ProcessStatus.bytes(pid: control.process.pid, "VmHWM:") - before
+            #expect(grew < 32 << 20, "the peak grew by \(grew >> 20) MiB")
+            #expect(try control.metrics().contains(#"portcullis_cluster_tampering_total{key="as:keys"}"#))
         }
 
         @Test("the signing key rotates on its schedule, and the new key verifies at the gateway")

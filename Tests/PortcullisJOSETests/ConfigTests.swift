@@ -71,6 +71,16 @@ struct ConfigTests {
         #expect(error?.message.contains(message) == true, "\(String(describing: error))")
     }
 
+    /// The build before took such a name: the gateway's signed node record, which lists key
+    /// sets as `name=version` pairs joined by commas, did not read back as signed, and every
+    /// reader refused it — the gateway missing from `?wait` and rotations (an attacker review).
+    @Test("an issuer name with a comma or an equals sign is refused, naming the file, line and key", arguments: ["hmac,eu", "a=b"])
+    func nameSeparators(_ name: String) throws {
+        let yaml = "issuers:\n  - name: '\(name)'\n    issuer: https://issuer.example\n    audiences: [a]\n    algorithms: [RS256]\n    jwks_file: j.json\n"
+        let error = #expect(throws: ConfigError.self) { try issuers(yaml) }
+        #expect(error?.file == "gw.yaml" && error?.line == 2 && error?.keyPath == "issuers[0].name", "\(String(describing: error))")
+    }
+
     @Test("algorithm none, bad URLs, empty audiences and duplicates are refused", arguments: [
         "algorithms: [none]", "algorithms: [RS256, nOnE]", "algorithms: []", "audiences: []",
         "jwks_uri: http://keys.example/jwks", "jwks_uri: http://127.evil.example/jwks", "jwks_uri: http://localhost.evil.example/x",

@@ -15,34 +15,46 @@ public struct Membership: Sendable {
         self.alarm = alarm
     }
 
-    /// Writes a heartbeat: the signed record, its TTL (3 × interval) and the id in the node set.
+    /// Writes a heartbeat: the signed record, its TTL (3 × interval) and the id in the node set,
+    /// in one script.
     ///
-    /// A key of another type where the record or the node set belongs (a Redis writer's `SADD` on
-    /// `node:<id>` once the record expired) fails every write to it with WRONGTYPE: such a key is
-    /// reported, deleted and the heartbeat written again, so that the node is not hidden — and the
-    /// control plane's head beat not stopped — for as long as the key stays (found by an attacker
-    /// review).
+    /// The record is replaced whole: fields a Redis writer added to a live node's record (an
+    /// `HSET` of 40 junk fields, with no more than a gateway's credential) made every reader
+    /// refuse it as too large, and — written field by field — it stayed so for as long as the
+    /// node lived: the node was missing from `?wait`, rotations and the node list (an attacker
+    /// review). A key of another type where the record or the node set belongs (a Redis writer's
+    /// `SADD` on `node:<id>` once the record expired) failed every write to it with WRONGTYPE,
+    /// hiding the node and stopping the control plane's head beat: such a key is reported and
+    /// replaced.
     public func heartbeat(_ record: NodeRecord, interval: Duration) async throws {
         let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
-        let commands: [[RedisArgument]] = [
-            ["HSET", RedisArgument(keys.node(record.id))] + record.fields(mac: mac),
-            ["PEXPIRE", RedisArgument(keys.node(record.id)), RedisArgument(ttlMillis)],
-            ["SADD", RedisArgument(keys.nodes), RedisArgument(record.id)],
-        ]
-        let replies = try await client.pipeline(commands)
-        var misplaced: [String] = []
-        for (index, reply) in replies.enumerated() {
-            guard case .failure(let error) = reply, error.errorCode == "WRONGTYPE" else { continue }
-            let key = index == 2 ? keys.nodes : keys.node(record.id)
-            if !misplaced.contains(key) { misplaced.append(key) }
-        }
-        guard !misplaced.isEmpty else {
-            for reply in replies { _ = try reply.get() }
-            return
-        }
-        for key in misplaced { alarm.report(key: key, "a key of another type where the membership record belongs: replaced") }
-        for reply in try await client.pipeline(misplaced.map { ["DEL", RedisArgument($0)] } + commands) { _ = try reply.get() }
+        let misplaced = try await client.evalScript(Self.heartbeatScript, keys: [RedisArgument(keys.node(record.id)), RedisArgument(keys.nodes)],
+                                                    arguments: [RedisArgument(ttlMillis), RedisArgument(record.id)] + record.fields(mac: mac)).int ?? 0
+        if misplaced & 1 != 0 { alarm.report(key: keys.node(record.id), "a key of another type where the membership record belongs: replaced") }
+        if misplaced & 2 != 0 { alarm.report(key: keys.nodes, "a key of another type where the membership record belongs: replaced") }
     }
+
+    /// KEYS: the node's record, the node set. ARGV: TTL ms, the node's id, then the record's
+    /// fields and values. Returns 1 when the record's key held another type, plus 2 when the
+    /// node set's did (each replaced). Only commands a gateway's ACL user may run (`HLEN` tells a
+    /// hash, or nothing, from another type: `TYPE` is not among them).
+    static let heartbeatScript = RedisScript("""
+    local function wrongtype(reply) return type(reply) == 'table' and reply.err and string.find(reply.err, 'WRONGTYPE', 1, true) end
+    local misplaced = 0
+    if wrongtype(redis.pcall('HLEN', KEYS[1])) then misplaced = 1 end
+    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    local added = redis.pcall('SADD', KEYS[2], ARGV[2])
+    if wrongtype(added) then
+      redis.call('DEL', KEYS[2])
+      redis.call('SADD', KEYS[2], ARGV[2])
+      misplaced = misplaced + 2
+    elseif type(added) == 'table' and added.err then
+      return redis.error_reply(added.err)
+    end
+    return misplaced
+    """)
 
     /// Removes a record outright (the control plane's own, which nothing counts on).
     public func remove(id: String) async {
@@ -93,6 +105,22 @@ public struct Membership: Sendable {
         public var complete: Bool
     }
 
+    /// KEYS: the node set. ARGV: cursor, COUNT, the longest node id. One `SSCAN` step, with ids
+    /// longer than a node id removed in Redis instead of returned: `{next cursor, ids, removed}`.
+    /// Read as they were, five 16 MiB ids a gateway's credential added swung every node by
+    /// hundreds of MB at every heartbeat and timed their Redis connections out (an attacker
+    /// review).
+    static let scanScript = RedisScript("""
+    local reply = redis.call('SSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+    local longest = tonumber(ARGV[3])
+    local ids, long = {}, {}
+    for _, id in ipairs(reply[2]) do
+      if #id <= longest then ids[#ids + 1] = id else long[#long + 1] = id end
+    end
+    if #long > 0 then redis.call('SREM', KEYS[1], unpack(long)) end
+    return {reply[1], ids, #long}
+    """)
+
     /// `liveNodes`, and whether the whole set was read.
     public func liveNodeScan(role: String? = "gateway") async throws -> Scan {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -100,9 +128,13 @@ public struct Membership: Sendable {
         var seen = Set<String>()
         var cursor = "0"
         repeat {
-            let reply = try await client.send("SSCAN", RedisArgument(keys.nodes), RedisArgument(cursor), "COUNT", RedisArgument(Self.scanBatch))
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
+            let reply = try await client.evalScript(Self.scanScript, keys: [RedisArgument(keys.nodes)],
+                                                    arguments: [RedisArgument(cursor), RedisArgument(Self.scanBatch), RedisArgument(NodeID.maxBytes)])
+            guard let parts = reply.array, parts.count == 3, let next = parts[0].string else { break }
             cursor = next
+            if let removed = parts[2].int, removed > 0 {
+                alarm.report(key: keys.nodes, "\(removed) ids longer than any node id (\(NodeID.maxBytes) bytes) in the node set: removed unread")
+            }
             // SSCAN may return an id twice, and more than COUNT at once.
             let ids = (parts[1].array ?? []).compactMap(\.string).filter { seen.insert($0).inserted }
             guard !ids.isEmpty else { continue }

@@ -21,11 +21,12 @@ public final class TamperingAlarm: Sendable {
     ///   - key: the Redis key (with the prefix) or channel where the tampering was seen.
     ///   - reason: what was wrong, for the log line.
     public func report(key: String, _ reason: String) {
+        let key = Self.bounded(key)
         let name = key.hasPrefix(prefix) ? String(key.dropFirst(prefix.count)) : key
         Counter(label: "portcullis_cluster_tampering_total", dimensions: [("key", Self.family(name))]).increment()
         let now = ContinuousClock.now
         let shouldLog = lastLogged.withLock { logged in
-            let tag = name + "|" + reason
+            let tag = name + "|" + Self.bounded(reason)
             if let last = logged[tag], now - last < .seconds(60) { return false }
             // Names and reasons carry what the writer chose: keep the memory bounded.
             if logged.count >= 1024 { logged.removeAll() }
@@ -37,10 +38,17 @@ public final class TamperingAlarm: Sendable {
         }
     }
 
-    /// Keys with an id in them (`node:<id>`, `rev:acks:<seq>`, `keys:set:<iss>`) count under one
-    /// label value, so the metric's cardinality stays fixed.
+    /// Keys with an id in them (`node:<id>`, `rev:acks:<seq>`, `keys:set:<iss>`, a chore's lease)
+    /// count under one label value, so the metric's cardinality stays fixed.
     static func family(_ name: String) -> String {
-        for family in ["rev:acks:", "node:", "keys:set:"] where name.hasPrefix(family) { return family + "*" }
+        for family in ["rev:acks:", "node:", "keys:set:", "keys:lock:", "control:lock:"] where name.hasPrefix(family) { return family + "*" }
         return name
+    }
+
+    /// A key or reason as logged and remembered: at most 256 bytes, so an id a Redis writer made
+    /// 16 MiB long costs no more (an attacker review).
+    static func bounded(_ text: String) -> String {
+        guard text.utf8.count > 256 else { return text }
+        return String(decoding: text.utf8.prefix(200), as: UTF8.self) + "…(\(text.utf8.count) bytes)"
     }
 }

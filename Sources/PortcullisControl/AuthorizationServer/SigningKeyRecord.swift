@@ -61,6 +61,9 @@ struct SigningKeyRecord: Sendable, Equatable {
         self.sealed = sealed
     }
 
+    /// The longest stored record read.
+    static let maxBytes = 64 * 1024
+
     /// Parses and authenticates a stored record found under hash field `field`; nil when it is
     /// malformed, its MAC does not verify, or it names another kid than its field.
     ///
@@ -68,7 +71,7 @@ struct SigningKeyRecord: Sendable, Equatable {
     /// members): a 4 MB field of empty objects, parsed whole at every reload, held the control
     /// plane at 1.4 GB (an attacker review).
     init?(json text: String, field: String, mac: ClusterMAC) {
-        guard text.utf8.count <= 64 * 1024, let value = try? JOSEJSONReader.parse(Array(text.utf8), maxDepth: 2, maxValues: 64),
+        guard text.utf8.count <= Self.maxBytes, let value = try? JOSEJSONReader.parse(Array(text.utf8), maxDepth: 2, maxValues: 64),
               let kid = value["kid"]?.stringValue, kid == field, let alg = value["alg"]?.stringValue.flatMap(JWSAlgorithm.init(rawValue:)),
               let state = value["state"]?.stringValue.flatMap(State.init(rawValue:)),
               let created = value["created_ms"]?.int64Value, let sealed = value["sealed"]?.stringValue,

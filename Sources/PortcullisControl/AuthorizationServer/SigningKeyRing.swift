@@ -29,6 +29,7 @@ actor SigningKeyRing {
         case activeKey(String)
         case noActiveKey
         case undecryptable([String])
+        case unreadable(String)
 
         var description: String {
             switch self {
@@ -36,6 +37,8 @@ actor SigningKeyRing {
             case .unknownKey(let kid): "no signing key '\(kid)'"
             case .activeKey(let kid): "'\(kid)' is the active signing key; rotate first, then retire it"
             case .noActiveKey: "the authorization server has no active signing key yet"
+            case .unreadable(let key):
+                "the signing keys' hash \(key) holds more fields than any ring (a Redis writer's): not read"
             case .undecryptable(let kids):
                 "signing keys \(kids.joined(separator: ", ")) in Redis cannot be opened with this key_encryption_key_file (another control plane sealed them with a different key: copy its file here)"
             }
@@ -125,7 +128,7 @@ actor SigningKeyRing {
         self.mac = mac
         self.alarm = alarm
         self.verificationKeys = verificationKeys
-        self.lock = ClusterLock(client: client, keys: keys, task: "as-keys")
+        self.lock = ClusterLock(client: client, keys: keys, task: "as-keys", alarm: alarm)
         self.metrics = metrics
         self.logger = logger
     }
@@ -155,9 +158,44 @@ actor SigningKeyRing {
         try await reload()
     }
 
+    /// The most records the ring's hash may hold to be read (a rotation keeps two or three).
+    static let maxRecords = 64
+    /// The longest field (kid) read: this server's kids are about 20 bytes.
+    static let maxKidBytes = 128
+
+    /// KEYS: the ring's hash. ARGV: the most fields, the longest field name, the longest record.
+    /// Deletes fields past the limits unread (no record is that long) and answers
+    /// `{removed, fields…}`, or `{removed, 'too_many', count}`. Read whole with `HGETALL` every
+    /// second, four 64 MiB junk fields held the control plane at 575 MiB and its token endpoint
+    /// at 1.8 s (an attacker review).
+    static let readScript = RedisScript("""
+    local removed = 0
+    for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+      if #field > tonumber(ARGV[2]) or redis.call('HSTRLEN', KEYS[1], field) > tonumber(ARGV[3]) then
+        redis.call('HDEL', KEYS[1], field)
+        removed = removed + 1
+      end
+    end
+    local count = redis.call('HLEN', KEYS[1])
+    if count > tonumber(ARGV[1]) then return {removed, 'too_many', count} end
+    local reply = redis.call('HGETALL', KEYS[1])
+    table.insert(reply, 1, removed)
+    return reply
+    """)
+
     /// Re-reads the ring from Redis and updates the local verification keys.
     func reload() async throws {
-        let flat = try await client.send("HGETALL", RedisArgument(keys.authorizationServerKeys)).array ?? []
+        var flat = try await client.evalScript(Self.readScript, keys: [RedisArgument(keys.authorizationServerKeys)], arguments: [
+            RedisArgument(Self.maxRecords), RedisArgument(Self.maxKidBytes), RedisArgument(SigningKeyRecord.maxBytes),
+        ]).array ?? []
+        if let removed = flat.first?.int, removed > 0 {
+            alarm.report(key: keys.authorizationServerKeys, "\(removed) fields longer than any signing-key record: deleted unread")
+        }
+        flat = Array(flat.dropFirst())
+        if flat.first?.string == "too_many" {
+            alarm.report(key: keys.authorizationServerKeys, "\(flat.last?.int ?? 0) signing-key fields, more than any ring holds (\(Self.maxRecords)): not read; the ring stays as it was")
+            throw RingError.unreadable(keys.authorizationServerKeys)
+        }
         var next: [String: Loaded] = [:]
         var undecryptable: [String] = []
         for (field, text) in flat.hashFields() {
@@ -284,11 +322,13 @@ actor SigningKeyRing {
         try await reload()
         let record = try await publish()
 
-        // Wait for gateways to hold the new set before it signs anything (with no set published
-        // before — Redis lost it — for every live gateway to report the new one).
+        // Wait for gateways to hold the new set before it signs anything. With no set read before
+        // — Redis lost it, or holds one no reader takes — for every live gateway to report the
+        // new one: by the previous version alone, a rotation over a refused record found no
+        // laggard and switched at once to a key no gateway held (an attacker review).
         let clock = ContinuousClock()
         let started = clock.now
-        let waitForAll = previousVersion == nil && replaced != nil
+        let waitForAll = previousVersion == nil
         var laggards = try await stillOn(previousVersion, newVersion: record.version, waitForAll: waitForAll)
         while !laggards.isEmpty, clock.now - started < config.rotationPropagationTimeout {
             try await Task.sleep(for: .milliseconds(50))

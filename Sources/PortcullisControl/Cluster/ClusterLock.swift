@@ -2,25 +2,60 @@ import Foundation
 import PortcullisCluster
 import PortcullisRedis
 
-/// A lease in Redis (`SET key token NX PX ttl`) so that, of two control planes side by side,
-/// one does a chore. Released only by its holder (compare-and-delete), and expires by itself if
-/// the holder dies.
+/// A lease in Redis so that, of two control planes side by side, one does a chore. Released only
+/// by its holder (compare-and-delete), and expires by itself if the holder dies.
+///
+/// A lease without an expiry, or with one longer than any holder takes (`longestLease`), was
+/// set by a Redis writer: trusted, it stopped the chore for good and silently — rotations and
+/// retirements answered 409 `busy`, the log went unpruned, an issuer's keys were never fetched
+/// again (an attacker review). Such a lease is reported and taken over.
 struct ClusterLock: Sendable {
     let client: RedisClient
     let key: String
+    /// Told of a lease taken over (nil: not reported).
+    let alarm: TamperingAlarm?
 
-    init(client: RedisClient, keys: ClusterKeys, task: String) {
+    /// No chore holds a lease longer than this (or than it asks for, if longer).
+    static let longestLease: Duration = .seconds(86_400)
+
+    init(client: RedisClient, keys: ClusterKeys, task: String, alarm: TamperingAlarm?) {
+        self.init(client: client, key: keys.controlLock(task), alarm: alarm)
+    }
+
+    init(client: RedisClient, key: String, alarm: TamperingAlarm?) {
         self.client = client
-        self.key = keys.controlLock(task)
+        self.key = key
+        self.alarm = alarm
     }
 
     /// The lease token, or nil when someone else holds the lock.
-    func acquire(ttl: Duration) async throws -> String? {
-        let token = UUID().uuidString
+    func acquire(ttl: Duration, token: String = UUID().uuidString) async throws -> String? {
         let millis = max(1, ttl.wholeMilliseconds)
-        let reply = try await client.send("SET", RedisArgument(key), RedisArgument(token), "NX", "PX", RedisArgument(millis))
-        return reply.isNull ? nil : token
+        let reply = try await client.evalScript(Self.acquireScript, keys: [RedisArgument(key)],
+                                                arguments: [RedisArgument(token), RedisArgument(millis),
+                                                            RedisArgument(max(millis, Self.longestLease.wholeMilliseconds))])
+        switch reply.int {
+        case 1:
+            return token
+        case 2:
+            alarm?.report(key: key, "a lease without an expiry, or longer than any control plane takes, held this chore (not a control plane's): taken over")
+            return token
+        default:
+            return nil
+        }
     }
+
+    /// KEYS: the lease. ARGV: token, TTL ms, the longest TTL a holder takes (ms). 1: taken; 2:
+    /// taken over from a lease without an expiry or past that longest TTL; 0: held.
+    static let acquireScript = RedisScript("""
+    if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+    local left = redis.call('PTTL', KEYS[1])
+    if left == -1 or left > tonumber(ARGV[3]) then
+      redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+      return 2
+    end
+    return 0
+    """)
 
     static let releaseScript = RedisScript("""
     if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

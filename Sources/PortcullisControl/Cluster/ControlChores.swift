@@ -172,9 +172,8 @@ final class ControlChores: Service, Sendable {
     /// A gateway lacks a kid of the built-in issuer: republish (throttled cluster-wide to once a second).
     private func republishBuiltin(_ ring: SigningKeyRing) async {
         do {
-            let reply = try await client.send("SET", RedisArgument(keys.keySetFetchLock(ring.config.issuer)), RedisArgument(config.nodeID),
-                                              "NX", "PX", "1000")
-            guard !reply.isNull else { return }
+            let lock = ClusterLock(client: client, key: keys.keySetFetchLock(ring.config.issuer), alarm: alarm)
+            guard try await lock.acquire(ttl: .seconds(1), token: config.nodeID) != nil else { return }
             try await ring.reload()
             try await ring.publish()
         } catch {
@@ -247,7 +246,7 @@ final class ControlChores: Service, Sendable {
     }
 
     private func runPruner() async {
-        let lock = ClusterLock(client: client, keys: keys, task: "prune")
+        let lock = ClusterLock(client: client, keys: keys, task: "prune", alarm: alarm)
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(60))
             // The lease is left to expire rather than released, so a peer skips this round.

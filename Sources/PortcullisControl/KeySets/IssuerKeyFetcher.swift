@@ -40,6 +40,7 @@ actor IssuerKeyFetcher {
     private let nodeID: String
     private let metrics: ControlMetrics
     private let logger: Logger
+    private let alarm: TamperingAlarm
     private var status: [String: Status] = [:]
     private var inFlight: [String: Task<Result, Never>] = [:]
     private var nextRefresh: [String: ContinuousClock.Instant] = [:]
@@ -47,7 +48,8 @@ actor IssuerKeyFetcher {
     private var lastMaxAge: [String: Duration?] = [:]
 
     init(issuers: [IssuerConfig], downloader: JWKSDownloader, publisher: KeySetPublisher, client: RedisClient,
-         keys: ClusterKeys, nodeID: String, metrics: ControlMetrics, logger: Logger) {
+         keys: ClusterKeys, nodeID: String, metrics: ControlMetrics, alarm: TamperingAlarm, logger: Logger) {
+        self.alarm = alarm
         self.issuers = issuers
         self.downloader = downloader
         self.publisher = publisher
@@ -133,9 +135,8 @@ actor IssuerKeyFetcher {
         if let lock {
             let millis = max(1, lock.wholeMilliseconds)
             do {
-                let reply = try await client.send("SET", RedisArgument(keys.keySetFetchLock(issuer.issuer)), RedisArgument(nodeID),
-                                                  "NX", "PX", RedisArgument(millis))
-                if reply.isNull { return .throttled }
+                let lease = ClusterLock(client: client, key: keys.keySetFetchLock(issuer.issuer), alarm: alarm)
+                if try await lease.acquire(ttl: .milliseconds(millis), token: nodeID) == nil { return .throttled }
             } catch {
                 logger.debug("cannot take the fetch lock; Redis unreachable", metadata: ["issuer": "\(issuer.name)", "error": "\(error)"])
                 return .throttled

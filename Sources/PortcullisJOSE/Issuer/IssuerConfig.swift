@@ -76,7 +76,13 @@ public struct IssuerConfig: Sendable {
     /// `baseDirectory` (the configuration file's folder).
     public init(node: ConfigNode, baseDirectory: String) throws {
         var map = try node.mapping()
-        name = try map.required("name").nonEmptyString()
+        let nameNode = try map.required("name")
+        name = try nameNode.nonEmptyString()
+        // A node's signed record lists its key sets as `name=version` pairs joined by commas: a
+        // name with either character did not read back as it was signed, and the gateway's
+        // record was refused by every reader — left out of `?wait` and rotations (an attacker
+        // review).
+        guard !name.contains(","), !name.contains("=") else { throw nameNode.error("an issuer's name may not contain ',' or '='") }
         let issuerNode = try map.required("issuer")
         issuer = try issuerNode.nonEmptyString()
 
