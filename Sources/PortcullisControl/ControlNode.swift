@@ -80,6 +80,7 @@ public final class ControlNode: Service, Sendable {
             let ring = SigningKeyRing(config: asConfig, client: client, keys: keys, kek: kek, publisher: publisher, membership: membership, mac: mac, alarm: alarm,
                                       verificationKeys: verificationKeys, metrics: metrics, logger: logger,
                                       isKeyRevoked: { [issuer = asConfig.issuer] kid in revocationList.set.isKeyRevoked(kid: kid, issuer: issuer) },
+                                      isListSynced: { revocationList.isSynced },
                                       revokeKey: { [issuer = asConfig.issuer] kid, actor in
                                           try await revocations.add(kind: .key, value: kid, issuer: issuer, until: Int64(Date().timeIntervalSince1970),
                                                                     actor: actor, reason: "signing key retired").revocation.id

@@ -195,6 +195,10 @@ extension ControlPlaneTests {
             let rotate = try runCommand(PortcullisBinary.path, ["admin", "rotate"], environment: environment)
             #expect(rotate.status == 0, "\(rotate.stderr)")
             #expect(rotate.stdout.contains("signing with as-"))
+            // The key it replaced, retired: its key revocation named.
+            let previous = try #require(rotate.stdout.components(separatedBy: "(previous: ").dropFirst().first?.prefix { $0 != ")" })
+            let retire = try runCommand(PortcullisBinary.path, ["admin", "retire-key", "--kid", String(previous)], environment: environment)
+            #expect(retire.status == 0 && retire.stdout.contains("retired \(previous) (key revocation rev_"), "\(retire.stdout) \(retire.stderr)")
         }
     }
 }

@@ -177,9 +177,10 @@ final class ControlCluster: Sendable {
 
     /// A second control plane of this cluster (`nodeID`): the first one's folder (its
     /// `kek.secret`), the same Redis, and the same issuer — an identity, not a location.
-    func startPeerControl(nodeID: String = "control-2", asExtra: String = "", asClients: [String] = []) async throws -> ControlProcess {
+    func startPeerControl(nodeID: String = "control-2", asExtra: String = "", asClients: [String] = [],
+                          waitForSigningKey: Bool = true) async throws -> ControlProcess {
         let redisURL = redis.url, issuer = issuer
-        return try await ControlProcess.start(directory: control.directory, nodeID: nodeID, waitForSigningKey: true) { port, adminPort, _ in
+        return try await ControlProcess.start(directory: control.directory, nodeID: nodeID, waitForSigningKey: waitForSigningKey) { port, adminPort, _ in
             Self.controlConfig(port: port, adminPort: adminPort, redisURL: redisURL, nodeID: nodeID, authorizationServer: true,
                                controlExtra: "", asExtra: asExtra, asClients: asClients)
                 .replacingOccurrences(of: "issuer: http://127.0.0.1:\(port)", with: "issuer: \(issuer)")

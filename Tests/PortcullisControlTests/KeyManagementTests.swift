@@ -216,7 +216,7 @@ extension ControlPlaneTests {
 
         /// The build before trusted any lease: one set without an expiry by a Redis writer stopped
         /// rotations and retirements (409 busy) for good, silently (an attacker review).
-        @Test("a chore lease without an expiry, set by a Redis writer, is taken over and reported: a rotation goes through")
+        @Test("a chore lease without an expiry, or one longer than any control plane takes (23 h), set by a Redis writer, is taken over and reported: rotations go through")
         func leaseWithoutExpiryIsTakenOver() async throws {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
@@ -226,6 +226,10 @@ extension ControlPlaneTests {
             #expect(rotated.status == 200, "\(rotated.status) \(rotated.text)")
             #expect(try control.metrics().contains(#"portcullis_cluster_tampering_total{key="control:lock:*"}"#), "not reported")
             #expect(try cluster.redis.cli("PTTL", "portcullis:control:lock:as-keys") != "-1")
+            // A first build took over only leases past a day (a bypass review).
+            _ = try cluster.redis.cli("SET", "portcullis:control:lock:as-keys", "a-day-less-an-hour", "PX", "82800000")
+            let again = try control.admin("POST", "/v1/keys/builtin/rotate")
+            #expect(again.status == 200, "\(again.status) \(again.text)")
         }
 
         /// The build before read the signing keys' hash whole every second: four 64 MiB junk
@@ -243,6 +247,24 @@ extension ControlPlaneTests {
             #expect(!(try cluster.clientCredentials().access).isEmpty)
             let grew = ProcessStatus.bytes(pid: control.process.pid, "VmHWM:") - before
             #expect(grew < 32 << 20, "the peak grew by \(grew >> 20) MiB")
+            #expect(try control.metrics().contains(#"portcullis_cluster_tampering_total{key="as:keys"}"#))
+        }
+
+        /// A first build of the bounded read refused a hash of more fields than any ring and
+        /// threw: 65 one-byte junk fields took the token endpoint and the JWKS down (a bypass
+        /// review).
+        @Test("more junk fields in the signing keys' hash than any ring holds leave the ring as it was: tokens are issued and the JWKS served, a rotation answers 503 naming the hash, and it is reported")
+        func tooManySigningKeyFieldsKeepTheRing() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            _ = try cluster.redis.cli(["HSET", "portcullis:as:keys"] + (1...65).flatMap { ["junk\($0)", "x"] })
+            try await Task.sleep(for: .milliseconds(2500))  // past the ring's one-second reads and a round of chores
+            #expect(!(try cluster.clientCredentials().access).isEmpty)
+            let jwks = try control.get(port: control.port, "/oauth2/jwks")
+            #expect(jwks.status == 200 && (jwks.json["keys"] as? [Any])?.count == 1, "\(jwks.status) \(jwks.text)")
+            let rotated = try control.admin("POST", "/v1/keys/builtin/rotate")
+            #expect(rotated.status == 503 && rotated.text.contains("as:keys"), "\(rotated.status) \(rotated.text)")
             #expect(try control.metrics().contains(#"portcullis_cluster_tampering_total{key="as:keys"}"#))
         }
 
@@ -458,6 +480,44 @@ extension ControlPlaneTests {
             // Not left in Redis to be reported at every reload: the next chores delete it.
             try await eventually(timeout: .seconds(10), "the put-back record deleted") { try cluster.redis.cli("HEXISTS", "portcullis:as:keys", oldKid) == "0" }
             #expect(try cluster.redis.cli("HEXISTS", "portcullis:as:keys", newKid) == "1")
+        }
+
+        /// The build before took its ring as it found it while its copy of the revocation list
+        /// had not synced: restarted with a retired (revoked) key's active record put back, the
+        /// current one deleted and the head garbled again and again, it signed every token with
+        /// the retired key and published it (a bypass review).
+        @Test("a control plane whose revocation list cannot sync yet (the head garbled again and again as it starts) signs nothing and publishes nothing: a retired key's record put back, with the current one deleted, neither signs nor appears in its JWKS")
+        func nothingSignsBeforeTheListSyncs() async throws {
+            let cluster = try await ControlCluster()
+            defer { Task { await cluster.shutdown() } }
+            let first = cluster.control
+            let oldKid = try #require(try first.admin("GET", "/v1/keys/builtin").json["active_kid"] as? String)
+            let oldRecord = try cluster.redis.cli("HGET", "portcullis:as:keys", oldKid)
+            let newKid = try #require(try first.admin("POST", "/v1/keys/builtin/rotate").json["kid"] as? String)
+            #expect(try first.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire").status == 200)
+            await first.stop()
+            _ = try cluster.redis.cli("EVAL", "redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]); return 1", "1",
+                                      "portcullis:as:keys", newKid, oldKid, oldRecord)
+            // The head garbled every few milliseconds for about 10 s, from one redis-cli reading commands.
+            let garbler = try ManagedProcess(executable: "/bin/sh", arguments: ["-c", """
+                i=0; while [ $i -lt 2000 ]; do echo 'SET portcullis:rev:head garbage'; i=$((i+1)); sleep 0.004; done \
+                | redis-cli -p \(cluster.redis.port) > /dev/null
+                """])
+            defer { Task { await garbler.kill() } }
+            try await Task.sleep(for: .milliseconds(100))
+            let second = try await cluster.startPeerControl(waitForSigningKey: false)
+            defer { Task { await second.stop() } }
+            var kids = Set<String>()
+            var refused = 0
+            for _ in 0..<8 {
+                let response = try second.oauth("/oauth2/token", form: ["grant_type": "client_credentials"], basic: ("demo-client", ControlCluster.clientSecret))
+                if let token = response.json["access_token"] as? String, let kid = header(of: token)["kid"] as? String { kids.insert(kid) } else { refused += 1 }
+                let jwks = try second.get(port: second.port, "/oauth2/jwks")
+                #expect(!jwks.text.contains(oldKid), "the retired key published: \(jwks.status)")
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(!kids.contains(oldKid), "tokens signed with the retired key (\(refused) of 8 refused)")
+            #expect(!(try cluster.redis.cli("HGET", "portcullis:keys:set:" + cluster.issuer, "jwks")).contains(oldKid))
         }
 
         @Test("two control planes side by side share state; a control plane with another key-encryption key refuses to start")

@@ -100,7 +100,7 @@ extension AdminAPI {
             case .busy: throw APIError(.conflict, "busy", error.description)
             case .unknownKey: throw APIError.notFound(error.description)
             case .activeKey: throw APIError(.conflict, "active_key", error.description)
-            case .noActiveKey, .undecryptable, .unreadable: throw APIError(.serviceUnavailable, "unavailable", error.description)
+            case .noActiveKey, .undecryptable, .unreadable, .notSynced: throw APIError(.serviceUnavailable, "unavailable", error.description)
             }
         } catch let error as APIError {
             throw error

@@ -694,6 +694,10 @@ final class AuthorizationServer: Sendable {
             var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the authorization server has no active signing key yet; retry")
             failure.headers[.retryAfter] = "2"
             throw failure
+        } catch let error as SigningKeyRing.RingError {
+            var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "\(error); retry")
+            failure.headers[.retryAfter] = "1"
+            throw failure
         } catch {
             logger.error("authorization server: cluster store failed", metadata: ["error": "\(error)"])
             var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the authorization server's store is unreachable; retry")

@@ -17,7 +17,14 @@ enum PublicRoutes {
         router.get(RouterPath("/.well-known/oauth-authorization-server" + base)) { _, _ in Response.json(server.metadata(openID: false)) }
         router.get(RouterPath(base + "/.well-known/openid-configuration")) { _, _ in Response.json(server.metadata(openID: true)) }
         router.get(RouterPath(base + "/oauth2/jwks")) { _, _ in
-            let document = try await server.ring.document()
+            let document: String
+            do {
+                document = try await server.ring.document()
+            } catch {
+                // Not a 500: the keys are not ready (the revocation list syncing, Redis away).
+                return Response(status: .serviceUnavailable, headers: [.retryAfter: "1", .contentType: "text/plain; charset=utf-8"],
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: "the signing keys are not ready: \(error)\n")))
+            }
             return Response(status: .ok, headers: [.contentType: "application/jwk-set+json", .cacheControl: "max-age=60"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: document)))
         }

@@ -30,6 +30,7 @@ actor SigningKeyRing {
         case noActiveKey
         case undecryptable([String])
         case unreadable(String)
+        case notSynced
 
         var description: String {
             switch self {
@@ -37,6 +38,8 @@ actor SigningKeyRing {
             case .unknownKey(let kid): "no signing key '\(kid)'"
             case .activeKey(let kid): "'\(kid)' is the active signing key; rotate first, then retire it"
             case .noActiveKey: "the authorization server has no active signing key yet"
+            case .notSynced:
+                "the revocation list is not synced yet: no key signs or is published until it is (a revoked key's record would pass)"
             case .unreadable(let key):
                 "the signing keys' hash \(key) holds more fields than any ring (a Redis writer's): not read"
             case .undecryptable(let kids):
@@ -98,6 +101,14 @@ actor SigningKeyRing {
     private var publishFailed = false
     /// Whether the cluster's signed revocation list revokes a kid of this issuer (`kind: key`).
     private let isKeyRevoked: @Sendable (String) -> Bool
+    /// Whether this control plane's copy of the revocation list has synced. Before it has,
+    /// `isKeyRevoked` knows nothing: a control plane restarted with a retired key's record put
+    /// back (and the head garbled, so that the sync waited) signed every token with that key and
+    /// published it (a bypass review). Nothing signs, is published or changed until then.
+    private let isListSynced: @Sendable () -> Bool
+    /// The last read refused the hash (more fields than any ring): the ring is the one read
+    /// before, and nothing is changed on it until a read succeeds again.
+    private var readRefused = false
     /// Writes a key revocation of this issuer's `kid` to the signed revocation list, durably (as
     /// `POST /v1/revocations` does, `required_replicas` included), for `actor`, and answers its id:
     /// what a retirement stands on.
@@ -116,8 +127,10 @@ actor SigningKeyRing {
     init(config: AuthorizationServerConfig, client: RedisClient, keys: ClusterKeys, kek: KeyEncryptionKey,
          publisher: KeySetPublisher, membership: Membership, mac: ClusterMAC, alarm: TamperingAlarm, verificationKeys: KeySetStore,
          metrics: ControlMetrics, logger: Logger, isKeyRevoked: @escaping @Sendable (String) -> Bool,
+         isListSynced: @escaping @Sendable () -> Bool,
          revokeKey: @escaping @Sendable (_ kid: String, _ actor: String) async throws -> String) {
         self.isKeyRevoked = isKeyRevoked
+        self.isListSynced = isListSynced
         self.revokeKey = revokeKey
         self.config = config
         self.client = client
@@ -128,7 +141,7 @@ actor SigningKeyRing {
         self.mac = mac
         self.alarm = alarm
         self.verificationKeys = verificationKeys
-        self.lock = ClusterLock(client: client, keys: keys, task: "as-keys", alarm: alarm)
+        self.lock = ClusterLock(client: client, keys: keys, task: "as-keys", longest: config.rotationPropagationTimeout + .seconds(30), alarm: alarm)
         self.metrics = metrics
         self.logger = logger
     }
@@ -137,6 +150,7 @@ actor SigningKeyRing {
 
     /// The signer for new tokens (the ring is re-read when older than a second).
     func activeSigner() async throws -> JWTSigner {
+        guard isListSynced() else { throw RingError.notSynced }
         try await refreshIfOld()
         guard let active = ring.values.first(where: { $0.record.state == .active }) else { throw RingError.noActiveKey }  // one at most: `reload`
         return JWTSigner(key: active.key, keyID: active.record.kid)
@@ -144,6 +158,7 @@ actor SigningKeyRing {
 
     /// The JWKS document: every key in the ring, oldest first.
     func document() async throws -> String {
+        guard isListSynced() else { throw RingError.notSynced }
         try await refreshIfOld()
         return jwks
     }
@@ -193,9 +208,13 @@ actor SigningKeyRing {
         }
         flat = Array(flat.dropFirst())
         if flat.first?.string == "too_many" {
-            alarm.report(key: keys.authorizationServerKeys, "\(flat.last?.int ?? 0) signing-key fields, more than any ring holds (\(Self.maxRecords)): not read; the ring stays as it was")
-            throw RingError.unreadable(keys.authorizationServerKeys)
+            alarm.report(key: keys.authorizationServerKeys, "\(flat.last?.int ?? 0) signing-key fields, more than any ring holds (\(Self.maxRecords)): not read; the ring stays as it was, and no rotation or retirement runs until the junk is deleted")
+            readRefused = true
+            guard loadedAt != nil else { throw RingError.unreadable(keys.authorizationServerKeys) }
+            loadedAt = .now
+            return
         }
+        readRefused = false
         var next: [String: Loaded] = [:]
         var undecryptable: [String] = []
         for (field, text) in flat.hashFields() {
@@ -266,6 +285,7 @@ actor SigningKeyRing {
     /// At start-up: makes sure there is an active key (creating the first one) and that the
     /// published key set matches the ring.
     func start() async throws {
+        guard isListSynced() else { throw RingError.notSynced }
         try await reload()
         if ring.values.contains(where: { $0.record.state == .active }) {
             try await publish()
@@ -302,7 +322,7 @@ actor SigningKeyRing {
 
     /// `previous`: the key the new one replaces (default: the ring's active key).
     private func rotateLocked(trigger: String, previous replaced: SigningKeyRecord? = nil) async throws -> RotationResult {
-        try await reload()
+        try await reloadForChange()
         let previous = replaced ?? ring.values.first { $0.record.state == .active }?.record
         let previousVersion = try await publisher.record(issuer: config.issuer)?.version
 
@@ -369,7 +389,7 @@ actor SigningKeyRing {
     /// Retiring a key already revoked does step 2 again, on any control plane.
     func retire(kid: String, actor: String) async throws -> Retirement {
         let retired = try await locked(ttl: .seconds(30)) { () async throws -> Retirement in
-            try await reload()
+            try await reloadForChange()
             let record = ring[kid]?.record
             if record?.state == .active { throw RingError.activeKey(kid) }
             let alreadyRevoked = isKeyRevoked(kid)
@@ -398,7 +418,7 @@ actor SigningKeyRing {
     /// a publish failed.
     func maintain() async {
         do {
-            try await reload()
+            try await reloadForChange()
             // On its own: a publish that keeps failing must not hold up the other chores.
             do {
                 try await republishIfFailed()
@@ -486,6 +506,8 @@ actor SigningKeyRing {
             guard !stale.isEmpty else { return [] }
             _ = try await client.send(["HDEL", RedisArgument(keys.authorizationServerKeys)] + stale.map { RedisArgument($0) })
             try await reload()
+            // A revoked key the published set still holds (revoked while retiring) leaves it too.
+            if try await publisher.record(issuer: config.issuer)?.jwks != jwks { try await publish() }
             return stale
         }
         guard let deleted, !deleted.isEmpty else { return }
@@ -511,6 +533,7 @@ actor SigningKeyRing {
     @discardableResult
     func publish() async throws -> KeySetRecord {
         do {
+            guard isListSynced(), !readRefused else { throw readRefused ? RingError.unreadable(keys.authorizationServerKeys) : RingError.notSynced }
             let record = try await publisher.publish(issuer: config.issuer, jwks: jwks)
             publishFailed = false
             return record
@@ -521,6 +544,14 @@ actor SigningKeyRing {
     }
 
     // MARK: Helpers
+
+    /// `reload`, for a change to the ring: refused until the revocation list has synced, and
+    /// while the hash cannot be read.
+    private func reloadForChange() async throws {
+        guard isListSynced() else { throw RingError.notSynced }
+        try await reload()
+        if readRefused { throw RingError.unreadable(keys.authorizationServerKeys) }
+    }
 
     /// Runs `body` holding the ring's cluster lock; nil when another control plane holds it.
     private func locked<T: Sendable>(ttl: Duration, _ body: () async throws -> T) async throws -> T? {

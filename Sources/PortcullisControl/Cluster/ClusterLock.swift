@@ -5,26 +5,29 @@ import PortcullisRedis
 /// A lease in Redis so that, of two control planes side by side, one does a chore. Released only
 /// by its holder (compare-and-delete), and expires by itself if the holder dies.
 ///
-/// A lease without an expiry, or with one longer than any holder takes (`longestLease`), was
-/// set by a Redis writer: trusted, it stopped the chore for good and silently — rotations and
-/// retirements answered 409 `busy`, the log went unpruned, an issuer's keys were never fetched
-/// again (an attacker review). Such a lease is reported and taken over.
+/// A lease without an expiry, or with one longer than any holder of this lock takes
+/// (`longest`), was set by a Redis writer: trusted, it stopped the chore for good and silently —
+/// rotations and retirements answered 409 `busy`, the log went unpruned, an issuer's keys were
+/// never fetched again (an attacker review). Such a lease is reported and taken over. A writer
+/// who sets the lease again and again within `longest` still delays the chore by that much each
+/// time; it is not signed.
 struct ClusterLock: Sendable {
     let client: RedisClient
     let key: String
+    /// The longest lease any holder of this lock takes (every control plane of a cluster runs
+    /// the same settings).
+    let longest: Duration
     /// Told of a lease taken over (nil: not reported).
     let alarm: TamperingAlarm?
 
-    /// No chore holds a lease longer than this (or than it asks for, if longer).
-    static let longestLease: Duration = .seconds(86_400)
-
-    init(client: RedisClient, keys: ClusterKeys, task: String, alarm: TamperingAlarm?) {
-        self.init(client: client, key: keys.controlLock(task), alarm: alarm)
+    init(client: RedisClient, keys: ClusterKeys, task: String, longest: Duration, alarm: TamperingAlarm?) {
+        self.init(client: client, key: keys.controlLock(task), longest: longest, alarm: alarm)
     }
 
-    init(client: RedisClient, key: String, alarm: TamperingAlarm?) {
+    init(client: RedisClient, key: String, longest: Duration, alarm: TamperingAlarm?) {
         self.client = client
         self.key = key
+        self.longest = longest
         self.alarm = alarm
     }
 
@@ -33,7 +36,7 @@ struct ClusterLock: Sendable {
         let millis = max(1, ttl.wholeMilliseconds)
         let reply = try await client.evalScript(Self.acquireScript, keys: [RedisArgument(key)],
                                                 arguments: [RedisArgument(token), RedisArgument(millis),
-                                                            RedisArgument(max(millis, Self.longestLease.wholeMilliseconds))])
+                                                            RedisArgument(max(millis, longest.wholeMilliseconds) + 1000)])
         switch reply.int {
         case 1:
             return token

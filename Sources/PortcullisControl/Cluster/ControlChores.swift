@@ -172,7 +172,7 @@ final class ControlChores: Service, Sendable {
     /// A gateway lacks a kid of the built-in issuer: republish (throttled cluster-wide to once a second).
     private func republishBuiltin(_ ring: SigningKeyRing) async {
         do {
-            let lock = ClusterLock(client: client, key: keys.keySetFetchLock(ring.config.issuer), alarm: alarm)
+            let lock = ClusterLock(client: client, key: keys.keySetFetchLock(ring.config.issuer), longest: .seconds(1), alarm: alarm)
             guard try await lock.acquire(ttl: .seconds(1), token: config.nodeID) != nil else { return }
             try await ring.reload()
             try await ring.publish()
@@ -246,7 +246,7 @@ final class ControlChores: Service, Sendable {
     }
 
     private func runPruner() async {
-        let lock = ClusterLock(client: client, keys: keys, task: "prune", alarm: alarm)
+        let lock = ClusterLock(client: client, keys: keys, task: "prune", longest: .seconds(55), alarm: alarm)
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(60))
             // The lease is left to expire rather than released, so a peer skips this round.

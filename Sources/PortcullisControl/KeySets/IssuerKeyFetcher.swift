@@ -135,7 +135,8 @@ actor IssuerKeyFetcher {
         if let lock {
             let millis = max(1, lock.wholeMilliseconds)
             do {
-                let lease = ClusterLock(client: client, key: keys.keySetFetchLock(issuer.issuer), alarm: alarm)
+                let lease = ClusterLock(client: client, key: keys.keySetFetchLock(issuer.issuer),
+                                        longest: max(issuer.refresh.minInterval, issuer.refresh.unknownKeyIDThrottle), alarm: alarm)
                 if try await lease.acquire(ttl: .milliseconds(millis), token: nodeID) == nil { return .throttled }
             } catch {
                 logger.debug("cannot take the fetch lock; Redis unreachable", metadata: ["issuer": "\(issuer.name)", "error": "\(error)"])
