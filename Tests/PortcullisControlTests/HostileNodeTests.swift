@@ -194,7 +194,7 @@ struct HostileNodeTests {
             #expect(try listed() == ["gw-1"])
             gateway.process.signal(SIGSTOP)
             defer { gateway.process.signal(SIGCONT) }
-            let revoked = try cluster.control.admin("POST", "/v1/revocations?wait=2s", json: #"{"kind":"subject","value":"mallory"}"#)
+            let revoked = try cluster.control.admin("POST", "/v1/revocations?wait=500ms", json: #"{"kind":"subject","value":"mallory"}"#)
             gateway.process.signal(SIGCONT)
             let laggards = ((revoked.json["propagation"] as? [String: Any])?["laggards"] as? [Any])?.compactMap { ($0 as? [String: Any])?["id"] as? String ?? $0 as? String }
             #expect(revoked.status == 202 && laggards == ["gw-1"], "\(revoked.status) \(revoked.text)")

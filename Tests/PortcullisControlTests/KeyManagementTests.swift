@@ -225,7 +225,6 @@ extension ControlPlaneTests {
             let rotated = try control.admin("POST", "/v1/keys/builtin/rotate")
             #expect(rotated.status == 200, "\(rotated.status) \(rotated.text)")
             #expect(try control.metrics().contains(#"portcullis_cluster_tampering_total{key="control:lock:*"}"#), "not reported")
-            #expect(try cluster.redis.cli("PTTL", "portcullis:control:lock:as-keys") != "-1")
             // A first build took over only leases past a day (a bypass review).
             _ = try cluster.redis.cli("SET", "portcullis:control:lock:as-keys", "a-day-less-an-hour", "PX", "82800000")
             let again = try control.admin("POST", "/v1/keys/builtin/rotate")
@@ -258,7 +257,8 @@ extension ControlPlaneTests {
             let cluster = try await ControlCluster()
             defer { Task { await cluster.shutdown() } }
             let control = cluster.control
-            _ = try cluster.redis.cli(["HSET", "portcullis:as:keys"] + (1...65).flatMap { ["junk\($0)", "x"] })
+            // Named as kids, so not deleted as junk (fields of other names are).
+            _ = try cluster.redis.cli(["HSET", "portcullis:as:keys"] + (1...65).flatMap { ["as-1-\(String($0, radix: 16))", "x"] })
             try await Task.sleep(for: .milliseconds(2500))  // past the ring's one-second reads and a round of chores
             #expect(!(try cluster.clientCredentials().access).isEmpty)
             let jwks = try control.get(port: control.port, "/oauth2/jwks")
@@ -498,11 +498,10 @@ extension ControlPlaneTests {
             await first.stop()
             _ = try cluster.redis.cli("EVAL", "redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]); return 1", "1",
                                       "portcullis:as:keys", newKid, oldKid, oldRecord)
-            // The head garbled every few milliseconds for about 10 s, from one redis-cli reading commands.
-            let garbler = try ManagedProcess(executable: "/bin/sh", arguments: ["-c", """
-                i=0; while [ $i -lt 2000 ]; do echo 'SET portcullis:rev:head garbage'; i=$((i+1)); sleep 0.004; done \
-                | redis-cli -p \(cluster.redis.port) > /dev/null
-                """])
+            // The head garbled every 4 ms for about 10 s, by one redis-cli process.
+            let garbler = try ManagedProcess(executable: "/usr/bin/redis-cli", arguments: [
+                "-p", String(cluster.redis.port), "-r", "2500", "-i", "0.004", "SET", "portcullis:rev:head", "garbage",
+            ])
             defer { Task { await garbler.kill() } }
             try await Task.sleep(for: .milliseconds(100))
             let second = try await cluster.startPeerControl(waitForSigningKey: false)
@@ -517,6 +516,7 @@ extension ControlPlaneTests {
                 try await Task.sleep(for: .milliseconds(250))
             }
             #expect(!kids.contains(oldKid), "tokens signed with the retired key (\(refused) of 8 refused)")
+            #expect(refused >= 1, "every token request answered: the list synced despite the garbling, so this run tested nothing")
             #expect(!(try cluster.redis.cli("HGET", "portcullis:keys:set:" + cluster.issuer, "jwks")).contains(oldKid))
         }
 

@@ -695,7 +695,9 @@ final class AuthorizationServer: Sendable {
             failure.headers[.retryAfter] = "2"
             throw failure
         } catch let error as SigningKeyRing.RingError {
-            var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "\(error); retry")
+            // What is wrong is the operator's to read (it may name kids, files or Redis keys).
+            logger.warning("authorization server: signing keys unavailable", metadata: ["error": "\(error)"])
+            var failure = APIError(.serviceUnavailable, "temporarily_unavailable", "the authorization server's signing keys are not ready; retry")
             failure.headers[.retryAfter] = "1"
             throw failure
         } catch {

@@ -21,9 +21,10 @@ enum PublicRoutes {
             do {
                 document = try await server.ring.document()
             } catch {
-                // Not a 500: the keys are not ready (the revocation list syncing, Redis away).
+                // Not a 500: the keys are not ready (the revocation list syncing, Redis away). The
+                // reason, which may name Redis's address, is the control plane's log's.
                 return Response(status: .serviceUnavailable, headers: [.retryAfter: "1", .contentType: "text/plain; charset=utf-8"],
-                                body: ResponseBody(byteBuffer: ByteBuffer(string: "the signing keys are not ready: \(error)\n")))
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: "the signing keys are not ready; retry\n")))
             }
             return Response(status: .ok, headers: [.contentType: "application/jwk-set+json", .cacheControl: "max-age=60"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: document)))

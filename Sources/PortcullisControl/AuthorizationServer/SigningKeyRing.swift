@@ -107,7 +107,8 @@ actor SigningKeyRing {
     /// published it (a bypass review). Nothing signs, is published or changed until then.
     private let isListSynced: @Sendable () -> Bool
     /// The last read refused the hash (more fields than any ring): the ring is the one read
-    /// before, and nothing is changed on it until a read succeeds again.
+    /// before, held to the revocation list and the clock again at each read (`settle`), and no
+    /// rotation or retirement runs until a read succeeds again.
     private var readRefused = false
     /// Writes a key revocation of this issuer's `kid` to the signed revocation list, durably (as
     /// `POST /v1/revocations` does, `required_replicas` included), for `actor`, and answers its id:
@@ -178,43 +179,70 @@ actor SigningKeyRing {
     /// The longest field (kid) read: this server's kids are about 20 bytes.
     static let maxKidBytes = 128
 
-    /// KEYS: the ring's hash. ARGV: the most fields, the longest field name, the longest record.
-    /// Deletes fields past the limits unread (no record is that long) and answers
-    /// `{removed, fields…}`, or `{removed, 'too_many', count}`. Read whole with `HGETALL` every
-    /// second, four 64 MiB junk fields held the control plane at 575 MiB and its token endpoint
-    /// at 1.8 s (an attacker review).
-    static let readScript = RedisScript("""
+    /// Whether a field cannot be a record of this server (Lua, for the scripts below): a name
+    /// that is not a kid (`as-<seconds>-<hex>`, as `makeKey` makes them) or longer than
+    /// `maxKidBytes`, or a value longer than any record. ARGV[2], ARGV[3]: those limits.
+    private static let junkField = """
+    local function junk(field)
+      return #field > tonumber(ARGV[2]) or not string.match(field, '^as%-%d+%-%x+$')
+        or redis.call('HSTRLEN', KEYS[1], field) > tonumber(ARGV[3])
+    end
+    """
+
+    /// KEYS: the ring's hash. ARGV: the most fields, the longest kid, the longest record.
+    /// Read-only (so it runs while Redis pauses writes, as in a failover): `{junk, 1, {fields…}}`
+    /// — `{n, 1, {}}` when `n` fields are junk (`junkField`), which `deleteJunk` removes first —
+    /// or `{0, 0, count}` with more fields than any ring. Read whole with `HGETALL` every second,
+    /// four 64 MiB junk fields held the control plane at 575 MiB and its token endpoint at 1.8 s
+    /// (an attacker review).
+    static let readScript = RedisScript(junkField + "\n" + """
+    local bad = 0
+    for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+      if junk(field) then bad = bad + 1 end
+    end
+    if bad > 0 then return {bad, 1, {}} end
+    local count = redis.call('HLEN', KEYS[1])
+    if count > tonumber(ARGV[1]) then return {0, 0, count} end
+    return {0, 1, redis.call('HGETALL', KEYS[1])}
+    """)
+
+    /// KEYS: the ring's hash. ARGV: unused, the longest kid, the longest record. Deletes the
+    /// junk fields unread; answers how many.
+    static let deleteJunkScript = RedisScript(junkField + "\n" + """
     local removed = 0
     for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-      if #field > tonumber(ARGV[2]) or redis.call('HSTRLEN', KEYS[1], field) > tonumber(ARGV[3]) then
+      if junk(field) then
         redis.call('HDEL', KEYS[1], field)
         removed = removed + 1
       end
     end
-    local count = redis.call('HLEN', KEYS[1])
-    if count > tonumber(ARGV[1]) then return {removed, 'too_many', count} end
-    local reply = redis.call('HGETALL', KEYS[1])
-    table.insert(reply, 1, removed)
-    return reply
+    return removed
     """)
 
     /// Re-reads the ring from Redis and updates the local verification keys.
     func reload() async throws {
-        var flat = try await client.evalScript(Self.readScript, keys: [RedisArgument(keys.authorizationServerKeys)], arguments: [
-            RedisArgument(Self.maxRecords), RedisArgument(Self.maxKidBytes), RedisArgument(SigningKeyRecord.maxBytes),
-        ]).array ?? []
-        if let removed = flat.first?.int, removed > 0 {
-            alarm.report(key: keys.authorizationServerKeys, "\(removed) fields longer than any signing-key record: deleted unread")
+        let key = [RedisArgument(keys.authorizationServerKeys)]
+        let limits = [RedisArgument(Self.maxRecords), RedisArgument(Self.maxKidBytes), RedisArgument(SigningKeyRecord.maxBytes)]
+        var reply = try await client.evalScript(Self.readScript, keys: key, arguments: limits, readOnly: true).array ?? []
+        if let junk = reply.first?.int, junk > 0 {
+            let removed = try await client.evalScript(Self.deleteJunkScript, keys: key, arguments: limits).int ?? 0
+            alarm.report(key: keys.authorizationServerKeys, "\(removed) fields that cannot be signing-key records (not a kid, or longer than any record): deleted unread")
+            reply = try await client.evalScript(Self.readScript, keys: key, arguments: limits, readOnly: true).array ?? []
         }
-        flat = Array(flat.dropFirst())
-        if flat.first?.string == "too_many" {
-            alarm.report(key: keys.authorizationServerKeys, "\(flat.last?.int ?? 0) signing-key fields, more than any ring holds (\(Self.maxRecords)): not read; the ring stays as it was, and no rotation or retirement runs until the junk is deleted")
+        guard reply.count == 3, reply[0].int == 0, let readable = reply[1].int else {
+            throw RingError.unreadable(keys.authorizationServerKeys)
+        }
+        guard readable == 1 else {
+            alarm.report(key: keys.authorizationServerKeys, "\(reply[2].int ?? 0) signing-key fields, more than any ring holds (\(Self.maxRecords)): not read; the ring stays as it was, and no rotation or retirement runs until they are deleted")
             readRefused = true
             guard loadedAt != nil else { throw RingError.unreadable(keys.authorizationServerKeys) }
-            loadedAt = .now
+            // The ring as last read, held to the revocation list and the clock again: a key
+            // revoked since, or past its retirement time, leaves what signs and is published.
+            settle(ring)
             return
         }
         readRefused = false
+        let flat = reply[2].array ?? []
         var next: [String: Loaded] = [:]
         var undecryptable: [String] = []
         for (field, text) in flat.hashFields() {
@@ -257,6 +285,13 @@ actor SigningKeyRing {
         // nothing — is left out. An older active record is reported, revoked or not (`maintain`
         // deletes a revoked active record before it replaces the key, so none is left beside
         // its replacement).
+        settle(next)
+    }
+
+    /// Takes `records` as the ring, less what may not sign or be published (below), and computes
+    /// the JWKS.
+    private func settle(_ records: [String: Loaded]) {
+        var next = records
         let revoked = Set(next.values.filter { isKeyRevoked($0.record.kid) }.map(\.record.kid))
         let actives = next.values.filter { $0.record.state == .active }
             .sorted { ($0.record.activatedMillis ?? $0.record.createdMillis, $0.record.revision) > ($1.record.activatedMillis ?? $1.record.createdMillis, $1.record.revision) }
@@ -396,14 +431,18 @@ actor SigningKeyRing {
             // An unknown kid writes nothing: a revocation cannot be undone.
             guard record != nil || alreadyRevoked else { throw RingError.unknownKey(kid) }
             let revocationID = alreadyRevoked ? nil : try await revokeKey(kid, actor)
-            _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
-            revisions[kid] = .max
-            try await reload()
+            // The retirement stands from here on: what fails below (Redis refusing writes in a
+            // failover) is finished by `maintain` — the record, revoked, is left out and deleted,
+            // the JWKS published again — and the answer says so rather than "nothing changed".
             do {
+                _ = try await client.send("HDEL", RedisArgument(keys.authorizationServerKeys), RedisArgument(kid))
+                revisions[kid] = .max
+                try await reload()
                 try await publish()
                 return Retirement(record: record, revocationID: revocationID, published: true)
             } catch {
-                logger.warning("a retired key's JWKS could not be published; its revocation stands, will publish again",
+                publishFailed = true
+                logger.warning("a retired key's record or JWKS could not be updated; its revocation stands, will publish again",
                                metadata: ["kid": "\(kid)", "error": "\(error)"])
                 return Retirement(record: record, revocationID: revocationID, published: false, publishError: "\(error)")
             }
@@ -417,8 +456,19 @@ actor SigningKeyRing {
     /// dropping pending keys a crashed rotation left behind, and publishing the JWKS again after
     /// a publish failed.
     func maintain() async {
+        guard isListSynced() else { return }
         do {
-            try await reloadForChange()
+            try await reload()
+            if readRefused {
+                // Only what the ring as last read, filtered again, drops from the published set.
+                let dropped = try await locked(ttl: .seconds(30)) { () async throws -> Bool in
+                    guard try await publisher.record(issuer: config.issuer)?.jwks != jwks else { return false }
+                    try await publish()
+                    return true
+                }
+                if dropped == true { logger.warning("published the signing keys less those revoked or retired since the hash became unreadable") }
+                return
+            }
             // On its own: a publish that keeps failing must not hold up the other chores.
             do {
                 try await republishIfFailed()
@@ -533,7 +583,7 @@ actor SigningKeyRing {
     @discardableResult
     func publish() async throws -> KeySetRecord {
         do {
-            guard isListSynced(), !readRefused else { throw readRefused ? RingError.unreadable(keys.authorizationServerKeys) : RingError.notSynced }
+            guard isListSynced() else { throw RingError.notSynced }
             let record = try await publisher.publish(issuer: config.issuer, jwks: jwks)
             publishFailed = false
             return record
