@@ -21,12 +21,12 @@ public final class TamperingAlarm: Sendable {
     ///   - key: the Redis key (with the prefix) or channel where the tampering was seen.
     ///   - reason: what was wrong, for the log line.
     public func report(key: String, _ reason: String) {
-        let key = Self.bounded(key)
+        let key = BoundedText.cut(key, to: Self.maxLoggedBytes)
         let name = key.hasPrefix(prefix) ? String(key.dropFirst(prefix.count)) : key
         Counter(label: "portcullis_cluster_tampering_total", dimensions: [("key", Self.family(name))]).increment()
         let now = ContinuousClock.now
         let shouldLog = lastLogged.withLock { logged in
-            let tag = name + "|" + Self.bounded(reason)
+            let tag = name + "|" + BoundedText.cut(reason, to: Self.maxLoggedBytes)
             if let last = logged[tag], now - last < .seconds(60) { return false }
             // Names and reasons carry what the writer chose: keep the memory bounded.
             if logged.count >= 1024 { logged.removeAll() }
@@ -45,10 +45,7 @@ public final class TamperingAlarm: Sendable {
         return name
     }
 
-    /// A key or reason as logged and remembered: at most 256 bytes, so an id a Redis writer made
-    /// 16 MiB long costs no more (an attacker review).
-    static func bounded(_ text: String) -> String {
-        guard text.utf8.count > 256 else { return text }
-        return String(decoding: text.utf8.prefix(200), as: UTF8.self) + "…(\(text.utf8.count) bytes)"
-    }
+    /// The most bytes of a key or reason logged and remembered, so that an id a Redis writer
+    /// made 16 MiB long costs no more (an attacker review).
+    static let maxLoggedBytes = 256
 }

@@ -33,9 +33,7 @@ struct AuditLog: Sendable {
 
     /// `value`, cut to `maxValueBytes`.
     static func bounded(_ value: String) -> String {
-        let length = value.utf8.count
-        guard length > maxValueBytes else { return value }
-        return String(decoding: value.utf8.prefix(maxValueBytes), as: UTF8.self) + "…(cut, \(length) bytes)"
+        BoundedText.cut(value, to: maxValueBytes)
     }
 
     /// Records `entry`. A Redis failure is logged (the log line is the second record) and does not

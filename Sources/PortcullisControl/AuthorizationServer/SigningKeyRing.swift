@@ -55,11 +55,11 @@ actor SigningKeyRing {
         var record: SigningKeyRecord?
         /// The key revocation written; nil when the key was already revoked.
         var revocationID: String?
-        /// Whether the JWKS without the key was published. When not, the gateways refuse the key's
-        /// tokens all the same (its revocation), and `maintain` publishes again within seconds.
-        var published: Bool
-        /// Why the publish failed, when it did.
+        /// Why the record's deletion or the JWKS's publish failed, when one did: the gateways
+        /// refuse the key's tokens all the same (its revocation), and `maintain` finishes it.
         var publishError: String?
+        /// Whether the JWKS without the key was published.
+        var published: Bool { publishError == nil }
     }
 
     /// What a rotation did.
@@ -439,12 +439,12 @@ actor SigningKeyRing {
                 revisions[kid] = .max
                 try await reload()
                 try await publish()
-                return Retirement(record: record, revocationID: revocationID, published: true)
+                return Retirement(record: record, revocationID: revocationID)
             } catch {
                 publishFailed = true
                 logger.warning("a retired key's record or JWKS could not be updated; its revocation stands, will publish again",
                                metadata: ["kid": "\(kid)", "error": "\(error)"])
-                return Retirement(record: record, revocationID: revocationID, published: false, publishError: "\(error)")
+                return Retirement(record: record, revocationID: revocationID, publishError: "\(error)")
             }
         }
         guard let retired else { throw RingError.busy }

@@ -133,11 +133,10 @@ actor IssuerKeyFetcher {
 
     private func fetchAndPublish(_ issuer: IssuerConfig, trigger: String, lock: Duration?) async -> Result {
         if let lock {
-            let millis = max(1, lock.wholeMilliseconds)
             do {
                 let lease = ClusterLock(client: client, key: keys.keySetFetchLock(issuer.issuer),
                                         longest: max(issuer.refresh.minInterval, issuer.refresh.unknownKeyIDThrottle), alarm: alarm)
-                if try await lease.acquire(ttl: .milliseconds(millis), token: nodeID) == nil { return .throttled }
+                if try await lease.acquire(ttl: lock, token: nodeID) == nil { return .throttled }
             } catch {
                 logger.debug("cannot take the fetch lock; Redis unreachable", metadata: ["issuer": "\(issuer.name)", "error": "\(error)"])
                 return .throttled
