@@ -17,12 +17,31 @@ enum AdminOutput {
         return ([line(headers)] + rows.map(line)).joined(separator: "\n")
     }
 
+    /// `text` with control characters, line and paragraph separators and bidirectional formatting
+    /// characters shown as `\u{…}`: a value written before such characters were refused (or by
+    /// another tool) cannot forge rows on the operator's terminal or move its cursor.
+    static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isHidden) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if isHidden(scalar) { out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}" } else { out.unicodeScalars.append(scalar) }
+        }
+        return out
+    }
+
+    private static func isHidden(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator: true
+        default: scalar.properties.isBidiControl
+        }
+    }
+
     /// A JSON scalar as text ("-" for null or missing).
     static func text(_ value: JSONValue?) -> String {
         guard let value else { return "-" }
         switch value {
         case .null: return "-"
-        case .string(let text): return text
+        case .string(let text): return printable(text)
         case .bool(let flag): return flag ? "yes" : "no"
         case .integer(let number): return String(number)
         case .number(let number): return String(format: number < 10 ? "%.3f" : "%.1f", number)

@@ -42,8 +42,6 @@ enum ResponseOracle {
         }
     }
 
-    private static let crlf: [UInt8] = [0x0D, 0x0A]
-
     private static func isToken(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true

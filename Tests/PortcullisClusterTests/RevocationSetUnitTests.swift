@@ -72,6 +72,37 @@ struct RevocationSetUnitTests {
         #expect(!Self.isRevoked(set, Self.token(subject: "alice", issuedAt: Self.now - 1)))
     }
 
+    @Test("subjects, clients, grants and kids are matched byte for byte: revoking one spelling (U+212B, a decomposed é) leaves a canonically equivalent one's tokens and keys alone")
+    func canonicallyEquivalentNamesAreOtherNames() {
+        let angstrom = "user-\u{212B}", ring = "user-\u{00C5}"          // ANGSTROM SIGN, LATIN CAPITAL A WITH RING
+        let decomposed = "jose\u{0301}", precomposed = "jos\u{00E9}"
+        #expect(angstrom == ring && decomposed == precomposed)          // what Swift's String equality says
+        var changed: Set<ExactKey> = []
+        let lock = Mutex<Set<ExactKey>>([])
+        let set = RevocationSet(onKeysChanged: { keys in lock.withLock { $0 = keys } })
+        set.apply(Self.revocation(.subject, angstrom, until: Self.now), now: Self.now)
+        set.apply(Self.revocation(.client, decomposed, until: Self.now), now: Self.now)
+        var grant = Self.revocation(.grant, angstrom, until: Self.now, issuer: "https://idp")
+        grant.client = decomposed
+        set.apply(grant, now: Self.now)
+        set.apply(Self.revocation(.key, "k-\u{212A}", until: Self.now + 3600), now: Self.now)   // KELVIN SIGN
+        #expect(Self.isRevoked(set, Self.token(subject: angstrom, issuedAt: Self.now - 1)))
+        #expect(!Self.isRevoked(set, Self.token(subject: ring, issuedAt: Self.now - 1)))
+        #expect(Self.isRevoked(set, Self.token(client: decomposed, issuedAt: Self.now - 1)))
+        #expect(!Self.isRevoked(set, Self.token(client: precomposed, issuedAt: Self.now - 1)))
+        #expect(!Self.isRevoked(set, Self.token(subject: ring, client: precomposed, issuedAt: Self.now - 1)))
+        #expect(Self.isRevoked(set, Self.token(kid: "k-\u{212A}")))
+        #expect(!Self.isRevoked(set, Self.token(kid: "k-K")))
+        #expect(set.isKeyRevoked(kid: "k-\u{212A}", issuer: "https://idp") && !set.isKeyRevoked(kid: "k-K", issuer: "https://idp"))
+        let cutoffs = set.cutoffs(issuer: "https://idp", subject: ring, clientID: precomposed)
+        #expect(cutoffs.subject == nil && cutoffs.client == nil && cutoffs.grant == nil)
+        #expect(set.cutoffs(issuer: "https://idp", subject: angstrom, clientID: decomposed).grant != nil)
+        // The key sets are told the revoked kid as it was written, and drop only that one.
+        changed = lock.withLock { $0 }
+        let byKid = ClusterAgent.revokedKeysByKid(changed)
+        #expect(byKid[ExactKey("k-\u{212A}")] == ["*"] && byKid[ExactKey("k-K")] == nil)
+    }
+
     @Test("cut-offs compare in milliseconds: a whole-second iat in the cut-off's second is refused, a fractional iat keeps its fraction, the next second passes")
     func millisecondCutoff() {
         let set = RevocationSet()
@@ -192,7 +223,7 @@ struct RevocationSetUnitTests {
 
     @Test("a revoked key refuses every token it signed and is reported to the key sets")
     func key() {
-        let reported = Mutex<Set<String>>([])
+        let reported = Mutex<Set<ExactKey>>([])
         let set = RevocationSet { keys in reported.withLock { $0 = keys } }
         set.apply(Self.revocation(.key, "k1", until: Self.now), now: Self.now)
         #expect(Self.isRevoked(set, Self.token(kid: "k1")))

@@ -349,6 +349,35 @@ extension ControlPlaneTests {
             #expect(statuses.filter { $0 == 429 }.count == 1 && statuses.last == 429, "\(statuses)")
         }
 
+        @Test("a signed-in user re-posting the consent form again and again writes at most 10 audit entries and then one per 6 s; the rest are counted, and another user's sign-in is audited all the same")
+        func usersOwnEntriesAreRateLimited() async throws {
+            let cluster = try await SignInBrowser.cluster()
+            defer { Task { await cluster.shutdown() } }
+            let control = cluster.control
+            let browser = SignInBrowser(control: control)
+            let login = try browser.authorize(browser.parameters())
+            var form = SignInBrowser.hiddenFields(login)
+            form["username"] = "alice"
+            form["password"] = "alice-password-1"
+            let consentPage = try browser.post("/oauth2/authorize", form)
+            #expect(consentPage.text.contains("Allow access?"))
+            var consent = SignInBrowser.hiddenFields(consentPage)
+            consent["decision"] = "allow"
+            let started = ContinuousClock.now
+            let posts = 60
+            for _ in 0..<posts { #expect(try browser.post("/oauth2/consent", consent).status == 303) }
+            let elapsed = Int((ContinuousClock.now - started).components.seconds) + 1
+            #expect(try SignInBrowser(control: control).signIn(username: "bob", password: "bob-password-2").status == 303)
+            let entries = try control.admin("GET", "/v1/audit?count=1000").json["entries"] as? [[String: Any]] ?? []
+            // alice's sign-in and her consents share her bucket.
+            let alice = entries.filter { $0["actor"] as? String == "user:alice" }
+            #expect(alice.count >= 10 && alice.count <= 10 + elapsed / 6 + 1, "\(alice.count) entries after \(elapsed) s")
+            #expect(alice.contains { ($0["details"] as? [String: String])?["suppressed_before"] != nil } || alice.count == 10)
+            #expect(entries.contains { $0["action"] as? String == "oauth.login" && $0["actor"] as? String == "user:bob" })
+            let metrics = try control.metrics()
+            #expect(metrics.contains("portcullis_admin_audit_suppressed_total \(posts + 1 - alice.count)"), "\(metrics)")
+        }
+
         @Test("consent is revocable on the account page: revoking it revokes every token issued under it, cluster-wide, and the next sign-in asks again; sign-out ends the session")
         func consentRevocationAndSignOut() async throws {
             let cluster = try await SignInBrowser.cluster()

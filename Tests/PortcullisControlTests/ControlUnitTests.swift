@@ -93,6 +93,13 @@ struct ControlUnitTests {
         #expect(field(#"{"kind":"subject","value":"a","issuer":"x|y"}"#) == "issuer")
         #expect(field(#"{"kind":"subject","value":"a","colour":"red"}"#) == "colour")
         #expect(field(#"{"kind":"subject","value":"a\u0001"}"#) == "value")
+        // `*` is every issuer to the nodes: not a value one may name (leave issuer out instead).
+        #expect(field(#"{"kind":"subject","value":"a","issuer":"*"}"#) == "issuer")
+        // A reason is shown on operators' terminals and pages: no line breaks, escapes or bidi overrides.
+        for reason in [#"a\nb"#, #"\u001b[2J"#, #"x\u202Ey"#, #"a\u2028b"#, #"a\u0085b"#] {
+            #expect(field(#"{"kind":"subject","value":"a","reason":""# + reason + #""}"#) == "reason", "\(reason)")
+        }
+        #expect(try parse(#"{"kind":"subject","value":"a","reason":"incident 42 — café"}"#).reason == "incident 42 — café")
         #expect(field(#"{"kind":"key","value":"k","exp":1900000000}"#) == "exp")
         // A session: its sid, an issuer if given, until its exp (default now + max_token_lifetime).
         let session = try parse(#"{"kind":"session","value":"fam_1","issuer":"https://i","exp":1800000300}"#)
@@ -107,6 +114,33 @@ struct ControlUnitTests {
     func rfc3339() throws {
         #expect(try RevocationInput.timestampMillis(.string("2026-01-01T00:00:00Z"), field: "before", nowMillis: 0) == 1_767_225_600_000)
         #expect(try RevocationInput.timestampMillis(.string("now"), field: "before", nowMillis: 42_123) == 42_123)
+        #expect(try RevocationInput.timestampMillis(.string("2024-02-29T23:59:59-00:30"), field: "before", nowMillis: 0) == 1_709_252_999_000)
+        #expect(try RevocationInput.timestampMillis(.string("1969-12-31T23:59:59.9999Z"), field: "before", nowMillis: 0) == -1)
+        #expect(try RevocationInput.timestampMillis(.string("2016-12-31T23:59:60Z"), field: "before", nowMillis: 0) == 1_483_228_799_999)
+    }
+
+    @Test("an impossible RFC 3339 time is refused naming the field, never rolled over to another instant (2026-02-30, hour 24, offset +24:00)")
+    func rfc3339Strict() throws {
+        for text in ["2026-02-30T00:00:00Z", "2025-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z",
+                     "2026-01-01T24:00:00Z", "2026-01-01T23:60:00Z", "2026-01-01T23:59:61Z", "2026-01-01T00:00:00+24:00",
+                     "2026-01-01T00:00:00+01:60", "2026-01-01T00:00:00", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00Zjunk",
+                     "2026-1-01T00:00:00Z", "+2026-01-01T00:00:00Z", "2026-01-01T00:00:00+0100"] {
+            #expect(throws: APIError.self, "\(text)") { try RevocationInput.timestampMillis(.string(text), field: "before", nowMillis: 0) }
+            if case .success(let millis) = RFC3339Time.millis(text) { Issue.record("\(text) read as \(millis)") }
+        }
+        // Every valid day of 400 years agrees with Foundation's reading of it.
+        let formatter = ISO8601DateFormatter()
+        for year in stride(from: 1900, through: 2300, by: 1) {
+            for month in 1...12 {
+                let day = RFC3339Time.daysIn(month: month, year: year)
+                let text = String(format: "%04d-%02d-%02dT12:34:56Z", year, month, day)
+                guard case .success(let millis) = RFC3339Time.millis(text), let date = formatter.date(from: text) else {
+                    Issue.record("\(text) not read")
+                    return
+                }
+                #expect(millis == Int64(date.timeIntervalSince1970) * 1000, "\(text)")
+            }
+        }
     }
 
     @Test("cut-offs keep their milliseconds from every input form, and until is their second rounded up")

@@ -129,13 +129,15 @@ extension ControlPlaneTests {
             let oldKid = try #require(header(of: oldToken)["kid"] as? String)
             #expect(try control.admin("POST", "/v1/keys/builtin/rotate").status == 200)
             #expect(try cluster.statuses(oldToken) == [200])
-            // The key set cannot be published: Redis refuses SADD (the publish's first write), as
-            // an ACL would; the revocation's write needs none.
+            // The key set cannot be published: an ACL makes the key-set record read-only (the
+            // publish replaces it whole); the revocation's write needs no write to it.
             let setKey = "portcullis:keys:set:" + cluster.issuer
             #expect(try cluster.redis.cli("HGET", setKey, "jwks").contains(oldKid))
-            _ = try cluster.redis.cli("ACL", "SETUSER", "default", "-sadd")
+            _ = try cluster.redis.cli("ACL", "SETUSER", "default", "resetkeys", "~portcullis:rev:*", "~portcullis:as:*", "~portcullis:audit",
+                                      "~portcullis:control:*", "~portcullis:keys:lock:*", "~portcullis:keys:missing:*", "%R~portcullis:keys:set:*",
+                                      "~portcullis:node:*", "~portcullis:nodes", "~portcullis:rl:*")
             let retired = try control.admin("POST", "/v1/keys/builtin/kids/\(oldKid)/retire")
-            _ = try cluster.redis.cli("ACL", "SETUSER", "default", "+sadd")
+            _ = try cluster.redis.cli("ACL", "SETUSER", "default", "resetkeys", "~*")
             #expect(retired.status == 200, "\(retired.status) \(retired.text)")
             #expect(retired.json["jwks_published"] as? Bool == false && retired.json["warning"] is String, "\(retired.text)")
             let revocationID = retired.json["revocation_id"] as? String

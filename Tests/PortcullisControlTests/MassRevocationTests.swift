@@ -42,6 +42,17 @@ struct MassRevocationTests {
             #expect(bad.json["field"] as? String == "revocations[1].exp")
             #expect(((try cluster.control.admin("GET", "/v1/revocations?kind=jti&value=ok-1")).json["items"] as? [Any])?.isEmpty == true)
 
+            // Each token keeps its own reason: tokens of one reason share a change, another reason
+            // gets its own (a change holds one reason).
+            let reasons = try cluster.control.admin("POST", "/v1/revocations/batch", json: #"{"revocations":[{"kind":"jti","value":"r-1","reason":"incident 7"},"#
+                                                   + #"{"kind":"jti","value":"r-2","reason":"incident 8"},{"kind":"jti","value":"r-3","reason":"incident 7"},"#
+                                                   + #"{"kind":"jti","value":"r-4"}]}"#)
+            #expect(reasons.status == 201 && (reasons.json["changes"] as? [Any])?.count == 3, "\(reasons.text.prefix(300))")
+            for (jti, reason) in [("r-1", "incident 7"), ("r-2", "incident 8"), ("r-3", "incident 7")] {
+                let item = (try cluster.control.admin("GET", "/v1/revocations?kind=jti&value=\(jti)").json["items"] as? [[String: Any]])?.first
+                #expect(item?["reason"] as? String == reason, "\(jti): \(String(describing: item))")
+            }
+
             // The CLI sends a file (one revocation per line, or JSON objects) as one batch.
             let file = try TemporaryDirectory.make(prefix: "portcullis-batch") + "/revocations.txt"
             try "# compromised in incident 42\njti cli-1\n{\"kind\":\"subject\",\"value\":\"cli-user\"}\n\njti cli-2\nsession cli-session\n"

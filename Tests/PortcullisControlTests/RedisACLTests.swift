@@ -114,7 +114,6 @@ extension ControlPlaneTests {
             ForbiddenCommand(what: "publish a revocation from a script",
                              command: ["EVAL", "return redis.call('PUBLISH', 'portcullis:rev:events', 'x')", "0"]),
             ForbiddenCommand(what: "write a key-set record", command: ["HSET", "portcullis:keys:set:https://issuer.test", "jwks", "{\"keys\":[]}"]),
-            ForbiddenCommand(what: "list a key-set issuer", command: ["SADD", "portcullis:keys:issuers", "https://evil.test"]),
             ForbiddenCommand(what: "announce a key set", command: ["PUBLISH", "portcullis:keys:events", "v9 https://issuer.test"]),
             ForbiddenCommand(what: "hold the JWKS fetch lock", command: ["SET", "portcullis:keys:lock:https://issuer.test", "gw", "PX", "60000"]),
             ForbiddenCommand(what: "append to the audit stream", command: ["XADD", "portcullis:audit", "*", "actor", "forged"]),

@@ -413,6 +413,22 @@ final class GatewayProxyTests {
         #expect(chunked.json["body_preview"] as? String == "hello world")
     }
 
+    @Test("on a strip_prefix route, a format suffix of dots (/orders.., /orders%2e%2e/, /ORDERS.%2E) is refused 400 and reaches no upstream as /..")
+    func strippedPrefixLeavesNoDotSegment() throws {
+        let token = try issuer.token(sub: "alice", scope: "orders:read")
+        let before = upstream.requestCount
+        for path in ["/orders..", "/orders%2e%2e/", "/ORDERS.%2E", "/orders.", "/orders..?q=1"] {
+            let response = try gateway.request("GET", path, headers: [("Authorization", "Bearer \(token)")])
+            #expect(response.status == 400, "\(path): \(response.status)")
+            #expect(response.json["error"] as? String == "invalid_request", "\(path)")
+        }
+        // Not a format suffix (more follows it): no route takes it.
+        #expect(try gateway.request("GET", "/orders../x", headers: [("Authorization", "Bearer \(token)")]).status == 404)
+        #expect(upstream.requestCount == before, "a dot segment reached the upstream")
+        let served = try gateway.request("GET", "/orders/42", headers: [("Authorization", "Bearer \(token)")])
+        #expect(served.status == 200 && served.json["uri"] as? String == "/42")
+    }
+
     @Test("Connection: content-length cannot make the upstream read a body as a second request")
     func connectionListedFraming() throws {
         let smuggled = "GET /public/admin HTTP/1.1\r\nHost: t\r\nX-Auth-Subject: admin\r\n\r\n"

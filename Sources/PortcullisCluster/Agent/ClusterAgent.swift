@@ -6,30 +6,6 @@ import PortcullisJOSE
 import PortcullisRedis
 import Synchronization
 
-/// Who a node is, for membership.
-public struct NodeIdentity: Sendable {
-    public var id: String
-    /// Random per process start: an acknowledgement counts only for the process that signed it.
-    public var instance: String
-    public var role: String
-    public var address: String
-    public var adminAddress: String
-    public var version: String
-    public var startedAtMillis: Int64
-
-    public init(id: String, role: String = "gateway", address: String, adminAddress: String, version: String,
-                startedAtMillis: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) {
-        self.id = id
-        var generator = SystemRandomNumberGenerator()
-        self.instance = String(UInt64.random(in: .min ... .max, using: &generator), radix: 16)
-        self.role = role
-        self.address = address
-        self.adminAddress = adminAddress
-        self.version = version
-        self.startedAtMillis = startedAtMillis
-    }
-}
-
 /// A gateway node's link to the cluster: keeps revocations and key sets in step with Redis,
 /// syncs rate-limit counters, and heartbeats its membership record. The request path only reads
 /// `revocations` and `rateLimiter`, which never wait on Redis.
@@ -75,13 +51,15 @@ public final class ClusterAgent: Sendable {
     }
 
     /// `issuer|kid` entries (issuer `*` for every issuer) as kid → issuers, keeping each
-    /// revocation's issuer scope (an issuer never contains `|`).
-    static func revokedKeysByKid(_ scoped: Set<String>) -> [String: Set<String>] {
-        var byKid: [String: Set<String>] = [:]
+    /// revocation's issuer scope (an issuer never contains `|`). Split on the byte: a kid that
+    /// begins with a combining mark joins the `|` into one `Character`.
+    static func revokedKeysByKid(_ scoped: Set<ExactKey>) -> [ExactKey: Set<ExactKey>] {
+        var byKid: [ExactKey: Set<ExactKey>] = [:]
         for entry in scoped {
-            let parts = entry.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2 else { continue }
-            byKid[String(parts[1]), default: []].insert(String(parts[0]))
+            let bytes = Array(entry.text.utf8)
+            guard let bar = bytes.firstIndex(of: UInt8(ascii: "|")) else { continue }
+            let issuer = String(decoding: bytes[..<bar], as: UTF8.self), kid = String(decoding: bytes[(bar + 1)...], as: UTF8.self)
+            byKid[ExactKey(kid), default: []].insert(ExactKey(issuer))
         }
         return byKid
     }
@@ -167,10 +145,9 @@ public final class ClusterAgent: Sendable {
 
     /// Messages the subscription holds while this node works through earlier ones; more are
     /// dropped and the node resyncs from Redis's keys instead. Unbounded, a flood a Redis writer
-    /// published grew every node's memory and delayed live revocations for minutes (an attacker
-    /// review); bounded in number only, 1 024 messages of 32 MB (Redis's limit for a subscriber)
-    /// could be held (a bypass review). 128 MiB holds two of the largest messages a commit
-    /// publishes (`RevocationSync.maxMessageBytes`).
+    /// publishes would grow every node's memory and delay live revocations; bounded in number
+    /// only, 1 024 messages of 32 MB (Redis's limit for a subscriber) could be held. 128 MiB holds
+    /// two of the largest messages a commit publishes (`RevocationSync.maxMessageBytes`).
     static let subscriptionBuffer = RedisEventBuffer(events: 1024, bytes: 128 << 20)
 
     /// Resyncs revocations and key sets from Redis; whether that succeeded.
@@ -187,9 +164,9 @@ public final class ClusterAgent: Sendable {
         }
     }
 
-    /// The staleness gauges, from a timer of their own: recorded after each check, they froze at
-    /// "fresh" while a check was held up (an attacker review's flood kept them so for minutes
-    /// while the node failed closed), and the alerts built on them stayed quiet.
+    /// The staleness gauges, from a timer of their own: recorded after each check, they would
+    /// freeze at "fresh" while a check was held up (a flood can hold one up while the node fails
+    /// closed), and the alerts built on them would stay quiet.
     private func runStalenessGauges() async {
         let stalenessGauge = Gauge(label: "portcullis_revocation_staleness_seconds")
         let failingClosedGauge = Gauge(label: "portcullis_revocation_failing_closed")
@@ -240,7 +217,7 @@ public final class ClusterAgent: Sendable {
                 let count = scan.complete ? max(1, live.count) : max(1, live.count, liveNodeCount.load(ordering: .relaxed))
                 liveNodeCount.store(count, ordering: .relaxed)
                 rateLimiter.setLiveNodes(count)
-                let alive = try await client.send("EXISTS", RedisArgument(keys.controlPlaneAlive)).int == 1
+                let alive = try await ControlPlanePresence(client: client, keys: keys).isAnnounced()
                 controlPlaneAlive.store(alive, ordering: .relaxed)
             } catch {
                 logger.debug("heartbeat failed", metadata: ["error": "\(error)"])

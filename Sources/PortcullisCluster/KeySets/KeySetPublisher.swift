@@ -22,26 +22,21 @@ public struct KeySetPublisher: Sendable {
         let stored = try await record(issuer: issuer)?.serial ?? 0
         let record = KeySetRecord(issuer: issuer, jwks: jwks, serial: max(fetchedAtMillis, stored < .max ? stored + 1 : stored),
                                   fetchedAtMillis: fetchedAtMillis, mac: mac)
-        _ = try await client.evalScript(Self.publishScript, keys: [RedisArgument(keys.keySet(issuer)), RedisArgument(keys.keySetIssuers)], arguments: [
+        _ = try await client.evalScript(Self.publishScript, keys: [RedisArgument(keys.keySet(issuer))], arguments: [
             RedisArgument(issuer), RedisArgument(jwks), RedisArgument(record.version), RedisArgument(record.serial), RedisArgument(fetchedAtMillis),
             RedisArgument(record.mac), RedisArgument(keys.keySetChannel), RedisArgument(KeySetAnnouncement(version: record.version, issuer: issuer).wireText),
         ])
         return record
     }
 
-    /// KEYS: the issuer's key-set record, the set of issuers. ARGV: issuer, jwks, version, serial,
-    /// fetched ms, MAC, the announcement's channel and text.
+    /// KEYS: the issuer's key-set record. ARGV: issuer, jwks, version, serial, fetched ms, MAC,
+    /// the announcement's channel and text.
     ///
-    /// The record is replaced whole: fields a Redis writer added to it (an `HSET` of 20 junk
-    /// fields) made every gateway refuse every later set of the issuer, and — written field by
-    /// field — they outlived every publish, so a rotation switched signing to a key no gateway
-    /// held (an attacker review). A key of another type in either place is replaced too. The
-    /// issuers set is written first: a script stops at a refused command, and one refused after
-    /// the record would leave a set stored but never announced.
+    /// The record is replaced whole, whatever it held: fields a Redis writer added to it would
+    /// otherwise make every gateway refuse every later set of the issuer (a record too large to
+    /// read), and a rotation would switch signing to a key no gateway holds. A key of another
+    /// type there is replaced too.
     static let publishScript = RedisScript("""
-    local t = redis.call('TYPE', KEYS[2]).ok
-    if t ~= 'set' and t ~= 'none' then redis.call('DEL', KEYS[2]) end
-    redis.call('SADD', KEYS[2], ARGV[1])
     redis.call('DEL', KEYS[1])
     redis.call('HSET', KEYS[1], 'issuer', ARGV[1], 'jwks', ARGV[2], 'version', ARGV[3], 'serial', ARGV[4], 'fetched_ms', ARGV[5], 'mac', ARGV[6])
     redis.call('PUBLISH', ARGV[7], ARGV[8])

@@ -68,9 +68,8 @@ actor KeySetSubscriber {
     /// their keys from the cluster): the record held for each is parsed again under its new
     /// settings — algorithms, HMAC secrets — and installed; an issuer without a record gets its
     /// configured HMAC secrets alone, or no set when it has none. Later records are parsed under
-    /// these settings too. (The build before kept parsing under the start's settings: a reload
-    /// that replaced a leaked HMAC secret was undone by the next record, and a reload's new
-    /// algorithm never applied — an attacker review.)
+    /// these settings too, so that a reload replacing a leaked HMAC secret is not undone by the
+    /// next record, and a reload's new algorithm applies.
     func reconfigure(_ issuers: [IssuerConfig]) {
         issuersByIss = Self.fromCluster(issuers)
         for (iss, configs) in issuersByIss {

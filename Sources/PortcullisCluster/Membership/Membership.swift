@@ -73,12 +73,12 @@ public struct Membership: Sendable {
     /// The most ids one `liveNodes` call reads from the node set, `scanBatch` at a time.
     ///
     /// The set is written by every gateway's credential, so it may hold ids no node wrote: one
-    /// `SADD` of 300 000 ids, read whole (SMEMBERS, then a record lookup for each in one
-    /// pipeline), held every node's shared Redis connection past its command timeout at every
-    /// heartbeat — requests that never touch Redis stalled for seconds, rate limits fell back,
-    /// and the ids were never pruned because the read never finished (an attacker review). Read
-    /// in bounded batches, each batch's dead ids pruned as it is read, a set of any size costs a
-    /// heartbeat at most `maxScanned` lookups and shrinks by as many dead ids each time.
+    /// `SADD` of enough ids, read whole (SMEMBERS, then a record lookup for each in one
+    /// pipeline), would hold every node's shared Redis connection past its command timeout at
+    /// every heartbeat — requests that never touch Redis would stall, rate limits fall back, and
+    /// the ids would never be pruned because the read would never finish. Read in bounded
+    /// batches, each batch's dead ids pruned as it is read, a set of any size costs a heartbeat
+    /// at most `maxScanned` lookups and shrinks by as many dead ids each time.
     public static let maxScanned = 10_000
     static let scanBatch = 1_000
 
@@ -100,8 +100,8 @@ public struct Membership: Sendable {
         public var nodes: [NodeRecord]
         /// False when the set held more than `maxScanned` ids: live nodes may be missing, and
         /// callers keep counting the nodes they knew of rather than take their absence as
-        /// leaving (a Redis writer adding ids faster than nodes prune them hid live nodes, which
-        /// widened every other node's share of a cluster rate limit: a bypass review).
+        /// leaving (a Redis writer adding ids faster than nodes prune them would hide live nodes,
+        /// widening every other node's share of a cluster rate limit).
         public var complete: Bool
     }
 

@@ -1,8 +1,8 @@
 /// The rule for a node's id (`node_id`, `--node-id`): it names the node in its record, in every
 /// acknowledgement (`NodeAck`, whose wire text separates fields by spaces), in Redis keys and in
-/// metric labels. A configured id with a space passed `--check`, and every acknowledgement the
-/// node wrote was then malformed: it never counted as applied, and `?wait` waited for ever (an
-/// attacker review).
+/// metric labels. A configured id with a space would pass `--check`, and every acknowledgement
+/// the node wrote would then be malformed: it would never count as applied, and `?wait` would
+/// wait for ever.
 public enum NodeID {
     public static let maxBytes = 128
 

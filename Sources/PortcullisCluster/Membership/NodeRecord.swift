@@ -112,7 +112,7 @@ public struct NodeRecord: Sendable, Equatable {
               let interval = map["interval_ms"].flatMap({ Int64($0) }) else { throw .malformed }
         // Range-checked before any arithmetic, signed or not: a holder of the cluster secret (any
         // gateway host) could sign a record whose numbers overflow the age and liveness sums of
-        // every reader — which stopped every node of the cluster (found by an attacker review).
+        // every reader, and the overflow's trap would stop every node of the cluster.
         guard (0...Self.latestPlausibleMillis).contains(started), (0...Self.latestPlausibleMillis).contains(heartbeat),
               (1...Self.longestIntervalMillis).contains(interval) else { throw .malformed }
         let staleness = Double(map["staleness_s"] ?? "") ?? 0

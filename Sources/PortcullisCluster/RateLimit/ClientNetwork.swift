@@ -28,7 +28,7 @@ public enum ClientNetwork {
     /// well-known prefix `64:ff9b::/96` (RFC 6052), 6to4's `2002:V4::/48` (RFC 3056) and
     /// Teredo's `2001:0::/32` (RFC 4380, the client's address inverted in the last 32 bits). By
     /// its /64, every IPv4 client behind a NAT64 gateway would share one key, and one 6to4 host
-    /// would hold 65 536 of them (an attacker review). Other NAT64 prefixes (RFC 8215's
+    /// would hold 65 536 of them. Other NAT64 prefixes (RFC 8215's
     /// `64:ff9b:1::/48`, an operator's own) are not recognised.
     public static func embeddedIPv4(_ address: in6_addr) -> String? {
         withUnsafeBytes(of: address) { b -> String? in

@@ -168,9 +168,9 @@ public final class ClusterRateLimiter: RateLimiting, Sendable {
     /// ask, limit, weight of the previous window at the next sync, counter TTL in ms.
     ///
     /// A count below zero is no one's use (a node gives back at most what it reserved): one a
-    /// Redis writer planted (`INCRBY -1e18`) left room for a whole limit at every sync of every
-    /// node — 1 383 of 1 383 requests admitted against 20 a window in an attacker review. The
-    /// current window's is set back to zero, the previous window's counts as zero.
+    /// Redis writer planted (`INCRBY -1e18`) would leave room for a whole limit at every sync of
+    /// every node, letting through many times the limit. The current window's is set back to
+    /// zero, the previous window's counts as zero.
     static let grantScript = RedisScript("""
     local adjust = tonumber(ARGV[1])
     if adjust ~= 0 then redis.call('INCRBY', KEYS[3], adjust) end

@@ -8,11 +8,11 @@ import Synchronization
 /// policy's `overflowGroups` overflow keys instead, chosen by the requesting client's address, each
 /// with the policy's limit: keys already held keep their buckets, new ones share by address. With
 /// one shared overflow key, a client that filled the policy with keys of its choosing (a header
-/// value) kept every newcomer — every other client's new key — refused for as long as it went on
-/// (an attacker review); now it exhausts its own group, which about one newcomer in
-/// `overflowGroups` shares. To spend every group a client needs as many addresses (a second
-/// review spent 64 groups with the /64s of one /56, hence 1 024 groups, and IPv6 clients grouped
-/// by /48: `RateLimitKey.client`). Overflow keys do not count toward the bound.
+/// value) would keep every newcomer — every other client's new key — refused for as long as it
+/// went on; instead it exhausts its own group, which about one newcomer in `overflowGroups`
+/// shares. To spend every group a client needs as many addresses (hence 1 024 groups, so that
+/// the /64s of one /56 spend few of them, and IPv6 clients grouped by /48:
+/// `RateLimitKey.client`). Overflow keys do not count toward the bound.
 final class ShardedKeys<Value: Sendable>: Sendable {
     let shards: [LockedShard<Value>]
     /// 100 ms, in nanoseconds.

@@ -16,7 +16,7 @@ public protocol RevocationCheck: Sendable {
 
     /// Whether the list the node holds revokes `token`, however old that list is: a revocation
     /// in it is evidence whether or not the node's state is stale. Open sessions are checked
-    /// this way (a revocation a stale node applied left them open: an attacker review); new
+    /// this way (a revocation a stale node applied would otherwise leave them open); new
     /// requests by `check`, which fails closed when stale.
     func revokes(_ token: VerifiedToken) -> Bool
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import PortcullisJOSE
 import PortcullisRedis
 
 /// A process's copy of the cluster's revocations, kept in step with the signed log: the set the
@@ -17,7 +18,7 @@ public final class RevocationFollower: Sendable {
     ///     nothing (control plane).
     ///   - onKeysChanged: told the revoked keys (`issuer|kid`, issuer `*` for any) when they change.
     public init(client: RedisClient, keys: ClusterKeys, mac: ClusterMAC, alarm: TamperingAlarm, node: (id: String, instance: String)?, maxStaleness: Duration?,
-                logger: Logger, onKeysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }) {
+                logger: Logger, onKeysChanged: @escaping @Sendable (Set<ExactKey>) -> Void = { _ in }) {
         staleness = StalenessClock(limit: maxStaleness)
         set = RevocationSet(staleness: staleness, onKeysChanged: onKeysChanged)
         sync = RevocationSync(keys: keys, mac: mac, set: set, client: client, staleness: staleness, node: node, alarm: alarm, logger: logger)

@@ -3,14 +3,14 @@ import PortcullisRedis
 /// One bounded read of the revocation log, measured inside Redis: members longer than a signed
 /// change can be (`RevocationEvent.maxLineBytes`) are counted and left there, and the read stops
 /// before the members it returns pass `pageBytes`, or after `maxExamined` members. A Redis
-/// writer's large members otherwise crossed the network to every node and were refused only
-/// after the transfer: 66 members of 8 MiB at the head's sequence cost each node half a gigabyte
-/// a check (a bypass review).
+/// writer's large members would otherwise cross the network to every node and be refused only
+/// after the transfer: large members at the head's sequence would cost each node their whole
+/// size at every check.
 ///
 /// Redis cannot tell a member's length without reading it, so the script copies each member it
 /// examines inside Redis (no parsing): what a node receives is bounded, what Redis copies is not.
-/// A member over the bound costs Redis a copy at every read that passes it (0.4 s for 96 MiB, a
-/// code review), so the control plane removes such members where its own reads find them
+/// A member over the bound costs Redis a copy at every read that passes it (time in proportion to
+/// its size), so the control plane removes such members where its own reads find them
 /// (`removeOversized`): no change can be that long, and no node could decode one.
 struct RevocationLogRange: Sendable {
     /// What one read found.
@@ -36,8 +36,8 @@ struct RevocationLogRange: Sendable {
     /// so that any honest sequence fits in one read.
     static let pageBytes = 2 * RevocationEvent.maxLineBytes + (1 << 20)
 
-    /// The most members one read examines: one script call holds Redis for about 25 ms at most
-    /// (a member at a time, 100 000 of them took 0.6 s: a code review); callers page on.
+    /// The most members one read examines, so that one script call, which examines a member at
+    /// a time, holds Redis only briefly; callers page on.
     static let maxExamined = 4_096
 
     /// The most bytes one read copies inside Redis, skipped members included (at least one

@@ -26,8 +26,8 @@ struct RevocationLogReader: Sendable {
 
     /// The head if it is a string of at most `RevocationHead.maxBytes`; else its size (or -2 for
     /// a key of another type) and, when ARGV[2] is 1 (the writer, for its compare-and-set), the
-    /// SHA-1 of what is there. Read whole, a head a Redis writer padded with spaces cost every
-    /// node and the control plane gigabytes at every check (an attacker review).
+    /// SHA-1 of what is there. Read whole, a head a Redis writer padded with spaces would cost
+    /// every node and the control plane memory in proportion at every check.
     static let headScript = RedisScript("""
     local n = redis.pcall('STRLEN', KEYS[1])
     if type(n) == 'table' then return {-2, ''} end
@@ -109,11 +109,10 @@ struct RevocationLogReader: Sendable {
 
     /// How many log members a read of the sequences `after < s ≤ through` takes at most. Each
     /// sequence holds one signed entry, two while a failed write's replay stands beside it; a
-    /// Redis writer may add any number of unsigned ones at the same scores. Every node read every
-    /// member at the head's sequence on every check: 100 000 copies there took each check 7 s
-    /// (a debug build), past `max_staleness` (an attacker review). Bounded, a check costs at most
-    /// this many decodes; entries crowded out by junk read as missing (reported, stale), as if
-    /// the writer had deleted them.
+    /// Redis writer may add any number of unsigned ones at the same scores. Were every member at
+    /// the head's sequence read on every check, enough copies there would take each check past
+    /// `max_staleness`. Bounded, a check costs at most this many decodes; entries crowded out by
+    /// junk read as missing (reported, stale), as if the writer had deleted them.
     static func readLimit(after: Int64, through: Int64) -> Int64 {
         min(max(through - after, 1), 50_000) * 2 + 64
     }
@@ -127,7 +126,7 @@ struct RevocationLogReader: Sendable {
         let read = try await range.byRank(start: start, count: limit)
         let more = read.truncated || read.examined == limit
         // Nothing removed here: a removal would move the members after it to lower ranks, and
-        // the next page would miss as many (a bypass review).
+        // the next page would miss as many.
         return (try await verified(read, epoch: epoch, removing: false).sorted { $0.sequence < $1.sequence }, more ? start + max(read.examined, 1) : nil)
     }
 

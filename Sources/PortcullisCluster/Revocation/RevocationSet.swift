@@ -14,7 +14,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     /// One subject, client or grant cut-off in force, by the id of the change that set it.
     struct CutoffAdd: Sendable {
         var kind: Revocation.Kind
-        var key: String
+        var key: ExactKey
         /// Unix milliseconds.
         var cutoffMillis: Int64
         /// Who wrote it (the change's actor).
@@ -24,12 +24,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
     /// Cut-offs and revoked keys: small, replaced as a whole on change.
     struct Cutoffs: Sendable {
         /// `issuer|subject` (issuer `*` for any) → the latest cut-off in force, Unix milliseconds.
-        var subjects: [String: Int64] = [:]
-        var clients: [String: Int64] = [:]
+        var subjects: [ExactKey: Int64] = [:]
+        var clients: [ExactKey: Int64] = [:]
         /// `Revocation.grantKey` (a subject's tokens for one client) → the latest cut-off.
-        var grants: [String: Int64] = [:]
+        var grants: [ExactKey: Int64] = [:]
         /// `issuer|kid` → revocation time.
-        var keys: [String: Int64] = [:]
+        var keys: [ExactKey: Int64] = [:]
         /// The cut-offs behind `subjects`, `clients` and `grants`, by change id.
         var adds: [String: CutoffAdd] = [:]
         /// Ids of cut-offs a signed delete lifted: never applied again.
@@ -53,7 +53,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
 
     private let state: PublishedValue<State>
     private let staleness: StalenessClock
-    private let onKeysChanged: @Sendable (Set<String>) -> Void
+    private let onKeysChanged: @Sendable (Set<ExactKey>) -> Void
     /// Told after every batch of changes is applied (`onChange`).
     private let changeObservers = Mutex<[@Sendable () -> Void]>([])
 
@@ -61,7 +61,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     ///   - staleness: `check` answers `.stale` once the state is older than its limit (if it has one).
     ///   - onKeysChanged: told the revoked kids (as `issuer|kid`, issuer `*` for any) whenever
     ///     they change, to drop those keys from the key sets.
-    public init(staleness: StalenessClock = StalenessClock(limit: nil), onKeysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }) {
+    public init(staleness: StalenessClock = StalenessClock(limit: nil), onKeysChanged: @escaping @Sendable (Set<ExactKey>) -> Void = { _ in }) {
         state = PublishedValue(State(tokens: RevokedTokenTable(expected: 1024), sessions: RevokedTokenTable(expected: 1024), cutoffs: Cutoffs()))
         self.staleness = staleness
         self.onKeysChanged = onKeysChanged
@@ -103,12 +103,12 @@ public final class RevocationSet: RevocationCheck, Sendable {
     private static func checkCutoffs(_ token: VerifiedToken, _ cutoffs: Cutoffs) -> RevocationVerdict {
         // An issuer's own cut-off and the any-issuer one both apply: the later wins.
         if !cutoffs.subjects.isEmpty, let subject = token.subject,
-           let cutoff = Self.later(cutoffs.subjects[token.issuer + "|" + subject], cutoffs.subjects["*|" + subject]),
+           let cutoff = Self.later(cutoffs.subjects[ExactKey(token.issuer + "|" + subject)], cutoffs.subjects[ExactKey("*|" + subject)]),
            Self.issuedBefore(token, cutoff) {
             return .revoked(detail: "tokens of this subject issued before \(Self.describe(cutoff)) have been revoked")
         }
         if !cutoffs.clients.isEmpty, let client = token.clientID,
-           let cutoff = Self.later(cutoffs.clients[token.issuer + "|" + client], cutoffs.clients["*|" + client]),
+           let cutoff = Self.later(cutoffs.clients[ExactKey(token.issuer + "|" + client)], cutoffs.clients[ExactKey("*|" + client)]),
            Self.issuedBefore(token, cutoff) {
             return .revoked(detail: "tokens of this client issued before \(Self.describe(cutoff)) have been revoked")
         }
@@ -118,7 +118,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             return .revoked(detail: "this subject's tokens for this client issued before \(Self.describe(cutoff)) have been revoked")
         }
         if !cutoffs.keys.isEmpty, let kid = token.keyID,
-           cutoffs.keys[token.issuer + "|" + kid] != nil || cutoffs.keys["*|" + kid] != nil {
+           cutoffs.keys[ExactKey(token.issuer + "|" + kid)] != nil || cutoffs.keys[ExactKey("*|" + kid)] != nil {
             return .revoked(detail: "the key that signed this token has been revoked")
         }
         return .allowed
@@ -128,9 +128,9 @@ public final class RevocationSet: RevocationCheck, Sendable {
     /// `actor` wrote with a cut-off at or before `notAfterMillis`: those a new one of the same
     /// writer at that instant covers.
     public func grantCutoffIDs(issuer: String, subject: String, client: String, actor: String, notAfterMillis: Int64) -> [String] {
-        let key = Revocation.grantKey(issuer: issuer, subject: subject, client: client)
+        let key = ExactKey(Revocation.grantKey(issuer: issuer, subject: subject, client: client))
         return state.value.cutoffs.adds.filter {
-            $0.value.kind == .grant && $0.value.key == key && $0.value.actor == actor && $0.value.cutoffMillis <= notAfterMillis
+            $0.value.kind == .grant && $0.value.key == key && ExactString.equal($0.value.actor, actor) && $0.value.cutoffMillis <= notAfterMillis
         }.map(\.key).sorted()
     }
 
@@ -160,7 +160,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     /// Whether a key revocation in force names `kid`, for `issuer` or for every issuer.
     public func isKeyRevoked(kid: String, issuer: String) -> Bool {
         let keys = state.value.cutoffs.keys
-        return keys[issuer + "|" + kid] != nil || keys["*|" + kid] != nil
+        return keys[ExactKey(issuer + "|" + kid)] != nil || keys[ExactKey("*|" + kid)] != nil
     }
 
     /// The latest subject, client and grant cut-offs in force for tokens of `issuer` naming
@@ -170,14 +170,14 @@ public final class RevocationSet: RevocationCheck, Sendable {
         let cutoffs = state.value.cutoffs
         var grant: Int64?
         if let subject, let clientID { grant = Self.grantCutoff(cutoffs, issuer: issuer, subject: subject, client: clientID) }
-        return (subject.flatMap { Self.later(cutoffs.subjects[issuer + "|" + $0], cutoffs.subjects["*|" + $0]) },
-                clientID.flatMap { Self.later(cutoffs.clients[issuer + "|" + $0], cutoffs.clients["*|" + $0]) },
+        return (subject.flatMap { Self.later(cutoffs.subjects[ExactKey(issuer + "|" + $0)], cutoffs.subjects[ExactKey("*|" + $0)]) },
+                clientID.flatMap { Self.later(cutoffs.clients[ExactKey(issuer + "|" + $0)], cutoffs.clients[ExactKey("*|" + $0)]) },
                 grant)
     }
 
     private static func grantCutoff(_ cutoffs: Cutoffs, issuer: String, subject: String, client: String) -> Int64? {
-        later(cutoffs.grants[Revocation.grantKey(issuer: issuer, subject: subject, client: client)],
-              cutoffs.grants[Revocation.grantKey(issuer: "*", subject: subject, client: client)])
+        later(cutoffs.grants[ExactKey(Revocation.grantKey(issuer: issuer, subject: subject, client: client))],
+              cutoffs.grants[ExactKey(Revocation.grantKey(issuer: "*", subject: subject, client: client))])
     }
 
     private static func later(_ first: Int64?, _ second: Int64?) -> Int64? {
@@ -251,7 +251,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
             if !tokens.isEmpty || !sessions.isEmpty { notifyChange() }
             return
         }
-        let newKeys: Set<String>? = state.update { current in
+        let newKeys: Set<ExactKey>? = state.update { current in
             var cutoffs = current.cutoffs
             let keysBefore = cutoffs.keys.count
             for revocation in scoped { Self.apply(revocation, to: &cutoffs) }
@@ -263,7 +263,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     private static func apply(_ revocation: Revocation, to cutoffs: inout Cutoffs) {
-        let key = revocation.scopedValue
+        let key = ExactKey(revocation.scopedValue)
         switch (revocation.kind, revocation.operation) {
         case (.subject, .add), (.client, .add), (.grant, .add):
             // A replay, or a cut-off already lifted: nothing to do.
@@ -288,7 +288,7 @@ public final class RevocationSet: RevocationCheck, Sendable {
     }
 
     /// The table of a cut-off kind.
-    private static func table(_ kind: Revocation.Kind) -> WritableKeyPath<Cutoffs, [String: Int64]>? {
+    private static func table(_ kind: Revocation.Kind) -> WritableKeyPath<Cutoffs, [ExactKey: Int64]>? {
         switch kind {
         case .subject: \.subjects
         case .client: \.clients
@@ -349,36 +349,5 @@ public final class RevocationSet: RevocationCheck, Sendable {
         let current = state.value
         return (current.tokens.count, current.cutoffs.subjects.count, current.cutoffs.clients.count, current.cutoffs.grants.count,
                 current.cutoffs.keys.count, current.sessions.count)
-    }
-}
-
-/// How old a node's revocation state is, and whether that is too old (fail closed).
-public final class StalenessClock: Sendable {
-    private let limitNanos: UInt64?
-    private let confirmedAt = Atomic<UInt64>(0)
-    private let now: @Sendable () -> UInt64
-
-    /// - Parameter limit: beyond this age `RevocationSet.check` answers `.stale`; nil: never.
-    public init(limit: Duration?, now: @escaping @Sendable () -> UInt64 = { monotonicNanos() }) {
-        limitNanos = limit.map(\.wholeNanoseconds)
-        self.now = now
-        confirmedAt.store(now(), ordering: .relaxed)
-    }
-
-    /// Redis confirmed the state is current.
-    public func confirm() {
-        confirmedAt.store(now(), ordering: .relaxed)
-    }
-
-    /// Seconds since the last confirmation.
-    public var ageSeconds: Double {
-        Double(elapsedNanos(since: confirmedAt.load(ordering: .relaxed), now: now())) / 1e9
-    }
-
-    /// The age in whole seconds when it exceeds the limit (the node fails closed), else nil.
-    public func exceededAge() -> Int? {
-        guard let limitNanos else { return nil }
-        let age = elapsedNanos(since: confirmedAt.load(ordering: .relaxed), now: now())
-        return age > limitNanos ? Int(age / 1_000_000_000) : nil
     }
 }

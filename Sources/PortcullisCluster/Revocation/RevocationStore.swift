@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PortcullisJOSE
 import PortcullisRedis
 
 /// The control plane's side of revocations: durable, signed writes, listing, acknowledgements,
@@ -92,7 +93,9 @@ public final class RevocationStore: Sendable {
             let read = try await reader.range.byScore(after: cursor, through: .max, limit: pageLimit)
             for event in try await reader.verified(read) where seen.insert(event.mac).inserted {
                 if let kind, event.revocation.kind != kind { continue }
-                if let value, event.revocation.value != value, !event.revocation.batch.contains(where: { $0.jti == value }) { continue }
+                if let value, !ExactString.equal(event.revocation.value, value), !event.revocation.batch.contains(where: { ExactString.equal($0.jti, value) }) {
+                    continue
+                }
                 result.append(event)
                 if result.count == limit { break }
             }
@@ -222,20 +225,5 @@ public final class RevocationStore: Sendable {
         commands.append(["HDEL", RedisArgument(keys.revocationIDs)] + due.values.map { RedisArgument($0.id) })
         for reply in try await client.pipeline(commands) { _ = try reply.get() }
         return due.count
-    }
-}
-
-/// Cluster-level failures with a readable message.
-public enum ClusterError: Error, CustomStringConvertible, Sendable {
-    case notDurable(String)
-    case unexpectedReply(String)
-    case invalid(String)
-
-    public var description: String {
-        switch self {
-        case .notDurable(let why): "not durable: \(why)"
-        case .unexpectedReply(let why): "unexpected Redis reply: \(why)"
-        case .invalid(let why): why
-        }
     }
 }

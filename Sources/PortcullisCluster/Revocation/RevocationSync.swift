@@ -219,8 +219,8 @@ actor RevocationSync {
     func receive(_ message: [UInt8]) async {
         // A message is one commit's lines: more than a commit holds, or a line that does not
         // decode, is a Redis writer's (what it names is read from the log, whose reads are
-        // bounded). Decoded line by line to the end, a message of millions of junk lines held
-        // every gateway's revocation sync for minutes (an attacker review).
+        // bounded). Decoded line by line to the end, a message of millions of junk lines would
+        // hold every gateway's revocation sync while it was decoded.
         guard message.count <= Self.maxMessageBytes else {
             reader.alarm.report(key: keys.revocationChannel, "a message of \(message.count) bytes, more than one commit publishes")
             return

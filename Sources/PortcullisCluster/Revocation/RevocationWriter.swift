@@ -113,37 +113,6 @@ actor RevocationWriter {
         try await commit([], floor: (floor, epoch)).floorRaised
     }
 
-    static let script = RedisScript("""
-    local types = {'string', 'zset', 'zset', 'hash'}
-    for i = 1, 4 do
-      local t = redis.call('TYPE', KEYS[i]).ok
-      if t ~= 'none' and t ~= types[i] then return {2, KEYS[i]} end
-    end
-    local cur = redis.call('GET', KEYS[1])
-    if redis.sha1hex(cur or '') ~= ARGV[1] then return {0, ''} end
-    if ARGV[3] == '1' then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
-    local t = redis.call('TIME')
-    local us = t[1] .. string.format('%06d', tonumber(t[2]))
-    local n = tonumber(ARGV[5])
-    local lines = {}
-    for i = 0, n - 1 do
-      local b = 6 + i * 5
-      local seq = ARGV[b]
-      local entry = seq .. ' ' .. us .. ' ' .. ARGV[b + 1]
-      redis.call('ZADD', KEYS[2], seq, entry)
-      redis.call('ZADD', KEYS[3], ARGV[b + 2], seq)
-      redis.call('HSET', KEYS[4], ARGV[b + 3], seq)
-      if ARGV[b + 4] ~= '' then
-        local lifted = redis.call('HGET', KEYS[4], ARGV[b + 4])
-        if lifted then redis.call('ZADD', KEYS[3], ARGV[b + 2], lifted) end
-      end
-      lines[#lines + 1] = entry
-    end
-    redis.call('SET', KEYS[1], ARGV[2])
-    if n > 0 then redis.call('PUBLISH', ARGV[4], table.concat(lines, '\\n')) end
-    return {1, us}
-    """)
-
     /// One commit at a time in this process: carrying changes into a new epoch spans several
     /// writes, and `carryTail` must not be read by one commit while another changes it.
     private var committing = false
@@ -264,8 +233,7 @@ actor RevocationWriter {
         for (offset, change) in changes.enumerated() {
             let event = RevocationEvent.signed(change.revocation, epoch: base.epoch, sequence: base.sequence + Int64(offset) + 1, mac: mac)
             events.append(event)
-            arguments += [RedisArgument(event.sequence), RedisArgument(event.json), RedisArgument(change.pruneAt),
-                          RedisArgument(change.revocation.id), RedisArgument(change.revocation.lifts ?? "")]
+            arguments += RevocationCommit.changeArguments(event, pruneAt: change.pruneAt)
         }
         let next = RevocationHead.signed(epoch: base.epoch, sequence: base.sequence + Int64(changes.count), last: events.last?.mac ?? base.last,
                                          floor: min(max(base.floor, floor ?? 0), base.sequence), beat: base.beat + 1, mac: mac)
@@ -275,8 +243,8 @@ actor RevocationWriter {
             (reply, replicated) = try await runScript(waitForReplicas: waitForReplicas, keys: [
             RedisArgument(keys.revocationHead), RedisArgument(keys.revocationLog), RedisArgument(keys.revocationExpiry),
             RedisArgument(keys.revocationIDs),
-            ], arguments: [RedisArgument(expected), RedisArgument(next.wireText), reset ? "1" : "0",
-                           RedisArgument(keys.revocationChannel), RedisArgument(changes.count)] + arguments)
+            ], arguments: RevocationCommit.arguments(expectedDigest: expected, next: next, reset: reset, channel: keys.revocationChannel,
+                                                     count: changes.count) + arguments)
         } catch {
             // The script may have written part of the change before failing: never sign another
             // change for the same place. The next write re-reads, finds the log ahead of the
@@ -319,15 +287,15 @@ actor RevocationWriter {
     /// (e.g. right after a failover, before the old primary rejoins as a replica).
     private func runScript(waitForReplicas: Bool, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> (RedisValue, Int64?) {
         guard requiredReplicas > 0, waitForReplicas else {
-            return (try await client.evalScript(Self.script, keys: keys, arguments: arguments), nil)
+            return (try await client.evalScript(RevocationCommit.script, keys: keys, arguments: arguments), nil)
         }
-        let call: [RedisArgument] = ["EVALSHA", RedisArgument(Self.script.sha1), RedisArgument(keys.count)] + keys + arguments
+        let call: [RedisArgument] = ["EVALSHA", RedisArgument(RevocationCommit.script.sha1), RedisArgument(keys.count)] + keys + arguments
         let wait: [RedisArgument] = ["WAIT", RedisArgument(requiredReplicas), RedisArgument(max(1, replicaTimeout.wholeMilliseconds))]
         for attempt in 0..<2 {
             let results = try await client.pipeline([call, wait])
             switch results[0] {
             case .failure(let error) where error.errorCode == "NOSCRIPT" && attempt == 0:
-                _ = try await client.send("SCRIPT", "LOAD", RedisArgument(Self.script.source))
+                _ = try await client.send("SCRIPT", "LOAD", RedisArgument(RevocationCommit.script.source))
                 continue
             case .failure(let error):
                 throw error

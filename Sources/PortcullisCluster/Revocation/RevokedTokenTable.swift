@@ -3,7 +3,7 @@ import Synchronization
 /// Revoked `jti`s (or sessions: `Fingerprint.session`) with their expiry, for a lookup on every request.
 ///
 /// Why hand-written: a `Set<String>` of 1M ids costs ~100 MB (each id a heap string) and needs a
-/// lock around every read; the budget is 64 MB and 100 ns. This is an open-addressing
+/// lock around every read; the budget is 64 MB and 100 ns. This is an open-addressing
 /// table of 16-byte slots — a 64-bit fingerprint and the expiry — at most half full, so 1M ids
 /// take 32 MB. The fingerprint is a 64-bit hash of the jti, randomly seeded per process, and the
 /// slot index is taken from its high bits, so a rebuild can re-place entries

@@ -46,6 +46,6 @@ public final class TamperingAlarm: Sendable {
     }
 
     /// The most bytes of a key or reason logged and remembered, so that an id a Redis writer
-    /// made 16 MiB long costs no more (an attacker review).
+    /// made arbitrarily long costs no more.
     static let maxLoggedBytes = 256
 }

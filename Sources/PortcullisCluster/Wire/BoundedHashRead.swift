@@ -2,10 +2,10 @@ import PortcullisJOSE
 import PortcullisRedis
 
 /// Reads hashes a Redis writer may have made arbitrarily large — key-set records, node records,
-/// revocation acknowledgements — refusing one over its bounds before any of it leaves Redis. A
-/// node read each whole: a 400 MB field in a key-set record took a gateway to 1.5 GB, and one in
-/// a junk node record (within a gateway's own Redis rights) swung every node by 600 MB at every
-/// heartbeat and held its shared connection past the command timeout (attacker reviews).
+/// revocation acknowledgements — refusing one over its bounds before any of it leaves Redis.
+/// Read whole, a large field in a key-set record would cost a gateway memory several times its
+/// size, and one in a junk node record (within a gateway's own Redis rights) would cost every
+/// node as much at every heartbeat and hold its shared connection past the command timeout.
 ///
 /// One read-only script (EVALSHA_RO: Redis takes its keys as read, which a read-only ACL right
 /// allows) measures each hash — `HLEN`, then the names and `HSTRLEN` of its fields — and returns

@@ -36,8 +36,6 @@ public struct ClusterKeys: Sendable {
 
     /// HASH: `KeySetRecord` of one issuer's key set (issuer, jwks, version, serial, fetched_at, mac).
     public func keySet(_ issuer: String) -> String { prefix + "keys:set:" + issuer }
-    /// SET of issuer names with a key-set record.
-    public var keySetIssuers: String { prefix + "keys:issuers" }
     /// Pub/sub: `KeySetAnnouncement` (`<version> <issuer>`) after a key-set record changed.
     public var keySetChannel: String { prefix + "keys:events" }
     /// Pub/sub: `KeyRefetchRequest` (`<kid> <issuer>`): a node met an unknown kid and asks the

@@ -53,8 +53,8 @@ public struct NodeAck: Sendable, Equatable {
     public static let maxBytes = 1024
 
     public static func decode(_ text: String, mac: ClusterMAC) throws(DecodeError) -> NodeAck {
-        // Bounded before it is split: 24 MB of spaces published on `rev:acks`, one part each,
-        // took the control plane past a gigabyte (an attacker review).
+        // Bounded before it is split: a long run of spaces published on `rev:acks`, one part
+        // each, would cost the control plane memory many times its size.
         guard text.utf8.count <= maxBytes else { throw .malformed }
         let parts = text.split(separator: " ", maxSplits: 8, omittingEmptySubsequences: false)
         guard parts.count == 8, parts[0] == "ack3", !parts[1].isEmpty, !parts[2].isEmpty, let epoch = RevocationEpoch(text: String(parts[3])),

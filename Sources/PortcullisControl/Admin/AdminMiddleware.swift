@@ -11,8 +11,8 @@ import HTTPTypes
 /// A mutating `/v1` call a web page made is refused (403 `cross_site_request`): one with an
 /// `Origin` field, or with `Sec-Fetch-Site` other than `none` (typed, or a tool). A browser holding
 /// an admin client certificate — the console's sign-in needs one under `admin_auth: certificate`
-/// — presents it to any page's request, and a plain form POST (no script, no preflight) rotated
-/// and retired the signing key with it, ending every outstanding token (an attacker review).
+/// — presents it to any page's request, so a plain form POST (no script, no preflight) could
+/// rotate and retire the signing key with it, ending every outstanding token.
 /// Browsers state both fields on such requests; API clients (curl, `portcullis admin`, scripts)
 /// send neither. The console's own changes go through its forms, which carry their CSRF token.
 struct AdminMiddleware: RouterMiddleware {

@@ -21,6 +21,8 @@ final class AuthorizationEndpoint: Sendable {
     private let throttle: LoginThrottle
     private let pages = LoginPages()
     private let audit: AuditLog
+    /// Users' own entries (sign-in, consent, sign-out), per user.
+    private let userAudit: AuditActorLimiter
     private let metrics: ControlMetrics
     private let logger: Logger
     private let basePath: String
@@ -31,8 +33,10 @@ final class AuthorizationEndpoint: Sendable {
     static let cookieName = "portcullis_session"
 
     init(config: AuthorizationServerConfig, users: UserDirectory, codes: AuthorizationCodeStore, sessions: LoginSessionStore,
-         throttle: LoginThrottle, basePath: String, revocationList: RevocationFollower, audit: AuditLog, metrics: ControlMetrics, logger: Logger) {
+         throttle: LoginThrottle, basePath: String, revocationList: RevocationFollower, audit: AuditLog, metrics: ControlMetrics, logger: Logger,
+         userAudit: AuditActorLimiter = AuditActorLimiter()) {
         self.revocationList = revocationList
+        self.userAudit = userAudit
         self.config = config
         self.users = users
         self.clients = Dictionary(uniqueKeysWithValues: config.clients.map { ($0.id, $0) })
@@ -43,6 +47,19 @@ final class AuthorizationEndpoint: Sendable {
         self.audit = audit
         self.metrics = metrics
         self.logger = logger
+    }
+
+    /// Records a user's own action at the rate `userAudit` allows that user; an entry left out is
+    /// counted.
+    private func auditUser(_ entry: AuditLog.Entry) async {
+        switch userAudit.admit(entry.actor) {
+        case .record(let suppressedBefore):
+            var entry = entry
+            if suppressedBefore > 0 { entry.details["suppressed_before"] = String(suppressedBefore) }
+            await audit.record(entry)
+        case .suppress:
+            metrics.auditSuppressed.increment()
+        }
     }
 
     var authorizeAction: String { basePath + "/oauth2/authorize" }
@@ -137,8 +154,8 @@ final class AuthorizationEndpoint: Sendable {
         // A new session id on sign-in: one planted in the browser before it is worth nothing after.
         try await sessions.delete(session.id)
         let signedIn = try await sessions.create(username: user.username, authTime: Int64(Date().timeIntervalSince1970))
-        await audit.record(AuditLog.Entry(actor: "user:" + user.username, action: "oauth.login", target: "client:" + authorization.client.id,
-                                          from: peer, outcome: "ok", status: 200))
+        await auditUser(AuditLog.Entry(actor: "user:" + user.username, action: "oauth.login", target: "client:" + authorization.client.id,
+                                       from: peer, outcome: "ok", status: 200))
         return withCookie(try await consentOrCode(session: signedIn, username: user.username, authorization), cookie(signedIn.id))
     }
 
@@ -161,8 +178,8 @@ final class AuthorizationEndpoint: Sendable {
         switch form["decision"] {
         case "allow":
             try await sessions.recordConsent(username: username, clientID: authorization.client.id, scopes: authorization.scopes)
-            await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent", target: "client:" + authorization.client.id,
-                                              from: peer, outcome: "ok", status: 303, details: ["scope": authorization.scopes.joined(separator: " ")]))
+            await auditUser(AuditLog.Entry(actor: "user:" + username, action: "oauth.consent", target: "client:" + authorization.client.id,
+                                           from: peer, outcome: "ok", status: 303, details: ["scope": authorization.scopes.joined(separator: " ")]))
             return try await redirectWithCode(session: session, username: username, authorization)
         case "deny":
             return redirect(authorization.redirectURI, ["error": "access_denied", "error_description": "the user denied access",
@@ -197,7 +214,7 @@ final class AuthorizationEndpoint: Sendable {
         switch form["action"] {
         case "logout":
             try await sessions.delete(session.id)
-            await audit.record(AuditLog.Entry(actor: "user:" + username, action: "oauth.logout", target: "session", from: peer, outcome: "ok", status: 200))
+            await auditUser(AuditLog.Entry(actor: "user:" + username, action: "oauth.logout", target: "session", from: peer, outcome: "ok", status: 200))
             var page = pages.error(title: "Signed out", message: "You are signed out.", status: .ok)
             page.headers[.setCookie] = "\(Self.cookieName)=; Path=\(basePath)/oauth2; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
             return page

@@ -157,8 +157,8 @@ final class AuthorizationServer: Sendable {
             throw APIError(.badRequest, "invalid_request", "refresh_token is required")
         }
         // A grant not from a user's sign-in is the client's own (client_credentials).
-        guard let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(presented) }), grant.clientID == client.id,
-              grant.isUser || grant.subject == client.id else {
+        guard let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(presented) }), ExactMatch.equal(grant.clientID, client.id),
+              grant.isUser || ExactMatch.equal(grant.subject, client.id) else {
             throw APIError(.badRequest, "invalid_grant", "unknown, expired or foreign refresh token")
         }
         // However often it is refreshed, a grant ends at its maximum lifetime: the user signs in
@@ -171,8 +171,8 @@ final class AuthorizationServer: Sendable {
         // A subject or client cut-off revokes the tokens issued before it — "log out everywhere" —
         // and so the grants too: one whose user signed in (or whose code was issued) before it
         // refreshes nothing, whenever its latest token was issued. Held against the token's issue,
-        // a refresh in flight while the cut-off was written handed out a successor stamped after
-        // it, and the family lived on (an attacker review).
+        // a refresh in flight while the cut-off is written would hand out a successor stamped
+        // after it, and the family would live on.
         let since = refreshTokens.cutOffTimes(grant)
         try refuseIfCutOff(subject: grant.subject, clientID: client.id, subjectSince: since.subject, clientSince: since.client, what: "grant of this refresh token")
         // A family revoked (reuse, RFC 7009) is in the signed list while its access tokens live,
@@ -300,7 +300,7 @@ final class AuthorizationServer: Sendable {
         }
         // The code is spent whatever follows: a wrong verifier or redirect URI does not leave it
         // for another try.
-        guard grant.clientID == client.id else { throw APIError(.badRequest, "invalid_grant", "the authorization code was issued to another client") }
+        guard ExactMatch.equal(grant.clientID, client.id) else { throw APIError(.badRequest, "invalid_grant", "the authorization code was issued to another client") }
         guard ExactMatch.equal(grant.redirectURI, redirectURI) else {
             throw APIError(.badRequest, "invalid_grant", "redirect_uri differs from the one of the authorization request")
         }
@@ -317,8 +317,8 @@ final class AuthorizationServer: Sendable {
         try refuseIfCutOff(subject: grant.username, clientID: client.id, issuedAtMillis: grant.issuedAtMillis ?? 0, what: "authorization code")
         // Every code was issued under a consent the user gave: one they revoked since ("Revoke
         // access" while the code was unredeemed), or narrowed below the code's scopes, redeems
-        // nothing. (Revoking only what was issued left such a code to mint tokens the account
-        // page no longer listed — found by an attacker review.)
+        // nothing. (Revoking only what was issued would leave such a code to mint tokens the
+        // account page no longer lists.)
         let consented = try await unavailableOnFailure {
             try await endpoint?.sessions.consentedScopes(username: user.username, clientID: client.id)
         }
@@ -426,7 +426,7 @@ final class AuthorizationServer: Sendable {
         metrics.authorizationCodeReuse.increment()
         // Revoked already by an earlier reuse: nothing more to write or audit, so a code presented
         // again and again (a used code is kept for the refresh-token lifetime) does not grow the
-        // signed list and the audit stream (a bypass review: 238 a second from one code).
+        // signed list and the audit stream.
         if revocationList.isSynced {
             if let family, revocationList.set.isSessionRevoked(issuer: config.issuer, sid: family) { return }
             if family == nil, let accessToken, revocationList.set.isTokenRevoked(jti: accessToken.jti) { return }
@@ -496,7 +496,7 @@ final class AuthorizationServer: Sendable {
             let refreshFirst = form["token_type_hint"] == "refresh_token"
             for kind in refreshFirst ? ["refresh", "access"] : ["access", "refresh"] {
                 if kind == "access", case .success(let verified) = verifier.verify(token) {
-                    guard verified.clientID == client.id else {
+                    guard verified.clientID.map({ ExactMatch.equal($0, client.id) }) == true else {
                         throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
                     }
                     guard let jti = verified.jwtID else { break }
@@ -518,7 +518,7 @@ final class AuthorizationServer: Sendable {
                     return Self.emptyOK()
                 }
                 if kind == "refresh", let grant = try await unavailableOnFailure({ try await refreshTokens.lookup(token) }) {
-                    guard grant.clientID == client.id else {
+                    guard ExactMatch.equal(grant.clientID, client.id) else {
                         throw APIError(.badRequest, "unauthorized_client", "the token was issued to another client")
                     }
                     try await countRevocation(by: client.id, subject: grant.subject)

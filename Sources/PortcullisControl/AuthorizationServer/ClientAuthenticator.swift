@@ -48,7 +48,7 @@ struct ClientAuthenticator: Sendable {
                 guard certificate.chainVerified else {
                     throw Self.invalidClient("client '\(id)' needs a client certificate issued by the listener's client_ca (tls_client_auth)")
                 }
-                guard certificate.subject == subjectDN else { throw Self.invalidClient("the client certificate's subject is not the one registered for '\(id)'") }
+                guard ExactMatch.equal(certificate.subject, subjectDN) else { throw Self.invalidClient("the client certificate's subject is not the one registered for '\(id)'") }
             } else {
                 guard client.selfSignedCertificates.contains(certificate.sha256) else {
                     throw Self.invalidClient("the client certificate is not one registered for '\(id)' (self_signed_tls_client_auth)")

@@ -2,8 +2,8 @@
 /// (§4.1.2.1, §5.2: `%x20-21 / %x23-5B / %x5D-7E`) less `<`, `>`, `&` and `` ` ``.
 /// Descriptions may quote what the request sent (a scope, a grant type); each other character
 /// becomes `?`, so a client showing the description shows no markup, double quotes, line
-/// breaks or direction overrides the request chose (an attacker review had `<script>`, U+202E
-/// and CR LF echoed into the redirect).
+/// breaks or direction overrides the request chose (`<script>`, U+202E or CR LF would otherwise
+/// be echoed into the redirect).
 enum ErrorDescription {
     static func sanitized(_ text: String) -> String {
         var bytes: [UInt8] = []

@@ -89,7 +89,7 @@ struct LoginSessionStore: Sendable {
     /// characters; anything longer is no session of ours). Nil when the name comes more than
     /// once: a page of the same site can plant a cookie of that name for a more specific path
     /// or a parent domain, which the browser sends first, and taking either one could sign the
-    /// user in as the planter (login CSRF; found by an attacker review).
+    /// user in as the planter (login CSRF).
     static func cookie(_ name: String, in headers: HTTPFields) -> String? {
         var found: String?
         for header in headers[values: .cookie] {

@@ -32,8 +32,8 @@ struct LoginThrottle: Sendable {
     }
 
     /// What an address's attempts count under: an IPv6 client by its /64, which one host
-    /// commonly holds whole (counted per address, one host guessed with 2^64 fresh counts: an
-    /// attacker review); an IPv4 client, or the IPv4 client an IPv6 address stands for
+    /// commonly holds whole (counted per address, one host could guess with 2^64 fresh counts);
+    /// an IPv4 client, or the IPv4 client an IPv6 address stands for
     /// (IPv4-mapped on a dual-stack listener, NAT64, 6to4, Teredo), by its address.
     static func counted(_ address: String) -> String {
         ClientNetwork.key(of: address, ipv6Prefix: 64)
@@ -68,16 +68,16 @@ struct LoginThrottle: Sendable {
     /// itself for `client_credentials`) that find a token of its own: a number per
     /// `clientRevocationWindow`, across every control plane. Each may
     /// write a change to the signed revocation list, which every node holds and verifies, and an
-    /// audit entry: without a limit one client (a public one needs no secret) grew the list and
-    /// Redis faster than pruning shrank them, and pushed operators' entries out of the capped
-    /// audit stream (an attacker review: 544 calls a second on a debug build).
+    /// audit entry: without a limit one client (a public one needs no secret) could grow the list
+    /// and Redis faster than pruning shrinks them, and push operators' entries out of the capped
+    /// audit stream.
     static let clientRevocationWindow: Duration = .seconds(60)
 
     /// Counts an RFC 7009 revocation by `clientID` of a token of `subject`, at most `limit` per
     /// `clientRevocationWindow` (`revocations_per_client`), or refuses it: how long until one may
     /// be made again, or nil when this one is counted and may go on. Counted per subject too, so
     /// that one user holding a token of a public client — which needs no secret — cannot spend
-    /// the budget of every other user's logout (a code review).
+    /// the budget of every other user's logout.
     func attempt(revokingForClient clientID: String, subject: String, limit: Int) async throws -> Duration? {
         let counter = Hex.encode(SHA256.hash(data: Array((clientID + "\n" + subject).utf8)))
         return try await attempt([(keys.loginFailures("oauth-revoke", counter), limit)], window: Self.clientRevocationWindow)

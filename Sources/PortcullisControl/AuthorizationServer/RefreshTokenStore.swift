@@ -38,7 +38,7 @@ struct RefreshTokenStore: Sendable {
         /// for a user's grant, the family's start for a client's own; signed with the family,
         /// nil for one written before it was. Cut-offs are held against these two and not
         /// against the presented token's issue, which a refresh in flight when a cut-off was
-        /// written stamps after it (an attacker review).
+        /// written stamps after it.
         var originMillis: Int64? = nil
     }
 

@@ -68,8 +68,8 @@ struct SigningKeyRecord: Sendable, Equatable {
     /// malformed, its MAC does not verify, or it names another kid than its field.
     ///
     /// Bounded before it is parsed (a sealed RSA-4096 key is about 4 KB; a record has a dozen
-    /// members): a 4 MB field of empty objects, parsed whole at every reload, held the control
-    /// plane at 1.4 GB (an attacker review).
+    /// members): a large field of empty objects, parsed whole at every reload, would cost the
+    /// control plane memory many times its size.
     init?(json text: String, field: String, mac: ClusterMAC) {
         guard text.utf8.count <= Self.maxBytes, let value = try? JOSEJSONReader.parse(Array(text.utf8), maxDepth: 2, maxValues: 64),
               let kid = value["kid"]?.stringValue, kid == field, let alg = value["alg"]?.stringValue.flatMap(JWSAlgorithm.init(rawValue:)),

@@ -103,8 +103,8 @@ actor SigningKeyRing {
     private let isKeyRevoked: @Sendable (String) -> Bool
     /// Whether this control plane's copy of the revocation list has synced. Before it has,
     /// `isKeyRevoked` knows nothing: a control plane restarted with a retired key's record put
-    /// back (and the head garbled, so that the sync waited) signed every token with that key and
-    /// published it (a bypass review). Nothing signs, is published or changed until then.
+    /// back (and the head garbled, so that the sync waits) would sign every token with that key
+    /// and publish it. Nothing signs, is published or changed until then.
     private let isListSynced: @Sendable () -> Bool
     /// The last read refused the hash (more fields than any ring): the ring is the one read
     /// before, held to the revocation list and the clock again at each read (`settle`), and no
@@ -193,8 +193,8 @@ actor SigningKeyRing {
     /// Read-only (so it runs while Redis pauses writes, as in a failover): `{junk, 1, {fields…}}`
     /// — `{n, 1, {}}` when `n` fields are junk (`junkField`), which `deleteJunk` removes first —
     /// or `{0, 0, count}` with more fields than any ring. Read whole with `HGETALL` every second,
-    /// four 64 MiB junk fields held the control plane at 575 MiB and its token endpoint at 1.8 s
-    /// (an attacker review).
+    /// large junk fields would cost the control plane memory in proportion at every read, and
+    /// slow its token endpoint with it.
     static let readScript = RedisScript(junkField + "\n" + """
     local bad = 0
     for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -277,7 +277,7 @@ actor SigningKeyRing {
         // A rotation switches the active key and the one before it in one write, so two active
         // records never follow from it: all but the latest activated are a Redis writer putting
         // back a key's older signed record — after a restart, when `revisions` remembers nothing,
-        // the only sign of it (the build before signed with either and published both).
+        // the only sign of it.
         // A key the revocation list revokes (a retired one among them) never signs nor is
         // published again, whatever its record says: an operator who revokes the active key gets
         // a new one within seconds (`maintain`), and a revoked key's record put back by a Redis
@@ -379,8 +379,8 @@ actor SigningKeyRing {
 
         // Wait for gateways to hold the new set before it signs anything. With no set read before
         // — Redis lost it, or holds one no reader takes — for every live gateway to report the
-        // new one: by the previous version alone, a rotation over a refused record found no
-        // laggard and switched at once to a key no gateway held (an attacker review).
+        // new one: by the previous version alone, a rotation over a refused record would find no
+        // laggard and switch at once to a key no gateway holds.
         let clock = ContinuousClock()
         let started = clock.now
         let waitForAll = previousVersion == nil

@@ -6,9 +6,9 @@ import PortcullisRedis
 /// by its holder (compare-and-delete), and expires by itself if the holder dies.
 ///
 /// A lease without an expiry, or with one longer than any holder of this lock takes
-/// (`longest`), was set by a Redis writer: trusted, it stopped the chore for good and silently —
-/// rotations and retirements answered 409 `busy`, the log went unpruned, an issuer's keys were
-/// never fetched again (an attacker review). Such a lease is reported and taken over. A writer
+/// (`longest`), was set by a Redis writer: trusted, it would stop the chore for good and silently —
+/// rotations and retirements would answer 409 `busy`, the log would go unpruned, an issuer's keys
+/// would never be fetched again. Such a lease is reported and taken over. A writer
 /// who sets the lease again and again within `longest` still delays the chore by that much each
 /// time; it is not signed.
 struct ClusterLock: Sendable {

@@ -98,8 +98,8 @@ final class ControlChores: Service, Sendable {
     /// Gateways' refetch requests are handled one at a time from a queue of `queuedRefetches`,
     /// at most one per issuer, and only for issuers this control plane fetches (or signs for).
     /// Any gateway's Redis credential may publish them, and each costs Redis round trips (and
-    /// maybe a fetch): started as a task each, 200 000 of them took the control plane to 1.3 GB
-    /// and stalled its head beat and revocation writes (an attacker review). A fetch refreshes
+    /// maybe a fetch): started as a task each, a flood of them would grow the control plane's
+    /// memory without bound and stall its head beat and revocation writes. A fetch refreshes
     /// the issuer's whole set, so one pending request stands for every kid asked meanwhile; a
     /// flood of requests for one issuer cannot crowd out another's.
     private let pendingRefetches = Mutex<Set<String>>([])
@@ -136,8 +136,8 @@ final class ControlChores: Service, Sendable {
     /// Messages held while the reader works through earlier ones; beyond, new ones are dropped
     /// (an acknowledgement's latency figure, a refetch request a gateway repeats, an
     /// announcement whose ring is then reloaded). Unbounded, a flood of `rev:acks` messages any
-    /// gateway's credential may publish grew the control plane by 100 MB a second (an attacker
-    /// review). None of these messages is over 4 KiB when honest.
+    /// gateway's credential may publish would grow the control plane's memory as fast as the
+    /// flood came. None of these messages is over 4 KiB when honest.
     static let subscriptionBuffer = RedisEventBuffer(events: 1024, bytes: 16 << 20)
 
     private func readSubscription(refetches: AsyncStream<KeyRefetchRequest>.Continuation, reloads: CoalescingQueue<String>) async {
@@ -253,8 +253,8 @@ final class ControlChores: Service, Sendable {
             guard (try? await lock.acquire(ttl: .seconds(55))) != nil else { continue }
             do {
                 // A full batch may leave more due: pruning goes on while the lease lasts, so a
-                // log written faster than one batch a minute still shrinks (an attacker review
-                // wrote 300–550 entries a second through RFC 7009 revocations).
+                // log written faster than one batch a minute (RFC 7009 revocations can write
+                // many entries a second) still shrinks.
                 let started = ContinuousClock.now
                 var pruned = 0, batch = RevocationStore.pruneBatch
                 while batch >= RevocationStore.pruneBatch, ContinuousClock.now - started < .seconds(45), !Task.isCancelled {

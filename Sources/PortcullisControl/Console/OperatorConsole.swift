@@ -136,9 +136,9 @@ struct OperatorConsole: Sendable {
     /// configured, same hash) and certificate subject — or when the certificate it was signed in
     /// with is not the one this connection presents (`connectionSubject`, verified in this
     /// connection's TLS handshake; a reload that replaces `client_ca` closes the connections
-    /// opened under the old one, see `ListenerTLSBox`). A reload to a stricter `admin_auth`, or a
-    /// session cookie used without the certificate it was made with, kept the console open in the
-    /// build before (an attacker review).
+    /// opened under the old one, see `ListenerTLSBox`). So neither a reload to a stricter
+    /// `admin_auth` nor a session cookie presented without the certificate it was made with keeps
+    /// the console open.
     static func actor(principal: String, settings: AdminSettings, connectionSubject: String?) -> String? {
         let fields = principal.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         guard fields.count == 4, fields[0] == "v2" else { return nil }
@@ -253,12 +253,11 @@ struct OperatorConsole: Sendable {
     /// Whether this request may be offered a sign-in: over HTTPS, or addressed to a loopback
     /// host (an SSH tunnel or a port-forward to `localhost`). Over plain HTTP to another address
     /// the admin token would cross the network in clear text — and the browser would drop the
-    /// console's `Secure` cookies, so the operator, told the form expired, would send it again
-    /// (an attacker review).
+    /// console's `Secure` cookies, so the operator, told the form expired, would send it again.
     ///
     /// Over plain HTTP both must be loopback: the `Host` and the TCP peer. A plain-HTTP proxy on
     /// the same machine sends `Host: 127.0.0.1` for a remote client; a remote client names any
-    /// `Host` it likes (a bypass review). Behind a TLS-terminating proxy, give the admin listener
+    /// `Host` it likes. Behind a TLS-terminating proxy, give the admin listener
     /// `admin_tls` too.
     private func offersSignIn(_ request: Request, _ context: ControlRequestContext) async -> Bool {
         if await context.isTLS { return true }

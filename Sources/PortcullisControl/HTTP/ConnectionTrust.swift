@@ -4,9 +4,9 @@ import NIOCore
 /// `ListenerTLSBox`), kept in its pipeline so that a request can tell whether a reload has
 /// replaced it since: a
 /// certificate verified under trust the operator replaced no longer counts
-/// (`ControlRequestContext.clientCertificate(verifiedBy:)`). Quiescing alone did not close a
-/// connection whose client always kept a request pipelined, and that client went on calling the
-/// admin API with a certificate of the removed CA (an attacker review). Passes everything through.
+/// (`ControlRequestContext.clientCertificate(verifiedBy:)`). Quiescing alone does not close a
+/// connection whose client always keeps a request pipelined, and that client could go on calling
+/// the admin API with a certificate of the removed CA. Passes everything through.
 final class ConnectionTrust: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
 

@@ -52,6 +52,8 @@ struct RevocationInput: Sendable {
             guard !issuer.isEmpty, !issuer.contains("|") else {
                 throw APIError.invalid("issuer", "expected a non-empty iss value without '|'")
             }
+            // Nodes read `*` as every issuer: as a value it would revoke more than it names.
+            guard issuer != "*" else { throw APIError.invalid("issuer", "'*' is not an issuer; leave issuer out to revoke for every issuer") }
             try checkIdentifier(issuer, field: "issuer")
         }
         let reason = try fields.string("reason")
@@ -96,10 +98,15 @@ struct RevocationInput: Sendable {
         cutoff / 1000 + (cutoff % 1000 == 0 ? 0 : 1)
     }
 
-    /// A revocation's or a lift's reason: at most `maxValueBytes`. It goes into the signed log every
-    /// gateway syncs, and into the audit entry.
+    /// A revocation's or a lift's reason: at most `maxValueBytes`, without control characters. It
+    /// goes into the signed log every gateway syncs, into the audit entry, and onto operators'
+    /// terminals and console pages, where a line break or an escape sequence would forge rows.
     static func checkReason(_ reason: String?) throws {
-        if let reason, reason.utf8.count > maxValueBytes { throw APIError.invalid("reason", "longer than \(maxValueBytes) bytes") }
+        guard let reason else { return }
+        if reason.utf8.count > maxValueBytes { throw APIError.invalid("reason", "longer than \(maxValueBytes) bytes") }
+        guard !reason.unicodeScalars.contains(where: isControl) else {
+            throw APIError.invalid("reason", "must not contain control characters (line breaks, escape sequences, bidirectional formatting)")
+        }
     }
 
     private static func checkIdentifier(_ text: String, field: String) throws {
@@ -131,12 +138,10 @@ struct RevocationInput: Sendable {
         if case .number(let seconds) = value { return try millis(seconds, field: field) }
         guard let text = value.stringValue else { throw APIError.invalid(field, "expected Unix seconds or an RFC 3339 time") }
         if text == "now" { return nowMillis }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return try millis(date.timeIntervalSince1970, field: field) }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return try millis(date.timeIntervalSince1970, field: field) }
-        throw APIError.invalid(field, "expected Unix seconds, an RFC 3339 time or \"now\", got '\(text)'")
+        switch RFC3339Time.millis(text) {
+        case .success(let millis): return millis
+        case .failure(let error): throw APIError.invalid(field, "expected Unix seconds, an RFC 3339 time or \"now\", got '\(text)': \(error)")
+        }
     }
 
     /// Seconds to the nearest millisecond (a decimal fraction is rarely exact in binary).

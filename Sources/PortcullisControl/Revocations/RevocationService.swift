@@ -83,22 +83,35 @@ struct RevocationService: Sendable {
         return try await addBatch(live, actor: actor)
     }
 
-    /// Writes many `add` changes atomically (all or none): jti revocations go into signed changes
-    /// of up to `tokensPerChange` tokens each, every other revocation is a change of its own, and
-    /// all of them are one script call with consecutive sequence numbers and one pub/sub message.
+    /// Writes many `add` changes atomically (all or none): jti revocations of the same reason go
+    /// into signed changes of up to `tokensPerChange` tokens each (a change has one reason), every
+    /// other revocation is a change of its own, and all of them are one script call with
+    /// consecutive sequence numbers and one pub/sub message.
     func addBatch(_ inputs: [RevocationInput], actor: String) async throws -> [RevocationEvent] {
         guard !inputs.isEmpty else { return [] }
         let created = Int64(Date().timeIntervalSince1970 * 1000)
         var changes: [Revocation] = []
-        let tokens = inputs.filter { $0.kind == .jti }
-        var start = 0
-        while start < tokens.count {
-            let chunk = tokens[start..<min(start + Self.tokensPerChange, tokens.count)]
-            let first = chunk[chunk.startIndex]
-            changes.append(Revocation(id: Self.newID(), operation: .add, kind: .jti, value: first.value, issuer: nil, until: first.until,
-                                      createdAtMillis: created, actor: actor, reason: first.reason,
-                                      batch: chunk.dropFirst().map { Revocation.Token(jti: $0.value, expiresAt: $0.until) }))
-            start += Self.tokensPerChange
+        var byReason: [[RevocationInput]] = []
+        var groupOfReason: [ExactKey?: Int] = [:]
+        for input in inputs where input.kind == .jti {
+            let reason = input.reason.map { ExactKey($0) }
+            if let group = groupOfReason[reason] {
+                byReason[group].append(input)
+            } else {
+                groupOfReason[reason] = byReason.count
+                byReason.append([input])
+            }
+        }
+        for tokens in byReason {
+            var start = 0
+            while start < tokens.count {
+                let chunk = tokens[start..<min(start + Self.tokensPerChange, tokens.count)]
+                let first = chunk[chunk.startIndex]
+                changes.append(Revocation(id: Self.newID(), operation: .add, kind: .jti, value: first.value, issuer: nil, until: first.until,
+                                          createdAtMillis: created, actor: actor, reason: first.reason,
+                                          batch: chunk.dropFirst().map { Revocation.Token(jti: $0.value, expiresAt: $0.until) }))
+                start += Self.tokensPerChange
+            }
         }
         for input in inputs where input.kind != .jti {
             changes.append(Revocation(id: Self.newID(), operation: .add, kind: input.kind, value: input.value, issuer: input.issuer,

@@ -30,8 +30,8 @@ struct UserDirectory: Sendable {
     /// it costs the same KDF time as a wrong password and the answer's timing does not tell which
     /// usernames exist. Its scrypt parameters are those most users' hashes have (the costliest
     /// of equally common ones; the default without users): with the default always, a file
-    /// whose cost was raised told every user of the new cost from an unknown name by about 5 s
-    /// (an attacker review). Users of a less common cost can still be told apart: `costs`.
+    /// whose cost was raised would tell every user of the new cost from an unknown name by the
+    /// difference in KDF time. Users of a less common cost can still be told apart: `costs`.
     let decoy: PasswordHash
     /// How many different scrypt parameter sets the users' hashes have: more than one lets
     /// sign-in timing tell the users of the less common ones from unknown names (warned at

@@ -97,6 +97,11 @@ struct Admission {
             response.headers.add(name: "Allow", value: allowed.joined(separator: ", "))
             return .refused(response, metrics: gateway.unmatchedRoute)
         }
+        if route.config.stripPrefix, Self.cutLeavesDotSegment(target.path, prefix: route.config.pathPrefix) {
+            return .refused(ErrorResponse(status: .badRequest, error: "invalid_request",
+                                          description: "the request path has a dot segment (. or ..) once the route's prefix is cut"),
+                            metrics: route.metrics)
+        }
         if let overrides = Self.methodOverrides(facts.methodOverrides, uri: head.uri),
            let refusal = Self.refuseOverride(overrides, head: head, host: facts.host, path: target.path, route: route, router: table.router) {
             return .refused(refusal, metrics: route.metrics)
@@ -179,7 +184,7 @@ struct Admission {
             rateLimitHeaders = headers
         }
 
-        if facts.hasUnderscoredNames, table.request.headersWithUnderscores == .drop { gateway.metrics.underscoredFieldsDropped.increment() }
+        if facts.hasAmbiguousNames, table.request.headersWithUnderscores == .drop { gateway.metrics.underscoredFieldsDropped.increment() }
         var responseHeaders = rateLimitHeaders
         if let cors {
             if responseHeaders == nil { responseHeaders = cors } else { responseHeaders?.add(contentsOf: cors) }
@@ -210,11 +215,23 @@ struct Admission {
         return found
     }
 
+    /// Whether cutting a `strip_prefix` route's `prefix` off `path` leaves a first segment `.` or
+    /// `..`: the router lets a format suffix on the prefix's last segment match (`/api.json`), so
+    /// `/api..` would reach the upstream as `/..` — a dot segment the path policy refuses
+    /// everywhere else.
+    static func cutLeavesDotSegment(_ path: Substring, prefix: String) -> Bool {
+        guard prefix != "/" else { return false }
+        let rest = path.utf8.dropFirst(prefix.utf8.count)
+        guard rest.first == UInt8(ascii: ".") else { return false }
+        let segment = rest.prefix { $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "?") }
+        return segment.count == 1 || (segment.count == 2 && segment.last == UInt8(ascii: "."))
+    }
+
     /// Whether a query parameter's decoded name reads as `_method` in any letter case — also as
     /// PHP reads names into `$_GET` (which Symfony and Laravel take it from): cut at a NUL,
     /// leading spaces dropped, `.`, space and `[` taken for `_`, and `_method[…]` an array named
-    /// `_method`. The build before compared the name alone, and `.method`, ` _method` and
-    /// `_method%00` reached a PHP upstream as `_method` (a bypass review).
+    /// `_method`. Compared by the name alone, `.method`, ` _method` and `_method%00` would reach a
+    /// PHP upstream as `_method`.
     static func namesMethodOverride(_ name: String) -> Bool {
         var bytes = Array(name.utf8.prefix { $0 != 0 }.drop { $0 == UInt8(ascii: " ") })
         if let bracket = bytes.firstIndex(of: UInt8(ascii: "[")), bytes[bracket...].contains(UInt8(ascii: "]")) {
@@ -306,8 +323,8 @@ struct Admission {
         } else {
             return .failure(.init(description: "the request needs a Host header"))
         }
-        if facts.hasUnderscoredNames, policy.headersWithUnderscores == .reject {
-            return .failure(.init(description: "header names with underscores are refused"))
+        if facts.hasAmbiguousNames, policy.headersWithUnderscores == .reject {
+            return .failure(.init(description: "header names with underscores (or other characters than letters, digits and '-') are refused"))
         }
         let target: RequestTarget
         switch RequestTarget.parse(head.uri, policy: policy.path) {

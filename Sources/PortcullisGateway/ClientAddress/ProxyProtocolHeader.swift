@@ -44,9 +44,9 @@ package enum ProxyProtocolHeader {
 
     /// Reads a header from the start of `bytes`. Called again on each read until the header is
     /// whole, so only what is needed is copied: a v1 line's 107 bytes at most, a v2 header's 16
-    /// fixed bytes until its announced length has come (copying everything on every read cost
-    /// the square of the length: 1 s of a core for one 64 KiB header sent 8 bytes at a time, an
-    /// attacker review).
+    /// fixed bytes until its announced length has come (copying everything on every read would
+    /// cost the square of the length: a long header sent a few bytes at a time would keep a core
+    /// busy).
     package static func parse(_ bytes: some RandomAccessCollection<UInt8>) -> Outcome {
         guard let first = bytes.first else { return .incomplete }
         if first == v2Signature[0] {

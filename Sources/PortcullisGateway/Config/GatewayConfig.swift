@@ -153,8 +153,8 @@ public struct GatewayConfig: Sendable {
             }
             // The router takes the first of the routes with a host and prefix in file order: one
             // whose methods an earlier one's cover is never reached. A route added above another
-            // (say a public `/orders` above the JWT one) silently took its requests, unauthenticated
-            // (found by an attacker review): that is a mistake to name, not a config to serve.
+            // (say a public `/orders` above the JWT one) would silently take its requests,
+            // unauthenticated: that is a mistake to name, not a config to serve.
             let caseSensitive = http.path.caseSensitive
             if let earlier = routes.first(where: { Self.shadows($0, route, caseSensitive: caseSensitive) }) {
                 throw node.error("route '\(route.name)' is never reached: route '\(earlier.name)' before it has the same host and path_prefix and takes its methods")

@@ -24,8 +24,8 @@ public struct IdentityHeader: Sendable, Hashable {
             guard !HeaderRules.isFraming(header) else { throw value.error("'\(header)' frames the body and is set by the gateway itself") }
             guard !HeaderRules.isConnectionLevel(header) else { throw value.error("'\(header)' is about one connection and is set by the gateway itself") }
             guard !gatewayStated.contains(header.lowercased()) else { throw value.error("'\(header)' is set by the gateway itself") }
-            guard !header.contains("_") else {
-                throw value.error("'\(header)' has an underscore; upstreams that read _ as - would see another name (use -)")
+            guard !AmbiguousFieldName.isAmbiguous(header) else {
+                throw value.error("'\(header)' has a character other than a letter, a digit or '-'; CGI-style upstreams read _ (and such characters) as - and would see another name")
             }
             result.append(IdentityHeader(claim: claim, header: header))
         }

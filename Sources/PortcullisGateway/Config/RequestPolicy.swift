@@ -11,7 +11,7 @@ public struct RequestPolicy: Sendable, Equatable {
         /// The request is refused with 400.
         case reject
         /// Forwarded, except those that equal a removed header (identity, hop-by-hop, framing,
-        /// `Host`) once `_` is read as `-`.
+        /// `Host`) once `_` (and any other character than a letter, a digit or `-`) is read as `-`.
         case allow
     }
 

@@ -88,7 +88,7 @@ package struct RequestHeadPath: Sendable {
         case .matched(let route):
             let client = HeaderRewriter.ClientInfo(address: clientAddress, isTLS: false)
             let upstream = HeaderRewriter.upstreamRequest(head, uri: target.uri, policy: route.headerPolicy, identity: identity, requestID: requestID,
-                                                          client: client, hasUnderscoredNames: facts.hasUnderscoredNames)
+                                                          client: client, hasAmbiguousNames: facts.hasAmbiguousNames)
             return .forwarded(Forwarded(route: route, matchedPath: path, head: upstream))
         }
     }

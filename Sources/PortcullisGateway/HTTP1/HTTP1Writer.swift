@@ -6,7 +6,7 @@ import NIOHTTP1
 ///
 /// Written here rather than using NIO's encoders, which box every part through a pipeline handler,
 /// re-scan each head for its framing fields and write it string by string (each write re-checking
-/// capacity and exclusivity): together about 8% of the CPU per request (docs/benchmarks.md).
+/// capacity and exclusivity): together a noticeable share of the CPU per request (docs/benchmarks.md).
 /// Nothing is re-validated: every head comes from `HeaderRewriter` or `ErrorResponse`, whose
 /// fields are valid by construction (see `HeaderRewriter`).
 struct HTTP1Writer {

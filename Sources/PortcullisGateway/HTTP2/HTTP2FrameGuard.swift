@@ -7,26 +7,26 @@ import NIOHTTP2
 ///
 /// - **A huge HPACK table.** swift-nio-http2 gives its encoder whatever dynamic table the peer's
 ///   SETTINGS_HEADER_TABLE_SIZE allows, up to 4 GiB, and its encoder searches the whole table for
-///   each field it sends: a peer announcing 4 GiB made each header block the gateway sent slower
-///   than the last, starving everything on the event loop, and kept every distinct value it was
-///   sent. The value is clamped to `maxHeaderTableSize` before `NIOHTTP2Handler` reads it; RFC 7541
+///   each field it sends: a peer announcing 4 GiB would make each header block the gateway sent
+///   slower than the last, starving everything on the event loop, and keep every distinct value it
+///   was sent. The value is clamped to `maxHeaderTableSize` before `NIOHTTP2Handler` reads it; RFC 7541
 ///   §4.2 lets an encoder use less than the decoder allows, and nghttp2's encoder keeps 4 KiB too.
 /// - **WINDOW_UPDATE floods.** While the gateway holds a stream's reads (backpressure: the other
 ///   side cannot take more), swift-nio-http2 queues every frame that arrives for the stream, and
-///   flow control bounds DATA only: a peer sending WINDOW_UPDATE frames on such a stream grew the
-///   gateway's memory without bound (hundreds of MB in seconds). Each stream's updates have a
+///   flow control bounds DATA only: a peer sending WINDOW_UPDATE frames on such a stream would
+///   grow the gateway's memory without bound. Each stream's updates have a
 ///   budget earned by the DATA the gateway sent on it (`HTTP2WindowUpdateBudget`: by frames and
 ///   bytes, a frame the peer's window cut short by its bytes only — so the peer's windows are
 ///   followed here: its SETTINGS_INITIAL_WINDOW_SIZE, and each WINDOW_UPDATE's increment, read as
 ///   its payload passes); an update beyond it closes the connection with GOAWAY.
 /// - **Extension frames.** swift-nio-http2 skips a frame of a type it does not know without
 ///   ever discarding the bytes it read past, while a frame remains incomplete: a peer sending
-///   such frames with every write ending inside one made the gateway keep every byte (1.5 GB from
-///   one connection in 10 s, in an attacker review). Frames above CONTINUATION are dropped here —
-///   RFC 9113 §5.5 lets a receiver ignore any it does not use — and, so that one cut by a read's
-///   end can be dropped whole, a frame header the read ended in is held until it is complete.
-///   Each costs the connection's frame budget (below): a peer sending empty ones without end
-///   kept a core busy for as long as its connection lived (an attacker review).
+///   such frames with every write ending inside one would make the gateway keep every byte.
+///   Frames above CONTINUATION are dropped here — RFC 9113 §5.5 lets a receiver ignore any it
+///   does not use — and, so that one cut by a read's end can be dropped whole, a frame header the
+///   read ended in is held until it is complete. Each costs the connection's frame budget
+///   (below): a peer sending empty ones without end would keep a core busy for as long as its
+///   connection lived.
 /// - **Queues of small frames.** The same queue holds every DATA frame as an object of its own
 ///   while flow control counts bytes, so a held stream's window of 1-byte DATA frames cost about
 ///   180 times its size. The frames passed on for each stream are counted in the connection's

@@ -193,7 +193,7 @@ final class HTTP2HeaderBlocks: ChannelDuplexHandler {
     /// `delete` is not `DELETE` to the router, whose routes list methods upper case — but many
     /// upstream frameworks (Werkzeug, Express) upper-case what they receive: a `delete` routed
     /// past a route that lists `DELETE` (with its authentication) to a route without a method list
-    /// on the same prefix was served there as a DELETE (an attacker review). The HTTP/1.1
+    /// on the same prefix would be served there as a DELETE. The HTTP/1.1
     /// listener's parser takes registered, upper-case methods only; over HTTP/2 an upper-case
     /// token is taken, so extension methods pass.
     static func isUpperCaseToken(_ method: String) -> Bool {

@@ -15,9 +15,9 @@ extension HTTP2StreamDeadlineOwner {
 }
 
 /// The deadlines of one HTTP/2 client connection's streams, behind one scheduled check. A timer
-/// per stream cost each stream a task scheduled on the event loop and cancelled — a heap insert,
-/// a heap removal and a promise failed — though nearly every deadline is cancelled long before it
-/// comes (profiled at several per cent of an HTTP/2 request's CPU). Here arming and cancelling a
+/// per stream would cost each stream a task scheduled on the event loop and cancelled — a heap
+/// insert, a heap removal and a promise failed — though nearly every deadline is cancelled long
+/// before it comes (figures: docs/benchmarks.md). Here arming and cancelling a
 /// deadline are a dictionary insert or update and a removal. The check is scheduled for the
 /// earliest deadline armed while none earlier is pending; when it runs it expires what has passed
 /// and schedules itself for the earliest left, so with one timeout per route it runs about once

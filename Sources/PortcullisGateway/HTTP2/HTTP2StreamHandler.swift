@@ -180,7 +180,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy,
                                                               identity: admitted.identity, requestID: requestID, client: shared.client,
-                                                              hasUnderscoredNames: facts.hasUnderscoredNames)
+                                                              hasAmbiguousNames: facts.hasAmbiguousNames)
             if !admitted.route.upstream.http2 {
                 guard shared.connections.acquire() else {
                     return refuseOverConnectionLimit(route: admitted.route, log: log, isHEAD: head.method == .HEAD)
@@ -651,7 +651,7 @@ extension HTTP2StreamHandler: WebSocketDownstream {
                                 facts: RequestHeadFacts, log: RequestLog) {
         guard let context else { return }
         let rewritten = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy, identity: admitted.identity,
-                                                       requestID: log.requestID, client: shared.client, hasUnderscoredNames: facts.hasUnderscoredNames)
+                                                       requestID: log.requestID, client: shared.client, hasAmbiguousNames: facts.hasAmbiguousNames)
         // Each WebSocket holds an upstream connection of its own: over HTTP/2 they count toward
         // limits.max_connections like client connections.
         guard shared.connections.acquire() else { return refuseOverConnectionLimit(route: admitted.route, log: log, isHEAD: false) }

@@ -29,8 +29,8 @@ final class HTTP2UpstreamStreamHandler: ChannelDuplexHandler {
     private var noContent = false
     /// Informational heads so far; more than `UpstreamResponseParser.maxInterimHeads` (the same
     /// limit as over HTTP/1.1) make the response malformed: each costs an HPACK decode and no
-    /// byte reaches the client, and without a limit an upstream sending them without end held
-    /// the event loop until the response-header timeout (found by an attacker review).
+    /// byte reaches the client, and without a limit an upstream sending them without end would
+    /// hold the event loop until the response-header timeout.
     private var interimHeads = 0
 
     init(exchange: HTTP2UpstreamExchange) {

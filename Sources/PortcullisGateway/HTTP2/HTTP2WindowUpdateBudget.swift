@@ -13,12 +13,12 @@ import NIOCore
 /// stream can queue is bounded by what went to the peer on it.
 ///
 /// A frame the peer's window cut short earns no per-frame credit: otherwise a peer keeping its
-/// window at a byte, updating it by one for each 1-byte frame it got, earned two updates for each
-/// one it spent and kept a core busy for as long as the response lasted (an attacker review:
-/// 213 000 updates a second from one connection). Such a frame earns by its bytes, one update per
-/// 512: Go's net/http, once a window is spent, updates it by what each read of the application
-/// took, and a reader taking 512 bytes at a time keeps even; one taking less while the gateway
-/// has more to send for it is cut once the credit its earlier frames earned is spent. So the
+/// window at a byte, updating it by one for each 1-byte frame it got, would earn two updates for
+/// each one it spent and keep a core busy for as long as the response lasted. Such a frame earns
+/// by its bytes, one update per 512: Go's net/http, once a window is spent, updates it by what
+/// each read of the application took, and a reader taking 512 bytes at a time keeps even; one
+/// taking less while the gateway has more to send for it is cut once the credit its earlier
+/// frames earned is spent. So the
 /// peer's windows are followed as the gateway's sending sees them: each stream's from the peer's
 /// SETTINGS_INITIAL_WINDOW_SIZE, its changes applied to open streams (RFC 9113 §6.9.2), plus the
 /// increments of its updates, less the DATA sent; the connection's in

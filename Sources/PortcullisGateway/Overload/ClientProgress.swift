@@ -4,19 +4,18 @@ import NIOCore
 /// acknowledged (Linux's `TCP_INFO`, `tcpi_bytes_acked`), as the overload guard sees it at its
 /// readings. The channel's writability alone cannot tell: the kernel wakes a writer only once a
 /// good part of the socket's send buffer has drained — seconds, for a steady reader behind a
-/// buffer of megabytes — so a client downloading steadily looked stalled for that long, and the
-/// guard cut it (docs/configuration.md, "Overload"). The TCP peer is the nearest one: a load
-/// balancer in front, if there is one.
+/// buffer of megabytes — so a client downloading steadily would look stalled for that long, and
+/// the guard would cut it (docs/configuration.md, "Overload"). The TCP peer is the nearest one:
+/// a load balancer in front, if there is one.
 ///
 /// A client progresses when, since the guard last saw it progress, it has acknowledged at least
 /// what the gateway then held unsent for it (the channel's buffered bytes), and at least
 /// `minimumBytes`: every byte the gateway holds is taken within the allowed wait. Acknowledging
 /// less — trickling, a few KiB a second — leaves the gateway holding its buffers as long as a
-/// client that has stopped, which is how an attacker review kept a node overloaded with 300
-/// connections reading 8 KB a second each. The guard counts a response's wait from the later
-/// of when the channel stopped taking writes and when it last saw the client progress; the
-/// first reading of a connection is its baseline. Event-loop confined, inside its connection's
-/// handler.
+/// client that has stopped, so enough trickling connections could keep a node overloaded.
+/// The guard counts a response's wait from the later of when the channel stopped taking writes
+/// and when it last saw the client progress; the first reading of a connection is its baseline.
+/// Event-loop confined, inside its connection's handler.
 struct ClientProgress {
     /// The least a client must acknowledge between two sightings of progress.
     static let minimumBytes: UInt64 = 32 << 10

@@ -58,7 +58,7 @@ enum HeaderRewriter {
     /// Envoy trusts from internal callers), AWS load balancers' `x-amzn-mtls-*` and
     /// `x-amzn-oidc-*`, Google's `x-client-cert-*`, Traefik's `x-forwarded-tls-*`, oauth2-proxy's
     /// `x-auth-request-*`, Azure App Service's `x-ms-client-principal*`, nginx-style
-    /// `x-ssl-client-*` (a second attacker review found them passed on).
+    /// `x-ssl-client-*` (each would otherwise be passed on).
     static let clientStatedPrefixes = ["x-envoy-", "x-amzn-mtls-", "x-amzn-oidc-", "x-client-cert-", "x-forwarded-tls-",
                                        "x-auth-request-", "x-ms-client-principal", "x-ssl-client-"]
 
@@ -118,12 +118,13 @@ enum HeaderRewriter {
         /// Fields the gateway states itself, whatever the route removes.
         private static let gatewayStated = HeaderNameSet(["host", "content-length", "transfer-encoding", "forwarded", "x-forwarded-for"])
 
-        /// Whether a request field whose name has `_` is forwarded: only under `allow`, and then
-        /// not when, read with `-` for `_` (as CGI-style upstreams read it), it names a field the
+        /// Whether a request field whose name has a character other than a letter, a digit or `-`
+        /// (`AmbiguousFieldName`) is forwarded: only under `allow`, and then not when, read with
+        /// `-` for each such character (as CGI-style upstreams may read it), it names a field the
         /// gateway removes or states itself.
         func forwardsUnderscored(_ name: String) -> Bool {
             guard underscores == .allow else { return false }
-            let dashed = name.utf8.map { $0 == UInt8(ascii: "_") ? UInt8(ascii: "-") : $0 }
+            let dashed = AmbiguousFieldName.dashed(name)
             let forwarding = Array("x-forwarded-".utf8)
             return !requestRemoved.contains(dashed) && !Self.gatewayStated.contains(dashed) && !routeSet.contains(dashed)
                 && !(dashed.count > forwarding.count && HeaderNameSet.equalsIgnoringASCIICase(dashed.prefix(forwarding.count), forwarding))
@@ -150,10 +151,10 @@ enum HeaderRewriter {
 
     /// The head forwarded upstream, for the normalised target `uri` (`RequestTarget.uri`).
     /// `identity` is nil on unauthenticated routes; identity headers supplied by the client are
-    /// removed either way, so they can only come from a verified token. `hasUnderscoredNames`
+    /// removed either way, so they can only come from a verified token. `hasAmbiguousNames`
     /// (from `RequestHeadFacts`) says whether any name needs the underscore policy applied.
     static func upstreamRequest(_ head: HTTPRequestHead, uri: String, policy: Policy, identity: VerifiedToken?, requestID: String,
-                                client: ClientInfo, hasUnderscoredNames: Bool = false,
+                                client: ClientInfo, hasAmbiguousNames: Bool = false,
                                 reusing storage: consuming [(name: String, value: String)] = []) -> UpstreamRequestHead {
         let listed = connectionListed(head.headers)
         // The caller may hand in the previous request's field list: once that request is done it
@@ -199,7 +200,7 @@ enum HeaderRewriter {
             if isHost { originalHost = value }
             if policy.requestRemoved.contains(name) || (!isHost && listed?.contains(name) == true) { continue }
             if Self.hasClientStatedPrefix(name) { continue }
-            if hasUnderscoredNames, name.utf8.contains(UInt8(ascii: "_")), !policy.forwardsUnderscored(name) { continue }
+            if hasAmbiguousNames, AmbiguousFieldName.isAmbiguous(name), !policy.forwardsUnderscored(name) { continue }
             headers.append((name, value))
         }
 
@@ -251,8 +252,8 @@ enum HeaderRewriter {
     /// ones, in any spelling an HTTP/2 client sends — is one a server may answer without reading
     /// (Python's http.server, static-file handlers): what it leaves unread would be read as the
     /// start of the next request on the connection — another client's request, token and all,
-    /// would become that body's continuation (a "CL.0" desync; a first version listed the four
-    /// methods, and a second attacker review passed `PURGE`, `PROPFIND` and HTTP/2's `get`).
+    /// would become that body's continuation (a "CL.0" desync; a list of the four methods alone
+    /// would let `PURGE`, `PROPFIND` and HTTP/2's `get` through).
     /// Such a connection is told `Connection: close`, so the upstream closes it, and the gateway
     /// never pools it (closing it with a reset at the response's end: no TIME_WAIT at the gateway).
     static func closesUpstreamConnection(_ method: HTTPMethod, hasBody: Bool) -> Bool {

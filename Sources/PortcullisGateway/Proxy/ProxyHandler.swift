@@ -250,7 +250,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
         // 3. Accepted: forward.
         let upstreamHead = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: route.headerPolicy, identity: admitted.identity,
-                                                          requestID: requestID, client: client, hasUnderscoredNames: facts.hasUnderscoredNames,
+                                                          requestID: requestID, client: client, hasAmbiguousNames: facts.hasAmbiguousNames,
                                                           reusing: takeUpstreamFields())
         upstreamFields = upstreamHead.fields
         // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored (it may not know a 100).
@@ -692,7 +692,7 @@ extension ProxyHandler: WebSocketDownstream, RemovableChannelHandler {
                                 facts: RequestHeadFacts, log: RequestLog) {
         guard let context else { return }
         let rewritten = HeaderRewriter.upstreamRequest(head, uri: admitted.target.uri, policy: admitted.route.headerPolicy, identity: admitted.identity,
-                                                       requestID: log.requestID, client: client, hasUnderscoredNames: facts.hasUnderscoredNames)
+                                                       requestID: log.requestID, client: client, hasAmbiguousNames: facts.hasAmbiguousNames)
         closeAfterResponse = true
         let upgrade = WebSocketUpgrade(downstream: self, route: admitted.route, settings: settings, head: WebSocketUpgrade.upstreamHead(rewritten),
                                        requestID: log.requestID, clientVersion: head.version, log: log, sessions: gateway.sessions,

@@ -34,8 +34,9 @@ enum RateLimitKey {
 
     /// Whether `name` — lowercase, as a policy's `header:` key is parsed — appears more than once
     /// in `headers` (a header-keyed policy refuses that). With `underscoresAsDashes` (the listener
-    /// forwards names with `_`), `X_Api_Key` counts as `x-api-key`: CGI-style upstreams read both
-    /// as one (a second attacker review passed `X-Api-Key: junk` beside `X_Api_Key: real`).
+    /// forwards names with `_`), `X_Api_Key` and `X.Api.Key` count as `x-api-key`: CGI-style
+    /// upstreams may read them as one (`AmbiguousFieldName`), and `X-Api-Key: junk` beside
+    /// `X_Api_Key: real` would otherwise not count as repeated.
     static func isRepeated(_ name: String, in headers: HTTPHeaders, underscoresAsDashes: Bool) -> Bool {
         var seen = false
         for (field, _) in headers where sameName(field, name, underscoresAsDashes: underscoresAsDashes) {
@@ -49,7 +50,7 @@ enum RateLimitKey {
         guard field.utf8.count == lowercase.utf8.count else { return false }
         for (byte, expected) in zip(field.utf8, lowercase.utf8) {
             var folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
-            if underscoresAsDashes, folded == UInt8(ascii: "_") { folded = UInt8(ascii: "-") }
+            if underscoresAsDashes, !AmbiguousFieldName.isPlain(folded) { folded = UInt8(ascii: "-") }
             if folded != expected { return false }
         }
         return true

@@ -21,8 +21,9 @@ struct RequestHeadFacts {
     /// The first `Host`, and how many there were.
     var host: String?
     var hostCount = 0
-    /// Whether some field name has an `_` (see `RequestPolicy.UnderscoreHeaders`).
-    var hasUnderscoredNames = false
+    /// Whether some field name has a character other than a letter, a digit or `-`
+    /// (`AmbiguousFieldName`, `RequestPolicy.UnderscoreHeaders`).
+    var hasAmbiguousNames = false
     /// An `Upgrade` field names `websocket` (RFC 6455 §4.1), or the request is an HTTP/2
     /// extended CONNECT for `websocket` (`extendedConnect`).
     var upgradesToWebSocket = false
@@ -41,9 +42,8 @@ struct RequestHeadFacts {
 
     init(_ headers: HTTPHeaders) {
         for (name, value) in headers {
-            if !hasUnderscoredNames {
-                hasUnderscoredNames = name.utf8.withContiguousStorageIfAvailable { $0.contains(UInt8(ascii: "_")) }
-                    ?? name.utf8.contains(UInt8(ascii: "_"))
+            if !hasAmbiguousNames {
+                hasAmbiguousNames = AmbiguousFieldName.isAmbiguous(name)
             }
             switch name.utf8.count {
             case 4 where HeaderNameSet.matches(name, "host"):

@@ -14,8 +14,8 @@ enum RequestID {
     /// 32 hex digits: a counter hashed under a random per-process key (two `Hasher` outputs, each
     /// keyed with the same 128 random bits and a different domain). Unique in practice and
     /// unpredictable without the key, so that ids tell an upstream or a client nothing of how many
-    /// requests the node served between two of its own (a counter in the clear did, found by an
-    /// attacker review); no system call per request.
+    /// requests the node served between two of its own (a counter in the clear would); no system
+    /// call per request.
     static func generate() -> String {
         let sequence = counter.wrappingAdd(1, ordering: .relaxed).oldValue
         return String(unsafeUninitializedCapacity: 32) { buffer in

@@ -3,23 +3,6 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// A response from an admin endpoint.
-public struct AdminResponse: Sendable {
-    public var status: HTTPResponseStatus
-    public var contentType: String
-    public var body: [UInt8]
-
-    public init(status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
-        self.status = status
-        self.contentType = contentType
-        self.body = body
-    }
-
-    public static func text(_ status: HTTPResponseStatus, _ text: String) -> AdminResponse {
-        AdminResponse(status: status, contentType: "text/plain; charset=utf-8", body: Array(text.utf8))
-    }
-}
-
 /// The node's admin listener (`/metrics`, `/healthz`, `/readyz`): plain NIO, GET only, separate
 /// from the public port so it can stay on loopback.
 ///
@@ -79,76 +62,5 @@ final class AdminServer: Sendable {
         guard let (server, group) = running.withLock({ running in defer { running = nil }; return running }) else { return }
         try? await server.close()
         try? await group.shutdownGracefully()
-    }
-}
-
-/// One admin connection: answers each request as it ends, closes the connection when a request
-/// does not arrive whole in time or responses pile up unread (`AdminServer`).
-private final class AdminHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let route: AdminServer.Route
-    private var head: HTTPRequestHead?
-    /// Responses written but not yet taken by the socket.
-    private var unsent = 0
-    private var deadline: Scheduled<Void>?
-
-    init(route: @escaping AdminServer.Route) {
-        self.route = route
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        armDeadline(context: context)
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        deadline = nil
-    }
-
-    /// The next request must have arrived whole within `requestTimeout`.
-    private func armDeadline(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: AdminServer.requestTimeout) {
-            context.close(promise: nil)
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-        case .body:
-            break
-        case .end:
-            guard let head else { return }
-            self.head = nil
-            guard unsent < AdminServer.maxUnsentResponses else {
-                context.close(promise: nil)
-                return
-            }
-            let path = String(head.uri.prefix { $0 != "?" })
-            let response: AdminResponse
-            if head.method != .GET && head.method != .HEAD {
-                response = .text(.methodNotAllowed, "only GET\n")
-            } else {
-                response = route(path) ?? .text(.notFound, "not found\n")
-            }
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: response.contentType)
-            headers.add(name: "Content-Length", value: String(response.body.count))
-            headers.add(name: "Cache-Control", value: "no-store")
-            if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
-            let keepAlive = head.isKeepAlive
-            unsent += 1
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [self, context] _ in
-                unsent -= 1
-                if !keepAlive { context.close(promise: nil) }
-            }
-            armDeadline(context: context)
-        }
     }
 }

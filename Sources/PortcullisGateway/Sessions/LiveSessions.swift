@@ -132,8 +132,8 @@ final class LiveSessions: Sendable {
         }
         guard let watched else { return session }
         // Already past exp, or ended between admission and now — revoked, or its signing key or
-        // issuer removed (a key-set change made before the session was registered reached no
-        // session to end: an attacker review kept a stream open 12 s after its key's removal) —
+        // issuer removed (a key-set change made before the session was registered reaches no
+        // session to end, and would leave the stream open after its key's removal) —
         // ends at once, after the caller has its handle. Registered first, so that a change
         // made from here on finds it.
         if let delay = Self.expiryDelay(expiresAt: watched.expiresAt, leewaySeconds: watched.leewaySeconds, now: wallClock()) {
@@ -150,9 +150,9 @@ final class LiveSessions: Sendable {
     }
 
     /// The longest an expiry timer waits before it reads the wall clock again. Timers run on the
-    /// monotonic clock, `exp` is wall-clock time: a timer armed for the whole delay missed a
-    /// step of the wall clock forward (an attacker review's +120 s step left sessions open
-    /// that new requests already found expired), and a step back would close sessions early.
+    /// monotonic clock, `exp` is wall-clock time: a timer armed for the whole delay would miss a
+    /// step of the wall clock forward (leaving sessions open that new requests already find
+    /// expired), and a step back would close sessions early.
     static let expiryRecheck: TimeAmount = .seconds(30)
 
     /// A timer for the sessions of `shard` whose tokens end at `closesAt` (Unix seconds), due in
@@ -206,9 +206,8 @@ final class LiveSessions: Sendable {
     /// whose token's signing key the issuer's set no longer holds — none under its `kid` (or
     /// among the keys without one) with the same fingerprint, so a secret replaced under the same
     /// `kid` counts as gone — ends as revoked, on its own loop. A set not loaded tells nothing (new
-    /// requests of its issuer fail closed; sessions stay). The build before
-    /// re-checked sessions only on revocation changes: a reload removing a leaked key left its
-    /// tokens' streams open until their `exp` (an attacker review).
+    /// requests of its issuer fail closed; sessions stay). So a reload removing a leaked key ends
+    /// its tokens' streams, not their `exp`.
     func keysChanged(in store: KeySetStore) {
         endRevoked {
             let snapshot = store.snapshot()
@@ -224,9 +223,9 @@ final class LiveSessions: Sendable {
         snapshot.stillTrusts(token) ?? !opening
     }
 
-    /// A reload removed these issuers: the sessions admitted with their tokens end as revoked (a
-    /// second attacker review kept a stream open after the reload that removed its compromised
-    /// issuer; the issuer's key set, left unloaded, tells `keysChanged` nothing).
+    /// A reload removed these issuers: the sessions admitted with their tokens end as revoked
+    /// (the issuer's key set, left unloaded, tells `keysChanged` nothing, so a stream would
+    /// otherwise stay open after the reload that removed its compromised issuer).
     func issuersRemoved(_ names: Set<String>) {
         guard !names.isEmpty else { return }
         endRevoked { { token in names.contains(token.issuerName) } }

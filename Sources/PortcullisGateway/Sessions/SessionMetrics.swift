@@ -13,8 +13,8 @@ final class SessionMetrics: Sendable {
     private let closedCounters = Mutex<[Counter?]>(
         Array(repeating: nil, count: SessionProtocol.allCases.count * LiveSessions.EndReason.allCases.count))
     private let tokenEndHistograms = Mutex<[ValueHistogram?]>(Array(repeating: nil, count: SessionProtocol.allCases.count * 2))
-    /// Issue 18 asks for a revoked token's connections to close within 10 ms of the node learning
-    /// of it: the buckets resolve around that bound.
+    /// A revoked token's connections are to close within 10 ms of the node learning of it: the
+    /// buckets resolve around that bound.
     static let tokenEndBuckets: [Double] = [0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
 
     init(registry: PrometheusCollectorRegistry) {

@@ -27,9 +27,9 @@ struct UpstreamResponseParser {
     static let maxHeadBytes = 64 * 1024
     static let maxLineBytes = 4 * 1024
     /// Interim (1xx) heads allowed before a response's final head. Each costs a parse and no
-    /// byte reaches the client: without a limit, an upstream sending them without end holds the
-    /// event loop (and every connection on it) until the response-header timeout (found by an
-    /// attacker review). A server sends one or two (100 Continue, 103 Early Hints).
+    /// byte reaches the client: without a limit, an upstream sending them without end would hold
+    /// the event loop (and every connection on it) until the response-header timeout. A server
+    /// sends one or two (100 Continue, 103 Early Hints).
     static let maxInterimHeads = 8
     /// Bytes of chunked framing beyond what the data carried allows (`excessChunkFraming`).
     static let maxExcessChunkFraming = 16 * 1024
@@ -52,8 +52,8 @@ struct UpstreamResponseParser {
     private var interimHeads = 0
     /// Chunked framing (size lines with their extensions, CRLFs) read beyond an allowance per
     /// chunk and twice its data, never below 0: 1-byte chunks each carrying kilobytes of
-    /// extensions cost a parse per line while the client gets a byte (an attacker review held
-    /// a core with them). Past `maxExcessChunkFraming` the response fails.
+    /// extensions cost a parse per line while the client gets a byte, enough to hold a core.
+    /// Past `maxExcessChunkFraming` the response fails.
     private var excessChunkFraming = 0
     private var keepAlive = true
     /// The response is complete; `.end` is the next event.

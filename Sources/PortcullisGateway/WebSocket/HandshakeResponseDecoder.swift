@@ -9,9 +9,8 @@ import NIOHTTP1
 /// event-loop task after it is asked to (it forwards the bytes that came after the 101 first).
 /// The relay's first writes to the upstream — a close frame for a token that ended during the
 /// handshake, the frames an HTTP/2 client sent before its 200 — could reach it in that task's
-/// gap, and NIO stopped the process on the unexpected type (found by an attacker review). This
-/// decoder is inbound only, so writes pass it whenever they come. Confined to the connection's
-/// event loop.
+/// gap, and NIO would stop the process on the unexpected type. This decoder is inbound only, so
+/// writes pass it whenever they come. Confined to the connection's event loop.
 struct HandshakeResponseDecoder: ByteToMessageDecoder {
     typealias InboundOut = HTTPClientResponsePart
 

@@ -18,7 +18,6 @@ struct ProtobufWriter {
         case varint = 0
         case fixed64 = 1
         case lengthDelimited = 2
-        case fixed32 = 5
     }
 
     private mutating func tag(_ field: UInt64, _ type: WireType) {

@@ -12,15 +12,16 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 /// - Correctness: Foundation silently keeps one of two duplicate member names (RFC 7515 §5.2 and
 ///   RFC 8725 §3.10 want them rejected: two parsers that pick different duplicates can disagree on
 ///   `alg` or `iss`), and it is lenient about what it accepts around the edges (BOMs, NaN).
-/// - Cost: it runs on every uncached request; `JSONDecoder` measured ~7 µs per token here, mostly
-///   `Data`/`Any` boxing. This reads straight from the decoded bytes into `JSONValue`.
+/// - Cost: it runs on every uncached request, and `JSONDecoder` spends most of its time per token
+///   on `Data`/`Any` boxing (figures: docs/benchmarks.md). This reads straight from the decoded
+///   bytes into `JSONValue`.
 ///
 /// Refused: a byte-order mark, invalid UTF-8 (including overlong forms and encoded surrogates),
 /// unpaired `\u` surrogate escapes, raw control characters in strings, duplicate member names
 /// (compared after unescaping), `NaN`/`Infinity` and numbers that overflow a Double, leading
 /// zeros, trailing garbage, nesting deeper than `maxDepth` containers, and more than `maxValues`
-/// values in all (for texts a Redis writer may have written: a 4 MB `[{},{},…]` parsed whole
-/// took every node past a gigabyte before its MAC could be checked, an attacker review).
+/// values in all (for texts a Redis writer may have written: a large `[{},{},…]` parsed whole
+/// would cost every node memory many times its size before its MAC could be checked).
 public struct JOSEJSONReader: ~Copyable {
     /// RFC 7515 has no limit; 64 levels is far beyond any real header, claims set or JWKS.
     public static let defaultMaxDepth = 64

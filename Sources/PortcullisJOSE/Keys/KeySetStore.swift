@@ -28,9 +28,9 @@ public final class KeySetStore: Sendable {
         public let generation: UInt64
         public let entries: [String: Entry]
         /// kid → the issuers (`iss`, or `*` for every issuer) it is revoked for.
-        public let revokedKeys: [String: Set<String>]
+        public let revokedKeys: [ExactKey: Set<ExactKey>]
 
-        init(generation: UInt64, entries: [String: Entry], revokedKeys: [String: Set<String>]) {
+        init(generation: UInt64, entries: [String: Entry], revokedKeys: [ExactKey: Set<ExactKey>]) {
             self.generation = generation
             self.entries = entries
             self.revokedKeys = revokedKeys
@@ -38,8 +38,8 @@ public final class KeySetStore: Sendable {
 
         /// True when `kid` is revoked for tokens of `issuer` (its `iss`).
         public func isRevoked(kid: String, issuer: String) -> Bool {
-            guard let scopes = revokedKeys[kid] else { return false }
-            return scopes.contains("*") || scopes.contains(issuer)
+            guard let scopes = revokedKeys[ExactKey(kid)] else { return false }
+            return scopes.contains("*") || scopes.contains(ExactKey(issuer))
         }
 
         /// The key set of `issuerName`, if loaded.
@@ -55,7 +55,7 @@ public final class KeySetStore: Sendable {
             let candidates = token.keyID.map { set.keysByID[$0] ?? [] } ?? (set.count == 1 ? set.allKeys : [])
             guard let fingerprint = token.keyFingerprint else { return candidates.contains { $0.algorithm == token.algorithm } || token.keyID == nil }
             guard let key = candidates.first(where: { $0.fingerprint == fingerprint }) else { return false }
-            // The key's own kid, which a token without one does not name (a bypass review).
+            // The key's own kid, which a token without one does not name.
             if let kid = key.keyID, isRevoked(kid: kid, issuer: token.issuer) { return false }
             return true
         }
@@ -108,7 +108,7 @@ public final class KeySetStore: Sendable {
     public func keySet(issuerName: String) -> JWKSet? { snapshot().entries[issuerName]?.keySet }
     public func version(issuerName: String) -> String? { snapshot().entries[issuerName]?.version }
     public func loadedAt(issuerName: String) -> ContinuousClock.Instant? { snapshot().entries[issuerName]?.loadedAt }
-    public var revokedKeys: [String: Set<String>] { snapshot().revokedKeys }
+    public var revokedKeys: [ExactKey: Set<ExactKey>] { snapshot().revokedKeys }
 
     /// True when every issuer registered with ``expectIssuers(_:)`` has a key set loaded (for `/readyz`).
     public var isReady: Bool {
@@ -144,8 +144,8 @@ public final class KeySetStore: Sendable {
     /// Starts a new configuration's epoch (a reload): from now on, writes made for an earlier one
     /// change nothing. A loader of the replaced configuration may have a fetch in flight — an
     /// unknown `kid`'s, or a scheduled one — whose answer would otherwise put the old source's keys
-    /// back over the new configuration's (an attacker review: a key the operator had just retired
-    /// was accepted again, and the new one refused, until the next reload).
+    /// back over the new configuration's: a key the operator had just retired would be accepted
+    /// again, and the new one refused, until the next reload.
     public func beginEpoch() -> UInt64 {
         writer.withLock { state in
             state.epoch += 1
@@ -182,12 +182,12 @@ public final class KeySetStore: Sendable {
 
     /// Keys revoked cluster-wide: kid → the issuers (`iss`, `*` for all) whose tokens it may no
     /// longer verify, even while a JWKS still lists it. Replaces the whole map.
-    public func setRevokedKeys(_ keys: [String: Set<String>]) {
+    public func setRevokedKeys(_ keys: [ExactKey: Set<ExactKey>]) {
         update { _, revoked in revoked = keys }
     }
 
     @discardableResult
-    private func update(epoch: UInt64? = nil, _ change: (inout [String: Entry], inout [String: Set<String>]) -> Void) -> Bool {
+    private func update(epoch: UInt64? = nil, _ change: (inout [String: Entry], inout [ExactKey: Set<ExactKey>]) -> Void) -> Bool {
         let changed = writer.withLock { state in
             if let epoch, epoch != state.epoch { return false }
             var entries = state.latest.entries

@@ -92,11 +92,11 @@ public struct JWKSDownloader: Sendable {
     public static let defaultDeadline = Duration.seconds(10)
 
     /// `fetch` within `deadline`, response heads and bodies together: AsyncHTTPClient's timeout
-    /// ends with the response head, and a body trickled a byte at a time held the caller — a
-    /// gateway's start or reload, the control plane's refresh of every issuer — for as long as the
-    /// server liked (an attacker review: 47 s before a gateway bound its ports, a reload removing
-    /// an issuer held back 44 s). A discovery document and the key set it names share one
-    /// deadline. Cancelling the fetch's task cancels AsyncHTTPClient's request, head or body.
+    /// ends with the response head, and a body trickled a byte at a time would hold the caller —
+    /// a gateway's start (before it binds its ports) or reload, the control plane's refresh of
+    /// every issuer — for as long as the server liked. A discovery document and the key set it
+    /// names share one deadline. Cancelling the fetch's task cancels AsyncHTTPClient's request,
+    /// head or body.
     private func withinDeadline<Value: Sendable>(_ url: String, _ fetch: @escaping @Sendable () async throws(Failure) -> Value) async throws(Failure) -> Value {
         let deadline = self.deadline
         let outcome = await withTaskGroup(of: Result<Value, Failure>?.self) { group in

@@ -69,9 +69,8 @@ public final class KeySetLoader: Sendable {
     }
 
     /// A reload's loader takes over when the loader it replaces last fetched each issuer whose
-    /// key settings are unchanged, so that `max_stale` still counts from then (the build before
-    /// started counting afresh from its own first success, and an issuer unreachable across a
-    /// reload kept its last set for good: an attacker review). Call before ``run()``.
+    /// key settings are unchanged, so that `max_stale` still counts from then (counted afresh, an
+    /// issuer unreachable across reloads would keep its last set for good). Call before ``run()``.
     public func carryOver(from previous: KeySetLoader) {
         let taken = previous.state.withLock { states in states.compactMapValues(\.lastSuccess) }
         state.withLock { states in

@@ -8,9 +8,9 @@ import Darwin
 
 /// Byte-for-byte string equality. Swift's `==` compares by Unicode canonical equivalence, but
 /// `iss`, `aud` and `kid` must match exactly (RFC 7519 §7.3: no normalization).
-enum ExactString {
+public enum ExactString {
     @inline(__always)
-    static func equal(_ a: String, _ b: String) -> Bool {
+    public static func equal(_ a: String, _ b: String) -> Bool {
         let fast = a.utf8.withContiguousStorageIfAvailable { x in
             b.utf8.withContiguousStorageIfAvailable { y in
                 x.count == y.count && (x.isEmpty || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0)

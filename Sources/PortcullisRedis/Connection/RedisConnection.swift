@@ -191,8 +191,8 @@ final class RedisConnection: Sendable {
         do {
             try pipeline.addHandler(pubsub)
         } catch {
-            // Its promises would otherwise never complete (a debug build traps on the leak: an
-            // attacker review's connection closed as it became a subscriber).
+            // The connection may close as it becomes a subscriber: its promises would otherwise
+            // never complete (a debug build traps on the leak).
             pubsub.notAdded("\(address): connection closed before subscribing (\(error))")
             throw error
         }

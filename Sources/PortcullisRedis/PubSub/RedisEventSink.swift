@@ -17,7 +17,7 @@ final class RedisEventSink: Sendable {
     }
 
     /// Connection events are always held: a dropped `.disconnected` would leave the consumer
-    /// believing it is subscribed (a code review).
+    /// believing it is subscribed.
     func yield(_ event: RedisPubSubEvent) {
         if let buffer {
             let size = event.bufferedBytes

@@ -1,0 +1,28 @@
+/// A string that is equal and hashes byte for byte (its UTF-8), for the sets and dictionaries keyed
+/// by what tokens name — `sub`, `client_id`, `kid`, `iss`. Swift's `String` compares and hashes
+/// by Unicode canonical equivalence, so a dictionary of `String`s holding `user-Å` (U+212B) would
+/// find it under `user-Å` (U+00C5) too: a revocation of one subject would refuse another's
+/// tokens. RFC 7519 §7.3 compares such values without normalization.
+public struct ExactKey: Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public let text: String
+
+    public init(_ text: String) {
+        self.text = text
+    }
+
+    public init(stringLiteral value: String) {
+        text = value
+    }
+
+    public static func == (lhs: ExactKey, rhs: ExactKey) -> Bool {
+        ExactString.equal(lhs.text, rhs.text)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        // `withUTF8` needs a mutable string; a native one is contiguous, so nothing is copied.
+        var text = text
+        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    public var description: String { text }
+}
