@@ -247,6 +247,21 @@ struct GRPCGatewayTests {
         }
     }
 
+    @Test("on a public route, a gRPC call whose client stream is idle past limits.request_body_grace is cut by the body rate and counted: anyone may say application/grpc, so only a call that ends with its token escapes the rate")
+    func publicIdleClientStreamIsSlow() async throws {
+        let server = try await Self.startServer(prefix: "grpc-idle-public")
+        defer { Task { _ = await server.process.terminate() } }
+        let issuer = try TestIssuer()
+        let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer,
+                                                  settings: "limits: {request_body_grace: 500ms, request_body_min_rate: 256}", auth: false)
+        try await withCleanup(gateway, { await $0.stop() }) { gateway in
+            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "pause", String(gateway.port), "no-token", "3"])
+            let seen = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            #expect(seen?["ok"] == nil && seen?["code"] is String, "\(result.stdout) \(result.stderr)")
+            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#) == 1)
+        }
+    }
+
     /// The Python gRPC server (Scripts/grpc_peer.py) on a free port, ready.
     /// Scripts/grpc_peer.py's client mode against the gateway on `port` with `token`: its output
     /// and the calls' outcomes it printed as JSON (empty when it printed none).
@@ -278,7 +293,7 @@ struct GRPCGatewayTests {
 
     /// A gateway on one event loop (so every call shares its upstream connections) with a JWT route
     /// to `upstreamPort` over h2c.
-    private static func startGateway(upstreamPort: Int, issuer: TestIssuer, settings: String = "") async throws -> GatewayProcess {
+    private static func startGateway(upstreamPort: Int, issuer: TestIssuer, settings: String = "", auth: Bool = true) async throws -> GatewayProcess {
         try await GatewayProcess.start { port, adminPort, directory in
             let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
             return """
@@ -291,7 +306,7 @@ struct GRPCGatewayTests {
               - name: grpc
                 path_prefix: /pkg.Echo
                 upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}
-                auth: {type: jwt}
+            \(auth ? "    auth: {type: jwt}" : "")
             """
         }
     }

@@ -84,8 +84,7 @@ final class ControlChores: Service, Sendable {
     /// Leaves the cluster at shutdown: the membership record goes, and `control:alive` too if
     /// this node set it last (another control plane renews it on its next heartbeat).
     func leave() async {
-        _ = try? await client.evalScript(ClusterLock.releaseScript, keys: [RedisArgument(keys.controlPlaneAlive)],
-                                         arguments: [RedisArgument(config.nodeID)])
+        await ControlPlanePresence(client: client, keys: keys).withdraw(nodeID: config.nodeID)
         await Membership(client: client, keys: keys, mac: mac, alarm: alarm).remove(id: config.nodeID)
         await revocationSubscriber.close()
     }
@@ -185,6 +184,7 @@ final class ControlChores: Service, Sendable {
         let interval = config.cluster.heartbeatInterval
         let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
         let membership = Membership(client: client, keys: keys, mac: mac, alarm: alarm)
+        let presence = ControlPlanePresence(client: client, keys: keys)
         var wasConnected = true
         var recordFailing = false
         while !Task.isCancelled {
@@ -194,7 +194,7 @@ final class ControlChores: Service, Sendable {
                 heartbeatAtMillis: Int64(Date().timeIntervalSince1970 * 1000), heartbeatIntervalMillis: interval.wholeMilliseconds, ack: nil,
                 keySetVersions: [:], rateLimitMode: "n/a", redisConnected: true, revocationStalenessSeconds: 0)
             do {
-                _ = try await client.send("SET", RedisArgument(keys.controlPlaneAlive), RedisArgument(config.nodeID), "PX", RedisArgument(ttlMillis))
+                try await presence.announce(nodeID: config.nodeID, ttl: .milliseconds(ttlMillis))
                 // The head beat does not wait on the membership record: whatever stops one must
                 // not stop the other (gateways fail closed without fresh beats). A record write
                 // that fails while the beat succeeds is no sign of Redis being down.

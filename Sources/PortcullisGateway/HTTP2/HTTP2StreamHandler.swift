@@ -317,10 +317,13 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let bodyRate { return bodyRate.readIssued() }
         guard !requestEnded, let limit = shared.bodyRate else { return }
         switch state {
-        // A gRPC content-type on a route to an HTTP/1.1 upstream is no gRPC call, and no way
-        // past the rate.
+        // A gRPC call's client stream may rightly be idle for as long as the call lasts — when
+        // the call ends with what admitted it (`session`: a token or a client certificate).
+        // Anyone may say `application/grpc`: on a public route the rate holds, or idle "calls"
+        // would hold the upstream's streams for good. A gRPC content-type on a route to an
+        // HTTP/1.1 upstream is no gRPC call, and no way past the rate either.
         case .proxying: break
-        case .proxyingHTTP2: if isGRPC { return }
+        case .proxyingHTTP2: if isGRPC, session != nil { return }
         default: return
         }
         let rate = RequestBodyRate(minimumRate: limit.minimumRate, grace: limit.grace,
