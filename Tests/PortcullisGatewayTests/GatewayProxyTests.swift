@@ -429,6 +429,21 @@ final class GatewayProxyTests {
         #expect(served.status == 200 && served.json["uri"] as? String == "/42")
     }
 
+    @Test("on a JWT route, a request with a second token in an access_token query parameter is refused 400 invalid_request (RFC 6750 §3.1) and reaches no upstream, which might act for that token's holder")
+    func secondTokenInQueryIsRefused() throws {
+        let token = try issuer.token(sub: "alice", scope: "orders:read")
+        let other = try issuer.token(sub: "mallory", scope: "orders:admin orders:write")
+        let before = upstream.requestCount
+        for path in ["/orders/1?access_token=\(other)", "/orders/1?page=2&Access.Token=\(other)", "/orders/1?access%5Ftoken[]=\(other)"] {
+            let response = try gateway.request("GET", path, headers: [("Authorization", "Bearer \(token)")])
+            #expect(response.status == 400, "\(path): \(response.status)")
+            #expect(response.header("www-authenticate")?.contains("error=\"invalid_request\"") == true, "\(path)")
+        }
+        #expect(upstream.requestCount == before, "a request with a second token reached the upstream")
+        #expect(try gateway.request("GET", "/orders/1?page=2", headers: [("Authorization", "Bearer \(token)")]).status == 200)
+        #expect(try gateway.request("GET", "/public/x?access_token=anything").status == 200)
+    }
+
     @Test("Connection: content-length cannot make the upstream read a body as a second request")
     func connectionListedFraming() throws {
         let smuggled = "GET /public/admin HTTP/1.1\r\nHost: t\r\nX-Auth-Subject: admin\r\n\r\n"

@@ -28,6 +28,16 @@ struct RequestPathUnitTests {
         #expect(BearerExtractor.isB64Token(Substring(token)) == valid)
     }
 
+    @Test("an access_token query parameter is found in every spelling an upstream may read as it (escaped, PHP-mangled, any case, an array); other names are not", arguments: [
+        ("/a?access_token=x", true), ("/a?b=1&access_token", true), ("/a?ACCESS_TOKEN=x", true), ("/a?access%5Ftoken=x", true),
+        ("/a?access.token=x", true), ("/a?access+token=x", true), ("/a?access_token[]=x", true), ("/a?%61ccess_token=x", true),
+        ("/a?access_token%00x=1", true), ("/a", false), ("/a?token=x", false), ("/a?access_tokens=x", false), ("/a?my_access_token=x", false),
+        ("/a?x=access_token", false), ("/a?page=2", false),
+    ])
+    func accessTokenInQuery(_ uri: String, _ named: Bool) {
+        #expect(BearerExtractor.queryNamesAccessToken(uri) == named)
+    }
+
     @Test("no header is absent, two headers are ambiguous")
     func headerCount() {
         #expect(BearerExtractor.extract(from: HTTPHeaders()) == .absent)

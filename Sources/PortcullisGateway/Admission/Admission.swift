@@ -139,6 +139,14 @@ struct Admission {
                 return .refused(ErrorResponse(status: .serviceUnavailable, error: "temporarily_unavailable", description: "no issuers configured").adding(cors),
                                 metrics: route.metrics)
             }
+            if BearerExtractor.queryNamesAccessToken(head.uri) {
+                let failure = AuthFailure(status: .badRequest, errorCode: "invalid_request",
+                                          description: "a bearer token goes in the Authorization header only, not in an access_token query parameter",
+                                          reason: "token_in_query", scope: nil)
+                log.reason = failure.reason
+                route.metrics.authRejected(failure.reason, client: nil)
+                return .refused(ErrorResponse(failure, realm: table.realm).adding(cors), metrics: route.metrics)
+            }
             let spanStart = log.trace?.childStart
             switch authenticator.authenticate(head.headers, policy: policy, clientCertificate: clientCertificate) {
             case .success(let token):
