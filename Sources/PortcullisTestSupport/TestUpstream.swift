@@ -12,12 +12,14 @@ import Synchronization
 /// - `/drip/MS` sends a head at once and then a line (`tick N`) every MS milliseconds, chunked,
 ///   until the connection closes: a response that never ends;
 /// - `/close` closes the connection without answering;
-/// - `/raw/NAME` writes one of `rawResponses` byte for byte (pausing at `rawPause`), then closes (NIO's server pipeline
+/// - `/raw/NAME` writes one of `rawResponses` byte for byte (pausing at `rawPause` or `rawLongPause`), then closes (NIO's server pipeline
 ///   would hold the next request back, never having seen this response end);
 /// - any request body is counted, not stored, and reported as `body_bytes`.
 public final class TestUpstream: Sendable {
     /// In a raw response: the bytes before it are written, the rest 100 ms later.
     public static let rawPause = "\u{1}pause\u{1}"
+    /// As `rawPause`, 2 s: longer than the tests' `response_header_timeout`.
+    public static let rawLongPause = "\u{1}long-pause\u{1}"
 
     /// The stray "body" of `head-then-response`: a response that must never reach anyone.
     public static let strayResponse = "HTTP/1.1 200 OK\r\nContent-Length: 21\r\nX-Stray: 1\r\n\r\nnot your account page"
@@ -49,6 +51,8 @@ public final class TestUpstream: Sendable {
         "connection-list": "HTTP/1.1 200 OK\r\nConnection: " + TestUpstream.manyNames(15_000).joined(separator: ",")
             + "\r\nAaa: hop\r\nX-Kept: end\r\nContent-Length: 2\r\n\r\nok",
         // An upstream whose CORS rules let any site read credentialed responses.
+        // A head whose lines end in bare LFs, the connection held open after it.
+        "bare-lf": "HTTP/1.1 200 OK\nContent-Length: 2\n\nok" + rawLongPause,
         "cors-wide-open": "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: *\r\nContent-Length: 2\r\n\r\nok",
     ]
 
@@ -159,7 +163,8 @@ private final class EchoHandler: ChannelInboundHandler {
         if parts.count == 2, parts[0] == "raw", let raw = TestUpstream.rawResponses[String(parts[1])],
            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) {
             // Written from the encoder's context, so the bytes go out as they are.
-            let pieces = raw.components(separatedBy: TestUpstream.rawPause)
+            let long = raw.contains(TestUpstream.rawLongPause)
+            let pieces = raw.replacingOccurrences(of: TestUpstream.rawLongPause, with: TestUpstream.rawPause).components(separatedBy: TestUpstream.rawPause)
             let first = encoder.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: pieces[0])))
             guard pieces.count > 1 else {
                 first.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -167,7 +172,7 @@ private final class EchoHandler: ChannelInboundHandler {
             }
             let rest = pieces.dropFirst().joined()
             let loopBound = NIOLoopBound((encoder, context), eventLoop: context.eventLoop)
-            context.eventLoop.scheduleTask(in: .milliseconds(100)) {
+            context.eventLoop.scheduleTask(in: .milliseconds(long ? 2000 : 100)) {
                 let (encoder, context) = loopBound.value
                 encoder.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: rest))).assumeIsolated().whenComplete { _ in
                     context.close(promise: nil)

@@ -171,7 +171,7 @@ struct GatewayLifecycleTests {
     /// coding stated), and answered a malformed chunk that arrived with its head by closing the
     /// connection with nothing sent: the head, held back to leave with the body, was dropped. The
     /// head and the bad chunk come in one write, read at once on loopback.
-    @Test("an upstream's transfer coding other than chunked, and a malformed chunk read with its head, are answered 502 on a connection that stays usable")
+    @Test("an upstream's transfer coding other than chunked, and a malformed chunk read with its head, are answered 502 on a connection that stays usable; a head in bare LFs is answered 502 at once, not after the response-header timeout")
     func upstreamCodingsAndEarlyBodyFaults() async throws {
         let (upstream, gateway) = try await Self.startSimple()
         defer { Task { await gateway.stop(); await upstream.stop() } }
@@ -184,6 +184,12 @@ struct GatewayLifecycleTests {
             #expect(try client.request("GET", "/after-\(name)").status == 200)
         }
         #expect(PrometheusText.sample(try gateway.metrics(), "portcullis_upstream_failures_total{route=\"app\",kind=\"protocol_error\"}") == 2)
+
+        // A head in bare LFs from an upstream that keeps the connection open is refused once its
+        // first line has come (502), not after response_header_timeout (1 s here: 504).
+        let started = ContinuousClock.now
+        let bare = try gateway.client().request("GET", "/raw/bare-lf")
+        #expect(bare.status == 502 && ContinuousClock.now - started < .milliseconds(800), "\(bare.status) after \(ContinuousClock.now - started)")
 
         // Once some of the response has been written, no 502 may follow it: the connection is
         // cut, and whatever of the 200 reached the client is all it gets.

@@ -64,6 +64,26 @@ struct UpstreamCodecUnitTests {
         #expect(outcome == Outcome(status: 201, headers: ["Content-Length: 5", "X-A: spaced value", "Set-Cookie: a=b"], body: "hello", ends: [true]))
     }
 
+    @Test("a head whose status line ends in a bare LF fails as soon as that line has come, in whatever pieces, not when the head would have ended; one ending in CRLF waits for the rest")
+    func bareLineFeedFailsAtOnce() throws {
+        for pieces in [["HTTP/1.1 200 OK\nContent-Length: 2\n"], ["HTTP/1.1 20", "0 OK", "\n"], ["\n"], ["HTTP/1.1 200 OK\r", "\n", "X: 1\n"]] {
+            var parser = UpstreamResponseParser()
+            parser.expectResponse(to: .GET)
+            var failed = false
+            for piece in pieces {
+                parser.append(ByteBuffer(string: piece))
+                do { _ = try parser.next() } catch { failed = true }
+            }
+            let bare = !pieces.joined().hasPrefix("HTTP/1.1 200 OK\r\n")
+            #expect(failed == bare, "\(pieces)")
+        }
+        // After a 1xx head that ended properly, the next head's first line is checked again.
+        var parser = UpstreamResponseParser()
+        parser.expectResponse(to: .GET)
+        parser.append(ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\n"))
+        #expect(throws: (any Error).self) { while try parser.next() != nil {} }
+    }
+
     @Test("a head kept while the next response on the connection is parsed keeps its own fields")
     func headOutlivesNextResponse() throws {
         var parser = UpstreamResponseParser()

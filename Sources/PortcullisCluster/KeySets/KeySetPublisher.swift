@@ -23,14 +23,13 @@ public struct KeySetPublisher: Sendable {
         let record = KeySetRecord(issuer: issuer, jwks: jwks, serial: max(fetchedAtMillis, stored < .max ? stored + 1 : stored),
                                   fetchedAtMillis: fetchedAtMillis, mac: mac)
         _ = try await client.evalScript(Self.publishScript, keys: [RedisArgument(keys.keySet(issuer))], arguments: [
-            RedisArgument(issuer), RedisArgument(jwks), RedisArgument(record.version), RedisArgument(record.serial), RedisArgument(fetchedAtMillis),
-            RedisArgument(record.mac), RedisArgument(keys.keySetChannel), RedisArgument(KeySetAnnouncement(version: record.version, issuer: issuer).wireText),
-        ])
+            RedisArgument(keys.keySetChannel), RedisArgument(KeySetAnnouncement(version: record.version, issuer: issuer).wireText),
+        ] + record.fields)
         return record
     }
 
-    /// KEYS: the issuer's key-set record. ARGV: issuer, jwks, version, serial, fetched ms, MAC,
-    /// the announcement's channel and text.
+    /// KEYS: the issuer's key-set record. ARGV: the announcement's channel and text, then the
+    /// record's fields and values (`KeySetRecord.fields`).
     ///
     /// The record is replaced whole, whatever it held: fields a Redis writer added to it would
     /// otherwise make every gateway refuse every later set of the issuer (a record too large to
@@ -38,8 +37,8 @@ public struct KeySetPublisher: Sendable {
     /// type there is replaced too.
     static let publishScript = RedisScript("""
     redis.call('DEL', KEYS[1])
-    redis.call('HSET', KEYS[1], 'issuer', ARGV[1], 'jwks', ARGV[2], 'version', ARGV[3], 'serial', ARGV[4], 'fetched_ms', ARGV[5], 'mac', ARGV[6])
-    redis.call('PUBLISH', ARGV[7], ARGV[8])
+    redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+    redis.call('PUBLISH', ARGV[1], ARGV[2])
     return 1
     """)
 

@@ -366,10 +366,6 @@ actor RevocationSync {
         return (0...NodeAck.maxLatencyMicros).contains(latency) ? latency : nil
     }
 
-    /// Sets a field of the node record only while the record exists (an expired record is
-    /// recreated, with its TTL, by the next heartbeat).
-    static let ackIfPresent: RedisArgument = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 1"
-
     /// Tells the control plane, with a signed `NodeAck`, that this node applied everything through
     /// `applied` (and how long the last change took, for live events).
     private func acknowledge(latencyMicros: Int64?) async {
@@ -382,7 +378,7 @@ actor RevocationSync {
         let text = RedisArgument(ack.wireText)
         let ackKey = keys.revocationAcks(applied)
         acknowledgements.send(AcknowledgementWriter.Acknowledgement(
-            record: ["EVAL", Self.ackIfPresent, "1", RedisArgument(keys.node(nodeID)), NodeRecord.ackField, text],
+            record: NodeRecord.ackUpdate(key: keys.node(nodeID), ack: ack),
             others: [
                 ["HSET", RedisArgument(ackKey), RedisArgument(nodeID), text],
                 ["EXPIRE", RedisArgument(ackKey), "3600"],

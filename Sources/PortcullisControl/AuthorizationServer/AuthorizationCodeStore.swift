@@ -48,7 +48,12 @@ struct AuthorizationCodeStore: Sendable {
     }
 
     private func issuedMAC(key: String, family: String, jti: String, exp: String) -> String {
-        recordMAC.sign(["code-issued1", key, family, jti, exp])
+        recordMAC.sign(Self.issuedMACFields(key: key, family: family, jti: jti, exp: exp))
+    }
+
+    /// What the record of what a code issued signs: the code's key, the family and the access token.
+    private static func issuedMACFields(key: String, family: String, jti: String, exp: String) -> [String] {
+        ["code-issued1", key, family, jti, exp]
     }
 
     /// Stores a new code for `grant`; returns the code.
@@ -106,7 +111,7 @@ struct AuthorizationCodeStore: Sendable {
         case "reuse":
             // What was issued from it, if its record was written by a control plane.
             let (family, jti, exp) = (parts[8], parts[9], parts[10])
-            guard !jti.isEmpty, recordMAC.verify(parts[11], ["code-issued1", name, family, jti, exp]) else {
+            guard !jti.isEmpty, recordMAC.verify(parts[11], Self.issuedMACFields(key: name, family: family, jti: jti, exp: exp)) else {
                 return .reused(clientID: grant.clientID, family: nil, accessToken: nil)
             }
             return .reused(clientID: grant.clientID, family: family.isEmpty ? nil : family, accessToken: Int64(exp).map { (jti: jti, exp: $0) })

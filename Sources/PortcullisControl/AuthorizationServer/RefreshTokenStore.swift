@@ -56,7 +56,14 @@ struct RefreshTokenStore: Sendable {
     let recordMAC: ClusterMAC
 
     private func tokenMAC(key: String, family: String, clientID: String, subject: String, scope: String, audience: String, expiresAtMillis: Int64) -> String {
-        recordMAC.sign(["refresh1", key, family, clientID, subject, scope, audience, String(expiresAtMillis)])
+        recordMAC.sign(Self.tokenMACFields(key: key, family: family, clientID: clientID, subject: subject, scope: scope, audience: audience,
+                                           expiresAtMillis: expiresAtMillis))
+    }
+
+    /// What a refresh token's record signs: its key and every field a refresh acts on.
+    private static func tokenMACFields(key: String, family: String, clientID: String, subject: String, scope: String, audience: String,
+                                       expiresAtMillis: Int64) -> [String] {
+        ["refresh1", key, family, clientID, subject, scope, audience, String(expiresAtMillis)]
     }
 
     /// A family's stored fields, as `HMGET` returns them in this order.
@@ -168,7 +175,8 @@ struct RefreshTokenStore: Sendable {
         guard fields.count == 9, let family = fields[0].string, let clientID = fields[1].string, let subject = fields[2].string,
               let status = fields[5].string, let expires = fields[7].string.flatMap({ Int64($0) }), let mac = fields[8].string else { return nil }
         let scope = fields[3].string ?? "", audience = fields[4].string ?? ""
-        guard recordMAC.verify(mac, ["refresh1", tokenKey, family, clientID, subject, scope, audience, String(expires)]) else { return nil }
+        guard recordMAC.verify(mac, Self.tokenMACFields(key: tokenKey, family: family, clientID: clientID, subject: subject, scope: scope,
+                                                        audience: audience, expiresAtMillis: expires)) else { return nil }
         let familyKey = keys.refreshFamily(family)
         let familyFields = try await client.send(["HMGET", RedisArgument(familyKey)] + Self.familyFieldNames).array ?? []
         guard familyFields.count == Self.familyFieldNames.count, let familyMAC = familyFields[4].string,

@@ -58,6 +58,14 @@ public struct NodeRecord: Sendable, Equatable {
     /// after applying a change; the heartbeat repeats it).
     static let ackField: RedisArgument = "ack"
 
+    /// The command that sets a node record's `ack` to `ack` only while the record exists (an
+    /// expired record is recreated, with its TTL, by the next heartbeat). A plain `EVAL`, not a
+    /// cached script: it goes out in the acknowledgement writer's pipeline.
+    static func ackUpdate(key: String, ack: NodeAck) -> [RedisArgument] {
+        ["EVAL", "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 1", "1",
+         RedisArgument(key), ackField, RedisArgument(ack.wireText)]
+    }
+
     /// The signed fields, in order (everything but `ack` and `mac`).
     private var signedFields: [(String, String)] {
         [

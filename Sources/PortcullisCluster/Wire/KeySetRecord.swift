@@ -35,6 +35,12 @@ public struct KeySetRecord: Sendable, Equatable {
 
     var macFields: [String] { ["ks2", issuer, version, jwks, String(serial), String(fetchedAtMillis)] }
 
+    /// The record's fields and values, as `HSET` takes them (`init?(hash:)` reads them back).
+    var fields: [RedisArgument] {
+        ["issuer", RedisArgument(issuer), "jwks", RedisArgument(jwks), "version", RedisArgument(version), "serial", RedisArgument(serial),
+         "fetched_ms", RedisArgument(fetchedAtMillis), "mac", RedisArgument(mac)]
+    }
+
     init?(hash: [RedisValue]) {
         let map = hash.hashFields()
         guard let issuer = map["issuer"], let jwks = map["jwks"], let version = map["version"],
