@@ -17,7 +17,8 @@ import PortcullisJOSE
 ///   prefix on a segment boundary, methods), and the forwarded path is the path the router
 ///   matched (less the prefix when the route strips it);
 /// - the path, with percent-encoded unreserved bytes decoded and dot segments removed (RFC 3986
-///   §6.2.2), still lies under the matched prefix: no dot segment escapes a route;
+///   §6.2.2), still lies under the matched prefix: no dot segment escapes a route; and the
+///   forwarded path holds no dot segment, in any spelling, a stripped prefix's suffix included;
 /// - identity headers are never the client's: without a token there are none, with one each
 ///   appears once, with the token's value (control characters replaced);
 /// - framing: the upstream head states the body with exactly one of `Transfer-Encoding: chunked`
@@ -160,6 +161,11 @@ enum RequestHeadHarness {
         } else {
             guard forwardedPath == matched else { fatalError("the upstream gets path \(forwardedPath), the router matched \(forwarded.matchedPath)") }
         }
+        // No dot segment reaches the upstream, in any spelling (a stripped prefix's included).
+        for segment in forwardedPath.split(separator: "/", omittingEmptySubsequences: false) {
+            let decoded = segment.lowercased().replacingOccurrences(of: "%2e", with: ".")
+            if decoded == "." || decoded == ".." { fatalError("a dot segment reaches the upstream: \(forwarded.uri) for \(head.uri)") }
+        }
         if strict, fragment { fatalError("a fragment is forwarded: \(forwarded.uri)") }
         let normalised = normalise(forwarded.matchedPath, segmentParameters: false, mergeSlashes: false)
         // Prefixes match in any letter case (`PathPolicy.caseSensitive` is off here).
@@ -187,7 +193,7 @@ enum RequestHeadHarness {
                 guard carrying.isEmpty else { fatalError("\(mapping.header) reaches the upstream from the client: \(carrying)") }
             }
             if strict {
-                func fold(_ text: String) -> String { String(text.lowercased().map { $0 == "_" ? "-" : $0 }) }
+                func fold(_ text: String) -> String { String(text.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }) }
                 let spoofed = fields.filter { $0.name.lowercased() != name && fold($0.name) == fold(name) }
                 guard spoofed.isEmpty else { fatalError("\(spoofed) reaches the upstream; a framework reads it as \(mapping.header)") }
             }
@@ -372,6 +378,7 @@ enum RequestHeadHarness {
         "GET /public/%2e%2e/admin HTTP/1.1\r\nHost: gw.test\r\n\r\n",
         "GET /%61dmin HTTP/1.1\r\nHost: gw.test\r\n\r\n",
         "GET //admin HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+        "GET /api.json HTTP/1.1\r\nHost: gw.test\r\n\r\n",
         "GET /public#/../admin HTTP/1.1\r\nHost: gw.test\r\n\r\n",
         "DELETE /ops/job HTTP/1.1\r\nHost: Internal.Test:8080\r\nHost: other.test\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost: internal.test\r\nX_Auth_Subject: admin\r\n\r\n\u{1}",

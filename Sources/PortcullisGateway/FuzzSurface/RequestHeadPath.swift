@@ -86,6 +86,8 @@ package struct RequestHeadPath: Sendable {
         case .methodNotAllowed:
             return .refused(status: 405)
         case .matched(let route):
+            if route.config.stripPrefix, Admission.cutLeavesDotSegment(path, prefix: route.config.pathPrefix) { return .refused(status: 400) }
+            if route.jwtAuth != nil, BearerExtractor.queryNamesAccessToken(head.uri) { return .refused(status: 400) }
             let client = HeaderRewriter.ClientInfo(address: clientAddress, isTLS: false)
             let upstream = HeaderRewriter.upstreamRequest(head, uri: target.uri, policy: route.headerPolicy, identity: identity, requestID: requestID,
                                                           client: client, hasAmbiguousNames: facts.hasAmbiguousNames)
