@@ -13,12 +13,6 @@ import Synchronization
 /// Per control-plane process, at most `maxActors` buckets: past that, buckets that have refilled
 /// (their actor idle) are dropped, and while none has, newcomers share one bucket.
 final class AuditActorLimiter: Sendable {
-    private struct Bucket {
-        var tokens: Double
-        var refilledAt: UInt64
-        var suppressed: Int
-    }
-
     static let defaultBurst = 10
     /// One entry per 6 s: 10 a minute per user.
     static let defaultPerSecond = 1.0 / 6
@@ -27,7 +21,7 @@ final class AuditActorLimiter: Sendable {
 
     let burst: Int
     let perSecond: Double
-    private let buckets = Mutex<[ExactKey: Bucket]>([:])
+    private let buckets = Mutex<[ExactKey: AuditBucket]>([:])
     private let now: @Sendable () -> UInt64
 
     /// - Parameter now: monotonic nanoseconds (tests move it by hand).
@@ -38,31 +32,21 @@ final class AuditActorLimiter: Sendable {
     }
 
     /// Takes one entry from `actor`'s bucket if there is one.
-    func admit(_ actor: String) -> AuditFailureLimiter.Decision {
+    func admit(_ actor: String) -> AuditBucket.Decision {
         let time = now()
+        let (burst, perSecond) = (burst, perSecond)
         return buckets.withLock { buckets in
             var key = ExactKey(actor)
             if buckets[key] == nil, buckets.count >= Self.maxActors {
-                buckets = buckets.filter { refilled($0.value, at: time).tokens < Double(burst) }
+                // Buckets that have refilled are as good as new: their actors are idle.
+                buckets = buckets.filter { _, bucket in
+                    var bucket = bucket
+                    bucket.refill(at: time, burst: burst, perSecond: perSecond)
+                    return bucket.tokens < Double(burst)
+                }
                 if buckets.count >= Self.maxActors { key = Self.overflow }
             }
-            var bucket = refilled(buckets[key] ?? Bucket(tokens: Double(burst), refilledAt: time, suppressed: 0), at: time)
-            defer { buckets[key] = bucket }
-            guard bucket.tokens >= 1 else {
-                bucket.suppressed += 1
-                return .suppress
-            }
-            bucket.tokens -= 1
-            defer { bucket.suppressed = 0 }
-            return .record(suppressedBefore: bucket.suppressed)
+            return buckets[key, default: AuditBucket(burst: burst, at: time)].admit(at: time, burst: burst, perSecond: perSecond)
         }
-    }
-
-    private func refilled(_ bucket: Bucket, at time: UInt64) -> Bucket {
-        var bucket = bucket
-        let elapsed = Double(elapsedNanos(since: bucket.refilledAt, now: time)) / 1e9
-        bucket.tokens = min(Double(burst), bucket.tokens + elapsed * perSecond)
-        bucket.refilledAt = time
-        return bucket
     }
 }

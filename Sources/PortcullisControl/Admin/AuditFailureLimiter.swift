@@ -10,25 +10,14 @@ import Synchronization
 ///
 /// Per control-plane process: with two control planes the stream takes at most twice as many.
 final class AuditFailureLimiter: Sendable {
-    enum Decision: Equatable {
-        /// Write the entry; `suppressedBefore` entries were left out since the last one written.
-        case record(suppressedBefore: Int)
-        /// Leave it out (it is counted).
-        case suppress
-    }
-
-    private struct Bucket {
-        var tokens: Double
-        var refilledAt: UInt64
-        var suppressed: Int
-    }
+    typealias Decision = AuditBucket.Decision
 
     static let defaultBurst = 20
     static let defaultPerSecond = 1.0
 
     let burst: Int
     let perSecond: Double
-    private let bucket: Mutex<Bucket>
+    private let bucket: Mutex<AuditBucket>
     private let now: @Sendable () -> UInt64
 
     /// - Parameter now: monotonic nanoseconds (tests move it by hand).
@@ -36,23 +25,12 @@ final class AuditFailureLimiter: Sendable {
         self.burst = burst
         self.perSecond = perSecond
         self.now = now
-        bucket = Mutex(Bucket(tokens: Double(burst), refilledAt: now(), suppressed: 0))
+        bucket = Mutex(AuditBucket(burst: burst, at: now()))
     }
 
     /// Takes one entry from the bucket if there is one.
     func admit() -> Decision {
         let time = now()
-        return bucket.withLock { bucket in
-            let elapsed = Double(elapsedNanos(since: bucket.refilledAt, now: time)) / 1e9
-            bucket.tokens = min(Double(burst), bucket.tokens + elapsed * perSecond)
-            bucket.refilledAt = time
-            guard bucket.tokens >= 1 else {
-                bucket.suppressed += 1
-                return .suppress
-            }
-            bucket.tokens -= 1
-            defer { bucket.suppressed = 0 }
-            return .record(suppressedBefore: bucket.suppressed)
-        }
+        return bucket.withLock { $0.admit(at: time, burst: burst, perSecond: perSecond) }
     }
 }

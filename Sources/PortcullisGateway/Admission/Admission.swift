@@ -212,13 +212,13 @@ struct Admission {
         let bytes = uri.utf8
         guard let mark = bytes.firstIndex(of: UInt8(ascii: "?")) else { return found }
         let query = bytes[bytes.index(after: mark)...]
-        guard query.contains(UInt8(ascii: "%")) || containsMethod(query) else { return found }
+        guard query.contains(UInt8(ascii: "%")) || QueryParameterName.containsWord("method", in: query) else { return found }
         for pair in query.split(separator: UInt8(ascii: "&")) {
             let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = percentDecoded(parts[0]), Self.namesMethodOverride(name) else { continue }
+            guard let name = QueryParameterName.percentDecoded(parts[0]), Self.namesMethodOverride(name) else { continue }
             // Appended in place: a copy per pair would cost the square of their number.
             if found == nil { found = [] }
-            found?.append(parts.count > 1 ? percentDecoded(parts[1]) ?? "" : "")
+            found?.append(parts.count > 1 ? QueryParameterName.percentDecoded(parts[1]) ?? "" : "")
         }
         return found
     }
@@ -235,56 +235,9 @@ struct Admission {
         return segment.count == 1 || (segment.count == 2 && segment.last == UInt8(ascii: "."))
     }
 
-    /// Whether a query parameter's decoded name reads as `_method` in any letter case — also as
-    /// PHP reads names into `$_GET` (which Symfony and Laravel take it from): cut at a NUL,
-    /// leading spaces dropped, `.`, space and `[` taken for `_`, and `_method[…]` an array named
-    /// `_method`. Compared by the name alone, `.method`, ` _method` and `_method%00` would reach a
-    /// PHP upstream as `_method`.
+    /// Whether a query parameter's decoded name reads as `_method` (`QueryParameterName.read`).
     static func namesMethodOverride(_ name: String) -> Bool {
-        var bytes = Array(name.utf8.prefix { $0 != 0 }.drop { $0 == UInt8(ascii: " ") })
-        if let bracket = bytes.firstIndex(of: UInt8(ascii: "[")), bytes[bracket...].contains(UInt8(ascii: "]")) {
-            bytes = Array(bytes[..<bracket])
-        }
-        let read = bytes.map { byte -> UInt8 in
-            switch byte {
-            case UInt8(ascii: "."), UInt8(ascii: " "), UInt8(ascii: "["): UInt8(ascii: "_")
-            default: byte | (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? 0x20 : 0)
-            }
-        }
-        return read == Array("_method".utf8)
-    }
-
-    /// Whether `bytes` hold `method` in any ASCII letter case.
-    private static func containsMethod(_ bytes: Substring.UTF8View.SubSequence) -> Bool {
-        let word = Array("method".utf8)
-        var matched = 0
-        for byte in bytes {
-            matched = (byte | 0x20) == word[matched] ? matched + 1 : ((byte | 0x20) == word[0] ? 1 : 0)
-            if matched == word.count { return true }
-        }
-        return false
-    }
-
-    /// `bytes` with `%XX` escapes and `+` decoded; nil where an escape is malformed or the result
-    /// is not UTF-8.
-    private static func percentDecoded(_ bytes: some Collection<UInt8>) -> String? {
-        var out: [UInt8] = []
-        var index = bytes.startIndex
-        while index != bytes.endIndex {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "%") {
-                let high = bytes.index(after: index)
-                guard high != bytes.endIndex else { return nil }
-                let low = bytes.index(after: high)
-                guard low != bytes.endIndex, let h = RequestTarget.hexValue(bytes[high]), let l = RequestTarget.hexValue(bytes[low]) else { return nil }
-                out.append(h << 4 | l)
-                index = bytes.index(after: low)
-                continue
-            }
-            out.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
-            index = bytes.index(after: index)
-        }
-        return String(validating: out, as: UTF8.self)
+        QueryParameterName.read(name) == Array("_method".utf8)
     }
 
     /// Frameworks that honour a method-override field (Rails, Laravel, Symfony, Express's
