@@ -454,7 +454,7 @@ end:
        MEMORY_SIGNED(HE(wrh), HS(wrh), op);
        say(0, op, HE(wrh), HS(wrh) + 1) }
 
-  /* The Lua write script (RevocationWriter.script): if rev:seq == s and rev:head is still the
+  /* The Lua write script (RevocationCommit.script): if rev:seq == s and rev:head is still the
      head read, append the event under score s+1, set the new head and rev:seq, publish.
      Otherwise the write fails: it is retried, or (GIVEUP) the next change is written instead,
      as when the admin moves on or the next group commit goes ahead. */
