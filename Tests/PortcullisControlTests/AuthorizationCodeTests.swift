@@ -349,7 +349,7 @@ extension ControlPlaneTests {
             #expect(statuses.filter { $0 == 429 }.count == 1 && statuses.last == 429, "\(statuses)")
         }
 
-        @Test("a signed-in user re-posting the consent form again and again writes at most 10 audit entries and then one per 6 s; the rest are counted, and another user's sign-in is audited all the same")
+        @Test("a signed-in user re-posting the consent form again and again writes at most 10 audit entries and then one per 6 s, and so does a client redeeming codes twice in a loop; the rest are counted, and another user's sign-in is audited all the same")
         func usersOwnEntriesAreRateLimited() async throws {
             let cluster = try await SignInBrowser.cluster()
             defer { Task { await cluster.shutdown() } }
@@ -365,7 +365,12 @@ extension ControlPlaneTests {
             consent["decision"] = "allow"
             let started = ContinuousClock.now
             let posts = 60
-            for _ in 0..<posts { #expect(try browser.post("/oauth2/consent", consent).status == 303) }
+            var codes: [String] = []
+            for _ in 0..<posts {
+                let answer = try browser.post("/oauth2/consent", consent)
+                #expect(answer.status == 303)
+                if let code = SignInBrowser.redirectParameters(answer)["code"] { codes.append(code) }
+            }
             let elapsed = Int((ContinuousClock.now - started).components.seconds) + 1
             #expect(try SignInBrowser(control: control).signIn(username: "bob", password: "bob-password-2").status == 303)
             let entries = try control.admin("GET", "/v1/audit?count=1000").json["entries"] as? [[String: Any]] ?? []
@@ -374,8 +379,24 @@ extension ControlPlaneTests {
             #expect(alice.count >= 10 && alice.count <= 10 + elapsed / 6 + 1, "\(alice.count) entries after \(elapsed) s")
             #expect(alice.contains { ($0["details"] as? [String: String])?["suppressed_before"] != nil } || alice.count == 10)
             #expect(entries.contains { $0["action"] as? String == "oauth.login" && $0["actor"] as? String == "user:bob" })
+            #expect(try control.metrics().contains("portcullis_admin_audit_suppressed_total \(posts + 1 - alice.count)"))
+
+            // Each code redeemed, then presented again: a reuse, which revokes what it issued and
+            // is audited at the client's rate.
+            let reuses = 20
+            let reuseStarted = ContinuousClock.now
+            for code in codes.prefix(reuses) {
+                #expect(try browser.redeem(code).status == 200)
+                #expect(try browser.redeem(code).status == 400)
+            }
+            let reuseElapsed = Int((ContinuousClock.now - reuseStarted).components.seconds) + 1
+            let after = try control.admin("GET", "/v1/audit?count=1000").json["entries"] as? [[String: Any]] ?? []
+            let reused = after.filter { $0["action"] as? String == "oauth.code_reuse" }
+            #expect(codes.count >= reuses && reused.count >= 10 && reused.count <= 10 + reuseElapsed / 6 + 1,
+                    "\(reused.count) reuse entries after \(reuseElapsed) s")
             let metrics = try control.metrics()
-            #expect(metrics.contains("portcullis_admin_audit_suppressed_total \(posts + 1 - alice.count)"), "\(metrics)")
+            #expect(metrics.contains("portcullis_authorization_code_reuse_total \(reuses)"))
+            #expect(metrics.contains("portcullis_admin_audit_suppressed_total \(posts + 1 - alice.count + reuses - reused.count)"), "\(metrics)")
         }
 
         @Test("consent is revocable on the account page: revoking it revokes every token issued under it, cluster-wide, and the next sign-in asks again; sign-out ends the session")

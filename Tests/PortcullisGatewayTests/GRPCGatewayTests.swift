@@ -262,6 +262,21 @@ struct GRPCGatewayTests {
         }
     }
 
+    @Test("on a route with on_token_end: allow, a gRPC call admitted with a token is held to the body rate too: nothing would end its idle client stream")
+    func allowRouteIdleClientStreamIsSlow() async throws {
+        let server = try await Self.startServer(prefix: "grpc-idle-allow")
+        defer { Task { _ = await server.process.terminate() } }
+        let issuer = try TestIssuer()
+        let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer,
+                                                  settings: "limits: {request_body_grace: 500ms, request_body_min_rate: 256}", onTokenEnd: "allow")
+        try await withCleanup(gateway, { await $0.stop() }) { gateway in
+            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "pause", String(gateway.port), try issuer.token(sub: "dave"), "3"])
+            let seen = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            #expect(seen?["ok"] == nil && seen?["code"] is String, "\(result.stdout) \(result.stderr)")
+            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#) == 1)
+        }
+    }
+
     /// The Python gRPC server (Scripts/grpc_peer.py) on a free port, ready.
     /// Scripts/grpc_peer.py's client mode against the gateway on `port` with `token`: its output
     /// and the calls' outcomes it printed as JSON (empty when it printed none).
@@ -293,7 +308,8 @@ struct GRPCGatewayTests {
 
     /// A gateway on one event loop (so every call shares its upstream connections) with a JWT route
     /// to `upstreamPort` over h2c.
-    private static func startGateway(upstreamPort: Int, issuer: TestIssuer, settings: String = "", auth: Bool = true) async throws -> GatewayProcess {
+    private static func startGateway(upstreamPort: Int, issuer: TestIssuer, settings: String = "", auth: Bool = true,
+                                     onTokenEnd: String = "close") async throws -> GatewayProcess {
         try await GatewayProcess.start { port, adminPort, directory in
             let issuers = (try? issuer.issuersYAML(directory: directory)) ?? ""
             return """
@@ -307,6 +323,7 @@ struct GRPCGatewayTests {
                 path_prefix: /pkg.Echo
                 upstream: {targets: [127.0.0.1:\(upstreamPort)], protocol: h2c}
             \(auth ? "    auth: {type: jwt}" : "")
+                on_token_end: \(onTokenEnd)
             """
         }
     }

@@ -301,6 +301,7 @@ struct UnderscoreHeaderUnitTests {
             ("Host", "h.test"), ("X_Auth_Subject", "admin"), ("x-auth_scopes", "all"), ("X_Forwarded_For", "1.2.3.4"),
             ("Transfer_Encoding", "chunked"), ("X_Custom", "1"), ("X-Plain", "2"), ("X_Env", "dev"), ("X_Forwarded_Prefix", "/evil"),
             ("X-Auth.Subject", "admin"), ("X~Auth~Scopes", "all"), ("X-Forwarded+For", "1.2.3.4"), ("X.Custom", "3"),
+            ("X_Auth_Request_User", "admin"), ("X_Amzn_Oidc_Identity", "admin"), ("X_Ms_Client_Principal_Name", "admin"),
         ]))
         let facts = RequestHeadFacts(head.headers)
         #expect(facts.hasAmbiguousNames)
@@ -326,7 +327,8 @@ struct UnderscoreHeaderUnitTests {
         let names = try forwarded(.allow)
         #expect(names.contains("x_custom") && names.contains("x.custom"))
         for spoof in ["x_auth_subject", "x-auth_scopes", "x_forwarded_for", "transfer_encoding", "x_env", "x_forwarded_prefix",
-                      "x-auth.subject", "x~auth~scopes", "x-forwarded+for"] {
+                      "x-auth.subject", "x~auth~scopes", "x-forwarded+for", "x_auth_request_user", "x_amzn_oidc_identity",
+                      "x_ms_client_principal_name"] {
             #expect(!names.contains(spoof), "\(spoof) was forwarded")
         }
     }

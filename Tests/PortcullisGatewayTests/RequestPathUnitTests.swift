@@ -32,10 +32,37 @@ struct RequestPathUnitTests {
         ("/a?access_token=x", true), ("/a?b=1&access_token", true), ("/a?ACCESS_TOKEN=x", true), ("/a?access%5Ftoken=x", true),
         ("/a?access.token=x", true), ("/a?access+token=x", true), ("/a?access_token[]=x", true), ("/a?%61ccess_token=x", true),
         ("/a?access_token%00x=1", true), ("/a", false), ("/a?token=x", false), ("/a?access_tokens=x", false), ("/a?my_access_token=x", false),
-        ("/a?x=access_token", false), ("/a?page=2", false),
+        ("/a?x=access_token", false), ("/a?page=2", false), ("/a?b=1;access_token=x", true), ("/a?access[token=x", true),
     ])
     func accessTokenInQuery(_ uri: String, _ named: Bool) {
         #expect(BearerExtractor.queryNamesAccessToken(uri) == named)
+    }
+
+    @Test("cutting a strip_prefix route's prefix leaves a dot segment for /p., /p.., /p..;x and /p.;/ — not for /p.json, /p/.., /p.x.")
+    func stripLeavesDotSegment() {
+        for path in ["/p.", "/p..", "/p../", "/p..;x/", "/p.;/", "/p..?q", "/P.."] {
+            #expect(Admission.cutLeavesDotSegment(Substring(path), prefix: "/p"), "\(path)")
+        }
+        for path in ["/p.json", "/p", "/p/..", "/p.x.", "/p...", "/p.json;.."] {
+            #expect(!Admission.cutLeavesDotSegment(Substring(path), prefix: "/p"), "\(path)")
+        }
+    }
+
+    @Test("rate-limit keys from subjects, clients and header values tell canonically equivalent spellings apart (the Kelvin sign is not K); ASCII keys are as they were")
+    func rateLimitKeysAreExact() {
+        #expect(RateLimitKey.exact("Kate") == "Kate" && RateLimitKey.exact("a/b:c") == "a/b:c")
+        #expect(RateLimitKey.exact("\u{212A}ate") != RateLimitKey.exact("Kate"))
+        #expect(RateLimitKey.exact("jose\u{0301}") != RateLimitKey.exact("jos\u{00E9}"))
+        #expect(RateLimitKey.exact("100%") != RateLimitKey.exact("100%25"))
+        #expect(RateLimitKey.exact("\u{212A}").utf8.allSatisfy { $0 < 0x80 })
+    }
+
+    @Test("a _method query parameter is found after ';' too (Rack 2 splits on it), and in PHP's spellings")
+    func methodOverrideSeparators() {
+        #expect(Admission.methodOverrides(nil, uri: "/x?a=1;_method=DELETE") == ["DELETE"])
+        #expect(Admission.methodOverrides(nil, uri: "/x?_method[]=PUT&b=2") == ["PUT"])
+        #expect(Admission.methodOverrides(nil, uri: "/x?_method[=PUT") == nil)  // PHP reads it as _method_
+        #expect(Admission.methodOverrides(nil, uri: "/x?a=method") == nil)
     }
 
     @Test("no header is absent, two headers are ambiguous")

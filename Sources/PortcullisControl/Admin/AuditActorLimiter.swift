@@ -1,9 +1,12 @@
 import PortcullisCluster
 import PortcullisJOSE
+import Prometheus
 import Synchronization
 
-/// Decides which of an end user's own actions at the authorization server (sign-in, consent,
-/// sign-out) get an audit entry: a token bucket per actor of `burst` entries refilled at
+/// Decides which of the entries that end users and OAuth clients can cause at will — a user's own
+/// sign-in, consent and sign-out; a client's reused authorization codes and refresh tokens (a
+/// signed-in user of a public client can redeem codes twice in a loop) — get an audit entry: a
+/// token bucket per actor of `burst` entries refilled at
 /// `perSecond`. Those actions need no admin credential, and one signed-in user re-posting the
 /// consent form as fast as the control plane answers would otherwise push operators' entries out
 /// of the capped audit stream. Every entry left out is counted
@@ -29,6 +32,19 @@ final class AuditActorLimiter: Sendable {
         self.burst = burst
         self.perSecond = perSecond
         self.now = now
+    }
+
+    /// Records `entry` in `audit` if its actor's bucket has an entry left, else counts it in
+    /// `suppressed`.
+    func record(_ entry: AuditLog.Entry, in audit: AuditLog, suppressed: Prometheus.Counter) async {
+        switch admit(entry.actor) {
+        case .record(let suppressedBefore):
+            var entry = entry
+            if suppressedBefore > 0 { entry.details["suppressed_before"] = String(suppressedBefore) }
+            await audit.record(entry)
+        case .suppress:
+            suppressed.increment()
+        }
     }
 
     /// Takes one entry from `actor`'s bucket if there is one.

@@ -52,14 +52,7 @@ final class AuthorizationEndpoint: Sendable {
     /// Records a user's own action at the rate `userAudit` allows that user; an entry left out is
     /// counted.
     private func auditUser(_ entry: AuditLog.Entry) async {
-        switch userAudit.admit(entry.actor) {
-        case .record(let suppressedBefore):
-            var entry = entry
-            if suppressedBefore > 0 { entry.details["suppressed_before"] = String(suppressedBefore) }
-            await audit.record(entry)
-        case .suppress:
-            metrics.auditSuppressed.increment()
-        }
+        await userAudit.record(entry, in: audit, suppressed: metrics.auditSuppressed)
     }
 
     var authorizeAction: String { basePath + "/oauth2/authorize" }

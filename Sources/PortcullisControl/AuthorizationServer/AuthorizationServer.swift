@@ -27,6 +27,9 @@ final class AuthorizationServer: Sendable {
     /// Counts each client's RFC 7009 revocations (`revocations_per_client`).
     private let throttle: LoginThrottle
     private let audit: AuditLog
+    /// Entries of reused codes and refresh tokens, per client: a client (a signed-in user of a
+    /// public one) can cause them at will.
+    private let reuseAudit = AuditActorLimiter()
     private let metrics: ControlMetrics
     private let logger: Logger
 
@@ -220,8 +223,9 @@ final class AuthorizationServer: Sendable {
             // The rotate script marked the family revoked (for a reuse, which it re-reports until recorded).
             let events = try await endFamilies([family], actor: "oauth:" + client.id, reason: "refresh token reuse in \(family)", mark: false)
             try await unavailableOnFailure { try await refreshTokens.reuseRevoked(family) }
-            await audit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.refresh_reuse", target: family, from: peer,
-                                              outcome: "family_revoked", status: 400, details: ["revocation": Self.ids(events)]))
+            await reuseAudit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.refresh_reuse", target: family, from: peer,
+                                                   outcome: "family_revoked", status: 400, details: ["revocation": Self.ids(events)]),
+                                    in: audit, suppressed: metrics.auditSuppressed)
             throw APIError(.badRequest, "invalid_grant", "refresh token already used: the whole token family has been revoked")
         case .invalid(let reason):
             throw APIError(.badRequest, "invalid_grant", reason)
@@ -440,9 +444,9 @@ final class AuthorizationServer: Sendable {
                 try await revocations.revokeTokens([accessToken], actor: "oauth:" + client, reason: "authorization code reuse")
             }
         }
-        await audit.record(AuditLog.Entry(actor: "oauth:" + client, action: "oauth.code_reuse", target: family.map { "family:" + $0 } ?? "code",
-                                          from: peer, outcome: "tokens_revoked", status: 400,
-                                          details: ["revocation": Self.ids(revoked)]))
+        await reuseAudit.record(AuditLog.Entry(actor: "oauth:" + client, action: "oauth.code_reuse", target: family.map { "family:" + $0 } ?? "code",
+                                               from: peer, outcome: "tokens_revoked", status: 400, details: ["revocation": Self.ids(revoked)]),
+                                in: audit, suppressed: metrics.auditSuppressed)
     }
 
     /// An operator's session revocation (admin API) of this issuer's — or every issuer's — `sid`:

@@ -213,7 +213,7 @@ struct Admission {
         guard let mark = bytes.firstIndex(of: UInt8(ascii: "?")) else { return found }
         let query = bytes[bytes.index(after: mark)...]
         guard query.contains(UInt8(ascii: "%")) || QueryParameterName.containsWord("method", in: query) else { return found }
-        for pair in query.split(separator: UInt8(ascii: "&")) {
+        for pair in query.split(whereSeparator: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: ";") }) {
             let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = QueryParameterName.percentDecoded(parts[0]), Self.namesMethodOverride(name) else { continue }
             // Appended in place: a copy per pair would cost the square of their number.
@@ -224,14 +224,15 @@ struct Admission {
     }
 
     /// Whether cutting a `strip_prefix` route's `prefix` off `path` leaves a first segment `.` or
-    /// `..`: the router lets a format suffix on the prefix's last segment match (`/api.json`), so
+    /// `..` (with or without `;` parameters): the router lets a format suffix on the prefix's last segment match (`/api.json`), so
     /// `/api..` would reach the upstream as `/..` — a dot segment the path policy refuses
     /// everywhere else.
     static func cutLeavesDotSegment(_ path: Substring, prefix: String) -> Bool {
         guard prefix != "/" else { return false }
         let rest = path.utf8.dropFirst(prefix.utf8.count)
         guard rest.first == UInt8(ascii: ".") else { return false }
-        let segment = rest.prefix { $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "?") }
+        // `..;x` is a dot segment too where `;` parameters are kept (`path.semicolons: keep`).
+        let segment = rest.prefix { $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: ";") }
         return segment.count == 1 || (segment.count == 2 && segment.last == UInt8(ascii: "."))
     }
 

@@ -14,7 +14,8 @@ enum QueryParameterName {
         let query = utf8[utf8.index(after: mark)...]
         guard query.contains(UInt8(ascii: "%")) || containsWord(hint, in: query) else { return false }
         let wanted = Array(lowercased.utf8)
-        for pair in query.split(separator: UInt8(ascii: "&")) {
+        // Rack 2, and Go and Python before 2021, split a query on `;` too.
+        for pair in query.split(whereSeparator: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: ";") }) {
             let raw = pair.prefix { $0 != UInt8(ascii: "=") }
             if let name = percentDecoded(raw), read(name) == wanted { return true }
         }

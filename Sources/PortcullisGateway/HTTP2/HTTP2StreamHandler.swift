@@ -45,6 +45,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The stream's request was admitted with a token and its route closes on token end: watched
     /// so that the stream ends with its token (`LiveSessions`).
     private var session: LiveSession?
+    /// The stream was admitted with a token its route ends it with (`on_token_end: close`), or on
+    /// a client certificate: then a gRPC call's idle client stream is no reason to cut it.
+    private var callEndsWithAdmission = false
     /// The `:protocol` of an extended CONNECT (`HTTP2ExtendedConnect`), seen before its head.
     private var extendedConnect: String?
     /// What the client sent on a WebSocket stream before its upstream accepted (at most the
@@ -318,12 +321,12 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !requestEnded, let limit = shared.bodyRate else { return }
         switch state {
         // A gRPC call's client stream may rightly be idle for as long as the call lasts — when
-        // the call ends with what admitted it (`session`: a token or a client certificate).
+        // the call ends with what admitted it (`callEndsWithAdmission`).
         // Anyone may say `application/grpc`: on a public route the rate holds, or idle "calls"
         // would hold the upstream's streams for good. A gRPC content-type on a route to an
         // HTTP/1.1 upstream is no gRPC call, and no way past the rate either.
         case .proxying: break
-        case .proxyingHTTP2: if isGRPC, session != nil { return }
+        case .proxyingHTTP2: if isGRPC, callEndsWithAdmission { return }
         default: return
         }
         let rate = RequestBodyRate(minimumRate: limit.minimumRate, grace: limit.grace,
@@ -606,6 +609,8 @@ extension HTTP2StreamHandler {
     private func watchToken(_ admitted: Admission.Admitted) {
         guard let loop = context?.eventLoop else { return }
         let certificate = admitted.reliesOnClientCertificate
+        // What ends the call: its token's end (`on_token_end: close`) or the certificate's trust.
+        callEndsWithAdmission = certificate || (admitted.identity != nil && admitted.route.config.onTokenEnd == .close)
         guard certificate || (admitted.identity != nil && (isGRPC || admitted.route.config.onTokenEnd == .close)) else { return }
         session = shared.gateway.sessions.open(protocol: isGRPC ? .grpc : .h2, token: admitted.identity, policy: admitted.route.config.onTokenEnd,
                                                certificate: certificate ? shared.client : nil, eventLoop: loop) { [weak self] end in self?.tokenEnded(end) }

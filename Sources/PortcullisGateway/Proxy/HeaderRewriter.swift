@@ -121,13 +121,15 @@ enum HeaderRewriter {
         /// Whether a request field whose name has a character other than a letter, a digit or `-`
         /// (`AmbiguousFieldName`) is forwarded: only under `allow`, and then not when, read with
         /// `-` for each such character (as CGI-style upstreams may read it), it names a field the
-        /// gateway removes or states itself.
+        /// gateway removes or states itself, or one with a prefix of the fields other proxies state
+        /// (`X-Auth-Request-*`, `X-Amzn-Oidc-*`, …), which the gateway removes.
         func forwardsUnderscored(_ name: String) -> Bool {
             guard underscores == .allow else { return false }
             let dashed = AmbiguousFieldName.dashed(name)
             let forwarding = Array("x-forwarded-".utf8)
             return !requestRemoved.contains(dashed) && !Self.gatewayStated.contains(dashed) && !routeSet.contains(dashed)
                 && !(dashed.count > forwarding.count && HeaderNameSet.equalsIgnoringASCIICase(dashed.prefix(forwarding.count), forwarding))
+                && !HeaderRewriter.hasClientStatedPrefix(String(decoding: dashed, as: UTF8.self))
         }
     }
 

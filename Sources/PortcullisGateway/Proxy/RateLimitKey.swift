@@ -16,10 +16,10 @@ enum RateLimitKey {
         switch policy.key {
         // Subjects and client ids are an issuer's names: the issuer (its config name) is part of the
         // key, so a token of another issuer naming the same client cannot spend this one's budget.
-        case .subject: return identity.flatMap { token in token.subject.map { "sub:" + token.issuerName + "/" + $0 } } ?? ip(clientAddress, policy: policy)
-        case .clientID: return identity.flatMap { token in token.clientID.map { "client:" + token.issuerName + "/" + $0 } } ?? ip(clientAddress, policy: policy)
+        case .subject: return identity.flatMap { token in token.subject.map { "sub:" + exact(token.issuerName + "/" + $0) } } ?? ip(clientAddress, policy: policy)
+        case .clientID: return identity.flatMap { token in token.clientID.map { "client:" + exact(token.issuerName + "/" + $0) } } ?? ip(clientAddress, policy: policy)
         case .ip: return ip(clientAddress, policy: policy)
-        case .header(let name): return headers.first(name: name).map { "hdr:" + bounded($0) } ?? ip(clientAddress, policy: policy)
+        case .header(let name): return headers.first(name: name).map { "hdr:" + exact(bounded($0)) } ?? ip(clientAddress, policy: policy)
         case .route: return "route:" + route
         }
     }
@@ -63,6 +63,25 @@ enum RateLimitKey {
     private static func ip(_ address: String?, prefix: Int) -> String {
         guard let address else { return "ip:unknown" }
         return "ip:" + ClientNetwork.key(of: address, ipv6Prefix: prefix)
+    }
+
+    /// `value` in ASCII alone: every byte past ASCII, and `%`, as `%XX`. The limiters key their
+    /// maps by `String`, which compares by Unicode canonical equivalence: a subject spelled with
+    /// the Kelvin sign would spend the budget of the one spelled with `K`. ASCII text has no
+    /// equivalent other spelling, and an ASCII value (nearly all) is kept as it is.
+    static func exact(_ value: String) -> String {
+        guard value.utf8.contains(where: { $0 >= 0x80 || $0 == UInt8(ascii: "%") }) else { return value }
+        var out: [UInt8] = []
+        out.reserveCapacity(value.utf8.count * 2)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for byte in value.utf8 {
+            if byte >= 0x80 || byte == UInt8(ascii: "%") {
+                out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            } else {
+                out.append(byte)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     private static func bounded(_ value: String) -> String {
