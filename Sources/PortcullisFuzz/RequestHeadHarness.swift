@@ -163,7 +163,8 @@ enum RequestHeadHarness {
         }
         // No dot segment reaches the upstream, in any spelling (a stripped prefix's included).
         for segment in forwardedPath.split(separator: "/", omittingEmptySubsequences: false) {
-            let decoded = segment.lowercased().replacingOccurrences(of: "%2e", with: ".")
+            let decoded = (segment.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? "").lowercased()
+                .replacingOccurrences(of: "%2e", with: ".")
             if decoded == "." || decoded == ".." { fatalError("a dot segment reaches the upstream: \(forwarded.uri) for \(head.uri)") }
         }
         if strict, fragment { fatalError("a fragment is forwarded: \(forwarded.uri)") }

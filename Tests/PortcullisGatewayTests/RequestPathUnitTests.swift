@@ -33,6 +33,7 @@ struct RequestPathUnitTests {
         ("/a?access.token=x", true), ("/a?access+token=x", true), ("/a?access_token[]=x", true), ("/a?%61ccess_token=x", true),
         ("/a?access_token%00x=1", true), ("/a", false), ("/a?token=x", false), ("/a?access_tokens=x", false), ("/a?my_access_token=x", false),
         ("/a?x=access_token", false), ("/a?page=2", false), ("/a?b=1;access_token=x", true), ("/a?access[token=x", true),
+        ("/a?access_token%00%FF=T", true), ("/a?access_token%00%zz=T", true), ("/a?access_token%00%=T", true), ("/a?access_token%=T", false),
     ])
     func accessTokenInQuery(_ uri: String, _ named: Bool) {
         #expect(BearerExtractor.queryNamesAccessToken(uri) == named)
@@ -63,6 +64,13 @@ struct RequestPathUnitTests {
         #expect(Admission.methodOverrides(nil, uri: "/x?_method[]=PUT&b=2") == ["PUT"])
         #expect(Admission.methodOverrides(nil, uri: "/x?_method[=PUT") == nil)  // PHP reads it as _method_
         #expect(Admission.methodOverrides(nil, uri: "/x?a=method") == nil)
+        // PHP keeps a malformed escape and bytes that are not UTF-8; the name is still cut at the NUL.
+        #expect(Admission.methodOverrides(nil, uri: "/x?_method%00%FF=DELETE") == ["DELETE"])
+        // A header-keyed policy named with `_` still sees `X-Api-Key` beside `X_Api_Key` as one field twice.
+        let twice = HTTPHeaders([("X-Api-Key", "a"), ("X_Api_Key", "b")])
+        #expect(RateLimitKey.isRepeated("x_api_key", in: twice, underscoresAsDashes: true))
+        #expect(RateLimitKey.isRepeated("x-api-key", in: twice, underscoresAsDashes: true))
+        #expect(!RateLimitKey.isRepeated("x-api-key", in: twice, underscoresAsDashes: false))
     }
 
     @Test("no header is absent, two headers are ambiguous")

@@ -2,9 +2,8 @@ import Synchronization
 
 /// Work named by a key, queued at most once while it waits: a flood of messages naming the same
 /// keys costs a set insert each, and the work runs once per key, off the reader of the messages.
-/// A `keys:events` flood made every gateway read Redis once per announcement on the task that
-/// also applies revocations, which then waited behind the backlog for minutes (an attacker
-/// review). Each key waits at most once, so the queue holds no more keys than the caller offers
+/// Without it a `keys:events` flood would make every gateway read Redis once per announcement on
+/// the task that also applies revocations, which would then wait behind the backlog. Each key waits at most once, so the queue holds no more keys than the caller offers
 /// distinct ones; with a `limit`, the oldest beyond it is dropped.
 public final class CoalescingQueue<Key: Hashable & Sendable>: Sendable {
     private let pending = Mutex<Set<Key>>([])

@@ -18,13 +18,13 @@ public struct Membership: Sendable {
     /// Writes a heartbeat: the signed record, its TTL (3 × interval) and the id in the node set,
     /// in one script.
     ///
-    /// The record is replaced whole: fields a Redis writer added to a live node's record (an
-    /// `HSET` of 40 junk fields, with no more than a gateway's credential) made every reader
-    /// refuse it as too large, and — written field by field — it stayed so for as long as the
-    /// node lived: the node was missing from `?wait`, rotations and the node list (an attacker
-    /// review). A key of another type where the record or the node set belongs (a Redis writer's
-    /// `SADD` on `node:<id>` once the record expired) failed every write to it with WRONGTYPE,
-    /// hiding the node and stopping the control plane's head beat: such a key is reported and
+    /// The record is replaced whole: fields a Redis writer added to a live node's record (junk
+    /// fields, with no more than a gateway's credential) would make every reader refuse it as too
+    /// large, and — written field by field — it would stay so for as long as the node lived,
+    /// missing from `?wait`, rotations and the node list. A key of another type where the record
+    /// or the node set belongs (a Redis writer's `SADD` on `node:<id>` once the record expired)
+    /// would fail every write to it with WRONGTYPE, hiding the node and stopping the control
+    /// plane's head beat: such a key is reported and
     /// replaced.
     public func heartbeat(_ record: NodeRecord, interval: Duration) async throws {
         let ttlMillis = max(300, Int(interval.wholeMilliseconds) * 3)
@@ -107,9 +107,8 @@ public struct Membership: Sendable {
 
     /// KEYS: the node set. ARGV: cursor, COUNT, the longest node id. One `SSCAN` step, with ids
     /// longer than a node id removed in Redis instead of returned: `{next cursor, ids, removed}`.
-    /// Read as they were, five 16 MiB ids a gateway's credential added swung every node by
-    /// hundreds of MB at every heartbeat and timed their Redis connections out (an attacker
-    /// review).
+    /// Read as they are, huge ids a gateway's credential added would cost every node that much
+    /// memory at every heartbeat and time its Redis connection out.
     static let scanScript = RedisScript("""
     local reply = redis.call('SSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
     local longest = tonumber(ARGV[3])

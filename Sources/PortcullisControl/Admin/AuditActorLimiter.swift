@@ -34,10 +34,10 @@ final class AuditActorLimiter: Sendable {
         self.now = now
     }
 
-    /// Records `entry` in `audit` if its actor's bucket has an entry left, else counts it in
-    /// `suppressed`.
-    func record(_ entry: AuditLog.Entry, in audit: AuditLog, suppressed: Prometheus.Counter) async {
-        switch admit(entry.actor) {
+    /// Records `entry` in `audit` if the bucket of `key` (by default its actor) has an entry left,
+    /// else counts it in `suppressed`.
+    func record(_ entry: AuditLog.Entry, key: String? = nil, in audit: AuditLog, suppressed: Prometheus.Counter) async {
+        switch admit(key ?? entry.actor) {
         case .record(let suppressedBefore):
             var entry = entry
             if suppressedBefore > 0 { entry.details["suppressed_before"] = String(suppressedBefore) }

@@ -27,9 +27,21 @@ final class AuthorizationServer: Sendable {
     /// Counts each client's RFC 7009 revocations (`revocations_per_client`).
     private let throttle: LoginThrottle
     private let audit: AuditLog
-    /// Entries of reused codes and refresh tokens, per client: a client (a signed-in user of a
-    /// public one) can cause them at will.
+    /// Entries of reused codes and refresh tokens, per client and network the call came from
+    /// (`reuseAuditKey`): a client — a signed-in user of a public one — can cause them at will,
+    /// and keyed by client alone one user would keep the others' reuses out of the stream.
     private let reuseAudit = AuditActorLimiter()
+
+    /// A reuse entry's bucket: the client and the caller's network (an IPv4 address, an IPv6 /64).
+    private static func reuseAuditKey(client: String, peer: String) -> String {
+        let host: Substring
+        if peer.hasPrefix("["), let close = peer.firstIndex(of: "]") {
+            host = peer[peer.index(after: peer.startIndex)..<close]
+        } else {
+            host = peer.split(separator: ":", maxSplits: 1).first ?? Substring(peer)
+        }
+        return "oauth:" + client + " " + LoginThrottle.counted(String(host))
+    }
     private let metrics: ControlMetrics
     private let logger: Logger
 
@@ -225,7 +237,7 @@ final class AuthorizationServer: Sendable {
             try await unavailableOnFailure { try await refreshTokens.reuseRevoked(family) }
             await reuseAudit.record(AuditLog.Entry(actor: "oauth:" + client.id, action: "oauth.refresh_reuse", target: family, from: peer,
                                                    outcome: "family_revoked", status: 400, details: ["revocation": Self.ids(events)]),
-                                    in: audit, suppressed: metrics.auditSuppressed)
+                                    key: Self.reuseAuditKey(client: client.id, peer: peer), in: audit, suppressed: metrics.auditSuppressed)
             throw APIError(.badRequest, "invalid_grant", "refresh token already used: the whole token family has been revoked")
         case .invalid(let reason):
             throw APIError(.badRequest, "invalid_grant", reason)
@@ -446,7 +458,7 @@ final class AuthorizationServer: Sendable {
         }
         await reuseAudit.record(AuditLog.Entry(actor: "oauth:" + client, action: "oauth.code_reuse", target: family.map { "family:" + $0 } ?? "code",
                                                from: peer, outcome: "tokens_revoked", status: 400, details: ["revocation": Self.ids(revoked)]),
-                                in: audit, suppressed: metrics.auditSuppressed)
+                                key: Self.reuseAuditKey(client: client, peer: peer), in: audit, suppressed: metrics.auditSuppressed)
     }
 
     /// An operator's session revocation (admin API) of this issuer's — or every issuer's — `sid`:

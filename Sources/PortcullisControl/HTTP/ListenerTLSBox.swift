@@ -6,8 +6,8 @@ import Synchronization
 /// which client certificates are trusted (`ListenerTLS.clientTrust`) quiesces them: each closes
 /// once its requests in flight are answered, or at once when idle, and its client reconnects
 /// under the new trust. Until it closes, its certificate no longer counts (`ConnectionTrust`).
-/// Otherwise a kept-alive connection whose certificate the old `client_ca` verified went on being
-/// admitted after the operator had replaced that CA, until the client closed it.
+/// Otherwise a kept-alive connection whose certificate the old `client_ca` verified would go on
+/// being admitted after the operator had replaced that CA, until the client closed it.
 final class ListenerTLSBox: Sendable {
     private struct State {
         var tls: ListenerTLS

@@ -215,18 +215,18 @@ struct Admission {
         guard query.contains(UInt8(ascii: "%")) || QueryParameterName.containsWord("method", in: query) else { return found }
         for pair in query.split(whereSeparator: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: ";") }) {
             let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = QueryParameterName.percentDecoded(parts[0]), Self.namesMethodOverride(name) else { continue }
+            guard QueryParameterName.read(QueryParameterName.decoded(parts[0])) == Self.methodOverrideName else { continue }
             // Appended in place: a copy per pair would cost the square of their number.
             if found == nil { found = [] }
-            found?.append(parts.count > 1 ? QueryParameterName.percentDecoded(parts[1]) ?? "" : "")
+            found?.append(parts.count > 1 ? String(decoding: QueryParameterName.decoded(parts[1]), as: UTF8.self) : "")
         }
         return found
     }
 
     /// Whether cutting a `strip_prefix` route's `prefix` off `path` leaves a first segment `.` or
-    /// `..` (with or without `;` parameters): the router lets a format suffix on the prefix's last segment match (`/api.json`), so
-    /// `/api..` would reach the upstream as `/..` — a dot segment the path policy refuses
-    /// everywhere else.
+    /// `..` (with or without `;` parameters): the router lets a format suffix on the prefix's last
+    /// segment match (`/api.json`), so `/api..` would reach the upstream as `/..` — a dot segment
+    /// the path policy refuses everywhere else.
     static func cutLeavesDotSegment(_ path: Substring, prefix: String) -> Bool {
         guard prefix != "/" else { return false }
         let rest = path.utf8.dropFirst(prefix.utf8.count)
@@ -236,10 +236,8 @@ struct Admission {
         return segment.count == 1 || (segment.count == 2 && segment.last == UInt8(ascii: "."))
     }
 
-    /// Whether a query parameter's decoded name reads as `_method` (`QueryParameterName.read`).
-    static func namesMethodOverride(_ name: String) -> Bool {
-        QueryParameterName.read(name) == Array("_method".utf8)
-    }
+    /// The method-override query parameter's name, as `QueryParameterName.read` gives it.
+    private static let methodOverrideName = Array("_method".utf8)
 
     /// Frameworks that honour a method-override field (Rails, Laravel, Symfony, Express's
     /// method-override, Spring's filter) run the method it names — the field they read, first or

@@ -17,14 +17,14 @@ enum QueryParameterName {
         // Rack 2, and Go and Python before 2021, split a query on `;` too.
         for pair in query.split(whereSeparator: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: ";") }) {
             let raw = pair.prefix { $0 != UInt8(ascii: "=") }
-            if let name = percentDecoded(raw), read(name) == wanted { return true }
+            if read(decoded(raw)) == wanted { return true }
         }
         return false
     }
 
     /// A decoded name as PHP reads it, in ASCII lower case.
-    static func read(_ name: String) -> [UInt8] {
-        var bytes = Array(name.utf8.prefix { $0 != 0 }.drop { $0 == UInt8(ascii: " ") })
+    static func read(_ name: [UInt8]) -> [UInt8] {
+        var bytes = Array(name.prefix { $0 != 0 }.drop { $0 == UInt8(ascii: " ") })
         if let bracket = bytes.firstIndex(of: UInt8(ascii: "[")), bytes[bracket...].contains(UInt8(ascii: "]")) {
             bytes = Array(bytes[..<bracket])
         }
@@ -47,25 +47,28 @@ enum QueryParameterName {
         return false
     }
 
-    /// `bytes` with `%XX` escapes and `+` decoded; nil where an escape is malformed or the result
-    /// is not UTF-8.
-    static func percentDecoded(_ bytes: some Collection<UInt8>) -> String? {
+    /// `bytes` with `%XX` escapes and `+` decoded as PHP decodes them: a malformed escape stays
+    /// as it is, and the result need not be UTF-8 (so `access_token%00%FF` is still read as
+    /// `access_token`).
+    static func decoded(_ bytes: some Collection<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
         var index = bytes.startIndex
         while index != bytes.endIndex {
             let byte = bytes[index]
             if byte == UInt8(ascii: "%") {
                 let high = bytes.index(after: index)
-                guard high != bytes.endIndex else { return nil }
-                let low = bytes.index(after: high)
-                guard low != bytes.endIndex, let h = RequestTarget.hexValue(bytes[high]), let l = RequestTarget.hexValue(bytes[low]) else { return nil }
-                out.append(h << 4 | l)
-                index = bytes.index(after: low)
-                continue
+                if high != bytes.endIndex {
+                    let low = bytes.index(after: high)
+                    if low != bytes.endIndex, let h = RequestTarget.hexValue(bytes[high]), let l = RequestTarget.hexValue(bytes[low]) {
+                        out.append(h << 4 | l)
+                        index = bytes.index(after: low)
+                        continue
+                    }
+                }
             }
             out.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
             index = bytes.index(after: index)
         }
-        return String(validating: out, as: UTF8.self)
+        return out
     }
 }

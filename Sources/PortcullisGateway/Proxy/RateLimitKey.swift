@@ -50,8 +50,11 @@ enum RateLimitKey {
         guard field.utf8.count == lowercase.utf8.count else { return false }
         for (byte, expected) in zip(field.utf8, lowercase.utf8) {
             var folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+            var wanted = expected
+            // Both sides read as a CGI-style upstream may: a policy may name `x_api_key` too.
             if underscoresAsDashes, !AmbiguousFieldName.isPlain(folded) { folded = UInt8(ascii: "-") }
-            if folded != expected { return false }
+            if underscoresAsDashes, !AmbiguousFieldName.isPlain(wanted) { wanted = UInt8(ascii: "-") }
+            if folded != wanted { return false }
         }
         return true
     }

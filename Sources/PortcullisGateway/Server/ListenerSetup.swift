@@ -10,8 +10,8 @@ import Synchronization
 /// (`ClientTrustReplacedEvent`: it closes once its requests in flight are answered), and the
 /// long-lived sessions admitted on the strength of such a certificate end
 /// (`LiveSessions.clientTrustReplaced`). Otherwise a connection whose certificate the replaced
-/// `client_ca` verified went on being admitted — to a route requiring a certificate, with a token
-/// bound to it — until its client closed it.
+/// `client_ca` verified would go on being admitted — to a route requiring a certificate, with a
+/// token bound to it — until its client closed it.
 final class ListenerSetup: Sendable {
     struct Setup: Sendable {
         var tls: ListenerTLS?

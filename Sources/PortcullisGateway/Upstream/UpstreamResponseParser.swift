@@ -6,8 +6,8 @@ import NIOHTTP1
 ///
 /// Written here rather than using NIO's client codec because the upstream side is the hot half of
 /// the proxy: NIO's decoder boxes every part through the pipeline and observes every outbound
-/// write to learn the request method, and its encoder re-validates each header: replacing them
-/// took the CPU per request from 40 to 36 µs (docs/benchmarks.md). The client side keeps NIO's llhttp decoder, where the
+/// write to learn the request method, and its encoder re-validates each header (figures:
+/// docs/benchmarks.md). The client side keeps NIO's llhttp decoder, where the
 /// strictness against smuggling matters most. This parser is strict too: anything it does not
 /// understand fails the exchange with a 502 and the connection is not reused.
 struct UpstreamResponseParser {

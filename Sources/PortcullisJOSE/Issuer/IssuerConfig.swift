@@ -79,9 +79,8 @@ public struct IssuerConfig: Sendable {
         let nameNode = try map.required("name")
         name = try nameNode.nonEmptyString()
         // A node's signed record lists its key sets as `name=version` pairs joined by commas: a
-        // name with either character did not read back as it was signed, and the gateway's
-        // record was refused by every reader — left out of `?wait` and rotations (an attacker
-        // review).
+        // name with either character would not read back as it was signed, and the gateway's
+        // record would be refused by every reader — left out of `?wait` and rotations.
         guard !name.contains(","), !name.contains("=") else { throw nameNode.error("an issuer's name may not contain ',' or '='") }
         let issuerNode = try map.required("issuer")
         issuer = try issuerNode.nonEmptyString()
