@@ -50,9 +50,11 @@ public final class TestUpstream: Sendable {
         // limit), one of them a field the response carries (hop-by-hop, so not passed on).
         "connection-list": "HTTP/1.1 200 OK\r\nConnection: " + TestUpstream.manyNames(15_000).joined(separator: ",")
             + "\r\nAaa: hop\r\nX-Kept: end\r\nContent-Length: 2\r\n\r\nok",
-        // An upstream whose CORS rules let any site read credentialed responses.
         // A head whose lines end in bare LFs, the connection held open after it.
         "bare-lf": "HTTP/1.1 200 OK\nContent-Length: 2\n\nok" + rawLongPause,
+        // The same with the status line ended in CRLF: a later line is the bare one.
+        "bare-lf-field": "HTTP/1.1 200 OK\r\nContent-Length: 2\nX-A: 1\n\nok" + rawLongPause,
+        // An upstream whose CORS rules let any site read credentialed responses.
         "cors-wide-open": "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: *\r\nContent-Length: 2\r\n\r\nok",
     ]
 

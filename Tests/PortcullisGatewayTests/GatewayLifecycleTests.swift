@@ -190,6 +190,11 @@ struct GatewayLifecycleTests {
         let started = ContinuousClock.now
         let bare = try gateway.client().request("GET", "/raw/bare-lf")
         #expect(bare.status == 502 && ContinuousClock.now - started < .milliseconds(800), "\(bare.status) after \(ContinuousClock.now - started)")
+        // So is one whose status line ends in CRLF and a field's line in a bare LF.
+        let fieldStarted = ContinuousClock.now
+        let bareField = try gateway.client().request("GET", "/raw/bare-lf-field")
+        #expect(bareField.status == 502 && ContinuousClock.now - fieldStarted < .milliseconds(800),
+                "\(bareField.status) after \(ContinuousClock.now - fieldStarted)")
 
         // Once some of the response has been written, no 502 may follow it: the connection is
         // cut, and whatever of the 200 reached the client is all it gets.

@@ -61,8 +61,6 @@ struct UpstreamResponseParser {
     /// Bytes of an incomplete head already searched for its end (a head trickling in is not
     /// rescanned from its start on every read).
     private var headScanned = 0
-    /// The current head's first line was seen ending in CRLF (`firstLineEnd`).
-    private var statusLineEnded = false
     /// The same for an incomplete chunk-size or trailer line, so that a line trickled a byte at
     /// a time is not searched from its start on every read.
     private var lineScanned = 0
@@ -82,7 +80,6 @@ struct UpstreamResponseParser {
         keepAlive = true
         pendingEnd = false
         headScanned = 0
-        statusLineEnded = false
         lineScanned = 0
         buffer = nil
     }
@@ -138,17 +135,13 @@ struct UpstreamResponseParser {
         case .head:
             guard let headLength = Self.headLength(input, from: headScanned) else {
                 guard input.readableBytes <= Self.maxHeadBytes else { throw Failure("response head larger than \(Self.maxHeadBytes) bytes") }
-                // A head whose status line ends in a bare LF would never end in CRLF CRLF: refused
-                // now (502), not after `response_header_timeout` (504). Only new bytes are looked at.
-                if !statusLineEnded, let crlf = Self.firstLineEnd(input, from: headScanned) {
-                    guard crlf else { throw Failure("line not terminated by CRLF") }
-                    statusLineEnded = true
-                }
+                // A head with a line ending in a bare LF would never end in CRLF CRLF: refused now
+                // (502), not after `response_header_timeout` (504). Only new bytes are looked at.
+                guard !Self.hasBareLineFeed(input, from: headScanned) else { throw Failure("line not terminated by CRLF") }
                 headScanned = input.readableBytes
                 return .needMore
             }
             headScanned = 0
-            statusLineEnded = false
             guard headLength <= Self.maxHeadBytes else { throw Failure("response head larger than \(Self.maxHeadBytes) bytes") }
             guard let head = try parseHead(input.readSlice(length: headLength)!) else {
                 return .progress  // informational; the real head follows
@@ -340,12 +333,17 @@ struct UpstreamResponseParser {
         return true
     }
 
-    /// How the head's first line ends, looking at the bytes from `start` on (those before hold no
-    /// LF): true for CRLF, false for a bare LF, nil when no LF came yet.
-    private static func firstLineEnd(_ buffer: ByteBuffer, from start: Int) -> Bool? {
+    /// Whether an incomplete head has a line ending in a bare LF among its bytes from `start` on
+    /// (those before were looked at by an earlier call). Only a head that did not come whole in
+    /// one read is searched; a whole one is checked line by line as it is parsed.
+    private static func hasBareLineFeed(_ buffer: ByteBuffer, from start: Int) -> Bool {
         buffer.withUnsafeReadableBytes { bytes in
-            guard start < bytes.count, let lineFeed = bytes[start...].firstIndex(of: 0x0A) else { return nil }
-            return lineFeed > 0 && bytes[lineFeed - 1] == 0x0D
+            var index = start
+            while index < bytes.count, let lineFeed = bytes[index...].firstIndex(of: 0x0A) {
+                if lineFeed == 0 || bytes[lineFeed - 1] != 0x0D { return true }
+                index = lineFeed + 1
+            }
+            return false
         }
     }
 
