@@ -234,50 +234,48 @@ struct GRPCGatewayTests {
     /// lasts: the minimum request-body rate, applied to other HTTP/2 streams, is not applied to it.
     @Test("a gRPC call whose client stream is idle for longer than limits.request_body_grace is not cut for it: the body rate is not a gRPC rule")
     func idleClientStreamIsNotSlow() async throws {
-        let server = try await Self.startServer(prefix: "grpc-idle")
-        defer { Task { _ = await server.process.terminate() } }
-        let issuer = try TestIssuer()
-        let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer,
-                                                  settings: "limits: {request_body_grace: 500ms, request_body_min_rate: 256}")
-        try await withCleanup(gateway, { await $0.stop() }) { gateway in
-            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "pause", String(gateway.port), try issuer.token(sub: "dave"), "2"])
-            let seen = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-            #expect(seen?["ok"] as? [String] == ["echo:a", "echo:b"], "\(result.stdout) \(result.stderr)")
-            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#) == 0)
-        }
+        let (seen, slow) = try await Self.idleClientStream(prefix: "grpc-idle", token: .some("dave"), pause: 2)
+        #expect(seen.outcome?["ok"] as? [String] == ["echo:a", "echo:b"], "\(seen.output)")
+        #expect(slow == 0)
     }
 
     @Test("on a public route, a gRPC call whose client stream is idle past limits.request_body_grace is cut by the body rate and counted: anyone may say application/grpc, so only a call that ends with its token escapes the rate")
     func publicIdleClientStreamIsSlow() async throws {
-        let server = try await Self.startServer(prefix: "grpc-idle-public")
-        defer { Task { _ = await server.process.terminate() } }
-        let issuer = try TestIssuer()
-        let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer,
-                                                  settings: "limits: {request_body_grace: 500ms, request_body_min_rate: 256}", auth: false)
-        try await withCleanup(gateway, { await $0.stop() }) { gateway in
-            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "pause", String(gateway.port), "no-token", "3"])
-            let seen = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-            #expect(seen?["ok"] == nil && seen?["code"] is String, "\(result.stdout) \(result.stderr)")
-            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#) == 1)
-        }
+        let (seen, slow) = try await Self.idleClientStream(prefix: "grpc-idle-public", token: nil, pause: 3, auth: false)
+        #expect(seen.outcome?["ok"] == nil && seen.outcome?["code"] is String, "\(seen.output)")
+        #expect(slow == 1)
     }
 
     @Test("on a route with on_token_end: allow, a gRPC call admitted with a token is held to the body rate too: nothing would end its idle client stream")
     func allowRouteIdleClientStreamIsSlow() async throws {
-        let server = try await Self.startServer(prefix: "grpc-idle-allow")
-        defer { Task { _ = await server.process.terminate() } }
-        let issuer = try TestIssuer()
-        let gateway = try await Self.startGateway(upstreamPort: server.port, issuer: issuer,
-                                                  settings: "limits: {request_body_grace: 500ms, request_body_min_rate: 256}", onTokenEnd: "allow")
-        try await withCleanup(gateway, { await $0.stop() }) { gateway in
-            let result = try runCommand("/usr/bin/env", ["python3", Self.script, "pause", String(gateway.port), try issuer.token(sub: "dave"), "3"])
-            let seen = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-            #expect(seen?["ok"] == nil && seen?["code"] is String, "\(result.stdout) \(result.stderr)")
-            #expect(PrometheusText.sample(try gateway.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#) == 1)
-        }
+        let (seen, slow) = try await Self.idleClientStream(prefix: "grpc-idle-allow", token: .some("dave"), pause: 3, onTokenEnd: "allow")
+        #expect(seen.outcome?["ok"] == nil && seen.outcome?["code"] is String, "\(seen.output)")
+        #expect(slow == 1)
     }
 
-    /// The Python gRPC server (Scripts/grpc_peer.py) on a free port, ready.
+    /// A client-streaming call through a gateway with a 500 ms body-rate grace that sends one
+    /// message, pauses `pause` seconds and sends another (Scripts/grpc_peer.py `pause`), with a
+    /// token for `token` (none when nil): the client's outcome as printed, and the slow request
+    /// bodies the gateway counted.
+    private static func idleClientStream(prefix: String, token subject: String?, pause: Int, auth: Bool = true, onTokenEnd: String = "close")
+        async throws -> (seen: (outcome: [String: Any]?, output: String), slow: Double?) {
+        let server = try await startServer(prefix: prefix)
+        defer { Task { _ = await server.process.terminate() } }
+        let issuer = try TestIssuer()
+        let settings = "limits: {request_body_grace: 500ms, request_body_min_rate: 256}"
+        let gateway = try await startGateway(upstreamPort: server.port, issuer: issuer, settings: settings, auth: auth, onTokenEnd: onTokenEnd)
+        var seen: (outcome: [String: Any]?, output: String) = (nil, "")
+        var slow: Double?
+        try await withCleanup(gateway, { await $0.stop() }) { gateway in
+            let token = try subject.map { try issuer.token(sub: $0) } ?? "no-token"
+            let result = try runCommand("/usr/bin/env", ["python3", script, "pause", String(gateway.port), token, String(pause)])
+            let outcome = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            seen = (outcome, result.stdout + result.stderr)
+            slow = PrometheusText.sample(try gateway.metrics(), #"portcullis_slow_clients_total{direction="request_body"}"#)
+        }
+        return (seen, slow)
+    }
+
     /// Scripts/grpc_peer.py's client mode against the gateway on `port` with `token`: its output
     /// and the calls' outcomes it printed as JSON (empty when it printed none).
     private static func client(port: Int, token: String) throws -> (CommandResult, [String: [String: Any]]) {
