@@ -60,20 +60,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// `closeAfterResponse` before the upstream's head was framed (which may set it for that
     /// head's framing); a head taken back (`retractUnsentResponse`) restores it.
     private var closeBeforeUpstreamHead = false
-    /// The token the current exchange was admitted with, on a route that closes on token end,
-    /// and the session that watches it once the response outlasts one read of the upstream, or
-    /// the exchange outlasts `Self.watchAfter` (`watchTokenIfLong`).
-    private var exchangeToken: VerifiedToken?
-    /// Whether the current exchange was admitted on the strength of the client certificate: its
-    /// session, once opened, also ends when a reload replaces the certificate's trust.
-    private var exchangeReliesOnCertificate = false
-    private var session: LiveSession?
-    /// Opens the session of an exchange that outlasts `Self.watchAfter` without a flush (a long
-    /// poll, a long upload). One timer per connection, re-armed per request by moving its
-    /// deadline (`DeadlineTimer`: a scheduled check only when none is pending).
-    private var watchTimer: DeadlineTimer?
-    /// How long an exchange admitted with a token runs unwatched: past it, its token's end cuts it.
-    static let watchAfter = TimeAmount.seconds(1)
+    /// Whether the current exchange ends with its token (or client certificate), and its session
+    /// once it turns out long.
+    private var tokenWatch = ExchangeTokenWatch()
     /// Writes responses as bytes (there is no NIO response encoder in this pipeline), a small
     /// response in one write.
     private var output = ResponseOutput()
@@ -108,7 +97,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             exchange.responseHeaderTimedOut()
         }
         // Strong capture, stopped in `handlerRemoved` like the timer above.
-        watchTimer = DeadlineTimer(eventLoop: context.eventLoop) { [self] in watchTokenIfLong() }
+        tokenWatch.start(eventLoop: context.eventLoop) { [self] in watchTokenIfLong() }
         if let limit = bodyRateLimit {
             // Strong capture: `handlerRemoved` stops it, which breaks the cycle.
             bodyRate = RequestBodyRate(limit, eventLoop: context.eventLoop) { [self] in
@@ -118,11 +107,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        endSession(.client)
+        tokenWatch.stop()
         responseTimer?.stop()
         responseTimer = nil
-        watchTimer?.stop()
-        watchTimer = nil
         bodyRate?.stop()
         bodyRate = nil
         _ = output.takeUnsent()
@@ -260,9 +247,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         let exchange = UpstreamExchange(downstream: self, route: route, clientHead: head, upstreamHead: upstreamHead,
                                         log: log, extraResponseHeaders: admitted.responseHeaders)
-        exchangeToken = route.config.onTokenEnd == .close ? admitted.identity : nil
-        exchangeReliesOnCertificate = admitted.reliesOnClientCertificate
-        if exchangeToken != nil || exchangeReliesOnCertificate { watchTimer?.set(start + Self.watchAfter) }
+        tokenWatch.exchangeAdmitted(token: route.config.onTokenEnd == .close ? admitted.identity : nil,
+                                    reliesOnCertificate: admitted.reliesOnClientCertificate, at: start)
         state = .proxying(exchange)
         exchange.start()
     }
@@ -466,7 +452,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        endSession(.client)
+        tokenWatch.exchangeEnded(.client)
         if case .proxying(let exchange) = state {
             exchange.clientGone()
         }
@@ -588,7 +574,7 @@ extension ProxyHandler: ExchangeDownstream {
 
     func flushResponse() {
         flushClient()
-        if exchangeToken != nil || exchangeReliesOnCertificate { watchTokenIfLong() }
+        if tokenWatch.isWatched { watchTokenIfLong() }
     }
 
     func retractUnsentResponse() -> Bool {
@@ -600,7 +586,7 @@ extension ProxyHandler: ExchangeDownstream {
     }
 
     func exchangeCompleted(_ exchange: UpstreamExchange, upstreamTime: TimeAmount?, now: NIODeadline) {
-        endSession(.upstream)
+        tokenWatch.exchangeEnded(.upstream)
         // The upstream answered before the body was fully sent: the rest is not read.
         if !exchange.clientRequestEnded { closeAfterResponse = true }
         finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: upstreamTime, now: now)
@@ -609,7 +595,7 @@ extension ProxyHandler: ExchangeDownstream {
     }
 
     func exchangeFailed(_ exchange: UpstreamExchange, with response: ErrorResponse) {
-        endSession(.upstream)
+        tokenWatch.exchangeEnded(.upstream)
         if !exchange.clientRequestEnded { closeAfterResponse = true }
         // The route's fields (CORS, rate-limit state) go on a 502/504 too: a browser must be able
         // to read why its request failed.
@@ -619,7 +605,7 @@ extension ProxyHandler: ExchangeDownstream {
     }
 
     func exchangeAborted(_ exchange: UpstreamExchange) {
-        endSession(.upstream)
+        tokenWatch.exchangeEnded(.upstream)
         closeClient()
         finish(log: exchange.log, metrics: exchange.route.metrics, upstreamTime: nil)
     }
@@ -632,28 +618,16 @@ extension ProxyHandler: ExchangeDownstream {
 // MARK: Token end
 
 extension ProxyHandler {
-    /// An exchange admitted with a token, on a route that closes on token end, whose response is
-    /// still open after a read of its upstream (this runs at each flush), or that runs longer
-    /// than `watchAfter` (`watchTimer`: a long poll waiting for its head, a long upload): from
-    /// now on it ends with its token (`LiveSessions`). An exchange done within one read and that
-    /// time — nearly all — opens no session, so the request path pays for this only on long ones.
+    /// A watched exchange still running after a read of its upstream (this runs at each flush) or
+    /// `ExchangeTokenWatch.watchAfter` (its timer): from now on it ends with its token.
     private func watchTokenIfLong() {
-        guard session == nil, exchangeToken != nil || exchangeReliesOnCertificate, let loop = context?.eventLoop, case .proxying = state else { return }
+        guard case .proxying = state, let loop = context?.eventLoop else { return }
         // Strong capture (a weak reference would give this handler a side table, slowing every
         // retain of it): the cycle ends with the session, which every end of the exchange and
-        // of the connection ends (`endSession`).
-        session = gateway.sessions.open(protocol: .http1, token: exchangeToken, policy: .close, certificate: exchangeReliesOnCertificate ? client : nil,
-                                        eventLoop: loop) { [self] end in
+        // of the connection ends (`ExchangeTokenWatch.exchangeEnded`).
+        tokenWatch.openIfWatched(in: gateway.sessions, client: client, eventLoop: loop) { [self] end in
             tokenEnded(end)
         }
-    }
-
-    private func endSession(_ reason: LiveSessions.EndReason) {
-        exchangeToken = nil
-        exchangeReliesOnCertificate = false
-        watchTimer?.cancel()
-        session?.end(reason)
-        session = nil
     }
 
     /// The exchange's token was revoked or expired, or a reload replaced the trust in the client
@@ -663,10 +637,7 @@ extension ProxyHandler {
     /// the client sees the response cut short, never completed — also an HTTP/1.0 client, whose
     /// body without a length ends when the connection closes (a plain close would complete it).
     private func tokenEnded(_ end: LiveSessions.TokenEnd) {
-        session = nil
-        exchangeToken = nil
-        exchangeReliesOnCertificate = false
-        watchTimer?.cancel()
+        tokenWatch.tokenEnded()
         guard case .proxying(let exchange) = state, var log = exchange.abandon(reason: end.reason.rawValue) else { return }
         closeAfterResponse = true
         state = .closing
