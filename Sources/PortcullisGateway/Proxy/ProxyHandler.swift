@@ -15,7 +15,7 @@ import PortcullisJOSE
 /// 4. The upstream's response streams back, framed here for HTTP/1.1 (`HTTP1Writer`).
 /// 5. Metrics and one access-log line.
 ///
-/// Pipelined requests are queued here until the response before them is written, so there is at
+/// Pipelined requests are queued (`PipelinedRequests`) until the response before them is written, so there is at
 /// most one exchange. (NIO's `HTTPServerPipelineHandler` would do the same, but it also stops
 /// reading between every request and response, which costs two `epoll_ctl` calls per request
 /// even for clients that never pipeline.) The connection state machine is tested in an
@@ -54,7 +54,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     /// What arrived of pipelined requests before the response to the one before them.
-    private var queued = CircularBuffer<Queued>()
+    private var pipelined = PipelinedRequests()
     /// Close the client connection once the current response is written.
     private var closeAfterResponse = false
     /// `closeAfterResponse` before the upstream's head was framed (which may set it for that
@@ -131,32 +131,15 @@ final class ProxyHandler: ChannelDuplexHandler {
             case .end: bodyRate.endReceived()
             }
         }
-        if !queued.isEmpty {
-            queued.append(.part(part))
+        if !pipelined.isEmpty {
+            pipelined.append(part)
             return
         }
         if case .head = part, !isIdle {
-            queued.append(.part(part))
+            pipelined.append(part)
             return
         }
         process(part)
-    }
-
-    /// A pipelined request part, or the point where the decoder refused the bytes.
-    private enum Queued {
-        case part(HTTPServerRequestPart)
-        /// Refused bytes where a request would begin: answered 400 in its turn.
-        case malformedRequest
-        /// Refused bytes in the body of the request queued before.
-        case malformedBody
-
-        /// Whether this begins a request, which waits until the one before it is answered.
-        var beginsRequest: Bool {
-            switch self {
-            case .part(.head), .malformedRequest: true
-            case .part, .malformedBody: false
-            }
-        }
     }
 
     private var isIdle: Bool {
@@ -188,19 +171,17 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func becameIdle() {
         guard !closeAfterResponse else {
             state = .closing
-            queued.removeAll()
+            pipelined.removeAll()
             return
         }
         state = .idle
-        while let next = queued.first {
-            if next.beginsRequest, !isIdle { break }
-            queued.removeFirst()
+        while let next = pipelined.next(mayBeginRequest: isIdle) {
             switch next {
             case .part(let part): process(part)
             case .malformedRequest, .malformedBody: malformed()
             }
         }
-        if queued.isEmpty { resumeClientReads() }
+        if pipelined.isEmpty { resumeClientReads() }
     }
 
     private func handleHead(_ head: HTTPRequestHead) {
@@ -399,7 +380,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func mayRead(_ context: ChannelHandlerContext) -> Bool {
-        if !queued.isEmpty || !context.channel.isWritable || responseWrites.holdsTooMuch { return false }
+        if !pipelined.isEmpty || !context.channel.isWritable || responseWrites.holdsTooMuch { return false }
         if case .closing = state { return false }
         if case .proxying(let exchange) = state, !exchange.upstreamWritable { return false }
         if case .upgrading = state { return false }
@@ -416,7 +397,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 // Nothing more is read: a request arriving while TLS waits on the client's
                 // close_notify is not admitted.
                 state = .closing
-                queued.removeAll()
+                pipelined.removeAll()
                 context.close(promise: nil)
             }
             return
@@ -428,7 +409,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func requestBodyTooSlow() {
         gateway.metrics.slowRequestBodies.increment()
         closeAfterResponse = true
-        queued.removeAll()
+        pipelined.removeAll()
         switch state {
         case .proxying(let exchange): exchange.clientBodyTooSlow()
         case .discarding, .idle, .upgrading, .closing: context?.close(promise: nil)
@@ -460,7 +441,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         // The decoder passes on what it still holds after this (`decodeLast`): none of it is
         // handled.
         state = .closing
-        queued.removeAll()
+        pipelined.removeAll()
         context.fireChannelInactive()
     }
 
@@ -476,12 +457,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         // request with `Connection: close`). Nothing after them can be framed, but the requests
         // before them were: they are answered first, in order, and the refusal takes its turn
         // behind them (the decoder passes on nothing more, so the queue ends with it).
-        if let last = queued.last {
-            if case .part(.end) = last { queued.append(.malformedRequest) } else { queued.append(.malformedBody) }
-            return
-        }
+        if pipelined.decoderRefused() { return }
         if case .proxying(let exchange) = state, exchange.clientRequestEnded {
-            queued.append(.malformedRequest)
+            pipelined.appendMalformedRequest()
             return
         }
         malformed()
@@ -492,7 +470,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func malformed() {
         guard let context else { return }
         closeAfterResponse = true
-        queued.removeAll()
+        pipelined.removeAll()
         switch state {
         case .idle:
             // Logged and counted like any refusal (no method or path could be read: `-`), so
