@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import PortcullisJOSE
 import PortcullisTestSupport
 import Testing
 
@@ -133,6 +135,45 @@ struct HTTP2StreamSessionTests {
             #expect(exit == 56 || exit == 18, "curl exit \(String(describing: exit))")
             #expect(took < 1.0, "the stream ended \(took) s after the revocation")
             #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
+        }
+    }
+
+    /// An attacker review kept this stream (and a WebSocket, an HTTP/2 stream and a gRPC call)
+    /// open on a cluster's gateway after the reload that took the leaked secret away: in a
+    /// cluster an issuer left without keys of its own may get them from the control plane, so the
+    /// reload did not count it as removed, and its set, no longer loaded, told the sessions nothing.
+    @Test("on a cluster's gateway, a reload that takes an issuer's HMAC secret away cuts the HTTP/1.1 stream its token opened at once, counted as token_revoked")
+    func reloadPullingTheSecretCutsTheStream() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "portcullis-h1-sessions-reload")
+        try await withCluster { cluster in
+            let secret = SymmetricKey(size: .bits256)
+            let secretText = secret.withUnsafeBytes { Base64URL.encode(Array($0)) }
+            func config(withSecret: Bool, port: Int, admin: Int) -> String {
+                cluster.gatewayConfig(port: port, adminPort: admin, nodeID: "gw-h1-reload").replacingOccurrences(
+                    of: "    algorithms: [ES256]\n    jwks_file: jwks.json\n",
+                    with: "    algorithms: [HS256]\n" + (withSecret ? "    hmac_secrets: [{kid: h1, secret_base64url: \(secretText), alg: HS256}]\n" : ""))
+            }
+            let gateway = try await GatewayProcess.start { port, admin, _ in config(withSecret: true, port: port, admin: admin) }
+            defer { Task { await gateway.stop() } }
+            let now = Int64(Date().timeIntervalSince1970)
+            let token = try JWTSigner(key: .hmac(secret, .HS256), keyID: "h1").sign(claims: [
+                "iss": .string(TestCluster.issuer), "aud": .string(TestCluster.audience), "sub": .string("mallory"),
+                "iat": .integer(now - 5), "exp": .integer(now + 600),
+            ])
+            let (stream, body) = try hold(port: gateway.port, path: "/drip/50", token: token, directory: directory, name: "stream", http2: false)
+            try await withCleanup(stream, { await $0.kill() }) { stream in
+                #expect(try await Poll.until(timeout: .seconds(10)) { ticks(in: body) >= 3 }, "the stream did not start: \(stream.output)")
+                try config(withSecret: false, port: gateway.port, admin: gateway.adminPort).write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+                let reloadedAt = Date()
+                gateway.process.signal(SIGHUP)
+                let exit = await stream.waitForExit(timeout: .seconds(5))
+                // curl: 56 (the connection reset) or 18 (closed before the last chunk): cut either way.
+                #expect(exit == 56 || exit == 18, "curl exit \(String(describing: exit)): \(gateway.process.output.suffix(2000))")
+                #expect(Date().timeIntervalSince(reloadedAt) < 2.0)
+            }
+            #expect(try await Poll.until(timeout: .seconds(5)) { gateway.process.output.contains("configuration reloaded") })
+            #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
+            #expect(try gateway.request("GET", "/x", headers: [("Authorization", "Bearer \(token)")]).status == 401)
         }
     }
 }

@@ -166,6 +166,42 @@ struct LiveSessionsTests {
         #expect(otherEnds.seen.isEmpty)
     }
 
+    /// An attacker review kept a WebSocket, an HTTP/2 stream, a gRPC call and an HTTP/1.1 stream
+    /// open on a cluster's gateway after the reload that took their issuer's leaked HMAC secret
+    /// away: in a cluster such an issuer may get keys from the control plane, so it was not
+    /// "removed", and its set, no longer loaded, told the key check nothing.
+    @Test("a reload that changes an issuer's key settings ends the sessions of its tokens unless the set now loaded still holds their key; other issuers' stay")
+    func keySettingsChanged() throws {
+        let loop = EmbeddedEventLoop()
+        let sessions = LiveSessions(revocation: nil, registry: PrometheusCollectorRegistry(), wallClock: { Self.now * 1_000_000_000 })
+        let store = KeySetStore()
+        let k1 = try SigningKey.generate(.ES256)
+        let issuer = IssuerConfig(name: "idp", issuer: "https://idp", audiences: ["api"], algorithms: [.ES256], keySource: .none)
+        let set = try JWKSet.parse(Array(JSONWriter.serialize(["keys": .array([k1.publicJWK(keyID: "k1")])]).utf8), issuer: issuer, logger: nil)
+        let fingerprint = try #require(set.keysByID["k1"]?.first?.fingerprint)
+        func token(_ jti: String, kid: String, issuerName: String = "idp") -> VerifiedToken {
+            VerifiedToken(issuerName: issuerName, issuer: "https://" + issuerName, subject: "carol", jwtID: jti, clientID: "app", audiences: ["api"],
+                          scopes: [], expiresAt: Self.now + 3600, notBefore: nil, issuedAt: Self.now - 10, keyID: kid, algorithm: .ES256,
+                          claims: [:], leewaySeconds: 5, keyFingerprint: kid == "k1" ? fingerprint : nil)
+        }
+        store.replace(issuerName: "idp", keySet: set, version: "1")
+        let held = Ends(), gone = Ends(), other = Ends()
+        _ = sessions.open(protocol: .grpc, token: token("a", kid: "k1"), policy: .close, eventLoop: loop) { held.seen.append($0) }
+        _ = sessions.open(protocol: .grpc, token: token("b", kid: "k2"), policy: .close, eventLoop: loop) { gone.seen.append($0) }
+        _ = sessions.open(protocol: .grpc, token: token("c", kid: "k9", issuerName: "partner"), policy: .close, eventLoop: loop) { other.seen.append($0) }
+        loop.run()
+        // The set now loaded holds k1, not k2.
+        sessions.keySettingsChanged(["idp"], in: store)
+        loop.run()
+        #expect(held.seen.isEmpty && gone.seen == [.revoked])
+        // No set loaded for the issuer any more: its last session ends; another issuer's stays.
+        store.remove(issuerName: "idp")
+        sessions.keySettingsChanged(["idp"], in: store)
+        loop.run()
+        #expect(held.seen == [.revoked])
+        #expect(other.seen.isEmpty)
+    }
+
     @Test("a session whose route allows it to outlive its token is never ended by the token")
     func allowPolicy() throws {
         let loop = EmbeddedEventLoop()

@@ -126,6 +126,12 @@ final class GatewayReloader: Sendable {
         }.map(\.name)
         for name in untrusted { keys.remove(issuerName: name) }
         context.sessions.issuersRemoved(Set(untrusted))
+        // Issuers kept with other key settings: their sessions stay only on a key the sets now
+        // loaded still hold.
+        let rekeyed = prepared.config.issuers.filter { issuer in
+            current.issuers.contains { $0.name == issuer.name && !$0.hasSameKeySettings(as: issuer) }
+        }.map(\.name)
+        context.sessions.keySettingsChanged(Set(rekeyed), in: keys)
         keys.expectOnlyIssuers(prepared.config.issuers.map(\.name))
         let toldOfTrust = server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
         loaders.start(loader)

@@ -231,6 +231,20 @@ final class LiveSessions: Sendable {
         endRevoked { { token in names.contains(token.issuerName) } }
     }
 
+    /// A reload changed where these issuers' keys come from, or which it accepts (key source,
+    /// algorithms, HMAC secrets): a session of their tokens stays only where the set now loaded
+    /// still holds its key. A set not loaded ends it, as it fails a new request: the new source
+    /// not read yet, or, in a cluster, no record for an issuer the file left without keys of its
+    /// own (`keysChanged` takes a set not loaded as telling nothing, which kept a stream open
+    /// after the reload that took its leaked HMAC secret away).
+    func keySettingsChanged(_ names: Set<String>, in store: KeySetStore) {
+        guard !names.isEmpty else { return }
+        endRevoked {
+            let snapshot = store.snapshot()
+            return { token in names.contains(token.issuerName) && snapshot.stillTrusts(token) != true }
+        }
+    }
+
     /// Ends as revoked, on each loop, the watched sessions whose token the check (made once per
     /// loop, when it runs there) says has ended; each is timed from this call to its close
     /// callback's return (`portcullis_token_end_close_seconds`).
