@@ -246,6 +246,35 @@ struct HTTP2UnitTests {
         #expect(!GRPCStatus.isGRPC(contentType: "application/json"))
         #expect(GRPCStatus.encodedMessage("100% ok\n é") == "100%25 ok%0A %C3%A9")
     }
+
+    @Test("the gateway's own answer to a gRPC call is a 200 with application/grpc, no body, and its status and message in trailers; to any other request (and a gRPC call's 204) JSON with its length, no body to a HEAD; each with its request id and no-store")
+    func gatewayAnswerShapes() throws {
+        let allocator = ByteBufferAllocator()
+        let refusal = ErrorResponse(AuthFailure(status: .unauthorized, errorCode: "invalid_token", description: "token revoked", reason: "revoked",
+                                                scope: nil), realm: "api")
+        let grpc = HTTP2GatewayAnswer(refusal, requestID: "r-1", isGRPC: true, isHEAD: false, allocator: allocator)
+        #expect(grpc.head.status == .ok && grpc.body == nil && grpc.bodyBytes == 0)
+        #expect(grpc.head.headers["content-type"] == ["application/grpc"])
+        #expect(grpc.head.headers["x-request-id"] == ["r-1"] && grpc.head.headers["cache-control"] == ["no-store"])
+        #expect(grpc.head.headers["www-authenticate"].count == 1)
+        #expect(grpc.trailers?["grpc-status"] == ["16"])
+        #expect(grpc.trailers?["grpc-message"] == ["invalid_token: token revoked"])
+
+        let json = HTTP2GatewayAnswer(refusal, requestID: "r-2", isGRPC: false, isHEAD: false, allocator: allocator)
+        #expect(json.head.status == .unauthorized && json.trailers == nil)
+        #expect(json.head.headers["content-type"] == ["application/json"])
+        let text = String(buffer: try #require(json.body))
+        #expect(json.head.headers["content-length"] == [String(text.utf8.count)] && json.bodyBytes == text.utf8.count)
+        #expect(text.contains("\"request_id\":\"r-2\""))
+
+        let head = HTTP2GatewayAnswer(refusal, requestID: "r-3", isGRPC: false, isHEAD: true, allocator: allocator)
+        #expect(head.body == nil && head.bodyBytes == 0 && head.head.headers["content-length"] == json.head.headers["content-length"])
+
+        let preflight = ErrorResponse(status: .noContent, error: "preflight", description: "")
+        let noContent = HTTP2GatewayAnswer(preflight, requestID: "r-4", isGRPC: true, isHEAD: false, allocator: allocator)
+        #expect(noContent.head.status == .noContent && noContent.body == nil && noContent.trailers == nil)
+        #expect(noContent.head.headers["content-type"].isEmpty && noContent.head.headers["content-length"].isEmpty)
+    }
 }
 
 /// The HTTP/2 upstream path's header rules (gRPC routes): what reaches an HTTP/2 upstream and

@@ -222,29 +222,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     @discardableResult
     private func answer(_ response: ErrorResponse, requestID: String, isHEAD: Bool) -> Int {
         guard let context else { return 0 }
-        var headers = response.headers
-        headers.add(name: "x-request-id", value: requestID)
-        headers.add(name: "cache-control", value: "no-store")
-        if isGRPC, response.status.code >= 400 {
-            headers.add(name: "content-type", value: "application/grpc")
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: .ok, headers: headers))), promise: nil)
-            let trailers: HTTPHeaders = [
-                "grpc-status": String(GRPCStatus.code(for: response.status)),
-                "grpc-message": GRPCStatus.encodedMessage("\(response.error): \(response.description)"),
-            ]
-            endResponse(trailers: trailers)
-            return 0
-        }
-        // A 204 (a CORS preflight's answer) has no body, length or type.
-        let body = response.hasBody ? response.body(requestID: requestID, allocator: context.channel.allocator) : nil
-        if let body {
-            headers.add(name: "content-type", value: "application/json")
-            headers.add(name: "content-length", value: String(body.readableBytes))
-        }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: response.status, headers: headers))), promise: nil)
-        if let body, !isHEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        endResponse(trailers: nil)
-        return isHEAD ? 0 : body?.readableBytes ?? 0
+        let answer = HTTP2GatewayAnswer(response, requestID: requestID, isGRPC: isGRPC, isHEAD: isHEAD, allocator: context.channel.allocator)
+        context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
+        if let body = answer.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        endResponse(trailers: answer.trailers)
+        return answer.bodyBytes
     }
 
     /// `limits.max_connections` is reached: 503 with `Retry-After: 1` (`UNAVAILABLE` for gRPC),
