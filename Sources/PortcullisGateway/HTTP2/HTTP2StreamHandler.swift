@@ -70,14 +70,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// upstream: a client stream may rightly be idle for as long as its call lasts.
     private var requestBodyBytes = 0
     private var bodyRate: RequestBodyRate?
-    /// The stream cannot be written (the client's window is shut) and its deadline
-    /// (`limits.response_write_timeout`) is armed.
-    private var responseWriteArmed = false
-    /// The response-write deadline passed and the stream is being reset: not armed again.
-    private var responseWriteCut = false
-    /// The response's end is written: the stream closes once the client has taken it, and the
-    /// response-write deadline stays armed until then.
-    private var responseEnded = false
+    /// Whether the response-write deadline runs (`limits.response_write_timeout`).
+    private var responseWriteDeadline = HTTP2ResponseWriteDeadline()
     /// The response body's small writes, joined while the client is behind (`SmallWrites`).
     private var responseWrites = SmallWrites()
     /// A read's request-body parts for an HTTP/1.1 upstream, joined into one write
@@ -253,11 +247,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // The stream stays open until the client has taken the response's last bytes: one that
         // never opens its window would keep it, and what waits on it, for good. Cancelled when
         // the stream closes (`handlerRemoved`).
-        responseEnded = true
-        if !responseWriteArmed, !responseWriteCut {
-            responseWriteArmed = true
-            shared.deadlines.arm(self, .responseWrite, after: shared.responseWriteTimeout)
-        }
+        apply(responseWriteDeadline.responseEnded())
         if requestEnded {
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         } else {
@@ -386,13 +376,14 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// `limits.response_write_timeout`, the stream is reset (CANCEL) and its upstream request cut
     /// (`responseWriteTimedOut`). Watched until the stream closes, whatever the exchange's state.
     private func watchResponseWrite(writable: Bool) {
-        if writable {
-            guard responseWriteArmed, !responseEnded else { return }
-            responseWriteArmed = false
-            shared.deadlines.cancel(self, .responseWrite)
-        } else if responseHeadSent, !responseWriteArmed, !responseWriteCut {
-            responseWriteArmed = true
-            shared.deadlines.arm(self, .responseWrite, after: shared.responseWriteTimeout)
+        apply(responseWriteDeadline.observed(waits: !writable, headSent: responseHeadSent))
+    }
+
+    private func apply(_ action: HTTP2ResponseWriteDeadline.Action) {
+        switch action {
+        case .arm: shared.deadlines.arm(self, .responseWrite, after: shared.responseWriteTimeout)
+        case .cancel: shared.deadlines.cancel(self, .responseWrite)
+        case .none: break
         }
     }
 
@@ -403,8 +394,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func responseWriteTimedOut() {
-        responseWriteArmed = false
-        responseWriteCut = true
+        responseWriteDeadline.passed()
         shared.gateway.metrics.stalledResponseWrites.increment()
         // The stream's close ends the exchange (`channelInactive`).
         context?.close(promise: nil)
