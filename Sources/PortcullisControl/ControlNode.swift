@@ -69,7 +69,7 @@ public final class ControlNode: Service, Sendable {
         let publisher = KeySetPublisher(client: client, keys: keys, mac: mac)
         let audit = AuditLog(client: client, keys: keys, logger: Logger(label: "portcullis.audit"))
         let fetcher = IssuerKeyFetcher(issuers: config.issuers, downloader: JWKSDownloader(httpClient: httpClient, logger: logger),
-                                       publisher: publisher, client: client, keys: keys, nodeID: config.nodeID, metrics: metrics, alarm: alarm, logger: logger)
+                                       publisher: publisher, client: client, nodeID: config.nodeID, metrics: metrics, alarm: alarm, logger: logger)
 
         let authorizationServer: AuthorizationServer?
         if let asConfig = config.authorizationServer {

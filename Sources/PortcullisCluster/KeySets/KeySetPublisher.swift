@@ -42,6 +42,31 @@ public struct KeySetPublisher: Sendable {
     return 1
     """)
 
+    // MARK: Fetch throttling and the unknown-kid cache
+
+    /// The key of the cluster-wide lease that throttles fetches of `issuer`'s key set (taken
+    /// with `SET NX PX` by the control plane's lease, `ClusterLock`).
+    public func fetchLeaseKey(issuer: String) -> String {
+        keys.keySetFetchLock(issuer)
+    }
+
+    /// How long the fetch lease of `issuer` is still held; zero when it is free.
+    public func fetchLeaseRemaining(issuer: String) async throws -> Duration {
+        let millis = try await client.send("PTTL", RedisArgument(keys.keySetFetchLock(issuer))).int ?? 0
+        return .milliseconds(max(millis, 0))
+    }
+
+    /// Whether a fetch of `issuer`'s set found no `kid` lately (`rememberMissing`).
+    public func isKnownMissing(kid: String, issuer: String) async throws -> Bool {
+        try await client.send("EXISTS", RedisArgument(keys.keySetMissingKid(issuer, kid))).int == 1
+    }
+
+    /// Notes for `duration` (at least a millisecond) that `issuer`'s set has no `kid`, so that
+    /// gateways' requests for it do not make every control plane fetch again meanwhile.
+    public func rememberMissing(kid: String, issuer: String, for duration: Duration) async throws {
+        _ = try await client.send("SET", RedisArgument(keys.keySetMissingKid(issuer, kid)), "1", "PX", RedisArgument(max(duration.wholeMilliseconds, 1)))
+    }
+
     /// The stored record for `issuer`, verified (nil when absent or not valid).
     public func record(issuer: String) async throws -> KeySetRecord? {
         guard case .hash(let hash) = try await BoundedHashRead.keySetRecord.read(client, key: keys.keySet(issuer)) else { return nil }

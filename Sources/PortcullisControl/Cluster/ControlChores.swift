@@ -171,7 +171,7 @@ final class ControlChores: Service, Sendable {
     /// A gateway lacks a kid of the built-in issuer: republish (throttled cluster-wide to once a second).
     private func republishBuiltin(_ ring: SigningKeyRing) async {
         do {
-            let lock = ClusterLock(client: client, key: keys.keySetFetchLock(ring.config.issuer), longest: .seconds(1), alarm: alarm)
+            let lock = ClusterLock(client: client, key: publisher.fetchLeaseKey(issuer: ring.config.issuer), longest: .seconds(1), alarm: alarm)
             guard try await lock.acquire(ttl: .seconds(1), token: config.nodeID) != nil else { return }
             try await ring.reload()
             try await ring.publish()

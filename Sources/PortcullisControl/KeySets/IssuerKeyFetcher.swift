@@ -36,7 +36,6 @@ actor IssuerKeyFetcher {
     private let downloader: JWKSDownloader
     private let publisher: KeySetPublisher
     private let client: RedisClient
-    private let keys: ClusterKeys
     private let nodeID: String
     private let metrics: ControlMetrics
     private let logger: Logger
@@ -48,13 +47,12 @@ actor IssuerKeyFetcher {
     private var lastMaxAge: [String: Duration?] = [:]
 
     init(issuers: [IssuerConfig], downloader: JWKSDownloader, publisher: KeySetPublisher, client: RedisClient,
-         keys: ClusterKeys, nodeID: String, metrics: ControlMetrics, alarm: TamperingAlarm, logger: Logger) {
+         nodeID: String, metrics: ControlMetrics, alarm: TamperingAlarm, logger: Logger) {
         self.alarm = alarm
         self.issuers = issuers
         self.downloader = downloader
         self.publisher = publisher
         self.client = client
-        self.keys = keys
         self.nodeID = nodeID
         self.metrics = metrics
         self.logger = logger
@@ -92,7 +90,7 @@ actor IssuerKeyFetcher {
     func handleRefetchRequest(kid: String, iss: String) async {
         guard let issuer = issuers.first(where: { $0.issuer == iss }) else { return }
         do {
-            if try await client.send("EXISTS", RedisArgument(keys.keySetMissingKid(iss, kid))).int == 1 { return }
+            if try await publisher.isKnownMissing(kid: kid, issuer: iss) { return }
         } catch {
             return
         }
@@ -107,14 +105,13 @@ actor IssuerKeyFetcher {
             // Another fetch ran moments ago, maybe before the issuer published this kid: fetch
             // again as soon as the throttle window ends instead of dropping the request (the
             // node that asked will not ask again for a while).
-            let remaining = (try? await client.send("PTTL", RedisArgument(keys.keySetFetchLock(issuer.issuer))).int) ?? 0
-            let due = ContinuousClock.now + .milliseconds(max(remaining, 0) + 10)
+            let remaining = (try? await publisher.fetchLeaseRemaining(issuer: issuer.issuer)) ?? .zero
+            let due = ContinuousClock.now + remaining + .milliseconds(10)
             nextRefresh[issuer.name] = min(nextRefresh[issuer.name] ?? due, due)
             return
         }
         if !found {
-            let millis = issuer.refresh.negativeCache.wholeMilliseconds
-            _ = try? await client.send("SET", RedisArgument(keys.keySetMissingKid(iss, kid)), "1", "PX", RedisArgument(max(millis, 1)))
+            try? await publisher.rememberMissing(kid: kid, issuer: iss, for: issuer.refresh.negativeCache)
             logger.info("unknown kid not in the issuer's JWKS; not refetching for it again for a while",
                         metadata: ["issuer": "\(issuer.name)", "kid": "\(kid)"])
         }
@@ -134,7 +131,7 @@ actor IssuerKeyFetcher {
     private func fetchAndPublish(_ issuer: IssuerConfig, trigger: String, lock: Duration?) async -> Result {
         if let lock {
             do {
-                let lease = ClusterLock(client: client, key: keys.keySetFetchLock(issuer.issuer),
+                let lease = ClusterLock(client: client, key: publisher.fetchLeaseKey(issuer: issuer.issuer),
                                         longest: max(issuer.refresh.minInterval, issuer.refresh.unknownKeyIDThrottle), alarm: alarm)
                 if try await lease.acquire(ttl: lock, token: nodeID) == nil { return .throttled }
             } catch {
