@@ -92,6 +92,75 @@ struct ConfigReloadTests {
         #expect(gateway.process.output.contains("configuration reloaded"))
     }
 
+    /// An attacker review was let through a route by a token signed with a key the new file
+    /// added, under a rule the new file closed to it, for as long as the reload waited on a slow
+    /// key server: the new file's keys were in force under the old routes.
+    @Test("while a reload waits on a slow key server, the running configuration stays whole: a key the new file adds is not accepted under the old routes; then the new routes and keys go in force together")
+    func reloadWaitsBeforeAnythingChanges() async throws {
+        let issuer = try TestIssuer()
+        let (upstream, gateway) = try await Self.start(issuer)
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let added = JWTSigner(key: try SigningKey.generate(.ES256), keyID: "es-2")
+        let addedToken = try issuer.token(scope: "orders:read", signer: added)
+        func status() throws -> Int { try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(addedToken)")]).status }
+        #expect(try status() == 401)
+
+        // The new file: the key added to the issuer's set, /a needing a scope the token lacks, and
+        // an issuer whose key server answers after 3 s (with no key set).
+        let directory = (gateway.configFile as NSString).deletingLastPathComponent
+        try JSONWriter.serialize(["keys": .array([issuer.es256.key.publicJWK(keyID: "es-1"), issuer.rs256.key.publicJWK(keyID: "rs-1"),
+                                                  added.key.publicJWK(keyID: "es-2")])])
+            .write(toFile: directory + "/jwks.json", atomically: true, encoding: .utf8)
+        let slowIssuer = """
+          - name: slow
+            issuer: https://slow.test
+            audiences: [\(TestIssuer.audience)]
+            algorithms: [ES256]
+            jwks_uri: http://\(upstream.address)/delay/3000/jwks.json
+        """
+        try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address, extraIssuers: slowIssuer)
+            .replacingOccurrences(of: "auth: {type: jwt}", with: "auth: {type: jwt, scopes: {any_of: [orders:admin]}}")
+            .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        try await Task.sleep(for: .milliseconds(1000))
+        #expect(try Self.reloads(gateway, "success") < 1, "the reload did not wait on the key server")
+        #expect(try status() == 401, "the new key under the old route")
+        try await waitUntil { (try? Self.reloads(gateway, "success")) == 1 }
+        #expect(try status() == 403, "the new key under the new route")
+        #expect(try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(try issuer.token(scope: "orders:admin", signer: added))")]).status == 200)
+    }
+
+    /// An attacker review kept WebSockets open after a reload that changed their issuer's `iss`
+    /// or audiences, while new requests with the same tokens were refused.
+    @Test("a reload that changes an issuer's audiences so that a token no longer passes ends the long request it is holding open, with 401 token revoked, counted as token_revoked")
+    func reloadChangingAudiencesEndsSessions() async throws {
+        let issuer = try TestIssuer()
+        let (upstream, gateway) = try await Self.start(issuer)
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let directory = (gateway.configFile as NSString).deletingLastPathComponent
+        let token = try issuer.token()
+        // A long poll: watched as a session once it has run a second.
+        let poll = try ManagedProcess(executable: "/usr/bin/env", arguments: [
+            "curl", "-sS", "--max-time", "10", "-o", directory + "/poll.body", "-w", "status %{http_code}\n",
+            "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(gateway.port)/a/delay/5000",
+        ], logFile: directory + "/poll.log")
+        try await withCleanup(poll, { await $0.kill() }) { poll in
+            try await Task.sleep(for: .milliseconds(1500))
+            try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address)
+                .replacingOccurrences(of: "audiences: [\(TestIssuer.audience)]", with: "audiences: [api://another]")
+                .write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+            let reloadedAt = Date()
+            gateway.process.signal(SIGHUP)
+            #expect(await poll.waitForExit(timeout: .seconds(6)) == 0)
+            #expect(Date().timeIntervalSince(reloadedAt) < 2.0, "answered by the upstream, not ended by the reload")
+            #expect(poll.output.contains("status 401"), "\(poll.output)")
+            let body = (try? String(contentsOfFile: directory + "/poll.body", encoding: .utf8)) ?? ""
+            #expect(body.contains("token revoked"), "\(body)")
+        }
+        #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
+        #expect(try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(token)")]).status == 401)
+    }
+
     /// The build before left the set loaded from the file in the store, where nothing refreshed
     /// or expired it: the issuer's tokens kept verifying after the operator took its keys away
     /// (an attacker review).

@@ -191,15 +191,38 @@ struct LiveSessionsTests {
         _ = sessions.open(protocol: .grpc, token: token("c", kid: "k9", issuerName: "partner"), policy: .close, eventLoop: loop) { other.seen.append($0) }
         loop.run()
         // The set now loaded holds k1, not k2.
-        sessions.keySettingsChanged(["idp"], in: store)
+        sessions.issuersReconfigured([issuer], keySettingsChanged: ["idp"], in: store)
         loop.run()
         #expect(held.seen.isEmpty && gone.seen == [.revoked])
         // No set loaded for the issuer any more: its last session ends; another issuer's stays.
         store.remove(issuerName: "idp")
-        sessions.keySettingsChanged(["idp"], in: store)
+        sessions.issuersReconfigured([issuer], keySettingsChanged: ["idp"], in: store)
         loop.run()
         #expect(held.seen == [.revoked])
         #expect(other.seen.isEmpty)
+    }
+
+    /// An attacker review kept WebSockets open after a reload that moved an issuer entry to
+    /// another tenant's `iss` (a multi-tenant provider's one key set) or changed its audiences:
+    /// new requests with those tokens were refused, their sessions not.
+    @Test("a reload that changes an issuer's iss, audiences or algorithms ends the sessions of the tokens that would not pass the new settings, whatever its keys; a change of audiences that still accepts a token keeps its session")
+    func issuerSettingsChanged() throws {
+        let loop = EmbeddedEventLoop()
+        let sessions = LiveSessions(revocation: nil, registry: PrometheusCollectorRegistry(), wallClock: { Self.now * 1_000_000_000 })
+        let store = KeySetStore()
+        func issuer(_ iss: String = "https://idp", audiences: [String] = ["api"], algorithms: [JWSAlgorithm] = [.ES256]) -> IssuerConfig {
+            IssuerConfig(name: "idp", issuer: iss, audiences: audiences, algorithms: algorithms, keySource: .none)
+        }
+        for (changed, ends) in [(issuer("https://tenant-b"), true), (issuer(audiences: ["other"]), true), (issuer(algorithms: [.RS256]), true),
+                                (issuer(audiences: ["other", "api"]), false)] {
+            let seen = Ends()
+            let session = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { seen.seen.append($0) }
+            loop.run()
+            sessions.issuersReconfigured([changed], keySettingsChanged: [], in: store)
+            loop.run()
+            #expect(seen.seen == (ends ? [.revoked] : []), "\(changed.issuer) \(changed.audiences) \(changed.algorithms)")
+            session.end(.client)
+        }
     }
 
     @Test("a session whose route allows it to outlive its token is never ended by the token")

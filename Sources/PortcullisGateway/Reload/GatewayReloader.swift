@@ -88,35 +88,33 @@ final class GatewayReloader: Sendable {
 
     /// Puts a prepared configuration in force; nothing here can fail. Returns how many open
     /// connections a new client trust closes (`GatewayServer.replaceListener`).
+    ///
+    /// The new key sets and the new routes go in force one right after the other: everything
+    /// that waits on I/O (key files, remote issuers' fetches) was done while preparing. Between
+    /// them there is only, in a cluster, the hop to the agent that parses the cluster's records
+    /// under the new settings; a request on another event loop at that moment may meet the new
+    /// keys under the old routes.
     private func commit(_ prepared: PreparedConfiguration, running current: GatewayConfig) async -> Int {
         // From here on, what the replaced configuration's loader fetches changes nothing.
         _ = keys.beginEpoch()
-        // Remote issuers whose key source, algorithms or HMAC secrets changed, with when their
-        // set (parsed under the old settings) was installed: a set installed since — the new
-        // loader's fetch, or in a cluster the record parsed again under the new settings — stays.
-        let changed = prepared.config.issuers.filter { issuer in
-            issuer.isRemote && current.issuers.contains { $0.name == issuer.name && !$0.hasSameKeySettings(as: issuer) }
-        }.map { ($0.name, keys.loadedAt(issuerName: $0.name)) }
-        for set in prepared.localKeySets {
+        for set in prepared.localKeySets + prepared.remoteKeySets {
             keys.replace(issuerName: set.issuerName, keySet: set.keySet, version: set.version)
+        }
+        // A remote issuer whose key settings changed and whose set could not be fetched: the set
+        // parsed under settings the file no longer has goes (a removed HMAC secret would be
+        // accepted while the issuer is unreachable). Its tokens fail `keys_not_loaded` until the
+        // new loader's fetch succeeds — in a cluster, until the record is parsed again below.
+        for failure in prepared.remoteFetchFailures {
+            logger.warning("JWKS fetch failed while reloading; the loader keeps trying", metadata: [
+                "issuer": "\(failure.issuer)", "error": "\(failure.reason)",
+            ])
+            if current.issuers.contains(where: { $0.name == failure.issuer }) { keys.remove(issuerName: failure.issuer) }
         }
         await agent?.reconfigureIssuers(prepared.config.issuers)
         let (authenticator, loader) = Self.authentication(issuers: prepared.config.issuers, keys: keys, cache: cache, agent: agent,
                                                           httpClient: httpClient, logger: logger)
         if let previous = loaders.current { loader.carryOver(from: previous) }
-        // Fetches remote key sets once before the new routes take requests; a failure is logged
-        // and retried by the loader, as at start.
-        do {
-            try await loader.loadInitial()
-        } catch {
-            logger.warning("key files changed while reloading; the sets read first stay", metadata: ["error": "\(error)"])
-        }
-        // A set parsed under settings the file no longer has does not stay for want of a fetch
-        // (a removed HMAC secret would be accepted while the issuer is unreachable): its tokens
-        // fail `keys_not_loaded` until the new loader's fetch succeeds.
-        for (name, installed) in changed where keys.loadedAt(issuerName: name) == installed {
-            keys.remove(issuerName: name)
-        }
+        for set in prepared.remoteKeySets { loader.recordFetch(issuerName: set.issuerName, maxAge: set.maxAge) }
         context.replaceRoutes(prepared.routes.checking(with: authenticator))
         // Issuers the new file no longer trusts: removed, or (not in a cluster) left with neither a
         // key source nor HMAC secrets. Their sets go, and so do the sessions of their tokens.
@@ -126,12 +124,13 @@ final class GatewayReloader: Sendable {
         }.map(\.name)
         for name in untrusted { keys.remove(issuerName: name) }
         context.sessions.issuersRemoved(Set(untrusted))
-        // Issuers kept with other key settings: their sessions stay only on a key the sets now
-        // loaded still hold.
-        let rekeyed = prepared.config.issuers.filter { issuer in
-            current.issuers.contains { $0.name == issuer.name && !$0.hasSameKeySettings(as: issuer) }
-        }.map(\.name)
-        context.sessions.keySettingsChanged(Set(rekeyed), in: keys)
+        // Issuers kept with other settings: their sessions stay only where their tokens pass the
+        // new ones and the sets now loaded still hold their keys.
+        let reconfigured = prepared.config.issuers.filter { issuer in
+            current.issuers.contains { $0.name == issuer.name && !$0.hasSameAdmission(as: issuer) }
+        }
+        let rekeyed = reconfigured.filter { issuer in current.issuers.contains { $0.name == issuer.name && !$0.hasSameKeySettings(as: issuer) } }
+        context.sessions.issuersReconfigured(reconfigured, keySettingsChanged: Set(rekeyed.map(\.name)), in: keys)
         keys.expectOnlyIssuers(prepared.config.issuers.map(\.name))
         let toldOfTrust = server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
         loaders.start(loader)

@@ -15,6 +15,8 @@ struct PreparedConfiguration: Sendable {
         let issuerName: String
         let keySet: JWKSet
         let version: String?
+        /// A fetched set's `Cache-Control: max-age`, which sets when it is fetched again.
+        var maxAge: Duration? = nil
     }
 
     let config: GatewayConfig
@@ -25,6 +27,12 @@ struct PreparedConfiguration: Sendable {
     /// `jwks_file` issuers' sets, and configured-secret (HMAC) ones' outside a cluster (in one,
     /// `KeySetSubscriber` installs them).
     let localKeySets: [KeySet]
+    /// On a reload, the sets of remote issuers that are new or whose key settings changed,
+    /// fetched once while nothing was yet in force, so that the keys and routes go in force
+    /// together (`GatewayReloader.commit`); an issuer whose fetch failed is named in
+    /// `remoteFetchFailures` with why.
+    let remoteKeySets: [KeySet]
+    let remoteFetchFailures: [(issuer: String, reason: String)]
 
     /// Builds everything from `config` that can fail, short of binding ports and connecting.
     /// - Parameters:
@@ -62,8 +70,44 @@ struct PreparedConfiguration: Sendable {
                 break
             }
         }
+        var (remote, failures): ([KeySet], [(issuer: String, reason: String)]) = ([], [])
+        if let running { (remote, failures) = await fetchRemoteKeySets(config.issuers, running: running, downloader: downloader) }
         return PreparedConfiguration(config: config, routes: routes, tls: tls, trustedProxies: TrustedProxies(config.clientAddress),
-                                     localKeySets: keySets)
+                                     localKeySets: keySets, remoteKeySets: remote, remoteFetchFailures: failures)
+    }
+
+    /// Fetches, once and side by side, the sets of the remote issuers in `issuers` that `running`
+    /// does not have with the same key settings. Each fetch is bounded by the downloader's deadline.
+    private static func fetchRemoteKeySets(_ issuers: [IssuerConfig], running: GatewayConfig,
+                                           downloader: JWKSDownloader) async -> ([KeySet], [(issuer: String, reason: String)]) {
+        let fetched = issuers.filter { issuer in
+            issuer.isRemote && !running.issuers.contains { $0.name == issuer.name && $0.hasSameKeySettings(as: issuer) }
+        }
+        return await withTaskGroup(of: Result<KeySet, RemoteFetchFailure>.self) { group in
+            for issuer in fetched {
+                group.addTask {
+                    do throws(JWKSDownloader.Failure) {
+                        let document = try await downloader.download(issuer)
+                        return .success(KeySet(issuerName: issuer.name, keySet: document.keySet, version: document.version, maxAge: document.maxAge))
+                    } catch {
+                        return .failure(RemoteFetchFailure(issuer: issuer.name, reason: error.message))
+                    }
+                }
+            }
+            var sets: [KeySet] = [], failures: [(issuer: String, reason: String)] = []
+            for await result in group {
+                switch result {
+                case .success(let set): sets.append(set)
+                case .failure(let failure): failures.append((failure.issuer, failure.reason))
+                }
+            }
+            return (sets, failures)
+        }
+    }
+
+    private struct RemoteFetchFailure: Error {
+        let issuer: String
+        let reason: String
     }
 
     /// In a cluster, issuers whose keys come from Redis are subscribed to at start: a reload may

@@ -231,17 +231,25 @@ final class LiveSessions: Sendable {
         endRevoked { { token in names.contains(token.issuerName) } }
     }
 
-    /// A reload changed where these issuers' keys come from, or which it accepts (key source,
-    /// algorithms, HMAC secrets): a session of their tokens stays only where the set now loaded
-    /// still holds its key. A set not loaded ends it, as it fails a new request: the new source
-    /// not read yet, or, in a cluster, no record for an issuer the file left without keys of its
-    /// own (`keysChanged` takes a set not loaded as telling nothing, which kept a stream open
-    /// after the reload that took its leaked HMAC secret away).
-    func keySettingsChanged(_ names: Set<String>, in store: KeySetStore) {
-        guard !names.isEmpty else { return }
+    /// A reload kept these issuers with other settings (`IssuerConfig.hasSameAdmission`): a
+    /// session of their tokens ends when its token would not pass the new ones — its `iss` is no
+    /// longer the issuer's (a multi-tenant provider's tenant moved), none of its audiences is
+    /// accepted, its algorithm is not allowed. For those in `keySettingsChanged` (key source,
+    /// algorithms, HMAC secrets), it also ends unless the set now loaded still holds its key: a
+    /// set not loaded ends it, as it fails a new request — the new source not read yet, or, in a
+    /// cluster, no record for an issuer the file left without keys of its own (`keysChanged`
+    /// takes a set not loaded as telling nothing).
+    func issuersReconfigured(_ issuers: [IssuerConfig], keySettingsChanged: Set<String>, in store: KeySetStore) {
+        guard !issuers.isEmpty else { return }
+        let byName = Dictionary(issuers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         endRevoked {
             let snapshot = store.snapshot()
-            return { token in names.contains(token.issuerName) && snapshot.stillTrusts(token) != true }
+            return { token in
+                guard let issuer = byName[token.issuerName] else { return false }
+                if !ExactString.equal(token.issuer, issuer.issuer) || !issuer.algorithms.contains(token.algorithm) { return true }
+                if !token.audiences.contains(where: { audience in issuer.audiences.contains { ExactString.equal($0, audience) } }) { return true }
+                return keySettingsChanged.contains(issuer.name) && snapshot.stillTrusts(token) != true
+            }
         }
     }
 

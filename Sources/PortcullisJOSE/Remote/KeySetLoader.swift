@@ -82,6 +82,18 @@ public final class KeySetLoader: Sendable {
         }
     }
 
+    /// Notes that `issuerName`'s set was fetched and installed just now by someone else (a
+    /// reload, before this loader ran): the next fetch is due after `maxAge` (or the refresh
+    /// interval), not at once. Call before ``run()``.
+    public func recordFetch(issuerName: String, maxAge: Duration?) {
+        guard let issuer = issuers.first(where: { $0.name == issuerName && $0.isRemote }) else { return }
+        let now = clock.now
+        state.withLock { states in
+            states[issuerName]?.lastSuccess = now
+            states[issuerName]?.nextRefresh = now + issuer.refresh.refreshDelay(maxAge: maxAge)
+        }
+    }
+
     /// Whether a reload has replaced this loader's configuration.
     private var isReplaced: Bool { store.epoch != epoch }
 
@@ -260,6 +272,13 @@ extension IssuerConfig {
     /// source, algorithms, HMAC secrets): a set loaded under one serves the other.
     public func hasSameKeySettings(as other: IssuerConfig) -> Bool {
         keySource == other.keySource && algorithms == other.algorithms && hmacKeys == other.hmacKeys && issuer == other.issuer
+    }
+
+    /// Whether a token this issuer admitted under `other` would be admitted under this too, as
+    /// far as what it says goes: the same key settings (which include `iss` and the algorithms)
+    /// and audiences.
+    public func hasSameAdmission(as other: IssuerConfig) -> Bool {
+        hasSameKeySettings(as: other) && audiences == other.audiences
     }
 
     /// True for issuers whose keys are fetched over HTTP.
