@@ -83,6 +83,27 @@ final class ClientAddressTests {
         #expect(log.contains("client=198.51.100.1") && log.contains("client=198.51.100.2"), "\(log.suffix(1000))")
     }
 
+    /// An attacker review's proxy, removed from trusted_proxies by a reload, went on naming the
+    /// client (and choosing its rate-limit bucket) over the keep-alive connection it had open.
+    @Test("a reload that stops trusting a proxy closes its open keep-alive connection, so that it names no client after the reload; a new connection from it is its own client")
+    func reloadDistrustingAProxyReachesItsOpenConnection() async throws {
+        let kept = try HTTPTestClient(port: gateway.port, timeout: 5, source: Self.proxy)
+        defer { kept.close() }
+        let before = try kept.request("GET", "/y", headers: [("X-Forwarded-For", "198.51.100.7")])
+        #expect(before.echoedHeaders["x-forwarded-for"] == ["198.51.100.7, \(Self.proxy)"])
+
+        let config = try String(contentsOfFile: gateway.configFile, encoding: .utf8)
+            .replacingOccurrences(of: "trusted_proxies: [\(Self.proxy), 10.0.0.0/8, 'fd00::/8']", with: "trusted_proxies: [10.0.0.0/8]")
+        try config.write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        #expect(try await Poll.until(timeout: .seconds(5)) { gateway.process.output.contains("configuration reloaded") })
+        #expect(kept.waitForClose(), "the idle connection from the proxy stayed open")
+
+        let after = try get("/z", from: Self.proxy, forwardedFor: "198.51.100.8")
+        #expect(after.status == 200)
+        #expect(after.echoedHeaders["x-forwarded-for"] == [Self.proxy])
+    }
+
     @Test("behind a trusted proxy, entries left of the rightmost untrusted address are the client's own claims and ignored")
     func spoofedLeftmostIgnored() throws {
         let first = try get(from: Self.proxy, forwardedFor: "6.6.6.6, 203.0.113.9, 10.1.2.3")

@@ -126,7 +126,7 @@ final class GatewayServer: Sendable {
     /// TLS, timeouts and the protocol's handlers (HTTP/1.1 or HTTP/2), for a client at `clientAddress`.
     private func addHTTPHandlers(_ channel: any Channel, clientAddress: String?) throws {
         let sync = channel.pipeline.syncOperations
-        let (setup, trustGeneration) = listener.open(channel)
+        let (setup, trustGeneration) = listener.open(channel, peer: clientAddress)
         let tlsContext = setup.tls?.context
         if let tlsContext {
             try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
@@ -208,15 +208,17 @@ final class GatewayServer: Sendable {
     /// connections keep theirs, except that a narrower client trust (a root of `tls.client_ca`
     /// removed, a certificate newly required) reaches them at once (`ListenerSetup`): each is told to close after
     /// its requests in flight, and the sessions admitted on the strength of its certificate end.
+    /// A connection from a proxy the new `trusted_proxies` leaves out is told the same.
     /// Returns how many connections were told. (Whether the listener speaks TLS at all is read
     /// at start.)
     @discardableResult
     func replaceListener(tls: ListenerTLS?, trustedProxies: TrustedProxies?) -> Int {
-        guard let told = listener.replace(.init(tls: tls, trustedProxies: trustedProxies)) else { return 0 }
+        let replaced = listener.replace(.init(tls: tls, trustedProxies: trustedProxies))
+        let told = (replaced.underNarrowedTrust ?? []) + replaced.fromDistrustedProxies
         for channel in told {
             channel.pipeline.fireUserInboundEventTriggered(ClientTrustReplacedEvent())
         }
-        context.sessions.clientTrustReplaced()
+        if replaced.underNarrowedTrust != nil { context.sessions.clientTrustReplaced() }
         return told.count
     }
 

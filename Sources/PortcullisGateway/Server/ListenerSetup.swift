@@ -11,7 +11,9 @@ import Synchronization
 /// long-lived sessions admitted on the strength of such a certificate end
 /// (`LiveSessions.clientTrustReplaced`). Otherwise a connection whose certificate the replaced
 /// `client_ca` verified would go on being admitted — to a route requiring a certificate, with a
-/// token bound to it — until its client closed it.
+/// token bound to it — until its client closed it. Likewise a connection from a trusted proxy
+/// that a reload no longer trusts is told, so that it stops naming the client (and choosing
+/// its rate-limit key) once its request in flight is answered.
 final class ListenerSetup: Sendable {
     struct Setup: Sendable {
         var tls: ListenerTLS?
@@ -20,7 +22,18 @@ final class ListenerSetup: Sendable {
 
     private struct State {
         var setup: Setup
+        /// Open TLS connections, told when the client trust narrows.
         var open: [ObjectIdentifier: any Channel] = [:]
+        /// Open connections from trusted proxies, told when a reload no longer trusts them.
+        var fromProxies: [ObjectIdentifier: (channel: any Channel, peer: IPAddress)] = [:]
+    }
+
+    /// The open connections a reload has told to close (`replace`).
+    struct Replaced {
+        /// Connections opened under a client trust the new one narrows (nil when it does not).
+        var underNarrowedTrust: [any Channel]?
+        /// Connections from proxies the new setup no longer trusts.
+        var fromDistrustedProxies: [any Channel] = []
     }
 
     /// Taken when a TLS connection opens or closes, and on a reload; never per request.
@@ -36,36 +49,53 @@ final class ListenerSetup: Sendable {
     /// How many reloads have narrowed the client trust so far.
     var generation: Int { trustGeneration.load(ordering: .acquiring) }
 
-    /// The setup for a new connection and the trust generation it opens under. A TLS connection
-    /// is tracked until it closes. Taken under the lock `replace` takes,
-    /// so that no connection opens with the replaced TLS context under the new generation.
-    func open(_ channel: any Channel) -> (setup: Setup, generation: Int) {
+    /// The setup for a new connection from `peer` (the TCP peer, or the address a PROXY header
+    /// gave) and the trust generation it opens under. A TLS connection, and one from a trusted
+    /// proxy, is tracked until it closes. Taken under the lock `replace` takes, so that no
+    /// connection opens with the replaced TLS context under the new generation.
+    func open(_ channel: any Channel, peer: String? = nil) -> (setup: Setup, generation: Int) {
         let id = ObjectIdentifier(channel)
+        let proxy = peer.flatMap { IPAddress($0) }
         let (opened, tracked) = state.withLock { state in
-            let tracked = state.setup.tls != nil
-            if tracked { state.open[id] = channel }
+            var tracked = false
+            if state.setup.tls != nil {
+                state.open[id] = channel
+                tracked = true
+            }
+            if let proxy, state.setup.trustedProxies?.trusts(proxy) == true {
+                state.fromProxies[id] = (channel, proxy)
+                tracked = true
+            }
             return ((state.setup, trustGeneration.load(ordering: .relaxed)), tracked)
         }
         if tracked {
             channel.closeFuture.whenComplete { [weak self] _ in
-                _ = self?.state.withLock { $0.open.removeValue(forKey: id) }
+                self?.state.withLock { state in
+                    state.open.removeValue(forKey: id)
+                    state.fromProxies.removeValue(forKey: id)
+                }
             }
         }
         return opened
     }
 
     /// Puts `new` in force for new connections. When its client trust narrows the one it
-    /// replaces, advances the trust generation and returns the connections opened under the old
-    /// trust (the caller tells them); otherwise returns nil.
-    func replace(_ new: Setup) -> [any Channel]? {
+    /// replaces, advances the trust generation; returns the open connections to tell (the caller
+    /// tells them): those opened under the narrowed trust, and those from proxies `new` does not
+    /// trust.
+    func replace(_ new: Setup) -> Replaced {
         state.withLock { state in
-            let changed = ClientTrust.narrows(from: state.setup.tls?.clientTrust, to: new.tls?.clientTrust)
+            let narrowed = ClientTrust.narrows(from: state.setup.tls?.clientTrust, to: new.tls?.clientTrust)
             state.setup = new
-            guard changed else { return nil }
+            var replaced = Replaced()
+            let distrusted = state.fromProxies.filter { new.trustedProxies?.trusts($0.value.peer) != true }
+            for id in distrusted.keys { state.fromProxies.removeValue(forKey: id) }
+            replaced.fromDistrustedProxies = distrusted.values.map(\.channel)
+            guard narrowed else { return replaced }
             trustGeneration.add(1, ordering: .releasing)
-            let open = Array(state.open.values)
+            replaced.underNarrowedTrust = Array(state.open.values)
             state.open = [:]
-            return open
+            return replaced
         }
     }
 }
