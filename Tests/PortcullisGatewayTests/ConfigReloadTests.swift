@@ -161,6 +161,34 @@ struct ConfigReloadTests {
         #expect(try gateway.request("GET", "/a/x", headers: [("Authorization", "Bearer \(token)")]).status == 401)
     }
 
+    /// A bypass review's long poll, admitted just before such a reload and watched only from its
+    /// first second (after the reload's sweep), was answered by the upstream.
+    @Test("a long request admitted just before a reload that changes its issuer's audiences is ended with 401 token revoked once it is watched, not answered by the upstream")
+    func reloadReachesRequestsWatchedAfterIt() async throws {
+        let issuer = try TestIssuer()
+        let (upstream, gateway) = try await Self.start(issuer)
+        defer { Task { await gateway.stop(); await upstream.stop() } }
+        let directory = (gateway.configFile as NSString).deletingLastPathComponent
+        try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address)
+            .replacingOccurrences(of: "audiences: [\(TestIssuer.audience)]", with: "audiences: [api://another]")
+            .write(toFile: directory + "/next.yaml", atomically: true, encoding: .utf8)
+        let poll = try ManagedProcess(executable: "/usr/bin/env", arguments: [
+            "curl", "-sS", "--max-time", "10", "-o", directory + "/poll.body", "-w", "status %{http_code}\n",
+            "-H", "Authorization: Bearer \(try issuer.token())", "http://127.0.0.1:\(gateway.port)/a/delay/5000",
+        ], logFile: directory + "/poll.log")
+        let started = Date()
+        try await withCleanup(poll, { await $0.kill() }) { poll in
+            try await Task.sleep(for: .milliseconds(200))
+            try FileManager.default.removeItem(atPath: gateway.configFile)
+            try FileManager.default.moveItem(atPath: directory + "/next.yaml", toPath: gateway.configFile)
+            gateway.process.signal(SIGHUP)
+            try await waitUntil { (try? Self.reloads(gateway, "success")) == 1 }
+            #expect(await poll.waitForExit(timeout: .seconds(8)) == 0)
+            #expect(Date().timeIntervalSince(started) < 3.0, "answered by the upstream, not ended once watched")
+            #expect(poll.output.contains("status 401"), "\(poll.output)")
+        }
+    }
+
     /// The build before left the set loaded from the file in the store, where nothing refreshed
     /// or expired it: the issuer's tokens kept verifying after the operator took its keys away
     /// (an attacker review).

@@ -15,21 +15,19 @@ struct ExchangeTokenWatchTests {
         var ends: [LiveSessions.TokenEnd] = []
     }
 
-    /// A registry wired to `set` as the gateway wires it, its wall clock standing still (the
-    /// loop's clock jumps to the real one for the timer).
-    static func registry(_ set: RevocationSet) -> LiveSessions {
+    /// An embedded loop, a registry wired to a revocation set as the gateway wires it (its wall
+    /// clock standing still: the loop's clock jumps to the real one for the timer), the calls the
+    /// watch makes, and a plaintext connection's client.
+    static func fixture() -> (EmbeddedEventLoop, RevocationSet, LiveSessions, Calls, HeaderRewriter.ClientInfo) {
+        let set = RevocationSet()
         let sessions = LiveSessions(revocation: set, registry: PrometheusCollectorRegistry(), wallClock: { LiveSessionsTests.now * 1_000_000_000 })
         set.onChange { sessions.revocationChanged() }
-        return sessions
+        return (EmbeddedEventLoop(), set, sessions, Calls(), HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: false))
     }
 
     @Test("an exchange admitted with a token opens no session until it turns out long; then its token's revocation ends it once, and the next exchange starts unwatched")
     func longExchangeEndsWithItsToken() throws {
-        let loop = EmbeddedEventLoop()
-        let set = RevocationSet()
-        let sessions = Self.registry(set)
-        let calls = Calls()
-        let client = HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: false)
+        let (loop, set, sessions, calls, client) = Self.fixture()
         var watch = ExchangeTokenWatch()
         watch.start(eventLoop: loop) { calls.long += 1 }
 
@@ -60,11 +58,7 @@ struct ExchangeTokenWatchTests {
 
     @Test("an exchange that ends before it turns out long opens no session, its timer fires for nothing, and a later revocation of its token ends nothing; an open session ends with the exchange as the upstream's or the client's")
     func shortExchangeOpensNothing() throws {
-        let loop = EmbeddedEventLoop()
-        let set = RevocationSet()
-        let sessions = Self.registry(set)
-        let calls = Calls()
-        let client = HeaderRewriter.ClientInfo(address: "192.0.2.1", isTLS: false)
+        let (loop, set, sessions, calls, client) = Self.fixture()
         var watch = ExchangeTokenWatch()
         watch.start(eventLoop: loop) { calls.long += 1 }
 

@@ -191,12 +191,12 @@ struct LiveSessionsTests {
         _ = sessions.open(protocol: .grpc, token: token("c", kid: "k9", issuerName: "partner"), policy: .close, eventLoop: loop) { other.seen.append($0) }
         loop.run()
         // The set now loaded holds k1, not k2.
-        sessions.issuersReconfigured([issuer], keySettingsChanged: ["idp"], in: store)
+        sessions.issuersReconfigured([issuer], keySettingsChanged: ["idp"], inForce: [issuer], in: store)
         loop.run()
         #expect(held.seen.isEmpty && gone.seen == [.revoked])
         // No set loaded for the issuer any more: its last session ends; another issuer's stays.
         store.remove(issuerName: "idp")
-        sessions.issuersReconfigured([issuer], keySettingsChanged: ["idp"], in: store)
+        sessions.issuersReconfigured([issuer], keySettingsChanged: ["idp"], inForce: [issuer], in: store)
         loop.run()
         #expect(held.seen == [.revoked])
         #expect(other.seen.isEmpty)
@@ -205,7 +205,7 @@ struct LiveSessionsTests {
     /// An attacker review kept WebSockets open after a reload that moved an issuer entry to
     /// another tenant's `iss` (a multi-tenant provider's one key set) or changed its audiences:
     /// new requests with those tokens were refused, their sessions not.
-    @Test("a reload that changes an issuer's iss, audiences or algorithms ends the sessions of the tokens that would not pass the new settings, whatever its keys; a change of audiences that still accepts a token keeps its session")
+    @Test("a reload that changes an issuer's iss, audiences or algorithms ends the sessions of the tokens that would not pass the new settings, whatever its keys, also those opening after it; a change of audiences that still accepts a token keeps its session")
     func issuerSettingsChanged() throws {
         let loop = EmbeddedEventLoop()
         let sessions = LiveSessions(revocation: nil, registry: PrometheusCollectorRegistry(), wallClock: { Self.now * 1_000_000_000 })
@@ -215,13 +215,22 @@ struct LiveSessionsTests {
         }
         for (changed, ends) in [(issuer("https://tenant-b"), true), (issuer(audiences: ["other"]), true), (issuer(algorithms: [.RS256]), true),
                                 (issuer(audiences: ["other", "api"]), false)] {
+            // The settings the token was admitted under, in force again.
+            sessions.issuersReconfigured([], keySettingsChanged: [], inForce: [issuer()], in: store)
             let seen = Ends()
             let session = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { seen.seen.append($0) }
             loop.run()
-            sessions.issuersReconfigured([changed], keySettingsChanged: [], in: store)
+            sessions.issuersReconfigured([changed], keySettingsChanged: [], inForce: [changed], in: store)
             loop.run()
             #expect(seen.seen == (ends ? [.revoked] : []), "\(changed.issuer) \(changed.audiences) \(changed.algorithms)")
             session.end(.client)
+            // A session of a token admitted before the reload and opening only after it (a
+            // WebSocket whose upstream answers late) is checked against the settings in force.
+            let late = Ends()
+            let lateSession = sessions.open(protocol: .websocket, token: Self.token(), policy: .close, eventLoop: loop) { late.seen.append($0) }
+            loop.run()
+            #expect(late.seen == (ends ? [.revoked] : []), "opening after the reload: \(changed.issuer) \(changed.audiences) \(changed.algorithms)")
+            lateSession.end(.client)
         }
     }
 

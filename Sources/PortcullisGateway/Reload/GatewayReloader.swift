@@ -130,7 +130,7 @@ final class GatewayReloader: Sendable {
             current.issuers.contains { $0.name == issuer.name && !$0.hasSameAdmission(as: issuer) }
         }
         let rekeyed = reconfigured.filter { issuer in current.issuers.contains { $0.name == issuer.name && !$0.hasSameKeySettings(as: issuer) } }
-        context.sessions.issuersReconfigured(reconfigured, keySettingsChanged: Set(rekeyed.map(\.name)), in: keys)
+        context.sessions.issuersReconfigured(reconfigured, keySettingsChanged: Set(rekeyed.map(\.name)), inForce: prepared.config.issuers, in: keys)
         keys.expectOnlyIssuers(prepared.config.issuers.map(\.name))
         let toldOfTrust = server.replaceListener(tls: prepared.tls, trustedProxies: prepared.trustedProxies)
         loaders.start(loader)

@@ -20,7 +20,8 @@ import Synchronization
 /// token, and a timer per call was a scheduled task added and cancelled on every gRPC call.
 /// Locks: opening a session takes the shard registry's lock (to find the loop's shard), one of
 /// `SessionMetrics` and one of the key store's stripes (`KeySetStore.snapshot`, to check that
-/// the token's key is still trusted); ending one takes one of `SessionMetrics` — uncontended, but on the request
+/// the token's key is still trusted), and after a reload the lock of the issuers in force (to
+/// check the token against its issuer's settings); ending one takes one of `SessionMetrics` — uncontended, but on the request
 /// path of every HTTP/2 stream admitted with a token; a revocation change takes the registry's
 /// lock once to list the loops. No lock is taken per frame.
 /// A session admitted on the strength of its connection's client certificate (a route requiring
@@ -100,6 +101,11 @@ final class LiveSessions: Sendable {
     private let wallClock: @Sendable () -> Int64
     private let metrics: SessionMetrics
     private let shards = Mutex<[ObjectIdentifier: NIOLoopBound<Shard>]>([:])
+    /// The issuers in force since the last reload (`issuersReconfigured`), by name; nil before
+    /// any. A session opening checks its token against its issuer's, as a new request would be:
+    /// one admitted before a reload and opened after it (a WebSocket whose upstream answers
+    /// late, an HTTP/1.1 exchange after its first second) was not there for the reload's sweep.
+    private let issuersInForce = Mutex<[String: IssuerConfig]?>(nil)
 
     init(revocation: (any RevocationCheck)?, keys: KeySetStore? = nil, registry: PrometheusCollectorRegistry,
          wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }) {
@@ -143,7 +149,8 @@ final class LiveSessions: Sendable {
             group.sessions[ObjectIdentifier(session)] = session
             session.expiry = group
         }
-        if isRevoked(watched) || keys.map({ !Self.trusts($0.snapshot(), watched, opening: true) }) == true {
+        if isRevoked(watched) || keys.map({ !Self.trusts($0.snapshot(), watched, opening: true) }) == true
+            || issuersInForce.withLock({ $0?[watched.issuerName].map { !Self.passes(watched, $0) } }) == true {
             eventLoop.assumeIsolated().execute { session.tokenEnded(.revoked) }
         }
         return session
@@ -239,18 +246,28 @@ final class LiveSessions: Sendable {
     /// set not loaded ends it, as it fails a new request — the new source not read yet, or, in a
     /// cluster, no record for an issuer the file left without keys of its own (`keysChanged`
     /// takes a set not loaded as telling nothing).
-    func issuersReconfigured(_ issuers: [IssuerConfig], keySettingsChanged: Set<String>, in store: KeySetStore) {
+    ///
+    /// `inForce` is every issuer of the new configuration: from now on a session opening is
+    /// checked against its issuer's settings there too.
+    func issuersReconfigured(_ issuers: [IssuerConfig], keySettingsChanged: Set<String>, inForce: [IssuerConfig], in store: KeySetStore) {
+        issuersInForce.withLock { $0 = Dictionary(inForce.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }) }
         guard !issuers.isEmpty else { return }
         let byName = Dictionary(issuers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         endRevoked {
             let snapshot = store.snapshot()
             return { token in
                 guard let issuer = byName[token.issuerName] else { return false }
-                if !ExactString.equal(token.issuer, issuer.issuer) || !issuer.algorithms.contains(token.algorithm) { return true }
-                if !token.audiences.contains(where: { audience in issuer.audiences.contains { ExactString.equal($0, audience) } }) { return true }
+                if !Self.passes(token, issuer) { return true }
                 return keySettingsChanged.contains(issuer.name) && snapshot.stillTrusts(token) != true
             }
         }
+    }
+
+    /// Whether `token` passes `issuer`'s settings as far as what it says goes: its `iss`, one of
+    /// its audiences, its algorithm.
+    static func passes(_ token: VerifiedToken, _ issuer: IssuerConfig) -> Bool {
+        ExactString.equal(token.issuer, issuer.issuer) && issuer.algorithms.contains(token.algorithm)
+            && token.audiences.contains { audience in issuer.audiences.contains { ExactString.equal($0, audience) } }
     }
 
     /// Ends as revoked, on each loop, the watched sessions whose token the check (made once per
