@@ -104,6 +104,27 @@ final class ClientAddressTests {
         #expect(after.echoedHeaders["x-forwarded-for"] == [Self.proxy])
     }
 
+    /// A final read found that a connection that had sent nothing yet (its protocol not known, so
+    /// no handler could hear the reload) kept the old trust for all its requests.
+    @Test("a connection from a proxy that has sent nothing when a reload stops trusting the proxy does not name a client with its first request")
+    func reloadDistrustingAProxyReachesASilentConnection() async throws {
+        let silent = try HTTPTestClient(port: gateway.port, timeout: 5, source: Self.proxy)
+        defer { silent.close() }
+        try await Task.sleep(for: .milliseconds(100))
+        let config = try String(contentsOfFile: gateway.configFile, encoding: .utf8)
+            .replacingOccurrences(of: "trusted_proxies: [\(Self.proxy), 10.0.0.0/8, 'fd00::/8']", with: "trusted_proxies: [10.0.0.0/8]")
+        try config.write(toFile: gateway.configFile, atomically: true, encoding: .utf8)
+        gateway.process.signal(SIGHUP)
+        #expect(try await Poll.until(timeout: .seconds(5)) { gateway.process.output.contains("configuration reloaded") })
+        try silent.send("GET /w HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n")
+        let (bytes, closed) = silent.readUntilClose()
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(closed, "the connection stayed open: \(text)")
+        #expect(!text.contains("198.51.100.9"), "the removed proxy named the client: \(text)")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!gateway.process.output.contains("client=198.51.100.9"))
+    }
+
     @Test("behind a trusted proxy, entries left of the rightmost untrusted address are the client's own claims and ignored")
     func spoofedLeftmostIgnored() throws {
         let first = try get(from: Self.proxy, forwardedFor: "6.6.6.6, 203.0.113.9, 10.1.2.3")

@@ -186,7 +186,10 @@ struct ConfigReloadTests {
             #expect(await poll.waitForExit(timeout: .seconds(8)) == 0)
             #expect(Date().timeIntervalSince(started) < 3.0, "answered by the upstream, not ended once watched")
             #expect(poll.output.contains("status 401"), "\(poll.output)")
+            let body = (try? String(contentsOfFile: directory + "/poll.body", encoding: .utf8)) ?? ""
+            #expect(body.contains("token revoked"), "refused at admission, not ended once watched: \(body)")
         }
+        #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
     }
 
     /// The build before left the set loaded from the file in the store, where nothing refreshed

@@ -388,8 +388,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     /// SIGTERM drain (NIO's quiescing helper), or a reload that replaced the client trust the
-    /// connection opened under (its client reconnects under the new one): finish the current
-    /// exchange, then close.
+    /// connection opened under or stopped trusting the proxy it comes from (its client
+    /// reconnects under the new setup): finish the current exchange, then close.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent || event is ClientTrustReplacedEvent {
             closeAfterResponse = true

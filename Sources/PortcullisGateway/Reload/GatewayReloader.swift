@@ -79,22 +79,24 @@ final class GatewayReloader: Sendable {
             reloads.failed(file: current.file, error: error)
             return
         }
-        let toldOfTrust = await commit(prepared, running: current)
+        let told = await commit(prepared, running: current)
         reloads.succeeded(file: current.file, summary: [
             "routes": "\(prepared.config.routes.count)", "issuers": "\(prepared.config.issuers.count)",
-            "connections_closed_for_client_trust": "\(toldOfTrust)",
+            "connections_closed_for_client_trust": "\(told.clientTrust)",
+            "connections_closed_for_trusted_proxies": "\(told.proxies)",
         ])
     }
 
     /// Puts a prepared configuration in force; nothing here can fail. Returns how many open
-    /// connections a new client trust closes (`GatewayServer.replaceListener`).
+    /// connections a new client trust, and a new `trusted_proxies`, close
+    /// (`GatewayServer.replaceListener`).
     ///
     /// The new key sets and the new routes go in force one right after the other: everything
     /// that waits on I/O (key files, remote issuers' fetches) was done while preparing. Between
     /// them there is only, in a cluster, the hop to the agent that parses the cluster's records
     /// under the new settings; a request on another event loop at that moment may meet the new
     /// keys under the old routes.
-    private func commit(_ prepared: PreparedConfiguration, running current: GatewayConfig) async -> Int {
+    private func commit(_ prepared: PreparedConfiguration, running current: GatewayConfig) async -> (clientTrust: Int, proxies: Int) {
         // From here on, what the replaced configuration's loader fetches changes nothing.
         _ = keys.beginEpoch()
         for set in prepared.localKeySets + prepared.remoteKeySets {

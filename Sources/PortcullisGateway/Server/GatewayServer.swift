@@ -159,9 +159,13 @@ final class GatewayServer: Sendable {
                                             shared: HTTP2ConnectionShared(gateway: context, pool: pool, client: client, connections: connections, limits: limits,
                                                                           eventLoop: channel.eventLoop, shedding: shedding))
             }
-            // A reload replaced the client trust during the handshake, after the connection was
-            // told: it is told again now that its protocol's handlers can hear it.
-            if !client.certificateTrustIsCurrent { channel.pipeline.fireUserInboundEventTriggered(ClientTrustReplacedEvent()) }
+            // A reload replaced the client trust, or stopped trusting the proxy the connection
+            // comes from, before its protocol was known (during the handshake, or before its
+            // first bytes), after the connection was told: it is told again now that its
+            // protocol's handlers can hear it.
+            if !client.certificateTrustIsCurrent || !listener.stillTrustsProxy(clientAddress, openedWith: setup.trustedProxies) {
+                channel.pipeline.fireUserInboundEventTriggered(ClientTrustReplacedEvent())
+            }
         }
         if tlsContext != nil {
             try sync.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
@@ -209,17 +213,18 @@ final class GatewayServer: Sendable {
     /// removed, a certificate newly required) reaches them at once (`ListenerSetup`): each is told to close after
     /// its requests in flight, and the sessions admitted on the strength of its certificate end.
     /// A connection from a proxy the new `trusted_proxies` leaves out is told the same.
-    /// Returns how many connections were told. (Whether the listener speaks TLS at all is read
-    /// at start.)
+    /// Returns how many connections were told for each (a TLS connection from such a proxy,
+    /// under a narrowed trust too, is told once and counted with the client trust). (Whether the
+    /// listener speaks TLS at all is read at start.)
     @discardableResult
-    func replaceListener(tls: ListenerTLS?, trustedProxies: TrustedProxies?) -> Int {
+    func replaceListener(tls: ListenerTLS?, trustedProxies: TrustedProxies?) -> (clientTrust: Int, proxies: Int) {
         let replaced = listener.replace(.init(tls: tls, trustedProxies: trustedProxies))
         let told = (replaced.underNarrowedTrust ?? []) + replaced.fromDistrustedProxies
         for channel in told {
             channel.pipeline.fireUserInboundEventTriggered(ClientTrustReplacedEvent())
         }
         if replaced.underNarrowedTrust != nil { context.sessions.clientTrustReplaced() }
-        return told.count
+        return (replaced.underNarrowedTrust?.count ?? 0, replaced.fromDistrustedProxies.count)
     }
 
     var connectionCount: Int { connections.current }

@@ -36,7 +36,8 @@ final class ListenerSetup: Sendable {
         var fromDistrustedProxies: [any Channel] = []
     }
 
-    /// Taken when a TLS connection opens or closes, and on a reload; never per request.
+    /// Taken when a connection opens, when a TLS connection or one from a trusted proxy closes,
+    /// and on a reload; never per request.
     private let state: Mutex<State>
     /// Counts the reloads that narrowed the client trust; read per request that needs the client
     /// certificate (one atomic load).
@@ -55,14 +56,13 @@ final class ListenerSetup: Sendable {
     /// connection opens with the replaced TLS context under the new generation.
     func open(_ channel: any Channel, peer: String? = nil) -> (setup: Setup, generation: Int) {
         let id = ObjectIdentifier(channel)
-        let proxy = peer.flatMap { IPAddress($0) }
         let (opened, tracked) = state.withLock { state in
             var tracked = false
             if state.setup.tls != nil {
                 state.open[id] = channel
                 tracked = true
             }
-            if let proxy, state.setup.trustedProxies?.trusts(proxy) == true {
+            if let trusted = state.setup.trustedProxies, let proxy = peer.flatMap({ IPAddress($0) }), trusted.trusts(proxy) {
                 state.fromProxies[id] = (channel, proxy)
                 tracked = true
             }
@@ -79,6 +79,15 @@ final class ListenerSetup: Sendable {
         return opened
     }
 
+    /// Whether a connection from `peer` that the setup it opened under (`trusted`) trusted as a
+    /// proxy is trusted by the setup in force: a reload that stopped trusting it before the
+    /// connection's protocol handlers were in place told a pipeline that could not hear it. True
+    /// for a connection that was no proxy's. Asked once per connection, as its protocol is known.
+    func stillTrustsProxy(_ peer: String?, openedWith trusted: TrustedProxies?) -> Bool {
+        guard let trusted, let address = peer.flatMap({ IPAddress($0) }), trusted.trusts(address) else { return true }
+        return state.withLock { $0.setup.trustedProxies?.trusts(address) == true }
+    }
+
     /// Puts `new` in force for new connections. When its client trust narrows the one it
     /// replaces, advances the trust generation; returns the open connections to tell (the caller
     /// tells them): those opened under the narrowed trust, and those from proxies `new` does not
@@ -90,10 +99,14 @@ final class ListenerSetup: Sendable {
             var replaced = Replaced()
             let distrusted = state.fromProxies.filter { new.trustedProxies?.trusts($0.value.peer) != true }
             for id in distrusted.keys { state.fromProxies.removeValue(forKey: id) }
-            replaced.fromDistrustedProxies = distrusted.values.map(\.channel)
-            guard narrowed else { return replaced }
+            guard narrowed else {
+                replaced.fromDistrustedProxies = distrusted.values.map(\.channel)
+                return replaced
+            }
             trustGeneration.add(1, ordering: .releasing)
             replaced.underNarrowedTrust = Array(state.open.values)
+            // A TLS connection from a distrusted proxy is told once.
+            replaced.fromDistrustedProxies = distrusted.filter { state.open[$0.key] == nil }.values.map(\.channel)
             state.open = [:]
             return replaced
         }

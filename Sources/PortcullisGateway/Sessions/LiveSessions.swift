@@ -20,8 +20,9 @@ import Synchronization
 /// token, and a timer per call was a scheduled task added and cancelled on every gRPC call.
 /// Locks: opening a session takes the shard registry's lock (to find the loop's shard), one of
 /// `SessionMetrics` and one of the key store's stripes (`KeySetStore.snapshot`, to check that
-/// the token's key is still trusted), and after a reload the lock of the issuers in force (to
-/// check the token against its issuer's settings); ending one takes one of `SessionMetrics` — uncontended, but on the request
+/// the token's key is still trusted), and once the node has been reloaded the one lock of the
+/// issuers in force, shared by every loop (to look up the token's issuer's settings; the check
+/// runs outside it); ending one takes one of `SessionMetrics` — uncontended, but on the request
 /// path of every HTTP/2 stream admitted with a token; a revocation change takes the registry's
 /// lock once to list the loops. No lock is taken per frame.
 /// A session admitted on the strength of its connection's client certificate (a route requiring
@@ -106,6 +107,8 @@ final class LiveSessions: Sendable {
     /// one admitted before a reload and opened after it (a WebSocket whose upstream answers
     /// late, an HTTP/1.1 exchange after its first second) was not there for the reload's sweep.
     private let issuersInForce = Mutex<[String: IssuerConfig]?>(nil)
+    /// Whether `issuersInForce` was set: until the first reload, opening takes no lock for it.
+    private let reloaded = Atomic<Bool>(false)
 
     init(revocation: (any RevocationCheck)?, keys: KeySetStore? = nil, registry: PrometheusCollectorRegistry,
          wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }) {
@@ -150,7 +153,7 @@ final class LiveSessions: Sendable {
             session.expiry = group
         }
         if isRevoked(watched) || keys.map({ !Self.trusts($0.snapshot(), watched, opening: true) }) == true
-            || issuersInForce.withLock({ $0?[watched.issuerName].map { !Self.passes(watched, $0) } }) == true {
+            || (reloaded.load(ordering: .acquiring) && issuersInForce.withLock({ $0?[watched.issuerName] }).map { !Self.passes(watched, $0) } == true) {
             eventLoop.assumeIsolated().execute { session.tokenEnded(.revoked) }
         }
         return session
@@ -251,6 +254,7 @@ final class LiveSessions: Sendable {
     /// checked against its issuer's settings there too.
     func issuersReconfigured(_ issuers: [IssuerConfig], keySettingsChanged: Set<String>, inForce: [IssuerConfig], in store: KeySetStore) {
         issuersInForce.withLock { $0 = Dictionary(inForce.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }) }
+        reloaded.store(true, ordering: .releasing)
         guard !issuers.isEmpty else { return }
         let byName = Dictionary(issuers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         endRevoked {

@@ -82,9 +82,10 @@ public final class KeySetLoader: Sendable {
         }
     }
 
-    /// Notes that `issuerName`'s set was fetched and installed just now by someone else (a
-    /// reload, before this loader ran): the next fetch is due after `maxAge` (or the refresh
-    /// interval), not at once. Call before ``run()``.
+    /// Notes that `issuerName`'s set was fetched and installed by someone else (a reload, before
+    /// this loader ran): the next fetch is due after `maxAge` (or the refresh interval), not at
+    /// once. Its time counts from this call (for `max_stale` too), up to the fetch's deadline
+    /// after the fetch itself. Call before ``run()``.
     public func recordFetch(issuerName: String, maxAge: Duration?) {
         guard let issuer = issuers.first(where: { $0.name == issuerName && $0.isRemote }) else { return }
         let now = clock.now
