@@ -65,6 +65,21 @@ struct ConfigReloadTests {
         return (upstream, gateway)
     }
 
+    /// curl waiting on `/a/delay/5000` through `gateway` with `token` (a long poll: watched as a
+    /// session once it has run a second); it writes its body to `pollBody(directory)` and
+    /// `status N` to its output.
+    static func longPoll(_ gateway: GatewayProcess, token: String, directory: String) throws -> ManagedProcess {
+        try ManagedProcess(executable: "/usr/bin/env", arguments: [
+            "curl", "-sS", "--max-time", "10", "-o", directory + "/poll.body", "-w", "status %{http_code}\n",
+            "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(gateway.port)/a/delay/5000",
+        ], logFile: directory + "/poll.log")
+    }
+
+    /// The body `longPoll` received.
+    static func pollBody(_ directory: String) -> String {
+        (try? String(contentsOfFile: directory + "/poll.body", encoding: .utf8)) ?? ""
+    }
+
     static func reloads(_ gateway: GatewayProcess, _ result: String) throws -> Double {
         PrometheusText.sample(try gateway.metrics(), "portcullis_config_reloads_total{result=\"\(result)\"}") ?? -1
     }
@@ -139,11 +154,7 @@ struct ConfigReloadTests {
         defer { Task { await gateway.stop(); await upstream.stop() } }
         let directory = (gateway.configFile as NSString).deletingLastPathComponent
         let token = try issuer.token()
-        // A long poll: watched as a session once it has run a second.
-        let poll = try ManagedProcess(executable: "/usr/bin/env", arguments: [
-            "curl", "-sS", "--max-time", "10", "-o", directory + "/poll.body", "-w", "status %{http_code}\n",
-            "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(gateway.port)/a/delay/5000",
-        ], logFile: directory + "/poll.log")
+        let poll = try Self.longPoll(gateway, token: token, directory: directory)
         try await withCleanup(poll, { await $0.kill() }) { poll in
             try await Task.sleep(for: .milliseconds(1500))
             try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address)
@@ -154,7 +165,7 @@ struct ConfigReloadTests {
             #expect(await poll.waitForExit(timeout: .seconds(6)) == 0)
             #expect(Date().timeIntervalSince(reloadedAt) < 2.0, "answered by the upstream, not ended by the reload")
             #expect(poll.output.contains("status 401"), "\(poll.output)")
-            let body = (try? String(contentsOfFile: directory + "/poll.body", encoding: .utf8)) ?? ""
+            let body = Self.pollBody(directory)
             #expect(body.contains("token revoked"), "\(body)")
         }
         #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)
@@ -172,10 +183,7 @@ struct ConfigReloadTests {
         try Self.config(port: gateway.port, adminPort: gateway.adminPort, upstream: upstream.address)
             .replacingOccurrences(of: "audiences: [\(TestIssuer.audience)]", with: "audiences: [api://another]")
             .write(toFile: directory + "/next.yaml", atomically: true, encoding: .utf8)
-        let poll = try ManagedProcess(executable: "/usr/bin/env", arguments: [
-            "curl", "-sS", "--max-time", "10", "-o", directory + "/poll.body", "-w", "status %{http_code}\n",
-            "-H", "Authorization: Bearer \(try issuer.token())", "http://127.0.0.1:\(gateway.port)/a/delay/5000",
-        ], logFile: directory + "/poll.log")
+        let poll = try Self.longPoll(gateway, token: try issuer.token(), directory: directory)
         let started = Date()
         try await withCleanup(poll, { await $0.kill() }) { poll in
             try await Task.sleep(for: .milliseconds(200))
@@ -186,7 +194,7 @@ struct ConfigReloadTests {
             #expect(await poll.waitForExit(timeout: .seconds(8)) == 0)
             #expect(Date().timeIntervalSince(started) < 3.0, "answered by the upstream, not ended once watched")
             #expect(poll.output.contains("status 401"), "\(poll.output)")
-            let body = (try? String(contentsOfFile: directory + "/poll.body", encoding: .utf8)) ?? ""
+            let body = Self.pollBody(directory)
             #expect(body.contains("token revoked"), "refused at admission, not ended once watched: \(body)")
         }
         #expect(try PrometheusText.sample(gateway.metrics(), #"portcullis_sessions_closed_total{protocol="http1",reason="token_revoked"}"#) == 1)

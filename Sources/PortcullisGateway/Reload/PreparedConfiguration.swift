@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Metrics
 import NIOSSL
 import PortcullisCluster
 import PortcullisConfig
@@ -87,13 +86,12 @@ struct PreparedConfiguration: Sendable {
         return await withTaskGroup(of: Result<KeySet, RemoteFetchFailure>.self) { group in
             for issuer in fetched {
                 group.addTask {
-                    // Counted as the loader counts its fetches.
                     do throws(JWKSDownloader.Failure) {
                         let document = try await downloader.download(issuer)
-                        Counter(label: "portcullis_jwks_fetch_total", dimensions: [("issuer", issuer.name), ("outcome", "ok")]).increment()
+                        JWKSDownloader.countFetch(issuerName: issuer.name, outcome: "ok")
                         return .success(KeySet(issuerName: issuer.name, keySet: document.keySet, version: document.version, maxAge: document.maxAge))
                     } catch {
-                        Counter(label: "portcullis_jwks_fetch_total", dimensions: [("issuer", issuer.name), ("outcome", error.outcome)]).increment()
+                        JWKSDownloader.countFetch(issuerName: issuer.name, outcome: error.outcome)
                         return .failure(RemoteFetchFailure(issuer: issuer.name, reason: error.message))
                     }
                 }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import PortcullisConfig
 
@@ -10,6 +11,12 @@ import PortcullisConfig
 /// Shared by `KeySetLoader` (a node fetching for itself) and the control plane (which publishes
 /// the document to the cluster verbatim, so every node parses the same bytes the MAC covers).
 public struct JWKSDownloader: Sendable {
+    /// Counts a node's fetch of `issuerName`'s set in `portcullis_jwks_fetch_total` (outcome `ok`,
+    /// or a `Failure`'s), wherever it is made: the key-set loader, or a reload preparing.
+    public static func countFetch(issuerName: String, outcome: String) {
+        Counter(label: "portcullis_jwks_fetch_total", dimensions: [("issuer", issuerName), ("outcome", outcome)]).increment()
+    }
+
     /// Why a download failed; `outcome` is the label of `portcullis_jwks_fetch_total`.
     public struct Failure: Error, CustomStringConvertible, Sendable {
         /// `http_error`, `network_error` or `invalid`.

@@ -250,7 +250,7 @@ public final class KeySetLoader: Sendable {
                 states[issuer.name]?.nextRefresh = now + delay
                 states[issuer.name]?.inFlight = false
             }
-            Counter(label: "portcullis_jwks_fetch_total", dimensions: [("issuer", issuer.name), ("outcome", "ok")]).increment()
+            JWKSDownloader.countFetch(issuerName: issuer.name, outcome: "ok")
             logger.debug("JWKS fetched", metadata: ["issuer": "\(issuer.name)", "trigger": "\(trigger)",
                                                     "keys": "\(fetched.keySet.count)", "next_in": "\(delay)"])
             return true
@@ -259,7 +259,7 @@ public final class KeySetLoader: Sendable {
                 states[issuer.name]?.nextRefresh = now + issuer.refresh.minInterval
                 states[issuer.name]?.inFlight = false
             }
-            Counter(label: "portcullis_jwks_fetch_total", dimensions: [("issuer", issuer.name), ("outcome", failure.outcome)]).increment()
+            JWKSDownloader.countFetch(issuerName: issuer.name, outcome: failure.outcome)
             logger.warning("JWKS fetch failed; keeping the last good key set", metadata: [
                 "issuer": "\(issuer.name)", "trigger": "\(trigger)", "outcome": "\(failure.outcome)", "error": "\(failure.message)",
             ])
