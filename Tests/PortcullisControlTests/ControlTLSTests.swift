@@ -341,6 +341,9 @@ struct ControlTLSTests {
 /// the token only over a connection with that certificate.
 @Suite("certificate-bound tokens from the built-in authorization server", .serialized)
 struct BoundTokenTests {
+    // The registered subject is written as RFC 4514 renders it, the certificate's last RDN first:
+    // `/O=Acme/CN=partner-1` is `CN=partner-1,O=Acme`. The same RDNs listed the other way round are
+    // another subject.
     @Test("a tls_client_auth client gets a token bound to its certificate, which a gateway accepts only with that certificate")
     func boundTokenEndToEnd() async throws {
         let redis = try await RedisServerFixture.start()
@@ -349,8 +352,9 @@ struct BoundTokenTests {
         let serverCA = try TestCertificateAuthority.make(name: "Server CA")
         let clientCA = try TestCertificateAuthority.make(name: "Client CA")
         let serverLeaf = try serverCA.issue("localhost")
-        let partner = try clientCA.issue("partner-1")
-        let impostor = try clientCA.issue("partner-2")
+        let partner = try clientCA.issue("partner-1", subject: "/O=Acme/CN=partner-1")
+        let impostor = try clientCA.issue("partner-2", subject: "/O=Acme/CN=partner-2")
+        let reordered = try clientCA.issue("partner-1", subject: "/CN=partner-1/O=Acme")
         let port = try FreePort.allocate(), adminPort = try FreePort.allocate()
         let secret = Base64URL.encode([UInt8](repeating: 5, count: 32))
         let issuer = "https://localhost:\(port)"
@@ -371,7 +375,7 @@ struct BoundTokenTests {
           audience: api://demo
           key_encryption_key_file: kek.secret
           clients:
-            - {client_id: partner, tls_client_auth_subject_dn: "CN=partner-1", scopes: [orders:read]}
+            - {client_id: partner, tls_client_auth_subject_dn: "CN=partner-1,O=Acme", scopes: [orders:read]}
         """.write(toFile: directory + "/control.yaml", atomically: true, encoding: .utf8)
         let control = try ManagedProcess(executable: PortcullisBinary.path, arguments: ["control", "--config", directory + "/control.yaml"],
                                          logFile: directory + "/control.log")
@@ -396,6 +400,7 @@ struct BoundTokenTests {
             // The client's identity is its certificate: none, or another one, gets no token.
             #expect(try requestToken(nil).status == 401)
             #expect(try requestToken(impostor).status == 401)
+            #expect(try requestToken(reordered).status == 401)
             let issued = try requestToken(partner)
             #expect(issued.status == 200, "\(issued)")
             let token = try #require((try JSONSerialization.jsonObject(with: Data(issued.body.utf8)) as? [String: Any])?["access_token"] as? String)

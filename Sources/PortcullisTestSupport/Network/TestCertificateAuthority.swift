@@ -27,12 +27,14 @@ public struct TestCertificateAuthority: Sendable {
     }
 
     /// Issues a certificate for `name` (its subject CN), valid for the DNS names and IP addresses
-    /// given, for both server and client authentication.
-    public func issue(_ name: String, dnsNames: [String] = ["localhost"], ipAddresses: [String] = ["127.0.0.1"]) throws -> Leaf {
-        let base = directory + "/" + name.map { $0.isLetter || $0.isNumber ? $0 : "-" }.reduce("") { $0 + String($1) }
+    /// given, for both server and client authentication. `subject` (OpenSSL's `/O=…/CN=…`, in the
+    /// order the certificate lists its RDNs) replaces the subject `/CN=name`.
+    public func issue(_ name: String, subject: String? = nil, dnsNames: [String] = ["localhost"],
+                      ipAddresses: [String] = ["127.0.0.1"]) throws -> Leaf {
+        let base = directory + "/" + (subject ?? name).map { $0.isLetter || $0.isNumber ? $0 : "-" }.reduce("") { $0 + String($1) }
         let leaf = Leaf(certificate: base + ".pem", privateKey: base + ".key")
         try openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                     "-keyout", leaf.privateKey, "-out", base + ".csr", "-subj", "/CN=\(name)"])
+                     "-keyout", leaf.privateKey, "-out", base + ".csr", "-subj", subject ?? "/CN=\(name)"])
         let names = dnsNames.map { "DNS:\($0)" } + ipAddresses.map { "IP:\($0)" }
         let extensions = (names.isEmpty ? "" : "subjectAltName=\(names.joined(separator: ","))\n")
             + "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
