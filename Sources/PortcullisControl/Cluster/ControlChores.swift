@@ -132,38 +132,21 @@ final class ControlChores: Service, Sendable {
         }
     }
 
-    /// Messages held while the reader works through earlier ones; beyond, new ones are dropped
-    /// (an acknowledgement's latency figure, a refetch request a gateway repeats, an
-    /// announcement whose ring is then reloaded). Unbounded, a flood of `rev:acks` messages any
-    /// gateway's credential may publish would grow the control plane's memory as fast as the
-    /// flood came. None of these messages is over 4 KiB when honest.
-    static let subscriptionBuffer = RedisEventBuffer(events: 1024, bytes: 16 << 20)
-
     private func readSubscription(refetches: AsyncStream<KeyRefetchRequest>.Continuation, reloads: CoalescingQueue<String>) async {
-        let stream = subscriber.events(channels: [keys.keySetRefetchChannel, keys.ackChannel, keys.keySetChannel], patterns: [],
-                                       buffer: Self.subscriptionBuffer)
-        for await event in stream {
-            if subscriber.takeOverflow(), let ring { reloads.offer(ring.config.issuer) }
-            guard case .message(let channel, let payload) = event else { continue }
-            if channel == keys.ackChannel {
-                // Only a signed acknowledgement counts; latency is absent when applied by a catch-up.
-                do {
-                    guard payload.count <= NodeAck.maxBytes else { throw NodeAck.DecodeError.malformed }
-                    let ack = try NodeAck.decode(String(decoding: payload, as: UTF8.self), mac: mac)
-                    if let micros = ack.latencyMicros { metrics.propagation.recordNanoseconds(micros * 1000) }
-                } catch {
-                    alarm.report(key: keys.ackChannel, "\(error)")
-                }
-            } else if channel == keys.keySetRefetchChannel {
-                // A kid and an issuer: megabytes are a flood, not a request.
-                guard payload.count <= 4096, let request = KeyRefetchRequest(payload),
-                      ring?.config.issuer == request.issuer || fetcher.issuers.contains(where: { $0.issuer == request.issuer }),
-                      pendingRefetches.withLock({ $0.insert(request.issuer).inserted }) else { continue }
+        await ControlPlaneFeed(keys: keys, mac: mac, alarm: alarm).run(subscriber) { event in
+            switch event {
+            case .overflowed:
+                if let ring { reloads.offer(ring.config.issuer) }
+            case .acknowledged(let ack):
+                if let micros = ack.latencyMicros { metrics.propagation.recordNanoseconds(micros * 1000) }
+            case .refetchRequested(let request):
+                guard ring?.config.issuer == request.issuer || fetcher.issuers.contains(where: { $0.issuer == request.issuer }),
+                      pendingRefetches.withLock({ $0.insert(request.issuer).inserted }) else { return }
                 if case .dropped(let oldest) = refetches.yield(request) {
                     pendingRefetches.withLock { _ = $0.remove(oldest.issuer) }
                 }
-            } else if channel == keys.keySetChannel, let ring, payload.count <= 4096, KeySetAnnouncement(payload)?.issuer == ring.config.issuer {
-                reloads.offer(ring.config.issuer)
+            case .keySetAnnounced(let issuer):
+                if let ring, issuer == ring.config.issuer { reloads.offer(issuer) }
             }
         }
     }
