@@ -55,7 +55,7 @@ public final class TestUpstream: Sendable {
         // The same with the status line ended in CRLF: a later line is the bare one.
         "bare-lf-field": "HTTP/1.1 200 OK\r\nContent-Length: 2\nX-A: 1\n\nok" + rawLongPause,
         // An upstream whose CORS rules let any site read credentialed responses.
-        "cors-wide-open": "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: *\r\nContent-Length: 2\r\n\r\nok",
+        "cors-wide-open": "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Expose-Headers: *\r\nAccess-Control-Allow-Private-Network: true\r\nACCESS-CONTROL-MADE-UP: x\r\nContent-Length: 2\r\n\r\nok",
     ]
 
     /// `count` distinct three-letter names, `aaa` first (at most 17 576).

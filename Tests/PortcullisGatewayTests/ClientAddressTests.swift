@@ -166,6 +166,21 @@ final class ClientAddressTests {
         #expect(try keyed(from: "127.0.0.5", keys: ["real"]).status == 429)
     }
 
+    /// NIO's decoder keeps a value's trailing whitespace, which an upstream's parser strips: the
+    /// build before counted each spelling as a key of its own, a fresh budget for one API key.
+    @Test("a header-keyed rate limit counts a key sent with trailing spaces or tabs as the key itself, and the upstream receives it trimmed")
+    func paddedKeyIsTheKey() throws {
+        let first = try keyed(from: "127.0.0.6", keys: ["padded"])
+        #expect(first.status == 200)
+        let second = try keyed(from: "127.0.0.6", keys: ["padded \t "])
+        #expect(second.status == 200, "\(second.status) \(second.text)")
+        #expect(second.echoedHeaders["x-api-key"] == ["padded"])
+        for spelling in ["padded ", "padded\t", "padded  \t", "padded"] {
+            let response = try keyed(from: "127.0.0.6", keys: [spelling])
+            #expect(response.status == 429, "\(spelling.debugDescription): \(response.status)")
+        }
+    }
+
     /// With one shared overflow key, the client that filled the policy (16 keys) spent it too, and
     /// every newcomer after it — another customer's first request, from anywhere — got 429.
     @Test("a client that fills a header-keyed rate limit with keys of its choosing does not lock out newcomers from other addresses")

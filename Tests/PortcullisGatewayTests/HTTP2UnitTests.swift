@@ -366,4 +366,17 @@ struct HTTP2UpstreamHeaderTests {
         #expect(trailers["connection"].isEmpty)
         #expect(trailers["x-request-id"].isEmpty)
     }
+
+    @Test("on a CORS route every Access-Control-* field of an HTTP/2 upstream's head is removed, named in the gateway's list or not; on another route they pass")
+    func upstreamAccessControlFields() throws {
+        let upstream = HPACKHeaders([(":status", "200"), ("access-control-allow-origin", "*"), ("access-control-allow-private-network", "true"),
+                                     ("access-control-anything", "x"), ("content-type", "text/plain")])
+        let cors = HeaderRewriter.http2ClientFields(upstream, policy: try policy("    cors: {allowed_origins: ['https://app.example']}"),
+                                                    requestID: "rid", extra: nil)
+        #expect(cors.filter { $0.name.hasPrefix("access-control-") }.isEmpty, "\(cors)")
+        #expect(cors["content-type"] == ["text/plain"])
+        let plain = HeaderRewriter.http2ClientFields(upstream, policy: try policy(), requestID: "rid", extra: nil)
+        #expect(plain["access-control-allow-private-network"] == ["true"])
+        #expect(plain["access-control-allow-origin"] == ["*"])
+    }
 }

@@ -99,20 +99,4 @@ final class CORSPolicy: Sendable {
         // Fetch: a `*` in Access-Control-Allow-Headers never covers Authorization.
         return config.headers.contains("*") && name != "authorization" && HeaderName.isValid(name)
     }
-
-    /// The response fields the gateway writes itself on a CORS route, removed from upstream
-    /// responses so an upstream cannot widen (or contradict) the route's rules.
-    static let gatewayStated = [
-        "access-control-allow-origin", "access-control-allow-credentials", "access-control-expose-headers",
-        "access-control-allow-methods", "access-control-allow-headers", "access-control-max-age",
-    ]
-}
-
-extension String {
-    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace).
-    func trimmingASCIISpaces() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
-        return String(self[first...last])
-    }
 }

@@ -58,7 +58,7 @@ extension HeaderRewriter {
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(upstream.count + 4)
         for (name, value, _) in upstream
-        where !name.hasPrefix(":") && !policy.responseRemoved.contains(name) && !(listed?.contains(name) ?? false)
+        where !name.hasPrefix(":") && !policy.removesFromResponse(name.utf8) && !(listed?.contains(name) ?? false)
             && !(dropping?.contains(name) ?? false) {
             fields.append((name, value))
         }

@@ -83,6 +83,9 @@ enum HeaderRewriter {
         /// Removed from upstream responses: hop-by-hop, the route's removals, and the fields the
         /// route or the gateway set.
         let responseRemoved: HeaderNameSet
+        /// On a CORS route, every `Access-Control-*` field of an upstream's response is removed
+        /// too, whatever its name: the route's rules are the only ones a browser reads.
+        let removesAccessControl: Bool
         /// What happens to request header names with `_`.
         let underscores: RequestPolicy.UnderscoreHeaders
         /// The names the route's `request_headers.set` writes.
@@ -108,11 +111,13 @@ enum HeaderRewriter {
             if route.rateLimit != nil {
                 for name in RateLimitFields.names { response.insert(name) }
             }
-            // The gateway states the CORS fields itself on a CORS route.
-            if route.cors != nil {
-                for name in CORSPolicy.gatewayStated { response.insert(name) }
-            }
             responseRemoved = response
+            removesAccessControl = route.cors != nil
+        }
+
+        /// Whether an upstream response field named `name` is left out.
+        func removesFromResponse(_ name: some Collection<UInt8>) -> Bool {
+            responseRemoved.contains(name) || (removesAccessControl && HeaderRewriter.isAccessControl(name))
         }
 
         /// Fields the gateway states itself, whatever the route removes.
@@ -131,6 +136,12 @@ enum HeaderRewriter {
                 && !(dashed.count > forwarding.count && HeaderNameSet.equalsIgnoringASCIICase(dashed.prefix(forwarding.count), forwarding))
                 && !HeaderRewriter.hasClientStatedPrefix(String(decoding: dashed, as: UTF8.self))
         }
+    }
+
+    /// Whether a field name starts `Access-Control-` (CORS, in any letter case).
+    static func isAccessControl(_ name: some Collection<UInt8>) -> Bool {
+        let prefix = "access-control-".utf8
+        return name.count > prefix.count && HeaderNameSet.equalsIgnoringASCIICase(name.prefix(prefix.count), prefix)
     }
 
     /// Headers named in `Connection` (they are hop-by-hop too), when there are any.
@@ -312,7 +323,7 @@ enum HeaderRewriter {
             }
             for (index, field) in head.fields.enumerated() {
                 let name = bytes[field.name]
-                if policy.responseRemoved.contains(name) || listed?.contains(name) == true { continue }
+                if policy.removesFromResponse(name) || listed?.contains(name) == true { continue }
                 response.forwardedFields.insert(index)
             }
         }

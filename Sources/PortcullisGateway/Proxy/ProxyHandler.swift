@@ -186,7 +186,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func handleHead(_ head: HTTPRequestHead) {
         let start = NIODeadline.now()
-        let facts = RequestHeadFacts(head.headers)
+        var head = head
+        let facts = RequestHeadFacts.trimming(&head)
         let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()
         var log = RequestLog(requestID: requestID, method: head.method.rawValue, target: head.uri, start: start)
 
