@@ -12,6 +12,7 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
     /// What is wrong, in words.
     public var message: String
 
+    /// An error in `file` at `line` and `column` (1-based; nil when unknown), about the key at `keyPath`.
     public init(file: String, line: Int?, column: Int?, keyPath: String, message: String) {
         self.file = file
         self.line = line
@@ -20,6 +21,7 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
         self.message = message
     }
 
+    /// `file:line:column: keyPath: message`, leaving out the line, column and key path when unknown or empty.
     public var description: String {
         var location = file
         if let line {

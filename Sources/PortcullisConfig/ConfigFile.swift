@@ -19,7 +19,9 @@ public enum ConfigFile {
 
     /// Why a file could not be read, in words (no path: the caller's error names it).
     public struct ReadError: Error, Sendable, Equatable, CustomStringConvertible {
+        /// What went wrong, e.g. `no such file` or `is a directory, not a file`.
         public var reason: String
+        /// The reason, as it is.
         public var description: String { reason }
     }
 

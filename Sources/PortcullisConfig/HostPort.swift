@@ -1,8 +1,11 @@
 /// A `host:port` pair (listeners, upstream targets). IPv6 hosts are written in brackets: `[::1]:9001`.
 public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    /// The host name or IP address (an IPv6 address without its brackets).
     public var host: String
+    /// The port number.
     public var port: Int
 
+    /// A pair from its parts, as given (nothing is checked).
     public init(host: String, port: Int) {
         self.host = host
         self.port = port
@@ -43,5 +46,6 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
+    /// `host:port`, with the host in brackets when it contains a colon (IPv6).
     public var description: String { host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

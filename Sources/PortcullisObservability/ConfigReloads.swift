@@ -12,9 +12,13 @@ public final class ConfigReloads: Sendable {
     private let lastSuccess: Prometheus.Gauge
     private let logger: Logger
 
+    /// Name of the reload counter, labelled `result="success"` or `result="failure"`.
     public static let reloadsMetric = "portcullis_config_reloads_total"
+    /// Name of the gauge holding the Unix time, in seconds, at which the configuration in force was loaded.
     public static let lastSuccessMetric = "portcullis_config_last_reload_success_timestamp_seconds"
 
+    /// Creates both metrics in `registry` and records now as the last successful load (the start
+    /// counts as one). Reloads are logged to `logger`.
     public init(registry: PrometheusCollectorRegistry, logger: Logger) {
         let help = "SIGHUP reloads of the configuration file, by result: success (the whole new configuration is in force) or failure (nothing changed)."
         successes = registry.counter(Self.reloadsMetric, labels: [("result", "success")], help: help)

@@ -6,21 +6,28 @@ import Synchronization
 /// floating-point numbers and booleans given as `.stringConvertible` are JSON numbers and
 /// booleans; everything else is a string. Written by `LineWriter`'s thread.
 public struct JSONLogHandler: LogHandler {
+    /// Metadata written on every line; an event's own metadata wins for the same key.
     public var metadata: Logger.Metadata = [:]
+    /// The least severe level that is logged; `info` unless set.
     public var logLevel: Logger.Level = .info
+    /// The logger's label, written as the `logger` field.
     public let label: String
     private let writer: LineWriter
 
+    /// A handler for the logger `label` that hands its lines to `writer` (standard error unless given).
     public init(label: String, writer: LineWriter = .standardError) {
         self.label = label
         self.writer = writer
     }
 
+    /// One entry of `metadata`; nil when absent.
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
+    /// Formats `event` as one JSON line, metadata keys sorted, and queues it on the writer; does not
+    /// wait for the write.
     public func log(event: LogEvent) {
         var fields: [(String, String)] = [
             ("ts", Self.quote(Self.timestamp())),

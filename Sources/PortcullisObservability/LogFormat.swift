@@ -4,7 +4,9 @@ import Synchronization
 
 /// How node processes write their logs (access log included).
 public enum LogFormat: String, Sendable, CaseIterable {
+    /// `ts level label: key=value … [source] message` lines (`TextLogHandler`).
     case text
+    /// One JSON object per line (`JSONLogHandler`).
     case json
 
     /// The gateway's access log: written at `info` whatever the level, since the access log has

@@ -14,6 +14,8 @@ public struct LogLine {
     private var lastKey = ""
     #endif
 
+    /// Starts a line stamped with the current time for the logger `label` at `level`; `source` and
+    /// `message` go where `format` puts them.
     public init(format: LogFormat, label: String, level: Logger.Level = .info, source: String, message: String) {
         self.format = format
         text = ""

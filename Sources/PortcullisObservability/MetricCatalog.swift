@@ -2,6 +2,8 @@
 /// carries no help text). `promtool check metrics` rejects metrics without help, and
 /// swift-prometheus insists that one name always has one help text, so it lives here, once.
 public enum MetricCatalog {
+    /// Help text by full metric name. A metric not listed here gets a generic help text from
+    /// `PortcullisMetricsFactory`.
     public static let help: [String: String] = [
         "portcullis_build_info": "Always 1; the labels name the release (version, revision), the role and the node id of this process.",
         "portcullis_jwks_fetch_total": "JWKS fetches by issuer and outcome.",

@@ -7,18 +7,24 @@ extension PrometheusCollectorRegistry {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
+    /// The counter `name` (the full metric name) with `labels`, registered with `help` as its help text.
     public func counter(_ name: String, labels: [(String, String)] = [], help: String) -> Prometheus.Counter {
         makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
     }
 
+    /// The gauge `name` (the full metric name) with `labels`, registered with `help` as its help text.
     public func gauge(_ name: String, labels: [(String, String)] = [], help: String) -> Prometheus.Gauge {
         makeGauge(descriptor: Self.descriptor(name, help), labels: labels)
     }
 
+    /// The duration histogram `name` (the full metric name) with `labels` and `buckets`, registered
+    /// with `help` as its help text.
     public func durationHistogram(_ name: String, labels: [(String, String)] = [], buckets: [Duration], help: String) -> DurationHistogram {
         makeDurationHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets)
     }
 
+    /// The value histogram `name` (the full metric name) with `labels` and `buckets`, registered with
+    /// `help` as its help text.
     public func valueHistogram(_ name: String, labels: [(String, String)] = [], buckets: [Double], help: String) -> ValueHistogram {
         makeValueHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets)
     }

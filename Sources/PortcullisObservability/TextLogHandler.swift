@@ -10,22 +10,28 @@ import Logging
 /// line is one event and each `key=value` one field. Handler metadata is stored escaped (reading
 /// it back gives the escaped text).
 public struct TextLogHandler: LogHandler {
+    /// The least severe level that is logged; `info` unless set.
     public var logLevel: Logger.Level = .info
+    /// Metadata fetched for every line; it overrides `metadata`, and an event's own metadata overrides it.
     public var metadataProvider: Logger.MetadataProvider?
+    /// The logger's label, written after the level.
     public let label: String
     private let writer: LineWriter
     private var stored: Logger.Metadata = [:]
 
+    /// A handler for the logger `label` that hands its lines to `writer` (standard error unless given).
     public init(label: String, writer: LineWriter = .standardError) {
         self.label = label
         self.writer = writer
     }
 
+    /// Metadata written on every line, stored escaped: reading it back gives the escaped values.
     public var metadata: Logger.Metadata {
         get { stored }
         set { stored = newValue.mapValues(Self.escaped) }
     }
 
+    /// One entry of `metadata`, stored escaped; nil when absent.
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { stored[key] }
         set { stored[key] = newValue.map(Self.escaped) }

@@ -59,7 +59,10 @@ public final class VerifiedTokenCache: Sendable {
 
     /// Entries currently held (some may be expired and not yet evicted).
     public var count: Int { shards.reduce(0) { total, shard in total + shard.state.withLock { $0.entries.count } } }
+    /// Lookups that returned a cached token, summed over shards (not reset by `removeAll()`).
     public var hits: Int { shards.reduce(0) { total, shard in total + shard.state.withLock { $0.hits } } }
+    /// Lookups that returned nothing (absent, expired, another verifier's, or its key no longer
+    /// trusted), summed over shards (not reset by `removeAll()`).
     public var misses: Int { shards.reduce(0) { total, shard in total + shard.state.withLock { $0.misses } } }
 
     /// Drops every entry.

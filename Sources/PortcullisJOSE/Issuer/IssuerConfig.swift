@@ -18,10 +18,14 @@ public struct IssuerConfig: Sendable {
 
     /// An HMAC secret from configuration: the only way symmetric keys are trusted.
     public struct HMACKey: Sendable, Equatable {
+        /// The `kid` tokens name this secret by.
         public var keyID: String
+        /// The secret's bytes (from configuration: at least as many as the hash's output).
         public var secret: [UInt8]
+        /// The one algorithm it verifies: HS256, HS384 or HS512.
         public var algorithm: JWSAlgorithm
 
+        /// A secret from its parts; nothing is checked.
         public init(keyID: String, secret: [UInt8], algorithm: JWSAlgorithm) {
             self.keyID = keyID
             self.secret = secret
@@ -37,6 +41,7 @@ public struct IssuerConfig: Sendable {
     public var audiences: [String]
     /// Allowed `alg` values.
     public var algorithms: [JWSAlgorithm]
+    /// Where the issuer's keys come from.
     public var keySource: KeySource
     /// Clock skew tolerated for `exp` and `nbf`.
     public var leewaySeconds: Int
@@ -46,16 +51,22 @@ public struct IssuerConfig: Sendable {
     public var iatLeewaySeconds: Int
     /// Larger tokens are rejected before any parsing.
     public var maxTokenBytes: Int
+    /// How a remote key set is refreshed (`jwks_refresh`).
     public var refresh: JWKSRefreshPolicy
+    /// HMAC secrets from `hmac_secrets`, trusted alongside the key set's keys.
     public var hmacKeys: [HMACKey]
 
+    /// `leeway_seconds` when not configured, in seconds.
     public static let defaultLeewaySeconds = 30
     /// The most `leeway_seconds` may be: nodes keep a jti or session revocation this long past its
     /// `exp` (`RevocationSet.expiryGrace`), so a token accepted past its `exp` is still refused.
     public static let maxLeewaySeconds = 300
+    /// `iat_leeway_seconds` when not configured, in seconds.
     public static let defaultIatLeewaySeconds = 2
+    /// `max_token_bytes` when not configured, in bytes.
     public static let defaultMaxTokenBytes = 8 * 1024
 
+    /// An issuer from its parts; nothing is checked (`init(node:baseDirectory:)` checks).
     public init(name: String, issuer: String, audiences: [String], algorithms: [JWSAlgorithm],
                 keySource: KeySource, leewaySeconds: Int = defaultLeewaySeconds, iatLeewaySeconds: Int = defaultIatLeewaySeconds,
                 maxTokenBytes: Int = defaultMaxTokenBytes, refresh: JWKSRefreshPolicy = JWKSRefreshPolicy(),

@@ -16,6 +16,7 @@ public struct JWKSRefreshPolicy: Sendable, Equatable {
     /// A `kid` still unknown after a refetch is not refetched for again for this long.
     public var negativeCache: Duration = .seconds(300)
 
+    /// A policy with every default.
     public init() {}
 
     /// Reads a `jwks_refresh:` mapping; absent keys keep their defaults.

@@ -2,7 +2,9 @@
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Byte offset into the decoded JSON text.
     public let offset: Int
+    /// What is wrong there.
     public let message: String
+    /// `invalid JSON at byte <offset>: <message>`.
     public var description: String { "invalid JSON at byte \(offset): \(message)" }
 }
 

@@ -5,12 +5,19 @@
 /// Equality is structural, so `.integer(1) != .number(1.0)`; use ``numericEquals(_:)`` to compare
 /// numbers by value.
 public indirect enum JSONValue: Sendable, Hashable {
+    /// JSON `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
+    /// A number written without fraction or exponent that fits in `Int64`.
     case integer(Int64)
+    /// Any other number.
     case number(Double)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONValue])
+    /// An object, by member name.
     case object([String: JSONValue])
 
     /// The member `key` of an object; nil for a missing member or a non-object.
@@ -29,11 +36,13 @@ public indirect enum JSONValue: Sendable, Hashable {
         return current
     }
 
+    /// The string of a `.string`; nil for anything else.
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil
     }
 
+    /// The flag of a `.bool`; nil for anything else.
     public var boolValue: Bool? {
         if case .bool(let value) = self { return value }
         return nil
@@ -59,16 +68,19 @@ public indirect enum JSONValue: Sendable, Hashable {
         }
     }
 
+    /// The elements of an `.array`; nil for anything else.
     public var arrayValue: [JSONValue]? {
         if case .array(let value) = self { return value }
         return nil
     }
 
+    /// The members of an `.object`; nil for anything else.
     public var objectValue: [String: JSONValue]? {
         if case .object(let value) = self { return value }
         return nil
     }
 
+    /// True for `.null`.
     public var isNull: Bool {
         if case .null = self { return true }
         return false
@@ -93,12 +105,19 @@ public indirect enum JSONValue: Sendable, Hashable {
 
 extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
     ExpressibleByFloatLiteral, ExpressibleByStringLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {
+    /// `nil` is `.null`.
     public init(nilLiteral: ()) { self = .null }
+    /// A boolean literal is `.bool`.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
+    /// An integer literal is `.integer`.
     public init(integerLiteral value: Int64) { self = .integer(value) }
+    /// A floating-point literal is `.number`.
     public init(floatLiteral value: Double) { self = .number(value) }
+    /// A string literal is `.string`.
     public init(stringLiteral value: String) { self = .string(value) }
+    /// An array literal is `.array`.
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    /// A dictionary literal is `.object`; of duplicate keys the last one wins.
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
     }

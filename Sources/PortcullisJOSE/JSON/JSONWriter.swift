@@ -2,6 +2,7 @@
 /// same text (JWKS documents, token claims, CLI output). Non-finite numbers, which JSON cannot
 /// express, are written as `null`.
 public enum JSONWriter {
+    /// `value` as compact JSON text, object members sorted by key.
     public static func serialize(_ value: JSONValue) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(256)

@@ -18,8 +18,11 @@ public struct JWKSet: Sendable {
     public struct SkippedKey: Sendable, Equatable, CustomStringConvertible {
         /// Position in the `keys` array (nil for configured HMAC secrets).
         public let index: Int?
+        /// The key's `kid`, if it had one.
         public let keyID: String?
+        /// Why it was left out.
         public let reason: String
+        /// `key <index> (kid <kid>): <reason>`, with `-` for no index and no `(kid …)` for no kid.
         public var description: String {
             "key \(index.map(String.init) ?? "-")\(keyID.map { " (kid \($0))" } ?? ""): \(reason)"
         }
@@ -39,6 +42,8 @@ public struct JWKSet: Sendable {
     /// Every usable key.
     public var allKeys: [VerificationKey] { keysByID.values.flatMap { $0 } + keysWithoutID }
 
+    /// A set of `keys`, grouped by `kid` (keys without one kept apart). A key whose `kid` and
+    /// algorithm repeat an earlier key's is left out and added to `skipped`.
     public init(keys: [VerificationKey], skipped: [SkippedKey] = []) {
         var byID: [String: [VerificationKey]] = [:]
         var withoutID: [VerificationKey] = []

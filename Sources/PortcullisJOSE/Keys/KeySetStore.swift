@@ -18,14 +18,19 @@ import Synchronization
 public final class KeySetStore: Sendable {
     /// One issuer's loaded key set.
     public struct Entry: Sendable {
+        /// The issuer's keys.
         public let keySet: JWKSet
+        /// The version given to `replace` (for a downloaded set, the document's ETag or body hash); nil when none was given.
         public let version: String?
+        /// When `replace` installed the set, on the continuous clock.
         public let loadedAt: ContinuousClock.Instant
     }
 
     /// An immutable view of all key sets and revocations at one moment.
     public final class Snapshot: Sendable {
+        /// The store's `generation` for this snapshot; each change adds one.
         public let generation: UInt64
+        /// Loaded key sets, by issuer name.
         public let entries: [String: Entry]
         /// kid → the issuers (`iss`, or `*` for every issuer) it is revoked for.
         public let revokedKeys: [ExactKey: Set<ExactKey>]
@@ -89,6 +94,7 @@ public final class KeySetStore: Sendable {
     private let writer: Mutex<WriterState>
     private let generationCounter = Atomic<UInt64>(0)
 
+    /// An empty store: no key sets, no revoked keys, generation 0.
     public init() {
         let empty = Snapshot(generation: 0, entries: [:], revokedKeys: [:])
         stripes = (0..<Self.stripeCount).map { _ in Stripe(empty) }
@@ -105,9 +111,13 @@ public final class KeySetStore: Sendable {
     /// Bumped after every change, once all stripes show it.
     public var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
 
+    /// The key set of `issuerName` in the current snapshot; nil if not loaded.
     public func keySet(issuerName: String) -> JWKSet? { snapshot().entries[issuerName]?.keySet }
+    /// The version of `issuerName`'s set in the current snapshot; nil if not loaded or none was given.
     public func version(issuerName: String) -> String? { snapshot().entries[issuerName]?.version }
+    /// When `issuerName`'s current set was installed; nil if not loaded.
     public func loadedAt(issuerName: String) -> ContinuousClock.Instant? { snapshot().entries[issuerName]?.loadedAt }
+    /// kid → the issuers (`iss`, or `*` for every issuer) it is revoked for, in the current snapshot.
     public var revokedKeys: [ExactKey: Set<ExactKey>] { snapshot().revokedKeys }
 
     /// True when every issuer registered with ``expectIssuers(_:)`` has a key set loaded (for `/readyz`).

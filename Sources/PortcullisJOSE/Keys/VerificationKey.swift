@@ -121,6 +121,8 @@ public final class VerificationKey: Sendable {
 
 /// Why a JWK or JWK set could not be used.
 public struct JWKError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// What is wrong, in words.
     public let description: String
+    /// An error saying `description`.
     public init(_ description: String) { self.description = description }
 }

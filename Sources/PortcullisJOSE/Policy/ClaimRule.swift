@@ -10,19 +10,29 @@ import PortcullisConfig
 /// canonically equivalent spellings (`A` + U+030A for `Å`, the Kelvin sign for `K`) as equal, and
 /// a token whose issuer lets users choose such a value would pass a rule written for another.
 public struct ClaimRule: Sendable, Equatable, CustomStringConvertible {
+    /// What the claim's value must satisfy.
     public enum Condition: Sendable, Equatable {
+        /// The claim equals the value, compared as the claim's type (string, boolean or number).
         case equals(String)
+        /// The claim is an array with an element equal to the value, or a string with it as one of its
+        /// space-separated words.
         case contains(String)
     }
 
+    /// Dotted path of the claim, e.g. `realm_access.roles`.
     public var claim: String
+    /// What the claim must satisfy.
     public var condition: Condition
 
+    /// A rule from its parts; the path is not checked.
     public init(claim: String, condition: Condition) {
         self.claim = claim
         self.condition = condition
     }
 
+    /// Reads `{claim: path, equals: value}` or `{claim: path, contains: value}`.
+    /// - Throws: `ConfigError` for a missing or empty `claim`, an empty path component, neither or
+    ///   both of `equals` and `contains`, or an unknown key.
     public init(node: ConfigNode) throws {
         var map = try node.mapping()
         let claimNode = try map.required("claim")
@@ -41,6 +51,7 @@ public struct ClaimRule: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// True when `token`'s claim at `claim` satisfies `condition`; false when the claim is missing.
     public func matches(_ token: VerifiedToken) -> Bool {
         guard let value = token.claims.value(atPath: claim) else { return false }
         switch condition {
@@ -66,6 +77,7 @@ public struct ClaimRule: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// `claim <path> equals "<value>"` or `claim <path> contains "<value>"`.
     public var description: String {
         switch condition {
         case .equals(let value): return "claim \(claim) equals \"\(value)\""

@@ -2,6 +2,7 @@ import PortcullisConfig
 
 /// A route's scope requirement: `{any_of: [a, b]}` or `{all_of: [a, b]}`.
 public struct ScopeRequirement: Sendable, Equatable {
+    /// How the listed scopes combine.
     public enum Mode: Sendable, Equatable {
         /// At least one of the scopes.
         case anyOf
@@ -9,9 +10,12 @@ public struct ScopeRequirement: Sendable, Equatable {
         case allOf
     }
 
+    /// Whether any or all of `scopes` are needed.
     public var mode: Mode
+    /// The scopes named (when read from configuration: at least one, none empty or with a space).
     public var scopes: [String]
 
+    /// A requirement from its parts; nothing is checked.
     public init(mode: Mode, scopes: [String]) {
         self.mode = mode
         self.scopes = scopes
@@ -42,6 +46,8 @@ public struct ScopeRequirement: Sendable, Equatable {
         }
     }
 
+    /// True when `token`'s scopes include any (`anyOf`) or all (`allOf`) of `scopes`, compared
+    /// byte for byte.
     public func isSatisfied(by token: VerifiedToken) -> Bool {
         switch mode {
         case .anyOf: return scopes.contains(where: has)

@@ -21,9 +21,12 @@ public struct JWKSDownloader: Sendable {
     public struct Failure: Error, CustomStringConvertible, Sendable {
         /// `http_error`, `network_error` or `invalid`.
         public var outcome: String
+        /// What went wrong, in words.
         public var message: String
+        /// `outcome: message`.
         public var description: String { "\(outcome): \(message)" }
 
+        /// A failure with this metric outcome and message.
         public init(outcome: String, message: String) {
             self.outcome = outcome
             self.message = message
@@ -32,8 +35,11 @@ public struct JWKSDownloader: Sendable {
 
     /// A downloaded key set.
     public struct Document: Sendable {
+        /// The document's bytes, as read or received.
         public var body: [UInt8]
+        /// `body` as text (it is valid UTF-8).
         public var text: String
+        /// The usable keys parsed from `body`, plus the issuer's configured HMAC secrets.
         public var keySet: JWKSet
         /// `Cache-Control: max-age` (`no-cache`/`no-store` count as zero), when the server gave one.
         public var maxAge: Duration?
@@ -60,12 +66,20 @@ public struct JWKSDownloader: Sendable {
     /// (for callers without a client of their own; like `HTTPClient.shared`, never shut down).
     public static let sharedHTTPClient = makeHTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
 
+    /// A downloader over `httpClient` (one from `makeHTTPClient`, which follows no redirect).
+    /// `logger`, when given, receives a warning for each key the parser skips; `deadline` bounds
+    /// each HTTP download (a discovery document and its key set together).
     public init(httpClient: HTTPClient, logger: Logger?, deadline: Duration = Self.defaultDeadline) {
         self.httpClient = httpClient
         self.logger = logger
         self.deadline = deadline
     }
 
+    /// Reads `issuer`'s key set from its `jwks_file`, `jwks_uri` or discovery document and parses it.
+    /// Does not count the fetch (see `countFetch`).
+    /// - Throws: `Failure` with outcome `network_error` (unreachable, too slow, body unreadable),
+    ///   `http_error` (a status other than 200, redirects included) or `invalid` (unreadable file,
+    ///   bad discovery document, no key source, not a JWK set, no usable key, not UTF-8).
     public func download(_ issuer: IssuerConfig) async throws(Failure) -> Document {
         let body: [UInt8]
         var maxAge: Duration?

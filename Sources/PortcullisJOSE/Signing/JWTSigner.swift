@@ -1,8 +1,11 @@
 /// Issues JWS Compact tokens with one key.
 public struct JWTSigner: Sendable {
+    /// The private key tokens are signed with; it decides `alg`.
     public let key: SigningKey
+    /// The `kid` written in every header.
     public let keyID: String
 
+    /// A signer with `key`, naming it `keyID`.
     public init(key: SigningKey, keyID: String) {
         self.key = key
         self.keyID = keyID

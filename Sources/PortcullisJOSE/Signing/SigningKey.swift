@@ -5,8 +5,11 @@ import CryptoExtras
 public enum SigningKey: Sendable {
     /// An RSA key for one of RS256/384/512 or PS256/384/512.
     case rsa(_RSA.Signing.PrivateKey, JWSAlgorithm)
+    /// An ECDSA P-256 key, for ES256.
     case p256(P256.Signing.PrivateKey)
+    /// An ECDSA P-384 key, for ES384.
     case p384(P384.Signing.PrivateKey)
+    /// An Ed25519 key, for EdDSA.
     case ed25519(Curve25519.Signing.PrivateKey)
     /// A secret for HS256/384/512.
     case hmac(SymmetricKey, JWSAlgorithm)
@@ -24,6 +27,7 @@ public enum SigningKey: Sendable {
         }
     }
 
+    /// The algorithm this key signs with.
     public var algorithm: JWSAlgorithm {
         switch self {
         case .rsa(_, let algorithm), .hmac(_, let algorithm): return algorithm

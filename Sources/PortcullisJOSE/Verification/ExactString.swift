@@ -9,6 +9,7 @@ import Darwin
 /// Byte-for-byte string equality. Swift's `==` compares by Unicode canonical equivalence, but
 /// `iss`, `aud` and `kid` must match exactly (RFC 7519 §7.3: no normalization).
 public enum ExactString {
+    /// True when `a` and `b` have the same UTF-8 bytes.
     @inline(__always)
     public static func equal(_ a: String, _ b: String) -> Bool {
         let fast = a.utf8.withContiguousStorageIfAvailable { x in

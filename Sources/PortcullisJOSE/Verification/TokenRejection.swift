@@ -18,16 +18,23 @@ public enum RejectionReason: String, Sendable, CaseIterable {
     case unknownKeyID = "unknown_kid"
     /// The token's `kid` is revoked cluster-wide.
     case keyRevoked = "key_revoked"
+    /// The signature does not verify with the selected key.
     case badSignature = "bad_signature"
+    /// `exp` has passed, the issuer's leeway included.
     case expired
+    /// `nbf` is later than now plus the issuer's leeway.
     case notYetValid = "not_yet_valid"
+    /// `iat` is later than now plus the issuer's `iat_leeway_seconds`.
     case issuedInFuture = "issued_in_future"
     /// `iss` names a configured issuer that this route does not accept.
     case wrongIssuer = "wrong_issuer"
+    /// No `aud` value is one of the issuer's configured audiences.
     case wrongAudience = "wrong_audience"
+    /// A required claim (`iss`, `exp` or `aud`) is absent.
     case missingClaim = "missing_claim"
     /// A registered claim with the wrong type (`exp` as a string, `aud` with a number, ...).
     case invalidClaim = "invalid_claim"
+    /// The `typ` header is present but not `JWT` or `at+jwt` (either with `application/`, any case).
     case invalidType = "invalid_typ"
     /// The issuer's key set is not loaded (never fetched, or dropped after `max_stale`).
     case keysNotLoaded = "keys_not_loaded"
@@ -36,13 +43,17 @@ public enum RejectionReason: String, Sendable, CaseIterable {
 /// A refused token: a stable ``reason`` code and a human ``detail``. The detail is safe to send
 /// to the client: it never echoes the token or any value taken from it.
 public struct TokenRejection: Error, Sendable, CustomStringConvertible, Equatable {
+    /// The stable code.
     public let reason: RejectionReason
+    /// What was wrong, in words; never holds the token or a value taken from it.
     public let detail: String
 
+    /// A rejection with this code and detail.
     public init(_ reason: RejectionReason, _ detail: String) {
         self.reason = reason
         self.detail = detail
     }
 
+    /// `code: detail`, with the reason's raw value as the code.
     public var description: String { "\(reason.rawValue): \(detail)" }
 }

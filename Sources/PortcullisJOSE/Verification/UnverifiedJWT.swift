@@ -2,9 +2,11 @@
 /// (`portcullis token inspect`, logging what a refused token claimed). Nothing here may be used
 /// to make an access decision.
 public struct UnverifiedJWT: Sendable {
+    /// The decoded header.
     public let header: JSONValue
     /// The payload as JSON, or nil when it is not JSON.
     public let claims: JSONValue?
+    /// Length of the decoded signature, in bytes.
     public let signatureByteCount: Int
 
     /// Splits and decodes with the same strict base64url and JSON rules as the verifier.

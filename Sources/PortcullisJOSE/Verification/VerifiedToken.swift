@@ -8,7 +8,9 @@ public final class VerifiedToken: Sendable {
     public let issuerName: String
     /// The `iss` claim (equal to the configured issuer).
     public let issuer: String
+    /// The `sub` claim, if present.
     public let subject: String?
+    /// The `jti` claim, if present.
     public let jwtID: String?
     /// `sid`: the session (sign-in or grant) the token was issued in, which a session revocation names.
     public let sessionID: String?
@@ -21,13 +23,18 @@ public final class VerifiedToken: Sendable {
     /// `scopes` as a header carries them (`SpaceSeparatedList`): joined once per verified token
     /// rather than once per request (the token cache hands out the same value).
     public let scopeList: String
+    /// `exp` in Unix seconds (a fractional value rounded down).
     public let expiresAt: Int64
+    /// `nbf` in Unix seconds (a fractional value rounded up), if present.
     public let notBefore: Int64?
+    /// `iat` in Unix seconds (a fractional value rounded up), if present.
     public let issuedAt: Int64?
     /// `iat` in Unix milliseconds, rounded down (a fractional `iat` keeps its fraction): what
     /// subject and client cut-offs compare.
     public let issuedAtMillis: Int64?
+    /// The header's `kid`, if present.
     public let keyID: String?
+    /// The header's `alg`, which the verifying key is bound to.
     public let algorithm: JWSAlgorithm
     /// The whole claims object, for claim rules and claim-to-header mapping.
     public let claims: JSONValue
@@ -40,6 +47,8 @@ public final class VerifiedToken: Sendable {
     /// that a long-lived connection can tell when its issuer's set no longer holds that key.
     public let keyFingerprint: [UInt8]?
 
+    /// A token from values already checked; nothing is verified here. `scopeList` and `confirmation`
+    /// are derived, and a nil `issuedAtMillis` is `issuedAt` in milliseconds.
     public init(issuerName: String, issuer: String, subject: String?, jwtID: String?, clientID: String?,
                 audiences: [String], scopes: [String], expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?,
                 issuedAtMillis: Int64? = nil, keyID: String?, algorithm: JWSAlgorithm, claims: JSONValue,
