@@ -156,7 +156,12 @@ materials() {
     make_ca "$m" pcx-redis-ca
     make_ca "$m" pcx-wrong-ca      # a CA nobody uses: the "wrong CA" host trusts only this one
     make_ca "$m" pcx-admin-ca      # admin client certificates
-    for h in redis-1 redis-2 redis-3 sent-1 sent-2 sent-3; do
+    # Every Redis server's certificate also names redis.pcx (the nodes' redis_tls.server_name),
+    # which no Sentinel's does: a Sentinel naming itself as the primary fails that check.
+    for h in redis-1 redis-2 redis-3; do
+        make_cert "$m" pcx-redis-ca "$m/$h" "$h" "DNS:$h,DNS:redis.pcx,IP:${address[$h]}"
+    done
+    for h in sent-1 sent-2 sent-3; do
         make_cert "$m" pcx-redis-ca "$m/$h" "$h" "DNS:$h,IP:${address[$h]}"
     done
     for h in control gw-1 gw-2 gw-3 client; do
@@ -288,7 +293,7 @@ redis_url() {  # redis_url USER PASSWORD_REFERENCE
 }
 redis_tls_section() {
     [ "$tls" = 1 ] || return 0
-    printf '  redis_tls:\n    ca_file: /etc/portcullis/certs/redis-ca.pem\n'
+    printf '  redis_tls:\n    ca_file: /etc/portcullis/certs/redis-ca.pem\n    server_name: redis.pcx\n'
 }
 cluster_section() {  # cluster_section REDIS_USER REVOCATION_SETTING: the `cluster:` block of a config
     echo "cluster:"

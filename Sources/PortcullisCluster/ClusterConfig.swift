@@ -61,6 +61,12 @@ public struct ClusterConfig: Sendable {
             redis.tls = settings
             if let key = settings.privateKeyFile { secretFiles.append(SecretFile(key: "cluster.redis_tls.private_key", path: key)) }
         }
+        // Under Sentinel a node connects wherever a Sentinel says, so a certificate the CA signed
+        // for that address — a Sentinel's own — would pass as the primary's and be sent the
+        // node's password. The primary must name what only Redis servers' certificates carry.
+        if case .sentinel = redis.endpoint, redis.tls != nil, redis.tls?.serverName == nil {
+            throw urlNode.error("a rediss-sentinel:// URL needs redis_tls.server_name: a DNS name that the Redis servers' certificates carry and the Sentinels' do not (a primary a Sentinel names must present it)")
+        }
         if let authNode = map.optional("sentinel_auth") {
             guard case .sentinel = redis.endpoint else { throw authNode.error("sentinel_auth needs a redis-sentinel:// URL") }
             var auth = try authNode.mapping()

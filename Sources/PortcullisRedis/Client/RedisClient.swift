@@ -47,6 +47,8 @@ public final class RedisClient: Sendable {
     /// Until when a failed attempt is logged at debug level only (the current backoff step).
     private let quietUntil: NIOLoopBoundBox<NIODeadline>
 
+    /// A client on one event loop of `eventLoopGroup`; nothing connects until the first command.
+    /// `backoff` paces how often failed connection attempts are logged at warning level.
     public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger, backoff: RedisBackoff = .default) {
         let eventLoop = eventLoopGroup.next()
         self.eventLoop = eventLoop

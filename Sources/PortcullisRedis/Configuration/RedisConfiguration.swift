@@ -2,7 +2,9 @@
 public struct RedisConfiguration: Sendable {
     /// How the server is found.
     public enum Endpoint: Sendable {
+        /// A server at `host` and `port`.
         case tcp(host: String, port: Int)
+        /// A server on the Unix domain socket at `path`.
         case unixSocket(path: String)
         /// The master is looked up by name through the Sentinels, tried in order, on every (re)connect.
         case sentinel(masterName: String, sentinels: [SentinelAddress])
@@ -10,17 +12,22 @@ public struct RedisConfiguration: Sendable {
 
     /// One Sentinel.
     public struct SentinelAddress: Sendable, Hashable, CustomStringConvertible {
+        /// The Sentinel's host name or IP address.
         public var host: String
+        /// The Sentinel's port.
         public var port: Int
 
+        /// A Sentinel at `host` and `port`.
         public init(host: String, port: Int) {
             self.host = host
             self.port = port
         }
 
+        /// `host:port`, with an IPv6 host in brackets.
         public var description: String { formatHostPort(host, port) }
     }
 
+    /// How the server is found.
     public var endpoint: Endpoint
     /// ACL user for `AUTH user password`; without it, `AUTH password`.
     public var username: String?
@@ -28,6 +35,7 @@ public struct RedisConfiguration: Sendable {
     public var password: String?
     /// `AUTH` for Sentinel connections (Sentinel's own `requirepass` or ACL user), when set.
     public var sentinelUsername: String?
+    /// Password for `AUTH` on Sentinel connections; nil sends no `AUTH` to the Sentinels.
     public var sentinelPassword: String?
     /// TLS on every connection — data node and Sentinels — when set (`rediss://`,
     /// `rediss-sentinel://`).
@@ -40,6 +48,8 @@ public struct RedisConfiguration: Sendable {
     /// because later replies could no longer be matched to their commands.
     public var commandTimeout: Duration
 
+    /// A configuration for `endpoint` without TLS or Sentinel credentials; both timeouts default to
+    /// 2 seconds.
     public init(endpoint: Endpoint, username: String? = nil, password: String? = nil, database: Int = 0,
                 connectTimeout: Duration = .seconds(2), commandTimeout: Duration = .seconds(2)) {
         self.endpoint = endpoint

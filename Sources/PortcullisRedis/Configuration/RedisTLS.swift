@@ -6,12 +6,16 @@ import NIOSSL
 /// With `certificateFile` and `privateKeyFile` the client presents a certificate (mutual TLS,
 /// `tls-auth-clients yes`).
 public struct RedisTLS: Sendable {
+    /// PEM file of the CA certificates to trust; nil trusts the system's roots.
     public var caFile: String?
+    /// PEM file of the client certificate chain; set together with `privateKeyFile` or not at all.
     public var certificateFile: String?
+    /// PEM file of the client certificate's private key; set together with `certificateFile` or not at all.
     public var privateKeyFile: String?
     /// The name to send (SNI) and to verify, when it differs from the host connected to.
     public var serverName: String?
 
+    /// TLS settings from these files and name; the files are read by `makeContext()`.
     public init(caFile: String? = nil, certificateFile: String? = nil, privateKeyFile: String? = nil, serverName: String? = nil) {
         self.caFile = caFile
         self.certificateFile = certificateFile

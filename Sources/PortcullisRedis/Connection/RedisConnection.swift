@@ -19,11 +19,13 @@ final class RedisConnection: Sendable {
         }
     }
 
-    /// TLS for one connection: the client's shared context and the name to send and verify (nil
-    /// for an IP address, which is checked against the certificate's IP entries).
+    /// TLS for one connection: the client's shared context, the name to send and verify (nil
+    /// for an IP address, which is checked against the certificate's IP entries), and a DNS name
+    /// the certificate must list besides (`RedisServerIdentity`).
     struct TLS: Sendable {
         var context: NIOSSLContext
         var serverName: String?
+        var requiredName: String?
     }
 
     /// What to send right after connecting, before anyone else may use the connection.
@@ -59,7 +61,11 @@ final class RedisConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                        try channel.pipeline.syncOperations.addHandlers([
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName),
+                            RedisServerIdentity(requiredName: tls.requiredName, timeout: TimeAmount(connectTimeout), address: address,
+                                                eventLoop: channel.eventLoop),
+                        ])
                     }
                     try channel.pipeline.syncOperations.addHandlers([
                         RedisReplyDecoder(),
@@ -76,6 +82,21 @@ final class RedisConnection: Sendable {
             }
         } catch {
             throw RedisError.connecting(error, address: address)
+        }
+        if tls != nil {
+            // Nothing is sent until the server has proved who it is.
+            do {
+                try await eventLoop.flatSubmit {
+                    do {
+                        return try channel.pipeline.syncOperations.handler(type: RedisServerIdentity.self).verified
+                    } catch {
+                        return eventLoop.makeFailedFuture(error)
+                    }
+                }.get()
+            } catch {
+                channel.close(promise: nil)
+                throw (error as? RedisError) ?? RedisError.tls("\(address): \(error)")
+            }
         }
         let connection: RedisConnection
         do {

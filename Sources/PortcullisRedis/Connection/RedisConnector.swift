@@ -27,11 +27,15 @@ struct RedisConnector: Sendable {
         }
     }
 
-    /// TLS for a connection to `target` (nil without TLS).
-    private func tls(for target: RedisConnection.Target) throws -> RedisConnection.TLS? {
+    /// TLS for a connection to `target` (nil without TLS). A data node is verified against
+    /// `server_name` when set — which its certificate must then list as a DNS name — else the
+    /// host connected to. A Sentinel is verified against its host from the URL: `server_name`
+    /// names the Redis servers, and a Sentinel's certificate must not carry it.
+    private func tls(for target: RedisConnection.Target, sentinel: Bool = false) throws -> RedisConnection.TLS? {
         guard let tls = try tls.get() else { return nil }
-        guard case .tcp(let host, _) = target else { return RedisConnection.TLS(context: tls, serverName: configuration.tls?.serverName) }
-        return RedisConnection.TLS(context: tls, serverName: configuration.tls?.serverName ?? (host.isIPAddress ? nil : host))
+        let pinned = sentinel ? nil : configuration.tls?.serverName
+        guard case .tcp(let host, _) = target else { return RedisConnection.TLS(context: tls, serverName: pinned, requiredName: pinned) }
+        return RedisConnection.TLS(context: tls, serverName: pinned ?? (host.isIPAddress ? nil : host), requiredName: pinned)
     }
 
     /// True when READONLY replies should drop the connection so the next command re-resolves the master.
@@ -76,7 +80,7 @@ struct RedisConnector: Sendable {
     /// A connection to a Sentinel: its own credentials, no SELECT.
     func openSentinel(_ target: RedisConnection.Target, on eventLoop: any EventLoop) async throws -> RedisConnection {
         let handshake = RedisConnection.Handshake(username: configuration.sentinelUsername, password: configuration.sentinelPassword)
-        return try await RedisConnection.open(target, tls: try tls(for: target), handshake: handshake, connectTimeout: configuration.connectTimeout,
+        return try await RedisConnection.open(target, tls: try tls(for: target, sentinel: true), handshake: handshake, connectTimeout: configuration.connectTimeout,
                                        commandTimeout: configuration.commandTimeout, closeOnReadOnly: false,
                                        eventLoop: eventLoop, logger: logger)
     }

@@ -45,6 +45,7 @@ public enum RedisError: Error, Sendable, CustomStringConvertible {
         return message.split(separator: " ", maxSplits: 1).first.map(String.init)
     }
 
+    /// The message, prefixed with what failed, e.g. "Redis timeout: …".
     public var description: String {
         switch self {
         case .connectionRefused(let message): "Redis connection failed: \(message)"

@@ -1,17 +1,21 @@
 /// Reconnect delays: `initial × 2^attempt`, capped at `maximum`, each scaled by a random factor in
 /// `[1 − jitter, 1 + jitter]` so that many subscribers do not reconnect in lockstep.
 public struct RedisBackoff: Sendable {
+    /// The delay before attempt 0, doubled for each later attempt.
     public var initial: Duration = .milliseconds(50)
+    /// The cap on the doubled delay, before jitter; a `maximum` below `initial` counts as `initial`.
     public var maximum: Duration = .seconds(2)
     /// Fraction of the delay, 0…1.
     public var jitter: Double = 0.2
 
+    /// A backoff from `initial` doubling up to `maximum`, with `jitter` as a fraction of each delay.
     public init(initial: Duration = .milliseconds(50), maximum: Duration = .seconds(2), jitter: Double = 0.2) {
         self.initial = initial
         self.maximum = maximum
         self.jitter = jitter
     }
 
+    /// 50 ms doubling to 2 s, with 20 % jitter.
     public static let `default` = RedisBackoff()
 
     /// The delay before reconnect attempt `attempt` (0 for the first attempt after a failure).

@@ -2,9 +2,12 @@
 /// `bytes` bytes of channel names and payloads (one event is always held, whatever its size).
 /// Beyond, new events are dropped and `RedisSubscriber.takeOverflow()` says so.
 public struct RedisEventBuffer: Sendable, Hashable {
+    /// The most events held.
     public var events: Int
+    /// The most bytes held, counting patterns, channel names and payloads.
     public var bytes: Int
 
+    /// A bound of `events` events and `bytes` bytes.
     public init(events: Int, bytes: Int) {
         self.events = events
         self.bytes = bytes

@@ -4,7 +4,9 @@ public enum RedisPubSubEvent: Sendable, Equatable {
     /// reconnect: messages published while disconnected are lost, so the caller must resync
     /// whatever state it derives from them.
     case connected(reconnect: Bool)
+    /// A message published to `channel`, one of the subscribed channels.
     case message(channel: String, payload: [UInt8])
+    /// A message published to `channel`, received through the subscribed `pattern`.
     case patternMessage(pattern: String, channel: String, payload: [UInt8])
     /// The subscription is gone (or could not be established), with the reason. A reconnect with
     /// capped exponential backoff and jitter follows automatically; further failed attempts during

@@ -59,9 +59,18 @@ struct SentinelResolver {
         defer { connection.close(reason: .connectionClosed("\(sentinel): done")) }
         let reply = try await connection.send(["SENTINEL", "get-master-addr-by-name", RedisArgument(masterName)])
         if reply.isNull { return nil }
-        guard let parts = reply.array, parts.count == 2, let host = parts[0].string, let port = parts[1].int else {
-            throw RedisError.protocolError("\(sentinel): unexpected reply to SENTINEL get-master-addr-by-name: \(reply)")
+        guard let address = Self.masterAddress(reply) else {
+            throw RedisError.protocolError("\(sentinel): unexpected reply to SENTINEL get-master-addr-by-name: \(String(describing: reply).prefix(200))")
         }
+        return address
+    }
+
+    /// The host and port of a `SENTINEL get-master-addr-by-name` reply; nil unless it is two
+    /// strings, a host name of 1 to 255 bytes and a port from 1 to 65535 (a larger number would
+    /// wrap to another port when connecting).
+    static func masterAddress(_ reply: RedisValue) -> (host: String, port: Int)? {
+        guard let parts = reply.array, parts.count == 2, let host = parts[0].string, let port = parts[1].int,
+              (1...65535).contains(port), !host.isEmpty, host.utf8.count <= 255 else { return nil }
         return (host, Int(port))
     }
 }

@@ -28,16 +28,19 @@ public struct RedisArgument: Sendable, Hashable, ExpressibleByStringLiteral, Exp
         bytes = Array(double.description.utf8)
     }
 
+    /// The literal's UTF-8 bytes.
     public init(stringLiteral value: String) {
         self.init(value)
     }
 
+    /// The literal in decimal.
     public init(integerLiteral value: Int) {
         self.init(value)
     }
 }
 
 extension RedisArgument: CustomStringConvertible {
+    /// The bytes as text when they are valid UTF-8, else `<N bytes>`.
     public var description: String {
         String(validating: bytes, as: UTF8.self) ?? "<\(bytes.count) bytes>"
     }

@@ -3,11 +3,17 @@
 /// `.error` appears only nested, e.g. inside an `EXEC` result; a top-level error reply is thrown as
 /// `RedisError.errorReply`.
 public enum RedisValue: Sendable, Hashable {
+    /// A simple string reply, e.g. `OK`.
     case status(String)
+    /// An error reply nested in another reply; the full message.
     case error(String)
+    /// An integer reply.
     case integer(Int64)
+    /// A bulk string reply: binary-safe bytes.
     case bulkString([UInt8])
+    /// The nil reply (a null bulk string or array).
     case null
+    /// An array reply.
     case array([RedisValue])
 
     /// A status, or a bulk string that is valid UTF-8.
@@ -49,6 +55,8 @@ public enum RedisValue: Sendable, Hashable {
 }
 
 extension RedisValue: CustomStringConvertible {
+    /// For logs: `+status`, `-error`, `:integer`, a bulk string in quotes (`<N bytes>` when not
+    /// UTF-8), `(nil)`, `[a, b]`.
     public var description: String {
         switch self {
         case .status(let text): "+\(text)"

@@ -77,6 +77,33 @@ public final class SentinelFixture: Sendable {
         return reply.split(separator: "\n").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
 
+    /// One Sentinel serving TLS on `tlsPort` (and plain text on its fixture's port, for `cli`)
+    /// with `certificate`, monitoring the TLS server at `host:port` as `masterName` — whatever that
+    /// server is: a Sentinel names what it was told to, or what its owner wants.
+    public static func sentinelOverTLS(monitoring host: String, port: Int, masterName: String, tlsPort: Int,
+                                       certificate: String, privateKey: String, caFile: String) async throws -> RedisServerFixture {
+        try await RedisServerFixture.launch(executable: "redis-sentinel", password: nil) { plainPort, directory in
+            let config = """
+            port \(plainPort)
+            bind 127.0.0.1
+            protected-mode no
+            dir \(directory)
+            tls-port \(tlsPort)
+            tls-cert-file \(certificate)
+            tls-key-file \(privateKey)
+            tls-ca-cert-file \(caFile)
+            tls-auth-clients no
+            tls-replication yes
+            sentinel monitor \(masterName) \(host) \(port) 1
+            sentinel down-after-milliseconds \(masterName) 60000
+
+            """
+            let path = directory + "/sentinel.conf"
+            try config.write(toFile: path, atomically: true, encoding: .utf8)
+            return [path]
+        }
+    }
+
     /// Kills every process and removes their folders.
     public func shutdown() async {
         for sentinel in sentinelServers { await sentinel.shutdown() }
