@@ -185,9 +185,14 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func handleHead(_ head: HTTPRequestHead) {
+        let facts = RequestHeadFacts(head.headers)
+        if facts.hasPaddedValues {
+            // Rare: handled again with its values trimmed (`OptionalWhitespace`), which leaves none padded.
+            var trimmed = head
+            trimmed.headers = OptionalWhitespace.trimmed(head.headers)
+            return handleHead(trimmed)
+        }
         let start = NIODeadline.now()
-        var head = head
-        let facts = RequestHeadFacts.trimming(&head)
         let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()
         var log = RequestLog(requestID: requestID, method: head.method.rawValue, target: head.uri, start: start)
 

@@ -39,13 +39,14 @@ struct RequestHeadFacts {
     /// `X-Method-Override`), in order: frameworks that honour one run the method it names instead
     /// of the request's — each its own field, first or last, or first element of a list.
     var methodOverrides: [String]?
-    /// Whether some value starts or ends with a space or a tab (`OptionalWhitespace`).
+    /// Whether some value ends with a space or a tab (`OptionalWhitespace`; NIO's decoder drops
+    /// those at the start).
     var hasPaddedValues = false
 
     init(_ headers: HTTPHeaders) {
         for (name, value) in headers {
-            if !hasPaddedValues {
-                hasPaddedValues = OptionalWhitespace.pads(value)
+            if !hasPaddedValues, let last = value.utf8.last {
+                hasPaddedValues = OptionalWhitespace.isSpace(last)
             }
             if !hasAmbiguousNames {
                 hasAmbiguousNames = AmbiguousFieldName.isAmbiguous(name)
@@ -78,15 +79,6 @@ struct RequestHeadFacts {
                 break
             }
         }
-    }
-
-    /// The facts of an HTTP/1.1 request head, whose values are first trimmed of the whitespace
-    /// NIO's decoder leaves at their end (`OptionalWhitespace`), only when some value has any.
-    static func trimming(_ head: inout HTTPRequestHead) -> RequestHeadFacts {
-        let facts = RequestHeadFacts(head.headers)
-        guard facts.hasPaddedValues else { return facts }
-        head.headers = OptionalWhitespace.trimmed(head.headers)
-        return RequestHeadFacts(head.headers)
     }
 
     /// Whether a body follows the head.
