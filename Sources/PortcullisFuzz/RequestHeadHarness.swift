@@ -276,8 +276,11 @@ enum RequestHeadHarness {
 
     /// `path`: the path the router matches (after the path policy).
     static func expectedRoute(_ head: HTTPRequestHead, path: String) -> Expected {
-        // The first Host, without port and a trailing dot, lower-cased.
-        var host = head.headers.first(name: "host").map { value -> String in
+        // The first Host, without the spaces and tabs around it (not part of a field value), port
+        // and a trailing dot, lower-cased.
+        var host = head.headers.first(name: "host").map { raw -> String in
+            let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+            let value = String(raw.drop(while: isSpace).reversed().drop(while: isSpace).reversed())
             if value.hasPrefix("[") { return String(value.dropFirst().prefix { $0 != "]" }).lowercased() }
             let name = String(value.prefix { $0 != ":" }).lowercased()
             return name.hasSuffix(".") ? String(name.dropLast()) : name
