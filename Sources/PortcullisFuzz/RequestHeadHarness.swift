@@ -279,8 +279,11 @@ enum RequestHeadHarness {
         // The first Host, without the spaces and tabs around it (not part of a field value), port
         // and a trailing dot, lower-cased.
         var host = head.headers.first(name: "host").map { raw -> String in
-            let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-            let value = String(raw.drop(while: isSpace).reversed().drop(while: isSpace).reversed())
+            let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+            let bytes = Array(raw.utf8)
+            let start = bytes.firstIndex { !isSpace($0) } ?? bytes.endIndex
+            let end = bytes.lastIndex { !isSpace($0) }.map { $0 + 1 } ?? start
+            let value = String(decoding: bytes[start..<max(start, end)], as: UTF8.self)
             if value.hasPrefix("[") { return String(value.dropFirst().prefix { $0 != "]" }).lowercased() }
             let name = String(value.prefix { $0 != ":" }).lowercased()
             return name.hasSuffix(".") ? String(name.dropLast()) : name

@@ -359,5 +359,9 @@ struct UnderscoreHeaderUnitTests {
         let plain = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x", headers: HTTPHeaders([("Host", "h"), ("Accept", "a b")]))
         #expect(!RequestHeadFacts(plain.headers).hasPaddedValues)
         #expect(OptionalWhitespace.pads("k ") && OptionalWhitespace.pads("\tk") && !OptionalWhitespace.pads("k") && !OptionalWhitespace.pads(""))
+        // A space after a prepended mark (U+0600) is one grapheme with it: trimmed by bytes all the same.
+        let prepended = OptionalWhitespace.trimmed(HTTPHeaders([("X-Api-Key", "k\u{0600} \t"), ("X-Only", " \t ")]))
+        #expect(prepended.map(\.value) == ["k\u{0600}", ""])
+        #expect(!RequestHeadFacts(prepended).hasPaddedValues)
     }
 }

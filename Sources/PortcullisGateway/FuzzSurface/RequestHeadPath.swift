@@ -77,11 +77,11 @@ package struct RequestHeadPath: Sendable {
     /// What the gateway does with a request head NIO's decoder produced, given the token that
     /// authenticated it (nil: an unauthenticated route or none at all).
     package func forward(_ head: HTTPRequestHead, identity: VerifiedToken?, clientAddress: String?, requestID: String) -> Outcome {
-        let facts = RequestHeadFacts(head.headers)
+        var head = head
+        var facts = RequestHeadFacts(head.headers)
         if facts.hasPaddedValues {
-            var trimmed = head
-            trimmed.headers = OptionalWhitespace.trimmed(head.headers)
-            return forward(trimmed, identity: identity, clientAddress: clientAddress, requestID: requestID)
+            head.headers = OptionalWhitespace.trimmed(head.headers)
+            facts = RequestHeadFacts(head.headers)
         }
         guard case .success(let target) = Admission.checkHead(head, facts: facts, policy: table.request) else { return .refused(status: 400) }
         let path = target.path

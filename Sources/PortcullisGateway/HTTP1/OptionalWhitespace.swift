@@ -7,7 +7,8 @@ import NIOHTTP1
 /// a client gets one value read two ways: the gateway keys a rate limit on `KEY ` and `KEY\t` as
 /// two keys, each with a budget of its own, while an upstream's parser (nginx, Go, Node, h11)
 /// strips them and sees one API key. So a request head's values are trimmed once, as it comes,
-/// before anything reads them. HTTP/2 needs none of this: swift-nio-http2 refuses such a value.
+/// before anything reads them. HTTP/2 needs none of this: the gateway resets a stream with such a
+/// value (`HTTP2HeaderBlocks`).
 enum OptionalWhitespace {
     /// Whether `value` ends (or starts) with a space or a tab.
     static func pads(_ value: String) -> Bool {
@@ -26,10 +27,13 @@ enum OptionalWhitespace {
 }
 
 extension String {
-    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace).
+    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace), cut by bytes:
+    /// by `Character`s, a space after a prepended mark (U+0600 …) is part of one grapheme and
+    /// would stay, so a value could still end in a space after trimming.
     func trimmingASCIISpaces() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
-        return String(self[first...last])
+        let bytes = utf8
+        guard let first = bytes.firstIndex(where: { !OptionalWhitespace.isSpace($0) }),
+              let last = bytes.lastIndex(where: { !OptionalWhitespace.isSpace($0) }) else { return "" }
+        return String(decoding: bytes[first...last], as: UTF8.self)
     }
 }

@@ -82,7 +82,7 @@ enum HeaderRewriter {
         let requestRemoved: HeaderNameSet
         /// Removed from upstream responses: hop-by-hop, the route's removals, and the fields the
         /// route or the gateway set.
-        let responseRemoved: HeaderNameSet
+        private let responseRemoved: HeaderNameSet
         /// On a CORS route, every `Access-Control-*` field of an upstream's response is removed
         /// too, whatever its name: the route's rules are the only ones a browser reads.
         let removesAccessControl: Bool
@@ -115,7 +115,8 @@ enum HeaderRewriter {
             removesAccessControl = route.cors != nil
         }
 
-        /// Whether an upstream response field named `name` is left out.
+        /// Whether an upstream response field named `name` is left out (every path that relays an
+        /// upstream's head asks this, never `responseRemoved` alone).
         func removesFromResponse(_ name: some Collection<UInt8>) -> Bool {
             responseRemoved.contains(name) || (removesAccessControl && HeaderRewriter.isAccessControl(name))
         }

@@ -184,13 +184,13 @@ final class ProxyHandler: ChannelDuplexHandler {
         if pipelined.isEmpty { resumeClientReads() }
     }
 
-    private func handleHead(_ head: HTTPRequestHead) {
+    private func handleHead(_ head: HTTPRequestHead, trimmed: Bool = false) {
         let facts = RequestHeadFacts(head.headers)
-        if facts.hasPaddedValues {
-            // Rare: handled again with its values trimmed (`OptionalWhitespace`), which leaves none padded.
-            var trimmed = head
-            trimmed.headers = OptionalWhitespace.trimmed(head.headers)
-            return handleHead(trimmed)
+        if facts.hasPaddedValues, !trimmed {
+            // Rare: handled again with its values trimmed (`OptionalWhitespace`), once.
+            var trimmedHead = head
+            trimmedHead.headers = OptionalWhitespace.trimmed(head.headers)
+            return handleHead(trimmedHead, trimmed: true)
         }
         let start = NIODeadline.now()
         let requestID = RequestID.accept(facts.requestID) ?? RequestID.generate()

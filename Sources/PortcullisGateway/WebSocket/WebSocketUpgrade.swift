@@ -181,7 +181,7 @@ final class WebSocketUpgrade {
         // any response.
         let listed = HeaderRewriter.connectionListed(response.headers)
         for (name, value) in response.headers {
-            if route.headerPolicy.responseRemoved.contains(name) || HeaderNameSet.matches(name, "content-length")
+            if route.headerPolicy.removesFromResponse(name.utf8) || HeaderNameSet.matches(name, "content-length")
                 || listed?.contains(name) == true { continue }
             head.fields.append((name, value))
         }

@@ -33,7 +33,8 @@ final class RedisServerIdentity: ChannelInboundHandler, RemovableChannelHandler 
         promise = eventLoop.makePromise()
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    /// The handshake's own deadline, from the moment TCP is connected (the connect has its own).
+    func channelActive(context: ChannelHandlerContext) {
         let address = self.address, timeout = self.timeout
         let channel = context.channel
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -41,6 +42,7 @@ final class RedisServerIdentity: ChannelInboundHandler, RemovableChannelHandler 
             handler.value.settle(.failure(RedisError.tls("\(address): no TLS handshake within \(timeout) (is the server speaking TLS?)")))
             channel.close(promise: nil)
         }
+        context.fireChannelActive()
     }
 
     /// Completes the promise once; later outcomes (the channel closing after success) are ignored.
@@ -70,6 +72,11 @@ final class RedisServerIdentity: ChannelInboundHandler, RemovableChannelHandler 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         settle(.failure(RedisError.tls("\(address): TLS handshake failed: \(error)")))
         context.fireErrorCaught(error)
+    }
+
+    /// A channel whose connect failed never becomes active: its promise fails here, not never.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        settle(.failure(RedisError.tls("\(address): the connection closed before the TLS handshake")))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
