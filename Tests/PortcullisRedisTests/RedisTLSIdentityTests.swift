@@ -67,11 +67,12 @@ struct RedisTLSIdentityTests {
         #expect(!RedisServerIdentity.certificate(named, isFor: "127.0.0.1"))
         #expect(!RedisServerIdentity.certificate(named, isFor: "portcullis.test"))
         #expect(!RedisServerIdentity.certificate(named, isFor: ""))
-        let wildcard = try der(authority.issue("wild", dnsNames: ["*.redis.test"], ipAddresses: []))
+        let wildcard = try der(authority.issue("wild", dnsNames: ["*.redis.test", "*.internal"], ipAddresses: []))
         #expect(RedisServerIdentity.certificate(wildcard, isFor: "a.redis.test"))
         #expect(!RedisServerIdentity.certificate(wildcard, isFor: "redis.test"))
         #expect(!RedisServerIdentity.certificate(wildcard, isFor: "a.b.redis.test"))
         #expect(!RedisServerIdentity.certificate(wildcard, isFor: ".redis.test"))
+        #expect(!RedisServerIdentity.certificate(wildcard, isFor: "redis.internal"), "a wildcard over one label covers nothing")
         // The subject's CN names the server, but only DNS entries count.
         let commonNameOnly = try der(authority.issue("cn.redis.test", dnsNames: [], ipAddresses: ["127.0.0.1"]))
         #expect(!RedisServerIdentity.certificate(commonNameOnly, isFor: "cn.redis.test"))
@@ -112,9 +113,32 @@ struct RedisTLSIdentityTests {
             configuration.tls = RedisTLS(caFile: lab.authority.certificate, serverName: Self.redisName)
             let error = await firstError(configuration)
             #expect(error?.kind == "tls", "\(String(describing: error))")
-            #expect("\(String(describing: error))".contains(Self.redisName), "\(String(describing: error))")
+            // The Sentinel was asked (its certificate passed against its host); the primary it named was refused.
+            #expect("\(String(describing: error))".contains("named by sentinel"), "\(String(describing: error))")
+            #expect("\(String(describing: error))".contains("does not name \(Self.redisName)"), "\(String(describing: error))")
             #expect(try refusedAuths(impostor) == 0, "the Sentinel's primary was sent the node's AUTH")
         }
+    }
+
+    @Test("a Sentinel whose own certificate names server_name (directly or by wildcard) is refused: it could pass as the primary")
+    func sentinelCertificateMustNotCarryTheName() async throws {
+        let lab = try lab()
+        let (redis, redisPort) = try await tlsServer(lab.redis, lab)
+        let wildcard = try lab.authority.issue("sentinel-wild", dnsNames: ["localhost", "*.portcullis.test"], ipAddresses: ["127.0.0.1"])
+        for certificate in [lab.redis, wildcard] {
+            let sentinelTLSPort = try FreePort.allocate()
+            let sentinel = try await SentinelFixture.sentinelOverTLS(monitoring: "127.0.0.1", port: redisPort, masterName: "pcx",
+                                                                     tlsPort: sentinelTLSPort, certificate: certificate.certificate,
+                                                                     privateKey: certificate.privateKey, caFile: lab.authority.certificate)
+            var configuration = try RedisConfiguration(url: "rediss-sentinel://gateway:gw-secret@127.0.0.1:\(sentinelTLSPort)/pcx")
+            configuration.tls = RedisTLS(caFile: lab.authority.certificate, serverName: Self.redisName)
+            let error = await firstError(configuration)
+            await sentinel.shutdown()
+            #expect(error?.kind == "tls", "\(String(describing: error))")
+            #expect("\(String(describing: error))".contains("could pass as the primary"), "\(String(describing: error))")
+            #expect(try refusedAuths(redis) == 0, "the primary was reached through a Sentinel carrying its name")
+        }
+        await redis.shutdown()
     }
 
     @Test("a Sentinel's answer names a host and a port from 1 to 65535; a port it would wrap (70000) or an empty host is refused")

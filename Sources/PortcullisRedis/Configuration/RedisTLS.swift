@@ -1,8 +1,9 @@
 import NIOSSL
 
 /// TLS to Redis (`rediss://`, `rediss-sentinel://`): the server's certificate is verified against
-/// `caFile` (else the system's roots) and the host name — `serverName` when set, else the host
-/// from the URL (an IP address is checked against the certificate's IP entries). TLS 1.2 or later.
+/// `caFile` (else the system's roots) and the host from the URL (an IP address is checked against
+/// the certificate's IP entries); a data node's must also list `serverName` when set, and a
+/// Sentinel's must not. TLS 1.2 or later.
 /// With `certificateFile` and `privateKeyFile` the client presents a certificate (mutual TLS,
 /// `tls-auth-clients yes`).
 public struct RedisTLS: Sendable {
@@ -12,7 +13,8 @@ public struct RedisTLS: Sendable {
     public var certificateFile: String?
     /// PEM file of the client certificate's private key; set together with `certificateFile` or not at all.
     public var privateKeyFile: String?
-    /// The name to send (SNI) and to verify, when it differs from the host connected to.
+    /// A DNS name every data node's certificate must list (sent as SNI), checked before `AUTH`,
+    /// and that no Sentinel's may list; nil checks data nodes against the host connected to.
     public var serverName: String?
 
     /// TLS settings from these files and name; the files are read by `makeContext()`.

@@ -26,6 +26,8 @@ final class RedisConnection: Sendable {
         var context: NIOSSLContext
         var serverName: String?
         var requiredName: String?
+        /// A DNS name the certificate must not list (`RedisServerIdentity`).
+        var forbiddenName: String?
     }
 
     /// What to send right after connecting, before anyone else may use the connection.
@@ -63,7 +65,7 @@ final class RedisConnection: Sendable {
                     if let tls {
                         try channel.pipeline.syncOperations.addHandlers([
                             NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName),
-                            RedisServerIdentity(requiredName: tls.requiredName, timeout: TimeAmount(connectTimeout), address: address,
+                            RedisServerIdentity(requiredName: tls.requiredName, forbiddenName: tls.forbiddenName, timeout: TimeAmount(connectTimeout), address: address,
                                                 eventLoop: channel.eventLoop),
                         ])
                     }

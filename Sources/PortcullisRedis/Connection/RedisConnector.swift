@@ -29,13 +29,16 @@ struct RedisConnector: Sendable {
 
     /// TLS for a connection to `target` (nil without TLS). A data node is verified against
     /// `server_name` when set — which its certificate must then list as a DNS name — else the
-    /// host connected to. A Sentinel is verified against its host from the URL: `server_name`
-    /// names the Redis servers, and a Sentinel's certificate must not carry it.
+    /// host connected to. A Sentinel is verified against its host from the URL, and refused if
+    /// its certificate names `server_name`: that name is the Redis servers' alone.
     private func tls(for target: RedisConnection.Target, sentinel: Bool = false) throws -> RedisConnection.TLS? {
         guard let tls = try tls.get() else { return nil }
         let pinned = sentinel ? nil : configuration.tls?.serverName
-        guard case .tcp(let host, _) = target else { return RedisConnection.TLS(context: tls, serverName: pinned, requiredName: pinned) }
-        return RedisConnection.TLS(context: tls, serverName: pinned ?? (host.isIPAddress ? nil : host), requiredName: pinned)
+        let forbidden = sentinel ? configuration.tls?.serverName : nil
+        guard case .tcp(let host, _) = target else {
+            return RedisConnection.TLS(context: tls, serverName: pinned, requiredName: pinned, forbiddenName: forbidden)
+        }
+        return RedisConnection.TLS(context: tls, serverName: pinned ?? (host.isIPAddress ? nil : host), requiredName: pinned, forbiddenName: forbidden)
     }
 
     /// True when READONLY replies should drop the connection so the next command re-resolves the master.

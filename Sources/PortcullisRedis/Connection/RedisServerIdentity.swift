@@ -17,6 +17,7 @@ final class RedisServerIdentity: ChannelInboundHandler, RemovableChannelHandler 
     typealias InboundOut = ByteBuffer
 
     private let requiredName: String?
+    private let forbiddenName: String?
     private let timeout: TimeAmount
     private let address: String
     private let promise: EventLoopPromise<Void>
@@ -26,8 +27,13 @@ final class RedisServerIdentity: ChannelInboundHandler, RemovableChannelHandler 
     /// Completes when the server is verified; fails (and the channel closes) otherwise.
     var verified: EventLoopFuture<Void> { promise.futureResult }
 
-    init(requiredName: String?, timeout: TimeAmount, address: String, eventLoop: any EventLoop) {
+    /// - Parameters:
+    ///   - requiredName: a DNS name the certificate must list (a data node's `server_name`).
+    ///   - forbiddenName: a DNS name it must not list (a Sentinel's, whose certificate naming
+    ///     `server_name` would let it pass as the primary).
+    init(requiredName: String?, forbiddenName: String? = nil, timeout: TimeAmount, address: String, eventLoop: any EventLoop) {
         self.requiredName = requiredName
+        self.forbiddenName = forbiddenName
         self.timeout = timeout
         self.address = address
         promise = eventLoop.makePromise()
@@ -55,14 +61,17 @@ final class RedisServerIdentity: ChannelInboundHandler, RemovableChannelHandler 
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
-            if let requiredName {
-                let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
-                let der = try? certificate?.toDERBytes()
-                guard let der, Self.certificate(der, isFor: requiredName) else {
-                    settle(.failure(RedisError.tls("\(address): the server's certificate does not name \(requiredName) (redis_tls.server_name) among its DNS names")))
-                    context.close(promise: nil)
-                    return
-                }
+            let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
+            let der = (try? certificate?.toDERBytes()) ?? []
+            if let requiredName, !Self.certificate(der, isFor: requiredName) {
+                settle(.failure(RedisError.tls("\(address): the server's certificate does not name \(requiredName) (redis_tls.server_name) among its DNS names")))
+                context.close(promise: nil)
+                return
+            }
+            if let forbiddenName, Self.certificate(der, isFor: forbiddenName) {
+                settle(.failure(RedisError.tls("\(address): this Sentinel's certificate names \(forbiddenName) (redis_tls.server_name), so it could pass as the primary; give that name to the Redis servers' certificates only")))
+                context.close(promise: nil)
+                return
             }
             settle(.success(()))
         }
@@ -96,8 +105,9 @@ final class RedisServerIdentity: ChannelInboundHandler, RemovableChannelHandler 
         for case .dnsName(let dnsName) in names {
             let listed = normalised(dnsName)
             if listed == wanted { return true }
+            // A wildcard covers one label under a name of two labels at least (`*.internal` none).
             if listed.hasPrefix("*."), let dot = wanted.firstIndex(of: "."), dot != wanted.startIndex,
-               wanted[wanted.index(after: dot)...] == listed.dropFirst(2), !listed.dropFirst(2).isEmpty {
+               wanted[wanted.index(after: dot)...] == listed.dropFirst(2), listed.dropFirst(2).contains(".") {
                 return true
             }
         }
