@@ -52,28 +52,28 @@ public struct PortcullisMetricsFactory: MetricsFactory {
         return registry.durationHistogram(label, labels: dimensions, buckets: buckets, help: help(label))
     }
 
-    /// Removes the counter from `registry`; a handler this factory did not make is ignored.
+    /// Removes the counter from `registry`; a handler of another kind is ignored.
     public func destroyCounter(_ handler: any CounterHandler) {
         if let counter = handler as? Prometheus.Counter { registry.unregisterCounter(counter) }
     }
 
-    /// Removes the counter from `registry`; a handler this factory did not make is ignored.
+    /// Removes the counter from `registry`; a handler of another kind is ignored.
     public func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {
         if let counter = handler as? Prometheus.Counter { registry.unregisterCounter(counter) }
     }
 
-    /// Removes the gauge or value histogram from `registry`; a handler this factory did not make is ignored.
+    /// Removes the gauge or value histogram from `registry`; a handler of another kind is ignored.
     public func destroyRecorder(_ handler: any RecorderHandler) {
         if let gauge = handler as? Prometheus.Gauge { registry.unregisterGauge(gauge) }
         if let histogram = handler as? ValueHistogram { registry.unregisterValueHistogram(histogram) }
     }
 
-    /// Removes the gauge from `registry`; a handler this factory did not make is ignored.
+    /// Removes the gauge from `registry`; a handler of another kind is ignored.
     public func destroyMeter(_ handler: any MeterHandler) {
         if let gauge = handler as? Prometheus.Gauge { registry.unregisterGauge(gauge) }
     }
 
-    /// Removes the duration histogram from `registry`; a handler this factory did not make is ignored.
+    /// Removes the duration histogram from `registry`; a handler of another kind is ignored.
     public func destroyTimer(_ handler: any TimerHandler) {
         if let histogram = handler as? DurationHistogram { registry.unregisterDurationHistogram(histogram) }
     }

@@ -155,7 +155,7 @@ final class CORSTests {
     }
 
     /// The upstream's response also says `Access-Control-Allow-Private-Network: true` and a made-up
-    /// `ACCESS-CONTROL-MADE-UP`: the build before removed only the six fields the gateway writes.
+    /// `ACCESS-CONTROL-MADE-UP`, beyond the six fields the gateway writes itself.
     @Test("an attacker's origin is never reflected: not on a 401, not on a 200, not from an upstream that allows everyone", arguments: [
         "https://evil.example", "https://app.example.evil.example", "https://evil.example/https://app.example", "null",
     ])
@@ -176,7 +176,7 @@ final class CORSTests {
     }
 
     /// The upstream answers the upgrade with its wide-open 200, which the gateway relays as the
-    /// refusal it is; a bypass review found the upgrade path still removing only six names.
+    /// refusal it is, through the WebSocket path's own copy of the upstream's head.
     @Test("on a CORS route with WebSocket, the upstream's answer to an upgrade carries none of its Access-Control-* fields")
     func webSocketAnswerLosesUpstreamCORSFields() throws {
         let response = try gateway.request("GET", "/raw/cors-wide-open", headers: [

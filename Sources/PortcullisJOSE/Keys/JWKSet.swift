@@ -16,7 +16,8 @@ import Logging
 public struct JWKSet: Sendable {
     /// A key that was left out, and why.
     public struct SkippedKey: Sendable, Equatable, CustomStringConvertible {
-        /// Position in the `keys` array (nil for configured HMAC secrets).
+        /// Position in the `keys` array (nil for configured HMAC secrets and for a duplicate kid
+        /// and algorithm).
         public let index: Int?
         /// The key's `kid`, if it had one.
         public let keyID: String?

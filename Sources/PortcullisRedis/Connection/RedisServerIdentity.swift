@@ -8,10 +8,10 @@ import X509
 /// or IP connected to), then, when `requiredName` is set (`redis_tls.server_name`), a DNS name in
 /// the certificate equal to it.
 ///
-/// NIOSSL alone takes a certificate whose IP entry matches the address connected to whatever name
-/// it was given, and under Sentinel that address is whatever a Sentinel named: any certificate
-/// the CA signed for the Sentinel's own host — the Sentinel's — passed as the primary's, and the
-/// node sent it its Redis password. A name only the Redis servers' certificates carry closes that.
+/// NIOSSL alone takes a certificate whose IP entry matches the address connected to, whatever name
+/// it was given, and under Sentinel that address is whatever a Sentinel names: any certificate
+/// the CA signed for the Sentinel's own host — the Sentinel's — would pass as the primary's and be
+/// sent the node's Redis password. A name only the Redis servers' certificates carry prevents it.
 final class RedisServerIdentity: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
