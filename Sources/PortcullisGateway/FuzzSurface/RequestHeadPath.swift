@@ -77,12 +77,8 @@ package struct RequestHeadPath: Sendable {
     /// What the gateway does with a request head NIO's decoder produced, given the token that
     /// authenticated it (nil: an unauthenticated route or none at all).
     package func forward(_ head: HTTPRequestHead, identity: VerifiedToken?, clientAddress: String?, requestID: String) -> Outcome {
-        var head = head
-        var facts = RequestHeadFacts(head.headers)
-        if facts.hasPaddedValues {
-            head.headers = OptionalWhitespace.trimmed(head.headers)
-            facts = RequestHeadFacts(head.headers)
-        }
+        let head = Self.trimmed(head)
+        let facts = RequestHeadFacts(head.headers)
         guard case .success(let target) = Admission.checkHead(head, facts: facts, policy: table.request) else { return .refused(status: 400) }
         let path = target.path
         switch table.router.match(host: HostHeader.name(facts.host), path: path, method: head.method.rawValue) {
@@ -100,9 +96,18 @@ package struct RequestHeadPath: Sendable {
         }
     }
 
+    /// `head` as `ProxyHandler` reads it: values without the spaces and tabs at their ends.
+    private static func trimmed(_ head: HTTPRequestHead) -> HTTPRequestHead {
+        guard RequestHeadFacts(head.headers).hasPaddedValues else { return head }
+        var trimmed = head
+        trimmed.headers = OptionalWhitespace.trimmed(head.headers)
+        return trimmed
+    }
+
     /// The path the router matches for `head` (the target after the path policy), nil when the
     /// head checks refuse it.
     package func routedPath(_ head: HTTPRequestHead) -> String? {
+        let head = Self.trimmed(head)
         guard case .success(let target) = Admission.checkHead(head, facts: RequestHeadFacts(head.headers), policy: table.request) else { return nil }
         return String(target.path)
     }
